@@ -1,0 +1,13 @@
+//! mxsim: a deterministic discrete-event simulator and testbed for Matrix federation.
+//!
+//! The crate is layered (see ARCHITECTURE.md); arrows point down only, and
+//! `tests/it/tidy.rs` enforces the allowed `use crate::…` edges:
+//!
+//! - L0 [`stdx`]: integer ratios, virtual time, the seeded generator.
+//! - L1 [`matrix`]: the pure protocol core.
+//! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
+//!   and the wall clock.
+
+pub mod cli;
+pub mod matrix;
+pub mod stdx;

@@ -1,0 +1,638 @@
+//! Canonical JSON: a strict parser and the canonical encoder.
+//!
+//! Spec: appendices, "Canonical JSON" (digest: spec/canonical-json-and-signing.md §1).
+//! Values are `serde_json::Value` built with sorted maps (`serde_json` without the
+//! `preserve_order` feature keeps object keys in a `BTreeMap`, whose byte order equals the
+//! code-point order the spec asks for). Every number in a value that passed [`parse`] or
+//! [`check`] is an integer in `[-(2^53)+1, 2^53-1]`.
+//!
+//! The parser is written here rather than borrowed from `serde_json` because untrusted input
+//! needs errors with line and column, a nesting limit, refusal of duplicate keys, and an
+//! exact decision on numbers (`-0`, exponents, fractions) that `serde_json` does not expose.
+
+use std::fmt;
+
+use serde_json::{Map, Number, Value};
+
+/// A JSON object with keys in canonical (code-point) order.
+pub type Object = Map<String, Value>;
+
+/// Largest integer canonical JSON allows: 2^53 - 1.
+pub const INT_MAX: i64 = (1 << 53) - 1;
+/// Smallest integer canonical JSON allows: -(2^53) + 1.
+pub const INT_MIN: i64 = -INT_MAX;
+
+/// Deepest nesting of arrays and objects the parser accepts.
+///
+/// [impl] Not a spec number: `serde_json` uses 128 as its recursion limit, and no valid PDU
+/// comes close to it.
+pub const DEPTH_MAX: u32 = 128;
+
+/// How the parser treats numbers that are not plain integer literals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Numbers {
+    /// Only integer literals (`-0` is read as `0`). Anything with a fraction or exponent
+    /// is refused. This is what federation input gets: room versions ≥ 6 must strictly
+    /// enforce canonical JSON, and a float is not canonical JSON.
+    IntegerLiterals,
+    /// Also accept literals with a fraction or exponent whose exact value is an integer in
+    /// range (`1e10` → `10000000000`, `2.0` → `2`), as the spec's own canonical-JSON example
+    /// does. Non-integral values are still refused. Use for normalising hand-written input.
+    IntegralValues,
+}
+
+/// Why a text is not acceptable JSON, with its 1-based line and column.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {problem}")]
+pub struct ParseError {
+    pub line: u64,
+    pub column: u64,
+    pub problem: String,
+}
+
+/// Why a value built in memory cannot be written as canonical JSON.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct ValueError {
+    /// JSON path of the offending value, e.g. `$.content.n`.
+    pub path: String,
+    pub problem: String,
+}
+
+/// Parses `bytes` as one JSON value (with optional surrounding whitespace).
+pub fn parse(bytes: &[u8], numbers: Numbers) -> Result<Value, ParseError> {
+    let mut parser = Parser { bytes, pos: 0, numbers, depth: 0 };
+    parser.skip_whitespace();
+    let value = parser.value()?;
+    parser.skip_whitespace();
+    if parser.pos != bytes.len() {
+        return Err(parser.error("unexpected data after the JSON value"));
+    }
+    Ok(value)
+}
+
+/// Checks that a value built in memory (or by `serde_json`) is canonical-JSON-representable:
+/// every number an integer in range.
+pub fn check(value: &Value) -> Result<(), ValueError> {
+    let mut path = String::from("$");
+    check_at(value, &mut path)
+}
+
+fn check_at(value: &Value, path: &mut String) -> Result<(), ValueError> {
+    match value {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if (INT_MIN..=INT_MAX).contains(&i) => Ok(()),
+            Some(_) => Err(value_error(path, "integer out of the range [-(2^53)+1, 2^53-1]")),
+            None if n.is_u64() => {
+                Err(value_error(path, "integer out of the range [-(2^53)+1, 2^53-1]"))
+            }
+            None => Err(value_error(path, "floats are not permitted in canonical JSON")),
+        },
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{index}]"));
+                check_at(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                push_key(path, key);
+                check_at(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+    }
+}
+
+/// Appends `.key` (or `["key"]` when the key is not a plain identifier) to a JSON path.
+pub fn push_key(path: &mut String, key: &str) {
+    let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if plain {
+        path.push('.');
+        path.push_str(key);
+    } else {
+        path.push_str("[\"");
+        for c in key.chars() {
+            if c == '"' || c == '\\' {
+                path.push('\\');
+            }
+            path.push(c);
+        }
+        path.push_str("\"]");
+    }
+}
+
+fn value_error(path: &str, problem: &str) -> ValueError {
+    ValueError { path: path.to_owned(), problem: problem.to_owned() }
+}
+
+/// Encodes a value as canonical JSON. Fails only if the value holds a number that
+/// canonical JSON cannot represent (see [`check`]).
+pub fn encode(value: &Value) -> Result<Vec<u8>, ValueError> {
+    check(value)?;
+    let mut out = Vec::with_capacity(256);
+    write_value(&mut out, value);
+    Ok(out)
+}
+
+/// Encodes an object as canonical JSON (see [`encode`]).
+pub fn encode_object(object: &Object) -> Result<Vec<u8>, ValueError> {
+    let mut path = String::from("$");
+    for (key, item) in object {
+        let len = path.len();
+        push_key(&mut path, key);
+        check_at(item, &mut path)?;
+        path.truncate(len);
+    }
+    let mut out = Vec::with_capacity(256);
+    write_object(&mut out, object);
+    Ok(out)
+}
+
+/// Encodes a value already known to be valid (it came from [`parse`] or passed [`check`]).
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            let i = n.as_i64().expect("checked: canonical numbers are i64");
+            out.extend_from_slice(i.to_string().as_bytes());
+        }
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_object(out, map),
+    }
+}
+
+fn write_object(out: &mut Vec<u8>, map: &Object) {
+    out.push(b'{');
+    // `Map` is a BTreeMap here: iteration is in byte order of the keys, which for UTF-8 is
+    // code-point order, exactly what canonical JSON requires.
+    for (index, (key, item)) in map.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_string(out, key);
+        out.push(b':');
+        write_value(out, item);
+    }
+    out.push(b'}');
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (index, &b) in bytes.iter().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            0x09 => Some(b"\\t"),
+            0x0a => Some(b"\\n"),
+            0x0c => Some(b"\\f"),
+            0x0d => Some(b"\\r"),
+            _ => None,
+        };
+        if escape.is_none() && b >= 0x20 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..index]);
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        start = index + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    numbers: Numbers,
+    depth: u32,
+}
+
+impl Parser<'_> {
+    fn error(&self, problem: impl fmt::Display) -> ParseError {
+        self.error_at(self.pos, problem)
+    }
+
+    fn error_at(&self, pos: usize, problem: impl fmt::Display) -> ParseError {
+        let pos = pos.min(self.bytes.len());
+        let before = &self.bytes[..pos];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Columns count characters, not bytes, so they match what an editor shows.
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        ParseError { line: line as u64, column: column as u64, problem: problem.to_string() }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect_literal(&mut self, literal: &[u8], value: Value) -> Result<Value, ParseError> {
+        if self.bytes[self.pos..].starts_with(literal) {
+            self.pos += literal.len();
+            Ok(value)
+        } else {
+            Err(self.error("invalid literal (expected true, false or null)"))
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, ParseError> {
+        match self.peek() {
+            None => Err(self.error("unexpected end of input")),
+            Some(b'{') => self.nested(Self::object),
+            Some(b'[') => self.nested(Self::array),
+            Some(b'"') => Ok(Value::String(self.string()?)),
+            Some(b't') => self.expect_literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.expect_literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.expect_literal(b"null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(other) => Err(self.error(format!("unexpected character {:?}", other as char))),
+        }
+    }
+
+    fn nested(
+        &mut self,
+        inner: fn(&mut Self) -> Result<Value, ParseError>,
+    ) -> Result<Value, ParseError> {
+        if self.depth >= DEPTH_MAX {
+            return Err(self.error(format!("nesting deeper than {DEPTH_MAX} levels")));
+        }
+        self.depth += 1;
+        let result = inner(self);
+        self.depth -= 1;
+        result
+    }
+
+    fn object(&mut self) -> Result<Value, ParseError> {
+        assert_eq!(self.peek(), Some(b'{'));
+        self.pos += 1;
+        let mut map = Object::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(map));
+        }
+        loop {
+            self.skip_whitespace();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a string key"));
+            }
+            let key_pos = self.pos;
+            let key = self.string()?;
+            self.skip_whitespace();
+            if self.peek() != Some(b':') {
+                return Err(self.error("expected ':' after an object key"));
+            }
+            self.pos += 1;
+            self.skip_whitespace();
+            let item = self.value()?;
+            if map.contains_key(&key) {
+                return Err(self.error_at(key_pos, format!("duplicate object key {key:?}")));
+            }
+            map.insert(key, item);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(map));
+                }
+                _ => return Err(self.error("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
+    fn array(&mut self) -> Result<Value, ParseError> {
+        assert_eq!(self.peek(), Some(b'['));
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.skip_whitespace();
+            items.push(self.value()?);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(self.error("expected ',' or ']' in an array")),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ParseError> {
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("truncated \\u escape (expected four hexadecimal digits)"))?;
+        let mut code = 0u32;
+        for &d in digits {
+            let v = (d as char).to_digit(16).ok_or_else(|| {
+                self.error("invalid \\u escape (expected four hexadecimal digits)")
+            })?;
+            code = code * 16 + v;
+        }
+        self.pos += 4;
+        Ok(code)
+    }
+
+    fn string(&mut self) -> Result<String, ParseError> {
+        assert_eq!(self.peek(), Some(b'"'));
+        let start_pos = self.pos;
+        self.pos += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(self.error_at(start_pos, "unterminated string"));
+            };
+            match b {
+                b'"' => {
+                    self.pos += 1;
+                    break;
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    let Some(e) = self.peek() else {
+                        return Err(self.error_at(start_pos, "unterminated string"));
+                    };
+                    self.pos += 1;
+                    let simple = match e {
+                        b'"' => Some(b'"'),
+                        b'\\' => Some(b'\\'),
+                        b'/' => Some(b'/'),
+                        b'b' => Some(0x08),
+                        b'f' => Some(0x0c),
+                        b'n' => Some(b'\n'),
+                        b'r' => Some(b'\r'),
+                        b't' => Some(b'\t'),
+                        b'u' => None,
+                        _ => return Err(self.error_at(self.pos - 1, "invalid escape in string")),
+                    };
+                    if let Some(s) = simple {
+                        out.push(s);
+                        continue;
+                    }
+                    let escape_pos = self.pos - 2;
+                    let high = self.hex4()?;
+                    let code = if (0xD800..0xDC00).contains(&high) {
+                        if !self.bytes[self.pos..].starts_with(b"\\u") {
+                            return Err(
+                                self.error_at(escape_pos, "unpaired surrogate in \\u escape")
+                            );
+                        }
+                        self.pos += 2;
+                        let low = self.hex4()?;
+                        if !(0xDC00..0xE000).contains(&low) {
+                            return Err(
+                                self.error_at(escape_pos, "unpaired surrogate in \\u escape")
+                            );
+                        }
+                        0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00..0xE000).contains(&high) {
+                        return Err(self.error_at(escape_pos, "unpaired surrogate in \\u escape"));
+                    } else {
+                        high
+                    };
+                    let c = char::from_u32(code).expect("surrogates excluded above");
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                0x00..=0x1f => {
+                    return Err(self.error("raw control character in string (must be escaped)"));
+                }
+                _ => {
+                    out.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
+        String::from_utf8(out).map_err(|_| self.error_at(start_pos, "string is not valid UTF-8"))
+    }
+
+    fn number(&mut self) -> Result<Value, ParseError> {
+        let start = self.pos;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(b'0'..=b'9') = self.peek() {
+                    self.pos += 1;
+                }
+            }
+            _ => return Err(self.error("invalid number")),
+        }
+        let int_digits = &self.bytes[int_start..self.pos];
+        let mut frac_digits: &[u8] = &[];
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            let frac_start = self.pos;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.pos += 1;
+            }
+            if self.pos == frac_start {
+                return Err(self.error("invalid number (no digits after '.')"));
+            }
+            frac_digits = &self.bytes[frac_start..self.pos];
+        }
+        let mut exponent: i64 = 0;
+        let mut has_exponent = false;
+        if let Some(b'e' | b'E') = self.peek() {
+            has_exponent = true;
+            self.pos += 1;
+            let exp_negative = match self.peek() {
+                Some(b'-') => {
+                    self.pos += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.pos += 1;
+                    false
+                }
+                _ => false,
+            };
+            let exp_start = self.pos;
+            while let Some(b'0'..=b'9') = self.peek() {
+                // Saturate: an exponent this large makes the value out of range anyway.
+                exponent = (exponent * 10 + i64::from(self.bytes[self.pos] - b'0')).min(1 << 20);
+                self.pos += 1;
+            }
+            if self.pos == exp_start {
+                return Err(self.error("invalid number (no digits in exponent)"));
+            }
+            if exp_negative {
+                exponent = -exponent;
+            }
+        }
+        let literal = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII digits");
+        if (has_exponent || !frac_digits.is_empty()) && self.numbers == Numbers::IntegerLiterals {
+            return Err(self.error_at(
+                start,
+                format!("number {literal} is not an integer literal (floats are not permitted)"),
+            ));
+        }
+        // Exact decimal arithmetic: digits = int_digits ++ frac_digits, scaled by
+        // 10^(exponent - frac_len). Strip trailing zeros to decide integrality.
+        let mut digits: Vec<u8> = int_digits.iter().chain(frac_digits).map(|d| d - b'0').collect();
+        let mut scale = exponent - frac_digits.len() as i64;
+        while digits.len() > 1 && digits.last() == Some(&0) && scale < 0 {
+            digits.pop();
+            scale += 1;
+        }
+        let first_nonzero = digits.iter().position(|&d| d != 0);
+        let Some(first_nonzero) = first_nonzero else {
+            // Zero in any spelling (including -0) is the integer 0.
+            return Ok(Value::Number(Number::from(0)));
+        };
+        if scale < 0 {
+            return Err(self.error_at(start, format!("number {literal} is not an integer")));
+        }
+        let significant = digits.len() - first_nonzero;
+        if significant as i64 + scale > 16 {
+            return Err(self.error_at(
+                start,
+                format!("integer {literal} out of the range [-(2^53)+1, 2^53-1]"),
+            ));
+        }
+        let mut magnitude: i64 = 0;
+        for &d in &digits[first_nonzero..] {
+            magnitude = magnitude * 10 + i64::from(d);
+        }
+        for _ in 0..scale {
+            magnitude *= 10;
+        }
+        if magnitude > INT_MAX {
+            return Err(self.error_at(
+                start,
+                format!("integer {literal} out of the range [-(2^53)+1, 2^53-1]"),
+            ));
+        }
+        let value = if negative { -magnitude } else { magnitude };
+        Ok(Value::Number(Number::from(value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(text: &str, numbers: Numbers) -> String {
+        let value = parse(text.as_bytes(), numbers).unwrap();
+        String::from_utf8(encode(&value).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn numbers() {
+        let lit = Numbers::IntegerLiterals;
+        assert_eq!(
+            canon("[0,-0,1,-1,9007199254740991,-9007199254740991]", lit),
+            "[0,0,1,-1,9007199254740991,-9007199254740991]"
+        );
+        assert!(parse(b"9007199254740992", lit).is_err());
+        assert!(parse(b"-9007199254740992", lit).is_err());
+        assert!(parse(b"1.0", lit).is_err());
+        assert!(parse(b"1e2", lit).is_err());
+        assert!(parse(b"01", lit).is_err());
+        assert!(parse(b"+1", lit).is_err());
+        assert!(parse(b"1.", lit).is_err());
+        let val = Numbers::IntegralValues;
+        assert_eq!(
+            canon("[1e10,2.0,-0.0,1.5e1,120e-1,0e99999999]", val),
+            "[10000000000,2,0,15,12,0]"
+        );
+        assert!(parse(b"1.5", val).is_err());
+        assert!(parse(b"1e-1", val).is_err());
+        assert!(parse(b"1e16", val).is_err());
+        assert!(parse(b"9007199254740991.0", val).is_ok());
+        assert!(parse(b"9.007199254740992e15", val).is_err());
+        assert!(parse(b"1e999999999999999999", val).is_err());
+    }
+
+    #[test]
+    fn strings_are_escaped_minimally() {
+        let lit = Numbers::IntegerLiterals;
+        assert_eq!(
+            canon(r#""a\"\\\/\b\f\n\r\t\u0000\u001f\u007f\u00e9\ud83d\ude00""#, lit),
+            "\"a\\\"\\\\/\\b\\f\\n\\r\\t\\u0000\\u001f\u{7f}é😀\""
+        );
+        assert!(parse(b"\"\\ud83d\"", lit).is_err());
+        assert!(parse(b"\"\\ude00\"", lit).is_err());
+        assert!(parse(b"\"\x01\"", lit).is_err());
+        assert!(parse(b"\"\xff\"", lit).is_err());
+        assert!(parse(b"\"\\x\"", lit).is_err());
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let err = parse(b"{\n  \"a\": 1,\n  \"a\": 2\n}", Numbers::IntegerLiterals).unwrap_err();
+        assert_eq!((err.line, err.column), (3, 3));
+        assert!(err.problem.contains("duplicate"), "{err}");
+        let err = parse(b"{\"a\": 1.5}", Numbers::IntegerLiterals).unwrap_err();
+        assert_eq!((err.line, err.column), (1, 7));
+        let err = parse(b"[1,]", Numbers::IntegerLiterals).unwrap_err();
+        assert_eq!((err.line, err.column), (1, 4));
+        let err = parse(b"{} x", Numbers::IntegerLiterals).unwrap_err();
+        assert_eq!((err.line, err.column), (1, 4));
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(
+            parse(deep.as_bytes(), Numbers::IntegerLiterals)
+                .unwrap_err()
+                .problem
+                .contains("nesting")
+        );
+        let ok = "[".repeat(128) + &"]".repeat(128);
+        assert!(parse(ok.as_bytes(), Numbers::IntegerLiterals).is_ok());
+    }
+
+    #[test]
+    fn check_refuses_floats_with_their_path() {
+        let value = serde_json::json!({"a": [1, {"b c": 1.5}]});
+        let err = check(&value).unwrap_err();
+        assert_eq!(err.path, "$.a[1][\"b c\"]");
+        assert!(encode(&serde_json::json!({"n": 9007199254740992_i64})).is_err());
+        assert!(encode(&serde_json::json!({"n": u64::MAX})).is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! Identifiers: server names, user ids, room ids and event ids, with the spec's grammar.
+//!
+//! Spec: appendices "Identifier Grammar" and the room-version event-id and room-id formats
+//! (digest: spec/events.md §3). Every id is at most 255 bytes.
+//!
+//! [`EventId`] is cheap to clone (`Arc<str>`): state resolution and the DAG code copy ids
+//! far more often than they create them.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest user id, room id, event id (in bytes).
+pub const ID_BYTES_MAX: usize = 255;
+/// Length of the URL-safe unpadded base64 of a SHA-256 digest.
+pub const HASH_B64_LEN: usize = 43;
+
+/// Why a string is not a valid identifier of its kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {value:?}: {problem}")]
+pub struct IdError {
+    pub kind: &'static str,
+    pub value: String,
+    pub problem: &'static str,
+}
+
+fn id_error(kind: &'static str, value: &str, problem: &'static str) -> IdError {
+    // Keep error messages bounded even for hostile input.
+    let value: String = value.chars().take(80).collect();
+    IdError { kind, value, problem }
+}
+
+/// Checks a server name: `hostname [":" port]`, hostname an IPv4 literal, a bracketed IPv6
+/// literal or a DNS name of `[A-Za-z0-9.-]` (1–255 characters); port 1–5 digits.
+pub fn check_server_name(name: &str) -> Result<(), IdError> {
+    const KIND: &str = "server name";
+    let (host, port) = if let Some(rest) = name.strip_prefix('[') {
+        let Some(close) = rest.find(']') else {
+            return Err(id_error(KIND, name, "unterminated IPv6 literal"));
+        };
+        let literal = &rest[..close];
+        let ok = (2..=45).contains(&literal.len())
+            && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !ok {
+            return Err(id_error(KIND, name, "invalid IPv6 literal"));
+        }
+        let after = &rest[close + 1..];
+        match after.strip_prefix(':') {
+            Some(port) => (None, Some(port)),
+            None if after.is_empty() => (None, None),
+            None => return Err(id_error(KIND, name, "unexpected text after IPv6 literal")),
+        }
+    } else {
+        match name.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(name), None),
+        }
+    };
+    if let Some(host) = host {
+        // An IPv4 literal is also a valid DNS name under this character set, so one check
+        // covers both.
+        if host.is_empty() || host.len() > 255 {
+            return Err(id_error(KIND, name, "hostname must be 1 to 255 characters"));
+        }
+        if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            return Err(id_error(KIND, name, "hostname may only contain A-Z a-z 0-9 . -"));
+        }
+    }
+    if let Some(port) = port {
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(id_error(KIND, name, "port must be 1 to 5 digits"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a user-id localpart uses only the characters new ids may use:
+/// `a-z 0-9 . _ = - / +`.
+pub fn is_strict_user_localpart(localpart: &str) -> bool {
+    !localpart.is_empty()
+        && localpart
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._=-/+".contains(&b))
+}
+
+/// Checks a user id `@localpart:server_name` and returns `(localpart, server_name)`.
+///
+/// Accepts historical localparts (any characters but `:` and NUL), as servers must over
+/// federation; use [`is_strict_user_localpart`] for ids this server creates.
+pub fn parse_user_id(id: &str) -> Result<(&str, &str), IdError> {
+    const KIND: &str = "user id";
+    if id.len() > ID_BYTES_MAX {
+        return Err(id_error(KIND, id, "longer than 255 bytes"));
+    }
+    let Some(rest) = id.strip_prefix('@') else {
+        return Err(id_error(KIND, id, "must start with '@'"));
+    };
+    let Some((localpart, server)) = rest.split_once(':') else {
+        return Err(id_error(KIND, id, "must contain ':' before the server name"));
+    };
+    if localpart.is_empty() {
+        return Err(id_error(KIND, id, "empty localpart"));
+    }
+    if localpart.contains('\0') {
+        return Err(id_error(KIND, id, "localpart contains NUL"));
+    }
+    check_server_name(server).map_err(|e| id_error(KIND, id, e.problem))?;
+    Ok((localpart, server))
+}
+
+/// The server name of a user id, or `None` if it is not a valid user id.
+pub fn user_server(id: &str) -> Option<&str> {
+    parse_user_id(id).ok().map(|(_, server)| server)
+}
+
+/// How room ids look in a room version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomIdFormat {
+    /// `!opaque:domain` (room versions 1–11).
+    Domain,
+    /// `!` + the create event's reference hash, URL-safe unpadded base64 (room version 12).
+    CreateEventHash,
+}
+
+/// Checks a room id in the given format.
+pub fn check_room_id(id: &str, format: RoomIdFormat) -> Result<(), IdError> {
+    const KIND: &str = "room id";
+    if id.len() > ID_BYTES_MAX {
+        return Err(id_error(KIND, id, "longer than 255 bytes"));
+    }
+    let Some(rest) = id.strip_prefix('!') else {
+        return Err(id_error(KIND, id, "must start with '!'"));
+    };
+    match format {
+        RoomIdFormat::Domain => {
+            let Some((localpart, domain)) = rest.split_once(':') else {
+                return Err(id_error(KIND, id, "must be !localpart:domain"));
+            };
+            if localpart.contains('\0') {
+                return Err(id_error(KIND, id, "localpart contains NUL"));
+            }
+            check_server_name(domain).map_err(|e| id_error(KIND, id, e.problem))
+        }
+        RoomIdFormat::CreateEventHash => {
+            if is_hash_b64(rest) {
+                Ok(())
+            } else {
+                Err(id_error(KIND, id, "must be '!' and 43 URL-safe base64 characters"))
+            }
+        }
+    }
+}
+
+/// The domain of a `!localpart:domain` room id.
+pub fn room_domain(id: &str) -> Option<&str> {
+    id.strip_prefix('!')?.split_once(':').map(|(_, domain)| domain)
+}
+
+/// Whether `text` is 43 characters of URL-safe base64 (a SHA-256 digest, unpadded).
+pub fn is_hash_b64(text: &str) -> bool {
+    text.len() == HASH_B64_LEN
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An event id: `$` and an opaque string. In room versions 4 and later (so 10, 11, 12) an
+/// event id minted by a server is `$` + the URL-safe unpadded base64 reference hash; ids
+/// taken from input (exported rooms, fixtures) are accepted with only the sigil and length
+/// checks, so that readable ids like `$join-alice` work in test data.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(Arc<str>);
+
+impl EventId {
+    /// Checks the sigil and length (not the hash form, see [`EventId::is_reference_hash`]).
+    pub fn parse(id: &str) -> Result<EventId, IdError> {
+        const KIND: &str = "event id";
+        if id.len() > ID_BYTES_MAX {
+            return Err(id_error(KIND, id, "longer than 255 bytes"));
+        }
+        if id.len() < 2 || !id.starts_with('$') {
+            return Err(id_error(KIND, id, "must be '$' followed by at least one character"));
+        }
+        if id.contains('\0') {
+            return Err(id_error(KIND, id, "contains NUL"));
+        }
+        Ok(EventId(Arc::from(id)))
+    }
+
+    /// An event id from a reference hash.
+    pub fn from_reference_hash(hash: &[u8; 32]) -> EventId {
+        let id = format!("${}", crate::matrix::crypto::base64_url_encode(hash));
+        assert_eq!(id.len(), 1 + HASH_B64_LEN);
+        EventId(Arc::from(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the id has the form of a reference hash (`$` + 43 URL-safe base64 chars).
+    pub fn is_reference_hash(&self) -> bool {
+        is_hash_b64(&self.0[1..])
+    }
+
+    /// The v12 room id of a create event with this id: `!` instead of `$`.
+    pub fn to_room_id(&self) -> String {
+        format!("!{}", &self.0[1..])
+    }
+
+    /// The v12 create event id implied by a room id (`$` instead of `!`).
+    pub fn from_room_id(room_id: &str) -> Option<EventId> {
+        let rest = room_id.strip_prefix('!')?;
+        EventId::parse(&format!("${rest}")).ok()
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for EventId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl serde::Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        EventId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names() {
+        for ok in [
+            "matrix.org",
+            "matrix.org:8888",
+            "1.2.3.4",
+            "1.2.3.4:1234",
+            "[1234:5678::abcd]",
+            "[1234:5678::abcd]:5678",
+            "localhost",
+            "hs1",
+        ] {
+            assert!(check_server_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ":8080",
+            "a:",
+            "a:123456",
+            "a:b",
+            "under_score.org",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "example.org/path",
+        ] {
+            assert!(check_server_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_server_name(&"a".repeat(255)).is_ok());
+        assert!(check_server_name(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn user_ids() {
+        assert_eq!(parse_user_id("@alice:example.org").unwrap(), ("alice", "example.org"));
+        assert_eq!(parse_user_id("@a:hs:8448").unwrap(), ("a", "hs:8448"));
+        // Historical localparts are accepted over federation.
+        assert!(parse_user_id("@Alice!:example.org").is_ok());
+        assert!(!is_strict_user_localpart("Alice!"));
+        assert!(is_strict_user_localpart("alice.b_c=d-e/f+g"));
+        for bad in ["alice:example.org", "@:example.org", "@alice", "@alice:", "@al\0ice:hs"] {
+            assert!(parse_user_id(bad).is_err(), "{bad}");
+        }
+        let long = format!("@{}:hs", "a".repeat(252));
+        assert_eq!(long.len(), 256);
+        assert!(parse_user_id(&long).is_err());
+        let longest = format!("@{}:hs", "a".repeat(251));
+        assert_eq!(longest.len(), 255);
+        assert!(parse_user_id(&longest).is_ok());
+    }
+
+    #[test]
+    fn room_ids() {
+        assert!(check_room_id("!abc:example.org", RoomIdFormat::Domain).is_ok());
+        assert!(check_room_id("!abc", RoomIdFormat::Domain).is_err());
+        assert!(check_room_id("$abc:example.org", RoomIdFormat::Domain).is_err());
+        let v12 = "!31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM";
+        assert!(check_room_id(v12, RoomIdFormat::CreateEventHash).is_ok());
+        assert!(check_room_id(&v12[..43], RoomIdFormat::CreateEventHash).is_err());
+        assert!(check_room_id("!abc:example.org", RoomIdFormat::CreateEventHash).is_err());
+        assert_eq!(room_domain("!abc:example.org:80"), Some("example.org:80"));
+        let create = EventId::from_room_id(v12).unwrap();
+        assert_eq!(create.as_str(), "$31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM");
+        assert!(create.is_reference_hash());
+        assert_eq!(create.to_room_id(), v12);
+    }
+
+    #[test]
+    fn event_ids() {
+        assert!(EventId::parse("$x").is_ok());
+        assert!(!EventId::parse("$x").unwrap().is_reference_hash());
+        assert!(EventId::parse("$").is_err());
+        assert!(EventId::parse("x").is_err());
+        assert!(EventId::parse(&format!("${}", "a".repeat(254))).is_ok());
+        assert!(EventId::parse(&format!("${}", "a".repeat(255))).is_err());
+        let id: EventId = serde_json::from_str("\"$abc\"").unwrap();
+        assert_eq!(id.as_str(), "$abc");
+        assert!(serde_json::from_str::<EventId>("\"abc\"").is_err());
+    }
+}

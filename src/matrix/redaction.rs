@@ -1,0 +1,236 @@
+//! The redaction algorithm of each room version.
+//!
+//! Spec: room version 9 and 11 redaction fragments (digest: spec/events.md §5). Redaction is
+//! used to sign events, to compute reference hashes (event ids), when a received event fails
+//! its content hash, and when an `m.room.redaction` is applied.
+
+use serde_json::Value;
+
+use crate::matrix::canonical_json::Object;
+use crate::matrix::room_version::RedactionRules;
+
+/// Top-level keys every supported version keeps.
+const TOP_LEVEL_KEPT: &[&str] = &[
+    "event_id",
+    "type",
+    "room_id",
+    "sender",
+    "state_key",
+    "content",
+    "hashes",
+    "signatures",
+    "depth",
+    "prev_events",
+    "auth_events",
+    "origin_server_ts",
+];
+
+/// Top-level keys the v9 rules keep in addition (removed by the v11 rules).
+const TOP_LEVEL_KEPT_V9_ONLY: &[&str] = &["prev_state", "origin", "membership"];
+
+/// Content keys kept for an event type, or `None` when all content keys are kept.
+fn content_keys_kept(rules: RedactionRules, event_type: &str) -> Option<&'static [&'static str]> {
+    use RedactionRules::{V9, V11};
+    let keys: &'static [&'static str] = match (event_type, rules) {
+        ("m.room.member", _) => &["membership", "join_authorised_via_users_server"],
+        ("m.room.create", V9) => &["creator"],
+        ("m.room.create", V11) => return None,
+        ("m.room.join_rules", _) => &["join_rule", "allow"],
+        ("m.room.power_levels", V9) => &[
+            "ban",
+            "events",
+            "events_default",
+            "kick",
+            "redact",
+            "state_default",
+            "users",
+            "users_default",
+        ],
+        ("m.room.power_levels", V11) => &[
+            "ban",
+            "events",
+            "events_default",
+            "invite",
+            "kick",
+            "redact",
+            "state_default",
+            "users",
+            "users_default",
+        ],
+        ("m.room.history_visibility", _) => &["history_visibility"],
+        ("m.room.redaction", V9) => &[],
+        ("m.room.redaction", V11) => &["redacts"],
+        _ => &[],
+    };
+    Some(keys)
+}
+
+/// Returns the redacted copy of an event (a PDU as a JSON object), per `rules`.
+pub fn redact(rules: RedactionRules, event: &Object) -> Object {
+    let mut out = Object::new();
+    for (key, value) in event {
+        let kept = TOP_LEVEL_KEPT.contains(&key.as_str())
+            || (rules == RedactionRules::V9 && TOP_LEVEL_KEPT_V9_ONLY.contains(&key.as_str()));
+        if kept && key != "content" {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    if let Some(content) = event.get("content") {
+        let event_type = event.get("type").and_then(Value::as_str).unwrap_or("");
+        out.insert("content".to_owned(), Value::Object(redact_content(rules, event_type, content)));
+    }
+    out
+}
+
+/// The redacted `content` of an event of type `event_type`.
+pub fn redact_content(rules: RedactionRules, event_type: &str, content: &Value) -> Object {
+    let empty = Object::new();
+    let content = content.as_object().unwrap_or(&empty);
+    let Some(keys) = content_keys_kept(rules, event_type) else {
+        return content.clone();
+    };
+    let mut out = Object::new();
+    for key in keys {
+        if let Some(value) = content.get(*key) {
+            out.insert((*key).to_owned(), value.clone());
+        }
+    }
+    // Since v11, `m.room.member` keeps `third_party_invite.signed` (and nothing else of
+    // `third_party_invite`).
+    if rules == RedactionRules::V11 && event_type == "m.room.member" {
+        let signed = content
+            .get("third_party_invite")
+            .and_then(Value::as_object)
+            .and_then(|invite| invite.get("signed"));
+        if let Some(signed) = signed {
+            let mut invite = Object::new();
+            invite.insert("signed".to_owned(), signed.clone());
+            out.insert("third_party_invite".to_owned(), Value::Object(invite));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn redacted(rules: RedactionRules, event: Value) -> Value {
+        Value::Object(redact(rules, event.as_object().unwrap()))
+    }
+
+    #[test]
+    fn top_level_keys() {
+        let event = json!({
+            "event_id": "$e", "type": "m.room.message", "room_id": "!r:h", "sender": "@a:h",
+            "state_key": "", "content": {"body": "hi"}, "hashes": {"sha256": "x"},
+            "signatures": {}, "depth": 1, "prev_events": [], "auth_events": [],
+            "origin_server_ts": 1, "prev_state": [], "origin": "h", "membership": "join",
+            "unsigned": {"age": 1}, "redacts": "$x", "custom": 1
+        });
+        let v9 = redacted(RedactionRules::V9, event.clone());
+        let v9_keys: Vec<&String> = v9.as_object().unwrap().keys().collect();
+        assert_eq!(
+            v9_keys,
+            [
+                "auth_events",
+                "content",
+                "depth",
+                "event_id",
+                "hashes",
+                "membership",
+                "origin",
+                "origin_server_ts",
+                "prev_events",
+                "prev_state",
+                "room_id",
+                "sender",
+                "signatures",
+                "state_key",
+                "type"
+            ]
+        );
+        let v11 = redacted(RedactionRules::V11, event);
+        let v11_keys: Vec<&String> = v11.as_object().unwrap().keys().collect();
+        assert_eq!(
+            v11_keys,
+            [
+                "auth_events",
+                "content",
+                "depth",
+                "event_id",
+                "hashes",
+                "origin_server_ts",
+                "prev_events",
+                "room_id",
+                "sender",
+                "signatures",
+                "state_key",
+                "type"
+            ]
+        );
+        assert_eq!(v11["content"], json!({}));
+    }
+
+    #[test]
+    fn content_keys_per_type() {
+        let member = json!({"type": "m.room.member", "content": {"membership": "join",
+            "join_authorised_via_users_server": "@x:h", "displayname": "X",
+            "third_party_invite": {"display_name": "x", "signed": {"token": "t"}}}});
+        assert_eq!(
+            redacted(RedactionRules::V9, member.clone())["content"],
+            json!({"membership": "join", "join_authorised_via_users_server": "@x:h"})
+        );
+        assert_eq!(
+            redacted(RedactionRules::V11, member)["content"],
+            json!({"membership": "join", "join_authorised_via_users_server": "@x:h",
+                "third_party_invite": {"signed": {"token": "t"}}})
+        );
+        let no_signed = json!({"type": "m.room.member", "content": {"membership": "invite",
+            "third_party_invite": {"display_name": "x"}}});
+        assert_eq!(
+            redacted(RedactionRules::V11, no_signed)["content"],
+            json!({"membership": "invite"})
+        );
+
+        let create = json!({"type": "m.room.create", "content": {"creator": "@a:h",
+            "room_version": "10", "m.federate": false}});
+        assert_eq!(
+            redacted(RedactionRules::V9, create.clone())["content"],
+            json!({"creator": "@a:h"})
+        );
+        assert_eq!(redacted(RedactionRules::V11, create.clone())["content"], create["content"]);
+
+        let pl = json!({"type": "m.room.power_levels", "content": {"ban": 1, "events": {"a": 1},
+            "events_default": 1, "invite": 1, "kick": 1, "redact": 1, "state_default": 1,
+            "users": {"@a:h": 1}, "users_default": 1, "notifications": {"room": 1}}});
+        let mut v9 = pl["content"].clone();
+        v9.as_object_mut().unwrap().remove("invite");
+        v9.as_object_mut().unwrap().remove("notifications");
+        assert_eq!(redacted(RedactionRules::V9, pl.clone())["content"], v9);
+        let mut v11 = pl["content"].clone();
+        v11.as_object_mut().unwrap().remove("notifications");
+        assert_eq!(redacted(RedactionRules::V11, pl)["content"], v11);
+
+        let jr = json!({"type": "m.room.join_rules", "content": {"join_rule": "restricted",
+            "allow": [{"type": "m.room_membership", "room_id": "!r:h"}], "other": 1}});
+        for rules in [RedactionRules::V9, RedactionRules::V11] {
+            assert_eq!(
+                redacted(rules, jr.clone())["content"],
+                json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": "!r:h"}]})
+            );
+        }
+        let hv = json!({"type": "m.room.history_visibility", "content": {"history_visibility": "shared", "x": 1}});
+        assert_eq!(
+            redacted(RedactionRules::V9, hv)["content"],
+            json!({"history_visibility": "shared"})
+        );
+        let redaction =
+            json!({"type": "m.room.redaction", "content": {"redacts": "$x", "reason": "r"}});
+        assert_eq!(redacted(RedactionRules::V9, redaction.clone())["content"], json!({}));
+        assert_eq!(redacted(RedactionRules::V11, redaction)["content"], json!({"redacts": "$x"}));
+        let topic = json!({"type": "m.room.topic", "content": {"topic": "t"}});
+        assert_eq!(redacted(RedactionRules::V11, topic)["content"], json!({}));
+    }
+}

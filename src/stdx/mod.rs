@@ -1,0 +1,13 @@
+//! Small deterministic helpers shared by every layer: integer ratios, virtual time and the
+//! seeded pseudo-random generator.
+//!
+//! Architecture Invariant: depends on nothing in the crate; no clock, no OS randomness, no
+//! floats in anything that decides.
+
+mod prng;
+mod ratio;
+mod time;
+
+pub use prng::Prng;
+pub use ratio::Ratio;
+pub use time::{Duration, Instant};
