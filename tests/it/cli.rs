@@ -1,1 +1,212 @@
+//! `mxsim event …` on good and bad input, through the real binary.
 
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+const SEED: &str = "YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1";
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn mxsim(args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command may exit before reading stdin (usage errors); ignore a broken pipe.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let output = child.wait_with_output().unwrap();
+    let run = Run {
+        code: output.status.code().expect("exited normally"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    };
+    assert!(!run.stderr.contains("panicked"), "mxsim panicked: {}", run.stderr);
+    run
+}
+
+fn example(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{EXAMPLES}/{name}")).unwrap()
+}
+
+const V12_CREATE_ID: &str = "$P5-6WTYQ_woy6f4nmleE0XqxjtZcyKGza5_gDN-KAdM";
+
+#[test]
+fn sign_then_id_reproduces_the_v12_create_vector() {
+    let signed = mxsim(
+        &["event", "sign", "--room-version", "12", "--server", "domain", "--key-seed", SEED],
+        &example("create-v12.json"),
+    );
+    assert_eq!(signed.code, 0, "{}", signed.stderr);
+    let pdu = signed.json();
+    assert_eq!(pdu["hashes"]["sha256"], "ccqBumrNf46eCfIkdZSYW9RNafS0xFYYDm5rnZBSVJU");
+    assert_eq!(
+        pdu["signatures"]["domain"]["ed25519:1"],
+        "0iTJ32BZFymf41Y7UBttP2wZ0JTo6UjsLDQuf+79LB+WeKVfoLyR2I8RF23ZdFgCuxtjVBl5MKXIOWP+ocELDw"
+    );
+    let id = mxsim(&["event", "id", "--room-version", "12"], signed.stdout.as_bytes());
+    assert_eq!(id.code, 0, "{}", id.stderr);
+    assert_eq!(
+        id.json(),
+        json!({"event_id": V12_CREATE_ID, "room_id": format!("!{}", &V12_CREATE_ID[1..])})
+    );
+}
+
+#[test]
+fn hash_matches_the_vector_and_ignores_existing_hashes() {
+    let mut create: Value = serde_json::from_slice(&example("create-v12.json")).unwrap();
+    create["hashes"] = json!({"sha256": "stale"});
+    create["unsigned"] = json!({"age": 5});
+    let run = mxsim(&["event", "hash", "--room-version", "12"], create.to_string().as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json(), json!({"sha256": "ccqBumrNf46eCfIkdZSYW9RNafS0xFYYDm5rnZBSVJU"}));
+}
+
+#[test]
+fn verify_valid_redacted_and_invalid() {
+    let keys = format!("{EXAMPLES}/keys.json");
+    let verify = ["event", "verify", "--room-version", "12", "--keys", keys.as_str()];
+    let message = example("message-v12.json");
+    let run = mxsim(&verify, &message);
+    assert_eq!((run.code, run.json()["verdict"].as_str()), (0, Some("valid")), "{}", run.stderr);
+
+    // A change to content that redaction strips: signatures still verify, the content hash
+    // does not, so the event must be replaced by its redacted form.
+    let text = String::from_utf8(message.clone()).unwrap();
+    let run = mxsim(&verify, text.replace("Hello", "Goodbye").as_bytes());
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["verdict"], "redacted");
+    assert_eq!(run.json()["redacted"]["content"], json!({}));
+
+    // A change to a field redaction keeps: the signature breaks.
+    let run = mxsim(&verify, text.replace("\"depth\": 2", "\"depth\": 3").as_bytes());
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["verdict"], "invalid");
+
+    // No key for the origin server.
+    let dir = std::env::temp_dir().join(format!("mxsim-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = dir.join("other-keys.json");
+    std::fs::write(
+        &other,
+        r#"{"elsewhere": {"ed25519:1": "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI"}}"#,
+    )
+    .unwrap();
+    let run = mxsim(
+        &["event", "verify", "--room-version", "12", "--keys", other.to_str().unwrap()],
+        &message,
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["verdict"], "invalid");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn redact_per_version() {
+    let event = json!({
+        "type": "m.room.power_levels", "state_key": "", "sender": "@a:hs", "room_id": "!r:hs",
+        "origin_server_ts": 1, "depth": 2, "auth_events": [], "prev_events": [], "origin": "hs",
+        "content": {"invite": 50, "ban": 50, "notifications": {"room": 20}},
+    });
+    let v10 = mxsim(&["event", "redact", "--room-version", "10"], event.to_string().as_bytes());
+    assert_eq!(v10.code, 0, "{}", v10.stderr);
+    assert_eq!(v10.json()["content"], json!({"ban": 50}));
+    assert_eq!(v10.json()["origin"], "hs");
+    let v11 = mxsim(&["event", "redact", "--room-version", "11"], event.to_string().as_bytes());
+    assert_eq!(v11.json()["content"], json!({"ban": 50, "invite": 50}));
+    assert!(v11.json().get("origin").is_none());
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_problem() {
+    let id = ["event", "id", "--room-version", "12"];
+    let cases: &[(&[&str], &[u8], &str)] = &[
+        (&id, b"{\"a\":\n", "stdin: line 2, column 1"),
+        (&id, b"[1]", "must be a JSON object"),
+        (&id, b"{\"a\": 1.5}", "line 1, column 7"),
+        (&id, b"{\"type\": 5}", "$.type: must be a string"),
+        (&id, b"{\"type\": \"m.room.message\"}", "$.sender: missing required field"),
+        (&["event", "id", "--room-version", "9"], b"{}", "unsupported room version"),
+        (&["event", "id"], b"{}", "--room-version"),
+        (
+            &["event", "sign", "--room-version", "12", "--server", "domain", "--key-seed", "short"],
+            b"{}",
+            "--key-seed",
+        ),
+        (
+            &["event", "verify", "--room-version", "12", "--keys", "/nonexistent/keys.json"],
+            b"{}",
+            "",
+        ),
+    ];
+    for (args, stdin, expected) in cases {
+        let run = mxsim(args, stdin);
+        assert_eq!(run.code, 2, "{args:?}: stdout {} stderr {}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{args:?}: {:?} does not mention {expected:?}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: wrote to stdout on failure: {}", run.stdout);
+    }
+}
+
+#[test]
+fn missing_keys_file_is_named() {
+    let message = example("message-v12.json");
+    let run = mxsim(
+        &["event", "verify", "--room-version", "12", "--keys", "/nonexistent/keys.json"],
+        &message,
+    );
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("/nonexistent/keys.json"), "{}", run.stderr);
+}
+
+#[test]
+fn malformed_keys_file_names_file_and_path() {
+    let dir = std::env::temp_dir().join(format!("mxsim-cli-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("keys.json");
+    std::fs::write(&keys, r#"{"domain": {"ed25519:1": "not base64!"}}"#).unwrap();
+    let run = mxsim(
+        &["event", "verify", "--room-version", "12", "--keys", keys.to_str().unwrap()],
+        &example("message-v12.json"),
+    );
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("keys.json: $.domain[\"ed25519:1\"]"), "{}", run.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn oversize_pdu_is_refused() {
+    let mut event: Value = serde_json::from_slice(&example("message-v12.json")).unwrap();
+    event["content"]["body"] = Value::String("x".repeat(70_000));
+    let run = mxsim(&["event", "hash", "--room-version", "12"], event.to_string().as_bytes());
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("more than 65536"), "{}", run.stderr);
+}
+
+#[test]
+fn field_longer_than_255_bytes_is_refused() {
+    let mut event: Value = serde_json::from_slice(&example("message-v12.json")).unwrap();
+    event["type"] = Value::String("t".repeat(256));
+    let run = mxsim(&["event", "id", "--room-version", "12"], event.to_string().as_bytes());
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("$.type: longer than 255 bytes"), "{}", run.stderr);
+}
