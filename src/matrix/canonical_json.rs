@@ -141,8 +141,8 @@ pub fn encode(value: &Value) -> Result<Vec<u8>, ValueError> {
     Ok(out)
 }
 
-/// Encodes an object as canonical JSON (see [`encode`]).
-pub fn encode_object(object: &Object) -> Result<Vec<u8>, ValueError> {
+/// Checks an object like [`check`] does a value.
+pub fn check_object(object: &Object) -> Result<(), ValueError> {
     let mut path = String::from("$");
     for (key, item) in object {
         let len = path.len();
@@ -150,13 +150,39 @@ pub fn encode_object(object: &Object) -> Result<Vec<u8>, ValueError> {
         check_at(item, &mut path)?;
         path.truncate(len);
     }
+    Ok(())
+}
+
+/// Encodes an object as canonical JSON (see [`encode`]).
+pub fn encode_object(object: &Object) -> Result<Vec<u8>, ValueError> {
+    encode_object_without(object, &[])
+}
+
+/// Encodes an object as canonical JSON, leaving out the top-level keys in `skip`, without
+/// copying the object (hashing and signing skip `signatures`, `unsigned`, `hashes`).
+pub fn encode_object_without(object: &Object, skip: &[&str]) -> Result<Vec<u8>, ValueError> {
+    check_object(object)?;
     let mut out = Vec::with_capacity(256);
-    write_object(&mut out, object);
+    out.push(b'{');
+    let mut first = true;
+    for (key, item) in object {
+        if skip.contains(&key.as_str()) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_string(&mut out, key);
+        out.push(b':');
+        write_value(&mut out, item);
+    }
+    out.push(b'}');
     Ok(out)
 }
 
 /// Encodes a value already known to be valid (it came from [`parse`] or passed [`check`]).
-fn write_value(out: &mut Vec<u8>, value: &Value) {
+pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -180,7 +206,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn write_object(out: &mut Vec<u8>, map: &Object) {
+pub(crate) fn write_object(out: &mut Vec<u8>, map: &Object) {
     out.push(b'{');
     // `Map` is a BTreeMap here: iteration is in byte order of the keys, which for UTF-8 is
     // code-point order, exactly what canonical JSON requires.
@@ -195,7 +221,7 @@ fn write_object(out: &mut Vec<u8>, map: &Object) {
     out.push(b'}');
 }
 
-fn write_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

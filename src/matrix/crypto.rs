@@ -165,10 +165,7 @@ pub type KeyRing = BTreeMap<String, BTreeMap<String, VerifyKey>>;
 /// The bytes a JSON signature covers: the object without `signatures` and `unsigned`,
 /// as canonical JSON.
 pub fn signed_bytes(object: &Object) -> Result<Vec<u8>, canonical_json::ValueError> {
-    let mut copy = object.clone();
-    copy.remove("signatures");
-    copy.remove("unsigned");
-    canonical_json::encode_object(&copy)
+    canonical_json::encode_object_without(object, &["signatures", "unsigned"])
 }
 
 /// Why a JSON object could not be signed.
@@ -215,8 +212,19 @@ pub enum SignatureError {
 /// (4) and verify over the canonical JSON without `signatures`/`unsigned` (5–7). At least one
 /// must remain.
 pub fn verify_json(object: &Object, entity: &str, keys: &KeyRing) -> Result<(), SignatureError> {
-    let by_entity = object
-        .get("signatures")
+    let bytes = signed_bytes(object)?;
+    verify_signatures(object.get("signatures"), entity, keys, &bytes)
+}
+
+/// [`verify_json`] for callers that already have the signed bytes (the canonical JSON
+/// without `signatures` and `unsigned`) and the object's `signatures` value.
+pub fn verify_signatures(
+    signatures: Option<&Value>,
+    entity: &str,
+    keys: &KeyRing,
+    signed_bytes: &[u8],
+) -> Result<(), SignatureError> {
+    let by_entity = signatures
         .and_then(Value::as_object)
         .and_then(|s| s.get(entity))
         .and_then(Value::as_object)
@@ -227,18 +235,13 @@ pub fn verify_json(object: &Object, entity: &str, keys: &KeyRing) -> Result<(), 
         return Err(SignatureError::NoKnownAlgorithm(entity.to_owned()));
     }
     let known = keys.get(entity);
-    let mut bytes: Option<Vec<u8>> = None;
     let mut checked = 0u32;
     for (key_id, signature) in ed25519 {
         let Some(key) = known.and_then(|k| k.get(key_id.as_str())) else { continue };
         let invalid =
             || SignatureError::Invalid { entity: entity.to_owned(), key_id: key_id.clone() };
         let signature = signature.as_str().ok_or_else(invalid)?;
-        if bytes.is_none() {
-            bytes = Some(signed_bytes(object)?);
-        }
-        let covered = bytes.as_deref().expect("set just above");
-        if !key.verify_bytes(covered, signature) {
+        if !key.verify_bytes(signed_bytes, signature) {
             return Err(invalid());
         }
         checked += 1;

@@ -418,29 +418,28 @@ pub fn check_signed(rules: &RoomVersionRules, json: &Object) -> Result<(), Forma
     check_format(rules, json, Stage::Signed).map(|_| ())
 }
 
-fn canonical(json: &Object) -> Vec<u8> {
-    // Every PDU that reaches here passed check_format, which encodes it once already; and
-    // every object built by mxsim holds only integers.
-    canonical_json::encode_object(json).expect("PDU JSON holds only canonical numbers")
-}
-
 /// The content hash: SHA-256 of the canonical JSON of the event without `unsigned`,
 /// `signatures` and `hashes`.
+///
+/// Panics if the object holds a number canonical JSON cannot represent: every PDU passed
+/// `check_format`, and every object mxsim builds holds only integers.
 pub fn content_hash(json: &Object) -> [u8; 32] {
-    let mut copy = json.clone();
-    copy.remove("unsigned");
-    copy.remove("signatures");
-    copy.remove("hashes");
-    crypto::sha256(&canonical(&copy))
+    let bytes = canonical_json::encode_object_without(json, &["unsigned", "signatures", "hashes"])
+        .expect("PDU JSON holds only canonical numbers");
+    crypto::sha256(&bytes)
 }
 
 /// The reference hash: SHA-256 of the canonical JSON of the redacted event without
-/// `signatures` and `unsigned`.
+/// `signatures` and `unsigned` (the same bytes the origin server signs).
 pub fn reference_hash(rules: &RoomVersionRules, json: &Object) -> [u8; 32] {
-    let mut redacted = redaction::redact(rules.redaction, json);
-    redacted.remove("signatures");
-    redacted.remove("unsigned");
-    crypto::sha256(&canonical(&redacted))
+    crypto::sha256(&signing_bytes(rules, json))
+}
+
+/// The bytes an event signature covers: the redacted event without `signatures` and
+/// `unsigned`, as canonical JSON.
+fn signing_bytes(rules: &RoomVersionRules, json: &Object) -> Vec<u8> {
+    redaction::redacted_signing_bytes(rules.redaction, json)
+        .expect("PDU JSON holds only canonical numbers")
 }
 
 /// The event id of an event: `$` + URL-safe unpadded base64 of its reference hash.
@@ -461,11 +460,23 @@ pub fn hash_and_sign(
     let mut hashes = Object::new();
     hashes.insert("sha256".to_owned(), Value::String(hash));
     json.insert("hashes".to_owned(), Value::Object(hashes));
-    let mut redacted = redaction::redact(rules.redaction, json);
-    crypto::sign_json(&mut redacted, server_name, key)
-        .expect("a redacted PDU has a well-formed signatures object");
-    let signatures = redacted.remove("signatures").expect("sign_json adds signatures");
-    json.insert("signatures".to_owned(), signatures);
+    let signature = key.sign_bytes(&signing_bytes(rules, json));
+    let signatures = json.entry("signatures").or_insert_with(|| Value::Object(Object::new()));
+    if !signatures.is_object() {
+        *signatures = Value::Object(Object::new());
+    }
+    let by_server = signatures
+        .as_object_mut()
+        .expect("made an object above")
+        .entry(server_name)
+        .or_insert_with(|| Value::Object(Object::new()));
+    if !by_server.is_object() {
+        *by_server = Value::Object(Object::new());
+    }
+    by_server
+        .as_object_mut()
+        .expect("made an object above")
+        .insert(key.key_id().to_owned(), Value::String(signature));
 }
 
 /// Builds a signed PDU from an event without hashes or signatures.
@@ -524,15 +535,20 @@ pub fn verify(
     pdu: &Pdu,
     keys: &KeyRing,
 ) -> Result<Verified, VerifyError> {
-    let redacted = redaction::redact(rules.redaction, pdu.json());
+    // The redacted event keeps the full event's signatures, and the bytes they cover are
+    // the redacted event without them: the reference-hash preimage.
+    let bytes = signing_bytes(rules, pdu.json());
     for server in required_signers(pdu) {
-        crypto::verify_json(&redacted, server, keys)?;
+        crypto::verify_signatures(pdu.json().get("signatures"), server, keys, &bytes)?;
     }
-    let expected = crypto::base64_encode(&content_hash(pdu.json()));
     let given = pdu.json().get("hashes").and_then(|h| h.get("sha256")).and_then(Value::as_str);
     // Compare decoded bytes so that a padded or otherwise equivalent encoding still matches.
     let matches = given
         .and_then(crypto::base64_decode)
-        .is_some_and(|given| Some(given) == crypto::base64_decode(&expected));
-    if matches { Ok(Verified::Intact) } else { Ok(Verified::Redacted(redacted)) }
+        .is_some_and(|given| given.as_slice() == content_hash(pdu.json()).as_slice());
+    if matches {
+        Ok(Verified::Intact)
+    } else {
+        Ok(Verified::Redacted(redaction::redact(rules.redaction, pdu.json())))
+    }
 }

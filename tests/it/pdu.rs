@@ -275,6 +275,15 @@ proptest! {
         event.insert("type".into(), Value::from(event_type));
         for rules in [RedactionRules::V9, RedactionRules::V11] {
             let redacted = redaction::redact(rules, &event);
+            // The streaming encoder used for hashing and signing writes exactly the
+            // redacted object minus `signatures`/`unsigned`.
+            let mut stripped = redacted.clone();
+            stripped.remove("signatures");
+            stripped.remove("unsigned");
+            prop_assert_eq!(
+                redaction::redacted_signing_bytes(rules, &event).unwrap(),
+                canonical_json::encode_object(&stripped).unwrap()
+            );
             let kept_top = spec_kept_top_level(rules);
             for key in event.keys() {
                 prop_assert_eq!(redacted.contains_key(key), kept_top.contains(&key.as_str()), "top-level {}", key);
