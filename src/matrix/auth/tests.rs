@@ -20,6 +20,7 @@ use crate::matrix::crypto::{self, KeyRing, SigningKey};
 use crate::matrix::pdu;
 use crate::matrix::room_version::{V10, V11, V12};
 
+mod fuzz;
 mod power_levels;
 mod selection;
 
