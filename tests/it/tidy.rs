@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("matrix", &[]),
     ("net", &["stdx"]),
     ("homeserver", &["stdx", "matrix"]),
+    ("synth", &["stdx", "matrix"]),
     ("scenario", &["stdx", "net"]),
     ("trace", &["stdx", "matrix", "net"]),
     ("world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
@@ -36,7 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// Modules where decisions are made and recorded: nothing nondeterministic may appear.
 const DETERMINISTIC: &[&str] =
-    &["stdx", "matrix", "net", "homeserver", "scenario", "trace", "world", "check"];
+    &["stdx", "matrix", "net", "homeserver", "synth", "scenario", "trace", "world", "check"];
 
 /// Tokens banned in deterministic modules, with the reason.
 const BANNED: &[(&str, &str)] = &[
