@@ -11,6 +11,7 @@
 
 pub mod canonical_json;
 pub mod crypto;
+pub mod dag;
 pub mod ids;
 pub mod pdu;
 pub mod redaction;
