@@ -33,6 +33,16 @@ pub enum CreatorSource {
     Sender,
 }
 
+/// Which numbering of the authorization rules a room version's spec page uses
+/// (digest: spec/auth-rules.md §2, §3). Rejections carry the rule number in this scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthRuleNumbering {
+    /// The numbering shared by room versions 10 and 11 (membership rules are 4.*).
+    V10,
+    /// The numbering of room version 12 (a new rule 2 shifts most later rules by one).
+    V12,
+}
+
 /// Everything that differs between the supported room versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoomVersionRules {
@@ -58,6 +68,8 @@ pub struct RoomVersionRules {
     /// v11 and later: a field ≤ 255 code points but > 255 bytes drops the event rather
     /// than rejecting it ([impl] Synapse; the spec only says 255 bytes).
     pub strict_field_byte_limits: bool,
+    /// How the authorization rules are numbered in rejections.
+    pub auth_rule_numbering: AuthRuleNumbering,
 }
 
 /// A room version mxsim supports.
@@ -81,6 +93,7 @@ pub const V10: RoomVersionRules = RoomVersionRules {
     creator_source: CreatorSource::ContentCreator,
     privileged_creators: false,
     strict_field_byte_limits: false,
+    auth_rule_numbering: AuthRuleNumbering::V10,
 };
 
 /// Room version 11: v10 with the v11 redaction rules, `creator` gone, `redacts` moved.
@@ -102,6 +115,7 @@ pub const V12: RoomVersionRules = RoomVersionRules {
     room_id_is_create_event_hash: true,
     create_event_in_auth_events: false,
     privileged_creators: true,
+    auth_rule_numbering: AuthRuleNumbering::V12,
     ..V11
 };
 
@@ -176,5 +190,9 @@ mod tests {
         assert_eq!([v10, v11, v12].map(|r| r.redacts_in_content), [false, true, true]);
         assert_eq!([v10, v11, v12].map(|r| r.privileged_creators), [false, false, true]);
         assert_eq!([v10, v11, v12].map(|r| r.create_requires_creator), [true, false, false]);
+        assert_eq!(
+            [v10, v11, v12].map(|r| r.auth_rule_numbering),
+            [AuthRuleNumbering::V10, AuthRuleNumbering::V10, AuthRuleNumbering::V12]
+        );
     }
 }

@@ -1,0 +1,320 @@
+//! Power levels: reading them from a state (the definitions the rules use) and the rules for
+//! a new `m.room.power_levels` event.
+//!
+//! Spec: room versions 10–12 "Authorization rules" (definitions, and rule 9 of v10/v11 =
+//! rule 10 of v12) and the `m.room.power_levels` schema (digest: spec/auth-rules.md §1, §2
+//! rule 9, §3 rule 10; spec/events.md §10).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::matrix::canonical_json::Object;
+use crate::matrix::ids;
+use crate::matrix::pdu::Pdu;
+use crate::matrix::room_version::{CreatorSource, RoomVersionRules};
+
+use super::numbering::Rule;
+use super::{AuthState, PowerLevel, Rejection, reject, truncate};
+
+/// The level properties of `m.room.power_levels` that hold a single integer, with their
+/// defaults (spec: `m.room.power_levels` schema; digest: spec/events.md §10).
+pub(super) const LEVEL_DEFAULTS: [(&str, i64); 7] = [
+    ("users_default", 0),
+    ("events_default", 0),
+    ("state_default", 50),
+    ("ban", 50),
+    ("redact", 50),
+    ("kick", 50),
+    ("invite", 0),
+];
+
+/// The maps of event type (or notification key) to level checked by rules 9.2, 9.6, 9.7
+/// (v12: 10.2, 10.7, 10.8).
+const LEVEL_MAPS: [&str; 2] = ["events", "notifications"];
+
+/// `value` as a power-level integer. Canonical JSON (enforced on every PDU) makes every
+/// number an integer in [-(2^53)+1, 2^53-1], so `as_i64` is exact here.
+fn as_level(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(number) => number.as_i64(),
+        _ => None,
+    }
+}
+
+/// The current `m.room.power_levels` content of `state`, if any.
+fn power_levels_content(state: &dyn AuthState) -> Option<&Object> {
+    state.get("m.room.power_levels", "").map(Pdu::content)
+}
+
+/// A level property (`ban`, `kick`, `invite`, …) of the current power levels, or its default
+/// when there is no PL event or no such key (digest: spec/auth-rules.md §1).
+///
+/// [digest] A non-integer value counts as absent: rule 9.1 (v12 10.1) keeps such a value
+/// out of every accepted v10+ PL event, so this only matters for hostile state maps.
+pub(super) fn level(state: &dyn AuthState, key: &str) -> i64 {
+    let default = LEVEL_DEFAULTS.iter().find(|(name, _)| *name == key).map(|(_, d)| *d);
+    let default = default.expect("level() is only asked for a known level property");
+    power_levels_content(state).and_then(|c| c.get(key)).and_then(as_level).unwrap_or(default)
+}
+
+/// The power level required to send an event of `event_type`: `events[event_type]`, else
+/// `state_default` for a state event, else `events_default` (digest: spec/auth-rules.md §1).
+pub(super) fn required_level(state: &dyn AuthState, event_type: &str, is_state: bool) -> i64 {
+    let from_events = power_levels_content(state)
+        .and_then(|c| c.get("events"))
+        .and_then(|events| events.get(event_type))
+        .and_then(as_level);
+    match from_events {
+        Some(level) => level,
+        None if is_state => level(state, "state_default"),
+        None => level(state, "events_default"),
+    }
+}
+
+/// The room creators named by a create event: in v12 (flag
+/// [`RoomVersionRules::privileged_creators`]) its `sender` and every string in
+/// `content.additional_creators`; in v10/v11 the single creator ([`creator`]).
+pub(super) fn creators(rules: &RoomVersionRules, create: &Pdu) -> BTreeSet<String> {
+    let mut creators = BTreeSet::new();
+    if rules.privileged_creators {
+        creators.insert(create.sender().to_owned());
+        if let Some(Value::Array(additional)) = create.content().get("additional_creators") {
+            // Rule 1.4 keeps malformed lists out of accepted create events; ignore
+            // non-strings defensively.
+            creators.extend(additional.iter().filter_map(Value::as_str).map(str::to_owned));
+        }
+    } else if let Some(creator) = creator(rules, create) {
+        creators.insert(creator.to_owned());
+    }
+    creators
+}
+
+/// "The room creator" of a create event as the first-join rule 4.3.1 (v12 5.3.1) and the
+/// v10/v11 no-power-levels default use it: `content.creator` in v10, the create event's
+/// `sender` from v11 (flag [`RoomVersionRules::creator_source`]). `None` when a v10
+/// `creator` is missing or not a string.
+pub(super) fn creator<'a>(rules: &RoomVersionRules, create: &'a Pdu) -> Option<&'a str> {
+    match rules.creator_source {
+        CreatorSource::ContentCreator => create.content().get("creator").and_then(Value::as_str),
+        CreatorSource::Sender => Some(create.sender()),
+    }
+}
+
+/// The power level of `user` in `state`.
+///
+/// Spec: "power level of a user" in the auth rules (digest: spec/auth-rules.md §1):
+/// `users[user]`, else `users_default`, else 0. Without a PL event, v10/v11 give the creator
+/// 100 and everyone else 0 ([impl] Synapse: v10 `content.creator`, v11 the create sender).
+/// In v12 every room creator (create `sender` and `content.additional_creators`) has
+/// [`PowerLevel::Infinite`], whether or not a PL event exists.
+pub fn user_power_level(rules: &RoomVersionRules, state: &dyn AuthState, user: &str) -> PowerLevel {
+    let create = state.get("m.room.create", "");
+    if rules.privileged_creators {
+        if let Some(create) = create {
+            if creators(rules, create).contains(user) {
+                return PowerLevel::Infinite;
+            }
+        }
+    }
+    let Some(content) = power_levels_content(state) else {
+        let is_creator = !rules.privileged_creators
+            && create.and_then(|create| creator(rules, create)) == Some(user);
+        return PowerLevel::Int(if is_creator { 100 } else { 0 });
+    };
+    let from_users = content.get("users").and_then(|users| users.get(user)).and_then(as_level);
+    PowerLevel::Int(from_users.unwrap_or_else(|| level(state, "users_default")))
+}
+
+/// Rules 9.1–9.3 (v12 10.1–10.4): the shape of a new power-levels content, and in v12 that
+/// no room creator is listed in `users`.
+fn check_shape(rules: &RoomVersionRules, content: &Object, create: &Pdu) -> Result<(), Rejection> {
+    for (key, _) in LEVEL_DEFAULTS {
+        if let Some(value) = content.get(key) {
+            if as_level(value).is_none() {
+                return Err(reject(
+                    rules,
+                    Rule::PowerLevelsNotInteger,
+                    format!("{key} is not an integer"),
+                ));
+            }
+        }
+    }
+    for key in LEVEL_MAPS {
+        let Some(value) = content.get(key) else { continue };
+        let all_integers =
+            value.as_object().is_some_and(|map| map.values().all(|v| as_level(v).is_some()));
+        if !all_integers {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsMapNotIntegers,
+                format!("{key} is not an object of integers"),
+            ));
+        }
+    }
+    // [impl] An absent `users` is accepted and read as `{}` (Synapse).
+    if let Some(users) = content.get("users") {
+        let Some(users) = users.as_object() else {
+            return Err(reject(rules, Rule::PowerLevelsUsers, "users is not an object"));
+        };
+        for (user, value) in users {
+            if ids::parse_user_id(user).is_err() {
+                return Err(reject(
+                    rules,
+                    Rule::PowerLevelsUsers,
+                    format!("users key {} is not a valid user id", truncate(user)),
+                ));
+            }
+            if as_level(value).is_none() {
+                return Err(reject(
+                    rules,
+                    Rule::PowerLevelsUsers,
+                    format!("users value for {user} is not an integer"),
+                ));
+            }
+        }
+        // v12 rule 10.4: creators have infinite power and cannot be listed (or demoted).
+        if rules.privileged_creators {
+            if let Some(creator) =
+                creators(rules, create).into_iter().find(|c| users.contains_key(c))
+            {
+                return Err(reject(
+                    rules,
+                    Rule::PowerLevelsCreatorInUsers,
+                    format!("users lists room creator {creator}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An integer-valued map of a power-levels content (`events`, `notifications`, `users`);
+/// empty when absent. Non-integer values are skipped ([digest]: only reachable through an
+/// old PL event that a v10+ room could not have accepted).
+fn level_map<'a>(content: &'a Object, key: &str) -> BTreeMap<&'a str, i64> {
+    let Some(Value::Object(map)) = content.get(key) else { return BTreeMap::new() };
+    map.iter().filter_map(|(k, v)| as_level(v).map(|level| (k.as_str(), level))).collect()
+}
+
+/// The entries of a map that differ between old and new: added (old `None`), removed (new
+/// `None`) or changed (both `Some`), in code-point order of their keys.
+fn map_changes<'a>(
+    old: &BTreeMap<&'a str, i64>,
+    new: &BTreeMap<&'a str, i64>,
+) -> Vec<(&'a str, Option<i64>, Option<i64>)> {
+    let keys: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
+    keys.into_iter()
+        .map(|key| (key, old.get(key).copied(), new.get(key).copied()))
+        .filter(|(_, old, new)| old != new)
+        .collect()
+}
+
+/// Rule 9 (v12 rule 10) for an `m.room.power_levels` event: validation (9.1–9.3, v12
+/// 10.1–10.4), then, when the room already has power levels, the change rules 9.5–9.9
+/// (v12 10.6–10.10) comparing against the sender's current power level.
+///
+/// [impl] For a key that is added or removed only the side that is present is compared;
+/// defaults are not substituted for the missing side (Synapse `_check_power_levels`).
+pub(super) fn check_power_levels_event(
+    rules: &RoomVersionRules,
+    event: &Pdu,
+    state: &dyn AuthState,
+    create: &Pdu,
+) -> Result<(), Rejection> {
+    let content = event.content();
+    check_shape(rules, content, create)?;
+    // 9.4 (v12 10.5): the first power-levels event is allowed.
+    let Some(old) = power_levels_content(state) else { return Ok(()) };
+    let sender_level = user_power_level(rules, state, event.sender());
+    let above_sender = |level: i64| PowerLevel::Int(level) > sender_level;
+
+    // 9.5 (v12 10.6): the single-integer level properties.
+    for (key, _) in LEVEL_DEFAULTS {
+        let old_value = old.get(key).and_then(as_level);
+        let new_value = content.get(key).and_then(as_level);
+        if old_value == new_value {
+            continue;
+        }
+        if let Some(old_value) = old_value.filter(|v| above_sender(*v)) {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsOldValue,
+                format!("{key} is {old_value}, above the sender's level {sender_level}"),
+            ));
+        }
+        if let Some(new_value) = new_value.filter(|v| above_sender(*v)) {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsNewValue,
+                format!("{key} would be {new_value}, above the sender's level {sender_level}"),
+            ));
+        }
+    }
+
+    // 9.6 and 9.7 (v12 10.7 and 10.8): `events` and `notifications` entries. The spec
+    // lists 9.6 for every entry before 9.7, so check all removals/changes first.
+    let map_changes_all: Vec<(&str, &str, Option<i64>, Option<i64>)> = LEVEL_MAPS
+        .iter()
+        .flat_map(|map| {
+            map_changes(&level_map(old, map), &level_map(content, map))
+                .into_iter()
+                .map(move |(key, o, n)| (*map, key, o, n))
+        })
+        .collect();
+    for (map, key, old_value, _) in &map_changes_all {
+        if let Some(old_value) = old_value.filter(|v| above_sender(*v)) {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsMapOldValue,
+                format!(
+                    "{map}[{}] is {old_value}, above the sender's level {sender_level}",
+                    truncate(key)
+                ),
+            ));
+        }
+    }
+    for (map, key, _, new_value) in &map_changes_all {
+        if let Some(new_value) = new_value.filter(|v| above_sender(*v)) {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsMapNewValue,
+                format!(
+                    "{map}[{}] would be {new_value}, above the sender's level {sender_level}",
+                    truncate(key)
+                ),
+            ));
+        }
+    }
+
+    // 9.8 and 9.9 (v12 10.9 and 10.10): `users` entries.
+    let user_changes = map_changes(&level_map(old, "users"), &level_map(content, "users"));
+    for (user, old_value, _) in &user_changes {
+        // The sender may lower (or remove) their own entry.
+        if *user == event.sender() {
+            continue;
+        }
+        if let Some(old_value) = old_value.filter(|v| PowerLevel::Int(*v) >= sender_level) {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsUsersOldValue,
+                format!(
+                    "users[{user}] is {old_value}, not below the sender's level {sender_level}"
+                ),
+            ));
+        }
+    }
+    for (user, _, new_value) in &user_changes {
+        if let Some(new_value) = new_value.filter(|v| above_sender(*v)) {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsUsersNewValue,
+                format!(
+                    "users[{user}] would be {new_value}, above the sender's level {sender_level}"
+                ),
+            ));
+        }
+    }
+    // 9.10 (v12 10.11): otherwise allow.
+    Ok(())
+}
