@@ -186,51 +186,25 @@ pub fn walk_auth_dag<'s, S: EventStore + ?Sized>(
     roots: &[EventId],
     skip: impl Fn(&EventId) -> bool,
 ) -> Result<Vec<WalkedEvent<'s>>, DagError> {
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Mark {
-        OnStack,
-        Done,
-        Missing,
-    }
-    struct Frame<'s> {
-        pdu: &'s Pdu,
-        auth_event_ids: Vec<EventId>,
-        next: usize,
-    }
-    let mut marks: BTreeMap<EventId, Mark> = BTreeMap::new();
-    let mut missing: Vec<EventId> = Vec::new();
+    let mut walk =
+        Walk { store, rules, marks: BTreeMap::new(), missing: Vec::new(), stack: Vec::new() };
     let mut order: Vec<WalkedEvent<'s>> = Vec::new();
-    let mut stack: Vec<Frame<'s>> = Vec::new();
-    // Visits `id` for the first time: pushes a frame, or records it as missing.
-    let mut enter =
-        |id: &EventId, marks: &mut BTreeMap<EventId, Mark>, stack: &mut Vec<Frame<'s>>| match store
-            .get(id)
-        {
-            None => {
-                marks.insert(id.clone(), Mark::Missing);
-                missing.push(id.clone());
-            }
-            Some(pdu) => {
-                assert_eq!(pdu.event_id(), id, "the store returned another event");
-                marks.insert(id.clone(), Mark::OnStack);
-                stack.push(Frame { pdu, auth_event_ids: auth_event_ids(rules, pdu), next: 0 });
-            }
-        };
     for root in roots {
-        if skip(root) || marks.contains_key(root) {
+        if skip(root) || walk.marks.contains_key(root) {
             continue;
         }
-        enter(root, &mut marks, &mut stack);
-        while let Some(top) = stack.last_mut() {
+        walk.enter(root);
+        while let Some(top) = walk.stack.last_mut() {
             if top.next < top.auth_event_ids.len() {
                 let auth_id = top.auth_event_ids[top.next].clone();
                 top.next += 1;
                 if skip(&auth_id) {
                     continue;
                 }
-                match marks.get(&auth_id) {
+                match walk.marks.get(&auth_id) {
                     Some(Mark::Done | Mark::Missing) => {}
                     Some(Mark::OnStack) => {
+                        let stack = &walk.stack;
                         let start = stack
                             .iter()
                             .position(|frame| frame.pdu.event_id() == &auth_id)
@@ -238,22 +212,63 @@ pub fn walk_auth_dag<'s, S: EventStore + ?Sized>(
                         let cycle = stack[start..].iter().map(|f| f.pdu.event_id().clone());
                         return Err(DagError::Cycle(cycle.collect()));
                     }
-                    None => enter(&auth_id, &mut marks, &mut stack),
+                    None => walk.enter(&auth_id),
                 }
             } else {
-                let frame = stack.pop().expect("loop condition");
-                let previous = marks.insert(frame.pdu.event_id().clone(), Mark::Done);
+                let frame = walk.stack.pop().expect("loop condition");
+                let previous = walk.marks.insert(frame.pdu.event_id().clone(), Mark::Done);
                 assert!(previous == Some(Mark::OnStack));
                 order.push(WalkedEvent { pdu: frame.pdu, auth_event_ids: frame.auth_event_ids });
             }
         }
     }
-    if !missing.is_empty() {
-        missing.sort();
-        return Err(DagError::MissingEvents(missing));
+    if !walk.missing.is_empty() {
+        walk.missing.sort();
+        return Err(DagError::MissingEvents(walk.missing));
     }
-    assert!(stack.is_empty());
+    assert!(walk.stack.is_empty());
     Ok(order)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    OnStack,
+    Done,
+    Missing,
+}
+
+struct Frame<'s> {
+    pdu: &'s Pdu,
+    auth_event_ids: Vec<EventId>,
+    next: usize,
+}
+
+/// The state of [`walk_auth_dag`]'s depth-first search.
+struct Walk<'s, 'r, S: ?Sized> {
+    store: &'s S,
+    rules: &'r RoomVersionRules,
+    marks: BTreeMap<EventId, Mark>,
+    missing: Vec<EventId>,
+    stack: Vec<Frame<'s>>,
+}
+
+impl<'s, S: EventStore + ?Sized> Walk<'s, '_, S> {
+    /// Visits `id` for the first time: pushes a frame, or records it as missing.
+    fn enter(&mut self, id: &EventId) {
+        assert!(!self.marks.contains_key(id));
+        match self.store.get(id) {
+            None => {
+                self.marks.insert(id.clone(), Mark::Missing);
+                self.missing.push(id.clone());
+            }
+            Some(pdu) => {
+                assert_eq!(pdu.event_id(), id, "the store returned another event");
+                self.marks.insert(id.clone(), Mark::OnStack);
+                let auth_event_ids = auth_event_ids(self.rules, pdu);
+                self.stack.push(Frame { pdu, auth_event_ids, next: 0 });
+            }
+        }
+    }
 }
 
 /// A node of an [`AuthChainIndex`]: dense, in the order events were added.
