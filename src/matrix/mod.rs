@@ -17,6 +17,7 @@ pub mod ids;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;
+pub mod state_res;
 
 pub use ids::EventId;
 pub use pdu::Pdu;
