@@ -12,10 +12,12 @@
 pub mod auth;
 pub mod canonical_json;
 pub mod crypto;
+pub mod dag;
 pub mod ids;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;
+pub mod state_res;
 
 pub use ids::EventId;
 pub use pdu::Pdu;

@@ -1,0 +1,361 @@
+//! Tests of the DAG algorithms: the chain-cover index against plain walks on random DAGs,
+//! the walk's error reporting, and each ordering on small hand-made graphs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::matrix::room_version::{V10, V12};
+
+fn id(name: &str) -> EventId {
+    EventId::parse(&format!("${name}")).unwrap()
+}
+
+/// A random DAG given as, per event in insertion order, its state key (index into a small
+/// set, `None` for a message) and its auth events (earlier events).
+#[derive(Clone, Debug)]
+struct Dag {
+    keys: Vec<Option<u8>>,
+    auth: Vec<Vec<usize>>,
+}
+
+impl Dag {
+    fn ids(&self) -> Vec<EventId> {
+        (0..self.keys.len()).map(|i| id(&format!("e{i}"))).collect()
+    }
+
+    fn lookup(&self) -> impl Fn(&EventId) -> Option<Vec<EventId>> + '_ {
+        move |event_id: &EventId| {
+            let i: usize = event_id.as_str().strip_prefix("$e")?.parse().ok()?;
+            let ids = self.auth.get(i)?;
+            Some(ids.iter().map(|&a| id(&format!("e{a}"))).collect())
+        }
+    }
+
+    fn index(&self) -> AuthChainIndex {
+        let mut index = AuthChainIndex::new(&V10);
+        let ids = self.ids();
+        for (i, key) in self.keys.iter().enumerate() {
+            let key_name = key.map(|k| format!("k{k}"));
+            let state_key = key_name.as_deref().map(|k| ("m.test", k));
+            let auth: Vec<EventId> = self.auth[i].iter().map(|&a| ids[a].clone()).collect();
+            let node = index.add(&ids[i], state_key, &auth).unwrap();
+            assert_eq!(node.index(), i);
+        }
+        index
+    }
+}
+
+/// Random DAGs shaped a little like rooms: most events cite the latest event with their own
+/// state key (so chains grow) plus a few random earlier events.
+fn arb_dag() -> impl Strategy<Value = Dag> {
+    (1usize..48)
+        .prop_flat_map(|count| {
+            proptest::collection::vec(
+                (
+                    proptest::option::weighted(0.85, 0u8..5),
+                    any::<bool>(),
+                    proptest::collection::vec(any::<u16>(), 0..4),
+                ),
+                count,
+            )
+        })
+        .prop_map(|specs| {
+            let mut keys = Vec::new();
+            let mut auth = Vec::new();
+            let mut latest: BTreeMap<u8, usize> = BTreeMap::new();
+            for (i, (key, cite_own, picks)) in specs.into_iter().enumerate() {
+                let mut edges: Vec<usize> = Vec::new();
+                if i > 0 {
+                    edges.extend(picks.iter().map(|&p| p as usize % i));
+                }
+                if let (Some(k), true) = (key, cite_own) {
+                    edges.extend(latest.get(&k).copied());
+                }
+                edges.sort_unstable();
+                edges.dedup();
+                // Messages are never auth events; drop edges to them.
+                edges.retain(|&e| keys.get(e).copied().flatten().is_some());
+                if let Some(k) = key {
+                    latest.insert(k, i);
+                }
+                keys.push(key);
+                auth.push(edges);
+            }
+            Dag { keys, auth }
+        })
+}
+
+fn picks_to_ids(dag: &Dag, picks: &[u16]) -> Vec<EventId> {
+    let ids = dag.ids();
+    let mut out: Vec<EventId> =
+        picks.iter().map(|&p| ids[p as usize % ids.len()].clone()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn to_ids(index: &AuthChainIndex, nodes: &[NodeId]) -> BTreeSet<EventId> {
+    nodes.iter().map(|&n| index.event_id(n).clone()).collect()
+}
+
+fn to_nodes(index: &AuthChainIndex, ids: &[EventId]) -> Vec<NodeId> {
+    ids.iter().map(|i| index.node(i).unwrap()).collect()
+}
+
+const READINGS: [AuthChainReading; 2] = [AuthChainReading::Inclusive, AuthChainReading::Exclusive];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn index_equals_plain_walks(
+        dag in arb_dag(),
+        set_picks in proptest::collection::vec(proptest::collection::vec(any::<u16>(), 0..8), 0..4),
+        conflicted_picks in proptest::collection::vec(any::<u16>(), 1..6),
+    ) {
+        let index = dag.index();
+        let lookup = dag.lookup();
+        let ids = dag.ids();
+        // Auth chain of every single event, and "is in the auth chain of" for every pair.
+        for (i, event_id) in ids.iter().enumerate() {
+            let node = NodeId(i as u32);
+            for reading in READINGS {
+                let expected = auth_chain_bfs(&lookup, std::slice::from_ref(event_id), reading).unwrap();
+                prop_assert_eq!(to_ids(&index, &index.auth_chain(&[node], reading)), expected.clone());
+                let exclusive = reading == AuthChainReading::Exclusive;
+                for (j, other) in ids.iter().enumerate() {
+                    if exclusive {
+                        prop_assert_eq!(index.in_auth_chain(node, NodeId(j as u32)), expected.contains(other));
+                    }
+                }
+            }
+        }
+        // Auth chain of a set and auth difference of several sets.
+        let sets: Vec<Vec<EventId>> = set_picks.iter().map(|p| picks_to_ids(&dag, p)).collect();
+        let node_sets: Vec<Vec<NodeId>> = sets.iter().map(|s| to_nodes(&index, s)).collect();
+        for reading in READINGS {
+            for (set, nodes) in sets.iter().zip(&node_sets) {
+                let expected = auth_chain_bfs(&lookup, set, reading).unwrap();
+                let chain_set = index.chain_set(nodes, reading);
+                prop_assert_eq!(to_ids(&index, &index.expand(&chain_set)), expected.clone());
+                for (j, other) in ids.iter().enumerate() {
+                    prop_assert_eq!(index.chain_set_contains(&chain_set, NodeId(j as u32)), expected.contains(other));
+                }
+            }
+            let expected = auth_difference_bfs(&lookup, &sets, reading).unwrap();
+            prop_assert_eq!(to_ids(&index, &index.auth_difference(&node_sets, reading)), expected);
+        }
+        // The conflicted state subgraph.
+        let conflicted = picks_to_ids(&dag, &conflicted_picks);
+        let expected = conflicted_subgraph_bfs(&lookup, &conflicted).unwrap();
+        let subgraph = index.conflicted_subgraph(&to_nodes(&index, &conflicted));
+        prop_assert_eq!(to_ids(&index, &subgraph), expected);
+    }
+}
+
+#[test]
+fn chains_follow_state_keys() {
+    // create ← pl1 ← pl2, and a join citing pl1: pl2 continues pl1's chain; the join starts
+    // its own; a second event citing pl1 with pl1 no longer the head starts a chain too.
+    let mut index = AuthChainIndex::new(&V10);
+    let create = index.add(&id("create"), Some(("m.room.create", "")), &[]).unwrap();
+    let pl1 = index.add(&id("pl1"), Some(("m.room.power_levels", "")), &[id("create")]).unwrap();
+    let pl2 = index.add(&id("pl2"), Some(("m.room.power_levels", "")), &[id("create"), id("pl1")]);
+    let pl2 = pl2.unwrap();
+    let fork = index.add(&id("pl2b"), Some(("m.room.power_levels", "")), &[id("pl1")]).unwrap();
+    assert_eq!(index.chains.len(), 3);
+    assert_eq!(index.chains[index.nodes[pl1.index()].chain as usize], vec![pl1, pl2]);
+    assert_eq!(index.nodes[fork.index()].seq, 1);
+    assert!(index.in_auth_chain(pl2, create) && index.in_auth_chain(fork, pl1));
+    assert!(!index.in_auth_chain(fork, pl2) && !index.in_auth_chain(pl1, pl1));
+    // Adding again is a no-op; an unknown auth event is an error and adds nothing.
+    assert_eq!(index.add(&id("pl1"), None, &[]).unwrap(), pl1);
+    let error = index.add(&id("x"), None, &[id("nope")]).unwrap_err();
+    assert_eq!(
+        error,
+        IndexError::UnknownAuthEvent { event_id: id("x"), auth_event_id: id("nope") }
+    );
+    let error = index.add(&id("self"), None, &[id("self")]).unwrap_err();
+    assert!(matches!(error, IndexError::UnknownAuthEvent { .. }));
+    assert_eq!(index.len(), 4);
+}
+
+/// A v10 PDU with a readable id (room `!room:hs`).
+fn pdu(name: &str, event_type: &str, state_key: Option<&str>, auth: &[&str], ts: i64) -> Pdu {
+    let mut json = json!({
+        "event_id": format!("${name}"),
+        "type": event_type,
+        "sender": "@alice:hs",
+        "room_id": "!room:hs",
+        "origin_server_ts": ts,
+        "depth": 1,
+        "content": {},
+        "auth_events": auth.iter().map(|a| format!("${a}")).collect::<Vec<_>>(),
+        "prev_events": [],
+    });
+    if let Some(key) = state_key {
+        json["state_key"] = json!(key);
+    }
+    let serde_json::Value::Object(object) = json else { unreachable!() };
+    Pdu::with_given_id(&V10, object).unwrap()
+}
+
+fn store(pdus: Vec<Pdu>) -> BTreeMap<EventId, Pdu> {
+    pdus.into_iter().map(|p| (p.event_id().clone(), p)).collect()
+}
+
+#[test]
+fn walk_reports_missing_events_and_cycles() {
+    let events = store(vec![
+        pdu("create", "m.room.create", Some(""), &[], 0),
+        pdu("a", "m.room.power_levels", Some(""), &["create", "gone2", "gone1"], 1),
+        pdu("b", "m.room.topic", Some(""), &["a", "gone1"], 2),
+    ]);
+    let error = walk_auth_dag(&events, &V10, &[id("b")], |_| false).err().unwrap();
+    assert_eq!(error, DagError::MissingEvents(vec![id("gone1"), id("gone2")]));
+    assert_eq!(error.to_string(), "missing events: $gone1, $gone2");
+    let error = walk_auth_dag(&events, &V10, &[id("nothing")], |_| false).err().unwrap();
+    assert_eq!(error, DagError::MissingEvents(vec![id("nothing")]));
+
+    let events = store(vec![
+        pdu("create", "m.room.create", Some(""), &[], 0),
+        pdu("x", "m.room.power_levels", Some(""), &["create", "z"], 1),
+        pdu("y", "m.room.join_rules", Some(""), &["x"], 2),
+        pdu("z", "m.room.member", Some("@alice:hs"), &["y"], 3),
+        pdu("top", "m.room.topic", Some(""), &["z"], 4),
+    ]);
+    let error = walk_auth_dag(&events, &V10, &[id("top")], |_| false).err().unwrap();
+    assert_eq!(error, DagError::Cycle(vec![id("z"), id("y"), id("x")]));
+    let error = AuthChainIndex::build(&events, &V10, &[id("top")]).err().unwrap();
+    assert!(matches!(error, DagError::Cycle(_)));
+}
+
+#[test]
+fn walk_orders_auth_events_first_and_skips() {
+    let events = store(vec![
+        pdu("create", "m.room.create", Some(""), &[], 0),
+        pdu("pl", "m.room.power_levels", Some(""), &["create"], 1),
+        pdu("jr", "m.room.join_rules", Some(""), &["create", "pl"], 2),
+        pdu("m", "m.room.message", None, &["create", "pl"], 3),
+    ]);
+    let order = walk_auth_dag(&events, &V10, &[id("m"), id("jr")], |_| false).unwrap();
+    let names: Vec<&str> = order.iter().map(|e| e.pdu.event_id().as_str()).collect();
+    assert_eq!(names, ["$create", "$pl", "$m", "$jr"]);
+    let order = walk_auth_dag(&events, &V10, &[id("jr")], |i| i == &id("pl")).unwrap();
+    let names: Vec<&str> = order.iter().map(|e| e.pdu.event_id().as_str()).collect();
+    assert_eq!(names, ["$create", "$jr"]);
+}
+
+#[test]
+fn v12_events_have_the_create_event_as_implicit_auth_event() {
+    let create = {
+        let json = json!({
+            "event_id": "$create", "type": "m.room.create", "state_key": "", "sender": "@a:hs",
+            "origin_server_ts": 0, "depth": 1, "content": {}, "auth_events": [], "prev_events": [],
+        });
+        let serde_json::Value::Object(object) = json else { unreachable!() };
+        Pdu::with_given_id(&V12, object).unwrap()
+    };
+    let join = {
+        let json = json!({
+            "event_id": "$join", "type": "m.room.member", "state_key": "@a:hs", "sender": "@a:hs",
+            "room_id": "!create", "origin_server_ts": 1, "depth": 2,
+            "content": {"membership": "join"}, "auth_events": [], "prev_events": ["$create"],
+        });
+        let serde_json::Value::Object(object) = json else { unreachable!() };
+        Pdu::with_given_id(&V12, object).unwrap()
+    };
+    assert_eq!(auth_event_ids(&V12, &join), vec![id("create")]);
+    assert_eq!(auth_event_ids(&V12, &create), Vec::<EventId>::new());
+    assert_eq!(implicit_create_event(&V10, &join), None);
+    let events = store(vec![create, join]);
+    let index = AuthChainIndex::build(&events, &V12, &[id("join")]).unwrap();
+    let join = index.node(&id("join")).unwrap();
+    let chain = index.auth_chain(&[join], AuthChainReading::Exclusive);
+    assert_eq!(to_ids(&index, &chain), BTreeSet::from([id("create")]));
+    assert!(index.matches_rules(&V12) && !index.matches_rules(&V10));
+}
+
+#[test]
+fn indexed_store_indexes_what_it_can_in_any_order() {
+    let pdus = vec![
+        pdu("top", "m.room.topic", Some(""), &["create", "pl"], 3),
+        pdu("pl", "m.room.power_levels", Some(""), &["create"], 1),
+        pdu("orphan", "m.room.name", Some(""), &["create", "missing"], 4),
+        pdu("after-orphan", "m.room.name", Some(""), &["orphan"], 5),
+        pdu("create", "m.room.create", Some(""), &[], 0),
+    ];
+    let store = IndexedStore::from_events(&V10, pdus.into_iter().map(|p| (Arc::new(p), None)));
+    assert_eq!(store.len(), 5);
+    assert_eq!(store.index().len(), 3);
+    assert!(store.index().contains(&id("top")) && !store.index().contains(&id("after-orphan")));
+    assert!(EventStore::get(&store, &id("orphan")).is_some());
+    let mut incremental = IndexedStore::new(&V10);
+    let error = incremental
+        .insert(Arc::new(pdu("pl", "m.room.power_levels", Some(""), &["create"], 1)), None);
+    assert!(error.is_err() && incremental.is_empty());
+    let create = Arc::new(pdu("create", "m.room.create", Some(""), &[], 0));
+    incremental.insert(create, Some(RejectionKind::StateBefore)).unwrap();
+    assert_eq!(incremental.rejection(&id("create")), Some(RejectionKind::StateBefore));
+}
+
+#[test]
+fn lookup_fn_is_a_store() {
+    let events = store(vec![pdu("create", "m.room.create", Some(""), &[], 0)]);
+    let lookup = LookupFn::new(|event_id: &EventId| events.get(event_id));
+    assert!(lookup.get(&id("create")).is_some() && lookup.get(&id("x")).is_none());
+    assert_eq!(lookup.rejection(&id("create")), None);
+}
+
+#[test]
+fn reverse_topological_power_order_takes_smallest_ready_key() {
+    // Keys (lower = earlier when ready). Edges: 2 → 0 (2 cites 0), 3 → 2, 1 free.
+    // Ready at start: 0 (key 5), 1 (key 3) → 1 first, then 0, then 2, then 3, although
+    // 3's key is the smallest of all.
+    let keys = [5, 3, 4, 0];
+    let edges = vec![vec![], vec![], vec![0], vec![2, 2]];
+    assert_eq!(reverse_topological_power_order(&keys, &edges).unwrap(), vec![1, 0, 2, 3]);
+    // Power level dominates timestamp dominates id, as in state resolution's key.
+    type Key = (Reverse<i64>, i64, &'static str);
+    let keys: [Key; 3] =
+        [(Reverse(50), 10, "$b"), (Reverse(100), 20, "$c"), (Reverse(50), 10, "$a")];
+    let order = reverse_topological_power_order(&keys, &[vec![], vec![], vec![]]).unwrap();
+    assert_eq!(order, vec![1, 2, 0]);
+    // A cycle leaves its events unordered.
+    let error = reverse_topological_power_order(&[0, 1, 2], &[vec![], vec![2], vec![1]]);
+    assert_eq!(error, Err(vec![1, 2]));
+}
+
+#[test]
+fn mainline_and_mainline_order() {
+    // create ← pl1 ← pl2 ← pl3 (each PL cites the previous); topics hang off pl1, pl2, pl3
+    // and an old-branch pl2x (cites pl1, not on the mainline of pl3), and one with no PL.
+    let events = store(vec![
+        pdu("create", "m.room.create", Some(""), &[], 0),
+        pdu("pl1", "m.room.power_levels", Some(""), &["create"], 1),
+        pdu("pl2", "m.room.power_levels", Some(""), &["create", "pl1"], 2),
+        pdu("pl3", "m.room.power_levels", Some(""), &["create", "pl2"], 3),
+        pdu("pl2x", "m.room.power_levels", Some(""), &["create", "pl1"], 4),
+        pdu("t3", "m.room.topic", Some(""), &["create", "pl3"], 10),
+        pdu("t2", "m.room.topic", Some(""), &["create", "pl2"], 11),
+        pdu("t1", "m.room.topic", Some(""), &["pl1", "create"], 12),
+        pdu("t2x", "m.room.topic", Some(""), &["create", "pl2x"], 9),
+        pdu("t0", "m.room.topic", Some(""), &["create"], 50),
+        pdu("t1b", "m.room.topic", Some(""), &["create", "pl1"], 12),
+    ]);
+    let get = |name: &str| events.get(&id(name)).unwrap();
+    let line = mainline(&events, get("pl3")).unwrap();
+    let names: Vec<&str> = line.iter().map(|p| p.event_id().as_str()).collect();
+    assert_eq!(names, ["$pl3", "$pl2", "$pl1"]);
+    // Numbers: pl1 = 1, pl2 = 2, pl3 = 3; t2x reaches pl1 through pl2x; t0 reaches nothing.
+    let topics: Vec<&Pdu> = ["t3", "t2", "t1", "t2x", "t0", "t1b"].map(get).to_vec();
+    assert_eq!(mainline_numbers(&events, &line, &topics).unwrap(), vec![3, 2, 1, 1, 0, 1]);
+    // Sorted: t0 (0), then number 1 by ts: t2x (9), t1 (12, "$t1" < "$t1b"), t1b; t2; t3.
+    let order = mainline_order(&events, &line, &topics).unwrap();
+    let names: Vec<&str> = order.iter().map(|&i| topics[i].event_id().as_str()).collect();
+    assert_eq!(names, ["$t0", "$t2x", "$t1", "$t1b", "$t2", "$t3"]);
+}
