@@ -9,6 +9,8 @@
 //! `clap` is used here and nowhere else.
 
 mod event;
+mod resolve;
+mod resolve_input;
 
 use std::fmt;
 use std::io::{Read as _, Write as _};
@@ -60,6 +62,8 @@ struct Cli {
 enum Command {
     /// Work on one PDU: read it as JSON on stdin, write JSON on stdout.
     Event(event::EventArgs),
+    /// Resolve state sets (state resolution v2 / v2.1); print the resolved state map.
+    Resolve(resolve::ResolveArgs),
 }
 
 /// Runs the command line with the process's arguments and streams.
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Event(args) => read_stdin().and_then(|input| event::run(&args, &input)),
+        Command::Resolve(args) => resolve::run(&args),
     };
     match result {
         Ok(outcome) => {

@@ -380,6 +380,15 @@ impl Grower {
                 json!({"msgtype": "m.text", "body": body}),
             ));
         }
+        // Like real members, nobody empties the room: with few members left, nobody
+        // leaves, kicks or bans.
+        let thinning = joined.len() > 3;
+        let outside: Vec<String> = self
+            .users
+            .iter()
+            .filter(|u| !matches!(self.membership(state, u).as_deref(), Some("join" | "ban")))
+            .cloned()
+            .collect();
         let member = |sender: &str, target: &str, membership: &str| {
             Some((
                 sender.to_owned(),
@@ -415,7 +424,8 @@ impl Grower {
                 let level = [0, 25, 50, 75, 100][prng.index(5)].min(ceiling);
                 if prng.chance(Ratio::new(3, 4).expect("valid")) {
                     let creators_listed = self.rules.privileged_creators && anyone == self.users[0];
-                    if creators_listed {
+                    // Senders do not demote themselves.
+                    if creators_listed || anyone == sender {
                         return None;
                     }
                     content["users"][anyone.as_str()] = Value::from(level);
@@ -435,27 +445,27 @@ impl Grower {
                     json!({ "join_rule": rule }),
                 ))
             }
-            41..=58 => {
-                let outside: Vec<String> =
-                    self.users.iter().filter(|u| !joined.contains(u)).cloned().collect();
+            41..=62 => {
                 let user = self.pick(prng, &outside)?.clone();
                 member(&user, &user, "join")
             }
-            59..=66 => member(&sender, &sender, "leave"),
-            67..=74 => member(&sender, &anyone, "invite"),
-            75..=84 => {
+            63..=67 if thinning => member(&sender, &sender, "leave"),
+            68..=76 => {
+                let user = self.pick(prng, &outside)?.clone();
+                member(&sender, &user, "invite")
+            }
+            77..=84 if thinning => {
                 let target = self.pick(prng, &joined)?.clone();
                 member(&sender, &target, "leave")
             }
-            85..=91 => member(&sender, &anyone, "ban"),
-            92..=96 => {
+            85..=89 if thinning => member(&sender, &anyone, "ban"),
+            63..=89 => None,
+            90..=96 => {
                 let banned = self.users_with(state, "ban");
                 let target = self.pick(prng, &banned)?.clone();
                 member(&sender, &target, "leave")
             }
             _ => {
-                let outside: Vec<String> =
-                    self.users.iter().filter(|u| !joined.contains(u)).cloned().collect();
                 let user = self.pick(prng, &outside)?.clone();
                 member(&user, &user, "knock")
             }

@@ -3,5 +3,6 @@
 
 mod cli;
 mod pdu;
+mod state_res_diff;
 mod tidy;
 mod vectors;
