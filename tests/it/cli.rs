@@ -210,3 +210,145 @@ fn field_longer_than_255_bytes_is_refused() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("$.type: longer than 255 bytes"), "{}", run.stderr);
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/resolve/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn resolve_demotion_beats_topic() {
+    // Worked by hand from spec/state-resolution.md §3: the conflicted set is {$pl, $pl2,
+    // $topic}; step 2 replays $pl then $pl2 (Bob demoted to 0); step 4 rejects Bob's topic
+    // (state_default 50 > 0). So the power levels are $pl2 and there is no topic.
+    let run = mxsim(&["resolve", &fixture("demotion-beats-topic.json")], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.json(),
+        json!({
+            "m.room.create": {"": "$create"},
+            "m.room.join_rules": {"": "$jr"},
+            "m.room.member": {"@alice:a.example": "$join-alice", "@bob:b.example": "$join-bob"},
+            "m.room.power_levels": {"": "$pl2"},
+        })
+    );
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+}
+
+#[test]
+fn resolve_explain_and_time() {
+    let run = mxsim(
+        &["resolve", &fixture("demotion-beats-topic.json"), "--explain", "--repeat", "4", "--time"],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("conflicted state set (3): $pl $pl2 $topic"), "{}", run.stderr);
+    assert!(run.stderr.contains("[other] $topic: rejected, rule 7"), "{}", run.stderr);
+    assert!(run.stderr.contains("step 3, mainline (newest first): $pl2 $pl"), "{}", run.stderr);
+    let timing: Value = serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(timing["runs"], 4);
+    for key in ["median", "min", "max"] {
+        assert!(timing["total_ms"][key].is_number(), "{timing}");
+    }
+}
+
+/// Writes a variant of the fixture and runs `mxsim resolve` on it.
+fn resolve_variant(name: &str, change: impl FnOnce(&mut Value)) -> Run {
+    let mut input: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("demotion-beats-topic.json")).unwrap(),
+    )
+    .unwrap();
+    change(&mut input);
+    let dir = std::env::temp_dir().join(format!("mxsim-resolve-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("input.json");
+    std::fs::write(&path, serde_json::to_vec(&input).unwrap()).unwrap();
+    let run = mxsim(&["resolve", path.to_str().unwrap()], b"");
+    std::fs::remove_dir_all(&dir).unwrap();
+    run
+}
+
+#[test]
+fn resolve_bad_input_exits_2_naming_the_problem() {
+    type Change = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "version",
+            Box::new(|v| v["room_version"] = json!("9")),
+            "$.room_version: unsupported room version",
+        ),
+        ("unknown-field", Box::new(|v| v["extra"] = json!(1)), "$.extra: unknown field"),
+        (
+            "missing-state-event",
+            Box::new(|v| v["state_sets"][0]["m.room.topic"] = json!({"": "$nowhere"})),
+            "$.state_sets[0][\"m.room.topic\"][\"\"]: event $nowhere is not in $.events",
+        ),
+        (
+            "key-mismatch",
+            Box::new(|v| v["state_sets"][0]["m.room.topic"] = json!({"": "$pl"})),
+            "event $pl has type \"m.room.power_levels\"",
+        ),
+        (
+            "missing-auth-event",
+            Box::new(|v| v["events"][6]["auth_events"][0] = json!("$ghost")),
+            "$.events[6].auth_events[0]: event $topic cites auth event $ghost",
+        ),
+        (
+            "duplicate",
+            Box::new(|v| v["events"][6]["event_id"] = json!("$pl2")),
+            "$.events[6].event_id: duplicate event id $pl2",
+        ),
+        (
+            "bad-pdu",
+            Box::new(|v| v["events"][2]["depth"] = json!("3")),
+            "$.events[2].depth: must be an integer",
+        ),
+        (
+            "rejected",
+            Box::new(|v| v["events"][2]["rejected"] = json!(1)),
+            "$.events[2].rejected: must be true",
+        ),
+        (
+            "cycle",
+            Box::new(|v| {
+                v["events"][1]["auth_events"] = json!(["$create", "$pl"]);
+            }),
+            "cycle",
+        ),
+    ];
+    for (name, change, expected) in cases {
+        let run = resolve_variant(name, change);
+        assert_eq!(run.code, 2, "{name}: stdout {} stderr {}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{name}: {:?} does not mention {expected:?}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{name}: {}", run.stdout);
+    }
+    let run = mxsim(&["resolve", "/nonexistent/input.json"], b"");
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("/nonexistent/input.json"), "{}", run.stderr);
+    let run = mxsim(&["resolve", &fixture("demotion-beats-topic.json"), "--repeat", "0"], b"");
+    assert_eq!(run.code, 2);
+}
+
+#[test]
+fn resolve_rejected_events_per_mode() {
+    // Bob's topic marked as rejected against its auth events never enters state in either
+    // mode; with the demotion also rejected, the topic is allowed against $pl.
+    let run = resolve_variant("rejected-pl2", |v| {
+        v["events"][5]["rejected"] = json!("state_before");
+    });
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // $pl2 was rejected only against the state before it: the spec treats it as a normal
+    // event, so the demotion still wins.
+    assert_eq!(run.json()["m.room.power_levels"][""], "$pl2");
+    let run = resolve_variant("rejected-pl2-auth", |v| {
+        v["events"][5]["rejected"] = json!(true);
+    });
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Rejected against its own auth events, $pl2 never enters state: Bob keeps level 50 and
+    // his topic passes.
+    assert_eq!(run.json()["m.room.power_levels"][""], "$pl");
+    assert_eq!(run.json()["m.room.topic"][""], "$topic");
+}
