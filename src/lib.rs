@@ -6,7 +6,7 @@
 //! - L0 [`stdx`]: integer ratios, virtual time, the seeded generator.
 //! - L1 [`matrix`]: the pure protocol core.
 //! - L2 [`homeserver`]: one homeserver as a sans-IO state machine (so far its wire
-//!   messages).
+//!   messages and outbound delivery).
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
