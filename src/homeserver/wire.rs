@@ -352,7 +352,7 @@ pub struct ErrorResponse {
     /// A 4xx or 5xx status.
     pub status: u16,
     pub errcode: ErrCode,
-    /// Human-readable text; may be empty.
+    /// Human-readable text; may be empty (then left out of the body).
     pub error: String,
     /// The room's version, sent with `M_INCOMPATIBLE_ROOM_VERSION` (spec digest §5, §6).
     pub room_version: Option<String>,
@@ -584,10 +584,20 @@ impl Request {
     }
 
     /// Checks everything about the message that does not need a room version: identifier
-    /// shapes, the transaction limits, required non-empty lists, integer ranges. Decoding
-    /// runs it on untrusted input; encoding asserts it (an invalid outgoing message is an
-    /// mxsim bug).
+    /// shapes, the transaction limits, required non-empty lists, integer ranges, and the
+    /// length of the encoded target (a decoded target may spell `!` where the encoder
+    /// writes `%21`, so the check is on what encoding would produce). Decoding runs it on
+    /// untrusted input; encoding asserts it (an invalid outgoing message is an mxsim bug).
     pub fn validate(&self) -> Result<(), WireError> {
+        self.validate_fields()?;
+        let (target, _) = self.encode_parts(false);
+        if target.len() > TARGET_BYTES_MAX {
+            return Err(WireError::TargetTooLong { bytes: len_u64(target.len()) });
+        }
+        Ok(())
+    }
+
+    fn validate_fields(&self) -> Result<(), WireError> {
         match self {
             Request::SendTransaction { txn_id, transaction } => {
                 check_txn_id(txn_id)?;
@@ -660,6 +670,24 @@ impl Request {
             panic!("encoding an invalid {} request: {error}", self.endpoint().name());
         }
         let endpoint = self.endpoint();
+        let (target, body) = self.encode_parts(true);
+        assert!(target.len() <= TARGET_BYTES_MAX, "request target of {} bytes", target.len());
+        assert_eq!(body.is_some(), endpoint.method().has_body());
+        let body = body.map(|object| {
+            let bytes = encode_body(&object);
+            assert!(bytes.len() <= REQUEST_BODY_BYTES_MAX, "request body of {} bytes", bytes.len());
+            bytes
+        });
+        HttpRequest { method: endpoint.method(), path_and_query: target, body }
+    }
+
+    /// The encoded target and, if `with_body`, the body object (for PUT and POST).
+    ///
+    /// Optional body fields equal to their default are left out, so that re-encoding a
+    /// decoded message never produces more bytes than were received: a message accepted
+    /// at the size limit can always be sent on.
+    fn encode_parts(&self, with_body: bool) -> (String, Option<Object>) {
+        let endpoint = self.endpoint();
         let mut target = String::with_capacity(128);
         target.push_str(PREFIX);
         target.push_str(endpoint.api_version());
@@ -669,7 +697,7 @@ impl Request {
         let body: Option<Object> = match self {
             Request::SendTransaction { txn_id, transaction } => {
                 push_segment(&mut target, txn_id);
-                Some(transaction_json(transaction))
+                with_body.then(|| transaction_json(transaction))
             }
             Request::GetEvent { event_id } => {
                 push_segment(&mut target, event_id.as_str());
@@ -702,12 +730,18 @@ impl Request {
                 min_depth,
             } => {
                 push_segment(&mut target, room_id);
-                let mut body = Object::new();
-                body.insert("earliest_events".into(), event_ids_json(earliest_events));
-                body.insert("latest_events".into(), event_ids_json(latest_events));
-                body.insert("limit".into(), Value::from(*limit));
-                body.insert("min_depth".into(), Value::from(*min_depth));
-                Some(body)
+                with_body.then(|| {
+                    let mut body = Object::new();
+                    body.insert("earliest_events".into(), event_ids_json(earliest_events));
+                    body.insert("latest_events".into(), event_ids_json(latest_events));
+                    if *limit != GET_MISSING_EVENTS_DEFAULT_LIMIT {
+                        body.insert("limit".into(), Value::from(*limit));
+                    }
+                    if *min_depth != GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH {
+                        body.insert("min_depth".into(), Value::from(*min_depth));
+                    }
+                    body
+                })
             }
             Request::MakeJoin { room_id, user_id, ver }
             | Request::MakeKnock { room_id, user_id, ver } => {
@@ -729,35 +763,30 @@ impl Request {
                 if *omit_members {
                     query.push("omit_members", "true");
                 }
-                Some(pdu.clone())
+                with_body.then(|| pdu.clone())
             }
             Request::SendLeave { room_id, event_id, pdu }
             | Request::SendKnock { room_id, event_id, pdu } => {
                 push_segment(&mut target, room_id);
                 push_segment(&mut target, event_id.as_str());
-                Some(pdu.clone())
+                with_body.then(|| pdu.clone())
             }
             Request::Invite { room_id, event_id, room_version, event, invite_room_state } => {
                 push_segment(&mut target, room_id);
                 push_segment(&mut target, event_id.as_str());
-                let mut body = Object::new();
-                body.insert("room_version".into(), Value::String(room_version.clone()));
-                body.insert("event".into(), Value::Object(event.clone()));
-                if !invite_room_state.is_empty() {
-                    body.insert("invite_room_state".into(), objects_json(invite_room_state));
-                }
-                Some(body)
+                with_body.then(|| {
+                    let mut body = Object::new();
+                    body.insert("room_version".into(), Value::String(room_version.clone()));
+                    body.insert("event".into(), Value::Object(event.clone()));
+                    if !invite_room_state.is_empty() {
+                        body.insert("invite_room_state".into(), objects_json(invite_room_state));
+                    }
+                    body
+                })
             }
         };
         target.push_str(&query.encoded);
-        assert!(target.len() <= TARGET_BYTES_MAX, "request target of {} bytes", target.len());
-        assert_eq!(body.is_some(), endpoint.method().has_body());
-        let body = body.map(|object| {
-            let bytes = encode_body(&object);
-            assert!(bytes.len() <= REQUEST_BODY_BYTES_MAX, "request body of {} bytes", bytes.len());
-            bytes
-        });
-        HttpRequest { method: endpoint.method(), path_and_query: target, body }
+        (target, body)
     }
 
     /// Decodes an untrusted request. Never panics; every failure maps to the spec's error
@@ -1097,7 +1126,10 @@ impl Response {
             }
             Response::Error(error) => {
                 put("errcode", Value::String(error.errcode.as_str().to_owned()));
-                put("error", Value::String(error.error.clone()));
+                // Left out when empty, as decoding reads a missing `error` as empty.
+                if !error.error.is_empty() {
+                    put("error", Value::String(error.error.clone()));
+                }
                 if let Some(version) = &error.room_version {
                     put("room_version", Value::String(version.clone()));
                 }
@@ -1909,7 +1941,19 @@ mod tests {
             },
             Method::Post,
             "/_matrix/federation/v1/get_missing_events/%21r%3Ahs1",
-            Some(r#"{"earliest_events":["$a"],"latest_events":["$b"],"limit":10,"min_depth":0}"#),
+            Some(r#"{"earliest_events":["$a"],"latest_events":["$b"]}"#),
+        );
+        check_encoding(
+            Request::GetMissingEvents {
+                room_id: room.clone(),
+                earliest_events: vec![],
+                latest_events: vec![event_id("$b")],
+                limit: 20,
+                min_depth: 7,
+            },
+            Method::Post,
+            "/_matrix/federation/v1/get_missing_events/%21r%3Ahs1",
+            Some(r#"{"earliest_events":[],"latest_events":["$b"],"limit":20,"min_depth":7}"#),
         );
         check_encoding(
             Request::MakeJoin {
@@ -2198,6 +2242,29 @@ mod tests {
             Response::from_http(Endpoint::GetEvent, &response),
             Err(WireError::BodyTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn what_is_accepted_can_be_sent_on() {
+        // A target of literal `$` fits the limit as received but not as re-encoded (`%24`):
+        // it is refused, because mxsim could not have sent it.
+        let ids: Vec<String> = (0..1000).map(|_| "v=$$$$$$$$$$$$".to_owned()).collect();
+        let target = format!("/_matrix/federation/v1/backfill/!r:h?{}&limit=1", ids.join("&"));
+        assert!(target.len() <= TARGET_BYTES_MAX);
+        let error = Request::from_http(&http(Method::Get, &target, None)).unwrap_err();
+        assert!(matches!(error, WireError::TargetTooLong { .. }), "{error}");
+        // A body without its optional fields does not grow when re-encoded.
+        let body = r#"{"earliest_events":[],"latest_events":[]}"#;
+        let request = Request::from_http(&http(
+            Method::Post,
+            "/_matrix/federation/v1/get_missing_events/!r:h",
+            Some(body),
+        ))
+        .unwrap();
+        assert_eq!(request.to_http().body.unwrap(), body.as_bytes());
+        let error = HttpResponse { status: 403, body: br#"{"errcode":"M_FORBIDDEN"}"#.to_vec() };
+        let decoded = Response::from_http(Endpoint::GetState, &error).unwrap();
+        assert_eq!(decoded.to_http(), error);
     }
 
     #[test]
