@@ -148,8 +148,8 @@ pub enum OutboundAction {
     /// events of each. Nothing new goes to the destination until then.
     CatchUp { destination: String, rooms: Vec<String> },
     /// Call [`Outbound::on_timer`] at `at` (or later). Emitted when the earliest deadline
-    /// becomes earlier than any timer asked for before; a timer that fires with nothing
-    /// due is harmless.
+    /// becomes earlier than any timer asked for before, and after every `on_timer`; a
+    /// timer that fires with nothing due is harmless. A caller may keep one timer slot.
     SetTimer { at: Instant },
 }
 
@@ -231,8 +231,8 @@ pub struct Stats {
     pub transactions_built: u64,
     /// Sends emitted, first attempts and retries.
     pub sends: u64,
-    /// PDUs dropped from a queue or not queued because the destination was down; their
-    /// rooms were noted for catch-up.
+    /// PDUs dropped from a queue, or not queued because the destination was down or the
+    /// queue had no room for catch-up events; their rooms were noted for catch-up.
     pub pdus_dropped: u64,
     /// EDUs dropped (queue full, destination down, or abandoned transaction).
     pub edus_dropped: u64,
@@ -467,11 +467,11 @@ impl Outbound {
         actions
     }
 
-    /// A timer asked for with [`OutboundAction::SetTimer`] fired: poll.
+    /// A timer asked for with [`OutboundAction::SetTimer`] fired: poll, and announce the
+    /// next deadline again whatever was asked for before, so that a caller with a single
+    /// timer slot (keeping either the earliest or the latest request) never loses one.
     pub fn on_timer(&mut self, now: Instant) -> Vec<OutboundAction> {
-        if self.timer_armed.is_some_and(|armed| armed <= now) {
-            self.timer_armed = None;
-        }
+        self.timer_armed = None;
         self.poll(now)
     }
 
@@ -553,6 +553,7 @@ impl Outbound {
         let dest = destination_entry(&mut self.destinations, destination);
         dest.catch_up_requested = false;
         if let State::Down { .. } = dest.state {
+            self.stats.pdus_dropped += u64::try_from(latest.len()).expect("fits");
             dest.catch_up_rooms.extend(latest.into_iter().map(|(room_id, _)| room_id));
         } else {
             let rooms: BTreeSet<&str> =
@@ -565,6 +566,7 @@ impl Outbound {
                 if dest.pdus.len() < queue_pdus_max {
                     dest.pdus.push_back(QueuedPdu { room_id, pdu });
                 } else {
+                    self.stats.pdus_dropped += 1;
                     dest.catch_up_rooms.insert(room_id);
                 }
             }
@@ -1163,8 +1165,9 @@ mod tests {
         let actions = out.on_timer(first);
         assert_eq!(sends(&actions).len(), 1);
         assert_eq!(actions.last(), Some(&OutboundAction::SetTimer { at: second }));
-        // A timer firing with nothing due does nothing.
-        assert!(out.on_timer(first).is_empty());
+        // A timer firing with nothing due sends nothing and re-announces the deadline.
+        assert_eq!(out.on_timer(first), [OutboundAction::SetTimer { at: second }]);
+        assert!(out.poll(first).is_empty());
     }
 
     #[test]
