@@ -1,7 +1,9 @@
-//! Integration tests, one binary: spec vectors, PDU properties, federation wire-format
-//! properties, the CLI, and the tidy checks that keep the layering and determinism rules.
+//! Integration tests, one binary: spec vectors, PDU properties, federation wire-format and
+//! outbound-delivery properties, the CLI, and the tidy checks that keep the layering and
+//! determinism rules.
 
 mod cli;
+mod outbound;
 mod pdu;
 mod tidy;
 mod vectors;
