@@ -1,8 +1,11 @@
-//! Integration tests, one binary: spec vectors, PDU properties, the CLI, and the tidy
-//! checks that keep the layering and determinism rules.
+//! Integration tests, one binary: spec vectors, PDU properties, federation wire-format and
+//! outbound-delivery properties, the CLI, and the tidy checks that keep the layering and
+//! determinism rules.
 
 mod cli;
+mod outbound;
 mod pdu;
 mod state_res_diff;
 mod tidy;
 mod vectors;
+mod wire;

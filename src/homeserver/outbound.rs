@@ -1,0 +1,1217 @@
+//! Outbound delivery, sans-IO: per-destination queues of PDUs and EDUs, sent as transactions
+//! with one in flight per destination, retried with exponential back-off, bounded
+//! everywhere, and caught up with the latest events per room after an outage.
+//!
+//! Spec: "Transactions" (digest: spec/federation-api.md §2, §10). The spec says only that a
+//! sender must wait for, and retry until, a 200 before sending a transaction with another
+//! `txnId` to the same destination, and that a transaction holds at most 50 PDUs and 100
+//! EDUs. Everything else here — back-off, giving up, bounded queues, catch-up — is [impl]
+//! practice (mostly Synapse's `PerDestinationQueue`), with mxsim's own parameters in
+//! [`Config`].
+//!
+//! The life of a destination:
+//!
+//! ```text
+//!            enqueue                   poll: build ≤50 PDUs + ≤100 EDUs
+//!   Idle ─────────────────────────────────────────────────────────> InFlight
+//!    ^  ^                                                        ok │   │ failed
+//!    │  └───────────────────────────────────────────────────────────┘   v
+//!    │                     poll at the retry time: resend the same  RetryAt(t)
+//!    │                     transaction (same txn id, same contents)     │ failed more than
+//!    │ probe due, or mark_up                                            │ retries_max times
+//!    └────────────────────────────── Down { probe_at } <────────────────┘
+//! ```
+//!
+//! - **One in flight** (spec): a destination has at most one transaction owed. A failed
+//!   transaction is resent unchanged — same `txnId`, same PDUs and EDUs — so that a
+//!   receiver which de-duplicates by (origin, txnId) never drops the new content of a
+//!   reused id. Its `created_at` stays the first attempt's, so `origin_server_ts` can too.
+//! - **Back-off** ([impl]): after failure `n` the retry waits `min(backoff_min × 2^(n-1),
+//!   backoff_max)` plus or minus `backoff_jitter_percent`, in integer milliseconds, drawn
+//!   from the injected [`Prng`].
+//! - **Down** ([impl]): after `retries_max` failed retries the destination is marked down.
+//!   The owed transaction is abandoned (the one place mxsim stops retrying a `txnId`, as
+//!   Synapse does on any failure), its PDUs and every queued PDU are replaced by a note of
+//!   their rooms, EDUs are dropped (they are ephemeral), and new PDUs only add their room
+//!   to that note. Every `down_probe_interval` (jittered) a down destination with rooms to
+//!   catch up gets one attempt; [`Outbound::mark_up`] (the homeserver heard from it) makes
+//!   it eligible at once and resets the back-off, as Synapse does when a request arrives
+//!   from a backed-off server.
+//! - **Bounded queues** ([impl]): a full PDU queue drops its oldest PDU and notes that PDU's
+//!   room for catch-up; a full EDU queue drops its oldest EDU. A dead or hostile peer
+//!   therefore costs at most `queue_pdus_max + queue_edus_max` entries plus one owed
+//!   transaction plus one room id per room the homeserver shares with it.
+//! - **Catch-up** ([impl] Synapse's catch-up mode): when rooms are noted, before its next
+//!   transaction the destination asks the homeserver with [`OutboundAction::CatchUp`], and
+//!   sends nothing until the homeserver answers with [`Outbound::replace_backlog`], giving
+//!   the latest events of each room (its forward extremities). Those supersede the queued
+//!   PDUs of their rooms, so the history is not resent; the receiver fills the gap with
+//!   `/get_missing_events` (spec digest §3.1).
+//!
+//! Determinism: no clock (every entry point takes `now`), randomness only from the
+//! injected [`Prng`] and only when a failure is reported, `BTreeMap`/`BTreeSet` only, and
+//! transaction ids from a counter.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use crate::homeserver::wire::{self, Edu, TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX};
+use crate::matrix::canonical_json::Object;
+use crate::stdx::{Duration, Instant, Prng};
+
+/// The limits and timings of outbound delivery. [`Config::default`] documents the defaults;
+/// scenarios may change any of them (spec digest §10: these are simulator parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Most PDUs per transaction. Default and maximum 50 (spec).
+    pub transaction_pdus_max: usize,
+    /// Most EDUs per transaction. Default and maximum 100 (spec).
+    pub transaction_edus_max: usize,
+    /// Most PDUs queued per destination (not counting the owed transaction). Default 1000.
+    pub queue_pdus_max: usize,
+    /// Most EDUs queued per destination (not counting the owed transaction). Default 500.
+    pub queue_edus_max: usize,
+    /// Wait after the first failure, before jitter. Default 500 ms.
+    pub backoff_min: Duration,
+    /// Longest wait between retries, before jitter. Default 60 s.
+    pub backoff_max: Duration,
+    /// Each wait is moved by a uniform amount within ± this percentage. Default 25, at
+    /// most 50 (so a wait never drops below half its nominal value).
+    pub backoff_jitter_percent: u64,
+    /// Failed retries after which a destination is marked down. Default 10: the first
+    /// attempt and ten retries over about four minutes (0.5, 1, 2, 4, 8, 16, 32, 60, 60,
+    /// 60 s, jittered).
+    pub retries_max: u32,
+    /// Time between catch-up attempts to a down destination, jittered like back-off.
+    /// Default 5 min.
+    pub down_probe_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            transaction_pdus_max: TRANSACTION_PDUS_MAX,
+            transaction_edus_max: TRANSACTION_EDUS_MAX,
+            queue_pdus_max: 1000,
+            queue_edus_max: 500,
+            backoff_min: Duration::from_ms(500),
+            backoff_max: Duration::from_secs(60),
+            backoff_jitter_percent: 25,
+            retries_max: 10,
+            down_probe_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Config {
+    /// Why the configuration is unusable, if it is.
+    pub fn check(&self) -> Result<(), String> {
+        let rules: [(bool, &str); 8] = [
+            (
+                (1..=TRANSACTION_PDUS_MAX).contains(&self.transaction_pdus_max),
+                "transaction_pdus_max must be 1..=50",
+            ),
+            (
+                (1..=TRANSACTION_EDUS_MAX).contains(&self.transaction_edus_max),
+                "transaction_edus_max must be 1..=100",
+            ),
+            (self.queue_pdus_max >= 1, "queue_pdus_max must be at least 1"),
+            (self.queue_edus_max >= 1, "queue_edus_max must be at least 1"),
+            (self.backoff_min.ms >= 1, "backoff_min must be at least 1 ms"),
+            (self.backoff_max >= self.backoff_min, "backoff_max must be at least backoff_min"),
+            (self.backoff_jitter_percent <= 50, "backoff_jitter_percent must be at most 50"),
+            (self.down_probe_interval.ms >= 1, "down_probe_interval must be at least 1 ms"),
+        ];
+        match rules.iter().find(|(ok, _)| !ok) {
+            Some((_, problem)) => Err((*problem).to_owned()),
+            None => Ok(()),
+        }
+    }
+
+    /// The nominal wait after failure `failure` (1-based), before jitter:
+    /// `min(backoff_min × 2^(failure-1), backoff_max)`, saturating.
+    pub fn backoff_nominal(&self, failure: u32) -> Duration {
+        assert!(failure >= 1, "failures count from 1");
+        let factor = 1u64.checked_shl(failure - 1).unwrap_or(u64::MAX);
+        let ms = self.backoff_min.ms.saturating_mul(factor).min(self.backoff_max.ms);
+        Duration::from_ms(ms)
+    }
+}
+
+/// What [`Outbound::poll`] asks the homeserver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutboundAction {
+    /// Send this transaction now, then report the outcome with [`Outbound::on_response`]
+    /// (a timeout is a failure: the caller owns request timeouts).
+    Send(OutgoingTransaction),
+    /// These rooms need catch-up: call [`Outbound::replace_backlog`] with the latest
+    /// events of each. Nothing new goes to the destination until then.
+    CatchUp { destination: String, rooms: Vec<String> },
+    /// Call [`Outbound::on_timer`] at `at` (or later). Emitted when the earliest deadline
+    /// becomes earlier than any timer asked for before, and after every `on_timer`; a
+    /// timer that fires with nothing due is harmless. A caller may keep one timer slot.
+    SetTimer { at: Instant },
+}
+
+/// A transaction to send to one destination.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingTransaction {
+    pub destination: String,
+    /// Unique per sending server, including across restarts (see [`Outbound::new`]).
+    pub txn_id: String,
+    pub pdus: Vec<Arc<Object>>,
+    pub edus: Vec<Edu>,
+    /// When the transaction was first built; the same on every retry.
+    pub created_at: Instant,
+    /// 1 on the first attempt, then 2, 3, … on retries.
+    pub attempt: u32,
+}
+
+impl OutgoingTransaction {
+    /// The `PUT /send/{txnId}` request for this transaction (spec digest §2).
+    /// `origin_server_ts` should be derived from `created_at` so that retries are
+    /// byte-identical.
+    pub fn to_request(&self, origin: &str, origin_server_ts: i64) -> wire::Request {
+        wire::Request::SendTransaction {
+            txn_id: self.txn_id.clone(),
+            transaction: wire::Transaction {
+                origin: origin.to_owned(),
+                origin_server_ts,
+                pdus: self.pdus.iter().map(|pdu| Object::clone(pdu)).collect(),
+                edus: self.edus.clone(),
+            },
+        }
+    }
+}
+
+/// What happened to an enqueued PDU or EDU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued for the next transaction.
+    Queued,
+    /// Queued, and the queue was full: its oldest entry was dropped (for a PDU, that PDU's
+    /// room now needs catch-up).
+    QueuedDroppedOldest,
+    /// Not queued, the destination is down: a PDU's room is noted for catch-up, an EDU is
+    /// lost.
+    Dropped,
+}
+
+/// What [`Outbound::on_response`] made of a reported outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseOutcome {
+    /// The transaction arrived; its PDUs and EDUs are done.
+    Delivered,
+    /// It failed; the same transaction is resent at this time.
+    RetryAt(Instant),
+    /// It failed once too often: the destination is down. `probe_at` is the next catch-up
+    /// attempt, if there is anything to catch up.
+    MarkedDown { probe_at: Option<Instant> },
+    /// Not the transaction this destination owes (a duplicate or late report): ignored.
+    Stale,
+}
+
+/// The delivery state of one destination, for the homeserver, traces and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestinationState {
+    /// Nothing owed; the next [`Outbound::poll`] sends whatever is queued.
+    Idle,
+    /// A transaction is in flight.
+    InFlight { txn_id: String },
+    /// A transaction failed and is resent at `at`.
+    RetryAt { txn_id: String, at: Instant },
+    /// Down: nothing is queued; the next catch-up attempt is due at `probe_at`.
+    Down { probe_at: Instant },
+}
+
+/// Counters over the whole outbound side, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Transactions built (retries not counted).
+    pub transactions_built: u64,
+    /// Sends emitted, first attempts and retries.
+    pub sends: u64,
+    /// PDUs dropped from a queue, or not queued because the destination was down or the
+    /// queue had no room for catch-up events; their rooms were noted for catch-up.
+    pub pdus_dropped: u64,
+    /// EDUs dropped (queue full, destination down, or abandoned transaction).
+    pub edus_dropped: u64,
+    /// Queued PDUs removed by [`Outbound::replace_backlog`] because newer events of their
+    /// room replaced them.
+    pub pdus_superseded: u64,
+    /// Times a destination was marked down.
+    pub marked_down: u64,
+}
+
+/// A PDU waiting for a destination, with the room it belongs to (for catch-up).
+#[derive(Clone, Debug)]
+struct QueuedPdu {
+    room_id: String,
+    pdu: Arc<Object>,
+}
+
+/// The transaction a destination is owed until it answers 200.
+#[derive(Clone, Debug)]
+struct Owed {
+    txn_id: String,
+    pdus: Vec<QueuedPdu>,
+    edus: Vec<Edu>,
+    created_at: Instant,
+    attempt: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    InFlight,
+    RetryAt(Instant),
+    Down { probe_at: Instant },
+}
+
+#[derive(Debug)]
+struct Destination {
+    pdus: VecDeque<QueuedPdu>,
+    edus: VecDeque<Edu>,
+    /// Rooms whose latest events must be sent before anything new.
+    catch_up_rooms: BTreeSet<String>,
+    /// A [`OutboundAction::CatchUp`] was emitted and not yet answered.
+    catch_up_requested: bool,
+    owed: Option<Owed>,
+    /// Consecutive failed attempts; reset by a success or [`Outbound::mark_up`].
+    failures: u32,
+    state: State,
+    /// The deadline this destination has in [`Outbound::deadlines`], if any.
+    indexed: Option<Instant>,
+}
+
+impl Destination {
+    fn new() -> Destination {
+        Destination {
+            pdus: VecDeque::new(),
+            edus: VecDeque::new(),
+            catch_up_rooms: BTreeSet::new(),
+            catch_up_requested: false,
+            owed: None,
+            failures: 0,
+            state: State::Idle,
+            indexed: None,
+        }
+    }
+
+    /// The time at which `poll` must look at this destination again, if any.
+    fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::RetryAt(at) => Some(at),
+            State::Down { probe_at } if !self.catch_up_rooms.is_empty() => Some(probe_at),
+            _ => None,
+        }
+    }
+
+    /// Whether the destination holds nothing worth remembering.
+    fn is_forgettable(&self) -> bool {
+        self.state == State::Idle
+            && self.failures == 0
+            && self.owed.is_none()
+            && self.pdus.is_empty()
+            && self.edus.is_empty()
+            && self.catch_up_rooms.is_empty()
+    }
+
+    fn check(&self, config: &Config) {
+        assert!(self.pdus.len() <= config.queue_pdus_max, "PDU queue over its bound");
+        assert!(self.edus.len() <= config.queue_edus_max, "EDU queue over its bound");
+        match self.state {
+            State::Idle => assert!(self.owed.is_none(), "an idle destination owes nothing"),
+            State::InFlight | State::RetryAt(_) => {
+                assert!(self.owed.is_some(), "in flight or retrying without a transaction");
+            }
+            State::Down { .. } => {
+                assert!(self.owed.is_none(), "a down destination owes nothing");
+                assert!(self.pdus.is_empty(), "a down destination queues no PDU");
+                assert!(self.edus.is_empty(), "a down destination queues no EDU");
+            }
+        }
+        if let Some(owed) = &self.owed {
+            assert!(owed.pdus.len() <= config.transaction_pdus_max, "owed PDUs over the limit");
+            assert!(owed.edus.len() <= config.transaction_edus_max, "owed EDUs over the limit");
+            assert!(!owed.pdus.is_empty() || !owed.edus.is_empty(), "an empty transaction");
+            assert!(owed.attempt >= 1);
+        }
+        if self.catch_up_requested {
+            assert!(!self.catch_up_rooms.is_empty(), "catch-up requested for no room");
+        }
+    }
+}
+
+/// Outbound delivery for one homeserver. See the module documentation.
+#[derive(Debug)]
+pub struct Outbound {
+    config: Config,
+    prng: Prng,
+    /// The first part of every transaction id: the virtual time this instance was created.
+    txn_id_epoch_ms: u64,
+    txn_count: u64,
+    destinations: BTreeMap<String, Destination>,
+    /// Destinations touched since the last poll.
+    dirty: BTreeSet<String>,
+    /// `(deadline, destination)` for every destination with a deadline.
+    deadlines: BTreeSet<(Instant, String)>,
+    /// The earliest timer asked for and not yet known to have fired.
+    timer_armed: Option<Instant>,
+    stats: Stats,
+}
+
+impl Outbound {
+    /// A new outbound side. `prng` should be a stream forked for this server's delivery.
+    /// Transaction ids are `{now_ms}.{n}`: [impl] Synapse also starts its transaction
+    /// counter from the clock, so that a restarted server does not reuse ids its peers
+    /// have cached responses for.
+    pub fn new(config: Config, prng: Prng, now: Instant) -> Outbound {
+        if let Err(problem) = config.check() {
+            panic!("invalid outbound config: {problem}");
+        }
+        Outbound {
+            config,
+            prng,
+            txn_id_epoch_ms: now.ms,
+            txn_count: 0,
+            destinations: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
+            timer_armed: None,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Queues a PDU of `room_id` for `destination`.
+    pub fn enqueue_pdu(&mut self, destination: &str, pdu: Arc<Object>, room_id: &str) -> Enqueued {
+        let queue_pdus_max = self.config.queue_pdus_max;
+        let dest = destination_entry(&mut self.destinations, destination);
+        let outcome = if let State::Down { .. } = dest.state {
+            dest.catch_up_rooms.insert(room_id.to_owned());
+            Enqueued::Dropped
+        } else {
+            let mut outcome = Enqueued::Queued;
+            if dest.pdus.len() == queue_pdus_max {
+                let oldest = dest.pdus.pop_front().expect("a full queue is not empty");
+                dest.catch_up_rooms.insert(oldest.room_id);
+                outcome = Enqueued::QueuedDroppedOldest;
+            }
+            dest.pdus.push_back(QueuedPdu { room_id: room_id.to_owned(), pdu });
+            outcome
+        };
+        if outcome != Enqueued::Queued {
+            self.stats.pdus_dropped += 1;
+        }
+        self.touch(destination);
+        outcome
+    }
+
+    /// Queues an EDU for `destination`.
+    pub fn enqueue_edu(&mut self, destination: &str, edu: Edu) -> Enqueued {
+        let queue_edus_max = self.config.queue_edus_max;
+        let dest = destination_entry(&mut self.destinations, destination);
+        let outcome = if let State::Down { .. } = dest.state {
+            Enqueued::Dropped
+        } else {
+            let mut outcome = Enqueued::Queued;
+            if dest.edus.len() == queue_edus_max {
+                dest.edus.pop_front().expect("a full queue is not empty");
+                outcome = Enqueued::QueuedDroppedOldest;
+            }
+            dest.edus.push_back(edu);
+            outcome
+        };
+        if outcome != Enqueued::Queued {
+            self.stats.edus_dropped += 1;
+        }
+        self.touch(destination);
+        outcome
+    }
+
+    /// Decides what to do now: due retries and probes, new transactions for idle
+    /// destinations, catch-up requests, and the next timer. Destinations are visited in
+    /// name order, so the actions are deterministic.
+    pub fn poll(&mut self, now: Instant) -> Vec<OutboundAction> {
+        if self.timer_armed.is_some_and(|armed| armed < now) {
+            // That timer is in the past: whether or not it has fired, it guards nothing.
+            self.timer_armed = None;
+        }
+        while let Some((at, _)) = self.deadlines.first() {
+            if *at > now {
+                break;
+            }
+            let (_, name) = self.deadlines.pop_first().expect("just looked at it");
+            self.dirty.insert(name);
+        }
+        let mut actions = Vec::new();
+        for name in std::mem::take(&mut self.dirty) {
+            self.step(&name, now, &mut actions);
+        }
+        if let Some((at, _)) = self.deadlines.first() {
+            let at = *at;
+            assert!(at > now, "every due deadline was handled");
+            if self.timer_armed.is_none_or(|armed| at < armed) {
+                self.timer_armed = Some(at);
+                actions.push(OutboundAction::SetTimer { at });
+            }
+        }
+        actions
+    }
+
+    /// A timer asked for with [`OutboundAction::SetTimer`] fired: poll, and announce the
+    /// next deadline again whatever was asked for before, so that a caller with a single
+    /// timer slot (keeping either the earliest or the latest request) never loses one.
+    pub fn on_timer(&mut self, now: Instant) -> Vec<OutboundAction> {
+        self.timer_armed = None;
+        self.poll(now)
+    }
+
+    /// The outcome of sending `txn_id` to `destination`: `ok` is a 200 answer (whatever
+    /// the per-PDU results); anything else — an error status, a timeout, a broken
+    /// connection — is a failure. Call [`Outbound::poll`] afterwards.
+    pub fn on_response(
+        &mut self,
+        destination: &str,
+        txn_id: &str,
+        now: Instant,
+        ok: bool,
+    ) -> ResponseOutcome {
+        let config = self.config;
+        let Some(dest) = self.destinations.get_mut(destination) else {
+            return ResponseOutcome::Stale;
+        };
+        let owes_it = dest.owed.as_ref().is_some_and(|owed| owed.txn_id == txn_id);
+        let outcome = match (owes_it, ok, dest.state) {
+            (false, _, _) => ResponseOutcome::Stale,
+            // A success is believed even after the caller reported a timeout for the same
+            // transaction: it did arrive.
+            (true, true, State::InFlight | State::RetryAt(_)) => {
+                dest.owed = None;
+                dest.failures = 0;
+                dest.state = State::Idle;
+                ResponseOutcome::Delivered
+            }
+            (true, false, State::InFlight) => {
+                dest.failures = dest.failures.saturating_add(1);
+                if dest.failures > config.retries_max {
+                    let probe_at = mark_down(dest, &config, &mut self.prng, &mut self.stats, now);
+                    ResponseOutcome::MarkedDown { probe_at }
+                } else {
+                    let wait =
+                        jittered(&mut self.prng, config.backoff_nominal(dest.failures), &config);
+                    let at = now + wait;
+                    dest.state = State::RetryAt(at);
+                    ResponseOutcome::RetryAt(at)
+                }
+            }
+            // A failure for a transaction already waiting to be retried was counted.
+            (true, false, _) => ResponseOutcome::Stale,
+            (true, true, State::Idle | State::Down { .. }) => {
+                unreachable!("a destination that owes a transaction is in flight or retrying")
+            }
+        };
+        if outcome != ResponseOutcome::Stale {
+            self.touch(destination);
+        }
+        outcome
+    }
+
+    /// The homeserver heard from `destination` (an authenticated request arrived), so it is
+    /// probably up: reset the back-off and, if it was down or waiting to retry, try now.
+    /// [impl] Synapse resets a destination's retry timings when a request from it arrives.
+    pub fn mark_up(&mut self, destination: &str, now: Instant) {
+        let Some(dest) = self.destinations.get_mut(destination) else { return };
+        dest.failures = 0;
+        match dest.state {
+            State::Down { .. } => dest.state = State::Idle,
+            State::RetryAt(at) if at > now => dest.state = State::RetryAt(now),
+            State::RetryAt(_) | State::Idle | State::InFlight => {}
+        }
+        self.touch(destination);
+    }
+
+    /// Answers [`OutboundAction::CatchUp`] with the latest events per room: `latest` holds
+    /// `(room_id, pdu)` pairs, normally the forward extremities of each room asked about.
+    ///
+    /// Queued PDUs of every room in `latest` are superseded and removed (the receiver
+    /// fetches what lies between with `/get_missing_events`), then the given events are
+    /// queued in order. The catch-up note is cleared, except for rooms whose events did not
+    /// fit in the queue: they are asked about again once it has room. Noted rooms the
+    /// homeserver gives nothing for (it left them) are forgotten. On a down destination
+    /// nothing is queued and the given rooms stay noted.
+    pub fn replace_backlog(&mut self, destination: &str, latest: Vec<(String, Arc<Object>)>) {
+        let queue_pdus_max = self.config.queue_pdus_max;
+        let dest = destination_entry(&mut self.destinations, destination);
+        dest.catch_up_requested = false;
+        if let State::Down { .. } = dest.state {
+            self.stats.pdus_dropped += u64::try_from(latest.len()).expect("fits");
+            dest.catch_up_rooms.extend(latest.into_iter().map(|(room_id, _)| room_id));
+        } else {
+            let rooms: BTreeSet<&str> =
+                latest.iter().map(|(room_id, _)| room_id.as_str()).collect();
+            let before = dest.pdus.len();
+            dest.pdus.retain(|queued| !rooms.contains(queued.room_id.as_str()));
+            self.stats.pdus_superseded += u64::try_from(before - dest.pdus.len()).expect("fits");
+            dest.catch_up_rooms.clear();
+            for (room_id, pdu) in latest {
+                if dest.pdus.len() < queue_pdus_max {
+                    dest.pdus.push_back(QueuedPdu { room_id, pdu });
+                } else {
+                    self.stats.pdus_dropped += 1;
+                    dest.catch_up_rooms.insert(room_id);
+                }
+            }
+        }
+        self.touch(destination);
+    }
+
+    /// The delivery state of `destination` (`Idle` for one never seen).
+    pub fn state(&self, destination: &str) -> DestinationState {
+        let Some(dest) = self.destinations.get(destination) else {
+            return DestinationState::Idle;
+        };
+        let txn_id = || dest.owed.as_ref().expect("checked invariant").txn_id.clone();
+        match dest.state {
+            State::Idle => DestinationState::Idle,
+            State::InFlight => DestinationState::InFlight { txn_id: txn_id() },
+            State::RetryAt(at) => DestinationState::RetryAt { txn_id: txn_id(), at },
+            State::Down { probe_at } => DestinationState::Down { probe_at },
+        }
+    }
+
+    /// PDUs waiting for `destination`, not counting the owed transaction.
+    pub fn queued_pdu_count(&self, destination: &str) -> u64 {
+        self.destinations.get(destination).map_or(0, |d| u64::try_from(d.pdus.len()).expect("fits"))
+    }
+
+    /// EDUs waiting for `destination`, not counting the owed transaction.
+    pub fn queued_edu_count(&self, destination: &str) -> u64 {
+        self.destinations.get(destination).map_or(0, |d| u64::try_from(d.edus.len()).expect("fits"))
+    }
+
+    /// Rooms of `destination` that need catch-up, in order.
+    pub fn catch_up_rooms(&self, destination: &str) -> Vec<String> {
+        self.destinations
+            .get(destination)
+            .map_or_else(Vec::new, |d| d.catch_up_rooms.iter().cloned().collect())
+    }
+
+    /// Consecutive failed attempts to `destination`.
+    pub fn failure_count(&self, destination: &str) -> u32 {
+        self.destinations.get(destination).map_or(0, |d| d.failures)
+    }
+
+    /// Destinations with anything queued, owed, noted or remembered, in name order.
+    pub fn destinations(&self) -> impl Iterator<Item = &str> {
+        self.destinations.keys().map(String::as_str)
+    }
+
+    /// Marks a destination for the next poll, re-indexes its deadline, checks its
+    /// invariants and forgets it if it holds nothing.
+    fn touch(&mut self, destination: &str) {
+        let Some(dest) = self.destinations.get_mut(destination) else { return };
+        dest.check(&self.config);
+        if let Some(old) = dest.indexed.take() {
+            self.deadlines.remove(&(old, destination.to_owned()));
+        }
+        if let Some(at) = dest.deadline() {
+            self.deadlines.insert((at, destination.to_owned()));
+            dest.indexed = Some(at);
+        }
+        if dest.is_forgettable() {
+            assert!(dest.indexed.is_none(), "an idle destination has no deadline");
+            self.destinations.remove(destination);
+            self.dirty.remove(destination);
+        } else {
+            self.dirty.insert(destination.to_owned());
+        }
+    }
+
+    /// One destination's decision at `now`.
+    fn step(&mut self, name: &str, now: Instant, actions: &mut Vec<OutboundAction>) {
+        let Some(dest) = self.destinations.get_mut(name) else { return };
+        match dest.state {
+            State::RetryAt(at) if at <= now => {
+                let owed = dest.owed.as_mut().expect("retrying a transaction");
+                owed.attempt = owed.attempt.saturating_add(1);
+                dest.state = State::InFlight;
+                self.stats.sends += 1;
+                actions.push(OutboundAction::Send(outgoing(name, owed)));
+            }
+            State::Down { probe_at } if probe_at <= now && !dest.catch_up_rooms.is_empty() => {
+                // A probe: one catch-up attempt. `failures` stays above `retries_max`, so
+                // one more failure brings the destination straight back down.
+                dest.state = State::Idle;
+                self.start_next(name, now, actions);
+            }
+            State::Idle => self.start_next(name, now, actions),
+            State::RetryAt(_) | State::Down { .. } | State::InFlight => {}
+        }
+        self.touch(name);
+    }
+
+    /// For an idle destination: ask for catch-up if rooms are noted and the queue has
+    /// room, else send the next transaction if anything is queued.
+    fn start_next(&mut self, name: &str, now: Instant, actions: &mut Vec<OutboundAction>) {
+        let config = self.config;
+        let dest = self.destinations.get_mut(name).expect("stepping a known destination");
+        assert_eq!(dest.state, State::Idle);
+        if dest.catch_up_requested {
+            // The answer will supersede part of the queue: wait for it.
+            return;
+        }
+        if !dest.catch_up_rooms.is_empty() && dest.pdus.len() < config.queue_pdus_max {
+            // Only while the queue has room for the answer, so that every round of
+            // catch-up either queues a PDU or forgets a room: it cannot loop.
+            dest.catch_up_requested = true;
+            actions.push(OutboundAction::CatchUp {
+                destination: name.to_owned(),
+                rooms: dest.catch_up_rooms.iter().cloned().collect(),
+            });
+            return;
+        }
+        if dest.pdus.is_empty() && dest.edus.is_empty() {
+            return;
+        }
+        let pdu_count = dest.pdus.len().min(config.transaction_pdus_max);
+        let edu_count = dest.edus.len().min(config.transaction_edus_max);
+        let owed = Owed {
+            txn_id: format!("{}.{}", self.txn_id_epoch_ms, self.txn_count),
+            pdus: dest.pdus.drain(..pdu_count).collect(),
+            edus: dest.edus.drain(..edu_count).collect(),
+            created_at: now,
+            attempt: 1,
+        };
+        self.txn_count += 1;
+        self.stats.transactions_built += 1;
+        self.stats.sends += 1;
+        actions.push(OutboundAction::Send(outgoing(name, &owed)));
+        dest.owed = Some(owed);
+        dest.state = State::InFlight;
+    }
+}
+
+/// The state of `destination`, created empty if new.
+fn destination_entry<'a>(
+    destinations: &'a mut BTreeMap<String, Destination>,
+    destination: &str,
+) -> &'a mut Destination {
+    assert!(!destination.is_empty(), "a destination has a name");
+    destinations.entry(destination.to_owned()).or_insert_with(Destination::new)
+}
+
+/// Marks a destination down at `now`: abandons the owed transaction, turns every PDU into
+/// a catch-up note for its room, drops every EDU. Returns the probe time if a probe is
+/// needed.
+fn mark_down(
+    dest: &mut Destination,
+    config: &Config,
+    prng: &mut Prng,
+    stats: &mut Stats,
+    now: Instant,
+) -> Option<Instant> {
+    let owed = dest.owed.take().expect("only an owed transaction can fail");
+    let pdus = owed.pdus.into_iter().chain(dest.pdus.drain(..));
+    let mut pdu_count = 0u64;
+    for pdu in pdus {
+        dest.catch_up_rooms.insert(pdu.room_id);
+        pdu_count += 1;
+    }
+    let edu_count = u64::try_from(owed.edus.len() + dest.edus.len()).expect("fits");
+    dest.edus.clear();
+    dest.catch_up_requested = false;
+    stats.pdus_dropped += pdu_count;
+    stats.edus_dropped += edu_count;
+    stats.marked_down += 1;
+    let probe_at = now + jittered(prng, config.down_probe_interval, config);
+    dest.state = State::Down { probe_at };
+    (!dest.catch_up_rooms.is_empty()).then_some(probe_at)
+}
+
+/// `nominal` moved by a uniform integer amount within ± `backoff_jitter_percent`.
+fn jittered(prng: &mut Prng, nominal: Duration, config: &Config) -> Duration {
+    let spread = nominal.ms / 100 * config.backoff_jitter_percent
+        + nominal.ms % 100 * config.backoff_jitter_percent / 100;
+    let low = nominal.ms - spread;
+    let ms = low + prng.range_inclusive(0, 2 * spread);
+    assert!(ms >= nominal.ms - spread && ms <= nominal.ms + spread);
+    assert!(ms >= 1, "a wait is never zero");
+    Duration::from_ms(ms)
+}
+
+fn outgoing(destination: &str, owed: &Owed) -> OutgoingTransaction {
+    OutgoingTransaction {
+        destination: destination.to_owned(),
+        txn_id: owed.txn_id.clone(),
+        pdus: owed.pdus.iter().map(|queued| Arc::clone(&queued.pdu)).collect(),
+        edus: owed.edus.clone(),
+        created_at: owed.created_at,
+        attempt: owed.attempt,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::homeserver::wire::{Request, Response};
+    use serde_json::{Value, json};
+
+    const T0: Instant = Instant { ms: 1_000 };
+
+    fn outbound() -> Outbound {
+        Outbound::new(Config::default(), Prng::from_seed(7).fork("outbound/hs1"), T0)
+    }
+
+    fn outbound_with(config: Config) -> Outbound {
+        Outbound::new(config, Prng::from_seed(7).fork("outbound/hs1"), T0)
+    }
+
+    fn pdu(n: u64) -> Arc<Object> {
+        let Value::Object(object) = json!({"depth": n}) else { unreachable!() };
+        Arc::new(object)
+    }
+
+    fn edu(n: u64) -> Edu {
+        let Value::Object(content) = json!({"n": n}) else { unreachable!() };
+        Edu { edu_type: "m.typing".into(), content }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_ms(ms)
+    }
+
+    fn sends(actions: &[OutboundAction]) -> Vec<&OutgoingTransaction> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                OutboundAction::Send(txn) => Some(txn),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn only_send(actions: &[OutboundAction]) -> OutgoingTransaction {
+        let sends = sends(actions);
+        assert_eq!(sends.len(), 1, "{actions:?}");
+        sends[0].clone()
+    }
+
+    fn depths(txn: &OutgoingTransaction) -> Vec<u64> {
+        txn.pdus.iter().map(|p| p["depth"].as_u64().unwrap()).collect()
+    }
+
+    /// Fails the in-flight transaction to `dest` until it is marked down; returns the waits.
+    fn fail_until_down(out: &mut Outbound, dest: &str, mut now: Instant) -> (Vec<u64>, Instant) {
+        let mut waits = Vec::new();
+        loop {
+            let DestinationState::InFlight { txn_id } = out.state(dest) else {
+                panic!("expected in flight, got {:?}", out.state(dest))
+            };
+            match out.on_response(dest, &txn_id, now, false) {
+                ResponseOutcome::RetryAt(retry) => {
+                    waits.push(retry.ms - now.ms);
+                    now = retry;
+                    let txn = only_send(&out.on_timer(now));
+                    assert_eq!(txn.txn_id, txn_id, "a retry resends the same transaction");
+                }
+                ResponseOutcome::MarkedDown { .. } => return (waits, now),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn transactions_respect_the_spec_limits_and_fifo_order() {
+        let mut out = outbound();
+        for n in 0..120 {
+            assert_eq!(out.enqueue_pdu("hs2", pdu(n), "!r:hs1"), Enqueued::Queued);
+        }
+        for n in 0..250 {
+            out.enqueue_edu("hs2", edu(n));
+        }
+        let mut txn_ids = BTreeSet::new();
+        let mut seen = Vec::new();
+        let mut edu_total = 0;
+        let mut now = T0;
+        for (pdu_count, edu_count) in [(50, 100), (50, 100), (20, 50)] {
+            let txn = only_send(&out.poll(now));
+            assert_eq!((txn.pdus.len(), txn.edus.len()), (pdu_count, edu_count));
+            assert_eq!(txn.attempt, 1);
+            assert_eq!(txn.created_at, now);
+            assert!(txn_ids.insert(txn.txn_id.clone()), "txn ids are unique");
+            seen.extend(depths(&txn));
+            edu_total += txn.edus.len();
+            now = now + Duration::from_ms(10);
+            assert_eq!(out.on_response("hs2", &txn.txn_id, now, true), ResponseOutcome::Delivered);
+        }
+        assert_eq!(seen, (0..120).collect::<Vec<_>>());
+        assert_eq!(edu_total, 250);
+        assert!(out.poll(now).is_empty());
+        // Nothing left: the destination is forgotten.
+        assert_eq!(out.destinations().count(), 0);
+        assert_eq!(out.stats().transactions_built, 3);
+    }
+
+    #[test]
+    fn one_transaction_in_flight_per_destination() {
+        let mut out = outbound();
+        out.enqueue_pdu("hs2", pdu(1), "!r:hs1");
+        out.enqueue_pdu("hs3", pdu(1), "!r:hs1");
+        let actions = out.poll(T0);
+        let destinations: Vec<&str> =
+            sends(&actions).iter().map(|t| t.destination.as_str()).collect();
+        assert_eq!(destinations, ["hs2", "hs3"]);
+        let hs2_txn = sends(&actions)[0].txn_id.clone();
+        // More PDUs while hs2's transaction is in flight wait for it.
+        out.enqueue_pdu("hs2", pdu(2), "!r:hs1");
+        out.enqueue_pdu("hs2", pdu(3), "!r:hs1");
+        assert!(out.poll(T0).is_empty());
+        assert_eq!(out.queued_pdu_count("hs2"), 2);
+        // A response for another txn id is stale and changes nothing.
+        assert_eq!(out.on_response("hs2", "bogus", T0, true), ResponseOutcome::Stale);
+        assert_eq!(out.on_response("hs9", &hs2_txn, T0, true), ResponseOutcome::Stale);
+        assert!(out.poll(T0).is_empty());
+        assert_eq!(out.on_response("hs2", &hs2_txn, T0, true), ResponseOutcome::Delivered);
+        let next = only_send(&out.poll(T0));
+        assert_eq!(depths(&next), [2, 3]);
+        assert_ne!(next.txn_id, hs2_txn);
+        // A repeated success for the delivered transaction is stale.
+        assert_eq!(out.on_response("hs2", &hs2_txn, T0, true), ResponseOutcome::Stale);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_within_the_jitter_bounds() {
+        let config = Config::default();
+        let mut out = outbound();
+        out.enqueue_pdu("hs2", pdu(1), "!r:hs1");
+        out.enqueue_edu("hs2", edu(1));
+        let first = only_send(&out.poll(T0));
+        let (waits, _) = fail_until_down(&mut out, "hs2", T0);
+        assert_eq!(waits.len(), config.retries_max as usize);
+        for (index, &wait) in waits.iter().enumerate() {
+            let nominal = config.backoff_nominal(u32::try_from(index).unwrap() + 1).ms;
+            assert!(wait * 4 >= nominal * 3 && wait * 4 <= nominal * 5, "wait {wait} vs {nominal}");
+        }
+        // Strictly growing while the nominal wait doubles; then capped.
+        assert_eq!(config.backoff_nominal(1).ms, 500);
+        assert_eq!(config.backoff_nominal(8).ms, 60_000);
+        assert_eq!(config.backoff_nominal(64).ms, 60_000);
+        assert_eq!(config.backoff_nominal(u32::MAX).ms, 60_000);
+        for pair in waits[..7].windows(2) {
+            assert!(pair[1] > pair[0], "{waits:?}");
+        }
+        assert!(waits[7..].iter().all(|&w| (45_000..=75_000).contains(&w)), "{waits:?}");
+        // The retries carried the same transaction: the first attempt's content and time.
+        assert_eq!(first.attempt, 1);
+        assert_eq!(first.pdus.len() + first.edus.len(), 2);
+        // Same seed, same schedule; the jitter really varies the waits.
+        let mut again = outbound();
+        again.enqueue_pdu("hs2", pdu(1), "!r:hs1");
+        again.poll(T0);
+        assert_eq!(fail_until_down(&mut again, "hs2", T0).0, waits);
+        let mut other = Outbound::new(config, Prng::from_seed(8), T0);
+        other.enqueue_pdu("hs2", pdu(1), "!r:hs1");
+        other.poll(T0);
+        assert_ne!(fail_until_down(&mut other, "hs2", T0).0, waits);
+    }
+
+    #[test]
+    fn retries_resend_the_same_transaction_and_count_attempts() {
+        let mut out = outbound();
+        out.enqueue_pdu("hs2", pdu(1), "!r:hs1");
+        let first = only_send(&out.poll(T0));
+        let ResponseOutcome::RetryAt(retry) = out.on_response("hs2", &first.txn_id, T0, false)
+        else {
+            panic!()
+        };
+        // New PDUs wait; nothing is sent before the retry time.
+        out.enqueue_pdu("hs2", pdu(2), "!r:hs1");
+        let actions = out.poll(T0);
+        assert_eq!(actions, [OutboundAction::SetTimer { at: retry }]);
+        assert!(out.poll(at(retry.ms - 1)).is_empty());
+        // A second failure report for the same attempt counts once.
+        assert_eq!(out.on_response("hs2", &first.txn_id, T0, false), ResponseOutcome::Stale);
+        let second = only_send(&out.on_timer(retry));
+        assert_eq!(
+            second,
+            OutgoingTransaction { attempt: 2, ..first.clone() },
+            "same id, contents and creation time"
+        );
+        assert_eq!(out.failure_count("hs2"), 1);
+        assert_eq!(out.on_response("hs2", &first.txn_id, retry, true), ResponseOutcome::Delivered);
+        assert_eq!(out.failure_count("hs2"), 0);
+        assert_eq!(depths(&only_send(&out.poll(retry))), [2]);
+    }
+
+    #[test]
+    fn a_late_success_after_a_reported_timeout_is_believed() {
+        let mut out = outbound();
+        out.enqueue_pdu("hs2", pdu(1), "!r:hs1");
+        let txn = only_send(&out.poll(T0));
+        assert!(matches!(
+            out.on_response("hs2", &txn.txn_id, T0, false),
+            ResponseOutcome::RetryAt(_)
+        ));
+        assert_eq!(
+            out.on_response("hs2", &txn.txn_id, at(1_100), true),
+            ResponseOutcome::Delivered
+        );
+        assert_eq!(out.state("hs2"), DestinationState::Idle);
+        assert!(out.poll(at(100_000)).is_empty(), "no retry after delivery");
+    }
+
+    #[test]
+    fn marked_down_after_max_retries_then_catch_up_on_probe() {
+        let config = Config { retries_max: 2, ..Config::default() };
+        let mut out = outbound_with(config);
+        out.enqueue_pdu("hs2", pdu(1), "!a:hs1");
+        out.enqueue_edu("hs2", edu(1));
+        out.poll(T0);
+        out.enqueue_pdu("hs2", pdu(2), "!b:hs1");
+        out.enqueue_edu("hs2", edu(2));
+        let (waits, now) = fail_until_down(&mut out, "hs2", T0);
+        assert_eq!(waits.len(), 2);
+        let DestinationState::Down { probe_at } = out.state("hs2") else { panic!() };
+        let interval = config.down_probe_interval.ms;
+        assert!(
+            (probe_at.ms - now.ms) * 4 >= interval * 3
+                && (probe_at.ms - now.ms) * 4 <= interval * 5
+        );
+        // The owed and queued PDUs became catch-up notes; EDUs are gone.
+        assert_eq!(out.catch_up_rooms("hs2"), ["!a:hs1", "!b:hs1"]);
+        assert_eq!((out.queued_pdu_count("hs2"), out.queued_edu_count("hs2")), (0, 0));
+        assert_eq!(out.stats().marked_down, 1);
+        assert_eq!(out.stats().edus_dropped, 2);
+        // While down nothing is queued: PDUs only note their room.
+        assert_eq!(out.enqueue_pdu("hs2", pdu(3), "!c:hs1"), Enqueued::Dropped);
+        assert_eq!(out.enqueue_edu("hs2", edu(3)), Enqueued::Dropped);
+        assert_eq!(out.queued_pdu_count("hs2"), 0);
+        assert_eq!(out.poll(now), [OutboundAction::SetTimer { at: probe_at }]);
+        assert!(out.poll(at(probe_at.ms - 1)).is_empty());
+        // The probe asks for catch-up of every noted room, once.
+        let actions = out.on_timer(probe_at);
+        let rooms: Vec<String> = ["!a:hs1", "!b:hs1", "!c:hs1"].map(String::from).into();
+        assert_eq!(actions, [OutboundAction::CatchUp { destination: "hs2".into(), rooms }]);
+        assert!(out.poll(probe_at).is_empty());
+        // The homeserver supplies the latest events of two rooms (it left the third).
+        out.replace_backlog("hs2", vec![("!a:hs1".into(), pdu(10)), ("!c:hs1".into(), pdu(30))]);
+        assert!(out.catch_up_rooms("hs2").is_empty());
+        let txn = only_send(&out.poll(probe_at));
+        assert_eq!(depths(&txn), [10, 30]);
+        // One failure on a probe goes straight back down.
+        let outcome = out.on_response("hs2", &txn.txn_id, probe_at, false);
+        let ResponseOutcome::MarkedDown { probe_at: Some(next_probe) } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(next_probe > probe_at);
+        assert_eq!(out.catch_up_rooms("hs2"), ["!a:hs1", "!c:hs1"]);
+        // This time it works: the destination is up again and forgets its failures.
+        let actions = out.on_timer(next_probe);
+        assert!(matches!(&actions[..], [OutboundAction::CatchUp { .. }]));
+        out.replace_backlog("hs2", vec![("!a:hs1".into(), pdu(11))]);
+        let txn = only_send(&out.poll(next_probe));
+        assert_eq!(
+            out.on_response("hs2", &txn.txn_id, next_probe, true),
+            ResponseOutcome::Delivered
+        );
+        assert_eq!(out.state("hs2"), DestinationState::Idle);
+        assert_eq!(out.failure_count("hs2"), 0);
+        assert_eq!(out.enqueue_pdu("hs2", pdu(12), "!a:hs1"), Enqueued::Queued);
+    }
+
+    #[test]
+    fn a_down_destination_with_nothing_to_catch_up_needs_no_timer() {
+        let config = Config { retries_max: 0, ..Config::default() };
+        let mut out = outbound_with(config);
+        out.enqueue_edu("hs2", edu(1));
+        let txn = only_send(&out.poll(T0));
+        assert_eq!(
+            out.on_response("hs2", &txn.txn_id, T0, false),
+            ResponseOutcome::MarkedDown { probe_at: None }
+        );
+        assert!(out.poll(T0).is_empty(), "no timer: nothing to deliver");
+        // A PDU after the probe time passed triggers the probe at once.
+        let DestinationState::Down { probe_at } = out.state("hs2") else { panic!() };
+        out.enqueue_pdu("hs2", pdu(1), "!a:hs1");
+        let actions = out.poll(probe_at);
+        assert!(
+            matches!(&actions[..], [OutboundAction::CatchUp { rooms, .. }] if rooms == &["!a:hs1"])
+        );
+    }
+
+    #[test]
+    fn mark_up_resets_the_back_off_and_tries_at_once() {
+        let config = Config { retries_max: 1, ..Config::default() };
+        let mut out = outbound_with(config);
+        // Backing off: a sign of life makes the retry immediate.
+        out.enqueue_pdu("hs2", pdu(1), "!a:hs1");
+        let txn = only_send(&out.poll(T0));
+        let ResponseOutcome::RetryAt(retry) = out.on_response("hs2", &txn.txn_id, T0, false) else {
+            panic!()
+        };
+        assert!(retry > T0);
+        out.mark_up("hs2", T0);
+        assert_eq!(out.failure_count("hs2"), 0);
+        let again = only_send(&out.poll(T0));
+        assert_eq!((again.txn_id.as_str(), again.attempt), (txn.txn_id.as_str(), 2));
+        // Down: a sign of life starts catch-up without waiting for the probe.
+        let (waits, now) = fail_until_down(&mut out, "hs2", T0);
+        assert_eq!(waits.len(), 1, "the failure count started again from zero");
+        assert!(matches!(out.state("hs2"), DestinationState::Down { .. }));
+        out.mark_up("hs2", now);
+        let actions = out.poll(now);
+        assert!(matches!(&actions[..], [OutboundAction::CatchUp { .. }]), "{actions:?}");
+        // Unknown destinations are ignored.
+        out.mark_up("hs9", now);
+        assert_eq!(out.state("hs9"), DestinationState::Idle);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_notes_catch_up() {
+        let config = Config { queue_pdus_max: 4, queue_edus_max: 2, ..Config::default() };
+        let mut out = outbound_with(config);
+        out.enqueue_pdu("hs2", pdu(0), "!a:hs1");
+        let in_flight = only_send(&out.poll(T0));
+        for n in 1..=4 {
+            assert_eq!(out.enqueue_pdu("hs2", pdu(n), "!a:hs1"), Enqueued::Queued);
+        }
+        assert_eq!(out.enqueue_pdu("hs2", pdu(5), "!b:hs1"), Enqueued::QueuedDroppedOldest);
+        assert_eq!(out.enqueue_pdu("hs2", pdu(6), "!b:hs1"), Enqueued::QueuedDroppedOldest);
+        assert_eq!(out.queued_pdu_count("hs2"), 4);
+        assert_eq!(out.catch_up_rooms("hs2"), ["!a:hs1"], "the dropped PDUs were in !a");
+        for n in 0..3 {
+            out.enqueue_edu("hs2", edu(n));
+        }
+        assert_eq!(out.queued_edu_count("hs2"), 2);
+        assert_eq!(out.stats().pdus_dropped, 2);
+        assert_eq!(out.stats().edus_dropped, 1);
+        // After the in-flight transaction the queue is still full, so one transaction
+        // goes first (asking now could not queue the answer).
+        out.on_response("hs2", &in_flight.txn_id, T0, true);
+        let full = only_send(&out.poll(T0));
+        assert_eq!(depths(&full), [3, 4, 5, 6]);
+        assert_eq!(full.edus, [edu(1), edu(2)]);
+        // With room in the queue, catch-up comes before anything new.
+        out.enqueue_pdu("hs2", pdu(7), "!a:hs1");
+        out.enqueue_pdu("hs2", pdu(8), "!b:hs1");
+        out.enqueue_edu("hs2", edu(3));
+        out.on_response("hs2", &full.txn_id, T0, true);
+        let actions = out.poll(T0);
+        let rooms = vec!["!a:hs1".to_owned()];
+        assert_eq!(actions, [OutboundAction::CatchUp { destination: "hs2".into(), rooms }]);
+        // The latest events of !a supersede its queued PDU; !b's PDU and the EDU stay.
+        out.replace_backlog("hs2", vec![("!a:hs1".into(), pdu(40)), ("!a:hs1".into(), pdu(41))]);
+        assert_eq!(out.stats().pdus_superseded, 1);
+        let txn = only_send(&out.poll(T0));
+        assert_eq!(depths(&txn), [8, 40, 41]);
+        assert_eq!(txn.edus, [edu(3)]);
+    }
+
+    #[test]
+    fn catch_up_larger_than_the_queue_comes_in_rounds() {
+        let config = Config { queue_pdus_max: 2, ..Config::default() };
+        let mut out = outbound_with(config);
+        let latest: Vec<(String, Arc<Object>)> =
+            (0..5).map(|n| (format!("!r{n}:hs1"), pdu(n))).collect();
+        out.replace_backlog("hs2", latest);
+        assert_eq!(out.queued_pdu_count("hs2"), 2);
+        assert_eq!(out.catch_up_rooms("hs2"), ["!r2:hs1", "!r3:hs1", "!r4:hs1"]);
+        let txn = only_send(&out.poll(T0));
+        assert_eq!(depths(&txn), [0, 1]);
+        out.on_response("hs2", &txn.txn_id, T0, true);
+        let actions = out.poll(T0);
+        assert!(
+            matches!(&actions[..], [OutboundAction::CatchUp { rooms, .. }] if rooms.len() == 3)
+        );
+    }
+
+    #[test]
+    fn timers_are_asked_for_once_per_earlier_deadline() {
+        let mut out = outbound();
+        out.enqueue_pdu("hs2", pdu(1), "!a:hs1");
+        out.enqueue_pdu("hs3", pdu(1), "!a:hs1");
+        let actions = out.poll(T0);
+        let [OutboundAction::Send(a), OutboundAction::Send(b)] = &actions[..] else { panic!() };
+        let (a, b) = (a.clone(), b.clone());
+        let ResponseOutcome::RetryAt(retry_a) = out.on_response("hs2", &a.txn_id, T0, false) else {
+            panic!()
+        };
+        assert_eq!(out.poll(T0), [OutboundAction::SetTimer { at: retry_a }]);
+        assert!(out.poll(T0).is_empty(), "the same deadline is not asked for twice");
+        // hs3 fails later, so its retry is later: no new timer until the first fires.
+        let later = at(T0.ms + 10);
+        let ResponseOutcome::RetryAt(retry_b) = out.on_response("hs3", &b.txn_id, later, false)
+        else {
+            panic!()
+        };
+        let actions = out.poll(later);
+        if retry_b < retry_a {
+            assert_eq!(actions, [OutboundAction::SetTimer { at: retry_b }]);
+        } else {
+            assert!(actions.is_empty());
+        }
+        // Firing at the first deadline resends that transaction and asks for the next.
+        let first = retry_a.min(retry_b);
+        let second = retry_a.max(retry_b);
+        let actions = out.on_timer(first);
+        assert_eq!(sends(&actions).len(), 1);
+        assert_eq!(actions.last(), Some(&OutboundAction::SetTimer { at: second }));
+        // A timer firing with nothing due sends nothing and re-announces the deadline.
+        assert_eq!(out.on_timer(first), [OutboundAction::SetTimer { at: second }]);
+        assert!(out.poll(first).is_empty());
+    }
+
+    #[test]
+    fn outgoing_transactions_become_send_requests() {
+        let mut out = outbound();
+        out.enqueue_pdu("hs2", pdu(1), "!a:hs1");
+        out.enqueue_edu("hs2", edu(1));
+        let txn = only_send(&out.poll(T0));
+        assert_eq!(txn.txn_id, "1000.0", "ids start from the creation time");
+        let request = txn.to_request("hs1", 1_700_000_000_000);
+        let http = request.to_http();
+        assert_eq!(http.path_and_query, "/_matrix/federation/v1/send/1000.0");
+        assert_eq!(Request::from_http(&http).unwrap(), request);
+        let Request::SendTransaction { transaction, .. } = request else { panic!() };
+        assert_eq!(transaction.pdus, [Object::clone(&pdu(1))]);
+        assert_eq!(transaction.edus, [edu(1)]);
+        // A restarted server (created later) does not reuse ids.
+        let mut restarted = Outbound::new(Config::default(), Prng::from_seed(7), at(5_000));
+        restarted.enqueue_pdu("hs2", pdu(1), "!a:hs1");
+        assert_eq!(only_send(&restarted.poll(at(5_000))).txn_id, "5000.0");
+        let _ = Response::SendLeave;
+    }
+
+    #[test]
+    fn configs_are_checked() {
+        assert_eq!(Config::default().check(), Ok(()));
+        let bad = [
+            Config { transaction_pdus_max: 51, ..Config::default() },
+            Config { transaction_edus_max: 0, ..Config::default() },
+            Config { queue_pdus_max: 0, ..Config::default() },
+            Config { backoff_min: Duration::ZERO, ..Config::default() },
+            Config { backoff_max: Duration::from_ms(1), ..Config::default() },
+            Config { backoff_jitter_percent: 51, ..Config::default() },
+            Config { down_probe_interval: Duration::ZERO, ..Config::default() },
+        ];
+        for config in bad {
+            assert!(config.check().is_err(), "{config:?}");
+        }
+        // Jitter arithmetic stays exact and in bounds for awkward values.
+        let mut prng = Prng::from_seed(1);
+        let config = Config { backoff_jitter_percent: 50, ..Config::default() };
+        for ms in [1, 3, 99, 101, 12_345, u64::MAX / 4] {
+            let wait = jittered(&mut prng, Duration::from_ms(ms), &config).ms;
+            assert!(wait >= ms - ms / 2 && wait <= ms + ms / 2, "{ms} → {wait}");
+        }
+    }
+}
