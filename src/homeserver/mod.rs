@@ -1,9 +1,13 @@
-//! One Matrix homeserver as a sans-IO state machine: `Homeserver::handle(now, Input) ->
-//! Vec<Output>` will take inbound federation requests and responses, fired timers and local
-//! user actions, and return outbound requests, timers and storage commits. It does not know
-//! it is simulated. The state machine itself is still to come; this module holds the pieces
-//! it is built from:
+//! One Matrix homeserver as a sans-IO state machine: [`Homeserver::handle`]`(now, Input)
+//! -> Vec<Output>` takes inbound federation requests and responses, fired timers and local
+//! user actions, and returns outbound requests, responses, timers and observations. It does
+//! not know it is simulated.
 //!
+//! - [`server`]: the state machine: building local events, the receipt checks of the spec
+//!   (format, signatures, hashes, auth against auth events, against the state before,
+//!   soft-fail against current state), gap filling, the membership handshakes, serving.
+//! - [`store`]: the durable part: events with their outcome, state groups, extremities.
+//! - [`types`]: inputs, outputs, actions, observations.
 //! - [`wire`]: the federation requests and responses in the spec's shapes, their exact
 //!   encoding as HTTP-like bytes, and the error responses for malformed input.
 //! - [`outbound`]: per-destination delivery of PDUs and EDUs in transactions, with one
@@ -14,4 +18,10 @@
 //! input from peers yields error values, never a panic; a panic means an mxsim bug.
 
 pub mod outbound;
+pub mod server;
+pub mod store;
+pub mod types;
 pub mod wire;
+
+pub use server::{Config, Homeserver};
+pub use types::{Action, Decision, Input, Observation, Output, RequestId};

@@ -460,6 +460,18 @@ pub fn hash_and_sign(
     let mut hashes = Object::new();
     hashes.insert("sha256".to_owned(), Value::String(hash));
     json.insert("hashes".to_owned(), Value::Object(hashes));
+    add_signature(rules, json, server_name, key);
+}
+
+/// Adds this server's signature to an event that already has its hashes, keeping every
+/// other signature: what an invited server does to an invite, or a resident to a restricted
+/// join. The event id does not change (it does not cover signatures).
+pub fn add_signature(
+    rules: &RoomVersionRules,
+    json: &mut Object,
+    server_name: &str,
+    key: &SigningKey,
+) {
     let signature = key.sign_bytes(&signing_bytes(rules, json));
     let signatures = json.entry("signatures").or_insert_with(|| Value::Object(Object::new()));
     if !signatures.is_object() {

@@ -3,6 +3,7 @@
 //! determinism rules.
 
 mod cli;
+mod homeserver;
 mod outbound;
 mod pdu;
 mod state_res_diff;

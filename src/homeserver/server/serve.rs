@@ -1,0 +1,559 @@
+//! Answering inbound federation requests.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{GroupView, Homeserver, forbidden, invalid, not_found};
+use crate::homeserver::store::Outcome;
+use crate::homeserver::types::{Decision, Observation, Output};
+use crate::homeserver::wire::{
+    self, ErrorResponse, HttpRequest, HttpResponse, MakeMembership, Request, Response, SendJoin,
+    Transaction,
+};
+use crate::matrix::auth::{self, AuthState, SignatureCheck};
+use crate::matrix::canonical_json::Object;
+use crate::matrix::pdu::{self, Pdu};
+use crate::matrix::{EventId, RoomVersion, ids};
+use crate::stdx::Instant;
+
+/// Most events one `backfill` or `get_missing_events` answer carries.
+const HISTORY_EVENTS_MAX: u64 = 100;
+
+impl Homeserver {
+    /// Answers one inbound request.
+    pub(super) fn serve(
+        &mut self,
+        now: Instant,
+        origin: &str,
+        http: &HttpRequest,
+        out: &mut Vec<Output>,
+    ) -> HttpResponse {
+        let request = match Request::from_http(http) {
+            Ok(request) => request,
+            Err(error) => return error.to_response().to_http(),
+        };
+        if let Request::SendTransaction { txn_id, .. } = &request {
+            let key = (origin.to_owned(), txn_id.clone());
+            if let Some((_, cached)) = self.transactions.iter().find(|(k, _)| k == &key) {
+                return cached.clone(); // Retries of a handled transaction get the same answer.
+            }
+        }
+        if let Some(room_id) = request.room_id() {
+            let acl_checked = !matches!(request, Request::SendTransaction { .. });
+            if acl_checked
+                && self.store.room(room_id).is_some()
+                && !self.acl_allows(room_id, origin)
+            {
+                return forbidden("server ACL").to_http();
+            }
+        }
+        let response = match request {
+            Request::SendTransaction { txn_id, transaction } => {
+                let response = self.on_transaction(now, origin, transaction, out).to_http();
+                self.transactions.push_back(((origin.to_owned(), txn_id), response.clone()));
+                while self.transactions.len() > self.config.transaction_cache_max {
+                    self.transactions.pop_front();
+                }
+                return response;
+            }
+            Request::GetEvent { event_id } => self.serve_event(origin, &event_id),
+            Request::GetStateIds { room_id, event_id }
+            | Request::GetState { room_id, event_id }
+                if self.store.room(&room_id).is_none() =>
+            {
+                let _ = event_id;
+                not_found("unknown room")
+            }
+            Request::GetStateIds { room_id, event_id } => {
+                self.serve_state(origin, &room_id, &event_id, true)
+            }
+            Request::GetState { room_id, event_id } => {
+                self.serve_state(origin, &room_id, &event_id, false)
+            }
+            Request::GetEventAuth { room_id, event_id } => match self.store.event(&event_id) {
+                Some(e) if e.pdu.room_id_or_derived() == room_id => {
+                    let chain = self.auth_chain(std::slice::from_ref(&event_id));
+                    Response::GetEventAuth {
+                        auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
+                    }
+                }
+                _ => not_found("unknown event"),
+            },
+            Request::Backfill { room_id, v, limit } => {
+                self.serve_backfill(now, origin, &room_id, &v, limit)
+            }
+            Request::GetMissingEvents {
+                room_id,
+                earliest_events,
+                latest_events,
+                limit,
+                min_depth,
+            } => self.serve_missing(
+                origin,
+                &room_id,
+                &earliest_events,
+                &latest_events,
+                limit,
+                min_depth,
+            ),
+            Request::MakeJoin { room_id, user_id, ver } => {
+                self.serve_make(now, origin, &room_id, &user_id, &ver, "join")
+            }
+            Request::MakeKnock { room_id, user_id, ver } => {
+                self.serve_make(now, origin, &room_id, &user_id, &ver, "knock")
+            }
+            Request::MakeLeave { room_id, user_id } => {
+                let ver: Vec<String> =
+                    RoomVersion::ALL.iter().map(|v| v.as_str().to_owned()).collect();
+                self.serve_make(now, origin, &room_id, &user_id, &ver, "leave")
+            }
+            Request::SendJoin { room_id, event_id, pdu, .. } => {
+                self.serve_send(now, origin, &room_id, &event_id, pdu, "join", out)
+            }
+            Request::SendLeave { room_id, event_id, pdu } => {
+                self.serve_send(now, origin, &room_id, &event_id, pdu, "leave", out)
+            }
+            Request::SendKnock { room_id, event_id, pdu } => {
+                self.serve_send(now, origin, &room_id, &event_id, pdu, "knock", out)
+            }
+            Request::Invite { room_id, event_id, room_version, event, invite_room_state } => self
+                .serve_invite(
+                    origin,
+                    &room_id,
+                    &event_id,
+                    &room_version,
+                    event,
+                    invite_room_state,
+                    out,
+                ),
+        };
+        response.to_http()
+    }
+
+    fn on_transaction(
+        &mut self,
+        now: Instant,
+        origin: &str,
+        transaction: Transaction,
+        out: &mut Vec<Output>,
+    ) -> Response {
+        let mut results = std::collections::BTreeMap::new();
+        for raw in transaction.pdus {
+            let room = wire::pdu_room_id(&raw).map(str::to_owned);
+            let id = room
+                .as_deref()
+                .and_then(|r| self.rules_of(r))
+                .map(|rules| pdu::event_id(rules, &raw));
+            let result = self.receive_pdu(now, origin, raw, out);
+            if let Some(id) = id {
+                results.insert(id, result);
+            }
+        }
+        Response::SendTransaction { pdus: results }
+    }
+
+    /// Whether `server` may see an event (spec: history visibility, applied to servers:
+    /// visible if a user of the server could see it).
+    fn visible_to(&self, server: &str, pdu: &Pdu) -> bool {
+        let Some(stored) = self.store.event(pdu.event_id()) else { return false };
+        let Some(group) = stored.state_before else { return true };
+        let view = GroupView { store: &self.store, group };
+        let visibility = view
+            .get("m.room.history_visibility", "")
+            .and_then(|e| {
+                e.content().get("history_visibility").and_then(Value::as_str).map(str::to_owned)
+            })
+            .unwrap_or_else(|| "shared".to_owned());
+        if visibility == "world_readable" {
+            return true;
+        }
+        let has_member = |group, memberships: &[&str]| {
+            self.store.state(group).iter().any(|((t, k), id)| {
+                t == "m.room.member"
+                    && ids::user_server(k) == Some(server)
+                    && self
+                        .store
+                        .pdu(id)
+                        .and_then(|p| {
+                            p.content().get("membership").and_then(Value::as_str).map(str::to_owned)
+                        })
+                        .is_some_and(|m| memberships.contains(&m.as_str()))
+            })
+        };
+        match visibility.as_str() {
+            "invited" => has_member(group, &["join", "invite"]),
+            "joined" => has_member(group, &["join"]),
+            // `shared`: members now or at the event.
+            _ => {
+                has_member(group, &["join"])
+                    || self
+                        .store
+                        .room(&pdu.room_id_or_derived())
+                        .and_then(|r| r.current_state)
+                        .is_some_and(|g| has_member(g, &["join"]))
+            }
+        }
+    }
+
+    /// The wire form of an event for `server`: redacted if the server may not see it.
+    fn event_for(&self, server: &str, pdu: &Pdu) -> Object {
+        if self.visible_to(server, pdu) {
+            return pdu.json().clone();
+        }
+        let rules = self.rules_of(&pdu.room_id_or_derived()).expect("room is known");
+        crate::matrix::redaction::redact(rules.redaction, pdu.json())
+    }
+
+    fn serve_event(&self, origin: &str, event_id: &EventId) -> Response {
+        let Some(event) = self.store.event(event_id) else { return not_found("unknown event") };
+        Response::GetEvent(Transaction {
+            origin: self.name.clone(),
+            origin_server_ts: 0,
+            pdus: vec![self.event_for(origin, &event.pdu)],
+            edus: Vec::new(),
+        })
+    }
+
+    /// Every event in the auth chains of `ids` (not the events themselves).
+    pub(super) fn auth_chain(&self, ids: &[EventId]) -> Vec<Arc<Pdu>> {
+        let mut seen: BTreeSet<EventId> = BTreeSet::new();
+        let mut stack: Vec<EventId> = Vec::new();
+        for id in ids {
+            if let Some(pdu) = self.store.pdu(id) {
+                stack.extend(pdu.auth_events().iter().cloned());
+                if let Some(create) = self.implied_create(pdu) {
+                    stack.push(create);
+                }
+            }
+        }
+        let mut chain = Vec::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(pdu) = self.store.pdu(&id) {
+                stack.extend(pdu.auth_events().iter().cloned());
+                chain.push(Arc::clone(pdu));
+            }
+        }
+        chain
+    }
+
+    /// v12: the create event a non-create event implies.
+    fn implied_create(&self, pdu: &Pdu) -> Option<EventId> {
+        let rules = self.rules_of(&pdu.room_id_or_derived())?;
+        (rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create")
+            .then(|| EventId::from_room_id(pdu.room_id()?))
+            .flatten()
+    }
+
+    fn serve_state(
+        &self,
+        origin: &str,
+        room_id: &str,
+        event_id: &EventId,
+        ids_only: bool,
+    ) -> Response {
+        let Some(event) = self.store.event(event_id) else { return not_found("unknown event") };
+        if event.pdu.room_id_or_derived() != room_id {
+            return not_found("event not in room");
+        }
+        let Some(group) = event.state_before else { return not_found("state unknown") };
+        if self.joined_servers(room_id).is_empty() || !self.visible_to(origin, &event.pdu) {
+            return forbidden("not allowed to see this state");
+        }
+        let state: Vec<EventId> = self.store.state(group).into_values().collect();
+        let chain = self.auth_chain(&state);
+        if ids_only {
+            Response::GetStateIds {
+                pdu_ids: state,
+                auth_chain_ids: chain.iter().map(|p| p.event_id().clone()).collect(),
+            }
+        } else {
+            Response::GetState {
+                pdus: state
+                    .iter()
+                    .filter_map(|id| self.store.pdu(id))
+                    .map(|p| p.json().clone())
+                    .collect(),
+                auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
+            }
+        }
+    }
+
+    fn serve_backfill(
+        &self,
+        now: Instant,
+        origin: &str,
+        room_id: &str,
+        v: &[EventId],
+        limit: u64,
+    ) -> Response {
+        let _ = now;
+        if self.store.room(room_id).is_none() {
+            return not_found("unknown room");
+        }
+        let limit = limit.min(HISTORY_EVENTS_MAX);
+        let events = self.walk_prev(v, &BTreeSet::new(), limit, i64::MIN, true);
+        Response::Backfill(Transaction {
+            origin: self.name.clone(),
+            origin_server_ts: 0,
+            pdus: events.iter().map(|p| self.event_for(origin, p)).collect(),
+            edus: Vec::new(),
+        })
+    }
+
+    fn serve_missing(
+        &self,
+        origin: &str,
+        room_id: &str,
+        earliest: &[EventId],
+        latest: &[EventId],
+        limit: u64,
+        min_depth: i64,
+    ) -> Response {
+        if self.store.room(room_id).is_none() {
+            return not_found("unknown room");
+        }
+        let earliest: BTreeSet<EventId> = earliest.iter().cloned().collect();
+        let limit = limit.min(HISTORY_EVENTS_MAX);
+        let mut events = self.walk_prev(latest, &earliest, limit, min_depth, false);
+        events.sort_by(|a, b| a.depth().cmp(&b.depth()).then(a.event_id().cmp(b.event_id())));
+        Response::GetMissingEvents {
+            events: events.iter().map(|p| self.event_for(origin, p)).collect(),
+        }
+    }
+
+    /// Breadth-first walk over `prev_events` from `start`; `include_start` for backfill.
+    fn walk_prev(
+        &self,
+        start: &[EventId],
+        stop: &BTreeSet<EventId>,
+        limit: u64,
+        min_depth: i64,
+        include_start: bool,
+    ) -> Vec<Arc<Pdu>> {
+        let mut queue: VecDeque<EventId> = VecDeque::new();
+        let mut seen: BTreeSet<EventId> = BTreeSet::new();
+        for id in start {
+            if include_start {
+                queue.push_back(id.clone());
+            } else if let Some(pdu) = self.store.pdu(id) {
+                queue.extend(pdu.prev_events().iter().cloned());
+            }
+            seen.insert(id.clone());
+        }
+        let mut out = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            if out.len() as u64 >= limit {
+                break;
+            }
+            if stop.contains(&id)
+                || (!include_start && !seen.insert(id.clone()) && !start.contains(&id))
+            {
+                continue;
+            }
+            let Some(pdu) = self.store.pdu(&id) else { continue };
+            if pdu.depth() < min_depth {
+                continue;
+            }
+            out.push(Arc::clone(pdu));
+            for prev in pdu.prev_events() {
+                if seen.insert(prev.clone()) || include_start {
+                    queue.push_back(prev.clone());
+                }
+            }
+        }
+        out.dedup_by(|a, b| a.event_id() == b.event_id());
+        out
+    }
+
+    /// `make_join`, `make_knock`, `make_leave`: a template if the membership is allowed.
+    fn serve_make(
+        &self,
+        now: Instant,
+        origin: &str,
+        room_id: &str,
+        user: &str,
+        ver: &[String],
+        membership: &str,
+    ) -> Response {
+        let Some(room) = self.store.room(room_id) else { return not_found("unknown room") };
+        if room.current_state.is_none() || self.joined_servers(room_id).is_empty() {
+            return not_found("this server is not in the room");
+        }
+        if ids::user_server(user) != Some(origin) {
+            return forbidden("the user is not on the requesting server");
+        }
+        let version = room.version;
+        let supported: Vec<&str> = if ver.is_empty() {
+            vec![wire::MAKE_JOIN_DEFAULT_VER]
+        } else {
+            ver.iter().map(String::as_str).collect()
+        };
+        if !supported.contains(&version.as_str()) {
+            return Response::Error(ErrorResponse::incompatible_room_version(version.as_str()));
+        }
+        let content = crate::homeserver::types::membership_content(membership);
+        let pdu = match self.build_event(now, room_id, user, "m.room.member", Some(user), content) {
+            Ok(pdu) => pdu,
+            Err(reason) => return forbidden(reason),
+        };
+        // The template must be allowed on the current state (spec: 403 otherwise).
+        let current = self.store.room(room_id).and_then(|r| r.current_state).expect("checked");
+        let view = GroupView { store: &self.store, group: current };
+        if let Err(rejection) =
+            auth::check_state_rules(version.rules(), &pdu, &view, SignatureCheck::AlreadyVerified)
+        {
+            return forbidden(rejection.to_string());
+        }
+        let mut template = pdu.json().clone();
+        template.remove("hashes");
+        template.remove("signatures");
+        let membership =
+            MakeMembership { room_version: Some(version.as_str().to_owned()), event: template };
+        match membership_kind(membership.event.get("content")) {
+            Some("knock") => Response::MakeKnock(membership),
+            Some("leave") => Response::MakeLeave(membership),
+            _ => Response::MakeJoin(membership),
+        }
+    }
+
+    /// `send_join`, `send_leave`, `send_knock`.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_send(
+        &mut self,
+        now: Instant,
+        origin: &str,
+        room_id: &str,
+        event_id: &EventId,
+        raw: Object,
+        membership: &str,
+        out: &mut Vec<Output>,
+    ) -> Response {
+        let Some(rules) = self.rules_of(room_id) else { return not_found("unknown room") };
+        let pdu = match self.verify_received(rules, raw) {
+            Ok(pdu) => pdu,
+            Err(reason) => return invalid(reason),
+        };
+        if let Err(e) = wire::check_path_event_id(event_id, &pdu) {
+            return e.to_response();
+        }
+        let sender_ok =
+            ids::user_server(pdu.sender()) == Some(origin) && pdu.state_key() == Some(pdu.sender());
+        if pdu.event_type() != "m.room.member"
+            || membership_kind(Some(&Value::Object(pdu.content().clone()))) != Some(membership)
+            || !sender_ok
+        {
+            return invalid(format!("not a {membership} event of a user of {origin}"));
+        }
+        self.process(now, room_id, Arc::clone(&pdu), origin, out);
+        let accepted =
+            self.store.event(pdu.event_id()).is_some_and(|e| e.outcome == Outcome::Accepted);
+        if !accepted {
+            return forbidden(format!("the {membership} is not allowed"));
+        }
+        // The resident sends the event on to the other servers of the room.
+        self.fan_out(room_id, &pdu, &[], Some(origin));
+        match membership {
+            "join" => {
+                let before = self
+                    .store
+                    .event(pdu.event_id())
+                    .and_then(|e| e.state_before)
+                    .expect("accepted");
+                let state: Vec<EventId> = self.store.state(before).into_values().collect();
+                let mut chain_of: Vec<EventId> = state.clone();
+                chain_of.push(pdu.event_id().clone());
+                let chain = self.auth_chain(&chain_of);
+                Response::SendJoin(SendJoin {
+                    state: state
+                        .iter()
+                        .filter_map(|id| self.store.pdu(id))
+                        .map(|p| p.json().clone())
+                        .collect(),
+                    auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
+                    event: Some(pdu.json().clone()),
+                    members_omitted: false,
+                    servers_in_room: None,
+                })
+            }
+            "knock" => Response::SendKnock { knock_room_state: self.invite_room_state(room_id) },
+            _ => Response::SendLeave,
+        }
+    }
+
+    /// `/invite`: checks and counter-signs an invite for a local user, and remembers it.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_invite(
+        &mut self,
+        origin: &str,
+        room_id: &str,
+        event_id: &EventId,
+        room_version: &str,
+        raw: Object,
+        invite_room_state: Vec<Object>,
+        out: &mut Vec<Output>,
+    ) -> Response {
+        let Ok(version) = RoomVersion::parse(room_version) else {
+            return Response::Error(ErrorResponse::incompatible_room_version(room_version));
+        };
+        let rules = version.rules();
+        let pdu = match wire::parse_pdu(rules, raw) {
+            Ok(pdu) => pdu,
+            Err(e) => return invalid(e.to_string()),
+        };
+        if let Err(e) = wire::check_path_event_id(event_id, &pdu) {
+            return e.to_response();
+        }
+        match pdu::verify(rules, &pdu, &self.keys) {
+            Ok(pdu::Verified::Intact) => {}
+            _ => return invalid("invite signature or hash check failed"),
+        }
+        let target = pdu.state_key().unwrap_or("");
+        let is_invite = pdu.event_type() == "m.room.member"
+            && membership_kind(Some(&Value::Object(pdu.content().clone()))) == Some("invite");
+        if !is_invite
+            || ids::user_server(pdu.sender()) != Some(origin)
+            || !self.is_local_user(target)
+        {
+            return invalid("not an invite from the origin for a user of this server");
+        }
+        if pdu.room_id_or_derived() != room_id {
+            return invalid("room id mismatch");
+        }
+        // The stripped state must carry the room's create event (spec v1.16).
+        let has_create = invite_room_state
+            .iter()
+            .any(|raw| raw.get("type").and_then(Value::as_str) == Some("m.room.create"));
+        if !has_create {
+            return invalid("invite_room_state lacks the create event");
+        }
+        let mut signed = pdu.json().clone();
+        pdu::add_signature(rules, &mut signed, &self.name, &self.key);
+        let Ok(signed_pdu) = Pdu::from_json(rules, signed.clone()) else {
+            return invalid("cannot sign");
+        };
+        if self.store.room(room_id).is_none() {
+            self.store.add_room(room_id, version);
+        }
+        let signed_pdu = Arc::new(signed_pdu);
+        if !self.store.contains(signed_pdu.event_id()) {
+            self.store_event(room_id, &signed_pdu, Outcome::Outlier, None);
+        }
+        self.store.add_invite(room_id, target, signed_pdu.event_id().clone());
+        out.push(Output::Observed(Observation::Invited {
+            room_id: room_id.to_owned(),
+            user: target.to_owned(),
+            event_id: signed_pdu.event_id().clone(),
+        }));
+        let _ = Decision::Outlier;
+        Response::Invite { event: signed }
+    }
+}
+
+fn membership_kind(content: Option<&Value>) -> Option<&str> {
+    content?.get("membership")?.as_str()
+}

@@ -1,0 +1,344 @@
+//! Per-server storage: events, their outcome, state groups, forward extremities.
+//!
+//! State is stored as *state groups* (as Synapse does): each group is a delta against a
+//! parent group, with a full snapshot every [`SNAPSHOT_EVERY`] levels so that reading a
+//! state walks a bounded chain. An event points at the group holding the state *before* it;
+//! the state after a state event is a one-entry delta on top.
+//!
+//! Durability: [`Store`] is the committed part of a homeserver. Everything in it survives a
+//! crash; a homeserver's in-memory parts (queues, caches, in-flight requests) do not. The
+//! homeserver mutates the store only at the end of handling one input, so each input is
+//! one atomic commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::matrix::{EventId, Pdu, RoomVersion};
+
+/// (event type, state key).
+pub type StateKey = (String, String);
+
+/// A full state map.
+pub type StateMap = BTreeMap<StateKey, EventId>;
+
+/// A full snapshot is stored once a group's delta chain reaches this length.
+pub const SNAPSHOT_EVERY: u32 = 32;
+
+/// Identifies a stored state group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StateGroupId(u64);
+
+impl StateGroupId {
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// A state as a delta against a parent (`None` in `delta` removes a key), or a snapshot.
+#[derive(Clone, Debug)]
+struct StateGroup {
+    parent: Option<StateGroupId>,
+    delta: BTreeMap<StateKey, Option<EventId>>,
+    /// Number of groups walked to materialise this one (0 for a snapshot).
+    chain_len: u32,
+}
+
+/// What happened to an event on receipt (federation-api.md §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Passed every check; part of the room's DAG and (if a state event) its state.
+    Accepted,
+    /// Failed auth against its own auth events (receipt check 4). Never enters state.
+    RejectedByAuthEvents { reason: String },
+    /// Failed auth against the state before it (check 5). Such events may still enter
+    /// state through resolution (state-resolution.md §4).
+    RejectedByStateBefore { reason: String },
+    /// Passed checks 4 and 5 but not 6 (current state): kept, not a forward extremity.
+    SoftFailed { reason: String },
+    /// Known only as an auth or state event fetched to fill a gap; its own checks were
+    /// against its auth events only.
+    Outlier,
+}
+
+impl Outcome {
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Outcome::RejectedByAuthEvents { .. } | Outcome::RejectedByStateBefore { .. })
+    }
+}
+
+/// One stored event.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub pdu: Arc<Pdu>,
+    pub outcome: Outcome,
+    /// State before the event, when known (not for outliers).
+    pub state_before: Option<StateGroupId>,
+    /// State after the event, when known (not for outliers).
+    pub state_after: Option<StateGroupId>,
+    /// Whether the event was replaced by its redacted form (hash mismatch or an applied
+    /// redaction).
+    pub redacted: bool,
+}
+
+/// Per-room bookkeeping.
+#[derive(Clone, Debug)]
+pub struct RoomRecord {
+    pub version: RoomVersion,
+    /// Events with no accepted child, not rejected, not soft-failed.
+    pub forward_extremities: BTreeSet<EventId>,
+    /// Current state: the resolution of the states after the forward extremities.
+    pub current_state: Option<StateGroupId>,
+    /// Number of events stored for this room (any outcome).
+    pub event_count: u64,
+}
+
+/// The committed storage of one homeserver.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    events: BTreeMap<EventId, StoredEvent>,
+    groups: BTreeMap<StateGroupId, StateGroup>,
+    next_group: u64,
+    rooms: BTreeMap<String, RoomRecord>,
+    /// Invites for local users to rooms this server is not in: (room id, user) → the
+    /// invite event (stored as an outlier).
+    invites: BTreeMap<(String, String), EventId>,
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    pub fn event(&self, id: &EventId) -> Option<&StoredEvent> {
+        self.events.get(id)
+    }
+
+    pub fn pdu(&self, id: &EventId) -> Option<&Arc<Pdu>> {
+        self.events.get(id).map(|e| &e.pdu)
+    }
+
+    pub fn contains(&self, id: &EventId) -> bool {
+        self.events.contains_key(id)
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = (&EventId, &StoredEvent)> {
+        self.events.iter()
+    }
+
+    pub fn room(&self, room_id: &str) -> Option<&RoomRecord> {
+        self.rooms.get(room_id)
+    }
+
+    /// The record of a room; panics if the room is unknown (callers check first).
+    pub fn room_mut(&mut self, room_id: &str) -> &mut RoomRecord {
+        self.rooms.get_mut(room_id).expect("room is known")
+    }
+
+    /// Starts tracking a room (no-op if it is known).
+    pub fn add_room(&mut self, room_id: &str, version: RoomVersion) {
+        self.rooms.entry(room_id.to_owned()).or_insert_with(|| RoomRecord {
+            version,
+            forward_extremities: BTreeSet::new(),
+            current_state: None,
+            event_count: 0,
+        });
+    }
+
+    pub fn add_invite(&mut self, room_id: &str, user: &str, event: EventId) {
+        self.invites.insert((room_id.to_owned(), user.to_owned()), event);
+    }
+
+    pub fn invite(&self, room_id: &str, user: &str) -> Option<&EventId> {
+        self.invites.get(&(room_id.to_owned(), user.to_owned()))
+    }
+
+    pub fn remove_invite(&mut self, room_id: &str, user: &str) {
+        self.invites.remove(&(room_id.to_owned(), user.to_owned()));
+    }
+
+    pub fn rooms(&self) -> impl Iterator<Item = (&String, &RoomRecord)> {
+        self.rooms.iter()
+    }
+
+    /// Stores an event, or upgrades an outlier to a full event. Returns false (and changes
+    /// nothing) if the event is already stored as a non-outlier.
+    pub fn insert(&mut self, room_id: &str, event: StoredEvent) -> bool {
+        let id = event.pdu.event_id().clone();
+        match self.events.get(&id) {
+            Some(existing) if existing.outcome != Outcome::Outlier => return false,
+            Some(_) => {}
+            None => self.room_mut(room_id).event_count += 1,
+        }
+        self.events.insert(id, event);
+        true
+    }
+
+    /// Replaces a stored outlier by the same event with its state now known.
+    pub fn replace_outlier(&mut self, event: StoredEvent) {
+        let id = event.pdu.event_id().clone();
+        let existing = self.events.get(&id).expect("replacing a stored event");
+        assert!(existing.state_after.is_none(), "only outliers without state are replaced");
+        self.events.insert(id, event);
+    }
+
+    /// Replaces an event's JSON by its redacted form (same id).
+    pub fn replace_redacted(&mut self, id: &EventId, redacted: Arc<Pdu>) {
+        let event = self.events.get_mut(id).expect("redacting a stored event");
+        assert_eq!(event.pdu.event_id(), redacted.event_id(), "redaction keeps the event id");
+        event.pdu = redacted;
+        event.redacted = true;
+    }
+
+    /// Stores a state and returns its group, as a delta on `parent` when given.
+    pub fn store_state(&mut self, state: &StateMap, parent: Option<StateGroupId>) -> StateGroupId {
+        let id = StateGroupId(self.next_group);
+        self.next_group += 1;
+        let group = match parent {
+            Some(parent_id) if self.groups[&parent_id].chain_len + 1 < SNAPSHOT_EVERY => {
+                let base = self.state(parent_id);
+                let mut delta = BTreeMap::new();
+                for (key, event) in state {
+                    if base.get(key) != Some(event) {
+                        delta.insert(key.clone(), Some(event.clone()));
+                    }
+                }
+                for key in base.keys() {
+                    if !state.contains_key(key) {
+                        delta.insert(key.clone(), None);
+                    }
+                }
+                let chain_len = self.groups[&parent_id].chain_len + 1;
+                StateGroup { parent: Some(parent_id), delta, chain_len }
+            }
+            _ => StateGroup {
+                parent: None,
+                delta: state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect(),
+                chain_len: 0,
+            },
+        };
+        self.groups.insert(id, group);
+        debug_assert_eq!(&self.state(id), state);
+        id
+    }
+
+    /// Stores `parent`'s state with one key set: the state after a state event.
+    pub fn store_state_with(
+        &mut self,
+        parent: StateGroupId,
+        key: StateKey,
+        event: EventId,
+    ) -> StateGroupId {
+        let parent_len = self.groups[&parent].chain_len;
+        if parent_len + 1 >= SNAPSHOT_EVERY {
+            let mut state = self.state(parent);
+            state.insert(key, event);
+            return self.store_state(&state, None);
+        }
+        let id = StateGroupId(self.next_group);
+        self.next_group += 1;
+        let mut delta = BTreeMap::new();
+        delta.insert(key, Some(event));
+        self.groups
+            .insert(id, StateGroup { parent: Some(parent), delta, chain_len: parent_len + 1 });
+        id
+    }
+
+    /// The full state of a group.
+    pub fn state(&self, id: StateGroupId) -> StateMap {
+        let mut chain = Vec::new();
+        let mut at = Some(id);
+        while let Some(group_id) = at {
+            let group = &self.groups[&group_id];
+            chain.push(group);
+            at = group.parent;
+            assert!(chain.len() <= SNAPSHOT_EVERY as usize + 1, "state group chain too long");
+        }
+        let mut state = StateMap::new();
+        for group in chain.iter().rev() {
+            for (key, event) in &group.delta {
+                match event {
+                    Some(event) => state.insert(key.clone(), event.clone()),
+                    None => state.remove(key),
+                };
+            }
+        }
+        state
+    }
+
+    /// One entry of a group's state, without materialising the whole map.
+    pub fn state_get(&self, id: StateGroupId, key: &StateKey) -> Option<EventId> {
+        let mut at = Some(id);
+        while let Some(group_id) = at {
+            let group = &self.groups[&group_id];
+            if let Some(entry) = group.delta.get(key) {
+                return entry.clone();
+            }
+            at = group.parent;
+        }
+        None
+    }
+
+    /// The state after an event stored with a known state before: the state before plus
+    /// the event itself for a state event, except for a rejected event, since state is
+    /// computed as if a rejected event did not happen (federation-api.md §3).
+    pub fn compute_state_after(
+        &mut self,
+        pdu: &Pdu,
+        outcome: &Outcome,
+        before: StateGroupId,
+    ) -> StateGroupId {
+        let Some(state_key) = pdu.state_key() else { return before };
+        if outcome.is_rejected() {
+            return before;
+        }
+        let key = (pdu.event_type().to_owned(), state_key.to_owned());
+        if self.state_get(before, &key).as_ref() == Some(pdu.event_id()) {
+            return before;
+        }
+        self.store_state_with(before, key, pdu.event_id().clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> EventId {
+        EventId::parse(text).unwrap()
+    }
+
+    fn key(t: &str, k: &str) -> StateKey {
+        (t.to_owned(), k.to_owned())
+    }
+
+    #[test]
+    fn deltas_materialise_to_the_stored_state_and_snapshot_periodically() {
+        let mut store = Store::new();
+        let mut state = StateMap::new();
+        state.insert(key("m.room.create", ""), id("$c"));
+        let mut group = store.store_state(&state, None);
+        for i in 0..100 {
+            let member = format!("@u{i}:hs");
+            state.insert(key("m.room.member", &member), id(&format!("$m{i}")));
+            if i % 7 == 0 {
+                state.remove(&key("m.room.member", &format!("@u{}:hs", i / 2)));
+                group = store.store_state(&state, Some(group));
+            } else {
+                group = store.store_state_with(
+                    group,
+                    key("m.room.member", &member),
+                    id(&format!("$m{i}")),
+                );
+            }
+            assert_eq!(store.state(group), state, "after step {i}");
+            assert!(store.groups[&group].chain_len < SNAPSHOT_EVERY);
+        }
+        assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
+        assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
+        assert_eq!(store.state_get(group, &key("m.room.member", "@u99:hs")), Some(id("$m99")));
+    }
+}
