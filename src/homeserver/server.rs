@@ -279,6 +279,9 @@ impl Homeserver {
         let mut out = Vec::new();
         match input {
             Input::Request { origin, id, request } => {
+                // A peer that talks to us is up: resume delivery to it at once ([impl]
+                // Synapse does the same when a transaction arrives).
+                self.outbound.mark_up(&origin, now);
                 let response = self.serve(now, &origin, &request, &mut out);
                 out.push(Output::Response { origin, id, response });
             }
@@ -944,7 +947,9 @@ impl Homeserver {
             }
         }
         match groups.as_slice() {
-            [] => Err("no prev events".into()),
+            // Only a create event has no prev events (any other is rejected by the auth
+            // rules); the state before it is empty.
+            [] => Ok(self.store.store_state(&StateMap::new(), None)),
             [one] => Ok(*one),
             _ => {
                 let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
