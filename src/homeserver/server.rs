@@ -528,13 +528,17 @@ impl Homeserver {
             | Decision::SoftFailed(reason) => return Err(format!("not allowed: {reason}")),
             other => unreachable!("a local event is decided, got {other:?}"),
         }
+        // Servers that were in the room before the event get it too: a kick, ban or leave
+        // must reach the server whose user it removes.
+        let mut destinations: Vec<String> = self.joined_servers(room_id).into_iter().collect();
+        destinations.extend(extra_destinations.iter().cloned());
         self.commit(room_id, &pdu, Decision::Accepted, out);
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
             event_id: Some(pdu.event_id().clone()),
             decision: Decision::Created,
         }));
-        self.fan_out(room_id, &pdu, extra_destinations, None);
+        self.fan_out(room_id, &pdu, &destinations, None);
         Ok(pdu)
     }
 
@@ -544,7 +548,10 @@ impl Homeserver {
         }
         match action {
             Action::CreateRoom { user, version, public, name, topic } => {
-                self.create_room(now, &user, version, public, name, topic, out).map(|_| ())
+                self.create_room(now, &user, version, public, name, topic, None, out).map(|_| ())
+            }
+            Action::Upgrade { user, room_id, version } => {
+                self.upgrade(now, &user, &room_id, version, out)
             }
             Action::Send { user, room_id, event_type, state_key, content } => self
                 .create_event(
@@ -642,11 +649,17 @@ impl Homeserver {
         public: bool,
         name: Option<String>,
         topic: Option<String>,
+        predecessor: Option<&str>,
         out: &mut Vec<Output>,
     ) -> Result<String, String> {
         let rules = version.rules();
         let mut content = Object::new();
         content.insert("room_version".into(), Value::from(version.as_str()));
+        if let Some(old) = predecessor {
+            let mut link = Object::new();
+            link.insert("room_id".into(), Value::from(old));
+            content.insert("predecessor".into(), Value::Object(link));
+        }
         if rules.create_requires_creator {
             content.insert("creator".into(), Value::from(user));
         }
@@ -744,6 +757,48 @@ impl Homeserver {
             self.create_event(now, &room_id, user, "m.room.topic", Some(""), content, &[], out)?;
         }
         Ok(room_id)
+    }
+
+    /// Room upgrade (Client-Server API "Room Upgrades"): the user must be allowed to send
+    /// the tombstone; the new room copies the join rules (public or not), name and topic.
+    fn upgrade(
+        &mut self,
+        now: Instant,
+        user: &str,
+        room_id: &str,
+        version: RoomVersion,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        let state = self.current_state(room_id).ok_or("this server is not in the room")?;
+        let text = |t: &str, field: &str| -> Option<String> {
+            let id = state.get(&(t.to_owned(), String::new()))?;
+            self.store.pdu(id)?.content().get(field)?.as_str().map(str::to_owned)
+        };
+        let public = text("m.room.join_rules", "join_rule").as_deref() == Some("public");
+        let (name, topic) = (text("m.room.name", "name"), text("m.room.topic", "topic"));
+        // Check first that the tombstone would be allowed, so that a refused upgrade
+        // leaves no new room behind.
+        let mut probe = Object::new();
+        probe.insert("body".into(), Value::from("This room has been replaced"));
+        probe.insert("replacement_room".into(), Value::from("!probe"));
+        let pdu = self.build_event(now, room_id, user, "m.room.tombstone", Some(""), probe)?;
+        if let Decision::RejectedByAuthEvents(r)
+        | Decision::RejectedByStateBefore(r)
+        | Decision::SoftFailed(r) = self.decide(room_id, &pdu)
+        {
+            return Err(format!("not allowed: {r}"));
+        }
+        let replacement =
+            self.create_room(now, user, version, public, name, topic, Some(room_id), out)?;
+        let mut content = Object::new();
+        content.insert("body".into(), Value::from("This room has been replaced"));
+        content.insert("replacement_room".into(), Value::from(replacement.as_str()));
+        self.create_event(now, room_id, user, "m.room.tombstone", Some(""), content, &[], out)?;
+        out.push(Output::Observed(Observation::Upgraded {
+            room_id: room_id.to_owned(),
+            replacement,
+        }));
+        Ok(())
     }
 
     fn invite(

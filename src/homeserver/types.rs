@@ -112,6 +112,13 @@ pub enum Action {
         room_id: String,
         event_id: EventId,
     },
+    /// Upgrade a room: a new room of `version` whose create event names this room as its
+    /// predecessor, then an `m.room.tombstone` in this room pointing to it.
+    Upgrade {
+        user: String,
+        room_id: String,
+        version: RoomVersion,
+    },
 }
 
 impl Action {
@@ -126,7 +133,8 @@ impl Action {
             | Action::Ban { user, .. }
             | Action::Unban { user, .. }
             | Action::Knock { user, .. }
-            | Action::Redact { user, .. } => user,
+            | Action::Redact { user, .. }
+            | Action::Upgrade { user, .. } => user,
         }
     }
 }
@@ -163,6 +171,8 @@ pub enum Observation {
     RoomJoined { room_id: String, version: RoomVersion },
     /// An invite for a local user arrived over `/invite`.
     Invited { room_id: String, user: String, event_id: EventId },
+    /// A room was upgraded here: `room_id` is replaced by `replacement`.
+    Upgraded { room_id: String, replacement: String },
 }
 
 /// A user-visible error of an action.
@@ -178,6 +188,7 @@ pub fn describe_action(action: &Action) -> String {
         Action::Unban { .. } => "unban",
         Action::Knock { .. } => "knock",
         Action::Redact { .. } => "redact",
+        Action::Upgrade { .. } => "upgrade",
     };
     format!("{kind} by {}", action.user())
 }

@@ -511,3 +511,399 @@ fn an_offline_server_catches_up() {
     assert_eq!(events("hs1").len(), events("hs2").len());
     assert_converged(&h, &room, &names, "after catch-up");
 }
+
+fn decisions(
+    h: &Harness,
+    server: &str,
+) -> Vec<(Option<mxsim::matrix::EventId>, mxsim::homeserver::Decision)> {
+    h.observations
+        .iter()
+        .filter_map(|(s, o)| match o {
+            Observation::Event { event_id, decision, .. } if s == server => {
+                Some((event_id.clone(), decision.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn created_by(h: &Harness, server: &str) -> Vec<mxsim::matrix::EventId> {
+    decisions(h, server)
+        .into_iter()
+        .filter_map(|(id, d)| (d == mxsim::homeserver::Decision::Created).then_some(id).flatten())
+        .collect()
+}
+
+#[test]
+fn events_from_before_a_ban_are_soft_failed() {
+    for version in RoomVersion::ALL {
+        let names = ["hs1", "hs2"];
+        let (mut h, room) = room_with(&names, version);
+        h.cut.insert(("hs1".into(), "hs2".into()));
+        h.cut.insert(("hs2".into(), "hs1".into()));
+        h.act(
+            "hs1",
+            Action::Ban {
+                user: "@alice:hs1".into(),
+                room_id: room.clone(),
+                target: "@bob:hs2".into(),
+            },
+        );
+        send(
+            &mut h,
+            "hs2",
+            "@bob:hs2",
+            &room,
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "am I still here?"}),
+        );
+        let bobs = created_by(&h, "hs2").last().cloned().unwrap();
+        h.run_for(Duration::from_secs(60));
+        h.cut.clear();
+        send(
+            &mut h,
+            "hs1",
+            "@alice:hs1",
+            &room,
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "bye bob"}),
+        );
+        h.run_for(Duration::from_secs(900));
+        let on_hs1 = decisions(&h, "hs1");
+        let bobs_decision =
+            on_hs1.iter().rev().find(|(id, _)| id.as_ref() == Some(&bobs)).map(|(_, d)| d.clone());
+        assert!(
+            matches!(bobs_decision, Some(mxsim::homeserver::Decision::SoftFailed(_))),
+            "v{version}: Bob's message after the ban was {bobs_decision:?}"
+        );
+        let extremities = &h.servers["hs1"].store().room(&room).unwrap().forward_extremities;
+        assert!(
+            !extremities.contains(&bobs),
+            "v{version}: a soft-failed event became a forward extremity"
+        );
+        // Bob's server learns of the ban and agrees on the state.
+        assert_converged(&h, &room, &names, &format!("v{version}"));
+    }
+}
+
+#[test]
+fn forged_signatures_are_dropped() {
+    use mxsim::homeserver::wire::{Request, Transaction};
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = room_with(&names, RoomVersion::V12);
+    let state = h.state("hs1", &room).unwrap();
+    let join = state[&("m.room.member".to_owned(), "@bob:hs2".to_owned())].clone();
+    let rules = RoomVersion::V12.rules();
+    let mut event = serde_json::json!({
+        "type": "m.room.message", "sender": "@bob:hs2", "room_id": room, "content": {"body": "forged"},
+        "origin_server_ts": 1_700_000_000_000_i64, "depth": 100,
+        "prev_events": [join.as_str()], "auth_events": [join.as_str()],
+    });
+    let serde_json::Value::Object(object) = event.take() else { unreachable!() };
+    // Signed by a key that is not hs2's.
+    let mallory = SigningKey::from_seed(&[9; 32], "ed25519:1").unwrap();
+    let forged = mxsim::matrix::pdu::build_signed(rules, object, "hs2", &mallory).unwrap();
+    let request = Request::SendTransaction {
+        txn_id: "forged-1".into(),
+        transaction: Transaction {
+            origin: "hs2".into(),
+            origin_server_ts: 0,
+            pdus: vec![forged.json().clone()],
+            edus: vec![],
+        },
+    };
+    h.input(
+        "hs1",
+        Input::Request { origin: "hs2".into(), id: RequestId(999), request: request.to_http() },
+    );
+    h.run(100);
+    assert!(!h.servers["hs1"].store().contains(forged.event_id()), "a forged event was stored");
+    assert!(decisions(&h, "hs1").iter().any(
+        |(_, d)| matches!(d, mxsim::homeserver::Decision::Dropped(r) if r.contains("signature"))
+    ));
+}
+
+#[test]
+fn acl_denied_servers_are_refused() {
+    let names = ["hs1", "hs2", "hs3"];
+    let (mut h, room) = room_with(&names, RoomVersion::V11);
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.server_acl",
+        Some(""),
+        serde_json::json!({"allow": ["*"], "deny": ["hs2"], "allow_ip_literals": false}),
+    );
+    h.run(2_000);
+    send(
+        &mut h,
+        "hs2",
+        "@bob:hs2",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "let me in"}),
+    );
+    let bobs = created_by(&h, "hs2").last().cloned().unwrap();
+    h.run(2_000);
+    assert!(
+        !h.servers["hs1"].store().contains(&bobs),
+        "hs1 accepted a PDU from an ACL-denied server"
+    );
+    assert!(
+        !h.servers["hs3"].store().contains(&bobs),
+        "hs3 accepted a PDU from an ACL-denied server"
+    );
+    // hs3 is not denied: its messages still flow.
+    send(
+        &mut h,
+        "hs3",
+        "@bob:hs3",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "fine"}),
+    );
+    let carols = created_by(&h, "hs3").last().cloned().unwrap();
+    h.run(2_000);
+    assert!(h.servers["hs1"].store().contains(&carols));
+}
+
+#[test]
+fn an_upgrade_is_followed_by_both_servers() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = room_with(&names, RoomVersion::V10);
+    h.act(
+        "hs1",
+        Action::Upgrade {
+            user: "@alice:hs1".into(),
+            room_id: room.clone(),
+            version: RoomVersion::V12,
+        },
+    );
+    h.run(2_000);
+    assert_eq!(h.failures(), Vec::<String>::new());
+    let old = h.state("hs2", &room).unwrap();
+    let tombstone = &old[&("m.room.tombstone".to_owned(), String::new())];
+    let replacement =
+        h.servers["hs2"].store().pdu(tombstone).unwrap().content()["replacement_room"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    // Bob follows the tombstone.
+    h.act(
+        "hs2",
+        Action::Join {
+            user: "@bob:hs2".into(),
+            room_id: replacement.clone(),
+            via: vec!["hs1".into()],
+        },
+    );
+    h.run(2_000);
+    assert_eq!(h.failures(), Vec::<String>::new());
+    assert_converged(&h, &replacement, &names, "new room");
+    let new = h.state("hs2", &replacement).unwrap();
+    let create =
+        h.servers["hs2"].store().pdu(&new[&("m.room.create".to_owned(), String::new())]).unwrap();
+    assert_eq!(create.content()["predecessor"]["room_id"], room.as_str());
+    assert_eq!(create.content()["room_version"], "12");
+    assert_eq!(
+        create.event_id().to_room_id(),
+        replacement,
+        "a v12 room id is its create event's id"
+    );
+}
+
+#[test]
+fn a_restarted_server_keeps_what_it_committed() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = room_with(&names, RoomVersion::V12);
+    send(
+        &mut h,
+        "hs2",
+        "@bob:hs2",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "before the crash"}),
+    );
+    h.run(1_000);
+    let before: BTreeSet<_> = h.servers["hs2"].store().events().map(|(id, _)| id.clone()).collect();
+    // Crash hs2: keep only its store.
+    let store = h.servers["hs2"].store().clone();
+    let keys = {
+        let mut keys = KeyRing::new();
+        for name in names {
+            keys.entry(name.to_owned())
+                .or_default()
+                .insert("ed25519:1".into(), key(name).public_key());
+        }
+        keys
+    };
+    let restarted = Homeserver::recover(
+        "hs2",
+        key("hs2"),
+        keys,
+        Config::default(),
+        Prng::from_seed(2).fork("hs2"),
+        h.now,
+        store,
+    );
+    h.servers.insert("hs2".into(), restarted);
+    let after: BTreeSet<_> = h.servers["hs2"].store().events().map(|(id, _)| id.clone()).collect();
+    assert_eq!(before, after);
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "after"}),
+    );
+    send(
+        &mut h,
+        "hs2",
+        "@bob:hs2",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "after too"}),
+    );
+    h.run(2_000);
+    assert_converged(&h, &room, &names, "after restart");
+}
+
+fn membership(h: &Harness, server: &str, room: &str, user: &str) -> Option<String> {
+    let state = h.state(server, room)?;
+    let id = state.get(&("m.room.member".to_owned(), user.to_owned()))?;
+    h.servers[server].store().pdu(id)?.content()["membership"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn knock_invite_reject_kick_and_redact() {
+    for version in RoomVersion::ALL {
+        let mut h = Harness::new(&["hs1", "hs2", "hs3"]);
+        h.act(
+            "hs1",
+            Action::CreateRoom {
+                user: "@alice:hs1".into(),
+                version,
+                public: false,
+                name: None,
+                topic: None,
+            },
+        );
+        let room = h.room_created("hs1");
+        send(
+            &mut h,
+            "hs1",
+            "@alice:hs1",
+            &room,
+            "m.room.join_rules",
+            Some(""),
+            serde_json::json!({"join_rule": "knock"}),
+        );
+        h.act(
+            "hs2",
+            Action::Knock {
+                user: "@bob:hs2".into(),
+                room_id: room.clone(),
+                via: vec!["hs1".into()],
+            },
+        );
+        h.run(1_000);
+        assert_eq!(
+            membership(&h, "hs1", &room, "@bob:hs2").as_deref(),
+            Some("knock"),
+            "v{version}"
+        );
+        // The knock is approved by an invite, and Bob joins.
+        h.act(
+            "hs1",
+            Action::Invite {
+                user: "@alice:hs1".into(),
+                room_id: room.clone(),
+                target: "@bob:hs2".into(),
+            },
+        );
+        h.run(1_000);
+        h.act(
+            "hs2",
+            Action::Join {
+                user: "@bob:hs2".into(),
+                room_id: room.clone(),
+                via: vec!["hs1".into()],
+            },
+        );
+        h.run(1_000);
+        assert_eq!(membership(&h, "hs1", &room, "@bob:hs2").as_deref(), Some("join"), "v{version}");
+        // Carol is invited and declines through make_leave/send_leave.
+        h.act(
+            "hs1",
+            Action::Invite {
+                user: "@alice:hs1".into(),
+                room_id: room.clone(),
+                target: "@carol:hs3".into(),
+            },
+        );
+        h.run(1_000);
+        h.act(
+            "hs3",
+            Action::Leave { user: "@carol:hs3".into(), room_id: room.clone(), via: vec![] },
+        );
+        h.run(1_000);
+        assert_eq!(
+            membership(&h, "hs1", &room, "@carol:hs3").as_deref(),
+            Some("leave"),
+            "v{version}"
+        );
+        // A message is redacted by its sender's server.
+        send(
+            &mut h,
+            "hs2",
+            "@bob:hs2",
+            &room,
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "oops"}),
+        );
+        let oops = created_by(&h, "hs2").last().cloned().unwrap();
+        h.run(1_000);
+        h.act(
+            "hs2",
+            Action::Redact {
+                user: "@bob:hs2".into(),
+                room_id: room.clone(),
+                event_id: oops.clone(),
+            },
+        );
+        h.run(1_000);
+        for server in ["hs1", "hs2"] {
+            let stored = h.servers[server].store().event(&oops).unwrap();
+            assert!(stored.redacted, "v{version}: {server} did not apply the redaction");
+            assert!(stored.pdu.content().is_empty(), "v{version}: {server}");
+        }
+        // Alice kicks Bob; both servers agree.
+        h.act(
+            "hs1",
+            Action::Kick {
+                user: "@alice:hs1".into(),
+                room_id: room.clone(),
+                target: "@bob:hs2".into(),
+            },
+        );
+        h.run(1_000);
+        assert_eq!(h.failures(), Vec::<String>::new(), "v{version}");
+        assert_eq!(
+            membership(&h, "hs2", &room, "@bob:hs2").as_deref(),
+            Some("leave"),
+            "v{version}"
+        );
+        assert_converged(&h, &room, &["hs1", "hs2"], &format!("v{version}"));
+    }
+}
