@@ -907,3 +907,149 @@ fn knock_invite_reject_kick_and_redact() {
         assert_converged(&h, &room, &["hs1", "hs2"], &format!("v{version}"));
     }
 }
+
+#[test]
+fn history_visibility_limits_what_backfill_returns() {
+    use mxsim::homeserver::wire::{Request, Response};
+    let mut h = Harness::new(&["hs1", "hs2"]);
+    h.act(
+        "hs1",
+        Action::CreateRoom {
+            user: "@alice:hs1".into(),
+            version: RoomVersion::V11,
+            public: true,
+            name: None,
+            topic: None,
+        },
+    );
+    let room = h.room_created("hs1");
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.history_visibility",
+        Some(""),
+        serde_json::json!({"history_visibility": "joined"}),
+    );
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "secret before bob"}),
+    );
+    let secret = created_by(&h, "hs1").last().cloned().unwrap();
+    h.act(
+        "hs2",
+        Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec!["hs1".into()] },
+    );
+    h.run(1_000);
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "hello bob"}),
+    );
+    let hello = created_by(&h, "hs1").last().cloned().unwrap();
+    h.run(1_000);
+    let request = Request::Backfill { room_id: room.clone(), v: vec![hello.clone()], limit: 50 };
+    let now = h.now;
+    let outputs = h.servers.get_mut("hs1").unwrap().handle(
+        now,
+        Input::Request { origin: "hs2".into(), id: RequestId(7), request: request.to_http() },
+    );
+    let http = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Response { response, .. } => Some(response.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let Response::Backfill(txn) =
+        Response::from_http(mxsim::homeserver::wire::Endpoint::Backfill, &http).unwrap()
+    else {
+        panic!("not a backfill answer")
+    };
+    let find = |id: &mxsim::matrix::EventId| {
+        txn.pdus
+            .iter()
+            .find(|p| mxsim::matrix::pdu::event_id(RoomVersion::V11.rules(), p) == *id)
+            .cloned()
+    };
+    let secret_copy = find(&secret).expect("history is still returned, redacted");
+    assert_eq!(
+        secret_copy["content"],
+        serde_json::json!({}),
+        "hs2 may not read history from before its join"
+    );
+    let hello_copy = find(&hello).expect("the later message is returned");
+    assert_eq!(hello_copy["content"]["body"], "hello bob");
+}
+
+#[test]
+fn a_hostile_peer_cannot_grow_the_waiting_set_without_bound() {
+    use mxsim::homeserver::wire::{Request, Transaction};
+    let mut keys = KeyRing::new();
+    for name in ["hs1", "hs2"] {
+        keys.entry(name.to_owned()).or_default().insert("ed25519:1".into(), key(name).public_key());
+    }
+    let config = Config { waiting_pdus_max: 10, requests_in_flight_max: 10, ..Config::default() };
+    let mut hs1 =
+        Homeserver::new("hs1", key("hs1"), keys, config, Prng::from_seed(5), Instant::ZERO);
+    let outputs = hs1.handle(
+        Instant::ZERO,
+        Input::Action(Action::CreateRoom {
+            user: "@alice:hs1".into(),
+            version: RoomVersion::V12,
+            public: true,
+            name: None,
+            topic: None,
+        }),
+    );
+    let room = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Observed(Observation::RoomJoined { room_id, .. }) => Some(room_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let mut requests = 0;
+    for batch in 0..10 {
+        let pdus = (0..50)
+            .map(|i| {
+                let serde_json::Value::Object(event) = serde_json::json!({
+                    "type": "m.room.message", "sender": "@bob:hs2", "room_id": room, "content": {"body": "flood"},
+                    "origin_server_ts": 1_700_000_000_000_i64 + i, "depth": 10,
+                    "prev_events": [format!("$unknown-{batch}-{i}")], "auth_events": [],
+                }) else { unreachable!() };
+                mxsim::matrix::pdu::build_signed(RoomVersion::V12.rules(), event, "hs2", &key("hs2")).unwrap().json().clone()
+            })
+            .collect();
+        let request = Request::SendTransaction {
+            txn_id: format!("flood-{batch}"),
+            transaction: Transaction {
+                origin: "hs2".into(),
+                origin_server_ts: 0,
+                pdus,
+                edus: vec![],
+            },
+        };
+        let outputs = hs1.handle(
+            Instant::from_ms(batch),
+            Input::Request {
+                origin: "hs2".into(),
+                id: RequestId(batch),
+                request: request.to_http(),
+            },
+        );
+        requests += outputs.iter().filter(|o| matches!(o, Output::Request { .. })).count();
+        assert!(hs1.waiting_count() <= 10, "{} events wait", hs1.waiting_count());
+    }
+    assert!(requests <= 10, "{requests} fetches for 500 flood events");
+}
