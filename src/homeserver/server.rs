@@ -1302,12 +1302,10 @@ impl Homeserver {
             entry.asked_missing = true;
             let room = self.store.room(room_id).expect("room is known");
             let earliest: Vec<EventId> = room.forward_extremities.iter().cloned().collect();
-            let min_depth = earliest
-                .iter()
-                .filter_map(|e| self.store.pdu(e))
-                .map(|p| p.depth())
-                .min()
-                .unwrap_or(0);
+            // [impl] Synapse asks from the lowest depth it knows in the room, not the
+            // depth of its extremities: on a fork the missing events may be shallower
+            // than our own latest ones. `limit` and `earliest_events` bound the walk.
+            let min_depth = room.depth_min.unwrap_or(0);
             let request = Request::GetMissingEvents {
                 room_id: room_id.to_owned(),
                 earliest_events: earliest,

@@ -90,6 +90,8 @@ pub struct RoomRecord {
     pub current_state: Option<StateGroupId>,
     /// Number of events stored for this room (any outcome).
     pub event_count: u64,
+    /// The lowest `depth` of any event stored for this room.
+    pub depth_min: Option<i64>,
 }
 
 /// The committed storage of one homeserver.
@@ -145,6 +147,7 @@ impl Store {
             forward_extremities: BTreeSet::new(),
             current_state: None,
             event_count: 0,
+            depth_min: None,
         });
     }
 
@@ -171,7 +174,12 @@ impl Store {
         match self.events.get(&id) {
             Some(existing) if existing.outcome != Outcome::Outlier => return false,
             Some(_) => {}
-            None => self.room_mut(room_id).event_count += 1,
+            None => {
+                let depth = event.pdu.depth();
+                let room = self.room_mut(room_id);
+                room.event_count += 1;
+                room.depth_min = Some(room.depth_min.map_or(depth, |d| d.min(depth)));
+            }
         }
         self.events.insert(id, event);
         true

@@ -1053,3 +1053,145 @@ fn a_hostile_peer_cannot_grow_the_waiting_set_without_bound() {
     }
     assert!(requests <= 10, "{requests} fetches for 500 flood events");
 }
+
+fn restart(h: &mut Harness, server: &str, names: &[&str]) {
+    let store = h.servers[server].store().clone();
+    let mut keys = KeyRing::new();
+    for name in names {
+        keys.entry((*name).to_owned())
+            .or_default()
+            .insert("ed25519:1".into(), key(name).public_key());
+    }
+    let restarted = Homeserver::recover(
+        server,
+        key(server),
+        keys,
+        Config::default(),
+        Prng::from_seed(3).fork(server),
+        h.now,
+        store,
+    );
+    h.servers.insert(server.to_owned(), restarted);
+}
+
+#[test]
+fn a_missed_transaction_is_filled_in_with_get_missing_events() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = room_with(&names, RoomVersion::V11);
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "lost"}),
+    );
+    let lost = created_by(&h, "hs1").last().cloned().unwrap();
+    h.run_for(Duration::from_secs(1));
+    // hs1 restarts: its outbound queue, with the transaction still owed, is gone.
+    restart(&mut h, "hs1", &names);
+    h.cut.clear();
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "found"}),
+    );
+    h.run(2_000);
+    assert!(h.servers["hs2"].store().contains(&lost), "the missed event was not fetched");
+    let asked = h.observations.iter().any(|(s, o)| {
+        s == "hs2" && matches!(o, Observation::Event { event_id: Some(id), decision: mxsim::homeserver::Decision::Accepted, .. } if *id == lost)
+    });
+    assert!(asked, "the missed event was not accepted on hs2");
+    assert_converged(&h, &room, &names, "after the gap");
+}
+
+#[test]
+fn three_servers_split_then_heal_to_the_resolved_state() {
+    for version in RoomVersion::ALL {
+        let names = ["hs1", "hs2", "hs3"];
+        let (mut h, room) = room_with(&names, version);
+        let mut levels = serde_json::json!({"users": {"@bob:hs2": 50, "@bob:hs3": 50}, "state_default": 50,
+            "events_default": 0, "users_default": 0, "events": {"m.room.power_levels": 100}});
+        if !version.rules().privileged_creators {
+            levels["users"]["@alice:hs1"] = 100.into();
+        }
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.power_levels", Some(""), levels);
+        h.run(2_000);
+        for (a, b) in [("hs1", "hs2"), ("hs1", "hs3")] {
+            h.cut.insert((a.into(), b.into()));
+            h.cut.insert((b.into(), a.into()));
+        }
+        // hs1 alone: Alice demotes hs2's Bob; hs2 and hs3 together: both Bobs set the topic.
+        let mut demoted = serde_json::json!({"users": {"@bob:hs2": 0, "@bob:hs3": 50}, "state_default": 50,
+            "events_default": 0, "users_default": 0, "events": {"m.room.power_levels": 100}});
+        if !version.rules().privileged_creators {
+            demoted["users"]["@alice:hs1"] = 100.into();
+        }
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.power_levels", Some(""), demoted);
+        send(
+            &mut h,
+            "hs2",
+            "@bob:hs2",
+            &room,
+            "m.room.topic",
+            Some(""),
+            serde_json::json!({"topic": "by hs2"}),
+        );
+        h.run_for(Duration::from_secs(30));
+        send(
+            &mut h,
+            "hs3",
+            "@bob:hs3",
+            &room,
+            "m.room.name",
+            Some(""),
+            serde_json::json!({"name": "by hs3"}),
+        );
+        h.run_for(Duration::from_secs(300));
+        let sides = [h.state("hs1", &room).unwrap(), h.state("hs2", &room).unwrap()];
+        h.cut.clear();
+        send(
+            &mut h,
+            "hs1",
+            "@alice:hs1",
+            &room,
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "healed"}),
+        );
+        send(
+            &mut h,
+            "hs3",
+            "@bob:hs3",
+            &room,
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "healed"}),
+        );
+        h.run_for(Duration::from_secs(1_800));
+        assert_converged(&h, &room, &names, &format!("v{version}"));
+        // The converged state is what state resolution gives for the two sides.
+        let events: BTreeMap<_, _> =
+            h.servers["hs1"].store().events().map(|(id, e)| (id.clone(), e.pdu.clone())).collect();
+        let expected =
+            mxsim::matrix::state_res::resolve(version.rules(), &sides, &events, Default::default())
+                .unwrap()
+                .state;
+        assert_eq!(h.state("hs1", &room).unwrap(), expected, "v{version}");
+        // Bob of hs2 was demoted before his topic could count.
+        assert!(
+            !expected.contains_key(&("m.room.topic".to_owned(), String::new())),
+            "v{version}: the demoted topic survived"
+        );
+        assert!(
+            expected.contains_key(&("m.room.name".to_owned(), String::new())),
+            "v{version}: hs3's name was lost"
+        );
+    }
+}
