@@ -19,9 +19,10 @@
 //!   ruma add it, which changes nothing unless the create event itself is conflicted);
 //! * step 1 takes *every* event of a power event's auth chain that is in the full
 //!   conflicted set (the spec's words). Synapse and ruma only reach such events through
-//!   events of the full conflicted set; digest §3 shows the two agree under v2.1 and can
-//!   differ under v2 only when a conflicted event sits below an event that is in every
-//!   full auth chain.
+//!   events of the full conflicted set (digest §3 [impl]). The two can differ only if a
+//!   path from a power event down to such an event leaves the full conflicted set, i.e.
+//!   passes an event in every full auth chain; under v2.1 every event on that path lies
+//!   between conflicted events, so in the conflicted state subgraph, and they agree.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
