@@ -525,6 +525,38 @@ fn mainline_sort() {
     }
 }
 
+/// The digest's §6 example: from A, B bans Zara while C is Zara's topic; a server that
+/// saw B first soft-fails C, and a later D citing both is resolved normally.
+///
+/// Events: B 9 Alice bans Zara, auth [CREATE, IPOWER, IMA, IMZ]; C 10 Zara's topic,
+/// auth [CREATE, IPOWER, IMZ]; both on START. Sets: S0 + {Zara: B}, S0 + {topic: C}.
+/// Conflicted {B, IMZ, C}; the auth difference (inclusive {B, C}, exclusive {}) adds
+/// nothing. X = {B} + IMZ from its auth chain; IMZ must come first (B cites it); both
+/// pass. C is then checked with Zara banned: rejected (v10/v11 rule 5, v12 rule 6).
+/// Result: S0 + {Zara: B}, no topic — v2 and v2.1 alike prioritise the ban.
+#[test]
+fn ban_beats_concurrent_topic() {
+    for rules in [V10, V11, V12] {
+        let mut room = Room::standard(&rules);
+        room.add("B", ALICE, MEMBER, Some(ZARA), member("ban"), &["START"]);
+        room.add("C", ZARA, TOPIC, Some(""), json!({"topic": "zara's"}), &["START"]);
+        for reading in READINGS {
+            let resolved = room.resolve_tips(&["B", "C"], reading);
+            assert_eq!(
+                resolved.state,
+                expected(&room.after("START"), &[(MEMBER, ZARA, Some("B"))])
+            );
+            let explanation = resolved.explanation.as_ref().unwrap();
+            assert_eq!(explanation.full_conflicted, ids(&["B", "C", "IMZ"]));
+            let sorted: Vec<&EventId> =
+                explanation.power_events_sorted.iter().map(|(e, _)| e).collect();
+            assert_eq!(sorted, ids(&["IMZ", "B"]).iter().collect::<Vec<_>>());
+            let rule = if rules.privileged_creators { "6" } else { "5" };
+            assert_eq!(rejected_under(&resolved, "C"), rule);
+        }
+    }
+}
+
 /// Concurrent joins, one per server, three state sets: each user's key is missing from
 /// two sets, so all three joins are conflicted. No power events; v2 sorts them by the
 /// mainline of IPOWER (all number 1) and ts; v2.1 has no power levels in the (empty)
