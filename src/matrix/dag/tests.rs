@@ -56,7 +56,7 @@ fn arb_dag() -> impl Strategy<Value = Dag> {
         .prop_flat_map(|count| {
             proptest::collection::vec(
                 (
-                    proptest::option::weighted(0.85, 0u8..5),
+                    prop_oneof![17 => (0u8..5).prop_map(Some), 3 => Just(None)],
                     any::<bool>(),
                     proptest::collection::vec(any::<u16>(), 0..4),
                 ),
