@@ -11,9 +11,11 @@
 //! records, for each chain it can reach, the highest sequence number it reaches. Because a
 //! chain is a path, "reaches (c, s)" implies "reaches (c, s′) for all s′ ≤ s", so an auth
 //! chain is a union of chain prefixes and an auth difference a union of chain intervals.
-//! The index is built incrementally (an event is added after its auth events) and no query
-//! walks an auth chain. [`auth_chain_bfs`] and friends are the plain reference walks the
-//! index is tested against.
+//! The index is built incrementally (an event is added after its auth events, either one
+//! by one as a store receives them or by a depth-first walk from some roots) and no query
+//! walks an auth chain. [`IndexedStore`] keeps one up to date for its events, so state
+//! resolution over it never re-walks auth chains. [`auth_chain_bfs`] and friends are the
+//! plain reference walks the index is tested against.
 //!
 //! Since room version 12 the create event is not listed in `auth_events`; following
 //! Synapse, every DAG algorithm here treats `$` + `room_id[1..]` as an implicit auth event
@@ -69,6 +71,19 @@ pub trait EventStore {
     /// Whether and why the event was rejected on receipt. `None` for accepted (including
     /// soft-failed) events and for events the store does not know.
     fn rejection(&self, _event_id: &EventId) -> Option<RejectionKind> {
+        None
+    }
+
+    /// [`EventStore::get`] and [`EventStore::rejection`] in one lookup (override when a
+    /// store can do better than two).
+    fn get_with_rejection(&self, event_id: &EventId) -> Option<(&Pdu, Option<RejectionKind>)> {
+        let pdu = self.get(event_id)?;
+        Some((pdu, self.rejection(event_id)))
+    }
+
+    /// The event at `node` of the store's own [`EventStore::auth_chain_index`], if the
+    /// store can find it by node (faster than by id). Stores without an index leave this.
+    fn get_by_node(&self, _node: NodeId) -> Option<(&Pdu, Option<RejectionKind>)> {
         None
     }
 
@@ -300,6 +315,34 @@ impl ChainSet {
         ChainSet { entries }
     }
 
+    /// The union of two sets (per chain, the higher prefix). Linear.
+    pub fn union(&self, other: &ChainSet) -> ChainSet {
+        let (a, b) = (&self.entries, &other.entries);
+        let mut entries = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    entries.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    entries.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    entries.push((a[i].0, a[i].1.max(b[j].1)));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        entries.extend_from_slice(&a[i..]);
+        entries.extend_from_slice(&b[j..]);
+        assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        ChainSet { entries }
+    }
+
     fn highest(&self, chain: u32) -> u32 {
         match self.entries.binary_search_by_key(&chain, |entry| entry.0) {
             Ok(at) => self.entries[at].1,
@@ -318,11 +361,32 @@ struct Node {
     /// Inclusive reach: for every chain holding an event of this event's auth chain or the
     /// event itself, the highest sequence number reached. Sorted by chain.
     reach: Box<[(u32, u32)]>,
+    /// The auth events it was added with, in listed order, without repeats.
+    auth_nodes: Box<[NodeId]>,
+    /// `Pending` only while [`AuthChainIndex::extend`] walks towards its auth events.
+    status: NodeStatus,
 }
 
-/// Chain-cover index of auth chains (module docs). Adding an event costs
-/// O(r log r) where r is the total size of its auth events' reach lists (the number of
-/// chains an auth chain touches, small in real rooms); see each query for its cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeStatus {
+    /// Visited, its auth events not all indexed yet (the other fields are placeholders).
+    Pending,
+    /// Some event of its auth chain is missing; it cannot be indexed.
+    Broken,
+    /// Indexed.
+    Done,
+}
+
+/// Chain-cover index of auth chains (module docs).
+///
+/// Costs, with r the size of an event's reach list (the number of chains its auth chain
+/// touches; a handful in real rooms, bounded by the number of chains):
+/// * adding an event: one id lookup per auth edge plus O(r log r) to merge its auth
+///   events' reach lists; memory O(r) per event;
+/// * "is A in the auth chain of B": O(log r);
+/// * auth chain of a set, auth difference of k sets: O(R log R) over the sets' total reach
+///   size R, plus the size of the answer — never a walk of the chains;
+/// * conflicted state subgraph: a binary search per chain the conflicted events reach.
 pub struct AuthChainIndex {
     /// Whether events were added with the v12 implicit create auth event.
     implicit_create: bool,
@@ -330,8 +394,9 @@ pub struct AuthChainIndex {
     nodes: Vec<Node>,
     /// chain → its events in sequence order (sequence number s at index s − 1).
     chains: Vec<Vec<NodeId>>,
-    /// Interned (`type`, `state_key`) pairs, encoded as `len(type):type state_key`.
-    state_keys: BTreeMap<String, u32>,
+    /// Interned (`type`, `state_key`) pairs: type → state key → id.
+    state_keys: BTreeMap<String, BTreeMap<String, u32>>,
+    state_key_count: u32,
 }
 
 impl AuthChainIndex {
@@ -347,6 +412,7 @@ impl AuthChainIndex {
             nodes: Vec::new(),
             chains: Vec::new(),
             state_keys: BTreeMap::new(),
+            state_key_count: 0,
         }
     }
 
@@ -361,6 +427,19 @@ impl AuthChainIndex {
         Ok(index)
     }
 
+    /// [`AuthChainIndex::build`], also returning the indexed events by node.
+    pub fn build_with_events<'s, S: EventStore + ?Sized>(
+        store: &'s S,
+        rules: &RoomVersionRules,
+        roots: &[EventId],
+    ) -> Result<(AuthChainIndex, Vec<&'s Pdu>), DagError> {
+        let mut index = AuthChainIndex::new(rules);
+        let mut by_node = Vec::new();
+        index.index_reachable(store, rules, roots, &mut by_node)?;
+        assert_eq!(by_node.len(), index.len());
+        Ok((index, by_node))
+    }
+
     /// Adds every event reachable from `roots` that is not indexed yet. On error nothing
     /// is added.
     pub fn extend<S: EventStore + ?Sized>(
@@ -369,17 +448,126 @@ impl AuthChainIndex {
         rules: &RoomVersionRules,
         roots: &[EventId],
     ) -> Result<(), DagError> {
+        self.index_reachable(store, rules, roots, &mut Vec::new())
+    }
+
+    /// Depth-first from `roots` over auth edges, indexing every event not indexed yet once
+    /// its auth events are (one id lookup per edge: a node is created on first visit and
+    /// finished on the way back). `added` receives the new events by node, starting at
+    /// the node count on entry. Fails naming every missing event, or the first cycle; then
+    /// nothing is added.
+    fn index_reachable<'s, S: EventStore + ?Sized>(
+        &mut self,
+        store: &'s S,
+        rules: &RoomVersionRules,
+        roots: &[EventId],
+        added: &mut Vec<&'s Pdu>,
+    ) -> Result<(), DagError> {
         assert!(self.matches_rules(rules), "index built for other room-version rules");
-        let walked = walk_auth_dag(store, rules, roots, |id| self.contains(id))?;
-        if self.nodes.len() as u64 + walked.len() as u64 > Self::EVENTS_MAX {
-            return Err(DagError::IndexFull(Self::EVENTS_MAX));
+        struct Frame<'s> {
+            node: NodeId,
+            pdu: &'s Pdu,
+            auth_event_ids: Vec<EventId>,
+            next: usize,
+            auth_nodes: Vec<NodeId>,
+            broken: bool,
         }
-        for event in walked {
-            let state_key = event.pdu.state_key().map(|key| (event.pdu.event_type(), key));
-            self.add(event.pdu.event_id(), state_key, &event.auth_event_ids)
-                .expect("walk_auth_dag yields auth events first");
+        let (node_count, chain_count) = (self.nodes.len(), self.chains.len());
+        let added_count = added.len();
+        let mut missing: Vec<EventId> = Vec::new();
+        let mut stack: Vec<Frame<'s>> = Vec::new();
+        let mut result = Ok(());
+        // Visits an event for the first time: a pending node and a frame, or missing.
+        let mut enter = |index: &mut Self, id: &EventId, stack: &mut Vec<Frame<'s>>| -> bool {
+            let Some(pdu) = store.get(id) else {
+                missing.push(id.clone());
+                return false;
+            };
+            assert_eq!(pdu.event_id(), id, "the store returned another event");
+            if index.nodes.len() as u64 >= Self::EVENTS_MAX {
+                return false;
+            }
+            let node = index.push_pending(id);
+            added.push(pdu);
+            let auth_event_ids = auth_event_ids(rules, pdu);
+            stack.push(Frame {
+                node,
+                pdu,
+                auth_event_ids,
+                next: 0,
+                auth_nodes: Vec::new(),
+                broken: false,
+            });
+            true
+        };
+        'roots: for root in roots {
+            if self.contains(root) {
+                continue;
+            }
+            if !enter(self, root, &mut stack) {
+                continue;
+            }
+            while let Some(top) = stack.last_mut() {
+                if top.next < top.auth_event_ids.len() {
+                    let auth_id = &top.auth_event_ids[top.next];
+                    top.next += 1;
+                    match self.by_event_id.get(auth_id).map(|&n| (n, self.nodes[n.index()].status))
+                    {
+                        Some((node, NodeStatus::Done)) => {
+                            if !top.auth_nodes.contains(&node) {
+                                top.auth_nodes.push(node);
+                            }
+                        }
+                        Some((_, NodeStatus::Broken)) => top.broken = true,
+                        Some((node, NodeStatus::Pending)) => {
+                            let start = stack
+                                .iter()
+                                .position(|f| f.node == node)
+                                .expect("pending = on stack");
+                            let cycle = stack[start..].iter().map(|f| f.pdu.event_id().clone());
+                            result = Err(DagError::Cycle(cycle.collect()));
+                            break 'roots;
+                        }
+                        None => {
+                            let auth_id = auth_id.clone();
+                            if !enter(self, &auth_id, &mut stack) {
+                                stack.last_mut().expect("the frame above").broken = true;
+                            }
+                        }
+                    }
+                } else {
+                    let frame = stack.pop().expect("loop condition");
+                    if frame.broken {
+                        self.nodes[frame.node.index()].status = NodeStatus::Broken;
+                    } else {
+                        let state_key =
+                            frame.pdu.state_key().map(|key| (frame.pdu.event_type(), key));
+                        self.finish(frame.node, state_key, frame.auth_nodes);
+                    }
+                    if let Some(parent) = stack.last_mut() {
+                        if frame.broken {
+                            parent.broken = true;
+                        } else if !parent.auth_nodes.contains(&frame.node) {
+                            parent.auth_nodes.push(frame.node);
+                        }
+                    }
+                }
+            }
         }
-        Ok(())
+        if result.is_ok() && self.nodes.len() as u64 >= Self::EVENTS_MAX {
+            result = Err(DagError::IndexFull(Self::EVENTS_MAX));
+        }
+        if result.is_ok() && !missing.is_empty() {
+            missing.sort();
+            missing.dedup();
+            result = Err(DagError::MissingEvents(missing));
+        }
+        if result.is_err() {
+            self.truncate(node_count, chain_count);
+            added.truncate(added_count);
+        }
+        assert!(self.nodes.iter().skip(node_count).all(|n| n.status == NodeStatus::Done));
+        result
     }
 
     /// Whether this index follows the auth edges these rules define.
@@ -407,6 +595,11 @@ impl AuthChainIndex {
         &self.nodes[node.index()].event_id
     }
 
+    /// The auth events `node` was added with, in listed order, without repeats.
+    pub fn auth_nodes(&self, node: NodeId) -> &[NodeId] {
+        &self.nodes[node.index()].auth_nodes
+    }
+
     /// Adds a PDU whose auth events ([`auth_event_ids`]) are all indexed.
     pub fn add_pdu(&mut self, rules: &RoomVersionRules, pdu: &Pdu) -> Result<NodeId, IndexError> {
         assert!(self.matches_rules(rules), "index built for other room-version rules");
@@ -424,6 +617,7 @@ impl AuthChainIndex {
         auth_event_ids: &[EventId],
     ) -> Result<NodeId, IndexError> {
         if let Some(node) = self.node(event_id) {
+            assert_eq!(self.nodes[node.index()].status, NodeStatus::Done);
             return Ok(node);
         }
         if self.nodes.len() as u64 >= Self::EVENTS_MAX {
@@ -432,6 +626,7 @@ impl AuthChainIndex {
         let mut auth_nodes = Vec::with_capacity(auth_event_ids.len());
         for auth_event_id in auth_event_ids {
             match self.node(auth_event_id) {
+                Some(node) if auth_nodes.contains(&node) => {}
                 Some(node) => auth_nodes.push(node),
                 None => {
                     return Err(IndexError::UnknownAuthEvent {
@@ -441,8 +636,39 @@ impl AuthChainIndex {
                 }
             }
         }
-        auth_nodes.sort_unstable();
-        auth_nodes.dedup();
+        let node = self.push_pending(event_id);
+        self.finish(node, state_key, auth_nodes);
+        Ok(node)
+    }
+
+    /// A new node for `event_id`, to be finished once its auth events are indexed.
+    fn push_pending(&mut self, event_id: &EventId) -> NodeId {
+        assert!((self.nodes.len() as u64) < Self::EVENTS_MAX);
+        let node = NodeId(u32::try_from(self.nodes.len()).expect("checked against EVENTS_MAX"));
+        self.nodes.push(Node {
+            event_id: event_id.clone(),
+            chain: u32::MAX,
+            seq: 0,
+            state_key: None,
+            reach: Box::new([]),
+            auth_nodes: Box::new([]),
+            status: NodeStatus::Pending,
+        });
+        let previous = self.by_event_id.insert(event_id.clone(), node);
+        assert!(previous.is_none(), "an event is indexed once");
+        node
+    }
+
+    /// Places a pending node on a chain and computes its reach from its (indexed) auth
+    /// events.
+    fn finish(
+        &mut self,
+        node_id: NodeId,
+        state_key: Option<(&str, &str)>,
+        auth_nodes: Vec<NodeId>,
+    ) {
+        assert_eq!(self.nodes[node_id.index()].status, NodeStatus::Pending);
+        assert!(auth_nodes.iter().all(|a| self.nodes[a.index()].status == NodeStatus::Done));
         let state_key = state_key.map(|(event_type, key)| self.intern(event_type, key));
 
         // A state event continues the chain of an auth event with the same (type,
@@ -451,13 +677,14 @@ impl AuthChainIndex {
         // Non-state events are never auth events, so continuing a chain with one would only
         // block its state key from extending it; they get a chain of their own.
         let continued = state_key.and_then(|key| {
-            auth_nodes.iter().copied().find(|auth| {
+            let mut candidates = auth_nodes.clone();
+            candidates.sort_unstable();
+            candidates.into_iter().find(|auth| {
                 let node = &self.nodes[auth.index()];
                 node.state_key == Some(key)
                     && self.chains[node.chain as usize].len() == node.seq as usize
             })
         });
-        let node_id = NodeId(u32::try_from(self.nodes.len()).expect("checked against EVENTS_MAX"));
         let (chain, seq) = match continued {
             Some(previous) => {
                 let previous = &self.nodes[previous.index()];
@@ -485,15 +712,39 @@ impl AuthChainIndex {
             "nothing in an auth chain lies after the event on its own chain"
         );
 
-        self.nodes.push(Node { event_id: event_id.clone(), chain, seq, state_key, reach });
-        self.by_event_id.insert(event_id.clone(), node_id);
-        Ok(node_id)
+        let node = &mut self.nodes[node_id.index()];
+        node.chain = chain;
+        node.seq = seq;
+        node.state_key = state_key;
+        node.reach = reach;
+        node.auth_nodes = auth_nodes.into_boxed_slice();
+        node.status = NodeStatus::Done;
+    }
+
+    /// Undoes everything added since the index held `node_count` nodes and `chain_count`
+    /// chains (interned state keys stay; they are harmless).
+    fn truncate(&mut self, node_count: usize, chain_count: usize) {
+        for node in self.nodes.drain(node_count..) {
+            self.by_event_id.remove(&node.event_id);
+        }
+        self.chains.truncate(chain_count);
+        for chain in &mut self.chains {
+            while chain.last().is_some_and(|node| node.index() >= node_count) {
+                chain.pop();
+            }
+        }
     }
 
     fn intern(&mut self, event_type: &str, state_key: &str) -> u32 {
-        let encoded = format!("{}:{event_type}{state_key}", event_type.len());
-        let next = u32::try_from(self.state_keys.len()).expect("state keys ≤ nodes");
-        *self.state_keys.entry(encoded).or_insert(next)
+        // Look up by &str first: allocate only for a new pair.
+        if let Some(&id) = self.state_keys.get(event_type).and_then(|keys| keys.get(state_key)) {
+            return id;
+        }
+        let id = self.state_key_count;
+        self.state_key_count += 1;
+        let keys = self.state_keys.entry(event_type.to_owned()).or_default();
+        keys.insert(state_key.to_owned(), id);
+        id
     }
 
     /// Whether `ancestor` is in the auth chain of `node` (a node is not in its own auth
@@ -555,11 +806,23 @@ impl AuthChainIndex {
     /// events in some but not every set's full auth chain. Sorted by node.
     /// O(k·R log(k·R) + output) for k sets of total reach size R.
     pub fn auth_difference(&self, sets: &[Vec<NodeId>], reading: AuthChainReading) -> Vec<NodeId> {
+        self.auth_difference_with_common(&[], sets, reading)
+    }
+
+    /// [`AuthChainIndex::auth_difference`] of the sets `common ∪ sets[i]`: events every
+    /// set holds (the unconflicted state) are given once instead of once per set.
+    pub fn auth_difference_with_common(
+        &self,
+        common: &[NodeId],
+        sets: &[Vec<NodeId>],
+        reading: AuthChainReading,
+    ) -> Vec<NodeId> {
         // Per set, the full auth chain is a prefix of each chain; the union is the longest
         // prefix and the intersection the shortest (length 0 if a set misses the chain).
+        let common = self.chain_set(common, reading);
         let mut tagged: Vec<(u32, u32)> = Vec::new();
         for set in sets {
-            tagged.extend(self.chain_set(set, reading).entries);
+            tagged.extend(self.chain_set(set, reading).union(&common).entries);
         }
         tagged.sort_unstable();
         let mut nodes = Vec::new();
@@ -624,11 +887,18 @@ pub struct IndexedStore {
     rules: RoomVersionRules,
     events: BTreeMap<EventId, (Arc<Pdu>, Option<RejectionKind>)>,
     index: AuthChainIndex,
+    /// The indexed events, by node.
+    by_node: Vec<(Arc<Pdu>, Option<RejectionKind>)>,
 }
 
 impl IndexedStore {
     pub fn new(rules: &RoomVersionRules) -> IndexedStore {
-        IndexedStore { rules: *rules, events: BTreeMap::new(), index: AuthChainIndex::new(rules) }
+        IndexedStore {
+            rules: *rules,
+            events: BTreeMap::new(),
+            index: AuthChainIndex::new(rules),
+            by_node: Vec::new(),
+        }
     }
 
     /// Stores and indexes an event whose auth events are indexed already. On error
@@ -638,7 +908,12 @@ impl IndexedStore {
         pdu: Arc<Pdu>,
         rejection: Option<RejectionKind>,
     ) -> Result<NodeId, IndexError> {
+        let count = self.index.len();
         let node = self.index.add_pdu(&self.rules, &pdu)?;
+        if self.index.len() > count {
+            assert_eq!(node.index(), self.by_node.len());
+            self.by_node.push((pdu.clone(), rejection));
+        }
         self.events.entry(pdu.event_id().clone()).or_insert((pdu, rejection));
         Ok(node)
     }
@@ -679,9 +954,12 @@ impl IndexedStore {
             }
         }
         let mut index = AuthChainIndex::new(rules);
+        let mut by_node = Vec::new();
         while let Some(id) = ready.pop_front() {
-            let pdu = &store.events[id].0;
-            index.add_pdu(rules, pdu).expect("auth events are indexed first");
+            let (pdu, rejection) = &store.events[id];
+            let node = index.add_pdu(rules, pdu).expect("auth events are indexed first");
+            assert_eq!(node.index(), by_node.len());
+            by_node.push((pdu.clone(), *rejection));
             for dependent in dependents.get(id).map(Vec::as_slice).unwrap_or_default() {
                 if let Some(count) = waiting.get_mut(dependent) {
                     *count -= 1;
@@ -693,6 +971,7 @@ impl IndexedStore {
             }
         }
         store.index = index;
+        store.by_node = by_node;
         store
     }
 
@@ -716,6 +995,14 @@ impl EventStore for IndexedStore {
 
     fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
         self.events.get(event_id).and_then(|(_, rejection)| *rejection)
+    }
+
+    fn get_with_rejection(&self, event_id: &EventId) -> Option<(&Pdu, Option<RejectionKind>)> {
+        self.events.get(event_id).map(|(pdu, rejection)| (&**pdu, *rejection))
+    }
+
+    fn get_by_node(&self, node: NodeId) -> Option<(&Pdu, Option<RejectionKind>)> {
+        self.by_node.get(node.index()).map(|(pdu, rejection)| (&**pdu, *rejection))
     }
 
     fn auth_chain_index(&self) -> Option<&AuthChainIndex> {
@@ -885,16 +1172,28 @@ pub fn mainline_numbers<S: EventStore + ?Sized>(
     mainline: &[&Pdu],
     events: &[&Pdu],
 ) -> Result<Vec<u64>, DagError> {
+    let power_levels: Vec<Option<&Pdu>> =
+        events.iter().map(|event| power_levels_auth_event(store, event)).collect();
+    mainline_numbers_from(store, mainline, &power_levels)
+}
+
+/// [`mainline_numbers`] given, for each event, the power-levels event among its auth
+/// events (callers that hold the auth events already save the lookups).
+pub fn mainline_numbers_from<S: EventStore + ?Sized>(
+    store: &S,
+    mainline: &[&Pdu],
+    power_levels: &[Option<&Pdu>],
+) -> Result<Vec<u64>, DagError> {
     let mut memo: BTreeMap<EventId, u64> = BTreeMap::new();
     for (position, pdu) in mainline.iter().enumerate() {
         memo.insert(pdu.event_id().clone(), (mainline.len() - position) as u64);
     }
     assert_eq!(memo.len(), mainline.len(), "a mainline has no repeated event");
-    let mut numbers = Vec::with_capacity(events.len());
-    for event in events {
+    let mut numbers = Vec::with_capacity(power_levels.len());
+    for &first in power_levels {
         let mut path: Vec<&Pdu> = Vec::new();
         let mut on_path: BTreeSet<&EventId> = BTreeSet::new();
-        let mut current = power_levels_auth_event(store, event);
+        let mut current = first;
         let number = loop {
             let Some(pdu) = current else { break 0 };
             if let Some(&number) = memo.get(pdu.event_id()) {

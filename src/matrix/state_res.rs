@@ -19,9 +19,10 @@
 //!   ruma add it, which changes nothing unless the create event itself is conflicted);
 //! * step 1 takes *every* event of a power event's auth chain that is in the full
 //!   conflicted set (the spec's words). Synapse and ruma only reach such events through
-//!   events of the full conflicted set; digest §3 shows the two agree under v2.1 and can
-//!   differ under v2 only when a conflicted event sits below an event that is in every
-//!   full auth chain.
+//!   events of the full conflicted set (digest §3 [impl]). The two can differ only if a
+//!   path from a power event down to such an event leaves the full conflicted set, i.e.
+//!   passes an event in every full auth chain; under v2.1 every event on that path lies
+//!   between conflicted events, so in the conflicted state subgraph, and they agree.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,20 +197,60 @@ pub fn is_power_event(pdu: &Pdu) -> bool {
 /// (digest §2): a key is unconflicted iff every map has it with the same event. Returns
 /// the conflicted events per key.
 pub fn separate(state_sets: &[StateMap]) -> (StateMap, BTreeMap<StateKey, BTreeSet<EventId>>) {
-    let keys: BTreeSet<&StateKey> = state_sets.iter().flat_map(BTreeMap::keys).collect();
-    let mut unconflicted = StateMap::new();
-    let mut conflicted = BTreeMap::new();
-    for key in keys {
-        let ids: BTreeSet<&EventId> = state_sets.iter().filter_map(|set| set.get(key)).collect();
-        let everywhere = state_sets.iter().all(|set| set.contains_key(key));
-        assert!(!ids.is_empty());
-        if everywhere && ids.len() == 1 {
-            unconflicted.insert(key.clone(), ids.into_iter().next().expect("one id").clone());
-        } else {
-            conflicted.insert(key.clone(), ids.into_iter().cloned().collect());
+    let separated = Separated::of(state_sets);
+    let unconflicted = separated.unconflicted.iter().map(|&(k, id)| (k.clone(), id.clone()));
+    let conflicted = separated.conflicted.iter().map(|(k, ids)| {
+        let ids: BTreeSet<EventId> = ids.iter().map(|&id| id.clone()).collect();
+        ((*k).clone(), ids)
+    });
+    (unconflicted.collect(), conflicted.collect())
+}
+
+/// [`separate`] by reference, with each state set's conflicted events.
+struct Separated<'a> {
+    /// Sorted by key.
+    unconflicted: Vec<(&'a StateKey, &'a EventId)>,
+    /// Sorted by key; the distinct events found for the key, sorted.
+    conflicted: Vec<(&'a StateKey, Vec<&'a EventId>)>,
+    /// Per state set, its events under conflicted keys.
+    conflicted_per_set: Vec<Vec<&'a EventId>>,
+}
+
+impl<'a> Separated<'a> {
+    /// One merge walk over the sorted maps.
+    fn of(state_sets: &'a [StateMap]) -> Separated<'a> {
+        let mut cursors: Vec<_> = state_sets.iter().map(|set| set.iter().peekable()).collect();
+        let mut separated = Separated {
+            unconflicted: Vec::new(),
+            conflicted: Vec::new(),
+            conflicted_per_set: vec![Vec::new(); state_sets.len()],
+        };
+        let mut found: Vec<(usize, &'a EventId)> = Vec::with_capacity(state_sets.len());
+        loop {
+            let heads = cursors.iter_mut().filter_map(|cursor| cursor.peek().map(|&(k, _)| k));
+            let Some(key) = heads.min() else { break };
+            found.clear();
+            for (set, cursor) in cursors.iter_mut().enumerate() {
+                if let Some((_, id)) = cursor.next_if(|&(k, _)| k == key) {
+                    found.push((set, id));
+                }
+            }
+            assert!(!found.is_empty());
+            let everywhere = found.len() == state_sets.len();
+            if everywhere && found.iter().all(|&(_, id)| id == found[0].1) {
+                separated.unconflicted.push((key, found[0].1));
+            } else {
+                let mut ids: Vec<&EventId> = found.iter().map(|&(_, id)| id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                separated.conflicted.push((key, ids));
+                for &(set, id) in &found {
+                    separated.conflicted_per_set[set].push(id);
+                }
+            }
         }
+        separated
     }
-    (unconflicted, conflicted)
 }
 
 /// The state an event is checked against in the iterative auth checks: a handful of
@@ -237,52 +278,126 @@ impl AuthState for SmallState<'_> {
     }
 }
 
+/// Fetches events by index node: from the table of a fresh index, else from the store
+/// (by node if it can, by id otherwise).
+struct Nodes<'s, 'i, S: ?Sized> {
+    store: &'s S,
+    index: &'i AuthChainIndex,
+    /// The events of `index` by node, when it was built for this resolution.
+    table: Option<Vec<&'s Pdu>>,
+}
+
+impl<'s, S: EventStore + ?Sized> Nodes<'s, '_, S> {
+    fn fetch(&self, node: NodeId) -> Result<(&'s Pdu, Option<RejectionKind>), ResolveError> {
+        let found = match &self.table {
+            Some(table) => {
+                let pdu = table[node.index()];
+                Some((pdu, self.store.rejection(pdu.event_id())))
+            }
+            None => self
+                .store
+                .get_by_node(node)
+                .or_else(|| self.store.get_with_rejection(self.index.event_id(node))),
+        };
+        let event_id = self.index.event_id(node);
+        let found = found.ok_or_else(|| ResolveError::MissingEvents(vec![event_id.clone()]))?;
+        assert_eq!(found.0.event_id(), event_id, "the store returned another event");
+        Ok(found)
+    }
+}
+
+/// An event of the full conflicted set with what resolution reads about it, fetched once.
+struct Loaded<'s> {
+    pdu: &'s Pdu,
+    rejection: Option<RejectionKind>,
+    /// Its auth events ([`dag::auth_event_ids`]) in order, with their rejection status.
+    auth_events: Vec<(NodeId, &'s Pdu, Option<RejectionKind>)>,
+}
+
+impl<'s> Loaded<'s> {
+    fn load<S: EventStore + ?Sized>(
+        nodes: &Nodes<'s, '_, S>,
+        node: NodeId,
+    ) -> Result<Loaded<'s>, ResolveError> {
+        let (pdu, rejection) = nodes.fetch(node)?;
+        let auth_nodes = nodes.index.auth_nodes(node);
+        let mut auth_events = Vec::with_capacity(auth_nodes.len());
+        for &auth_node in auth_nodes {
+            let (auth_event, auth_rejection) = nodes.fetch(auth_node)?;
+            auth_events.push((auth_node, auth_event, auth_rejection));
+        }
+        Ok(Loaded { pdu, rejection, auth_events })
+    }
+
+    /// The `m.room.power_levels` event among its auth events (the first listed).
+    fn power_levels_auth_event(&self) -> Option<&'s Pdu> {
+        let found = self.auth_events.iter().find(|(_, auth_event, _)| {
+            auth_event.event_type() == POWER_LEVELS && auth_event.state_key() == Some("")
+        });
+        found.map(|&(_, auth_event, _)| auth_event)
+    }
+}
+
 /// The sender's power level "when looking at their respective `auth_events`" (digest §2):
 /// the auth rules' power level of the sender in the state formed by the event's auth
 /// events (with v12's implicit create event), whatever their rejection status ([impl]
 /// Synapse reads them all). v12 creators are infinite; v10/v11 creators without a power
 /// levels event have 100.
-fn sender_power_level<S: EventStore + ?Sized>(
-    rules: &RoomVersionRules,
-    store: &S,
-    pdu: &Pdu,
-) -> PowerLevel {
-    let mut state = SmallState { events: Vec::new() };
-    for auth_id in dag::auth_event_ids(rules, pdu) {
-        if let Some(auth_event) = store.get(&auth_id) {
-            if auth_event.is_state() {
-                state.set(auth_event);
+fn sender_power_level(rules: &RoomVersionRules, event: &Loaded<'_>) -> PowerLevel {
+    let mut state = SmallState { events: Vec::with_capacity(event.auth_events.len()) };
+    for &(_, auth_event, _) in &event.auth_events {
+        if auth_event.is_state() {
+            state.set(auth_event);
+        }
+    }
+    auth::user_power_level(rules, &state, event.pdu.sender())
+}
+
+/// What the partial state holds under one key.
+#[derive(Clone, Copy, Default)]
+struct Slot<'s> {
+    /// The unconflicted state map's event for the key.
+    unconflicted: Option<NodeId>,
+    /// The last event the iterative auth checks admitted for the key.
+    admitted: Option<(&'s Pdu, Option<RejectionKind>)>,
+}
+
+/// The partially resolved state: what the iterative auth checks admitted over, under v2,
+/// the unconflicted state map (whose events are fetched when first read). One map keyed
+/// by borrowed (`state_key`, `type`), so a read is one lookup; state keys first because
+/// they tell keys apart sooner than types do.
+struct PartialState<'a, 's, 'i, S: ?Sized> {
+    nodes: &'a Nodes<'s, 'i, S>,
+    /// v2: the unconflicted state is the starting state; v2.1: it is not.
+    starts_unconflicted: bool,
+    slots: BTreeMap<(&'a str, &'a str), Slot<'s>>,
+}
+
+impl<'a, 's: 'a, S: EventStore + ?Sized> PartialState<'a, 's, '_, S> {
+    fn get(
+        &self,
+        key: &StateKey,
+    ) -> Result<Option<(&'s Pdu, Option<RejectionKind>)>, ResolveError> {
+        let slots: &BTreeMap<(&str, &str), Slot<'s>> = &self.slots;
+        let Some(slot) = slots.get(&(key.1.as_str(), key.0.as_str())) else { return Ok(None) };
+        if let Some(admitted) = slot.admitted {
+            return Ok(Some(admitted));
+        }
+        match slot.unconflicted {
+            Some(node) if self.starts_unconflicted => {
+                let found = self.nodes.fetch(node)?;
+                // An unconflicted event is in every state set; report it against the first.
+                check_key(0, key, found.0)?;
+                Ok(Some(found))
             }
+            _ => Ok(None),
         }
     }
-    auth::user_power_level(rules, &state, pdu.sender())
-}
 
-/// The partially resolved state: under v2 the unconflicted map (events fetched when
-/// first read) under what the iterative auth checks admitted.
-struct PartialState<'s, 'a, S: ?Sized> {
-    store: &'s S,
-    base: Option<&'a StateMap>,
-    admitted: BTreeMap<StateKey, &'s Pdu>,
-}
-
-impl<'s, S: EventStore + ?Sized> PartialState<'s, '_, S> {
-    fn get(&self, key: &StateKey) -> Result<Option<&'s Pdu>, ResolveError> {
-        if let Some(&pdu) = self.admitted.get(key) {
-            return Ok(Some(pdu));
-        }
-        let Some(event_id) = self.base.and_then(|base| base.get(key)) else { return Ok(None) };
-        let pdu = self
-            .store
-            .get(event_id)
-            .ok_or_else(|| ResolveError::MissingEvents(vec![event_id.clone()]))?;
-        check_key(0, key, pdu)?;
-        Ok(Some(pdu))
-    }
-
-    fn admit(&mut self, pdu: &'s Pdu) {
-        let state_key = pdu.state_key().expect("only state events are checked");
-        self.admitted.insert((pdu.event_type().to_owned(), state_key.to_owned()), pdu);
+    fn admit(&mut self, event: &Loaded<'s>) {
+        let state_key = event.pdu.state_key().expect("only state events are checked");
+        let slot = self.slots.entry((state_key, event.pdu.event_type())).or_default();
+        slot.admitted = Some((event.pdu, event.rejection));
     }
 }
 
@@ -315,48 +430,44 @@ fn iterative_auth_checks<'s, S: EventStore + ?Sized>(
     rules: &RoomVersionRules,
     options: &ResolveOptions,
     pass: AuthPass,
-    events: &[&'s Pdu],
-    partial: &mut PartialState<'s, '_, S>,
+    events: &[&Loaded<'s>],
+    partial: &mut PartialState<'_, 's, '_, S>,
     decisions: &mut Vec<AuthDecision>,
 ) -> Result<(), ResolveError> {
-    let store = partial.store;
     for &event in events {
-        assert!(event.is_state(), "only state events are checked");
-        let previously_rejected = store.rejection(event.event_id());
-        let skip = match (previously_rejected, options.rejected) {
+        assert!(event.pdu.is_state(), "only state events are checked");
+        let skip = match (event.rejection, options.rejected) {
             (None, _) => false,
             (Some(RejectionKind::AuthEvents), _) => true,
             (Some(RejectionKind::StateBefore), RejectedEvents::Spec) => false,
             (Some(RejectionKind::StateBefore), RejectedEvents::NeverReadmit) => true,
         };
         let outcome = if skip {
-            AuthOutcome::PreviouslyRejected(previously_rejected.expect("skip implies rejected"))
+            AuthOutcome::PreviouslyRejected(event.rejection.expect("skip implies rejected"))
         } else {
-            let mut state = SmallState { events: Vec::new() };
+            let mut state = SmallState { events: Vec::with_capacity(event.auth_events.len()) };
             // Rejected auth events are never a fallback (digest §4).
-            for auth_id in dag::auth_event_ids(rules, event) {
-                if let Some(auth_event) = store.get(&auth_id) {
-                    if auth_event.is_state() && store.rejection(&auth_id).is_none() {
-                        state.set(auth_event);
-                    }
+            for &(_, auth_event, rejection) in &event.auth_events {
+                if auth_event.is_state() && rejection.is_none() {
+                    state.set(auth_event);
                 }
             }
+            let pdu = event.pdu;
             let keys = auth::auth_types_for_event(
                 rules,
-                event.event_type(),
-                event.sender(),
-                event.state_key(),
-                event.content(),
+                pdu.event_type(),
+                pdu.sender(),
+                pdu.state_key(),
+                pdu.content(),
             );
             for key in &keys {
-                let Some(current) = partial.get(key)? else { continue };
-                let rejected = store.rejection(current.event_id()).is_some();
-                if rejected && options.rejected == RejectedEvents::NeverReadmit {
+                let Some((current, rejection)) = partial.get(key)? else { continue };
+                if rejection.is_some() && options.rejected == RejectedEvents::NeverReadmit {
                     continue;
                 }
                 state.set(current);
             }
-            match auth::check_state_rules(rules, event, &state, SignatureCheck::AlreadyVerified) {
+            match auth::check_state_rules(rules, pdu, &state, SignatureCheck::AlreadyVerified) {
                 Ok(()) => {
                     partial.admit(event);
                     AuthOutcome::Allowed
@@ -365,7 +476,7 @@ fn iterative_auth_checks<'s, S: EventStore + ?Sized>(
             }
         };
         if options.explain {
-            decisions.push(AuthDecision { event_id: event.event_id().clone(), pass, outcome });
+            decisions.push(AuthDecision { event_id: event.pdu.event_id().clone(), pass, outcome });
         }
     }
     Ok(())
@@ -374,6 +485,10 @@ fn iterative_auth_checks<'s, S: EventStore + ?Sized>(
 /// Resolves `state_sets` (digest §3): state resolution v2 or v2.1 as `rules.state_res`
 /// says. The result does not depend on the order of `state_sets` (nor, of course, on how
 /// the store orders its events).
+///
+/// Cost: one merge walk over the state maps and one index lookup per distinct event in
+/// them (without a covering index in the store, plus indexing their auth chains), then
+/// O(n log n) in the full conflicted set n, with events fetched by index node.
 ///
 /// Spec: <https://spec.matrix.org/v1.19/rooms/v11/#state-resolution>,
 /// <https://spec.matrix.org/v1.19/rooms/v12/#state-resolution>.
@@ -409,68 +524,84 @@ pub fn resolve<S: EventStore + ?Sized>(
 
     // Step 0: the unconflicted state map and the conflicted state set. Nothing conflicted:
     // the unconflicted map is the answer.
-    let (unconflicted, conflicted_by_key) = separate(state_sets);
+    let separated = Separated::of(state_sets);
+    let owned_unconflicted = || -> StateMap {
+        separated.unconflicted.iter().map(|&(key, id)| (key.clone(), id.clone())).collect()
+    };
     if options.explain {
-        explanation.unconflicted = unconflicted.clone();
+        explanation.unconflicted = owned_unconflicted();
     }
-    if conflicted_by_key.is_empty() {
-        return finish(unconflicted, explanation);
-    }
-    for (key, ids) in &conflicted_by_key {
-        for event_id in ids {
-            let pdu = events
-                .get(event_id)
-                .ok_or_else(|| ResolveError::MissingEvents(vec![event_id.clone()]))?;
-            let state_set = state_sets.iter().position(|set| set.get(key) == Some(event_id));
-            check_key(state_set.expect("a conflicted event comes from some set"), key, pdu)?;
-        }
+    if separated.conflicted.is_empty() {
+        return finish(owned_unconflicted(), explanation);
     }
 
-    // Index the auth chains of every event in every state set (the store's index if it
-    // covers them all).
-    let roots: Vec<EventId> = {
-        let ids: BTreeSet<&EventId> = state_sets.iter().flat_map(BTreeMap::values).collect();
-        ids.into_iter().cloned().collect()
+    // Index the auth chains of every event of every state set: the store's index if it
+    // covers them all (one lookup per distinct event), otherwise a fresh one.
+    let conflicted_ids: BTreeSet<&EventId> =
+        separated.conflicted.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
+    let lookup_all = |index: &AuthChainIndex| -> Option<(Vec<NodeId>, BTreeMap<&EventId, NodeId>)> {
+        if !index.matches_rules(rules) {
+            return None;
+        }
+        let common: Option<Vec<NodeId>> =
+            separated.unconflicted.iter().map(|&(_, id)| index.node(id)).collect();
+        let conflicted = conflicted_ids.iter().map(|&id| index.node(id).map(|node| (id, node)));
+        Some((common?, conflicted.collect::<Option<BTreeMap<_, _>>>()?))
     };
     let built;
-    let index: &AuthChainIndex = match events.auth_chain_index() {
-        Some(index) if index.matches_rules(rules) && roots.iter().all(|id| index.contains(id)) => {
-            index
-        }
-        _ => {
-            built = AuthChainIndex::build(events, rules, &roots)?;
-            &built
-        }
-    };
-    let node = |event_id: &EventId| index.node(event_id).expect("every state event is indexed");
-    let conflicted_nodes: Vec<NodeId> = {
-        let mut nodes: Vec<NodeId> = conflicted_by_key.values().flatten().map(node).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        nodes
-    };
-    let node_sets: Vec<Vec<NodeId>> =
-        state_sets.iter().map(|set| set.values().map(node).collect()).collect();
+    let (index, table, common_nodes, conflicted_node_of) =
+        match events.auth_chain_index().and_then(|index| Some((index, lookup_all(index)?))) {
+            Some((index, (common, conflicted))) => (index, None, common, conflicted),
+            None => {
+                let mut roots: Vec<EventId> =
+                    separated.unconflicted.iter().map(|&(_, id)| id.clone()).collect();
+                roots.extend(conflicted_ids.iter().map(|&id| id.clone()));
+                let (index, table) = AuthChainIndex::build_with_events(events, rules, &roots)?;
+                built = index;
+                let (common, conflicted) =
+                    lookup_all(&built).expect("every state event is indexed");
+                (&built, Some(table), common, conflicted)
+            }
+        };
+    let nodes = Nodes { store: events, index, table };
+    let conflicted_nodes: Vec<NodeId> = conflicted_node_of.values().copied().collect();
+    let conflicted_per_set: Vec<Vec<NodeId>> = separated
+        .conflicted_per_set
+        .iter()
+        .map(|ids| ids.iter().map(|&id| conflicted_node_of[id]).collect())
+        .collect();
 
     // The full conflicted set: the conflicted state set, the auth difference and, since
     // v12 (state resolution v2.1), the conflicted state subgraph.
-    let auth_difference = index.auth_difference(&node_sets, options.auth_chain);
+    let auth_difference =
+        index.auth_difference_with_common(&common_nodes, &conflicted_per_set, options.auth_chain);
     let subgraph = if v2_1 { index.conflicted_subgraph(&conflicted_nodes) } else { Vec::new() };
     let full_nodes: Vec<NodeId> = {
-        let mut nodes: Vec<NodeId> = conflicted_nodes.clone();
-        nodes.extend_from_slice(&auth_difference);
-        nodes.extend_from_slice(&subgraph);
-        nodes.sort_unstable();
-        nodes.dedup();
-        nodes
+        let mut all: Vec<NodeId> = conflicted_nodes.clone();
+        all.extend_from_slice(&auth_difference);
+        all.extend_from_slice(&subgraph);
+        all.sort_unstable();
+        all.dedup();
+        all
     };
-    let mut full: Vec<&Pdu> = Vec::with_capacity(full_nodes.len());
-    for &full_node in &full_nodes {
-        let event_id = index.event_id(full_node);
-        let pdu = events
-            .get(event_id)
-            .ok_or_else(|| ResolveError::MissingEvents(vec![event_id.clone()]))?;
-        full.push(pdu);
+    let mut full: Vec<Loaded<'_>> = Vec::with_capacity(full_nodes.len());
+    for &node in &full_nodes {
+        full.push(Loaded::load(&nodes, node)?);
+    }
+    // Every conflicted event must be a state event under its own key.
+    for (key, ids) in &separated.conflicted {
+        for &event_id in ids {
+            let position = full_nodes.binary_search(&conflicted_node_of[event_id]);
+            let pdu = full[position.expect("conflicted events are in the full set")].pdu;
+            if let Err(error) = check_key(0, key, pdu) {
+                let ResolveError::KeyMismatch { key, event_id, actual, .. } = error else {
+                    unreachable!("check_key only reports mismatches")
+                };
+                let state_set = state_sets.iter().position(|set| set.get(&key) == Some(&event_id));
+                let state_set = state_set.expect("a conflicted event comes from some set");
+                return Err(ResolveError::KeyMismatch { state_set, key, event_id, actual });
+            }
+        }
     }
     if options.explain {
         let sorted_ids = |nodes: &[NodeId]| {
@@ -488,61 +619,57 @@ pub fn resolve<S: EventStore + ?Sized>(
     // auth chains that is in the full conflicted set, in reverse topological power order.
     // Only state events take part in the iterative auth checks (a non-state event can
     // reach the full conflicted set only through malformed auth_events).
-    let power_nodes: Vec<NodeId> = (0..full.len())
-        .filter(|&i| full[i].is_state() && is_power_event(full[i]))
-        .map(|i| full_nodes[i])
-        .collect();
+    let is_power: Vec<bool> =
+        full.iter().map(|e| e.pdu.is_state() && is_power_event(e.pdu)).collect();
+    let power_nodes: Vec<NodeId> =
+        (0..full.len()).filter(|&i| is_power[i]).map(|i| full_nodes[i]).collect();
     let power_auth_chains = index.chain_set(&power_nodes, AuthChainReading::Exclusive);
     let in_power_set: Vec<bool> = (0..full.len())
         .map(|i| {
-            full[i].is_state()
-                && (is_power_event(full[i])
-                    || index.chain_set_contains(&power_auth_chains, full_nodes[i]))
+            let in_auth_chain = index.chain_set_contains(&power_auth_chains, full_nodes[i]);
+            is_power[i] || (full[i].pdu.is_state() && in_auth_chain)
         })
         .collect();
     let power_positions: Vec<usize> = (0..full.len()).filter(|&i| in_power_set[i]).collect();
-    let position_in_power_set =
-        |full_position: usize| power_positions.binary_search(&full_position).ok();
     let mut keys: Vec<(Reverse<PowerLevel>, i64, &EventId)> =
         Vec::with_capacity(power_positions.len());
     let mut levels: Vec<PowerLevel> = Vec::with_capacity(power_positions.len());
     let mut auth_edges: Vec<Vec<usize>> = Vec::with_capacity(power_positions.len());
     for &i in &power_positions {
-        let pdu = full[i];
+        let event = &full[i];
         // The sender's power level, once per event.
-        let level = sender_power_level(rules, events, pdu);
+        let level = sender_power_level(rules, event);
         levels.push(level);
-        keys.push((Reverse(level), pdu.origin_server_ts(), pdu.event_id()));
+        keys.push((Reverse(level), event.pdu.origin_server_ts(), event.pdu.event_id()));
         // Direct auth edges within X ([digest]/[impl] "restricted to the set").
         let mut edges = Vec::new();
-        for auth_id in dag::auth_event_ids(rules, pdu) {
-            let Some(auth_node) = index.node(&auth_id) else { continue };
+        for &(auth_node, _, _) in &event.auth_events {
             let Ok(full_position) = full_nodes.binary_search(&auth_node) else { continue };
-            edges.extend(position_in_power_set(full_position));
+            edges.extend(power_positions.binary_search(&full_position).ok());
         }
         auth_edges.push(edges);
     }
     let power_order =
         dag::reverse_topological_power_order(&keys, &auth_edges).map_err(|stuck| {
-            ResolveError::Cycle(
-                stuck.iter().map(|&p| full[power_positions[p]].event_id().clone()).collect(),
-            )
+            let ids = stuck.iter().map(|&p| full[power_positions[p]].pdu.event_id().clone());
+            ResolveError::Cycle(ids.collect())
         })?;
-    let power_sorted: Vec<&Pdu> = power_order.iter().map(|&p| full[power_positions[p]]).collect();
+    let power_sorted: Vec<&Loaded<'_>> =
+        power_order.iter().map(|&p| &full[power_positions[p]]).collect();
     if options.explain {
         explanation.power_events_sorted = power_order
             .iter()
-            .map(|&p| (full[power_positions[p]].event_id().clone(), levels[p]))
+            .map(|&p| (full[power_positions[p]].pdu.event_id().clone(), levels[p]))
             .collect();
     }
 
     // Step 2: iterative auth checks over X, starting from the unconflicted state map under
     // v2 and, since v12 (v2.1), from an empty state map.
-    let mut partial = PartialState {
-        store: events,
-        base: if v2_1 { None } else { Some(&unconflicted) },
-        admitted: BTreeMap::new(),
-    };
+    let slots = separated.unconflicted.iter().zip(&common_nodes).map(|(&(key, _), &node)| {
+        ((key.1.as_str(), key.0.as_str()), Slot { unconflicted: Some(node), admitted: None })
+    });
+    let mut partial =
+        PartialState { nodes: &nodes, starts_unconflicted: !v2_1, slots: slots.collect() };
     let mut decisions = Vec::new();
     iterative_auth_checks(
         rules,
@@ -556,21 +683,26 @@ pub fn resolve<S: EventStore + ?Sized>(
     // Step 3: the other events of the full conflicted set, in mainline order of the
     // partially resolved power levels (no power levels: an empty mainline, every position
     // infinite, so ordering falls back to origin_server_ts and event_id [digest]).
-    let others: Vec<&Pdu> = (0..full.len())
-        .filter(|&i| full[i].is_state() && !in_power_set[i])
-        .map(|i| full[i])
+    let others: Vec<&Loaded<'_>> = (0..full.len())
+        .filter(|&i| full[i].pdu.is_state() && !in_power_set[i])
+        .map(|i| &full[i])
         .collect();
     let power_levels_key: StateKey = (POWER_LEVELS.to_owned(), String::new());
     let mainline = match partial.get(&power_levels_key)? {
-        Some(power_levels) => dag::mainline(events, power_levels)?,
+        Some((power_levels, _)) => dag::mainline(events, power_levels)?,
         None => Vec::new(),
     };
-    let mainline_order = dag::mainline_order(events, &mainline, &others)?;
-    let others_sorted: Vec<&Pdu> = mainline_order.iter().map(|&i| others[i]).collect();
+    let first_power_levels: Vec<Option<&Pdu>> =
+        others.iter().map(|e| e.power_levels_auth_event()).collect();
+    let numbers = dag::mainline_numbers_from(events, &mainline, &first_power_levels)?;
+    let mut mainline_order: Vec<usize> = (0..others.len()).collect();
+    mainline_order
+        .sort_by_key(|&i| (numbers[i], others[i].pdu.origin_server_ts(), others[i].pdu.event_id()));
+    let others_sorted: Vec<&Loaded<'_>> = mainline_order.iter().map(|&i| others[i]).collect();
     if options.explain {
         explanation.mainline = mainline.iter().map(|pdu| pdu.event_id().clone()).collect();
         explanation.mainline_sorted =
-            others_sorted.iter().map(|pdu| pdu.event_id().clone()).collect();
+            others_sorted.iter().map(|e| e.pdu.event_id().clone()).collect();
     }
 
     // Step 4: iterative auth checks over them, on top of the partially resolved state.
@@ -583,13 +715,28 @@ pub fn resolve<S: EventStore + ?Sized>(
         &mut decisions,
     )?;
 
-    // Step 5: the unconflicted state map overwrites the result.
-    let mut state: StateMap =
-        partial.admitted.iter().map(|(key, pdu)| (key.clone(), pdu.event_id().clone())).collect();
-    if let Some(base) = partial.base {
-        assert!(std::ptr::eq(base, &unconflicted));
+    // Step 5: the unconflicted state map overwrites the result. Both lists are sorted by
+    // key and disjoint, so one merge gives the result in order (built in bulk).
+    let admitted = partial.slots.iter().filter(|(_, slot)| slot.unconflicted.is_none());
+    let mut admitted: Vec<(StateKey, EventId)> = admitted
+        .filter_map(|(&(state_key, event_type), slot)| {
+            let (pdu, _) = slot.admitted?;
+            Some(((event_type.to_owned(), state_key.to_owned()), pdu.event_id().clone()))
+        })
+        .collect();
+    admitted.sort_unstable();
+    let mut merged: Vec<(StateKey, EventId)> =
+        Vec::with_capacity(separated.unconflicted.len() + admitted.len());
+    let mut admitted = admitted.into_iter().peekable();
+    for &(key, event_id) in &separated.unconflicted {
+        while let Some(entry) = admitted.next_if(|(k, _)| k < key) {
+            merged.push(entry);
+        }
+        merged.push((key.clone(), event_id.clone()));
     }
-    state.extend(unconflicted.iter().map(|(key, id)| (key.clone(), id.clone())));
+    merged.extend(admitted);
+    assert!(merged.windows(2).all(|w| w[0].0 < w[1].0), "merge keeps keys sorted and unique");
+    let state: StateMap = merged.into_iter().collect();
     explanation.decisions = decisions;
     finish(state, explanation)
 }
