@@ -109,6 +109,8 @@ pub struct Homeserver {
     transactions: VecDeque<((String, String), HttpResponse)>,
     timer_at: Option<Instant>,
     outbound_timer: Option<Instant>,
+    /// Events stored during the current input, reported in one `Output::Committed`.
+    committed: Vec<EventId>,
     skew_ms: i64,
 }
 
@@ -250,6 +252,7 @@ impl Homeserver {
             transactions: VecDeque::new(),
             timer_at: None,
             outbound_timer: None,
+            committed: Vec::new(),
             skew_ms: 0,
         }
     }
@@ -299,6 +302,12 @@ impl Homeserver {
             Input::ClockSkew { offset_ms } => self.skew_ms = offset_ms,
         }
         self.pump(now, &mut out);
+        if !self.committed.is_empty() {
+            let mut event_ids = std::mem::take(&mut self.committed);
+            event_ids.sort();
+            event_ids.dedup();
+            out.push(Output::Committed { event_ids });
+        }
         out
     }
 
@@ -971,6 +980,7 @@ impl Homeserver {
         before: Option<StateGroupId>,
     ) {
         let after = before.map(|b| self.store.compute_state_after(pdu, &outcome, b));
+        self.committed.push(pdu.event_id().clone());
         let inserted = self.store.insert(
             room_id,
             StoredEvent {

@@ -41,6 +41,9 @@ pub enum Output {
     SetTimer { at: Instant },
     /// Something worth recording in the trace.
     Observed(Observation),
+    /// The store was committed at the end of this input with these events newly stored
+    /// (or upgraded from outliers): they survive a crash from now on.
+    Committed { event_ids: Vec<EventId> },
 }
 
 /// A local user action.

@@ -26,6 +26,8 @@ pub struct Harness {
     /// Links that drop everything: (from, to).
     pub cut: BTreeSet<(String, String)>,
     pub observations: Vec<(String, Observation)>,
+    /// Events each server reported committed.
+    pub committed: BTreeMap<String, BTreeSet<mxsim::matrix::EventId>>,
 }
 
 fn key(name: &str) -> SigningKey {
@@ -66,6 +68,7 @@ impl Harness {
             timers: BTreeMap::new(),
             cut: BTreeSet::new(),
             observations: Vec::new(),
+            committed: BTreeMap::new(),
         }
     }
 
@@ -100,6 +103,14 @@ impl Harness {
                 }
                 Output::Observed(observation) => {
                     self.observations.push((from.to_owned(), observation))
+                }
+                Output::Committed { event_ids } => {
+                    // Every event reported committed is in the store.
+                    for id in &event_ids {
+                        let stored = self.servers[from].store().contains(id);
+                        assert!(stored, "{from} reported {id} committed but lacks it");
+                    }
+                    self.committed.entry(from.to_owned()).or_default().extend(event_ids);
                 }
             }
         }
@@ -756,6 +767,10 @@ fn a_restarted_server_keeps_what_it_committed() {
     h.servers.insert("hs2".into(), restarted);
     let after: BTreeSet<_> = h.servers["hs2"].store().events().map(|(id, _)| id.clone()).collect();
     assert_eq!(before, after);
+    // Everything hs2 reported committed survived the restart.
+    assert!(h.committed["hs2"].is_subset(&after));
+    // The room's 5 initial state events (from send_join), Bob's join and his message.
+    assert_eq!(h.committed["hs2"].len(), 7, "{:?}", h.committed["hs2"]);
     send(
         &mut h,
         "hs1",
