@@ -1,12 +1,15 @@
-//! The simulated network: the fault model of DESIGN.md §6 as explicit, schedulable data.
-//! Generic over the payload; it knows nothing of Matrix. The kernel that applies the model
-//! to messages is still to come; the semantics below are its contract.
+//! The simulated network: the fault model of DESIGN.md §6 as explicit, schedulable data,
+//! and a kernel that applies it to messages. Generic over the payload; it knows nothing of
+//! Matrix.
 //!
 //! - [`policy`]: [`LinkPolicy`] — latency ([`LatencyDistribution`]: fixed, uniform, or a
 //!   long tail of spikes), loss, duplication, reordering and byte corruption per link.
 //! - [`fault`]: [`Fault`] — partitions by groups, one-way cuts, holds, flapping links,
 //!   per-link policy overrides, clock skew, slow nodes, and node crash/pause markers —
 //!   each active on `[start, end)`; [`FaultSchedule`] validates them against the nodes.
+//! - [`kernel`]: [`Network`] — in-flight messages in a priority queue keyed by (due time,
+//!   lane, sequence number), decisions drawn at send time from an injected `Prng`, faults
+//!   applied as time passes, and a [`NetEvent`] log of every decision for the trace.
 //! - [`corrupt`]: [`Corruptible`], how a payload lets the network change one byte.
 //!
 //! Semantics (the contract the world and the trace rely on):
@@ -51,12 +54,19 @@
 
 pub mod corrupt;
 pub mod fault;
+pub mod kernel;
 pub mod policy;
 mod serde_util;
+#[cfg(test)]
+mod tests;
 
 pub use corrupt::{Corruptible, Corruption};
 pub use fault::{
     Fault, FaultRef, FaultSchedule, NodeName, NodeNameError, ScheduleError, ScheduleProblem,
     UncheckedSchedule,
+};
+pub use kernel::{
+    ConfigError, Delivery, DropReason, LinkState, MessageId, NetConfig, NetEvent, Network,
+    NodeEvent, NodeId, NodeMarker, SendOutcome,
 };
 pub use policy::{LatencyDistribution, LinkPolicy, PolicyError};
