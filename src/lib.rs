@@ -5,8 +5,8 @@
 //!
 //! - L0 [`stdx`]: integer ratios, virtual time, the seeded generator.
 //! - L1 [`matrix`]: the pure protocol core.
-//! - L2 [`homeserver`]: one homeserver as a sans-IO state machine (so far its wire
-//!   messages and outbound delivery).
+//! - L1 [`net`]: the fault model and the simulated network, generic over the payload.
+//! - L2 [`homeserver`]: one homeserver as a sans-IO state machine.
 //! - L2 [`synth`]: seeded synthetic rooms for differential tests and benchmarks.
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
@@ -14,5 +14,6 @@
 pub mod cli;
 pub mod homeserver;
 pub mod matrix;
+pub mod net;
 pub mod stdx;
 pub mod synth;

@@ -1,9 +1,10 @@
 //! Integration tests, one binary: spec vectors, PDU properties, federation wire-format and
-//! outbound-delivery properties, the CLI, and the tidy checks that keep the layering and
-//! determinism rules.
+//! outbound-delivery properties, network-kernel properties, the CLI, and the tidy checks
+//! that keep the layering and determinism rules.
 
 mod cli;
 mod homeserver;
+mod net;
 mod outbound;
 mod pdu;
 mod state_res_diff;
