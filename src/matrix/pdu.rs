@@ -71,6 +71,9 @@ pub struct Pdu {
     auth_events: Vec<EventId>,
     prev_events: Vec<EventId>,
     redacts: Option<EventId>,
+    /// `content.membership` of an `m.room.member` event when it is a string, read once:
+    /// the auth rules and state resolution ask for it on every membership they look at.
+    membership: Option<Box<str>>,
 }
 
 impl Pdu {
@@ -163,6 +166,11 @@ impl Pdu {
         &self.prev_events
     }
 
+    /// `content.membership` of an `m.room.member` event, if it is a string.
+    pub fn membership(&self) -> Option<&str> {
+        self.membership.as_deref()
+    }
+
     /// The event an `m.room.redaction` redacts: top-level `redacts` in room version 10,
     /// `content.redacts` from 11 on. `None` for other event types or when absent/invalid.
     pub fn redacts(&self) -> Option<&EventId> {
@@ -200,7 +208,16 @@ struct Fields {
 
 impl Fields {
     fn into_pdu(self, json: Object, event_id: EventId) -> Pdu {
+        let membership = if self.event_type == "m.room.member" {
+            json.get("content")
+                .and_then(|c| c.get("membership"))
+                .and_then(Value::as_str)
+                .map(Box::from)
+        } else {
+            None
+        };
         Pdu {
+            membership,
             json,
             event_id,
             room_id: self.room_id,

@@ -33,7 +33,7 @@ mod tests;
 
 pub use numbering::Rule;
 pub use power_levels::user_power_level;
-pub use selection::{auth_types_for_event, select_auth_events};
+pub use selection::{auth_keys_for_event, auth_types_for_event, select_auth_events};
 
 /// A power level: an integer, or the infinite level of v12 room creators.
 ///
@@ -136,11 +136,7 @@ pub enum SignatureCheck<'a> {
 /// `user`). [impl] No member event (or, defensively, a non-string membership, which rule
 /// 4.8 keeps out of accepted state) reads as `leave` (digest: spec/auth-rules.md §1).
 fn membership<'a>(state: &'a dyn AuthState, user: &str) -> &'a str {
-    state
-        .get("m.room.member", user)
-        .and_then(|event| event.content().get("membership"))
-        .and_then(Value::as_str)
-        .unwrap_or("leave")
+    state.get("m.room.member", user).and_then(Pdu::membership).unwrap_or("leave")
 }
 
 /// Rules about the `auth_events` list itself: v10/v11 rule 2 (2.1 duplicates, 2.2 entries

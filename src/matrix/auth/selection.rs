@@ -34,11 +34,25 @@ pub fn auth_types_for_event(
     state_key: Option<&str>,
     content: &Object,
 ) -> Vec<(String, String)> {
-    let mut types: Vec<(String, String)> = Vec::new();
-    let mut add = |event_type: &str, state_key: &str| {
-        let pair = (event_type.to_owned(), state_key.to_owned());
-        if !types.contains(&pair) {
-            types.push(pair);
+    auth_keys_for_event(rules, event_type, sender, state_key, content)
+        .into_iter()
+        .map(|(event_type, state_key)| (event_type.to_owned(), state_key.to_owned()))
+        .collect()
+}
+
+/// [`auth_types_for_event`] without copying: the pairs borrow from the event. State
+/// resolution asks for them once per event it replays.
+pub fn auth_keys_for_event<'a>(
+    rules: &RoomVersionRules,
+    event_type: &str,
+    sender: &'a str,
+    state_key: Option<&'a str>,
+    content: &'a Object,
+) -> Vec<(&'static str, &'a str)> {
+    let mut types: Vec<(&'static str, &'a str)> = Vec::with_capacity(7);
+    let mut add = |event_type: &'static str, state_key: &'a str| {
+        if !types.contains(&(event_type, state_key)) {
+            types.push((event_type, state_key));
         }
     };
     if event_type == "m.room.create" {
@@ -76,7 +90,7 @@ pub fn auth_types_for_event(
         }
     }
     assert!(types.len() <= 7, "the selection has at most seven distinct entries");
-    assert!(rules.create_event_in_auth_events || types.iter().all(|(t, _)| t != "m.room.create"));
+    assert!(rules.create_event_in_auth_events || types.iter().all(|(t, _)| *t != "m.room.create"));
     types
 }
 
