@@ -4,6 +4,7 @@
 //! long branches of joins, leaves, kicks, bans, power-level and join-rule changes; the two
 //! branch tips' states are resolved. Room sizes are chosen so that the full conflicted set
 //! is about 10, 100, 1,000 and 10,000 events (the actual size is in the benchmark name).
+//! Growing the largest room takes about a minute before anything is measured.
 //!
 //! Both sides get what a server has at hand: mxsim an `IndexedStore` whose auth-chain index
 //! was built as the events arrived; ruma the state sets' auth chains computed beforehand
@@ -52,30 +53,14 @@ fn full_conflicted_len(room: &SynthRoom) -> usize {
     resolved.explanation.expect("asked for").full_conflicted.len()
 }
 
-/// The smallest room (doubling, then bisecting the event count) whose full conflicted set
-/// reaches `target`.
+/// Events grown after the fork for each target size of the full conflicted set, measured
+/// once with `full_conflicted_len` on these seeds (the synthetic rooms are deterministic; the
+/// exact size is printed and put in each benchmark's name).
+const EVENT_COUNTS: [(usize, u32); 4] = [(10, 14), (100, 100), (1_000, 1_150), (10_000, 15_500)];
+
 fn room_with_conflicts(version: RoomVersion, target: usize) -> (SynthRoom, usize) {
-    let mut low = 1u32;
-    let mut high = 8u32;
-    loop {
-        let r = room(version, high, 1);
-        if r.branches.len() == 2 && full_conflicted_len(&r) >= target {
-            break;
-        }
-        low = high;
-        high *= 2;
-        assert!(high < 1 << 20, "cannot reach {target} conflicted events");
-    }
-    while high - low > high / 20 + 1 {
-        let mid = low + (high - low) / 2;
-        let r = room(version, mid, 1);
-        if r.branches.len() == 2 && full_conflicted_len(&r) >= target {
-            high = mid;
-        } else {
-            low = mid;
-        }
-    }
-    let r = room(version, high, 1);
+    let event_count = EVENT_COUNTS.iter().find(|(t, _)| *t == target).expect("a listed size").1;
+    let r = room(version, event_count, 1);
     let size = full_conflicted_len(&r);
     (r, size)
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::matrix::auth::{self, PowerLevel, SignatureCheck};
+use crate::matrix::auth::{self, AuthState, PowerLevel, SignatureCheck};
 use crate::matrix::canonical_json::Object;
 use crate::matrix::crypto;
 use crate::matrix::pdu::{self, Pdu};
@@ -157,6 +157,19 @@ pub fn generate(config: &SynthConfig, prng: &mut Prng, resolve: &mut Resolver<'_
     SynthRoom { rules, room_id: g.room_id, events: g.events, order: g.order, branches, merge_count }
 }
 
+/// A state map read through the room's events, as the auth rules want it (no copy).
+struct View<'a> {
+    state: &'a StateMap,
+    events: &'a Events,
+}
+
+impl AuthState for View<'_> {
+    fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
+        let id = self.state.get(&(event_type.to_owned(), state_key.to_owned()))?;
+        self.events.get(id).map(|pdu| &**pdu)
+    }
+}
+
 struct Grower {
     rules: &'static RoomVersionRules,
     room_id: String,
@@ -175,8 +188,8 @@ fn object(value: Value) -> Object {
 
 impl Grower {
     /// The state as the auth rules read it.
-    fn auth_state<'a>(&'a self, state: &StateMap) -> BTreeMap<StateKey, &'a Pdu> {
-        state.iter().map(|(key, id)| (key.clone(), &*self.events[id])).collect()
+    fn auth_state<'a>(&'a self, state: &'a StateMap) -> View<'a> {
+        View { state, events: &self.events }
     }
 
     fn membership(&self, state: &StateMap, user: &str) -> Option<String> {
