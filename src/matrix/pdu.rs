@@ -74,6 +74,10 @@ pub struct Pdu {
     /// `content.membership` of an `m.room.member` event when it is a string, read once:
     /// the auth rules and state resolution ask for it on every membership they look at.
     membership: Option<Box<str>>,
+    /// A copy of `content`: the auth rules read it many times per check, and a lookup in
+    /// the JSON object on every read cost more than the copy (measured on state
+    /// resolution of a 1,000-event conflicted set).
+    content: Object,
 }
 
 impl Pdu {
@@ -151,7 +155,7 @@ impl Pdu {
     }
 
     pub fn content(&self) -> &Object {
-        self.json.get("content").and_then(Value::as_object).expect("checked by check_format")
+        &self.content
     }
 
     pub fn depth(&self) -> i64 {
@@ -216,7 +220,13 @@ impl Fields {
         } else {
             None
         };
+        let content = json
+            .get("content")
+            .and_then(Value::as_object)
+            .cloned()
+            .expect("checked by check_format");
         Pdu {
+            content,
             membership,
             json,
             event_id,
