@@ -408,7 +408,7 @@ impl<'a, 's: 'a, S: EventStore + ?Sized> PartialState<'a, 's, '_, S> {
             Some(node) if self.starts_unconflicted => {
                 let found = self.nodes.fetch(node)?;
                 // An unconflicted event is in every state set; report it against the first.
-                check_key(0, &(event_type.to_owned(), state_key.to_owned()), found.0)?;
+                check_key_parts(0, event_type, state_key, found.0)?;
                 Ok(Some(found))
             }
             _ => Ok(None),
@@ -424,19 +424,25 @@ impl<'a, 's: 'a, S: EventStore + ?Sized> PartialState<'a, 's, '_, S> {
 
 /// Checks that a state map's key names the event's own `type` and `state_key`.
 fn check_key(state_set: usize, key: &StateKey, pdu: &Pdu) -> Result<(), ResolveError> {
-    if pdu.event_type() == key.0 && pdu.state_key() == Some(key.1.as_str()) {
+    check_key_parts(state_set, &key.0, &key.1, pdu)
+}
+
+/// [`check_key`] without an owned key: allocates only to report a mismatch.
+fn check_key_parts(
+    state_set: usize,
+    event_type: &str,
+    state_key: &str,
+    pdu: &Pdu,
+) -> Result<(), ResolveError> {
+    if pdu.event_type() == event_type && pdu.state_key() == Some(state_key) {
         return Ok(());
     }
+    let key = (event_type.to_owned(), state_key.to_owned());
     let actual = match pdu.state_key() {
         Some(state_key) => format!("({:?}, {state_key:?})", pdu.event_type()),
         None => format!("a non-state {:?} event", pdu.event_type()),
     };
-    Err(ResolveError::KeyMismatch {
-        state_set,
-        key: key.clone(),
-        event_id: pdu.event_id().clone(),
-        actual,
-    })
+    Err(ResolveError::KeyMismatch { state_set, key, event_id: pdu.event_id().clone(), actual })
 }
 
 /// Iterative auth checks (digest §2) of `events`, in order, on top of `partial`.
