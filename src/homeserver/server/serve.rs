@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{GroupView, Homeserver, forbidden, invalid, not_found};
 use crate::homeserver::store::Outcome;
-use crate::homeserver::types::{Decision, Observation, Output};
+use crate::homeserver::types::{Observation, Output};
 use crate::homeserver::wire::{
     self, ErrorResponse, HttpRequest, HttpResponse, MakeMembership, Request, Response, SendJoin,
     Transaction,
@@ -59,11 +59,9 @@ impl Homeserver {
                 return response;
             }
             Request::GetEvent { event_id } => self.serve_event(origin, &event_id),
-            Request::GetStateIds { room_id, event_id }
-            | Request::GetState { room_id, event_id }
+            Request::GetStateIds { room_id, .. } | Request::GetState { room_id, .. }
                 if self.store.room(&room_id).is_none() =>
             {
-                let _ = event_id;
                 not_found("unknown room")
             }
             Request::GetStateIds { room_id, event_id } => {
@@ -82,7 +80,7 @@ impl Homeserver {
                 _ => not_found("unknown event"),
             },
             Request::Backfill { room_id, v, limit } => {
-                self.serve_backfill(now, origin, &room_id, &v, limit)
+                self.serve_backfill(origin, &room_id, &v, limit)
             }
             Request::GetMissingEvents {
                 room_id,
@@ -283,15 +281,7 @@ impl Homeserver {
         }
     }
 
-    fn serve_backfill(
-        &self,
-        now: Instant,
-        origin: &str,
-        room_id: &str,
-        v: &[EventId],
-        limit: u64,
-    ) -> Response {
-        let _ = now;
+    fn serve_backfill(&self, origin: &str, room_id: &str, v: &[EventId], limit: u64) -> Response {
         if self.store.room(room_id).is_none() {
             return not_found("unknown room");
         }
@@ -549,7 +539,6 @@ impl Homeserver {
             user: target.to_owned(),
             event_id: signed_pdu.event_id().clone(),
         }));
-        let _ = Decision::Outlier;
         Response::Invite { event: signed }
     }
 }
