@@ -551,6 +551,21 @@ impl Homeserver {
         Ok(pdu)
     }
 
+    /// Creates a local `m.room.member` event setting `target`'s membership.
+    fn membership_event(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        sender: &str,
+        target: &str,
+        membership: &str,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        let content = membership_content(membership);
+        self.create_event(now, room_id, sender, "m.room.member", Some(target), content, &[], out)
+            .map(|_| ())
+    }
+
     fn act(&mut self, now: Instant, action: Action, out: &mut Vec<Output>) -> Result<(), String> {
         if !self.is_local_user(action.user()) {
             return Err(format!("{} is not a user of {}", action.user(), self.name));
@@ -582,49 +597,16 @@ impl Homeserver {
                 if self.store.room(&room_id).is_some_and(|r| r.current_state.is_some())
                     && !self.joined_servers(&room_id).is_empty()
                 {
-                    let content = membership_content("leave");
-                    self.create_event(
-                        now,
-                        &room_id,
-                        &user,
-                        "m.room.member",
-                        Some(&user),
-                        content,
-                        &[],
-                        out,
-                    )
-                    .map(|_| ())
+                    self.membership_event(now, &room_id, &user, &user, "leave", out)
                 } else {
                     self.remote_membership(now, &user, &room_id, via, "leave", out)
                 }
             }
             Action::Kick { user, room_id, target } | Action::Unban { user, room_id, target } => {
-                let content = membership_content("leave");
-                self.create_event(
-                    now,
-                    &room_id,
-                    &user,
-                    "m.room.member",
-                    Some(&target),
-                    content,
-                    &[],
-                    out,
-                )
-                .map(|_| ())
+                self.membership_event(now, &room_id, &user, &target, "leave", out)
             }
             Action::Ban { user, room_id, target } => {
-                let content = membership_content("ban");
-                self.create_event(
-                    now,
-                    &room_id,
-                    &user,
-                    "m.room.member",
-                    Some(&target),
-                    content,
-                    &[],
-                    out,
-                )
-                .map(|_| ())
+                self.membership_event(now, &room_id, &user, &target, "ban", out)
             }
             Action::Knock { user, room_id, via } => {
                 self.remote_membership(now, &user, &room_id, via, "knock", out)
@@ -878,9 +860,7 @@ impl Homeserver {
         let resident = self.store.room(room_id).is_some_and(|r| r.current_state.is_some())
             && !self.joined_servers(room_id).is_empty();
         if resident {
-            let content = membership_content("join");
-            self.create_event(now, room_id, user, "m.room.member", Some(user), content, &[], out)?;
-            return Ok(());
+            return self.membership_event(now, room_id, user, user, "join", out);
         }
         let mut via = via;
         if let Some(invite) = self.store.invite(room_id, user).and_then(|id| self.store.pdu(id)) {

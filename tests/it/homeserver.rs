@@ -126,19 +126,25 @@ impl Harness {
         self.input(server, Input::Action(action));
     }
 
+    /// Delivers the next queued message, 10 ms after the previous one; false if none.
+    fn deliver_one(&mut self) -> bool {
+        let Some(message) = self.queue.pop_front() else { return false };
+        self.now = self.now + Duration::from_ms(10);
+        match message {
+            Message::Request { from, to, id, request } => {
+                self.input(&to, Input::Request { origin: from, id, request });
+            }
+            Message::Response { to, id, response } => {
+                self.input(&to, Input::Response { id, response })
+            }
+        }
+        true
+    }
+
     /// Delivers messages and fires timers until nothing is left or `limit` steps ran.
     pub fn run(&mut self, limit: u32) {
         for _ in 0..limit {
-            if let Some(message) = self.queue.pop_front() {
-                self.now = self.now + Duration::from_ms(10);
-                match message {
-                    Message::Request { from, to, id, request } => {
-                        self.input(&to, Input::Request { origin: from, id, request });
-                    }
-                    Message::Response { to, id, response } => {
-                        self.input(&to, Input::Response { id, response })
-                    }
-                }
+            if self.deliver_one() {
                 continue;
             }
             let Some((server, at)) =
@@ -162,16 +168,7 @@ impl Harness {
     pub fn run_for(&mut self, span: Duration) {
         let deadline = self.now + span;
         while self.now < deadline {
-            if let Some(message) = self.queue.pop_front() {
-                self.now = self.now + Duration::from_ms(10);
-                match message {
-                    Message::Request { from, to, id, request } => {
-                        self.input(&to, Input::Request { origin: from, id, request });
-                    }
-                    Message::Response { to, id, response } => {
-                        self.input(&to, Input::Response { id, response })
-                    }
-                }
+            if self.deliver_one() {
                 continue;
             }
             let next = self.timers.iter().min_by_key(|(_, at)| **at).map(|(s, a)| (s.clone(), *a));
