@@ -530,13 +530,7 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) -> Result<Arc<Pdu>, String> {
         let pdu = self.build_event(now, room_id, sender, event_type, state_key, content)?;
-        match self.decide(room_id, &pdu) {
-            Decision::Accepted => {}
-            Decision::RejectedByAuthEvents(reason)
-            | Decision::RejectedByStateBefore(reason)
-            | Decision::SoftFailed(reason) => return Err(format!("not allowed: {reason}")),
-            other => unreachable!("a local event is decided, got {other:?}"),
-        }
+        self.check_local(room_id, &pdu)?;
         // Servers that were in the room before the event get it too: a kick, ban or leave
         // must reach the server whose user it removes.
         let mut destinations: Vec<String> = self.joined_servers(room_id).into_iter().collect();
@@ -549,6 +543,18 @@ impl Homeserver {
         }));
         self.fan_out(room_id, &pdu, &destinations, None);
         Ok(pdu)
+    }
+
+    /// Whether a locally built event passes every receipt check against this server's
+    /// own view: a user may not send what peers would reject or soft-fail.
+    fn check_local(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Result<(), String> {
+        match self.decide(room_id, pdu) {
+            Decision::Accepted => Ok(()),
+            Decision::RejectedByAuthEvents(reason)
+            | Decision::RejectedByStateBefore(reason)
+            | Decision::SoftFailed(reason) => Err(format!("not allowed: {reason}")),
+            other => unreachable!("decide returns a receipt decision, got {other:?}"),
+        }
     }
 
     /// Creates a local `m.room.member` event setting `target`'s membership.
@@ -773,12 +779,7 @@ impl Homeserver {
         probe.insert("body".into(), Value::from("This room has been replaced"));
         probe.insert("replacement_room".into(), Value::from("!probe"));
         let pdu = self.build_event(now, room_id, user, "m.room.tombstone", Some(""), probe)?;
-        if let Decision::RejectedByAuthEvents(r)
-        | Decision::RejectedByStateBefore(r)
-        | Decision::SoftFailed(r) = self.decide(room_id, &pdu)
-        {
-            return Err(format!("not allowed: {r}"));
-        }
+        self.check_local(room_id, &pdu)?;
         let replacement =
             self.create_room(now, user, version, public, name, topic, Some(room_id), out)?;
         let mut content = Object::new();
@@ -817,12 +818,7 @@ impl Homeserver {
             return Ok(());
         }
         let pdu = self.build_event(now, room_id, user, "m.room.member", Some(target), content)?;
-        if let Decision::RejectedByAuthEvents(r)
-        | Decision::RejectedByStateBefore(r)
-        | Decision::SoftFailed(r) = self.decide(room_id, &pdu)
-        {
-            return Err(format!("not allowed: {r}"));
-        }
+        self.check_local(room_id, &pdu)?;
         let rules = self.rules_of(room_id).expect("room is known");
         let stripped = self.invite_room_state(room_id);
         let request = Request::Invite {
