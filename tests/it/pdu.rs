@@ -9,17 +9,28 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn json_value() -> impl Strategy<Value = Value> {
+    json_value_sized(4, 64, 8, 6)
+}
+
+/// Any canonical-JSON value: integers in range, any strings (controls, quotes, backslashes,
+/// astral characters), nested `depth` deep, about `size` nodes, at most `width - 1` items
+/// per array or object. Shared with the wire-format property tests.
+pub(crate) fn json_value_sized(
+    depth: u32,
+    size: u32,
+    branch: u32,
+    width: usize,
+) -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-INT_MAX..=INT_MAX).prop_map(Value::from),
-        // Any characters, including controls, quotes, backslashes and astral ones.
         any::<String>().prop_map(Value::String),
     ];
-    leaf.prop_recursive(4, 64, 8, |inner| {
+    leaf.prop_recursive(depth, size, branch, move |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(any::<String>(), inner, 0..6)
+            prop::collection::vec(inner.clone(), 0..width).prop_map(Value::Array),
+            prop::collection::btree_map(any::<String>(), inner, 0..width)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
