@@ -8,6 +8,7 @@
 //! - L1 [`net`]: the fault model and the simulated network, generic over the payload.
 //! - L2 [`homeserver`]: one homeserver as a sans-IO state machine.
 //! - L2 [`synth`]: seeded synthetic rooms for differential tests and benchmarks.
+//! - L2 [`trace`]: the recorded history of a run (JSONL) and its hash.
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
@@ -17,3 +18,4 @@ pub mod matrix;
 pub mod net;
 pub mod stdx;
 pub mod synth;
+pub mod trace;

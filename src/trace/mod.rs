@@ -1,0 +1,408 @@
+//! The recorded history of one run: a header, then timestamped records, one JSON object
+//! per line (JSONL), and the trace hash.
+//!
+//! The trace is the contract between the simulator and everything after it: `check`
+//! folds over it to a verdict, `report` draws it, and `mxsim check` / `mxsim report`
+//! re-read it from a file. It therefore carries everything they need on its own — the
+//! servers and their public keys, the fault schedule, the invariant settings, every PDU
+//! as it was created (and any stored copy that differs), every network decision, every
+//! receipt decision, commit, crash and recovery, and each server's final state.
+//!
+//! Format (docs/trace.md is the reference): line 1 is a [`Header`] with `"type":
+//! "header"`; every later line is a [`Record`]: `{"t": MS, "type": KIND, ...}` where `t`
+//! is virtual milliseconds since the start of the run, never decreasing. Records are
+//! written in the order they happened; within one millisecond that order is the
+//! simulator's (seeded) order.
+//!
+//! The trace hash is the SHA-256 of the exact JSONL bytes (header included), in lowercase
+//! hex. Same scenario, seed and build ⇒ same bytes ⇒ same hash.
+//!
+//! Architecture Invariant: pure data and codecs — no clock, no files (callers hand in
+//! text and take bytes), no hash maps; fields are integers and strings, never floats.
+//! Parsing a trace file never panics: a bad line is a [`TraceError`] naming the line
+//! number and the problem.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::net::DropReason;
+
+/// The format tag of the header; bumped when a record changes shape.
+pub const FORMAT: &str = "mxsim-trace/1";
+
+/// `server name → key id → unpadded-base64 public key`.
+pub type Keys = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A nested state map: `type → state_key → event_id`.
+pub type NestedState = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The first line of a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    pub scenario: String,
+    pub seed: u64,
+    pub mxsim_version: String,
+    /// The servers, in the scenario's order.
+    pub servers: Vec<String>,
+    pub keys: Keys,
+    /// `origin_server_ts` of virtual time zero.
+    pub epoch_ms: u64,
+    /// When the run stopped (virtual ms).
+    pub end_ms: u64,
+    /// When the last fault ended (0 without faults).
+    pub healed_ms: u64,
+    /// The fault schedule as the scenario gave it (the `net::Fault` serde form), indexed by
+    /// the `fault` numbers of later records.
+    pub faults: Vec<Value>,
+    pub check: CheckSettings,
+}
+
+/// Which invariants to check and their bounds (from the scenario).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSettings {
+    /// Invariant ids: integrity, auth, dag, convergence, liveness, durability, determinism.
+    pub invariants: Vec<String>,
+    /// An event accepted at its origin must reach every joined server within this long
+    /// after the later of its creation and the heal.
+    pub liveness_bound_ms: u64,
+}
+
+/// One line after the header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Virtual milliseconds since the start of the run.
+    pub t: u64,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// How a server decided about an event (mirrors the homeserver's decisions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Created by this server.
+    Created,
+    /// Passed every receipt check.
+    Accepted,
+    /// Failed auth against its own auth events.
+    RejectedAuthEvents,
+    /// Failed auth against the state before it.
+    RejectedStateBefore,
+    /// Failed auth against the current state (kept, not a forward extremity).
+    SoftFailed,
+    /// Stored as an outlier.
+    Outlier,
+    /// Not stored (bad format, hash or signature).
+    Dropped,
+}
+
+impl Decision {
+    /// Whether the event is in the server's store afterwards.
+    pub fn is_stored(self) -> bool {
+        self != Decision::Dropped
+    }
+
+    /// Whether the event counts as rejected (never enters state through auth).
+    pub fn is_rejected(self) -> bool {
+        matches!(self, Decision::RejectedAuthEvents | Decision::RejectedStateBefore)
+    }
+}
+
+/// A node-level happening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeChange {
+    /// The server lost everything it had not committed.
+    Crash,
+    /// The server came back from its committed store.
+    Restart,
+    Pause,
+    Resume,
+}
+
+/// What a record says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Body {
+    /// A fault of the header's schedule became active.
+    FaultStart { fault: u32 },
+    /// A fault ended.
+    FaultEnd { fault: u32 },
+    /// A server crashed, restarted, paused or resumed.
+    Node { server: String, change: NodeChange },
+    /// After a restart: every event id in the recovered store.
+    Recovered { server: String, event_ids: Vec<String> },
+    /// A scripted or workload step was given to a server.
+    Action { server: String, user: String, action: String },
+    /// The action failed.
+    ActionFailed { server: String, action: String, reason: String },
+    /// A message was handed to the network. `what` is the request line or `response
+    /// STATUS`; `request` links a response to the message that carried its request.
+    Send {
+        msg: u64,
+        from: String,
+        to: String,
+        bytes: u64,
+        what: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
+    },
+    /// A copy of a message was lost.
+    Drop { msg: u64, copy: u32, reason: DropReason },
+    /// A message could not be delivered because its destination was down.
+    DropDown { msg: u64, copy: u32, server: String },
+    /// A message's bytes were damaged in flight.
+    Corrupt { msg: u64, offset: u64, before: u8, after: u8 },
+    /// A second copy was made.
+    Duplicate { msg: u64 },
+    /// A copy was held by a hold fault.
+    Hold { msg: u64, copy: u32, fault: u32 },
+    /// A held copy was put back in flight.
+    Release { msg: u64, copy: u32 },
+    /// A copy arrived at its destination.
+    Deliver { msg: u64, copy: u32 },
+    /// A server created, received or dropped an event. `pdu` is present when the event is
+    /// created, and on receipt when the stored copy differs from the first copy recorded
+    /// for this id (for example a redacted copy).
+    Event {
+        server: String,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
+        decision: Decision,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pdu: Option<Map<String, Value>>,
+    },
+    /// The server's current state of the room changed.
+    State { server: String, room: String, state_hash: String },
+    /// The server joined (or created) a room.
+    Joined { server: String, room: String, version: String },
+    /// A local user was invited over federation.
+    Invited { server: String, room: String, user: String, event_id: String },
+    /// The room was upgraded to `replacement` here.
+    Upgraded { server: String, room: String, replacement: String },
+    /// The server committed its store with these events newly durable.
+    Commit { server: String, event_ids: Vec<String> },
+    /// At the end of the run: one server's view of one room.
+    Final {
+        server: String,
+        room: String,
+        joined: bool,
+        forward_extremities: Vec<String>,
+        state: NestedState,
+        state_hash: String,
+        /// Events stored for the room (any outcome).
+        events: u64,
+    },
+}
+
+/// A whole trace in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    pub header: Header,
+    pub records: Vec<Record>,
+}
+
+/// Why a trace file cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct TraceError {
+    /// 1-based line number.
+    pub line: u64,
+    pub problem: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename = "header")]
+struct TaggedHeader {
+    #[serde(flatten)]
+    header: Header,
+}
+
+impl Header {
+    /// The header line, without the newline.
+    pub fn to_line(&self) -> String {
+        let tagged = TaggedHeader { header: self.clone() };
+        serde_json::to_string(&tagged).expect("a header always serializes")
+    }
+}
+
+impl Record {
+    /// The record's line, without the newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a record always serializes")
+    }
+}
+
+impl Trace {
+    /// The JSONL bytes: the header line, then one line per record, each ending in `\n`.
+    pub fn to_jsonl(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(self.header.to_line().as_bytes());
+        out.push(b'\n');
+        for record in &self.records {
+            out.extend_from_slice(record.to_line().as_bytes());
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// The trace hash: SHA-256 of [`Trace::to_jsonl`], lowercase hex.
+    pub fn hash(&self) -> String {
+        hash_bytes(&self.to_jsonl())
+    }
+
+    /// Reads a JSONL trace. Blank lines are not allowed except one final newline.
+    pub fn parse_jsonl(text: &str) -> Result<Trace, TraceError> {
+        let mut lines = text.split_terminator('\n').enumerate();
+        let err = |index: usize, problem: String| TraceError {
+            line: u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1),
+            problem,
+        };
+        let Some((_, first)) = lines.next() else {
+            return Err(err(0, "empty trace: expected a header line".into()));
+        };
+        let header: TaggedHeader = serde_json::from_str(first)
+            .map_err(|e| err(0, format!("bad header (column {}): {e}", e.column())))?;
+        let header = header.header;
+        if header.format != FORMAT {
+            return Err(err(0, format!("format {:?}, expected {FORMAT:?}", header.format)));
+        }
+        let mut records = Vec::new();
+        let mut last_t = 0;
+        for (index, line) in lines {
+            let record: Record = serde_json::from_str(line)
+                .map_err(|e| err(index, format!("bad record (column {}): {e}", e.column())))?;
+            if record.t < last_t {
+                return Err(err(index, format!("time goes back: {} after {last_t}", record.t)));
+            }
+            last_t = record.t;
+            records.push(record);
+        }
+        Ok(Trace { header, records })
+    }
+}
+
+/// SHA-256 of `bytes` in lowercase hex.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            format: FORMAT.into(),
+            scenario: "two".into(),
+            seed: 7,
+            mxsim_version: "0.1.0".into(),
+            servers: vec!["hs1".into(), "hs2".into()],
+            keys: Keys::new(),
+            epoch_ms: 1_700_000_000_000,
+            end_ms: 1000,
+            healed_ms: 0,
+            faults: vec![],
+            check: CheckSettings { invariants: vec!["dag".into()], liveness_bound_ms: 5 },
+        }
+    }
+
+    #[test]
+    fn round_trips_through_jsonl() {
+        let trace = Trace {
+            header: header(),
+            records: vec![
+                Record {
+                    t: 0,
+                    body: Body::Send {
+                        msg: 0,
+                        from: "hs1".into(),
+                        to: "hs2".into(),
+                        bytes: 10,
+                        what: "PUT /x".into(),
+                        request: None,
+                    },
+                },
+                Record {
+                    t: 3,
+                    body: Body::Drop {
+                        msg: 0,
+                        copy: 0,
+                        reason: DropReason::Partition { fault: 1 },
+                    },
+                },
+                Record {
+                    t: 4,
+                    body: Body::Event {
+                        server: "hs1".into(),
+                        room: "!r:hs1".into(),
+                        event_id: Some("$a".into()),
+                        decision: Decision::SoftFailed,
+                        reason: Some("rule 4".into()),
+                        pdu: None,
+                    },
+                },
+            ],
+        };
+        let bytes = trace.to_jsonl();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(Trace::parse_jsonl(&text).unwrap(), trace);
+        // The exact shape of a line (checked by hand against docs/trace.md).
+        assert_eq!(
+            text.lines().nth(2).unwrap(),
+            r#"{"t":3,"type":"drop","msg":0,"copy":0,"reason":{"kind":"partition","fault":1}}"#
+        );
+        assert!(text.starts_with(r#"{"type":"header","format":"mxsim-trace/1","#));
+        assert_eq!(trace.hash(), hash_bytes(&bytes));
+        assert_eq!(trace.hash().len(), 64);
+    }
+
+    #[test]
+    fn the_hash_is_sha256_of_the_bytes() {
+        // SHA-256 of "abc" (FIPS 180-2 test vector).
+        assert_eq!(
+            hash_bytes(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_their_line() {
+        let good = header().to_line();
+        for (text, line, needle) in [
+            ("", 1, "empty"),
+            ("{}", 1, "bad header"),
+            (&format!("{good}\n{{\"t\":1,\"type\":\"nope\"}}\n") as &str, 2, "bad record"),
+            (
+                &format!(
+                    "{good}\n{{\"t\":5,\"type\":\"fault_start\",\"fault\":0}}\n{{\"t\":4,\"type\":\"fault_end\",\"fault\":0}}"
+                ),
+                3,
+                "time goes back",
+            ),
+            (&format!("{good}\nnot json"), 2, "bad record"),
+        ] {
+            let error = Trace::parse_jsonl(text).unwrap_err();
+            assert_eq!(error.line, line, "{text}");
+            assert!(error.problem.contains(needle), "{error}");
+        }
+        let wrong_format = good.replace(FORMAT, "other/9");
+        assert!(Trace::parse_jsonl(&wrong_format).unwrap_err().problem.contains("format"));
+    }
+}
