@@ -12,6 +12,7 @@
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
+pub mod check;
 pub mod cli;
 pub mod homeserver;
 pub mod matrix;
