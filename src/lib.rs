@@ -9,6 +9,8 @@
 //! - L2 [`homeserver`]: one homeserver as a sans-IO state machine.
 //! - L2 [`synth`]: seeded synthetic rooms for differential tests and benchmarks.
 //! - L2 [`trace`]: the recorded history of a run (JSONL) and its hash.
+//! - L3 [`world`]: the simulator: madsim nodes driving homeservers over the faulty network.
+//! - L3 [`check`]: the invariant checker, a pure fold over a trace.
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
@@ -20,3 +22,4 @@ pub mod net;
 pub mod stdx;
 pub mod synth;
 pub mod trace;
+pub mod world;

@@ -11,3 +11,4 @@ mod state_res_diff;
 mod tidy;
 mod vectors;
 mod wire;
+mod world;
