@@ -292,6 +292,90 @@ impl Trace {
     }
 }
 
+/// Counts and timings of a run, as ordered `(name, value)` pairs for `summary.json` and
+/// the reports (docs/trace.md lists them). Integers only.
+pub fn metrics(trace: &Trace) -> Vec<(&'static str, u64)> {
+    let mut created_at: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut latencies = Vec::new();
+    let mut count = BTreeMap::<&'static str, u64>::new();
+    let mut bump = |name: &'static str, by: u64| *count.entry(name).or_default() += by;
+    let mut last_state = 0;
+    for record in &trace.records {
+        match &record.body {
+            Body::Event { event_id, decision, .. } => match decision {
+                Decision::Created => {
+                    bump("events_created", 1);
+                    if let Some(id) = event_id {
+                        created_at.entry(id).or_insert(record.t);
+                    }
+                }
+                Decision::Dropped => bump("events_dropped", 1),
+                other => {
+                    bump("events_received", 1);
+                    if other.is_rejected() {
+                        bump("events_rejected", 1);
+                    }
+                    if *other == Decision::SoftFailed {
+                        bump("events_soft_failed", 1);
+                    }
+                    let created = event_id.as_deref().and_then(|id| created_at.get(id));
+                    if let (Some(&created), false) = (created, *other == Decision::Outlier) {
+                        latencies.push(record.t.saturating_sub(created));
+                    }
+                }
+            },
+            Body::Send { bytes, .. } => {
+                bump("messages_sent", 1);
+                bump("bytes_sent", *bytes);
+            }
+            Body::Deliver { .. } => bump("messages_delivered", 1),
+            Body::Drop { .. } | Body::DropDown { .. } => bump("messages_lost", 1),
+            Body::Duplicate { .. } => bump("messages_duplicated", 1),
+            Body::Corrupt { .. } => bump("messages_corrupted", 1),
+            Body::Node { change: NodeChange::Crash, .. } => bump("crashes", 1),
+            Body::ActionFailed { .. } => bump("actions_failed", 1),
+            Body::Action { .. } => bump("actions", 1),
+            Body::State { .. } => last_state = record.t,
+            _ => {}
+        }
+    }
+    latencies.sort_unstable();
+    let percentile = |p: usize| -> u64 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        latencies[(latencies.len() - 1) * p / 100]
+    };
+    let mut out = vec![
+        ("sim_ms", trace.header.end_ms),
+        ("servers", u64::try_from(trace.header.servers.len()).unwrap_or(u64::MAX)),
+        ("trace_records", u64::try_from(trace.records.len()).unwrap_or(u64::MAX)),
+    ];
+    for name in [
+        "actions",
+        "actions_failed",
+        "events_created",
+        "events_received",
+        "events_rejected",
+        "events_soft_failed",
+        "events_dropped",
+        "messages_sent",
+        "messages_delivered",
+        "messages_lost",
+        "messages_duplicated",
+        "messages_corrupted",
+        "bytes_sent",
+        "crashes",
+    ] {
+        out.push((name, count.get(name).copied().unwrap_or(0)));
+    }
+    out.push(("last_state_change_ms", last_state));
+    out.push(("event_latency_ms_p50", percentile(50)));
+    out.push(("event_latency_ms_p99", percentile(99)));
+    out.push(("event_latency_ms_max", latencies.last().copied().unwrap_or(0)));
+    out
+}
+
 /// SHA-256 of `bytes` in lowercase hex.
 pub fn hash_bytes(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

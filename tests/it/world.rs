@@ -158,11 +158,3 @@ fn a_crashed_server_keeps_what_it_committed() {
     assert_eq!(finals[0].2, finals[1].2, "same state after the restart: {finals:?}");
     assert_eq!(finals[0].3, finals[1].3, "{finals:?}");
 }
-
-#[test]
-#[ignore]
-fn dump_trace() {
-    let plan = two_servers(1, vec![partition(1500, 6000)]);
-    let out = run(&plan).unwrap();
-    std::fs::write("/tmp/trace.jsonl", out.trace.to_jsonl()).unwrap();
-}
