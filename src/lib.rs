@@ -8,6 +8,8 @@
 //! - L1 [`net`]: the fault model and the simulated network, generic over the payload.
 //! - L2 [`homeserver`]: one homeserver as a sans-IO state machine.
 //! - L2 [`synth`]: seeded synthetic rooms for differential tests and benchmarks.
+//! - L2 [`scenario`]: scenario files (TOML) → validated data; workloads expanded from a
+//!   seed.
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
@@ -15,5 +17,6 @@ pub mod cli;
 pub mod homeserver;
 pub mod matrix;
 pub mod net;
+pub mod scenario;
 pub mod stdx;
 pub mod synth;
