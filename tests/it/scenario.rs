@@ -65,3 +65,18 @@ fn workload_expansion_is_deterministic_per_seed() {
         }
     }
 }
+
+#[test]
+fn the_documented_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenarios.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (_, example) =
+        doc.split_once("## A full example").expect("docs/scenarios.md has a full example");
+    let (_, rest) = example.split_once("```toml\n").unwrap();
+    let (text, _) = rest.split_once("```").unwrap();
+    let parsed = scenario::parse("docs/scenarios.md", text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.name, "example");
+    assert_eq!(parsed.servers.len(), 3);
+    assert_eq!(parsed.faults.faults().len(), 2);
+    assert!(!parsed.expand_workloads(&Prng::from_seed(1)).is_empty());
+}
