@@ -83,8 +83,7 @@ pub(crate) struct RoomTable {
     #[serde(default)]
     pub power: BTreeMap<Spanned<String>, Spanned<i64>>,
     pub setup_spacing_ms: Option<Spanned<u64>>,
-    #[serde(default)]
-    pub member_stagger_ms: u64,
+    pub member_stagger_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

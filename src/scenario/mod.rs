@@ -118,7 +118,8 @@ pub struct Step {
     /// The acting user's full id.
     pub user: String,
     pub action: StepAction,
-    /// Names the event this step creates (for `create_room`, the create event), so that a
+    /// Names the event this step creates (for `create_room`, the create event; for
+    /// `upgrade`, the tombstone in the old room), so that a
     /// later redact step can name it. Scripted labels are `[A-Za-z0-9._-]`; workload
     /// labels contain a `/` and never clash with them.
     pub label: Option<String>,

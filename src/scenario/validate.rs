@@ -352,7 +352,10 @@ impl Builder<'_> {
             Some(spacing) => self.duration(spacing, "setup_spacing_ms")?,
             None => SETUP_SPACING_MS_DEFAULT,
         };
-        let stagger = room.member_stagger_ms.min(DURATION_MS_MAX);
+        let stagger = match &room.member_stagger_ms {
+            Some(stagger) => self.duration(stagger, "member_stagger_ms")?,
+            None => 0,
+        };
 
         let mut members: Vec<String> = Vec::new();
         let everyone = room.members.len() == 1 && room.members[0].get_ref() == "*";
@@ -665,10 +668,8 @@ impl Builder<'_> {
                     );
                     return Err(self.error(p.detail_span.clone(), problem));
                 }
-                let target_room = match &other.step.action {
-                    StepAction::Upgrade { new_room, .. } => new_room.as_str(),
-                    action => action.room(),
-                };
+                // An upgrade's label names its tombstone, in the old room.
+                let target_room = other.step.action.room();
                 if target_room != room {
                     let problem = format!(
                         "redacts {target_label:?}, an event of room {target_room:?}, not {room:?}"
