@@ -8,6 +8,8 @@
 //! - L1 [`net`]: the fault model and the simulated network, generic over the payload.
 //! - L2 [`homeserver`]: one homeserver as a sans-IO state machine.
 //! - L2 [`synth`]: seeded synthetic rooms for differential tests and benchmarks.
+//! - L2 [`scenario`]: scenario files (TOML) → validated data; workloads expanded from a
+//!   seed.
 //! - L2 [`trace`]: the recorded history of a run (JSONL) and its hash.
 //! - L3 [`world`]: the simulator: madsim nodes driving homeservers over the faulty network.
 //! - L3 [`check`]: the invariant checker, a pure fold over a trace.
@@ -19,6 +21,7 @@ pub mod cli;
 pub mod homeserver;
 pub mod matrix;
 pub mod net;
+pub mod scenario;
 pub mod stdx;
 pub mod synth;
 pub mod trace;

@@ -33,6 +33,7 @@
 //! one `Shared` behind a mutex that is never held across an `.await`.
 
 pub mod frame;
+pub mod from_scenario;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;

@@ -1,0 +1,394 @@
+//! Scenario files: TOML text → a validated [`Scenario`] — servers and users, scripted
+//! steps, random workloads, the network's default policy, a fault schedule, the quiet
+//! period and what to check. The format is documented in `docs/scenarios.md`.
+//!
+//! - [`parse`] takes the text and a file name (for messages); the CLI reads files. Every
+//!   problem — TOML syntax, an unknown field, a bad value, an impossible step (an unknown
+//!   server, user or room label, a room used before it exists, a redaction of a later
+//!   event, a fault on an unknown node) — is a [`ScenarioError`] printed as
+//!   `FILE:LINE:COLUMN: problem`, pointing at the offending TOML.
+//! - Conveniences keep curated files short: `[[server_group]]` declares many servers at
+//!   once, and `[[room]]` expands into a create step plus the invites, joins and power
+//!   levels that set a room up. The expanded steps are ordinary [`Step`]s.
+//! - Rooms are named by labels (room ids exist only at run time); a step's `label` names
+//!   the event it creates, so that a later `redact` step can point at it.
+//! - [`Scenario::expand_workloads`] turns the random workloads into steps, determined by
+//!   the generator it is given; the world merges them with the scripted steps by time.
+//!
+//! What this module does not judge: whether a step will succeed at run time (a user may
+//! not be joined, or may lack power). Such failures are observations of the run, not
+//! errors of the file.
+//!
+//! Architecture Invariant: uses only `stdx` and `net`; knows nothing of Matrix beyond the
+//! syntax of server names, user ids and room versions it checks here (a small copy of
+//! `matrix::ids` rules, because this layer may not use `matrix`); no files, clock, floats
+//! or hash maps. The `toml` crate is used here and nowhere else.
+
+mod error;
+mod file;
+mod validate;
+mod workload;
+
+#[cfg(test)]
+mod tests;
+
+use serde_json::{Map, Value};
+
+use crate::net::{FaultSchedule, NetConfig};
+
+pub use error::ScenarioError;
+pub use validate::parse;
+
+/// Most servers in a scenario (the network's node limit).
+pub const SERVERS_MAX: usize = crate::net::fault::NODES_MAX;
+/// Most users on one server.
+pub const USERS_PER_SERVER_MAX: usize = 1_000;
+/// Most users in a scenario.
+pub const USERS_MAX: usize = 100_000;
+/// Most scripted steps, after `[[room]]` expansion.
+pub const STEPS_MAX: usize = 100_000;
+/// Most workloads.
+pub const WORKLOADS_MAX: usize = 100;
+/// Most actions one workload may generate (its duration divided by its interval).
+pub const WORKLOAD_ACTIONS_MAX: u64 = 100_000;
+/// Latest time of any step, workload or fault: one week of virtual milliseconds.
+pub const TIME_MS_MAX: u64 = 7 * 24 * 3_600_000;
+/// Longest quiet period, and longest server timeout or back-off: one day.
+pub const DURATION_MS_MAX: u64 = 24 * 3_600_000;
+/// Longest scenario name, label or room label, in bytes.
+pub const LABEL_BYTES_MAX: usize = 64;
+/// The room versions a scenario may ask for.
+pub const ROOM_VERSIONS: &[&str] = &["10", "11", "12"];
+/// The room version of rooms that do not name one (the spec's default for new rooms).
+pub const ROOM_VERSION_DEFAULT: &str = "12";
+/// Default quiet period after the last step, workload or fault.
+pub const QUIET_MS_DEFAULT: u64 = 180_000;
+/// Default liveness bound.
+pub const LIVENESS_BOUND_MS_DEFAULT: u64 = 120_000;
+
+/// A validated scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Names the scenario in reports and directories: `[A-Za-z0-9._-]`, 1 to 64 bytes.
+    pub name: String,
+    pub description: String,
+    /// Servers in declaration order: `[[server]]` tables first, then `[[server_group]]`s.
+    pub servers: Vec<ServerSpec>,
+    /// Every room label, in the order the rooms are created.
+    pub rooms: Vec<RoomInfo>,
+    /// Scripted steps, sorted by time (stably: on equal times, `[[room]]` setup steps
+    /// first, then `[[step]]` tables, each in the order written).
+    pub steps: Vec<Step>,
+    pub workloads: Vec<Workload>,
+    /// The default link policy and the network's bounds.
+    pub network: NetConfig,
+    /// Faults, validated against the server names (node names are server names).
+    pub faults: FaultSchedule,
+    /// How long the run goes on after the last step, workload end or fault end.
+    pub quiet_ms: u64,
+    pub check: CheckConfig,
+    pub server_config: ServerConfig,
+}
+
+/// One homeserver and its local users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// A Matrix server name (`hostname[:port]`), e.g. `hs1`.
+    pub name: String,
+    /// Full user ids on this server, e.g. `@alice:hs1`.
+    pub users: Vec<String>,
+}
+
+/// A room label and where it comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub label: String,
+    /// The server whose user creates the room: the default `via` for remote joins.
+    pub server: String,
+    /// The room version asked for.
+    pub version: String,
+}
+
+/// One thing a user does at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub at_ms: u64,
+    /// The user's server (where the action runs).
+    pub server: String,
+    /// The acting user's full id.
+    pub user: String,
+    pub action: StepAction,
+    /// Names the event this step creates (for `create_room`, the create event; for
+    /// `upgrade`, the tombstone in the old room), so that a
+    /// later redact step can name it. Scripted labels are `[A-Za-z0-9._-]`; workload
+    /// labels contain a `/` and never clash with them.
+    pub label: Option<String>,
+}
+
+/// What a step does. Rooms are room labels; users are full user ids; `via` are server
+/// names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepAction {
+    CreateRoom {
+        room: String,
+        version: String,
+        public: bool,
+        name: Option<String>,
+        topic: Option<String>,
+    },
+    /// Any event: a message-like event when `state_key` is `None`, else a state event.
+    Send {
+        room: String,
+        event_type: String,
+        state_key: Option<String>,
+        content: Map<String, Value>,
+    },
+    /// An `m.room.message` with `msgtype` `m.text` and this body.
+    Message {
+        room: String,
+        body: String,
+    },
+    Invite {
+        room: String,
+        target: String,
+    },
+    /// `via` is never empty for a user whose server did not create the room: it defaults
+    /// to the creating server.
+    Join {
+        room: String,
+        via: Vec<String>,
+    },
+    Leave {
+        room: String,
+        via: Vec<String>,
+    },
+    Kick {
+        room: String,
+        target: String,
+    },
+    Ban {
+        room: String,
+        target: String,
+    },
+    Unban {
+        room: String,
+        target: String,
+    },
+    Knock {
+        room: String,
+        via: Vec<String>,
+    },
+    /// Redact the event made by the earlier step labelled `target_label`.
+    Redact {
+        room: String,
+        target_label: String,
+    },
+    /// Upgrade `room` to `version`; the replacement room gets the label `new_room`.
+    Upgrade {
+        room: String,
+        version: String,
+        new_room: String,
+    },
+    /// Set one user's power level: the world reads the room's current power levels at the
+    /// acting server and changes that one entry.
+    Power {
+        room: String,
+        target: String,
+        level: i64,
+    },
+}
+
+impl StepAction {
+    /// The label of the room the action works on (for `create_room`, the new room).
+    pub fn room(&self) -> &str {
+        match self {
+            StepAction::CreateRoom { room, .. }
+            | StepAction::Send { room, .. }
+            | StepAction::Message { room, .. }
+            | StepAction::Invite { room, .. }
+            | StepAction::Join { room, .. }
+            | StepAction::Leave { room, .. }
+            | StepAction::Kick { room, .. }
+            | StepAction::Ban { room, .. }
+            | StepAction::Unban { room, .. }
+            | StepAction::Knock { room, .. }
+            | StepAction::Redact { room, .. }
+            | StepAction::Upgrade { room, .. }
+            | StepAction::Power { room, .. } => room,
+        }
+    }
+
+    /// The name used in scenario files (`action = "…"`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            StepAction::CreateRoom { .. } => "create_room",
+            StepAction::Send { .. } => "send",
+            StepAction::Message { .. } => "message",
+            StepAction::Invite { .. } => "invite",
+            StepAction::Join { .. } => "join",
+            StepAction::Leave { .. } => "leave",
+            StepAction::Kick { .. } => "kick",
+            StepAction::Ban { .. } => "ban",
+            StepAction::Unban { .. } => "unban",
+            StepAction::Knock { .. } => "knock",
+            StepAction::Redact { .. } => "redact",
+            StepAction::Upgrade { .. } => "upgrade",
+            StepAction::Power { .. } => "power",
+        }
+    }
+}
+
+/// Random actions in one room over `[start_ms, end_ms)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub room: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// The users taking part (full ids); each action's actor and target are drawn from
+    /// them.
+    pub users: Vec<String>,
+    /// Servers to join through (default: the room's creating server).
+    pub via: Vec<String>,
+    /// The mean time between two actions; each gap is uniform in `1..=2 * interval_ms - 1`.
+    pub interval_ms: u64,
+    pub mix: Mix,
+}
+
+/// Relative weights of the kinds of workload action. Each action picks a kind with
+/// chance weight / sum of weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mix {
+    /// A text message (labelled, so that `redact` can pick it later).
+    pub message: u64,
+    /// An `m.room.topic` change.
+    pub topic: u64,
+    /// An `m.room.name` change.
+    pub name: u64,
+    /// A power-level change of a random participant to 0, 50 or 100: power-level fights.
+    pub power: u64,
+    /// A participant leaves if the workload last made them join, joins otherwise.
+    pub join_leave: u64,
+    /// A participant bans another, or unbans one the workload banned.
+    pub ban: u64,
+    /// A participant kicks another.
+    pub kick: u64,
+    /// A participant redacts a random earlier workload message.
+    pub redact: u64,
+}
+
+impl Default for Mix {
+    fn default() -> Mix {
+        Mix { message: 1, topic: 0, name: 0, power: 0, join_leave: 0, ban: 0, kick: 0, redact: 0 }
+    }
+}
+
+impl Mix {
+    /// The weights with their names, in a fixed order (part of the expansion contract).
+    pub fn weights(&self) -> [(&'static str, u64); 8] {
+        [
+            ("message", self.message),
+            ("topic", self.topic),
+            ("name", self.name),
+            ("power", self.power),
+            ("join_leave", self.join_leave),
+            ("ban", self.ban),
+            ("kick", self.kick),
+            ("redact", self.redact),
+        ]
+    }
+}
+
+/// The invariants of DESIGN.md §5, by their ids in `summary.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    Integrity,
+    Auth,
+    Dag,
+    Convergence,
+    Liveness,
+    Durability,
+    Determinism,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 7] = [
+        Invariant::Integrity,
+        Invariant::Auth,
+        Invariant::Dag,
+        Invariant::Convergence,
+        Invariant::Liveness,
+        Invariant::Durability,
+        Invariant::Determinism,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invariant::Integrity => "integrity",
+            Invariant::Auth => "auth",
+            Invariant::Dag => "dag",
+            Invariant::Convergence => "convergence",
+            Invariant::Liveness => "liveness",
+            Invariant::Durability => "durability",
+            Invariant::Determinism => "determinism",
+        }
+    }
+}
+
+/// What to check after the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// The invariants to check, sorted, without repeats. Default: all of them.
+    pub invariants: Vec<Invariant>,
+    /// Every event accepted at its origin must reach every joined server within this long
+    /// after the later of its creation and the last fault's end. At most `quiet_ms`, so
+    /// that the run lasts long enough to judge it.
+    pub liveness_bound_ms: u64,
+}
+
+impl CheckConfig {
+    pub fn checks(&self, invariant: Invariant) -> bool {
+        self.invariants.contains(&invariant)
+    }
+}
+
+/// Overrides of the homeserver's configuration; `None` keeps the homeserver's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// A request with no answer after this long has failed (homeserver default 30 s).
+    pub request_timeout_ms: Option<u64>,
+    /// First back-off wait after a failed transaction (default 500 ms).
+    pub backoff_ms_min: Option<u64>,
+    /// Longest back-off wait (default 60 s).
+    pub backoff_ms_max: Option<u64>,
+    /// Failed retries after which a destination is marked down (default 10).
+    pub retries_max: Option<u32>,
+    /// Time between catch-up attempts to a destination marked down (default 5 min).
+    pub down_probe_interval_ms: Option<u64>,
+}
+
+impl Scenario {
+    /// When the run stops: the latest of the last step, the last workload's end and the
+    /// last fault's end, plus the quiet period.
+    pub fn end_ms(&self) -> u64 {
+        let last_step = self.steps.last().map_or(0, |step| step.at_ms);
+        let last_workload = self.workloads.iter().map(|w| w.end_ms).max().unwrap_or(0);
+        let healed = self.faults.healed_at().ms;
+        let busy = last_step.max(last_workload).max(healed);
+        assert!(busy <= TIME_MS_MAX, "validation lets no time past {TIME_MS_MAX}");
+        busy + self.quiet_ms
+    }
+
+    /// The server of a user id declared in the scenario.
+    pub fn server_of(&self, user: &str) -> Option<&str> {
+        self.servers
+            .iter()
+            .find(|server| server.users.iter().any(|u| u == user))
+            .map(|server| server.name.as_str())
+    }
+
+    /// Every declared user id, server by server.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.servers.iter().flat_map(|server| server.users.iter().map(String::as_str))
+    }
+}

@@ -1,0 +1,137 @@
+//! From a validated scenario and a seed to the [`Plan`] the world runs: room versions
+//! parsed, conveniences (`message`) turned into events, random workloads expanded with the
+//! seed's workload stream and merged with the scripted steps by time.
+
+use serde_json::Value;
+
+use crate::homeserver::Config;
+use crate::matrix::RoomVersion;
+use crate::matrix::canonical_json::Object;
+use crate::scenario::{Scenario, Step, StepAction};
+use crate::stdx::{Duration, Prng};
+use crate::trace::CheckSettings;
+use crate::world::{Plan, PlanAction, PlanStep};
+
+/// The plan for `scenario` with `seed`. Workload steps come from `Prng::from_seed(seed)`
+/// forked as `"workload"`; on equal times scripted steps go first.
+pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan, String> {
+    let workload = Prng::from_seed(seed).fork("workload");
+    let mut steps: Vec<(u64, u8, usize, &Step)> = Vec::new();
+    for (i, step) in scenario.steps.iter().enumerate() {
+        steps.push((step.at_ms, 0, i, step));
+    }
+    let expanded = scenario.expand_workloads(&workload);
+    for (i, step) in expanded.iter().enumerate() {
+        steps.push((step.at_ms, 1, i, step));
+    }
+    steps.sort_by_key(|(at, kind, i, _)| (*at, *kind, *i));
+    let steps = steps
+        .into_iter()
+        .map(|(_, _, _, step)| plan_step(step))
+        .collect::<Result<Vec<_>, String>>()?;
+
+    let mut server_config = Config::default();
+    let overrides = &scenario.server_config;
+    if let Some(ms) = overrides.request_timeout_ms {
+        server_config.request_timeout = Duration::from_ms(ms);
+    }
+    if let Some(ms) = overrides.backoff_ms_min {
+        server_config.outbound.backoff_min = Duration::from_ms(ms);
+    }
+    if let Some(ms) = overrides.backoff_ms_max {
+        server_config.outbound.backoff_max = Duration::from_ms(ms);
+    }
+    if let Some(n) = overrides.retries_max {
+        server_config.outbound.retries_max = n;
+    }
+    if let Some(ms) = overrides.down_probe_interval_ms {
+        server_config.outbound.down_probe_interval = Duration::from_ms(ms);
+    }
+    Ok(Plan {
+        scenario: scenario.name.clone(),
+        seed,
+        servers: scenario.servers.iter().map(|s| s.name.clone()).collect(),
+        steps,
+        network: scenario.network.clone(),
+        faults: scenario.faults.clone(),
+        end_ms: scenario.end_ms(),
+        check: CheckSettings {
+            invariants: scenario.check.invariants.iter().map(|i| i.as_str().to_owned()).collect(),
+            liveness_bound_ms: scenario.check.liveness_bound_ms,
+        },
+        server_config,
+        mxsim_version: mxsim_version.to_owned(),
+    })
+}
+
+fn version(text: &str) -> Result<RoomVersion, String> {
+    RoomVersion::parse(text).map_err(|_| format!("unknown room version {text:?}"))
+}
+
+fn plan_step(step: &Step) -> Result<PlanStep, String> {
+    let action = match &step.action {
+        StepAction::CreateRoom { room, version: v, public, name, topic } => {
+            PlanAction::CreateRoom {
+                room: room.clone(),
+                version: version(v)?,
+                public: *public,
+                name: name.clone(),
+                topic: topic.clone(),
+            }
+        }
+        StepAction::Send { room, event_type, state_key, content } => PlanAction::Send {
+            room: room.clone(),
+            event_type: event_type.clone(),
+            state_key: state_key.clone(),
+            content: content.clone(),
+        },
+        StepAction::Message { room, body } => {
+            let mut content = Object::new();
+            content.insert("msgtype".into(), Value::from("m.text"));
+            content.insert("body".into(), Value::from(body.as_str()));
+            PlanAction::Send {
+                room: room.clone(),
+                event_type: "m.room.message".into(),
+                state_key: None,
+                content,
+            }
+        }
+        StepAction::Invite { room, target } => {
+            PlanAction::Invite { room: room.clone(), target: target.clone() }
+        }
+        StepAction::Join { room, via } => PlanAction::Join { room: room.clone(), via: via.clone() },
+        StepAction::Leave { room, via } => {
+            PlanAction::Leave { room: room.clone(), via: via.clone() }
+        }
+        StepAction::Kick { room, target } => {
+            PlanAction::Kick { room: room.clone(), target: target.clone() }
+        }
+        StepAction::Ban { room, target } => {
+            PlanAction::Ban { room: room.clone(), target: target.clone() }
+        }
+        StepAction::Unban { room, target } => {
+            PlanAction::Unban { room: room.clone(), target: target.clone() }
+        }
+        StepAction::Knock { room, via } => {
+            PlanAction::Knock { room: room.clone(), via: via.clone() }
+        }
+        StepAction::Redact { room, target_label } => {
+            PlanAction::Redact { room: room.clone(), target_label: target_label.clone() }
+        }
+        StepAction::Upgrade { room, version: v, new_room } => PlanAction::Upgrade {
+            room: room.clone(),
+            version: version(v)?,
+            new_room: new_room.clone(),
+        },
+        StepAction::Power { room, target, level } => {
+            PlanAction::Power { room: room.clone(), target: target.clone(), level: *level }
+        }
+    };
+    Ok(PlanStep {
+        at_ms: step.at_ms,
+        server: step.server.clone(),
+        user: step.user.clone(),
+        action,
+        label: step.label.clone(),
+    })
+}
