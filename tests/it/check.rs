@@ -678,7 +678,7 @@ fn random_damage_never_panics_the_checker() {
     let mut prng = Prng::from_seed(42);
     for version in RoomVersion::ALL {
         let good = fixture(version).trace;
-        for _ in 0..40 {
+        for _ in 0..25 {
             let mut trace = good.clone();
             let mutations = 1 + prng.index(4);
             for _ in 0..mutations {
