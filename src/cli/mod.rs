@@ -11,6 +11,7 @@
 mod event;
 mod resolve;
 mod resolve_input;
+mod run;
 
 use std::fmt;
 use std::io::{Read as _, Write as _};
@@ -64,6 +65,10 @@ enum Command {
     Event(event::EventArgs),
     /// Resolve state sets (state resolution v2 / v2.1); print the resolved state map.
     Resolve(resolve::ResolveArgs),
+    /// Run a scenario with a seed: check its invariants and write the run's files.
+    Run(run::RunArgs),
+    /// Re-check a trace written by `mxsim run`, offline.
+    Check(run::CheckArgs),
 }
 
 /// Runs the command line with the process's arguments and streams.
@@ -80,6 +85,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Event(args) => read_stdin().and_then(|input| event::run(&args, &input)),
         Command::Resolve(args) => resolve::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Check(args) => run::check(&args),
     };
     match result {
         Ok(outcome) => {

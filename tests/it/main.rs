@@ -1,7 +1,8 @@
-//! Integration tests, one binary: spec vectors, PDU properties, federation wire-format and
+//! Integration tests, one binary: spec vectors, PDU properties, the invariant checker, federation wire-format and
 //! outbound-delivery properties, network-kernel properties, the CLI, and the tidy checks
 //! that keep the layering and determinism rules.
 
+mod check;
 mod cli;
 mod homeserver;
 mod net;

@@ -158,3 +158,52 @@ fn a_crashed_server_keeps_what_it_committed() {
     assert_eq!(finals[0].2, finals[1].2, "same state after the restart: {finals:?}");
     assert_eq!(finals[0].3, finals[1].3, "{finals:?}");
 }
+
+#[test]
+#[ignore]
+fn explore_curated() {
+    let mut names: Vec<_> = std::fs::read_dir("scenarios")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    names.sort();
+    let seeds: u64 = std::env::var("SEEDS").map(|s| s.parse().unwrap()).unwrap_or(1);
+    for path in names {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let scenario = mxsim::scenario::parse(&path.display().to_string(), &text).unwrap();
+        for seed in 1..=seeds {
+            let plan = mxsim::world::from_scenario::plan(&scenario, seed, "x").unwrap();
+            let out = run(&plan).unwrap();
+            let finals = finals(&out.trace);
+            let joined: Vec<_> = finals.iter().filter(|f| f.1).collect();
+            let hashes: std::collections::BTreeSet<_> =
+                joined.iter().map(|f| (f.2.clone(), f.3)).collect();
+            let failed = out
+                .trace
+                .records
+                .iter()
+                .filter(|r| matches!(r.body, Body::ActionFailed { .. }))
+                .count();
+            eprintln!(
+                "{} seed {seed}: {} records, {} finals, {} joined, {} distinct (hash,count), {} failed actions",
+                scenario.name,
+                out.trace.records.len(),
+                finals.len(),
+                joined.len(),
+                hashes.len(),
+                failed
+            );
+            if hashes.len() > 1 {
+                for f in &joined {
+                    eprintln!("   {:?}", f);
+                }
+            }
+            std::fs::write(
+                format!("/tmp/trace-{}-{seed}.jsonl", scenario.name),
+                out.trace.to_jsonl(),
+            )
+            .unwrap();
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! `auth`: three checks, each against the PDUs the trace records.
+//!
+//! 1. Agreement: no event is accepted (`created`, `accepted` or `soft_failed`) by one server
+//!    and rejected (`rejected_auth_events` or `rejected_state_before`) by another.
+//!    Outliers and drops take no side. Witness: both sides, at the record that made the
+//!    disagreement true.
+//! 2. Own auth events: every event a server accepted passes every auth rule
+//!    ([`auth::check_event`]) against the state its own `auth_events` form, as that server
+//!    saw them: an auth event the server had rejected before (or, if it never recorded a
+//!    decision, one some server rejected) is flagged rejected. Since room version 12 the
+//!    room's create event is added to that state. Events whose auth events have no PDU in
+//!    the trace are left to `dag`.
+//! 3. State before: for every event that some server accepted, the state before it is
+//!    computed from the trace alone — the state after each event is the state before it
+//!    plus the event itself if it is a state event no server rejected; the state before an
+//!    event is the state after its one prev event, or the resolution
+//!    ([`state_res::resolve`], the default options) of the states after its prev events —
+//!    and the event must pass [`auth::check_state_rules`] against it. Events with a prev
+//!    event the trace lacks (or on a cycle) have no computable state and are skipped.
+//!    Bound: rooms with more than [`STATE_EVENTS_MAX`] events skip this step (it keeps a
+//!    state map per state event and resolves at every merge); checks 1 and 2 still run.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use crate::matrix::auth::{self, AuthState, SignatureCheck};
+use crate::matrix::dag::{self, EventStore, IndexedStore};
+use crate::matrix::pdu::Pdu;
+use crate::matrix::room_version::RoomVersionRules;
+use crate::matrix::state_res::{self, ResolveOptions, StateMap};
+use crate::trace::Decision;
+
+use super::index::{Index, Receipt, is_accepting};
+use super::{Violation, Witness, push_unique, violation};
+
+const ID: &str = "auth";
+
+/// Largest room (events with a PDU and a stored decision) whose states before events are
+/// computed.
+pub const STATE_EVENTS_MAX: usize = 20_000;
+
+pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
+    let mut found = Vec::new();
+    agreement(index, &mut found);
+    own_auth_events(index, &mut found);
+    state_before(index, &mut found);
+    found.sort_by_key(|v| v.witness.line.unwrap_or(u64::MAX));
+    found
+}
+
+fn agreement(index: &Index<'_>, found: &mut Vec<Violation>) {
+    #[derive(Default)]
+    struct Sides<'t> {
+        accepted: Vec<&'t str>,
+        rejected: Vec<&'t str>,
+        reasons: Vec<String>,
+        line: Option<u64>,
+    }
+    let mut sides: BTreeMap<&str, Sides<'_>> = BTreeMap::new();
+    for receipt in &index.receipts {
+        let entry = sides.entry(receipt.event_id).or_default();
+        if is_accepting(receipt.decision) {
+            push_unique(&mut entry.accepted, receipt.server);
+        } else if receipt.decision.is_rejected() {
+            push_unique(&mut entry.rejected, receipt.server);
+            if let Some(reason) = receipt.reason {
+                push_unique(&mut entry.reasons, format!("{}: {reason}", receipt.server));
+            }
+        } else {
+            continue;
+        }
+        if entry.line.is_none() && !entry.accepted.is_empty() && !entry.rejected.is_empty() {
+            entry.line = Some(receipt.line);
+        }
+    }
+    for (event_id, sides) in sides {
+        let Some(line) = sides.line else { continue };
+        let mut message = format!(
+            "servers disagree on whether {event_id} is rejected: accepted by {}, rejected by {}",
+            sides.accepted.join(", "),
+            sides.rejected.join(", ")
+        );
+        if !sides.reasons.is_empty() {
+            message.push_str(&format!(" ({})", sides.reasons.join("; ")));
+        }
+        let servers = sides.accepted.iter().chain(&sides.rejected).map(|s| (*s).to_owned());
+        let witness = Witness {
+            servers: servers.collect(),
+            events: vec![event_id.to_owned()],
+            line: Some(line),
+        };
+        found.push(violation(ID, message, witness));
+    }
+}
+
+fn own_auth_events(index: &Index<'_>, found: &mut Vec<Violation>) {
+    // The latest decision of each server about each event so far.
+    let mut decisions: BTreeMap<(&str, &str), Decision> = BTreeMap::new();
+    // (event id, copy, rejected flags of its auth events) → the rejection, computed once.
+    type Key<'t> = (&'t str, usize, Vec<bool>);
+    let mut results: BTreeMap<Key<'_>, Option<String>> = BTreeMap::new();
+    let mut bad: BTreeMap<(&str, String), Witness> = BTreeMap::new();
+    let mut order: Vec<(&str, String)> = Vec::new();
+    for receipt in &index.receipts {
+        if is_accepting(receipt.decision) {
+            if let Some(problem) = check_own(index, receipt, &decisions, &mut results) {
+                let key = (receipt.event_id, problem);
+                let witness = bad.entry(key.clone()).or_insert_with(|| {
+                    order.push(key);
+                    Witness {
+                        servers: Vec::new(),
+                        events: vec![receipt.event_id.to_owned()],
+                        line: Some(receipt.line),
+                    }
+                });
+                push_unique(&mut witness.servers, receipt.server.to_owned());
+            }
+        }
+        if receipt.decision.is_stored() {
+            decisions.insert((receipt.server, receipt.event_id), receipt.decision);
+        }
+    }
+    for key in order {
+        let Some(witness) = bad.remove(&key) else { continue };
+        let (event_id, problem) = key;
+        let message = format!(
+            "{} accepted {event_id}, which fails the auth rules against its own auth events: \
+             {problem}",
+            witness.servers.join(", ")
+        );
+        found.push(violation(ID, message, witness));
+    }
+}
+
+/// The rejection of one accepting receipt against its own auth events, if any.
+fn check_own<'t>(
+    index: &Index<'t>,
+    receipt: &Receipt<'t>,
+    decisions: &BTreeMap<(&str, &str), Decision>,
+    results: &mut BTreeMap<(&'t str, usize, Vec<bool>), Option<String>>,
+) -> Option<String> {
+    let rules = index.rules(receipt.room)?;
+    let pdu = index.stored_pdu(receipt)?;
+    let rejected = |id: &str| match decisions.get(&(receipt.server, id)) {
+        Some(decision) => decision.is_rejected(),
+        None => index.events.get(id).is_some_and(|e| e.rejection.is_some()),
+    };
+    let mut list: Vec<(&Pdu, bool)> = Vec::new();
+    for id in pdu.auth_events() {
+        // A missing auth event is a `dag` violation; nothing to check here.
+        let auth_event = index.pdu(id.as_str())?;
+        list.push((&**auth_event, rejected(id.as_str())));
+    }
+    // Since v12 the create event is implied by the room id.
+    let create = dag::implicit_create_event(rules, pdu)
+        .and_then(|id| index.pdu(id.as_str()).map(|p| (&**p, rejected(id.as_str()))));
+    let mut flags: Vec<bool> = list.iter().map(|(_, r)| *r).collect();
+    flags.push(create.is_some_and(|(_, r)| r));
+    let key = (receipt.event_id, receipt.copy?, flags);
+    results
+        .entry(key)
+        .or_insert_with(|| {
+            let mut state: BTreeMap<(String, String), &Pdu> = BTreeMap::new();
+            for (auth_event, rejected) in list.iter().chain(&create) {
+                if let (Some(state_key), false) = (auth_event.state_key(), rejected) {
+                    state.insert(
+                        (auth_event.event_type().to_owned(), state_key.to_owned()),
+                        *auth_event,
+                    );
+                }
+            }
+            auth::check_event(rules, pdu, &list, &state, SignatureCheck::Keys(&index.ring))
+                .err()
+                .map(|rejection| rejection.to_string())
+        })
+        .clone()
+}
+
+/// A state map read through the room's events.
+struct StateView<'a> {
+    state: &'a StateMap,
+    events: &'a IndexedStore,
+}
+
+impl AuthState for StateView<'_> {
+    fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
+        let id = self.state.get(&(event_type.to_owned(), state_key.to_owned()))?;
+        EventStore::get(self.events, id)
+    }
+}
+
+fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
+    // Which servers accepted each event, and the first such record.
+    let mut accepted: BTreeMap<&str, Witness> = BTreeMap::new();
+    let mut stored: BTreeSet<&str> = BTreeSet::new();
+    for receipt in &index.receipts {
+        if receipt.decision.is_stored() {
+            stored.insert(receipt.event_id);
+        }
+        if is_accepting(receipt.decision) {
+            let witness = accepted.entry(receipt.event_id).or_insert_with(|| Witness {
+                servers: Vec::new(),
+                events: vec![receipt.event_id.to_owned()],
+                line: Some(receipt.line),
+            });
+            push_unique(&mut witness.servers, receipt.server.to_owned());
+        }
+    }
+    let mut by_room: BTreeMap<&str, Vec<(&str, &Arc<Pdu>)>> = BTreeMap::new();
+    for id in &stored {
+        let Some(event) = index.events.get(id) else { continue };
+        let Some(pdu) = event.pdu() else { continue };
+        by_room.entry(event.room).or_default().push((id, pdu));
+    }
+    for (room, events) in by_room {
+        let Some(rules) = index.rules(room) else { continue };
+        if events.len() > STATE_EVENTS_MAX {
+            continue;
+        }
+        for (event_id, problem) in room_states(index, rules, &events) {
+            let Some(witness) = accepted.get(event_id) else { continue };
+            let message = format!(
+                "{} accepted {event_id}, which fails the auth rules against the state before \
+                 it: {problem}",
+                witness.servers.join(", ")
+            );
+            found.push(violation(ID, message, witness.clone()));
+        }
+    }
+
+    /// The state after every event of one room in topological order; returns the events
+    /// some server accepted that fail against the state before them.
+    fn room_states<'t>(
+        index: &Index<'t>,
+        rules: &'static RoomVersionRules,
+        events: &[(&'t str, &Arc<Pdu>)],
+    ) -> Vec<(&'t str, String)> {
+        let rejection = |id: &str| index.events.get(id).and_then(|e| e.rejection);
+        let store = IndexedStore::from_events(
+            rules,
+            events.iter().map(|(id, pdu)| (Arc::clone(pdu), rejection(id))),
+        );
+        let position: BTreeMap<&str, usize> =
+            events.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        // Kahn's algorithm over prev_events edges inside the room.
+        let mut waiting: Vec<usize> = vec![0; events.len()];
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); events.len()];
+        for (i, (_, pdu)) in events.iter().enumerate() {
+            let prevs: BTreeSet<usize> = pdu
+                .prev_events()
+                .iter()
+                .filter_map(|p| position.get(p.as_str()).copied())
+                .collect();
+            waiting[i] = prevs.len();
+            for prev in prevs {
+                children[prev].push(i);
+            }
+        }
+        let mut ready: VecDeque<usize> = (0..events.len()).filter(|i| waiting[*i] == 0).collect();
+        let mut after: Vec<Option<Arc<StateMap>>> = vec![None; events.len()];
+        let mut problems = Vec::new();
+        while let Some(i) = ready.pop_front() {
+            let (event_id, pdu) = events[i];
+            let before = state_before_event(rules, &store, pdu, &position, &after);
+            if let Some(before) = &before {
+                let view = StateView { state: before, events: &store };
+                let checked =
+                    auth::check_state_rules(rules, pdu, &view, SignatureCheck::Keys(&index.ring));
+                if let Err(rejection) = checked {
+                    problems.push((event_id, rejection.to_string()));
+                }
+            }
+            after[i] = before.map(|before| match pdu.state_key() {
+                Some(state_key) if rejection(event_id).is_none() => {
+                    let mut state = (*before).clone();
+                    state.insert(
+                        (pdu.event_type().to_owned(), state_key.to_owned()),
+                        pdu.event_id().clone(),
+                    );
+                    Arc::new(state)
+                }
+                _ => before,
+            });
+            for &child in &children[i] {
+                waiting[child] -= 1;
+                if waiting[child] == 0 {
+                    ready.push_back(child);
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// The state before `pdu`, if every prev event's state after is known.
+fn state_before_event(
+    rules: &RoomVersionRules,
+    store: &IndexedStore,
+    pdu: &Pdu,
+    position: &BTreeMap<&str, usize>,
+    after: &[Option<Arc<StateMap>>],
+) -> Option<Arc<StateMap>> {
+    let mut states: Vec<Arc<StateMap>> = Vec::new();
+    for prev in pdu.prev_events() {
+        let state = after.get(*position.get(prev.as_str())?)?.as_ref()?;
+        if !states.iter().any(|s| Arc::ptr_eq(s, state) || **s == **state) {
+            states.push(Arc::clone(state));
+        }
+    }
+    match states.len() {
+        0 => Some(Arc::new(StateMap::new())),
+        1 => states.pop(),
+        _ => {
+            let maps: Vec<StateMap> = states.iter().map(|s| (**s).clone()).collect();
+            let resolved =
+                state_res::resolve(rules, &maps, store, ResolveOptions::default()).ok()?;
+            Some(Arc::new(resolved.state))
+        }
+    }
+}

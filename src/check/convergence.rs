@@ -1,0 +1,171 @@
+//! `convergence`: at the end of the run (the `final` records; the last one of each server
+//! and room counts), all servers with `joined: true` for a room
+//! 1. hold the same current state: the same state map and the same `state_hash`, compared
+//!    with the first joined server's `final` record; and
+//! 2. hold the same events, among those that every one of them was joined for: each event
+//!    of the room that one of them stores as a non-outlier and that was created (its
+//!    `created` record, else its first record) after the last `joined` record of every
+//!    server in the group must be stored (any decision but `dropped`) by all of them.
+//!    What a server stores is derived from its `event` records, with crashes applied: after
+//!    a `recovered` record only the recovered events remain. Events from before a server
+//!    joined are left out because joining over federation brings the state and its auth
+//!    chain, not the earlier history (mxsim does not backfill).
+//!
+//! Witness: the servers that differ (and the first joined server, for the state), the
+//! differing events, and the line of the first `final` record that differs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::trace::{Decision, NestedState};
+
+use super::index::{Final, Index};
+use super::{Violation, Witness, push_unique, violation};
+
+const ID: &str = "convergence";
+
+/// Most event ids named in one message (the witness lists them all).
+const IDS_SHOWN_MAX: usize = 10;
+
+pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
+    let mut by_room: BTreeMap<&str, Vec<&Final<'_>>> = BTreeMap::new();
+    for f in &index.finals {
+        if f.joined {
+            by_room.entry(f.room).or_default().push(f);
+        }
+    }
+    let mut found = Vec::new();
+    for (room, finals) in by_room {
+        if finals.len() < 2 {
+            continue;
+        }
+        found.extend(states(room, &finals));
+        found.extend(events(index, room, &finals));
+    }
+    found.sort_by_key(|v| v.witness.line.unwrap_or(u64::MAX));
+    found
+}
+
+fn flatten(state: &NestedState) -> BTreeMap<(&str, &str), &str> {
+    let mut out = BTreeMap::new();
+    for (event_type, keys) in state {
+        for (state_key, event_id) in keys {
+            out.insert((event_type.as_str(), state_key.as_str()), event_id.as_str());
+        }
+    }
+    out
+}
+
+fn states(room: &str, finals: &[&Final<'_>]) -> Option<Violation> {
+    let reference = finals.first()?;
+    let reference_state = flatten(reference.state);
+    let mut servers = vec![reference.server.to_owned()];
+    let mut events: Vec<String> = Vec::new();
+    let mut details: Vec<String> = Vec::new();
+    let mut line = None;
+    for f in &finals[1..] {
+        if f.state == reference.state && f.state_hash == reference.state_hash {
+            continue;
+        }
+        line = line.or(Some(f.line));
+        push_unique(&mut servers, f.server.to_owned());
+        let state = flatten(f.state);
+        let keys: BTreeSet<&(&str, &str)> = reference_state.keys().chain(state.keys()).collect();
+        let mut differing = Vec::new();
+        for key in keys {
+            let (a, b) = (reference_state.get(key), state.get(key));
+            if a == b {
+                continue;
+            }
+            for id in [a, b].into_iter().flatten() {
+                push_unique(&mut events, (*id).to_owned());
+            }
+            let show = |id: Option<&&str>| id.map_or("(none)".to_owned(), |id| (*id).to_owned());
+            differing.push(format!("({}, {:?}) {} vs {}", key.0, key.1, show(a), show(b)));
+        }
+        if differing.is_empty() {
+            differing.push("same state map, different state_hash".into());
+        }
+        details.push(format!(
+            "{} (hash {}) vs {} (hash {}): {}",
+            reference.server,
+            reference.state_hash,
+            f.server,
+            f.state_hash,
+            differing.join(", ")
+        ));
+    }
+    line?;
+    let message =
+        format!("joined servers end with different states of {room}: {}", details.join("; "));
+    Some(violation(ID, message, Witness { servers, events, line }))
+}
+
+fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violation> {
+    let joined = index.rooms.get(room).map(|r| &r.joined);
+    // A server without a `joined` record counts as joined from the start.
+    let since = finals
+        .iter()
+        .map(|f| joined.and_then(|j| j.get(f.server)).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let created_line = |id: &str| {
+        let event = index.events.get(id)?;
+        Some(match event.created.and_then(|r| index.receipts.get(r)) {
+            Some(receipt) => receipt.line,
+            None => event.first_line,
+        })
+    };
+    let empty = BTreeMap::new();
+    let held_in_room = |server: &str| -> BTreeMap<&str, Decision> {
+        index
+            .held
+            .get(server)
+            .unwrap_or(&empty)
+            .iter()
+            .filter(|(id, _)| index.events.get(**id).is_some_and(|e| e.room == room))
+            .map(|(id, d)| (*id, *d))
+            .collect()
+    };
+    let held: Vec<BTreeMap<&str, Decision>> =
+        finals.iter().map(|f| held_in_room(f.server)).collect();
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    for events in &held {
+        for (id, decision) in events {
+            if *decision != Decision::Outlier && created_line(id).is_some_and(|l| l > since) {
+                wanted.insert(id);
+            }
+        }
+    }
+    let mut servers = Vec::new();
+    let mut events = Vec::new();
+    let mut details = Vec::new();
+    let mut line = None;
+    for (f, has) in finals.iter().zip(&held) {
+        let missing: Vec<&str> =
+            wanted.iter().copied().filter(|id| !has.contains_key(id)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        line = Some(line.map_or(f.line, |l: u64| l.min(f.line)));
+        servers.push(f.server.to_owned());
+        for id in &missing {
+            push_unique(&mut events, (*id).to_owned());
+        }
+        let shown: Vec<&str> = missing.iter().copied().take(IDS_SHOWN_MAX).collect();
+        let more = missing.len().saturating_sub(IDS_SHOWN_MAX);
+        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+        details.push(format!(
+            "{} lacks {} event(s): {}{tail}",
+            f.server,
+            missing.len(),
+            shown.join(", ")
+        ));
+    }
+    line?;
+    let message = format!(
+        "joined servers of {room} hold different events (among those created after all of them \
+         joined, line {since}): {}",
+        details.join("; ")
+    );
+    Some(violation(ID, message, Witness { servers, events, line }))
+}

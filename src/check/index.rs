@@ -1,0 +1,387 @@
+//! One pass over a trace that every invariant reads: rooms and their versions, every PDU
+//! copy (parsed once), every receipt decision, the final views, and what each server holds
+//! at the end with crashes applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::matrix::canonical_json::Object;
+use crate::matrix::crypto::{KeyRing, VerifyKey};
+use crate::matrix::dag::RejectionKind;
+use crate::matrix::pdu::Pdu;
+use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
+use crate::trace::{Body, Decision, NestedState, Trace};
+
+use super::line_of;
+
+/// What the invariants read, borrowed from the trace.
+pub(super) struct Index<'t> {
+    pub trace: &'t Trace,
+    /// The header's keys; keys that are not valid base64 ed25519 keys are left out and
+    /// described in `key_problems`.
+    pub ring: KeyRing,
+    pub key_problems: Vec<String>,
+    pub rooms: BTreeMap<&'t str, Room<'t>>,
+    /// By the event id the records claim.
+    pub events: BTreeMap<&'t str, Event<'t>>,
+    /// Every `event` record that names an event id, in trace order.
+    pub receipts: Vec<Receipt<'t>>,
+    /// `event` records with a stored decision but no event id: (line, server, room).
+    pub stored_without_id: Vec<(u64, &'t str, &'t str)>,
+    /// The last `final` record of each (server, room), in trace order.
+    pub finals: Vec<Final<'t>>,
+    /// Server → event id → its latest stored decision there, with every crash applied
+    /// (after a `recovered` record only the recovered events remain).
+    pub held: BTreeMap<&'t str, BTreeMap<&'t str, Decision>>,
+}
+
+pub(super) struct Room<'t> {
+    /// `None` when no `joined` record or create event names a supported version.
+    pub rules: Option<&'static RoomVersionRules>,
+    /// Why `rules` is `None`, or a conflict between `joined` records.
+    pub version_problem: Option<String>,
+    /// Server → line of its last `joined` record for the room.
+    pub joined: BTreeMap<&'t str, u64>,
+}
+
+/// One distinct copy of a PDU found in the trace.
+pub(super) struct Copy<'t> {
+    pub json: &'t Object,
+    /// The parsed PDU under the claimed event id, or why this copy is not a well-formed
+    /// PDU of the room's version.
+    pub parsed: Result<Arc<Pdu>, String>,
+    /// For a well-formed copy: why it is still not the event the records claim (its
+    /// reference hash is another id, or it belongs to another room). `integrity` reports
+    /// it; the other invariants use the PDU under the claimed id, so that a forged id still
+    /// shows up in the DAG it claims to be part of.
+    pub problem: Option<String>,
+}
+
+pub(super) struct Event<'t> {
+    /// The room of the first record naming the event.
+    pub room: &'t str,
+    pub copies: Vec<Copy<'t>>,
+    /// The first copy that parsed without a problem, else the first that parsed: the PDU
+    /// the DAG, auth and state computations use.
+    pub canonical: Option<usize>,
+    /// The receipt index of its first `created` record.
+    pub created: Option<usize>,
+    /// The first record naming the event.
+    pub first_line: u64,
+    /// The first rejection any server recorded (servers must agree; see `auth`).
+    pub rejection: Option<RejectionKind>,
+}
+
+impl Event<'_> {
+    pub fn pdu(&self) -> Option<&Arc<Pdu>> {
+        self.canonical.and_then(|i| self.copies.get(i)).and_then(|c| c.parsed.as_ref().ok())
+    }
+}
+
+/// An `event` record with an event id.
+pub(super) struct Receipt<'t> {
+    pub line: u64,
+    pub t: u64,
+    pub server: &'t str,
+    pub room: &'t str,
+    pub event_id: &'t str,
+    pub decision: Decision,
+    pub reason: Option<&'t str>,
+    /// The copy the server stored: the record's own `pdu`, else the event's first copy.
+    pub copy: Option<usize>,
+}
+
+pub(super) struct Final<'t> {
+    pub line: u64,
+    pub server: &'t str,
+    pub room: &'t str,
+    pub joined: bool,
+    pub state: &'t NestedState,
+    pub state_hash: &'t str,
+}
+
+/// Whether a decision counts as "accepted" for the auth invariant (the event may shape
+/// state: created, accepted or soft-failed; outliers and drops are neither).
+pub(super) fn is_accepting(decision: Decision) -> bool {
+    matches!(decision, Decision::Created | Decision::Accepted | Decision::SoftFailed)
+}
+
+impl<'t> Index<'t> {
+    pub fn build(trace: &'t Trace) -> Index<'t> {
+        let (ring, key_problems) = key_ring(trace);
+        let mut index = Index {
+            trace,
+            ring,
+            key_problems,
+            rooms: BTreeMap::new(),
+            events: BTreeMap::new(),
+            receipts: Vec::new(),
+            stored_without_id: Vec::new(),
+            finals: Vec::new(),
+            held: BTreeMap::new(),
+        };
+        // Copies whose record room is kept for the parse below: (event id, copy, room).
+        let mut copy_rooms: Vec<(&'t str, usize, &'t str)> = Vec::new();
+        let mut finals: BTreeMap<(&'t str, &'t str), Final<'t>> = BTreeMap::new();
+        for (i, record) in trace.records.iter().enumerate() {
+            let line = line_of(i);
+            match &record.body {
+                Body::Joined { server, room, version } => {
+                    let entry = index.room(room);
+                    entry.joined.insert(server, line);
+                    match RoomVersion::parse(version) {
+                        Ok(parsed) => match entry.rules {
+                            None => entry.rules = Some(parsed.rules()),
+                            Some(rules) if *rules != *parsed.rules() => {
+                                entry.version_problem = Some(format!(
+                                    "joined records disagree on the room version (line {line}: \
+                                     {version:?})"
+                                ));
+                            }
+                            Some(_) => {}
+                        },
+                        Err(_) => {
+                            entry.version_problem =
+                                Some(format!("unsupported room version {version:?} (line {line})"));
+                        }
+                    }
+                }
+                Body::Event { server, room, event_id, decision, reason, pdu } => {
+                    index.room(room);
+                    let Some(event_id) = event_id else {
+                        if decision.is_stored() {
+                            index.stored_without_id.push((line, server, room));
+                        }
+                        continue;
+                    };
+                    let event = index.events.entry(event_id).or_insert_with(|| Event {
+                        room,
+                        copies: Vec::new(),
+                        canonical: None,
+                        created: None,
+                        first_line: line,
+                        rejection: None,
+                    });
+                    let own_copy = pdu.as_ref().map(|json| {
+                        match event.copies.iter().position(|c| c.json == json) {
+                            Some(at) => at,
+                            None => {
+                                event.copies.push(Copy {
+                                    json,
+                                    parsed: Err("not parsed".into()),
+                                    problem: None,
+                                });
+                                copy_rooms.push((event_id, event.copies.len() - 1, room));
+                                event.copies.len() - 1
+                            }
+                        }
+                    });
+                    if *decision == Decision::Created && event.created.is_none() {
+                        event.created = Some(index.receipts.len());
+                    }
+                    if event.rejection.is_none() {
+                        event.rejection = match decision {
+                            Decision::RejectedAuthEvents => Some(RejectionKind::AuthEvents),
+                            Decision::RejectedStateBefore => Some(RejectionKind::StateBefore),
+                            _ => None,
+                        };
+                    }
+                    if decision.is_stored() {
+                        index.held.entry(server).or_default().insert(event_id, *decision);
+                    }
+                    index.receipts.push(Receipt {
+                        line,
+                        t: record.t,
+                        server,
+                        room,
+                        event_id,
+                        decision: *decision,
+                        reason: reason.as_deref(),
+                        copy: own_copy,
+                    });
+                }
+                Body::Recovered { server, event_ids } => {
+                    let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
+                    index.held.entry(server).or_default().retain(|id, _| kept.contains(id));
+                }
+                Body::Final { server, room, joined, state, state_hash, .. } => {
+                    index.room(room);
+                    finals.insert(
+                        (server, room),
+                        Final { line, server, room, joined: *joined, state, state_hash },
+                    );
+                }
+                _ => {}
+            }
+        }
+        // A receipt without its own copy stored the first copy recorded for the id.
+        for receipt in &mut index.receipts {
+            if receipt.copy.is_none()
+                && index.events.get(receipt.event_id).is_some_and(|e| !e.copies.is_empty())
+            {
+                receipt.copy = Some(0);
+            }
+        }
+        index.versions_from_create_events();
+        for (event_id, at, room) in copy_rooms {
+            let rules = index.rooms.get(room).and_then(|r| r.rules);
+            let problem = index.rooms.get(room).and_then(|r| r.version_problem.clone());
+            let Some(event) = index.events.get_mut(event_id) else { continue };
+            let Some(copy) = event.copies.get_mut(at) else { continue };
+            let parsed = match rules {
+                Some(rules) => parse_copy(rules, event_id, room, copy.json),
+                None => Err(format!(
+                    "room {room} has no known room version ({})",
+                    problem.as_deref().unwrap_or("no joined record or create event names one")
+                )),
+            };
+            (copy.parsed, copy.problem) = match parsed {
+                Ok((pdu, problem)) => (Ok(pdu), problem),
+                Err(problem) => (Err(problem), None),
+            };
+        }
+        for event in index.events.values_mut() {
+            let parsed = |c: &Copy<'_>| c.parsed.is_ok();
+            let clean = |c: &Copy<'_>| c.parsed.is_ok() && c.problem.is_none();
+            event.canonical = event
+                .copies
+                .iter()
+                .position(clean)
+                .or_else(|| event.copies.iter().position(parsed));
+        }
+        let mut finals: Vec<Final<'t>> = finals.into_values().collect();
+        finals.sort_by_key(|f| f.line);
+        index.finals = finals;
+        index
+    }
+
+    fn room(&mut self, room: &'t str) -> &mut Room<'t> {
+        self.rooms.entry(room).or_insert_with(|| Room {
+            rules: None,
+            version_problem: None,
+            joined: BTreeMap::new(),
+        })
+    }
+
+    /// Rooms no `joined` record names a version for take it from their create event's
+    /// `content.room_version` (default "1", which mxsim does not support).
+    fn versions_from_create_events(&mut self) {
+        let mut found: Vec<(&'t str, Result<&'static RoomVersionRules, String>)> = Vec::new();
+        for event in self.events.values() {
+            let Some(room) = self.rooms.get(event.room) else { continue };
+            if room.rules.is_some() || room.version_problem.is_some() {
+                continue;
+            }
+            for copy in &event.copies {
+                let json = copy.json;
+                let is_create = json.get("type").and_then(Value::as_str) == Some("m.room.create")
+                    && json.get("state_key").and_then(Value::as_str) == Some("");
+                if !is_create {
+                    continue;
+                }
+                let version = json
+                    .get("content")
+                    .and_then(|c| c.get("room_version"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("1");
+                let rules = RoomVersion::parse(version)
+                    .map(RoomVersion::rules)
+                    .map_err(|_| format!("the create event names unsupported version {version:?}"));
+                found.push((event.room, rules));
+                break;
+            }
+        }
+        for (room, rules) in found {
+            let Some(entry) = self.rooms.get_mut(room) else { continue };
+            if entry.rules.is_some() || entry.version_problem.is_some() {
+                continue;
+            }
+            match rules {
+                Ok(rules) => entry.rules = Some(rules),
+                Err(problem) => entry.version_problem = Some(problem),
+            }
+        }
+    }
+
+    /// The PDU a receipt stored, if that copy parsed.
+    pub fn stored_pdu(&self, receipt: &Receipt<'_>) -> Option<&Arc<Pdu>> {
+        let event = self.events.get(receipt.event_id)?;
+        event.copies.get(receipt.copy?)?.parsed.as_ref().ok()
+    }
+
+    /// The canonical PDU of an event id.
+    pub fn pdu(&self, event_id: &str) -> Option<&Arc<Pdu>> {
+        self.events.get(event_id).and_then(Event::pdu)
+    }
+
+    pub fn rules(&self, room: &str) -> Option<&'static RoomVersionRules> {
+        self.rooms.get(room).and_then(|r| r.rules)
+    }
+}
+
+/// Parses one copy under the claimed id, and says whether the PDU really is that event in
+/// the recorded room.
+fn parse_copy(
+    rules: &RoomVersionRules,
+    event_id: &str,
+    room: &str,
+    json: &Object,
+) -> Result<(Arc<Pdu>, Option<String>), String> {
+    let pdu = Pdu::from_json(rules, json.clone()).map_err(|e| format!("bad format: {e}"))?;
+    let mut problems = Vec::new();
+    let pdu_room = pdu.room_id_or_derived();
+    if pdu_room != room {
+        problems.push(format!("the PDU is in room {pdu_room}, recorded in room {room}"));
+    }
+    if pdu.event_id().as_str() == event_id {
+        return Ok((Arc::new(pdu), problems.pop()));
+    }
+    problems.insert(
+        0,
+        format!("event id {event_id} is not the reference hash of its PDU ({})", pdu.event_id()),
+    );
+    let mut with_id = json.clone();
+    with_id.insert("event_id".into(), Value::String(event_id.to_owned()));
+    let pdu = Pdu::with_given_id(rules, with_id).map_err(|e| format!("bad format: {e}"))?;
+    Ok((Arc::new(pdu), Some(problems.join("; "))))
+}
+
+fn key_ring(trace: &Trace) -> (KeyRing, Vec<String>) {
+    let mut ring = KeyRing::new();
+    let mut problems = Vec::new();
+    for (server, keys) in &trace.header.keys {
+        for (key_id, key) in keys {
+            match VerifyKey::from_base64(key) {
+                Some(key) => {
+                    ring.entry(server.clone()).or_default().insert(key_id.clone(), key);
+                }
+                None => {
+                    problems.push(format!("header key {key_id} of {server} is not an ed25519 key"))
+                }
+            }
+        }
+    }
+    (ring, problems)
+}
+
+/// The servers a record names (for witnesses).
+pub(super) fn record_servers(body: &Body) -> Vec<&str> {
+    match body {
+        Body::Node { server, .. }
+        | Body::Recovered { server, .. }
+        | Body::Action { server, .. }
+        | Body::ActionFailed { server, .. }
+        | Body::DropDown { server, .. }
+        | Body::Event { server, .. }
+        | Body::State { server, .. }
+        | Body::Joined { server, .. }
+        | Body::Invited { server, .. }
+        | Body::Upgraded { server, .. }
+        | Body::Commit { server, .. }
+        | Body::Final { server, .. } => vec![server.as_str()],
+        Body::Send { from, to, .. } => vec![from.as_str(), to.as_str()],
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,105 @@
+//! `liveness`: every event created at its origin (its first `created` record) that the
+//! origin still holds at the end (it was not lost in a crash before it was committed)
+//! reaches every other server that is joined to the room at the end (`final` with
+//! `joined: true`) and was already joined when the event was created (its last `joined`
+//! record comes before the creation record). "Reaches" means an `event` record with a
+//! stored decision (any but `dropped`), at most `liveness_bound_ms` after the later of the
+//! creation time and `healed_ms`.
+//!
+//! An event whose deadline falls after `end_ms` and that has not arrived yet is not a
+//! violation: the run ended before the bound could be broken. Servers that joined after the
+//! event was created are not owed it (joining brings state, not history).
+//!
+//! Witness: the event, the late and missing servers, the line of the creation record.
+
+use std::collections::BTreeMap;
+
+use crate::trace::Decision;
+
+use super::index::Index;
+use super::{Violation, Witness, violation};
+
+const ID: &str = "liveness";
+
+pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
+    let header = &index.trace.header;
+    let bound = header.check.liveness_bound_ms;
+    let mut first_stored: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for receipt in &index.receipts {
+        if receipt.decision.is_stored() {
+            first_stored.entry((receipt.server, receipt.event_id)).or_insert(receipt.t);
+        }
+    }
+    let mut joined_at_end: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for f in &index.finals {
+        if f.joined {
+            joined_at_end.entry(f.room).or_default().push(f.server);
+        }
+    }
+    let mut found = Vec::new();
+    for (at, receipt) in index.receipts.iter().enumerate() {
+        if receipt.decision != Decision::Created {
+            continue;
+        }
+        let Some(event) = index.events.get(receipt.event_id) else { continue };
+        if event.created != Some(at) {
+            continue;
+        }
+        let origin_holds =
+            index.held.get(receipt.server).is_some_and(|h| h.contains_key(receipt.event_id));
+        if !origin_holds {
+            continue;
+        }
+        let deadline = receipt.t.max(header.healed_ms).saturating_add(bound);
+        let joined_since = index.rooms.get(receipt.room).map(|r| &r.joined);
+        let mut late = Vec::new();
+        let mut missing = Vec::new();
+        for server in joined_at_end.get(receipt.room).into_iter().flatten() {
+            if *server == receipt.server {
+                continue;
+            }
+            let was_joined =
+                joined_since.and_then(|j| j.get(server)).is_some_and(|line| *line < receipt.line);
+            if !was_joined {
+                continue;
+            }
+            match first_stored.get(&(*server, receipt.event_id)) {
+                Some(t) if *t <= deadline => {}
+                Some(t) => late.push((*server, *t)),
+                None if deadline <= header.end_ms => missing.push(*server),
+                None => {}
+            }
+        }
+        if late.is_empty() && missing.is_empty() {
+            continue;
+        }
+        let mut parts = Vec::new();
+        if !late.is_empty() {
+            let shown: Vec<String> = late.iter().map(|(s, t)| format!("{s} at {t} ms")).collect();
+            parts.push(format!("late: {}", shown.join(", ")));
+        }
+        if !missing.is_empty() {
+            parts.push(format!("never: {}", missing.join(", ")));
+        }
+        let message = format!(
+            "{} created by {} at {} ms did not reach every joined server by {deadline} ms \
+             ({bound} ms after max(creation, heal at {} ms)): {}",
+            receipt.event_id,
+            receipt.server,
+            receipt.t,
+            header.healed_ms,
+            parts.join("; ")
+        );
+        let servers = late
+            .iter()
+            .map(|(s, _)| (*s).to_owned())
+            .chain(missing.iter().map(|s| (*s).to_owned()));
+        let witness = Witness {
+            servers: servers.collect(),
+            events: vec![receipt.event_id.to_owned()],
+            line: Some(receipt.line),
+        };
+        found.push(violation(ID, message, witness));
+    }
+    found
+}

@@ -1,0 +1,243 @@
+//! `mxsim run SCENARIO.toml [--seed N] [--out DIR] [--check-determinism] [--quiet]` and
+//! `mxsim check TRACE.jsonl`: run a scenario with a seed, check its invariants, write the
+//! run's files; re-check a trace offline.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::check::{self, Verdict};
+use crate::cli::{CliError, Outcome, read_file};
+use crate::trace::{self, Body, Trace};
+use crate::world;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The scenario file (docs/scenarios.md).
+    pub scenario: PathBuf,
+    /// The run's seed: the same seed gives the same trace, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where to write the run's files (default `reports/<scenario>/seed-<N>/`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run twice and fail (invariant `determinism`) if the traces differ.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Print nothing on success.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// A `trace.jsonl` written by `mxsim run`.
+    pub trace: PathBuf,
+}
+
+/// The version recorded in traces and summaries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
+    let text = read_file(&args.scenario)?;
+    let file = args.scenario.display().to_string();
+    let text = String::from_utf8(text).map_err(|e| {
+        CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+    })?;
+    let scenario =
+        crate::scenario::parse(&file, &text).map_err(|e| CliError::input(e.to_string()))?;
+    let plan = world::from_scenario::plan(&scenario, args.seed, VERSION)
+        .map_err(|e| CliError::input(format!("{file}: {e}")))?;
+
+    let started = std::time::Instant::now();
+    let output = world::run(&plan).map_err(|e| CliError::input(format!("{file}: {e}")))?;
+    let wall_ms = started.elapsed().as_millis();
+    let trace_bytes = output.trace.to_jsonl();
+    let trace_hash = trace::hash_bytes(&trace_bytes);
+    let mut verdict = check::check(&output.trace);
+    if args.check_determinism {
+        let again = world::run(&plan).map_err(|e| CliError::input(format!("{file}: {e}")))?;
+        if let Some(violation) = check::check_determinism(&trace_hash, &again.trace.hash()) {
+            verdict.violations.push(violation);
+        }
+        if !verdict.checked.iter().any(|c| c == "determinism") {
+            verdict.checked.push("determinism".into());
+        }
+    }
+
+    let out = args.out.clone().unwrap_or_else(|| {
+        Path::new("reports").join(&scenario.name).join(format!("seed-{}", args.seed))
+    });
+    let repro = reproduction(&file, args.seed);
+    let metrics = trace::metrics(&output.trace);
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("summary.json".into(), summary(&output.trace, &trace_hash, &verdict, &metrics)),
+        ("trace.jsonl".into(), trace_bytes),
+        ("events.jsonl".into(), events_jsonl(&output.events)),
+        ("keys.json".into(), keys_json(&output.trace)),
+    ];
+    files.extend(report_files(&output.trace, &verdict, &repro, &metrics)?);
+    write_files(&out, &files)?;
+
+    let sim_ms = output.trace.header.end_ms;
+    let mut stdout = String::new();
+    let status = if verdict.passed() { "PASS" } else { "FAIL" };
+    if !args.quiet || !verdict.passed() {
+        let _ = writeln!(
+            stdout,
+            "{status} {} seed {}: {} events created, {} messages, {} s simulated in {} ms wall; trace {}",
+            scenario.name,
+            args.seed,
+            metric(&metrics, "events_created"),
+            metric(&metrics, "messages_sent"),
+            sim_ms / 1000,
+            wall_ms,
+            &trace_hash[..16],
+        );
+        let _ = writeln!(stdout, "files in {}", out.display());
+    }
+    describe_violations(&verdict, &mut stdout);
+    if !verdict.passed() {
+        let _ = writeln!(stdout, "reproduce: {repro}");
+    }
+    Ok(Outcome { stdout: stdout.into_bytes(), code: if verdict.passed() { 0 } else { 1 } })
+}
+
+pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
+    let file = args.trace.display().to_string();
+    let bytes = read_file(&args.trace)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+    })?;
+    let trace = Trace::parse_jsonl(&text).map_err(|e| CliError::input(format!("{file}: {e}")))?;
+    let verdict = check::check(&trace);
+    let mut stdout = String::new();
+    let status = if verdict.passed() { "PASS" } else { "FAIL" };
+    let _ = writeln!(
+        stdout,
+        "{status} {} seed {}: checked {}; trace {}",
+        trace.header.scenario,
+        trace.header.seed,
+        verdict.checked.join(", "),
+        &trace::hash_bytes(text.as_bytes())[..16],
+    );
+    describe_violations(&verdict, &mut stdout);
+    Ok(Outcome { stdout: stdout.into_bytes(), code: if verdict.passed() { 0 } else { 1 } })
+}
+
+/// The one-line command that repeats a run.
+pub fn reproduction(scenario_file: &str, seed: u64) -> String {
+    format!("mxsim run {scenario_file} --seed {seed}")
+}
+
+fn metric(metrics: &[(&str, u64)], name: &str) -> u64 {
+    metrics.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+}
+
+fn describe_violations(verdict: &Verdict, out: &mut String) {
+    for violation in &verdict.violations {
+        let _ = write!(out, "  {}: {}", violation.invariant, violation.message);
+        let witness = &violation.witness;
+        if !witness.servers.is_empty() {
+            let _ = write!(out, " [servers: {}]", witness.servers.join(", "));
+        }
+        if !witness.events.is_empty() {
+            let shown: Vec<&str> = witness.events.iter().take(5).map(String::as_str).collect();
+            let more = witness.events.len().saturating_sub(5);
+            let _ = write!(
+                out,
+                " [events: {}{}]",
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            );
+        }
+        if let Some(line) = witness.line {
+            let _ = write!(out, " [trace.jsonl line {line}]");
+        }
+        out.push('\n');
+    }
+}
+
+/// `summary.json` (DESIGN.md §4; docs/cli.md).
+pub fn summary(
+    trace: &Trace,
+    trace_hash: &str,
+    verdict: &Verdict,
+    metrics: &[(&str, u64)],
+) -> Vec<u8> {
+    let mut servers: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for name in &trace.header.servers {
+        servers.entry(name.clone()).or_default();
+    }
+    for record in &trace.records {
+        if let Body::Final { server, room, joined, forward_extremities, state, events, .. } =
+            &record.body
+        {
+            servers.entry(server.clone()).or_default().insert(
+                room.clone(),
+                json!({
+                    "joined": joined,
+                    "forward_extremities": forward_extremities,
+                    "state": state,
+                    "events": events,
+                }),
+            );
+        }
+    }
+    let servers: serde_json::Map<String, Value> =
+        servers.into_iter().map(|(name, rooms)| (name, json!({ "rooms": rooms }))).collect();
+    let metrics: serde_json::Map<String, Value> =
+        metrics.iter().map(|(name, value)| ((*name).to_owned(), Value::from(*value))).collect();
+    let summary = json!({
+        "scenario": trace.header.scenario,
+        "seed": trace.header.seed,
+        "mxsim_version": trace.header.mxsim_version,
+        "trace_hash": trace_hash,
+        "verdict": if verdict.passed() { "pass" } else { "fail" },
+        "checked": verdict.checked,
+        "violations": verdict.violations,
+        "metrics": metrics,
+        "servers": servers,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&summary).expect("a summary serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+fn events_jsonl(events: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        out.extend_from_slice(event);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn keys_json(trace: &Trace) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(&trace.header.keys).expect("keys serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+fn report_files(
+    _trace: &Trace,
+    _verdict: &Verdict,
+    _repro: &str,
+    _metrics: &[(&str, u64)],
+) -> Result<Vec<(String, Vec<u8>)>, CliError> {
+    Ok(Vec::new())
+}
+
+fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::input(format!("{}: cannot create: {e}", dir.display())))?;
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)
+            .map_err(|e| CliError::input(format!("{}: cannot write: {e}", path.display())))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,720 @@
+//! The invariant checker on small hand-built traces with real signed PDUs: a two-server
+//! room that passes every invariant, and doctored copies that each break one, checked by
+//! invariant id and witness (servers, events, line). Plus random damage that must never
+//! panic the checker.
+
+use std::collections::BTreeMap;
+
+use mxsim::check::{self, Verdict, Violation};
+use mxsim::matrix::auth::{self, AuthState};
+use mxsim::matrix::canonical_json::Object;
+use mxsim::matrix::crypto::SigningKey;
+use mxsim::matrix::pdu::{self, Pdu};
+use mxsim::matrix::redaction;
+use mxsim::matrix::room_version::{RoomVersion, RoomVersionRules};
+use mxsim::stdx::Prng;
+use mxsim::trace::{Body, CheckSettings, Decision, Header, NestedState, NodeChange, Record, Trace};
+use serde_json::{Value, json};
+
+const ALL: &[&str] = &["integrity", "auth", "dag", "convergence", "liveness", "durability"];
+const BOUND_MS: u64 = 1000;
+
+fn key(server: &str) -> SigningKey {
+    let seed = if server == "hs1" { [1; 32] } else { [2; 32] };
+    SigningKey::from_seed(&seed, "ed25519:k").unwrap()
+}
+
+fn object(value: Value) -> Object {
+    match value {
+        Value::Object(object) => object,
+        _ => unreachable!("test data is an object"),
+    }
+}
+
+/// Builds a linear room: each event's prev event is the last one, its auth events the
+/// spec's selection from the current state.
+struct Room {
+    rules: &'static RoomVersionRules,
+    room_id: String,
+    state: BTreeMap<(String, String), Pdu>,
+    last: Option<Pdu>,
+    ts: i64,
+}
+
+impl AuthState for Room {
+    fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
+        self.state.get(&(event_type.to_owned(), state_key.to_owned()))
+    }
+}
+
+impl Room {
+    fn new(version: RoomVersion) -> Room {
+        Room {
+            rules: version.rules(),
+            room_id: "!r:hs1".into(),
+            state: BTreeMap::new(),
+            last: None,
+            ts: 1_700_000_000_000,
+        }
+    }
+
+    /// An unsigned event on top of the room.
+    fn draft(
+        &self,
+        event_type: &str,
+        sender: &str,
+        state_key: Option<&str>,
+        content: Value,
+    ) -> Object {
+        let content = object(content);
+        let is_create = event_type == "m.room.create";
+        let auth_events: Vec<String> = if is_create {
+            vec![]
+        } else {
+            auth::select_auth_events(self.rules, event_type, sender, state_key, &content, self)
+                .iter()
+                .map(|id| id.as_str().to_owned())
+                .collect()
+        };
+        let prev: Vec<String> =
+            self.last.iter().map(|p| p.event_id().as_str().to_owned()).collect();
+        let depth = self.last.as_ref().map_or(1, |p| p.depth() + 1);
+        let mut json = object(json!({
+            "type": event_type, "sender": sender, "content": content,
+            "origin_server_ts": self.ts, "depth": depth,
+            "auth_events": auth_events, "prev_events": prev,
+        }));
+        if !(is_create && self.rules.room_id_is_create_event_hash) {
+            json.insert("room_id".into(), Value::from(self.room_id.clone()));
+        }
+        if let Some(state_key) = state_key {
+            json.insert("state_key".into(), Value::from(state_key));
+        }
+        json
+    }
+
+    /// Signs a draft as `server` and makes it the room's latest event.
+    fn add(&mut self, server: &str, json: Object) -> Pdu {
+        let pdu = pdu::build_signed(self.rules, json, server, &key(server)).unwrap();
+        if pdu.event_type() == "m.room.create" {
+            self.room_id = pdu.room_id_or_derived();
+        }
+        if let Some(state_key) = pdu.state_key() {
+            self.state.insert((pdu.event_type().to_owned(), state_key.to_owned()), pdu.clone());
+        }
+        self.last = Some(pdu.clone());
+        self.ts += 1;
+        pdu
+    }
+
+    fn send(
+        &mut self,
+        server: &str,
+        event_type: &str,
+        sender: &str,
+        state_key: Option<&str>,
+        content: Value,
+    ) -> Pdu {
+        let json = self.draft(event_type, sender, state_key, content);
+        self.add(server, json)
+    }
+
+    fn nested_state(&self) -> NestedState {
+        let mut out = NestedState::new();
+        for ((t, k), pdu) in &self.state {
+            out.entry(t.clone()).or_default().insert(k.clone(), pdu.event_id().as_str().to_owned());
+        }
+        out
+    }
+}
+
+fn id(pdu: &Pdu) -> String {
+    pdu.event_id().as_str().to_owned()
+}
+
+fn rec(t: u64, body: Body) -> Record {
+    Record { t, body }
+}
+
+fn event(
+    t: u64,
+    server: &str,
+    room: &str,
+    pdu: &Pdu,
+    decision: Decision,
+    with_pdu: bool,
+) -> Record {
+    rec(
+        t,
+        Body::Event {
+            server: server.into(),
+            room: room.into(),
+            event_id: Some(id(pdu)),
+            decision,
+            reason: None,
+            pdu: with_pdu.then(|| pdu.json().clone()),
+        },
+    )
+}
+
+fn header(invariants: &[&str]) -> Header {
+    let mut keys = BTreeMap::new();
+    for server in ["hs1", "hs2"] {
+        let mut by_id = BTreeMap::new();
+        by_id.insert("ed25519:k".to_owned(), key(server).public_key_base64());
+        keys.insert(server.to_owned(), by_id);
+    }
+    Header {
+        format: mxsim::trace::FORMAT.into(),
+        scenario: "two-servers".into(),
+        seed: 1,
+        mxsim_version: "test".into(),
+        servers: vec!["hs1".into(), "hs2".into()],
+        keys,
+        epoch_ms: 1_700_000_000_000,
+        end_ms: 5000,
+        healed_ms: 0,
+        faults: vec![],
+        check: CheckSettings {
+            invariants: invariants.iter().map(|s| (*s).to_owned()).collect(),
+            liveness_bound_ms: BOUND_MS,
+        },
+    }
+}
+
+/// The good two-server room and the pieces tests doctor.
+struct Fixture {
+    room: Room,
+    room_id: String,
+    join_rules: Pdu,
+    bob: Pdu,
+    message: Pdu,
+    trace: Trace,
+}
+
+/// hs1 creates a public room (create, alice's join, power levels, join rules), hs2 takes
+/// the state and joins bob, alice sends a message; hs2 crashes and recovers everything it
+/// committed; both end joined with the same state.
+fn fixture(version: RoomVersion) -> Fixture {
+    let mut room = Room::new(version);
+    // v10 names the creator in the content; v12 creators are not listed in power levels.
+    let create_content = match version {
+        RoomVersion::V10 => json!({"room_version": "10", "creator": "@alice:hs1"}),
+        _ => json!({"room_version": version.as_str()}),
+    };
+    let power_content = match version {
+        RoomVersion::V12 => json!({"users": {}}),
+        _ => json!({"users": {"@alice:hs1": 100}}),
+    };
+    let create = room.send("hs1", "m.room.create", "@alice:hs1", Some(""), create_content);
+    let alice = room.send(
+        "hs1",
+        "m.room.member",
+        "@alice:hs1",
+        Some("@alice:hs1"),
+        json!({"membership": "join"}),
+    );
+    let power = room.send("hs1", "m.room.power_levels", "@alice:hs1", Some(""), power_content);
+    let join_rules = room.send(
+        "hs1",
+        "m.room.join_rules",
+        "@alice:hs1",
+        Some(""),
+        json!({"join_rule": "public"}),
+    );
+    let bob = room.send(
+        "hs2",
+        "m.room.member",
+        "@bob:hs2",
+        Some("@bob:hs2"),
+        json!({"membership": "join"}),
+    );
+    let message = room.send(
+        "hs1",
+        "m.room.message",
+        "@alice:hs1",
+        None,
+        json!({"msgtype": "m.text", "body": "hi"}),
+    );
+    let r = room.room_id.clone();
+    let ids = |pdus: &[&Pdu]| -> Vec<String> { pdus.iter().map(|p| id(p)).collect() };
+    let first_four = [&create, &alice, &power, &join_rules];
+    let mut records = vec![rec(
+        0,
+        Body::Joined { server: "hs1".into(), room: r.clone(), version: version.as_str().into() },
+    )];
+    for pdu in first_four {
+        records.push(event(1, "hs1", &r, pdu, Decision::Created, true));
+    }
+    records.push(rec(2, Body::Commit { server: "hs1".into(), event_ids: ids(&first_four) }));
+    for pdu in first_four {
+        records.push(event(5, "hs2", &r, pdu, Decision::Accepted, false));
+    }
+    records.push(rec(
+        5,
+        Body::Joined { server: "hs2".into(), room: r.clone(), version: version.as_str().into() },
+    ));
+    records.push(event(6, "hs2", &r, &bob, Decision::Created, true));
+    let mut hs2_commits = ids(&first_four);
+    hs2_commits.push(id(&bob));
+    records.push(rec(6, Body::Commit { server: "hs2".into(), event_ids: hs2_commits.clone() }));
+    records.push(event(8, "hs1", &r, &bob, Decision::Accepted, false));
+    records.push(rec(8, Body::Commit { server: "hs1".into(), event_ids: ids(&[&bob]) }));
+    records.push(event(10, "hs1", &r, &message, Decision::Created, true));
+    records.push(rec(10, Body::Commit { server: "hs1".into(), event_ids: ids(&[&message]) }));
+    records.push(event(12, "hs2", &r, &message, Decision::Accepted, false));
+    records.push(rec(12, Body::Commit { server: "hs2".into(), event_ids: ids(&[&message]) }));
+    records.push(rec(20, Body::Node { server: "hs2".into(), change: NodeChange::Crash }));
+    records.push(rec(21, Body::Node { server: "hs2".into(), change: NodeChange::Restart }));
+    hs2_commits.push(id(&message));
+    records.push(rec(21, Body::Recovered { server: "hs2".into(), event_ids: hs2_commits }));
+    for server in ["hs1", "hs2"] {
+        records.push(rec(
+            5000,
+            Body::Final {
+                server: server.into(),
+                room: r.clone(),
+                joined: true,
+                forward_extremities: vec![id(&message)],
+                state: room.nested_state(),
+                state_hash: "H".into(),
+                events: 6,
+            },
+        ));
+    }
+    let trace = Trace { header: header(ALL), records };
+    Fixture { room, room_id: r, join_rules, bob, message, trace }
+}
+
+/// The 1-based line of the first record matching `f`.
+fn line_where(trace: &Trace, f: impl Fn(&Body) -> bool) -> u64 {
+    let i = trace.records.iter().position(|r| f(&r.body)).expect("record exists");
+    i as u64 + 2
+}
+
+fn is_event(body: &Body, server: &str, event_id: &str) -> bool {
+    matches!(body, Body::Event { server: s, event_id: Some(e), .. } if s == server && e == event_id)
+}
+
+/// Checks through the JSONL form too (what `mxsim check` reads), and returns the verdict.
+fn run(trace: &Trace) -> Verdict {
+    let text = String::from_utf8(trace.to_jsonl()).unwrap();
+    let parsed = Trace::parse_jsonl(&text).unwrap();
+    let verdict = check::check(&parsed);
+    assert_eq!(verdict, check::check(trace), "checking is a pure function of the trace");
+    verdict
+}
+
+/// The verdict's only violations are of `invariant`; returns them.
+fn only(verdict: &Verdict, invariant: &str) -> Vec<Violation> {
+    assert!(!verdict.violations.is_empty(), "expected a {invariant} violation");
+    for v in &verdict.violations {
+        assert_eq!(v.invariant, invariant, "unexpected violation: {v:#?}");
+    }
+    verdict.violations.clone()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn a_good_two_server_room_passes_every_invariant() {
+    for version in RoomVersion::ALL {
+        let f = fixture(version);
+        let verdict = run(&f.trace);
+        assert_eq!(verdict.violations, vec![], "room version {version}");
+        assert_eq!(verdict.checked, strings(ALL));
+    }
+}
+
+#[test]
+fn a_tampered_content_breaks_integrity_unless_the_stored_copy_is_redacted() {
+    let mut f = fixture(RoomVersion::V11);
+    let message = id(&f.message);
+    let mut tampered = f.message.json().clone();
+    tampered.insert("content".into(), json!({"msgtype": "m.text", "body": "bye"}));
+    let at = f.trace.records.iter().position(|r| is_event(&r.body, "hs2", &message)).unwrap();
+    if let Body::Event { pdu, .. } = &mut f.trace.records[at].body {
+        *pdu = Some(tampered.clone());
+    }
+    let violations = only(&run(&f.trace), "integrity");
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains("content hash"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.servers, strings(&["hs2"]));
+    assert_eq!(violations[0].witness.events, vec![message.clone()]);
+    assert_eq!(violations[0].witness.line, Some(at as u64 + 2));
+
+    // What a receiver keeps of such a copy, the redacted form, is fine.
+    let redacted = redaction::redact(f.room.rules.redaction, &tampered);
+    if let Body::Event { pdu, .. } = &mut f.trace.records[at].body {
+        *pdu = Some(redacted);
+    }
+    assert_eq!(run(&f.trace).violations, vec![]);
+}
+
+#[test]
+fn a_bad_signature_breaks_integrity() {
+    let mut f = fixture(RoomVersion::V12);
+    let message = id(&f.message);
+    // Signed by hs2's key under hs1's name.
+    let mut forged = f.message.json().clone();
+    forged.remove("signatures");
+    pdu::add_signature(f.room.rules, &mut forged, "hs1", &key("hs2"));
+    let at = f.trace.records.iter().position(|r| is_event(&r.body, "hs2", &message)).unwrap();
+    if let Body::Event { pdu, .. } = &mut f.trace.records[at].body {
+        *pdu = Some(forged);
+    }
+    let violations = only(&run(&f.trace), "integrity");
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains("signature"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.servers, strings(&["hs2"]));
+    assert_eq!(violations[0].witness.events, vec![message]);
+    assert_eq!(violations[0].witness.line, Some(at as u64 + 2));
+}
+
+#[test]
+fn an_event_id_that_is_not_the_reference_hash_breaks_integrity() {
+    let mut f = fixture(RoomVersion::V11);
+    let fake = "$not-the-reference-hash".to_owned();
+    let r = f.room_id.clone();
+    // hs2 stores the message's PDU under another id, as an outlier.
+    let at = f.trace.records.len() - 2;
+    f.trace.records.insert(
+        at,
+        rec(
+            4000,
+            Body::Event {
+                server: "hs2".into(),
+                room: r,
+                event_id: Some(fake.clone()),
+                decision: Decision::Outlier,
+                reason: None,
+                pdu: Some(f.message.json().clone()),
+            },
+        ),
+    );
+    let violations = only(&run(&f.trace), "integrity");
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains("not the reference hash"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.servers, strings(&["hs2"]));
+    assert_eq!(violations[0].witness.events, vec![fake]);
+    assert_eq!(violations[0].witness.line, Some(at as u64 + 2));
+}
+
+#[test]
+fn an_accepted_message_from_a_non_member_breaks_auth() {
+    let mut f = fixture(RoomVersion::V11);
+    let r = f.room_id.clone();
+    // carol never joined; hs2 creates her message anyway and hs1 accepts it.
+    let carol = f.room.send(
+        "hs2",
+        "m.room.message",
+        "@carol:hs2",
+        None,
+        json!({"msgtype": "m.text", "body": "x"}),
+    );
+    let end = f.trace.records.len() - 2;
+    let tail = vec![
+        event(30, "hs2", &r, &carol, Decision::Created, true),
+        event(31, "hs1", &r, &carol, Decision::Accepted, false),
+    ];
+    f.trace.records.splice(end..end, tail);
+    let violations = only(&run(&f.trace), "auth");
+    let own =
+        violations.iter().find(|v| v.message.contains("own auth events")).expect("own auth events");
+    assert_eq!(own.witness.servers, strings(&["hs2", "hs1"]));
+    assert_eq!(own.witness.events, vec![id(&carol)]);
+    assert_eq!(own.witness.line, Some(end as u64 + 2));
+    assert!(own.message.contains("@carol:hs2"), "{}", own.message);
+    let before =
+        violations.iter().find(|v| v.message.contains("state before")).expect("state before");
+    assert_eq!(before.witness.events, vec![id(&carol)]);
+}
+
+#[test]
+fn servers_disagreeing_on_a_rejection_break_auth() {
+    let mut f = fixture(RoomVersion::V12);
+    let message = id(&f.message);
+    let at = f.trace.records.iter().position(|r| is_event(&r.body, "hs2", &message)).unwrap();
+    if let Body::Event { decision, reason, .. } = &mut f.trace.records[at].body {
+        *decision = Decision::RejectedStateBefore;
+        *reason = Some("rule 5: not joined".into());
+    }
+    let violations = only(&run(&f.trace), "auth");
+    assert_eq!(violations.len(), 1, "{violations:#?}");
+    assert!(violations[0].message.contains("disagree"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.servers, strings(&["hs1", "hs2"]));
+    assert_eq!(violations[0].witness.events, vec![message]);
+    assert_eq!(violations[0].witness.line, Some(at as u64 + 2));
+}
+
+#[test]
+fn a_prev_event_missing_from_the_trace_breaks_dag() {
+    let mut f = fixture(RoomVersion::V11);
+    let r = f.room_id.clone();
+    let missing = format!("${}", "A".repeat(43));
+    let mut json = f.room.draft(
+        "m.room.message",
+        "@alice:hs1",
+        None,
+        json!({"msgtype": "m.text", "body": "y"}),
+    );
+    json.insert("prev_events".into(), json!([missing.clone()]));
+    let orphan = f.room.add("hs1", json);
+    let end = f.trace.records.len() - 2;
+    let tail = vec![
+        event(30, "hs1", &r, &orphan, Decision::Created, true),
+        event(31, "hs2", &r, &orphan, Decision::Accepted, false),
+    ];
+    f.trace.records.splice(end..end, tail);
+    let violations = only(&run(&f.trace), "dag");
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains(&format!("prev event {missing} is not in the trace")));
+    assert_eq!(violations[0].witness.servers, strings(&["hs1", "hs2"]));
+    assert_eq!(violations[0].witness.events, vec![id(&orphan)]);
+    assert_eq!(violations[0].witness.line, Some(end as u64 + 2));
+}
+
+#[test]
+fn a_prev_events_cycle_breaks_dag() {
+    // Reference hashes make a cycle impossible, so the two events claim forged ids (which
+    // `integrity` reports; this test checks `dag` alone).
+    let mut f = fixture(RoomVersion::V11);
+    f.trace.header.check.invariants = strings(&["dag"]);
+    let r = f.room_id.clone();
+    let (a, b) = ("$cycle-a".to_owned(), "$cycle-b".to_owned());
+    let mut records = Vec::new();
+    for (this, other, t) in [(&a, &b, 30), (&b, &a, 31)] {
+        let mut json = f.room.draft(
+            "m.room.message",
+            "@alice:hs1",
+            None,
+            json!({"msgtype": "m.text", "body": this}),
+        );
+        json.insert("prev_events".into(), json!([other]));
+        let pdu = pdu::build_signed(f.room.rules, json, "hs1", &key("hs1")).unwrap();
+        records.push(rec(
+            t,
+            Body::Event {
+                server: "hs1".into(),
+                room: r.clone(),
+                event_id: Some(this.clone()),
+                decision: Decision::Created,
+                reason: None,
+                pdu: Some(pdu.json().clone()),
+            },
+        ));
+    }
+    let end = f.trace.records.len() - 2;
+    f.trace.records.splice(end..end, records);
+    let violations = only(&run(&f.trace), "dag");
+    let cycle = violations.iter().find(|v| v.message.contains("form a cycle")).expect("a cycle");
+    let mut events = cycle.witness.events.clone();
+    events.sort();
+    assert_eq!(events, vec![a, b]);
+    assert_eq!(cycle.witness.servers, strings(&["hs1"]));
+    assert_eq!(cycle.witness.line, Some(end as u64 + 3), "when the second event closed it");
+}
+
+#[test]
+fn different_final_states_break_convergence() {
+    let mut f = fixture(RoomVersion::V11);
+    let join_rules = id(&f.join_rules);
+    let last = f.trace.records.len() - 1;
+    if let Body::Final { state, state_hash, .. } = &mut f.trace.records[last].body {
+        state.get_mut("m.room.join_rules").unwrap().clear();
+        *state_hash = "H2".into();
+    }
+    let violations = only(&run(&f.trace), "convergence");
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains("m.room.join_rules"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.servers, strings(&["hs1", "hs2"]));
+    assert_eq!(violations[0].witness.events, vec![join_rules]);
+    assert_eq!(violations[0].witness.line, Some(last as u64 + 2));
+}
+
+#[test]
+fn a_late_event_breaks_liveness() {
+    let mut f = fixture(RoomVersion::V11);
+    let message = id(&f.message);
+    // hs2 gets the message after the bound (moved after the crash, which it survives).
+    let at = f.trace.records.iter().position(|r| is_event(&r.body, "hs2", &message)).unwrap();
+    let mut late = f.trace.records.remove(at);
+    late.t = 10 + BOUND_MS + 1;
+    let end = f.trace.records.len() - 2;
+    f.trace.records.insert(end, late);
+    let created = line_where(&f.trace, |b| is_event(b, "hs1", &message));
+    let violations = only(&run(&f.trace), "liveness");
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains("late: hs2 at 1011 ms"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.servers, strings(&["hs2"]));
+    assert_eq!(violations[0].witness.events, vec![message]);
+    assert_eq!(violations[0].witness.line, Some(created));
+}
+
+#[test]
+fn an_event_that_never_arrives_breaks_liveness() {
+    // hs2 never stores the message (so its stored events also differ: `convergence` would
+    // fire too; this test checks `liveness` alone).
+    let mut f = fixture(RoomVersion::V11);
+    f.trace.header.check.invariants = strings(&["liveness"]);
+    let message = id(&f.message);
+    f.trace.records.retain(|r| !is_event(&r.body, "hs2", &message));
+    let created = line_where(&f.trace, |b| is_event(b, "hs1", &message));
+    let violations = only(&run(&f.trace), "liveness");
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains("never: hs2"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.servers, strings(&["hs2"]));
+    assert_eq!(violations[0].witness.line, Some(created));
+
+    // Not a violation if the run ended before the deadline.
+    f.trace.header.end_ms = 10 + BOUND_MS - 1;
+    assert_eq!(run(&f.trace).violations, vec![]);
+}
+
+#[test]
+fn a_committed_event_missing_after_restart_breaks_durability() {
+    let mut f = fixture(RoomVersion::V11);
+    let r = f.room_id.clone();
+    let bob = id(&f.bob);
+    let at = f.trace.records.iter().position(|r| matches!(r.body, Body::Recovered { .. })).unwrap();
+    if let Body::Recovered { event_ids, .. } = &mut f.trace.records[at].body {
+        event_ids.retain(|e| *e != bob);
+    }
+    // hs2 fetches it again afterwards, so only durability is broken.
+    f.trace.records.insert(at + 1, event(22, "hs2", &r, &f.bob, Decision::Accepted, false));
+    let violations = only(&run(&f.trace), "durability");
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].witness.servers, strings(&["hs2"]));
+    assert_eq!(violations[0].witness.events, vec![bob]);
+    assert_eq!(violations[0].witness.line, Some(at as u64 + 2));
+
+    // A restart never followed by a recovered record is reported at the restart.
+    let mut g = fixture(RoomVersion::V11);
+    g.trace.records.retain(|r| !matches!(r.body, Body::Recovered { .. }));
+    let restart =
+        line_where(&g.trace, |b| matches!(b, Body::Node { change: NodeChange::Restart, .. }));
+    let violations = only(&run(&g.trace), "durability");
+    assert_eq!(violations[0].witness.line, Some(restart));
+}
+
+#[test]
+fn different_hashes_break_determinism() {
+    assert_eq!(check::check_determinism("abc", "abc"), None);
+    let v = check::check_determinism("abc", "abd").unwrap();
+    assert_eq!(v.invariant, "determinism");
+    assert!(v.message.contains("abc") && v.message.contains("abd"));
+
+    let f = fixture(RoomVersion::V11);
+    assert_eq!(check::check_determinism_traces(&f.trace, &f.trace), None);
+    let mut other = f.trace.clone();
+    other.records[3].t = 2;
+    let v = check::check_determinism_traces(&f.trace, &other).unwrap();
+    assert_eq!(v.witness.line, Some(5));
+    assert_eq!(v.witness.servers, strings(&["hs1"]));
+    // `check` leaves determinism to the caller.
+    let mut only_determinism = f.trace.clone();
+    only_determinism.header.check.invariants = strings(&["determinism"]);
+    assert_eq!(check::check(&only_determinism).checked, strings(&["determinism"]));
+}
+
+#[test]
+fn only_the_listed_invariants_are_checked() {
+    let mut f = fixture(RoomVersion::V11);
+    let last = f.trace.records.len() - 1;
+    if let Body::Final { state_hash, .. } = &mut f.trace.records[last].body {
+        *state_hash = "H2".into();
+    }
+    f.trace.header.check.invariants = strings(&["dag", "liveness", "no-such-invariant"]);
+    let verdict = run(&f.trace);
+    assert!(verdict.passed());
+    assert_eq!(verdict.checked, strings(&["dag", "liveness"]));
+}
+
+/// A random change to one JSON value: replace, drop or retype something inside it.
+fn mutate(value: &mut Value, prng: &mut Prng, depth: u32) {
+    let choice = prng.index(8);
+    match value {
+        Value::Object(map) if !map.is_empty() && depth < 6 && choice < 5 => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            let key = &keys[prng.index(keys.len())];
+            if choice == 0 {
+                map.remove(key);
+            } else if let Some(inner) = map.get_mut(key) {
+                mutate(inner, prng, depth + 1);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && depth < 6 && choice < 5 => {
+            let at = prng.index(items.len());
+            if choice == 0 {
+                items.remove(at);
+            } else {
+                mutate(&mut items[at], prng, depth + 1);
+            }
+        }
+        _ => {
+            let pick = [
+                Value::Null,
+                json!(-1),
+                json!(0),
+                json!(9_007_199_254_740_993_u64),
+                json!(1.5),
+                json!(""),
+                json!("$x"),
+                json!("hs1"),
+                json!("!r:hs1"),
+                json!([]),
+                json!({}),
+                json!({"membership": "join"}),
+            ];
+            *value = pick[prng.index(pick.len())].clone();
+        }
+    }
+}
+
+#[test]
+fn random_damage_never_panics_the_checker() {
+    let mut prng = Prng::from_seed(42);
+    for version in RoomVersion::ALL {
+        let good = fixture(version).trace;
+        for _ in 0..25 {
+            let mut trace = good.clone();
+            let mutations = 1 + prng.index(4);
+            for _ in 0..mutations {
+                let at = prng.index(trace.records.len());
+                match prng.index(5) {
+                    0 => {
+                        trace.records.remove(at);
+                    }
+                    1 => {
+                        let copy = trace.records[at].clone();
+                        let to = prng.index(trace.records.len());
+                        trace.records.insert(to, copy);
+                    }
+                    _ => {
+                        let mut value = serde_json::to_value(&trace.records[at]).unwrap();
+                        mutate(&mut value, &mut prng, 0);
+                        if let Ok(record) = serde_json::from_value::<Record>(value) {
+                            trace.records[at] = record;
+                        }
+                    }
+                }
+                if trace.records.is_empty() {
+                    break;
+                }
+            }
+            if prng.index(4) == 0 {
+                let mut value = serde_json::to_value(&trace.header).unwrap();
+                mutate(&mut value, &mut prng, 0);
+                if let Ok(header) = serde_json::from_value::<Header>(value) {
+                    trace.header = header;
+                }
+            }
+            let verdict = check::check(&trace);
+            for v in &verdict.violations {
+                assert!(check::INVARIANTS.contains(&v.invariant.as_str()));
+            }
+        }
+    }
+}
