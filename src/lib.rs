@@ -9,6 +9,8 @@
 //! - L2 [`homeserver`]: one homeserver as a sans-IO state machine.
 //! - L2 [`synth`]: seeded synthetic rooms for differential tests and benchmarks.
 //! - L2 [`trace`]: the recorded history of a run (JSONL) and its hash.
+//! - L3 [`check`]: the verdict and witness types of the invariant checker.
+//! - L4 [`report`]: the DAG, convergence and state-resolution figures and the HTML page.
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod homeserver;
 pub mod matrix;
 pub mod net;
+pub mod report;
 pub mod stdx;
 pub mod synth;
 pub mod trace;

@@ -9,6 +9,7 @@
 //! `clap` is used here and nowhere else.
 
 mod event;
+mod report;
 mod resolve;
 mod resolve_input;
 
@@ -64,6 +65,8 @@ enum Command {
     Event(event::EventArgs),
     /// Resolve state sets (state resolution v2 / v2.1); print the resolved state map.
     Resolve(resolve::ResolveArgs),
+    /// Draw a run's reports (DAG, convergence, state resolution, index.html) from its trace.
+    Report(report::ReportArgs),
 }
 
 /// Runs the command line with the process's arguments and streams.
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Event(args) => read_stdin().and_then(|input| event::run(&args, &input)),
         Command::Resolve(args) => resolve::run(&args),
+        Command::Report(args) => report::run(&args),
     };
     match result {
         Ok(outcome) => {

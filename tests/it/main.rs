@@ -7,6 +7,7 @@ mod homeserver;
 mod net;
 mod outbound;
 mod pdu;
+mod report;
 mod state_res_diff;
 mod tidy;
 mod vectors;
