@@ -319,6 +319,7 @@ fn draw<DB: DrawingBackend>(
         .x_desc("latency (ms)")
         .y_desc("deliveries")
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .label_style(font(12))
         .axis_desc_style(font(13))
         .max_light_lines(2)

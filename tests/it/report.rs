@@ -424,3 +424,26 @@ fn demo_reports_are_written() {
         }
     }
 }
+
+#[test]
+fn every_room_gets_its_own_figures() {
+    let mut trace = demo_trace(20, 7);
+    let other = demo_trace(20, 8);
+    let mut records: Vec<(u64, usize, Record)> =
+        trace.records.drain(..).enumerate().map(|(i, r)| (r.t, i, r)).collect();
+    let first_count = records.len();
+    records.extend(other.records.into_iter().enumerate().map(|(i, r)| (r.t, first_count + i, r)));
+    records.sort_by_key(|(t, i, _)| (*t, *i));
+    trace.records = records.into_iter().map(|(_, _, r)| r).collect();
+    let rooms = report::rooms(&trace);
+    assert_eq!(rooms.len(), 2, "two distinct rooms");
+    let files = report::render(&trace, &Verdict::default(), &info(), &Options::default()).unwrap();
+    assert_eq!(files.len(), 11);
+    let html = text(&files, "index.html");
+    for name in ["dag-room2.svg", "dag-room2.dot", "convergence-room2.png", "resolution-room2.svg"]
+    {
+        file(&files, name);
+        assert!(html.contains(&format!("href=\"{name}\"")), "{name} linked");
+    }
+    assert_eq!(count_nodes(text(&files, "dag-room2.svg")).1, rooms[1].events.len());
+}
