@@ -13,6 +13,7 @@
 //! - L2 [`trace`]: the recorded history of a run (JSONL) and its hash.
 //! - L3 [`world`]: the simulator: madsim nodes driving homeservers over the faulty network.
 //! - L3 [`check`]: the invariant checker, a pure fold over a trace.
+//! - L4 [`report`]: the DAG, convergence and state-resolution figures and the HTML page.
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod homeserver;
 pub mod matrix;
 pub mod net;
+pub mod report;
 pub mod scenario;
 pub mod stdx;
 pub mod synth;

@@ -9,6 +9,7 @@
 //! `clap` is used here and nowhere else.
 
 mod event;
+mod report;
 mod resolve;
 mod resolve_input;
 mod run;
@@ -69,6 +70,8 @@ enum Command {
     Run(run::RunArgs),
     /// Re-check a trace written by `mxsim run`, offline.
     Check(run::CheckArgs),
+    /// Draw a run's reports (DAG, convergence, state resolution, index.html) from its trace.
+    Report(report::ReportArgs),
 }
 
 /// Runs the command line with the process's arguments and streams.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Resolve(args) => resolve::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Check(args) => run::check(&args),
+        Command::Report(args) => report::run(&args),
     };
     match result {
         Ok(outcome) => {

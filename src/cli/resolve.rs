@@ -104,7 +104,7 @@ pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
 /// Runs `f` and measures its wall-clock time in microseconds. Timing is reporting only:
 /// nothing decides on it.
 #[allow(clippy::disallowed_methods)]
-fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
     let start = std::time::Instant::now();
     let value = f();
     let elapsed = start.elapsed().as_micros();

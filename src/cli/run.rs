@@ -52,9 +52,10 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let plan = world::from_scenario::plan(&scenario, args.seed, VERSION)
         .map_err(|e| CliError::input(format!("{file}: {e}")))?;
 
-    let started = std::time::Instant::now();
-    let output = world::run(&plan).map_err(|e| CliError::input(format!("{file}: {e}")))?;
-    let wall_ms = started.elapsed().as_millis();
+    // Wall time is reported, never recorded or decided on.
+    let (output, wall_us) = super::resolve::timed(|| world::run(&plan));
+    let output = output.map_err(|e| CliError::input(format!("{file}: {e}")))?;
+    let wall_ms = wall_us / 1000;
     let trace_bytes = output.trace.to_jsonl();
     let trace_hash = trace::hash_bytes(&trace_bytes);
     let mut verdict = check::check(&output.trace);
@@ -79,7 +80,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
         ("events.jsonl".into(), events_jsonl(&output.events)),
         ("keys.json".into(), keys_json(&output.trace)),
     ];
-    files.extend(report_files(&output.trace, &verdict, &repro, &metrics)?);
+    files.extend(report_files(&output.trace, &verdict, &repro)?);
     write_files(&out, &files)?;
 
     let sim_ms = output.trace.header.end_ms;
@@ -223,12 +224,19 @@ fn keys_json(trace: &Trace) -> Vec<u8> {
 }
 
 fn report_files(
-    _trace: &Trace,
-    _verdict: &Verdict,
-    _repro: &str,
-    _metrics: &[(&str, u64)],
+    trace: &Trace,
+    verdict: &Verdict,
+    repro: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, CliError> {
-    Ok(Vec::new())
+    let info = crate::report::RunInfo {
+        reproduce: repro.to_owned(),
+        metrics: super::report::metrics_text(trace),
+        sibling_files: ["summary.json", "trace.jsonl", "events.jsonl", "keys.json"]
+            .map(str::to_owned)
+            .to_vec(),
+    };
+    crate::report::render(trace, verdict, &info, &crate::report::Options::default())
+        .map_err(|e| CliError { code: 2, message: format!("report: {e}") })
 }
 
 fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), CliError> {

@@ -8,6 +8,7 @@ mod homeserver;
 mod net;
 mod outbound;
 mod pdu;
+mod report;
 mod scenario;
 mod state_res_diff;
 mod tidy;

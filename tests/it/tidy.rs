@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("trace", &["stdx", "matrix", "net"]),
     ("world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
     ("check", &["stdx", "matrix", "trace"]),
-    ("report", &["stdx", "trace", "check"]),
+    ("report", &["stdx", "matrix", "trace", "check"]),
     ("sweep", &["stdx", "world", "scenario", "check", "trace"]),
     (
         "cli",

@@ -1,0 +1,436 @@
+//! `convergence.svg` and `convergence.png`: over virtual time, how many distinct current
+//! states the joined servers hold and how many events each server is missing, with fault,
+//! crash and pause windows shaded and the moment of convergence marked; below, a
+//! histogram of event delivery latency. Drawn with plotters, once per backend, from the
+//! same series.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Once;
+
+use image::ImageEncoder as _;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::report::model::{RoomModel, WindowKind};
+use crate::report::{ReportError, limits, svg};
+use crate::trace::{Body, Decision, Trace};
+
+const WIDTH: u32 = 1200;
+const HEIGHT: u32 = 980;
+
+/// DejaVu Sans 2.37 from Debian's fonts-dejavu-core (licence: assets/fonts/).
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+/// plotters with `ab_glyph` draws no text until a font is registered; the embedded one
+/// is registered under the family names the charts use, for every style they use.
+fn register_font() {
+    REGISTER.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            let registered = plotters::style::register_font("sans-serif", style, FONT);
+            assert!(registered.is_ok(), "the embedded font is a valid TTF");
+        }
+    });
+}
+
+/// The drawn chart.
+pub struct Chart {
+    pub svg: String,
+    pub png: Vec<u8>,
+    pub summary: String,
+}
+
+/// Step series over virtual time.
+struct Series {
+    /// (t, number of distinct current-state hashes among joined servers).
+    distinct: Vec<(u64, u32)>,
+    /// Per server of `room.servers` that ever joined: (t, events missing).
+    missing: Vec<(usize, Vec<(u64, u32)>)>,
+    /// Since when (to the end) every joined server holds one state and misses nothing.
+    converged_ms: Option<u64>,
+    /// Delivery latencies in ms: creation at the origin → first storage at each other
+    /// server.
+    latencies_ms: Vec<u64>,
+    end_ms: u64,
+    /// At the end: distinct states and the total of missing events.
+    end_distinct: u32,
+    end_missing: u32,
+}
+
+fn series(trace: &Trace, room: &RoomModel) -> Series {
+    let servers = &room.servers;
+    let mut joined: BTreeSet<usize> = BTreeSet::new();
+    let mut hashes: BTreeMap<usize, String> = BTreeMap::new();
+    let mut known: BTreeSet<&str> = BTreeSet::new();
+    let mut stored: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); servers.len()];
+    // Per server: how many of `known` it stores.
+    let mut stored_known: Vec<u32> = vec![0; servers.len()];
+    let mut distinct: Vec<(u64, u32)> = Vec::new();
+    let mut missing: Vec<Vec<(u64, u32)>> = vec![Vec::new(); servers.len()];
+    let mut converged_ms: Option<u64> = None;
+    let server_at = |name: &str| servers.iter().position(|s| s == name);
+    let records = &trace.records;
+    let mut i = 0;
+    while i < records.len() {
+        let t = records[i].t;
+        // Apply every record of this millisecond, then sample once.
+        while i < records.len() && records[i].t == t {
+            match &records[i].body {
+                Body::Joined { server, room: r, .. } if *r == room.room_id => {
+                    if let Some(s) = server_at(server) {
+                        joined.insert(s);
+                    }
+                }
+                Body::State { server, room: r, state_hash } if *r == room.room_id => {
+                    if let Some(s) = server_at(server) {
+                        hashes.insert(s, state_hash.clone());
+                    }
+                }
+                Body::Event { server, room: r, event_id: Some(id), decision, .. }
+                    if *r == room.room_id =>
+                {
+                    let id = id.as_str();
+                    if *decision == Decision::Created && known.insert(id) {
+                        for (s, set) in stored.iter().enumerate() {
+                            if set.contains(id) {
+                                stored_known[s] += 1;
+                            }
+                        }
+                    }
+                    if let Some(s) = server_at(server) {
+                        if decision.is_stored() && stored[s].insert(id) && known.contains(id) {
+                            stored_known[s] += 1;
+                        }
+                    }
+                }
+                Body::Recovered { server, event_ids } => {
+                    if let Some(s) = server_at(server) {
+                        let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
+                        stored[s].retain(|id| kept.contains(id));
+                        stored_known[s] =
+                            stored[s].iter().filter(|id| known.contains(*id)).count() as u32;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let count =
+            joined.iter().filter_map(|s| hashes.get(s)).collect::<BTreeSet<_>>().len() as u32;
+        push_step(&mut distinct, t, count);
+        let mut all_present = true;
+        for &s in &joined {
+            let value = known.len() as u32 - stored_known[s];
+            all_present &= value == 0;
+            push_step(&mut missing[s], t, value);
+        }
+        let ok = !joined.is_empty() && count <= 1 && all_present;
+        match (ok, converged_ms) {
+            (true, None) => converged_ms = Some(t),
+            (false, Some(_)) => converged_ms = None,
+            _ => {}
+        }
+    }
+    let end_distinct = distinct.last().map_or(0, |p| p.1);
+    let end_missing = missing.iter().filter_map(|m| m.last()).map(|p| p.1).sum();
+    Series {
+        distinct,
+        missing: missing.into_iter().enumerate().filter(|(_, m)| !m.is_empty()).collect(),
+        converged_ms,
+        latencies_ms: latencies(room),
+        end_ms: room.end_ms.max(1),
+        end_distinct,
+        end_missing,
+    }
+}
+
+/// Appends a step to a step function, skipping samples that change nothing.
+fn push_step(points: &mut Vec<(u64, u32)>, t: u64, value: u32) {
+    match points.last() {
+        Some(&(_, last)) if last == value => {}
+        Some(&(_, last)) => {
+            points.push((t, last));
+            points.push((t, value));
+        }
+        None => points.push((t, value)),
+    }
+}
+
+fn latencies(room: &RoomModel) -> Vec<u64> {
+    let mut out = Vec::new();
+    for event in &room.events {
+        let Some((origin, created_ms)) = &event.created else { continue };
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for (server, t, decision, _) in &event.decisions {
+            if server != origin && decision.is_stored() && seen.insert(server) {
+                out.push(t.saturating_sub(*created_ms));
+            }
+        }
+    }
+    out
+}
+
+/// A round bucket width so that `max` fits in about `buckets` buckets.
+fn bucket_width(max: u64, buckets: u64) -> u64 {
+    let raw = max / buckets + 1;
+    let mut width = 1;
+    loop {
+        for step in [1, 2, 5] {
+            if width * step >= raw {
+                return width * step;
+            }
+        }
+        width *= 10;
+    }
+}
+
+fn rgb(index: usize) -> RGBColor {
+    let (r, g, b) = svg::server_rgb(index);
+    RGBColor(r, g, b)
+}
+
+fn window_color(kind: WindowKind) -> RGBColor {
+    match kind {
+        WindowKind::Fault => RGBColor(0xf0, 0xa0, 0x30),
+        WindowKind::Crash => RGBColor(0xd0, 0x30, 0x30),
+        WindowKind::Pause => RGBColor(0x60, 0x70, 0xa0),
+    }
+}
+
+type DrawResult<T> = Result<T, String>;
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    trace: &Trace,
+    room: &RoomModel,
+    data: &Series,
+) -> DrawResult<()> {
+    let e = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let title = format!(
+        "Convergence of {} — {} seed {}",
+        svg::clip(&room.room_id, 48),
+        trace.header.scenario,
+        trace.header.seed
+    );
+    let root = root.titled(&title, ("sans-serif", 20)).map_err(e)?;
+    let panels = root.split_by_breakpoints([] as [u32; 0], [280u32, 620]);
+    let end = data.end_ms;
+    let font = |size: u32| ("sans-serif", size).into_font();
+
+    // Panel 1: distinct states.
+    let y_max = data.distinct.iter().map(|p| p.1).max().unwrap_or(1).max(1) + 1;
+    let mut chart = ChartBuilder::on(&panels[0])
+        .caption("distinct current states among joined servers", font(15))
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0u64..end, 0u32..y_max)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("virtual time (ms)")
+        .y_desc("states")
+        .y_labels(y_max as usize + 1)
+        .label_style(font(12))
+        .axis_desc_style(font(13))
+        .max_light_lines(2)
+        .draw()
+        .map_err(e)?;
+    draw_windows(&mut chart, room, y_max, true).map_err(e)?;
+    let blue = RGBColor(0x1f, 0x4e, 0x9a);
+    let mut points = data.distinct.clone();
+    if let Some(&(_, last)) = points.last() {
+        points.push((end, last));
+    }
+    chart.draw_series(LineSeries::new(points, blue.stroke_width(3))).map_err(e)?;
+    draw_converged(&mut chart, data.converged_ms, y_max, true).map_err(e)?;
+
+    // Panel 2: events missing per server.
+    let m_max = data.missing.iter().flat_map(|(_, m)| m.iter().map(|p| p.1)).max().unwrap_or(0);
+    let m_max = m_max + 1 + m_max / 10;
+    let mut chart = ChartBuilder::on(&panels[1])
+        .caption("events missing per joined server (created anywhere, not stored here)", font(15))
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0u64..end, 0u32..m_max)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("virtual time (ms)")
+        .y_desc("events")
+        .label_style(font(12))
+        .axis_desc_style(font(13))
+        .max_light_lines(2)
+        .draw()
+        .map_err(e)?;
+    draw_windows(&mut chart, room, m_max, false).map_err(e)?;
+    for (server, points) in &data.missing {
+        let color = rgb(*server);
+        let mut points = points.clone();
+        if let Some(&(_, last)) = points.last() {
+            points.push((end, last));
+        }
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(e)?
+            .label(room.servers[*server].clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+            });
+    }
+    draw_converged(&mut chart, data.converged_ms, m_max, false).map_err(e)?;
+    if !data.missing.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(font(12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()
+            .map_err(e)?;
+    }
+
+    // Panel 3: delivery latency histogram.
+    let max = data.latencies_ms.iter().copied().max().unwrap_or(0);
+    let width = bucket_width(max, limits::HISTOGRAM_BUCKETS as u64);
+    let bucket_count = max / width + 1;
+    let mut counts = vec![0u32; bucket_count as usize];
+    for &latency in &data.latencies_ms {
+        counts[(latency / width) as usize] += 1;
+    }
+    let c_max = counts.iter().copied().max().unwrap_or(0);
+    let c_max = c_max + 1 + c_max / 10;
+    let caption = format!(
+        "event delivery latency (origin → each other server, {} deliveries)",
+        data.latencies_ms.len()
+    );
+    let mut chart = ChartBuilder::on(&panels[2])
+        .caption(caption, font(15))
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0u64..bucket_count * width, 0u32..c_max)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("deliveries")
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .label_style(font(12))
+        .axis_desc_style(font(13))
+        .max_light_lines(2)
+        .draw()
+        .map_err(e)?;
+    let bar = RGBColor(0x4e, 0x79, 0xa7);
+    chart
+        .draw_series(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, &c)| {
+            let x0 = i as u64 * width;
+            Rectangle::new([(x0, 0), (x0 + width, c)], bar.mix(0.8).filled())
+        }))
+        .map_err(e)?;
+    Ok(())
+}
+
+fn draw_windows<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordu64, plotters::coord::types::RangedCoordu32>,
+    >,
+    room: &RoomModel,
+    y_max: u32,
+    labels: bool,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart.draw_series(room.windows.iter().map(|w| {
+        Rectangle::new(
+            [(w.start_ms, 0), (w.end_ms.max(w.start_ms + 1), y_max)],
+            window_color(w.kind).mix(0.18).filled(),
+        )
+    }))?;
+    if labels {
+        let style = ("sans-serif", 11).into_font();
+        for (index, w) in room.windows.iter().enumerate() {
+            // Labels of overlapping windows are staggered downwards.
+            let row = (index % 4) as i32;
+            let text = Text::new(
+                w.label.clone(),
+                (4, 4 + row * 13),
+                style.clone().color(&window_color(w.kind)),
+            );
+            chart.draw_series(std::iter::once(EmptyElement::at((w.start_ms, y_max)) + text))?;
+        }
+    }
+    Ok(())
+}
+
+fn draw_converged<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordu64, plotters::coord::types::RangedCoordu32>,
+    >,
+    converged_ms: Option<u64>,
+    y_max: u32,
+    label: bool,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let Some(t) = converged_ms else { return Ok(()) };
+    let green = RGBColor(0x1a, 0x8a, 0x3a);
+    chart.draw_series(LineSeries::new(vec![(t, 0), (t, y_max)], green.stroke_width(2)))?;
+    if label {
+        // Right of the line, or left of it near the right edge.
+        let (x_range, text) = (chart.x_range(), format!("converged at {t} ms"));
+        let dx = if t.saturating_sub(x_range.start) * 10 > (x_range.end - x_range.start) * 7 {
+            -(8 * text.len() as i32)
+        } else {
+            6
+        };
+        let style = ("sans-serif", 13).into_font().color(&green);
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((t, y_max)) + Text::new(text, (dx, 18), style),
+        ))?;
+    }
+    Ok(())
+}
+
+pub fn render(trace: &Trace, room: &RoomModel) -> Result<Chart, ReportError> {
+    register_font();
+    let data = series(trace, room);
+    let fail = |file: &str| {
+        let file = file.to_owned();
+        move |problem: String| ReportError::Draw { file: file.clone(), problem }
+    };
+    let mut svg_text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg_text, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, trace, room, &data).map_err(fail("convergence.svg"))?;
+        root.present().map_err(|e| fail("convergence.svg")(e.to_string()))?;
+    }
+    let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, trace, room, &data).map_err(fail("convergence.png"))?;
+        root.present().map_err(|e| fail("convergence.png")(e.to_string()))?;
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, WIDTH, HEIGHT, image::ColorType::Rgb8)
+        .map_err(|e| fail("convergence.png")(e.to_string()))?;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG signature");
+    let summary = match data.converged_ms {
+        Some(t) => format!(
+            "Converged at {t} ms: from then on every joined server holds the same current state and misses no event."
+        ),
+        None => format!(
+            "Not converged at the end ({} ms): {} distinct current states, {} events missing in total.",
+            data.end_ms, data.end_distinct, data.end_missing
+        ),
+    };
+    if !svg_text.starts_with("<?xml") {
+        svg_text.insert_str(0, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    }
+    Ok(Chart { svg: svg_text, png, summary })
+}

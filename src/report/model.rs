@@ -1,0 +1,310 @@
+//! What the figures draw, read once from the trace: per room, its events with every
+//! server's decision about them, and the run's fault, crash and pause windows.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::trace::{Body, Decision, NodeChange, Trace};
+
+/// One room as the trace saw it.
+#[derive(Clone, Debug)]
+pub struct RoomModel {
+    pub room_id: String,
+    /// The room version from the first `joined` record, if any.
+    pub version: Option<String>,
+    /// The header's servers, then any other server seen in the room, in order of sight.
+    pub servers: Vec<String>,
+    /// Events in order of first sight in the trace.
+    pub events: Vec<EventNode>,
+    /// Event id → position in `events`.
+    pub index: BTreeMap<String, usize>,
+    /// Fault, crash and pause windows of the whole run (they are not per room).
+    pub windows: Vec<Window>,
+    pub end_ms: u64,
+}
+
+/// One event: what the PDU says and what each server decided.
+#[derive(Clone, Debug)]
+pub struct EventNode {
+    pub id: String,
+    /// The PDU as first recorded (absent if no record carried it).
+    pub pdu: Option<Map<String, Value>>,
+    /// The server that created it and when.
+    pub created: Option<(String, u64)>,
+    pub first_t: u64,
+    /// Every decision recorded: (server, t, decision, reason), in trace order.
+    pub decisions: Vec<(String, u64, Decision, Option<String>)>,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub depth: i64,
+    pub prev_events: Vec<String>,
+    pub auth_events: Vec<String>,
+}
+
+/// How an event ended up, worst first across servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Rejected,
+    SoftFailed,
+    /// No server stored it (only `dropped` decisions).
+    Dropped,
+    Normal,
+}
+
+impl EventNode {
+    /// The server that created the event, else the sender's server name.
+    pub fn origin(&self) -> String {
+        match &self.created {
+            Some((server, _)) => server.clone(),
+            None => self.sender.split_once(':').map(|(_, s)| s.to_owned()).unwrap_or_default(),
+        }
+    }
+
+    pub fn is_state(&self) -> bool {
+        self.state_key.is_some()
+    }
+
+    /// Rejected by any server beats soft-failed by any server beats normal.
+    pub fn status(&self) -> Status {
+        let mut status = Status::Normal;
+        let mut stored = false;
+        for (_, _, decision, _) in &self.decisions {
+            stored |= decision.is_stored();
+            let this = match decision {
+                d if d.is_rejected() => Status::Rejected,
+                Decision::SoftFailed => Status::SoftFailed,
+                _ => Status::Normal,
+            };
+            status = status.min(this);
+        }
+        if status == Status::Normal && !stored && !self.decisions.is_empty() {
+            return Status::Dropped;
+        }
+        status
+    }
+
+    /// The first rejection recorded, if any.
+    pub fn rejection(&self) -> Option<Decision> {
+        self.decisions.iter().map(|(_, _, d, _)| *d).find(|d| d.is_rejected())
+    }
+}
+
+/// What a window is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// A fault of the header's schedule.
+    Fault,
+    Crash,
+    Pause,
+}
+
+/// A span of virtual time drawn as a band.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kind: WindowKind,
+    /// "partition hs1 | hs2 hs3", "crash hs2", ...
+    pub label: String,
+    /// The server a crash or pause hit.
+    pub server: Option<String>,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+/// Every room of the trace, in order of first sight.
+pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
+    let windows = windows(trace);
+    let end_ms = trace.header.end_ms.max(trace.records.last().map_or(0, |r| r.t));
+    let mut rooms: Vec<RoomModel> = Vec::new();
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for record in &trace.records {
+        let (room_id, server) = match &record.body {
+            Body::Event { room, server, .. }
+            | Body::State { room, server, .. }
+            | Body::Joined { room, server, .. }
+            | Body::Final { room, server, .. } => (room, server),
+            _ => continue,
+        };
+        let at = *by_id.entry(room_id.clone()).or_insert_with(|| {
+            rooms.push(RoomModel {
+                room_id: room_id.clone(),
+                version: None,
+                servers: trace.header.servers.clone(),
+                events: Vec::new(),
+                index: BTreeMap::new(),
+                windows: windows.clone(),
+                end_ms,
+            });
+            rooms.len() - 1
+        });
+        let room = &mut rooms[at];
+        if !room.servers.contains(server) {
+            room.servers.push(server.clone());
+        }
+        match &record.body {
+            Body::Joined { version, .. } if room.version.is_none() => {
+                room.version = Some(version.clone());
+            }
+            Body::Event { server, event_id: Some(id), decision, reason, pdu, .. } => {
+                let position = match room.index.get(id) {
+                    Some(&position) => position,
+                    None => {
+                        room.index.insert(id.clone(), room.events.len());
+                        room.events.push(EventNode::new(id.clone(), record.t));
+                        room.events.len() - 1
+                    }
+                };
+                let event = &mut room.events[position];
+                if event.pdu.is_none() {
+                    if let Some(pdu) = pdu {
+                        event.set_pdu(pdu.clone());
+                    }
+                }
+                if *decision == Decision::Created && event.created.is_none() {
+                    event.created = Some((server.clone(), record.t));
+                }
+                event.decisions.push((server.clone(), record.t, *decision, reason.clone()));
+            }
+            _ => {}
+        }
+    }
+    rooms
+}
+
+impl EventNode {
+    fn new(id: String, t: u64) -> EventNode {
+        EventNode {
+            id,
+            pdu: None,
+            created: None,
+            first_t: t,
+            decisions: Vec::new(),
+            event_type: String::new(),
+            state_key: None,
+            sender: String::new(),
+            depth: 0,
+            prev_events: Vec::new(),
+            auth_events: Vec::new(),
+        }
+    }
+
+    /// Reads the fields the figures use; malformed fields read as empty (a malicious
+    /// server's event is still drawn).
+    fn set_pdu(&mut self, pdu: Map<String, Value>) {
+        let text = |key: &str| pdu.get(key).and_then(Value::as_str).map(str::to_owned);
+        let ids = |key: &str| -> Vec<String> {
+            match pdu.get(key) {
+                Some(Value::Array(items)) => {
+                    items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+                }
+                _ => Vec::new(),
+            }
+        };
+        self.event_type = text("type").unwrap_or_default();
+        self.state_key = text("state_key");
+        self.sender = text("sender").unwrap_or_default();
+        self.depth = pdu.get("depth").and_then(Value::as_i64).unwrap_or(0);
+        self.prev_events = ids("prev_events");
+        self.auth_events = ids("auth_events");
+        self.pdu = Some(pdu);
+    }
+}
+
+/// Fault windows from `fault_start`/`fault_end`, crash windows from `node` crash → restart,
+/// pause windows from pause → resume. A window still open at the end closes at the end.
+pub fn windows(trace: &Trace) -> Vec<Window> {
+    let end_ms = trace.header.end_ms.max(trace.records.last().map_or(0, |r| r.t));
+    let mut out = Vec::new();
+    let mut open_faults: BTreeMap<u32, (usize, u64)> = BTreeMap::new();
+    let mut open_nodes: BTreeMap<(String, bool), u64> = BTreeMap::new();
+    for record in &trace.records {
+        match &record.body {
+            Body::FaultStart { fault } => {
+                let spec = trace.header.faults.get(*fault as usize);
+                let kind = spec.and_then(|f| f.get("type")).and_then(Value::as_str);
+                // Crashes and pauses are drawn from the `node` records, which say what
+                // the world actually did.
+                if matches!(kind, Some("crash" | "pause")) {
+                    continue;
+                }
+                let label = describe_fault(spec, *fault);
+                out.push(Window {
+                    kind: WindowKind::Fault,
+                    label,
+                    server: None,
+                    start_ms: record.t,
+                    end_ms,
+                });
+                open_faults.insert(*fault, (out.len() - 1, record.t));
+            }
+            Body::FaultEnd { fault } => {
+                if let Some((at, _)) = open_faults.remove(fault) {
+                    out[at].end_ms = record.t;
+                }
+            }
+            Body::Node { server, change } => {
+                let crash = matches!(change, NodeChange::Crash | NodeChange::Restart);
+                match change {
+                    NodeChange::Crash | NodeChange::Pause => {
+                        open_nodes.insert((server.clone(), crash), record.t);
+                    }
+                    NodeChange::Restart | NodeChange::Resume => {
+                        if let Some(start_ms) = open_nodes.remove(&(server.clone(), crash)) {
+                            out.push(node_window(server, crash, start_ms, record.t));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for ((server, crash), start_ms) in open_nodes {
+        out.push(node_window(&server, crash, start_ms, end_ms));
+    }
+    out.sort_by(|a, b| (a.start_ms, a.end_ms, &a.label).cmp(&(b.start_ms, b.end_ms, &b.label)));
+    out
+}
+
+fn node_window(server: &str, crash: bool, start_ms: u64, end_ms: u64) -> Window {
+    let (kind, word) =
+        if crash { (WindowKind::Crash, "crash") } else { (WindowKind::Pause, "pause") };
+    Window {
+        kind,
+        label: format!("{word} {server}"),
+        server: Some(server.to_owned()),
+        start_ms,
+        end_ms,
+    }
+}
+
+/// A short description of a fault of the header (`partition hs1 | hs2 hs3`).
+fn describe_fault(fault: Option<&Value>, index: u32) -> String {
+    let Some(fault) = fault else { return format!("fault #{index}") };
+    let field = |key: &str| fault.get(key).and_then(Value::as_str).unwrap_or("?");
+    let kind = field("type");
+    let detail = match kind {
+        "partition" => match fault.get("groups") {
+            Some(Value::Array(groups)) => groups
+                .iter()
+                .map(|group| match group {
+                    Value::Array(names) => {
+                        names.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
+                    }
+                    _ => "?".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" | "),
+            _ => String::new(),
+        },
+        "one_way" | "hold" | "link_override" => format!("{}→{}", field("from"), field("to")),
+        "flap" => format!("{}↔{}", field("a"), field("b")),
+        _ => ["node", "server"]
+            .iter()
+            .find_map(|key| fault.get(*key).and_then(Value::as_str))
+            .unwrap_or("")
+            .to_owned(),
+    };
+    let kind = kind.replace('_', "-");
+    if detail.is_empty() { kind } else { format!("{kind} {detail}") }
+}

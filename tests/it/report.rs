@@ -1,0 +1,449 @@
+//! Reports drawn from synthetic traces: well-formed SVG with one node per event, an HTML
+//! page that links only to files that exist, identical bytes on a second rendering, and
+//! a 2,000-event room that renders at all.
+//!
+//! The traces are built here from `synth` rooms (real PDUs with forks, merges and
+//! conflicting state) laid over three servers with a partition, a crash and restart,
+//! soft-failed and rejected receipts. `demo_reports_are_written` leaves the files under
+//! `target/tmp/report-demo/` for a person to open.
+
+use std::collections::BTreeMap;
+
+use mxsim::check::{Verdict, Violation, Witness};
+use mxsim::matrix::RoomVersion;
+use mxsim::matrix::state_res::{self, ResolveOptions};
+use mxsim::report::{self, Options, RunInfo};
+use mxsim::stdx::{Prng, Ratio};
+use mxsim::synth::{self, SynthConfig};
+use mxsim::trace::{Body, CheckSettings, Decision, FORMAT, Header, NodeChange, Record, Trace};
+use serde_json::json;
+
+const SERVERS: [&str; 3] = ["hs0", "hs1", "hs2"];
+/// Virtual ms between two created events.
+const STEP_MS: u64 = 10;
+
+/// A trace of a synthetic room of `event_count` events over three servers.
+fn demo_trace(event_count: u32, seed: u64) -> Trace {
+    let mut config = SynthConfig::small(RoomVersion::V12, event_count);
+    config.message = Ratio::new(3, 5).unwrap();
+    let mut resolve = |rules: &'static mxsim::matrix::RoomVersionRules,
+                       sets: &[state_res::StateMap],
+                       events: &synth::Events| {
+        state_res::resolve(rules, sets, events, ResolveOptions::default()).unwrap().state
+    };
+    let room = synth::generate(&config, &mut Prng::from_seed(seed), &mut resolve);
+    let room_id = room.room_id.clone();
+    let created_end = room.order.len() as u64 * STEP_MS;
+    // hs2 is cut off for the middle fifth of the run; hs1 is down for a tenth after it.
+    let (cut_start, cut_end) = (created_end * 2 / 5, created_end * 3 / 5);
+    let (crash_start, crash_end) = (created_end * 7 / 10, created_end * 4 / 5);
+    let mut records: Vec<(u64, u64, Body)> = Vec::new();
+    let mut seq = 0u64;
+    let mut push = |records: &mut Vec<(u64, u64, Body)>, t: u64, body: Body| {
+        records.push((t, seq, body));
+        seq += 1;
+    };
+    for server in SERVERS {
+        push(
+            &mut records,
+            0,
+            Body::Joined {
+                server: server.into(),
+                room: room_id.clone(),
+                version: room.rules.version.as_str().into(),
+            },
+        );
+    }
+    push(&mut records, cut_start, Body::FaultStart { fault: 0 });
+    push(&mut records, cut_end, Body::FaultEnd { fault: 0 });
+    push(&mut records, crash_start, Body::FaultStart { fault: 1 });
+    push(&mut records, crash_start, Body::Node { server: "hs1".into(), change: NodeChange::Crash });
+    push(&mut records, crash_end, Body::FaultEnd { fault: 1 });
+    push(&mut records, crash_end, Body::Node { server: "hs1".into(), change: NodeChange::Restart });
+    let mut prng = Prng::from_seed(seed ^ 0x5eed);
+    let mut stored: BTreeMap<&str, Vec<(u64, String, bool)>> = BTreeMap::new();
+    for (i, id) in room.order.iter().enumerate() {
+        let pdu = &room.events[id];
+        let origin = pdu.sender().split_once(':').unwrap().1;
+        let origin = SERVERS.iter().copied().find(|s| *s == origin).unwrap_or("hs0");
+        let created = i as u64 * STEP_MS + 5;
+        let mut json = pdu.json().clone();
+        json.remove("event_id");
+        push(
+            &mut records,
+            created,
+            Body::Event {
+                server: origin.into(),
+                room: room_id.clone(),
+                event_id: Some(id.as_str().into()),
+                decision: Decision::Created,
+                reason: None,
+                pdu: Some(json),
+            },
+        );
+        stored.entry(origin).or_default().push((created, id.as_str().into(), pdu.is_state()));
+        for server in SERVERS {
+            if server == origin {
+                continue;
+            }
+            let mut at = created + 20 + prng.range_inclusive(0, 60);
+            let cut =
+                |t: u64| (server == "hs2") != (origin == "hs2") && t >= cut_start && t < cut_end;
+            if cut(created) || cut(at) {
+                at = cut_end + 30 + prng.range_inclusive(0, 200);
+            }
+            if server == "hs1" && at >= crash_start && at < crash_end {
+                at = crash_end + 10 + prng.range_inclusive(0, 40);
+            }
+            let decision = if i % 53 == 40 && !pdu.is_state() {
+                Decision::RejectedStateBefore
+            } else if i % 37 == 20 && !pdu.is_state() && server == "hs2" {
+                Decision::SoftFailed
+            } else {
+                Decision::Accepted
+            };
+            let reason =
+                (decision != Decision::Accepted).then(|| "rule 10: sender not joined".into());
+            push(
+                &mut records,
+                at,
+                Body::Event {
+                    server: server.into(),
+                    room: room_id.clone(),
+                    event_id: Some(id.as_str().into()),
+                    decision,
+                    reason,
+                    pdu: None,
+                },
+            );
+            stored.entry(server).or_default().push((at, id.as_str().into(), pdu.is_state()));
+        }
+    }
+    // A state hash per server: the number of state events it holds so far (so servers
+    // disagree while they lag and agree once everything has arrived).
+    let mut end_ms = created_end;
+    for (server, list) in &mut stored {
+        list.sort();
+        let mut state_count = 0;
+        for (t, _, is_state) in list.iter() {
+            end_ms = end_ms.max(*t + 100);
+            if *is_state {
+                state_count += 1;
+                push(
+                    &mut records,
+                    *t,
+                    Body::State {
+                        server: (*server).into(),
+                        room: room_id.clone(),
+                        state_hash: format!("h{state_count}"),
+                    },
+                );
+            }
+        }
+        if *server == "hs1" {
+            let before: Vec<String> = list
+                .iter()
+                .filter(|(t, ..)| *t <= crash_end)
+                .map(|(_, id, _)| id.clone())
+                .collect();
+            push(
+                &mut records,
+                crash_end,
+                Body::Recovered { server: "hs1".into(), event_ids: before },
+            );
+        }
+        push(
+            &mut records,
+            end_ms,
+            Body::Final {
+                server: (*server).into(),
+                room: room_id.clone(),
+                joined: true,
+                forward_extremities: room.branches.iter().map(|b| b.tip.as_str().into()).collect(),
+                state: BTreeMap::new(),
+                state_hash: format!("h{state_count}"),
+                events: list.len() as u64,
+            },
+        );
+    }
+    records.sort_by_key(|a| (a.0, a.1));
+    let end_ms = records.last().map_or(end_ms, |r| r.0.max(end_ms));
+    let header = Header {
+        format: FORMAT.into(),
+        scenario: format!("synthetic-{event_count}"),
+        seed,
+        mxsim_version: "0.1.0".into(),
+        servers: SERVERS.iter().map(|s| (*s).into()).collect(),
+        keys: BTreeMap::new(),
+        epoch_ms: 1_700_000_000_000,
+        end_ms,
+        healed_ms: crash_end,
+        faults: vec![
+            json!({"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [["hs2"]]}),
+            json!({"type": "crash", "start_ms": crash_start, "end_ms": crash_end, "node": "hs1"}),
+        ],
+        check: CheckSettings { invariants: vec!["convergence".into()], liveness_bound_ms: 5000 },
+    };
+    let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
+    Trace { header, records }
+}
+
+fn failing_verdict() -> Verdict {
+    Verdict {
+        violations: vec![Violation {
+            invariant: "convergence".into(),
+            message: "hs2 holds a different current state <after> the heal".into(),
+            witness: Witness {
+                servers: vec!["hs2".into()],
+                events: vec!["$x".into()],
+                line: Some(12),
+            },
+        }],
+        checked: vec!["convergence".into(), "dag".into()],
+    }
+}
+
+fn info() -> RunInfo {
+    RunInfo {
+        reproduce: "mxsim run scenarios/synthetic.toml --seed 7".into(),
+        metrics: vec![("events".into(), "42".into()), ("messages sent".into(), "120".into())],
+        sibling_files: vec!["trace.jsonl".into()],
+    }
+}
+
+fn file<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
+    &files.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}")).1
+}
+
+fn text<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> &'a str {
+    std::str::from_utf8(file(files, name)).unwrap()
+}
+
+/// (nodes drawn, events they stand for) in a DAG SVG, which must be well-formed XML.
+fn count_nodes(svg: &str) -> (usize, usize) {
+    let doc = roxmltree::Document::parse(svg).expect("dag.svg is well-formed XML");
+    let mut nodes = 0;
+    let mut events = 0;
+    for node in doc.descendants().filter(|n| n.has_tag_name("g")) {
+        let class = node.attribute("class").unwrap_or("");
+        if class.split(' ').any(|c| c == "node") {
+            nodes += 1;
+            events += node.attribute("data-events").unwrap().parse::<usize>().unwrap();
+            let title = node.children().find(|c| c.has_tag_name("title"));
+            assert!(title.is_some_and(|t| t.text().unwrap_or("").starts_with('$')
+                || t.text().unwrap_or("").contains("messages")));
+        }
+    }
+    (nodes, events)
+}
+
+fn event_count(trace: &Trace) -> usize {
+    report::rooms(trace).iter().map(|r| r.events.len()).sum()
+}
+
+#[test]
+fn the_dag_has_one_node_per_event() {
+    let trace = demo_trace(20, 7);
+    let options = Options { auth_edges: true, collapse_run_min: 0 };
+    let files = report::render(&trace, &Verdict::default(), &info(), &options).unwrap();
+    let events = event_count(&trace);
+    assert!(events >= 20, "{events}");
+    assert_eq!(count_nodes(text(&files, "dag.svg")), (events, events));
+    let dot = text(&files, "dag.dot");
+    assert_eq!(
+        dot.lines().filter(|l| l.starts_with("  n") && l.contains("[label=")).count(),
+        events
+    );
+    for name in ["convergence.svg", "resolution.svg"] {
+        roxmltree::Document::parse(text(&files, name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn long_runs_of_messages_collapse_into_one_node() {
+    let trace = demo_trace(300, 3);
+    let events = event_count(&trace);
+    let options = Options { auth_edges: false, collapse_run_min: 3 };
+    let files = report::render(&trace, &Verdict::default(), &info(), &options).unwrap();
+    let (nodes, drawn) = count_nodes(text(&files, "dag.svg"));
+    assert_eq!(drawn, events, "every event is drawn, alone or in a run");
+    assert!(nodes < events, "some runs collapsed: {nodes} nodes for {events} events");
+}
+
+#[test]
+fn the_page_links_only_to_files_that_exist() {
+    let trace = demo_trace(150, 7);
+    let info = info();
+    let files = report::render(&trace, &failing_verdict(), &info, &Options::default()).unwrap();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in
+        ["dag.svg", "dag.dot", "convergence.svg", "convergence.png", "resolution.svg", "index.html"]
+    {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    let html = text(&files, "index.html");
+    let mut references = Vec::new();
+    for attribute in ["href=\"", "src=\""] {
+        for (at, _) in html.match_indices(attribute) {
+            let rest = &html[at + attribute.len()..];
+            references.push(&rest[..rest.find('"').unwrap()]);
+        }
+    }
+    assert!(!references.is_empty());
+    for reference in references {
+        assert!(
+            names.contains(&reference) || info.sibling_files.iter().any(|s| s == reference),
+            "index.html references {reference}, which is not written"
+        );
+    }
+    assert!(!html.contains("<script"), "no script");
+    assert!(html.contains("FAIL") && html.contains("&lt;after&gt;"), "the violation, escaped");
+    assert!(html.contains("mxsim run scenarios/synthetic.toml --seed 7"));
+    // Every inline figure is there: the DAG, the chart and the resolution table.
+    assert!(html.contains("mxsim-dag") && html.contains("mxsim-resolution"));
+    assert!(text(&files, "resolution.svg").contains("WON"), "a merge with a conflict");
+    let png = file(&files, "convergence.png");
+    let decoded = image::load_from_memory(png).expect("a valid PNG");
+    assert!(decoded.width() >= 800);
+}
+
+#[test]
+fn rendering_twice_gives_identical_bytes() {
+    let trace = demo_trace(60, 5);
+    let render =
+        || report::render(&trace, &failing_verdict(), &info(), &Options::default()).unwrap();
+    let (first, second) = (render(), render());
+    assert_eq!(first.len(), second.len());
+    for ((name_a, bytes_a), (name_b, bytes_b)) in first.iter().zip(&second) {
+        assert_eq!(name_a, name_b);
+        assert!(bytes_a == bytes_b, "{name_a} differs between renderings");
+    }
+    // Through the JSONL codec too: what `mxsim report` reads gives the same files.
+    let reread = Trace::parse_jsonl(std::str::from_utf8(&trace.to_jsonl()).unwrap()).unwrap();
+    let third = report::render(&reread, &failing_verdict(), &info(), &Options::default()).unwrap();
+    assert!(first == third);
+}
+
+#[test]
+fn a_two_thousand_event_room_renders() {
+    let trace = demo_trace(2_000, 1);
+    let events = event_count(&trace);
+    assert!(events >= 2_000);
+    let files = report::render(&trace, &Verdict::default(), &info(), &Options::default()).unwrap();
+    let (nodes, drawn) = count_nodes(text(&files, "dag.svg"));
+    assert_eq!(drawn, events);
+    assert!(nodes <= events);
+}
+
+#[test]
+fn an_empty_trace_still_gives_a_page() {
+    let mut trace = demo_trace(5, 1);
+    trace.records.clear();
+    trace.header.faults.clear();
+    let files =
+        report::render(&trace, &Verdict::default(), &RunInfo::default(), &Options::default())
+            .unwrap();
+    assert_eq!(files.len(), 1);
+    assert!(text(&files, "index.html").contains("NOT CHECKED"));
+}
+
+/// The files of one room's report.
+const FILES: [&str; 6] =
+    ["dag.svg", "dag.dot", "convergence.svg", "convergence.png", "resolution.svg", "index.html"];
+
+fn mxsim(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let output =
+        std::process::Command::new(env!("CARGO_BIN_EXE_mxsim")).args(args).output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.code().unwrap(), String::from_utf8(output.stdout).unwrap(), stderr)
+}
+
+#[test]
+fn mxsim_report_redraws_from_a_trace_file() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace_path = dir.join("trace.jsonl");
+    std::fs::write(&trace_path, demo_trace(30, 2).to_jsonl()).unwrap();
+    let out = dir.join("out");
+    let args =
+        [std::ffi::OsStr::new("report"), trace_path.as_os_str(), "--out".as_ref(), out.as_os_str()];
+    let (code, stdout, stderr) = mxsim(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("wrote 6 files"), "{stdout}");
+    let first: Vec<Vec<u8>> =
+        FILES.iter().map(|name| std::fs::read(out.join(name)).unwrap()).collect();
+    let html = String::from_utf8(first[5].clone()).unwrap();
+    assert!(html.contains("NOT CHECKED"), "no summary.json beside the trace");
+    assert!(!html.contains("href=\"trace.jsonl\""), "the trace is not in the output directory");
+    let (code, ..) = mxsim(&args);
+    assert_eq!(code, 0);
+    let second: Vec<Vec<u8>> =
+        FILES.iter().map(|name| std::fs::read(out.join(name)).unwrap()).collect();
+    assert!(first == second, "same trace, same bytes");
+    // Writing next to the trace links it from the page.
+    let args = [
+        std::ffi::OsStr::new("report"),
+        trace_path.as_os_str(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+        "--auth-edges".as_ref(),
+    ];
+    assert_eq!(mxsim(&args).0, 0);
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("href=\"trace.jsonl\""));
+    // A bad trace names the file and the line.
+    let bad = dir.join("bad.jsonl");
+    let mut text = std::fs::read_to_string(&trace_path).unwrap();
+    text.push_str("{\"t\":1}\n");
+    std::fs::write(&bad, text).unwrap();
+    let (code, _, stderr) = mxsim(&[
+        std::ffi::OsStr::new("report"),
+        bad.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bad.jsonl: line") && stderr.contains("bad record"), "{stderr}");
+}
+
+/// Writes demo reports for a person to open (not an assertion about their looks).
+#[test]
+fn demo_reports_are_written() {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-demo");
+    for (name, count) in [("small", 20), ("medium", 150), ("large", 2_000)] {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let trace = demo_trace(count, 7);
+        std::fs::write(dir.join("trace.jsonl"), trace.to_jsonl()).unwrap();
+        let files =
+            report::render(&trace, &failing_verdict(), &info(), &Options::default()).unwrap();
+        for (file, bytes) in files {
+            std::fs::write(dir.join(file), bytes).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_room_gets_its_own_figures() {
+    let mut trace = demo_trace(20, 7);
+    let other = demo_trace(20, 8);
+    let mut records: Vec<(u64, usize, Record)> =
+        trace.records.drain(..).enumerate().map(|(i, r)| (r.t, i, r)).collect();
+    let first_count = records.len();
+    records.extend(other.records.into_iter().enumerate().map(|(i, r)| (r.t, first_count + i, r)));
+    records.sort_by_key(|(t, i, _)| (*t, *i));
+    trace.records = records.into_iter().map(|(_, _, r)| r).collect();
+    let rooms = report::rooms(&trace);
+    assert_eq!(rooms.len(), 2, "two distinct rooms");
+    let files = report::render(&trace, &Verdict::default(), &info(), &Options::default()).unwrap();
+    assert_eq!(files.len(), 11);
+    let html = text(&files, "index.html");
+    for name in ["dag-room2.svg", "dag-room2.dot", "convergence-room2.png", "resolution-room2.svg"]
+    {
+        file(&files, name);
+        assert!(html.contains(&format!("href=\"{name}\"")), "{name} linked");
+    }
+    assert_eq!(count_nodes(text(&files, "dag-room2.svg")).1, rooms[1].events.len());
+}
