@@ -1157,6 +1157,13 @@ impl Homeserver {
     /// Parses and verifies a received PDU of a known room: format, signatures, hash.
     fn verify_received(&self, rules: &RoomVersionRules, raw: Object) -> Result<Arc<Pdu>, String> {
         let pdu = wire::parse_pdu(rules, raw).map_err(|e| format!("bad format: {e}"))?;
+        // The event id is the reference hash: a stored event with this id has the same
+        // redacted form, signatures aside, and was verified when it was stored. Keep that
+        // copy and skip the signature check (the simulator's hottest path in large rooms,
+        // where state and gap-filling responses repeat events the server has).
+        if let Some(stored) = self.store.pdu(pdu.event_id()) {
+            return Ok(Arc::clone(stored));
+        }
         match pdu::verify(rules, &pdu, &self.keys) {
             Ok(Verified::Intact) => Ok(Arc::new(pdu)),
             Ok(Verified::Redacted(redacted)) => Pdu::from_json(rules, redacted)
@@ -1564,6 +1571,13 @@ impl Homeserver {
             .collect();
         for id in hopeless {
             self.waiting.remove(&id);
+            // Reported, so that a trace shows where an event was lost; a later event that
+            // refers to it may still bring it back through `get_missing_events`.
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.to_owned(),
+                event_id: Some(id),
+                decision: Decision::Dropped("gave up: its ancestors could not be fetched".into()),
+            }));
         }
     }
 
@@ -1629,6 +1643,24 @@ impl Homeserver {
         self.prev_states.remove(prev);
         if self.store.event(prev).is_none_or(|e| e.state_after.is_none()) {
             let outcome = self.check_own_auth(room_id, &pdu);
+            // Stored with a state from now on: report it like any other receipt, so that
+            // the trace holds every event the server keeps.
+            let decision = match &outcome {
+                Outcome::Accepted => Decision::Accepted,
+                Outcome::RejectedByAuthEvents { reason } => {
+                    Decision::RejectedByAuthEvents(reason.clone())
+                }
+                Outcome::RejectedByStateBefore { reason } => {
+                    Decision::RejectedByStateBefore(reason.clone())
+                }
+                Outcome::SoftFailed { reason } => Decision::SoftFailed(reason.clone()),
+                Outcome::Outlier => Decision::Outlier,
+            };
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.to_owned(),
+                event_id: Some(prev.clone()),
+                decision,
+            }));
             if self.store.contains(prev) {
                 // Upgrade the outlier with the state we now know.
                 let after = self.store.compute_state_after(&pdu, &outcome, group);

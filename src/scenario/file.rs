@@ -32,6 +32,8 @@ pub(crate) struct File {
     pub workload: Vec<Spanned<WorkloadTable>>,
     #[serde(default)]
     pub fault: Vec<Spanned<FaultTable>>,
+    #[serde(default)]
+    pub settle: Vec<Spanned<SettleTable>>,
     pub network: Option<Spanned<NetConfig>>,
     pub check: Option<Spanned<CheckTable>>,
     pub server_config: Option<Spanned<ServerConfigTable>>,
@@ -139,6 +141,17 @@ pub(crate) struct MixTable {
     pub redact: u64,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SettleTable {
+    pub room: Spanned<String>,
+    #[serde(default)]
+    pub users: Vec<Spanned<String>>,
+    pub after_ms: Option<Spanned<u64>>,
+    pub rounds: Option<Spanned<u64>>,
+    pub spacing_ms: Option<Spanned<u64>>,
+}
+
 /// One `[[fault]]` table, field by field, before it becomes a `net::Fault`.
 pub(crate) type FaultTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
@@ -157,4 +170,5 @@ pub(crate) struct ServerConfigTable {
     pub backoff_ms_max: Option<Spanned<u64>>,
     pub retries_max: Option<Spanned<u32>>,
     pub down_probe_interval_ms: Option<Spanned<u64>>,
+    pub missing_events_limit: Option<Spanned<u64>>,
 }

@@ -63,6 +63,12 @@ pub const ROOM_VERSIONS: &[&str] = &["10", "11", "12"];
 pub const ROOM_VERSION_DEFAULT: &str = "12";
 /// Default quiet period after the last step, workload or fault.
 pub const QUIET_MS_DEFAULT: u64 = 180_000;
+/// `[[settle]]` defaults: the first round starts this long after the last step, workload
+/// or fault; rounds are this far apart; this many rounds.
+pub const SETTLE_AFTER_MS_DEFAULT: u64 = 5_000;
+pub const SETTLE_SPACING_MS_DEFAULT: u64 = 10_000;
+pub const SETTLE_ROUNDS_DEFAULT: u64 = 3;
+pub const SETTLE_ROUNDS_MAX: u64 = 10;
 /// Default liveness bound.
 pub const LIVENESS_BOUND_MS_DEFAULT: u64 = 120_000;
 
@@ -365,6 +371,10 @@ pub struct ServerConfig {
     pub retries_max: Option<u32>,
     /// Time between catch-up attempts to a destination marked down (default 5 min).
     pub down_probe_interval_ms: Option<u64>,
+    /// `limit` of the `get_missing_events` requests servers send (default 10, as
+    /// Synapse): a gap longer than this is bridged with the state at the missing prev
+    /// events, and the events in between stay unknown until something refers to them.
+    pub missing_events_limit: Option<u64>,
 }
 
 impl Scenario {

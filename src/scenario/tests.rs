@@ -360,3 +360,61 @@ fn syntax_errors_have_positions_too() {
     let error = parse("x.toml", "").unwrap_err();
     assert_eq!(error.to_string(), "x.toml:1:1: missing field `name`");
 }
+
+#[test]
+fn settle_rounds_come_after_everything_else() {
+    let text = format!(
+        "{BASE}{}",
+        r#"[[step]]
+at_ms = 5000
+user = "@carol:hs2"
+action = "message"
+room = "main"
+body = "hi"
+[[fault]]
+type = "partition"
+start_ms = 1000
+end_ms = 8000
+groups = [["hs1"]]
+[[settle]]
+room = "main"
+users = ["@alice:hs1", "@carol:hs2"]
+rounds = 2
+"#
+    );
+    let scenario = parse("t.toml", &text).unwrap();
+    let settle: Vec<(u64, &str)> = scenario
+        .steps
+        .iter()
+        .filter(
+            |s| matches!(&s.action, StepAction::Message { body, .. } if body.starts_with("settle")),
+        )
+        .map(|s| (s.at_ms, s.user.as_str()))
+        .collect();
+    // The heal at 8 s is the latest thing; rounds start 5 s later, 10 s apart, and the two
+    // users share each round's 10 s evenly.
+    assert_eq!(
+        settle,
+        [
+            (13_000, "@alice:hs1"),
+            (18_000, "@carol:hs2"),
+            (23_000, "@alice:hs1"),
+            (28_000, "@carol:hs2")
+        ]
+    );
+    assert!(scenario.steps.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    assert_eq!(scenario.end_ms(), 28_000 + scenario.quiet_ms);
+}
+
+#[test]
+fn settle_errors_point_at_the_field() {
+    assert_eq!(
+        error_of("[[settle]]\nroom = \"nope\"\n"),
+        "t.toml:14:8: unknown room label \"nope\""
+    );
+    assert_eq!(
+        error_of("[[settle]]\nroom = \"main\"\nrounds = 0\n"),
+        "t.toml:15:10: rounds must be 1 to 10"
+    );
+    assert!(error_of("[[settle]]\nroom = \"main\"\ncolour = 1\n").starts_with("t.toml:15:"));
+}

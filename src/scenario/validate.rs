@@ -15,8 +15,9 @@ use crate::scenario::error::{Locator, ScenarioError};
 use crate::scenario::file::{self, FaultTable, File, RoomTable, StepTable, WorkloadTable};
 use crate::scenario::{
     CheckConfig, DURATION_MS_MAX, Invariant, LABEL_BYTES_MAX, LIVENESS_BOUND_MS_DEFAULT, Mix,
-    QUIET_MS_DEFAULT, ROOM_VERSION_DEFAULT, ROOM_VERSIONS, RoomInfo, SERVERS_MAX, STEPS_MAX,
-    Scenario, ServerConfig, ServerSpec, Step, StepAction, TIME_MS_MAX, USERS_MAX,
+    QUIET_MS_DEFAULT, ROOM_VERSION_DEFAULT, ROOM_VERSIONS, RoomInfo, SERVERS_MAX,
+    SETTLE_AFTER_MS_DEFAULT, SETTLE_ROUNDS_DEFAULT, SETTLE_ROUNDS_MAX, SETTLE_SPACING_MS_DEFAULT,
+    STEPS_MAX, Scenario, ServerConfig, ServerSpec, Step, StepAction, TIME_MS_MAX, USERS_MAX,
     USERS_PER_SERVER_MAX, WORKLOAD_ACTIONS_MAX, WORKLOADS_MAX, Workload,
 };
 
@@ -135,6 +136,19 @@ impl Builder<'_> {
         }
 
         let faults = self.faults(&raw.fault)?;
+        // Settling rounds come after everything else, so they go last in time order.
+        let busy = pending
+            .iter()
+            .map(|p| p.step.at_ms)
+            .chain(workloads.iter().map(|w| w.end_ms))
+            .chain([faults.healed_at().ms])
+            .max()
+            .unwrap_or(0);
+        let mut settle_steps = Vec::new();
+        for table in &raw.settle {
+            settle_steps.extend(self.settle(table, &rooms, busy)?);
+        }
+        settle_steps.sort_by_key(|step| step.at_ms);
         let network = match raw.network {
             Some(network) => {
                 let checked = network.get_ref().check();
@@ -162,7 +176,7 @@ impl Builder<'_> {
             description: raw.description,
             servers: self.servers,
             rooms,
-            steps: pending.into_iter().map(|p| p.step).collect(),
+            steps: pending.into_iter().map(|p| p.step).chain(settle_steps).collect(),
             workloads,
             network,
             faults,
@@ -694,6 +708,72 @@ impl Builder<'_> {
 
     // --- [[workload]] -------------------------------------------------------------------
 
+    /// `[[settle]]`: rounds of one message from each user, after the last step, workload
+    /// and fault. Matrix servers learn of events they missed only when a later event
+    /// refers to them, so a quiet room after a heal need not converge; these rounds are the
+    /// traffic that lets gap filling finish (docs/scenarios.md).
+    fn settle(
+        &self,
+        table: &Spanned<file::SettleTable>,
+        rooms: &[RoomInfo],
+        busy: u64,
+    ) -> Result<Vec<Step>> {
+        let t = table.get_ref();
+        let room = self.label(&t.room, "room label")?;
+        if !rooms.iter().any(|info| info.label == room) {
+            return Err(self.error(span(&t.room), format!("unknown room label {room:?}")));
+        }
+        let mut users = Vec::new();
+        for user in &t.users {
+            users.push(self.known_user(user)?);
+        }
+        if t.users.is_empty() {
+            for server in &self.servers {
+                for user in &server.users {
+                    users.push((user.clone(), server.name.clone()));
+                }
+            }
+        }
+        let after = match &t.after_ms {
+            Some(ms) => self.duration(ms, "after_ms")?,
+            None => SETTLE_AFTER_MS_DEFAULT,
+        };
+        let spacing = match &t.spacing_ms {
+            Some(ms) => self.duration(ms, "spacing_ms")?,
+            None => SETTLE_SPACING_MS_DEFAULT,
+        };
+        let rounds = match &t.rounds {
+            Some(n) if *n.get_ref() == 0 || *n.get_ref() > SETTLE_ROUNDS_MAX => {
+                let problem = format!("rounds must be 1 to {SETTLE_ROUNDS_MAX}");
+                return Err(self.error(span(n), problem));
+            }
+            Some(n) => *n.get_ref(),
+            None => SETTLE_ROUNDS_DEFAULT,
+        };
+        let count = u64::try_from(users.len()).unwrap_or(u64::MAX);
+        let mut steps = Vec::new();
+        for round in 0..rounds {
+            let start = busy + after + round * spacing;
+            for (i, (user, server)) in (0u64..).zip(&users) {
+                let at_ms = start + i * spacing / count.max(1);
+                if at_ms > TIME_MS_MAX {
+                    return Err(self.error(span(table), "settling rounds end after one week"));
+                }
+                steps.push(Step {
+                    at_ms,
+                    server: server.clone(),
+                    user: user.clone(),
+                    action: StepAction::Message {
+                        room: room.clone(),
+                        body: format!("settle {round}"),
+                    },
+                    label: None,
+                });
+            }
+        }
+        Ok(steps)
+    }
+
     fn workload(
         &self,
         table: &Spanned<WorkloadTable>,
@@ -922,6 +1002,14 @@ impl Builder<'_> {
             backoff_ms_max: positive(&t.backoff_ms_max, "backoff_ms_max")?,
             retries_max: t.retries_max.as_ref().map(|r| *r.get_ref()),
             down_probe_interval_ms: positive(&t.down_probe_interval_ms, "down_probe_interval_ms")?,
+            missing_events_limit: match &t.missing_events_limit {
+                Some(limit) if !(1..=1000).contains(limit.get_ref()) => {
+                    let problem = "missing_events_limit must be 1 to 1000";
+                    return Err(self.error(span(limit), problem));
+                }
+                Some(limit) => Some(*limit.get_ref()),
+                None => None,
+            },
         };
         if let (Some(min), Some(max)) = (config.backoff_ms_min, config.backoff_ms_max) {
             if min > max {

@@ -44,6 +44,9 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
     if let Some(n) = overrides.retries_max {
         server_config.outbound.retries_max = n;
     }
+    if let Some(limit) = overrides.missing_events_limit {
+        server_config.missing_events_limit = limit;
+    }
     if let Some(ms) = overrides.down_probe_interval_ms {
         server_config.outbound.down_probe_interval = Duration::from_ms(ms);
     }

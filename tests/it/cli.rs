@@ -352,3 +352,89 @@ fn resolve_rejected_events_per_mode() {
     assert_eq!(run.json()["m.room.power_levels"][""], "$pl");
     assert_eq!(run.json()["m.room.topic"][""], "$topic");
 }
+
+/// `mxsim run` writes every file of DESIGN.md §4; `mxsim check` agrees with it on the
+/// trace, and fails a doctored one; a broken scenario names its position.
+#[test]
+fn run_writes_the_run_files_and_check_rereads_the_trace() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-run");
+    let _ = std::fs::remove_dir_all(&dir);
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/partition-heal.toml");
+    let out = dir.join("out");
+    let out_arg = out.to_str().unwrap();
+    let run = mxsim(&["run", scenario, "--seed", "3", "--out", out_arg], b"");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with("PASS partition-heal seed 3:"), "{}", run.stdout);
+    for file in [
+        "summary.json",
+        "trace.jsonl",
+        "events.jsonl",
+        "keys.json",
+        "dag.svg",
+        "dag.dot",
+        "convergence.svg",
+        "convergence.png",
+        "index.html",
+    ] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["verdict"], "pass");
+    assert_eq!(summary["seed"], 3);
+    let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
+    assert_eq!(summary["trace_hash"], mxsim::trace::hash_bytes(&trace));
+    // Both servers joined, with the same state, as the summary's `servers` shows.
+    let rooms: Vec<&Value> = ["hs1", "hs2"]
+        .iter()
+        .map(|s| summary["servers"][s]["rooms"].as_object().unwrap().values().next().unwrap())
+        .collect();
+    assert_eq!(rooms[0]["state"], rooms[1]["state"]);
+    assert_eq!(rooms[0]["joined"], true);
+    // Every line of events.jsonl is a PDU that verifies with keys.json.
+    let keys = out.join("keys.json");
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert!(events.lines().count() >= 10);
+    for line in events.lines().take(3) {
+        let verify = mxsim(
+            &["event", "verify", "--room-version", "12", "--keys", keys.to_str().unwrap()],
+            line.as_bytes(),
+        );
+        assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    }
+
+    let trace_path = out.join("trace.jsonl");
+    let check = mxsim(&["check", trace_path.to_str().unwrap()], b"");
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    assert!(check.stdout.starts_with("PASS partition-heal seed 3: checked"), "{}", check.stdout);
+
+    // Doctored: the last `final` record claims another state hash.
+    let text = String::from_utf8(trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let last_final = lines.iter().rposition(|l| l.contains("\"type\":\"final\"")).unwrap();
+    let doctored: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == last_final {
+                let mut value: Value = serde_json::from_str(l).unwrap();
+                value["state_hash"] = json!("forged");
+                value.to_string()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let bad = dir.join("doctored.jsonl");
+    std::fs::write(&bad, doctored.join("\n") + "\n").unwrap();
+    let check = mxsim(&["check", bad.to_str().unwrap()], b"");
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(check.stdout.contains("convergence:"), "{}", check.stdout);
+
+    // A scenario error: exit 2 with file, line and column.
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "name = \"x\"\ncolour = 1\n").unwrap();
+    let run = mxsim(&["run", broken.to_str().unwrap()], b"");
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("broken.toml:2:1:"), "{}", run.stderr);
+}

@@ -4,6 +4,7 @@
 
 mod check;
 mod cli;
+mod curated;
 mod homeserver;
 mod net;
 mod outbound;

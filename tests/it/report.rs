@@ -365,7 +365,8 @@ fn mxsim_report_redraws_from_a_trace_file() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let trace_path = dir.join("trace.jsonl");
-    std::fs::write(&trace_path, demo_trace(30, 2).to_jsonl()).unwrap();
+    let trace = demo_trace(30, 2);
+    std::fs::write(&trace_path, trace.to_jsonl()).unwrap();
     let out = dir.join("out");
     let args =
         [std::ffi::OsStr::new("report"), trace_path.as_os_str(), "--out".as_ref(), out.as_os_str()];
@@ -375,7 +376,14 @@ fn mxsim_report_redraws_from_a_trace_file() {
     let first: Vec<Vec<u8>> =
         FILES.iter().map(|name| std::fs::read(out.join(name)).unwrap()).collect();
     let html = String::from_utf8(first[5].clone()).unwrap();
-    assert!(html.contains("NOT CHECKED"), "no summary.json beside the trace");
+    // The verdict is the checker's, recomputed from the trace alone.
+    let verdict = mxsim::check::check(&trace);
+    let expected = match (verdict.checked.is_empty(), verdict.passed()) {
+        (true, _) => "NOT CHECKED",
+        (false, true) => "PASS",
+        (false, false) => "FAIL",
+    };
+    assert!(html.contains(expected), "the page shows {expected}");
     assert!(!html.contains("href=\"trace.jsonl\""), "the trace is not in the output directory");
     let (code, ..) = mxsim(&args);
     assert_eq!(code, 0);

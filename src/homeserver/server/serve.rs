@@ -325,24 +325,35 @@ impl Homeserver {
         min_depth: i64,
         include_start: bool,
     ) -> Vec<Arc<Pdu>> {
+        // Every id enters the queue at most once (`queued`), so each event is visited once
+        // however many children point at it.
         let mut queue: VecDeque<EventId> = VecDeque::new();
-        let mut seen: BTreeSet<EventId> = BTreeSet::new();
+        let mut queued: BTreeSet<EventId> = BTreeSet::new();
         for id in start {
             if include_start {
-                queue.push_back(id.clone());
-            } else if let Some(pdu) = self.store.pdu(id) {
-                queue.extend(pdu.prev_events().iter().cloned());
+                if queued.insert(id.clone()) {
+                    queue.push_back(id.clone());
+                }
+            } else {
+                queued.insert(id.clone());
             }
-            seen.insert(id.clone());
+        }
+        if !include_start {
+            for id in start {
+                let Some(pdu) = self.store.pdu(id) else { continue };
+                for prev in pdu.prev_events() {
+                    if queued.insert(prev.clone()) {
+                        queue.push_back(prev.clone());
+                    }
+                }
+            }
         }
         let mut out = Vec::new();
         while let Some(id) = queue.pop_front() {
             if out.len() as u64 >= limit {
                 break;
             }
-            if stop.contains(&id)
-                || (!include_start && !seen.insert(id.clone()) && !start.contains(&id))
-            {
+            if stop.contains(&id) {
                 continue;
             }
             let Some(pdu) = self.store.pdu(&id) else { continue };
@@ -351,12 +362,11 @@ impl Homeserver {
             }
             out.push(Arc::clone(pdu));
             for prev in pdu.prev_events() {
-                if seen.insert(prev.clone()) || include_start {
+                if queued.insert(prev.clone()) {
                     queue.push_back(prev.clone());
                 }
             }
         }
-        out.dedup_by(|a, b| a.event_id() == b.event_id());
         out
     }
 

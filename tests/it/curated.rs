@@ -1,0 +1,96 @@
+//! Every curated scenario in `scenarios/` passes its invariants on a range of seeds, and
+//! runs repeat exactly.
+//!
+//! Seeds: `MXSIM_SEEDS` (`A..=B` or one number; default `1..=20`, the range CI runs). A
+//! failure names the scenario, the seed, the violations and the command that repeats it.
+
+use mxsim::check;
+use mxsim::world::{self, from_scenario};
+
+fn seeds() -> std::ops::RangeInclusive<u64> {
+    let text = std::env::var("MXSIM_SEEDS").unwrap_or_else(|_| "1..=20".into());
+    match text.split_once("..=") {
+        Some((a, b)) => a.trim().parse().unwrap()..=b.trim().parse().unwrap(),
+        None => {
+            let seed = text.trim().parse().expect("MXSIM_SEEDS is A..=B or a number");
+            seed..=seed
+        }
+    }
+}
+
+fn scenario(name: &str) -> mxsim::scenario::Scenario {
+    let path = format!("scenarios/{name}.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    mxsim::scenario::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `name` on every seed; the first seed twice (same trace hash).
+fn passes(name: &str) {
+    let scenario = scenario(name);
+    let mut failures = Vec::new();
+    let mut hashes = std::collections::BTreeSet::new();
+    for seed in seeds() {
+        let plan = from_scenario::plan(&scenario, seed, "test").unwrap();
+        let output = world::run(&plan).unwrap();
+        let verdict = check::check(&output.trace);
+        assert!(!verdict.checked.is_empty(), "{name} checks something");
+        if !verdict.passed() {
+            let mut text = format!("{name} seed {seed}:");
+            for v in verdict.violations.iter().take(5) {
+                text.push_str(&format!("\n  {}: {}", v.invariant, v.message));
+            }
+            text.push_str(&format!("\n  reproduce: mxsim run scenarios/{name}.toml --seed {seed}"));
+            failures.push(text);
+        }
+        let hash = output.trace.hash();
+        if seed == *seeds().start() {
+            let again = world::run(&plan).unwrap().trace.hash();
+            assert_eq!(hash, again, "{name} seed {seed}: same seed, different trace");
+        }
+        hashes.insert(hash);
+    }
+    let count = seeds().count();
+    assert_eq!(hashes.len(), count, "{name}: different seeds give different traces");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+macro_rules! curated {
+    ($($test:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                passes($file);
+            }
+        )*
+
+        #[test]
+        fn every_scenario_file_has_a_test() {
+            let mut files: Vec<String> = std::fs::read_dir("scenarios")
+                .unwrap()
+                .filter_map(|e| {
+                    let name = e.unwrap().file_name().into_string().unwrap();
+                    name.strip_suffix(".toml").map(str::to_owned)
+                })
+                .collect();
+            files.sort();
+            let mut tested = vec![$($file.to_owned()),*];
+            tested.sort();
+            assert_eq!(files, tested);
+        }
+    };
+}
+
+curated! {
+    ban_vs_power => "ban-vs-power",
+    clock_skew => "clock-skew",
+    concurrent_joins_partition => "concurrent-joins-partition",
+    crash_restart => "crash-restart",
+    flapping_link => "flapping-link",
+    large_room => "large-room",
+    long_offline => "long-offline",
+    lossy_network => "lossy-network",
+    partition_heal => "partition-heal",
+    power_fight_partition => "power-fight-partition",
+    three_way_split => "three-way-split",
+    upgrade_partition => "upgrade-partition",
+}
