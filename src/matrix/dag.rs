@@ -296,6 +296,17 @@ impl NodeId {
     }
 }
 
+/// An interned (`type`, `state_key`) of an [`AuthChainIndex`]: dense, below
+/// [`AuthChainIndex::state_key_count`], so per-key data can live in a `Vec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StateKeyId(u32);
+
+impl StateKeyId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// A set of events closed under "is in the auth chain of", in compressed form: for each
 /// chain, the highest sequence number in the set (the set holds that chain's prefix).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -598,6 +609,23 @@ impl AuthChainIndex {
     /// The auth events `node` was added with, in listed order, without repeats.
     pub fn auth_nodes(&self, node: NodeId) -> &[NodeId] {
         &self.nodes[node.index()].auth_nodes
+    }
+
+    /// The interned (`type`, `state_key`) of a node's event, `None` for a non-state event.
+    pub fn state_key_id(&self, node: NodeId) -> Option<StateKeyId> {
+        self.nodes[node.index()].state_key.map(StateKeyId)
+    }
+
+    /// The id of (`type`, `state_key`) if it was interned, i.e. if some event with that
+    /// key was ever added. `None` means no indexed event has the key.
+    pub fn find_state_key(&self, event_type: &str, state_key: &str) -> Option<StateKeyId> {
+        let id = self.state_keys.get(event_type).and_then(|keys| keys.get(state_key));
+        id.copied().map(StateKeyId)
+    }
+
+    /// Every [`StateKeyId`] of this index is below this.
+    pub fn state_key_count(&self) -> usize {
+        self.state_key_count as usize
     }
 
     /// Adds a PDU whose auth events ([`auth_event_ids`]) are all indexed.

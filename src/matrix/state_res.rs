@@ -29,7 +29,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::matrix::auth::{self, AuthState, PowerLevel, Rejection, SignatureCheck};
-use crate::matrix::dag::{self, AuthChainIndex, DagError, EventStore, NodeId, RejectionKind};
+use crate::matrix::dag::{
+    self, AuthChainIndex, DagError, EventStore, NodeId, RejectionKind, StateKeyId,
+};
 use crate::matrix::ids::EventId;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::room_version::{RoomVersionRules, StateResAlgorithm};
@@ -173,6 +175,7 @@ impl From<DagError> for ResolveError {
     }
 }
 
+const CREATE: &str = "m.room.create";
 const POWER_LEVELS: &str = "m.room.power_levels";
 const JOIN_RULES: &str = "m.room.join_rules";
 const MEMBER: &str = "m.room.member";
@@ -252,27 +255,28 @@ impl<'a> Separated<'a> {
 }
 
 /// The state an event is checked against in the iterative auth checks: a handful of
-/// events, searched linearly.
+/// events with their interned keys, searched linearly.
 struct SmallState<'s> {
-    events: Vec<&'s Pdu>,
+    events: Vec<(StateKeyId, &'s Pdu)>,
 }
 
 impl<'s> SmallState<'s> {
-    fn set(&mut self, pdu: &'s Pdu) {
-        let key = (pdu.event_type(), pdu.state_key());
-        match self.events.iter_mut().find(|e| (e.event_type(), e.state_key()) == key) {
-            Some(slot) => *slot = pdu,
-            None => self.events.push(pdu),
+    /// `key` is `pdu`'s own (`type`, `state_key`), interned.
+    fn set(&mut self, key: StateKeyId, pdu: &'s Pdu) {
+        match self.events.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = pdu,
+            None => self.events.push((key, pdu)),
         }
     }
 }
 
 impl AuthState for SmallState<'_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
-        self.events
+        let found = self
+            .events
             .iter()
-            .copied()
-            .find(|e| e.event_type() == event_type && e.state_key() == Some(state_key))
+            .find(|(_, e)| e.state_key() == Some(state_key) && e.event_type() == event_type);
+        found.map(|&(_, pdu)| pdu)
     }
 }
 
@@ -304,12 +308,24 @@ impl<'s, S: EventStore + ?Sized> Nodes<'s, '_, S> {
     }
 }
 
+/// An auth event of a [`Loaded`] event.
+#[derive(Clone, Copy)]
+struct AuthEvent<'s> {
+    node: NodeId,
+    pdu: &'s Pdu,
+    rejection: Option<RejectionKind>,
+    /// Its interned (`type`, `state_key`), `None` for a non-state event.
+    key: Option<StateKeyId>,
+}
+
 /// An event of the full conflicted set with what resolution reads about it, fetched once.
 struct Loaded<'s> {
     pdu: &'s Pdu,
     rejection: Option<RejectionKind>,
-    /// Its auth events ([`dag::auth_event_ids`]) in order, with their rejection status.
-    auth_events: Vec<(NodeId, &'s Pdu, Option<RejectionKind>)>,
+    /// Its interned (`type`, `state_key`), `None` for a non-state event.
+    key: Option<StateKeyId>,
+    /// Its auth events ([`dag::auth_event_ids`]) in order.
+    auth_events: Vec<AuthEvent<'s>>,
 }
 
 impl<'s> Loaded<'s> {
@@ -317,22 +333,33 @@ impl<'s> Loaded<'s> {
         nodes: &Nodes<'s, '_, S>,
         node: NodeId,
     ) -> Result<Loaded<'s>, ResolveError> {
+        let index = nodes.index;
         let (pdu, rejection) = nodes.fetch(node)?;
-        let auth_nodes = nodes.index.auth_nodes(node);
+        let key = index.state_key_id(node);
+        assert_eq!(key.is_some(), pdu.is_state(), "the index interns state events' keys");
+        let auth_nodes = index.auth_nodes(node);
         let mut auth_events = Vec::with_capacity(auth_nodes.len());
         for &auth_node in auth_nodes {
-            let (auth_event, auth_rejection) = nodes.fetch(auth_node)?;
-            auth_events.push((auth_node, auth_event, auth_rejection));
+            let (auth_pdu, auth_rejection) = nodes.fetch(auth_node)?;
+            let auth_key = index.state_key_id(auth_node);
+            assert_eq!(auth_key.is_some(), auth_pdu.is_state());
+            auth_events.push(AuthEvent {
+                node: auth_node,
+                pdu: auth_pdu,
+                rejection: auth_rejection,
+                key: auth_key,
+            });
         }
-        Ok(Loaded { pdu, rejection, auth_events })
+        Ok(Loaded { pdu, rejection, key, auth_events })
     }
 
     /// The `m.room.power_levels` event among its auth events (the first listed).
     fn power_levels_auth_event(&self) -> Option<&'s Pdu> {
-        let found = self.auth_events.iter().find(|(_, auth_event, _)| {
-            auth_event.event_type() == POWER_LEVELS && auth_event.state_key() == Some("")
-        });
-        found.map(|&(_, auth_event, _)| auth_event)
+        let found = self
+            .auth_events
+            .iter()
+            .find(|auth| auth.pdu.event_type() == POWER_LEVELS && auth.pdu.state_key() == Some(""));
+        found.map(|auth| auth.pdu)
     }
 }
 
@@ -343,88 +370,166 @@ impl<'s> Loaded<'s> {
 /// levels event have 100.
 fn sender_power_level(rules: &RoomVersionRules, event: &Loaded<'_>) -> PowerLevel {
     let mut state = SmallState { events: Vec::with_capacity(event.auth_events.len()) };
-    for &(_, auth_event, _) in &event.auth_events {
-        if auth_event.is_state() {
-            state.set(auth_event);
+    for auth in &event.auth_events {
+        if let Some(key) = auth.key {
+            state.set(key, auth.pdu);
         }
     }
     auth::user_power_level(rules, &state, event.pdu.sender())
 }
 
+/// An event as fetched: the PDU and whether and why it was rejected on receipt.
+type Fetched<'s> = (&'s Pdu, Option<RejectionKind>);
+
+/// What the unconflicted state map holds under one key, as the partial state reads it.
+#[derive(Clone, Copy, Default)]
+enum Unconflicted<'s> {
+    #[default]
+    None,
+    /// Fetched, and its own key is the map's key.
+    Checked(Fetched<'s>),
+    /// Fetching failed or the event's key is not the map's: both are reported only if the
+    /// key is read, as bad input.
+    Unchecked(NodeId),
+}
+
 /// What the partial state holds under one key.
 #[derive(Clone, Copy, Default)]
 struct Slot<'s> {
-    /// The unconflicted state map's event for the key.
-    unconflicted: Option<NodeId>,
+    /// v2: the unconflicted state map's event for the key (v2.1 starts empty).
+    unconflicted: Unconflicted<'s>,
     /// The last event the iterative auth checks admitted for the key.
-    admitted: Option<(&'s Pdu, Option<RejectionKind>)>,
+    admitted: Option<Fetched<'s>>,
 }
 
 /// The partially resolved state: what the iterative auth checks admitted over, under v2,
-/// the unconflicted state map (whose events are fetched when first read). One map keyed
-/// by borrowed (`state_key`, `type`), so a read is one lookup; state keys first because
-/// they tell keys apart sooner than types do.
+/// the unconflicted state map. One slot per key the index interned, so a read is an
+/// array access once the key's id is known ([`Loaded::key_id`]); no string is hashed or
+/// compared in a map on the hot path.
 struct PartialState<'a, 's, 'i, S: ?Sized> {
     nodes: &'a Nodes<'s, 'i, S>,
-    /// v2: the unconflicted state is the starting state; v2.1: it is not.
-    starts_unconflicted: bool,
-    slots: BTreeMap<SlotKey<'a>, Slot<'s>>,
+    /// By [`StateKeyId`].
+    slots: Vec<Slot<'s>>,
+    /// v2: unconflicted entries under a key no indexed event has (so their event is not
+    /// theirs, bad input reported if read). Almost always empty.
+    unindexed: Vec<(&'a StateKey, NodeId)>,
+    /// The ids of the room-wide keys with state key "" the auth rules read, looked up once.
+    room_keys: [(&'static str, Option<StateKeyId>); 3],
 }
 
-/// A state key as a map key that compares a fixed 64-bit FNV-1a hash first, so that a
-/// lookup costs integer comparisons instead of string comparisons (most keys share the
-/// `m.room.member` type and user-id prefixes). The map is only looked up, never iterated
-/// for output in this order: step 5 sorts what it takes out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct SlotKey<'a> {
-    hash: u64,
-    state_key: &'a str,
-    event_type: &'a str,
-}
-
-impl<'a> SlotKey<'a> {
-    fn new(event_type: &'a str, state_key: &'a str) -> SlotKey<'a> {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in event_type.as_bytes().iter().chain(&[0xff]).chain(state_key.as_bytes()) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+impl<'a, 's: 'a, 'i, S: EventStore + ?Sized> PartialState<'a, 's, 'i, S> {
+    /// The starting state: v2 the unconflicted state map (`unconflicted`, sorted by key,
+    /// with its events' nodes), v2.1 empty.
+    fn new(
+        nodes: &'a Nodes<'s, 'i, S>,
+        starts_unconflicted: bool,
+        unconflicted: &[(&'a StateKey, &'a EventId)],
+        unconflicted_nodes: &[NodeId],
+    ) -> PartialState<'a, 's, 'i, S> {
+        assert_eq!(unconflicted.len(), unconflicted_nodes.len());
+        let index = nodes.index;
+        let room_keys = [CREATE, POWER_LEVELS, JOIN_RULES]
+            .map(|event_type| (event_type, index.find_state_key(event_type, "")));
+        let mut partial = PartialState {
+            nodes,
+            slots: vec![Slot::default(); index.state_key_count()],
+            unindexed: Vec::new(),
+            room_keys,
+        };
+        if !starts_unconflicted {
+            return partial;
         }
-        SlotKey { hash, state_key, event_type }
+        for (&(key, _), &node) in unconflicted.iter().zip(unconflicted_nodes) {
+            // The map's key is almost always its event's own: then the event's node names
+            // the slot, with no lookup of the key's strings.
+            let (slot, value) = match nodes.fetch(node) {
+                Ok(found) if key_matches(&key.0, &key.1, found.0) => {
+                    let id = index.state_key_id(node).expect("a state event has an interned key");
+                    (Some(id), Unconflicted::Checked(found))
+                }
+                _ => (index.find_state_key(&key.0, &key.1), Unconflicted::Unchecked(node)),
+            };
+            match slot {
+                Some(id) => {
+                    let slot = &mut partial.slots[id.index()];
+                    assert!(matches!(slot.unconflicted, Unconflicted::None), "keys are unique");
+                    slot.unconflicted = value;
+                }
+                None => partial.unindexed.push((key, node)),
+            }
+        }
+        partial
     }
-}
 
-impl<'a, 's: 'a, S: EventStore + ?Sized> PartialState<'a, 's, '_, S> {
+    /// The interned id of (`event_type`, `state_key`), a key the auth rules read for
+    /// `event`. Almost every such key is `event`'s own (a member event's target), a
+    /// room-wide one, or that of one of its auth events (the sender's membership), whose
+    /// ids are at hand; only other keys cost a lookup of their strings in the index.
+    /// `None`: no indexed event has the key.
+    fn key_id(&self, event: &Loaded<'_>, event_type: &str, state_key: &str) -> Option<StateKeyId> {
+        if key_matches(event_type, state_key, event.pdu) {
+            return event.key;
+        }
+        if state_key.is_empty() {
+            if let Some(&(_, id)) = self.room_keys.iter().find(|&&(t, _)| t == event_type) {
+                return id;
+            }
+        }
+        let listed =
+            event.auth_events.iter().find(|auth| key_matches(event_type, state_key, auth.pdu));
+        match listed {
+            Some(auth) => auth.key,
+            None => self.nodes.index.find_state_key(event_type, state_key),
+        }
+    }
+
+    /// The event under (`event_type`, `state_key`), whose interned id is `key`.
     fn get(
         &self,
+        key: Option<StateKeyId>,
         event_type: &str,
         state_key: &str,
-    ) -> Result<Option<(&'s Pdu, Option<RejectionKind>)>, ResolveError> {
-        let slots: &BTreeMap<SlotKey<'_>, Slot<'s>> = &self.slots;
-        let Some(slot) = slots.get(&SlotKey::new(event_type, state_key)) else { return Ok(None) };
-        if let Some(admitted) = slot.admitted {
-            return Ok(Some(admitted));
-        }
-        match slot.unconflicted {
-            Some(node) if self.starts_unconflicted => {
+    ) -> Result<Option<Fetched<'s>>, ResolveError> {
+        let unconflicted = match key {
+            Some(id) => {
+                let slot = &self.slots[id.index()];
+                if let Some(admitted) = slot.admitted {
+                    return Ok(Some(admitted));
+                }
+                slot.unconflicted
+            }
+            None => {
+                let listed =
+                    self.unindexed.iter().find(|(k, _)| k.0 == event_type && k.1 == state_key);
+                listed.map_or(Unconflicted::None, |&(_, node)| Unconflicted::Unchecked(node))
+            }
+        };
+        match unconflicted {
+            Unconflicted::None => Ok(None),
+            Unconflicted::Checked(found) => Ok(Some(found)),
+            Unconflicted::Unchecked(node) => {
                 let found = self.nodes.fetch(node)?;
                 // An unconflicted event is in every state set; report it against the first.
                 check_key_parts(0, event_type, state_key, found.0)?;
                 Ok(Some(found))
             }
-            _ => Ok(None),
         }
     }
 
     fn admit(&mut self, event: &Loaded<'s>) {
-        let state_key = event.pdu.state_key().expect("only state events are checked");
-        let slot = self.slots.entry(SlotKey::new(event.pdu.event_type(), state_key)).or_default();
-        slot.admitted = Some((event.pdu, event.rejection));
+        let id = event.key.expect("only state events are checked");
+        self.slots[id.index()].admitted = Some((event.pdu, event.rejection));
     }
 }
 
 /// Checks that a state map's key names the event's own `type` and `state_key`.
 fn check_key(state_set: usize, key: &StateKey, pdu: &Pdu) -> Result<(), ResolveError> {
     check_key_parts(state_set, &key.0, &key.1, pdu)
+}
+
+/// Whether `pdu` is a state event with this `type` and `state_key`.
+fn key_matches(event_type: &str, state_key: &str, pdu: &Pdu) -> bool {
+    pdu.state_key() == Some(state_key) && pdu.event_type() == event_type
 }
 
 /// [`check_key`] without an owned key: allocates only to report a mismatch.
@@ -434,7 +539,7 @@ fn check_key_parts(
     state_key: &str,
     pdu: &Pdu,
 ) -> Result<(), ResolveError> {
-    if pdu.event_type() == event_type && pdu.state_key() == Some(state_key) {
+    if key_matches(event_type, state_key, pdu) {
         return Ok(());
     }
     let key = (event_type.to_owned(), state_key.to_owned());
@@ -461,6 +566,8 @@ fn iterative_auth_checks<'s, S: EventStore + ?Sized>(
     partial: &mut PartialState<'_, 's, '_, S>,
     decisions: &mut Vec<AuthDecision>,
 ) -> Result<(), ResolveError> {
+    // One buffer for every event's auth state.
+    let mut state = SmallState { events: Vec::new() };
     for &event in events {
         assert!(event.pdu.is_state(), "only state events are checked");
         let skip = match (event.rejection, options.rejected) {
@@ -472,11 +579,11 @@ fn iterative_auth_checks<'s, S: EventStore + ?Sized>(
         let outcome = if skip {
             AuthOutcome::PreviouslyRejected(event.rejection.expect("skip implies rejected"))
         } else {
-            let mut state = SmallState { events: Vec::with_capacity(event.auth_events.len()) };
+            state.events.clear();
             // Rejected auth events are never a fallback (digest §4).
-            for &(_, auth_event, rejection) in &event.auth_events {
-                if auth_event.is_state() && rejection.is_none() {
-                    state.set(auth_event);
+            for auth in &event.auth_events {
+                if let (Some(key), None) = (auth.key, auth.rejection) {
+                    state.set(key, auth.pdu);
                 }
             }
             let pdu = event.pdu;
@@ -488,13 +595,14 @@ fn iterative_auth_checks<'s, S: EventStore + ?Sized>(
                 pdu.content(),
             );
             for &(event_type, state_key) in &keys {
-                let Some((current, rejection)) = partial.get(event_type, state_key)? else {
+                let key = partial.key_id(event, event_type, state_key);
+                let Some((current, rejection)) = partial.get(key, event_type, state_key)? else {
                     continue;
                 };
                 if rejection.is_some() && options.rejected == RejectedEvents::NeverReadmit {
                     continue;
                 }
-                state.set(current);
+                state.set(key.expect("the partial state holds indexed events"), current);
             }
             match auth::check_state_rules(rules, pdu, &state, SignatureCheck::AlreadyVerified) {
                 Ok(()) => {
@@ -566,19 +674,23 @@ pub fn resolve<S: EventStore + ?Sized>(
 
     // Index the auth chains of every event of every state set: the store's index if it
     // covers them all (one lookup per distinct event), otherwise a fresh one.
-    let conflicted_ids: BTreeSet<&EventId> =
+    // Sorted and deduplicated: looked up by binary search below.
+    let mut conflicted_ids: Vec<&EventId> =
         separated.conflicted.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
-    let lookup_all = |index: &AuthChainIndex| -> Option<(Vec<NodeId>, BTreeMap<&EventId, NodeId>)> {
+    conflicted_ids.sort_unstable();
+    conflicted_ids.dedup();
+    let lookup_all = |index: &AuthChainIndex| -> Option<(Vec<NodeId>, Vec<NodeId>)> {
         if !index.matches_rules(rules) {
             return None;
         }
         let common: Option<Vec<NodeId>> =
             separated.unconflicted.iter().map(|&(_, id)| index.node(id)).collect();
-        let conflicted = conflicted_ids.iter().map(|&id| index.node(id).map(|node| (id, node)));
-        Some((common?, conflicted.collect::<Option<BTreeMap<_, _>>>()?))
+        let conflicted: Option<Vec<NodeId>> =
+            conflicted_ids.iter().map(|&id| index.node(id)).collect();
+        Some((common?, conflicted?))
     };
     let built;
-    let (index, table, common_nodes, conflicted_node_of) =
+    let (index, table, common_nodes, conflicted_nodes) =
         match events.auth_chain_index().and_then(|index| Some((index, lookup_all(index)?))) {
             Some((index, (common, conflicted))) => (index, None, common, conflicted),
             None => {
@@ -593,11 +705,15 @@ pub fn resolve<S: EventStore + ?Sized>(
             }
         };
     let nodes = Nodes { store: events, index, table };
-    let conflicted_nodes: Vec<NodeId> = conflicted_node_of.values().copied().collect();
+    // The node of a conflicted event, by binary search in the sorted ids.
+    let conflicted_node_of = |id: &EventId| {
+        let position = conflicted_ids.binary_search(&id).expect("a conflicted event");
+        conflicted_nodes[position]
+    };
     let conflicted_per_set: Vec<Vec<NodeId>> = separated
         .conflicted_per_set
         .iter()
-        .map(|ids| ids.iter().map(|&id| conflicted_node_of[id]).collect())
+        .map(|ids| ids.iter().map(|&id| conflicted_node_of(id)).collect())
         .collect();
 
     // The full conflicted set: the conflicted state set, the auth difference and, since
@@ -620,7 +736,7 @@ pub fn resolve<S: EventStore + ?Sized>(
     // Every conflicted event must be a state event under its own key.
     for (key, ids) in &separated.conflicted {
         for &event_id in ids {
-            let position = full_nodes.binary_search(&conflicted_node_of[event_id]);
+            let position = full_nodes.binary_search(&conflicted_node_of(event_id));
             let pdu = full[position.expect("conflicted events are in the full set")].pdu;
             if let Err(error) = check_key(0, key, pdu) {
                 let ResolveError::KeyMismatch { key, event_id, actual, .. } = error else {
@@ -672,8 +788,8 @@ pub fn resolve<S: EventStore + ?Sized>(
         keys.push((Reverse(level), event.pdu.origin_server_ts(), event.pdu.event_id()));
         // Direct auth edges within X ([digest]/[impl] "restricted to the set").
         let mut edges = Vec::new();
-        for &(auth_node, _, _) in &event.auth_events {
-            let Ok(full_position) = full_nodes.binary_search(&auth_node) else { continue };
+        for auth in &event.auth_events {
+            let Ok(full_position) = full_nodes.binary_search(&auth.node) else { continue };
             edges.extend(power_positions.binary_search(&full_position).ok());
         }
         auth_edges.push(edges);
@@ -694,11 +810,7 @@ pub fn resolve<S: EventStore + ?Sized>(
 
     // Step 2: iterative auth checks over X, starting from the unconflicted state map under
     // v2 and, since v12 (v2.1), from an empty state map.
-    let slots = separated.unconflicted.iter().zip(&common_nodes).map(|(&(key, _), &node)| {
-        (SlotKey::new(&key.0, &key.1), Slot { unconflicted: Some(node), admitted: None })
-    });
-    let mut partial =
-        PartialState { nodes: &nodes, starts_unconflicted: !v2_1, slots: slots.collect() };
+    let mut partial = PartialState::new(&nodes, !v2_1, &separated.unconflicted, &common_nodes);
     let mut decisions = Vec::new();
     iterative_auth_checks(
         rules,
@@ -716,7 +828,8 @@ pub fn resolve<S: EventStore + ?Sized>(
         .filter(|&i| full[i].pdu.is_state() && !in_power_set[i])
         .map(|i| &full[i])
         .collect();
-    let mainline = match partial.get(POWER_LEVELS, "")? {
+    let power_levels_key = index.find_state_key(POWER_LEVELS, "");
+    let mainline = match partial.get(power_levels_key, POWER_LEVELS, "")? {
         Some((power_levels, _)) => dag::mainline(events, power_levels)?,
         None => Vec::new(),
     };
@@ -724,8 +837,10 @@ pub fn resolve<S: EventStore + ?Sized>(
         others.iter().map(|e| e.power_levels_auth_event()).collect();
     let numbers = dag::mainline_numbers_from(events, &mainline, &first_power_levels)?;
     let mut mainline_order: Vec<usize> = (0..others.len()).collect();
-    mainline_order
-        .sort_by_key(|&i| (numbers[i], others[i].pdu.origin_server_ts(), others[i].pdu.event_id()));
+    // Event ids are unique, so the keys are and an unstable sort gives the one order.
+    mainline_order.sort_unstable_by_key(|&i| {
+        (numbers[i], others[i].pdu.origin_server_ts(), others[i].pdu.event_id())
+    });
     let others_sorted: Vec<&Loaded<'_>> = mainline_order.iter().map(|&i| others[i]).collect();
     if options.explain {
         explanation.mainline = mainline.iter().map(|pdu| pdu.event_id().clone()).collect();
@@ -744,25 +859,33 @@ pub fn resolve<S: EventStore + ?Sized>(
     )?;
 
     // Step 5: the unconflicted state map overwrites the result. Both lists are sorted by
-    // key and disjoint, so one merge gives the result in order (built in bulk).
-    let admitted = partial.slots.iter().filter(|(_, slot)| slot.unconflicted.is_none());
-    let mut admitted: Vec<(StateKey, EventId)> = admitted
-        .filter_map(|(&SlotKey { state_key, event_type, .. }, slot)| {
+    // key (`&str` pairs order as `String` pairs do), so one merge gives the result in order
+    // (built in bulk); an admitted event under an unconflicted key is dropped.
+    let mut admitted: Vec<((&str, &str), &EventId)> = partial
+        .slots
+        .iter()
+        .filter_map(|slot| {
             let (pdu, _) = slot.admitted?;
-            Some(((event_type.to_owned(), state_key.to_owned()), pdu.event_id().clone()))
+            let state_key = pdu.state_key().expect("only state events are admitted");
+            Some(((pdu.event_type(), state_key), pdu.event_id()))
         })
         .collect();
     admitted.sort_unstable();
+    let owned = |((event_type, state_key), event_id): ((&str, &str), &EventId)| {
+        ((event_type.to_owned(), state_key.to_owned()), event_id.clone())
+    };
     let mut merged: Vec<(StateKey, EventId)> =
         Vec::with_capacity(separated.unconflicted.len() + admitted.len());
     let mut admitted = admitted.into_iter().peekable();
     for &(key, event_id) in &separated.unconflicted {
-        while let Some(entry) = admitted.next_if(|(k, _)| k < key) {
-            merged.push(entry);
+        let key_strs = (key.0.as_str(), key.1.as_str());
+        while let Some(entry) = admitted.next_if(|&(k, _)| k < key_strs) {
+            merged.push(owned(entry));
         }
+        admitted.next_if(|&(k, _)| k == key_strs);
         merged.push((key.clone(), event_id.clone()));
     }
-    merged.extend(admitted);
+    merged.extend(admitted.map(owned));
     assert!(merged.windows(2).all(|w| w[0].0 < w[1].0), "merge keeps keys sorted and unique");
     let state: StateMap = merged.into_iter().collect();
     explanation.decisions = decisions;
