@@ -18,6 +18,8 @@ use crate::trace::{Body, Decision, Trace};
 
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 980;
+/// Servers named in the legend of the missing-events panel; the rest are counted.
+const LEGEND_SERVERS_MAX: usize = 10;
 
 /// DejaVu Sans 2.37 from Debian's fonts-dejavu-core (licence: assets/fonts/).
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -267,18 +269,27 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     draw_windows(&mut chart, room, m_max, false).map_err(e)?;
-    for (server, points) in &data.missing {
+    for (position, (server, points)) in data.missing.iter().enumerate() {
         let color = rgb(*server);
         let mut points = points.clone();
         if let Some(&(_, last)) = points.last() {
             points.push((end, last));
         }
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(e)?
-            .label(room.servers[*server].clone())
-            .legend(move |(x, y)| {
+        let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2))).map_err(e)?;
+        if position < LEGEND_SERVERS_MAX {
+            drawn.label(room.servers[*server].clone()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+            });
+        }
+    }
+    if data.missing.len() > LEGEND_SERVERS_MAX {
+        let grey = RGBColor(0x88, 0x88, 0x88);
+        chart
+            .draw_series(LineSeries::new(Vec::<(u64, u32)>::new(), grey.stroke_width(2)))
+            .map_err(e)?
+            .label(format!("… {} more servers", data.missing.len() - LEGEND_SERVERS_MAX))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(3))
             });
     }
     draw_converged(&mut chart, data.converged_ms, m_max, false).map_err(e)?;

@@ -27,6 +27,10 @@ const TOP: f64 = 128.0;
 const BANDS_Y: f64 = 76.0;
 /// Ids listed in the tooltip of a collapsed run.
 const RUN_TOOLTIP_IDS_MAX: usize = 40;
+/// Rooms with more origin servers than this draw the first `OWN_BANDS_MAX - 1` in bands
+/// of their own and the rest side by side in one shared band (nodes keep their server's
+/// colour), so that a 100-server room is not 17 000 pixels wide.
+const OWN_BANDS_MAX: usize = 10;
 
 /// The drawn DAG.
 pub struct Dag {
@@ -159,18 +163,29 @@ fn layout(room: &RoomModel, options: &Options) -> Layout {
     }
     let layer_count = nodes.iter().map(|n| n.layer + 1).max().unwrap_or(0);
     let band_count = room.servers.len() + 1;
+    let shared = shared_band(room.servers.len());
+    // Bands from `shared` on (but not the unknown-origin one) are drawn as one.
+    let group = |band: usize| match shared {
+        Some(first) if band >= first && band < band_count - 1 => first,
+        _ => band,
+    };
     let mut cells: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     let mut slots_max = vec![0usize; band_count];
     for node in &mut nodes {
-        let cell = cells.entry((node.layer, node.band)).or_insert(0);
+        let cell = cells.entry((node.layer, group(node.band))).or_insert(0);
         node.slot = *cell;
         *cell += 1;
-        slots_max[node.band] = slots_max[node.band].max(*cell);
+        slots_max[group(node.band)] = slots_max[group(node.band)].max(*cell);
     }
     let mut band_x = Vec::with_capacity(band_count);
     let mut band_w = Vec::with_capacity(band_count);
     let mut x = LEFT;
-    for slots in &slots_max {
+    for (band, slots) in slots_max.iter().enumerate() {
+        if group(band) != band {
+            band_x.push(band_x[group(band)]);
+            band_w.push(band_w[group(band)]);
+            continue;
+        }
         band_x.push(x);
         let width = (*slots).max(1) as f64 * SLOT_W + 2.0 * BAND_PAD;
         band_w.push(width);
@@ -178,6 +193,11 @@ fn layout(room: &RoomModel, options: &Options) -> Layout {
     }
     assert_eq!(node_of.len(), count, "every event is in exactly one node");
     Layout { nodes, node_of, parents, child_count, band_x, band_w, layer_count }
+}
+
+/// The first band shared by several servers, when there are too many for one each.
+fn shared_band(servers: usize) -> Option<usize> {
+    (servers > OWN_BANDS_MAX).then_some(OWN_BANDS_MAX - 1)
 }
 
 impl Layout {
@@ -277,6 +297,18 @@ fn draw_svg(trace: &Trace, room: &RoomModel, layout: &Layout, options: &Options)
         if !layout.nodes.iter().any(|n| n.band == band) && band >= trace.header.servers.len() {
             continue;
         }
+        let shared = shared_band(room.servers.len());
+        let (name, color) = match shared {
+            Some(first) if band > first => continue,
+            Some(first) if band == first => {
+                let rest = &room.servers[first..];
+                (
+                    format!("{} … {} ({} servers)", rest[0], rest[rest.len() - 1], rest.len()),
+                    "#777777".to_owned(),
+                )
+            }
+            _ => (name.clone(), svg::server_color(band)),
+        };
         let (x, w) = (layout.band_x[band], layout.band_w[band]);
         let fill = if band % 2 == 0 { "#f6f7f9" } else { "#ffffff" };
         let _ = writeln!(
@@ -293,10 +325,10 @@ fn draw_svg(trace: &Trace, room: &RoomModel, layout: &Layout, options: &Options)
             num(x + 2.0),
             num(BANDS_Y),
             num(w - 4.0),
-            svg::server_color(band),
+            color,
             num(x + w / 2.0),
             num(BANDS_Y + 17.0),
-            escape(name)
+            escape(&name)
         );
     }
     if !layout.is_last_band_empty() {
@@ -425,15 +457,18 @@ fn draw_windows(out: &mut String, room: &RoomModel, layout: &Layout, width: f64)
         };
         let _ = writeln!(
             out,
-            "<g class=\"window\"><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" fill-opacity=\"0.6\" stroke=\"{stroke}\" stroke-dasharray=\"6 3\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{stroke}\">{}</text></g>",
+            "<g class=\"window\"><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" fill-opacity=\"0.6\" stroke=\"{stroke}\" stroke-dasharray=\"6 3\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{stroke}\">{}<tspan x=\"{}\" dy=\"11\">{}–{} ms</tspan></text></g>",
             escape(&text),
             num(x),
             num(y),
             num(w),
             num(h),
             num(8.0),
-            num(y + 11.0 + (index % 3) as f64 * 11.0),
-            escape(&svg::clip(&text, 34))
+            num(y + 11.0 + (index % 3) as f64 * 22.0),
+            escape(&svg::clip(&window.label, 44)),
+            num(8.0),
+            window.start_ms,
+            window.end_ms
         );
     }
 }
