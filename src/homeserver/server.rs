@@ -1645,17 +1645,7 @@ impl Homeserver {
             let outcome = self.check_own_auth(room_id, &pdu);
             // Stored with a state from now on: report it like any other receipt, so that
             // the trace holds every event the server keeps.
-            let decision = match &outcome {
-                Outcome::Accepted => Decision::Accepted,
-                Outcome::RejectedByAuthEvents { reason } => {
-                    Decision::RejectedByAuthEvents(reason.clone())
-                }
-                Outcome::RejectedByStateBefore { reason } => {
-                    Decision::RejectedByStateBefore(reason.clone())
-                }
-                Outcome::SoftFailed { reason } => Decision::SoftFailed(reason.clone()),
-                Outcome::Outlier => Decision::Outlier,
-            };
+            let decision = outcome.decision();
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(prev.clone()),

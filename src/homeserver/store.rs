@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::homeserver::types::Decision;
 use crate::matrix::{EventId, Pdu, RoomVersion};
 
 /// (event type, state key).
@@ -61,6 +62,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The decision a receipt with this outcome reports.
+    pub fn decision(&self) -> Decision {
+        match self {
+            Outcome::Accepted => Decision::Accepted,
+            Outcome::RejectedByAuthEvents { reason } => {
+                Decision::RejectedByAuthEvents(reason.clone())
+            }
+            Outcome::RejectedByStateBefore { reason } => {
+                Decision::RejectedByStateBefore(reason.clone())
+            }
+            Outcome::SoftFailed { reason } => Decision::SoftFailed(reason.clone()),
+            Outcome::Outlier => Decision::Outlier,
+        }
+    }
+
     pub fn is_rejected(&self) -> bool {
         matches!(self, Outcome::RejectedByAuthEvents { .. } | Outcome::RejectedByStateBefore { .. })
     }

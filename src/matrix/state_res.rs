@@ -142,6 +142,31 @@ pub struct Explanation {
     pub state: StateMap,
 }
 
+impl Explanation {
+    /// An explanation with nothing decided yet.
+    pub fn empty(
+        algorithm: StateResAlgorithm,
+        auth_chain: AuthChainReading,
+        rejected: RejectedEvents,
+    ) -> Explanation {
+        Explanation {
+            algorithm,
+            auth_chain,
+            rejected,
+            unconflicted: StateMap::new(),
+            conflicted: Vec::new(),
+            auth_difference: Vec::new(),
+            conflicted_subgraph: Vec::new(),
+            full_conflicted: Vec::new(),
+            power_events_sorted: Vec::new(),
+            decisions: Vec::new(),
+            mainline: Vec::new(),
+            mainline_sorted: Vec::new(),
+            state: StateMap::new(),
+        }
+    }
+}
+
 /// Why state cannot be resolved. Bad input yields one of these, never a panic.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
@@ -636,21 +661,7 @@ pub fn resolve<S: EventStore + ?Sized>(
     options: ResolveOptions,
 ) -> Result<Resolved, ResolveError> {
     let v2_1 = rules.state_res == StateResAlgorithm::V2_1;
-    let mut explanation = Explanation {
-        algorithm: rules.state_res,
-        auth_chain: options.auth_chain,
-        rejected: options.rejected,
-        unconflicted: StateMap::new(),
-        conflicted: Vec::new(),
-        auth_difference: Vec::new(),
-        conflicted_subgraph: Vec::new(),
-        full_conflicted: Vec::new(),
-        power_events_sorted: Vec::new(),
-        decisions: Vec::new(),
-        mainline: Vec::new(),
-        mainline_sorted: Vec::new(),
-        state: StateMap::new(),
-    };
+    let mut explanation = Explanation::empty(rules.state_res, options.auth_chain, options.rejected);
     let finish = |state: StateMap, mut explanation: Explanation| {
         let explanation = options.explain.then(|| {
             explanation.state = state.clone();

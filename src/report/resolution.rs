@@ -153,7 +153,11 @@ fn replay(room: &RoomModel) -> (Vec<MergeView>, Vec<String>) {
                         resolved.state
                     }
                     Err(error) => {
-                        let explanation = empty_explanation(rules.state_res);
+                        let explanation = Explanation::empty(
+                            rules.state_res,
+                            Default::default(),
+                            Default::default(),
+                        );
                         views.push(view(
                             room,
                             event,
@@ -176,24 +180,6 @@ fn replay(room: &RoomModel) -> (Vec<MergeView>, Vec<String>) {
         after.insert(event.id.as_str(), before);
     }
     (views, notes)
-}
-
-fn empty_explanation(algorithm: StateResAlgorithm) -> Explanation {
-    Explanation {
-        algorithm,
-        auth_chain: Default::default(),
-        rejected: Default::default(),
-        unconflicted: StateMap::new(),
-        conflicted: Vec::new(),
-        auth_difference: Vec::new(),
-        conflicted_subgraph: Vec::new(),
-        full_conflicted: Vec::new(),
-        power_events_sorted: Vec::new(),
-        decisions: Vec::new(),
-        mainline: Vec::new(),
-        mainline_sorted: Vec::new(),
-        state: StateMap::new(),
-    }
 }
 
 fn view(
