@@ -1,5 +1,5 @@
 //! The pure Matrix protocol core: identifiers, canonical JSON, cryptography, room-version
-//! rules, PDUs and redaction.
+//! rules, PDUs and redaction, and the Linearized Matrix draft's LPDUs and hub list.
 //!
 //! Architecture Invariant: no I/O, no clock, no randomness, and no knowledge of servers or
 //! simulation. Time, keys and event lookups are arguments. Untrusted input yields a
@@ -14,6 +14,7 @@ pub mod canonical_json;
 pub mod crypto;
 pub mod dag;
 pub mod ids;
+pub mod linearized;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;

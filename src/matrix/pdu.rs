@@ -3,7 +3,10 @@
 //!
 //! Spec: room version 10/11/12 event formats, Server-Server API "Adding hashes and
 //! signatures", "Validating hashes and signatures on received events", and "Size limits"
-//! (digest: spec/events.md §2–§6, spec/canonical-json-and-signing.md §5).
+//! (digest: spec/events.md §2–§6, spec/canonical-json-and-signing.md §5). For the Linearized
+//! Matrix version (flags [`RoomVersionRules::lpdus`] and [`RoomVersionRules::depth_field`]):
+//! the draft's event format, content hash and signature checks (digest:
+//! spec/linearized-matrix.md §3–§6); the LPDU itself is in `matrix::linearized`.
 //!
 //! A [`Pdu`] keeps the exact JSON object it was built from (every byte of it is covered by
 //! the content hash, including keys mxsim does not know) next to typed copies of the fields
@@ -55,6 +58,22 @@ pub enum Stage {
     Unsigned,
     /// A complete PDU as sent over federation.
     Signed,
+    /// A Linearized Matrix LPDU being built by its sender: no `auth_events`, `prev_events` or
+    /// `hashes.sha256`; `hashes.lpdu` and `signatures` are about to be computed.
+    LpduUnsigned,
+    /// A Linearized Matrix LPDU as its sender sends it to the hub: `hashes.lpdu` and
+    /// `signatures` present, and still no `auth_events`, `prev_events` or `hashes.sha256`.
+    Lpdu,
+}
+
+impl Stage {
+    fn is_signed(self) -> bool {
+        matches!(self, Stage::Signed | Stage::Lpdu)
+    }
+
+    fn is_lpdu(self) -> bool {
+        matches!(self, Stage::LpduUnsigned | Stage::Lpdu)
+    }
 }
 
 /// A well-formed PDU of a known room version, with its event id.
@@ -78,6 +97,9 @@ pub struct Pdu {
     /// the JSON object on every read cost more than the copy (measured on state
     /// resolution of a 1,000-event conflicted set).
     content: Object,
+    /// The room version's [`RoomVersionRules::lpdus`], so that [`Pdu::hub_server`] reads the
+    /// field only where it has a meaning.
+    lpdus: bool,
 }
 
 impl Pdu {
@@ -158,8 +180,19 @@ impl Pdu {
         &self.content
     }
 
+    /// `depth`; 0 in a room version without the field (Linearized Matrix: the position in
+    /// the hub's list plays its part).
     pub fn depth(&self) -> i64 {
         self.depth
+    }
+
+    /// `hub_server`: the hub that completed this event from its sender's LPDU. Always `None`
+    /// in room versions without LPDUs, where the key is just an unknown field.
+    pub fn hub_server(&self) -> Option<&str> {
+        if !self.lpdus {
+            return None;
+        }
+        self.json.get("hub_server").and_then(Value::as_str)
     }
 
     pub fn auth_events(&self) -> &[EventId] {
@@ -208,6 +241,7 @@ struct Fields {
     auth_events: Vec<EventId>,
     prev_events: Vec<EventId>,
     redacts: Option<EventId>,
+    lpdus: bool,
 }
 
 impl Fields {
@@ -239,6 +273,7 @@ impl Fields {
             auth_events: self.auth_events,
             prev_events: self.prev_events,
             redacts: self.redacts,
+            lpdus: self.lpdus,
         }
     }
 }
@@ -333,31 +368,44 @@ fn check_format(
         check_room_id_shape(rules, room_id)?;
     }
     let origin_server_ts = require(get_integer(json, "origin_server_ts")?, "origin_server_ts")?;
-    let depth = require(get_integer(json, "depth")?, "depth")?;
+    // Linearized Matrix has no `depth`; a `depth` key there is an unknown field, covered by
+    // the content hash and nothing else.
+    let depth = if rules.depth_field { require(get_integer(json, "depth")?, "depth")? } else { 0 };
     match json.get("content") {
         Some(Value::Object(_)) => {}
         Some(_) => return Err(format_error("$.content", "must be an object")),
         None => return Err(format_error("$.content", "missing required field")),
     }
-    match (json.get("hashes"), stage) {
-        (None, Stage::Unsigned) => {}
-        (None, Stage::Signed) => return Err(format_error("$.hashes", "missing required field")),
-        (Some(Value::Object(hashes)), _) => match hashes.get("sha256") {
+    match json.get("hashes") {
+        None if stage.is_signed() => {
+            return Err(format_error("$.hashes", "missing required field"));
+        }
+        None => {}
+        // An LPDU's sender "MUST NOT populate" any hash but `hashes.lpdu` (digest:
+        // spec/linearized-matrix.md §4); `hashes.lpdu` itself is checked below.
+        Some(Value::Object(hashes)) if stage.is_lpdu() => {
+            if let Some(key) = hashes.keys().find(|key| *key != "lpdu") {
+                let mut path = String::from("$.hashes");
+                canonical_json::push_key(&mut path, key);
+                return Err(format_error(&path, "an LPDU carries no hash but hashes.lpdu"));
+            }
+        }
+        Some(Value::Object(hashes)) => match hashes.get("sha256") {
             Some(Value::String(_)) => {}
             Some(_) => return Err(format_error("$.hashes.sha256", "must be a string")),
-            None if stage == Stage::Signed => {
+            None if stage.is_signed() => {
                 return Err(format_error("$.hashes.sha256", "missing required field"));
             }
             None => {}
         },
-        (Some(_), _) => return Err(format_error("$.hashes", "must be an object")),
+        Some(_) => return Err(format_error("$.hashes", "must be an object")),
     }
-    match (json.get("signatures"), stage) {
-        (None, Stage::Unsigned) => {}
-        (None, Stage::Signed) => {
+    match json.get("signatures") {
+        None if stage.is_signed() => {
             return Err(format_error("$.signatures", "missing required field"));
         }
-        (Some(Value::Object(by_server)), _) => {
+        None => {}
+        Some(Value::Object(by_server)) => {
             for (server, keys) in by_server {
                 let mut path = String::from("$.signatures");
                 canonical_json::push_key(&mut path, server);
@@ -372,15 +420,31 @@ fn check_format(
                 }
             }
         }
-        (Some(_), _) => return Err(format_error("$.signatures", "must be an object")),
+        Some(_) => return Err(format_error("$.signatures", "must be an object")),
     }
     if let Some(unsigned) = json.get("unsigned") {
         if !unsigned.is_object() {
             return Err(format_error("$.unsigned", "must be an object"));
         }
     }
-    let auth_events = require(get_event_ids(json, "auth_events", AUTH_EVENTS_MAX)?, "auth_events")?;
-    let prev_events = require(get_event_ids(json, "prev_events", PREV_EVENTS_MAX)?, "prev_events")?;
+    let (auth_events, prev_events) = if stage.is_lpdu() {
+        // The sender cannot know the order, so the hub sets these (digest:
+        // spec/linearized-matrix.md §4).
+        assert!(rules.lpdus, "LPDUs exist only in Linearized Matrix room versions");
+        for key in ["auth_events", "prev_events"] {
+            if json.contains_key(key) {
+                return Err(format_error(&format!("$.{key}"), "an LPDU must not carry it"));
+            }
+        }
+        (Vec::new(), Vec::new())
+    } else {
+        let auth_events = get_event_ids(json, "auth_events", AUTH_EVENTS_MAX)?;
+        let prev_events = get_event_ids(json, "prev_events", PREV_EVENTS_MAX)?;
+        (require(auth_events, "auth_events")?, require(prev_events, "prev_events")?)
+    };
+    if rules.lpdus {
+        check_hub_fields(json, is_create, prev_events.len(), stage)?;
+    }
     if let Some(event_id) = get_string(json, "event_id")? {
         check_field_bytes(rules, "event_id", event_id)?;
     }
@@ -415,7 +479,70 @@ fn check_format(
         auth_events,
         prev_events,
         redacts,
+        lpdus: rules.lpdus,
     })
+}
+
+/// The Linearized Matrix rules on `hub_server` and `hashes.lpdu` of a PDU (digest:
+/// spec/linearized-matrix.md §3): `hub_server`, when present, is a valid server name; an
+/// event with `hub_server` carries `hashes.lpdu.sha256` and exactly one `prev_events` entry;
+/// an event without it carries no `hashes.lpdu`.
+///
+/// [digest] "Expected to have exactly 1 entry" is read as a format rule (a completed event
+/// names the head of the hub's list), except for `m.room.create`, which has no `prev_events`
+/// whatever it carries (the create rule rejects one that has). Before signing
+/// ([`Stage::Unsigned`]) `hashes` may still be absent, but a `hub_server` event must already
+/// carry its LPDU hash: only the sender can compute it.
+///
+/// An LPDU ([`Stage::LpduUnsigned`], [`Stage::Lpdu`]) must name its hub: [digest] the
+/// participant puts `hub_server` into the LPDU, so that its hash and signature cover it (the
+/// draft's implementation notes and eigen-server do this; a hub adding it would break the
+/// sender's signature). Its LPDU hash is required once it is signed.
+fn check_hub_fields(
+    json: &Object,
+    is_create: bool,
+    prev_event_count: usize,
+    stage: Stage,
+) -> Result<(), FormatError> {
+    let hub_server = get_string(json, "hub_server")?;
+    if let Some(hub_server) = hub_server {
+        ids::check_server_name(hub_server).map_err(|e| format_error("$.hub_server", e.problem))?;
+    }
+    if stage.is_lpdu() && hub_server.is_none() {
+        return Err(format_error("$.hub_server", "an LPDU must name the hub it is sent through"));
+    }
+    let lpdu = json.get("hashes").and_then(|hashes| hashes.get("lpdu"));
+    if stage == Stage::LpduUnsigned && lpdu.is_none() {
+        return Ok(());
+    }
+    match (hub_server, lpdu) {
+        (Some(_), None) => {
+            return Err(format_error(
+                "$.hashes.lpdu",
+                "an event with hub_server must carry the LPDU hash",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(format_error(
+                "$.hashes.lpdu",
+                "only an event with hub_server may carry an LPDU hash",
+            ));
+        }
+        (Some(_), Some(Value::Object(lpdu))) => match lpdu.get("sha256") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(format_error("$.hashes.lpdu.sha256", "must be a string")),
+            None => return Err(format_error("$.hashes.lpdu.sha256", "missing required field")),
+        },
+        (Some(_), Some(_)) => return Err(format_error("$.hashes.lpdu", "must be an object")),
+        (None, None) => {}
+    }
+    if hub_server.is_some() && !is_create && !stage.is_lpdu() && prev_event_count != 1 {
+        return Err(format_error(
+            "$.prev_events",
+            format!("an event with hub_server has exactly 1 prev event, not {prev_event_count}"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_room_id_shape(rules: &RoomVersionRules, room_id: &str) -> Result<(), FormatError> {
@@ -433,6 +560,20 @@ fn check_room_id_shape(rules: &RoomVersionRules, room_id: &str) -> Result<(), Fo
         ids::check_room_id(room_id, rules.room_id_format).map_err(|e| e.problem)
     };
     result.map_err(|problem| format_error("$.room_id", problem))
+}
+
+/// Checks the format of a Linearized Matrix LPDU: `stage` is [`Stage::LpduUnsigned`] before
+/// its sender hashes and signs it, [`Stage::Lpdu`] as sent to the hub. Panics for another
+/// stage or a room version without LPDUs (a bug in the caller).
+pub(crate) fn check_lpdu(
+    rules: &RoomVersionRules,
+    json: Object,
+    stage: Stage,
+) -> Result<Pdu, FormatError> {
+    assert!(stage.is_lpdu(), "check_lpdu checks LPDUs");
+    let fields = check_format(rules, &json, stage)?;
+    let id = EventId::from_reference_hash(&reference_hash(rules, &json));
+    Ok(fields.into_pdu(json, id))
 }
 
 /// Checks the format of an event that is about to be hashed and signed.
@@ -456,6 +597,74 @@ pub fn content_hash(json: &Object) -> [u8; 32] {
     crypto::sha256(&bytes)
 }
 
+/// The content hash of a PDU under the room version's rules: [`content_hash`], except that
+/// with [`RoomVersionRules::lpdus`] an `hashes.lpdu` object is kept in the hashed object
+/// (the PDU hash covers the LPDU hash).
+///
+/// Spec: Linearized Matrix "Content Hash Calculation" step 1.2 (digest:
+/// spec/linearized-matrix.md §5). [digest] Without an LPDU hash `hashes` is removed whole, as
+/// in Matrix and eigen-server, rather than left as `{}`; `unsigned` is removed, as Matrix and
+/// the draft's implementation notes do (eigen-server keeps it; the draft is silent).
+pub fn content_hash_in(rules: &RoomVersionRules, json: &Object) -> [u8; 32] {
+    let lpdu = json.get("hashes").and_then(|hashes| hashes.get("lpdu"));
+    let Some(lpdu) = lpdu.filter(|_| rules.lpdus) else { return content_hash(json) };
+    let mut hashed = Object::new();
+    for (key, value) in json {
+        match key.as_str() {
+            "unsigned" | "signatures" => {}
+            "hashes" => {
+                let mut hashes = Object::new();
+                hashes.insert("lpdu".to_owned(), lpdu.clone());
+                hashed.insert(key.clone(), Value::Object(hashes));
+            }
+            _ => {
+                hashed.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let bytes =
+        canonical_json::encode_object(&hashed).expect("PDU JSON holds only canonical numbers");
+    crypto::sha256(&bytes)
+}
+
+/// The LPDU a Linearized Matrix PDU was completed from: the PDU without `auth_events` and
+/// `prev_events`, with `hashes` reduced to `{"lpdu": …}` (and without `hashes` if it has no
+/// LPDU hash). Everything else, `hub_server` and `signatures` included, is kept.
+///
+/// The draft does not spell this out; it is the inverse of the hub's completion (digest:
+/// spec/linearized-matrix.md §4, "Verifying the sender's LPDU signature", which is also how
+/// eigen-server rebuilds it).
+pub fn rebuild_lpdu(json: &Object) -> Object {
+    let mut lpdu = json.clone();
+    lpdu.remove("auth_events");
+    lpdu.remove("prev_events");
+    let lpdu_hash = json.get("hashes").and_then(|hashes| hashes.get("lpdu")).cloned();
+    match lpdu_hash {
+        Some(hash) => {
+            let mut hashes = Object::new();
+            hashes.insert("lpdu".to_owned(), hash);
+            lpdu.insert("hashes".to_owned(), Value::Object(hashes));
+        }
+        None => {
+            lpdu.remove("hashes");
+        }
+    }
+    lpdu
+}
+
+/// The LPDU content hash of an LPDU (or of a PDU's [`rebuild_lpdu`]): SHA-256 of its
+/// canonical JSON without `signatures`, `hashes` and `unsigned` — which is exactly
+/// [`content_hash`]'s preimage.
+///
+/// Spec: Linearized Matrix "Content Hash Calculation" step 1.1 (digest:
+/// spec/linearized-matrix.md §5). Callers pass an object without `auth_events` and
+/// `prev_events` (an LPDU has none).
+pub fn lpdu_content_hash(lpdu: &Object) -> [u8; 32] {
+    assert!(!lpdu.contains_key("auth_events"), "an LPDU has no auth_events");
+    assert!(!lpdu.contains_key("prev_events"), "an LPDU has no prev_events");
+    content_hash(lpdu)
+}
+
 /// The reference hash: SHA-256 of the canonical JSON of the redacted event without
 /// `signatures` and `unsigned` (the same bytes the origin server signs).
 pub fn reference_hash(rules: &RoomVersionRules, json: &Object) -> [u8; 32] {
@@ -464,7 +673,7 @@ pub fn reference_hash(rules: &RoomVersionRules, json: &Object) -> [u8; 32] {
 
 /// The bytes an event signature covers: the redacted event without `signatures` and
 /// `unsigned`, as canonical JSON.
-fn signing_bytes(rules: &RoomVersionRules, json: &Object) -> Vec<u8> {
+pub(crate) fn signing_bytes(rules: &RoomVersionRules, json: &Object) -> Vec<u8> {
     redaction::redacted_signing_bytes(rules.redaction, json)
         .expect("PDU JSON holds only canonical numbers")
 }
@@ -477,14 +686,22 @@ pub fn event_id(rules: &RoomVersionRules, json: &Object) -> EventId {
 /// Adds `hashes` and then `signatures` to an event, in the order the spec requires:
 /// content hash of the full event, then a signature over the redacted event, copied back
 /// onto the full event. Existing signatures by other servers are kept.
+///
+/// With [`RoomVersionRules::lpdus`] an existing `hashes.lpdu` is kept and covered by the new
+/// `hashes.sha256`: this is the hub's last step in completing an LPDU (digest:
+/// spec/linearized-matrix.md §4).
 pub fn hash_and_sign(
     rules: &RoomVersionRules,
     json: &mut Object,
     server_name: &str,
     key: &SigningKey,
 ) {
-    let hash = crypto::base64_encode(&content_hash(json));
+    let hash = crypto::base64_encode(&content_hash_in(rules, json));
+    let lpdu = json.get("hashes").and_then(|hashes| hashes.get("lpdu")).cloned();
     let mut hashes = Object::new();
+    if let Some(lpdu) = lpdu.filter(|_| rules.lpdus) {
+        hashes.insert("lpdu".to_owned(), lpdu);
+    }
     hashes.insert("sha256".to_owned(), Value::String(hash));
     json.insert("hashes".to_owned(), Value::Object(hashes));
     add_signature(rules, json, server_name, key);
@@ -533,7 +750,7 @@ pub fn build_signed(
     ring.entry(server_name.to_owned())
         .or_default()
         .insert(key.key_id().to_owned(), key.public_key());
-    if pdu.origin() == server_name {
+    if pdu.origin() == server_name && pdu.hub_server().is_none() {
         assert!(matches!(verify(rules, &pdu, &ring), Ok(Verified::Intact)));
     }
     Ok(pdu)
@@ -554,12 +771,75 @@ pub enum Verified {
 pub enum VerifyError {
     #[error("signature check failed: {0}")]
     Signature(#[from] crypto::SignatureError),
+    /// Linearized Matrix: the sender's server's signature over the LPDU does not verify.
+    #[error("LPDU signature check failed: {0}")]
+    LpduSignature(crypto::SignatureError),
+    /// Linearized Matrix: the `hub_server`'s signature over the PDU does not verify.
+    #[error("hub signature check failed: {0}")]
+    HubSignature(crypto::SignatureError),
 }
 
 /// The servers that must have signed a PDU: since room version 3, only the originating
-/// server, the server name of `sender`.
+/// server, the server name of `sender`. In Linearized Matrix also the `hub_server` when
+/// present, first (digest: spec/linearized-matrix.md §6 step 2); the same server is listed
+/// once.
 pub fn required_signers(pdu: &Pdu) -> Vec<&str> {
-    vec![pdu.origin()]
+    match pdu.hub_server() {
+        Some(hub) if hub != pdu.origin() => vec![hub, pdu.origin()],
+        _ => vec![pdu.origin()],
+    }
+}
+
+/// Checks the signatures a PDU needs, and only those: the sender's server over the redacted
+/// event, and in Linearized Matrix with a `hub_server` that is another server, the hub over
+/// the redacted PDU and the sender's server over the redacted LPDU ([`rebuild_lpdu`]).
+///
+/// Spec: "Validating hashes and signatures on received events"; Linearized Matrix receipt
+/// step 2 and auth rules 1–2 ("all other signatures MUST NOT be considered"; digest:
+/// spec/linearized-matrix.md §6). When `hub_server` is the sender's own server the one
+/// signature covers the PDU (rule 1: an LPDU signature only when the hub "is not the same
+/// server").
+pub fn verify_signatures(
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    keys: &KeyRing,
+) -> Result<(), VerifyError> {
+    // The redacted event keeps the full event's signatures, and the bytes they cover are
+    // the redacted event without them: the reference-hash preimage.
+    let bytes = signing_bytes(rules, pdu.json());
+    let signatures = pdu.json().get("signatures");
+    match pdu.hub_server() {
+        Some(hub) if hub != pdu.origin() => {
+            crypto::verify_signatures(signatures, hub, keys, &bytes)
+                .map_err(VerifyError::HubSignature)?;
+            let lpdu_bytes = signing_bytes(rules, &rebuild_lpdu(pdu.json()));
+            crypto::verify_signatures(signatures, pdu.origin(), keys, &lpdu_bytes)
+                .map_err(VerifyError::LpduSignature)
+        }
+        _ => Ok(crypto::verify_signatures(signatures, pdu.origin(), keys, &bytes)?),
+    }
+}
+
+/// Whether a PDU's content hashes match: `hashes.sha256` (compared as decoded bytes, so an
+/// equivalent encoding still matches) and, for an event with `hub_server`, the LPDU hash
+/// `hashes.lpdu.sha256` of its [`rebuild_lpdu`].
+pub fn content_hashes_match(rules: &RoomVersionRules, pdu: &Pdu) -> bool {
+    let hashes = pdu.json().get("hashes");
+    let matches = |given: Option<&Value>, computed: [u8; 32]| {
+        given
+            .and_then(Value::as_str)
+            .and_then(crypto::base64_decode)
+            .is_some_and(|given| given.as_slice() == computed.as_slice())
+    };
+    let pdu_hash = hashes.and_then(|h| h.get("sha256"));
+    if !matches(pdu_hash, content_hash_in(rules, pdu.json())) {
+        return false;
+    }
+    if pdu.hub_server().is_none() {
+        return true;
+    }
+    let lpdu_hash = hashes.and_then(|h| h.get("lpdu")).and_then(|l| l.get("sha256"));
+    matches(lpdu_hash, lpdu_content_hash(&rebuild_lpdu(pdu.json())))
 }
 
 /// Checks a received PDU: signatures of the required servers over the redacted event, then
@@ -574,18 +854,9 @@ pub fn verify(
     pdu: &Pdu,
     keys: &KeyRing,
 ) -> Result<Verified, VerifyError> {
-    // The redacted event keeps the full event's signatures, and the bytes they cover are
-    // the redacted event without them: the reference-hash preimage.
-    let bytes = signing_bytes(rules, pdu.json());
-    for server in required_signers(pdu) {
-        crypto::verify_signatures(pdu.json().get("signatures"), server, keys, &bytes)?;
-    }
-    let given = pdu.json().get("hashes").and_then(|h| h.get("sha256")).and_then(Value::as_str);
-    // Compare decoded bytes so that a padded or otherwise equivalent encoding still matches.
-    let matches = given
-        .and_then(crypto::base64_decode)
-        .is_some_and(|given| given.as_slice() == content_hash(pdu.json()).as_slice());
-    if matches {
+    verify_signatures(rules, pdu, keys)?;
+    // Linearized Matrix receipt step 3: either hash failing means the redacted copy.
+    if content_hashes_match(rules, pdu) {
         Ok(Verified::Intact)
     } else {
         Ok(Verified::Redacted(redaction::redact(rules.redaction, pdu.json())))

@@ -1,6 +1,7 @@
 //! The redaction algorithm of each room version.
 //!
-//! Spec: room version 9 and 11 redaction fragments (digest: spec/events.md §5). Redaction is
+//! Spec: room version 9 and 11 redaction fragments (digest: spec/events.md §5), and the
+//! Linearized Matrix draft's "Event Redactions" (digest: spec/linearized-matrix.md §5). Redaction is
 //! used to sign events, to compute reference hashes (event ids), when a received event fails
 //! its content hash, and when an `m.room.redaction` is applied.
 
@@ -28,13 +29,45 @@ const TOP_LEVEL_KEPT: &[&str] = &[
 /// Top-level keys the v9 rules keep in addition (removed by the v11 rules).
 const TOP_LEVEL_KEPT_V9_ONLY: &[&str] = &["prev_state", "origin", "membership"];
 
+/// Top-level keys the Linearized Matrix draft keeps, exactly its list (digest:
+/// spec/linearized-matrix.md §5). [digest] Unlike Matrix (and eigen-server), `event_id` is
+/// not kept: the draft's list does not name it, and an event id is never part of an event.
+const TOP_LEVEL_KEPT_LINEARIZED: &[&str] = &[
+    "type",
+    "room_id",
+    "sender",
+    "state_key",
+    "content",
+    "origin_server_ts",
+    "hashes",
+    "signatures",
+    "prev_events",
+    "auth_events",
+    "hub_server",
+];
+
+/// Whether the redaction algorithm keeps a top-level key.
+fn top_level_kept(rules: RedactionRules, key: &str) -> bool {
+    match rules {
+        RedactionRules::V9 => {
+            TOP_LEVEL_KEPT.contains(&key) || TOP_LEVEL_KEPT_V9_ONLY.contains(&key)
+        }
+        RedactionRules::V11 => TOP_LEVEL_KEPT.contains(&key),
+        RedactionRules::LinearizedI1 => TOP_LEVEL_KEPT_LINEARIZED.contains(&key),
+    }
+}
+
 /// Content keys kept for an event type, or `None` when all content keys are kept.
 fn content_keys_kept(rules: RedactionRules, event_type: &str) -> Option<&'static [&'static str]> {
-    use RedactionRules::{V9, V11};
+    use RedactionRules::{LinearizedI1, V9, V11};
     let keys: &'static [&'static str] = match (event_type, rules) {
+        // Linearized Matrix keeps only `membership` and `join_rule`: restricted joins are
+        // not part of the draft (digest: spec/linearized-matrix.md §5).
+        ("m.room.member", LinearizedI1) => &["membership"],
         ("m.room.member", _) => &["membership", "join_authorised_via_users_server"],
         ("m.room.create", V9) => &["creator"],
-        ("m.room.create", V11) => return None,
+        ("m.room.create", V11 | LinearizedI1) => return None,
+        ("m.room.join_rules", LinearizedI1) => &["join_rule"],
         ("m.room.join_rules", _) => &["join_rule", "allow"],
         ("m.room.power_levels", V9) => &[
             "ban",
@@ -46,7 +79,7 @@ fn content_keys_kept(rules: RedactionRules, event_type: &str) -> Option<&'static
             "users",
             "users_default",
         ],
-        ("m.room.power_levels", V11) => &[
+        ("m.room.power_levels", V11 | LinearizedI1) => &[
             "ban",
             "events",
             "events_default",
@@ -60,6 +93,8 @@ fn content_keys_kept(rules: RedactionRules, event_type: &str) -> Option<&'static
         ("m.room.history_visibility", _) => &["history_visibility"],
         ("m.room.redaction", V9) => &[],
         ("m.room.redaction", V11) => &["redacts"],
+        // [digest] The draft's list names no content key of `m.room.redaction`.
+        ("m.room.redaction", LinearizedI1) => &[],
         _ => &[],
     };
     Some(keys)
@@ -69,8 +104,7 @@ fn content_keys_kept(rules: RedactionRules, event_type: &str) -> Option<&'static
 pub fn redact(rules: RedactionRules, event: &Object) -> Object {
     let mut out = Object::new();
     for (key, value) in event {
-        let kept = TOP_LEVEL_KEPT.contains(&key.as_str())
-            || (rules == RedactionRules::V9 && TOP_LEVEL_KEPT_V9_ONLY.contains(&key.as_str()));
+        let kept = top_level_kept(rules, key);
         if kept && key != "content" {
             out.insert(key.clone(), value.clone());
         }
@@ -125,8 +159,7 @@ pub fn redacted_signing_bytes(
     out.push(b'{');
     let mut first = true;
     for (key, value) in event {
-        let kept = TOP_LEVEL_KEPT.contains(&key.as_str())
-            || (rules == RedactionRules::V9 && TOP_LEVEL_KEPT_V9_ONLY.contains(&key.as_str()));
+        let kept = top_level_kept(rules, key);
         if !kept || key == "signatures" {
             continue;
         }
@@ -325,5 +358,79 @@ mod tests {
         assert_eq!(redacted(RedactionRules::V11, redaction)["content"], json!({"redacts": "$x"}));
         let topic = json!({"type": "m.room.topic", "content": {"topic": "t"}});
         assert_eq!(redacted(RedactionRules::V11, topic)["content"], json!({}));
+    }
+
+    #[test]
+    fn linearized_matrix_keeps_exactly_the_drafts_lists() {
+        // Draft "Event Redactions" (digest: spec/linearized-matrix.md §5): top-level `type`,
+        // `room_id`, `sender`, `state_key`, `content`, `origin_server_ts`, `hashes`,
+        // `signatures`, `prev_events`, `auth_events`, `hub_server`; everything else goes,
+        // `depth`, `event_id` and `unsigned` included.
+        let rules = RedactionRules::LinearizedI1;
+        let event = json!({
+            "event_id": "$e", "type": "m.room.message", "room_id": "!r:h", "sender": "@a:h",
+            "state_key": "", "content": {"body": "hi"}, "hashes": {"sha256": "x", "lpdu": {"sha256": "y"}},
+            "signatures": {}, "depth": 1, "prev_events": [], "auth_events": [],
+            "origin_server_ts": 1, "prev_state": [], "origin": "h", "membership": "join",
+            "unsigned": {"age": 1}, "redacts": "$x", "custom": 1, "hub_server": "h"
+        });
+        let out = redacted(rules, event);
+        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "auth_events",
+                "content",
+                "hashes",
+                "hub_server",
+                "origin_server_ts",
+                "prev_events",
+                "room_id",
+                "sender",
+                "signatures",
+                "state_key",
+                "type"
+            ]
+        );
+        // `hashes` is kept whole, the LPDU hash included.
+        assert_eq!(out["hashes"], json!({"sha256": "x", "lpdu": {"sha256": "y"}}));
+        assert_eq!(out["content"], json!({}));
+        // Content: create all; member `membership`; join rules `join_rule`; power levels the
+        // nine listed keys; history visibility `history_visibility`; nothing for others.
+        let cases = [
+            (
+                json!({"type": "m.room.create", "content": {"room_version": "v", "creator": "@a:h", "x": 1}}),
+                json!({"room_version": "v", "creator": "@a:h", "x": 1}),
+            ),
+            (
+                json!({"type": "m.room.member", "content": {"membership": "join",
+                "join_authorised_via_users_server": "@x:h", "displayname": "X",
+                "third_party_invite": {"signed": {"token": "t"}}}}),
+                json!({"membership": "join"}),
+            ),
+            (
+                json!({"type": "m.room.join_rules", "content": {"join_rule": "knock",
+                "allow": [{"type": "m.room_membership"}]}}),
+                json!({"join_rule": "knock"}),
+            ),
+            (
+                json!({"type": "m.room.power_levels", "content": {"ban": 1, "events": {"a": 1},
+                "events_default": 1, "invite": 1, "kick": 1, "redact": 1, "state_default": 1,
+                "users": {"@a:h": 1}, "users_default": 1, "notifications": {"room": 1}}}),
+                json!({"ban": 1, "events": {"a": 1}, "events_default": 1, "invite": 1, "kick": 1,
+                "redact": 1, "state_default": 1, "users": {"@a:h": 1}, "users_default": 1}),
+            ),
+            (
+                json!({"type": "m.room.history_visibility", "content": {"history_visibility": "shared", "x": 1}}),
+                json!({"history_visibility": "shared"}),
+            ),
+            (
+                json!({"type": "m.room.redaction", "content": {"redacts": "$x", "reason": "r"}}),
+                json!({}),
+            ),
+        ];
+        for (event, content) in cases {
+            assert_eq!(redacted(rules, event)["content"], content);
+        }
     }
 }

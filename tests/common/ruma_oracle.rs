@@ -112,6 +112,9 @@ impl Oracle {
             RoomVersion::V10 => RoomVersionId::V10,
             RoomVersion::V11 => RoomVersionId::V11,
             RoomVersion::V12 => RoomVersionId::V12,
+            RoomVersion::LinearizedMatrix02 => {
+                panic!("the ruma oracle resolves DAG room versions only")
+            }
         };
         let rules = id.rules().expect("ruma knows rooms 10, 11, 12");
         let events = events

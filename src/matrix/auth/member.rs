@@ -76,7 +76,9 @@ fn check_authorising_signature(
     event: &Pdu,
     signatures: SignatureCheck<'_>,
 ) -> Result<(), Rejection> {
-    let Some(value) = event.content().get("join_authorised_via_users_server") else {
+    // Not in Linearized Matrix, which has no restricted joins.
+    let value = event.content().get("join_authorised_via_users_server");
+    let Some(value) = value.filter(|_| rules.restricted_joins) else {
         return Ok(());
     };
     let server = value.as_str().and_then(|user| ids::parse_user_id(user).ok()).map(|(_, s)| s);
@@ -145,8 +147,9 @@ fn check_join(
                 ))
             }
         }
-        // 4.3.5 (`knock_restricted` exists from room version 10, so in every version here).
-        Some("restricted" | "knock_restricted") => {
+        // 4.3.5 (`knock_restricted` exists from room version 10, so in every Matrix version
+        // here; Linearized Matrix has neither, so they fall to "otherwise, reject").
+        Some("restricted" | "knock_restricted") if rules.restricted_joins => {
             // 4.3.5.1
             if invited_or_joined {
                 return Ok(());
@@ -204,8 +207,10 @@ fn check_invite(
     state: &dyn AuthState,
     target: &str,
 ) -> Result<(), Rejection> {
-    // 4.4.1: a third-party invite is decided entirely by its own sub-rules.
-    if let Some(third_party_invite) = event.content().get("third_party_invite") {
+    // 4.4.1: a third-party invite is decided entirely by its own sub-rules. Linearized
+    // Matrix has no third-party invites: the key is ordinary content there.
+    let third_party_invite = event.content().get("third_party_invite");
+    if let Some(third_party_invite) = third_party_invite.filter(|_| rules.third_party_invites) {
         return check_third_party_invite(rules, event, state, target, third_party_invite);
     }
     // 4.4.2
@@ -456,8 +461,14 @@ fn check_knock(
     target: &str,
 ) -> Result<(), Rejection> {
     // 4.7.1 (`knock_restricted` is accepted from room version 10, so in every version here).
+    // Linearized Matrix 5.6.1: "anything other than `knock`".
     let rule = join_rule(state);
-    if !matches!(rule, Some("knock" | "knock_restricted")) {
+    let allows_knock = match rule {
+        Some("knock") => true,
+        Some("knock_restricted") => rules.restricted_joins,
+        _ => false,
+    };
+    if !allows_knock {
         return Err(reject(
             rules,
             Rule::KnockJoinRule,
@@ -475,9 +486,10 @@ fn check_knock(
             format!("{} cannot knock on behalf of {target}", event.sender()),
         ));
     }
-    // 4.7.3, 4.7.4
+    // 4.7.3, 4.7.4 (Linearized Matrix 5.6.3 allows knocking while invited).
     let sender_membership = membership(state, event.sender());
-    if matches!(sender_membership, "ban" | "invite" | "join") {
+    let invited_blocks = sender_membership == "invite" && !rules.knock_while_invited;
+    if matches!(sender_membership, "ban" | "join") || invited_blocks {
         Err(reject(
             rules,
             Rule::KnockMembership,

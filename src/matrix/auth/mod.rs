@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::matrix::crypto::KeyRing;
 use crate::matrix::ids;
-use crate::matrix::pdu::Pdu;
+use crate::matrix::pdu::{self, Pdu};
 use crate::matrix::room_version::{self, RoomVersionRules};
 
 mod member;
@@ -204,8 +204,9 @@ pub fn check_auth_events(
             ));
         }
     }
-    // 2.3
-    if let Some((auth_event, _)) = auth_events.iter().find(|(_, rejected)| *rejected) {
+    // 2.3 (not in Linearized Matrix, which removed it deliberately).
+    let rejected = auth_events.iter().find(|(_, rejected)| *rejected);
+    if let Some((auth_event, _)) = rejected.filter(|_| rules.rejected_auth_events_rule) {
         return Err(reject(
             rules,
             Rule::AuthEventsRejected,
@@ -221,9 +222,9 @@ pub fn check_auth_events(
             return Err(reject(rules, Rule::AuthEventsNoCreate, "no m.room.create auth event"));
         }
     }
-    // 2.5 (v12 3.4)
-    if let Some((auth_event, _)) = auth_events.iter().find(|(e, _)| e.room_id() != event.room_id())
-    {
+    // 2.5 (v12 3.4; not in Linearized Matrix's rule 4).
+    let other_room = auth_events.iter().find(|(e, _)| e.room_id() != event.room_id());
+    if let Some((auth_event, _)) = other_room.filter(|_| rules.auth_events_room_id_rule) {
         return Err(reject(
             rules,
             Rule::AuthEventsRoomId,
@@ -257,11 +258,49 @@ pub fn check_state_rules(
     state: &dyn AuthState,
     signatures: SignatureCheck<'_>,
 ) -> Result<(), Rejection> {
+    check_signature_rules(rules, event, signatures)?;
     if event.event_type() == "m.room.create" {
         return check_create(rules, event);
     }
     let create = room_create_event(rules, event, state)?;
     check_after_auth_events(rules, event, state, create, signatures)
+}
+
+/// Linearized Matrix rules 1 and 2 (flag [`RoomVersionRules::signature_auth_rules`]): the
+/// sender's server must have signed (the LPDU when a `hub_server` other than the sender's
+/// server is present), and the `hub_server`, when present, must have signed the PDU. Checked
+/// only with [`SignatureCheck::Keys`]; replays pass [`SignatureCheck::AlreadyVerified`].
+///
+/// Spec: draft "Auth Rules Algorithm" rules 1–2 (digest: spec/linearized-matrix.md §6).
+/// [digest] The hub's signature is checked before the sender's (as `pdu::verify_signatures`
+/// does), so an event failing both is rejected under rule 2.
+fn check_signature_rules(
+    rules: &RoomVersionRules,
+    event: &Pdu,
+    signatures: SignatureCheck<'_>,
+) -> Result<(), Rejection> {
+    let SignatureCheck::Keys(keys) = signatures else { return Ok(()) };
+    if !rules.signature_auth_rules {
+        return Ok(());
+    }
+    match pdu::verify_signatures(rules, event, keys) {
+        Ok(()) => Ok(()),
+        Err(pdu::VerifyError::HubSignature(error)) => Err(reject(
+            rules,
+            Rule::HubSignature,
+            format!("not validly signed by the hub_server: {error}"),
+        )),
+        Err(pdu::VerifyError::LpduSignature(error)) => Err(reject(
+            rules,
+            Rule::SenderSignature,
+            format!("the LPDU is not validly signed by the sender's server: {error}"),
+        )),
+        Err(pdu::VerifyError::Signature(error)) => Err(reject(
+            rules,
+            Rule::SenderSignature,
+            format!("not validly signed by the sender's server: {error}"),
+        )),
+    }
 }
 
 /// Every rule in the spec's order: the create rules, v12 rule 2, the `auth_events` rules
@@ -277,6 +316,7 @@ pub fn check_event(
     state: &dyn AuthState,
     signatures: SignatureCheck<'_>,
 ) -> Result<(), Rejection> {
+    check_signature_rules(rules, event, signatures)?;
     if event.event_type() == "m.room.create" {
         return check_create(rules, event);
     }
@@ -322,6 +362,24 @@ fn check_create(rules: &RoomVersionRules, event: &Pdu) -> Result<(), Rejection> 
         }
     }
     let content = event.content();
+    // Linearized Matrix 3.3: "`content.room_version` is not `I.1`", for the unstable version
+    // its own identifier. [digest] An absent `room_version` is not the version: rejected.
+    if rules.create_room_version_is_own {
+        let version = content.get("room_version");
+        if version.and_then(Value::as_str) != Some(rules.version.as_str()) {
+            return Err(reject(
+                rules,
+                Rule::CreateRoomVersion,
+                format!(
+                    "content.room_version {} is not {}",
+                    version.map_or("(absent)".to_owned(), show),
+                    rules.version
+                ),
+            ));
+        }
+        // 3.4: otherwise allow.
+        return Ok(());
+    }
     // 1.3: a `room_version` that is not a string is not a recognised version.
     if let Some(version) = content.get("room_version") {
         if !version.as_str().is_some_and(room_version::is_known_room_version) {
@@ -395,8 +453,9 @@ fn check_after_auth_events(
     create: &Pdu,
     signatures: SignatureCheck<'_>,
 ) -> Result<(), Rejection> {
-    // 3: `m.federate` is false (exactly; any other value means federation is allowed).
-    let federate = create.content().get("m.federate");
+    // 3: `m.federate` is false (exactly; any other value means federation is allowed). Not
+    // in Linearized Matrix.
+    let federate = create.content().get("m.federate").filter(|_| rules.federate_rule);
     if federate == Some(&Value::Bool(false)) && event.origin() != create.origin() {
         return Err(reject(
             rules,
@@ -422,8 +481,8 @@ fn check_after_auth_events(
         ));
     }
     let sender_level = user_power_level(rules, state, event.sender());
-    // 6
-    if event.event_type() == "m.room.third_party_invite" {
+    // 6 (not in Linearized Matrix, where the type is an ordinary state event).
+    if event.event_type() == "m.room.third_party_invite" && rules.third_party_invites {
         let invite_level = power_levels::level(state, "invite");
         return if sender_level >= PowerLevel::Int(invite_level) {
             Ok(())

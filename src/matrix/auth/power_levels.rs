@@ -33,6 +33,12 @@ pub(super) const LEVEL_DEFAULTS: [(&str, i64); 7] = [
 /// (v12: 10.2, 10.7, 10.8).
 const LEVEL_MAPS: [&str; 2] = ["events", "notifications"];
 
+/// The level maps a room version checks: Linearized Matrix does not check `notifications`
+/// (flag [`RoomVersionRules::notifications_levels`]).
+fn level_maps(rules: &RoomVersionRules) -> &'static [&'static str] {
+    if rules.notifications_levels { &LEVEL_MAPS } else { &LEVEL_MAPS[..1] }
+}
+
 /// `value` as a power-level integer. Canonical JSON (enforced on every PDU) makes every
 /// number an integer in [-(2^53)+1, 2^53-1], so `as_i64` is exact here.
 fn as_level(value: &Value) -> Option<i64> {
@@ -140,8 +146,8 @@ fn check_shape(rules: &RoomVersionRules, content: &Object, create: &Pdu) -> Resu
             }
         }
     }
-    for key in LEVEL_MAPS {
-        let Some(value) = content.get(key) else { continue };
+    for key in level_maps(rules) {
+        let Some(value) = content.get(*key) else { continue };
         let all_integers =
             value.as_object().is_some_and(|map| map.values().all(|v| as_level(v).is_some()));
         if !all_integers {
@@ -254,7 +260,7 @@ pub(super) fn check_power_levels_event(
 
     // 9.6 and 9.7 (v12 10.7 and 10.8): `events` and `notifications` entries. The spec
     // lists 9.6 for every entry before 9.7, so check all removals/changes first.
-    let map_changes_all: Vec<(&str, &str, Option<i64>, Option<i64>)> = LEVEL_MAPS
+    let map_changes_all: Vec<(&str, &str, Option<i64>, Option<i64>)> = level_maps(rules)
         .iter()
         .flat_map(|map| {
             map_changes(&level_map(old, map), &level_map(content, map))
@@ -294,12 +300,19 @@ pub(super) fn check_power_levels_event(
         if *user == event.sender() {
             continue;
         }
-        if let Some(old_value) = old_value.filter(|v| PowerLevel::Int(*v) >= sender_level) {
+        // Matrix rejects an old value at or above the sender's level; Linearized Matrix 9.8.1
+        // only one above it (flag [`RoomVersionRules::users_old_value_rejects_equal`]).
+        let blocks = |old: i64| {
+            let old = PowerLevel::Int(old);
+            old > sender_level || (rules.users_old_value_rejects_equal && old == sender_level)
+        };
+        if let Some(old_value) = old_value.filter(|v| blocks(*v)) {
+            let relation = if rules.users_old_value_rejects_equal { "not below" } else { "above" };
             return Err(reject(
                 rules,
                 Rule::PowerLevelsUsersOldValue,
                 format!(
-                    "users[{user}] is {old_value}, not below the sender's level {sender_level}"
+                    "users[{user}] is {old_value}, {relation} the sender's level {sender_level}"
                 ),
             ));
         }

@@ -68,10 +68,12 @@ pub fn auth_keys_for_event<'a>(
         if let Some(target) = state_key {
             add("m.room.member", target);
         }
-        if matches!(membership, Some("join" | "invite" | "knock")) {
+        // Linearized Matrix selects the join rules for `join` and `invite` only.
+        let knock = membership == Some("knock") && rules.knock_selects_join_rules;
+        if matches!(membership, Some("join" | "invite")) || knock {
             add("m.room.join_rules", "");
         }
-        if membership == Some("invite") {
+        if membership == Some("invite") && rules.third_party_invites {
             let token = content
                 .get("third_party_invite")
                 .and_then(|invite| invite.get("signed"))
@@ -81,7 +83,7 @@ pub fn auth_keys_for_event<'a>(
                 add("m.room.third_party_invite", token);
             }
         }
-        if membership == Some("join") {
+        if membership == Some("join") && rules.restricted_joins {
             let authoriser =
                 content.get("join_authorised_via_users_server").and_then(Value::as_str);
             if let Some(authoriser) = authoriser {

@@ -21,6 +21,7 @@ use crate::matrix::pdu;
 use crate::matrix::room_version::{V10, V11, V12};
 
 mod fuzz;
+mod linearized;
 mod power_levels;
 mod selection;
 
@@ -373,7 +374,11 @@ impl Room {
 
 #[test]
 fn rule_numbers_are_distinct_and_complete() {
-    for numbering in [room_version::AuthRuleNumbering::V10, room_version::AuthRuleNumbering::V12] {
+    for numbering in [
+        room_version::AuthRuleNumbering::V10,
+        room_version::AuthRuleNumbering::V12,
+        room_version::AuthRuleNumbering::LinearizedI1,
+    ] {
         let numbers: Vec<&str> = Rule::ALL.iter().filter_map(|r| r.number_in(numbering)).collect();
         let distinct: std::collections::BTreeSet<&&str> = numbers.iter().collect();
         assert_eq!(distinct.len(), numbers.len(), "{numbering:?} numbers a rule twice");
@@ -382,7 +387,8 @@ fn rule_numbers_are_distinct_and_complete() {
         }
     }
     for rule in Rule::ALL {
-        assert!(rule.numbers() != (None, None), "{rule:?} has no number");
+        let numbers = (rule.numbers(), rule.linearized_number());
+        assert!(numbers != ((None, None), None), "{rule:?} has no number");
     }
     // Spot checks against spec/auth-rules.md §2 and §3.
     assert_eq!(Rule::AuthEventsRoomId.number(&V11), "2.5");
