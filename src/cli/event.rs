@@ -20,7 +20,8 @@ pub struct EventArgs {
 
 #[derive(Args, Debug)]
 struct VersionArg {
-    /// Room version of the event: 10, 11 or 12.
+    /// Room version of the event: 10, 11, 12 or
+    /// org.matrix.i-d.ralston-mimi-linearized-matrix.02 (Linearized Matrix).
     #[arg(long = "room-version", value_name = "V", value_parser = parse_room_version)]
     room_version: RoomVersion,
 }
@@ -60,7 +61,7 @@ enum Action {
 }
 
 fn parse_room_version(text: &str) -> Result<RoomVersion, String> {
-    RoomVersion::parse(text).map_err(|e| e.to_string())
+    RoomVersion::parse_any(text).map_err(|e| e.to_string())
 }
 
 /// Canonical JSON of a value, one line.
@@ -101,7 +102,8 @@ pub fn run(args: &EventArgs, input: &[u8]) -> Result<Outcome, CliError> {
         }
         Action::Hash(v) => {
             pdu::check_unsigned(v.room_version.rules(), &object).map_err(format_failure)?;
-            let hash = crypto::base64_encode(&pdu::content_hash(&object));
+            let hash =
+                crypto::base64_encode(&pdu::content_hash_in(v.room_version.rules(), &object));
             Ok(ok(json!({ "sha256": hash })))
         }
         Action::Sign { version, server, key_seed, key_id } => {
@@ -156,8 +158,12 @@ fn sign(
     key: &SigningKey,
 ) -> Result<Pdu, CliError> {
     // Signing replaces the content hash, so a stale `hashes` from the input is dropped
-    // first; existing signatures (by other servers) are kept and merged.
-    object.remove("hashes");
+    // first (in Linearized Matrix all but `hashes.lpdu`, which only the sender can make and
+    // the new hash covers); existing signatures (by other servers) are kept and merged.
+    let lpdu_hash = object.remove("hashes").and_then(|hashes| hashes.get("lpdu").cloned());
+    if let Some(lpdu_hash) = lpdu_hash.filter(|_| rules.lpdus) {
+        object.insert("hashes".to_owned(), json!({ "lpdu": lpdu_hash }));
+    }
     let signatures = object.remove("signatures");
     pdu::check_unsigned(rules, &object).map_err(format_failure)?;
     if let Some(signatures) = signatures {

@@ -438,3 +438,59 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("broken.toml:2:1:"), "{}", run.stderr);
 }
+
+/// The Linearized Matrix vector of `tests/fixtures/linearized/vectors.py` (an independent
+/// Python implementation of the draft): the draft's example invite, completed by the hub
+/// first.example.org (seed 32 × 0x01) from second.example.org's LPDU (seed 32 × 0x02).
+const LM: &str = "org.matrix.i-d.ralston-mimi-linearized-matrix.02";
+const LM_INVITE_ID: &str = "$1a8KdtUbsJwx24vNaeHe92b915O7g6DsiByFy2FYhKU";
+
+#[test]
+fn linearized_matrix_events() {
+    let invite = example("invite-linearized.json");
+    let keys = format!("{EXAMPLES}/keys-linearized.json");
+    let run = mxsim(&["event", "id", "--room-version", LM], &invite);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json(), json!({ "event_id": LM_INVITE_ID }));
+    let run = mxsim(&["event", "hash", "--room-version", LM], &invite);
+    assert_eq!(run.json(), json!({"sha256": "PqRoDUl7ytPvmL4jtovMpzfKncxslhPxFRBSuti2e2o"}));
+    let verify = ["event", "verify", "--room-version", LM, "--keys", keys.as_str()];
+    let run = mxsim(&verify, &invite);
+    assert_eq!((run.code, run.json()["verdict"].as_str()), (0, Some("valid")), "{}", run.stderr);
+
+    // The hub signs again: the same event, byte for byte, with hashes.lpdu kept.
+    let mut unsigned: Value = serde_json::from_slice(&invite).unwrap();
+    unsigned["signatures"].as_object_mut().unwrap().remove("first.example.org");
+    unsigned["hashes"].as_object_mut().unwrap().remove("sha256");
+    let hub_seed = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+    let sign = [
+        "event",
+        "sign",
+        "--room-version",
+        LM,
+        "--server",
+        "first.example.org",
+        "--key-seed",
+        hub_seed,
+    ];
+    let run = mxsim(&sign, unsigned.to_string().as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json(), serde_json::from_slice::<Value>(&invite).unwrap());
+
+    // Without the hub's signature the event is invalid (receipt step 2).
+    let run = mxsim(&verify, unsigned.to_string().as_bytes());
+    assert_eq!(run.code, 2, "a PDU without hashes.sha256 is malformed: {}", run.stdout);
+    let mut no_hub_signature: Value = serde_json::from_slice(&invite).unwrap();
+    no_hub_signature["signatures"].as_object_mut().unwrap().remove("first.example.org");
+    let run = mxsim(&verify, no_hub_signature.to_string().as_bytes());
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["verdict"], "invalid");
+    assert!(run.json()["reason"].as_str().unwrap().contains("hub signature"));
+
+    // Redaction keeps hub_server; room version 11 would not know the event at all (no depth).
+    let run = mxsim(&["event", "redact", "--room-version", LM], &invite);
+    assert_eq!(run.json()["hub_server"], "first.example.org");
+    let run = mxsim(&["event", "id", "--room-version", "11"], &invite);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("$.depth"), "{}", run.stderr);
+}
