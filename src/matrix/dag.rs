@@ -669,6 +669,51 @@ impl AuthChainIndex {
         Ok(node)
     }
 
+    /// Adds an event whose auth events are given as indexed nodes (in listed order, without
+    /// repeats), without touching the id map: for bulk building into an empty index, which
+    /// [`AuthChainIndex::key_all_nodes`] then keys in one pass. The caller vouches that the
+    /// event is not indexed yet.
+    fn push_unkeyed(
+        &mut self,
+        event_id: &EventId,
+        state_key: Option<(&str, &str)>,
+        auth_nodes: Vec<NodeId>,
+    ) -> NodeId {
+        assert!(self.by_event_id.is_empty(), "bulk building starts from an empty index");
+        assert!((self.nodes.len() as u64) < Self::EVENTS_MAX);
+        let node = NodeId(u32::try_from(self.nodes.len()).expect("checked against EVENTS_MAX"));
+        self.nodes.push(Node {
+            event_id: event_id.clone(),
+            chain: u32::MAX,
+            seq: 0,
+            state_key: None,
+            reach: Box::new([]),
+            auth_nodes: Box::new([]),
+            status: NodeStatus::Pending,
+        });
+        self.finish(node, state_key, auth_nodes);
+        node
+    }
+
+    /// Builds the id map of an index filled by [`AuthChainIndex::push_unkeyed`]: one sort
+    /// and a bulk build instead of one search and insertion per event.
+    fn key_all_nodes(&mut self) {
+        assert!(self.by_event_id.is_empty());
+        let mut keyed: Vec<(EventId, NodeId)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(at, node)| {
+                (node.event_id.clone(), NodeId(u32::try_from(at).expect("below EVENTS_MAX")))
+            })
+            .collect();
+        keyed.sort_unstable();
+        let count = keyed.len();
+        keyed.dedup_by(|a, b| a.0 == b.0);
+        assert_eq!(keyed.len(), count, "an event is indexed once");
+        self.by_event_id = keyed.into_iter().collect();
+    }
+
     /// A new node for `event_id`, to be finished once its auth events are indexed.
     fn push_pending(&mut self, event_id: &EventId) -> NodeId {
         assert!((self.nodes.len() as u64) < Self::EVENTS_MAX);
@@ -946,61 +991,108 @@ impl IndexedStore {
         Ok(node)
     }
 
-    /// Stores events given in any order. Every event whose auth chain is complete and
-    /// acyclic is indexed; the others are stored unindexed (state resolution then reports
-    /// what is missing or cyclic when it needs them).
+    /// Stores events given in any order (the first of several with one id is kept). Every
+    /// event whose auth chain is complete and acyclic is indexed; the others are stored
+    /// unindexed (state resolution then reports what is missing or cyclic when it needs
+    /// them).
+    ///
+    /// Built on integer positions: the events are sorted by id once (input already in id
+    /// order costs one linear pass), every auth edge is resolved to a position by binary
+    /// search, the topological order is found on those positions, and both id maps are
+    /// built in bulk from sorted runs. No string-keyed map is grown one insertion at a time.
     pub fn from_events(
         rules: &RoomVersionRules,
         events: impl IntoIterator<Item = (Arc<Pdu>, Option<RejectionKind>)>,
     ) -> IndexedStore {
-        let mut store = IndexedStore::new(rules);
-        for (pdu, rejection) in events {
-            store.events.entry(pdu.event_id().clone()).or_insert((pdu, rejection));
-        }
-        // Kahn's algorithm over the stored events, in event-id order for a reproducible
-        // node numbering: an event is indexed once all its auth events are.
-        let mut waiting: BTreeMap<&EventId, usize> = BTreeMap::new();
-        let mut dependents: BTreeMap<&EventId, Vec<&EventId>> = BTreeMap::new();
-        let mut ready: VecDeque<&EventId> = VecDeque::new();
-        let auth_lists: BTreeMap<&EventId, Vec<EventId>> =
-            store.events.iter().map(|(id, (pdu, _))| (id, auth_event_ids(rules, pdu))).collect();
-        for (id, auth_ids) in &auth_lists {
-            let distinct: BTreeSet<&EventId> = auth_ids.iter().collect();
-            for auth_id in &distinct {
-                if let Some((auth_key, _)) = store.events.get_key_value(*auth_id) {
-                    dependents.entry(auth_key).or_default().push(id);
+        let mut entries: Vec<(Arc<Pdu>, Option<RejectionKind>)> = events.into_iter().collect();
+        // Stable: of several events with one id, the first given comes first and is kept.
+        entries.sort_by(|a, b| a.0.event_id().cmp(b.0.event_id()));
+        entries.dedup_by(|later, first| later.0.event_id() == first.0.event_id());
+        let count = u32::try_from(entries.len()).expect("fewer than 2^32 events");
+        let position = |id: &EventId| -> Option<u32> {
+            let found = entries.binary_search_by(|entry| entry.0.event_id().cmp(id)).ok()?;
+            Some(u32::try_from(found).expect("below count"))
+        };
+
+        // Each event's distinct auth events as positions, in listed order (the order the
+        // index keeps), or None if one is not in the store (never indexable).
+        let mut auth_start: Vec<u32> = Vec::with_capacity(entries.len() + 1);
+        let mut auth_positions: Vec<u32> = Vec::with_capacity(entries.len() * 4);
+        let mut complete: Vec<bool> = Vec::with_capacity(entries.len());
+        for (pdu, _) in &entries {
+            let start = auth_positions.len();
+            auth_start.push(u32::try_from(start).expect("fewer than 2^32 auth edges"));
+            let mut all_known = true;
+            for auth_id in auth_event_ids(rules, pdu) {
+                match position(&auth_id) {
+                    Some(at) if auth_positions[start..].contains(&at) => {}
+                    Some(at) => auth_positions.push(at),
+                    None => all_known = false,
                 }
             }
-            let known = distinct.iter().filter(|auth_id| store.events.contains_key(**auth_id));
-            if known.count() < distinct.len() {
-                continue; // An auth event is missing: never indexable.
-            }
-            if distinct.is_empty() {
-                ready.push_back(id);
-            } else {
-                waiting.insert(id, distinct.len());
+            complete.push(all_known);
+        }
+        auth_start.push(u32::try_from(auth_positions.len()).expect("fewer than 2^32 auth edges"));
+        let auth_of =
+            |at: usize| &auth_positions[auth_start[at] as usize..auth_start[at + 1] as usize];
+
+        // Kahn's algorithm on positions, in event-id order for a reproducible node
+        // numbering: an event is indexed once all its auth events are. Dependents of each
+        // event are listed in id order (the order of `entries`).
+        let mut dependent_count = vec![0u32; entries.len()];
+        for at in 0..entries.len() {
+            for &auth in auth_of(at) {
+                dependent_count[auth as usize] += 1;
             }
         }
+        let mut dependent_start: Vec<u32> = Vec::with_capacity(entries.len() + 1);
+        let mut total = 0u32;
+        for &n in &dependent_count {
+            dependent_start.push(total);
+            total += n;
+        }
+        dependent_start.push(total);
+        let mut dependents = vec![0u32; total as usize];
+        let mut filled = dependent_start.clone();
+        for at in 0..count {
+            for &auth in auth_of(at as usize) {
+                dependents[filled[auth as usize] as usize] = at;
+                filled[auth as usize] += 1;
+            }
+        }
+        let mut waiting: Vec<u32> =
+            (0..entries.len()).map(|at| u32::try_from(auth_of(at).len()).expect("small")).collect();
+        let mut ready: VecDeque<u32> =
+            (0..count).filter(|&at| complete[at as usize] && waiting[at as usize] == 0).collect();
         let mut index = AuthChainIndex::new(rules);
         let mut by_node = Vec::new();
-        while let Some(id) = ready.pop_front() {
-            let (pdu, rejection) = &store.events[id];
-            let node = index.add_pdu(rules, pdu).expect("auth events are indexed first");
+        let mut node_of: Vec<Option<NodeId>> = vec![None; entries.len()];
+        let mut auth_nodes: Vec<NodeId> = Vec::new();
+        while let Some(at) = ready.pop_front() {
+            let at = at as usize;
+            let (pdu, rejection) = &entries[at];
+            auth_nodes.clear();
+            auth_nodes
+                .extend(auth_of(at).iter().map(|&a| node_of[a as usize].expect("indexed first")));
+            let state_key = pdu.state_key().map(|key| (pdu.event_type(), key));
+            let node = index.push_unkeyed(pdu.event_id(), state_key, auth_nodes.clone());
             assert_eq!(node.index(), by_node.len());
+            node_of[at] = Some(node);
             by_node.push((pdu.clone(), *rejection));
-            for dependent in dependents.get(id).map(Vec::as_slice).unwrap_or_default() {
-                if let Some(count) = waiting.get_mut(dependent) {
-                    *count -= 1;
-                    if *count == 0 {
-                        waiting.remove(dependent);
-                        ready.push_back(dependent);
-                    }
+            let run = dependent_start[at] as usize..dependent_start[at + 1] as usize;
+            for &dependent in &dependents[run] {
+                let d = dependent as usize;
+                waiting[d] -= 1;
+                if waiting[d] == 0 && complete[d] {
+                    ready.push_back(dependent);
                 }
             }
         }
-        store.index = index;
-        store.by_node = by_node;
-        store
+        index.key_all_nodes();
+        // `entries` is sorted by id: the map is built in bulk, without searching.
+        let events: BTreeMap<EventId, (Arc<Pdu>, Option<RejectionKind>)> =
+            entries.into_iter().map(|entry| (entry.0.event_id().clone(), entry)).collect();
+        IndexedStore { rules: *rules, events, index, by_node }
     }
 
     pub fn len(&self) -> usize {

@@ -64,6 +64,14 @@ pub enum Stage {
     /// A Linearized Matrix LPDU as its sender sends it to the hub: `hashes.lpdu` and
     /// `signatures` present, and still no `auth_events`, `prev_events` or `hashes.sha256`.
     Lpdu,
+    /// An event as state resolution reads it, in the shape of other implementations' test
+    /// fixtures and of exported rooms: `depth`, `hashes`, `signatures` and `unsigned` are
+    /// optional and unchecked (state resolution never reads them; a missing or malformed
+    /// `depth` reads as 0), `prev_events` may be missing, and the size limits on the whole PDU and on its
+    /// `auth_events`/`prev_events` lists are not applied (they guard a server's receive
+    /// path, not an offline resolution). Every field state resolution reads is checked as
+    /// for a signed PDU.
+    Resolution,
 }
 
 impl Stage {
@@ -121,7 +129,17 @@ impl Pdu {
     /// A PDU whose event id is given rather than computed: exported rooms and test
     /// fixtures carry an `event_id` field, which is removed from the JSON and used as is.
     /// Hashes and signatures are not required (such events are not verified).
-    pub fn with_given_id(rules: &RoomVersionRules, mut json: Object) -> Result<Pdu, FormatError> {
+    pub fn with_given_id(rules: &RoomVersionRules, json: Object) -> Result<Pdu, FormatError> {
+        Pdu::with_given_id_at(rules, json, Stage::Unsigned)
+    }
+
+    /// [`Pdu::with_given_id`] checked at `stage`: [`Stage::Resolution`] takes events as
+    /// state resolution needs them, without `depth`, `hashes` or `signatures`.
+    pub fn with_given_id_at(
+        rules: &RoomVersionRules,
+        mut json: Object,
+        stage: Stage,
+    ) -> Result<Pdu, FormatError> {
         let id = match json.remove("event_id") {
             Some(Value::String(id)) => {
                 EventId::parse(&id).map_err(|e| format_error("$.event_id", e.problem))?
@@ -129,7 +147,7 @@ impl Pdu {
             Some(_) => return Err(format_error("$.event_id", "must be a string")),
             None => return Err(format_error("$.event_id", "missing field")),
         };
-        let fields = check_format(rules, &json, Stage::Unsigned)?;
+        let fields = check_format(rules, &json, stage)?;
         Ok(fields.into_pdu(json, id))
     }
 
@@ -330,9 +348,12 @@ fn get_event_ids(
     }
     let mut ids = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let path = format!("$.{key}[{index}]");
-        let Value::String(text) = item else { return Err(format_error(&path, "must be a string")) };
-        ids.push(EventId::parse(text).map_err(|e| format_error(&path, e.problem))?);
+        // The path is formatted only for an error: this loop runs for every listed id.
+        let path = || format!("$.{key}[{index}]");
+        let Value::String(text) = item else {
+            return Err(format_error(&path(), "must be a string"));
+        };
+        ids.push(EventId::parse(text).map_err(|e| format_error(&path(), e.problem))?);
     }
     Ok(Some(ids))
 }
@@ -368,15 +389,24 @@ fn check_format(
         check_room_id_shape(rules, room_id)?;
     }
     let origin_server_ts = require(get_integer(json, "origin_server_ts")?, "origin_server_ts")?;
+    let resolution = stage == Stage::Resolution;
     // Linearized Matrix has no `depth`; a `depth` key there is an unknown field, covered by
-    // the content hash and nothing else.
-    let depth = if rules.depth_field { require(get_integer(json, "depth")?, "depth")? } else { 0 };
+    // the content hash and nothing else. State resolution never reads it: in the resolution
+    // stage a missing or malformed `depth` reads as 0.
+    let depth = if !rules.depth_field {
+        0
+    } else if resolution {
+        get_integer(json, "depth").ok().flatten().unwrap_or(0)
+    } else {
+        require(get_integer(json, "depth")?, "depth")?
+    };
     match json.get("content") {
         Some(Value::Object(_)) => {}
         Some(_) => return Err(format_error("$.content", "must be an object")),
         None => return Err(format_error("$.content", "missing required field")),
     }
     match json.get("hashes") {
+        _ if resolution => {}
         None if stage.is_signed() => {
             return Err(format_error("$.hashes", "missing required field"));
         }
@@ -401,6 +431,7 @@ fn check_format(
         Some(_) => return Err(format_error("$.hashes", "must be an object")),
     }
     match json.get("signatures") {
+        _ if resolution => {}
         None if stage.is_signed() => {
             return Err(format_error("$.signatures", "missing required field"));
         }
@@ -422,7 +453,7 @@ fn check_format(
         }
         Some(_) => return Err(format_error("$.signatures", "must be an object")),
     }
-    if let Some(unsigned) = json.get("unsigned") {
+    if let Some(unsigned) = json.get("unsigned").filter(|_| !resolution) {
         if !unsigned.is_object() {
             return Err(format_error("$.unsigned", "must be an object"));
         }
@@ -438,9 +469,16 @@ fn check_format(
         }
         (Vec::new(), Vec::new())
     } else {
-        let auth_events = get_event_ids(json, "auth_events", AUTH_EVENTS_MAX)?;
-        let prev_events = get_event_ids(json, "prev_events", PREV_EVENTS_MAX)?;
-        (require(auth_events, "auth_events")?, require(prev_events, "prev_events")?)
+        let (auth_events_max, prev_events_max) =
+            if resolution { (usize::MAX, usize::MAX) } else { (AUTH_EVENTS_MAX, PREV_EVENTS_MAX) };
+        let auth_events =
+            require(get_event_ids(json, "auth_events", auth_events_max)?, "auth_events")?;
+        // State resolution never reads `prev_events`.
+        let prev_events = match get_event_ids(json, "prev_events", prev_events_max)? {
+            None if resolution => Vec::new(),
+            prev_events => require(prev_events, "prev_events")?,
+        };
+        (auth_events, prev_events)
     };
     if rules.lpdus {
         check_hub_fields(json, is_create, prev_events.len(), stage)?;
@@ -461,8 +499,12 @@ fn check_format(
             None => None,
         }
     };
-    let size =
-        canonical_json::encode_object(json).map_err(|e| format_error(&e.path, e.problem))?.len();
+    // The size limit needs the canonical encoding, which is most of the cost of this check.
+    let size = if resolution {
+        0
+    } else {
+        canonical_json::encode_object(json).map_err(|e| format_error(&e.path, e.problem))?.len()
+    };
     if size > PDU_BYTES_MAX {
         return Err(format_error(
             "$",
