@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use crate::report::Options;
 use crate::report::model::{EventNode, RoomModel, Status, WindowKind};
 use crate::report::svg::{self, escape, num};
+use crate::report::timeline::seconds;
 use crate::trace::Trace;
 
 const NODE_W: f64 = 150.0;
@@ -254,7 +255,7 @@ fn tooltip(room: &RoomModel, event: &EventNode) -> String {
         event.auth_events.join(" ")
     );
     for (server, t, decision, reason) in &event.decisions {
-        let _ = write!(text, "\n{server} at {t} ms: {decision:?}");
+        let _ = write!(text, "\n{server} at {}.{:03} s: {decision:?}", t / 1000, t % 1000);
         if let Some(reason) = reason {
             let _ = write!(text, " ({})", svg::clip(reason, 120));
         }
@@ -286,7 +287,7 @@ fn draw_svg(trace: &Trace, room: &RoomModel, layout: &Layout, options: &Options)
     let _ = writeln!(
         out,
         "<text x=\"12\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Event DAG of {} (room version {}), {} — seed {}</text>",
-        escape(&room.room_id),
+        escape(&room.title()),
         escape(version),
         escape(&trace.header.scenario),
         trace.header.seed
@@ -446,7 +447,8 @@ fn draw_windows(out: &mut String, room: &RoomModel, layout: &Layout, width: f64)
             WindowKind::Crash => ("#f8d0d0", "#c03030"),
             WindowKind::Pause => ("#dde3ee", "#6070a0"),
         };
-        let text = format!("{} ({}–{} ms)", window.label, window.start_ms, window.end_ms);
+        let (from_s, to_s) = (seconds(window.start_ms), seconds(window.end_ms));
+        let text = format!("{} ({from_s}–{to_s} s)", window.label);
         let (y, h) = match (first, last) {
             (Some(a), Some(b)) => (
                 Layout::y_of_layer(a) - 8.0,
@@ -457,7 +459,7 @@ fn draw_windows(out: &mut String, room: &RoomModel, layout: &Layout, width: f64)
         };
         let _ = writeln!(
             out,
-            "<g class=\"window\"><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" fill-opacity=\"0.6\" stroke=\"{stroke}\" stroke-dasharray=\"6 3\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{stroke}\">{}<tspan x=\"{}\" dy=\"11\">{}–{} ms</tspan></text></g>",
+            "<g class=\"window\"><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" fill-opacity=\"0.6\" stroke=\"{stroke}\" stroke-dasharray=\"6 3\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{stroke}\">{}<tspan x=\"{}\" dy=\"11\">{}–{} s (events created then)</tspan></text></g>",
             escape(&text),
             num(x),
             num(y),
@@ -467,8 +469,8 @@ fn draw_windows(out: &mut String, room: &RoomModel, layout: &Layout, width: f64)
             num(y + 11.0 + (index % 3) as f64 * 22.0),
             escape(&svg::clip(&window.label, 44)),
             num(8.0),
-            window.start_ms,
-            window.end_ms
+            from_s,
+            to_s
         );
     }
 }
@@ -554,9 +556,17 @@ fn draw_node(out: &mut String, room: &RoomModel, layout: &Layout, id: usize, nod
         }
         let _ = writeln!(
             out,
-            "<g class=\"node run\" data-events=\"{n}\" data-first=\"{fid}\"><title>{title}</title><rect x=\"{x4}\" y=\"{y4}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"#ffffff\" stroke=\"{color}\"/><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"{tint}\" stroke=\"{color}\" stroke-width=\"1.5\"/><text x=\"{cx}\" y=\"{ty1}\" font-size=\"11\" font-weight=\"bold\" text-anchor=\"middle\">{n} messages</text><text x=\"{cx}\" y=\"{ty2}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{a} … {b}</text></g>",
+            "<g class=\"node run\" data-events=\"{n}\" data-first=\"{fid}\" data-ids=\"{ids}\"><title>{title}</title><rect x=\"{x4}\" y=\"{y4}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"#ffffff\" stroke=\"{color}\"/><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"{tint}\" stroke=\"{color}\" stroke-width=\"1.5\"/><text x=\"{cx}\" y=\"{ty1}\" font-size=\"11\" font-weight=\"bold\" text-anchor=\"middle\">{n} messages</text><text x=\"{cx}\" y=\"{ty2}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{a} … {b}</text></g>",
             n = node.events.len(),
             fid = escape(&first.id),
+            ids = escape(
+                &node
+                    .events
+                    .iter()
+                    .map(|&e| room.events[e].id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             title = escape(&title),
             x4 = num(x + 4.0),
             y4 = num(y - 4.0),

@@ -11,6 +11,8 @@ use crate::trace::{Body, Decision, NodeChange, Trace};
 #[derive(Clone, Debug)]
 pub struct RoomModel {
     pub room_id: String,
+    /// The scenario's label of the room, when the trace shows it ([`room_labels`]).
+    pub label: Option<String>,
     /// The room version from the first `joined` record, if any.
     pub version: Option<String>,
     /// The header's servers, then any other server seen in the room, in order of sight.
@@ -129,6 +131,7 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
         let at = *by_id.entry(room_id.clone()).or_insert_with(|| {
             rooms.push(RoomModel {
                 room_id: room_id.clone(),
+                label: None,
                 version: None,
                 servers: trace.header.servers.clone(),
                 events: Vec::new(),
@@ -169,7 +172,21 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
             _ => {}
         }
     }
+    let labels = room_labels(trace);
+    for room in &mut rooms {
+        room.label = labels.get(&room.room_id).cloned();
+    }
     rooms
+}
+
+impl RoomModel {
+    /// How figures name the room: `room “main”`, or the room id without a label.
+    pub fn title(&self) -> String {
+        match &self.label {
+            Some(label) => format!("room “{label}”"),
+            None => self.room_id.clone(),
+        }
+    }
 }
 
 impl EventNode {
@@ -307,4 +324,103 @@ fn describe_fault(fault: Option<&Value>, index: u32) -> String {
     };
     let kind = kind.replace('_', "-");
     if detail.is_empty() { kind } else { format!("{kind} {detail}") }
+}
+
+/// A span during which a server had a joined member in a room; `end_ms` is `None` while it
+/// is still joined at the end of the trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+}
+
+impl Membership {
+    /// Whether the server was joined at `t`.
+    pub fn covers(&self, t: u64) -> bool {
+        t >= self.start_ms && self.end_ms.is_none_or(|end| t < end)
+    }
+}
+
+/// `(room, server)` → the spans a server was joined, the one place that reads membership
+/// from the trace: a span opens at a `joined` record and closes at a `left` record (a
+/// server lost its last joined member). A `joined` while already joined changes nothing;
+/// a trace without `left` records keeps every server joined from its first `joined` on.
+pub fn memberships(trace: &Trace) -> BTreeMap<(String, String), Vec<Membership>> {
+    let mut out: BTreeMap<(String, String), Vec<Membership>> = BTreeMap::new();
+    for record in &trace.records {
+        let (room, server, joined) = match &record.body {
+            Body::Joined { room, server, .. } => (room.clone(), server.clone(), true),
+            // The busiest record kinds are skipped without a look at their JSON form.
+            Body::Send { .. }
+            | Body::Deliver { .. }
+            | Body::Drop { .. }
+            | Body::Event { .. }
+            | Body::Commit { .. }
+            | Body::State { .. }
+            | Body::Final { .. } => continue,
+            other => match record_kind(other) {
+                Some((kind, fields)) if kind == "left" => {
+                    let text = |key: &str| fields.get(key).and_then(Value::as_str);
+                    match (text("room"), text("server")) {
+                        (Some(room), Some(server)) => (room.to_owned(), server.to_owned(), false),
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            },
+        };
+        let spans = out.entry((room, server)).or_default();
+        let open = spans.last().is_some_and(|span| span.end_ms.is_none());
+        match (joined, open) {
+            (true, false) => spans.push(Membership { start_ms: record.t, end_ms: None }),
+            (false, true) => {
+                if let Some(last) = spans.last_mut() {
+                    last.end_ms = Some(record.t);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A record's type tag and fields in its JSON form: how the report reads record kinds and
+/// optional fields it has no typed view of (a record kind or field added to the trace after
+/// this code was written is read by name, or ignored).
+pub fn record_kind(body: &Body) -> Option<(String, Map<String, Value>)> {
+    match serde_json::to_value(body) {
+        Ok(Value::Object(mut fields)) => {
+            let kind = fields.remove("type")?.as_str()?.to_owned();
+            Some((kind, fields))
+        }
+        _ => None,
+    }
+}
+
+/// The scenario's label for each room, where the trace shows it: the label of the
+/// `create_room LABEL (vN)` action whose server then joined the room first.
+pub fn room_labels(trace: &Trace) -> BTreeMap<String, String> {
+    let mut last_action: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for record in &trace.records {
+        match &record.body {
+            Body::Action { server, action, .. } => {
+                last_action.insert(server, action);
+            }
+            Body::Joined { server, room, .. } if !out.contains_key(room) => {
+                let label = last_action
+                    .get(server.as_str())
+                    .and_then(|action| action.strip_prefix("create_room "))
+                    .map(|rest| rest.split_once(" (").map_or(rest, |(label, _)| label));
+                if let Some(label) = label {
+                    out.insert(room.clone(), label.to_owned());
+                }
+                // The room id is taken: a later create action is for another room.
+                out.entry(room.clone()).or_insert_with(String::new);
+            }
+            _ => {}
+        }
+    }
+    out.retain(|_, label| !label.is_empty());
+    out
 }

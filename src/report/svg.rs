@@ -40,9 +40,14 @@ const PALETTE: &[(u8, u8, u8)] = &[
     (0x49, 0x98, 0x94),
 ];
 
-/// The colour of the server at `index` in the room's server list.
+/// Servers past the palette: one neutral grey, never a repeated colour (a repeat would
+/// silently make two servers look like one); figures name them in their legends.
+pub const OTHER_SERVERS: (u8, u8, u8) = (0x8c, 0x8c, 0x8c);
+
+/// The colour of the server at `index` in the room's server list: the first ten have
+/// their own, the rest share [`OTHER_SERVERS`].
 pub fn server_rgb(index: usize) -> (u8, u8, u8) {
-    PALETTE[index % PALETTE.len()]
+    PALETTE.get(index).copied().unwrap_or(OTHER_SERVERS)
 }
 
 pub fn server_color(index: usize) -> String {
