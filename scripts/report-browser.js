@@ -141,9 +141,13 @@ const timer = setTimeout(() => {
   browser.kill("SIGKILL");
   process.exit(1);
 }, 120000);
+// The profile is removed once Chromium has exited (it writes there until then).
+browser.on("exit", () => {
+  try { fs.rmSync(profile, { recursive: true, force: true }); } catch (error) { /* left in tmp */ }
+});
 main().then(() => {
   clearTimeout(timer);
-  setTimeout(() => { browser.kill("SIGKILL"); fs.rmSync(profile, { recursive: true, force: true }); }, 200);
+  setTimeout(() => { browser.kill("SIGKILL"); }, 200);
 }, (error) => {
   console.error(error.stack + "\nchromium said:\n" + stderr);
   browser.kill("SIGKILL");

@@ -64,6 +64,8 @@ struct Series {
     /// Past [`LEGEND_SERVERS_MAX`] servers: the most and the median events missing over
     /// the joined servers, sampled once per [`BUCKETS`]th of the run.
     aggregate: Option<(Steps, Steps)>,
+    /// Servers that matter beyond [`HIGHLIGHT_MAX`], not drawn (named in the legend).
+    highlight_left: Vec<String>,
     /// At the end: distinct states and the total of missing events.
     end_distinct: u32,
     end_missing: u32,
@@ -171,6 +173,11 @@ fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
             .take(if aggregate { HIGHLIGHT_MAX } else { usize::MAX })
             .collect(),
         aggregate: aggregate.then_some((most, median)),
+        highlight_left: if aggregate {
+            highlight.iter().skip(HIGHLIGHT_MAX).cloned().collect()
+        } else {
+            Vec::new()
+        },
         converged_ms,
         latencies_ms: latencies(room),
         end_ms: room.end_ms.max(1),
@@ -373,6 +380,22 @@ fn draw<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
             });
         }
+    }
+    if !data.highlight_left.is_empty() {
+        let grey = RGBColor(0x88, 0x88, 0x88);
+        let names = &data.highlight_left;
+        let text = if names.len() <= 3 {
+            format!("not drawn: {}", names.join(" "))
+        } else {
+            format!("not drawn: {} … ({} more)", names[..2].join(" "), names.len() - 2)
+        };
+        chart
+            .draw_series(LineSeries::new(Vec::<(u64, u32)>::new(), grey.stroke_width(2)))
+            .map_err(e)?
+            .label(text)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
+            });
     }
     if data.aggregate.is_none() && data.missing.len() > LEGEND_SERVERS_MAX {
         let grey = RGBColor(0x88, 0x88, 0x88);

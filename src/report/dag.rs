@@ -15,7 +15,7 @@ use crate::report::Options;
 use crate::report::model::{EventNode, RoomModel, Status, WindowKind};
 use crate::report::svg::{self, escape, num};
 use crate::report::timeline::seconds;
-use crate::trace::Trace;
+use crate::trace::{Decision, Trace};
 
 const NODE_W: f64 = 150.0;
 const NODE_H: f64 = 36.0;
@@ -240,6 +240,9 @@ fn label(event: &EventNode) -> String {
     }
 }
 
+/// Decisions listed in a node's tooltip.
+const TOOLTIP_DECISIONS_MAX: usize = 16;
+
 fn tooltip(room: &RoomModel, event: &EventNode) -> String {
     let mut text = format!("{}\ntype: {}", event.id, event.event_type);
     if let Some(key) = &event.state_key {
@@ -254,11 +257,31 @@ fn tooltip(room: &RoomModel, event: &EventNode) -> String {
         event.prev_events.join(" "),
         event.auth_events.join(" ")
     );
-    for (server, t, decision, reason) in &event.decisions {
-        let _ = write!(text, "\n{server} at {}.{:03} s: {decision:?}", t / 1000, t % 1000);
-        if let Some(reason) = reason {
-            let _ = write!(text, " ({})", svg::clip(reason, 120));
+    // Decisions other than plain acceptance first, then acceptances; a large room's list
+    // is cut (the page's panel has every one).
+    let mut listed = 0usize;
+    for unusual in [true, false] {
+        for (server, t, decision, reason) in &event.decisions {
+            if (*decision != Decision::Accepted) != unusual {
+                continue;
+            }
+            listed += 1;
+            if listed > TOOLTIP_DECISIONS_MAX {
+                continue;
+            }
+            let _ = write!(text, "\n{server} at {}.{:03} s: {decision:?}", t / 1000, t % 1000);
+            if let Some(reason) = reason {
+                let _ = write!(text, " ({})", svg::clip(reason, 120));
+            }
         }
+    }
+    if listed > TOOLTIP_DECISIONS_MAX {
+        let accepted = event.decisions.iter().filter(|d| d.2 == Decision::Accepted).count();
+        let _ = write!(
+            text,
+            "\n… {} more decisions ({accepted} acceptances in all): click for every one",
+            listed - TOOLTIP_DECISIONS_MAX
+        );
     }
     if event.pdu.is_none() {
         text.push_str("\n(no PDU recorded)");

@@ -306,7 +306,18 @@ fn describe_fault(fault: Option<&Value>, index: u32) -> String {
                 .iter()
                 .map(|group| match group {
                     Value::Array(names) => {
-                        names.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
+                        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                        // A long side is named by its ends and its size.
+                        if names.len() > 6 {
+                            format!(
+                                "{} … {} ({} servers)",
+                                names[..3].join(" "),
+                                names[names.len() - 1],
+                                names.len()
+                            )
+                        } else {
+                            names.join(" ")
+                        }
                     }
                     _ => "?".to_owned(),
                 })

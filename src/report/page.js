@@ -98,7 +98,7 @@
       var server = room.servers[r[0]] || "?";
       var cls = r[2] >= 2 && r[2] <= 4 ? " class=\"bad\"" : "";
       html += "<tr" + cls + "><td><a href=\"#server=" + esc(server) + "\">" + esc(server) + "</a></td><td>" + DECISIONS[r[2]] + "</td><td>" + (r[1] / 1000).toFixed(3) + " s" +
-        "</td><td>" + (e.c === null ? "" : "+" + (r[1] - e.c) + " ms") + "</td><td>" + esc(r[3] || "") + "</td></tr>";
+        "</td><td>" + (e.c === null ? "" : (r[1] >= e.c ? "+" : "\u2212") + Math.abs(r[1] - e.c) + " ms") + "</td><td>" + esc(r[3] || "") + "</td></tr>";
     });
     html += "</table>";
     if (rows.length > 400) { html += "<p>… and " + (rows.length - 400) + " more.</p>"; }

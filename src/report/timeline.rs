@@ -261,25 +261,6 @@ pub fn render(
     );
     let plot_bottom = height - 68.0;
     axis(&mut out, &scale, plot_bottom);
-    for window in windows.iter().filter(|w| w.kind == WindowKind::Fault) {
-        let (x0, x1) = (scale.x(window.start_ms), scale.x(window.end_ms));
-        let _ = writeln!(
-            out,
-            "<g class=\"fault\"><title>{} from {} to {}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ff9800\" fill-opacity=\"0.13\" stroke=\"#ff9800\" stroke-opacity=\"0.5\"/><text x=\"{}\" y=\"16\" font-size=\"10\" fill=\"#b25f00\">{}</text><text x=\"{}\" y=\"28\" font-size=\"10\" fill=\"#b25f00\">{}–{} s</text></g>",
-            escape(&window.label),
-            seconds(window.start_ms),
-            seconds(window.end_ms),
-            num(x0),
-            num(TOP - 22.0),
-            num((x1 - x0).max(1.0)),
-            num(plot_bottom - TOP + 22.0),
-            num(x0 + 2.0),
-            escape(&svg::clip(&window.label, 60)),
-            num(x0 + 2.0),
-            seconds(window.start_ms),
-            seconds(window.end_ms),
-        );
-    }
     let mut y = TOP;
     for (header, rows) in &blocks {
         let _ = writeln!(
@@ -293,6 +274,26 @@ pub fn render(
             draw_lane(&mut out, row, &lanes, &scale, windows, memberships, room, servers, y);
             y += LANE_H;
         }
+    }
+    // Fault bands are drawn after the lanes, over them, so that they cross every lane.
+    for window in windows.iter().filter(|w| w.kind == WindowKind::Fault) {
+        let (x0, x1) = (scale.x(window.start_ms), scale.x(window.end_ms));
+        let _ = writeln!(
+            out,
+            "<g class=\"fault\"><title>{} from {} to {}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ff9800\" fill-opacity=\"0.16\" pointer-events=\"none\" stroke=\"#ff9800\" stroke-opacity=\"0.5\"/><text x=\"{}\" y=\"16\" font-size=\"10\" fill=\"#b25f00\">{}</text><text x=\"{}\" y=\"28\" font-size=\"10\" fill=\"#b25f00\">{}–{} s</text></g>",
+            escape(&window.label),
+            seconds(window.start_ms),
+            seconds(window.end_ms),
+            num(x0),
+            num(TOP - 22.0),
+            num((x1 - x0).max(1.0)),
+            num(plot_bottom - TOP + 22.0),
+            num(x0 + 2.0),
+            escape(&svg::clip(&window.label, 60)),
+            num(x0 + 2.0),
+            seconds(window.start_ms),
+            seconds(window.end_ms),
+        );
     }
     legend(&mut out, plot_bottom + 30.0);
     out.push_str("</svg>\n");
