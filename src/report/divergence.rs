@@ -7,8 +7,8 @@
 //! a failed convergence).
 //!
 //! A server's current state over time comes from the trace's `state` records (a hash per
-//! change); the event behind a change is the last event that server decided on before
-//! the record. The full state behind a hash is found by hashing candidate states the
+//! change); the event behind a change is the receipt or creation recorded with it (see
+//! `changes`). The full state behind a hash is found by hashing candidate states the
 //! same way the homeserver does (`type`, `state_key`, event id, each followed by a zero
 //! byte, SHA-256, the first 12 bytes in unpadded base64): the state after the triggering
 //! event as the DAG implies it, or any server's final state. When neither matches, the
@@ -105,25 +105,60 @@ pub fn state_hash(state: &StateMap) -> String {
     crypto::base64_encode(&crypto::sha256(&bytes)[..12])
 }
 
-/// Every server's state changes in the room, in trace order.
-fn changes(trace: &Trace, room: &RoomModel) -> BTreeMap<String, Vec<Change>> {
-    let mut out: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+/// Every server's state changes in the room, in trace order, each with the event behind
+/// it: of the server's event records in the room, the first one at the same millisecond
+/// after the `state` record (a homeserver reports the state change of one receipt just
+/// before the receipt's decision) or the last one before it, whichever has a replayed
+/// state with the recorded hash; failing that, the one after, else the one before.
+fn changes(
+    trace: &Trace,
+    room: &RoomModel,
+    after: &BTreeMap<String, StateMap>,
+) -> BTreeMap<String, Vec<Change>> {
+    // (server → changes with (event before, event after at the same t)).
+    type Pending = (Change, Option<String>, Option<String>);
+    let mut found: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
     let mut last_event: BTreeMap<&str, &str> = BTreeMap::new();
     for record in &trace.records {
         match &record.body {
             Body::Event { server, room: r, event_id: Some(id), .. } if *r == room.room_id => {
                 last_event.insert(server, id);
+                if let Some(last) = found.get_mut(server).and_then(|list| list.last_mut()) {
+                    if last.0.t == record.t && last.2.is_none() {
+                        last.2 = Some(id.clone());
+                    }
+                }
             }
             Body::State { server, room: r, state_hash } if *r == room.room_id => {
-                let event = last_event.get(server.as_str()).map(|id| (*id).to_owned());
-                out.entry(server.clone()).or_default().push(Change {
-                    t: record.t,
-                    hash: state_hash.clone(),
-                    event,
-                });
+                let before = last_event.get(server.as_str()).map(|id| (*id).to_owned());
+                let change = Change { t: record.t, hash: state_hash.clone(), event: None };
+                found.entry(server.clone()).or_default().push((change, before, None));
             }
             _ => {}
         }
+    }
+    // Each event's replayed state is hashed once, however many changes name it.
+    let mut hashes: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut matches = |id: &Option<String>, hash: &str| -> bool {
+        let Some(id) = id else { return false };
+        let known =
+            hashes.entry(id.clone()).or_insert_with(|| after.get(id).map(state_hash)).as_deref();
+        known == Some(hash)
+    };
+    let mut out = BTreeMap::new();
+    for (server, list) in found {
+        let mut changes = Vec::with_capacity(list.len());
+        for (mut change, before, next) in list {
+            change.event = if matches(&next, &change.hash) {
+                next
+            } else if matches(&before, &change.hash) {
+                before
+            } else {
+                next.or(before)
+            };
+            changes.push(change);
+        }
+        out.insert(server, changes);
     }
     out
 }
@@ -145,7 +180,7 @@ pub fn divergences(
     memberships: &BTreeMap<(String, String), Vec<Membership>>,
     after: &BTreeMap<String, StateMap>,
 ) -> Divergences {
-    let changes = changes(trace, room);
+    let changes = changes(trace, room, after);
     let servers: Vec<&String> = room.servers.iter().filter(|s| changes.contains_key(*s)).collect();
     let spans = |server: &str| memberships.get(&(room.room_id.clone(), server.to_owned()));
     let end_ms = room.end_ms;

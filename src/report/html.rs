@@ -72,7 +72,7 @@ g.node{cursor:pointer}g.node.selected>rect{stroke:#c2185b;stroke-width:4}g.node.
 g.lane.selected>rect.lane-bg{fill:#fff3c4;stroke:#c2185b}svg.timeline{cursor:crosshair}\
 tr.highlight td{background:#fff3c4}tr.changed td{background:#e8f5e9}tr.bad td{background:#fff0f0}.warn{color:#b71c1c}\
 #panel{display:none;position:fixed;top:0;right:0;width:520px;max-width:50vw;height:100vh;overflow:auto;background:#fff;border-left:2px solid #888;box-shadow:-4px 0 12px rgba(0,0,0,.15);padding:10px 14px;box-sizing:border-box;z-index:10}\
-#panel.open{display:block}#panel-close{float:right}#panel pre{white-space:pre-wrap;word-break:break-all}\
+#panel.open{display:block}#panel p,#panel li{font-size:13px}#panel-close{float:right}#panel pre{white-space:pre-wrap;word-break:break-all}\
 .lines pre{margin:2px 0;white-space:pre-wrap;word-break:break-all}:target{outline:2px solid #c2185b}";
 
 const SCRIPT: &str = include_str!("page.js");

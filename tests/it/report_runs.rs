@@ -154,6 +154,9 @@ fn the_divergence_of_three_way_split_shows_hs1s_rename() {
     let split_ms = number_after("<td><a href=\"#t=");
     assert!(split_ms <= created_ms, "the split began by the rename at {created_ms}: {split_ms}");
     assert!(!row.contains("never (split at the end)"), "{row}");
+    // They agree again when hs2 takes in hs1's rename after the heal.
+    let through = format!("hs2: <a href=\"#event={name_id}\">");
+    assert!(row.contains(&through), "agreed again through the rename: {row}");
     let key = row.find("<td>m.room.name</td><td></td>").expect("the name differs before the heal");
     let cells = &row[key..];
     let cells = &cells[..cells.find("</tr>").unwrap()];
