@@ -342,3 +342,42 @@ pub fn diff(a: &StateMap, b: &StateMap) -> Vec<KeyDiff> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::EventId;
+
+    fn state(entries: &[(&str, &str, &str)]) -> StateMap {
+        entries
+            .iter()
+            .map(|(t, k, id)| (((*t).to_owned(), (*k).to_owned()), EventId::parse(id).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_state_hash_is_the_homeservers() {
+        // Expected value from an independent computation (Python's hashlib and base64):
+        // SHA-256 of "m.room.create\0\0$a\0m.room.member\0@u:hs1\0$b\0", first 12 bytes,
+        // unpadded base64.
+        let s = state(&[("m.room.create", "", "$a"), ("m.room.member", "@u:hs1", "$b")]);
+        assert_eq!(state_hash(&s), "4EAYH4/qbw7DiMwa");
+        assert_ne!(state_hash(&s), state_hash(&StateMap::new()));
+    }
+
+    #[test]
+    fn diff_lists_keys_that_differ_on_either_side() {
+        let a = state(&[("m.room.name", "", "$n1"), ("m.room.topic", "", "$t"), ("x", "", "$x")]);
+        let b = state(&[("m.room.name", "", "$n2"), ("m.room.topic", "", "$t"), ("y", "", "$y")]);
+        let keys: Vec<(String, Option<String>, Option<String>)> =
+            diff(&a, &b).into_iter().map(|d| (d.event_type, d.a, d.b)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("m.room.name".into(), Some("$n1".into()), Some("$n2".into())),
+                ("x".into(), Some("$x".into()), None),
+                ("y".into(), None, Some("$y".into())),
+            ]
+        );
+    }
+}

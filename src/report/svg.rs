@@ -112,4 +112,18 @@ mod tests {
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(server_tint(0).len(), 7);
     }
+
+    #[test]
+    fn server_colours_never_repeat() {
+        // The first ten are distinct and none is the shared grey; every later server is
+        // the shared grey, never a colour an earlier server has.
+        let first: Vec<(u8, u8, u8)> = (0..10).map(server_rgb).collect();
+        for (i, colour) in first.iter().enumerate() {
+            assert!(!first[..i].contains(colour), "colour {i} repeats");
+            assert_ne!(*colour, OTHER_SERVERS);
+        }
+        for index in [10, 11, 99, 999] {
+            assert_eq!(server_rgb(index), OTHER_SERVERS);
+        }
+    }
 }
