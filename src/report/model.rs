@@ -355,19 +355,25 @@ impl Membership {
 /// `(room, server)` → the spans a server was joined, the one place that reads membership
 /// from the trace: a span opens at a `joined` record and closes at a `left` record (a
 /// server lost its last joined member). A `joined` while already joined changes nothing;
-/// a trace without `left` records keeps every server joined from its first `joined` on.
+/// a trace without `left` records keeps every server joined from its first `joined` on,
+/// and a server with `state` records but no `joined` record counts as joined from its
+/// first `state` record.
 pub fn memberships(trace: &Trace) -> BTreeMap<(String, String), Vec<Membership>> {
     let mut out: BTreeMap<(String, String), Vec<Membership>> = BTreeMap::new();
+    let mut first_state: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for record in &trace.records {
         let (room, server, joined) = match &record.body {
             Body::Joined { room, server, .. } => (room.clone(), server.clone(), true),
+            Body::State { room, server, .. } => {
+                first_state.entry((room, server)).or_insert(record.t);
+                continue;
+            }
             // The busiest record kinds are skipped without a look at their JSON form.
             Body::Send { .. }
             | Body::Deliver { .. }
             | Body::Drop { .. }
             | Body::Event { .. }
             | Body::Commit { .. }
-            | Body::State { .. }
             | Body::Final { .. } => continue,
             other => match record_kind(other) {
                 Some((kind, fields)) if kind == "left" => {
@@ -391,6 +397,12 @@ pub fn memberships(trace: &Trace) -> BTreeMap<(String, String), Vec<Membership>>
             }
             _ => {}
         }
+    }
+    // A server that holds the room's state but has no `joined` record (a trace from before
+    // every join was recorded) counts as joined from its first state change.
+    for ((room, server), t) in first_state {
+        out.entry((room.to_owned(), server.to_owned()))
+            .or_insert_with(|| vec![Membership { start_ms: t, end_ms: None }]);
     }
     out
 }
@@ -434,4 +446,75 @@ pub fn room_labels(trace: &Trace) -> BTreeMap<String, String> {
     }
     out.retain(|_, label| !label.is_empty());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{CheckSettings, FORMAT, Header, Record};
+
+    fn trace(records: Vec<(u64, Body)>) -> Trace {
+        let header = Header {
+            format: FORMAT.into(),
+            scenario: "t".into(),
+            seed: 1,
+            mxsim_version: "0".into(),
+            servers: vec!["hs1".into(), "hs2".into()],
+            keys: BTreeMap::new(),
+            epoch_ms: 0,
+            end_ms: 100,
+            healed_ms: 0,
+            faults: Vec::new(),
+            check: CheckSettings { invariants: Vec::new(), liveness_bound_ms: 0 },
+        };
+        let records = records.into_iter().map(|(t, body)| Record { t, body }).collect();
+        Trace { header, records }
+    }
+
+    #[test]
+    fn membership_spans_from_joined_records_or_the_first_state() {
+        let joined = |server: &str| Body::Joined {
+            server: server.into(),
+            room: "!r".into(),
+            version: "12".into(),
+        };
+        let state = |server: &str| Body::State {
+            server: server.into(),
+            room: "!r".into(),
+            state_hash: "h".into(),
+        };
+        let spans = memberships(&trace(vec![
+            (5, joined("hs1")),
+            (7, state("hs1")),
+            (9, state("hs2")),
+            (20, joined("hs1")),
+        ]));
+        let open = |start_ms| vec![Membership { start_ms, end_ms: None }];
+        // A second `joined` while joined changes nothing.
+        assert_eq!(spans[&("!r".to_owned(), "hs1".to_owned())], open(5));
+        // No `joined` record: joined from the first state change.
+        assert_eq!(spans[&("!r".to_owned(), "hs2".to_owned())], open(9));
+        assert!(spans[&("!r".to_owned(), "hs1".to_owned())][0].covers(99));
+        assert!(!spans[&("!r".to_owned(), "hs2".to_owned())][0].covers(8));
+        assert_eq!(spans.len(), 2);
+    }
+
+    #[test]
+    fn room_labels_come_from_the_create_action() {
+        let labels = room_labels(&trace(vec![
+            (
+                0,
+                Body::Action {
+                    server: "hs1".into(),
+                    user: "@u:hs1".into(),
+                    action: "create_room main (v12)".into(),
+                },
+            ),
+            (0, Body::Joined { server: "hs1".into(), room: "!a".into(), version: "12".into() }),
+            (1, Body::Joined { server: "hs2".into(), room: "!a".into(), version: "12".into() }),
+            (2, Body::Joined { server: "hs2".into(), room: "!b".into(), version: "12".into() }),
+        ]));
+        assert_eq!(labels.get("!a").map(String::as_str), Some("main"));
+        assert_eq!(labels.get("!b"), None, "hs2 created no room");
+    }
 }
