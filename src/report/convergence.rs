@@ -13,6 +13,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::report::model::{RoomModel, WindowKind};
+use crate::report::timeline::seconds;
 use crate::report::{ReportError, limits, svg};
 use crate::trace::{Body, Decision, Trace};
 
@@ -20,6 +21,8 @@ const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 980;
 /// Servers named in the legend of the missing-events panel; the rest are counted.
 const LEGEND_SERVERS_MAX: usize = 10;
+/// Servers that keep a line of their own next to the aggregate lines.
+const HIGHLIGHT_MAX: usize = 8;
 
 /// DejaVu Sans 2.37 from Debian's fonts-dejavu-core (licence: assets/fonts/).
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -43,6 +46,9 @@ pub struct Chart {
     pub summary: String,
 }
 
+/// A step function: (t, value) at each change.
+type Steps = Vec<(u64, u32)>;
+
 /// Step series over virtual time.
 struct Series {
     /// (t, number of distinct current-state hashes among joined servers).
@@ -55,13 +61,26 @@ struct Series {
     /// server.
     latencies_ms: Vec<u64>,
     end_ms: u64,
+    /// Past [`LEGEND_SERVERS_MAX`] servers: the most and the median events missing over
+    /// the joined servers, sampled once per [`BUCKETS`]th of the run.
+    aggregate: Option<(Steps, Steps)>,
+    /// Servers that matter beyond [`HIGHLIGHT_MAX`], not drawn (named in the legend).
+    highlight_left: Vec<String>,
     /// At the end: distinct states and the total of missing events.
     end_distinct: u32,
     end_missing: u32,
 }
 
-fn series(trace: &Trace, room: &RoomModel) -> Series {
+/// Time buckets of the aggregate lines and of the distinct-states envelope.
+const BUCKETS: u64 = 1000;
+
+fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
     let servers = &room.servers;
+    let aggregate = servers.len() > LEGEND_SERVERS_MAX;
+    let end_ms = room.end_ms.max(1);
+    let mut most: Vec<(u64, u32)> = Vec::new();
+    let mut median: Vec<(u64, u32)> = Vec::new();
+    let mut last_bucket = u64::MAX;
     let mut joined: BTreeSet<usize> = BTreeSet::new();
     let mut hashes: BTreeMap<usize, String> = BTreeMap::new();
     let mut known: BTreeSet<&str> = BTreeSet::new();
@@ -127,6 +146,15 @@ fn series(trace: &Trace, room: &RoomModel) -> Series {
             all_present &= value == 0;
             push_step(&mut missing[s], t, value);
         }
+        let bucket = t * BUCKETS / end_ms;
+        if aggregate && (bucket != last_bucket || i == records.len()) && !joined.is_empty() {
+            last_bucket = bucket;
+            let mut values: Vec<u32> =
+                joined.iter().map(|&s| known.len() as u32 - stored_known[s]).collect();
+            values.sort_unstable();
+            push_step(&mut most, t, values[values.len() - 1]);
+            push_step(&mut median, t, values[values.len() / 2]);
+        }
         let ok = !joined.is_empty() && count <= 1 && all_present;
         match (ok, converged_ms) {
             (true, None) => converged_ms = Some(t),
@@ -138,13 +166,29 @@ fn series(trace: &Trace, room: &RoomModel) -> Series {
     let end_missing = missing.iter().filter_map(|m| m.last()).map(|p| p.1).sum();
     Series {
         distinct,
-        missing: missing.into_iter().enumerate().filter(|(_, m)| !m.is_empty()).collect(),
+        missing: missing
+            .into_iter()
+            .enumerate()
+            .filter(|(s, m)| !m.is_empty() && (!aggregate || highlight.contains(&servers[*s])))
+            .take(if aggregate { HIGHLIGHT_MAX } else { usize::MAX })
+            .collect(),
+        aggregate: aggregate.then_some((most, median)),
+        highlight_left: if aggregate {
+            highlight.iter().skip(HIGHLIGHT_MAX).cloned().collect()
+        } else {
+            Vec::new()
+        },
         converged_ms,
         latencies_ms: latencies(room),
         end_ms: room.end_ms.max(1),
         end_distinct,
         end_missing,
     }
+}
+
+/// An axis label in seconds: whole seconds without decimals.
+fn axis_seconds(ms: u64) -> String {
+    if ms % 1000 == 0 { format!("{}", ms / 1000) } else { seconds(ms) }
 }
 
 /// Appends a step to a step function, skipping samples that change nothing.
@@ -204,19 +248,13 @@ type DrawResult<T> = Result<T, String>;
 
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    trace: &Trace,
+    title: &str,
     room: &RoomModel,
     data: &Series,
 ) -> DrawResult<()> {
     let e = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let title = format!(
-        "Convergence of {} — {} seed {}",
-        svg::clip(&room.room_id, 48),
-        trace.header.scenario,
-        trace.header.seed
-    );
-    let root = root.titled(&title, ("sans-serif", 20)).map_err(e)?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(e)?;
     let panels = root.split_by_breakpoints([] as [u32; 0], [280u32, 620]);
     let end = data.end_ms;
     let font = |size: u32| ("sans-serif", size).into_font();
@@ -232,9 +270,10 @@ fn draw<DB: DrawingBackend>(
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc("virtual time (ms)")
+        .x_desc("virtual time (s)")
+        .x_label_formatter(&|ms| axis_seconds(*ms))
         .y_desc("states")
-        .y_labels(y_max as usize + 1)
+        .y_labels((y_max as usize + 1).min(11))
         .label_style(font(12))
         .axis_desc_style(font(13))
         .max_light_lines(2)
@@ -242,18 +281,57 @@ fn draw<DB: DrawingBackend>(
         .map_err(e)?;
     draw_windows(&mut chart, room, y_max, true).map_err(e)?;
     let blue = RGBColor(0x1f, 0x4e, 0x9a);
-    let mut points = data.distinct.clone();
-    if let Some(&(_, last)) = points.last() {
-        points.push((end, last));
+    // The most states within each bucket of time, as a filled envelope: a count that flips
+    // every few milliseconds (a join storm) would otherwise draw a solid block of lines.
+    let mut envelope: BTreeMap<u64, u32> = BTreeMap::new();
+    let bucket_ms = end.div_ceil(BUCKETS).max(1);
+    for (index, &(t, value)) in data.distinct.iter().enumerate() {
+        let until = data.distinct.get(index + 1).map_or(end, |p| p.0);
+        let mut bucket = t / bucket_ms;
+        while bucket * bucket_ms < until.max(t + 1) {
+            let slot = envelope.entry(bucket).or_default();
+            *slot = (*slot).max(value);
+            bucket += 1;
+        }
     }
-    chart.draw_series(LineSeries::new(points, blue.stroke_width(3))).map_err(e)?;
+    let mut runs: Vec<(u64, u64, u32)> = Vec::new();
+    for (&bucket, &value) in &envelope {
+        match runs.last_mut() {
+            Some(run) if run.2 == value && run.1 == bucket * bucket_ms => run.1 += bucket_ms,
+            _ => runs.push((bucket * bucket_ms, (bucket + 1) * bucket_ms, value)),
+        }
+    }
+    chart
+        .draw_series(runs.iter().filter(|r| r.2 > 0).map(|&(x0, x1, v)| {
+            Rectangle::new([(x0, 0), (x1.min(end), v)], blue.mix(0.15).filled())
+        }))
+        .map_err(e)?;
+    let mut points = Vec::new();
+    for &(x0, x1, v) in &runs {
+        points.push((x0, v));
+        points.push((x1.min(end), v));
+    }
+    chart.draw_series(LineSeries::new(points, blue.stroke_width(2))).map_err(e)?;
     draw_converged(&mut chart, data.converged_ms, y_max, true).map_err(e)?;
 
     // Panel 2: events missing per server.
-    let m_max = data.missing.iter().flat_map(|(_, m)| m.iter().map(|p| p.1)).max().unwrap_or(0);
+    let m_max = data
+        .missing
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(|p| p.1))
+        .chain(data.aggregate.iter().flat_map(|(most, _)| most.iter().map(|p| p.1)))
+        .max()
+        .unwrap_or(0);
     let m_max = m_max + 1 + m_max / 10;
     let mut chart = ChartBuilder::on(&panels[1])
-        .caption("events missing per joined server (created anywhere, not stored here)", font(15))
+        .caption(
+            if data.aggregate.is_some() {
+                "events missing at joined servers: most and median, and the servers that matter"
+            } else {
+                "events missing per joined server (created anywhere, not stored here)"
+            },
+            font(15),
+        )
         .margin(12)
         .x_label_area_size(34)
         .y_label_area_size(56)
@@ -261,7 +339,8 @@ fn draw<DB: DrawingBackend>(
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc("virtual time (ms)")
+        .x_desc("virtual time (s)")
+        .x_label_formatter(&|ms| axis_seconds(*ms))
         .y_desc("events")
         .label_style(font(12))
         .axis_desc_style(font(13))
@@ -269,8 +348,28 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     draw_windows(&mut chart, room, m_max, false).map_err(e)?;
+    if let Some((most, median)) = &data.aggregate {
+        let lines = [
+            (most, RGBColor(0xc6, 0x28, 0x28), "most missing at any joined server"),
+            (median, RGBColor(0x1f, 0x4e, 0x9a), "median over joined servers"),
+        ];
+        for (points, color, text) in lines {
+            let mut points = points.clone();
+            if let Some(&(_, last)) = points.last() {
+                points.push((end, last));
+            }
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(e)?
+                .label(text)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                });
+        }
+    }
     for (position, (server, points)) in data.missing.iter().enumerate() {
-        let color = rgb(*server);
+        // Aggregated: the servers that matter take the palette in turn (named in the legend).
+        let color = if data.aggregate.is_some() { rgb(position) } else { rgb(*server) };
         let mut points = points.clone();
         if let Some(&(_, last)) = points.last() {
             points.push((end, last));
@@ -282,7 +381,23 @@ fn draw<DB: DrawingBackend>(
             });
         }
     }
-    if data.missing.len() > LEGEND_SERVERS_MAX {
+    if !data.highlight_left.is_empty() {
+        let grey = RGBColor(0x88, 0x88, 0x88);
+        let names = &data.highlight_left;
+        let text = if names.len() <= 3 {
+            format!("not drawn: {}", names.join(" "))
+        } else {
+            format!("not drawn: {} … ({} more)", names[..2].join(" "), names.len() - 2)
+        };
+        chart
+            .draw_series(LineSeries::new(Vec::<(u64, u32)>::new(), grey.stroke_width(2)))
+            .map_err(e)?
+            .label(text)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
+            });
+    }
+    if data.aggregate.is_none() && data.missing.len() > LEGEND_SERVERS_MAX {
         let grey = RGBColor(0x88, 0x88, 0x88);
         chart
             .draw_series(LineSeries::new(Vec::<(u64, u32)>::new(), grey.stroke_width(2)))
@@ -293,7 +408,7 @@ fn draw<DB: DrawingBackend>(
             });
     }
     draw_converged(&mut chart, data.converged_ms, m_max, false).map_err(e)?;
-    if !data.missing.is_empty() {
+    if !data.missing.is_empty() || data.aggregate.is_some() {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
@@ -393,7 +508,7 @@ fn draw_converged<DB: DrawingBackend>(
     chart.draw_series(LineSeries::new(vec![(t, 0), (t, y_max)], green.stroke_width(2)))?;
     if label {
         // Right of the line, or left of it near the right edge.
-        let (x_range, text) = (chart.x_range(), format!("converged at {t} ms"));
+        let (x_range, text) = (chart.x_range(), format!("converged at {} s", seconds(t)));
         let dx = if t.saturating_sub(x_range.start) * 10 > (x_range.end - x_range.start) * 7 {
             -(8 * text.len() as i32)
         } else {
@@ -407,9 +522,21 @@ fn draw_converged<DB: DrawingBackend>(
     Ok(())
 }
 
-pub fn render(trace: &Trace, room: &RoomModel) -> Result<Chart, ReportError> {
+/// Draws the chart; `label` is the scenario's name of the room, `highlight` the servers
+/// that keep a line of their own when there are too many servers for one line each.
+pub fn render(
+    trace: &Trace,
+    room: &RoomModel,
+    label: Option<&str>,
+    highlight: &[String],
+) -> Result<Chart, ReportError> {
     register_font();
-    let data = series(trace, room);
+    let data = series(trace, room, highlight);
+    let title = match label {
+        Some(label) => format!("Convergence of room “{label}”"),
+        None => format!("Convergence of {}", svg::clip(&room.room_id, 40)),
+    };
+    let title = format!("{title} — {} seed {}", trace.header.scenario, trace.header.seed);
     let fail = |file: &str| {
         let file = file.to_owned();
         move |problem: String| ReportError::Draw { file: file.clone(), problem }
@@ -417,13 +544,13 @@ pub fn render(trace: &Trace, room: &RoomModel) -> Result<Chart, ReportError> {
     let mut svg_text = String::new();
     {
         let root = SVGBackend::with_string(&mut svg_text, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, trace, room, &data).map_err(fail("convergence.svg"))?;
+        draw(&root, &title, room, &data).map_err(fail("convergence.svg"))?;
         root.present().map_err(|e| fail("convergence.svg")(e.to_string()))?;
     }
     let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, trace, room, &data).map_err(fail("convergence.png"))?;
+        draw(&root, &title, room, &data).map_err(fail("convergence.png"))?;
         root.present().map_err(|e| fail("convergence.png")(e.to_string()))?;
     }
     let mut png = Vec::new();
@@ -433,11 +560,14 @@ pub fn render(trace: &Trace, room: &RoomModel) -> Result<Chart, ReportError> {
     assert!(png.starts_with(b"\x89PNG"), "a PNG signature");
     let summary = match data.converged_ms {
         Some(t) => format!(
-            "Converged at {t} ms: from then on every joined server holds the same current state and misses no event."
+            "Converged at {} s: from then on every joined server holds the same current state and misses no event.",
+            seconds(t)
         ),
         None => format!(
-            "Not converged at the end ({} ms): {} distinct current states, {} events missing in total.",
-            data.end_ms, data.end_distinct, data.end_missing
+            "Not converged at the end ({} s): {} distinct current states, {} events missing in total.",
+            seconds(data.end_ms),
+            data.end_distinct,
+            data.end_missing
         ),
     };
     if !svg_text.starts_with("<?xml") {

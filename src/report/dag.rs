@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 use crate::report::Options;
 use crate::report::model::{EventNode, RoomModel, Status, WindowKind};
 use crate::report::svg::{self, escape, num};
-use crate::trace::Trace;
+use crate::report::timeline::seconds;
+use crate::trace::{Decision, Trace};
 
 const NODE_W: f64 = 150.0;
 const NODE_H: f64 = 36.0;
@@ -239,6 +240,9 @@ fn label(event: &EventNode) -> String {
     }
 }
 
+/// Decisions listed in a node's tooltip.
+const TOOLTIP_DECISIONS_MAX: usize = 16;
+
 fn tooltip(room: &RoomModel, event: &EventNode) -> String {
     let mut text = format!("{}\ntype: {}", event.id, event.event_type);
     if let Some(key) = &event.state_key {
@@ -253,11 +257,31 @@ fn tooltip(room: &RoomModel, event: &EventNode) -> String {
         event.prev_events.join(" "),
         event.auth_events.join(" ")
     );
-    for (server, t, decision, reason) in &event.decisions {
-        let _ = write!(text, "\n{server} at {t} ms: {decision:?}");
-        if let Some(reason) = reason {
-            let _ = write!(text, " ({})", svg::clip(reason, 120));
+    // Decisions other than plain acceptance first, then acceptances; a large room's list
+    // is cut (the page's panel has every one).
+    let mut listed = 0usize;
+    for unusual in [true, false] {
+        for (server, t, decision, reason) in &event.decisions {
+            if (*decision != Decision::Accepted) != unusual {
+                continue;
+            }
+            listed += 1;
+            if listed > TOOLTIP_DECISIONS_MAX {
+                continue;
+            }
+            let _ = write!(text, "\n{server} at {}.{:03} s: {decision:?}", t / 1000, t % 1000);
+            if let Some(reason) = reason {
+                let _ = write!(text, " ({})", svg::clip(reason, 120));
+            }
         }
+    }
+    if listed > TOOLTIP_DECISIONS_MAX {
+        let accepted = event.decisions.iter().filter(|d| d.2 == Decision::Accepted).count();
+        let _ = write!(
+            text,
+            "\n… {} more decisions ({accepted} acceptances in all): click for every one",
+            listed - TOOLTIP_DECISIONS_MAX
+        );
     }
     if event.pdu.is_none() {
         text.push_str("\n(no PDU recorded)");
@@ -286,7 +310,7 @@ fn draw_svg(trace: &Trace, room: &RoomModel, layout: &Layout, options: &Options)
     let _ = writeln!(
         out,
         "<text x=\"12\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Event DAG of {} (room version {}), {} — seed {}</text>",
-        escape(&room.room_id),
+        escape(&room.title()),
         escape(version),
         escape(&trace.header.scenario),
         trace.header.seed
@@ -446,7 +470,8 @@ fn draw_windows(out: &mut String, room: &RoomModel, layout: &Layout, width: f64)
             WindowKind::Crash => ("#f8d0d0", "#c03030"),
             WindowKind::Pause => ("#dde3ee", "#6070a0"),
         };
-        let text = format!("{} ({}–{} ms)", window.label, window.start_ms, window.end_ms);
+        let (from_s, to_s) = (seconds(window.start_ms), seconds(window.end_ms));
+        let text = format!("{} ({from_s}–{to_s} s)", window.label);
         let (y, h) = match (first, last) {
             (Some(a), Some(b)) => (
                 Layout::y_of_layer(a) - 8.0,
@@ -457,7 +482,7 @@ fn draw_windows(out: &mut String, room: &RoomModel, layout: &Layout, width: f64)
         };
         let _ = writeln!(
             out,
-            "<g class=\"window\"><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" fill-opacity=\"0.6\" stroke=\"{stroke}\" stroke-dasharray=\"6 3\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{stroke}\">{}<tspan x=\"{}\" dy=\"11\">{}–{} ms</tspan></text></g>",
+            "<g class=\"window\"><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" fill-opacity=\"0.6\" stroke=\"{stroke}\" stroke-dasharray=\"6 3\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{stroke}\">{}<tspan x=\"{}\" dy=\"11\">{}–{} s (events created then)</tspan></text></g>",
             escape(&text),
             num(x),
             num(y),
@@ -467,8 +492,8 @@ fn draw_windows(out: &mut String, room: &RoomModel, layout: &Layout, width: f64)
             num(y + 11.0 + (index % 3) as f64 * 22.0),
             escape(&svg::clip(&window.label, 44)),
             num(8.0),
-            window.start_ms,
-            window.end_ms
+            from_s,
+            to_s
         );
     }
 }
@@ -554,9 +579,17 @@ fn draw_node(out: &mut String, room: &RoomModel, layout: &Layout, id: usize, nod
         }
         let _ = writeln!(
             out,
-            "<g class=\"node run\" data-events=\"{n}\" data-first=\"{fid}\"><title>{title}</title><rect x=\"{x4}\" y=\"{y4}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"#ffffff\" stroke=\"{color}\"/><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"{tint}\" stroke=\"{color}\" stroke-width=\"1.5\"/><text x=\"{cx}\" y=\"{ty1}\" font-size=\"11\" font-weight=\"bold\" text-anchor=\"middle\">{n} messages</text><text x=\"{cx}\" y=\"{ty2}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{a} … {b}</text></g>",
+            "<g class=\"node run\" data-events=\"{n}\" data-first=\"{fid}\" data-ids=\"{ids}\"><title>{title}</title><rect x=\"{x4}\" y=\"{y4}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"#ffffff\" stroke=\"{color}\"/><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"14\" fill=\"{tint}\" stroke=\"{color}\" stroke-width=\"1.5\"/><text x=\"{cx}\" y=\"{ty1}\" font-size=\"11\" font-weight=\"bold\" text-anchor=\"middle\">{n} messages</text><text x=\"{cx}\" y=\"{ty2}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{a} … {b}</text></g>",
             n = node.events.len(),
             fid = escape(&first.id),
+            ids = escape(
+                &node
+                    .events
+                    .iter()
+                    .map(|&e| room.events[e].id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             title = escape(&title),
             x4 = num(x + 4.0),
             y4 = num(y - 4.0),

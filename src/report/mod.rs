@@ -18,15 +18,18 @@
 
 mod convergence;
 mod dag;
+mod data;
+mod divergence;
 mod html;
 mod model;
 mod resolution;
 mod svg;
+mod timeline;
 
 use crate::check::Verdict;
 use crate::trace::Trace;
 
-pub use model::{RoomModel, rooms};
+pub use model::{Membership, RoomModel, memberships, rooms};
 
 /// What the caller knows about the run beyond the trace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,6 +103,42 @@ impl RoomFiles {
 
 /// The name of the page.
 pub const INDEX_HTML: &str = "index.html";
+/// The per-server timeline of the whole run.
+pub const TIMELINE_SVG: &str = "timeline.svg";
+
+/// The servers a person needs to see on their own in a large run, in server order: those
+/// on a small partition side (at most 10 servers), crashed or paused ones, those named by
+/// a violation, and those still split from another server at the end.
+fn servers_that_matter(
+    trace: &Trace,
+    verdict: &Verdict,
+    windows: &[model::Window],
+    servers: &[String],
+    pages: &[html::RoomSection],
+) -> Vec<String> {
+    let sides = timeline::sides(trace, servers);
+    let mut named: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for side in &sides {
+        if side.len() <= 10 && side.len() < servers.len() {
+            named.extend(side.iter().map(String::as_str));
+        }
+    }
+    for window in windows {
+        if let Some(server) = &window.server {
+            named.insert(server);
+        }
+    }
+    for violation in &verdict.violations {
+        named.extend(violation.witness.servers.iter().map(String::as_str));
+    }
+    for page in pages {
+        for row in page.divergences.rows.iter().filter(|r| r.rejoin.is_none()) {
+            named.insert(&row.a);
+            named.insert(&row.b);
+        }
+    }
+    servers.iter().filter(|s| named.contains(s.as_str())).cloned().collect()
+}
 
 /// Renders every report file for `trace`: per room the DAG (SVG and DOT), the convergence
 /// chart (SVG and PNG) and the state-resolution view (SVG), then `index.html` embedding
@@ -111,13 +150,31 @@ pub fn render(
     options: &Options,
 ) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
     let rooms = model::rooms(trace);
+    let memberships = model::memberships(trace);
+    let windows = model::windows(trace);
+    let servers: Vec<String> = match rooms.first() {
+        Some(room) => room.servers.clone(),
+        None => trace.header.servers.clone(),
+    };
+    let highlight = servers_that_matter(trace, verdict, &windows, &servers, &[]);
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut pages = Vec::new();
     for (index, room) in rooms.iter().enumerate() {
         let names = RoomFiles::for_room(index);
+        let label = room.label.clone();
         let dag = dag::render(trace, room, options);
-        let chart = convergence::render(trace, room)?;
-        let resolutions = resolution::render(room);
+        let chart = convergence::render(trace, room, label.as_deref(), &highlight)?;
+        let replayed = resolution::replay(room);
+        let resolutions = resolution::render(room, &replayed);
+        let divergences = divergence::divergences(trace, room, &memberships, &replayed.after);
+        let data = data::room(
+            trace,
+            room,
+            label.as_deref(),
+            &replayed.after,
+            &replayed.replaced,
+            &memberships,
+        );
         files.push((names.dag_svg.clone(), dag.svg.clone().into_bytes()));
         files.push((names.dag_dot.clone(), dag.dot.into_bytes()));
         files.push((names.convergence_svg.clone(), chart.svg.clone().into_bytes()));
@@ -125,6 +182,7 @@ pub fn render(
         files.push((names.resolution_svg.clone(), resolutions.svg.clone().into_bytes()));
         pages.push(html::RoomSection {
             room_id: room.room_id.clone(),
+            label,
             version: room.version.clone(),
             names,
             dag_svg: dag.svg,
@@ -133,9 +191,32 @@ pub fn render(
             convergence_summary: chart.summary,
             resolution_svg: resolutions.svg,
             resolution_summary: resolutions.summary,
+            divergences,
+            data,
         });
     }
-    let index = html::render(trace, verdict, info, options, &model::windows(trace), &pages);
+    let matter = servers_that_matter(trace, verdict, &windows, &servers, &pages);
+    let end_ms = trace.header.end_ms.max(trace.records.last().map_or(0, |r| r.t));
+    let timeline = timeline::render(
+        trace,
+        &servers,
+        &windows,
+        &matter,
+        &memberships,
+        rooms.first().map(|r| r.room_id.as_str()),
+        end_ms,
+    );
+    files.push((TIMELINE_SVG.to_owned(), timeline.svg.clone().into_bytes()));
+    let index = html::render(&html::Page {
+        trace,
+        verdict,
+        info,
+        options,
+        windows: &windows,
+        rooms: &pages,
+        models: &rooms,
+        timeline: &timeline,
+    });
     files.push((INDEX_HTML.to_owned(), index.into_bytes()));
     assert!(files.iter().all(|(name, _)| !name.contains('/')), "flat file names");
     Ok(files)

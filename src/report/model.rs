@@ -11,6 +11,8 @@ use crate::trace::{Body, Decision, NodeChange, Trace};
 #[derive(Clone, Debug)]
 pub struct RoomModel {
     pub room_id: String,
+    /// The scenario's label of the room, when the trace shows it ([`room_labels`]).
+    pub label: Option<String>,
     /// The room version from the first `joined` record, if any.
     pub version: Option<String>,
     /// The header's servers, then any other server seen in the room, in order of sight.
@@ -129,6 +131,7 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
         let at = *by_id.entry(room_id.clone()).or_insert_with(|| {
             rooms.push(RoomModel {
                 room_id: room_id.clone(),
+                label: None,
                 version: None,
                 servers: trace.header.servers.clone(),
                 events: Vec::new(),
@@ -169,7 +172,21 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
             _ => {}
         }
     }
+    let labels = room_labels(trace);
+    for room in &mut rooms {
+        room.label = labels.get(&room.room_id).cloned();
+    }
     rooms
+}
+
+impl RoomModel {
+    /// How figures name the room: `room “main”`, or the room id without a label.
+    pub fn title(&self) -> String {
+        match &self.label {
+            Some(label) => format!("room “{label}”"),
+            None => self.room_id.clone(),
+        }
+    }
 }
 
 impl EventNode {
@@ -289,7 +306,18 @@ fn describe_fault(fault: Option<&Value>, index: u32) -> String {
                 .iter()
                 .map(|group| match group {
                     Value::Array(names) => {
-                        names.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
+                        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                        // A long side is named by its ends and its size.
+                        if names.len() > 6 {
+                            format!(
+                                "{} … {} ({} servers)",
+                                names[..3].join(" "),
+                                names[names.len() - 1],
+                                names.len()
+                            )
+                        } else {
+                            names.join(" ")
+                        }
                     }
                     _ => "?".to_owned(),
                 })
@@ -307,4 +335,186 @@ fn describe_fault(fault: Option<&Value>, index: u32) -> String {
     };
     let kind = kind.replace('_', "-");
     if detail.is_empty() { kind } else { format!("{kind} {detail}") }
+}
+
+/// A span during which a server had a joined member in a room; `end_ms` is `None` while it
+/// is still joined at the end of the trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+}
+
+impl Membership {
+    /// Whether the server was joined at `t`.
+    pub fn covers(&self, t: u64) -> bool {
+        t >= self.start_ms && self.end_ms.is_none_or(|end| t < end)
+    }
+}
+
+/// `(room, server)` → the spans a server was joined, the one place that reads membership
+/// from the trace: a span opens at a `joined` record and closes at a `left` record (a
+/// server lost its last joined member). A `joined` while already joined changes nothing;
+/// a trace without `left` records keeps every server joined from its first `joined` on,
+/// and a server with `state` records but no `joined` record counts as joined from its
+/// first `state` record.
+pub fn memberships(trace: &Trace) -> BTreeMap<(String, String), Vec<Membership>> {
+    let mut out: BTreeMap<(String, String), Vec<Membership>> = BTreeMap::new();
+    let mut first_state: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for record in &trace.records {
+        let (room, server, joined) = match &record.body {
+            Body::Joined { room, server, .. } => (room.clone(), server.clone(), true),
+            Body::State { room, server, .. } => {
+                first_state.entry((room, server)).or_insert(record.t);
+                continue;
+            }
+            // The busiest record kinds are skipped without a look at their JSON form.
+            Body::Send { .. }
+            | Body::Deliver { .. }
+            | Body::Drop { .. }
+            | Body::Event { .. }
+            | Body::Commit { .. }
+            | Body::Final { .. } => continue,
+            other => match record_kind(other) {
+                Some((kind, fields)) if kind == "left" => {
+                    let text = |key: &str| fields.get(key).and_then(Value::as_str);
+                    match (text("room"), text("server")) {
+                        (Some(room), Some(server)) => (room.to_owned(), server.to_owned(), false),
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            },
+        };
+        let spans = out.entry((room, server)).or_default();
+        let open = spans.last().is_some_and(|span| span.end_ms.is_none());
+        match (joined, open) {
+            (true, false) => spans.push(Membership { start_ms: record.t, end_ms: None }),
+            (false, true) => {
+                if let Some(last) = spans.last_mut() {
+                    last.end_ms = Some(record.t);
+                }
+            }
+            _ => {}
+        }
+    }
+    // A server that holds the room's state but has no `joined` record (a trace from before
+    // every join was recorded) counts as joined from its first state change.
+    for ((room, server), t) in first_state {
+        out.entry((room.to_owned(), server.to_owned()))
+            .or_insert_with(|| vec![Membership { start_ms: t, end_ms: None }]);
+    }
+    out
+}
+
+/// A record's type tag and fields in its JSON form: how the report reads record kinds and
+/// optional fields it has no typed view of (a record kind or field added to the trace after
+/// this code was written is read by name, or ignored).
+pub fn record_kind(body: &Body) -> Option<(String, Map<String, Value>)> {
+    match serde_json::to_value(body) {
+        Ok(Value::Object(mut fields)) => {
+            let kind = fields.remove("type")?.as_str()?.to_owned();
+            Some((kind, fields))
+        }
+        _ => None,
+    }
+}
+
+/// The scenario's label for each room, where the trace shows it: the label of the
+/// `create_room LABEL (vN)` action whose server then joined the room first.
+pub fn room_labels(trace: &Trace) -> BTreeMap<String, String> {
+    let mut last_action: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for record in &trace.records {
+        match &record.body {
+            Body::Action { server, action, .. } => {
+                last_action.insert(server, action);
+            }
+            Body::Joined { server, room, .. } if !out.contains_key(room) => {
+                let label = last_action
+                    .get(server.as_str())
+                    .and_then(|action| action.strip_prefix("create_room "))
+                    .map(|rest| rest.split_once(" (").map_or(rest, |(label, _)| label));
+                if let Some(label) = label {
+                    out.insert(room.clone(), label.to_owned());
+                }
+                // The room id is taken: a later create action is for another room.
+                out.entry(room.clone()).or_insert_with(String::new);
+            }
+            _ => {}
+        }
+    }
+    out.retain(|_, label| !label.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{CheckSettings, FORMAT, Header, Record};
+
+    fn trace(records: Vec<(u64, Body)>) -> Trace {
+        let header = Header {
+            format: FORMAT.into(),
+            scenario: "t".into(),
+            seed: 1,
+            mxsim_version: "0".into(),
+            servers: vec!["hs1".into(), "hs2".into()],
+            keys: BTreeMap::new(),
+            epoch_ms: 0,
+            end_ms: 100,
+            healed_ms: 0,
+            faults: Vec::new(),
+            check: CheckSettings { invariants: Vec::new(), liveness_bound_ms: 0 },
+        };
+        let records = records.into_iter().map(|(t, body)| Record { t, body }).collect();
+        Trace { header, records }
+    }
+
+    #[test]
+    fn membership_spans_from_joined_records_or_the_first_state() {
+        let joined = |server: &str| Body::Joined {
+            server: server.into(),
+            room: "!r".into(),
+            version: "12".into(),
+        };
+        let state = |server: &str| Body::State {
+            server: server.into(),
+            room: "!r".into(),
+            state_hash: "h".into(),
+        };
+        let spans = memberships(&trace(vec![
+            (5, joined("hs1")),
+            (7, state("hs1")),
+            (9, state("hs2")),
+            (20, joined("hs1")),
+        ]));
+        let open = |start_ms| vec![Membership { start_ms, end_ms: None }];
+        // A second `joined` while joined changes nothing.
+        assert_eq!(spans[&("!r".to_owned(), "hs1".to_owned())], open(5));
+        // No `joined` record: joined from the first state change.
+        assert_eq!(spans[&("!r".to_owned(), "hs2".to_owned())], open(9));
+        assert!(spans[&("!r".to_owned(), "hs1".to_owned())][0].covers(99));
+        assert!(!spans[&("!r".to_owned(), "hs2".to_owned())][0].covers(8));
+        assert_eq!(spans.len(), 2);
+    }
+
+    #[test]
+    fn room_labels_come_from_the_create_action() {
+        let labels = room_labels(&trace(vec![
+            (
+                0,
+                Body::Action {
+                    server: "hs1".into(),
+                    user: "@u:hs1".into(),
+                    action: "create_room main (v12)".into(),
+                },
+            ),
+            (0, Body::Joined { server: "hs1".into(), room: "!a".into(), version: "12".into() }),
+            (1, Body::Joined { server: "hs2".into(), room: "!a".into(), version: "12".into() }),
+            (2, Body::Joined { server: "hs2".into(), room: "!b".into(), version: "12".into() }),
+        ]));
+        assert_eq!(labels.get("!a").map(String::as_str), Some("main"));
+        assert_eq!(labels.get("!b"), None, "hs2 created no room");
+    }
 }

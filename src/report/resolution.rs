@@ -62,8 +62,18 @@ struct MergeView {
     error: Option<String>,
 }
 
-pub fn render(room: &RoomModel) -> Resolutions {
-    let (views, notes) = replay(room);
+/// The replayed room: the merges with a conflicted state set, notes on what could not be
+/// replayed, and the state after every replayed event (what the DAG implies).
+pub struct Replay {
+    views: Vec<MergeView>,
+    notes: Vec<String>,
+    pub after: BTreeMap<String, StateMap>,
+    /// For each event that entered the state: what its key held just before it.
+    pub replaced: BTreeMap<String, Option<EventId>>,
+}
+
+pub fn render(room: &RoomModel, replayed: &Replay) -> Resolutions {
+    let (views, notes) = (&replayed.views, &replayed.notes);
     let shown = views.len().min(limits::RESOLUTIONS_MAX);
     let mut summary = match views.len() {
         0 => "No merge had a conflicted state set.".to_owned(),
@@ -73,11 +83,11 @@ pub fn render(room: &RoomModel) -> Resolutions {
     if shown < views.len() {
         let _ = write!(summary, " The first {shown} are drawn.");
     }
-    for note in &notes {
+    for note in notes {
         summary.push(' ');
         summary.push_str(note);
     }
-    Resolutions { svg: draw(room, &views[..shown], &notes, views.len()), summary }
+    Resolutions { svg: draw(room, &views[..shown], notes, views.len()), summary }
 }
 
 fn rejection_kind(decision: Decision) -> Option<RejectionKind> {
@@ -88,16 +98,24 @@ fn rejection_kind(decision: Decision) -> Option<RejectionKind> {
     }
 }
 
-/// Replays the room; returns the merge views and notes on what could not be replayed.
-fn replay(room: &RoomModel) -> (Vec<MergeView>, Vec<String>) {
+/// Replays the room in depth order, resolving the states of the prev events at merges.
+pub fn replay(room: &RoomModel) -> Replay {
+    let (views, notes, after, replaced) = replay_parts(room);
+    Replay { views, notes, after, replaced }
+}
+
+type Parts =
+    (Vec<MergeView>, Vec<String>, BTreeMap<String, StateMap>, BTreeMap<String, Option<EventId>>);
+
+fn replay_parts(room: &RoomModel) -> Parts {
     let mut notes = Vec::new();
     let Some(version) = room.version.as_deref() else {
         notes.push("No room version was recorded, so resolutions were not replayed.".to_owned());
-        return (Vec::new(), notes);
+        return (Vec::new(), notes, BTreeMap::new(), BTreeMap::new());
     };
     let Ok(version) = RoomVersion::parse(version) else {
         notes.push(format!("Room version {version:?} is unknown; resolutions were not replayed."));
-        return (Vec::new(), notes);
+        return (Vec::new(), notes, BTreeMap::new(), BTreeMap::new());
     };
     let rules = version.rules();
     let mut pdus: BTreeMap<String, (Arc<Pdu>, Option<RejectionKind>)> = BTreeMap::new();
@@ -122,7 +140,8 @@ fn replay(room: &RoomModel) -> (Vec<MergeView>, Vec<String>) {
     let store = IndexedStore::from_events(rules, pdus.values().cloned());
     let mut order: Vec<&crate::report::model::EventNode> = room.events.iter().collect();
     order.sort_by(|a, b| (a.depth, a.first_t, &a.id).cmp(&(b.depth, b.first_t, &b.id)));
-    let mut after: BTreeMap<&str, StateMap> = BTreeMap::new();
+    let mut after: BTreeMap<String, StateMap> = BTreeMap::new();
+    let mut replaced: BTreeMap<String, Option<EventId>> = BTreeMap::new();
     let mut views = Vec::new();
     let options = ResolveOptions { explain: true, ..ResolveOptions::default() };
     for event in order {
@@ -172,14 +191,15 @@ fn replay(room: &RoomModel) -> (Vec<MergeView>, Vec<String>) {
             }
         };
         if let (Some(state_key), None) = (pdu.state_key(), rejection) {
-            before.insert(
+            let previous = before.insert(
                 (pdu.event_type().to_owned(), state_key.to_owned()),
                 pdu.event_id().clone(),
             );
+            replaced.insert(event.id.clone(), previous);
         }
-        after.insert(event.id.as_str(), before);
+        after.insert(event.id.clone(), before);
     }
-    (views, notes)
+    (views, notes, after, replaced)
 }
 
 fn view(
@@ -299,7 +319,7 @@ fn draw(room: &RoomModel, views: &[MergeView], notes: &[String], total: usize) -
         body,
         "<text x=\"12\" y=\"{}\" font-size=\"15\" font-weight=\"bold\">State resolution at merges of {}</text>",
         num(y),
-        escape(&room.room_id)
+        escape(&room.title())
     );
     y += 20.0;
     let intro = if total == 0 {

@@ -40,9 +40,14 @@ const PALETTE: &[(u8, u8, u8)] = &[
     (0x49, 0x98, 0x94),
 ];
 
-/// The colour of the server at `index` in the room's server list.
+/// Servers past the palette: one neutral grey, never a repeated colour (a repeat would
+/// silently make two servers look like one); figures name them in their legends.
+pub const OTHER_SERVERS: (u8, u8, u8) = (0x8c, 0x8c, 0x8c);
+
+/// The colour of the server at `index` in the room's server list: the first ten have
+/// their own, the rest share [`OTHER_SERVERS`].
 pub fn server_rgb(index: usize) -> (u8, u8, u8) {
-    PALETTE[index % PALETTE.len()]
+    PALETTE.get(index).copied().unwrap_or(OTHER_SERVERS)
 }
 
 pub fn server_color(index: usize) -> String {
@@ -106,5 +111,19 @@ mod tests {
         assert_eq!(short_id("$abcdefghijklmnop"), "$abcdef…");
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(server_tint(0).len(), 7);
+    }
+
+    #[test]
+    fn server_colours_never_repeat() {
+        // The first ten are distinct and none is the shared grey; every later server is
+        // the shared grey, never a colour an earlier server has.
+        let first: Vec<(u8, u8, u8)> = (0..10).map(server_rgb).collect();
+        for (i, colour) in first.iter().enumerate() {
+            assert!(!first[..i].contains(colour), "colour {i} repeats");
+            assert_ne!(*colour, OTHER_SERVERS);
+        }
+        for index in [10, 11, 99, 999] {
+            assert_eq!(server_rgb(index), OTHER_SERVERS);
+        }
     }
 }

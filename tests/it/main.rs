@@ -10,6 +10,7 @@ mod net;
 mod outbound;
 mod pdu;
 mod report;
+mod report_runs;
 mod scenario;
 mod state_res_diff;
 mod tidy;

@@ -1,0 +1,383 @@
+//! Divergences between servers: for each pair of servers that ever held different
+//! current states of a room while both were joined, their longest split (a first split
+//! is often just a join propagating): when it began and the event whose receipt began
+//! it, when (and through which event or resolution) they agreed again, how often and how
+//! long they were split in all, and the state difference at the split's last moment as a
+//! table of keys (for a pair still split at the end, the final difference: the witness of
+//! a failed convergence).
+//!
+//! A server's current state over time comes from the trace's `state` records (a hash per
+//! change); the event behind a change is the receipt or creation recorded with it (see
+//! `changes`). The full state behind a hash is found by hashing candidate states the
+//! same way the homeserver does (`type`, `state_key`, event id, each followed by a zero
+//! byte, SHA-256, the first 12 bytes in unpadded base64): the state after the triggering
+//! event as the DAG implies it, or any server's final state. When neither matches, the
+//! page says the keys could not be reconstructed instead of guessing.
+//!
+//! Up to [`ALL_PAIRS_MAX`] servers every pair is compared; beyond that each server is
+//! compared with one reference server (the first server of the scenario that is joined
+//! at the end), which keeps the work linear in the number of servers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::matrix::crypto;
+use crate::matrix::state_res::StateMap;
+use crate::report::model::{Membership, RoomModel};
+use crate::trace::{Body, Trace};
+
+/// Up to this many servers, every pair is compared.
+pub const ALL_PAIRS_MAX: usize = 12;
+/// Rows listed; the others are counted.
+pub const ROWS_MAX: usize = 40;
+/// Keys listed per difference table.
+pub const KEYS_MAX: usize = 30;
+
+/// One split: start, (end, changes at the end) unless still split, changes at the start.
+type Split = (u64, Option<(u64, Changes)>, Changes);
+
+/// (server, the event behind its state change) for the servers that changed at a moment.
+pub type Changes = Vec<(String, Option<String>)>;
+
+/// One change of a server's current state.
+#[derive(Clone, Debug)]
+struct Change {
+    t: u64,
+    hash: String,
+    /// The last event the server decided on before the change.
+    event: Option<String>,
+}
+
+/// One pair's longest split, and how often it split.
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    pub a: String,
+    pub b: String,
+    /// When the longest split began.
+    pub split_ms: u64,
+    /// (server that changed at the split, the event behind its change).
+    pub split_by: Vec<(String, Option<String>)>,
+    /// When they agreed again and which changes made them agree; `None`: never.
+    pub rejoin: Option<(u64, Changes)>,
+    /// How often the pair split over the run.
+    pub splits: u32,
+    /// When the pair first split.
+    pub first_split_ms: u64,
+    /// Milliseconds the pair spent split over the run.
+    pub split_total_ms: u64,
+    /// The keys whose event differs at the last moment of the split (just before they
+    /// agreed again, or at the end); `None` if either state could not be reconstructed.
+    pub keys: Option<Vec<KeyDiff>>,
+    /// The number of differing keys (the table may show fewer).
+    pub key_count: usize,
+}
+
+/// One state key on which two servers differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDiff {
+    pub event_type: String,
+    pub state_key: String,
+    pub a: Option<String>,
+    pub b: Option<String>,
+}
+
+/// Every divergence of a room, worst first.
+#[derive(Clone, Debug, Default)]
+pub struct Divergences {
+    /// Rows in order: pairs still split at the end first, then the longest splits.
+    pub rows: Vec<Divergence>,
+    /// Pairs that ever split (the rows may be fewer).
+    pub pair_count: usize,
+    /// Pairs compared.
+    pub compared: usize,
+    /// Set when servers were compared with one reference server only.
+    pub reference: Option<String>,
+}
+
+/// The homeserver's state hash of a state map (see the module doc).
+pub fn state_hash(state: &StateMap) -> String {
+    let mut bytes = Vec::new();
+    for ((event_type, state_key), id) in state {
+        for part in [event_type.as_str(), state_key.as_str(), id.as_str()] {
+            bytes.extend_from_slice(part.as_bytes());
+            bytes.push(0);
+        }
+    }
+    crypto::base64_encode(&crypto::sha256(&bytes)[..12])
+}
+
+/// Every server's state changes in the room, in trace order, each with the event behind
+/// it: of the server's event records in the room, the first one at the same millisecond
+/// after the `state` record (a homeserver reports the state change of one receipt just
+/// before the receipt's decision) or the last one before it, whichever has a replayed
+/// state with the recorded hash; failing that, the one after, else the one before.
+fn changes(
+    trace: &Trace,
+    room: &RoomModel,
+    after: &BTreeMap<String, StateMap>,
+) -> BTreeMap<String, Vec<Change>> {
+    // (server → changes with (event before, event after at the same t)).
+    type Pending = (Change, Option<String>, Option<String>);
+    let mut found: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+    let mut last_event: BTreeMap<&str, &str> = BTreeMap::new();
+    for record in &trace.records {
+        match &record.body {
+            Body::Event { server, room: r, event_id: Some(id), .. } if *r == room.room_id => {
+                last_event.insert(server, id);
+                if let Some(last) = found.get_mut(server).and_then(|list| list.last_mut()) {
+                    if last.0.t == record.t && last.2.is_none() {
+                        last.2 = Some(id.clone());
+                    }
+                }
+            }
+            Body::State { server, room: r, state_hash } if *r == room.room_id => {
+                let before = last_event.get(server.as_str()).map(|id| (*id).to_owned());
+                let change = Change { t: record.t, hash: state_hash.clone(), event: None };
+                found.entry(server.clone()).or_default().push((change, before, None));
+            }
+            _ => {}
+        }
+    }
+    // Each event's replayed state is hashed once, however many changes name it.
+    let mut hashes: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut matches = |id: &Option<String>, hash: &str| -> bool {
+        let Some(id) = id else { return false };
+        let known =
+            hashes.entry(id.clone()).or_insert_with(|| after.get(id).map(state_hash)).as_deref();
+        known == Some(hash)
+    };
+    let mut out = BTreeMap::new();
+    for (server, list) in found {
+        let mut changes = Vec::with_capacity(list.len());
+        for (mut change, before, next) in list {
+            change.event = if matches(&next, &change.hash) {
+                next
+            } else if matches(&before, &change.hash) {
+                before
+            } else {
+                next.or(before)
+            };
+            changes.push(change);
+        }
+        out.insert(server, changes);
+    }
+    out
+}
+
+/// A server's state hash just after `t` (all changes at `t` applied), with its change.
+fn at(changes: &[Change], t: u64) -> Option<&Change> {
+    let after = changes.partition_point(|c| c.t <= t);
+    after.checked_sub(1).map(|i| &changes[i])
+}
+
+fn joined(spans: Option<&Vec<Membership>>, t: u64) -> bool {
+    spans.is_some_and(|spans| spans.iter().any(|span| span.covers(t)))
+}
+
+/// The first divergence of every pair that ever split; see the module doc.
+pub fn divergences(
+    trace: &Trace,
+    room: &RoomModel,
+    memberships: &BTreeMap<(String, String), Vec<Membership>>,
+    after: &BTreeMap<String, StateMap>,
+) -> Divergences {
+    let changes = changes(trace, room, after);
+    let servers: Vec<&String> = room.servers.iter().filter(|s| changes.contains_key(*s)).collect();
+    let spans = |server: &str| memberships.get(&(room.room_id.clone(), server.to_owned()));
+    let end_ms = room.end_ms;
+    let mut pairs: Vec<(&String, &String)> = Vec::new();
+    let mut reference = None;
+    if servers.len() <= ALL_PAIRS_MAX {
+        for (i, a) in servers.iter().enumerate() {
+            for b in &servers[i + 1..] {
+                pairs.push((a, b));
+            }
+        }
+    } else if let Some(first) =
+        servers.iter().find(|s| joined(spans(s), end_ms)).or(servers.first())
+    {
+        reference = Some((*first).clone());
+        for b in servers.iter().filter(|s| *s != first) {
+            pairs.push((first, b));
+        }
+    }
+    let finals = final_states(trace, room);
+    let mut out = Divergences { compared: pairs.len(), reference, ..Divergences::default() };
+    for (a, b) in pairs {
+        let (ca, cb) = (&changes[a], &changes[b]);
+        let (sa, sb) = (spans(a), spans(b));
+        let times: BTreeSet<u64> = ca.iter().chain(cb.iter()).map(|c| c.t).collect();
+        // Every split of the pair: (start, end or None, changes at start, changes at end).
+        let mut splits: Vec<Split> = Vec::new();
+        let mut open: Option<Split> = None;
+        for &t in &times {
+            let both = joined(sa, t) && joined(sb, t);
+            let differ = match (at(ca, t), at(cb, t)) {
+                (Some(x), Some(y)) if both => x.hash != y.hash,
+                _ => false,
+            };
+            let changed_at = |t: u64| {
+                let mut by = Vec::new();
+                for (server, list) in [(a, ca), (b, cb)] {
+                    if let Some(change) = list.iter().rev().find(|c| c.t == t) {
+                        by.push((server.clone(), change.event.clone()));
+                    }
+                }
+                by
+            };
+            match (open.take(), differ) {
+                (None, true) => open = Some((t, None, changed_at(t))),
+                (Some((start, _, by)), false) => {
+                    splits.push((start, Some((t, changed_at(t))), by));
+                }
+                (still, _) => open = still,
+            }
+        }
+        splits.extend(open);
+        let Some(first_ms) = splits.first().map(|s| s.0) else { continue };
+        let length = |s: &Split| s.1.as_ref().map_or(end_ms, |(t, _)| *t).saturating_sub(s.0);
+        let split_total_ms = splits.iter().map(length).sum();
+        // The longest split (the earliest of equals): a pair's first split is often the
+        // few milliseconds a join takes to propagate.
+        let mut longest = &splits[0];
+        for split in &splits {
+            if length(split) > length(longest) {
+                longest = split;
+            }
+        }
+        out.rows.push(Divergence {
+            a: a.clone(),
+            b: b.clone(),
+            split_ms: longest.0,
+            split_by: longest.2.clone(),
+            rejoin: longest.1.clone(),
+            splits: splits.len() as u32,
+            first_split_ms: first_ms,
+            split_total_ms,
+            keys: None,
+            key_count: 0,
+        });
+    }
+    out.pair_count = out.rows.len();
+    // Pairs still split at the end first, then the longest first split.
+    let length =
+        |d: &Divergence| d.rejoin.as_ref().map_or(u64::MAX, |(t, _)| t.saturating_sub(d.split_ms));
+    out.rows.sort_by(|x, y| {
+        (u64::MAX - length(x), x.split_ms, &x.a, &x.b).cmp(&(
+            u64::MAX - length(y),
+            y.split_ms,
+            &y.a,
+            &y.b,
+        ))
+    });
+    out.rows.truncate(ROWS_MAX);
+    // Every replayed state by hash, built only if a row needs it.
+    let mut by_hash: Option<BTreeMap<String, &StateMap>> = None;
+    for row in &mut out.rows {
+        let last_ms = row.rejoin.as_ref().map_or(end_ms, |(t, _)| t.saturating_sub(1));
+        let mut state = |server: &str| {
+            let change = at(&changes[server], last_ms)?;
+            reconstruct(change, after, &finals).or_else(|| {
+                let index = by_hash.get_or_insert_with(|| {
+                    after.values().map(|state| (state_hash(state), state)).collect()
+                });
+                index.get(&change.hash).map(|state| (*state).clone())
+            })
+        };
+        let (x, y) = (state(&row.a), state(&row.b));
+        if let (Some(x), Some(y)) = (x, y) {
+            let diff = diff(&x, &y);
+            row.key_count = diff.len();
+            row.keys = Some(diff.into_iter().take(KEYS_MAX).collect());
+        }
+    }
+    out
+}
+
+/// Every server's final state of the room, by hash.
+fn final_states(trace: &Trace, room: &RoomModel) -> BTreeMap<String, StateMap> {
+    let mut out = BTreeMap::new();
+    for record in &trace.records {
+        if let Body::Final { room: r, state, .. } = &record.body {
+            if *r != room.room_id {
+                continue;
+            }
+            let mut map = StateMap::new();
+            for (event_type, keys) in state {
+                for (state_key, id) in keys {
+                    if let Ok(id) = crate::matrix::EventId::parse(id) {
+                        map.insert((event_type.clone(), state_key.clone()), id);
+                    }
+                }
+            }
+            out.insert(state_hash(&map), map);
+        }
+    }
+    out
+}
+
+/// The full state behind a change, if a known state has its hash.
+fn reconstruct(
+    change: &Change,
+    after: &BTreeMap<String, StateMap>,
+    finals: &BTreeMap<String, StateMap>,
+) -> Option<StateMap> {
+    if let Some(state) = change.event.as_ref().and_then(|id| after.get(id)) {
+        if state_hash(state) == change.hash {
+            return Some(state.clone());
+        }
+    }
+    finals.get(&change.hash).cloned()
+}
+
+/// The keys on which two states differ, in key order.
+pub fn diff(a: &StateMap, b: &StateMap) -> Vec<KeyDiff> {
+    let keys: BTreeSet<&(String, String)> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|key| a.get(*key) != b.get(*key))
+        .map(|key| KeyDiff {
+            event_type: key.0.clone(),
+            state_key: key.1.clone(),
+            a: a.get(key).map(|id| id.as_str().to_owned()),
+            b: b.get(key).map(|id| id.as_str().to_owned()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::EventId;
+
+    fn state(entries: &[(&str, &str, &str)]) -> StateMap {
+        entries
+            .iter()
+            .map(|(t, k, id)| (((*t).to_owned(), (*k).to_owned()), EventId::parse(id).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_state_hash_is_the_homeservers() {
+        // Expected value from an independent computation (Python's hashlib and base64):
+        // SHA-256 of "m.room.create\0\0$a\0m.room.member\0@u:hs1\0$b\0", first 12 bytes,
+        // unpadded base64.
+        let s = state(&[("m.room.create", "", "$a"), ("m.room.member", "@u:hs1", "$b")]);
+        assert_eq!(state_hash(&s), "4EAYH4/qbw7DiMwa");
+        assert_ne!(state_hash(&s), state_hash(&StateMap::new()));
+    }
+
+    #[test]
+    fn diff_lists_keys_that_differ_on_either_side() {
+        let a = state(&[("m.room.name", "", "$n1"), ("m.room.topic", "", "$t"), ("x", "", "$x")]);
+        let b = state(&[("m.room.name", "", "$n2"), ("m.room.topic", "", "$t"), ("y", "", "$y")]);
+        let keys: Vec<(String, Option<String>, Option<String>)> =
+            diff(&a, &b).into_iter().map(|d| (d.event_type, d.a, d.b)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("m.room.name".into(), Some("$n1".into()), Some("$n2".into())),
+                ("x".into(), Some("$x".into()), None),
+                ("y".into(), None, Some("$y".into())),
+            ]
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! `timeline.svg`: one swim lane per server on one time axis in seconds, with the fault
+//! windows as bands across all lanes. Each lane has three rows: events (created, received,
+//! rejected, soft-failed, dropped), network (requests sent, answers received, copies lost,
+//! retries with the back-off before them) and state (current-state changes, the span the
+//! server was joined); crashes and pauses shade the lane.
+//!
+//! A mark stands for everything of its kind that fell into one pixel column, so the
+//! figure's size does not grow with the trace. Past [`LANES_MAX`] servers, lanes are
+//! grouped by partition side: one aggregate lane per side (darker marks mean more of
+//! that kind in that column) and one lane of its own for each server that matters (cut
+//! off on a small side, crashed, paused, diverging or named by a violation).
+//!
+//! Retries are read from the trace: a request line sent again to the same destination
+//! while the earlier copy was never answered. The trace does not record when a sender
+//! marks a destination down; a run of retries with growing back-off is how it shows.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::report::model::{Membership, Window, WindowKind};
+use crate::report::svg::{self, escape, num};
+use crate::trace::{Body, Decision, Trace};
+
+/// Up to this many servers, each gets its own lane.
+pub const LANES_MAX: usize = 40;
+/// Lanes of their own for servers that matter when lanes are grouped.
+pub const MATTER_MAX: usize = 24;
+
+const LEFT: f64 = 190.0;
+const PLOT_W: f64 = 1100.0;
+const TOP: f64 = 58.0;
+const ROW_H: f64 = 9.0;
+const LANE_H: f64 = ROW_H * 3.0 + 7.0;
+const GROUP_H: f64 = 18.0;
+
+/// Mark kinds, in drawing order: (row, colour, legend text).
+const KINDS: [(usize, &str, &str); 10] = [
+    (0, "#555555", "received"),
+    (0, "#1b1b1b", "created"),
+    (0, svg::REJECTED, "rejected"),
+    (0, svg::SOFT_FAILED, "soft-failed"),
+    (0, "#999999", "dropped (bad PDU)"),
+    (1, "#1f77b4", "request sent"),
+    (1, "#2ca02c", "answer received"),
+    (1, svg::REJECTED, "copy lost"),
+    (1, "#9467bd", "retry"),
+    (2, "#000000", "state changed"),
+];
+const RECEIVED: usize = 0;
+const CREATED: usize = 1;
+const REJECTED: usize = 2;
+const SOFT_FAILED: usize = 3;
+const DROPPED: usize = 4;
+const SENT: usize = 5;
+const ANSWERED: usize = 6;
+const LOST: usize = 7;
+const RETRY: usize = 8;
+const STATE: usize = 9;
+
+/// What one server did, bucketed by pixel column.
+#[derive(Default)]
+struct Lane {
+    marks: [BTreeMap<u32, u32>; KINDS.len()],
+    /// (from, to) in ms: the wait before each retry.
+    backoffs: Vec<(u64, u64)>,
+}
+
+/// The drawn figure.
+pub struct Timeline {
+    pub svg: String,
+    pub summary: String,
+}
+
+/// One lane as drawn: a server, or a group of servers.
+struct Row {
+    id: String,
+    label: String,
+    servers: Vec<String>,
+}
+
+struct Scale {
+    end_ms: u64,
+}
+
+impl Scale {
+    fn column(&self, t: u64) -> u32 {
+        let column = (t as f64 / self.end_ms.max(1) as f64 * PLOT_W).floor();
+        column.clamp(0.0, PLOT_W - 1.0) as u32
+    }
+    fn x(&self, t: u64) -> f64 {
+        LEFT + t as f64 / self.end_ms.max(1) as f64 * PLOT_W
+    }
+}
+
+/// The partition sides of the first partition fault, each in the order of `servers`;
+/// servers on no side form a last group. One group of everyone without a partition.
+pub fn sides(trace: &Trace, servers: &[String]) -> Vec<Vec<String>> {
+    let groups = trace
+        .header
+        .faults
+        .iter()
+        .find(|f| f.get("type").and_then(Value::as_str) == Some("partition"))
+        .and_then(|f| f.get("groups"))
+        .and_then(Value::as_array);
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut placed: Vec<String> = Vec::new();
+    for group in groups.into_iter().flatten() {
+        let names: Vec<&str> =
+            group.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let side: Vec<String> = servers
+            .iter()
+            .filter(|s| names.contains(&s.as_str()) && !placed.contains(s))
+            .cloned()
+            .collect();
+        placed.extend(side.iter().cloned());
+        if !side.is_empty() {
+            out.push(side);
+        }
+    }
+    let rest: Vec<String> = servers.iter().filter(|s| !placed.contains(s)).cloned().collect();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+/// Names a list of servers briefly: all of them up to four, else the first three and a count.
+pub fn name_servers(servers: &[String]) -> String {
+    if servers.len() <= 4 {
+        servers.join(" ")
+    } else {
+        format!(
+            "{} … {} ({} servers)",
+            servers[..3].join(" "),
+            servers[servers.len() - 1],
+            servers.len()
+        )
+    }
+}
+
+fn lanes(trace: &Trace, scale: &Scale) -> BTreeMap<String, Lane> {
+    let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
+    // msg → (from, to, request line or None for a response, the request it answers).
+    let mut messages: BTreeMap<u64, (String, Option<String>, Option<u64>)> = BTreeMap::new();
+    // (from, to, request line) → (last attempt's msg, when).
+    let mut attempts: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+    let mut answered: BTreeMap<u64, bool> = BTreeMap::new();
+    let bump = |lanes: &mut BTreeMap<String, Lane>, server: &str, kind: usize, t: u64| {
+        let lane = lanes.entry(server.to_owned()).or_default();
+        *lane.marks[kind].entry(scale.column(t)).or_default() += 1;
+    };
+    for record in &trace.records {
+        let t = record.t;
+        match &record.body {
+            Body::Event { server, decision, .. } => {
+                let kind = match decision {
+                    Decision::Created => CREATED,
+                    Decision::Dropped => DROPPED,
+                    Decision::SoftFailed => SOFT_FAILED,
+                    d if d.is_rejected() => REJECTED,
+                    _ => RECEIVED,
+                };
+                bump(&mut lanes, server, kind, t);
+            }
+            Body::State { server, .. } => bump(&mut lanes, server, STATE, t),
+            Body::Send { msg, from, to, what, request, .. } => {
+                if what.starts_with("response") {
+                    messages.insert(*msg, (from.clone(), None, *request));
+                    continue;
+                }
+                messages.insert(*msg, (from.clone(), Some(what.clone()), None));
+                bump(&mut lanes, from, SENT, t);
+                let key = (from.clone(), to.clone(), what.clone());
+                if let Some(&(before, when)) = attempts.get(&key) {
+                    if !answered.get(&before).copied().unwrap_or(false) {
+                        bump(&mut lanes, from, RETRY, t);
+                        lanes.entry(from.clone()).or_default().backoffs.push((when, t));
+                    }
+                }
+                attempts.insert(key, (*msg, t));
+            }
+            Body::Deliver { msg, .. } => {
+                let Some((_, None, Some(request))) = messages.get(msg) else { continue };
+                let request = *request;
+                if answered.insert(request, true).is_none() {
+                    if let Some((requester, _, _)) = messages.get(&request) {
+                        let requester = requester.clone();
+                        bump(&mut lanes, &requester, ANSWERED, t);
+                    }
+                }
+            }
+            Body::Drop { msg, .. } | Body::DropDown { msg, .. } => {
+                if let Some((from, _, _)) = messages.get(msg) {
+                    let from = from.clone();
+                    bump(&mut lanes, &from, LOST, t);
+                }
+            }
+            _ => {}
+        }
+    }
+    lanes
+}
+
+/// Draws the timeline. `matter` names the servers that get a lane of their own when
+/// lanes are grouped; `memberships` gives the joined spans of `room` (the first room).
+pub fn render(
+    trace: &Trace,
+    servers: &[String],
+    windows: &[Window],
+    matter: &[String],
+    memberships: &BTreeMap<(String, String), Vec<Membership>>,
+    room: Option<&str>,
+    end_ms: u64,
+) -> Timeline {
+    let scale = Scale { end_ms: end_ms.max(1) };
+    let lanes = lanes(trace, &scale);
+    let sides = sides(trace, servers);
+    let grouped = servers.len() > LANES_MAX;
+    // (group header, lanes) in drawing order.
+    let mut blocks: Vec<(String, Vec<Row>)> = Vec::new();
+    for (i, side) in sides.iter().enumerate() {
+        let header = if sides.len() > 1 {
+            format!("side {}: {}", i + 1, name_servers(side))
+        } else {
+            format!("all servers: {}", name_servers(side))
+        };
+        let rows =
+            if grouped {
+                let mut rows = vec![Row {
+                    id: format!("group-{}", i + 1),
+                    label: format!("all {} servers", side.len()),
+                    servers: side.clone(),
+                }];
+                rows.extend(side.iter().filter(|s| matter.contains(s)).take(MATTER_MAX).map(|s| {
+                    Row { id: format!("lane-{s}"), label: s.clone(), servers: vec![s.clone()] }
+                }));
+                rows
+            } else {
+                side.iter()
+                    .map(|s| Row {
+                        id: format!("lane-{s}"),
+                        label: s.clone(),
+                        servers: vec![s.clone()],
+                    })
+                    .collect()
+            };
+        blocks.push((header, rows));
+    }
+    let lane_count: usize = blocks.iter().map(|(_, rows)| rows.len()).sum();
+    let height = TOP + blocks.len() as f64 * GROUP_H + lane_count as f64 * LANE_H + 80.0;
+    let width = LEFT + PLOT_W + 30.0;
+    let mut out = svg::open(width, height, "timeline");
+    let _ = writeln!(
+        out,
+        "<g class=\"timeline-meta\" data-x0=\"{}\" data-width=\"{}\" data-end-ms=\"{}\"></g>",
+        num(LEFT),
+        num(PLOT_W),
+        scale.end_ms
+    );
+    let plot_bottom = height - 68.0;
+    axis(&mut out, &scale, plot_bottom);
+    let mut y = TOP;
+    for (header, rows) in &blocks {
+        let _ = writeln!(
+            out,
+            "<text x=\"6\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">{}</text>",
+            num(y + 13.0),
+            escape(header)
+        );
+        y += GROUP_H;
+        for row in rows {
+            draw_lane(&mut out, row, &lanes, &scale, windows, memberships, room, servers, y);
+            y += LANE_H;
+        }
+    }
+    // Fault bands are drawn after the lanes, over them, so that they cross every lane.
+    for window in windows.iter().filter(|w| w.kind == WindowKind::Fault) {
+        let (x0, x1) = (scale.x(window.start_ms), scale.x(window.end_ms));
+        let _ = writeln!(
+            out,
+            "<g class=\"fault\"><title>{} from {} to {}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ff9800\" fill-opacity=\"0.16\" pointer-events=\"none\" stroke=\"#ff9800\" stroke-opacity=\"0.5\"/><text x=\"{}\" y=\"16\" font-size=\"10\" fill=\"#b25f00\">{}</text><text x=\"{}\" y=\"28\" font-size=\"10\" fill=\"#b25f00\">{}–{} s</text></g>",
+            escape(&window.label),
+            seconds(window.start_ms),
+            seconds(window.end_ms),
+            num(x0),
+            num(TOP - 22.0),
+            num((x1 - x0).max(1.0)),
+            num(plot_bottom - TOP + 22.0),
+            num(x0 + 2.0),
+            escape(&svg::clip(&window.label, 60)),
+            num(x0 + 2.0),
+            seconds(window.start_ms),
+            seconds(window.end_ms),
+        );
+    }
+    legend(&mut out, plot_bottom + 30.0);
+    out.push_str("</svg>\n");
+    let summary = if grouped {
+        format!(
+            "{} servers in {} partition sides, one aggregate lane per side (darker marks: more in that pixel column) and a lane of its own for each of {} servers that matter.",
+            servers.len(),
+            sides.len(),
+            lane_count - blocks.len()
+        )
+    } else {
+        format!("{} servers, one lane each, grouped by partition side.", servers.len())
+    };
+    Timeline { svg: out, summary }
+}
+
+/// Virtual milliseconds as seconds with one decimal ("20.1 s" without the unit).
+pub fn seconds(ms: u64) -> String {
+    format!("{}.{}", ms / 1000, ms % 1000 / 100)
+}
+
+/// A tick step in seconds that gives at most about 12 ticks.
+fn tick_step_s(end_ms: u64) -> u64 {
+    let span_s = end_ms / 1000 + 1;
+    [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600]
+        .into_iter()
+        .find(|step| span_s / step <= 12)
+        .unwrap_or(7200)
+}
+
+fn axis(out: &mut String, scale: &Scale, bottom: f64) {
+    let step = tick_step_s(scale.end_ms);
+    let mut s = 0;
+    while s * 1000 <= scale.end_ms {
+        let x = scale.x(s * 1000);
+        let _ = writeln!(
+            out,
+            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#e4e4e4\"/><text x=\"{x}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#444\">{s}</text>",
+            num(TOP - 6.0),
+            num(bottom),
+            num(bottom + 12.0),
+            x = num(x),
+        );
+        s += step;
+    }
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#444\">virtual time (s)</text>",
+        num(LEFT + PLOT_W / 2.0),
+        num(bottom + 25.0)
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_lane(
+    out: &mut String,
+    row: &Row,
+    lanes: &BTreeMap<String, Lane>,
+    scale: &Scale,
+    windows: &[Window],
+    memberships: &BTreeMap<(String, String), Vec<Membership>>,
+    room: Option<&str>,
+    servers: &[String],
+    y: f64,
+) {
+    let single = row.servers.len() == 1;
+    let colour = servers.iter().position(|s| *s == row.servers[0]).map_or_else(
+        || "#777777".to_owned(),
+        |i| if single { svg::server_color(i) } else { "#777777".to_owned() },
+    );
+    let _ = writeln!(
+        out,
+        "<g id=\"{}\" class=\"lane{}\" data-servers=\"{}\">",
+        escape(&row.id),
+        if single { "" } else { " group" },
+        escape(&row.servers.join(" "))
+    );
+    let _ = writeln!(
+        out,
+        "<rect class=\"lane-bg\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#fafafa\" stroke=\"#eeeeee\"/>",
+        num(LEFT),
+        num(y),
+        num(PLOT_W),
+        num(LANE_H - 3.0)
+    );
+    let _ = writeln!(
+        out,
+        "<rect x=\"4\" y=\"{}\" width=\"6\" height=\"{}\" fill=\"{colour}\"/><text x=\"14\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"8\" fill=\"#888\" text-anchor=\"end\">events</text><text x=\"{}\" y=\"{}\" font-size=\"8\" fill=\"#888\" text-anchor=\"end\">network</text><text x=\"{}\" y=\"{}\" font-size=\"8\" fill=\"#888\" text-anchor=\"end\">state</text>",
+        num(y + 2.0),
+        num(LANE_H - 7.0),
+        num(y + 17.0),
+        escape(&svg::clip(&row.label, 20)),
+        num(LEFT - 4.0),
+        num(y + 8.0),
+        num(LEFT - 4.0),
+        num(y + 8.0 + ROW_H),
+        num(LEFT - 4.0),
+        num(y + 8.0 + ROW_H * 2.0),
+    );
+    // Joined spans in the state row (individual lanes only).
+    if let (true, Some(room)) = (single, room) {
+        for span in
+            memberships.get(&(room.to_owned(), row.servers[0].clone())).into_iter().flatten()
+        {
+            let (x0, x1) = (scale.x(span.start_ms), scale.x(span.end_ms.unwrap_or(scale.end_ms)));
+            let _ = writeln!(
+                out,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"3\" fill=\"#a5d6a7\"><title>joined {}–{} s</title></rect>",
+                num(x0),
+                num(y + ROW_H * 2.0 + 4.0),
+                num((x1 - x0).max(1.0)),
+                seconds(span.start_ms),
+                span.end_ms.map_or_else(|| "end".to_owned(), seconds)
+            );
+        }
+    }
+    // Crashes and pauses of the lane's servers.
+    for window in windows.iter().filter(|w| w.kind != WindowKind::Fault) {
+        let Some(server) = &window.server else { continue };
+        if !row.servers.contains(server) {
+            continue;
+        }
+        let (x0, x1) = (scale.x(window.start_ms), scale.x(window.end_ms));
+        let fill = if window.kind == WindowKind::Crash { "#d32f2f" } else { "#1976d2" };
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" fill-opacity=\"{}\"><title>{} {}–{} s</title></rect>",
+            num(x0),
+            num(y),
+            num((x1 - x0).max(1.0)),
+            num(LANE_H - 3.0),
+            if single { "0.22" } else { "0.08" },
+            escape(&window.label),
+            seconds(window.start_ms),
+            seconds(window.end_ms)
+        );
+    }
+    // Back-off before retries (individual lanes only).
+    if single {
+        if let Some(lane) = lanes.get(&row.servers[0]) {
+            for &(from, to) in &lane.backoffs {
+                let _ = writeln!(
+                    out,
+                    "<line x1=\"{}\" y1=\"{y1}\" x2=\"{}\" y2=\"{y1}\" stroke=\"#9467bd\" stroke-opacity=\"0.5\" stroke-width=\"1\"/>",
+                    num(scale.x(from)),
+                    num(scale.x(to)),
+                    y1 = num(y + ROW_H + 7.5)
+                );
+            }
+        }
+    }
+    // Marks, summed over the lane's servers.
+    let mut counts: Vec<BTreeMap<u32, u32>> = vec![BTreeMap::new(); KINDS.len()];
+    let mut totals = [0u64; KINDS.len()];
+    for server in &row.servers {
+        let Some(lane) = lanes.get(server) else { continue };
+        for (kind, marks) in lane.marks.iter().enumerate() {
+            for (&column, &count) in marks {
+                *counts[kind].entry(column).or_default() += count;
+                totals[kind] += u64::from(count);
+            }
+        }
+    }
+    for (kind, marks) in counts.iter().enumerate() {
+        let (row_index, colour, _) = KINDS[kind];
+        let max = marks.values().copied().max().unwrap_or(1).max(1);
+        let (top, h) = match kind {
+            CREATED => (y + 1.0, ROW_H - 1.0),
+            RECEIVED => (y + 3.0, ROW_H - 5.0),
+            _ => (y + row_index as f64 * ROW_H + 2.0, ROW_H - 3.0),
+        };
+        let mut body = String::new();
+        for (&column, &count) in marks {
+            // Darker means more; a single server's marks are solid.
+            let level = if single { 4 } else { (count * 4).div_ceil(max).clamp(1, 4) };
+            let _ = write!(
+                body,
+                "<rect x=\"{}\" y=\"{}\" width=\"1.5\" height=\"{}\" fill-opacity=\"{}\"/>",
+                num(LEFT + f64::from(column)),
+                num(top),
+                num(h),
+                ["0", "0.3", "0.5", "0.75", "1"][level as usize]
+            );
+        }
+        if !body.is_empty() {
+            let _ = writeln!(
+                out,
+                "<g class=\"marks k{kind}\" fill=\"{colour}\"><title>{}: {} ({})</title>{body}</g>",
+                escape(&row.label),
+                KINDS[kind].2,
+                totals[kind]
+            );
+        }
+    }
+    out.push_str("</g>\n");
+}
+
+fn legend(out: &mut String, y: f64) {
+    let mut x = LEFT;
+    for (kind, (_, colour, text)) in KINDS.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"4\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\" font-size=\"10\">{text}</text>",
+            num(x),
+            num(y),
+            num(x + 7.0),
+            num(y + 9.0)
+        );
+        x += 14.0 + text.chars().count() as f64 * 6.0;
+        let _ = kind;
+    }
+    let _ = writeln!(
+        out,
+        "<line x1=\"{}\" y1=\"{y5}\" x2=\"{}\" y2=\"{y5}\" stroke=\"#9467bd\"/><text x=\"{}\" y=\"{}\" font-size=\"10\">back-off</text><rect x=\"{}\" y=\"{}\" width=\"14\" height=\"3\" fill=\"#a5d6a7\"/><text x=\"{}\" y=\"{}\" font-size=\"10\">joined</text>",
+        num(x),
+        num(x + 14.0),
+        num(x + 17.0),
+        num(y + 9.0),
+        num(x + 70.0),
+        num(y + 4.0),
+        num(x + 87.0),
+        num(y + 9.0),
+        y5 = num(y + 5.0),
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#555\">orange band: fault window (all lanes) · red shade: crashed · blue shade: paused</text>",
+        num(LEFT),
+        num(y + 24.0)
+    );
+}
