@@ -443,6 +443,11 @@ fn failed_actions(out: &mut String, trace: &Trace, quoted: &mut BTreeSet<u64>) {
     }
 }
 
+/// "1 pair", "3 pairs".
+fn pairs(count: usize) -> String {
+    if count == 1 { "1 pair".to_owned() } else { format!("{count} pairs") }
+}
+
 fn divergence_section(
     out: &mut String,
     index: usize,
@@ -453,9 +458,9 @@ fn divergence_section(
     let _ = writeln!(out, "<h3 id=\"divergence-{}\">Divergences</h3>", index + 1);
     let scope = match &d.reference {
         Some(reference) => {
-            format!("Each server is compared with {reference} ({} pairs).", d.compared)
+            format!("Each server is compared with {reference} ({}).", pairs(d.compared))
         }
-        None => format!("Every pair of servers is compared ({} pairs).", d.compared),
+        None => format!("Every pair of servers is compared ({}).", pairs(d.compared)),
     };
     if d.pair_count == 0 {
         let _ = writeln!(
@@ -466,8 +471,8 @@ fn divergence_section(
     }
     let _ = writeln!(
         out,
-        "<p class=\"note\">{scope} {} pairs held different current states at some time while both were joined; pairs still split at the end come first, then the longest splits{}. Each row shows the pair's longest split (its first is often a join still propagating): when their state hashes began to differ, through the event the changing server had just decided on, and the change that made them agree again (a merge means state resolution did it). The keys are the difference at the split's last moment.</p>",
-        d.pair_count,
+        "<p class=\"note\">{scope} {} held different current states at some time while both were joined; pairs still split at the end come first, then the longest splits{}. Each row shows the pair's longest split (its first is often a join still propagating): when their state hashes began to differ, through the event the changing server had just decided on, and the change that made them agree again (a merge means state resolution did it). The keys are the difference at the split's last moment.</p>",
+        pairs(d.pair_count),
         if d.rows.len() < d.pair_count {
             format!("; the first {} are listed", d.rows.len())
         } else {
