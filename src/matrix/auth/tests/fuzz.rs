@@ -185,9 +185,11 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
-/// Runs every entry point on the case in every version; panics are the failure.
+/// Runs every entry point on the case in every version, Linearized Matrix included; panics
+/// are the failure.
 fn run(case: &Case) {
-    for rules in VERSIONS {
+    let linearized: &RoomVersionRules = &crate::matrix::room_version::LINEARIZED_02;
+    for rules in VERSIONS.into_iter().chain([linearized]) {
         let mut create = create_ev(rules);
         for (key, value) in &case.create_content {
             create = create.with(key, value.clone());
