@@ -51,7 +51,7 @@ enum RejectedArg {
 
 pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
     let file = args.input.display().to_string();
-    let bytes = read_file(&args.input)?;
+    let bytes = read_file(&args.input, super::RESOLVE_BYTES_MAX, "a resolve input")?;
     let ResolveInput { room_version, events, state_sets } = resolve_input::parse(&file, &bytes)?;
     let rules = room_version.rules();
     // `"rejected": true` marks an event rejected against its own auth events, the
@@ -90,10 +90,10 @@ pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
     }
     let resolved = first.expect("at least one run");
     if let Some(explanation) = &resolved.explanation {
-        eprint!("{}", explain(explanation));
+        super::write_stderr(&explain(explanation));
     }
     if args.time {
-        eprintln!("{}", timing_line(&mut durations_us));
+        super::write_stderr(&format!("{}\n", timing_line(&mut durations_us)));
     }
     let mut stdout = canonical_json::encode(&resolve_input::nested(&resolved.state))
         .expect("state maps hold only strings");
