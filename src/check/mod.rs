@@ -9,8 +9,9 @@
 //!
 //! The fold first builds an [`index::Index`] (every PDU copy parsed once, every receipt
 //! decision, each server's held events with crashes applied), then each invariant reads it:
-//! `integrity`, `auth`, `dag`, `convergence`, `liveness` and `durability` live in their own
-//! files and document exactly what they check.
+//! `integrity`, `auth`, `dag`, `convergence`, `liveness`, `durability` and `expectations`
+//! (what the scenario says it demonstrates) live in their own files and document exactly
+//! what they check.
 //!
 //! Architecture Invariant: a trace comes from a file, so nothing here may panic on it. A
 //! malformed PDU, an unknown room version, a bad key or a missing record becomes a
@@ -25,13 +26,22 @@ mod auth;
 mod convergence;
 mod dag;
 mod durability;
+mod expectations;
 mod index;
 mod integrity;
 mod liveness;
 
 /// The invariant ids of DESIGN.md §5, as used in `summary.json`.
-pub const INVARIANTS: &[&str] =
-    &["integrity", "auth", "dag", "convergence", "liveness", "durability", "determinism"];
+pub const INVARIANTS: &[&str] = &[
+    "integrity",
+    "auth",
+    "dag",
+    "convergence",
+    "liveness",
+    "durability",
+    "determinism",
+    "expectations",
+];
 
 /// Most violations listed per invariant; the rest are counted in one summary violation
 /// (a run that breaks an invariant often breaks it for thousands of events, and a report
@@ -94,13 +104,14 @@ pub fn check(trace: &Trace) -> Verdict {
     }
     let index = index::Index::build(trace);
     type Pass = fn(&index::Index<'_>) -> Vec<Violation>;
-    let passes: [(&str, Pass); 6] = [
+    let passes: [(&str, Pass); 7] = [
         ("integrity", integrity::check),
         ("auth", auth::check),
         ("dag", dag::check),
         ("convergence", convergence::check),
         ("liveness", liveness::check),
         ("durability", durability::check),
+        ("expectations", expectations::check),
     ];
     for (id, pass) in passes {
         if wanted(id) {

@@ -179,7 +179,7 @@ fn sign(
 /// Reads `{ server: { key_id: public_key_b64 } }`.
 fn read_keys(path: &std::path::Path) -> Result<KeyRing, CliError> {
     let name = path.display();
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, super::KEYS_BYTES_MAX, "a keys file")?;
     let value = canonical_json::parse(&bytes, Numbers::IntegerLiterals)
         .map_err(|e| CliError::input(format!("{name}: {e}")))?;
     let Value::Object(servers) = value else {

@@ -86,7 +86,9 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Event(args) => read_stdin().and_then(|input| event::run(&args, &input)),
+        Command::Event(args) => {
+            read_stdin(PDU_BYTES_MAX, "a PDU").and_then(|input| event::run(&args, &input))
+        }
         Command::Resolve(args) => resolve::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Check(args) => run::check(&args),
@@ -95,28 +97,88 @@ pub fn main() -> ExitCode {
     match result {
         Ok(outcome) => {
             let mut stdout = std::io::stdout().lock();
-            if stdout.write_all(&outcome.stdout).and_then(|()| stdout.flush()).is_err() {
-                return ExitCode::from(2);
+            match stdout.write_all(&outcome.stdout).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::from(outcome.code),
+                // The reader stopped reading (`| head`): nothing more to say to anyone.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(outcome.code)
+                }
+                Err(e) => {
+                    write_stderr(&format!("mxsim: stdout: cannot write: {e}\n"));
+                    ExitCode::from(2)
+                }
             }
-            ExitCode::from(outcome.code)
         }
         Err(error) => {
-            eprintln!("mxsim: {error}");
+            write_stderr(&format!("mxsim: {error}\n"));
             ExitCode::from(error.code)
         }
     }
 }
 
-fn read_stdin() -> Result<Vec<u8>, CliError> {
+/// Writes to stderr, ignoring failure: a closed stderr (`2>&1 | head`) must not turn a
+/// command into a panic (`eprint!` panics when the write fails), and there is nowhere
+/// left to report it.
+pub(crate) fn write_stderr(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes()).and_then(|()| stderr.flush());
+}
+
+/// Largest input of `mxsim event` (stdin): a PDU is at most 65,536 bytes (spec: "the
+/// complete event MUST NOT be larger than 65536 bytes").
+pub const PDU_BYTES_MAX: u64 = 65_536;
+/// Largest scenario file: 16 MiB, room for the 100,000 steps a scenario may hold.
+pub const SCENARIO_BYTES_MAX: u64 = 16 << 20;
+/// Largest trace (`mxsim check`, `mxsim report`): 1 GiB.
+pub const TRACE_BYTES_MAX: u64 = 1 << 30;
+/// Largest `mxsim resolve` input: 1 GiB (about a million events of 1 KB).
+pub const RESOLVE_BYTES_MAX: u64 = 1 << 30;
+/// Largest keys file (`mxsim event verify --keys`): 16 MiB, far more than the keys of
+/// the 10,000 servers a run may have.
+pub const KEYS_BYTES_MAX: u64 = 16 << 20;
+
+/// Reads at most `limit` bytes from `reader`; more is refused naming the limit, without
+/// reading past it (so `/dev/zero` ends promptly, in bounded memory).
+fn read_limited(
+    reader: impl std::io::Read,
+    name: &str,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>, CliError> {
     let mut input = Vec::new();
-    std::io::stdin()
+    reader
+        .take(limit.saturating_add(1))
         .read_to_end(&mut input)
-        .map_err(|e| CliError::input(format!("stdin: cannot read: {e}")))?;
+        .map_err(|e| CliError::input(format!("{name}: cannot read: {e}")))?;
+    if u64::try_from(input.len()).unwrap_or(u64::MAX) > limit {
+        return Err(too_large(name, limit, what));
+    }
     Ok(input)
 }
 
-/// Reads a whole file, naming it in the error.
-pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path)
-        .map_err(|e| CliError::input(format!("{}: cannot read: {e}", path.display())))
+fn too_large(name: &str, limit: u64, what: &str) -> CliError {
+    CliError::input(format!("{name}: more than {limit} bytes, the limit for {what}"))
+}
+
+fn read_stdin(limit: u64, what: &str) -> Result<Vec<u8>, CliError> {
+    read_limited(std::io::stdin().lock(), "stdin", limit, what)
+}
+
+/// Reads a whole file of at most `limit` bytes (`what` names the kind of input in the
+/// refusal), naming the file in every error.
+pub(crate) fn read_file(
+    path: &std::path::Path,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>, CliError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::input(format!("{name}: cannot read: {e}")))?;
+    // A regular file's size is known: refuse it before reading anything.
+    if let Ok(metadata) = file.metadata() {
+        if metadata.is_file() && metadata.len() > limit {
+            return Err(too_large(&name, limit, what));
+        }
+    }
+    read_limited(file, &name, limit, what)
 }

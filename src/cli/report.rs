@@ -31,7 +31,7 @@ const SIBLINGS: &[&str] = &["summary.json", "trace.jsonl", "events.jsonl", "keys
 
 pub fn run(args: &ReportArgs) -> Result<Outcome, CliError> {
     let file = args.trace.display().to_string();
-    let bytes = read_file(&args.trace)?;
+    let bytes = read_file(&args.trace, super::TRACE_BYTES_MAX, "a trace")?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| CliError::input(format!("{file}: not UTF-8: {e}")))?;
     let trace = Trace::parse_jsonl(text).map_err(|e| CliError::input(format!("{file}: {e}")))?;

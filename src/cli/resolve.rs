@@ -55,14 +55,17 @@ enum RejectedArg {
 
 pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
     let file = args.input.display().to_string();
-    let bytes = read_file(&args.input)?;
+    let bytes = read_file(&args.input, super::RESOLVE_BYTES_MAX, "a resolve input")?;
     let strictness = if args.strict { Strictness::Pdu } else { Strictness::Resolution };
     let ResolveInput { room_version, events, state_sets, ignored_fields } =
         resolve_input::parse(&file, &bytes, strictness)?;
     drop(bytes);
     if !ignored_fields.is_empty() {
         let names: Vec<String> = ignored_fields.iter().map(|name| format!("{name:?}")).collect();
-        eprintln!("mxsim: {file}: ignoring unknown top-level fields: {}", names.join(", "));
+        super::write_stderr(&format!(
+            "mxsim: {file}: ignoring unknown top-level fields: {}\n",
+            names.join(", ")
+        ));
     }
     let rules = room_version.rules();
     // `"rejected": true` marks an event rejected against its own auth events, the
@@ -101,10 +104,10 @@ pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
     }
     let resolved = first.expect("at least one run");
     if let Some(explanation) = &resolved.explanation {
-        eprint!("{}", explain(explanation));
+        super::write_stderr(&explain(explanation));
     }
     if args.time {
-        eprintln!("{}", timing_line(&mut durations_us));
+        super::write_stderr(&format!("{}\n", timing_line(&mut durations_us)));
     }
     let mut stdout = canonical_json::encode(&resolve_input::nested(&resolved.state))
         .expect("state maps hold only strings");

@@ -42,7 +42,7 @@ pub struct CheckArgs {
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
-    let text = read_file(&args.scenario)?;
+    let text = read_file(&args.scenario, super::SCENARIO_BYTES_MAX, "a scenario file")?;
     let file = args.scenario.display().to_string();
     let text = String::from_utf8(text).map_err(|e| {
         CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
@@ -101,6 +101,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
         let _ = writeln!(stdout, "files in {}", out.display());
     }
     describe_violations(&verdict, &mut stdout);
+    if !args.quiet || !verdict.passed() {
+        describe_failed_actions(&output.trace, &mut stdout);
+    }
     if !verdict.passed() {
         let _ = writeln!(stdout, "reproduce: {repro}");
     }
@@ -109,7 +112,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
 
 pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
     let file = args.trace.display().to_string();
-    let bytes = read_file(&args.trace)?;
+    let bytes = read_file(&args.trace, super::TRACE_BYTES_MAX, "a trace")?;
     let text = String::from_utf8(bytes).map_err(|e| {
         CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
     })?;
@@ -126,7 +129,51 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
         &trace::hash_bytes(text.as_bytes())[..16],
     );
     describe_violations(&verdict, &mut stdout);
+    describe_failed_actions(&trace, &mut stdout);
     Ok(Outcome { stdout: stdout.into_bytes(), code: if verdict.passed() { 0 } else { 1 } })
+}
+
+/// Most failed actions listed on stdout (`summary.json` lists up to
+/// [`FAILED_ACTIONS_MAX`]).
+const FAILED_ACTIONS_SHOWN_MAX: usize = 20;
+/// Most failed actions listed in `summary.json`.
+pub const FAILED_ACTIONS_MAX: usize = 1_000;
+
+/// The trace's `action_failed` records: (time, record).
+fn failed_actions(trace: &Trace) -> impl Iterator<Item = (u64, &Body)> {
+    trace
+        .records
+        .iter()
+        .filter(|r| matches!(r.body, Body::ActionFailed { .. }))
+        .map(|r| (r.t, &r.body))
+}
+
+/// Lists the run's failed actions with the scenario line of their step, so that a step
+/// that did not do what the scenario meant is seen even when every invariant holds.
+fn describe_failed_actions(trace: &Trace, out: &mut String) {
+    let count = failed_actions(trace).count();
+    if count == 0 {
+        return;
+    }
+    let _ = writeln!(out, "failed actions ({count}):");
+    for (t, body) in failed_actions(trace).take(FAILED_ACTIONS_SHOWN_MAX) {
+        let Body::ActionFailed { server, action, reason, line, retry_at_ms, .. } = body else {
+            continue;
+        };
+        let at = match line {
+            Some(line) => format!("scenario line {line}"),
+            None => "no step".to_owned(),
+        };
+        let retry = match retry_at_ms {
+            Some(ms) => format!(" (tried again at {ms} ms)"),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  {at}, {t} ms, {server}: {action}: {reason}{retry}");
+    }
+    if count > FAILED_ACTIONS_SHOWN_MAX {
+        let more = count - FAILED_ACTIONS_SHOWN_MAX;
+        let _ = writeln!(out, "  … and {more} more (trace.jsonl has them all)");
+    }
 }
 
 /// The one-line command that repeats a run.
@@ -190,6 +237,17 @@ pub fn summary(
     }
     let servers: serde_json::Map<String, Value> =
         servers.into_iter().map(|(name, rooms)| (name, json!({ "rooms": rooms }))).collect();
+    let failed_actions: Vec<Value> = failed_actions(trace)
+        .take(FAILED_ACTIONS_MAX)
+        .map(|(t, body)| {
+            let mut value = serde_json::to_value(body).expect("a record serializes");
+            if let Value::Object(fields) = &mut value {
+                fields.remove("type");
+                fields.insert("t".into(), Value::from(t));
+            }
+            value
+        })
+        .collect();
     let metrics: serde_json::Map<String, Value> =
         metrics.iter().map(|(name, value)| ((*name).to_owned(), Value::from(*value))).collect();
     let summary = json!({
@@ -201,6 +259,7 @@ pub fn summary(
         "checked": verdict.checked,
         "violations": verdict.violations,
         "metrics": metrics,
+        "failed_actions": failed_actions,
         "servers": servers,
     });
     let mut bytes = serde_json::to_vec_pretty(&summary).expect("a summary serializes");

@@ -37,6 +37,23 @@ pub(crate) struct File {
     pub network: Option<Spanned<NetConfig>>,
     pub check: Option<Spanned<CheckTable>>,
     pub server_config: Option<Spanned<ServerConfigTable>>,
+    #[serde(default)]
+    pub expect: Vec<Spanned<ExpectTable>>,
+}
+
+/// One `[[expect]]` table: `room` and exactly one of `state`, `conflicted`, `rejected`,
+/// `converged_by_ms`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExpectTable {
+    pub room: Spanned<String>,
+    pub state: Option<Spanned<String>>,
+    pub conflicted: Option<Spanned<String>>,
+    pub state_key: Option<Spanned<String>>,
+    pub content: Option<Spanned<BTreeMap<String, Spanned<toml::Value>>>>,
+    pub rejected: Option<Spanned<String>>,
+    pub converged_by_ms: Option<Spanned<u64>>,
+    pub events_min: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +63,8 @@ pub(crate) struct ServerTable {
     /// Localparts, or full user ids on this server.
     #[serde(default)]
     pub users: Vec<Spanned<String>>,
+    /// This server's overrides of `[server_config]`.
+    pub config: Option<Spanned<ServerConfigTable>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +77,8 @@ pub(crate) struct ServerGroupTable {
     /// Localparts given to every server of the group.
     #[serde(default)]
     pub users: Vec<Spanned<String>>,
+    /// Overrides of `[server_config]` for every server of the group.
+    pub config: Option<Spanned<ServerConfigTable>>,
 }
 
 fn one() -> u64 {
@@ -110,6 +131,9 @@ pub(crate) struct StepTable {
     pub redacts: Option<Spanned<String>>,
     pub new_room: Option<Spanned<String>>,
     pub level: Option<Spanned<i64>>,
+    /// `"succeed"` (the default) or `"fail"`.
+    pub expect: Option<Spanned<String>>,
+    pub retries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

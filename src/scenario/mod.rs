@@ -94,7 +94,54 @@ pub struct Scenario {
     pub quiet_ms: u64,
     pub check: CheckConfig,
     pub server_config: ServerConfig,
+    /// What the scenario says it demonstrates (`[[expect]]` tables), in file order.
+    pub expectations: Vec<Expectation>,
 }
+
+/// One `[[expect]]` table: something the run must show, checked from the trace by the
+/// `expectations` invariant. Rooms are room labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expectation {
+    /// The line of the `[[expect]]` header.
+    pub line: u64,
+    pub room: String,
+    pub what: ExpectWhat,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExpectWhat {
+    /// At the end, every joined server has an event at this state key; with `content`,
+    /// its content has these fields with these values, else all of them hold the same
+    /// event there.
+    State { event_type: String, state_key: String, content: Option<Map<String, Value>> },
+    /// The key was conflicted (its value differed between the states being merged) in at
+    /// least one state resolution, with at least `events_min` distinct events taking part
+    /// over the run's resolutions.
+    Conflicted { event_type: String, state_key: String, events_min: u64 },
+    /// The event made by the step with this label was rejected or soft-failed by every
+    /// other server joined to the room at the end.
+    Rejected { label: String },
+    /// By this time every server joined at the end holds the same current state.
+    ConvergedBy { at_ms: u64 },
+}
+
+/// Whether a step must succeed, must fail, or is not judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StepExpect {
+    /// `[[step]]` tables and `[[room]]` setups: a failure is a violation of
+    /// `expectations`.
+    #[default]
+    Succeed,
+    /// `expect = "fail"`: success is a violation.
+    Fail,
+    /// Workload and settling steps: random guesses, allowed to fail.
+    Any,
+}
+
+/// Most `retries` of one membership step.
+pub const STEP_RETRIES_MAX: u32 = 10;
+/// Most `[[expect]]` tables.
+pub const EXPECTATIONS_MAX: usize = 1_000;
 
 /// One homeserver and its local users.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +150,9 @@ pub struct ServerSpec {
     pub name: String,
     /// Full user ids on this server, e.g. `@alice:hs1`.
     pub users: Vec<String>,
+    /// This server's own homeserver settings: `[server_config]` with the server's
+    /// `config` fields put over it. `None` when the server has no `config`.
+    pub config: Option<ServerConfig>,
 }
 
 /// A room label and where it comes from.
@@ -129,6 +179,13 @@ pub struct Step {
     /// later redact step can name it. Scripted labels are `[A-Za-z0-9._-]`; workload
     /// labels contain a `/` and never clash with them.
     pub label: Option<String>,
+    /// The line of the table the step comes from (`[[step]]`, `[[room]]`, `[[workload]]`
+    /// or `[[settle]]`), counted from 1.
+    pub line: u64,
+    pub expect: StepExpect,
+    /// How often a failed `join`, `leave`, `knock` or `invite` is tried again (0 for every
+    /// other action).
+    pub retries: u32,
 }
 
 /// What a step does. Rooms are room labels; users are full user ids; `via` are server
@@ -258,6 +315,8 @@ pub struct Workload {
     /// The mean time between two actions; each gap is uniform in `1..=2 * interval_ms - 1`.
     pub interval_ms: u64,
     pub mix: Mix,
+    /// The line of the `[[workload]]` header.
+    pub line: u64,
 }
 
 /// Relative weights of the kinds of workload action. Each action picks a kind with
@@ -315,10 +374,11 @@ pub enum Invariant {
     Liveness,
     Durability,
     Determinism,
+    Expectations,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 7] = [
+    pub const ALL: [Invariant; 8] = [
         Invariant::Integrity,
         Invariant::Auth,
         Invariant::Dag,
@@ -326,6 +386,7 @@ impl Invariant {
         Invariant::Liveness,
         Invariant::Durability,
         Invariant::Determinism,
+        Invariant::Expectations,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -337,6 +398,7 @@ impl Invariant {
             Invariant::Liveness => "liveness",
             Invariant::Durability => "durability",
             Invariant::Determinism => "determinism",
+            Invariant::Expectations => "expectations",
         }
     }
 }
@@ -375,6 +437,20 @@ pub struct ServerConfig {
     /// Synapse): a gap longer than this is bridged with the state at the missing prev
     /// events, and the events in between stay unknown until something refers to them.
     pub missing_events_limit: Option<u64>,
+}
+
+impl ServerConfig {
+    /// These settings with every field `over` sets replaced by its value.
+    pub fn overlaid(self, over: ServerConfig) -> ServerConfig {
+        ServerConfig {
+            request_timeout_ms: over.request_timeout_ms.or(self.request_timeout_ms),
+            backoff_ms_min: over.backoff_ms_min.or(self.backoff_ms_min),
+            backoff_ms_max: over.backoff_ms_max.or(self.backoff_ms_max),
+            retries_max: over.retries_max.or(self.retries_max),
+            down_probe_interval_ms: over.down_probe_interval_ms.or(self.down_probe_interval_ms),
+            missing_events_limit: over.missing_events_limit.or(self.missing_events_limit),
+        }
+    }
 }
 
 impl Scenario {

@@ -100,7 +100,7 @@ fn unknown_fields_are_refused_where_they_are_written() {
         error_of(
             "[[step]]\nat_ms = 1\nuser = \"@alice:hs1\"\naction = \"message\"\nroom = \"main\"\nbody = \"x\"\nbodyy = 2\n"
         ),
-        "t.toml:19:1: unknown field `bodyy`, expected one of `at_ms`, `user`, `server`, `action`, `label`, `room`, `version`, `public`, `name`, `topic`, `event_type`, `state_key`, `content`, `body`, `target`, `via`, `redacts`, `new_room`, `level`"
+        "t.toml:19:1: unknown field `bodyy`, expected one of `at_ms`, `user`, `server`, `action`, `label`, `room`, `version`, `public`, `name`, `topic`, `event_type`, `state_key`, `content`, `body`, `target`, `via`, `redacts`, `new_room`, `level`, `expect`, `retries`"
     );
     assert_eq!(
         error_of(
@@ -114,7 +114,7 @@ fn unknown_fields_are_refused_where_they_are_written() {
     );
     assert_eq!(
         error_of("[check]\ninvariants = [\"liveness\", \"vibes\"]\n"),
-        "t.toml:14:27: unknown variant `vibes`, expected one of `integrity`, `auth`, `dag`, `convergence`, `liveness`, `durability`, `determinism`"
+        "t.toml:14:27: unknown variant `vibes`, expected one of `integrity`, `auth`, `dag`, `convergence`, `liveness`, `durability`, `determinism`, `expectations`"
     );
 }
 
@@ -417,4 +417,183 @@ fn settle_errors_point_at_the_field() {
         "t.toml:15:10: rounds must be 1 to 10"
     );
     assert!(error_of("[[settle]]\nroom = \"main\"\ncolour = 1\n").starts_with("t.toml:15:"));
+}
+
+#[test]
+fn a_scenario_name_is_one_safe_path_component() {
+    // The name becomes reports/NAME/: "." and ".." would write outside reports/.
+    for name in [".", ".."] {
+        let text = BASE.replacen("name = \"t\"", &format!("name = {name:?}"), 1);
+        let error = parse("t.toml", &text).unwrap_err().to_string();
+        assert!(error.starts_with("t.toml:1:8: bad scenario name"), "{error}");
+    }
+    for name in ["a/b", "../x", ""] {
+        let text = BASE.replacen("name = \"t\"", &format!("name = {name:?}"), 1);
+        assert!(parse("t.toml", &text).is_err(), "{name:?} is refused");
+    }
+    for name in ["...", ".hidden", "a..b"] {
+        let text = BASE.replacen("name = \"t\"", &format!("name = {name:?}"), 1);
+        assert_eq!(parse("t.toml", &text).unwrap().name, name);
+    }
+}
+
+#[test]
+fn a_link_override_may_name_groups_of_servers() {
+    let three =
+        BASE.replace("users = [\"carol\"]\n", "users = [\"carol\"]\n[[server]]\nname = \"hs3\"\n");
+    let fault = |from: &str, to: &str| {
+        format!(
+            "{three}[[fault]]\ntype = \"link_override\"\nstart_ms = 0\nend_ms = 10\nfrom = {from}\nto = {to}\npolicy = {{ loss = \"1/2\" }}\n"
+        )
+    };
+    let links = |from: &str, to: &str| -> Vec<(String, String)> {
+        let scenario = parse("t.toml", &fault(from, to)).unwrap_or_else(|e| panic!("{e}"));
+        scenario
+            .faults
+            .faults()
+            .iter()
+            .map(|f| match f {
+                Fault::LinkOverride { from, to, .. } => {
+                    (from.as_str().to_owned(), to.as_str().to_owned())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    };
+    // Every directed link but a server's link to itself: 3 × 2.
+    assert_eq!(
+        links("\"*\"", "\"*\""),
+        pairs(&[
+            ("hs1", "hs2"),
+            ("hs1", "hs3"),
+            ("hs2", "hs1"),
+            ("hs2", "hs3"),
+            ("hs3", "hs1"),
+            ("hs3", "hs2")
+        ])
+    );
+    assert_eq!(links("[\"hs1\"]", "\"*\""), pairs(&[("hs1", "hs2"), ("hs1", "hs3")]));
+    assert_eq!(links("[\"hs1\", \"hs2\"]", "\"hs3\""), pairs(&[("hs1", "hs3"), ("hs2", "hs3")]));
+    // One pair stays one fault.
+    assert_eq!(links("\"hs2\"", "\"hs1\""), pairs(&[("hs2", "hs1")]));
+    // Errors point into the written table: line 19 is `from`, 20 is `to`.
+    let error = parse("t.toml", &fault("[]", "\"*\"")).unwrap_err().to_string();
+    assert!(error.starts_with("t.toml:19:8: link_override fault: `from` is a server"), "{error}");
+    let error = parse("t.toml", &fault("\"*\"", "[\"hs9\"]")).unwrap_err().to_string();
+    assert!(error.starts_with("t.toml:20:6: link_override fault:"), "{error}");
+    assert!(error.contains("hs9"), "{error}");
+    let error = parse("t.toml", &fault("[\"hs1\"]", "[\"hs1\"]")).unwrap_err().to_string();
+    assert!(error.contains("no link between `from` and `to`"), "{error}");
+}
+
+#[test]
+fn a_server_may_have_settings_of_its_own() {
+    let text = format!(
+        "{}{BASE_REST}",
+        "name = \"t\"\n[server_config]\nrequest_timeout_ms = 5_000\nbackoff_ms_min = 100\n[[server]]\nname = \"hs1\"\nusers = [\"alice\"]\n[[server]]\nname = \"hs2\"\nusers = [\"carol\"]\nconfig = { request_timeout_ms = 1_000, retries_max = 3 }\n"
+    );
+    let scenario = parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scenario.servers[0].config, None);
+    let own = scenario.servers[1].config.unwrap();
+    assert_eq!(own.request_timeout_ms, Some(1_000));
+    assert_eq!(own.retries_max, Some(3));
+    // Fields the server does not set come from [server_config].
+    assert_eq!(own.backoff_ms_min, Some(100));
+    assert_eq!(scenario.server_config.request_timeout_ms, Some(5_000));
+    let bad = text.replace("request_timeout_ms = 1_000", "request_timeout_ms = 0");
+    let error = parse("t.toml", &bad).unwrap_err().to_string();
+    assert!(error.contains("request_timeout_ms must be at least 1"), "{error}");
+}
+
+const BASE_REST: &str =
+    "[[room]]\nlabel = \"main\"\ncreator = \"@alice:hs1\"\nmembers = [\"@carol:hs2\"]\n";
+
+#[test]
+fn steps_say_what_they_expect_and_expect_tables_are_checked() {
+    let text = format!(
+        "{BASE}{}",
+        r#"[[step]]
+at_ms = 5000
+user = "@carol:hs2"
+action = "ban"
+room = "main"
+target = "@alice:hs1"
+expect = "fail"
+[[step]]
+at_ms = 6000
+user = "@carol:hs2"
+action = "join"
+room = "main"
+retries = 2
+label = "j"
+[[expect]]
+room = "main"
+conflicted = "m.room.name"
+events_min = 3
+[[expect]]
+room = "main"
+rejected = "j"
+"#
+    );
+    let scenario = parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let ban = scenario.steps.iter().find(|s| s.line == 13).unwrap();
+    assert_eq!(ban.expect, crate::scenario::StepExpect::Fail);
+    let join = scenario.steps.iter().find(|s| s.line == 20).unwrap();
+    assert_eq!((join.retries, join.expect), (2, crate::scenario::StepExpect::Succeed));
+    // [[room]] setup steps carry the [[room]] line and must succeed.
+    assert!(
+        scenario
+            .steps
+            .iter()
+            .filter(|s| s.line == 9)
+            .all(|s| s.expect == crate::scenario::StepExpect::Succeed)
+    );
+    assert_eq!(scenario.expectations.len(), 2);
+    assert_eq!(scenario.expectations[0].line, 27);
+    assert!(matches!(
+        &scenario.expectations[0].what,
+        crate::scenario::ExpectWhat::Conflicted { events_min: 3, .. }
+    ));
+
+    for (extra, message) in [
+        (
+            "[[step]]\nat_ms = 1\nuser = \"@alice:hs1\"\naction = \"message\"\nroom = \"main\"\nbody = \"x\"\nexpect = \"maybe\"\n",
+            "t.toml:19:10: expect must be \"succeed\" or \"fail\", not \"maybe\"",
+        ),
+        (
+            "[[step]]\nat_ms = 1\nuser = \"@alice:hs1\"\naction = \"message\"\nroom = \"main\"\nbody = \"x\"\nretries = 1\n",
+            "t.toml:19:11: `retries` applies to join, leave, knock and invite, not to action \"message\"",
+        ),
+        (
+            "[[expect]]\nroom = \"main\"\n",
+            "t.toml:13:1: an [[expect]] table needs exactly one of state, conflicted, rejected, converged_by_ms",
+        ),
+        (
+            "[[expect]]\nroom = \"main\"\nstate = \"m.room.topic\"\nconverged_by_ms = 5\n",
+            "t.toml:16:19: an [[expect]] table needs exactly one of state, conflicted, rejected, converged_by_ms",
+        ),
+        (
+            "[[expect]]\nroom = \"nope\"\nstate = \"m.room.topic\"\n",
+            "t.toml:14:8: unknown room label \"nope\"",
+        ),
+        (
+            "[[expect]]\nroom = \"main\"\nrejected = \"nope\"\n",
+            "t.toml:15:12: unknown label \"nope\"",
+        ),
+        (
+            "[[expect]]\nroom = \"main\"\nconverged_by_ms = 5\nstate_key = \"\"\n",
+            "t.toml:16:13: `state_key` applies to state and conflicted expectations only",
+        ),
+    ] {
+        // The table-wide refusal points at the table, wherever the TOML parser puts it.
+        let error = error_of(extra);
+        if let Some(rest) = message.strip_prefix("t.toml:13:1:") {
+            assert!(error.ends_with(rest), "{error}");
+        } else {
+            assert_eq!(error, message);
+        }
+    }
 }

@@ -12,12 +12,15 @@ use toml::Spanned;
 
 use crate::net::{Fault, FaultSchedule, NodeName, ScheduleProblem};
 use crate::scenario::error::{Locator, ScenarioError};
-use crate::scenario::file::{self, FaultTable, File, RoomTable, StepTable, WorkloadTable};
+use crate::scenario::file::{
+    self, ExpectTable, FaultTable, File, RoomTable, StepTable, WorkloadTable,
+};
 use crate::scenario::{
-    CheckConfig, DURATION_MS_MAX, Invariant, LABEL_BYTES_MAX, LIVENESS_BOUND_MS_DEFAULT, Mix,
-    QUIET_MS_DEFAULT, ROOM_VERSION_DEFAULT, ROOM_VERSIONS, RoomInfo, SERVERS_MAX,
-    SETTLE_AFTER_MS_DEFAULT, SETTLE_ROUNDS_DEFAULT, SETTLE_ROUNDS_MAX, SETTLE_SPACING_MS_DEFAULT,
-    STEPS_MAX, Scenario, ServerConfig, ServerSpec, Step, StepAction, TIME_MS_MAX, USERS_MAX,
+    CheckConfig, DURATION_MS_MAX, EXPECTATIONS_MAX, ExpectWhat, Expectation, Invariant,
+    LABEL_BYTES_MAX, LIVENESS_BOUND_MS_DEFAULT, Mix, QUIET_MS_DEFAULT, ROOM_VERSION_DEFAULT,
+    ROOM_VERSIONS, RoomInfo, SERVERS_MAX, SETTLE_AFTER_MS_DEFAULT, SETTLE_ROUNDS_DEFAULT,
+    SETTLE_ROUNDS_MAX, SETTLE_SPACING_MS_DEFAULT, STEP_RETRIES_MAX, STEPS_MAX, Scenario,
+    ServerConfig, ServerSpec, Step, StepAction, StepExpect, TIME_MS_MAX, USERS_MAX,
     USERS_PER_SERVER_MAX, WORKLOAD_ACTIONS_MAX, WORKLOADS_MAX, Workload,
 };
 
@@ -101,6 +104,13 @@ impl Builder<'_> {
 
     fn build(mut self, raw: File) -> Result<Scenario> {
         let name = self.label(&raw.name, "scenario name")?;
+        // The name is a directory under `reports/`: `.` and `..` would write elsewhere.
+        if name.bytes().all(|b| b == b'.') && name.len() <= 2 {
+            let problem = format!(
+                "bad scenario name {name:?}: the name is a directory of reports/, so it may not be \".\" or \"..\""
+            );
+            return Err(self.error(span(&raw.name), problem));
+        }
         for table in &raw.server {
             self.server(table)?;
         }
@@ -170,6 +180,20 @@ impl Builder<'_> {
             Some(table) => self.server_config(table.get_ref())?,
             None => ServerConfig::default(),
         };
+        // A server's own settings go over the shared ones, field by field.
+        for server in &mut self.servers {
+            if let Some(own) = server.config {
+                server.config = Some(server_config.overlaid(own));
+            }
+        }
+        if raw.expect.len() > EXPECTATIONS_MAX {
+            let problem = format!("more than {EXPECTATIONS_MAX} [[expect]] tables");
+            return Err(self.error(span(&raw.expect[EXPECTATIONS_MAX]), problem));
+        }
+        let mut expectations = Vec::new();
+        for table in &raw.expect {
+            expectations.push(self.expectation(table, &rooms, &pending)?);
+        }
 
         Ok(Scenario {
             name,
@@ -183,6 +207,7 @@ impl Builder<'_> {
             quiet_ms,
             check,
             server_config,
+            expectations,
         })
     }
 
@@ -214,7 +239,7 @@ impl Builder<'_> {
         if self.servers.len() == SERVERS_MAX {
             return Err(self.error(at, format!("more than {SERVERS_MAX} servers")));
         }
-        self.servers.push(ServerSpec { name: name.to_owned(), users: Vec::new() });
+        self.servers.push(ServerSpec { name: name.to_owned(), users: Vec::new(), config: None });
         Ok(())
     }
 
@@ -259,6 +284,10 @@ impl Builder<'_> {
         for user in &table.users {
             self.add_user(name, user)?;
         }
+        if let Some(config) = &table.config {
+            let config = self.server_config(config.get_ref())?;
+            self.servers.last_mut().expect("just added").config = Some(config);
+        }
         Ok(())
     }
 
@@ -278,6 +307,10 @@ impl Builder<'_> {
                     return Err(self.error(span(user), problem));
                 }
                 self.add_user(&name, user)?;
+            }
+            if let Some(config) = &group.config {
+                let config = self.server_config(config.get_ref())?;
+                self.servers.last_mut().expect("just added").config = Some(config);
             }
         }
         Ok(())
@@ -403,6 +436,7 @@ impl Builder<'_> {
             invited.push(id);
         }
 
+        let line = self.at.line_of(header.start);
         let make = |at_ms: u64, user: &str, action: StepAction| Pending {
             step: Step {
                 at_ms,
@@ -410,6 +444,9 @@ impl Builder<'_> {
                 user: user.to_owned(),
                 action,
                 label: None,
+                line,
+                expect: StepExpect::Succeed,
+                retries: 0,
             },
             span: header.clone(),
             room_span: span(&room.label),
@@ -579,9 +616,34 @@ impl Builder<'_> {
             Some(label) => Some(self.label(label, "label")?),
             None => None,
         };
+        let expect = match &t.expect {
+            None => StepExpect::Succeed,
+            Some(e) if e.get_ref() == "succeed" => StepExpect::Succeed,
+            Some(e) if e.get_ref() == "fail" => StepExpect::Fail,
+            Some(e) => {
+                let problem =
+                    format!("expect must be \"succeed\" or \"fail\", not {:?}", e.get_ref());
+                return Err(self.error(span(e), problem));
+            }
+        };
+        let retries = match &t.retries {
+            None => 0,
+            Some(r) if !matches!(kind, "join" | "leave" | "knock" | "invite") => {
+                let problem = format!(
+                    "`retries` applies to join, leave, knock and invite, not to action {kind:?}"
+                );
+                return Err(self.error(span(r), problem));
+            }
+            Some(r) if *r.get_ref() > STEP_RETRIES_MAX => {
+                let problem = format!("retries must be 0 to {STEP_RETRIES_MAX}");
+                return Err(self.error(span(r), problem));
+            }
+            Some(r) => *r.get_ref(),
+        };
         let detail = t.redacts.as_ref().or(t.new_room.as_ref()).map_or(header.clone(), span);
+        let line = self.at.line_of(header.start);
         Ok(Pending {
-            step: Step { at_ms, server, user, action, label },
+            step: Step { at_ms, server, user, action, label, line, expect, retries },
             span: header.clone(),
             room_span: span(room_field),
             label_span: t.label.as_ref().map_or(header, span),
@@ -768,6 +830,9 @@ impl Builder<'_> {
                         body: format!("settle {round}"),
                     },
                     label: None,
+                    line: self.at.line_of(span(table).start),
+                    expect: StepExpect::Any,
+                    retries: 0,
                 });
             }
         }
@@ -877,37 +942,180 @@ impl Builder<'_> {
             }
             None => Mix::default(),
         };
-        Ok(Workload { room, start_ms, end_ms, users, via, interval_ms, mix })
+        let line = self.at.line_of(header.start);
+        Ok(Workload { room, start_ms, end_ms, users, via, interval_ms, mix, line })
+    }
+
+    // --- [[expect]] ---------------------------------------------------------------------
+
+    fn expectation(
+        &self,
+        table: &Spanned<ExpectTable>,
+        rooms: &[RoomInfo],
+        pending: &[Pending],
+    ) -> Result<Expectation> {
+        let header = span(table);
+        let t = table.get_ref();
+        let room = self.label(&t.room, "room label")?;
+        if !rooms.iter().any(|info| info.label == room) {
+            return Err(self.error(span(&t.room), format!("unknown room label {room:?}")));
+        }
+        let kinds = [
+            t.state.as_ref().map(span),
+            t.conflicted.as_ref().map(span),
+            t.rejected.as_ref().map(span),
+            t.converged_by_ms.as_ref().map(span),
+        ];
+        let given: Vec<Range<usize>> = kinds.into_iter().flatten().collect();
+        if given.len() != 1 {
+            let at = given.get(1).cloned().unwrap_or(header);
+            let problem = "an [[expect]] table needs exactly one of state, conflicted, rejected, converged_by_ms";
+            return Err(self.error(at, problem));
+        }
+        let state_key = t.state_key.as_ref().map_or(String::new(), |k| k.get_ref().clone());
+        let only_for_state = |field: Option<Range<usize>>, name: &str, allowed: bool| match field {
+            Some(at) if !allowed => Err(self
+                .error(at, format!("`{name}` applies to state and conflicted expectations only"))),
+            _ => Ok(()),
+        };
+        let keyed = t.state.is_some() || t.conflicted.is_some();
+        only_for_state(t.state_key.as_ref().map(span), "state_key", keyed)?;
+        if let (Some(min), None) = (&t.events_min, &t.conflicted) {
+            return Err(
+                self.error(span(min), "`events_min` applies to conflicted expectations only")
+            );
+        }
+        if let (Some(content), None) = (&t.content, &t.state) {
+            return Err(self.error(span(content), "`content` applies to state expectations only"));
+        }
+        let event_type = |name: &Spanned<String>| -> Result<String> {
+            if name.get_ref().is_empty() {
+                return Err(self.error(span(name), "the event type is empty"));
+            }
+            Ok(name.get_ref().clone())
+        };
+        let what = if let Some(name) = &t.state {
+            let content = match &t.content {
+                Some(content) => Some(self.content(content)?),
+                None => None,
+            };
+            ExpectWhat::State { event_type: event_type(name)?, state_key, content }
+        } else if let Some(name) = &t.conflicted {
+            let events_min = match &t.events_min {
+                Some(n) if !(2..=1_000).contains(n.get_ref()) => {
+                    return Err(self.error(span(n), "events_min must be 2 to 1000"));
+                }
+                Some(n) => *n.get_ref(),
+                None => 2,
+            };
+            ExpectWhat::Conflicted { event_type: event_type(name)?, state_key, events_min }
+        } else if let Some(label) = &t.rejected {
+            let label_text = self.label(label, "label")?;
+            let Some(step) =
+                pending.iter().find(|p| p.step.label.as_deref() == Some(label_text.as_str()))
+            else {
+                return Err(self.error(span(label), format!("unknown label {label_text:?}")));
+            };
+            if step.step.action.room() != room {
+                let problem = format!(
+                    "label {label_text:?} names an event of room {:?}, not {room:?}",
+                    step.step.action.room()
+                );
+                return Err(self.error(span(label), problem));
+            }
+            ExpectWhat::Rejected { label: label_text }
+        } else {
+            let at_ms = t.converged_by_ms.as_ref().expect("exactly one kind is given");
+            ExpectWhat::ConvergedBy { at_ms: self.time(at_ms, "converged_by_ms")? }
+        };
+        Ok(Expectation { line: self.at.line_of(header.start), room, what })
     }
 
     // --- [[fault]] ----------------------------------------------------------------------
 
+    /// The `link_override` tables of one written table: `from` and `to` may each be a
+    /// server, a list of servers or `"*"` (every server), which stands for one override
+    /// per directed link between them (a server's link to itself left out).
+    fn link_groups(
+        &self,
+        table: &Spanned<FaultTable>,
+        fields: toml::Table,
+    ) -> Result<Vec<toml::Table>> {
+        let is_override = fields.get("type").and_then(toml::Value::as_str) == Some("link_override");
+        let grouped =
+            |key: &str| fields.get(key).is_some_and(|v| v.is_array() || v.as_str() == Some("*"));
+        if !is_override || !(grouped("from") || grouped("to")) {
+            return Ok(vec![fields]);
+        }
+        let names = |key: &str| -> Result<Vec<String>> {
+            match fields.get(key) {
+                Some(toml::Value::String(all)) if all == "*" => {
+                    Ok(self.servers.iter().map(|s| s.name.clone()).collect())
+                }
+                Some(toml::Value::String(one)) => Ok(vec![one.clone()]),
+                Some(toml::Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str().map(str::to_owned).ok_or_else(|| {
+                            self.error(field_span(table, &[key]), format!("link_override fault: `{key}` lists server names"))
+                        })
+                    })
+                    .collect(),
+                _ => Err(self.error(
+                    field_span(table, &[key]),
+                    format!("link_override fault: `{key}` is a server, a non-empty list of servers, or \"*\""),
+                )),
+            }
+        };
+        let (from, to) = (names("from")?, names("to")?);
+        let mut out = Vec::new();
+        for a in &from {
+            for b in to.iter().filter(|b| *b != a) {
+                let mut one = fields.clone();
+                one.insert("from".into(), toml::Value::String(a.clone()));
+                one.insert("to".into(), toml::Value::String(b.clone()));
+                out.push(one);
+            }
+        }
+        if out.is_empty() {
+            return Err(
+                self.error(span(table), "link_override fault: no link between `from` and `to`")
+            );
+        }
+        Ok(out)
+    }
+
     fn faults(&self, tables: &[Spanned<FaultTable>]) -> Result<FaultSchedule> {
         let mut faults = Vec::new();
-        for table in tables {
+        // The written table of each fault (a grouped link_override gives several).
+        let mut origin: Vec<usize> = Vec::new();
+        for (number, table) in tables.iter().enumerate() {
             let fields: toml::Table = table
                 .get_ref()
                 .iter()
                 .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
                 .collect();
-            let fault: Fault = toml::Value::Table(fields).try_into().map_err(|error| {
-                let message = error.message().to_owned();
-                // Point an unknown field at its key; anything else at the fault.
-                let at = message
-                    .strip_prefix("unknown field `")
-                    .and_then(|rest| rest.split_once('`'))
-                    .and_then(|(key, _)| table.get_ref().keys().find(|k| k.get_ref() == key))
-                    .map_or(span(table), span);
-                self.error(at, format!("fault: {message}"))
-            })?;
-            if fault.end().ms > TIME_MS_MAX {
-                let problem = format!(
-                    "end_ms ({}) is after the latest allowed time ({TIME_MS_MAX}, one week): a scenario's faults must heal",
-                    fault.end().ms
-                );
-                return Err(self.error(field_span(table, &["end_ms"]), problem));
+            for fields in self.link_groups(table, fields)? {
+                let fault: Fault = toml::Value::Table(fields).try_into().map_err(|error| {
+                    let message = error.message().to_owned();
+                    // Point an unknown field at its key; anything else at the fault.
+                    let at = message
+                        .strip_prefix("unknown field `")
+                        .and_then(|rest| rest.split_once('`'))
+                        .and_then(|(key, _)| table.get_ref().keys().find(|k| k.get_ref() == key))
+                        .map_or(span(table), span);
+                    self.error(at, format!("fault: {message}"))
+                })?;
+                if fault.end().ms > TIME_MS_MAX {
+                    let problem = format!(
+                        "end_ms ({}) is after the latest allowed time ({TIME_MS_MAX}, one week): a scenario's faults must heal",
+                        fault.end().ms
+                    );
+                    return Err(self.error(field_span(table, &["end_ms"]), problem));
+                }
+                faults.push(fault);
+                origin.push(number);
             }
-            faults.push(fault);
         }
         let nodes = self
             .servers
@@ -918,7 +1126,7 @@ impl Builder<'_> {
             let Some(fault) = error.fault else {
                 return self.at.error_at_top(error.to_string());
             };
-            let table = &tables[fault.index];
+            let table = &tables[origin[fault.index]];
             let fields: &[&str] = match &error.problem {
                 ScheduleProblem::EndBeforeStart { .. }
                 | ScheduleProblem::TimeTooLarge { .. }
@@ -944,7 +1152,7 @@ impl Builder<'_> {
             let problem = match &error.problem {
                 ScheduleProblem::NodeFaultsOverlap { node, other } => format!(
                     "node {node} is already crashed or paused then, by the fault at line {}",
-                    self.at.line_of(span(&tables[*other]).start)
+                    self.at.line_of(span(&tables[origin[*other]]).start)
                 ),
                 problem => problem.to_string(),
             };

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::scenario::{Mix, Scenario, Step, StepAction, Workload};
+use crate::scenario::{Mix, Scenario, Step, StepAction, StepExpect, Workload};
 use crate::stdx::Prng;
 
 /// Power levels a `power` action picks from: demote, moderator, admin.
@@ -129,7 +129,16 @@ fn expand(
         };
         let user = users[actor].clone();
         let server = scenario.server_of(&user).expect("workload users are declared").to_owned();
-        out.push(Step { at_ms, server, user, action, label });
+        out.push(Step {
+            at_ms,
+            server,
+            user,
+            action,
+            label,
+            line: workload.line,
+            expect: StepExpect::Any,
+            retries: 0,
+        });
     }
 }
 

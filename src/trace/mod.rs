@@ -72,6 +72,77 @@ pub struct CheckSettings {
     /// An event accepted at its origin must reach every joined server within this long
     /// after the later of its creation and the heal.
     pub liveness_bound_ms: u64,
+    /// What the scenario says it demonstrates, for the `expectations` invariant (left out
+    /// when it says nothing).
+    #[serde(default, skip_serializing_if = "Expect::is_empty")]
+    pub expect: Expect,
+}
+
+/// The scenario's expectations, and the run-time names they need: which steps must
+/// succeed or fail, the `[[expect]]` tables, and the room and event ids of the labels
+/// they use (known only at the end of the run).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Judged steps (scripted steps; workload and settling steps are not judged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepExpectation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<Expectation>,
+    /// Room label → room id, for every room created in the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rooms: BTreeMap<String, String>,
+    /// Step label → event id, for the labels `rejected` blocks name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Expect {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.blocks.is_empty()
+    }
+}
+
+/// One step that must succeed (`"succeed"`) or fail (`"fail"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepExpectation {
+    /// The step's position in the run's time-ordered steps (as `action` records name it).
+    pub step: u64,
+    /// Its line in the scenario file.
+    pub line: u64,
+    pub expect: String,
+}
+
+/// One `[[expect]]` table of the scenario (docs/scenarios.md); `room` is a room label.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expectation {
+    State {
+        line: u64,
+        room: String,
+        event_type: String,
+        state_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Map<String, Value>>,
+    },
+    Conflicted {
+        line: u64,
+        room: String,
+        event_type: String,
+        state_key: String,
+        events_min: u64,
+    },
+    Rejected {
+        line: u64,
+        room: String,
+        label: String,
+    },
+    ConvergedBy {
+        line: u64,
+        room: String,
+        at_ms: u64,
+    },
 }
 
 /// One line after the header.
@@ -139,10 +210,30 @@ pub enum Body {
     Node { server: String, change: NodeChange },
     /// After a restart: every event id in the recovered store.
     Recovered { server: String, event_ids: Vec<String> },
-    /// A scripted or workload step was given to a server.
-    Action { server: String, user: String, action: String },
-    /// The action failed.
-    ActionFailed { server: String, action: String, reason: String },
+    /// A scripted or workload step was given to a server. `step` is its position in the
+    /// run's time-ordered steps, `line` its line in the scenario file.
+    Action {
+        server: String,
+        user: String,
+        action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u64>,
+    },
+    /// The action failed. `step` and `line` name the step when the failure can be traced
+    /// to one; `retry_at_ms` says when the step is tried again (absent: not again).
+    ActionFailed {
+        server: String,
+        action: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at_ms: Option<u64>,
+    },
     /// A message was handed to the network. `what` is the request line or `response
     /// STATUS`; `request` links a response to the message that carried its request.
     Send {
@@ -403,7 +494,11 @@ mod tests {
             end_ms: 1000,
             healed_ms: 0,
             faults: vec![],
-            check: CheckSettings { invariants: vec!["dag".into()], liveness_bound_ms: 5 },
+            check: CheckSettings {
+                invariants: vec!["dag".into()],
+                liveness_bound_ms: 5,
+                expect: Expect::default(),
+            },
         }
     }
 

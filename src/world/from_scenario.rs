@@ -7,9 +7,9 @@ use serde_json::Value;
 use crate::homeserver::Config;
 use crate::matrix::RoomVersion;
 use crate::matrix::canonical_json::Object;
-use crate::scenario::{Scenario, Step, StepAction};
+use crate::scenario::{ExpectWhat, Scenario, ServerConfig, Step, StepAction, StepExpect};
 use crate::stdx::{Duration, Prng};
-use crate::trace::CheckSettings;
+use crate::trace::{CheckSettings, Expect, Expectation, StepExpectation};
 use crate::world::{Plan, PlanAction, PlanStep};
 
 /// The plan for `scenario` with `seed`. Workload steps come from `Prng::from_seed(seed)`
@@ -30,8 +30,35 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
         .map(|(_, _, _, step)| plan_step(step))
         .collect::<Result<Vec<_>, String>>()?;
 
+    let server_config = config(&scenario.server_config);
+    let server_configs = scenario
+        .servers
+        .iter()
+        .filter_map(|s| s.config.map(|own| (s.name.clone(), config(&own))))
+        .collect();
+    let expect = expect(scenario, &steps);
+    Ok(Plan {
+        scenario: scenario.name.clone(),
+        seed,
+        servers: scenario.servers.iter().map(|s| s.name.clone()).collect(),
+        steps,
+        network: scenario.network.clone(),
+        faults: scenario.faults.clone(),
+        end_ms: scenario.end_ms(),
+        check: CheckSettings {
+            invariants: scenario.check.invariants.iter().map(|i| i.as_str().to_owned()).collect(),
+            liveness_bound_ms: scenario.check.liveness_bound_ms,
+            expect,
+        },
+        server_config,
+        server_configs,
+        mxsim_version: mxsim_version.to_owned(),
+    })
+}
+
+/// The homeserver configuration with a scenario's overrides.
+fn config(overrides: &ServerConfig) -> Config {
     let mut server_config = Config::default();
-    let overrides = &scenario.server_config;
     if let Some(ms) = overrides.request_timeout_ms {
         server_config.request_timeout = Duration::from_ms(ms);
     }
@@ -50,21 +77,55 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
     if let Some(ms) = overrides.down_probe_interval_ms {
         server_config.outbound.down_probe_interval = Duration::from_ms(ms);
     }
-    Ok(Plan {
-        scenario: scenario.name.clone(),
-        seed,
-        servers: scenario.servers.iter().map(|s| s.name.clone()).collect(),
-        steps,
-        network: scenario.network.clone(),
-        faults: scenario.faults.clone(),
-        end_ms: scenario.end_ms(),
-        check: CheckSettings {
-            invariants: scenario.check.invariants.iter().map(|i| i.as_str().to_owned()).collect(),
-            liveness_bound_ms: scenario.check.liveness_bound_ms,
-        },
-        server_config,
-        mxsim_version: mxsim_version.to_owned(),
-    })
+    server_config
+}
+
+/// The expectations the checker needs: every judged step by its position in the plan,
+/// and the `[[expect]]` tables.
+fn expect(scenario: &Scenario, steps: &[PlanStep]) -> Expect {
+    let steps = (0u64..)
+        .zip(steps)
+        .filter_map(|(step, s)| {
+            let expect = match s.expect {
+                StepExpect::Succeed => "succeed",
+                StepExpect::Fail => "fail",
+                StepExpect::Any => return None,
+            };
+            Some(StepExpectation { step, line: s.line, expect: expect.to_owned() })
+        })
+        .collect();
+    let blocks = scenario
+        .expectations
+        .iter()
+        .map(|e| {
+            let (line, room) = (e.line, e.room.clone());
+            match &e.what {
+                ExpectWhat::State { event_type, state_key, content } => Expectation::State {
+                    line,
+                    room,
+                    event_type: event_type.clone(),
+                    state_key: state_key.clone(),
+                    content: content.clone(),
+                },
+                ExpectWhat::Conflicted { event_type, state_key, events_min } => {
+                    Expectation::Conflicted {
+                        line,
+                        room,
+                        event_type: event_type.clone(),
+                        state_key: state_key.clone(),
+                        events_min: *events_min,
+                    }
+                }
+                ExpectWhat::Rejected { label } => {
+                    Expectation::Rejected { line, room, label: label.clone() }
+                }
+                ExpectWhat::ConvergedBy { at_ms } => {
+                    Expectation::ConvergedBy { line, room, at_ms: *at_ms }
+                }
+            }
+        })
+        .collect();
+    Expect { steps, blocks, ..Expect::default() }
 }
 
 fn version(text: &str) -> Result<RoomVersion, String> {
@@ -136,5 +197,8 @@ fn plan_step(step: &Step) -> Result<PlanStep, String> {
         user: step.user.clone(),
         action,
         label: step.label.clone(),
+        line: step.line,
+        expect: step.expect,
+        retries: step.retries,
     })
 }

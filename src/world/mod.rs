@@ -73,7 +73,16 @@ pub struct Plan {
     pub end_ms: u64,
     pub check: CheckSettings,
     pub server_config: Config,
+    /// Servers with settings of their own (`config` in a `[[server]]` table).
+    pub server_configs: BTreeMap<String, Config>,
     pub mxsim_version: String,
+}
+
+impl Plan {
+    /// The homeserver settings of `server`.
+    pub fn config_of(&self, server: &str) -> &Config {
+        self.server_configs.get(server).unwrap_or(&self.server_config)
+    }
 }
 
 /// One thing a user does at a given time.
@@ -85,6 +94,55 @@ pub struct PlanStep {
     pub action: PlanAction,
     /// Names the event this step creates, for later `Redact` steps.
     pub label: Option<String>,
+    /// The step's line in the scenario file (0 for plans built by hand).
+    pub line: u64,
+    /// Whether the scenario says the step must succeed or fail (the `expectations`
+    /// invariant judges it from the trace).
+    pub expect: crate::scenario::StepExpect,
+    /// How often the step is tried again after it failed (membership steps only).
+    pub retries: u32,
+}
+
+/// The wait before retry `n` (from 1) of a failed step: 5 s, doubling, at most 60 s
+/// (docs/scenarios.md).
+pub fn retry_delay_ms(n: u32) -> u64 {
+    let doublings = n.saturating_sub(1).min(4);
+    (5_000u64 << doublings).min(60_000)
+}
+
+/// The kind of membership handshake a federation request belongs to, from its path:
+/// these are the requests a step's `join`, `leave`, `knock` or `invite` makes.
+fn membership_kind(path: &str) -> Option<&'static str> {
+    let path = path_only(path);
+    [
+        ("/make_join/", "join"),
+        ("/send_join/", "join"),
+        ("/make_leave/", "leave"),
+        ("/send_leave/", "leave"),
+        ("/make_knock/", "knock"),
+        ("/send_knock/", "knock"),
+        ("/invite/", "invite"),
+    ]
+    .into_iter()
+    .find(|(part, _)| path.contains(part))
+    .map(|(_, kind)| kind)
+}
+
+/// The action kind of a plan action, as failures name it (the first word).
+fn action_kind(action: &PlanAction) -> &'static str {
+    match action {
+        PlanAction::CreateRoom { .. } => "create_room",
+        PlanAction::Send { .. } | PlanAction::Power { .. } => "send",
+        PlanAction::Invite { .. } => "invite",
+        PlanAction::Join { .. } => "join",
+        PlanAction::Leave { .. } => "leave",
+        PlanAction::Kick { .. } => "kick",
+        PlanAction::Ban { .. } => "ban",
+        PlanAction::Unban { .. } => "unban",
+        PlanAction::Knock { .. } => "knock",
+        PlanAction::Redact { .. } => "redact",
+        PlanAction::Upgrade { .. } => "upgrade",
+    }
 }
 
 /// A user action with rooms and events named by labels (their ids exist only at run time).
@@ -272,6 +330,13 @@ struct Shared {
     net_dirty: bool,
     supervisor_waker: Option<Waker>,
     next_step: usize,
+    /// Membership requests in flight that a step started, so that a failure that comes
+    /// later is traced to its step: (node, request id) → (time it times out, step).
+    step_requests: BTreeMap<(usize, u64), (u64, usize)>,
+    /// Failed attempts per step.
+    failures: BTreeMap<usize, u32>,
+    /// Steps waiting to be tried again: (time, step).
+    retries: BTreeSet<(u64, usize)>,
 }
 
 impl Shared {
@@ -313,6 +378,9 @@ impl Shared {
             net_dirty: false,
             supervisor_waker: None,
             next_step: 0,
+            step_requests: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            retries: BTreeSet::new(),
         }
     }
 
@@ -389,7 +457,7 @@ impl Shared {
 
     /// Starts (or restarts) a node's server: new, or recovered from its disk.
     fn boot(&mut self, node: usize, now: u64) {
-        let plan_config = self.plan.server_config.clone();
+        let plan_config = self.plan.config_of(&self.slots[node].name).clone();
         let keys = self.keys.clone();
         let slot = &mut self.slots[node];
         let prng = self.root.fork(&format!("server/{}/{}", slot.name, slot.incarnation));
@@ -447,6 +515,9 @@ impl Shared {
 
     /// Handles one input on node `node` and routes what comes out.
     fn process(&mut self, node: usize, inbox: Inbox, now: u64) {
+        // The steps this call works for: the step itself, or the steps whose membership
+        // requests this response or time-out settles.
+        let mut owners: Vec<usize> = Vec::new();
         let (input, step) = match inbox {
             Inbox::Input(input) => (input, None),
             Inbox::Step(k) => {
@@ -457,25 +528,84 @@ impl Shared {
                             server: step.server.clone(),
                             user: step.user.clone(),
                             action: describe(&step.action),
+                            step: Some(k as u64),
+                            line: Some(step.line),
                         };
                         self.record(now, body);
+                        owners.push(k);
                         (Input::Action(action), Some(step))
                     }
                     Err(reason) => {
-                        let body = Body::ActionFailed {
-                            server: step.server.clone(),
-                            action: describe(&step.action),
-                            reason,
-                        };
-                        self.record(now, body);
+                        self.step_failed(k, describe(&step.action), reason, now);
                         return;
                     }
                 }
             }
         };
+        match &input {
+            Input::Response { id, .. } => {
+                if let Some((_, k)) = self.step_requests.remove(&(node, id.0)) {
+                    owners.push(k);
+                }
+            }
+            Input::Timer => {
+                // The homeserver fails every request whose time-out has passed.
+                let expired: Vec<(usize, u64)> = self
+                    .step_requests
+                    .range((node, 0)..=(node, u64::MAX))
+                    .filter(|(_, (deadline, _))| *deadline <= now)
+                    .map(|(key, _)| *key)
+                    .collect();
+                for key in expired {
+                    let (_, k) = self.step_requests.remove(&key).expect("just listed");
+                    if !owners.contains(&k) {
+                        owners.push(k);
+                    }
+                }
+            }
+            _ => {}
+        }
         let Some(server) = self.slots[node].server.as_mut() else { return };
         let outputs = server.handle(Instant::from_ms(now), input);
-        self.route(node, outputs, step.as_ref(), now);
+        self.route(node, outputs, step.as_ref(), &owners, now);
+    }
+
+    /// Records that step `k` failed, and when it is tried again if it has retries left
+    /// (before the end of the run).
+    fn step_failed(&mut self, k: usize, action: String, reason: String, now: u64) {
+        self.step_requests.retain(|_, (_, owner)| *owner != k);
+        let step = &self.plan.steps[k];
+        let failures = self.failures.entry(k).or_insert(0);
+        *failures += 1;
+        let retry_at_ms = (*failures <= step.retries)
+            .then(|| now + retry_delay_ms(*failures))
+            .filter(|at| *at < self.plan.end_ms);
+        if let Some(at) = retry_at_ms {
+            self.retries.insert((at, k));
+        }
+        let body = Body::ActionFailed {
+            server: step.server.clone(),
+            action,
+            reason,
+            step: Some(k as u64),
+            line: Some(step.line),
+            retry_at_ms,
+        };
+        self.record(now, body);
+    }
+
+    /// The step a membership request or failure of `kind` on `node` belongs to: one of
+    /// this call's `owners` of that kind, else the earliest step of that kind on `node`
+    /// with a request in flight.
+    fn owner_of(&self, node: usize, kind: &str, owners: &[usize]) -> Option<usize> {
+        let same_kind = |k: &usize| action_kind(&self.plan.steps[*k].action) == kind;
+        owners.iter().copied().find(same_kind).or_else(|| {
+            self.step_requests
+                .range((node, 0)..=(node, u64::MAX))
+                .map(|(_, (_, k))| *k)
+                .filter(same_kind)
+                .min()
+        })
     }
 
     /// Turns a step's labels into ids and the action the homeserver takes.
@@ -568,12 +698,45 @@ impl Shared {
         Ok(content)
     }
 
-    fn route(&mut self, node: usize, outputs: Vec<Output>, step: Option<&PlanStep>, now: u64) {
+    fn route(
+        &mut self,
+        node: usize,
+        outputs: Vec<Output>,
+        step: Option<&PlanStep>,
+        owners: &[usize],
+        now: u64,
+    ) {
         let mut labelled = false;
         for output in outputs {
             match output {
                 Output::Request { destination, id, request } => {
+                    if let Some(kind) = membership_kind(&request.path_and_query) {
+                        if let Some(k) = self.owner_of(node, kind, owners) {
+                            let name = &self.slots[node].name;
+                            let timeout = self.plan.config_of(name).request_timeout.ms;
+                            let deadline = now + timeout;
+                            self.step_requests.insert((node, id.0), (deadline, k));
+                        }
+                    }
                     self.send_request(node, &destination, id, &request, now);
+                }
+                Output::Observed(Observation::ActionFailed { action, reason }) => {
+                    let kind = action.split_whitespace().next().unwrap_or("");
+                    match self.owner_of(node, kind, owners) {
+                        Some(k) => self.step_failed(k, action, reason, now),
+                        None => {
+                            let server = self.slots[node].name.clone();
+                            let body = Body::ActionFailed {
+                                server,
+                                action,
+                                reason,
+                                step: None,
+                                line: None,
+                                retry_at_ms: None,
+                            };
+                            self.record(now, body);
+                        }
+                    }
                 }
                 Output::Response { origin, id, response } => {
                     let slot = &mut self.slots[node];
@@ -677,9 +840,14 @@ impl Shared {
             Observation::StateChanged { room_id, state_hash } => {
                 Body::State { server, room: room_id, state_hash }
             }
-            Observation::ActionFailed { action, reason } => {
-                Body::ActionFailed { server, action, reason }
-            }
+            Observation::ActionFailed { action, reason } => Body::ActionFailed {
+                server,
+                action,
+                reason,
+                step: None,
+                line: None,
+                retry_at_ms: None,
+            },
             Observation::RoomJoined { room_id, version } => {
                 if let Some(PlanStep { action: PlanAction::CreateRoom { room, .. }, .. }) = step {
                     self.rooms.entry(room.clone()).or_insert_with(|| room_id.clone());
@@ -795,6 +963,21 @@ impl Shared {
             }
         };
         self.record(now, Body::Node { server, change });
+        if change == NodeChange::Crash {
+            // Handshakes under way die with the process: their steps failed.
+            let mut dead: Vec<usize> = self
+                .step_requests
+                .range((node, 0)..=(node, u64::MAX))
+                .map(|(_, (_, k))| *k)
+                .collect();
+            dead.sort_unstable();
+            dead.dedup();
+            for k in dead {
+                let action = describe(&self.plan.steps[k].action);
+                let reason = "the server crashed before the action finished".to_owned();
+                self.step_failed(k, action, reason, now);
+            }
+        }
     }
 
     /// One supervisor step at `now`: faults, deliveries, due steps. Returns when to look
@@ -815,21 +998,26 @@ impl Shared {
             self.deliver(delivery, now);
         }
         self.drain_net();
+        let mut due = Vec::new();
         while self.next_step < self.plan.steps.len() && self.plan.steps[self.next_step].at_ms <= now
         {
-            let k = self.next_step;
+            due.push(self.next_step);
             self.next_step += 1;
+        }
+        while let Some(&(at, k)) = self.retries.first() {
+            if at > now {
+                break;
+            }
+            self.retries.pop_first();
+            due.push(k);
+        }
+        for k in due {
             let node = self.index[&self.plan.steps[k].server];
             if self.slots[node].up {
                 self.push(node, Inbox::Step(k));
             } else {
-                let step = &self.plan.steps[k];
-                let body = Body::ActionFailed {
-                    server: step.server.clone(),
-                    action: describe(&step.action),
-                    reason: "server is down".into(),
-                };
-                self.record(now, body);
+                let action = describe(&self.plan.steps[k].action);
+                self.step_failed(k, action, "server is down".into(), now);
             }
         }
         self.net_dirty = false;
@@ -843,12 +1031,23 @@ impl Shared {
         if let Some(step) = self.plan.steps.get(self.next_step) {
             next = next.min(step.at_ms);
         }
+        if let Some(&(at, _)) = self.retries.first() {
+            next = next.min(at);
+        }
         Some(next.max(now))
     }
 
     /// The trace and outputs, with one `final` record per server and room.
     fn finish(&mut self) -> RunOutput {
         let end = self.plan.end_ms;
+        // Handshakes still waiting for an answer never finished.
+        let mut waiting: Vec<usize> = self.step_requests.values().map(|(_, k)| *k).collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        for k in waiting {
+            let action = describe(&self.plan.steps[k].action);
+            self.step_failed(k, action, "no answer by the end of the run".into(), end);
+        }
         for node in 0..self.slots.len() {
             let slot = &self.slots[node];
             let server = match (&slot.server, &slot.disk) {
@@ -858,7 +1057,7 @@ impl Shared {
                     let store = disk.clone().unwrap_or_default();
                     let prng = self.root.fork("final");
                     let keys = self.keys.clone();
-                    let config = self.plan.server_config.clone();
+                    let config = self.plan.config_of(&slot.name).clone();
                     let at = Instant::from_ms(end);
                     let recovered = Homeserver::recover(
                         &slot.name,
@@ -938,13 +1137,33 @@ impl Shared {
                 .iter()
                 .map(|f| serde_json::to_value(f).expect("faults serialize"))
                 .collect(),
-            check: self.plan.check.clone(),
+            check: self.check_settings(),
         };
         RunOutput {
             trace: Trace { header, records: std::mem::take(&mut self.records) },
             events: std::mem::take(&mut self.created),
             rooms: std::mem::take(&mut self.rooms),
         }
+    }
+}
+
+impl Shared {
+    /// The plan's check settings with the run-time names its expectations use: every
+    /// room label's id, and the event ids of labels that `rejected` blocks name.
+    fn check_settings(&self) -> CheckSettings {
+        let mut check = self.plan.check.clone();
+        if check.expect.is_empty() {
+            return check;
+        }
+        check.expect.rooms = self.rooms.clone();
+        for block in &check.expect.blocks {
+            if let trace::Expectation::Rejected { label, .. } = block {
+                if let Some(id) = self.labels.get(label) {
+                    check.expect.labels.insert(label.clone(), id.as_str().to_owned());
+                }
+            }
+        }
+        check
     }
 }
 

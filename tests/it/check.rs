@@ -178,6 +178,7 @@ fn header(invariants: &[&str]) -> Header {
         check: CheckSettings {
             invariants: invariants.iter().map(|s| (*s).to_owned()).collect(),
             liveness_bound_ms: BOUND_MS,
+            expect: Default::default(),
         },
     }
 }

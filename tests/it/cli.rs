@@ -594,3 +594,99 @@ fn linearized_matrix_events() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("$.depth"), "{}", run.stderr);
 }
+
+/// Inputs are read with a limit that fits their format: more is refused with exit 2,
+/// naming the limit, without reading on (so `/dev/zero` ends promptly).
+#[test]
+fn oversize_inputs_are_refused_naming_the_limit() {
+    // stdin of `mxsim event`: a PDU is at most 65,536 bytes. 200,000 bytes that are not
+    // JSON: refused for their size before any parsing.
+    let run = mxsim(&["event", "id", "--room-version", "12"], &vec![b' '; 200_000]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("stdin: more than 65536 bytes, the limit for a PDU"),
+        "{}",
+        run.stderr
+    );
+    let zero = std::path::Path::new("/dev/zero");
+    if zero.exists() {
+        let run = mxsim(&["run", "/dev/zero"], b"");
+        assert_eq!(run.code, 2);
+        assert!(
+            run.stderr
+                .contains("/dev/zero: more than 16777216 bytes, the limit for a scenario file"),
+            "{}",
+            run.stderr
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
+            .args(["event", "id", "--room-version", "12"])
+            .stdin(std::fs::File::open(zero).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(child.status.code(), Some(2));
+        let stderr = String::from_utf8(child.stderr).unwrap();
+        assert!(stderr.contains("stdin: more than 65536 bytes"), "{stderr}");
+    }
+    // A regular file is refused from its size, before it is read.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-limits");
+    let _ = std::fs::create_dir_all(&dir);
+    let big = dir.join("big.toml");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len((16 << 20) + 1).unwrap();
+    let run = mxsim(&["run", big.to_str().unwrap()], b"");
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("more than 16777216 bytes, the limit for a scenario file"),
+        "{}",
+        run.stderr
+    );
+    // Exactly at the limit is read (and then refused as TOML, not for its size).
+    std::fs::File::create(&big).unwrap().set_len(16 << 20).unwrap();
+    let run = mxsim(&["run", big.to_str().unwrap()], b"");
+    assert_eq!(run.code, 2);
+    assert!(!run.stderr.contains("the limit"), "{}", run.stderr);
+}
+
+/// A reader that stops reading (`| head`) ends the command quietly: no panic, no
+/// message, the command's own exit code.
+#[test]
+fn a_closed_stdout_or_stderr_ends_quietly() {
+    let event = example("message-v12.json");
+    // Closed stderr, and an error to report there: the error cannot be shown, the exit
+    // code still says it. Stdin is written only after the read end of stderr is closed,
+    // and mxsim writes nothing before it has read all of stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
+        .args(["event", "id", "--room-version", "12"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    child.stdin.take().unwrap().write_all(b"not json").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(2), "an error, not a panic (101)");
+    // Closed stdout, and a result to print there: exit 0 and nothing on stderr.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
+        .args(["event", "id", "--room-version", "12"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(&event).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+    // `resolve --explain` with stderr closed (the `2>&1 >/dev/null | head` of a user).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
+        .args(["resolve", &fixture("demotion-beats-topic.json"), "--explain", "--time"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8(output.stdout).unwrap().contains("$pl2"));
+}

@@ -5,6 +5,7 @@
 mod check;
 mod cli;
 mod curated;
+mod expectations;
 mod homeserver;
 mod net;
 mod outbound;

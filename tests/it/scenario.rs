@@ -35,6 +35,9 @@ fn every_curated_scenario_parses_and_stays_small() {
         // The file is named after the scenario, so reports land in a matching directory.
         assert_eq!(format!("{}.toml", parsed.name), *file);
         assert!(!parsed.description.is_empty(), "{file}: no description");
+        // It says what it demonstrates, and the run checks it (`expectations`).
+        assert!(!parsed.expectations.is_empty(), "{file}: no [[expect]]");
+        assert!(parsed.check.checks(scenario::Invariant::Expectations), "{file}");
         let workload_steps = parsed.expand_workloads(&Prng::from_seed(1)).len();
         let actions = parsed.steps.len() + workload_steps;
         assert!(actions <= 250, "{file}: {actions} actions, too many for a CI scenario");

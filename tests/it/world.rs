@@ -11,7 +11,16 @@ use mxsim::world::{Plan, PlanAction, PlanStep, run};
 use serde_json::Value;
 
 fn step(at_ms: u64, server: &str, user: &str, action: PlanAction) -> PlanStep {
-    PlanStep { at_ms, server: server.into(), user: user.into(), action, label: None }
+    PlanStep {
+        at_ms,
+        server: server.into(),
+        user: user.into(),
+        action,
+        label: None,
+        line: 0,
+        expect: mxsim::scenario::StepExpect::Succeed,
+        retries: 0,
+    }
 }
 
 fn message(room: &str, body: &str) -> PlanAction {
@@ -68,8 +77,13 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
         network: NetConfig::default(),
         faults: FaultSchedule::new(nodes, faults).unwrap(),
         end_ms: 120_000,
-        check: CheckSettings { invariants: vec![], liveness_bound_ms: 60_000 },
+        check: CheckSettings {
+            invariants: vec![],
+            liveness_bound_ms: 60_000,
+            expect: Default::default(),
+        },
         server_config: Config::default(),
+        server_configs: Default::default(),
         mxsim_version: "test".into(),
     }
 }
