@@ -627,7 +627,11 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
         faults: vec![
             json!({"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [cut]}),
         ],
-        check: CheckSettings { invariants: vec!["convergence".into()], liveness_bound_ms: 5000 },
+        check: CheckSettings {
+            invariants: vec!["convergence".into()],
+            liveness_bound_ms: 5000,
+            expect: Default::default(),
+        },
     };
     let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
     Trace { header, records }
