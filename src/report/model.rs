@@ -465,7 +465,11 @@ mod tests {
             end_ms: 100,
             healed_ms: 0,
             faults: Vec::new(),
-            check: CheckSettings { invariants: Vec::new(), liveness_bound_ms: 0 },
+            check: CheckSettings {
+                invariants: Vec::new(),
+                liveness_bound_ms: 0,
+                expect: Default::default(),
+            },
         };
         let records = records.into_iter().map(|(t, body)| Record { t, body }).collect();
         Trace { header, records }
@@ -508,6 +512,8 @@ mod tests {
                     server: "hs1".into(),
                     user: "@u:hs1".into(),
                     action: "create_room main (v12)".into(),
+                    step: None,
+                    line: None,
                 },
             ),
             (0, Body::Joined { server: "hs1".into(), room: "!a".into(), version: "12".into() }),
