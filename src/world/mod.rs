@@ -74,6 +74,8 @@ pub struct Plan {
     pub check: CheckSettings,
     pub server_config: Config,
     pub mxsim_version: String,
+    /// The swarm configuration the scenario was drawn with, recorded in the trace header.
+    pub swarm: Option<serde_json::Value>,
 }
 
 /// One thing a user does at a given time.
@@ -939,6 +941,7 @@ impl Shared {
                 .map(|f| serde_json::to_value(f).expect("faults serialize"))
                 .collect(),
             check: self.plan.check.clone(),
+            swarm: self.plan.swarm.clone(),
         };
         RunOutput {
             trace: Trace { header, records: std::mem::take(&mut self.records) },

@@ -179,6 +179,7 @@ fn header(invariants: &[&str]) -> Header {
             invariants: invariants.iter().map(|s| (*s).to_owned()).collect(),
             liveness_bound_ms: BOUND_MS,
         },
+        swarm: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod pdu;
 mod report;
 mod scenario;
 mod state_res_diff;
+mod sweep;
 mod tidy;
 mod vectors;
 mod wire;

@@ -183,6 +183,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
             json!({"type": "crash", "start_ms": crash_start, "end_ms": crash_end, "node": "hs1"}),
         ],
         check: CheckSettings { invariants: vec!["convergence".into()], liveness_bound_ms: 5000 },
+        swarm: None,
     };
     let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
     Trace { header, records }

@@ -71,6 +71,7 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
         check: CheckSettings { invariants: vec![], liveness_bound_ms: 60_000 },
         server_config: Config::default(),
         mxsim_version: "test".into(),
+        swarm: None,
     }
 }
 
