@@ -209,6 +209,10 @@ struct Knob {
 impl Knob {
     fn get(&self, document: &toml::Table) -> Option<i64> {
         match &self.entry {
+            // An absent run length is the default quiet period, which can be lowered too.
+            None if self.key == "quiet_ms" && !document.contains_key("quiet_ms") => {
+                i64::try_from(scenario::QUIET_MS_DEFAULT).ok()
+            }
             None => document.get(&self.key)?.as_integer(),
             Some((index, field)) => {
                 document.get(&self.key)?.as_array()?.get(*index)?.get(field)?.as_integer()
