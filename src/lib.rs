@@ -14,6 +14,7 @@
 //! - L3 [`world`]: the simulator: madsim nodes driving homeservers over the faulty network.
 //! - L3 [`check`]: the invariant checker, a pure fold over a trace.
 //! - L4 [`report`]: the DAG, convergence and state-resolution figures and the HTML page.
+//! - L4 [`sweep`]: seed ranges, shards, swarm configurations, shard merging, shrinking.
 //! - L5 [`cli`]: the `mxsim` command line, the only module touching files, the environment
 //!   and the wall clock.
 
@@ -25,6 +26,7 @@ pub mod net;
 pub mod report;
 pub mod scenario;
 pub mod stdx;
+pub mod sweep;
 pub mod synth;
 pub mod trace;
 pub mod world;

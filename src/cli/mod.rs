@@ -13,6 +13,7 @@ mod report;
 mod resolve;
 mod resolve_input;
 mod run;
+mod sweep;
 
 use std::fmt;
 use std::io::{Read as _, Write as _};
@@ -72,6 +73,12 @@ enum Command {
     Check(run::CheckArgs),
     /// Draw a run's reports (DAG, convergence, state resolution, index.html) from its trace.
     Report(report::ReportArgs),
+    /// Run a scenario over a range of seeds, on every core; one JSON line per seed.
+    Sweep(sweep::SweepArgs),
+    /// Join the results files of the shards of one sweep.
+    Merge(sweep::MergeArgs),
+    /// Reduce a failing scenario and seed to a minimal scenario that still fails.
+    Shrink(sweep::ShrinkArgs),
 }
 
 /// Runs the command line with the process's arguments and streams.
@@ -93,6 +100,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check(args) => run::check(&args),
         Command::Report(args) => report::run(&args),
+        Command::Sweep(args) => sweep::sweep(&args),
+        Command::Merge(args) => sweep::merge(&args),
+        Command::Shrink(args) => sweep::shrink(&args),
     };
     match result {
         Ok(outcome) => {

@@ -30,12 +30,26 @@ pub struct RunArgs {
     /// Print nothing on success.
     #[arg(long)]
     pub quiet: bool,
+    /// Apply the seed's swarm configuration, as `mxsim sweep --swarm` did (docs/sweeps.md).
+    #[arg(long)]
+    pub swarm: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// A `trace.jsonl` written by `mxsim run`.
     pub trace: PathBuf,
+    /// Output: a human verdict (`text`), one JSON object (`json`), or JUnit XML with one
+    /// test case per checked invariant (`junit`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CheckFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Junit,
 }
 
 /// The version recorded in traces and summaries.
@@ -47,10 +61,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let text = String::from_utf8(text).map_err(|e| {
         CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
     })?;
-    let scenario =
-        crate::scenario::parse(&file, &text).map_err(|e| CliError::input(e.to_string()))?;
-    let plan = world::from_scenario::plan(&scenario, args.seed, VERSION)
-        .map_err(|e| CliError::input(format!("{file}: {e}")))?;
+    let job = crate::sweep::Job::new(&file, &text, args.swarm, VERSION)
+        .map_err(|e| CliError::input(e.to_string()))?;
+    let (scenario, plan) = job.plan(args.seed).map_err(|e| CliError::input(e.to_string()))?;
 
     // Wall time is reported, never recorded or decided on.
     let (output, wall_us) = super::resolve::timed(|| world::run(&plan));
@@ -72,16 +85,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let out = args.out.clone().unwrap_or_else(|| {
         Path::new("reports").join(&scenario.name).join(format!("seed-{}", args.seed))
     });
-    let repro = reproduction(&file, args.seed);
+    let repro = crate::sweep::reproduction(&file, args.seed, args.swarm);
     let metrics = trace::metrics(&output.trace);
-    let mut files: Vec<(String, Vec<u8>)> = vec![
-        ("summary.json".into(), summary(&output.trace, &trace_hash, &verdict, &metrics)),
-        ("trace.jsonl".into(), trace_bytes),
-        ("events.jsonl".into(), events_jsonl(&output.events)),
-        ("keys.json".into(), keys_json(&output.trace)),
-    ];
-    files.extend(report_files(&output.trace, &verdict, &repro)?);
-    write_files(&out, &files)?;
+    write_run(&out, &output, trace_bytes, &trace_hash, &verdict, &repro)?;
 
     let sim_ms = output.trace.header.end_ms;
     let mut stdout = String::new();
@@ -110,6 +116,26 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     Ok(Outcome { stdout: stdout.into_bytes(), code: if verdict.passed() { 0 } else { 1 } })
 }
 
+/// Writes a run's files (`summary.json`, the trace, events, keys and reports) into `out`.
+pub(crate) fn write_run(
+    out: &Path,
+    output: &world::RunOutput,
+    trace_bytes: Vec<u8>,
+    trace_hash: &str,
+    verdict: &Verdict,
+    repro: &str,
+) -> Result<(), CliError> {
+    let metrics = trace::metrics(&output.trace);
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("summary.json".into(), summary(&output.trace, trace_hash, verdict, &metrics)),
+        ("trace.jsonl".into(), trace_bytes),
+        ("events.jsonl".into(), events_jsonl(&output.events)),
+        ("keys.json".into(), keys_json(&output.trace)),
+    ];
+    files.extend(report_files(&output.trace, verdict, repro)?);
+    write_files(out, &files)
+}
+
 pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
     let file = args.trace.display().to_string();
     let bytes = read_file(&args.trace, super::TRACE_BYTES_MAX, "a trace")?;
@@ -118,6 +144,28 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
     })?;
     let trace = Trace::parse_jsonl(&text).map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let verdict = check::check(&trace);
+    let trace_hash = trace::hash_bytes(text.as_bytes());
+    let code = if verdict.passed() { 0 } else { 1 };
+    match args.format {
+        CheckFormat::Text => {}
+        CheckFormat::Json => {
+            let value = json!({
+                "scenario": trace.header.scenario,
+                "seed": trace.header.seed,
+                "mxsim_version": trace.header.mxsim_version,
+                "trace_hash": trace_hash,
+                "verdict": if verdict.passed() { "pass" } else { "fail" },
+                "checked": verdict.checked,
+                "violations": verdict.violations,
+            });
+            let mut stdout = serde_json::to_vec(&value).expect("a verdict serializes");
+            stdout.push(b'\n');
+            return Ok(Outcome { stdout, code });
+        }
+        CheckFormat::Junit => {
+            return Ok(Outcome { stdout: check_junit(&trace, &verdict, &file).into_bytes(), code });
+        }
+    }
     let mut stdout = String::new();
     let status = if verdict.passed() { "PASS" } else { "FAIL" };
     let _ = writeln!(
@@ -176,9 +224,42 @@ fn describe_failed_actions(trace: &Trace, out: &mut String) {
     }
 }
 
-/// The one-line command that repeats a run.
-pub fn reproduction(scenario_file: &str, seed: u64) -> String {
-    format!("mxsim run {scenario_file} --seed {seed}")
+/// JUnit XML for one checked trace: a test case per checked invariant, failing with the
+/// violations' messages.
+fn check_junit(trace: &Trace, verdict: &Verdict, file: &str) -> String {
+    use crate::sweep::results::xml_escape;
+    let failures = verdict
+        .checked
+        .iter()
+        .filter(|id| verdict.violations.iter().any(|v| &v.invariant == *id))
+        .count();
+    let suite = xml_escape(&format!("{} seed {}", trace.header.scenario, trace.header.seed));
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">",
+        verdict.checked.len()
+    );
+    for id in &verdict.checked {
+        let name = xml_escape(id);
+        let violations: Vec<&check::Violation> =
+            verdict.violations.iter().filter(|v| &v.invariant == id).collect();
+        let _ = write!(out, "  <testcase classname=\"mxsim.check\" name=\"{name}\"");
+        if violations.is_empty() {
+            out.push_str("/>\n");
+            continue;
+        }
+        let messages: Vec<String> = violations.iter().map(|v| v.message.clone()).collect();
+        let _ = writeln!(
+            out,
+            ">\n    <failure message=\"{} violation(s)\" type=\"{name}\">{}\n{}</failure>\n  </testcase>",
+            violations.len(),
+            xml_escape(&messages.join("\n")),
+            xml_escape(&format!("trace: {file}"))
+        );
+    }
+    out.push_str("</testsuite>\n");
+    out
 }
 
 fn metric(metrics: &[(&str, u64)], name: &str) -> u64 {

@@ -47,6 +47,19 @@ pub struct Config {
     pub requests_in_flight_max: usize,
     /// Transactions whose answers are remembered for de-duplication.
     pub transaction_cache_max: usize,
+    /// A known bug planted on purpose, so that tests can prove that sweeps find bugs and
+    /// shrinking reduces them. Test-only: no scenario field and no command sets it.
+    #[doc(hidden)]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// A protocol bug a test can plant in one server ([`Config::planted_bug`]).
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// On the named server, a merge of several states takes the last one instead of
+    /// resolving them (a "state reset" bug).
+    SkipMergeResolution { server: String },
 }
 
 impl Default for Config {
@@ -59,6 +72,7 @@ impl Default for Config {
             waiting_pdus_max: 1_000,
             requests_in_flight_max: 1_000,
             transaction_cache_max: 256,
+            planted_bug: None,
         }
     }
 }
@@ -992,6 +1006,7 @@ impl Homeserver {
             // rules); the state before it is empty.
             [] => Ok(self.store.store_state(&StateMap::new(), None)),
             [one] => Ok(*one),
+            [.., last] if self.skips_merge_resolution() => Ok(*last),
             _ => {
                 let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
                 let resolved = state_res::resolve(
@@ -1112,6 +1127,12 @@ impl Homeserver {
         }
     }
 
+    /// Whether the test-only [`PlantedBug::SkipMergeResolution`] is planted here.
+    fn skips_merge_resolution(&self) -> bool {
+        matches!(&self.config.planted_bug,
+            Some(PlantedBug::SkipMergeResolution { server }) if *server == self.name)
+    }
+
     fn resolve_extremities(
         &mut self,
         room_id: &str,
@@ -1128,6 +1149,7 @@ impl Homeserver {
         match groups.as_slice() {
             [] => None,
             [one] => Some(*one),
+            [.., last] if self.skips_merge_resolution() => Some(*last),
             _ => {
                 let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
                 let resolved = state_res::resolve(

@@ -470,6 +470,7 @@ mod tests {
                 liveness_bound_ms: 0,
                 expect: Default::default(),
             },
+            swarm: None,
         };
         let records = records.into_iter().map(|(t, body)| Record { t, body }).collect();
         Trace { header, records }

@@ -61,6 +61,10 @@ pub struct Header {
     /// the `fault` numbers of later records.
     pub faults: Vec<Value>,
     pub check: CheckSettings,
+    /// The swarm configuration drawn from the seed (`mxsim sweep --swarm`, docs/sweeps.md);
+    /// absent when the scenario ran as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<Value>,
 }
 
 /// Which invariants to check and their bounds (from the scenario).
@@ -499,6 +503,7 @@ mod tests {
                 liveness_bound_ms: 5,
                 expect: Expect::default(),
             },
+            swarm: None,
         }
     }
 

@@ -76,6 +76,8 @@ pub struct Plan {
     /// Servers with settings of their own (`config` in a `[[server]]` table).
     pub server_configs: BTreeMap<String, Config>,
     pub mxsim_version: String,
+    /// The swarm configuration the scenario was drawn with, recorded in the trace header.
+    pub swarm: Option<serde_json::Value>,
 }
 
 impl Plan {
@@ -1138,6 +1140,7 @@ impl Shared {
                 .map(|f| serde_json::to_value(f).expect("faults serialize"))
                 .collect(),
             check: self.check_settings(),
+            swarm: self.plan.swarm.clone(),
         };
         RunOutput {
             trace: Trace { header, records: std::mem::take(&mut self.records) },

@@ -180,6 +180,7 @@ fn header(invariants: &[&str]) -> Header {
             liveness_bound_ms: BOUND_MS,
             expect: Default::default(),
         },
+        swarm: None,
     }
 }
 

@@ -14,6 +14,7 @@ mod report;
 mod report_runs;
 mod scenario;
 mod state_res_diff;
+mod sweep;
 mod tidy;
 mod vectors;
 mod wire;

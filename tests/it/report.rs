@@ -187,6 +187,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
             liveness_bound_ms: 5000,
             expect: Default::default(),
         },
+        swarm: None,
     };
     let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
     Trace { header, records }
@@ -632,6 +633,7 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
             liveness_bound_ms: 5000,
             expect: Default::default(),
         },
+        swarm: None,
     };
     let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
     Trace { header, records }

@@ -36,8 +36,18 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Modules where decisions are made and recorded: nothing nondeterministic may appear.
-const DETERMINISTIC: &[&str] =
-    &["stdx", "matrix", "net", "homeserver", "synth", "scenario", "trace", "world", "check"];
+const DETERMINISTIC: &[&str] = &[
+    "stdx",
+    "matrix",
+    "net",
+    "homeserver",
+    "synth",
+    "scenario",
+    "trace",
+    "world",
+    "check",
+    "sweep",
+];
 
 /// Tokens banned in deterministic modules, with the reason.
 const BANNED: &[(&str, &str)] = &[

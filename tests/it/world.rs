@@ -85,6 +85,7 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
         server_config: Config::default(),
         server_configs: Default::default(),
         mxsim_version: "test".into(),
+        swarm: None,
     }
 }
 
