@@ -6,7 +6,7 @@
 #
 # Usage: benches/resolve_count.sh FILE... (files written by `resolve_e2e write`).
 set -eu
-mxsim=target/release/mxsim
+mxsim=${MXSIM:-target/release/mxsim}
 e2e=$(ls -t target/release/deps/resolve_e2e-* | grep -v '\.d$' | head -n 1)
 count() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |

@@ -7,7 +7,7 @@
 # Environment: RUNS (default 3) interleaved runs per side.
 set -eu
 runs=${RUNS:-3}
-mxsim=target/release/mxsim
+mxsim=${MXSIM:-target/release/mxsim}
 e2e=$(ls -t target/release/deps/resolve_e2e-* | grep -v '\.d$' | head -n 1)
 tmp=${TMPDIR:-/tmp}/resolve-e2e.$$
 mkdir -p "$tmp"
