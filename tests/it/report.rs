@@ -403,8 +403,15 @@ fn mxsim_report_redraws_from_a_trace_file() {
     assert!(html.contains("href=\"trace.jsonl\""));
     // A bad trace names the file and the line.
     let bad = dir.join("bad.jsonl");
-    let mut text = std::fs::read_to_string(&trace_path).unwrap();
+    // A bad record before a valid end record (an incomplete trace is refused before its
+    // records are read; tests/it/cli.rs covers that).
+    let whole = std::fs::read_to_string(&trace_path).unwrap();
+    let end_at = whole.trim_end().rfind('\n').unwrap() + 1;
+    let mut text = whole[..end_at].to_owned();
     text.push_str("{\"t\":1}\n");
+    let records = text.lines().count() - 1;
+    let hash = mxsim::trace::hash_bytes(text.as_bytes());
+    text.push_str(&format!("{{\"type\":\"end\",\"records\":{records},\"hash\":\"{hash}\"}}\n"));
     std::fs::write(&bad, text).unwrap();
     let (code, _, stderr) = mxsim(&[
         std::ffi::OsStr::new("report"),
