@@ -79,7 +79,8 @@ pub fn render(
             out,
             "<span class=\"note\">invariants checked: {}; {} violations</span></p>",
             escape(&verdict.checked.join(", ")),
-            verdict.violations.len()
+            u64::try_from(verdict.violations.len()).unwrap_or(u64::MAX)
+                + verdict.violations_not_listed.values().sum::<u64>()
         );
     }
     out.push_str("<table>\n");
@@ -138,6 +139,13 @@ pub fn render(
                         .join(" ")
                 },
                 witness.line.map_or("— (end state)".to_owned(), |l| l.to_string())
+            );
+        }
+        for (invariant, count) in &verdict.violations_not_listed {
+            let _ = writeln!(
+                out,
+                "<p class=\"note\">{count} more violations of {} not listed.</p>",
+                escape(invariant)
             );
         }
     }

@@ -382,6 +382,14 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["verdict"], "pass");
     assert_eq!(summary["seed"], 3);
+    // One run cannot show determinism: it is not listed as checked, and no count of
+    // unlisted violations is invented.
+    let checked: Vec<&str> =
+        summary["checked"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(checked, ["integrity", "auth", "dag", "convergence", "liveness", "durability"]);
+    assert_eq!(summary["violations_not_listed"], json!({}));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(!html.contains("determinism"), "index.html lists only what was checked");
     let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
     assert_eq!(summary["trace_hash"], mxsim::trace::hash_bytes(&trace));
     // Both servers joined, with the same state, as the summary's `servers` shows.
@@ -407,6 +415,20 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
     let check = mxsim(&["check", trace_path.to_str().unwrap()], b"");
     assert_eq!(check.code, 0, "{}", check.stdout);
     assert!(check.stdout.starts_with("PASS partition-heal seed 3: checked"), "{}", check.stdout);
+    assert!(!check.stdout.contains("determinism"), "{}", check.stdout);
+
+    // With --check-determinism, and only then, determinism is listed.
+    let twice = dir.join("twice");
+    let run = mxsim(
+        &["run", scenario, "--seed", "3", "--check-determinism", "--out", twice.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(twice.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["checked"].as_array().unwrap().contains(&json!("determinism")));
+    let html = std::fs::read_to_string(twice.join("index.html")).unwrap();
+    assert!(html.contains("determinism"), "index.html lists determinism after two runs");
 
     // Doctored: the last `final` record claims another state hash.
     let text = String::from_utf8(trace).unwrap();

@@ -200,6 +200,7 @@ fn failing_verdict() -> Verdict {
             },
         }],
         checked: vec!["convergence".into(), "dag".into()],
+        violations_not_listed: [("convergence".to_owned(), 3)].into(),
     }
 }
 
@@ -297,6 +298,9 @@ fn the_page_links_only_to_files_that_exist() {
         );
     }
     assert!(!html.contains("<script"), "no script");
+    // Violations not listed are counted, not invented as a listed one.
+    assert!(html.contains("3 more violations of convergence not listed."), "count shown");
+    assert!(html.contains("; 4 violations</span>"), "total counted");
     assert!(html.contains("FAIL") && html.contains("&lt;after&gt;"), "the violation, escaped");
     assert!(html.contains("mxsim run scenarios/synthetic.toml --seed 7"));
     // Every inline figure is there: the DAG, the chart and the resolution table.
