@@ -44,6 +44,17 @@ pub(super) struct Room<'t> {
     pub version_problem: Option<String>,
     /// Server → line of its last `joined` record for the room.
     pub joined: BTreeMap<&'t str, u64>,
+    /// Server → line of its last `left` record for the room.
+    pub left: BTreeMap<&'t str, u64>,
+}
+
+impl Room<'_> {
+    /// Whether `server` was joined at trace line `line` and stayed joined from then on:
+    /// its last `joined` record comes before `line` and no `left` record follows it.
+    pub fn joined_since_before(&self, server: &str, line: u64) -> bool {
+        let Some(&joined) = self.joined.get(server) else { return false };
+        joined < line && self.left.get(server).is_none_or(|&left| left < joined)
+    }
 }
 
 /// One distinct copy of a PDU found in the trace.
@@ -213,6 +224,9 @@ impl<'t> Index<'t> {
                         Final { line, server, room, joined: *joined, state, state_hash },
                     );
                 }
+                Body::Left { server, room } => {
+                    index.room(room).left.insert(server, line);
+                }
                 _ => {}
             }
         }
@@ -262,6 +276,7 @@ impl<'t> Index<'t> {
             rules: None,
             version_problem: None,
             joined: BTreeMap::new(),
+            left: BTreeMap::new(),
         })
     }
 
@@ -377,6 +392,7 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
         | Body::Event { server, .. }
         | Body::State { server, .. }
         | Body::Joined { server, .. }
+        | Body::Left { server, .. }
         | Body::Invited { server, .. }
         | Body::Upgraded { server, .. }
         | Body::Commit { server, .. }

@@ -112,6 +112,9 @@ pub struct Homeserver {
     /// Events stored during the current input, reported in one `Output::Committed`.
     committed: Vec<EventId>,
     skew_ms: i64,
+    /// Room → (the current state group last looked at, whether it has a joined member of
+    /// this server): what [`Homeserver::observe_membership`] compares with.
+    membership_seen: BTreeMap<String, (Option<StateGroupId>, bool)>,
 }
 
 /// The `AuthState` view of a stored state group.
@@ -237,7 +240,7 @@ impl Homeserver {
     ) -> Homeserver {
         ids::check_server_name(name).expect("server names are checked by the scenario");
         let outbound = Outbound::new(config.outbound, prng, now);
-        Homeserver {
+        let mut server = Homeserver {
             name: name.to_owned(),
             key,
             keys,
@@ -254,7 +257,12 @@ impl Homeserver {
             outbound_timer: None,
             committed: Vec::new(),
             skew_ms: 0,
-        }
+            membership_seen: BTreeMap::new(),
+        };
+        // What the store says now is the starting point, not a change: a restart records
+        // no join or leave (one lost with uncommitted state is not recorded either).
+        server.observe_membership(&mut Vec::new());
+        server
     }
 
     pub fn name(&self) -> &str {
@@ -302,6 +310,7 @@ impl Homeserver {
             Input::ClockSkew { offset_ms } => self.skew_ms = offset_ms,
         }
         self.pump(now, &mut out);
+        self.observe_membership(&mut out);
         if !self.committed.is_empty() {
             let mut event_ids = std::mem::take(&mut self.committed);
             event_ids.sort();
@@ -309,6 +318,39 @@ impl Homeserver {
             out.push(Output::Committed { event_ids });
         }
         out
+    }
+
+    /// Observes every change of this server's membership of a room since the last input:
+    /// `RoomJoined` when its current state gains a first joined member of this server,
+    /// `RoomLeft` when it loses the last one. Only rooms whose current state changed are
+    /// looked at. A join whose `RoomJoined` was already observed (room creation,
+    /// `send_join`) is not observed twice.
+    fn observe_membership(&mut self, out: &mut Vec<Output>) {
+        let rooms: Vec<(String, Option<StateGroupId>, RoomVersion)> = self
+            .store
+            .rooms()
+            .map(|(id, room)| (id.clone(), room.current_state, room.version))
+            .collect();
+        for (room_id, group, version) in rooms {
+            let seen = self.membership_seen.get(&room_id).copied();
+            if seen.is_some_and(|(seen_group, _)| seen_group == group) {
+                continue;
+            }
+            let was_joined = seen.is_some_and(|(_, joined)| joined);
+            let state = group.map(|g| self.store.state(g)).unwrap_or_default();
+            let joined = self.joined_servers_in(&state).contains(&self.name);
+            self.membership_seen.insert(room_id.clone(), (group, joined));
+            let observed_already = out.iter().any(|o| {
+                matches!(o, Output::Observed(Observation::RoomJoined { room_id: r, .. }) if *r == room_id)
+            });
+            match (was_joined, joined) {
+                (false, true) if !observed_already => {
+                    out.push(Output::Observed(Observation::RoomJoined { room_id, version }));
+                }
+                (true, false) => out.push(Output::Observed(Observation::RoomLeft { room_id })),
+                _ => {}
+            }
+        }
     }
 
     fn clock_ms(&self, now: Instant) -> i64 {

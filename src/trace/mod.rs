@@ -189,8 +189,11 @@ pub enum Body {
     },
     /// The server's current state of the room changed.
     State { server: String, room: String, state_hash: String },
-    /// The server joined (or created) a room.
+    /// The server gained its first joined member of a room (created it, joined it, or
+    /// joined again after it had left).
     Joined { server: String, room: String, version: String },
+    /// The server lost its last joined member of a room.
+    Left { server: String, room: String },
     /// A local user was invited over federation.
     Invited { server: String, room: String, user: String, event_id: String },
     /// The room was upgraded to `replacement` here.

@@ -686,6 +686,7 @@ impl Shared {
                 }
                 Body::Joined { server, room: room_id, version: version.as_str().to_owned() }
             }
+            Observation::RoomLeft { room_id } => Body::Left { server, room: room_id },
             Observation::Invited { room_id, user, event_id } => Body::Invited {
                 server,
                 room: room_id,
