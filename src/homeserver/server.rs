@@ -131,12 +131,15 @@ impl AuthState for GroupView<'_> {
     }
 }
 
-/// The store as state resolution reads it.
+/// The store as state resolution reads it: events as they were before any redaction was
+/// applied, as Synapse's `StateResolutionStore.get_events` reads them
+/// (`redact_behaviour=EventRedactBehaviour.as_is`, synapse/state/__init__.py). Auth checks
+/// of single events read the stored (possibly redacted) copies instead ([`GroupView`]).
 struct StoreEvents<'a>(&'a Store);
 
 impl EventStore for StoreEvents<'_> {
     fn get(&self, event_id: &EventId) -> Option<&Pdu> {
-        self.0.pdu(event_id).map(|pdu| &**pdu)
+        self.0.original_pdu(event_id).map(|pdu| &**pdu)
     }
 
     fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
@@ -660,6 +663,12 @@ impl Homeserver {
                 self.remote_membership(now, &user, &room_id, via, "knock", out)
             }
             Action::Redact { user, room_id, event_id } => {
+                // Synapse refuses a local redaction of the create event before it is sent
+                // (`EventCreationHandler.persist_and_notify_client_events`,
+                // synapse/handlers/message.py).
+                if self.store.pdu(&event_id).is_some_and(|p| p.event_type() == "m.room.create") {
+                    return Err("Redacting create events is not permitted".into());
+                }
                 let mut content = Object::new();
                 content.insert("redacts".into(), Value::from(event_id.as_str()));
                 let pdu = self.create_event(
@@ -672,7 +681,7 @@ impl Homeserver {
                     &[],
                     out,
                 )?;
-                self.apply_redaction(&room_id, &pdu);
+                self.apply_redaction(&room_id, &pdu, out);
                 Ok(())
             }
         }
@@ -955,10 +964,16 @@ impl Homeserver {
 
     /// Applies a redaction whose target is stored, if allowed (spec: "Handling redactions":
     /// sender power ≥ redact level, or same server as the target's sender).
-    fn apply_redaction(&mut self, room_id: &str, redaction: &Pdu) {
+    fn apply_redaction(&mut self, room_id: &str, redaction: &Pdu, out: &mut Vec<Output>) {
         let Some(target_id) = redaction.redacts().cloned() else { return };
         let Some(target) = self.store.event(&target_id) else { return };
         if target.redacted || target.pdu.room_id_or_derived() != room_id {
+            return;
+        }
+        // Redactions of the create event are never applied (Synapse:
+        // `EventsWorkerStore._maybe_redact_event_row`, "we choose to ignore redactions of
+        // m.room.create events").
+        if target.pdu.event_type() == "m.room.create" {
             return;
         }
         let rules = self.rules_of(room_id).expect("room is known");
@@ -982,6 +997,11 @@ impl Homeserver {
         let redacted = crate::matrix::redaction::redact(rules.redaction, target.pdu.json());
         if let Ok(redacted) = Pdu::from_json(rules, redacted) {
             self.store.replace_redacted(&target_id, Arc::new(redacted));
+            out.push(Output::Observed(Observation::Redacted {
+                room_id: room_id.to_owned(),
+                event_id: target_id,
+                redaction: redaction.event_id().clone(),
+            }));
         }
     }
 
@@ -1150,7 +1170,7 @@ impl Homeserver {
             }
         }
         if pdu.event_type() == "m.room.redaction" {
-            self.apply_redaction(room_id, pdu);
+            self.apply_redaction(room_id, pdu, out);
         }
     }
 

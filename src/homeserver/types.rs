@@ -177,6 +177,9 @@ pub enum Observation {
     RoomLeft { room_id: String },
     /// An invite for a local user arrived over `/invite`.
     Invited { room_id: String, user: String, event_id: EventId },
+    /// A stored event was replaced by its redacted form because `redaction` was accepted:
+    /// from now on this server's auth checks read the redacted copy.
+    Redacted { room_id: String, event_id: EventId, redaction: EventId },
     /// A room was upgraded here: `room_id` is replaced by `replacement`.
     Upgraded { room_id: String, replacement: String },
 }

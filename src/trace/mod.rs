@@ -194,6 +194,9 @@ pub enum Body {
     Joined { server: String, room: String, version: String },
     /// The server lost its last joined member of a room.
     Left { server: String, room: String },
+    /// The server replaced its stored `event_id` by the redacted form, because it stored
+    /// the allowed redaction `redaction`; its later auth checks read the redacted copy.
+    Redacted { server: String, room: String, event_id: String, redaction: String },
     /// A local user was invited over federation.
     Invited { server: String, room: String, user: String, event_id: String },
     /// The room was upgraded to `replacement` here.
