@@ -10,12 +10,25 @@
 //!    decision, one some server rejected) is flagged rejected. Since room version 12 the
 //!    room's create event is added to that state. Events whose auth events have no PDU in
 //!    the trace are left to `dag`.
+//!
+//!    Redactions are applied as Synapse 1.157 applies them: the state-dependent rules
+//!    read each auth event in the form that server stored at that moment — redacted from
+//!    its `redacted` record on (`get_events` with the default redact behaviour in
+//!    `_check_event_auth`, synapse/handlers/federation_event.py); the state-independent
+//!    rules (2.*, `check_state_independent_auth_rules` in synapse/event_auth.py, which
+//!    reads them `as_is`) read only fields redaction keeps (type, state key, room,
+//!    rejection), so they see the same either way; redactions of `m.room.create` are
+//!    never applied (`_maybe_redact_event_row`).
 //! 3. State before: for every event that some server accepted, the state before it is
 //!    computed from the trace alone — the state after each event is the state before it
 //!    plus the event itself if it is a state event no server rejected; the state before an
 //!    event is the state after its one prev event, or the resolution
 //!    ([`state_res::resolve`], the default options) of the states after its prev events —
-//!    and the event must pass [`auth::check_state_rules`] against it. Events with a prev
+//!    and the event must pass [`auth::check_state_rules`] against it, for every server
+//!    that accepted it, with the state's events in the form that server stored when it
+//!    decided (redacted from its `redacted` record on). The resolution itself reads the
+//!    original events, as Synapse's `StateResolutionStore.get_events` does (`as_is`,
+//!    synapse/state/__init__.py). Events with a prev
 //!    event the trace lacks (or on a cycle) have no computable state and are skipped.
 //!    Bound: rooms with more than [`STATE_EVENTS_MAX`] events skip this step (it keeps a
 //!    state map per state event and resolves at every merge); checks 1 and 2 still run.
@@ -146,22 +159,29 @@ fn check_own<'t>(
         None => index.events.get(id).is_some_and(|e| e.rejection.is_some()),
     };
     let mut list: Vec<(&Pdu, bool)> = Vec::new();
+    // The same auth events in the form this server read them at this receipt.
+    let mut seen: Vec<(&Pdu, bool)> = Vec::new();
+    let mut redacted_flags: Vec<bool> = Vec::new();
     for id in pdu.auth_events() {
         // A missing auth event is a `dag` violation; nothing to check here.
         let auth_event = index.pdu(id.as_str())?;
         list.push((&**auth_event, rejected(id.as_str())));
+        let read = index.pdu_seen_by(receipt.server, id.as_str(), receipt.line)?;
+        seen.push((&**read, rejected(id.as_str())));
+        redacted_flags.push(!Arc::ptr_eq(read, auth_event));
     }
-    // Since v12 the create event is implied by the room id.
+    // Since v12 the create event is implied by the room id (never redacted).
     let create = dag::implicit_create_event(rules, pdu)
         .and_then(|id| index.pdu(id.as_str()).map(|p| (&**p, rejected(id.as_str()))));
     let mut flags: Vec<bool> = list.iter().map(|(_, r)| *r).collect();
     flags.push(create.is_some_and(|(_, r)| r));
+    flags.extend(redacted_flags);
     let key = (receipt.event_id, receipt.copy?, flags);
     results
         .entry(key)
         .or_insert_with(|| {
             let mut state: BTreeMap<(String, String), &Pdu> = BTreeMap::new();
-            for (auth_event, rejected) in list.iter().chain(&create) {
+            for (auth_event, rejected) in seen.iter().chain(&create) {
                 if let (Some(state_key), false) = (auth_event.state_key(), rejected) {
                     state.insert(
                         (auth_event.event_type().to_owned(), state_key.to_owned()),
@@ -176,28 +196,38 @@ fn check_own<'t>(
         .clone()
 }
 
-/// A state map read through the room's events.
-struct StateView<'a> {
+/// A state map read through the room's events, optionally as one server read them at one
+/// trace line (redacted where it had applied a redaction).
+struct StateView<'a, 't> {
     state: &'a StateMap,
     events: &'a IndexedStore,
+    seen_by: Option<(&'a Index<'t>, &'a str, u64)>,
 }
 
-impl AuthState for StateView<'_> {
+impl AuthState for StateView<'_, '_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
         let id = self.state.get(&(event_type.to_owned(), state_key.to_owned()))?;
+        if let Some((index, server, line)) = self.seen_by {
+            if let Some(pdu) = index.pdu_seen_by(server, id.as_str(), line) {
+                return Some(&**pdu);
+            }
+        }
         EventStore::get(self.events, id)
     }
 }
 
 fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
-    // Which servers accepted each event, and the first such record.
+    // Which servers accepted each event, and the first such record; each accepting
+    // (server, line).
     let mut accepted: BTreeMap<&str, Witness> = BTreeMap::new();
+    let mut deciders: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
     let mut stored: BTreeSet<&str> = BTreeSet::new();
     for receipt in &index.receipts {
         if receipt.decision.is_stored() {
             stored.insert(receipt.event_id);
         }
         if is_accepting(receipt.decision) {
+            deciders.entry(receipt.event_id).or_default().push((receipt.server, receipt.line));
             let witness = accepted.entry(receipt.event_id).or_insert_with(|| Witness {
                 servers: Vec::new(),
                 events: vec![receipt.event_id.to_owned()],
@@ -217,24 +247,28 @@ fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
         if events.len() > STATE_EVENTS_MAX {
             continue;
         }
-        for (event_id, problem) in room_states(index, rules, &events) {
+        for (event_id, failing, problem) in room_states(index, rules, &events, &deciders) {
             let Some(witness) = accepted.get(event_id) else { continue };
+            let mut witness = witness.clone();
+            witness.servers.retain(|s| failing.contains(&s.as_str()));
             let message = format!(
                 "{} accepted {event_id}, which fails the auth rules against the state before \
                  it: {problem}",
                 witness.servers.join(", ")
             );
-            found.push(violation(ID, message, witness.clone()));
+            found.push(violation(ID, message, witness));
         }
     }
 
     /// The state after every event of one room in topological order; returns the events
-    /// some server accepted that fail against the state before them.
+    /// some server accepted that fail against the state before them as that server read
+    /// it, with those servers and the first problem.
     fn room_states<'t>(
         index: &Index<'t>,
         rules: &'static RoomVersionRules,
         events: &[(&'t str, &Arc<Pdu>)],
-    ) -> Vec<(&'t str, String)> {
+        deciders: &BTreeMap<&str, Vec<(&'t str, u64)>>,
+    ) -> Vec<(&'t str, Vec<&'t str>, String)> {
         let rejection = |id: &str| index.events.get(id).and_then(|e| e.rejection);
         let store = IndexedStore::from_events(
             rules,
@@ -263,11 +297,27 @@ fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
             let (event_id, pdu) = events[i];
             let before = state_before_event(rules, &store, pdu, &position, &after);
             if let Some(before) = &before {
-                let view = StateView { state: before, events: &store };
-                let checked =
-                    auth::check_state_rules(rules, pdu, &view, SignatureCheck::Keys(&index.ring));
-                if let Err(rejection) = checked {
-                    problems.push((event_id, rejection.to_string()));
+                let keys = SignatureCheck::Keys(&index.ring);
+                let view = StateView { state: before, events: &store, seen_by: None };
+                let plain = auth::check_state_rules(rules, pdu, &view, keys).err();
+                let mut failing: Vec<&'t str> = Vec::new();
+                let mut problem: Option<String> = None;
+                for &(server, line) in deciders.get(event_id).into_iter().flatten() {
+                    // Only a server that had applied a redaction can read another state.
+                    let result = if index.redacted_any_before(server, line) {
+                        let seen_by = Some((index, server, line));
+                        let view = StateView { state: before, events: &store, seen_by };
+                        auth::check_state_rules(rules, pdu, &view, keys).err()
+                    } else {
+                        plain.clone()
+                    };
+                    if let Some(rejection) = result {
+                        push_unique(&mut failing, server);
+                        problem.get_or_insert_with(|| rejection.to_string());
+                    }
+                }
+                if let Some(problem) = problem {
+                    problems.push((event_id, failing, problem));
                 }
             }
             after[i] = before.map(|before| match pdu.state_key() {

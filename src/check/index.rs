@@ -11,6 +11,7 @@ use crate::matrix::canonical_json::Object;
 use crate::matrix::crypto::{KeyRing, VerifyKey};
 use crate::matrix::dag::RejectionKind;
 use crate::matrix::pdu::Pdu;
+use crate::matrix::redaction;
 use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
 use crate::trace::{Body, Decision, NestedState, Trace};
 
@@ -35,6 +36,12 @@ pub(super) struct Index<'t> {
     /// Server → event id → its latest stored decision there, with every crash applied
     /// (after a `recovered` record only the recovered events remain).
     pub held: BTreeMap<&'t str, BTreeMap<&'t str, Decision>>,
+    /// Server → event id → line of its first `redacted` record: from then on that server
+    /// reads the event's redacted form. Redactions of `m.room.create` events are left out:
+    /// they are never applied.
+    pub redacted_at: BTreeMap<&'t str, BTreeMap<&'t str, u64>>,
+    /// The redacted form of every event some server redacted (under its claimed id).
+    pub redacted_pdus: BTreeMap<&'t str, Arc<Pdu>>,
 }
 
 pub(super) struct Room<'t> {
@@ -44,6 +51,17 @@ pub(super) struct Room<'t> {
     pub version_problem: Option<String>,
     /// Server → line of its last `joined` record for the room.
     pub joined: BTreeMap<&'t str, u64>,
+    /// Server → line of its last `left` record for the room.
+    pub left: BTreeMap<&'t str, u64>,
+}
+
+impl Room<'_> {
+    /// Whether `server` was joined at trace line `line` and stayed joined from then on:
+    /// its last `joined` record comes before `line` and no `left` record follows it.
+    pub fn joined_since_before(&self, server: &str, line: u64) -> bool {
+        let Some(&joined) = self.joined.get(server) else { return false };
+        joined < line && self.left.get(server).is_none_or(|&left| left < joined)
+    }
 }
 
 /// One distinct copy of a PDU found in the trace.
@@ -121,7 +139,10 @@ impl<'t> Index<'t> {
             stored_without_id: Vec::new(),
             finals: Vec::new(),
             held: BTreeMap::new(),
+            redacted_at: BTreeMap::new(),
+            redacted_pdus: BTreeMap::new(),
         };
+        let mut redacted_records: Vec<(&'t str, &'t str, u64)> = Vec::new();
         // Copies whose record room is kept for the parse below: (event id, copy, room).
         let mut copy_rooms: Vec<(&'t str, usize, &'t str)> = Vec::new();
         let mut finals: BTreeMap<(&'t str, &'t str), Final<'t>> = BTreeMap::new();
@@ -213,6 +234,12 @@ impl<'t> Index<'t> {
                         Final { line, server, room, joined: *joined, state, state_hash },
                     );
                 }
+                Body::Left { server, room } => {
+                    index.room(room).left.insert(server, line);
+                }
+                Body::Redacted { server, event_id, .. } => {
+                    redacted_records.push((server, event_id, line));
+                }
                 _ => {}
             }
         }
@@ -251,6 +278,7 @@ impl<'t> Index<'t> {
                 .position(clean)
                 .or_else(|| event.copies.iter().position(parsed));
         }
+        index.redactions(redacted_records);
         let mut finals: Vec<Final<'t>> = finals.into_values().collect();
         finals.sort_by_key(|f| f.line);
         index.finals = finals;
@@ -262,7 +290,46 @@ impl<'t> Index<'t> {
             rules: None,
             version_problem: None,
             joined: BTreeMap::new(),
+            left: BTreeMap::new(),
         })
+    }
+
+    /// Fills `redacted_at` and `redacted_pdus` from the `redacted` records. Redactions of
+    /// the create event are ignored, as Synapse ignores them when it reads an event
+    /// (`EventsWorkerStore._maybe_redact_event_row`).
+    fn redactions(&mut self, records: Vec<(&'t str, &'t str, u64)>) {
+        for (server, event_id, line) in records {
+            let Some(event) = self.events.get(event_id) else { continue };
+            let Some(pdu) = event.pdu() else { continue };
+            if pdu.event_type() == "m.room.create" {
+                continue;
+            }
+            let Some(rules) = self.rules(event.room) else { continue };
+            if !self.redacted_pdus.contains_key(event_id) {
+                let json = redaction::redact(rules.redaction, pdu.json());
+                let Ok(redacted) = Pdu::with_given_id(rules, with_id(json, event_id)) else {
+                    continue;
+                };
+                self.redacted_pdus.insert(event_id, Arc::new(redacted));
+            }
+            self.redacted_at.entry(server).or_default().entry(event_id).or_insert(line);
+        }
+    }
+
+    /// The form of `event_id` that `server` read at trace line `line`: redacted if it had
+    /// applied a redaction to it before that line, else the canonical copy.
+    pub fn pdu_seen_by(&self, server: &str, event_id: &str, line: u64) -> Option<&Arc<Pdu>> {
+        let redacted_before =
+            self.redacted_at.get(server).and_then(|r| r.get(event_id)).is_some_and(|&at| at < line);
+        match redacted_before {
+            true => self.redacted_pdus.get(event_id),
+            false => self.pdu(event_id),
+        }
+    }
+
+    /// Whether `server` had applied any redaction in the trace before line `line`.
+    pub fn redacted_any_before(&self, server: &str, line: u64) -> bool {
+        self.redacted_at.get(server).is_some_and(|r| r.values().any(|&at| at < line))
     }
 
     /// Rooms no `joined` record names a version for take it from their create event's
@@ -321,6 +388,12 @@ impl<'t> Index<'t> {
     }
 }
 
+/// `json` with `event_id` set (a redacted copy keeps its reference hash, hence its id).
+fn with_id(mut json: Object, event_id: &str) -> Object {
+    json.insert("event_id".into(), Value::String(event_id.to_owned()));
+    json
+}
+
 /// Parses one copy under the claimed id, and says whether the PDU really is that event in
 /// the recorded room.
 fn parse_copy(
@@ -377,6 +450,8 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
         | Body::Event { server, .. }
         | Body::State { server, .. }
         | Body::Joined { server, .. }
+        | Body::Left { server, .. }
+        | Body::Redacted { server, .. }
         | Body::Invited { server, .. }
         | Body::Upgraded { server, .. }
         | Body::Commit { server, .. }

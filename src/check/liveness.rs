@@ -1,14 +1,16 @@
 //! `liveness`: every event created at its origin (its first `created` record) that the
 //! origin still holds at the end (it was not lost in a crash before it was committed)
 //! reaches every other server that is joined to the room at the end (`final` with
-//! `joined: true`) and was already joined when the event was created (its last `joined`
-//! record comes before the creation record). "Reaches" means an `event` record with a
+//! `joined: true`) and was joined without a break from the event's creation to the end
+//! (its last `joined` record comes before the creation record and no `left` record
+//! follows it). "Reaches" means an `event` record with a
 //! stored decision (any but `dropped`), at most `liveness_bound_ms` after the later of the
 //! creation time and `healed_ms`.
 //!
 //! An event whose deadline falls after `end_ms` and that has not arrived yet is not a
 //! violation: the run ended before the bound could be broken. Servers that joined after the
-//! event was created are not owed it (joining brings state, not history).
+//! event was created, or were out of the room (between a `left` and a `joined` record)
+//! when it was created, are not owed it (joining brings state, not history).
 //!
 //! Witness: the event, the late and missing servers, the line of the creation record.
 
@@ -51,16 +53,14 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
             continue;
         }
         let deadline = receipt.t.max(header.healed_ms).saturating_add(bound);
-        let joined_since = index.rooms.get(receipt.room).map(|r| &r.joined);
+        let room = index.rooms.get(receipt.room);
         let mut late = Vec::new();
         let mut missing = Vec::new();
         for server in joined_at_end.get(receipt.room).into_iter().flatten() {
             if *server == receipt.server {
                 continue;
             }
-            let was_joined =
-                joined_since.and_then(|j| j.get(server)).is_some_and(|line| *line < receipt.line);
-            if !was_joined {
+            if !room.is_some_and(|r| r.joined_since_before(server, receipt.line)) {
                 continue;
             }
             match first_stored.get(&(*server, receipt.event_id)) {

@@ -5,7 +5,8 @@
 //! [`check`] runs the invariants the trace header lists (`header.check.invariants`);
 //! `determinism` compares two runs and so has its own entry points,
 //! [`check_determinism`] (two trace hashes) and [`check_determinism_traces`] (two traces,
-//! naming the first line that differs).
+//! naming the first line that differs), and is listed as checked only by the caller that
+//! ran them.
 //!
 //! The fold first builds an [`index::Index`] (every PDU copy parsed once, every receipt
 //! decision, each server's held events with crashes applied), then each invariant reads it:
@@ -17,6 +18,8 @@
 //! malformed PDU, an unknown room version, a bad key or a missing record becomes a
 //! violation (or, where another invariant owns the problem, is skipped and left to it);
 //! never an assertion. No hash maps, no floats, no clock.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,8 +46,8 @@ pub const INVARIANTS: &[&str] = &[
     "expectations",
 ];
 
-/// Most violations listed per invariant; the rest are counted in one summary violation
-/// (a run that breaks an invariant often breaks it for thousands of events, and a report
+/// Most violations listed per invariant; the rest are only counted, in
+/// [`Verdict::violations_not_listed`] (a run that breaks an invariant often breaks it for thousands of events, and a report
 /// of thousands of lines explains less than the first hundred).
 pub const VIOLATIONS_PER_INVARIANT_MAX: usize = 100;
 
@@ -74,8 +77,14 @@ pub struct Violation {
 pub struct Verdict {
     /// Empty when every checked invariant holds.
     pub violations: Vec<Violation>,
-    /// The invariants that were checked (the trace header's list).
+    /// The invariants that were checked (the trace header's list, without
+    /// `determinism` unless a second run was compared).
     pub checked: Vec<String>,
+    /// Invariant id → how many of its violations were found beyond the
+    /// [`VIOLATIONS_PER_INVARIANT_MAX`] listed in `violations`; invariants with none left
+    /// out.
+    #[serde(default)]
+    pub violations_not_listed: BTreeMap<String, u64>,
 }
 
 impl Verdict {
@@ -86,20 +95,21 @@ impl Verdict {
 
 /// Checks every invariant the trace header lists, except `determinism` (which needs a
 /// second run: see [`check_determinism`]). Unknown ids in the header are ignored and left
-/// out of [`Verdict::checked`]; `determinism` is listed there only if the header lists it,
-/// and the caller adds its violation.
+/// out of [`Verdict::checked`]; so is `determinism`, whatever the header says: a caller
+/// that compared two runs adds it, with its violation if any.
 ///
 /// Never panics, whatever the trace holds.
 pub fn check(trace: &Trace) -> Verdict {
     let wanted = |id: &str| trace.header.check.invariants.iter().any(|w| w == id);
     let mut checked: Vec<String> = Vec::new();
     for id in INVARIANTS {
-        if wanted(id) {
+        if wanted(id) && *id != "determinism" {
             checked.push((*id).to_owned());
         }
     }
-    let mut verdict = Verdict { violations: Vec::new(), checked };
-    if verdict.checked.iter().all(|id| id == "determinism") {
+    let mut verdict =
+        Verdict { violations: Vec::new(), checked, violations_not_listed: BTreeMap::new() };
+    if verdict.checked.is_empty() {
         return verdict;
     }
     let index = index::Index::build(trace);
@@ -117,7 +127,11 @@ pub fn check(trace: &Trace) -> Verdict {
         if wanted(id) {
             let found = pass(&index);
             assert!(found.iter().all(|v| v.invariant == id));
-            verdict.violations.extend(cap(id, found));
+            let (listed, not_listed) = cap(found);
+            verdict.violations.extend(listed);
+            if not_listed > 0 {
+                verdict.violations_not_listed.insert(id.to_owned(), not_listed);
+            }
         }
     }
     verdict
@@ -192,19 +206,11 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// At most [`VIOLATIONS_PER_INVARIANT_MAX`] violations, then one that counts the rest.
-fn cap(id: &str, mut found: Vec<Violation>) -> Vec<Violation> {
-    if found.len() <= VIOLATIONS_PER_INVARIANT_MAX {
-        return found;
-    }
-    let rest = found.len() - VIOLATIONS_PER_INVARIANT_MAX;
+/// The first [`VIOLATIONS_PER_INVARIANT_MAX`] violations, and how many more there were.
+fn cap(mut found: Vec<Violation>) -> (Vec<Violation>, u64) {
+    let rest = found.len().saturating_sub(VIOLATIONS_PER_INVARIANT_MAX);
     found.truncate(VIOLATIONS_PER_INVARIANT_MAX);
-    found.push(Violation {
-        invariant: id.to_owned(),
-        message: format!("… and {rest} more violations of {id} not listed"),
-        witness: Witness::default(),
-    });
-    found
+    (found, u64::try_from(rest).unwrap_or(u64::MAX))
 }
 
 /// A violation of `invariant`.
@@ -222,5 +228,26 @@ fn line_of(index: usize) -> u64 {
 fn push_unique<T: PartialEq>(list: &mut Vec<T>, item: T) {
     if !list.contains(&item) {
         list.push(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violations(count: usize) -> Vec<Violation> {
+        (0..count).map(|i| violation("auth", format!("number {i}"), Witness::default())).collect()
+    }
+
+    #[test]
+    fn violations_beyond_the_cap_are_counted_not_listed() {
+        let (listed, rest) = cap(violations(VIOLATIONS_PER_INVARIANT_MAX + 7));
+        assert_eq!(rest, 7);
+        assert_eq!(listed.len(), VIOLATIONS_PER_INVARIANT_MAX);
+        // Every listed violation is a real one: the last is the 100th found.
+        assert_eq!(listed.last().unwrap().message, "number 99");
+        assert!(listed.iter().all(|v| !v.message.contains("more violations")));
+        let (listed, rest) = cap(violations(3));
+        assert_eq!((listed.len(), rest), (3, 0));
     }
 }

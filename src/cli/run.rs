@@ -267,6 +267,7 @@ fn metric(metrics: &[(&str, u64)], name: &str) -> u64 {
 }
 
 fn describe_violations(verdict: &Verdict, out: &mut String) {
+    let not_listed = verdict.violations_not_listed.iter();
     for violation in &verdict.violations {
         let _ = write!(out, "  {}: {}", violation.invariant, violation.message);
         let witness = &violation.witness;
@@ -287,6 +288,9 @@ fn describe_violations(verdict: &Verdict, out: &mut String) {
             let _ = write!(out, " [trace.jsonl line {line}]");
         }
         out.push('\n');
+    }
+    for (invariant, count) in not_listed {
+        let _ = writeln!(out, "  {invariant}: {count} more violations not listed");
     }
 }
 
@@ -339,6 +343,7 @@ pub fn summary(
         "verdict": if verdict.passed() { "pass" } else { "fail" },
         "checked": verdict.checked,
         "violations": verdict.violations,
+        "violations_not_listed": verdict.violations_not_listed,
         "metrics": metrics,
         "failed_actions": failed_actions,
         "servers": servers,

@@ -126,6 +126,9 @@ pub struct Homeserver {
     /// Events stored during the current input, reported in one `Output::Committed`.
     committed: Vec<EventId>,
     skew_ms: i64,
+    /// Room → (the current state group last looked at, whether it has a joined member of
+    /// this server): what [`Homeserver::observe_membership`] compares with.
+    membership_seen: BTreeMap<String, (Option<StateGroupId>, bool)>,
 }
 
 /// The `AuthState` view of a stored state group.
@@ -142,12 +145,15 @@ impl AuthState for GroupView<'_> {
     }
 }
 
-/// The store as state resolution reads it.
+/// The store as state resolution reads it: events as they were before any redaction was
+/// applied, as Synapse's `StateResolutionStore.get_events` reads them
+/// (`redact_behaviour=EventRedactBehaviour.as_is`, synapse/state/__init__.py). Auth checks
+/// of single events read the stored (possibly redacted) copies instead ([`GroupView`]).
 struct StoreEvents<'a>(&'a Store);
 
 impl EventStore for StoreEvents<'_> {
     fn get(&self, event_id: &EventId) -> Option<&Pdu> {
-        self.0.pdu(event_id).map(|pdu| &**pdu)
+        self.0.original_pdu(event_id).map(|pdu| &**pdu)
     }
 
     fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
@@ -251,7 +257,7 @@ impl Homeserver {
     ) -> Homeserver {
         ids::check_server_name(name).expect("server names are checked by the scenario");
         let outbound = Outbound::new(config.outbound, prng, now);
-        Homeserver {
+        let mut server = Homeserver {
             name: name.to_owned(),
             key,
             keys,
@@ -268,7 +274,12 @@ impl Homeserver {
             outbound_timer: None,
             committed: Vec::new(),
             skew_ms: 0,
-        }
+            membership_seen: BTreeMap::new(),
+        };
+        // What the store says now is the starting point, not a change: a restart records
+        // no join or leave (one lost with uncommitted state is not recorded either).
+        server.observe_membership(&mut Vec::new());
+        server
     }
 
     pub fn name(&self) -> &str {
@@ -316,6 +327,7 @@ impl Homeserver {
             Input::ClockSkew { offset_ms } => self.skew_ms = offset_ms,
         }
         self.pump(now, &mut out);
+        self.observe_membership(&mut out);
         if !self.committed.is_empty() {
             let mut event_ids = std::mem::take(&mut self.committed);
             event_ids.sort();
@@ -323,6 +335,39 @@ impl Homeserver {
             out.push(Output::Committed { event_ids });
         }
         out
+    }
+
+    /// Observes every change of this server's membership of a room since the last input:
+    /// `RoomJoined` when its current state gains a first joined member of this server,
+    /// `RoomLeft` when it loses the last one. Only rooms whose current state changed are
+    /// looked at. A join whose `RoomJoined` was already observed (room creation,
+    /// `send_join`) is not observed twice.
+    fn observe_membership(&mut self, out: &mut Vec<Output>) {
+        let rooms: Vec<(String, Option<StateGroupId>, RoomVersion)> = self
+            .store
+            .rooms()
+            .map(|(id, room)| (id.clone(), room.current_state, room.version))
+            .collect();
+        for (room_id, group, version) in rooms {
+            let seen = self.membership_seen.get(&room_id).copied();
+            if seen.is_some_and(|(seen_group, _)| seen_group == group) {
+                continue;
+            }
+            let was_joined = seen.is_some_and(|(_, joined)| joined);
+            let state = group.map(|g| self.store.state(g)).unwrap_or_default();
+            let joined = self.joined_servers_in(&state).contains(&self.name);
+            self.membership_seen.insert(room_id.clone(), (group, joined));
+            let observed_already = out.iter().any(|o| {
+                matches!(o, Output::Observed(Observation::RoomJoined { room_id: r, .. }) if *r == room_id)
+            });
+            match (was_joined, joined) {
+                (false, true) if !observed_already => {
+                    out.push(Output::Observed(Observation::RoomJoined { room_id, version }));
+                }
+                (true, false) => out.push(Output::Observed(Observation::RoomLeft { room_id })),
+                _ => {}
+            }
+        }
     }
 
     fn clock_ms(&self, now: Instant) -> i64 {
@@ -632,6 +677,12 @@ impl Homeserver {
                 self.remote_membership(now, &user, &room_id, via, "knock", out)
             }
             Action::Redact { user, room_id, event_id } => {
+                // Synapse refuses a local redaction of the create event before it is sent
+                // (`EventCreationHandler.persist_and_notify_client_events`,
+                // synapse/handlers/message.py).
+                if self.store.pdu(&event_id).is_some_and(|p| p.event_type() == "m.room.create") {
+                    return Err("Redacting create events is not permitted".into());
+                }
                 let mut content = Object::new();
                 content.insert("redacts".into(), Value::from(event_id.as_str()));
                 let pdu = self.create_event(
@@ -644,7 +695,7 @@ impl Homeserver {
                     &[],
                     out,
                 )?;
-                self.apply_redaction(&room_id, &pdu);
+                self.apply_redaction(&room_id, &pdu, out);
                 Ok(())
             }
         }
@@ -927,10 +978,16 @@ impl Homeserver {
 
     /// Applies a redaction whose target is stored, if allowed (spec: "Handling redactions":
     /// sender power ≥ redact level, or same server as the target's sender).
-    fn apply_redaction(&mut self, room_id: &str, redaction: &Pdu) {
+    fn apply_redaction(&mut self, room_id: &str, redaction: &Pdu, out: &mut Vec<Output>) {
         let Some(target_id) = redaction.redacts().cloned() else { return };
         let Some(target) = self.store.event(&target_id) else { return };
         if target.redacted || target.pdu.room_id_or_derived() != room_id {
+            return;
+        }
+        // Redactions of the create event are never applied (Synapse:
+        // `EventsWorkerStore._maybe_redact_event_row`, "we choose to ignore redactions of
+        // m.room.create events").
+        if target.pdu.event_type() == "m.room.create" {
             return;
         }
         let rules = self.rules_of(room_id).expect("room is known");
@@ -954,6 +1011,11 @@ impl Homeserver {
         let redacted = crate::matrix::redaction::redact(rules.redaction, target.pdu.json());
         if let Ok(redacted) = Pdu::from_json(rules, redacted) {
             self.store.replace_redacted(&target_id, Arc::new(redacted));
+            out.push(Output::Observed(Observation::Redacted {
+                room_id: room_id.to_owned(),
+                event_id: target_id,
+                redaction: redaction.event_id().clone(),
+            }));
         }
     }
 
@@ -1123,7 +1185,7 @@ impl Homeserver {
             }
         }
         if pdu.event_type() == "m.room.redaction" {
-            self.apply_redaction(room_id, pdu);
+            self.apply_redaction(room_id, pdu, out);
         }
     }
 

@@ -120,6 +120,9 @@ pub struct Store {
     /// Invites for local users to rooms this server is not in: (room id, user) → the
     /// invite event (stored as an outlier).
     invites: BTreeMap<(String, String), EventId>,
+    /// The original form of every event replaced by its redacted form: state resolution
+    /// reads these ([`Store::original_pdu`]).
+    originals: BTreeMap<EventId, Arc<Pdu>>,
 }
 
 impl Store {
@@ -213,8 +216,15 @@ impl Store {
     pub fn replace_redacted(&mut self, id: &EventId, redacted: Arc<Pdu>) {
         let event = self.events.get_mut(id).expect("redacting a stored event");
         assert_eq!(event.pdu.event_id(), redacted.event_id(), "redaction keeps the event id");
-        event.pdu = redacted;
+        let original = std::mem::replace(&mut event.pdu, redacted);
         event.redacted = true;
+        self.originals.entry(id.clone()).or_insert(original);
+    }
+
+    /// The event as it was stored before a redaction was applied to it (the stored form
+    /// when none was; a copy received already redacted has no other form).
+    pub fn original_pdu(&self, id: &EventId) -> Option<&Arc<Pdu>> {
+        self.originals.get(id).or_else(|| self.pdu(id))
     }
 
     /// Stores a state and returns its group, as a delta on `parent` when given.

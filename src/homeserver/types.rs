@@ -170,10 +170,16 @@ pub enum Observation {
     StateChanged { room_id: String, state_hash: String },
     /// A user action failed (for example, not allowed by the auth rules).
     ActionFailed { action: String, reason: String },
-    /// A new room (created here, or joined).
+    /// The server gained its first joined member of the room: a new room created here, a
+    /// join, or a rejoin after it had left.
     RoomJoined { room_id: String, version: RoomVersion },
+    /// The server lost its last joined member of the room (left, kicked or banned).
+    RoomLeft { room_id: String },
     /// An invite for a local user arrived over `/invite`.
     Invited { room_id: String, user: String, event_id: EventId },
+    /// A stored event was replaced by its redacted form because `redaction` was accepted:
+    /// from now on this server's auth checks read the redacted copy.
+    Redacted { room_id: String, event_id: EventId, redaction: EventId },
     /// A room was upgraded here: `room_id` is replaced by `replacement`.
     Upgraded { room_id: String, replacement: String },
 }

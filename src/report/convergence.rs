@@ -85,8 +85,10 @@ fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
     let mut hashes: BTreeMap<usize, String> = BTreeMap::new();
     let mut known: BTreeSet<&str> = BTreeSet::new();
     let mut stored: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); servers.len()];
-    // Per server: how many of `known` it stores.
-    let mut stored_known: Vec<u32> = vec![0; servers.len()];
+    // Per server: the events created while it was joined (owed to it), and how many of
+    // them it does not store.
+    let mut owed: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); servers.len()];
+    let mut owed_missing: Vec<u32> = vec![0; servers.len()];
     let mut distinct: Vec<(u64, u32)> = Vec::new();
     let mut missing: Vec<Vec<(u64, u32)>> = vec![Vec::new(); servers.len()];
     let mut converged_ms: Option<u64> = None;
@@ -103,6 +105,11 @@ fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
                         joined.insert(s);
                     }
                 }
+                Body::Left { server, room: r } if *r == room.room_id => {
+                    if let Some(s) = server_at(server) {
+                        joined.remove(&s);
+                    }
+                }
                 Body::State { server, room: r, state_hash } if *r == room.room_id => {
                     if let Some(s) = server_at(server) {
                         hashes.insert(s, state_hash.clone());
@@ -113,15 +120,16 @@ fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
                 {
                     let id = id.as_str();
                     if *decision == Decision::Created && known.insert(id) {
-                        for (s, set) in stored.iter().enumerate() {
-                            if set.contains(id) {
-                                stored_known[s] += 1;
+                        // Owed to every server joined when it was created.
+                        for &s in &joined {
+                            if owed[s].insert(id) && !stored[s].contains(id) {
+                                owed_missing[s] += 1;
                             }
                         }
                     }
                     if let Some(s) = server_at(server) {
-                        if decision.is_stored() && stored[s].insert(id) && known.contains(id) {
-                            stored_known[s] += 1;
+                        if decision.is_stored() && stored[s].insert(id) && owed[s].contains(id) {
+                            owed_missing[s] -= 1;
                         }
                     }
                 }
@@ -129,8 +137,8 @@ fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
                     if let Some(s) = server_at(server) {
                         let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
                         stored[s].retain(|id| kept.contains(id));
-                        stored_known[s] =
-                            stored[s].iter().filter(|id| known.contains(*id)).count() as u32;
+                        owed_missing[s] =
+                            owed[s].iter().filter(|id| !stored[s].contains(*id)).count() as u32;
                     }
                 }
                 _ => {}
@@ -142,15 +150,14 @@ fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
         push_step(&mut distinct, t, count);
         let mut all_present = true;
         for &s in &joined {
-            let value = known.len() as u32 - stored_known[s];
+            let value = owed_missing[s];
             all_present &= value == 0;
             push_step(&mut missing[s], t, value);
         }
         let bucket = t * BUCKETS / end_ms;
         if aggregate && (bucket != last_bucket || i == records.len()) && !joined.is_empty() {
             last_bucket = bucket;
-            let mut values: Vec<u32> =
-                joined.iter().map(|&s| known.len() as u32 - stored_known[s]).collect();
+            let mut values: Vec<u32> = joined.iter().map(|&s| owed_missing[s]).collect();
             values.sort_unstable();
             push_step(&mut most, t, values[values.len() - 1]);
             push_step(&mut median, t, values[values.len() / 2]);

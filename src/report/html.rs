@@ -164,7 +164,8 @@ pub fn render(page: &Page) -> String {
             out,
             "<span class=\"note\">invariants checked: {}; {} violations</span></p>",
             escape(&verdict.checked.join(", ")),
-            verdict.violations.len()
+            u64::try_from(verdict.violations.len()).unwrap_or(u64::MAX)
+                + verdict.violations_not_listed.values().sum::<u64>()
         );
     }
     out.push_str(
@@ -205,6 +206,13 @@ pub fn render(page: &Page) -> String {
         out.push_str("</table>\n");
     }
     violations(&mut out, verdict, models, &mut quoted);
+    for (invariant, count) in &verdict.violations_not_listed {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">{count} more violations of {} not listed.</p>",
+            escape(invariant)
+        );
+    }
     failed_actions(&mut out, trace, &mut quoted);
     faults(&mut out, windows);
     let _ = writeln!(

@@ -125,6 +125,7 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
             Body::Event { room, server, .. }
             | Body::State { room, server, .. }
             | Body::Joined { room, server, .. }
+            | Body::Left { room, server }
             | Body::Final { room, server, .. } => (room, server),
             _ => continue,
         };

@@ -14,8 +14,13 @@
 //! written in the order they happened; within one millisecond that order is the
 //! simulator's (seeded) order.
 //!
-//! The trace hash is the SHA-256 of the exact JSONL bytes (header included), in lowercase
-//! hex. Same scenario, seed and build ⇒ same bytes ⇒ same hash.
+//! The last line is the end record, `{"type": "end", "records": N, "hash": H}`: N is the
+//! number of records between the header and it, and H the SHA-256 of every byte before
+//! it. A trace without a valid end record is incomplete (cut short, or changed after it
+//! was written) and [`Trace::parse_jsonl`] refuses it.
+//!
+//! The trace hash is the SHA-256 of the exact JSONL bytes (header and end record
+//! included), in lowercase hex. Same scenario, seed and build ⇒ same bytes ⇒ same hash.
 //!
 //! Architecture Invariant: pure data and codecs — no clock, no files (callers hand in
 //! text and take bytes), no hash maps; fields are integers and strings, never floats.
@@ -279,8 +284,14 @@ pub enum Body {
     },
     /// The server's current state of the room changed.
     State { server: String, room: String, state_hash: String },
-    /// The server joined (or created) a room.
+    /// The server gained its first joined member of a room (created it, joined it, or
+    /// joined again after it had left).
     Joined { server: String, room: String, version: String },
+    /// The server lost its last joined member of a room.
+    Left { server: String, room: String },
+    /// The server replaced its stored `event_id` by the redacted form, because it stored
+    /// the allowed redaction `redaction`; its later auth checks read the redacted copy.
+    Redacted { server: String, room: String, event_id: String, redaction: String },
     /// A local user was invited over federation.
     Invited { server: String, room: String, user: String, event_id: String },
     /// The room was upgraded to `replacement` here.
@@ -338,8 +349,25 @@ impl Record {
     }
 }
 
+/// The last line of a trace: how many records precede it (after the header) and the
+/// SHA-256 of every byte before it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct End {
+    /// Always `"end"` (a field rather than a serde tag: the two do not combine with
+    /// `deny_unknown_fields`).
+    #[serde(rename = "type")]
+    kind: String,
+    records: u64,
+    hash: String,
+}
+
+/// The problem of every trace without a valid end record.
+const INCOMPLETE: &str = "trace is incomplete";
+
 impl Trace {
-    /// The JSONL bytes: the header line, then one line per record, each ending in `\n`.
+    /// The JSONL bytes: the header line, one line per record, then the end record, each
+    /// ending in `\n`.
     pub fn to_jsonl(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(self.header.to_line().as_bytes());
@@ -348,6 +376,15 @@ impl Trace {
             out.extend_from_slice(record.to_line().as_bytes());
             out.push(b'\n');
         }
+        let end = End {
+            kind: "end".into(),
+            records: u64::try_from(self.records.len()).expect("record counts fit u64"),
+            hash: hash_bytes(&out),
+        };
+        out.extend_from_slice(
+            serde_json::to_string(&end).expect("an end record serializes").as_bytes(),
+        );
+        out.push(b'\n');
         out
     }
 
@@ -356,8 +393,11 @@ impl Trace {
         hash_bytes(&self.to_jsonl())
     }
 
-    /// Reads a JSONL trace. Blank lines are not allowed except one final newline.
+    /// Reads a JSONL trace. Blank lines are not allowed except one final newline. The last
+    /// line must be an end record whose count and hash match what precedes it; otherwise
+    /// the problem starts with "trace is incomplete".
     pub fn parse_jsonl(text: &str) -> Result<Trace, TraceError> {
+        let text = check_end(text)?;
         let mut lines = text.split_terminator('\n').enumerate();
         let err = |index: usize, problem: String| TraceError {
             line: u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1),
@@ -385,6 +425,46 @@ impl Trace {
         }
         Ok(Trace { header, records })
     }
+}
+
+/// The trace without its end record, if the end record is there and valid.
+fn check_end(text: &str) -> Result<&str, TraceError> {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let (before, last, last_index) = match body.rfind('\n') {
+        Some(at) => (&text[..=at], &body[at + 1..], body[..at].matches('\n').count() + 1),
+        None => ("", body, 0),
+    };
+    let line = u64::try_from(last_index).unwrap_or(u64::MAX).saturating_add(1);
+    let incomplete =
+        |problem: String| TraceError { line, problem: format!("{INCOMPLETE}: {problem}") };
+    let is_end = serde_json::from_str::<Value>(last)
+        .ok()
+        .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some("end"));
+    if !is_end {
+        return Err(incomplete(format!(
+            "no end record after line {line} (the file was cut short or never finished)"
+        )));
+    }
+    if !text.ends_with('\n') {
+        return Err(incomplete("the end record has no final newline".into()));
+    }
+    let end: End = serde_json::from_str(last)
+        .map_err(|e| incomplete(format!("bad end record (column {}): {e}", e.column())))?;
+    let records = u64::try_from(before.matches('\n').count()).unwrap_or(u64::MAX).saturating_sub(1);
+    if end.records != records {
+        return Err(incomplete(format!(
+            "the end record counts {} records, the file has {records}",
+            end.records
+        )));
+    }
+    let hash = hash_bytes(before.as_bytes());
+    if end.hash != hash {
+        return Err(incomplete(format!(
+            "the end record's hash {} is not the SHA-256 of the lines before it ({hash})",
+            end.hash
+        )));
+    }
+    Ok(before)
 }
 
 /// Counts and timings of a run, as ordered `(name, value)` pairs for `summary.json` and
@@ -566,27 +646,78 @@ mod tests {
         );
     }
 
+    /// `lines`, each with its newline, and an end record computed by hand: the count of
+    /// lines after the header and the SHA-256 of the bytes before it.
+    fn sealed(lines: &[&str]) -> String {
+        let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let hash = hash_bytes(text.as_bytes());
+        let records = lines.len().saturating_sub(1);
+        text.push_str(&format!("{{\"type\":\"end\",\"records\":{records},\"hash\":\"{hash}\"}}\n"));
+        text
+    }
+
     #[test]
     fn bad_lines_name_their_line() {
         let good = header().to_line();
         for (text, line, needle) in [
-            ("", 1, "empty"),
-            ("{}", 1, "bad header"),
-            (&format!("{good}\n{{\"t\":1,\"type\":\"nope\"}}\n") as &str, 2, "bad record"),
+            (sealed(&[]), 1, "empty"),
+            (sealed(&["{}"]), 1, "bad header"),
+            (sealed(&[&good, r#"{"t":1,"type":"nope"}"#]), 2, "bad record"),
             (
-                &format!(
-                    "{good}\n{{\"t\":5,\"type\":\"fault_start\",\"fault\":0}}\n{{\"t\":4,\"type\":\"fault_end\",\"fault\":0}}"
-                ),
+                sealed(&[
+                    &good,
+                    r#"{"t":5,"type":"fault_start","fault":0}"#,
+                    r#"{"t":4,"type":"fault_end","fault":0}"#,
+                ]),
                 3,
                 "time goes back",
             ),
-            (&format!("{good}\nnot json"), 2, "bad record"),
+            (sealed(&[&good, "not json"]), 2, "bad record"),
         ] {
-            let error = Trace::parse_jsonl(text).unwrap_err();
+            let error = Trace::parse_jsonl(&text).unwrap_err();
             assert_eq!(error.line, line, "{text}");
             assert!(error.problem.contains(needle), "{error}");
         }
         let wrong_format = good.replace(FORMAT, "other/9");
-        assert!(Trace::parse_jsonl(&wrong_format).unwrap_err().problem.contains("format"));
+        let error = Trace::parse_jsonl(&sealed(&[&wrong_format])).unwrap_err();
+        assert!(error.problem.contains("format"), "{error}");
+    }
+
+    #[test]
+    fn a_trace_without_a_valid_end_record_is_incomplete() {
+        let good = header().to_line();
+        let record = r#"{"t":5,"type":"fault_start","fault":0}"#;
+        let whole = sealed(&[&good, record]);
+        assert_eq!(Trace::parse_jsonl(&whole).unwrap().records.len(), 1);
+        // The writer's bytes are the hand-sealed ones.
+        let trace = Trace::parse_jsonl(&whole).unwrap();
+        assert_eq!(String::from_utf8(trace.to_jsonl()).unwrap(), whole);
+        let hash = hash_bytes(format!("{good}\n{record}\n").as_bytes());
+        assert!(
+            whole.ends_with(&format!("{{\"type\":\"end\",\"records\":1,\"hash\":\"{hash}\"}}\n"))
+        );
+        for (text, line, needle) in [
+            (String::new(), 1, "no end record"),
+            (format!("{good}\n"), 1, "no end record"),
+            (format!("{good}\n{record}\n"), 2, "no end record"),
+            (whole.trim_end().to_owned(), 3, "no final newline"),
+            (
+                whole.replace("\"records\":1", "\"records\":2"),
+                3,
+                "counts 2 records, the file has 1",
+            ),
+            (whole.replace(&hash, &"a".repeat(64)), 3, "not the SHA-256"),
+            (whole.replace("\"fault\":0", "\"fault\":1"), 3, "not the SHA-256"),
+            (
+                whole.replace("}\n{\"type\":\"end\"", "}\n{\"type\":\"end\",\"x\":1"),
+                3,
+                "bad end record",
+            ),
+        ] {
+            let error = Trace::parse_jsonl(&text).unwrap_err();
+            assert_eq!(error.line, line, "{text}");
+            assert!(error.problem.starts_with("trace is incomplete: "), "{error}");
+            assert!(error.problem.contains(needle), "{error}");
+        }
     }
 }

@@ -856,6 +856,13 @@ impl Shared {
                 }
                 Body::Joined { server, room: room_id, version: version.as_str().to_owned() }
             }
+            Observation::RoomLeft { room_id } => Body::Left { server, room: room_id },
+            Observation::Redacted { room_id, event_id, redaction } => Body::Redacted {
+                server,
+                room: room_id,
+                event_id: event_id.as_str().to_owned(),
+                redaction: redaction.as_str().to_owned(),
+            },
             Observation::Invited { room_id, user, event_id } => Body::Invited {
                 server,
                 room: room_id,

@@ -615,10 +615,15 @@ fn different_hashes_break_determinism() {
     let v = check::check_determinism_traces(&f.trace, &other).unwrap();
     assert_eq!(v.witness.line, Some(5));
     assert_eq!(v.witness.servers, strings(&["hs1"]));
-    // `check` leaves determinism to the caller.
+    // `check` leaves determinism to the caller: one trace cannot show it, so it is not
+    // listed as checked even when the header asks for it.
     let mut only_determinism = f.trace.clone();
     only_determinism.header.check.invariants = strings(&["determinism"]);
-    assert_eq!(check::check(&only_determinism).checked, strings(&["determinism"]));
+    assert_eq!(check::check(&only_determinism).checked, Vec::<String>::new());
+    let mut every = f.trace.clone();
+    every.header.check.invariants = strings(check::INVARIANTS);
+    assert!(every.header.check.invariants.contains(&"determinism".to_owned()));
+    assert_eq!(check::check(&every).checked, strings(ALL));
 }
 
 #[test]
@@ -718,5 +723,87 @@ fn random_damage_never_panics_the_checker() {
                 assert!(check::INVARIANTS.contains(&v.invariant.as_str()));
             }
         }
+    }
+}
+
+/// A v10 room where alice raises the invite level to 50, then redacts that power-levels
+/// event (v10 redaction drops `invite`, so the level falls back to 0), and bob (level 0)
+/// invites carol. Each server authorises the invite against the redacted copy from its
+/// `redacted` record on, as Synapse does: the checker must too. Returns the trace and
+/// whether hs1's `redacted` record is kept.
+fn redacted_power_levels_then_invite(hs1_redacts: bool) -> Trace {
+    let f = fixture(RoomVersion::V10);
+    let mut room = f.room;
+    let r = f.room_id.clone();
+    let levels = room.send(
+        "hs1",
+        "m.room.power_levels",
+        "@alice:hs1",
+        Some(""),
+        json!({"users": {"@alice:hs1": 100}, "invite": 50}),
+    );
+    let mut draft = room.draft("m.room.redaction", "@alice:hs1", None, json!({}));
+    draft.insert("redacts".into(), Value::from(id(&levels)));
+    let redaction = room.add("hs1", draft);
+    let invite = room.send(
+        "hs2",
+        "m.room.member",
+        "@bob:hs2",
+        Some("@carol:hs2"),
+        json!({"membership": "invite"}),
+    );
+    // Against the original levels the invite is refused: the premise of the test.
+    let original =
+        auth::check_state_rules(room.rules, &invite, &room, auth::SignatureCheck::AlreadyVerified);
+    assert!(original.is_err(), "bob may not invite under invite level 50");
+    let mut records: Vec<Record> =
+        f.trace.records.into_iter().filter(|r| !matches!(r.body, Body::Final { .. })).collect();
+    let redacted = |server: &str| Body::Redacted {
+        server: server.into(),
+        room: r.clone(),
+        event_id: id(&levels),
+        redaction: id(&redaction),
+    };
+    records.push(event(30, "hs1", &r, &levels, Decision::Created, true));
+    records.push(event(31, "hs2", &r, &levels, Decision::Accepted, false));
+    records.push(event(32, "hs1", &r, &redaction, Decision::Created, true));
+    if hs1_redacts {
+        records.push(rec(32, redacted("hs1")));
+    }
+    records.push(event(33, "hs2", &r, &redaction, Decision::Accepted, false));
+    records.push(rec(33, redacted("hs2")));
+    records.push(event(40, "hs2", &r, &invite, Decision::Created, true));
+    records.push(event(41, "hs1", &r, &invite, Decision::Accepted, false));
+    for server in ["hs1", "hs2"] {
+        records.push(rec(
+            5000,
+            Body::Final {
+                server: server.into(),
+                room: r.clone(),
+                joined: true,
+                forward_extremities: vec![id(&invite)],
+                state: room.nested_state(),
+                state_hash: "H".into(),
+                events: 9,
+            },
+        ));
+    }
+    Trace { header: header(ALL), records }
+}
+
+#[test]
+fn auth_is_checked_against_the_redacted_copies_each_server_stored() {
+    let trace = redacted_power_levels_then_invite(true);
+    let verdict = run(&trace);
+    assert_eq!(verdict.violations, vec![], "both servers read the redacted power levels");
+    // hs1 accepted the invite without having applied the redaction: against the original
+    // levels it was not allowed, for hs1 only, by both the own-auth-events and the
+    // state-before checks.
+    let trace = redacted_power_levels_then_invite(false);
+    let violations = only(&run(&trace), "auth");
+    assert_eq!(violations.len(), 2, "{violations:#?}");
+    for v in &violations {
+        assert_eq!(v.witness.servers, strings(&["hs1"]), "{v:#?}");
+        assert!(v.message.contains("invite"), "{}", v.message);
     }
 }

@@ -482,6 +482,14 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["verdict"], "pass");
     assert_eq!(summary["seed"], 3);
+    // One run cannot show determinism: it is not listed as checked, and no count of
+    // unlisted violations is invented.
+    let checked: Vec<&str> =
+        summary["checked"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(checked, ["integrity", "auth", "dag", "convergence", "liveness", "durability"]);
+    assert_eq!(summary["violations_not_listed"], json!({}));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(!html.contains("determinism"), "index.html lists only what was checked");
     let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
     assert_eq!(summary["trace_hash"], mxsim::trace::hash_bytes(&trace));
     // Both servers joined, with the same state, as the summary's `servers` shows.
@@ -507,6 +515,20 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
     let check = mxsim(&["check", trace_path.to_str().unwrap()], b"");
     assert_eq!(check.code, 0, "{}", check.stdout);
     assert!(check.stdout.starts_with("PASS partition-heal seed 3: checked"), "{}", check.stdout);
+    assert!(!check.stdout.contains("determinism"), "{}", check.stdout);
+
+    // With --check-determinism, and only then, determinism is listed.
+    let twice = dir.join("twice");
+    let run = mxsim(
+        &["run", scenario, "--seed", "3", "--check-determinism", "--out", twice.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(twice.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["checked"].as_array().unwrap().contains(&json!("determinism")));
+    let html = std::fs::read_to_string(twice.join("index.html")).unwrap();
+    assert!(html.contains("determinism"), "index.html lists determinism after two runs");
 
     // Doctored: the last `final` record claims another state hash.
     let text = String::from_utf8(trace).unwrap();
@@ -525,8 +547,10 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
             }
         })
         .collect();
+    // The doctored trace carries a fresh end record, so that the checker, not the end
+    // record, is what refuses it.
     let bad = dir.join("doctored.jsonl");
-    std::fs::write(&bad, doctored.join("\n") + "\n").unwrap();
+    std::fs::write(&bad, resealed(&doctored[..doctored.len() - 1])).unwrap();
     let check = mxsim(&["check", bad.to_str().unwrap()], b"");
     assert_eq!(check.code, 1, "{}", check.stdout);
     assert!(check.stdout.contains("convergence:"), "{}", check.stdout);
@@ -689,4 +713,75 @@ fn a_closed_stdout_or_stderr_ends_quietly() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8(output.stdout).unwrap().contains("$pl2"));
+}
+
+/// `lines` (without their newlines) followed by an end record computed by hand as
+/// docs/trace.md describes it.
+fn resealed(lines: &[String]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let records = lines.len() - 1;
+    let hash = mxsim::trace::hash_bytes(text.as_bytes());
+    text.push_str(&format!("{{\"type\":\"end\",\"records\":{records},\"hash\":\"{hash}\"}}\n"));
+    text
+}
+
+/// A trace ends with an end record: one cut at a line boundary, one with only its
+/// header, one whose end record names another count or hash, are refused by `check`
+/// and `report` with exit 2; the whole trace is accepted.
+#[test]
+fn check_and_report_refuse_an_incomplete_trace() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-incomplete");
+    let _ = std::fs::remove_dir_all(&dir);
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/partition-heal.toml");
+    let out = dir.join("out");
+    let run = mxsim(&["run", scenario, "--seed", "2", "--out", out.to_str().unwrap()], b"");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let text = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // The last line is the end record, and it seals what precedes it.
+    let end: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["records"], json!(lines.len() - 2));
+    assert_eq!(resealed(&lines[..lines.len() - 1]), text);
+
+    let cut = |keep: usize| {
+        let mut cut = String::new();
+        for line in &lines[..keep] {
+            cut.push_str(line);
+            cut.push('\n');
+        }
+        cut
+    };
+    let wrong_count = resealed(&lines[..lines.len() - 1])
+        .replace(&format!("\"records\":{}", lines.len() - 2), "\"records\":1");
+    let wrong_hash = {
+        let end = lines.last().unwrap();
+        let hash = end["{\"type\":\"end\",\"records\":".len()..].split('"').nth(2).unwrap();
+        text.replace(hash, &"0".repeat(64))
+    };
+    for (name, bytes, needle) in [
+        ("cut.jsonl", cut(lines.len() / 2), "no end record"),
+        ("header-only.jsonl", cut(1), "no end record"),
+        ("wrong-count.jsonl", wrong_count, "records"),
+        ("wrong-hash.jsonl", wrong_hash, "hash"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let check = mxsim(&["check", path.to_str().unwrap()], b"");
+        assert_eq!(check.code, 2, "{name}: {}{}", check.stdout, check.stderr);
+        assert!(check.stderr.contains("trace is incomplete: "), "{name}: {}", check.stderr);
+        assert!(check.stderr.contains(needle), "{name}: {}", check.stderr);
+        let report_dir = dir.join(format!("report-{name}"));
+        let report =
+            mxsim(&["report", path.to_str().unwrap(), "--out", report_dir.to_str().unwrap()], b"");
+        assert_eq!(report.code, 2, "{name}: {}{}", report.stdout, report.stderr);
+        assert!(report.stderr.contains("trace is incomplete: "), "{name}: {}", report.stderr);
+        assert!(!report_dir.join("index.html").exists(), "{name}: no report drawn");
+    }
+    let whole = mxsim(&["check", out.join("trace.jsonl").to_str().unwrap()], b"");
+    assert_eq!(whole.code, 0, "{}{}", whole.stdout, whole.stderr);
 }

@@ -1207,3 +1207,32 @@ fn three_servers_split_then_heal_to_the_resolved_state() {
         );
     }
 }
+
+/// A local user's redaction of the create event is refused with Synapse's words, and
+/// nothing is sent; other redactions still work.
+#[test]
+fn redacting_the_create_event_is_refused() {
+    for version in [RoomVersion::V10, RoomVersion::V12] {
+        let (mut h, room) = room_with(&["hs1", "hs2"], version);
+        let create = created_by(&h, "hs1").first().cloned().unwrap();
+        assert_eq!(h.servers["hs1"].store().pdu(&create).unwrap().event_type(), "m.room.create");
+        let before = created_by(&h, "hs1").len();
+        h.act(
+            "hs1",
+            Action::Redact {
+                user: "@alice:hs1".into(),
+                room_id: room.clone(),
+                event_id: create.clone(),
+            },
+        );
+        h.run(1_000);
+        let failures = h.failures();
+        assert_eq!(failures.len(), 1, "v{version}: {failures:?}");
+        assert!(failures[0].contains("Redacting create events is not permitted"), "{failures:?}");
+        assert_eq!(created_by(&h, "hs1").len(), before, "v{version}: no redaction event");
+        for server in ["hs1", "hs2"] {
+            let stored = h.servers[server].store().event(&create).unwrap();
+            assert!(!stored.redacted, "v{version}: {server}");
+        }
+    }
+}

@@ -205,6 +205,7 @@ fn failing_verdict() -> Verdict {
             },
         }],
         checked: vec!["convergence".into(), "dag".into()],
+        violations_not_listed: [("convergence".to_owned(), 3)].into(),
     }
 }
 
@@ -306,6 +307,9 @@ fn the_page_links_only_to_files_that_exist() {
         names.iter().map(|n| n.to_string()).chain(info.sibling_files.iter().cloned()).collect();
     let counts = crate::report_runs::check_links(html, &written, trace.header.end_ms);
     assert!(counts[1] > 0 && counts[4] > 0, "event links and trace-line links: {counts:?}");
+    // Violations not listed are counted, not invented as a listed one.
+    assert!(html.contains("3 more violations of convergence not listed."), "count shown");
+    assert!(html.contains("; 4 violations</span>"), "total counted");
     assert!(html.contains("FAIL") && html.contains("&lt;after&gt;"), "the violation, escaped");
     assert!(html.contains("mxsim run scenarios/synthetic.toml --seed 7"));
     // Every inline figure is there: the DAG, the chart and the resolution table.
@@ -420,8 +424,15 @@ fn mxsim_report_redraws_from_a_trace_file() {
     assert!(html.contains("href=\"trace.jsonl\""));
     // A bad trace names the file and the line.
     let bad = dir.join("bad.jsonl");
-    let mut text = std::fs::read_to_string(&trace_path).unwrap();
+    // A bad record before a valid end record (an incomplete trace is refused before its
+    // records are read; tests/it/cli.rs covers that).
+    let whole = std::fs::read_to_string(&trace_path).unwrap();
+    let end_at = whole.trim_end().rfind('\n').unwrap() + 1;
+    let mut text = whole[..end_at].to_owned();
     text.push_str("{\"t\":1}\n");
+    let records = text.lines().count() - 1;
+    let hash = mxsim::trace::hash_bytes(text.as_bytes());
+    text.push_str(&format!("{{\"type\":\"end\",\"records\":{records},\"hash\":\"{hash}\"}}\n"));
     std::fs::write(&bad, text).unwrap();
     let (code, _, stderr) = mxsim(&[
         std::ffi::OsStr::new("report"),
@@ -514,7 +525,11 @@ fn violations_are_grouped_by_invariant_and_server() {
             },
         })
         .collect();
-    let verdict = Verdict { violations, checked: vec!["liveness".into()] };
+    let verdict = Verdict {
+        violations,
+        checked: vec!["liveness".into()],
+        violations_not_listed: Default::default(),
+    };
     let files = report::render(&trace, &verdict, &info(), &Options::default()).unwrap();
     let html = text(&files, "index.html");
     // Creation times as the page writes them: seconds with one decimal.

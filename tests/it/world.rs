@@ -173,3 +173,76 @@ fn a_crashed_server_keeps_what_it_committed() {
     assert_eq!(finals[0].2, finals[1].2, "same state after the restart: {finals:?}");
     assert_eq!(finals[0].3, finals[1].3, "{finals:?}");
 }
+
+/// A server whose only user leaves and later joins again: the trace records `joined`,
+/// `left` and `joined` again for it, and the events created while it was out are not
+/// owed to it (no liveness or convergence violation for them).
+#[test]
+fn a_server_that_leaves_and_rejoins_is_recorded_and_owed_only_what_came_while_joined() {
+    let mut plan = two_servers(1, vec![]);
+    // Bob leaves at 6 s, alice talks alone, bob joins again at 9 s and both talk on.
+    plan.steps.push(step(
+        6000,
+        "hs2",
+        "@bob:hs2",
+        PlanAction::Leave { room: "main".into(), via: vec![] },
+    ));
+    for i in 0..4u64 {
+        plan.steps.push(step(
+            6500 + i * 500,
+            "hs1",
+            "@alice:hs1",
+            message("main", &format!("alone{i}")),
+        ));
+    }
+    plan.steps.push(step(
+        9000,
+        "hs2",
+        "@bob:hs2",
+        PlanAction::Join { room: "main".into(), via: vec!["hs1".into()] },
+    ));
+    for i in 0..3u64 {
+        plan.steps.push(step(
+            10_000 + i * 500,
+            "hs1",
+            "@alice:hs1",
+            message("main", &format!("back{i}")),
+        ));
+        plan.steps.push(step(
+            10_200 + i * 500,
+            "hs2",
+            "@bob:hs2",
+            message("main", &format!("bob{i}")),
+        ));
+    }
+    plan.steps.sort_by_key(|s| s.at_ms);
+    plan.check.invariants =
+        ["integrity", "auth", "dag", "convergence", "liveness"].map(str::to_owned).to_vec();
+    let output = run(&plan).unwrap();
+    let hs2: Vec<(u64, &str)> = output
+        .trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Joined { server, .. } if server == "hs2" => Some((r.t, "joined")),
+            Body::Left { server, .. } if server == "hs2" => Some((r.t, "left")),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<&str> = hs2.iter().map(|(_, k)| *k).collect();
+    assert_eq!(kinds, ["joined", "left", "joined"], "{hs2:?}");
+    assert!(hs2[1].0 >= 6000 && hs2[1].0 < 6500, "left when bob left: {hs2:?}");
+    assert!(hs2[2].0 >= 9000, "joined again after bob's join: {hs2:?}");
+    // hs1 never gained or lost its first member again.
+    let hs1_changes = output
+        .trace
+        .records
+        .iter()
+        .filter(|r| matches!(&r.body, Body::Joined { server, .. } | Body::Left { server, .. } if server == "hs1"))
+        .count();
+    assert_eq!(hs1_changes, 1);
+    let finals = finals(&output.trace);
+    assert!(finals.iter().all(|f| f.1), "both joined at the end: {finals:?}");
+    let verdict = mxsim::check::check(&output.trace);
+    assert_eq!(verdict.violations, vec![], "checked {:?}", verdict.checked);
+}
