@@ -760,12 +760,16 @@ impl Shared {
     ) {
         let handle = madsim::runtime::Handle::current();
         let server = self.slots[node].name.clone();
+        // Membership handshakes under way when the server crashes fail with it.
+        let mut lost_actions = Vec::new();
         let change = match marker {
             NodeMarker::Crash => {
                 let slot = &mut self.slots[node];
                 if !slot.up {
                     return;
                 }
+                lost_actions =
+                    slot.server.as_ref().map(|s| s.actions_in_flight()).unwrap_or_default();
                 slot.disk = slot.server.take().map(|s| s.store().clone());
                 slot.up = false;
                 slot.mailbox.clear();
@@ -794,7 +798,10 @@ impl Shared {
                 NodeChange::Resume
             }
         };
-        self.record(now, Body::Node { server, change });
+        self.record(now, Body::Node { server: server.clone(), change });
+        for (action, reason) in lost_actions {
+            self.record(now, Body::ActionFailed { server: server.clone(), action, reason });
+        }
     }
 
     /// One supervisor step at `now`: faults, deliveries, due steps. Returns when to look

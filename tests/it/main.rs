@@ -9,6 +9,7 @@ mod homeserver;
 mod net;
 mod outbound;
 mod pdu;
+mod regressions;
 mod report;
 mod scenario;
 mod state_res_diff;
