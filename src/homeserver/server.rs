@@ -43,6 +43,11 @@ pub struct Config {
     pub missing_events_limit: u64,
     /// Most received events waiting for missing ancestors, per server.
     pub waiting_pdus_max: usize,
+    /// Longest time a received event waits for missing ancestors: then it is dropped with
+    /// the reason recorded, and a later copy is processed afresh. Every fetch step
+    /// (`/event_auth`, `get_missing_events`, `/state` with `/event`) ends within
+    /// `request_timeout`, so an event normally gives up earlier, after its last step failed.
+    pub waiting_time_max: Duration,
     /// Most requests in flight (new fetches beyond it are not sent).
     pub requests_in_flight_max: usize,
     /// Transactions whose answers are remembered for de-duplication.
@@ -70,6 +75,7 @@ impl Default for Config {
             prev_events_max: 10,
             missing_events_limit: 10,
             waiting_pdus_max: 1_000,
+            waiting_time_max: Duration::from_secs(120),
             requests_in_flight_max: 1_000,
             transaction_cache_max: 256,
             planted_bug: None,
@@ -82,10 +88,14 @@ impl Default for Config {
 struct Waiting {
     pdu: Arc<Pdu>,
     origin: String,
+    /// Whether its missing auth events were already asked for with `/event_auth`.
+    asked_auth: bool,
     /// Whether `get_missing_events` was already tried for it.
     asked_missing: bool,
     /// Whether the state at its missing prev events was already asked for.
     asked_state: bool,
+    /// When it is given up if still undecided (`Config::waiting_time_max` after receipt).
+    deadline: Instant,
 }
 
 /// What a request in flight is for.
@@ -96,11 +106,22 @@ enum Pending {
     StateAt { room_id: String, prev: EventId },
     EventFor { room_id: String, prev: EventId },
     EventAuth { room_id: String },
-    MakeJoin { user: String, room_id: String, via: Vec<String> },
-    SendJoin { user: String, room_id: String, version: RoomVersion, own: Arc<Pdu> },
-    Invite { room_id: String, event_id: EventId },
-    MakeMembership { user: String, room_id: String, via: Vec<String>, membership: &'static str },
-    SendMembership { room_id: String, membership: &'static str },
+    Invite { room_id: String, event_id: EventId, destination: String },
+    Make(Handshake),
+    Send { handshake: Handshake, version: RoomVersion, own: Arc<Pdu> },
+}
+
+/// A membership handshake of a local user through a resident server.
+#[derive(Clone, Debug)]
+struct Handshake {
+    user: String,
+    room_id: String,
+    /// `join`, `knock` or `leave`.
+    membership: &'static str,
+    /// Servers still to try, the one asked now first.
+    candidates: Vec<String>,
+    /// One sentence per failed attempt, for the action's failure reason.
+    failures: Vec<String>,
 }
 
 /// One Matrix homeserver.
@@ -119,6 +140,9 @@ pub struct Homeserver {
     fetched_prev: BTreeMap<EventId, Arc<Pdu>>,
     /// States before missing prev events, waiting for the event itself.
     prev_states: BTreeMap<EventId, StateGroupId>,
+    /// PDUs received over `/send` for rooms this server is joining, processed once the
+    /// join is done: room id → (origin, PDU).
+    join_queues: BTreeMap<String, Vec<(String, Object)>>,
     /// Answers of transactions already handled: (origin, txn id) → response.
     transactions: VecDeque<((String, String), HttpResponse)>,
     timer_at: Option<Instant>,
@@ -163,6 +187,11 @@ impl EventStore for StoreEvents<'_> {
             _ => None,
         }
     }
+}
+
+/// Event ids for a sentence: `$a, $b`.
+fn list(ids: &[EventId]) -> String {
+    ids.iter().map(EventId::as_str).collect::<Vec<_>>().join(", ")
 }
 
 fn forbidden(text: impl Into<String>) -> Response {
@@ -269,6 +298,7 @@ impl Homeserver {
             waiting: BTreeMap::new(),
             fetched_prev: BTreeMap::new(),
             prev_states: BTreeMap::new(),
+            join_queues: BTreeMap::new(),
             transactions: VecDeque::new(),
             timer_at: None,
             outbound_timer: None,
@@ -313,7 +343,9 @@ impl Homeserver {
                 let response = self.serve(now, &origin, &request, &mut out);
                 out.push(Output::Response { origin, id, response });
             }
-            Input::Response { id, response } => self.on_response(now, id, response, &mut out),
+            Input::Response { id, response } => {
+                self.on_response(now, id, response, false, &mut out)
+            }
             Input::Timer => self.on_timer(now, &mut out),
             Input::Action(action) => {
                 let description = describe_action(&action);
@@ -385,12 +417,12 @@ impl Homeserver {
         request: Request,
         pending: Pending,
         out: &mut Vec<Output>,
-    ) {
+    ) -> bool {
         if destination == self.name {
-            return;
+            return false;
         }
         if self.requests.len() >= self.config.requests_in_flight_max {
-            return;
+            return false;
         }
         let id = RequestId(self.next_request);
         self.next_request += 1;
@@ -400,6 +432,7 @@ impl Homeserver {
             id,
             request: request.to_http(),
         });
+        true
     }
 
     fn pump(&mut self, now: Instant, out: &mut Vec<Output>) {
@@ -407,7 +440,8 @@ impl Homeserver {
             self.outbound_action(now, action, out);
         }
         let deadline = self.requests.values().map(|(_, at)| *at).min();
-        let next = [deadline, self.outbound_timer].into_iter().flatten().min();
+        let waiting = self.waiting.values().map(|w| w.deadline).min();
+        let next = [deadline, waiting, self.outbound_timer].into_iter().flatten().min();
         if let Some(at) = next {
             if next != self.timer_at {
                 self.timer_at = next;
@@ -465,7 +499,18 @@ impl Homeserver {
         let expired: Vec<RequestId> =
             self.requests.iter().filter(|(_, (_, at))| *at <= now).map(|(id, _)| *id).collect();
         for id in expired {
-            self.on_response(now, id, None, out);
+            self.on_response(now, id, None, true, out);
+        }
+        // The bound on waiting: whatever is still undecided at its deadline is dropped.
+        let overdue: Vec<EventId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in overdue {
+            let seconds = self.config.waiting_time_max.ms / 1_000;
+            self.give_up(&id, &format!("still missing ancestors after {seconds} s"), out);
         }
     }
 
@@ -659,9 +704,7 @@ impl Homeserver {
             }
             Action::Join { user, room_id, via } => self.join(now, &user, &room_id, via, out),
             Action::Leave { user, room_id, via } => {
-                if self.store.room(&room_id).is_some_and(|r| r.current_state.is_some())
-                    && !self.joined_servers(&room_id).is_empty()
-                {
+                if self.is_resident(&room_id) {
                     self.membership_event(now, &room_id, &user, &user, "leave", out)
                 } else {
                     self.remote_membership(now, &user, &room_id, via, "leave", out)
@@ -893,9 +936,14 @@ impl Homeserver {
             event: pdu.json().clone(),
             invite_room_state: stripped,
         };
-        let pending =
-            Pending::Invite { room_id: room_id.to_owned(), event_id: pdu.event_id().clone() };
-        self.send(now, &target_server, request, pending, out);
+        let pending = Pending::Invite {
+            room_id: room_id.to_owned(),
+            event_id: pdu.event_id().clone(),
+            destination: target_server.clone(),
+        };
+        if !self.send(now, &target_server, request, pending, out) {
+            return Err("too many requests in flight".into());
+        }
         Ok(())
     }
 
@@ -910,6 +958,34 @@ impl Homeserver {
             .collect()
     }
 
+    /// Whether this server is in the room: its own current state has a joined member of
+    /// its own (Synapse's `is_host_in_room`). Only a resident server builds events on its
+    /// state and accepts the room's PDUs over `/send`.
+    pub fn is_resident(&self, room_id: &str) -> bool {
+        let Some(state) = self.current_state(room_id) else { return false };
+        let own = self.name.clone();
+        self.joined_servers_in(&state).contains(&own)
+    }
+
+    /// The servers a membership handshake tries, in order, without duplicates or this
+    /// server: the inviter's server (after an invite), the given `via`, then the servers
+    /// with a joined member in this server's last known state of the room ([impl] Synapse
+    /// `do_invite_join` takes the inviter's server and the room's `via` servers;
+    /// `_try_destination_list` tries them in order).
+    fn candidates(&self, room_id: &str, user: &str, via: Vec<String>) -> Vec<String> {
+        let mut all = Vec::new();
+        if let Some(invite) = self.store.invite(room_id, user).and_then(|id| self.store.pdu(id)) {
+            if let Some(server) = ids::user_server(invite.sender()) {
+                all.push(server.to_owned());
+            }
+        }
+        all.extend(via);
+        all.extend(self.joined_servers(room_id));
+        let mut seen = BTreeSet::new();
+        all.retain(|server| server != &self.name && seen.insert(server.clone()));
+        all
+    }
+
     fn join(
         &mut self,
         now: Instant,
@@ -918,31 +994,16 @@ impl Homeserver {
         via: Vec<String>,
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
-        let resident = self.store.room(room_id).is_some_and(|r| r.current_state.is_some())
-            && !self.joined_servers(room_id).is_empty();
-        if resident {
+        if self.is_resident(room_id) {
             return self.membership_event(now, room_id, user, user, "join", out);
         }
-        let mut via = via;
-        if let Some(invite) = self.store.invite(room_id, user).and_then(|id| self.store.pdu(id)) {
-            // After an invite, the inviting server is a good resident to ask.
-            via.insert(0, invite.origin().to_owned());
-        }
-        via.retain(|server| server != &self.name);
-        let Some(first) = via.first().cloned() else {
-            return Err("no server to join through".into());
-        };
-        let request = Request::MakeJoin {
-            room_id: room_id.to_owned(),
-            user_id: user.to_owned(),
-            ver: RoomVersion::ALL.iter().map(|v| v.as_str().to_owned()).collect(),
-        };
-        let pending = Pending::MakeJoin { user: user.to_owned(), room_id: room_id.to_owned(), via };
-        self.send(now, &first, request, pending, out);
-        Ok(())
+        // Not in the room (never joined, or its last member left, was kicked or banned):
+        // join through a resident, never on a stale copy of the state (Synapse
+        // `do_invite_join`).
+        self.remote_membership(now, user, room_id, via, "join", out)
     }
 
-    /// Leave or knock through a resident (`make_leave`/`make_knock`).
+    /// Join, leave or knock through a resident (`make_*`/`send_*`).
     fn remote_membership(
         &mut self,
         now: Instant,
@@ -952,28 +1013,35 @@ impl Homeserver {
         membership: &'static str,
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
-        let mut via = via;
-        if let Some(invite) = self.store.invite(room_id, user).and_then(|id| self.store.pdu(id)) {
-            via.insert(0, invite.origin().to_owned());
-        }
-        via.retain(|server| server != &self.name);
-        let Some(first) = via.first().cloned() else { return Err("no server to ask".into()) };
-        let request = match membership {
-            "leave" => Request::MakeLeave { room_id: room_id.to_owned(), user_id: user.to_owned() },
-            _ => Request::MakeKnock {
-                room_id: room_id.to_owned(),
-                user_id: user.to_owned(),
-                ver: RoomVersion::ALL.iter().map(|v| v.as_str().to_owned()).collect(),
-            },
-        };
-        let pending = Pending::MakeMembership {
+        let handshake = Handshake {
             user: user.to_owned(),
             room_id: room_id.to_owned(),
-            via,
             membership,
+            candidates: self.candidates(room_id, user, via),
+            failures: Vec::new(),
         };
-        self.send(now, &first, request, pending, out);
-        Ok(())
+        self.start_handshake(now, handshake, out)
+    }
+
+    /// What this server is in the middle of for its users (membership handshakes),
+    /// as (action, reason) pairs: what fails if the server crashes now.
+    pub fn actions_in_flight(&self) -> Vec<(String, String)> {
+        self.requests
+            .values()
+            .filter_map(|(pending, _)| {
+                let (h, step) = match pending {
+                    Pending::Make(h) => (h, "make"),
+                    Pending::Send { handshake, .. } => (handshake, "send"),
+                    _ => return None,
+                };
+                let server = h.candidates.first().map_or("", String::as_str);
+                let reason = format!(
+                    "{step}_{} via {server}: the server crashed before the answer",
+                    h.membership
+                );
+                Some((format!("{} by {}", h.membership, h.user), reason))
+            })
+            .collect()
     }
 
     /// Applies a redaction whose target is stored, if allowed (spec: "Handling redactions":
@@ -1266,6 +1334,32 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
         let room_id = wire::pdu_room_id(&raw).ok_or("no room_id")?.to_owned();
+        if !self.is_resident(&room_id) {
+            // [impl] Synapse `on_receive_pdu` (synapse/handlers/federation_event.py):
+            // while a join is in progress the room's PDUs are queued and processed once it
+            // is done; otherwise a server not in the room ignores them ("Ignoring PDU from
+            // %s as we're not in the room"). Only invites, knocks and leaves of its own
+            // users reach it out of band (`/invite`, `send_knock`, `send_leave`).
+            let queued: usize = self.join_queues.values().map(Vec::len).sum();
+            if let Some(queue) = self.join_queues.get_mut(&room_id) {
+                if queued < self.config.waiting_pdus_max {
+                    queue.push((origin.to_owned(), raw));
+                    return Ok(());
+                }
+            }
+            let Some(rules) = self.rules_of(&room_id) else {
+                return Err("this server is not in the room".into());
+            };
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.clone(),
+                event_id: Some(pdu::event_id(rules, &raw)),
+                decision: Decision::Dropped(format!(
+                    "ignored: {} is not in the room (no joined member of its own)",
+                    self.name
+                )),
+            }));
+            return Ok(());
+        }
         let rules = self.rules_of(&room_id).ok_or("this server is not in the room")?;
         if !self.acl_allows(&room_id, origin) {
             return Err("server ACL denies the origin".into());
@@ -1352,18 +1446,30 @@ impl Homeserver {
         }
         let id = pdu.event_id().clone();
         if !self.waiting.contains_key(&id) && self.waiting.len() >= self.config.waiting_pdus_max {
-            return; // Bounded: the event is dropped; catch-up will bring it back.
+            // Bounded: the event is dropped; catch-up will bring it back.
+            let limit = self.config.waiting_pdus_max;
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.to_owned(),
+                event_id: Some(id),
+                decision: Decision::Dropped(format!(
+                    "{limit} events already wait for missing ancestors"
+                )),
+            }));
+            return;
         }
+        let deadline = now + self.config.waiting_time_max;
         let entry = self.waiting.entry(id.clone()).or_insert_with(|| Waiting {
             pdu: Arc::clone(&pdu),
             origin: origin.to_owned(),
+            asked_auth: false,
             asked_missing: false,
             asked_state: false,
+            deadline,
         });
         let origin = entry.origin.clone();
         if !missing_auth.is_empty() {
-            if !entry.asked_state {
-                entry.asked_state = true;
+            if !entry.asked_auth {
+                entry.asked_auth = true;
                 let request = Request::GetEventAuth { room_id: room_id.to_owned(), event_id: id };
                 self.send(
                     now,
@@ -1529,11 +1635,14 @@ impl Homeserver {
     // Responses to our requests
     // -------------------------------------------------------------------------------
 
+    /// Handles the answer to request `id`; `http` is `None` when the request failed in
+    /// transit or, with `timed_out`, got no answer within `request_timeout`.
     fn on_response(
         &mut self,
         now: Instant,
         id: RequestId,
         http: Option<HttpResponse>,
+        timed_out: bool,
         out: &mut Vec<Output>,
     ) {
         let Some((pending, _)) = self.requests.remove(&id) else { return };
@@ -1543,15 +1652,35 @@ impl Homeserver {
             Pending::StateAt { .. } => wire::Endpoint::GetState,
             Pending::EventFor { .. } => wire::Endpoint::GetEvent,
             Pending::EventAuth { .. } => wire::Endpoint::GetEventAuth,
-            Pending::MakeJoin { .. } => wire::Endpoint::MakeJoin,
-            Pending::SendJoin { .. } => wire::Endpoint::SendJoin,
             Pending::Invite { .. } => wire::Endpoint::Invite,
-            Pending::MakeMembership { membership: "leave", .. } => wire::Endpoint::MakeLeave,
-            Pending::MakeMembership { .. } => wire::Endpoint::MakeKnock,
-            Pending::SendMembership { membership: "leave", .. } => wire::Endpoint::SendLeave,
-            Pending::SendMembership { .. } => wire::Endpoint::SendKnock,
+            Pending::Make(h) => match h.membership {
+                "join" => wire::Endpoint::MakeJoin,
+                "knock" => wire::Endpoint::MakeKnock,
+                _ => wire::Endpoint::MakeLeave,
+            },
+            Pending::Send { handshake: h, .. } => match h.membership {
+                "join" => wire::Endpoint::SendJoin,
+                "knock" => wire::Endpoint::SendKnock,
+                _ => wire::Endpoint::SendLeave,
+            },
         };
-        let response = http.and_then(|h| Response::from_http(endpoint, &h).ok());
+        // The answer, or why there is none, as a sentence.
+        let answer: Result<Response, String> = match http {
+            Some(h) => Response::from_http(endpoint, &h)
+                .map_err(|e| format!("an answer that does not decode ({e})")),
+            None if timed_out => {
+                let seconds = self.config.request_timeout.ms / 1_000;
+                Err(format!("no answer within {seconds} s"))
+            }
+            None => Err("unreachable".to_owned()),
+        };
+        // Fetches and transactions only need the answer; handshakes also need the reason.
+        let handshake = matches!(pending, Pending::Make(_) | Pending::Send { .. });
+        let (answer, response) = if handshake || matches!(pending, Pending::Invite { .. }) {
+            (answer, None)
+        } else {
+            (Err(String::new()), answer.ok())
+        };
         match pending {
             Pending::Transaction { destination, txn_id } => {
                 let ok = matches!(response, Some(Response::SendTransaction { .. }));
@@ -1595,37 +1724,23 @@ impl Homeserver {
                 };
                 self.complete_prev(now, &room_id, &prev, state, out);
             }
-            Pending::MakeJoin { user, room_id, via } => {
-                self.on_make_join(now, user, room_id, via, response, out)
+            Pending::Make(handshake) => self.on_make(now, handshake, answer, out),
+            Pending::Send { handshake, version, own } => {
+                self.on_send(now, handshake, version, own, answer, out)
             }
-            Pending::SendJoin { user, room_id, version, own } => {
-                self.on_send_join(now, &user, &room_id, version, own, response, out)
-            }
-            Pending::Invite { room_id, event_id } => {
-                let result = match response {
-                    Some(Response::Invite { event }) => {
+            Pending::Invite { room_id, event_id, destination } => {
+                let result = match answer {
+                    Ok(Response::Invite { event }) => {
                         self.commit_remote_invite(now, &room_id, &event_id, event, out)
                     }
-                    Some(Response::Error(e)) => {
-                        Err(format!("invite refused: {} {}", e.errcode.as_str(), e.error))
-                    }
-                    _ => Err("invite failed".into()),
+                    Ok(Response::Error(e)) => Err(handshake::describe_error(&e)),
+                    Ok(_) => Err("an answer of the wrong kind".into()),
+                    Err(reason) => Err(reason),
                 };
                 if let Err(reason) = result {
                     out.push(Output::Observed(Observation::ActionFailed {
                         action: "invite".into(),
-                        reason,
-                    }));
-                }
-            }
-            Pending::MakeMembership { user, room_id, via, membership } => {
-                self.on_make_membership(now, user, room_id, via, membership, response, out)
-            }
-            Pending::SendMembership { room_id, membership } => {
-                if !matches!(response, Some(Response::SendLeave | Response::SendKnock { .. })) {
-                    out.push(Output::Observed(Observation::ActionFailed {
-                        action: membership.to_owned(),
-                        reason: format!("send_{membership} to {room_id} failed"),
+                        reason: format!("invite via {destination}: {reason}"),
                     }));
                 }
             }
@@ -1646,23 +1761,57 @@ impl Homeserver {
                 self.waiting.get(pdu.event_id()).map(|w| w.origin.clone()).unwrap_or_default();
             self.process(now, room_id, pdu, &origin, out);
         }
-        // Events that already asked for everything and still miss ancestors are given up.
-        let hopeless: Vec<EventId> = self
+        // Events of this room that already asked for everything they miss are given up
+        // once no fetch of the room is in flight. (The fix of an event that asked for its
+        // auth events and never counted as having asked for everything, so that it waited
+        // for ever.)
+        if self.has_fetch_in_flight(room_id) {
+            return;
+        }
+        let hopeless: Vec<(EventId, String)> = self
             .waiting
             .iter()
-            .filter(|(_, w)| w.asked_missing && w.asked_state && !self.has_fetch_in_flight(room_id))
-            .map(|(id, _)| id.clone())
+            .filter(|(_, w)| w.pdu.room_id_or_derived() == room_id)
+            .filter_map(|(id, w)| {
+                let (auth, prev) = self.missing_for(room_id, &w.pdu);
+                // Prev events are asked for only once the auth events are here.
+                let auth_failed = !auth.is_empty() && w.asked_auth;
+                let prev_failed = auth.is_empty() && w.asked_missing && w.asked_state;
+                if !(auth_failed || prev_failed) {
+                    return None;
+                }
+                let reason = if !auth.is_empty() {
+                    format!(
+                        "/event_auth from {} did not bring auth events {}",
+                        w.origin,
+                        list(&auth)
+                    )
+                } else {
+                    format!(
+                        "get_missing_events and /state from {} did not bring prev events {}",
+                        w.origin,
+                        list(&prev)
+                    )
+                };
+                Some((id.clone(), reason))
+            })
             .collect();
-        for id in hopeless {
-            self.waiting.remove(&id);
-            // Reported, so that a trace shows where an event was lost; a later event that
-            // refers to it may still bring it back through `get_missing_events`.
-            out.push(Output::Observed(Observation::Event {
-                room_id: room_id.to_owned(),
-                event_id: Some(id),
-                decision: Decision::Dropped("gave up: its ancestors could not be fetched".into()),
-            }));
+        for (id, reason) in hopeless {
+            self.give_up(&id, &reason, out);
         }
+    }
+
+    /// Drops a waiting event with the reason recorded. Reported, so that a trace shows
+    /// where an event was lost; a later copy of it, or a later event that refers to it, is
+    /// processed afresh.
+    fn give_up(&mut self, id: &EventId, reason: &str, out: &mut Vec<Output>) {
+        let Some(waiting) = self.waiting.remove(id) else { return };
+        assert!(!self.waiting.contains_key(id));
+        out.push(Output::Observed(Observation::Event {
+            room_id: waiting.pdu.room_id_or_derived(),
+            event_id: Some(id.clone()),
+            decision: Decision::Dropped(format!("gave up: {reason}")),
+        }));
     }
 
     fn has_fetch_in_flight(&self, room_id: &str) -> bool {

@@ -28,6 +28,15 @@ pub struct Harness {
     pub observations: Vec<(String, Observation)>,
     /// Events each server reported committed.
     pub committed: BTreeMap<String, BTreeSet<mxsim::matrix::EventId>>,
+    /// Requests whose path contains one of `lossy_paths` are lost with chance `loss`
+    /// (the requester sees no answer and times out).
+    pub lossy_paths: Vec<&'static str>,
+    pub loss: Option<(Prng, mxsim::stdx::Ratio)>,
+    /// Bodies of the `/send` transactions delivered, by receiver.
+    pub delivered_sends: Vec<(String, Vec<u8>)>,
+    /// Lost requests get no answer at all (the requester times out) instead of a coin flip
+    /// between that and a refusal.
+    pub lost_silently: bool,
 }
 
 fn key(name: &str) -> SigningKey {
@@ -69,6 +78,31 @@ impl Harness {
             cut: BTreeSet::new(),
             observations: Vec::new(),
             committed: BTreeMap::new(),
+            lossy_paths: Vec::new(),
+            loss: None,
+            delivered_sends: Vec::new(),
+            lost_silently: false,
+        }
+    }
+
+    /// Whether a request on this path is lost (drawn only for lossy paths).
+    fn lost(&mut self, request: &HttpRequest) -> bool {
+        let lossy = self.lossy_paths.iter().any(|p| request.path_and_query.contains(p));
+        match &mut self.loss {
+            Some((prng, ratio)) if lossy => prng.chance(*ratio),
+            _ => false,
+        }
+    }
+
+    /// Whether a lost request fails at once (refused) rather than in silence (the
+    /// requester times out); drawn only for lost requests.
+    fn refused(&mut self) -> bool {
+        if self.lost_silently {
+            return false;
+        }
+        match &mut self.loss {
+            Some((prng, _)) => prng.chance(mxsim::stdx::Ratio::percent(50).unwrap()),
+            None => true,
         }
     }
 
@@ -76,7 +110,12 @@ impl Harness {
         for output in outputs {
             match output {
                 Output::Request { destination, id, request } => {
-                    if self.cut.contains(&(from.to_owned(), destination.clone()))
+                    if self.lost(&request) {
+                        if self.refused() {
+                            let to = from.to_owned();
+                            self.queue.push_back(Message::Response { to, id, response: None });
+                        }
+                    } else if self.cut.contains(&(from.to_owned(), destination.clone()))
                         || !self.servers.contains_key(&destination)
                     {
                         self.queue.push_back(Message::Response {
@@ -132,6 +171,10 @@ impl Harness {
         self.now = self.now + Duration::from_ms(10);
         match message {
             Message::Request { from, to, id, request } => {
+                if request.path_and_query.starts_with("/_matrix/federation/v1/send/") {
+                    let body = request.body.clone().unwrap_or_default();
+                    self.delivered_sends.push((to.clone(), body));
+                }
                 self.input(&to, Input::Request { origin: from, id, request });
             }
             Message::Response { to, id, response } => {
@@ -1235,4 +1278,354 @@ fn redacting_the_create_event_is_refused() {
             assert!(!stored.redacted, "v{version}: {server}");
         }
     }
+}
+
+/// The JSON of an event as `server` stores it.
+fn stored_json(h: &Harness, server: &str, id: &mxsim::matrix::EventId) -> Object {
+    h.servers[server].store().pdu(id).unwrap().json().clone()
+}
+
+/// Hands `pdus` to `to` in one `/send` transaction from `from`, as if it had crossed the
+/// network.
+fn push_transaction(h: &mut Harness, from: &str, to: &str, txn_id: &str, pdus: Vec<Object>) {
+    use mxsim::homeserver::wire::{Request, Transaction};
+    let request = Request::SendTransaction {
+        txn_id: txn_id.into(),
+        transaction: Transaction { origin: from.into(), origin_server_ts: 0, pdus, edus: vec![] },
+    };
+    let http = request.to_http();
+    h.delivered_sends.push((to.to_owned(), http.body.clone().unwrap_or_default()));
+    h.input(to, Input::Request { origin: from.into(), id: RequestId(9_000_000), request: http });
+}
+
+/// The decisions `server` reported for `id`.
+fn decisions_of(
+    h: &Harness,
+    server: &str,
+    id: &mxsim::matrix::EventId,
+) -> Vec<mxsim::homeserver::Decision> {
+    h.observations
+        .iter()
+        .filter_map(|(s, o)| match o {
+            Observation::Event { event_id: Some(e), decision, .. } if s == server && e == id => {
+                Some(decision.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// hs1 sends a power-levels change and a message that hs2 never gets (hs1 restarts with the
+/// transaction still owed); returns the message, whose auth and prev events hs2 lacks.
+fn event_with_unknown_auth_events(
+    h: &mut Harness,
+    room: &str,
+    tag: &str,
+) -> mxsim::matrix::EventId {
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    let levels = serde_json::json!({"users": {"@alice:hs1": 100, "@bob:hs2": 10}, "users_default": 0,
+        "events_default": 0, "state_default": 50, "events": {"m.room.power_levels": 100}});
+    send(h, "hs1", "@alice:hs1", room, "m.room.power_levels", Some(""), levels);
+    send(h, "hs1", "@alice:hs1", room, "m.room.message", None, serde_json::json!({"body": tag}));
+    let message = created_by(h, "hs1").last().cloned().unwrap();
+    h.run_for(Duration::from_secs(1));
+    restart(h, "hs1", &["hs1", "hs2"]);
+    h.cut.clear();
+    message
+}
+
+#[test]
+fn an_event_whose_auth_events_cannot_be_fetched_is_decided_and_a_later_copy_is_processed() {
+    let (mut h, room) = room_with(&["hs1", "hs2"], RoomVersion::V11);
+    let message = event_with_unknown_auth_events(&mut h, &room, "auth unknown");
+    // Every `/event_auth` request fails.
+    h.lossy_paths = vec!["/event_auth/"];
+    h.loss = Some((Prng::from_seed(7), mxsim::stdx::Ratio::percent(100).unwrap()));
+    let json = stored_json(&h, "hs1", &message);
+    push_transaction(&mut h, "hs1", "hs2", "first", vec![json.clone()]);
+    h.run_for(Duration::from_secs(600));
+    assert_eq!(h.servers["hs2"].waiting_count(), 0, "the event still waits");
+    let first = decisions_of(&h, "hs2", &message);
+    assert!(
+        matches!(first.as_slice(), [mxsim::homeserver::Decision::Dropped(reason)] if reason.contains("/event_auth")),
+        "{first:?}"
+    );
+    assert!(!h.servers["hs2"].store().contains(&message));
+    // The fetch works again: a later copy is processed afresh and accepted.
+    h.loss = None;
+    push_transaction(&mut h, "hs1", "hs2", "second", vec![json]);
+    h.run(2_000);
+    let stored = h.servers["hs2"].store().event(&message).map(|e| e.outcome.clone());
+    assert_eq!(stored, Some(mxsim::homeserver::store::Outcome::Accepted));
+    assert_converged(&h, &room, &["hs1", "hs2"], "after the later copy");
+}
+
+/// Property: whatever the fetch endpoints lose (refused or unanswered), every event a
+/// server receives over `/send` gets a decision within the waiting bound, and nothing
+/// waits afterwards.
+#[test]
+fn every_received_event_is_decided_under_random_loss_on_the_fetch_endpoints() {
+    use mxsim::homeserver::Decision;
+    let bound = Config::default().waiting_time_max;
+    for seed in 1..=12u64 {
+        let mut prng = Prng::from_seed(seed);
+        let (mut h, room) = room_with(&["hs1", "hs2"], RoomVersion::V11);
+        let message = event_with_unknown_auth_events(&mut h, &room, &format!("seed {seed}"));
+        let percent = prng.range_inclusive(10, 100);
+        h.lossy_paths =
+            vec!["/event_auth/", "/get_missing_events/", "/state/", "/state_ids/", "/event/"];
+        h.loss = Some((prng.fork("loss"), mxsim::stdx::Ratio::percent(percent).unwrap()));
+        let json = stored_json(&h, "hs1", &message);
+        push_transaction(&mut h, "hs1", "hs2", "gap", vec![json]);
+        for i in 0..prng.range_inclusive(0, 5) {
+            send(
+                &mut h,
+                "hs1",
+                "@alice:hs1",
+                &room,
+                "m.room.message",
+                None,
+                serde_json::json!({"body": i}),
+            );
+            let span = prng.range_inclusive(0, 40_000);
+            h.run_for(Duration::from_ms(span));
+        }
+        h.run_for(bound + bound);
+        let context = format!("seed {seed}, {percent}% loss");
+        assert_eq!(h.servers["hs2"].waiting_count(), 0, "{context}: events still wait");
+        let rules = RoomVersion::V11.rules();
+        let mut received = BTreeSet::new();
+        for (to, body) in &h.delivered_sends {
+            let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+            for pdu in body["pdus"].as_array().unwrap() {
+                let serde_json::Value::Object(pdu) = pdu else { panic!("a PDU is an object") };
+                received.insert((to.clone(), mxsim::matrix::pdu::event_id(rules, pdu)));
+            }
+        }
+        assert!(received.contains(&("hs2".to_owned(), message.clone())), "{context}");
+        for (to, id) in &received {
+            let decided = decisions_of(&h, to, id);
+            let stored = h.servers[to].store().event(id).is_some_and(|e| e.state_after.is_some());
+            let decision = decided.iter().any(|d| !matches!(d, Decision::Outlier));
+            assert!(stored || decision, "{context}: {to} never decided {id}: {decided:?}");
+        }
+    }
+}
+
+fn public_room(names: &[&str]) -> (Harness, String) {
+    let (h, room) = room_with(names, RoomVersion::V11);
+    (h, room)
+}
+
+/// Whether `server`'s current state has a joined member of its own.
+fn resident(h: &Harness, server: &str, room: &str) -> bool {
+    let Some(state) = h.state(server, room) else { return false };
+    state.iter().any(|((t, k), id)| {
+        t == "m.room.member"
+            && k.ends_with(&format!(":{server}"))
+            && h.servers[server].store().pdu(id).unwrap().content()["membership"] == "join"
+    })
+}
+
+fn joined_observed(h: &Harness, server: &str) -> usize {
+    h.observations
+        .iter()
+        .filter(|(s, o)| s == server && matches!(o, Observation::RoomJoined { .. }))
+        .count()
+}
+
+/// Residency: an invited server does not take in the room's PDUs over `/send`, and its
+/// user's join goes through `make_join`/`send_join` (a `RoomJoined` on hs2).
+#[test]
+fn an_invited_server_is_not_in_the_room_until_its_join_went_through_a_resident() {
+    for version in RoomVersion::ALL {
+        let mut h = Harness::new(&["hs1", "hs2"]);
+        h.act(
+            "hs1",
+            Action::CreateRoom {
+                user: "@alice:hs1".into(),
+                version,
+                public: false,
+                name: None,
+                topic: None,
+            },
+        );
+        let room = h.room_created("hs1");
+        h.act(
+            "hs1",
+            Action::Invite {
+                user: "@alice:hs1".into(),
+                room_id: room.clone(),
+                target: "@bob:hs2".into(),
+            },
+        );
+        h.run(1_000);
+        send(
+            &mut h,
+            "hs1",
+            "@alice:hs1",
+            &room,
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "x"}),
+        );
+        h.run(1_000);
+        assert!(!resident(&h, "hs2", &room), "v{version}");
+        assert_eq!(h.state("hs2", &room), None, "v{version}: hs2 took in the room's state");
+        h.act("hs2", Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec![] });
+        h.run(1_000);
+        assert_eq!(h.failures(), Vec::<String>::new(), "v{version}");
+        assert_eq!(joined_observed(&h, "hs2"), 1, "v{version}: the join did not use send_join");
+        assert!(resident(&h, "hs2", &room), "v{version}");
+        assert_converged(&h, &room, &["hs1", "hs2"], &format!("v{version}"));
+    }
+}
+
+/// Residency: a server whose last user left does not rejoin on its stale state. During a
+/// split it cannot reach a resident, so the join fails; after the split the residents
+/// refuse it, because the user was banned meanwhile.
+#[test]
+fn a_server_whose_user_left_rejoins_through_a_resident_that_knows_of_the_ban() {
+    let names = ["hs1", "hs2", "hs3"];
+    let (mut h, room) = public_room(&names);
+    h.act("hs2", Action::Leave { user: "@bob:hs2".into(), room_id: room.clone(), via: vec![] });
+    h.run(2_000);
+    assert!(!resident(&h, "hs2", &room));
+    for other in ["hs1", "hs3"] {
+        h.cut.insert(("hs2".into(), other.into()));
+        h.cut.insert((other.into(), "hs2".into()));
+    }
+    h.act(
+        "hs1",
+        Action::Ban { user: "@alice:hs1".into(), room_id: room.clone(), target: "@bob:hs2".into() },
+    );
+    h.run_for(Duration::from_secs(5));
+    let join =
+        Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec!["hs1".into()] };
+    h.act("hs2", join.clone());
+    h.run_for(Duration::from_secs(5));
+    assert!(!resident(&h, "hs2", &room), "joined on a stale copy during the split");
+    assert_eq!(
+        h.failures(),
+        vec![
+            "hs2: join by @bob:hs2: make_join via hs1: unreachable; make_join via hs3: unreachable"
+                .to_owned()
+        ]
+    );
+    h.cut.clear();
+    h.run_for(Duration::from_secs(600));
+    h.act("hs2", join);
+    h.run_for(Duration::from_secs(60));
+    assert!(!resident(&h, "hs2", &room), "joined although banned");
+    let last = h.failures().last().cloned().unwrap();
+    assert!(
+        last.starts_with("hs2: join by @bob:hs2: make_join via hs1: 403 M_FORBIDDEN"),
+        "{last}"
+    );
+    assert!(last.contains("; make_join via hs3: 403 M_FORBIDDEN"), "{last}");
+    for server in ["hs1", "hs3"] {
+        assert_eq!(membership(&h, server, &room, "@bob:hs2").as_deref(), Some("ban"), "{server}");
+    }
+}
+
+/// Knocks and leaves try every candidate, are recorded as created, and fail with one
+/// sentence per server.
+#[test]
+fn knocks_and_leaves_try_every_via_server_and_are_recorded() {
+    use mxsim::homeserver::Decision;
+    let mut h = Harness::new(&["hs1", "hs2", "hs3", "hs4"]);
+    h.act(
+        "hs1",
+        Action::CreateRoom {
+            user: "@alice:hs1".into(),
+            version: RoomVersion::V11,
+            public: false,
+            name: None,
+            topic: None,
+        },
+    );
+    let room = h.room_created("hs1");
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.join_rules",
+        Some(""),
+        serde_json::json!({"join_rule": "knock"}),
+    );
+    // hs3 is not in the room: its 404 is recorded as a sentence, and hs1 is tried next.
+    h.act(
+        "hs2",
+        Action::Knock {
+            user: "@bob:hs2".into(),
+            room_id: room.clone(),
+            via: vec!["hs3".into(), "hs1".into()],
+        },
+    );
+    h.run(1_000);
+    assert_eq!(h.failures(), Vec::<String>::new());
+    assert_eq!(membership(&h, "hs1", &room, "@bob:hs2").as_deref(), Some("knock"));
+    let knock = h.state("hs1", &room).unwrap()
+        [&("m.room.member".to_owned(), "@bob:hs2".to_owned())]
+        .clone();
+    assert_eq!(decisions_of(&h, "hs2", &knock), vec![Decision::Created]);
+    // Bob is let in and joins; then Carol, invited by Alice, declines while hs1 is cut off
+    // from hs3: the inviter's server fails and Bob's server takes the leave.
+    h.act(
+        "hs1",
+        Action::Invite {
+            user: "@alice:hs1".into(),
+            room_id: room.clone(),
+            target: "@bob:hs2".into(),
+        },
+    );
+    h.run(1_000);
+    h.act("hs2", Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec![] });
+    h.run(1_000);
+    h.act(
+        "hs1",
+        Action::Invite {
+            user: "@alice:hs1".into(),
+            room_id: room.clone(),
+            target: "@carol:hs3".into(),
+        },
+    );
+    h.run(1_000);
+    h.cut.insert(("hs3".into(), "hs1".into()));
+    h.act(
+        "hs3",
+        Action::Leave { user: "@carol:hs3".into(), room_id: room.clone(), via: vec!["hs2".into()] },
+    );
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(h.failures(), Vec::<String>::new());
+    h.cut.clear();
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(membership(&h, "hs2", &room, "@carol:hs3").as_deref(), Some("leave"));
+    assert_eq!(membership(&h, "hs1", &room, "@carol:hs3").as_deref(), Some("leave"));
+    let leave = h.state("hs2", &room).unwrap()
+        [&("m.room.member".to_owned(), "@carol:hs3".to_owned())]
+        .clone();
+    assert_eq!(decisions_of(&h, "hs3", &leave), vec![Decision::Created]);
+    // Readable reasons: a 404 from a server not in the room, and a time-out.
+    h.act(
+        "hs4",
+        Action::Knock { user: "@dan:hs4".into(), room_id: room.clone(), via: vec!["hs3".into()] },
+    );
+    h.run(1_000);
+    h.lossy_paths = vec!["/make_knock/"];
+    h.loss = Some((Prng::from_seed(1), mxsim::stdx::Ratio::percent(100).unwrap()));
+    h.lost_silently = true;
+    h.act(
+        "hs4",
+        Action::Knock { user: "@dan:hs4".into(), room_id: room.clone(), via: vec!["hs1".into()] },
+    );
+    h.run_for(Duration::from_secs(60));
+    assert_eq!(
+        h.failures(),
+        vec![
+            "hs4: knock by @dan:hs4: make_knock via hs3: 404 M_NOT_FOUND this server is not in the room".to_owned(),
+            "hs4: knock by @dan:hs4: make_knock via hs1: no answer within 30 s".to_owned(),
+        ]
+    );
 }

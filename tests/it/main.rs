@@ -10,6 +10,7 @@ mod homeserver;
 mod net;
 mod outbound;
 mod pdu;
+mod regressions;
 mod report;
 mod report_runs;
 mod scenario;

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Homeserver, Pending};
+use super::{Handshake, Homeserver, Pending};
 use crate::homeserver::store::{Outcome, StateMap};
 use crate::homeserver::types::{Decision, Observation, Output};
-use crate::homeserver::wire::{MakeMembership, Request, Response};
+use crate::homeserver::wire::{ErrorResponse, MakeMembership, Request, Response, SendJoin};
 use crate::matrix::canonical_json::Object;
 use crate::matrix::pdu::{self, Pdu};
 use crate::matrix::{EventId, RoomVersion};
@@ -18,6 +18,12 @@ fn failed(out: &mut Vec<Output>, action: &str, reason: impl Into<String>) {
         action: action.to_owned(),
         reason: reason.into(),
     }));
+}
+
+/// An error answer as a sentence: `404 M_NOT_FOUND this server is not in the room`.
+pub(super) fn describe_error(e: &ErrorResponse) -> String {
+    let text = if e.error.is_empty() { String::new() } else { format!(" {}", e.error) };
+    format!("{} {}{text}", e.status, e.errcode.as_str())
 }
 
 impl Homeserver {
@@ -58,71 +64,225 @@ impl Homeserver {
         Ok((version, Arc::new(pdu)))
     }
 
-    pub(super) fn on_make_join(
+    /// Starts a membership handshake (`make_*`, then `send_*`) with the first candidate.
+    /// Candidates are tried in order until one answers both steps, as Synapse's
+    /// `_try_destination_list` (`synapse/federation/federation_client.py`) does for
+    /// `make_membership_event`, `send_join`, `send_leave` and `send_knock`.
+    pub(super) fn start_handshake(
         &mut self,
         now: Instant,
-        user: String,
-        room_id: String,
-        mut via: Vec<String>,
-        response: Option<Response>,
+        handshake: Handshake,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        if handshake.candidates.is_empty() {
+            return Err(format!("no server to ask for make_{}", handshake.membership));
+        }
+        if handshake.membership == "join" {
+            // [impl] Synapse queues the room's PDUs while a join is in progress
+            // (`room_queues` in `on_receive_pdu`) and processes them once it is done.
+            self.join_queues.entry(handshake.room_id.clone()).or_default();
+        }
+        self.send_make(now, handshake, out);
+        Ok(())
+    }
+
+    /// Sends `make_*` to the first candidate.
+    fn send_make(&mut self, now: Instant, handshake: Handshake, out: &mut Vec<Output>) {
+        let destination = handshake.candidates[0].clone();
+        let (room_id, user_id) = (handshake.room_id.clone(), handshake.user.clone());
+        let ver = || RoomVersion::ALL.iter().map(|v| v.as_str().to_owned()).collect();
+        let request = match handshake.membership {
+            "join" => Request::MakeJoin { room_id, user_id, ver: ver() },
+            "knock" => Request::MakeKnock { room_id, user_id, ver: ver() },
+            _ => Request::MakeLeave { room_id, user_id },
+        };
+        if !self.send(now, &destination, request, Pending::Make(handshake.clone()), out) {
+            let reason = "too many requests in flight";
+            self.next_candidate(now, handshake, None, reason, out);
+        }
+    }
+
+    /// Sends the signed `own` event with `send_*` to the first candidate.
+    fn send_signed(
+        &mut self,
+        now: Instant,
+        handshake: Handshake,
+        version: RoomVersion,
+        own: Arc<Pdu>,
         out: &mut Vec<Output>,
     ) {
-        let template = match response {
-            Some(Response::MakeJoin(template)) => template,
-            other => {
-                // Try the next resident, if any (spec: may try another server).
-                via.remove(0);
-                if let Some(next) = via.first().cloned() {
-                    let request = Request::MakeJoin {
-                        room_id: room_id.clone(),
-                        user_id: user.clone(),
-                        ver: RoomVersion::ALL.iter().map(|v| v.as_str().to_owned()).collect(),
-                    };
-                    self.send(now, &next, request, Pending::MakeJoin { user, room_id, via }, out);
-                } else {
-                    failed(out, "join", format!("make_join failed: {other:?}"));
-                }
-                return;
-            }
+        let destination = handshake.candidates[0].clone();
+        let (room_id, event_id, pdu) =
+            (handshake.room_id.clone(), own.event_id().clone(), own.json().clone());
+        let request = match handshake.membership {
+            "join" => Request::SendJoin { room_id, event_id, omit_members: false, pdu },
+            "knock" => Request::SendKnock { room_id, event_id, pdu },
+            _ => Request::SendLeave { room_id, event_id, pdu },
         };
-        match self.sign_template(now, &template, &room_id, &user, "join") {
-            Ok((version, own)) => {
-                let request = Request::SendJoin {
-                    room_id: room_id.clone(),
-                    event_id: own.event_id().clone(),
-                    omit_members: false,
-                    pdu: own.json().clone(),
-                };
-                let resident = via[0].clone();
-                self.send(
-                    now,
-                    &resident,
-                    request,
-                    Pending::SendJoin { user, room_id, version, own },
-                    out,
-                );
-            }
-            Err(reason) => failed(out, "join", reason),
+        let pending =
+            Pending::Send { handshake: handshake.clone(), version, own: Arc::clone(&own) };
+        if !self.send(now, &destination, request, pending, out) {
+            let reason = "too many requests in flight";
+            self.next_candidate(now, handshake, Some((version, own)), reason, out);
         }
+    }
+
+    /// Records why the first candidate failed and tries the next one; after the last,
+    /// the action fails with every reason, one sentence per server.
+    fn next_candidate(
+        &mut self,
+        now: Instant,
+        mut handshake: Handshake,
+        signed: Option<(RoomVersion, Arc<Pdu>)>,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) {
+        let step = if signed.is_some() { "send" } else { "make" };
+        let server = handshake.candidates.remove(0);
+        handshake.failures.push(format!("{step}_{} via {server}: {reason}", handshake.membership));
+        if handshake.candidates.is_empty() {
+            self.end_handshake(&handshake.room_id, handshake.membership, false, now, out);
+            let action = format!("{} by {}", handshake.membership, handshake.user);
+            failed(out, &action, handshake.failures.join("; "));
+            return;
+        }
+        match signed {
+            Some((version, own)) => self.send_signed(now, handshake, version, own, out),
+            None => self.send_make(now, handshake, out),
+        }
+    }
+
+    /// A join handshake ended: the PDUs queued meanwhile are processed (joined) or
+    /// dropped with a reason (failed).
+    fn end_handshake(
+        &mut self,
+        room_id: &str,
+        membership: &str,
+        joined: bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        if membership != "join" {
+            return;
+        }
+        let still_joining = self.requests.values().any(|(p, _)| match p {
+            Pending::Make(h) | Pending::Send { handshake: h, .. } => {
+                h.membership == "join" && h.room_id == room_id
+            }
+            _ => false,
+        });
+        if still_joining && !joined {
+            return; // Another user's join of the room is still under way.
+        }
+        let queued = self.join_queues.remove(room_id).unwrap_or_default();
+        if still_joining {
+            self.join_queues.insert(room_id.to_owned(), Vec::new());
+        }
+        for (origin, raw) in queued {
+            let _ = self.receive_pdu(now, &origin, raw, out);
+        }
+    }
+
+    /// The answer to a `make_*` request.
+    pub(super) fn on_make(
+        &mut self,
+        now: Instant,
+        handshake: Handshake,
+        answer: Result<Response, String>,
+        out: &mut Vec<Output>,
+    ) {
+        let membership = handshake.membership;
+        let template = match answer {
+            Ok(Response::MakeJoin(t)) if membership == "join" => t,
+            Ok(Response::MakeKnock(t)) if membership == "knock" => t,
+            Ok(Response::MakeLeave(t)) if membership == "leave" => t,
+            Ok(Response::Error(e)) => {
+                let reason = describe_error(&e);
+                return self.next_candidate(now, handshake, None, &reason, out);
+            }
+            Ok(_) => {
+                let reason = "an answer of the wrong kind";
+                return self.next_candidate(now, handshake, None, reason, out);
+            }
+            Err(reason) => return self.next_candidate(now, handshake, None, &reason, out),
+        };
+        let (room_id, user) = (handshake.room_id.clone(), handshake.user.clone());
+        match self.sign_template(now, &template, &room_id, &user, membership) {
+            Ok((version, own)) => self.send_signed(now, handshake, version, own, out),
+            Err(reason) => self.next_candidate(now, handshake, None, &reason, out),
+        }
+    }
+
+    /// The answer to a `send_*` request.
+    pub(super) fn on_send(
+        &mut self,
+        now: Instant,
+        handshake: Handshake,
+        version: RoomVersion,
+        own: Arc<Pdu>,
+        answer: Result<Response, String>,
+        out: &mut Vec<Output>,
+    ) {
+        let outcome = match answer {
+            Ok(Response::SendJoin(answer)) if handshake.membership == "join" => {
+                self.on_send_join(&handshake.user, &handshake.room_id, version, &own, answer, out)
+            }
+            Ok(Response::SendKnock { .. }) if handshake.membership == "knock" => {
+                self.store_own_membership(&handshake.room_id, version, &own, out);
+                Ok(())
+            }
+            Ok(Response::SendLeave) if handshake.membership == "leave" => {
+                self.store.remove_invite(&handshake.room_id, &handshake.user);
+                self.store_own_membership(&handshake.room_id, version, &own, out);
+                Ok(())
+            }
+            Ok(Response::Error(e)) => Err(describe_error(&e)),
+            Ok(_) => Err("an answer of the wrong kind".to_owned()),
+            Err(reason) => Err(reason),
+        };
+        match outcome {
+            Ok(()) => {
+                let room_id = handshake.room_id.clone();
+                self.end_handshake(&room_id, handshake.membership, true, now, out);
+            }
+            Err(reason) => self.next_candidate(now, handshake, Some((version, own)), &reason, out),
+        }
+    }
+
+    /// A knock or a leave went through a resident: the event is stored as an outlier (this
+    /// server has no state for the room) and reported as created, as Synapse persists it
+    /// as an outlier in `do_knock` and `do_remotely_reject_invite`.
+    fn store_own_membership(
+        &mut self,
+        room_id: &str,
+        version: RoomVersion,
+        own: &Arc<Pdu>,
+        out: &mut Vec<Output>,
+    ) {
+        if self.store.room(room_id).is_none() {
+            self.store.add_room(room_id, version);
+        }
+        if !self.store.contains(own.event_id()) {
+            self.store_event(room_id, own, Outcome::Outlier, None);
+        }
+        out.push(Output::Observed(Observation::Event {
+            room_id: room_id.to_owned(),
+            event_id: Some(own.event_id().clone()),
+            decision: Decision::Created,
+        }));
     }
 
     /// Stores the room state from a `send_join` answer and the join itself (spec digest
     /// §5 step 6).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_send_join(
+    fn on_send_join(
         &mut self,
-        _now: Instant,
         user: &str,
         room_id: &str,
         version: RoomVersion,
-        own: Arc<Pdu>,
-        response: Option<Response>,
+        own: &Arc<Pdu>,
+        answer: SendJoin,
         out: &mut Vec<Output>,
-    ) {
-        let Some(Response::SendJoin(answer)) = response else {
-            failed(out, "join", format!("send_join to {room_id} failed"));
-            return;
-        };
+    ) -> Result<(), String> {
         let rules = version.rules();
         let fresh = self.store.room(room_id).is_none_or(|r| r.current_state.is_none());
         self.store.add_room(room_id, version);
@@ -149,24 +309,22 @@ impl Homeserver {
             None => false,
         };
         if !create_ok {
-            failed(out, "join", "send_join answer without the room's create event");
-            return;
+            return Err("an answer without the room's create event".into());
         }
         // Prefer the resident's copy of the join: it may carry more signatures.
         let join = answer
             .event
             .and_then(|raw| self.verify_received(rules, raw).ok())
             .filter(|pdu| pdu.event_id() == own.event_id())
-            .unwrap_or(own);
+            .unwrap_or_else(|| Arc::clone(own));
         let before = self.store.store_state(&state, None);
         let outcome = self.check_own_auth(room_id, &join);
         let outcome = match outcome {
             Outcome::Outlier => Outcome::Accepted,
             rejected => rejected,
         };
-        if outcome != Outcome::Accepted {
-            failed(out, "join", format!("the join is not allowed: {outcome:?}"));
-            return;
+        if let Outcome::RejectedByAuthEvents { reason } = outcome {
+            return Err(format!("the join is not allowed: {reason}"));
         }
         if !self.store.contains(join.event_id()) {
             self.store_event(room_id, &join, Outcome::Accepted, Some(before));
@@ -194,6 +352,7 @@ impl Homeserver {
                 state_hash: self.state_hash(group),
             }));
         }
+        Ok(())
     }
 
     /// The invitee's server signed our invite: store it and send it into the room.
@@ -210,8 +369,6 @@ impl Homeserver {
         if pdu.event_id() != event_id {
             return Err("the invited server changed the event".into());
         }
-        let target_server =
-            crate::matrix::ids::user_server(pdu.state_key().unwrap_or("")).unwrap_or("").to_owned();
         if pdu::verify(rules, &pdu, &self.keys).is_err() {
             return Err("the signed invite does not verify".into());
         }
@@ -225,59 +382,9 @@ impl Homeserver {
             event_id: Some(pdu.event_id().clone()),
             decision: Decision::Created,
         }));
-        self.fan_out(room_id, &pdu, &[target_server], None);
+        // Sent to the servers in the room only; the invitee's server has its copy from
+        // `/invite` (and, not being in the room, would ignore it).
+        self.fan_out(room_id, &pdu, &[], None);
         Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_make_membership(
-        &mut self,
-        now: Instant,
-        user: String,
-        room_id: String,
-        via: Vec<String>,
-        membership: &'static str,
-        response: Option<Response>,
-        out: &mut Vec<Output>,
-    ) {
-        let template = match response {
-            Some(Response::MakeLeave(t)) if membership == "leave" => t,
-            Some(Response::MakeKnock(t)) if membership == "knock" => t,
-            other => {
-                failed(out, membership, format!("make_{membership} failed: {other:?}"));
-                return;
-            }
-        };
-        match self.sign_template(now, &template, &room_id, &user, membership) {
-            Ok((version, pdu)) => {
-                let event_id = pdu.event_id().clone();
-                let request = match membership {
-                    "leave" => Request::SendLeave {
-                        room_id: room_id.clone(),
-                        event_id,
-                        pdu: pdu.json().clone(),
-                    },
-                    _ => Request::SendKnock {
-                        room_id: room_id.clone(),
-                        event_id,
-                        pdu: pdu.json().clone(),
-                    },
-                };
-                if self.store.room(&room_id).is_none() {
-                    self.store.add_room(&room_id, version);
-                }
-                if membership == "leave" {
-                    self.store.remove_invite(&room_id, &user);
-                }
-                self.send(
-                    now,
-                    &via[0],
-                    request,
-                    Pending::SendMembership { room_id, membership },
-                    out,
-                );
-            }
-            Err(reason) => failed(out, membership, reason),
-        }
     }
 }

@@ -381,7 +381,7 @@ impl Homeserver {
         membership: &str,
     ) -> Response {
         let Some(room) = self.store.room(room_id) else { return not_found("unknown room") };
-        if room.current_state.is_none() || self.joined_servers(room_id).is_empty() {
+        if !self.is_resident(room_id) {
             return not_found("this server is not in the room");
         }
         if ids::user_server(user) != Some(origin) {
@@ -434,6 +434,11 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) -> Response {
         let Some(rules) = self.rules_of(room_id) else { return not_found("unknown room") };
+        if !self.is_resident(room_id) {
+            // Only a server in the room may accept a membership into it: a stale copy
+            // would not know of a later ban.
+            return not_found("this server is not in the room");
+        }
         let pdu = match self.verify_received(rules, raw) {
             Ok(pdu) => pdu,
             Err(reason) => return invalid(reason),

@@ -1,0 +1,120 @@
+//! Every scenario in `scenarios/regressions/` passes the checker on seeds 1..=5. Each one
+//! failed before the fix it pins (its description says how).
+//!
+//! Until scenarios can state which steps must succeed, the steps of the scenarios named in
+//! `MUST_SUCCEED` are checked here: none of them may be recorded as a failed action.
+
+use mxsim::check;
+use mxsim::trace::Body;
+use mxsim::world::{self, from_scenario};
+
+/// Scenarios whose every step must succeed on every seed.
+const MUST_SUCCEED: &[&str] = &["via-flows-under-loss"];
+
+fn regression_scenarios() -> Vec<(String, mxsim::scenario::Scenario)> {
+    let mut paths: Vec<String> = std::fs::read_dir("scenarios/regressions")
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".toml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scenario = mxsim::scenario::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+            (path, scenario)
+        })
+        .collect()
+}
+
+#[test]
+fn regression_scenarios_pass_on_five_seeds() {
+    let scenarios = regression_scenarios();
+    assert!(scenarios.len() >= 2, "the regression scenarios are there");
+    let mut failures = Vec::new();
+    for (path, scenario) in &scenarios {
+        for seed in 1..=5u64 {
+            let plan = from_scenario::plan(scenario, seed, "test").unwrap();
+            let output = world::run(&plan).unwrap();
+            let verdict = check::check(&output.trace);
+            let mut problems: Vec<String> = verdict
+                .violations
+                .iter()
+                .take(3)
+                .map(|v| format!("{}: {}", v.invariant, v.message))
+                .collect();
+            if MUST_SUCCEED.contains(&scenario.name.as_str()) {
+                for record in &output.trace.records {
+                    if let Body::ActionFailed { server, action, reason, .. } = &record.body {
+                        problems.push(format!("{server}: {action} failed: {reason}"));
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                failures.push(format!(
+                    "{path} seed {seed}:\n  {}\n  reproduce: mxsim run {path} --seed {seed}",
+                    problems.join("\n  ")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A join whose server crashes in the middle of the handshake is recorded as failed.
+#[test]
+fn a_join_cut_short_by_a_crash_is_recorded_as_failed() {
+    let text = r#"
+name = "crash-mid-join"
+
+[[server]]
+name = "hs1"
+users = ["alice"]
+
+[[server]]
+name = "hs2"
+users = ["bob"]
+
+[[step]]
+at_ms = 0
+user = "@alice:hs1"
+action = "create_room"
+room = "main"
+public = true
+
+[[step]]
+at_ms = 5_000
+user = "@bob:hs2"
+action = "join"
+room = "main"
+via = ["hs1"]
+
+[[fault]]
+type = "crash"
+node = "hs2"
+start_ms = 5_005
+end_ms = 20_000
+"#;
+    let scenario = mxsim::scenario::parse("crash-mid-join.toml", text).unwrap();
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let output = world::run(&plan).unwrap();
+    let failed: Vec<(String, String)> = output
+        .trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::ActionFailed { server, action, reason, .. } if server == "hs2" => {
+                Some((action.clone(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        vec![(
+            "join by @bob:hs2".to_owned(),
+            "make_join via hs1: the server crashed before the answer".to_owned()
+        )]
+    );
+}
