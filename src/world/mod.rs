@@ -937,12 +937,17 @@ impl Shared {
     ) {
         let handle = madsim::runtime::Handle::current();
         let server = self.slots[node].name.clone();
+        let mut lost_actions: Vec<(String, String)> = Vec::new();
         let change = match marker {
             NodeMarker::Crash => {
                 let slot = &mut self.slots[node];
                 if !slot.up {
                     return;
                 }
+                // The homeserver names the handshakes it loses (which request to which
+                // server); the steps they belong to are found below.
+                lost_actions =
+                    slot.server.as_ref().map(|s| s.actions_in_flight()).unwrap_or_default();
                 slot.disk = slot.server.take().map(|s| s.store().clone());
                 slot.up = false;
                 slot.mailbox.clear();
@@ -982,8 +987,17 @@ impl Shared {
             dead.sort_unstable();
             dead.dedup();
             for k in dead {
-                let action = describe(&self.plan.steps[k].action);
-                let reason = "the server crashed before the action finished".to_owned();
+                // The homeserver's own words for the lost handshake when it has them
+                // ("join by @bob:hs2", "make_join via hs1: …"), else the step's.
+                let step = &self.plan.steps[k];
+                let own = format!("{} by {}", action_kind(&step.action), step.user);
+                let (action, reason) = match lost_actions.iter().position(|(a, _)| *a == own) {
+                    Some(i) => lost_actions.swap_remove(i),
+                    None => (
+                        describe(&step.action),
+                        "the server crashed before the action finished".to_owned(),
+                    ),
+                };
                 self.step_failed(k, action, reason, now);
             }
         }
