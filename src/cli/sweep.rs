@@ -435,6 +435,7 @@ pub fn shrink(args: &ShrinkArgs) -> Result<Outcome, CliError> {
         invariant: args.invariant.clone(),
         reseed: args.reseed,
         runs_max: args.runs_max,
+        control: None,
     };
     let shrunk =
         shrink::shrink(&job, args.seed, &options).map_err(|e| CliError::input(e.to_string()))?;

@@ -29,7 +29,7 @@ use std::fmt;
 
 use crate::scenario::{self, Scenario};
 use crate::stdx::Prng;
-use crate::sweep::{Job, SweepError, swarm};
+use crate::sweep::{Hooks, Job, SweepError, swarm};
 
 /// Most passes over entries and numbers.
 pub const PASSES_MAX: u64 = 3;
@@ -45,11 +45,17 @@ pub struct Options {
     pub reseed: u64,
     /// Most simulation runs in all.
     pub runs_max: u64,
+    /// A differential shrink: a candidate counts as failing only if the same candidate and
+    /// seed run with these hooks does not violate the invariant, so that what is kept is
+    /// what makes the difference between the two (for a planted bug: the bug, not a
+    /// scenario that fails anyway, such as a quiet room whose concurrent joins never
+    /// reach each other). The command line never sets it.
+    pub control: Option<Hooks>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { invariant: None, reseed: 0, runs_max: 400 }
+        Options { invariant: None, reseed: 0, runs_max: 400, control: None }
     }
 }
 
@@ -134,10 +140,20 @@ impl Search<'_> {
             }
             self.runs += 1;
             let Ok(run) = job.run(seed) else { return false };
-            if run.verdict.violations.iter().any(|v| v.invariant == self.invariant) {
-                self.seed = seed;
-                return true;
+            if !run.verdict.violations.iter().any(|v| v.invariant == self.invariant) {
+                continue;
             }
+            if let Some(control) = self.options.control {
+                let mut control_job = job.clone();
+                control_job.hooks = control;
+                self.runs += 1;
+                let Ok(control_run) = control_job.run(seed) else { return false };
+                if control_run.verdict.violations.iter().any(|v| v.invariant == self.invariant) {
+                    continue;
+                }
+            }
+            self.seed = seed;
+            return true;
         }
         false
     }

@@ -486,7 +486,10 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
     // unlisted violations is invented.
     let checked: Vec<&str> =
         summary["checked"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert_eq!(checked, ["integrity", "auth", "dag", "convergence", "liveness", "durability"]);
+    assert_eq!(
+        checked,
+        ["integrity", "auth", "dag", "convergence", "liveness", "durability", "expectations"]
+    );
     assert_eq!(summary["violations_not_listed"], json!({}));
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(!html.contains("determinism"), "index.html lists only what was checked");

@@ -261,7 +261,10 @@ fn planted_job(file: &str, text: &str) -> Job {
 
 #[test]
 fn a_bounded_sweep_finds_the_planted_bug_and_shrink_reduces_it() {
-    let (file, text) = scenario("partition-heal");
+    // flapping-link: a link that goes up and down, so merges with differing prev states
+    // happen on the last server on some seeds (partition-heal's merges come out the same
+    // whichever state is taken, so the bug hides there).
+    let (file, text) = scenario("flapping-link");
     let clean = Job::new(&file, &text, false, "test").unwrap();
     let planted = planted_job(&file, &text);
     // A bounded sweep: the first failing seed of 1..=8.
@@ -282,7 +285,12 @@ fn a_bounded_sweep_finds_the_planted_bug_and_shrink_reduces_it() {
     let shrunk = shrink::shrink(
         &planted,
         seed,
-        &shrink::Options { invariant: Some("convergence".into()), ..shrink::Options::default() },
+        &shrink::Options {
+            invariant: Some("convergence".into()),
+            // Keep what the bug needs: a candidate must also pass without the bug.
+            control: Some(Hooks::default()),
+            ..shrink::Options::default()
+        },
     )
     .unwrap();
     eprintln!(
