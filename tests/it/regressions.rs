@@ -1,15 +1,10 @@
-//! Every scenario in `scenarios/regressions/` passes the checker on seeds 1..=5. Each one
-//! failed before the fix it pins (its description says how).
-//!
-//! Until scenarios can state which steps must succeed, the steps of the scenarios named in
-//! `MUST_SUCCEED` are checked here: none of them may be recorded as a failed action.
+//! Every scenario in `scenarios/regressions/` passes the checker, its `expectations`
+//! included (which steps must succeed or fail, and its `[[expect]]` tables), on seeds
+//! 1..=20. Each one failed before the fix it pins (its description says how).
 
 use mxsim::check;
 use mxsim::trace::Body;
 use mxsim::world::{self, from_scenario};
-
-/// Scenarios whose every step must succeed on every seed.
-const MUST_SUCCEED: &[&str] = &["via-flows-under-loss"];
 
 fn regression_scenarios() -> Vec<(String, mxsim::scenario::Scenario)> {
     let mut paths: Vec<String> = std::fs::read_dir("scenarios/regressions")
@@ -29,28 +24,25 @@ fn regression_scenarios() -> Vec<(String, mxsim::scenario::Scenario)> {
 }
 
 #[test]
-fn regression_scenarios_pass_on_five_seeds() {
+fn regression_scenarios_pass_on_twenty_seeds() {
     let scenarios = regression_scenarios();
     assert!(scenarios.len() >= 2, "the regression scenarios are there");
     let mut failures = Vec::new();
     for (path, scenario) in &scenarios {
-        for seed in 1..=5u64 {
+        for seed in 1..=20u64 {
             let plan = from_scenario::plan(scenario, seed, "test").unwrap();
             let output = world::run(&plan).unwrap();
             let verdict = check::check(&output.trace);
-            let mut problems: Vec<String> = verdict
+            let problems: Vec<String> = verdict
                 .violations
                 .iter()
                 .take(3)
                 .map(|v| format!("{}: {}", v.invariant, v.message))
                 .collect();
-            if MUST_SUCCEED.contains(&scenario.name.as_str()) {
-                for record in &output.trace.records {
-                    if let Body::ActionFailed { server, action, reason, .. } = &record.body {
-                        problems.push(format!("{server}: {action} failed: {reason}"));
-                    }
-                }
-            }
+            assert!(
+                verdict.checked.iter().any(|id| id == "expectations"),
+                "{path}: the expectations invariant is checked"
+            );
             if !problems.is_empty() {
                 failures.push(format!(
                     "{path} seed {seed}:\n  {}\n  reproduce: mxsim run {path} --seed {seed}",
