@@ -995,12 +995,27 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
         if self.is_resident(room_id) {
+            if self.membership_is_unchanged(room_id, user, "join") {
+                return Ok(());
+            }
             return self.membership_event(now, room_id, user, user, "join", out);
         }
         // Not in the room (never joined, or its last member left, was kicked or banned):
         // join through a resident, never on a stale copy of the state (Synapse
         // `do_invite_join`).
         self.remote_membership(now, user, room_id, via, "join", out)
+    }
+
+    /// Whether `user`'s current membership event in this server's state is already the one
+    /// a local `membership` change would make: same sender, same membership, same content.
+    /// Such a change makes no new event ([impl] Synapse `_local_membership_update`,
+    /// synapse/handlers/room_member.py: a duplicate membership event returns the existing
+    /// one), so a join by a user who is joined changes nothing.
+    fn membership_is_unchanged(&self, room_id: &str, user: &str, membership: &str) -> bool {
+        let Some(state) = self.current_state(room_id) else { return false };
+        let key = ("m.room.member".to_owned(), user.to_owned());
+        let Some(pdu) = state.get(&key).and_then(|id| self.store.pdu(id)) else { return false };
+        pdu.sender() == user && *pdu.content() == membership_content(membership)
     }
 
     /// Join, leave or knock through a resident (`make_*`/`send_*`).

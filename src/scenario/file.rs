@@ -174,6 +174,8 @@ pub(crate) struct SettleTable {
     pub after_ms: Option<Spanned<u64>>,
     pub rounds: Option<Spanned<u64>>,
     pub spacing_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub rejoin: bool,
 }
 
 /// One `[[fault]]` table, field by field, before it becomes a `net::Fault`.

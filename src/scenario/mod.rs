@@ -63,6 +63,9 @@ pub const ROOM_VERSIONS: &[&str] = &["10", "11", "12"];
 pub const ROOM_VERSION_DEFAULT: &str = "12";
 /// Default quiet period after the last step, workload or fault.
 pub const QUIET_MS_DEFAULT: u64 = 180_000;
+/// How often a `[[settle]]` rejoin is tried again after it failed (a lost request must
+/// not keep a user out for good).
+pub const SETTLE_REJOIN_RETRIES: u32 = 2;
 /// `[[settle]]` defaults: the first round starts this long after the last step, workload
 /// or fault; rounds are this far apart; this many rounds.
 pub const SETTLE_AFTER_MS_DEFAULT: u64 = 5_000;

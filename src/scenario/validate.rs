@@ -18,10 +18,10 @@ use crate::scenario::file::{
 use crate::scenario::{
     CheckConfig, DURATION_MS_MAX, EXPECTATIONS_MAX, ExpectWhat, Expectation, Invariant,
     LABEL_BYTES_MAX, LIVENESS_BOUND_MS_DEFAULT, Mix, QUIET_MS_DEFAULT, ROOM_VERSION_DEFAULT,
-    ROOM_VERSIONS, RoomInfo, SERVERS_MAX, SETTLE_AFTER_MS_DEFAULT, SETTLE_ROUNDS_DEFAULT,
-    SETTLE_ROUNDS_MAX, SETTLE_SPACING_MS_DEFAULT, STEP_RETRIES_MAX, STEPS_MAX, Scenario,
-    ServerConfig, ServerSpec, Step, StepAction, StepExpect, TIME_MS_MAX, USERS_MAX,
-    USERS_PER_SERVER_MAX, WORKLOAD_ACTIONS_MAX, WORKLOADS_MAX, Workload,
+    ROOM_VERSIONS, RoomInfo, SERVERS_MAX, SETTLE_AFTER_MS_DEFAULT, SETTLE_REJOIN_RETRIES,
+    SETTLE_ROUNDS_DEFAULT, SETTLE_ROUNDS_MAX, SETTLE_SPACING_MS_DEFAULT, STEP_RETRIES_MAX,
+    STEPS_MAX, Scenario, ServerConfig, ServerSpec, Step, StepAction, StepExpect, TIME_MS_MAX,
+    USERS_MAX, USERS_PER_SERVER_MAX, WORKLOAD_ACTIONS_MAX, WORKLOADS_MAX, Workload,
 };
 
 /// The largest magnitude of an integer in canonical JSON (and so in event content and
@@ -814,8 +814,30 @@ impl Builder<'_> {
         };
         let count = u64::try_from(users.len()).unwrap_or(u64::MAX);
         let mut steps = Vec::new();
+        // `rejoin`: one round of joins first, so that users who left or were kicked come
+        // back (a join by a user who is still joined makes no event; a banned user's
+        // join fails and is recorded). The message rounds follow one spacing later.
+        let rejoin_spacing = if t.rejoin { spacing } else { 0 };
+        if t.rejoin {
+            for (i, (user, server)) in (0u64..).zip(&users) {
+                let at_ms = busy + after + i * spacing / count.max(1);
+                if at_ms > TIME_MS_MAX {
+                    return Err(self.error(span(table), "settling rounds end after one week"));
+                }
+                steps.push(Step {
+                    at_ms,
+                    server: server.clone(),
+                    user: user.clone(),
+                    action: StepAction::Join { room: room.clone(), via: Vec::new() },
+                    label: None,
+                    line: self.at.line_of(span(table).start),
+                    expect: StepExpect::Any,
+                    retries: SETTLE_REJOIN_RETRIES,
+                });
+            }
+        }
         for round in 0..rounds {
-            let start = busy + after + round * spacing;
+            let start = busy + after + rejoin_spacing + round * spacing;
             for (i, (user, server)) in (0u64..).zip(&users) {
                 let at_ms = start + i * spacing / count.max(1);
                 if at_ms > TIME_MS_MAX {

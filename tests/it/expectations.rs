@@ -286,3 +286,75 @@ fn retry_waits_double_up_to_a_minute() {
     let waits: Vec<u64> = (1..=7).map(world::retry_delay_ms).collect();
     assert_eq!(waits, [5_000, 10_000, 20_000, 40_000, 60_000, 60_000, 60_000]);
 }
+
+/// `[[settle]]` with `rejoin = true` brings back a user who left and one who was kicked,
+/// and a join by a user who is still joined makes no event; without `rejoin` both stay
+/// out and the expectations about them fail.
+#[test]
+fn settle_rejoin_brings_back_users_who_left_or_were_kicked() {
+    let extra = |rejoin: bool| {
+        format!(
+            r#"
+[[server]]
+name = "hs3"
+users = ["carol"]
+[[step]]
+at_ms = 5_000
+user = "@bob:hs2"
+action = "join"
+room = "main"
+[[step]]
+at_ms = 6_000
+user = "@carol:hs3"
+action = "join"
+room = "main"
+[[step]]
+at_ms = 10_000
+user = "@bob:hs2"
+action = "leave"
+room = "main"
+[[step]]
+at_ms = 12_000
+user = "@alice:hs1"
+action = "kick"
+room = "main"
+target = "@carol:hs3"
+[[settle]]
+room = "main"
+rejoin = {rejoin}
+[[expect]]
+room = "main"
+state = "m.room.member"
+state_key = "@bob:hs2"
+content = {{ membership = "join" }}
+[[expect]]
+room = "main"
+state = "m.room.member"
+state_key = "@carol:hs3"
+content = {{ membership = "join" }}
+"#
+        )
+    };
+    for seed in 1..=3 {
+        let (trace, verdict) = run(&extra(true), seed);
+        assert!(verdict.violations.is_empty(), "seed {seed}: {:?}", verdict.violations);
+        // alice never left: her settle join made no member event of hers after the setup.
+        let alice_members = trace
+            .records
+            .iter()
+            .filter(|r| match &r.body {
+                Body::Event {
+                    decision: mxsim::trace::Decision::Created, pdu: Some(pdu), ..
+                } => {
+                    pdu.get("type").and_then(|t| t.as_str()) == Some("m.room.member")
+                        && pdu.get("state_key").and_then(|k| k.as_str()) == Some("@alice:hs1")
+                }
+                _ => false,
+            })
+            .count();
+        assert_eq!(alice_members, 1, "seed {seed}: only the creator's own join");
+        let (_, verdict) = run(&extra(false), seed);
+        let messages = expectation_messages(&verdict);
+        assert_eq!(messages.len(), 2, "seed {seed}: {messages:?}");
+    }
+}
