@@ -813,48 +813,41 @@ impl Builder<'_> {
             None => SETTLE_ROUNDS_DEFAULT,
         };
         let count = u64::try_from(users.len()).unwrap_or(u64::MAX);
-        let mut steps = Vec::new();
         // `rejoin`: one round of joins first, so that users who left or were kicked come
         // back (a join by a user who is still joined makes no event; a banned user's
         // join fails and is recorded). The message rounds follow one spacing later.
-        let rejoin_spacing = if t.rejoin { spacing } else { 0 };
-        if t.rejoin {
-            for (i, (user, server)) in (0u64..).zip(&users) {
-                let at_ms = busy + after + i * spacing / count.max(1);
-                if at_ms > TIME_MS_MAX {
-                    return Err(self.error(span(table), "settling rounds end after one week"));
-                }
-                steps.push(Step {
-                    at_ms,
-                    server: server.clone(),
-                    user: user.clone(),
-                    action: StepAction::Join { room: room.clone(), via: Vec::new() },
-                    label: None,
-                    line: self.at.line_of(span(table).start),
-                    expect: StepExpect::Any,
-                    retries: SETTLE_REJOIN_RETRIES,
-                });
-            }
-        }
-        for round in 0..rounds {
-            let start = busy + after + rejoin_spacing + round * spacing;
+        let joins = t.rejoin.then_some(None);
+        let messages = (0..rounds).map(Some);
+        let line = self.at.line_of(span(table).start);
+        let mut steps = Vec::new();
+        for (slot, round) in (0u64..).zip(joins.into_iter().chain(messages)) {
+            let start = busy + after + slot * spacing;
             for (i, (user, server)) in (0u64..).zip(&users) {
                 let at_ms = start + i * spacing / count.max(1);
                 if at_ms > TIME_MS_MAX {
                     return Err(self.error(span(table), "settling rounds end after one week"));
                 }
+                let (action, retries) = match round {
+                    None => (
+                        StepAction::Join { room: room.clone(), via: Vec::new() },
+                        SETTLE_REJOIN_RETRIES,
+                    ),
+                    Some(round) => {
+                        let body = format!("settle {round}");
+                        (StepAction::Message { room: room.clone(), body }, 0)
+                    }
+                };
+                let (server, user) = (server.clone(), user.clone());
+                let expect = StepExpect::Any;
                 steps.push(Step {
                     at_ms,
-                    server: server.clone(),
-                    user: user.clone(),
-                    action: StepAction::Message {
-                        room: room.clone(),
-                        body: format!("settle {round}"),
-                    },
+                    server,
+                    user,
+                    action,
                     label: None,
-                    line: self.at.line_of(span(table).start),
-                    expect: StepExpect::Any,
-                    retries: 0,
+                    line,
+                    expect,
+                    retries,
                 });
             }
         }
