@@ -36,15 +36,15 @@ use mxsim::matrix::state_res::{self, ResolveOptions, StateMap};
 use mxsim::matrix::{EventId, Pdu, RoomVersion, RoomVersionRules};
 use mxsim::stdx::{Prng, Ratio};
 use mxsim::synth::{self, Events, SynthConfig};
-use ruma::events::{StateEventType, TimelineEventType};
+use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules as RumaRules;
-use ruma::state_res::{self as ruma_res, Event, utils::event_id_set::EventIdSet};
-use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId,
-    UserId,
-};
+use ruma::state_res::{self as ruma_res, utils::event_id_set::EventIdSet};
+use ruma::{OwnedEventId, RoomVersionId};
 use serde::Deserialize;
-use serde_json::value::RawValue;
+
+#[path = "../tests/common/ruma_oracle.rs"]
+mod ruma_oracle;
+use ruma_oracle::RumaPdu;
 
 fn no_merges(_: &'static mxsim::matrix::RoomVersionRules, _: &[StateMap], _: &Events) -> StateMap {
     unreachable!("benchmark rooms never merge")
@@ -96,62 +96,6 @@ fn write(version: RoomVersion, event_count: u32, path: &str) {
         "{path}: room version {version}, {} events, full conflicted set {full_conflicted}",
         room.events.len()
     );
-}
-
-/// An event as a ruma-based program deserializes it.
-#[derive(Clone, Debug, Deserialize)]
-struct RumaPdu {
-    event_id: OwnedEventId,
-    room_id: Option<OwnedRoomId>,
-    sender: OwnedUserId,
-    origin_server_ts: MilliSecondsSinceUnixEpoch,
-    #[serde(rename = "type")]
-    event_type: TimelineEventType,
-    content: Box<RawValue>,
-    state_key: Option<String>,
-    #[serde(default)]
-    prev_events: Vec<OwnedEventId>,
-    auth_events: Vec<OwnedEventId>,
-    redacts: Option<OwnedEventId>,
-    #[serde(default)]
-    rejected: bool,
-}
-
-impl Event for RumaPdu {
-    type Id = OwnedEventId;
-    fn event_id(&self) -> &OwnedEventId {
-        &self.event_id
-    }
-    fn room_id(&self) -> Option<&RoomId> {
-        self.room_id.as_deref()
-    }
-    fn sender(&self) -> &UserId {
-        &self.sender
-    }
-    fn origin_server_ts(&self) -> MilliSecondsSinceUnixEpoch {
-        self.origin_server_ts
-    }
-    fn event_type(&self) -> &TimelineEventType {
-        &self.event_type
-    }
-    fn content(&self) -> &RawValue {
-        &self.content
-    }
-    fn state_key(&self) -> Option<&str> {
-        self.state_key.as_deref()
-    }
-    fn prev_events(&self) -> Box<dyn DoubleEndedIterator<Item = &OwnedEventId> + '_> {
-        Box::new(self.prev_events.iter())
-    }
-    fn auth_events(&self) -> Box<dyn DoubleEndedIterator<Item = &OwnedEventId> + '_> {
-        Box::new(self.auth_events.iter())
-    }
-    fn redacts(&self) -> Option<&OwnedEventId> {
-        self.redacts.as_ref()
-    }
-    fn rejected(&self) -> bool {
-        self.rejected
-    }
 }
 
 #[derive(Deserialize)]

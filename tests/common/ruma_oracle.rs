@@ -1,5 +1,7 @@
 //! ruma-state-res as an oracle: resolves the same input as mxsim with an independent
-//! implementation. Shared by `tests/it/state_res_diff.rs` and `benches/state_res.rs`.
+//! implementation. Shared by `tests/it/state_res_diff.rs`, `benches/state_res.rs`,
+//! `benches/resolve_vs_ruma.rs` and `benches/resolve_e2e.rs` (which deserializes
+//! [`RumaPdu`]s from an input file, as a ruma-based program would).
 //!
 //! Auth chains and the v2.1 conflicted subgraph are computed here by plain graph walks,
 //! independently of mxsim's `matrix::dag` index.
@@ -21,19 +23,23 @@ use ruma::{
 };
 use serde_json::value::RawValue;
 
-/// An event in the shape ruma's `Event` trait wants.
-#[derive(Clone, Debug)]
+/// An event in the shape ruma's `Event` trait wants, converted from a [`Pdu`] or
+/// deserialized from PDU JSON.
+#[derive(Clone, Debug, serde::Deserialize)]
 pub struct RumaPdu {
-    event_id: OwnedEventId,
+    pub event_id: OwnedEventId,
     room_id: Option<OwnedRoomId>,
     sender: OwnedUserId,
     origin_server_ts: MilliSecondsSinceUnixEpoch,
+    #[serde(rename = "type")]
     event_type: TimelineEventType,
     content: Box<RawValue>,
     state_key: Option<String>,
+    #[serde(default)]
     prev_events: Vec<OwnedEventId>,
-    auth_events: Vec<OwnedEventId>,
+    pub auth_events: Vec<OwnedEventId>,
     redacts: Option<OwnedEventId>,
+    #[serde(default)]
     rejected: bool,
 }
 
