@@ -680,17 +680,7 @@ impl AuthChainIndex {
         auth_nodes: Vec<NodeId>,
     ) -> NodeId {
         assert!(self.by_event_id.is_empty(), "bulk building starts from an empty index");
-        assert!((self.nodes.len() as u64) < Self::EVENTS_MAX);
-        let node = NodeId(u32::try_from(self.nodes.len()).expect("checked against EVENTS_MAX"));
-        self.nodes.push(Node {
-            event_id: event_id.clone(),
-            chain: u32::MAX,
-            seq: 0,
-            state_key: None,
-            reach: Box::new([]),
-            auth_nodes: Box::new([]),
-            status: NodeStatus::Pending,
-        });
+        let node = self.push_node(event_id);
         self.finish(node, state_key, auth_nodes);
         node
     }
@@ -714,8 +704,8 @@ impl AuthChainIndex {
         self.by_event_id = keyed.into_iter().collect();
     }
 
-    /// A new node for `event_id`, to be finished once its auth events are indexed.
-    fn push_pending(&mut self, event_id: &EventId) -> NodeId {
+    /// A new pending node for `event_id`, not yet in the id map.
+    fn push_node(&mut self, event_id: &EventId) -> NodeId {
         assert!((self.nodes.len() as u64) < Self::EVENTS_MAX);
         let node = NodeId(u32::try_from(self.nodes.len()).expect("checked against EVENTS_MAX"));
         self.nodes.push(Node {
@@ -727,6 +717,12 @@ impl AuthChainIndex {
             auth_nodes: Box::new([]),
             status: NodeStatus::Pending,
         });
+        node
+    }
+
+    /// A new node for `event_id`, to be finished once its auth events are indexed.
+    fn push_pending(&mut self, event_id: &EventId) -> NodeId {
+        let node = self.push_node(event_id);
         let previous = self.by_event_id.insert(event_id.clone(), node);
         assert!(previous.is_none(), "an event is indexed once");
         node
