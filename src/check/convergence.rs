@@ -9,7 +9,8 @@
 //!    What a server stores is derived from its `event` records, with crashes applied: after
 //!    a `recovered` record only the recovered events remain. Events from before a server
 //!    joined are left out because joining over federation brings the state and its auth
-//!    chain, not the earlier history (mxsim does not backfill).
+//!    chain, not the earlier history (mxsim does not backfill). Events the room refused
+//!    ([`Index::refused_by_room`]) are left out too: nobody passes them on.
 //!
 //! Witness: the servers that differ (and the first joined server, for the state), the
 //! differing events, and the line of the first `final` record that differs.
@@ -115,6 +116,16 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
             None => event.first_line,
         })
     };
+    // An event the room refused is owed to nobody (see `liveness`): a server may lack it.
+    let refused = |id: &str| {
+        let origin = index
+            .events
+            .get(id)
+            .and_then(|e| e.created)
+            .and_then(|r| index.receipts.get(r))
+            .map_or("", |r| r.server);
+        index.refused_by_room(id, origin)
+    };
     let empty = BTreeMap::new();
     let held_in_room = |server: &str| -> BTreeMap<&str, Decision> {
         index
@@ -131,7 +142,10 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
     let mut wanted: BTreeSet<&str> = BTreeSet::new();
     for events in &held {
         for (id, decision) in events {
-            if *decision != Decision::Outlier && created_line(id).is_some_and(|l| l > since) {
+            if *decision != Decision::Outlier
+                && created_line(id).is_some_and(|l| l > since)
+                && !refused(id)
+            {
                 wanted.insert(id);
             }
         }

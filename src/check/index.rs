@@ -127,6 +127,31 @@ pub(super) fn is_accepting(decision: Decision) -> bool {
 }
 
 impl<'t> Index<'t> {
+    /// Whether the room refused an event: at least one server other than its origin holds
+    /// it in its timeline, and every such server holds it as rejected or soft-failed
+    /// (outliers take no side). Such an event never becomes a forward extremity anywhere
+    /// but at its origin, so no server passes it on and nothing ever leads another server
+    /// to it: as Synapse, which sends a server only its own events
+    /// (`FederationSender.handle_event`) and fills gaps only from a later event's
+    /// `prev_events`, the room owes it to nobody. [impl] a reading of DESIGN.md §5's
+    /// "every event accepted at its origin reaches every joined server": accepted by the
+    /// origin but refused by the room, it is not owed (docs/conformance.md).
+    pub fn refused_by_room(&self, event_id: &str, origin: &str) -> bool {
+        let mut refused = false;
+        for (server, held) in &self.held {
+            if *server == origin {
+                continue;
+            }
+            match held.get(event_id) {
+                Some(Decision::RejectedAuthEvents | Decision::RejectedStateBefore)
+                | Some(Decision::SoftFailed) => refused = true,
+                Some(Decision::Accepted | Decision::Created) => return false,
+                Some(Decision::Outlier | Decision::Dropped) | None => {}
+            }
+        }
+        refused
+    }
+
     pub fn build(trace: &'t Trace) -> Index<'t> {
         let (ring, key_problems) = key_ring(trace);
         let mut index = Index {

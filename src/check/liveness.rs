@@ -12,6 +12,10 @@
 //! event was created, or were out of the room (between a `left` and a `joined` record)
 //! when it was created, are not owed it (joining brings state, not history).
 //!
+//! An event the room refused (every other server that holds it in its timeline rejected
+//! or soft-failed it, and at least one did: [`Index::refused_by_room`]) is owed to nobody:
+//! no server but its origin ever passes it on.
+//!
 //! Witness: the event, the late and missing servers, the line of the creation record.
 
 use std::collections::BTreeMap;
@@ -49,7 +53,7 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
         }
         let origin_holds =
             index.held.get(receipt.server).is_some_and(|h| h.contains_key(receipt.event_id));
-        if !origin_holds {
+        if !origin_holds || index.refused_by_room(receipt.event_id, receipt.server) {
             continue;
         }
         let deadline = receipt.t.max(header.healed_ms).saturating_add(bound);

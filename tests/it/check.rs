@@ -575,6 +575,84 @@ fn an_event_that_never_arrives_breaks_liveness() {
     assert_eq!(run(&f.trace).violations, vec![]);
 }
 
+/// The fixture with a third server, hs3, that stores everything hs1 made; then bob (hs2)
+/// sends one more message, which hs1 decides as `hs1` says (or never gets) and hs3 never
+/// gets. All three end joined with the same state.
+fn a_late_message_hs3_never_gets(hs1: Option<Decision>) -> (Trace, String) {
+    let mut f = fixture(RoomVersion::V11);
+    let header = &mut f.trace.header;
+    header.servers.push("hs3".into());
+    let mut by_id = BTreeMap::new();
+    by_id.insert("ed25519:k".to_owned(), key("hs3").public_key_base64());
+    header.keys.insert("hs3".into(), by_id);
+    let late = f.room.send(
+        "hs2",
+        "m.room.message",
+        "@bob:hs2",
+        None,
+        json!({"msgtype": "m.text", "body": "sent as the kick travels"}),
+    );
+    let r = f.room_id.clone();
+    let finals_at = f.trace.records.len() - 2;
+    // hs3 takes everything at 22 ms, after the records the fixture already has.
+    let mut added =
+        vec![rec(22, Body::Joined { server: "hs3".into(), room: r.clone(), version: "11".into() })];
+    let mut hs3_ids = Vec::new();
+    for record in &f.trace.records {
+        if let Body::Event { server, event_id: Some(e), pdu: Some(json), .. } = &record.body {
+            if server != "hs2" {
+                let pdu = pdu::Pdu::from_json(RoomVersion::V11.rules(), json.clone()).unwrap();
+                added.push(event(22, "hs3", &r, &pdu, Decision::Accepted, false));
+                hs3_ids.push(e.clone());
+            }
+        }
+    }
+    added.push(rec(22, Body::Commit { server: "hs3".into(), event_ids: hs3_ids }));
+    added.push(event(30, "hs2", &r, &late, Decision::Created, true));
+    added.push(rec(30, Body::Commit { server: "hs2".into(), event_ids: vec![id(&late)] }));
+    if let Some(decision) = hs1 {
+        added.push(event(40, "hs1", &r, &late, decision, false));
+        added.push(rec(40, Body::Commit { server: "hs1".into(), event_ids: vec![id(&late)] }));
+    }
+    let mut hs3_final = f.trace.records[finals_at].clone();
+    if let Body::Final { server, .. } = &mut hs3_final.body {
+        *server = "hs3".into();
+    }
+    f.trace.records.push(hs3_final);
+    f.trace.records.splice(finals_at..finals_at, added);
+    (f.trace, id(&late))
+}
+
+#[test]
+fn an_event_the_room_refused_is_owed_to_nobody() {
+    // hs1 soft-failed bob's message (the kick got there first) and hs3 never heard of it:
+    // nobody passes a soft-failed event on, so hs3 is not owed it.
+    let (trace, _) = a_late_message_hs3_never_gets(Some(Decision::SoftFailed));
+    assert_eq!(run(&trace).violations, vec![]);
+    // The same for a rejection (which `auth` flags, hs1 and hs2 disagreeing on it).
+    let (mut trace, _) = a_late_message_hs3_never_gets(Some(Decision::RejectedStateBefore));
+    trace.header.check.invariants = strings(&["liveness", "convergence"]);
+    assert_eq!(run(&trace).violations, vec![]);
+
+    // Accepted by hs1, the message is owed to hs3: liveness and convergence both fire.
+    let (trace, late) = a_late_message_hs3_never_gets(Some(Decision::Accepted));
+    let verdict = run(&trace);
+    let mut fired: Vec<&str> = verdict.violations.iter().map(|v| v.invariant.as_str()).collect();
+    fired.sort();
+    assert_eq!(fired, ["convergence", "liveness"], "{:#?}", verdict.violations);
+    for v in &verdict.violations {
+        assert_eq!(v.witness.servers, strings(&["hs3"]), "{v:#?}");
+        assert_eq!(v.witness.events, vec![late.clone()], "{v:#?}");
+    }
+
+    // Held by nobody but its origin, it is owed to everyone: the room did not refuse it.
+    let (mut trace, late) = a_late_message_hs3_never_gets(None);
+    trace.header.check.invariants = strings(&["liveness"]);
+    let violations = only(&run(&trace), "liveness");
+    assert!(violations[0].message.contains("never: hs1, hs3"), "{}", violations[0].message);
+    assert_eq!(violations[0].witness.events, vec![late]);
+}
+
 #[test]
 fn a_committed_event_missing_after_restart_breaks_durability() {
     let mut f = fixture(RoomVersion::V11);
