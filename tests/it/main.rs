@@ -1,4 +1,4 @@
-//! Integration tests, one binary: spec vectors, PDU properties, the invariant checker, federation wire-format and
+//! Integration tests, one binary: spec vectors, summary snapshots, PDU properties, the invariant checker, federation wire-format and
 //! outbound-delivery properties, network-kernel properties, the CLI, and the tidy checks
 //! that keep the layering and determinism rules.
 
@@ -14,6 +14,7 @@ mod regressions;
 mod report;
 mod report_runs;
 mod scenario;
+mod snapshots;
 mod state_res_diff;
 mod sweep;
 mod tidy;
