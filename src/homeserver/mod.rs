@@ -23,5 +23,5 @@ pub mod store;
 pub mod types;
 pub mod wire;
 
-pub use server::{Config, Homeserver};
+pub use server::{Config, Homeserver, RoomView};
 pub use types::{Action, Decision, Input, Observation, Output, RequestId};

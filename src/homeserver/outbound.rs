@@ -406,6 +406,7 @@ impl Outbound {
                 outcome = Enqueued::QueuedDroppedOldest;
             }
             dest.pdus.push_back(QueuedPdu { room_id: room_id.to_owned(), pdu });
+            assert!(dest.pdus.len() <= queue_pdus_max, "the PDU queue stays bounded");
             outcome
         };
         if outcome != Enqueued::Queued {
@@ -428,6 +429,7 @@ impl Outbound {
                 outcome = Enqueued::QueuedDroppedOldest;
             }
             dest.edus.push_back(edu);
+            assert!(dest.edus.len() <= queue_edus_max, "the EDU queue stays bounded");
             outcome
         };
         if outcome != Enqueued::Queued {

@@ -189,6 +189,8 @@ impl Store {
     /// Stores an event, or upgrades an outlier to a full event. Returns false (and changes
     /// nothing) if the event is already stored as a non-outlier.
     pub fn insert(&mut self, room_id: &str, event: StoredEvent) -> bool {
+        // A state after exists exactly when a state before does: both or neither.
+        assert_eq!(event.state_before.is_some(), event.state_after.is_some(), "state before/after");
         let id = event.pdu.event_id().clone();
         match self.events.get(&id) {
             Some(existing) if existing.outcome != Outcome::Outlier => return false,

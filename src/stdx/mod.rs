@@ -10,4 +10,4 @@ mod time;
 
 pub use prng::Prng;
 pub use ratio::Ratio;
-pub use time::{Duration, Instant};
+pub use time::{Duration, EPOCH_MS, Instant};

@@ -3,6 +3,11 @@
 use std::fmt;
 use std::ops::{Add, Sub};
 
+/// The wall-clock time, in milliseconds since the Unix epoch, that virtual time zero stands
+/// for wherever a protocol field needs one (`origin_server_ts`, transaction ids, the trace
+/// header's `epoch_ms`): 2023-11-14T22:13:20Z. A constant, never read from a clock.
+pub const EPOCH_MS: i64 = 1_700_000_000_000;
+
 /// A point in virtual time, in milliseconds since the simulation started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant {

@@ -25,7 +25,7 @@
 //!   Messages that reach a crashed server are lost; a request that does so is refused at
 //!   once (connection refused: the sender sees a failed request).
 //! - Virtual time is whole milliseconds since the start; `origin_server_ts` is
-//!   [`crate::homeserver::server::EPOCH_MS`] plus it, plus any clock-skew fault.
+//!   [`crate::stdx::EPOCH_MS`] plus it, plus any clock-skew fault.
 //!
 //! Architecture Invariant: everything that decides or is recorded is a function of the
 //! plan and the seed: one root `Prng` forked per subsystem and server incarnation, keys
@@ -1096,41 +1096,32 @@ impl Shared {
                 }
             };
             let name = server.name().to_owned();
-            let mut finals = Vec::new();
-            for (room_id, record) in server.store().rooms() {
-                let Some(group) = record.current_state else { continue };
-                let state = server.store().state(group);
-                let mut nested = trace::NestedState::new();
-                let mut joined = false;
-                for ((event_type, state_key), id) in &state {
-                    nested
-                        .entry(event_type.clone())
-                        .or_default()
-                        .insert(state_key.clone(), id.as_str().to_owned());
-                    if event_type == "m.room.member"
-                        && state_key.rsplit_once(':').is_some_and(|(_, host)| host == name)
-                        && server
-                            .store()
-                            .pdu(id)
-                            .is_some_and(|pdu| pdu.membership() == Some("join"))
-                    {
-                        joined = true;
+            let finals: Vec<Body> = server
+                .room_views()
+                .into_iter()
+                .map(|view| {
+                    let mut nested = trace::NestedState::new();
+                    for ((event_type, state_key), id) in &view.state {
+                        nested
+                            .entry(event_type.clone())
+                            .or_default()
+                            .insert(state_key.clone(), id.as_str().to_owned());
                     }
-                }
-                finals.push(Body::Final {
-                    server: name.clone(),
-                    room: room_id.clone(),
-                    joined,
-                    forward_extremities: record
-                        .forward_extremities
-                        .iter()
-                        .map(|e| e.as_str().to_owned())
-                        .collect(),
-                    state: nested,
-                    state_hash: server.state_hash(group),
-                    events: record.event_count,
-                });
-            }
+                    Body::Final {
+                        server: name.clone(),
+                        room: view.room_id,
+                        joined: view.resident,
+                        forward_extremities: view
+                            .forward_extremities
+                            .iter()
+                            .map(|e| e.as_str().to_owned())
+                            .collect(),
+                        state: nested,
+                        state_hash: view.state_hash,
+                        events: view.event_count,
+                    }
+                })
+                .collect();
             for body in finals {
                 self.record(end, body);
             }
@@ -1149,8 +1140,7 @@ impl Shared {
                     (server.clone(), keys)
                 })
                 .collect(),
-            epoch_ms: u64::try_from(crate::homeserver::server::EPOCH_MS)
-                .expect("the epoch is positive"),
+            epoch_ms: u64::try_from(crate::stdx::EPOCH_MS).expect("the epoch is positive"),
             end_ms: end,
             healed_ms: self.plan.faults.healed_at().ms,
             faults: self

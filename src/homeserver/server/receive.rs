@@ -1,0 +1,581 @@
+//! Receiving events: the receipt checks in the spec's order, deciding, committing, state
+//! before an event, resolving forward extremities and applying redactions.
+
+use super::*;
+
+impl Homeserver {
+    /// Stores an event with its outcome and state; the state after is derived.
+    pub(super) fn store_event(
+        &mut self,
+        room_id: &str,
+        pdu: &Arc<Pdu>,
+        outcome: Outcome,
+        before: Option<StateGroupId>,
+    ) {
+        let after = before.map(|b| self.store.compute_state_after(pdu, &outcome, b));
+        self.committed.push(pdu.event_id().clone());
+        let inserted = self.store.insert(
+            room_id,
+            StoredEvent {
+                pdu: Arc::clone(pdu),
+                outcome,
+                state_before: before,
+                state_after: after,
+                redacted: false,
+            },
+        );
+        assert!(inserted || self.store.contains(pdu.event_id()));
+    }
+
+    /// The state before an event whose prev events all have a known state after them.
+    pub(super) fn state_before(
+        &mut self,
+        rules: &RoomVersionRules,
+        pdu: &Pdu,
+    ) -> Result<StateGroupId, String> {
+        let mut groups: Vec<StateGroupId> = Vec::new();
+        for prev in pdu.prev_events() {
+            let group = self
+                .store
+                .event(prev)
+                .and_then(|e| e.state_after)
+                .ok_or_else(|| format!("no state after prev event {prev}"))?;
+            if !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+        match groups.as_slice() {
+            // Only a create event has no prev events (any other is rejected by the auth
+            // rules); the state before it is empty.
+            [] => Ok(self.store.store_state(&StateMap::new(), None)),
+            [one] => Ok(*one),
+            [.., last] if self.skips_merge_resolution() => Ok(*last),
+            _ => {
+                let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
+                let resolved = state_res::resolve(
+                    rules,
+                    &maps,
+                    &StoreEvents(&self.store),
+                    ResolveOptions::default(),
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(self.store.store_state(&resolved.state, Some(groups[0])))
+            }
+        }
+    }
+
+    /// The receipt checks 4–6 (federation-api.md §3) for an event whose auth and prev
+    /// events are all stored with state. Does not store it.
+    pub(super) fn decide(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Decision {
+        let rules = self.rules_of(room_id).expect("room is known");
+        // Check 4: against the state its own auth events form.
+        let mut auth_list: Vec<(Arc<Pdu>, bool)> = Vec::new();
+        let mut auth_state: BTreeMap<StateKey, Arc<Pdu>> = BTreeMap::new();
+        for id in pdu.auth_events() {
+            let Some(event) = self.store.event(id) else {
+                return Decision::RejectedByAuthEvents(format!("auth event {id} unknown"));
+            };
+            let rejected = event.outcome.is_rejected();
+            auth_list.push((Arc::clone(&event.pdu), rejected));
+            if !rejected {
+                if let Some(key) = event.pdu.state_key() {
+                    auth_state.insert(
+                        (event.pdu.event_type().to_owned(), key.to_owned()),
+                        Arc::clone(&event.pdu),
+                    );
+                }
+            }
+        }
+        if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
+            // v12: the create event is implied by the room id.
+            if let Some(create) =
+                EventId::from_room_id(room_id).and_then(|id| self.store.event(&id))
+            {
+                if !create.outcome.is_rejected() {
+                    auth_state
+                        .insert(("m.room.create".into(), String::new()), Arc::clone(&create.pdu));
+                }
+            }
+        }
+        let list: Vec<(&Pdu, bool)> = auth_list.iter().map(|(p, r)| (&**p, *r)).collect();
+        if let Err(rejection) =
+            auth::check_event(rules, pdu, &list, &auth_state, SignatureCheck::Keys(&self.keys))
+        {
+            return Decision::RejectedByAuthEvents(rejection.to_string());
+        }
+        // Check 5: against the state before it.
+        let before = match self.state_before(rules, pdu) {
+            Ok(group) => group,
+            Err(reason) => return Decision::RejectedByStateBefore(reason),
+        };
+        let signatures = SignatureCheck::Keys(&self.keys);
+        let check = |store: &Store, group: StateGroupId| -> Result<(), Rejection> {
+            let view = GroupView { store, group };
+            auth::check_state_rules(rules, pdu, &view, signatures)
+        };
+        if let Err(rejection) = check(&self.store, before) {
+            return Decision::RejectedByStateBefore(rejection.to_string());
+        }
+        // Check 6: against the current state.
+        if let Some(current) = self.store.room(room_id).and_then(|r| r.current_state) {
+            if let Err(rejection) = check(&self.store, current) {
+                return Decision::SoftFailed(rejection.to_string());
+            }
+        }
+        Decision::Accepted
+    }
+
+    /// Stores a decided event and updates extremities and current state.
+    pub(super) fn commit(
+        &mut self,
+        room_id: &str,
+        pdu: &Arc<Pdu>,
+        decision: Decision,
+        out: &mut Vec<Output>,
+    ) {
+        let rules = self.rules_of(room_id).expect("room is known");
+        let outcome = match &decision {
+            Decision::Accepted | Decision::Created => Outcome::Accepted,
+            Decision::RejectedByAuthEvents(reason) => {
+                Outcome::RejectedByAuthEvents { reason: reason.clone() }
+            }
+            Decision::RejectedByStateBefore(reason) => {
+                Outcome::RejectedByStateBefore { reason: reason.clone() }
+            }
+            Decision::SoftFailed(reason) => Outcome::SoftFailed { reason: reason.clone() },
+            Decision::Outlier | Decision::Dropped(_) => unreachable!("not a commit decision"),
+        };
+        let before = match outcome {
+            Outcome::RejectedByAuthEvents { .. } => None,
+            _ => self.state_before(rules, pdu).ok(),
+        };
+        self.store_event(room_id, pdu, outcome.clone(), before);
+        if outcome != Outcome::Accepted {
+            return;
+        }
+        let old_state = self.store.room(room_id).and_then(|r| r.current_state);
+        let room = self.store.room_mut(room_id);
+        let covered = room.forward_extremities.iter().all(|id| pdu.prev_events().contains(id));
+        for prev in pdu.prev_events() {
+            room.forward_extremities.remove(prev);
+        }
+        room.forward_extremities.insert(pdu.event_id().clone());
+        let after = self.store.event(pdu.event_id()).and_then(|e| e.state_after);
+        let new_state = if covered { after } else { self.resolve_extremities(room_id, rules) };
+        self.store.room_mut(room_id).current_state = new_state;
+        assert!(
+            self.store.event(pdu.event_id()).is_some_and(|e| e.outcome == Outcome::Accepted),
+            "a committed accepted event is stored as accepted"
+        );
+        if let (Some(new), Some(old)) = (new_state, old_state) {
+            if self.store.state(new) != self.store.state(old) {
+                out.push(Output::Observed(Observation::StateChanged {
+                    room_id: room_id.to_owned(),
+                    state_hash: self.state_hash(new),
+                }));
+            }
+        }
+        if pdu.event_type() == "m.room.redaction" {
+            self.apply_redaction(room_id, pdu, out);
+        }
+    }
+
+    /// Whether the test-only [`PlantedBug::SkipMergeResolution`] is planted here.
+    pub(super) fn skips_merge_resolution(&self) -> bool {
+        matches!(&self.config.planted_bug,
+            Some(PlantedBug::SkipMergeResolution { server }) if *server == self.name)
+    }
+
+    pub(super) fn resolve_extremities(
+        &mut self,
+        room_id: &str,
+        rules: &RoomVersionRules,
+    ) -> Option<StateGroupId> {
+        let room = self.store.room(room_id)?;
+        let mut groups: Vec<StateGroupId> = room
+            .forward_extremities
+            .iter()
+            .filter_map(|id| self.store.event(id).and_then(|e| e.state_after))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        match groups.as_slice() {
+            [] => None,
+            [one] => Some(*one),
+            [.., last] if self.skips_merge_resolution() => Some(*last),
+            _ => {
+                let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
+                let resolved = state_res::resolve(
+                    rules,
+                    &maps,
+                    &StoreEvents(&self.store),
+                    ResolveOptions::default(),
+                )
+                .ok()?;
+                Some(self.store.store_state(&resolved.state, Some(groups[0])))
+            }
+        }
+    }
+
+    /// A short hash of a state, for traces: SHA-256 of the sorted (type, key, id) list.
+    pub fn state_hash(&self, group: StateGroupId) -> String {
+        let mut bytes = Vec::new();
+        for ((t, k), id) in self.store.state(group) {
+            for part in [t.as_str(), k.as_str(), id.as_str()] {
+                bytes.extend_from_slice(part.as_bytes());
+                bytes.push(0);
+            }
+        }
+        crypto::base64_encode(&crypto::sha256(&bytes)[..12])
+    }
+
+    /// Parses and verifies a received PDU of a known room: format, signatures, hash.
+    pub(super) fn verify_received(
+        &self,
+        rules: &RoomVersionRules,
+        raw: Object,
+    ) -> Result<Arc<Pdu>, String> {
+        let pdu = wire::parse_pdu(rules, raw).map_err(|e| format!("bad format: {e}"))?;
+        // The event id is the reference hash: a stored event with this id has the same
+        // redacted form, signatures aside, and was verified when it was stored. Keep that
+        // copy and skip the signature check (the simulator's hottest path in large rooms,
+        // where state and gap-filling responses repeat events the server has).
+        if let Some(stored) = self.store.pdu(pdu.event_id()) {
+            return Ok(Arc::clone(stored));
+        }
+        match pdu::verify(rules, &pdu, &self.keys) {
+            Ok(Verified::Intact) => Ok(Arc::new(pdu)),
+            Ok(Verified::Redacted(redacted)) => Pdu::from_json(rules, redacted)
+                .map(Arc::new)
+                .map_err(|e| format!("bad redacted form: {e}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Receives one PDU of a transaction (or pushed with a join/leave/knock).
+    pub(super) fn receive_pdu(
+        &mut self,
+        now: Instant,
+        origin: &str,
+        raw: Object,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        let room_id = wire::pdu_room_id(&raw).ok_or("no room_id")?.to_owned();
+        if !self.is_resident(&room_id) {
+            // [impl] Synapse `on_receive_pdu` (synapse/handlers/federation_event.py):
+            // while a join is in progress the room's PDUs are queued and processed once it
+            // is done; otherwise a server not in the room ignores them ("Ignoring PDU from
+            // %s as we're not in the room"). Only invites, knocks and leaves of its own
+            // users reach it out of band (`/invite`, `send_knock`, `send_leave`).
+            let queued: usize = self.join_queues.values().map(Vec::len).sum();
+            if let Some(queue) = self.join_queues.get_mut(&room_id) {
+                if queued < self.config.waiting_pdus_max {
+                    queue.push((origin.to_owned(), raw));
+                    return Ok(());
+                }
+            }
+            let Some(rules) = self.rules_of(&room_id) else {
+                return Err("this server is not in the room".into());
+            };
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.clone(),
+                event_id: Some(pdu::event_id(rules, &raw)),
+                decision: Decision::Dropped(format!(
+                    "ignored: {} is not in the room (no joined member of its own)",
+                    self.name
+                )),
+            }));
+            return Ok(());
+        }
+        let rules = self.rules_of(&room_id).ok_or("this server is not in the room")?;
+        if !self.acl_allows(&room_id, origin) {
+            return Err("server ACL denies the origin".into());
+        }
+        let pdu = match self.verify_received(rules, raw) {
+            Ok(pdu) => pdu,
+            Err(reason) => {
+                out.push(Output::Observed(Observation::Event {
+                    room_id: room_id.clone(),
+                    event_id: None,
+                    decision: Decision::Dropped(reason.clone()),
+                }));
+                return Err(reason);
+            }
+        };
+        if pdu.room_id_or_derived() != room_id {
+            return Err("room id mismatch".into());
+        }
+        self.process(now, &room_id, pdu, origin, out);
+        Ok(())
+    }
+
+    /// Whether the room's current server ACL allows `server`.
+    pub(super) fn acl_allows(&self, room_id: &str, server: &str) -> bool {
+        let Some(group) = self.store.room(room_id).and_then(|r| r.current_state) else {
+            return true;
+        };
+        let view = GroupView { store: &self.store, group };
+        match view.get("m.room.server_acl", "") {
+            Some(acl) => acl_allows(acl.content(), server),
+            None => true,
+        }
+    }
+
+    /// Missing auth events, and prev events without a known state after them.
+    pub(super) fn missing_for(&self, room_id: &str, pdu: &Pdu) -> (Vec<EventId>, Vec<EventId>) {
+        let rules = self.rules_of(room_id).expect("room is known");
+        let mut auth: Vec<EventId> =
+            pdu.auth_events().iter().filter(|id| !self.store.contains(id)).cloned().collect();
+        if rules.room_id_is_create_event_hash {
+            if let Some(create) = EventId::from_room_id(room_id) {
+                if !self.store.contains(&create) && &create != pdu.event_id() {
+                    auth.push(create);
+                }
+            }
+        }
+        let prev = pdu
+            .prev_events()
+            .iter()
+            .filter(|id| self.store.event(id).is_none_or(|e| e.state_after.is_none()))
+            .cloned()
+            .collect();
+        (auth, prev)
+    }
+
+    /// Decides and stores an event if its ancestors are known, otherwise parks it and asks
+    /// for what is missing: auth events through `/event_auth`, prev events through
+    /// `get_missing_events`, then the state at each missing prev event.
+    pub(super) fn process(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        pdu: Arc<Pdu>,
+        origin: &str,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(stored) = self.store.event(pdu.event_id()) {
+            if stored.outcome != Outcome::Outlier || stored.state_after.is_some() {
+                return; // Duplicates and replays are idempotent.
+            }
+        }
+        let (missing_auth, missing_prev) = self.missing_for(room_id, &pdu);
+        if missing_auth.is_empty() && missing_prev.is_empty() {
+            let decision = self.decide(room_id, &pdu);
+            self.commit(room_id, &pdu, decision.clone(), out);
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.to_owned(),
+                event_id: Some(pdu.event_id().clone()),
+                decision,
+            }));
+            self.waiting.remove(pdu.event_id());
+            self.retry_waiting(now, room_id, out);
+            return;
+        }
+        let id = pdu.event_id().clone();
+        if !self.waiting.contains_key(&id) && self.waiting.len() >= self.config.waiting_pdus_max {
+            // Bounded: the event is dropped; catch-up will bring it back.
+            let limit = self.config.waiting_pdus_max;
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.to_owned(),
+                event_id: Some(id),
+                decision: Decision::Dropped(format!(
+                    "{limit} events already wait for missing ancestors"
+                )),
+            }));
+            return;
+        }
+        let deadline = now + self.config.waiting_time_max;
+        self.waiting.entry(id.clone()).or_insert_with(|| Waiting {
+            pdu: Arc::clone(&pdu),
+            origin: origin.to_owned(),
+            asked_auth: false,
+            asked_missing: false,
+            asked_state: false,
+            deadline,
+        });
+        self.ask_for_ancestors(now, room_id, id, !missing_auth.is_empty(), missing_prev, out);
+    }
+
+    /// Asks the waiting event's origin for the next thing it misses, each once: its auth
+    /// events (`/event_auth`) first; once they are here, its prev events
+    /// (`get_missing_events`); then the state at, and the event of, each missing prev event.
+    fn ask_for_ancestors(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        id: EventId,
+        missing_auth: bool,
+        missing_prev: Vec<EventId>,
+        out: &mut Vec<Output>,
+    ) {
+        let entry = self.waiting.get_mut(&id).expect("the event waits");
+        let origin = entry.origin.clone();
+        if missing_auth {
+            if !entry.asked_auth {
+                entry.asked_auth = true;
+                let request = Request::GetEventAuth { room_id: room_id.to_owned(), event_id: id };
+                self.send(
+                    now,
+                    &origin,
+                    request,
+                    Pending::EventAuth { room_id: room_id.to_owned() },
+                    out,
+                );
+            }
+            return;
+        }
+        if !entry.asked_missing {
+            entry.asked_missing = true;
+            let room = self.store.room(room_id).expect("room is known");
+            let earliest: Vec<EventId> = room.forward_extremities.iter().cloned().collect();
+            // [impl] Synapse asks from the lowest depth it knows in the room, not the
+            // depth of its extremities: on a fork the missing events may be shallower
+            // than our own latest ones. `limit` and `earliest_events` bound the walk.
+            let min_depth = room.depth_min.unwrap_or(0);
+            let request = Request::GetMissingEvents {
+                room_id: room_id.to_owned(),
+                earliest_events: earliest,
+                latest_events: vec![id],
+                limit: self.config.missing_events_limit,
+                min_depth,
+            };
+            self.send(
+                now,
+                &origin,
+                request,
+                Pending::MissingEvents { room_id: room_id.to_owned() },
+                out,
+            );
+            return;
+        }
+        if !entry.asked_state {
+            entry.asked_state = true;
+            for prev in missing_prev {
+                let state =
+                    Request::GetState { room_id: room_id.to_owned(), event_id: prev.clone() };
+                self.send(
+                    now,
+                    &origin,
+                    state,
+                    Pending::StateAt { room_id: room_id.to_owned(), prev: prev.clone() },
+                    out,
+                );
+                if !self.store.contains(&prev) {
+                    let event = Request::GetEvent { event_id: prev.clone() };
+                    self.send(
+                        now,
+                        &origin,
+                        event,
+                        Pending::EventFor { room_id: room_id.to_owned(), prev },
+                        out,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Retries waiting events of a room whose ancestors may have arrived.
+    pub(super) fn retry_waiting(&mut self, now: Instant, room_id: &str, out: &mut Vec<Output>) {
+        loop {
+            let ready: Option<Arc<Pdu>> = self
+                .waiting
+                .values()
+                .filter(|w| w.pdu.room_id_or_derived() == room_id)
+                .find(|w| {
+                    let (auth, prev) = self.missing_for(room_id, &w.pdu);
+                    auth.is_empty() && prev.is_empty()
+                })
+                .map(|w| Arc::clone(&w.pdu));
+            let Some(pdu) = ready else { break };
+            let origin =
+                self.waiting.get(pdu.event_id()).map(|w| w.origin.clone()).unwrap_or_default();
+            self.waiting.remove(pdu.event_id());
+            self.process(now, room_id, pdu, &origin, out);
+        }
+    }
+
+    /// Stores events that arrived as a bundle (auth chains, state): each is verified and
+    /// checked against its own auth events only, in an order where auth events come first.
+    pub(super) fn store_outliers(
+        &mut self,
+        room_id: &str,
+        raws: Vec<Object>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(rules) = self.rules_of(room_id) else { return };
+        let mut pending: BTreeMap<EventId, Arc<Pdu>> = BTreeMap::new();
+        for raw in raws {
+            match self.verify_received(rules, raw) {
+                Ok(pdu) if !self.store.contains(pdu.event_id()) => {
+                    pending.insert(pdu.event_id().clone(), pdu);
+                }
+                Ok(_) => {}
+                Err(reason) => out.push(Output::Observed(Observation::Event {
+                    room_id: room_id.to_owned(),
+                    event_id: None,
+                    decision: Decision::Dropped(reason),
+                })),
+            }
+        }
+        // Repeatedly store every event whose auth events are all stored (bounded by the
+        // bundle size: each round stores at least one event or stops).
+        loop {
+            let ready: Vec<EventId> = pending
+                .values()
+                .filter(|p| {
+                    let (auth, _) = self.missing_for(room_id, p);
+                    auth.iter().all(|id| !pending.contains_key(id)) && auth.is_empty()
+                })
+                .map(|p| p.event_id().clone())
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for id in ready {
+                let pdu = pending.remove(&id).expect("listed above");
+                let outcome = self.check_own_auth(room_id, &pdu);
+                self.store_event(room_id, &pdu, outcome.clone(), None);
+                out.push(Output::Observed(Observation::Event {
+                    room_id: room_id.to_owned(),
+                    event_id: Some(id),
+                    decision: match outcome {
+                        Outcome::RejectedByAuthEvents { reason } => {
+                            Decision::RejectedByAuthEvents(reason)
+                        }
+                        _ => Decision::Outlier,
+                    },
+                }));
+            }
+        }
+    }
+
+    /// Auth check of an outlier against its own auth events (receipt check 4 only).
+    pub(super) fn check_own_auth(&self, room_id: &str, pdu: &Pdu) -> Outcome {
+        let rules = self.rules_of(room_id).expect("room is known");
+        let mut list: Vec<(&Pdu, bool)> = Vec::new();
+        let mut state: BTreeMap<StateKey, &Pdu> = BTreeMap::new();
+        for id in pdu.auth_events() {
+            let Some(event) = self.store.event(id) else {
+                return Outcome::RejectedByAuthEvents {
+                    reason: format!("auth event {id} unknown"),
+                };
+            };
+            let rejected = event.outcome.is_rejected();
+            list.push((&event.pdu, rejected));
+            if let (false, Some(key)) = (rejected, event.pdu.state_key()) {
+                state.insert((event.pdu.event_type().to_owned(), key.to_owned()), &event.pdu);
+            }
+        }
+        if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
+            if let Some(create) =
+                EventId::from_room_id(room_id).and_then(|id| self.store.event(&id))
+            {
+                state.insert(("m.room.create".into(), String::new()), &create.pdu);
+            }
+        }
+        match auth::check_event(rules, pdu, &list, &state, SignatureCheck::Keys(&self.keys)) {
+            Ok(()) => Outcome::Outlier,
+            Err(rejection) => Outcome::RejectedByAuthEvents { reason: rejection.to_string() },
+        }
+    }
+}
