@@ -1,6 +1,7 @@
 //! Tests of the DAG algorithms: the chain-cover index against plain walks on random DAGs,
 //! the walk's error reporting, and each ordering on small hand-made graphs.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

@@ -1,0 +1,286 @@
+//! What encoding and decoding share in both directions: the checks of fields whose shape
+//! does not depend on the room version, and the canonical-JSON bodies (encoding, strict
+//! parsing, transactions, and taking typed fields out of an untrusted object).
+
+use serde_json::Value;
+
+use crate::homeserver::wire::error::WireError;
+use crate::homeserver::wire::request::{Edu, Transaction};
+use crate::homeserver::wire::{
+    ROOM_VERSION_CHARS_MAX, TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX, TXN_ID_BYTES_MAX, echo,
+    len_u64,
+};
+use crate::matrix::canonical_json::{self, INT_MAX, Numbers, Object};
+use crate::matrix::ids::{self, EventId, ID_BYTES_MAX};
+
+// ---------------------------------------------------------------------------------------
+// Field checks shared by both directions
+// ---------------------------------------------------------------------------------------
+
+/// Where a transaction appears: in `/send` the counts are limited; as the answer to
+/// `/event` or `/backfill` only the requester's `limit` bounds them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum TransactionUse {
+    Send,
+    Answer,
+}
+
+pub(super) fn validate_transaction(
+    transaction: &Transaction,
+    use_: TransactionUse,
+) -> Result<(), WireError> {
+    ids::check_server_name(&transaction.origin)
+        .map_err(|e| WireError::bad_json("$.origin", e.problem))?;
+    if !(-INT_MAX..=INT_MAX).contains(&transaction.origin_server_ts) {
+        return Err(WireError::bad_json("$.origin_server_ts", "out of range"));
+    }
+    if use_ == TransactionUse::Send {
+        if transaction.pdus.len() > TRANSACTION_PDUS_MAX {
+            return Err(WireError::TooManyPdus { count: len_u64(transaction.pdus.len()) });
+        }
+        if transaction.edus.len() > TRANSACTION_EDUS_MAX {
+            return Err(WireError::TooManyEdus { count: len_u64(transaction.edus.len()) });
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_txn_id(txn_id: &str) -> Result<(), WireError> {
+    if txn_id.is_empty() || txn_id.len() > TXN_ID_BYTES_MAX {
+        return Err(WireError::invalid_param("txnId", "must be 1 to 255 bytes"));
+    }
+    Ok(())
+}
+
+/// The shape every room version's room id shares: `!`, at most 255 bytes, no NUL. The
+/// receiver checks the version-specific shape once it knows the room.
+pub(super) fn check_room_id(room_id: &str) -> Result<(), WireError> {
+    let ok = room_id.len() >= 2
+        && room_id.len() <= ID_BYTES_MAX
+        && room_id.starts_with('!')
+        && !room_id.contains('\0');
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::invalid_param("roomId", "must be '!' and 1 to 254 bytes, without NUL"))
+    }
+}
+
+pub(super) fn check_user_id(user_id: &str) -> Result<(), WireError> {
+    ids::parse_user_id(user_id)
+        .map(|_| ())
+        .map_err(|e| WireError::invalid_param("userId", e.problem))
+}
+
+/// A room version string: 1 to 32 code points from `a-z 0-9 . -` (spec digest events.md §3).
+pub(super) fn check_room_version(name: &str, version: &str) -> Result<(), WireError> {
+    let ok = !version.is_empty()
+        && version.len() <= ROOM_VERSION_CHARS_MAX
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else if name.starts_with('$') {
+        Err(WireError::bad_json(name, "room version must be 1 to 32 of a-z 0-9 . -"))
+    } else {
+        Err(WireError::invalid_param(name, "room version must be 1 to 32 of a-z 0-9 . -"))
+    }
+}
+
+pub(super) fn check_versions(ver: &[String]) -> Result<(), WireError> {
+    ver.iter().try_for_each(|version| check_room_version("ver", version))
+}
+
+pub(super) fn check_count_param(name: &str, value: u64) -> Result<(), WireError> {
+    if value > INT_MAX as u64 {
+        return Err(WireError::invalid_param(name, "must be at most 2^53-1"));
+    }
+    Ok(())
+}
+
+pub(super) fn parse_count_param(name: &str, text: &str) -> Result<u64, WireError> {
+    let digits_ok =
+        !text.is_empty() && text.len() <= 16 && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits_ok {
+        return Err(WireError::invalid_param(name, "must be a non-negative decimal integer"));
+    }
+    let value: u64 = text.parse().expect("at most 16 decimal digits fit in u64");
+    check_count_param(name, value)?;
+    Ok(value)
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON bodies
+// ---------------------------------------------------------------------------------------
+
+pub(super) fn encode_body(body: &Object) -> Vec<u8> {
+    canonical_json::encode_object(body)
+        .unwrap_or_else(|e| panic!("outgoing message is not canonical JSON: {e}"))
+}
+
+/// Parses an untrusted body: present, within `max` bytes, strict canonical-JSON numbers,
+/// and a JSON object (spec digest §1).
+pub(super) fn parse_body(body: Option<&[u8]>, max: usize) -> Result<Object, WireError> {
+    let Some(bytes) = body else {
+        return Err(WireError::NotJson { problem: "missing body".into() });
+    };
+    if bytes.len() > max {
+        return Err(WireError::BodyTooLarge { bytes: len_u64(bytes.len()), max: len_u64(max) });
+    }
+    match canonical_json::parse(bytes, Numbers::IntegerLiterals) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(WireError::NotJson { problem: "the body must be a JSON object".into() }),
+        Err(e) => Err(WireError::NotJson { problem: echo(&e.to_string()) }),
+    }
+}
+
+pub(super) fn transaction_json(transaction: &Transaction) -> Object {
+    let mut body = Object::new();
+    body.insert("origin".into(), Value::String(transaction.origin.clone()));
+    body.insert("origin_server_ts".into(), Value::from(transaction.origin_server_ts));
+    body.insert("pdus".into(), objects_json(&transaction.pdus));
+    if !transaction.edus.is_empty() {
+        let edus = transaction
+            .edus
+            .iter()
+            .map(|edu| {
+                let mut object = Object::new();
+                object.insert("edu_type".into(), Value::String(edu.edu_type.clone()));
+                object.insert("content".into(), Value::Object(edu.content.clone()));
+                Value::Object(object)
+            })
+            .collect();
+        body.insert("edus".into(), Value::Array(edus));
+    }
+    body
+}
+
+pub(super) fn transaction_from_json(
+    mut body: Object,
+    use_: TransactionUse,
+) -> Result<Transaction, WireError> {
+    // Count first, so that an oversized transaction is refused before any PDU is looked at
+    // ([impl] as Synapse does).
+    if use_ == TransactionUse::Send {
+        if let Some(Value::Array(pdus)) = body.get("pdus") {
+            if pdus.len() > TRANSACTION_PDUS_MAX {
+                return Err(WireError::TooManyPdus { count: len_u64(pdus.len()) });
+            }
+        }
+        if let Some(Value::Array(edus)) = body.get("edus") {
+            if edus.len() > TRANSACTION_EDUS_MAX {
+                return Err(WireError::TooManyEdus { count: len_u64(edus.len()) });
+            }
+        }
+    }
+    let origin =
+        take_string(&mut body, "origin")?.ok_or_else(|| WireError::missing_param("$.origin"))?;
+    let origin_server_ts = take_integer(&mut body, "origin_server_ts")?
+        .ok_or_else(|| WireError::missing_param("$.origin_server_ts"))?;
+    let pdus =
+        take_objects(&mut body, "pdus")?.ok_or_else(|| WireError::missing_param("$.pdus"))?;
+    let mut edus = Vec::new();
+    for (index, mut edu) in
+        take_objects(&mut body, "edus")?.unwrap_or_default().into_iter().enumerate()
+    {
+        let path = format!("$.edus[{index}]");
+        let edu_type = match edu.remove("edu_type") {
+            Some(Value::String(edu_type)) => edu_type,
+            Some(_) => {
+                return Err(WireError::bad_json(&format!("{path}.edu_type"), "must be a string"));
+            }
+            None => return Err(WireError::missing_param(&format!("{path}.edu_type"))),
+        };
+        let content = match edu.remove("content") {
+            Some(Value::Object(content)) => content,
+            Some(_) => {
+                return Err(WireError::bad_json(&format!("{path}.content"), "must be an object"));
+            }
+            None => return Err(WireError::missing_param(&format!("{path}.content"))),
+        };
+        edus.push(Edu { edu_type, content });
+    }
+    Ok(Transaction { origin, origin_server_ts, pdus, edus })
+}
+
+pub(super) fn objects_json(objects: &[Object]) -> Value {
+    Value::Array(objects.iter().cloned().map(Value::Object).collect())
+}
+
+pub(super) fn event_ids_json(ids: &[EventId]) -> Value {
+    Value::Array(ids.iter().map(|id| Value::String(id.as_str().to_owned())).collect())
+}
+
+pub(super) fn take_string(body: &mut Object, key: &str) -> Result<Option<String>, WireError> {
+    match body.remove(key) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(WireError::bad_json(&format!("$.{key}"), "must be a string")),
+    }
+}
+
+pub(super) fn take_integer(body: &mut Object, key: &str) -> Result<Option<i64>, WireError> {
+    match body.remove(key) {
+        None => Ok(None),
+        // The strict parser admits only integers within ±(2^53-1), which fit in i64.
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Some(i)),
+            None => Err(WireError::bad_json(&format!("$.{key}"), "must be an integer")),
+        },
+        Some(_) => Err(WireError::bad_json(&format!("$.{key}"), "must be an integer")),
+    }
+}
+
+pub(super) fn take_object(body: &mut Object, key: &str) -> Result<Option<Object>, WireError> {
+    match body.remove(key) {
+        None => Ok(None),
+        Some(Value::Object(object)) => Ok(Some(object)),
+        Some(_) => Err(WireError::bad_json(&format!("$.{key}"), "must be an object")),
+    }
+}
+
+/// An array of objects (raw PDUs or EDUs). Any other element fails the whole message
+/// ([digest]: only a well-formed PDU object can be judged on its own).
+pub(super) fn take_objects(body: &mut Object, key: &str) -> Result<Option<Vec<Object>>, WireError> {
+    let Some(value) = body.remove(key) else { return Ok(None) };
+    let Value::Array(items) = value else {
+        return Err(WireError::bad_json(&format!("$.{key}"), "must be an array of objects"));
+    };
+    let mut objects = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let Value::Object(object) = item else {
+            return Err(WireError::bad_json(&format!("$.{key}[{index}]"), "must be an object"));
+        };
+        objects.push(object);
+    }
+    Ok(Some(objects))
+}
+
+/// A required array of event ids.
+pub(super) fn take_event_ids(body: &mut Object, key: &str) -> Result<Vec<EventId>, WireError> {
+    let path = format!("$.{key}");
+    let Some(value) = body.remove(key) else { return Err(WireError::missing_param(&path)) };
+    strings_from_json(value, &path)?
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            EventId::parse(text)
+                .map_err(|e| WireError::bad_json(&format!("{path}[{index}]"), e.problem))
+        })
+        .collect()
+}
+
+pub(super) fn strings_from_json(value: Value, path: &str) -> Result<Vec<String>, WireError> {
+    let Value::Array(items) = value else {
+        return Err(WireError::bad_json(path, "must be an array of strings"));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Value::String(text) => Ok(text),
+            _ => Err(WireError::bad_json(&format!("{path}[{index}]"), "must be a string")),
+        })
+        .collect()
+}

@@ -1,0 +1,508 @@
+//! Federation requests ([`Request`]) and the transaction they push ([`Transaction`],
+//! [`Edu`]): validation, encoding to an [`HttpRequest`] and decoding from one.
+
+use serde_json::Value;
+
+use crate::homeserver::wire::codec::{
+    TransactionUse, check_count_param, check_room_id, check_room_version, check_txn_id,
+    check_user_id, check_versions, encode_body, event_ids_json, objects_json, parse_body,
+    parse_count_param, take_event_ids, take_integer, take_object, take_objects, take_string,
+    transaction_from_json, transaction_json, validate_transaction,
+};
+use crate::homeserver::wire::endpoint::{
+    Endpoint, PREFIX, Query, path_event_id, path_param, push_segment,
+};
+use crate::homeserver::wire::error::WireError;
+use crate::homeserver::wire::http::HttpRequest;
+use crate::homeserver::wire::{
+    GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
+    TARGET_BYTES_MAX, echo, len_u64,
+};
+use crate::matrix::canonical_json::{INT_MAX, Object};
+use crate::matrix::ids::EventId;
+
+// ---------------------------------------------------------------------------------------
+// Message bodies
+// ---------------------------------------------------------------------------------------
+
+/// An ephemeral data unit (spec: "EDUs", digest §2): `{"edu_type", "content"}`, both
+/// required. EDUs have no id, no room and are not persisted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edu {
+    pub edu_type: String,
+    pub content: Object,
+}
+
+/// A transaction (spec: "Transactions", digest §2). Also the shape of the `/event` and
+/// `/backfill` answers (spec digest §4), which carry no EDUs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transaction {
+    /// The sending server's name.
+    pub origin: String,
+    /// The sender's clock (ms since the Unix epoch) when the transaction started.
+    pub origin_server_ts: i64,
+    /// At most [`TRANSACTION_PDUS_MAX`] raw PDUs (the room version is not known here).
+    pub pdus: Vec<Object>,
+    /// At most [`TRANSACTION_EDUS_MAX`] EDUs. Encoded only when non-empty (optional field).
+    pub edus: Vec<Edu>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------
+
+/// A federation request. Room ids are strings because their format depends on the room
+/// version, which the wire does not know; they are checked for the shape every version
+/// shares (`!`, at most 255 bytes, no NUL).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// Push PDUs and EDUs (spec digest §2).
+    SendTransaction { txn_id: String, transaction: Transaction },
+    /// One event (spec digest §4).
+    GetEvent { event_id: EventId },
+    /// State ids before `event_id` (spec digest §4).
+    GetStateIds { room_id: String, event_id: EventId },
+    /// State before `event_id` (spec digest §4).
+    GetState { room_id: String, event_id: EventId },
+    /// The auth chain of an event (spec digest §4).
+    GetEventAuth { room_id: String, event_id: EventId },
+    /// History before `v` (non-empty), at most `limit` events (spec digest §4).
+    Backfill { room_id: String, v: Vec<EventId>, limit: u64 },
+    /// Fill a gap between `earliest_events` and `latest_events` (spec digest §4).
+    GetMissingEvents {
+        room_id: String,
+        earliest_events: Vec<EventId>,
+        latest_events: Vec<EventId>,
+        limit: u64,
+        min_depth: i64,
+    },
+    /// Ask for a join template. An empty `ver` means the caller sent none, which the spec
+    /// reads as [`MAKE_JOIN_DEFAULT_VER`] (digest §5 step 2).
+    MakeJoin { room_id: String, user_id: String, ver: Vec<String> },
+    /// Submit a signed join (spec digest §5 step 5); `omit_members` is the v1.6 query flag.
+    SendJoin { room_id: String, event_id: EventId, omit_members: bool, pdu: Object },
+    /// Ask the invitee's server to sign an invite (spec digest §6).
+    Invite {
+        room_id: String,
+        event_id: EventId,
+        room_version: String,
+        event: Object,
+        /// Encoded only when non-empty (optional field).
+        invite_room_state: Vec<Object>,
+    },
+    /// Ask for a leave template (spec digest §7).
+    MakeLeave { room_id: String, user_id: String },
+    /// Submit a signed leave (spec digest §7).
+    SendLeave { room_id: String, event_id: EventId, pdu: Object },
+    /// Ask for a knock template; `ver` is required and non-empty (spec digest §8).
+    MakeKnock { room_id: String, user_id: String, ver: Vec<String> },
+    /// Submit a signed knock (spec digest §8).
+    SendKnock { room_id: String, event_id: EventId, pdu: Object },
+}
+
+impl Request {
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Request::SendTransaction { .. } => Endpoint::SendTransaction,
+            Request::GetEvent { .. } => Endpoint::GetEvent,
+            Request::GetStateIds { .. } => Endpoint::GetStateIds,
+            Request::GetState { .. } => Endpoint::GetState,
+            Request::GetEventAuth { .. } => Endpoint::GetEventAuth,
+            Request::Backfill { .. } => Endpoint::Backfill,
+            Request::GetMissingEvents { .. } => Endpoint::GetMissingEvents,
+            Request::MakeJoin { .. } => Endpoint::MakeJoin,
+            Request::SendJoin { .. } => Endpoint::SendJoin,
+            Request::Invite { .. } => Endpoint::Invite,
+            Request::MakeLeave { .. } => Endpoint::MakeLeave,
+            Request::SendLeave { .. } => Endpoint::SendLeave,
+            Request::MakeKnock { .. } => Endpoint::MakeKnock,
+            Request::SendKnock { .. } => Endpoint::SendKnock,
+        }
+    }
+
+    /// The room the request is about, if it names one in its path (for ACL checks).
+    pub fn room_id(&self) -> Option<&str> {
+        match self {
+            Request::SendTransaction { .. } | Request::GetEvent { .. } => None,
+            Request::GetStateIds { room_id, .. }
+            | Request::GetState { room_id, .. }
+            | Request::GetEventAuth { room_id, .. }
+            | Request::Backfill { room_id, .. }
+            | Request::GetMissingEvents { room_id, .. }
+            | Request::MakeJoin { room_id, .. }
+            | Request::SendJoin { room_id, .. }
+            | Request::Invite { room_id, .. }
+            | Request::MakeLeave { room_id, .. }
+            | Request::SendLeave { room_id, .. }
+            | Request::MakeKnock { room_id, .. }
+            | Request::SendKnock { room_id, .. } => Some(room_id),
+        }
+    }
+
+    /// Checks everything about the message that does not need a room version: identifier
+    /// shapes, the transaction limits, required non-empty lists, integer ranges, and the
+    /// length of the encoded target (a decoded target may spell `!` where the encoder
+    /// writes `%21`, so the check is on what encoding would produce). Decoding runs it on
+    /// untrusted input; encoding asserts it (an invalid outgoing message is an mxsim bug).
+    pub fn validate(&self) -> Result<(), WireError> {
+        self.validate_fields()?;
+        let (target, _) = self.encode_parts(false);
+        if target.len() > TARGET_BYTES_MAX {
+            return Err(WireError::TargetTooLong { bytes: len_u64(target.len()) });
+        }
+        Ok(())
+    }
+
+    fn validate_fields(&self) -> Result<(), WireError> {
+        match self {
+            Request::SendTransaction { txn_id, transaction } => {
+                check_txn_id(txn_id)?;
+                validate_transaction(transaction, TransactionUse::Send)
+            }
+            Request::GetEvent { event_id: _ } => Ok(()),
+            Request::GetStateIds { room_id, event_id: _ }
+            | Request::GetState { room_id, event_id: _ }
+            | Request::GetEventAuth { room_id, event_id: _ } => check_room_id(room_id),
+            Request::Backfill { room_id, v, limit } => {
+                check_room_id(room_id)?;
+                if v.is_empty() {
+                    return Err(WireError::missing_param("v"));
+                }
+                check_count_param("limit", *limit)
+            }
+            Request::GetMissingEvents {
+                room_id,
+                earliest_events: _,
+                latest_events: _,
+                limit,
+                min_depth,
+            } => {
+                check_room_id(room_id)?;
+                if *limit > INT_MAX as u64 {
+                    return Err(WireError::bad_json("$.limit", "must be at most 2^53-1"));
+                }
+                if !(-INT_MAX..=INT_MAX).contains(min_depth) {
+                    return Err(WireError::bad_json("$.min_depth", "out of range"));
+                }
+                Ok(())
+            }
+            Request::MakeJoin { room_id, user_id, ver } => {
+                check_room_id(room_id)?;
+                check_user_id(user_id)?;
+                check_versions(ver)
+            }
+            Request::MakeKnock { room_id, user_id, ver } => {
+                check_room_id(room_id)?;
+                check_user_id(user_id)?;
+                if ver.is_empty() {
+                    return Err(WireError::missing_param("ver"));
+                }
+                check_versions(ver)
+            }
+            Request::MakeLeave { room_id, user_id } => {
+                check_room_id(room_id)?;
+                check_user_id(user_id)
+            }
+            Request::SendJoin { room_id, event_id: _, omit_members: _, pdu: _ }
+            | Request::SendLeave { room_id, event_id: _, pdu: _ }
+            | Request::SendKnock { room_id, event_id: _, pdu: _ } => check_room_id(room_id),
+            Request::Invite {
+                room_id,
+                event_id: _,
+                room_version,
+                event: _,
+                invite_room_state: _,
+            } => {
+                check_room_id(room_id)?;
+                check_room_version("$.room_version", room_version)
+            }
+        }
+    }
+
+    /// Encodes the request. Panics if [`Request::validate`] fails or the body exceeds
+    /// [`REQUEST_BODY_BYTES_MAX`]: mxsim must never send what it would refuse to receive.
+    pub fn to_http(&self) -> HttpRequest {
+        if let Err(error) = self.validate() {
+            panic!("encoding an invalid {} request: {error}", self.endpoint().name());
+        }
+        let endpoint = self.endpoint();
+        let (target, body) = self.encode_parts(true);
+        assert!(target.len() <= TARGET_BYTES_MAX, "request target of {} bytes", target.len());
+        assert_eq!(body.is_some(), endpoint.method().has_body());
+        let body = body.map(|object| {
+            let bytes = encode_body(&object);
+            assert!(bytes.len() <= REQUEST_BODY_BYTES_MAX, "request body of {} bytes", bytes.len());
+            bytes
+        });
+        HttpRequest { method: endpoint.method(), path_and_query: target, body }
+    }
+
+    /// The encoded target and, if `with_body`, the body object (for PUT and POST).
+    ///
+    /// Optional body fields equal to their default are left out, so that re-encoding a
+    /// decoded message never produces more bytes than were received: a message accepted
+    /// at the size limit can always be sent on.
+    fn encode_parts(&self, with_body: bool) -> (String, Option<Object>) {
+        let endpoint = self.endpoint();
+        let mut target = String::with_capacity(128);
+        target.push_str(PREFIX);
+        target.push_str(endpoint.api_version());
+        target.push('/');
+        target.push_str(endpoint.name());
+        let mut query = Query::default();
+        let body: Option<Object> = match self {
+            Request::SendTransaction { txn_id, transaction } => {
+                push_segment(&mut target, txn_id);
+                with_body.then(|| transaction_json(transaction))
+            }
+            Request::GetEvent { event_id } => {
+                push_segment(&mut target, event_id.as_str());
+                None
+            }
+            Request::GetStateIds { room_id, event_id }
+            | Request::GetState { room_id, event_id } => {
+                push_segment(&mut target, room_id);
+                query.push("event_id", event_id.as_str());
+                None
+            }
+            Request::GetEventAuth { room_id, event_id } => {
+                push_segment(&mut target, room_id);
+                push_segment(&mut target, event_id.as_str());
+                None
+            }
+            Request::Backfill { room_id, v, limit } => {
+                push_segment(&mut target, room_id);
+                for id in v {
+                    query.push("v", id.as_str());
+                }
+                query.push("limit", &limit.to_string());
+                None
+            }
+            Request::GetMissingEvents {
+                room_id,
+                earliest_events,
+                latest_events,
+                limit,
+                min_depth,
+            } => {
+                push_segment(&mut target, room_id);
+                with_body.then(|| {
+                    get_missing_events_body(earliest_events, latest_events, *limit, *min_depth)
+                })
+            }
+            Request::MakeJoin { room_id, user_id, ver }
+            | Request::MakeKnock { room_id, user_id, ver } => {
+                push_segment(&mut target, room_id);
+                push_segment(&mut target, user_id);
+                for version in ver {
+                    query.push("ver", version);
+                }
+                None
+            }
+            Request::MakeLeave { room_id, user_id } => {
+                push_segment(&mut target, room_id);
+                push_segment(&mut target, user_id);
+                None
+            }
+            Request::SendJoin { room_id, event_id, omit_members, pdu } => {
+                push_segment(&mut target, room_id);
+                push_segment(&mut target, event_id.as_str());
+                if *omit_members {
+                    query.push("omit_members", "true");
+                }
+                with_body.then(|| pdu.clone())
+            }
+            Request::SendLeave { room_id, event_id, pdu }
+            | Request::SendKnock { room_id, event_id, pdu } => {
+                push_segment(&mut target, room_id);
+                push_segment(&mut target, event_id.as_str());
+                with_body.then(|| pdu.clone())
+            }
+            Request::Invite { room_id, event_id, room_version, event, invite_room_state } => {
+                push_segment(&mut target, room_id);
+                push_segment(&mut target, event_id.as_str());
+                with_body.then(|| invite_body(room_version, event, invite_room_state))
+            }
+        };
+        target.push_str(&query.encoded);
+        (target, body)
+    }
+
+    /// Decodes an untrusted request. Never panics; every failure maps to the spec's error
+    /// response through [`WireError::to_response`].
+    ///
+    /// Order of checks: the target (length, characters), the route (404, then 405), path
+    /// parameters, query parameters, the body (size, JSON, shape), then [`Request::validate`].
+    /// A GET body is ignored, as HTTP gives it no meaning.
+    pub fn from_http(http: &HttpRequest) -> Result<Request, WireError> {
+        let target = http.path_and_query.as_str();
+        if target.len() > TARGET_BYTES_MAX {
+            return Err(WireError::TargetTooLong { bytes: len_u64(target.len()) });
+        }
+        if let Some(bad) = target.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
+            return Err(WireError::BadTarget {
+                problem: format!("byte 0x{bad:02x} is not allowed in a request target"),
+            });
+        }
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        let not_found = || WireError::UnknownEndpoint { path: echo(path) };
+        let rest = path.strip_prefix(PREFIX).ok_or_else(not_found)?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        if segments.len() < 2 {
+            return Err(not_found());
+        }
+        let endpoint =
+            Endpoint::route(segments[0], segments[1], segments.len() - 2).ok_or_else(not_found)?;
+        if http.method != endpoint.method() {
+            return Err(WireError::MethodNotAllowed { method: http.method, endpoint });
+        }
+        let params = &segments[2..];
+        let query = Query::parse(query.unwrap_or(""))?;
+        let body = if endpoint.method().has_body() {
+            Some(parse_body(http.body.as_deref(), REQUEST_BODY_BYTES_MAX)?)
+        } else {
+            None
+        };
+        let request = decode_request(endpoint, params, &query, body)?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    /// Bytes this request costs on the wire (see [`HttpRequest::byte_count`]). Encodes it.
+    pub fn byte_count(&self) -> u64 {
+        self.to_http().byte_count()
+    }
+}
+
+/// The body of `get_missing_events`; `limit` and `min_depth` are left out when they are the
+/// defaults (see [`Request::encode_parts`]).
+fn get_missing_events_body(
+    earliest_events: &[EventId],
+    latest_events: &[EventId],
+    limit: u64,
+    min_depth: i64,
+) -> Object {
+    let mut body = Object::new();
+    body.insert("earliest_events".into(), event_ids_json(earliest_events));
+    body.insert("latest_events".into(), event_ids_json(latest_events));
+    if limit != GET_MISSING_EVENTS_DEFAULT_LIMIT {
+        body.insert("limit".into(), Value::from(limit));
+    }
+    if min_depth != GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH {
+        body.insert("min_depth".into(), Value::from(min_depth));
+    }
+    body
+}
+
+/// The body of `invite` v2; `invite_room_state` is left out when empty.
+fn invite_body(room_version: &str, event: &Object, invite_room_state: &[Object]) -> Object {
+    let mut body = Object::new();
+    body.insert("room_version".into(), Value::String(room_version.to_owned()));
+    body.insert("event".into(), Value::Object(event.clone()));
+    if !invite_room_state.is_empty() {
+        body.insert("invite_room_state".into(), objects_json(invite_room_state));
+    }
+    body
+}
+
+/// Builds the request from routed, decoded parts (shape only; [`Request::validate`] follows).
+fn decode_request(
+    endpoint: Endpoint,
+    params: &[&str],
+    query: &Query,
+    body: Option<Object>,
+) -> Result<Request, WireError> {
+    assert_eq!(params.len(), endpoint.path_param_count());
+    assert_eq!(body.is_some(), endpoint.method().has_body());
+    let room_id = || path_param(params[0], "roomId");
+    let second_event_id = || path_event_id(params[1]);
+    let mut body = body.unwrap_or_default();
+    let request = match endpoint {
+        Endpoint::SendTransaction => Request::SendTransaction {
+            txn_id: path_param(params[0], "txnId")?,
+            transaction: transaction_from_json(body, TransactionUse::Send)?,
+        },
+        Endpoint::GetEvent => Request::GetEvent { event_id: path_event_id(params[0])? },
+        Endpoint::GetStateIds => {
+            Request::GetStateIds { room_id: room_id()?, event_id: query.event_id("event_id")? }
+        }
+        Endpoint::GetState => {
+            Request::GetState { room_id: room_id()?, event_id: query.event_id("event_id")? }
+        }
+        Endpoint::GetEventAuth => {
+            Request::GetEventAuth { room_id: room_id()?, event_id: second_event_id()? }
+        }
+        Endpoint::Backfill => {
+            let v = query
+                .all("v")
+                .map(|text| {
+                    EventId::parse(text).map_err(|e| WireError::invalid_param("v", e.problem))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if v.is_empty() {
+                return Err(WireError::missing_param("v"));
+            }
+            let limit = query.single("limit")?.ok_or_else(|| WireError::missing_param("limit"))?;
+            Request::Backfill { room_id: room_id()?, v, limit: parse_count_param("limit", limit)? }
+        }
+        Endpoint::GetMissingEvents => Request::GetMissingEvents {
+            room_id: room_id()?,
+            earliest_events: take_event_ids(&mut body, "earliest_events")?,
+            latest_events: take_event_ids(&mut body, "latest_events")?,
+            limit: match take_integer(&mut body, "limit")? {
+                None => GET_MISSING_EVENTS_DEFAULT_LIMIT,
+                Some(limit) => u64::try_from(limit)
+                    .map_err(|_| WireError::bad_json("$.limit", "must not be negative"))?,
+            },
+            min_depth: take_integer(&mut body, "min_depth")?
+                .unwrap_or(GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH),
+        },
+        Endpoint::MakeJoin | Endpoint::MakeKnock | Endpoint::MakeLeave => {
+            let room_id = room_id()?;
+            let user_id = path_param(params[1], "userId")?;
+            let ver: Vec<String> = query.all("ver").map(str::to_owned).collect();
+            match endpoint {
+                Endpoint::MakeJoin => Request::MakeJoin { room_id, user_id, ver },
+                Endpoint::MakeKnock if ver.is_empty() => {
+                    return Err(WireError::missing_param("ver"));
+                }
+                Endpoint::MakeKnock => Request::MakeKnock { room_id, user_id, ver },
+                _ => Request::MakeLeave { room_id, user_id },
+            }
+        }
+        Endpoint::SendJoin => {
+            let omit_members = match query.single("omit_members")? {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(WireError::invalid_param("omit_members", "must be true or false"));
+                }
+            };
+            Request::SendJoin {
+                room_id: room_id()?,
+                event_id: second_event_id()?,
+                omit_members,
+                pdu: body,
+            }
+        }
+        Endpoint::SendLeave => {
+            Request::SendLeave { room_id: room_id()?, event_id: second_event_id()?, pdu: body }
+        }
+        Endpoint::SendKnock => {
+            Request::SendKnock { room_id: room_id()?, event_id: second_event_id()?, pdu: body }
+        }
+        Endpoint::Invite => Request::Invite {
+            room_id: room_id()?,
+            event_id: second_event_id()?,
+            room_version: take_string(&mut body, "room_version")?
+                .ok_or_else(|| WireError::missing_param("$.room_version"))?,
+            event: take_object(&mut body, "event")?
+                .ok_or_else(|| WireError::missing_param("$.event"))?,
+            invite_room_state: take_objects(&mut body, "invite_room_state")?.unwrap_or_default(),
+        },
+    };
+    Ok(request)
+}

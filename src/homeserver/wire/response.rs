@@ -1,0 +1,394 @@
+//! Federation responses ([`Response`]: one success shape per endpoint, or the standard
+//! error) and their bodies: validation, encoding to an [`HttpResponse`] and decoding from
+//! one, given the [`Endpoint`] it answers.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::homeserver::wire::codec::{
+    TransactionUse, check_room_version, encode_body, event_ids_json, objects_json, parse_body,
+    strings_from_json, take_event_ids, take_object, take_objects, take_string,
+    transaction_from_json, transaction_json, validate_transaction,
+};
+use crate::homeserver::wire::endpoint::Endpoint;
+use crate::homeserver::wire::error::{ErrCode, ErrorResponse, WireError};
+use crate::homeserver::wire::http::HttpResponse;
+use crate::homeserver::wire::request::Transaction;
+use crate::homeserver::wire::{RESPONSE_BODY_BYTES_MAX, TRANSACTION_PDUS_MAX, len_u64};
+use crate::matrix::canonical_json::{self, Object};
+use crate::matrix::ids::{self, EventId};
+
+/// The result of one PDU of a transaction: `{}` if handled, `{"error": …}` if not (spec
+/// digest §2). A rejected PDU never fails the whole transaction.
+pub type PduResult = Result<(), String>;
+
+/// The template returned by `make_join`, `make_leave` and `make_knock` (spec digest §5 step
+/// 2, §7, §8).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MakeMembership {
+    /// Required for `make_knock`. Optional for `make_join` and `make_leave`, where its
+    /// absence means room version "1" or "2" (spec).
+    pub room_version: Option<String>,
+    /// The unsigned event template.
+    pub event: Object,
+}
+
+/// The answer to `send_join` v2 (spec digest §5 step 5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SendJoin {
+    /// The resolved room state before the join (raw PDUs).
+    pub state: Vec<Object>,
+    /// The auth chain of the join and of every state event (raw PDUs).
+    pub auth_chain: Vec<Object>,
+    /// The join as signed by the resident (required for restricted joins).
+    pub event: Option<Object>,
+    /// Whether `m.room.member` events were left out (`omit_members`). Encoded only when
+    /// true.
+    pub members_omitted: bool,
+    /// Servers with joined members before the join; required if `members_omitted`.
+    pub servers_in_room: Option<Vec<String>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------
+
+/// A federation response: one success shape per endpoint, or the standard error.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    /// `{"pdus": {event_id: {} | {"error"}}}` (spec digest §2).
+    SendTransaction { pdus: BTreeMap<EventId, PduResult> },
+    /// A single-PDU transaction (spec digest §4); exactly one PDU.
+    GetEvent(Transaction),
+    /// `{"pdu_ids", "auth_chain_ids"}` (spec digest §4).
+    GetStateIds { pdu_ids: Vec<EventId>, auth_chain_ids: Vec<EventId> },
+    /// `{"pdus", "auth_chain"}` (spec digest §4).
+    GetState { pdus: Vec<Object>, auth_chain: Vec<Object> },
+    /// `{"auth_chain"}` (spec digest §4).
+    GetEventAuth { auth_chain: Vec<Object> },
+    /// A transaction of history (spec digest §4).
+    Backfill(Transaction),
+    /// `{"events"}` (spec digest §4).
+    GetMissingEvents { events: Vec<Object> },
+    /// A join template (spec digest §5 step 2).
+    MakeJoin(MakeMembership),
+    /// The room state and auth chain for a join (spec digest §5 step 5).
+    SendJoin(SendJoin),
+    /// `{"event"}`: the invite with the invitee server's signature (spec digest §6).
+    Invite { event: Object },
+    /// A leave template (spec digest §7).
+    MakeLeave(MakeMembership),
+    /// `{}` (spec digest §7).
+    SendLeave,
+    /// A knock template; `room_version` required (spec digest §8).
+    MakeKnock(MakeMembership),
+    /// `{"knock_room_state"}` (spec digest §8).
+    SendKnock { knock_room_state: Vec<Object> },
+    /// The standard error response, for any endpoint.
+    Error(ErrorResponse),
+}
+
+impl Response {
+    /// The endpoint this success response answers; `None` for an error.
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        Some(match self {
+            Response::SendTransaction { .. } => Endpoint::SendTransaction,
+            Response::GetEvent(_) => Endpoint::GetEvent,
+            Response::GetStateIds { .. } => Endpoint::GetStateIds,
+            Response::GetState { .. } => Endpoint::GetState,
+            Response::GetEventAuth { .. } => Endpoint::GetEventAuth,
+            Response::Backfill(_) => Endpoint::Backfill,
+            Response::GetMissingEvents { .. } => Endpoint::GetMissingEvents,
+            Response::MakeJoin(_) => Endpoint::MakeJoin,
+            Response::SendJoin(_) => Endpoint::SendJoin,
+            Response::Invite { .. } => Endpoint::Invite,
+            Response::MakeLeave(_) => Endpoint::MakeLeave,
+            Response::SendLeave => Endpoint::SendLeave,
+            Response::MakeKnock(_) => Endpoint::MakeKnock,
+            Response::SendKnock { .. } => Endpoint::SendKnock,
+            Response::Error(_) => return None,
+        })
+    }
+
+    /// The HTTP status: 200 for success, the error's own status otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            Response::Error(error) => error.status,
+            _ => 200,
+        }
+    }
+
+    /// Checks what does not need a room version (see [`Request::validate`]).
+    pub fn validate(&self) -> Result<(), WireError> {
+        match self {
+            Response::SendTransaction { pdus } => {
+                // One entry per PDU of the transaction it answers.
+                if pdus.len() > TRANSACTION_PDUS_MAX {
+                    return Err(WireError::TooManyPdus { count: len_u64(pdus.len()) });
+                }
+                Ok(())
+            }
+            Response::GetEvent(transaction) => {
+                if transaction.pdus.len() != 1 {
+                    return Err(WireError::bad_json("$.pdus", "must hold exactly one PDU"));
+                }
+                validate_transaction(transaction, TransactionUse::Answer)
+            }
+            Response::Backfill(transaction) => {
+                validate_transaction(transaction, TransactionUse::Answer)
+            }
+            Response::MakeJoin(make) | Response::MakeLeave(make) => match &make.room_version {
+                Some(version) => check_room_version("$.room_version", version),
+                None => Ok(()),
+            },
+            Response::MakeKnock(make) => match &make.room_version {
+                Some(version) => check_room_version("$.room_version", version),
+                None => Err(WireError::missing_param("$.room_version")),
+            },
+            Response::SendJoin(join) => {
+                if join.members_omitted && join.servers_in_room.is_none() {
+                    return Err(WireError::missing_param("$.servers_in_room"));
+                }
+                for (index, server) in join.servers_in_room.iter().flatten().enumerate() {
+                    ids::check_server_name(server).map_err(|e| {
+                        WireError::bad_json(&format!("$.servers_in_room[{index}]"), e.problem)
+                    })?;
+                }
+                Ok(())
+            }
+            Response::Error(error) => {
+                if !(400..=599).contains(&error.status) {
+                    return Err(WireError::UnexpectedStatus { status: error.status });
+                }
+                Ok(())
+            }
+            Response::GetStateIds { .. }
+            | Response::GetState { .. }
+            | Response::GetEventAuth { .. }
+            | Response::GetMissingEvents { .. }
+            | Response::Invite { .. }
+            | Response::SendLeave
+            | Response::SendKnock { .. } => Ok(()),
+        }
+    }
+
+    /// Encodes the response. Panics if [`Response::validate`] fails or the body exceeds
+    /// [`RESPONSE_BODY_BYTES_MAX`].
+    pub fn to_http(&self) -> HttpResponse {
+        if let Err(error) = self.validate() {
+            panic!("encoding an invalid response: {error}");
+        }
+        let mut body = Object::new();
+        let mut put = |key: &str, value: Value| {
+            body.insert(key.to_owned(), value);
+        };
+        match self {
+            Response::SendTransaction { pdus } => {
+                let mut results = Object::new();
+                for (event_id, result) in pdus {
+                    let mut entry = Object::new();
+                    if let Err(error) = result {
+                        entry.insert("error".into(), Value::String(error.clone()));
+                    }
+                    results.insert(event_id.as_str().to_owned(), Value::Object(entry));
+                }
+                put("pdus", Value::Object(results));
+            }
+            Response::GetEvent(transaction) | Response::Backfill(transaction) => {
+                for (key, value) in transaction_json(transaction) {
+                    put(&key, value);
+                }
+            }
+            Response::GetStateIds { pdu_ids, auth_chain_ids } => {
+                put("pdu_ids", event_ids_json(pdu_ids));
+                put("auth_chain_ids", event_ids_json(auth_chain_ids));
+            }
+            Response::GetState { pdus, auth_chain } => {
+                put("pdus", objects_json(pdus));
+                put("auth_chain", objects_json(auth_chain));
+            }
+            Response::GetEventAuth { auth_chain } => put("auth_chain", objects_json(auth_chain)),
+            Response::GetMissingEvents { events } => put("events", objects_json(events)),
+            Response::MakeJoin(make) | Response::MakeLeave(make) | Response::MakeKnock(make) => {
+                if let Some(version) = &make.room_version {
+                    put("room_version", Value::String(version.clone()));
+                }
+                put("event", Value::Object(make.event.clone()));
+            }
+            Response::SendJoin(join) => {
+                put("state", objects_json(&join.state));
+                put("auth_chain", objects_json(&join.auth_chain));
+                if let Some(event) = &join.event {
+                    put("event", Value::Object(event.clone()));
+                }
+                if join.members_omitted {
+                    put("members_omitted", Value::Bool(true));
+                }
+                if let Some(servers) = &join.servers_in_room {
+                    put(
+                        "servers_in_room",
+                        Value::Array(servers.iter().cloned().map(Value::String).collect()),
+                    );
+                }
+            }
+            Response::Invite { event } => put("event", Value::Object(event.clone())),
+            Response::SendLeave => {}
+            Response::SendKnock { knock_room_state } => {
+                put("knock_room_state", objects_json(knock_room_state));
+            }
+            Response::Error(error) => {
+                put("errcode", Value::String(error.errcode.as_str().to_owned()));
+                // Left out when empty, as decoding reads a missing `error` as empty.
+                if !error.error.is_empty() {
+                    put("error", Value::String(error.error.clone()));
+                }
+                if let Some(version) = &error.room_version {
+                    put("room_version", Value::String(version.clone()));
+                }
+            }
+        }
+        let bytes = encode_body(&body);
+        assert!(bytes.len() <= RESPONSE_BODY_BYTES_MAX, "response body of {} bytes", bytes.len());
+        HttpResponse { status: self.status(), body: bytes }
+    }
+
+    /// Decodes an untrusted response to a request to `endpoint`. Never panics.
+    ///
+    /// Status 200 is the endpoint's success shape; 4xx and 5xx are the standard error
+    /// (`error` may be missing: it then reads as empty); any other status is a
+    /// [`WireError::UnexpectedStatus`]. Unknown keys are ignored.
+    pub fn from_http(endpoint: Endpoint, http: &HttpResponse) -> Result<Response, WireError> {
+        if http.status != 200 && !(400..=599).contains(&http.status) {
+            return Err(WireError::UnexpectedStatus { status: http.status });
+        }
+        let mut body = parse_body(Some(&http.body), RESPONSE_BODY_BYTES_MAX)?;
+        let response = if http.status != 200 {
+            let errcode = take_string(&mut body, "errcode")?
+                .ok_or_else(|| WireError::missing_param("$.errcode"))?;
+            Response::Error(ErrorResponse {
+                status: http.status,
+                errcode: ErrCode::parse(&errcode),
+                error: take_string(&mut body, "error")?.unwrap_or_default(),
+                room_version: take_string(&mut body, "room_version")?,
+            })
+        } else {
+            decode_success(endpoint, body)?
+        };
+        response.validate()?;
+        Ok(response)
+    }
+
+    /// Bytes this response costs on the wire (see [`HttpResponse::byte_count`]). Encodes it.
+    pub fn byte_count(&self) -> u64 {
+        self.to_http().byte_count()
+    }
+}
+
+impl From<ErrorResponse> for Response {
+    fn from(error: ErrorResponse) -> Response {
+        Response::Error(error)
+    }
+}
+
+/// The `pdus` map of a `/send` answer: one `{}` or `{"error"}` per event id, at most
+/// [`TRANSACTION_PDUS_MAX`] of them.
+fn decode_pdu_results(mut body: Object) -> Result<BTreeMap<EventId, PduResult>, WireError> {
+    let Some(results) = take_object(&mut body, "pdus")? else {
+        return Err(WireError::missing_param("$.pdus"));
+    };
+    if results.len() > TRANSACTION_PDUS_MAX {
+        return Err(WireError::TooManyPdus { count: len_u64(results.len()) });
+    }
+    let mut pdus = BTreeMap::new();
+    for (key, entry) in results {
+        let mut path = String::from("$.pdus");
+        canonical_json::push_key(&mut path, &key);
+        let event_id = EventId::parse(&key).map_err(|e| WireError::bad_json(&path, e.problem))?;
+        let Value::Object(mut entry) = entry else {
+            return Err(WireError::bad_json(&path, "must be an object"));
+        };
+        let result = match entry.remove("error") {
+            None => Ok(()),
+            Some(Value::String(error)) => Err(error),
+            Some(_) => {
+                return Err(WireError::bad_json(&format!("{path}.error"), "must be a string"));
+            }
+        };
+        pdus.insert(event_id, result);
+    }
+    Ok(pdus)
+}
+
+fn decode_success(endpoint: Endpoint, mut body: Object) -> Result<Response, WireError> {
+    let required = |value: Option<Vec<Object>>, key: &str| {
+        value.ok_or_else(|| WireError::missing_param(&format!("$.{key}")))
+    };
+    let response = match endpoint {
+        Endpoint::SendTransaction => Response::SendTransaction { pdus: decode_pdu_results(body)? },
+        Endpoint::GetEvent => {
+            Response::GetEvent(transaction_from_json(body, TransactionUse::Answer)?)
+        }
+        Endpoint::Backfill => {
+            Response::Backfill(transaction_from_json(body, TransactionUse::Answer)?)
+        }
+        Endpoint::GetStateIds => Response::GetStateIds {
+            pdu_ids: take_event_ids(&mut body, "pdu_ids")?,
+            auth_chain_ids: take_event_ids(&mut body, "auth_chain_ids")?,
+        },
+        Endpoint::GetState => Response::GetState {
+            pdus: required(take_objects(&mut body, "pdus")?, "pdus")?,
+            auth_chain: required(take_objects(&mut body, "auth_chain")?, "auth_chain")?,
+        },
+        Endpoint::GetEventAuth => Response::GetEventAuth {
+            auth_chain: required(take_objects(&mut body, "auth_chain")?, "auth_chain")?,
+        },
+        Endpoint::GetMissingEvents => Response::GetMissingEvents {
+            events: required(take_objects(&mut body, "events")?, "events")?,
+        },
+        Endpoint::MakeJoin | Endpoint::MakeLeave | Endpoint::MakeKnock => {
+            let make = MakeMembership {
+                room_version: take_string(&mut body, "room_version")?,
+                event: take_object(&mut body, "event")?
+                    .ok_or_else(|| WireError::missing_param("$.event"))?,
+            };
+            match endpoint {
+                Endpoint::MakeJoin => Response::MakeJoin(make),
+                Endpoint::MakeLeave => Response::MakeLeave(make),
+                _ => Response::MakeKnock(make),
+            }
+        }
+        Endpoint::SendJoin => {
+            let members_omitted = match body.remove("members_omitted") {
+                None => false,
+                Some(Value::Bool(flag)) => flag,
+                Some(_) => {
+                    return Err(WireError::bad_json("$.members_omitted", "must be a boolean"));
+                }
+            };
+            let servers_in_room = match body.remove("servers_in_room") {
+                None => None,
+                Some(value) => Some(strings_from_json(value, "$.servers_in_room")?),
+            };
+            Response::SendJoin(SendJoin {
+                state: required(take_objects(&mut body, "state")?, "state")?,
+                auth_chain: required(take_objects(&mut body, "auth_chain")?, "auth_chain")?,
+                event: take_object(&mut body, "event")?,
+                members_omitted,
+                servers_in_room,
+            })
+        }
+        Endpoint::Invite => Response::Invite {
+            event: take_object(&mut body, "event")?
+                .ok_or_else(|| WireError::missing_param("$.event"))?,
+        },
+        Endpoint::SendLeave => Response::SendLeave,
+        Endpoint::SendKnock => Response::SendKnock {
+            knock_room_state: required(
+                take_objects(&mut body, "knock_room_state")?,
+                "knock_room_state",
+            )?,
+        },
+    };
+    Ok(response)
+}

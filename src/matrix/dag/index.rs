@@ -1,0 +1,563 @@
+//! The chain-cover [`AuthChainIndex`] and how it is built: events are added one by one
+//! once their auth events are indexed, or by a depth-first walk from some roots; each event
+//! is placed on a chain and given its reach (module docs of `dag`).
+
+use std::collections::BTreeMap;
+
+use crate::matrix::dag::{DagError, EventStore, IndexError, auth_event_ids};
+use crate::matrix::ids::EventId;
+use crate::matrix::pdu::Pdu;
+use crate::matrix::room_version::RoomVersionRules;
+
+/// A node of an [`AuthChainIndex`]: dense, in the order events were added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub(super) u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// An interned (`type`, `state_key`) of an [`AuthChainIndex`]: dense, below
+/// [`AuthChainIndex::state_key_count`], so per-key data can live in a `Vec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StateKeyId(u32);
+
+impl StateKeyId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A set of events closed under "is in the auth chain of", in compressed form: for each
+/// chain, the highest sequence number in the set (the set holds that chain's prefix).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainSet {
+    /// (chain, highest sequence number ≥ 1), sorted by chain, one entry per chain.
+    pub(super) entries: Vec<(u32, u32)>,
+}
+
+impl ChainSet {
+    pub(super) fn from_unsorted(mut entries: Vec<(u32, u32)>) -> ChainSet {
+        // Sorted by (chain, seq): the last entry of each chain run is its maximum.
+        entries.sort_unstable();
+        entries.reverse();
+        entries.dedup_by_key(|entry| entry.0);
+        entries.reverse();
+        assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        ChainSet { entries }
+    }
+
+    /// The union of two sets (per chain, the higher prefix). Linear.
+    pub fn union(&self, other: &ChainSet) -> ChainSet {
+        let (a, b) = (&self.entries, &other.entries);
+        let mut entries = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    entries.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    entries.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    entries.push((a[i].0, a[i].1.max(b[j].1)));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        entries.extend_from_slice(&a[i..]);
+        entries.extend_from_slice(&b[j..]);
+        assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        ChainSet { entries }
+    }
+
+    pub(super) fn highest(&self, chain: u32) -> u32 {
+        match self.entries.binary_search_by_key(&chain, |entry| entry.0) {
+            Ok(at) => self.entries[at].1,
+            Err(_) => 0,
+        }
+    }
+}
+
+pub(super) struct Node {
+    pub(super) event_id: EventId,
+    pub(super) chain: u32,
+    /// 1-based position on `chain`.
+    pub(super) seq: u32,
+    /// Interned (`type`, `state_key`), `None` for a non-state event.
+    pub(super) state_key: Option<u32>,
+    /// Inclusive reach: for every chain holding an event of this event's auth chain or the
+    /// event itself, the highest sequence number reached. Sorted by chain.
+    pub(super) reach: Box<[(u32, u32)]>,
+    /// The auth events it was added with, in listed order, without repeats.
+    pub(super) auth_nodes: Box<[NodeId]>,
+    /// `Pending` only while [`AuthChainIndex::extend`] walks towards its auth events.
+    pub(super) status: NodeStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NodeStatus {
+    /// Visited, its auth events not all indexed yet (the other fields are placeholders).
+    Pending,
+    /// Some event of its auth chain is missing; it cannot be indexed.
+    Broken,
+    /// Indexed.
+    Done,
+}
+
+/// Chain-cover index of auth chains (module docs).
+///
+/// Costs, with r the size of an event's reach list (the number of chains its auth chain
+/// touches; a handful in real rooms, bounded by the number of chains):
+/// * adding an event: one id lookup per auth edge plus O(r log r) to merge its auth
+///   events' reach lists; memory O(r) per event;
+/// * "is A in the auth chain of B": O(log r);
+/// * auth chain of a set, auth difference of k sets: O(R log R) over the sets' total reach
+///   size R, plus the size of the answer — never a walk of the chains;
+/// * conflicted state subgraph: a binary search per chain the conflicted events reach.
+pub struct AuthChainIndex {
+    /// Whether events were added with the v12 implicit create auth event.
+    implicit_create: bool,
+    by_event_id: BTreeMap<EventId, NodeId>,
+    pub(super) nodes: Vec<Node>,
+    /// chain → its events in sequence order (sequence number s at index s − 1).
+    pub(super) chains: Vec<Vec<NodeId>>,
+    /// Interned (`type`, `state_key`) pairs: type → state key → id.
+    state_keys: BTreeMap<String, BTreeMap<String, u32>>,
+    state_key_count: u32,
+}
+
+impl AuthChainIndex {
+    /// Most events one index holds.
+    pub const EVENTS_MAX: u64 = u32::MAX as u64 - 1;
+
+    /// An empty index for rooms with these rules (whose auth edges follow
+    /// [`auth_event_ids`]).
+    pub fn new(rules: &RoomVersionRules) -> AuthChainIndex {
+        AuthChainIndex {
+            implicit_create: rules.room_id_is_create_event_hash,
+            by_event_id: BTreeMap::new(),
+            nodes: Vec::new(),
+            chains: Vec::new(),
+            state_keys: BTreeMap::new(),
+            state_key_count: 0,
+        }
+    }
+
+    /// An index of every event reachable from `roots` over auth edges.
+    pub fn build<S: EventStore + ?Sized>(
+        store: &S,
+        rules: &RoomVersionRules,
+        roots: &[EventId],
+    ) -> Result<AuthChainIndex, DagError> {
+        let mut index = AuthChainIndex::new(rules);
+        index.extend(store, rules, roots)?;
+        Ok(index)
+    }
+
+    /// [`AuthChainIndex::build`], also returning the indexed events by node.
+    pub fn build_with_events<'s, S: EventStore + ?Sized>(
+        store: &'s S,
+        rules: &RoomVersionRules,
+        roots: &[EventId],
+    ) -> Result<(AuthChainIndex, Vec<&'s Pdu>), DagError> {
+        let mut index = AuthChainIndex::new(rules);
+        let mut by_node = Vec::new();
+        index.index_reachable(store, rules, roots, &mut by_node)?;
+        assert_eq!(by_node.len(), index.len());
+        Ok((index, by_node))
+    }
+
+    /// Adds every event reachable from `roots` that is not indexed yet. On error nothing
+    /// is added.
+    pub fn extend<S: EventStore + ?Sized>(
+        &mut self,
+        store: &S,
+        rules: &RoomVersionRules,
+        roots: &[EventId],
+    ) -> Result<(), DagError> {
+        self.index_reachable(store, rules, roots, &mut Vec::new())
+    }
+
+    /// Depth-first from `roots` over auth edges, indexing every event not indexed yet once
+    /// its auth events are (one id lookup per edge: a node is created on first visit and
+    /// finished on the way back). `added` receives the new events by node, starting at
+    /// the node count on entry. Fails naming every missing event, or the first cycle; then
+    /// nothing is added.
+    fn index_reachable<'s, S: EventStore + ?Sized>(
+        &mut self,
+        store: &'s S,
+        rules: &RoomVersionRules,
+        roots: &[EventId],
+        added: &mut Vec<&'s Pdu>,
+    ) -> Result<(), DagError> {
+        assert!(self.matches_rules(rules), "index built for other room-version rules");
+        let (node_count, chain_count) = (self.nodes.len(), self.chains.len());
+        let added_count = added.len();
+        let mut walk = IndexWalk { store, rules, missing: Vec::new(), stack: Vec::new(), added };
+        let mut result = Ok(());
+        for root in roots {
+            if self.contains(root) {
+                continue;
+            }
+            if let Err(cycle) = walk.index_from(self, root) {
+                result = Err(cycle);
+                break;
+            }
+        }
+        let IndexWalk { mut missing, added, .. } = walk;
+        if result.is_ok() && self.nodes.len() as u64 >= Self::EVENTS_MAX {
+            result = Err(DagError::IndexFull(Self::EVENTS_MAX));
+        }
+        if result.is_ok() && !missing.is_empty() {
+            missing.sort();
+            missing.dedup();
+            result = Err(DagError::MissingEvents(missing));
+        }
+        if result.is_err() {
+            self.truncate(node_count, chain_count);
+            added.truncate(added_count);
+        }
+        assert!(self.nodes.iter().skip(node_count).all(|n| n.status == NodeStatus::Done));
+        result
+    }
+
+    /// Whether this index follows the auth edges these rules define.
+    pub fn matches_rules(&self, rules: &RoomVersionRules) -> bool {
+        self.implicit_create == rules.room_id_is_create_event_hash
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn contains(&self, event_id: &EventId) -> bool {
+        self.by_event_id.contains_key(event_id)
+    }
+
+    pub fn node(&self, event_id: &EventId) -> Option<NodeId> {
+        self.by_event_id.get(event_id).copied()
+    }
+
+    pub fn event_id(&self, node: NodeId) -> &EventId {
+        &self.nodes[node.index()].event_id
+    }
+
+    /// The auth events `node` was added with, in listed order, without repeats.
+    pub fn auth_nodes(&self, node: NodeId) -> &[NodeId] {
+        &self.nodes[node.index()].auth_nodes
+    }
+
+    /// The interned (`type`, `state_key`) of a node's event, `None` for a non-state event.
+    pub fn state_key_id(&self, node: NodeId) -> Option<StateKeyId> {
+        self.nodes[node.index()].state_key.map(StateKeyId)
+    }
+
+    /// The id of (`type`, `state_key`) if it was interned, i.e. if some event with that
+    /// key was ever added. `None` means no indexed event has the key.
+    pub fn find_state_key(&self, event_type: &str, state_key: &str) -> Option<StateKeyId> {
+        let id = self.state_keys.get(event_type).and_then(|keys| keys.get(state_key));
+        id.copied().map(StateKeyId)
+    }
+
+    /// Every [`StateKeyId`] of this index is below this.
+    pub fn state_key_count(&self) -> usize {
+        self.state_key_count as usize
+    }
+
+    /// Adds a PDU whose auth events ([`auth_event_ids`]) are all indexed.
+    pub fn add_pdu(&mut self, rules: &RoomVersionRules, pdu: &Pdu) -> Result<NodeId, IndexError> {
+        assert!(self.matches_rules(rules), "index built for other room-version rules");
+        let state_key = pdu.state_key().map(|key| (pdu.event_type(), key));
+        self.add(pdu.event_id(), state_key, &auth_event_ids(rules, pdu))
+    }
+
+    /// Adds an event given its (`type`, `state_key`) (`None` for a non-state event) and
+    /// the auth events to follow, all of which must be indexed already. Adding an event
+    /// again returns its node and changes nothing.
+    pub fn add(
+        &mut self,
+        event_id: &EventId,
+        state_key: Option<(&str, &str)>,
+        auth_event_ids: &[EventId],
+    ) -> Result<NodeId, IndexError> {
+        if let Some(node) = self.node(event_id) {
+            assert_eq!(self.nodes[node.index()].status, NodeStatus::Done);
+            return Ok(node);
+        }
+        if self.nodes.len() as u64 >= Self::EVENTS_MAX {
+            return Err(IndexError::Full(Self::EVENTS_MAX));
+        }
+        let mut auth_nodes = Vec::with_capacity(auth_event_ids.len());
+        for auth_event_id in auth_event_ids {
+            match self.node(auth_event_id) {
+                Some(node) if auth_nodes.contains(&node) => {}
+                Some(node) => auth_nodes.push(node),
+                None => {
+                    return Err(IndexError::UnknownAuthEvent {
+                        event_id: event_id.clone(),
+                        auth_event_id: auth_event_id.clone(),
+                    });
+                }
+            }
+        }
+        let node = self.push_pending(event_id);
+        self.finish(node, state_key, auth_nodes);
+        Ok(node)
+    }
+
+    /// Adds an event whose auth events are given as indexed nodes (in listed order, without
+    /// repeats), without touching the id map: for bulk building into an empty index, which
+    /// [`AuthChainIndex::key_all_nodes`] then keys in one pass. The caller vouches that the
+    /// event is not indexed yet.
+    pub(super) fn push_unkeyed(
+        &mut self,
+        event_id: &EventId,
+        state_key: Option<(&str, &str)>,
+        auth_nodes: Vec<NodeId>,
+    ) -> NodeId {
+        assert!(self.by_event_id.is_empty(), "bulk building starts from an empty index");
+        let node = self.push_node(event_id);
+        self.finish(node, state_key, auth_nodes);
+        node
+    }
+
+    /// Builds the id map of an index filled by [`AuthChainIndex::push_unkeyed`]: one sort
+    /// and a bulk build instead of one search and insertion per event.
+    pub(super) fn key_all_nodes(&mut self) {
+        assert!(self.by_event_id.is_empty());
+        let mut keyed: Vec<(EventId, NodeId)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(at, node)| {
+                (node.event_id.clone(), NodeId(u32::try_from(at).expect("below EVENTS_MAX")))
+            })
+            .collect();
+        keyed.sort_unstable();
+        let count = keyed.len();
+        keyed.dedup_by(|a, b| a.0 == b.0);
+        assert_eq!(keyed.len(), count, "an event is indexed once");
+        self.by_event_id = keyed.into_iter().collect();
+    }
+
+    /// A new pending node for `event_id`, not yet in the id map.
+    fn push_node(&mut self, event_id: &EventId) -> NodeId {
+        assert!((self.nodes.len() as u64) < Self::EVENTS_MAX);
+        let node = NodeId(u32::try_from(self.nodes.len()).expect("checked against EVENTS_MAX"));
+        self.nodes.push(Node {
+            event_id: event_id.clone(),
+            chain: u32::MAX,
+            seq: 0,
+            state_key: None,
+            reach: Box::new([]),
+            auth_nodes: Box::new([]),
+            status: NodeStatus::Pending,
+        });
+        node
+    }
+
+    /// A new node for `event_id`, to be finished once its auth events are indexed.
+    fn push_pending(&mut self, event_id: &EventId) -> NodeId {
+        let node = self.push_node(event_id);
+        let previous = self.by_event_id.insert(event_id.clone(), node);
+        assert!(previous.is_none(), "an event is indexed once");
+        node
+    }
+
+    /// Places a pending node on a chain and computes its reach from its (indexed) auth
+    /// events.
+    fn finish(
+        &mut self,
+        node_id: NodeId,
+        state_key: Option<(&str, &str)>,
+        auth_nodes: Vec<NodeId>,
+    ) {
+        assert_eq!(self.nodes[node_id.index()].status, NodeStatus::Pending);
+        assert!(auth_nodes.iter().all(|a| self.nodes[a.index()].status == NodeStatus::Done));
+        let state_key = state_key.map(|(event_type, key)| self.intern(event_type, key));
+
+        // A state event continues the chain of an auth event with the same (type,
+        // state_key) that is still the last event on its chain (the smallest such node if
+        // several); otherwise it starts a chain. Each chain is thus a path of auth edges.
+        // Non-state events are never auth events, so continuing a chain with one would only
+        // block its state key from extending it; they get a chain of their own.
+        let continued = state_key.and_then(|key| {
+            let mut candidates = auth_nodes.clone();
+            candidates.sort_unstable();
+            candidates.into_iter().find(|auth| {
+                let node = &self.nodes[auth.index()];
+                node.state_key == Some(key)
+                    && self.chains[node.chain as usize].len() == node.seq as usize
+            })
+        });
+        let (chain, seq) = match continued {
+            Some(previous) => {
+                let previous = &self.nodes[previous.index()];
+                (previous.chain, previous.seq + 1)
+            }
+            None => {
+                let chain = u32::try_from(self.chains.len()).expect("chains ≤ nodes");
+                self.chains.push(Vec::new());
+                (chain, 1)
+            }
+        };
+        self.chains[chain as usize].push(node_id);
+        assert_eq!(self.chains[chain as usize].len(), seq as usize);
+
+        // Inclusive reach = max over the auth events' inclusive reach, plus this event.
+        let mut entries: Vec<(u32, u32)> = auth_nodes
+            .iter()
+            .flat_map(|auth| self.nodes[auth.index()].reach.iter().copied())
+            .collect();
+        entries.push((chain, seq));
+        let reach = ChainSet::from_unsorted(entries).entries.into_boxed_slice();
+        assert_eq!(
+            reach.binary_search_by_key(&chain, |entry| entry.0).map(|at| reach[at].1),
+            Ok(seq),
+            "nothing in an auth chain lies after the event on its own chain"
+        );
+
+        let node = &mut self.nodes[node_id.index()];
+        node.chain = chain;
+        node.seq = seq;
+        node.state_key = state_key;
+        node.reach = reach;
+        node.auth_nodes = auth_nodes.into_boxed_slice();
+        node.status = NodeStatus::Done;
+    }
+
+    /// Undoes everything added since the index held `node_count` nodes and `chain_count`
+    /// chains (interned state keys stay; they are harmless).
+    fn truncate(&mut self, node_count: usize, chain_count: usize) {
+        for node in self.nodes.drain(node_count..) {
+            self.by_event_id.remove(&node.event_id);
+        }
+        self.chains.truncate(chain_count);
+        for chain in &mut self.chains {
+            while chain.last().is_some_and(|node| node.index() >= node_count) {
+                chain.pop();
+            }
+        }
+    }
+
+    fn intern(&mut self, event_type: &str, state_key: &str) -> u32 {
+        // Look up by &str first: allocate only for a new pair.
+        if let Some(&id) = self.state_keys.get(event_type).and_then(|keys| keys.get(state_key)) {
+            return id;
+        }
+        let id = self.state_key_count;
+        self.state_key_count += 1;
+        let keys = self.state_keys.entry(event_type.to_owned()).or_default();
+        keys.insert(state_key.to_owned(), id);
+        id
+    }
+}
+
+/// A frame of [`AuthChainIndex::index_reachable`]'s depth-first walk: an event whose node is
+/// pending until its auth events are indexed.
+struct IndexFrame<'s> {
+    node: NodeId,
+    pdu: &'s Pdu,
+    auth_event_ids: Vec<EventId>,
+    next: usize,
+    auth_nodes: Vec<NodeId>,
+    broken: bool,
+}
+
+/// The state of one [`AuthChainIndex::index_reachable`] walk.
+struct IndexWalk<'s, 'r, 'a, S: ?Sized> {
+    store: &'s S,
+    rules: &'r RoomVersionRules,
+    missing: Vec<EventId>,
+    stack: Vec<IndexFrame<'s>>,
+    added: &'a mut Vec<&'s Pdu>,
+}
+
+impl<'s, S: EventStore + ?Sized> IndexWalk<'s, '_, '_, S> {
+    /// Visits an event for the first time: a pending node and a frame, or missing.
+    fn enter(&mut self, index: &mut AuthChainIndex, id: &EventId) -> bool {
+        let Some(pdu) = self.store.get(id) else {
+            self.missing.push(id.clone());
+            return false;
+        };
+        assert_eq!(pdu.event_id(), id, "the store returned another event");
+        if index.nodes.len() as u64 >= AuthChainIndex::EVENTS_MAX {
+            return false;
+        }
+        let node = index.push_pending(id);
+        self.added.push(pdu);
+        let auth_event_ids = auth_event_ids(self.rules, pdu);
+        self.stack.push(IndexFrame {
+            node,
+            pdu,
+            auth_event_ids,
+            next: 0,
+            auth_nodes: Vec::new(),
+            broken: false,
+        });
+        true
+    }
+
+    /// Indexes everything reachable from `root` that is not indexed yet, each event once
+    /// its auth events are; an event with a missing ancestor is marked broken. Fails on the
+    /// first cycle, naming it.
+    fn index_from(&mut self, index: &mut AuthChainIndex, root: &EventId) -> Result<(), DagError> {
+        if !self.enter(index, root) {
+            return Ok(());
+        }
+        while let Some(top) = self.stack.last_mut() {
+            if top.next < top.auth_event_ids.len() {
+                let auth_id = &top.auth_event_ids[top.next];
+                top.next += 1;
+                match index.by_event_id.get(auth_id).map(|&n| (n, index.nodes[n.index()].status)) {
+                    Some((node, NodeStatus::Done)) => {
+                        if !top.auth_nodes.contains(&node) {
+                            top.auth_nodes.push(node);
+                        }
+                    }
+                    Some((_, NodeStatus::Broken)) => top.broken = true,
+                    Some((node, NodeStatus::Pending)) => {
+                        let stack = &self.stack;
+                        let start =
+                            stack.iter().position(|f| f.node == node).expect("pending = on stack");
+                        let cycle = stack[start..].iter().map(|f| f.pdu.event_id().clone());
+                        return Err(DagError::Cycle(cycle.collect()));
+                    }
+                    None => {
+                        let auth_id = auth_id.clone();
+                        if !self.enter(index, &auth_id) {
+                            self.stack.last_mut().expect("the frame above").broken = true;
+                        }
+                    }
+                }
+            } else {
+                let frame = self.stack.pop().expect("loop condition");
+                if frame.broken {
+                    index.nodes[frame.node.index()].status = NodeStatus::Broken;
+                } else {
+                    let state_key = frame.pdu.state_key().map(|key| (frame.pdu.event_type(), key));
+                    index.finish(frame.node, state_key, frame.auth_nodes);
+                }
+                if let Some(parent) = self.stack.last_mut() {
+                    if frame.broken {
+                        parent.broken = true;
+                    } else if !parent.auth_nodes.contains(&frame.node) {
+                        parent.auth_nodes.push(frame.node);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

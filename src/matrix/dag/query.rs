@@ -1,0 +1,142 @@
+//! Questions an [`AuthChainIndex`] answers without walking an auth chain: membership in an
+//! auth chain, the auth chain and auth difference of state sets, and the conflicted state
+//! subgraph (spec §2, digest state-resolution.md §2).
+
+use crate::matrix::dag::AuthChainReading;
+use crate::matrix::dag::index::{AuthChainIndex, ChainSet, NodeId};
+
+impl AuthChainIndex {
+    /// Whether `ancestor` is in the auth chain of `node` (a node is not in its own auth
+    /// chain). O(log r).
+    pub fn in_auth_chain(&self, node: NodeId, ancestor: NodeId) -> bool {
+        if node == ancestor {
+            return false;
+        }
+        let target = &self.nodes[ancestor.index()];
+        let reach = &self.nodes[node.index()].reach;
+        match reach.binary_search_by_key(&target.chain, |entry| entry.0) {
+            Ok(at) => reach[at].1 >= target.seq,
+            Err(_) => false,
+        }
+    }
+
+    /// The union of the auth chains of `nodes` (with `nodes` themselves under the
+    /// inclusive reading), compressed. O(R log R), R = total reach size of `nodes`.
+    pub fn chain_set(&self, nodes: &[NodeId], reading: AuthChainReading) -> ChainSet {
+        let mut entries = Vec::new();
+        for node in nodes {
+            let node = &self.nodes[node.index()];
+            for &(chain, seq) in node.reach.iter() {
+                if chain != node.chain || reading == AuthChainReading::Inclusive {
+                    entries.push((chain, seq));
+                } else if node.seq > 1 {
+                    // Exclusive: the event's predecessor on its chain (a direct auth
+                    // event) is the highest event of its own chain in its auth chain.
+                    entries.push((chain, node.seq - 1));
+                }
+            }
+        }
+        ChainSet::from_unsorted(entries)
+    }
+
+    /// Whether `node` belongs to `set`. O(log).
+    pub fn chain_set_contains(&self, set: &ChainSet, node: NodeId) -> bool {
+        let node = &self.nodes[node.index()];
+        set.highest(node.chain) >= node.seq
+    }
+
+    /// The events of `set`, sorted by node. O(size of the output).
+    pub fn expand(&self, set: &ChainSet) -> Vec<NodeId> {
+        let mut nodes = Vec::new();
+        for &(chain, seq) in &set.entries {
+            nodes.extend_from_slice(&self.chains[chain as usize][..seq as usize]);
+        }
+        nodes.sort_unstable();
+        nodes
+    }
+
+    /// The union of the auth chains of `nodes` (spec §2 "auth chain"; inclusive reading
+    /// adds `nodes` themselves), sorted by node.
+    pub fn auth_chain(&self, nodes: &[NodeId], reading: AuthChainReading) -> Vec<NodeId> {
+        self.expand(&self.chain_set(nodes, reading))
+    }
+
+    /// The auth difference of state sets given as their events' nodes (spec §2): the
+    /// events in some but not every set's full auth chain. Sorted by node.
+    /// O(k·R log(k·R) + output) for k sets of total reach size R.
+    pub fn auth_difference(&self, sets: &[Vec<NodeId>], reading: AuthChainReading) -> Vec<NodeId> {
+        self.auth_difference_with_common(&[], sets, reading)
+    }
+
+    /// [`AuthChainIndex::auth_difference`] of the sets `common ∪ sets[i]`: events every
+    /// set holds (the unconflicted state) are given once instead of once per set.
+    pub fn auth_difference_with_common(
+        &self,
+        common: &[NodeId],
+        sets: &[Vec<NodeId>],
+        reading: AuthChainReading,
+    ) -> Vec<NodeId> {
+        // Per set, the full auth chain is a prefix of each chain; the union is the longest
+        // prefix and the intersection the shortest (length 0 if a set misses the chain).
+        let common = self.chain_set(common, reading);
+        let mut tagged: Vec<(u32, u32)> = Vec::new();
+        for set in sets {
+            tagged.extend(self.chain_set(set, reading).union(&common).entries);
+        }
+        tagged.sort_unstable();
+        let mut nodes = Vec::new();
+        let mut at = 0;
+        while at < tagged.len() {
+            let chain = tagged[at].0;
+            let run = tagged[at..].iter().take_while(|entry| entry.0 == chain).count();
+            let (lowest, highest) = (tagged[at].1, tagged[at + run - 1].1);
+            assert!(run <= sets.len());
+            let intersection = if run == sets.len() { lowest } else { 0 };
+            nodes.extend_from_slice(
+                &self.chains[chain as usize][intersection as usize..highest as usize],
+            );
+            at += run;
+        }
+        nodes.sort_unstable();
+        nodes
+    }
+
+    /// The conflicted state subgraph of v2.1 (spec §2): every event V such that V is
+    /// reachable from a conflicted event over ≥ 0 auth edges and some conflicted event is
+    /// reachable from V over ≥ 0 auth edges. Sorted by node.
+    ///
+    /// B ∩ chain c is a prefix (up to b_c); F ∩ chain c is a suffix, because a later event
+    /// on a chain reaches everything an earlier one does. So per chain the subgraph is the
+    /// interval [f_c, b_c], and f_c is found by binary search. O(C · log L · r log K) for
+    /// C chains in B, chains of length ≤ L, reach size r, K conflicted chains.
+    pub fn conflicted_subgraph(&self, conflicted: &[NodeId]) -> Vec<NodeId> {
+        let backward = self.chain_set(conflicted, AuthChainReading::Inclusive);
+        // Per chain, the lowest conflicted event on it: V reaches some conflicted event
+        // iff V reaches (c, lowest_c) for some chain c.
+        let mut lowest: Vec<(u32, u32)> = conflicted
+            .iter()
+            .map(|node| (self.nodes[node.index()].chain, self.nodes[node.index()].seq))
+            .collect();
+        lowest.sort_unstable();
+        lowest.dedup_by_key(|entry| entry.0);
+        let reaches_conflicted = |node: NodeId| {
+            self.nodes[node.index()].reach.iter().any(|&(chain, seq)| {
+                match lowest.binary_search_by_key(&chain, |entry| entry.0) {
+                    Ok(at) => seq >= lowest[at].1,
+                    Err(_) => false,
+                }
+            })
+        };
+        let mut nodes = Vec::new();
+        for &(chain, highest) in &backward.entries {
+            let prefix = &self.chains[chain as usize][..highest as usize];
+            let first = prefix.partition_point(|&node| !reaches_conflicted(node));
+            nodes.extend_from_slice(&prefix[first..]);
+        }
+        nodes.sort_unstable();
+        for node in conflicted {
+            assert!(nodes.binary_search(node).is_ok(), "conflicted events are in the subgraph");
+        }
+        nodes
+    }
+}

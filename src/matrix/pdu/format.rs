@@ -1,0 +1,457 @@
+//! Format checks of a PDU at each [`Stage`]: field presence and types, identifier grammar,
+//! list lengths and size limits, and the Linearized Matrix rules on `hub_server` and
+//! `hashes.lpdu` (digest: spec/events.md §2–§6, spec/linearized-matrix.md §3–§4).
+
+use serde_json::Value;
+
+use crate::matrix::canonical_json::{self, INT_MAX, Object};
+use crate::matrix::ids::{self, EventId, ID_BYTES_MAX};
+use crate::matrix::pdu::{
+    AUTH_EVENTS_MAX, FormatError, FormatSeverity, PDU_BYTES_MAX, PREV_EVENTS_MAX, Pdu, Stage,
+    format_error, reference_hash,
+};
+use crate::matrix::room_version::RoomVersionRules;
+
+/// Typed fields extracted by [`check_format`].
+pub(super) struct Fields {
+    room_id: Option<String>,
+    sender: String,
+    origin_server_ts: i64,
+    event_type: String,
+    state_key: Option<String>,
+    depth: i64,
+    auth_events: Vec<EventId>,
+    prev_events: Vec<EventId>,
+    redacts: Option<EventId>,
+    lpdus: bool,
+}
+
+impl Fields {
+    pub(super) fn into_pdu(self, json: Object, event_id: EventId) -> Pdu {
+        let membership = if self.event_type == "m.room.member" {
+            json.get("content")
+                .and_then(|c| c.get("membership"))
+                .and_then(Value::as_str)
+                .map(Box::from)
+        } else {
+            None
+        };
+        let content = json
+            .get("content")
+            .and_then(Value::as_object)
+            .cloned()
+            .expect("checked by check_format");
+        Pdu {
+            content,
+            membership,
+            json,
+            event_id,
+            room_id: self.room_id,
+            sender: self.sender,
+            origin_server_ts: self.origin_server_ts,
+            event_type: self.event_type,
+            state_key: self.state_key,
+            depth: self.depth,
+            auth_events: self.auth_events,
+            prev_events: self.prev_events,
+            redacts: self.redacts,
+            lpdus: self.lpdus,
+        }
+    }
+}
+
+fn get_string<'a>(json: &'a Object, key: &str) -> Result<Option<&'a str>, FormatError> {
+    match json.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format_error(&format!("$.{key}"), "must be a string")),
+    }
+}
+
+fn require<T>(value: Option<T>, key: &str) -> Result<T, FormatError> {
+    value.ok_or_else(|| format_error(&format!("$.{key}"), "missing required field"))
+}
+
+fn get_integer(json: &Object, key: &str) -> Result<Option<i64>, FormatError> {
+    match json.get(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) if (-INT_MAX..=INT_MAX).contains(&i) => Ok(Some(i)),
+            _ => {
+                Err(format_error(&format!("$.{key}"), "must be an integer in [-(2^53)+1, 2^53-1]"))
+            }
+        },
+        Some(_) => Err(format_error(&format!("$.{key}"), "must be an integer")),
+    }
+}
+
+/// Checks the byte limit on an identifier-like field. In room version 10 a value of at
+/// most 255 code points but more than 255 bytes is a rejection, not a drop ([impl]).
+fn check_field_bytes(rules: &RoomVersionRules, key: &str, value: &str) -> Result<(), FormatError> {
+    if value.len() <= ID_BYTES_MAX {
+        return Ok(());
+    }
+    let mut error = format_error(&format!("$.{key}"), format!("longer than {ID_BYTES_MAX} bytes"));
+    if !rules.strict_field_byte_limits && value.chars().count() <= ID_BYTES_MAX {
+        error.severity = FormatSeverity::Reject;
+    }
+    Err(error)
+}
+
+fn get_event_ids(
+    json: &Object,
+    key: &str,
+    max: usize,
+) -> Result<Option<Vec<EventId>>, FormatError> {
+    let Some(value) = json.get(key) else { return Ok(None) };
+    let Value::Array(items) = value else {
+        return Err(format_error(&format!("$.{key}"), "must be an array of event ids"));
+    };
+    if items.len() > max {
+        return Err(format_error(&format!("$.{key}"), format!("more than {max} entries")));
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        // The path is formatted only for an error: this loop runs for every listed id.
+        let path = || format!("$.{key}[{index}]");
+        let Value::String(text) = item else {
+            return Err(format_error(&path(), "must be a string"));
+        };
+        ids.push(EventId::parse(text).map_err(|e| format_error(&path(), e.problem))?);
+    }
+    Ok(Some(ids))
+}
+
+/// Checks that `json` is a well-formed PDU of the room version (field presence and types,
+/// identifier grammar, list lengths, size limits). The steps run in this order, and the
+/// first failure is the one reported.
+pub(super) fn check_format(
+    rules: &RoomVersionRules,
+    json: &Object,
+    stage: Stage,
+) -> Result<Fields, FormatError> {
+    let (event_type, state_key, sender) = check_type_and_sender(rules, json)?;
+    let is_create = event_type == "m.room.create" && state_key == Some("");
+    let room_id = check_room_id_field(rules, json, is_create)?;
+    let origin_server_ts = require(get_integer(json, "origin_server_ts")?, "origin_server_ts")?;
+    let resolution = stage == Stage::Resolution;
+    // Linearized Matrix has no `depth`; a `depth` key there is an unknown field, covered by
+    // the content hash and nothing else. State resolution never reads it: in the resolution
+    // stage a missing or malformed `depth` reads as 0.
+    let depth = if !rules.depth_field {
+        0
+    } else if resolution {
+        get_integer(json, "depth").ok().flatten().unwrap_or(0)
+    } else {
+        require(get_integer(json, "depth")?, "depth")?
+    };
+    match json.get("content") {
+        Some(Value::Object(_)) => {}
+        Some(_) => return Err(format_error("$.content", "must be an object")),
+        None => return Err(format_error("$.content", "missing required field")),
+    }
+    check_hashes_field(json, stage)?;
+    check_signatures_field(json, stage)?;
+    if let Some(unsigned) = json.get("unsigned").filter(|_| !resolution) {
+        if !unsigned.is_object() {
+            return Err(format_error("$.unsigned", "must be an object"));
+        }
+    }
+    let (auth_events, prev_events) = check_dag_fields(rules, json, stage)?;
+    if rules.lpdus {
+        check_hub_fields(json, is_create, prev_events.len(), stage)?;
+    }
+    if let Some(event_id) = get_string(json, "event_id")? {
+        check_field_bytes(rules, "event_id", event_id)?;
+    }
+    let redacts = check_redacts(rules, json, event_type)?;
+    check_size(json, resolution)?;
+    Ok(Fields {
+        room_id: room_id.map(str::to_owned),
+        sender: sender.to_owned(),
+        origin_server_ts,
+        event_type: event_type.to_owned(),
+        state_key: state_key.map(str::to_owned),
+        depth,
+        auth_events,
+        prev_events,
+        redacts,
+        lpdus: rules.lpdus,
+    })
+}
+
+/// `type`, `state_key` and `sender`: strings within the byte limits, `sender` a user id.
+fn check_type_and_sender<'a>(
+    rules: &RoomVersionRules,
+    json: &'a Object,
+) -> Result<(&'a str, Option<&'a str>, &'a str), FormatError> {
+    let event_type = require(get_string(json, "type")?, "type")?;
+    check_field_bytes(rules, "type", event_type)?;
+    let state_key = get_string(json, "state_key")?;
+    if let Some(state_key) = state_key {
+        check_field_bytes(rules, "state_key", state_key)?;
+    }
+    let sender = require(get_string(json, "sender")?, "sender")?;
+    check_field_bytes(rules, "sender", sender)?;
+    ids::parse_user_id(sender).map_err(|e| format_error("$.sender", e.problem))?;
+    Ok((event_type, state_key, sender))
+}
+
+/// `room_id`: required except on a room version 12 create event, and of the version's shape.
+fn check_room_id_field<'a>(
+    rules: &RoomVersionRules,
+    json: &'a Object,
+    is_create: bool,
+) -> Result<Option<&'a str>, FormatError> {
+    // Room version 12: the create event has no `room_id` (it is derived from the event's own
+    // reference hash). Whether a create event carrying one is acceptable is auth rule 1.2,
+    // which rejects it; here it is only format-checked like any other room id.
+    let room_id = get_string(json, "room_id")?;
+    let room_id_optional = rules.room_id_is_create_event_hash && is_create;
+    if room_id.is_none() && !room_id_optional {
+        return Err(format_error("$.room_id", "missing required field"));
+    }
+    if let Some(room_id) = room_id {
+        check_field_bytes(rules, "room_id", room_id)?;
+        check_room_id_shape(rules, room_id)?;
+    }
+    Ok(room_id)
+}
+
+/// `hashes`: an object with a string `sha256` once signed; an LPDU's carries only `lpdu`.
+/// Not checked in the resolution stage.
+fn check_hashes_field(json: &Object, stage: Stage) -> Result<(), FormatError> {
+    let resolution = stage == Stage::Resolution;
+    match json.get("hashes") {
+        _ if resolution => {}
+        None if stage.is_signed() => {
+            return Err(format_error("$.hashes", "missing required field"));
+        }
+        None => {}
+        // An LPDU's sender "MUST NOT populate" any hash but `hashes.lpdu` (digest:
+        // spec/linearized-matrix.md §4); `hashes.lpdu` itself is checked below.
+        Some(Value::Object(hashes)) if stage.is_lpdu() => {
+            if let Some(key) = hashes.keys().find(|key| *key != "lpdu") {
+                let mut path = String::from("$.hashes");
+                canonical_json::push_key(&mut path, key);
+                return Err(format_error(&path, "an LPDU carries no hash but hashes.lpdu"));
+            }
+        }
+        Some(Value::Object(hashes)) => match hashes.get("sha256") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(format_error("$.hashes.sha256", "must be a string")),
+            None if stage.is_signed() => {
+                return Err(format_error("$.hashes.sha256", "missing required field"));
+            }
+            None => {}
+        },
+        Some(_) => return Err(format_error("$.hashes", "must be an object")),
+    }
+    Ok(())
+}
+
+/// `signatures`: an object of server name to an object of key id to string, required once
+/// signed. Not checked in the resolution stage.
+fn check_signatures_field(json: &Object, stage: Stage) -> Result<(), FormatError> {
+    let resolution = stage == Stage::Resolution;
+    match json.get("signatures") {
+        _ if resolution => {}
+        None if stage.is_signed() => {
+            return Err(format_error("$.signatures", "missing required field"));
+        }
+        None => {}
+        Some(Value::Object(by_server)) => {
+            for (server, keys) in by_server {
+                let mut path = String::from("$.signatures");
+                canonical_json::push_key(&mut path, server);
+                let Value::Object(keys) = keys else {
+                    return Err(format_error(&path, "must be an object of key id to signature"));
+                };
+                for (key_id, signature) in keys {
+                    if !signature.is_string() {
+                        canonical_json::push_key(&mut path, key_id);
+                        return Err(format_error(&path, "must be a string"));
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(format_error("$.signatures", "must be an object")),
+    }
+    Ok(())
+}
+
+/// `auth_events` and `prev_events`: lists of event ids within their limits (no limit in the
+/// resolution stage, where `prev_events` may be missing); an LPDU carries neither.
+fn check_dag_fields(
+    rules: &RoomVersionRules,
+    json: &Object,
+    stage: Stage,
+) -> Result<(Vec<EventId>, Vec<EventId>), FormatError> {
+    let resolution = stage == Stage::Resolution;
+    let (auth_events, prev_events) = if stage.is_lpdu() {
+        // The sender cannot know the order, so the hub sets these (digest:
+        // spec/linearized-matrix.md §4).
+        assert!(rules.lpdus, "LPDUs exist only in Linearized Matrix room versions");
+        for key in ["auth_events", "prev_events"] {
+            if json.contains_key(key) {
+                return Err(format_error(&format!("$.{key}"), "an LPDU must not carry it"));
+            }
+        }
+        (Vec::new(), Vec::new())
+    } else {
+        let (auth_events_max, prev_events_max) =
+            if resolution { (usize::MAX, usize::MAX) } else { (AUTH_EVENTS_MAX, PREV_EVENTS_MAX) };
+        let auth_events =
+            require(get_event_ids(json, "auth_events", auth_events_max)?, "auth_events")?;
+        // State resolution never reads `prev_events`.
+        let prev_events = match get_event_ids(json, "prev_events", prev_events_max)? {
+            None if resolution => Vec::new(),
+            prev_events => require(prev_events, "prev_events")?,
+        };
+        (auth_events, prev_events)
+    };
+    Ok((auth_events, prev_events))
+}
+
+/// The event an `m.room.redaction` redacts: `content.redacts` since v11 (a missing or
+/// malformed target redacts nothing), the top-level `redacts` before.
+fn check_redacts(
+    rules: &RoomVersionRules,
+    json: &Object,
+    event_type: &str,
+) -> Result<Option<EventId>, FormatError> {
+    let redacts = if event_type != "m.room.redaction" {
+        None
+    } else if rules.redacts_in_content {
+        // v11+: `content.redacts`. A missing or malformed target is not a format error
+        // (the spec gives none); such a redaction simply redacts nothing.
+        let content = json.get("content").and_then(Value::as_object).expect("checked above");
+        content.get("redacts").and_then(Value::as_str).and_then(|s| EventId::parse(s).ok())
+    } else {
+        match get_string(json, "redacts")? {
+            Some(id) => Some(EventId::parse(id).map_err(|e| format_error("$.redacts", e.problem))?),
+            None => None,
+        }
+    };
+    Ok(redacts)
+}
+
+/// The size limit on the whole PDU, in bytes of canonical JSON (not in the resolution stage).
+fn check_size(json: &Object, resolution: bool) -> Result<(), FormatError> {
+    // The size limit needs the canonical encoding, which is most of the cost of this check.
+    let size = if resolution {
+        0
+    } else {
+        canonical_json::encode_object(json).map_err(|e| format_error(&e.path, e.problem))?.len()
+    };
+    if size > PDU_BYTES_MAX {
+        return Err(format_error(
+            "$",
+            format!("PDU is {size} bytes of canonical JSON, more than {PDU_BYTES_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The Linearized Matrix rules on `hub_server` and `hashes.lpdu` of a PDU (digest:
+/// spec/linearized-matrix.md §3): `hub_server`, when present, is a valid server name; an
+/// event with `hub_server` carries `hashes.lpdu.sha256` and exactly one `prev_events` entry;
+/// an event without it carries no `hashes.lpdu`.
+///
+/// [digest] "Expected to have exactly 1 entry" is read as a format rule (a completed event
+/// names the head of the hub's list), except for `m.room.create`, which has no `prev_events`
+/// whatever it carries (the create rule rejects one that has). Before signing
+/// ([`Stage::Unsigned`]) `hashes` may still be absent, but a `hub_server` event must already
+/// carry its LPDU hash: only the sender can compute it.
+///
+/// An LPDU ([`Stage::LpduUnsigned`], [`Stage::Lpdu`]) must name its hub: [digest] the
+/// participant puts `hub_server` into the LPDU, so that its hash and signature cover it (the
+/// draft's implementation notes and eigen-server do this; a hub adding it would break the
+/// sender's signature). Its LPDU hash is required once it is signed.
+fn check_hub_fields(
+    json: &Object,
+    is_create: bool,
+    prev_event_count: usize,
+    stage: Stage,
+) -> Result<(), FormatError> {
+    let hub_server = get_string(json, "hub_server")?;
+    if let Some(hub_server) = hub_server {
+        ids::check_server_name(hub_server).map_err(|e| format_error("$.hub_server", e.problem))?;
+    }
+    if stage.is_lpdu() && hub_server.is_none() {
+        return Err(format_error("$.hub_server", "an LPDU must name the hub it is sent through"));
+    }
+    let lpdu = json.get("hashes").and_then(|hashes| hashes.get("lpdu"));
+    if stage == Stage::LpduUnsigned && lpdu.is_none() {
+        return Ok(());
+    }
+    match (hub_server, lpdu) {
+        (Some(_), None) => {
+            return Err(format_error(
+                "$.hashes.lpdu",
+                "an event with hub_server must carry the LPDU hash",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(format_error(
+                "$.hashes.lpdu",
+                "only an event with hub_server may carry an LPDU hash",
+            ));
+        }
+        (Some(_), Some(Value::Object(lpdu))) => match lpdu.get("sha256") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(format_error("$.hashes.lpdu.sha256", "must be a string")),
+            None => return Err(format_error("$.hashes.lpdu.sha256", "missing required field")),
+        },
+        (Some(_), Some(_)) => return Err(format_error("$.hashes.lpdu", "must be an object")),
+        (None, None) => {}
+    }
+    if hub_server.is_some() && !is_create && !stage.is_lpdu() && prev_event_count != 1 {
+        return Err(format_error(
+            "$.prev_events",
+            format!("an event with hub_server has exactly 1 prev event, not {prev_event_count}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_room_id_shape(rules: &RoomVersionRules, room_id: &str) -> Result<(), FormatError> {
+    let result = if rules.room_id_is_create_event_hash {
+        // Room version 12: `!` + the create event's id without `$`. Which create event is
+        // auth rule 2; here only the shape of an event id with another sigil is checked, so
+        // that fixtures with readable ids (`$create` → `!create`) are well-formed.
+        let rest = room_id.strip_prefix('!').unwrap_or("");
+        if rest.is_empty() || rest.contains(':') {
+            Err("must be '!' followed by the create event's id without its '$' (no ':domain')")
+        } else {
+            Ok(())
+        }
+    } else {
+        ids::check_room_id(room_id, rules.room_id_format).map_err(|e| e.problem)
+    };
+    result.map_err(|problem| format_error("$.room_id", problem))
+}
+
+/// Checks the format of a Linearized Matrix LPDU: `stage` is [`Stage::LpduUnsigned`] before
+/// its sender hashes and signs it, [`Stage::Lpdu`] as sent to the hub. Panics for another
+/// stage or a room version without LPDUs (a bug in the caller).
+pub(crate) fn check_lpdu(
+    rules: &RoomVersionRules,
+    json: Object,
+    stage: Stage,
+) -> Result<Pdu, FormatError> {
+    assert!(stage.is_lpdu(), "check_lpdu checks LPDUs");
+    let fields = check_format(rules, &json, stage)?;
+    let id = EventId::from_reference_hash(&reference_hash(rules, &json));
+    Ok(fields.into_pdu(json, id))
+}
+
+/// Checks the format of an event that is about to be hashed and signed.
+pub fn check_unsigned(rules: &RoomVersionRules, json: &Object) -> Result<(), FormatError> {
+    check_format(rules, json, Stage::Unsigned).map(|_| ())
+}
+
+/// Checks the format of a complete PDU.
+pub fn check_signed(rules: &RoomVersionRules, json: &Object) -> Result<(), FormatError> {
+    check_format(rules, json, Stage::Signed).map(|_| ())
+}
