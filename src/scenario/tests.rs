@@ -60,7 +60,7 @@ content = { topic = "x", nested = { list = [1, true, "s"] } }
     assert_eq!(scenario.servers[0].users, ["@alice:hs1", "@bob:hs1"]);
     assert_eq!(scenario.rooms.len(), 1);
     assert_eq!(scenario.rooms[0].server, "hs1");
-    assert_eq!(scenario.rooms[0].version, "12");
+    assert_eq!(scenario.rooms[0].version, crate::matrix::room_version::RoomVersion::V12);
     let summary: Vec<(u64, &str, &str)> =
         scenario.steps.iter().map(|s| (s.at_ms, s.user.as_str(), s.action.kind_name())).collect();
     assert_eq!(
@@ -229,7 +229,7 @@ fn duplicate_names_are_refused_at_the_second() {
     let error = parse("t.toml", "name = \"t\"\n[[server]]\nname = \"hs 1\"\n");
     assert_eq!(
         error.unwrap_err().to_string(),
-        "t.toml:3:8: bad server name \"hs 1\": a hostname uses only A-Z a-z 0-9 . -"
+        "t.toml:3:8: bad server name \"hs 1\": hostname may only contain A-Z a-z 0-9 . -"
     );
     let error = parse("t.toml", "name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [\"@a:hs2\"]\n");
     assert_eq!(

@@ -7,9 +7,8 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::{Builder, Result, span};
-use crate::scenario::{
-    DURATION_MS_MAX, LABEL_BYTES_MAX, ROOM_VERSION_DEFAULT, ROOM_VERSIONS, TIME_MS_MAX,
-};
+use crate::matrix::room_version::RoomVersion;
+use crate::scenario::{DURATION_MS_MAX, LABEL_BYTES_MAX, ROOM_VERSION_DEFAULT, TIME_MS_MAX};
 
 /// The largest magnitude of an integer in canonical JSON (and so in event content and
 /// power levels): 2^53 - 1.
@@ -52,17 +51,19 @@ impl Builder<'_> {
         Err(self.error(span(server), format!("unknown server {:?}", server.get_ref())))
     }
 
-    pub(super) fn room_version(&self, version: Option<&Spanned<String>>) -> Result<String> {
-        let Some(version) = version else { return Ok(ROOM_VERSION_DEFAULT.to_owned()) };
-        if !ROOM_VERSIONS.contains(&version.get_ref().as_str()) {
+    /// A room version, parsed once into the protocol core's type: one of
+    /// [`RoomVersion::ALL`], the DAG room versions the simulator runs.
+    pub(super) fn room_version(&self, version: Option<&Spanned<String>>) -> Result<RoomVersion> {
+        let Some(version) = version else { return Ok(ROOM_VERSION_DEFAULT) };
+        RoomVersion::parse(version.get_ref()).map_err(|_| {
+            let supported: Vec<&str> = RoomVersion::ALL.iter().map(|v| v.as_str()).collect();
             let problem = format!(
                 "unknown room version {:?}: mxsim supports {}",
                 version.get_ref(),
-                ROOM_VERSIONS.join(", ")
+                supported.join(", ")
             );
-            return Err(self.error(span(version), problem));
-        }
-        Ok(version.get_ref().clone())
+            self.error(span(version), problem)
+        })
     }
 
     pub(super) fn time(&self, at_ms: &Spanned<u64>, field: &str) -> Result<u64> {

@@ -110,7 +110,7 @@ impl Builder<'_> {
                 }
                 created.insert(room.clone(), index);
                 let server = p.step.server.clone();
-                rooms.push(RoomInfo { label: room.clone(), server, version: version.clone() });
+                rooms.push(RoomInfo { label: room.clone(), server, version: *version });
             }
             if let Some(label) = &p.step.label {
                 if let Some(&other) = labels.get(label) {

@@ -5,14 +5,16 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{Builder, Result, span};
+use crate::matrix::ids;
 use crate::scenario::file;
 use crate::scenario::{SERVERS_MAX, ServerSpec, USERS_MAX, USERS_PER_SERVER_MAX};
 
 impl Builder<'_> {
     /// Declares a server, checking its name and that it is new.
     fn add_server(&mut self, name: &str, at: Range<usize>) -> Result<()> {
-        if let Err(problem) = check_server_name(name) {
-            return Err(self.error(at, format!("bad server name {name:?}: {problem}")));
+        if let Err(error) = ids::check_server_name(name) {
+            let problem = format!("bad server name {name:?}: {}", error.problem);
+            return Err(self.error(at, problem));
         }
         if self.servers.iter().any(|server| server.name == name) {
             return Err(self.error(at, format!("server {name} is declared twice")));
@@ -29,10 +31,10 @@ impl Builder<'_> {
         let written = user.get_ref();
         let id =
             if written.starts_with('@') { written.clone() } else { format!("@{written}:{server}") };
-        let Some((localpart, on)) = id[1..].split_once(':') else {
-            return Err(self.error(span(user), format!("bad user id {written:?}: no ':'")));
-        };
-        if !is_strict_localpart(localpart) {
+        let (localpart, on) = ids::parse_user_id(&id).map_err(|error| {
+            self.error(span(user), format!("bad user id {written:?}: {}", error.problem))
+        })?;
+        if !ids::is_strict_user_localpart(localpart) {
             let problem =
                 format!("bad user {written:?}: a localpart uses only a-z 0-9 . _ = - / +");
             return Err(self.error(span(user), problem));
@@ -96,52 +98,4 @@ impl Builder<'_> {
         }
         Ok(())
     }
-}
-
-/// A Matrix server name: `hostname[:port]`, the hostname a DNS name of `[A-Za-z0-9.-]`
-/// (which also covers IPv4 literals) or a bracketed IPv6 literal, the port 1 to 5 digits.
-/// The same rules as `matrix::ids::check_server_name`, which this layer may not use.
-fn check_server_name(name: &str) -> std::result::Result<(), &'static str> {
-    let (host, port) = if let Some(rest) = name.strip_prefix('[') {
-        let Some((literal, after)) = rest.split_once(']') else {
-            return Err("unterminated IPv6 literal");
-        };
-        let ok = (2..=45).contains(&literal.len())
-            && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-        if !ok {
-            return Err("invalid IPv6 literal");
-        }
-        match after.strip_prefix(':') {
-            Some(port) => (None, Some(port)),
-            None if after.is_empty() => (None, None),
-            None => return Err("unexpected text after the IPv6 literal"),
-        }
-    } else {
-        match name.rsplit_once(':') {
-            Some((host, port)) => (Some(host), Some(port)),
-            None => (Some(name), None),
-        }
-    };
-    if let Some(host) = host {
-        if host.is_empty() || host.len() > 255 {
-            return Err("the hostname must be 1 to 255 characters");
-        }
-        if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-            return Err("a hostname uses only A-Z a-z 0-9 . -");
-        }
-    }
-    if let Some(port) = port {
-        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("the port must be 1 to 5 digits");
-        }
-    }
-    Ok(())
-}
-
-/// The characters a new user id's localpart may use: `a-z 0-9 . _ = - / +`.
-fn is_strict_localpart(localpart: &str) -> bool {
-    !localpart.is_empty()
-        && localpart
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._=-/+".contains(&b))
 }
