@@ -238,6 +238,42 @@ fn duplicate_names_are_refused_at_the_second() {
     );
 }
 
+/// Server names and user ids follow `matrix::ids`: the spec's grammar, 255 bytes at most,
+/// and the strict localpart characters for ids a scenario creates.
+#[test]
+fn user_ids_follow_the_matrix_grammar() {
+    let users = |list: &str| {
+        let text = format!("name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [{list}]\n");
+        parse("t.toml", &text).unwrap_err().to_string()
+    };
+    let long = "a".repeat(260);
+    assert_eq!(
+        users(&format!("\"{long}\"")),
+        format!("t.toml:4:10: bad user id \"{long}\": longer than 255 bytes")
+    );
+    assert_eq!(
+        users("\"@a\""),
+        "t.toml:4:10: bad user id \"@a\": must contain ':' before the server name"
+    );
+    assert_eq!(
+        users("\"@a:hs 1\""),
+        "t.toml:4:10: bad user id \"@a:hs 1\": hostname may only contain A-Z a-z 0-9 . -"
+    );
+    assert_eq!(
+        users("\"Alice\""),
+        "t.toml:4:10: bad user \"Alice\": a localpart uses only a-z 0-9 . _ = - / +"
+    );
+    // 255 bytes is still an id: `@` + 250 + `:hs1`.
+    let longest = "a".repeat(250);
+    assert!(
+        parse(
+            "t.toml",
+            &format!("name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [\"{longest}\"]\n")
+        )
+        .is_ok()
+    );
+}
+
 #[test]
 fn fault_problems_point_into_the_fault() {
     let fault = |body: &str| error_of(&format!("[[fault]]\n{body}\n"));
