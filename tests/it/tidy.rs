@@ -4,22 +4,28 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The modules each top-level module may use (itself always allowed). Keep in sync with
-/// ARCHITECTURE.md "Code map". An entry `module::sub` allows only that submodule, named
-/// in full (`crate::matrix::ids::…`, not `crate::matrix::{ids, …}` or a re-export).
-const LAYERS: &[(&str, &[&str])] = &[
-    ("stdx", &[]),
-    ("matrix", &[]),
-    ("net", &["stdx"]),
-    ("homeserver", &["stdx", "matrix"]),
-    ("synth", &["stdx", "matrix"]),
-    ("scenario", &["stdx", "net", "matrix::ids", "matrix::room_version", "matrix::canonical_json"]),
-    ("trace", &["stdx", "matrix", "net"]),
-    ("world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
-    ("check", &["stdx", "matrix", "trace"]),
-    ("report", &["stdx", "matrix", "trace", "check"]),
-    ("sweep", &["stdx", "world", "scenario", "check", "trace"]),
+/// Each top-level module's layer and the modules it may use (itself always allowed). Keep
+/// in sync with ARCHITECTURE.md "Code map" and the declaration order of `src/lib.rs`. An
+/// entry `module::sub` allows only that submodule, named in full (`crate::matrix::ids::…`,
+/// not `crate::matrix::{ids, …}` or a re-export). Every edge points to a lower layer.
+const LAYERS: &[(u8, &str, &[&str])] = &[
+    (0, "stdx", &[]),
+    (1, "matrix", &[]),
+    (1, "net", &["stdx"]),
+    (2, "homeserver", &["stdx", "matrix"]),
     (
+        2,
+        "scenario",
+        &["stdx", "net", "matrix::ids", "matrix::room_version", "matrix::canonical_json"],
+    ),
+    (2, "synth", &["stdx", "matrix"]),
+    (2, "trace", &["stdx", "matrix", "net"]),
+    (3, "check", &["stdx", "matrix", "trace"]),
+    (3, "world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
+    (4, "report", &["stdx", "matrix", "trace", "check"]),
+    (4, "sweep", &["stdx", "world", "scenario", "check", "trace"]),
+    (
+        5,
         "cli",
         &[
             "stdx",
@@ -177,7 +183,8 @@ fn every_source_file_starts_with_a_module_doc() {
 
 #[test]
 fn layers_point_down_only() {
-    let layers: BTreeMap<&str, &[&str]> = LAYERS.iter().copied().collect();
+    let layers: BTreeMap<&str, &[&str]> =
+        LAYERS.iter().map(|&(_, module, allowed)| (module, allowed)).collect();
     let mut files = Vec::new();
     source_files(&src_dir(), &mut files);
     let mut violations = Vec::new();
@@ -211,6 +218,42 @@ fn layers_point_down_only() {
         }
     }
     assert!(violations.is_empty(), "forbidden layer edges:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn the_layer_table_points_down() {
+    let layer_of = |module: &str| LAYERS.iter().find(|(_, m, _)| *m == module).map(|l| l.0);
+    for &(layer, module, allowed) in LAYERS {
+        for entry in allowed {
+            let used = entry.split("::").next().unwrap();
+            let used_layer = layer_of(used).unwrap_or_else(|| panic!("{used} has no layer"));
+            assert!(used_layer < layer, "{module} (L{layer}) may use {used} (L{used_layer})");
+        }
+    }
+}
+
+#[test]
+fn lib_declares_the_modules_in_layer_order() {
+    let lib = std::fs::read_to_string(src_dir().join("lib.rs")).unwrap();
+    let lines: Vec<&str> = lib.lines().collect();
+    let mut declared = Vec::new();
+    for (number, line) in lines.iter().enumerate() {
+        let Some(module) = line.strip_prefix("pub mod ").and_then(|m| m.strip_suffix(';')) else {
+            continue;
+        };
+        let Some(&(layer, _, _)) = LAYERS.iter().find(|(_, m, _)| *m == module) else {
+            panic!("lib.rs declares {module}, which is not in the layer table");
+        };
+        // One `///` line right above, naming the layer.
+        let doc = number.checked_sub(1).map(|above| lines[above]).unwrap_or_default();
+        let prefix = format!("/// L{layer}: ");
+        assert!(doc.starts_with(&prefix), "lib.rs: `pub mod {module};` needs a `{prefix}…` doc");
+        let before = number.checked_sub(2).map(|above| lines[above]).unwrap_or_default();
+        assert!(!before.starts_with("///"), "lib.rs: the doc of {module} is one line");
+        declared.push((layer, module));
+    }
+    let table: Vec<(u8, &str)> = LAYERS.iter().map(|&(layer, module, _)| (layer, module)).collect();
+    assert_eq!(declared, table, "lib.rs declares the modules in the layer table's order");
 }
 
 #[test]
