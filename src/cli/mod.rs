@@ -7,16 +7,24 @@
 //! line:column, and the problem).
 //!
 //! `clap` is used here and nowhere else.
+//!
+//! One file per command: `event`, `resolve` (its input file read by `resolve_input`),
+//! `run`, `check`, `report`, `sweep`, `merge`, `shrink`. This file holds what they share:
+//! the exit-code contract, bounded reading of files and stdin, and the wall-clock timer.
 
+mod check;
 mod event;
+mod merge;
 mod report;
 mod resolve;
 mod resolve_input;
 mod run;
+mod shrink;
 mod sweep;
 
 use std::fmt;
 use std::io::{Read as _, Write as _};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -70,15 +78,15 @@ enum Command {
     /// Run a scenario with a seed: check its invariants and write the run's files.
     Run(run::RunArgs),
     /// Re-check a trace written by `mxsim run`, offline.
-    Check(run::CheckArgs),
+    Check(check::CheckArgs),
     /// Draw a run's reports (DAG, convergence, state resolution, index.html) from its trace.
     Report(report::ReportArgs),
     /// Run a scenario over a range of seeds, on every core; one JSON line per seed.
     Sweep(sweep::SweepArgs),
     /// Join the results files of the shards of one sweep.
-    Merge(sweep::MergeArgs),
+    Merge(merge::MergeArgs),
     /// Reduce a failing scenario and seed to a minimal scenario that still fails.
-    Shrink(sweep::ShrinkArgs),
+    Shrink(shrink::ShrinkArgs),
 }
 
 /// Runs the command line with the process's arguments and streams.
@@ -98,11 +106,11 @@ pub fn main() -> ExitCode {
         }
         Command::Resolve(args) => resolve::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Check(args) => run::check(&args),
+        Command::Check(args) => check::check(&args),
         Command::Report(args) => report::run(&args),
         Command::Sweep(args) => sweep::sweep(&args),
-        Command::Merge(args) => sweep::merge(&args),
-        Command::Shrink(args) => sweep::shrink(&args),
+        Command::Merge(args) => merge::merge(&args),
+        Command::Shrink(args) => shrink::shrink(&args),
     };
     match result {
         Ok(outcome) => {
@@ -191,4 +199,30 @@ pub(crate) fn read_file(
         }
     }
     read_limited(file, &name, limit, what)
+}
+
+/// Reads a whole UTF-8 file (see [`read_file`]); returns its name for messages and its text.
+pub(crate) fn read_text(path: &Path, limit: u64, what: &str) -> Result<(String, String), CliError> {
+    let file = path.display().to_string();
+    let bytes = read_file(path, limit, what)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+    })?;
+    Ok((file, text))
+}
+
+/// Writes a whole file, naming it in the error.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, bytes)
+        .map_err(|e| CliError::input(format!("{}: cannot write: {e}", path.display())))
+}
+
+/// Runs `f` and measures its wall-clock time in microseconds. Timing is reporting only:
+/// nothing decides on it.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let start = std::time::Instant::now();
+    let value = f();
+    let elapsed = start.elapsed().as_micros();
+    (value, u64::try_from(elapsed).unwrap_or(u64::MAX))
 }

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 
 use crate::cli::resolve_input::{self, ResolveInput, Strictness};
+use crate::cli::timed;
 use crate::cli::{CliError, Outcome, read_file};
 use crate::matrix::canonical_json;
-use crate::matrix::dag::{IndexedStore, RejectionKind};
+use crate::matrix::dag::IndexedStore;
 use crate::matrix::state_res::{
     self, AuthChainReading, AuthOutcome, Explanation, RejectedEvents, ResolveOptions, Resolved,
 };
@@ -121,16 +121,6 @@ pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
     Ok(Outcome { stdout, code: 0 })
 }
 
-/// Runs `f` and measures its wall-clock time in microseconds. Timing is reporting only:
-/// nothing decides on it.
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let start = std::time::Instant::now();
-    let value = f();
-    let elapsed = start.elapsed().as_micros();
-    (value, u64::try_from(elapsed).unwrap_or(u64::MAX))
-}
-
 fn ms(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
@@ -212,15 +202,4 @@ fn explain(e: &Explanation) -> String {
     let _ = writeln!(out, "step 3, mainline ordering: {}", ids(&e.mainline_sorted));
     let _ = writeln!(out, "step 5, resolved state: {} keys", e.state.len());
     out
-}
-
-/// Parses the `rejected` field of an input event: `true`/`false`, or the kind by name.
-pub fn rejection_kind(value: &Value) -> Result<Option<RejectionKind>, &'static str> {
-    match value {
-        Value::Bool(false) => Ok(None),
-        Value::Bool(true) => Ok(Some(RejectionKind::AuthEvents)),
-        Value::String(kind) if kind == "auth_events" => Ok(Some(RejectionKind::AuthEvents)),
-        Value::String(kind) if kind == "state_before" => Ok(Some(RejectionKind::StateBefore)),
-        _ => Err("must be true, false, \"auth_events\" or \"state_before\""),
-    }
 }

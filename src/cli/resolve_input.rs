@@ -106,7 +106,7 @@ pub fn parse(file: &str, bytes: &[u8], strictness: Strictness) -> Result<Resolve
         };
         let rejected = match object.remove("rejected") {
             None => None,
-            Some(value) => crate::cli::resolve::rejection_kind(&value)
+            Some(value) => rejection_kind(&value)
                 .map_err(|problem| error(file, &format!("{}.rejected", path()), problem))?,
         };
         if strictness == Strictness::Resolution {
@@ -250,4 +250,15 @@ pub fn nested(map: &StateMap) -> Value {
             .insert(state_key.clone(), Value::String(id.as_str().to_owned()));
     }
     Value::Object(out)
+}
+
+/// Parses the `rejected` field of an input event: `true`/`false`, or the kind by name.
+fn rejection_kind(value: &Value) -> Result<Option<RejectionKind>, &'static str> {
+    match value {
+        Value::Bool(false) => Ok(None),
+        Value::Bool(true) => Ok(Some(RejectionKind::AuthEvents)),
+        Value::String(kind) if kind == "auth_events" => Ok(Some(RejectionKind::AuthEvents)),
+        Value::String(kind) if kind == "state_before" => Ok(Some(RejectionKind::StateBefore)),
+        _ => Err("must be true, false, \"auth_events\" or \"state_before\""),
+    }
 }

@@ -1,6 +1,5 @@
-//! `mxsim run SCENARIO.toml [--seed N] [--out DIR] [--check-determinism] [--quiet]` and
-//! `mxsim check TRACE.jsonl`: run a scenario with a seed, check its invariants, write the
-//! run's files; re-check a trace offline.
+//! `mxsim run SCENARIO.toml [--seed N] [--out DIR] [--check-determinism] [--quiet]`: run a
+//! scenario with a seed, check its invariants, write the run's files.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,23 +34,6 @@ pub struct RunArgs {
     pub swarm: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct CheckArgs {
-    /// A `trace.jsonl` written by `mxsim run`.
-    pub trace: PathBuf,
-    /// Output: a human verdict (`text`), one JSON object (`json`), or JUnit XML with one
-    /// test case per checked invariant (`junit`).
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: CheckFormat,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckFormat {
-    Text,
-    Json,
-    Junit,
-}
-
 /// The version recorded in traces and summaries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -66,7 +48,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let (scenario, plan) = job.plan(args.seed).map_err(|e| CliError::input(e.to_string()))?;
 
     // Wall time is reported, never recorded or decided on.
-    let (output, wall_us) = super::resolve::timed(|| world::run(&plan));
+    let (output, wall_us) = super::timed(|| world::run(&plan));
     let output = output.map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let wall_ms = wall_us / 1000;
     let trace_bytes = output.trace.to_jsonl();
@@ -136,51 +118,6 @@ pub(crate) fn write_run(
     write_files(out, &files)
 }
 
-pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
-    let file = args.trace.display().to_string();
-    let bytes = read_file(&args.trace, super::TRACE_BYTES_MAX, "a trace")?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
-    })?;
-    let trace = Trace::parse_jsonl(&text).map_err(|e| CliError::input(format!("{file}: {e}")))?;
-    let verdict = check::check(&trace);
-    let trace_hash = trace::hash_bytes(text.as_bytes());
-    let code = if verdict.passed() { 0 } else { 1 };
-    match args.format {
-        CheckFormat::Text => {}
-        CheckFormat::Json => {
-            let value = json!({
-                "scenario": trace.header.scenario,
-                "seed": trace.header.seed,
-                "mxsim_version": trace.header.mxsim_version,
-                "trace_hash": trace_hash,
-                "verdict": if verdict.passed() { "pass" } else { "fail" },
-                "checked": verdict.checked,
-                "violations": verdict.violations,
-            });
-            let mut stdout = serde_json::to_vec(&value).expect("a verdict serializes");
-            stdout.push(b'\n');
-            return Ok(Outcome { stdout, code });
-        }
-        CheckFormat::Junit => {
-            return Ok(Outcome { stdout: check_junit(&trace, &verdict, &file).into_bytes(), code });
-        }
-    }
-    let mut stdout = String::new();
-    let status = if verdict.passed() { "PASS" } else { "FAIL" };
-    let _ = writeln!(
-        stdout,
-        "{status} {} seed {}: checked {}; trace {}",
-        trace.header.scenario,
-        trace.header.seed,
-        verdict.checked.join(", "),
-        &trace::hash_bytes(text.as_bytes())[..16],
-    );
-    describe_violations(&verdict, &mut stdout);
-    describe_failed_actions(&trace, &mut stdout);
-    Ok(Outcome { stdout: stdout.into_bytes(), code: if verdict.passed() { 0 } else { 1 } })
-}
-
 /// Most failed actions listed on stdout (`summary.json` lists up to
 /// [`FAILED_ACTIONS_MAX`]).
 const FAILED_ACTIONS_SHOWN_MAX: usize = 20;
@@ -198,7 +135,7 @@ fn failed_actions(trace: &Trace) -> impl Iterator<Item = (u64, &Body)> {
 
 /// Lists the run's failed actions with the scenario line of their step, so that a step
 /// that did not do what the scenario meant is seen even when every invariant holds.
-fn describe_failed_actions(trace: &Trace, out: &mut String) {
+pub(super) fn describe_failed_actions(trace: &Trace, out: &mut String) {
     let count = failed_actions(trace).count();
     if count == 0 {
         return;
@@ -224,49 +161,11 @@ fn describe_failed_actions(trace: &Trace, out: &mut String) {
     }
 }
 
-/// JUnit XML for one checked trace: a test case per checked invariant, failing with the
-/// violations' messages.
-fn check_junit(trace: &Trace, verdict: &Verdict, file: &str) -> String {
-    use crate::sweep::results::xml_escape;
-    let failures = verdict
-        .checked
-        .iter()
-        .filter(|id| verdict.violations.iter().any(|v| &v.invariant == *id))
-        .count();
-    let suite = xml_escape(&format!("{} seed {}", trace.header.scenario, trace.header.seed));
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">",
-        verdict.checked.len()
-    );
-    for id in &verdict.checked {
-        let name = xml_escape(id);
-        let violations: Vec<&check::Violation> =
-            verdict.violations.iter().filter(|v| &v.invariant == id).collect();
-        let _ = write!(out, "  <testcase classname=\"mxsim.check\" name=\"{name}\"");
-        if violations.is_empty() {
-            out.push_str("/>\n");
-            continue;
-        }
-        let messages: Vec<String> = violations.iter().map(|v| v.message.clone()).collect();
-        let _ = writeln!(
-            out,
-            ">\n    <failure message=\"{} violation(s)\" type=\"{name}\">{}\n{}</failure>\n  </testcase>",
-            violations.len(),
-            xml_escape(&messages.join("\n")),
-            xml_escape(&format!("trace: {file}"))
-        );
-    }
-    out.push_str("</testsuite>\n");
-    out
-}
-
 fn metric(metrics: &[(&str, u64)], name: &str) -> u64 {
     metrics.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
 }
 
-fn describe_violations(verdict: &Verdict, out: &mut String) {
+pub(super) fn describe_violations(verdict: &Verdict, out: &mut String) {
     let not_listed = verdict.violations_not_listed.iter();
     for violation in &verdict.violations {
         let _ = write!(out, "  {}: {}", violation.invariant, violation.message);

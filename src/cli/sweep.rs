@@ -1,5 +1,5 @@
-//! `mxsim sweep`, `mxsim merge` and `mxsim shrink` (docs/sweeps.md): the threads, files,
-//! environment, progress display and wall clock around the deterministic `sweep` module.
+//! `mxsim sweep` (docs/sweeps.md): the threads, files, environment, progress display and
+//! wall clock around the deterministic `sweep` module.
 //!
 //! A sweep runs one simulation per seed on `--jobs` worker threads (default: every core);
 //! each worker takes the next seed, runs it on its own madsim runtime (one simulation is
@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::cli::run::{VERSION, write_run};
-use crate::cli::{CliError, Outcome, read_file};
+use crate::cli::{CliError, Outcome, read_text, write};
 use crate::sweep::results::{self, End, Meta, SeedResult};
-use crate::sweep::shrink;
 use crate::sweep::{Job, SeedRange, Shard};
 use crate::trace;
 
@@ -57,43 +56,6 @@ pub struct SweepArgs {
     pub keep_passing: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct MergeArgs {
-    /// Results files of the shards of one sweep (`mxsim sweep --shard K/N --out FILE`).
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    /// Write the merged results (one file, as one sweep would) here.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Write JUnit XML here: one test case per seed.
-    #[arg(long)]
-    pub junit: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct ShrinkArgs {
-    /// The scenario file that fails.
-    pub scenario: PathBuf,
-    /// The failing seed.
-    #[arg(long)]
-    pub seed: u64,
-    /// The failure was found with `--swarm`: start from the seed's swarm configuration.
-    #[arg(long)]
-    pub swarm: bool,
-    /// Where to write the minimal scenario.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// The invariant that must keep failing (default: the run's first violation).
-    #[arg(long)]
-    pub invariant: Option<String>,
-    /// Also try this many following seeds when a smaller scenario passes with the seed.
-    #[arg(long, default_value_t = 0)]
-    pub reseed: u64,
-    /// Most simulation runs the search may spend.
-    #[arg(long, default_value_t = 400)]
-    pub runs_max: u64,
-}
-
 /// The wall clock, for progress, time budgets and the `wall_ms` of result lines: reported
 /// and used to stop handing out seeds, never recorded in a trace or decided on by a run.
 #[allow(clippy::disallowed_methods)]
@@ -101,25 +63,8 @@ fn wall_now() -> Instant {
     Instant::now()
 }
 
-/// Largest sweep results file `mxsim merge` reads: 1 GiB (millions of result lines).
-const RESULTS_BYTES_MAX: u64 = 1 << 30;
-
 /// Set by Ctrl-C: stop handing out seeds.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-fn read_text(path: &Path, limit: u64, what: &str) -> Result<(String, String), CliError> {
-    let file = path.display().to_string();
-    let bytes = read_file(path, limit, what)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
-    })?;
-    Ok((file, text))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    std::fs::write(path, bytes)
-        .map_err(|e| CliError::input(format!("{}: cannot write: {e}", path.display())))
-}
 
 /// Identifies the running executable: the first 16 hex digits of the SHA-256 of its bytes.
 fn build_id() -> String {
@@ -265,12 +210,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CliError> {
     };
     let mut out = match &args.out {
         None => None,
-        Some(path) => {
-            let mut handle = std::fs::File::create(path)
-                .map_err(|e| CliError::input(format!("{}: cannot create: {e}", path.display())))?;
-            write_line(&mut handle, path, &results::line(&meta))?;
-            Some((handle, path))
-        }
+        Some(path) => Some((create_results(path, &meta)?, path.as_path())),
     };
     // A second Ctrl-C ends the process at once. Setting the handler fails only if one is
     // already set, which a process running one command never does.
@@ -280,6 +220,57 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CliError> {
         }
     });
 
+    let (finished, stopped) = run_seeds(args, &job, &seeds, jobs, budget, &mut out)?;
+    let end = End {
+        kind: "end".into(),
+        seeds_run: finished.len() as u64,
+        seeds_planned: seeds.len() as u64,
+        stopped: stopped.map(str::to_owned),
+    };
+    if let Some((handle, path)) = out.as_mut() {
+        write_line(handle, path, &results::line(&end))?;
+    }
+    if let Some(path) = &args.junit {
+        write(path, results::junit(&meta, &finished).as_bytes())?;
+    }
+    let mut stdout = results::summary(&meta, &finished, seeds.len() as u64, stopped);
+    let failed = finished.iter().any(|r| !r.passed());
+    if failed {
+        stdout.push_str(&format!(
+            "traces and reports of failing seeds: {}\n",
+            args.reports.join(&meta.scenario).display()
+        ));
+    }
+    let code = if failed {
+        1
+    } else if stopped == Some("interrupted") {
+        130
+    } else {
+        0
+    };
+    Ok(Outcome { stdout: stdout.into_bytes(), code })
+}
+
+/// A results file with its `meta` line written.
+fn create_results(path: &Path, meta: &Meta) -> Result<std::fs::File, CliError> {
+    let mut handle = std::fs::File::create(path)
+        .map_err(|e| CliError::input(format!("{}: cannot create: {e}", path.display())))?;
+    write_line(&mut handle, path, &results::line(meta))?;
+    Ok(handle)
+}
+
+/// Runs `seeds` on `jobs` worker threads, writing each result line to `out` as it comes,
+/// until every seed is done, Ctrl-C or the time budget stops handing out seeds, or a seed
+/// cannot run. Returns the results in the order they finished and why the sweep stopped
+/// early, if it did.
+fn run_seeds(
+    args: &SweepArgs,
+    job: &Job,
+    seeds: &[u64],
+    jobs: usize,
+    budget: Option<Duration>,
+    out: &mut Option<(std::fs::File, &Path)>,
+) -> Result<(Vec<SeedResult>, Option<&'static str>), CliError> {
     let started = wall_now();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -291,7 +282,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CliError> {
     std::thread::scope(|scope| -> Result<(), CliError> {
         for _ in 0..jobs.min(seeds.len().max(1)) {
             let sender = sender.clone();
-            let (job, seeds, next, stop) = (&job, &seeds, &next, &stop);
+            let (next, stop) = (&next, &stop);
             let keep = |passed: bool| !passed || args.keep_passing;
             scope.spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
@@ -339,34 +330,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CliError> {
     if let Some(error) = errors.first() {
         return Err(CliError::input(error.clone()));
     }
-    let end = End {
-        kind: "end".into(),
-        seeds_run: finished.len() as u64,
-        seeds_planned: seeds.len() as u64,
-        stopped: stopped.map(str::to_owned),
-    };
-    if let Some((handle, path)) = out.as_mut() {
-        write_line(handle, path, &results::line(&end))?;
-    }
-    if let Some(path) = &args.junit {
-        write(path, results::junit(&meta, &finished).as_bytes())?;
-    }
-    let mut stdout = results::summary(&meta, &finished, seeds.len() as u64, stopped);
-    let failed = finished.iter().any(|r| !r.passed());
-    if failed {
-        stdout.push_str(&format!(
-            "traces and reports of failing seeds: {}\n",
-            args.reports.join(&meta.scenario).display()
-        ));
-    }
-    let code = if failed {
-        1
-    } else if stopped == Some("interrupted") {
-        130
-    } else {
-        0
-    };
-    Ok(Outcome { stdout: stdout.into_bytes(), code })
+    Ok((finished, stopped))
 }
 
 fn write_line(handle: &mut std::fs::File, path: &Path, line: &str) -> Result<(), CliError> {
@@ -395,63 +359,4 @@ fn run_one(job: &Job, seed: u64, reports: &Path, keep: impl Fn(bool) -> bool) ->
         .map_err(|e| e.message)?;
     }
     Ok(result)
-}
-
-pub fn merge(args: &MergeArgs) -> Result<Outcome, CliError> {
-    let mut files = Vec::new();
-    for path in &args.files {
-        let (name, text) = read_text(path, RESULTS_BYTES_MAX, "a sweep results file")?;
-        let file = results::parse(&name, &text).map_err(|e| CliError::input(e.to_string()))?;
-        files.push((name, file));
-    }
-    let (meta, merged) = results::merge(&files).map_err(|e| CliError::input(e.to_string()))?;
-    if let Some(path) = &args.out {
-        let mut text = results::line(&meta);
-        for result in &merged {
-            text.push_str(&results::line(result));
-        }
-        let count = merged.len() as u64;
-        text.push_str(&results::line(&End {
-            kind: "end".into(),
-            seeds_run: count,
-            seeds_planned: count,
-            stopped: None,
-        }));
-        write(path, text.as_bytes())?;
-    }
-    if let Some(path) = &args.junit {
-        write(path, results::junit(&meta, &merged).as_bytes())?;
-    }
-    let stdout = results::summary(&meta, &merged, merged.len() as u64, None);
-    let code = if merged.iter().any(|r| !r.passed()) { 1 } else { 0 };
-    Ok(Outcome { stdout: stdout.into_bytes(), code })
-}
-
-pub fn shrink(args: &ShrinkArgs) -> Result<Outcome, CliError> {
-    let (file, text) = read_text(&args.scenario, super::SCENARIO_BYTES_MAX, "a scenario file")?;
-    let job =
-        Job::new(&file, &text, args.swarm, VERSION).map_err(|e| CliError::input(e.to_string()))?;
-    let options = shrink::Options {
-        invariant: args.invariant.clone(),
-        reseed: args.reseed,
-        runs_max: args.runs_max,
-        control: None,
-    };
-    let shrunk =
-        shrink::shrink(&job, args.seed, &options).map_err(|e| CliError::input(e.to_string()))?;
-    let mut written = format!(
-        "# Shrunk by `mxsim shrink` from {file} seed {}{}: violates {} with seed {}.\n",
-        args.seed,
-        if args.swarm { " --swarm" } else { "" },
-        shrunk.invariant,
-        shrunk.seed
-    );
-    written.push_str(&shrunk.text);
-    write(&args.out, written.as_bytes())?;
-    let out = args.out.display();
-    let stdout = format!(
-        "before: {}\nafter:  {}\n{} runs; {} still fails\nreproduce: mxsim run {out} --seed {}\n",
-        shrunk.before, shrunk.after, shrunk.runs, shrunk.invariant, shrunk.seed
-    );
-    Ok(Outcome { stdout: stdout.into_bytes(), code: 0 })
 }

@@ -19,10 +19,10 @@
 //! not be joined, or may lack power). Such failures are observations of the run, not
 //! errors of the file.
 //!
-//! Architecture Invariant: uses only `stdx` and `net`; knows nothing of Matrix beyond the
-//! syntax of server names, user ids and room versions it checks here (a small copy of
-//! `matrix::ids` rules, because this layer may not use `matrix`); no files, clock, floats
-//! or hash maps. The `toml` crate is used here and nowhere else.
+//! Architecture Invariant: uses `stdx`, `net` and only the pure value modules of `matrix`
+//! (`ids` for the grammar of server names and user ids, `room_version` for the room
+//! versions a file may ask for); knows nothing else of Matrix; no files, clock, floats or
+//! hash maps. The `toml` crate is used here and in `sweep`, which edits scenario files.
 
 mod error;
 mod file;
@@ -34,6 +34,7 @@ mod tests;
 
 use serde_json::{Map, Value};
 
+use crate::matrix::room_version::RoomVersion;
 use crate::net::{FaultSchedule, NetConfig};
 
 pub use error::ScenarioError;
@@ -57,10 +58,9 @@ pub const TIME_MS_MAX: u64 = 7 * 24 * 3_600_000;
 pub const DURATION_MS_MAX: u64 = 24 * 3_600_000;
 /// Longest scenario name, label or room label, in bytes.
 pub const LABEL_BYTES_MAX: usize = 64;
-/// The room versions a scenario may ask for.
-pub const ROOM_VERSIONS: &[&str] = &["10", "11", "12"];
-/// The room version of rooms that do not name one (the spec's default for new rooms).
-pub const ROOM_VERSION_DEFAULT: &str = "12";
+/// The room version of rooms that do not name one (the spec's default for new rooms). A
+/// scenario may ask for any of [`RoomVersion::ALL`].
+pub const ROOM_VERSION_DEFAULT: RoomVersion = RoomVersion::V12;
 /// Default quiet period after the last step, workload or fault.
 pub const QUIET_MS_DEFAULT: u64 = 180_000;
 /// How often a `[[settle]]` rejoin is tried again after it failed (a lost request must
@@ -165,7 +165,7 @@ pub struct RoomInfo {
     /// The server whose user creates the room: the default `via` for remote joins.
     pub server: String,
     /// The room version asked for.
-    pub version: String,
+    pub version: RoomVersion,
 }
 
 /// One thing a user does at a time.
@@ -197,7 +197,7 @@ pub struct Step {
 pub enum StepAction {
     CreateRoom {
         room: String,
-        version: String,
+        version: RoomVersion,
         public: bool,
         name: Option<String>,
         topic: Option<String>,
@@ -252,7 +252,7 @@ pub enum StepAction {
     /// Upgrade `room` to `version`; the replacement room gets the label `new_room`.
     Upgrade {
         room: String,
-        version: String,
+        version: RoomVersion,
         new_room: String,
     },
     /// Set one user's power level: the world reads the room's current power levels at the

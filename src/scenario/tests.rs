@@ -60,7 +60,7 @@ content = { topic = "x", nested = { list = [1, true, "s"] } }
     assert_eq!(scenario.servers[0].users, ["@alice:hs1", "@bob:hs1"]);
     assert_eq!(scenario.rooms.len(), 1);
     assert_eq!(scenario.rooms[0].server, "hs1");
-    assert_eq!(scenario.rooms[0].version, "12");
+    assert_eq!(scenario.rooms[0].version, crate::matrix::room_version::RoomVersion::V12);
     let summary: Vec<(u64, &str, &str)> =
         scenario.steps.iter().map(|s| (s.at_ms, s.user.as_str(), s.action.kind_name())).collect();
     assert_eq!(
@@ -229,12 +229,48 @@ fn duplicate_names_are_refused_at_the_second() {
     let error = parse("t.toml", "name = \"t\"\n[[server]]\nname = \"hs 1\"\n");
     assert_eq!(
         error.unwrap_err().to_string(),
-        "t.toml:3:8: bad server name \"hs 1\": a hostname uses only A-Z a-z 0-9 . -"
+        "t.toml:3:8: bad server name \"hs 1\": hostname may only contain A-Z a-z 0-9 . -"
     );
     let error = parse("t.toml", "name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [\"@a:hs2\"]\n");
     assert_eq!(
         error.unwrap_err().to_string(),
         "t.toml:4:10: user @a:hs2 does not belong to server hs1"
+    );
+}
+
+/// Server names and user ids follow `matrix::ids`: the spec's grammar, 255 bytes at most,
+/// and the strict localpart characters for ids a scenario creates.
+#[test]
+fn user_ids_follow_the_matrix_grammar() {
+    let users = |list: &str| {
+        let text = format!("name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [{list}]\n");
+        parse("t.toml", &text).unwrap_err().to_string()
+    };
+    let long = "a".repeat(260);
+    assert_eq!(
+        users(&format!("\"{long}\"")),
+        format!("t.toml:4:10: bad user id \"{long}\": longer than 255 bytes")
+    );
+    assert_eq!(
+        users("\"@a\""),
+        "t.toml:4:10: bad user id \"@a\": must contain ':' before the server name"
+    );
+    assert_eq!(
+        users("\"@a:hs 1\""),
+        "t.toml:4:10: bad user id \"@a:hs 1\": hostname may only contain A-Z a-z 0-9 . -"
+    );
+    assert_eq!(
+        users("\"Alice\""),
+        "t.toml:4:10: bad user \"Alice\": a localpart uses only a-z 0-9 . _ = - / +"
+    );
+    // 255 bytes is still an id: `@` + 250 + `:hs1`.
+    let longest = "a".repeat(250);
+    assert!(
+        parse(
+            "t.toml",
+            &format!("name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [\"{longest}\"]\n")
+        )
+        .is_ok()
     );
 }
 

@@ -424,31 +424,7 @@ impl Grower {
                 let name = format!("name {}", self.order.len());
                 Some((sender, "m.room.name".into(), Some(String::new()), json!({ "name": name })))
             }
-            18..=35 => {
-                let current = state.get(&("m.room.power_levels".to_owned(), String::new()))?;
-                let mut content = Value::Object(self.events[current].content().clone());
-                let view = self.auth_state(state);
-                // Senders act within their own power, as clients do.
-                let own = auth::user_power_level(self.rules, &view, &sender);
-                let ceiling = match own {
-                    PowerLevel::Infinite => 100,
-                    PowerLevel::Int(level) => level,
-                };
-                let level = [0, 25, 50, 75, 100][prng.index(5)].min(ceiling);
-                if prng.chance(Ratio::new(3, 4).expect("valid")) {
-                    let creators_listed = self.rules.privileged_creators && anyone == self.users[0];
-                    // Senders do not demote themselves.
-                    if creators_listed || anyone == sender {
-                        return None;
-                    }
-                    content["users"][anyone.as_str()] = Value::from(level);
-                } else {
-                    let field =
-                        ["state_default", "ban", "kick", "invite", "events_default"][prng.index(5)];
-                    content[field] = Value::from(level);
-                }
-                Some((sender, "m.room.power_levels".into(), Some(String::new()), content))
-            }
+            18..=35 => self.propose_power_levels(state, sender, &anyone, prng),
             36..=40 => {
                 let rule = ["public", "invite", "knock"][prng.index(3)];
                 Some((
@@ -483,6 +459,40 @@ impl Grower {
                 member(&user, &user, "knock")
             }
         }
+    }
+
+    /// A power-levels change by `sender`, within its own power: `anyone`'s level (not its
+    /// own, nor a listed creator's), or one of the room-wide levels.
+    fn propose_power_levels(
+        &self,
+        state: &StateMap,
+        sender: String,
+        anyone: &str,
+        prng: &mut Prng,
+    ) -> Option<(String, String, Option<String>, Value)> {
+        let current = state.get(&("m.room.power_levels".to_owned(), String::new()))?;
+        let mut content = Value::Object(self.events[current].content().clone());
+        let view = self.auth_state(state);
+        // Senders act within their own power, as clients do.
+        let own = auth::user_power_level(self.rules, &view, &sender);
+        let ceiling = match own {
+            PowerLevel::Infinite => 100,
+            PowerLevel::Int(level) => level,
+        };
+        let level = [0, 25, 50, 75, 100][prng.index(5)].min(ceiling);
+        if prng.chance(Ratio::new(3, 4).expect("valid")) {
+            let creators_listed =
+                self.rules.privileged_creators && anyone == self.users[0].as_str();
+            // Senders do not demote themselves.
+            if creators_listed || anyone == sender {
+                return None;
+            }
+            content["users"][anyone] = Value::from(level);
+        } else {
+            let field = ["state_default", "ban", "kick", "invite", "events_default"][prng.index(5)];
+            content[field] = Value::from(level);
+        }
+        Some((sender, "m.room.power_levels".into(), Some(String::new()), content))
     }
 
     fn random_event(&mut self, branch: &mut Branch, config: &SynthConfig, prng: &mut Prng) -> bool {

@@ -1,11 +1,9 @@
-//! From a validated scenario and a seed to the [`Plan`] the world runs: room versions
-//! parsed, conveniences (`message`) turned into events, random workloads expanded with the
+//! From a validated scenario and a seed to the [`Plan`] the world runs: conveniences (`message`) turned into events, random workloads expanded with the
 //! seed's workload stream and merged with the scripted steps by time.
 
 use serde_json::Value;
 
 use crate::homeserver::Config;
-use crate::matrix::RoomVersion;
 use crate::matrix::canonical_json::Object;
 use crate::scenario::{ExpectWhat, Scenario, ServerConfig, Step, StepAction, StepExpect};
 use crate::stdx::{Duration, Prng};
@@ -129,21 +127,15 @@ fn expect(scenario: &Scenario, steps: &[PlanStep]) -> Expect {
     Expect { steps, blocks, ..Expect::default() }
 }
 
-fn version(text: &str) -> Result<RoomVersion, String> {
-    RoomVersion::parse(text).map_err(|_| format!("unknown room version {text:?}"))
-}
-
 fn plan_step(step: &Step) -> Result<PlanStep, String> {
     let action = match &step.action {
-        StepAction::CreateRoom { room, version: v, public, name, topic } => {
-            PlanAction::CreateRoom {
-                room: room.clone(),
-                version: version(v)?,
-                public: *public,
-                name: name.clone(),
-                topic: topic.clone(),
-            }
-        }
+        StepAction::CreateRoom { room, version, public, name, topic } => PlanAction::CreateRoom {
+            room: room.clone(),
+            version: *version,
+            public: *public,
+            name: name.clone(),
+            topic: topic.clone(),
+        },
         StepAction::Send { room, event_type, state_key, content } => PlanAction::Send {
             room: room.clone(),
             event_type: event_type.clone(),
@@ -183,9 +175,9 @@ fn plan_step(step: &Step) -> Result<PlanStep, String> {
         StepAction::Redact { room, target_label } => {
             PlanAction::Redact { room: room.clone(), target_label: target_label.clone() }
         }
-        StepAction::Upgrade { room, version: v, new_room } => PlanAction::Upgrade {
+        StepAction::Upgrade { room, version, new_room } => PlanAction::Upgrade {
             room: room.clone(),
-            version: version(v)?,
+            version: *version,
             new_room: new_room.clone(),
         },
         StepAction::Power { room, target, level } => {

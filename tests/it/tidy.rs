@@ -4,21 +4,28 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The modules each top-level module may use (itself always allowed). Keep in sync with
-/// ARCHITECTURE.md "Code map".
-const LAYERS: &[(&str, &[&str])] = &[
-    ("stdx", &[]),
-    ("matrix", &[]),
-    ("net", &["stdx"]),
-    ("homeserver", &["stdx", "matrix"]),
-    ("synth", &["stdx", "matrix"]),
-    ("scenario", &["stdx", "net"]),
-    ("trace", &["stdx", "matrix", "net"]),
-    ("world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
-    ("check", &["stdx", "matrix", "trace"]),
-    ("report", &["stdx", "matrix", "trace", "check"]),
-    ("sweep", &["stdx", "world", "scenario", "check", "trace"]),
+/// Each top-level module's layer and the modules it may use (itself always allowed). Keep
+/// in sync with ARCHITECTURE.md "Code map" and the declaration order of `src/lib.rs`. An
+/// entry `module::sub` allows only that submodule, named in full (`crate::matrix::ids::…`,
+/// not `crate::matrix::{ids, …}` or a re-export). Every edge points to a lower layer.
+const LAYERS: &[(u8, &str, &[&str])] = &[
+    (0, "stdx", &[]),
+    (1, "matrix", &[]),
+    (1, "net", &["stdx"]),
+    (2, "homeserver", &["stdx", "matrix"]),
     (
+        2,
+        "scenario",
+        &["stdx", "net", "matrix::ids", "matrix::room_version", "matrix::canonical_json"],
+    ),
+    (2, "synth", &["stdx", "matrix"]),
+    (2, "trace", &["stdx", "matrix", "net"]),
+    (3, "check", &["stdx", "matrix", "trace"]),
+    (3, "world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
+    (4, "report", &["stdx", "matrix", "trace", "check"]),
+    (4, "sweep", &["stdx", "world", "scenario", "check", "trace"]),
+    (
+        5,
         "cli",
         &[
             "stdx",
@@ -147,6 +154,17 @@ fn is_banned(code: &str, token: &str) -> bool {
     has_word(code, token)
 }
 
+/// Whether the path after `crate::` names a module in `allowed` (or inside one).
+fn edge_allowed(allowed: &[&str], path: &str) -> bool {
+    let segment = |text: &str| -> String { text.chars().take_while(|&c| is_ident(c)).collect() };
+    let top = segment(path);
+    let sub = path[top.len()..].strip_prefix("::").map(segment).unwrap_or_default();
+    allowed.iter().any(|entry| match entry.split_once("::") {
+        Some((entry_top, entry_sub)) => entry_top == top && entry_sub == sub,
+        None => *entry == top,
+    })
+}
+
 #[test]
 fn every_source_file_starts_with_a_module_doc() {
     let mut files = Vec::new();
@@ -165,7 +183,8 @@ fn every_source_file_starts_with_a_module_doc() {
 
 #[test]
 fn layers_point_down_only() {
-    let layers: BTreeMap<&str, &[&str]> = LAYERS.iter().copied().collect();
+    let layers: BTreeMap<&str, &[&str]> =
+        LAYERS.iter().map(|&(_, module, allowed)| (module, allowed)).collect();
     let mut files = Vec::new();
     source_files(&src_dir(), &mut files);
     let mut violations = Vec::new();
@@ -183,19 +202,58 @@ fn layers_point_down_only() {
                 if code[..at].chars().next_back().is_some_and(is_ident) {
                     continue;
                 }
-                let used: String =
-                    code[at + "crate::".len()..].chars().take_while(|&c| is_ident(c)).collect();
-                if used != module && !allowed.contains(&used.as_str()) {
+                let rest = &code[at + "crate::".len()..];
+                let used: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+                if used != module && !edge_allowed(allowed, rest) {
+                    let named: String =
+                        rest.chars().take_while(|&c| is_ident(c) || c == ':').collect();
                     violations.push(format!(
-                        "{}:{}: {module} may not use crate::{used}",
+                        "{}:{}: {module} may not use crate::{}",
                         path.display(),
-                        number + 1
+                        number + 1,
+                        named.trim_end_matches(':')
                     ));
                 }
             }
         }
     }
     assert!(violations.is_empty(), "forbidden layer edges:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn the_layer_table_points_down() {
+    let layer_of = |module: &str| LAYERS.iter().find(|(_, m, _)| *m == module).map(|l| l.0);
+    for &(layer, module, allowed) in LAYERS {
+        for entry in allowed {
+            let used = entry.split("::").next().unwrap();
+            let used_layer = layer_of(used).unwrap_or_else(|| panic!("{used} has no layer"));
+            assert!(used_layer < layer, "{module} (L{layer}) may use {used} (L{used_layer})");
+        }
+    }
+}
+
+#[test]
+fn lib_declares_the_modules_in_layer_order() {
+    let lib = std::fs::read_to_string(src_dir().join("lib.rs")).unwrap();
+    let lines: Vec<&str> = lib.lines().collect();
+    let mut declared = Vec::new();
+    for (number, line) in lines.iter().enumerate() {
+        let Some(module) = line.strip_prefix("pub mod ").and_then(|m| m.strip_suffix(';')) else {
+            continue;
+        };
+        let Some(&(layer, _, _)) = LAYERS.iter().find(|(_, m, _)| *m == module) else {
+            panic!("lib.rs declares {module}, which is not in the layer table");
+        };
+        // One `///` line right above, naming the layer.
+        let doc = number.checked_sub(1).map(|above| lines[above]).unwrap_or_default();
+        let prefix = format!("/// L{layer}: ");
+        assert!(doc.starts_with(&prefix), "lib.rs: `pub mod {module};` needs a `{prefix}…` doc");
+        let before = number.checked_sub(2).map(|above| lines[above]).unwrap_or_default();
+        assert!(!before.starts_with("///"), "lib.rs: the doc of {module} is one line");
+        declared.push((layer, module));
+    }
+    let table: Vec<(u8, &str)> = LAYERS.iter().map(|&(layer, module, _)| (layer, module)).collect();
+    assert_eq!(declared, table, "lib.rs declares the modules in the layer table's order");
 }
 
 #[test]
@@ -243,4 +301,10 @@ fn the_checker_itself_can_fail() {
     assert_eq!(module_of(&src_dir().join("matrix/pdu.rs")).as_deref(), Some("matrix"));
     assert_eq!(module_of(&src_dir().join("cli.rs")).as_deref(), Some("cli"));
     assert_eq!(module_of(&src_dir().join("lib.rs")), None);
+    assert!(edge_allowed(&["net"], "net::Fault;"));
+    assert!(!edge_allowed(&["net"], "netx::Fault;"));
+    assert!(edge_allowed(&["matrix::ids"], "matrix::ids::parse_user_id(id)"));
+    assert!(!edge_allowed(&["matrix::ids"], "matrix::pdu::Pdu;"));
+    assert!(!edge_allowed(&["matrix::ids"], "matrix::{ids, pdu};"));
+    assert!(!edge_allowed(&["matrix::ids"], "matrix::RoomVersion;"));
 }

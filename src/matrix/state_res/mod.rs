@@ -23,18 +23,25 @@
 //!   path from a power event down to such an event leaves the full conflicted set, i.e.
 //!   passes an event in every full auth chain; under v2.1 every event on that path lies
 //!   between conflicted events, so in the conflicted state subgraph, and they agree.
+//!
+//! The algorithm reads top-down in this file, one function per step of digest §3;
+//! `loaded` fetches the events of the full conflicted set once, and `partial` holds the
+//! partially resolved state and the iterative auth checks.
+
+mod loaded;
+mod partial;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::matrix::auth::{self, AuthState, PowerLevel, Rejection, SignatureCheck};
-use crate::matrix::dag::{
-    self, AuthChainIndex, DagError, EventStore, NodeId, RejectionKind, StateKeyId,
-};
+use crate::matrix::auth::{PowerLevel, Rejection};
+use crate::matrix::dag::{self, AuthChainIndex, DagError, EventStore, NodeId, RejectionKind};
 use crate::matrix::ids::EventId;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::room_version::{RoomVersionRules, StateResAlgorithm};
+use loaded::{Loaded, Nodes, sender_power_level};
+use partial::{PartialState, check_key, iterative_auth_checks};
 
 pub use crate::matrix::dag::AuthChainReading;
 
@@ -243,7 +250,8 @@ struct Separated<'a> {
 }
 
 impl<'a> Separated<'a> {
-    /// One merge walk over the sorted maps.
+    /// Step 0 (digest §3): the unconflicted state map and the conflicted state set (digest
+    /// §2), in one merge walk over the sorted maps.
     fn of(state_sets: &'a [StateMap]) -> Separated<'a> {
         let mut cursors: Vec<_> = state_sets.iter().map(|set| set.iter().peekable()).collect();
         let mut separated = Separated {
@@ -279,374 +287,14 @@ impl<'a> Separated<'a> {
     }
 }
 
-/// The state an event is checked against in the iterative auth checks: a handful of
-/// events with their interned keys, searched linearly.
-struct SmallState<'s> {
-    events: Vec<(StateKeyId, &'s Pdu)>,
-}
-
-impl<'s> SmallState<'s> {
-    /// `key` is `pdu`'s own (`type`, `state_key`), interned.
-    fn set(&mut self, key: StateKeyId, pdu: &'s Pdu) {
-        match self.events.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = pdu,
-            None => self.events.push((key, pdu)),
-        }
-    }
-}
-
-impl AuthState for SmallState<'_> {
-    fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
-        let found = self
-            .events
-            .iter()
-            .find(|(_, e)| e.state_key() == Some(state_key) && e.event_type() == event_type);
-        found.map(|&(_, pdu)| pdu)
-    }
-}
-
-/// Fetches events by index node: from the table of a fresh index, else from the store
-/// (by node if it can, by id otherwise).
-struct Nodes<'s, 'i, S: ?Sized> {
-    store: &'s S,
-    index: &'i AuthChainIndex,
-    /// The events of `index` by node, when it was built for this resolution.
-    table: Option<Vec<&'s Pdu>>,
-}
-
-impl<'s, S: EventStore + ?Sized> Nodes<'s, '_, S> {
-    fn fetch(&self, node: NodeId) -> Result<(&'s Pdu, Option<RejectionKind>), ResolveError> {
-        let found = match &self.table {
-            Some(table) => {
-                let pdu = table[node.index()];
-                Some((pdu, self.store.rejection(pdu.event_id())))
-            }
-            None => self
-                .store
-                .get_by_node(node)
-                .or_else(|| self.store.get_with_rejection(self.index.event_id(node))),
-        };
-        let event_id = self.index.event_id(node);
-        let found = found.ok_or_else(|| ResolveError::MissingEvents(vec![event_id.clone()]))?;
-        assert_eq!(found.0.event_id(), event_id, "the store returned another event");
-        Ok(found)
-    }
-}
-
-/// An auth event of a [`Loaded`] event.
-#[derive(Clone, Copy)]
-struct AuthEvent<'s> {
-    node: NodeId,
-    pdu: &'s Pdu,
-    rejection: Option<RejectionKind>,
-    /// Its interned (`type`, `state_key`), `None` for a non-state event.
-    key: Option<StateKeyId>,
-}
-
-/// An event of the full conflicted set with what resolution reads about it, fetched once.
-struct Loaded<'s> {
-    pdu: &'s Pdu,
-    rejection: Option<RejectionKind>,
-    /// Its interned (`type`, `state_key`), `None` for a non-state event.
-    key: Option<StateKeyId>,
-    /// Its auth events ([`dag::auth_event_ids`]) in order.
-    auth_events: Vec<AuthEvent<'s>>,
-}
-
-impl<'s> Loaded<'s> {
-    fn load<S: EventStore + ?Sized>(
-        nodes: &Nodes<'s, '_, S>,
-        node: NodeId,
-    ) -> Result<Loaded<'s>, ResolveError> {
-        let index = nodes.index;
-        let (pdu, rejection) = nodes.fetch(node)?;
-        let key = index.state_key_id(node);
-        assert_eq!(key.is_some(), pdu.is_state(), "the index interns state events' keys");
-        let auth_nodes = index.auth_nodes(node);
-        let mut auth_events = Vec::with_capacity(auth_nodes.len());
-        for &auth_node in auth_nodes {
-            let (auth_pdu, auth_rejection) = nodes.fetch(auth_node)?;
-            let auth_key = index.state_key_id(auth_node);
-            assert_eq!(auth_key.is_some(), auth_pdu.is_state());
-            auth_events.push(AuthEvent {
-                node: auth_node,
-                pdu: auth_pdu,
-                rejection: auth_rejection,
-                key: auth_key,
-            });
-        }
-        Ok(Loaded { pdu, rejection, key, auth_events })
-    }
-
-    /// The `m.room.power_levels` event among its auth events (the first listed).
-    fn power_levels_auth_event(&self) -> Option<&'s Pdu> {
-        let found = self
-            .auth_events
-            .iter()
-            .find(|auth| auth.pdu.event_type() == POWER_LEVELS && auth.pdu.state_key() == Some(""));
-        found.map(|auth| auth.pdu)
-    }
-}
-
-/// The sender's power level "when looking at their respective `auth_events`" (digest §2):
-/// the auth rules' power level of the sender in the state formed by the event's auth
-/// events (with v12's implicit create event), whatever their rejection status ([impl]
-/// Synapse reads them all). v12 creators are infinite; v10/v11 creators without a power
-/// levels event have 100.
-fn sender_power_level(rules: &RoomVersionRules, event: &Loaded<'_>) -> PowerLevel {
-    let mut state = SmallState { events: Vec::with_capacity(event.auth_events.len()) };
-    for auth in &event.auth_events {
-        if let Some(key) = auth.key {
-            state.set(key, auth.pdu);
-        }
-    }
-    auth::user_power_level(rules, &state, event.pdu.sender())
-}
-
-/// An event as fetched: the PDU and whether and why it was rejected on receipt.
-type Fetched<'s> = (&'s Pdu, Option<RejectionKind>);
-
-/// What the unconflicted state map holds under one key, as the partial state reads it.
-#[derive(Clone, Copy, Default)]
-enum Unconflicted<'s> {
-    #[default]
-    None,
-    /// Fetched, and its own key is the map's key.
-    Checked(Fetched<'s>),
-    /// Fetching failed or the event's key is not the map's: both are reported only if the
-    /// key is read, as bad input.
-    Unchecked(NodeId),
-}
-
-/// What the partial state holds under one key.
-#[derive(Clone, Copy, Default)]
-struct Slot<'s> {
-    /// v2: the unconflicted state map's event for the key (v2.1 starts empty).
-    unconflicted: Unconflicted<'s>,
-    /// The last event the iterative auth checks admitted for the key.
-    admitted: Option<Fetched<'s>>,
-}
-
-/// The partially resolved state: what the iterative auth checks admitted over, under v2,
-/// the unconflicted state map. One slot per key the index interned, so a read is an
-/// array access once the key's id is known ([`Loaded::key_id`]); no string is hashed or
-/// compared in a map on the hot path.
-struct PartialState<'a, 's, 'i, S: ?Sized> {
-    nodes: &'a Nodes<'s, 'i, S>,
-    /// By [`StateKeyId`].
-    slots: Vec<Slot<'s>>,
-    /// v2: unconflicted entries under a key no indexed event has (so their event is not
-    /// theirs, bad input reported if read). Almost always empty.
-    unindexed: Vec<(&'a StateKey, NodeId)>,
-    /// The ids of the room-wide keys with state key "" the auth rules read, looked up once.
-    room_keys: [(&'static str, Option<StateKeyId>); 3],
-}
-
-impl<'a, 's: 'a, 'i, S: EventStore + ?Sized> PartialState<'a, 's, 'i, S> {
-    /// The starting state: v2 the unconflicted state map (`unconflicted`, sorted by key,
-    /// with its events' nodes), v2.1 empty.
-    fn new(
-        nodes: &'a Nodes<'s, 'i, S>,
-        starts_unconflicted: bool,
-        unconflicted: &[(&'a StateKey, &'a EventId)],
-        unconflicted_nodes: &[NodeId],
-    ) -> PartialState<'a, 's, 'i, S> {
-        assert_eq!(unconflicted.len(), unconflicted_nodes.len());
-        let index = nodes.index;
-        let room_keys = [CREATE, POWER_LEVELS, JOIN_RULES]
-            .map(|event_type| (event_type, index.find_state_key(event_type, "")));
-        let mut partial = PartialState {
-            nodes,
-            slots: vec![Slot::default(); index.state_key_count()],
-            unindexed: Vec::new(),
-            room_keys,
-        };
-        if !starts_unconflicted {
-            return partial;
-        }
-        for (&(key, _), &node) in unconflicted.iter().zip(unconflicted_nodes) {
-            // The map's key is almost always its event's own: then the event's node names
-            // the slot, with no lookup of the key's strings.
-            let (slot, value) = match nodes.fetch(node) {
-                Ok(found) if key_matches(&key.0, &key.1, found.0) => {
-                    let id = index.state_key_id(node).expect("a state event has an interned key");
-                    (Some(id), Unconflicted::Checked(found))
-                }
-                _ => (index.find_state_key(&key.0, &key.1), Unconflicted::Unchecked(node)),
-            };
-            match slot {
-                Some(id) => {
-                    let slot = &mut partial.slots[id.index()];
-                    assert!(matches!(slot.unconflicted, Unconflicted::None), "keys are unique");
-                    slot.unconflicted = value;
-                }
-                None => partial.unindexed.push((key, node)),
-            }
-        }
-        partial
-    }
-
-    /// The interned id of (`event_type`, `state_key`), a key the auth rules read for
-    /// `event`. Almost every such key is `event`'s own (a member event's target), a
-    /// room-wide one, or that of one of its auth events (the sender's membership), whose
-    /// ids are at hand; only other keys cost a lookup of their strings in the index.
-    /// `None`: no indexed event has the key.
-    fn key_id(&self, event: &Loaded<'_>, event_type: &str, state_key: &str) -> Option<StateKeyId> {
-        if key_matches(event_type, state_key, event.pdu) {
-            return event.key;
-        }
-        if state_key.is_empty() {
-            if let Some(&(_, id)) = self.room_keys.iter().find(|&&(t, _)| t == event_type) {
-                return id;
-            }
-        }
-        let listed =
-            event.auth_events.iter().find(|auth| key_matches(event_type, state_key, auth.pdu));
-        match listed {
-            Some(auth) => auth.key,
-            None => self.nodes.index.find_state_key(event_type, state_key),
-        }
-    }
-
-    /// The event under (`event_type`, `state_key`), whose interned id is `key`.
-    fn get(
-        &self,
-        key: Option<StateKeyId>,
-        event_type: &str,
-        state_key: &str,
-    ) -> Result<Option<Fetched<'s>>, ResolveError> {
-        let unconflicted = match key {
-            Some(id) => {
-                let slot = &self.slots[id.index()];
-                if let Some(admitted) = slot.admitted {
-                    return Ok(Some(admitted));
-                }
-                slot.unconflicted
-            }
-            None => {
-                let listed =
-                    self.unindexed.iter().find(|(k, _)| k.0 == event_type && k.1 == state_key);
-                listed.map_or(Unconflicted::None, |&(_, node)| Unconflicted::Unchecked(node))
-            }
-        };
-        match unconflicted {
-            Unconflicted::None => Ok(None),
-            Unconflicted::Checked(found) => Ok(Some(found)),
-            Unconflicted::Unchecked(node) => {
-                let found = self.nodes.fetch(node)?;
-                // An unconflicted event is in every state set; report it against the first.
-                check_key_parts(0, event_type, state_key, found.0)?;
-                Ok(Some(found))
-            }
-        }
-    }
-
-    fn admit(&mut self, event: &Loaded<'s>) {
-        let id = event.key.expect("only state events are checked");
-        self.slots[id.index()].admitted = Some((event.pdu, event.rejection));
-    }
-}
-
-/// Checks that a state map's key names the event's own `type` and `state_key`.
-fn check_key(state_set: usize, key: &StateKey, pdu: &Pdu) -> Result<(), ResolveError> {
-    check_key_parts(state_set, &key.0, &key.1, pdu)
-}
-
-/// Whether `pdu` is a state event with this `type` and `state_key`.
-fn key_matches(event_type: &str, state_key: &str, pdu: &Pdu) -> bool {
-    pdu.state_key() == Some(state_key) && pdu.event_type() == event_type
-}
-
-/// [`check_key`] without an owned key: allocates only to report a mismatch.
-fn check_key_parts(
-    state_set: usize,
-    event_type: &str,
-    state_key: &str,
-    pdu: &Pdu,
-) -> Result<(), ResolveError> {
-    if key_matches(event_type, state_key, pdu) {
-        return Ok(());
-    }
-    let key = (event_type.to_owned(), state_key.to_owned());
-    let actual = match pdu.state_key() {
-        Some(state_key) => format!("({:?}, {state_key:?})", pdu.event_type()),
-        None => format!("a non-state {:?} event", pdu.event_type()),
-    };
-    Err(ResolveError::KeyMismatch { state_set, key, event_id: pdu.event_id().clone(), actual })
-}
-
-/// Iterative auth checks (digest §2) of `events`, in order, on top of `partial`.
-///
-/// Per event, the state checked against is built as Synapse does ([impl]): the event's
-/// non-rejected auth events (v12: with the implicit create event) keyed by (`type`,
-/// `state_key`), overwritten by the partial state for every key the auth-events selection
-/// would pick for this event. Only the state-dependent rules run
-/// ([`auth::check_state_rules`]); `auth_events` were judged on receipt and signatures
-/// verified then.
-fn iterative_auth_checks<'s, S: EventStore + ?Sized>(
-    rules: &RoomVersionRules,
-    options: &ResolveOptions,
-    pass: AuthPass,
-    events: &[&Loaded<'s>],
-    partial: &mut PartialState<'_, 's, '_, S>,
-    decisions: &mut Vec<AuthDecision>,
-) -> Result<(), ResolveError> {
-    // One buffer for every event's auth state.
-    let mut state = SmallState { events: Vec::new() };
-    for &event in events {
-        assert!(event.pdu.is_state(), "only state events are checked");
-        let skip = match (event.rejection, options.rejected) {
-            (None, _) => false,
-            (Some(RejectionKind::AuthEvents), _) => true,
-            (Some(RejectionKind::StateBefore), RejectedEvents::Spec) => false,
-            (Some(RejectionKind::StateBefore), RejectedEvents::NeverReadmit) => true,
-        };
-        let outcome = if skip {
-            AuthOutcome::PreviouslyRejected(event.rejection.expect("skip implies rejected"))
-        } else {
-            state.events.clear();
-            // Rejected auth events are never a fallback (digest §4).
-            for auth in &event.auth_events {
-                if let (Some(key), None) = (auth.key, auth.rejection) {
-                    state.set(key, auth.pdu);
-                }
-            }
-            let pdu = event.pdu;
-            let keys = auth::auth_keys_for_event(
-                rules,
-                pdu.event_type(),
-                pdu.sender(),
-                pdu.state_key(),
-                pdu.content(),
-            );
-            for &(event_type, state_key) in &keys {
-                let key = partial.key_id(event, event_type, state_key);
-                let Some((current, rejection)) = partial.get(key, event_type, state_key)? else {
-                    continue;
-                };
-                if rejection.is_some() && options.rejected == RejectedEvents::NeverReadmit {
-                    continue;
-                }
-                state.set(key.expect("the partial state holds indexed events"), current);
-            }
-            match auth::check_state_rules(rules, pdu, &state, SignatureCheck::AlreadyVerified) {
-                Ok(()) => {
-                    partial.admit(event);
-                    AuthOutcome::Allowed
-                }
-                Err(rejection) => AuthOutcome::Rejected(rejection),
-            }
-        };
-        if options.explain {
-            decisions.push(AuthDecision { event_id: event.pdu.event_id().clone(), pass, outcome });
-        }
-    }
-    Ok(())
-}
-
 /// Resolves `state_sets` (digest §3): state resolution v2 or v2.1 as `rules.state_res`
 /// says. The result does not depend on the order of `state_sets` (nor, of course, on how
 /// the store orders its events).
+///
+/// One function per step of the algorithm (digest §3): step 0 is `Separated::of` and
+/// `full_conflicted_set`, step 1 `reverse_topological_power_ordering`, steps 2 and 4
+/// `iterative_auth_checks`, step 3 `mainline_ordering`, step 5
+/// `overwrite_with_unconflicted`.
 ///
 /// Cost: one merge walk over the state maps and one index lookup per distinct event in
 /// them (without a covering index in the store, plus indexing their auth chains), then
@@ -682,56 +330,154 @@ pub fn resolve<S: EventStore + ?Sized>(
     if separated.conflicted.is_empty() {
         return finish(owned_unconflicted(), explanation);
     }
+    let mut built = None;
+    let (indexed, table) = Indexed::of(rules, events, &separated, &mut built)?;
+    let nodes = Nodes { store: events, index: indexed.index, table };
+    let full = full_conflicted_set(
+        rules,
+        state_sets,
+        &separated,
+        &indexed,
+        &nodes,
+        options,
+        &mut explanation,
+    )?;
 
-    // Index the auth chains of every event of every state set: the store's index if it
-    // covers them all (one lookup per distinct event), otherwise a fresh one.
-    // Sorted and deduplicated: looked up by binary search below.
-    let mut conflicted_ids: Vec<&EventId> =
-        separated.conflicted.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
-    conflicted_ids.sort_unstable();
-    conflicted_ids.dedup();
-    let lookup_all = |index: &AuthChainIndex| -> Option<(Vec<NodeId>, Vec<NodeId>)> {
-        if !index.matches_rules(rules) {
-            return None;
-        }
-        let common: Option<Vec<NodeId>> =
-            separated.unconflicted.iter().map(|&(_, id)| index.node(id)).collect();
-        let conflicted: Option<Vec<NodeId>> =
-            conflicted_ids.iter().map(|&id| index.node(id)).collect();
-        Some((common?, conflicted?))
-    };
-    let built;
-    let (index, table, common_nodes, conflicted_nodes) =
-        match events.auth_chain_index().and_then(|index| Some((index, lookup_all(index)?))) {
-            Some((index, (common, conflicted))) => (index, None, common, conflicted),
-            None => {
-                let mut roots: Vec<EventId> =
-                    separated.unconflicted.iter().map(|&(_, id)| id.clone()).collect();
-                roots.extend(conflicted_ids.iter().map(|&id| id.clone()));
-                let (index, table) = AuthChainIndex::build_with_events(events, rules, &roots)?;
-                built = index;
-                let (common, conflicted) =
-                    lookup_all(&built).expect("every state event is indexed");
-                (&built, Some(table), common, conflicted)
+    // Step 1: X, the power events and their auth chains within the full conflicted set.
+    let (power_sorted, others) =
+        reverse_topological_power_ordering(rules, indexed.index, &full, options, &mut explanation)?;
+
+    // Step 2: iterative auth checks over X, starting from the unconflicted state map under
+    // v2 and, since v12 (v2.1), from an empty state map.
+    let mut partial =
+        PartialState::new(&nodes, !v2_1, &separated.unconflicted, &indexed.common_nodes);
+    let mut decisions = Vec::new();
+    iterative_auth_checks(
+        rules,
+        &options,
+        AuthPass::PowerEvents,
+        &power_sorted,
+        &mut partial,
+        &mut decisions,
+    )?;
+
+    // Step 3: the other events, in mainline order of the partially resolved power levels.
+    let others_sorted =
+        mainline_ordering(events, indexed.index, others, &partial, options, &mut explanation)?;
+
+    // Step 4: iterative auth checks over them, on top of the partially resolved state.
+    iterative_auth_checks(
+        rules,
+        &options,
+        AuthPass::Others,
+        &others_sorted,
+        &mut partial,
+        &mut decisions,
+    )?;
+
+    // Step 5: the unconflicted state map overwrites the result.
+    let state = overwrite_with_unconflicted(&partial, &separated.unconflicted);
+    explanation.decisions = decisions;
+    finish(state, explanation)
+}
+
+/// The events of the state sets in an auth-chain index: the store's own if it covers them
+/// all (one lookup per distinct event), otherwise one built for this resolution.
+struct Indexed<'a, 'i> {
+    index: &'i AuthChainIndex,
+    /// The nodes of the unconflicted state map's events, in its order.
+    common_nodes: Vec<NodeId>,
+    /// The conflicted state set's event ids, sorted and deduplicated (looked up by binary
+    /// search), and their nodes in the same order.
+    conflicted_ids: Vec<&'a EventId>,
+    conflicted_nodes: Vec<NodeId>,
+}
+
+/// The events of an index built for one resolution, by node.
+type Table<'s> = Option<Vec<&'s Pdu>>;
+
+impl<'a, 'i> Indexed<'a, 'i> {
+    /// Indexes the auth chains of every event of every state set; `built` holds an index
+    /// built here, and the table its events by node.
+    fn of<'s: 'i, S: EventStore + ?Sized>(
+        rules: &RoomVersionRules,
+        events: &'s S,
+        separated: &Separated<'a>,
+        built: &'i mut Option<AuthChainIndex>,
+    ) -> Result<(Indexed<'a, 'i>, Table<'s>), ResolveError> {
+        // Sorted and deduplicated: looked up by binary search below.
+        let mut conflicted_ids: Vec<&EventId> =
+            separated.conflicted.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
+        conflicted_ids.sort_unstable();
+        conflicted_ids.dedup();
+        let lookup_all = |index: &AuthChainIndex| -> Option<(Vec<NodeId>, Vec<NodeId>)> {
+            if !index.matches_rules(rules) {
+                return None;
             }
+            let common: Option<Vec<NodeId>> =
+                separated.unconflicted.iter().map(|&(_, id)| index.node(id)).collect();
+            let conflicted: Option<Vec<NodeId>> =
+                conflicted_ids.iter().map(|&id| index.node(id)).collect();
+            Some((common?, conflicted?))
         };
-    let nodes = Nodes { store: events, index, table };
-    // The node of a conflicted event, by binary search in the sorted ids.
-    let conflicted_node_of = |id: &EventId| {
-        let position = conflicted_ids.binary_search(&id).expect("a conflicted event");
-        conflicted_nodes[position]
-    };
+        let (index, table, common_nodes, conflicted_nodes) =
+            match events.auth_chain_index().and_then(|index| Some((index, lookup_all(index)?))) {
+                Some((index, (common, conflicted))) => (index, None, common, conflicted),
+                None => {
+                    let mut roots: Vec<EventId> =
+                        separated.unconflicted.iter().map(|&(_, id)| id.clone()).collect();
+                    roots.extend(conflicted_ids.iter().map(|&id| id.clone()));
+                    let (index, table) = AuthChainIndex::build_with_events(events, rules, &roots)?;
+                    let built = &*built.insert(index);
+                    let (common, conflicted) =
+                        lookup_all(built).expect("every state event is indexed");
+                    (built, Some(table), common, conflicted)
+                }
+            };
+        Ok((Indexed { index, common_nodes, conflicted_ids, conflicted_nodes }, table))
+    }
+
+    /// The node of a conflicted event, by binary search in the sorted ids.
+    fn conflicted_node_of(&self, id: &EventId) -> NodeId {
+        let position = self.conflicted_ids.binary_search(&id).expect("a conflicted event");
+        self.conflicted_nodes[position]
+    }
+}
+
+/// The full conflicted set (digest §2, §3 step 0), sorted by node, with each event loaded.
+struct FullConflictedSet<'s> {
+    nodes: Vec<NodeId>,
+    /// `events[i]` is the event of `nodes[i]`.
+    events: Vec<Loaded<'s>>,
+}
+
+/// Step 0 (digest §3), after the split into the unconflicted state map and the conflicted
+/// state set: the full conflicted set, that is the conflicted state set, the auth
+/// difference and, since v12 (state resolution v2.1), the conflicted state subgraph.
+/// Every conflicted event must be a state event under its own key.
+fn full_conflicted_set<'s, S: EventStore + ?Sized>(
+    rules: &RoomVersionRules,
+    state_sets: &[StateMap],
+    separated: &Separated<'_>,
+    indexed: &Indexed<'_, '_>,
+    nodes: &Nodes<'s, '_, S>,
+    options: ResolveOptions,
+    explanation: &mut Explanation,
+) -> Result<FullConflictedSet<'s>, ResolveError> {
+    let index = indexed.index;
+    let v2_1 = rules.state_res == StateResAlgorithm::V2_1;
     let conflicted_per_set: Vec<Vec<NodeId>> = separated
         .conflicted_per_set
         .iter()
-        .map(|ids| ids.iter().map(|&id| conflicted_node_of(id)).collect())
+        .map(|ids| ids.iter().map(|&id| indexed.conflicted_node_of(id)).collect())
         .collect();
-
-    // The full conflicted set: the conflicted state set, the auth difference and, since
-    // v12 (state resolution v2.1), the conflicted state subgraph.
-    let auth_difference =
-        index.auth_difference_with_common(&common_nodes, &conflicted_per_set, options.auth_chain);
-    let subgraph = if v2_1 { index.conflicted_subgraph(&conflicted_nodes) } else { Vec::new() };
+    let conflicted_nodes = &indexed.conflicted_nodes;
+    let auth_difference = index.auth_difference_with_common(
+        &indexed.common_nodes,
+        &conflicted_per_set,
+        options.auth_chain,
+    );
+    let subgraph = if v2_1 { index.conflicted_subgraph(conflicted_nodes) } else { Vec::new() };
     let full_nodes: Vec<NodeId> = {
         let mut all: Vec<NodeId> = conflicted_nodes.clone();
         all.extend_from_slice(&auth_difference);
@@ -742,12 +488,12 @@ pub fn resolve<S: EventStore + ?Sized>(
     };
     let mut full: Vec<Loaded<'_>> = Vec::with_capacity(full_nodes.len());
     for &node in &full_nodes {
-        full.push(Loaded::load(&nodes, node)?);
+        full.push(Loaded::load(nodes, node)?);
     }
     // Every conflicted event must be a state event under its own key.
     for (key, ids) in &separated.conflicted {
         for &event_id in ids {
-            let position = full_nodes.binary_search(&conflicted_node_of(event_id));
+            let position = full_nodes.binary_search(&indexed.conflicted_node_of(event_id));
             let pdu = full[position.expect("conflicted events are in the full set")].pdu;
             if let Err(error) = check_key(0, key, pdu) {
                 let ResolveError::KeyMismatch { key, event_id, actual, .. } = error else {
@@ -765,16 +511,28 @@ pub fn resolve<S: EventStore + ?Sized>(
             ids.sort();
             ids
         };
-        explanation.conflicted = sorted_ids(&conflicted_nodes);
+        explanation.conflicted = sorted_ids(conflicted_nodes);
         explanation.auth_difference = sorted_ids(&auth_difference);
         explanation.conflicted_subgraph = sorted_ids(&subgraph);
         explanation.full_conflicted = sorted_ids(&full_nodes);
     }
+    Ok(FullConflictedSet { nodes: full_nodes, events: full })
+}
 
-    // Step 1: X = the power events of the full conflicted set plus every event of their
-    // auth chains that is in the full conflicted set, in reverse topological power order.
-    // Only state events take part in the iterative auth checks (a non-state event can
-    // reach the full conflicted set only through malformed auth_events).
+/// Step 1 (digest §3): X = the power events of the full conflicted set plus every event of
+/// their auth chains that is in the full conflicted set, sorted by reverse topological
+/// power ordering (digest §2). Only state events take part in the iterative auth checks
+/// (a non-state event can reach the full conflicted set only through malformed
+/// `auth_events`). Returns sorted X and, for step 3, the other state events of the full
+/// conflicted set in its order.
+fn reverse_topological_power_ordering<'f, 's>(
+    rules: &RoomVersionRules,
+    index: &AuthChainIndex,
+    full_set: &'f FullConflictedSet<'s>,
+    options: ResolveOptions,
+    explanation: &mut Explanation,
+) -> Result<(Vec<&'f Loaded<'s>>, Vec<&'f Loaded<'s>>), ResolveError> {
+    let FullConflictedSet { nodes: full_nodes, events: full } = full_set;
     let is_power: Vec<bool> =
         full.iter().map(|e| e.pdu.is_state() && is_power_event(e.pdu)).collect();
     let power_nodes: Vec<NodeId> =
@@ -818,27 +576,25 @@ pub fn resolve<S: EventStore + ?Sized>(
             .map(|&p| (full[power_positions[p]].pdu.event_id().clone(), levels[p]))
             .collect();
     }
-
-    // Step 2: iterative auth checks over X, starting from the unconflicted state map under
-    // v2 and, since v12 (v2.1), from an empty state map.
-    let mut partial = PartialState::new(&nodes, !v2_1, &separated.unconflicted, &common_nodes);
-    let mut decisions = Vec::new();
-    iterative_auth_checks(
-        rules,
-        &options,
-        AuthPass::PowerEvents,
-        &power_sorted,
-        &mut partial,
-        &mut decisions,
-    )?;
-
-    // Step 3: the other events of the full conflicted set, in mainline order of the
-    // partially resolved power levels (no power levels: an empty mainline, every position
-    // infinite, so ordering falls back to origin_server_ts and event_id [digest]).
     let others: Vec<&Loaded<'_>> = (0..full.len())
         .filter(|&i| full[i].pdu.is_state() && !in_power_set[i])
         .map(|i| &full[i])
         .collect();
+    Ok((power_sorted, others))
+}
+
+/// Step 3 (digest §3): the other events of the full conflicted set, sorted by mainline
+/// ordering (digest §2) based on the `m.room.power_levels` event in the partially resolved
+/// state (no power levels: an empty mainline, every position infinite, so ordering falls
+/// back to `origin_server_ts` and `event_id` [digest]).
+fn mainline_ordering<'f, 's, S: EventStore + ?Sized>(
+    events: &S,
+    index: &AuthChainIndex,
+    others: Vec<&'f Loaded<'s>>,
+    partial: &PartialState<'_, 's, '_, S>,
+    options: ResolveOptions,
+    explanation: &mut Explanation,
+) -> Result<Vec<&'f Loaded<'s>>, ResolveError> {
     let power_levels_key = index.find_state_key(POWER_LEVELS, "");
     let mainline = match partial.get(power_levels_key, POWER_LEVELS, "")? {
         Some((power_levels, _)) => dag::mainline(events, power_levels)?,
@@ -858,20 +614,17 @@ pub fn resolve<S: EventStore + ?Sized>(
         explanation.mainline_sorted =
             others_sorted.iter().map(|e| e.pdu.event_id().clone()).collect();
     }
+    Ok(others_sorted)
+}
 
-    // Step 4: iterative auth checks over them, on top of the partially resolved state.
-    iterative_auth_checks(
-        rules,
-        &options,
-        AuthPass::Others,
-        &others_sorted,
-        &mut partial,
-        &mut decisions,
-    )?;
-
-    // Step 5: the unconflicted state map overwrites the result. Both lists are sorted by
-    // key (`&str` pairs order as `String` pairs do), so one merge gives the result in order
-    // (built in bulk); an admitted event under an unconflicted key is dropped.
+/// Step 5 (digest §3): the unconflicted state map overwrites the result of the iterative
+/// auth checks. Both lists are sorted by key (`&str` pairs order as `String` pairs do), so
+/// one merge gives the resolved state in order (built in bulk); an admitted event under an
+/// unconflicted key is dropped.
+fn overwrite_with_unconflicted<S: EventStore + ?Sized>(
+    partial: &PartialState<'_, '_, '_, S>,
+    unconflicted: &[(&StateKey, &EventId)],
+) -> StateMap {
     let mut admitted: Vec<((&str, &str), &EventId)> = partial
         .slots
         .iter()
@@ -886,9 +639,9 @@ pub fn resolve<S: EventStore + ?Sized>(
         ((event_type.to_owned(), state_key.to_owned()), event_id.clone())
     };
     let mut merged: Vec<(StateKey, EventId)> =
-        Vec::with_capacity(separated.unconflicted.len() + admitted.len());
+        Vec::with_capacity(unconflicted.len() + admitted.len());
     let mut admitted = admitted.into_iter().peekable();
-    for &(key, event_id) in &separated.unconflicted {
+    for &(key, event_id) in unconflicted {
         let key_strs = (key.0.as_str(), key.1.as_str());
         while let Some(entry) = admitted.next_if(|&(k, _)| k < key_strs) {
             merged.push(owned(entry));
@@ -898,9 +651,7 @@ pub fn resolve<S: EventStore + ?Sized>(
     }
     merged.extend(admitted.map(owned));
     assert!(merged.windows(2).all(|w| w[0].0 < w[1].0), "merge keeps keys sorted and unique");
-    let state: StateMap = merged.into_iter().collect();
-    explanation.decisions = decisions;
-    finish(state, explanation)
+    merged.into_iter().collect()
 }
 
 impl fmt::Display for AuthPass {

@@ -1,0 +1,162 @@
+//! `[[fault]]`: written tables converted to `net` faults (a grouped `link_override` into one
+//! per directed link) and validated by `net::FaultSchedule`, each problem pointed at the
+//! field that causes it.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::{Builder, Result, span};
+use crate::net::{Fault, FaultSchedule, NodeName, ScheduleProblem};
+use crate::scenario::TIME_MS_MAX;
+use crate::scenario::file::FaultTable;
+
+impl Builder<'_> {
+    /// The `link_override` tables of one written table: `from` and `to` may each be a
+    /// server, a list of servers or `"*"` (every server), which stands for one override
+    /// per directed link between them (a server's link to itself left out).
+    fn link_groups(
+        &self,
+        table: &Spanned<FaultTable>,
+        fields: toml::Table,
+    ) -> Result<Vec<toml::Table>> {
+        let is_override = fields.get("type").and_then(toml::Value::as_str) == Some("link_override");
+        let grouped =
+            |key: &str| fields.get(key).is_some_and(|v| v.is_array() || v.as_str() == Some("*"));
+        if !is_override || !(grouped("from") || grouped("to")) {
+            return Ok(vec![fields]);
+        }
+        let names = |key: &str| -> Result<Vec<String>> {
+            match fields.get(key) {
+                Some(toml::Value::String(all)) if all == "*" => {
+                    Ok(self.servers.iter().map(|s| s.name.clone()).collect())
+                }
+                Some(toml::Value::String(one)) => Ok(vec![one.clone()]),
+                Some(toml::Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str().map(str::to_owned).ok_or_else(|| {
+                            self.error(field_span(table, &[key]), format!("link_override fault: `{key}` lists server names"))
+                        })
+                    })
+                    .collect(),
+                _ => Err(self.error(
+                    field_span(table, &[key]),
+                    format!("link_override fault: `{key}` is a server, a non-empty list of servers, or \"*\""),
+                )),
+            }
+        };
+        let (from, to) = (names("from")?, names("to")?);
+        let mut out = Vec::new();
+        for a in &from {
+            for b in to.iter().filter(|b| *b != a) {
+                let mut one = fields.clone();
+                one.insert("from".into(), toml::Value::String(a.clone()));
+                one.insert("to".into(), toml::Value::String(b.clone()));
+                out.push(one);
+            }
+        }
+        if out.is_empty() {
+            return Err(
+                self.error(span(table), "link_override fault: no link between `from` and `to`")
+            );
+        }
+        Ok(out)
+    }
+
+    pub(super) fn faults(&self, tables: &[Spanned<FaultTable>]) -> Result<FaultSchedule> {
+        let mut faults = Vec::new();
+        // The written table of each fault (a grouped link_override gives several).
+        let mut origin: Vec<usize> = Vec::new();
+        for (number, table) in tables.iter().enumerate() {
+            let fields: toml::Table = table
+                .get_ref()
+                .iter()
+                .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+                .collect();
+            for fields in self.link_groups(table, fields)? {
+                let fault: Fault = toml::Value::Table(fields).try_into().map_err(|error| {
+                    let message = error.message().to_owned();
+                    // Point an unknown field at its key; anything else at the fault.
+                    let at = message
+                        .strip_prefix("unknown field `")
+                        .and_then(|rest| rest.split_once('`'))
+                        .and_then(|(key, _)| table.get_ref().keys().find(|k| k.get_ref() == key))
+                        .map_or(span(table), span);
+                    self.error(at, format!("fault: {message}"))
+                })?;
+                if fault.end().ms > TIME_MS_MAX {
+                    let problem = format!(
+                        "end_ms ({}) is after the latest allowed time ({TIME_MS_MAX}, one week): a scenario's faults must heal",
+                        fault.end().ms
+                    );
+                    return Err(self.error(field_span(table, &["end_ms"]), problem));
+                }
+                faults.push(fault);
+                origin.push(number);
+            }
+        }
+        let nodes = self
+            .servers
+            .iter()
+            .map(|server| NodeName::new(&server.name).expect("server names are node names"))
+            .collect();
+        FaultSchedule::new(nodes, faults).map_err(|error| {
+            let Some(fault) = error.fault else {
+                return self.at.error_at_top(error.to_string());
+            };
+            let table = &tables[origin[fault.index]];
+            let fields: &[&str] = match &error.problem {
+                ScheduleProblem::EndBeforeStart { .. }
+                | ScheduleProblem::TimeTooLarge { .. }
+                | ScheduleProblem::EmptyNodeFault => &["end_ms"],
+                ScheduleProblem::UnknownNode { name } => {
+                    return self.error(
+                        node_span(table, name.as_str()),
+                        format!("{} fault: {}", fault.kind, error.problem),
+                    );
+                }
+                ScheduleProblem::SelfLink { .. } => &["to", "b"],
+                ScheduleProblem::NoGroups
+                | ScheduleProblem::EmptyGroup { .. }
+                | ScheduleProblem::NodeInTwoGroups { .. } => &["groups"],
+                ScheduleProblem::FlapShape { .. } => &["down_for_ms"],
+                ScheduleProblem::SkewTooLarge { .. } => &["offset_ms"],
+                ScheduleProblem::Policy(_) => &["policy", "extra_delay_ms"],
+                ScheduleProblem::NodeFaultsOverlap { .. } => &["start_ms"],
+                ScheduleProblem::TooManyNodes { .. }
+                | ScheduleProblem::DuplicateNode { .. }
+                | ScheduleProblem::TooManyFaults { .. } => &[],
+            };
+            let problem = match &error.problem {
+                ScheduleProblem::NodeFaultsOverlap { node, other } => format!(
+                    "node {node} is already crashed or paused then, by the fault at line {}",
+                    self.at.line_of(span(&tables[origin[*other]]).start)
+                ),
+                problem => problem.to_string(),
+            };
+            self.error(field_span(table, fields), format!("{} fault: {problem}", fault.kind))
+        })
+    }
+}
+
+/// The position of the first of `fields` present in a fault table, else the table's.
+fn field_span(table: &Spanned<FaultTable>, fields: &[&str]) -> Range<usize> {
+    fields.iter().find_map(|field| table.get_ref().get(*field)).map_or(span(table), span)
+}
+
+/// The position of the field of a fault table that names `node`.
+fn node_span(table: &Spanned<FaultTable>, node: &str) -> Range<usize> {
+    fn names(value: &toml::Value, node: &str) -> bool {
+        match value {
+            toml::Value::String(text) => text == node,
+            toml::Value::Array(items) => items.iter().any(|item| names(item, node)),
+            _ => false,
+        }
+    }
+    table
+        .get_ref()
+        .iter()
+        .find(|(key, value)| key.get_ref() != "type" && names(value.get_ref(), node))
+        .map_or(span(table), |(_, value)| span(value))
+}
