@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use crate::scenario::{Mix, Scenario, Step, StepAction, StepExpect, Workload};
-use crate::stdx::Prng;
+use crate::stdx::{Prng, streams};
 
 /// Power levels a `power` action picks from: demote, moderator, admin.
 const POWER_LEVELS: [i64; 3] = [0, 50, 100];
@@ -26,7 +26,7 @@ impl Scenario {
     pub fn expand_workloads(&self, prng: &Prng) -> Vec<Step> {
         let mut steps = Vec::new();
         for (index, workload) in self.workloads.iter().enumerate() {
-            let mut stream = prng.fork(&format!("workload/{index}"));
+            let mut stream = prng.fork(&streams::workload(index));
             let before = steps.len();
             expand(self, index, workload, &mut stream, &mut steps);
             assert!(steps[before..].windows(2).all(|w| w[0].at_ms < w[1].at_ms));

@@ -6,6 +6,7 @@
 
 mod prng;
 mod ratio;
+pub mod streams;
 mod time;
 
 pub use prng::Prng;

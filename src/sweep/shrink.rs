@@ -28,7 +28,7 @@
 use std::fmt;
 
 use crate::scenario::{self, Scenario};
-use crate::stdx::Prng;
+use crate::stdx::{Prng, streams};
 use crate::sweep::{Hooks, Job, SweepError, swarm};
 
 /// Most passes over entries and numbers.
@@ -76,7 +76,7 @@ pub struct Size {
 
 impl Size {
     pub fn of(scenario: &Scenario, seed: u64, text: &str) -> Size {
-        let workload = Prng::from_seed(seed).fork("workload");
+        let workload = Prng::from_seed(seed).fork(streams::WORKLOAD);
         Size {
             servers: scenario.servers.len() as u64,
             steps: scenario.steps.len() as u64,

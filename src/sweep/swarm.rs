@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::scenario::{self, Scenario};
-use crate::stdx::{Prng, Ratio};
+use crate::stdx::{Prng, Ratio, streams};
 use crate::sweep::SweepError;
 
 /// A scenario with its seed's swarm configuration applied.
@@ -52,7 +52,7 @@ fn half() -> Ratio {
 pub fn draw(file: &str, text: &str, scenario: &Scenario, seed: u64) -> Result<Drawn, SweepError> {
     let document: toml::Table =
         text.parse().map_err(|e: toml::de::Error| SweepError::Scenario(format!("{file}: {e}")))?;
-    let mut prng = Prng::from_seed(seed).fork("swarm");
+    let mut prng = Prng::from_seed(seed).fork(streams::SWARM);
 
     // 1. Fault types.
     let faults = tables(&document, "fault");

@@ -6,14 +6,14 @@ use serde_json::Value;
 use crate::homeserver::Config;
 use crate::matrix::canonical_json::Object;
 use crate::scenario::{ExpectWhat, Scenario, ServerConfig, Step, StepAction, StepExpect};
-use crate::stdx::{Duration, Prng};
+use crate::stdx::{Duration, Prng, streams};
 use crate::trace::{CheckSettings, Expect, Expectation, StepExpectation};
 use crate::world::{Plan, PlanAction, PlanStep};
 
 /// The plan for `scenario` with `seed`. Workload steps come from `Prng::from_seed(seed)`
 /// forked as `"workload"`; on equal times scripted steps go first.
 pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan, String> {
-    let workload = Prng::from_seed(seed).fork("workload");
+    let workload = Prng::from_seed(seed).fork(streams::WORKLOAD);
     let mut steps: Vec<(u64, u8, usize, &Step)> = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
         steps.push((step.at_ms, 0, i, step));

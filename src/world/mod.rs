@@ -27,13 +27,24 @@
 //! - Virtual time is whole milliseconds since the start; `origin_server_ts` is
 //!   [`crate::stdx::EPOCH_MS`] plus it, plus any clock-skew fault.
 //!
+//! Files: `plan` (the [`Plan`] and its steps), `runtime` (the supervisor and node tasks),
+//! this file (the shared state, booting, routing of inputs and outputs, node faults),
+//! `steps` (scripted steps: labels to actions, ownership of handshakes, retries), `record`
+//! (observations as trace records, final views, the header), `frame` (message bytes) and
+//! `from_scenario`.
+//!
 //! Architecture Invariant: everything that decides or is recorded is a function of the
-//! plan and the seed: one root `Prng` forked per subsystem and server incarnation, keys
+//! plan and the seed: one root `Prng` forked per subsystem and server incarnation (the
+//! streams are named in [`crate::stdx::streams`]), keys
 //! derived from the seed and server name, BTreeMaps only, no wall clock. All state lives in
 //! one `Shared` behind a mutex that is never held across an `.await`.
 
 pub mod frame;
 pub mod from_scenario;
+mod plan;
+mod record;
+mod runtime;
+mod steps;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
@@ -51,163 +62,16 @@ use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
 use crate::matrix::{EventId, RoomVersion};
 use crate::net::{FaultSchedule, NetConfig, NetEvent, Network, NodeId, NodeMarker};
-use crate::stdx::{Instant, Prng};
+use crate::stdx::{Instant, Prng, streams};
 use crate::trace::{self, Body, CheckSettings, Header, NodeChange, Record, Trace};
 use frame::{Kind, Message};
+use plan::action_kind;
+pub use plan::{Plan, PlanAction, PlanStep, describe, retry_delay_ms};
+pub use runtime::run;
+use steps::membership_kind;
 
 /// The key id every simulated server signs with.
 pub const KEY_ID: &str = "ed25519:1";
-
-/// Everything a run needs, already validated (the scenario module builds it).
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub scenario: String,
-    pub seed: u64,
-    /// Server names; the fault schedule's nodes must be exactly these, in this order.
-    pub servers: Vec<String>,
-    /// Steps sorted by time (ties keep their order).
-    pub steps: Vec<PlanStep>,
-    pub network: NetConfig,
-    pub faults: FaultSchedule,
-    /// The run stops at this virtual time.
-    pub end_ms: u64,
-    pub check: CheckSettings,
-    pub server_config: Config,
-    /// Servers with settings of their own (`config` in a `[[server]]` table).
-    pub server_configs: BTreeMap<String, Config>,
-    pub mxsim_version: String,
-    /// The swarm configuration the scenario was drawn with, recorded in the trace header.
-    pub swarm: Option<serde_json::Value>,
-}
-
-impl Plan {
-    /// The homeserver settings of `server`.
-    pub fn config_of(&self, server: &str) -> &Config {
-        self.server_configs.get(server).unwrap_or(&self.server_config)
-    }
-}
-
-/// One thing a user does at a given time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlanStep {
-    pub at_ms: u64,
-    pub server: String,
-    pub user: String,
-    pub action: PlanAction,
-    /// Names the event this step creates, for later `Redact` steps.
-    pub label: Option<String>,
-    /// The step's line in the scenario file (0 for plans built by hand).
-    pub line: u64,
-    /// Whether the scenario says the step must succeed or fail (the `expectations`
-    /// invariant judges it from the trace).
-    pub expect: crate::scenario::StepExpect,
-    /// How often the step is tried again after it failed (membership steps only).
-    pub retries: u32,
-}
-
-/// The wait before retry `n` (from 1) of a failed step: 5 s, doubling, at most 60 s
-/// (docs/scenarios.md).
-pub fn retry_delay_ms(n: u32) -> u64 {
-    let doublings = n.saturating_sub(1).min(4);
-    (5_000u64 << doublings).min(60_000)
-}
-
-/// The kind of membership handshake a federation request belongs to, from its path:
-/// these are the requests a step's `join`, `leave`, `knock` or `invite` makes.
-fn membership_kind(path: &str) -> Option<&'static str> {
-    let path = path_only(path);
-    [
-        ("/make_join/", "join"),
-        ("/send_join/", "join"),
-        ("/make_leave/", "leave"),
-        ("/send_leave/", "leave"),
-        ("/make_knock/", "knock"),
-        ("/send_knock/", "knock"),
-        ("/invite/", "invite"),
-    ]
-    .into_iter()
-    .find(|(part, _)| path.contains(part))
-    .map(|(_, kind)| kind)
-}
-
-/// The action kind of a plan action, as failures name it (the first word).
-fn action_kind(action: &PlanAction) -> &'static str {
-    match action {
-        PlanAction::CreateRoom { .. } => "create_room",
-        PlanAction::Send { .. } | PlanAction::Power { .. } => "send",
-        PlanAction::Invite { .. } => "invite",
-        PlanAction::Join { .. } => "join",
-        PlanAction::Leave { .. } => "leave",
-        PlanAction::Kick { .. } => "kick",
-        PlanAction::Ban { .. } => "ban",
-        PlanAction::Unban { .. } => "unban",
-        PlanAction::Knock { .. } => "knock",
-        PlanAction::Redact { .. } => "redact",
-        PlanAction::Upgrade { .. } => "upgrade",
-    }
-}
-
-/// A user action with rooms and events named by labels (their ids exist only at run time).
-#[derive(Clone, Debug, PartialEq)]
-pub enum PlanAction {
-    CreateRoom {
-        room: String,
-        version: RoomVersion,
-        public: bool,
-        name: Option<String>,
-        topic: Option<String>,
-    },
-    Send {
-        room: String,
-        event_type: String,
-        state_key: Option<String>,
-        content: Object,
-    },
-    Invite {
-        room: String,
-        target: String,
-    },
-    Join {
-        room: String,
-        via: Vec<String>,
-    },
-    Leave {
-        room: String,
-        via: Vec<String>,
-    },
-    Kick {
-        room: String,
-        target: String,
-    },
-    Ban {
-        room: String,
-        target: String,
-    },
-    Unban {
-        room: String,
-        target: String,
-    },
-    Knock {
-        room: String,
-        via: Vec<String>,
-    },
-    Redact {
-        room: String,
-        target_label: String,
-    },
-    Upgrade {
-        room: String,
-        version: RoomVersion,
-        new_room: String,
-    },
-    /// Set `target`'s power level in the current `m.room.power_levels` as this server sees
-    /// it at the time of the step.
-    Power {
-        room: String,
-        target: String,
-        level: i64,
-    },
-}
 
 /// What a run produced.
 #[derive(Clone, Debug)]
@@ -235,53 +99,6 @@ pub fn server_key(seed: u64, server: &str) -> SigningKey {
     input.extend_from_slice(&seed.to_be_bytes());
     input.extend_from_slice(server.as_bytes());
     SigningKey::from_seed(&crypto::sha256(&input), KEY_ID).expect("the key id is valid")
-}
-
-/// Runs a plan to its end and returns the trace. Deterministic: the same plan and seed give
-/// the same trace bytes.
-pub fn run(plan: &Plan) -> Result<RunOutput, WorldError> {
-    let schedule: Vec<String> = plan.faults.nodes().iter().map(|n| n.as_str().to_owned()).collect();
-    if schedule != plan.servers {
-        return Err(WorldError::NodesMismatch { schedule, servers: plan.servers.clone() });
-    }
-    let root = Prng::from_seed(plan.seed);
-    let network = Network::new(plan.network.clone(), plan.faults.clone(), root.fork("net"))?;
-    let shared = Arc::new(Mutex::new(Shared::new(plan, network, &root)));
-
-    let runtime =
-        madsim::runtime::Runtime::with_seed_and_config(plan.seed, madsim::Config::default());
-    let mut handles = Vec::new();
-    for (index, name) in plan.servers.iter().enumerate() {
-        let shared = Arc::clone(&shared);
-        let handle = runtime
-            .create_node()
-            .name(name.clone())
-            .init(move || node_main(Arc::clone(&shared), index))
-            .build();
-        handles.push(handle.id());
-    }
-    let supervisor_shared = Arc::clone(&shared);
-    runtime.block_on(supervise(supervisor_shared, handles));
-    drop(runtime);
-    // madsim keeps the nodes' init closures (and their clones of `shared`) past the
-    // runtime's end, so take the results out and free the servers rather than unwrap.
-    let mut world = shared.lock().expect("no task panicked holding the world lock");
-    let output = world.finish();
-    world.slots.clear();
-    Ok(output)
-}
-
-/// Virtual milliseconds since the run started.
-fn now_ms() -> u64 {
-    let elapsed = madsim::time::TimeHandle::current().elapsed();
-    u64::try_from(elapsed.as_millis()).expect("virtual time fits u64")
-}
-
-/// Sleeps until virtual millisecond `at` (at least until the next millisecond).
-fn sleep_until_ms(at: u64) -> madsim::time::Sleep {
-    let now = madsim::time::TimeHandle::current().elapsed();
-    let target = std::time::Duration::from_millis(at);
-    madsim::time::sleep(target.saturating_sub(now))
 }
 
 /// An input waiting in a node's mailbox.
@@ -462,7 +279,9 @@ impl Shared {
         let plan_config = self.plan.config_of(&self.slots[node].name).clone();
         let keys = self.keys.clone();
         let slot = &mut self.slots[node];
-        let prng = self.root.fork(&format!("server/{}/{}", slot.name, slot.incarnation));
+        // A node boots once per incarnation: at the start, or after a crash took its server.
+        assert!(slot.server.is_none(), "{} booted while running", slot.name);
+        let prng = self.root.fork(&streams::server(&slot.name, slot.incarnation));
         let at = Instant::from_ms(now);
         let server = match slot.disk.take() {
             None => Homeserver::new(&slot.name, slot.key.clone(), keys, plan_config, prng, at),
@@ -572,134 +391,6 @@ impl Shared {
         self.route(node, outputs, step.as_ref(), &owners, now);
     }
 
-    /// Records that step `k` failed, and when it is tried again if it has retries left
-    /// (before the end of the run).
-    fn step_failed(&mut self, k: usize, action: String, reason: String, now: u64) {
-        self.step_requests.retain(|_, (_, owner)| *owner != k);
-        let step = &self.plan.steps[k];
-        let failures = self.failures.entry(k).or_insert(0);
-        *failures += 1;
-        let retry_at_ms = (*failures <= step.retries)
-            .then(|| now + retry_delay_ms(*failures))
-            .filter(|at| *at < self.plan.end_ms);
-        if let Some(at) = retry_at_ms {
-            self.retries.insert((at, k));
-        }
-        let body = Body::ActionFailed {
-            server: step.server.clone(),
-            action,
-            reason,
-            step: Some(k as u64),
-            line: Some(step.line),
-            retry_at_ms,
-        };
-        self.record(now, body);
-    }
-
-    /// The step a membership request or failure of `kind` on `node` belongs to: one of
-    /// this call's `owners` of that kind, else the earliest step of that kind on `node`
-    /// with a request in flight.
-    fn owner_of(&self, node: usize, kind: &str, owners: &[usize]) -> Option<usize> {
-        let same_kind = |k: &usize| action_kind(&self.plan.steps[*k].action) == kind;
-        owners.iter().copied().find(same_kind).or_else(|| {
-            self.step_requests
-                .range((node, 0)..=(node, u64::MAX))
-                .map(|(_, (_, k))| *k)
-                .filter(same_kind)
-                .min()
-        })
-    }
-
-    /// Turns a step's labels into ids and the action the homeserver takes.
-    fn resolve(&self, node: usize, step: &PlanStep) -> Result<Action, String> {
-        let user = step.user.clone();
-        let room = |label: &str| -> Result<String, String> {
-            self.rooms.get(label).cloned().ok_or_else(|| format!("room {label:?} does not exist"))
-        };
-        Ok(match &step.action {
-            PlanAction::CreateRoom { version, public, name, topic, .. } => Action::CreateRoom {
-                user,
-                version: *version,
-                public: *public,
-                name: name.clone(),
-                topic: topic.clone(),
-            },
-            PlanAction::Send { room: r, event_type, state_key, content } => Action::Send {
-                user,
-                room_id: room(r)?,
-                event_type: event_type.clone(),
-                state_key: state_key.clone(),
-                content: content.clone(),
-            },
-            PlanAction::Invite { room: r, target } => {
-                Action::Invite { user, room_id: room(r)?, target: target.clone() }
-            }
-            PlanAction::Join { room: r, via } => {
-                Action::Join { user, room_id: room(r)?, via: via.clone() }
-            }
-            PlanAction::Leave { room: r, via } => {
-                Action::Leave { user, room_id: room(r)?, via: via.clone() }
-            }
-            PlanAction::Kick { room: r, target } => {
-                Action::Kick { user, room_id: room(r)?, target: target.clone() }
-            }
-            PlanAction::Ban { room: r, target } => {
-                Action::Ban { user, room_id: room(r)?, target: target.clone() }
-            }
-            PlanAction::Unban { room: r, target } => {
-                Action::Unban { user, room_id: room(r)?, target: target.clone() }
-            }
-            PlanAction::Knock { room: r, via } => {
-                Action::Knock { user, room_id: room(r)?, via: via.clone() }
-            }
-            PlanAction::Redact { room: r, target_label } => {
-                let event_id = self
-                    .labels
-                    .get(target_label)
-                    .cloned()
-                    .ok_or_else(|| format!("no event labelled {target_label:?} was created"))?;
-                Action::Redact { user, room_id: room(r)?, event_id }
-            }
-            PlanAction::Upgrade { room: r, version, .. } => {
-                Action::Upgrade { user, room_id: room(r)?, version: *version }
-            }
-            PlanAction::Power { room: r, target, level } => {
-                let room_id = room(r)?;
-                let content = self.power_levels(node, &room_id, target, *level)?;
-                Action::Send {
-                    user,
-                    room_id,
-                    event_type: "m.room.power_levels".into(),
-                    state_key: Some(String::new()),
-                    content,
-                }
-            }
-        })
-    }
-
-    /// The current power levels of the room at `node` with `target` set to `level`.
-    fn power_levels(
-        &self,
-        node: usize,
-        room_id: &str,
-        target: &str,
-        level: i64,
-    ) -> Result<Object, String> {
-        let server = self.slots[node].server.as_ref().ok_or("server is down")?;
-        let state = server.current_state(room_id).ok_or("server is not in the room")?;
-        let key = ("m.room.power_levels".to_owned(), String::new());
-        let id = state.get(&key).ok_or("the room has no power levels")?;
-        let pdu = server.store().pdu(id).ok_or("power levels event not stored")?;
-        let mut content = pdu.content().clone();
-        let users = content.entry("users").or_insert_with(|| Value::Object(Object::new()));
-        if let Value::Object(users) = users {
-            users.insert(target.to_owned(), Value::from(level));
-        } else {
-            return Err("power levels `users` is not an object".into());
-        }
-        Ok(content)
-    }
-
     fn route(
         &mut self,
         node: usize,
@@ -787,96 +478,6 @@ impl Shared {
         };
         let what = format!("{} {}", request.method, path_only(&request.path_and_query));
         self.send(now, node, to, message, what);
-    }
-
-    fn observe(
-        &mut self,
-        node: usize,
-        observation: Observation,
-        step: Option<&PlanStep>,
-        labelled: &mut bool,
-        now: u64,
-    ) {
-        let server = self.slots[node].name.clone();
-        let body = match observation {
-            Observation::Event { room_id, event_id, decision } => {
-                let (decision, reason) = trace_decision(decision);
-                let mut pdu = None;
-                if let Some(id) = &event_id {
-                    let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
-                    if decision == trace::Decision::Created {
-                        if let Some(stored) = stored {
-                            let json = stored.pdu.json().clone();
-                            if self.created_ids.insert(id.clone()) {
-                                self.created.push(
-                                    canonical_json::encode_object(&json)
-                                        .expect("a stored PDU encodes"),
-                                );
-                            }
-                            pdu = Some(json);
-                        }
-                        if let Some(label) = step.and_then(|s| s.label.clone()) {
-                            if !*labelled {
-                                *labelled = true;
-                                self.labels.insert(label, id.clone());
-                            }
-                        }
-                    } else if let Some(stored) = stored {
-                        // A copy that differs from the created one (redacted on receipt,
-                        // or never created by an honest server here) goes in the trace.
-                        let differs = stored.redacted || !self.created_ids.contains(id);
-                        if differs && self.copies.insert((server.clone(), id.clone())) {
-                            pdu = Some(stored.pdu.json().clone());
-                        }
-                    }
-                }
-                Body::Event {
-                    server,
-                    room: room_id,
-                    event_id: event_id.map(|e| e.as_str().to_owned()),
-                    decision,
-                    reason,
-                    pdu,
-                }
-            }
-            Observation::StateChanged { room_id, state_hash } => {
-                Body::State { server, room: room_id, state_hash }
-            }
-            Observation::ActionFailed { action, reason } => Body::ActionFailed {
-                server,
-                action,
-                reason,
-                step: None,
-                line: None,
-                retry_at_ms: None,
-            },
-            Observation::RoomJoined { room_id, version } => {
-                if let Some(PlanStep { action: PlanAction::CreateRoom { room, .. }, .. }) = step {
-                    self.rooms.entry(room.clone()).or_insert_with(|| room_id.clone());
-                }
-                Body::Joined { server, room: room_id, version: version.as_str().to_owned() }
-            }
-            Observation::RoomLeft { room_id } => Body::Left { server, room: room_id },
-            Observation::Redacted { room_id, event_id, redaction } => Body::Redacted {
-                server,
-                room: room_id,
-                event_id: event_id.as_str().to_owned(),
-                redaction: redaction.as_str().to_owned(),
-            },
-            Observation::Invited { room_id, user, event_id } => Body::Invited {
-                server,
-                room: room_id,
-                user,
-                event_id: event_id.as_str().to_owned(),
-            },
-            Observation::Upgraded { room_id, replacement } => {
-                if let Some(PlanStep { action: PlanAction::Upgrade { new_room, .. }, .. }) = step {
-                    self.rooms.entry(new_room.clone()).or_insert_with(|| replacement.clone());
-                }
-                Body::Upgraded { server, room: room_id, replacement }
-            }
-        };
-        self.record(now, body);
     }
 
     /// Hands a message that arrived to its destination.
@@ -1002,323 +603,9 @@ impl Shared {
             }
         }
     }
-
-    /// One supervisor step at `now`: faults, deliveries, due steps. Returns when to look
-    /// again (`None` when the run is over).
-    fn supervise_step(&mut self, now: u64, nodes: &[madsim::task::NodeId]) -> Option<u64> {
-        let at = Instant::from_ms(now);
-        let markers = self.net.advance_to(at);
-        self.drain_net();
-        for marker in markers {
-            let node = usize::try_from(marker.node.0).expect("node ids fit usize");
-            self.node_fault(node, marker.marker, now, nodes[node]);
-        }
-        for node in 0..self.slots.len() {
-            self.apply_skew(node, now);
-        }
-        for delivery in self.net.deliver_due(at) {
-            self.drain_net();
-            self.deliver(delivery, now);
-        }
-        self.drain_net();
-        let mut due = Vec::new();
-        while self.next_step < self.plan.steps.len() && self.plan.steps[self.next_step].at_ms <= now
-        {
-            due.push(self.next_step);
-            self.next_step += 1;
-        }
-        while let Some(&(at, k)) = self.retries.first() {
-            if at > now {
-                break;
-            }
-            self.retries.pop_first();
-            due.push(k);
-        }
-        for k in due {
-            let node = self.index[&self.plan.steps[k].server];
-            if self.slots[node].up {
-                self.push(node, Inbox::Step(k));
-            } else {
-                let action = describe(&self.plan.steps[k].action);
-                self.step_failed(k, action, "server is down".into(), now);
-            }
-        }
-        self.net_dirty = false;
-        if now >= self.plan.end_ms {
-            return None;
-        }
-        let mut next = self.plan.end_ms;
-        if let Some(t) = self.net.next_event_time() {
-            next = next.min(t.ms);
-        }
-        if let Some(step) = self.plan.steps.get(self.next_step) {
-            next = next.min(step.at_ms);
-        }
-        if let Some(&(at, _)) = self.retries.first() {
-            next = next.min(at);
-        }
-        Some(next.max(now))
-    }
-
-    /// The trace and outputs, with one `final` record per server and room.
-    fn finish(&mut self) -> RunOutput {
-        let end = self.plan.end_ms;
-        // Handshakes still waiting for an answer never finished.
-        let mut waiting: Vec<usize> = self.step_requests.values().map(|(_, k)| *k).collect();
-        waiting.sort_unstable();
-        waiting.dedup();
-        for k in waiting {
-            let action = describe(&self.plan.steps[k].action);
-            self.step_failed(k, action, "no answer by the end of the run".into(), end);
-        }
-        for node in 0..self.slots.len() {
-            let slot = &self.slots[node];
-            let server = match (&slot.server, &slot.disk) {
-                (Some(server), _) => server,
-                (None, disk) => {
-                    // Crashed at the end: what it would recover with.
-                    let store = disk.clone().unwrap_or_default();
-                    let prng = self.root.fork("final");
-                    let keys = self.keys.clone();
-                    let config = self.plan.config_of(&slot.name).clone();
-                    let at = Instant::from_ms(end);
-                    let recovered = Homeserver::recover(
-                        &slot.name,
-                        slot.key.clone(),
-                        keys,
-                        config,
-                        prng,
-                        at,
-                        store,
-                    );
-                    self.slots[node].server = Some(recovered);
-                    self.slots[node].server.as_ref().expect("just set")
-                }
-            };
-            let name = server.name().to_owned();
-            let finals: Vec<Body> = server
-                .room_views()
-                .into_iter()
-                .map(|view| {
-                    let mut nested = trace::NestedState::new();
-                    for ((event_type, state_key), id) in &view.state {
-                        nested
-                            .entry(event_type.clone())
-                            .or_default()
-                            .insert(state_key.clone(), id.as_str().to_owned());
-                    }
-                    Body::Final {
-                        server: name.clone(),
-                        room: view.room_id,
-                        joined: view.resident,
-                        forward_extremities: view
-                            .forward_extremities
-                            .iter()
-                            .map(|e| e.as_str().to_owned())
-                            .collect(),
-                        state: nested,
-                        state_hash: view.state_hash,
-                        events: view.event_count,
-                    }
-                })
-                .collect();
-            for body in finals {
-                self.record(end, body);
-            }
-        }
-        let header = Header {
-            format: trace::FORMAT.into(),
-            scenario: self.plan.scenario.clone(),
-            seed: self.plan.seed,
-            mxsim_version: self.plan.mxsim_version.clone(),
-            servers: self.plan.servers.clone(),
-            keys: self
-                .keys
-                .iter()
-                .map(|(server, keys)| {
-                    let keys = keys.iter().map(|(id, key)| (id.clone(), key.to_base64())).collect();
-                    (server.clone(), keys)
-                })
-                .collect(),
-            epoch_ms: u64::try_from(crate::stdx::EPOCH_MS).expect("the epoch is positive"),
-            end_ms: end,
-            healed_ms: self.plan.faults.healed_at().ms,
-            faults: self
-                .plan
-                .faults
-                .faults()
-                .iter()
-                .map(|f| serde_json::to_value(f).expect("faults serialize"))
-                .collect(),
-            check: self.check_settings(),
-            swarm: self.plan.swarm.clone(),
-        };
-        RunOutput {
-            trace: Trace { header, records: std::mem::take(&mut self.records) },
-            events: std::mem::take(&mut self.created),
-            rooms: std::mem::take(&mut self.rooms),
-        }
-    }
-}
-
-impl Shared {
-    /// The plan's check settings with the run-time names its expectations use: every
-    /// room label's id, and the event ids of labels that `rejected` blocks name.
-    fn check_settings(&self) -> CheckSettings {
-        let mut check = self.plan.check.clone();
-        if check.expect.is_empty() {
-            return check;
-        }
-        check.expect.rooms = self.rooms.clone();
-        for block in &check.expect.blocks {
-            if let trace::Expectation::Rejected { label, .. } = block {
-                if let Some(id) = self.labels.get(label) {
-                    check.expect.labels.insert(label.clone(), id.as_str().to_owned());
-                }
-            }
-        }
-        check
-    }
 }
 
 /// The path of a request target without its query.
 fn path_only(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
-}
-
-fn trace_decision(decision: Decision) -> (trace::Decision, Option<String>) {
-    use trace::Decision as D;
-    match decision {
-        Decision::Created => (D::Created, None),
-        Decision::Accepted => (D::Accepted, None),
-        Decision::RejectedByAuthEvents(r) => (D::RejectedAuthEvents, Some(r)),
-        Decision::RejectedByStateBefore(r) => (D::RejectedStateBefore, Some(r)),
-        Decision::SoftFailed(r) => (D::SoftFailed, Some(r)),
-        Decision::Outlier => (D::Outlier, None),
-        Decision::Dropped(r) => (D::Dropped, Some(r)),
-    }
-}
-
-/// A one-line description of a step's action, for the trace.
-pub fn describe(action: &PlanAction) -> String {
-    match action {
-        PlanAction::CreateRoom { room, version, .. } => {
-            format!("create_room {room} (v{})", version.as_str())
-        }
-        PlanAction::Send { room, event_type, state_key: None, .. } => {
-            format!("send {event_type} in {room}")
-        }
-        PlanAction::Send { room, event_type, state_key: Some(key), .. } => {
-            format!("send {event_type}/{key:?} in {room}")
-        }
-        PlanAction::Invite { room, target } => format!("invite {target} to {room}"),
-        PlanAction::Join { room, .. } => format!("join {room}"),
-        PlanAction::Leave { room, .. } => format!("leave {room}"),
-        PlanAction::Kick { room, target } => format!("kick {target} from {room}"),
-        PlanAction::Ban { room, target } => format!("ban {target} from {room}"),
-        PlanAction::Unban { room, target } => format!("unban {target} in {room}"),
-        PlanAction::Knock { room, .. } => format!("knock on {room}"),
-        PlanAction::Redact { room, target_label } => format!("redact {target_label} in {room}"),
-        PlanAction::Upgrade { room, version, new_room } => {
-            format!("upgrade {room} to v{} as {new_room}", version.as_str())
-        }
-        PlanAction::Power { room, target, level } => {
-            format!("set power of {target} to {level} in {room}")
-        }
-    }
-}
-
-/// The init task of a server's madsim node: boot, then handle inputs as they come.
-async fn node_main(shared: Arc<Mutex<Shared>>, node: usize) {
-    {
-        let mut world = shared.lock().expect("world lock");
-        let now = now_ms();
-        world.boot(node, now);
-    }
-    loop {
-        let timer = {
-            let mut world = shared.lock().expect("world lock");
-            let now = now_ms();
-            if let Some(inbox) = world.take_work(node, now) {
-                world.process(node, inbox, now);
-                continue;
-            }
-            world.slots[node].timer_at
-        };
-        let sleep = timer.map(|at| Box::pin(sleep_until_ms(at.ms)));
-        NodeWait { shared: Arc::clone(&shared), node, sleep }.await;
-    }
-}
-
-/// Resolves when the node's mailbox has something or its timer fires.
-struct NodeWait {
-    shared: Arc<Mutex<Shared>>,
-    node: usize,
-    sleep: Option<Pin<Box<madsim::time::Sleep>>>,
-}
-
-impl Future for NodeWait {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(sleep) = self.sleep.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-        }
-        let mut world = self.shared.lock().expect("world lock");
-        let slot = &mut world.slots[self.node];
-        if !slot.mailbox.is_empty() {
-            return Poll::Ready(());
-        }
-        slot.waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-/// The supervisor: steps the network and the plan until the end.
-async fn supervise(shared: Arc<Mutex<Shared>>, nodes: Vec<madsim::task::NodeId>) {
-    loop {
-        let next = {
-            let mut world = shared.lock().expect("world lock");
-            let now = now_ms();
-            match world.supervise_step(now, &nodes) {
-                None => return,
-                Some(next) => next,
-            }
-        };
-        let now = now_ms();
-        let sleep = (next > now).then(|| Box::pin(sleep_until_ms(next)));
-        SupervisorWait { shared: Arc::clone(&shared), sleep }.await;
-    }
-}
-
-/// Resolves at the supervisor's next time, or earlier when a node has sent something.
-struct SupervisorWait {
-    shared: Arc<Mutex<Shared>>,
-    sleep: Option<Pin<Box<madsim::time::Sleep>>>,
-}
-
-impl Future for SupervisorWait {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(sleep) = self.sleep.as_mut() else {
-            // Due now: let the nodes run first, then look again.
-            let world = self.shared.lock().expect("world lock");
-            if world.net_dirty {
-                return Poll::Ready(());
-            }
-            drop(world);
-            self.sleep = Some(Box::pin(sleep_until_ms(now_ms() + 1)));
-            return self.poll(cx);
-        };
-        if sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        let mut world = self.shared.lock().expect("world lock");
-        if world.net_dirty {
-            return Poll::Ready(());
-        }
-        world.supervisor_waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
 }

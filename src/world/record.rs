@@ -1,0 +1,229 @@
+//! Recording: homeserver observations as trace records, and the end of a run (final
+//! views of every room, the header and the trace).
+
+use super::*;
+
+impl Shared {
+    pub(super) fn observe(
+        &mut self,
+        node: usize,
+        observation: Observation,
+        step: Option<&PlanStep>,
+        labelled: &mut bool,
+        now: u64,
+    ) {
+        let server = self.slots[node].name.clone();
+        let body = match observation {
+            Observation::Event { room_id, event_id, decision } => {
+                let (decision, reason) = trace_decision(decision);
+                let mut pdu = None;
+                if let Some(id) = &event_id {
+                    let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
+                    if decision == trace::Decision::Created {
+                        if let Some(stored) = stored {
+                            let json = stored.pdu.json().clone();
+                            if self.created_ids.insert(id.clone()) {
+                                self.created.push(
+                                    canonical_json::encode_object(&json)
+                                        .expect("a stored PDU encodes"),
+                                );
+                            }
+                            pdu = Some(json);
+                        }
+                        if let Some(label) = step.and_then(|s| s.label.clone()) {
+                            if !*labelled {
+                                *labelled = true;
+                                self.labels.insert(label, id.clone());
+                            }
+                        }
+                    } else if let Some(stored) = stored {
+                        // A copy that differs from the created one (redacted on receipt,
+                        // or never created by an honest server here) goes in the trace.
+                        let differs = stored.redacted || !self.created_ids.contains(id);
+                        if differs && self.copies.insert((server.clone(), id.clone())) {
+                            pdu = Some(stored.pdu.json().clone());
+                        }
+                    }
+                }
+                Body::Event {
+                    server,
+                    room: room_id,
+                    event_id: event_id.map(|e| e.as_str().to_owned()),
+                    decision,
+                    reason,
+                    pdu,
+                }
+            }
+            Observation::StateChanged { room_id, state_hash } => {
+                Body::State { server, room: room_id, state_hash }
+            }
+            Observation::ActionFailed { action, reason } => Body::ActionFailed {
+                server,
+                action,
+                reason,
+                step: None,
+                line: None,
+                retry_at_ms: None,
+            },
+            Observation::RoomJoined { room_id, version } => {
+                if let Some(PlanStep { action: PlanAction::CreateRoom { room, .. }, .. }) = step {
+                    self.rooms.entry(room.clone()).or_insert_with(|| room_id.clone());
+                }
+                Body::Joined { server, room: room_id, version: version.as_str().to_owned() }
+            }
+            Observation::RoomLeft { room_id } => Body::Left { server, room: room_id },
+            Observation::Redacted { room_id, event_id, redaction } => Body::Redacted {
+                server,
+                room: room_id,
+                event_id: event_id.as_str().to_owned(),
+                redaction: redaction.as_str().to_owned(),
+            },
+            Observation::Invited { room_id, user, event_id } => Body::Invited {
+                server,
+                room: room_id,
+                user,
+                event_id: event_id.as_str().to_owned(),
+            },
+            Observation::Upgraded { room_id, replacement } => {
+                if let Some(PlanStep { action: PlanAction::Upgrade { new_room, .. }, .. }) = step {
+                    self.rooms.entry(new_room.clone()).or_insert_with(|| replacement.clone());
+                }
+                Body::Upgraded { server, room: room_id, replacement }
+            }
+        };
+        self.record(now, body);
+    }
+
+    /// The trace and outputs, with one `final` record per server and room.
+    pub(super) fn finish(&mut self) -> RunOutput {
+        let end = self.plan.end_ms;
+        // Handshakes still waiting for an answer never finished.
+        let mut waiting: Vec<usize> = self.step_requests.values().map(|(_, k)| *k).collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        for k in waiting {
+            let action = describe(&self.plan.steps[k].action);
+            self.step_failed(k, action, "no answer by the end of the run".into(), end);
+        }
+        for node in 0..self.slots.len() {
+            let slot = &self.slots[node];
+            let server = match (&slot.server, &slot.disk) {
+                (Some(server), _) => server,
+                (None, disk) => {
+                    // Crashed at the end: what it would recover with.
+                    let store = disk.clone().unwrap_or_default();
+                    let prng = self.root.fork(streams::FINAL);
+                    let keys = self.keys.clone();
+                    let config = self.plan.config_of(&slot.name).clone();
+                    let at = Instant::from_ms(end);
+                    let recovered = Homeserver::recover(
+                        &slot.name,
+                        slot.key.clone(),
+                        keys,
+                        config,
+                        prng,
+                        at,
+                        store,
+                    );
+                    self.slots[node].server = Some(recovered);
+                    self.slots[node].server.as_ref().expect("just set")
+                }
+            };
+            let name = server.name().to_owned();
+            let finals: Vec<Body> = server
+                .room_views()
+                .into_iter()
+                .map(|view| {
+                    let mut nested = trace::NestedState::new();
+                    for ((event_type, state_key), id) in &view.state {
+                        nested
+                            .entry(event_type.clone())
+                            .or_default()
+                            .insert(state_key.clone(), id.as_str().to_owned());
+                    }
+                    Body::Final {
+                        server: name.clone(),
+                        room: view.room_id,
+                        joined: view.resident,
+                        forward_extremities: view
+                            .forward_extremities
+                            .iter()
+                            .map(|e| e.as_str().to_owned())
+                            .collect(),
+                        state: nested,
+                        state_hash: view.state_hash,
+                        events: view.event_count,
+                    }
+                })
+                .collect();
+            for body in finals {
+                self.record(end, body);
+            }
+        }
+        let header = Header {
+            format: trace::FORMAT.into(),
+            scenario: self.plan.scenario.clone(),
+            seed: self.plan.seed,
+            mxsim_version: self.plan.mxsim_version.clone(),
+            servers: self.plan.servers.clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(server, keys)| {
+                    let keys = keys.iter().map(|(id, key)| (id.clone(), key.to_base64())).collect();
+                    (server.clone(), keys)
+                })
+                .collect(),
+            epoch_ms: u64::try_from(crate::stdx::EPOCH_MS).expect("the epoch is positive"),
+            end_ms: end,
+            healed_ms: self.plan.faults.healed_at().ms,
+            faults: self
+                .plan
+                .faults
+                .faults()
+                .iter()
+                .map(|f| serde_json::to_value(f).expect("faults serialize"))
+                .collect(),
+            check: self.check_settings(),
+            swarm: self.plan.swarm.clone(),
+        };
+        RunOutput {
+            trace: Trace { header, records: std::mem::take(&mut self.records) },
+            events: std::mem::take(&mut self.created),
+            rooms: std::mem::take(&mut self.rooms),
+        }
+    }
+}
+
+impl Shared {
+    /// The plan's check settings with the run-time names its expectations use: every
+    /// room label's id, and the event ids of labels that `rejected` blocks name.
+    fn check_settings(&self) -> CheckSettings {
+        let mut check = self.plan.check.clone();
+        if check.expect.is_empty() {
+            return check;
+        }
+        check.expect.rooms = self.rooms.clone();
+        for block in &check.expect.blocks {
+            if let trace::Expectation::Rejected { label, .. } = block {
+                if let Some(id) = self.labels.get(label) {
+                    check.expect.labels.insert(label.clone(), id.as_str().to_owned());
+                }
+            }
+        }
+        check
+    }
+}
+
+pub(super) fn trace_decision(decision: Decision) -> (trace::Decision, Option<String>) {
+    use trace::Decision as D;
+    match decision {
+        Decision::Created => (D::Created, None),
+        Decision::Accepted => (D::Accepted, None),
+        Decision::RejectedByAuthEvents(r) => (D::RejectedAuthEvents, Some(r)),
+        Decision::RejectedByStateBefore(r) => (D::RejectedStateBefore, Some(r)),
+        Decision::SoftFailed(r) => (D::SoftFailed, Some(r)),
+        Decision::Outlier => (D::Outlier, None),
+        Decision::Dropped(r) => (D::Dropped, Some(r)),
+    }
+}

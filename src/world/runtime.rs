@@ -1,0 +1,147 @@
+//! The madsim runtime of a run: the supervisor future, one node task per server, and the
+//! futures they wait on. All state stays in `Shared`; the mutex is never held across an
+//! `.await`.
+
+use super::*;
+
+/// Runs a plan to its end and returns the trace. Deterministic: the same plan and seed give
+/// the same trace bytes.
+pub fn run(plan: &Plan) -> Result<RunOutput, WorldError> {
+    let schedule: Vec<String> = plan.faults.nodes().iter().map(|n| n.as_str().to_owned()).collect();
+    if schedule != plan.servers {
+        return Err(WorldError::NodesMismatch { schedule, servers: plan.servers.clone() });
+    }
+    let root = Prng::from_seed(plan.seed);
+    let network = Network::new(plan.network.clone(), plan.faults.clone(), root.fork(streams::NET))?;
+    let shared = Arc::new(Mutex::new(Shared::new(plan, network, &root)));
+
+    let runtime =
+        madsim::runtime::Runtime::with_seed_and_config(plan.seed, madsim::Config::default());
+    let mut handles = Vec::new();
+    for (index, name) in plan.servers.iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let handle = runtime
+            .create_node()
+            .name(name.clone())
+            .init(move || node_main(Arc::clone(&shared), index))
+            .build();
+        handles.push(handle.id());
+    }
+    let supervisor_shared = Arc::clone(&shared);
+    runtime.block_on(supervise(supervisor_shared, handles));
+    drop(runtime);
+    // madsim keeps the nodes' init closures (and their clones of `shared`) past the
+    // runtime's end, so take the results out and free the servers rather than unwrap.
+    let mut world = shared.lock().expect("no task panicked holding the world lock");
+    let output = world.finish();
+    world.slots.clear();
+    Ok(output)
+}
+
+/// Virtual milliseconds since the run started.
+pub(super) fn now_ms() -> u64 {
+    let elapsed = madsim::time::TimeHandle::current().elapsed();
+    u64::try_from(elapsed.as_millis()).expect("virtual time fits u64")
+}
+
+/// Sleeps until virtual millisecond `at` (at least until the next millisecond).
+pub(super) fn sleep_until_ms(at: u64) -> madsim::time::Sleep {
+    let now = madsim::time::TimeHandle::current().elapsed();
+    let target = std::time::Duration::from_millis(at);
+    madsim::time::sleep(target.saturating_sub(now))
+}
+
+/// The init task of a server's madsim node: boot, then handle inputs as they come.
+pub(super) async fn node_main(shared: Arc<Mutex<Shared>>, node: usize) {
+    {
+        let mut world = shared.lock().expect("world lock");
+        let now = now_ms();
+        world.boot(node, now);
+    }
+    loop {
+        let timer = {
+            let mut world = shared.lock().expect("world lock");
+            let now = now_ms();
+            if let Some(inbox) = world.take_work(node, now) {
+                world.process(node, inbox, now);
+                continue;
+            }
+            world.slots[node].timer_at
+        };
+        let sleep = timer.map(|at| Box::pin(sleep_until_ms(at.ms)));
+        NodeWait { shared: Arc::clone(&shared), node, sleep }.await;
+    }
+}
+
+/// Resolves when the node's mailbox has something or its timer fires.
+struct NodeWait {
+    shared: Arc<Mutex<Shared>>,
+    node: usize,
+    sleep: Option<Pin<Box<madsim::time::Sleep>>>,
+}
+
+impl Future for NodeWait {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(sleep) = self.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        let mut world = self.shared.lock().expect("world lock");
+        let slot = &mut world.slots[self.node];
+        if !slot.mailbox.is_empty() {
+            return Poll::Ready(());
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The supervisor: steps the network and the plan until the end.
+pub(super) async fn supervise(shared: Arc<Mutex<Shared>>, nodes: Vec<madsim::task::NodeId>) {
+    loop {
+        let next = {
+            let mut world = shared.lock().expect("world lock");
+            let now = now_ms();
+            match world.supervise_step(now, &nodes) {
+                None => return,
+                Some(next) => next,
+            }
+        };
+        let now = now_ms();
+        let sleep = (next > now).then(|| Box::pin(sleep_until_ms(next)));
+        SupervisorWait { shared: Arc::clone(&shared), sleep }.await;
+    }
+}
+
+/// Resolves at the supervisor's next time, or earlier when a node has sent something.
+struct SupervisorWait {
+    shared: Arc<Mutex<Shared>>,
+    sleep: Option<Pin<Box<madsim::time::Sleep>>>,
+}
+
+impl Future for SupervisorWait {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(sleep) = self.sleep.as_mut() else {
+            // Due now: let the nodes run first, then look again.
+            let world = self.shared.lock().expect("world lock");
+            if world.net_dirty {
+                return Poll::Ready(());
+            }
+            drop(world);
+            self.sleep = Some(Box::pin(sleep_until_ms(now_ms() + 1)));
+            return self.poll(cx);
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let mut world = self.shared.lock().expect("world lock");
+        if world.net_dirty {
+            return Poll::Ready(());
+        }
+        world.supervisor_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
