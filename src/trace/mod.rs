@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::net::DropReason;
+/// The `net` types the trace carries, re-exported so that readers of a trace (`check`,
+/// `report`) name them without depending on the network kernel.
+pub use crate::net::{DropReason, Fault, NodeName};
 
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
@@ -62,14 +64,27 @@ pub struct Header {
     pub end_ms: u64,
     /// When the last fault ended (0 without faults).
     pub healed_ms: u64,
-    /// The fault schedule as the scenario gave it (the `net::Fault` serde form), indexed by
-    /// the `fault` numbers of later records.
-    pub faults: Vec<Value>,
+    /// The fault schedule, sorted by start as `net::FaultSchedule` keeps it, indexed by the
+    /// `fault` numbers of later records. Written in the `net::Fault` serde form with each
+    /// object's keys in sorted order (see [`sorted_keys`]).
+    #[serde(serialize_with = "sorted_keys")]
+    pub faults: Vec<Fault>,
     pub check: CheckSettings,
     /// The swarm configuration drawn from the seed (`mxsim sweep --swarm`, docs/sweeps.md);
     /// absent when the scenario ran as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swarm: Option<Value>,
+}
+
+/// Writes values through their `serde_json::Value` form, whose objects keep their keys in
+/// sorted order, as every JSON object of the trace does; a `Fault` written directly would
+/// put `type` first and then its fields in declaration order.
+fn sorted_keys<T: Serialize, S: serde::Serializer>(
+    values: &[T],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let values: Result<Vec<Value>, _> = values.iter().map(serde_json::to_value).collect();
+    values.map_err(serde::ser::Error::custom)?.serialize(serializer)
 }
 
 /// Which invariants to check and their bounds (from the scenario).
@@ -635,6 +650,32 @@ mod tests {
         assert!(text.starts_with(r#"{"type":"header","format":"mxsim-trace/1","#));
         assert_eq!(trace.hash(), hash_bytes(&bytes));
         assert_eq!(trace.hash().len(), 64);
+    }
+
+    #[test]
+    fn faults_are_typed_and_written_with_sorted_keys() {
+        let mut with_fault = header();
+        with_fault.faults = vec![Fault::OneWay {
+            start: crate::stdx::Instant { ms: 1 },
+            end: crate::stdx::Instant { ms: 5 },
+            from: NodeName::new("hs1").unwrap(),
+            to: NodeName::new("hs2").unwrap(),
+        }];
+        let line = with_fault.to_line();
+        // The keys in sorted order, as docs/trace.md shows them (written out by hand).
+        assert!(
+            line.contains(
+                r#""faults":[{"end_ms":5,"from":"hs1","start_ms":1,"to":"hs2","type":"one_way"}]"#
+            ),
+            "{line}"
+        );
+        assert_eq!(Trace::parse_jsonl(&sealed(&[&line])).unwrap().header, with_fault);
+        // A field `net` does not know is refused, naming the header's line.
+        let bad = line.replace(r#""to":"hs2","#, r#""to":"hs2","loss":"1/2","#);
+        let error = Trace::parse_jsonl(&sealed(&[&bad])).unwrap_err();
+        assert_eq!(error.line, 1);
+        assert!(error.problem.contains("bad header"), "{error}");
+        assert!(error.problem.contains("loss"), "{error}");
     }
 
     #[test]

@@ -1153,13 +1153,7 @@ impl Shared {
                 .expect("the epoch is positive"),
             end_ms: end,
             healed_ms: self.plan.faults.healed_at().ms,
-            faults: self
-                .plan
-                .faults
-                .faults()
-                .iter()
-                .map(|f| serde_json::to_value(f).expect("faults serialize"))
-                .collect(),
+            faults: self.plan.faults.faults().to_vec(),
             check: self.check_settings(),
             swarm: self.plan.swarm.clone(),
         };

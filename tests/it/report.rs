@@ -178,10 +178,11 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
         epoch_ms: 1_700_000_000_000,
         end_ms,
         healed_ms: crash_end,
-        faults: vec![
-            json!({"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [["hs2"]]}),
-            json!({"type": "crash", "start_ms": crash_start, "end_ms": crash_end, "node": "hs1"}),
-        ],
+        faults: serde_json::from_value(json!([
+            {"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [["hs2"]]},
+            {"type": "crash", "start_ms": crash_start, "end_ms": crash_end, "node": "hs1"},
+        ]))
+        .expect("the faults are well-formed"),
         check: CheckSettings {
             invariants: vec!["convergence".into()],
             liveness_bound_ms: 5000,
@@ -640,9 +641,10 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
         epoch_ms: 1_700_000_000_000,
         end_ms,
         healed_ms: cut_end,
-        faults: vec![
-            json!({"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [cut]}),
-        ],
+        faults: serde_json::from_value(json!([
+            {"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [cut]},
+        ]))
+        .expect("the faults are well-formed"),
         check: CheckSettings {
             invariants: vec!["convergence".into()],
             liveness_bound_ms: 5000,
