@@ -6,6 +6,7 @@
 //! - L0 [`stdx`]: integer ratios, virtual time, the seeded generator.
 //! - L1 [`matrix`]: the pure protocol core.
 //! - L1 [`net`]: the fault model and the simulated network, generic over the payload.
+//! - L1 [`invariant`]: the invariant ids shared by scenario files, traces and verdicts.
 //! - L2 [`homeserver`]: one homeserver as a sans-IO state machine.
 //! - L2 [`synth`]: seeded synthetic rooms for differential tests and benchmarks.
 //! - L2 [`scenario`]: scenario files (TOML) → validated data; workloads expanded from a
@@ -21,6 +22,7 @@
 pub mod check;
 pub mod cli;
 pub mod homeserver;
+pub mod invariant;
 pub mod matrix;
 pub mod net;
 pub mod report;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::check::{self, Verdict};
 use crate::cli::{CliError, Outcome, read_file};
+use crate::invariant::Invariant;
 use crate::trace::{self, Body, Trace};
 use crate::world;
 
@@ -77,8 +78,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
         if let Some(violation) = check::check_determinism(&trace_hash, &again.trace.hash()) {
             verdict.violations.push(violation);
         }
-        if !verdict.checked.iter().any(|c| c == "determinism") {
-            verdict.checked.push("determinism".into());
+        if !verdict.checked.contains(&Invariant::Determinism) {
+            verdict.checked.push(Invariant::Determinism);
         }
     }
 
@@ -173,7 +174,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
         "{status} {} seed {}: checked {}; trace {}",
         trace.header.scenario,
         trace.header.seed,
-        verdict.checked.join(", "),
+        verdict.checked.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
         &trace::hash_bytes(text.as_bytes())[..16],
     );
     describe_violations(&verdict, &mut stdout);
@@ -231,7 +232,7 @@ fn check_junit(trace: &Trace, verdict: &Verdict, file: &str) -> String {
     let failures = verdict
         .checked
         .iter()
-        .filter(|id| verdict.violations.iter().any(|v| &v.invariant == *id))
+        .filter(|id| verdict.violations.iter().any(|v| v.invariant == **id))
         .count();
     let suite = xml_escape(&format!("{} seed {}", trace.header.scenario, trace.header.seed));
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -241,9 +242,9 @@ fn check_junit(trace: &Trace, verdict: &Verdict, file: &str) -> String {
         verdict.checked.len()
     );
     for id in &verdict.checked {
-        let name = xml_escape(id);
+        let name = xml_escape(id.as_str());
         let violations: Vec<&check::Violation> =
-            verdict.violations.iter().filter(|v| &v.invariant == id).collect();
+            verdict.violations.iter().filter(|v| v.invariant == *id).collect();
         let _ = write!(out, "  <testcase classname=\"mxsim.check\" name=\"{name}\"");
         if violations.is_empty() {
             out.push_str("/>\n");

@@ -37,6 +37,8 @@ use sha2::{Digest, Sha256};
 /// `report`) name them without depending on the network kernel.
 pub use crate::net::{DropReason, Fault, NodeName};
 
+use crate::invariant::Invariant;
+
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
 
@@ -91,8 +93,8 @@ fn sorted_keys<T: Serialize, S: serde::Serializer>(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSettings {
-    /// Invariant ids: integrity, auth, dag, convergence, liveness, durability, determinism.
-    pub invariants: Vec<String>,
+    /// The invariants to check, by their ids; an unknown id makes the header bad.
+    pub invariants: Vec<Invariant>,
     /// An event accepted at its origin must reach every joined server within this long
     /// after the later of its creation and the heal.
     pub liveness_bound_ms: u64,
@@ -594,7 +596,7 @@ mod tests {
             healed_ms: 0,
             faults: vec![],
             check: CheckSettings {
-                invariants: vec!["dag".into()],
+                invariants: vec![Invariant::Dag],
                 liveness_bound_ms: 5,
                 expect: Expect::default(),
             },
