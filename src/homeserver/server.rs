@@ -181,11 +181,7 @@ impl EventStore for StoreEvents<'_> {
     }
 
     fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
-        match self.0.event(event_id)?.outcome {
-            Outcome::RejectedByAuthEvents { .. } => Some(RejectionKind::AuthEvents),
-            Outcome::RejectedByStateBefore { .. } => Some(RejectionKind::StateBefore),
-            _ => None,
-        }
+        self.0.event(event_id)?.outcome.decision.rejection()
     }
 }
 
@@ -639,11 +635,12 @@ impl Homeserver {
         // must reach the server whose user it removes.
         let mut destinations: Vec<String> = self.joined_servers(room_id).into_iter().collect();
         destinations.extend(extra_destinations.iter().cloned());
-        self.commit(room_id, &pdu, Decision::Accepted, out);
+        self.commit(room_id, &pdu, Outcome::accepted(), out);
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
             event_id: Some(pdu.event_id().clone()),
             decision: Decision::Created,
+            reason: None,
         }));
         self.fan_out(room_id, &pdu, &destinations, None);
         Ok(pdu)
@@ -652,11 +649,11 @@ impl Homeserver {
     /// Whether a locally built event passes every receipt check against this server's
     /// own view: a user may not send what peers would reject or soft-fail.
     fn check_local(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Result<(), String> {
-        match self.decide(room_id, pdu) {
-            Decision::Accepted => Ok(()),
-            Decision::RejectedByAuthEvents(reason)
-            | Decision::RejectedByStateBefore(reason)
-            | Decision::SoftFailed(reason) => Err(format!("not allowed: {reason}")),
+        let outcome = self.decide(room_id, pdu);
+        match (outcome.decision, outcome.reason) {
+            (Decision::Accepted, None) => Ok(()),
+            (Decision::RejectedAuthEvents | Decision::RejectedStateBefore, Some(reason))
+            | (Decision::SoftFailed, Some(reason)) => Err(format!("not allowed: {reason}")),
             other => unreachable!("decide returns a receipt decision, got {other:?}"),
         }
     }
@@ -799,7 +796,7 @@ impl Homeserver {
         let view = GroupView { store: &self.store, group: empty };
         auth::check_event(rules, &create, &[], &view, SignatureCheck::Keys(&self.keys))
             .map_err(|r| r.to_string())?;
-        self.store_event(&room_id, &create, Outcome::Accepted, Some(empty));
+        self.store_event(&room_id, &create, Outcome::accepted(), Some(empty));
         let room = self.store.room_mut(&room_id);
         room.forward_extremities.insert(create.event_id().clone());
         let after = self.store.event(create.event_id()).and_then(|e| e.state_after);
@@ -809,6 +806,7 @@ impl Homeserver {
             room_id: room_id.clone(),
             event_id: Some(create.event_id().clone()),
             decision: Decision::Created,
+            reason: None,
         }));
         let member = membership_content("join");
         self.create_event(now, &room_id, user, "m.room.member", Some(user), member, &[], out)?;
@@ -1168,14 +1166,17 @@ impl Homeserver {
 
     /// The receipt checks 4–6 (federation-api.md §3) for an event whose auth and prev
     /// events are all stored with state. Does not store it.
-    fn decide(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Decision {
+    fn decide(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Outcome {
         let rules = self.rules_of(room_id).expect("room is known");
         // Check 4: against the state its own auth events form.
         let mut auth_list: Vec<(Arc<Pdu>, bool)> = Vec::new();
         let mut auth_state: BTreeMap<StateKey, Arc<Pdu>> = BTreeMap::new();
         for id in pdu.auth_events() {
             let Some(event) = self.store.event(id) else {
-                return Decision::RejectedByAuthEvents(format!("auth event {id} unknown"));
+                return Outcome::rejected(
+                    RejectionKind::AuthEvents,
+                    format!("auth event {id} unknown"),
+                );
             };
             let rejected = event.outcome.is_rejected();
             auth_list.push((Arc::clone(&event.pdu), rejected));
@@ -1203,12 +1204,12 @@ impl Homeserver {
         if let Err(rejection) =
             auth::check_event(rules, pdu, &list, &auth_state, SignatureCheck::Keys(&self.keys))
         {
-            return Decision::RejectedByAuthEvents(rejection.to_string());
+            return Outcome::rejected(RejectionKind::AuthEvents, rejection.to_string());
         }
         // Check 5: against the state before it.
         let before = match self.state_before(rules, pdu) {
             Ok(group) => group,
-            Err(reason) => return Decision::RejectedByStateBefore(reason),
+            Err(reason) => return Outcome::rejected(RejectionKind::StateBefore, reason),
         };
         let signatures = SignatureCheck::Keys(&self.keys);
         let check = |store: &Store, group: StateGroupId| -> Result<(), Rejection> {
@@ -1216,37 +1217,28 @@ impl Homeserver {
             auth::check_state_rules(rules, pdu, &view, signatures)
         };
         if let Err(rejection) = check(&self.store, before) {
-            return Decision::RejectedByStateBefore(rejection.to_string());
+            return Outcome::rejected(RejectionKind::StateBefore, rejection.to_string());
         }
         // Check 6: against the current state.
         if let Some(current) = self.store.room(room_id).and_then(|r| r.current_state) {
             if let Err(rejection) = check(&self.store, current) {
-                return Decision::SoftFailed(rejection.to_string());
+                return Outcome::soft_failed(rejection.to_string());
             }
         }
-        Decision::Accepted
+        Outcome::accepted()
     }
 
     /// Stores a decided event and updates extremities and current state.
-    fn commit(&mut self, room_id: &str, pdu: &Arc<Pdu>, decision: Decision, out: &mut Vec<Output>) {
+    fn commit(&mut self, room_id: &str, pdu: &Arc<Pdu>, outcome: Outcome, out: &mut Vec<Output>) {
         let rules = self.rules_of(room_id).expect("room is known");
-        let outcome = match &decision {
-            Decision::Accepted | Decision::Created => Outcome::Accepted,
-            Decision::RejectedByAuthEvents(reason) => {
-                Outcome::RejectedByAuthEvents { reason: reason.clone() }
-            }
-            Decision::RejectedByStateBefore(reason) => {
-                Outcome::RejectedByStateBefore { reason: reason.clone() }
-            }
-            Decision::SoftFailed(reason) => Outcome::SoftFailed { reason: reason.clone() },
-            Decision::Outlier | Decision::Dropped(_) => unreachable!("not a commit decision"),
-        };
-        let before = match outcome {
-            Outcome::RejectedByAuthEvents { .. } => None,
+        assert!(outcome.decision != Decision::Outlier, "not a commit decision");
+        let before = match outcome.decision {
+            Decision::RejectedAuthEvents => None,
             _ => self.state_before(rules, pdu).ok(),
         };
-        self.store_event(room_id, pdu, outcome.clone(), before);
-        if outcome != Outcome::Accepted {
+        let accepted = outcome.decision == Decision::Accepted;
+        self.store_event(room_id, pdu, outcome, before);
+        if !accepted {
             return;
         }
         let old_state = self.store.room(room_id).and_then(|r| r.current_state);
@@ -1368,7 +1360,8 @@ impl Homeserver {
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.clone(),
                 event_id: Some(pdu::event_id(rules, &raw)),
-                decision: Decision::Dropped(format!(
+                decision: Decision::Dropped,
+                reason: Some(format!(
                     "ignored: {} is not in the room (no joined member of its own)",
                     self.name
                 )),
@@ -1385,7 +1378,8 @@ impl Homeserver {
                 out.push(Output::Observed(Observation::Event {
                     room_id: room_id.clone(),
                     event_id: None,
-                    decision: Decision::Dropped(reason.clone()),
+                    decision: Decision::Dropped,
+                    reason: Some(reason.clone()),
                 }));
                 return Err(reason);
             }
@@ -1442,18 +1436,20 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) {
         if let Some(stored) = self.store.event(pdu.event_id()) {
-            if stored.outcome != Outcome::Outlier || stored.state_after.is_some() {
+            if stored.outcome.decision != Decision::Outlier || stored.state_after.is_some() {
                 return; // Duplicates and replays are idempotent.
             }
         }
         let (missing_auth, missing_prev) = self.missing_for(room_id, &pdu);
         if missing_auth.is_empty() && missing_prev.is_empty() {
-            let decision = self.decide(room_id, &pdu);
-            self.commit(room_id, &pdu, decision.clone(), out);
+            let outcome = self.decide(room_id, &pdu);
+            let (decision, reason) = (outcome.decision, outcome.reason.clone());
+            self.commit(room_id, &pdu, outcome, out);
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(pdu.event_id().clone()),
                 decision,
+                reason,
             }));
             self.waiting.remove(pdu.event_id());
             self.retry_waiting(now, room_id, out);
@@ -1466,9 +1462,8 @@ impl Homeserver {
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(id),
-                decision: Decision::Dropped(format!(
-                    "{limit} events already wait for missing ancestors"
-                )),
+                decision: Decision::Dropped,
+                reason: Some(format!("{limit} events already wait for missing ancestors")),
             }));
             return;
         }
@@ -1580,7 +1575,8 @@ impl Homeserver {
                 Err(reason) => out.push(Output::Observed(Observation::Event {
                     room_id: room_id.to_owned(),
                     event_id: None,
-                    decision: Decision::Dropped(reason),
+                    decision: Decision::Dropped,
+                    reason: Some(reason),
                 })),
             }
         }
@@ -1605,12 +1601,8 @@ impl Homeserver {
                 out.push(Output::Observed(Observation::Event {
                     room_id: room_id.to_owned(),
                     event_id: Some(id),
-                    decision: match outcome {
-                        Outcome::RejectedByAuthEvents { reason } => {
-                            Decision::RejectedByAuthEvents(reason)
-                        }
-                        _ => Decision::Outlier,
-                    },
+                    decision: outcome.decision,
+                    reason: outcome.reason,
                 }));
             }
         }
@@ -1623,9 +1615,10 @@ impl Homeserver {
         let mut state: BTreeMap<StateKey, &Pdu> = BTreeMap::new();
         for id in pdu.auth_events() {
             let Some(event) = self.store.event(id) else {
-                return Outcome::RejectedByAuthEvents {
-                    reason: format!("auth event {id} unknown"),
-                };
+                return Outcome::rejected(
+                    RejectionKind::AuthEvents,
+                    format!("auth event {id} unknown"),
+                );
             };
             let rejected = event.outcome.is_rejected();
             list.push((&event.pdu, rejected));
@@ -1641,8 +1634,8 @@ impl Homeserver {
             }
         }
         match auth::check_event(rules, pdu, &list, &state, SignatureCheck::Keys(&self.keys)) {
-            Ok(()) => Outcome::Outlier,
-            Err(rejection) => Outcome::RejectedByAuthEvents { reason: rejection.to_string() },
+            Ok(()) => Outcome::outlier(),
+            Err(rejection) => Outcome::rejected(RejectionKind::AuthEvents, rejection.to_string()),
         }
     }
 
@@ -1825,7 +1818,8 @@ impl Homeserver {
         out.push(Output::Observed(Observation::Event {
             room_id: waiting.pdu.room_id_or_derived(),
             event_id: Some(id.clone()),
-            decision: Decision::Dropped(format!("gave up: {reason}")),
+            decision: Decision::Dropped,
+            reason: Some(format!("gave up: {reason}")),
         }));
     }
 
@@ -1893,11 +1887,11 @@ impl Homeserver {
             let outcome = self.check_own_auth(room_id, &pdu);
             // Stored with a state from now on: report it like any other receipt, so that
             // the trace holds every event the server keeps.
-            let decision = outcome.decision();
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(prev.clone()),
-                decision,
+                decision: outcome.decision,
+                reason: outcome.reason.clone(),
             }));
             if self.store.contains(prev) {
                 // Upgrade the outlier with the state we now know.

@@ -37,6 +37,9 @@ use sha2::{Digest, Sha256};
 /// `report`) name them without depending on the network kernel.
 pub use crate::net::{DropReason, Fault, NodeName};
 
+/// How a server decided about an event: the homeserver's own type, from the protocol core.
+pub use crate::matrix::Decision;
+
 use crate::invariant::Invariant;
 
 /// The format tag of the header; bumped when a record changes shape.
@@ -178,38 +181,6 @@ pub struct Record {
     pub t: u64,
     #[serde(flatten)]
     pub body: Body,
-}
-
-/// How a server decided about an event (mirrors the homeserver's decisions).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Created by this server.
-    Created,
-    /// Passed every receipt check.
-    Accepted,
-    /// Failed auth against its own auth events.
-    RejectedAuthEvents,
-    /// Failed auth against the state before it.
-    RejectedStateBefore,
-    /// Failed auth against the current state (kept, not a forward extremity).
-    SoftFailed,
-    /// Stored as an outlier.
-    Outlier,
-    /// Not stored (bad format, hash or signature).
-    Dropped,
-}
-
-impl Decision {
-    /// Whether the event is in the server's store afterwards.
-    pub fn is_stored(self) -> bool {
-        self != Decision::Dropped
-    }
-
-    /// Whether the event counts as rejected (never enters state through auth).
-    pub fn is_rejected(self) -> bool {
-        matches!(self, Decision::RejectedAuthEvents | Decision::RejectedStateBefore)
-    }
 }
 
 /// A node-level happening.

@@ -45,7 +45,7 @@ use serde_json::Value;
 
 use crate::homeserver::wire::HttpRequest;
 use crate::homeserver::{
-    Action, Config, Decision, Homeserver, Input, Observation, Output, RequestId, store::Store,
+    Action, Config, Homeserver, Input, Observation, Output, RequestId, store::Store,
 };
 use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
@@ -799,8 +799,7 @@ impl Shared {
     ) {
         let server = self.slots[node].name.clone();
         let body = match observation {
-            Observation::Event { room_id, event_id, decision } => {
-                let (decision, reason) = trace_decision(decision);
+            Observation::Event { room_id, event_id, decision, reason } => {
                 let mut pdu = None;
                 if let Some(id) = &event_id {
                     let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
@@ -1188,19 +1187,6 @@ impl Shared {
 /// The path of a request target without its query.
 fn path_only(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
-}
-
-fn trace_decision(decision: Decision) -> (trace::Decision, Option<String>) {
-    use trace::Decision as D;
-    match decision {
-        Decision::Created => (D::Created, None),
-        Decision::Accepted => (D::Accepted, None),
-        Decision::RejectedByAuthEvents(r) => (D::RejectedAuthEvents, Some(r)),
-        Decision::RejectedByStateBefore(r) => (D::RejectedStateBefore, Some(r)),
-        Decision::SoftFailed(r) => (D::SoftFailed, Some(r)),
-        Decision::Outlier => (D::Outlier, None),
-        Decision::Dropped(r) => (D::Dropped, Some(r)),
-    }
 }
 
 /// A one-line description of a step's action, for the trace.
