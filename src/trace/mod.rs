@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 /// The `net` types the trace carries, re-exported so that readers of a trace (`check`,
 /// `report`) name them without depending on the network kernel.
@@ -41,6 +40,7 @@ pub use crate::net::{DropReason, Fault, NodeName};
 pub use crate::matrix::Decision;
 
 use crate::invariant::Invariant;
+use crate::matrix::crypto;
 
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
@@ -541,13 +541,7 @@ pub fn metrics(trace: &Trace) -> Vec<(&'static str, u64)> {
 
 /// SHA-256 of `bytes` in lowercase hex.
 pub fn hash_bytes(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
-    }
-    out
+    crypto::sha256_hex(bytes)
 }
 
 #[cfg(test)]

@@ -69,6 +69,14 @@ const BANNED: &[(&str, &str)] = &[
     ("f64", "floats: use integers or stdx::Ratio"),
 ];
 
+/// Crates fenced into one file each (ARCHITECTURE.md "Dependencies"): no other file under
+/// `src/` may name them in code.
+const FENCED: &[(&str, &str)] = &[
+    ("sha2", "matrix/crypto.rs"),
+    ("ed25519_dalek", "matrix/crypto.rs"),
+    ("base64", "matrix/crypto.rs"),
+];
+
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
@@ -233,6 +241,30 @@ fn deterministic_layers_use_no_nondeterminism() {
 }
 
 #[test]
+fn fenced_crates_are_named_only_in_their_file() {
+    let mut files = Vec::new();
+    source_files(&src_dir(), &mut files);
+    let mut violations = Vec::new();
+    for path in &files {
+        let relative = path.strip_prefix(src_dir()).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            for (krate, home) in FENCED {
+                if has_word(&code, krate) && relative != Path::new(home) {
+                    violations.push(format!(
+                        "{}:{}: {krate} (only src/{home} may use it)",
+                        path.display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "fenced crates used elsewhere:\n{}", violations.join("\n"));
+}
+
+#[test]
 fn the_checker_itself_can_fail() {
     // The helpers above must see what they are meant to see.
     assert!(has_word("let m: HashMap<u8, u8>;", "HashMap"));
@@ -241,6 +273,10 @@ fn the_checker_itself_can_fail() {
     assert!(is_banned("let x: f32 = 2f32;", "f32"));
     assert!(!is_banned("let buf64 = 1;", "f64"));
     assert!(is_banned("use std::env;", "std::env"));
+    // The crate `sha2` is a word in `use sha2::Digest`, not in `crypto::sha256`.
+    assert!(has_word("use sha2::{Digest, Sha256};", "sha2"));
+    assert!(!has_word("let h = crypto::sha256(&b);", "sha2"));
+    assert!(!has_word(&code_of("x(\"hashes.sha2 field\"); // sha2"), "sha2"));
     assert_eq!(code_of("use x; // HashMap here"), "use x; ");
     assert_eq!(code_of("let s = \"HashMap\";"), "let s = \"\";");
     assert_eq!(module_of(&src_dir().join("matrix/pdu.rs")).as_deref(), Some("matrix"));
