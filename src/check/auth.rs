@@ -36,6 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use crate::invariant::Invariant;
 use crate::matrix::auth::{self, AuthState, SignatureCheck};
 use crate::matrix::dag::{self, EventStore, IndexedStore};
 use crate::matrix::pdu::Pdu;
@@ -46,7 +47,7 @@ use crate::trace::Decision;
 use super::index::{Index, Receipt, is_accepting};
 use super::{Violation, Witness, push_unique, violation};
 
-const ID: &str = "auth";
+const ID: Invariant = Invariant::Auth;
 
 /// Largest room (events with a PDU and a stored decision) whose states before events are
 /// computed.

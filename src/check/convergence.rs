@@ -17,12 +17,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::invariant::Invariant;
 use crate::trace::{Decision, NestedState};
 
 use super::index::{Final, Index};
 use super::{Violation, Witness, push_unique, violation};
 
-const ID: &str = "convergence";
+const ID: Invariant = Invariant::Convergence;
 
 /// Most event ids named in one message (the witness lists them all).
 const IDS_SHOWN_MAX: usize = 10;

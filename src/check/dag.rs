@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::invariant::Invariant;
 use crate::matrix::canonical_json::INT_MAX;
 use crate::matrix::dag as mdag;
 use crate::matrix::pdu::Pdu;
@@ -23,7 +24,7 @@ use crate::trace::Decision;
 use super::index::Index;
 use super::{Violation, Witness, push_unique, violation};
 
-const ID: &str = "dag";
+const ID: Invariant = Invariant::Dag;
 
 /// Who stored an event: all servers (first line), and those that stored it as a
 /// non-outlier (first line).

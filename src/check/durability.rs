@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::invariant::Invariant;
 use crate::trace::{Body, NodeChange};
 
 use super::index::Index;
 use super::{Violation, Witness, line_of, violation};
 
-const ID: &str = "durability";
+const ID: Invariant = Invariant::Durability;
 
 /// Most event ids named in one message (the witness lists them all).
 const IDS_SHOWN_MAX: usize = 10;

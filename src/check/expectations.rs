@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::invariant::Invariant;
 use crate::matrix::dag::{IndexedStore, RejectionKind};
 use crate::matrix::state_res::{self, ResolveOptions, StateMap};
 use crate::matrix::{EventId, Pdu};
@@ -36,7 +37,7 @@ use crate::trace::{Body, Decision, Expectation};
 use super::index::{Final, Index};
 use super::{Violation, Witness, line_of, violation};
 
-const ID: &str = "expectations";
+const ID: Invariant = Invariant::Expectations;
 
 /// What the trace says about one step.
 #[derive(Default)]

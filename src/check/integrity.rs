@@ -13,12 +13,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::invariant::Invariant;
 use crate::matrix::pdu::{self, Verified};
 
 use super::index::Index;
 use super::{Violation, Witness, push_unique, violation};
 
-const ID: &str = "integrity";
+const ID: Invariant = Invariant::Integrity;
 
 pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
     let mut found = Vec::new();

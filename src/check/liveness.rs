@@ -20,12 +20,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::invariant::Invariant;
 use crate::trace::Decision;
 
 use super::index::Index;
 use super::{Violation, Witness, violation};
 
-const ID: &str = "liveness";
+const ID: Invariant = Invariant::Liveness;
 
 pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
     let header = &index.trace.header;

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::invariant::Invariant;
 use crate::trace::Trace;
 
 mod auth;
@@ -34,17 +35,8 @@ mod index;
 mod integrity;
 mod liveness;
 
-/// The invariant ids of DESIGN.md §5, as used in `summary.json`.
-pub const INVARIANTS: &[&str] = &[
-    "integrity",
-    "auth",
-    "dag",
-    "convergence",
-    "liveness",
-    "durability",
-    "determinism",
-    "expectations",
-];
+/// The invariants of DESIGN.md §5, in the order the checker runs and lists them.
+pub const INVARIANTS: &[Invariant] = &Invariant::ALL;
 
 /// Most violations listed per invariant; the rest are only counted, in
 /// [`Verdict::violations_not_listed`] (a run that breaks an invariant often breaks it for thousands of events, and a report
@@ -66,8 +58,7 @@ pub struct Witness {
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
-    /// One of [`INVARIANTS`].
-    pub invariant: String,
+    pub invariant: Invariant,
     pub message: String,
     pub witness: Witness,
 }
@@ -79,12 +70,12 @@ pub struct Verdict {
     pub violations: Vec<Violation>,
     /// The invariants that were checked (the trace header's list, without
     /// `determinism` unless a second run was compared).
-    pub checked: Vec<String>,
+    pub checked: Vec<Invariant>,
     /// Invariant id → how many of its violations were found beyond the
     /// [`VIOLATIONS_PER_INVARIANT_MAX`] listed in `violations`; invariants with none left
     /// out.
     #[serde(default)]
-    pub violations_not_listed: BTreeMap<String, u64>,
+    pub violations_not_listed: BTreeMap<Invariant, u64>,
 }
 
 impl Verdict {
@@ -94,17 +85,17 @@ impl Verdict {
 }
 
 /// Checks every invariant the trace header lists, except `determinism` (which needs a
-/// second run: see [`check_determinism`]). Unknown ids in the header are ignored and left
-/// out of [`Verdict::checked`]; so is `determinism`, whatever the header says: a caller
-/// that compared two runs adds it, with its violation if any.
+/// second run: see [`check_determinism`]): `determinism` is left out of
+/// [`Verdict::checked`] whatever the header says, and a caller that compared two runs adds
+/// it, with its violation if any. (A header naming an unknown invariant does not parse.)
 ///
 /// Never panics, whatever the trace holds.
 pub fn check(trace: &Trace) -> Verdict {
-    let wanted = |id: &str| trace.header.check.invariants.iter().any(|w| w == id);
-    let mut checked: Vec<String> = Vec::new();
-    for id in INVARIANTS {
-        if wanted(id) && *id != "determinism" {
-            checked.push((*id).to_owned());
+    let wanted = |id: Invariant| trace.header.check.invariants.contains(&id);
+    let mut checked: Vec<Invariant> = Vec::new();
+    for &id in INVARIANTS {
+        if wanted(id) && id != Invariant::Determinism {
+            checked.push(id);
         }
     }
     let mut verdict =
@@ -114,14 +105,14 @@ pub fn check(trace: &Trace) -> Verdict {
     }
     let index = index::Index::build(trace);
     type Pass = fn(&index::Index<'_>) -> Vec<Violation>;
-    let passes: [(&str, Pass); 7] = [
-        ("integrity", integrity::check),
-        ("auth", auth::check),
-        ("dag", dag::check),
-        ("convergence", convergence::check),
-        ("liveness", liveness::check),
-        ("durability", durability::check),
-        ("expectations", expectations::check),
+    let passes: [(Invariant, Pass); 7] = [
+        (Invariant::Integrity, integrity::check),
+        (Invariant::Auth, auth::check),
+        (Invariant::Dag, dag::check),
+        (Invariant::Convergence, convergence::check),
+        (Invariant::Liveness, liveness::check),
+        (Invariant::Durability, durability::check),
+        (Invariant::Expectations, expectations::check),
     ];
     for (id, pass) in passes {
         if wanted(id) {
@@ -130,7 +121,7 @@ pub fn check(trace: &Trace) -> Verdict {
             let (listed, not_listed) = cap(found);
             verdict.violations.extend(listed);
             if not_listed > 0 {
-                verdict.violations_not_listed.insert(id.to_owned(), not_listed);
+                verdict.violations_not_listed.insert(id, not_listed);
             }
         }
     }
@@ -142,7 +133,7 @@ pub fn check(trace: &Trace) -> Verdict {
 /// [`check_determinism_traces`] when both traces are at hand.
 pub fn check_determinism(first_hash: &str, second_hash: &str) -> Option<Violation> {
     (first_hash != second_hash).then(|| Violation {
-        invariant: "determinism".into(),
+        invariant: Invariant::Determinism,
         message: format!(
             "two runs of the same scenario and seed gave different trace hashes: {first_hash} \
              and {second_hash}"
@@ -214,9 +205,9 @@ fn cap(mut found: Vec<Violation>) -> (Vec<Violation>, u64) {
 }
 
 /// A violation of `invariant`.
-fn violation(invariant: &str, message: String, witness: Witness) -> Violation {
+fn violation(invariant: Invariant, message: String, witness: Witness) -> Violation {
     assert!(INVARIANTS.contains(&invariant));
-    Violation { invariant: invariant.to_owned(), message, witness }
+    Violation { invariant, message, witness }
 }
 
 /// The 1-based trace line of record `index` (the header is line 1).
@@ -236,7 +227,9 @@ mod tests {
     use super::*;
 
     fn violations(count: usize) -> Vec<Violation> {
-        (0..count).map(|i| violation("auth", format!("number {i}"), Witness::default())).collect()
+        (0..count)
+            .map(|i| violation(Invariant::Auth, format!("number {i}"), Witness::default()))
+            .collect()
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
         "{status} {} seed {}: checked {}; trace {}",
         trace.header.scenario,
         trace.header.seed,
-        verdict.checked.join(", "),
+        verdict.checked.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
         &trace::hash_bytes(text.as_bytes())[..16],
     );
     describe_violations(&verdict, &mut stdout);
@@ -81,7 +81,7 @@ fn check_junit(trace: &Trace, verdict: &Verdict, file: &str) -> String {
     let failures = verdict
         .checked
         .iter()
-        .filter(|id| verdict.violations.iter().any(|v| &v.invariant == *id))
+        .filter(|id| verdict.violations.iter().any(|v| v.invariant == **id))
         .count();
     let suite = xml_escape(&format!("{} seed {}", trace.header.scenario, trace.header.seed));
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -91,9 +91,9 @@ fn check_junit(trace: &Trace, verdict: &Verdict, file: &str) -> String {
         verdict.checked.len()
     );
     for id in &verdict.checked {
-        let name = xml_escape(id);
+        let name = xml_escape(id.as_str());
         let violations: Vec<&check::Violation> =
-            verdict.violations.iter().filter(|v| &v.invariant == id).collect();
+            verdict.violations.iter().filter(|v| v.invariant == *id).collect();
         let _ = write!(out, "  <testcase classname=\"mxsim.check\" name=\"{name}\"");
         if violations.is_empty() {
             out.push_str("/>\n");

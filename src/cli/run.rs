@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::check::{self, Verdict};
 use crate::cli::{CliError, Outcome, read_file};
+use crate::invariant::Invariant;
 use crate::trace::{self, Body, Trace};
 use crate::world;
 
@@ -59,8 +60,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
         if let Some(violation) = check::check_determinism(&trace_hash, &again.trace.hash()) {
             verdict.violations.push(violation);
         }
-        if !verdict.checked.iter().any(|c| c == "determinism") {
-            verdict.checked.push("determinism".into());
+        if !verdict.checked.contains(&Invariant::Determinism) {
+            verdict.checked.push(Invariant::Determinism);
         }
     }
 

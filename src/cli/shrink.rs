@@ -24,7 +24,7 @@ pub struct ShrinkArgs {
     pub out: PathBuf,
     /// The invariant that must keep failing (default: the run's first violation).
     #[arg(long)]
-    pub invariant: Option<String>,
+    pub invariant: Option<crate::invariant::Invariant>,
     /// Also try this many following seeds when a smaller scenario passes with the seed.
     #[arg(long, default_value_t = 0)]
     pub reseed: u64,
@@ -38,7 +38,7 @@ pub fn shrink(args: &ShrinkArgs) -> Result<Outcome, CliError> {
     let job =
         Job::new(&file, &text, args.swarm, VERSION).map_err(|e| CliError::input(e.to_string()))?;
     let options = shrink::Options {
-        invariant: args.invariant.clone(),
+        invariant: args.invariant,
         reseed: args.reseed,
         runs_max: args.runs_max,
         control: None,

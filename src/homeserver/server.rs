@@ -196,11 +196,7 @@ impl EventStore for StoreEvents<'_> {
     }
 
     fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
-        match self.0.event(event_id)?.outcome {
-            Outcome::RejectedByAuthEvents { .. } => Some(RejectionKind::AuthEvents),
-            Outcome::RejectedByStateBefore { .. } => Some(RejectionKind::StateBefore),
-            _ => None,
-        }
+        self.0.event(event_id)?.outcome.decision.rejection()
     }
 }
 

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::homeserver::types::Decision;
-use crate::matrix::{EventId, Pdu, RoomVersion};
+use crate::matrix::dag::RejectionKind;
+use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
 
 /// (event type, state key).
 pub type StateKey = (String, String);
@@ -44,41 +44,48 @@ struct StateGroup {
     chain_len: u32,
 }
 
-/// What happened to an event on receipt (federation-api.md §3).
+/// What a server decided about a stored event on receipt (federation-api.md §3), with
+/// the reason for a rejection or a soft-fail. The decision is never `Created` (a local
+/// event is stored as accepted) nor `Dropped` (a dropped event is not stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Passed every check; part of the room's DAG and (if a state event) its state.
-    Accepted,
-    /// Failed auth against its own auth events (receipt check 4). Never enters state.
-    RejectedByAuthEvents { reason: String },
-    /// Failed auth against the state before it (check 5). Such events may still enter
-    /// state through resolution (state-resolution.md §4).
-    RejectedByStateBefore { reason: String },
-    /// Passed checks 4 and 5 but not 6 (current state): kept, not a forward extremity.
-    SoftFailed { reason: String },
-    /// Known only as an auth or state event fetched to fill a gap; its own checks were
-    /// against its auth events only.
-    Outlier,
+pub struct Outcome {
+    pub decision: Decision,
+    /// Why the event was rejected or soft-failed; `None` otherwise.
+    pub reason: Option<String>,
 }
 
 impl Outcome {
-    /// The decision a receipt with this outcome reports.
-    pub fn decision(&self) -> Decision {
-        match self {
-            Outcome::Accepted => Decision::Accepted,
-            Outcome::RejectedByAuthEvents { reason } => {
-                Decision::RejectedByAuthEvents(reason.clone())
-            }
-            Outcome::RejectedByStateBefore { reason } => {
-                Decision::RejectedByStateBefore(reason.clone())
-            }
-            Outcome::SoftFailed { reason } => Decision::SoftFailed(reason.clone()),
-            Outcome::Outlier => Decision::Outlier,
-        }
+    /// Passed every check; part of the room's DAG and (if a state event) its state.
+    pub fn accepted() -> Outcome {
+        Outcome { decision: Decision::Accepted, reason: None }
+    }
+
+    /// Known only as an auth or state event fetched to fill a gap; its own checks were
+    /// against its auth events only.
+    pub fn outlier() -> Outcome {
+        Outcome { decision: Decision::Outlier, reason: None }
+    }
+
+    /// Rejected on receipt, for `reason`.
+    pub fn rejected(kind: RejectionKind, reason: String) -> Outcome {
+        Outcome { decision: Decision::from(kind), reason: Some(reason) }
+    }
+
+    /// Passed checks 4 and 5 but not 6 (current state): kept, not a forward extremity.
+    pub fn soft_failed(reason: String) -> Outcome {
+        Outcome { decision: Decision::SoftFailed, reason: Some(reason) }
     }
 
     pub fn is_rejected(&self) -> bool {
-        matches!(self, Outcome::RejectedByAuthEvents { .. } | Outcome::RejectedByStateBefore { .. })
+        self.decision.is_rejected()
+    }
+
+    /// Whether the decision is one a stored event can have, with a reason exactly when it
+    /// is a rejection or a soft-fail.
+    pub fn is_valid(&self) -> bool {
+        let with_reason = self.decision.is_rejected() || self.decision == Decision::SoftFailed;
+        let storable = !matches!(self.decision, Decision::Created | Decision::Dropped);
+        storable && with_reason == self.reason.is_some()
     }
 }
 
@@ -191,9 +198,10 @@ impl Store {
     pub fn insert(&mut self, room_id: &str, event: StoredEvent) -> bool {
         // A state after exists exactly when a state before does: both or neither.
         assert_eq!(event.state_before.is_some(), event.state_after.is_some(), "state before/after");
+        assert!(event.outcome.is_valid(), "stored with {:?}", event.outcome);
         let id = event.pdu.event_id().clone();
         match self.events.get(&id) {
-            Some(existing) if existing.outcome != Outcome::Outlier => return false,
+            Some(existing) if existing.outcome.decision != Decision::Outlier => return false,
             Some(_) => {}
             None => {
                 let depth = event.pdu.depth();

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::homeserver::wire::{HttpRequest, HttpResponse};
+pub use crate::matrix::Decision;
 use crate::matrix::canonical_json::Object;
 use crate::matrix::{EventId, RoomVersion};
 use crate::stdx::Instant;
@@ -142,30 +143,12 @@ impl Action {
     }
 }
 
-/// How an event was received or created.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Created by this server.
-    Created,
-    /// Passed every receipt check.
-    Accepted,
-    /// Failed auth against its own auth events.
-    RejectedByAuthEvents(String),
-    /// Failed auth against the state before it.
-    RejectedByStateBefore(String),
-    /// Failed auth against the current state.
-    SoftFailed(String),
-    /// Stored as an outlier (fetched to fill a gap or received with a join).
-    Outlier,
-    /// Dropped before storage (bad format or signature); the id may be unknown.
-    Dropped(String),
-}
-
 /// One observation for the trace.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observation {
-    /// An event was created, received or dropped, with the decision taken.
-    Event { room_id: String, event_id: Option<EventId>, decision: Decision },
+    /// An event was created, received or dropped, with the decision taken and, for a
+    /// rejection, a soft-fail or a drop, the reason.
+    Event { room_id: String, event_id: Option<EventId>, decision: Decision, reason: Option<String> },
     /// The room's current state changed; the hash names it.
     StateChanged { room_id: String, state_hash: String },
     /// A user action failed (for example, not allowed by the auth rules).

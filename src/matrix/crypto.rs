@@ -59,6 +59,19 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// SHA-256 of `bytes` in lowercase hex (64 characters): the form of trace hashes and
+/// scenario digests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    assert_eq!(out.len(), 64);
+    out
+}
+
 /// An ed25519 signing key with its key id (`ed25519:<version>`).
 #[derive(Clone)]
 pub struct SigningKey {
@@ -255,6 +268,20 @@ pub fn verify_signatures(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_matches_the_fips_vectors() {
+        // FIPS 180-2, appendix B.1 ("abc") and the empty message.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(sha256(b"abc")[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
 
     #[test]
     fn base64_spec_examples() {

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod canonical_json;
 pub mod crypto;
 pub mod dag;
+pub mod decision;
 pub mod ids;
 pub mod linearized;
 pub mod pdu;
@@ -20,6 +21,7 @@ pub mod redaction;
 pub mod room_version;
 pub mod state_res;
 
+pub use decision::Decision;
 pub use ids::EventId;
 pub use pdu::Pdu;
 pub use room_version::{RoomVersion, RoomVersionRules};

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::check::Verdict;
+use crate::invariant::Invariant;
 use crate::report::divergence::Divergences;
 use crate::report::model::{RoomModel, Window, WindowKind, record_kind};
 use crate::report::svg::{escape, short_id};
@@ -163,7 +164,7 @@ pub fn render(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<span class=\"note\">invariants checked: {}; {} violations</span></p>",
-            escape(&verdict.checked.join(", ")),
+            escape(&verdict.checked.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")),
             u64::try_from(verdict.violations.len()).unwrap_or(u64::MAX)
                 + verdict.violations_not_listed.values().sum::<u64>()
         );
@@ -210,7 +211,7 @@ pub fn render(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<p class=\"note\">{count} more violations of {} not listed.</p>",
-            escape(invariant)
+            escape(invariant.as_str())
         );
     }
     failed_actions(&mut out, trace, &mut quoted);
@@ -308,13 +309,13 @@ fn violations(
     out.push_str("<h2 id=\"violations\">Violations</h2>\n");
     // (invariant, group heading) → (events with their creation time, trace lines, messages).
     type Group = (Vec<(u64, String)>, BTreeSet<u64>, Vec<String>);
-    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<(Invariant, String), Group> = BTreeMap::new();
     for violation in &verdict.violations {
         let witness = &violation.witness;
         if let Some(line) = witness.line {
             quoted.insert(line);
         }
-        if violation.invariant == "liveness" && witness.events.len() == 1 {
+        if violation.invariant == Invariant::Liveness && witness.events.len() == 1 {
             let id = &witness.events[0];
             let (origin, created, _) = origin_and_time(models, id).unwrap_or_default();
             for server in &witness.servers {
@@ -322,7 +323,7 @@ fn violations(
                     None => format!("{server} never received {{n}} from {origin}"),
                     Some(_) => format!("{server} received {{n}} from {origin} late"),
                 };
-                let group = groups.entry((violation.invariant.clone(), heading)).or_default();
+                let group = groups.entry((violation.invariant, heading)).or_default();
                 group.0.push((created, id.clone()));
                 group.1.extend(witness.line);
             }
@@ -333,7 +334,7 @@ fn violations(
         } else {
             format!("{}: {{n}}", name_servers(&witness.servers))
         };
-        let group = groups.entry((violation.invariant.clone(), heading)).or_default();
+        let group = groups.entry((violation.invariant, heading)).or_default();
         for id in &witness.events {
             let created = origin_and_time(models, id).map_or(0, |(_, t, _)| t);
             group.0.push((created, id.clone()));
@@ -341,17 +342,17 @@ fn violations(
         group.1.extend(witness.line);
         group.2.push(violation.message.clone());
     }
-    let mut invariant = "";
+    let mut invariant = None;
     for ((name, heading), (events, lines, messages)) in &mut groups {
-        if name != invariant {
+        if Some(*name) != invariant {
             let count = verdict.violations.iter().filter(|v| v.invariant == *name).count();
-            let _ = writeln!(out, "<h3>{} ({count} violations)</h3>", escape(name));
-            invariant = name;
+            let _ = writeln!(out, "<h3>{} ({count} violations)</h3>", escape(name.as_str()));
+            invariant = Some(*name);
         }
         events.sort();
         events.dedup();
         let span = match (events.first(), events.last()) {
-            (Some(first), Some(last)) if !messages.is_empty() || name == "liveness" => {
+            (Some(first), Some(last)) if !messages.is_empty() || *name == Invariant::Liveness => {
                 format!(" (created {}–{} s)", seconds(first.0), seconds(last.0))
             }
             _ => String::new(),

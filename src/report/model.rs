@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::trace::{Body, Decision, NodeChange, Trace};
+use crate::trace::{Body, Decision, Fault, NodeChange, NodeName, Trace};
 
 /// One room as the trace saw it.
 #[derive(Clone, Debug)]
@@ -240,10 +240,9 @@ pub fn windows(trace: &Trace) -> Vec<Window> {
         match &record.body {
             Body::FaultStart { fault } => {
                 let spec = trace.header.faults.get(*fault as usize);
-                let kind = spec.and_then(|f| f.get("type")).and_then(Value::as_str);
                 // Crashes and pauses are drawn from the `node` records, which say what
                 // the world actually did.
-                if matches!(kind, Some("crash" | "pause")) {
+                if matches!(spec, Some(Fault::Crash { .. } | Fault::Pause { .. })) {
                     continue;
                 }
                 let label = describe_fault(spec, *fault);
@@ -297,44 +296,37 @@ fn node_window(server: &str, crash: bool, start_ms: u64, end_ms: u64) -> Window 
 }
 
 /// A short description of a fault of the header (`partition hs1 | hs2 hs3`).
-fn describe_fault(fault: Option<&Value>, index: u32) -> String {
+fn describe_fault(fault: Option<&Fault>, index: u32) -> String {
     let Some(fault) = fault else { return format!("fault #{index}") };
-    let field = |key: &str| fault.get(key).and_then(Value::as_str).unwrap_or("?");
-    let kind = field("type");
-    let detail = match kind {
-        "partition" => match fault.get("groups") {
-            Some(Value::Array(groups)) => groups
-                .iter()
-                .map(|group| match group {
-                    Value::Array(names) => {
-                        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
-                        // A long side is named by its ends and its size.
-                        if names.len() > 6 {
-                            format!(
-                                "{} … {} ({} servers)",
-                                names[..3].join(" "),
-                                names[names.len() - 1],
-                                names.len()
-                            )
-                        } else {
-                            names.join(" ")
-                        }
-                    }
-                    _ => "?".to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join(" | "),
-            _ => String::new(),
-        },
-        "one_way" | "hold" | "link_override" => format!("{}→{}", field("from"), field("to")),
-        "flap" => format!("{}↔{}", field("a"), field("b")),
-        _ => ["node", "server"]
+    let detail = match fault {
+        Fault::Partition { groups, .. } => groups
             .iter()
-            .find_map(|key| fault.get(*key).and_then(Value::as_str))
-            .unwrap_or("")
-            .to_owned(),
+            .map(|group| {
+                let names: Vec<&str> = group.iter().map(NodeName::as_str).collect();
+                // A long side is named by its ends and its size.
+                if names.len() > 6 {
+                    format!(
+                        "{} … {} ({} servers)",
+                        names[..3].join(" "),
+                        names[names.len() - 1],
+                        names.len()
+                    )
+                } else {
+                    names.join(" ")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" | "),
+        Fault::OneWay { from, to, .. }
+        | Fault::Hold { from, to, .. }
+        | Fault::LinkOverride { from, to, .. } => format!("{from}→{to}"),
+        Fault::Flap { a, b, .. } => format!("{a}↔{b}"),
+        Fault::ClockSkew { node, .. }
+        | Fault::Slow { node, .. }
+        | Fault::Crash { node, .. }
+        | Fault::Pause { node, .. } => node.to_string(),
     };
-    let kind = kind.replace('_', "-");
+    let kind = fault.kind_name().replace('_', "-");
     if detail.is_empty() { kind } else { format!("{kind} {detail}") }
 }
 

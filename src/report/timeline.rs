@@ -17,11 +17,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
 use crate::report::model::{Membership, Window, WindowKind};
 use crate::report::svg::{self, escape, num};
-use crate::trace::{Body, Decision, Trace};
+use crate::trace::{Body, Decision, Fault, Trace};
 
 /// Up to this many servers, each gets its own lane.
 pub const LANES_MAX: usize = 40;
@@ -97,18 +95,14 @@ impl Scale {
 /// The partition sides of the first partition fault, each in the order of `servers`;
 /// servers on no side form a last group. One group of everyone without a partition.
 pub fn sides(trace: &Trace, servers: &[String]) -> Vec<Vec<String>> {
-    let groups = trace
-        .header
-        .faults
-        .iter()
-        .find(|f| f.get("type").and_then(Value::as_str) == Some("partition"))
-        .and_then(|f| f.get("groups"))
-        .and_then(Value::as_array);
+    let groups = trace.header.faults.iter().find_map(|f| match f {
+        Fault::Partition { groups, .. } => Some(groups),
+        _ => None,
+    });
     let mut out: Vec<Vec<String>> = Vec::new();
     let mut placed: Vec<String> = Vec::new();
     for group in groups.into_iter().flatten() {
-        let names: Vec<&str> =
-            group.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let names: Vec<&str> = group.iter().map(|n| n.as_str()).collect();
         let side: Vec<String> = servers
             .iter()
             .filter(|s| names.contains(&s.as_str()) && !placed.contains(s))

@@ -34,6 +34,7 @@ mod tests;
 
 use serde_json::{Map, Value};
 
+pub use crate::invariant::Invariant;
 use crate::matrix::room_version::RoomVersion;
 use crate::net::{FaultSchedule, NetConfig};
 
@@ -363,46 +364,6 @@ impl Mix {
             ("kick", self.kick),
             ("redact", self.redact),
         ]
-    }
-}
-
-/// The invariants of DESIGN.md §5, by their ids in `summary.json`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Invariant {
-    Integrity,
-    Auth,
-    Dag,
-    Convergence,
-    Liveness,
-    Durability,
-    Determinism,
-    Expectations,
-}
-
-impl Invariant {
-    pub const ALL: [Invariant; 8] = [
-        Invariant::Integrity,
-        Invariant::Auth,
-        Invariant::Dag,
-        Invariant::Convergence,
-        Invariant::Liveness,
-        Invariant::Durability,
-        Invariant::Determinism,
-        Invariant::Expectations,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Invariant::Integrity => "integrity",
-            Invariant::Auth => "auth",
-            Invariant::Dag => "dag",
-            Invariant::Convergence => "convergence",
-            Invariant::Liveness => "liveness",
-            Invariant::Durability => "durability",
-            Invariant::Determinism => "determinism",
-            Invariant::Expectations => "expectations",
-        }
     }
 }
 

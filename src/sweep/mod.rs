@@ -266,7 +266,8 @@ pub fn reproduction(file: &str, seed: u64, swarm: bool) -> String {
 
 /// The violated invariants of a verdict, sorted, without repeats.
 pub fn violated(verdict: &Verdict) -> Vec<String> {
-    let mut ids: Vec<String> = verdict.violations.iter().map(|v| v.invariant.clone()).collect();
+    let mut ids: Vec<String> =
+        verdict.violations.iter().map(|v| v.invariant.as_str().to_owned()).collect();
     ids.sort();
     ids.dedup();
     ids

@@ -27,6 +27,7 @@
 
 use std::fmt;
 
+use crate::invariant::Invariant;
 use crate::scenario::{self, Scenario};
 use crate::stdx::{Prng, streams};
 use crate::sweep::{Hooks, Job, SweepError, swarm};
@@ -40,7 +41,7 @@ pub const PROBES_MAX: u64 = 6;
 #[derive(Clone, Debug)]
 pub struct Options {
     /// The invariant that must keep failing (default: the original run's first violation).
-    pub invariant: Option<String>,
+    pub invariant: Option<Invariant>,
     /// Extra seeds tried for a candidate that passes with the current seed.
     pub reseed: u64,
     /// Most simulation runs in all.
@@ -110,7 +111,7 @@ pub struct Shrunk {
     pub text: String,
     /// The seed it fails with.
     pub seed: u64,
-    pub invariant: String,
+    pub invariant: Invariant,
     pub before: Size,
     pub after: Size,
     /// Simulation runs spent.
@@ -119,7 +120,7 @@ pub struct Shrunk {
 
 struct Search<'j> {
     job: &'j Job,
-    invariant: String,
+    invariant: Invariant,
     options: Options,
     runs: u64,
     seed: u64,
@@ -362,9 +363,9 @@ pub fn shrink(job: &Job, seed: u64, options: &Options) -> Result<Shrunk, SweepEr
     };
     let run = job.run(seed)?;
     let invariant = match &options.invariant {
-        Some(name) => name.clone(),
+        Some(invariant) => *invariant,
         None => match run.verdict.violations.first() {
-            Some(violation) => violation.invariant.clone(),
+            Some(violation) => violation.invariant,
             None => {
                 return Err(SweepError::Usage(format!(
                     "{} passes with seed {seed}: nothing to shrink",

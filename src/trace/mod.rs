@@ -31,9 +31,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::net::DropReason;
+/// The `net` types the trace carries, re-exported so that readers of a trace (`check`,
+/// `report`) name them without depending on the network kernel.
+pub use crate::net::{DropReason, Fault, NodeName};
+
+/// How a server decided about an event: the homeserver's own type, from the protocol core.
+pub use crate::matrix::Decision;
+
+use crate::invariant::Invariant;
+use crate::matrix::crypto;
 
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
@@ -62,9 +69,11 @@ pub struct Header {
     pub end_ms: u64,
     /// When the last fault ended (0 without faults).
     pub healed_ms: u64,
-    /// The fault schedule as the scenario gave it (the `net::Fault` serde form), indexed by
-    /// the `fault` numbers of later records.
-    pub faults: Vec<Value>,
+    /// The fault schedule, sorted by start as `net::FaultSchedule` keeps it, indexed by the
+    /// `fault` numbers of later records. Written in the `net::Fault` serde form with each
+    /// object's keys in sorted order (see [`sorted_keys`]).
+    #[serde(serialize_with = "sorted_keys")]
+    pub faults: Vec<Fault>,
     pub check: CheckSettings,
     /// The swarm configuration drawn from the seed (`mxsim sweep --swarm`, docs/sweeps.md);
     /// absent when the scenario ran as written.
@@ -72,12 +81,23 @@ pub struct Header {
     pub swarm: Option<Value>,
 }
 
+/// Writes values through their `serde_json::Value` form, whose objects keep their keys in
+/// sorted order, as every JSON object of the trace does; a `Fault` written directly would
+/// put `type` first and then its fields in declaration order.
+fn sorted_keys<T: Serialize, S: serde::Serializer>(
+    values: &[T],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let values: Result<Vec<Value>, _> = values.iter().map(serde_json::to_value).collect();
+    values.map_err(serde::ser::Error::custom)?.serialize(serializer)
+}
+
 /// Which invariants to check and their bounds (from the scenario).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSettings {
-    /// Invariant ids: integrity, auth, dag, convergence, liveness, durability, determinism.
-    pub invariants: Vec<String>,
+    /// The invariants to check, by their ids; an unknown id makes the header bad.
+    pub invariants: Vec<Invariant>,
     /// An event accepted at its origin must reach every joined server within this long
     /// after the later of its creation and the heal.
     pub liveness_bound_ms: u64,
@@ -161,38 +181,6 @@ pub struct Record {
     pub t: u64,
     #[serde(flatten)]
     pub body: Body,
-}
-
-/// How a server decided about an event (mirrors the homeserver's decisions).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Created by this server.
-    Created,
-    /// Passed every receipt check.
-    Accepted,
-    /// Failed auth against its own auth events.
-    RejectedAuthEvents,
-    /// Failed auth against the state before it.
-    RejectedStateBefore,
-    /// Failed auth against the current state (kept, not a forward extremity).
-    SoftFailed,
-    /// Stored as an outlier.
-    Outlier,
-    /// Not stored (bad format, hash or signature).
-    Dropped,
-}
-
-impl Decision {
-    /// Whether the event is in the server's store afterwards.
-    pub fn is_stored(self) -> bool {
-        self != Decision::Dropped
-    }
-
-    /// Whether the event counts as rejected (never enters state through auth).
-    pub fn is_rejected(self) -> bool {
-        matches!(self, Decision::RejectedAuthEvents | Decision::RejectedStateBefore)
-    }
 }
 
 /// A node-level happening.
@@ -553,13 +541,7 @@ pub fn metrics(trace: &Trace) -> Vec<(&'static str, u64)> {
 
 /// SHA-256 of `bytes` in lowercase hex.
 pub fn hash_bytes(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
-    }
-    out
+    crypto::sha256_hex(bytes)
 }
 
 #[cfg(test)]
@@ -579,7 +561,7 @@ mod tests {
             healed_ms: 0,
             faults: vec![],
             check: CheckSettings {
-                invariants: vec!["dag".into()],
+                invariants: vec![Invariant::Dag],
                 liveness_bound_ms: 5,
                 expect: Expect::default(),
             },
@@ -635,6 +617,32 @@ mod tests {
         assert!(text.starts_with(r#"{"type":"header","format":"mxsim-trace/1","#));
         assert_eq!(trace.hash(), hash_bytes(&bytes));
         assert_eq!(trace.hash().len(), 64);
+    }
+
+    #[test]
+    fn faults_are_typed_and_written_with_sorted_keys() {
+        let mut with_fault = header();
+        with_fault.faults = vec![Fault::OneWay {
+            start: crate::stdx::Instant { ms: 1 },
+            end: crate::stdx::Instant { ms: 5 },
+            from: NodeName::new("hs1").unwrap(),
+            to: NodeName::new("hs2").unwrap(),
+        }];
+        let line = with_fault.to_line();
+        // The keys in sorted order, as docs/trace.md shows them (written out by hand).
+        assert!(
+            line.contains(
+                r#""faults":[{"end_ms":5,"from":"hs1","start_ms":1,"to":"hs2","type":"one_way"}]"#
+            ),
+            "{line}"
+        );
+        assert_eq!(Trace::parse_jsonl(&sealed(&[&line])).unwrap().header, with_fault);
+        // A field `net` does not know is refused, naming the header's line.
+        let bad = line.replace(r#""to":"hs2","#, r#""to":"hs2","loss":"1/2","#);
+        let error = Trace::parse_jsonl(&sealed(&[&bad])).unwrap_err();
+        assert_eq!(error.line, 1);
+        assert!(error.problem.contains("bad header"), "{error}");
+        assert!(error.problem.contains("loss"), "{error}");
     }
 
     #[test]

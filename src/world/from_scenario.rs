@@ -44,7 +44,7 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
         faults: scenario.faults.clone(),
         end_ms: scenario.end_ms(),
         check: CheckSettings {
-            invariants: scenario.check.invariants.iter().map(|i| i.as_str().to_owned()).collect(),
+            invariants: scenario.check.invariants.clone(),
             liveness_bound_ms: scenario.check.liveness_bound_ms,
             expect,
         },

@@ -56,7 +56,7 @@ use serde_json::Value;
 
 use crate::homeserver::wire::HttpRequest;
 use crate::homeserver::{
-    Action, Config, Decision, Homeserver, Input, Observation, Output, RequestId, store::Store,
+    Action, Config, Homeserver, Input, Observation, Output, RequestId, store::Store,
 };
 use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::{self, KeyRing, SigningKey};

@@ -14,8 +14,7 @@ impl Shared {
     ) {
         let server = self.slots[node].name.clone();
         let body = match observation {
-            Observation::Event { room_id, event_id, decision } => {
-                let (decision, reason) = trace_decision(decision);
+            Observation::Event { room_id, event_id, decision, reason } => {
                 let mut pdu = None;
                 if let Some(id) = &event_id {
                     let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
@@ -177,13 +176,7 @@ impl Shared {
             epoch_ms: u64::try_from(crate::stdx::EPOCH_MS).expect("the epoch is positive"),
             end_ms: end,
             healed_ms: self.plan.faults.healed_at().ms,
-            faults: self
-                .plan
-                .faults
-                .faults()
-                .iter()
-                .map(|f| serde_json::to_value(f).expect("faults serialize"))
-                .collect(),
+            faults: self.plan.faults.faults().to_vec(),
             check: self.check_settings(),
             swarm: self.plan.swarm.clone(),
         };
@@ -212,18 +205,5 @@ impl Shared {
             }
         }
         check
-    }
-}
-
-pub(super) fn trace_decision(decision: Decision) -> (trace::Decision, Option<String>) {
-    use trace::Decision as D;
-    match decision {
-        Decision::Created => (D::Created, None),
-        Decision::Accepted => (D::Accepted, None),
-        Decision::RejectedByAuthEvents(r) => (D::RejectedAuthEvents, Some(r)),
-        Decision::RejectedByStateBefore(r) => (D::RejectedStateBefore, Some(r)),
-        Decision::SoftFailed(r) => (D::SoftFailed, Some(r)),
-        Decision::Outlier => (D::Outlier, None),
-        Decision::Dropped(r) => (D::Dropped, Some(r)),
     }
 }

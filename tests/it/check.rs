@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use mxsim::check::{self, Verdict, Violation};
+use mxsim::invariant::Invariant;
 use mxsim::matrix::auth::{self, AuthState};
 use mxsim::matrix::canonical_json::Object;
 use mxsim::matrix::crypto::SigningKey;
@@ -176,7 +177,7 @@ fn header(invariants: &[&str]) -> Header {
         healed_ms: 0,
         faults: vec![],
         check: CheckSettings {
-            invariants: invariants.iter().map(|s| (*s).to_owned()).collect(),
+            invariants: ids(invariants),
             liveness_bound_ms: BOUND_MS,
             expect: Default::default(),
         },
@@ -311,7 +312,7 @@ fn run(trace: &Trace) -> Verdict {
 fn only(verdict: &Verdict, invariant: &str) -> Vec<Violation> {
     assert!(!verdict.violations.is_empty(), "expected a {invariant} violation");
     for v in &verdict.violations {
-        assert_eq!(v.invariant, invariant, "unexpected violation: {v:#?}");
+        assert_eq!(v.invariant.as_str(), invariant, "unexpected violation: {v:#?}");
     }
     verdict.violations.clone()
 }
@@ -320,13 +321,18 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Invariants by their ids.
+fn ids(items: &[&str]) -> Vec<Invariant> {
+    items.iter().map(|id| id.parse().expect("a known invariant id")).collect()
+}
+
 #[test]
 fn a_good_two_server_room_passes_every_invariant() {
     for version in RoomVersion::ALL {
         let f = fixture(version);
         let verdict = run(&f.trace);
         assert_eq!(verdict.violations, vec![], "room version {version}");
-        assert_eq!(verdict.checked, strings(ALL));
+        assert_eq!(verdict.checked, ids(ALL));
     }
 }
 
@@ -483,7 +489,7 @@ fn a_prev_events_cycle_breaks_dag() {
     // Reference hashes make a cycle impossible, so the two events claim forged ids (which
     // `integrity` reports; this test checks `dag` alone).
     let mut f = fixture(RoomVersion::V11);
-    f.trace.header.check.invariants = strings(&["dag"]);
+    f.trace.header.check.invariants = ids(&["dag"]);
     let r = f.room_id.clone();
     let (a, b) = ("$cycle-a".to_owned(), "$cycle-b".to_owned());
     let mut records = Vec::new();
@@ -560,7 +566,7 @@ fn an_event_that_never_arrives_breaks_liveness() {
     // hs2 never stores the message (so its stored events also differ: `convergence` would
     // fire too; this test checks `liveness` alone).
     let mut f = fixture(RoomVersion::V11);
-    f.trace.header.check.invariants = strings(&["liveness"]);
+    f.trace.header.check.invariants = ids(&["liveness"]);
     let message = id(&f.message);
     f.trace.records.retain(|r| !is_event(&r.body, "hs2", &message));
     let created = line_where(&f.trace, |b| is_event(b, "hs1", &message));
@@ -631,7 +637,7 @@ fn an_event_the_room_refused_is_owed_to_nobody() {
     assert_eq!(run(&trace).violations, vec![]);
     // The same for a rejection (which `auth` flags, hs1 and hs2 disagreeing on it).
     let (mut trace, _) = a_late_message_hs3_never_gets(Some(Decision::RejectedStateBefore));
-    trace.header.check.invariants = strings(&["liveness", "convergence"]);
+    trace.header.check.invariants = ids(&["liveness", "convergence"]);
     assert_eq!(run(&trace).violations, vec![]);
 
     // Accepted by hs1, the message is owed to hs3: liveness and convergence both fire.
@@ -647,7 +653,7 @@ fn an_event_the_room_refused_is_owed_to_nobody() {
 
     // Held by nobody but its origin, it is owed to everyone: the room did not refuse it.
     let (mut trace, late) = a_late_message_hs3_never_gets(None);
-    trace.header.check.invariants = strings(&["liveness"]);
+    trace.header.check.invariants = ids(&["liveness"]);
     let violations = only(&run(&trace), "liveness");
     assert!(violations[0].message.contains("never: hs1, hs3"), "{}", violations[0].message);
     assert_eq!(violations[0].witness.events, vec![late]);
@@ -683,7 +689,7 @@ fn a_committed_event_missing_after_restart_breaks_durability() {
 fn different_hashes_break_determinism() {
     assert_eq!(check::check_determinism("abc", "abc"), None);
     let v = check::check_determinism("abc", "abd").unwrap();
-    assert_eq!(v.invariant, "determinism");
+    assert_eq!(v.invariant, Invariant::Determinism);
     assert!(v.message.contains("abc") && v.message.contains("abd"));
 
     let f = fixture(RoomVersion::V11);
@@ -696,14 +702,15 @@ fn different_hashes_break_determinism() {
     // `check` leaves determinism to the caller: one trace cannot show it, so it is not
     // listed as checked even when the header asks for it.
     let mut only_determinism = f.trace.clone();
-    only_determinism.header.check.invariants = strings(&["determinism"]);
-    assert_eq!(check::check(&only_determinism).checked, Vec::<String>::new());
+    only_determinism.header.check.invariants = ids(&["determinism"]);
+    assert_eq!(check::check(&only_determinism).checked, Vec::<Invariant>::new());
     let mut every = f.trace.clone();
-    every.header.check.invariants = strings(check::INVARIANTS);
-    assert!(every.header.check.invariants.contains(&"determinism".to_owned()));
-    let every_but_determinism: Vec<&str> =
-        check::INVARIANTS.iter().copied().filter(|id| *id != "determinism").collect();
-    assert_eq!(check::check(&every).checked, strings(&every_but_determinism));
+    every.header.check.invariants = check::INVARIANTS.to_vec();
+    assert!(every.header.check.invariants.contains(&Invariant::Determinism));
+    assert_eq!(
+        check::check(&every).checked,
+        ids(&["integrity", "auth", "dag", "convergence", "liveness", "durability", "expectations"])
+    );
 }
 
 #[test]
@@ -713,10 +720,31 @@ fn only_the_listed_invariants_are_checked() {
     if let Body::Final { state_hash, .. } = &mut f.trace.records[last].body {
         *state_hash = "H2".into();
     }
-    f.trace.header.check.invariants = strings(&["dag", "liveness", "no-such-invariant"]);
+    f.trace.header.check.invariants = ids(&["liveness", "dag"]);
     let verdict = run(&f.trace);
     assert!(verdict.passed());
-    assert_eq!(verdict.checked, strings(&["dag", "liveness"]));
+    assert_eq!(verdict.checked, ids(&["dag", "liveness"]));
+    // A trace file naming an invariant the checker does not know is refused where it is
+    // read, naming the id, rather than checked as if the id were not there.
+    let text = String::from_utf8(f.trace.to_jsonl()).unwrap();
+    let header = text.lines().next().unwrap();
+    let unknown = header.replace(r#"["liveness","dag"]"#, r#"["liveness","no-such-invariant"]"#);
+    assert_ne!(unknown, header);
+    let records: Vec<&str> =
+        text.lines().skip(1).filter(|l| !l.contains(r#""type":"end""#)).collect();
+    let mut body = format!("{unknown}\n");
+    for line in &records {
+        body.push_str(line);
+        body.push('\n');
+    }
+    let sealed = format!(
+        "{body}{{\"type\":\"end\",\"records\":{},\"hash\":\"{}\"}}\n",
+        records.len(),
+        mxsim::trace::hash_bytes(body.as_bytes())
+    );
+    let error = mxsim::trace::Trace::parse_jsonl(&sealed).unwrap_err();
+    assert_eq!(error.line, 1, "{error}");
+    assert!(error.problem.contains("no-such-invariant"), "{error}");
 }
 
 /// A random change to one JSON value: replace, drop or retype something inside it.
@@ -800,7 +828,7 @@ fn random_damage_never_panics_the_checker() {
             }
             let verdict = check::check(&trace);
             for v in &verdict.violations {
-                assert!(check::INVARIANTS.contains(&v.invariant.as_str()));
+                assert!(check::INVARIANTS.contains(&v.invariant));
             }
         }
     }

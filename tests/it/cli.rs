@@ -788,3 +788,25 @@ fn check_and_report_refuse_an_incomplete_trace() {
     let whole = mxsim(&["check", out.join("trace.jsonl").to_str().unwrap()], b"");
     assert_eq!(whole.code, 0, "{}{}", whole.stdout, whole.stderr);
 }
+
+#[test]
+fn shrink_refuses_an_unknown_invariant_before_running() {
+    let out = std::env::temp_dir().join("mxsim-cli-shrink-unknown-invariant.toml");
+    let run = mxsim(
+        &[
+            "shrink",
+            "scenarios/ban-vs-power.toml",
+            "--seed",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--invariant",
+            "vibes",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("unknown invariant \"vibes\""), "{}", run.stderr);
+    assert!(run.stderr.contains("expected one of integrity, auth,"), "{}", run.stderr);
+    assert!(!out.exists(), "nothing was written");
+}

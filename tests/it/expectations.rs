@@ -3,6 +3,7 @@
 //! `retries`, and failed actions traced to their step and scenario line.
 
 use mxsim::check::{self, Verdict};
+use mxsim::invariant::Invariant;
 use mxsim::trace::{Body, Trace};
 use mxsim::world::{self, from_scenario};
 
@@ -29,7 +30,7 @@ fn run(extra: &str, seed: u64) -> (Trace, Verdict) {
     let plan = from_scenario::plan(&scenario, seed, "test").unwrap();
     let output = world::run(&plan).unwrap();
     let verdict = check::check(&output.trace);
-    assert!(verdict.checked.iter().any(|c| c == "expectations"));
+    assert!(verdict.checked.contains(&Invariant::Expectations));
     (output.trace, verdict)
 }
 
@@ -37,7 +38,7 @@ fn expectation_messages(verdict: &Verdict) -> Vec<String> {
     verdict
         .violations
         .iter()
-        .filter(|v| v.invariant == "expectations")
+        .filter(|v| v.invariant == Invariant::Expectations)
         .map(|v| v.message.clone())
         .collect()
 }
@@ -98,7 +99,7 @@ fn a_run_that_does_not_show_its_point_fails() {
         messages[1],
         "[[expect]] at scenario line 39: m.room.topic/\"\" was conflicted between concurrent events in no state resolution of the room"
     );
-    assert!(verdict.violations.iter().all(|v| v.invariant == "expectations"));
+    assert!(verdict.violations.iter().all(|v| v.invariant == Invariant::Expectations));
     // The failure names its step and line in the trace.
     let failed: Vec<(Option<u64>, Option<u64>)> = trace
         .records

@@ -3,6 +3,7 @@
 //! 1..=20. Each one failed before the fix it pins (its description says how).
 
 use mxsim::check;
+use mxsim::invariant::Invariant;
 use mxsim::trace::Body;
 use mxsim::world::{self, from_scenario};
 
@@ -44,7 +45,7 @@ fn regression_scenarios_pass_on_twenty_seeds() {
                 .map(|v| format!("{}: {}", v.invariant, v.message))
                 .collect();
             assert!(
-                verdict.checked.iter().any(|id| id == "expectations"),
+                verdict.checked.contains(&Invariant::Expectations),
                 "{path}: the expectations invariant is checked"
             );
             if !problems.is_empty() {

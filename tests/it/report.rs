@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use mxsim::check::{Verdict, Violation, Witness};
+use mxsim::invariant::Invariant;
 use mxsim::matrix::RoomVersion;
 use mxsim::matrix::state_res::{self, ResolveOptions};
 use mxsim::report::{self, Options, RunInfo};
@@ -178,12 +179,13 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
         epoch_ms: 1_700_000_000_000,
         end_ms,
         healed_ms: crash_end,
-        faults: vec![
-            json!({"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [["hs2"]]}),
-            json!({"type": "crash", "start_ms": crash_start, "end_ms": crash_end, "node": "hs1"}),
-        ],
+        faults: serde_json::from_value(json!([
+            {"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [["hs2"]]},
+            {"type": "crash", "start_ms": crash_start, "end_ms": crash_end, "node": "hs1"},
+        ]))
+        .expect("the faults are well-formed"),
         check: CheckSettings {
-            invariants: vec!["convergence".into()],
+            invariants: vec![Invariant::Convergence],
             liveness_bound_ms: 5000,
             expect: Default::default(),
         },
@@ -196,7 +198,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
 fn failing_verdict() -> Verdict {
     Verdict {
         violations: vec![Violation {
-            invariant: "convergence".into(),
+            invariant: Invariant::Convergence,
             message: "hs2 holds a different current state <after> the heal".into(),
             witness: Witness {
                 servers: vec!["hs2".into()],
@@ -204,8 +206,8 @@ fn failing_verdict() -> Verdict {
                 line: Some(12),
             },
         }],
-        checked: vec!["convergence".into(), "dag".into()],
-        violations_not_listed: [("convergence".to_owned(), 3)].into(),
+        checked: vec![Invariant::Convergence, Invariant::Dag],
+        violations_not_listed: [(Invariant::Convergence, 3)].into(),
     }
 }
 
@@ -516,7 +518,7 @@ fn violations_are_grouped_by_invariant_and_server() {
     let violations = chosen
         .iter()
         .map(|(id, ..)| Violation {
-            invariant: "liveness".into(),
+            invariant: Invariant::Liveness,
             message: format!("{id} did not reach every joined server: never: hs2"),
             witness: Witness {
                 servers: vec!["hs2".into()],
@@ -527,7 +529,7 @@ fn violations_are_grouped_by_invariant_and_server() {
         .collect();
     let verdict = Verdict {
         violations,
-        checked: vec!["liveness".into()],
+        checked: vec![Invariant::Liveness],
         violations_not_listed: Default::default(),
     };
     let files = report::render(&trace, &verdict, &info(), &Options::default()).unwrap();
@@ -640,11 +642,12 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
         epoch_ms: 1_700_000_000_000,
         end_ms,
         healed_ms: cut_end,
-        faults: vec![
-            json!({"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [cut]}),
-        ],
+        faults: serde_json::from_value(json!([
+            {"type": "partition", "start_ms": cut_start, "end_ms": cut_end, "groups": [cut]},
+        ]))
+        .expect("the faults are well-formed"),
         check: CheckSettings {
-            invariants: vec!["convergence".into()],
+            invariants: vec![Invariant::Convergence],
             liveness_bound_ms: 5000,
             expect: Default::default(),
         },

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mxsim::homeserver::server::PlantedBug;
+use mxsim::invariant::Invariant;
 use mxsim::sweep::results::{self, End, Meta, ResultsFile, SeedResult};
 use mxsim::sweep::{Hooks, Job, SeedRange, Shard, shrink, swarm};
 use mxsim::world::Plan;
@@ -286,7 +287,7 @@ fn a_bounded_sweep_finds_the_planted_bug_and_shrink_reduces_it() {
         &planted,
         seed,
         &shrink::Options {
-            invariant: Some("convergence".into()),
+            invariant: Some(Invariant::Convergence),
             // Keep what the bug needs: a candidate must also pass without the bug.
             control: Some(Hooks::default()),
             ..shrink::Options::default()

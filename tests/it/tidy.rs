@@ -10,26 +10,35 @@ use std::path::{Path, PathBuf};
 /// not `crate::matrix::{ids, …}` or a re-export). Every edge points to a lower layer.
 const LAYERS: &[(u8, &str, &[&str])] = &[
     (0, "stdx", &[]),
+    (1, "invariant", &[]),
     (1, "matrix", &[]),
     (1, "net", &["stdx"]),
     (2, "homeserver", &["stdx", "matrix"]),
     (
         2,
         "scenario",
-        &["stdx", "net", "matrix::ids", "matrix::room_version", "matrix::canonical_json"],
+        &[
+            "stdx",
+            "invariant",
+            "net",
+            "matrix::ids",
+            "matrix::room_version",
+            "matrix::canonical_json",
+        ],
     ),
     (2, "synth", &["stdx", "matrix"]),
-    (2, "trace", &["stdx", "matrix", "net"]),
-    (3, "check", &["stdx", "matrix", "trace"]),
+    (2, "trace", &["stdx", "matrix", "invariant", "net"]),
+    (3, "check", &["stdx", "matrix", "invariant", "trace"]),
     (3, "world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
-    (4, "report", &["stdx", "matrix", "trace", "check"]),
-    (4, "sweep", &["stdx", "world", "scenario", "check", "trace"]),
+    (4, "report", &["stdx", "matrix", "invariant", "trace", "check"]),
+    (4, "sweep", &["stdx", "invariant", "world", "scenario", "check", "trace"]),
     (
         5,
         "cli",
         &[
             "stdx",
             "matrix",
+            "invariant",
             "net",
             "homeserver",
             "scenario",
@@ -46,6 +55,7 @@ const LAYERS: &[(u8, &str, &[&str])] = &[
 const DETERMINISTIC: &[&str] = &[
     "stdx",
     "matrix",
+    "invariant",
     "net",
     "homeserver",
     "synth",
@@ -71,6 +81,14 @@ const BANNED: &[(&str, &str)] = &[
     ("std::thread", "threads: one simulation is one thread"),
     ("f32", "floats: use integers or stdx::Ratio"),
     ("f64", "floats: use integers or stdx::Ratio"),
+];
+
+/// Crates fenced into one file each (ARCHITECTURE.md "Dependencies"): no other file under
+/// `src/` may name them in code.
+const FENCED: &[(&str, &str)] = &[
+    ("sha2", "matrix/crypto.rs"),
+    ("ed25519_dalek", "matrix/crypto.rs"),
+    ("base64", "matrix/crypto.rs"),
 ];
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -288,6 +306,30 @@ fn deterministic_layers_use_no_nondeterminism() {
 }
 
 #[test]
+fn fenced_crates_are_named_only_in_their_file() {
+    let mut files = Vec::new();
+    source_files(&src_dir(), &mut files);
+    let mut violations = Vec::new();
+    for path in &files {
+        let relative = path.strip_prefix(src_dir()).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            for (krate, home) in FENCED {
+                if has_word(&code, krate) && relative != Path::new(home) {
+                    violations.push(format!(
+                        "{}:{}: {krate} (only src/{home} may use it)",
+                        path.display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "fenced crates used elsewhere:\n{}", violations.join("\n"));
+}
+
+#[test]
 fn the_checker_itself_can_fail() {
     // The helpers above must see what they are meant to see.
     assert!(has_word("let m: HashMap<u8, u8>;", "HashMap"));
@@ -296,6 +338,10 @@ fn the_checker_itself_can_fail() {
     assert!(is_banned("let x: f32 = 2f32;", "f32"));
     assert!(!is_banned("let buf64 = 1;", "f64"));
     assert!(is_banned("use std::env;", "std::env"));
+    // The crate `sha2` is a word in `use sha2::Digest`, not in `crypto::sha256`.
+    assert!(has_word("use sha2::{Digest, Sha256};", "sha2"));
+    assert!(!has_word("let h = crypto::sha256(&b);", "sha2"));
+    assert!(!has_word(&code_of("x(\"hashes.sha2 field\"); // sha2"), "sha2"));
     assert_eq!(code_of("use x; // HashMap here"), "use x; ");
     assert_eq!(code_of("let s = \"HashMap\";"), "let s = \"\";");
     assert_eq!(module_of(&src_dir().join("matrix/pdu.rs")).as_deref(), Some("matrix"));

@@ -216,8 +216,9 @@ fn a_server_that_leaves_and_rejoins_is_recorded_and_owed_only_what_came_while_jo
         ));
     }
     plan.steps.sort_by_key(|s| s.at_ms);
-    plan.check.invariants =
-        ["integrity", "auth", "dag", "convergence", "liveness"].map(str::to_owned).to_vec();
+    plan.check.invariants = ["integrity", "auth", "dag", "convergence", "liveness"]
+        .map(|id| id.parse().unwrap())
+        .to_vec();
     let output = run(&plan).unwrap();
     let hs2: Vec<(u64, &str)> = output
         .trace

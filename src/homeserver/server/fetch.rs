@@ -181,7 +181,8 @@ impl Homeserver {
         out.push(Output::Observed(Observation::Event {
             room_id: waiting.pdu.room_id_or_derived(),
             event_id: Some(id.clone()),
-            decision: Decision::Dropped(format!("gave up: {reason}")),
+            decision: Decision::Dropped,
+            reason: Some(format!("gave up: {reason}")),
         }));
     }
 
@@ -249,11 +250,11 @@ impl Homeserver {
             let outcome = self.check_own_auth(room_id, &pdu);
             // Stored with a state from now on: report it like any other receipt, so that
             // the trace holds every event the server keeps.
-            let decision = outcome.decision();
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(prev.clone()),
-                decision,
+                decision: outcome.decision,
+                reason: outcome.reason.clone(),
             }));
             if self.store.contains(prev) {
                 // Upgrade the outlier with the state we now know.

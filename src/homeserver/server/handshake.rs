@@ -263,12 +263,13 @@ impl Homeserver {
             self.store.add_room(room_id, version);
         }
         if !self.store.contains(own.event_id()) {
-            self.store_event(room_id, own, Outcome::Outlier, None);
+            self.store_event(room_id, own, Outcome::outlier(), None);
         }
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
             event_id: Some(own.event_id().clone()),
             decision: Decision::Created,
+            reason: None,
         }));
     }
 
@@ -319,15 +320,12 @@ impl Homeserver {
             .unwrap_or_else(|| Arc::clone(own));
         let before = self.store.store_state(&state, None);
         let outcome = self.check_own_auth(room_id, &join);
-        let outcome = match outcome {
-            Outcome::Outlier => Outcome::Accepted,
-            rejected => rejected,
-        };
-        if let Outcome::RejectedByAuthEvents { reason } = outcome {
+        if let Outcome { decision: Decision::RejectedAuthEvents, reason: Some(reason) } = outcome {
             return Err(format!("the join is not allowed: {reason}"));
         }
+        assert_eq!(outcome, Outcome::outlier(), "check_own_auth accepts or rejects");
         if !self.store.contains(join.event_id()) {
-            self.store_event(room_id, &join, Outcome::Accepted, Some(before));
+            self.store_event(room_id, &join, Outcome::accepted(), Some(before));
         }
         let after = self.store.event(join.event_id()).and_then(|e| e.state_after);
         let room = self.store.room_mut(room_id);
@@ -345,6 +343,7 @@ impl Homeserver {
             room_id: room_id.to_owned(),
             event_id: Some(join.event_id().clone()),
             decision: Decision::Created,
+            reason: None,
         }));
         if let Some(group) = after {
             out.push(Output::Observed(Observation::StateChanged {
@@ -372,15 +371,17 @@ impl Homeserver {
         if pdu::verify(rules, &pdu, &self.keys).is_err() {
             return Err("the signed invite does not verify".into());
         }
-        let decision = self.decide(room_id, &pdu);
-        if decision != Decision::Accepted {
-            return Err(format!("invite no longer allowed: {decision:?}"));
+        let outcome = self.decide(room_id, &pdu);
+        if let Some(reason) = outcome.reason {
+            return Err(format!("invite no longer allowed: {}: {reason}", outcome.decision));
         }
-        self.commit(room_id, &pdu, Decision::Accepted, out);
+        assert_eq!(outcome.decision, Decision::Accepted);
+        self.commit(room_id, &pdu, Outcome::accepted(), out);
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
             event_id: Some(pdu.event_id().clone()),
             decision: Decision::Created,
+            reason: None,
         }));
         // Sent to the servers in the room only; the invitee's server has its copy from
         // `/invite` (and, not being in the room, would ignore it).

@@ -85,11 +85,12 @@ impl Homeserver {
         // must reach the server whose user it removes.
         let mut destinations: Vec<String> = self.joined_servers(room_id).into_iter().collect();
         destinations.extend(extra_destinations.iter().cloned());
-        self.commit(room_id, &pdu, Decision::Accepted, out);
+        self.commit(room_id, &pdu, Outcome::accepted(), out);
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
             event_id: Some(pdu.event_id().clone()),
             decision: Decision::Created,
+            reason: None,
         }));
         self.fan_out(room_id, &pdu, &destinations, None);
         Ok(pdu)
@@ -98,11 +99,11 @@ impl Homeserver {
     /// Whether a locally built event passes every receipt check against this server's
     /// own view: a user may not send what peers would reject or soft-fail.
     pub(super) fn check_local(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Result<(), String> {
-        match self.decide(room_id, pdu) {
-            Decision::Accepted => Ok(()),
-            Decision::RejectedByAuthEvents(reason)
-            | Decision::RejectedByStateBefore(reason)
-            | Decision::SoftFailed(reason) => Err(format!("not allowed: {reason}")),
+        let outcome = self.decide(room_id, pdu);
+        match (outcome.decision, outcome.reason) {
+            (Decision::Accepted, None) => Ok(()),
+            (Decision::RejectedAuthEvents | Decision::RejectedStateBefore, Some(reason))
+            | (Decision::SoftFailed, Some(reason)) => Err(format!("not allowed: {reason}")),
             other => unreachable!("decide returns a receipt decision, got {other:?}"),
         }
     }
@@ -282,7 +283,7 @@ impl Homeserver {
         let view = GroupView { store: &self.store, group: empty };
         auth::check_event(rules, &create, &[], &view, SignatureCheck::Keys(&self.keys))
             .map_err(|r| r.to_string())?;
-        self.store_event(&room_id, &create, Outcome::Accepted, Some(empty));
+        self.store_event(&room_id, &create, Outcome::accepted(), Some(empty));
         let room = self.store.room_mut(&room_id);
         room.forward_extremities.insert(create.event_id().clone());
         let after = self.store.event(create.event_id()).and_then(|e| e.state_after);
@@ -292,6 +293,7 @@ impl Homeserver {
             room_id: room_id.clone(),
             event_id: Some(create.event_id().clone()),
             decision: Decision::Created,
+            reason: None,
         }));
         Ok(room_id)
     }

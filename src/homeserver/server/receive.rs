@@ -66,14 +66,17 @@ impl Homeserver {
 
     /// The receipt checks 4–6 (federation-api.md §3) for an event whose auth and prev
     /// events are all stored with state. Does not store it.
-    pub(super) fn decide(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Decision {
+    pub(super) fn decide(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Outcome {
         let rules = self.rules_of(room_id).expect("room is known");
         // Check 4: against the state its own auth events form.
         let mut auth_list: Vec<(Arc<Pdu>, bool)> = Vec::new();
         let mut auth_state: BTreeMap<StateKey, Arc<Pdu>> = BTreeMap::new();
         for id in pdu.auth_events() {
             let Some(event) = self.store.event(id) else {
-                return Decision::RejectedByAuthEvents(format!("auth event {id} unknown"));
+                return Outcome::rejected(
+                    RejectionKind::AuthEvents,
+                    format!("auth event {id} unknown"),
+                );
             };
             let rejected = event.outcome.is_rejected();
             auth_list.push((Arc::clone(&event.pdu), rejected));
@@ -101,12 +104,12 @@ impl Homeserver {
         if let Err(rejection) =
             auth::check_event(rules, pdu, &list, &auth_state, SignatureCheck::Keys(&self.keys))
         {
-            return Decision::RejectedByAuthEvents(rejection.to_string());
+            return Outcome::rejected(RejectionKind::AuthEvents, rejection.to_string());
         }
         // Check 5: against the state before it.
         let before = match self.state_before(rules, pdu) {
             Ok(group) => group,
-            Err(reason) => return Decision::RejectedByStateBefore(reason),
+            Err(reason) => return Outcome::rejected(RejectionKind::StateBefore, reason),
         };
         let signatures = SignatureCheck::Keys(&self.keys);
         let check = |store: &Store, group: StateGroupId| -> Result<(), Rejection> {
@@ -114,15 +117,15 @@ impl Homeserver {
             auth::check_state_rules(rules, pdu, &view, signatures)
         };
         if let Err(rejection) = check(&self.store, before) {
-            return Decision::RejectedByStateBefore(rejection.to_string());
+            return Outcome::rejected(RejectionKind::StateBefore, rejection.to_string());
         }
         // Check 6: against the current state.
         if let Some(current) = self.store.room(room_id).and_then(|r| r.current_state) {
             if let Err(rejection) = check(&self.store, current) {
-                return Decision::SoftFailed(rejection.to_string());
+                return Outcome::soft_failed(rejection.to_string());
             }
         }
-        Decision::Accepted
+        Outcome::accepted()
     }
 
     /// Stores a decided event and updates extremities and current state.
@@ -130,27 +133,18 @@ impl Homeserver {
         &mut self,
         room_id: &str,
         pdu: &Arc<Pdu>,
-        decision: Decision,
+        outcome: Outcome,
         out: &mut Vec<Output>,
     ) {
         let rules = self.rules_of(room_id).expect("room is known");
-        let outcome = match &decision {
-            Decision::Accepted | Decision::Created => Outcome::Accepted,
-            Decision::RejectedByAuthEvents(reason) => {
-                Outcome::RejectedByAuthEvents { reason: reason.clone() }
-            }
-            Decision::RejectedByStateBefore(reason) => {
-                Outcome::RejectedByStateBefore { reason: reason.clone() }
-            }
-            Decision::SoftFailed(reason) => Outcome::SoftFailed { reason: reason.clone() },
-            Decision::Outlier | Decision::Dropped(_) => unreachable!("not a commit decision"),
-        };
-        let before = match outcome {
-            Outcome::RejectedByAuthEvents { .. } => None,
+        assert!(outcome.decision != Decision::Outlier, "not a commit decision");
+        let before = match outcome.decision {
+            Decision::RejectedAuthEvents => None,
             _ => self.state_before(rules, pdu).ok(),
         };
-        self.store_event(room_id, pdu, outcome.clone(), before);
-        if outcome != Outcome::Accepted {
+        let accepted = outcome.decision == Decision::Accepted;
+        self.store_event(room_id, pdu, outcome, before);
+        if !accepted {
             return;
         }
         let old_state = self.store.room(room_id).and_then(|r| r.current_state);
@@ -164,7 +158,9 @@ impl Homeserver {
         let new_state = if covered { after } else { self.resolve_extremities(room_id, rules) };
         self.store.room_mut(room_id).current_state = new_state;
         assert!(
-            self.store.event(pdu.event_id()).is_some_and(|e| e.outcome == Outcome::Accepted),
+            self.store
+                .event(pdu.event_id())
+                .is_some_and(|e| e.outcome.decision == Decision::Accepted),
             "a committed accepted event is stored as accepted"
         );
         if let (Some(new), Some(old)) = (new_state, old_state) {
@@ -280,7 +276,8 @@ impl Homeserver {
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.clone(),
                 event_id: Some(pdu::event_id(rules, &raw)),
-                decision: Decision::Dropped(format!(
+                decision: Decision::Dropped,
+                reason: Some(format!(
                     "ignored: {} is not in the room (no joined member of its own)",
                     self.name
                 )),
@@ -297,7 +294,8 @@ impl Homeserver {
                 out.push(Output::Observed(Observation::Event {
                     room_id: room_id.clone(),
                     event_id: None,
-                    decision: Decision::Dropped(reason.clone()),
+                    decision: Decision::Dropped,
+                    reason: Some(reason.clone()),
                 }));
                 return Err(reason);
             }
@@ -354,18 +352,20 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) {
         if let Some(stored) = self.store.event(pdu.event_id()) {
-            if stored.outcome != Outcome::Outlier || stored.state_after.is_some() {
+            if stored.outcome.decision != Decision::Outlier || stored.state_after.is_some() {
                 return; // Duplicates and replays are idempotent.
             }
         }
         let (missing_auth, missing_prev) = self.missing_for(room_id, &pdu);
         if missing_auth.is_empty() && missing_prev.is_empty() {
-            let decision = self.decide(room_id, &pdu);
-            self.commit(room_id, &pdu, decision.clone(), out);
+            let outcome = self.decide(room_id, &pdu);
+            let (decision, reason) = (outcome.decision, outcome.reason.clone());
+            self.commit(room_id, &pdu, outcome, out);
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(pdu.event_id().clone()),
                 decision,
+                reason,
             }));
             self.waiting.remove(pdu.event_id());
             self.retry_waiting(now, room_id, out);
@@ -378,9 +378,8 @@ impl Homeserver {
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(id),
-                decision: Decision::Dropped(format!(
-                    "{limit} events already wait for missing ancestors"
-                )),
+                decision: Decision::Dropped,
+                reason: Some(format!("{limit} events already wait for missing ancestors")),
             }));
             return;
         }
@@ -513,7 +512,8 @@ impl Homeserver {
                 Err(reason) => out.push(Output::Observed(Observation::Event {
                     room_id: room_id.to_owned(),
                     event_id: None,
-                    decision: Decision::Dropped(reason),
+                    decision: Decision::Dropped,
+                    reason: Some(reason),
                 })),
             }
         }
@@ -538,12 +538,8 @@ impl Homeserver {
                 out.push(Output::Observed(Observation::Event {
                     room_id: room_id.to_owned(),
                     event_id: Some(id),
-                    decision: match outcome {
-                        Outcome::RejectedByAuthEvents { reason } => {
-                            Decision::RejectedByAuthEvents(reason)
-                        }
-                        _ => Decision::Outlier,
-                    },
+                    decision: outcome.decision,
+                    reason: outcome.reason,
                 }));
             }
         }
@@ -556,9 +552,10 @@ impl Homeserver {
         let mut state: BTreeMap<StateKey, &Pdu> = BTreeMap::new();
         for id in pdu.auth_events() {
             let Some(event) = self.store.event(id) else {
-                return Outcome::RejectedByAuthEvents {
-                    reason: format!("auth event {id} unknown"),
-                };
+                return Outcome::rejected(
+                    RejectionKind::AuthEvents,
+                    format!("auth event {id} unknown"),
+                );
             };
             let rejected = event.outcome.is_rejected();
             list.push((&event.pdu, rejected));
@@ -574,8 +571,8 @@ impl Homeserver {
             }
         }
         match auth::check_event(rules, pdu, &list, &state, SignatureCheck::Keys(&self.keys)) {
-            Ok(()) => Outcome::Outlier,
-            Err(rejection) => Outcome::RejectedByAuthEvents { reason: rejection.to_string() },
+            Ok(()) => Outcome::outlier(),
+            Err(rejection) => Outcome::rejected(RejectionKind::AuthEvents, rejection.to_string()),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{GroupView, Homeserver, forbidden, invalid, not_found};
 use crate::homeserver::store::Outcome;
-use crate::homeserver::types::{Observation, Output};
+use crate::homeserver::types::{Decision, Observation, Output};
 use crate::homeserver::wire::{
     self, ErrorResponse, HttpRequest, HttpResponse, MakeMembership, Request, Response, SendJoin,
     Transaction,
@@ -458,8 +458,10 @@ impl Homeserver {
             return invalid(format!("not a {membership} event of a user of {origin}"));
         }
         self.process(now, room_id, Arc::clone(&pdu), origin, out);
-        let accepted =
-            self.store.event(pdu.event_id()).is_some_and(|e| e.outcome == Outcome::Accepted);
+        let accepted = self
+            .store
+            .event(pdu.event_id())
+            .is_some_and(|e| e.outcome.decision == Decision::Accepted);
         if !accepted {
             return forbidden(format!("the {membership} is not allowed"));
         }
@@ -549,7 +551,7 @@ impl Homeserver {
         }
         let signed_pdu = Arc::new(signed_pdu);
         if !self.store.contains(signed_pdu.event_id()) {
-            self.store_event(room_id, &signed_pdu, Outcome::Outlier, None);
+            self.store_event(room_id, &signed_pdu, Outcome::outlier(), None);
         }
         self.store.add_invite(room_id, target, signed_pdu.event_id().clone());
         out.push(Output::Observed(Observation::Invited {
