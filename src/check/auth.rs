@@ -260,87 +260,84 @@ fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
             found.push(violation(ID, message, witness));
         }
     }
+}
 
-    /// The state after every event of one room in topological order; returns the events
-    /// some server accepted that fail against the state before them as that server read
-    /// it, with those servers and the first problem.
-    fn room_states<'t>(
-        index: &Index<'t>,
-        rules: &'static RoomVersionRules,
-        events: &[(&'t str, &Arc<Pdu>)],
-        deciders: &BTreeMap<&str, Vec<(&'t str, u64)>>,
-    ) -> Vec<(&'t str, Vec<&'t str>, String)> {
-        let rejection = |id: &str| index.events.get(id).and_then(|e| e.rejection);
-        let store = IndexedStore::from_events(
-            rules,
-            events.iter().map(|(id, pdu)| (Arc::clone(pdu), rejection(id))),
-        );
-        let position: BTreeMap<&str, usize> =
-            events.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
-        // Kahn's algorithm over prev_events edges inside the room.
-        let mut waiting: Vec<usize> = vec![0; events.len()];
-        let mut children: Vec<Vec<usize>> = vec![Vec::new(); events.len()];
-        for (i, (_, pdu)) in events.iter().enumerate() {
-            let prevs: BTreeSet<usize> = pdu
-                .prev_events()
-                .iter()
-                .filter_map(|p| position.get(p.as_str()).copied())
-                .collect();
-            waiting[i] = prevs.len();
-            for prev in prevs {
-                children[prev].push(i);
-            }
+/// The state after every event of one room in topological order; returns the events
+/// some server accepted that fail against the state before them as that server read
+/// it, with those servers and the first problem.
+fn room_states<'t>(
+    index: &Index<'t>,
+    rules: &'static RoomVersionRules,
+    events: &[(&'t str, &Arc<Pdu>)],
+    deciders: &BTreeMap<&str, Vec<(&'t str, u64)>>,
+) -> Vec<(&'t str, Vec<&'t str>, String)> {
+    let rejection = |id: &str| index.events.get(id).and_then(|e| e.rejection);
+    let store = IndexedStore::from_events(
+        rules,
+        events.iter().map(|(id, pdu)| (Arc::clone(pdu), rejection(id))),
+    );
+    let position: BTreeMap<&str, usize> =
+        events.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+    // Kahn's algorithm over prev_events edges inside the room.
+    let mut waiting: Vec<usize> = vec![0; events.len()];
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); events.len()];
+    for (i, (_, pdu)) in events.iter().enumerate() {
+        let prevs: BTreeSet<usize> =
+            pdu.prev_events().iter().filter_map(|p| position.get(p.as_str()).copied()).collect();
+        waiting[i] = prevs.len();
+        for prev in prevs {
+            children[prev].push(i);
         }
-        let mut ready: VecDeque<usize> = (0..events.len()).filter(|i| waiting[*i] == 0).collect();
-        let mut after: Vec<Option<Arc<StateMap>>> = vec![None; events.len()];
-        let mut problems = Vec::new();
-        while let Some(i) = ready.pop_front() {
-            let (event_id, pdu) = events[i];
-            let before = state_before_event(rules, &store, pdu, &position, &after);
-            if let Some(before) = &before {
-                let keys = SignatureCheck::Keys(&index.ring);
-                let view = StateView { state: before, events: &store, seen_by: None };
-                let plain = auth::check_state_rules(rules, pdu, &view, keys).err();
-                let mut failing: Vec<&'t str> = Vec::new();
-                let mut problem: Option<String> = None;
-                for &(server, line) in deciders.get(event_id).into_iter().flatten() {
-                    // Only a server that had applied a redaction can read another state.
-                    let result = if index.redacted_any_before(server, line) {
-                        let seen_by = Some((index, server, line));
-                        let view = StateView { state: before, events: &store, seen_by };
-                        auth::check_state_rules(rules, pdu, &view, keys).err()
-                    } else {
-                        plain.clone()
-                    };
-                    if let Some(rejection) = result {
-                        push_unique(&mut failing, server);
-                        problem.get_or_insert_with(|| rejection.to_string());
-                    }
-                }
-                if let Some(problem) = problem {
-                    problems.push((event_id, failing, problem));
-                }
-            }
-            after[i] = before.map(|before| match pdu.state_key() {
-                Some(state_key) if rejection(event_id).is_none() => {
-                    let mut state = (*before).clone();
-                    state.insert(
-                        (pdu.event_type().to_owned(), state_key.to_owned()),
-                        pdu.event_id().clone(),
-                    );
-                    Arc::new(state)
-                }
-                _ => before,
-            });
-            for &child in &children[i] {
-                waiting[child] -= 1;
-                if waiting[child] == 0 {
-                    ready.push_back(child);
-                }
-            }
-        }
-        problems
     }
+    let mut ready: VecDeque<usize> = (0..events.len()).filter(|i| waiting[*i] == 0).collect();
+    let mut after: Vec<Option<Arc<StateMap>>> = vec![None; events.len()];
+    let mut problems = Vec::new();
+    while let Some(i) = ready.pop_front() {
+        let (event_id, pdu) = events[i];
+        let before = state_before_event(rules, &store, pdu, &position, &after);
+        if let Some(before) = &before {
+            let keys = SignatureCheck::Keys(&index.ring);
+            let view = StateView { state: before, events: &store, seen_by: None };
+            let plain = auth::check_state_rules(rules, pdu, &view, keys).err();
+            let mut failing: Vec<&'t str> = Vec::new();
+            let mut problem: Option<String> = None;
+            for &(server, line) in deciders.get(event_id).into_iter().flatten() {
+                // Only a server that had applied a redaction can read another state.
+                let result = if index.redacted_any_before(server, line) {
+                    let seen_by = Some((index, server, line));
+                    let view = StateView { state: before, events: &store, seen_by };
+                    auth::check_state_rules(rules, pdu, &view, keys).err()
+                } else {
+                    plain.clone()
+                };
+                if let Some(rejection) = result {
+                    push_unique(&mut failing, server);
+                    problem.get_or_insert_with(|| rejection.to_string());
+                }
+            }
+            if let Some(problem) = problem {
+                problems.push((event_id, failing, problem));
+            }
+        }
+        after[i] = before.map(|before| match pdu.state_key() {
+            Some(state_key) if rejection(event_id).is_none() => {
+                let mut state = (*before).clone();
+                state.insert(
+                    (pdu.event_type().to_owned(), state_key.to_owned()),
+                    pdu.event_id().clone(),
+                );
+                Arc::new(state)
+            }
+            _ => before,
+        });
+        for &child in &children[i] {
+            waiting[child] -= 1;
+            if waiting[child] == 0 {
+                ready.push_back(child);
+            }
+        }
+    }
+    problems
 }
 
 /// The state before `pdu`, if every prev event's state after is known.

@@ -13,7 +13,7 @@ use crate::matrix::dag::RejectionKind;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::redaction;
 use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
-use crate::trace::{Body, Decision, NestedState, Trace};
+use crate::trace::{Body, Decision, NestedState, Record, Trace};
 
 use super::line_of;
 
@@ -175,79 +175,9 @@ impl<'t> Index<'t> {
             let line = line_of(i);
             match &record.body {
                 Body::Joined { server, room, version } => {
-                    let entry = index.room(room);
-                    entry.joined.insert(server, line);
-                    match RoomVersion::parse(version) {
-                        Ok(parsed) => match entry.rules {
-                            None => entry.rules = Some(parsed.rules()),
-                            Some(rules) if *rules != *parsed.rules() => {
-                                entry.version_problem = Some(format!(
-                                    "joined records disagree on the room version (line {line}: \
-                                     {version:?})"
-                                ));
-                            }
-                            Some(_) => {}
-                        },
-                        Err(_) => {
-                            entry.version_problem =
-                                Some(format!("unsupported room version {version:?} (line {line})"));
-                        }
-                    }
+                    index.note_joined(server, room, version, line);
                 }
-                Body::Event { server, room, event_id, decision, reason, pdu } => {
-                    index.room(room);
-                    let Some(event_id) = event_id else {
-                        if decision.is_stored() {
-                            index.stored_without_id.push((line, server, room));
-                        }
-                        continue;
-                    };
-                    let event = index.events.entry(event_id).or_insert_with(|| Event {
-                        room,
-                        copies: Vec::new(),
-                        canonical: None,
-                        created: None,
-                        first_line: line,
-                        rejection: None,
-                    });
-                    let own_copy = pdu.as_ref().map(|json| {
-                        match event.copies.iter().position(|c| c.json == json) {
-                            Some(at) => at,
-                            None => {
-                                event.copies.push(Copy {
-                                    json,
-                                    parsed: Err("not parsed".into()),
-                                    problem: None,
-                                });
-                                copy_rooms.push((event_id, event.copies.len() - 1, room));
-                                event.copies.len() - 1
-                            }
-                        }
-                    });
-                    if *decision == Decision::Created && event.created.is_none() {
-                        event.created = Some(index.receipts.len());
-                    }
-                    if event.rejection.is_none() {
-                        event.rejection = match decision {
-                            Decision::RejectedAuthEvents => Some(RejectionKind::AuthEvents),
-                            Decision::RejectedStateBefore => Some(RejectionKind::StateBefore),
-                            _ => None,
-                        };
-                    }
-                    if decision.is_stored() {
-                        index.held.entry(server).or_default().insert(event_id, *decision);
-                    }
-                    index.receipts.push(Receipt {
-                        line,
-                        t: record.t,
-                        server,
-                        room,
-                        event_id,
-                        decision: *decision,
-                        reason: reason.as_deref(),
-                        copy: own_copy,
-                    });
-                }
+                Body::Event { .. } => index.note_event(record, line, &mut copy_rooms),
                 Body::Recovered { server, event_ids } => {
                     let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
                     index.held.entry(server).or_default().retain(|id, _| kept.contains(id));
@@ -277,10 +207,106 @@ impl<'t> Index<'t> {
             }
         }
         index.versions_from_create_events();
+        index.parse_copies(copy_rooms);
+        index.redactions(redacted_records);
+        let mut finals: Vec<Final<'t>> = finals.into_values().collect();
+        finals.sort_by_key(|f| f.line);
+        index.finals = finals;
+        index
+    }
+
+    /// A `joined` record: the server's join, and the room version it names (which every
+    /// `joined` record of the room must agree on).
+    fn note_joined(&mut self, server: &'t str, room: &'t str, version: &str, line: u64) {
+        let entry = self.room(room);
+        entry.joined.insert(server, line);
+        match RoomVersion::parse(version) {
+            Ok(parsed) => match entry.rules {
+                None => entry.rules = Some(parsed.rules()),
+                Some(rules) if *rules != *parsed.rules() => {
+                    entry.version_problem = Some(format!(
+                        "joined records disagree on the room version (line {line}: {version:?})"
+                    ));
+                }
+                Some(_) => {}
+            },
+            Err(_) => {
+                entry.version_problem =
+                    Some(format!("unsupported room version {version:?} (line {line})"));
+            }
+        }
+    }
+
+    /// An `event` record: the event and its copy, the server's receipt, what it holds.
+    fn note_event(
+        &mut self,
+        record: &'t Record,
+        line: u64,
+        copy_rooms: &mut Vec<(&'t str, usize, &'t str)>,
+    ) {
+        let Body::Event { server, room, event_id, decision, reason, pdu } = &record.body else {
+            return;
+        };
+        self.room(room);
+        let Some(event_id) = event_id else {
+            if decision.is_stored() {
+                self.stored_without_id.push((line, server, room));
+            }
+            return;
+        };
+        let event = self.events.entry(event_id).or_insert_with(|| Event {
+            room,
+            copies: Vec::new(),
+            canonical: None,
+            created: None,
+            first_line: line,
+            rejection: None,
+        });
+        let own_copy =
+            pdu.as_ref().map(|json| match event.copies.iter().position(|c| c.json == json) {
+                Some(at) => at,
+                None => {
+                    event.copies.push(Copy {
+                        json,
+                        parsed: Err("not parsed".into()),
+                        problem: None,
+                    });
+                    copy_rooms.push((event_id, event.copies.len() - 1, room));
+                    event.copies.len() - 1
+                }
+            });
+        if *decision == Decision::Created && event.created.is_none() {
+            event.created = Some(self.receipts.len());
+        }
+        if event.rejection.is_none() {
+            event.rejection = match decision {
+                Decision::RejectedAuthEvents => Some(RejectionKind::AuthEvents),
+                Decision::RejectedStateBefore => Some(RejectionKind::StateBefore),
+                _ => None,
+            };
+        }
+        if decision.is_stored() {
+            self.held.entry(server).or_default().insert(event_id, *decision);
+        }
+        self.receipts.push(Receipt {
+            line,
+            t: record.t,
+            server,
+            room,
+            event_id,
+            decision: *decision,
+            reason: reason.as_deref(),
+            copy: own_copy,
+        });
+    }
+
+    /// Parses every distinct copy under its room's version, and picks each event's
+    /// canonical copy: the first that parses without a problem, else the first that parses.
+    fn parse_copies(&mut self, copy_rooms: Vec<(&'t str, usize, &'t str)>) {
         for (event_id, at, room) in copy_rooms {
-            let rules = index.rooms.get(room).and_then(|r| r.rules);
-            let problem = index.rooms.get(room).and_then(|r| r.version_problem.clone());
-            let Some(event) = index.events.get_mut(event_id) else { continue };
+            let rules = self.rooms.get(room).and_then(|r| r.rules);
+            let problem = self.rooms.get(room).and_then(|r| r.version_problem.clone());
+            let Some(event) = self.events.get_mut(event_id) else { continue };
             let Some(copy) = event.copies.get_mut(at) else { continue };
             let parsed = match rules {
                 Some(rules) => parse_copy(rules, event_id, room, copy.json),
@@ -294,7 +320,7 @@ impl<'t> Index<'t> {
                 Err(problem) => (Err(problem), None),
             };
         }
-        for event in index.events.values_mut() {
+        for event in self.events.values_mut() {
             let parsed = |c: &Copy<'_>| c.parsed.is_ok();
             let clean = |c: &Copy<'_>| c.parsed.is_ok() && c.problem.is_none();
             event.canonical = event
@@ -303,11 +329,6 @@ impl<'t> Index<'t> {
                 .position(clean)
                 .or_else(|| event.copies.iter().position(parsed));
         }
-        index.redactions(redacted_records);
-        let mut finals: Vec<Final<'t>> = finals.into_values().collect();
-        finals.sort_by_key(|f| f.line);
-        index.finals = finals;
-        index
     }
 
     fn room(&mut self, room: &'t str) -> &mut Room<'t> {
