@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::matrix::EventId;
 use crate::matrix::state_res::StateMap;
-use crate::report::model::{EventNode, Membership, RoomModel};
+use crate::report::model::{Membership, RoomModel};
 use crate::trace::{Body, Decision, Trace};
 
 /// Decision codes in the data block, in the order the script names them.
@@ -71,7 +71,7 @@ pub fn room(
 
 /// One event's entry (see the module doc).
 fn event_value(
-    event: &EventNode,
+    event: &crate::report::model::EventNode,
     server_index: &BTreeMap<&str, usize>,
     after: &BTreeMap<String, StateMap>,
     replaced: &BTreeMap<String, Option<EventId>>,

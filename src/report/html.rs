@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::check::Verdict;
-use crate::report::divergence::{Divergence, Divergences};
+use crate::report::divergence::Divergences;
 use crate::report::model::{RoomModel, Window, WindowKind, record_kind};
 use crate::report::svg::{escape, short_id};
 use crate::report::timeline::{Timeline, name_servers, seconds};
@@ -563,7 +563,7 @@ fn changes(model: Option<&RoomModel>, list: &[(String, Option<String>)]) -> Stri
 }
 
 /// The cell of the keys on which the pair differed at the split's last moment.
-fn state_difference(row: &Divergence) -> String {
+fn state_difference(row: &crate::report::divergence::Divergence) -> String {
     match &row.keys {
         None => "<span class=\"note\">not reconstructed: no state replayed from the DAG has these servers' hashes</span>".to_owned(),
         Some(keys) => {
