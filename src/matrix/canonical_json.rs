@@ -11,6 +11,7 @@
 //! exact decision on numbers (`-0`, exponents, fractions) that `serde_json` does not expose.
 
 use std::fmt;
+use std::ops::Range;
 
 use serde_json::{Map, Number, Value};
 
@@ -489,6 +490,24 @@ impl Parser<'_> {
         if negative {
             self.pos += 1;
         }
+        let int_digits = self.int_digits()?;
+        let frac_digits = self.frac_digits()?;
+        let exponent = self.exponent()?;
+        let literal = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII digits");
+        if (exponent.is_some() || !frac_digits.is_empty())
+            && self.numbers == Numbers::IntegerLiterals
+        {
+            return Err(self.error_at(
+                start,
+                format!("number {literal} is not an integer literal (floats are not permitted)"),
+            ));
+        }
+        let digits = (&self.bytes[int_digits], &self.bytes[frac_digits]);
+        self.exact_integer(start, literal, negative, digits, exponent.unwrap_or(0))
+    }
+
+    /// The integer part of a number: `0`, or a non-zero digit and more digits.
+    fn int_digits(&mut self) -> Result<Range<usize>, ParseError> {
         let int_start = self.pos;
         match self.peek() {
             Some(b'0') => self.pos += 1,
@@ -499,55 +518,66 @@ impl Parser<'_> {
             }
             _ => return Err(self.error("invalid number")),
         }
-        let int_digits = &self.bytes[int_start..self.pos];
-        let mut frac_digits: &[u8] = &[];
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            let frac_start = self.pos;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.pos += 1;
-            }
-            if self.pos == frac_start {
-                return Err(self.error("invalid number (no digits after '.')"));
-            }
-            frac_digits = &self.bytes[frac_start..self.pos];
+        Ok(int_start..self.pos)
+    }
+
+    /// The digits of the fraction after `.`, if there is one (empty otherwise).
+    fn frac_digits(&mut self) -> Result<Range<usize>, ParseError> {
+        if self.peek() != Some(b'.') {
+            return Ok(self.pos..self.pos);
         }
+        self.pos += 1;
+        let frac_start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        if self.pos == frac_start {
+            return Err(self.error("invalid number (no digits after '.')"));
+        }
+        Ok(frac_start..self.pos)
+    }
+
+    /// The exponent after `e` or `E`, if there is one, saturated at 2^20 in magnitude.
+    fn exponent(&mut self) -> Result<Option<i64>, ParseError> {
+        let Some(b'e' | b'E') = self.peek() else { return Ok(None) };
         let mut exponent: i64 = 0;
-        let mut has_exponent = false;
-        if let Some(b'e' | b'E') = self.peek() {
-            has_exponent = true;
-            self.pos += 1;
-            let exp_negative = match self.peek() {
-                Some(b'-') => {
-                    self.pos += 1;
-                    true
-                }
-                Some(b'+') => {
-                    self.pos += 1;
-                    false
-                }
-                _ => false,
-            };
-            let exp_start = self.pos;
-            while let Some(b'0'..=b'9') = self.peek() {
-                // Saturate: an exponent this large makes the value out of range anyway.
-                exponent = (exponent * 10 + i64::from(self.bytes[self.pos] - b'0')).min(1 << 20);
+        self.pos += 1;
+        let exp_negative = match self.peek() {
+            Some(b'-') => {
                 self.pos += 1;
+                true
             }
-            if self.pos == exp_start {
-                return Err(self.error("invalid number (no digits in exponent)"));
+            Some(b'+') => {
+                self.pos += 1;
+                false
             }
-            if exp_negative {
-                exponent = -exponent;
-            }
+            _ => false,
+        };
+        let exp_start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            // Saturate: an exponent this large makes the value out of range anyway.
+            exponent = (exponent * 10 + i64::from(self.bytes[self.pos] - b'0')).min(1 << 20);
+            self.pos += 1;
         }
-        let literal = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII digits");
-        if (has_exponent || !frac_digits.is_empty()) && self.numbers == Numbers::IntegerLiterals {
-            return Err(self.error_at(
-                start,
-                format!("number {literal} is not an integer literal (floats are not permitted)"),
-            ));
+        if self.pos == exp_start {
+            return Err(self.error("invalid number (no digits in exponent)"));
         }
+        if exp_negative {
+            exponent = -exponent;
+        }
+        Ok(Some(exponent))
+    }
+
+    /// The value of the number `literal` at `start` from its integer and fraction digits
+    /// and its exponent, if it is an integer within the range canonical JSON allows.
+    fn exact_integer(
+        &self,
+        start: usize,
+        literal: &str,
+        negative: bool,
+        (int_digits, frac_digits): (&[u8], &[u8]),
+        exponent: i64,
+    ) -> Result<Value, ParseError> {
         // Exact decimal arithmetic: digits = int_digits ++ frac_digits, scaled by
         // 10^(exponent - frac_len). Strip trailing zeros to decide integrality.
         let mut digits: Vec<u8> = int_digits.iter().chain(frac_digits).map(|d| d - b'0').collect();

@@ -524,15 +524,20 @@ mod tests {
         FaultSchedule::new(nodes(), faults).unwrap_err().to_string()
     }
 
+    fn one_way(start: u64, end: u64, from: &str, to: &str) -> Fault {
+        Fault::OneWay { start: t(start), end: t(end), from: name(from), to: name(to) }
+    }
+
+    /// Each schedule over nodes a to d is rejected with the expected message.
+    fn check_rejections(cases: Vec<(Vec<Fault>, &str)>) {
+        for (faults, expected) in cases {
+            assert_eq!(schedule_error(faults), expected);
+        }
+    }
+
     #[test]
-    fn invalid_schedules_say_which_fault_and_why() {
-        let one_way = |start, end, from: &str, to: &str| Fault::OneWay {
-            start: t(start),
-            end: t(end),
-            from: name(from),
-            to: name(to),
-        };
-        let cases: Vec<(Vec<Fault>, &str)> = vec![
+    fn invalid_one_way_faults_say_which_fault_and_why() {
+        check_rejections(vec![
             (
                 vec![one_way(0, 10, "a", "b"), one_way(50, 40, "a", "b")],
                 "fault 1 (one_way from 50 ms): end_ms (40) is before start_ms (50)",
@@ -549,6 +554,12 @@ mod tests {
                 vec![one_way(0, TIME_MAX.ms + 1, "a", "b")],
                 "fault 0 (one_way from 0 ms): end_ms (3155760000001) is after the latest allowed time (3155760000000)",
             ),
+        ]);
+    }
+
+    #[test]
+    fn invalid_partitions_say_which_fault_and_why() {
+        check_rejections(vec![
             (
                 vec![Fault::Partition { start: t(0), end: t(1), groups: vec![] }],
                 "fault 0 (partition from 0 ms): a partition needs at least one group",
@@ -569,6 +580,12 @@ mod tests {
                 }],
                 "fault 0 (partition from 0 ms): node a is in two groups",
             ),
+        ]);
+    }
+
+    #[test]
+    fn invalid_flaps_and_link_overrides_say_which_fault_and_why() {
+        check_rejections(vec![
             (
                 vec![Fault::Flap {
                     start: t(0),
@@ -590,6 +607,12 @@ mod tests {
                 }],
                 "fault 0 (link_override from 0 ms): latency delay_ms_min (9) is above delay_ms_max (3)",
             ),
+        ]);
+    }
+
+    #[test]
+    fn invalid_node_faults_say_which_fault_and_why() {
+        check_rejections(vec![
             (
                 vec![Fault::ClockSkew {
                     start: t(0),
@@ -619,10 +642,11 @@ mod tests {
                 ],
                 "fault 1 (crash from 0 ms): node a is already crashed or paused then, by fault 0 (as written)",
             ),
-        ];
-        for (faults, expected) in cases {
-            assert_eq!(schedule_error(faults), expected);
-        }
+        ]);
+    }
+
+    #[test]
+    fn invalid_node_lists_and_fault_counts_say_why() {
         let twice = FaultSchedule::new(vec![name("a"), name("a")], Vec::new()).unwrap_err();
         assert_eq!(twice.to_string(), "fault schedule: node a is listed twice");
         let many = vec![one_way(0, 1, "a", "b"); FAULTS_MAX + 1];
@@ -634,7 +658,10 @@ mod tests {
         assert!(NodeName::new("hs 1").is_err());
         assert!(NodeName::new(&"x".repeat(256)).is_err());
         assert!(NodeName::new("[::1]:8448").is_ok());
-        // Touching node faults and empty link faults are fine; faults come out sorted.
+    }
+
+    #[test]
+    fn touching_node_faults_and_empty_link_faults_are_valid_and_come_out_sorted() {
         let schedule = FaultSchedule::new(
             nodes(),
             vec![

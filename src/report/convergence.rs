@@ -75,121 +75,181 @@ struct Series {
 const BUCKETS: u64 = 1000;
 
 fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
-    let servers = &room.servers;
-    let aggregate = servers.len() > LEGEND_SERVERS_MAX;
-    let end_ms = room.end_ms.max(1);
-    let mut most: Vec<(u64, u32)> = Vec::new();
-    let mut median: Vec<(u64, u32)> = Vec::new();
-    let mut last_bucket = u64::MAX;
-    let mut joined: BTreeSet<usize> = BTreeSet::new();
-    let mut hashes: BTreeMap<usize, String> = BTreeMap::new();
-    let mut known: BTreeSet<&str> = BTreeSet::new();
-    let mut stored: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); servers.len()];
-    // Per server: the events created while it was joined (owed to it), and how many of
-    // them it does not store.
-    let mut owed: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); servers.len()];
-    let mut owed_missing: Vec<u32> = vec![0; servers.len()];
-    let mut distinct: Vec<(u64, u32)> = Vec::new();
-    let mut missing: Vec<Vec<(u64, u32)>> = vec![Vec::new(); servers.len()];
-    let mut converged_ms: Option<u64> = None;
-    let server_at = |name: &str| servers.iter().position(|s| s == name);
+    let aggregate = room.servers.len() > LEGEND_SERVERS_MAX;
+    let mut walk = Walk::new(room, aggregate);
     let records = &trace.records;
     let mut i = 0;
     while i < records.len() {
         let t = records[i].t;
         // Apply every record of this millisecond, then sample once.
         while i < records.len() && records[i].t == t {
-            match &records[i].body {
-                Body::Joined { server, room: r, .. } if *r == room.room_id => {
-                    if let Some(s) = server_at(server) {
-                        joined.insert(s);
-                    }
-                }
-                Body::Left { server, room: r } if *r == room.room_id => {
-                    if let Some(s) = server_at(server) {
-                        joined.remove(&s);
-                    }
-                }
-                Body::State { server, room: r, state_hash } if *r == room.room_id => {
-                    if let Some(s) = server_at(server) {
-                        hashes.insert(s, state_hash.clone());
-                    }
-                }
-                Body::Event { server, room: r, event_id: Some(id), decision, .. }
-                    if *r == room.room_id =>
-                {
-                    let id = id.as_str();
-                    if *decision == Decision::Created && known.insert(id) {
-                        // Owed to every server joined when it was created.
-                        for &s in &joined {
-                            if owed[s].insert(id) && !stored[s].contains(id) {
-                                owed_missing[s] += 1;
-                            }
-                        }
-                    }
-                    if let Some(s) = server_at(server) {
-                        if decision.is_stored() && stored[s].insert(id) && owed[s].contains(id) {
-                            owed_missing[s] -= 1;
-                        }
-                    }
-                }
-                Body::Recovered { server, event_ids } => {
-                    if let Some(s) = server_at(server) {
-                        let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
-                        stored[s].retain(|id| kept.contains(id));
-                        owed_missing[s] =
-                            owed[s].iter().filter(|id| !stored[s].contains(*id)).count() as u32;
-                    }
-                }
-                _ => {}
-            }
+            walk.apply(&records[i].body);
             i += 1;
         }
-        let count =
-            joined.iter().filter_map(|s| hashes.get(s)).collect::<BTreeSet<_>>().len() as u32;
-        push_step(&mut distinct, t, count);
-        let mut all_present = true;
-        for &s in &joined {
-            let value = owed_missing[s];
-            all_present &= value == 0;
-            push_step(&mut missing[s], t, value);
+        walk.sample(t, i == records.len());
+    }
+    walk.finish(highlight)
+}
+
+/// The walk over the trace behind [`series`]: what each server of the room holds so far,
+/// and the step series sampled up to now.
+struct Walk<'a> {
+    room: &'a RoomModel,
+    aggregate: bool,
+    end_ms: u64,
+    most: Vec<(u64, u32)>,
+    median: Vec<(u64, u32)>,
+    last_bucket: u64,
+    joined: BTreeSet<usize>,
+    hashes: BTreeMap<usize, String>,
+    known: BTreeSet<&'a str>,
+    stored: Vec<BTreeSet<&'a str>>,
+    /// Per server: the events created while it was joined (owed to it), and how many of
+    /// them it does not store.
+    owed: Vec<BTreeSet<&'a str>>,
+    owed_missing: Vec<u32>,
+    distinct: Vec<(u64, u32)>,
+    missing: Vec<Vec<(u64, u32)>>,
+    converged_ms: Option<u64>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(room: &'a RoomModel, aggregate: bool) -> Self {
+        let server_count = room.servers.len();
+        Walk {
+            room,
+            aggregate,
+            end_ms: room.end_ms.max(1),
+            most: Vec::new(),
+            median: Vec::new(),
+            last_bucket: u64::MAX,
+            joined: BTreeSet::new(),
+            hashes: BTreeMap::new(),
+            known: BTreeSet::new(),
+            stored: vec![BTreeSet::new(); server_count],
+            owed: vec![BTreeSet::new(); server_count],
+            owed_missing: vec![0; server_count],
+            distinct: Vec::new(),
+            missing: vec![Vec::new(); server_count],
+            converged_ms: None,
         }
-        let bucket = t * BUCKETS / end_ms;
-        if aggregate && (bucket != last_bucket || i == records.len()) && !joined.is_empty() {
-            last_bucket = bucket;
-            let mut values: Vec<u32> = joined.iter().map(|&s| owed_missing[s]).collect();
-            values.sort_unstable();
-            push_step(&mut most, t, values[values.len() - 1]);
-            push_step(&mut median, t, values[values.len() / 2]);
-        }
-        let ok = !joined.is_empty() && count <= 1 && all_present;
-        match (ok, converged_ms) {
-            (true, None) => converged_ms = Some(t),
-            (false, Some(_)) => converged_ms = None,
+    }
+
+    fn server_at(&self, name: &str) -> Option<usize> {
+        self.room.servers.iter().position(|s| s == name)
+    }
+
+    /// Applies one record of the trace to what the servers hold.
+    fn apply(&mut self, body: &'a Body) {
+        let room = self.room;
+        match body {
+            Body::Joined { server, room: r, .. } if *r == room.room_id => {
+                if let Some(s) = self.server_at(server) {
+                    self.joined.insert(s);
+                }
+            }
+            Body::Left { server, room: r } if *r == room.room_id => {
+                if let Some(s) = self.server_at(server) {
+                    self.joined.remove(&s);
+                }
+            }
+            Body::State { server, room: r, state_hash } if *r == room.room_id => {
+                if let Some(s) = self.server_at(server) {
+                    self.hashes.insert(s, state_hash.clone());
+                }
+            }
+            Body::Event { server, room: r, event_id: Some(id), decision, .. }
+                if *r == room.room_id =>
+            {
+                self.apply_event(server, id.as_str(), *decision);
+            }
+            Body::Recovered { server, event_ids } => {
+                if let Some(s) = self.server_at(server) {
+                    let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
+                    self.stored[s].retain(|id| kept.contains(id));
+                    self.owed_missing[s] =
+                        self.owed[s].iter().filter(|id| !self.stored[s].contains(*id)).count()
+                            as u32;
+                }
+            }
             _ => {}
         }
     }
-    let end_distinct = distinct.last().map_or(0, |p| p.1);
-    let end_missing = missing.iter().filter_map(|m| m.last()).map(|p| p.1).sum();
-    Series {
-        distinct,
-        missing: missing
-            .into_iter()
-            .enumerate()
-            .filter(|(s, m)| !m.is_empty() && (!aggregate || highlight.contains(&servers[*s])))
-            .take(if aggregate { HIGHLIGHT_MAX } else { usize::MAX })
-            .collect(),
-        aggregate: aggregate.then_some((most, median)),
-        highlight_left: if aggregate {
-            highlight.iter().skip(HIGHLIGHT_MAX).cloned().collect()
-        } else {
-            Vec::new()
-        },
-        converged_ms,
-        latencies_ms: latencies(room),
-        end_ms: room.end_ms.max(1),
-        end_distinct,
-        end_missing,
+
+    /// An event record of the room: a creation is owed to every joined server, a storage
+    /// pays what was owed.
+    fn apply_event(&mut self, server: &str, id: &'a str, decision: Decision) {
+        if decision == Decision::Created && self.known.insert(id) {
+            // Owed to every server joined when it was created.
+            for &s in &self.joined {
+                if self.owed[s].insert(id) && !self.stored[s].contains(id) {
+                    self.owed_missing[s] += 1;
+                }
+            }
+        }
+        if let Some(s) = self.server_at(server) {
+            if decision.is_stored() && self.stored[s].insert(id) && self.owed[s].contains(id) {
+                self.owed_missing[s] -= 1;
+            }
+        }
+    }
+
+    /// Samples every series at `t`, after the last record of that millisecond; `last`:
+    /// the trace ends here.
+    fn sample(&mut self, t: u64, last: bool) {
+        let count =
+            self.joined.iter().filter_map(|s| self.hashes.get(s)).collect::<BTreeSet<_>>().len()
+                as u32;
+        push_step(&mut self.distinct, t, count);
+        let mut all_present = true;
+        for &s in &self.joined {
+            let value = self.owed_missing[s];
+            all_present &= value == 0;
+            push_step(&mut self.missing[s], t, value);
+        }
+        let bucket = t * BUCKETS / self.end_ms;
+        if self.aggregate && (bucket != self.last_bucket || last) && !self.joined.is_empty() {
+            self.last_bucket = bucket;
+            let mut values: Vec<u32> = self.joined.iter().map(|&s| self.owed_missing[s]).collect();
+            values.sort_unstable();
+            push_step(&mut self.most, t, values[values.len() - 1]);
+            push_step(&mut self.median, t, values[values.len() / 2]);
+        }
+        let ok = !self.joined.is_empty() && count <= 1 && all_present;
+        match (ok, self.converged_ms) {
+            (true, None) => self.converged_ms = Some(t),
+            (false, Some(_)) => self.converged_ms = None,
+            _ => {}
+        }
+    }
+
+    /// The series of the whole run.
+    fn finish(self, highlight: &[String]) -> Series {
+        let (room, aggregate) = (self.room, self.aggregate);
+        let servers = &room.servers;
+        let end_distinct = self.distinct.last().map_or(0, |p| p.1);
+        let end_missing = self.missing.iter().filter_map(|m| m.last()).map(|p| p.1).sum();
+        Series {
+            distinct: self.distinct,
+            missing: self
+                .missing
+                .into_iter()
+                .enumerate()
+                .filter(|(s, m)| !m.is_empty() && (!aggregate || highlight.contains(&servers[*s])))
+                .take(if aggregate { HIGHLIGHT_MAX } else { usize::MAX })
+                .collect(),
+            aggregate: aggregate.then_some((self.most, self.median)),
+            highlight_left: if aggregate {
+                highlight.iter().skip(HIGHLIGHT_MAX).cloned().collect()
+            } else {
+                Vec::new()
+            },
+            converged_ms: self.converged_ms,
+            latencies_ms: latencies(room),
+            end_ms: room.end_ms.max(1),
+            end_distinct,
+            end_missing,
+        }
     }
 }
 
@@ -263,12 +323,29 @@ fn draw<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(e)?;
     let root = root.titled(title, ("sans-serif", 20)).map_err(e)?;
     let panels = root.split_by_breakpoints([] as [u32; 0], [280u32, 620]);
+    draw_distinct_panel(&panels[0], room, data)?;
+    draw_missing_panel(&panels[1], room, data)?;
+    draw_latency_panel(&panels[2], data)
+}
+
+/// The chart of every panel over virtual time: milliseconds against a count.
+type TimeChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordu64, plotters::coord::types::RangedCoordu32>,
+>;
+
+/// Panel 1: distinct current states among the joined servers.
+fn draw_distinct_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    room: &RoomModel,
+    data: &Series,
+) -> DrawResult<()> {
+    let e = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
     let end = data.end_ms;
     let font = |size: u32| ("sans-serif", size).into_font();
-
-    // Panel 1: distinct states.
     let y_max = data.distinct.iter().map(|p| p.1).max().unwrap_or(1).max(1) + 1;
-    let mut chart = ChartBuilder::on(&panels[0])
+    let mut chart = ChartBuilder::on(area)
         .caption("distinct current states among joined servers", font(15))
         .margin(12)
         .x_label_area_size(34)
@@ -288,12 +365,30 @@ fn draw<DB: DrawingBackend>(
         .map_err(e)?;
     draw_windows(&mut chart, room, y_max, true).map_err(e)?;
     let blue = RGBColor(0x1f, 0x4e, 0x9a);
-    // The most states within each bucket of time, as a filled envelope: a count that flips
-    // every few milliseconds (a join storm) would otherwise draw a solid block of lines.
+    let runs = distinct_envelope(&data.distinct, end);
+    chart
+        .draw_series(runs.iter().filter(|r| r.2 > 0).map(|&(x0, x1, v)| {
+            Rectangle::new([(x0, 0), (x1.min(end), v)], blue.mix(0.15).filled())
+        }))
+        .map_err(e)?;
+    let mut points = Vec::new();
+    for &(x0, x1, v) in &runs {
+        points.push((x0, v));
+        points.push((x1.min(end), v));
+    }
+    chart.draw_series(LineSeries::new(points, blue.stroke_width(2))).map_err(e)?;
+    draw_converged(&mut chart, data.converged_ms, y_max, true).map_err(e)?;
+    Ok(())
+}
+
+/// The most states within each bucket of time, as runs (from, to, value) of equal
+/// buckets: a count that flips every few milliseconds (a join storm) would otherwise draw
+/// a solid block of lines.
+fn distinct_envelope(distinct: &[(u64, u32)], end: u64) -> Vec<(u64, u64, u32)> {
     let mut envelope: BTreeMap<u64, u32> = BTreeMap::new();
     let bucket_ms = end.div_ceil(BUCKETS).max(1);
-    for (index, &(t, value)) in data.distinct.iter().enumerate() {
-        let until = data.distinct.get(index + 1).map_or(end, |p| p.0);
+    for (index, &(t, value)) in distinct.iter().enumerate() {
+        let until = distinct.get(index + 1).map_or(end, |p| p.0);
         let mut bucket = t / bucket_ms;
         while bucket * bucket_ms < until.max(t + 1) {
             let slot = envelope.entry(bucket).or_default();
@@ -308,20 +403,19 @@ fn draw<DB: DrawingBackend>(
             _ => runs.push((bucket * bucket_ms, (bucket + 1) * bucket_ms, value)),
         }
     }
-    chart
-        .draw_series(runs.iter().filter(|r| r.2 > 0).map(|&(x0, x1, v)| {
-            Rectangle::new([(x0, 0), (x1.min(end), v)], blue.mix(0.15).filled())
-        }))
-        .map_err(e)?;
-    let mut points = Vec::new();
-    for &(x0, x1, v) in &runs {
-        points.push((x0, v));
-        points.push((x1.min(end), v));
-    }
-    chart.draw_series(LineSeries::new(points, blue.stroke_width(2))).map_err(e)?;
-    draw_converged(&mut chart, data.converged_ms, y_max, true).map_err(e)?;
+    runs
+}
 
-    // Panel 2: events missing per server.
+/// Panel 2: events missing per joined server, or their most and median with the servers
+/// that matter when there are too many servers.
+fn draw_missing_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    room: &RoomModel,
+    data: &Series,
+) -> DrawResult<()> {
+    let e = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let end = data.end_ms;
+    let font = |size: u32| ("sans-serif", size).into_font();
     let m_max = data
         .missing
         .iter()
@@ -330,7 +424,7 @@ fn draw<DB: DrawingBackend>(
         .max()
         .unwrap_or(0);
     let m_max = m_max + 1 + m_max / 10;
-    let mut chart = ChartBuilder::on(&panels[1])
+    let mut chart = ChartBuilder::on(area)
         .caption(
             if data.aggregate.is_some() {
                 "events missing at joined servers: most and median, and the servers that matter"
@@ -355,6 +449,30 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     draw_windows(&mut chart, room, m_max, false).map_err(e)?;
+    draw_missing_lines(&mut chart, room, data)?;
+    draw_converged(&mut chart, data.converged_ms, m_max, false).map_err(e)?;
+    if !data.missing.is_empty() || data.aggregate.is_some() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(font(12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// The lines of panel 2 with their legend entries: the aggregate lines, one line per
+/// server drawn, and a legend note for what is not drawn.
+fn draw_missing_lines<DB: DrawingBackend>(
+    chart: &mut TimeChart<'_, DB>,
+    room: &RoomModel,
+    data: &Series,
+) -> DrawResult<()> {
+    let e = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let end = data.end_ms;
     if let Some((most, median)) = &data.aggregate {
         let lines = [
             (most, RGBColor(0xc6, 0x28, 0x28), "most missing at any joined server"),
@@ -388,6 +506,16 @@ fn draw<DB: DrawingBackend>(
             });
         }
     }
+    draw_not_drawn_notes(chart, data)
+}
+
+/// Legend entries without a line: the servers that matter beyond those drawn, and the
+/// count of servers left out of the legend.
+fn draw_not_drawn_notes<DB: DrawingBackend>(
+    chart: &mut TimeChart<'_, DB>,
+    data: &Series,
+) -> DrawResult<()> {
+    let e = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
     if !data.highlight_left.is_empty() {
         let grey = RGBColor(0x88, 0x88, 0x88);
         let names = &data.highlight_left;
@@ -414,19 +542,16 @@ fn draw<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(3))
             });
     }
-    draw_converged(&mut chart, data.converged_ms, m_max, false).map_err(e)?;
-    if !data.missing.is_empty() || data.aggregate.is_some() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(font(12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .map_err(e)?;
-    }
+    Ok(())
+}
 
-    // Panel 3: delivery latency histogram.
+/// Panel 3: the histogram of event delivery latency.
+fn draw_latency_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    data: &Series,
+) -> DrawResult<()> {
+    let e = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let font = |size: u32| ("sans-serif", size).into_font();
     let max = data.latencies_ms.iter().copied().max().unwrap_or(0);
     let width = bucket_width(max, limits::HISTOGRAM_BUCKETS as u64);
     let bucket_count = max / width + 1;
@@ -440,7 +565,7 @@ fn draw<DB: DrawingBackend>(
         "event delivery latency (origin → each other server, {} deliveries)",
         data.latencies_ms.len()
     );
-    let mut chart = ChartBuilder::on(&panels[2])
+    let mut chart = ChartBuilder::on(area)
         .caption(caption, font(15))
         .margin(12)
         .x_label_area_size(34)

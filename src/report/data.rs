@@ -47,77 +47,9 @@ pub fn room(
         room.servers.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let mut events = Vec::with_capacity(room.events.len());
     for event in &room.events {
-        let decisions: Vec<Value> = event
-            .decisions
-            .iter()
-            .map(|(server, t, decision, reason)| {
-                let mut row = vec![
-                    json!(server_index.get(server.as_str()).copied().unwrap_or(usize::MAX)),
-                    json!(t),
-                    json!(decision_code(*decision)),
-                ];
-                if let Some(reason) = reason {
-                    row.push(json!(reason));
-                }
-                Value::Array(row)
-            })
-            .collect();
-        let mut object = serde_json::Map::new();
-        object.insert("i".into(), json!(event.id));
-        object.insert("y".into(), json!(event.event_type));
-        object.insert("k".into(), json!(event.state_key));
-        object.insert("s".into(), json!(event.sender));
-        object.insert("o".into(), json!(event.origin()));
-        object.insert("d".into(), json!(event.depth));
-        object.insert("c".into(), json!(event.created.as_ref().map(|(_, t)| t)));
-        object.insert("p".into(), json!(event.prev_events));
-        object.insert("a".into(), json!(event.auth_events));
-        object.insert("r".into(), Value::Array(decisions));
-        match after.get(&event.id) {
-            Some(state_after) => {
-                let base = event.prev_events.first().and_then(|p| after.get(p));
-                let own = event.state_key.as_ref().map(|k| (event.event_type.clone(), k.clone()));
-                let applied = own.as_ref().is_some_and(|key| {
-                    state_after.get(key).is_some_and(|id| id.as_str() == event.id)
-                });
-                // The state before: the state after, without the event's own entry.
-                let own = own.filter(|_| applied).map(|key| {
-                    let previous = replaced.get(&event.id).cloned().flatten();
-                    (key, previous)
-                });
-                // With one prev event the state before is the state after it: no delta.
-                let delta = if event.prev_events.len() <= 1 {
-                    Vec::new()
-                } else {
-                    before_delta(state_after, base, own.as_ref())
-                };
-                object.insert("b".into(), Value::Array(delta));
-                object.insert("x".into(), json!(u8::from(applied)));
-            }
-            None => {
-                object.insert("n".into(), json!(1));
-            }
-        }
-        object.insert("j".into(), event.pdu.clone().map_or(Value::Null, Value::Object));
-        events.push(Value::Object(object));
+        events.push(event_value(event, &server_index, after, replaced));
     }
-    let mut hashes: Vec<String> = Vec::new();
-    let mut hash_index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut states: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for record in &trace.records {
-        if let Body::State { server, room: r, state_hash } = &record.body {
-            if *r != room.room_id {
-                continue;
-            }
-            let index = *hash_index.entry(state_hash.clone()).or_insert_with(|| {
-                hashes.push(state_hash.clone());
-                hashes.len() - 1
-            });
-            let list = states.entry(server.clone()).or_default();
-            list.push(record.t);
-            list.push(index as u64);
-        }
-    }
+    let (hashes, states) = state_hashes(trace, room);
     let joined: BTreeMap<&str, Vec<[Option<u64>; 2]>> = room
         .servers
         .iter()
@@ -135,6 +67,91 @@ pub fn room(
         "states": states,
         "joined": joined,
     })
+}
+
+/// One event's entry (see the module doc).
+fn event_value(
+    event: &crate::report::model::EventNode,
+    server_index: &BTreeMap<&str, usize>,
+    after: &BTreeMap<String, StateMap>,
+    replaced: &BTreeMap<String, Option<EventId>>,
+) -> Value {
+    let decisions: Vec<Value> = event
+        .decisions
+        .iter()
+        .map(|(server, t, decision, reason)| {
+            let mut row = vec![
+                json!(server_index.get(server.as_str()).copied().unwrap_or(usize::MAX)),
+                json!(t),
+                json!(decision_code(*decision)),
+            ];
+            if let Some(reason) = reason {
+                row.push(json!(reason));
+            }
+            Value::Array(row)
+        })
+        .collect();
+    let mut object = serde_json::Map::new();
+    object.insert("i".into(), json!(event.id));
+    object.insert("y".into(), json!(event.event_type));
+    object.insert("k".into(), json!(event.state_key));
+    object.insert("s".into(), json!(event.sender));
+    object.insert("o".into(), json!(event.origin()));
+    object.insert("d".into(), json!(event.depth));
+    object.insert("c".into(), json!(event.created.as_ref().map(|(_, t)| t)));
+    object.insert("p".into(), json!(event.prev_events));
+    object.insert("a".into(), json!(event.auth_events));
+    object.insert("r".into(), Value::Array(decisions));
+    match after.get(&event.id) {
+        Some(state_after) => {
+            let base = event.prev_events.first().and_then(|p| after.get(p));
+            let own = event.state_key.as_ref().map(|k| (event.event_type.clone(), k.clone()));
+            let applied = own
+                .as_ref()
+                .is_some_and(|key| state_after.get(key).is_some_and(|id| id.as_str() == event.id));
+            // The state before: the state after, without the event's own entry.
+            let own = own.filter(|_| applied).map(|key| {
+                let previous = replaced.get(&event.id).cloned().flatten();
+                (key, previous)
+            });
+            // With one prev event the state before is the state after it: no delta.
+            let delta = if event.prev_events.len() <= 1 {
+                Vec::new()
+            } else {
+                before_delta(state_after, base, own.as_ref())
+            };
+            object.insert("b".into(), Value::Array(delta));
+            object.insert("x".into(), json!(u8::from(applied)));
+        }
+        None => {
+            object.insert("n".into(), json!(1));
+        }
+    }
+    object.insert("j".into(), event.pdu.clone().map_or(Value::Null, Value::Object));
+    Value::Object(object)
+}
+
+/// The room's distinct state hashes in order of first appearance, and per server its
+/// state changes as `[t, hash index, …]`.
+fn state_hashes(trace: &Trace, room: &RoomModel) -> (Vec<String>, BTreeMap<String, Vec<u64>>) {
+    let mut hashes: Vec<String> = Vec::new();
+    let mut hash_index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut states: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for record in &trace.records {
+        if let Body::State { server, room: r, state_hash } = &record.body {
+            if *r != room.room_id {
+                continue;
+            }
+            let index = *hash_index.entry(state_hash.clone()).or_insert_with(|| {
+                hashes.push(state_hash.clone());
+                hashes.len() - 1
+            });
+            let list = states.entry(server.clone()).or_default();
+            list.push(record.t);
+            list.push(index as u64);
+        }
+    }
+    (hashes, states)
 }
 
 /// `[type, state_key, event id or null]` for every key where the state before the event

@@ -184,6 +184,37 @@ pub fn divergences(
     let servers: Vec<&String> = room.servers.iter().filter(|s| changes.contains_key(*s)).collect();
     let spans = |server: &str| memberships.get(&(room.room_id.clone(), server.to_owned()));
     let end_ms = room.end_ms;
+    let (pairs, reference) = pairs_compared(&servers, spans, end_ms);
+    let finals = final_states(trace, room);
+    let mut out = Divergences { compared: pairs.len(), reference, ..Divergences::default() };
+    for (a, b) in pairs {
+        let splits = splits(a, b, &changes[a], &changes[b], spans(a), spans(b));
+        out.rows.extend(longest_split(a, b, &splits, end_ms));
+    }
+    out.pair_count = out.rows.len();
+    // Pairs still split at the end first, then the longest first split.
+    let length =
+        |d: &Divergence| d.rejoin.as_ref().map_or(u64::MAX, |(t, _)| t.saturating_sub(d.split_ms));
+    out.rows.sort_by(|x, y| {
+        (u64::MAX - length(x), x.split_ms, &x.a, &x.b).cmp(&(
+            u64::MAX - length(y),
+            y.split_ms,
+            &y.a,
+            &y.b,
+        ))
+    });
+    out.rows.truncate(ROWS_MAX);
+    state_differences(&mut out.rows, &changes, after, &finals, end_ms);
+    out
+}
+
+/// The pairs to compare: every pair up to [`ALL_PAIRS_MAX`] servers, else each server
+/// with the reference server (returned too).
+fn pairs_compared<'s, 'm>(
+    servers: &[&'s String],
+    spans: impl Fn(&str) -> Option<&'m Vec<Membership>>,
+    end_ms: u64,
+) -> (Vec<(&'s String, &'s String)>, Option<String>) {
     let mut pairs: Vec<(&String, &String)> = Vec::new();
     let mut reference = None;
     if servers.len() <= ALL_PAIRS_MAX {
@@ -200,83 +231,92 @@ pub fn divergences(
             pairs.push((first, b));
         }
     }
-    let finals = final_states(trace, room);
-    let mut out = Divergences { compared: pairs.len(), reference, ..Divergences::default() };
-    for (a, b) in pairs {
-        let (ca, cb) = (&changes[a], &changes[b]);
-        let (sa, sb) = (spans(a), spans(b));
-        let times: BTreeSet<u64> = ca.iter().chain(cb.iter()).map(|c| c.t).collect();
-        // Every split of the pair: (start, end or None, changes at start, changes at end).
-        let mut splits: Vec<Split> = Vec::new();
-        let mut open: Option<Split> = None;
-        for &t in &times {
-            let both = joined(sa, t) && joined(sb, t);
-            let differ = match (at(ca, t), at(cb, t)) {
-                (Some(x), Some(y)) if both => x.hash != y.hash,
-                _ => false,
-            };
-            let changed_at = |t: u64| {
-                let mut by = Vec::new();
-                for (server, list) in [(a, ca), (b, cb)] {
-                    if let Some(change) = list.iter().rev().find(|c| c.t == t) {
-                        by.push((server.clone(), change.event.clone()));
-                    }
+    (pairs, reference)
+}
+
+/// Every split of a pair in time order: (start, end and the changes at the end unless
+/// still split, changes at the start); a pair is split at a moment when both are joined
+/// and their state hashes differ.
+fn splits(
+    a: &String,
+    b: &String,
+    ca: &[Change],
+    cb: &[Change],
+    sa: Option<&Vec<Membership>>,
+    sb: Option<&Vec<Membership>>,
+) -> Vec<Split> {
+    let times: BTreeSet<u64> = ca.iter().chain(cb.iter()).map(|c| c.t).collect();
+    let mut splits: Vec<Split> = Vec::new();
+    let mut open: Option<Split> = None;
+    for &t in &times {
+        let both = joined(sa, t) && joined(sb, t);
+        let differ = match (at(ca, t), at(cb, t)) {
+            (Some(x), Some(y)) if both => x.hash != y.hash,
+            _ => false,
+        };
+        let changed_at = |t: u64| {
+            let mut by = Vec::new();
+            for (server, list) in [(a, ca), (b, cb)] {
+                if let Some(change) = list.iter().rev().find(|c| c.t == t) {
+                    by.push((server.clone(), change.event.clone()));
                 }
-                by
-            };
-            match (open.take(), differ) {
-                (None, true) => open = Some((t, None, changed_at(t))),
-                (Some((start, _, by)), false) => {
-                    splits.push((start, Some((t, changed_at(t))), by));
-                }
-                (still, _) => open = still,
             }
-        }
-        splits.extend(open);
-        let Some(first_ms) = splits.first().map(|s| s.0) else { continue };
-        let length = |s: &Split| s.1.as_ref().map_or(end_ms, |(t, _)| *t).saturating_sub(s.0);
-        let split_total_ms = splits.iter().map(length).sum();
-        // The longest split (the earliest of equals): a pair's first split is often the
-        // few milliseconds a join takes to propagate.
-        let mut longest = &splits[0];
-        for split in &splits {
-            if length(split) > length(longest) {
-                longest = split;
+            by
+        };
+        match (open.take(), differ) {
+            (None, true) => open = Some((t, None, changed_at(t))),
+            (Some((start, _, by)), false) => {
+                splits.push((start, Some((t, changed_at(t))), by));
             }
+            (still, _) => open = still,
         }
-        out.rows.push(Divergence {
-            a: a.clone(),
-            b: b.clone(),
-            split_ms: longest.0,
-            split_by: longest.2.clone(),
-            rejoin: longest.1.clone(),
-            splits: splits.len() as u32,
-            first_split_ms: first_ms,
-            split_total_ms,
-            keys: None,
-            key_count: 0,
-        });
     }
-    out.pair_count = out.rows.len();
-    // Pairs still split at the end first, then the longest first split.
-    let length =
-        |d: &Divergence| d.rejoin.as_ref().map_or(u64::MAX, |(t, _)| t.saturating_sub(d.split_ms));
-    out.rows.sort_by(|x, y| {
-        (u64::MAX - length(x), x.split_ms, &x.a, &x.b).cmp(&(
-            u64::MAX - length(y),
-            y.split_ms,
-            &y.a,
-            &y.b,
-        ))
-    });
-    out.rows.truncate(ROWS_MAX);
+    splits.extend(open);
+    splits
+}
+
+/// The pair's row: its longest split (the earliest of equals: a pair's first split is
+/// often the few milliseconds a join takes to propagate), or none if it never split.
+fn longest_split(a: &str, b: &str, splits: &[Split], end_ms: u64) -> Option<Divergence> {
+    let first_ms = splits.first().map(|s| s.0)?;
+    let length = |s: &Split| s.1.as_ref().map_or(end_ms, |(t, _)| *t).saturating_sub(s.0);
+    let split_total_ms = splits.iter().map(length).sum();
+    let mut longest = &splits[0];
+    for split in splits {
+        if length(split) > length(longest) {
+            longest = split;
+        }
+    }
+    Some(Divergence {
+        a: a.to_owned(),
+        b: b.to_owned(),
+        split_ms: longest.0,
+        split_by: longest.2.clone(),
+        rejoin: longest.1.clone(),
+        splits: splits.len() as u32,
+        first_split_ms: first_ms,
+        split_total_ms,
+        keys: None,
+        key_count: 0,
+    })
+}
+
+/// Fills in each row's keys: the difference of the pair's states at the split's last
+/// moment, when both states can be reconstructed.
+fn state_differences(
+    rows: &mut [Divergence],
+    changes: &BTreeMap<String, Vec<Change>>,
+    after: &BTreeMap<String, StateMap>,
+    finals: &BTreeMap<String, StateMap>,
+    end_ms: u64,
+) {
     // Every replayed state by hash, built only if a row needs it.
     let mut by_hash: Option<BTreeMap<String, &StateMap>> = None;
-    for row in &mut out.rows {
+    for row in rows {
         let last_ms = row.rejoin.as_ref().map_or(end_ms, |(t, _)| t.saturating_sub(1));
         let mut state = |server: &str| {
             let change = at(&changes[server], last_ms)?;
-            reconstruct(change, after, &finals).or_else(|| {
+            reconstruct(change, after, finals).or_else(|| {
                 let index = by_hash.get_or_insert_with(|| {
                     after.values().map(|state| (state_hash(state), state)).collect()
                 });
@@ -290,7 +330,6 @@ pub fn divergences(
             row.keys = Some(diff.into_iter().take(KEYS_MAX).collect());
         }
     }
-    out
 }
 
 /// Every server's final state of the room, by hash.

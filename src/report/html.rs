@@ -150,6 +150,49 @@ pub fn render(page: &Page) -> String {
     );
     out.push_str("<div id=\"panel\"><button id=\"panel-close\" type=\"button\">close</button><div id=\"panel-body\"></div></div>\n");
     let _ = writeln!(out, "<h1>mxsim report: {}</h1>", escape(&title));
+    verdict_line(&mut out, verdict);
+    run_table(&mut out, trace);
+    reproduce_and_metrics(&mut out, info);
+    violations(&mut out, verdict, models, &mut quoted);
+    for (invariant, count) in &verdict.violations_not_listed {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">{count} more violations of {} not listed.</p>",
+            escape(invariant.as_str())
+        );
+    }
+    failed_actions(&mut out, trace, &mut quoted);
+    faults(&mut out, windows);
+    let _ = writeln!(
+        out,
+        "<h2 id=\"timeline\">Timeline per server</h2>\n<p class=\"note\">{} Click a lane's name for that server, or a moment for every server's state then. File: {}.</p>\n<div class=\"hscroll\">{}</div>",
+        escape(&timeline.summary),
+        link(crate::report::TIMELINE_SVG),
+        inline(&timeline.svg)
+    );
+    for (index, room) in rooms.iter().enumerate() {
+        room_section(&mut out, index, room, models.get(index), options);
+    }
+    quoted_lines(&mut out, trace, &quoted);
+    if !info.sibling_files.is_empty() {
+        out.push_str("<h2>Other files of this run</h2>\n<ul>\n");
+        for name in &info.sibling_files {
+            let _ = writeln!(out, "<li>{}</li>", link(name));
+        }
+        out.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        out,
+        "<script type=\"application/json\" id=\"mxsim-data\">{}</script>",
+        data_block(rooms, &header.servers)
+    );
+    let _ = writeln!(out, "<script>//<![CDATA[\n{SCRIPT}//]]></script>");
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// The verdict badge and what was checked.
+fn verdict_line(out: &mut String, verdict: &Verdict) {
     let (class, word) = if !verdict.passed() {
         ("fail", "FAIL")
     } else if verdict.checked.is_empty() {
@@ -169,6 +212,11 @@ pub fn render(page: &Page) -> String {
                 + verdict.violations_not_listed.values().sum::<u64>()
         );
     }
+}
+
+/// How to use the page, then the table of the run's identity.
+fn run_table(out: &mut String, trace: &Trace) {
+    let header = &trace.header;
     out.push_str(
         "<p class=\"note\">Click an event in a DAG, a lane name or a moment in the timeline: the panel on the right shows it, and the address bar keeps a link to it (<code>#event=$id</code>, <code>#server=hs2</code>, <code>#t=45000</code>).</p>\n<table>\n",
     );
@@ -192,6 +240,10 @@ pub fn render(page: &Page) -> String {
         let _ = writeln!(out, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));
     }
     out.push_str("</table>\n");
+}
+
+/// The command that reproduces the run and its metrics, when the caller knows them.
+fn reproduce_and_metrics(out: &mut String, info: &RunInfo) {
     if !info.reproduce.is_empty() {
         let _ = writeln!(
             out,
@@ -206,71 +258,46 @@ pub fn render(page: &Page) -> String {
         }
         out.push_str("</table>\n");
     }
-    violations(&mut out, verdict, models, &mut quoted);
-    for (invariant, count) in &verdict.violations_not_listed {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">{count} more violations of {} not listed.</p>",
-            escape(invariant.as_str())
-        );
-    }
-    failed_actions(&mut out, trace, &mut quoted);
-    faults(&mut out, windows);
+}
+
+/// One room: its DAG, divergences, convergence chart and state resolutions.
+fn room_section(
+    out: &mut String,
+    index: usize,
+    room: &RoomSection,
+    model: Option<&RoomModel>,
+    options: &Options,
+) {
+    let _ = writeln!(out, "<h2 id=\"room-{}\">{}</h2>", index + 1, room_title(room));
     let _ = writeln!(
         out,
-        "<h2 id=\"timeline\">Timeline per server</h2>\n<p class=\"note\">{} Click a lane's name for that server, or a moment for every server's state then. File: {}.</p>\n<div class=\"hscroll\">{}</div>",
-        escape(&timeline.summary),
-        link(crate::report::TIMELINE_SVG),
-        inline(&timeline.svg)
+        "<h3>Event DAG</h3>\n<p class=\"note\">{} Click a node for its PDU, every server's decision, the state before and after it and its auth events; hover for a summary; Ctrl + wheel or the buttons zoom. Files: {}, {} (Graphviz){}.</p>",
+        escape(&room.dag_summary),
+        link(&room.names.dag_svg),
+        link(&room.names.dag_dot),
+        if options.auth_edges { "; auth edges drawn" } else { "" }
     );
-    for (index, room) in rooms.iter().enumerate() {
-        let _ = writeln!(out, "<h2 id=\"room-{}\">{}</h2>", index + 1, room_title(room));
-        let _ = writeln!(
-            out,
-            "<h3>Event DAG</h3>\n<p class=\"note\">{} Click a node for its PDU, every server's decision, the state before and after it and its auth events; hover for a summary; Ctrl + wheel or the buttons zoom. Files: {}, {} (Graphviz){}.</p>",
-            escape(&room.dag_summary),
-            link(&room.names.dag_svg),
-            link(&room.names.dag_dot),
-            if options.auth_edges { "; auth edges drawn" } else { "" }
-        );
-        let _ = writeln!(
-            out,
-            "<div class=\"figure-box\"><div class=\"toolbar\">zoom <button type=\"button\" data-zoom=\"0.8\">−</button><button type=\"button\" data-zoom=\"1.25\">+</button><button type=\"button\" data-zoom=\"fit\">fit width</button><button type=\"button\" data-zoom=\"1\">100 %</button></div><div class=\"dagview\">{}</div></div>",
-            inline(&room.dag_svg)
-        );
-        divergence_section(&mut out, index, room, models.get(index));
-        let _ = writeln!(
-            out,
-            "<h3>Convergence</h3>\n<p class=\"note\">{} Files: {}, {}.</p>",
-            escape(&room.convergence_summary),
-            link(&room.names.convergence_svg),
-            link(&room.names.convergence_png)
-        );
-        let _ = writeln!(out, "<div class=\"figure\">{}</div>", inline(&room.convergence_svg));
-        let _ = writeln!(
-            out,
-            "<h3>State resolution at merges</h3>\n<p class=\"note\">{} File: {}.</p>",
-            escape(&room.resolution_summary),
-            link(&room.names.resolution_svg)
-        );
-        let _ = writeln!(out, "<div class=\"hscroll\">{}</div>", inline(&room.resolution_svg));
-    }
-    quoted_lines(&mut out, trace, &quoted);
-    if !info.sibling_files.is_empty() {
-        out.push_str("<h2>Other files of this run</h2>\n<ul>\n");
-        for name in &info.sibling_files {
-            let _ = writeln!(out, "<li>{}</li>", link(name));
-        }
-        out.push_str("</ul>\n");
-    }
     let _ = writeln!(
         out,
-        "<script type=\"application/json\" id=\"mxsim-data\">{}</script>",
-        data_block(rooms, &header.servers)
+        "<div class=\"figure-box\"><div class=\"toolbar\">zoom <button type=\"button\" data-zoom=\"0.8\">−</button><button type=\"button\" data-zoom=\"1.25\">+</button><button type=\"button\" data-zoom=\"fit\">fit width</button><button type=\"button\" data-zoom=\"1\">100 %</button></div><div class=\"dagview\">{}</div></div>",
+        inline(&room.dag_svg)
     );
-    let _ = writeln!(out, "<script>//<![CDATA[\n{SCRIPT}//]]></script>");
-    out.push_str("</body>\n</html>\n");
-    out
+    divergence_section(out, index, room, model);
+    let _ = writeln!(
+        out,
+        "<h3>Convergence</h3>\n<p class=\"note\">{} Files: {}, {}.</p>",
+        escape(&room.convergence_summary),
+        link(&room.names.convergence_svg),
+        link(&room.names.convergence_png)
+    );
+    let _ = writeln!(out, "<div class=\"figure\">{}</div>", inline(&room.convergence_svg));
+    let _ = writeln!(
+        out,
+        "<h3>State resolution at merges</h3>\n<p class=\"note\">{} File: {}.</p>",
+        escape(&room.resolution_summary),
+        link(&room.names.resolution_svg)
+    );
+    let _ = writeln!(out, "<div class=\"hscroll\">{}</div>", inline(&room.resolution_svg));
 }
 
 /// Where an event came from and when, for grouping.
@@ -489,57 +516,12 @@ fn divergence_section(
         }
     );
     out.push_str("<table>\n<tr><th>pair</th><th>split from</th><th>split by</th><th>agreed again</th><th>through</th><th>splits (first at), time split in all</th><th>state difference before agreeing again</th></tr>\n");
-    let is_merge = |id: &Option<String>| -> bool {
-        let Some(id) = id else { return false };
-        model
-            .and_then(|m| m.index.get(id).map(|&i| m.events[i].prev_events.len() > 1))
-            .unwrap_or(false)
-    };
-    let changes = |list: &[(String, Option<String>)]| -> String {
-        list.iter()
-            .map(|(server, event)| match event {
-                Some(id) => format!(
-                    "{}: {}{}",
-                    escape(server),
-                    event_link(id),
-                    if is_merge(event) { " (merge: state resolution)" } else { "" }
-                ),
-                None => format!("{}: —", escape(server)),
-            })
-            .collect::<Vec<_>>()
-            .join("<br/>")
-    };
     for (row_index, row) in d.rows.iter().enumerate() {
         let (again, through) = match &row.rejoin {
-            Some((t, by)) => (format!("{} s", seconds(*t)), changes(by)),
+            Some((t, by)) => (format!("{} s", seconds(*t)), changes(model, by)),
             None => ("<b class=\"warn\">never (split at the end)</b>".to_owned(), String::new()),
         };
-        let keys = match &row.keys {
-            None => "<span class=\"note\">not reconstructed: no state replayed from the DAG has these servers' hashes</span>".to_owned(),
-            Some(keys) => {
-                let mut table = format!(
-                    "<table><tr><th>type</th><th>state key</th><th>{}</th><th>{}</th></tr>",
-                    escape(&row.a),
-                    escape(&row.b)
-                );
-                for key in keys {
-                    let cell = |id: &Option<String>| id.as_deref().map_or("—".to_owned(), event_link);
-                    let _ = write!(
-                        table,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        escape(&key.event_type),
-                        escape(&key.state_key),
-                        cell(&key.a),
-                        cell(&key.b)
-                    );
-                }
-                table.push_str("</table>");
-                if row.key_count > keys.len() {
-                    let _ = write!(table, "<span class=\"note\">… {} keys in all</span>", row.key_count);
-                }
-                table
-            }
-        };
+        let keys = state_difference(row);
         let _ = writeln!(
             out,
             "<tr class=\"divergence\" id=\"div-{}-{}\" data-a=\"{a}\" data-b=\"{b}\"><td><a href=\"#server={a}\">{a}</a> / <a href=\"#server={b}\">{b}</a></td><td><a href=\"#t={}\">{} s</a></td><td>{}</td><td>{again}</td><td>{through}</td><td>{} (<a href=\"#t={}\">{} s</a>), {} s</td><td>{keys}</td></tr>",
@@ -547,7 +529,7 @@ fn divergence_section(
             row_index + 1,
             row.split_ms,
             seconds(row.split_ms),
-            changes(&row.split_by),
+            changes(model, &row.split_by),
             row.splits,
             row.first_split_ms,
             seconds(row.first_split_ms),
@@ -557,6 +539,58 @@ fn divergence_section(
         );
     }
     out.push_str("</table>\n");
+}
+
+/// Whether an event of the room is a merge (it has several prev events).
+fn is_merge(model: Option<&RoomModel>, id: &Option<String>) -> bool {
+    let Some(id) = id else { return false };
+    model.and_then(|m| m.index.get(id).map(|&i| m.events[i].prev_events.len() > 1)).unwrap_or(false)
+}
+
+/// State changes as "server: event" lines, a merge said to be state resolution's doing.
+fn changes(model: Option<&RoomModel>, list: &[(String, Option<String>)]) -> String {
+    list.iter()
+        .map(|(server, event)| match event {
+            Some(id) => format!(
+                "{}: {}{}",
+                escape(server),
+                event_link(id),
+                if is_merge(model, event) { " (merge: state resolution)" } else { "" }
+            ),
+            None => format!("{}: —", escape(server)),
+        })
+        .collect::<Vec<_>>()
+        .join("<br/>")
+}
+
+/// The cell of the keys on which the pair differed at the split's last moment.
+fn state_difference(row: &crate::report::divergence::Divergence) -> String {
+    match &row.keys {
+        None => "<span class=\"note\">not reconstructed: no state replayed from the DAG has these servers' hashes</span>".to_owned(),
+        Some(keys) => {
+            let mut table = format!(
+                "<table><tr><th>type</th><th>state key</th><th>{}</th><th>{}</th></tr>",
+                escape(&row.a),
+                escape(&row.b)
+            );
+            for key in keys {
+                let cell = |id: &Option<String>| id.as_deref().map_or("—".to_owned(), event_link);
+                let _ = write!(
+                    table,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&key.event_type),
+                    escape(&key.state_key),
+                    cell(&key.a),
+                    cell(&key.b)
+                );
+            }
+            table.push_str("</table>");
+            if row.key_count > keys.len() {
+                let _ = write!(table, "<span class=\"note\">… {} keys in all</span>", row.key_count);
+            }
+            table
+        }
+    }
 }
 
 fn faults(out: &mut String, windows: &[Window]) {

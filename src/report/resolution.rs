@@ -315,13 +315,36 @@ const WIDTH: f64 = 1110.0;
 fn draw(room: &RoomModel, views: &[MergeView], notes: &[String], total: usize) -> String {
     let mut body = String::new();
     let mut y = 30.0;
+    draw_intro(&mut body, &mut y, room, views, notes, total);
+    for view in views {
+        draw_merge(&mut body, &mut y, view);
+    }
+    y += 20.0;
+    let mut out = svg::open(WIDTH, y, "mxsim-resolution");
+    let _ =
+        writeln!(out, "<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>", num(WIDTH), num(y));
+    out.push_str(&body);
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The title, the sentence that says what is drawn, and the notes on what could not be
+/// replayed.
+fn draw_intro(
+    body: &mut String,
+    y: &mut f64,
+    room: &RoomModel,
+    views: &[MergeView],
+    notes: &[String],
+    total: usize,
+) {
     let _ = writeln!(
         body,
         "<text x=\"12\" y=\"{}\" font-size=\"15\" font-weight=\"bold\">State resolution at merges of {}</text>",
-        num(y),
+        num(*y),
         escape(&room.title())
     );
-    y += 20.0;
+    *y += 20.0;
     let intro = if total == 0 {
         "No merge had a conflicted state set: every merge's prev states agreed on every key."
             .to_owned()
@@ -338,148 +361,156 @@ fn draw(room: &RoomModel, views: &[MergeView], notes: &[String], total: usize) -
     let _ = writeln!(
         body,
         "<text x=\"12\" y=\"{}\" font-size=\"11\" fill=\"#444\">{}</text>",
-        num(y),
+        num(*y),
         escape(&intro)
     );
     for note in notes {
-        y += 16.0;
+        *y += 16.0;
         let _ = writeln!(
             body,
             "<text x=\"12\" y=\"{}\" font-size=\"11\" fill=\"#a04000\">{}</text>",
-            num(y),
+            num(*y),
             escape(note)
         );
     }
-    y += 14.0;
-    for view in views {
-        y += 16.0;
+    *y += 14.0;
+}
+
+/// One merge: its banner, then either why its resolution failed or the table of its
+/// conflicted keys.
+fn draw_merge(body: &mut String, y: &mut f64, view: &MergeView) {
+    *y += 16.0;
+    let _ = writeln!(
+        body,
+        "<g class=\"resolution\" data-event=\"{}\"><title>{}</title><rect x=\"8\" y=\"{}\" width=\"{}\" height=\"22\" fill=\"#ede7f6\"/><text x=\"14\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">merge {} at depth {} (origin {}): state resolution {}, {} state sets, {} conflicted keys, full conflicted set {}</text></g>",
+        escape(&view.event_id),
+        escape(&view.event_id),
+        num(*y),
+        num(WIDTH - 16.0),
+        num(*y + 15.0),
+        escape(&svg::short_id(&view.event_id)),
+        view.depth,
+        escape(&view.origin),
+        view.algorithm,
+        view.state_sets,
+        view.keys.len(),
+        view.full_conflicted
+    );
+    *y += 22.0;
+    if let Some(error) = &view.error {
+        *y += ROW_H;
         let _ = writeln!(
             body,
-            "<g class=\"resolution\" data-event=\"{}\"><title>{}</title><rect x=\"8\" y=\"{}\" width=\"{}\" height=\"22\" fill=\"#ede7f6\"/><text x=\"14\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">merge {} at depth {} (origin {}): state resolution {}, {} state sets, {} conflicted keys, full conflicted set {}</text></g>",
-            escape(&view.event_id),
-            escape(&view.event_id),
-            num(y),
-            num(WIDTH - 16.0),
-            num(y + 15.0),
-            escape(&svg::short_id(&view.event_id)),
-            view.depth,
-            escape(&view.origin),
-            view.algorithm,
-            view.state_sets,
-            view.keys.len(),
-            view.full_conflicted
+            "<text x=\"16\" y=\"{}\" font-size=\"11\" fill=\"{}\">resolution failed: {}</text>",
+            num(*y - 5.0),
+            svg::REJECTED,
+            escape(error)
         );
-        y += 22.0;
-        if let Some(error) = &view.error {
-            y += ROW_H;
-            let _ = writeln!(
-                body,
-                "<text x=\"16\" y=\"{}\" font-size=\"11\" fill=\"{}\">resolution failed: {}</text>",
-                num(y - 5.0),
-                svg::REJECTED,
-                escape(error)
-            );
-            continue;
-        }
-        y += ROW_H;
-        for (name, x, _) in COLUMNS {
-            let _ = write!(
-                body,
-                "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" font-weight=\"bold\">{name}</text>",
-                num(*x),
-                num(y - 5.0)
-            );
-        }
-        body.push('\n');
-        for key in view.keys.iter().take(limits::KEYS_PER_RESOLUTION_MAX) {
-            let key_text = if key.key.1.is_empty() {
-                key.key.0.clone()
-            } else {
-                format!("{} {}", key.key.0, key.key.1)
-            };
-            let why = if key.absent_somewhere {
-                format!("{} (the key is absent from some state sets)", key.why)
-            } else {
-                key.why.clone()
-            };
-            let _ = writeln!(
-                body,
-                "<line x1=\"8\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#ddd\"/>",
-                num(WIDTH - 8.0),
-                num(y + 1.0 - ROW_H + 4.0),
-                num(y + 1.0 - ROW_H + 4.0)
-            );
-            for (row, candidate) in key.candidates.iter().enumerate() {
-                y += ROW_H;
-                if candidate.won {
-                    let _ = writeln!(
-                        body,
-                        "<rect x=\"8\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#e3f4e5\"/>",
-                        num(y - ROW_H + 4.0),
-                        num(WIDTH - 16.0),
-                        num(ROW_H)
-                    );
-                }
-                let result = if candidate.won {
-                    "WON"
-                } else if candidate.rejected {
-                    "rejected"
-                } else {
-                    "lost"
-                };
-                let color = if candidate.won {
-                    "#1a7a30"
-                } else if candidate.rejected {
-                    svg::REJECTED
-                } else {
-                    "#333333"
-                };
-                let cells = [
-                    if row == 0 { key_text.clone() } else { String::new() },
-                    svg::short_id(&candidate.id),
-                    candidate.sender.clone(),
-                    candidate.ordering.clone(),
-                    candidate.auth.clone(),
-                    result.to_owned(),
-                ];
-                let _ =
-                    write!(body, "<g class=\"candidate\"><title>{}</title>", escape(&candidate.id));
-                for ((_, x, chars), cell) in COLUMNS.iter().zip(cells.iter()) {
-                    let weight = if candidate.won { " font-weight=\"bold\"" } else { "" };
-                    let _ = write!(
-                        body,
-                        "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{color}\"{weight}>{}</text>",
-                        num(*x),
-                        num(y - 5.0),
-                        escape(&svg::clip(cell, *chars))
-                    );
-                }
-                body.push_str("</g>\n");
-            }
-            y += ROW_H - 4.0;
-            let _ = writeln!(
-                body,
-                "<text x=\"250\" y=\"{}\" font-size=\"10\" font-style=\"italic\" fill=\"#555\">why: {}</text>",
-                num(y - 5.0),
-                escape(&why)
-            );
-            y += 4.0;
-        }
-        if view.keys.len() > limits::KEYS_PER_RESOLUTION_MAX {
-            y += ROW_H;
-            let _ = writeln!(
-                body,
-                "<text x=\"16\" y=\"{}\" font-size=\"11\" fill=\"#666\">… and {} more conflicted keys</text>",
-                num(y - 5.0),
-                view.keys.len() - limits::KEYS_PER_RESOLUTION_MAX
-            );
-        }
+        return;
     }
-    y += 20.0;
-    let mut out = svg::open(WIDTH, y, "mxsim-resolution");
-    let _ =
-        writeln!(out, "<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>", num(WIDTH), num(y));
-    out.push_str(&body);
-    out.push_str("</svg>\n");
-    out
+    *y += ROW_H;
+    for (name, x, _) in COLUMNS {
+        let _ = write!(
+            body,
+            "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" font-weight=\"bold\">{name}</text>",
+            num(*x),
+            num(*y - 5.0)
+        );
+    }
+    body.push('\n');
+    for key in view.keys.iter().take(limits::KEYS_PER_RESOLUTION_MAX) {
+        draw_key(body, y, key);
+    }
+    if view.keys.len() > limits::KEYS_PER_RESOLUTION_MAX {
+        *y += ROW_H;
+        let _ = writeln!(
+            body,
+            "<text x=\"16\" y=\"{}\" font-size=\"11\" fill=\"#666\">… and {} more conflicted keys</text>",
+            num(*y - 5.0),
+            view.keys.len() - limits::KEYS_PER_RESOLUTION_MAX
+        );
+    }
+}
+
+/// One conflicted key: a separator, one row per candidate, and the line saying why the
+/// winner won.
+fn draw_key(body: &mut String, y: &mut f64, key: &KeyView) {
+    let key_text = if key.key.1.is_empty() {
+        key.key.0.clone()
+    } else {
+        format!("{} {}", key.key.0, key.key.1)
+    };
+    let why = if key.absent_somewhere {
+        format!("{} (the key is absent from some state sets)", key.why)
+    } else {
+        key.why.clone()
+    };
+    let _ = writeln!(
+        body,
+        "<line x1=\"8\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#ddd\"/>",
+        num(WIDTH - 8.0),
+        num(*y + 1.0 - ROW_H + 4.0),
+        num(*y + 1.0 - ROW_H + 4.0)
+    );
+    for (row, candidate) in key.candidates.iter().enumerate() {
+        *y += ROW_H;
+        let first = if row == 0 { key_text.clone() } else { String::new() };
+        draw_candidate(body, *y, candidate, first);
+    }
+    *y += ROW_H - 4.0;
+    let _ = writeln!(
+        body,
+        "<text x=\"250\" y=\"{}\" font-size=\"10\" font-style=\"italic\" fill=\"#555\">why: {}</text>",
+        num(*y - 5.0),
+        escape(&why)
+    );
+    *y += 4.0;
+}
+
+/// One candidate's row ending at `y`, shaded if it won; `key_text` fills the key column
+/// (empty below the key's first row).
+fn draw_candidate(body: &mut String, y: f64, candidate: &Candidate, key_text: String) {
+    if candidate.won {
+        let _ = writeln!(
+            body,
+            "<rect x=\"8\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#e3f4e5\"/>",
+            num(y - ROW_H + 4.0),
+            num(WIDTH - 16.0),
+            num(ROW_H)
+        );
+    }
+    let result = if candidate.won {
+        "WON"
+    } else if candidate.rejected {
+        "rejected"
+    } else {
+        "lost"
+    };
+    let color = if candidate.won {
+        "#1a7a30"
+    } else if candidate.rejected {
+        svg::REJECTED
+    } else {
+        "#333333"
+    };
+    let cells = [
+        key_text,
+        svg::short_id(&candidate.id),
+        candidate.sender.clone(),
+        candidate.ordering.clone(),
+        candidate.auth.clone(),
+        result.to_owned(),
+    ];
+    let _ = write!(body, "<g class=\"candidate\"><title>{}</title>", escape(&candidate.id));
+    for ((_, x, chars), cell) in COLUMNS.iter().zip(cells.iter()) {
+        let weight = if candidate.won { " font-weight=\"bold\"" } else { "" };
+        let _ = write!(
+            body,
+            "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{color}\"{weight}>{}</text>",
+            num(*x),
+            num(y - 5.0),
+            escape(&svg::clip(cell, *chars))
+        );
+    }
+    body.push_str("</g>\n");
 }

@@ -212,7 +212,53 @@ pub fn render(
     let lanes = lanes(trace, &scale);
     let sides = sides(trace, servers);
     let grouped = servers.len() > LANES_MAX;
-    // (group header, lanes) in drawing order.
+    let blocks = blocks(&sides, matter, grouped);
+    let lane_count: usize = blocks.iter().map(|(_, rows)| rows.len()).sum();
+    let height = TOP + blocks.len() as f64 * GROUP_H + lane_count as f64 * LANE_H + 80.0;
+    let width = LEFT + PLOT_W + 30.0;
+    let mut out = svg::open(width, height, "timeline");
+    let _ = writeln!(
+        out,
+        "<g class=\"timeline-meta\" data-x0=\"{}\" data-width=\"{}\" data-end-ms=\"{}\"></g>",
+        num(LEFT),
+        num(PLOT_W),
+        scale.end_ms
+    );
+    let plot_bottom = height - 68.0;
+    axis(&mut out, &scale, plot_bottom);
+    let mut y = TOP;
+    for (header, rows) in &blocks {
+        let _ = writeln!(
+            out,
+            "<text x=\"6\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">{}</text>",
+            num(y + 13.0),
+            escape(header)
+        );
+        y += GROUP_H;
+        for row in rows {
+            draw_lane(&mut out, row, &lanes, &scale, windows, memberships, room, servers, y);
+            y += LANE_H;
+        }
+    }
+    fault_bands(&mut out, &scale, windows, plot_bottom);
+    legend(&mut out, plot_bottom + 30.0);
+    out.push_str("</svg>\n");
+    let summary = if grouped {
+        format!(
+            "{} servers in {} partition sides, one aggregate lane per side (darker marks: more in that pixel column) and a lane of its own for each of {} servers that matter.",
+            servers.len(),
+            sides.len(),
+            lane_count - blocks.len()
+        )
+    } else {
+        format!("{} servers, one lane each, grouped by partition side.", servers.len())
+    };
+    Timeline { svg: out, summary }
+}
+
+/// (group header, lanes) in drawing order: per partition side, one lane per server, or
+/// when `grouped` one aggregate lane and a lane of its own for each server that matters.
+fn blocks(sides: &[Vec<String>], matter: &[String], grouped: bool) -> Vec<(String, Vec<Row>)> {
     let mut blocks: Vec<(String, Vec<Row>)> = Vec::new();
     for (i, side) in sides.iter().enumerate() {
         let header = if sides.len() > 1 {
@@ -242,34 +288,11 @@ pub fn render(
             };
         blocks.push((header, rows));
     }
-    let lane_count: usize = blocks.iter().map(|(_, rows)| rows.len()).sum();
-    let height = TOP + blocks.len() as f64 * GROUP_H + lane_count as f64 * LANE_H + 80.0;
-    let width = LEFT + PLOT_W + 30.0;
-    let mut out = svg::open(width, height, "timeline");
-    let _ = writeln!(
-        out,
-        "<g class=\"timeline-meta\" data-x0=\"{}\" data-width=\"{}\" data-end-ms=\"{}\"></g>",
-        num(LEFT),
-        num(PLOT_W),
-        scale.end_ms
-    );
-    let plot_bottom = height - 68.0;
-    axis(&mut out, &scale, plot_bottom);
-    let mut y = TOP;
-    for (header, rows) in &blocks {
-        let _ = writeln!(
-            out,
-            "<text x=\"6\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">{}</text>",
-            num(y + 13.0),
-            escape(header)
-        );
-        y += GROUP_H;
-        for row in rows {
-            draw_lane(&mut out, row, &lanes, &scale, windows, memberships, room, servers, y);
-            y += LANE_H;
-        }
-    }
-    // Fault bands are drawn after the lanes, over them, so that they cross every lane.
+    blocks
+}
+
+/// Fault bands, drawn after the lanes, over them, so that they cross every lane.
+fn fault_bands(out: &mut String, scale: &Scale, windows: &[Window], plot_bottom: f64) {
     for window in windows.iter().filter(|w| w.kind == WindowKind::Fault) {
         let (x0, x1) = (scale.x(window.start_ms), scale.x(window.end_ms));
         let _ = writeln!(
@@ -289,19 +312,6 @@ pub fn render(
             seconds(window.end_ms),
         );
     }
-    legend(&mut out, plot_bottom + 30.0);
-    out.push_str("</svg>\n");
-    let summary = if grouped {
-        format!(
-            "{} servers in {} partition sides, one aggregate lane per side (darker marks: more in that pixel column) and a lane of its own for each of {} servers that matter.",
-            servers.len(),
-            sides.len(),
-            lane_count - blocks.len()
-        )
-    } else {
-        format!("{} servers, one lane each, grouped by partition side.", servers.len())
-    };
-    Timeline { svg: out, summary }
 }
 
 /// Virtual milliseconds as seconds with one decimal ("20.1 s" without the unit).
@@ -354,6 +364,34 @@ fn draw_lane(
     y: f64,
 ) {
     let single = row.servers.len() == 1;
+    lane_header(out, row, servers, y);
+    // Joined spans in the state row (individual lanes only).
+    if let (true, Some(room)) = (single, room) {
+        joined_spans(out, scale, memberships.get(&(room.to_owned(), row.servers[0].clone())), y);
+    }
+    lane_windows(out, row, scale, windows, y);
+    // Back-off before retries (individual lanes only).
+    if single {
+        if let Some(lane) = lanes.get(&row.servers[0]) {
+            for &(from, to) in &lane.backoffs {
+                let _ = writeln!(
+                    out,
+                    "<line x1=\"{}\" y1=\"{y1}\" x2=\"{}\" y2=\"{y1}\" stroke=\"#9467bd\" stroke-opacity=\"0.5\" stroke-width=\"1\"/>",
+                    num(scale.x(from)),
+                    num(scale.x(to)),
+                    y1 = num(y + ROW_H + 7.5)
+                );
+            }
+        }
+    }
+    lane_marks(out, row, lanes, y);
+    out.push_str("</g>\n");
+}
+
+/// Opens the lane's group and draws its background, its colour, its label and the names
+/// of its rows.
+fn lane_header(out: &mut String, row: &Row, servers: &[String], y: f64) {
+    let single = row.servers.len() == 1;
     let colour = servers.iter().position(|s| *s == row.servers[0]).map_or_else(
         || "#777777".to_owned(),
         |i| if single { svg::server_color(i) } else { "#777777".to_owned() },
@@ -387,24 +425,27 @@ fn draw_lane(
         num(LEFT - 4.0),
         num(y + 8.0 + ROW_H * 2.0),
     );
-    // Joined spans in the state row (individual lanes only).
-    if let (true, Some(room)) = (single, room) {
-        for span in
-            memberships.get(&(room.to_owned(), row.servers[0].clone())).into_iter().flatten()
-        {
-            let (x0, x1) = (scale.x(span.start_ms), scale.x(span.end_ms.unwrap_or(scale.end_ms)));
-            let _ = writeln!(
-                out,
-                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"3\" fill=\"#a5d6a7\"><title>joined {}–{} s</title></rect>",
-                num(x0),
-                num(y + ROW_H * 2.0 + 4.0),
-                num((x1 - x0).max(1.0)),
-                seconds(span.start_ms),
-                span.end_ms.map_or_else(|| "end".to_owned(), seconds)
-            );
-        }
+}
+
+/// The spans a server was joined to the room, in the lane's state row.
+fn joined_spans(out: &mut String, scale: &Scale, spans: Option<&Vec<Membership>>, y: f64) {
+    for span in spans.into_iter().flatten() {
+        let (x0, x1) = (scale.x(span.start_ms), scale.x(span.end_ms.unwrap_or(scale.end_ms)));
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"3\" fill=\"#a5d6a7\"><title>joined {}–{} s</title></rect>",
+            num(x0),
+            num(y + ROW_H * 2.0 + 4.0),
+            num((x1 - x0).max(1.0)),
+            seconds(span.start_ms),
+            span.end_ms.map_or_else(|| "end".to_owned(), seconds)
+        );
     }
-    // Crashes and pauses of the lane's servers.
+}
+
+/// Crashes and pauses of the lane's servers, shading the lane.
+fn lane_windows(out: &mut String, row: &Row, scale: &Scale, windows: &[Window], y: f64) {
+    let single = row.servers.len() == 1;
     for window in windows.iter().filter(|w| w.kind != WindowKind::Fault) {
         let Some(server) = &window.server else { continue };
         if !row.servers.contains(server) {
@@ -425,21 +466,12 @@ fn draw_lane(
             seconds(window.end_ms)
         );
     }
-    // Back-off before retries (individual lanes only).
-    if single {
-        if let Some(lane) = lanes.get(&row.servers[0]) {
-            for &(from, to) in &lane.backoffs {
-                let _ = writeln!(
-                    out,
-                    "<line x1=\"{}\" y1=\"{y1}\" x2=\"{}\" y2=\"{y1}\" stroke=\"#9467bd\" stroke-opacity=\"0.5\" stroke-width=\"1\"/>",
-                    num(scale.x(from)),
-                    num(scale.x(to)),
-                    y1 = num(y + ROW_H + 7.5)
-                );
-            }
-        }
-    }
-    // Marks, summed over the lane's servers.
+}
+
+/// The marks of every kind, summed over the lane's servers; in a group lane darker means
+/// more in that column.
+fn lane_marks(out: &mut String, row: &Row, lanes: &BTreeMap<String, Lane>, y: f64) {
+    let single = row.servers.len() == 1;
     let mut counts: Vec<BTreeMap<u32, u32>> = vec![BTreeMap::new(); KINDS.len()];
     let mut totals = [0u64; KINDS.len()];
     for server in &row.servers {
@@ -482,7 +514,6 @@ fn draw_lane(
             );
         }
     }
-    out.push_str("</g>\n");
 }
 
 fn legend(out: &mut String, y: f64) {

@@ -53,9 +53,15 @@ pub fn draw(file: &str, text: &str, scenario: &Scenario, seed: u64) -> Result<Dr
     let document: toml::Table =
         text.parse().map_err(|e: toml::de::Error| SweepError::Scenario(format!("{file}: {e}")))?;
     let mut prng = Prng::from_seed(seed).fork(streams::SWARM);
+    let fault_types = draw_fault_types(&document, &mut prng);
+    let added = draw_added_faults(scenario, &mut prng);
+    let mixes = draw_workload_mixes(&document, &mut prng);
+    apply_valid(file, &document, seed, fault_types, added, mixes)
+}
 
-    // 1. Fault types.
-    let faults = tables(&document, "fault");
+/// Step 1: each fault type the file uses, in name order, kept with chance 1/2.
+fn draw_fault_types(document: &toml::Table, prng: &mut Prng) -> serde_json::Map<String, Value> {
+    let faults = tables(document, "fault");
     let types: BTreeSet<String> = faults
         .iter()
         .filter_map(|f| f.get("type").and_then(toml::Value::as_str).map(str::to_owned))
@@ -64,8 +70,11 @@ pub fn draw(file: &str, text: &str, scenario: &Scenario, seed: u64) -> Result<Dr
     for kind in &types {
         fault_types.insert(kind.clone(), Value::Bool(prng.chance(half())));
     }
+    fault_types
+}
 
-    // 2. Added faults.
+/// Step 2: the added faults, each with chance 1/2, in the order of the module doc.
+fn draw_added_faults(scenario: &Scenario, prng: &mut Prng) -> Vec<Value> {
     let servers: Vec<&str> = scenario.servers.iter().map(|s| s.name.as_str()).collect();
     let busy_ms = scenario.end_ms() - scenario.quiet_ms;
     let mut added: Vec<Value> = Vec::new();
@@ -74,32 +83,18 @@ pub fn draw(file: &str, text: &str, scenario: &Scenario, seed: u64) -> Result<Dr
         (start, start + prng.range_inclusive(1_000, 30_000))
     };
     if prng.chance(half()) && servers.len() >= 2 {
-        let (start, end) = window(&mut prng);
-        let mut inside: Vec<&str> = Vec::new();
-        let mut outside: Vec<&str> = Vec::new();
-        // A non-empty proper subset: the first server always on one side, one other
-        // server always on the other, the rest drawn.
-        let other = 1 + prng.index(servers.len() - 1);
-        for (i, server) in servers.iter().enumerate() {
-            let side = if i == 0 {
-                true
-            } else if i == other {
-                false
-            } else {
-                prng.chance(half())
-            };
-            if side { inside.push(server) } else { outside.push(server) }
-        }
+        let (start, end) = window(prng);
+        let groups = draw_partition_groups(&servers, prng);
         added.push(json!({"type": "partition", "start_ms": start, "end_ms": end,
-            "groups": [inside, outside]}));
+            "groups": groups}));
     }
     if prng.chance(half()) && !servers.is_empty() {
-        let (start, end) = window(&mut prng);
+        let (start, end) = window(prng);
         let node = servers[prng.index(servers.len())];
         added.push(json!({"type": "crash", "start_ms": start, "end_ms": end, "node": node}));
     }
     if prng.chance(half()) && servers.len() >= 2 {
-        let (start, end) = window(&mut prng);
+        let (start, end) = window(prng);
         let from = prng.index(servers.len());
         let to = (from + 1 + prng.index(servers.len() - 1)) % servers.len();
         let loss = format!("{}/10", prng.range_inclusive(1, 5));
@@ -107,16 +102,40 @@ pub fn draw(file: &str, text: &str, scenario: &Scenario, seed: u64) -> Result<Dr
             "from": servers[from], "to": servers[to], "policy": {"loss": loss}}));
     }
     if prng.chance(half()) && servers.len() >= 2 {
-        let (start, end) = window(&mut prng);
+        let (start, end) = window(prng);
         let node = servers[prng.index(servers.len())];
         let extra = prng.range_inclusive(50, 2_000);
         added.push(json!({"type": "slow", "start_ms": start, "end_ms": end, "node": node,
             "extra_delay_ms": extra}));
     }
+    added
+}
 
-    // 3. Workload mixes.
+/// The two sides of an added partition (at least two servers): a non-empty proper subset,
+/// the first server always on one side, one other server always on the other, the rest
+/// drawn.
+fn draw_partition_groups<'s>(servers: &[&'s str], prng: &mut Prng) -> [Vec<&'s str>; 2] {
+    let mut inside: Vec<&str> = Vec::new();
+    let mut outside: Vec<&str> = Vec::new();
+    let other = 1 + prng.index(servers.len() - 1);
+    for (i, server) in servers.iter().enumerate() {
+        let side = if i == 0 {
+            true
+        } else if i == other {
+            false
+        } else {
+            prng.chance(half())
+        };
+        if side { inside.push(server) } else { outside.push(server) }
+    }
+    [inside, outside]
+}
+
+/// Step 3: per `[[workload]]`, in order, each action kind with a non-zero weight kept with
+/// chance 1/2 (at least one stays).
+fn draw_workload_mixes(document: &toml::Table, prng: &mut Prng) -> Vec<Value> {
     let mut mixes: Vec<Value> = Vec::new();
-    for workload in tables(&document, "workload") {
+    for workload in tables(document, "workload") {
         let written = workload.get("mix").and_then(toml::Value::as_table);
         let weight = |kind: &str| -> i64 {
             match written {
@@ -135,12 +154,23 @@ pub fn draw(file: &str, text: &str, scenario: &Scenario, seed: u64) -> Result<Dr
             .collect();
         mixes.push(Value::Object(mix));
     }
+    mixes
+}
 
-    // Apply, dropping added faults from the last until the document validates.
+/// Applies the drawn configuration, dropping added faults from the last until the
+/// document validates.
+fn apply_valid(
+    file: &str,
+    document: &toml::Table,
+    seed: u64,
+    fault_types: serde_json::Map<String, Value>,
+    mut added: Vec<Value>,
+    mixes: Vec<Value>,
+) -> Result<Drawn, SweepError> {
     loop {
         let config = json!({"fault_types": fault_types, "added_faults": added,
             "workload_mix": mixes});
-        let applied = apply(&document, &config)?;
+        let applied = apply(document, &config)?;
         let text = toml::to_string(&applied)
             .map_err(|e| SweepError::Scenario(format!("{file}: swarm: {e}")))?;
         match scenario::parse(file, &text) {

@@ -135,6 +135,21 @@ pub fn user_power_level(rules: &RoomVersionRules, state: &dyn AuthState, user: &
 /// Rules 9.1–9.3 (v12 10.1–10.4): the shape of a new power-levels content, and in v12 that
 /// no room creator is listed in `users`.
 fn check_shape(rules: &RoomVersionRules, content: &Object, create: &Pdu) -> Result<(), Rejection> {
+    check_level_properties_are_integers(rules, content)?;
+    check_level_maps_are_integers(rules, content)?;
+    // [impl] An absent `users` is accepted and read as `{}` (Synapse).
+    if let Some(users) = content.get("users") {
+        let users = check_users_map(rules, users)?;
+        check_no_creator_in_users(rules, users, create)?;
+    }
+    Ok(())
+}
+
+/// Rule 9.1 (v12 10.1): every single-integer level property present is an integer.
+fn check_level_properties_are_integers(
+    rules: &RoomVersionRules,
+    content: &Object,
+) -> Result<(), Rejection> {
     for (key, _) in LEVEL_DEFAULTS {
         if let Some(value) = content.get(key) {
             if as_level(value).is_none() {
@@ -146,6 +161,15 @@ fn check_shape(rules: &RoomVersionRules, content: &Object, create: &Pdu) -> Resu
             }
         }
     }
+    Ok(())
+}
+
+/// Rule 9.2 (v12 10.2): `events` and `notifications`, when present, are objects whose
+/// values are all integers.
+fn check_level_maps_are_integers(
+    rules: &RoomVersionRules,
+    content: &Object,
+) -> Result<(), Rejection> {
     for key in level_maps(rules) {
         let Some(value) = content.get(*key) else { continue };
         let all_integers =
@@ -158,38 +182,52 @@ fn check_shape(rules: &RoomVersionRules, content: &Object, create: &Pdu) -> Resu
             ));
         }
     }
-    // [impl] An absent `users` is accepted and read as `{}` (Synapse).
-    if let Some(users) = content.get("users") {
-        let Some(users) = users.as_object() else {
-            return Err(reject(rules, Rule::PowerLevelsUsers, "users is not an object"));
-        };
-        for (user, value) in users {
-            if ids::parse_user_id(user).is_err() {
-                return Err(reject(
-                    rules,
-                    Rule::PowerLevelsUsers,
-                    format!("users key {} is not a valid user id", truncate(user)),
-                ));
-            }
-            if as_level(value).is_none() {
-                return Err(reject(
-                    rules,
-                    Rule::PowerLevelsUsers,
-                    format!("users value for {user} is not an integer"),
-                ));
-            }
+    Ok(())
+}
+
+/// Rule 9.3 (v12 10.3): a present `users` is an object whose keys are valid user ids and
+/// whose values are integers; returns it as an object.
+fn check_users_map<'a>(
+    rules: &RoomVersionRules,
+    users: &'a Value,
+) -> Result<&'a Object, Rejection> {
+    let Some(users) = users.as_object() else {
+        return Err(reject(rules, Rule::PowerLevelsUsers, "users is not an object"));
+    };
+    for (user, value) in users {
+        if ids::parse_user_id(user).is_err() {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsUsers,
+                format!("users key {} is not a valid user id", truncate(user)),
+            ));
         }
-        // v12 rule 10.4: creators have infinite power and cannot be listed (or demoted).
-        if rules.privileged_creators {
-            if let Some(creator) =
-                creators(rules, create).into_iter().find(|c| users.contains_key(c))
-            {
-                return Err(reject(
-                    rules,
-                    Rule::PowerLevelsCreatorInUsers,
-                    format!("users lists room creator {creator}"),
-                ));
-            }
+        if as_level(value).is_none() {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsUsers,
+                format!("users value for {user} is not an integer"),
+            ));
+        }
+    }
+    Ok(users)
+}
+
+/// v12 rule 10.4: `users` names no room creator (the create event's `sender` or any of its
+/// `content.additional_creators`): creators have infinite power and cannot be listed (or
+/// demoted). Checked before 10.5, so it applies to the first power-levels event too.
+fn check_no_creator_in_users(
+    rules: &RoomVersionRules,
+    users: &Object,
+    create: &Pdu,
+) -> Result<(), Rejection> {
+    if rules.privileged_creators {
+        if let Some(creator) = creators(rules, create).into_iter().find(|c| users.contains_key(c)) {
+            return Err(reject(
+                rules,
+                Rule::PowerLevelsCreatorInUsers,
+                format!("users lists room creator {creator}"),
+            ));
         }
     }
     Ok(())
@@ -233,9 +271,28 @@ pub(super) fn check_power_levels_event(
     // 9.4 (v12 10.5): the first power-levels event is allowed.
     let Some(old) = power_levels_content(state) else { return Ok(()) };
     let sender_level = user_power_level(rules, state, event.sender());
-    let above_sender = |level: i64| PowerLevel::Int(level) > sender_level;
+    check_level_property_changes(rules, old, content, sender_level)?;
+    // The spec lists 9.6 for every entry before 9.7, so check all removals/changes first.
+    let level_map_changes = level_map_changes(rules, old, content);
+    check_level_map_old_values(rules, &level_map_changes, sender_level)?;
+    check_level_map_new_values(rules, &level_map_changes, sender_level)?;
+    let user_changes = map_changes(&level_map(old, "users"), &level_map(content, "users"));
+    check_users_old_values(rules, &user_changes, event.sender(), sender_level)?;
+    check_users_new_values(rules, &user_changes, sender_level)?;
+    // 9.10 (v12 10.11): otherwise allow.
+    Ok(())
+}
 
-    // 9.5 (v12 10.6): the single-integer level properties.
+/// Rule 9.5 (v12 10.6): for each single-integer level property that was added, changed or
+/// removed, neither its old value (9.5.1) nor its new value (9.5.2) may be above the
+/// sender's level.
+fn check_level_property_changes(
+    rules: &RoomVersionRules,
+    old: &Object,
+    content: &Object,
+    sender_level: PowerLevel,
+) -> Result<(), Rejection> {
+    let above_sender = |level: i64| PowerLevel::Int(level) > sender_level;
     for (key, _) in LEVEL_DEFAULTS {
         let old_value = old.get(key).and_then(as_level);
         let new_value = content.get(key).and_then(as_level);
@@ -257,18 +314,35 @@ pub(super) fn check_power_levels_event(
             ));
         }
     }
+    Ok(())
+}
 
-    // 9.6 and 9.7 (v12 10.7 and 10.8): `events` and `notifications` entries. The spec
-    // lists 9.6 for every entry before 9.7, so check all removals/changes first.
-    let map_changes_all: Vec<(&str, &str, Option<i64>, Option<i64>)> = level_maps(rules)
+/// The entries that differ between the old and new `events` and `notifications` maps, as
+/// (map, key, old value, new value), the maps in the order of [`LEVEL_MAPS`].
+fn level_map_changes<'a>(
+    rules: &RoomVersionRules,
+    old: &'a Object,
+    content: &'a Object,
+) -> Vec<(&'static str, &'a str, Option<i64>, Option<i64>)> {
+    level_maps(rules)
         .iter()
         .flat_map(|map| {
             map_changes(&level_map(old, map), &level_map(content, map))
                 .into_iter()
                 .map(move |(key, o, n)| (*map, key, o, n))
         })
-        .collect();
-    for (map, key, old_value, _) in &map_changes_all {
+        .collect()
+}
+
+/// Rule 9.6 (v12 10.7): for each entry changed in or removed from `events` or
+/// `notifications`, its current value may not be above the sender's level.
+fn check_level_map_old_values(
+    rules: &RoomVersionRules,
+    changes: &[(&str, &str, Option<i64>, Option<i64>)],
+    sender_level: PowerLevel,
+) -> Result<(), Rejection> {
+    let above_sender = |level: i64| PowerLevel::Int(level) > sender_level;
+    for (map, key, old_value, _) in changes {
         if let Some(old_value) = old_value.filter(|v| above_sender(*v)) {
             return Err(reject(
                 rules,
@@ -280,7 +354,18 @@ pub(super) fn check_power_levels_event(
             ));
         }
     }
-    for (map, key, _, new_value) in &map_changes_all {
+    Ok(())
+}
+
+/// Rule 9.7 (v12 10.8): for each entry added to or changed in `events` or
+/// `notifications`, its new value may not be above the sender's level.
+fn check_level_map_new_values(
+    rules: &RoomVersionRules,
+    changes: &[(&str, &str, Option<i64>, Option<i64>)],
+    sender_level: PowerLevel,
+) -> Result<(), Rejection> {
+    let above_sender = |level: i64| PowerLevel::Int(level) > sender_level;
+    for (map, key, _, new_value) in changes {
         if let Some(new_value) = new_value.filter(|v| above_sender(*v)) {
             return Err(reject(
                 rules,
@@ -292,12 +377,21 @@ pub(super) fn check_power_levels_event(
             ));
         }
     }
+    Ok(())
+}
 
-    // 9.8 and 9.9 (v12 10.9 and 10.10): `users` entries.
-    let user_changes = map_changes(&level_map(old, "users"), &level_map(content, "users"));
-    for (user, old_value, _) in &user_changes {
+/// Rule 9.8 (v12 10.9): for each entry changed in or removed from `users`, other than the
+/// sender's own, its current value may not be at or above the sender's level (Linearized
+/// Matrix 9.8.1: not above it).
+fn check_users_old_values(
+    rules: &RoomVersionRules,
+    user_changes: &[(&str, Option<i64>, Option<i64>)],
+    sender: &str,
+    sender_level: PowerLevel,
+) -> Result<(), Rejection> {
+    for (user, old_value, _) in user_changes {
         // The sender may lower (or remove) their own entry.
-        if *user == event.sender() {
+        if *user == sender {
             continue;
         }
         // Matrix rejects an old value at or above the sender's level; Linearized Matrix 9.8.1
@@ -317,7 +411,18 @@ pub(super) fn check_power_levels_event(
             ));
         }
     }
-    for (user, _, new_value) in &user_changes {
+    Ok(())
+}
+
+/// Rule 9.9 (v12 10.10): for each entry added to or changed in `users`, its new value may
+/// not be above the sender's level.
+fn check_users_new_values(
+    rules: &RoomVersionRules,
+    user_changes: &[(&str, Option<i64>, Option<i64>)],
+    sender_level: PowerLevel,
+) -> Result<(), Rejection> {
+    let above_sender = |level: i64| PowerLevel::Int(level) > sender_level;
+    for (user, _, new_value) in user_changes {
         if let Some(new_value) = new_value.filter(|v| above_sender(*v)) {
             return Err(reject(
                 rules,
@@ -328,6 +433,5 @@ pub(super) fn check_power_levels_event(
             ));
         }
     }
-    // 9.10 (v12 10.11): otherwise allow.
     Ok(())
 }
