@@ -71,7 +71,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let output = output.map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let wall_ms = wall_us / 1000;
     let trace_bytes = output.trace.to_jsonl();
-    let trace_hash = trace::hash_bytes(&trace_bytes);
+    let trace_hash = trace::hash_jsonl(&trace_bytes);
     let mut verdict = check::check(&output.trace);
     if args.check_determinism {
         let again = world::run(&plan).map_err(|e| CliError::input(format!("{file}: {e}")))?;
@@ -145,7 +145,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
     })?;
     let trace = Trace::parse_jsonl(&text).map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let verdict = check::check(&trace);
-    let trace_hash = trace::hash_bytes(text.as_bytes());
+    let trace_hash = trace::hash_jsonl(text.as_bytes());
     let code = if verdict.passed() { 0 } else { 1 };
     match args.format {
         CheckFormat::Text => {}
@@ -175,7 +175,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
         trace.header.scenario,
         trace.header.seed,
         verdict.checked.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
-        &trace::hash_bytes(text.as_bytes())[..16],
+        &trace::hash_jsonl(text.as_bytes())[..16],
     );
     describe_violations(&verdict, &mut stdout);
     describe_failed_actions(&trace, &mut stdout);
