@@ -37,7 +37,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
     })?;
     let trace = Trace::parse_jsonl(&text).map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let verdict = check::check(&trace);
-    let trace_hash = trace::hash_bytes(text.as_bytes());
+    let trace_hash = trace::hash_jsonl(text.as_bytes());
     let code = if verdict.passed() { 0 } else { 1 };
     match args.format {
         CheckFormat::Text => {}
@@ -67,7 +67,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
         trace.header.scenario,
         trace.header.seed,
         verdict.checked.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
-        &trace::hash_bytes(text.as_bytes())[..16],
+        &trace::hash_jsonl(text.as_bytes())[..16],
     );
     describe_violations(&verdict, &mut stdout);
     describe_failed_actions(&trace, &mut stdout);

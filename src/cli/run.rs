@@ -53,7 +53,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let output = output.map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let wall_ms = wall_us / 1000;
     let trace_bytes = output.trace.to_jsonl();
-    let trace_hash = trace::hash_bytes(&trace_bytes);
+    let trace_hash = trace::hash_jsonl(&trace_bytes);
     let mut verdict = check::check(&output.trace);
     if args.check_determinism {
         let again = world::run(&plan).map_err(|e| CliError::input(format!("{file}: {e}")))?;

@@ -452,6 +452,7 @@ mod tests {
             scenario: "t".into(),
             seed: 1,
             mxsim_version: "0".into(),
+            mxsim_build: String::new(),
             servers: vec!["hs1".into(), "hs2".into()],
             keys: BTreeMap::new(),
             epoch_ms: 0,

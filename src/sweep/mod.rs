@@ -241,7 +241,7 @@ impl Job {
             world::run(&plan).map_err(|e| SweepError::Scenario(format!("{}: {e}", self.file)))?;
         let verdict = check::check(&output.trace);
         let trace_bytes = output.trace.to_jsonl();
-        let trace_hash = trace::hash_bytes(&trace_bytes);
+        let trace_hash = trace::hash_jsonl(&trace_bytes);
         Ok(SeedRun { scenario, output, verdict, trace_bytes, trace_hash, swarm: plan.swarm })
     }
 

@@ -16,11 +16,16 @@
 //!
 //! The last line is the end record, `{"type": "end", "records": N, "hash": H}`: N is the
 //! number of records between the header and it, and H the SHA-256 of every byte before
-//! it. A trace without a valid end record is incomplete (cut short, or changed after it
-//! was written) and [`Trace::parse_jsonl`] refuses it.
+//! it but the header's build identifier (below). A trace without a valid end record is
+//! incomplete (cut short, or changed after it was written) and [`Trace::parse_jsonl`]
+//! refuses it.
 //!
 //! The trace hash is the SHA-256 of the exact JSONL bytes (header and end record
-//! included), in lowercase hex. Same scenario, seed and build ⇒ same bytes ⇒ same hash.
+//! included) but the header's `"mxsim_build":"…",` member, in lowercase hex
+//! ([`hash_jsonl`]). The build identifier names the source tree that wrote the trace and
+//! changes with every source edit; leaving it out of both hashes keeps the trace hash a
+//! name for what the run did: same scenario, seed and behaviour ⇒ same hash, across
+//! builds that behave alike (and a changed hash means changed behaviour).
 //!
 //! Architecture Invariant: pure data and codecs — no clock, no files (callers hand in
 //! text and take bytes), no hash maps; fields are integers and strings, never floats.
@@ -45,6 +50,10 @@ use crate::matrix::crypto;
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
 
+/// This build's identifier: the package version, `+`, and 16 hex digits of a SHA-256 over
+/// the source tree, computed by `build.rs` (docs/trace.md).
+pub const BUILD: &str = env!("MXSIM_BUILD");
+
 /// `server name → key id → unpadded-base64 public key`.
 pub type Keys = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -60,6 +69,10 @@ pub struct Header {
     pub scenario: String,
     pub seed: u64,
     pub mxsim_version: String,
+    /// The build that wrote the trace ([`BUILD`]); left out of the trace hash. Absent in
+    /// traces written before it existed, and when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mxsim_build: String,
     /// The servers, in the scenario's order.
     pub servers: Vec<String>,
     pub keys: Keys,
@@ -367,7 +380,7 @@ impl Trace {
         let end = End {
             kind: "end".into(),
             records: u64::try_from(self.records.len()).expect("record counts fit u64"),
-            hash: hash_bytes(&out),
+            hash: hash_jsonl(&out),
         };
         out.extend_from_slice(
             serde_json::to_string(&end).expect("an end record serializes").as_bytes(),
@@ -376,9 +389,9 @@ impl Trace {
         out
     }
 
-    /// The trace hash: SHA-256 of [`Trace::to_jsonl`], lowercase hex.
+    /// The trace hash: [`hash_jsonl`] of [`Trace::to_jsonl`].
     pub fn hash(&self) -> String {
-        hash_bytes(&self.to_jsonl())
+        hash_jsonl(&self.to_jsonl())
     }
 
     /// Reads a JSONL trace. Blank lines are not allowed except one final newline. The last
@@ -445,7 +458,7 @@ fn check_end(text: &str) -> Result<&str, TraceError> {
             end.records
         )));
     }
-    let hash = hash_bytes(before.as_bytes());
+    let hash = hash_jsonl(before.as_bytes());
     if end.hash != hash {
         return Err(incomplete(format!(
             "the end record's hash {} is not the SHA-256 of the lines before it ({hash})",
@@ -544,6 +557,34 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
     crypto::sha256_hex(bytes)
 }
 
+/// The start of the header member the hashes leave out.
+const BUILD_MEMBER: &[u8] = b"\"mxsim_build\":\"";
+
+/// The hash of trace bytes (a whole trace, or the part before its end record): SHA-256, in
+/// lowercase hex, of `jsonl` without the first line's `"mxsim_build":"…",` member. The
+/// member is cut as written: from its key to the first `"` after the key, and the comma
+/// after that quote (the writer's identifiers hold no quote or backslash). Bytes without
+/// the member are hashed whole.
+pub fn hash_jsonl(jsonl: &[u8]) -> String {
+    let first_line = jsonl.split(|&b| b == b'\n').next().unwrap_or_default();
+    let start = first_line.windows(BUILD_MEMBER.len()).position(|w| w == BUILD_MEMBER);
+    let cut = start.and_then(|start| {
+        let value = start + BUILD_MEMBER.len();
+        let quote = value + first_line[value..].iter().position(|&b| b == b'"')?;
+        (first_line.get(quote + 1) == Some(&b',')).then_some((start, quote + 2))
+    });
+    match cut {
+        Some((start, end)) => {
+            let mut kept = Vec::with_capacity(jsonl.len() - (end - start));
+            kept.extend_from_slice(&jsonl[..start]);
+            kept.extend_from_slice(&jsonl[end..]);
+            assert_eq!(kept.len() + (end - start), jsonl.len());
+            hash_bytes(&kept)
+        }
+        None => hash_bytes(jsonl),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,6 +595,7 @@ mod tests {
             scenario: "two".into(),
             seed: 7,
             mxsim_version: "0.1.0".into(),
+            mxsim_build: String::new(),
             servers: vec!["hs1".into(), "hs2".into()],
             keys: Keys::new(),
             epoch_ms: 1_700_000_000_000,
@@ -643,6 +685,42 @@ mod tests {
         assert_eq!(error.line, 1);
         assert!(error.problem.contains("bad header"), "{error}");
         assert!(error.problem.contains("loss"), "{error}");
+    }
+
+    #[test]
+    fn the_build_identifier_is_recorded_but_not_hashed() {
+        let record = Record { t: 5, body: Body::FaultStart { fault: 0 } };
+        let without = Trace { header: header(), records: vec![record] };
+        let mut with = without.clone();
+        with.header.mxsim_build = "0.1.0+0123456789abcdef".into();
+        let mut other = without.clone();
+        other.header.mxsim_build = "0.1.0+fedcba9876543210".into();
+        let bytes = with.to_jsonl();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        // Written beside the version, and read back.
+        assert!(text.contains(
+            r#""mxsim_version":"0.1.0","mxsim_build":"0.1.0+0123456789abcdef","servers""#
+        ));
+        assert_eq!(Trace::parse_jsonl(&text).unwrap(), with);
+        assert_ne!(bytes, other.to_jsonl());
+        // Hashed as if the member were not there: the same hash for every build, and the
+        // end record is the one of the trace without it.
+        assert_eq!(with.hash(), without.hash());
+        assert_eq!(other.hash(), without.hash());
+        assert_ne!(with.hash(), hash_bytes(&bytes));
+        let cut = text.replace(r#""mxsim_build":"0.1.0+0123456789abcdef","#, "");
+        assert_eq!(cut.as_bytes(), without.to_jsonl());
+        assert_eq!(with.hash(), hash_bytes(cut.as_bytes()));
+        // The build identifier is not covered by the end record, but every other byte is.
+        let rebuilt = text.replace("0123456789abcdef", "0000000000000000");
+        assert!(Trace::parse_jsonl(&rebuilt).is_ok());
+        let changed = text.replace(r#""seed":7"#, r#""seed":8"#);
+        assert!(Trace::parse_jsonl(&changed).unwrap_err().problem.contains("not the SHA-256"));
+        // This build's identifier is the version and 16 hex digits.
+        let (version, hex) = BUILD.split_once('+').unwrap();
+        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(hex.len(), 16);
+        assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 
     #[test]

@@ -164,6 +164,7 @@ impl Shared {
             scenario: self.plan.scenario.clone(),
             seed: self.plan.seed,
             mxsim_version: self.plan.mxsim_version.clone(),
+            mxsim_build: trace::BUILD.to_owned(),
             servers: self.plan.servers.clone(),
             keys: self
                 .keys

@@ -170,6 +170,7 @@ fn header(invariants: &[&str]) -> Header {
         scenario: "two-servers".into(),
         seed: 1,
         mxsim_version: "test".into(),
+        mxsim_build: String::new(),
         servers: vec!["hs1".into(), "hs2".into()],
         keys,
         epoch_ms: 1_700_000_000_000,
@@ -740,7 +741,7 @@ fn only_the_listed_invariants_are_checked() {
     let sealed = format!(
         "{body}{{\"type\":\"end\",\"records\":{},\"hash\":\"{}\"}}\n",
         records.len(),
-        mxsim::trace::hash_bytes(body.as_bytes())
+        mxsim::trace::hash_jsonl(body.as_bytes())
     );
     let error = mxsim::trace::Trace::parse_jsonl(&sealed).unwrap_err();
     assert_eq!(error.line, 1, "{error}");

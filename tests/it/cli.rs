@@ -494,7 +494,7 @@ fn run_writes_the_run_files_and_check_rereads_the_trace() {
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(!html.contains("determinism"), "index.html lists only what was checked");
     let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
-    assert_eq!(summary["trace_hash"], mxsim::trace::hash_bytes(&trace));
+    assert_eq!(summary["trace_hash"], mxsim::trace::hash_jsonl(&trace));
     // Both servers joined, with the same state, as the summary's `servers` shows.
     let rooms: Vec<&Value> = ["hs1", "hs2"]
         .iter()
@@ -727,7 +727,7 @@ fn resealed(lines: &[String]) -> String {
         text.push('\n');
     }
     let records = lines.len() - 1;
-    let hash = mxsim::trace::hash_bytes(text.as_bytes());
+    let hash = mxsim::trace::hash_jsonl(text.as_bytes());
     text.push_str(&format!("{{\"type\":\"end\",\"records\":{records},\"hash\":\"{hash}\"}}\n"));
     text
 }

@@ -174,6 +174,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
         scenario: format!("synthetic-{event_count}"),
         seed,
         mxsim_version: "0.1.0".into(),
+        mxsim_build: String::new(),
         servers: SERVERS.iter().map(|s| (*s).into()).collect(),
         keys: BTreeMap::new(),
         epoch_ms: 1_700_000_000_000,
@@ -433,7 +434,7 @@ fn mxsim_report_redraws_from_a_trace_file() {
     let mut text = whole[..end_at].to_owned();
     text.push_str("{\"t\":1}\n");
     let records = text.lines().count() - 1;
-    let hash = mxsim::trace::hash_bytes(text.as_bytes());
+    let hash = mxsim::trace::hash_jsonl(text.as_bytes());
     text.push_str(&format!("{{\"type\":\"end\",\"records\":{records},\"hash\":\"{hash}\"}}\n"));
     std::fs::write(&bad, text).unwrap();
     let (code, _, stderr) = mxsim(&[
@@ -637,6 +638,7 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
         scenario: format!("synthetic-{server_count}-servers"),
         seed: 11,
         mxsim_version: "0.1.0".into(),
+        mxsim_build: String::new(),
         servers: servers.clone(),
         keys: BTreeMap::new(),
         epoch_ms: 1_700_000_000_000,

@@ -242,7 +242,7 @@ fn swarm_runs_replay_from_the_seed() {
         let trace = std::fs::read_to_string(dir.join(&out).join("trace.jsonl")).unwrap();
         let header: Value = serde_json::from_str(trace.lines().next().unwrap()).unwrap();
         assert_eq!(&header["swarm"], config);
-        assert_eq!(mxsim::trace::hash_bytes(trace.as_bytes()), line.trace_hash);
+        assert_eq!(mxsim::trace::hash_jsonl(trace.as_bytes()), line.trace_hash);
         assert!(line.reproduce.ends_with("--swarm"));
     }
 }
