@@ -1,49 +1,17 @@
 //! What encoding and decoding share in both directions: the checks of fields whose shape
 //! does not depend on the room version, and the canonical-JSON bodies (encoding, strict
-//! parsing, transactions, and taking typed fields out of an untrusted object).
+//! parsing, and taking typed fields out of an untrusted object).
 
 use serde_json::Value;
 
 use crate::homeserver::wire::error::WireError;
-use crate::homeserver::wire::request::{Edu, Transaction};
-use crate::homeserver::wire::{
-    ROOM_VERSION_CHARS_MAX, TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX, TXN_ID_BYTES_MAX, echo,
-    len_u64,
-};
+use crate::homeserver::wire::{ROOM_VERSION_CHARS_MAX, TXN_ID_BYTES_MAX, echo, len_u64};
 use crate::matrix::canonical_json::{self, INT_MAX, Numbers, Object};
 use crate::matrix::ids::{self, EventId, ID_BYTES_MAX};
 
 // ---------------------------------------------------------------------------------------
 // Field checks shared by both directions
 // ---------------------------------------------------------------------------------------
-
-/// Where a transaction appears: in `/send` the counts are limited; as the answer to
-/// `/event` or `/backfill` only the requester's `limit` bounds them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum TransactionUse {
-    Send,
-    Answer,
-}
-
-pub(super) fn validate_transaction(
-    transaction: &Transaction,
-    use_: TransactionUse,
-) -> Result<(), WireError> {
-    ids::check_server_name(&transaction.origin)
-        .map_err(|e| WireError::bad_json("$.origin", e.problem))?;
-    if !(-INT_MAX..=INT_MAX).contains(&transaction.origin_server_ts) {
-        return Err(WireError::bad_json("$.origin_server_ts", "out of range"));
-    }
-    if use_ == TransactionUse::Send {
-        if transaction.pdus.len() > TRANSACTION_PDUS_MAX {
-            return Err(WireError::TooManyPdus { count: len_u64(transaction.pdus.len()) });
-        }
-        if transaction.edus.len() > TRANSACTION_EDUS_MAX {
-            return Err(WireError::TooManyEdus { count: len_u64(transaction.edus.len()) });
-        }
-    }
-    Ok(())
-}
 
 pub(super) fn check_txn_id(txn_id: &str) -> Result<(), WireError> {
     if txn_id.is_empty() || txn_id.len() > TXN_ID_BYTES_MAX {
@@ -133,75 +101,6 @@ pub(super) fn parse_body(body: Option<&[u8]>, max: usize) -> Result<Object, Wire
         Ok(_) => Err(WireError::NotJson { problem: "the body must be a JSON object".into() }),
         Err(e) => Err(WireError::NotJson { problem: echo(&e.to_string()) }),
     }
-}
-
-pub(super) fn transaction_json(transaction: &Transaction) -> Object {
-    let mut body = Object::new();
-    body.insert("origin".into(), Value::String(transaction.origin.clone()));
-    body.insert("origin_server_ts".into(), Value::from(transaction.origin_server_ts));
-    body.insert("pdus".into(), objects_json(&transaction.pdus));
-    if !transaction.edus.is_empty() {
-        let edus = transaction
-            .edus
-            .iter()
-            .map(|edu| {
-                let mut object = Object::new();
-                object.insert("edu_type".into(), Value::String(edu.edu_type.clone()));
-                object.insert("content".into(), Value::Object(edu.content.clone()));
-                Value::Object(object)
-            })
-            .collect();
-        body.insert("edus".into(), Value::Array(edus));
-    }
-    body
-}
-
-pub(super) fn transaction_from_json(
-    mut body: Object,
-    use_: TransactionUse,
-) -> Result<Transaction, WireError> {
-    // Count first, so that an oversized transaction is refused before any PDU is looked at
-    // ([impl] as Synapse does).
-    if use_ == TransactionUse::Send {
-        if let Some(Value::Array(pdus)) = body.get("pdus") {
-            if pdus.len() > TRANSACTION_PDUS_MAX {
-                return Err(WireError::TooManyPdus { count: len_u64(pdus.len()) });
-            }
-        }
-        if let Some(Value::Array(edus)) = body.get("edus") {
-            if edus.len() > TRANSACTION_EDUS_MAX {
-                return Err(WireError::TooManyEdus { count: len_u64(edus.len()) });
-            }
-        }
-    }
-    let origin =
-        take_string(&mut body, "origin")?.ok_or_else(|| WireError::missing_param("$.origin"))?;
-    let origin_server_ts = take_integer(&mut body, "origin_server_ts")?
-        .ok_or_else(|| WireError::missing_param("$.origin_server_ts"))?;
-    let pdus =
-        take_objects(&mut body, "pdus")?.ok_or_else(|| WireError::missing_param("$.pdus"))?;
-    let mut edus = Vec::new();
-    for (index, mut edu) in
-        take_objects(&mut body, "edus")?.unwrap_or_default().into_iter().enumerate()
-    {
-        let path = format!("$.edus[{index}]");
-        let edu_type = match edu.remove("edu_type") {
-            Some(Value::String(edu_type)) => edu_type,
-            Some(_) => {
-                return Err(WireError::bad_json(&format!("{path}.edu_type"), "must be a string"));
-            }
-            None => return Err(WireError::missing_param(&format!("{path}.edu_type"))),
-        };
-        let content = match edu.remove("content") {
-            Some(Value::Object(content)) => content,
-            Some(_) => {
-                return Err(WireError::bad_json(&format!("{path}.content"), "must be an object"));
-            }
-            None => return Err(WireError::missing_param(&format!("{path}.content"))),
-        };
-        edus.push(Edu { edu_type, content });
-    }
-    Ok(Transaction { origin, origin_server_ts, pdus, edus })
 }
 
 pub(super) fn objects_json(objects: &[Object]) -> Value {

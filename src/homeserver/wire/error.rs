@@ -6,7 +6,6 @@ use std::fmt;
 use crate::homeserver::wire::echo;
 use crate::homeserver::wire::endpoint::Endpoint;
 use crate::homeserver::wire::http::Method;
-use crate::homeserver::wire::response::Response;
 use crate::homeserver::wire::{TARGET_BYTES_MAX, TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX};
 
 /// The standard error response `{"errcode", "error"}` with its HTTP status (spec digest §1).
@@ -237,10 +236,5 @@ impl WireError {
             WireError::UnexpectedStatus { .. } => (502, ErrCode::Unknown),
         };
         ErrorResponse::new(status, errcode, self.to_string())
-    }
-
-    /// [`WireError::to_error_response`] as a [`Response`], ready to encode.
-    pub fn to_response(&self) -> Response {
-        Response::Error(self.to_error_response())
     }
 }

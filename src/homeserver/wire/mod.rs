@@ -45,14 +45,17 @@ mod error;
 mod http;
 mod request;
 mod response;
+mod target;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 pub use endpoint::Endpoint;
 pub use error::{ErrCode, ErrorResponse, WireError};
 pub use http::{HttpRequest, HttpResponse, Method};
-pub use request::{Edu, Request, Transaction};
+pub use request::Request;
 pub use response::{MakeMembership, PduResult, Response, SendJoin};
+pub use transaction::{Edu, Transaction};
 
 /// Most PDUs in one transaction (spec: "Transactions", digest §2).
 pub const TRANSACTION_PDUS_MAX: usize = 50;

@@ -1,19 +1,20 @@
-//! Federation requests ([`Request`]) and the transaction they push ([`Transaction`],
-//! [`Edu`]): validation, encoding to an [`HttpRequest`] and decoding from one.
+//! Federation requests ([`Request`]): validation, encoding to an [`HttpRequest`] and
+//! decoding from one.
 
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{
-    TransactionUse, check_count_param, check_room_id, check_room_version, check_txn_id,
-    check_user_id, check_versions, encode_body, event_ids_json, objects_json, parse_body,
-    parse_count_param, take_event_ids, take_integer, take_object, take_objects, take_string,
-    transaction_from_json, transaction_json, validate_transaction,
+    check_count_param, check_room_id, check_room_version, check_txn_id, check_user_id,
+    check_versions, encode_body, event_ids_json, objects_json, parse_body, parse_count_param,
+    take_event_ids, take_integer, take_object, take_objects, take_string,
 };
-use crate::homeserver::wire::endpoint::{
-    Endpoint, PREFIX, Query, path_event_id, path_param, push_segment,
-};
+use crate::homeserver::wire::endpoint::{Endpoint, PREFIX, push_segment};
 use crate::homeserver::wire::error::WireError;
 use crate::homeserver::wire::http::HttpRequest;
+use crate::homeserver::wire::target::{Query, path_event_id, path_param};
+use crate::homeserver::wire::transaction::{
+    Transaction, TransactionUse, transaction_from_json, transaction_json, validate_transaction,
+};
 use crate::homeserver::wire::{
     GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
     TARGET_BYTES_MAX, echo, len_u64,
@@ -24,28 +25,6 @@ use crate::matrix::ids::EventId;
 // ---------------------------------------------------------------------------------------
 // Message bodies
 // ---------------------------------------------------------------------------------------
-
-/// An ephemeral data unit (spec: "EDUs", digest §2): `{"edu_type", "content"}`, both
-/// required. EDUs have no id, no room and are not persisted.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Edu {
-    pub edu_type: String,
-    pub content: Object,
-}
-
-/// A transaction (spec: "Transactions", digest §2). Also the shape of the `/event` and
-/// `/backfill` answers (spec digest §4), which carry no EDUs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Transaction {
-    /// The sending server's name.
-    pub origin: String,
-    /// The sender's clock (ms since the Unix epoch) when the transaction started.
-    pub origin_server_ts: i64,
-    /// At most [`TRANSACTION_PDUS_MAX`] raw PDUs (the room version is not known here).
-    pub pdus: Vec<Object>,
-    /// At most [`TRANSACTION_EDUS_MAX`] EDUs. Encoded only when non-empty (optional field).
-    pub edus: Vec<Edu>,
-}
 
 // ---------------------------------------------------------------------------------------
 // Requests

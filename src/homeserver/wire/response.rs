@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{
-    TransactionUse, check_room_version, encode_body, event_ids_json, objects_json, parse_body,
-    strings_from_json, take_event_ids, take_object, take_objects, take_string,
-    transaction_from_json, transaction_json, validate_transaction,
+    check_room_version, encode_body, event_ids_json, objects_json, parse_body, strings_from_json,
+    take_event_ids, take_object, take_objects, take_string,
 };
 use crate::homeserver::wire::endpoint::Endpoint;
 use crate::homeserver::wire::error::{ErrCode, ErrorResponse, WireError};
 use crate::homeserver::wire::http::HttpResponse;
-use crate::homeserver::wire::request::Transaction;
+use crate::homeserver::wire::transaction::{
+    Transaction, TransactionUse, transaction_from_json, transaction_json, validate_transaction,
+};
 use crate::homeserver::wire::{RESPONSE_BODY_BYTES_MAX, TRANSACTION_PDUS_MAX, len_u64};
 use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::ids::{self, EventId};
@@ -391,4 +392,11 @@ fn decode_success(endpoint: Endpoint, mut body: Object) -> Result<Response, Wire
         },
     };
     Ok(response)
+}
+
+impl WireError {
+    /// [`WireError::to_error_response`] as a [`Response`], ready to encode.
+    pub fn to_response(&self) -> Response {
+        Response::Error(self.to_error_response())
+    }
 }

@@ -1,0 +1,129 @@
+//! Transactions (`/send` bodies, and the answers of `/event` and `/backfill`): their
+//! shape, checks and encoding.
+
+use serde_json::Value;
+
+use crate::homeserver::wire::codec::{objects_json, take_integer, take_objects, take_string};
+use crate::homeserver::wire::error::WireError;
+use crate::homeserver::wire::{TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX, len_u64};
+use crate::matrix::canonical_json::{INT_MAX, Object};
+use crate::matrix::ids;
+
+/// An ephemeral data unit (spec: "EDUs", digest §2): `{"edu_type", "content"}`, both
+/// required. EDUs have no id, no room and are not persisted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edu {
+    pub edu_type: String,
+    pub content: Object,
+}
+
+/// A transaction (spec: "Transactions", digest §2). Also the shape of the `/event` and
+/// `/backfill` answers (spec digest §4), which carry no EDUs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transaction {
+    /// The sending server's name.
+    pub origin: String,
+    /// The sender's clock (ms since the Unix epoch) when the transaction started.
+    pub origin_server_ts: i64,
+    /// At most [`TRANSACTION_PDUS_MAX`] raw PDUs (the room version is not known here).
+    pub pdus: Vec<Object>,
+    /// At most [`TRANSACTION_EDUS_MAX`] EDUs. Encoded only when non-empty (optional field).
+    pub edus: Vec<Edu>,
+}
+
+/// Where a transaction appears: in `/send` the counts are limited; as the answer to
+/// `/event` or `/backfill` only the requester's `limit` bounds them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum TransactionUse {
+    Send,
+    Answer,
+}
+
+pub(super) fn validate_transaction(
+    transaction: &Transaction,
+    use_: TransactionUse,
+) -> Result<(), WireError> {
+    ids::check_server_name(&transaction.origin)
+        .map_err(|e| WireError::bad_json("$.origin", e.problem))?;
+    if !(-INT_MAX..=INT_MAX).contains(&transaction.origin_server_ts) {
+        return Err(WireError::bad_json("$.origin_server_ts", "out of range"));
+    }
+    if use_ == TransactionUse::Send {
+        if transaction.pdus.len() > TRANSACTION_PDUS_MAX {
+            return Err(WireError::TooManyPdus { count: len_u64(transaction.pdus.len()) });
+        }
+        if transaction.edus.len() > TRANSACTION_EDUS_MAX {
+            return Err(WireError::TooManyEdus { count: len_u64(transaction.edus.len()) });
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn transaction_json(transaction: &Transaction) -> Object {
+    let mut body = Object::new();
+    body.insert("origin".into(), Value::String(transaction.origin.clone()));
+    body.insert("origin_server_ts".into(), Value::from(transaction.origin_server_ts));
+    body.insert("pdus".into(), objects_json(&transaction.pdus));
+    if !transaction.edus.is_empty() {
+        let edus = transaction
+            .edus
+            .iter()
+            .map(|edu| {
+                let mut object = Object::new();
+                object.insert("edu_type".into(), Value::String(edu.edu_type.clone()));
+                object.insert("content".into(), Value::Object(edu.content.clone()));
+                Value::Object(object)
+            })
+            .collect();
+        body.insert("edus".into(), Value::Array(edus));
+    }
+    body
+}
+
+pub(super) fn transaction_from_json(
+    mut body: Object,
+    use_: TransactionUse,
+) -> Result<Transaction, WireError> {
+    // Count first, so that an oversized transaction is refused before any PDU is looked at
+    // ([impl] as Synapse does).
+    if use_ == TransactionUse::Send {
+        if let Some(Value::Array(pdus)) = body.get("pdus") {
+            if pdus.len() > TRANSACTION_PDUS_MAX {
+                return Err(WireError::TooManyPdus { count: len_u64(pdus.len()) });
+            }
+        }
+        if let Some(Value::Array(edus)) = body.get("edus") {
+            if edus.len() > TRANSACTION_EDUS_MAX {
+                return Err(WireError::TooManyEdus { count: len_u64(edus.len()) });
+            }
+        }
+    }
+    let origin =
+        take_string(&mut body, "origin")?.ok_or_else(|| WireError::missing_param("$.origin"))?;
+    let origin_server_ts = take_integer(&mut body, "origin_server_ts")?
+        .ok_or_else(|| WireError::missing_param("$.origin_server_ts"))?;
+    let pdus =
+        take_objects(&mut body, "pdus")?.ok_or_else(|| WireError::missing_param("$.pdus"))?;
+    let mut edus = Vec::new();
+    for (index, mut edu) in
+        take_objects(&mut body, "edus")?.unwrap_or_default().into_iter().enumerate()
+    {
+        let path = format!("$.edus[{index}]");
+        let edu_type = match edu.remove("edu_type") {
+            Some(Value::String(edu_type)) => edu_type,
+            Some(_) => {
+                return Err(WireError::bad_json(&format!("{path}.edu_type"), "must be a string"));
+            }
+            None => return Err(WireError::missing_param(&format!("{path}.edu_type"))),
+        };
+        let content = match edu.remove("content") {
+            Some(Value::Object(content)) => content,
+            Some(_) => {
+                return Err(WireError::bad_json(&format!("{path}.content"), "must be an object"));
+            }
+            None => return Err(WireError::missing_param(&format!("{path}.content"))),
+        };
+        edus.push(Edu { edu_type, content });
+    }
+    Ok(Transaction { origin, origin_server_ts, pdus, edus })
+}

@@ -1,0 +1,213 @@
+//! Unit tests of the trace format: records, the header, parsing errors, hashing and metrics.
+
+use super::*;
+
+fn header() -> Header {
+    Header {
+        format: FORMAT.into(),
+        scenario: "two".into(),
+        seed: 7,
+        mxsim_version: "0.1.0".into(),
+        mxsim_build: String::new(),
+        servers: vec!["hs1".into(), "hs2".into()],
+        keys: Keys::new(),
+        epoch_ms: 1_700_000_000_000,
+        end_ms: 1000,
+        healed_ms: 0,
+        faults: vec![],
+        check: CheckSettings {
+            invariants: vec![Invariant::Dag],
+            liveness_bound_ms: 5,
+            expect: Expect::default(),
+        },
+        swarm: None,
+    }
+}
+
+#[test]
+fn round_trips_through_jsonl() {
+    let trace = Trace {
+        header: header(),
+        records: vec![
+            Record {
+                t: 0,
+                body: Body::Send {
+                    msg: 0,
+                    from: "hs1".into(),
+                    to: "hs2".into(),
+                    bytes: 10,
+                    what: "PUT /x".into(),
+                    request: None,
+                },
+            },
+            Record {
+                t: 3,
+                body: Body::Drop { msg: 0, copy: 0, reason: DropReason::Partition { fault: 1 } },
+            },
+            Record {
+                t: 4,
+                body: Body::Event {
+                    server: "hs1".into(),
+                    room: "!r:hs1".into(),
+                    event_id: Some("$a".into()),
+                    decision: Decision::SoftFailed,
+                    reason: Some("rule 4".into()),
+                    pdu: None,
+                },
+            },
+        ],
+    };
+    let bytes = trace.to_jsonl();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert_eq!(Trace::parse_jsonl(&text).unwrap(), trace);
+    // The exact shape of a line (checked by hand against docs/trace.md).
+    assert_eq!(
+        text.lines().nth(2).unwrap(),
+        r#"{"t":3,"type":"drop","msg":0,"copy":0,"reason":{"kind":"partition","fault":1}}"#
+    );
+    assert!(text.starts_with(r#"{"type":"header","format":"mxsim-trace/1","#));
+    assert_eq!(trace.hash(), hash_bytes(&bytes));
+    assert_eq!(trace.hash().len(), 64);
+}
+
+#[test]
+fn faults_are_typed_and_written_with_sorted_keys() {
+    let mut with_fault = header();
+    with_fault.faults = vec![Fault::OneWay {
+        start: crate::stdx::Instant { ms: 1 },
+        end: crate::stdx::Instant { ms: 5 },
+        from: NodeName::new("hs1").unwrap(),
+        to: NodeName::new("hs2").unwrap(),
+    }];
+    let line = with_fault.to_line();
+    // The keys in sorted order, as docs/trace.md shows them (written out by hand).
+    assert!(
+        line.contains(
+            r#""faults":[{"end_ms":5,"from":"hs1","start_ms":1,"to":"hs2","type":"one_way"}]"#
+        ),
+        "{line}"
+    );
+    assert_eq!(Trace::parse_jsonl(&sealed(&[&line])).unwrap().header, with_fault);
+    // A field `net` does not know is refused, naming the header's line.
+    let bad = line.replace(r#""to":"hs2","#, r#""to":"hs2","loss":"1/2","#);
+    let error = Trace::parse_jsonl(&sealed(&[&bad])).unwrap_err();
+    assert_eq!(error.line, 1);
+    assert!(error.problem.contains("bad header"), "{error}");
+    assert!(error.problem.contains("loss"), "{error}");
+}
+
+#[test]
+fn the_build_identifier_is_recorded_but_not_hashed() {
+    let record = Record { t: 5, body: Body::FaultStart { fault: 0 } };
+    let without = Trace { header: header(), records: vec![record] };
+    let mut with = without.clone();
+    with.header.mxsim_build = "0.1.0+0123456789abcdef".into();
+    let mut other = without.clone();
+    other.header.mxsim_build = "0.1.0+fedcba9876543210".into();
+    let bytes = with.to_jsonl();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    // Written beside the version, and read back.
+    assert!(
+        text.contains(
+            r#""mxsim_version":"0.1.0","mxsim_build":"0.1.0+0123456789abcdef","servers""#
+        )
+    );
+    assert_eq!(Trace::parse_jsonl(&text).unwrap(), with);
+    assert_ne!(bytes, other.to_jsonl());
+    // Hashed as if the member were not there: the same hash for every build, and the
+    // end record is the one of the trace without it.
+    assert_eq!(with.hash(), without.hash());
+    assert_eq!(other.hash(), without.hash());
+    assert_ne!(with.hash(), hash_bytes(&bytes));
+    let cut = text.replace(r#""mxsim_build":"0.1.0+0123456789abcdef","#, "");
+    assert_eq!(cut.as_bytes(), without.to_jsonl());
+    assert_eq!(with.hash(), hash_bytes(cut.as_bytes()));
+    // The build identifier is not covered by the end record, but every other byte is.
+    let rebuilt = text.replace("0123456789abcdef", "0000000000000000");
+    assert!(Trace::parse_jsonl(&rebuilt).is_ok());
+    let changed = text.replace(r#""seed":7"#, r#""seed":8"#);
+    assert!(Trace::parse_jsonl(&changed).unwrap_err().problem.contains("not the SHA-256"));
+    // This build's identifier is the version and 16 hex digits.
+    let (version, hex) = BUILD.split_once('+').unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(hex.len(), 16);
+    assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+}
+
+#[test]
+fn the_hash_is_sha256_of_the_bytes() {
+    // SHA-256 of "abc" (FIPS 180-2 test vector).
+    assert_eq!(
+        hash_bytes(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+/// `lines`, each with its newline, and an end record computed by hand: the count of
+/// lines after the header and the SHA-256 of the bytes before it.
+fn sealed(lines: &[&str]) -> String {
+    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let hash = hash_bytes(text.as_bytes());
+    let records = lines.len().saturating_sub(1);
+    text.push_str(&format!("{{\"type\":\"end\",\"records\":{records},\"hash\":\"{hash}\"}}\n"));
+    text
+}
+
+#[test]
+fn bad_lines_name_their_line() {
+    let good = header().to_line();
+    for (text, line, needle) in [
+        (sealed(&[]), 1, "empty"),
+        (sealed(&["{}"]), 1, "bad header"),
+        (sealed(&[&good, r#"{"t":1,"type":"nope"}"#]), 2, "bad record"),
+        (
+            sealed(&[
+                &good,
+                r#"{"t":5,"type":"fault_start","fault":0}"#,
+                r#"{"t":4,"type":"fault_end","fault":0}"#,
+            ]),
+            3,
+            "time goes back",
+        ),
+        (sealed(&[&good, "not json"]), 2, "bad record"),
+    ] {
+        let error = Trace::parse_jsonl(&text).unwrap_err();
+        assert_eq!(error.line, line, "{text}");
+        assert!(error.problem.contains(needle), "{error}");
+    }
+    let wrong_format = good.replace(FORMAT, "other/9");
+    let error = Trace::parse_jsonl(&sealed(&[&wrong_format])).unwrap_err();
+    assert!(error.problem.contains("format"), "{error}");
+}
+
+#[test]
+fn a_trace_without_a_valid_end_record_is_incomplete() {
+    let good = header().to_line();
+    let record = r#"{"t":5,"type":"fault_start","fault":0}"#;
+    let whole = sealed(&[&good, record]);
+    assert_eq!(Trace::parse_jsonl(&whole).unwrap().records.len(), 1);
+    // The writer's bytes are the hand-sealed ones.
+    let trace = Trace::parse_jsonl(&whole).unwrap();
+    assert_eq!(String::from_utf8(trace.to_jsonl()).unwrap(), whole);
+    let hash = hash_bytes(format!("{good}\n{record}\n").as_bytes());
+    assert!(whole.ends_with(&format!("{{\"type\":\"end\",\"records\":1,\"hash\":\"{hash}\"}}\n")));
+    for (text, line, needle) in [
+        (String::new(), 1, "no end record"),
+        (format!("{good}\n"), 1, "no end record"),
+        (format!("{good}\n{record}\n"), 2, "no end record"),
+        (whole.trim_end().to_owned(), 3, "no final newline"),
+        (whole.replace("\"records\":1", "\"records\":2"), 3, "counts 2 records, the file has 1"),
+        (whole.replace(&hash, &"a".repeat(64)), 3, "not the SHA-256"),
+        (whole.replace("\"fault\":0", "\"fault\":1"), 3, "not the SHA-256"),
+        (
+            whole.replace("}\n{\"type\":\"end\"", "}\n{\"type\":\"end\",\"x\":1"),
+            3,
+            "bad end record",
+        ),
+    ] {
+        let error = Trace::parse_jsonl(&text).unwrap_err();
+        assert_eq!(error.line, line, "{text}");
+        assert!(error.problem.starts_with("trace is incomplete: "), "{error}");
+        assert!(error.problem.contains(needle), "{error}");
+    }
+}
