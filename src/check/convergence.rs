@@ -117,16 +117,6 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
             None => event.first_line,
         })
     };
-    // An event the room refused is owed to nobody (see `liveness`): a server may lack it.
-    let refused = |id: &str| {
-        let origin = index
-            .events
-            .get(id)
-            .and_then(|e| e.created)
-            .and_then(|r| index.receipts.get(r))
-            .map_or("", |r| r.server);
-        index.refused_by_room(id, origin)
-    };
     let empty = BTreeMap::new();
     let held_in_room = |server: &str| -> BTreeMap<&str, Decision> {
         index
@@ -145,7 +135,7 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
         for (id, decision) in events {
             if *decision != Decision::Outlier
                 && created_line(id).is_some_and(|l| l > since)
-                && !refused(id)
+                && !index.refused_by_room(id)
             {
                 wanted.insert(id);
             }

@@ -42,6 +42,8 @@ pub(super) struct Index<'t> {
     pub redacted_at: BTreeMap<&'t str, BTreeMap<&'t str, u64>>,
     /// The redacted form of every event some server redacted (under its claimed id).
     pub redacted_pdus: BTreeMap<&'t str, Arc<Pdu>>,
+    /// The events the room refused ([`Index::refused_by_room`]), computed once from `held`.
+    refused: BTreeSet<&'t str>,
 }
 
 pub(super) struct Room<'t> {
@@ -136,19 +138,25 @@ impl<'t> Index<'t> {
     /// `prev_events`, the room owes it to nobody. [impl] a reading of DESIGN.md §5's
     /// "every event accepted at its origin reaches every joined server": accepted by the
     /// origin but refused by the room, it is not owed (docs/conformance.md).
-    pub fn refused_by_room(&self, event_id: &str, origin: &str) -> bool {
-        let mut refused = false;
-        for (server, held) in &self.held {
-            if *server == origin {
-                continue;
-            }
-            match held.get(event_id) {
-                Some(Decision::RejectedAuthEvents | Decision::RejectedStateBefore)
-                | Some(Decision::SoftFailed) => refused = true,
-                Some(Decision::Accepted | Decision::Created) => return false,
-                Some(Decision::Outlier | Decision::Dropped) | None => {}
+    pub fn refused_by_room(&self, event_id: &str) -> bool {
+        self.refused.contains(event_id)
+    }
+
+    /// One pass over what every server holds. The origin holds its event as `created`, so
+    /// it takes no side without being looked up.
+    fn refused_events(&self) -> BTreeSet<&'t str> {
+        let mut accepted: BTreeSet<&'t str> = BTreeSet::new();
+        let mut refused: BTreeSet<&'t str> = BTreeSet::new();
+        for held in self.held.values() {
+            for (id, decision) in held {
+                if *decision == Decision::Accepted {
+                    accepted.insert(id);
+                } else if decision.is_rejected() || *decision == Decision::SoftFailed {
+                    refused.insert(id);
+                }
             }
         }
+        refused.retain(|id| !accepted.contains(id));
         refused
     }
 
@@ -166,6 +174,7 @@ impl<'t> Index<'t> {
             held: BTreeMap::new(),
             redacted_at: BTreeMap::new(),
             redacted_pdus: BTreeMap::new(),
+            refused: BTreeSet::new(),
         };
         let mut redacted_records: Vec<(&'t str, &'t str, u64)> = Vec::new();
         // Copies whose record room is kept for the parse below: (event id, copy, room).
@@ -209,6 +218,7 @@ impl<'t> Index<'t> {
         index.versions_from_create_events();
         index.parse_copies(copy_rooms);
         index.redactions(redacted_records);
+        index.refused = index.refused_events();
         let mut finals: Vec<Final<'t>> = finals.into_values().collect();
         finals.sort_by_key(|f| f.line);
         index.finals = finals;

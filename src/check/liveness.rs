@@ -54,7 +54,7 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
         }
         let origin_holds =
             index.held.get(receipt.server).is_some_and(|h| h.contains_key(receipt.event_id));
-        if !origin_holds || index.refused_by_room(receipt.event_id, receipt.server) {
+        if !origin_holds || index.refused_by_room(receipt.event_id) {
             continue;
         }
         let deadline = receipt.t.max(header.healed_ms).saturating_add(bound);

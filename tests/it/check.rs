@@ -158,12 +158,15 @@ fn event(
     )
 }
 
+/// A server's published keys as the trace header lists them: key id → base64.
+fn public_keys(server: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("ed25519:k".to_owned(), key(server).public_key_base64())])
+}
+
 fn header(invariants: &[&str]) -> Header {
     let mut keys = BTreeMap::new();
     for server in ["hs1", "hs2"] {
-        let mut by_id = BTreeMap::new();
-        by_id.insert("ed25519:k".to_owned(), key(server).public_key_base64());
-        keys.insert(server.to_owned(), by_id);
+        keys.insert(server.to_owned(), public_keys(server));
     }
     Header {
         format: mxsim::trace::FORMAT.into(),
@@ -589,9 +592,7 @@ fn a_late_message_hs3_never_gets(hs1: Option<Decision>) -> (Trace, String) {
     let mut f = fixture(RoomVersion::V11);
     let header = &mut f.trace.header;
     header.servers.push("hs3".into());
-    let mut by_id = BTreeMap::new();
-    by_id.insert("ed25519:k".to_owned(), key("hs3").public_key_base64());
-    header.keys.insert("hs3".into(), by_id);
+    header.keys.insert("hs3".into(), public_keys("hs3"));
     let late = f.room.send(
         "hs2",
         "m.room.message",
