@@ -10,8 +10,6 @@
 /// L0: integer ratios, virtual time and the seeded generator.
 pub mod stdx;
 
-/// L1: the invariant ids shared by scenario files, traces and verdicts.
-pub mod invariant;
 /// L1: the pure protocol core: ids, canonical JSON, crypto, rooms, auth, state resolution.
 pub mod matrix;
 /// L1: the fault model and the simulated network, generic over the payload.

@@ -36,12 +36,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::invariant::Invariant;
 use crate::matrix::auth::{self, AuthState, SignatureCheck};
 use crate::matrix::dag::{self, EventStore, IndexedStore};
 use crate::matrix::pdu::Pdu;
 use crate::matrix::room_version::RoomVersionRules;
 use crate::matrix::state_res::{self, ResolveOptions, StateMap};
+use crate::stdx::Invariant;
 use crate::trace::Decision;
 
 use super::index::{Index, Receipt, is_accepting};

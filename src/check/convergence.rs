@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::invariant::Invariant;
+use crate::stdx::Invariant;
 use crate::trace::{Decision, NestedState};
 
 use super::index::{Final, Index};

@@ -15,10 +15,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::invariant::Invariant;
 use crate::matrix::canonical_json::INT_MAX;
 use crate::matrix::dag as mdag;
 use crate::matrix::pdu::Pdu;
+use crate::stdx::Invariant;
 use crate::trace::Decision;
 
 use super::index::Index;

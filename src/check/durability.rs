@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::invariant::Invariant;
+use crate::stdx::Invariant;
 use crate::trace::{Body, NodeChange};
 
 use super::index::Index;

@@ -28,10 +28,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::invariant::Invariant;
 use crate::matrix::dag::{IndexedStore, RejectionKind};
 use crate::matrix::state_res::{self, ResolveOptions, StateMap};
 use crate::matrix::{EventId, Pdu};
+use crate::stdx::Invariant;
 use crate::trace::{Body, Decision, Expectation};
 
 use super::index::{Final, Index};

@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::invariant::Invariant;
 use crate::matrix::pdu::{self, Verified};
+use crate::stdx::Invariant;
 
 use super::index::Index;
 use super::{Violation, Witness, push_unique, violation};

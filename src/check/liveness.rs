@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::invariant::Invariant;
+use crate::stdx::Invariant;
 use crate::trace::Decision;
 
 use super::index::Index;

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::invariant::Invariant;
+use crate::stdx::Invariant;
 use crate::trace::Trace;
 
 mod auth;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::check::{self, Verdict};
 use crate::cli::{CliError, Outcome, read_file};
-use crate::invariant::Invariant;
+use crate::stdx::Invariant;
 use crate::trace::{self, Body, Trace};
 use crate::world;
 

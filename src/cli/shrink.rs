@@ -24,7 +24,7 @@ pub struct ShrinkArgs {
     pub out: PathBuf,
     /// The invariant that must keep failing (default: the run's first violation).
     #[arg(long)]
-    pub invariant: Option<crate::invariant::Invariant>,
+    pub invariant: Option<crate::stdx::Invariant>,
     /// Also try this many following seeds when a smaller scenario passes with the seed.
     #[arg(long, default_value_t = 0)]
     pub reseed: u64,

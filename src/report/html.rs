@@ -15,12 +15,12 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::check::Verdict;
-use crate::invariant::Invariant;
 use crate::report::divergence::Divergences;
 use crate::report::model::{RoomModel, Window, WindowKind, record_kind};
 use crate::report::svg::{escape, short_id};
 use crate::report::timeline::{Timeline, name_servers, seconds};
 use crate::report::{Options, RoomFiles, RunInfo};
+use crate::stdx::Invariant;
 use crate::trace::{Body, Trace};
 
 /// One room's figures, as the page embeds them.

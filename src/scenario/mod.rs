@@ -34,9 +34,9 @@ mod tests;
 
 use serde_json::{Map, Value};
 
-pub use crate::invariant::Invariant;
 use crate::matrix::room_version::RoomVersion;
 use crate::net::{FaultSchedule, NetConfig};
+pub use crate::stdx::Invariant;
 
 pub use error::ScenarioError;
 pub use validate::parse;

@@ -1,14 +1,16 @@
-//! Small deterministic helpers shared by every layer: integer ratios, virtual time and the
-//! seeded pseudo-random generator.
+//! Small deterministic helpers shared by every layer: integer ratios, virtual time, the
+//! seeded pseudo-random generator and its stream names, and the invariant ids.
 //!
 //! Architecture Invariant: depends on nothing in the crate; no clock, no OS randomness, no
 //! floats in anything that decides.
 
+mod invariant;
 mod prng;
 mod ratio;
 pub mod streams;
 mod time;
 
+pub use invariant::Invariant;
 pub use prng::Prng;
 pub use ratio::Ratio;
 pub use time::{Duration, EPOCH_MS, Instant};

@@ -27,8 +27,8 @@
 
 use std::fmt;
 
-use crate::invariant::Invariant;
 use crate::scenario::{self, Scenario};
+use crate::stdx::Invariant;
 use crate::stdx::{Prng, streams};
 use crate::sweep::{Hooks, Job, SweepError, swarm};
 

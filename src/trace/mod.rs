@@ -44,8 +44,8 @@ pub use crate::net::{DropReason, Fault, NodeName};
 /// How a server decided about an event: the homeserver's own type, from the protocol core.
 pub use crate::matrix::Decision;
 
-use crate::invariant::Invariant;
 use crate::matrix::crypto;
+use crate::stdx::Invariant;
 
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 
 use mxsim::check::{self, Verdict, Violation};
-use mxsim::invariant::Invariant;
 use mxsim::matrix::auth::{self, AuthState};
 use mxsim::matrix::canonical_json::Object;
 use mxsim::matrix::crypto::SigningKey;
 use mxsim::matrix::pdu::{self, Pdu};
 use mxsim::matrix::redaction;
 use mxsim::matrix::room_version::{RoomVersion, RoomVersionRules};
+use mxsim::stdx::Invariant;
 use mxsim::stdx::Prng;
 use mxsim::trace::{Body, CheckSettings, Decision, Header, NestedState, NodeChange, Record, Trace};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! `retries`, and failed actions traced to their step and scenario line.
 
 use mxsim::check::{self, Verdict};
-use mxsim::invariant::Invariant;
+use mxsim::stdx::Invariant;
 use mxsim::trace::{Body, Trace};
 use mxsim::world::{self, from_scenario};
 

@@ -3,7 +3,7 @@
 //! 1..=20. Each one failed before the fix it pins (its description says how).
 
 use mxsim::check;
-use mxsim::invariant::Invariant;
+use mxsim::stdx::Invariant;
 use mxsim::trace::Body;
 use mxsim::world::{self, from_scenario};
 

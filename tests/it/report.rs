@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 
 use mxsim::check::{Verdict, Violation, Witness};
-use mxsim::invariant::Invariant;
 use mxsim::matrix::RoomVersion;
 use mxsim::matrix::state_res::{self, ResolveOptions};
 use mxsim::report::{self, Options, RunInfo};
+use mxsim::stdx::Invariant;
 use mxsim::stdx::{Prng, Ratio};
 use mxsim::synth::{self, SynthConfig};
 use mxsim::trace::{Body, CheckSettings, Decision, FORMAT, Header, NodeChange, Record, Trace};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mxsim::homeserver::server::PlantedBug;
-use mxsim::invariant::Invariant;
+use mxsim::stdx::Invariant;
 use mxsim::sweep::results::{self, End, Meta, ResultsFile, SeedResult};
 use mxsim::sweep::{Hooks, Job, SeedRange, Shard, shrink, swarm};
 use mxsim::world::Plan;

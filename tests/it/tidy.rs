@@ -10,35 +10,26 @@ use std::path::{Path, PathBuf};
 /// not `crate::matrix::{ids, …}` or a re-export). Every edge points to a lower layer.
 const LAYERS: &[(u8, &str, &[&str])] = &[
     (0, "stdx", &[]),
-    (1, "invariant", &[]),
     (1, "matrix", &[]),
     (1, "net", &["stdx"]),
     (2, "homeserver", &["stdx", "matrix"]),
     (
         2,
         "scenario",
-        &[
-            "stdx",
-            "invariant",
-            "net",
-            "matrix::ids",
-            "matrix::room_version",
-            "matrix::canonical_json",
-        ],
+        &["stdx", "net", "matrix::ids", "matrix::room_version", "matrix::canonical_json"],
     ),
     (2, "synth", &["stdx", "matrix"]),
-    (2, "trace", &["stdx", "matrix", "invariant", "net"]),
-    (3, "check", &["stdx", "matrix", "invariant", "trace"]),
+    (2, "trace", &["stdx", "matrix", "net"]),
+    (3, "check", &["stdx", "matrix", "trace"]),
     (3, "world", &["stdx", "matrix", "homeserver", "net", "scenario", "trace"]),
-    (4, "report", &["stdx", "matrix", "invariant", "trace", "check"]),
-    (4, "sweep", &["stdx", "invariant", "world", "scenario", "check", "trace"]),
+    (4, "report", &["stdx", "matrix", "trace", "check"]),
+    (4, "sweep", &["stdx", "world", "scenario", "check", "trace"]),
     (
         5,
         "cli",
         &[
             "stdx",
             "matrix",
-            "invariant",
             "net",
             "homeserver",
             "scenario",
@@ -55,7 +46,6 @@ const LAYERS: &[(u8, &str, &[&str])] = &[
 const DETERMINISTIC: &[&str] = &[
     "stdx",
     "matrix",
-    "invariant",
     "net",
     "homeserver",
     "synth",

@@ -7,8 +7,10 @@
 //! [`Invariant::ALL`] is the one list of known ids, in the order of DESIGN.md §5, which
 //! is also the order of `Ord`, of the checker's passes and of a verdict's `checked` list.
 //!
-//! Architecture Invariant: pure data; depends on nothing in the crate, so that every
-//! layer that names an invariant can use it.
+//! It lives in `stdx` because every layer that names an invariant (scenario, trace, check,
+//! report, sweep, cli) may use `stdx`, and no other module is below all of them.
+//!
+//! Architecture Invariant: pure data; depends on nothing in the crate.
 
 use std::fmt;
 use std::str::FromStr;
