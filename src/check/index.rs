@@ -13,7 +13,7 @@ use crate::matrix::dag::RejectionKind;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::redaction;
 use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
-use crate::trace::{Body, Decision, NestedState, Record, Trace};
+use crate::trace::{Body, Decision, NestedState, Record, Trace, WaitingEvent};
 
 use super::line_of;
 
@@ -120,6 +120,8 @@ pub(super) struct Final<'t> {
     pub joined: bool,
     pub state: &'t NestedState,
     pub state_hash: &'t str,
+    /// Received events still undecided at the end.
+    pub waiting: &'t [WaitingEvent],
 }
 
 /// Whether a decision counts as "accepted" for the auth invariant (the event may shape
@@ -191,12 +193,11 @@ impl<'t> Index<'t> {
                     let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
                     index.held.entry(server).or_default().retain(|id, _| kept.contains(id));
                 }
-                Body::Final { server, room, joined, state, state_hash, .. } => {
+                Body::Final { server, room, joined, state, state_hash, waiting, .. } => {
                     index.room(room);
-                    finals.insert(
-                        (server, room),
-                        Final { line, server, room, joined: *joined, state, state_hash },
-                    );
+                    let joined = *joined;
+                    let f = Final { line, server, room, joined, state, state_hash, waiting };
+                    finals.insert((server, room), f);
                 }
                 Body::Left { server, room } => {
                     index.room(room).left.insert(server, line);

@@ -17,11 +17,19 @@
 //! no server but its origin ever passes it on.
 //!
 //! Witness: the event, the late and missing servers, the line of the creation record.
+//!
+//! Every received event is decided: an event a server received and still had waiting for
+//! its ancestors at the end (`final.waiting`) must not be past the deadline at which the
+//! homeserver gives it up (`deadline_ms < end_ms` is a violation), unless the server was
+//! paused at the end and so could not act on it. This is the bound the homeserver states
+//! (`Config::waiting_time_max` after receipt): an event that waits longer was never decided
+//! nor dropped, and its descendants wait with it. Witness: the server, the event, the line
+//! of the `final` record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::stdx::Invariant;
-use crate::trace::Decision;
+use crate::trace::{Body, Decision, NodeChange};
 
 use super::index::Index;
 use super::{Violation, Witness, violation};
@@ -29,6 +37,49 @@ use super::{Violation, Witness, violation};
 const ID: Invariant = Invariant::Liveness;
 
 pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
+    let mut found = owed(index);
+    found.extend(undecided(index));
+    found
+}
+
+/// Received events still waiting at the end past their deadline, on servers that were not
+/// paused at the end.
+fn undecided(index: &Index<'_>) -> Vec<Violation> {
+    let end = index.trace.header.end_ms;
+    let mut paused: BTreeSet<&str> = BTreeSet::new();
+    for record in &index.trace.records {
+        if let Body::Node { server, change } = &record.body {
+            match change {
+                NodeChange::Pause => paused.insert(server),
+                _ => paused.remove(server.as_str()),
+            };
+        }
+    }
+    let mut found = Vec::new();
+    for f in &index.finals {
+        if paused.contains(f.server) {
+            continue;
+        }
+        for waiting in f.waiting.iter().filter(|w| w.deadline_ms < end) {
+            let message = format!(
+                "{} received {} and never decided it: it was still waiting for its auth or \
+                 prev events at the end ({end} ms), past the deadline of {} ms at which it \
+                 should have been given up",
+                f.server, waiting.event_id, waiting.deadline_ms
+            );
+            let witness = Witness {
+                servers: vec![f.server.to_owned()],
+                events: vec![waiting.event_id.clone()],
+                line: Some(f.line),
+            };
+            found.push(violation(ID, message, witness));
+        }
+    }
+    found
+}
+
+/// Events created and owed to servers joined at the end that did not reach them in time.
+fn owed(index: &Index<'_>) -> Vec<Violation> {
     let header = &index.trace.header;
     let bound = header.check.liveness_bound_ms;
     let mut first_stored: BTreeMap<(&str, &str), u64> = BTreeMap::new();

@@ -168,6 +168,9 @@ pub struct RoomView {
     pub forward_extremities: Vec<EventId>,
     /// Events stored for the room.
     pub event_count: u64,
+    /// Received events of the room not decided yet (waiting for their auth or prev events),
+    /// with the time each is given up at if still undecided; by event id.
+    pub waiting: Vec<(EventId, Instant)>,
 }
 
 /// The `AuthState` view of a stored state group.
@@ -357,6 +360,12 @@ impl Homeserver {
                 state_hash: self.state_hash(group),
                 forward_extremities: record.forward_extremities.iter().cloned().collect(),
                 event_count: record.event_count,
+                waiting: self
+                    .waiting
+                    .iter()
+                    .filter(|(_, w)| w.pdu.room_id_or_derived() == *room_id)
+                    .map(|(id, w)| (id.clone(), w.deadline))
+                    .collect(),
             });
         }
         views

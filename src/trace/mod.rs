@@ -309,7 +309,21 @@ pub enum Body {
         state_hash: String,
         /// Events stored for the room (any outcome).
         events: u64,
+        /// Events the server received for the room and had not decided at the end (still
+        /// waiting for their auth or prev events), oldest deadline first; absent when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        waiting: Vec<WaitingEvent>,
     },
+}
+
+/// A received event that was still undecided at the end of the run (`final.waiting`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingEvent {
+    pub event_id: String,
+    /// Virtual time at which the server gives the event up if it is still undecided: the
+    /// homeserver's waiting bound after the event was received.
+    pub deadline_ms: u64,
 }
 
 /// A whole trace in memory.

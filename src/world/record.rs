@@ -152,6 +152,20 @@ impl Shared {
                         state: nested,
                         state_hash: view.state_hash,
                         events: view.event_count,
+                        waiting: {
+                            let mut waiting: Vec<trace::WaitingEvent> = view
+                                .waiting
+                                .iter()
+                                .map(|(id, deadline)| trace::WaitingEvent {
+                                    event_id: id.as_str().to_owned(),
+                                    deadline_ms: deadline.ms,
+                                })
+                                .collect();
+                            waiting.sort_by(|a, b| {
+                                (a.deadline_ms, &a.event_id).cmp(&(b.deadline_ms, &b.event_id))
+                            });
+                            waiting
+                        },
                     }
                 })
                 .collect();

@@ -286,6 +286,7 @@ fn fixture(version: RoomVersion) -> Fixture {
                 state: room.nested_state(),
                 state_hash: "H".into(),
                 events: 6,
+                waiting: Vec::new(),
             },
         ));
     }
@@ -583,6 +584,53 @@ fn an_event_that_never_arrives_breaks_liveness() {
     // Not a violation if the run ended before the deadline.
     f.trace.header.end_ms = 10 + BOUND_MS - 1;
     assert_eq!(run(&f.trace).violations, vec![]);
+}
+
+/// A received event still waiting at the end is a violation once its deadline has passed:
+/// the homeserver's bound on deciding it was broken. Not before the deadline, nor on a
+/// server paused at the end.
+#[test]
+fn an_event_still_waiting_past_its_deadline_breaks_liveness() {
+    let mut f = fixture(RoomVersion::V11);
+    f.trace.header.check.invariants = ids(&["liveness"]);
+    let end = f.trace.header.end_ms;
+    let stuck = "$stuck".to_owned();
+    let set_waiting = |trace: &mut Trace, deadline_ms: u64| {
+        for record in &mut trace.records {
+            if let Body::Final { server, waiting, .. } = &mut record.body {
+                if server == "hs2" {
+                    *waiting =
+                        vec![mxsim::trace::WaitingEvent { event_id: stuck.clone(), deadline_ms }];
+                }
+            }
+        }
+    };
+    set_waiting(&mut f.trace, end - 1);
+    let final_line =
+        line_where(&f.trace, |b| matches!(b, Body::Final { server, .. } if server == "hs2"));
+    let violations = only(&run(&f.trace), "liveness");
+    assert_eq!(violations.len(), 1, "{violations:#?}");
+    let message = &violations[0].message;
+    assert!(message.contains("hs2 received $stuck and never decided it"), "{message}");
+    assert!(message.contains(&format!("deadline of {} ms", end - 1)), "{message}");
+    assert_eq!(violations[0].witness.servers, strings(&["hs2"]));
+    assert_eq!(violations[0].witness.events, vec![stuck.clone()]);
+    assert_eq!(violations[0].witness.line, Some(final_line));
+
+    // Its deadline is the end or later: the server could still give it up.
+    set_waiting(&mut f.trace, end);
+    assert_eq!(run(&f.trace).violations, vec![]);
+
+    // Paused at the end, the server could not act on the deadline.
+    set_waiting(&mut f.trace, end - 1);
+    let at = f.trace.records.len() - 2;
+    let pause = Body::Node { server: "hs2".into(), change: mxsim::trace::NodeChange::Pause };
+    f.trace.records.insert(at, rec(end - 10, pause));
+    assert_eq!(run(&f.trace).violations, vec![]);
+    // Resumed before the end, it could.
+    let resume = Body::Node { server: "hs2".into(), change: mxsim::trace::NodeChange::Resume };
+    f.trace.records.insert(at + 1, rec(end - 5, resume));
+    assert_eq!(only(&run(&f.trace), "liveness").len(), 1);
 }
 
 /// The fixture with a third server, hs3, that stores everything hs1 made; then bob (hs2)
@@ -895,6 +943,7 @@ fn redacted_power_levels_then_invite(hs1_redacts: bool) -> Trace {
                 state: room.nested_state(),
                 state_hash: "H".into(),
                 events: 9,
+                waiting: Vec::new(),
             },
         ));
     }

@@ -30,12 +30,16 @@ fn regression_scenarios_pass_on_twenty_seeds() {
     assert!(scenarios.len() >= 2, "the regression scenarios are there");
     let mut failures = Vec::new();
     let mut lost_event_auth_seeds = 0;
+    let mut kick_not_given_up = Vec::new();
     for (path, scenario) in &scenarios {
         for seed in 1..=20u64 {
             let plan = from_scenario::plan(scenario, seed, "test").unwrap();
             let output = world::run(&plan).unwrap();
             if path.ends_with("lost-event-auth.toml") && lost_event_auth(&output.trace) {
                 lost_event_auth_seeds += 1;
+            }
+            if path.ends_with("unfetchable-kick-auth.toml") && !kick_given_up(&output.trace) {
+                kick_not_given_up.push(seed);
             }
             let verdict = check::check(&output.trace);
             let problems: Vec<String> = verdict
@@ -63,6 +67,37 @@ fn regression_scenarios_pass_on_twenty_seeds() {
         "lost-event-auth.toml lost an /event_auth request or answer on only \
          {lost_event_auth_seeds} of 20 seeds"
     );
+    // And unfetchable-kick-auth only where hs3 gave the kick up for want of its auth events.
+    assert!(
+        kick_not_given_up.is_empty(),
+        "unfetchable-kick-auth.toml: hs3 did not give the kick up on seeds {kick_not_given_up:?}"
+    );
+}
+
+/// Whether hs3 dropped bob's kick because `/event_auth` did not bring its auth events.
+fn kick_given_up(trace: &mxsim::trace::Trace) -> bool {
+    let kicks: Vec<&str> = trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Event { server, event_id: Some(id), decision, pdu: Some(pdu), .. }
+                if server == "hs2"
+                    && *decision == mxsim::trace::Decision::Created
+                    && pdu.get("type").and_then(|t| t.as_str()) == Some("m.room.member")
+                    && pdu.get("state_key").and_then(|k| k.as_str()) == Some("@carol:hs3") =>
+            {
+                Some(id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    kicks.len() == 1
+        && trace.records.iter().any(|r| {
+            matches!(&r.body, Body::Event { server, event_id: Some(id), decision, reason: Some(reason), .. }
+                if server == "hs3" && id == kicks[0]
+                    && *decision == mxsim::trace::Decision::Dropped
+                    && reason.contains("/event_auth"))
+        })
 }
 
 /// Whether the network lost an `/event_auth` request or the answer to one.

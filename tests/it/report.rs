@@ -164,6 +164,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
                 state: BTreeMap::new(),
                 state_hash: format!("h{state_count}"),
                 events: list.len() as u64,
+                waiting: Vec::new(),
             },
         );
     }
