@@ -166,11 +166,12 @@ impl Progress {
                 let seconds = started.elapsed().as_secs_f64();
                 let rate = if seconds > 0.0 { done as f64 / seconds } else { 0.0 };
                 let eta = if rate > 0.0 { (*total - done) as f64 / rate } else { 0.0 };
-                eprintln!(
-                    "progress: {done}/{total} seeds, {failed} failed, {:.0} seeds/min, ETA {:.0} s",
+                // Not `eprintln!`, which panics on a closed stderr (`2>&1 | head`).
+                super::write_stderr(&format!(
+                    "progress: {done}/{total} seeds, {failed} failed, {:.0} seeds/min, ETA {:.0} s\n",
                     rate * 60.0,
                     eta
-                );
+                ));
             }
         }
     }

@@ -672,6 +672,50 @@ fn oversize_inputs_are_refused_naming_the_limit() {
     let run = mxsim(&["run", big.to_str().unwrap()], b"");
     assert_eq!(run.code, 2);
     assert!(!run.stderr.contains("the limit"), "{}", run.stderr);
+    // Every other file input, one byte over its limit (sparse files: nothing is written).
+    let over = |name: &str, limit: u64| {
+        let path = dir.join(name);
+        std::fs::File::create(&path).unwrap().set_len(limit + 1).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let trace = over("big-trace.jsonl", 1 << 30);
+    let input = over("big-resolve.json", 1 << 30);
+    let keys = over("big-keys.json", 16 << 20);
+    let results = over("big-results.jsonl", 1 << 30);
+    let report_dir = dir.join("report").to_str().unwrap().to_owned();
+    let event = example("message-v12.json");
+    let cases: Vec<(Vec<&str>, &[u8], String)> = vec![
+        (
+            vec!["check", &trace],
+            &b""[..],
+            "more than 1073741824 bytes, the limit for a trace".into(),
+        ),
+        (
+            vec!["report", &trace, "--out", &report_dir],
+            &b""[..],
+            "more than 1073741824 bytes, the limit for a trace".into(),
+        ),
+        (
+            vec!["resolve", &input],
+            &b""[..],
+            "more than 1073741824 bytes, the limit for a resolve input".into(),
+        ),
+        (
+            vec!["event", "verify", "--room-version", "12", "--keys", &keys],
+            &event[..],
+            "more than 16777216 bytes, the limit for a keys file".into(),
+        ),
+        (
+            vec!["merge", &results],
+            &b""[..],
+            "more than 1073741824 bytes, the limit for a sweep results file".into(),
+        ),
+    ];
+    for (args, stdin, message) in cases {
+        let run = mxsim(&args, stdin);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(&message), "{args:?}: {}", run.stderr);
+    }
 }
 
 /// A reader that stops reading (`| head`) ends the command quietly: no panic, no
@@ -716,6 +760,22 @@ fn a_closed_stdout_or_stderr_ends_quietly() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8(output.stdout).unwrap().contains("$pl2"));
+    // `sweep` with stderr closed: its progress lines (stderr is no terminal) are dropped.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-closed-stderr");
+    std::fs::create_dir_all(&dir).unwrap();
+    let results = dir.join("results.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
+        .args(["sweep", "scenarios/partition-heal.toml", "--seeds", "1..=2", "--jobs", "1"])
+        .arg("--out")
+        .arg(&results)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(String::from_utf8(output.stdout).unwrap().contains("2 run, 2 passed, 0 failed"));
 }
 
 /// `lines` (without their newlines) followed by an end record computed by hand as
@@ -809,4 +869,61 @@ fn shrink_refuses_an_unknown_invariant_before_running() {
     assert!(run.stderr.contains("unknown invariant \"vibes\""), "{}", run.stderr);
     assert!(run.stderr.contains("expected one of integrity, auth,"), "{}", run.stderr);
     assert!(!out.exists(), "nothing was written");
+}
+
+/// A failed action is listed with its scenario line by `mxsim run` and in `index.html`,
+/// even when it was meant to fail and every invariant holds.
+#[test]
+fn failed_actions_are_listed_with_their_scenario_line() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-failed-actions");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("topic-refused.toml");
+    // Line 17 is the `[[step]]` of bob's topic change: he has power 0 and the room's
+    // state_default is 50 (rule 8), so it fails, as the step says it should.
+    let text = r#"name = "topic-refused"
+
+[[server]]
+name = "hs1"
+users = ["alice"]
+
+[[server]]
+name = "hs2"
+users = ["bob"]
+
+[[room]]
+label = "main"
+creator = "@alice:hs1"
+members = ["@bob:hs2"]
+public = true
+
+[[step]]
+at_ms = 10_000
+user = "@bob:hs2"
+action = "send"
+room = "main"
+event_type = "m.room.topic"
+state_key = ""
+content = { topic = "bob's" }
+expect = "fail"
+"#;
+    assert_eq!(text.lines().nth(16), Some("[[step]]"), "line 17 is the step");
+    std::fs::write(&scenario, text).unwrap();
+    let out = dir.join("out");
+    let run = mxsim(
+        &["run", scenario.to_str().unwrap(), "--seed", "1", "--out", out.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("failed actions (1):"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "  scenario line 17, 10000 ms, hs2: send m.room.topic/\"\" in main: not allowed: rule 8"
+        ),
+        "{}",
+        run.stdout
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("Failed actions (1)"), "index.html has the table");
+    assert!(html.contains("scenario line 17"), "index.html names the line");
 }
