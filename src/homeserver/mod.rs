@@ -24,4 +24,4 @@ pub mod types;
 pub mod wire;
 
 pub use server::{Config, Homeserver, RoomView};
-pub use types::{Action, Decision, Input, Observation, Output, RequestId};
+pub use types::{Action, ActionKind, Decision, Input, Observation, Output, RequestId};

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::homeserver::outbound::{self, Outbound, OutboundAction};
 use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store, StoredEvent};
 use crate::homeserver::types::{
-    Action, Decision, Input, Observation, Output, RequestId, describe_action, membership_content,
+    Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
 };
 use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, Request, Response};
 use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
@@ -107,7 +107,7 @@ enum Pending {
     StateAt { room_id: String, prev: EventId },
     EventFor { room_id: String, prev: EventId },
     EventAuth { room_id: String },
-    Invite { room_id: String, event_id: EventId, destination: String },
+    Invite { user: String, room_id: String, event_id: EventId, destination: String },
     Make(Handshake),
     Send { handshake: Handshake, version: RoomVersion, own: Arc<Pdu> },
 }
@@ -386,13 +386,10 @@ impl Homeserver {
                 self.on_response(now, id, response, false, &mut out)
             }
             Input::Timer => self.on_timer(now, &mut out),
-            Input::Action(action) => {
-                let description = describe_action(&action);
-                if let Err(reason) = self.act(now, action, &mut out) {
-                    out.push(Output::Observed(Observation::ActionFailed {
-                        action: description,
-                        reason,
-                    }));
+            Input::Action { user, action } => {
+                let kind = action.kind();
+                if let Err(reason) = self.act(now, &user, action, &mut out) {
+                    out.push(Output::Observed(Observation::ActionFailed { user, kind, reason }));
                 }
             }
             Input::ClockSkew { offset_ms } => self.skew_ms = offset_ms,

@@ -1,9 +1,10 @@
-//! The homeserver's inputs, outputs, user actions and observations.
+//! The homeserver's inputs, outputs and observations.
 
 use serde_json::Value;
 
 use crate::homeserver::wire::{HttpRequest, HttpResponse};
 pub use crate::matrix::Decision;
+pub use crate::matrix::action::{Action, ActionKind};
 use crate::matrix::canonical_json::Object;
 use crate::matrix::{EventId, RoomVersion};
 use crate::stdx::Instant;
@@ -23,8 +24,9 @@ pub enum Input {
     Response { id: RequestId, response: Option<HttpResponse> },
     /// The timer the server asked for last has fired.
     Timer,
-    /// A local user does something.
-    Action(Action),
+    /// Local user `user` does something: the one action vocabulary of
+    /// [`crate::matrix::action`], rooms and events named by id.
+    Action { user: String, action: Action<String, EventId> },
     /// The server's clock is now `offset_ms` away from true virtual time (a clock-skew
     /// fault); it shifts the `origin_server_ts` of events it creates.
     ClockSkew { offset_ms: i64 },
@@ -47,102 +49,6 @@ pub enum Output {
     Committed { event_ids: Vec<EventId> },
 }
 
-/// A local user action.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Create a room (the spec's creation order). `public` picks the `public_chat`
-    /// preset (join rule public), otherwise `private_chat` (invite only).
-    CreateRoom {
-        user: String,
-        version: RoomVersion,
-        public: bool,
-        name: Option<String>,
-        topic: Option<String>,
-    },
-    /// Send any event: a message (`state_key: None`) or a state event (name, topic, power
-    /// levels, join rules, history visibility, server ACLs, …).
-    Send {
-        user: String,
-        room_id: String,
-        event_type: String,
-        state_key: Option<String>,
-        content: Object,
-    },
-    /// Invite `target` (over `/invite` when the target is on another server).
-    Invite {
-        user: String,
-        room_id: String,
-        target: String,
-    },
-    /// Join a room: directly when this server is in it, otherwise through `via` with the
-    /// `make_join`/`send_join` handshake.
-    Join {
-        user: String,
-        room_id: String,
-        via: Vec<String>,
-    },
-    /// Leave a room (or reject an invite through `make_leave`/`send_leave` when this server
-    /// is not in the room).
-    Leave {
-        user: String,
-        room_id: String,
-        via: Vec<String>,
-    },
-    /// Kick (`leave` on another user), ban, or unban (`leave` on a banned user).
-    Kick {
-        user: String,
-        room_id: String,
-        target: String,
-    },
-    Ban {
-        user: String,
-        room_id: String,
-        target: String,
-    },
-    Unban {
-        user: String,
-        room_id: String,
-        target: String,
-    },
-    /// Knock through `via` (`make_knock`/`send_knock`).
-    Knock {
-        user: String,
-        room_id: String,
-        via: Vec<String>,
-    },
-    /// Redact an event.
-    Redact {
-        user: String,
-        room_id: String,
-        event_id: EventId,
-    },
-    /// Upgrade a room: a new room of `version` whose create event names this room as its
-    /// predecessor, then an `m.room.tombstone` in this room pointing to it.
-    Upgrade {
-        user: String,
-        room_id: String,
-        version: RoomVersion,
-    },
-}
-
-impl Action {
-    pub fn user(&self) -> &str {
-        match self {
-            Action::CreateRoom { user, .. }
-            | Action::Send { user, .. }
-            | Action::Invite { user, .. }
-            | Action::Join { user, .. }
-            | Action::Leave { user, .. }
-            | Action::Kick { user, .. }
-            | Action::Ban { user, .. }
-            | Action::Unban { user, .. }
-            | Action::Knock { user, .. }
-            | Action::Redact { user, .. }
-            | Action::Upgrade { user, .. } => user,
-        }
-    }
-}
-
 /// One observation for the trace.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observation {
@@ -151,8 +57,9 @@ pub enum Observation {
     Event { room_id: String, event_id: Option<EventId>, decision: Decision, reason: Option<String> },
     /// The room's current state changed; the hash names it.
     StateChanged { room_id: String, state_hash: String },
-    /// A user action failed (for example, not allowed by the auth rules).
-    ActionFailed { action: String, reason: String },
+    /// An action of local user `user` failed (for example, not allowed by the auth
+    /// rules, or its handshake failed later): its kind, and why in one sentence.
+    ActionFailed { user: String, kind: ActionKind, reason: String },
     /// The server gained its first joined member of the room: a new room created here, a
     /// join, or a rejoin after it had left.
     RoomJoined { room_id: String, version: RoomVersion },
@@ -165,24 +72,6 @@ pub enum Observation {
     Redacted { room_id: String, event_id: EventId, redaction: EventId },
     /// A room was upgraded here: `room_id` is replaced by `replacement`.
     Upgraded { room_id: String, replacement: String },
-}
-
-/// A user-visible error of an action.
-pub fn describe_action(action: &Action) -> String {
-    let kind = match action {
-        Action::CreateRoom { .. } => "create_room",
-        Action::Send { .. } => "send",
-        Action::Invite { .. } => "invite",
-        Action::Join { .. } => "join",
-        Action::Leave { .. } => "leave",
-        Action::Kick { .. } => "kick",
-        Action::Ban { .. } => "ban",
-        Action::Unban { .. } => "unban",
-        Action::Knock { .. } => "knock",
-        Action::Redact { .. } => "redact",
-        Action::Upgrade { .. } => "upgrade",
-    };
-    format!("{kind} by {}", action.user())
 }
 
 /// Content helpers.

@@ -9,6 +9,7 @@
 //! follow a reference implementation where the spec is silent, and [digest] the digest's
 //! own reading.
 
+pub mod action;
 pub mod auth;
 pub mod canonical_json;
 pub mod crypto;

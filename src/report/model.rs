@@ -414,7 +414,8 @@ pub fn record_kind(body: &Body) -> Option<(String, Map<String, Value>)> {
 }
 
 /// The scenario's label for each room, where the trace shows it: the label of the
-/// `create_room LABEL (vN)` action whose server then joined the room first.
+/// `create_room (vN) as LABEL` action (`create_room LABEL (vN)` in traces of mxsim before
+/// 0.1's one action vocabulary) whose server then joined the room first.
 pub fn room_labels(trace: &Trace) -> BTreeMap<String, String> {
     let mut last_action: BTreeMap<&str, &str> = BTreeMap::new();
     let mut out = BTreeMap::new();
@@ -427,7 +428,10 @@ pub fn room_labels(trace: &Trace) -> BTreeMap<String, String> {
                 let label = last_action
                     .get(server.as_str())
                     .and_then(|action| action.strip_prefix("create_room "))
-                    .map(|rest| rest.split_once(" (").map_or(rest, |(label, _)| label));
+                    .map(|rest| match rest.rsplit_once(") as ") {
+                        Some((_, label)) => label,
+                        None => rest.split_once(" (").map_or(rest, |(label, _)| label),
+                    });
                 if let Some(label) = label {
                     out.insert(room.clone(), label.to_owned());
                 }
@@ -506,16 +510,28 @@ mod tests {
                 Body::Action {
                     server: "hs1".into(),
                     user: "@u:hs1".into(),
-                    action: "create_room main (v12)".into(),
+                    action: "create_room (v12) as main".into(),
                     step: None,
                     line: None,
                 },
             ),
+            (
+                0,
+                Body::Action {
+                    server: "hs3".into(),
+                    user: "@u:hs3".into(),
+                    action: "create_room lobby (v11)".into(),
+                    step: None,
+                    line: None,
+                },
+            ),
+            (0, Body::Joined { server: "hs3".into(), room: "!c".into(), version: "11".into() }),
             (0, Body::Joined { server: "hs1".into(), room: "!a".into(), version: "12".into() }),
             (1, Body::Joined { server: "hs2".into(), room: "!a".into(), version: "12".into() }),
             (2, Body::Joined { server: "hs2".into(), room: "!b".into(), version: "12".into() }),
         ]));
         assert_eq!(labels.get("!a").map(String::as_str), Some("main"));
+        assert_eq!(labels.get("!c").map(String::as_str), Some("lobby"), "the older form");
         assert_eq!(labels.get("!b"), None, "hs2 created no room");
     }
 }

@@ -21,7 +21,8 @@
 //!
 //! Architecture Invariant: uses `stdx`, `net` and only the pure value modules of `matrix`
 //! (`ids` for the grammar of server names and user ids, `room_version` for the room
-//! versions a file may ask for); knows nothing else of Matrix; no files, clock, floats or
+//! versions a file may ask for, `canonical_json` for event content, `action` for what a
+//! step does); knows nothing else of Matrix; no files, clock, floats or
 //! hash maps. The `toml` crate is used here and in `sweep`, which edits scenario files.
 
 mod error;
@@ -34,6 +35,7 @@ mod tests;
 
 use serde_json::{Map, Value};
 
+pub use crate::matrix::action::{Action, ActionKind};
 use crate::matrix::room_version::RoomVersion;
 use crate::net::{FaultSchedule, NetConfig};
 pub use crate::stdx::Invariant;
@@ -178,6 +180,9 @@ pub struct Step {
     /// The acting user's full id.
     pub user: String,
     pub action: StepAction,
+    /// The label of the room this step creates: the new room of `create_room` and of
+    /// `upgrade` (the replacement).
+    pub new_room: Option<String>,
     /// Names the event this step creates (for `create_room`, the create event; for
     /// `upgrade`, the tombstone in the old room), so that a
     /// later redact step can name it. Scripted labels are `[A-Za-z0-9._-]`; workload
@@ -192,115 +197,29 @@ pub struct Step {
     pub retries: u32,
 }
 
-/// What a step does. Rooms are room labels; users are full user ids; `via` are server
-/// names.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepAction {
-    CreateRoom {
-        room: String,
-        version: RoomVersion,
-        public: bool,
-        name: Option<String>,
-        topic: Option<String>,
-    },
-    /// Any event: a message-like event when `state_key` is `None`, else a state event.
-    Send {
-        room: String,
-        event_type: String,
-        state_key: Option<String>,
-        content: Map<String, Value>,
-    },
-    /// An `m.room.message` with `msgtype` `m.text` and this body.
-    Message {
-        room: String,
-        body: String,
-    },
-    Invite {
-        room: String,
-        target: String,
-    },
-    /// `via` is never empty for a user whose server did not create the room: it defaults
-    /// to the creating server.
-    Join {
-        room: String,
-        via: Vec<String>,
-    },
-    Leave {
-        room: String,
-        via: Vec<String>,
-    },
-    Kick {
-        room: String,
-        target: String,
-    },
-    Ban {
-        room: String,
-        target: String,
-    },
-    Unban {
-        room: String,
-        target: String,
-    },
-    Knock {
-        room: String,
-        via: Vec<String>,
-    },
-    /// Redact the event made by the earlier step labelled `target_label`.
-    Redact {
-        room: String,
-        target_label: String,
-    },
-    /// Upgrade `room` to `version`; the replacement room gets the label `new_room`.
-    Upgrade {
-        room: String,
-        version: RoomVersion,
-        new_room: String,
-    },
-    /// Set one user's power level: the world reads the room's current power levels at the
-    /// acting server and changes that one entry.
-    Power {
-        room: String,
-        target: String,
-        level: i64,
-    },
-}
+/// What a step does: the one action vocabulary ([`crate::matrix::action::Action`]) with
+/// rooms and events named by labels (their ids exist only at run time). Users are full
+/// user ids; `via` are server names, and never empty for a `join`, `leave` or `knock` of a
+/// user whose server did not create the room (it defaults to the creating server).
+pub type StepAction = Action<String, String>;
 
-impl StepAction {
-    /// The label of the room the action works on (for `create_room`, the new room).
-    pub fn room(&self) -> &str {
-        match self {
-            StepAction::CreateRoom { room, .. }
-            | StepAction::Send { room, .. }
-            | StepAction::Message { room, .. }
-            | StepAction::Invite { room, .. }
-            | StepAction::Join { room, .. }
-            | StepAction::Leave { room, .. }
-            | StepAction::Kick { room, .. }
-            | StepAction::Ban { room, .. }
-            | StepAction::Unban { room, .. }
-            | StepAction::Knock { room, .. }
-            | StepAction::Redact { room, .. }
-            | StepAction::Upgrade { room, .. }
-            | StepAction::Power { room, .. } => room,
+/// The step's action (its one `Display`, labels for names), and the label of the room it
+/// creates: `create_room (v12) as main`, `upgrade main to v12 as main2`, `join main`.
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.new_room {
+            Some(room) => write!(f, "{} as {room}", self.action),
+            None => write!(f, "{}", self.action),
         }
     }
+}
 
-    /// The name used in scenario files (`action = "…"`).
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            StepAction::CreateRoom { .. } => "create_room",
-            StepAction::Send { .. } => "send",
-            StepAction::Message { .. } => "message",
-            StepAction::Invite { .. } => "invite",
-            StepAction::Join { .. } => "join",
-            StepAction::Leave { .. } => "leave",
-            StepAction::Kick { .. } => "kick",
-            StepAction::Ban { .. } => "ban",
-            StepAction::Unban { .. } => "unban",
-            StepAction::Knock { .. } => "knock",
-            StepAction::Redact { .. } => "redact",
-            StepAction::Upgrade { .. } => "upgrade",
-            StepAction::Power { .. } => "power",
+impl Step {
+    /// The label of the room the step works in: for `create_room`, the room it creates.
+    pub fn room(&self) -> &str {
+        match (self.action.room(), &self.new_room) {
+            (Some(room), _) | (None, Some(room)) => room,
+            (None, None) => unreachable!("a create_room step names its new room"),
         }
     }
 }

@@ -61,8 +61,11 @@ content = { topic = "x", nested = { list = [1, true, "s"] } }
     assert_eq!(scenario.rooms.len(), 1);
     assert_eq!(scenario.rooms[0].server, "hs1");
     assert_eq!(scenario.rooms[0].version, crate::matrix::room_version::RoomVersion::V12);
-    let summary: Vec<(u64, &str, &str)> =
-        scenario.steps.iter().map(|s| (s.at_ms, s.user.as_str(), s.action.kind_name())).collect();
+    let summary: Vec<(u64, &str, &str)> = scenario
+        .steps
+        .iter()
+        .map(|s| (s.at_ms, s.user.as_str(), s.action.kind().as_str()))
+        .collect();
     assert_eq!(
         summary,
         [
@@ -359,9 +362,9 @@ mix = { message = 4, topic = 1, name = 1, power = 1, join_leave = 1, ban = 1, ki
     assert!((80..=160).contains(&steps.len()), "{}", steps.len());
     let mut kinds = std::collections::BTreeSet::new();
     for (index, step) in steps.iter().enumerate() {
-        kinds.insert(step.action.kind_name());
+        kinds.insert(step.action.kind().as_str());
         assert!(10_000 < step.at_ms && step.at_ms < 70_000);
-        if let StepAction::Redact { target_label, .. } = &step.action {
+        if let StepAction::Redact { event: target_label, .. } = &step.action {
             let earlier = steps[..index].iter().any(|s| s.label.as_ref() == Some(target_label));
             assert!(earlier, "redacts a label made later: {target_label}");
         }

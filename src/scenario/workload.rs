@@ -121,8 +121,8 @@ fn expand(
                     let body = format!("workload {index} message {number}");
                     (StepAction::Message { room: room.clone(), body }, None)
                 } else {
-                    let target_label = messages[prng.index(messages.len())].clone();
-                    (StepAction::Redact { room: room.clone(), target_label }, None)
+                    let event = messages[prng.index(messages.len())].clone();
+                    (StepAction::Redact { room: room.clone(), event }, None)
                 }
             }
             _ => unreachable!("kind {kind} is one of Mix::weights"),
@@ -134,6 +134,7 @@ fn expand(
             server,
             user,
             action,
+            new_room: None,
             label,
             line: workload.line,
             expect: StepExpect::Any,

@@ -1,14 +1,12 @@
-//! From a validated scenario and a seed to the [`Plan`] the world runs: conveniences (`message`) turned into events, random workloads expanded with the
-//! seed's workload stream and merged with the scripted steps by time.
-
-use serde_json::Value;
+//! From a validated scenario and a seed to the [`Plan`] the world runs: random workloads
+//! expanded with the seed's workload stream and merged with the scripted steps by time. The
+//! steps themselves pass through as the scenario has them.
 
 use crate::homeserver::Config;
-use crate::matrix::canonical_json::Object;
-use crate::scenario::{ExpectWhat, Scenario, ServerConfig, Step, StepAction, StepExpect};
+use crate::scenario::{ExpectWhat, Scenario, ServerConfig, Step, StepExpect};
 use crate::stdx::{Duration, Prng, streams};
 use crate::trace::{CheckSettings, Expect, Expectation, StepExpectation};
-use crate::world::{Plan, PlanAction, PlanStep};
+use crate::world::Plan;
 
 /// The plan for `scenario` with `seed`. Workload steps come from `Prng::from_seed(seed)`
 /// forked as `"workload"`; on equal times scripted steps go first.
@@ -23,10 +21,7 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
         steps.push((step.at_ms, 1, i, step));
     }
     steps.sort_by_key(|(at, kind, i, _)| (*at, *kind, *i));
-    let steps = steps
-        .into_iter()
-        .map(|(_, _, _, step)| plan_step(step))
-        .collect::<Result<Vec<_>, String>>()?;
+    let steps: Vec<Step> = steps.into_iter().map(|(_, _, _, step)| step.clone()).collect();
 
     let server_config = config(&scenario.server_config);
     let server_configs = scenario
@@ -81,7 +76,7 @@ fn config(overrides: &ServerConfig) -> Config {
 
 /// The expectations the checker needs: every judged step by its position in the plan,
 /// and the `[[expect]]` tables.
-fn expect(scenario: &Scenario, steps: &[PlanStep]) -> Expect {
+fn expect(scenario: &Scenario, steps: &[Step]) -> Expect {
     let steps = (0u64..)
         .zip(steps)
         .filter_map(|(step, s)| {
@@ -125,73 +120,4 @@ fn expect(scenario: &Scenario, steps: &[PlanStep]) -> Expect {
         })
         .collect();
     Expect { steps, blocks, ..Expect::default() }
-}
-
-fn plan_step(step: &Step) -> Result<PlanStep, String> {
-    let action = match &step.action {
-        StepAction::CreateRoom { room, version, public, name, topic } => PlanAction::CreateRoom {
-            room: room.clone(),
-            version: *version,
-            public: *public,
-            name: name.clone(),
-            topic: topic.clone(),
-        },
-        StepAction::Send { room, event_type, state_key, content } => PlanAction::Send {
-            room: room.clone(),
-            event_type: event_type.clone(),
-            state_key: state_key.clone(),
-            content: content.clone(),
-        },
-        StepAction::Message { room, body } => {
-            let mut content = Object::new();
-            content.insert("msgtype".into(), Value::from("m.text"));
-            content.insert("body".into(), Value::from(body.as_str()));
-            PlanAction::Send {
-                room: room.clone(),
-                event_type: "m.room.message".into(),
-                state_key: None,
-                content,
-            }
-        }
-        StepAction::Invite { room, target } => {
-            PlanAction::Invite { room: room.clone(), target: target.clone() }
-        }
-        StepAction::Join { room, via } => PlanAction::Join { room: room.clone(), via: via.clone() },
-        StepAction::Leave { room, via } => {
-            PlanAction::Leave { room: room.clone(), via: via.clone() }
-        }
-        StepAction::Kick { room, target } => {
-            PlanAction::Kick { room: room.clone(), target: target.clone() }
-        }
-        StepAction::Ban { room, target } => {
-            PlanAction::Ban { room: room.clone(), target: target.clone() }
-        }
-        StepAction::Unban { room, target } => {
-            PlanAction::Unban { room: room.clone(), target: target.clone() }
-        }
-        StepAction::Knock { room, via } => {
-            PlanAction::Knock { room: room.clone(), via: via.clone() }
-        }
-        StepAction::Redact { room, target_label } => {
-            PlanAction::Redact { room: room.clone(), target_label: target_label.clone() }
-        }
-        StepAction::Upgrade { room, version, new_room } => PlanAction::Upgrade {
-            room: room.clone(),
-            version: *version,
-            new_room: new_room.clone(),
-        },
-        StepAction::Power { room, target, level } => {
-            PlanAction::Power { room: room.clone(), target: target.clone(), level: *level }
-        }
-    };
-    Ok(PlanStep {
-        at_ms: step.at_ms,
-        server: step.server.clone(),
-        user: step.user.clone(),
-        action,
-        label: step.label.clone(),
-        line: step.line,
-        expect: step.expect,
-        retries: step.retries,
-    })
 }

@@ -52,21 +52,19 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use serde_json::Value;
-
 use crate::homeserver::wire::HttpRequest;
 use crate::homeserver::{
-    Action, Config, Homeserver, Input, Observation, Output, RequestId, store::Store,
+    Action, ActionKind, Config, Homeserver, Input, Observation, Output, RequestId, store::Store,
 };
-use crate::matrix::canonical_json::{self, Object};
+use crate::matrix::EventId;
+use crate::matrix::canonical_json;
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
-use crate::matrix::{EventId, RoomVersion};
 use crate::net::{FaultSchedule, NetConfig, NetEvent, Network, NodeId, NodeMarker};
+pub use crate::scenario::{Step, StepAction};
 use crate::stdx::{Instant, Prng, streams};
 use crate::trace::{self, Body, CheckSettings, Header, NodeChange, Record, Trace};
 use frame::{Kind, Message};
-use plan::action_kind;
-pub use plan::{Plan, PlanAction, PlanStep, describe, retry_delay_ms};
+pub use plan::{Plan, retry_delay_ms};
 pub use runtime::run;
 use steps::membership_kind;
 
@@ -343,21 +341,21 @@ impl Shared {
             Inbox::Input(input) => (input, None),
             Inbox::Step(k) => {
                 let step = self.plan.steps[k].clone();
-                match self.resolve(node, &step) {
+                match self.resolve(&step) {
                     Ok(action) => {
                         let body = Body::Action {
                             server: step.server.clone(),
                             user: step.user.clone(),
-                            action: describe(&step.action),
+                            action: step.to_string(),
                             step: Some(k as u64),
                             line: Some(step.line),
                         };
                         self.record(now, body);
                         owners.push(k);
-                        (Input::Action(action), Some(step))
+                        (Input::Action { user: step.user.clone(), action }, Some(step))
                     }
                     Err(reason) => {
-                        self.step_failed(k, describe(&step.action), reason, now);
+                        self.step_failed(k, reason, now);
                         return;
                     }
                 }
@@ -395,7 +393,7 @@ impl Shared {
         &mut self,
         node: usize,
         outputs: Vec<Output>,
-        step: Option<&PlanStep>,
+        step: Option<&Step>,
         owners: &[usize],
         now: u64,
     ) {
@@ -413,15 +411,16 @@ impl Shared {
                     }
                     self.send_request(node, &destination, id, &request, now);
                 }
-                Output::Observed(Observation::ActionFailed { action, reason }) => {
-                    let kind = action.split_whitespace().next().unwrap_or("");
+                Output::Observed(Observation::ActionFailed { user, kind, reason }) => {
                     match self.owner_of(node, kind, owners) {
-                        Some(k) => self.step_failed(k, action, reason, now),
+                        Some(k) => self.step_failed(k, reason, now),
                         None => {
+                            // Not tied to a step (every action of a run comes from one, so
+                            // this is a homeserver reporting late): named by kind and user.
                             let server = self.slots[node].name.clone();
                             let body = Body::ActionFailed {
                                 server,
-                                action,
+                                action: format!("{kind} by {user}"),
                                 reason,
                                 step: None,
                                 line: None,
@@ -538,7 +537,7 @@ impl Shared {
     ) {
         let handle = madsim::runtime::Handle::current();
         let server = self.slots[node].name.clone();
-        let mut lost_actions: Vec<(String, String)> = Vec::new();
+        let mut lost_actions: Vec<(String, ActionKind, String)> = Vec::new();
         let change = match marker {
             NodeMarker::Crash => {
                 let slot = &mut self.slots[node];
@@ -589,17 +588,16 @@ impl Shared {
             dead.dedup();
             for k in dead {
                 // The homeserver's own words for the lost handshake when it has them
-                // ("join by @bob:hs2", "make_join via hs1: …"), else the step's.
+                // ("make_join via hs1: …"), else a general one.
                 let step = &self.plan.steps[k];
-                let own = format!("{} by {}", action_kind(&step.action), step.user);
-                let (action, reason) = match lost_actions.iter().position(|(a, _)| *a == own) {
-                    Some(i) => lost_actions.swap_remove(i),
-                    None => (
-                        describe(&step.action),
-                        "the server crashed before the action finished".to_owned(),
-                    ),
+                let own = |(user, kind, _): &(String, ActionKind, String)| {
+                    *user == step.user && *kind == step.action.kind()
                 };
-                self.step_failed(k, action, reason, now);
+                let reason = match lost_actions.iter().position(own) {
+                    Some(i) => lost_actions.swap_remove(i).2,
+                    None => "the server crashed before the action finished".to_owned(),
+                };
+                self.step_failed(k, reason, now);
             }
         }
     }

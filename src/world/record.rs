@@ -8,7 +8,7 @@ impl Shared {
         &mut self,
         node: usize,
         observation: Observation,
-        step: Option<&PlanStep>,
+        step: Option<&Step>,
         labelled: &mut bool,
         now: u64,
     ) {
@@ -56,16 +56,21 @@ impl Shared {
             Observation::StateChanged { room_id, state_hash } => {
                 Body::State { server, room: room_id, state_hash }
             }
-            Observation::ActionFailed { action, reason } => Body::ActionFailed {
+            Observation::ActionFailed { user, kind, reason } => Body::ActionFailed {
                 server,
-                action,
+                action: format!("{kind} by {user}"),
                 reason,
                 step: None,
                 line: None,
                 retry_at_ms: None,
             },
             Observation::RoomJoined { room_id, version } => {
-                if let Some(PlanStep { action: PlanAction::CreateRoom { room, .. }, .. }) = step {
+                if let Some(Step {
+                    action: StepAction::CreateRoom { .. },
+                    new_room: Some(room),
+                    ..
+                }) = step
+                {
                     self.rooms.entry(room.clone()).or_insert_with(|| room_id.clone());
                 }
                 Body::Joined { server, room: room_id, version: version.as_str().to_owned() }
@@ -84,8 +89,11 @@ impl Shared {
                 event_id: event_id.as_str().to_owned(),
             },
             Observation::Upgraded { room_id, replacement } => {
-                if let Some(PlanStep { action: PlanAction::Upgrade { new_room, .. }, .. }) = step {
-                    self.rooms.entry(new_room.clone()).or_insert_with(|| replacement.clone());
+                if let Some(Step {
+                    action: StepAction::Upgrade { .. }, new_room: Some(room), ..
+                }) = step
+                {
+                    self.rooms.entry(room.clone()).or_insert_with(|| replacement.clone());
                 }
                 Body::Upgraded { server, room: room_id, replacement }
             }
@@ -101,8 +109,7 @@ impl Shared {
         waiting.sort_unstable();
         waiting.dedup();
         for k in waiting {
-            let action = describe(&self.plan.steps[k].action);
-            self.step_failed(k, action, "no answer by the end of the run".into(), end);
+            self.step_failed(k, "no answer by the end of the run".into(), end);
         }
         for node in 0..self.slots.len() {
             let slot = &self.slots[node];
@@ -129,46 +136,8 @@ impl Shared {
                 }
             };
             let name = server.name().to_owned();
-            let finals: Vec<Body> = server
-                .room_views()
-                .into_iter()
-                .map(|view| {
-                    let mut nested = trace::NestedState::new();
-                    for ((event_type, state_key), id) in &view.state {
-                        nested
-                            .entry(event_type.clone())
-                            .or_default()
-                            .insert(state_key.clone(), id.as_str().to_owned());
-                    }
-                    Body::Final {
-                        server: name.clone(),
-                        room: view.room_id,
-                        joined: view.resident,
-                        forward_extremities: view
-                            .forward_extremities
-                            .iter()
-                            .map(|e| e.as_str().to_owned())
-                            .collect(),
-                        state: nested,
-                        state_hash: view.state_hash,
-                        events: view.event_count,
-                        waiting: {
-                            let mut waiting: Vec<trace::WaitingEvent> = view
-                                .waiting
-                                .iter()
-                                .map(|(id, deadline)| trace::WaitingEvent {
-                                    event_id: id.as_str().to_owned(),
-                                    deadline_ms: deadline.ms,
-                                })
-                                .collect();
-                            waiting.sort_by(|a, b| {
-                                (a.deadline_ms, &a.event_id).cmp(&(b.deadline_ms, &b.event_id))
-                            });
-                            waiting
-                        },
-                    }
-                })
-                .collect();
+            let finals: Vec<Body> =
+                server.room_views().into_iter().map(|view| final_record(&name, view)).collect();
             for body in finals {
                 self.record(end, body);
             }
@@ -220,5 +189,39 @@ impl Shared {
             }
         }
         check
+    }
+}
+
+/// The `final` record of one server's view of one room.
+fn final_record(server: &str, view: crate::homeserver::RoomView) -> Body {
+    let mut nested = trace::NestedState::new();
+    for ((event_type, state_key), id) in &view.state {
+        nested
+            .entry(event_type.clone())
+            .or_default()
+            .insert(state_key.clone(), id.as_str().to_owned());
+    }
+    let mut waiting: Vec<trace::WaitingEvent> = view
+        .waiting
+        .iter()
+        .map(|(id, deadline)| trace::WaitingEvent {
+            event_id: id.as_str().to_owned(),
+            deadline_ms: deadline.ms,
+        })
+        .collect();
+    waiting.sort_by(|a, b| (a.deadline_ms, &a.event_id).cmp(&(b.deadline_ms, &b.event_id)));
+    Body::Final {
+        server: server.to_owned(),
+        room: view.room_id,
+        joined: view.resident,
+        forward_extremities: view
+            .forward_extremities
+            .iter()
+            .map(|e| e.as_str().to_owned())
+            .collect(),
+        state: nested,
+        state_hash: view.state_hash,
+        events: view.event_count,
+        waiting,
     }
 }

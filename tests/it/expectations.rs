@@ -143,7 +143,7 @@ expect = "fail"
     assert_eq!(
         messages,
         [
-            "the step at scenario line 22 (send m.room.message in main on hs1) is marked expect = \"fail\" but succeeded"
+            "the step at scenario line 22 (message in main on hs1) is marked expect = \"fail\" but succeeded"
         ]
     );
 }

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use mxsim::homeserver::store::StateMap;
 use mxsim::homeserver::wire::{HttpRequest, HttpResponse};
 use mxsim::homeserver::{Action, Config, Homeserver, Input, Observation, Output, RequestId};
-use mxsim::matrix::RoomVersion;
 use mxsim::matrix::canonical_json::Object;
 use mxsim::matrix::crypto::{KeyRing, SigningKey};
+use mxsim::matrix::{EventId, RoomVersion};
 use mxsim::stdx::{Duration, Instant, Prng};
 
 /// One message in flight.
@@ -161,8 +161,8 @@ impl Harness {
         self.route(server, outputs);
     }
 
-    pub fn act(&mut self, server: &str, action: Action) {
-        self.input(server, Input::Action(action));
+    pub fn act(&mut self, server: &str, user: String, action: Action<String, EventId>) {
+        self.input(server, Input::Action { user, action });
     }
 
     /// Delivers the next queued message, 10 ms after the previous one; false if none.
@@ -244,8 +244,8 @@ impl Harness {
         self.observations
             .iter()
             .filter_map(|(s, o)| match o {
-                Observation::ActionFailed { action, reason } => {
-                    Some(format!("{s}: {action}: {reason}"))
+                Observation::ActionFailed { user, kind, reason } => {
+                    Some(format!("{s}: {kind} by {user}: {reason}"))
                 }
                 _ => None,
             })
@@ -266,30 +266,22 @@ fn create_join_and_talk_across_two_servers() {
         let mut h = Harness::new(&["hs1", "hs2"]);
         h.act(
             "hs1",
-            Action::CreateRoom {
-                user: "@alice:hs1".into(),
-                version,
-                public: true,
-                name: Some("Room".into()),
-                topic: None,
-            },
+            "@alice:hs1".into(),
+            Action::CreateRoom { version, public: true, name: Some("Room".into()), topic: None },
         );
         let room = h.room_created("hs1");
         h.act(
             "hs2",
-            Action::Join {
-                user: "@bob:hs2".into(),
-                room_id: room.clone(),
-                via: vec!["hs1".into()],
-            },
+            "@bob:hs2".into(),
+            Action::Join { room: room.clone(), via: vec!["hs1".into()] },
         );
         h.run(1_000);
         assert_eq!(h.failures(), Vec::<String>::new(), "v{version}");
         h.act(
             "hs1",
+            "@alice:hs1".into(),
             Action::Send {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
+                room: room.clone(),
                 event_type: "m.room.message".into(),
                 state_key: None,
                 content: message("hi bob"),
@@ -297,9 +289,9 @@ fn create_join_and_talk_across_two_servers() {
         );
         h.act(
             "hs2",
+            "@bob:hs2".into(),
             Action::Send {
-                user: "@bob:hs2".into(),
-                room_id: room.clone(),
+                room: room.clone(),
                 event_type: "m.room.message".into(),
                 state_key: None,
                 content: message("hi alice"),
@@ -333,9 +325,9 @@ fn send(
     let serde_json::Value::Object(content) = content else { panic!("content must be an object") };
     h.act(
         server,
+        user.into(),
         Action::Send {
-            user: user.into(),
-            room_id: room.into(),
+            room: room.into(),
             event_type: event_type.into(),
             state_key: state_key.map(str::to_owned),
             content,
@@ -348,23 +340,15 @@ fn room_with(names: &[&str], version: RoomVersion) -> (Harness, String) {
     let mut h = Harness::new(names);
     h.act(
         names[0],
-        Action::CreateRoom {
-            user: format!("@alice:{}", names[0]),
-            version,
-            public: true,
-            name: None,
-            topic: None,
-        },
+        format!("@alice:{}", names[0]),
+        Action::CreateRoom { version, public: true, name: None, topic: None },
     );
     let room = h.room_created(names[0]);
     for name in &names[1..] {
         h.act(
             name,
-            Action::Join {
-                user: format!("@bob:{name}"),
-                room_id: room.clone(),
-                via: vec![names[0].into()],
-            },
+            format!("@bob:{name}"),
+            Action::Join { room: room.clone(), via: vec![names[0].into()] },
         );
         h.run(2_000);
     }
@@ -390,22 +374,14 @@ fn remote_invite_then_join_across_three_servers() {
         let mut h = Harness::new(&["hs1", "hs2", "hs3"]);
         h.act(
             "hs1",
-            Action::CreateRoom {
-                user: "@alice:hs1".into(),
-                version,
-                public: false,
-                name: None,
-                topic: None,
-            },
+            "@alice:hs1".into(),
+            Action::CreateRoom { version, public: false, name: None, topic: None },
         );
         let room = h.room_created("hs1");
         h.act(
             "hs1",
-            Action::Invite {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                target: "@carol:hs3".into(),
-            },
+            "@alice:hs1".into(),
+            Action::Invite { room: room.clone(), target: "@carol:hs3".into() },
         );
         h.run(1_000);
         assert!(
@@ -415,21 +391,15 @@ fn remote_invite_then_join_across_three_servers() {
             "v{version}"
         );
         // No `via`: the invite names the server to join through.
-        h.act(
-            "hs3",
-            Action::Join { user: "@carol:hs3".into(), room_id: room.clone(), via: vec![] },
-        );
+        h.act("hs3", "@carol:hs3".into(), Action::Join { room: room.clone(), via: vec![] });
         h.run(1_000);
         h.act(
             "hs1",
-            Action::Invite {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                target: "@dan:hs2".into(),
-            },
+            "@alice:hs1".into(),
+            Action::Invite { room: room.clone(), target: "@dan:hs2".into() },
         );
         h.run(1_000);
-        h.act("hs2", Action::Join { user: "@dan:hs2".into(), room_id: room.clone(), via: vec![] });
+        h.act("hs2", "@dan:hs2".into(), Action::Join { room: room.clone(), via: vec![] });
         h.run(1_000);
         send(
             &mut h,
@@ -613,11 +583,8 @@ fn events_from_before_a_ban_are_soft_failed() {
         h.cut.insert(("hs2".into(), "hs1".into()));
         h.act(
             "hs1",
-            Action::Ban {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                target: "@bob:hs2".into(),
-            },
+            "@alice:hs1".into(),
+            Action::Ban { room: room.clone(), target: "@bob:hs2".into() },
         );
         send(
             &mut h,
@@ -751,11 +718,8 @@ fn an_upgrade_is_followed_by_both_servers() {
     let (mut h, room) = room_with(&names, RoomVersion::V10);
     h.act(
         "hs1",
-        Action::Upgrade {
-            user: "@alice:hs1".into(),
-            room_id: room.clone(),
-            version: RoomVersion::V12,
-        },
+        "@alice:hs1".into(),
+        Action::Upgrade { room: room.clone(), version: RoomVersion::V12 },
     );
     h.run(2_000);
     assert_eq!(h.failures(), Vec::<String>::new());
@@ -769,11 +733,8 @@ fn an_upgrade_is_followed_by_both_servers() {
     // Bob follows the tombstone.
     h.act(
         "hs2",
-        Action::Join {
-            user: "@bob:hs2".into(),
-            room_id: replacement.clone(),
-            via: vec!["hs1".into()],
-        },
+        "@bob:hs2".into(),
+        Action::Join { room: replacement.clone(), via: vec!["hs1".into()] },
     );
     h.run(2_000);
     assert_eq!(h.failures(), Vec::<String>::new());
@@ -866,13 +827,8 @@ fn knock_invite_reject_kick_and_redact() {
         let mut h = Harness::new(&["hs1", "hs2", "hs3"]);
         h.act(
             "hs1",
-            Action::CreateRoom {
-                user: "@alice:hs1".into(),
-                version,
-                public: false,
-                name: None,
-                topic: None,
-            },
+            "@alice:hs1".into(),
+            Action::CreateRoom { version, public: false, name: None, topic: None },
         );
         let room = h.room_created("hs1");
         send(
@@ -886,11 +842,8 @@ fn knock_invite_reject_kick_and_redact() {
         );
         h.act(
             "hs2",
-            Action::Knock {
-                user: "@bob:hs2".into(),
-                room_id: room.clone(),
-                via: vec!["hs1".into()],
-            },
+            "@bob:hs2".into(),
+            Action::Knock { room: room.clone(), via: vec!["hs1".into()] },
         );
         h.run(1_000);
         assert_eq!(
@@ -901,37 +854,25 @@ fn knock_invite_reject_kick_and_redact() {
         // The knock is approved by an invite, and Bob joins.
         h.act(
             "hs1",
-            Action::Invite {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                target: "@bob:hs2".into(),
-            },
+            "@alice:hs1".into(),
+            Action::Invite { room: room.clone(), target: "@bob:hs2".into() },
         );
         h.run(1_000);
         h.act(
             "hs2",
-            Action::Join {
-                user: "@bob:hs2".into(),
-                room_id: room.clone(),
-                via: vec!["hs1".into()],
-            },
+            "@bob:hs2".into(),
+            Action::Join { room: room.clone(), via: vec!["hs1".into()] },
         );
         h.run(1_000);
         assert_eq!(membership(&h, "hs1", &room, "@bob:hs2").as_deref(), Some("join"), "v{version}");
         // Carol is invited and declines through make_leave/send_leave.
         h.act(
             "hs1",
-            Action::Invite {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                target: "@carol:hs3".into(),
-            },
+            "@alice:hs1".into(),
+            Action::Invite { room: room.clone(), target: "@carol:hs3".into() },
         );
         h.run(1_000);
-        h.act(
-            "hs3",
-            Action::Leave { user: "@carol:hs3".into(), room_id: room.clone(), via: vec![] },
-        );
+        h.act("hs3", "@carol:hs3".into(), Action::Leave { room: room.clone(), via: vec![] });
         h.run(1_000);
         assert_eq!(
             membership(&h, "hs1", &room, "@carol:hs3").as_deref(),
@@ -950,14 +891,7 @@ fn knock_invite_reject_kick_and_redact() {
         );
         let oops = created_by(&h, "hs2").last().cloned().unwrap();
         h.run(1_000);
-        h.act(
-            "hs2",
-            Action::Redact {
-                user: "@bob:hs2".into(),
-                room_id: room.clone(),
-                event_id: oops.clone(),
-            },
-        );
+        h.act("hs2", "@bob:hs2".into(), Action::Redact { room: room.clone(), event: oops.clone() });
         h.run(1_000);
         for server in ["hs1", "hs2"] {
             let stored = h.servers[server].store().event(&oops).unwrap();
@@ -967,11 +901,8 @@ fn knock_invite_reject_kick_and_redact() {
         // Alice kicks Bob; both servers agree.
         h.act(
             "hs1",
-            Action::Kick {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                target: "@bob:hs2".into(),
-            },
+            "@alice:hs1".into(),
+            Action::Kick { room: room.clone(), target: "@bob:hs2".into() },
         );
         h.run(1_000);
         assert_eq!(h.failures(), Vec::<String>::new(), "v{version}");
@@ -990,13 +921,8 @@ fn history_visibility_limits_what_backfill_returns() {
     let mut h = Harness::new(&["hs1", "hs2"]);
     h.act(
         "hs1",
-        Action::CreateRoom {
-            user: "@alice:hs1".into(),
-            version: RoomVersion::V11,
-            public: true,
-            name: None,
-            topic: None,
-        },
+        "@alice:hs1".into(),
+        Action::CreateRoom { version: RoomVersion::V11, public: true, name: None, topic: None },
     );
     let room = h.room_created("hs1");
     send(
@@ -1018,10 +944,7 @@ fn history_visibility_limits_what_backfill_returns() {
         serde_json::json!({"body": "secret before bob"}),
     );
     let secret = created_by(&h, "hs1").last().cloned().unwrap();
-    h.act(
-        "hs2",
-        Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec!["hs1".into()] },
-    );
+    h.act("hs2", "@bob:hs2".into(), Action::Join { room: room.clone(), via: vec!["hs1".into()] });
     h.run(1_000);
     send(
         &mut h,
@@ -1080,13 +1003,15 @@ fn a_hostile_peer_cannot_grow_the_waiting_set_without_bound() {
         Homeserver::new("hs1", key("hs1"), keys, config, Prng::from_seed(5), Instant::ZERO);
     let outputs = hs1.handle(
         Instant::ZERO,
-        Input::Action(Action::CreateRoom {
+        Input::Action {
             user: "@alice:hs1".into(),
-            version: RoomVersion::V12,
-            public: true,
-            name: None,
-            topic: None,
-        }),
+            action: Action::CreateRoom {
+                version: RoomVersion::V12,
+                public: true,
+                name: None,
+                topic: None,
+            },
+        },
     );
     let room = outputs
         .iter()
@@ -1283,11 +1208,8 @@ fn redacting_the_create_event_is_refused() {
         let before = created_by(&h, "hs1").len();
         h.act(
             "hs1",
-            Action::Redact {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                event_id: create.clone(),
-            },
+            "@alice:hs1".into(),
+            Action::Redact { room: room.clone(), event: create.clone() },
         );
         h.run(1_000);
         let failures = h.failures();
@@ -1464,22 +1386,14 @@ fn an_invited_server_is_not_in_the_room_until_its_join_went_through_a_resident()
         let mut h = Harness::new(&["hs1", "hs2"]);
         h.act(
             "hs1",
-            Action::CreateRoom {
-                user: "@alice:hs1".into(),
-                version,
-                public: false,
-                name: None,
-                topic: None,
-            },
+            "@alice:hs1".into(),
+            Action::CreateRoom { version, public: false, name: None, topic: None },
         );
         let room = h.room_created("hs1");
         h.act(
             "hs1",
-            Action::Invite {
-                user: "@alice:hs1".into(),
-                room_id: room.clone(),
-                target: "@bob:hs2".into(),
-            },
+            "@alice:hs1".into(),
+            Action::Invite { room: room.clone(), target: "@bob:hs2".into() },
         );
         h.run(1_000);
         send(
@@ -1494,7 +1408,7 @@ fn an_invited_server_is_not_in_the_room_until_its_join_went_through_a_resident()
         h.run(1_000);
         assert!(!resident(&h, "hs2", &room), "v{version}");
         assert_eq!(h.state("hs2", &room), None, "v{version}: hs2 took in the room's state");
-        h.act("hs2", Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec![] });
+        h.act("hs2", "@bob:hs2".into(), Action::Join { room: room.clone(), via: vec![] });
         h.run(1_000);
         assert_eq!(h.failures(), Vec::<String>::new(), "v{version}");
         assert_eq!(joined_observed(&h, "hs2"), 1, "v{version}: the join did not use send_join");
@@ -1510,7 +1424,7 @@ fn an_invited_server_is_not_in_the_room_until_its_join_went_through_a_resident()
 fn a_server_whose_user_left_rejoins_through_a_resident_that_knows_of_the_ban() {
     let names = ["hs1", "hs2", "hs3"];
     let (mut h, room) = public_room(&names);
-    h.act("hs2", Action::Leave { user: "@bob:hs2".into(), room_id: room.clone(), via: vec![] });
+    h.act("hs2", "@bob:hs2".into(), Action::Leave { room: room.clone(), via: vec![] });
     h.run(2_000);
     assert!(!resident(&h, "hs2", &room));
     for other in ["hs1", "hs3"] {
@@ -1519,12 +1433,12 @@ fn a_server_whose_user_left_rejoins_through_a_resident_that_knows_of_the_ban() {
     }
     h.act(
         "hs1",
-        Action::Ban { user: "@alice:hs1".into(), room_id: room.clone(), target: "@bob:hs2".into() },
+        "@alice:hs1".into(),
+        Action::Ban { room: room.clone(), target: "@bob:hs2".into() },
     );
     h.run_for(Duration::from_secs(5));
-    let join =
-        Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec!["hs1".into()] };
-    h.act("hs2", join.clone());
+    let join = Action::Join { room: room.clone(), via: vec!["hs1".into()] };
+    h.act("hs2", "@bob:hs2".into(), join.clone());
     h.run_for(Duration::from_secs(5));
     assert!(!resident(&h, "hs2", &room), "joined on a stale copy during the split");
     assert_eq!(
@@ -1536,7 +1450,7 @@ fn a_server_whose_user_left_rejoins_through_a_resident_that_knows_of_the_ban() {
     );
     h.cut.clear();
     h.run_for(Duration::from_secs(600));
-    h.act("hs2", join);
+    h.act("hs2", "@bob:hs2".into(), join);
     h.run_for(Duration::from_secs(60));
     assert!(!resident(&h, "hs2", &room), "joined although banned");
     let last = h.failures().last().cloned().unwrap();
@@ -1558,13 +1472,8 @@ fn knocks_and_leaves_try_every_via_server_and_are_recorded() {
     let mut h = Harness::new(&["hs1", "hs2", "hs3", "hs4"]);
     h.act(
         "hs1",
-        Action::CreateRoom {
-            user: "@alice:hs1".into(),
-            version: RoomVersion::V11,
-            public: false,
-            name: None,
-            topic: None,
-        },
+        "@alice:hs1".into(),
+        Action::CreateRoom { version: RoomVersion::V11, public: false, name: None, topic: None },
     );
     let room = h.room_created("hs1");
     send(
@@ -1579,11 +1488,8 @@ fn knocks_and_leaves_try_every_via_server_and_are_recorded() {
     // hs3 is not in the room: its 404 is recorded as a sentence, and hs1 is tried next.
     h.act(
         "hs2",
-        Action::Knock {
-            user: "@bob:hs2".into(),
-            room_id: room.clone(),
-            via: vec!["hs3".into(), "hs1".into()],
-        },
+        "@bob:hs2".into(),
+        Action::Knock { room: room.clone(), via: vec!["hs3".into(), "hs1".into()] },
     );
     h.run(1_000);
     assert_eq!(h.failures(), Vec::<String>::new());
@@ -1596,28 +1502,23 @@ fn knocks_and_leaves_try_every_via_server_and_are_recorded() {
     // from hs3: the inviter's server fails and Bob's server takes the leave.
     h.act(
         "hs1",
-        Action::Invite {
-            user: "@alice:hs1".into(),
-            room_id: room.clone(),
-            target: "@bob:hs2".into(),
-        },
+        "@alice:hs1".into(),
+        Action::Invite { room: room.clone(), target: "@bob:hs2".into() },
     );
     h.run(1_000);
-    h.act("hs2", Action::Join { user: "@bob:hs2".into(), room_id: room.clone(), via: vec![] });
+    h.act("hs2", "@bob:hs2".into(), Action::Join { room: room.clone(), via: vec![] });
     h.run(1_000);
     h.act(
         "hs1",
-        Action::Invite {
-            user: "@alice:hs1".into(),
-            room_id: room.clone(),
-            target: "@carol:hs3".into(),
-        },
+        "@alice:hs1".into(),
+        Action::Invite { room: room.clone(), target: "@carol:hs3".into() },
     );
     h.run(1_000);
     h.cut.insert(("hs3".into(), "hs1".into()));
     h.act(
         "hs3",
-        Action::Leave { user: "@carol:hs3".into(), room_id: room.clone(), via: vec!["hs2".into()] },
+        "@carol:hs3".into(),
+        Action::Leave { room: room.clone(), via: vec!["hs2".into()] },
     );
     h.run_for(Duration::from_secs(5));
     assert_eq!(h.failures(), Vec::<String>::new());
@@ -1630,18 +1531,12 @@ fn knocks_and_leaves_try_every_via_server_and_are_recorded() {
         .clone();
     assert_eq!(decisions_of(&h, "hs3", &leave), vec![Decision::Created]);
     // Readable reasons: a 404 from a server not in the room, and a time-out.
-    h.act(
-        "hs4",
-        Action::Knock { user: "@dan:hs4".into(), room_id: room.clone(), via: vec!["hs3".into()] },
-    );
+    h.act("hs4", "@dan:hs4".into(), Action::Knock { room: room.clone(), via: vec!["hs3".into()] });
     h.run(1_000);
     h.lossy_paths = vec!["/make_knock/"];
     h.loss = Some((Prng::from_seed(1), mxsim::stdx::Ratio::percent(100).unwrap()));
     h.lost_silently = true;
-    h.act(
-        "hs4",
-        Action::Knock { user: "@dan:hs4".into(), room_id: room.clone(), via: vec!["hs1".into()] },
-    );
+    h.act("hs4", "@dan:hs4".into(), Action::Knock { room: room.clone(), via: vec!["hs1".into()] });
     h.run_for(Duration::from_secs(60));
     assert_eq!(
         h.failures(),

@@ -174,7 +174,7 @@ end_ms = 20_000
     assert_eq!(
         failed,
         vec![(
-            "join by @bob:hs2".to_owned(),
+            "join main".to_owned(),
             "make_join via hs1: the server crashed before the answer".to_owned()
         )]
     );

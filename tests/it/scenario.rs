@@ -61,7 +61,7 @@ fn workload_expansion_is_deterministic_per_seed() {
         assert_ne!(once, other, "{file}: seeds 7 and 8 gave the same workload");
         assert!(once.windows(2).all(|w| w[0].at_ms <= w[1].at_ms), "{file}: unsorted");
         for step in &once {
-            let workload = parsed.workloads.iter().find(|w| w.room == step.action.room());
+            let workload = parsed.workloads.iter().find(|w| w.room == step.room());
             let workload = workload.unwrap();
             assert!(workload.start_ms < step.at_ms && step.at_ms < workload.end_ms, "{file}");
             assert_eq!(parsed.server_of(&step.user), Some(step.server.as_str()), "{file}");

@@ -16,7 +16,14 @@ const LAYERS: &[(u8, &str, &[&str])] = &[
     (
         2,
         "scenario",
-        &["stdx", "net", "matrix::ids", "matrix::room_version", "matrix::canonical_json"],
+        &[
+            "stdx",
+            "net",
+            "matrix::ids",
+            "matrix::room_version",
+            "matrix::canonical_json",
+            "matrix::action",
+        ],
     ),
     (2, "synth", &["stdx", "matrix"]),
     (2, "trace", &["stdx", "matrix", "net"]),

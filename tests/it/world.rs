@@ -7,15 +7,18 @@ use mxsim::matrix::canonical_json::Object;
 use mxsim::net::{Fault, FaultSchedule, NetConfig, NodeName};
 use mxsim::stdx::Instant;
 use mxsim::trace::{Body, CheckSettings, Decision};
-use mxsim::world::{Plan, PlanAction, PlanStep, run};
+use mxsim::world::{Plan, Step, StepAction, run};
 use serde_json::Value;
 
-fn step(at_ms: u64, server: &str, user: &str, action: PlanAction) -> PlanStep {
-    PlanStep {
+fn step(at_ms: u64, server: &str, user: &str, action: StepAction) -> Step {
+    // A create_room step names the room it makes: every plan here has one room, `main`.
+    let new_room = matches!(action, StepAction::CreateRoom { .. }).then(|| "main".to_owned());
+    Step {
         at_ms,
         server: server.into(),
         user: user.into(),
         action,
+        new_room,
         label: None,
         line: 0,
         expect: mxsim::scenario::StepExpect::Succeed,
@@ -23,11 +26,11 @@ fn step(at_ms: u64, server: &str, user: &str, action: PlanAction) -> PlanStep {
     }
 }
 
-fn message(room: &str, body: &str) -> PlanAction {
+fn message(room: &str, body: &str) -> StepAction {
     let mut content = Object::new();
     content.insert("msgtype".into(), Value::from("m.text"));
     content.insert("body".into(), Value::from(body));
-    PlanAction::Send {
+    StepAction::Send {
         room: room.into(),
         event_type: "m.room.message".into(),
         state_key: None,
@@ -44,8 +47,7 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
             0,
             "hs1",
             "@alice:hs1",
-            PlanAction::CreateRoom {
-                room: "main".into(),
+            StepAction::CreateRoom {
                 version: RoomVersion::V12,
                 public: true,
                 name: Some("Main".into()),
@@ -56,7 +58,7 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
             100,
             "hs2",
             "@bob:hs2",
-            PlanAction::Join { room: "main".into(), via: vec!["hs1".into()] },
+            StepAction::Join { room: "main".into(), via: vec!["hs1".into()] },
         ),
     ];
     for i in 0..10u64 {
@@ -67,7 +69,7 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
         3000,
         "hs1",
         "@alice:hs1",
-        PlanAction::Power { room: "main".into(), target: "@bob:hs2".into(), level: 50 },
+        StepAction::Power { room: "main".into(), target: "@bob:hs2".into(), level: 50 },
     ));
     Plan {
         scenario: "two-servers".into(),
@@ -185,7 +187,7 @@ fn a_server_that_leaves_and_rejoins_is_recorded_and_owed_only_what_came_while_jo
         6000,
         "hs2",
         "@bob:hs2",
-        PlanAction::Leave { room: "main".into(), via: vec![] },
+        StepAction::Leave { room: "main".into(), via: vec![] },
     ));
     for i in 0..4u64 {
         plan.steps.push(step(
@@ -199,7 +201,7 @@ fn a_server_that_leaves_and_rejoins_is_recorded_and_owed_only_what_came_while_jo
         9000,
         "hs2",
         "@bob:hs2",
-        PlanAction::Join { room: "main".into(), via: vec!["hs1".into()] },
+        StepAction::Join { room: "main".into(), via: vec!["hs1".into()] },
     ));
     for i in 0..3u64 {
         plan.steps.push(step(

@@ -80,17 +80,19 @@ impl Homeserver {
             Pending::Send { handshake, version, own } => {
                 self.on_send(now, handshake, version, own, answer, out)
             }
-            Pending::Invite { room_id, event_id, destination } => {
-                self.on_invite_answer(now, &room_id, &event_id, &destination, answer, out)
+            Pending::Invite { user, room_id, event_id, destination } => {
+                self.on_invite_answer(now, &user, &room_id, &event_id, &destination, answer, out)
             }
         }
     }
 
     /// The invited server's answer to `/invite`: the invite it signed is committed, or the
     /// failure is recorded against the action.
+    #[allow(clippy::too_many_arguments)]
     fn on_invite_answer(
         &mut self,
         now: Instant,
+        user: &str,
         room_id: &str,
         event_id: &EventId,
         destination: &str,
@@ -107,7 +109,8 @@ impl Homeserver {
         };
         if let Err(reason) = result {
             out.push(Output::Observed(Observation::ActionFailed {
-                action: "invite".into(),
+                user: user.to_owned(),
+                kind: ActionKind::Invite,
                 reason: format!("invite via {destination}: {reason}"),
             }));
         }

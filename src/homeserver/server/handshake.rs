@@ -6,18 +6,29 @@ use serde_json::Value;
 
 use super::{Handshake, Homeserver, Pending};
 use crate::homeserver::store::{Outcome, StateMap};
-use crate::homeserver::types::{Decision, Observation, Output};
+use crate::homeserver::types::{ActionKind, Decision, Observation, Output};
 use crate::homeserver::wire::{ErrorResponse, MakeMembership, Request, Response, SendJoin};
 use crate::matrix::canonical_json::Object;
 use crate::matrix::pdu::{self, Pdu};
 use crate::matrix::{EventId, RoomVersion};
 use crate::stdx::Instant;
 
-fn failed(out: &mut Vec<Output>, action: &str, reason: impl Into<String>) {
+fn failed(out: &mut Vec<Output>, user: &str, kind: ActionKind, reason: impl Into<String>) {
     out.push(Output::Observed(Observation::ActionFailed {
-        action: action.to_owned(),
+        user: user.to_owned(),
+        kind,
         reason: reason.into(),
     }));
+}
+
+/// The action a membership handshake carries out.
+pub(super) fn handshake_kind(membership: &str) -> ActionKind {
+    match membership {
+        "join" => ActionKind::Join,
+        "knock" => ActionKind::Knock,
+        "leave" => ActionKind::Leave,
+        other => unreachable!("no handshake for membership {other:?}"),
+    }
 }
 
 /// An error answer as a sentence: `404 M_NOT_FOUND this server is not in the room`.
@@ -142,8 +153,8 @@ impl Homeserver {
         handshake.failures.push(format!("{step}_{} via {server}: {reason}", handshake.membership));
         if handshake.candidates.is_empty() {
             self.end_handshake(&handshake.room_id, handshake.membership, false, now, out);
-            let action = format!("{} by {}", handshake.membership, handshake.user);
-            failed(out, &action, handshake.failures.join("; "));
+            let kind = handshake_kind(handshake.membership);
+            failed(out, &handshake.user, kind, handshake.failures.join("; "));
             return;
         }
         match signed {

@@ -123,27 +123,27 @@ impl Homeserver {
             .map(|_| ())
     }
 
+    /// Carries out `user`'s action; an error is the reason it failed, in one sentence.
     pub(super) fn act(
         &mut self,
         now: Instant,
-        action: Action,
+        user: &str,
+        action: Action<String, EventId>,
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
-        if !self.is_local_user(action.user()) {
-            return Err(format!("{} is not a user of {}", action.user(), self.name));
+        if !self.is_local_user(user) {
+            return Err(format!("{user} is not a user of {}", self.name));
         }
         match action {
-            Action::CreateRoom { user, version, public, name, topic } => {
-                self.create_room(now, &user, version, public, name, topic, None, out).map(|_| ())
+            Action::CreateRoom { version, public, name, topic } => {
+                self.create_room(now, user, version, public, name, topic, None, out).map(|_| ())
             }
-            Action::Upgrade { user, room_id, version } => {
-                self.upgrade(now, &user, &room_id, version, out)
-            }
-            Action::Send { user, room_id, event_type, state_key, content } => self
+            Action::Upgrade { room, version } => self.upgrade(now, user, &room, version, out),
+            Action::Send { room, event_type, state_key, content } => self
                 .create_event(
                     now,
-                    &room_id,
-                    &user,
+                    &room,
+                    user,
                     &event_type,
                     state_key.as_deref(),
                     content,
@@ -151,49 +151,76 @@ impl Homeserver {
                     out,
                 )
                 .map(|_| ()),
-            Action::Invite { user, room_id, target } => {
-                self.invite(now, &user, &room_id, &target, out)
+            Action::Message { room, body } => {
+                let mut content = Object::new();
+                content.insert("msgtype".into(), Value::from("m.text"));
+                content.insert("body".into(), Value::from(body));
+                self.create_event(now, &room, user, "m.room.message", None, content, &[], out)
+                    .map(|_| ())
             }
-            Action::Join { user, room_id, via } => self.join(now, &user, &room_id, via, out),
-            Action::Leave { user, room_id, via } => {
-                if self.is_resident(&room_id) {
-                    self.membership_event(now, &room_id, &user, &user, "leave", out)
+            Action::Power { room, target, level } => {
+                let content = self.power_levels_with(&room, &target, level)?;
+                let key = Some("");
+                self.create_event(now, &room, user, "m.room.power_levels", key, content, &[], out)
+                    .map(|_| ())
+            }
+            Action::Invite { room, target } => self.invite(now, user, &room, &target, out),
+            Action::Join { room, via } => self.join(now, user, &room, via, out),
+            Action::Leave { room, via } => {
+                if self.is_resident(&room) {
+                    self.membership_event(now, &room, user, user, "leave", out)
                 } else {
-                    self.remote_membership(now, &user, &room_id, via, "leave", out)
+                    self.remote_membership(now, user, &room, via, "leave", out)
                 }
             }
-            Action::Kick { user, room_id, target } | Action::Unban { user, room_id, target } => {
-                self.membership_event(now, &room_id, &user, &target, "leave", out)
+            Action::Kick { room, target } | Action::Unban { room, target } => {
+                self.membership_event(now, &room, user, &target, "leave", out)
             }
-            Action::Ban { user, room_id, target } => {
-                self.membership_event(now, &room_id, &user, &target, "ban", out)
+            Action::Ban { room, target } => {
+                self.membership_event(now, &room, user, &target, "ban", out)
             }
-            Action::Knock { user, room_id, via } => {
-                self.remote_membership(now, &user, &room_id, via, "knock", out)
+            Action::Knock { room, via } => {
+                self.remote_membership(now, user, &room, via, "knock", out)
             }
-            Action::Redact { user, room_id, event_id } => {
+            Action::Redact { room, event } => {
                 // Synapse refuses a local redaction of the create event before it is sent
                 // (`EventCreationHandler.persist_and_notify_client_events`,
                 // synapse/handlers/message.py).
-                if self.store.pdu(&event_id).is_some_and(|p| p.event_type() == "m.room.create") {
+                if self.store.pdu(&event).is_some_and(|p| p.event_type() == "m.room.create") {
                     return Err("Redacting create events is not permitted".into());
                 }
                 let mut content = Object::new();
-                content.insert("redacts".into(), Value::from(event_id.as_str()));
+                content.insert("redacts".into(), Value::from(event.as_str()));
                 let pdu = self.create_event(
                     now,
-                    &room_id,
-                    &user,
+                    &room,
+                    user,
                     "m.room.redaction",
                     None,
                     content,
                     &[],
                     out,
                 )?;
-                self.apply_redaction(&room_id, &pdu, out);
+                self.apply_redaction(&room, &pdu, out);
                 Ok(())
             }
         }
+    }
+
+    /// The room's current power levels as this server sees them, with `target`'s entry in
+    /// `users` set to `level` (the `power` action; every other field stays as it is).
+    fn power_levels_with(&self, room_id: &str, target: &str, level: i64) -> Result<Object, String> {
+        let state = self.current_state(room_id).ok_or("this server is not in the room")?;
+        let key = ("m.room.power_levels".to_owned(), String::new());
+        let id = state.get(&key).ok_or("the room has no power levels")?;
+        let pdu = self.store.pdu(id).ok_or("the power levels event is not stored")?;
+        let mut content = pdu.content().clone();
+        let users = content.entry("users").or_insert_with(|| Value::Object(Object::new()));
+        let Value::Object(users) = users else {
+            return Err("the power levels' `users` is not an object".into());
+        };
+        users.insert(target.to_owned(), Value::from(level));
+        Ok(content)
     }
 
     /// The spec's creation order (events.md §9): the create event, the creator's join,
@@ -371,6 +398,7 @@ impl Homeserver {
             invite_room_state: stripped,
         };
         let pending = Pending::Invite {
+            user: user.to_owned(),
             room_id: room_id.to_owned(),
             event_id: pdu.event_id().clone(),
             destination: target_server.clone(),
@@ -477,9 +505,9 @@ impl Homeserver {
         self.start_handshake(now, handshake, out)
     }
 
-    /// What this server is in the middle of for its users (membership handshakes),
-    /// as (action, reason) pairs: what fails if the server crashes now.
-    pub fn actions_in_flight(&self) -> Vec<(String, String)> {
+    /// What this server is in the middle of for its users (membership handshakes), as
+    /// (user, kind, reason) triples: what fails if the server crashes now.
+    pub fn actions_in_flight(&self) -> Vec<(String, ActionKind, String)> {
         self.requests
             .values()
             .filter_map(|(pending, _)| {
@@ -493,7 +521,7 @@ impl Homeserver {
                     "{step}_{} via {server}: the server crashed before the answer",
                     h.membership
                 );
-                Some((format!("{} by {}", h.membership, h.user), reason))
+                Some((h.user.clone(), handshake::handshake_kind(h.membership), reason))
             })
             .collect()
     }

@@ -77,10 +77,10 @@ impl Builder<'_> {
             else {
                 return Err(self.error(span(label), format!("unknown label {label_text:?}")));
             };
-            if step.step.action.room() != room {
+            if step.step.room() != room {
                 let problem = format!(
                     "label {label_text:?} names an event of room {:?}, not {room:?}",
-                    step.step.action.room()
+                    step.step.room()
                 );
                 return Err(self.error(span(label), problem));
             }

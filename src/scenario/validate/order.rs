@@ -24,7 +24,7 @@ impl Builder<'_> {
         let Labels { created, rooms, labels } = self.labels(pending)?;
         for index in 0..pending.len() {
             let p = &pending[index];
-            let room = p.step.action.room();
+            let room = p.step.room();
             let creator = match p.step.action {
                 StepAction::CreateRoom { .. } => index,
                 _ => match created.get(room) {
@@ -47,7 +47,7 @@ impl Builder<'_> {
                 );
                 return Err(self.error(p.room_span.clone(), problem));
             }
-            if let StepAction::Redact { target_label, .. } = &p.step.action {
+            if let StepAction::Redact { event: target_label, .. } = &p.step.action {
                 let Some(&target) = labels.get(target_label) else {
                     let problem = format!("redacts unknown label {target_label:?}");
                     return Err(self.error(p.detail_span.clone(), problem));
@@ -62,7 +62,7 @@ impl Builder<'_> {
                     return Err(self.error(p.detail_span.clone(), problem));
                 }
                 // An upgrade's label names its tombstone, in the old room.
-                let target_room = other.step.action.room();
+                let target_room = other.step.room();
                 if target_room != room {
                     let problem = format!(
                         "redacts {target_label:?}, an event of room {target_room:?}, not {room:?}"
@@ -73,11 +73,9 @@ impl Builder<'_> {
             // A user on another server joins through the room's creating server unless told.
             let home = pending[creator].step.server.clone();
             let p = &mut pending[index];
-            if let StepAction::Join { via, .. }
-            | StepAction::Leave { via, .. }
-            | StepAction::Knock { via, .. } = &mut p.step.action
-            {
-                if via.is_empty() && p.step.server != home {
+            let remote = p.step.server != home;
+            if let Some(via) = p.step.action.via_mut() {
+                if via.is_empty() && remote {
                     via.push(home);
                 }
             }
@@ -93,9 +91,11 @@ impl Builder<'_> {
         let mut rooms: Vec<RoomInfo> = Vec::new();
         let mut labels: BTreeMap<String, usize> = BTreeMap::new();
         for (index, p) in pending.iter().enumerate() {
-            let new = match &p.step.action {
-                StepAction::CreateRoom { room, version, .. } => Some((room, version, &p.room_span)),
-                StepAction::Upgrade { new_room, version, .. } => {
+            let new = match (&p.step.action, &p.step.new_room) {
+                (StepAction::CreateRoom { version, .. }, Some(room)) => {
+                    Some((room, version, &p.room_span))
+                }
+                (StepAction::Upgrade { version, .. }, Some(new_room)) => {
                     Some((new_room, version, &p.detail_span))
                 }
                 _ => None,

@@ -41,6 +41,7 @@ impl Builder<'_> {
                 at_ms,
                 server: self.user_server[user].clone(),
                 user: user.to_owned(),
+                new_room: matches!(action, StepAction::CreateRoom { .. }).then(|| label.clone()),
                 action,
                 label: None,
                 line,
@@ -56,7 +57,6 @@ impl Builder<'_> {
             start,
             &creator,
             StepAction::CreateRoom {
-                room: label.clone(),
                 version,
                 public: room.public,
                 name: room.name.clone(),

@@ -85,6 +85,7 @@ impl Builder<'_> {
                     server,
                     user,
                     action,
+                    new_room: None,
                     label: None,
                     line,
                     expect,

@@ -53,7 +53,7 @@ impl Builder<'_> {
         // Every required field is present from here on.
         let room_field = t.room.as_ref().unwrap();
         let room = self.label(room_field, "room label")?;
-        let action = self.step_action(t, kind, room)?;
+        let (action, new_room) = self.step_action(t, kind, room)?;
         let label = match &t.label {
             Some(label) => Some(self.label(label, "label")?),
             None => None,
@@ -63,7 +63,7 @@ impl Builder<'_> {
         let detail = t.redacts.as_ref().or(t.new_room.as_ref()).map_or(header.clone(), span);
         let line = self.at.line_of(header.start);
         Ok(Pending {
-            step: Step { at_ms, server, user, action, label, line, expect, retries },
+            step: Step { at_ms, server, user, action, new_room, label, line, expect, retries },
             span: header.clone(),
             room_span: span(room_field),
             label_span: t.label.as_ref().map_or(header, span),
@@ -116,9 +116,14 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// The action a step table describes; `check_action_fields` has run, so every
-    /// required field is present.
-    fn step_action(&self, t: &StepTable, kind: &str, room: String) -> Result<StepAction> {
+    /// The action a step table describes, and the label of the room it creates;
+    /// `check_action_fields` has run, so every required field is present.
+    fn step_action(
+        &self,
+        t: &StepTable,
+        kind: &str,
+        room: String,
+    ) -> Result<(StepAction, Option<String>)> {
         let text = |field: &Option<Spanned<String>>| field.as_ref().unwrap().get_ref().clone();
         let target = || self.known_user(t.target.as_ref().unwrap()).map(|(id, _)| id);
         let via = || -> Result<Vec<String>> {
@@ -126,13 +131,15 @@ impl Builder<'_> {
             list.get_ref().iter().map(|server| self.known_server(server)).collect()
         };
         let action = match kind {
-            "create_room" => StepAction::CreateRoom {
-                room,
-                version: self.room_version(t.version.as_ref())?,
-                public: t.public.as_ref().is_some_and(|p| *p.get_ref()),
-                name: t.name.as_ref().map(|n| n.get_ref().clone()),
-                topic: t.topic.as_ref().map(|n| n.get_ref().clone()),
-            },
+            "create_room" => {
+                let action = StepAction::CreateRoom {
+                    version: self.room_version(t.version.as_ref())?,
+                    public: t.public.as_ref().is_some_and(|p| *p.get_ref()),
+                    name: t.name.as_ref().map(|n| n.get_ref().clone()),
+                    topic: t.topic.as_ref().map(|n| n.get_ref().clone()),
+                };
+                return Ok((action, Some(room)));
+            }
             "send" => {
                 let event_type = t.event_type.as_ref().unwrap();
                 if event_type.get_ref().is_empty() {
@@ -159,13 +166,13 @@ impl Builder<'_> {
             "knock" => StepAction::Knock { room, via: via()? },
             "redact" => StepAction::Redact {
                 room,
-                target_label: self.label(t.redacts.as_ref().unwrap(), "label")?,
+                event: self.label(t.redacts.as_ref().unwrap(), "label")?,
             },
-            "upgrade" => StepAction::Upgrade {
-                room,
-                version: self.room_version(t.version.as_ref())?,
-                new_room: self.label(t.new_room.as_ref().unwrap(), "room label")?,
-            },
+            "upgrade" => {
+                let new_room = self.label(t.new_room.as_ref().unwrap(), "room label")?;
+                let version = self.room_version(t.version.as_ref())?;
+                return Ok((StepAction::Upgrade { room, version }, Some(new_room)));
+            }
             "power" => StepAction::Power {
                 room,
                 target: target()?,
@@ -173,7 +180,7 @@ impl Builder<'_> {
             },
             _ => unreachable!("action {kind} is in ACTION_FIELDS"),
         };
-        Ok(action)
+        Ok((action, None))
     }
 
     fn step_expect(&self, t: &StepTable) -> Result<StepExpect> {

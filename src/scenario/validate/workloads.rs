@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::{Builder, Pending, Result, span};
 use crate::scenario::file::{MixTable, WorkloadTable};
-use crate::scenario::{DURATION_MS_MAX, Mix, RoomInfo, StepAction, WORKLOAD_ACTIONS_MAX, Workload};
+use crate::scenario::{DURATION_MS_MAX, Mix, RoomInfo, WORKLOAD_ACTIONS_MAX, Workload};
 
 /// The largest weight of one kind of workload action.
 const WEIGHT_MAX: u64 = 1_000_000;
@@ -29,11 +29,7 @@ impl Builder<'_> {
         let end_ms = self.time(&w.end_ms, "end_ms")?;
         let created_at = pending
             .iter()
-            .find(|p| match &p.step.action {
-                StepAction::CreateRoom { room: r, .. }
-                | StepAction::Upgrade { new_room: r, .. } => *r == room,
-                _ => false,
-            })
+            .find(|p| p.step.new_room.as_deref() == Some(room.as_str()))
             .map(|p| p.step.at_ms)
             .unwrap();
         if created_at > start_ms {
