@@ -357,27 +357,12 @@ pub fn memberships(trace: &Trace) -> BTreeMap<(String, String), Vec<Membership>>
     for record in &trace.records {
         let (room, server, joined) = match &record.body {
             Body::Joined { room, server, .. } => (room.clone(), server.clone(), true),
+            Body::Left { room, server } => (room.clone(), server.clone(), false),
             Body::State { room, server, .. } => {
                 first_state.entry((room, server)).or_insert(record.t);
                 continue;
             }
-            // The busiest record kinds are skipped without a look at their JSON form.
-            Body::Send { .. }
-            | Body::Deliver { .. }
-            | Body::Drop { .. }
-            | Body::Event { .. }
-            | Body::Commit { .. }
-            | Body::Final { .. } => continue,
-            other => match record_kind(other) {
-                Some((kind, fields)) if kind == "left" => {
-                    let text = |key: &str| fields.get(key).and_then(Value::as_str);
-                    match (text("room"), text("server")) {
-                        (Some(room), Some(server)) => (room.to_owned(), server.to_owned(), false),
-                        _ => continue,
-                    }
-                }
-                _ => continue,
-            },
+            _ => continue,
         };
         let spans = out.entry((room, server)).or_default();
         let open = spans.last().is_some_and(|span| span.end_ms.is_none());
@@ -486,11 +471,16 @@ mod tests {
             room: "!r".into(),
             state_hash: "h".into(),
         };
+        let left = |server: &str| Body::Left { server: server.into(), room: "!r".into() };
         let spans = memberships(&trace(vec![
             (5, joined("hs1")),
             (7, state("hs1")),
             (9, state("hs2")),
             (20, joined("hs1")),
+            (30, joined("hs3")),
+            (40, left("hs3")),
+            (45, left("hs3")),
+            (50, joined("hs3")),
         ]));
         let open = |start_ms| vec![Membership { start_ms, end_ms: None }];
         // A second `joined` while joined changes nothing.
@@ -499,7 +489,18 @@ mod tests {
         assert_eq!(spans[&("!r".to_owned(), "hs2".to_owned())], open(9));
         assert!(spans[&("!r".to_owned(), "hs1".to_owned())][0].covers(99));
         assert!(!spans[&("!r".to_owned(), "hs2".to_owned())][0].covers(8));
-        assert_eq!(spans.len(), 2);
+        // A `left` record closes the span (a second one changes nothing); a later
+        // `joined` opens a new one: hs3 was out of the room from 40 to 50 ms.
+        let hs3 = &spans[&("!r".to_owned(), "hs3".to_owned())];
+        assert_eq!(
+            *hs3,
+            vec![
+                Membership { start_ms: 30, end_ms: Some(40) },
+                Membership { start_ms: 50, end_ms: None }
+            ]
+        );
+        assert!(hs3.iter().any(|m| m.covers(35)) && !hs3.iter().any(|m| m.covers(45)));
+        assert_eq!(spans.len(), 3);
     }
 
     #[test]

@@ -1223,6 +1223,83 @@ fn redacting_the_create_event_is_refused() {
     }
 }
 
+/// A redaction of the create event that arrives over federation is accepted as an event
+/// but never applied (Synapse `_maybe_redact_event_row`); the same server's redaction of
+/// an ordinary event of its own is applied, so the mechanism is live.
+#[test]
+fn a_received_redaction_of_the_create_event_is_never_applied() {
+    for version in [RoomVersion::V10, RoomVersion::V12] {
+        let (mut h, room) = room_with(&["hs1", "hs2"], version);
+        let create = created_by(&h, "hs1").first().cloned().unwrap();
+        send(
+            &mut h,
+            "hs1",
+            "@alice:hs1",
+            &room,
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "x"}),
+        );
+        h.run(1_000);
+        let message = created_by(&h, "hs1").last().cloned().unwrap();
+        let rules = version.rules();
+        // Redactions built by hand as hs1 would, on hs2's current state: alice is the
+        // creator and the redaction's server is the target's server (allowed either way).
+        let redaction = |target: &mxsim::matrix::EventId, h: &Harness, depth: i64| {
+            let state = h.state("hs2", &room).unwrap();
+            let auth: Vec<String> = [
+                ("m.room.create", ""),
+                ("m.room.power_levels", ""),
+                ("m.room.member", "@alice:hs1"),
+            ]
+            .iter()
+            .filter(|(t, _)| !(rules.room_id_is_create_event_hash && *t == "m.room.create"))
+            .map(|(t, k)| state[&((*t).to_owned(), (*k).to_owned())].as_str().to_owned())
+            .collect();
+            let prev: Vec<String> = h.servers["hs2"]
+                .room_views()
+                .into_iter()
+                .find(|v| v.room_id == room)
+                .unwrap()
+                .forward_extremities
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect();
+            let mut event = serde_json::json!({
+                "type": "m.room.redaction", "sender": "@alice:hs1", "room_id": room,
+                "content": {"redacts": target.as_str()}, "redacts": target.as_str(),
+                "origin_server_ts": 1_700_000_100_000_i64, "depth": depth,
+                "prev_events": prev, "auth_events": auth,
+            });
+            if rules.redacts_in_content {
+                event.as_object_mut().unwrap().remove("redacts");
+            }
+            let serde_json::Value::Object(object) = event else { unreachable!() };
+            mxsim::matrix::pdu::build_signed(rules, object, "hs1", &key("hs1")).unwrap()
+        };
+        let of_create = redaction(&create, &h, 1_000);
+        push_transaction(&mut h, "hs1", "hs2", "redact-create", vec![of_create.json().clone()]);
+        h.run(1_000);
+        let stored =
+            h.servers["hs2"].store().event(of_create.event_id()).map(|e| e.outcome.clone());
+        assert_eq!(stored, Some(mxsim::homeserver::store::Outcome::accepted()), "v{version}");
+        assert!(!h.servers["hs2"].store().event(&create).unwrap().redacted, "v{version}");
+        let of_message = redaction(&message, &h, 1_001);
+        push_transaction(&mut h, "hs1", "hs2", "redact-message", vec![of_message.json().clone()]);
+        h.run(1_000);
+        assert!(h.servers["hs2"].store().event(&message).unwrap().redacted, "v{version}");
+        let redacted: Vec<&mxsim::matrix::EventId> = h
+            .observations
+            .iter()
+            .filter_map(|(s, o)| match o {
+                Observation::Redacted { event_id, .. } if s == "hs2" => Some(event_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(redacted, vec![&message], "v{version}: only the message was redacted");
+    }
+}
+
 /// The JSON of an event as `server` stores it.
 fn stored_json(h: &Harness, server: &str, id: &mxsim::matrix::EventId) -> Object {
     h.servers[server].store().pdu(id).unwrap().json().clone()

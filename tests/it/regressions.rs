@@ -179,3 +179,78 @@ end_ms = 20_000
         )]
     );
 }
+
+/// A server's own `config` takes effect in a run: hs2's requests time out after 2 s, hs3's
+/// after the default 30 s, both joining through hs1 across a partition.
+#[test]
+fn a_servers_own_settings_take_effect() {
+    let text = r#"
+name = "own-settings"
+
+[[server]]
+name = "hs1"
+users = ["alice"]
+
+[[server]]
+name = "hs2"
+users = ["bob"]
+config = { request_timeout_ms = 2_000 }
+
+[[server]]
+name = "hs3"
+users = ["carol"]
+
+[[step]]
+at_ms = 0
+user = "@alice:hs1"
+action = "create_room"
+room = "main"
+public = true
+
+[[fault]]
+type = "partition"
+start_ms = 1_000
+end_ms = 60_000
+groups = [["hs1"], ["hs2", "hs3"]]
+
+[[step]]
+at_ms = 5_000
+user = "@bob:hs2"
+action = "join"
+room = "main"
+expect = "fail"
+
+[[step]]
+at_ms = 5_000
+user = "@carol:hs3"
+action = "join"
+room = "main"
+expect = "fail"
+"#;
+    let scenario = mxsim::scenario::parse("own-settings.toml", text).unwrap();
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let output = world::run(&plan).unwrap();
+    let failed: Vec<(u64, String, String)> = output
+        .trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::ActionFailed { server, reason, .. } => {
+                Some((r.t, server.clone(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let shown: Vec<(&str, &str)> =
+        failed.iter().map(|(_, server, reason)| (server.as_str(), reason.as_str())).collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("hs2", "make_join via hs1: no answer within 2 s"),
+            ("hs3", "make_join via hs1: no answer within 30 s"),
+        ]
+    );
+    // Each failed when its own time-out ran out after the request went out at 5 s.
+    assert!((7_000..7_100).contains(&failed[0].0), "{failed:?}");
+    assert!((35_000..35_100).contains(&failed[1].0), "{failed:?}");
+}
