@@ -511,6 +511,8 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
         | Body::Redacted { server, .. }
         | Body::Invited { server, .. }
         | Body::Upgraded { server, .. }
+        | Body::PeerDown { server, .. }
+        | Body::PeerUp { server, .. }
         | Body::Commit { server, .. }
         | Body::Final { server, .. } => vec![server.as_str()],
         Body::Send { from, to, .. } => vec![from.as_str(), to.as_str()],

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::homeserver::outbound::{self, Outbound, OutboundAction};
+use crate::homeserver::outbound::{self, Outbound, OutboundAction, ResponseOutcome};
 use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store, StoredEvent};
 use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
@@ -154,6 +154,9 @@ pub struct Homeserver {
     /// Room → (the current state group last looked at, whether it has a joined member of
     /// this server): what [`Homeserver::observe_membership`] compares with.
     membership_seen: BTreeMap<String, (Option<StateGroupId>, bool)>,
+    /// Destinations outbound delivery has marked down (volatile, as the outbound state
+    /// is): what [`Observation::PeerDown`] and [`Observation::PeerUp`] report changes of.
+    peers_down: BTreeSet<String>,
 }
 
 /// One room as a server holds it, read-only ([`Homeserver::room_views`]).
@@ -319,6 +322,7 @@ impl Homeserver {
             committed: Vec::new(),
             skew_ms: 0,
             membership_seen: BTreeMap::new(),
+            peers_down: BTreeSet::new(),
         };
         // What the store says now is the starting point, not a change: a restart records
         // no join or leave (one lost with uncommitted state is not recorded either).
@@ -379,6 +383,9 @@ impl Homeserver {
                 // A peer that talks to us is up: resume delivery to it at once ([impl]
                 // Synapse does the same when a transaction arrives).
                 self.outbound.mark_up(&origin, now);
+                if self.peers_down.remove(&origin) {
+                    out.push(Output::Observed(Observation::PeerUp { peer: origin.clone() }));
+                }
                 let response = self.serve(now, &origin, &request, &mut out);
                 out.push(Output::Response { origin, id, response });
             }

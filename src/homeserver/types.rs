@@ -72,6 +72,11 @@ pub enum Observation {
     Redacted { room_id: String, event_id: EventId, redaction: EventId },
     /// A room was upgraded here: `room_id` is replaced by `replacement`.
     Upgraded { room_id: String, replacement: String },
+    /// Outbound delivery marked `peer` down: a transaction to it failed once more than
+    /// `retries_max` allows; from now on it gets only a catch-up probe now and then.
+    PeerDown { peer: String },
+    /// A peer marked down is up again: a transaction to it arrived, or it sent a request.
+    PeerUp { peer: String },
 }
 
 /// Content helpers.

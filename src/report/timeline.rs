@@ -1,7 +1,7 @@
 //! `timeline.svg`: one swim lane per server on one time axis in seconds, with the fault
 //! windows as bands across all lanes. Each lane has three rows: events (created, received,
 //! rejected, soft-failed, dropped), network (requests sent, answers received, copies lost,
-//! retries with the back-off before them) and state (current-state changes, the span the
+//! retries with the back-off before them, peers marked down and up again) and state (current-state changes, the span the
 //! server was joined); crashes and pauses shade the lane.
 //!
 //! A mark stands for everything of its kind that fell into one pixel column, so the
@@ -11,8 +11,8 @@
 //! off on a small side, crashed, paused, diverging or named by a violation).
 //!
 //! Retries are read from the trace: a request line sent again to the same destination
-//! while the earlier copy was never answered. The trace does not record when a sender
-//! marks a destination down; a run of retries with growing back-off is how it shows.
+//! while the earlier copy was never answered. When a sender marks a destination down
+//! (`peer_down`) and when it is up again (`peer_up`) are marks of the network row.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,7 +34,7 @@ const LANE_H: f64 = ROW_H * 3.0 + 7.0;
 const GROUP_H: f64 = 18.0;
 
 /// Mark kinds, in drawing order: (row, colour, legend text).
-const KINDS: [(usize, &str, &str); 10] = [
+const KINDS: [(usize, &str, &str); 12] = [
     (0, "#555555", "received"),
     (0, "#1b1b1b", "created"),
     (0, svg::REJECTED, "rejected"),
@@ -45,6 +45,8 @@ const KINDS: [(usize, &str, &str); 10] = [
     (1, svg::REJECTED, "copy lost"),
     (1, "#9467bd", "retry"),
     (2, "#000000", "state changed"),
+    (1, "#8c2d04", "marked a peer down"),
+    (1, "#17becf", "peer up again"),
 ];
 const RECEIVED: usize = 0;
 const CREATED: usize = 1;
@@ -56,6 +58,8 @@ const ANSWERED: usize = 6;
 const LOST: usize = 7;
 const RETRY: usize = 8;
 const STATE: usize = 9;
+const PEER_DOWN: usize = 10;
+const PEER_UP: usize = 11;
 
 /// What one server did, bucketed by pixel column.
 #[derive(Default)]
@@ -159,6 +163,8 @@ fn lanes(trace: &Trace, scale: &Scale) -> BTreeMap<String, Lane> {
                 bump(&mut lanes, server, kind, t);
             }
             Body::State { server, .. } => bump(&mut lanes, server, STATE, t),
+            Body::PeerDown { server, .. } => bump(&mut lanes, server, PEER_DOWN, t),
+            Body::PeerUp { server, .. } => bump(&mut lanes, server, PEER_UP, t),
             Body::Send { msg, from, to, what, request, .. } => {
                 if what.starts_with("response") {
                     messages.insert(*msg, (from.clone(), None, *request));

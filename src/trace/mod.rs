@@ -297,6 +297,12 @@ pub enum Body {
     Invited { server: String, room: String, user: String, event_id: String },
     /// The room was upgraded to `replacement` here.
     Upgraded { server: String, room: String, replacement: String },
+    /// The server's outbound delivery marked `peer` down (too many failed retries of a
+    /// transaction): it only probes it now and then.
+    PeerDown { server: String, peer: String },
+    /// A peer the server had marked down is up again (a transaction arrived, or the peer
+    /// sent a request).
+    PeerUp { server: String, peer: String },
     /// The server committed its store with these events newly durable.
     Commit { server: String, event_ids: Vec<String> },
     /// At the end of the run: one server's view of one room.

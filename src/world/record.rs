@@ -88,6 +88,8 @@ impl Shared {
                 user,
                 event_id: event_id.as_str().to_owned(),
             },
+            Observation::PeerDown { peer } => Body::PeerDown { server, peer },
+            Observation::PeerUp { peer } => Body::PeerUp { server, peer },
             Observation::Upgraded { room_id, replacement } => {
                 if let Some(Step {
                     action: StepAction::Upgrade { .. }, new_room: Some(room), ..

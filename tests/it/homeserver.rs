@@ -1623,3 +1623,37 @@ fn knocks_and_leaves_try_every_via_server_and_are_recorded() {
         ]
     );
 }
+
+/// Outbound delivery's down and up, as observations: a peer that fails every retry is
+/// reported down once (however long it stays down), and up again as soon as it talks to
+/// the server.
+#[test]
+fn a_peer_marked_down_is_reported_and_reported_up_when_it_talks_again() {
+    let (mut h, room) = room_with(&["hs1", "hs2"], RoomVersion::V11);
+    let peer_changes = |h: &Harness| -> Vec<(String, String)> {
+        h.observations
+            .iter()
+            .filter_map(|(s, o)| match o {
+                Observation::PeerDown { peer } => Some((s.clone(), format!("down {peer}"))),
+                Observation::PeerUp { peer } => Some((s.clone(), format!("up {peer}"))),
+                _ => None,
+            })
+            .collect()
+    };
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    h.cut.insert(("hs2".into(), "hs1".into()));
+    let body = serde_json::json!({"body": "into the void"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
+    // Eleven failures with back-off up to 60 s take a few minutes; then probes every 5 min.
+    h.run_for(Duration::from_secs(1_800));
+    assert_eq!(peer_changes(&h), vec![("hs1".to_owned(), "down hs2".to_owned())]);
+    h.cut.clear();
+    let body = serde_json::json!({"body": "back"});
+    send(&mut h, "hs2", "@bob:hs2", &room, "m.room.message", None, body);
+    h.run_for(Duration::from_secs(60));
+    assert_eq!(
+        peer_changes(&h),
+        vec![("hs1".to_owned(), "down hs2".to_owned()), ("hs1".to_owned(), "up hs2".to_owned())]
+    );
+    assert_converged(&h, &room, &["hs1", "hs2"], "after the peer came back");
+}

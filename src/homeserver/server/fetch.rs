@@ -36,7 +36,21 @@ impl Homeserver {
         match pending {
             Pending::Transaction { destination, txn_id } => {
                 let ok = matches!(response, Some(Response::SendTransaction { .. }));
-                self.outbound.on_response(&destination, &txn_id, now, ok);
+                match self.outbound.on_response(&destination, &txn_id, now, ok) {
+                    ResponseOutcome::MarkedDown { .. } => {
+                        if self.peers_down.insert(destination.clone()) {
+                            let peer = destination;
+                            out.push(Output::Observed(Observation::PeerDown { peer }));
+                        }
+                    }
+                    ResponseOutcome::Delivered => {
+                        if self.peers_down.remove(&destination) {
+                            let peer = destination;
+                            out.push(Output::Observed(Observation::PeerUp { peer }));
+                        }
+                    }
+                    ResponseOutcome::RetryAt(_) | ResponseOutcome::Stale => {}
+                }
             }
             Pending::MissingEvents { room_id } => {
                 if let Some(Response::GetMissingEvents { events }) = response {
