@@ -497,13 +497,16 @@ fn lane_marks(out: &mut String, row: &Row, lanes: &BTreeMap<String, Lane>, y: f6
             RECEIVED => (y + 3.0, ROW_H - 5.0),
             _ => (y + row_index as f64 * ROW_H + 2.0, ROW_H - 3.0),
         };
+        // A peer marked down or up is rare and telling: a wider mark, so that one stands
+        // out among the network row's requests.
+        let width = if matches!(kind, PEER_DOWN | PEER_UP) { "4" } else { "1.5" };
         let mut body = String::new();
         for (&column, &count) in marks {
             // Darker means more; a single server's marks are solid.
             let level = if single { 4 } else { (count * 4).div_ceil(max).clamp(1, 4) };
             let _ = write!(
                 body,
-                "<rect x=\"{}\" y=\"{}\" width=\"1.5\" height=\"{}\" fill-opacity=\"{}\"/>",
+                "<rect x=\"{}\" y=\"{}\" width=\"{width}\" height=\"{}\" fill-opacity=\"{}\"/>",
                 num(LEFT + f64::from(column)),
                 num(top),
                 num(h),
