@@ -1657,3 +1657,55 @@ fn a_peer_marked_down_is_reported_and_reported_up_when_it_talks_again() {
     );
     assert_converged(&h, &room, &["hs1", "hs2"], "after the peer came back");
 }
+
+/// State resolution reads events as they are, not redacted (Synapse's
+/// `StateResolutionStore.get_events` with `redact_behaviour=as_is`), while auth checks read
+/// the redacted copies. In a version 10 room alice raises the invite level to 50 and then
+/// redacts that power-levels event, whose redacted copy drops `invite` (default 0). During
+/// a split bob (level 0) invites dave: allowed against the redacted copy, so every server
+/// accepts the event. When the split heals, resolution replays the invite against the
+/// original power levels (invite 50) and leaves it out: dave is not invited anywhere.
+#[test]
+fn state_resolution_reads_the_original_of_a_redacted_event() {
+    let (mut h, room) = room_with(&["hs1", "hs2"], RoomVersion::V10);
+    let levels = serde_json::json!({"users": {"@alice:hs1": 100}, "users_default": 0,
+        "events_default": 0, "state_default": 50, "invite": 50, "kick": 50, "ban": 50,
+        "redact": 50, "events": {"m.room.power_levels": 100}});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.power_levels", Some(""), levels);
+    h.run(2_000);
+    let key = ("m.room.power_levels".to_owned(), String::new());
+    let raised = h.state("hs1", &room).unwrap()[&key].clone();
+    h.act("hs1", "@alice:hs1".into(), Action::Redact { room: room.clone(), event: raised.clone() });
+    h.run(2_000);
+    for server in ["hs1", "hs2"] {
+        assert!(h.servers[server].store().event(&raised).unwrap().redacted, "{server}");
+    }
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    h.cut.insert(("hs2".into(), "hs1".into()));
+    h.act(
+        "hs2",
+        "@bob:hs2".into(),
+        Action::Invite { room: room.clone(), target: "@dave:hs2".into() },
+    );
+    let topic = serde_json::json!({"topic": "during the split"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic);
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(h.failures(), Vec::<String>::new(), "the invite is allowed on the redacted copy");
+    let dave = ("m.room.member".to_owned(), "@dave:hs2".to_owned());
+    assert!(h.state("hs2", &room).unwrap().contains_key(&dave), "hs2 holds its invite");
+    let invite = h.state("hs2", &room).unwrap()[&dave].clone();
+    h.cut.clear();
+    for round in 0..2 {
+        let body = serde_json::json!({"body": format!("after the split {round}")});
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body.clone());
+        send(&mut h, "hs2", "@bob:hs2", &room, "m.room.message", None, body);
+        h.run_for(Duration::from_secs(60));
+    }
+    // hs1 accepted the invite (it passes the receipt checks on the redacted copy), and
+    // resolution still left it out.
+    assert_eq!(decisions_of(&h, "hs1", &invite), [mxsim::homeserver::Decision::Accepted]);
+    assert_converged(&h, &room, &["hs1", "hs2"], "after the split");
+    assert!(!h.state("hs1", &room).unwrap().contains_key(&dave), "dave was invited");
+    let topic_key = ("m.room.topic".to_owned(), String::new());
+    assert!(h.state("hs2", &room).unwrap().contains_key(&topic_key), "the merge happened");
+}
