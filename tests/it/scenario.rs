@@ -83,3 +83,37 @@ fn the_documented_example_parses() {
     assert_eq!(parsed.faults.faults().len(), 2);
     assert!(!parsed.expand_workloads(&Prng::from_seed(1)).is_empty());
 }
+
+/// The docs' full example does what it says when run: every invariant and expectation
+/// holds on seeds 1 to 3, and the only failed action is the step it marks
+/// `expect = "fail"`, named by its line.
+#[test]
+fn the_documented_example_runs_as_it_says() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenarios.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (_, example) = doc.split_once("## A full example").unwrap();
+    let (_, rest) = example.split_once("```toml\n").unwrap();
+    let (text, _) = rest.split_once("```").unwrap();
+    // The line of the `[[step]]` table that holds `expect = "fail"`.
+    let lines: Vec<&str> = text.lines().collect();
+    let marked = lines.iter().position(|l| l.trim() == "expect = \"fail\"").unwrap();
+    let step_line = lines[..marked].iter().rposition(|l| l.trim() == "[[step]]").unwrap() + 1;
+    let parsed = scenario::parse("docs/scenarios.md", text).unwrap_or_else(|e| panic!("{e}"));
+    for seed in 1..=3 {
+        let plan = mxsim::world::from_scenario::plan(&parsed, seed, "test").unwrap();
+        let output = mxsim::world::run(&plan).unwrap();
+        let verdict = mxsim::check::check(&output.trace);
+        assert!(verdict.checked.contains(&mxsim::stdx::Invariant::Expectations));
+        assert!(verdict.violations.is_empty(), "seed {seed}: {:#?}", verdict.violations);
+        let failed: Vec<Option<u64>> = output
+            .trace
+            .records
+            .iter()
+            .filter_map(|r| match &r.body {
+                mxsim::trace::Body::ActionFailed { line, .. } => Some(*line),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed, vec![Some(step_line as u64)], "seed {seed}");
+    }
+}
