@@ -13,7 +13,7 @@ use crate::matrix::dag::RejectionKind;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::redaction;
 use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
-use crate::trace::{Body, Decision, NestedState, Record, Trace, WaitingEvent};
+use crate::trace::{Body, Decision, NestedState, NodeChange, Record, Trace, WaitingEvent};
 
 use super::line_of;
 
@@ -40,6 +40,9 @@ pub(super) struct Index<'t> {
     /// reads the event's redacted form. Redactions of `m.room.create` events are left out:
     /// they are never applied.
     pub redacted_at: BTreeMap<&'t str, BTreeMap<&'t str, u64>>,
+    /// Servers paused at the end of the trace (a `pause` without a later `resume`, crash
+    /// or restart).
+    pub paused_at_end: BTreeSet<&'t str>,
     /// The redacted form of every event some server redacted (under its claimed id).
     pub redacted_pdus: BTreeMap<&'t str, Arc<Pdu>>,
     /// The events the room refused ([`Index::refused_by_room`]), computed once from `held`.
@@ -177,6 +180,7 @@ impl<'t> Index<'t> {
             redacted_at: BTreeMap::new(),
             redacted_pdus: BTreeMap::new(),
             refused: BTreeSet::new(),
+            paused_at_end: BTreeSet::new(),
         };
         let mut redacted_records: Vec<(&'t str, &'t str, u64)> = Vec::new();
         // Copies whose record room is kept for the parse below: (event id, copy, room).
@@ -204,6 +208,12 @@ impl<'t> Index<'t> {
                 }
                 Body::Redacted { server, event_id, .. } => {
                     redacted_records.push((server, event_id, line));
+                }
+                Body::Node { server, change: NodeChange::Pause } => {
+                    index.paused_at_end.insert(server);
+                }
+                Body::Node { server, .. } => {
+                    index.paused_at_end.remove(server.as_str());
                 }
                 _ => {}
             }

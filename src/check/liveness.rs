@@ -26,10 +26,10 @@
 //! nor dropped, and its descendants wait with it. Witness: the server, the event, the line
 //! of the `final` record.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::stdx::Invariant;
-use crate::trace::{Body, Decision, NodeChange};
+use crate::trace::Decision;
 
 use super::index::Index;
 use super::{Violation, Witness, violation};
@@ -46,18 +46,9 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
 /// paused at the end.
 fn undecided(index: &Index<'_>) -> Vec<Violation> {
     let end = index.trace.header.end_ms;
-    let mut paused: BTreeSet<&str> = BTreeSet::new();
-    for record in &index.trace.records {
-        if let Body::Node { server, change } = &record.body {
-            match change {
-                NodeChange::Pause => paused.insert(server),
-                _ => paused.remove(server.as_str()),
-            };
-        }
-    }
     let mut found = Vec::new();
     for f in &index.finals {
-        if paused.contains(f.server) {
+        if index.paused_at_end.contains(f.server) {
             continue;
         }
         for waiting in f.waiting.iter().filter(|w| w.deadline_ms < end) {

@@ -527,6 +527,13 @@ impl Outbound {
         outcome
     }
 
+    /// Whether `destination` is marked down: it failed more than `retries_max` times in a
+    /// row and has not been heard from since (a catch-up probe in flight leaves it down
+    /// until it succeeds).
+    pub fn is_down(&self, destination: &str) -> bool {
+        self.destinations.get(destination).is_some_and(|d| d.failures > self.config.retries_max)
+    }
+
     /// The homeserver heard from `destination` (an authenticated request arrived), so it is
     /// probably up: reset the back-off and, if it was down or waiting to retry, try now.
     /// [impl] Synapse resets a destination's retry timings when a request from it arrives.

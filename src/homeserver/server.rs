@@ -154,9 +154,6 @@ pub struct Homeserver {
     /// Room → (the current state group last looked at, whether it has a joined member of
     /// this server): what [`Homeserver::observe_membership`] compares with.
     membership_seen: BTreeMap<String, (Option<StateGroupId>, bool)>,
-    /// Destinations outbound delivery has marked down (volatile, as the outbound state
-    /// is): what [`Observation::PeerDown`] and [`Observation::PeerUp`] report changes of.
-    peers_down: BTreeSet<String>,
 }
 
 /// One room as a server holds it, read-only ([`Homeserver::room_views`]).
@@ -322,7 +319,6 @@ impl Homeserver {
             committed: Vec::new(),
             skew_ms: 0,
             membership_seen: BTreeMap::new(),
-            peers_down: BTreeSet::new(),
         };
         // What the store says now is the starting point, not a change: a restart records
         // no join or leave (one lost with uncommitted state is not recorded either).
@@ -382,8 +378,9 @@ impl Homeserver {
             Input::Request { origin, id, request } => {
                 // A peer that talks to us is up: resume delivery to it at once ([impl]
                 // Synapse does the same when a transaction arrives).
+                let was_down = self.outbound.is_down(&origin);
                 self.outbound.mark_up(&origin, now);
-                if self.peers_down.remove(&origin) {
+                if was_down {
                     out.push(Output::Observed(Observation::PeerUp { peer: origin.clone() }));
                 }
                 let response = self.serve(now, &origin, &request, &mut out);

@@ -415,18 +415,8 @@ impl Shared {
                     match self.owner_of(node, kind, owners) {
                         Some(k) => self.step_failed(k, reason, now),
                         None => {
-                            // Not tied to a step (every action of a run comes from one, so
-                            // this is a homeserver reporting late): named by kind and user.
-                            let server = self.slots[node].name.clone();
-                            let body = Body::ActionFailed {
-                                server,
-                                action: format!("{kind} by {user}"),
-                                reason,
-                                step: None,
-                                line: None,
-                                retry_at_ms: None,
-                            };
-                            self.record(now, body);
+                            let failed = Observation::ActionFailed { user, kind, reason };
+                            self.observe(node, failed, step, &mut labelled, now);
                         }
                     }
                 }

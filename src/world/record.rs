@@ -56,6 +56,8 @@ impl Shared {
             Observation::StateChanged { room_id, state_hash } => {
                 Body::State { server, room: room_id, state_hash }
             }
+            // A failure no step can be found for (every action of a run comes from a step,
+            // so this is a homeserver reporting late): named by its kind and user.
             Observation::ActionFailed { user, kind, reason } => Body::ActionFailed {
                 server,
                 action: format!("{kind} by {user}"),

@@ -36,20 +36,18 @@ impl Homeserver {
         match pending {
             Pending::Transaction { destination, txn_id } => {
                 let ok = matches!(response, Some(Response::SendTransaction { .. }));
+                // Reported on a change only: a failed catch-up probe leaves a peer down.
+                let was_down = self.outbound.is_down(&destination);
                 match self.outbound.on_response(&destination, &txn_id, now, ok) {
-                    ResponseOutcome::MarkedDown { .. } => {
-                        if self.peers_down.insert(destination.clone()) {
-                            let peer = destination;
-                            out.push(Output::Observed(Observation::PeerDown { peer }));
-                        }
+                    ResponseOutcome::MarkedDown { .. } if !was_down => {
+                        let peer = destination;
+                        out.push(Output::Observed(Observation::PeerDown { peer }));
                     }
-                    ResponseOutcome::Delivered => {
-                        if self.peers_down.remove(&destination) {
-                            let peer = destination;
-                            out.push(Output::Observed(Observation::PeerUp { peer }));
-                        }
+                    ResponseOutcome::Delivered if was_down => {
+                        let peer = destination;
+                        out.push(Output::Observed(Observation::PeerUp { peer }));
                     }
-                    ResponseOutcome::RetryAt(_) | ResponseOutcome::Stale => {}
+                    _ => {}
                 }
             }
             Pending::MissingEvents { room_id } => {

@@ -7,25 +7,23 @@ use toml::Spanned;
 
 use super::{Builder, Pending, Result, span};
 use crate::scenario::file::StepTable;
-use crate::scenario::{STEP_RETRIES_MAX, Step, StepAction, StepExpect};
+use crate::scenario::{ActionKind, STEP_RETRIES_MAX, Step, StepAction, StepExpect};
 
-/// What a step's action needs and allows, by the `action` name.
-const ACTION_FIELDS: &[(&str, &[&str], &[&str])] = &[
-    // (action, required fields, optional fields)
-    ("create_room", &["room"], &["version", "public", "name", "topic"]),
-    ("send", &["room", "event_type"], &["state_key", "content"]),
-    ("message", &["room", "body"], &[]),
-    ("invite", &["room", "target"], &[]),
-    ("join", &["room"], &["via"]),
-    ("leave", &["room"], &["via"]),
-    ("kick", &["room", "target"], &[]),
-    ("ban", &["room", "target"], &[]),
-    ("unban", &["room", "target"], &[]),
-    ("knock", &["room"], &["via"]),
-    ("redact", &["room", "redacts"], &[]),
-    ("upgrade", &["room", "version", "new_room"], &[]),
-    ("power", &["room", "target", "level"], &[]),
-];
+/// What a step's action needs and allows: (required fields, optional fields).
+fn action_fields(kind: ActionKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        ActionKind::CreateRoom => (&["room"], &["version", "public", "name", "topic"]),
+        ActionKind::Send => (&["room", "event_type"], &["state_key", "content"]),
+        ActionKind::Message => (&["room", "body"], &[]),
+        ActionKind::Join | ActionKind::Leave | ActionKind::Knock => (&["room"], &["via"]),
+        ActionKind::Invite | ActionKind::Kick | ActionKind::Ban | ActionKind::Unban => {
+            (&["room", "target"], &[])
+        }
+        ActionKind::Redact => (&["room", "redacts"], &[]),
+        ActionKind::Upgrade => (&["room", "version", "new_room"], &[]),
+        ActionKind::Power => (&["room", "target", "level"], &[]),
+    }
+}
 
 impl Builder<'_> {
     pub(super) fn step(&self, table: &Spanned<StepTable>) -> Result<Pending> {
@@ -41,13 +39,16 @@ impl Builder<'_> {
                 return Err(self.error(span(written), problem));
             }
         }
-        let kind = t.action.get_ref().as_str();
-        let Some((_, required, optional)) = ACTION_FIELDS.iter().find(|(name, _, _)| *name == kind)
-        else {
-            let names: Vec<&str> = ACTION_FIELDS.iter().map(|(name, _, _)| *name).collect();
-            let problem = format!("unknown action {kind:?}, expected one of {}", names.join(", "));
+        let Some(kind) = ActionKind::parse(t.action.get_ref()) else {
+            let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+            let problem = format!(
+                "unknown action {:?}, expected one of {}",
+                t.action.get_ref(),
+                names.join(", ")
+            );
             return Err(self.error(span(&t.action), problem));
         };
+        let (required, optional) = action_fields(kind);
         self.check_action_fields(t, kind, required, optional)?;
 
         // Every required field is present from here on.
@@ -75,7 +76,7 @@ impl Builder<'_> {
     fn check_action_fields(
         &self,
         t: &StepTable,
-        kind: &str,
+        kind: ActionKind,
         required: &[&str],
         optional: &[&str],
     ) -> Result<()> {
@@ -98,7 +99,7 @@ impl Builder<'_> {
         for (field, at) in present {
             let Some(at) = at else {
                 if required.contains(&field) {
-                    let problem = format!("action {kind:?} needs `{field}`");
+                    let problem = format!("action \"{kind}\" needs `{field}`");
                     return Err(self.error(span(&t.action), problem));
                 }
                 continue;
@@ -107,7 +108,7 @@ impl Builder<'_> {
                 let mut takes: Vec<&str> = required.to_vec();
                 takes.extend(optional.iter());
                 let problem = format!(
-                    "`{field}` does not apply to action {kind:?} (it takes {})",
+                    "`{field}` does not apply to action \"{kind}\" (it takes {})",
                     takes.join(", ")
                 );
                 return Err(self.error(at, problem));
@@ -121,7 +122,7 @@ impl Builder<'_> {
     fn step_action(
         &self,
         t: &StepTable,
-        kind: &str,
+        kind: ActionKind,
         room: String,
     ) -> Result<(StepAction, Option<String>)> {
         let text = |field: &Option<Spanned<String>>| field.as_ref().unwrap().get_ref().clone();
@@ -131,7 +132,7 @@ impl Builder<'_> {
             list.get_ref().iter().map(|server| self.known_server(server)).collect()
         };
         let action = match kind {
-            "create_room" => {
+            ActionKind::CreateRoom => {
                 let action = StepAction::CreateRoom {
                     version: self.room_version(t.version.as_ref())?,
                     public: t.public.as_ref().is_some_and(|p| *p.get_ref()),
@@ -140,7 +141,7 @@ impl Builder<'_> {
                 };
                 return Ok((action, Some(room)));
             }
-            "send" => {
+            ActionKind::Send => {
                 let event_type = t.event_type.as_ref().unwrap();
                 if event_type.get_ref().is_empty() {
                     return Err(self.error(span(event_type), "event_type is empty"));
@@ -156,29 +157,28 @@ impl Builder<'_> {
                     content,
                 }
             }
-            "message" => StepAction::Message { room, body: text(&t.body) },
-            "invite" => StepAction::Invite { room, target: target()? },
-            "join" => StepAction::Join { room, via: via()? },
-            "leave" => StepAction::Leave { room, via: via()? },
-            "kick" => StepAction::Kick { room, target: target()? },
-            "ban" => StepAction::Ban { room, target: target()? },
-            "unban" => StepAction::Unban { room, target: target()? },
-            "knock" => StepAction::Knock { room, via: via()? },
-            "redact" => StepAction::Redact {
+            ActionKind::Message => StepAction::Message { room, body: text(&t.body) },
+            ActionKind::Invite => StepAction::Invite { room, target: target()? },
+            ActionKind::Join => StepAction::Join { room, via: via()? },
+            ActionKind::Leave => StepAction::Leave { room, via: via()? },
+            ActionKind::Kick => StepAction::Kick { room, target: target()? },
+            ActionKind::Ban => StepAction::Ban { room, target: target()? },
+            ActionKind::Unban => StepAction::Unban { room, target: target()? },
+            ActionKind::Knock => StepAction::Knock { room, via: via()? },
+            ActionKind::Redact => StepAction::Redact {
                 room,
                 event: self.label(t.redacts.as_ref().unwrap(), "label")?,
             },
-            "upgrade" => {
+            ActionKind::Upgrade => {
                 let new_room = self.label(t.new_room.as_ref().unwrap(), "room label")?;
                 let version = self.room_version(t.version.as_ref())?;
                 return Ok((StepAction::Upgrade { room, version }, Some(new_room)));
             }
-            "power" => StepAction::Power {
+            ActionKind::Power => StepAction::Power {
                 room,
                 target: target()?,
                 level: self.power_level(t.level.as_ref().unwrap())?,
             },
-            _ => unreachable!("action {kind} is in ACTION_FIELDS"),
         };
         Ok((action, None))
     }
@@ -198,12 +198,12 @@ impl Builder<'_> {
     }
 
     /// `retries` of a membership step.
-    fn step_retries(&self, t: &StepTable, kind: &str) -> Result<u32> {
+    fn step_retries(&self, t: &StepTable, kind: ActionKind) -> Result<u32> {
         let retries = match &t.retries {
             None => 0,
-            Some(r) if !matches!(kind, "join" | "leave" | "knock" | "invite") => {
+            Some(r) if !kind.has_handshake() => {
                 let problem = format!(
-                    "`retries` applies to join, leave, knock and invite, not to action {kind:?}"
+                    "`retries` applies to join, leave, knock and invite, not to action \"{kind}\""
                 );
                 return Err(self.error(span(r), problem));
             }
