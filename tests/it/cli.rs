@@ -750,32 +750,31 @@ fn a_closed_stdout_or_stderr_ends_quietly() {
     assert_eq!(output.status.code(), Some(0));
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
     // `resolve --explain` with stderr closed (the `2>&1 >/dev/null | head` of a user).
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
-        .args(["resolve", &fixture("demotion-beats-topic.json"), "--explain", "--time"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stderr.take());
-    let output = child.wait_with_output().unwrap();
+    let demotion = fixture("demotion-beats-topic.json");
+    let output = with_stderr_closed(&["resolve", &demotion, "--explain", "--time"]);
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8(output.stdout).unwrap().contains("$pl2"));
     // `sweep` with stderr closed: its progress lines (stderr is no terminal) are dropped.
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-closed-stderr");
     std::fs::create_dir_all(&dir).unwrap();
     let results = dir.join("results.jsonl");
+    let sweep = ["sweep", "scenarios/partition-heal.toml", "--seeds", "1..=2", "--jobs", "1"];
+    let output = with_stderr_closed(&[&sweep[..], &["--out", results.to_str().unwrap()]].concat());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(String::from_utf8(output.stdout).unwrap().contains("2 run, 2 passed, 0 failed"));
+}
+
+/// Runs mxsim with `args`, the read end of its stderr dropped at once (mxsim writes to
+/// stderr only after its work), and returns its exit status and stdout.
+fn with_stderr_closed(args: &[&str]) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mxsim"))
-        .args(["sweep", "scenarios/partition-heal.toml", "--seeds", "1..=2", "--jobs", "1"])
-        .arg("--out")
-        .arg(&results)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     drop(child.stderr.take());
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
-    assert!(String::from_utf8(output.stdout).unwrap().contains("2 run, 2 passed, 0 failed"));
+    child.wait_with_output().unwrap()
 }
 
 /// `lines` (without their newlines) followed by an end record computed by hand as

@@ -157,19 +157,10 @@ node = "hs2"
 start_ms = 5_005
 end_ms = 20_000
 "#;
-    let scenario = mxsim::scenario::parse("crash-mid-join.toml", text).unwrap();
-    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
-    let output = world::run(&plan).unwrap();
-    let failed: Vec<(String, String)> = output
-        .trace
-        .records
-        .iter()
-        .filter_map(|r| match &r.body {
-            Body::ActionFailed { server, action, reason, .. } if server == "hs2" => {
-                Some((action.clone(), reason.clone()))
-            }
-            _ => None,
-        })
+    let failed: Vec<(String, String)> = failed_actions("crash-mid-join.toml", text)
+        .into_iter()
+        .filter(|f| f.server == "hs2")
+        .map(|f| (f.action, f.reason))
         .collect();
     assert_eq!(
         failed,
@@ -227,22 +218,9 @@ action = "join"
 room = "main"
 expect = "fail"
 "#;
-    let scenario = mxsim::scenario::parse("own-settings.toml", text).unwrap();
-    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
-    let output = world::run(&plan).unwrap();
-    let failed: Vec<(u64, String, String)> = output
-        .trace
-        .records
-        .iter()
-        .filter_map(|r| match &r.body {
-            Body::ActionFailed { server, reason, .. } => {
-                Some((r.t, server.clone(), reason.clone()))
-            }
-            _ => None,
-        })
-        .collect();
+    let failed = failed_actions("own-settings.toml", text);
     let shown: Vec<(&str, &str)> =
-        failed.iter().map(|(_, server, reason)| (server.as_str(), reason.as_str())).collect();
+        failed.iter().map(|f| (f.server.as_str(), f.reason.as_str())).collect();
     assert_eq!(
         shown,
         vec![
@@ -251,6 +229,36 @@ expect = "fail"
         ]
     );
     // Each failed when its own time-out ran out after the request went out at 5 s.
-    assert!((7_000..7_100).contains(&failed[0].0), "{failed:?}");
-    assert!((35_000..35_100).contains(&failed[1].0), "{failed:?}");
+    assert!((7_000..7_100).contains(&failed[0].t), "{failed:?}");
+    assert!((35_000..35_100).contains(&failed[1].t), "{failed:?}");
+}
+
+/// An `action_failed` record of a run.
+#[derive(Debug)]
+struct Failed {
+    t: u64,
+    server: String,
+    action: String,
+    reason: String,
+}
+
+/// Runs the scenario `text` (seed 1) and returns its failed actions in trace order.
+fn failed_actions(name: &str, text: &str) -> Vec<Failed> {
+    let scenario = mxsim::scenario::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let output = world::run(&plan).unwrap();
+    output
+        .trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::ActionFailed { server, action, reason, .. } => Some(Failed {
+                t: r.t,
+                server: server.clone(),
+                action: action.clone(),
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
