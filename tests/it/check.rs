@@ -966,3 +966,209 @@ fn auth_is_checked_against_the_redacted_copies_each_server_stored() {
         assert!(v.message.contains("invite"), "{}", v.message);
     }
 }
+
+/// A v10 room that does not federate (`m.federate: false`, which v10 redaction drops from
+/// the create event). alice redacts the create event, and both servers record applying
+/// that redaction (as a homeserver that wrongly applied it would); bob, on hs2, then joins
+/// and both accept him. Synapse never applies a redaction of the create event
+/// (`EventsWorkerStore._maybe_redact_event_row`), so the checker must read the original
+/// create, where bob's join breaks rule 3.
+#[test]
+fn the_checker_never_applies_a_redaction_of_the_create_event() {
+    let mut room = Room::new(RoomVersion::V10);
+    let content = json!({"room_version": "10", "creator": "@alice:hs1", "m.federate": false});
+    let create = room.send("hs1", "m.room.create", "@alice:hs1", Some(""), content);
+    let alice = room.send(
+        "hs1",
+        "m.room.member",
+        "@alice:hs1",
+        Some("@alice:hs1"),
+        json!({"membership": "join"}),
+    );
+    let power = room.send(
+        "hs1",
+        "m.room.power_levels",
+        "@alice:hs1",
+        Some(""),
+        json!({"users": {"@alice:hs1": 100}}),
+    );
+    let rules = room.send(
+        "hs1",
+        "m.room.join_rules",
+        "@alice:hs1",
+        Some(""),
+        json!({"join_rule": "public"}),
+    );
+    let mut draft = room.draft("m.room.redaction", "@alice:hs1", None, json!({}));
+    draft.insert("redacts".into(), Value::from(id(&create)));
+    let redaction = room.add("hs1", draft);
+    let bob = room.send(
+        "hs2",
+        "m.room.member",
+        "@bob:hs2",
+        Some("@bob:hs2"),
+        json!({"membership": "join"}),
+    );
+    // The premise: against the redacted create, bob's join would pass.
+    let redacted_create = Pdu::with_given_id(room.rules, {
+        let mut json = redaction::redact(room.rules.redaction, create.json());
+        json.insert("event_id".into(), Value::from(id(&create)));
+        json
+    });
+    assert!(redacted_create.is_ok_and(|p| p.content().get("m.federate").is_none()));
+    let r = room.room_id.clone();
+    let mut records =
+        vec![rec(0, Body::Joined { server: "hs1".into(), room: r.clone(), version: "10".into() })];
+    let first = [&create, &alice, &power, &rules, &redaction];
+    for pdu in first {
+        records.push(event(1, "hs1", &r, pdu, Decision::Created, true));
+    }
+    for pdu in first {
+        records.push(event(2, "hs2", &r, pdu, Decision::Accepted, false));
+    }
+    records
+        .push(rec(2, Body::Joined { server: "hs2".into(), room: r.clone(), version: "10".into() }));
+    for server in ["hs1", "hs2"] {
+        records.push(rec(
+            3,
+            Body::Redacted {
+                server: server.into(),
+                room: r.clone(),
+                event_id: id(&create),
+                redaction: id(&redaction),
+            },
+        ));
+    }
+    records.push(event(4, "hs2", &r, &bob, Decision::Created, true));
+    records.push(event(5, "hs1", &r, &bob, Decision::Accepted, false));
+    for server in ["hs1", "hs2"] {
+        records.push(rec(
+            5000,
+            Body::Final {
+                server: server.into(),
+                room: r.clone(),
+                joined: true,
+                forward_extremities: vec![id(&bob)],
+                state: room.nested_state(),
+                state_hash: "H".into(),
+                events: 6,
+                waiting: Vec::new(),
+            },
+        ));
+    }
+    let trace = Trace { header: header(&["auth"]), records };
+    let violations = only(&run(&trace), "auth");
+    // Both servers, by both the own-auth-events and the state-before checks.
+    assert_eq!(violations.len(), 2, "{violations:#?}");
+    for v in &violations {
+        assert_eq!(v.witness.servers, strings(&["hs2", "hs1"]), "{v:#?}");
+        assert_eq!(v.witness.events, vec![id(&bob)], "{v:#?}");
+        assert!(v.message.contains("does not federate"), "{}", v.message);
+    }
+}
+
+/// The checker's replay of state resolution reads the original events, as Synapse's
+/// `StateResolutionStore.get_events` does (`as_is`, synapse/state/__init__.py), even where
+/// the servers had applied a redaction. In an invite-only v10 room alice raises the
+/// invite level to 50 and redacts that power-levels event (v10 redaction drops `invite`);
+/// both servers apply the redaction. Then the room forks: alice sends a message, and bob
+/// (level 0) invites dave, which both servers accept against the redacted copy. dave's
+/// join merges the two branches. Resolution over the originals refuses bob's invite, so
+/// the state before the join has no invite and the join breaks the join rule: servers
+/// that accepted it are flagged. Read through the redacted copy, the invite would stand
+/// and the join would pass.
+#[test]
+fn the_checkers_state_resolution_reads_the_originals_of_redacted_events() {
+    let f = fixture(RoomVersion::V10);
+    let mut room = f.room;
+    let r = f.room_id.clone();
+    let invite_only = room.send(
+        "hs1",
+        "m.room.join_rules",
+        "@alice:hs1",
+        Some(""),
+        json!({"join_rule": "invite"}),
+    );
+    let levels = room.send(
+        "hs1",
+        "m.room.power_levels",
+        "@alice:hs1",
+        Some(""),
+        json!({"users": {"@alice:hs1": 100}, "invite": 50}),
+    );
+    let mut draft = room.draft("m.room.redaction", "@alice:hs1", None, json!({}));
+    draft.insert("redacts".into(), Value::from(id(&levels)));
+    let redaction = room.add("hs1", draft);
+    // Branch A: alice's message; branch B: bob's invite, both on top of the redaction.
+    let fork = room.last.clone().expect("the room has events");
+    let message = room.send(
+        "hs1",
+        "m.room.message",
+        "@alice:hs1",
+        None,
+        json!({"msgtype": "m.text", "body": "on branch A"}),
+    );
+    room.last = Some(fork.clone());
+    let invite = room.send(
+        "hs2",
+        "m.room.member",
+        "@bob:hs2",
+        Some("@dave:hs2"),
+        json!({"membership": "invite"}),
+    );
+    let mut draft =
+        room.draft("m.room.member", "@dave:hs2", Some("@dave:hs2"), json!({"membership": "join"}));
+    draft.insert("prev_events".into(), json!([id(&message), id(&invite)]));
+    draft.insert("depth".into(), Value::from(fork.depth() + 2));
+    let join = room.add("hs2", draft);
+    // The premise: the join's own auth events hold the invite, so they allow it.
+    assert!(join.auth_events().contains(invite.event_id()));
+    let mut records: Vec<Record> =
+        f.trace.records.into_iter().filter(|r| !matches!(r.body, Body::Final { .. })).collect();
+    let mut t = 30;
+    for pdu in [&invite_only, &levels, &redaction, &message] {
+        records.push(event(t, "hs1", &r, pdu, Decision::Created, true));
+        records.push(event(t, "hs2", &r, pdu, Decision::Accepted, false));
+        t += 1;
+        if pdu.event_id() == redaction.event_id() {
+            for server in ["hs1", "hs2"] {
+                records.push(rec(
+                    t,
+                    Body::Redacted {
+                        server: server.into(),
+                        room: r.clone(),
+                        event_id: id(&levels),
+                        redaction: id(&redaction),
+                    },
+                ));
+            }
+        }
+    }
+    for pdu in [&invite, &join] {
+        records.push(event(t, "hs2", &r, pdu, Decision::Created, true));
+        records.push(event(t, "hs1", &r, pdu, Decision::Accepted, false));
+        t += 1;
+    }
+    for server in ["hs1", "hs2"] {
+        records.push(rec(
+            5000,
+            Body::Final {
+                server: server.into(),
+                room: r.clone(),
+                joined: true,
+                forward_extremities: vec![id(&join)],
+                state: room.nested_state(),
+                state_hash: "H".into(),
+                events: 12,
+                waiting: Vec::new(),
+            },
+        ));
+    }
+    let trace = Trace { header: header(&["auth"]), records };
+    let violations = only(&run(&trace), "auth");
+    assert_eq!(violations.len(), 1, "only the state-before check flags the join: {violations:#?}");
+    let v = &violations[0];
+    assert!(v.message.contains("against the state before it"), "{}", v.message);
+    assert_eq!(v.witness.servers, strings(&["hs2", "hs1"]), "{v:#?}");
+    assert_eq!(v.witness.events, vec![id(&join)], "{v:#?}");
+}
