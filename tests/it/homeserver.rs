@@ -1455,8 +1455,9 @@ fn joined_observed(h: &Harness, server: &str) -> usize {
         .count()
 }
 
-/// Residency: an invited server does not take in the room's PDUs over `/send`, and its
-/// user's join goes through `make_join`/`send_join` (a `RoomJoined` on hs2).
+/// Residency: an invited server does not take in the room's PDUs over `/send` (not even
+/// when they are pushed to it), and its user's join goes through `make_join`/`send_join`
+/// (a `RoomJoined` on hs2).
 #[test]
 fn an_invited_server_is_not_in_the_room_until_its_join_went_through_a_resident() {
     for version in RoomVersion::ALL {
@@ -1483,8 +1484,20 @@ fn an_invited_server_is_not_in_the_room_until_its_join_went_through_a_resident()
             serde_json::json!({"body": "x"}),
         );
         h.run(1_000);
+        // hs1 sends only to servers with a joined member, so push the room to hs2 as a
+        // sender that did not would: hs2 must ignore it (Synapse `on_receive_pdu`).
+        let pushed: Vec<Object> =
+            created_by(&h, "hs1").iter().map(|id| stored_json(&h, "hs1", id)).collect();
+        assert!(pushed.len() >= 4, "v{version}: the room's events");
+        push_transaction(&mut h, "hs1", "hs2", "stale", pushed);
+        h.run(1_000);
         assert!(!resident(&h, "hs2", &room), "v{version}");
         assert_eq!(h.state("hs2", &room), None, "v{version}: hs2 took in the room's state");
+        let accepted = decisions(&h, "hs2")
+            .into_iter()
+            .filter(|(_, d)| *d != mxsim::homeserver::Decision::Dropped)
+            .count();
+        assert_eq!(accepted, 0, "v{version}: hs2 decided on PDUs of a room it is not in");
         h.act("hs2", "@bob:hs2".into(), Action::Join { room: room.clone(), via: vec![] });
         h.run(1_000);
         assert_eq!(h.failures(), Vec::<String>::new(), "v{version}");
