@@ -88,28 +88,99 @@ impl Default for Config {
 #[derive(Clone, Debug)]
 struct Waiting {
     pdu: Arc<Pdu>,
+    /// The server it came from: the sender of the transaction, or the server whose
+    /// `get_missing_events` answer held it. Its ancestors are asked from there.
     origin: String,
+    /// Whether it came in a `get_missing_events` answer: such an event sends no
+    /// `get_missing_events` of its own ([impl] Synapse `_process_pulled_event`).
+    pulled: bool,
     /// Whether its missing auth events were already asked for with `/event_auth`.
     asked_auth: bool,
-    /// Whether `get_missing_events` was already tried for it.
-    asked_missing: bool,
-    /// Whether the state at its missing prev events was already asked for.
-    asked_state: bool,
+    /// Where its `get_missing_events` stands. Only that request's answer (or failure)
+    /// moves it on to the state step.
+    missing: Ask,
+    /// The missing prev events whose state it asked for (or joined a fetch of), each once.
+    asked_state: BTreeSet<EventId>,
     /// When it is given up if still undecided (`Config::waiting_time_max` after receipt).
     deadline: Instant,
+}
+
+/// Where one request of a waiting event stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ask {
+    Not,
+    InFlight,
+    Answered,
+}
+
+/// A fetch of the state at a missing prev event (volatile), after Synapse
+/// `_get_state_ids_after_missing_prev_event`: `/state_ids`, then `/event` for each event
+/// this server lacks, or the whole `/state` when it lacks at least a tenth of them.
+#[derive(Clone, Debug)]
+struct StateFetch {
+    destination: String,
+    /// The state's event ids, from `/state_ids`.
+    state_ids: Vec<EventId>,
+    /// Events asked for with `/event` and not answered yet.
+    outstanding: BTreeSet<EventId>,
+    /// Their answers, stored as outliers once all are here.
+    fetched: Vec<Object>,
+    /// Whether one of them failed or was not the event asked for.
+    failed: bool,
+    /// The whole state was asked for instead (`/state`, and `/event` for the prev event).
+    full: bool,
+    /// On that path: the state from `/state`, and the prev event from `/event`.
+    full_state: Option<StateMap>,
+    prev_pdu: Option<Arc<Pdu>>,
 }
 
 /// What a request in flight is for.
 #[derive(Clone, Debug)]
 enum Pending {
-    Transaction { destination: String, txn_id: String },
-    MissingEvents { room_id: String },
-    StateAt { room_id: String, prev: EventId },
-    EventFor { room_id: String, prev: EventId },
-    EventAuth { room_id: String },
-    Invite { user: String, room_id: String, event_id: EventId, destination: String },
+    Transaction {
+        destination: String,
+        txn_id: String,
+    },
+    /// `get_missing_events` for the waiting events `for_events`, sent to `destination`.
+    MissingEvents {
+        room_id: String,
+        for_events: Vec<EventId>,
+        destination: String,
+    },
+    /// The parts of a [`StateFetch`] at `prev`: `/state_ids`, `/event` of one state event,
+    /// `/state`, and `/event` of the prev event itself.
+    StateIdsAt {
+        room_id: String,
+        prev: EventId,
+    },
+    StateEvent {
+        room_id: String,
+        prev: EventId,
+        event_id: EventId,
+    },
+    StateAt {
+        room_id: String,
+        prev: EventId,
+    },
+    EventFor {
+        room_id: String,
+        prev: EventId,
+    },
+    EventAuth {
+        room_id: String,
+    },
+    Invite {
+        user: String,
+        room_id: String,
+        event_id: EventId,
+        destination: String,
+    },
     Make(Handshake),
-    Send { handshake: Handshake, version: RoomVersion, own: Arc<Pdu> },
+    Send {
+        handshake: Handshake,
+        version: RoomVersion,
+        own: Arc<Pdu>,
+    },
 }
 
 /// A membership handshake of a local user through a resident server.
@@ -137,10 +208,8 @@ pub struct Homeserver {
     next_request: u64,
     requests: BTreeMap<RequestId, (Pending, Instant)>,
     waiting: BTreeMap<EventId, Waiting>,
-    /// Event contents fetched for a missing prev event, waiting for the state at it.
-    fetched_prev: BTreeMap<EventId, Arc<Pdu>>,
-    /// States before missing prev events, waiting for the event itself.
-    prev_states: BTreeMap<EventId, StateGroupId>,
+    /// Fetches of the state at missing prev events, by prev event.
+    state_fetches: BTreeMap<EventId, StateFetch>,
     /// PDUs received over `/send` for rooms this server is joining, processed once the
     /// join is done: room id → (origin, PDU).
     join_queues: BTreeMap<String, Vec<(String, Object)>>,
@@ -310,8 +379,7 @@ impl Homeserver {
             next_request: 0,
             requests: BTreeMap::new(),
             waiting: BTreeMap::new(),
-            fetched_prev: BTreeMap::new(),
-            prev_states: BTreeMap::new(),
+            state_fetches: BTreeMap::new(),
             join_queues: BTreeMap::new(),
             transactions: VecDeque::new(),
             timer_at: None,

@@ -113,7 +113,8 @@ pub struct RoomRecord {
     pub current_state: Option<StateGroupId>,
     /// Number of events stored for this room (any outcome).
     pub event_count: u64,
-    /// The lowest `depth` of any event stored for this room.
+    /// The lowest `depth` of the events stored for this room with a state and not
+    /// rejected (outliers do not count).
     pub depth_min: Option<i64>,
 }
 
@@ -203,13 +204,9 @@ impl Store {
         match self.events.get(&id) {
             Some(existing) if existing.outcome.decision != Decision::Outlier => return false,
             Some(_) => {}
-            None => {
-                let depth = event.pdu.depth();
-                let room = self.room_mut(room_id);
-                room.event_count += 1;
-                room.depth_min = Some(room.depth_min.map_or(depth, |d| d.min(depth)));
-            }
+            None => self.room_mut(room_id).event_count += 1,
         }
+        self.count_depth(room_id, &event);
         self.events.insert(id, event);
         true
     }
@@ -219,7 +216,21 @@ impl Store {
         let id = event.pdu.event_id().clone();
         let existing = self.events.get(&id).expect("replacing a stored event");
         assert!(existing.state_after.is_none(), "only outliers without state are replaced");
+        let room_id = event.pdu.room_id_or_derived();
+        self.count_depth(&room_id, &event);
         self.events.insert(id, event);
+    }
+
+    /// Lowers the room's `depth_min` to the event's depth if it is stored with a state
+    /// and not rejected: outliers do not count (Synapse `_update_min_depth_for_room_txn`),
+    /// so the state a joiner got with `send_join` does not send its walks back to the
+    /// room's creation.
+    fn count_depth(&mut self, room_id: &str, event: &StoredEvent) {
+        if event.state_before.is_some() && !event.outcome.is_rejected() {
+            let depth = event.pdu.depth();
+            let room = self.room_mut(room_id);
+            room.depth_min = Some(room.depth_min.map_or(depth, |d| d.min(depth)));
+        }
     }
 
     /// Replaces an event's JSON by its redacted form (same id).

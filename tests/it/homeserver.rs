@@ -37,6 +37,8 @@ pub struct Harness {
     /// Lost requests get no answer at all (the requester times out) instead of a coin flip
     /// between that and a refusal.
     pub lost_silently: bool,
+    /// Every request a server sent, lost or not: (sender, path and query).
+    pub requests: Vec<(String, String)>,
 }
 
 fn key(name: &str) -> SigningKey {
@@ -82,6 +84,7 @@ impl Harness {
             loss: None,
             delivered_sends: Vec::new(),
             lost_silently: false,
+            requests: Vec::new(),
         }
     }
 
@@ -110,6 +113,7 @@ impl Harness {
         for output in outputs {
             match output {
                 Output::Request { destination, id, request } => {
+                    self.requests.push((from.to_owned(), request.path_and_query.clone()));
                     if self.lost(&request) {
                         if self.refused() {
                             let to = from.to_owned();
@@ -1721,4 +1725,136 @@ fn state_resolution_reads_the_original_of_a_redacted_event() {
     assert!(!h.state("hs1", &room).unwrap().contains_key(&dave), "dave was invited");
     let topic_key = ("m.room.topic".to_owned(), String::new());
     assert!(h.state("hs2", &room).unwrap().contains_key(&topic_key), "the merge happened");
+}
+
+/// How many requests `server` sent whose path starts with `/_matrix/federation/v1/{endpoint}/`.
+fn requests_to(h: &Harness, server: &str, endpoint: &str) -> usize {
+    let prefix = format!("/_matrix/federation/v1/{endpoint}/");
+    h.requests.iter().filter(|(from, path)| from == server && path.starts_with(&prefix)).count()
+}
+
+/// hs1 sends `missed` messages that hs2 never gets (hs1 restarts with the transaction
+/// still owed), then one more that reaches it; returns the missed events and the last.
+fn missed_messages(
+    h: &mut Harness,
+    room: &str,
+    names: &[&str],
+    missed: usize,
+) -> (Vec<EventId>, EventId) {
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    let before = created_by(h, "hs1").len();
+    for i in 0..missed {
+        let body = serde_json::json!({"body": format!("missed {i}")});
+        send(h, "hs1", "@alice:hs1", room, "m.room.message", None, body);
+    }
+    let lost: Vec<EventId> = created_by(h, "hs1")[before..].to_vec();
+    assert_eq!(lost.len(), missed);
+    h.run_for(Duration::from_secs(1));
+    restart(h, "hs1", names);
+    h.cut.clear();
+    send(h, "hs1", "@alice:hs1", room, "m.room.message", None, serde_json::json!({"body": "n"}));
+    let last = created_by(h, "hs1").last().cloned().unwrap();
+    (lost, last)
+}
+
+/// A gap of 25 events behind a pushed one is closed by `get_missing_events` alone: the
+/// first answer brings the 10 newest, and the server asks again from the oldest it got
+/// (the bundle's frontier), each time of the server that answered, until the gap is
+/// closed: 3 requests of limit 10, no state fetched. (Before, each pulled event sent its
+/// own `get_missing_events` and, once any fetch of the room was answered, its own
+/// `/state` and `/event`.)
+#[test]
+fn a_gap_longer_than_the_limit_is_filled_by_follow_up_get_missing_events() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = room_with(&names, RoomVersion::V11);
+    let requests_before = h.requests.len();
+    let (lost, last) = missed_messages(&mut h, &room, &names, 25);
+    h.run(5_000);
+    let accepted = decisions(&h, "hs2")
+        .into_iter()
+        .filter(|(_, d)| *d == mxsim::homeserver::Decision::Accepted)
+        .filter_map(|(id, _)| id)
+        .collect::<BTreeSet<_>>();
+    for id in lost.iter().chain([&last]) {
+        assert!(accepted.contains(id), "hs2 did not accept {id}");
+    }
+    assert_eq!(
+        requests_to(&h, "hs2", "get_missing_events"),
+        3,
+        "{:#?}",
+        &h.requests[requests_before..]
+    );
+    for endpoint in ["state", "state_ids", "event"] {
+        assert_eq!(requests_to(&h, "hs2", endpoint), 0, "{endpoint}");
+    }
+    assert!(reasons(&h, "hs2", mxsim::homeserver::Decision::Dropped).is_empty());
+    assert_converged(&h, &room, &names, "after the gap");
+}
+
+/// When `get_missing_events` fails, the state at the missing prev event is fetched as
+/// Synapse `_get_state_ids_after_missing_prev_event` does: `/state_ids`, then `/event`
+/// for only the events the server lacks (here the prev event and a state event of 30),
+/// not the whole `/state`. When it lacks at least a tenth of them, it asks `/state`.
+#[test]
+fn the_state_at_a_missing_prev_event_fetches_only_the_unknown_events() {
+    for big in [true, false] {
+        let names = ["hs1", "hs2"];
+        let (mut h, room) = room_with(&names, RoomVersion::V11);
+        if big {
+            for i in 0..30 {
+                let key = format!("k{i}");
+                let content = serde_json::json!({"i": i});
+                send(&mut h, "hs1", "@alice:hs1", &room, "org.example.s", Some(&key), content);
+            }
+            h.run(2_000);
+        }
+        h.lossy_paths = vec!["/get_missing_events/"];
+        h.loss = Some((Prng::from_seed(1), mxsim::stdx::Ratio::percent(100).unwrap()));
+        // hs2 misses a state event and a message; the next message reaches it.
+        h.cut.insert(("hs1".into(), "hs2".into()));
+        let content = serde_json::json!({"topic": "missed"});
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), content);
+        let body = serde_json::json!({"body": "missed"});
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
+        let missed_prev = created_by(&h, "hs1").last().cloned().unwrap();
+        h.run_for(Duration::from_secs(1));
+        restart(&mut h, "hs1", &names);
+        h.cut.clear();
+        let body = serde_json::json!({"body": "n"});
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
+        let last = created_by(&h, "hs1").last().cloned().unwrap();
+        h.run(5_000);
+        let context = if big { "30 more state events" } else { "a small state" };
+        assert_eq!(requests_to(&h, "hs2", "get_missing_events"), 1, "{context}");
+        assert_eq!(requests_to(&h, "hs2", "state_ids"), 1, "{context}");
+        let (state, events) = if big { (0, 2) } else { (1, 1) };
+        assert_eq!(requests_to(&h, "hs2", "state"), state, "{context}");
+        assert_eq!(requests_to(&h, "hs2", "event"), events, "{context}");
+        assert!(
+            decisions_of(&h, "hs2", &last).contains(&mxsim::homeserver::Decision::Accepted),
+            "{context}"
+        );
+        // The prev event is stored with the state hs1 had before it.
+        let store = h.servers["hs2"].store();
+        let before = store.event(&missed_prev).and_then(|e| e.state_before).expect("a state");
+        let hs1 = h.servers["hs1"].store();
+        let hs1_before = hs1.event(&missed_prev).and_then(|e| e.state_before).unwrap();
+        assert_eq!(store.state(before), hs1.state(hs1_before), "{context}");
+        assert_converged(&h, &room, &names, context);
+    }
+}
+
+/// A joiner's minimum depth is its join's: the room state it got with `send_join` is
+/// stored as outliers, which do not count (Synapse `_update_min_depth_for_room_txn`).
+/// Before, it was the create event's depth, so the joiner's `get_missing_events` walks
+/// had no floor.
+#[test]
+fn a_joiners_minimum_depth_is_that_of_its_join() {
+    let (h, room) = room_with(&["hs1", "hs2"], RoomVersion::V12);
+    let store = h.servers["hs2"].store();
+    let join = created_by(&h, "hs2")[0].clone();
+    let depth = store.pdu(&join).unwrap().depth();
+    assert!(depth > 1);
+    assert_eq!(store.room(&room).unwrap().depth_min, Some(depth));
+    assert_eq!(h.servers["hs1"].store().room(&room).unwrap().depth_min, Some(1));
 }

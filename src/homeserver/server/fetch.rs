@@ -50,9 +50,14 @@ impl Homeserver {
                     _ => {}
                 }
             }
-            Pending::MissingEvents { room_id } => {
+            Pending::MissingEvents { room_id, for_events, destination } => {
+                for id in &for_events {
+                    if let Some(w) = self.waiting.get_mut(id) {
+                        w.missing = Ask::Answered;
+                    }
+                }
                 if let Some(Response::GetMissingEvents { events }) = response {
-                    self.receive_bundle(now, &room_id, events, out);
+                    self.receive_bundle(now, &room_id, &destination, events, out);
                 }
                 self.retry_waiting_after_failure(now, &room_id, out);
             }
@@ -62,31 +67,59 @@ impl Homeserver {
                 }
                 self.retry_waiting_after_failure(now, &room_id, out);
             }
+            Pending::StateIdsAt { room_id, prev } => {
+                let ids = match response {
+                    Some(Response::GetStateIds { pdu_ids, auth_chain_ids }) => {
+                        Some((pdu_ids, auth_chain_ids))
+                    }
+                    _ => None,
+                };
+                self.on_state_ids(now, &room_id, &prev, ids, out);
+            }
+            Pending::StateEvent { room_id, prev, event_id } => {
+                let raw = match response {
+                    Some(Response::GetEvent(txn)) => txn.pdus.into_iter().next(),
+                    _ => None,
+                };
+                self.on_state_event(now, &room_id, &prev, &event_id, raw, out);
+            }
             Pending::EventFor { room_id, prev } => {
-                if let Some(Response::GetEvent(txn)) = response {
-                    if let Some(rules) = self.rules_of(&room_id) {
-                        if let Some(Ok(pdu)) =
-                            txn.pdus.into_iter().next().map(|raw| self.verify_received(rules, raw))
-                        {
-                            if pdu.event_id() == &prev {
-                                self.fetched_prev.insert(prev.clone(), pdu);
-                            }
-                        }
+                let mut found = None;
+                if let (Some(Response::GetEvent(txn)), Some(rules)) =
+                    (response, self.rules_of(&room_id))
+                {
+                    if let Some(Ok(pdu)) =
+                        txn.pdus.into_iter().next().map(|raw| self.verify_received(rules, raw))
+                    {
+                        found = (pdu.event_id() == &prev).then_some(pdu);
                     }
                 }
-                self.complete_prev(now, &room_id, &prev, None, out);
+                match (found, self.state_fetches.get_mut(&prev)) {
+                    (Some(pdu), Some(fetch)) => fetch.prev_pdu = Some(pdu),
+                    (None, Some(_)) => self.drop_state_fetch(now, &room_id, &prev, out),
+                    (_, None) => {}
+                }
+                self.complete_full_state(now, &room_id, &prev, out);
             }
             Pending::StateAt { room_id, prev } => {
-                let state = match response {
+                match response {
                     Some(Response::GetState { pdus, auth_chain }) => {
                         let mut all = auth_chain;
                         all.extend(pdus.iter().cloned());
                         self.store_outliers(&room_id, all, out);
-                        Some(pdus)
+                        let map = self.state_map_of(
+                            &room_id,
+                            pdus.iter().map(|raw| {
+                                self.rules_of(&room_id).map(|rules| pdu::event_id(rules, raw))
+                            }),
+                        );
+                        if let Some(fetch) = self.state_fetches.get_mut(&prev) {
+                            fetch.full_state = Some(map);
+                        }
                     }
-                    _ => None,
-                };
-                self.complete_prev(now, &room_id, &prev, state, out);
+                    _ => self.drop_state_fetch(now, &room_id, &prev, out),
+                }
+                self.complete_full_state(now, &room_id, &prev, out);
             }
             Pending::Make(handshake) => self.on_make(now, handshake, answer, out),
             Pending::Send { handshake, version, own } => {
@@ -129,6 +162,8 @@ impl Homeserver {
     }
 
     /// After a fetch finished (or failed), events still waiting on it try the next step.
+    /// Once the room has no fetch in flight, nothing more will come for the events that
+    /// still wait: they are given up, each with what it still misses.
     pub(super) fn retry_waiting_after_failure(
         &mut self,
         now: Instant,
@@ -136,21 +171,15 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) {
         self.retry_waiting(now, room_id, out);
-        let stuck: Vec<Arc<Pdu>> = self
+        let stuck: Vec<EventId> = self
             .waiting
-            .values()
-            .filter(|w| w.pdu.room_id_or_derived() == room_id)
-            .map(|w| Arc::clone(&w.pdu))
+            .iter()
+            .filter(|(_, w)| w.pdu.room_id_or_derived() == room_id)
+            .map(|(id, _)| id.clone())
             .collect();
-        for pdu in stuck {
-            let origin =
-                self.waiting.get(pdu.event_id()).map(|w| w.origin.clone()).unwrap_or_default();
-            self.process(now, room_id, pdu, &origin, out);
+        for id in &stuck {
+            self.ask_for_ancestors(now, room_id, id, out);
         }
-        // Events of this room that already asked for everything they miss are given up
-        // once no fetch of the room is in flight. (The fix of an event that asked for its
-        // auth events and never counted as having asked for everything, so that it waited
-        // for ever.)
         if self.has_fetch_in_flight(room_id) {
             return;
         }
@@ -158,14 +187,8 @@ impl Homeserver {
             .waiting
             .iter()
             .filter(|(_, w)| w.pdu.room_id_or_derived() == room_id)
-            .filter_map(|(id, w)| {
+            .map(|(id, w)| {
                 let (auth, prev) = self.missing_for(room_id, &w.pdu);
-                // Prev events are asked for only once the auth events are here.
-                let auth_failed = !auth.is_empty() && w.asked_auth;
-                let prev_failed = auth.is_empty() && w.asked_missing && w.asked_state;
-                if !(auth_failed || prev_failed) {
-                    return None;
-                }
                 let reason = if !auth.is_empty() {
                     format!(
                         "/event_auth from {} did not bring auth events {}",
@@ -174,12 +197,12 @@ impl Homeserver {
                     )
                 } else {
                     format!(
-                        "get_missing_events and /state from {} did not bring prev events {}",
+                        "get_missing_events and the state from {} did not bring prev events {}",
                         w.origin,
                         list(&prev)
                     )
                 };
-                Some((id.clone(), reason))
+                (id.clone(), reason)
             })
             .collect();
         for (id, reason) in hopeless {
@@ -203,65 +226,316 @@ impl Homeserver {
 
     pub(super) fn has_fetch_in_flight(&self, room_id: &str) -> bool {
         self.requests.values().any(|(p, _)| match p {
-            Pending::MissingEvents { room_id: r }
+            Pending::MissingEvents { room_id: r, .. }
             | Pending::EventAuth { room_id: r }
+            | Pending::StateIdsAt { room_id: r, .. }
+            | Pending::StateEvent { room_id: r, .. }
             | Pending::StateAt { room_id: r, .. }
             | Pending::EventFor { room_id: r, .. } => r == room_id,
             _ => false,
         })
     }
 
-    /// Processes events returned by `get_missing_events`, oldest first.
+    /// Processes the events of a `get_missing_events` answer from `destination`, oldest
+    /// first, as pulled events (Synapse `_process_pulled_events`): each is decided once
+    /// its ancestors are here, and none sends a `get_missing_events` of its own. Then the
+    /// bundle's frontier (its waiting events with a prev event that is neither stored with
+    /// a state nor waiting) asks the same server once more, from the frontier, if the
+    /// answer brought something new and the frontier lies above the room's minimum depth;
+    /// otherwise it asks for the state at its missing prev events.
+    ///
+    /// [impl] Synapse asks `get_missing_events` once per pushed event and leaves what lies
+    /// beyond the answer's ten events as a backward extremity, filled by backfill when a
+    /// client reads that far. mxsim's servers have no clients that read, and `liveness`
+    /// owes every event to every joined server, so the walk goes on while it brings new
+    /// events (docs/conformance.md).
     pub(super) fn receive_bundle(
         &mut self,
         now: Instant,
         room_id: &str,
+        destination: &str,
         raws: Vec<Object>,
         out: &mut Vec<Output>,
     ) {
         let Some(rules) = self.rules_of(room_id) else { return };
-        let mut pdus: Vec<Arc<Pdu>> =
-            raws.into_iter().filter_map(|raw| self.verify_received(rules, raw).ok()).collect();
+        let mut pdus: Vec<Arc<Pdu>> = Vec::new();
+        for raw in raws {
+            // A copy of an event that already waits is the same event: no new check.
+            let id = pdu::event_id(rules, &raw);
+            if let Some(w) = self.waiting.get(&id) {
+                pdus.push(Arc::clone(&w.pdu));
+            } else if let Ok(pdu) = self.verify_received(rules, raw) {
+                pdus.push(pdu);
+            }
+        }
         pdus.sort_by(|a, b| a.depth().cmp(&b.depth()).then(a.event_id().cmp(b.event_id())));
-        for pdu in pdus {
-            let origin = pdu.origin().to_owned();
-            self.process(now, room_id, pdu, &origin, out);
+        pdus.dedup_by(|a, b| a.event_id() == b.event_id());
+        let mut brought_new = false;
+        for pdu in &pdus {
+            let known = self.waiting.contains_key(pdu.event_id())
+                || self.store.event(pdu.event_id()).is_some_and(|e| e.state_after.is_some());
+            brought_new |= !known;
+            self.process(now, room_id, Arc::clone(pdu), destination, true, out);
+        }
+        let frontier: Vec<EventId> = pdus
+            .iter()
+            .filter(|p| self.waiting.get(p.event_id()).is_some_and(|w| w.pulled))
+            .filter(|p| {
+                let (_, prev) = self.missing_for(room_id, p);
+                prev.iter().any(|id| !self.waiting.contains_key(id))
+            })
+            .map(|p| p.event_id().clone())
+            .collect();
+        let min_depth = self.store.room(room_id).and_then(|r| r.depth_min).unwrap_or(0);
+        let deeper: Vec<EventId> = frontier
+            .iter()
+            .filter(|id| self.waiting.get(*id).is_some_and(|w| w.pdu.depth() > min_depth))
+            .cloned()
+            .collect();
+        if brought_new && !deeper.is_empty() {
+            let earliest: Vec<EventId> = self
+                .store
+                .room(room_id)
+                .map(|r| r.forward_extremities.iter().cloned().collect())
+                .unwrap_or_default();
+            let request = Request::GetMissingEvents {
+                room_id: room_id.to_owned(),
+                earliest_events: earliest,
+                latest_events: deeper.clone(),
+                limit: self.config.missing_events_limit,
+                min_depth,
+            };
+            let pending = Pending::MissingEvents {
+                room_id: room_id.to_owned(),
+                for_events: deeper.clone(),
+                destination: destination.to_owned(),
+            };
+            if self.send(now, destination, request, pending, out) {
+                for id in &deeper {
+                    self.waiting.get_mut(id).expect("waits").missing = Ask::InFlight;
+                }
+            }
+        }
+        // Every pulled event that still waits asks for its next step (its auth events, or
+        // the state at its missing prev events unless a follow-up is in flight).
+        for pdu in &pdus {
+            self.ask_for_ancestors(now, room_id, pdu.event_id(), out);
         }
     }
 
-    /// A missing prev event: once both the event and the state before it are here, store
-    /// it as an outlier with that state (so events after it can be checked).
-    pub(super) fn complete_prev(
+    /// Starts a [`StateFetch`] of the state at `prev` from `destination`: `/state_ids`.
+    pub(super) fn fetch_state_at(
         &mut self,
         now: Instant,
         room_id: &str,
         prev: &EventId,
-        state: Option<Vec<Object>>,
+        destination: &str,
         out: &mut Vec<Output>,
     ) {
-        if let Some(pdus) = state {
-            let mut map = StateMap::new();
-            for raw in &pdus {
-                let Some(rules) = self.rules_of(room_id) else { return };
-                let id = pdu::event_id(rules, raw);
-                if let Some(event) = self.store.event(&id) {
-                    if let Some(key) = event.pdu.state_key() {
-                        map.insert((event.pdu.event_type().to_owned(), key.to_owned()), id);
-                    }
+        let request = Request::GetStateIds { room_id: room_id.to_owned(), event_id: prev.clone() };
+        let pending = Pending::StateIdsAt { room_id: room_id.to_owned(), prev: prev.clone() };
+        if self.send(now, destination, request, pending, out) {
+            let fetch = StateFetch {
+                destination: destination.to_owned(),
+                state_ids: Vec::new(),
+                outstanding: BTreeSet::new(),
+                fetched: Vec::new(),
+                failed: false,
+                full: false,
+                full_state: None,
+                prev_pdu: None,
+            };
+            self.state_fetches.insert(prev.clone(), fetch);
+        }
+    }
+
+    /// The `/state_ids` answer at `prev` (`None`: it failed). After Synapse
+    /// `_get_state_ids_after_missing_prev_event`: the events this server lacks among the
+    /// state, the prev event and the auth chain are fetched one by one with `/event`,
+    /// unless they are at least a tenth of the state and auth chain together: then the
+    /// whole `/state` is asked for.
+    fn on_state_ids(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        prev: &EventId,
+        ids: Option<(Vec<EventId>, Vec<EventId>)>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some((state_ids, auth_chain_ids)) = ids else {
+            return self.fetch_full_state(now, room_id, prev, out);
+        };
+        let mut missing: BTreeSet<EventId> = BTreeSet::new();
+        for id in state_ids.iter().chain(&auth_chain_ids).chain([prev]) {
+            if !self.store.contains(id) {
+                missing.insert(id.clone());
+            }
+        }
+        if missing.len() * 10 >= state_ids.len() + auth_chain_ids.len() {
+            return self.fetch_full_state(now, room_id, prev, out);
+        }
+        let Some(fetch) = self.state_fetches.get_mut(prev) else { return };
+        fetch.state_ids = state_ids;
+        let destination = fetch.destination.clone();
+        for id in missing {
+            let request = Request::GetEvent { event_id: id.clone() };
+            let pending = Pending::StateEvent {
+                room_id: room_id.to_owned(),
+                prev: prev.clone(),
+                event_id: id.clone(),
+            };
+            let sent = self.send(now, &destination, request, pending, out);
+            let fetch = self.state_fetches.get_mut(prev).expect("fetch in progress");
+            match sent {
+                true => fetch.outstanding.insert(id),
+                false => std::mem::replace(&mut fetch.failed, true),
+            };
+        }
+        self.finish_state_ids(now, room_id, prev, out);
+    }
+
+    /// One `/event` answer of a [`StateFetch`] (`None`: it failed).
+    fn on_state_event(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        prev: &EventId,
+        event_id: &EventId,
+        raw: Option<Object>,
+        out: &mut Vec<Output>,
+    ) {
+        let rules = self.rules_of(room_id);
+        let Some(fetch) = self.state_fetches.get_mut(prev) else { return };
+        fetch.outstanding.remove(event_id);
+        match (raw, rules) {
+            (Some(raw), Some(rules)) if pdu::event_id(rules, &raw) == *event_id => {
+                fetch.fetched.push(raw);
+            }
+            _ => fetch.failed = true,
+        }
+        self.finish_state_ids(now, room_id, prev, out);
+    }
+
+    /// Once every `/event` of a [`StateFetch`] is answered: stores them as outliers and
+    /// completes the prev event with the state its ids name. If one failed, or the state
+    /// still has an event this server lacks, asks for the whole `/state` instead.
+    fn finish_state_ids(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        prev: &EventId,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(fetch) = self.state_fetches.get_mut(prev) else { return };
+        if !fetch.outstanding.is_empty() {
+            return;
+        }
+        let failed = fetch.failed;
+        let fetched = std::mem::take(&mut fetch.fetched);
+        let state_ids = std::mem::take(&mut fetch.state_ids);
+        if failed {
+            return self.fetch_full_state(now, room_id, prev, out);
+        }
+        self.store_outliers(room_id, fetched, out);
+        let whole = state_ids.iter().chain([prev]).all(|id| self.store.contains(id));
+        if !whole {
+            return self.fetch_full_state(now, room_id, prev, out);
+        }
+        let map = self.state_map_of(room_id, state_ids.into_iter().map(Some));
+        let pdu = Arc::clone(self.store.pdu(prev).expect("checked above"));
+        self.complete_prev(now, room_id, prev, map, pdu, out);
+    }
+
+    /// Falls back to the whole state at `prev` (`/state`, and `/event` for the prev
+    /// event if this server lacks it), once per fetch.
+    fn fetch_full_state(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        prev: &EventId,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(fetch) = self.state_fetches.get_mut(prev) else { return };
+        if fetch.full {
+            return self.drop_state_fetch(now, room_id, prev, out);
+        }
+        fetch.full = true;
+        let destination = fetch.destination.clone();
+        let state = Request::GetState { room_id: room_id.to_owned(), event_id: prev.clone() };
+        let pending = Pending::StateAt { room_id: room_id.to_owned(), prev: prev.clone() };
+        let mut sent = self.send(now, &destination, state, pending, out);
+        if let Some(stored) = self.store.pdu(prev) {
+            let stored = Arc::clone(stored);
+            self.state_fetches.get_mut(prev).expect("fetch in progress").prev_pdu = Some(stored);
+        } else {
+            let event = Request::GetEvent { event_id: prev.clone() };
+            let pending = Pending::EventFor { room_id: room_id.to_owned(), prev: prev.clone() };
+            sent &= self.send(now, &destination, event, pending, out);
+        }
+        if !sent {
+            self.drop_state_fetch(now, room_id, prev, out);
+        }
+    }
+
+    /// On the whole-state path: once both the state and the prev event are here,
+    /// completes the prev event.
+    fn complete_full_state(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        prev: &EventId,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(fetch) = self.state_fetches.get(prev) else { return };
+        if let (Some(map), Some(pdu)) = (fetch.full_state.clone(), fetch.prev_pdu.clone()) {
+            self.complete_prev(now, room_id, prev, map, pdu, out);
+        }
+    }
+
+    /// A [`StateFetch`] that failed: the events waiting on it are given up once nothing
+    /// else is in flight.
+    fn drop_state_fetch(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        prev: &EventId,
+        out: &mut Vec<Output>,
+    ) {
+        if self.state_fetches.remove(prev).is_some() {
+            self.retry_waiting_after_failure(now, room_id, out);
+        }
+    }
+
+    /// The state map of the given event ids, as far as this server stores them as state
+    /// events of the room.
+    fn state_map_of(&self, room_id: &str, ids: impl Iterator<Item = Option<EventId>>) -> StateMap {
+        let mut map = StateMap::new();
+        for id in ids.flatten() {
+            if let Some(event) = self.store.event(&id) {
+                if let (Some(key), true) =
+                    (event.pdu.state_key(), event.pdu.room_id_or_derived() == room_id)
+                {
+                    map.insert((event.pdu.event_type().to_owned(), key.to_owned()), id);
                 }
             }
-            let group = self.store.store_state(&map, None);
-            self.prev_states.insert(prev.clone(), group);
         }
-        let (Some(pdu), Some(group)) =
-            (self.fetched_prev.get(prev).cloned(), self.prev_states.get(prev).copied())
-        else {
-            self.retry_waiting_after_failure(now, room_id, out);
-            return;
-        };
-        self.fetched_prev.remove(prev);
-        self.prev_states.remove(prev);
+        map
+    }
+
+    /// A missing prev event with the state before it: stored with that state (an outlier
+    /// it was is upgraded), so that events after it can be decided.
+    fn complete_prev(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        prev: &EventId,
+        state: StateMap,
+        pdu: Arc<Pdu>,
+        out: &mut Vec<Output>,
+    ) {
+        self.state_fetches.remove(prev);
         if self.store.event(prev).is_none_or(|e| e.state_after.is_none()) {
+            let group = self.store.store_state(&state, None);
             let outcome = self.check_own_auth(room_id, &pdu);
             // Stored with a state from now on: report it like any other receipt, so that
             // the trace holds every event the server keeps.
@@ -296,8 +570,9 @@ impl Pending {
         match self {
             Pending::Transaction { .. } => wire::Endpoint::SendTransaction,
             Pending::MissingEvents { .. } => wire::Endpoint::GetMissingEvents,
+            Pending::StateIdsAt { .. } => wire::Endpoint::GetStateIds,
+            Pending::StateEvent { .. } | Pending::EventFor { .. } => wire::Endpoint::GetEvent,
             Pending::StateAt { .. } => wire::Endpoint::GetState,
-            Pending::EventFor { .. } => wire::Endpoint::GetEvent,
             Pending::EventAuth { .. } => wire::Endpoint::GetEventAuth,
             Pending::Invite { .. } => wire::Endpoint::Invite,
             Pending::Make(h) => match h.membership {

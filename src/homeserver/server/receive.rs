@@ -303,7 +303,7 @@ impl Homeserver {
         if pdu.room_id_or_derived() != room_id {
             return Err("room id mismatch".into());
         }
-        self.process(now, &room_id, pdu, origin, out);
+        self.process(now, &room_id, pdu, origin, false, out);
         Ok(())
     }
 
@@ -342,13 +342,16 @@ impl Homeserver {
 
     /// Decides and stores an event if its ancestors are known, otherwise parks it and asks
     /// for what is missing: auth events through `/event_auth`, prev events through
-    /// `get_missing_events`, then the state at each missing prev event.
+    /// `get_missing_events`, then the state at each missing prev event. An event `pulled`
+    /// from a `get_missing_events` answer is only parked: the answer's handler
+    /// ([`Homeserver::receive_bundle`]) decides what the bundle asks next.
     pub(super) fn process(
         &mut self,
         now: Instant,
         room_id: &str,
         pdu: Arc<Pdu>,
         origin: &str,
+        pulled: bool,
         out: &mut Vec<Output>,
     ) {
         if let Some(stored) = self.store.event(pdu.event_id()) {
@@ -387,88 +390,101 @@ impl Homeserver {
         self.waiting.entry(id.clone()).or_insert_with(|| Waiting {
             pdu: Arc::clone(&pdu),
             origin: origin.to_owned(),
+            pulled,
             asked_auth: false,
-            asked_missing: false,
-            asked_state: false,
+            missing: Ask::Not,
+            asked_state: BTreeSet::new(),
             deadline,
         });
-        self.ask_for_ancestors(now, room_id, id, !missing_auth.is_empty(), missing_prev, out);
+        if !pulled {
+            self.ask_for_ancestors(now, room_id, &id, out);
+        }
     }
 
-    /// Asks the waiting event's origin for the next thing it misses, each once: its auth
-    /// events (`/event_auth`) first; once they are here, its prev events
-    /// (`get_missing_events`); then the state at, and the event of, each missing prev event.
-    fn ask_for_ancestors(
+    /// Asks for the next thing a waiting event misses, each step once, and only after the
+    /// step before it was answered: its auth events (`/event_auth`); then, for an event
+    /// pushed to this server and deeper than the room's minimum depth, its prev events
+    /// (`get_missing_events`, after Synapse `_get_missing_events_for_pdu`); then the
+    /// state at each missing prev event that is not itself waiting ([`StateFetch`],
+    /// shared by every event that misses the same prev event).
+    pub(super) fn ask_for_ancestors(
         &mut self,
         now: Instant,
         room_id: &str,
-        id: EventId,
-        missing_auth: bool,
-        missing_prev: Vec<EventId>,
+        id: &EventId,
         out: &mut Vec<Output>,
     ) {
-        let entry = self.waiting.get_mut(&id).expect("the event waits");
+        let Some(entry) = self.waiting.get(id) else { return };
+        let pdu = Arc::clone(&entry.pdu);
         let origin = entry.origin.clone();
-        if missing_auth {
+        let (missing_auth, missing_prev) = self.missing_for(room_id, &pdu);
+        if !missing_auth.is_empty() {
             if !entry.asked_auth {
-                entry.asked_auth = true;
-                let request = Request::GetEventAuth { room_id: room_id.to_owned(), event_id: id };
-                self.send(
-                    now,
-                    &origin,
-                    request,
-                    Pending::EventAuth { room_id: room_id.to_owned() },
-                    out,
-                );
+                let request =
+                    Request::GetEventAuth { room_id: room_id.to_owned(), event_id: id.clone() };
+                let pending = Pending::EventAuth { room_id: room_id.to_owned() };
+                let sent = self.send(now, &origin, request, pending, out);
+                self.waiting.get_mut(id).expect("waits").asked_auth = sent;
             }
             return;
         }
-        if !entry.asked_missing {
-            entry.asked_missing = true;
-            let room = self.store.room(room_id).expect("room is known");
-            let earliest: Vec<EventId> = room.forward_extremities.iter().cloned().collect();
-            // [impl] Synapse asks from the lowest depth it knows in the room, not the
-            // depth of its extremities: on a fork the missing events may be shallower
-            // than our own latest ones. `limit` and `earliest_events` bound the walk.
-            let min_depth = room.depth_min.unwrap_or(0);
-            let request = Request::GetMissingEvents {
-                room_id: room_id.to_owned(),
-                earliest_events: earliest,
-                latest_events: vec![id],
-                limit: self.config.missing_events_limit,
-                min_depth,
-            };
-            self.send(
-                now,
-                &origin,
-                request,
-                Pending::MissingEvents { room_id: room_id.to_owned() },
-                out,
-            );
+        if missing_prev.is_empty() {
             return;
         }
-        if !entry.asked_state {
-            entry.asked_state = true;
-            for prev in missing_prev {
-                let state =
-                    Request::GetState { room_id: room_id.to_owned(), event_id: prev.clone() };
-                self.send(
-                    now,
-                    &origin,
-                    state,
-                    Pending::StateAt { room_id: room_id.to_owned(), prev: prev.clone() },
-                    out,
-                );
-                if !self.store.contains(&prev) {
-                    let event = Request::GetEvent { event_id: prev.clone() };
-                    self.send(
-                        now,
-                        &origin,
-                        event,
-                        Pending::EventFor { room_id: room_id.to_owned(), prev },
-                        out,
-                    );
+        let room = self.store.room(room_id).expect("room is known");
+        // Synapse `_update_min_depth_for_room_txn`: the least depth of the room's events
+        // stored with a state (outliers do not count).
+        let min_depth = room.depth_min.unwrap_or(0);
+        // Synapse handles a room's received PDUs one at a time
+        // (`_process_incoming_pdus_in_room_inner`), so a PDU asks `get_missing_events`
+        // only after the one before it got its answer, which often brings this one's
+        // prev events too: wait while one is in flight for the room.
+        let walking = self
+            .requests
+            .values()
+            .any(|(p, _)| matches!(p, Pending::MissingEvents { room_id: r, .. } if r == room_id));
+        match entry.missing {
+            Ask::Not if !entry.pulled && walking => return,
+            Ask::Not if !entry.pulled && pdu.depth() > min_depth => {
+                // Synapse sends its latest events and the prev events it has in its
+                // timeline (`have_events_in_timeline`: outliers do not count) as the
+                // earliest, so that the walk skips what it holds.
+                let mut earliest: BTreeSet<EventId> = room.forward_extremities.clone();
+                for prev in pdu.prev_events() {
+                    if self.store.event(prev).is_some_and(|e| e.state_after.is_some()) {
+                        earliest.insert(prev.clone());
+                    }
                 }
+                let request = Request::GetMissingEvents {
+                    room_id: room_id.to_owned(),
+                    earliest_events: earliest.into_iter().collect(),
+                    latest_events: vec![id.clone()],
+                    limit: self.config.missing_events_limit,
+                    min_depth,
+                };
+                let pending = Pending::MissingEvents {
+                    room_id: room_id.to_owned(),
+                    for_events: vec![id.clone()],
+                    destination: origin.clone(),
+                };
+                if self.send(now, &origin, request, pending, out) {
+                    self.waiting.get_mut(id).expect("waits").missing = Ask::InFlight;
+                    return;
+                }
+            }
+            Ask::InFlight => return,
+            _ => {}
+        }
+        for prev in missing_prev {
+            if self.waiting.contains_key(&prev) {
+                continue; // Decided in its own time; this event is retried after it.
+            }
+            let entry = self.waiting.get_mut(id).expect("waits");
+            if !entry.asked_state.insert(prev.clone()) {
+                continue;
+            }
+            if !self.state_fetches.contains_key(&prev) {
+                self.fetch_state_at(now, room_id, &prev, &origin, out);
             }
         }
     }
@@ -486,10 +502,8 @@ impl Homeserver {
                 })
                 .map(|w| Arc::clone(&w.pdu));
             let Some(pdu) = ready else { break };
-            let origin =
-                self.waiting.get(pdu.event_id()).map(|w| w.origin.clone()).unwrap_or_default();
-            self.waiting.remove(pdu.event_id());
-            self.process(now, room_id, pdu, &origin, out);
+            let Some(waiting) = self.waiting.remove(pdu.event_id()) else { break };
+            self.process(now, room_id, pdu, &waiting.origin, waiting.pulled, out);
         }
     }
 

@@ -457,7 +457,7 @@ impl Homeserver {
         {
             return invalid(format!("not a {membership} event of a user of {origin}"));
         }
-        self.process(now, room_id, Arc::clone(&pdu), origin, out);
+        self.process(now, room_id, Arc::clone(&pdu), origin, false, out);
         let accepted = self
             .store
             .event(pdu.event_id())
