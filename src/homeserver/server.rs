@@ -19,7 +19,7 @@ use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, Request, Respon
 use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
-use crate::matrix::dag::{EventStore, RejectionKind};
+use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
 use crate::matrix::pdu::{self, Pdu, Verified};
 use crate::matrix::state_res::{self, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
@@ -201,7 +201,8 @@ struct Handshake {
 pub struct Homeserver {
     name: String,
     key: SigningKey,
-    keys: KeyRing,
+    /// Every peer's public keys: one ring shared by all the servers of a simulation.
+    keys: Arc<KeyRing>,
     config: Config,
     store: Store,
     outbound: Outbound,
@@ -260,7 +261,8 @@ impl AuthState for GroupView<'_> {
 /// applied, as Synapse's `StateResolutionStore.get_events` reads them
 /// (`redact_behaviour=EventRedactBehaviour.as_is`, synapse/state/__init__.py). Auth checks
 /// of single events read the stored (possibly redacted) copies instead ([`GroupView`]).
-struct StoreEvents<'a>(&'a Store);
+/// It hands resolution the room's auth-chain index, which the store keeps as events come.
+struct StoreEvents<'a>(&'a Store, &'a str);
 
 impl EventStore for StoreEvents<'_> {
     fn get(&self, event_id: &EventId) -> Option<&Pdu> {
@@ -269,6 +271,10 @@ impl EventStore for StoreEvents<'_> {
 
     fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
         self.0.event(event_id)?.outcome.decision.rejection()
+    }
+
+    fn auth_chain_index(&self) -> Option<&AuthChainIndex> {
+        self.0.auth_chain_index(self.1)
     }
 }
 
@@ -345,11 +351,11 @@ pub fn acl_allows(content: &Object, server: &str) -> bool {
 
 impl Homeserver {
     /// A new server with an empty store. `keys` holds every peer's public keys (key
-    /// distribution is not simulated).
+    /// distribution is not simulated); pass an `Arc` to share one ring among servers.
     pub fn new(
         name: &str,
         key: SigningKey,
-        keys: KeyRing,
+        keys: impl Into<Arc<KeyRing>>,
         config: Config,
         prng: Prng,
         now: Instant,
@@ -361,7 +367,7 @@ impl Homeserver {
     pub fn recover(
         name: &str,
         key: SigningKey,
-        keys: KeyRing,
+        keys: impl Into<Arc<KeyRing>>,
         config: Config,
         prng: Prng,
         now: Instant,
@@ -372,7 +378,7 @@ impl Homeserver {
         let mut server = Homeserver {
             name: name.to_owned(),
             key,
-            keys,
+            keys: keys.into(),
             config,
             store,
             outbound,
@@ -494,6 +500,17 @@ impl Homeserver {
                 continue;
             }
             let was_joined = seen.is_some_and(|(_, joined)| joined);
+            // A delta on the state last looked at that touches no member of this server
+            // leaves its membership as it was (most state events).
+            if let (Some((Some(seen_group), _)), Some(g)) = (seen, group) {
+                let own = |(t, k): &StateKey| {
+                    t == "m.room.member" && ids::user_server(k) == Some(self.name.as_str())
+                };
+                if self.store.delta_keys(g, seen_group).is_some_and(|mut keys| !keys.any(own)) {
+                    self.membership_seen.insert(room_id.clone(), (group, was_joined));
+                    continue;
+                }
+            }
             let state = group.map(|g| self.store.state(g)).unwrap_or_default();
             let joined = self.joined_servers_in(&state).contains(&self.name);
             self.membership_seen.insert(room_id.clone(), (group, joined));

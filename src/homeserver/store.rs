@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::matrix::dag::RejectionKind;
+use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
 use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
 
 /// (event type, state key).
@@ -131,6 +131,19 @@ pub struct Store {
     /// The original form of every event replaced by its redacted form: state resolution
     /// reads these ([`Store::original_pdu`]).
     originals: BTreeMap<EventId, Arc<Pdu>>,
+    /// Per room, the auth chains of its stored events, extended as each is stored, so
+    /// that a state resolution does not index the room's auth chains again.
+    auth_indexes: BTreeMap<String, AuthChainIndex>,
+}
+
+/// The stored events as the auth-chain index reads them (auth events, type and state
+/// key, which a redaction keeps).
+struct StoredEvents<'a>(&'a BTreeMap<EventId, StoredEvent>);
+
+impl EventStore for StoredEvents<'_> {
+    fn get(&self, event_id: &EventId) -> Option<&Pdu> {
+        self.0.get(event_id).map(|e| &*e.pdu)
+    }
 }
 
 impl Store {
@@ -207,8 +220,28 @@ impl Store {
             None => self.room_mut(room_id).event_count += 1,
         }
         self.count_depth(room_id, &event);
-        self.events.insert(id, event);
+        self.events.insert(id.clone(), event);
+        self.index_auth_chain(room_id, &id);
         true
+    }
+
+    /// Adds a stored event to its room's auth-chain index. An event whose auth chain has
+    /// a missing event (one rejected for it) stays out: a resolution over it indexes the
+    /// chains it needs itself.
+    fn index_auth_chain(&mut self, room_id: &str, id: &EventId) {
+        let Some(room) = self.rooms.get(room_id) else { return };
+        let rules = room.version.rules();
+        let index = self
+            .auth_indexes
+            .entry(room_id.to_owned())
+            .or_insert_with(|| AuthChainIndex::new(rules));
+        // On failure nothing is added, and nothing else needs undoing.
+        let _ = index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id));
+    }
+
+    /// The room's auth-chain index, covering every stored event whose auth chain is whole.
+    pub fn auth_chain_index(&self, room_id: &str) -> Option<&AuthChainIndex> {
+        self.auth_indexes.get(room_id)
     }
 
     /// Replaces a stored outlier by the same event with its state now known.
@@ -324,6 +357,34 @@ impl Store {
         state
     }
 
+    /// Whether two groups hold the same state. Cheap when they are the same group or one
+    /// is a delta on the other (a commit's usual case); otherwise both are materialised.
+    pub fn same_state(&self, a: StateGroupId, b: StateGroupId) -> bool {
+        if a == b {
+            return true;
+        }
+        for (child, parent) in [(a, b), (b, a)] {
+            let group = &self.groups[&child];
+            if group.parent == Some(parent) {
+                return group
+                    .delta
+                    .iter()
+                    .all(|(key, entry)| self.state_get(parent, key) == *entry);
+            }
+        }
+        self.state(a) == self.state(b)
+    }
+
+    /// The keys `child` changes when it is a delta on `parent`; `None` otherwise.
+    pub fn delta_keys(
+        &self,
+        child: StateGroupId,
+        parent: StateGroupId,
+    ) -> Option<impl Iterator<Item = &StateKey>> {
+        let group = &self.groups[&child];
+        (group.parent == Some(parent)).then(|| group.delta.keys())
+    }
+
     /// One entry of a group's state, without materialising the whole map.
     pub fn state_get(&self, id: StateGroupId, key: &StateKey) -> Option<EventId> {
         let mut at = Some(id);
@@ -395,5 +456,29 @@ mod tests {
         assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
         assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
         assert_eq!(store.state_get(group, &key("m.room.member", "@u99:hs")), Some(id("$m99")));
+    }
+
+    #[test]
+    fn same_state_compares_contents_whatever_the_groups() {
+        let mut store = Store::new();
+        let mut state = StateMap::new();
+        state.insert(key("m.room.create", ""), id("$c"));
+        state.insert(key("m.room.topic", ""), id("$t1"));
+        let base = store.store_state(&state, None);
+        // A delta that sets a key to the value it has: the same state.
+        let same = store.store_state_with(base, key("m.room.topic", ""), id("$t1"));
+        assert!(store.same_state(base, same) && store.same_state(same, base));
+        // A delta that changes it, or adds a key: another state.
+        let changed = store.store_state_with(base, key("m.room.topic", ""), id("$t2"));
+        assert!(!store.same_state(base, changed) && !store.same_state(changed, base));
+        let added = store.store_state_with(base, key("m.room.name", ""), id("$n"));
+        assert!(!store.same_state(added, base));
+        // Unrelated groups: compared by content.
+        let copy = store.store_state(&state, None);
+        assert!(store.same_state(copy, base));
+        assert!(!store.same_state(copy, changed));
+        // Siblings that set the same key to the same new value.
+        let twin = store.store_state_with(base, key("m.room.topic", ""), id("$t2"));
+        assert!(store.same_state(twin, changed));
     }
 }

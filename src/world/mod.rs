@@ -128,7 +128,8 @@ struct Slot {
 
 struct Shared {
     plan: Plan,
-    keys: KeyRing,
+    /// Every server's public keys, one ring shared by all (not a copy per server).
+    keys: Arc<KeyRing>,
     root: Prng,
     net: Network<Message>,
     slots: Vec<Slot>,
@@ -180,7 +181,7 @@ impl Shared {
         let index = plan.servers.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         Shared {
             plan: plan.clone(),
-            keys,
+            keys: Arc::new(keys),
             root: root.clone(),
             net,
             slots,
@@ -275,7 +276,7 @@ impl Shared {
     /// Starts (or restarts) a node's server: new, or recovered from its disk.
     fn boot(&mut self, node: usize, now: u64) {
         let plan_config = self.plan.config_of(&self.slots[node].name).clone();
-        let keys = self.keys.clone();
+        let keys = Arc::clone(&self.keys);
         let slot = &mut self.slots[node];
         // A node boots once per incarnation: at the start, or after a crash took its server.
         assert!(slot.server.is_none(), "{} booted while running", slot.name);

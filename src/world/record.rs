@@ -123,7 +123,7 @@ impl Shared {
                     // Crashed at the end: what it would recover with.
                     let store = disk.clone().unwrap_or_default();
                     let prng = self.root.fork(streams::FINAL);
-                    let keys = self.keys.clone();
+                    let keys = Arc::clone(&self.keys);
                     let config = self.plan.config_of(&slot.name).clone();
                     let at = Instant::from_ms(end);
                     let recovered = Homeserver::recover(

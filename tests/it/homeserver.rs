@@ -1858,3 +1858,40 @@ fn a_joiners_minimum_depth_is_that_of_its_join() {
     assert_eq!(store.room(&room).unwrap().depth_min, Some(depth));
     assert_eq!(h.servers["hs1"].store().room(&room).unwrap().depth_min, Some(1));
 }
+
+/// Each server's store keeps its rooms' auth chains indexed as events are stored
+/// (outliers from `send_join` and gap filling included), so that state resolution finds
+/// every state event there instead of indexing the room again.
+#[test]
+fn the_store_indexes_every_event_of_a_room_as_it_is_stored() {
+    for version in RoomVersion::ALL {
+        let names = ["hs1", "hs2", "hs3"];
+        let (mut h, room) = room_with(&names, version);
+        // A fork: hs3 is cut off while hs1 and hs3 change the topic.
+        h.cut.insert(("hs1".into(), "hs3".into()));
+        h.cut.insert(("hs3".into(), "hs1".into()));
+        h.cut.insert(("hs2".into(), "hs3".into()));
+        h.cut.insert(("hs3".into(), "hs2".into()));
+        let topic = |t: &str| serde_json::json!({"topic": t});
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic("a"));
+        send(&mut h, "hs3", "@bob:hs3", &room, "m.room.message", None, topic("b"));
+        h.run_for(Duration::from_secs(5));
+        h.cut.clear();
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, topic("c"));
+        send(&mut h, "hs3", "@bob:hs3", &room, "m.room.message", None, topic("d"));
+        h.run(5_000);
+        assert_converged(&h, &room, &names, &format!("v{version}"));
+        for name in names {
+            let store = h.servers[name].store();
+            let index = store.auth_chain_index(&room).expect("the room has an index");
+            let mut stored = 0;
+            for (id, event) in store.events() {
+                if event.pdu.room_id_or_derived() == room {
+                    assert!(index.contains(id), "v{version}: {name} did not index {id}");
+                    stored += 1;
+                }
+            }
+            assert_eq!(index.len(), stored, "v{version}: {name} indexed other events");
+        }
+    }
+}

@@ -424,6 +424,15 @@ impl Homeserver {
     /// its own (Synapse's `is_host_in_room`). Only a resident server builds events on its
     /// state and accepts the room's PDUs over `/send`.
     pub fn is_resident(&self, room_id: &str) -> bool {
+        let group = self.store.room(room_id).and_then(|r| r.current_state);
+        // The answer for the state last observed (state groups never change): every PDU
+        // of a transaction asks, and reading the whole member list each time made the
+        // cost of a delivery grow with the room.
+        if let Some(&(seen, joined)) = self.membership_seen.get(room_id) {
+            if seen == group {
+                return joined;
+            }
+        }
         let Some(state) = self.current_state(room_id) else { return false };
         let own = self.name.clone();
         self.joined_servers_in(&state).contains(&own)

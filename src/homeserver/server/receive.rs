@@ -52,10 +52,11 @@ impl Homeserver {
             [.., last] if self.skips_merge_resolution() => Ok(*last),
             _ => {
                 let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
+                let room_id = pdu.room_id_or_derived();
                 let resolved = state_res::resolve(
                     rules,
                     &maps,
-                    &StoreEvents(&self.store),
+                    &StoreEvents(&self.store, &room_id),
                     ResolveOptions::default(),
                 )
                 .map_err(|e| e.to_string())?;
@@ -164,7 +165,7 @@ impl Homeserver {
             "a committed accepted event is stored as accepted"
         );
         if let (Some(new), Some(old)) = (new_state, old_state) {
-            if self.store.state(new) != self.store.state(old) {
+            if !self.store.same_state(new, old) {
                 out.push(Output::Observed(Observation::StateChanged {
                     room_id: room_id.to_owned(),
                     state_hash: self.state_hash(new),
@@ -204,7 +205,7 @@ impl Homeserver {
                 let resolved = state_res::resolve(
                     rules,
                     &maps,
-                    &StoreEvents(&self.store),
+                    &StoreEvents(&self.store, room_id),
                     ResolveOptions::default(),
                 )
                 .ok()?;

@@ -85,6 +85,7 @@ impl ChainSet {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Node {
     pub(super) event_id: EventId,
     pub(super) chain: u32,
@@ -121,6 +122,7 @@ pub(super) enum NodeStatus {
 /// * auth chain of a set, auth difference of k sets: O(R log R) over the sets' total reach
 ///   size R, plus the size of the answer — never a walk of the chains;
 /// * conflicted state subgraph: a binary search per chain the conflicted events reach.
+#[derive(Clone)]
 pub struct AuthChainIndex {
     /// Whether events were added with the v12 implicit create auth event.
     implicit_create: bool,
@@ -131,6 +133,16 @@ pub struct AuthChainIndex {
     /// Interned (`type`, `state_key`) pairs: type → state key → id.
     state_keys: BTreeMap<String, BTreeMap<String, u32>>,
     state_key_count: u32,
+}
+
+/// A summary, not every node: a store that keeps an index prints it with its events.
+impl std::fmt::Debug for AuthChainIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthChainIndex")
+            .field("events", &self.nodes.len())
+            .field("chains", &self.chains.len())
+            .finish()
+    }
 }
 
 impl AuthChainIndex {
