@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Whole-simulation cost at several server counts (docs/performance.md, "Simulation").
+#
+#   benches/sim_scale.sh [N ...]          (default: 10 100 300)
+#
+# For each N, writes target/perf/bigN.toml: N servers in one public room (all joined by
+# 30 s), 100 messages from everyone over 60 s, the last tenth of the servers cut off
+# for 15 s. Runs it on seed 1 with each binary in MXSIM (space-separated; default
+# target/release/mxsim) and prints CPU seconds (user + system), peak resident memory,
+# deliveries, bytes sent, CPU microseconds per delivery and the trace hash.
+set -euo pipefail
+binaries=${MXSIM:-target/release/mxsim}
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(10 100 300)
+mkdir -p target/perf
+for n in "${counts[@]}"; do
+  scenario=target/perf/big$n.toml
+  cut=$(seq $((n - n / 10 + 1)) "$n" | sed 's/.*/"hs&"/' | paste -sd, -)
+  cat >"$scenario" <<TOML
+name = "big$n"
+description = "$n servers in one public room, 100 messages over 60 s, the last tenth cut off for 15 s."
+
+[[server_group]]
+prefix = "hs"
+count = $n
+users = ["u"]
+
+[network]
+default_policy = { latency = { kind = "uniform", delay_ms_min = 5, delay_ms_max = 80 } }
+
+[[room]]
+label = "big"
+creator = "@u:hs1"
+public = true
+members = ["*"]
+member_stagger_ms = $((30000 / n))
+
+[[workload]]
+room = "big"
+start_ms = 35_000
+end_ms = 95_000
+interval_ms = 600
+mix = { message = 1 }
+
+[[fault]]
+type = "partition"
+start_ms = 45_000
+end_ms = 60_000
+groups = [[$cut]]
+
+[[expect]]
+room = "big"
+converged_by_ms = 200_000
+TOML
+  for bin in $binaries; do
+    out=target/perf/big$n-$(echo "$bin" | tr '/' '_')
+    /usr/bin/time -f "%U %S %M" -o "$out.time" "$bin" run "$scenario" --seed 1 --out "$out" --quiet >/dev/null 2>&1 || true
+    read -r user sys rss <"$out.time"
+    python3 - "$bin" "$n" "$user" "$sys" "$rss" "$out/summary.json" <<'PY'
+import json, sys
+bin, n, user, sys_s, rss, path = sys.argv[1:]
+summary = json.load(open(path))
+m = summary["metrics"]
+cpu = float(user) + float(sys_s)
+d = m["messages_delivered"]
+print(f"{bin}  servers={n}  cpu_s={cpu:.2f}  peak_rss_mb={int(rss) // 1024}  deliveries={d}  "
+      f"bytes={m['bytes_sent']}  cpu_us_per_delivery={cpu * 1e6 / d:.0f}  "
+      f"trace={summary['trace_hash'][:16]}  {summary['verdict']}")
+PY
+  done
+done
