@@ -107,12 +107,13 @@ impl Homeserver {
                         let mut all = auth_chain;
                         all.extend(pdus.iter().cloned());
                         self.store_outliers(&room_id, all, out);
-                        let map = self.state_map_of(
-                            &room_id,
-                            pdus.iter().map(|raw| {
-                                self.rules_of(&room_id).map(|rules| pdu::event_id(rules, raw))
-                            }),
-                        );
+                        let ids: Vec<EventId> = match self.rules_of(&room_id) {
+                            Some(rules) => {
+                                pdus.iter().map(|raw| pdu::event_id(rules, raw)).collect()
+                            }
+                            None => Vec::new(),
+                        };
+                        let map = self.state_map_of(&room_id, ids);
                         if let Some(fetch) = self.state_fetches.get_mut(&prev) {
                             fetch.full_state = Some(map);
                         }
@@ -293,28 +294,9 @@ impl Homeserver {
             .cloned()
             .collect();
         if brought_new && !deeper.is_empty() {
-            let earliest: Vec<EventId> = self
-                .store
-                .room(room_id)
-                .map(|r| r.forward_extremities.iter().cloned().collect())
-                .unwrap_or_default();
-            let request = Request::GetMissingEvents {
-                room_id: room_id.to_owned(),
-                earliest_events: earliest,
-                latest_events: deeper.clone(),
-                limit: self.config.missing_events_limit,
-                min_depth,
-            };
-            let pending = Pending::MissingEvents {
-                room_id: room_id.to_owned(),
-                for_events: deeper.clone(),
-                destination: destination.to_owned(),
-            };
-            if self.send(now, destination, request, pending, out) {
-                for id in &deeper {
-                    self.waiting.get_mut(id).expect("waits").missing = Ask::InFlight;
-                }
-            }
+            let earliest =
+                self.store.room(room_id).map(|r| r.forward_extremities.clone()).unwrap_or_default();
+            self.walk_missing_events(now, room_id, earliest, deeper, destination, out);
         }
         // Every pulled event that still waits asks for its next step (its auth events, or
         // the state at its missing prev events unless a follow-up is in flight).
@@ -441,7 +423,7 @@ impl Homeserver {
         if !whole {
             return self.fetch_full_state(now, room_id, prev, out);
         }
-        let map = self.state_map_of(room_id, state_ids.into_iter().map(Some));
+        let map = self.state_map_of(room_id, state_ids);
         let pdu = Arc::clone(self.store.pdu(prev).expect("checked above"));
         self.complete_prev(now, room_id, prev, map, pdu, out);
     }
@@ -508,9 +490,9 @@ impl Homeserver {
 
     /// The state map of the given event ids, as far as this server stores them as state
     /// events of the room.
-    fn state_map_of(&self, room_id: &str, ids: impl Iterator<Item = Option<EventId>>) -> StateMap {
+    fn state_map_of(&self, room_id: &str, ids: Vec<EventId>) -> StateMap {
         let mut map = StateMap::new();
-        for id in ids.flatten() {
+        for id in ids {
             if let Some(event) = self.store.event(&id) {
                 if let (Some(key), true) =
                     (event.pdu.state_key(), event.pdu.room_id_or_derived() == room_id)

@@ -456,20 +456,8 @@ impl Homeserver {
                         earliest.insert(prev.clone());
                     }
                 }
-                let request = Request::GetMissingEvents {
-                    room_id: room_id.to_owned(),
-                    earliest_events: earliest.into_iter().collect(),
-                    latest_events: vec![id.clone()],
-                    limit: self.config.missing_events_limit,
-                    min_depth,
-                };
-                let pending = Pending::MissingEvents {
-                    room_id: room_id.to_owned(),
-                    for_events: vec![id.clone()],
-                    destination: origin.clone(),
-                };
-                if self.send(now, &origin, request, pending, out) {
-                    self.waiting.get_mut(id).expect("waits").missing = Ask::InFlight;
+                let latest = vec![id.clone()];
+                if self.walk_missing_events(now, room_id, earliest, latest, &origin, out) {
                     return;
                 }
             }
@@ -488,6 +476,42 @@ impl Homeserver {
                 self.fetch_state_at(now, room_id, &prev, &origin, out);
             }
         }
+    }
+
+    /// Sends `get_missing_events` to `destination` for the waiting events `latest`, from
+    /// the room's minimum depth, and marks their walk in flight; false if it could not be
+    /// sent.
+    pub(super) fn walk_missing_events(
+        &mut self,
+        now: Instant,
+        room_id: &str,
+        earliest: BTreeSet<EventId>,
+        latest: Vec<EventId>,
+        destination: &str,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        let min_depth = self.store.room(room_id).and_then(|r| r.depth_min).unwrap_or(0);
+        let request = Request::GetMissingEvents {
+            room_id: room_id.to_owned(),
+            earliest_events: earliest.into_iter().collect(),
+            latest_events: latest.clone(),
+            limit: self.config.missing_events_limit,
+            min_depth,
+        };
+        let pending = Pending::MissingEvents {
+            room_id: room_id.to_owned(),
+            for_events: latest.clone(),
+            destination: destination.to_owned(),
+        };
+        if !self.send(now, destination, request, pending, out) {
+            return false;
+        }
+        for id in &latest {
+            if let Some(w) = self.waiting.get_mut(id) {
+                w.missing = Ask::InFlight;
+            }
+        }
+        true
     }
 
     /// Retries waiting events of a room whose ancestors may have arrived.
