@@ -275,21 +275,7 @@ fn fixture(version: RoomVersion) -> Fixture {
     records.push(rec(21, Body::Node { server: "hs2".into(), change: NodeChange::Restart }));
     hs2_commits.push(id(&message));
     records.push(rec(21, Body::Recovered { server: "hs2".into(), event_ids: hs2_commits }));
-    for server in ["hs1", "hs2"] {
-        records.push(rec(
-            5000,
-            Body::Final {
-                server: server.into(),
-                room: r.clone(),
-                joined: true,
-                forward_extremities: vec![id(&message)],
-                state: room.nested_state(),
-                state_hash: "H".into(),
-                events: 6,
-                waiting: Vec::new(),
-            },
-        ));
-    }
+    records.extend(finals(&room, &r, &message, 6));
     let trace = Trace { header: header(ALL), records };
     Fixture { room, room_id: r, join_rules, bob, message, trace }
 }
@@ -884,6 +870,29 @@ fn random_damage_never_panics_the_checker() {
     }
 }
 
+/// Both servers' `final` records for a room that ends joined, converged on `room`'s state
+/// with `last` as the only forward extremity.
+fn finals(room: &Room, room_id: &str, last: &Pdu, events: u64) -> Vec<Record> {
+    ["hs1", "hs2"]
+        .into_iter()
+        .map(|server| {
+            rec(
+                5000,
+                Body::Final {
+                    server: server.into(),
+                    room: room_id.into(),
+                    joined: true,
+                    forward_extremities: vec![id(last)],
+                    state: room.nested_state(),
+                    state_hash: "H".into(),
+                    events,
+                    waiting: Vec::new(),
+                },
+            )
+        })
+        .collect()
+}
+
 /// A v10 room where alice raises the invite level to 50, then redacts that power-levels
 /// event (v10 redaction drops `invite`, so the level falls back to 0), and bob (level 0)
 /// invites carol. Each server authorises the invite against the redacted copy from its
@@ -932,21 +941,7 @@ fn redacted_power_levels_then_invite(hs1_redacts: bool) -> Trace {
     records.push(rec(33, redacted("hs2")));
     records.push(event(40, "hs2", &r, &invite, Decision::Created, true));
     records.push(event(41, "hs1", &r, &invite, Decision::Accepted, false));
-    for server in ["hs1", "hs2"] {
-        records.push(rec(
-            5000,
-            Body::Final {
-                server: server.into(),
-                room: r.clone(),
-                joined: true,
-                forward_extremities: vec![id(&invite)],
-                state: room.nested_state(),
-                state_hash: "H".into(),
-                events: 9,
-                waiting: Vec::new(),
-            },
-        ));
-    }
+    records.extend(finals(&room, &r, &invite, 9));
     Trace { header: header(ALL), records }
 }
 
@@ -1041,21 +1036,7 @@ fn the_checker_never_applies_a_redaction_of_the_create_event() {
     }
     records.push(event(4, "hs2", &r, &bob, Decision::Created, true));
     records.push(event(5, "hs1", &r, &bob, Decision::Accepted, false));
-    for server in ["hs1", "hs2"] {
-        records.push(rec(
-            5000,
-            Body::Final {
-                server: server.into(),
-                room: r.clone(),
-                joined: true,
-                forward_extremities: vec![id(&bob)],
-                state: room.nested_state(),
-                state_hash: "H".into(),
-                events: 6,
-                waiting: Vec::new(),
-            },
-        ));
-    }
+    records.extend(finals(&room, &r, &bob, 6));
     let trace = Trace { header: header(&["auth"]), records };
     let violations = only(&run(&trace), "auth");
     // Both servers, by both the own-auth-events and the state-before checks.
@@ -1149,21 +1130,7 @@ fn the_checkers_state_resolution_reads_the_originals_of_redacted_events() {
         records.push(event(t, "hs1", &r, pdu, Decision::Accepted, false));
         t += 1;
     }
-    for server in ["hs1", "hs2"] {
-        records.push(rec(
-            5000,
-            Body::Final {
-                server: server.into(),
-                room: r.clone(),
-                joined: true,
-                forward_extremities: vec![id(&join)],
-                state: room.nested_state(),
-                state_hash: "H".into(),
-                events: 12,
-                waiting: Vec::new(),
-            },
-        ));
-    }
+    records.extend(finals(&room, &r, &join, 12));
     let trace = Trace { header: header(&["auth"]), records };
     let violations = only(&run(&trace), "auth");
     assert_eq!(violations.len(), 1, "only the state-before check flags the join: {violations:#?}");
