@@ -10,6 +10,8 @@
 //! - [`types`]: inputs, outputs, actions, observations.
 //! - [`wire`]: the federation requests and responses in the spec's shapes, their exact
 //!   encoding as HTTP-like bytes, and the error responses for malformed input.
+//! - [`verified`]: the results of the format, hash and signature checks, shared by the
+//!   servers of one process so that each unique event is verified once.
 //! - [`outbound`]: per-destination delivery of PDUs and EDUs in transactions, with one
 //!   transaction in flight, retries with back-off, bounded queues and catch-up.
 //!
@@ -21,6 +23,7 @@ pub mod outbound;
 pub mod server;
 pub mod store;
 pub mod types;
+pub mod verified;
 pub mod wire;
 
 pub use server::{Config, Homeserver, RoomView};

@@ -5,6 +5,7 @@
 //! volatile parts (outbound queues, requests in flight, events waiting for missing
 //! ancestors); [`Homeserver::recover`] rebuilds a server from its store.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store,
 use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
 };
+use crate::homeserver::verified::VerifiedEvents;
 use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, Request, Response};
 use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
@@ -224,7 +226,25 @@ pub struct Homeserver {
     /// Room → (the current state group last looked at, whether it has a joined member of
     /// this server): what [`Homeserver::observe_membership`] compares with.
     membership_seen: BTreeMap<String, (Option<StateGroupId>, bool)>,
+    /// Resolutions computed lately: the sorted groups resolved → the group of the result
+    /// ([`Homeserver::resolve_groups`]). Volatile; at most [`RESOLUTIONS_REMEMBERED`].
+    resolutions: BTreeMap<Vec<StateGroupId>, StateGroupId>,
+    /// The store's [`Store::events_version`] the remembered resolutions were made at.
+    resolutions_at: u64,
+    /// Per room, the current state group last asked about and its joined members per
+    /// server ([`Homeserver::joined_servers`]). Volatile.
+    joined: RefCell<BTreeMap<String, JoinedCounts>>,
+    /// Verified events, shared with the other servers of the process when handed one
+    /// ([`Homeserver::share_verified`]); otherwise this server's own.
+    verified: Arc<VerifiedEvents>,
 }
+
+/// Most resolutions a server remembers (the memo is emptied when full).
+const RESOLUTIONS_REMEMBERED: usize = 256;
+
+/// A current state group and the joined members per server in it (servers with none
+/// left out).
+type JoinedCounts = (StateGroupId, BTreeMap<String, u32>);
 
 /// One room as a server holds it, read-only ([`Homeserver::room_views`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -375,10 +395,11 @@ impl Homeserver {
     ) -> Homeserver {
         ids::check_server_name(name).expect("server names are checked by the scenario");
         let outbound = Outbound::new(config.outbound, prng, now);
+        let keys: Arc<KeyRing> = keys.into();
         let mut server = Homeserver {
             name: name.to_owned(),
             key,
-            keys: keys.into(),
+            keys: Arc::clone(&keys),
             config,
             store,
             outbound,
@@ -393,6 +414,10 @@ impl Homeserver {
             committed: Vec::new(),
             skew_ms: 0,
             membership_seen: BTreeMap::new(),
+            resolutions: BTreeMap::new(),
+            resolutions_at: 0,
+            joined: RefCell::new(BTreeMap::new()),
+            verified: Arc::new(VerifiedEvents::new(keys)),
         };
         // What the store says now is the starting point, not a change: a restart records
         // no join or leave (one lost with uncommitted state is not recorded either).
@@ -402,6 +427,18 @@ impl Homeserver {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Shares `verified` with this server: the results of the format, hash and signature
+    /// checks it holds are taken instead of checking again, and this server's results go
+    /// into it. Refused (returns false, nothing changes) unless the cache was made for
+    /// this server's key ring.
+    pub fn share_verified(&mut self, verified: &Arc<VerifiedEvents>) -> bool {
+        if !verified.serves(&self.keys) {
+            return false;
+        }
+        self.verified = Arc::clone(verified);
+        true
     }
 
     /// The committed store (what survives a crash).
@@ -500,19 +537,7 @@ impl Homeserver {
                 continue;
             }
             let was_joined = seen.is_some_and(|(_, joined)| joined);
-            // A delta on the state last looked at that touches no member of this server
-            // leaves its membership as it was (most state events).
-            if let (Some((Some(seen_group), _)), Some(g)) = (seen, group) {
-                let own = |(t, k): &StateKey| {
-                    t == "m.room.member" && ids::user_server(k) == Some(self.name.as_str())
-                };
-                if self.store.delta_keys(g, seen_group).is_some_and(|mut keys| !keys.any(own)) {
-                    self.membership_seen.insert(room_id.clone(), (group, was_joined));
-                    continue;
-                }
-            }
-            let state = group.map(|g| self.store.state(g)).unwrap_or_default();
-            let joined = self.joined_servers_in(&state).contains(&self.name);
+            let joined = self.has_joined_member(&room_id, &self.name);
             self.membership_seen.insert(room_id.clone(), (group, joined));
             let observed_already = out.iter().any(|o| {
                 matches!(o, Output::Observed(Observation::RoomJoined { room_id: r, .. }) if *r == room_id)

@@ -134,6 +134,9 @@ pub struct Store {
     /// Per room, the auth chains of its stored events, extended as each is stored, so
     /// that a state resolution does not index the room's auth chains again.
     auth_indexes: BTreeMap<String, AuthChainIndex>,
+    /// Counts the changes to the stored events (stored, replaced, redacted): what a state
+    /// resolution reads besides the states themselves ([`Store::events_version`]).
+    events_version: u64,
 }
 
 /// The stored events as the auth-chain index reads them (auth events, type and state
@@ -221,6 +224,7 @@ impl Store {
         }
         self.count_depth(room_id, &event);
         self.events.insert(id.clone(), event);
+        self.events_version += 1;
         self.index_auth_chain(room_id, &id);
         true
     }
@@ -239,6 +243,12 @@ impl Store {
         let _ = index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id));
     }
 
+    /// Changes whenever a stored event is added, replaced or redacted: a computation over
+    /// stored events made at one version holds while the version is the same.
+    pub fn events_version(&self) -> u64 {
+        self.events_version
+    }
+
     /// The room's auth-chain index, covering every stored event whose auth chain is whole.
     pub fn auth_chain_index(&self, room_id: &str) -> Option<&AuthChainIndex> {
         self.auth_indexes.get(room_id)
@@ -252,6 +262,7 @@ impl Store {
         let room_id = event.pdu.room_id_or_derived();
         self.count_depth(&room_id, &event);
         self.events.insert(id, event);
+        self.events_version += 1;
     }
 
     /// Lowers the room's `depth_min` to the event's depth if it is stored with a state
@@ -273,6 +284,7 @@ impl Store {
         let original = std::mem::replace(&mut event.pdu, redacted);
         event.redacted = true;
         self.originals.entry(id.clone()).or_insert(original);
+        self.events_version += 1;
     }
 
     /// The event as it was stored before a redaction was applied to it (the stored form
@@ -283,11 +295,22 @@ impl Store {
 
     /// Stores a state and returns its group, as a delta on `parent` when given.
     pub fn store_state(&mut self, state: &StateMap, parent: Option<StateGroupId>) -> StateGroupId {
+        let base = parent.map(|p| (p, self.state(p)));
+        self.store_state_over(state, base.as_ref().map(|(p, map)| (*p, map)))
+    }
+
+    /// [`Store::store_state`] when the caller holds the parent's state already (`parent`
+    /// with its materialised map), so that it is not materialised again.
+    pub fn store_state_over(
+        &mut self,
+        state: &StateMap,
+        parent: Option<(StateGroupId, &StateMap)>,
+    ) -> StateGroupId {
         let id = StateGroupId(self.next_group);
         self.next_group += 1;
         let group = match parent {
-            Some(parent_id) if self.groups[&parent_id].chain_len + 1 < SNAPSHOT_EVERY => {
-                let base = self.state(parent_id);
+            Some((parent_id, base)) if self.groups[&parent_id].chain_len + 1 < SNAPSHOT_EVERY => {
+                debug_assert_eq!(&self.state(parent_id), base);
                 let mut delta = BTreeMap::new();
                 for (key, event) in state {
                     if base.get(key) != Some(event) {
@@ -357,32 +380,43 @@ impl Store {
         state
     }
 
-    /// Whether two groups hold the same state. Cheap when they are the same group or one
-    /// is a delta on the other (a commit's usual case); otherwise both are materialised.
+    /// Whether two groups hold the same state. Cheap when the groups share an ancestor on
+    /// their delta chains (a commit's usual case: one is a delta on the other, or both are
+    /// deltas on one resolved state); otherwise both are materialised.
     pub fn same_state(&self, a: StateGroupId, b: StateGroupId) -> bool {
         if a == b {
             return true;
         }
-        for (child, parent) in [(a, b), (b, a)] {
-            let group = &self.groups[&child];
-            if group.parent == Some(parent) {
-                return group
-                    .delta
-                    .iter()
-                    .all(|(key, entry)| self.state_get(parent, key) == *entry);
-            }
+        match self.changed_keys(a, b) {
+            Some(keys) => keys.iter().all(|key| self.state_get(a, key) == self.state_get(b, key)),
+            None => self.state(a) == self.state(b),
         }
-        self.state(a) == self.state(b)
     }
 
-    /// The keys `child` changes when it is a delta on `parent`; `None` otherwise.
-    pub fn delta_keys(
-        &self,
-        child: StateGroupId,
-        parent: StateGroupId,
-    ) -> Option<impl Iterator<Item = &StateKey>> {
-        let group = &self.groups[&child];
-        (group.parent == Some(parent)).then(|| group.delta.keys())
+    /// A superset of the keys whose entries differ between groups `a` and `b`, when their
+    /// delta chains meet: the keys set or removed by the groups on either chain below the
+    /// first group both chains hold. `None` when the chains do not meet (the caller then
+    /// compares whole states). At most [`SNAPSHOT_EVERY`] groups are walked on each side.
+    pub fn changed_keys(&self, a: StateGroupId, b: StateGroupId) -> Option<BTreeSet<&StateKey>> {
+        let chain = |from: StateGroupId| {
+            let mut chain = Vec::new();
+            let mut at = Some(from);
+            while let Some(id) = at {
+                chain.push(id);
+                at = self.groups[&id].parent;
+            }
+            chain
+        };
+        let (chain_a, chain_b) = (chain(a), chain(b));
+        let on_b: BTreeSet<StateGroupId> = chain_b.iter().copied().collect();
+        let meet = *chain_a.iter().find(|id| on_b.contains(id))?;
+        let mut keys = BTreeSet::new();
+        for chain in [&chain_a, &chain_b] {
+            for id in chain.iter().take_while(|id| **id != meet) {
+                keys.extend(self.groups[id].delta.keys());
+            }
+        }
+        Some(keys)
     }
 
     /// One entry of a group's state, without materialising the whole map.
@@ -456,6 +490,55 @@ mod tests {
         assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
         assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
         assert_eq!(store.state_get(group, &key("m.room.member", "@u99:hs")), Some(id("$m99")));
+    }
+
+    #[test]
+    fn changed_keys_cover_every_difference_between_groups_that_meet() {
+        // A tree of groups: deltas, one-key deltas and snapshots, branching from earlier
+        // groups; for every pair whose chains meet, a key outside the changed keys has the
+        // same entry in both.
+        let mut store = Store::new();
+        let mut rng = crate::stdx::Prng::from_seed(7);
+        let mut state = StateMap::new();
+        state.insert(key("m.room.create", ""), id("$c"));
+        let mut groups = vec![(store.store_state(&state, None), state.clone())];
+        for i in 0..120u64 {
+            let (parent, base) = groups[rng.index(groups.len())].clone();
+            let member = key("m.room.member", &format!("@u{}:hs", rng.index(12)));
+            let event = id(&format!("$e{i}"));
+            let (group, state) = match rng.index(3) {
+                0 => {
+                    let mut state = base.clone();
+                    state.insert(member.clone(), event.clone());
+                    (store.store_state_with(parent, member, event), state)
+                }
+                1 => {
+                    let mut state = base.clone();
+                    state.remove(&member);
+                    state.insert(key("m.room.topic", ""), event);
+                    (store.store_state(&state, Some(parent)), state)
+                }
+                _ => {
+                    let mut state = base.clone();
+                    state.insert(member, event);
+                    (store.store_state(&state, None), state)
+                }
+            };
+            groups.push((group, state));
+        }
+        let mut met = 0;
+        for (a, state_a) in &groups {
+            for (b, state_b) in &groups {
+                let Some(keys) = store.changed_keys(*a, *b) else { continue };
+                met += 1;
+                let all: BTreeSet<&StateKey> = state_a.keys().chain(state_b.keys()).collect();
+                for k in all.into_iter().filter(|k| !keys.contains(k)) {
+                    assert_eq!(state_a.get(k), state_b.get(k), "{a:?} {b:?} {k:?}");
+                }
+                assert_eq!(store.same_state(*a, *b), state_a == state_b, "{a:?} {b:?}");
+            }
+        }
+        assert!(met > groups.len() * 4, "too few pairs meet ({met}) to test anything");
     }
 
     #[test]

@@ -52,6 +52,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use crate::homeserver::verified::VerifiedEvents;
 use crate::homeserver::wire::HttpRequest;
 use crate::homeserver::{
     Action, ActionKind, Config, Homeserver, Input, Observation, Output, RequestId, store::Store,
@@ -130,6 +131,9 @@ struct Shared {
     plan: Plan,
     /// Every server's public keys, one ring shared by all (not a copy per server).
     keys: Arc<KeyRing>,
+    /// The verified events all servers share: each unique event is parsed, hashed and
+    /// verified once, and every store refers to that one body.
+    verified: Arc<VerifiedEvents>,
     root: Prng,
     net: Network<Message>,
     slots: Vec<Slot>,
@@ -179,9 +183,11 @@ impl Shared {
             });
         }
         let index = plan.servers.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let keys = Arc::new(keys);
         Shared {
             plan: plan.clone(),
-            keys: Arc::new(keys),
+            verified: Arc::new(VerifiedEvents::new(Arc::clone(&keys))),
+            keys,
             root: root.clone(),
             net,
             slots,
@@ -282,7 +288,7 @@ impl Shared {
         assert!(slot.server.is_none(), "{} booted while running", slot.name);
         let prng = self.root.fork(&streams::server(&slot.name, slot.incarnation));
         let at = Instant::from_ms(now);
-        let server = match slot.disk.take() {
+        let mut server = match slot.disk.take() {
             None => Homeserver::new(&slot.name, slot.key.clone(), keys, plan_config, prng, at),
             Some(store) => Homeserver::recover(
                 &slot.name,
@@ -294,6 +300,8 @@ impl Shared {
                 store,
             ),
         };
+        let shared = server.share_verified(&self.verified);
+        assert!(shared, "the servers and the cache use the world's one key ring");
         let recovered = (slot.incarnation > 0)
             .then(|| server.store().events().map(|(id, _)| id.as_str().to_owned()).collect());
         slot.server = Some(server);

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use mxsim::homeserver::store::StateMap;
+use mxsim::homeserver::verified::VerifiedEvents;
 use mxsim::homeserver::wire::{HttpRequest, HttpResponse};
 use mxsim::homeserver::{Action, Config, Homeserver, Input, Observation, Output, RequestId};
 use mxsim::matrix::canonical_json::Object;
@@ -51,24 +52,38 @@ fn key(name: &str) -> SigningKey {
 
 impl Harness {
     pub fn new(names: &[&str]) -> Harness {
+        Harness::with_verified(names, false)
+    }
+
+    /// Servers that share one key ring and, if `shared`, one cache of verified events (as
+    /// the simulator's servers do); otherwise each has its own copy of the ring.
+    pub fn with_verified(names: &[&str], shared: bool) -> Harness {
         let mut keys = KeyRing::new();
         for name in names {
             keys.entry((*name).to_owned())
                 .or_default()
                 .insert("ed25519:1".into(), key(name).public_key());
         }
+        let ring = std::sync::Arc::new(keys.clone());
+        let verified = std::sync::Arc::new(VerifiedEvents::new(std::sync::Arc::clone(&ring)));
         let root = Prng::from_seed(1);
         let servers = names
             .iter()
             .map(|name| {
-                let server = Homeserver::new(
+                let ring = if shared { std::sync::Arc::clone(&ring) } else { keys.clone().into() };
+                let mut server = Homeserver::new(
                     name,
                     key(name),
-                    keys.clone(),
+                    ring,
                     Config::default(),
                     root.fork(name),
                     Instant::ZERO,
                 );
+                if shared {
+                    assert!(server.share_verified(&verified));
+                } else {
+                    assert!(!server.share_verified(&verified), "another ring: refused");
+                }
                 ((*name).to_owned(), server)
             })
             .collect();
@@ -341,7 +356,11 @@ fn send(
 
 /// A public room on hs1 that every other server has joined.
 fn room_with(names: &[&str], version: RoomVersion) -> (Harness, String) {
-    let mut h = Harness::new(names);
+    room_in(Harness::new(names), names, version)
+}
+
+/// [`room_with`] on servers made by the caller.
+fn room_in(mut h: Harness, names: &[&str], version: RoomVersion) -> (Harness, String) {
     h.act(
         names[0],
         format!("@alice:{}", names[0]),
@@ -1894,4 +1913,78 @@ fn the_store_indexes_every_event_of_a_room_as_it_is_stored() {
             assert_eq!(index.len(), stored, "v{version}: {name} indexed other events");
         }
     }
+}
+
+/// Every decision each server reported, in order.
+fn all_decisions(h: &Harness) -> Vec<(String, Option<EventId>, mxsim::homeserver::Decision)> {
+    h.observations
+        .iter()
+        .filter_map(|(s, o)| match o {
+            Observation::Event { event_id, decision, .. } => {
+                Some((s.clone(), event_id.clone(), *decision))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn servers_sharing_verified_events_decide_as_before_and_hold_one_body_per_event() {
+    let names = ["hs1", "hs2", "hs3"];
+    let talk = |h: &mut Harness, room: &str| {
+        for (i, name) in names.iter().enumerate() {
+            let user = if i == 0 { "@alice:hs1".to_owned() } else { format!("@bob:{name}") };
+            send(h, name, &user, room, "m.room.message", None, serde_json::json!({"body": "hi"}));
+            h.run(2_000);
+        }
+    };
+    let (mut alone, room) =
+        room_in(Harness::with_verified(&names, false), &names, RoomVersion::V11);
+    talk(&mut alone, &room);
+    let (mut shared, room_shared) =
+        room_in(Harness::with_verified(&names, true), &names, RoomVersion::V11);
+    talk(&mut shared, &room_shared);
+    assert_eq!(room, room_shared);
+    assert_eq!(all_decisions(&alone), all_decisions(&shared), "sharing changed a decision");
+    assert_eq!(alone.failures(), Vec::<String>::new());
+    // hs1's events as hs2 and hs3 store them: one body when shared, two copies otherwise.
+    let mut checked = 0;
+    for id in created_by(&shared, "hs1") {
+        let pdu =
+            |h: &Harness, s: &str| std::sync::Arc::clone(h.servers[s].store().pdu(&id).unwrap());
+        assert!(std::sync::Arc::ptr_eq(&pdu(&shared, "hs2"), &pdu(&shared, "hs3")), "{id}");
+        assert!(!std::sync::Arc::ptr_eq(&pdu(&alone, "hs2"), &pdu(&alone, "hs3")), "{id}");
+        checked += 1;
+    }
+    assert!(checked >= 3, "hs1 created the room's first events");
+}
+
+#[test]
+fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
+    let names = ["hs1", "hs2", "hs3"];
+    let (mut h, room) = room_in(Harness::with_verified(&names, true), &names, RoomVersion::V11);
+    // hs3 does not hear from hs1; hs2 receives the message and verifies it.
+    h.cut.insert(("hs1".into(), "hs3".into()));
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "hi"}),
+    );
+    h.run_for(Duration::from_secs(5));
+    let message = created_by(&h, "hs1").pop().unwrap();
+    assert!(h.servers["hs2"].store().contains(&message));
+    assert!(!h.servers["hs3"].store().contains(&message));
+    // A copy with other content: the same event id (redaction drops a message's content),
+    // but its content hash no longer matches, so hs3 must keep the redacted form.
+    let mut tampered = stored_json(&h, "hs2", &message);
+    tampered.insert("content".into(), serde_json::json!({"body": "tampered"}));
+    push_transaction(&mut h, "hs2", "hs3", "tampered-1", vec![tampered]);
+    h.run_for(Duration::from_secs(5));
+    let kept = stored_json(&h, "hs3", &message);
+    assert_eq!(kept["content"], serde_json::json!({}), "hs3 took the other copy's result");
+    assert_eq!(stored_json(&h, "hs2", &message)["content"]["body"], "hi");
 }

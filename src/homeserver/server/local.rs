@@ -433,9 +433,7 @@ impl Homeserver {
                 return joined;
             }
         }
-        let Some(state) = self.current_state(room_id) else { return false };
-        let own = self.name.clone();
-        self.joined_servers_in(&state).contains(&own)
+        self.has_joined_member(room_id, &self.name)
     }
 
     /// The servers a membership handshake tries, in order, without duplicates or this

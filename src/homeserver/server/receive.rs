@@ -50,19 +50,46 @@ impl Homeserver {
             [] => Ok(self.store.store_state(&StateMap::new(), None)),
             [one] => Ok(*one),
             [.., last] if self.skips_merge_resolution() => Ok(*last),
-            _ => {
-                let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
-                let room_id = pdu.room_id_or_derived();
-                let resolved = state_res::resolve(
-                    rules,
-                    &maps,
-                    &StoreEvents(&self.store, &room_id),
-                    ResolveOptions::default(),
-                )
-                .map_err(|e| e.to_string())?;
-                Ok(self.store.store_state(&resolved.state, Some(groups[0])))
-            }
+            _ => self.resolve_groups(rules, &pdu.room_id_or_derived(), groups),
         }
+    }
+
+    /// The resolution of the states of several groups, stored as a group. A resolution of
+    /// the same groups is remembered: the state before an event is resolved when it is
+    /// decided and again when it is committed, and a commit then resolves the forward
+    /// extremities. The result depends only on the groups' states and on the stored
+    /// events, so it is remembered while no event is stored, replaced or redacted.
+    pub(super) fn resolve_groups(
+        &mut self,
+        rules: &RoomVersionRules,
+        room_id: &str,
+        mut groups: Vec<StateGroupId>,
+    ) -> Result<StateGroupId, String> {
+        groups.sort();
+        groups.dedup();
+        if self.resolutions_at != self.store.events_version() {
+            // Another event stored (an auth event fetched, an outlier decided) may change
+            // what a resolution reads: forget the older ones.
+            self.resolutions.clear();
+            self.resolutions_at = self.store.events_version();
+        }
+        if let Some(&group) = self.resolutions.get(&groups) {
+            return Ok(group);
+        }
+        let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
+        let resolved = state_res::resolve(
+            rules,
+            &maps,
+            &StoreEvents(&self.store, room_id),
+            ResolveOptions::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let group = self.store.store_state_over(&resolved.state, Some((groups[0], &maps[0])));
+        if self.resolutions.len() >= RESOLUTIONS_REMEMBERED {
+            self.resolutions.clear();
+        }
+        self.resolutions.insert(groups, group);
+        Ok(group)
     }
 
     /// The receipt checks 4–6 (federation-api.md §3) for an event whose auth and prev
@@ -200,17 +227,7 @@ impl Homeserver {
             [] => None,
             [one] => Some(*one),
             [.., last] if self.skips_merge_resolution() => Some(*last),
-            _ => {
-                let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
-                let resolved = state_res::resolve(
-                    rules,
-                    &maps,
-                    &StoreEvents(&self.store, room_id),
-                    ResolveOptions::default(),
-                )
-                .ok()?;
-                Some(self.store.store_state(&resolved.state, Some(groups[0])))
-            }
+            _ => self.resolve_groups(rules, room_id, groups).ok(),
         }
     }
 
@@ -240,13 +257,22 @@ impl Homeserver {
         if let Some(stored) = self.store.pdu(pdu.event_id()) {
             return Ok(Arc::clone(stored));
         }
-        match pdu::verify(rules, &pdu, &self.keys) {
-            Ok(Verified::Intact) => Ok(Arc::new(pdu)),
+        // The same copy checked by another server sharing the cache: the checks of format,
+        // hash and signatures depend only on the copy and the keys, so take its result
+        // (and share its body) rather than verify again.
+        if let Some(verified) = self.verified.get(rules.version, &pdu) {
+            return Ok(verified);
+        }
+        let received = Arc::new(pdu);
+        let result = match pdu::verify(rules, &received, &self.keys) {
+            Ok(Verified::Intact) => Arc::clone(&received),
             Ok(Verified::Redacted(redacted)) => Pdu::from_json(rules, redacted)
                 .map(Arc::new)
-                .map_err(|e| format!("bad redacted form: {e}")),
-            Err(e) => Err(e.to_string()),
-        }
+                .map_err(|e| format!("bad redacted form: {e}"))?,
+            Err(e) => return Err(e.to_string()),
+        };
+        self.verified.insert(rules.version, received, Arc::clone(&result));
+        Ok(result)
     }
 
     /// Receives one PDU of a transaction (or pushed with a join/leave/knock).

@@ -134,8 +134,85 @@ impl Homeserver {
 
     /// Servers with a joined member in the room's current state.
     pub fn joined_servers(&self, room_id: &str) -> BTreeSet<String> {
-        let Some(state) = self.current_state(room_id) else { return BTreeSet::new() };
-        self.joined_servers_in(&state)
+        self.with_joined(room_id, |counts| counts.keys().cloned().collect())
+    }
+
+    /// Whether `server` has a joined member in the room's current state.
+    pub(super) fn has_joined_member(&self, room_id: &str, server: &str) -> bool {
+        self.with_joined(room_id, |counts| counts.contains_key(server))
+    }
+
+    /// Calls `f` with the joined members per server of the room's current state (servers
+    /// with none left out). The counts are kept per room for the last current state asked
+    /// about and moved on by the member keys that changed since, so that sending an event
+    /// or checking residency does not read the whole member list of a large room.
+    fn with_joined<R>(&self, room_id: &str, f: impl FnOnce(&BTreeMap<String, u32>) -> R) -> R {
+        let Some(group) = self.store.room(room_id).and_then(|r| r.current_state) else {
+            return f(&BTreeMap::new());
+        };
+        let mut cache = self.joined.borrow_mut();
+        let entry = cache.get_mut(room_id);
+        let moved = match entry {
+            Some((at, _)) if *at == group => true,
+            Some((at, counts)) => match self.store.changed_keys(*at, group) {
+                Some(keys) => {
+                    for (event_type, user) in keys {
+                        if event_type != "m.room.member" {
+                            continue;
+                        }
+                        let Some(server) = ids::user_server(user) else { continue };
+                        let key = (event_type.clone(), user.clone());
+                        let was =
+                            self.store.state_get(*at, &key).is_some_and(|id| self.is_join(&id));
+                        let is =
+                            self.store.state_get(group, &key).is_some_and(|id| self.is_join(&id));
+                        match (was, is) {
+                            (false, true) => *counts.entry(server.to_owned()).or_default() += 1,
+                            (true, false) => {
+                                let count =
+                                    counts.get_mut(server).expect("a joined server is counted");
+                                *count -= 1;
+                                if *count == 0 {
+                                    counts.remove(server);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    *at = group;
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        if !moved {
+            cache.insert(room_id.to_owned(), (group, self.joined_counts(group)));
+        }
+        let counts = &cache[room_id].1;
+        debug_assert_eq!(counts, &self.joined_counts(group), "joined members moved on wrongly");
+        f(counts)
+    }
+
+    /// The joined members per server of a stored state, read in full.
+    fn joined_counts(&self, group: StateGroupId) -> BTreeMap<String, u32> {
+        let mut counts = BTreeMap::new();
+        for ((event_type, user), id) in self.store.state(group) {
+            if event_type == "m.room.member" && self.is_join(&id) {
+                if let Some(server) = ids::user_server(&user) {
+                    *counts.entry(server.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Whether a stored event is a member event with membership `join` (a redaction keeps
+    /// the membership).
+    fn is_join(&self, id: &EventId) -> bool {
+        self.store
+            .pdu(id)
+            .is_some_and(|p| p.content().get("membership").and_then(Value::as_str) == Some("join"))
     }
 
     pub(super) fn joined_servers_in(&self, state: &StateMap) -> BTreeSet<String> {
