@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use serde_json::{Value, json};
@@ -49,9 +52,12 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let (scenario, plan) = job.plan(args.seed).map_err(|e| CliError::input(e.to_string()))?;
 
     // Wall time is reported, never recorded or decided on.
-    let (output, wall_us) = super::timed(|| world::run(&plan));
+    let display = RunProgress::new(!args.quiet);
+    let sink = display.sink();
+    let (output, wall_us) = super::timed(|| world::run_with_progress(&plan, sink));
     let output = output.map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let wall_ms = wall_us / 1000;
+    display.phase("simulated; checking the invariants");
     let trace_bytes = output.trace.to_jsonl();
     let trace_hash = trace::hash_jsonl(&trace_bytes);
     let mut verdict = check::check(&output.trace);
@@ -70,7 +76,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     });
     let repro = crate::sweep::reproduction(&file, args.seed, args.swarm);
     let metrics = trace::metrics(&output.trace);
+    display.phase("checked; writing the trace and the reports");
     write_run(&out, &output, trace_bytes, &trace_hash, &verdict, &repro)?;
+    display.finish();
 
     let sim_ms = output.trace.header.end_ms;
     let mut stdout = String::new();
@@ -97,6 +105,124 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
         let _ = writeln!(stdout, "reproduce: {repro}");
     }
     Ok(Outcome { stdout: stdout.into_bytes(), code: if verdict.passed() { 0 } else { 1 } })
+}
+
+/// Progress of one run on stderr, for runs long enough to need it: nothing in the first
+/// [`PROGRESS_GRACE_MS`], then a bar on a terminal (virtual time reached of the run's end,
+/// events, deliveries) or a plain line every [`PROGRESS_EVERY_MS`] otherwise.
+///
+/// The wall clock only decides when to print. It is read on a thread of its own: inside
+/// the simulation madsim answers the process's clock calls with virtual time.
+#[derive(Clone)]
+struct RunProgress {
+    inner: Option<Arc<Mutex<Display>>>,
+    /// Wall milliseconds since the start, kept by the clock thread.
+    wall_ms: Arc<AtomicU64>,
+}
+
+struct Display {
+    /// Wall time of the last line.
+    last_ms: u64,
+    bar: Option<indicatif::ProgressBar>,
+    /// Whether anything was shown (then the later phases are shown too).
+    shown: bool,
+    /// Stops the clock thread when the display goes.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Quiet time at the start: short runs (most scenarios, every test) print nothing.
+const PROGRESS_GRACE_MS: u64 = 2_000;
+/// Time between plain progress lines.
+const PROGRESS_EVERY_MS: u64 = 3_000;
+
+impl RunProgress {
+    fn new(enabled: bool) -> RunProgress {
+        let wall_ms = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        if enabled {
+            let (wall_ms, stop) = (Arc::clone(&wall_ms), Arc::clone(&stop));
+            #[allow(clippy::disallowed_methods)]
+            let started = std::time::Instant::now();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    wall_ms.store(ms, Ordering::Relaxed);
+                }
+            });
+        }
+        let display = Display { last_ms: 0, bar: None, shown: false, stop };
+        RunProgress { inner: enabled.then(|| Arc::new(Mutex::new(display))), wall_ms }
+    }
+
+    /// The world's progress sink, feeding this display.
+    fn sink(&self) -> world::ProgressSink {
+        let this = self.clone();
+        Box::new(move |progress: &world::Progress| this.update(progress))
+    }
+
+    fn update(&self, p: &world::Progress) {
+        let wall = self.wall_ms.load(Ordering::Relaxed);
+        if wall < PROGRESS_GRACE_MS {
+            return;
+        }
+        let Some(inner) = &self.inner else { return };
+        let Ok(mut d) = inner.lock() else { return };
+        if d.shown && wall < d.last_ms + PROGRESS_EVERY_MS && d.bar.is_none() {
+            return;
+        }
+        let counts = format!("{} events, {} deliveries", p.events, p.deliveries);
+        if d.bar.is_none() && std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(p.end_ms / 1000);
+            let style = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} s simulated  {elapsed}  {msg}",
+            )
+            .expect("the template is valid");
+            bar.set_style(style);
+            d.bar = Some(bar);
+        }
+        d.shown = true;
+        if let Some(bar) = d.bar.clone() {
+            if wall >= d.last_ms + 100 {
+                d.last_ms = wall;
+                bar.set_position(p.now_ms / 1000);
+                bar.set_message(counts);
+            }
+            return;
+        }
+        d.last_ms = wall;
+        super::write_stderr(&format!(
+            "progress: {}.{} of {} s simulated ({}%), {counts}, {} s wall\n",
+            p.now_ms / 1000,
+            p.now_ms % 1000 / 100,
+            p.end_ms / 1000,
+            p.now_ms * 100 / p.end_ms.max(1),
+            wall / 1000,
+        ));
+    }
+
+    /// Says what the run does now, if progress was shown.
+    fn phase(&self, what: &str) {
+        let Some(inner) = &self.inner else { return };
+        let Ok(mut d) = inner.lock() else { return };
+        if let Some(bar) = d.bar.take() {
+            bar.finish();
+        }
+        if d.shown {
+            let wall = self.wall_ms.load(Ordering::Relaxed) / 1000;
+            super::write_stderr(&format!("progress: {what} ({wall} s wall)\n"));
+        }
+    }
+
+    fn finish(&self) {
+        self.phase("done");
+    }
 }
 
 /// Writes a run's files (`summary.json`, the trace, events, keys and reports) into `out`.

@@ -66,7 +66,7 @@ use crate::stdx::{Instant, Prng, streams};
 use crate::trace::{self, Body, CheckSettings, Header, NodeChange, Record, Trace};
 use frame::{Kind, Message};
 pub use plan::{Plan, retry_delay_ms};
-pub use runtime::run;
+pub use runtime::{run, run_with_progress};
 use steps::membership_kind;
 
 /// The key id every simulated server signs with.
@@ -81,6 +81,24 @@ pub struct RunOutput {
     /// Room labels to room ids (rooms that were created).
     pub rooms: BTreeMap<String, String>,
 }
+
+/// Where a run has got to, handed to a progress display ([`run_with_progress`]). Nothing
+/// in the run depends on who reads it or when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Virtual time reached, and the time the run stops at.
+    pub now_ms: u64,
+    pub end_ms: u64,
+    /// Events created so far.
+    pub events: u64,
+    /// Network messages delivered so far.
+    pub deliveries: u64,
+    /// Trace records so far.
+    pub records: u64,
+}
+
+/// A progress display: called at every supervisor step (many times a virtual second).
+pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 
 /// Why a plan cannot run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +177,9 @@ struct Shared {
     failures: BTreeMap<usize, u32>,
     /// Steps waiting to be tried again: (time, step).
     retries: BTreeSet<(u64, usize)>,
+    /// Network messages delivered so far (for [`Progress`]).
+    delivered: u64,
+    progress: Option<ProgressSink>,
 }
 
 impl Shared {
@@ -205,7 +226,21 @@ impl Shared {
             step_requests: BTreeMap::new(),
             failures: BTreeMap::new(),
             retries: BTreeSet::new(),
+            delivered: 0,
+            progress: None,
         }
+    }
+
+    /// Hands the progress display where the run has got to.
+    fn report_progress(&mut self, now_ms: u64) {
+        let Some(sink) = self.progress.as_mut() else { return };
+        sink(&Progress {
+            now_ms,
+            end_ms: self.plan.end_ms,
+            events: self.created.len() as u64,
+            deliveries: self.delivered,
+            records: self.records.len() as u64,
+        });
     }
 
     fn record(&mut self, t: u64, body: Body) {
@@ -480,6 +515,7 @@ impl Shared {
 
     /// Hands a message that arrived to its destination.
     fn deliver(&mut self, delivery: crate::net::Delivery<Message>, now: u64) {
+        self.delivered += 1;
         let to = usize::try_from(delivery.to.0).expect("node ids fit usize");
         let from = usize::try_from(delivery.from.0).expect("node ids fit usize");
         let msg = delivery.id.0;

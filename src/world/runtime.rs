@@ -7,13 +7,25 @@ use super::*;
 /// Runs a plan to its end and returns the trace. Deterministic: the same plan and seed give
 /// the same trace bytes.
 pub fn run(plan: &Plan) -> Result<RunOutput, WorldError> {
+    run_inner(plan, None)
+}
+
+/// [`run`], handing `progress` where the run has got to at every supervisor step. The
+/// trace is the same as [`run`]'s.
+pub fn run_with_progress(plan: &Plan, progress: ProgressSink) -> Result<RunOutput, WorldError> {
+    run_inner(plan, Some(progress))
+}
+
+fn run_inner(plan: &Plan, progress: Option<ProgressSink>) -> Result<RunOutput, WorldError> {
     let schedule: Vec<String> = plan.faults.nodes().iter().map(|n| n.as_str().to_owned()).collect();
     if schedule != plan.servers {
         return Err(WorldError::NodesMismatch { schedule, servers: plan.servers.clone() });
     }
     let root = Prng::from_seed(plan.seed);
     let network = Network::new(plan.network.clone(), plan.faults.clone(), root.fork(streams::NET))?;
-    let shared = Arc::new(Mutex::new(Shared::new(plan, network, &root)));
+    let mut world = Shared::new(plan, network, &root);
+    world.progress = progress;
+    let shared = Arc::new(Mutex::new(world));
 
     let runtime =
         madsim::runtime::Runtime::with_seed_and_config(plan.seed, madsim::Config::default());
@@ -104,6 +116,7 @@ pub(super) async fn supervise(shared: Arc<Mutex<Shared>>, nodes: Vec<madsim::tas
         let next = {
             let mut world = shared.lock().expect("world lock");
             let now = now_ms();
+            world.report_progress(now);
             match world.supervise_step(now, &nodes) {
                 None => return,
                 Some(next) => next,

@@ -249,3 +249,32 @@ fn a_server_that_leaves_and_rejoins_is_recorded_and_owed_only_what_came_while_jo
     let verdict = mxsim::check::check(&output.trace);
     assert_eq!(verdict.violations, vec![], "checked {:?}", verdict.checked);
 }
+
+#[test]
+fn progress_follows_the_run_without_changing_it() {
+    use std::sync::{Arc, Mutex};
+    let plan = two_servers(1, vec![partition(1500, 6000)]);
+    let seen: Arc<Mutex<Vec<mxsim::world::Progress>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let observed = mxsim::world::run_with_progress(
+        &plan,
+        Box::new(move |p: &mxsim::world::Progress| sink.lock().unwrap().push(*p)),
+    )
+    .unwrap();
+    assert_eq!(observed.trace.hash(), run(&plan).unwrap().trace.hash(), "progress changed the run");
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() > 10, "reported {} times", seen.len());
+    for pair in seen.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(a.now_ms <= b.now_ms && a.events <= b.events && a.deliveries <= b.deliveries);
+        assert!(a.records <= b.records, "{a:?} {b:?}");
+    }
+    let last = *seen.last().unwrap();
+    assert_eq!(last.end_ms, plan.end_ms);
+    assert!(last.now_ms <= plan.end_ms && last.now_ms * 10 >= plan.end_ms * 9, "{last:?}");
+    assert_eq!(last.events, observed.events.len() as u64);
+    let delivered =
+        observed.trace.records.iter().filter(|r| matches!(r.body, Body::Deliver { .. })).count()
+            as u64;
+    assert!(last.deliveries > 0 && last.deliveries <= delivered, "{last:?} of {delivered}");
+}
