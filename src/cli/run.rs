@@ -57,9 +57,13 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     let (output, wall_us) = super::timed(|| world::run_with_progress(&plan, sink));
     let output = output.map_err(|e| CliError::input(format!("{file}: {e}")))?;
     let wall_ms = wall_us / 1000;
-    display.phase("simulated; checking the invariants");
-    let trace_bytes = output.trace.to_jsonl();
-    let trace_hash = trace::hash_jsonl(&trace_bytes);
+    let out = args.out.clone().unwrap_or_else(|| {
+        Path::new("reports").join(&scenario.name).join(format!("seed-{}", args.seed))
+    });
+    // The trace first, a line at a time: its text is as large as the records again.
+    display.phase("simulated; writing the trace");
+    let trace_hash = write_trace(&out, &output.trace)?;
+    display.phase("checking the invariants");
     let mut verdict = check::check(&output.trace);
     if args.check_determinism {
         let again = world::run(&plan).map_err(|e| CliError::input(format!("{file}: {e}")))?;
@@ -71,13 +75,10 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
         }
     }
 
-    let out = args.out.clone().unwrap_or_else(|| {
-        Path::new("reports").join(&scenario.name).join(format!("seed-{}", args.seed))
-    });
     let repro = crate::sweep::reproduction(&file, args.seed, args.swarm);
     let metrics = trace::metrics(&output.trace);
-    display.phase("checked; writing the trace and the reports");
-    write_run(&out, &output, trace_bytes, &trace_hash, &verdict, &repro)?;
+    display.phase("writing the reports");
+    write_run(&out, &output, TraceFile::Written, &trace_hash, &verdict, &repro)?;
     display.finish();
 
     let sim_ms = output.trace.header.end_ms;
@@ -225,19 +226,43 @@ impl RunProgress {
     }
 }
 
+/// Whether [`write_run`] writes `trace.jsonl` or finds it written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TraceFile {
+    Write,
+    Written,
+}
+
+/// Writes `trace.jsonl` into `out` (created if missing) a line at a time and returns the
+/// trace hash.
+fn write_trace(out: &Path, trace: &Trace) -> Result<String, CliError> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| CliError::input(format!("{}: cannot create: {e}", out.display())))?;
+    let path = out.join("trace.jsonl");
+    let cannot =
+        |e: std::io::Error| CliError::input(format!("{}: cannot write: {e}", path.display()));
+    let file = std::fs::File::create(&path).map_err(cannot)?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let hash = trace.write_jsonl(&mut writer).map_err(cannot)?;
+    std::io::Write::flush(&mut writer).map_err(cannot)?;
+    Ok(hash)
+}
+
 /// Writes a run's files (`summary.json`, the trace, events, keys and reports) into `out`.
 pub(crate) fn write_run(
     out: &Path,
     output: &world::RunOutput,
-    trace_bytes: Vec<u8>,
+    trace_file: TraceFile,
     trace_hash: &str,
     verdict: &Verdict,
     repro: &str,
 ) -> Result<(), CliError> {
+    if trace_file == TraceFile::Write {
+        write_trace(out, &output.trace)?;
+    }
     let metrics = trace::metrics(&output.trace);
     let mut files: Vec<(String, Vec<u8>)> = vec![
         ("summary.json".into(), summary(&output.trace, trace_hash, verdict, &metrics)),
-        ("trace.jsonl".into(), trace_bytes),
         ("events.jsonl".into(), events_jsonl(&output.events)),
         ("keys.json".into(), keys_json(&output.trace)),
     ];

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::cli::run::{VERSION, write_run};
+use crate::cli::run::{TraceFile, VERSION, write_run};
 use crate::cli::{CliError, Outcome, read_text, write};
 use crate::sweep::results::{self, End, Meta, SeedResult};
 use crate::sweep::{Job, SeedRange, Shard};
@@ -352,7 +352,7 @@ fn run_one(job: &Job, seed: u64, reports: &Path, keep: impl Fn(bool) -> bool) ->
         write_run(
             &dir,
             &run.output,
-            run.trace_bytes,
+            TraceFile::Write,
             &run.trace_hash,
             &run.verdict,
             &result.reproduce,

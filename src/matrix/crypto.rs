@@ -59,10 +59,33 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// SHA-256 of bytes given in parts, for inputs too large to hold at once (a trace as it
+/// is written).
+#[derive(Clone, Default)]
+pub struct Sha256Stream(sha2::Sha256);
+
+impl Sha256Stream {
+    pub fn new() -> Sha256Stream {
+        Sha256Stream::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything given, in lowercase hex, as [`sha256_hex`] writes it.
+    pub fn finish_hex(self) -> String {
+        hex(self.0.finalize().into())
+    }
+}
+
 /// SHA-256 of `bytes` in lowercase hex (64 characters): the form of trace hashes and
 /// scenario digests.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = sha256(bytes);
+    hex(sha256(bytes))
+}
+
+fn hex(digest: [u8; 32]) -> String {
     let mut out = String::with_capacity(64);
     for byte in digest {
         out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));

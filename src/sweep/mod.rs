@@ -184,13 +184,13 @@ pub struct Job {
     pub hooks: Hooks,
 }
 
-/// One seed's run: the output, the verdict, the trace bytes and hash.
+/// One seed's run: the output, the verdict and the trace hash (the trace's bytes are
+/// written only for a run whose files are kept).
 #[derive(Debug)]
 pub struct SeedRun {
     pub scenario: Scenario,
     pub output: RunOutput,
     pub verdict: Verdict,
-    pub trace_bytes: Vec<u8>,
     pub trace_hash: String,
     /// The swarm configuration, when swarm mode drew one.
     pub swarm: Option<Value>,
@@ -240,9 +240,8 @@ impl Job {
         let output =
             world::run(&plan).map_err(|e| SweepError::Scenario(format!("{}: {e}", self.file)))?;
         let verdict = check::check(&output.trace);
-        let trace_bytes = output.trace.to_jsonl();
-        let trace_hash = trace::hash_jsonl(&trace_bytes);
-        Ok(SeedRun { scenario, output, verdict, trace_bytes, trace_hash, swarm: plan.swarm })
+        let trace_hash = output.trace.hash();
+        Ok(SeedRun { scenario, output, verdict, trace_hash, swarm: plan.swarm })
     }
 
     /// The result line of a run (wall time measured by the caller).

@@ -391,27 +391,49 @@ impl Trace {
     /// ending in `\n`.
     pub fn to_jsonl(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(self.header.to_line().as_bytes());
-        out.push(b'\n');
+        self.write_jsonl(&mut out).expect("writing to memory does not fail");
+        out
+    }
+
+    /// Writes [`Trace::to_jsonl`]'s bytes to `out` a line at a time and returns the trace
+    /// hash ([`hash_jsonl`] of those bytes), without holding the whole text: a large run's
+    /// trace is as big as its records again.
+    pub fn write_jsonl(&self, out: &mut impl std::io::Write) -> std::io::Result<String> {
+        let mut hasher = crypto::Sha256Stream::new();
+        let header = self.header.to_line();
+        out.write_all(header.as_bytes())?;
+        out.write_all(b"\n")?;
+        match build_member(header.as_bytes()) {
+            Some((start, end)) => {
+                hasher.update(&header.as_bytes()[..start]);
+                hasher.update(&header.as_bytes()[end..]);
+            }
+            None => hasher.update(header.as_bytes()),
+        }
+        hasher.update(b"\n");
         for record in &self.records {
-            out.extend_from_slice(record.to_line().as_bytes());
-            out.push(b'\n');
+            let line = record.to_line();
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
         }
         let end = End {
             kind: "end".into(),
             records: u64::try_from(self.records.len()).expect("record counts fit u64"),
-            hash: hash_jsonl(&out),
+            hash: hasher.clone().finish_hex(),
         };
-        out.extend_from_slice(
-            serde_json::to_string(&end).expect("an end record serializes").as_bytes(),
-        );
-        out.push(b'\n');
-        out
+        let line = serde_json::to_string(&end).expect("an end record serializes");
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+        Ok(hasher.finish_hex())
     }
 
-    /// The trace hash: [`hash_jsonl`] of [`Trace::to_jsonl`].
+    /// The trace hash: [`hash_jsonl`] of [`Trace::to_jsonl`], computed without holding it.
     pub fn hash(&self) -> String {
-        hash_jsonl(&self.to_jsonl())
+        self.write_jsonl(&mut std::io::sink()).expect("writing to nowhere does not fail")
     }
 
     /// Reads a JSONL trace. Blank lines are not allowed except one final newline. The last
@@ -587,13 +609,7 @@ const BUILD_MEMBER: &[u8] = b"\"mxsim_build\":\"";
 /// the member are hashed whole.
 pub fn hash_jsonl(jsonl: &[u8]) -> String {
     let first_line = jsonl.split(|&b| b == b'\n').next().unwrap_or_default();
-    let start = first_line.windows(BUILD_MEMBER.len()).position(|w| w == BUILD_MEMBER);
-    let cut = start.and_then(|start| {
-        let value = start + BUILD_MEMBER.len();
-        let quote = value + first_line[value..].iter().position(|&b| b == b'"')?;
-        (first_line.get(quote + 1) == Some(&b',')).then_some((start, quote + 2))
-    });
-    match cut {
+    match build_member(first_line) {
         Some((start, end)) => {
             let mut kept = Vec::with_capacity(jsonl.len() - (end - start));
             kept.extend_from_slice(&jsonl[..start]);
@@ -603,6 +619,14 @@ pub fn hash_jsonl(jsonl: &[u8]) -> String {
         }
         None => hash_bytes(jsonl),
     }
+}
+
+/// Where the `"mxsim_build":"…",` member lies in a header line: (start, end) bytes.
+fn build_member(first_line: &[u8]) -> Option<(usize, usize)> {
+    let start = first_line.windows(BUILD_MEMBER.len()).position(|w| w == BUILD_MEMBER)?;
+    let value = start + BUILD_MEMBER.len();
+    let quote = value + first_line[value..].iter().position(|&b| b == b'"')?;
+    (first_line.get(quote + 1) == Some(&b',')).then_some((start, quote + 2))
 }
 
 #[cfg(test)]

@@ -211,3 +211,31 @@ fn a_trace_without_a_valid_end_record_is_incomplete() {
         assert!(error.problem.contains(needle), "{error}");
     }
 }
+
+#[test]
+fn a_trace_written_a_line_at_a_time_hashes_as_its_bytes() {
+    let mut trace = Trace { header: header(), records: vec![] };
+    trace.header.mxsim_build = "0.1.0+0123456789abcdef".into();
+    for msg in 0..50 {
+        let body = Body::Deliver { msg, copy: 0 };
+        trace.records.push(Record { t: msg * 3, body });
+    }
+    let mut written = Vec::new();
+    let hash = trace.write_jsonl(&mut written).unwrap();
+    // The same bytes as in memory, and the hash of those bytes by the one-shot function
+    // (which cuts the build member out of the whole text).
+    assert_eq!(written, trace.to_jsonl());
+    assert_eq!(hash, hash_jsonl(&written));
+    assert_eq!(hash, trace.hash());
+    // The end record's hash is that of everything before it.
+    let text = String::from_utf8(written).unwrap();
+    let body_end = text.trim_end_matches('\n').rfind('\n').unwrap() + 1;
+    let end: serde_json::Value = serde_json::from_str(text[body_end..].trim_end()).unwrap();
+    assert_eq!(end["hash"], hash_jsonl(&text.as_bytes()[..body_end]));
+    assert_eq!(end["records"], 50);
+    // And the build identifier is not part of it.
+    let mut other = trace.clone();
+    other.header.mxsim_build = "0.1.0+fedcba9876543210".into();
+    assert_eq!(other.hash(), hash);
+    assert!(Trace::parse_jsonl(&text).is_ok());
+}
