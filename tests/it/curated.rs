@@ -94,3 +94,41 @@ curated! {
     three_way_split => "three-way-split",
     upgrade_partition => "upgrade-partition",
 }
+
+/// The scale scenarios of `scenarios/slow/` (not run by default): each file plans, with
+/// the server count its name gives and about 10,000 events' worth of actions.
+#[test]
+fn the_slow_scenarios_plan() {
+    for servers in [100usize, 300, 1_000] {
+        let path = format!("scenarios/slow/one-room-{servers}.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let scenario = mxsim::scenario::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+        assert_eq!(plan.servers.len(), servers, "{path}");
+        let steps = plan.steps.len();
+        assert!((9_000..=11_000).contains(&steps), "{path}: {steps} steps");
+    }
+}
+
+/// `scenarios/slow/one-room-100.toml` passes on seed 1, with its expectations checked.
+/// Minutes of CPU and gigabytes of memory: `MXSIM_SLOW=1` (run it with `--release`).
+#[test]
+fn the_100_server_slow_scenario_passes() {
+    if std::env::var("MXSIM_SLOW").ok().as_deref() != Some("1") {
+        return;
+    }
+    let path = "scenarios/slow/one-room-100.toml";
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let output = world::run(&plan).unwrap();
+    let verdict = check::check(&output.trace);
+    let names: Vec<String> = verdict.checked.iter().map(|i| i.to_string()).collect();
+    assert!(names.iter().any(|n| n == "expectations"), "{names:?}");
+    assert!(output.events.len() >= 9_000, "{} events", output.events.len());
+    assert!(
+        verdict.passed(),
+        "{:?}\n  reproduce: mxsim run {path} --seed 1",
+        verdict.violations.iter().take(5).map(|v| &v.message).collect::<Vec<_>>()
+    );
+}
