@@ -226,11 +226,8 @@ pub struct Homeserver {
     /// Room → (the current state group last looked at, whether it has a joined member of
     /// this server): what [`Homeserver::observe_membership`] compares with.
     membership_seen: BTreeMap<String, (Option<StateGroupId>, bool)>,
-    /// Resolutions computed lately: the sorted groups resolved → the group of the result
-    /// ([`Homeserver::resolve_groups`]). Volatile; at most [`RESOLUTIONS_REMEMBERED`].
-    resolutions: BTreeMap<Vec<StateGroupId>, StateGroupId>,
-    /// The store's [`Store::events_version`] the remembered resolutions were made at.
-    resolutions_at: u64,
+    /// The last resolution ([`Homeserver::resolve_groups`]). Volatile.
+    last_resolution: Option<LastResolution>,
     /// Per room, the current state group last asked about and its joined members per
     /// server ([`Homeserver::joined_servers`]). Volatile.
     joined: RefCell<BTreeMap<String, JoinedCounts>>,
@@ -239,8 +236,14 @@ pub struct Homeserver {
     verified: Arc<VerifiedEvents>,
 }
 
-/// Most resolutions a server remembers (the memo is emptied when full).
-const RESOLUTIONS_REMEMBERED: usize = 256;
+/// A resolution and what it was made from: the sorted input groups, at a version of the
+/// stored events.
+#[derive(Debug)]
+struct LastResolution {
+    events_version: u64,
+    groups: Vec<StateGroupId>,
+    result: StateGroupId,
+}
 
 /// A current state group and the joined members per server in it (servers with none
 /// left out).
@@ -414,8 +417,7 @@ impl Homeserver {
             committed: Vec::new(),
             skew_ms: 0,
             membership_seen: BTreeMap::new(),
-            resolutions: BTreeMap::new(),
-            resolutions_at: 0,
+            last_resolution: None,
             joined: RefCell::new(BTreeMap::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
         };
@@ -466,7 +468,7 @@ impl Homeserver {
             let state = self.store.state(group);
             views.push(RoomView {
                 room_id: room_id.clone(),
-                resident: self.joined_servers_in(&state).contains(&self.name),
+                resident: self.has_joined_member(room_id, &self.name),
                 state,
                 state_hash: self.state_hash(group),
                 forward_extremities: record.forward_extremities.iter().cloned().collect(),

@@ -62,13 +62,4 @@ impl VerifiedEvents {
         let mut entries = self.entries.lock().expect("no holder of the cache lock panics");
         entries.entry(received.event_id().clone()).or_insert(Entry { version, received, result });
     }
-
-    /// Events cached.
-    pub fn len(&self) -> usize {
-        self.entries.lock().expect("no holder of the cache lock panics").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -424,15 +424,8 @@ impl Homeserver {
     /// its own (Synapse's `is_host_in_room`). Only a resident server builds events on its
     /// state and accepts the room's PDUs over `/send`.
     pub fn is_resident(&self, room_id: &str) -> bool {
-        let group = self.store.room(room_id).and_then(|r| r.current_state);
-        // The answer for the state last observed (state groups never change): every PDU
-        // of a transaction asks, and reading the whole member list each time made the
-        // cost of a delivery grow with the room.
-        if let Some(&(seen, joined)) = self.membership_seen.get(room_id) {
-            if seen == group {
-                return joined;
-            }
-        }
+        // Every PDU of a transaction asks: the kept counts answer without reading the
+        // member list.
         self.has_joined_member(room_id, &self.name)
     }
 

@@ -54,11 +54,11 @@ impl Homeserver {
         }
     }
 
-    /// The resolution of the states of several groups, stored as a group. A resolution of
-    /// the same groups is remembered: the state before an event is resolved when it is
-    /// decided and again when it is committed, and a commit then resolves the forward
-    /// extremities. The result depends only on the groups' states and on the stored
-    /// events, so it is remembered while no event is stored, replaced or redacted.
+    /// The resolution of the states of several groups, stored as a group. The last
+    /// resolution is remembered: the state before an event is resolved when the event is
+    /// decided and again when it is committed, with nothing stored in between. The result
+    /// depends only on the groups' states and on the stored events, so it is reused only
+    /// while no event was stored, replaced or redacted since ([`Store::events_version`]).
     pub(super) fn resolve_groups(
         &mut self,
         rules: &RoomVersionRules,
@@ -67,14 +67,11 @@ impl Homeserver {
     ) -> Result<StateGroupId, String> {
         groups.sort();
         groups.dedup();
-        if self.resolutions_at != self.store.events_version() {
-            // Another event stored (an auth event fetched, an outlier decided) may change
-            // what a resolution reads: forget the older ones.
-            self.resolutions.clear();
-            self.resolutions_at = self.store.events_version();
-        }
-        if let Some(&group) = self.resolutions.get(&groups) {
-            return Ok(group);
+        let version = self.store.events_version();
+        if let Some(last) = &self.last_resolution {
+            if last.events_version == version && last.groups == groups {
+                return Ok(last.result);
+            }
         }
         let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
         let resolved = state_res::resolve(
@@ -84,12 +81,9 @@ impl Homeserver {
             ResolveOptions::default(),
         )
         .map_err(|e| e.to_string())?;
-        let group = self.store.store_state_over(&resolved.state, Some((groups[0], &maps[0])));
-        if self.resolutions.len() >= RESOLUTIONS_REMEMBERED {
-            self.resolutions.clear();
-        }
-        self.resolutions.insert(groups, group);
-        Ok(group)
+        let result = self.store.store_state_over(&resolved.state, Some((groups[0], &maps[0])));
+        self.last_resolution = Some(LastResolution { events_version: version, groups, result });
+        Ok(result)
     }
 
     /// The receipt checks 4–6 (federation-api.md §3) for an event whose auth and prev

@@ -151,41 +151,7 @@ impl Homeserver {
             return f(&BTreeMap::new());
         };
         let mut cache = self.joined.borrow_mut();
-        let entry = cache.get_mut(room_id);
-        let moved = match entry {
-            Some((at, _)) if *at == group => true,
-            Some((at, counts)) => match self.store.changed_keys(*at, group) {
-                Some(keys) => {
-                    for (event_type, user) in keys {
-                        if event_type != "m.room.member" {
-                            continue;
-                        }
-                        let Some(server) = ids::user_server(user) else { continue };
-                        let key = (event_type.clone(), user.clone());
-                        let was =
-                            self.store.state_get(*at, &key).is_some_and(|id| self.is_join(&id));
-                        let is =
-                            self.store.state_get(group, &key).is_some_and(|id| self.is_join(&id));
-                        match (was, is) {
-                            (false, true) => *counts.entry(server.to_owned()).or_default() += 1,
-                            (true, false) => {
-                                let count =
-                                    counts.get_mut(server).expect("a joined server is counted");
-                                *count -= 1;
-                                if *count == 0 {
-                                    counts.remove(server);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    *at = group;
-                    true
-                }
-                None => false,
-            },
-            None => false,
-        };
+        let moved = cache.get_mut(room_id).is_some_and(|entry| self.move_joined(entry, group));
         if !moved {
             cache.insert(room_id.to_owned(), (group, self.joined_counts(group)));
         }
@@ -194,17 +160,55 @@ impl Homeserver {
         f(counts)
     }
 
+    /// Moves counts of joined members on to the state `group` by the keys in which it
+    /// differs from theirs. False, with nothing changed, when the two states' delta chains
+    /// do not meet (the caller counts afresh).
+    fn move_joined(&self, (at, counts): &mut JoinedCounts, group: StateGroupId) -> bool {
+        if *at == group {
+            return true;
+        }
+        let Some(keys) = self.store.changed_keys(*at, group) else { return false };
+        for key in keys {
+            let was = self.joined_server(key, self.store.state_get(*at, key).as_ref());
+            let is = self.joined_server(key, self.store.state_get(group, key).as_ref());
+            if was == is {
+                continue;
+            }
+            if let Some(server) = was {
+                let count = counts.get_mut(server).expect("a joined server is counted");
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(server);
+                }
+            }
+            if let Some(server) = is {
+                *counts.entry(server.to_owned()).or_default() += 1;
+            }
+        }
+        *at = group;
+        true
+    }
+
     /// The joined members per server of a stored state, read in full.
     fn joined_counts(&self, group: StateGroupId) -> BTreeMap<String, u32> {
         let mut counts = BTreeMap::new();
-        for ((event_type, user), id) in self.store.state(group) {
-            if event_type == "m.room.member" && self.is_join(&id) {
-                if let Some(server) = ids::user_server(&user) {
-                    *counts.entry(server.to_owned()).or_default() += 1;
-                }
+        for (key, id) in self.store.state(group) {
+            if let Some(server) = self.joined_server(&key, Some(&id)) {
+                *counts.entry(server.to_owned()).or_default() += 1;
             }
         }
         counts
+    }
+
+    /// The server of the user a state entry says is joined: `Some` for a member key whose
+    /// event has membership `join`.
+    fn joined_server<'k>(
+        &self,
+        (event_type, user): &'k StateKey,
+        id: Option<&EventId>,
+    ) -> Option<&'k str> {
+        let joined = event_type == "m.room.member" && id.is_some_and(|id| self.is_join(id));
+        if joined { ids::user_server(user) } else { None }
     }
 
     /// Whether a stored event is a member event with membership `join` (a redaction keeps
@@ -213,27 +217,5 @@ impl Homeserver {
         self.store
             .pdu(id)
             .is_some_and(|p| p.content().get("membership").and_then(Value::as_str) == Some("join"))
-    }
-
-    pub(super) fn joined_servers_in(&self, state: &StateMap) -> BTreeSet<String> {
-        let mut servers = BTreeSet::new();
-        for ((event_type, state_key), id) in state {
-            if event_type != "m.room.member" {
-                continue;
-            }
-            let joined = self
-                .store
-                .pdu(id)
-                .and_then(|p| {
-                    p.content().get("membership").and_then(Value::as_str).map(|m| m == "join")
-                })
-                .unwrap_or(false);
-            if joined {
-                if let Some(server) = ids::user_server(state_key) {
-                    servers.insert(server.to_owned());
-                }
-            }
-        }
-        servers
     }
 }
