@@ -67,7 +67,7 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
             if !who.full_servers.is_empty() {
                 references(index, room, pdu, &mut problems);
             }
-            depth(index, pdu, &mut problems);
+            depth(index, room, pdu, &mut problems);
             if problems.is_empty() {
                 continue;
             }
@@ -114,9 +114,12 @@ fn references(index: &Index<'_>, room: &str, pdu: &Pdu, problems: &mut Vec<Strin
     }
 }
 
-fn depth(index: &Index<'_>, pdu: &Pdu, problems: &mut Vec<String>) {
+fn depth(index: &Index<'_>, room: &str, pdu: &Pdu, problems: &mut Vec<String>) {
+    // Linearized Matrix events have no depth (the position in the hub's list plays its
+    // part): only the shape of the prev edges is checked for them.
+    let has_depth = index.rules(room).is_none_or(|rules| rules.depth_field);
     let depth = pdu.depth();
-    if depth < 1 {
+    if has_depth && depth < 1 {
         problems.push(format!("depth {depth} is below 1"));
     }
     if mdag::is_create_event(pdu) {
@@ -132,7 +135,7 @@ fn depth(index: &Index<'_>, pdu: &Pdu, problems: &mut Vec<String>) {
         let Some(prev_pdu) = index.pdu(prev.as_str()) else { continue };
         let prev_depth = prev_pdu.depth();
         let capped = prev_depth >= INT_MAX && depth >= INT_MAX;
-        if depth <= prev_depth && !capped {
+        if has_depth && depth <= prev_depth && !capped {
             problems.push(format!(
                 "depth {depth} is not above the depth {prev_depth} of prev event {prev}"
             ));

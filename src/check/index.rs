@@ -241,7 +241,7 @@ impl<'t> Index<'t> {
     fn note_joined(&mut self, server: &'t str, room: &'t str, version: &str, line: u64) {
         let entry = self.room(room);
         entry.joined.insert(server, line);
-        match RoomVersion::parse(version) {
+        match RoomVersion::parse_any(version) {
             Ok(parsed) => match entry.rules {
                 None => entry.rules = Some(parsed.rules()),
                 Some(rules) if *rules != *parsed.rules() => {
@@ -420,7 +420,7 @@ impl<'t> Index<'t> {
                     .and_then(|c| c.get("room_version"))
                     .and_then(Value::as_str)
                     .unwrap_or("1");
-                let rules = RoomVersion::parse(version)
+                let rules = RoomVersion::parse_any(version)
                     .map(RoomVersion::rules)
                     .map_err(|_| format!("the create event names unsupported version {version:?}"));
                 found.push((event.room, rules));

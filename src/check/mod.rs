@@ -33,6 +33,7 @@ mod durability;
 mod expectations;
 mod index;
 mod integrity;
+mod linearized;
 mod liveness;
 
 /// The invariants of DESIGN.md §5, in the order the checker runs and lists them.
@@ -105,7 +106,7 @@ pub fn check(trace: &Trace) -> Verdict {
     }
     let index = index::Index::build(trace);
     type Pass = fn(&index::Index<'_>) -> Vec<Violation>;
-    let passes: [(Invariant, Pass); 7] = [
+    let passes: [(Invariant, Pass); 8] = [
         (Invariant::Integrity, integrity::check),
         (Invariant::Auth, auth::check),
         (Invariant::Dag, dag::check),
@@ -113,6 +114,7 @@ pub fn check(trace: &Trace) -> Verdict {
         (Invariant::Liveness, liveness::check),
         (Invariant::Durability, durability::check),
         (Invariant::Expectations, expectations::check),
+        (Invariant::Linearized, linearized::check),
     ];
     for (id, pass) in passes {
         if wanted(id) {

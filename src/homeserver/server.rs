@@ -27,8 +27,12 @@ use crate::matrix::state_res::{self, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
 use crate::stdx::{Duration, EPOCH_MS, Instant, Prng};
 
+pub use linear::OfflineSends;
+use linear::PendingLpdu;
+
 mod fetch;
 mod handshake;
+mod linear;
 mod local;
 mod receive;
 mod send;
@@ -55,6 +59,14 @@ pub struct Config {
     pub requests_in_flight_max: usize,
     /// Transactions whose answers are remembered for de-duplication.
     pub transaction_cache_max: usize,
+    /// Whether the server takes part in Linearized Matrix rooms (room version
+    /// `org.matrix.i-d.ralston-mimi-linearized-matrix.02`): it names that version in the
+    /// `ver` of its `make_join` and `make_knock` requests and accepts invites to it. Off by
+    /// default, so that DAG-only runs send exactly what they sent before.
+    pub linearized: bool,
+    /// What a participant of a Linearized Matrix room does with its users' sends while the
+    /// room's hub is unreachable (docs/linearized.md).
+    pub offline_sends: OfflineSends,
     /// A known bug planted on purpose, so that tests can prove that sweeps find bugs and
     /// shrinking reduces them. Test-only: no scenario field and no command sets it.
     #[doc(hidden)]
@@ -81,6 +93,8 @@ impl Default for Config {
             waiting_time_max: Duration::from_secs(120),
             requests_in_flight_max: 1_000,
             transaction_cache_max: 256,
+            linearized: false,
+            offline_sends: OfflineSends::Queue,
             planted_bug: None,
         }
     }
@@ -234,6 +248,10 @@ pub struct Homeserver {
     /// Verified events, shared with the other servers of the process when handed one
     /// ([`Homeserver::share_verified`]); otherwise this server's own.
     verified: Arc<VerifiedEvents>,
+    /// Linearized Matrix, as a participant: the LPDUs of its users sent to a hub and not
+    /// yet seen back in the hub's list, refused or given up, by LPDU id. Volatile: a crash
+    /// loses them, as it loses the outbound queues.
+    lpdus_pending: BTreeMap<EventId, PendingLpdu>,
 }
 
 /// A resolution and what it was made from: the sorted input groups, at a version of the
@@ -420,6 +438,7 @@ impl Homeserver {
             last_resolution: None,
             joined: RefCell::new(BTreeMap::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
+            lpdus_pending: BTreeMap::new(),
         };
         // What the store says now is the starting point, not a change: a restart records
         // no join or leave (one lost with uncommitted state is not recorded either).

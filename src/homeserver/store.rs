@@ -137,6 +137,10 @@ pub struct Store {
     /// Counts the changes to the stored events (stored, replaced, redacted): what a state
     /// resolution reads besides the states themselves ([`Store::events_version`]).
     events_version: u64,
+    /// Linearized Matrix, at a hub: the id of each LPDU it completed → the event it made of
+    /// it, so that a copy sent again (a retried transaction, a catch-up) is not appended
+    /// twice.
+    lpdus: BTreeMap<EventId, EventId>,
 }
 
 /// The stored events as the auth-chain index reads them (auth events, type and state
@@ -192,6 +196,16 @@ impl Store {
             event_count: 0,
             depth_min: None,
         });
+    }
+
+    /// Linearized Matrix, at a hub: notes that the LPDU `lpdu` became the event `event`.
+    pub fn note_lpdu(&mut self, lpdu: EventId, event: EventId) {
+        self.lpdus.insert(lpdu, event);
+    }
+
+    /// The event a hub made of an LPDU it completed, if it did.
+    pub fn lpdu_event(&self, lpdu: &EventId) -> Option<&EventId> {
+        self.lpdus.get(lpdu)
     }
 
     pub fn add_invite(&mut self, room_id: &str, user: &str, event: EventId) {

@@ -77,6 +77,21 @@ pub enum Observation {
     PeerDown { peer: String },
     /// A peer marked down is up again: a transaction to it arrived, or it sent a request.
     PeerUp { peer: String },
+    /// Linearized Matrix, at a participant: a user's event left as an LPDU for the hub.
+    LpduSent { room_id: String, lpdu_id: EventId, hub: String },
+    /// Linearized Matrix, at the hub: the LPDU `lpdu_id` from `origin` was completed into
+    /// `event_id` and appended to the room's list.
+    Linearized { room_id: String, lpdu_id: EventId, event_id: EventId, origin: String },
+    /// Linearized Matrix: an LPDU did not make it into the hub's list. At the hub: refused,
+    /// with the reason. At the participant: the hub's refusal arrived (`failed_pdus`), or
+    /// the participant gave the LPDU up (the hub was marked down and sends fail while it is
+    /// unreachable).
+    LpduFailed { room_id: String, lpdu_id: EventId, reason: String },
+    /// Linearized Matrix, at a participant: its LPDU came back from the hub as `event_id`.
+    LpduAccepted { room_id: String, lpdu_id: EventId, event_id: EventId },
+    /// Linearized Matrix, at a participant: the hub sent an event the draft's rules forbid
+    /// at that point of its list (it is not appended here).
+    HubMisbehaviour { room_id: String, event_id: EventId, fault: String, reason: String },
 }
 
 /// Content helpers.

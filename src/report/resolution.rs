@@ -113,7 +113,7 @@ fn replay_parts(room: &RoomModel) -> Parts {
         notes.push("No room version was recorded, so resolutions were not replayed.".to_owned());
         return (Vec::new(), notes, BTreeMap::new(), BTreeMap::new());
     };
-    let Ok(version) = RoomVersion::parse(version) else {
+    let Ok(version) = RoomVersion::parse_any(version) else {
         notes.push(format!("Room version {version:?} is unknown; resolutions were not replayed."));
         return (Vec::new(), notes, BTreeMap::new(), BTreeMap::new());
     };

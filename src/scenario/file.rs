@@ -197,4 +197,5 @@ pub(crate) struct ServerConfigTable {
     pub retries_max: Option<Spanned<u32>>,
     pub down_probe_interval_ms: Option<Spanned<u64>>,
     pub missing_events_limit: Option<Spanned<u64>>,
+    pub offline_sends: Option<Spanned<String>>,
 }

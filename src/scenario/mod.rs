@@ -320,6 +320,20 @@ pub struct ServerConfig {
     /// Synapse): a gap longer than this is bridged with the state at the missing prev
     /// events, and the events in between stay unknown until something refers to them.
     pub missing_events_limit: Option<u64>,
+    /// Linearized Matrix: what a participant does with sends while the room's hub is
+    /// marked down (default: queue them; docs/linearized.md).
+    pub offline_sends: Option<OfflineSends>,
+}
+
+/// Linearized Matrix: what a participant does with its users' sends while the room's hub
+/// is unreachable (`offline_sends` in `[server_config]`; docs/linearized.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfflineSends {
+    /// Keep them and send them when the hub is reachable again.
+    Queue,
+    /// Fail them at once while the hub is marked down, and give up those waiting when it
+    /// is marked down.
+    Fail,
 }
 
 impl ServerConfig {
@@ -332,6 +346,7 @@ impl ServerConfig {
             retries_max: over.retries_max.or(self.retries_max),
             down_probe_interval_ms: over.down_probe_interval_ms.or(self.down_probe_interval_ms),
             missing_events_limit: over.missing_events_limit.or(self.missing_events_limit),
+            offline_sends: over.offline_sends.or(self.offline_sends),
         }
     }
 }

@@ -88,7 +88,8 @@ content = { topic = "x", nested = { list = [1, true, "s"] } }
         serde_json::Value::Object(content.clone()),
         serde_json::json!({"topic": "x", "nested": {"list": [1, true, "s"]}})
     );
-    assert_eq!(scenario.check.invariants, Invariant::ALL);
+    // Every invariant but `linearized`, which needs a Linearized Matrix room.
+    assert_eq!(scenario.check.invariants, Invariant::ALL[..8]);
     assert_eq!(scenario.end_ms(), 6000 + 180_000);
     assert!(scenario.faults.faults().is_empty());
 }
@@ -117,7 +118,7 @@ fn unknown_fields_are_refused_where_they_are_written() {
     );
     assert_eq!(
         error_of("[check]\ninvariants = [\"liveness\", \"vibes\"]\n"),
-        "t.toml:14:27: unknown variant `vibes`, expected one of `integrity`, `auth`, `dag`, `convergence`, `liveness`, `durability`, `determinism`, `expectations`"
+        "t.toml:14:27: unknown variant `vibes`, expected one of `integrity`, `auth`, `dag`, `convergence`, `liveness`, `durability`, `determinism`, `expectations`, `linearized`"
     );
 }
 
@@ -155,7 +156,7 @@ fn bad_values_point_at_the_value() {
         error_of(
             "[[step]]\nat_ms = 1\nuser = \"@alice:hs1\"\naction = \"upgrade\"\nroom = \"main\"\nversion = \"9\"\nnew_room = \"n\"\n"
         ),
-        "t.toml:18:11: unknown room version \"9\": mxsim supports 10, 11, 12"
+        "t.toml:18:11: unknown room version \"9\": mxsim supports 10, 11, 12, org.matrix.i-d.ralston-mimi-linearized-matrix.02"
     );
     assert_eq!(
         step("body = \"x\"\nlabel = \"a b\""),
@@ -635,4 +636,31 @@ rejected = "j"
             assert_eq!(error, message);
         }
     }
+}
+
+#[test]
+fn offline_sends_is_queue_or_fail() {
+    let text = "name = \"t\"\n[server_config]\noffline_sends = \"fail\"\n[[server]]\nname = \"hs1\"\nusers = [\"alice\"]\n";
+    let scenario = parse("t.toml", text).unwrap();
+    assert_eq!(scenario.server_config.offline_sends, Some(crate::scenario::OfflineSends::Fail));
+    let error = parse("t.toml", &text.replace("\"fail\"", "\"drop\"")).unwrap_err().to_string();
+    assert!(
+        error.contains("t.toml:3:17: offline_sends is \"queue\" or \"fail\", not \"drop\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn linearized_is_checked_by_default_only_with_a_linearized_room() {
+    let base = "name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [\"alice\"]\n[[room]]\nlabel = \"r\"\ncreator = \"@alice:hs1\"\n";
+    let dag = parse("t.toml", base).unwrap();
+    assert!(!dag.check.checks(Invariant::Linearized));
+    let lm = format!("{base}version = \"org.matrix.i-d.ralston-mimi-linearized-matrix.02\"\n");
+    let lm = parse("t.toml", &lm).unwrap();
+    assert!(lm.check.checks(Invariant::Linearized));
+    // A listed set is taken as written.
+    let listed = format!(
+        "{base}version = \"org.matrix.i-d.ralston-mimi-linearized-matrix.02\"\n[check]\ninvariants = [\"auth\"]\n"
+    );
+    assert_eq!(parse("t.toml", &listed).unwrap().check.invariants, [Invariant::Auth]);
 }

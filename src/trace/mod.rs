@@ -305,6 +305,23 @@ pub enum Body {
     PeerUp { server: String, peer: String },
     /// The server committed its store with these events newly durable.
     Commit { server: String, event_ids: Vec<String> },
+    /// Linearized Matrix, at a participant: a user's event left for the hub as the LPDU
+    /// `lpdu_id` (docs/linearized.md).
+    LpduSent { server: String, room: String, lpdu_id: String, hub: String },
+    /// Linearized Matrix, at the hub: the LPDU `lpdu_id` from `origin` became `event_id`, the
+    /// next event of the hub's list.
+    Linearized { server: String, room: String, lpdu_id: String, event_id: String, origin: String },
+    /// Linearized Matrix: an LPDU will not be appended. At the hub: it refused it. At the
+    /// participant: the hub's refusal arrived, or it gave the LPDU up (the hub was marked
+    /// down under `offline_sends = "fail"`).
+    LpduFailed { server: String, room: String, lpdu_id: String, reason: String },
+    /// Linearized Matrix, at a participant: its LPDU came back in the hub's list as
+    /// `event_id`.
+    LpduAccepted { server: String, room: String, lpdu_id: String, event_id: String },
+    /// Linearized Matrix, at a participant: the hub sent `event_id`, which the draft's rules
+    /// forbid at that point of the list (`fault`: `wrong_hub`, `not_after_head`,
+    /// `auth_events_not_selected` or `rejected`); it was not appended.
+    HubFault { server: String, room: String, event_id: String, fault: String, reason: String },
     /// At the end of the run: one server's view of one room.
     Final {
         server: String,

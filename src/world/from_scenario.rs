@@ -3,7 +3,9 @@
 //! steps themselves pass through as the scenario has them.
 
 use crate::homeserver::Config;
-use crate::scenario::{ExpectWhat, Scenario, ServerConfig, Step, StepExpect};
+use crate::homeserver::server::OfflineSends;
+use crate::matrix::action::Action;
+use crate::scenario::{self, ExpectWhat, Scenario, ServerConfig, Step, StepExpect};
 use crate::stdx::{Duration, Prng, streams};
 use crate::trace::{CheckSettings, Expect, Expectation, StepExpectation};
 use crate::world::Plan;
@@ -23,6 +25,12 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
     steps.sort_by_key(|(at, kind, i, _)| (*at, *kind, *i));
     let steps: Vec<Step> = steps.into_iter().map(|(_, _, _, step)| step.clone()).collect();
 
+    // Servers take part in Linearized Matrix rooms only when the scenario has one, so
+    // that a DAG-only run sends exactly what it sent before they existed.
+    let linearized = steps.iter().any(
+        |step| matches!(&step.action, Action::CreateRoom { version, .. } if version.rules().lpdus),
+    );
+    let config = |overrides: &ServerConfig| Config { linearized, ..config(overrides) };
     let server_config = config(&scenario.server_config);
     let server_configs = scenario
         .servers
@@ -70,6 +78,12 @@ fn config(overrides: &ServerConfig) -> Config {
     }
     if let Some(ms) = overrides.down_probe_interval_ms {
         server_config.outbound.down_probe_interval = Duration::from_ms(ms);
+    }
+    if let Some(offline) = overrides.offline_sends {
+        server_config.offline_sends = match offline {
+            scenario::OfflineSends::Queue => OfflineSends::Queue,
+            scenario::OfflineSends::Fail => OfflineSends::Fail,
+        };
     }
     server_config
 }

@@ -92,6 +92,32 @@ impl Shared {
             },
             Observation::PeerDown { peer } => Body::PeerDown { server, peer },
             Observation::PeerUp { peer } => Body::PeerUp { server, peer },
+            Observation::LpduSent { room_id, lpdu_id, hub } => {
+                Body::LpduSent { server, room: room_id, lpdu_id: lpdu_id.to_string(), hub }
+            }
+            Observation::Linearized { room_id, lpdu_id, event_id, origin } => Body::Linearized {
+                server,
+                room: room_id,
+                lpdu_id: lpdu_id.to_string(),
+                event_id: event_id.to_string(),
+                origin,
+            },
+            Observation::LpduFailed { room_id, lpdu_id, reason } => {
+                Body::LpduFailed { server, room: room_id, lpdu_id: lpdu_id.to_string(), reason }
+            }
+            Observation::LpduAccepted { room_id, lpdu_id, event_id } => Body::LpduAccepted {
+                server,
+                room: room_id,
+                lpdu_id: lpdu_id.to_string(),
+                event_id: event_id.to_string(),
+            },
+            Observation::HubMisbehaviour { room_id, event_id, fault, reason } => Body::HubFault {
+                server,
+                room: room_id,
+                event_id: event_id.to_string(),
+                fault,
+                reason,
+            },
             Observation::Upgraded { room_id, replacement } => {
                 if let Some(Step {
                     action: StepAction::Upgrade { .. }, new_room: Some(room), ..

@@ -745,7 +745,16 @@ fn different_hashes_break_determinism() {
     assert!(every.header.check.invariants.contains(&Invariant::Determinism));
     assert_eq!(
         check::check(&every).checked,
-        ids(&["integrity", "auth", "dag", "convergence", "liveness", "durability", "expectations"])
+        ids(&[
+            "integrity",
+            "auth",
+            "dag",
+            "convergence",
+            "liveness",
+            "durability",
+            "expectations",
+            "linearized"
+        ])
     );
 }
 

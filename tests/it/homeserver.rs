@@ -42,7 +42,7 @@ pub struct Harness {
     pub requests: Vec<(String, String)>,
 }
 
-fn key(name: &str) -> SigningKey {
+pub fn key(name: &str) -> SigningKey {
     let mut seed = [0u8; 32];
     for (i, b) in name.bytes().enumerate() {
         seed[i % 32] ^= b;
@@ -58,6 +58,11 @@ impl Harness {
     /// Servers that share one key ring and, if `shared`, one cache of verified events (as
     /// the simulator's servers do); otherwise each has its own copy of the ring.
     pub fn with_verified(names: &[&str], shared: bool) -> Harness {
+        Harness::with_config(names, shared, &Config::default())
+    }
+
+    /// [`Harness::with_verified`] with every server configured as `config`.
+    pub fn with_config(names: &[&str], shared: bool, config: &Config) -> Harness {
         let mut keys = KeyRing::new();
         for name in names {
             keys.entry((*name).to_owned())
@@ -75,7 +80,7 @@ impl Harness {
                     name,
                     key(name),
                     ring,
-                    Config::default(),
+                    config.clone(),
                     root.fork(name),
                     Instant::ZERO,
                 );

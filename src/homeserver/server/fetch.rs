@@ -36,10 +36,14 @@ impl Homeserver {
         match pending {
             Pending::Transaction { destination, txn_id } => {
                 let ok = matches!(response, Some(Response::SendTransaction { .. }));
+                if let Some(Response::SendTransaction { pdus }) = &response {
+                    self.note_refusals(pdus, out);
+                }
                 // Reported on a change only: a failed catch-up probe leaves a peer down.
                 let was_down = self.outbound.is_down(&destination);
                 match self.outbound.on_response(&destination, &txn_id, now, ok) {
                     ResponseOutcome::MarkedDown { .. } if !was_down => {
+                        self.on_peer_down(&destination, out);
                         let peer = destination;
                         out.push(Output::Observed(Observation::PeerDown { peer }));
                     }
@@ -146,6 +150,18 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) {
         let result = match answer {
+            Ok(Response::Invite { event }) if self.invite_is_stale(room_id, &event) => {
+                // Linearized Matrix: the hub appended other events while the invitee was
+                // signing, and the signed invite names a prev event that is no longer the
+                // head. [digest] The hub builds the invite again on the new head and asks
+                // once more (the draft's hub appends the signed event; keeping its one prev
+                // event the head is mxsim's reading; docs/linearized.md).
+                let target = event.get("state_key").and_then(serde_json::Value::as_str);
+                match target {
+                    Some(target) => self.invite(now, user, room_id, target, out),
+                    None => Err("the signed invite has no state_key".into()),
+                }
+            }
             Ok(Response::Invite { event }) => {
                 self.commit_remote_invite(now, room_id, event_id, event, out)
             }
@@ -288,9 +304,10 @@ impl Homeserver {
             .map(|p| p.event_id().clone())
             .collect();
         let min_depth = self.store.room(room_id).and_then(|r| r.depth_min).unwrap_or(0);
+        let linear = rules.lpdus;
         let deeper: Vec<EventId> = frontier
             .iter()
-            .filter(|id| self.waiting.get(*id).is_some_and(|w| w.pdu.depth() > min_depth))
+            .filter(|id| self.waiting.get(*id).is_some_and(|w| linear || w.pdu.depth() > min_depth))
             .cloned()
             .collect();
         if brought_new && !deeper.is_empty() {

@@ -9,6 +9,7 @@ use crate::homeserver::store::{Outcome, StateMap};
 use crate::homeserver::types::{ActionKind, Decision, Observation, Output};
 use crate::homeserver::wire::{ErrorResponse, MakeMembership, Request, Response, SendJoin};
 use crate::matrix::canonical_json::Object;
+use crate::matrix::linearized::{self, Lpdu};
 use crate::matrix::pdu::{self, Pdu};
 use crate::matrix::{EventId, RoomVersion};
 use crate::stdx::Instant;
@@ -46,10 +47,14 @@ impl Homeserver {
         room_id: &str,
         user: &str,
         membership: &str,
+        resident: &str,
     ) -> Result<(RoomVersion, Arc<Pdu>), String> {
         let version = template.room_version.as_deref().ok_or("template without room_version")?;
-        let version = RoomVersion::parse(version).map_err(|e| e.to_string())?;
+        let version = RoomVersion::parse_any(version).map_err(|e| e.to_string())?;
         let rules = version.rules();
+        if rules.lpdus && !self.config.linearized {
+            return Err(format!("this server does not take part in rooms of version {version}"));
+        }
         let event = &template.event;
         let get = |key: &str| event.get(key).and_then(Value::as_str);
         let content_membership =
@@ -70,6 +75,27 @@ impl Homeserver {
         json.remove("hashes");
         json.remove("signatures");
         json.insert("origin_server_ts".into(), Value::from(self.clock_ms(now)));
+        if rules.lpdus {
+            // Linearized Matrix: the join goes to the hub as an LPDU, with the fields the
+            // draft lets a participant fill ([impl] eigen-server builds it from the
+            // template's type, state key, sender and membership, and names the server it
+            // asked as the hub).
+            if membership != "join" {
+                return Err(format!(
+                    "mxsim builds only joins through a Linearized Matrix hub, not {membership}s"
+                ));
+            }
+            let mut lpdu = Object::new();
+            for key in ["type", "state_key", "sender", "room_id", "content", "origin_server_ts"] {
+                if let Some(value) = json.get(key) {
+                    lpdu.insert(key.into(), value.clone());
+                }
+            }
+            lpdu.insert("hub_server".into(), Value::from(resident));
+            let lpdu = linearized::build_lpdu(rules, lpdu, &self.name, &self.key)
+                .map_err(|e| e.to_string())?;
+            return Ok((version, Arc::new(lpdu.partial().clone())));
+        }
         let pdu =
             pdu::build_signed(rules, json, &self.name, &self.key).map_err(|e| e.to_string())?;
         Ok((version, Arc::new(pdu)))
@@ -101,7 +127,11 @@ impl Homeserver {
     fn send_make(&mut self, now: Instant, handshake: Handshake, out: &mut Vec<Output>) {
         let destination = handshake.candidates[0].clone();
         let (room_id, user_id) = (handshake.room_id.clone(), handshake.user.clone());
-        let ver = || RoomVersion::ALL.iter().map(|v| v.as_str().to_owned()).collect();
+        let linearized = self.config.linearized;
+        let ver = || {
+            let extra = RoomVersion::LINEARIZED.iter().filter(|_| linearized);
+            RoomVersion::ALL.iter().chain(extra).map(|v| v.as_str().to_owned()).collect()
+        };
         let request = match handshake.membership {
             "join" => Request::MakeJoin { room_id, user_id, ver: ver() },
             "knock" => Request::MakeKnock { room_id, user_id, ver: ver() },
@@ -218,7 +248,8 @@ impl Homeserver {
             Err(reason) => return self.next_candidate(now, handshake, None, &reason, out),
         };
         let (room_id, user) = (handshake.room_id.clone(), handshake.user.clone());
-        match self.sign_template(now, &template, &room_id, &user, membership) {
+        let resident = handshake.candidates[0].clone();
+        match self.sign_template(now, &template, &room_id, &user, membership, &resident) {
             Ok((version, own)) => self.send_signed(now, handshake, version, own, out),
             Err(reason) => self.next_candidate(now, handshake, None, &reason, out),
         }
@@ -323,12 +354,21 @@ impl Homeserver {
         if !create_ok {
             return Err("an answer without the room's create event".into());
         }
-        // Prefer the resident's copy of the join: it may carry more signatures.
-        let join = answer
-            .event
-            .and_then(|raw| self.verify_received(rules, raw).ok())
-            .filter(|pdu| pdu.event_id() == own.event_id())
-            .unwrap_or_else(|| Arc::clone(own));
+        // Prefer the resident's copy of the join: it may carry more signatures. In a
+        // Linearized Matrix room it is the hub's completion of the LPDU `own`, which must
+        // rebuild into exactly that LPDU.
+        let returned = answer.event.and_then(|raw| self.verify_received(rules, raw).ok());
+        let join = if rules.lpdus {
+            let completes_own = |pdu: &Arc<Pdu>| {
+                let rebuilt = Lpdu::from_json(rules, pdu::rebuild_lpdu(pdu.json()));
+                rebuilt.is_ok_and(|lpdu| lpdu.id() == own.event_id())
+            };
+            returned.filter(completes_own).ok_or("the hub's answer lacks the completed join")?
+        } else {
+            returned
+                .filter(|pdu| pdu.event_id() == own.event_id())
+                .unwrap_or_else(|| Arc::clone(own))
+        };
         let before = self.store.store_state(&state, None);
         let outcome = self.check_own_auth(room_id, &join);
         if let Outcome { decision: Decision::RejectedAuthEvents, reason: Some(reason) } = outcome {
@@ -340,7 +380,8 @@ impl Homeserver {
         }
         let after = self.store.event(join.event_id()).and_then(|e| e.state_after);
         let room = self.store.room_mut(room_id);
-        if fresh {
+        if fresh || rules.lpdus {
+            // A Linearized Matrix room goes on from the join: it is the head of the list.
             room.forward_extremities.clear();
         }
         room.forward_extremities.insert(join.event_id().clone());
@@ -350,10 +391,13 @@ impl Homeserver {
             room_id: room_id.to_owned(),
             version,
         }));
+        // In a Linearized Matrix room the hub created the PDU (and recorded it so); this
+        // server sent the LPDU it completes.
+        let decision = if rules.lpdus { Decision::Accepted } else { Decision::Created };
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
             event_id: Some(join.event_id().clone()),
-            decision: Decision::Created,
+            decision,
             reason: None,
         }));
         if let Some(group) = after {

@@ -43,7 +43,9 @@ impl Homeserver {
         json.insert("sender".into(), Value::from(sender));
         json.insert("room_id".into(), Value::from(room_id));
         json.insert("origin_server_ts".into(), Value::from(self.clock_ms(now)));
-        json.insert("depth".into(), Value::from(depth));
+        if rules.depth_field {
+            json.insert("depth".into(), Value::from(depth));
+        }
         json.insert(
             "prev_events".into(),
             prevs.iter().map(|(id, _)| Value::from(id.as_str())).collect(),
@@ -79,6 +81,10 @@ impl Homeserver {
         extra_destinations: &[String],
         out: &mut Vec<Output>,
     ) -> Result<Arc<Pdu>, String> {
+        if let Some(hub) = self.participant_hub(room_id) {
+            // Linearized Matrix: the hub orders the room; this server sends it an LPDU.
+            return self.send_lpdu(now, room_id, &hub, sender, event_type, state_key, content, out);
+        }
         let pdu = self.build_event(now, room_id, sender, event_type, state_key, content)?;
         self.check_local(room_id, &pdu)?;
         // Servers that were in the room before the event get it too: a kick, ban or leave
@@ -201,7 +207,11 @@ impl Homeserver {
                     &[],
                     out,
                 )?;
-                self.apply_redaction(&room, &pdu, out);
+                // A participant's redaction is an LPDU: it is applied when the hub's
+                // event comes back and is committed.
+                if self.participant_hub(&room).is_none() {
+                    self.apply_redaction(&room, &pdu, out);
+                }
                 Ok(())
             }
         }
@@ -284,7 +294,9 @@ impl Homeserver {
         json.insert("state_key".into(), Value::from(""));
         json.insert("sender".into(), Value::from(user));
         json.insert("origin_server_ts".into(), Value::from(self.clock_ms(now)));
-        json.insert("depth".into(), Value::from(1));
+        if rules.depth_field {
+            json.insert("depth".into(), Value::from(1));
+        }
         json.insert("prev_events".into(), Value::Array(Vec::new()));
         json.insert("auth_events".into(), Value::Array(Vec::new()));
         json.insert("content".into(), Value::Object(content));
@@ -335,6 +347,10 @@ impl Homeserver {
         version: RoomVersion,
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
+        if self.hub_of(room_id).is_some() || version.rules().lpdus {
+            // The draft has no room upgrades (nor hub transfer).
+            return Err("mxsim does not upgrade Linearized Matrix rooms".into());
+        }
         let state = self.current_state(room_id).ok_or("this server is not in the room")?;
         let text = |t: &str, field: &str| -> Option<String> {
             let id = state.get(&(t.to_owned(), String::new()))?;
@@ -385,6 +401,14 @@ impl Homeserver {
                 out,
             )?;
             return Ok(());
+        }
+        if self.participant_hub(room_id).is_some() {
+            // [digest] The draft routes such an invite through the hub's `/invite`; mxsim
+            // does not build that path (docs/linearized.md).
+            return Err(format!(
+                "{target_server} is not in the room, and mxsim's participants invite only \
+                 servers already in a Linearized Matrix room"
+            ));
         }
         let pdu = self.build_event(now, room_id, user, "m.room.member", Some(target), content)?;
         self.check_local(room_id, &pdu)?;

@@ -123,9 +123,9 @@ impl Homeserver {
             }
         }
         let list: Vec<(&Pdu, bool)> = auth_list.iter().map(|(p, r)| (&**p, *r)).collect();
-        if let Err(rejection) =
-            auth::check_event(rules, pdu, &list, &auth_state, SignatureCheck::Keys(&self.keys))
-        {
+        let keys = Arc::clone(&self.keys);
+        let signatures = signature_check(rules, &keys);
+        if let Err(rejection) = auth::check_event(rules, pdu, &list, &auth_state, signatures) {
             return Outcome::rejected(RejectionKind::AuthEvents, rejection.to_string());
         }
         // Check 5: against the state before it.
@@ -133,7 +133,6 @@ impl Homeserver {
             Ok(group) => group,
             Err(reason) => return Outcome::rejected(RejectionKind::StateBefore, reason),
         };
-        let signatures = SignatureCheck::Keys(&self.keys);
         let check = |store: &Store, group: StateGroupId| -> Result<(), Rejection> {
             let view = GroupView { store, group };
             auth::check_state_rules(rules, pdu, &view, signatures)
@@ -309,6 +308,32 @@ impl Homeserver {
         if !self.acl_allows(&room_id, origin) {
             return Err("server ACL denies the origin".into());
         }
+        if let Some(hub) = self.hub_of(&room_id) {
+            // Linearized Matrix: participants take the room's events from the hub only
+            // (draft "Sending"; they "reject non-hub traffic"), and mxsim's hubs append
+            // only LPDUs and their own users' events (DAG-capable servers are not built).
+            let id = pdu::event_id(rules, &raw);
+            let reason = if hub != self.name && origin != hub {
+                Some(format!(
+                    "not from the room's hub {hub}: participants take its events from the hub only"
+                ))
+            } else if hub == self.name && !self.store.contains(&id) {
+                Some(format!(
+                    "a PDU from {origin}: mxsim's hubs append LPDUs and their own users' events only"
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                out.push(Output::Observed(Observation::Event {
+                    room_id: room_id.clone(),
+                    event_id: Some(id),
+                    decision: Decision::Dropped,
+                    reason: Some(reason),
+                }));
+                return Ok(());
+            }
+        }
         let pdu = match self.verify_received(rules, raw) {
             Ok(pdu) => pdu,
             Err(reason) => {
@@ -383,8 +408,34 @@ impl Homeserver {
         let (missing_auth, missing_prev) = self.missing_for(room_id, &pdu);
         if missing_auth.is_empty() && missing_prev.is_empty() {
             let outcome = self.decide(room_id, &pdu);
+            let hub = self.participant_hub(room_id);
+            if let Some(hub) = &hub {
+                // Linearized Matrix: the hub's next event must follow the list's rules; an
+                // event the hub should not have appended is its fault, and is not appended
+                // here.
+                let rejected = outcome.reason.clone().map(|reason| ("rejected".to_owned(), reason));
+                if let Some((fault, reason)) = self.hub_fault(room_id, &pdu, hub).or(rejected) {
+                    out.push(Output::Observed(Observation::HubMisbehaviour {
+                        room_id: room_id.to_owned(),
+                        event_id: pdu.event_id().clone(),
+                        fault,
+                        reason: reason.clone(),
+                    }));
+                    out.push(Output::Observed(Observation::Event {
+                        room_id: room_id.to_owned(),
+                        event_id: Some(pdu.event_id().clone()),
+                        decision: Decision::Dropped,
+                        reason: Some(format!("the hub {hub} broke the list's rules: {reason}")),
+                    }));
+                    self.waiting.remove(pdu.event_id());
+                    return;
+                }
+            }
             let (decision, reason) = (outcome.decision, outcome.reason.clone());
             self.commit(room_id, &pdu, outcome, out);
+            if hub.is_some() {
+                self.note_echo(room_id, &pdu, out);
+            }
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(pdu.event_id().clone()),
@@ -464,9 +515,12 @@ impl Homeserver {
             .requests
             .values()
             .any(|(p, _)| matches!(p, Pending::MissingEvents { room_id: r, .. } if r == room_id));
+        // Linearized Matrix has no depth: the walk always goes on, and it is the only way
+        // to fill a gap in the hub's list ([digest] docs/linearized.md).
+        let linear = room.version.rules().lpdus;
         match entry.missing {
             Ask::Not if !entry.pulled && walking => return,
-            Ask::Not if !entry.pulled && pdu.depth() > min_depth => {
+            Ask::Not if !entry.pulled && (linear || pdu.depth() > min_depth) => {
                 // Synapse sends its latest events and the prev events it has in its
                 // timeline (`have_events_in_timeline`: outliers do not count) as the
                 // earliest, so that the walk skips what it holds.
@@ -483,6 +537,11 @@ impl Homeserver {
             }
             Ask::InFlight => return,
             _ => {}
+        }
+        if linear {
+            // A state download would leave a hole in this server's copy of the list: the
+            // event waits for the walk (or its deadline) instead.
+            return;
         }
         for prev in missing_prev {
             if self.waiting.contains_key(&prev) {
@@ -633,5 +692,19 @@ impl Homeserver {
             Ok(()) => Outcome::outlier(),
             Err(rejection) => Outcome::rejected(RejectionKind::AuthEvents, rejection.to_string()),
         }
+    }
+}
+
+/// How the auth rules of a decision treat signatures. Linearized Matrix makes the
+/// receipt check's signatures (the hub's and the sender's, `pdu::verify`) auth rules 1
+/// and 2; every event a server decides passed that check when it was received, or was
+/// built or completed here, so they are not verified again for each of the decision's
+/// two auth checks. Other versions' signature rule (the authorising server's signature
+/// on a restricted join) is verified with the keys.
+fn signature_check<'k>(rules: &RoomVersionRules, keys: &'k KeyRing) -> SignatureCheck<'k> {
+    if rules.signature_auth_rules {
+        SignatureCheck::AlreadyVerified
+    } else {
+        SignatureCheck::Keys(keys)
     }
 }

@@ -74,6 +74,13 @@ impl Homeserver {
                 let mut latest = Vec::new();
                 for room_id in rooms {
                     let Some(room) = self.store.room(&room_id) else { continue };
+                    if self.participant_hub(&room_id).is_some() {
+                        // Linearized Matrix: a participant owes its hub only its LPDUs.
+                        for json in self.pending_lpdus(&destination, &room_id) {
+                            latest.push((room_id.clone(), json));
+                        }
+                        continue;
+                    }
                     for id in &room.forward_extremities {
                         if let Some(pdu) = self.store.pdu(id) {
                             latest.push((room_id.clone(), Arc::new(pdu.json().clone())));

@@ -9,11 +9,12 @@ use super::{GroupView, Homeserver, forbidden, invalid, not_found};
 use crate::homeserver::store::Outcome;
 use crate::homeserver::types::{Decision, Observation, Output};
 use crate::homeserver::wire::{
-    self, ErrorResponse, HttpRequest, HttpResponse, MakeMembership, Request, Response, SendJoin,
-    Transaction,
+    self, ErrCode, ErrorResponse, HttpRequest, HttpResponse, MakeMembership, Request, Response,
+    SendJoin, Transaction,
 };
 use crate::matrix::auth::{self, AuthState, SignatureCheck};
 use crate::matrix::canonical_json::Object;
+use crate::matrix::linearized::Lpdu;
 use crate::matrix::pdu::{self, Pdu};
 use crate::matrix::{EventId, RoomVersion, ids};
 use crate::stdx::Instant;
@@ -147,7 +148,16 @@ impl Homeserver {
                 .as_deref()
                 .and_then(|r| self.rules_of(r))
                 .map(|rules| pdu::event_id(rules, &raw));
-            let result = self.receive_pdu(now, origin, raw, out);
+            // [impl] eigen-server: in a Linearized Matrix room, an event without
+            // `auth_events` is an LPDU (the draft does not say how to tell them apart); its
+            // result is keyed by the LPDU's id, the reference hash of the object as received.
+            let lpdu_room = room
+                .as_deref()
+                .filter(|r| self.hub_of(r).is_some() && !raw.contains_key("auth_events"));
+            let result = match lpdu_room {
+                Some(room_id) => self.receive_lpdu(origin, room_id, raw, out),
+                None => self.receive_pdu(now, origin, raw, out),
+            };
             if let Some(id) = id {
                 results.insert(id, result);
             }
@@ -387,6 +397,12 @@ impl Homeserver {
         if !self.is_resident(room_id) {
             return not_found("this server is not in the room");
         }
+        if let Some(hub) = self.participant_hub(room_id) {
+            // Draft "Membership": only the hub answers (400 M_WRONG_SERVER).
+            let code = ErrCode::Other("M_WRONG_SERVER".into());
+            let text = format!("the room's hub is {hub}");
+            return Response::Error(ErrorResponse::new(400, code, text));
+        }
         if ids::user_server(user) != Some(origin) {
             return forbidden("the user is not on the requesting server");
         }
@@ -442,6 +458,9 @@ impl Homeserver {
             // would not know of a later ban.
             return not_found("this server is not in the room");
         }
+        if let Some(hub) = self.hub_of(room_id) {
+            return self.serve_send_lpdu(origin, room_id, event_id, raw, membership, &hub, out);
+        }
         let pdu = match self.verify_received(rules, raw) {
             Ok(pdu) => pdu,
             Err(reason) => return invalid(reason),
@@ -495,6 +514,81 @@ impl Homeserver {
         }
     }
 
+    /// `send_join` (and `send_leave`, `send_knock`) of a Linearized Matrix room, at the hub:
+    /// the body is an LPDU, completed and appended as over `/send`; a join's answer carries
+    /// the state before it, its auth chain and the completed event (draft "Membership";
+    /// digest: spec/linearized-matrix.md §7.3).
+    #[allow(clippy::too_many_arguments)]
+    fn serve_send_lpdu(
+        &mut self,
+        origin: &str,
+        room_id: &str,
+        event_id: &EventId,
+        raw: Object,
+        membership: &str,
+        hub: &str,
+        out: &mut Vec<Output>,
+    ) -> Response {
+        if hub != self.name {
+            let code = ErrCode::Other("M_WRONG_SERVER".into());
+            return Response::Error(ErrorResponse::new(
+                400,
+                code,
+                format!("the room's hub is {hub}"),
+            ));
+        }
+        let rules = self.rules_of(room_id).expect("checked by the caller");
+        let lpdu = match Lpdu::from_json(rules, raw.clone()) {
+            Ok(lpdu) => lpdu,
+            Err(e) => return invalid(format!("bad LPDU: {e}")),
+        };
+        if lpdu.id() != event_id {
+            return invalid("the path's event id is not the LPDU's id");
+        }
+        let partial = lpdu.partial();
+        let sender_ok = ids::user_server(partial.sender()) == Some(origin)
+            && partial.state_key() == Some(partial.sender());
+        if partial.event_type() != "m.room.member"
+            || membership_kind(Some(&Value::Object(partial.content().clone()))) != Some(membership)
+            || !sender_ok
+        {
+            return invalid(format!("not a {membership} LPDU of a user of {origin}"));
+        }
+        if let Err(reason) = self.receive_lpdu(origin, room_id, raw, out) {
+            return forbidden(reason);
+        }
+        let Some(pdu) = self.store.lpdu_event(lpdu.id()).and_then(|id| self.store.pdu(id)) else {
+            return invalid("the LPDU was dropped");
+        };
+        let pdu = Arc::clone(pdu);
+        match membership {
+            "join" => {
+                let before = self
+                    .store
+                    .event(pdu.event_id())
+                    .and_then(|e| e.state_before)
+                    .expect("appended");
+                let state: Vec<EventId> = self.store.state(before).into_values().collect();
+                let mut chain_of: Vec<EventId> = state.clone();
+                chain_of.push(pdu.event_id().clone());
+                let chain = self.auth_chain(&chain_of);
+                Response::SendJoin(SendJoin {
+                    state: state
+                        .iter()
+                        .filter_map(|id| self.store.pdu(id))
+                        .map(|p| p.json().clone())
+                        .collect(),
+                    auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
+                    event: Some(pdu.json().clone()),
+                    members_omitted: false,
+                    servers_in_room: None,
+                })
+            }
+            "knock" => Response::SendKnock { knock_room_state: self.invite_room_state(room_id) },
+            _ => Response::SendLeave,
+        }
+    }
+
     /// `/invite`: checks and counter-signs an invite for a local user, and remembers it.
     #[allow(clippy::too_many_arguments)]
     fn serve_invite(
@@ -507,7 +601,10 @@ impl Homeserver {
         invite_room_state: Vec<Object>,
         out: &mut Vec<Output>,
     ) -> Response {
-        let Ok(version) = RoomVersion::parse(room_version) else {
+        let version = RoomVersion::parse_any(room_version)
+            .ok()
+            .filter(|v| self.config.linearized || !v.rules().lpdus);
+        let Some(version) = version else {
             return Response::Error(ErrorResponse::incompatible_room_version(room_version));
         };
         let rules = version.rules();

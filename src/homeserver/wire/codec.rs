@@ -8,6 +8,7 @@ use crate::homeserver::wire::error::WireError;
 use crate::homeserver::wire::{ROOM_VERSION_CHARS_MAX, TXN_ID_BYTES_MAX, echo, len_u64};
 use crate::matrix::canonical_json::{self, INT_MAX, Numbers, Object};
 use crate::matrix::ids::{self, EventId, ID_BYTES_MAX};
+use crate::matrix::room_version::RoomVersion;
 
 // ---------------------------------------------------------------------------------------
 // Field checks shared by both directions
@@ -41,9 +42,14 @@ pub(super) fn check_user_id(user_id: &str) -> Result<(), WireError> {
 }
 
 /// A room version string: 1 to 32 code points from `a-z 0-9 . -` (spec digest events.md §3).
+///
+/// [digest] The one version of the Linearized Matrix draft is also accepted: its identifier
+/// (48 characters) follows the draft's own grammar, `1*128` of the same characters
+/// (spec/linearized-matrix.md §2), which is longer than Matrix allows.
 pub(super) fn check_room_version(name: &str, version: &str) -> Result<(), WireError> {
+    let linearized = RoomVersion::LINEARIZED.iter().any(|v| v.as_str() == version);
     let ok = !version.is_empty()
-        && version.len() <= ROOM_VERSION_CHARS_MAX
+        && (version.len() <= ROOM_VERSION_CHARS_MAX || linearized)
         && version
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');

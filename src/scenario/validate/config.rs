@@ -6,7 +6,9 @@ use toml::Spanned;
 
 use super::{Builder, Result, span};
 use crate::scenario::file;
-use crate::scenario::{CheckConfig, Invariant, LIVENESS_BOUND_MS_DEFAULT, ServerConfig};
+use crate::scenario::{
+    CheckConfig, Invariant, LIVENESS_BOUND_MS_DEFAULT, OfflineSends, ServerConfig,
+};
 
 impl Builder<'_> {
     pub(super) fn check(
@@ -15,8 +17,13 @@ impl Builder<'_> {
         quiet_ms: u64,
         quiet_at: Option<&Spanned<u64>>,
     ) -> Result<CheckConfig> {
+        // `linearized` is added by default only when the scenario has a Linearized Matrix
+        // room (see `Builder::build`).
         let mut check = CheckConfig {
-            invariants: Invariant::ALL.to_vec(),
+            invariants: Invariant::ALL
+                .into_iter()
+                .filter(|i| *i != Invariant::Linearized)
+                .collect(),
             liveness_bound_ms: LIVENESS_BOUND_MS_DEFAULT,
         };
         let mut bound_at = None;
@@ -64,6 +71,18 @@ impl Builder<'_> {
                 }
                 Some(limit) => Some(*limit.get_ref()),
                 None => None,
+            },
+            offline_sends: match &t.offline_sends {
+                None => None,
+                Some(text) => match text.get_ref().as_str() {
+                    "queue" => Some(OfflineSends::Queue),
+                    "fail" => Some(OfflineSends::Fail),
+                    other => {
+                        let problem =
+                            format!("offline_sends is \"queue\" or \"fail\", not {other:?}");
+                        return Err(self.error(span(text), problem));
+                    }
+                },
             },
         };
         if let (Some(min), Some(max)) = (config.backoff_ms_min, config.backoff_ms_max) {

@@ -20,12 +20,13 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use crate::matrix::action::Action;
 use crate::net::NetConfig;
 use crate::scenario::error::{Locator, ScenarioError};
 use crate::scenario::file::{self, ExpectTable, File, SettleTable, WorkloadTable};
 use crate::scenario::{
-    EXPECTATIONS_MAX, Expectation, QUIET_MS_DEFAULT, RoomInfo, STEPS_MAX, Scenario, ServerConfig,
-    ServerSpec, Step, WORKLOADS_MAX, Workload,
+    EXPECTATIONS_MAX, Expectation, Invariant, QUIET_MS_DEFAULT, RoomInfo, STEPS_MAX, Scenario,
+    ServerConfig, ServerSpec, Step, WORKLOADS_MAX, Workload,
 };
 
 type Result<T> = std::result::Result<T, ScenarioError>;
@@ -107,7 +108,14 @@ impl Builder<'_> {
             }
             None => QUIET_MS_DEFAULT,
         };
-        let check = self.check(raw.check.as_ref(), quiet_ms, raw.quiet_ms.as_ref())?;
+        let mut check = self.check(raw.check.as_ref(), quiet_ms, raw.quiet_ms.as_ref())?;
+        let listed = raw.check.as_ref().is_some_and(|t| t.get_ref().invariants.is_some());
+        let linearized = pending.iter().any(|p| {
+            matches!(&p.step.action, Action::CreateRoom { version, .. } if version.rules().lpdus)
+        });
+        if linearized && !listed {
+            check.invariants.push(Invariant::Linearized);
+        }
         let server_config = self.shared_server_config(raw.server_config.as_ref())?;
         let expectations = self.expectations(&raw.expect, &rooms, &pending)?;
 

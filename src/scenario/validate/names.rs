@@ -52,11 +52,16 @@ impl Builder<'_> {
     }
 
     /// A room version, parsed once into the protocol core's type: one of
-    /// [`RoomVersion::ALL`], the DAG room versions the simulator runs.
+    /// [`RoomVersion::ALL`], the DAG room versions, or of [`RoomVersion::LINEARIZED`], the
+    /// Linearized Matrix draft's version (docs/linearized.md).
     pub(super) fn room_version(&self, version: Option<&Spanned<String>>) -> Result<RoomVersion> {
         let Some(version) = version else { return Ok(ROOM_VERSION_DEFAULT) };
-        RoomVersion::parse(version.get_ref()).map_err(|_| {
-            let supported: Vec<&str> = RoomVersion::ALL.iter().map(|v| v.as_str()).collect();
+        RoomVersion::parse_any(version.get_ref()).map_err(|_| {
+            let supported: Vec<&str> = RoomVersion::ALL
+                .iter()
+                .chain(&RoomVersion::LINEARIZED)
+                .map(|v| v.as_str())
+                .collect();
             let problem = format!(
                 "unknown room version {:?}: mxsim supports {}",
                 version.get_ref(),
