@@ -9,10 +9,11 @@
 //! `clap` is used here and nowhere else.
 //!
 //! One file per command: `event`, `resolve` (its input file read by `resolve_input`),
-//! `run`, `check`, `report`, `sweep`, `merge`, `shrink`. This file holds what they share:
+//! `run`, `check`, `report`, `sweep`, `merge`, `shrink`, `compare`. This file holds what they share:
 //! the exit-code contract, bounded reading of files and stdin, and the wall-clock timer.
 
 mod check;
+mod compare;
 mod event;
 mod merge;
 mod report;
@@ -87,6 +88,9 @@ enum Command {
     Merge(merge::MergeArgs),
     /// Reduce a failing scenario and seed to a minimal scenario that still fails.
     Shrink(shrink::ShrinkArgs),
+    /// Compare two runs (say a DAG room and a Linearized Matrix room under the same
+    /// faults): availability, convergence, messages per event, resolutions, both DAGs.
+    Compare(compare::CompareArgs),
 }
 
 /// Runs the command line with the process's arguments and streams.
@@ -111,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Merge(args) => merge::merge(&args),
         Command::Shrink(args) => shrink::shrink(&args),
+        Command::Compare(args) => compare::compare(&args),
     };
     match result {
         Ok(outcome) => {

@@ -16,6 +16,7 @@
 //! state resolution at merges (`matrix::state_res`) to explain who won. `plotters` is used
 //! here and nowhere else.
 
+pub mod compare;
 mod convergence;
 mod dag;
 mod data;

@@ -176,11 +176,59 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
     let labels = room_labels(trace);
     for room in &mut rooms {
         room.label = labels.get(&room.room_id).cloned();
+        let depthless = room
+            .version
+            .as_deref()
+            .and_then(|v| crate::matrix::RoomVersion::parse_any(v).ok())
+            .is_some_and(|v| !v.rules().depth_field);
+        if depthless {
+            room.derive_depths();
+        }
     }
     rooms
 }
 
 impl RoomModel {
+    /// For a room version without `depth` (Linearized Matrix): each event's depth becomes
+    /// 1 + the largest depth of its known prev events (the create event 1), so that the
+    /// DAG figure draws the hub's list as the chain it is, one row per position.
+    fn derive_depths(&mut self) {
+        let mut depth: Vec<Option<i64>> = vec![None; self.events.len()];
+        // Every event pushed is finished (and taken off) before the stack empties.
+        let mut on_stack = vec![false; self.events.len()];
+        for start in 0..self.events.len() {
+            // Depth-first, with an explicit stack; a prev still on the stack (a cycle,
+            // which `dag` reports) counts as depth 0.
+            let mut stack = vec![(start, false)];
+            while let Some((at, expanded)) = stack.pop() {
+                if depth[at].is_some() {
+                    continue;
+                }
+                let prevs: Vec<usize> = self.events[at]
+                    .prev_events
+                    .iter()
+                    .filter_map(|id| self.index.get(id).copied())
+                    .collect();
+                if expanded {
+                    let deepest = prevs.iter().map(|p| depth[*p].unwrap_or(0)).max().unwrap_or(0);
+                    depth[at] = Some(deepest + 1);
+                    on_stack[at] = false;
+                    continue;
+                }
+                on_stack[at] = true;
+                stack.push((at, true));
+                for prev in prevs {
+                    if depth[prev].is_none() && !on_stack[prev] {
+                        stack.push((prev, false));
+                    }
+                }
+            }
+        }
+        for (event, depth) in self.events.iter_mut().zip(depth) {
+            event.depth = depth.unwrap_or(1);
+        }
+    }
+
     /// How figures name the room: `room “main”`, or the room id without a label.
     pub fn title(&self) -> String {
         match &self.label {

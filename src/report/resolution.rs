@@ -98,6 +98,13 @@ fn rejection_kind(decision: Decision) -> Option<RejectionKind> {
     }
 }
 
+impl Replay {
+    /// The size of the full conflicted set of each merge with a conflicted state set.
+    pub fn conflicted_sizes(&self) -> Vec<usize> {
+        self.views.iter().map(|view| view.full_conflicted).collect()
+    }
+}
+
 /// Replays the room in depth order, resolving the states of the prev events at merges.
 pub fn replay(room: &RoomModel) -> Replay {
     let (views, notes, after, replaced) = replay_parts(room);

@@ -17,6 +17,7 @@ use mxsim::matrix::canonical_json::Object;
 use mxsim::matrix::pdu::{self, Pdu};
 use mxsim::matrix::room_version::LINEARIZED_02;
 use mxsim::matrix::{EventId, RoomVersion};
+use mxsim::report::compare;
 use mxsim::scenario::{self, Invariant, Scenario};
 use mxsim::stdx::Duration;
 use mxsim::trace::{Body, Decision as TDecision, Record, Trace};
@@ -486,4 +487,95 @@ fn a_recorded_hub_fault_is_a_violation() {
         found.iter().any(|m| m.contains("hs2 found the hub at fault (not_after_head)")),
         "{found:?}"
     );
+}
+
+// --- `mxsim compare` ---
+
+fn run_pair(pair: &str, seed: u64) -> (Trace, Trace) {
+    let files = pair_files();
+    let trace = |kind: &str| {
+        let (_, parsed) = files.iter().find(|(n, _)| *n == format!("{pair}-{kind}")).unwrap();
+        world::run(&from_scenario::plan(parsed, seed, "test").unwrap()).unwrap().trace
+    };
+    (trace("dag"), trace("linear"))
+}
+
+#[test]
+fn compare_counts_what_the_traces_show() {
+    let (dag, linear) = run_pair("hub-partitioned", 1);
+    let (d, l) = (compare::figures(&dag), compare::figures(&linear));
+    // The same workload and steps: the same sends attempted, all accepted in the end.
+    assert_eq!(d.sends.attempted, l.sends.attempted);
+    assert!(d.sends.attempted > 20);
+    assert_eq!((d.sends.accepted, l.sends.accepted), (d.sends.attempted, l.sends.attempted));
+    // A DAG room accepts at its own server at once; a linearized one only through the hub,
+    // which was away for 30 s.
+    assert_eq!(d.sends.prompt, d.sends.attempted);
+    assert!(l.during_faults.prompt < l.during_faults.attempted, "{:?}", l.during_faults);
+    assert_eq!(l.merges, 0);
+    assert!(l.conflicted_merges.is_empty());
+    // The longest wait, found independently: from a participant's `lpdu_sent` to the hub's
+    // `linearized` of the same LPDU.
+    let mut appended = std::collections::BTreeMap::new();
+    for r in &linear.records {
+        if let Body::Linearized { lpdu_id, .. } = &r.body {
+            appended.insert(lpdu_id.clone(), r.t);
+        }
+    }
+    let longest = linear
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::LpduSent { lpdu_id, .. } => appended.get(lpdu_id).map(|at| at - r.t),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert_eq!(l.delays_ms.last(), Some(&longest));
+    assert!(longest >= 20_000, "a send waited for most of the partition: {longest} ms");
+    // Messages are every `send` record.
+    let sends = linear.records.iter().filter(|r| matches!(r.body, Body::Send { .. })).count();
+    assert_eq!(l.messages, sends as u64);
+    let table = compare::markdown(&[("dag", &d), ("linear", &l)]);
+    assert!(table.contains("| room kind | DAG (v11) | Linearized Matrix |"), "{table}");
+}
+
+#[test]
+fn mxsim_compare_reads_two_runs_and_writes_the_page() {
+    let (dag, linear) = run_pair("participant-partitioned", 2);
+    let dir = std::env::temp_dir().join(format!("mxsim-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    std::fs::write(dir.join("a/trace.jsonl"), dag.to_jsonl()).unwrap();
+    std::fs::write(dir.join("b.jsonl"), linear.to_jsonl()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_mxsim");
+    let out = std::process::Command::new(bin)
+        .args(["compare"])
+        .arg(dir.join("a"))
+        .arg(dir.join("b.jsonl"))
+        .arg("--out")
+        .arg(dir.join("cmp"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("| room kind | DAG (v11) | Linearized Matrix |"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(dir.join("cmp/compare.md")).unwrap(), stdout);
+    let page = std::fs::read_to_string(dir.join("cmp/compare.html")).unwrap();
+    assert_eq!(page.matches("<svg").count(), 2, "both DAGs are drawn");
+    // A run that is not there: exit 2, naming it.
+    let missing = dir.join("nothing");
+    let out = std::process::Command::new(bin)
+        .args(["compare"])
+        .arg(dir.join("a"))
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains(&missing.display().to_string()) && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
