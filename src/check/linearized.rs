@@ -19,16 +19,15 @@
 //! That every event of the hub's list reaches every participant within the bound is
 //! `liveness` (the hub creates every PDU of the list).
 //!
-//! The state hash is the trace's (docs/trace.md): the first 12 bytes of SHA-256 over each
-//! `type`, `state_key` and event id of the state, sorted, each followed by a zero byte, in
-//! unpadded base64.
+//! The state hash is the trace's (docs/trace.md): the name of the state's
+//! `matrix::state_digest::StateDigest`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::matrix::auth::SignatureCheck;
-use crate::matrix::crypto;
 use crate::matrix::ids;
 use crate::matrix::linearized::HubList;
+use crate::matrix::state_digest::StateDigest;
 use crate::stdx::Invariant;
 use crate::trace::{Body, Decision, NodeChange};
 
@@ -117,14 +116,9 @@ fn replay<'t>(
 
 /// The trace's state hash of the list's current state.
 fn state_hash(list: &HubList) -> String {
-    let mut bytes = Vec::new();
-    for ((event_type, state_key), pdu) in list.state() {
-        for part in [event_type.as_str(), state_key.as_str(), pdu.event_id().as_str()] {
-            bytes.extend_from_slice(part.as_bytes());
-            bytes.push(0);
-        }
-    }
-    crypto::base64_encode(&crypto::sha256(&bytes)[..12])
+    let entries =
+        list.state().iter().map(|((t, k), pdu)| (t.as_str(), k.as_str(), pdu.event_id().as_str()));
+    StateDigest::of(entries).name()
 }
 
 /// Check 2: each participant appends in the hub's order, and holds everything from its

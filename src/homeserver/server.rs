@@ -20,7 +20,7 @@ use crate::homeserver::verified::VerifiedEvents;
 use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, Request, Response};
 use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
-use crate::matrix::crypto::{self, KeyRing, SigningKey};
+use crate::matrix::crypto::{KeyRing, SigningKey};
 use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
 use crate::matrix::pdu::{self, Pdu, Verified};
 use crate::matrix::state_res::{self, ResolveOptions};

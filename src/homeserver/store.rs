@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
+use crate::matrix::state_digest::StateDigest;
 use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
 
 /// (event type, state key).
@@ -42,6 +43,8 @@ struct StateGroup {
     delta: BTreeMap<StateKey, Option<EventId>>,
     /// Number of groups walked to materialise this one (0 for a snapshot).
     chain_len: u32,
+    /// The digest of the whole state, moved on from the parent's by the keys that changed.
+    digest: StateDigest,
 }
 
 /// What a server decided about a stored event on receipt (federation-api.md §3), with
@@ -141,6 +144,17 @@ pub struct Store {
     /// it, so that a copy sent again (a retried transaction, a catch-up) is not appended
     /// twice.
     lpdus: BTreeMap<EventId, EventId>,
+}
+
+impl StateGroup {
+    fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
+        let delta = state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        StateGroup { parent: None, delta, chain_len: 0, digest }
+    }
+
+    fn digest_of(state: &StateMap) -> StateDigest {
+        StateDigest::of(state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str())))
+    }
 }
 
 /// The stored events as the auth-chain index reads them (auth events, type and state
@@ -323,30 +337,38 @@ impl Store {
         let id = StateGroupId(self.next_group);
         self.next_group += 1;
         let group = match parent {
-            Some((parent_id, base)) if self.groups[&parent_id].chain_len + 1 < SNAPSHOT_EVERY => {
+            Some((parent_id, base)) => {
                 debug_assert_eq!(&self.state(parent_id), base);
                 let mut delta = BTreeMap::new();
+                let mut digest = self.groups[&parent_id].digest;
                 for (key, event) in state {
-                    if base.get(key) != Some(event) {
+                    let old = base.get(key);
+                    if old != Some(event) {
+                        if let Some(old) = old {
+                            digest = digest.remove(&key.0, &key.1, old.as_str());
+                        }
+                        digest = digest.add(&key.0, &key.1, event.as_str());
                         delta.insert(key.clone(), Some(event.clone()));
                     }
                 }
-                for key in base.keys() {
+                for (key, old) in base {
                     if !state.contains_key(key) {
+                        digest = digest.remove(&key.0, &key.1, old.as_str());
                         delta.insert(key.clone(), None);
                     }
                 }
                 let chain_len = self.groups[&parent_id].chain_len + 1;
-                StateGroup { parent: Some(parent_id), delta, chain_len }
+                if chain_len < SNAPSHOT_EVERY {
+                    StateGroup { parent: Some(parent_id), delta, chain_len, digest }
+                } else {
+                    StateGroup::snapshot(state, digest)
+                }
             }
-            _ => StateGroup {
-                parent: None,
-                delta: state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect(),
-                chain_len: 0,
-            },
+            None => StateGroup::snapshot(state, StateGroup::digest_of(state)),
         };
         self.groups.insert(id, group);
         debug_assert_eq!(&self.state(id), state);
+        debug_assert_eq!(self.groups[&id].digest, StateGroup::digest_of(state));
         id
     }
 
@@ -357,19 +379,31 @@ impl Store {
         key: StateKey,
         event: EventId,
     ) -> StateGroupId {
-        let parent_len = self.groups[&parent].chain_len;
-        if parent_len + 1 >= SNAPSHOT_EVERY {
-            let mut state = self.state(parent);
-            state.insert(key, event);
-            return self.store_state(&state, None);
+        let mut digest = self.groups[&parent].digest;
+        if let Some(old) = self.state_get(parent, &key) {
+            digest = digest.remove(&key.0, &key.1, old.as_str());
         }
+        digest = digest.add(&key.0, &key.1, event.as_str());
+        let parent_len = self.groups[&parent].chain_len;
         let id = StateGroupId(self.next_group);
         self.next_group += 1;
-        let mut delta = BTreeMap::new();
-        delta.insert(key, Some(event));
-        self.groups
-            .insert(id, StateGroup { parent: Some(parent), delta, chain_len: parent_len + 1 });
+        let group = if parent_len + 1 >= SNAPSHOT_EVERY {
+            let mut state = self.state(parent);
+            state.insert(key, event);
+            StateGroup::snapshot(&state, digest)
+        } else {
+            let mut delta = BTreeMap::new();
+            delta.insert(key, Some(event));
+            StateGroup { parent: Some(parent), delta, chain_len: parent_len + 1, digest }
+        };
+        self.groups.insert(id, group);
+        debug_assert_eq!(self.groups[&id].digest, StateGroup::digest_of(&self.state(id)));
         id
+    }
+
+    /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.
+    pub fn state_digest(&self, id: StateGroupId) -> StateDigest {
+        self.groups[&id].digest
     }
 
     /// The full state of a group.

@@ -20,6 +20,7 @@ pub mod linearized;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;
+pub mod state_digest;
 pub mod state_res;
 
 pub use decision::Decision;

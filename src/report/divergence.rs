@@ -9,8 +9,8 @@
 //! A server's current state over time comes from the trace's `state` records (a hash per
 //! change); the event behind a change is the receipt or creation recorded with it (see
 //! `changes`). The full state behind a hash is found by hashing candidate states the
-//! same way the homeserver does (`type`, `state_key`, event id, each followed by a zero
-//! byte, SHA-256, the first 12 bytes in unpadded base64): the state after the triggering
+//! same way the homeserver does (the name of its `matrix::state_digest::StateDigest`,
+//! docs/trace.md): the state after the triggering
 //! event as the DAG implies it, or any server's final state. When neither matches, the
 //! page says the keys could not be reconstructed instead of guessing.
 //!
@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::matrix::crypto;
+use crate::matrix::state_digest::StateDigest;
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
 use crate::trace::{Body, Trace};
@@ -93,16 +93,10 @@ pub struct Divergences {
     pub reference: Option<String>,
 }
 
-/// The homeserver's state hash of a state map (see the module doc).
+/// The homeserver's state hash of a state map (see the module doc): the name of its
+/// [`StateDigest`].
 pub fn state_hash(state: &StateMap) -> String {
-    let mut bytes = Vec::new();
-    for ((event_type, state_key), id) in state {
-        for part in [event_type.as_str(), state_key.as_str(), id.as_str()] {
-            bytes.extend_from_slice(part.as_bytes());
-            bytes.push(0);
-        }
-    }
-    crypto::base64_encode(&crypto::sha256(&bytes)[..12])
+    StateDigest::of(state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str()))).name()
 }
 
 /// Every server's state changes in the room, in trace order, each with the event behind
@@ -396,11 +390,10 @@ mod tests {
 
     #[test]
     fn the_state_hash_is_the_homeservers() {
-        // Expected value from an independent computation (Python's hashlib and base64):
-        // SHA-256 of "m.room.create\0\0$a\0m.room.member\0@u:hs1\0$b\0", first 12 bytes,
-        // unpadded base64.
+        // Expected value from an independent computation (Python's hashlib and base64) of
+        // the digest in `matrix::state_digest`'s doc.
         let s = state(&[("m.room.create", "", "$a"), ("m.room.member", "@u:hs1", "$b")]);
-        assert_eq!(state_hash(&s), "4EAYH4/qbw7DiMwa");
+        assert_eq!(state_hash(&s), "KhuO8VRbYOnbEErv");
         assert_ne!(state_hash(&s), state_hash(&StateMap::new()));
     }
 

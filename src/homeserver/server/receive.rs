@@ -224,16 +224,12 @@ impl Homeserver {
         }
     }
 
-    /// A short hash of a state, for traces: SHA-256 of the sorted (type, key, id) list.
+    /// A state's name in traces ([`StateDigest`], docs/trace.md), kept per group as states
+    /// are stored rather than computed from the whole state.
+    ///
+    /// [`StateDigest`]: crate::matrix::state_digest::StateDigest
     pub fn state_hash(&self, group: StateGroupId) -> String {
-        let mut bytes = Vec::new();
-        for ((t, k), id) in self.store.state(group) {
-            for part in [t.as_str(), k.as_str(), id.as_str()] {
-                bytes.extend_from_slice(part.as_bytes());
-                bytes.push(0);
-            }
-        }
-        crypto::base64_encode(&crypto::sha256(&bytes)[..12])
+        self.store.state_digest(group).name()
     }
 
     /// Parses and verifies a received PDU of a known room: format, signatures, hash.
