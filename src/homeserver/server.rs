@@ -67,6 +67,11 @@ pub struct Config {
     /// What a participant of a Linearized Matrix room does with its users' sends while the
     /// room's hub is unreachable (docs/linearized.md).
     pub offline_sends: OfflineSends,
+    /// Most LPDUs a participant keeps waiting for their hub; a send beyond it fails at once.
+    pub lpdus_pending_max: usize,
+    /// A participant sends an LPDU again when the hub's list has not brought it back this
+    /// long after it was last sent (the hub then sends the event it made of it again).
+    pub lpdu_resend_after: Duration,
     /// A known bug planted on purpose, so that tests can prove that sweeps find bugs and
     /// shrinking reduces them. Test-only: no scenario field and no command sets it.
     #[doc(hidden)]
@@ -95,6 +100,8 @@ impl Default for Config {
             transaction_cache_max: 256,
             linearized: false,
             offline_sends: OfflineSends::Queue,
+            lpdus_pending_max: 1_000,
+            lpdu_resend_after: Duration::from_secs(60),
             planted_bug: None,
         }
     }

@@ -579,3 +579,127 @@ fn mxsim_compare_reads_two_runs_and_writes_the_page() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_sends_waiting_for_a_hub_are_bounded() {
+    let names = ["hs1", "hs2"];
+    let config = Config { lpdus_pending_max: 3, ..config(OfflineSends::Queue) };
+    let mut h = Harness::with_config(&names, true, &config);
+    let create = Action::CreateRoom { version: LM, public: true, name: None, topic: None };
+    h.act("hs1", "@alice:hs1".into(), create);
+    let room = h.room_created("hs1");
+    h.act("hs2", "@bob:hs2".into(), Action::Join { room: room.clone(), via: vec!["hs1".into()] });
+    h.run(2_000);
+    h.cut.insert(("hs2".into(), "hs1".into()));
+    for n in 0..4 {
+        say(&mut h, "hs2", &room, &format!("waiting {n}"));
+    }
+    let failures = h.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("3 sends already wait for their hubs"), "{failures:?}");
+}
+
+/// Restarts `server` from its committed store: everything volatile (queues) is lost.
+fn crash_and_restart(h: &mut Harness, server: &str, names: &[&str]) {
+    let mut keys = mxsim::matrix::crypto::KeyRing::new();
+    for name in names {
+        keys.entry((*name).to_owned())
+            .or_default()
+            .insert("ed25519:1".into(), key(name).public_key());
+    }
+    let store = h.servers[server].store().clone();
+    let prng = mxsim::stdx::Prng::from_seed(9).fork(server);
+    let restarted = mxsim::homeserver::Homeserver::recover(
+        server,
+        key(server),
+        keys,
+        config(OfflineSends::Queue),
+        prng,
+        h.now,
+        store,
+    );
+    h.servers.insert(server.to_owned(), restarted);
+}
+
+fn accepted(h: &Harness, server: &str) -> usize {
+    seen(h, server).iter().filter(|o| matches!(o, Observation::LpduAccepted { .. })).count()
+}
+
+#[test]
+fn the_hub_stays_the_hub_when_its_last_user_leaves() {
+    let (mut h, room) = lm_room(&["hs1", "hs2"], OfflineSends::Queue);
+    let leave = Action::Leave { room: room.clone(), via: Vec::new() };
+    h.act("hs1", "@alice:hs1".into(), leave);
+    h.run(2_000);
+    say(&mut h, "hs2", &room, "the hub has no user in the room");
+    h.run(2_000);
+    assert_eq!(accepted(&h, "hs2"), 1, "the hub still appends");
+    let join = Action::Join { room: room.clone(), via: Vec::new() };
+    h.act("hs1", "@alice:hs1".into(), join);
+    h.run(2_000);
+    assert_eq!(h.failures(), Vec::<String>::new());
+    assert_eq!(h.state("hs2", &room), h.state("hs1", &room));
+}
+
+#[test]
+fn a_participant_sends_again_an_lpdu_whose_echo_was_lost() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = lm_room(&names, OfflineSends::Queue);
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    say(&mut h, "hs2", &room, "appended, but the echo is lost");
+    h.run_for(Duration::from_secs(5));
+    assert!(seen(&h, "hs1").iter().any(|o| matches!(o, Observation::Linearized { .. })));
+    // The hub crashes with the echo still in its queue; nothing else happens in the room.
+    crash_and_restart(&mut h, "hs1", &names);
+    h.cut.clear();
+    h.run_for(Duration::from_secs(120));
+    assert_eq!(accepted(&h, "hs2"), 1, "{:?}", seen(&h, "hs2"));
+    assert_eq!(h.state("hs2", &room), h.state("hs1", &room));
+}
+
+#[test]
+fn a_participant_that_missed_its_kick_learns_it_from_the_hubs_refusal() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = lm_room(&names, OfflineSends::Queue);
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    let kick = Action::Kick { room: room.clone(), target: "@bob:hs2".into() };
+    h.act("hs1", "@alice:hs1".into(), kick);
+    h.run_for(Duration::from_secs(5));
+    crash_and_restart(&mut h, "hs1", &names);
+    h.cut.clear();
+    assert!(h.servers["hs2"].is_resident(&room), "hs2 has not heard of the kick");
+    say(&mut h, "hs2", &room, "refused: bob was kicked");
+    h.run_for(Duration::from_secs(30));
+    assert!(seen(&h, "hs2").iter().any(|o| matches!(o, Observation::LpduFailed { .. })));
+    assert!(!h.servers["hs2"].is_resident(&room), "hs2 caught up with its kick");
+    assert_eq!(h.state("hs2", &room), h.state("hs1", &room));
+}
+
+#[test]
+fn history_missed_while_away_is_not_a_hub_fault() {
+    let (mut h, room) = lm_room(&["hs1", "hs2"], OfflineSends::Queue);
+    let leave = Action::Leave { room: room.clone(), via: Vec::new() };
+    h.act("hs2", "@bob:hs2".into(), leave);
+    h.run(2_000);
+    assert!(!h.servers["hs2"].is_resident(&room));
+    say(&mut h, "hs1", &room, "while bob is away");
+    h.run(2_000);
+    let missed = head(&h, "hs1", &room);
+    let join = Action::Join { room: room.clone(), via: vec!["hs1".into()] };
+    h.act("hs2", "@bob:hs2".into(), join);
+    h.run(2_000);
+    assert_eq!(h.failures(), Vec::<String>::new());
+    // A late copy of an event from before bob's new join (a hub's queue can deliver one).
+    let json = h.servers["hs1"].store().pdu(&missed).unwrap().json().clone();
+    transaction(&mut h, "hs1", "hs2", "late", vec![json]);
+    h.run(2_000);
+    let faults =
+        seen(&h, "hs2").iter().filter(|o| matches!(o, Observation::HubMisbehaviour { .. })).count();
+    assert_eq!(faults, 0, "{:?}", seen(&h, "hs2"));
+    let dropped = seen(&h, "hs2").iter().any(|o| {
+        matches!(o, Observation::Event { event_id: Some(id), decision: Decision::Dropped, reason: Some(r), .. }
+            if *id == missed && r.contains("history from before this server's last join"))
+    });
+    assert!(dropped, "{:?}", seen(&h, "hs2"));
+    assert_eq!(h.state("hs2", &room), h.state("hs1", &room));
+}

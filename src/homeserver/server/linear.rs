@@ -55,6 +55,8 @@ pub(crate) struct PendingLpdu {
     room_id: String,
     hub: String,
     json: Arc<Object>,
+    /// When it was last queued for the hub.
+    sent_at: Instant,
 }
 
 impl Homeserver {
@@ -114,6 +116,10 @@ impl Homeserver {
                 "the room's hub {hub} is unreachable (marked down), and sends fail while it is"
             ));
         }
+        if self.lpdus_pending.len() >= self.config.lpdus_pending_max {
+            let max = self.config.lpdus_pending_max;
+            return Err(format!("{max} sends already wait for their hubs"));
+        }
         let current = self.store.room(room_id).and_then(|r| r.current_state);
         let current = current.ok_or("the room has no state here")?;
         let mut json = Object::new();
@@ -140,6 +146,7 @@ impl Homeserver {
             room_id: room_id.to_owned(),
             hub: hub.to_owned(),
             json: Arc::clone(&json),
+            sent_at: now,
         };
         self.lpdus_pending.insert(lpdu.id().clone(), pending);
         self.outbound.enqueue_pdu(hub, json, room_id);
@@ -191,8 +198,14 @@ impl Homeserver {
             dropped(out, format!("an LPDU of a user of another server, sent by {origin}"));
             return Ok(());
         }
-        if self.store.lpdu_event(lpdu.id()).is_some() {
-            return Ok(()); // Sent again (a retry or a catch-up): appended once.
+        if let Some(event) = self.store.lpdu_event(lpdu.id()).and_then(|id| self.store.pdu(id)) {
+            // Sent again (a retry, a catch-up, or a participant that never saw the echo):
+            // appended once, and the event made of it goes to the sender again.
+            // [digest] The draft does not say how a participant that missed the echo
+            // learns of it; this is mxsim's reading (docs/linearized.md).
+            let json = Arc::new(event.json().clone());
+            self.outbound.enqueue_pdu(origin, json, room_id);
+            return Ok(());
         }
         let refuse = |out: &mut Vec<Output>, reason: String| {
             out.push(Output::Observed(Observation::LpduFailed {
@@ -218,6 +231,14 @@ impl Homeserver {
         };
         let outcome = self.decide(room_id, &pdu);
         if let Some(reason) = outcome.reason.clone() {
+            // [digest] The sender's copy of the list may be behind (it missed its own kick,
+            // say): the head goes to it, so that it fills the gap from the hub and sees why
+            // (docs/linearized.md).
+            let head =
+                self.store.room(room_id).and_then(|r| r.forward_extremities.first().cloned());
+            if let Some(head) = head.and_then(|id| self.store.pdu(&id).cloned()) {
+                self.outbound.enqueue_pdu(origin, Arc::new(head.json().clone()), room_id);
+            }
             return refuse(out, format!("not allowed: {reason}"));
         }
         self.commit(room_id, &pdu, outcome, out);
@@ -349,6 +370,31 @@ impl Homeserver {
         prevs != head
     }
 
+    /// At a participant: why an event from the hub that does not follow this server's head
+    /// is history it missed rather than a fork of the list, if it is: the create event, or
+    /// an event whose one prev event has no other child here. A server that left and joined
+    /// again holds the list with a gap, and the hub's queue to it can still deliver events
+    /// from before its new join. [digest] A fork is a second child of an event this server
+    /// holds; mxsim does not call anything else a fork (docs/linearized.md).
+    pub(super) fn missed_history(&self, room_id: &str, pdu: &Pdu) -> Option<String> {
+        let room = self.store.room(room_id)?;
+        if pdu.prev_events().iter().eq(room.forward_extremities.iter()) {
+            return None;
+        }
+        let reason = "history from before this server's last join, which its copy of the list \
+                      does not hold";
+        if pdu.event_type() == "m.room.create" {
+            return Some(reason.into());
+        }
+        let [prev] = pdu.prev_events() else { return None };
+        let other_child = self.store.events().any(|(id, event)| {
+            id != pdu.event_id()
+                && event.state_after.is_some()
+                && event.pdu.prev_events() == std::slice::from_ref(prev)
+        });
+        (!other_child).then(|| reason.into())
+    }
+
     /// At a participant: an event of the hub's list was appended here; when it is the
     /// completion of one of this server's LPDUs, that LPDU is accounted for.
     pub(super) fn note_echo(&mut self, room_id: &str, pdu: &Pdu, out: &mut Vec<Output>) {
@@ -404,6 +450,35 @@ impl Homeserver {
                 lpdu_id: id,
                 reason: format!("given up: the hub {peer} was marked down"),
             }));
+        }
+    }
+
+    /// When the next pending LPDU is due to be sent again.
+    pub(super) fn next_lpdu_resend(&self) -> Option<Instant> {
+        let wait = self.config.lpdu_resend_after;
+        self.lpdus_pending.values().map(|p| p.sent_at + wait).min()
+    }
+
+    /// Sends again every pending LPDU whose echo has not come back within
+    /// `Config::lpdu_resend_after` of its last sending. [digest] The draft does not say what a
+    /// participant does when its LPDU never comes back (the echo was lost with a crashed
+    /// hub's queue, say); sending it again is safe because the hub appends an LPDU once and
+    /// answers a copy with the event it made of it.
+    pub(super) fn resend_lpdus(&mut self, now: Instant) {
+        let wait = self.config.lpdu_resend_after;
+        let mut due: Vec<(u64, EventId)> = self
+            .lpdus_pending
+            .iter()
+            .filter(|(_, p)| p.sent_at + wait <= now)
+            .map(|(id, p)| (p.seq, id.clone()))
+            .collect();
+        due.sort();
+        for (_, id) in due {
+            let pending = self.lpdus_pending.get_mut(&id).expect("listed above");
+            pending.sent_at = now;
+            let (hub, json, room_id) =
+                (pending.hub.clone(), Arc::clone(&pending.json), pending.room_id.clone());
+            self.outbound.enqueue_pdu(&hub, json, &room_id);
         }
     }
 

@@ -445,12 +445,17 @@ impl Homeserver {
     }
 
     /// Whether this server is in the room: its own current state has a joined member of
-    /// its own (Synapse's `is_host_in_room`). Only a resident server builds events on its
-    /// state and accepts the room's PDUs over `/send`.
+    /// its own (Synapse's `is_host_in_room`), or it is the hub of a Linearized Matrix room.
+    /// Only a resident server builds events on its state and accepts the room's PDUs over
+    /// `/send`.
+    ///
+    /// [digest] The hub stays the hub when its last user leaves: the draft makes the
+    /// create event's sender's server the hub and has no transfer, and without it nobody
+    /// could append to the list or join the room (docs/linearized.md).
     pub fn is_resident(&self, room_id: &str) -> bool {
         // Every PDU of a transaction asks: the kept counts answer without reading the
         // member list.
-        self.has_joined_member(room_id, &self.name)
+        self.has_joined_member(room_id, &self.name) || self.is_hub_of(room_id)
     }
 
     /// The servers a membership handshake tries, in order, without duplicates or this

@@ -405,6 +405,16 @@ impl Homeserver {
         if missing_auth.is_empty() && missing_prev.is_empty() {
             let outcome = self.decide(room_id, &pdu);
             let hub = self.participant_hub(room_id);
+            if let Some(reason) = hub.as_ref().and_then(|_| self.missed_history(room_id, &pdu)) {
+                out.push(Output::Observed(Observation::Event {
+                    room_id: room_id.to_owned(),
+                    event_id: Some(pdu.event_id().clone()),
+                    decision: Decision::Dropped,
+                    reason: Some(reason),
+                }));
+                self.waiting.remove(pdu.event_id());
+                return;
+            }
             if let Some(hub) = &hub {
                 // Linearized Matrix: the hub's next event must follow the list's rules; an
                 // event the hub should not have appended is its fault, and is not appended

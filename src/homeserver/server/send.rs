@@ -36,7 +36,8 @@ impl Homeserver {
         }
         let deadline = self.requests.values().map(|(_, at)| *at).min();
         let waiting = self.waiting.values().map(|w| w.deadline).min();
-        let next = [deadline, waiting, self.outbound_timer].into_iter().flatten().min();
+        let resend = self.next_lpdu_resend();
+        let next = [deadline, waiting, self.outbound_timer, resend].into_iter().flatten().min();
         if let Some(at) = next {
             if next != self.timer_at {
                 self.timer_at = next;
@@ -97,6 +98,7 @@ impl Homeserver {
 
     pub(super) fn on_timer(&mut self, now: Instant, out: &mut Vec<Output>) {
         self.timer_at = None;
+        self.resend_lpdus(now);
         if self.outbound_timer.is_some_and(|t| t <= now) {
             self.outbound_timer = None;
             for action in self.outbound.on_timer(now) {
