@@ -13,7 +13,12 @@
 //!   event, appends it and sends it to every server in the room, the sender included
 //!   ([`Homeserver::receive_lpdu`]);
 //! - a participant checks each event the hub sends against the draft's rules for the next
-//!   event of the list ([`Homeserver::hub_fault`]) and records a hub that breaks them.
+//!   event of the list ([`Homeserver::hub_fault`]) and records a hub that breaks them;
+//! - what keeps a participant in step with the hub under loss and crashes: LPDUs whose echo
+//!   is late are sent again ([`Homeserver::resend_lpdus`]) and the hub answers a copy with
+//!   the event it made of it; a refused sender gets the hub's head, so that it fills what
+//!   it missed; and history missed while out of the room is told apart from a fork
+//!   ([`Homeserver::missed_history`]).
 
 use super::*;
 use crate::matrix::linearized::{self, Lpdu};
