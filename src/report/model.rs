@@ -64,6 +64,18 @@ impl EventNode {
         }
     }
 
+    /// The server whose user wrote the event: for a Linearized Matrix event a hub completed
+    /// from a participant's LPDU (it carries `hub_server`), the sender's server, though the
+    /// hub created the PDU; otherwise [`EventNode::origin`]. The DAG's bands follow it, so a
+    /// linearized room shows who sent what, not only the hub.
+    pub fn author(&self) -> String {
+        let completed = self.pdu.as_ref().is_some_and(|pdu| pdu.contains_key("hub_server"));
+        match self.sender.split_once(':') {
+            Some((_, server)) if completed => server.to_owned(),
+            _ => self.origin(),
+        }
+    }
+
     pub fn is_state(&self) -> bool {
         self.state_key.is_some()
     }

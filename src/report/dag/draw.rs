@@ -463,7 +463,7 @@ fn draw_run(out: &mut String, room: &RoomModel, layout: &Layout, node: &Node) {
     let mut title = format!(
         "{} messages from {}, depth {}–{}\n",
         node.events.len(),
-        first.origin(),
+        first.author(),
         first.depth,
         last.depth
     );

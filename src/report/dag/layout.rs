@@ -9,8 +9,8 @@ use crate::report::dag::{BAND_PAD, LEFT, Layout, NODE_W, Node, OWN_BANDS_MAX, RO
 use crate::report::model::{EventNode, RoomModel, Status};
 
 fn band_of(room: &RoomModel, event: &EventNode) -> usize {
-    let origin = event.origin();
-    room.servers.iter().position(|s| *s == origin).unwrap_or(room.servers.len())
+    let author = event.author();
+    room.servers.iter().position(|s| *s == author).unwrap_or(room.servers.len())
 }
 
 /// A message that may be folded into a run: not state, not a merge, nothing unusual.
@@ -71,7 +71,7 @@ fn fold_runs(
         }
         let parent = *room.index.get(&event.prev_events[0])?;
         let before = &room.events[parent];
-        (is_plain(before) && child_count[parent] == 1 && before.origin() == event.origin())
+        (is_plain(before) && child_count[parent] == 1 && before.author() == event.author())
             .then_some(parent)
     };
     let mut node_of: BTreeMap<usize, usize> = BTreeMap::new();
