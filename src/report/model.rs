@@ -595,4 +595,41 @@ mod tests {
         assert_eq!(labels.get("!c").map(String::as_str), Some("lobby"), "the older form");
         assert_eq!(labels.get("!b"), None, "hs2 created no room");
     }
+
+    #[test]
+    fn a_linearized_event_is_authored_by_its_sender_and_depths_follow_the_chain() {
+        let version = crate::matrix::room_version::LINEARIZED_02_ID;
+        let event = |id: &str, sender: &str, prev: &[&str], hub: bool| {
+            let mut pdu = serde_json::json!({"type": "m.room.message", "sender": sender,
+                "prev_events": prev, "auth_events": [], "content": {}});
+            if hub {
+                pdu["hub_server"] = "hs1".into();
+            }
+            let Value::Object(pdu) = pdu else { unreachable!() };
+            Body::Event {
+                server: "hs1".into(),
+                room: "!r:hs1".into(),
+                event_id: Some(id.into()),
+                decision: Decision::Created,
+                reason: None,
+                pdu: Some(pdu),
+            }
+        };
+        let joined =
+            Body::Joined { server: "hs1".into(), room: "!r:hs1".into(), version: version.into() };
+        // Seen out of order: the derived depth follows prev_events, not the order of sight.
+        let t = trace(vec![
+            (0, joined),
+            (1, event("$b", "@bob:hs2", &["$a"], true)),
+            (2, event("$a", "@alice:hs1", &[], false)),
+            (3, event("$c", "@alice:hs1", &["$b"], false)),
+        ]);
+        let room = &rooms(&t)[0];
+        let by_id = |id: &str| &room.events[room.index[id]];
+        assert_eq!((by_id("$a").depth, by_id("$b").depth, by_id("$c").depth), (1, 2, 3));
+        // The hub created all three; the completed LPDU is drawn as bob's server's.
+        assert_eq!(by_id("$b").origin(), "hs1");
+        assert_eq!(by_id("$b").author(), "hs2");
+        assert_eq!(by_id("$c").author(), "hs1");
+    }
 }
