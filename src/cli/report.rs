@@ -48,6 +48,8 @@ pub fn run(args: &ReportArgs) -> Result<Outcome, CliError> {
         ),
         metrics,
         sibling_files: siblings(&args.out, &args.trace),
+        // The file's own hash: the same as the trace's, without writing it out again.
+        trace_hash: Some(crate::trace::hash_jsonl(text.as_bytes())),
     };
     let options = Options { auth_edges: args.auth_edges, collapse_run_min: args.collapse };
     let files = report::render(&trace, &verdict, &info, &options)

@@ -266,7 +266,7 @@ pub(crate) fn write_run(
         ("events.jsonl".into(), events_jsonl(&output.events)),
         ("keys.json".into(), keys_json(&output.trace)),
     ];
-    files.extend(report_files(&output.trace, verdict, repro)?);
+    files.extend(report_files(&output.trace, verdict, repro, trace_hash)?);
     write_files(out, &files)
 }
 
@@ -423,6 +423,7 @@ fn report_files(
     trace: &Trace,
     verdict: &Verdict,
     repro: &str,
+    trace_hash: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, CliError> {
     let info = crate::report::RunInfo {
         reproduce: repro.to_owned(),
@@ -430,6 +431,7 @@ fn report_files(
         sibling_files: ["summary.json", "trace.jsonl", "events.jsonl", "keys.json"]
             .map(str::to_owned)
             .to_vec(),
+        trace_hash: Some(trace_hash.to_owned()),
     };
     crate::report::render(trace, verdict, &info, &crate::report::Options::default())
         .map_err(|e| CliError { code: 2, message: format!("report: {e}") })

@@ -151,7 +151,7 @@ pub fn render(page: &Page) -> String {
     out.push_str("<div id=\"panel\"><button id=\"panel-close\" type=\"button\">close</button><div id=\"panel-body\"></div></div>\n");
     let _ = writeln!(out, "<h1>mxsim report: {}</h1>", escape(&title));
     verdict_line(&mut out, verdict);
-    run_table(&mut out, trace);
+    run_table(&mut out, trace, info);
     reproduce_and_metrics(&mut out, info);
     violations(&mut out, verdict, models, &mut quoted);
     for (invariant, count) in &verdict.violations_not_listed {
@@ -215,7 +215,7 @@ fn verdict_line(out: &mut String, verdict: &Verdict) {
 }
 
 /// How to use the page, then the table of the run's identity.
-fn run_table(out: &mut String, trace: &Trace) {
+fn run_table(out: &mut String, trace: &Trace, info: &RunInfo) {
     let header = &trace.header;
     out.push_str(
         "<p class=\"note\">Click an event in a DAG, a lane name or a moment in the timeline: the panel on the right shows it, and the address bar keeps a link to it (<code>#event=$id</code>, <code>#server=hs2</code>, <code>#t=45000</code>).</p>\n<table>\n",
@@ -234,7 +234,7 @@ fn run_table(out: &mut String, trace: &Trace) {
             ),
         ),
         ("trace records", trace.records.len().to_string()),
-        ("trace hash", trace.hash()),
+        ("trace hash", info.trace_hash.clone().unwrap_or_else(|| trace.hash())),
     ];
     for (name, value) in rows {
         let _ = writeln!(out, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));

@@ -42,6 +42,9 @@ pub struct RunInfo {
     /// Other files the caller writes next to the report (`trace.jsonl`, `summary.json`):
     /// `index.html` links to them. Only list files that will exist.
     pub sibling_files: Vec<String>,
+    /// The trace hash when the caller has it already (it wrote the trace); otherwise the
+    /// page computes it from the trace, which serialises the whole trace once more.
+    pub trace_hash: Option<String>,
 }
 
 /// Drawing knobs.

@@ -218,6 +218,7 @@ fn info() -> RunInfo {
         reproduce: "mxsim run scenarios/synthetic.toml --seed 7".into(),
         metrics: vec![("events".into(), "42".into()), ("messages sent".into(), "120".into())],
         sibling_files: vec!["trace.jsonl".into()],
+        trace_hash: None,
     }
 }
 
