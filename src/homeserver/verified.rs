@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::matrix::canonical_json::Object;
 use crate::matrix::crypto::KeyRing;
 use crate::matrix::{EventId, Pdu, RoomVersion};
 
@@ -34,12 +35,19 @@ pub struct VerifiedEvents {
     /// The first copy of each event id checked; later copies that differ from it (another
     /// `unsigned`, a redacted copy) are checked by the server itself every time.
     entries: Mutex<BTreeMap<EventId, Entry>>,
+    /// The content hash each cached copy claims (`hashes.sha256`) → its event id: finds
+    /// the entry for a copy as received, before its reference hash is computed.
+    by_claimed_hash: Mutex<BTreeMap<String, EventId>>,
 }
 
 impl VerifiedEvents {
     /// A cache for servers verifying against `keys`.
     pub fn new(keys: Arc<KeyRing>) -> VerifiedEvents {
-        VerifiedEvents { keys, entries: Mutex::new(BTreeMap::new()) }
+        VerifiedEvents {
+            keys,
+            entries: Mutex::new(BTreeMap::new()),
+            by_claimed_hash: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Whether a server with ring `keys` may use this cache: only the very ring it was
@@ -57,9 +65,74 @@ impl VerifiedEvents {
         same.then(|| Arc::clone(&entry.result))
     }
 
+    /// For a copy as it arrived (raw JSON, not parsed yet): the parsed copy and its checked
+    /// form, if this exact copy (same room version, same JSON) was checked before. Parsing
+    /// identical JSON gives the identical copy, so the caller skips parsing and the
+    /// reference hash as well as the checks. The claimed content hash only finds the
+    /// candidate; the whole JSON is compared.
+    pub fn get_raw(&self, version: RoomVersion, raw: &Object) -> Option<(Arc<Pdu>, Arc<Pdu>)> {
+        let claimed = raw.get("hashes")?.get("sha256")?.as_str()?;
+        let id = {
+            let index = self.by_claimed_hash.lock().expect("no holder of the cache lock panics");
+            index.get(claimed)?.clone()
+        };
+        let entries = self.entries.lock().expect("no holder of the cache lock panics");
+        let entry = entries.get(&id)?;
+        let same = entry.version == version && entry.received.json() == raw;
+        same.then(|| (Arc::clone(&entry.received), Arc::clone(&entry.result)))
+    }
+
     /// Records the checked form of a received copy, unless a copy of the id is there.
     pub fn insert(&self, version: RoomVersion, received: Arc<Pdu>, result: Arc<Pdu>) {
         let mut entries = self.entries.lock().expect("no holder of the cache lock panics");
-        entries.entry(received.event_id().clone()).or_insert(Entry { version, received, result });
+        let id = received.event_id().clone();
+        if entries.contains_key(&id) {
+            return;
+        }
+        let claimed = received.json().get("hashes").and_then(|h| h.get("sha256"));
+        if let Some(claimed) = claimed.and_then(serde_json::Value::as_str) {
+            let mut index =
+                self.by_claimed_hash.lock().expect("no holder of the cache lock panics");
+            index.entry(claimed.to_owned()).or_insert_with(|| id.clone());
+        }
+        entries.insert(id, Entry { version, received, result });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::crypto::SigningKey;
+    use crate::matrix::pdu;
+
+    #[test]
+    fn a_raw_copy_is_found_only_when_it_is_the_exact_copy_checked() {
+        let key = SigningKey::from_seed(&[3; 32], "ed25519:1").unwrap();
+        let mut ring = KeyRing::new();
+        ring.entry("hs1".into()).or_default().insert("ed25519:1".into(), key.public_key());
+        let cache = VerifiedEvents::new(Arc::new(ring));
+        let serde_json::Value::Object(json) = serde_json::json!({
+            "type": "m.room.message", "sender": "@a:hs1", "room_id": "!r:hs1",
+            "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"], "auth_events": ["$c"],
+            "content": {"body": "hi"},
+        }) else {
+            unreachable!()
+        };
+        let rules = RoomVersion::V11.rules();
+        let built = Arc::new(pdu::build_signed(rules, json, "hs1", &key).unwrap());
+        let raw = built.json().clone();
+        assert!(cache.get_raw(RoomVersion::V11, &raw).is_none(), "nothing checked yet");
+        cache.insert(RoomVersion::V11, Arc::clone(&built), Arc::clone(&built));
+        let (received, result) = cache.get_raw(RoomVersion::V11, &raw).unwrap();
+        assert_eq!(received.event_id(), built.event_id());
+        assert!(Arc::ptr_eq(&result, &built), "the one checked body");
+        // Another room version, or any other JSON under the same claimed hash: not this copy.
+        assert!(cache.get_raw(RoomVersion::V10, &raw).is_none());
+        let mut other = raw.clone();
+        other.insert("unsigned".into(), serde_json::json!({"age": 5}));
+        assert!(cache.get_raw(RoomVersion::V11, &other).is_none());
+        let mut no_hash = raw;
+        no_hash.remove("hashes");
+        assert!(cache.get_raw(RoomVersion::V11, &no_hash).is_none());
     }
 }

@@ -238,6 +238,11 @@ impl Homeserver {
         rules: &RoomVersionRules,
         raw: Object,
     ) -> Result<Arc<Pdu>, String> {
+        // An exact copy this process checked before: its parse, id and checks are known,
+        // so none is repeated (the store's copy is kept, as below).
+        if let Some((received, result)) = self.verified.get_raw(rules.version, &raw) {
+            return Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone));
+        }
         let pdu = wire::parse_pdu(rules, raw).map_err(|e| format!("bad format: {e}"))?;
         // The event id is the reference hash: a stored event with this id has the same
         // redacted form, signatures aside, and was verified when it was stored. Keep that
