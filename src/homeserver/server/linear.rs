@@ -37,21 +37,6 @@ pub enum OfflineSends {
     Fail,
 }
 
-impl OfflineSends {
-    pub const ALL: [OfflineSends; 2] = [OfflineSends::Queue, OfflineSends::Fail];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OfflineSends::Queue => "queue",
-            OfflineSends::Fail => "fail",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<OfflineSends> {
-        OfflineSends::ALL.into_iter().find(|o| o.as_str() == text)
-    }
-}
-
 /// An LPDU a participant sent and has not seen the end of.
 #[derive(Clone, Debug)]
 pub(crate) struct PendingLpdu {

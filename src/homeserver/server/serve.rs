@@ -486,13 +486,19 @@ impl Homeserver {
         }
         // The resident sends the event on to the other servers of the room.
         self.fan_out(room_id, &pdu, &[], Some(origin));
+        self.membership_answer(room_id, &pdu, membership)
+    }
+
+    /// The answer to an accepted `send_join`, `send_knock` or `send_leave` of `pdu`: for a
+    /// join, the state before it, its auth chain and the event as stored here.
+    fn membership_answer(&self, room_id: &str, pdu: &Pdu, membership: &str) -> Response {
         match membership {
             "join" => {
                 let before = self
                     .store
                     .event(pdu.event_id())
                     .and_then(|e| e.state_before)
-                    .expect("accepted");
+                    .expect("an accepted event has a state before it");
                 let state: Vec<EventId> = self.store.state(before).into_values().collect();
                 let mut chain_of: Vec<EventId> = state.clone();
                 chain_of.push(pdu.event_id().clone());
@@ -560,33 +566,7 @@ impl Homeserver {
         let Some(pdu) = self.store.lpdu_event(lpdu.id()).and_then(|id| self.store.pdu(id)) else {
             return invalid("the LPDU was dropped");
         };
-        let pdu = Arc::clone(pdu);
-        match membership {
-            "join" => {
-                let before = self
-                    .store
-                    .event(pdu.event_id())
-                    .and_then(|e| e.state_before)
-                    .expect("appended");
-                let state: Vec<EventId> = self.store.state(before).into_values().collect();
-                let mut chain_of: Vec<EventId> = state.clone();
-                chain_of.push(pdu.event_id().clone());
-                let chain = self.auth_chain(&chain_of);
-                Response::SendJoin(SendJoin {
-                    state: state
-                        .iter()
-                        .filter_map(|id| self.store.pdu(id))
-                        .map(|p| p.json().clone())
-                        .collect(),
-                    auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
-                    event: Some(pdu.json().clone()),
-                    members_omitted: false,
-                    servers_in_room: None,
-                })
-            }
-            "knock" => Response::SendKnock { knock_room_state: self.invite_room_state(room_id) },
-            _ => Response::SendLeave,
-        }
+        self.membership_answer(room_id, pdu, membership)
     }
 
     /// `/invite`: checks and counter-signs an invite for a local user, and remembers it.
