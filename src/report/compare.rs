@@ -18,7 +18,7 @@
 //!   sets.
 //! - **The DAG beside the list**: each run's DAG figure, for the HTML page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::matrix::room_version::RoomVersion;
@@ -268,13 +268,9 @@ fn percentile(sorted: &[u64], pct: usize) -> String {
 
 /// The comparison table in Markdown: one column per run.
 pub fn markdown(runs: &[(&str, &RunFigures)]) -> String {
-    let mut out = String::new();
-    let header: Vec<String> = runs.iter().map(|(name, _)| (*name).to_owned()).collect();
-    let _ = writeln!(out, "| | {} |", header.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---|".repeat(runs.len()));
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut row = |label: &str, f: &dyn Fn(&RunFigures) -> String| {
-        let cells: Vec<String> = runs.iter().map(|(_, r)| f(r)).collect();
-        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+        rows.push((label.to_owned(), runs.iter().map(|(_, r)| f(r)).collect()));
     };
     row("scenario, seed", &|r| format!("{} {}", r.scenario, r.seed));
     row("room kind", &|r| r.versions.iter().map(|v| kind(v)).collect::<Vec<_>>().join(", "));
@@ -297,55 +293,66 @@ pub fn markdown(runs: &[(&str, &RunFigures)]) -> String {
     row("largest full conflicted set", &|r| {
         r.conflicted_merges.iter().max().map_or("-".into(), usize::to_string)
     });
+    let mut out = String::new();
+    table(&mut out, "", runs, rows.into_iter());
     out
 }
 
 /// Availability per server and per window, in Markdown.
 pub fn markdown_details(runs: &[(&str, &RunFigures)]) -> String {
     let mut out = String::new();
-    let servers: Vec<&String> = {
-        let mut all: Vec<&String> = runs.iter().flat_map(|(_, r)| r.per_server.keys()).collect();
-        all.sort();
-        all.dedup();
-        all
-    };
-    let names: Vec<&str> = runs.iter().map(|(n, _)| *n).collect();
     let _ =
         writeln!(out, "Sends per server: accepted in the end / attempted (accepted within 1 s):\n");
-    let _ = writeln!(out, "| server | {} |", names.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---|".repeat(runs.len()));
-    for server in servers {
-        let cells: Vec<String> = runs
-            .iter()
-            .map(|(_, r)| {
+    let servers: BTreeSet<&String> = runs.iter().flat_map(|(_, r)| r.per_server.keys()).collect();
+    table(
+        &mut out,
+        "server",
+        runs,
+        servers.into_iter().map(|server| {
+            let cell = |r: &RunFigures| {
                 r.per_server.get(server).map_or("-".into(), |c| {
                     format!("{}/{} ({})", c.accepted, c.attempted, c.prompt_availability())
                 })
-            })
-            .collect();
-        let _ = writeln!(out, "| {server} | {} |", cells.join(" | "));
-    }
-    let mut windows: Vec<u64> =
-        runs.iter().flat_map(|(_, r)| r.per_window.keys().copied()).collect();
-    windows.sort_unstable();
-    windows.dedup();
+            };
+            (server.clone(), runs.iter().map(|(_, r)| cell(r)).collect())
+        }),
+    );
     let _ = writeln!(
         out,
         "\nSends accepted within 1 s, by the {} s window they were attempted in:\n",
         WINDOW_MS / 1000
     );
-    let _ = writeln!(out, "| from (s) | {} |", names.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---|".repeat(runs.len()));
-    for window in windows {
-        let cells: Vec<String> = runs
-            .iter()
-            .map(|(_, r)| {
+    let windows: BTreeSet<u64> =
+        runs.iter().flat_map(|(_, r)| r.per_window.keys().copied()).collect();
+    table(
+        &mut out,
+        "from (s)",
+        runs,
+        windows.into_iter().map(|window| {
+            let cell = |r: &RunFigures| {
                 r.per_window.get(&window).map_or("-".into(), SendCounts::prompt_availability)
-            })
-            .collect();
-        let _ = writeln!(out, "| {} | {} |", window * WINDOW_MS / 1000, cells.join(" | "));
-    }
+            };
+            ((window * WINDOW_MS / 1000).to_string(), runs.iter().map(|(_, r)| cell(r)).collect())
+        }),
+    );
     out
+}
+
+/// A Markdown table with one column per run: the header (`corner`, then the runs' names)
+/// and one row per (label, cells).
+fn table(
+    out: &mut String,
+    corner: &str,
+    runs: &[(&str, &RunFigures)],
+    rows: impl Iterator<Item = (String, Vec<String>)>,
+) {
+    let names: Vec<&str> = runs.iter().map(|(n, _)| *n).collect();
+    let corner = if corner.is_empty() { String::new() } else { format!(" {corner}") };
+    let _ = writeln!(out, "|{corner} | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(runs.len()));
+    for (label, cells) in rows {
+        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+    }
 }
 
 /// The HTML page: the tables, then each run's DAG side by side.

@@ -8,7 +8,12 @@ use mxsim::check;
 use mxsim::world::{self, from_scenario};
 
 fn seeds() -> std::ops::RangeInclusive<u64> {
-    let text = std::env::var("MXSIM_SEEDS").unwrap_or_else(|_| "1..=20".into());
+    seeds_or("1..=20")
+}
+
+/// The seeds of `MXSIM_SEEDS` (`A..=B` or one number), else `default`.
+pub(crate) fn seeds_or(default: &str) -> std::ops::RangeInclusive<u64> {
+    let text = std::env::var("MXSIM_SEEDS").unwrap_or_else(|_| default.into());
     match text.split_once("..=") {
         Some((a, b)) => a.trim().parse().unwrap()..=b.trim().parse().unwrap(),
         None => {

@@ -18,7 +18,7 @@ use mxsim::matrix::pdu::{self, Pdu};
 use mxsim::matrix::room_version::LINEARIZED_02;
 use mxsim::matrix::{EventId, RoomVersion};
 use mxsim::report::compare;
-use mxsim::scenario::{self, Invariant, Scenario};
+use mxsim::scenario::{Invariant, Scenario};
 use mxsim::stdx::Duration;
 use mxsim::trace::{Body, Decision as TDecision, Record, Trace};
 use mxsim::world::{self, from_scenario};
@@ -257,21 +257,9 @@ fn sends_while_the_hub_is_away_queue_or_fail_as_configured() {
 
 /// Every file of `scenarios/linearized/`, parsed.
 fn pair_files() -> Vec<(String, Scenario)> {
-    let mut paths: Vec<_> = std::fs::read_dir("scenarios/linearized")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    paths.sort();
-    paths
+    crate::scenario::parse_dir("scenarios/linearized")
         .into_iter()
-        .map(|path| {
-            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
-            let text = std::fs::read_to_string(&path).unwrap();
-            let parsed =
-                scenario::parse(path.to_str().unwrap(), &text).unwrap_or_else(|e| panic!("{e}"));
-            (name, parsed)
-        })
+        .map(|(path, parsed)| (path.file_stem().unwrap().to_str().unwrap().to_owned(), parsed))
         .collect()
 }
 
@@ -339,14 +327,7 @@ fn each_linear_scenario_has_a_dag_twin_with_the_same_workload_and_faults() {
 }
 
 fn seeds() -> std::ops::RangeInclusive<u64> {
-    let text = std::env::var("MXSIM_SEEDS").unwrap_or_else(|_| "1..=10".into());
-    match text.split_once("..=") {
-        Some((a, b)) => a.trim().parse().unwrap()..=b.trim().parse().unwrap(),
-        None => {
-            let seed = text.trim().parse().expect("MXSIM_SEEDS is A..=B or a number");
-            seed..=seed
-        }
-    }
+    crate::curated::seeds_or("1..=10")
 }
 
 #[test]

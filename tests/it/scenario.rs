@@ -7,7 +7,16 @@ use mxsim::scenario::{self, Scenario};
 use mxsim::stdx::Prng;
 
 fn curated() -> Vec<(String, Scenario)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    parse_dir("scenarios")
+        .into_iter()
+        .map(|(path, parsed)| (path.file_name().unwrap().to_str().unwrap().to_owned(), parsed))
+        .collect()
+}
+
+/// Every `.toml` file directly in `dir` (relative to the crate root), parsed, by path in
+/// order; a file that does not parse fails the test with its error.
+pub(crate) fn parse_dir(dir: &str) -> Vec<(std::path::PathBuf, Scenario)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -20,7 +29,7 @@ fn curated() -> Vec<(String, Scenario)> {
             let name = path.file_name().unwrap().to_str().unwrap().to_owned();
             let text = std::fs::read_to_string(&path).unwrap();
             match scenario::parse(&name, &text) {
-                Ok(parsed) => (name, parsed),
+                Ok(parsed) => (path, parsed),
                 Err(error) => panic!("{error}"),
             }
         })
