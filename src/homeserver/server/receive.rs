@@ -313,12 +313,17 @@ impl Homeserver {
             // Linearized Matrix: participants take the room's events from the hub only
             // (draft "Sending"; they "reject non-hub traffic"), and mxsim's hubs append
             // only LPDUs and their own users' events (DAG-capable servers are not built).
-            let id = pdu::event_id(rules, &raw);
-            let reason = if hub != self.name && origin != hub {
+            // The event id only when needed: a participant's usual PDU, from its hub, is
+            // verified (and its id computed) below.
+            let from_hub = hub != self.name && origin == hub;
+            let id = (!from_hub).then(|| pdu::event_id(rules, &raw));
+            let reason = if from_hub {
+                None
+            } else if hub != self.name {
                 Some(format!(
                     "not from the room's hub {hub}: participants take its events from the hub only"
                 ))
-            } else if hub == self.name && !self.store.contains(&id) {
+            } else if id.as_ref().is_some_and(|id| !self.store.contains(id)) {
                 Some(format!(
                     "a PDU from {origin}: mxsim's hubs append LPDUs and their own users' events only"
                 ))
@@ -328,7 +333,7 @@ impl Homeserver {
             if let Some(reason) = reason {
                 out.push(Output::Observed(Observation::Event {
                     room_id: room_id.clone(),
-                    event_id: Some(id),
+                    event_id: id,
                     decision: Decision::Dropped,
                     reason: Some(reason),
                 }));
