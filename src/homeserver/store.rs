@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
 use crate::matrix::state_digest::StateDigest;
+use crate::matrix::state_res::Overlaid;
 use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
 
 /// (event type, state key).
@@ -467,6 +468,98 @@ impl Store {
         Some(keys)
     }
 
+    /// The states of `groups` as one base and overlays, for [`state_res::resolve_overlaid`],
+    /// when their delta chains end at the same snapshot: the snapshot is the base (read in
+    /// place, not copied), the overlay keys are every key set or removed on the chains above
+    /// it, and each group's entries under them are read from its own chain. `None` when the
+    /// chains end at different snapshots. Costs the chains' deltas, not the state's size.
+    ///
+    /// [`state_res::resolve_overlaid`]: crate::matrix::state_res::resolve_overlaid
+    pub fn overlaid(&self, groups: &[StateGroupId]) -> Option<Overlaid<'_>> {
+        let mut root = None;
+        // Per group, its chain's entries above the snapshot, the highest group's winning.
+        let mut above: Vec<BTreeMap<&StateKey, Option<&EventId>>> = Vec::new();
+        for &group in groups {
+            let mut entries = BTreeMap::new();
+            let mut at = group;
+            while let Some(parent) = self.groups[&at].parent {
+                for (key, event) in &self.groups[&at].delta {
+                    entries.entry(key).or_insert(event.as_ref());
+                }
+                at = parent;
+            }
+            match root {
+                None => root = Some(at),
+                Some(root) if root != at => return None,
+                Some(_) => {}
+            }
+            above.push(entries);
+        }
+        let snapshot = &self.groups[&root?].delta;
+        let keys: BTreeSet<&StateKey> =
+            above.iter().flat_map(|entries| entries.keys()).copied().collect();
+        let keys: Vec<&StateKey> = keys.into_iter().collect();
+        let sets = above
+            .iter()
+            .map(|entries| {
+                let entry = |key: &StateKey| match entries.get(key) {
+                    Some(&event) => event,
+                    None => snapshot.get(key).and_then(Option::as_ref),
+                };
+                keys.iter().map(|&key| entry(key)).collect()
+            })
+            .collect();
+        let base =
+            snapshot.iter().filter_map(|(key, event)| Some((key, event.as_ref()?))).collect();
+        Some(Overlaid { base, keys, sets })
+    }
+
+    /// Stores `parent`'s state with `changes` applied (`None` removes a key) and returns its
+    /// group; `parent` itself when nothing changes. The delta holds only the entries that
+    /// differ, so the cost is that of the changes, not of the state.
+    pub fn store_changes(
+        &mut self,
+        parent: StateGroupId,
+        changes: &[(StateKey, Option<EventId>)],
+    ) -> StateGroupId {
+        let mut delta = BTreeMap::new();
+        let mut digest = self.groups[&parent].digest;
+        for (key, event) in changes {
+            let old = self.state_get(parent, key);
+            if old.as_ref() == event.as_ref() {
+                continue;
+            }
+            if let Some(old) = &old {
+                digest = digest.remove(&key.0, &key.1, old.as_str());
+            }
+            if let Some(event) = event {
+                digest = digest.add(&key.0, &key.1, event.as_str());
+            }
+            delta.insert(key.clone(), event.clone());
+        }
+        if delta.is_empty() {
+            return parent;
+        }
+        let chain_len = self.groups[&parent].chain_len + 1;
+        let group = if chain_len < SNAPSHOT_EVERY {
+            StateGroup { parent: Some(parent), delta, chain_len, digest }
+        } else {
+            let mut state = self.state(parent);
+            for (key, event) in delta {
+                match event {
+                    Some(event) => state.insert(key, event),
+                    None => state.remove(&key),
+                };
+            }
+            StateGroup::snapshot(&state, digest)
+        };
+        let id = StateGroupId(self.next_group);
+        self.next_group += 1;
+        self.groups.insert(id, group);
+        debug_assert_eq!(self.groups[&id].digest, StateGroup::digest_of(&self.state(id)));
+        id
+    }
+
     /// One entry of a group's state, without materialising the whole map.
     pub fn state_get(&self, id: StateGroupId, key: &StateKey) -> Option<EventId> {
         let mut at = Some(id);
@@ -587,6 +680,84 @@ mod tests {
             }
         }
         assert!(met > groups.len() * 4, "too few pairs meet ({met}) to test anything");
+    }
+
+    #[test]
+    fn overlaid_groups_read_as_their_states_and_changes_store_as_deltas() {
+        // A tree of groups as above, with removals; every set of up to three groups whose
+        // chains end at one snapshot is given as base and overlays: each group's state must
+        // be the base overwritten by its overlay entries. Then storing a state as changes
+        // on a group gives exactly that state.
+        let mut store = Store::new();
+        let mut rng = crate::stdx::Prng::from_seed(11);
+        let mut state = StateMap::new();
+        state.insert(key("m.room.create", ""), id("$c"));
+        let mut groups = vec![(store.store_state(&state, None), state.clone())];
+        for i in 0..80u64 {
+            let (parent, base) = groups[rng.index(groups.len())].clone();
+            let member = key("m.room.member", &format!("@u{}:hs", rng.index(10)));
+            let mut state = base.clone();
+            let group = match rng.index(4) {
+                0 => {
+                    state.remove(&member);
+                    store.store_state(&state, Some(parent))
+                }
+                1 if i % 20 == 0 => {
+                    state.insert(member, id(&format!("$e{i}")));
+                    store.store_state(&state, None)
+                }
+                _ => {
+                    state.insert(member.clone(), id(&format!("$e{i}")));
+                    store.store_state_with(parent, member, id(&format!("$e{i}")))
+                }
+            };
+            groups.push((group, state));
+        }
+        let (mut overlaid_sets, mut refused) = (0, 0);
+        for _ in 0..300 {
+            let picked: Vec<&(StateGroupId, StateMap)> =
+                (0..1 + rng.index(3)).map(|_| &groups[rng.index(groups.len())]).collect();
+            let ids: Vec<StateGroupId> = picked.iter().map(|(g, _)| *g).collect();
+            let Some(overlaid) = store.overlaid(&ids) else {
+                refused += 1;
+                continue;
+            };
+            overlaid_sets += 1;
+            assert!(overlaid.keys.windows(2).all(|w| w[0] < w[1]));
+            for (at, (_, expected)) in picked.iter().enumerate() {
+                let mut state: StateMap =
+                    overlaid.base.iter().map(|&(k, v)| (k.clone(), v.clone())).collect();
+                for (k, v) in overlaid.keys.iter().zip(&overlaid.sets[at]) {
+                    match v {
+                        Some(v) => state.insert((*k).clone(), (*v).clone()),
+                        None => state.remove(*k),
+                    };
+                }
+                assert_eq!(&state, expected, "group {at} of {ids:?}");
+            }
+        }
+        assert!(overlaid_sets > 100 && refused > 0, "{overlaid_sets} overlaid, {refused} refused");
+        for i in 0..60u64 {
+            let (parent, base) = groups[rng.index(groups.len())].clone();
+            let mut changes =
+                vec![(key("m.room.member", &format!("@u{}:hs", rng.index(10))), None)];
+            if i % 3 > 0 {
+                changes.push((key("m.room.topic", ""), Some(id(&format!("$t{}", i % 2)))));
+            }
+            changes.sort();
+            let mut expected = base.clone();
+            for (k, v) in &changes {
+                match v {
+                    Some(v) => expected.insert(k.clone(), v.clone()),
+                    None => expected.remove(k),
+                };
+            }
+            let group = store.store_changes(parent, &changes);
+            assert_eq!(store.state(group), expected);
+            assert_eq!(group == parent, expected == base, "a new group only for a change");
+            assert_eq!(store.state_digest(group), StateGroup::digest_of(&expected));
+            groups.push((group, expected));
+        }
     }
 
     #[test]

@@ -245,8 +245,8 @@ struct Separated<'a> {
     unconflicted: Vec<(&'a StateKey, &'a EventId)>,
     /// Sorted by key; the distinct events found for the key, sorted.
     conflicted: Vec<(&'a StateKey, Vec<&'a EventId>)>,
-    /// Per state set, its events under conflicted keys.
-    conflicted_per_set: Vec<Vec<&'a EventId>>,
+    /// Per state set, its entries under conflicted keys.
+    conflicted_per_set: Vec<Vec<(&'a StateKey, &'a EventId)>>,
 }
 
 impl<'a> Separated<'a> {
@@ -279,12 +279,139 @@ impl<'a> Separated<'a> {
                 ids.dedup();
                 separated.conflicted.push((key, ids));
                 for &(set, id) in &found {
-                    separated.conflicted_per_set[set].push(id);
+                    separated.conflicted_per_set[set].push((key, id));
                 }
             }
         }
         separated
     }
+
+    /// Step 0 for state sets given as a base and overlays ([`Overlaid`]): outside the
+    /// overlay's keys every set holds the base's entry, so those entries are unconflicted
+    /// without being compared; under each overlay key the sets' entries are compared as in
+    /// [`Separated::of`].
+    fn of_overlaid(overlaid: &Overlaid<'a>) -> Separated<'a> {
+        let Overlaid { base, keys, sets } = overlaid;
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "overlay keys are sorted and distinct");
+        assert!(sets.iter().all(|set| set.len() == keys.len()), "one entry per overlay key");
+        let mut separated = Separated {
+            unconflicted: Vec::with_capacity(base.len()),
+            conflicted: Vec::new(),
+            conflicted_per_set: vec![Vec::new(); sets.len()],
+        };
+        let mut agreed: Vec<(&'a StateKey, &'a EventId)> = Vec::new();
+        for (at, &key) in keys.iter().enumerate() {
+            let first = sets.first().and_then(|set| set[at]);
+            if let Some(id) = first.filter(|id| sets.iter().all(|set| set[at] == Some(*id))) {
+                agreed.push((key, id));
+                continue;
+            }
+            let mut ids: Vec<&EventId> = sets.iter().filter_map(|set| set[at]).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            separated.conflicted.push((key, ids));
+            for (set, entries) in sets.iter().enumerate() {
+                if let Some(id) = entries[at] {
+                    separated.conflicted_per_set[set].push((key, id));
+                }
+            }
+        }
+        // The base's entries outside the overlay's keys, merged in key order with the
+        // agreed overlay entries.
+        let mut agreed = agreed.into_iter().peekable();
+        let mut overlay_keys = keys.iter().peekable();
+        for &(key, id) in base {
+            while let Some(entry) = agreed.next_if(|&(k, _)| k < key) {
+                separated.unconflicted.push(entry);
+            }
+            while overlay_keys.next_if(|&&k| k < key).is_some() {}
+            if overlay_keys.peek() == Some(&&key) {
+                continue;
+            }
+            separated.unconflicted.push((key, id));
+        }
+        separated.unconflicted.extend(agreed);
+        debug_assert!(separated.unconflicted.windows(2).all(|w| w[0].0 < w[1].0));
+        separated
+    }
+}
+
+/// State sets as one base state and, per set, its entries under the keys where it may
+/// differ from the base: the form a store that keeps states as deltas has at hand, so that
+/// a resolution costs nothing per key the sets share ([`resolve_overlaid`]).
+#[derive(Clone, Debug)]
+pub struct Overlaid<'a> {
+    /// The base state's entries, sorted by key.
+    pub base: Vec<(&'a StateKey, &'a EventId)>,
+    /// Sorted and distinct: every key under which some set may differ from the base (a
+    /// superset is fine).
+    pub keys: Vec<&'a StateKey>,
+    /// Per state set, its entry under each of `keys` (in the same order); `None` when the
+    /// set has no entry under the key. Outside `keys` each set holds the base's entries.
+    pub sets: Vec<Vec<Option<&'a EventId>>>,
+}
+
+/// The result of [`resolve_overlaid`]: the resolved state is the base overwritten by
+/// `changes` (`None` removes the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedChanges {
+    /// Sorted by key: every overlay key, and each key the resolution admitted an event
+    /// under that the base lacks.
+    pub changes: Vec<(StateKey, Option<EventId>)>,
+}
+
+/// [`resolve`] for state sets given as a base and overlays: the same algorithm and the
+/// same answer (tests compare the two on every input they resolve), with the shared
+/// entries read once instead of once per set and the result given as changes to the base.
+/// `options.explain` is not honoured here (no [`Explanation`] is made); use [`resolve`]
+/// for one.
+pub fn resolve_overlaid<S: EventStore + ?Sized>(
+    rules: &RoomVersionRules,
+    overlaid: &Overlaid<'_>,
+    events: &S,
+    options: ResolveOptions,
+) -> Result<ResolvedChanges, ResolveError> {
+    let options = ResolveOptions { explain: false, ..options };
+    if overlaid.sets.is_empty() {
+        // No state sets resolve to the empty state, whatever the base.
+        let changes = overlaid.base.iter().map(|&(key, _)| (key.clone(), None)).collect();
+        return Ok(ResolvedChanges { changes });
+    }
+    let separated = Separated::of_overlaid(overlaid);
+    let mut explanation = Explanation::empty(rules.state_res, options.auth_chain, options.rejected);
+    let admitted = resolve_separated(rules, &separated, events, options, &mut explanation)?;
+    // Step 5 as changes: under an overlay key, the agreed entry, else the admitted one;
+    // outside them the base's entry stands (unconflicted), or the admitted one where the
+    // base has none.
+    let agreed: BTreeMap<&StateKey, &EventId> = separated
+        .unconflicted
+        .iter()
+        .filter(|(key, _)| overlaid.keys.binary_search(key).is_ok())
+        .map(|&(key, id)| (key, id))
+        .collect();
+    let admitted_by_key: BTreeMap<(&str, &str), &EventId> = admitted.into_iter().collect();
+    let mut changes: BTreeMap<StateKey, Option<EventId>> = BTreeMap::new();
+    for &key in &overlaid.keys {
+        let value = match agreed.get(key) {
+            Some(&id) => Some(id.clone()),
+            None => admitted_by_key.get(&(key.0.as_str(), key.1.as_str())).map(|&id| id.clone()),
+        };
+        changes.insert(key.clone(), value);
+    }
+    for (&(event_type, state_key), &id) in &admitted_by_key {
+        let key = (event_type.to_owned(), state_key.to_owned());
+        if changes.contains_key(&key) {
+            continue;
+        }
+        let in_base = overlaid.base.binary_search_by(|&(k, _)| k.cmp(&key)).is_ok();
+        if !in_base {
+            changes.insert(key, Some(id.clone()));
+        }
+    }
+    Ok(ResolvedChanges { changes: changes.into_iter().collect() })
 }
 
 /// Resolves `state_sets` (digest §3): state resolution v2 or v2.1 as `rules.state_res`
@@ -308,44 +435,47 @@ pub fn resolve<S: EventStore + ?Sized>(
     events: &S,
     options: ResolveOptions,
 ) -> Result<Resolved, ResolveError> {
-    let v2_1 = rules.state_res == StateResAlgorithm::V2_1;
     let mut explanation = Explanation::empty(rules.state_res, options.auth_chain, options.rejected);
-    let finish = |state: StateMap, mut explanation: Explanation| {
-        let explanation = options.explain.then(|| {
-            explanation.state = state.clone();
-            explanation
-        });
-        Ok(Resolved { state, explanation })
-    };
-
-    // Step 0: the unconflicted state map and the conflicted state set. Nothing conflicted:
-    // the unconflicted map is the answer.
     let separated = Separated::of(state_sets);
-    let owned_unconflicted = || -> StateMap {
-        separated.unconflicted.iter().map(|&(key, id)| (key.clone(), id.clone())).collect()
-    };
+    let admitted = resolve_separated(rules, &separated, events, options, &mut explanation)?;
+    // Step 5: the unconflicted state map overwrites the result.
+    let state = overwrite_with_unconflicted(admitted, &separated.unconflicted);
+    let explanation = options.explain.then(|| {
+        explanation.state = state.clone();
+        explanation
+    });
+    Ok(Resolved { state, explanation })
+}
+
+/// An event the iterative auth checks admitted, by its key: ((`type`, `state_key`), id).
+type Admitted<'s> = ((&'s str, &'s str), &'s EventId);
+
+/// Steps 0 (after the split) to 4 of the algorithm: the events the iterative auth checks
+/// admitted, one per key, sorted by key. Step 5 is the caller's.
+fn resolve_separated<'s, S: EventStore + ?Sized>(
+    rules: &RoomVersionRules,
+    separated: &Separated<'_>,
+    events: &'s S,
+    options: ResolveOptions,
+    explanation: &mut Explanation,
+) -> Result<Vec<Admitted<'s>>, ResolveError> {
+    let v2_1 = rules.state_res == StateResAlgorithm::V2_1;
     if options.explain {
-        explanation.unconflicted = owned_unconflicted();
+        explanation.unconflicted =
+            separated.unconflicted.iter().map(|&(key, id)| (key.clone(), id.clone())).collect();
     }
+    // Nothing conflicted: the unconflicted map is the answer.
     if separated.conflicted.is_empty() {
-        return finish(owned_unconflicted(), explanation);
+        return Ok(Vec::new());
     }
     let mut built = None;
-    let (indexed, table) = Indexed::of(rules, events, &separated, &mut built)?;
+    let (indexed, table) = Indexed::of(rules, events, separated, &mut built)?;
     let nodes = Nodes { store: events, index: indexed.index, table };
-    let full = full_conflicted_set(
-        rules,
-        state_sets,
-        &separated,
-        &indexed,
-        &nodes,
-        options,
-        &mut explanation,
-    )?;
+    let full = full_conflicted_set(rules, separated, &indexed, &nodes, options, explanation)?;
 
     // Step 1: X, the power events and their auth chains within the full conflicted set.
     let (power_sorted, others) =
-        reverse_topological_power_ordering(rules, indexed.index, &full, options, &mut explanation)?;
+        reverse_topological_power_ordering(rules, indexed.index, &full, options, explanation)?;
 
     // Step 2: iterative auth checks over X, starting from the unconflicted state map under
     // v2 and, since v12 (v2.1), from an empty state map.
@@ -363,7 +493,7 @@ pub fn resolve<S: EventStore + ?Sized>(
 
     // Step 3: the other events, in mainline order of the partially resolved power levels.
     let others_sorted =
-        mainline_ordering(events, indexed.index, others, &partial, options, &mut explanation)?;
+        mainline_ordering(events, indexed.index, others, &partial, options, explanation)?;
 
     // Step 4: iterative auth checks over them, on top of the partially resolved state.
     iterative_auth_checks(
@@ -374,11 +504,18 @@ pub fn resolve<S: EventStore + ?Sized>(
         &mut partial,
         &mut decisions,
     )?;
-
-    // Step 5: the unconflicted state map overwrites the result.
-    let state = overwrite_with_unconflicted(&partial, &separated.unconflicted);
     explanation.decisions = decisions;
-    finish(state, explanation)
+    let mut admitted: Vec<Admitted<'s>> = partial
+        .slots
+        .iter()
+        .filter_map(|slot| {
+            let (pdu, _) = slot.admitted?;
+            let state_key = pdu.state_key().expect("only state events are admitted");
+            Some(((pdu.event_type(), state_key), pdu.event_id()))
+        })
+        .collect();
+    admitted.sort_unstable();
+    Ok(admitted)
 }
 
 /// The events of the state sets in an auth-chain index: the store's own if it covers them
@@ -457,7 +594,6 @@ struct FullConflictedSet<'s> {
 /// Every conflicted event must be a state event under its own key.
 fn full_conflicted_set<'s, S: EventStore + ?Sized>(
     rules: &RoomVersionRules,
-    state_sets: &[StateMap],
     separated: &Separated<'_>,
     indexed: &Indexed<'_, '_>,
     nodes: &Nodes<'s, '_, S>,
@@ -469,7 +605,7 @@ fn full_conflicted_set<'s, S: EventStore + ?Sized>(
     let conflicted_per_set: Vec<Vec<NodeId>> = separated
         .conflicted_per_set
         .iter()
-        .map(|ids| ids.iter().map(|&id| indexed.conflicted_node_of(id)).collect())
+        .map(|entries| entries.iter().map(|&(_, id)| indexed.conflicted_node_of(id)).collect())
         .collect();
     let conflicted_nodes = &indexed.conflicted_nodes;
     let auth_difference = index.auth_difference_with_common(
@@ -499,7 +635,10 @@ fn full_conflicted_set<'s, S: EventStore + ?Sized>(
                 let ResolveError::KeyMismatch { key, event_id, actual, .. } = error else {
                     unreachable!("check_key only reports mismatches")
                 };
-                let state_set = state_sets.iter().position(|set| set.get(&key) == Some(&event_id));
+                let state_set = separated
+                    .conflicted_per_set
+                    .iter()
+                    .position(|set| set.contains(&(&key, &event_id)));
                 let state_set = state_set.expect("a conflicted event comes from some set");
                 return Err(ResolveError::KeyMismatch { state_set, key, event_id, actual });
             }
@@ -621,20 +760,10 @@ fn mainline_ordering<'f, 's, S: EventStore + ?Sized>(
 /// auth checks. Both lists are sorted by key (`&str` pairs order as `String` pairs do), so
 /// one merge gives the resolved state in order (built in bulk); an admitted event under an
 /// unconflicted key is dropped.
-fn overwrite_with_unconflicted<S: EventStore + ?Sized>(
-    partial: &PartialState<'_, '_, '_, S>,
+fn overwrite_with_unconflicted(
+    admitted: Vec<Admitted<'_>>,
     unconflicted: &[(&StateKey, &EventId)],
 ) -> StateMap {
-    let mut admitted: Vec<((&str, &str), &EventId)> = partial
-        .slots
-        .iter()
-        .filter_map(|slot| {
-            let (pdu, _) = slot.admitted?;
-            let state_key = pdu.state_key().expect("only state events are admitted");
-            Some(((pdu.event_type(), state_key), pdu.event_id()))
-        })
-        .collect();
-    admitted.sort_unstable();
     let owned = |((event_type, state_key), event_id): ((&str, &str), &EventId)| {
         ((event_type.to_owned(), state_key.to_owned()), event_id.clone())
     };

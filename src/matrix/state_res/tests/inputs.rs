@@ -298,6 +298,8 @@ proptest! {
         let mut reversed = sets.clone();
         reversed.reverse();
         let second = resolve(&rules, &reversed, &room.events, options);
+        let state = first.as_ref().map(|r| r.state.clone()).map_err(Clone::clone);
+        super::check_overlaid(&rules, &sets, &room.events, options, &state);
         match (&first, &second) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
             // Errors may name a different state set; the kind must agree.

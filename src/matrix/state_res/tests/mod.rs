@@ -198,8 +198,67 @@ impl Room {
                 let from_index = resolve(&self.rules, &permuted, store, options).unwrap();
                 assert_eq!(from_index, resolved, "indexed store, order {permutation:?}");
             }
+            let expected = Ok(resolved.state.clone());
+            check_overlaid(&self.rules, &permuted, &indexed, options, &expected);
+            check_overlaid(&self.rules, &permuted, &self.events, options, &expected);
         }
         resolved
+    }
+}
+
+/// Resolves `sets` through [`resolve_overlaid`] over `base`, with the overlay keys every
+/// key under which some set differs from `base`, and returns the state the changes make of
+/// `base`.
+fn resolve_over_base<S: EventStore + ?Sized>(
+    rules: &RoomVersionRules,
+    sets: &[StateMap],
+    base: &StateMap,
+    events: &S,
+    options: ResolveOptions,
+) -> Result<StateMap, ResolveError> {
+    let mut keys: BTreeSet<&StateKey> = BTreeSet::new();
+    for set in sets {
+        keys.extend(set.iter().filter(|&(k, id)| base.get(k) != Some(id)).map(|(k, _)| k));
+        keys.extend(base.keys().filter(|k| !set.contains_key(*k)));
+    }
+    let keys: Vec<&StateKey> = keys.into_iter().collect();
+    let overlaid = Overlaid {
+        base: base.iter().collect(),
+        sets: sets.iter().map(|set| keys.iter().map(|&k| set.get(k)).collect()).collect(),
+        keys,
+    };
+    let resolved = resolve_overlaid(rules, &overlaid, events, options)?;
+    assert!(resolved.changes.windows(2).all(|w| w[0].0 < w[1].0), "changes sorted by key");
+    let mut state = base.clone();
+    for (key, event) in resolved.changes {
+        match event {
+            Some(event) => state.insert(key, event),
+            None => state.remove(&key),
+        };
+    }
+    Ok(state)
+}
+
+/// [`resolve_overlaid`] gives [`resolve`]'s answer over three bases: the first set (few
+/// overlay keys), the empty state (every key an overlay key) and the first set with an
+/// unrelated key added (a base entry no set holds, so an overlay key all sets lack).
+fn check_overlaid<S: EventStore + ?Sized>(
+    rules: &RoomVersionRules,
+    sets: &[StateMap],
+    events: &S,
+    options: ResolveOptions,
+    expected: &Result<StateMap, ResolveError>,
+) {
+    let first = sets.first().cloned().unwrap_or_default();
+    let mut extra = first.clone();
+    extra.insert(key("org.example.unrelated", ""), id("UNRELATED"));
+    for base in [first, StateMap::new(), extra] {
+        let overlaid = resolve_over_base(rules, sets, &base, events, options);
+        match (&overlaid, expected) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "overlaid over {base:?}"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "overlaid over {base:?}"),
+            _ => panic!("overlaid {overlaid:?} vs full {expected:?}"),
+        }
     }
 }
 
