@@ -74,40 +74,27 @@ impl Homeserver {
             }
         }
         let events = StoreEvents(&self.store, room_id);
-        let result = match self.store.overlaid(&groups) {
-            // The usual case: the groups' chains end at one snapshot, so only the keys set
-            // above it are compared and stored.
-            Some(overlaid) => {
-                let resolved = state_res::resolve_overlaid(
-                    rules,
-                    &overlaid,
-                    &events,
-                    ResolveOptions::default(),
-                )
+        // Only the keys set above the groups' snapshots (and where those differ) are
+        // compared and stored, not each group's whole state.
+        let overlaid = self.store.overlaid(&groups);
+        let resolved =
+            state_res::resolve_overlaid(rules, &overlaid, &events, ResolveOptions::default())
                 .map_err(|e| e.to_string())?;
-                #[cfg(debug_assertions)]
-                {
-                    let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
-                    let full = state_res::resolve(rules, &maps, &events, ResolveOptions::default())
-                        .expect("the overlaid resolution succeeded");
-                    let mut state = self.store.state(groups[0]);
-                    for (key, event) in &resolved.changes {
-                        match event {
-                            Some(event) => state.insert(key.clone(), event.clone()),
-                            None => state.remove(key),
-                        };
-                    }
-                    assert_eq!(state, full.state, "overlaid and full resolution agree");
-                }
-                self.store.store_changes(groups[0], &resolved.changes)
+        #[cfg(debug_assertions)]
+        {
+            let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
+            let full = state_res::resolve(rules, &maps, &events, ResolveOptions::default())
+                .expect("the overlaid resolution succeeded");
+            let mut state = self.store.state(groups[0]);
+            for (key, event) in &resolved.changes {
+                match event {
+                    Some(event) => state.insert(key.clone(), event.clone()),
+                    None => state.remove(key),
+                };
             }
-            None => {
-                let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
-                let resolved = state_res::resolve(rules, &maps, &events, ResolveOptions::default())
-                    .map_err(|e| e.to_string())?;
-                self.store.store_state_over(&resolved.state, Some((groups[0], &maps[0])))
-            }
-        };
+            assert_eq!(state, full.state, "overlaid and full resolution agree");
+        }
+        let result = self.store.store_changes(groups[0], &resolved.changes);
         self.last_resolution = Some(LastResolution { events_version: version, groups, result });
         Ok(result)
     }

@@ -70,18 +70,22 @@ impl AuthChainIndex {
 
     /// [`AuthChainIndex::auth_difference`] of the sets `common ∪ sets[i]`: events every
     /// set holds (the unconflicted state) are given once instead of once per set.
+    ///
+    /// Per chain c, with C_c the common events' prefix and s_c each set's own, set i's full
+    /// auth chain holds the prefix max(s_c, C_c); so the union is max(max_i s_c, C_c), the
+    /// intersection max(min_i s_c, C_c) (a set without the chain counting 0), and the
+    /// difference is the events between the two. Only chains some set reaches can differ,
+    /// so the common prefix is read for those chains alone.
     pub fn auth_difference_with_common(
         &self,
         common: &[NodeId],
         sets: &[Vec<NodeId>],
         reading: AuthChainReading,
     ) -> Vec<NodeId> {
-        // Per set, the full auth chain is a prefix of each chain; the union is the longest
-        // prefix and the intersection the shortest (length 0 if a set misses the chain).
         let common = self.chain_set(common, reading);
         let mut tagged: Vec<(u32, u32)> = Vec::new();
         for set in sets {
-            tagged.extend(self.chain_set(set, reading).union(&common).entries);
+            tagged.extend(self.chain_set(set, reading).entries);
         }
         tagged.sort_unstable();
         let mut nodes = Vec::new();
@@ -89,12 +93,12 @@ impl AuthChainIndex {
         while at < tagged.len() {
             let chain = tagged[at].0;
             let run = tagged[at..].iter().take_while(|entry| entry.0 == chain).count();
-            let (lowest, highest) = (tagged[at].1, tagged[at + run - 1].1);
             assert!(run <= sets.len());
-            let intersection = if run == sets.len() { lowest } else { 0 };
-            nodes.extend_from_slice(
-                &self.chains[chain as usize][intersection as usize..highest as usize],
-            );
+            let (lowest, highest) = (tagged[at].1, tagged[at + run - 1].1);
+            let own_intersection = if run == sets.len() { lowest } else { 0 };
+            let shared = common.highest(chain);
+            let (from, to) = (own_intersection.max(shared), highest.max(shared));
+            nodes.extend_from_slice(&self.chains[chain as usize][from as usize..to as usize]);
             at += run;
         }
         nodes.sort_unstable();

@@ -149,6 +149,18 @@ proptest! {
             }
             let expected = auth_difference_bfs(&lookup, &sets, reading).unwrap();
             prop_assert_eq!(to_ids(&index, &index.auth_difference(&node_sets, reading)), expected);
+            // The same sets with a common part: the events of the first pick given once
+            // as common and added to every set.
+            if let Some(common) = sets.first() {
+                let with_common: Vec<Vec<EventId>> = sets
+                    .iter()
+                    .map(|set| set.iter().chain(common).cloned().collect())
+                    .collect();
+                let expected = auth_difference_bfs(&lookup, &with_common, reading).unwrap();
+                let common_nodes = to_nodes(&index, common);
+                let difference = index.auth_difference_with_common(&common_nodes, &node_sets, reading);
+                prop_assert_eq!(to_ids(&index, &difference), expected);
+            }
         }
         // The conflicted state subgraph.
         let conflicted = picks_to_ids(&dag, &conflicted_picks);

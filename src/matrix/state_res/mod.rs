@@ -290,7 +290,8 @@ impl<'a> Separated<'a> {
     /// overlay's keys every set holds the base's entry, so those entries are unconflicted
     /// without being compared; under each overlay key the sets' entries are compared as in
     /// [`Separated::of`].
-    fn of_overlaid(overlaid: &Overlaid<'a>) -> Separated<'a> {
+    /// Also returns the agreed overlay entries (unconflicted, under overlay keys), sorted.
+    fn of_overlaid(overlaid: &Overlaid<'a>) -> (Separated<'a>, Vec<(&'a StateKey, &'a EventId)>) {
         let Overlaid { base, keys, sets } = overlaid;
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "overlay keys are sorted and distinct");
         assert!(sets.iter().all(|set| set.len() == keys.len()), "one entry per overlay key");
@@ -321,6 +322,7 @@ impl<'a> Separated<'a> {
         }
         // The base's entries outside the overlay's keys, merged in key order with the
         // agreed overlay entries.
+        let agreed_entries = agreed.clone();
         let mut agreed = agreed.into_iter().peekable();
         let mut overlay_keys = keys.iter().peekable();
         for &(key, id) in base {
@@ -335,7 +337,7 @@ impl<'a> Separated<'a> {
         }
         separated.unconflicted.extend(agreed);
         debug_assert!(separated.unconflicted.windows(2).all(|w| w[0].0 < w[1].0));
-        separated
+        (separated, agreed_entries)
     }
 }
 
@@ -380,18 +382,13 @@ pub fn resolve_overlaid<S: EventStore + ?Sized>(
         let changes = overlaid.base.iter().map(|&(key, _)| (key.clone(), None)).collect();
         return Ok(ResolvedChanges { changes });
     }
-    let separated = Separated::of_overlaid(overlaid);
+    let (separated, agreed) = Separated::of_overlaid(overlaid);
     let mut explanation = Explanation::empty(rules.state_res, options.auth_chain, options.rejected);
     let admitted = resolve_separated(rules, &separated, events, options, &mut explanation)?;
     // Step 5 as changes: under an overlay key, the agreed entry, else the admitted one;
     // outside them the base's entry stands (unconflicted), or the admitted one where the
     // base has none.
-    let agreed: BTreeMap<&StateKey, &EventId> = separated
-        .unconflicted
-        .iter()
-        .filter(|(key, _)| overlaid.keys.binary_search(key).is_ok())
-        .map(|&(key, id)| (key, id))
-        .collect();
+    let agreed: BTreeMap<&StateKey, &EventId> = agreed.into_iter().collect();
     let admitted_by_key: BTreeMap<(&str, &str), &EventId> = admitted.into_iter().collect();
     let mut changes: BTreeMap<StateKey, Option<EventId>> = BTreeMap::new();
     for &key in &overlaid.keys {
