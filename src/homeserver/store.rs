@@ -41,11 +41,54 @@ impl StateGroupId {
 #[derive(Clone, Debug)]
 struct StateGroup {
     parent: Option<StateGroupId>,
-    delta: BTreeMap<StateKey, Option<EventId>>,
+    delta: Delta,
     /// Number of groups walked to materialise this one (0 for a snapshot).
     chain_len: u32,
     /// The digest of the whole state, moved on from the parent's by the keys that changed.
     digest: StateDigest,
+}
+
+/// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
+/// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
+/// which a thousand servers pay for each of their groups.
+#[derive(Clone, Debug, Default)]
+struct Delta(Box<[(StateKey, Option<EventId>)]>);
+
+impl Delta {
+    fn get(&self, key: &StateKey) -> Option<&Option<EventId>> {
+        let at = self.0.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &StateKey> {
+        self.0.iter().map(|(key, _)| key)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&StateKey, &Option<EventId>)> {
+        self.0.iter().map(|(key, event)| (key, event))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<BTreeMap<StateKey, Option<EventId>>> for Delta {
+    fn from(map: BTreeMap<StateKey, Option<EventId>>) -> Delta {
+        Delta(map.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Delta {
+    type Item = (&'a StateKey, &'a Option<EventId>);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (StateKey, Option<EventId>)>,
+        fn(&'a (StateKey, Option<EventId>)) -> (&'a StateKey, &'a Option<EventId>),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(key, event)| (key, event))
+    }
 }
 
 /// What a server decided about a stored event on receipt (federation-api.md §3), with
@@ -148,10 +191,7 @@ pub struct Store {
 }
 
 /// The keys whose entries differ between two snapshots' maps, in one merge walk.
-fn snapshot_difference<'a>(
-    a: &'a BTreeMap<StateKey, Option<EventId>>,
-    b: &'a BTreeMap<StateKey, Option<EventId>>,
-) -> Vec<&'a StateKey> {
+fn snapshot_difference<'a>(a: &'a Delta, b: &'a Delta) -> Vec<&'a StateKey> {
     let mut keys = Vec::new();
     let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
     loop {
@@ -189,7 +229,7 @@ fn snapshot_difference<'a>(
 
 impl StateGroup {
     fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
-        let delta = state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        let delta = Delta(state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect());
         StateGroup { parent: None, delta, chain_len: 0, digest }
     }
 
@@ -400,9 +440,9 @@ impl Store {
                 }
                 let chain_len = self.groups[&parent_id].chain_len + 1;
                 if chain_len < SNAPSHOT_EVERY {
-                    StateGroup { parent: Some(parent_id), delta, chain_len, digest }
+                    StateGroup { parent: Some(parent_id), delta: delta.into(), chain_len, digest }
                 } else {
-                    StateGroup::snapshot(state, digest)
+                    self.rebased_or_snapshot(parent_id, delta, digest)
                 }
             }
             None => StateGroup::snapshot(state, StateGroup::digest_of(state)),
@@ -428,18 +468,65 @@ impl Store {
         let parent_len = self.groups[&parent].chain_len;
         let id = StateGroupId(self.next_group);
         self.next_group += 1;
+        let mut delta = BTreeMap::new();
+        delta.insert(key, Some(event));
         let group = if parent_len + 1 >= SNAPSHOT_EVERY {
-            let mut state = self.state(parent);
-            state.insert(key, event);
-            StateGroup::snapshot(&state, digest)
+            self.rebased_or_snapshot(parent, delta, digest)
         } else {
-            let mut delta = BTreeMap::new();
-            delta.insert(key, Some(event));
-            StateGroup { parent: Some(parent), delta, chain_len: parent_len + 1, digest }
+            StateGroup {
+                parent: Some(parent),
+                delta: delta.into(),
+                chain_len: parent_len + 1,
+                digest,
+            }
         };
         self.groups.insert(id, group);
         debug_assert_eq!(self.groups[&id].digest, StateGroup::digest_of(&self.state(id)));
         id
+    }
+
+    /// A group whose delta chain would reach [`SNAPSHOT_EVERY`]: `parent`'s state with
+    /// `delta` applied, stored as a delta on the snapshot its parent's chain ends at when
+    /// that delta is small against the snapshot (at most a quarter of its entries), and as
+    /// a full snapshot otherwise. The chain stays short either way (the rebased group is one
+    /// step above its snapshot), and a room whose state changes a little at a time keeps
+    /// one full copy per many groups instead of one per [`SNAPSHOT_EVERY`]: at a thousand
+    /// members, each full copy is a thousand keys. Synapse bounds its delta chains the same
+    /// way and keeps full copies rare (`MAX_STATE_DELTA_HOPS` in `synapse/storage/databases/
+    /// state/store.py`); the quarter is this project's choice.
+    fn rebased_or_snapshot(
+        &self,
+        parent: StateGroupId,
+        delta: BTreeMap<StateKey, Option<EventId>>,
+        digest: StateDigest,
+    ) -> StateGroup {
+        // The entries set above the snapshot, the highest group's winning, then the new
+        // delta over them.
+        let mut rebased: BTreeMap<StateKey, Option<EventId>> = delta;
+        let mut at = parent;
+        while let Some(next) = self.groups[&at].parent {
+            for (key, event) in &self.groups[&at].delta {
+                if !rebased.contains_key(key) {
+                    rebased.insert(key.clone(), event.clone());
+                }
+            }
+            at = next;
+        }
+        let root = &self.groups[&at].delta;
+        // Only what differs from the snapshot (whose entries are all present).
+        rebased.retain(|key, event| root.get(key).and_then(Option::as_ref) != event.as_ref());
+        if rebased.len() <= root.len() / 4 {
+            return StateGroup { parent: Some(at), delta: rebased.into(), chain_len: 1, digest };
+        }
+        let mut state: StateMap =
+            root.iter().filter_map(|(key, event)| Some((key.clone(), event.clone()?))).collect();
+        for (key, event) in rebased {
+            match event {
+                Some(event) => state.insert(key, event),
+                None => state.remove(&key),
+            };
+        }
+        StateGroup::snapshot(&state, digest)
     }
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.
@@ -508,56 +595,108 @@ impl Store {
         Some(keys)
     }
 
-    /// The states of `groups` as one base and overlays, for [`state_res::resolve_overlaid`]:
-    /// the base is the snapshot the first group's delta chain ends at (read in place, not
-    /// copied); the overlay keys are every key set or removed on the chains above their
-    /// snapshots, plus, for a group whose chain ends at another snapshot, the keys in which
-    /// that snapshot differs from the base; each group's entries under them are read from
-    /// its own chain and snapshot. Costs the chains' deltas, plus one merge walk per other
-    /// snapshot (no copy, no allocation per key), not a copy of each state.
+    /// The states of `groups` as one base and overlays, for [`state_res::resolve_overlaid`].
+    ///
+    /// When the groups' delta chains meet (share a group; then they share everything
+    /// below it), the base is the state of the deepest shared group: its snapshot read in
+    /// place, merged with the entries set between the snapshot and that group. The overlay
+    /// keys are the keys set above it on each chain. Otherwise the base is the first
+    /// group's snapshot, the overlay keys every key set above each chain's snapshot, plus,
+    /// for a chain ending at another snapshot, the keys in which that snapshot differs from
+    /// the base. Each group's entries under the keys are read from its own chain.
+    ///
+    /// Costs the deltas above the shared group (or the snapshots), plus one merge walk of
+    /// the base without a copy of a key or an id, not a copy of each state.
     ///
     /// [`state_res::resolve_overlaid`]: crate::matrix::state_res::resolve_overlaid
     pub fn overlaid(&self, groups: &[StateGroupId]) -> Overlaid<'_> {
-        // Per group, its snapshot and its chain's entries above it, the highest group's
-        // winning.
-        type Above<'a> = BTreeMap<&'a StateKey, Option<&'a EventId>>;
-        let mut chains: Vec<(StateGroupId, Above<'_>)> = Vec::new();
-        for &group in groups {
+        type Entries<'a> = BTreeMap<&'a StateKey, Option<&'a EventId>>;
+        // The entries the groups `ids` set (ids from the highest down), the highest's winning.
+        let entries_of = |ids: &[StateGroupId]| -> Entries<'_> {
             let mut entries = BTreeMap::new();
-            let mut at = group;
-            while let Some(parent) = self.groups[&at].parent {
-                for (key, event) in &self.groups[&at].delta {
+            for id in ids {
+                for (key, event) in &self.groups[id].delta {
                     entries.entry(key).or_insert(event.as_ref());
                 }
-                at = parent;
             }
-            chains.push((at, entries));
-        }
-        let Some(&(base_id, _)) = chains.first() else {
+            entries
+        };
+        // Each group's chain, from the group down to its snapshot (the last element).
+        let chains: Vec<Vec<StateGroupId>> = groups
+            .iter()
+            .map(|&group| {
+                let mut chain = vec![group];
+                while let Some(parent) = self.groups[chain.last().expect("not empty")].parent {
+                    chain.push(parent);
+                }
+                chain
+            })
+            .collect();
+        let Some(first) = chains.first() else {
             return Overlaid { base: Vec::new(), keys: Vec::new(), sets: Vec::new() };
         };
-        let base = &self.groups[&base_id].delta;
-        let mut keys: BTreeSet<&StateKey> =
-            chains.iter().flat_map(|(_, entries)| entries.keys()).copied().collect();
-        let mut roots: Vec<StateGroupId> = chains.iter().map(|&(root, _)| root).collect();
-        roots.sort();
-        roots.dedup();
-        for root in roots.into_iter().filter(|&root| root != base_id) {
-            keys.extend(snapshot_difference(base, &self.groups[&root].delta));
-        }
-        let keys: Vec<&StateKey> = keys.into_iter().collect();
+        let meet = first.iter().position(|id| chains[1..].iter().all(|chain| chain.contains(id)));
+        let root_id = *first.last().expect("not empty");
+        let root = &self.groups[&root_id].delta;
+        // `shared`: what every set holds above the snapshot (below the meet); `above`: each
+        // group's own entries.
+        let (shared, above, mut keys): (Entries<'_>, Vec<Entries<'_>>, BTreeSet<&StateKey>) =
+            match meet {
+                Some(at) => {
+                    let meet = first[at];
+                    let shared = entries_of(&first[at..first.len() - 1]);
+                    let above: Vec<Entries<'_>> = chains
+                        .iter()
+                        .map(|chain| {
+                            let own = chain.iter().position(|&id| id == meet).expect("meets");
+                            entries_of(&chain[..own])
+                        })
+                        .collect();
+                    let keys = above.iter().flat_map(|entries| entries.keys()).copied().collect();
+                    (shared, above, keys)
+                }
+                None => {
+                    let above: Vec<Entries<'_>> =
+                        chains.iter().map(|chain| entries_of(&chain[..chain.len() - 1])).collect();
+                    let mut keys: BTreeSet<&StateKey> =
+                        above.iter().flat_map(|entries| entries.keys()).copied().collect();
+                    let mut roots: Vec<StateGroupId> =
+                        chains.iter().map(|chain| *chain.last().expect("not empty")).collect();
+                    roots.sort();
+                    roots.dedup();
+                    for other in roots.into_iter().filter(|&other| other != root_id) {
+                        keys.extend(snapshot_difference(root, &self.groups[&other].delta));
+                    }
+                    (BTreeMap::new(), above, keys)
+                }
+            };
+        let keys: Vec<&StateKey> = std::mem::take(&mut keys).into_iter().collect();
         let sets = chains
             .iter()
-            .map(|(root, entries)| {
-                let snapshot = &self.groups[root].delta;
-                let entry = |key: &StateKey| match entries.get(key) {
+            .zip(&above)
+            .map(|(chain, own)| {
+                let snapshot = &self.groups[chain.last().expect("not empty")].delta;
+                let entry = |key: &StateKey| match own.get(key).or_else(|| shared.get(key)) {
                     Some(&event) => event,
                     None => snapshot.get(key).and_then(Option::as_ref),
                 };
                 keys.iter().map(|&key| entry(key)).collect()
             })
             .collect();
-        let base = base.iter().filter_map(|(key, event)| Some((key, event.as_ref()?))).collect();
+        // The base: the snapshot with the shared entries over it, in one merge walk.
+        let mut base = Vec::with_capacity(root.len() + shared.len());
+        let mut shared_entries = shared.iter().peekable();
+        for (key, event) in root {
+            while let Some((&k, &e)) = shared_entries.next_if(|&(&k, _)| k < key) {
+                base.extend(e.map(|e| (k, e)));
+            }
+            match shared_entries.next_if(|&(&k, _)| k == key) {
+                Some((&k, &e)) => base.extend(e.map(|e| (k, e))),
+                None => base.extend(event.as_ref().map(|e| (key, e))),
+            }
+        }
+        base.extend(shared_entries.filter_map(|(&k, &e)| Some((k, e?))));
+        debug_assert!(base.windows(2).all(|w| w[0].0 < w[1].0));
         Overlaid { base, keys, sets }
     }
 
@@ -589,16 +728,9 @@ impl Store {
         }
         let chain_len = self.groups[&parent].chain_len + 1;
         let group = if chain_len < SNAPSHOT_EVERY {
-            StateGroup { parent: Some(parent), delta, chain_len, digest }
+            StateGroup { parent: Some(parent), delta: delta.into(), chain_len, digest }
         } else {
-            let mut state = self.state(parent);
-            for (key, event) in delta {
-                match event {
-                    Some(event) => state.insert(key, event),
-                    None => state.remove(&key),
-                };
-            }
-            StateGroup::snapshot(&state, digest)
+            self.rebased_or_snapshot(parent, delta, digest)
         };
         let id = StateGroupId(self.next_group);
         self.next_group += 1;
@@ -678,6 +810,48 @@ mod tests {
         assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
         assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
         assert_eq!(store.state_get(group, &key("m.room.member", "@u99:hs")), Some(id("$m99")));
+    }
+
+    #[test]
+    fn long_chains_rebase_on_their_snapshot_until_it_is_a_quarter_out_of_date() {
+        let mut store = Store::new();
+        let mut state = StateMap::new();
+        for i in 0..400 {
+            state.insert(key("m.room.member", &format!("@u{i}:hs")), id(&format!("$m{i}")));
+        }
+        let first = store.store_state(&state, None);
+        let mut groups = vec![(first, state.clone())];
+        // 300 topic changes: one key away from the snapshot, so never a second snapshot.
+        for i in 0..300 {
+            let (parent, _) = *groups.last().unwrap();
+            state.insert(key("m.room.topic", ""), id(&format!("$t{i}")));
+            let group =
+                store.store_state_with(parent, key("m.room.topic", ""), id(&format!("$t{i}")));
+            groups.push((group, state.clone()));
+        }
+        let snapshots =
+            |store: &Store| store.groups.values().filter(|g| g.parent.is_none()).count();
+        assert_eq!(snapshots(&store), 1, "a one-key difference never needs a full copy");
+        // 300 joins: the difference grows by one each time, so a new snapshot is taken once
+        // it passes a quarter of the snapshot's size (100 keys, then 125, ...).
+        for i in 400..700 {
+            let (parent, _) = *groups.last().unwrap();
+            let member = key("m.room.member", &format!("@u{i}:hs"));
+            state.insert(member.clone(), id(&format!("$m{i}")));
+            let group = if i % 5 == 0 {
+                store.store_state(&state, Some(parent))
+            } else {
+                store.store_state_with(parent, member, id(&format!("$m{i}")))
+            };
+            groups.push((group, state.clone()));
+        }
+        let taken = snapshots(&store);
+        assert!((2..=4).contains(&taken), "{taken} snapshots for 300 joins over 400 members");
+        for (group, expected) in &groups {
+            assert_eq!(&store.state(*group), expected);
+            assert!(store.groups[group].chain_len < SNAPSHOT_EVERY);
+            assert_eq!(store.state_digest(*group), StateGroup::digest_of(expected));
+        }
     }
 
     #[test]
