@@ -80,12 +80,26 @@ impl Homeserver {
         let resolved =
             state_res::resolve_overlaid(rules, &overlaid, &events, ResolveOptions::default())
                 .map_err(|e| e.to_string())?;
+        // The changes hold every overlay key, so they apply to any input group; the group
+        // they change least is the parent, so that the stored delta is the resolution's
+        // real difference (a few keys), not that from the oldest input.
+        let differences = |set: &[Option<&EventId>]| {
+            let differs = |(key, event): &&(StateKey, Option<EventId>)| {
+                // Outside the overlay keys a change names a key the base and every set lack.
+                let held = overlaid.keys.binary_search(&key).ok().and_then(|at| set[at]);
+                held != event.as_ref()
+            };
+            resolved.changes.iter().filter(differs).count()
+        };
+        let closest = (0..groups.len())
+            .min_by_key(|&at| differences(&overlaid.sets[at]))
+            .expect("at least two groups");
         #[cfg(debug_assertions)]
         {
             let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
             let full = state_res::resolve(rules, &maps, &events, ResolveOptions::default())
                 .expect("the overlaid resolution succeeded");
-            let mut state = self.store.state(groups[0]);
+            let mut state = self.store.state(groups[closest]);
             for (key, event) in &resolved.changes {
                 match event {
                     Some(event) => state.insert(key.clone(), event.clone()),
@@ -94,7 +108,7 @@ impl Homeserver {
             }
             assert_eq!(state, full.state, "overlaid and full resolution agree");
         }
-        let result = self.store.store_changes(groups[0], &resolved.changes);
+        let result = self.store.store_changes(groups[closest], &resolved.changes);
         self.last_resolution = Some(LastResolution { events_version: version, groups, result });
         Ok(result)
     }
