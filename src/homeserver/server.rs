@@ -247,8 +247,8 @@ pub struct Homeserver {
     /// Room → (the current state group last looked at, whether it has a joined member of
     /// this server): what [`Homeserver::observe_membership`] compares with.
     membership_seen: BTreeMap<String, (Option<StateGroupId>, bool)>,
-    /// The last resolution ([`Homeserver::resolve_groups`]). Volatile.
-    last_resolution: Option<LastResolution>,
+    /// The last resolutions ([`Homeserver::resolve_groups`]), oldest first. Volatile.
+    last_resolutions: VecDeque<LastResolution>,
     /// Per room, the current state group last asked about and its joined members per
     /// server ([`Homeserver::joined_servers`]). Volatile.
     joined: RefCell<BTreeMap<String, JoinedCounts>>,
@@ -442,7 +442,7 @@ impl Homeserver {
             committed: Vec::new(),
             skew_ms: 0,
             membership_seen: BTreeMap::new(),
-            last_resolution: None,
+            last_resolutions: VecDeque::new(),
             joined: RefCell::new(BTreeMap::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
             lpdus_pending: BTreeMap::new(),

@@ -181,8 +181,8 @@ pub struct Store {
     /// Per room, the auth chains of its stored events, extended as each is stored, so
     /// that a state resolution does not index the room's auth chains again.
     auth_indexes: BTreeMap<String, AuthChainIndex>,
-    /// Counts the changes to the stored events (stored, replaced, redacted): what a state
-    /// resolution reads besides the states themselves ([`Store::events_version`]).
+    /// Counts the changes to stored events (replaced, redacted): what a state resolution
+    /// reads besides the states themselves ([`Store::events_version`]).
     events_version: u64,
     /// Linearized Matrix, at a hub: the id of each LPDU it completed → the event it made of
     /// it, so that a copy sent again (a retried transaction, a catch-up) is not appended
@@ -332,8 +332,10 @@ impl Store {
             None => self.room_mut(room_id).event_count += 1,
         }
         self.count_depth(room_id, &event);
+        // Not a change to `events_version`: an event stored anew changes no event a
+        // resolution of stored states has read (those states' events and their auth
+        // chains were all stored, or the resolution failed and was not kept).
         self.events.insert(id.clone(), event);
-        self.events_version += 1;
         self.index_auth_chain(room_id, &id);
         true
     }
@@ -352,8 +354,9 @@ impl Store {
         let _ = index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id));
     }
 
-    /// Changes whenever a stored event is added, replaced or redacted: a computation over
-    /// stored events made at one version holds while the version is the same.
+    /// Changes whenever a stored event is replaced or redacted: a state resolution over
+    /// stored states made at one version holds while the version is the same, whatever
+    /// events were stored since.
     pub fn events_version(&self) -> u64 {
         self.events_version
     }

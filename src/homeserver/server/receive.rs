@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How many resolutions [`Homeserver::resolve_groups`] remembers.
+const RESOLUTIONS_KEPT: usize = 4;
+
 impl Homeserver {
     /// Stores an event with its outcome and state; the state after is derived.
     pub(super) fn store_event(
@@ -55,10 +58,12 @@ impl Homeserver {
     }
 
     /// The resolution of the states of several groups, stored as a group. The last
-    /// resolution is remembered: the state before an event is resolved when the event is
-    /// decided and again when it is committed, with nothing stored in between. The result
+    /// [`RESOLUTIONS_KEPT`] resolutions are remembered: the state before an event is
+    /// resolved when the event is decided and again when it is committed, and the forward
+    /// extremities after each commit, which are often the same groups as after the last
+    /// one (an event whose state is its parent's replaces it among them). The result
     /// depends only on the groups' states and on the stored events, so it is reused only
-    /// while no event was stored, replaced or redacted since ([`Store::events_version`]).
+    /// while no stored event was replaced or redacted since ([`Store::events_version`]).
     pub(super) fn resolve_groups(
         &mut self,
         rules: &RoomVersionRules,
@@ -68,10 +73,9 @@ impl Homeserver {
         groups.sort();
         groups.dedup();
         let version = self.store.events_version();
-        if let Some(last) = &self.last_resolution {
-            if last.events_version == version && last.groups == groups {
-                return Ok(last.result);
-            }
+        self.last_resolutions.retain(|last| last.events_version == version);
+        if let Some(last) = self.last_resolutions.iter().find(|last| last.groups == groups) {
+            return Ok(last.result);
         }
         let events = StoreEvents(&self.store, room_id);
         // Only the keys set above the groups' snapshots (and where those differ) are
@@ -109,7 +113,10 @@ impl Homeserver {
             assert_eq!(state, full.state, "overlaid and full resolution agree");
         }
         let result = self.store.store_changes(groups[closest], &resolved.changes);
-        self.last_resolution = Some(LastResolution { events_version: version, groups, result });
+        if self.last_resolutions.len() == RESOLUTIONS_KEPT {
+            self.last_resolutions.pop_front();
+        }
+        self.last_resolutions.push_back(LastResolution { events_version: version, groups, result });
         Ok(result)
     }
 
