@@ -250,11 +250,15 @@ pub fn render(
     legend(&mut out, plot_bottom + 30.0);
     out.push_str("</svg>\n");
     let summary = if grouped {
+        let own = match lane_count - blocks.len() {
+            0 => "no server has a lane of its own: none crashed, paused, was named by a violation, was split from another at the end, or sits on a side of at most 10 servers".to_owned(),
+            1 => "a lane of its own for the one server that matters".to_owned(),
+            n => format!("a lane of its own for each of the {n} servers that matter"),
+        };
         format!(
-            "{} servers in {} partition sides, one aggregate lane per side (darker marks: more in that pixel column) and a lane of its own for each of {} servers that matter.",
+            "{} servers in {} partition sides, one aggregate lane per side (darker marks: more in that pixel column); {own}.",
             servers.len(),
             sides.len(),
-            lane_count - blocks.len()
         )
     } else {
         format!("{} servers, one lane each, grouped by partition side.", servers.len())

@@ -101,7 +101,8 @@ curated! {
 }
 
 /// The scale scenarios of `scenarios/slow/` (not run by default): each file plans, with
-/// the server count its name gives and about 10,000 events' worth of actions.
+/// the server count its name gives and about 10,000 events' worth of actions (the
+/// sequential joins: a thousand joins and a few messages).
 #[test]
 fn the_slow_scenarios_plan() {
     for servers in [100usize, 300, 1_000] {
@@ -113,6 +114,14 @@ fn the_slow_scenarios_plan() {
         let steps = plan.steps.len();
         assert!((9_000..=11_000).contains(&steps), "{path}: {steps} steps");
     }
+    // The thousand sequential joins: a join per server and 20 messages.
+    let path = "scenarios/slow/joins-1000.toml";
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    assert_eq!(plan.servers.len(), 1_000, "{path}");
+    let steps = plan.steps.len();
+    assert!((1_000..=1_100).contains(&steps), "{path}: {steps} steps");
 }
 
 /// `scenarios/slow/one-room-100.toml` passes on seed 1, with its expectations checked.
