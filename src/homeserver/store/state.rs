@@ -1,28 +1,16 @@
-//! Per-server storage: events, their outcome, state groups, forward extremities.
-//!
-//! State is stored as *state groups* (as Synapse does): each group is a delta against a
-//! parent group, with a full snapshot every [`SNAPSHOT_EVERY`] levels so that reading a
-//! state walks a bounded chain. An event points at the group holding the state *before* it;
-//! the state after a state event is a one-entry delta on top.
-//!
-//! Durability: [`Store`] is the committed part of a homeserver. Everything in it survives a
-//! crash; a homeserver's in-memory parts (queues, caches, in-flight requests) do not. The
-//! homeserver mutates the store only at the end of handling one input, so each input is
-//! one atomic commit.
+//! State groups: each a delta against a parent group, or a full snapshot, with the digest
+//! of the whole state kept per group; reading a state walks at most [`SNAPSHOT_EVERY`]
+//! groups. Also the forms a resolution reads states in ([`Store::overlaid`]) and stores
+//! its result from ([`Store::store_changes`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
+use crate::matrix::EventId;
+use crate::matrix::Pdu;
 use crate::matrix::state_digest::StateDigest;
 use crate::matrix::state_res::Overlaid;
-use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
 
-/// (event type, state key).
-pub type StateKey = (String, String);
-
-/// A full state map.
-pub type StateMap = BTreeMap<StateKey, EventId>;
+use super::{Outcome, StateKey, StateMap, Store};
 
 /// A full snapshot is stored once a group's delta chain reaches this length.
 pub const SNAPSHOT_EVERY: u32 = 32;
@@ -39,7 +27,7 @@ impl StateGroupId {
 
 /// A state as a delta against a parent (`None` in `delta` removes a key), or a snapshot.
 #[derive(Clone, Debug)]
-struct StateGroup {
+pub(super) struct StateGroup {
     parent: Option<StateGroupId>,
     delta: Delta,
     /// Number of groups walked to materialise this one (0 for a snapshot).
@@ -91,105 +79,6 @@ impl<'a> IntoIterator for &'a Delta {
     }
 }
 
-/// What a server decided about a stored event on receipt (federation-api.md §3), with
-/// the reason for a rejection or a soft-fail. The decision is never `Created` (a local
-/// event is stored as accepted) nor `Dropped` (a dropped event is not stored).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    pub decision: Decision,
-    /// Why the event was rejected or soft-failed; `None` otherwise.
-    pub reason: Option<String>,
-}
-
-impl Outcome {
-    /// Passed every check; part of the room's DAG and (if a state event) its state.
-    pub fn accepted() -> Outcome {
-        Outcome { decision: Decision::Accepted, reason: None }
-    }
-
-    /// Known only as an auth or state event fetched to fill a gap; its own checks were
-    /// against its auth events only.
-    pub fn outlier() -> Outcome {
-        Outcome { decision: Decision::Outlier, reason: None }
-    }
-
-    /// Rejected on receipt, for `reason`.
-    pub fn rejected(kind: RejectionKind, reason: String) -> Outcome {
-        Outcome { decision: Decision::from(kind), reason: Some(reason) }
-    }
-
-    /// Passed checks 4 and 5 but not 6 (current state): kept, not a forward extremity.
-    pub fn soft_failed(reason: String) -> Outcome {
-        Outcome { decision: Decision::SoftFailed, reason: Some(reason) }
-    }
-
-    pub fn is_rejected(&self) -> bool {
-        self.decision.is_rejected()
-    }
-
-    /// Whether the decision is one a stored event can have, with a reason exactly when it
-    /// is a rejection or a soft-fail.
-    pub fn is_valid(&self) -> bool {
-        let with_reason = self.decision.is_rejected() || self.decision == Decision::SoftFailed;
-        let storable = !matches!(self.decision, Decision::Created | Decision::Dropped);
-        storable && with_reason == self.reason.is_some()
-    }
-}
-
-/// One stored event.
-#[derive(Clone, Debug)]
-pub struct StoredEvent {
-    pub pdu: Arc<Pdu>,
-    pub outcome: Outcome,
-    /// State before the event, when known (not for outliers).
-    pub state_before: Option<StateGroupId>,
-    /// State after the event, when known (not for outliers).
-    pub state_after: Option<StateGroupId>,
-    /// Whether the event was replaced by its redacted form (hash mismatch or an applied
-    /// redaction).
-    pub redacted: bool,
-}
-
-/// Per-room bookkeeping.
-#[derive(Clone, Debug)]
-pub struct RoomRecord {
-    pub version: RoomVersion,
-    /// Events with no accepted child, not rejected, not soft-failed.
-    pub forward_extremities: BTreeSet<EventId>,
-    /// Current state: the resolution of the states after the forward extremities.
-    pub current_state: Option<StateGroupId>,
-    /// Number of events stored for this room (any outcome).
-    pub event_count: u64,
-    /// The lowest `depth` of the events stored for this room with a state and not
-    /// rejected (outliers do not count).
-    pub depth_min: Option<i64>,
-}
-
-/// The committed storage of one homeserver.
-#[derive(Clone, Debug, Default)]
-pub struct Store {
-    events: BTreeMap<EventId, StoredEvent>,
-    groups: BTreeMap<StateGroupId, StateGroup>,
-    next_group: u64,
-    rooms: BTreeMap<String, RoomRecord>,
-    /// Invites for local users to rooms this server is not in: (room id, user) → the
-    /// invite event (stored as an outlier).
-    invites: BTreeMap<(String, String), EventId>,
-    /// The original form of every event replaced by its redacted form: state resolution
-    /// reads these ([`Store::original_pdu`]).
-    originals: BTreeMap<EventId, Arc<Pdu>>,
-    /// Per room, the auth chains of its stored events, extended as each is stored, so
-    /// that a state resolution does not index the room's auth chains again.
-    auth_indexes: BTreeMap<String, AuthChainIndex>,
-    /// Counts the changes to stored events (replaced, redacted): what a state resolution
-    /// reads besides the states themselves ([`Store::events_version`]).
-    events_version: u64,
-    /// Linearized Matrix, at a hub: the id of each LPDU it completed → the event it made of
-    /// it, so that a copy sent again (a retried transaction, a catch-up) is not appended
-    /// twice.
-    lpdus: BTreeMap<EventId, EventId>,
-}
-
 /// The keys whose entries differ between two snapshots' maps, in one merge walk.
 fn snapshot_difference<'a>(a: &'a Delta, b: &'a Delta) -> Vec<&'a StateKey> {
     let mut keys = Vec::new();
@@ -238,171 +127,15 @@ impl StateGroup {
     }
 }
 
-/// The stored events as the auth-chain index reads them (auth events, type and state
-/// key, which a redaction keeps).
-struct StoredEvents<'a>(&'a BTreeMap<EventId, StoredEvent>);
-
-impl EventStore for StoredEvents<'_> {
-    fn get(&self, event_id: &EventId) -> Option<&Pdu> {
-        self.0.get(event_id).map(|e| &*e.pdu)
-    }
-}
-
 impl Store {
-    pub fn new() -> Store {
-        Store::default()
-    }
-
-    pub fn event(&self, id: &EventId) -> Option<&StoredEvent> {
-        self.events.get(id)
-    }
-
-    pub fn pdu(&self, id: &EventId) -> Option<&Arc<Pdu>> {
-        self.events.get(id).map(|e| &e.pdu)
-    }
-
-    pub fn contains(&self, id: &EventId) -> bool {
-        self.events.contains_key(id)
-    }
-
-    pub fn event_count(&self) -> usize {
-        self.events.len()
-    }
-
-    pub fn events(&self) -> impl Iterator<Item = (&EventId, &StoredEvent)> {
-        self.events.iter()
-    }
-
-    pub fn room(&self, room_id: &str) -> Option<&RoomRecord> {
-        self.rooms.get(room_id)
-    }
-
-    /// The record of a room; panics if the room is unknown (callers check first).
-    pub fn room_mut(&mut self, room_id: &str) -> &mut RoomRecord {
-        self.rooms.get_mut(room_id).expect("room is known")
-    }
-
-    /// Starts tracking a room (no-op if it is known).
-    pub fn add_room(&mut self, room_id: &str, version: RoomVersion) {
-        self.rooms.entry(room_id.to_owned()).or_insert_with(|| RoomRecord {
-            version,
-            forward_extremities: BTreeSet::new(),
-            current_state: None,
-            event_count: 0,
-            depth_min: None,
-        });
-    }
-
-    /// Linearized Matrix, at a hub: notes that the LPDU `lpdu` became the event `event`.
-    pub fn note_lpdu(&mut self, lpdu: EventId, event: EventId) {
-        self.lpdus.insert(lpdu, event);
-    }
-
-    /// The event a hub made of an LPDU it completed, if it did.
-    pub fn lpdu_event(&self, lpdu: &EventId) -> Option<&EventId> {
-        self.lpdus.get(lpdu)
-    }
-
-    pub fn add_invite(&mut self, room_id: &str, user: &str, event: EventId) {
-        self.invites.insert((room_id.to_owned(), user.to_owned()), event);
-    }
-
-    pub fn invite(&self, room_id: &str, user: &str) -> Option<&EventId> {
-        self.invites.get(&(room_id.to_owned(), user.to_owned()))
-    }
-
-    pub fn remove_invite(&mut self, room_id: &str, user: &str) {
-        self.invites.remove(&(room_id.to_owned(), user.to_owned()));
-    }
-
-    pub fn rooms(&self) -> impl Iterator<Item = (&String, &RoomRecord)> {
-        self.rooms.iter()
-    }
-
-    /// Stores an event, or upgrades an outlier to a full event. Returns false (and changes
-    /// nothing) if the event is already stored as a non-outlier.
-    pub fn insert(&mut self, room_id: &str, event: StoredEvent) -> bool {
-        // A state after exists exactly when a state before does: both or neither.
-        assert_eq!(event.state_before.is_some(), event.state_after.is_some(), "state before/after");
-        assert!(event.outcome.is_valid(), "stored with {:?}", event.outcome);
-        let id = event.pdu.event_id().clone();
-        match self.events.get(&id) {
-            Some(existing) if existing.outcome.decision != Decision::Outlier => return false,
-            Some(_) => {}
-            None => self.room_mut(room_id).event_count += 1,
+    /// A group's delta chain: the group, its parent, and so on down to the snapshot it
+    /// ends at (the last element). At most [`SNAPSHOT_EVERY`] + 1 groups.
+    fn chain_of(&self, group: StateGroupId) -> Vec<StateGroupId> {
+        let mut chain = vec![group];
+        while let Some(parent) = self.groups[chain.last().expect("not empty")].parent {
+            chain.push(parent);
         }
-        self.count_depth(room_id, &event);
-        // Not a change to `events_version`: an event stored anew changes no event a
-        // resolution of stored states has read (those states' events and their auth
-        // chains were all stored, or the resolution failed and was not kept).
-        self.events.insert(id.clone(), event);
-        self.index_auth_chain(room_id, &id);
-        true
-    }
-
-    /// Adds a stored event to its room's auth-chain index. An event whose auth chain has
-    /// a missing event (one rejected for it) stays out: a resolution over it indexes the
-    /// chains it needs itself.
-    fn index_auth_chain(&mut self, room_id: &str, id: &EventId) {
-        let Some(room) = self.rooms.get(room_id) else { return };
-        let rules = room.version.rules();
-        let index = self
-            .auth_indexes
-            .entry(room_id.to_owned())
-            .or_insert_with(|| AuthChainIndex::new(rules));
-        // On failure nothing is added, and nothing else needs undoing.
-        let _ = index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id));
-    }
-
-    /// Changes whenever a stored event is replaced or redacted: a state resolution over
-    /// stored states made at one version holds while the version is the same, whatever
-    /// events were stored since.
-    pub fn events_version(&self) -> u64 {
-        self.events_version
-    }
-
-    /// The room's auth-chain index, covering every stored event whose auth chain is whole.
-    pub fn auth_chain_index(&self, room_id: &str) -> Option<&AuthChainIndex> {
-        self.auth_indexes.get(room_id)
-    }
-
-    /// Replaces a stored outlier by the same event with its state now known.
-    pub fn replace_outlier(&mut self, event: StoredEvent) {
-        let id = event.pdu.event_id().clone();
-        let existing = self.events.get(&id).expect("replacing a stored event");
-        assert!(existing.state_after.is_none(), "only outliers without state are replaced");
-        let room_id = event.pdu.room_id_or_derived();
-        self.count_depth(&room_id, &event);
-        self.events.insert(id, event);
-        self.events_version += 1;
-    }
-
-    /// Lowers the room's `depth_min` to the event's depth if it is stored with a state
-    /// and not rejected: outliers do not count (Synapse `_update_min_depth_for_room_txn`),
-    /// so the state a joiner got with `send_join` does not send its walks back to the
-    /// room's creation.
-    fn count_depth(&mut self, room_id: &str, event: &StoredEvent) {
-        if event.state_before.is_some() && !event.outcome.is_rejected() {
-            let depth = event.pdu.depth();
-            let room = self.room_mut(room_id);
-            room.depth_min = Some(room.depth_min.map_or(depth, |d| d.min(depth)));
-        }
-    }
-
-    /// Replaces an event's JSON by its redacted form (same id).
-    pub fn replace_redacted(&mut self, id: &EventId, redacted: Arc<Pdu>) {
-        let event = self.events.get_mut(id).expect("redacting a stored event");
-        assert_eq!(event.pdu.event_id(), redacted.event_id(), "redaction keeps the event id");
-        let original = std::mem::replace(&mut event.pdu, redacted);
-        event.redacted = true;
-        self.originals.entry(id.clone()).or_insert(original);
-        self.events_version += 1;
-    }
-
-    /// The event as it was stored before a redaction was applied to it (the stored form
-    /// when none was; a copy received already redacted has no other form).
-    pub fn original_pdu(&self, id: &EventId) -> Option<&Arc<Pdu>> {
-        self.originals.get(id).or_else(|| self.pdu(id))
+        chain
     }
 
     /// Stores a state and returns its group, as a delta on `parent` when given.
@@ -506,15 +239,16 @@ impl Store {
         // The entries set above the snapshot, the highest group's winning, then the new
         // delta over them.
         let mut rebased: BTreeMap<StateKey, Option<EventId>> = delta;
-        let mut at = parent;
-        while let Some(next) = self.groups[&at].parent {
-            for (key, event) in &self.groups[&at].delta {
+        let chain = self.chain_of(parent);
+        let (at, above) = chain.split_last().expect("a chain holds its group");
+        for id in above {
+            for (key, event) in &self.groups[id].delta {
                 if !rebased.contains_key(key) {
                     rebased.insert(key.clone(), event.clone());
                 }
             }
-            at = next;
         }
+        let at = *at;
         let root = &self.groups[&at].delta;
         // Only what differs from the snapshot (whose entries are all present).
         rebased.retain(|key, event| root.get(key).and_then(Option::as_ref) != event.as_ref());
@@ -577,16 +311,7 @@ impl Store {
     /// first group both chains hold. `None` when the chains do not meet (the caller then
     /// compares whole states). At most [`SNAPSHOT_EVERY`] groups are walked on each side.
     pub fn changed_keys(&self, a: StateGroupId, b: StateGroupId) -> Option<BTreeSet<&StateKey>> {
-        let chain = |from: StateGroupId| {
-            let mut chain = Vec::new();
-            let mut at = Some(from);
-            while let Some(id) = at {
-                chain.push(id);
-                at = self.groups[&id].parent;
-            }
-            chain
-        };
-        let (chain_a, chain_b) = (chain(a), chain(b));
+        let (chain_a, chain_b) = (self.chain_of(a), self.chain_of(b));
         let on_b: BTreeSet<StateGroupId> = chain_b.iter().copied().collect();
         let meet = *chain_a.iter().find(|id| on_b.contains(id))?;
         let mut keys = BTreeSet::new();
@@ -625,16 +350,7 @@ impl Store {
             entries
         };
         // Each group's chain, from the group down to its snapshot (the last element).
-        let chains: Vec<Vec<StateGroupId>> = groups
-            .iter()
-            .map(|&group| {
-                let mut chain = vec![group];
-                while let Some(parent) = self.groups[chain.last().expect("not empty")].parent {
-                    chain.push(parent);
-                }
-                chain
-            })
-            .collect();
+        let chains: Vec<Vec<StateGroupId>> = groups.iter().map(|&g| self.chain_of(g)).collect();
         let Some(first) = chains.first() else {
             return Overlaid { base: Vec::new(), keys: Vec::new(), sets: Vec::new() };
         };
@@ -906,16 +622,6 @@ mod tests {
         assert!(met > groups.len() * 4, "too few pairs meet ({met}) to test anything");
     }
 
-    impl Store {
-        /// The snapshot a group's chain ends at.
-        fn root_of(&self, mut group: StateGroupId) -> StateGroupId {
-            while let Some(parent) = self.groups[&group].parent {
-                group = parent;
-            }
-            group
-        }
-    }
-
     #[test]
     fn overlaid_groups_read_as_their_states_and_changes_store_as_deltas() {
         // A tree of groups as above, with removals; sets of up to three groups, on one
@@ -953,7 +659,8 @@ mod tests {
                 (0..1 + rng.index(3)).map(|_| &groups[rng.index(groups.len())]).collect();
             let ids: Vec<StateGroupId> = picked.iter().map(|(g, _)| *g).collect();
             let overlaid = store.overlaid(&ids);
-            let mut roots: Vec<StateGroupId> = ids.iter().map(|&g| store.root_of(g)).collect();
+            let mut roots: Vec<StateGroupId> =
+                ids.iter().map(|&g| *store.chain_of(g).last().unwrap()).collect();
             roots.sort();
             roots.dedup();
             if roots.len() == 1 {

@@ -1,0 +1,296 @@
+//! Per-server storage: events, their outcome, state groups, forward extremities.
+//!
+//! State is stored as *state groups* (as Synapse does, module `state`): each group is a
+//! delta against a parent group or a full snapshot, and no chain of deltas is longer than
+//! [`SNAPSHOT_EVERY`], so that reading a state walks a bounded chain. An event points at
+//! the group holding the state *before* it; the state after a state event is a one-entry
+//! delta on top.
+//!
+//! Durability: [`Store`] is the committed part of a homeserver. Everything in it survives a
+//! crash; a homeserver's in-memory parts (queues, caches, in-flight requests) do not. The
+//! homeserver mutates the store only at the end of handling one input, so each input is
+//! one atomic commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
+use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
+
+mod state;
+
+use state::StateGroup;
+pub use state::{SNAPSHOT_EVERY, StateGroupId};
+
+/// (event type, state key).
+pub type StateKey = (String, String);
+
+/// A full state map.
+pub type StateMap = BTreeMap<StateKey, EventId>;
+
+/// What a server decided about a stored event on receipt (federation-api.md §3), with
+/// the reason for a rejection or a soft-fail. The decision is never `Created` (a local
+/// event is stored as accepted) nor `Dropped` (a dropped event is not stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// Why the event was rejected or soft-failed; `None` otherwise.
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    /// Passed every check; part of the room's DAG and (if a state event) its state.
+    pub fn accepted() -> Outcome {
+        Outcome { decision: Decision::Accepted, reason: None }
+    }
+
+    /// Known only as an auth or state event fetched to fill a gap; its own checks were
+    /// against its auth events only.
+    pub fn outlier() -> Outcome {
+        Outcome { decision: Decision::Outlier, reason: None }
+    }
+
+    /// Rejected on receipt, for `reason`.
+    pub fn rejected(kind: RejectionKind, reason: String) -> Outcome {
+        Outcome { decision: Decision::from(kind), reason: Some(reason) }
+    }
+
+    /// Passed checks 4 and 5 but not 6 (current state): kept, not a forward extremity.
+    pub fn soft_failed(reason: String) -> Outcome {
+        Outcome { decision: Decision::SoftFailed, reason: Some(reason) }
+    }
+
+    pub fn is_rejected(&self) -> bool {
+        self.decision.is_rejected()
+    }
+
+    /// Whether the decision is one a stored event can have, with a reason exactly when it
+    /// is a rejection or a soft-fail.
+    pub fn is_valid(&self) -> bool {
+        let with_reason = self.decision.is_rejected() || self.decision == Decision::SoftFailed;
+        let storable = !matches!(self.decision, Decision::Created | Decision::Dropped);
+        storable && with_reason == self.reason.is_some()
+    }
+}
+
+/// One stored event.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub pdu: Arc<Pdu>,
+    pub outcome: Outcome,
+    /// State before the event, when known (not for outliers).
+    pub state_before: Option<StateGroupId>,
+    /// State after the event, when known (not for outliers).
+    pub state_after: Option<StateGroupId>,
+    /// Whether the event was replaced by its redacted form (hash mismatch or an applied
+    /// redaction).
+    pub redacted: bool,
+}
+
+/// Per-room bookkeeping.
+#[derive(Clone, Debug)]
+pub struct RoomRecord {
+    pub version: RoomVersion,
+    /// Events with no accepted child, not rejected, not soft-failed.
+    pub forward_extremities: BTreeSet<EventId>,
+    /// Current state: the resolution of the states after the forward extremities.
+    pub current_state: Option<StateGroupId>,
+    /// Number of events stored for this room (any outcome).
+    pub event_count: u64,
+    /// The lowest `depth` of the events stored for this room with a state and not
+    /// rejected (outliers do not count).
+    pub depth_min: Option<i64>,
+}
+
+/// The committed storage of one homeserver.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    events: BTreeMap<EventId, StoredEvent>,
+    groups: BTreeMap<StateGroupId, StateGroup>,
+    next_group: u64,
+    rooms: BTreeMap<String, RoomRecord>,
+    /// Invites for local users to rooms this server is not in: (room id, user) → the
+    /// invite event (stored as an outlier).
+    invites: BTreeMap<(String, String), EventId>,
+    /// The original form of every event replaced by its redacted form: state resolution
+    /// reads these ([`Store::original_pdu`]).
+    originals: BTreeMap<EventId, Arc<Pdu>>,
+    /// Per room, the auth chains of its stored events, extended as each is stored, so
+    /// that a state resolution does not index the room's auth chains again.
+    auth_indexes: BTreeMap<String, AuthChainIndex>,
+    /// Counts the changes to stored events (replaced, redacted): what a state resolution
+    /// reads besides the states themselves ([`Store::events_version`]).
+    events_version: u64,
+    /// Linearized Matrix, at a hub: the id of each LPDU it completed → the event it made of
+    /// it, so that a copy sent again (a retried transaction, a catch-up) is not appended
+    /// twice.
+    lpdus: BTreeMap<EventId, EventId>,
+}
+
+/// The stored events as the auth-chain index reads them (auth events, type and state
+/// key, which a redaction keeps).
+struct StoredEvents<'a>(&'a BTreeMap<EventId, StoredEvent>);
+
+impl EventStore for StoredEvents<'_> {
+    fn get(&self, event_id: &EventId) -> Option<&Pdu> {
+        self.0.get(event_id).map(|e| &*e.pdu)
+    }
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    pub fn event(&self, id: &EventId) -> Option<&StoredEvent> {
+        self.events.get(id)
+    }
+
+    pub fn pdu(&self, id: &EventId) -> Option<&Arc<Pdu>> {
+        self.events.get(id).map(|e| &e.pdu)
+    }
+
+    pub fn contains(&self, id: &EventId) -> bool {
+        self.events.contains_key(id)
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = (&EventId, &StoredEvent)> {
+        self.events.iter()
+    }
+
+    pub fn room(&self, room_id: &str) -> Option<&RoomRecord> {
+        self.rooms.get(room_id)
+    }
+
+    /// The record of a room; panics if the room is unknown (callers check first).
+    pub fn room_mut(&mut self, room_id: &str) -> &mut RoomRecord {
+        self.rooms.get_mut(room_id).expect("room is known")
+    }
+
+    /// Starts tracking a room (no-op if it is known).
+    pub fn add_room(&mut self, room_id: &str, version: RoomVersion) {
+        self.rooms.entry(room_id.to_owned()).or_insert_with(|| RoomRecord {
+            version,
+            forward_extremities: BTreeSet::new(),
+            current_state: None,
+            event_count: 0,
+            depth_min: None,
+        });
+    }
+
+    /// Linearized Matrix, at a hub: notes that the LPDU `lpdu` became the event `event`.
+    pub fn note_lpdu(&mut self, lpdu: EventId, event: EventId) {
+        self.lpdus.insert(lpdu, event);
+    }
+
+    /// The event a hub made of an LPDU it completed, if it did.
+    pub fn lpdu_event(&self, lpdu: &EventId) -> Option<&EventId> {
+        self.lpdus.get(lpdu)
+    }
+
+    pub fn add_invite(&mut self, room_id: &str, user: &str, event: EventId) {
+        self.invites.insert((room_id.to_owned(), user.to_owned()), event);
+    }
+
+    pub fn invite(&self, room_id: &str, user: &str) -> Option<&EventId> {
+        self.invites.get(&(room_id.to_owned(), user.to_owned()))
+    }
+
+    pub fn remove_invite(&mut self, room_id: &str, user: &str) {
+        self.invites.remove(&(room_id.to_owned(), user.to_owned()));
+    }
+
+    pub fn rooms(&self) -> impl Iterator<Item = (&String, &RoomRecord)> {
+        self.rooms.iter()
+    }
+
+    /// Stores an event, or upgrades an outlier to a full event. Returns false (and changes
+    /// nothing) if the event is already stored as a non-outlier.
+    pub fn insert(&mut self, room_id: &str, event: StoredEvent) -> bool {
+        // A state after exists exactly when a state before does: both or neither.
+        assert_eq!(event.state_before.is_some(), event.state_after.is_some(), "state before/after");
+        assert!(event.outcome.is_valid(), "stored with {:?}", event.outcome);
+        let id = event.pdu.event_id().clone();
+        match self.events.get(&id) {
+            Some(existing) if existing.outcome.decision != Decision::Outlier => return false,
+            Some(_) => {}
+            None => self.room_mut(room_id).event_count += 1,
+        }
+        self.count_depth(room_id, &event);
+        // Not a change to `events_version`: an event stored anew changes no event a
+        // resolution of stored states has read (those states' events and their auth
+        // chains were all stored, or the resolution failed and was not kept).
+        self.events.insert(id.clone(), event);
+        self.index_auth_chain(room_id, &id);
+        true
+    }
+
+    /// Adds a stored event to its room's auth-chain index. An event whose auth chain has
+    /// a missing event (one rejected for it) stays out: a resolution over it indexes the
+    /// chains it needs itself.
+    fn index_auth_chain(&mut self, room_id: &str, id: &EventId) {
+        let Some(room) = self.rooms.get(room_id) else { return };
+        let rules = room.version.rules();
+        let index = self
+            .auth_indexes
+            .entry(room_id.to_owned())
+            .or_insert_with(|| AuthChainIndex::new(rules));
+        // On failure nothing is added, and nothing else needs undoing.
+        let _ = index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id));
+    }
+
+    /// Changes whenever a stored event is replaced or redacted: a state resolution over
+    /// stored states made at one version holds while the version is the same, whatever
+    /// events were stored since.
+    pub fn events_version(&self) -> u64 {
+        self.events_version
+    }
+
+    /// The room's auth-chain index, covering every stored event whose auth chain is whole.
+    pub fn auth_chain_index(&self, room_id: &str) -> Option<&AuthChainIndex> {
+        self.auth_indexes.get(room_id)
+    }
+
+    /// Replaces a stored outlier by the same event with its state now known.
+    pub fn replace_outlier(&mut self, event: StoredEvent) {
+        let id = event.pdu.event_id().clone();
+        let existing = self.events.get(&id).expect("replacing a stored event");
+        assert!(existing.state_after.is_none(), "only outliers without state are replaced");
+        let room_id = event.pdu.room_id_or_derived();
+        self.count_depth(&room_id, &event);
+        self.events.insert(id, event);
+        self.events_version += 1;
+    }
+
+    /// Lowers the room's `depth_min` to the event's depth if it is stored with a state
+    /// and not rejected: outliers do not count (Synapse `_update_min_depth_for_room_txn`),
+    /// so the state a joiner got with `send_join` does not send its walks back to the
+    /// room's creation.
+    fn count_depth(&mut self, room_id: &str, event: &StoredEvent) {
+        if event.state_before.is_some() && !event.outcome.is_rejected() {
+            let depth = event.pdu.depth();
+            let room = self.room_mut(room_id);
+            room.depth_min = Some(room.depth_min.map_or(depth, |d| d.min(depth)));
+        }
+    }
+
+    /// Replaces an event's JSON by its redacted form (same id).
+    pub fn replace_redacted(&mut self, id: &EventId, redacted: Arc<Pdu>) {
+        let event = self.events.get_mut(id).expect("redacting a stored event");
+        assert_eq!(event.pdu.event_id(), redacted.event_id(), "redaction keeps the event id");
+        let original = std::mem::replace(&mut event.pdu, redacted);
+        event.redacted = true;
+        self.originals.entry(id.clone()).or_insert(original);
+        self.events_version += 1;
+    }
+
+    /// The event as it was stored before a redaction was applied to it (the stored form
+    /// when none was; a copy received already redacted has no other form).
+    pub fn original_pdu(&self, id: &EventId) -> Option<&Arc<Pdu>> {
+        self.originals.get(id).or_else(|| self.pdu(id))
+    }
+}
