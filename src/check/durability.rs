@@ -13,7 +13,7 @@ use crate::stdx::Invariant;
 use crate::trace::{Body, NodeChange};
 
 use super::index::Index;
-use super::{Violation, Witness, line_of, violation};
+use super::{Violation, Witness, violation};
 
 const ID: Invariant = Invariant::Durability;
 
@@ -40,7 +40,7 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
         )
     };
     for (i, record) in index.trace.records.iter().enumerate() {
-        let line = line_of(i);
+        let line = index.trace.line_of(i);
         match &record.body {
             Body::Commit { server, event_ids } => {
                 let state = servers.entry(server).or_default();

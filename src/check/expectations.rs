@@ -35,7 +35,7 @@ use crate::stdx::Invariant;
 use crate::trace::{Body, Decision, Expectation};
 
 use super::index::{Final, Index};
-use super::{Violation, Witness, line_of, violation};
+use super::{Violation, Witness, violation};
 
 const ID: Invariant = Invariant::Expectations;
 
@@ -96,7 +96,7 @@ fn steps(index: &Index<'_>) -> Vec<Violation> {
     for (i, record) in index.trace.records.iter().enumerate() {
         match &record.body {
             Body::Action { step: Some(step), server, action, .. } => {
-                seen.entry(*step).or_default().ran.get_or_insert(line_of(i));
+                seen.entry(*step).or_default().ran.get_or_insert(index.trace.line_of(i));
                 described.entry(*step).or_insert((server, action));
             }
             Body::ActionFailed {
@@ -105,7 +105,7 @@ fn steps(index: &Index<'_>) -> Vec<Violation> {
                 described.entry(*step).or_insert((server, action));
                 if retry_at_ms.is_none() {
                     let entry = seen.entry(*step).or_default();
-                    entry.failed.get_or_insert((line_of(i), server, action, reason));
+                    entry.failed.get_or_insert((index.trace.line_of(i), server, action, reason));
                 }
             }
             _ => {}

@@ -15,8 +15,6 @@ use crate::matrix::redaction;
 use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
 use crate::trace::{Body, Decision, NestedState, NodeChange, Record, Trace, WaitingEvent};
 
-use super::line_of;
-
 /// What the invariants read, borrowed from the trace.
 pub(super) struct Index<'t> {
     pub trace: &'t Trace,
@@ -187,7 +185,7 @@ impl<'t> Index<'t> {
         let mut copy_rooms: Vec<(&'t str, usize, &'t str)> = Vec::new();
         let mut finals: BTreeMap<(&'t str, &'t str), Final<'t>> = BTreeMap::new();
         for (i, record) in trace.records.iter().enumerate() {
-            let line = line_of(i);
+            let line = trace.line_of(i);
             match &record.body {
                 Body::Joined { server, room, version } => {
                     index.note_joined(server, room, version, line);

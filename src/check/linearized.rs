@@ -32,7 +32,7 @@ use crate::stdx::Invariant;
 use crate::trace::{Body, Decision, NodeChange};
 
 use super::index::Index;
-use super::{Violation, Witness, line_of, violation};
+use super::{Violation, Witness, violation};
 
 const ID: Invariant = Invariant::Linearized;
 
@@ -206,7 +206,11 @@ fn states(index: &Index<'_>, room: &str, list: &Replayed<'_>, found: &mut Vec<Vi
                      does not have at or after position {from}",
                     list.hub
                 );
-                found.push(violation(ID, message, witness(&[server], &[], Some(line_of(i)))));
+                found.push(violation(
+                    ID,
+                    message,
+                    witness(&[server], &[], Some(index.trace.line_of(i))),
+                ));
             }
         }
     }
@@ -220,7 +224,7 @@ fn accounting(index: &Index<'_>, found: &mut Vec<Violation>) {
     let mut failed: BTreeSet<&str> = BTreeSet::new();
     let mut crashes: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for (i, record) in index.trace.records.iter().enumerate() {
-        let line = line_of(i);
+        let line = index.trace.line_of(i);
         match &record.body {
             Body::LpduSent { server, room, lpdu_id, .. } => {
                 sent.push((line, server, room, lpdu_id))

@@ -171,10 +171,9 @@ pub fn check_determinism_traces(first: &Trace, second: &Trace) -> Option<Violati
             show(y)
         );
         violation.witness.line = Some(number);
-        let index = usize::try_from(number.saturating_sub(2)).unwrap_or(usize::MAX);
         if number >= 2 {
             for trace in [first, second] {
-                if let Some(record) = trace.records.get(index) {
+                if let Some(record) = trace.record_at_line(number) {
                     for server in index::record_servers(&record.body) {
                         if !violation.witness.servers.iter().any(|s| s == server) {
                             violation.witness.servers.push(server.to_owned());
@@ -210,11 +209,6 @@ fn cap(mut found: Vec<Violation>) -> (Vec<Violation>, u64) {
 fn violation(invariant: Invariant, message: String, witness: Witness) -> Violation {
     assert!(INVARIANTS.contains(&invariant));
     Violation { invariant, message, witness }
-}
-
-/// The 1-based trace line of record `index` (the header is line 1).
-fn line_of(index: usize) -> u64 {
-    u64::try_from(index).unwrap_or(u64::MAX).saturating_add(2)
 }
 
 /// Adds `item` to `list` unless it is there (keeps first-seen order).

@@ -53,21 +53,28 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
 
     // Wall time is reported, never recorded or decided on.
     let display = RunProgress::new(!args.quiet);
-    let sink = display.sink();
-    let (output, wall_us) = super::timed(|| world::run_with_progress(&plan, sink));
-    let output = output.map_err(|e| CliError::input(format!("{file}: {e}")))?;
-    let wall_ms = wall_us / 1000;
     let out = args.out.clone().unwrap_or_else(|| {
         Path::new("reports").join(&scenario.name).join(format!("seed-{}", args.seed))
     });
-    // The trace first, a line at a time: its text is as large as the records again.
-    display.phase("simulated; writing the trace");
-    let trace_hash = write_trace(&out, &output.trace)?;
+    std::fs::create_dir_all(&out)
+        .map_err(|e| CliError::input(format!("{}: cannot create: {e}", out.display())))?;
+    // The records go to a spool file as they happen and the trace file is made from it
+    // at the end (its header is known only then): a big run's trace never waits whole in
+    // memory, and the checks and reports read the kept records and the network summary.
+    let trace_path = out.join("trace.jsonl");
+    let sink = display.sink();
+    let (ran, wall_us) = super::timed(|| {
+        spooled_run(&plan, Some(sink), &out.join("trace.jsonl.part"), &display, Some(&trace_path))
+    });
+    let (output, trace_hash) = ran.map_err(|e| e.in_file(&file))?;
+    let wall_ms = wall_us / 1000;
     display.phase("checking the invariants");
     let mut verdict = check::check(&output.trace);
     if args.check_determinism {
-        let again = world::run(&plan).map_err(|e| CliError::input(format!("{file}: {e}")))?;
-        if let Some(violation) = check::check_determinism(&trace_hash, &again.trace.hash()) {
+        let part = out.join("trace.jsonl.again.part");
+        let (_, again) =
+            spooled_run(&plan, None, &part, &display, None).map_err(|e| e.in_file(&file))?;
+        if let Some(violation) = check::check_determinism(&trace_hash, &again) {
             verdict.violations.push(violation);
         }
         if !verdict.checked.contains(&Invariant::Determinism) {
@@ -231,6 +238,96 @@ impl RunProgress {
 pub(crate) enum TraceFile {
     Write,
     Written,
+}
+
+/// Why a spooled run stopped: the plan could not run (the scenario's fault), or a file
+/// could not be written.
+enum SpoolError {
+    Plan(world::WorldError),
+    File(CliError),
+}
+
+impl SpoolError {
+    fn in_file(self, file: &str) -> CliError {
+        match self {
+            SpoolError::Plan(e) => CliError::input(format!("{file}: {e}")),
+            SpoolError::File(e) => e,
+        }
+    }
+}
+
+/// The spool a run writes its record lines to, and the first error writing it.
+struct SpoolFile {
+    writer: std::io::BufWriter<std::fs::File>,
+    error: Option<std::io::Error>,
+}
+
+/// Runs `plan` with its records spooled to `part` and makes the trace file from them
+/// (`trace_path`; `None` only hashes it). Returns the output, whose trace is kept
+/// ([`Trace::kept`]), and the trace hash. The spool is removed whatever happens.
+fn spooled_run(
+    plan: &world::Plan,
+    progress: Option<world::ProgressSink>,
+    part: &Path,
+    display: &RunProgress,
+    trace_path: Option<&Path>,
+) -> Result<(world::RunOutput, String), SpoolError> {
+    let result = spool_and_assemble(plan, progress, part, display, trace_path);
+    let _ = std::fs::remove_file(part);
+    result
+}
+
+fn spool_and_assemble(
+    plan: &world::Plan,
+    progress: Option<world::ProgressSink>,
+    part: &Path,
+    display: &RunProgress,
+    trace_path: Option<&Path>,
+) -> Result<(world::RunOutput, String), SpoolError> {
+    let cannot = |path: &Path, e: std::io::Error| {
+        SpoolError::File(CliError::input(format!("{}: cannot write: {e}", path.display())))
+    };
+    let file = std::fs::File::create(part).map_err(|e| cannot(part, e))?;
+    let spool = Arc::new(Mutex::new(SpoolFile {
+        writer: std::io::BufWriter::with_capacity(1 << 20, file),
+        error: None,
+    }));
+    let sink_spool = Arc::clone(&spool);
+    let sink: world::SpoolSink = Box::new(move |line: &str| {
+        let Ok(mut spool) = sink_spool.lock() else { return };
+        if spool.error.is_some() {
+            return;
+        }
+        let written = std::io::Write::write_all(&mut spool.writer, line.as_bytes())
+            .and_then(|()| std::io::Write::write_all(&mut spool.writer, b"\n"));
+        if let Err(e) = written {
+            spool.error = Some(e);
+        }
+    });
+    let output = world::run_spooled(plan, progress, sink).map_err(SpoolError::Plan)?;
+    {
+        let mut spool = spool.lock().expect("the run is over");
+        let flushed = std::io::Write::flush(&mut spool.writer);
+        if let Some(e) = spool.error.take().or(flushed.err()) {
+            return Err(cannot(part, e));
+        }
+    }
+    display.phase("simulated; writing the trace");
+    let read = std::fs::File::open(part).map_err(|e| cannot(part, e))?;
+    let mut records = std::io::BufReader::with_capacity(1 << 20, read);
+    let hash = match trace_path {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|e| cannot(path, e))?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let hash = trace::write_spooled(&output.trace.header, &mut records, &mut writer)
+                .map_err(|e| cannot(path, e))?;
+            std::io::Write::flush(&mut writer).map_err(|e| cannot(path, e))?;
+            hash
+        }
+        None => trace::write_spooled(&output.trace.header, &mut records, &mut std::io::sink())
+            .map_err(|e| cannot(part, e))?,
+    };
+    Ok((output, hash))
 }
 
 /// Writes `trace.jsonl` into `out` (created if missing) a line at a time and returns the

@@ -212,10 +212,6 @@ pub fn figures(trace: &Trace) -> RunFigures {
     let mut versions: Vec<String> = Vec::new();
     for record in records {
         match &record.body {
-            Body::Send { bytes, .. } => {
-                run.messages += 1;
-                run.bytes += bytes;
-            }
             Body::Event { decision: Decision::Created, .. } => run.events_created += 1,
             Body::State { .. } if record.t > run.healed_ms => {
                 run.converged_after_heal_ms = record.t - run.healed_ms;
@@ -227,6 +223,9 @@ pub fn figures(trace: &Trace) -> RunFigures {
         }
     }
     run.versions = versions;
+    let net = trace.net();
+    run.messages = net.sent;
+    run.bytes = net.bytes;
     for room in model::rooms(trace) {
         run.merges += room
             .events

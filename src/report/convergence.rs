@@ -77,16 +77,18 @@ const BUCKETS: u64 = 1000;
 fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
     let aggregate = room.servers.len() > LEGEND_SERVERS_MAX;
     let mut walk = Walk::new(room, aggregate);
-    let records = &trace.records;
-    let mut i = 0;
-    while i < records.len() {
-        let t = records[i].t;
+    // Network records change nothing here; leaving them out keeps the sample instants the
+    // same whether the trace is whole in memory or kept without them (`Trace::kept`).
+    let mut records =
+        trace.records.iter().filter(|r| !crate::trace::NetFold::takes(&r.body)).peekable();
+    while let Some(first) = records.next() {
+        let t = first.t;
         // Apply every record of this millisecond, then sample once.
-        while i < records.len() && records[i].t == t {
-            walk.apply(&records[i].body);
-            i += 1;
+        walk.apply(&first.body);
+        while let Some(record) = records.next_if(|r| r.t == t) {
+            walk.apply(&record.body);
         }
-        walk.sample(t, i == records.len());
+        walk.sample(t, records.peek().is_none());
     }
     walk.finish(highlight)
 }

@@ -233,8 +233,16 @@ fn run_table(out: &mut String, trace: &Trace, info: &RunInfo) {
                 seconds(header.healed_ms)
             ),
         ),
-        ("trace records", trace.records.len().to_string()),
-        ("trace hash", info.trace_hash.clone().unwrap_or_else(|| trace.hash())),
+        ("trace records", trace.record_count().to_string()),
+        (
+            "trace hash",
+            match (&info.trace_hash, &trace.kept) {
+                (Some(hash), _) => hash.clone(),
+                (None, None) => trace.hash(),
+                // A kept trace's text is in its file only; its reader had the hash.
+                (None, Some(_)) => "(not known: the trace is not whole in memory)".to_owned(),
+            },
+        ),
     ];
     for (name, value) in rows {
         let _ = writeln!(out, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));
@@ -428,7 +436,7 @@ fn failed_actions(out: &mut String, trace: &Trace, quoted: &mut BTreeSet<u64>) {
     let mut count = 0usize;
     let mut last_action: BTreeMap<&str, (u64, Option<Value>, Option<Value>)> = BTreeMap::new();
     for (index, record) in trace.records.iter().enumerate() {
-        let line = index as u64 + 2;
+        let line = trace.line_of(index);
         match &record.body {
             Body::Action { server, .. } => {
                 let fields = record_kind(&record.body).map(|(_, f)| f).unwrap_or_default();
@@ -632,8 +640,11 @@ fn quoted_lines(out: &mut String, trace: &Trace, lines: &BTreeSet<u64>) {
     for (shown, &line) in lines.iter().enumerate() {
         let text = match line {
             1 => trace.header.to_line(),
-            n => match n.checked_sub(2).and_then(|i| trace.records.get(i as usize)) {
+            n => match trace.record_at_line(n) {
                 Some(record) => record.to_line(),
+                None if n <= trace.record_count() + 1 => {
+                    "(a network record: see the trace file)".to_owned()
+                }
                 None => "(beyond the end of the trace)".to_owned(),
             },
         };

@@ -516,7 +516,7 @@ mod tests {
             swarm: None,
         };
         let records = records.into_iter().map(|(t, body)| Record { t, body }).collect();
-        Trace { header, records }
+        Trace::new(header, records)
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 
 use crate::report::model::{Membership, Window, WindowKind};
 use crate::report::svg::{self, escape, num};
-use crate::trace::{Body, Decision, Fault, Trace};
+use crate::trace::{Body, Decision, Fault, Trace, net};
 
 /// Up to this many servers, each gets its own lane.
 pub const LANES_MAX: usize = 40;
@@ -27,7 +27,8 @@ pub const LANES_MAX: usize = 40;
 pub const MATTER_MAX: usize = 24;
 
 const LEFT: f64 = 190.0;
-const PLOT_W: f64 = 1100.0;
+/// One pixel per column of the network summary.
+const PLOT_W: f64 = net::COLUMNS as f64;
 const TOP: f64 = 58.0;
 const ROW_H: f64 = 9.0;
 const LANE_H: f64 = ROW_H * 3.0 + 7.0;
@@ -88,8 +89,16 @@ struct Scale {
 
 impl Scale {
     fn column(&self, t: u64) -> u32 {
-        let column = (t as f64 / self.end_ms.max(1) as f64 * PLOT_W).floor();
-        column.clamp(0.0, PLOT_W - 1.0) as u32
+        net::column(t, self.end_ms)
+    }
+    /// A column of the network summary, counted against `net_end_ms`, on this scale (the
+    /// same column when the two ends agree, as they do for every trace a run writes).
+    fn rescale(&self, column: u32, net_end_ms: u64) -> u32 {
+        if net_end_ms == self.end_ms {
+            return column;
+        }
+        let t = u128::from(column) * u128::from(net_end_ms) / u128::from(net::COLUMNS);
+        self.column(u64::try_from(t).unwrap_or(u64::MAX))
     }
     fn x(&self, t: u64) -> f64 {
         LEFT + t as f64 / self.end_ms.max(1) as f64 * PLOT_W
@@ -140,11 +149,6 @@ pub fn name_servers(servers: &[String]) -> String {
 
 fn lanes(trace: &Trace, scale: &Scale) -> BTreeMap<String, Lane> {
     let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
-    // msg → (from, to, request line or None for a response, the request it answers).
-    let mut messages: BTreeMap<u64, (String, Option<String>, Option<u64>)> = BTreeMap::new();
-    // (from, to, request line) → (last attempt's msg, when).
-    let mut attempts: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
-    let mut answered: BTreeMap<u64, bool> = BTreeMap::new();
     let bump = |lanes: &mut BTreeMap<String, Lane>, server: &str, kind: usize, t: u64| {
         let lane = lanes.entry(server.to_owned()).or_default();
         *lane.marks[kind].entry(scale.column(t)).or_default() += 1;
@@ -165,40 +169,22 @@ fn lanes(trace: &Trace, scale: &Scale) -> BTreeMap<String, Lane> {
             Body::State { server, .. } => bump(&mut lanes, server, STATE, t),
             Body::PeerDown { server, .. } => bump(&mut lanes, server, PEER_DOWN, t),
             Body::PeerUp { server, .. } => bump(&mut lanes, server, PEER_UP, t),
-            Body::Send { msg, from, to, what, request, .. } => {
-                if what.starts_with("response") {
-                    messages.insert(*msg, (from.clone(), None, *request));
-                    continue;
-                }
-                messages.insert(*msg, (from.clone(), Some(what.clone()), None));
-                bump(&mut lanes, from, SENT, t);
-                let key = (from.clone(), to.clone(), what.clone());
-                if let Some(&(before, when)) = attempts.get(&key) {
-                    if !answered.get(&before).copied().unwrap_or(false) {
-                        bump(&mut lanes, from, RETRY, t);
-                        lanes.entry(from.clone()).or_default().backoffs.push((when, t));
-                    }
-                }
-                attempts.insert(key, (*msg, t));
-            }
-            Body::Deliver { msg, .. } => {
-                let Some((_, None, Some(request))) = messages.get(msg) else { continue };
-                let request = *request;
-                if answered.insert(request, true).is_none() {
-                    if let Some((requester, _, _)) = messages.get(&request) {
-                        let requester = requester.clone();
-                        bump(&mut lanes, &requester, ANSWERED, t);
-                    }
-                }
-            }
-            Body::Drop { msg, .. } | Body::DropDown { msg, .. } => {
-                if let Some((from, _, _)) = messages.get(msg) {
-                    let from = from.clone();
-                    bump(&mut lanes, &from, LOST, t);
-                }
-            }
             _ => {}
         }
+    }
+    // The network row, from the summed network records (kept or folded).
+    let net = trace.net();
+    for (server, marks) in &net.marks {
+        let lane = lanes.entry(server.clone()).or_default();
+        for (kind, by_column) in [SENT, ANSWERED, LOST, RETRY].into_iter().zip(marks) {
+            for (&column, &count) in by_column {
+                let column = scale.rescale(column, net.end_ms);
+                *lane.marks[kind].entry(column).or_default() += count;
+            }
+        }
+    }
+    for (server, backoffs) in &net.backoffs {
+        lanes.entry(server.clone()).or_default().backoffs.extend(backoffs.iter().copied());
     }
     lanes
 }

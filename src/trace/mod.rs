@@ -47,6 +47,9 @@ pub use crate::matrix::Decision;
 use crate::matrix::crypto;
 use crate::stdx::Invariant;
 
+pub mod net;
+pub use net::{NetFold, NetSummary};
+
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
 
@@ -349,11 +352,27 @@ pub struct WaitingEvent {
     pub deadline_ms: u64,
 }
 
-/// A whole trace in memory.
+/// A trace in memory: whole, or kept as the checks and reports read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trace {
     pub header: Header,
+    /// Every record, or with [`Trace::kept`] every record but the network ones.
     pub records: Vec<Record>,
+    /// Set when the network records were written to the trace file as the run went and
+    /// only summed here (`mxsim run`): the records above are then the others, each at
+    /// the line [`Kept::lines`] gives. `None`: `records` is the whole trace.
+    pub kept: Option<Box<Kept>>,
+}
+
+/// What a trace without its network records keeps of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    /// The 1-based trace line of each record of [`Trace::records`], increasing.
+    pub lines: Vec<u64>,
+    /// Records in the whole trace (between the header and the end record).
+    pub total: u64,
+    /// The network records, summed.
+    pub net: NetSummary,
 }
 
 /// Why a trace file cannot be read.
@@ -404,6 +423,49 @@ struct End {
 const INCOMPLETE: &str = "trace is incomplete";
 
 impl Trace {
+    /// A whole trace.
+    pub fn new(header: Header, records: Vec<Record>) -> Trace {
+        Trace { header, records, kept: None }
+    }
+
+    /// The 1-based trace line of `records[index]` (the header is line 1).
+    pub fn line_of(&self, index: usize) -> u64 {
+        match &self.kept {
+            Some(kept) => kept.lines.get(index).copied().unwrap_or(u64::MAX),
+            None => u64::try_from(index).unwrap_or(u64::MAX).saturating_add(2),
+        }
+    }
+
+    /// The record at 1-based trace line `line`, if it is in memory.
+    pub fn record_at_line(&self, line: u64) -> Option<&Record> {
+        match &self.kept {
+            Some(kept) => kept.lines.binary_search(&line).ok().map(|i| &self.records[i]),
+            None => line.checked_sub(2).and_then(|i| self.records.get(usize::try_from(i).ok()?)),
+        }
+    }
+
+    /// Records in the whole trace, whether or not all are in memory.
+    pub fn record_count(&self) -> u64 {
+        match &self.kept {
+            Some(kept) => kept.total,
+            None => u64::try_from(self.records.len()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The network records, summed: kept from the run, or folded from the records.
+    pub fn net(&self) -> std::borrow::Cow<'_, NetSummary> {
+        match &self.kept {
+            Some(kept) => std::borrow::Cow::Borrowed(&kept.net),
+            None => {
+                let mut fold = NetFold::new(self.header.end_ms);
+                for record in &self.records {
+                    fold.push(record);
+                }
+                std::borrow::Cow::Owned(fold.finish())
+            }
+        }
+    }
+
     /// The JSONL bytes: the header line, one line per record, then the end record, each
     /// ending in `\n`.
     pub fn to_jsonl(&self) -> Vec<u8> {
@@ -415,40 +477,25 @@ impl Trace {
     /// Writes [`Trace::to_jsonl`]'s bytes to `out` a line at a time and returns the trace
     /// hash ([`hash_jsonl`] of those bytes), without holding the whole text: a large run's
     /// trace is as big as its records again.
+    /// A kept trace ([`Trace::kept`]) has no whole text in memory: its file was written
+    /// as the run went, and this returns an error.
     pub fn write_jsonl(&self, out: &mut impl std::io::Write) -> std::io::Result<String> {
-        let mut hasher = crypto::Sha256Stream::new();
-        let header = self.header.to_line();
-        out.write_all(header.as_bytes())?;
-        out.write_all(b"\n")?;
-        match build_member(header.as_bytes()) {
-            Some((start, end)) => {
-                hasher.update(&header.as_bytes()[..start]);
-                hasher.update(&header.as_bytes()[end..]);
-            }
-            None => hasher.update(header.as_bytes()),
+        if self.kept.is_some() {
+            return Err(std::io::Error::other(
+                "the trace's network records were written to its file as the run went; \
+                 it is not whole in memory",
+            ));
         }
-        hasher.update(b"\n");
+        let mut writer = JsonlWriter::start(&self.header, out)?;
         for record in &self.records {
-            let line = record.to_line();
-            out.write_all(line.as_bytes())?;
-            out.write_all(b"\n")?;
-            hasher.update(line.as_bytes());
-            hasher.update(b"\n");
+            writer.line(record.to_line().as_bytes())?;
         }
-        let end = End {
-            kind: "end".into(),
-            records: u64::try_from(self.records.len()).expect("record counts fit u64"),
-            hash: hasher.clone().finish_hex(),
-        };
-        let line = serde_json::to_string(&end).expect("an end record serializes");
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-        hasher.update(line.as_bytes());
-        hasher.update(b"\n");
-        Ok(hasher.finish_hex())
+        writer.finish()
     }
 
     /// The trace hash: [`hash_jsonl`] of [`Trace::to_jsonl`], computed without holding it.
+    /// Panics on a kept trace ([`Trace::kept`]), which has no whole text to hash: its
+    /// hash was taken when its file was written ([`write_spooled`]).
     pub fn hash(&self) -> String {
         self.write_jsonl(&mut std::io::sink()).expect("writing to nowhere does not fail")
     }
@@ -483,8 +530,83 @@ impl Trace {
             last_t = record.t;
             records.push(record);
         }
-        Ok(Trace { header, records })
+        Ok(Trace::new(header, records))
     }
+}
+
+/// Writes a trace file a line at a time: the header, record lines, then the end record,
+/// hashing as it goes.
+struct JsonlWriter<'o, W: std::io::Write> {
+    out: &'o mut W,
+    hasher: crypto::Sha256Stream,
+    records: u64,
+}
+
+impl<'o, W: std::io::Write> JsonlWriter<'o, W> {
+    fn start(header: &Header, out: &'o mut W) -> std::io::Result<Self> {
+        let mut hasher = crypto::Sha256Stream::new();
+        let header = header.to_line();
+        out.write_all(header.as_bytes())?;
+        out.write_all(b"\n")?;
+        match build_member(header.as_bytes()) {
+            Some((start, end)) => {
+                hasher.update(&header.as_bytes()[..start]);
+                hasher.update(&header.as_bytes()[end..]);
+            }
+            None => hasher.update(header.as_bytes()),
+        }
+        hasher.update(b"\n");
+        Ok(JsonlWriter { out, hasher, records: 0 })
+    }
+
+    /// One record's line, without its newline.
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(line)?;
+        self.out.write_all(b"\n")?;
+        self.hasher.update(line);
+        self.hasher.update(b"\n");
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes the end record and returns the trace hash.
+    fn finish(mut self) -> std::io::Result<String> {
+        let end = End {
+            kind: "end".into(),
+            records: self.records,
+            hash: self.hasher.clone().finish_hex(),
+        };
+        let line = serde_json::to_string(&end).expect("an end record serializes");
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
+        Ok(self.hasher.finish_hex())
+    }
+}
+
+/// Writes a trace file from its header and `spool`, the record lines a run wrote as it
+/// went (each [`Record::to_line`] and a newline), and returns the trace hash: the same
+/// bytes and hash as [`Trace::write_jsonl`] of the whole trace. The header is known only
+/// at the end of a run, which is why the records wait in a spool.
+pub fn write_spooled(
+    header: &Header,
+    spool: &mut impl std::io::BufRead,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<String> {
+    let mut writer = JsonlWriter::start(header, out)?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if spool.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.pop() != Some(b'\n') {
+            return Err(std::io::Error::other("the spool's last line has no newline"));
+        }
+        writer.line(&line)?;
+    }
+    writer.finish()
 }
 
 /// The trace without its end record, if the end record is there and valid.
@@ -559,14 +681,6 @@ pub fn metrics(trace: &Trace) -> Vec<(&'static str, u64)> {
                     }
                 }
             },
-            Body::Send { bytes, .. } => {
-                bump("messages_sent", 1);
-                bump("bytes_sent", *bytes);
-            }
-            Body::Deliver { .. } => bump("messages_delivered", 1),
-            Body::Drop { .. } | Body::DropDown { .. } => bump("messages_lost", 1),
-            Body::Duplicate { .. } => bump("messages_duplicated", 1),
-            Body::Corrupt { .. } => bump("messages_corrupted", 1),
             Body::Node { change: NodeChange::Crash, .. } => bump("crashes", 1),
             Body::ActionFailed { .. } => bump("actions_failed", 1),
             Body::Action { .. } => bump("actions", 1),
@@ -574,6 +688,13 @@ pub fn metrics(trace: &Trace) -> Vec<(&'static str, u64)> {
             _ => {}
         }
     }
+    let net = trace.net();
+    bump("messages_sent", net.sent);
+    bump("bytes_sent", net.bytes);
+    bump("messages_delivered", net.delivered);
+    bump("messages_lost", net.lost);
+    bump("messages_duplicated", net.duplicated);
+    bump("messages_corrupted", net.corrupted);
     latencies.sort_unstable();
     let percentile = |p: usize| -> u64 {
         if latencies.is_empty() {
@@ -584,7 +705,7 @@ pub fn metrics(trace: &Trace) -> Vec<(&'static str, u64)> {
     let mut out = vec![
         ("sim_ms", trace.header.end_ms),
         ("servers", u64::try_from(trace.header.servers.len()).unwrap_or(u64::MAX)),
-        ("trace_records", u64::try_from(trace.records.len()).unwrap_or(u64::MAX)),
+        ("trace_records", trace.record_count()),
     ];
     for name in [
         "actions",

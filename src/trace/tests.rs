@@ -26,9 +26,9 @@ fn header() -> Header {
 
 #[test]
 fn round_trips_through_jsonl() {
-    let trace = Trace {
-        header: header(),
-        records: vec![
+    let trace = Trace::new(
+        header(),
+        vec![
             Record {
                 t: 0,
                 body: Body::Send {
@@ -56,7 +56,7 @@ fn round_trips_through_jsonl() {
                 },
             },
         ],
-    };
+    );
     let bytes = trace.to_jsonl();
     let text = String::from_utf8(bytes.clone()).unwrap();
     assert_eq!(Trace::parse_jsonl(&text).unwrap(), trace);
@@ -99,7 +99,7 @@ fn faults_are_typed_and_written_with_sorted_keys() {
 #[test]
 fn the_build_identifier_is_recorded_but_not_hashed() {
     let record = Record { t: 5, body: Body::FaultStart { fault: 0 } };
-    let without = Trace { header: header(), records: vec![record] };
+    let without = Trace::new(header(), vec![record]);
     let mut with = without.clone();
     with.header.mxsim_build = "0.1.0+0123456789abcdef".into();
     let mut other = without.clone();
@@ -214,7 +214,7 @@ fn a_trace_without_a_valid_end_record_is_incomplete() {
 
 #[test]
 fn a_trace_written_a_line_at_a_time_hashes_as_its_bytes() {
-    let mut trace = Trace { header: header(), records: vec![] };
+    let mut trace = Trace::new(header(), vec![]);
     trace.header.mxsim_build = "0.1.0+0123456789abcdef".into();
     for msg in 0..50 {
         let body = Body::Deliver { msg, copy: 0 };

@@ -66,7 +66,7 @@ use crate::stdx::{Instant, Prng, streams};
 use crate::trace::{self, Body, CheckSettings, Header, NodeChange, Record, Trace};
 use frame::{Kind, Message};
 pub use plan::{Plan, retry_delay_ms};
-pub use runtime::{run, run_with_progress};
+pub use runtime::{run, run_spooled, run_with_progress};
 use steps::membership_kind;
 
 /// The key id every simulated server signs with.
@@ -99,6 +99,21 @@ pub struct Progress {
 
 /// A progress display: called at every supervisor step (many times a virtual second).
 pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
+
+/// Where a spooled run ([`run_spooled`]) writes each record's line (without its newline)
+/// as it happens, in trace order.
+pub type SpoolSink = Box<dyn FnMut(&str) + Send>;
+
+/// A spooled run's recording: every record goes to the sink; network records are summed,
+/// the others kept with their trace lines.
+struct Spool {
+    sink: SpoolSink,
+    /// Records written so far.
+    count: u64,
+    /// The trace line of each kept record.
+    lines: Vec<u64>,
+    net: trace::NetFold,
+}
 
 /// Why a plan cannot run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -160,6 +175,8 @@ struct Shared {
     rooms: BTreeMap<String, String>,
     labels: BTreeMap<String, EventId>,
     records: Vec<Record>,
+    /// Set for a spooled run: where the records go (`records` then holds the kept ones).
+    spool: Option<Spool>,
     last_t: u64,
     /// Every PDU created, as canonical JSON.
     created: Vec<Vec<u8>>,
@@ -216,6 +233,7 @@ impl Shared {
             rooms: BTreeMap::new(),
             labels: BTreeMap::new(),
             records: Vec::new(),
+            spool: None,
             last_t: 0,
             created: Vec::new(),
             created_ids: BTreeSet::new(),
@@ -239,7 +257,7 @@ impl Shared {
             end_ms: self.plan.end_ms,
             events: self.created.len() as u64,
             deliveries: self.delivered,
-            records: self.records.len() as u64,
+            records: self.spool.as_ref().map_or(self.records.len() as u64, |s| s.count),
         });
     }
 
@@ -247,7 +265,20 @@ impl Shared {
         // Network decisions carry their own time, which is never after now.
         let t = t.max(self.last_t);
         self.last_t = t;
-        self.records.push(Record { t, body });
+        let record = Record { t, body };
+        let Some(spool) = self.spool.as_mut() else {
+            self.records.push(record);
+            return;
+        };
+        spool.count += 1;
+        (spool.sink)(&record.to_line());
+        if trace::NetFold::takes(&record.body) {
+            spool.net.push(&record);
+        } else {
+            // The header is line 1.
+            spool.lines.push(spool.count + 1);
+            self.records.push(record);
+        }
     }
 
     fn name(&self, node: NodeId) -> String {

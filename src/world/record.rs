@@ -195,7 +195,7 @@ impl Shared {
             swarm: self.plan.swarm.clone(),
         };
         RunOutput {
-            trace: Trace { header, records: std::mem::take(&mut self.records) },
+            trace: self.take_trace(header),
             events: std::mem::take(&mut self.created),
             rooms: std::mem::take(&mut self.rooms),
         }
@@ -203,6 +203,23 @@ impl Shared {
 }
 
 impl Shared {
+    /// The records so far under `header`: whole, or kept for a spooled run.
+    fn take_trace(&mut self, header: Header) -> Trace {
+        let records = std::mem::take(&mut self.records);
+        match self.spool.take() {
+            None => Trace::new(header, records),
+            Some(spool) => Trace {
+                header,
+                records,
+                kept: Some(Box::new(trace::Kept {
+                    lines: spool.lines,
+                    total: spool.count,
+                    net: spool.net.finish(),
+                })),
+            },
+        }
+    }
+
     /// The plan's check settings with the run-time names its expectations use: every
     /// room label's id, and the event ids of labels that `rejected` blocks name.
     fn check_settings(&self) -> CheckSettings {

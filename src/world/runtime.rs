@@ -7,16 +7,33 @@ use super::*;
 /// Runs a plan to its end and returns the trace. Deterministic: the same plan and seed give
 /// the same trace bytes.
 pub fn run(plan: &Plan) -> Result<RunOutput, WorldError> {
-    run_inner(plan, None)
+    run_inner(plan, None, None)
 }
 
 /// [`run`], handing `progress` where the run has got to at every supervisor step. The
 /// trace is the same as [`run`]'s.
 pub fn run_with_progress(plan: &Plan, progress: ProgressSink) -> Result<RunOutput, WorldError> {
-    run_inner(plan, Some(progress))
+    run_inner(plan, Some(progress), None)
 }
 
-fn run_inner(plan: &Plan, progress: Option<ProgressSink>) -> Result<RunOutput, WorldError> {
+/// Runs `plan` writing every record's line to `spool` as it happens, so that the trace
+/// never waits whole in memory: the output's trace is a kept one ([`Trace::kept`]), the
+/// network records summed and the others kept with their lines. `spool` receives exactly
+/// the record lines of the whole trace, in order; [`crate::trace::write_spooled`] makes
+/// the trace file from them and the output's header.
+pub fn run_spooled(
+    plan: &Plan,
+    progress: Option<ProgressSink>,
+    spool: SpoolSink,
+) -> Result<RunOutput, WorldError> {
+    run_inner(plan, progress, Some(spool))
+}
+
+fn run_inner(
+    plan: &Plan,
+    progress: Option<ProgressSink>,
+    spool: Option<SpoolSink>,
+) -> Result<RunOutput, WorldError> {
     let schedule: Vec<String> = plan.faults.nodes().iter().map(|n| n.as_str().to_owned()).collect();
     if schedule != plan.servers {
         return Err(WorldError::NodesMismatch { schedule, servers: plan.servers.clone() });
@@ -25,6 +42,12 @@ fn run_inner(plan: &Plan, progress: Option<ProgressSink>) -> Result<RunOutput, W
     let network = Network::new(plan.network.clone(), plan.faults.clone(), root.fork(streams::NET))?;
     let mut world = Shared::new(plan, network, &root);
     world.progress = progress;
+    world.spool = spool.map(|sink| Spool {
+        sink,
+        count: 0,
+        lines: Vec::new(),
+        net: trace::NetFold::new(plan.end_ms),
+    });
     let shared = Arc::new(Mutex::new(world));
 
     let runtime =

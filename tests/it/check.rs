@@ -276,7 +276,7 @@ fn fixture(version: RoomVersion) -> Fixture {
     hs2_commits.push(id(&message));
     records.push(rec(21, Body::Recovered { server: "hs2".into(), event_ids: hs2_commits }));
     records.extend(finals(&room, &r, &message, 6));
-    let trace = Trace { header: header(ALL), records };
+    let trace = Trace::new(header(ALL), records);
     Fixture { room, room_id: r, join_rules, bob, message, trace }
 }
 
@@ -951,7 +951,7 @@ fn redacted_power_levels_then_invite(hs1_redacts: bool) -> Trace {
     records.push(event(40, "hs2", &r, &invite, Decision::Created, true));
     records.push(event(41, "hs1", &r, &invite, Decision::Accepted, false));
     records.extend(finals(&room, &r, &invite, 9));
-    Trace { header: header(ALL), records }
+    Trace::new(header(ALL), records)
 }
 
 #[test]
@@ -1046,7 +1046,7 @@ fn the_checker_never_applies_a_redaction_of_the_create_event() {
     records.push(event(4, "hs2", &r, &bob, Decision::Created, true));
     records.push(event(5, "hs1", &r, &bob, Decision::Accepted, false));
     records.extend(finals(&room, &r, &bob, 6));
-    let trace = Trace { header: header(&["auth"]), records };
+    let trace = Trace::new(header(&["auth"]), records);
     let violations = only(&run(&trace), "auth");
     // Both servers, by both the own-auth-events and the state-before checks.
     assert_eq!(violations.len(), 2, "{violations:#?}");
@@ -1140,7 +1140,7 @@ fn the_checkers_state_resolution_reads_the_originals_of_redacted_events() {
         t += 1;
     }
     records.extend(finals(&room, &r, &join, 12));
-    let trace = Trace { header: header(&["auth"]), records };
+    let trace = Trace::new(header(&["auth"]), records);
     let violations = only(&run(&trace), "auth");
     assert_eq!(violations.len(), 1, "only the state-before check flags the join: {violations:#?}");
     let v = &violations[0];

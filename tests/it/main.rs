@@ -7,6 +7,7 @@ mod cli;
 mod curated;
 mod expectations;
 mod homeserver;
+mod kept;
 mod linearized;
 mod net;
 mod outbound;

@@ -194,7 +194,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
         swarm: None,
     };
     let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
-    Trace { header, records }
+    Trace::new(header, records)
 }
 
 fn failing_verdict() -> Verdict {
@@ -658,7 +658,7 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
         swarm: None,
     };
     let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
-    Trace { header, records }
+    Trace::new(header, records)
 }
 
 /// A 1,000-server room's report: the timeline groups lanes by partition side and names

@@ -1,0 +1,257 @@
+//! What a trace's network records add up to, for the readers that need them only in sum:
+//! the run's metrics, the timeline's network row and the run comparison.
+//!
+//! A big run writes tens of millions of network records (`send`, `deliver`, `drop`, …),
+//! most of its trace. `mxsim run` writes them to the trace file as they happen and folds
+//! them here instead of keeping them ([`super::Trace::kept`]); a trace read whole folds
+//! them the same way ([`super::Trace::net`]), so every reader sees one summary either way.
+//!
+//! The fold keeps only messages still in flight and requests not yet answered, so its
+//! memory follows what the network holds at one time, not what it carried over the run.
+
+use std::collections::BTreeMap;
+
+use super::{Body, Record};
+
+/// Timeline columns: marks are counted per column of the run's duration.
+pub const COLUMNS: u64 = 1100;
+
+/// Network marks of one server, by kind.
+pub const SENT: usize = 0;
+pub const ANSWERED: usize = 1;
+pub const LOST: usize = 2;
+pub const RETRY: usize = 3;
+pub const MARK_KINDS: usize = 4;
+
+/// The column of virtual time `t` in a run that ends at `end_ms`.
+pub fn column(t: u64, end_ms: u64) -> u32 {
+    let column = u128::from(t) * u128::from(COLUMNS) / u128::from(end_ms.max(1));
+    u32::try_from(column.min(u128::from(COLUMNS - 1))).expect("below COLUMNS")
+}
+
+/// The network records of a trace, summed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetSummary {
+    /// The run's end (`header.end_ms`), against which the columns were counted.
+    pub end_ms: u64,
+    /// `send` records, and their bytes.
+    pub sent: u64,
+    pub bytes: u64,
+    /// `deliver` records.
+    pub delivered: u64,
+    /// `drop` and `drop_down` records.
+    pub lost: u64,
+    pub duplicated: u64,
+    pub corrupted: u64,
+    /// Server → mark kind ([`SENT`], [`ANSWERED`], [`LOST`], [`RETRY`]) → column → count.
+    /// A request counts as sent by its sender; an answer counts for the requester when the
+    /// first copy of a response reaches it; a lost copy counts for its sender; a retry is
+    /// a request line sent again to the same destination while the earlier attempt was
+    /// never answered.
+    pub marks: BTreeMap<String, [BTreeMap<u32, u32>; MARK_KINDS]>,
+    /// Server → (from, to) in virtual ms: the wait before each of its retries.
+    pub backoffs: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+/// A message whose copies are not all delivered or lost yet, or a request not yet
+/// answered.
+struct InFlight {
+    from: String,
+    /// The request a response answers; `None` for a request.
+    answers: Option<u64>,
+    /// Copies neither delivered nor lost.
+    copies: u32,
+    /// A request: copies that reached a server that was up (a request that reached none
+    /// is never answered).
+    reached: u32,
+    /// A request: whether a response to it has arrived.
+    answered: bool,
+}
+
+/// Folds network records, in trace order, into a [`NetSummary`].
+pub struct NetFold {
+    summary: NetSummary,
+    messages: BTreeMap<u64, InFlight>,
+    /// (from, to, request line) → the last attempt (msg, when), while it is unanswered.
+    attempts: BTreeMap<(String, String, String), (u64, u64)>,
+    /// Request msg → its key in `attempts`, while it is that key's last attempt.
+    open: BTreeMap<u64, (String, String, String)>,
+    /// Messages forgotten at a `deliver` in the current instant → their sender: a
+    /// `drop_down` of the same copy may follow (`world::Shared::deliver`).
+    delivered_now: BTreeMap<u64, String>,
+    /// The time of the last record taken.
+    now: u64,
+}
+
+impl NetFold {
+    /// A fold for a run that ends at `end_ms`.
+    pub fn new(end_ms: u64) -> NetFold {
+        NetFold {
+            summary: NetSummary { end_ms, ..NetSummary::default() },
+            messages: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            open: BTreeMap::new(),
+            delivered_now: BTreeMap::new(),
+            now: 0,
+        }
+    }
+
+    /// Whether `body` is a network record, one this fold takes.
+    pub fn takes(body: &Body) -> bool {
+        matches!(
+            body,
+            Body::Send { .. }
+                | Body::Deliver { .. }
+                | Body::Drop { .. }
+                | Body::DropDown { .. }
+                | Body::Corrupt { .. }
+                | Body::Duplicate { .. }
+                | Body::Hold { .. }
+                | Body::Release { .. }
+        )
+    }
+
+    fn mark(&mut self, server: &str, kind: usize, t: u64) {
+        let column = column(t, self.summary.end_ms);
+        let marks = match self.summary.marks.get_mut(server) {
+            Some(marks) => marks,
+            None => self.summary.marks.entry(server.to_owned()).or_default(),
+        };
+        *marks[kind].entry(column).or_default() += 1;
+    }
+
+    /// Takes one record; records that are not network records are ignored.
+    pub fn push(&mut self, record: &Record) {
+        let t = record.t;
+        if t != self.now {
+            self.now = t;
+            self.delivered_now.clear();
+        }
+        match &record.body {
+            Body::Send { msg, from, to, bytes, what, request } => {
+                self.summary.sent += 1;
+                self.summary.bytes = self.summary.bytes.saturating_add(*bytes);
+                if what.starts_with("response") {
+                    let flight = InFlight {
+                        from: from.clone(),
+                        answers: *request,
+                        copies: 1,
+                        reached: 0,
+                        answered: false,
+                    };
+                    self.messages.insert(*msg, flight);
+                    return;
+                }
+                let flight = InFlight {
+                    from: from.clone(),
+                    answers: None,
+                    copies: 1,
+                    reached: 0,
+                    answered: false,
+                };
+                self.messages.insert(*msg, flight);
+                self.mark(from, SENT, t);
+                let key = (from.clone(), to.clone(), what.clone());
+                if let Some(&(before, when)) = self.attempts.get(&key) {
+                    self.open.remove(&before);
+                    self.mark(from, RETRY, t);
+                    self.summary.backoffs.entry(from.clone()).or_default().push((when, t));
+                }
+                self.attempts.insert(key.clone(), (*msg, t));
+                self.open.insert(*msg, key);
+            }
+            Body::Deliver { msg, .. } => {
+                self.summary.delivered += 1;
+                let Some(flight) = self.messages.get_mut(msg) else { return };
+                flight.reached += 1;
+                if let Some(request) = flight.answers {
+                    self.answer(request, t);
+                }
+                if let Some(from) = self.resolve_copy(*msg) {
+                    self.delivered_now.insert(*msg, from);
+                }
+            }
+            Body::Drop { msg, .. } => {
+                self.summary.lost += 1;
+                if let Some(flight) = self.messages.get(msg) {
+                    let from = flight.from.clone();
+                    self.mark(&from, LOST, t);
+                    self.resolve_copy(*msg);
+                }
+            }
+            // The copy was delivered (its `deliver` came first, in the same instant) to a
+            // server that was down: lost, but already counted as resolved.
+            Body::DropDown { msg, .. } => {
+                self.summary.lost += 1;
+                let from = match self.messages.get_mut(msg) {
+                    Some(flight) => {
+                        flight.reached = flight.reached.saturating_sub(1);
+                        Some(flight.from.clone())
+                    }
+                    None => self.delivered_now.get(msg).cloned(),
+                };
+                if let Some(from) = from {
+                    self.mark(&from, LOST, t);
+                }
+                self.forget_if_settled(*msg);
+            }
+            Body::Duplicate { msg } => {
+                self.summary.duplicated += 1;
+                if let Some(flight) = self.messages.get_mut(msg) {
+                    flight.copies += 1;
+                }
+            }
+            Body::Corrupt { .. } => self.summary.corrupted += 1,
+            _ => {}
+        }
+    }
+
+    /// A response to `request` arrived: the first one marks the request answered.
+    fn answer(&mut self, request: u64, t: u64) {
+        // A request no longer held was answered before (or never recorded).
+        let Some(flight) = self.messages.get_mut(&request) else { return };
+        if flight.answered {
+            return;
+        }
+        flight.answered = true;
+        let (requester, done) = (flight.from.clone(), flight.copies == 0);
+        if done {
+            self.messages.remove(&request);
+        }
+        self.mark(&requester, ANSWERED, t);
+        if let Some(key) = self.open.remove(&request) {
+            if self.attempts.get(&key).is_some_and(|&(last, _)| last == request) {
+                self.attempts.remove(&key);
+            }
+        }
+    }
+
+    /// One copy of `msg` was delivered or lost: forgets the message when it is settled
+    /// ([`NetFold::forget_if_settled`]). Returns the sender of a message it forgot.
+    fn resolve_copy(&mut self, msg: u64) -> Option<String> {
+        let flight = self.messages.get_mut(&msg)?;
+        flight.copies = flight.copies.saturating_sub(1);
+        self.forget_if_settled(msg)
+    }
+
+    /// Forgets `msg` once no copy of it is in flight and, for a request, once it is
+    /// answered or no copy reached a server that was up (then no answer can come).
+    fn forget_if_settled(&mut self, msg: u64) -> Option<String> {
+        let flight = self.messages.get(&msg)?;
+        let waiting = flight.answers.is_none() && !flight.answered && flight.reached > 0;
+        if flight.copies == 0 && !waiting {
+            return self.messages.remove(&msg).map(|flight| flight.from);
+        }
+        None
+    }
+
+    /// Messages held: in flight, or requests that reached a server and wait for an answer.
+    pub fn held(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// The summary of everything taken.
+    pub fn finish(self) -> NetSummary {
+        self.summary
+    }
+}
