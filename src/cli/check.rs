@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::check::{self, Verdict};
 use crate::cli::run::{describe_failed_actions, describe_violations};
-use crate::cli::{CliError, Outcome, read_file};
-use crate::trace::{self, Trace};
+use crate::cli::{CliError, Outcome, read_trace};
+use crate::trace::Trace;
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -30,14 +30,8 @@ pub enum CheckFormat {
 }
 
 pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
-    let file = args.trace.display().to_string();
-    let bytes = read_file(&args.trace, super::TRACE_BYTES_MAX, "a trace")?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        CliError::input(format!("{file}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
-    })?;
-    let trace = Trace::parse_jsonl(&text).map_err(|e| CliError::input(format!("{file}: {e}")))?;
+    let (file, trace, trace_hash) = read_trace(&args.trace)?;
     let verdict = check::check(&trace);
-    let trace_hash = trace::hash_jsonl(text.as_bytes());
     let code = if verdict.passed() { 0 } else { 1 };
     match args.format {
         CheckFormat::Text => {}
@@ -67,7 +61,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
         trace.header.scenario,
         trace.header.seed,
         verdict.checked.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
-        &trace::hash_jsonl(text.as_bytes())[..16],
+        &trace_hash[..16],
     );
     describe_violations(&verdict, &mut stdout);
     describe_failed_actions(&trace, &mut stdout);

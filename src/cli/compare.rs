@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::cli::{CliError, Outcome, read_text, write};
+use crate::cli::{CliError, Outcome, write};
 use crate::report::compare;
 use crate::trace::Trace;
 
@@ -25,8 +25,7 @@ pub struct CompareArgs {
 /// The trace of a run given as a directory or a file.
 fn load(path: &Path) -> Result<(String, Trace), CliError> {
     let file = if path.is_dir() { path.join("trace.jsonl") } else { path.to_owned() };
-    let (name, text) = read_text(&file, super::TRACE_BYTES_MAX, "a trace")?;
-    let trace = Trace::parse_jsonl(&text).map_err(|e| CliError::input(format!("{name}: {e}")))?;
+    let (_, trace, _) = super::read_trace(&file)?;
     let label = trace.header.scenario.clone();
     Ok((label, trace))
 }

@@ -152,8 +152,10 @@ pub(crate) fn write_stderr(text: &str) {
 pub const PDU_BYTES_MAX: u64 = 65_536;
 /// Largest scenario file: 16 MiB, room for the 100,000 steps a scenario may hold.
 pub const SCENARIO_BYTES_MAX: u64 = 16 << 20;
-/// Largest trace (`mxsim check`, `mxsim report`): 1 GiB.
-pub const TRACE_BYTES_MAX: u64 = 1 << 30;
+/// Largest trace (`mxsim check`, `mxsim report`, `mxsim compare`): 64 GiB. Traces are
+/// read a line at a time and kept without their network records ([`read_trace`]), so the
+/// memory a trace takes is that of its other records, about a third of its lines.
+pub const TRACE_BYTES_MAX: u64 = 64 << 30;
 /// Largest `mxsim resolve` input: 1 GiB (about a million events of 1 KB).
 pub const RESOLVE_BYTES_MAX: u64 = 1 << 30;
 /// Largest keys file (`mxsim event verify --keys`): 16 MiB, far more than the keys of
@@ -204,6 +206,27 @@ pub(crate) fn read_file(
         }
     }
     read_limited(file, &name, limit, what)
+}
+
+/// Reads a trace file a line at a time into a kept trace (`Trace::read_kept`), naming
+/// the file in every error; returns the file's name for messages, the trace and its hash.
+pub(crate) fn read_trace(
+    path: &std::path::Path,
+) -> Result<(String, crate::trace::Trace, String), CliError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::input(format!("{name}: cannot read: {e}")))?;
+    if let Ok(metadata) = file.metadata() {
+        if metadata.is_file() && metadata.len() > TRACE_BYTES_MAX {
+            return Err(too_large(&name, TRACE_BYTES_MAX, "a trace"));
+        }
+    }
+    // Past the limit, a stream that is no regular file reads as cut short (incomplete).
+    let limited = file.take(TRACE_BYTES_MAX);
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, limited);
+    let (trace, hash) = crate::trace::Trace::read_kept(&mut reader)
+        .map_err(|e| CliError::input(format!("{name}: {e}")))?;
+    Ok((name, trace, hash))
 }
 
 /// Reads a whole UTF-8 file (see [`read_file`]); returns its name for messages and its text.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::cli::{CliError, Outcome, read_file};
+use crate::cli::{CliError, Outcome};
 use crate::report::{self, Options, RunInfo};
 use crate::trace::Trace;
 
@@ -30,11 +30,7 @@ pub struct ReportArgs {
 const SIBLINGS: &[&str] = &["summary.json", "trace.jsonl", "events.jsonl", "keys.json"];
 
 pub fn run(args: &ReportArgs) -> Result<Outcome, CliError> {
-    let file = args.trace.display().to_string();
-    let bytes = read_file(&args.trace, super::TRACE_BYTES_MAX, "a trace")?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| CliError::input(format!("{file}: not UTF-8: {e}")))?;
-    let trace = Trace::parse_jsonl(text).map_err(|e| CliError::input(format!("{file}: {e}")))?;
+    let (file, trace, trace_hash) = super::read_trace(&args.trace)?;
     // The verdict and metrics are recomputed from the trace alone (the same functions
     // `mxsim run` uses), so a report never depends on a summary that may be stale.
     let verdict = crate::check::check(&trace);
@@ -49,7 +45,7 @@ pub fn run(args: &ReportArgs) -> Result<Outcome, CliError> {
         metrics,
         sibling_files: siblings(&args.out, &args.trace),
         // The file's own hash: the same as the trace's, without writing it out again.
-        trace_hash: Some(crate::trace::hash_jsonl(text.as_bytes())),
+        trace_hash: Some(trace_hash),
     };
     let options = Options { auth_edges: args.auth_edges, collapse_run_min: args.collapse };
     let files = report::render(&trace, &verdict, &info, &options)

@@ -48,7 +48,9 @@ use crate::matrix::crypto;
 use crate::stdx::Invariant;
 
 pub mod net;
+mod read;
 pub use net::{NetFold, NetSummary};
+pub use read::LINE_BYTES_MAX;
 
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
@@ -499,39 +501,6 @@ impl Trace {
     pub fn hash(&self) -> String {
         self.write_jsonl(&mut std::io::sink()).expect("writing to nowhere does not fail")
     }
-
-    /// Reads a JSONL trace. Blank lines are not allowed except one final newline. The last
-    /// line must be an end record whose count and hash match what precedes it; otherwise
-    /// the problem starts with "trace is incomplete".
-    pub fn parse_jsonl(text: &str) -> Result<Trace, TraceError> {
-        let text = check_end(text)?;
-        let mut lines = text.split_terminator('\n').enumerate();
-        let err = |index: usize, problem: String| TraceError {
-            line: u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1),
-            problem,
-        };
-        let Some((_, first)) = lines.next() else {
-            return Err(err(0, "empty trace: expected a header line".into()));
-        };
-        let header: TaggedHeader = serde_json::from_str(first)
-            .map_err(|e| err(0, format!("bad header (column {}): {e}", e.column())))?;
-        let header = header.header;
-        if header.format != FORMAT {
-            return Err(err(0, format!("format {:?}, expected {FORMAT:?}", header.format)));
-        }
-        let mut records = Vec::new();
-        let mut last_t = 0;
-        for (index, line) in lines {
-            let record: Record = serde_json::from_str(line)
-                .map_err(|e| err(index, format!("bad record (column {}): {e}", e.column())))?;
-            if record.t < last_t {
-                return Err(err(index, format!("time goes back: {} after {last_t}", record.t)));
-            }
-            last_t = record.t;
-            records.push(record);
-        }
-        Ok(Trace::new(header, records))
-    }
 }
 
 /// Writes a trace file a line at a time: the header, record lines, then the end record,
@@ -607,46 +576,6 @@ pub fn write_spooled(
         writer.line(&line)?;
     }
     writer.finish()
-}
-
-/// The trace without its end record, if the end record is there and valid.
-fn check_end(text: &str) -> Result<&str, TraceError> {
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    let (before, last, last_index) = match body.rfind('\n') {
-        Some(at) => (&text[..=at], &body[at + 1..], body[..at].matches('\n').count() + 1),
-        None => ("", body, 0),
-    };
-    let line = u64::try_from(last_index).unwrap_or(u64::MAX).saturating_add(1);
-    let incomplete =
-        |problem: String| TraceError { line, problem: format!("{INCOMPLETE}: {problem}") };
-    let is_end = serde_json::from_str::<Value>(last)
-        .ok()
-        .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some("end"));
-    if !is_end {
-        return Err(incomplete(format!(
-            "no end record after line {line} (the file was cut short or never finished)"
-        )));
-    }
-    if !text.ends_with('\n') {
-        return Err(incomplete("the end record has no final newline".into()));
-    }
-    let end: End = serde_json::from_str(last)
-        .map_err(|e| incomplete(format!("bad end record (column {}): {e}", e.column())))?;
-    let records = u64::try_from(before.matches('\n').count()).unwrap_or(u64::MAX).saturating_sub(1);
-    if end.records != records {
-        return Err(incomplete(format!(
-            "the end record counts {} records, the file has {records}",
-            end.records
-        )));
-    }
-    let hash = hash_jsonl(before.as_bytes());
-    if end.hash != hash {
-        return Err(incomplete(format!(
-            "the end record's hash {} is not the SHA-256 of the lines before it ({hash})",
-            end.hash
-        )));
-    }
-    Ok(before)
 }
 
 /// Counts and timings of a run, as ordered `(name, value)` pairs for `summary.json` and

@@ -68,6 +68,17 @@ fn round_trips_through_jsonl() {
     assert!(text.starts_with(r#"{"type":"header","format":"mxsim-trace/1","#));
     assert_eq!(trace.hash(), hash_bytes(&bytes));
     assert_eq!(trace.hash().len(), 64);
+    // Kept: the event at its own line (4), the send and the drop only summed.
+    let (kept, hash) = Trace::read_kept(&mut bytes.as_slice()).unwrap();
+    assert_eq!(hash, trace.hash());
+    assert_eq!(kept.records, trace.records[2..]);
+    let info = kept.kept.as_ref().unwrap();
+    assert_eq!((info.lines.clone(), info.total), (vec![4], 3));
+    assert_eq!((info.net.sent, info.net.bytes, info.net.lost), (1, 10, 1));
+    assert_eq!(info.net, *trace.net());
+    assert_eq!(kept.record_at_line(4), Some(&trace.records[2]));
+    assert_eq!((kept.record_at_line(2), kept.record_count()), (None, 3));
+    assert!(kept.write_jsonl(&mut Vec::new()).is_err(), "a kept trace has no whole text");
 }
 
 #[test]
@@ -174,6 +185,7 @@ fn bad_lines_name_their_line() {
         let error = Trace::parse_jsonl(&text).unwrap_err();
         assert_eq!(error.line, line, "{text}");
         assert!(error.problem.contains(needle), "{error}");
+        assert_eq!(Trace::read_kept(&mut text.as_bytes()).unwrap_err(), error, "{text}");
     }
     let wrong_format = good.replace(FORMAT, "other/9");
     let error = Trace::parse_jsonl(&sealed(&[&wrong_format])).unwrap_err();
@@ -209,7 +221,18 @@ fn a_trace_without_a_valid_end_record_is_incomplete() {
         assert_eq!(error.line, line, "{text}");
         assert!(error.problem.starts_with("trace is incomplete: "), "{error}");
         assert!(error.problem.contains(needle), "{error}");
+        assert_eq!(Trace::read_kept(&mut text.as_bytes()).unwrap_err(), error, "{text}");
     }
+    // A bad record before a valid end record: the record is named, by both readers.
+    let bad = sealed(&[&good, record, "{}", record]);
+    let error = Trace::parse_jsonl(&bad).unwrap_err();
+    assert_eq!((error.line, error.problem.contains("bad record")), (3, true), "{error}");
+    assert_eq!(Trace::read_kept(&mut bad.as_bytes()).unwrap_err(), error);
+    // A line past the limit is refused without reading it whole.
+    let long = format!("{good}\n{{\"t\":1,\"x\":\"{}", "a".repeat(LINE_BYTES_MAX));
+    let error = Trace::read_kept(&mut long.as_bytes()).unwrap_err();
+    assert_eq!(error.line, 2);
+    assert!(error.problem.contains("longer than"), "{}", error.problem);
 }
 
 #[test]

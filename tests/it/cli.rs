@@ -678,7 +678,7 @@ fn oversize_inputs_are_refused_naming_the_limit() {
         std::fs::File::create(&path).unwrap().set_len(limit + 1).unwrap();
         path.to_str().unwrap().to_owned()
     };
-    let trace = over("big-trace.jsonl", 1 << 30);
+    let trace = over("big-trace.jsonl", 64 << 30);
     let input = over("big-resolve.json", 1 << 30);
     let keys = over("big-keys.json", 16 << 20);
     let results = over("big-results.jsonl", 1 << 30);
@@ -688,12 +688,12 @@ fn oversize_inputs_are_refused_naming_the_limit() {
         (
             vec!["check", &trace],
             &b""[..],
-            "more than 1073741824 bytes, the limit for a trace".into(),
+            "more than 68719476736 bytes, the limit for a trace".into(),
         ),
         (
             vec!["report", &trace, "--out", &report_dir],
             &b""[..],
-            "more than 1073741824 bytes, the limit for a trace".into(),
+            "more than 68719476736 bytes, the limit for a trace".into(),
         ),
         (
             vec!["resolve", &input],

@@ -132,6 +132,10 @@ fn a_spooled_run_writes_the_whole_trace_and_keeps_what_the_checks_and_reports_re
                 trace::write_spooled(&kept.header, &mut spool.as_slice(), &mut file).unwrap();
             assert!(file == whole.to_jsonl(), "{at}: the assembled file differs");
             assert_eq!(hash, whole.hash(), "{at}");
+            // Reading the file back kept gives the same kept trace and hash.
+            let (read, read_hash) = Trace::read_kept(&mut file.as_slice()).unwrap();
+            assert_eq!(read_hash, hash, "{at}");
+            assert!(read == kept, "{at}: the kept trace read back differs from the run's");
 
             // The kept records are the others, each at its own line.
             let info = kept.kept.as_ref().expect("a spooled run's trace is kept");
