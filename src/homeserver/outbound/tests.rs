@@ -439,3 +439,27 @@ fn configs_are_checked() {
         assert!(wait >= ms - ms / 2 && wait <= ms + ms / 2, "{ms} → {wait}");
     }
 }
+
+/// A poll leaves nothing to step at the next one: what a destination does next changes
+/// only by a deadline or a call that touches it. (Stepping every held destination at
+/// every poll made each input of a server cost as much as its number of peers.)
+#[test]
+fn a_poll_leaves_no_destination_to_step_again() {
+    let mut out = outbound();
+    for n in 0..50 {
+        out.enqueue_pdu(&format!("hs{n}"), pdu(n), "!r:hs1");
+    }
+    assert_eq!(out.dirty.len(), 50);
+    let actions = out.poll(T0);
+    assert_eq!(sends(&actions).len(), 50);
+    assert!(out.dirty.is_empty(), "stepped again at the next poll: {:?}", out.dirty);
+    // One answer touches one destination, and the next poll steps only it.
+    let DestinationState::InFlight { txn_id } = out.state("hs7") else { panic!() };
+    out.on_response("hs7", &txn_id, at(1_010), false);
+    assert_eq!(out.dirty.iter().collect::<Vec<_>>(), ["hs7"]);
+    assert!(sends(&out.poll(at(1_010))).is_empty(), "the retry waits for its deadline");
+    assert!(out.dirty.is_empty());
+    // The deadline brings the retry, without anything touching the destination.
+    let DestinationState::RetryAt { at: retry, .. } = out.state("hs7") else { panic!() };
+    assert_eq!(only_send(&out.poll(retry)).destination, "hs7");
+}
