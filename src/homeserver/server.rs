@@ -252,6 +252,10 @@ pub struct Homeserver {
     /// Per room, the current state group last asked about and its joined members per
     /// server ([`Homeserver::joined_servers`]). Volatile.
     joined: RefCell<BTreeMap<String, JoinedCounts>>,
+    /// The state group a visibility check last asked about and its joined members per
+    /// server ([`Homeserver::has_joined_member_at`]): events served one after another
+    /// mostly share their state or differ from it by a few keys. Volatile.
+    joined_at: RefCell<Option<JoinedCounts>>,
     /// Verified events, shared with the other servers of the process when handed one
     /// ([`Homeserver::share_verified`]); otherwise this server's own.
     verified: Arc<VerifiedEvents>,
@@ -444,6 +448,7 @@ impl Homeserver {
             membership_seen: BTreeMap::new(),
             last_resolutions: VecDeque::new(),
             joined: RefCell::new(BTreeMap::new()),
+            joined_at: RefCell::new(None),
             verified: Arc::new(VerifiedEvents::new(keys)),
             lpdus_pending: BTreeMap::new(),
         };

@@ -169,6 +169,21 @@ impl Homeserver {
         f(counts)
     }
 
+    /// Whether `server` has a joined member in the stored state `group`. The counts of
+    /// the last group asked about are kept and moved on by the keys that differ, as the
+    /// current state's are ([`Homeserver::with_joined`]): serving a run of missing events
+    /// asks about the states before each, which mostly share their groups.
+    pub(super) fn has_joined_member_at(&self, group: StateGroupId, server: &str) -> bool {
+        let mut cache = self.joined_at.borrow_mut();
+        let moved = cache.as_mut().is_some_and(|entry| self.move_joined(entry, group));
+        let (_, counts) = match (moved, &mut *cache) {
+            (true, Some(entry)) => entry,
+            _ => cache.insert((group, self.joined_counts(group))),
+        };
+        debug_assert_eq!(*counts, self.joined_counts(group), "joined members moved on wrongly");
+        counts.contains_key(server)
+    }
+
     /// Moves counts of joined members on to the state `group` by the keys in which it
     /// differs from theirs. False, with nothing changed, when the two states' delta chains
     /// do not meet (the caller counts afresh).

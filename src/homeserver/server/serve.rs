@@ -193,17 +193,16 @@ impl Homeserver {
                         .is_some_and(|m| memberships.contains(&m.as_str()))
             })
         };
+        // Joined members come from counts kept per state group (`has_joined_member_at`,
+        // `has_joined_member`), not from reading the whole member list for every event
+        // served; invited ones, rarer, from the member list.
         match visibility.as_str() {
             "invited" => has_member(group, &["join", "invite"]),
-            "joined" => has_member(group, &["join"]),
+            "joined" => self.has_joined_member_at(group, server),
             // `shared`: members now or at the event.
             _ => {
-                has_member(group, &["join"])
-                    || self
-                        .store
-                        .room(&pdu.room_id_or_derived())
-                        .and_then(|r| r.current_state)
-                        .is_some_and(|g| has_member(g, &["join"]))
+                self.has_joined_member_at(group, server)
+                    || self.has_joined_member(&pdu.room_id_or_derived(), server)
             }
         }
     }
