@@ -358,15 +358,16 @@ pub struct WaitingEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trace {
     pub header: Header,
-    /// Every record, or with [`Trace::kept`] every record but the network ones.
+    /// Every record, or with [`Trace::kept`] the records [`KeepRule`] keeps.
     pub records: Vec<Record>,
-    /// Set when the network records were written to the trace file as the run went and
-    /// only summed here (`mxsim run`): the records above are then the others, each at
-    /// the line [`Kept::lines`] gives. `None`: `records` is the whole trace.
+    /// Set when the records were written to the trace file as the run went (`mxsim run`)
+    /// or read from one a line at a time (`mxsim check`, `report`, `compare`): the records
+    /// above are then those [`KeepRule`] keeps, each at the line [`Kept::lines`] gives,
+    /// and the network records are summed. `None`: `records` is the whole trace.
     pub kept: Option<Box<Kept>>,
 }
 
-/// What a trace without its network records keeps of them.
+/// What a kept trace holds besides its kept records ([`KeepRule`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kept {
     /// The 1-based trace line of each record of [`Trace::records`], increasing.
@@ -375,6 +376,39 @@ pub struct Kept {
     pub total: u64,
     /// The network records, summed.
     pub net: NetSummary,
+}
+
+/// Which records a kept trace holds in memory ([`Trace::kept`]): every record but the
+/// network ones, which are summed instead, and but the `commit` records of servers the
+/// fault schedule never crashes: only the durability check reads commits, and only those
+/// before a crash of the same server (at 1,000 servers the commits are a tenth of the
+/// trace's records).
+#[derive(Clone, Debug, Default)]
+pub struct KeepRule {
+    /// Servers some `crash` fault of the schedule takes down.
+    crashing: std::collections::BTreeSet<String>,
+}
+
+impl KeepRule {
+    /// The rule for a run with this fault schedule.
+    pub fn new(faults: &[Fault]) -> KeepRule {
+        let crashing = faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::Crash { node, .. } => Some(node.as_str().to_owned()),
+                _ => None,
+            })
+            .collect();
+        KeepRule { crashing }
+    }
+
+    /// Whether a kept trace holds a record with this body.
+    pub fn keeps(&self, body: &Body) -> bool {
+        match body {
+            Body::Commit { server, .. } => self.crashing.contains(server),
+            body => !NetFold::takes(body),
+        }
+    }
 }
 
 /// Why a trace file cannot be read.

@@ -36,6 +36,7 @@ struct Reading {
     records: Vec<Record>,
     lines: Vec<u64>,
     net: Option<NetFold>,
+    rule: KeepRule,
     last_t: u64,
     /// The first bad line, said only once the end record is found valid.
     error: Option<TraceError>,
@@ -78,6 +79,7 @@ impl Reading {
                 return Err(at(1, format!("format {:?}, expected {FORMAT:?}", header.format)));
             }
             self.net = self.kept.then(|| NetFold::new(header.end_ms));
+            self.rule = KeepRule::new(&header.faults);
             self.header = Some(header);
             return Ok(());
         }
@@ -90,8 +92,10 @@ impl Reading {
         match &mut self.net {
             Some(net) if NetFold::takes(&record.body) => net.push(&record),
             Some(_) => {
-                self.lines.push(line);
-                self.records.push(record);
+                if self.rule.keeps(&record.body) {
+                    self.lines.push(line);
+                    self.records.push(record);
+                }
             }
             None => self.records.push(record),
         }
@@ -106,6 +110,7 @@ fn read(reader: &mut impl BufRead, kept: bool) -> Result<(Trace, String), TraceE
         records: Vec::new(),
         lines: Vec::new(),
         net: None,
+        rule: KeepRule::default(),
         last_t: 0,
         error: None,
         hasher: crypto::Sha256Stream::new(),

@@ -105,7 +105,7 @@ pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 pub type SpoolSink = Box<dyn FnMut(&str) + Send>;
 
 /// A spooled run's recording: every record goes to the sink; network records are summed,
-/// the others kept with their trace lines.
+/// those [`trace::KeepRule`] keeps are kept with their trace lines.
 struct Spool {
     sink: SpoolSink,
     /// Records written so far.
@@ -113,6 +113,7 @@ struct Spool {
     /// The trace line of each kept record.
     lines: Vec<u64>,
     net: trace::NetFold,
+    rule: trace::KeepRule,
 }
 
 /// Why a plan cannot run.
@@ -274,7 +275,7 @@ impl Shared {
         (spool.sink)(&record.to_line());
         if trace::NetFold::takes(&record.body) {
             spool.net.push(&record);
-        } else {
+        } else if spool.rule.keeps(&record.body) {
             // The header is line 1.
             spool.lines.push(spool.count + 1);
             self.records.push(record);

@@ -47,6 +47,7 @@ fn run_inner(
         count: 0,
         lines: Vec::new(),
         net: trace::NetFold::new(plan.end_ms),
+        rule: trace::KeepRule::new(plan.faults.faults()),
     });
     let shared = Arc::new(Mutex::new(world));
 
