@@ -303,9 +303,8 @@ struct GroupView<'a> {
 
 impl AuthState for GroupView<'_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
-        let key = (event_type.to_owned(), state_key.to_owned());
-        let id = self.store.state_get(self.group, &key)?;
-        self.store.pdu(&id).map(|pdu| &**pdu)
+        let id = self.store.state_get_parts(self.group, event_type, state_key)?;
+        self.store.pdu(id).map(|pdu| &**pdu)
     }
 }
 

@@ -48,6 +48,14 @@ impl Delta {
         Some(&self.0[at].1)
     }
 
+    /// [`Delta::get`] by borrowed parts, without building a key.
+    fn get_parts(&self, event_type: &str, state_key: &str) -> Option<&Option<EventId>> {
+        let wanted = (event_type, state_key);
+        let at =
+            self.0.binary_search_by(|((t, k), _)| (t.as_str(), k.as_str()).cmp(&wanted)).ok()?;
+        Some(&self.0[at].1)
+    }
+
     fn keys(&self) -> impl Iterator<Item = &StateKey> {
         self.0.iter().map(|(key, _)| key)
     }
@@ -471,6 +479,26 @@ impl Store {
         None
     }
 
+    /// [`Store::state_get`] by borrowed parts of the key: the auth rules look up a few
+    /// keys per event checked, and building a `(String, String)` key for each cost two
+    /// allocations.
+    pub fn state_get_parts(
+        &self,
+        id: StateGroupId,
+        event_type: &str,
+        state_key: &str,
+    ) -> Option<&EventId> {
+        let mut at = Some(id);
+        while let Some(group_id) = at {
+            let group = &self.groups[&group_id];
+            if let Some(entry) = group.delta.get_parts(event_type, state_key) {
+                return entry.as_ref();
+            }
+            at = group.parent;
+        }
+        None
+    }
+
     /// The state after an event stored with a known state before: the state before plus
     /// the event itself for a state event, except for a rejected event, since state is
     /// computed as if a rejected event did not happen (federation-api.md §3).
@@ -525,6 +553,12 @@ mod tests {
             }
             assert_eq!(store.state(group), state, "after step {i}");
             assert!(store.groups[&group].chain_len < SNAPSHOT_EVERY);
+            // Every key by borrowed parts, present, removed or never set.
+            for j in 0..=i + 1 {
+                let member = format!("@u{j}:hs");
+                let by_parts = store.state_get_parts(group, "m.room.member", &member);
+                assert_eq!(by_parts, state.get(&key("m.room.member", &member)), "{i} {member}");
+            }
         }
         assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
         assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
