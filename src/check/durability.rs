@@ -39,9 +39,35 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
             Witness { servers: vec![server.to_owned()], events: vec![], line: Some(line) },
         )
     };
+    // Commits matter only for servers that crash: the others' are skipped.
+    let crashing: BTreeSet<&str> = index
+        .trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Node { server, change: NodeChange::Crash } => Some(server.as_str()),
+            _ => None,
+        })
+        .collect();
+    // A kept trace holds the commits of the servers its fault schedule crashes; a crash of
+    // another server (a trace whose records disagree with its header) leaves its commits
+    // unknown, and durability cannot be judged for it.
+    if let Some(kept) = &index.trace.kept {
+        for (server, line) in &kept.unkept_crashes {
+            found.push(violation(
+                ID,
+                format!(
+                    "{server} crashed, but the header's fault schedule has no crash of it, so \
+                     its commits were not kept and what it owed is unknown"
+                ),
+                Witness { servers: vec![server.clone()], events: vec![], line: Some(*line) },
+            ));
+        }
+    }
     for (i, record) in index.trace.records.iter().enumerate() {
         let line = index.trace.line_of(i);
         match &record.body {
+            Body::Commit { server, .. } if !crashing.contains(server.as_str()) => {}
             Body::Commit { server, event_ids } => {
                 let state = servers.entry(server).or_default();
                 state.committed.extend(event_ids.iter().map(String::as_str));

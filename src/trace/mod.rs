@@ -376,6 +376,9 @@ pub struct Kept {
     pub total: u64,
     /// The network records, summed.
     pub net: NetSummary,
+    /// `(server, line)` of each crash record of a server the fault schedule does not
+    /// crash, whose commits were therefore not kept (never, in a trace `mxsim run` wrote).
+    pub unkept_crashes: Vec<(String, u64)>,
 }
 
 /// Which records a kept trace holds in memory ([`Trace::kept`]): every record but the
@@ -400,6 +403,11 @@ impl KeepRule {
             })
             .collect();
         KeepRule { crashing }
+    }
+
+    /// Whether the fault schedule crashes `server`.
+    pub fn crashes(&self, server: &str) -> bool {
+        self.crashing.contains(server)
     }
 
     /// Whether a kept trace holds a record with this body.

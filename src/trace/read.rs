@@ -37,6 +37,7 @@ struct Reading {
     lines: Vec<u64>,
     net: Option<NetFold>,
     rule: KeepRule,
+    unkept_crashes: Vec<(String, u64)>,
     last_t: u64,
     /// The first bad line, said only once the end record is found valid.
     error: Option<TraceError>,
@@ -93,6 +94,11 @@ impl Reading {
             Some(net) if NetFold::takes(&record.body) => net.push(&record),
             Some(_) => {
                 if self.rule.keeps(&record.body) {
+                    if let Body::Node { server, change: NodeChange::Crash } = &record.body {
+                        if !self.rule.crashes(server) {
+                            self.unkept_crashes.push((server.clone(), line));
+                        }
+                    }
                     self.lines.push(line);
                     self.records.push(record);
                 }
@@ -111,6 +117,7 @@ fn read(reader: &mut impl BufRead, kept: bool) -> Result<(Trace, String), TraceE
         lines: Vec::new(),
         net: None,
         rule: KeepRule::default(),
+        unkept_crashes: Vec::new(),
         last_t: 0,
         error: None,
         hasher: crypto::Sha256Stream::new(),
@@ -160,6 +167,7 @@ fn read(reader: &mut impl BufRead, kept: bool) -> Result<(Trace, String), TraceE
                 lines: reading.lines,
                 total: line.saturating_sub(2),
                 net: net.finish(),
+                unkept_crashes: reading.unkept_crashes,
             })),
         },
     };

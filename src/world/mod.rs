@@ -114,6 +114,7 @@ struct Spool {
     lines: Vec<u64>,
     net: trace::NetFold,
     rule: trace::KeepRule,
+    unkept_crashes: Vec<(String, u64)>,
 }
 
 /// Why a plan cannot run.
@@ -278,6 +279,11 @@ impl Shared {
         } else if spool.rule.keeps(&record.body) {
             // The header is line 1.
             spool.lines.push(spool.count + 1);
+            if let Body::Node { server, change: NodeChange::Crash } = &record.body {
+                if !spool.rule.crashes(server) {
+                    spool.unkept_crashes.push((server.clone(), spool.count + 1));
+                }
+            }
             self.records.push(record);
         }
     }

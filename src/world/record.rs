@@ -215,6 +215,7 @@ impl Shared {
                     lines: spool.lines,
                     total: spool.count,
                     net: spool.net.finish(),
+                    unkept_crashes: spool.unkept_crashes,
                 })),
             },
         }

@@ -48,6 +48,7 @@ fn run_inner(
         lines: Vec::new(),
         net: trace::NetFold::new(plan.end_ms),
         rule: trace::KeepRule::new(plan.faults.faults()),
+        unkept_crashes: Vec::new(),
     });
     let shared = Arc::new(Mutex::new(world));
 
