@@ -33,6 +33,9 @@ const TOP: f64 = 58.0;
 const ROW_H: f64 = 9.0;
 const LANE_H: f64 = ROW_H * 3.0 + 7.0;
 const GROUP_H: f64 = 18.0;
+/// The width of a character of a fault label (font size 10), for clipping labels that
+/// would run into the next one.
+const LABEL_CHAR_W: f64 = 6.0;
 
 /// Mark kinds, in drawing order: (row, colour, legend text).
 const KINDS: [(usize, &str, &str); 12] = [
@@ -289,8 +292,17 @@ fn blocks(sides: &[Vec<String>], matter: &[String], grouped: bool) -> Vec<(Strin
 
 /// Fault bands, drawn after the lanes, over them, so that they cross every lane.
 fn fault_bands(out: &mut String, scale: &Scale, windows: &[Window], plot_bottom: f64) {
-    for window in windows.iter().filter(|w| w.kind == WindowKind::Fault) {
+    let faults: Vec<&Window> = windows.iter().filter(|w| w.kind == WindowKind::Fault).collect();
+    for (i, window) in faults.iter().enumerate() {
         let (x0, x1) = (scale.x(window.start_ms), scale.x(window.end_ms));
+        // A label runs until the next fault's label starts (the whole text is the title).
+        let next_x0 = faults[i + 1..]
+            .iter()
+            .map(|w| scale.x(w.start_ms))
+            .filter(|&x| x > x0)
+            .fold(f64::INFINITY, f64::min);
+        let room = ((next_x0 - x0 - 6.0) / LABEL_CHAR_W).floor();
+        let label_chars = if room.is_finite() { (room.max(4.0) as usize).min(60) } else { 60 };
         let _ = writeln!(
             out,
             "<g class=\"fault\"><title>{} from {} to {}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ff9800\" fill-opacity=\"0.16\" pointer-events=\"none\" stroke=\"#ff9800\" stroke-opacity=\"0.5\"/><text x=\"{}\" y=\"16\" font-size=\"10\" fill=\"#b25f00\">{}</text><text x=\"{}\" y=\"28\" font-size=\"10\" fill=\"#b25f00\">{}–{} s</text></g>",
@@ -302,7 +314,7 @@ fn fault_bands(out: &mut String, scale: &Scale, windows: &[Window], plot_bottom:
             num((x1 - x0).max(1.0)),
             num(plot_bottom - TOP + 22.0),
             num(x0 + 2.0),
-            escape(&svg::clip(&window.label, 60)),
+            escape(&svg::clip(&window.label, label_chars)),
             num(x0 + 2.0),
             seconds(window.start_ms),
             seconds(window.end_ms),
@@ -548,4 +560,38 @@ fn legend(out: &mut String, y: f64) {
         num(LEFT),
         num(y + 24.0)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(label: &str, start_ms: u64, end_ms: u64) -> Window {
+        Window { kind: WindowKind::Fault, label: label.into(), server: None, start_ms, end_ms }
+    }
+
+    /// The labels of faults close together are clipped before the next one starts (the
+    /// whole label stays in the title); a label with room is written whole.
+    #[test]
+    fn fault_labels_stop_before_the_next_fault() {
+        let long = "partition hs501 hs502 hs503 … hs1000 (500 servers)";
+        let last = "partition hs2 hs3 hs4 … hs101 (100 servers)";
+        let windows = [fault(long, 600_000, 630_000), fault(last, 800_000, 860_000)];
+        let mut out = String::new();
+        fault_bands(&mut out, &Scale { end_ms: 1_190_000 }, &windows, 200.0);
+        let labels: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split("fill=\"#b25f00\">").nth(1))
+            .filter_map(|l| l.split('<').next())
+            .filter(|l| !l.ends_with(" s"))
+            .collect();
+        // 200 s of a 1,190 s run is about 185 px: room for about 29 characters.
+        assert_eq!(labels.len(), 2, "{out}");
+        assert!(labels[0].ends_with('…') && labels[0].chars().count() <= 30, "{labels:?}");
+        let x = |ms| LEFT + ms as f64 / 1_190_000.0 * PLOT_W;
+        let width = labels[0].chars().count() as f64 * LABEL_CHAR_W;
+        assert!(x(600_000) + 2.0 + width < x(800_000), "{labels:?}");
+        assert_eq!(labels[1], escape(last), "the last label has room");
+        assert!(out.contains(&format!("<title>{} from", escape(long))), "whole in the title");
+    }
 }
