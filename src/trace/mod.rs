@@ -358,16 +358,16 @@ pub struct WaitingEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trace {
     pub header: Header,
-    /// Every record, or with [`Trace::kept`] the records [`KeepRule`] keeps.
+    /// Every record, or with [`Trace::kept`] the records [`Keeper`] keeps.
     pub records: Vec<Record>,
     /// Set when the records were written to the trace file as the run went (`mxsim run`)
     /// or read from one a line at a time (`mxsim check`, `report`, `compare`): the records
-    /// above are then those [`KeepRule`] keeps, each at the line [`Kept::lines`] gives,
+    /// above are then those [`Keeper`] keeps, each at the line [`Kept::lines`] gives,
     /// and the network records are summed. `None`: `records` is the whole trace.
     pub kept: Option<Box<Kept>>,
 }
 
-/// What a kept trace holds besides its kept records ([`KeepRule`]).
+/// What a kept trace holds besides its kept records ([`Keeper`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kept {
     /// The 1-based trace line of each record of [`Trace::records`], increasing.
@@ -386,15 +386,23 @@ pub struct Kept {
 /// fault schedule never crashes: only the durability check reads commits, and only those
 /// before a crash of the same server (at 1,000 servers the commits are a tenth of the
 /// trace's records).
-#[derive(Clone, Debug, Default)]
-pub struct KeepRule {
+///
+/// [`Keeper`] applies it: the one mechanism behind a spooled run (`world::run_spooled`)
+/// and a trace read a line at a time ([`Trace::read_kept`]).
+pub struct Keeper {
     /// Servers some `crash` fault of the schedule takes down.
     crashing: std::collections::BTreeSet<String>,
+    net: NetFold,
+    records: Vec<Record>,
+    lines: Vec<u64>,
+    unkept_crashes: Vec<(String, u64)>,
+    /// Records taken so far.
+    total: u64,
 }
 
-impl KeepRule {
-    /// The rule for a run with this fault schedule.
-    pub fn new(faults: &[Fault]) -> KeepRule {
+impl Keeper {
+    /// A keeper for a run that ends at `end_ms` under the fault schedule `faults`.
+    pub fn new(end_ms: u64, faults: &[Fault]) -> Keeper {
         let crashing = faults
             .iter()
             .filter_map(|f| match f {
@@ -402,19 +410,48 @@ impl KeepRule {
                 _ => None,
             })
             .collect();
-        KeepRule { crashing }
+        Keeper {
+            crashing,
+            net: NetFold::new(end_ms),
+            records: Vec::new(),
+            lines: Vec::new(),
+            unkept_crashes: Vec::new(),
+            total: 0,
+        }
     }
 
-    /// Whether the fault schedule crashes `server`.
-    pub fn crashes(&self, server: &str) -> bool {
-        self.crashing.contains(server)
+    /// Takes the next record of the trace (its line is the count so far plus the header).
+    pub fn push(&mut self, record: Record) {
+        self.total += 1;
+        let line = self.total + 1;
+        match &record.body {
+            body if NetFold::takes(body) => return self.net.push(&record),
+            Body::Commit { server, .. } if !self.crashing.contains(server) => return,
+            Body::Node { server, change: NodeChange::Crash } if !self.crashing.contains(server) => {
+                self.unkept_crashes.push((server.clone(), line));
+            }
+            _ => {}
+        }
+        self.lines.push(line);
+        self.records.push(record);
     }
 
-    /// Whether a kept trace holds a record with this body.
-    pub fn keeps(&self, body: &Body) -> bool {
-        match body {
-            Body::Commit { server, .. } => self.crashing.contains(server),
-            body => !NetFold::takes(body),
+    /// Records taken so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The kept trace of everything taken, under `header`.
+    pub fn finish(self, header: Header) -> Trace {
+        Trace {
+            header,
+            records: self.records,
+            kept: Some(Box::new(Kept {
+                lines: self.lines,
+                total: self.total,
+                net: self.net.finish(),
+                unkept_crashes: self.unkept_crashes,
+            })),
         }
     }
 }

@@ -33,11 +33,9 @@ impl Trace {
 struct Reading {
     kept: bool,
     header: Option<Header>,
+    /// Every record of a whole trace; a kept one's go to `keeper`.
     records: Vec<Record>,
-    lines: Vec<u64>,
-    net: Option<NetFold>,
-    rule: KeepRule,
-    unkept_crashes: Vec<(String, u64)>,
+    keeper: Option<Keeper>,
     last_t: u64,
     /// The first bad line, said only once the end record is found valid.
     error: Option<TraceError>,
@@ -79,8 +77,7 @@ impl Reading {
             if header.format != FORMAT {
                 return Err(at(1, format!("format {:?}, expected {FORMAT:?}", header.format)));
             }
-            self.net = self.kept.then(|| NetFold::new(header.end_ms));
-            self.rule = KeepRule::new(&header.faults);
+            self.keeper = self.kept.then(|| Keeper::new(header.end_ms, &header.faults));
             self.header = Some(header);
             return Ok(());
         }
@@ -90,19 +87,8 @@ impl Reading {
             return Err(at(line, format!("time goes back: {} after {}", record.t, self.last_t)));
         }
         self.last_t = record.t;
-        match &mut self.net {
-            Some(net) if NetFold::takes(&record.body) => net.push(&record),
-            Some(_) => {
-                if self.rule.keeps(&record.body) {
-                    if let Body::Node { server, change: NodeChange::Crash } = &record.body {
-                        if !self.rule.crashes(server) {
-                            self.unkept_crashes.push((server.clone(), line));
-                        }
-                    }
-                    self.lines.push(line);
-                    self.records.push(record);
-                }
-            }
+        match &mut self.keeper {
+            Some(keeper) => keeper.push(record),
             None => self.records.push(record),
         }
         Ok(())
@@ -114,10 +100,7 @@ fn read(reader: &mut impl BufRead, kept: bool) -> Result<(Trace, String), TraceE
         kept,
         header: None,
         records: Vec::new(),
-        lines: Vec::new(),
-        net: None,
-        rule: KeepRule::default(),
-        unkept_crashes: Vec::new(),
+        keeper: None,
         last_t: 0,
         error: None,
         hasher: crypto::Sha256Stream::new(),
@@ -158,18 +141,9 @@ fn read(reader: &mut impl BufRead, kept: bool) -> Result<(Trace, String), TraceE
     let Some(header) = reading.header else {
         return Err(at(1, "empty trace: expected a header line".into()));
     };
-    let trace = match reading.net {
+    let trace = match reading.keeper {
         None => Trace::new(header, reading.records),
-        Some(net) => Trace {
-            header,
-            records: reading.records,
-            kept: Some(Box::new(Kept {
-                lines: reading.lines,
-                total: line.saturating_sub(2),
-                net: net.finish(),
-                unkept_crashes: reading.unkept_crashes,
-            })),
-        },
+        Some(keeper) => keeper.finish(header),
     };
     Ok((trace, hash))
 }

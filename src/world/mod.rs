@@ -104,17 +104,11 @@ pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 /// as it happens, in trace order.
 pub type SpoolSink = Box<dyn FnMut(&str) + Send>;
 
-/// A spooled run's recording: every record goes to the sink; network records are summed,
-/// those [`trace::KeepRule`] keeps are kept with their trace lines.
+/// A spooled run's recording: every record goes to the sink, and the keeper sorts it
+/// into the kept trace.
 struct Spool {
     sink: SpoolSink,
-    /// Records written so far.
-    count: u64,
-    /// The trace line of each kept record.
-    lines: Vec<u64>,
-    net: trace::NetFold,
-    rule: trace::KeepRule,
-    unkept_crashes: Vec<(String, u64)>,
+    keeper: trace::Keeper,
 }
 
 /// Why a plan cannot run.
@@ -259,7 +253,7 @@ impl Shared {
             end_ms: self.plan.end_ms,
             events: self.created.len() as u64,
             deliveries: self.delivered,
-            records: self.spool.as_ref().map_or(self.records.len() as u64, |s| s.count),
+            records: self.spool.as_ref().map_or(self.records.len() as u64, |s| s.keeper.total()),
         });
     }
 
@@ -268,23 +262,12 @@ impl Shared {
         let t = t.max(self.last_t);
         self.last_t = t;
         let record = Record { t, body };
-        let Some(spool) = self.spool.as_mut() else {
-            self.records.push(record);
-            return;
-        };
-        spool.count += 1;
-        (spool.sink)(&record.to_line());
-        if trace::NetFold::takes(&record.body) {
-            spool.net.push(&record);
-        } else if spool.rule.keeps(&record.body) {
-            // The header is line 1.
-            spool.lines.push(spool.count + 1);
-            if let Body::Node { server, change: NodeChange::Crash } = &record.body {
-                if !spool.rule.crashes(server) {
-                    spool.unkept_crashes.push((server.clone(), spool.count + 1));
-                }
+        match self.spool.as_mut() {
+            None => self.records.push(record),
+            Some(spool) => {
+                (spool.sink)(&record.to_line());
+                spool.keeper.push(record);
             }
-            self.records.push(record);
         }
     }
 

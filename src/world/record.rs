@@ -205,19 +205,9 @@ impl Shared {
 impl Shared {
     /// The records so far under `header`: whole, or kept for a spooled run.
     fn take_trace(&mut self, header: Header) -> Trace {
-        let records = std::mem::take(&mut self.records);
         match self.spool.take() {
-            None => Trace::new(header, records),
-            Some(spool) => Trace {
-                header,
-                records,
-                kept: Some(Box::new(trace::Kept {
-                    lines: spool.lines,
-                    total: spool.count,
-                    net: spool.net.finish(),
-                    unkept_crashes: spool.unkept_crashes,
-                })),
-            },
+            None => Trace::new(header, std::mem::take(&mut self.records)),
+            Some(spool) => spool.keeper.finish(header),
         }
     }
 

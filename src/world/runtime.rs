@@ -42,14 +42,8 @@ fn run_inner(
     let network = Network::new(plan.network.clone(), plan.faults.clone(), root.fork(streams::NET))?;
     let mut world = Shared::new(plan, network, &root);
     world.progress = progress;
-    world.spool = spool.map(|sink| Spool {
-        sink,
-        count: 0,
-        lines: Vec::new(),
-        net: trace::NetFold::new(plan.end_ms),
-        rule: trace::KeepRule::new(plan.faults.faults()),
-        unkept_crashes: Vec::new(),
-    });
+    world.spool = spool
+        .map(|sink| Spool { sink, keeper: trace::Keeper::new(plan.end_ms, plan.faults.faults()) });
     let shared = Arc::new(Mutex::new(world));
 
     let runtime =
