@@ -153,8 +153,9 @@ pub const PDU_BYTES_MAX: u64 = 65_536;
 /// Largest scenario file: 16 MiB, room for the 100,000 steps a scenario may hold.
 pub const SCENARIO_BYTES_MAX: u64 = 16 << 20;
 /// Largest trace (`mxsim check`, `mxsim report`, `mxsim compare`): 64 GiB. Traces are
-/// read a line at a time and kept without their network records ([`read_trace`]), so the
-/// memory a trace takes is that of its other records, about a third of its lines.
+/// read a line at a time into a kept trace ([`read_trace`]), so the memory a trace takes
+/// is that of the records the checks and reports read one by one, about a fifth of its
+/// lines in a big run.
 pub const TRACE_BYTES_MAX: u64 = 64 << 30;
 /// Largest `mxsim resolve` input: 1 GiB (about a million events of 1 KB).
 pub const RESOLVE_BYTES_MAX: u64 = 1 << 30;

@@ -262,6 +262,15 @@ struct SpoolFile {
     error: Option<std::io::Error>,
 }
 
+/// Removes the spool file when dropped, whatever happened.
+struct RemoveOnDrop<'p>(&'p Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
 /// Runs `plan` with its records spooled to `part` and makes the trace file from them
 /// (`trace_path`; `None` only hashes it). Returns the output, whose trace is kept
 /// ([`Trace::kept`]), and the trace hash. The spool is removed whatever happens.
@@ -272,22 +281,11 @@ fn spooled_run(
     display: &RunProgress,
     trace_path: Option<&Path>,
 ) -> Result<(world::RunOutput, String), SpoolError> {
-    let result = spool_and_assemble(plan, progress, part, display, trace_path);
-    let _ = std::fs::remove_file(part);
-    result
-}
-
-fn spool_and_assemble(
-    plan: &world::Plan,
-    progress: Option<world::ProgressSink>,
-    part: &Path,
-    display: &RunProgress,
-    trace_path: Option<&Path>,
-) -> Result<(world::RunOutput, String), SpoolError> {
     let cannot = |path: &Path, e: std::io::Error| {
         SpoolError::File(CliError::input(format!("{}: cannot write: {e}", path.display())))
     };
     let file = std::fs::File::create(part).map_err(|e| cannot(part, e))?;
+    let _remove = RemoveOnDrop(part);
     let spool = Arc::new(Mutex::new(SpoolFile {
         writer: std::io::BufWriter::with_capacity(1 << 20, file),
         error: None,
