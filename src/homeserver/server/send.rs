@@ -176,10 +176,10 @@ impl Homeserver {
     pub(super) fn has_joined_member_at(&self, group: StateGroupId, server: &str) -> bool {
         let mut cache = self.joined_at.borrow_mut();
         let moved = cache.as_mut().is_some_and(|entry| self.move_joined(entry, group));
-        let (_, counts) = match (moved, &mut *cache) {
-            (true, Some(entry)) => entry,
-            _ => cache.insert((group, self.joined_counts(group))),
-        };
+        if !moved {
+            *cache = Some((group, self.joined_counts(group)));
+        }
+        let (_, counts) = cache.as_ref().expect("just moved or counted");
         debug_assert_eq!(*counts, self.joined_counts(group), "joined members moved on wrongly");
         counts.contains_key(server)
     }

@@ -43,13 +43,8 @@ pub(super) struct StateGroup {
 struct Delta(Box<[(StateKey, Option<EventId>)]>);
 
 impl Delta {
-    fn get(&self, key: &StateKey) -> Option<&Option<EventId>> {
-        let at = self.0.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
-        Some(&self.0[at].1)
-    }
-
-    /// [`Delta::get`] by borrowed parts, without building a key.
-    fn get_parts(&self, event_type: &str, state_key: &str) -> Option<&Option<EventId>> {
+    /// The entry of a key (`Some(None)`: removed here), found by borrowed parts.
+    fn get(&self, event_type: &str, state_key: &str) -> Option<&Option<EventId>> {
         let wanted = (event_type, state_key);
         let at =
             self.0.binary_search_by(|((t, k), _)| (t.as_str(), k.as_str()).cmp(&wanted)).ok()?;
@@ -259,7 +254,9 @@ impl Store {
         let at = *at;
         let root = &self.groups[&at].delta;
         // Only what differs from the snapshot (whose entries are all present).
-        rebased.retain(|key, event| root.get(key).and_then(Option::as_ref) != event.as_ref());
+        rebased.retain(|key, event| {
+            root.get(&key.0, &key.1).and_then(Option::as_ref) != event.as_ref()
+        });
         if rebased.len() <= root.len() / 4 {
             return StateGroup { parent: Some(at), delta: rebased.into(), chain_len: 1, digest };
         }
@@ -405,7 +402,7 @@ impl Store {
                 let snapshot = &self.groups[chain.last().expect("not empty")].delta;
                 let entry = |key: &StateKey| match own.get(key).or_else(|| shared.get(key)) {
                     Some(&event) => event,
-                    None => snapshot.get(key).and_then(Option::as_ref),
+                    None => snapshot.get(&key.0, &key.1).and_then(Option::as_ref),
                 };
                 keys.iter().map(|&key| entry(key)).collect()
             })
@@ -468,15 +465,7 @@ impl Store {
 
     /// One entry of a group's state, without materialising the whole map.
     pub fn state_get(&self, id: StateGroupId, key: &StateKey) -> Option<EventId> {
-        let mut at = Some(id);
-        while let Some(group_id) = at {
-            let group = &self.groups[&group_id];
-            if let Some(entry) = group.delta.get(key) {
-                return entry.clone();
-            }
-            at = group.parent;
-        }
-        None
+        self.state_get_parts(id, &key.0, &key.1).cloned()
     }
 
     /// [`Store::state_get`] by borrowed parts of the key: the auth rules look up a few
@@ -491,7 +480,7 @@ impl Store {
         let mut at = Some(id);
         while let Some(group_id) = at {
             let group = &self.groups[&group_id];
-            if let Some(entry) = group.delta.get_parts(event_type, state_key) {
+            if let Some(entry) = group.delta.get(event_type, state_key) {
                 return entry.as_ref();
             }
             at = group.parent;
