@@ -5,16 +5,25 @@
 //! 1. The hub's list (the events the hub created or accepted, in trace order) follows the
 //!    draft's rules: it is replayed with `matrix::linearized::HubList::append`, the pure
 //!    core's list, which checks order, `hub_server`, auth events and the auth rules.
+//!    The list is read as a DAG in list order (`matrix::linearized::list`, [digest]): an
+//!    event from a DAG-capable server may fork it, the hub's next event merges the forward
+//!    extremities, and the state at a position is the state resolution of the branches.
 //! 2. Every participant appends the hub's events in the hub's order, and one that is joined
 //!    at the end holds every event from its last join on: no gaps.
 //! 3. Participants and hub agree on state at every position: each state a participant
-//!    reports (`state` records) is the state of the hub's list at some position, at or
-//!    after the position of the state it reported before.
+//!    reports (`state` records) is the state of the hub's list at some position (its
+//!    current state, resolved where the list has several forward extremities), at or after
+//!    the position of the state it reported before.
 //! 4. Every LPDU a participant sent (`lpdu_sent`) is accounted for: appended by the hub
 //!    (`linearized`), refused or given up with a reason (`lpdu_failed`), or lost to a crash
 //!    of the participant after it was sent. None is appended twice.
 //! 5. No participant recorded a hub fault (`hub_fault`): mxsim's hubs are honest, so one
 //!    is a bug of the hub or of the participant.
+//!
+//! Checks 2 and 3 skip the room's DAG-capable servers: the servers other than the hub that
+//! originate PDUs in the room without `hub_server` (a participant never does: the hub
+//! completes its LPDUs, which carry `hub_server`). They hold the room's DAG, not the list;
+//! their agreement with the others is `convergence`'s business.
 //!
 //! That every event of the hub's list reaches every participant within the bound is
 //! `liveness` (the hub creates every PDU of the list).
@@ -39,6 +48,8 @@ const ID: Invariant = Invariant::Linearized;
 /// The hub's list of one room as the checker replayed it.
 struct Replayed<'t> {
     hub: String,
+    /// The room's DAG-capable servers, which checks 2 and 3 skip.
+    dag_servers: BTreeSet<String>,
     /// Event id → position.
     positions: BTreeMap<&'t str, usize>,
     /// State hash → the positions after which the list's state has it, ascending.
@@ -79,8 +90,13 @@ fn replay<'t>(
     })?;
     let hub = ids::user_server(create.sender())?.to_owned();
     let mut list = HubList::new();
-    let mut replayed =
-        Replayed { hub: hub.clone(), positions: BTreeMap::new(), states: BTreeMap::new(), len: 0 };
+    let mut replayed = Replayed {
+        hub: hub.clone(),
+        dag_servers: dag_servers(index, room, &hub),
+        positions: BTreeMap::new(),
+        states: BTreeMap::new(),
+        len: 0,
+    };
     let in_list = |d: Decision| matches!(d, Decision::Created | Decision::Accepted);
     for receipt in &index.receipts {
         if receipt.server != hub || receipt.room != room || !in_list(receipt.decision) {
@@ -114,6 +130,16 @@ fn replay<'t>(
     Some(replayed)
 }
 
+/// The servers other than `hub` that originate PDUs in `room` without `hub_server`.
+fn dag_servers(index: &Index<'_>, room: &str, hub: &str) -> BTreeSet<String> {
+    let pdus = index.events.values().filter(|e| e.room == room).filter_map(|e| e.pdu());
+    pdus.filter(|pdu| pdu.hub_server().is_none())
+        .filter_map(|pdu| ids::user_server(pdu.sender()))
+        .filter(|server| *server != hub)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The trace's state hash of the list's current state.
 fn state_hash(list: &HubList) -> String {
     let entries =
@@ -127,7 +153,8 @@ fn participants(index: &Index<'_>, room: &str, list: &Replayed<'_>, found: &mut 
     let mut by_server: BTreeMap<&str, Vec<(usize, u64, &str)>> = BTreeMap::new();
     for receipt in &index.receipts {
         let appended = matches!(receipt.decision, Decision::Created | Decision::Accepted);
-        if receipt.room != room || receipt.server == list.hub || !appended {
+        let holds_list = receipt.server != list.hub && !list.dag_servers.contains(receipt.server);
+        if receipt.room != room || !holds_list || !appended {
             continue;
         }
         let Some(&position) = list.positions.get(receipt.event_id) else {
@@ -188,7 +215,7 @@ fn states(index: &Index<'_>, room: &str, list: &Replayed<'_>, found: &mut Vec<Vi
     let mut at: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, record) in index.trace.records.iter().enumerate() {
         let Body::State { server, room: r, state_hash } = &record.body else { continue };
-        if r != room || *server == list.hub {
+        if r != room || *server == list.hub || list.dag_servers.contains(server.as_str()) {
             continue;
         }
         let from = at.get(server.as_str()).copied().unwrap_or(0);

@@ -10,21 +10,22 @@
 //! (the digest's or this module's reading) or [impl] (eigen-server's) and collected in
 //! docs/linearized.md.
 //!
-//! Pure functions only: the hub's list is a value ([`HubList`]) that the hub and each
-//! participant keep; keys are arguments; nothing here knows of servers or time.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! Pure functions only: the hub's list is a value ([`HubList`], in `list`) that the hub and
+//! each participant keep; keys are arguments; nothing here knows of servers or time.
 
 use serde_json::Value;
 
-use crate::matrix::auth::{self, Rejection, SignatureCheck};
+use crate::matrix::auth;
 use crate::matrix::canonical_json::Object;
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
 use crate::matrix::ids::{self, EventId};
 use crate::matrix::pdu::{self, FormatError, Pdu, Stage, Verified, VerifyError};
 use crate::matrix::redaction;
 use crate::matrix::room_version::RoomVersionRules;
+
+mod list;
+
+pub use list::{HubFault, HubList, HubMisbehaviour, ListState};
 
 /// A well-formed LPDU (a participant's partial event): no `auth_events`, `prev_events` or
 /// `hashes.sha256`; `hub_server`, `hashes.lpdu` and `signatures` present.
@@ -172,6 +173,10 @@ pub enum CompletionError {
 /// The LPDU is not checked here beyond its format; the hub runs [`verify_lpdu`] (or the
 /// receipt checks on the result) and appends the result with [`HubList::append`], which
 /// runs the auth rules.
+///
+/// [digest] A list with several forward extremities (a DAG server's event was appended)
+/// cannot take a completed LPDU, which names exactly one prev event: the hub appends a
+/// merge ([`build_merge_event`]) first.
 pub fn complete_lpdu(
     rules: &RoomVersionRules,
     list: &HubList,
@@ -189,13 +194,21 @@ pub fn complete_lpdu(
     if partial.event_type() == "m.room.create" {
         return Err(CompletionError::CreateLpdu);
     }
-    let Some(head) = list.head() else {
-        return Err(CompletionError::Position(
-            "the hub's list is empty: it starts with the create",
-        ));
+    let head = match list.forward_extremities().iter().collect::<Vec<_>>().as_slice() {
+        [] => {
+            return Err(CompletionError::Position(
+                "the hub's list is empty: it starts with the create",
+            ));
+        }
+        [head] => (*head).clone(),
+        _ => {
+            return Err(CompletionError::Position(
+                "the hub's list has several forward extremities: it merges them first",
+            ));
+        }
     };
     let auth_events = select_from(rules, partial, list);
-    complete_lpdu_with(rules, lpdu, auth_events, head.event_id().clone(), hub_name, key)
+    complete_lpdu_with(rules, lpdu, auth_events, head, hub_name, key)
 }
 
 /// The last steps of [`complete_lpdu`] with the auth events and the previous event given.
@@ -241,8 +254,9 @@ fn lpdu_hash_matches(lpdu: &Lpdu) -> bool {
 }
 
 /// An event of one of the hub's own users, built by the hub as a PDU: the auth events the
-/// selection picks from `list`'s current state, `prev_events` = the head (none for the
-/// create event, which must come first), then hashed and signed by the hub like any PDU.
+/// selection picks from `list`'s current state, `prev_events` = the list's forward
+/// extremities in event-id order (the head, on a chain; none for the create event, which
+/// must come first), then hashed and signed by the hub like any PDU.
 ///
 /// [impl] Events whose sender is on the hub carry no `hub_server` and no `hashes.lpdu`
 /// (eigen-server; the draft is silent; digest: spec/linearized-matrix.md §3, §10). The
@@ -259,7 +273,10 @@ pub fn build_hub_event(
     let is_create = partial.event_type() == "m.room.create";
     let (auth_events, prev_events) = match (list.head(), is_create) {
         (None, true) => (Vec::new(), Vec::new()),
-        (Some(head), false) => (select_from(rules, &partial, list), vec![head.event_id().clone()]),
+        (Some(_), false) => {
+            let prev_events = list.forward_extremities().iter().cloned().collect();
+            (select_from(rules, &partial, list), prev_events)
+        }
         (None, false) => {
             return Err(CompletionError::Position(
                 "the hub's list is empty: it starts with the create",
@@ -271,6 +288,43 @@ pub fn build_hub_event(
     json.insert("auth_events".to_owned(), ids(auth_events));
     json.insert("prev_events".to_owned(), ids(prev_events));
     Ok(pdu::build_signed(rules, json, hub_name, key)?)
+}
+
+/// The type of the hub's merge events, [`build_merge_event`]: Synapse's dummy event.
+pub const MERGE_EVENT_TYPE: &str = "org.matrix.dummy_event";
+
+/// The hub's merge of its list's forward extremities, built with [`build_hub_event`]: an
+/// `org.matrix.dummy_event` with empty content sent by `sender`, one of the hub's users
+/// (joined in the list's current state, or the auth rules reject it), naming every forward
+/// extremity as a prev event. Fails with [`CompletionError::Position`] when the list has
+/// fewer than two forward extremities.
+///
+/// [digest] The draft is silent on how a hub linearizes a DAG-capable server's events (it
+/// mentions "filler" events; digest: spec/linearized-matrix.md §1). mxsim's hub appends a
+/// DAG event that left the list with several forward extremities and then merges them at
+/// once, as Synapse's `_send_dummy_events_to_fill_extremities` does with
+/// `org.matrix.dummy_event` (the behavioural reference for the type and empty content).
+pub fn build_merge_event(
+    rules: &RoomVersionRules,
+    list: &HubList,
+    room_id: &str,
+    sender: &str,
+    origin_server_ts: i64,
+    hub_name: &str,
+    key: &SigningKey,
+) -> Result<Pdu, CompletionError> {
+    if list.forward_extremities().len() < 2 {
+        return Err(CompletionError::Position(
+            "nothing to merge: the list has fewer than two forward extremities",
+        ));
+    }
+    let mut json = Object::new();
+    json.insert("room_id".to_owned(), Value::String(room_id.to_owned()));
+    json.insert("type".to_owned(), Value::String(MERGE_EVENT_TYPE.to_owned()));
+    json.insert("sender".to_owned(), Value::String(sender.to_owned()));
+    json.insert("origin_server_ts".to_owned(), Value::from(origin_server_ts));
+    json.insert("content".to_owned(), Value::Object(Object::new()));
+    build_hub_event(rules, list, json, hub_name, key)
 }
 
 /// The partial event with `hub_server` added, so that the LPDU format check can vet the
@@ -289,7 +343,7 @@ fn select_from(rules: &RoomVersionRules, event: &Pdu, list: &HubList) -> Vec<Eve
         event.sender(),
         event.state_key(),
         event.content(),
-        &list.state,
+        list.state(),
     )
 }
 
@@ -299,212 +353,6 @@ fn key_ring(server_name: &str, key: &SigningKey) -> KeyRing {
         .or_default()
         .insert(key.key_id().to_owned(), key.public_key());
     ring
-}
-
-/// The hub's list of a room as a server holds it: the events in list order and the state
-/// after the last one. The hub appends to its list; a participant appends what the hub sends
-/// and so checks the hub's ordering and auth decisions.
-///
-/// Spec: the hub "appends events in order of receipt"; the state at an event is the latest
-/// event per (`type`, `state_key`) in list order; "current state" is the state at the most
-/// recent event (digest: spec/linearized-matrix.md §1, §6 "State in LM").
-#[derive(Clone, Debug, Default)]
-pub struct HubList {
-    /// The hub: the server of the create event's `sender` (draft "Hub Selection").
-    hub: Option<String>,
-    events: Vec<Arc<Pdu>>,
-    positions: BTreeMap<EventId, u64>,
-    state: BTreeMap<(String, String), Arc<Pdu>>,
-}
-
-/// What was wrong with an event the hub put into its list (or sent as the next one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HubFault {
-    /// The first event is not `m.room.create`, or a later one is.
-    CreateNotFirst,
-    /// The event is already in the list.
-    Duplicate,
-    /// `hub_server` is not the room's hub.
-    WrongHub,
-    /// An event the hub built does not name the head of the list as its only prev event.
-    NotAfterHead,
-    /// An event from a DAG-capable server names a prev event that is not in the list.
-    UnknownPrevEvent,
-    /// An auth event is not in the list.
-    UnknownAuthEvent,
-    /// An event the hub built does not list exactly the auth events the selection picks
-    /// from the state before it.
-    AuthEventsNotSelected,
-    /// The event fails the auth rules against the state before it: the hub should have
-    /// rejected it.
-    Rejected,
-}
-
-/// A participant's finding: the hub put an event into the list that the rules forbid. The
-/// event is not appended.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("hub fault at position {position} ({event_id}): {fault:?}: {reason}")]
-pub struct HubMisbehaviour {
-    /// The list position the event would have had.
-    pub position: u64,
-    pub event_id: EventId,
-    pub fault: HubFault,
-    pub reason: String,
-    /// The auth rule that rejects the event, for [`HubFault::Rejected`].
-    pub rejection: Option<Rejection>,
-}
-
-impl HubList {
-    pub fn new() -> HubList {
-        HubList::default()
-    }
-
-    /// The hub, once the create event is in the list.
-    pub fn hub(&self) -> Option<&str> {
-        self.hub.as_deref()
-    }
-
-    /// The number of events in the list.
-    pub fn len(&self) -> u64 {
-        self.events.len() as u64
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
-    /// The last event of the list.
-    pub fn head(&self) -> Option<&Pdu> {
-        self.events.last().map(|pdu| &**pdu)
-    }
-
-    /// The events in list order.
-    pub fn events(&self) -> &[Arc<Pdu>] {
-        &self.events
-    }
-
-    /// The position of an event in the list.
-    pub fn position(&self, event_id: &EventId) -> Option<u64> {
-        self.positions.get(event_id).copied()
-    }
-
-    /// The current state: (`type`, `state_key`) → the latest such event in list order.
-    pub fn state(&self) -> &BTreeMap<(String, String), Arc<Pdu>> {
-        &self.state
-    }
-
-    /// Appends the next event of the hub's list after checking that the hub was allowed to
-    /// put it there: order, `hub_server`, auth events and the auth rules against the state
-    /// before it. On a fault nothing changes.
-    ///
-    /// The event's signatures and hashes are the receipt checks' business (`pdu::verify`,
-    /// run first); `signatures` says whether the auth rules re-check them (rules 1–2).
-    ///
-    /// Spec: receipt checks and auth rules, which a hub MUST and a participant SHOULD run
-    /// (digest: spec/linearized-matrix.md §6). [digest] The participant-side ordering checks
-    /// are this module's reading of the draft's model: an event the hub built (with
-    /// `hub_server`, or sent by one of the hub's users) names the head of the list as its
-    /// only prev event and lists exactly the selected auth events; an event from a
-    /// DAG-capable server (no `hub_server`, sender elsewhere) keeps its own prev and auth
-    /// events, which must already be in the list.
-    pub fn append(
-        &mut self,
-        rules: &RoomVersionRules,
-        pdu: Arc<Pdu>,
-        signatures: SignatureCheck<'_>,
-    ) -> Result<u64, HubMisbehaviour> {
-        let position = self.len();
-        let fault = |fault: HubFault, reason: String| HubMisbehaviour {
-            position,
-            event_id: pdu.event_id().clone(),
-            fault,
-            reason,
-            rejection: None,
-        };
-        if self.positions.contains_key(pdu.event_id()) {
-            return Err(fault(HubFault::Duplicate, "the event is already in the list".into()));
-        }
-        let is_create = pdu.event_type() == "m.room.create" && pdu.state_key() == Some("");
-        if is_create != self.events.is_empty() {
-            let reason = if is_create {
-                "a second m.room.create"
-            } else {
-                "the list must start with m.room.create"
-            };
-            return Err(fault(HubFault::CreateNotFirst, reason.into()));
-        }
-        // Hub selection: the create event's sender's server.
-        let hub =
-            if is_create { pdu.origin() } else { self.hub.as_deref().expect("set by create") };
-        if let Some(named) = pdu.hub_server().filter(|named| *named != hub) {
-            return Err(fault(
-                HubFault::WrongHub,
-                format!("hub_server {named} is not the hub {hub}"),
-            ));
-        }
-        let built_by_hub = pdu.hub_server().is_some() || pdu.origin() == hub;
-        let head = self.head().map(|head| head.event_id().clone());
-        if built_by_hub {
-            if pdu.prev_events() != head.as_slice() {
-                return Err(fault(
-                    HubFault::NotAfterHead,
-                    format!(
-                        "prev_events {:?} is not the head of the list {}",
-                        pdu.prev_events(),
-                        head.as_ref().map_or("(none)", EventId::as_str)
-                    ),
-                ));
-            }
-        } else if let Some(unknown) =
-            pdu.prev_events().iter().find(|id| self.position(id).is_none())
-        {
-            return Err(fault(
-                HubFault::UnknownPrevEvent,
-                format!("prev event {unknown} is not in the list"),
-            ));
-        }
-        let mut auth_events: Vec<(&Pdu, bool)> = Vec::with_capacity(pdu.auth_events().len());
-        for id in pdu.auth_events() {
-            let Some(at) = self.position(id) else {
-                return Err(fault(
-                    HubFault::UnknownAuthEvent,
-                    format!("auth event {id} is not in the list"),
-                ));
-            };
-            let at = usize::try_from(at).expect("positions index the list");
-            auth_events.push((&*self.events[at], false));
-        }
-        if built_by_hub && !is_create {
-            let mut selected = select_from(rules, &pdu, self);
-            let mut listed = pdu.auth_events().to_vec();
-            selected.sort();
-            listed.sort();
-            if selected != listed {
-                return Err(fault(
-                    HubFault::AuthEventsNotSelected,
-                    format!("auth_events {listed:?} are not the selected {selected:?}"),
-                ));
-            }
-        }
-        if let Err(rejection) =
-            auth::check_event(rules, &pdu, &auth_events, &self.state, signatures)
-        {
-            let mut misbehaviour = fault(HubFault::Rejected, rejection.to_string());
-            misbehaviour.rejection = Some(rejection);
-            return Err(misbehaviour);
-        }
-        if is_create {
-            self.hub = Some(hub.to_owned());
-        }
-        if let Some(state_key) = pdu.state_key() {
-            self.state.insert((pdu.event_type().to_owned(), state_key.to_owned()), pdu.clone());
-        }
-        self.positions.insert(pdu.event_id().clone(), position);
-        self.events.push(pdu);
-        assert_eq!(self.len(), position + 1);
-        assert!(self.hub.is_some());
-        Ok(position)
-    }
 }
 
 /// Whether a server name is the room's hub according to a create event: hub selection

@@ -470,6 +470,45 @@ fn a_recorded_hub_fault_is_a_violation() {
     );
 }
 
+#[test]
+fn a_dag_capable_servers_copy_is_not_held_to_the_list() {
+    // hs5 records an event the hub never appended and a state the list never had. As a
+    // participant (the event's sender on the hub, so hs5 originates no PDU) that breaks
+    // checks 2 and 3; as a DAG-capable server (it originates a PDU without hub_server) it
+    // holds the DAG, not the list, and both checks skip it.
+    let passing = passing_trace();
+    let room = "!r0n0:hs1";
+    let with_event_from = |sender: &str| -> Vec<String> {
+        let mut trace = passing.clone();
+        let at = trace.records.len() - 1;
+        let t = trace.records[at].t;
+        let json = object(json!({
+            "room_id": room, "type": "m.room.message", "sender": sender,
+            "origin_server_ts": 1, "content": {"body": "from the DAG"},
+            "auth_events": ["$a"], "prev_events": ["$p"],
+        }));
+        let pdu = pdu::build_signed(&LINEARIZED_02, json, "hs5", &key("hs5")).unwrap();
+        let event = Body::Event {
+            server: "hs5".into(),
+            room: room.into(),
+            event_id: Some(pdu.event_id().as_str().to_owned()),
+            decision: TDecision::Created,
+            reason: None,
+            pdu: Some(pdu.json().clone()),
+        };
+        let state =
+            Body::State { server: "hs5".into(), room: room.into(), state_hash: "AAAAAAAA".into() };
+        trace.records.insert(at, Record { t, body: state });
+        trace.records.insert(at, Record { t, body: event });
+        linearized_violations(&trace)
+    };
+    let found = with_event_from("@alice:hs1");
+    assert!(found.iter().any(|m| m.contains("hs5 appended")), "{found:?}");
+    assert!(found.iter().any(|m| m.contains("hs5 reports state AAAAAAAA")), "{found:?}");
+    let found = with_event_from("@eve:hs5");
+    assert!(found.iter().all(|m| !m.contains("hs5")), "{found:?}");
+}
+
 // --- `mxsim compare` ---
 
 fn run_pair(pair: &str, seed: u64) -> (Trace, Trace) {

@@ -6,15 +6,21 @@
 //! and signing (json, hashlib, the `cryptography` package's Ed25519), not by mxsim. The
 //! event is the draft's own example ("Events"; digest: spec/linearized-matrix.md §3), with
 //! first.example.org as hub (seed 32 × 0x01) and second.example.org as sender (32 × 0x02).
+//! third.example.org (32 × 0x03) is a DAG-capable server in the tests of the list's DAG
+//! reading.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::*;
+use crate::matrix::auth::SignatureCheck;
 use crate::matrix::canonical_json;
 use crate::matrix::room_version::{LINEARIZED_02, V11};
 
 const HUB: &str = "first.example.org";
 const PARTICIPANT: &str = "second.example.org";
+const DAG: &str = "third.example.org";
 
 const VECTOR_INVITE_LPDU: &str = r#"{"content":{"membership":"invite"},"hashes":{"lpdu":{"sha256":"T2he1A3VNVcD4nr/DEuY2xeK60n3wYNUAfpx5KIBn18"}},"hub_server":"first.example.org","origin_server_ts":1681340188825,"room_id":"!abc:example.org","sender":"@bob:second.example.org","signatures":{"second.example.org":{"ed25519:1":"sERK/Mqeciznf9j5ismnSB82Txcjkk0MO8ZXRgJLNJjnAoK5OLN7LMUv8I9h9yYJv6ih5Xvv3VLujwx+ABR+Dg"}},"state_key":"@alice:first.example.org","type":"m.room.member"}"#;
 const VECTOR_INVITE_LPDU_ID: &str = "$PktgjOeGCVY5m_KSEbQE5ofJVTz2H4KRlZYVCj9nOo0";
@@ -37,9 +43,14 @@ fn participant_key() -> SigningKey {
     SigningKey::from_seed(&[2; 32], "ed25519:1").unwrap()
 }
 
+fn dag_key() -> SigningKey {
+    SigningKey::from_seed(&[3; 32], "ed25519:1").unwrap()
+}
+
 fn ring() -> KeyRing {
     let mut ring = key_ring(HUB, &hub_key());
     ring.extend(key_ring(PARTICIPANT, &participant_key()));
+    ring.extend(key_ring(DAG, &dag_key()));
     ring
 }
 
@@ -517,4 +528,255 @@ fn dag_server_events_keep_their_own_prev_events_but_need_them_in_the_list() {
     assert_eq!(copy.append(rules, Arc::new(ok), SignatureCheck::Keys(&ring())), Ok(5));
     let unknown = dag_event(vec![&id("$unseen")]);
     assert_eq!(fault_of(&hub, unknown).fault, HubFault::UnknownPrevEvent);
+}
+
+const ALICE: &str = "@alice:first.example.org";
+const CAROL: &str = "@carol:third.example.org";
+const ROOM: &str = "!room:first.example.org";
+
+/// `event` with the room id and `origin_server_ts` (100 unless given).
+fn in_room(event: Value) -> Object {
+    let mut json = object(event);
+    json.insert("room_id".to_owned(), json!(ROOM));
+    json.entry("origin_server_ts").or_insert(json!(100));
+    json
+}
+
+/// An event of the hub's user alice, built by the hub on the list's forward extremities.
+fn hub_pdu(list: &HubList, event: Value) -> Arc<Pdu> {
+    Arc::new(build_hub_event(&LINEARIZED_02, list, in_room(event), HUB, &hub_key()).unwrap())
+}
+
+/// An event of the hub's user alice naming `prevs`, with the selected auth events.
+fn hub_pdu_after(list: &HubList, event: Value, prevs: &[&EventId]) -> Arc<Pdu> {
+    let rules = &LINEARIZED_02;
+    let mut json = in_room(event);
+    let partial = pdu::check_lpdu(rules, lpdu_probe(&json, HUB), Stage::LpduUnsigned).unwrap();
+    let ids = |ids: &[&EventId]| json!(ids.iter().map(|id| id.as_str()).collect::<Vec<_>>());
+    let auth = select_from(rules, &partial, list);
+    json.insert("auth_events".to_owned(), ids(&auth.iter().collect::<Vec<_>>()));
+    json.insert("prev_events".to_owned(), ids(prevs));
+    Arc::new(pdu::build_signed(rules, json, HUB, &hub_key()).unwrap())
+}
+
+/// An event of the DAG-capable server's user carol with the given prev and auth events.
+fn dag_pdu(event: Value, prevs: &[&EventId], auth: &[&EventId]) -> Arc<Pdu> {
+    let mut json = in_room(event);
+    let ids = |ids: &[&EventId]| json!(ids.iter().map(|id| id.as_str()).collect::<Vec<_>>());
+    json.insert("prev_events".to_owned(), ids(prevs));
+    json.insert("auth_events".to_owned(), ids(auth));
+    Arc::new(pdu::build_signed(&LINEARIZED_02, json, DAG, &dag_key()).unwrap())
+}
+
+fn append(list: &mut HubList, pdu: &Arc<Pdu>) -> Result<u64, HubMisbehaviour> {
+    list.append(&LINEARIZED_02, pdu.clone(), SignatureCheck::Keys(&ring()))
+}
+
+/// The event ids of a list's forward extremities.
+fn extremities(list: &HubList) -> Vec<EventId> {
+    list.forward_extremities().iter().cloned().collect()
+}
+
+/// The event id under a key of a state.
+fn at<'s>(state: &'s ListState, event_type: &str, state_key: &str) -> Option<&'s str> {
+    state.get(&(event_type.to_owned(), state_key.to_owned())).map(|pdu| pdu.event_id().as_str())
+}
+
+fn message(sender: &str, body: &str) -> Value {
+    json!({"type": "m.room.message", "sender": sender, "content": {"body": body}})
+}
+
+fn topic(sender: &str, topic: &str, ts: i64) -> Value {
+    json!({"type": "m.room.topic", "state_key": "", "sender": sender,
+           "content": {"topic": topic}, "origin_server_ts": ts})
+}
+
+/// [`hub_room`] with carol of the DAG-capable server joined (a DAG event on the head, 4)
+/// and given power 50, enough for state events (5, by alice): still a chain.
+fn dag_room() -> HubList {
+    let mut list = hub_room();
+    let e: Vec<EventId> = list.events().iter().map(|p| p.event_id().clone()).collect();
+    // A join's auth events: the create event, the power levels, the join rules (the sender
+    // and target have no membership yet).
+    let join = json!({"type": "m.room.member", "state_key": CAROL, "sender": CAROL,
+                      "content": {"membership": "join"}});
+    assert_eq!(append(&mut list, &dag_pdu(join, &[&e[3]], &[&e[0], &e[2], &e[3]])), Ok(4));
+    let power = json!({"type": "m.room.power_levels", "state_key": "", "sender": ALICE,
+                       "content": {"users": {ALICE: 100, CAROL: 50}}});
+    let power = hub_pdu(&list, power);
+    assert_eq!(append(&mut list, &power), Ok(5));
+    list
+}
+
+/// The id of the event at `position`.
+fn id_at(list: &HubList, position: usize) -> EventId {
+    list.events()[position].event_id().clone()
+}
+
+#[test]
+fn a_dag_event_off_the_head_forks_the_list_and_the_hubs_merge_joins_it() {
+    let rules = &LINEARIZED_02;
+    let mut list = dag_room();
+    // A chain: one forward extremity, the head, and the state is the fold.
+    assert_eq!(extremities(&list), [id_at(&list, 5)]);
+    assert!(list.fold_disagreement().is_empty());
+    let (create, power, carol) = (id_at(&list, 0), id_at(&list, 5), id_at(&list, 4));
+    let hub_message = hub_pdu(&list, message(ALICE, "on the head"));
+    assert_eq!(hub_message.prev_events(), std::slice::from_ref(&power));
+    assert_eq!(append(&mut list, &hub_message), Ok(6));
+    // Carol's server had not seen alice's message: it names 5, not the head 6.
+    let dag = dag_pdu(message(CAROL, "off the head"), &[&power], &[&create, &power, &carol]);
+    assert_eq!(append(&mut list, &dag), Ok(7));
+    let mut both = vec![hub_message.event_id().clone(), dag.event_id().clone()];
+    both.sort();
+    assert_eq!(extremities(&list), both);
+    // Messages change no state: the two branches agree.
+    assert!(list.fold_disagreement().is_empty());
+
+    // An event the hub builds now must name both; the head alone is a fault, and so is the
+    // other branch alone.
+    for alone in &both {
+        let stale = hub_pdu_after(&list, message(ALICE, "one branch"), &[alone]);
+        let found = fault_of(&list, (*stale).clone());
+        assert_eq!(found.fault, HubFault::NotAfterHead);
+        assert!(found.reason.contains(both[0].as_str()) && found.reason.contains(both[1].as_str()));
+    }
+    // Nor can the hub complete an LPDU, which names one prev event: it merges first.
+    let lpdu = lpdu_from("m.room.message", BOB, None, json!({"body": "hi"}));
+    assert!(matches!(
+        complete_lpdu(rules, &list, &lpdu, HUB, &hub_key()),
+        Err(CompletionError::Position(_))
+    ));
+
+    // The merge: a dummy event naming both extremities in event-id order.
+    let merge = build_merge_event(rules, &list, ROOM, ALICE, 300, HUB, &hub_key()).unwrap();
+    assert_eq!(merge.event_type(), MERGE_EVENT_TYPE);
+    assert_eq!(merge.prev_events(), both.as_slice());
+    assert_eq!(merge.hub_server(), None);
+    assert_eq!(merge.content(), &Object::new());
+    // Its auth events: the create event, the power levels and alice's membership.
+    assert_eq!(merge.auth_events(), [create.clone(), power.clone(), id_at(&list, 1)]);
+    let merge = Arc::new(merge);
+    let mut merged = list.clone();
+    assert_eq!(append(&mut merged, &merge), Ok(8));
+    assert_eq!(extremities(&merged), [merge.event_id().clone()]);
+    assert_eq!(merged.head().unwrap().event_id(), merge.event_id());
+    // The same merge naming the extremities in the other order is as good: a set.
+    let reversed = hub_pdu_after(
+        &list,
+        json!({"type": MERGE_EVENT_TYPE, "sender": ALICE,
+        "content": {}, "origin_server_ts": 301}),
+        &[&both[1], &both[0]],
+    );
+    let mut other = list.clone();
+    assert_eq!(append(&mut other, &reversed), Ok(8));
+    assert_eq!(extremities(&other), [reversed.event_id().clone()]);
+    // A merge after the merge has nothing to merge, and the list is a chain again.
+    assert!(matches!(
+        build_merge_event(rules, &merged, ROOM, ALICE, 302, HUB, &hub_key()),
+        Err(CompletionError::Position(_))
+    ));
+    let next = hub_pdu(&merged, message(ALICE, "after the merge"));
+    assert_eq!(next.prev_events(), [merge.event_id().clone()]);
+    assert_eq!(append(&mut merged, &next), Ok(9));
+}
+
+#[test]
+fn a_dag_event_needs_every_prev_event_in_the_list() {
+    let mut list = dag_room();
+    let (create, power, carol) = (id_at(&list, 0), id_at(&list, 5), id_at(&list, 4));
+    // One known prev event does not make up for an unknown one.
+    let unknown =
+        dag_pdu(message(CAROL, "x"), &[&power, &id("$unseen")], &[&create, &power, &carol]);
+    let found = fault_of(&list, (*unknown).clone());
+    assert_eq!(found.fault, HubFault::UnknownPrevEvent);
+    assert!(found.reason.contains("$unseen"));
+    assert_eq!(extremities(&list), std::slice::from_ref(&power));
+    // The same event naming only the known one is appended.
+    let known = dag_pdu(message(CAROL, "x"), &[&power], &[&create, &power, &carol]);
+    assert_eq!(append(&mut list, &known), Ok(6));
+}
+
+/// The list after alice's topic (hub, 6) and carol's concurrent topic (DAG, 7, on 5).
+fn concurrent_topics(hub_ts: i64, dag_ts: i64) -> (HubList, Arc<Pdu>, Arc<Pdu>) {
+    let mut list = dag_room();
+    let (create, power, carol) = (id_at(&list, 0), id_at(&list, 5), id_at(&list, 4));
+    let hub_topic = hub_pdu(&list, topic(ALICE, "the hub's", hub_ts));
+    assert_eq!(append(&mut list, &hub_topic), Ok(6));
+    let dag_topic =
+        dag_pdu(topic(CAROL, "the DAG's", dag_ts), &[&power], &[&create, &power, &carol]);
+    assert_eq!(append(&mut list, &dag_topic), Ok(7));
+    (list, hub_topic, dag_topic)
+}
+
+#[test]
+fn the_state_after_a_fork_is_the_resolution_not_the_order_of_receipt() {
+    // Two topics on two branches, the DAG's appended last but sent earlier (ts 1000 against
+    // 2000). State resolution v2 (digest: spec/state-resolution.md §3): neither is a power
+    // event; both cite the same power levels (5), so their mainline positions tie; then
+    // origin_server_ts ascending orders the DAG's topic first and the hub's last, and the
+    // iterative auth checks apply them in that order (both pass: carol has 50, alice 100,
+    // state_default is 50), so the hub's topic holds the key. The fold in list order holds
+    // the DAG's, appended last.
+    let rules = &LINEARIZED_02;
+    let (mut list, hub_topic, dag_topic) = concurrent_topics(2000, 1000);
+    let (hub_id, dag_id) = (hub_topic.event_id().as_str(), dag_topic.event_id().as_str());
+    assert_eq!(at(list.state(), "m.room.topic", ""), Some(hub_id));
+    assert_eq!(at(list.fold(), "m.room.topic", ""), Some(dag_id));
+    assert_eq!(list.fold_disagreement(), [("m.room.topic".to_owned(), String::new())]);
+    // Each branch's own state: the state after an event is the state before it plus it.
+    assert_eq!(at(list.state_after(6).unwrap(), "m.room.topic", ""), Some(hub_id));
+    assert_eq!(at(list.state_after(7).unwrap(), "m.room.topic", ""), Some(dag_id));
+    assert_eq!(at(list.state_after(5).unwrap(), "m.room.topic", ""), None);
+    // Every other key agrees: carol's join and the power levels are on both branches.
+    assert_eq!(list.state().len(), list.fold().len());
+    // The merge keeps the resolved state, and the disagreement with the fold stays.
+    let merge = build_merge_event(rules, &list, ROOM, ALICE, 3000, HUB, &hub_key()).unwrap();
+    assert_eq!(append(&mut list, &Arc::new(merge)), Ok(8));
+    assert_eq!(list.forward_extremities().len(), 1);
+    assert_eq!(at(list.state(), "m.room.topic", ""), Some(hub_id));
+    assert_eq!(at(list.state_after(8).unwrap(), "m.room.topic", ""), Some(hub_id));
+    assert_eq!(list.fold_disagreement(), [("m.room.topic".to_owned(), String::new())]);
+
+    // The control: the DAG's topic sent later (3000) wins the tie-break and agrees with
+    // the fold.
+    let (list, _, dag_topic) = concurrent_topics(2000, 3000);
+    assert_eq!(at(list.state(), "m.room.topic", ""), Some(dag_topic.event_id().as_str()));
+    assert!(list.fold_disagreement().is_empty());
+}
+
+#[test]
+fn a_dag_event_is_checked_against_the_state_before_it_and_the_current_state() {
+    let mut list = dag_room();
+    let (create, power, carol) = (id_at(&list, 0), id_at(&list, 5), id_at(&list, 4));
+    // Soft failure: alice bans carol on the hub's branch; carol's server, not knowing,
+    // sends a message on 5. It passes against its auth events and the state before it
+    // (carol joined there) but not against the list's current state: rule 6, sender not
+    // joined.
+    let dag_message = dag_pdu(message(CAROL, "still here?"), &[&power], &[&create, &power, &carol]);
+    let mut before_ban = list.clone();
+    assert_eq!(append(&mut before_ban, &dag_message), Ok(6), "the control: no ban, no fault");
+    let ban = json!({"type": "m.room.member", "state_key": CAROL, "sender": ALICE,
+                     "content": {"membership": "ban"}});
+    let ban = hub_pdu(&list, ban);
+    assert_eq!(append(&mut list, &ban), Ok(6));
+    let found = fault_of(&list, (*dag_message).clone());
+    assert_eq!(found.fault, HubFault::Rejected);
+    assert_eq!(found.rejection.unwrap().rule, "6");
+    assert!(found.reason.contains("soft-failed"), "{}", found.reason);
+
+    // The DAG rule: carol's message naming 3, before her join (4), fails against the state
+    // before it although its auth events (her join among them) and the current state
+    // would allow it.
+    let mut list = dag_room();
+    let three = id_at(&list, 3);
+    let early = dag_pdu(message(CAROL, "too early"), &[&three], &[&create, &power, &carol]);
+    let found = fault_of(&list, (*early).clone());
+    assert_eq!(found.fault, HubFault::Rejected);
+    assert_eq!(found.rejection.unwrap().rule, "6");
+    assert!(found.reason.contains("state before it"), "{}", found.reason);
+    // Named on 4 (her join), the same message is appended.
+    let on_join = dag_pdu(message(CAROL, "too early"), &[&carol], &[&create, &power, &carol]);
+    assert_eq!(append(&mut list, &on_join), Ok(6));
+    assert_eq!(list.forward_extremities().len(), 2);
 }
