@@ -67,6 +67,11 @@ pub struct Config {
     /// What a participant of a Linearized Matrix room does with its users' sends while the
     /// room's hub is unreachable (docs/linearized.md).
     pub offline_sends: OfflineSends,
+    /// Whether the server takes part in Linearized Matrix rooms it does not host as a
+    /// DAG-capable server (it keeps the room as a DAG, sends PDUs to the hub and to the
+    /// other DAG-capable servers, and resolves state) rather than as a participant
+    /// (docs/linearized.md). Off by default: a participant.
+    pub dag_capable: bool,
     /// Most LPDUs a participant keeps waiting for their hub; a send beyond it fails at once.
     pub lpdus_pending_max: usize,
     /// A participant sends an LPDU again when the hub's list has not brought it back this
@@ -100,6 +105,7 @@ impl Default for Config {
             transaction_cache_max: 256,
             linearized: false,
             offline_sends: OfflineSends::Queue,
+            dag_capable: false,
             lpdus_pending_max: 1_000,
             lpdu_resend_after: Duration::from_secs(60),
             planted_bug: None,
@@ -126,6 +132,9 @@ struct Waiting {
     asked_state: BTreeSet<EventId>,
     /// When it is given up if still undecided (`Config::waiting_time_max` after receipt).
     deadline: Instant,
+    /// Arrival order: a participant of a Linearized Matrix room decides the hub's events
+    /// that are ready in the order they came, which is the list's order.
+    seq: u64,
 }
 
 /// Where one request of a waiting event stands.
@@ -232,6 +241,8 @@ pub struct Homeserver {
     next_request: u64,
     requests: BTreeMap<RequestId, (Pending, Instant)>,
     waiting: BTreeMap<EventId, Waiting>,
+    /// The arrival number of the next waiting event ([`Waiting::seq`]).
+    waiting_seq: u64,
     /// Fetches of the state at missing prev events, by prev event.
     state_fetches: BTreeMap<EventId, StateFetch>,
     /// PDUs received over `/send` for rooms this server is joining, processed once the
@@ -263,6 +274,10 @@ pub struct Homeserver {
     /// yet seen back in the hub's list, refused or given up, by LPDU id. Volatile: a crash
     /// loses them, as it loses the outbound queues.
     lpdus_pending: BTreeMap<EventId, PendingLpdu>,
+    /// Linearized Matrix, at the hub: rooms whose list a DAG-capable server's event forked
+    /// during this input; the hub merges them before the input ends. Volatile: a hub that
+    /// crashes with a fork merges it before it next completes an LPDU.
+    lists_to_merge: BTreeSet<String>,
 }
 
 /// A resolution and what it was made from: the sorted input groups, at a version of the
@@ -437,6 +452,7 @@ impl Homeserver {
             next_request: 0,
             requests: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            waiting_seq: 0,
             state_fetches: BTreeMap::new(),
             join_queues: BTreeMap::new(),
             transactions: VecDeque::new(),
@@ -450,6 +466,7 @@ impl Homeserver {
             joined_at: RefCell::new(None),
             verified: Arc::new(VerifiedEvents::new(keys)),
             lpdus_pending: BTreeMap::new(),
+            lists_to_merge: BTreeSet::new(),
         };
         // What the store says now is the starting point, not a change: a restart records
         // no join or leave (one lost with uncommitted state is not recorded either).
@@ -540,6 +557,9 @@ impl Homeserver {
                 }
             }
             Input::ClockSkew { offset_ms } => self.skew_ms = offset_ms,
+        }
+        for room_id in std::mem::take(&mut self.lists_to_merge) {
+            self.merge_list(now, &room_id, &mut out);
         }
         self.pump(now, &mut out);
         self.observe_membership(&mut out);

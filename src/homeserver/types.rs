@@ -92,6 +92,17 @@ pub enum Observation {
     /// Linearized Matrix, at a participant: the hub sent an event the draft's rules forbid
     /// at that point of its list (it is not appended here).
     HubMisbehaviour { room_id: String, event_id: EventId, fault: String, reason: String },
+    /// Linearized Matrix, at the hub: a DAG-capable server's event `event_id` (its sender's
+    /// server `origin`) was accepted and appended to the list.
+    DagLinearized { room_id: String, event_id: EventId, origin: String },
+    /// Linearized Matrix, at the hub: a merge event `event_id` closed the list's fork of
+    /// `prev_events`, or (`event_id` absent) could not be sent, for `reason`.
+    HubMerge {
+        room_id: String,
+        event_id: Option<EventId>,
+        prev_events: Vec<EventId>,
+        reason: Option<String>,
+    },
 }
 
 /// Content helpers.

@@ -16,6 +16,9 @@
 //! - **State resolutions**: the merges (events with several prev events) whose prev states
 //!   conflict, replayed as `resolution.svg` does, and the sizes of their full conflicted
 //!   sets.
+//! - **Linearized Matrix with DAG-capable servers**: the DAG-capable servers' events the
+//!   hub appended (`dag_linearized`) and the merges it sent or could not send
+//!   (`hub_merge`), shown only when a run has any.
 //! - **The DAG beside the list**: each run's DAG figure, for the HTML page.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +63,17 @@ pub struct RunFigures {
     pub conflicted_merges: Vec<usize>,
     /// Events with more than one prev event.
     pub merges: u64,
+    /// Linearized Matrix: the DAG-capable servers' events the hub appended
+    /// (`dag_linearized`), the merge events it sent (`hub_merge`), and the merges it could
+    /// not send.
+    pub dag_linearized: u64,
+    /// For each of those created before the hub appended it (a DAG-capable server's join
+    /// is recorded at the joiner after the hub's answer), from its creation at the
+    /// DAG-capable server to its `dag_linearized` at the hub, ascending (ms): when the
+    /// participants could see it.
+    pub dag_list_delays_ms: Vec<u64>,
+    pub hub_merges: u64,
+    pub hub_merges_failed: u64,
 }
 
 /// What became of attempted sends.
@@ -210,19 +224,34 @@ pub fn figures(trace: &Trace) -> RunFigures {
     }
     run.delays_ms.sort_unstable();
     let mut versions: Vec<String> = Vec::new();
+    let mut created_at: BTreeMap<&str, u64> = BTreeMap::new();
     for record in records {
         match &record.body {
-            Body::Event { decision: Decision::Created, .. } => run.events_created += 1,
+            Body::Event { decision: Decision::Created, event_id, .. } => {
+                run.events_created += 1;
+                if let Some(id) = event_id {
+                    created_at.entry(id).or_insert(record.t);
+                }
+            }
             Body::State { .. } if record.t > run.healed_ms => {
                 run.converged_after_heal_ms = record.t - run.healed_ms;
             }
             Body::Joined { version, .. } if !versions.contains(version) => {
                 versions.push(version.clone());
             }
+            Body::DagLinearized { event_id, .. } => {
+                run.dag_linearized += 1;
+                if let Some(at) = created_at.get(event_id.as_str()) {
+                    run.dag_list_delays_ms.push(record.t - at);
+                }
+            }
+            Body::HubMerge { event_id: Some(_), .. } => run.hub_merges += 1,
+            Body::HubMerge { event_id: None, .. } => run.hub_merges_failed += 1,
             _ => {}
         }
     }
     run.versions = versions;
+    run.dag_list_delays_ms.sort_unstable();
     let net = trace.net();
     run.messages = net.sent;
     run.bytes = net.bytes;
@@ -292,6 +321,16 @@ pub fn markdown(runs: &[(&str, &RunFigures)]) -> String {
     row("largest full conflicted set", &|r| {
         r.conflicted_merges.iter().max().map_or("-".into(), usize::to_string)
     });
+    if runs.iter().any(|(_, r)| r.dag_linearized + r.hub_merges + r.hub_merges_failed > 0) {
+        row("DAG-capable servers' events the hub appended", &|r| r.dag_linearized.to_string());
+        row("their delay to the hub's list p50 / p99 / max (ms)", &|r| {
+            let max = r.dag_list_delays_ms.last().map_or("-".into(), u64::to_string);
+            let (p50, p99) =
+                (percentile(&r.dag_list_delays_ms, 50), percentile(&r.dag_list_delays_ms, 99));
+            format!("{p50} / {p99} / {max}")
+        });
+        row("hub merges sent, failed", &|r| format!("{}, {}", r.hub_merges, r.hub_merges_failed));
+    }
     let mut out = String::new();
     table(&mut out, "", runs, rows.into_iter());
     out

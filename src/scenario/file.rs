@@ -198,4 +198,5 @@ pub(crate) struct ServerConfigTable {
     pub down_probe_interval_ms: Option<Spanned<u64>>,
     pub missing_events_limit: Option<Spanned<u64>>,
     pub offline_sends: Option<Spanned<String>>,
+    pub dag_capable: Option<Spanned<bool>>,
 }

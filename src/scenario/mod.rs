@@ -323,6 +323,9 @@ pub struct ServerConfig {
     /// Linearized Matrix: what a participant does with sends while the room's hub is
     /// marked down (default: queue them; docs/linearized.md).
     pub offline_sends: Option<OfflineSends>,
+    /// Linearized Matrix: the server takes part in rooms it does not host as a DAG-capable
+    /// server rather than as a participant (default: a participant; docs/linearized.md).
+    pub dag_capable: Option<bool>,
 }
 
 /// Linearized Matrix: what a participant does with its users' sends while the room's hub
@@ -347,6 +350,7 @@ impl ServerConfig {
             down_probe_interval_ms: over.down_probe_interval_ms.or(self.down_probe_interval_ms),
             missing_events_limit: over.missing_events_limit.or(self.missing_events_limit),
             offline_sends: over.offline_sends.or(self.offline_sends),
+            dag_capable: over.dag_capable.or(self.dag_capable),
         }
     }
 }

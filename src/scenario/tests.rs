@@ -664,3 +664,13 @@ fn linearized_is_checked_by_default_only_with_a_linearized_room() {
     );
     assert_eq!(parse("t.toml", &listed).unwrap().check.invariants, [Invariant::Auth]);
 }
+
+#[test]
+fn dag_capable_is_a_boolean_per_server() {
+    let text = "name = \"t\"\n[[server]]\nname = \"hs1\"\nusers = [\"alice\"]\nconfig = { dag_capable = true }\n[[server]]\nname = \"hs2\"\n";
+    let scenario = parse("t.toml", text).unwrap();
+    assert_eq!(scenario.servers[0].config.and_then(|c| c.dag_capable), Some(true));
+    assert_eq!(scenario.servers[1].config.and_then(|c| c.dag_capable), None);
+    let error = parse("t.toml", &text.replace("true", "\"yes\"")).unwrap_err().to_string();
+    assert!(error.contains("t.toml:5:"), "{error}");
+}

@@ -327,6 +327,23 @@ pub enum Body {
     /// forbid at that point of the list (`fault`: `wrong_hub`, `not_after_head`,
     /// `auth_events_not_selected` or `rejected`); it was not appended.
     HubFault { server: String, room: String, event_id: String, fault: String, reason: String },
+    /// Linearized Matrix, at the hub: the event `event_id` of a DAG-capable server
+    /// (`origin`, its sender's server) was accepted and appended to the hub's list as it
+    /// stands (docs/linearized.md).
+    DagLinearized { server: String, room: String, event_id: String, origin: String },
+    /// Linearized Matrix, at the hub: its list had several forward extremities (a
+    /// DAG-capable server's event did not name the head), and the hub closed the fork with
+    /// the merge event `event_id` naming `prev_events`; without `event_id`, no user of the
+    /// hub could send one, for `reason`.
+    HubMerge {
+        server: String,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
+        prev_events: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// At the end of the run: one server's view of one room.
     Final {
         server: String,

@@ -79,6 +79,9 @@ fn config(overrides: &ServerConfig) -> Config {
     if let Some(ms) = overrides.down_probe_interval_ms {
         server_config.outbound.down_probe_interval = Duration::from_ms(ms);
     }
+    if let Some(dag_capable) = overrides.dag_capable {
+        server_config.dag_capable = dag_capable;
+    }
     if let Some(offline) = overrides.offline_sends {
         server_config.offline_sends = match offline {
             scenario::OfflineSends::Queue => OfflineSends::Queue,

@@ -118,6 +118,19 @@ impl Shared {
                 fault,
                 reason,
             },
+            Observation::DagLinearized { room_id, event_id, origin } => Body::DagLinearized {
+                server,
+                room: room_id,
+                event_id: event_id.to_string(),
+                origin,
+            },
+            Observation::HubMerge { room_id, event_id, prev_events, reason } => Body::HubMerge {
+                server,
+                room: room_id,
+                event_id: event_id.map(|id| id.to_string()),
+                prev_events: prev_events.iter().map(ToString::to_string).collect(),
+                reason,
+            },
             Observation::Upgraded { room_id, replacement } => {
                 if let Some(Step {
                     action: StepAction::Upgrade { .. }, new_room: Some(room), ..

@@ -323,7 +323,7 @@ fn each_linear_scenario_has_a_dag_twin_with_the_same_workload_and_faults() {
             pairs += 1;
         }
     }
-    assert_eq!(pairs, 5, "five pairs");
+    assert_eq!(pairs, 6, "six pairs");
 }
 
 fn seeds() -> std::ops::RangeInclusive<u64> {
@@ -723,3 +723,5 @@ fn history_missed_while_away_is_not_a_hub_fault() {
     assert!(dropped, "{:?}", seen(&h, "hs2"));
     assert_eq!(h.state("hs2", &room), h.state("hs1", &room));
 }
+
+mod mixed;

@@ -75,7 +75,7 @@ impl Homeserver {
         json.remove("hashes");
         json.remove("signatures");
         json.insert("origin_server_ts".into(), Value::from(self.clock_ms(now)));
-        if rules.lpdus {
+        if rules.lpdus && !self.config.dag_capable {
             // Linearized Matrix: the join goes to the hub as an LPDU, with the fields the
             // draft lets a participant fill ([impl] eigen-server builds it from the
             // template's type, state key, sender and membership, and names the server it
@@ -358,7 +358,8 @@ impl Homeserver {
         // Linearized Matrix room it is the hub's completion of the LPDU `own`, which must
         // rebuild into exactly that LPDU.
         let returned = answer.event.and_then(|raw| self.verify_received(rules, raw).ok());
-        let join = if rules.lpdus {
+        let participant = rules.lpdus && !self.config.dag_capable;
+        let join = if participant {
             let completes_own = |pdu: &Arc<Pdu>| {
                 let rebuilt = Lpdu::from_json(rules, pdu::rebuild_lpdu(pdu.json()));
                 rebuilt.is_ok_and(|lpdu| lpdu.id() == own.event_id())
@@ -380,8 +381,8 @@ impl Homeserver {
         }
         let after = self.store.event(join.event_id()).and_then(|e| e.state_after);
         let room = self.store.room_mut(room_id);
-        if fresh || rules.lpdus {
-            // A Linearized Matrix room goes on from the join: it is the head of the list.
+        if fresh || participant {
+            // A participant's room goes on from the join: it is the head of the list.
             room.forward_extremities.clear();
         }
         room.forward_extremities.insert(join.event_id().clone());
@@ -393,7 +394,7 @@ impl Homeserver {
         }));
         // In a Linearized Matrix room the hub created the PDU (and recorded it so); this
         // server sent the LPDU it completes.
-        let decision = if rules.lpdus { Decision::Accepted } else { Decision::Created };
+        let decision = if participant { Decision::Accepted } else { Decision::Created };
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
             event_id: Some(join.event_id().clone()),

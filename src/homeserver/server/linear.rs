@@ -70,10 +70,143 @@ impl Homeserver {
         creator.or_else(|| ids::room_domain(room_id).map(str::to_owned))
     }
 
-    /// The hub of a Linearized Matrix room in which this server is a participant (not the
-    /// hub).
+    /// The hub of a Linearized Matrix room in which this server is a participant: neither
+    /// the hub nor a DAG-capable server (`Config::dag_capable`), which keeps the room as a
+    /// DAG.
     pub(super) fn participant_hub(&self, room_id: &str) -> Option<String> {
-        self.hub_of(room_id).filter(|hub| *hub != self.name)
+        self.hub_of(room_id).filter(|hub| *hub != self.name && !self.config.dag_capable)
+    }
+
+    /// Whether this server is a DAG-capable server in a Linearized Matrix room it does not
+    /// host.
+    pub(super) fn is_dag_server_in(&self, room_id: &str) -> bool {
+        self.config.dag_capable && self.hub_of(room_id).is_some_and(|hub| hub != self.name)
+    }
+
+    /// At a DAG-capable server: whether `server` takes the room's events from this server,
+    /// that is, it is the hub or a DAG-capable server. [digest] A server is a participant
+    /// when one of its joined users joined through the hub (the join carries `hub_server`);
+    /// the draft says DAG-capable servers "must not send directly" to participants and
+    /// does not say how they tell them apart (docs/linearized.md).
+    pub(super) fn takes_dag_traffic(&self, room_id: &str, server: &str) -> bool {
+        if self.hub_of(room_id).is_some_and(|hub| hub == server) {
+            return true;
+        }
+        let Some(state) = self.current_state(room_id) else { return false };
+        let participant = state
+            .range(("m.room.member".to_owned(), String::new())..)
+            .take_while(|((event_type, _), _)| event_type == "m.room.member")
+            .filter(|((_, user), _)| ids::user_server(user) == Some(server))
+            .filter_map(|(_, id)| self.store.pdu(id))
+            .any(|member| {
+                member.content().get("membership").and_then(Value::as_str) == Some("join")
+                    && member.hub_server().is_some()
+            });
+        !participant
+    }
+
+    /// At the hub: a DAG-capable server's event was accepted and is now the last event of
+    /// the list (`commit`). The hub records it, sends it to every server in the room but
+    /// its sender's, and merges the list before the input ends when the event did not name
+    /// the head.
+    ///
+    /// [digest] The draft leaves how a hub linearizes DAG events open ("not specified";
+    /// digest §1). mxsim's reading (docs/linearized.md): the hub appends a DAG event that
+    /// passes its receipt checks, soft-fail included, in order of receipt, as eigen-server
+    /// appends a PDU a DAG server sends it (`HubRoom.ts`, [impl]); the list is then a DAG
+    /// read in list order, whose state at a position is the resolved state of the forward
+    /// extremities so far.
+    pub(super) fn linearize_dag(&mut self, room_id: &str, pdu: &Arc<Pdu>, out: &mut Vec<Output>) {
+        let origin = ids::user_server(pdu.sender()).unwrap_or(pdu.origin()).to_owned();
+        out.push(Output::Observed(Observation::DagLinearized {
+            room_id: room_id.to_owned(),
+            event_id: pdu.event_id().clone(),
+            origin: origin.clone(),
+        }));
+        let removed: Vec<String> = pdu
+            .state_key()
+            .filter(|_| pdu.event_type() == "m.room.member")
+            .and_then(ids::user_server)
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        self.fan_out(room_id, pdu, &removed, Some(&origin));
+        let forked = self.store.room(room_id).is_some_and(|r| r.forward_extremities.len() > 1);
+        if forked {
+            self.lists_to_merge.insert(room_id.to_owned());
+        }
+    }
+
+    /// At the hub: closes a fork of the list with a merge event naming every forward
+    /// extremity, sent by the first of the hub's joined users (by user id) allowed to send
+    /// it, so that the next event the hub completes has one head again and a DAG-capable
+    /// server finds in that head's state everything the list holds. Records `hub_merge`,
+    /// with the reason when none of the hub's users can send it (then the hub refuses
+    /// LPDUs until a merge succeeds).
+    ///
+    /// [digest] The draft's hub names one prev event and never merges; its notes mention
+    /// "filler" events after a state resolution. The merge is the event type and the choice
+    /// of sender of Synapse's `_send_dummy_events_to_fill_extremities` /
+    /// `_send_dummy_event_for_room` (`org.matrix.dummy_event`, content `{}`, each local
+    /// member tried in turn), used at every fork instead of past a threshold.
+    pub(super) fn merge_list(&mut self, now: Instant, room_id: &str, out: &mut Vec<Output>) {
+        let Some(room) = self.store.room(room_id) else { return };
+        if room.forward_extremities.len() < 2 || !self.is_hub_of(room_id) {
+            return;
+        }
+        let prev_events: Vec<EventId> = room.forward_extremities.iter().cloned().collect();
+        let users: Vec<String> = self
+            .current_state(room_id)
+            .unwrap_or_default()
+            .iter()
+            .filter(|((event_type, user), _)| {
+                event_type == "m.room.member" && self.is_local_user(user)
+            })
+            .filter(|(_, id)| {
+                self.store.pdu(id).is_some_and(|member| {
+                    member.content().get("membership").and_then(Value::as_str) == Some("join")
+                })
+            })
+            .map(|((_, user), _)| user.clone())
+            .collect();
+        let mut refusals = Vec::new();
+        for user in &users {
+            let built =
+                self.build_event(now, room_id, user, "org.matrix.dummy_event", None, Object::new());
+            let pdu = match built.and_then(|pdu| self.check_local(room_id, &pdu).map(|()| pdu)) {
+                Ok(pdu) => pdu,
+                Err(reason) => {
+                    refusals.push(format!("{user}: {reason}"));
+                    continue;
+                }
+            };
+            self.commit(room_id, &pdu, Outcome::accepted(), out);
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.to_owned(),
+                event_id: Some(pdu.event_id().clone()),
+                decision: Decision::Created,
+                reason: None,
+            }));
+            out.push(Output::Observed(Observation::HubMerge {
+                room_id: room_id.to_owned(),
+                event_id: Some(pdu.event_id().clone()),
+                prev_events: pdu.prev_events().to_vec(),
+                reason: None,
+            }));
+            self.fan_out(room_id, &pdu, &[], None);
+            return;
+        }
+        let reason = if users.is_empty() {
+            "the hub has no joined user to send a merge".to_owned()
+        } else {
+            format!("no user of the hub may send a merge: {}", refusals.join("; "))
+        };
+        out.push(Output::Observed(Observation::HubMerge {
+            room_id: room_id.to_owned(),
+            event_id: None,
+            prev_events,
+            reason: Some(reason),
+        }));
     }
 
     /// Whether this server is the hub of a Linearized Matrix room.
@@ -158,6 +291,7 @@ impl Homeserver {
     /// §4, §6, §7.1).
     pub(super) fn receive_lpdu(
         &mut self,
+        now: Instant,
         origin: &str,
         room_id: &str,
         raw: Object,
@@ -215,6 +349,8 @@ impl Homeserver {
                 return Ok(());
             }
         }
+        // A fork a DAG-capable server's event left (a hub that crashed before it merged).
+        self.merge_list(now, room_id, out);
         let pdu = match self.complete(room_id, &lpdu) {
             Ok(pdu) => pdu,
             Err(reason) => return refuse(out, reason),
@@ -307,8 +443,12 @@ impl Homeserver {
             return None;
         }
         let room = self.store.room(room_id).expect("room is known");
+        // [digest] An event the hub built names every forward extremity of the list: the
+        // head, or the extremities a merge closes (docs/linearized.md).
         let head: Vec<&EventId> = room.forward_extremities.iter().collect();
-        if pdu.prev_events().iter().collect::<Vec<_>>() != head {
+        let mut prevs: Vec<&EventId> = pdu.prev_events().iter().collect();
+        prevs.sort();
+        if prevs != head {
             return Some((
                 "not_after_head".into(),
                 format!(
@@ -368,7 +508,15 @@ impl Homeserver {
     /// holds; mxsim does not call anything else a fork (docs/linearized.md).
     pub(super) fn missed_history(&self, room_id: &str, pdu: &Pdu) -> Option<String> {
         let room = self.store.room(room_id)?;
-        if pdu.prev_events().iter().eq(room.forward_extremities.iter()) {
+        let mut prevs: Vec<&EventId> = pdu.prev_events().iter().collect();
+        prevs.sort();
+        if prevs.into_iter().eq(room.forward_extremities.iter()) {
+            return None;
+        }
+        let hub = self.hub_of(room_id)?;
+        if pdu.hub_server().is_none() && pdu.origin() != hub {
+            // A DAG-capable server's event names the prev events it knew: with its ancestors
+            // all here, it is a fork the hub merges, not missed history.
             return None;
         }
         let reason = "history from before this server's last join, which its copy of the list \

@@ -229,6 +229,9 @@ impl Homeserver {
         if pdu.event_type() == "m.room.redaction" {
             self.apply_redaction(room_id, pdu, out);
         }
+        if pdu.hub_server().is_none() && pdu.origin() != self.name && self.is_hub_of(room_id) {
+            self.linearize_dag(room_id, pdu, out);
+        }
     }
 
     /// Whether the test-only [`PlantedBug::SkipMergeResolution`] is planted here.
@@ -343,36 +346,20 @@ impl Homeserver {
         if !self.acl_allows(&room_id, origin) {
             return Err("server ACL denies the origin".into());
         }
-        if let Some(hub) = self.hub_of(&room_id) {
+        if let Some(hub) = self.participant_hub(&room_id).filter(|hub| origin != hub) {
             // Linearized Matrix: participants take the room's events from the hub only
-            // (draft "Sending"; they "reject non-hub traffic"), and mxsim's hubs append
-            // only LPDUs and their own users' events (DAG-capable servers are not built).
-            // The event id only when needed: a participant's usual PDU, from its hub, is
-            // verified (and its id computed) below.
-            let from_hub = hub != self.name && origin == hub;
-            let id = (!from_hub).then(|| pdu::event_id(rules, &raw));
-            let reason = if from_hub {
-                None
-            } else if hub != self.name {
-                Some(format!(
+            // (draft "Sending"; they "reject non-hub traffic"). The hub takes PDUs from
+            // DAG-capable servers and appends them (`linearize_dag`), as DAG-capable
+            // servers take them from each other.
+            out.push(Output::Observed(Observation::Event {
+                room_id: room_id.clone(),
+                event_id: Some(pdu::event_id(rules, &raw)),
+                decision: Decision::Dropped,
+                reason: Some(format!(
                     "not from the room's hub {hub}: participants take its events from the hub only"
-                ))
-            } else if id.as_ref().is_some_and(|id| !self.store.contains(id)) {
-                Some(format!(
-                    "a PDU from {origin}: mxsim's hubs append LPDUs and their own users' events only"
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                out.push(Output::Observed(Observation::Event {
-                    room_id: room_id.clone(),
-                    event_id: id,
-                    decision: Decision::Dropped,
-                    reason: Some(reason),
-                }));
-                return Ok(());
-            }
+                )),
+            }));
+            return Ok(());
         }
         let pdu = match self.verify_received(rules, raw) {
             Ok(pdu) => pdu,
@@ -509,6 +496,8 @@ impl Homeserver {
             return;
         }
         let deadline = now + self.config.waiting_time_max;
+        let seq = self.waiting_seq;
+        self.waiting_seq += 1;
         self.waiting.entry(id.clone()).or_insert_with(|| Waiting {
             pdu: Arc::clone(&pdu),
             origin: origin.to_owned(),
@@ -517,6 +506,7 @@ impl Homeserver {
             missing: Ask::Not,
             asked_state: BTreeSet::new(),
             deadline,
+            seq,
         });
         if !pulled {
             self.ask_for_ancestors(now, room_id, &id, out);
@@ -568,7 +558,18 @@ impl Homeserver {
         // Linearized Matrix has no depth: the walk always goes on, and it is the only way
         // to fill a gap in the hub's list ([digest] docs/linearized.md).
         let linear = room.version.rules().lpdus;
+        // [digest] At a participant, a DAG-capable server's event may name prev events
+        // from before this server joined, which it holds only as outliers from the join:
+        // the hub's list before the join is not this server's to hold, so it takes the
+        // state there, as a DAG server does, instead of walking back to the create event.
+        let before_join = linear
+            && self.participant_hub(room_id).is_some()
+            && self
+                .hub_of(room_id)
+                .is_some_and(|hub| pdu.hub_server().is_none() && pdu.origin() != hub)
+            && missing_prev.iter().all(|prev| self.store.contains(prev));
         match entry.missing {
+            Ask::Not if before_join => {}
             Ask::Not if !entry.pulled && walking => return,
             Ask::Not if !entry.pulled && (linear || pdu.depth() > min_depth) => {
                 // Synapse sends its latest events and the prev events it has in its
@@ -588,9 +589,10 @@ impl Homeserver {
             Ask::InFlight => return,
             _ => {}
         }
-        if linear {
-            // A state download would leave a hole in this server's copy of the list: the
-            // event waits for the walk (or its deadline) instead.
+        if linear && !before_join && !self.is_dag_server_in(room_id) {
+            // A state download would leave a hole in the hub's list or a participant's
+            // copy of it: the event waits for the walk (or its deadline) instead. A
+            // DAG-capable server keeps a DAG and bridges gaps as in any DAG room.
             return;
         }
         for prev in missing_prev {
@@ -644,17 +646,21 @@ impl Homeserver {
     }
 
     /// Retries waiting events of a room whose ancestors may have arrived.
+    /// Events are taken in event id order; at a participant of a Linearized Matrix room,
+    /// in the order they arrived, so that two of the hub's events ready at once (two
+    /// DAG-capable servers' events waiting for the same state, say) are appended in the
+    /// list's order.
     pub(super) fn retry_waiting(&mut self, now: Instant, room_id: &str, out: &mut Vec<Output>) {
+        let arrival_order = self.participant_hub(room_id).is_some();
         loop {
-            let ready: Option<Arc<Pdu>> = self
-                .waiting
-                .values()
-                .filter(|w| w.pdu.room_id_or_derived() == room_id)
-                .find(|w| {
+            let mut ready = self.waiting.values().filter(|w| {
+                w.pdu.room_id_or_derived() == room_id && {
                     let (auth, prev) = self.missing_for(room_id, &w.pdu);
                     auth.is_empty() && prev.is_empty()
-                })
-                .map(|w| Arc::clone(&w.pdu));
+                }
+            });
+            let ready = if arrival_order { ready.min_by_key(|w| w.seq) } else { ready.next() };
+            let ready: Option<Arc<Pdu>> = ready.map(|w| Arc::clone(&w.pdu));
             let Some(pdu) = ready else { break };
             let Some(waiting) = self.waiting.remove(pdu.event_id()) else { break };
             self.process(now, room_id, pdu, &waiting.origin, waiting.pulled, out);

@@ -123,7 +123,9 @@ impl Homeserver {
         }
     }
 
-    /// Queues an event for every server in the room but this one (and `except`).
+    /// Queues an event for every server in the room but this one (and `except`); at a
+    /// DAG-capable server in a Linearized Matrix room, only for the hub and the other
+    /// DAG-capable servers.
     pub(super) fn fan_out(
         &mut self,
         room_id: &str,
@@ -133,6 +135,13 @@ impl Homeserver {
     ) {
         let mut servers = self.joined_servers(room_id);
         servers.extend(extra.iter().cloned());
+        if self.is_dag_server_in(room_id) {
+            // Linearized Matrix: a DAG-capable server sends to the hub (in the room whether
+            // or not a user of its own is) and the other DAG-capable servers; the hub relays
+            // to participants.
+            servers.extend(self.hub_of(room_id));
+            servers.retain(|server| self.takes_dag_traffic(room_id, server));
+        }
         let json = Arc::new(pdu.json().clone());
         for server in servers {
             if server != self.name && Some(server.as_str()) != except {

@@ -155,7 +155,7 @@ impl Homeserver {
                 .as_deref()
                 .filter(|r| self.hub_of(r).is_some() && !raw.contains_key("auth_events"));
             let result = match lpdu_room {
-                Some(room_id) => self.receive_lpdu(origin, room_id, raw, out),
+                Some(room_id) => self.receive_lpdu(now, origin, room_id, raw, out),
                 None => self.receive_pdu(now, origin, raw, out),
             };
             if let Some(id) = id {
@@ -396,8 +396,10 @@ impl Homeserver {
         if !self.is_resident(room_id) {
             return not_found("this server is not in the room");
         }
-        if let Some(hub) = self.participant_hub(room_id) {
-            // Draft "Membership": only the hub answers (400 M_WRONG_SERVER).
+        if let Some(hub) = self.hub_of(room_id).filter(|hub| *hub != self.name) {
+            // Draft "Membership": only the hub answers (400 M_WRONG_SERVER). [digest] A
+            // DAG-capable server sends joiners to the hub too: a participant's join must be
+            // an LPDU to the hub (docs/linearized.md).
             let code = ErrCode::Other("M_WRONG_SERVER".into());
             let text = format!("the room's hub is {hub}");
             return Response::Error(ErrorResponse::new(400, code, text));
@@ -457,8 +459,14 @@ impl Homeserver {
             // would not know of a later ban.
             return not_found("this server is not in the room");
         }
-        if let Some(hub) = self.hub_of(room_id) {
-            return self.serve_send_lpdu(origin, room_id, event_id, raw, membership, &hub, out);
+        let hub = self.hub_of(room_id);
+        if let Some(hub) = &hub {
+            // [impl] eigen-server: an event without `auth_events` is an LPDU. A full PDU is a
+            // DAG-capable server's membership, which the hub takes as a DAG server would.
+            if !raw.contains_key("auth_events") || *hub != self.name {
+                return self
+                    .serve_send_lpdu(now, origin, room_id, event_id, raw, membership, hub, out);
+            }
         }
         let pdu = match self.verify_received(rules, raw) {
             Ok(pdu) => pdu,
@@ -483,8 +491,11 @@ impl Homeserver {
         if !accepted {
             return forbidden(format!("the {membership} is not allowed"));
         }
-        // The resident sends the event on to the other servers of the room.
-        self.fan_out(room_id, &pdu, &[], Some(origin));
+        // The resident sends the event on to the other servers of the room (a hub did when
+        // it appended it to its list).
+        if hub.is_none() {
+            self.fan_out(room_id, &pdu, &[], Some(origin));
+        }
         self.membership_answer(room_id, &pdu, membership)
     }
 
@@ -526,6 +537,7 @@ impl Homeserver {
     #[allow(clippy::too_many_arguments)]
     fn serve_send_lpdu(
         &mut self,
+        now: Instant,
         origin: &str,
         room_id: &str,
         event_id: &EventId,
@@ -559,7 +571,7 @@ impl Homeserver {
         {
             return invalid(format!("not a {membership} LPDU of a user of {origin}"));
         }
-        if let Err(reason) = self.receive_lpdu(origin, room_id, raw, out) {
+        if let Err(reason) = self.receive_lpdu(now, origin, room_id, raw, out) {
             return forbidden(reason);
         }
         let Some(pdu) = self.store.lpdu_event(lpdu.id()).and_then(|id| self.store.pdu(id)) else {

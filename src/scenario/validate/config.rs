@@ -84,6 +84,7 @@ impl Builder<'_> {
                     }
                 },
             },
+            dag_capable: t.dag_capable.as_ref().map(|b| *b.get_ref()),
         };
         if let (Some(min), Some(max)) = (config.backoff_ms_min, config.backoff_ms_max) {
             if min > max {
