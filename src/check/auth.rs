@@ -70,9 +70,31 @@ fn agreement(index: &Index<'_>, found: &mut Vec<Violation>) {
         reasons: Vec<String>,
         line: Option<u64>,
     }
-    let mut sides: BTreeMap<&str, Sides<'_>> = BTreeMap::new();
+    // First, which events some server accepted and another rejected, and the record that
+    // made it so; then the sides of those only (listing every accepting server of every
+    // event would be quadratic in a room of a thousand servers).
+    let mut seen: BTreeMap<&str, (bool, bool, Option<u64>)> = BTreeMap::new();
     for receipt in &index.receipts {
-        let entry = sides.entry(receipt.event_id).or_default();
+        let (accepted, rejected, line) = seen.entry(receipt.event_id).or_default();
+        if is_accepting(receipt.decision) {
+            *accepted = true;
+        } else if receipt.decision.is_rejected() {
+            *rejected = true;
+        } else {
+            continue;
+        }
+        if line.is_none() && *accepted && *rejected {
+            *line = Some(receipt.line);
+        }
+    }
+    let mut sides: BTreeMap<&str, Sides<'_>> = seen
+        .into_iter()
+        .filter_map(|(id, (_, _, line))| {
+            line.map(|line| (id, Sides { line: Some(line), ..Sides::default() }))
+        })
+        .collect();
+    for receipt in &index.receipts {
+        let Some(entry) = sides.get_mut(receipt.event_id) else { continue };
         if is_accepting(receipt.decision) {
             push_unique(&mut entry.accepted, receipt.server);
         } else if receipt.decision.is_rejected() {
@@ -80,11 +102,6 @@ fn agreement(index: &Index<'_>, found: &mut Vec<Violation>) {
             if let Some(reason) = receipt.reason {
                 push_unique(&mut entry.reasons, format!("{}: {reason}", receipt.server));
             }
-        } else {
-            continue;
-        }
-        if entry.line.is_none() && !entry.accepted.is_empty() && !entry.rejected.is_empty() {
-            entry.line = Some(receipt.line);
         }
     }
     for (event_id, sides) in sides {
@@ -108,16 +125,22 @@ fn agreement(index: &Index<'_>, found: &mut Vec<Violation>) {
 }
 
 fn own_auth_events(index: &Index<'_>, found: &mut Vec<Violation>) {
-    // The latest decision of each server about each event so far.
+    // The latest decision of each server about each event so far, kept only for events
+    // some server rejected: of any other event every decision is an acceptance, so
+    // whether a server had decided it changes nothing (one entry per receipt would be
+    // ten million at a thousand servers).
     let mut decisions: BTreeMap<(&str, &str), Decision> = BTreeMap::new();
     // (event id, copy, rejected flags of its auth events) → the rejection, computed once.
-    type Key<'t> = (&'t str, usize, Vec<bool>);
-    let mut results: BTreeMap<Key<'_>, Option<String>> = BTreeMap::new();
+    let mut results: BTreeMap<FullKey<'_>, Option<String>> = BTreeMap::new();
+    // (event id, copy) → the rejection read with no auth event rejected or redacted, when
+    // no server ever rejected an auth event of it (`None`: some server did).
+    let mut plain: BTreeMap<(&str, usize), Option<Option<String>>> = BTreeMap::new();
     let mut bad: BTreeMap<(&str, String), Witness> = BTreeMap::new();
     let mut order: Vec<(&str, String)> = Vec::new();
     for receipt in &index.receipts {
         if is_accepting(receipt.decision) {
-            if let Some(problem) = check_own(index, receipt, &decisions, &mut results) {
+            let checked = check_own_plain(index, receipt, &decisions, &mut results, &mut plain);
+            if let Some(problem) = checked {
                 let key = (receipt.event_id, problem);
                 let witness = bad.entry(key.clone()).or_insert_with(|| {
                     order.push(key);
@@ -130,7 +153,9 @@ fn own_auth_events(index: &Index<'_>, found: &mut Vec<Violation>) {
                 push_unique(&mut witness.servers, receipt.server.to_owned());
             }
         }
-        if receipt.decision.is_stored() {
+        let ever_rejected =
+            || index.events.get(receipt.event_id).is_some_and(|e| e.rejection.is_some());
+        if receipt.decision.is_stored() && ever_rejected() {
             decisions.insert((receipt.server, receipt.event_id), receipt.decision);
         }
     }
@@ -146,12 +171,55 @@ fn own_auth_events(index: &Index<'_>, found: &mut Vec<Violation>) {
     }
 }
 
+/// An event, the copy a server stored, and the rejected and redacted flags of its auth
+/// events as that server read them.
+type FullKey<'t> = (&'t str, usize, Vec<bool>);
+
+/// [`check_own`] through a memo per (event, copy) for the common case: the server had
+/// applied no redaction, and no server ever rejected an auth event of it (nor the implied
+/// create event), so every server reads the same auth events with no flag set. The same
+/// answer as [`check_own`], without looking up each auth event for each receipt.
+fn check_own_plain<'t>(
+    index: &Index<'t>,
+    receipt: &Receipt<'t>,
+    decisions: &BTreeMap<(&str, &str), Decision>,
+    results: &mut BTreeMap<FullKey<'t>, Option<String>>,
+    plain: &mut BTreeMap<(&'t str, usize), Option<Option<String>>>,
+) -> Option<String> {
+    let (Some(copy), false) =
+        (receipt.copy, index.redacted_any_before(receipt.server, receipt.line))
+    else {
+        return check_own(index, receipt, decisions, results);
+    };
+    if let Some(known) = plain.get(&(receipt.event_id, copy)) {
+        return match known {
+            Some(result) => {
+                let result = result.clone();
+                debug_assert_eq!(result, check_own(index, receipt, decisions, results));
+                result
+            }
+            None => check_own(index, receipt, decisions, results),
+        };
+    }
+    let never_rejected =
+        |id: &str| index.events.get(id).is_none_or(|e| e.pdu().is_none() || e.rejection.is_none());
+    let eligible =
+        index.rules(receipt.room).zip(index.stored_pdu(receipt)).is_some_and(|(rules, pdu)| {
+            pdu.auth_events().iter().all(|id| never_rejected(id.as_str()))
+                && dag::implicit_create_event(rules, pdu)
+                    .is_none_or(|id| never_rejected(id.as_str()))
+        });
+    let result = check_own(index, receipt, decisions, results);
+    plain.insert((receipt.event_id, copy), eligible.then(|| result.clone()));
+    result
+}
+
 /// The rejection of one accepting receipt against its own auth events, if any.
 fn check_own<'t>(
     index: &Index<'t>,
     receipt: &Receipt<'t>,
     decisions: &BTreeMap<(&str, &str), Decision>,
-    results: &mut BTreeMap<(&'t str, usize, Vec<bool>), Option<String>>,
+    results: &mut BTreeMap<FullKey<'t>, Option<String>>,
 ) -> Option<String> {
     let rules = index.rules(receipt.room)?;
     let pdu = index.stored_pdu(receipt)?;
@@ -218,9 +286,8 @@ impl AuthState for StateView<'_, '_> {
 }
 
 fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
-    // Which servers accepted each event, and the first such record; each accepting
-    // (server, line).
-    let mut accepted: BTreeMap<&str, Witness> = BTreeMap::new();
+    // Each accepting (server, line) of each event, in trace order: the first is the
+    // witness's line.
     let mut deciders: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
     let mut stored: BTreeSet<&str> = BTreeSet::new();
     for receipt in &index.receipts {
@@ -229,12 +296,6 @@ fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
         }
         if is_accepting(receipt.decision) {
             deciders.entry(receipt.event_id).or_default().push((receipt.server, receipt.line));
-            let witness = accepted.entry(receipt.event_id).or_insert_with(|| Witness {
-                servers: Vec::new(),
-                events: vec![receipt.event_id.to_owned()],
-                line: Some(receipt.line),
-            });
-            push_unique(&mut witness.servers, receipt.server.to_owned());
         }
     }
     let mut by_room: BTreeMap<&str, Vec<(&str, &Arc<Pdu>)>> = BTreeMap::new();
@@ -249,9 +310,17 @@ fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
             continue;
         }
         for (event_id, failing, problem) in room_states(index, rules, &events, &deciders) {
-            let Some(witness) = accepted.get(event_id) else { continue };
-            let mut witness = witness.clone();
-            witness.servers.retain(|s| failing.contains(&s.as_str()));
+            let Some(accepting) = deciders.get(event_id) else { continue };
+            let mut witness = Witness {
+                servers: Vec::new(),
+                events: vec![event_id.to_owned()],
+                line: accepting.first().map(|(_, line)| *line),
+            };
+            for (server, _) in accepting {
+                if failing.contains(server) {
+                    push_unique(&mut witness.servers, (*server).to_owned());
+                }
+            }
             let message = format!(
                 "{} accepted {event_id}, which fails the auth rules against the state before \
                  it: {problem}",

@@ -15,6 +15,7 @@
 //! Witness: the servers that differ (and the first joined server, for the state), the
 //! differing events, and the line of the first `final` record that differs.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::stdx::Invariant;
@@ -118,43 +119,59 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
         })
     };
     let empty = BTreeMap::new();
-    let held_in_room = |server: &str| -> BTreeMap<&str, Decision> {
-        index
-            .held
-            .get(server)
-            .unwrap_or(&empty)
+    // What each server holds of this room: with one room in the trace, what it holds.
+    let one_room = index.rooms.len() == 1;
+    let held_in_room = |server: &str| -> Cow<'_, BTreeMap<&str, Decision>> {
+        let held = index.held.get(server).unwrap_or(&empty);
+        if one_room {
+            return Cow::Borrowed(held);
+        }
+        let in_room = held
             .iter()
             .filter(|(id, _)| index.events.get(**id).is_some_and(|e| e.room == room))
-            .map(|(id, d)| (*id, *d))
-            .collect()
+            .map(|(id, d)| (*id, *d));
+        Cow::Owned(in_room.collect())
     };
-    let held: Vec<BTreeMap<&str, Decision>> =
+    let held: Vec<Cow<'_, BTreeMap<&str, Decision>>> =
         finals.iter().map(|f| held_in_room(f.server)).collect();
-    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    // Held in the timeline by some server, then the conditions on the event itself, once
+    // per event rather than once per server holding it.
+    let mut in_timeline: BTreeSet<&str> = BTreeSet::new();
     for events in &held {
-        for (id, decision) in events {
-            if *decision != Decision::Outlier
-                && created_line(id).is_some_and(|l| l > since)
-                && !index.refused_by_room(id)
-            {
-                wanted.insert(id);
+        for (id, decision) in events.iter() {
+            if *decision != Decision::Outlier {
+                in_timeline.insert(id);
             }
         }
     }
+    let wanted: Vec<&str> = in_timeline
+        .into_iter()
+        .filter(|id| created_line(id).is_some_and(|l| l > since) && !index.refused_by_room(id))
+        .collect();
     let mut servers = Vec::new();
     let mut events = Vec::new();
+    let mut listed: BTreeSet<&str> = BTreeSet::new();
     let mut details = Vec::new();
     let mut line = None;
     for (f, has) in finals.iter().zip(&held) {
-        let missing: Vec<&str> =
-            wanted.iter().copied().filter(|id| !has.contains_key(id)).collect();
+        // Both sorted: one walk through each.
+        let mut held_ids = has.keys().copied().peekable();
+        let mut missing: Vec<&str> = Vec::new();
+        for id in &wanted {
+            while held_ids.next_if(|held| held < id).is_some() {}
+            if held_ids.peek() != Some(id) {
+                missing.push(id);
+            }
+        }
         if missing.is_empty() {
             continue;
         }
         line = Some(line.map_or(f.line, |l: u64| l.min(f.line)));
         servers.push(f.server.to_owned());
         for id in &missing {
-            push_unique(&mut events, (*id).to_owned());
+            if listed.insert(*id) {
+                events.push((*id).to_owned());
+            }
         }
         let shown: Vec<&str> = missing.iter().copied().take(IDS_SHOWN_MAX).collect();
         let more = missing.len().saturating_sub(IDS_SHOWN_MAX);

@@ -73,12 +73,20 @@ fn undecided(index: &Index<'_>) -> Vec<Violation> {
 fn owed(index: &Index<'_>) -> Vec<Violation> {
     let header = &index.trace.header;
     let bound = header.check.liveness_bound_ms;
-    let mut first_stored: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    // Each event's stored receipts as (server number, time), in trace order: grouped by
+    // event and with servers numbered, since a room of a thousand servers has one per
+    // server and event (ten million (server, event) keys would be compared as strings).
+    let mut numbers: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut stored_at: BTreeMap<&str, Vec<(usize, u64)>> = BTreeMap::new();
     for receipt in &index.receipts {
         if receipt.decision.is_stored() {
-            first_stored.entry((receipt.server, receipt.event_id)).or_insert(receipt.t);
+            let next = numbers.len();
+            let number = *numbers.entry(receipt.server).or_insert(next);
+            stored_at.entry(receipt.event_id).or_default().push((number, receipt.t));
         }
     }
+    // The first stored time per server number of the event being looked at.
+    let mut first_stored: Vec<Option<u64>> = Vec::new();
     let mut joined_at_end: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for f in &index.finals {
         if f.joined {
@@ -100,6 +108,11 @@ fn owed(index: &Index<'_>) -> Vec<Violation> {
             continue;
         }
         let deadline = receipt.t.max(header.healed_ms).saturating_add(bound);
+        first_stored.clear();
+        first_stored.resize(numbers.len(), None);
+        for &(number, t) in stored_at.get(receipt.event_id).into_iter().flatten() {
+            first_stored[number].get_or_insert(t);
+        }
         let room = index.rooms.get(receipt.room);
         let mut late = Vec::new();
         let mut missing = Vec::new();
@@ -110,7 +123,8 @@ fn owed(index: &Index<'_>) -> Vec<Violation> {
             if !room.is_some_and(|r| r.joined_since_before(server, receipt.line)) {
                 continue;
             }
-            match first_stored.get(&(*server, receipt.event_id)) {
+            let number = numbers.get(server).copied();
+            match number.and_then(|n| first_stored[n].as_ref()) {
                 Some(t) if *t <= deadline => {}
                 Some(t) => late.push((*server, *t)),
                 None if deadline <= header.end_ms => missing.push(*server),
