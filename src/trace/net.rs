@@ -56,7 +56,8 @@ pub struct NetSummary {
 /// A message whose copies are not all delivered or lost yet, or a request not yet
 /// answered.
 struct InFlight {
-    from: String,
+    /// Its sender, by number ([`NetFold::number`]).
+    from: u32,
     /// The request a response answers; `None` for a request.
     answers: Option<u64>,
     /// Copies neither delivered nor lost.
@@ -71,14 +72,21 @@ struct InFlight {
 /// Folds network records, in trace order, into a [`NetSummary`].
 pub struct NetFold {
     summary: NetSummary,
+    /// Servers by name → their number, and by number: a network record names two
+    /// servers, and tens of millions of records would otherwise copy and compare the
+    /// names.
+    numbers: BTreeMap<String, u32>,
+    names: Vec<String>,
+    /// Marks by server number (`summary.marks` once finished; `None`: no mark yet).
+    marks: Vec<Option<[BTreeMap<u32, u32>; MARK_KINDS]>>,
     messages: BTreeMap<u64, InFlight>,
     /// (from, to, request line) → the last attempt (msg, when), while it is unanswered.
-    attempts: BTreeMap<(String, String, String), (u64, u64)>,
+    attempts: BTreeMap<(u32, u32, String), (u64, u64)>,
     /// Request msg → its key in `attempts`, while it is that key's last attempt.
-    open: BTreeMap<u64, (String, String, String)>,
+    open: BTreeMap<u64, (u32, u32, String)>,
     /// Messages forgotten at a `deliver` in the current instant → their sender: a
     /// `drop_down` of the same copy may follow (`world::Shared::deliver`).
-    delivered_now: BTreeMap<u64, String>,
+    delivered_now: BTreeMap<u64, u32>,
     /// The time of the last record taken.
     now: u64,
 }
@@ -88,6 +96,9 @@ impl NetFold {
     pub fn new(end_ms: u64) -> NetFold {
         NetFold {
             summary: NetSummary { end_ms, ..NetSummary::default() },
+            numbers: BTreeMap::new(),
+            names: Vec::new(),
+            marks: Vec::new(),
             messages: BTreeMap::new(),
             attempts: BTreeMap::new(),
             open: BTreeMap::new(),
@@ -111,12 +122,21 @@ impl NetFold {
         )
     }
 
-    fn mark(&mut self, server: &str, kind: usize, t: u64) {
+    /// A server's number, given at its first record.
+    fn number(&mut self, server: &str) -> u32 {
+        if let Some(&number) = self.numbers.get(server) {
+            return number;
+        }
+        let number = u32::try_from(self.names.len()).expect("fewer than 2^32 servers");
+        self.numbers.insert(server.to_owned(), number);
+        self.names.push(server.to_owned());
+        self.marks.push(None);
+        number
+    }
+
+    fn mark(&mut self, server: u32, kind: usize, t: u64) {
         let column = column(t, self.summary.end_ms);
-        let marks = match self.summary.marks.get_mut(server) {
-            Some(marks) => marks,
-            None => self.summary.marks.entry(server.to_owned()).or_default(),
-        };
+        let marks = self.marks[server as usize].get_or_insert_with(Default::default);
         *marks[kind].entry(column).or_default() += 1;
     }
 
@@ -131,9 +151,10 @@ impl NetFold {
             Body::Send { msg, from, to, bytes, what, request } => {
                 self.summary.sent += 1;
                 self.summary.bytes = self.summary.bytes.saturating_add(*bytes);
+                let from = self.number(from);
                 if what.starts_with("response") {
                     let flight = InFlight {
-                        from: from.clone(),
+                        from,
                         answers: *request,
                         copies: 1,
                         reached: 0,
@@ -142,20 +163,16 @@ impl NetFold {
                     self.messages.insert(*msg, flight);
                     return;
                 }
-                let flight = InFlight {
-                    from: from.clone(),
-                    answers: None,
-                    copies: 1,
-                    reached: 0,
-                    answered: false,
-                };
+                let flight =
+                    InFlight { from, answers: None, copies: 1, reached: 0, answered: false };
                 self.messages.insert(*msg, flight);
                 self.mark(from, SENT, t);
-                let key = (from.clone(), to.clone(), what.clone());
+                let key = (from, self.number(to), what.clone());
                 if let Some(&(before, when)) = self.attempts.get(&key) {
                     self.open.remove(&before);
                     self.mark(from, RETRY, t);
-                    self.summary.backoffs.entry(from.clone()).or_default().push((when, t));
+                    let name = self.names[from as usize].clone();
+                    self.summary.backoffs.entry(name).or_default().push((when, t));
                 }
                 self.attempts.insert(key.clone(), (*msg, t));
                 self.open.insert(*msg, key);
@@ -174,8 +191,8 @@ impl NetFold {
             Body::Drop { msg, .. } => {
                 self.summary.lost += 1;
                 if let Some(flight) = self.messages.get(msg) {
-                    let from = flight.from.clone();
-                    self.mark(&from, LOST, t);
+                    let from = flight.from;
+                    self.mark(from, LOST, t);
                     self.resolve_copy(*msg);
                 }
             }
@@ -186,12 +203,12 @@ impl NetFold {
                 let from = match self.messages.get_mut(msg) {
                     Some(flight) => {
                         flight.reached = flight.reached.saturating_sub(1);
-                        Some(flight.from.clone())
+                        Some(flight.from)
                     }
-                    None => self.delivered_now.get(msg).cloned(),
+                    None => self.delivered_now.get(msg).copied(),
                 };
                 if let Some(from) = from {
-                    self.mark(&from, LOST, t);
+                    self.mark(from, LOST, t);
                 }
                 self.forget_if_settled(*msg);
             }
@@ -214,11 +231,11 @@ impl NetFold {
             return;
         }
         flight.answered = true;
-        let (requester, done) = (flight.from.clone(), flight.copies == 0);
+        let (requester, done) = (flight.from, flight.copies == 0);
         if done {
             self.messages.remove(&request);
         }
-        self.mark(&requester, ANSWERED, t);
+        self.mark(requester, ANSWERED, t);
         if let Some(key) = self.open.remove(&request) {
             if self.attempts.get(&key).is_some_and(|&(last, _)| last == request) {
                 self.attempts.remove(&key);
@@ -228,7 +245,7 @@ impl NetFold {
 
     /// One copy of `msg` was delivered or lost: forgets the message when it is settled
     /// ([`NetFold::forget_if_settled`]). Returns the sender of a message it forgot.
-    fn resolve_copy(&mut self, msg: u64) -> Option<String> {
+    fn resolve_copy(&mut self, msg: u64) -> Option<u32> {
         let flight = self.messages.get_mut(&msg)?;
         flight.copies = flight.copies.saturating_sub(1);
         self.forget_if_settled(msg)
@@ -236,7 +253,7 @@ impl NetFold {
 
     /// Forgets `msg` once no copy of it is in flight and, for a request, once it is
     /// answered or no copy reached a server that was up (then no answer can come).
-    fn forget_if_settled(&mut self, msg: u64) -> Option<String> {
+    fn forget_if_settled(&mut self, msg: u64) -> Option<u32> {
         let flight = self.messages.get(&msg)?;
         let waiting = flight.answers.is_none() && !flight.answered && flight.reached > 0;
         if flight.copies == 0 && !waiting {
@@ -251,7 +268,12 @@ impl NetFold {
     }
 
     /// The summary of everything taken.
-    pub fn finish(self) -> NetSummary {
+    pub fn finish(mut self) -> NetSummary {
+        for (name, marks) in self.names.into_iter().zip(self.marks) {
+            if let Some(marks) = marks {
+                self.summary.marks.insert(name, marks);
+            }
+        }
         self.summary
     }
 }
