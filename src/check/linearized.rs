@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::matrix::auth::SignatureCheck;
 use crate::matrix::ids;
-use crate::matrix::linearized::HubList;
+use crate::matrix::linearized::{self, HubList};
 use crate::matrix::state_digest::StateDigest;
 use crate::stdx::Invariant;
 use crate::trace::{Body, Decision, NodeChange};
@@ -133,10 +133,8 @@ fn replay<'t>(
 /// The servers other than `hub` that originate PDUs in `room` without `hub_server`.
 fn dag_servers(index: &Index<'_>, room: &str, hub: &str) -> BTreeSet<String> {
     let pdus = index.events.values().filter(|e| e.room == room).filter_map(|e| e.pdu());
-    pdus.filter(|pdu| pdu.hub_server().is_none())
-        .filter_map(|pdu| ids::user_server(pdu.sender()))
-        .filter(|server| *server != hub)
-        .map(str::to_owned)
+    pdus.filter(|pdu| !linearized::built_by_hub(pdu, hub))
+        .map(|pdu| pdu.origin().to_owned())
         .collect()
 }
 

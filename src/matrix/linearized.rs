@@ -290,6 +290,15 @@ pub fn build_hub_event(
     Ok(pdu::build_signed(rules, json, hub_name, key)?)
 }
 
+/// Whether the hub built `pdu` (it completed the sender's LPDU, so the event names
+/// `hub_server`, or the sender is one of the hub's users) rather than a DAG-capable server.
+///
+/// [digest] An event without `hub_server` whose sender is elsewhere comes from a
+/// DAG-capable server, which keeps its own prev and auth events (docs/linearized.md).
+pub fn built_by_hub(pdu: &Pdu, hub: &str) -> bool {
+    pdu.hub_server().is_some() || pdu.origin() == hub
+}
+
 /// The type of the hub's merge events, [`build_merge_event`]: Synapse's dummy event.
 pub const MERGE_EVENT_TYPE: &str = "org.matrix.dummy_event";
 

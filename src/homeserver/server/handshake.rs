@@ -432,13 +432,7 @@ impl Homeserver {
             return Err(format!("invite no longer allowed: {}: {reason}", outcome.decision));
         }
         assert_eq!(outcome.decision, Decision::Accepted);
-        self.commit(room_id, &pdu, Outcome::accepted(), out);
-        out.push(Output::Observed(Observation::Event {
-            room_id: room_id.to_owned(),
-            event_id: Some(pdu.event_id().clone()),
-            decision: Decision::Created,
-            reason: None,
-        }));
+        self.commit_created(room_id, &pdu, out);
         // Sent to the servers in the room only; the invitee's server has its copy from
         // `/invite` (and, not being in the room, would ignore it).
         self.fan_out(room_id, &pdu, &[], None);

@@ -49,6 +49,14 @@ pub(crate) struct PendingLpdu {
     sent_at: Instant,
 }
 
+/// The server of the user a membership event is about (none for other events): the hub
+/// sends the event there too, so that a kick, ban or leave of a server's last member
+/// reaches it.
+fn member_server(pdu: &Pdu) -> Vec<String> {
+    let target = pdu.state_key().filter(|_| pdu.event_type() == "m.room.member");
+    target.and_then(ids::user_server).map(str::to_owned).into_iter().collect()
+}
+
 impl Homeserver {
     /// The hub of a Linearized Matrix room this server knows of; `None` for a DAG room.
     ///
@@ -83,26 +91,25 @@ impl Homeserver {
         self.config.dag_capable && self.hub_of(room_id).is_some_and(|hub| hub != self.name)
     }
 
-    /// At a DAG-capable server: whether `server` takes the room's events from this server,
-    /// that is, it is the hub or a DAG-capable server. [digest] A server is a participant
-    /// when one of its joined users joined through the hub (the join carries `hub_server`);
-    /// the draft says DAG-capable servers "must not send directly" to participants and
-    /// does not say how they tell them apart (docs/linearized.md).
-    pub(super) fn takes_dag_traffic(&self, room_id: &str, server: &str) -> bool {
-        if self.hub_of(room_id).is_some_and(|hub| hub == server) {
-            return true;
-        }
-        let Some(state) = self.current_state(room_id) else { return false };
-        let participant = state
+    /// At a DAG-capable server: the room's participants, to which it does not send (the hub
+    /// relays to them). [digest] A server is a participant when one of its joined users
+    /// joined through the hub (the join carries `hub_server`); the draft says DAG-capable
+    /// servers "must not send directly" to participants and does not say how they tell
+    /// them apart (docs/linearized.md). Read once per event sent, from the member entries.
+    pub(super) fn participants(&self, room_id: &str) -> BTreeSet<String> {
+        let hub = self.hub_of(room_id);
+        let Some(state) = self.current_state(room_id) else { return BTreeSet::new() };
+        state
             .range(("m.room.member".to_owned(), String::new())..)
             .take_while(|((event_type, _), _)| event_type == "m.room.member")
-            .filter(|((_, user), _)| ids::user_server(user) == Some(server))
-            .filter_map(|(_, id)| self.store.pdu(id))
-            .any(|member| {
+            .filter_map(|((_, user), id)| Some((ids::user_server(user)?, self.store.pdu(id)?)))
+            .filter(|(server, member)| {
                 member.content().get("membership").and_then(Value::as_str) == Some("join")
                     && member.hub_server().is_some()
-            });
-        !participant
+                    && hub.as_deref() != Some(*server)
+            })
+            .map(|(server, _)| server.to_owned())
+            .collect()
     }
 
     /// At the hub: a DAG-capable server's event was accepted and is now the last event of
@@ -123,14 +130,7 @@ impl Homeserver {
             event_id: pdu.event_id().clone(),
             origin: origin.clone(),
         }));
-        let removed: Vec<String> = pdu
-            .state_key()
-            .filter(|_| pdu.event_type() == "m.room.member")
-            .and_then(ids::user_server)
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
-        self.fan_out(room_id, pdu, &removed, Some(&origin));
+        self.fan_out(room_id, pdu, &member_server(pdu), Some(&origin));
         let forked = self.store.room(room_id).is_some_and(|r| r.forward_extremities.len() > 1);
         if forked {
             self.lists_to_merge.insert(room_id.to_owned());
@@ -171,8 +171,8 @@ impl Homeserver {
             .collect();
         let mut refusals = Vec::new();
         for user in &users {
-            let built =
-                self.build_event(now, room_id, user, "org.matrix.dummy_event", None, Object::new());
+            let merge_type = linearized::MERGE_EVENT_TYPE;
+            let built = self.build_event(now, room_id, user, merge_type, None, Object::new());
             let pdu = match built.and_then(|pdu| self.check_local(room_id, &pdu).map(|()| pdu)) {
                 Ok(pdu) => pdu,
                 Err(reason) => {
@@ -180,13 +180,7 @@ impl Homeserver {
                     continue;
                 }
             };
-            self.commit(room_id, &pdu, Outcome::accepted(), out);
-            out.push(Output::Observed(Observation::Event {
-                room_id: room_id.to_owned(),
-                event_id: Some(pdu.event_id().clone()),
-                decision: Decision::Created,
-                reason: None,
-            }));
+            self.commit_created(room_id, &pdu, out);
             out.push(Output::Observed(Observation::HubMerge {
                 room_id: room_id.to_owned(),
                 event_id: Some(pdu.event_id().clone()),
@@ -367,14 +361,9 @@ impl Homeserver {
             }
             return refuse(out, format!("not allowed: {reason}"));
         }
-        self.commit(room_id, &pdu, outcome, out);
+        debug_assert_eq!(outcome, Outcome::accepted());
+        self.commit_created(room_id, &pdu, out);
         self.store.note_lpdu(lpdu.id().clone(), pdu.event_id().clone());
-        out.push(Output::Observed(Observation::Event {
-            room_id: room_id.to_owned(),
-            event_id: Some(pdu.event_id().clone()),
-            decision: Decision::Created,
-            reason: None,
-        }));
         out.push(Output::Observed(Observation::Linearized {
             room_id: room_id.to_owned(),
             lpdu_id: lpdu.id().clone(),
@@ -383,14 +372,7 @@ impl Homeserver {
         }));
         // The servers in the room after the event, and the one it removes, if any (a
         // kick, ban or leave of the last member of a server).
-        let removed: Vec<String> = pdu
-            .state_key()
-            .filter(|_| pdu.event_type() == "m.room.member")
-            .and_then(ids::user_server)
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
-        self.fan_out(room_id, &pdu, &removed, None);
+        self.fan_out(room_id, &pdu, &member_server(&pdu), None);
         Ok(())
     }
 
@@ -438,8 +420,7 @@ impl Homeserver {
         if let Some(named) = pdu.hub_server().filter(|named| *named != hub) {
             return Some(("wrong_hub".into(), format!("hub_server {named} is not the hub {hub}")));
         }
-        let built_by_hub = pdu.hub_server().is_some() || pdu.origin() == hub;
-        if !built_by_hub {
+        if !linearized::built_by_hub(pdu, hub) {
             return None;
         }
         let room = self.store.room(room_id).expect("room is known");
@@ -513,8 +494,7 @@ impl Homeserver {
         if prevs.into_iter().eq(room.forward_extremities.iter()) {
             return None;
         }
-        let hub = self.hub_of(room_id)?;
-        if pdu.hub_server().is_none() && pdu.origin() != hub {
+        if !linearized::built_by_hub(pdu, &self.hub_of(room_id)?) {
             // A DAG-capable server's event names the prev events it knew: with its ancestors
             // all here, it is a fork the hub merges, not missed history.
             return None;

@@ -91,13 +91,7 @@ impl Homeserver {
         // must reach the server whose user it removes.
         let mut destinations: Vec<String> = self.joined_servers(room_id).into_iter().collect();
         destinations.extend(extra_destinations.iter().cloned());
-        self.commit(room_id, &pdu, Outcome::accepted(), out);
-        out.push(Output::Observed(Observation::Event {
-            room_id: room_id.to_owned(),
-            event_id: Some(pdu.event_id().clone()),
-            decision: Decision::Created,
-            reason: None,
-        }));
+        self.commit_created(room_id, &pdu, out);
         self.fan_out(room_id, &pdu, &destinations, None);
         Ok(pdu)
     }

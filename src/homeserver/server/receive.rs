@@ -2,6 +2,7 @@
 //! before an event, resolving forward extremities and applying redactions.
 
 use super::*;
+use crate::matrix::linearized;
 
 /// How many resolutions [`Homeserver::resolve_groups`] remembers.
 const RESOLUTIONS_KEPT: usize = 4;
@@ -229,9 +230,21 @@ impl Homeserver {
         if pdu.event_type() == "m.room.redaction" {
             self.apply_redaction(room_id, pdu, out);
         }
-        if pdu.hub_server().is_none() && pdu.origin() != self.name && self.is_hub_of(room_id) {
+        if self.is_hub_of(room_id) && !linearized::built_by_hub(pdu, &self.name) {
             self.linearize_dag(room_id, pdu, out);
         }
+    }
+
+    /// Commits an event this server made (its own user's, or the hub's completion of an
+    /// LPDU) and records it `created`.
+    pub(super) fn commit_created(&mut self, room_id: &str, pdu: &Arc<Pdu>, out: &mut Vec<Output>) {
+        self.commit(room_id, pdu, Outcome::accepted(), out);
+        out.push(Output::Observed(Observation::Event {
+            room_id: room_id.to_owned(),
+            event_id: Some(pdu.event_id().clone()),
+            decision: Decision::Created,
+            reason: None,
+        }));
     }
 
     /// Whether the test-only [`PlantedBug::SkipMergeResolution`] is planted here.
@@ -564,9 +577,7 @@ impl Homeserver {
         // state there, as a DAG server does, instead of walking back to the create event.
         let before_join = linear
             && self.participant_hub(room_id).is_some()
-            && self
-                .hub_of(room_id)
-                .is_some_and(|hub| pdu.hub_server().is_none() && pdu.origin() != hub)
+            && self.hub_of(room_id).is_some_and(|hub| !linearized::built_by_hub(&pdu, &hub))
             && missing_prev.iter().all(|prev| self.store.contains(prev));
         match entry.missing {
             Ask::Not if before_join => {}

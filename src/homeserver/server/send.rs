@@ -140,7 +140,8 @@ impl Homeserver {
             // or not a user of its own is) and the other DAG-capable servers; the hub relays
             // to participants.
             servers.extend(self.hub_of(room_id));
-            servers.retain(|server| self.takes_dag_traffic(room_id, server));
+            let participants = self.participants(room_id);
+            servers.retain(|server| !participants.contains(server));
         }
         let json = Arc::new(pdu.json().clone());
         for server in servers {

@@ -263,7 +263,7 @@ impl HubList {
                 format!("hub_server {named} is not the hub {hub}"),
             ));
         }
-        let built_by_hub = pdu.hub_server().is_some() || pdu.origin() == hub;
+        let built_by_hub = super::built_by_hub(&pdu, hub);
         let prevs: BTreeSet<&EventId> = pdu.prev_events().iter().collect();
         if built_by_hub {
             if !prevs.iter().copied().eq(self.extremities.iter()) {
