@@ -113,7 +113,7 @@ impl Homeserver {
                         self.store_outliers(&room_id, all, out);
                         let ids: Vec<EventId> = match self.rules_of(&room_id) {
                             Some(rules) => {
-                                pdus.iter().map(|raw| pdu::event_id(rules, raw)).collect()
+                                pdus.iter().map(|raw| self.event_id_of(rules, raw)).collect()
                             }
                             None => Vec::new(),
                         };
@@ -278,7 +278,7 @@ impl Homeserver {
         let mut pdus: Vec<Arc<Pdu>> = Vec::new();
         for raw in raws {
             // A copy of an event that already waits is the same event: no new check.
-            let id = pdu::event_id(rules, &raw);
+            let id = self.event_id_of(rules, &raw);
             if let Some(w) = self.waiting.get(&id) {
                 pdus.push(Arc::clone(&w.pdu));
             } else if let Ok(pdu) = self.verify_received(rules, raw) {

@@ -335,7 +335,7 @@ impl Homeserver {
         // The state before the join, from the answer's state events we could verify.
         let mut state = StateMap::new();
         for raw in &answer.state {
-            let id = pdu::event_id(rules, raw);
+            let id = self.event_id_of(rules, raw);
             let Some(event) = self.store.event(&id) else { continue };
             if event.outcome.is_rejected() {
                 continue;

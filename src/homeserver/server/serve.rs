@@ -147,7 +147,7 @@ impl Homeserver {
             let id = room
                 .as_deref()
                 .and_then(|r| self.rules_of(r))
-                .map(|rules| pdu::event_id(rules, &raw));
+                .map(|rules| self.event_id_of(rules, &raw));
             // [impl] eigen-server: in a Linearized Matrix room, an event without
             // `auth_events` is an LPDU (the draft does not say how to tell them apart); its
             // result is keyed by the LPDU's id, the reference hash of the object as received.
