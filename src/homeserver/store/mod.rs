@@ -106,8 +106,8 @@ pub struct RoomRecord {
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     events: BTreeMap<EventId, StoredEvent>,
-    groups: BTreeMap<StateGroupId, StateGroup>,
-    next_group: u64,
+    /// State groups by id: a group's id is its position.
+    groups: Vec<StateGroup>,
     rooms: BTreeMap<String, RoomRecord>,
     /// Invites for local users to rooms this server is not in: (room id, user) → the
     /// invite event (stored as an outlier).

@@ -39,34 +39,75 @@ pub(super) struct StateGroup {
 /// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
 /// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
 /// which a thousand servers pay for each of their groups.
+///
+/// `mask` has the [`key_bit`] of every key set: a lookup walking a delta chain skips the
+/// groups whose mask lacks its key's bit without comparing a string. Most deltas hold one
+/// or two keys, so a lookup through a chain of thirty groups compared some thirty string
+/// pairs, a tenth of a 300-server run.
 #[derive(Clone, Debug, Default)]
-struct Delta(Box<[(StateKey, Option<EventId>)]>);
+struct Delta {
+    entries: Box<[(StateKey, Option<EventId>)]>,
+    mask: u64,
+}
+
+/// A key's bit in a [`Delta`]'s mask: one of 64, from a hash of the key (FNV-1a, then a
+/// multiplicative mix for the top bits). Only a filter: a set bit is confirmed by the
+/// search, so a collision costs a search and never changes an answer.
+fn key_bit(event_type: &str, state_key: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    // 0xff occurs in no UTF-8 text, so ("ab", "c") and ("a", "bc") differ.
+    for &byte in event_type.as_bytes().iter().chain(&[0xff]).chain(state_key.as_bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    1 << (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
+}
 
 impl Delta {
+    fn new(entries: Box<[(StateKey, Option<EventId>)]>) -> Delta {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted, no duplicates");
+        let mask = entries.iter().fold(0, |mask, ((t, k), _)| mask | key_bit(t, k));
+        Delta { entries, mask }
+    }
+
     /// The entry of a key (`Some(None)`: removed here), found by borrowed parts.
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Option<EventId>> {
+        self.get_with_bit(key_bit(event_type, state_key), event_type, state_key)
+    }
+
+    /// [`Delta::get`] with the key's [`key_bit`] computed by the caller, once per chain.
+    fn get_with_bit(
+        &self,
+        bit: u64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Option<&Option<EventId>> {
+        if self.mask & bit == 0 {
+            return None;
+        }
         let wanted = (event_type, state_key);
-        let at =
-            self.0.binary_search_by(|((t, k), _)| (t.as_str(), k.as_str()).cmp(&wanted)).ok()?;
-        Some(&self.0[at].1)
+        let at = self
+            .entries
+            .binary_search_by(|((t, k), _)| (t.as_str(), k.as_str()).cmp(&wanted))
+            .ok()?;
+        Some(&self.entries[at].1)
     }
 
     fn keys(&self) -> impl Iterator<Item = &StateKey> {
-        self.0.iter().map(|(key, _)| key)
+        self.entries.iter().map(|(key, _)| key)
     }
 
     fn iter(&self) -> impl Iterator<Item = (&StateKey, &Option<EventId>)> {
-        self.0.iter().map(|(key, event)| (key, event))
+        self.entries.iter().map(|(key, event)| (key, event))
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 }
 
 impl From<BTreeMap<StateKey, Option<EventId>>> for Delta {
     fn from(map: BTreeMap<StateKey, Option<EventId>>) -> Delta {
-        Delta(map.into_iter().collect())
+        Delta::new(map.into_iter().collect())
     }
 }
 
@@ -78,7 +119,7 @@ impl<'a> IntoIterator for &'a Delta {
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(key, event)| (key, event))
+        self.entries.iter().map(|(key, event)| (key, event))
     }
 }
 
@@ -121,7 +162,7 @@ fn snapshot_difference<'a>(a: &'a Delta, b: &'a Delta) -> Vec<&'a StateKey> {
 
 impl StateGroup {
     fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
-        let delta = Delta(state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect());
+        let delta = Delta::new(state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect());
         StateGroup { parent: None, delta, chain_len: 0, digest }
     }
 
@@ -131,11 +172,22 @@ impl StateGroup {
 }
 
 impl Store {
+    /// A stored group (ids are positions: groups are only ever added).
+    fn group(&self, id: StateGroupId) -> &StateGroup {
+        &self.groups[id.0 as usize]
+    }
+
+    fn push_group(&mut self, group: StateGroup) -> StateGroupId {
+        let id = StateGroupId(self.groups.len() as u64);
+        self.groups.push(group);
+        id
+    }
+
     /// A group's delta chain: the group, its parent, and so on down to the snapshot it
     /// ends at (the last element). At most [`SNAPSHOT_EVERY`] + 1 groups.
     fn chain_of(&self, group: StateGroupId) -> Vec<StateGroupId> {
         let mut chain = vec![group];
-        while let Some(parent) = self.groups[chain.last().expect("not empty")].parent {
+        while let Some(parent) = self.group(*chain.last().expect("not empty")).parent {
             chain.push(parent);
         }
         chain
@@ -154,13 +206,11 @@ impl Store {
         state: &StateMap,
         parent: Option<(StateGroupId, &StateMap)>,
     ) -> StateGroupId {
-        let id = StateGroupId(self.next_group);
-        self.next_group += 1;
         let group = match parent {
             Some((parent_id, base)) => {
                 debug_assert_eq!(&self.state(parent_id), base);
                 let mut delta = BTreeMap::new();
-                let mut digest = self.groups[&parent_id].digest;
+                let mut digest = self.group(parent_id).digest;
                 for (key, event) in state {
                     let old = base.get(key);
                     if old != Some(event) {
@@ -177,7 +227,7 @@ impl Store {
                         delta.insert(key.clone(), None);
                     }
                 }
-                let chain_len = self.groups[&parent_id].chain_len + 1;
+                let chain_len = self.group(parent_id).chain_len + 1;
                 if chain_len < SNAPSHOT_EVERY {
                     StateGroup { parent: Some(parent_id), delta: delta.into(), chain_len, digest }
                 } else {
@@ -186,9 +236,9 @@ impl Store {
             }
             None => StateGroup::snapshot(state, StateGroup::digest_of(state)),
         };
-        self.groups.insert(id, group);
+        let id = self.push_group(group);
         debug_assert_eq!(&self.state(id), state);
-        debug_assert_eq!(self.groups[&id].digest, StateGroup::digest_of(state));
+        debug_assert_eq!(self.group(id).digest, StateGroup::digest_of(state));
         id
     }
 
@@ -199,14 +249,12 @@ impl Store {
         key: StateKey,
         event: EventId,
     ) -> StateGroupId {
-        let mut digest = self.groups[&parent].digest;
+        let mut digest = self.group(parent).digest;
         if let Some(old) = self.state_get(parent, &key) {
             digest = digest.remove(&key.0, &key.1, old.as_str());
         }
         digest = digest.add(&key.0, &key.1, event.as_str());
-        let parent_len = self.groups[&parent].chain_len;
-        let id = StateGroupId(self.next_group);
-        self.next_group += 1;
+        let parent_len = self.group(parent).chain_len;
         let mut delta = BTreeMap::new();
         delta.insert(key, Some(event));
         let group = if parent_len + 1 >= SNAPSHOT_EVERY {
@@ -219,8 +267,8 @@ impl Store {
                 digest,
             }
         };
-        self.groups.insert(id, group);
-        debug_assert_eq!(self.groups[&id].digest, StateGroup::digest_of(&self.state(id)));
+        let id = self.push_group(group);
+        debug_assert_eq!(self.group(id).digest, StateGroup::digest_of(&self.state(id)));
         id
     }
 
@@ -245,14 +293,14 @@ impl Store {
         let chain = self.chain_of(parent);
         let (at, above) = chain.split_last().expect("a chain holds its group");
         for id in above {
-            for (key, event) in &self.groups[id].delta {
+            for (key, event) in &self.group(*id).delta {
                 if !rebased.contains_key(key) {
                     rebased.insert(key.clone(), event.clone());
                 }
             }
         }
         let at = *at;
-        let root = &self.groups[&at].delta;
+        let root = &self.group(at).delta;
         // Only what differs from the snapshot (whose entries are all present).
         rebased.retain(|key, event| {
             root.get(&key.0, &key.1).and_then(Option::as_ref) != event.as_ref()
@@ -273,7 +321,7 @@ impl Store {
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.
     pub fn state_digest(&self, id: StateGroupId) -> StateDigest {
-        self.groups[&id].digest
+        self.group(id).digest
     }
 
     /// The full state of a group.
@@ -281,7 +329,7 @@ impl Store {
         let mut chain = Vec::new();
         let mut at = Some(id);
         while let Some(group_id) = at {
-            let group = &self.groups[&group_id];
+            let group = self.group(group_id);
             chain.push(group);
             at = group.parent;
             assert!(chain.len() <= SNAPSHOT_EVERY as usize + 1, "state group chain too long");
@@ -322,7 +370,7 @@ impl Store {
         let mut keys = BTreeSet::new();
         for chain in [&chain_a, &chain_b] {
             for id in chain.iter().take_while(|id| **id != meet) {
-                keys.extend(self.groups[id].delta.keys());
+                keys.extend(self.group(*id).delta.keys());
             }
         }
         Some(keys)
@@ -348,7 +396,7 @@ impl Store {
         let entries_of = |ids: &[StateGroupId]| -> Entries<'_> {
             let mut entries = BTreeMap::new();
             for id in ids {
-                for (key, event) in &self.groups[id].delta {
+                for (key, event) in &self.group(*id).delta {
                     entries.entry(key).or_insert(event.as_ref());
                 }
             }
@@ -361,7 +409,7 @@ impl Store {
         };
         let meet = first.iter().position(|id| chains[1..].iter().all(|chain| chain.contains(id)));
         let root_id = *first.last().expect("not empty");
-        let root = &self.groups[&root_id].delta;
+        let root = &self.group(root_id).delta;
         // `shared`: what every set holds above the snapshot (below the meet); `above`: each
         // group's own entries.
         let (shared, above, mut keys): (Entries<'_>, Vec<Entries<'_>>, BTreeSet<&StateKey>) =
@@ -389,7 +437,7 @@ impl Store {
                     roots.sort();
                     roots.dedup();
                     for other in roots.into_iter().filter(|&other| other != root_id) {
-                        keys.extend(snapshot_difference(root, &self.groups[&other].delta));
+                        keys.extend(snapshot_difference(root, &self.group(other).delta));
                     }
                     (BTreeMap::new(), above, keys)
                 }
@@ -399,7 +447,7 @@ impl Store {
             .iter()
             .zip(&above)
             .map(|(chain, own)| {
-                let snapshot = &self.groups[chain.last().expect("not empty")].delta;
+                let snapshot = &self.group(*chain.last().expect("not empty")).delta;
                 let entry = |key: &StateKey| match own.get(key).or_else(|| shared.get(key)) {
                     Some(&event) => event,
                     None => snapshot.get(&key.0, &key.1).and_then(Option::as_ref),
@@ -433,7 +481,7 @@ impl Store {
         changes: &[(StateKey, Option<EventId>)],
     ) -> StateGroupId {
         let mut delta = BTreeMap::new();
-        let mut digest = self.groups[&parent].digest;
+        let mut digest = self.group(parent).digest;
         for (key, event) in changes {
             let old = self.state_get(parent, key);
             if old.as_ref() == event.as_ref() {
@@ -450,16 +498,14 @@ impl Store {
         if delta.is_empty() {
             return parent;
         }
-        let chain_len = self.groups[&parent].chain_len + 1;
+        let chain_len = self.group(parent).chain_len + 1;
         let group = if chain_len < SNAPSHOT_EVERY {
             StateGroup { parent: Some(parent), delta: delta.into(), chain_len, digest }
         } else {
             self.rebased_or_snapshot(parent, delta, digest)
         };
-        let id = StateGroupId(self.next_group);
-        self.next_group += 1;
-        self.groups.insert(id, group);
-        debug_assert_eq!(self.groups[&id].digest, StateGroup::digest_of(&self.state(id)));
+        let id = self.push_group(group);
+        debug_assert_eq!(self.group(id).digest, StateGroup::digest_of(&self.state(id)));
         id
     }
 
@@ -477,10 +523,11 @@ impl Store {
         event_type: &str,
         state_key: &str,
     ) -> Option<&EventId> {
+        let bit = key_bit(event_type, state_key);
         let mut at = Some(id);
         while let Some(group_id) = at {
-            let group = &self.groups[&group_id];
-            if let Some(entry) = group.delta.get(event_type, state_key) {
+            let group = self.group(group_id);
+            if let Some(entry) = group.delta.get_with_bit(bit, event_type, state_key) {
                 return entry.as_ref();
             }
             at = group.parent;
@@ -541,7 +588,7 @@ mod tests {
                 );
             }
             assert_eq!(store.state(group), state, "after step {i}");
-            assert!(store.groups[&group].chain_len < SNAPSHOT_EVERY);
+            assert!(store.group(group).chain_len < SNAPSHOT_EVERY);
             // Every key by borrowed parts, present, removed or never set.
             for j in 0..=i + 1 {
                 let member = format!("@u{j}:hs");
@@ -552,6 +599,27 @@ mod tests {
         assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
         assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
         assert_eq!(store.state_get(group, &key("m.room.member", "@u99:hs")), Some(id("$m99")));
+    }
+
+    #[test]
+    fn a_delta_mask_never_hides_a_key_it_holds_and_skips_most_others() {
+        let keys: Vec<StateKey> =
+            (0..1000).map(|i| key("m.room.member", &format!("@u{i}:hs{}", i % 7))).collect();
+        let mut skipped = 0;
+        for (i, held) in keys.iter().enumerate().step_by(50) {
+            let delta = Delta::from(BTreeMap::from([(held.clone(), Some(id("$x")))]));
+            assert_eq!(delta.get(&held.0, &held.1), Some(&Some(id("$x"))));
+            for (j, other) in keys.iter().enumerate() {
+                if i != j {
+                    assert_eq!(delta.get(&other.0, &other.1), None);
+                    skipped += usize::from(delta.mask & key_bit(&other.0, &other.1) == 0);
+                }
+            }
+        }
+        // One bit of 64 set: about 63 lookups in 64 skip the search.
+        assert!(skipped > 20 * 999 * 9 / 10, "only {skipped} of {} lookups skipped", 20 * 999);
+        // The separator keeps keys whose parts split the same bytes apart.
+        assert_ne!(key_bit("ab", "c"), key_bit("a", "bc"));
     }
 
     #[test]
@@ -571,8 +639,7 @@ mod tests {
                 store.store_state_with(parent, key("m.room.topic", ""), id(&format!("$t{i}")));
             groups.push((group, state.clone()));
         }
-        let snapshots =
-            |store: &Store| store.groups.values().filter(|g| g.parent.is_none()).count();
+        let snapshots = |store: &Store| store.groups.iter().filter(|g| g.parent.is_none()).count();
         assert_eq!(snapshots(&store), 1, "a one-key difference never needs a full copy");
         // 300 joins: the difference grows by one each time, so a new snapshot is taken once
         // it passes a quarter of the snapshot's size (100 keys, then 125, ...).
@@ -591,7 +658,7 @@ mod tests {
         assert!((2..=4).contains(&taken), "{taken} snapshots for 300 joins over 400 members");
         for (group, expected) in &groups {
             assert_eq!(&store.state(*group), expected);
-            assert!(store.groups[group].chain_len < SNAPSHOT_EVERY);
+            assert!(store.group(*group).chain_len < SNAPSHOT_EVERY);
             assert_eq!(store.state_digest(*group), StateGroup::digest_of(expected));
         }
     }
