@@ -93,8 +93,50 @@ fn series(trace: &Trace, room: &RoomModel, highlight: &[String]) -> Series {
     walk.finish(highlight)
 }
 
+/// A set of small numbers, one bit each.
+#[derive(Clone, Debug, Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn contains(&self, n: usize) -> bool {
+        self.0.get(n / 64).is_some_and(|word| word >> (n % 64) & 1 == 1)
+    }
+
+    /// Adds `n`; whether it was absent.
+    fn insert(&mut self, n: usize) -> bool {
+        let at = n / 64;
+        if self.0.len() <= at {
+            self.0.resize(at + 1, 0);
+        }
+        let bit = 1 << (n % 64);
+        let absent = self.0[at] & bit == 0;
+        self.0[at] |= bit;
+        absent
+    }
+
+    /// Keeps only the numbers `other` holds.
+    fn retain_in(&mut self, other: &Bits) {
+        for (at, word) in self.0.iter_mut().enumerate() {
+            *word &= other.0.get(at).copied().unwrap_or(0);
+        }
+    }
+
+    /// How many numbers of this set `other` lacks.
+    fn count_not_in(&self, other: &Bits) -> u32 {
+        let words = self.0.iter().enumerate();
+        words.map(|(at, word)| (word & !other.0.get(at).copied().unwrap_or(0)).count_ones()).sum()
+    }
+}
+
 /// The walk over the trace behind [`series`]: what each server of the room holds so far,
 /// and the step series sampled up to now.
+///
+/// A sample costs what changed since the last one, not the number of servers: the
+/// distinct states among joined servers are counted as they change (`hash_counts`), and
+/// only the servers whose missing count changed or that joined since (`dirty`) are
+/// sampled again, since the step series of the others would not change. At a thousand
+/// servers, sampling every joined server at every millisecond of the trace was most of
+/// the report.
 struct Walk<'a> {
     room: &'a RoomModel,
     aggregate: bool,
@@ -102,14 +144,29 @@ struct Walk<'a> {
     most: Vec<(u64, u32)>,
     median: Vec<(u64, u32)>,
     last_bucket: u64,
+    /// The room's servers by name → their position in `room.servers`.
+    positions: BTreeMap<&'a str, usize>,
     joined: BTreeSet<usize>,
-    hashes: BTreeMap<usize, String>,
-    known: BTreeSet<&'a str>,
-    stored: Vec<BTreeSet<&'a str>>,
+    hashes: BTreeMap<usize, &'a str>,
+    /// The current-state hashes of the joined servers that have one, with how many hold
+    /// each.
+    hash_counts: BTreeMap<&'a str, u32>,
+    /// The room's event ids by number, in order of first sight: the sets below hold
+    /// numbers, one bit each, so that an event created while a thousand servers are joined
+    /// costs a thousand bits rather than a thousand inserts of its id.
+    numbers: BTreeMap<&'a str, usize>,
+    /// Events whose creation was seen.
+    created: Bits,
+    /// Per server: the events it stores.
+    stored: Vec<Bits>,
     /// Per server: the events created while it was joined (owed to it), and how many of
     /// them it does not store.
-    owed: Vec<BTreeSet<&'a str>>,
+    owed: Vec<Bits>,
     owed_missing: Vec<u32>,
+    /// How many joined servers miss an event owed to them.
+    joined_missing: usize,
+    /// Servers to sample again: their missing count changed, or they joined.
+    dirty: BTreeSet<usize>,
     distinct: Vec<(u64, u32)>,
     missing: Vec<Vec<(u64, u32)>>,
     converged_ms: Option<u64>,
@@ -118,6 +175,11 @@ struct Walk<'a> {
 impl<'a> Walk<'a> {
     fn new(room: &'a RoomModel, aggregate: bool) -> Self {
         let server_count = room.servers.len();
+        let mut positions = BTreeMap::new();
+        for (i, name) in room.servers.iter().enumerate() {
+            // A name's first position, as a search from the front finds it.
+            positions.entry(name.as_str()).or_insert(i);
+        }
         Walk {
             room,
             aggregate,
@@ -125,12 +187,17 @@ impl<'a> Walk<'a> {
             most: Vec::new(),
             median: Vec::new(),
             last_bucket: u64::MAX,
+            positions,
             joined: BTreeSet::new(),
             hashes: BTreeMap::new(),
-            known: BTreeSet::new(),
-            stored: vec![BTreeSet::new(); server_count],
-            owed: vec![BTreeSet::new(); server_count],
+            hash_counts: BTreeMap::new(),
+            numbers: BTreeMap::new(),
+            created: Bits::default(),
+            stored: vec![Bits::default(); server_count],
+            owed: vec![Bits::default(); server_count],
             owed_missing: vec![0; server_count],
+            joined_missing: 0,
+            dirty: BTreeSet::new(),
             distinct: Vec::new(),
             missing: vec![Vec::new(); server_count],
             converged_ms: None,
@@ -138,7 +205,55 @@ impl<'a> Walk<'a> {
     }
 
     fn server_at(&self, name: &str) -> Option<usize> {
-        self.room.servers.iter().position(|s| s == name)
+        self.positions.get(name).copied()
+    }
+
+    /// One more (`up`) or one fewer joined server holding `hash`.
+    fn count_hash(&mut self, hash: &'a str, up: bool) {
+        if up {
+            *self.hash_counts.entry(hash).or_insert(0) += 1;
+        } else if let Some(count) = self.hash_counts.get_mut(hash) {
+            *count -= 1;
+            if *count == 0 {
+                self.hash_counts.remove(hash);
+            }
+        }
+    }
+
+    /// Sets a server's missing count, keeping `joined_missing` and `dirty` up to date.
+    fn set_missing(&mut self, s: usize, value: u32) {
+        let before = self.owed_missing[s];
+        if before == value {
+            return;
+        }
+        if self.joined.contains(&s) {
+            match (before, value) {
+                (0, _) => self.joined_missing += 1,
+                (_, 0) => self.joined_missing -= 1,
+                _ => {}
+            }
+        }
+        self.owed_missing[s] = value;
+        self.dirty.insert(s);
+    }
+
+    fn join(&mut self, s: usize) {
+        if self.joined.insert(s) {
+            if let Some(&hash) = self.hashes.get(&s) {
+                self.count_hash(hash, true);
+            }
+            self.joined_missing += usize::from(self.owed_missing[s] > 0);
+            self.dirty.insert(s);
+        }
+    }
+
+    fn leave(&mut self, s: usize) {
+        if self.joined.remove(&s) {
+            if let Some(&hash) = self.hashes.get(&s) {
+                self.count_hash(hash, false);
+            }
+            self.joined_missing -= usize::from(self.owed_missing[s] > 0);
+        }
     }
 
     /// Applies one record of the trace to what the servers hold.
@@ -147,17 +262,23 @@ impl<'a> Walk<'a> {
         match body {
             Body::Joined { server, room: r, .. } if *r == room.room_id => {
                 if let Some(s) = self.server_at(server) {
-                    self.joined.insert(s);
+                    self.join(s);
                 }
             }
             Body::Left { server, room: r } if *r == room.room_id => {
                 if let Some(s) = self.server_at(server) {
-                    self.joined.remove(&s);
+                    self.leave(s);
                 }
             }
             Body::State { server, room: r, state_hash } if *r == room.room_id => {
                 if let Some(s) = self.server_at(server) {
-                    self.hashes.insert(s, state_hash.clone());
+                    let old = self.hashes.insert(s, state_hash.as_str());
+                    if self.joined.contains(&s) {
+                        if let Some(old) = old {
+                            self.count_hash(old, false);
+                        }
+                        self.count_hash(state_hash.as_str(), true);
+                    }
                 }
             }
             Body::Event { server, room: r, event_id: Some(id), decision, .. }
@@ -167,11 +288,16 @@ impl<'a> Walk<'a> {
             }
             Body::Recovered { server, event_ids } => {
                 if let Some(s) = self.server_at(server) {
-                    let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
-                    self.stored[s].retain(|id| kept.contains(id));
-                    self.owed_missing[s] =
-                        self.owed[s].iter().filter(|id| !self.stored[s].contains(*id)).count()
-                            as u32;
+                    // Ids never seen are stored by no server: only numbered ones matter.
+                    let mut kept = Bits::default();
+                    for id in event_ids {
+                        if let Some(&n) = self.numbers.get(id.as_str()) {
+                            kept.insert(n);
+                        }
+                    }
+                    self.stored[s].retain_in(&kept);
+                    let missing = self.owed[s].count_not_in(&self.stored[s]);
+                    self.set_missing(s, missing);
                 }
             }
             _ => {}
@@ -181,17 +307,20 @@ impl<'a> Walk<'a> {
     /// An event record of the room: a creation is owed to every joined server, a storage
     /// pays what was owed.
     fn apply_event(&mut self, server: &str, id: &'a str, decision: Decision) {
-        if decision == Decision::Created && self.known.insert(id) {
+        let next = self.numbers.len();
+        let n = *self.numbers.entry(id).or_insert(next);
+        if decision == Decision::Created && self.created.insert(n) {
             // Owed to every server joined when it was created.
-            for &s in &self.joined {
-                if self.owed[s].insert(id) && !self.stored[s].contains(id) {
-                    self.owed_missing[s] += 1;
+            let joined: Vec<usize> = self.joined.iter().copied().collect();
+            for s in joined {
+                if self.owed[s].insert(n) && !self.stored[s].contains(n) {
+                    self.set_missing(s, self.owed_missing[s] + 1);
                 }
             }
         }
         if let Some(s) = self.server_at(server) {
-            if decision.is_stored() && self.stored[s].insert(id) && self.owed[s].contains(id) {
-                self.owed_missing[s] -= 1;
+            if decision.is_stored() && self.stored[s].insert(n) && self.owed[s].contains(n) {
+                self.set_missing(s, self.owed_missing[s] - 1);
             }
         }
     }
@@ -199,16 +328,24 @@ impl<'a> Walk<'a> {
     /// Samples every series at `t`, after the last record of that millisecond; `last`:
     /// the trace ends here.
     fn sample(&mut self, t: u64, last: bool) {
-        let count =
+        debug_assert_eq!(
+            self.hash_counts.len(),
             self.joined.iter().filter_map(|s| self.hashes.get(s)).collect::<BTreeSet<_>>().len()
-                as u32;
+        );
+        debug_assert_eq!(
+            self.joined_missing,
+            self.joined.iter().filter(|&&s| self.owed_missing[s] > 0).count()
+        );
+        let count = self.hash_counts.len() as u32;
         push_step(&mut self.distinct, t, count);
-        let mut all_present = true;
-        for &s in &self.joined {
-            let value = self.owed_missing[s];
-            all_present &= value == 0;
-            push_step(&mut self.missing[s], t, value);
+        // A step series changes only when its value does, and a server not joined is not
+        // sampled (one that joins is marked dirty then).
+        for s in std::mem::take(&mut self.dirty) {
+            if self.joined.contains(&s) {
+                push_step(&mut self.missing[s], t, self.owed_missing[s]);
+            }
         }
+        let all_present = self.joined_missing == 0;
         let bucket = t * BUCKETS / self.end_ms;
         if self.aggregate && (bucket != self.last_bucket || last) && !self.joined.is_empty() {
             self.last_bucket = bucket;
@@ -708,4 +845,26 @@ pub fn render(
         svg_text.insert_str(0, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     }
     Ok(Chart { svg: svg_text, png, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_hold_numbers_across_words_and_compare_with_sets_of_other_lengths() {
+        let mut a = Bits::default();
+        assert!(a.insert(3) && a.insert(64) && a.insert(200));
+        assert!(!a.insert(64), "already held");
+        assert!(a.contains(3) && a.contains(64) && a.contains(200));
+        assert!(!a.contains(4) && !a.contains(65) && !a.contains(10_000));
+        let mut b = Bits::default();
+        b.insert(64);
+        // `b` is one word shorter than `a`: what lies past its end is not in it.
+        assert_eq!(a.count_not_in(&b), 2);
+        assert_eq!(b.count_not_in(&a), 0);
+        a.retain_in(&b);
+        assert!(a.contains(64) && !a.contains(3) && !a.contains(200));
+        assert_eq!(a.count_not_in(&Bits::default()), 1);
+    }
 }

@@ -1,7 +1,7 @@
 //! What the figures draw, read once from the trace: per room, its events with every
 //! server's decision about them, and the run's fault, crash and pause windows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -132,6 +132,10 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
     let end_ms = trace.header.end_ms.max(trace.records.last().map_or(0, |r| r.t));
     let mut rooms: Vec<RoomModel> = Vec::new();
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    // Per room, the names in `servers`: a search of the list for every record cost the
+    // number of servers (a thousand) per record.
+    let header_servers: BTreeSet<&str> = trace.header.servers.iter().map(String::as_str).collect();
+    let mut named: Vec<BTreeSet<&str>> = Vec::new();
     for record in &trace.records {
         let (room_id, server) = match &record.body {
             Body::Event { room, server, .. }
@@ -152,10 +156,11 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
                 windows: windows.clone(),
                 end_ms,
             });
+            named.push(header_servers.clone());
             rooms.len() - 1
         });
         let room = &mut rooms[at];
-        if !room.servers.contains(server) {
+        if named[at].insert(server.as_str()) {
             room.servers.push(server.clone());
         }
         match &record.body {
