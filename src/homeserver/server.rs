@@ -228,6 +228,34 @@ struct Handshake {
     failures: Vec<String>,
 }
 
+/// The answers of the last transactions handled, so that a retry (same origin, same txn
+/// id) gets the same answer: at most `transaction_cache_max`, the oldest forgotten first.
+/// Found by key in a map: a search of the list compared up to 256 (origin, txn id) pairs
+/// per transaction received, a tenth of a 1,000-server run.
+#[derive(Debug, Default)]
+struct TransactionAnswers {
+    order: VecDeque<(String, String)>,
+    answers: BTreeMap<(String, String), HttpResponse>,
+}
+
+impl TransactionAnswers {
+    fn get(&self, key: &(String, String)) -> Option<&HttpResponse> {
+        self.answers.get(key)
+    }
+
+    /// Keeps `answer` for `key` (not held yet), then forgets the oldest beyond `max`.
+    fn insert(&mut self, key: (String, String), answer: HttpResponse, max: usize) {
+        if self.answers.insert(key.clone(), answer).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > max {
+            if let Some(oldest) = self.order.pop_front() {
+                self.answers.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// One Matrix homeserver.
 #[derive(Debug)]
 pub struct Homeserver {
@@ -249,7 +277,7 @@ pub struct Homeserver {
     /// join is done: room id → (origin, PDU).
     join_queues: BTreeMap<String, Vec<(String, Object)>>,
     /// Answers of transactions already handled: (origin, txn id) → response.
-    transactions: VecDeque<((String, String), HttpResponse)>,
+    transactions: TransactionAnswers,
     timer_at: Option<Instant>,
     outbound_timer: Option<Instant>,
     /// Events stored during the current input, reported in one `Output::Committed`.
@@ -455,7 +483,7 @@ impl Homeserver {
             waiting_seq: 0,
             state_fetches: BTreeMap::new(),
             join_queues: BTreeMap::new(),
-            transactions: VecDeque::new(),
+            transactions: TransactionAnswers::default(),
             timer_at: None,
             outbound_timer: None,
             committed: Vec::new(),
@@ -606,5 +634,28 @@ impl Homeserver {
 
     fn clock_ms(&self, now: Instant) -> i64 {
         EPOCH_MS + i64::try_from(now.ms).expect("virtual time fits i64") + self.skew_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_answers_keep_the_last_ones_by_origin_and_txn_id() {
+        let answer = |n: u8| HttpResponse { status: 200, body: vec![n] };
+        let key = |origin: &str, txn: &str| (origin.to_owned(), txn.to_owned());
+        let mut answers = TransactionAnswers::default();
+        answers.insert(key("hs1", "1"), answer(1), 2);
+        answers.insert(key("hs2", "1"), answer(2), 2);
+        // The same txn id from another origin is another transaction.
+        assert_eq!(answers.get(&key("hs1", "1")).map(|a| a.body.clone()), Some(vec![1]));
+        assert_eq!(answers.get(&key("hs2", "1")).map(|a| a.body.clone()), Some(vec![2]));
+        assert!(answers.get(&key("hs1", "2")).is_none());
+        // A third forgets the oldest.
+        answers.insert(key("hs1", "2"), answer(3), 2);
+        assert!(answers.get(&key("hs1", "1")).is_none());
+        assert_eq!(answers.get(&key("hs1", "2")).map(|a| a.body.clone()), Some(vec![3]));
+        assert_eq!((answers.order.len(), answers.answers.len()), (2, 2));
     }
 }

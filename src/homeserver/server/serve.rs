@@ -40,7 +40,7 @@ impl Homeserver {
         };
         if let Request::SendTransaction { txn_id, .. } = &request {
             let key = (origin.to_owned(), txn_id.clone());
-            if let Some((_, cached)) = self.transactions.iter().find(|(k, _)| k == &key) {
+            if let Some(cached) = self.transactions.get(&key) {
                 return cached.clone(); // Retries of a handled transaction get the same answer.
             }
         }
@@ -56,10 +56,8 @@ impl Homeserver {
         let response = match request {
             Request::SendTransaction { txn_id, transaction } => {
                 let response = self.on_transaction(now, origin, transaction, out).to_http();
-                self.transactions.push_back(((origin.to_owned(), txn_id), response.clone()));
-                while self.transactions.len() > self.config.transaction_cache_max {
-                    self.transactions.pop_front();
-                }
+                let key = (origin.to_owned(), txn_id);
+                self.transactions.insert(key, response.clone(), self.config.transaction_cache_max);
                 return response;
             }
             Request::GetEvent { event_id } => self.serve_event(origin, &event_id),
