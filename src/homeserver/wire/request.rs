@@ -13,7 +13,8 @@ use crate::homeserver::wire::error::WireError;
 use crate::homeserver::wire::http::HttpRequest;
 use crate::homeserver::wire::target::{Query, path_event_id, path_param};
 use crate::homeserver::wire::transaction::{
-    Transaction, TransactionUse, transaction_from_json, transaction_json, validate_transaction,
+    Transaction, TransactionUse, encode_transaction, transaction_from_json, transaction_json,
+    validate_transaction,
 };
 use crate::homeserver::wire::{
     GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
@@ -205,14 +206,22 @@ impl Request {
             panic!("encoding an invalid {} request: {error}", self.endpoint().name());
         }
         let endpoint = self.endpoint();
-        let (target, body) = self.encode_parts(true);
+        // A transaction's body is written straight from its PDUs (`encode_transaction`), not
+        // first copied into a body object: a server sends the same PDUs to every peer.
+        let transaction = match self {
+            Request::SendTransaction { transaction, .. } => Some(transaction),
+            _ => None,
+        };
+        let (target, body) = self.encode_parts(transaction.is_none());
         assert!(target.len() <= TARGET_BYTES_MAX, "request target of {} bytes", target.len());
+        let body = match transaction {
+            Some(transaction) => Some(encode_transaction(transaction)),
+            None => body.map(|object| encode_body(&object)),
+        };
         assert_eq!(body.is_some(), endpoint.method().has_body());
-        let body = body.map(|object| {
-            let bytes = encode_body(&object);
+        if let Some(bytes) = &body {
             assert!(bytes.len() <= REQUEST_BODY_BYTES_MAX, "request body of {} bytes", bytes.len());
-            bytes
-        });
+        }
         HttpRequest { method: endpoint.method(), path_and_query: target, body }
     }
 

@@ -577,3 +577,31 @@ fn pdus_parse_once_the_room_version_is_known() {
     let wrong = check_path_event_id(&event_id("$other"), &signed).unwrap_err();
     assert_eq!(wrong.to_error_response().errcode, ErrCode::InvalidParam);
 }
+
+#[test]
+fn a_transaction_encodes_as_its_body_object_does() {
+    // The direct encoding (`encode_transaction`) against the general encoder of the body
+    // object: several PDUs and EDUs, escapes and non-ASCII text, and no EDUs at all.
+    let pdu = |n: i64| {
+        object(json!({
+            "type": "m.room.message", "depth": n, "content": {"body": "é \"q\" \\ \u{1}", "n": [n, -n]},
+        }))
+    };
+    let edu = |kind: &str| Edu {
+        edu_type: kind.into(),
+        content: object(json!({"user_id": "@a:hs1", "typing": true, "z": null})),
+    };
+    for edus in [vec![], vec![edu("m.typing")], vec![edu("m.typing"), edu("m.receipt")]] {
+        let transaction = Transaction {
+            origin: "hs1.example".into(),
+            origin_server_ts: -5,
+            pdus: vec![pdu(1), pdu(2), pdu(9_007_199_254_740_991)],
+            edus,
+        };
+        let general =
+            super::codec::encode_body(&super::transaction::transaction_json(&transaction));
+        assert_eq!(super::transaction::encode_transaction(&transaction), general);
+        let request = Request::SendTransaction { txn_id: "t".into(), transaction };
+        assert_eq!(request.to_http().body, Some(general));
+    }
+}

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::homeserver::wire::codec::{objects_json, take_integer, take_objects, take_string};
 use crate::homeserver::wire::error::WireError;
 use crate::homeserver::wire::{TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX, len_u64};
-use crate::matrix::canonical_json::{INT_MAX, Object};
+use crate::matrix::canonical_json::{self, INT_MAX, Object};
 use crate::matrix::ids;
 
 /// An ephemeral data unit (spec: "EDUs", digest §2): `{"edu_type", "content"}`, both
@@ -78,6 +78,57 @@ pub(super) fn transaction_json(transaction: &Transaction) -> Object {
         body.insert("edus".into(), Value::Array(edus));
     }
     body
+}
+
+/// The canonical JSON of [`transaction_json`]`(transaction)`, written without building
+/// that object: each PDU is encoded where it lies instead of being copied into the body
+/// first. Keys in canonical order: `edus` (when any), `origin`, `origin_server_ts`, `pdus`;
+/// in an EDU, `content` before `edu_type`. Panics, as [`encode_body`] does, on a value
+/// canonical JSON cannot hold; debug builds compare the bytes with the general encoder's.
+///
+/// [`encode_body`]: crate::homeserver::wire::codec::encode_body
+pub(super) fn encode_transaction(transaction: &Transaction) -> Vec<u8> {
+    let not_canonical = |e: canonical_json::ValueError| -> ! {
+        panic!("outgoing message is not canonical JSON: {e}")
+    };
+    canonical_json::check(&Value::from(transaction.origin_server_ts))
+        .unwrap_or_else(|e| not_canonical(e));
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    if !transaction.edus.is_empty() {
+        out.extend_from_slice(b"\"edus\":[");
+        for (index, edu) in transaction.edus.iter().enumerate() {
+            canonical_json::check_object(&edu.content).unwrap_or_else(|e| not_canonical(e));
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"content\":");
+            canonical_json::write_object(&mut out, &edu.content);
+            out.extend_from_slice(b",\"edu_type\":");
+            canonical_json::write_string(&mut out, &edu.edu_type);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],");
+    }
+    out.extend_from_slice(b"\"origin\":");
+    canonical_json::write_string(&mut out, &transaction.origin);
+    out.extend_from_slice(b",\"origin_server_ts\":");
+    out.extend_from_slice(transaction.origin_server_ts.to_string().as_bytes());
+    out.extend_from_slice(b",\"pdus\":[");
+    for (index, pdu) in transaction.pdus.iter().enumerate() {
+        canonical_json::check_object(pdu).unwrap_or_else(|e| not_canonical(e));
+        if index > 0 {
+            out.push(b',');
+        }
+        canonical_json::write_object(&mut out, pdu);
+    }
+    out.extend_from_slice(b"]}");
+    debug_assert_eq!(
+        out,
+        crate::homeserver::wire::codec::encode_body(&transaction_json(transaction)),
+        "the direct encoding of a transaction is its body object's"
+    );
+    out
 }
 
 pub(super) fn transaction_from_json(
