@@ -12,6 +12,10 @@ use crate::matrix::state_res::Overlaid;
 
 use super::{Outcome, StateKey, StateMap, Store};
 
+mod delta;
+
+use delta::{Delta, key_hash, snapshot_difference};
+
 /// A full snapshot is stored once a group's delta chain reaches this length.
 pub const SNAPSHOT_EVERY: u32 = 32;
 
@@ -34,149 +38,6 @@ pub(super) struct StateGroup {
     chain_len: u32,
     /// The digest of the whole state, moved on from the parent's by the keys that changed.
     digest: StateDigest,
-}
-
-/// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
-/// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
-/// which a thousand servers pay for each of their groups.
-///
-/// `mask` has the bit ([`key_bit`]) of every key set: a lookup walking a delta chain skips
-/// the groups whose mask lacks its key's bit without comparing a string. Most deltas hold
-/// one or two keys, so a lookup through a chain of thirty groups compared some thirty
-/// string pairs, a tenth of a 300-server run. A large delta (a snapshot: every key of the
-/// room) also has its positions sorted by key hash (`by_hash`), so that a lookup compares
-/// integers and then one key, not a dozen long keys.
-#[derive(Clone, Debug, Default)]
-struct Delta {
-    entries: Box<[(StateKey, Option<EventId>)]>,
-    mask: u64,
-    by_hash: Box<[(u64, u32)]>,
-}
-
-/// Deltas of more entries than this keep `by_hash`.
-const HASHED_FROM: usize = 8;
-
-/// A key's hash (FNV-1a), for the filters of [`Delta`]. Only a filter: whatever it
-/// selects is confirmed by comparing the key, so a collision costs a comparison and never
-/// changes an answer.
-fn key_hash(event_type: &str, state_key: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    // 0xff occurs in no UTF-8 text, so ("ab", "c") and ("a", "bc") differ.
-    for &byte in event_type.as_bytes().iter().chain(&[0xff]).chain(state_key.as_bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// A key's bit in a [`Delta`]'s mask: one of 64, from the top bits of its mixed hash.
-fn key_bit(hash: u64) -> u64 {
-    1 << (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
-}
-
-impl Delta {
-    fn new(entries: Box<[(StateKey, Option<EventId>)]>) -> Delta {
-        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted, no duplicates");
-        let hashes = entries.iter().map(|((t, k), _)| key_hash(t, k));
-        let mask = hashes.clone().fold(0, |mask, hash| mask | key_bit(hash));
-        let mut by_hash: Box<[(u64, u32)]> =
-            if entries.len() > HASHED_FROM { hashes.zip(0..).collect() } else { Box::default() };
-        by_hash.sort_unstable();
-        Delta { entries, mask, by_hash }
-    }
-
-    /// The entry of a key (`Some(None)`: removed here), found by borrowed parts.
-    fn get(&self, event_type: &str, state_key: &str) -> Option<&Option<EventId>> {
-        self.get_hashed(key_hash(event_type, state_key), event_type, state_key)
-    }
-
-    /// [`Delta::get`] with the key's [`key_hash`] computed by the caller, once per chain.
-    fn get_hashed(&self, hash: u64, event_type: &str, state_key: &str) -> Option<&Option<EventId>> {
-        if self.mask & key_bit(hash) == 0 {
-            return None;
-        }
-        let wanted = (event_type, state_key);
-        if !self.by_hash.is_empty() {
-            let from = self.by_hash.partition_point(|&(h, _)| h < hash);
-            return self.by_hash[from..]
-                .iter()
-                .take_while(|&&(h, _)| h == hash)
-                .map(|&(_, at)| &self.entries[at as usize])
-                .find(|((t, k), _)| (t.as_str(), k.as_str()) == wanted)
-                .map(|(_, event)| event);
-        }
-        let at = self
-            .entries
-            .binary_search_by(|((t, k), _)| (t.as_str(), k.as_str()).cmp(&wanted))
-            .ok()?;
-        Some(&self.entries[at].1)
-    }
-
-    fn keys(&self) -> impl Iterator<Item = &StateKey> {
-        self.entries.iter().map(|(key, _)| key)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&StateKey, &Option<EventId>)> {
-        self.entries.iter().map(|(key, event)| (key, event))
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-}
-
-impl From<BTreeMap<StateKey, Option<EventId>>> for Delta {
-    fn from(map: BTreeMap<StateKey, Option<EventId>>) -> Delta {
-        Delta::new(map.into_iter().collect())
-    }
-}
-
-impl<'a> IntoIterator for &'a Delta {
-    type Item = (&'a StateKey, &'a Option<EventId>);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (StateKey, Option<EventId>)>,
-        fn(&'a (StateKey, Option<EventId>)) -> (&'a StateKey, &'a Option<EventId>),
-    >;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(key, event)| (key, event))
-    }
-}
-
-/// The keys whose entries differ between two snapshots' maps, in one merge walk.
-fn snapshot_difference<'a>(a: &'a Delta, b: &'a Delta) -> Vec<&'a StateKey> {
-    let mut keys = Vec::new();
-    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
-    loop {
-        match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(&(key, _)), None) => {
-                keys.push(key);
-                a.next();
-            }
-            (None, Some(&(key, _))) => {
-                keys.push(key);
-                b.next();
-            }
-            (Some(&(key_a, event_a)), Some(&(key_b, event_b))) => match key_a.cmp(key_b) {
-                std::cmp::Ordering::Less => {
-                    keys.push(key_a);
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    keys.push(key_b);
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    if event_a != event_b {
-                        keys.push(key_a);
-                    }
-                    a.next();
-                    b.next();
-                }
-            },
-        }
-    }
-    keys
 }
 
 impl StateGroup {
@@ -618,40 +479,6 @@ mod tests {
         assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
         assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
         assert_eq!(store.state_get(group, &key("m.room.member", "@u99:hs")), Some(id("$m99")));
-    }
-
-    #[test]
-    fn a_delta_mask_never_hides_a_key_it_holds_and_skips_most_others() {
-        let keys: Vec<StateKey> =
-            (0..1000).map(|i| key("m.room.member", &format!("@u{i}:hs{}", i % 7))).collect();
-        let mut skipped = 0;
-        for (i, held) in keys.iter().enumerate().step_by(50) {
-            let delta = Delta::from(BTreeMap::from([(held.clone(), Some(id("$x")))]));
-            assert_eq!(delta.get(&held.0, &held.1), Some(&Some(id("$x"))));
-            for (j, other) in keys.iter().enumerate() {
-                if i != j {
-                    assert_eq!(delta.get(&other.0, &other.1), None);
-                    skipped += usize::from(delta.mask & key_bit(key_hash(&other.0, &other.1)) == 0);
-                }
-            }
-        }
-        // A large delta finds its keys through the hashes: every one held, removals
-        // included, and none of the others.
-        let map: BTreeMap<StateKey, Option<EventId>> = keys
-            .iter()
-            .step_by(2)
-            .enumerate()
-            .map(|(i, k)| (k.clone(), (i % 3 != 0).then(|| id(&format!("$e{i}")))))
-            .collect();
-        let large = Delta::from(map.clone());
-        assert_eq!(large.by_hash.len(), map.len());
-        for k in &keys {
-            assert_eq!(large.get(&k.0, &k.1), map.get(k), "{k:?}");
-        }
-        // One bit of 64 set: about 63 lookups in 64 skip the search.
-        assert!(skipped > 20 * 999 * 9 / 10, "only {skipped} of {} lookups skipped", 20 * 999);
-        // The separator keeps keys whose parts split the same bytes apart.
-        assert_ne!(key_hash("ab", "c"), key_hash("a", "bc"));
     }
 
     #[test]
