@@ -8,7 +8,7 @@
 use rand::{Rng as _, RngCore as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use crate::stdx::Ratio;
+use crate::stdx::{Ratio, fnv1a64};
 
 /// A deterministic generator. Never seeded from the OS.
 #[derive(Clone, Debug)]
@@ -64,16 +64,6 @@ impl Prng {
     pub fn fill_bytes(&mut self, out: &mut [u8]) {
         self.rng.fill_bytes(out);
     }
-}
-
-/// 64-bit FNV-1a, a fixed and well-known hash used only to name streams.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut state: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        state ^= u64::from(b);
-        state = state.wrapping_mul(0x0100_0000_01b3);
-    }
-    state
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::homeserver::store::StateKey;
 use crate::matrix::EventId;
+use crate::stdx::Fnv1a;
 
 /// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
 /// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
@@ -30,12 +31,8 @@ const HASHED_FROM: usize = 8;
 /// selects is confirmed by comparing the key, so a collision costs a comparison and never
 /// changes an answer.
 pub(super) fn key_hash(event_type: &str, state_key: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     // 0xff occurs in no UTF-8 text, so ("ab", "c") and ("a", "bc") differ.
-    for &byte in event_type.as_bytes().iter().chain(&[0xff]).chain(state_key.as_bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    Fnv1a::new().write(event_type.as_bytes()).write(&[0xff]).write(state_key.as_bytes()).finish()
 }
 
 /// A key's bit in a [`Delta`]'s mask: one of 64, from the top bits of its mixed hash.
