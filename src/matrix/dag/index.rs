@@ -51,29 +51,8 @@ impl ChainSet {
 
     /// The union of two sets (per chain, the higher prefix). Linear.
     pub fn union(&self, other: &ChainSet) -> ChainSet {
-        let (a, b) = (&self.entries, &other.entries);
-        let mut entries = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => {
-                    entries.push(a[i]);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    entries.push(b[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    entries.push((a[i].0, a[i].1.max(b[j].1)));
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        entries.extend_from_slice(&a[i..]);
-        entries.extend_from_slice(&b[j..]);
-        assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        let mut entries = Vec::with_capacity(self.entries.len() + other.entries.len());
+        union_into(&mut entries, &self.entries, &other.entries);
         ChainSet { entries }
     }
 
@@ -83,6 +62,33 @@ impl ChainSet {
             Err(_) => 0,
         }
     }
+}
+
+/// Appends to `out` the union of two reach lists sorted by chain with one entry per chain
+/// (per chain, the higher sequence number), itself sorted by chain. Linear in the inputs.
+fn union_into(out: &mut Vec<(u32, u32)>, a: &[(u32, u32)], b: &[(u32, u32)]) {
+    let start = out.len();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push((a[i].0, a[i].1.max(b[j].1)));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    debug_assert!(out[start..].windows(2).all(|w| w[0].0 < w[1].0));
 }
 
 #[derive(Clone)]
@@ -428,12 +434,19 @@ impl AuthChainIndex {
         assert_eq!(self.chains[chain as usize].len(), seq as usize);
 
         // Inclusive reach = max over the auth events' inclusive reach, plus this event.
-        let mut entries: Vec<(u32, u32)> = auth_nodes
-            .iter()
-            .flat_map(|auth| self.nodes[auth.index()].reach.iter().copied())
-            .collect();
-        entries.push((chain, seq));
-        let reach = ChainSet::from_unsorted(entries).entries.into_boxed_slice();
+        // Each auth event's reach is already sorted by chain, so they are merged one after
+        // another in linear time: sorting their concatenation cost a sixth of loading a
+        // 10,000-event room, whose events each reach hundreds of chains.
+        let mut reach: Vec<(u32, u32)> = vec![(chain, seq)];
+        let mut merged: Vec<(u32, u32)> = Vec::new();
+        for auth in &auth_nodes {
+            let other = &self.nodes[auth.index()].reach;
+            merged.clear();
+            merged.reserve(reach.len() + other.len());
+            union_into(&mut merged, &reach, other);
+            std::mem::swap(&mut reach, &mut merged);
+        }
+        let reach = reach.into_boxed_slice();
         assert_eq!(
             reach.binary_search_by_key(&chain, |entry| entry.0).map(|at| reach[at].1),
             Ok(seq),
