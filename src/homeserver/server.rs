@@ -333,6 +333,10 @@ pub struct Homeserver {
     /// server ([`Homeserver::has_joined_member_at`]): events served one after another
     /// mostly share their state or differ from it by a few keys. Volatile.
     joined_at: RefCell<Option<JoinedCounts>>,
+    /// Per room, the current state group last asked about and whether this server has a
+    /// joined member in it ([`Homeserver::is_resident`]): every PDU received asks, and the
+    /// answer only changes with the state. Volatile.
+    resident: RefCell<BTreeMap<String, (StateGroupId, bool)>>,
     /// Verified events, shared with the other servers of the process when handed one
     /// ([`Homeserver::share_verified`]); otherwise this server's own.
     verified: Arc<VerifiedEvents>,
@@ -530,6 +534,7 @@ impl Homeserver {
             last_resolutions: VecDeque::new(),
             joined: RefCell::new(BTreeMap::new()),
             joined_at: RefCell::new(None),
+            resident: RefCell::new(BTreeMap::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
             lpdus_pending: BTreeMap::new(),
             lists_to_merge: BTreeSet::new(),

@@ -449,7 +449,7 @@ impl Homeserver {
     pub fn is_resident(&self, room_id: &str) -> bool {
         // Every PDU of a transaction asks: the kept counts answer without reading the
         // member list.
-        self.has_joined_member(room_id, &self.name) || self.is_hub_of(room_id)
+        self.has_joined_member_here(room_id) || self.is_hub_of(room_id)
     }
 
     /// The servers a membership handshake tries, in order, without duplicates or this

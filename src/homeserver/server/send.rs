@@ -161,6 +161,23 @@ impl Homeserver {
         self.with_joined(room_id, |counts| counts.contains_key(server))
     }
 
+    /// Whether this server has a joined member in the room's current state, remembered per
+    /// room with the state group it was found for: at a thousand servers, looking this
+    /// server up among the joined servers' names for every PDU received was 2.6% of a run.
+    pub(super) fn has_joined_member_here(&self, room_id: &str) -> bool {
+        let Some(group) = self.store.room(room_id).and_then(|r| r.current_state) else {
+            return false;
+        };
+        let known = self.resident.borrow().get(room_id).copied();
+        if let Some((at, joined)) = known.filter(|&(at, _)| at == group) {
+            debug_assert_eq!(joined, self.has_joined_member(room_id, &self.name), "at {at:?}");
+            return joined;
+        }
+        let joined = self.has_joined_member(room_id, &self.name);
+        self.resident.borrow_mut().insert(room_id.to_owned(), (group, joined));
+        joined
+    }
+
     /// Calls `f` with the joined members per server of the room's current state (servers
     /// with none left out). The counts are kept per room for the last current state asked
     /// about and moved on by the member keys that changed since, so that sending an event
