@@ -170,8 +170,9 @@ fn read_limited(
     name: &str,
     limit: u64,
     what: &str,
+    capacity: usize,
 ) -> Result<Vec<u8>, CliError> {
-    let mut input = Vec::new();
+    let mut input = Vec::with_capacity(capacity);
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut input)
@@ -187,7 +188,7 @@ fn too_large(name: &str, limit: u64, what: &str) -> CliError {
 }
 
 fn read_stdin(limit: u64, what: &str) -> Result<Vec<u8>, CliError> {
-    read_limited(std::io::stdin().lock(), "stdin", limit, what)
+    read_limited(std::io::stdin().lock(), "stdin", limit, what, 0)
 }
 
 /// Reads a whole file of at most `limit` bytes (`what` names the kind of input in the
@@ -200,13 +201,19 @@ pub(crate) fn read_file(
     let name = path.display().to_string();
     let file = std::fs::File::open(path)
         .map_err(|e| CliError::input(format!("{name}: cannot read: {e}")))?;
-    // A regular file's size is known: refuse it before reading anything.
+    // A regular file's size is known: refuse it before reading anything, and read it into
+    // a buffer of its size (growing one by doubling held up to twice the file at once).
+    let mut capacity = 0;
     if let Ok(metadata) = file.metadata() {
         if metadata.is_file() && metadata.len() > limit {
             return Err(too_large(&name, limit, what));
         }
+        if metadata.is_file() {
+            // One byte more, so that reading to the end needs no second allocation.
+            capacity = usize::try_from(metadata.len()).map_or(0, |len| len.saturating_add(1));
+        }
     }
-    read_limited(file, &name, limit, what)
+    read_limited(file, &name, limit, what, capacity)
 }
 
 /// Reads a trace file a line at a time into a kept trace (`Trace::read_kept`), naming

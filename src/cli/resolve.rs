@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
@@ -72,10 +71,7 @@ pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
     // strongest kind: it never enters state and is never used for auth. `"rejected":
     // "state_before"` marks one rejected only against the state before it, which the
     // spec lets state resolution treat as a normal event.
-    let store = IndexedStore::from_events(
-        rules,
-        events.into_iter().map(|(pdu, rejected)| (Arc::new(pdu), rejected)),
-    );
+    let store = IndexedStore::from_events(rules, events);
     let options = ResolveOptions {
         auth_chain: match args.auth_chain {
             ChainArg::Inclusive => AuthChainReading::Inclusive,

@@ -20,6 +20,7 @@
 //! one insertion at a time: inputs run to hundreds of thousands of events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -36,7 +37,7 @@ pub type StateMap = BTreeMap<(String, String), EventId>;
 pub struct ResolveInput {
     pub room_version: RoomVersion,
     /// Events in file order, each with how it was rejected on receipt, if it was.
-    pub events: Vec<(Pdu, Option<RejectionKind>)>,
+    pub events: Vec<(Arc<Pdu>, Option<RejectionKind>)>,
     pub state_sets: Vec<StateMap>,
     /// Top-level fields the format does not define, which were ignored, sorted.
     pub ignored_fields: Vec<String>,
@@ -73,17 +74,44 @@ fn error(file: &str, path: &str, problem: impl std::fmt::Display) -> CliError {
 /// entry names an event in the file; each state-set entry's key matches its event's `type`
 /// and `state_key`.
 pub fn parse(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput, CliError> {
-    let value = canonical_json::parse(bytes, Numbers::IntegerLiterals)
-        .map_err(|e| CliError::input(format!("{file}: {e}")))?;
-    let Value::Object(mut root) = value else {
-        return Err(error(file, "$", "must be an object with room_version, events, state_sets"));
+    // The file is read in two passes, so that the events never exist as one value tree:
+    // the first reads the top-level fields except `events`, which it skips (its events
+    // cannot be checked before `room_version` is known, and canonical key order puts
+    // `room_version` after `events`); the second reads the events one at a time, keeping
+    // of each only what state resolution reads. When the text turns out not to be valid
+    // JSON, it is parsed whole, to name its first problem exactly as reading it whole
+    // always did.
+    let syntax = |found: canonical_json::ParseError| {
+        let first = canonical_json::parse(bytes, Numbers::IntegerLiterals).err();
+        CliError::input(format!("{file}: {}", first.unwrap_or(found)))
     };
-    let ignored_fields: Vec<String> = root
-        .keys()
-        .filter(|key| !["room_version", "events", "state_sets"].contains(&key.as_str()))
-        .cloned()
-        .collect();
-    let room_version = match root.remove("room_version") {
+    let mut reader = canonical_json::Reader::new(bytes, Numbers::IntegerLiterals);
+    if !reader.begin_object().map_err(syntax)? {
+        return Err(error(file, "$", "must be an object with room_version, events, state_sets"));
+    }
+    let mut room_version = None;
+    let mut events_at = None;
+    let mut raw_sets = None;
+    let mut ignored_fields: Vec<String> = Vec::new();
+    while let Some(key) = reader.next_key().map_err(syntax)? {
+        match key.as_str() {
+            "room_version" => room_version = Some(reader.value().map_err(syntax)?),
+            "events" => {
+                let start = reader.mark();
+                reader.skip_value().map_err(syntax)?;
+                events_at = Some((start, reader.mark()));
+            }
+            "state_sets" => raw_sets = Some(reader.value().map_err(syntax)?),
+            _ => {
+                // Read in full all the same: the file must be valid JSON throughout.
+                reader.value().map_err(syntax)?;
+                ignored_fields.push(key);
+            }
+        }
+    }
+    reader.check_end().map_err(syntax)?;
+    ignored_fields.sort_unstable();
+    let room_version = match room_version {
         Some(Value::String(v)) => {
             RoomVersion::parse(&v).map_err(|e| error(file, "$.room_version", e))?
         }
@@ -91,17 +119,26 @@ pub fn parse(file: &str, bytes: &[u8], strictness: Strictness) -> Result<Resolve
         None => return Err(error(file, "$.room_version", "missing required field")),
     };
     let rules = room_version.rules();
-    let Some(Value::Array(raw_events)) = root.remove("events") else {
-        return Err(error(file, "$.events", "missing, or not an array of events"));
-    };
+    let not_events = || error(file, "$.events", "missing, or not an array of events");
+    let (events_start, events_end) = events_at.ok_or_else(not_events)?;
+    reader.seek(events_start);
+    if !reader.begin_array().map_err(syntax)? {
+        return Err(not_events());
+    }
     let stage = match strictness {
         Strictness::Resolution => Stage::Resolution,
         Strictness::Pdu => Stage::Unsigned,
     };
-    let mut events = Vec::with_capacity(raw_events.len());
-    for (index, raw) in raw_events.into_iter().enumerate() {
+    let mut events = Vec::new();
+    // One copy of each distinct content of one string member, by that member: in a large
+    // room most contents are a few memberships' (`{"membership":"join"}`) and join rules',
+    // and each copy of even the smallest object costs over 600 bytes. (Keyed by member, a
+    // lookup builds nothing; larger contents are seldom alike.)
+    let mut contents: BTreeMap<String, BTreeMap<String, Arc<Object>>> = BTreeMap::new();
+    while reader.next_item().map_err(syntax)? {
+        let index = events.len();
         let path = || format!("$.events[{index}]");
-        let Value::Object(mut object) = raw else {
+        let Value::Object(mut object) = reader.value().map_err(syntax)? else {
             return Err(error(file, &path(), "must be an event object"));
         };
         let rejected = match object.remove("rejected") {
@@ -112,11 +149,28 @@ pub fn parse(file: &str, bytes: &[u8], strictness: Strictness) -> Result<Resolve
         if strictness == Strictness::Resolution {
             unpair_references(&mut object);
         }
-        let pdu = Pdu::with_given_id_at(rules, object, stage).map_err(|e| {
+        let mut pdu = Pdu::for_resolution(rules, object, stage).map_err(|e| {
             // The format error's path is relative to the event.
             error(file, &format!("{}{}", path(), e.path.trim_start_matches('$')), e.problem)
         })?;
-        events.push((pdu, rejected));
+        if let Some((key, Value::String(value))) = pdu.content().iter().next()
+            && pdu.content().len() == 1
+        {
+            match contents.get(key.as_str()).and_then(|by_value| by_value.get(value.as_str())) {
+                Some(shared) => pdu.share_content(&Arc::clone(shared)),
+                None => {
+                    let (key, value) = (key.clone(), value.clone());
+                    let shared = Arc::clone(pdu.shared_content());
+                    contents.entry(key).or_default().insert(value, shared);
+                }
+            }
+        }
+        events.push((Arc::new(pdu), rejected));
+    }
+    if reader.mark() != events_end {
+        // Cannot happen when the full read succeeded (skipping ends a valid value where
+        // reading does), but the rest of the text was read from where skipping ended.
+        return Err(syntax(reader.error("the events array does not end where it should")));
     }
     let mut sorted: Vec<(&EventId, usize)> =
         events.iter().enumerate().map(|(index, (pdu, _))| (pdu.event_id(), index)).collect();
@@ -151,7 +205,7 @@ pub fn parse(file: &str, bytes: &[u8], strictness: Strictness) -> Result<Resolve
             }
         }
     }
-    let Some(Value::Array(raw_sets)) = root.remove("state_sets") else {
+    let Some(Value::Array(raw_sets)) = raw_sets else {
         return Err(error(file, "$.state_sets", "missing, or not an array of state maps"));
     };
     let mut state_sets = Vec::with_capacity(raw_sets.len());
@@ -186,7 +240,7 @@ fn parse_state_map(
     file: &str,
     path: &str,
     raw: Value,
-    events: &[(Pdu, Option<RejectionKind>)],
+    events: &[(Arc<Pdu>, Option<RejectionKind>)],
     by_id: &ById<'_>,
 ) -> Result<StateMap, CliError> {
     let Value::Object(by_type) = raw else {
@@ -260,5 +314,89 @@ fn rejection_kind(value: &Value) -> Result<Option<RejectionKind>, &'static str> 
         Value::String(kind) if kind == "auth_events" => Ok(Some(RejectionKind::AuthEvents)),
         Value::String(kind) if kind == "state_before" => Ok(Some(RejectionKind::StateBefore)),
         _ => Err("must be true, false, \"auth_events\" or \"state_before\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written by hand with `room_version` first, unlike canonical key order.
+    const DEMOTION: &str = include_str!("../../tests/fixtures/resolve/demotion-beats-topic.json");
+
+    fn read(text: &str) -> Result<ResolveInput, CliError> {
+        parse("input.json", text.as_bytes(), Strictness::Resolution)
+    }
+
+    type Summary = (RoomVersion, Vec<(Pdu, Option<RejectionKind>)>, Vec<StateMap>, Vec<String>);
+
+    fn summary(input: ResolveInput) -> Summary {
+        let events = input.events.into_iter().map(|(pdu, kind)| ((*pdu).clone(), kind)).collect();
+        (input.room_version, events, input.state_sets, input.ignored_fields)
+    }
+
+    #[test]
+    fn top_level_fields_are_read_in_any_order() {
+        let as_written = summary(read(DEMOTION).unwrap());
+        assert_eq!(as_written.1.len(), 7, "the fixture's events");
+        let value: Value = serde_json::from_str(DEMOTION).unwrap();
+        // serde_json writes keys sorted: `events` before `room_version`.
+        let canonical = serde_json::to_string(&value).unwrap();
+        assert!(canonical.find("\"events\"") < canonical.find("\"room_version\""));
+        assert_eq!(summary(read(&canonical).unwrap()), as_written);
+        let scrambled = format!(
+            r#"{{"state_sets":{},"aaa":[1,{{"x":[]}}],"events":{},"room_version":"11","zzz":{{}}}}"#,
+            value["state_sets"], value["events"]
+        );
+        let (version, events, sets, ignored) = summary(read(&scrambled).unwrap());
+        assert_eq!((version, &events, &sets), (as_written.0, &as_written.1, &as_written.2));
+        assert_eq!(ignored, ["aaa", "zzz"]);
+    }
+
+    #[test]
+    fn syntax_errors_are_placed_as_the_whole_file_parser_places_them() {
+        // (text to find in the fixture, what to put in its place)
+        let damage = [
+            (r#""depth": 3,"#, r#""depth": 3,,"#),
+            (r#""depth": 2,"#, r#""depth": 2, "depth": 2,"#),
+            (r#""$join-alice""#, r#""$join-alice"#),
+            (r#""origin_server_ts": 1,"#, r#""origin_server_ts": 1.5,"#),
+            (r#""room_version": "11","#, r#""room_version": "11" "#),
+            (r#""state_sets": ["#, r#""state_sets": [}"#),
+            (r#""events": ["#, r#""events": [ "\x" "#),
+        ];
+        for (find, replace) in damage {
+            let text = DEMOTION.replacen(find, replace, 1);
+            assert_ne!(text, DEMOTION, "{find}");
+            let whole = canonical_json::parse(text.as_bytes(), Numbers::IntegerLiterals)
+                .expect_err("damaged");
+            let err = read(&text).err().expect("damaged");
+            assert_eq!(err.message, format!("input.json: {whole}"), "{find} → {replace}");
+        }
+        let err = read("[1]").err().unwrap();
+        assert!(err.message.contains("$: must be an object"), "{}", err.message);
+        let err = read(r#"{"events":{},"room_version":"11","state_sets":[]}"#).err().unwrap();
+        assert!(err.message.contains("$.events: missing, or not an array"), "{}", err.message);
+    }
+
+    #[test]
+    fn events_keep_their_fields_and_one_copy_of_each_distinct_content() {
+        let input = read(DEMOTION).unwrap();
+        let value: Value = serde_json::from_str(DEMOTION).unwrap();
+        let joins: Vec<&Pdu> = input
+            .events
+            .iter()
+            .map(|(pdu, _)| &**pdu)
+            .filter(|pdu| pdu.membership().is_some())
+            .collect();
+        assert_eq!(joins.len(), 2);
+        assert!(Arc::ptr_eq(joins[0].shared_content(), joins[1].shared_content()));
+        for (index, (pdu, _)) in input.events.iter().enumerate() {
+            let given = &value["events"][index];
+            assert_eq!(pdu.event_id().as_str(), given["event_id"]);
+            assert_eq!(Value::Object(pdu.content().clone()), given["content"]);
+            assert_eq!(pdu.event_type(), given["type"]);
+            assert!(pdu.json().is_empty(), "no JSON is kept");
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! needs errors with line and column, a nesting limit, refusal of duplicate keys, and an
 //! exact decision on numbers (`-0`, exponents, fractions) that `serde_json` does not expose.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
 
@@ -62,7 +63,7 @@ pub struct ValueError {
 
 /// Parses `bytes` as one JSON value (with optional surrounding whitespace).
 pub fn parse(bytes: &[u8], numbers: Numbers) -> Result<Value, ParseError> {
-    let mut parser = Parser { bytes, pos: 0, numbers, depth: 0 };
+    let mut parser = Parser::new(bytes, numbers);
     parser.skip_whitespace();
     let value = parser.value()?;
     parser.skip_whitespace();
@@ -70,6 +71,182 @@ pub fn parse(bytes: &[u8], numbers: Numbers) -> Result<Value, ParseError> {
         return Err(parser.error("unexpected data after the JSON value"));
     }
     Ok(value)
+}
+
+/// Reads one large JSON text a piece at a time: the members of an object and the items of
+/// an array one after another, each as a [`Value`] or skipped, so that a file of a hundred
+/// thousand events never exists as one value tree. Every value it returns is checked as
+/// [`parse`] checks it, with errors at the same line and column.
+///
+/// [`Reader::skip_value`] only finds where a value ends, by matching quotes and brackets:
+/// a caller that skips a value to read something after it comes back with
+/// [`Reader::seek`], reads it in full, and checks that the full read ends where skipping
+/// did (the two agree on every valid text; on an invalid one, the full read or that check
+/// fails).
+pub struct Reader<'a> {
+    parser: Parser<'a>,
+    /// One entry per object or array opened and not yet closed: whether an item has been
+    /// read in it, and for an object the keys seen so far.
+    open: Vec<Open>,
+}
+
+/// A place in the text a [`Reader`] reads: see [`Reader::mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pos: usize,
+    depth: u32,
+}
+
+struct Open {
+    started: bool,
+    keys: Option<BTreeSet<String>>,
+    /// The last key returned and where it starts: checked against `keys` once its value
+    /// has been read, as [`parse`] does, so that an error inside the value comes first.
+    pending: Option<(String, usize)>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8], numbers: Numbers) -> Reader<'a> {
+        Reader { parser: Parser::new(bytes, numbers), open: Vec::new() }
+    }
+
+    /// Where the next value to read starts, for [`Reader::seek`].
+    pub fn mark(&self) -> Mark {
+        Mark { pos: self.parser.pos, depth: self.parser.depth }
+    }
+
+    /// Goes back to a place returned by [`Reader::mark`] in the same text, to read the
+    /// value there on its own: the objects and arrays around it still count against the
+    /// nesting limit, but none is open to this reader.
+    pub fn seek(&mut self, mark: Mark) {
+        self.parser.pos = mark.pos;
+        self.parser.depth = mark.depth;
+        self.open.clear();
+    }
+
+    /// An error at the reader's position, in the form of [`parse`]'s errors.
+    pub fn error(&self, problem: impl fmt::Display) -> ParseError {
+        self.parser.error(problem)
+    }
+
+    /// Opens the object that starts at the position, after whitespace. `Ok(false)`, with
+    /// nothing read, when the next value is not an object.
+    pub fn begin_object(&mut self) -> Result<bool, ParseError> {
+        self.begin(b'{', Some(BTreeSet::new()))
+    }
+
+    /// Opens the array that starts at the position, after whitespace. `Ok(false)`, with
+    /// nothing read, when the next value is not an array.
+    pub fn begin_array(&mut self) -> Result<bool, ParseError> {
+        self.begin(b'[', None)
+    }
+
+    fn begin(&mut self, open: u8, keys: Option<BTreeSet<String>>) -> Result<bool, ParseError> {
+        self.parser.skip_whitespace();
+        if self.parser.peek() != Some(open) {
+            return Ok(false);
+        }
+        if self.parser.depth >= DEPTH_MAX {
+            return Err(self.error(format!("nesting deeper than {DEPTH_MAX} levels")));
+        }
+        self.parser.depth += 1;
+        self.parser.pos += 1;
+        self.open.push(Open { started: false, keys, pending: None });
+        Ok(true)
+    }
+
+    /// Moves past the `,` before the next item of the innermost open object or array, or
+    /// past its closing bracket (closing it): `Ok(true)` when another item follows.
+    fn next(&mut self, close: u8, what: &str) -> Result<bool, ParseError> {
+        let parser = &mut self.parser;
+        parser.skip_whitespace();
+        if parser.peek() == Some(close) {
+            parser.pos += 1;
+            parser.depth = parser.depth.saturating_sub(1);
+            self.open.pop();
+            return Ok(false);
+        }
+        let open = self.open.last_mut().expect("an object or array is open");
+        if open.started {
+            if parser.peek() != Some(b',') {
+                let close = close as char;
+                return Err(parser.error(format!("expected ',' or '{close}' in {what}")));
+            }
+            parser.pos += 1;
+            parser.skip_whitespace();
+        }
+        open.started = true;
+        Ok(true)
+    }
+
+    /// The key of the next member of the innermost open object, positioned at its value
+    /// (which the caller reads or skips before asking for the next key); `None` at the
+    /// object's end, which closes it. A key the object already had is an error, reported
+    /// when the next key is asked for, after its value, where [`parse`] reports it.
+    pub fn next_key(&mut self) -> Result<Option<String>, ParseError> {
+        let open = self.open.last_mut().filter(|open| open.keys.is_some());
+        let open = open.expect("next_key needs an open object");
+        if let Some((key, key_pos)) = open.pending.take() {
+            let keys = open.keys.as_mut().expect("an object");
+            if keys.contains(&key) {
+                return Err(self.parser.error_at(key_pos, format!("duplicate object key {key:?}")));
+            }
+            keys.insert(key);
+        }
+        if !self.next(b'}', "an object")? {
+            return Ok(None);
+        }
+        let parser = &mut self.parser;
+        if parser.peek() != Some(b'"') {
+            return Err(parser.error("expected a string key"));
+        }
+        let key_pos = parser.pos;
+        let key = parser.string()?;
+        parser.skip_whitespace();
+        if parser.peek() != Some(b':') {
+            return Err(parser.error("expected ':' after an object key"));
+        }
+        parser.pos += 1;
+        parser.skip_whitespace();
+        let open = self.open.last_mut().expect("checked");
+        open.pending = Some((key.clone(), key_pos));
+        Ok(Some(key))
+    }
+
+    /// Positions the reader at the next item of the innermost open array: `Ok(false)` at
+    /// the array's end, which closes it.
+    pub fn next_item(&mut self) -> Result<bool, ParseError> {
+        assert!(
+            self.open.last().is_some_and(|open| open.keys.is_none()),
+            "next_item needs an open array"
+        );
+        self.next(b']', "an array")
+    }
+
+    /// Reads the value at the position in full.
+    pub fn value(&mut self) -> Result<Value, ParseError> {
+        self.parser.skip_whitespace();
+        self.parser.value()
+    }
+
+    /// Moves past the value at the position without building or checking it: in valid
+    /// JSON it ends where [`Reader::value`] would, in invalid JSON anywhere (see
+    /// [`Reader`]).
+    pub fn skip_value(&mut self) -> Result<(), ParseError> {
+        self.parser.skip_whitespace();
+        self.parser.skip()
+    }
+
+    /// Checks that nothing but whitespace follows the top-level value, which must have
+    /// been read or closed.
+    pub fn check_end(&mut self) -> Result<(), ParseError> {
+        assert!(self.open.is_empty(), "check_end with an object or array still open");
+        self.parser.skip_whitespace();
+        if self.parser.pos != self.parser.bytes.len() {
+            return Err(self.parser.error("unexpected data after the JSON value"));
+        }
+        Ok(())
+    }
 }
 
 /// Checks that a value built in memory (or by `serde_json`) is canonical-JSON-representable:
@@ -282,11 +459,47 @@ fn plain_run(bytes: &[u8]) -> usize {
         .unwrap_or(bytes.len() - at)
 }
 
+/// Position of the first `"`, `\\`, `[`, `]`, `{` or `}` in `bytes` at or after `from`.
+fn next_quote_backslash_or_bracket(bytes: &[u8], from: usize) -> Option<usize> {
+    // Eight bytes at a time, as in `plain_run`; with the words read little-endian, the
+    // lowest flagged byte is the first match (higher flags may be false after it). Setting
+    // bit 5 of every byte maps `[` and `]` onto `{` and `}`, and no other byte onto them.
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const CASE: u64 = u64::from_le_bytes([0x20; 8]);
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let rest = bytes.get(from..)?;
+    let mut at = 0;
+    for chunk in rest.chunks_exact(8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let folded = w | CASE;
+        let found = has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')))
+            | has_zero(folded ^ (ONES * u64::from(b'{')))
+            | has_zero(folded ^ (ONES * u64::from(b'}')));
+        if found != 0 {
+            return Some(from + at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    rest[at..].iter().position(|b| b"\"\\[]{}".contains(b)).map(|p| from + at + p)
+}
+
 struct Parser<'a> {
     bytes: &'a [u8],
+    /// `bytes` as text, when all of it is UTF-8 (checked once, in one pass): a string is
+    /// then a slice of it, not checked again.
+    text: Option<&'a str>,
     pos: usize,
     numbers: Numbers,
     depth: u32,
+}
+
+impl<'a> Parser<'a> {
+    fn new(bytes: &'a [u8], numbers: Numbers) -> Parser<'a> {
+        let text = std::str::from_utf8(bytes).ok();
+        Parser { bytes, text, pos: 0, numbers, depth: 0 }
+    }
 }
 
 impl Parser<'_> {
@@ -405,6 +618,52 @@ impl Parser<'_> {
         }
     }
 
+    /// Moves past one value by matching quotes and brackets only, building and checking
+    /// nothing else: a value of valid JSON ends exactly where [`Parser::value`] would end
+    /// it, at a small part of the cost; in invalid JSON the end found may be wrong (see
+    /// [`Reader::skip_value`]).
+    fn skip(&mut self) -> Result<(), ParseError> {
+        if !matches!(self.peek(), Some(b'{' | b'[' | b'"')) {
+            // A number or literal: no more to build than a number.
+            return self.value().map(drop);
+        }
+        let bytes = self.bytes;
+        let mut at = self.pos;
+        let mut depth = 0u32;
+        // Where the string being skipped starts, if in one.
+        let mut string: Option<usize> = None;
+        loop {
+            let Some(found) = next_quote_backslash_or_bracket(bytes, at) else {
+                return Err(match string {
+                    Some(start) => self.error_at(start, "unterminated string"),
+                    None => self.error_at(bytes.len(), "unexpected end of input"),
+                });
+            };
+            at = found;
+            match (string, bytes[at]) {
+                (Some(_), b'"') => string = None,
+                // The escaped byte cannot end the string.
+                (Some(_), b'\\') => at += 1,
+                (Some(_), _) => {}
+                (None, b'"') => string = Some(at),
+                (None, b'{' | b'[') => {
+                    depth += 1;
+                    if depth > DEPTH_MAX {
+                        let problem = format!("nesting deeper than {DEPTH_MAX} levels");
+                        return Err(self.error_at(at, problem));
+                    }
+                }
+                (None, b'}' | b']') => depth = depth.saturating_sub(1),
+                (None, _) => {}
+            }
+            at += 1;
+            if depth == 0 && string.is_none() {
+                self.pos = at;
+                return Ok(());
+            }
+        }
+    }
+
     fn array(&mut self) -> Result<Value, ParseError> {
         assert_eq!(self.peek(), Some(b'['));
         self.pos += 1;
@@ -454,8 +713,12 @@ impl Parser<'_> {
         let rest = &self.bytes[self.pos..];
         let run = plain_run(rest);
         if rest.get(run) == Some(&b'"') {
-            let text = std::str::from_utf8(&rest[..run])
-                .map_err(|_| self.error_at(start_pos, "string is not valid UTF-8"))?;
+            // Both ends are ASCII bytes, so a slice of valid text is valid text.
+            let text = match self.text {
+                Some(text) => &text[self.pos..self.pos + run],
+                None => std::str::from_utf8(&rest[..run])
+                    .map_err(|_| self.error_at(start_pos, "string is not valid UTF-8"))?,
+            };
             self.pos += run + 1;
             return Ok(text.to_owned());
         }
@@ -542,6 +805,15 @@ impl Parser<'_> {
         let int_digits = self.int_digits()?;
         let frac_digits = self.frac_digits()?;
         let exponent = self.exponent()?;
+        if exponent.is_none() && frac_digits.is_empty() && int_digits.len() <= 15 {
+            // A plain integer of at most 15 digits is in range (2^53 - 1 has 16): read it
+            // directly, not through the exact decimal arithmetic below.
+            let magnitude = self.bytes[int_digits]
+                .iter()
+                .fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+            let value = if negative { -magnitude } else { magnitude };
+            return Ok(Value::Number(Number::from(value)));
+        }
         let literal = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII digits");
         if (exponent.is_some() || !frac_digits.is_empty())
             && self.numbers == Numbers::IntegerLiterals
@@ -748,6 +1020,121 @@ mod tests {
         // Keys out of order are accepted and kept in canonical order.
         let value = parse(br#"{"b":{"z":1,"y":2},"a":[],"c":3}"#, lit).unwrap();
         assert_eq!(encode(&value).unwrap(), br#"{"a":[],"b":{"y":2,"z":1},"c":3}"#);
+    }
+
+    /// Reads `text`'s top-level object as `mxsim resolve` reads its input: member by
+    /// member, an array member item by item. With `skip_arrays`, each array member is first
+    /// skipped and then read again from its mark.
+    fn read_in_pieces(text: &str, skip_arrays: bool) -> Result<Value, ParseError> {
+        let mut reader = Reader::new(text.as_bytes(), Numbers::IntegerLiterals);
+        if !reader.begin_object()? {
+            return Err(reader.error("not an object"));
+        }
+        let mut members = Object::new();
+        let mut skipped = Vec::new();
+        while let Some(key) = reader.next_key()? {
+            let mark = reader.mark();
+            if skip_arrays && text.as_bytes()[mark.pos..].trim_ascii_start().starts_with(b"[") {
+                reader.skip_value()?;
+                skipped.push((key, mark, reader.mark()));
+            } else {
+                members.insert(key, items_or_value(&mut reader)?);
+            }
+        }
+        reader.check_end()?;
+        for (key, mark, end) in skipped {
+            reader.seek(mark);
+            members.insert(key, items_or_value(&mut reader)?);
+            assert_eq!(reader.mark().pos, end.pos, "a full read ends where skipping did");
+        }
+        Ok(Value::Object(members))
+    }
+
+    fn items_or_value(reader: &mut Reader<'_>) -> Result<Value, ParseError> {
+        if !reader.begin_array()? {
+            return reader.value();
+        }
+        let mut items = Vec::new();
+        while reader.next_item()? {
+            items.push(reader.value()?);
+        }
+        Ok(Value::Array(items))
+    }
+
+    #[test]
+    fn a_text_read_in_pieces_reads_as_parse_reads_it() {
+        let lit = Numbers::IntegerLiterals;
+        let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        let valid = [
+            r#"{}"#.to_owned(),
+            r#" { "b" : [ 1 , {"x":[2]} ] , "a" : "s\"]}" , "c":[] } "#.to_owned(),
+            "{\n\"events\": [{\"k\": \"v\"},\n {\"k\": [true, null, -0]}],\n\"v\": \"12\"}"
+                .to_owned(),
+            deep(DEPTH_MAX as usize - 1),
+        ];
+        for text in &valid {
+            let whole = parse(text.as_bytes(), lit).unwrap();
+            for skip in [false, true] {
+                assert_eq!(read_in_pieces(text, skip).as_ref(), Ok(&whole), "{text} skip {skip}");
+            }
+        }
+        // Errors at the same place with the same words, in or out of a skipped array,
+        // whether the problem is in the syntax or in a value.
+        let invalid = [
+            r#"{"a":[1,2,],"b":1}"#.to_owned(),
+            r#"{"a":[1 2]}"#.to_owned(),
+            r#"{"a":1 "b":2}"#.to_owned(),
+            r#"{"a":1,}"#.to_owned(),
+            r#"{"a":1,"a":2}"#.to_owned(),
+            r#"{"a":1,"a":[}"#.to_owned(),
+            r#"{"a":[1],"b":2,"a":3}"#.to_owned(),
+            r#"{"a":[1]} x"#.to_owned(),
+            r#"{"a":["\u12"]}"#.to_owned(),
+            r#"{"a":["\q"]}"#.to_owned(),
+            r#"{"a":["x]}"#.to_owned(),
+            r#"{"a":[tru]}"#.to_owned(),
+            r#"{"a":[1.5]}"#.to_owned(),
+            r#"{"a":[9007199254740992]}"#.to_owned(),
+            "{\"a\":[\"\u{1}\"]}".to_owned(),
+            r#"{"a":[1], 3:4}"#.to_owned(),
+            r#"{"a" [1]}"#.to_owned(),
+            r#"{"a":[1]"#.to_owned(),
+            r#"{"a":["#.to_owned(),
+            deep(DEPTH_MAX as usize),
+        ];
+        for text in &invalid {
+            let whole = parse(text.as_bytes(), lit).unwrap_err();
+            assert_eq!(read_in_pieces(text, false), Err(whole.clone()), "{text}");
+        }
+        // Skipping matches quotes and brackets only, and every value skipped is read in
+        // full afterwards, so the same texts are refused (a problem inside a skipped value
+        // is reported after the rest of the object has been read).
+        for text in &invalid {
+            assert!(read_in_pieces(text, true).is_err(), "{text}");
+        }
+        let skipped_bad_escape = read_in_pieces(r#"{"a":["\q"],"b":1}"#, true).unwrap_err();
+        assert_eq!(skipped_bad_escape, parse(br#"{"a":["\q"],"b":1}"#, lit).unwrap_err());
+    }
+
+    #[test]
+    fn the_next_quote_backslash_or_bracket_is_found_at_every_offset() {
+        // Every byte value at every offset of a 19-byte text, from every start: the finder
+        // agrees with a byte-by-byte search (the eight-byte words must not report a byte
+        // before the first match, nor miss one).
+        let special = |b: &u8| b"\"\\[]{}".contains(b);
+        for byte in 0..=255u8 {
+            for offset in 0..19 {
+                let mut text = vec![b'a'; 19];
+                text[offset] = byte;
+                text[18 - offset / 2] = if offset % 2 == 0 { b'x' } else { b'}' };
+                for from in 0..=text.len() {
+                    let expected = text[from..].iter().position(special).map(|p| from + p);
+                    let found = next_quote_backslash_or_bracket(&text, from);
+                    assert_eq!(found, expected, "byte {byte:#x} at {offset}, from {from}");
+                }
+            }
+        }
+        assert_eq!(next_quote_backslash_or_bracket(b"abc", 4), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! stage ([`Stage`]); `signing` the content and reference hashes, event ids, hashing and
 //! signing an event, and verifying a received one.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::matrix::canonical_json::Object;
@@ -118,8 +120,9 @@ pub struct Pdu {
     membership: Option<Box<str>>,
     /// A copy of `content`: the auth rules read it many times per check, and a lookup in
     /// the JSON object on every read cost more than the copy (measured on state
-    /// resolution of a 1,000-event conflicted set).
-    content: Object,
+    /// resolution of a 1,000-event conflicted set). Shared, so that equal contents can be
+    /// kept once ([`Pdu::share_content`]).
+    content: Arc<Object>,
     /// The room version's [`RoomVersionRules::lpdus`], so that [`Pdu::hub_server`] reads the
     /// field only where it has a meaning.
     lpdus: bool,
@@ -166,6 +169,28 @@ impl Pdu {
         Ok(fields.into_pdu(json, id))
     }
 
+    /// [`Pdu::with_given_id_at`] for an event that only state resolution will read (`mxsim
+    /// resolve`): it keeps the fields and `content`, not the JSON, whose tree was most of
+    /// the memory of a large input. Such an event is never hashed, signed, redacted or
+    /// sent: [`Pdu::json`] of it is empty.
+    pub fn for_resolution(
+        rules: &RoomVersionRules,
+        mut json: Object,
+        stage: Stage,
+    ) -> Result<Pdu, FormatError> {
+        let id = match json.remove("event_id") {
+            Some(Value::String(id)) => {
+                EventId::parse(&id).map_err(|e| format_error("$.event_id", e.problem))?
+            }
+            Some(_) => return Err(format_error("$.event_id", "must be a string")),
+            None => return Err(format_error("$.event_id", "missing field")),
+        };
+        let fields = check_format(rules, &json, stage)?;
+        Ok(fields.into_resolution_pdu(json, id))
+    }
+
+    /// The event as JSON (without `event_id`); empty for an event made by
+    /// [`Pdu::for_resolution`].
     pub fn json(&self) -> &Object {
         &self.json
     }
@@ -211,6 +236,19 @@ impl Pdu {
 
     pub fn content(&self) -> &Object {
         &self.content
+    }
+
+    /// `content` as the shared copy this event holds, to hand to [`Pdu::share_content`] of
+    /// events with an equal content.
+    pub fn shared_content(&self) -> &Arc<Object> {
+        &self.content
+    }
+
+    /// Holds `content`, which must equal this event's own, instead of its own copy: `mxsim
+    /// resolve` keeps one copy of each distinct content (most memberships' are alike).
+    pub fn share_content(&mut self, content: &Arc<Object>) {
+        debug_assert!(**content == *self.content, "shared content differs from the event's");
+        self.content = Arc::clone(content);
     }
 
     /// `depth`; 0 in a room version without the field (Linearized Matrix: the position in

@@ -28,21 +28,31 @@ pub(super) struct Fields {
 
 impl Fields {
     pub(super) fn into_pdu(self, json: Object, event_id: EventId) -> Pdu {
-        let membership = if self.event_type == "m.room.member" {
-            json.get("content")
-                .and_then(|c| c.get("membership"))
-                .and_then(Value::as_str)
-                .map(Box::from)
-        } else {
-            None
-        };
         let content = json
             .get("content")
             .and_then(Value::as_object)
             .cloned()
             .expect("checked by check_format");
+        self.with_content(json, content, event_id)
+    }
+
+    /// The PDU without its JSON: `content` is moved out of it and the rest dropped.
+    pub(super) fn into_resolution_pdu(self, mut json: Object, event_id: EventId) -> Pdu {
+        let content = match json.remove("content") {
+            Some(Value::Object(content)) => content,
+            _ => unreachable!("checked by check_format"),
+        };
+        self.with_content(Object::new(), content, event_id)
+    }
+
+    fn with_content(self, json: Object, content: Object, event_id: EventId) -> Pdu {
+        let membership = if self.event_type == "m.room.member" {
+            content.get("membership").and_then(Value::as_str).map(Box::from)
+        } else {
+            None
+        };
         Pdu {
-            content,
+            content: std::sync::Arc::new(content),
             membership,
             json,
             event_id,
