@@ -74,17 +74,24 @@ fn error(file: &str, path: &str, problem: impl std::fmt::Display) -> CliError {
 /// entry names an event in the file; each state-set entry's key matches its event's `type`
 /// and `state_key`.
 pub fn parse(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput, CliError> {
+    // The file is read in pieces (below). When that fails and the text is not valid JSON,
+    // it is parsed whole, to name its first problem exactly as reading it whole always
+    // did, before any problem in an event read earlier.
+    read(file, bytes, strictness).map_err(|problem| {
+        match canonical_json::parse(bytes, Numbers::IntegerLiterals) {
+            Err(first) => CliError::input(format!("{file}: {first}")),
+            Ok(_) => problem,
+        }
+    })
+}
+
+fn read(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput, CliError> {
     // The file is read in two passes, so that the events never exist as one value tree:
     // the first reads the top-level fields except `events`, which it skips (its events
     // cannot be checked before `room_version` is known, and canonical key order puts
     // `room_version` after `events`); the second reads the events one at a time, keeping
-    // of each only what state resolution reads. When the text turns out not to be valid
-    // JSON, it is parsed whole, to name its first problem exactly as reading it whole
-    // always did.
-    let syntax = |found: canonical_json::ParseError| {
-        let first = canonical_json::parse(bytes, Numbers::IntegerLiterals).err();
-        CliError::input(format!("{file}: {}", first.unwrap_or(found)))
-    };
+    // of each only what state resolution reads.
+    let syntax = |found: canonical_json::ParseError| CliError::input(format!("{file}: {found}"));
     let mut reader = canonical_json::Reader::new(bytes, Numbers::IntegerLiterals);
     if !reader.begin_object().map_err(syntax)? {
         return Err(error(file, "$", "must be an object with room_version, events, state_sets"));
@@ -377,6 +384,37 @@ mod tests {
         assert!(err.message.contains("$: must be an object"), "{}", err.message);
         let err = read(r#"{"events":{},"room_version":"11","state_sets":[]}"#).err().unwrap();
         assert!(err.message.contains("$.events: missing, or not an array"), "{}", err.message);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Damaged inputs never panic, and one that is not valid JSON is refused with the
+        /// whole-text parser's error, whatever the damage hit (a skipped event, a bracket,
+        /// a key, an escape).
+        #[test]
+        fn damaged_inputs_are_refused_with_the_whole_text_parsers_error(
+            edits in proptest::collection::vec(
+                (0usize..4000, proptest::sample::select(b"{}[]\",:\\ a0-\n".to_vec()), 0u8..3),
+                1..4,
+            )
+        ) {
+            let mut text = DEMOTION.as_bytes().to_vec();
+            for (at, byte, kind) in edits {
+                let at = at % (text.len() + 1);
+                match kind {
+                    0 => text.insert(at, byte),
+                    1 if at < text.len() => { text.remove(at); }
+                    _ if at < text.len() => text[at] = byte,
+                    _ => text.push(byte),
+                }
+            }
+            let ours = parse("input.json", &text, Strictness::Resolution);
+            if let Err(whole) = canonical_json::parse(&text, Numbers::IntegerLiterals) {
+                let message = ours.err().expect("invalid JSON is refused").message;
+                proptest::prop_assert_eq!(message, format!("input.json: {whole}"));
+            }
+        }
     }
 
     #[test]
