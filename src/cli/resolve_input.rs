@@ -28,7 +28,7 @@ use crate::cli::CliError;
 use crate::matrix::canonical_json::{self, Numbers, Object};
 use crate::matrix::dag::RejectionKind;
 use crate::matrix::pdu::Stage;
-use crate::matrix::{EventId, Pdu, RoomVersion};
+use crate::matrix::{EventId, Pdu, RoomVersion, ids};
 
 /// A state map: (event type, state key) → event id.
 pub type StateMap = BTreeMap<(String, String), EventId>;
@@ -55,13 +55,16 @@ pub enum Strictness {
 
 /// Events in id order with their position in the file: lookups by binary search.
 struct ById<'a> {
-    sorted: Vec<(&'a EventId, usize)>,
+    /// (first bytes of the id, id, position), in id order.
+    sorted: Vec<(u64, &'a EventId, usize)>,
 }
 
 impl ById<'_> {
     fn get(&self, id: &str) -> Option<usize> {
-        let found = self.sorted.binary_search_by(|(probe, _)| probe.as_str().cmp(id)).ok()?;
-        Some(self.sorted[found].1)
+        let key = (ids::order_prefix(id), id);
+        let found =
+            self.sorted.binary_search_by(|(first, probe, _)| (*first, probe.as_str()).cmp(&key));
+        Some(self.sorted[found.ok()?].2)
     }
 }
 
@@ -179,18 +182,23 @@ fn read(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput
         // reading does), but the rest of the text was read from where skipping ended.
         return Err(syntax(reader.error("the events array does not end where it should")));
     }
-    let mut sorted: Vec<(&EventId, usize)> =
-        events.iter().enumerate().map(|(index, (pdu, _))| (pdu.event_id(), index)).collect();
+    let mut sorted: Vec<(u64, &EventId, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(index, (pdu, _))| {
+            (ids::order_prefix(pdu.event_id().as_str()), pdu.event_id(), index)
+        })
+        .collect();
     sorted.sort_unstable();
     // Of the repeated ids, report the one whose second occurrence comes first in the file.
     let duplicate = sorted
         .windows(2)
-        .filter(|pair| pair[0].0 == pair[1].0)
-        .map(|pair| (pair[1].1, pair[0].1))
+        .filter(|pair| pair[0].1 == pair[1].1)
+        .map(|pair| (pair[1].2, pair[0].2))
         .min();
     if let Some((index, _)) = duplicate {
         let id = events[index].0.event_id();
-        let first = sorted.iter().find(|(probe, _)| *probe == id).expect("listed").1;
+        let first = sorted.iter().find(|(_, probe, _)| *probe == id).expect("listed").2;
         return Err(error(
             file,
             &format!("$.events[{index}].event_id"),

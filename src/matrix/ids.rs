@@ -212,6 +212,17 @@ impl EventId {
     }
 }
 
+/// The first eight bytes of an event id as a number (zeros after a shorter id), for
+/// sorting and searching many ids: ordering by it and then by the id is ordering by the
+/// id (an id holds no NUL byte), and most comparisons end at the number instead of
+/// comparing text in a library call (a tenth of reading a large `mxsim resolve` input).
+pub fn order_prefix(id: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
+}
+
 impl fmt::Debug for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -246,6 +257,28 @@ impl<'de> serde::Deserialize<'de> for EventId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordering_by_prefix_then_id_is_ordering_by_id() {
+        let ids = [
+            "$",
+            "$a",
+            "$ab",
+            "$abcdefg",
+            "$abcdefgh",
+            "$abcdefgi",
+            "$abcdefg\u{7f}",
+            "$b",
+            "$é",
+            "$\u{1}",
+        ];
+        for a in ids {
+            for b in ids {
+                let by_key = (order_prefix(a), a).cmp(&(order_prefix(b), b));
+                assert_eq!(by_key, a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn server_names() {

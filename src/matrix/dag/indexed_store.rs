@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::matrix::dag::index::{AuthChainIndex, NodeId};
 use crate::matrix::dag::{EventStore, IndexError, RejectionKind, auth_event_ids};
-use crate::matrix::ids::EventId;
+use crate::matrix::ids::{self, EventId};
 use crate::matrix::pdu::Pdu;
 use crate::matrix::room_version::RoomVersionRules;
 
@@ -61,12 +61,24 @@ impl IndexedStore {
     ) -> IndexedStore {
         let mut entries: Vec<(Arc<Pdu>, Option<RejectionKind>)> = events.into_iter().collect();
         // Stable: of several events with one id, the first given comes first and is kept.
-        entries.sort_by(|a, b| a.0.event_id().cmp(b.0.event_id()));
+        // Keyed by each id's first bytes first: the same order, with most comparisons
+        // ending at a number.
+        fn key(id: &EventId) -> (u64, &str) {
+            (ids::order_prefix(id.as_str()), id.as_str())
+        }
+        entries.sort_by(|a, b| key(a.0.event_id()).cmp(&key(b.0.event_id())));
         entries.dedup_by(|later, first| later.0.event_id() == first.0.event_id());
         let count = u32::try_from(entries.len()).expect("fewer than 2^32 events");
+        let prefixes: Vec<u64> =
+            entries.iter().map(|entry| ids::order_prefix(entry.0.event_id().as_str())).collect();
         let position = |id: &EventId| -> Option<u32> {
-            let found = entries.binary_search_by(|entry| entry.0.event_id().cmp(id)).ok()?;
-            Some(u32::try_from(found).expect("below count"))
+            let prefix = ids::order_prefix(id.as_str());
+            let start = prefixes.partition_point(|&p| p < prefix);
+            let end = start + prefixes[start..].partition_point(|&p| p == prefix);
+            let found = entries[start..end]
+                .binary_search_by(|entry| entry.0.event_id().as_str().cmp(id.as_str()))
+                .ok()?;
+            Some(u32::try_from(start + found).expect("below count"))
         };
 
         // Each event's distinct auth events as positions, in listed order (the order the
