@@ -36,7 +36,7 @@ pub type StateMap = BTreeMap<(String, String), EventId>;
 /// A parsed and cross-checked `mxsim resolve` input.
 pub struct ResolveInput {
     pub room_version: RoomVersion,
-    /// Events in file order, each with how it was rejected on receipt, if it was.
+    /// Events in id order, each with how it was rejected on receipt, if it was.
     pub events: Vec<(Arc<Pdu>, Option<RejectionKind>)>,
     pub state_sets: Vec<StateMap>,
     /// Top-level fields the format does not define, which were ignored, sorted.
@@ -228,7 +228,11 @@ fn read(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput
         let path = format!("$.state_sets[{index}]");
         state_sets.push(parse_state_map(file, &path, raw, &events, &by_id)?);
     }
+    // Handed on in id order, which `IndexedStore::from_events` sorts them into: a sorted
+    // list costs its sort one pass.
+    let order: Vec<usize> = by_id.sorted.iter().map(|(_, _, index)| *index).collect();
     drop(by_id);
+    let events = order.into_iter().map(|index| events[index].clone()).collect();
     Ok(ResolveInput { room_version, events, state_sets, ignored_fields })
 }
 
@@ -437,9 +441,13 @@ mod tests {
             .collect();
         assert_eq!(joins.len(), 2);
         assert!(Arc::ptr_eq(joins[0].shared_content(), joins[1].shared_content()));
-        for (index, (pdu, _)) in input.events.iter().enumerate() {
-            let given = &value["events"][index];
-            assert_eq!(pdu.event_id().as_str(), given["event_id"]);
+        let given_events = value["events"].as_array().unwrap();
+        assert_eq!(input.events.len(), given_events.len());
+        let ids: Vec<&str> = input.events.iter().map(|(pdu, _)| pdu.event_id().as_str()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "in id order: {ids:?}");
+        for (pdu, _) in &input.events {
+            let id = pdu.event_id().as_str();
+            let given = given_events.iter().find(|event| event["event_id"] == id).unwrap();
             assert_eq!(Value::Object(pdu.content().clone()), given["content"]);
             assert_eq!(pdu.event_type(), given["type"]);
             assert!(pdu.json().is_empty(), "no JSON is kept");
