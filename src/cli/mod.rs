@@ -204,14 +204,12 @@ pub(crate) fn read_file(
     // A regular file's size is known: refuse it before reading anything, and read it into
     // a buffer of its size (growing one by doubling held up to twice the file at once).
     let mut capacity = 0;
-    if let Ok(metadata) = file.metadata() {
-        if metadata.is_file() && metadata.len() > limit {
+    if let Some(metadata) = file.metadata().ok().filter(std::fs::Metadata::is_file) {
+        if metadata.len() > limit {
             return Err(too_large(&name, limit, what));
         }
-        if metadata.is_file() {
-            // One byte more, so that reading to the end needs no second allocation.
-            capacity = usize::try_from(metadata.len()).map_or(0, |len| len.saturating_add(1));
-        }
+        // One byte more, so that reading to the end needs no second allocation.
+        capacity = usize::try_from(metadata.len()).map_or(0, |len| len.saturating_add(1));
     }
     read_limited(file, &name, limit, what, capacity)
 }

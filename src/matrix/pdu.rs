@@ -101,6 +101,17 @@ impl Stage {
     }
 }
 
+/// Removes the `event_id` field of an exported or fixture event and parses it.
+fn take_given_id(json: &mut Object) -> Result<EventId, FormatError> {
+    match json.remove("event_id") {
+        Some(Value::String(id)) => {
+            EventId::parse(&id).map_err(|e| format_error("$.event_id", e.problem))
+        }
+        Some(_) => Err(format_error("$.event_id", "must be a string")),
+        None => Err(format_error("$.event_id", "missing field")),
+    }
+}
+
 /// A well-formed PDU of a known room version, with its event id.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pdu {
@@ -158,13 +169,7 @@ impl Pdu {
         mut json: Object,
         stage: Stage,
     ) -> Result<Pdu, FormatError> {
-        let id = match json.remove("event_id") {
-            Some(Value::String(id)) => {
-                EventId::parse(&id).map_err(|e| format_error("$.event_id", e.problem))?
-            }
-            Some(_) => return Err(format_error("$.event_id", "must be a string")),
-            None => return Err(format_error("$.event_id", "missing field")),
-        };
+        let id = take_given_id(&mut json)?;
         let fields = check_format(rules, &json, stage)?;
         Ok(fields.into_pdu(json, id))
     }
@@ -178,13 +183,7 @@ impl Pdu {
         mut json: Object,
         stage: Stage,
     ) -> Result<Pdu, FormatError> {
-        let id = match json.remove("event_id") {
-            Some(Value::String(id)) => {
-                EventId::parse(&id).map_err(|e| format_error("$.event_id", e.problem))?
-            }
-            Some(_) => return Err(format_error("$.event_id", "must be a string")),
-            None => return Err(format_error("$.event_id", "missing field")),
-        };
+        let id = take_given_id(&mut json)?;
         let fields = check_format(rules, &json, stage)?;
         Ok(fields.into_resolution_pdu(json, id))
     }
