@@ -1,0 +1,141 @@
+//! Unit tests of the canonical JSON parser and encoder.
+
+use super::*;
+
+fn canon(text: &str, numbers: Numbers) -> String {
+    let value = parse(text.as_bytes(), numbers).unwrap();
+    String::from_utf8(encode(&value).unwrap()).unwrap()
+}
+
+#[test]
+fn numbers() {
+    let lit = Numbers::IntegerLiterals;
+    assert_eq!(
+        canon("[0,-0,1,-1,9007199254740991,-9007199254740991]", lit),
+        "[0,0,1,-1,9007199254740991,-9007199254740991]"
+    );
+    assert!(parse(b"9007199254740992", lit).is_err());
+    assert!(parse(b"-9007199254740992", lit).is_err());
+    assert!(parse(b"1.0", lit).is_err());
+    assert!(parse(b"1e2", lit).is_err());
+    assert!(parse(b"01", lit).is_err());
+    assert!(parse(b"+1", lit).is_err());
+    assert!(parse(b"1.", lit).is_err());
+    let val = Numbers::IntegralValues;
+    assert_eq!(canon("[1e10,2.0,-0.0,1.5e1,120e-1,0e99999999]", val), "[10000000000,2,0,15,12,0]");
+    assert!(parse(b"1.5", val).is_err());
+    assert!(parse(b"1e-1", val).is_err());
+    assert!(parse(b"1e16", val).is_err());
+    assert!(parse(b"9007199254740991.0", val).is_ok());
+    assert!(parse(b"9.007199254740992e15", val).is_err());
+    assert!(parse(b"1e999999999999999999", val).is_err());
+}
+
+#[test]
+fn plain_runs_end_at_the_first_quote_backslash_or_control_byte() {
+    // Every length up to three words, every stopping byte at every offset, and bytes
+    // that only look like stoppers to a careless word test (0x20, 0x7f, 0x80, 0xff,
+    // and the neighbours of '"' and '\\').
+    let fillers = [b'a', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xc3, 0xff];
+    for len in 0..24 {
+        for &filler in &fillers {
+            let plain = vec![filler; len];
+            assert_eq!(plain_run(&plain), len);
+            for stop_at in 0..len {
+                for stopper in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut bytes = plain.clone();
+                    bytes[stop_at] = stopper;
+                    assert_eq!(plain_run(&bytes), stop_at, "{bytes:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn duplicate_keys_are_refused_in_and_out_of_order() {
+    let lit = Numbers::IntegerLiterals;
+    // (input, column of the repeated key); line 1 throughout.
+    let cases: [(&str, u64); 5] = [
+        (r#"{"a":1,"a":2}"#, 8),
+        (r#"{"a":1,"b":2,"a":3}"#, 14),
+        (r#"{"b":1,"a":2,"b":3}"#, 14),
+        (r#"{"c":1,"b":2,"a":3,"b":4}"#, 20),
+        // The duplicate is found before the later syntax error.
+        (r#"{"a":1,"a":2,"c":[}"#, 8),
+    ];
+    for (input, column) in cases {
+        let err = parse(input.as_bytes(), lit).unwrap_err();
+        assert_eq!((err.line, err.column), (1, column), "{input}: {err}");
+        assert!(err.problem.contains("duplicate object key"), "{input}: {err}");
+    }
+    // An error inside the repeated key's value comes first, as it is met first.
+    let err = parse(br#"{"a":1,"a":[}"#, lit).unwrap_err();
+    assert!(!err.problem.contains("duplicate"), "{err}");
+    // Keys out of order are accepted and kept in canonical order.
+    let value = parse(br#"{"b":{"z":1,"y":2},"a":[],"c":3}"#, lit).unwrap();
+    assert_eq!(encode(&value).unwrap(), br#"{"a":[],"b":{"y":2,"z":1},"c":3}"#);
+}
+
+#[test]
+fn the_next_quote_backslash_or_bracket_is_found_at_every_offset() {
+    // Every byte value at every offset of a 19-byte text, from every start: the finder
+    // agrees with a byte-by-byte search (the eight-byte words must not report a byte
+    // before the first match, nor miss one).
+    let special = |b: &u8| b"\"\\[]{}".contains(b);
+    for byte in 0..=255u8 {
+        for offset in 0..19 {
+            let mut text = vec![b'a'; 19];
+            text[offset] = byte;
+            text[18 - offset / 2] = if offset % 2 == 0 { b'x' } else { b'}' };
+            for from in 0..=text.len() {
+                let expected = text[from..].iter().position(special).map(|p| from + p);
+                let found = next_quote_backslash_or_bracket(&text, from);
+                assert_eq!(found, expected, "byte {byte:#x} at {offset}, from {from}");
+            }
+        }
+    }
+    assert_eq!(next_quote_backslash_or_bracket(b"abc", 4), None);
+}
+
+#[test]
+fn strings_are_escaped_minimally() {
+    let lit = Numbers::IntegerLiterals;
+    assert_eq!(
+        canon(r#""a\"\\\/\b\f\n\r\t\u0000\u001f\u007f\u00e9\ud83d\ude00""#, lit),
+        "\"a\\\"\\\\/\\b\\f\\n\\r\\t\\u0000\\u001f\u{7f}é😀\""
+    );
+    assert!(parse(b"\"\\ud83d\"", lit).is_err());
+    assert!(parse(b"\"\\ude00\"", lit).is_err());
+    assert!(parse(b"\"\x01\"", lit).is_err());
+    assert!(parse(b"\"\xff\"", lit).is_err());
+    assert!(parse(b"\"\\x\"", lit).is_err());
+}
+
+#[test]
+fn errors_name_line_and_column() {
+    let err = parse(b"{\n  \"a\": 1,\n  \"a\": 2\n}", Numbers::IntegerLiterals).unwrap_err();
+    assert_eq!((err.line, err.column), (3, 3));
+    assert!(err.problem.contains("duplicate"), "{err}");
+    let err = parse(b"{\"a\": 1.5}", Numbers::IntegerLiterals).unwrap_err();
+    assert_eq!((err.line, err.column), (1, 7));
+    let err = parse(b"[1,]", Numbers::IntegerLiterals).unwrap_err();
+    assert_eq!((err.line, err.column), (1, 4));
+    let err = parse(b"{} x", Numbers::IntegerLiterals).unwrap_err();
+    assert_eq!((err.line, err.column), (1, 4));
+    let deep = "[".repeat(200) + &"]".repeat(200);
+    assert!(
+        parse(deep.as_bytes(), Numbers::IntegerLiterals).unwrap_err().problem.contains("nesting")
+    );
+    let ok = "[".repeat(128) + &"]".repeat(128);
+    assert!(parse(ok.as_bytes(), Numbers::IntegerLiterals).is_ok());
+}
+
+#[test]
+fn check_refuses_floats_with_their_path() {
+    let value = serde_json::json!({"a": [1, {"b c": 1.5}]});
+    let err = check(&value).unwrap_err();
+    assert_eq!(err.path, "$.a[1][\"b c\"]");
+    assert!(encode(&serde_json::json!({"n": 9007199254740992_i64})).is_err());
+    assert!(encode(&serde_json::json!({"n": u64::MAX})).is_err());
+}
