@@ -21,14 +21,14 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::matrix::canonical_json::Object;
-use crate::matrix::ids::{self, EventId};
+use crate::matrix::ids::{self, EventId, IdError, IdInterner};
 use crate::matrix::room_version::RoomVersionRules;
 
 mod format;
 mod signing;
 
-use format::check_format;
 pub(crate) use format::check_lpdu;
+use format::{check_format, check_format_with};
 pub use format::{check_signed, check_unsigned};
 pub(crate) use signing::signing_bytes;
 pub use signing::{
@@ -102,11 +102,12 @@ impl Stage {
 }
 
 /// Removes the `event_id` field of an exported or fixture event and parses it.
-fn take_given_id(json: &mut Object) -> Result<EventId, FormatError> {
+fn take_given_id(
+    json: &mut Object,
+    parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
+) -> Result<EventId, FormatError> {
     match json.remove("event_id") {
-        Some(Value::String(id)) => {
-            EventId::parse(&id).map_err(|e| format_error("$.event_id", e.problem))
-        }
+        Some(Value::String(id)) => parse(&id).map_err(|e| format_error("$.event_id", e.problem)),
         Some(_) => Err(format_error("$.event_id", "must be a string")),
         None => Err(format_error("$.event_id", "missing field")),
     }
@@ -169,7 +170,7 @@ impl Pdu {
         mut json: Object,
         stage: Stage,
     ) -> Result<Pdu, FormatError> {
-        let id = take_given_id(&mut json)?;
+        let id = take_given_id(&mut json, &mut EventId::parse)?;
         let fields = check_format(rules, &json, stage)?;
         Ok(fields.into_pdu(json, id))
     }
@@ -178,13 +179,16 @@ impl Pdu {
     /// resolve`): it keeps the fields and `content`, not the JSON, whose tree was most of
     /// the memory of a large input. Such an event is never hashed, signed, redacted or
     /// sent: [`Pdu::json`] of it is empty.
+    /// Every event id it holds is `ids`' shared copy.
     pub fn for_resolution(
         rules: &RoomVersionRules,
         mut json: Object,
         stage: Stage,
+        ids: &mut IdInterner,
     ) -> Result<Pdu, FormatError> {
-        let id = take_given_id(&mut json)?;
-        let fields = check_format(rules, &json, stage)?;
+        let mut parse = |text: &str| ids.parse(text);
+        let id = take_given_id(&mut json, &mut parse)?;
+        let fields = check_format_with(rules, &json, stage, &mut parse)?;
         Ok(fields.into_resolution_pdu(json, id))
     }
 

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::matrix::canonical_json::{self, INT_MAX, Object};
-use crate::matrix::ids::{self, EventId, ID_BYTES_MAX};
+use crate::matrix::ids::{self, EventId, ID_BYTES_MAX, IdError};
 use crate::matrix::pdu::{
     AUTH_EVENTS_MAX, FormatError, FormatSeverity, PDU_BYTES_MAX, PREV_EVENTS_MAX, Pdu, Stage,
     format_error, reference_hash,
@@ -112,6 +112,7 @@ fn get_event_ids(
     json: &Object,
     key: &str,
     max: usize,
+    parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
 ) -> Result<Option<Vec<EventId>>, FormatError> {
     let Some(value) = json.get(key) else { return Ok(None) };
     let Value::Array(items) = value else {
@@ -127,7 +128,7 @@ fn get_event_ids(
         let Value::String(text) = item else {
             return Err(format_error(&path(), "must be a string"));
         };
-        ids.push(EventId::parse(text).map_err(|e| format_error(&path(), e.problem))?);
+        ids.push(parse(text).map_err(|e| format_error(&path(), e.problem))?);
     }
     Ok(Some(ids))
 }
@@ -139,6 +140,17 @@ pub(super) fn check_format(
     rules: &RoomVersionRules,
     json: &Object,
     stage: Stage,
+) -> Result<Fields, FormatError> {
+    check_format_with(rules, json, stage, &mut EventId::parse)
+}
+
+/// [`check_format`] with the event ids it holds made by `parse` ([`EventId::parse`], or an
+/// interner's).
+pub(super) fn check_format_with(
+    rules: &RoomVersionRules,
+    json: &Object,
+    stage: Stage,
+    parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
 ) -> Result<Fields, FormatError> {
     let (event_type, state_key, sender) = check_type_and_sender(rules, json)?;
     let is_create = event_type == "m.room.create" && state_key == Some("");
@@ -167,14 +179,14 @@ pub(super) fn check_format(
             return Err(format_error("$.unsigned", "must be an object"));
         }
     }
-    let (auth_events, prev_events) = check_dag_fields(rules, json, stage)?;
+    let (auth_events, prev_events) = check_dag_fields(rules, json, stage, parse)?;
     if rules.lpdus {
         check_hub_fields(json, is_create, prev_events.len(), stage)?;
     }
     if let Some(event_id) = get_string(json, "event_id")? {
         check_field_bytes(rules, "event_id", event_id)?;
     }
-    let redacts = check_redacts(rules, json, event_type)?;
+    let redacts = check_redacts(rules, json, event_type, parse)?;
     check_size(json, resolution)?;
     Ok(Fields {
         room_id: room_id.map(str::to_owned),
@@ -296,6 +308,7 @@ fn check_dag_fields(
     rules: &RoomVersionRules,
     json: &Object,
     stage: Stage,
+    parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
 ) -> Result<(Vec<EventId>, Vec<EventId>), FormatError> {
     let resolution = stage == Stage::Resolution;
     let (auth_events, prev_events) = if stage.is_lpdu() {
@@ -312,9 +325,9 @@ fn check_dag_fields(
         let (auth_events_max, prev_events_max) =
             if resolution { (usize::MAX, usize::MAX) } else { (AUTH_EVENTS_MAX, PREV_EVENTS_MAX) };
         let auth_events =
-            require(get_event_ids(json, "auth_events", auth_events_max)?, "auth_events")?;
+            require(get_event_ids(json, "auth_events", auth_events_max, parse)?, "auth_events")?;
         // State resolution never reads `prev_events`.
-        let prev_events = match get_event_ids(json, "prev_events", prev_events_max)? {
+        let prev_events = match get_event_ids(json, "prev_events", prev_events_max, parse)? {
             None if resolution => Vec::new(),
             prev_events => require(prev_events, "prev_events")?,
         };
@@ -329,6 +342,7 @@ fn check_redacts(
     rules: &RoomVersionRules,
     json: &Object,
     event_type: &str,
+    parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
 ) -> Result<Option<EventId>, FormatError> {
     let redacts = if event_type != "m.room.redaction" {
         None
@@ -336,10 +350,10 @@ fn check_redacts(
         // v11+: `content.redacts`. A missing or malformed target is not a format error
         // (the spec gives none); such a redaction simply redacts nothing.
         let content = json.get("content").and_then(Value::as_object).expect("checked above");
-        content.get("redacts").and_then(Value::as_str).and_then(|s| EventId::parse(s).ok())
+        content.get("redacts").and_then(Value::as_str).and_then(|s| parse(s).ok())
     } else {
         match get_string(json, "redacts")? {
-            Some(id) => Some(EventId::parse(id).map_err(|e| format_error("$.redacts", e.problem))?),
+            Some(id) => Some(parse(id).map_err(|e| format_error("$.redacts", e.problem))?),
             None => None,
         }
     };
