@@ -26,8 +26,9 @@ use serde_json::Value;
 
 use crate::cli::CliError;
 use crate::matrix::canonical_json::{self, Numbers, Object};
-use crate::matrix::dag::RejectionKind;
+use crate::matrix::dag::{self, RejectionKind};
 use crate::matrix::pdu::Stage;
+use crate::matrix::room_version::RoomVersionRules;
 use crate::matrix::{EventId, Pdu, RoomVersion, ids};
 
 /// A state map: (event type, state key) → event id.
@@ -210,9 +211,16 @@ fn read(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput
         ));
     }
     let by_id = ById { sorted };
+    // Each event's listed auth events by position: `auth_at[auth_start[i]..auth_start[i +
+    // 1]]` for the event at position i.
+    let mut auth_start: Vec<usize> = Vec::with_capacity(events.len() + 1);
+    let mut auth_at: Vec<usize> = Vec::with_capacity(4 * events.len());
     for (index, (pdu, _)) in events.iter().enumerate() {
+        auth_start.push(auth_at.len());
         for (auth_index, auth) in pdu.auth_events().iter().enumerate() {
-            if by_id.get(auth.as_str()).is_none() {
+            if let Some(at) = by_id.get(auth.as_str()) {
+                auth_at.push(at);
+            } else {
                 return Err(error(
                     file,
                     &format!("$.events[{index}].auth_events[{auth_index}]"),
@@ -224,6 +232,7 @@ fn read(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput
             }
         }
     }
+    auth_start.push(auth_at.len());
     let Some(Value::Array(raw_sets)) = raw_sets else {
         return Err(error(file, "$.state_sets", "missing, or not an array of state maps"));
     };
@@ -232,12 +241,66 @@ fn read(file: &str, bytes: &[u8], strictness: Strictness) -> Result<ResolveInput
         let path = format!("$.state_sets[{index}]");
         state_sets.push(parse_state_map(file, &path, raw, &events, &by_id)?);
     }
+    let auths = |index: usize| &auth_at[auth_start[index]..auth_start[index + 1]];
+    let reached = reached_from_state_sets(rules, &events, auths, &state_sets, &by_id);
     // Handed on in id order, which `IndexedStore::from_events` sorts them into: a sorted
     // list costs its sort one pass.
-    let order: Vec<usize> = by_id.sorted.iter().map(|(_, _, index)| *index).collect();
+    let order: Vec<usize> =
+        by_id.sorted.iter().map(|(_, _, index)| *index).filter(|index| reached[*index]).collect();
     drop(by_id);
     let events = order.into_iter().map(|index| events[index].clone()).collect();
     Ok(ResolveInput { room_version, events, state_sets, ignored_fields })
+}
+
+/// By position in the file, whether a state set reaches the event over auth edges (the
+/// listed `auth_events`, whose positions `auths` gives, and, from room version 12, the
+/// create event the room id names).
+/// State resolution reads nothing else: the state sets' events, their auth chains, and so
+/// the full conflicted set and the conflicted state subgraph, which lie within those
+/// chains. The other events (messages, superseded state that no event cites) are checked
+/// like every event and then not handed on, so that they cost no index.
+fn reached_from_state_sets<'a>(
+    rules: &RoomVersionRules,
+    events: &[(Arc<Pdu>, Option<RejectionKind>)],
+    auths: impl Fn(usize) -> &'a [usize],
+    state_sets: &[StateMap],
+    by_id: &ById<'_>,
+) -> Vec<bool> {
+    let mut reached = vec![false; events.len()];
+    let mut stack: Vec<usize> = state_sets
+        .iter()
+        .flat_map(|set| set.values())
+        .map(|id| by_id.get(id.as_str()).expect("state set entries were checked"))
+        .collect();
+    // The create event a room id names (`dag::implicit_create_event`), for the last room
+    // id met: every event of a room names the same one, and making its id allocates.
+    let mut implied: Option<(&str, Option<usize>)> = None;
+    while let Some(index) = stack.pop() {
+        if std::mem::replace(&mut reached[index], true) {
+            continue;
+        }
+        let pdu = &events[index].0;
+        let mut create = None;
+        if rules.room_id_is_create_event_hash && !dag::is_create_event(pdu) {
+            if let Some(room_id) = pdu.room_id() {
+                create = match implied {
+                    Some((last, at)) if last == room_id => at,
+                    _ => {
+                        let at =
+                            EventId::from_room_id(room_id).and_then(|id| by_id.get(id.as_str()));
+                        implied = Some((room_id, at));
+                        at
+                    }
+                };
+            }
+        }
+        for &auth in auths(index).iter().chain(&create) {
+            if !reached[auth] {
+                stack.push(auth);
+            }
+        }
+    }
+    reached
 }
 
 /// Replaces `[event_id, {hashes}]` entries of `auth_events` and `prev_events` (the room
@@ -456,6 +519,51 @@ mod tests {
             assert_eq!(pdu.event_type(), given["type"]);
             assert!(pdu.json().is_empty(), "no JSON is kept");
         }
+    }
+
+    fn kept_ids(input: &ResolveInput) -> Vec<&str> {
+        input.events.iter().map(|(pdu, _)| pdu.event_id().as_str()).collect()
+    }
+
+    #[test]
+    fn events_no_state_set_reaches_are_checked_and_not_handed_on() {
+        let mut value: Value = serde_json::from_str(DEMOTION).unwrap();
+        let given: Vec<String> = value["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["event_id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut message = value["events"][1].clone();
+        message["event_id"] = "$message".into();
+        message["type"] = "m.room.message".into();
+        message.as_object_mut().unwrap().remove("state_key");
+        message["content"] = serde_json::json!({"body": "hello", "msgtype": "m.text"});
+        value["events"].as_array_mut().unwrap().push(message.clone());
+        let input = read(&value.to_string()).unwrap();
+        let mut expected: Vec<&str> = given.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(kept_ids(&input), expected, "every fixture event is reached; the message not");
+
+        // Not handed on, but checked like every event.
+        message["auth_events"] = serde_json::json!(["$nowhere"]);
+        *value["events"].as_array_mut().unwrap().last_mut().unwrap() = message;
+        let problem = read(&value.to_string()).err().expect("a missing auth event").to_string();
+        assert!(problem.contains("cites auth event $nowhere"), "{problem}");
+    }
+
+    #[test]
+    fn a_room_version_12_create_event_is_reached_through_the_room_id() {
+        let text = include_str!("../../tests/fixtures/resolve/fixture-shape-v12-demotion.json");
+        let mut value: Value = serde_json::from_str(text).unwrap();
+        for set in value["state_sets"].as_array_mut().unwrap() {
+            set.as_object_mut().unwrap().remove("m.room.create");
+        }
+        let input = read(&value.to_string()).unwrap();
+        let kept = kept_ids(&input);
+        assert!(kept.contains(&"$00-create"), "cited by no auth_events, named by the room id");
+        // `$11-topic` is in the second state set; nothing else is left out either.
+        assert_eq!(kept.len(), value["events"].as_array().unwrap().len());
     }
 
     #[test]
