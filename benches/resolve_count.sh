@@ -19,5 +19,5 @@ for file in "$@"; do
     mr=$(count --toggle-collect='resolve_e2e::measured_*' "$e2e" count mxsim "$file" 1)
     rr=$(count --toggle-collect='resolve_e2e::measured_*' "$e2e" count ruma "$file" 1)
     awk -v f="$(basename "$file")" -v me="$me" -v re="$re" -v mr="$mr" -v rr="$rr" \
-        'BEGIN { printf "%s\t%d\t%d\t%.2f\t%d\t%d\t%.2f\n", f, me, re, re / me, mr, rr, rr / mr }'
+        'BEGIN { printf "%s\t%.0f\t%.0f\t%.2f\t%.0f\t%.0f\t%.2f\n", f, me, re, re / me, mr, rr, rr / mr }'
 done

@@ -142,6 +142,8 @@ proptest! {
             for (set, nodes) in sets.iter().zip(&node_sets) {
                 let expected = auth_chain_bfs(&lookup, set, reading).unwrap();
                 let chain_set = index.chain_set(nodes, reading);
+                prop_assert_eq!(&index.chain_set_sorted(nodes, reading), &chain_set);
+                prop_assert_eq!(&index.chain_set_dense(nodes, reading), &chain_set);
                 prop_assert_eq!(to_ids(&index, &index.expand(&chain_set)), expected.clone());
                 for (j, other) in ids.iter().enumerate() {
                     prop_assert_eq!(index.chain_set_contains(&chain_set, NodeId(j as u32)), expected.contains(other));
