@@ -15,6 +15,8 @@ use std::ops::Range;
 
 use serde_json::{Map, Number, Value};
 
+use crate::matrix::words;
+
 /// A JSON object with keys in canonical (code-point) order.
 pub type Object = Map<String, Value>;
 
@@ -265,19 +267,15 @@ pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
 /// Length of the run of bytes at the start of `bytes` that a JSON string copies as they
 /// are: up to the first quote, backslash or control character.
 fn plain_run(bytes: &[u8]) -> usize {
-    // Eight bytes at a time while none of them can end the run (the classic "has a byte
-    // equal to / less than" word tricks); the word that holds the end is searched byte
-    // by byte. A third of reading a large input was this scan, one byte per step.
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    // Eight bytes at a time while none of them can end the run (`words`); the word that
+    // holds the end is searched byte by byte. A third of reading a large input was this scan, one byte per step.
     let mut at = 0;
     for chunk in bytes.chunks_exact(8) {
         let w = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
-        let quote = has_zero(w ^ (ONES * u64::from(b'"')));
-        let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
-        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-        if quote | backslash | control != 0 {
+        let found = words::bytes_equal(w, b'"')
+            | words::bytes_equal(w, b'\\')
+            | words::bytes_below(w, 0x20);
+        if found != 0 {
             break;
         }
         at += 8;
@@ -293,19 +291,16 @@ fn next_quote_backslash_or_bracket(bytes: &[u8], from: usize) -> Option<usize> {
     // Eight bytes at a time, as in `plain_run`; with the words read little-endian, the
     // lowest flagged byte is the first match (higher flags may be false after it). Setting
     // bit 5 of every byte maps `[` and `]` onto `{` and `}`, and no other byte onto them.
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     const CASE: u64 = u64::from_le_bytes([0x20; 8]);
-    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
     let rest = bytes.get(from..)?;
     let mut at = 0;
     for chunk in rest.chunks_exact(8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let folded = w | CASE;
-        let found = has_zero(w ^ (ONES * u64::from(b'"')))
-            | has_zero(w ^ (ONES * u64::from(b'\\')))
-            | has_zero(folded ^ (ONES * u64::from(b'{')))
-            | has_zero(folded ^ (ONES * u64::from(b'}')));
+        let found = words::bytes_equal(w, b'"')
+            | words::bytes_equal(w, b'\\')
+            | words::bytes_equal(folded, b'{')
+            | words::bytes_equal(folded, b'}');
         if found != 0 {
             return Some(from + at + found.trailing_zeros() as usize / 8);
         }

@@ -22,6 +22,7 @@ pub mod redaction;
 pub mod room_version;
 pub mod state_digest;
 pub mod state_res;
+pub(crate) mod words;
 
 pub use decision::Decision;
 pub use ids::EventId;

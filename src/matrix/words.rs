@@ -1,0 +1,80 @@
+//! Bytes eight at a time: the word tests that the JSON scanner and the id checks share.
+//!
+//! A `u64` read from eight bytes (either byte order) is tested for bytes of a value with
+//! the classic "has a zero byte" trick: `(w - 0x01…01) & !w & 0x80…80` sets the high bit
+//! of the lowest zero byte and of no byte below it (bits above the first zero byte may be
+//! set wrongly, so only "is there one" and "where is the lowest" are read from it).
+
+/// `0x01` in every byte.
+pub(crate) const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+/// `0x80` in every byte.
+pub(crate) const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Flags the bytes of `word` that are zero (see the module doc for which flags hold).
+#[inline(always)]
+pub(crate) fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
+}
+
+/// Flags the bytes of `word` equal to `byte`, as [`zero_bytes`] does.
+#[inline(always)]
+pub(crate) fn bytes_equal(word: u64, byte: u8) -> u64 {
+    zero_bytes(word ^ (ONES * u64::from(byte)))
+}
+
+/// Flags the bytes of `word` below `bound` (at most 0x80), as [`zero_bytes`] does.
+#[inline(always)]
+pub(crate) fn bytes_below(word: u64, bound: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(bound)) & !word & HIGHS
+}
+
+/// Whether `bytes` holds a zero byte.
+pub(crate) fn has_zero_byte(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    words.any(|word| zero_bytes(u64::from_le_bytes(word.try_into().expect("eight bytes"))) != 0)
+        || words.remainder().contains(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_byte_is_found_at_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!has_zero_byte(&clean), "{len}");
+            for at in 0..len {
+                let mut bytes = clean.clone();
+                bytes[at] = 0;
+                assert!(has_zero_byte(&bytes), "{len} {at}");
+                // Bytes next to zero in value, and high bytes, are not zero.
+                for other in [1u8, 0x80, 0xff] {
+                    bytes[at] = other;
+                    assert!(!has_zero_byte(&bytes), "{len} {at} {other}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_lowest_flag_is_the_first_match_in_little_endian_order() {
+        let samples: [&[u8; 8]; 4] = [
+            b"abcdefgh",
+            b"a\"c\\e\x1fg\"",
+            b"\x00\x00\x00\x00\x00\x00\x00\x00",
+            b"\x7f\x80\x1f\x20\x21\xff\x01\x22",
+        ];
+        for sample in samples {
+            let word = u64::from_le_bytes(*sample);
+            for byte in [0u8, b'"', b'\\', 0x1f, 0x20, 0x80, 0xff] {
+                let first = sample.iter().position(|&b| b == byte);
+                let flags = bytes_equal(word, byte);
+                assert_eq!(first, (flags != 0).then(|| flags.trailing_zeros() as usize / 8));
+            }
+            let first_below = sample.iter().position(|&b| b < 0x20);
+            let flags = bytes_below(word, 0x20);
+            assert_eq!(first_below, (flags != 0).then(|| flags.trailing_zeros() as usize / 8));
+        }
+    }
+}
