@@ -261,7 +261,8 @@ impl IdInterner {
     }
 
     /// An interner that holds `ids` distinct ids before it grows.
-    pub fn with_capacity(ids: usize) -> IdInterner {
+    #[cfg(test)]
+    fn with_capacity(ids: usize) -> IdInterner {
         IdInterner { slots: vec![None; (2 * ids).next_power_of_two()], len: 0 }
     }
 
@@ -295,12 +296,9 @@ impl IdInterner {
     }
 
     /// Distinct ids held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     fn grow(&mut self) {
