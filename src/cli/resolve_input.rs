@@ -272,28 +272,22 @@ fn reached_from_state_sets<'a>(
         .flat_map(|set| set.values())
         .map(|id| by_id.get(id.as_str()).expect("state set entries were checked"))
         .collect();
-    // The create event a room id names (`dag::implicit_create_event`), for the last room
-    // id met: every event of a room names the same one, and making its id allocates.
+    // The create event a room id names, for the last room id met: every event of a room
+    // names the same one, and making its id allocates.
     let mut implied: Option<(&str, Option<usize>)> = None;
     while let Some(index) = stack.pop() {
         if std::mem::replace(&mut reached[index], true) {
             continue;
         }
         let pdu = &events[index].0;
-        let mut create = None;
-        if rules.room_id_is_create_event_hash && !dag::is_create_event(pdu) {
-            if let Some(room_id) = pdu.room_id() {
-                create = match implied {
-                    Some((last, at)) if last == room_id => at,
-                    _ => {
-                        let at =
-                            EventId::from_room_id(room_id).and_then(|id| by_id.get(id.as_str()));
-                        implied = Some((room_id, at));
-                        at
-                    }
-                };
+        let create = dag::implicit_create_room_id(rules, pdu).and_then(|room_id| match implied {
+            Some((last, at)) if last == room_id => at,
+            _ => {
+                let at = EventId::from_room_id(room_id).and_then(|id| by_id.get(id.as_str()));
+                implied = Some((room_id, at));
+                at
             }
-        }
+        });
         for &auth in auths(index).iter().chain(&create) {
             if !reached[auth] {
                 stack.push(auth);

@@ -187,10 +187,16 @@ pub fn is_create_event(pdu: &Pdu) -> bool {
 /// The implicit auth event of a non-create event since room version 12: the create event
 /// `$` + `room_id[1..]` (digest §6). `None` in earlier versions and for the create event.
 pub fn implicit_create_event(rules: &RoomVersionRules, pdu: &Pdu) -> Option<EventId> {
+    EventId::from_room_id(implicit_create_room_id(rules, pdu)?)
+}
+
+/// The room id whose create event is [`implicit_create_event`], without making the id:
+/// for callers that meet the same room id for every event.
+pub fn implicit_create_room_id<'p>(rules: &RoomVersionRules, pdu: &'p Pdu) -> Option<&'p str> {
     if !rules.room_id_is_create_event_hash || is_create_event(pdu) {
         return None;
     }
-    EventId::from_room_id(pdu.room_id()?)
+    pdu.room_id()
 }
 
 /// The auth events the DAG algorithms follow from `pdu`: its `auth_events`, in order,
