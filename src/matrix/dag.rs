@@ -11,6 +11,10 @@
 //! records, for each chain it can reach, the highest sequence number it reaches. Because a
 //! chain is a path, "reaches (c, s)" implies "reaches (c, s′) for all s′ ≤ s", so an auth
 //! chain is a union of chain prefixes and an auth difference a union of chain intervals.
+//! An event stores its reach as the entries that exceed the reach of a base event of its
+//! auth chain, chosen along a Fenwick numbering of the events that led to it so that a
+//! reach is the maximum of a few short lists (`index`, `AuthChainIndex::reach_of_new`):
+//! whole lists cost events × chains in a room of many members.
 //! The index is built incrementally (an event is added after its auth events, either one
 //! by one as a store receives them or by a depth-first walk from some roots) and no query
 //! walks an auth chain. [`IndexedStore`] keeps one up to date for its events, so state

@@ -91,6 +91,17 @@ fn union_into(out: &mut Vec<(u32, u32)>, a: &[(u32, u32)], b: &[(u32, u32)]) {
     debug_assert!(out[start..].windows(2).all(|w| w[0].0 < w[1].0));
 }
 
+/// [`Node::base`] of a node that stores its whole reach.
+pub(super) const NO_BASE: u32 = u32::MAX;
+
+/// The reach fields of a [`Node`], as `AuthChainIndex::reach_of_new` computes them.
+struct StoredReach {
+    list: Box<[(u32, u32)]>,
+    base: u32,
+    level: u32,
+    len: u32,
+}
+
 #[derive(Clone)]
 pub(super) struct Node {
     pub(super) event_id: EventId,
@@ -99,9 +110,20 @@ pub(super) struct Node {
     pub(super) seq: u32,
     /// Interned (`type`, `state_key`), `None` for a non-state event.
     pub(super) state_key: Option<u32>,
-    /// Inclusive reach: for every chain holding an event of this event's auth chain or the
-    /// event itself, the highest sequence number reached. Sorted by chain.
+    /// Inclusive reach (for every chain holding an event of this event's auth chain or the
+    /// event itself, the highest sequence number reached), stored as a difference: the
+    /// entries that exceed the reach of `base`, an event of its auth chain, sorted by chain;
+    /// with no base, the whole reach. The whole reach is the per-chain maximum of the lists
+    /// on the path to a whole list ([`AuthChainIndex::reach_lists`]).
     pub(super) reach: Box<[(u32, u32)]>,
+    /// The node whose reach `reach` extends, or [`NO_BASE`].
+    pub(super) base: u32,
+    /// Position on the sequence of widest auth events that led here, counted from the
+    /// last whole list (0: `reach` is whole); `base` is the node at `level` with its lowest
+    /// set bit cleared, so a node's lists number `level.count_ones()` + 1.
+    pub(super) level: u32,
+    /// Entries of the whole reach (the number of chains it touches).
+    pub(super) reach_len: u32,
     /// The auth events it was added with, in listed order, without repeats.
     pub(super) auth_nodes: Box<[NodeId]>,
     /// `Pending` only while [`AuthChainIndex::extend`] walks towards its auth events.
@@ -120,13 +142,15 @@ pub(super) enum NodeStatus {
 
 /// Chain-cover index of auth chains (module docs).
 ///
-/// Costs, with r the size of an event's reach list (the number of chains its auth chain
-/// touches; a handful in real rooms, bounded by the number of chains):
-/// * adding an event: one id lookup per auth edge plus O(r log r) to merge its auth
-///   events' reach lists; memory O(r) per event;
-/// * "is A in the auth chain of B": O(log r);
-/// * auth chain of a set, auth difference of k sets: O(R log R) over the sets' total reach
-///   size R, plus the size of the answer — never a walk of the chains;
+/// Costs, with r the size of an event's reach (the number of chains its auth chain
+/// touches; a handful in small rooms, hundreds in rooms of many members, bounded by the
+/// number of chains) and p ≤ 33 the lists its reach is stored in (`Node::level`):
+/// * adding an event: one id lookup per auth edge plus one pass over its auth events'
+///   lists; memory: the entries its reach gains over its base's, at most r / 2, or r;
+/// * "is A in the auth chain of B": O(p log r);
+/// * auth chain of a set, auth difference of k sets: O(R log R) over the sets' total stored
+///   size R (each base read once when the sets are large), plus the size of the answer —
+///   never a walk of the chains;
 /// * conflicted state subgraph: a binary search per chain the conflicted events reach.
 #[derive(Clone)]
 pub struct AuthChainIndex {
@@ -139,6 +163,9 @@ pub struct AuthChainIndex {
     /// Interned (`type`, `state_key`) pairs: type → state key → id.
     state_keys: BTreeMap<String, BTreeMap<String, u32>>,
     state_key_count: u32,
+    /// Per chain, a highest sequence number while `reach_of_new` runs; all zero
+    /// between calls.
+    scratch: Vec<u32>,
 }
 
 /// A summary, not every node: a store that keeps an index prints it with its events.
@@ -165,6 +192,7 @@ impl AuthChainIndex {
             chains: Vec::new(),
             state_keys: BTreeMap::new(),
             state_key_count: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -379,6 +407,9 @@ impl AuthChainIndex {
             seq: 0,
             state_key: None,
             reach: Box::new([]),
+            base: NO_BASE,
+            level: 0,
+            reach_len: 0,
             auth_nodes: Box::new([]),
             status: NodeStatus::Pending,
         });
@@ -433,38 +464,150 @@ impl AuthChainIndex {
         self.chains[chain as usize].push(node_id);
         assert_eq!(self.chains[chain as usize].len(), seq as usize);
 
-        // Inclusive reach = max over the auth events' inclusive reach, plus this event.
-        // Each auth event's reach is already sorted by chain, so they are merged one after
-        // another in linear time: sorting their concatenation cost a sixth of loading a
-        // 10,000-event room, whose events each reach hundreds of chains.
-        // Both buffers hold at most one entry per chain and per auth event's entry, sized
-        // once: growing them merge by merge was a twentieth of loading a large room.
-        let bound =
-            auth_nodes.iter().map(|auth| self.nodes[auth.index()].reach.len()).sum::<usize>();
-        let bound = (bound + 1).min(self.chains.len());
-        let mut reach: Vec<(u32, u32)> = Vec::with_capacity(bound);
-        reach.push((chain, seq));
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(bound);
-        for auth in &auth_nodes {
-            let other = &self.nodes[auth.index()].reach;
-            merged.clear();
-            union_into(&mut merged, &reach, other);
-            std::mem::swap(&mut reach, &mut merged);
-        }
-        let reach = reach.into_boxed_slice();
-        assert_eq!(
-            reach.binary_search_by_key(&chain, |entry| entry.0).map(|at| reach[at].1),
-            Ok(seq),
-            "nothing in an auth chain lies after the event on its own chain"
-        );
+        let reach = self.reach_of_new(chain, seq, &auth_nodes);
 
         let node = &mut self.nodes[node_id.index()];
         node.chain = chain;
         node.seq = seq;
         node.state_key = state_key;
-        node.reach = reach;
+        (node.reach, node.base, node.level, node.reach_len) =
+            (reach.list, reach.base, reach.level, reach.len);
         node.auth_nodes = auth_nodes.into_boxed_slice();
         node.status = NodeStatus::Done;
+    }
+
+    /// The reach of a new event at (`chain`, `seq`) with these (indexed) auth events, as
+    /// [`Node`] stores it.
+    ///
+    /// The inclusive reach is the per-chain maximum of the auth events' reach plus the event
+    /// itself. Storing it whole cost events × chains: in a room whose hundreds of members
+    /// each have a membership chain, every member event copied the power levels' reach
+    /// (450 entries per event, 167 MB, for a 46,000-event room). So it is stored as the
+    /// entries that exceed the reach of a base, a node of its auth chain (reach only grows
+    /// along auth edges). The events that led here, each the auth event reaching most
+    /// chains of the next, form a sequence (a room's power levels, one after another);
+    /// numbered 1, 2, … from the last whole list, event L takes as base the one at L with
+    /// its lowest set bit cleared, as a Fenwick tree does: a difference spans lowbit(L)
+    /// steps (log L / 2 on average) and a node's reach is the maximum of popcount(L) + 1
+    /// lists. Taking the previous event as base would leave small differences but paths as
+    /// long as the sequence; a whole list every k events, differences that pile up towards
+    /// the next. When the difference is more than half of the whole reach, the whole reach
+    /// is stored instead and the numbering restarts, so no node stores more than it did
+    /// whole.
+    ///
+    /// Work: one pass over the lists of each auth event's base path, against a per-chain
+    /// array (`scratch`) holding the base's reach.
+    fn reach_of_new(&mut self, chain: u32, seq: u32, auth_nodes: &[NodeId]) -> StoredReach {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(self.chains.len(), 0);
+        // The auth event reaching most chains (the first listed of equals), this event's
+        // level after it, and the node on its base path the difference is taken from:
+        // walking bases from level L - 1 clears its lowest set bits one by one and so
+        // passes L with its lowest set bit cleared.
+        let mut widest: Option<NodeId> = None;
+        for &auth in auth_nodes {
+            let wider =
+                |w: NodeId| self.nodes[auth.index()].reach_len > self.nodes[w.index()].reach_len;
+            if widest.is_none_or(wider) {
+                widest = Some(auth);
+            }
+        }
+        let level = widest.map_or(0, |widest| self.nodes[widest.index()].level + 1);
+        let base = widest.map(|widest| {
+            let target = level & (level - 1);
+            let mut base = widest;
+            while self.nodes[base.index()].level > target {
+                base = NodeId(self.nodes[base.index()].base);
+            }
+            assert_eq!(self.nodes[base.index()].level, target, "bases clear the lowest set bit");
+            base
+        });
+        let mut base_len = 0;
+        if let Some(base) = base {
+            base_len = self.nodes[base.index()].reach_len;
+            for list in self.reach_lists(base) {
+                for &(c, s) in list {
+                    let at = &mut scratch[c as usize];
+                    *at = (*at).max(s);
+                }
+            }
+        }
+        // Chains whose highest number rises above the base's, with repeats; and how many
+        // of them the base does not reach at all.
+        let mut raised: Vec<u32> = Vec::new();
+        let mut new_chains = 0u32;
+        let mut raise = |scratch: &mut [u32], list: &[(u32, u32)]| {
+            for &(c, s) in list {
+                let at = &mut scratch[c as usize];
+                if s > *at {
+                    new_chains += u32::from(*at == 0);
+                    *at = s;
+                    raised.push(c);
+                }
+            }
+        };
+        for &auth in auth_nodes {
+            // The widest event's path down to the base is already counted from the base on.
+            let mut at = auth;
+            while Some(at) != base {
+                let node = &self.nodes[at.index()];
+                raise(&mut scratch, &node.reach);
+                if node.base == NO_BASE {
+                    break;
+                }
+                at = NodeId(node.base);
+            }
+        }
+        assert!(
+            scratch[chain as usize] < seq,
+            "nothing in an auth chain lies after the event on its own chain"
+        );
+        raise(&mut scratch, &[(chain, seq)]);
+        raised.sort_unstable();
+        raised.dedup();
+        let reach_len = base_len + new_chains;
+        let stored = match base {
+            Some(base) if raised.len() * 2 <= reach_len as usize => {
+                let difference = raised.iter().map(|&c| (c, scratch[c as usize])).collect();
+                StoredReach { list: difference, base: base.0, level, len: reach_len }
+            }
+            _ => {
+                let mut whole = raised.clone();
+                if let Some(base) = base {
+                    for list in self.reach_lists(base) {
+                        whole.extend(list.iter().map(|&(c, _)| c));
+                    }
+                    whole.sort_unstable();
+                    whole.dedup();
+                }
+                assert_eq!(whole.len(), reach_len as usize);
+                let whole = whole.into_iter().map(|c| (c, scratch[c as usize])).collect();
+                StoredReach { list: whole, base: NO_BASE, level: 0, len: reach_len }
+            }
+        };
+        // Back to all zero: every entry set came from the base's lists or was raised.
+        if let Some(base) = base {
+            for list in self.reach_lists(base) {
+                for &(c, _) in list {
+                    scratch[c as usize] = 0;
+                }
+            }
+        }
+        for &c in &raised {
+            scratch[c as usize] = 0;
+        }
+        self.scratch = scratch;
+        stored
+    }
+
+    /// The lists whose per-chain maximum is `node`'s inclusive reach: its own, then its
+    /// base's, and so on to a whole list; popcount(level) + 1 of them. A list may repeat a
+    /// chain of a later one with a higher number.
+    pub(super) fn reach_lists(&self, node: NodeId) -> impl Iterator<Item = &[(u32, u32)]> + '_ {
+        std::iter::successors(Some(&self.nodes[node.index()]), |node| {
+            (node.base != NO_BASE).then(|| &self.nodes[node.base as usize])
+        })
+        .map(|node| &*node.reach)
     }
 
     /// Undoes everything added since the index held `node_count` nodes and `chain_count`

@@ -3,28 +3,32 @@
 //! subgraph (spec §2, digest state-resolution.md §2).
 
 use crate::matrix::dag::AuthChainReading;
-use crate::matrix::dag::index::{AuthChainIndex, ChainSet, NodeId};
+use crate::matrix::dag::index::{AuthChainIndex, ChainSet, NO_BASE, NodeId};
 
 impl AuthChainIndex {
     /// Whether `ancestor` is in the auth chain of `node` (a node is not in its own auth
-    /// chain). O(log r).
+    /// chain). O(log r) per list on the node's base path.
     pub fn in_auth_chain(&self, node: NodeId, ancestor: NodeId) -> bool {
         if node == ancestor {
             return false;
         }
         let target = &self.nodes[ancestor.index()];
-        let reach = &self.nodes[node.index()].reach;
-        match reach.binary_search_by_key(&target.chain, |entry| entry.0) {
-            Ok(at) => reach[at].1 >= target.seq,
-            Err(_) => false,
+        // A list holding the chain holds the node's highest number there: a stored
+        // difference only lists chains on which it exceeds its base.
+        for reach in self.reach_lists(node) {
+            if let Ok(at) = reach.binary_search_by_key(&target.chain, |entry| entry.0) {
+                return reach[at].1 >= target.seq;
+            }
         }
+        false
     }
 
     /// The union of the auth chains of `nodes` (with `nodes` themselves under the
     /// inclusive reading), compressed. O(R log R) or O(R + C), R = total reach size of
     /// `nodes`, C = chains in the index.
     pub fn chain_set(&self, nodes: &[NodeId], reading: AuthChainReading) -> ChainSet {
-        let reach: usize = nodes.iter().map(|node| self.nodes[node.index()].reach.len()).sum();
+        let reach: usize =
+            nodes.iter().map(|node| self.nodes[node.index()].reach_len as usize).sum();
         // Many entries over few chains (a resolution's power events each reach most of a
         // large room's chains: 8 million entries, 64 MB, for the 2,000 power events of a
         // 46,000-event room) take a maximum per chain; few are collected and sorted. Both
@@ -36,25 +40,39 @@ impl AuthChainIndex {
         }
     }
 
-    /// Each reach entry of `nodes` as it counts under `reading`.
+    /// The entries of `node`'s own stored list as they count under `reading`.
+    fn own_entries(
+        &self,
+        node: NodeId,
+        reading: AuthChainReading,
+    ) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let node = &self.nodes[node.index()];
+        node.reach.iter().filter_map(move |&(chain, seq)| {
+            if chain != node.chain || reading == AuthChainReading::Inclusive {
+                Some((chain, seq))
+            } else if node.seq > 1 {
+                // Exclusive: the event's predecessor on its chain (a direct auth event) is
+                // the highest event of its own chain in its auth chain. (Its base's lists
+                // hold nothing at or above the event's own number there.)
+                Some((chain, node.seq - 1))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Entries whose per-chain maximum is the union of the auth chains of `nodes` under
+    /// `reading`: each node's own list, then its base path's lists, which are events of its
+    /// auth chain and count whatever the reading.
     fn chain_set_entries<'a>(
         &'a self,
         nodes: &'a [NodeId],
         reading: AuthChainReading,
     ) -> impl Iterator<Item = (u32, u32)> + 'a {
-        nodes.iter().flat_map(move |node| {
-            let node = &self.nodes[node.index()];
-            node.reach.iter().filter_map(move |&(chain, seq)| {
-                if chain != node.chain || reading == AuthChainReading::Inclusive {
-                    Some((chain, seq))
-                } else if node.seq > 1 {
-                    // Exclusive: the event's predecessor on its chain (a direct auth
-                    // event) is the highest event of its own chain in its auth chain.
-                    Some((chain, node.seq - 1))
-                } else {
-                    None
-                }
-            })
+        nodes.iter().flat_map(move |&node| {
+            let base = self.nodes[node.index()].base;
+            let below = (base != NO_BASE).then(|| self.reach_lists(NodeId(base)));
+            self.own_entries(node, reading).chain(below.into_iter().flatten().flatten().copied())
         })
     }
 
@@ -64,12 +82,25 @@ impl AuthChainIndex {
     }
 
     /// [`AuthChainIndex::chain_set`] by the highest sequence number per chain, in an array
-    /// as long as the index has chains.
+    /// as long as the index has chains. Many nodes share bases (a room's member events
+    /// extend its power levels' reach), so each base's lists are read once.
     pub(super) fn chain_set_dense(&self, nodes: &[NodeId], reading: AuthChainReading) -> ChainSet {
         let mut highest = vec![0u32; self.chains.len()];
-        for (chain, seq) in self.chain_set_entries(nodes, reading) {
+        let mut keep = |(chain, seq): (u32, u32)| {
             let at = &mut highest[chain as usize];
             *at = (*at).max(seq);
+        };
+        let mut read = vec![false; self.nodes.len()];
+        for &node in nodes {
+            self.own_entries(node, reading).for_each(&mut keep);
+            // Every list below a base read before has been read with it.
+            let mut base = self.nodes[node.index()].base;
+            while base != NO_BASE && !read[base as usize] {
+                read[base as usize] = true;
+                let below = &self.nodes[base as usize];
+                below.reach.iter().copied().for_each(&mut keep);
+                base = below.base;
+            }
         }
         let entries = highest
             .into_iter()
@@ -165,7 +196,7 @@ impl AuthChainIndex {
         lowest.sort_unstable();
         lowest.dedup_by_key(|entry| entry.0);
         let reaches_conflicted = |node: NodeId| {
-            self.nodes[node.index()].reach.iter().any(|&(chain, seq)| {
+            self.reach_lists(node).flatten().any(|&(chain, seq)| {
                 match lowest.binary_search_by_key(&chain, |entry| entry.0) {
                     Ok(at) => seq >= lowest[at].1,
                     Err(_) => false,

@@ -453,3 +453,132 @@ fn mainline_and_mainline_order() {
     let names: Vec<&str> = order.iter().map(|&i| topics[i].event_id().as_str()).collect();
     assert_eq!(names, ["$t0", "$t2x", "$t1", "$t1b", "$t2", "$t3"]);
 }
+
+/// A room's shape at scale: 200 members on their own membership chains, frequent power
+/// levels changes by many senders, so that a power levels event reaches most chains and
+/// every member event extends it. The index stores reach as differences along a Fenwick
+/// numbering (`AuthChainIndex::reach_of_new`); every auth chain, chain set and conflicted
+/// subgraph is checked against ancestor sets computed here as bitsets.
+#[test]
+fn reach_stored_as_differences_answers_as_plain_ancestor_sets() {
+    const CREATE: u8 = 0;
+    const POWER: u8 = 1;
+    const JOIN_RULES: u8 = 2;
+    const USERS: usize = 200;
+    let mut lcg: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |bound: usize| {
+        lcg = lcg.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (lcg >> 33) as usize % bound
+    };
+    let mut keys: Vec<Option<u8>> = vec![Some(CREATE), Some(3), Some(POWER), Some(JOIN_RULES)];
+    let mut auth: Vec<Vec<usize>> = vec![vec![], vec![0], vec![0, 1], vec![0, 2, 1]];
+    let (mut power, mut join_rules) = (2, 3);
+    let mut membership: Vec<Option<usize>> = vec![None; USERS];
+    membership[0] = Some(1);
+    let mut joined = vec![0usize];
+    for _ in 0..1_500 {
+        let at = keys.len();
+        let sender = joined[next(joined.len())];
+        let sender_membership = membership[sender].expect("joined");
+        match next(10) {
+            0..=2 => {
+                keys.push(Some(POWER));
+                auth.push(vec![0, power, sender_membership]);
+                power = at;
+            }
+            3 => {
+                keys.push(Some(JOIN_RULES));
+                auth.push(vec![0, power, sender_membership, join_rules]);
+                join_rules = at;
+            }
+            4..=7 => {
+                let user = next(USERS);
+                keys.push(Some(3 + user as u8));
+                let mut edges = vec![0, power, join_rules];
+                edges.extend(membership[user]);
+                auth.push(edges);
+                if membership[user].is_none() {
+                    joined.push(user);
+                }
+                membership[user] = Some(at);
+            }
+            _ => {
+                keys.push(None);
+                auth.push(vec![0, power, sender_membership]);
+            }
+        }
+    }
+    let dag = Dag { keys, auth };
+    let index = dag.index();
+    let count = dag.keys.len();
+    // Ancestors (exclusive) of each event as a bitset, in insertion order.
+    let words = count.div_ceil(64);
+    let mut ancestors: Vec<Vec<u64>> = Vec::with_capacity(count);
+    for edges in &dag.auth {
+        let mut set = vec![0u64; words];
+        for &a in edges {
+            set[a / 64] |= 1 << (a % 64);
+            for (word, from) in set.iter_mut().zip(&ancestors[a]) {
+                *word |= from;
+            }
+        }
+        ancestors.push(set);
+    }
+    let has = |set: &[u64], i: usize| set[i / 64] >> (i % 64) & 1 == 1;
+    let members = |set: &[u64]| -> Vec<NodeId> {
+        (0..count).filter(|&i| has(set, i)).map(|i| NodeId(i as u32)).collect()
+    };
+    let with_self = |i: usize| {
+        let mut set = ancestors[i].clone();
+        set[i / 64] |= 1 << (i % 64);
+        set
+    };
+    for (i, exclusive) in ancestors.iter().enumerate() {
+        let node = NodeId(i as u32);
+        assert_eq!(index.auth_chain(&[node], AuthChainReading::Exclusive), members(exclusive));
+        assert_eq!(index.auth_chain(&[node], AuthChainReading::Inclusive), members(&with_self(i)));
+        let j = next(count);
+        assert_eq!(index.in_auth_chain(node, NodeId(j as u32)), has(exclusive, j));
+    }
+    for _ in 0..40 {
+        let picks: Vec<usize> = (0..1 + next(30)).map(|_| next(count)).collect();
+        let mut nodes: Vec<NodeId> = picks.iter().map(|&i| NodeId(i as u32)).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for reading in READINGS {
+            let mut union = vec![0u64; words];
+            for &i in &picks {
+                let set = if reading == AuthChainReading::Inclusive {
+                    with_self(i)
+                } else {
+                    ancestors[i].clone()
+                };
+                union.iter_mut().zip(&set).for_each(|(word, from)| *word |= from);
+            }
+            let dense = index.chain_set_dense(&nodes, reading);
+            assert_eq!(index.chain_set_sorted(&nodes, reading), dense);
+            assert_eq!(index.expand(&dense), members(&union));
+        }
+        // Conflicted subgraph: events in the conflicted events' inclusive auth chains
+        // that have some conflicted event in their own inclusive auth chain.
+        let expected: Vec<NodeId> = (0..count)
+            .filter(|&v| picks.iter().any(|&c| has(&with_self(c), v)))
+            .filter(|&v| picks.iter().any(|&c| has(&with_self(v), c)))
+            .map(|v| NodeId(v as u32))
+            .collect();
+        assert_eq!(index.conflicted_subgraph(&nodes), expected);
+    }
+    // What the differences save, and what they cost a query: at most popcount(level) + 1
+    // lists per node, and a small fraction of the entries the whole lists held.
+    let stored: usize = index.nodes.iter().map(|node| node.reach.len()).sum();
+    let whole: usize = index.nodes.iter().map(|node| node.reach_len as usize).sum();
+    assert!(stored * 5 < whole, "stored {stored} of {whole} entries");
+    for (i, node) in index.nodes.iter().enumerate() {
+        let lists = index.reach_lists(NodeId(i as u32)).count();
+        assert_eq!(lists as u32, node.level.count_ones() + 1);
+    }
+    assert!(index.nodes.iter().any(|node| node.level >= 64), "differences chain far");
+    assert!(
+        index.nodes.iter().skip(1).any(|node| node.base == index::NO_BASE && node.reach_len > 50)
+    );
+}
