@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::resolve_input::{self, ResolveInput, Strictness};
 use crate::cli::timed;
-use crate::cli::{CliError, Outcome, read_file};
+use crate::cli::{CliError, Outcome};
 use crate::matrix::canonical_json;
 use crate::matrix::dag::IndexedStore;
 use crate::matrix::state_res::{
@@ -54,11 +54,9 @@ enum RejectedArg {
 
 pub fn run(args: &ResolveArgs) -> Result<Outcome, CliError> {
     let file = args.input.display().to_string();
-    let bytes = read_file(&args.input, super::RESOLVE_BYTES_MAX, "a resolve input")?;
     let strictness = if args.strict { Strictness::Pdu } else { Strictness::Resolution };
     let ResolveInput { room_version, events, state_sets, ignored_fields } =
-        resolve_input::parse(&file, &bytes, strictness)?;
-    drop(bytes);
+        resolve_input::parse_file(&args.input, strictness)?;
     if !ignored_fields.is_empty() {
         let names: Vec<String> = ignored_fields.iter().map(|name| format!("{name:?}")).collect();
         super::write_stderr(&format!(

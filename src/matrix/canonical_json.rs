@@ -78,7 +78,7 @@ mod reader;
 #[cfg(test)]
 mod tests;
 
-pub use reader::{Mark, Reader};
+pub use reader::{Mark, Reader, WindowError, Windowed};
 
 /// Checks that a value built in memory (or by `serde_json`) is canonical-JSON-representable:
 /// every number an integer in range.
@@ -317,12 +317,23 @@ struct Parser<'a> {
     pos: usize,
     numbers: Numbers,
     depth: u32,
+    /// Whether errors carry their line and column: finding them reads the whole text
+    /// before the error, which a [`Windowed`] reader, whose failures mostly mean "read
+    /// more", cannot afford at every window's end.
+    placed: bool,
 }
 
 impl<'a> Parser<'a> {
     fn new(bytes: &'a [u8], numbers: Numbers) -> Parser<'a> {
         let text = std::str::from_utf8(bytes).ok();
-        Parser { bytes, text, pos: 0, numbers, depth: 0 }
+        Parser { bytes, text, pos: 0, numbers, depth: 0, placed: true }
+    }
+
+    /// A parser of text already known to be UTF-8, whose errors are not placed (line and
+    /// column 0).
+    fn unplaced(text: &'a str, numbers: Numbers) -> Parser<'a> {
+        let bytes = text.as_bytes();
+        Parser { bytes, text: Some(text), pos: 0, numbers, depth: 0, placed: false }
     }
 }
 
@@ -332,6 +343,9 @@ impl Parser<'_> {
     }
 
     fn error_at(&self, pos: usize, problem: impl fmt::Display) -> ParseError {
+        if !self.placed {
+            return ParseError { line: 0, column: 0, problem: problem.to_string() };
+        }
         let pos = pos.min(self.bytes.len());
         let before = &self.bytes[..pos];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;

@@ -274,62 +274,110 @@ fn resolve_variant_with(name: &str, args: &[&str], change: impl FnOnce(&mut Valu
     run
 }
 
+/// A synthetic room (one event in four a message, forked, never merged) as a `mxsim
+/// resolve` input of its branch tips' states, and the state the library resolves over every
+/// event of the room, in the nested form `mxsim resolve` prints.
+fn synth_resolve_input(version: &str, seed: u64, event_count: u32) -> (Value, Value) {
+    use mxsim::matrix::RoomVersion;
+    use mxsim::matrix::state_res::{self, ResolveOptions};
+    use mxsim::stdx::{Prng, Ratio};
+    use mxsim::synth::{self, SynthConfig};
+    let config = SynthConfig {
+        version: RoomVersion::parse(version).unwrap(),
+        server_count: 4,
+        users_per_server: 5,
+        event_count,
+        fork: Ratio::ONE,
+        merge: Ratio::ZERO,
+        branch_count_max: 3,
+        message: Ratio::new(1, 4).unwrap(),
+    };
+    let room = synth::generate(&config, &mut Prng::from_seed(seed), &mut |_, _, _| {
+        unreachable!("no merges")
+    });
+    let sets = room.branch_states();
+    let options = ResolveOptions::default();
+    let whole = state_res::resolve(room.rules, &sets, &room.events, options).unwrap().state;
+    let nested = |set: &state_res::StateMap| {
+        let mut out = serde_json::Map::new();
+        for ((event_type, state_key), id) in set {
+            let by_key = out.entry(event_type.clone()).or_insert_with(|| json!({}));
+            by_key[state_key] = Value::String(id.as_str().to_owned());
+        }
+        Value::Object(out)
+    };
+    let events: Vec<Value> = room
+        .order
+        .iter()
+        .map(|id| {
+            let mut event = Value::Object(room.events[id].json().clone());
+            event["event_id"] = Value::String(id.as_str().to_owned());
+            event
+        })
+        .collect();
+    // Messages, which no state set reaches, are in the file.
+    let messages = events.iter().filter(|event| event.get("state_key").is_none()).count();
+    assert!(messages * 10 > events.len(), "{version}/{seed}: {messages} messages");
+    let input = json!({
+        "room_version": version,
+        "events": events,
+        "state_sets": sets.iter().map(nested).collect::<Vec<_>>(),
+    });
+    (input, nested(&whole))
+}
+
 #[test]
 fn resolve_leaves_out_what_no_state_set_reaches_and_resolves_as_with_every_event() {
     // `mxsim resolve` hands resolution only the events the state sets reach over auth
     // edges; resolving over the whole synthetic room (every event, the library's own store)
     // must give the same state.
-    use mxsim::matrix::RoomVersion;
-    use mxsim::matrix::state_res::{self, ResolveOptions};
-    use mxsim::stdx::{Prng, Ratio};
-    use mxsim::synth::{self, SynthConfig};
     for (version, seed) in [("11", 1), ("11", 2), ("12", 1), ("12", 2)] {
-        let config = SynthConfig {
-            version: RoomVersion::parse(version).unwrap(),
-            server_count: 4,
-            users_per_server: 5,
-            event_count: 300,
-            fork: Ratio::ONE,
-            merge: Ratio::ZERO,
-            branch_count_max: 3,
-            message: Ratio::new(1, 4).unwrap(),
-        };
-        let room = synth::generate(&config, &mut Prng::from_seed(seed), &mut |_, _, _| {
-            unreachable!("no merges")
-        });
-        let sets = room.branch_states();
-        let options = ResolveOptions::default();
-        let whole = state_res::resolve(room.rules, &sets, &room.events, options).unwrap().state;
-        let nested = |set: &state_res::StateMap| {
-            let mut out = serde_json::Map::new();
-            for ((event_type, state_key), id) in set {
-                let by_key = out.entry(event_type.clone()).or_insert_with(|| json!({}));
-                by_key[state_key] = Value::String(id.as_str().to_owned());
-            }
-            Value::Object(out)
-        };
-        let events: Vec<Value> = room
-            .order
-            .iter()
-            .map(|id| {
-                let mut event = Value::Object(room.events[id].json().clone());
-                event["event_id"] = Value::String(id.as_str().to_owned());
-                event
-            })
-            .collect();
-        // Messages, which no state set reaches, are in the file.
-        let messages = events.iter().filter(|event| event.get("state_key").is_none()).count();
-        assert!(messages * 10 > events.len(), "{version}/{seed}: {messages} messages");
-        let run = resolve_variant(&format!("synth-{version}-{seed}"), |input| {
-            *input = json!({
-                "room_version": version,
-                "events": events,
-                "state_sets": sets.iter().map(nested).collect::<Vec<_>>(),
-            });
-        });
+        let (input, expected) = synth_resolve_input(version, seed, 300);
+        let run = resolve_variant(&format!("synth-{version}-{seed}"), |file| *file = input);
         assert_eq!(run.code, 0, "{}", run.stderr);
-        assert_eq!(run.json(), nested(&whole), "room version {version}, seed {seed}");
+        assert_eq!(run.json(), expected, "room version {version}, seed {seed}");
     }
+}
+
+#[test]
+fn resolve_reads_a_large_file_in_windows_as_it_reads_a_pipe_whole() {
+    // A regular file is read a window of 256 KiB at a time, twice; a pipe is read whole.
+    // Over a file of several windows, written with a line per member so that windows end
+    // everywhere, both resolve as the library does, and a syntax error in the last event is
+    // placed by line and column in the whole file either way.
+    let (input, expected) = synth_resolve_input("12", 3, 1500);
+    let text = serde_json::to_string_pretty(&input).unwrap();
+    assert!(text.len() > 4 * 256 * 1024, "{} bytes: not several windows", text.len());
+    let dir = std::env::temp_dir().join(format!("mxsim-resolve-{}-windows", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("input.json");
+    let path = path.to_str().unwrap();
+    std::fs::write(path, &text).unwrap();
+    let from_file = mxsim(&["resolve", path], b"");
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    assert_eq!(from_file.json(), expected);
+    let from_pipe = mxsim(&["resolve", "/dev/stdin"], text.as_bytes());
+    assert_eq!(from_pipe.code, 0, "{}", from_pipe.stderr);
+    assert_eq!(from_pipe.stdout, from_file.stdout);
+
+    // The last `origin_server_ts` in the file belongs to its last event; a fraction there is
+    // refused where the number starts (every character here is ASCII: columns are bytes).
+    let key = "\"origin_server_ts\": ";
+    let at = text.rfind(key).unwrap() + key.len();
+    let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
+    let bad = format!("{}1.5{}", &text[..at], &text[at + digits..]);
+    let line = bad[..at].matches('\n').count() + 1;
+    let column = at - bad[..at].rfind('\n').map_or(0, |newline| newline + 1) + 1;
+    assert!(line > 1000, "the error lies deep in the file");
+    std::fs::write(path, &bad).unwrap();
+    let from_file = mxsim(&["resolve", path], b"");
+    let place = format!("line {line}, column {column}:");
+    assert_eq!(from_file.code, 2, "{}", from_file.stderr);
+    assert!(from_file.stderr.contains(&format!("{path}: {place}")), "{}", from_file.stderr);
+    let from_pipe = mxsim(&["resolve", "/dev/stdin"], bad.as_bytes());
+    assert_eq!(from_pipe.code, 2);
+    assert!(from_pipe.stderr.contains(&format!("/dev/stdin: {place}")), "{}", from_pipe.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! [`Reader`]: a large JSON text read a piece at a time, with [`parse`](super::parse)'s
-//! checks and errors (`mxsim resolve` reads its input's events one by one with it).
+//! checks and errors (`mxsim resolve` reads its input's events one by one with it), and
+//! [`Windowed`], which runs a [`Reader`] over a stream held only a window at a time.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::io::Read;
 
 use serde_json::Value;
 
@@ -32,6 +34,7 @@ pub struct Mark {
     depth: u32,
 }
 
+#[derive(Clone)]
 struct Open {
     started: bool,
     keys: Option<BTreeSet<String>>,
@@ -173,10 +176,179 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Where a [`Reader`] stands, to go on from there over another slice of the same text.
+#[derive(Clone)]
+struct ReaderState {
+    pos: usize,
+    depth: u32,
+    open: Vec<Open>,
+}
+
+/// How much of a stream [`Windowed`] holds at first; a piece longer than half of it doubles it.
+const WINDOW: usize = 1 << 18;
+
+/// A [`Reader`] over a stream of which only a window is held, so that reading a text of
+/// hundreds of megabytes does not hold it whole (`mxsim resolve` reads its input file so).
+///
+/// Reading goes in pieces ([`Windowed::piece`]): a key, an item, a value. Each piece runs on
+/// a [`Reader`] over the window, from where the last one stopped; a piece that does not
+/// complete within the window runs again over a window that starts where the piece starts
+/// and holds more of the stream. So a piece must do nothing but read: it may run more than
+/// once. A piece is complete when it succeeds and the window holds a byte after where it
+/// stopped (a number at the window's end might go on), or when the window holds the rest of
+/// the stream; it fails only once the window holds the rest of the stream.
+///
+/// The checks are [`Reader`]'s, so a text read in pieces is accepted exactly when
+/// [`parse`](super::parse) accepts it; but errors are not placed (line and column 0:
+/// placing one reads the window up to it, and a piece fails at every window's end), so a
+/// caller that shows errors reads the text whole to place them.
+pub struct Windowed<R> {
+    source: R,
+    numbers: Numbers,
+    /// The window: the stream's text from `offset`, as far as it has been read, less
+    /// `cut`. (A JSON text is UTF-8: bytes that are not fail the piece that meets them.)
+    text: String,
+    offset: u64,
+    /// The first bytes of a character the window ends in the middle of.
+    cut: Vec<u8>,
+    /// Bytes read and not yet checked as UTF-8, kept from one read to the next.
+    raw: Vec<u8>,
+    /// Whether the stream has nothing after `text` and `cut`.
+    ended: bool,
+    /// Why the window cannot grow, once a read has failed: the next piece fails with it.
+    broken: Option<WindowError>,
+    /// Where the reader stands in `text`.
+    state: ReaderState,
+    /// How many bytes the window is filled to.
+    capacity: usize,
+}
+
+/// Why a piece of a [`Windowed`] text could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// The text is not acceptable JSON (the error's line and column are 0: not placed).
+    #[error("{}", .0.problem)]
+    Syntax(ParseError),
+    /// The text is not UTF-8.
+    #[error("not valid UTF-8")]
+    Utf8,
+    /// Reading the stream failed.
+    #[error("cannot read: {0}")]
+    Read(String),
+}
+
+impl<R: Read> Windowed<R> {
+    /// Reads `source` from its start, which lies `depth` objects and arrays deep in the
+    /// whole text (they count against the nesting limit; none is open to this reader).
+    pub fn new(source: R, numbers: Numbers, depth: u32) -> Windowed<R> {
+        Windowed::with_window(source, numbers, depth, WINDOW)
+    }
+
+    fn with_window(source: R, numbers: Numbers, depth: u32, window: usize) -> Windowed<R> {
+        Windowed {
+            source,
+            numbers,
+            text: String::new(),
+            offset: 0,
+            cut: Vec::new(),
+            raw: Vec::new(),
+            ended: false,
+            broken: None,
+            state: ReaderState { pos: 0, depth, open: Vec::new() },
+            capacity: window,
+        }
+    }
+
+    /// Bytes of the stream before where reading stands.
+    pub fn position(&self) -> u64 {
+        self.offset + self.state.pos as u64
+    }
+
+    /// Runs `read` on a [`Reader`] standing where the last piece stopped (see [`Windowed`]).
+    pub fn piece<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Reader<'_>) -> Result<T, ParseError>,
+    ) -> Result<T, WindowError> {
+        loop {
+            let text = self.text.as_str();
+            let mut parser = Parser::unplaced(text, self.numbers);
+            parser.pos = self.state.pos;
+            parser.depth = self.state.depth;
+            let mut reader = Reader { parser, open: self.state.open.clone() };
+            let result = read(&mut reader);
+            let whole = self.ended && self.cut.is_empty();
+            match result {
+                Ok(value) if whole || reader.parser.pos < text.len() => {
+                    let Reader { parser, open } = reader;
+                    self.state = ReaderState { pos: parser.pos, depth: parser.depth, open };
+                    return Ok(value);
+                }
+                Err(error) if whole => return Err(WindowError::Syntax(error)),
+                _ => self.more()?,
+            }
+        }
+    }
+
+    /// Moves the window to start where the reader stands and reads more of the stream into
+    /// it, doubling it when the piece that needs more is longer than half of it (so that
+    /// every byte is read again a bounded number of times).
+    fn more(&mut self) -> Result<(), WindowError> {
+        if let Some(broken) = &self.broken {
+            return Err(broken.clone());
+        }
+        if self.ended {
+            // Only a cut character is left: the text ends in the middle of it.
+            return Err(WindowError::Utf8);
+        }
+        let start = self.state.pos;
+        if (self.text.len() - start) * 2 > self.capacity {
+            self.capacity *= 2;
+        }
+        if !self.text.is_char_boundary(start) {
+            // Readers stop only between characters.
+            return Err(WindowError::Utf8);
+        }
+        self.text.drain(..start);
+        self.offset += start as u64;
+        self.state.pos = 0;
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        raw.append(&mut self.cut);
+        let want = self.capacity.saturating_sub(self.text.len()).max(1);
+        raw.reserve(want);
+        // `read_to_end` fills the spare capacity without zeroing it first, and reads again
+        // after a short read; fewer bytes than asked for means the stream has ended.
+        match (&mut self.source).take(want as u64).read_to_end(&mut raw) {
+            Ok(read) => self.ended = read < want,
+            Err(error) => {
+                let error = WindowError::Read(error.to_string());
+                self.broken = Some(error.clone());
+                return Err(error);
+            }
+        }
+        match std::str::from_utf8(&raw) {
+            Ok(text) => self.text.push_str(text),
+            // A character cut at the window's end waits for the rest of its bytes.
+            Err(error) if error.error_len().is_none() => {
+                let (valid, cut) = raw.split_at(error.valid_up_to());
+                self.text.push_str(std::str::from_utf8(valid).expect("valid up to here"));
+                self.cut = cut.to_vec();
+            }
+            Err(_) => {
+                self.broken = Some(WindowError::Utf8);
+                return Err(WindowError::Utf8);
+            }
+        }
+        self.raw = raw;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::matrix::canonical_json::{Object, parse};
+    use std::io::Read;
 
     /// Reads `text`'s top-level object as `mxsim resolve` reads its input: member by
     /// member, an array member item by item. With `skip_arrays`, each array member is first
@@ -215,6 +387,69 @@ mod tests {
             items.push(reader.value()?);
         }
         Ok(Value::Array(items))
+    }
+
+    /// A stream that hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// Reads `text`'s top-level object as `mxsim resolve` reads its input, from a window
+    /// of `window` bytes filled `step` bytes per read: member by member, an array member
+    /// item by item (each item first skipped, then read again from a second stream, as
+    /// the events are).
+    fn read_windowed(text: &str, window: usize, step: usize) -> Result<Value, WindowError> {
+        let lit = Numbers::IntegerLiterals;
+        let open = |from: usize| Trickle { bytes: &text.as_bytes()[from..], step };
+        let mut stream = Windowed::with_window(open(0), lit, 0, window);
+        if !stream.piece(|r| r.begin_object())? {
+            return Err(WindowError::Syntax(ParseError {
+                line: 0,
+                column: 0,
+                problem: "not an object".to_owned(),
+            }));
+        }
+        let mut members = Object::new();
+        while let Some(key) = stream.piece(|r| r.next_key())? {
+            let start = stream.position();
+            if !stream.piece(|r| r.begin_array())? {
+                members.insert(key, stream.piece(|r| r.value())?);
+                continue;
+            }
+            let skip_item = |reader: &mut Reader<'_>| {
+                let more = reader.next_item()?;
+                if more {
+                    reader.skip_value()?;
+                }
+                Ok(more)
+            };
+            while stream.piece(skip_item)? {}
+            let end = stream.position();
+            let mut again = Windowed::with_window(open(start as usize), lit, 1, window);
+            assert!(again.piece(|r| r.begin_array())?);
+            let mut items = Vec::new();
+            let next = |reader: &mut Reader<'_>| match reader.next_item()? {
+                true => reader.value().map(Some),
+                false => Ok(None),
+            };
+            while let Some(item) = again.piece(next)? {
+                items.push(item);
+            }
+            assert_eq!(start + again.position(), end, "a full read ends where skipping did");
+            members.insert(key, Value::Array(items));
+        }
+        stream.piece(|r| r.check_end())?;
+        Ok(Value::Object(members))
     }
 
     #[test]
@@ -270,5 +505,82 @@ mod tests {
         }
         let skipped_bad_escape = read_in_pieces(r#"{"a":["\q"],"b":1}"#, true).unwrap_err();
         assert_eq!(skipped_bad_escape, parse(br#"{"a":["\q"],"b":1}"#, lit).unwrap_err());
+    }
+
+    #[test]
+    fn a_text_read_through_a_window_reads_as_parse_reads_it() {
+        let lit = Numbers::IntegerLiterals;
+        let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        // Characters of two, three and four bytes, so that windows end inside them; numbers,
+        // literals and whitespace that windows cut short; a member longer than the window.
+        let valid = [
+            r#"{}"#.to_owned(),
+            r#" { "b" : [ 1 , {"x":[2]} ] , "a" : "s\"]}" , "c":[] } "#.to_owned(),
+            "{\n\"events\": [{\"k\": \"vé\"},\n {\"k\": [true, null, -0, 12345678]}],\n\"v\": \"12\"}"
+                .to_owned(),
+            r#"{"e":["€𝄞é€","\u00e9",false,-90071992547409],"z":{"long":"0123456789abcdefghij"}}"#
+                .to_owned(),
+            deep(DEPTH_MAX as usize - 1),
+        ];
+        for text in &valid {
+            let whole = parse(text.as_bytes(), lit).unwrap();
+            for window in 1..=9 {
+                for step in [1, 2, 3, 64] {
+                    let read = read_windowed(text, window, step);
+                    assert_eq!(read.as_ref(), Ok(&whole), "{text} window {window} step {step}");
+                }
+            }
+        }
+        let mut invalid: Vec<Vec<u8>> = [
+            r#"{"a":[1,2,],"b":1}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":[1],"b":2,"a":3}"#,
+            r#"{"a":[1]} x"#,
+            r#"{"a":[1]} ]"#,
+            r#"{"a":["\q"]}"#,
+            r#"{"a":["x]}"#,
+            r#"{"a":[tru]}"#,
+            r#"{"a":[1.5]}"#,
+            r#"{"a":[12"#,
+            r#"{"a":["#,
+            r#"{"a":[1],"b":[2,3]"#,
+        ]
+        .iter()
+        .map(|text| text.as_bytes().to_vec())
+        .collect();
+        invalid.push(deep(DEPTH_MAX as usize).into_bytes());
+        // Not UTF-8: a stray continuation byte, a character cut by the end of the text.
+        invalid.push(b"{\"a\":[\"\x80\"]}".to_vec());
+        invalid.push(b"{\"a\":[1]}\xe2\x82".to_vec());
+        invalid.push(b"{\"a\":[\"\xe2\x82".to_vec());
+        for bytes in &invalid {
+            assert!(parse(bytes, lit).is_err());
+            let text = String::from_utf8_lossy(bytes);
+            for window in 1..=9 {
+                for step in [1, 3, 64] {
+                    let lossless = std::str::from_utf8(bytes).is_ok();
+                    let read = if lossless {
+                        read_windowed(&text, window, step).map(drop)
+                    } else {
+                        read_bytes_windowed(bytes, window, step)
+                    };
+                    assert!(read.is_err(), "{text} window {window} step {step}");
+                }
+            }
+        }
+    }
+
+    /// [`read_windowed`]'s first pass on bytes that need not be UTF-8.
+    fn read_bytes_windowed(bytes: &[u8], window: usize, step: usize) -> Result<(), WindowError> {
+        let lit = Numbers::IntegerLiterals;
+        let mut stream = Windowed::with_window(Trickle { bytes, step }, lit, 0, window);
+        assert!(stream.piece(|r| r.begin_object())?);
+        while stream.piece(|r| r.next_key())?.is_some() {
+            stream.piece(|r| r.value())?;
+        }
+        stream.piece(|r| r.check_end())
     }
 }
