@@ -219,6 +219,8 @@ pub struct Windowed<R> {
     broken: Option<WindowError>,
     /// Where the reader stands in `text`.
     state: ReaderState,
+    /// `state.open` as it was before the piece being read, to read it again.
+    open_before: Vec<Open>,
     /// How many bytes the window is filled to.
     capacity: usize,
 }
@@ -255,6 +257,7 @@ impl<R: Read> Windowed<R> {
             ended: false,
             broken: None,
             state: ReaderState { pos: 0, depth, open: Vec::new() },
+            open_before: Vec::new(),
             capacity: window,
         }
     }
@@ -274,17 +277,24 @@ impl<R: Read> Windowed<R> {
             let mut parser = Parser::unplaced(text, self.numbers);
             parser.pos = self.state.pos;
             parser.depth = self.state.depth;
-            let mut reader = Reader { parser, open: self.state.open.clone() };
+            // The stack goes to the reader and a copy stays, to start again from: copied
+            // into a kept buffer, so that a piece inside an array allocates nothing.
+            self.open_before.clone_from(&self.state.open);
+            let mut reader = Reader { parser, open: std::mem::take(&mut self.state.open) };
             let result = read(&mut reader);
             let whole = self.ended && self.cut.is_empty();
+            let Reader { parser, open } = reader;
             match result {
-                Ok(value) if whole || reader.parser.pos < text.len() => {
-                    let Reader { parser, open } = reader;
+                Ok(value) if whole || parser.pos < text.len() => {
                     self.state = ReaderState { pos: parser.pos, depth: parser.depth, open };
                     return Ok(value);
                 }
                 Err(error) if whole => return Err(WindowError::Syntax(error)),
-                _ => self.more()?,
+                _ => {
+                    self.state.open = open;
+                    self.state.open.clone_from(&self.open_before);
+                    self.more()?;
+                }
             }
         }
     }
