@@ -30,7 +30,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::cli::{self, CliError, RESOLVE_BYTES_MAX};
-use crate::matrix::canonical_json::{self, Numbers, Object, Reader, WindowError, Windowed};
+use crate::matrix::canonical_json::{self, Numbers, Object, WindowError, Windowed};
 use crate::matrix::dag::{self, RejectionKind};
 use crate::matrix::pdu::Stage;
 use crate::matrix::room_version::RoomVersionRules;
@@ -148,14 +148,7 @@ fn read<R: Read>(
                 let start = text.position();
                 let mut end = None;
                 if text.piece(|r| r.begin_array()).map_err(syntax)? {
-                    let skip_item = |reader: &mut Reader<'_>| {
-                        let more = reader.next_item()?;
-                        if more {
-                            reader.skip_value()?;
-                        }
-                        Ok(more)
-                    };
-                    while text.piece(skip_item).map_err(syntax)? {}
+                    while text.piece(|r| r.skip_item()).map_err(syntax)? {}
                     end = Some(text.position());
                 } else {
                     text.piece(|r| r.skip_value()).map_err(syntax)?;
@@ -209,11 +202,7 @@ fn read<R: Read>(
     // One copy of each event id, however many events cite it: each citation its own
     // allocation was a fifth of the memory of a large input.
     let mut ids = ids::IdInterner::new();
-    let next_event = |reader: &mut Reader<'_>| match reader.next_item()? {
-        true => reader.value().map(Some),
-        false => Ok(None),
-    };
-    while let Some(event) = text.piece(next_event).map_err(syntax)? {
+    while let Some(event) = text.piece(|r| r.next_value()).map_err(syntax)? {
         let index = events.len();
         let path = || format!("$.events[{index}]");
         let Value::Object(mut object) = event else {

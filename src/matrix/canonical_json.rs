@@ -78,7 +78,9 @@ mod reader;
 #[cfg(test)]
 mod tests;
 
-pub use reader::{Mark, Reader, WindowError, Windowed};
+#[cfg(test)]
+pub use reader::Mark;
+pub use reader::{Reader, WindowError, Windowed};
 
 /// Checks that a value built in memory (or by `serde_json`) is canonical-JSON-representable:
 /// every number an integer in range.

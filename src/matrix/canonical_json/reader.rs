@@ -13,13 +13,15 @@ use super::{DEPTH_MAX, Numbers, ParseError, Parser};
 /// Reads one large JSON text a piece at a time: the members of an object and the items of
 /// an array one after another, each as a [`Value`] or skipped, so that a file of a hundred
 /// thousand events never exists as one value tree. Every value it returns is checked as
-/// [`parse`](super::parse) checks it, with errors at the same line and column.
+/// [`parse`](super::parse) checks it; over a whole text (`Reader::new`, which only the
+/// tests use) with errors at the same line and column. `mxsim resolve` runs it through
+/// [`Windowed`].
 ///
 /// [`Reader::skip_value`] only finds where a value ends, by matching quotes and brackets:
-/// a caller that skips a value to read something after it comes back with
-/// [`Reader::seek`], reads it in full, and checks that the full read ends where skipping
-/// did (the two agree on every valid text; on an invalid one, the full read or that check
-/// fails).
+/// a caller that skips a value to read something after it comes back (`Reader::seek`, or
+/// a second [`Windowed`] stream), reads it in full, and checks that the full read ends
+/// where skipping did (the two agree on every valid text; on an invalid one, the full read
+/// or that check fails).
 pub struct Reader<'a> {
     parser: Parser<'a>,
     /// One entry per object or array opened and not yet closed: whether an item has been
@@ -27,7 +29,8 @@ pub struct Reader<'a> {
     open: Vec<Open>,
 }
 
-/// A place in the text a [`Reader`] reads: see [`Reader::mark`].
+/// A place in the text a [`Reader`] reads: see `Reader::mark`.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark {
     pos: usize,
@@ -44,18 +47,21 @@ struct Open {
 }
 
 impl<'a> Reader<'a> {
+    #[cfg(test)]
     pub fn new(bytes: &'a [u8], numbers: Numbers) -> Reader<'a> {
         Reader { parser: Parser::new(bytes, numbers), open: Vec::new() }
     }
 
-    /// Where the next value to read starts, for [`Reader::seek`].
+    /// Where the next value to read starts, for `Reader::seek`.
+    #[cfg(test)]
     pub fn mark(&self) -> Mark {
         Mark { pos: self.parser.pos, depth: self.parser.depth }
     }
 
-    /// Goes back to a place returned by [`Reader::mark`] in the same text, to read the
+    /// Goes back to a place returned by `Reader::mark` in the same text, to read the
     /// value there on its own: the objects and arrays around it still count against the
     /// nesting limit, but none is open to this reader.
+    #[cfg(test)]
     pub fn seek(&mut self, mark: Mark) {
         self.parser.pos = mark.pos;
         self.parser.depth = mark.depth;
@@ -150,6 +156,25 @@ impl<'a> Reader<'a> {
         self.next(b']', "an array")
     }
 
+    /// The next item of the innermost open array, read in full; `None` at the array's end,
+    /// which closes it.
+    pub fn next_value(&mut self) -> Result<Option<Value>, ParseError> {
+        match self.next_item()? {
+            true => self.value().map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// Moves past the next item of the innermost open array without building it (see
+    /// [`Reader::skip_value`]): `Ok(false)` at the array's end, which closes it.
+    pub fn skip_item(&mut self) -> Result<bool, ParseError> {
+        let more = self.next_item()?;
+        if more {
+            self.skip_value()?;
+        }
+        Ok(more)
+    }
+
     /// Reads the value at the position in full.
     pub fn value(&mut self) -> Result<Value, ParseError> {
         self.parser.skip_whitespace();
@@ -177,7 +202,6 @@ impl<'a> Reader<'a> {
 }
 
 /// Where a [`Reader`] stands, to go on from there over another slice of the same text.
-#[derive(Clone)]
 struct ReaderState {
     pos: usize,
     depth: u32,
@@ -206,14 +230,13 @@ pub struct Windowed<R> {
     source: R,
     numbers: Numbers,
     /// The window: the stream's text from `offset`, as far as it has been read, less
-    /// `cut`. (A JSON text is UTF-8: bytes that are not fail the piece that meets them.)
+    /// `raw`. (A JSON text is UTF-8: bytes that are not fail the piece that meets them.)
     text: String,
     offset: u64,
-    /// The first bytes of a character the window ends in the middle of.
-    cut: Vec<u8>,
-    /// Bytes read and not yet checked as UTF-8, kept from one read to the next.
+    /// Bytes read and not yet text: between reads, the first bytes of a character the
+    /// window ends in the middle of (the buffer is kept from one read to the next).
     raw: Vec<u8>,
-    /// Whether the stream has nothing after `text` and `cut`.
+    /// Whether the stream has nothing after `text` and `raw`.
     ended: bool,
     /// Why the window cannot grow, once a read has failed: the next piece fails with it.
     broken: Option<WindowError>,
@@ -252,7 +275,6 @@ impl<R: Read> Windowed<R> {
             numbers,
             text: String::new(),
             offset: 0,
-            cut: Vec::new(),
             raw: Vec::new(),
             ended: false,
             broken: None,
@@ -282,7 +304,7 @@ impl<R: Read> Windowed<R> {
             self.open_before.clone_from(&self.state.open);
             let mut reader = Reader { parser, open: std::mem::take(&mut self.state.open) };
             let result = read(&mut reader);
-            let whole = self.ended && self.cut.is_empty();
+            let whole = self.ended && self.raw.is_empty();
             let Reader { parser, open } = reader;
             match result {
                 Ok(value) if whole || parser.pos < text.len() => {
@@ -321,14 +343,11 @@ impl<R: Read> Windowed<R> {
         self.text.drain(..start);
         self.offset += start as u64;
         self.state.pos = 0;
-        let mut raw = std::mem::take(&mut self.raw);
-        raw.clear();
-        raw.append(&mut self.cut);
         let want = self.capacity.saturating_sub(self.text.len()).max(1);
-        raw.reserve(want);
+        self.raw.reserve(want);
         // `read_to_end` fills the spare capacity without zeroing it first, and reads again
         // after a short read; fewer bytes than asked for means the stream has ended.
-        match (&mut self.source).take(want as u64).read_to_end(&mut raw) {
+        match (&mut self.source).take(want as u64).read_to_end(&mut self.raw) {
             Ok(read) => self.ended = read < want,
             Err(error) => {
                 let error = WindowError::Read(error.to_string());
@@ -336,20 +355,24 @@ impl<R: Read> Windowed<R> {
                 return Err(error);
             }
         }
-        match std::str::from_utf8(&raw) {
-            Ok(text) => self.text.push_str(text),
+        let valid = match std::str::from_utf8(&self.raw) {
+            Ok(text) => {
+                self.text.push_str(text);
+                text.len()
+            }
             // A character cut at the window's end waits for the rest of its bytes.
             Err(error) if error.error_len().is_none() => {
-                let (valid, cut) = raw.split_at(error.valid_up_to());
-                self.text.push_str(std::str::from_utf8(valid).expect("valid up to here"));
-                self.cut = cut.to_vec();
+                let valid = error.valid_up_to();
+                let text = std::str::from_utf8(&self.raw[..valid]).expect("valid up to here");
+                self.text.push_str(text);
+                valid
             }
             Err(_) => {
                 self.broken = Some(WindowError::Utf8);
                 return Err(WindowError::Utf8);
             }
-        }
-        self.raw = raw;
+        };
+        self.raw.drain(..valid);
         Ok(())
     }
 }
@@ -358,7 +381,6 @@ impl<R: Read> Windowed<R> {
 mod tests {
     use super::*;
     use crate::matrix::canonical_json::{Object, parse};
-    use std::io::Read;
 
     /// Reads `text`'s top-level object as `mxsim resolve` reads its input: member by
     /// member, an array member item by item. With `skip_arrays`, each array member is first
@@ -436,23 +458,12 @@ mod tests {
                 members.insert(key, stream.piece(|r| r.value())?);
                 continue;
             }
-            let skip_item = |reader: &mut Reader<'_>| {
-                let more = reader.next_item()?;
-                if more {
-                    reader.skip_value()?;
-                }
-                Ok(more)
-            };
-            while stream.piece(skip_item)? {}
+            while stream.piece(|r| r.skip_item())? {}
             let end = stream.position();
             let mut again = Windowed::with_window(open(start as usize), lit, 1, window);
             assert!(again.piece(|r| r.begin_array())?);
             let mut items = Vec::new();
-            let next = |reader: &mut Reader<'_>| match reader.next_item()? {
-                true => reader.value().map(Some),
-                false => Ok(None),
-            };
-            while let Some(item) = again.piece(next)? {
+            while let Some(item) = again.piece(|r| r.next_value())? {
                 items.push(item);
             }
             assert_eq!(start + again.position(), end, "a full read ends where skipping did");
@@ -462,26 +473,25 @@ mod tests {
         Ok(Value::Object(members))
     }
 
-    #[test]
-    fn a_text_read_in_pieces_reads_as_parse_reads_it() {
-        let lit = Numbers::IntegerLiterals;
-        let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n));
-        let valid = [
+    /// `{"a":[[…]]}` with `n` arrays nested in the object.
+    fn deep(n: usize) -> String {
+        format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n))
+    }
+
+    /// Texts `parse` accepts, for the readers to read as it does.
+    fn valid_texts() -> Vec<String> {
+        vec![
             r#"{}"#.to_owned(),
             r#" { "b" : [ 1 , {"x":[2]} ] , "a" : "s\"]}" , "c":[] } "#.to_owned(),
             "{\n\"events\": [{\"k\": \"v\"},\n {\"k\": [true, null, -0]}],\n\"v\": \"12\"}"
                 .to_owned(),
             deep(DEPTH_MAX as usize - 1),
-        ];
-        for text in &valid {
-            let whole = parse(text.as_bytes(), lit).unwrap();
-            for skip in [false, true] {
-                assert_eq!(read_in_pieces(text, skip).as_ref(), Ok(&whole), "{text} skip {skip}");
-            }
-        }
-        // Errors at the same place with the same words, in or out of a skipped array,
-        // whether the problem is in the syntax or in a value.
-        let invalid = [
+        ]
+    }
+
+    /// Texts `parse` refuses, in the syntax or in a value, for the readers to refuse.
+    fn invalid_texts() -> Vec<String> {
+        vec![
             r#"{"a":[1,2,],"b":1}"#.to_owned(),
             r#"{"a":[1 2]}"#.to_owned(),
             r#"{"a":1 "b":2}"#.to_owned(),
@@ -502,7 +512,22 @@ mod tests {
             r#"{"a":[1]"#.to_owned(),
             r#"{"a":["#.to_owned(),
             deep(DEPTH_MAX as usize),
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_text_read_in_pieces_reads_as_parse_reads_it() {
+        let lit = Numbers::IntegerLiterals;
+        let valid = valid_texts();
+        for text in &valid {
+            let whole = parse(text.as_bytes(), lit).unwrap();
+            for skip in [false, true] {
+                assert_eq!(read_in_pieces(text, skip).as_ref(), Ok(&whole), "{text} skip {skip}");
+            }
+        }
+        // Errors at the same place with the same words, in or out of a skipped array,
+        // whether the problem is in the syntax or in a value.
+        let invalid = invalid_texts();
         for text in &invalid {
             let whole = parse(text.as_bytes(), lit).unwrap_err();
             assert_eq!(read_in_pieces(text, false), Err(whole.clone()), "{text}");
@@ -520,18 +545,18 @@ mod tests {
     #[test]
     fn a_text_read_through_a_window_reads_as_parse_reads_it() {
         let lit = Numbers::IntegerLiterals;
-        let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n));
-        // Characters of two, three and four bytes, so that windows end inside them; numbers,
-        // literals and whitespace that windows cut short; a member longer than the window.
-        let valid = [
-            r#"{}"#.to_owned(),
-            r#" { "b" : [ 1 , {"x":[2]} ] , "a" : "s\"]}" , "c":[] } "#.to_owned(),
+        // Besides the texts of `a_text_read_in_pieces_reads_as_parse_reads_it`: characters of
+        // two, three and four bytes, so that windows end inside them; numbers, literals and
+        // whitespace that windows cut short; a member longer than the window.
+        let mut valid = valid_texts();
+        valid.push(
             "{\n\"events\": [{\"k\": \"vé\"},\n {\"k\": [true, null, -0, 12345678]}],\n\"v\": \"12\"}"
                 .to_owned(),
+        );
+        valid.push(
             r#"{"e":["€𝄞é€","\u00e9",false,-90071992547409],"z":{"long":"0123456789abcdefghij"}}"#
                 .to_owned(),
-            deep(DEPTH_MAX as usize - 1),
-        ];
+        );
         for text in &valid {
             let whole = parse(text.as_bytes(), lit).unwrap();
             for window in 1..=9 {
@@ -541,27 +566,11 @@ mod tests {
                 }
             }
         }
-        let mut invalid: Vec<Vec<u8>> = [
-            r#"{"a":[1,2,],"b":1}"#,
-            r#"{"a":[1 2]}"#,
-            r#"{"a":1 "b":2}"#,
-            r#"{"a":1,}"#,
-            r#"{"a":1,"a":2}"#,
-            r#"{"a":[1],"b":2,"a":3}"#,
-            r#"{"a":[1]} x"#,
-            r#"{"a":[1]} ]"#,
-            r#"{"a":["\q"]}"#,
-            r#"{"a":["x]}"#,
-            r#"{"a":[tru]}"#,
-            r#"{"a":[1.5]}"#,
-            r#"{"a":[12"#,
-            r#"{"a":["#,
-            r#"{"a":[1],"b":[2,3]"#,
-        ]
-        .iter()
-        .map(|text| text.as_bytes().to_vec())
-        .collect();
-        invalid.push(deep(DEPTH_MAX as usize).into_bytes());
+        let mut invalid: Vec<Vec<u8>> =
+            invalid_texts().into_iter().map(String::into_bytes).collect();
+        for cut_short in [r#"{"a":[1]} ]"#, r#"{"a":[12"#, r#"{"a":[1],"b":[2,3]"#] {
+            invalid.push(cut_short.as_bytes().to_vec());
+        }
         // Not UTF-8: a stray continuation byte, a character cut by the end of the text.
         invalid.push(b"{\"a\":[\"\x80\"]}".to_vec());
         invalid.push(b"{\"a\":[1]}\xe2\x82".to_vec());

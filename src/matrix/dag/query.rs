@@ -70,9 +70,8 @@ impl AuthChainIndex {
         reading: AuthChainReading,
     ) -> impl Iterator<Item = (u32, u32)> + 'a {
         nodes.iter().flat_map(move |&node| {
-            let base = self.nodes[node.index()].base;
-            let below = (base != NO_BASE).then(|| self.reach_lists(NodeId(base)));
-            self.own_entries(node, reading).chain(below.into_iter().flatten().flatten().copied())
+            let below = self.reach_lists(node).skip(1).flatten().copied();
+            self.own_entries(node, reading).chain(below)
         })
     }
 
