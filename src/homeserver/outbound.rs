@@ -56,7 +56,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::homeserver::wire::{self, Edu, TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX};
-use crate::matrix::canonical_json::Object;
 use crate::stdx::{Duration, Instant, Prng};
 
 /// The limits and timings of outbound delivery. [`Config::default`] documents the defaults;
@@ -159,7 +158,9 @@ pub struct OutgoingTransaction {
     pub destination: String,
     /// Unique per sending server, including across restarts (see [`Outbound::new`]).
     pub txn_id: String,
-    pub pdus: Vec<Arc<Object>>,
+    /// Shared with every other destination's transactions that carry the same event, with
+    /// the encoding made once ([`wire::OutgoingPdu`]).
+    pub pdus: Vec<Arc<wire::OutgoingPdu>>,
     pub edus: Vec<Edu>,
     /// When the transaction was first built; the same on every retry.
     pub created_at: Instant,
@@ -177,10 +178,22 @@ impl OutgoingTransaction {
             transaction: wire::Transaction {
                 origin: origin.to_owned(),
                 origin_server_ts,
-                pdus: self.pdus.iter().map(|pdu| Object::clone(pdu)).collect(),
+                pdus: self.pdus.iter().map(|pdu| pdu.json().clone()).collect(),
                 edus: self.edus.clone(),
             },
         }
+    }
+
+    /// [`OutgoingTransaction::to_request`] encoded: the same bytes, written from the
+    /// encoding each PDU keeps ([`wire::Request::send_transaction_http`]).
+    pub fn to_http(&self, origin: &str, origin_server_ts: i64) -> wire::HttpRequest {
+        wire::Request::send_transaction_http(
+            &self.txn_id,
+            origin,
+            origin_server_ts,
+            &self.pdus,
+            &self.edus,
+        )
     }
 }
 
@@ -247,7 +260,7 @@ pub struct Stats {
 #[derive(Clone, Debug)]
 struct QueuedPdu {
     room_id: String,
-    pdu: Arc<Object>,
+    pdu: Arc<wire::OutgoingPdu>,
 }
 
 /// The transaction a destination is owed until it answers 200.
@@ -392,7 +405,12 @@ impl Outbound {
     }
 
     /// Queues a PDU of `room_id` for `destination`.
-    pub fn enqueue_pdu(&mut self, destination: &str, pdu: Arc<Object>, room_id: &str) -> Enqueued {
+    pub fn enqueue_pdu(
+        &mut self,
+        destination: &str,
+        pdu: Arc<wire::OutgoingPdu>,
+        room_id: &str,
+    ) -> Enqueued {
         let queue_pdus_max = self.config.queue_pdus_max;
         let dest = destination_entry(&mut self.destinations, destination);
         let outcome = if let State::Down { .. } = dest.state {
@@ -557,7 +575,11 @@ impl Outbound {
     /// fit in the queue: they are asked about again once it has room. Noted rooms the
     /// homeserver gives nothing for (it left them) are forgotten. On a down destination
     /// nothing is queued and the given rooms stay noted.
-    pub fn replace_backlog(&mut self, destination: &str, latest: Vec<(String, Arc<Object>)>) {
+    pub fn replace_backlog(
+        &mut self,
+        destination: &str,
+        latest: Vec<(String, Arc<wire::OutgoingPdu>)>,
+    ) {
         let queue_pdus_max = self.config.queue_pdus_max;
         let dest = destination_entry(&mut self.destinations, destination);
         dest.catch_up_requested = false;

@@ -17,7 +17,7 @@ use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
 };
 use crate::homeserver::verified::VerifiedEvents;
-use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, Request, Response};
+use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, OutgoingPdu, Request, Response};
 use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::crypto::{KeyRing, SigningKey};

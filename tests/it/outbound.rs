@@ -10,7 +10,7 @@ use mxsim::homeserver::outbound::{
     Config, DestinationState, Enqueued, Outbound, OutboundAction, OutgoingTransaction,
     ResponseOutcome,
 };
-use mxsim::homeserver::wire::Edu;
+use mxsim::homeserver::wire::{Edu, OutgoingPdu};
 use mxsim::matrix::canonical_json::Object;
 use mxsim::stdx::{Duration, Instant, Prng};
 use proptest::prelude::*;
@@ -114,12 +114,12 @@ impl Harness {
         }
     }
 
-    fn pdu(&mut self) -> Arc<Object> {
+    fn pdu(&mut self) -> Arc<OutgoingPdu> {
         self.next_pdu += 1;
         self.pdus_given += 1;
         let mut object = Object::new();
         object.insert("n".into(), Value::from(self.next_pdu));
-        Arc::new(object)
+        Arc::new(OutgoingPdu::new(object))
     }
 
     fn handle(&mut self, actions: Vec<OutboundAction>) -> Result<(), TestCaseError> {

@@ -2,7 +2,7 @@
 //! and the bounds.
 
 use super::*;
-use crate::homeserver::wire::{Request, Response};
+use crate::homeserver::wire::{OutgoingPdu, Request, Response};
 use serde_json::{Value, json};
 
 const T0: Instant = Instant { ms: 1_000 };
@@ -15,9 +15,9 @@ fn outbound_with(config: Config) -> Outbound {
     Outbound::new(config, Prng::from_seed(7).fork("outbound/hs1"), T0)
 }
 
-fn pdu(n: u64) -> Arc<Object> {
+fn pdu(n: u64) -> Arc<OutgoingPdu> {
     let Value::Object(object) = json!({"depth": n}) else { unreachable!() };
-    Arc::new(object)
+    Arc::new(OutgoingPdu::new(object))
 }
 
 fn edu(n: u64) -> Edu {
@@ -46,7 +46,7 @@ fn only_send(actions: &[OutboundAction]) -> OutgoingTransaction {
 }
 
 fn depths(txn: &OutgoingTransaction) -> Vec<u64> {
-    txn.pdus.iter().map(|p| p["depth"].as_u64().unwrap()).collect()
+    txn.pdus.iter().map(|p| p.json()["depth"].as_u64().unwrap()).collect()
 }
 
 /// Fails the in-flight transaction to `dest` until it is marked down; returns the waits.
@@ -348,7 +348,7 @@ fn a_full_queue_drops_the_oldest_and_notes_catch_up() {
 fn catch_up_larger_than_the_queue_comes_in_rounds() {
     let config = Config { queue_pdus_max: 2, ..Config::default() };
     let mut out = outbound_with(config);
-    let latest: Vec<(String, Arc<Object>)> =
+    let latest: Vec<(String, Arc<OutgoingPdu>)> =
         (0..5).map(|n| (format!("!r{n}:hs1"), pdu(n))).collect();
     out.replace_backlog("hs2", latest);
     assert_eq!(out.queued_pdu_count("hs2"), 2);
@@ -404,10 +404,15 @@ fn outgoing_transactions_become_send_requests() {
     assert_eq!(txn.txn_id, "1000.0", "ids start from the creation time");
     let request = txn.to_request("hs1", 1_700_000_000_000);
     let http = request.to_http();
+    // Written from the PDUs' kept encodings, the request is the same bytes.
+    assert_eq!(txn.to_http("hs1", 1_700_000_000_000), http);
+    let sent = &txn.pdus[0];
+    assert!(std::ptr::eq(sent.bytes(), sent.bytes()), "encoded once, then reused");
+    assert_eq!(sent.bytes(), b"{\"depth\":1}");
     assert_eq!(http.path_and_query, "/_matrix/federation/v1/send/1000.0");
     assert_eq!(Request::from_http(&http).unwrap(), request);
     let Request::SendTransaction { transaction, .. } = request else { panic!() };
-    assert_eq!(transaction.pdus, [Object::clone(&pdu(1))]);
+    assert_eq!(transaction.pdus, [pdu(1).json().clone()]);
     assert_eq!(transaction.edus, [edu(1)]);
     // A restarted server (created later) does not reuse ids.
     let mut restarted = Outbound::new(Config::default(), Prng::from_seed(7), at(5_000));

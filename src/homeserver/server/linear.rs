@@ -44,7 +44,7 @@ pub(crate) struct PendingLpdu {
     seq: u64,
     room_id: String,
     hub: String,
-    json: Arc<Object>,
+    json: Arc<OutgoingPdu>,
     /// When it was last queued for the hub.
     sent_at: Instant,
 }
@@ -256,7 +256,7 @@ impl Homeserver {
         let view = GroupView { store: &self.store, group: current };
         auth::check_state_rules(rules, lpdu.partial(), &view, SignatureCheck::AlreadyVerified)
             .map_err(|rejection| format!("not allowed: {rejection}"))?;
-        let json = Arc::new(lpdu.json().clone());
+        let json = Arc::new(OutgoingPdu::new(lpdu.json().clone()));
         let seq = self.lpdus_pending.values().map(|p| p.seq + 1).max().unwrap_or(0);
         let pending = PendingLpdu {
             seq,
@@ -321,7 +321,7 @@ impl Homeserver {
             // appended once, and the event made of it goes to the sender again.
             // [digest] The draft does not say how a participant that missed the echo
             // learns of it; this is mxsim's reading (docs/linearized.md).
-            let json = Arc::new(event.json().clone());
+            let json = Arc::new(OutgoingPdu::new(event.json().clone()));
             self.outbound.enqueue_pdu(origin, json, room_id);
             return Ok(());
         }
@@ -357,7 +357,8 @@ impl Homeserver {
             let head =
                 self.store.room(room_id).and_then(|r| r.forward_extremities.first().cloned());
             if let Some(head) = head.and_then(|id| self.store.pdu(&id).cloned()) {
-                self.outbound.enqueue_pdu(origin, Arc::new(head.json().clone()), room_id);
+                let head = Arc::new(OutgoingPdu::new(head.json().clone()));
+                self.outbound.enqueue_pdu(origin, head, room_id);
             }
             return refuse(out, format!("not allowed: {reason}"));
         }
@@ -603,7 +604,7 @@ impl Homeserver {
     /// What outbound catch-up sends a hub for a room this server is a participant of: its
     /// LPDUs still pending, in the order they were sent (the hub's list has what this
     /// server has, so its own latest events would be no news).
-    pub(super) fn pending_lpdus(&self, hub: &str, room_id: &str) -> Vec<Arc<Object>> {
+    pub(super) fn pending_lpdus(&self, hub: &str, room_id: &str) -> Vec<Arc<OutgoingPdu>> {
         let mut pending: Vec<&PendingLpdu> =
             self.lpdus_pending.values().filter(|p| p.hub == hub && p.room_id == room_id).collect();
         pending.sort_by_key(|p| p.seq);

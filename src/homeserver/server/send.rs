@@ -55,7 +55,7 @@ impl Homeserver {
         match action {
             OutboundAction::Send(txn) => {
                 let created = i64::try_from(txn.created_at.ms).expect("fits");
-                let request = txn.to_request(&self.name, EPOCH_MS + created + self.skew_ms);
+                let request = txn.to_http(&self.name, EPOCH_MS + created + self.skew_ms);
                 let pending = Pending::Transaction {
                     destination: txn.destination.clone(),
                     txn_id: txn.txn_id.clone(),
@@ -63,11 +63,7 @@ impl Homeserver {
                 let id = RequestId(self.next_request);
                 self.next_request += 1;
                 self.requests.insert(id, (pending, now + self.config.request_timeout));
-                out.push(Output::Request {
-                    destination: txn.destination,
-                    id,
-                    request: request.to_http(),
-                });
+                out.push(Output::Request { destination: txn.destination, id, request });
             }
             OutboundAction::CatchUp { destination, rooms } => {
                 // Catch-up sends the latest events of each room; the receiver fills the gap
@@ -84,7 +80,10 @@ impl Homeserver {
                     }
                     for id in &room.forward_extremities {
                         if let Some(pdu) = self.store.pdu(id) {
-                            latest.push((room_id.clone(), Arc::new(pdu.json().clone())));
+                            latest.push((
+                                room_id.clone(),
+                                Arc::new(OutgoingPdu::new(pdu.json().clone())),
+                            ));
                         }
                     }
                 }
@@ -143,7 +142,7 @@ impl Homeserver {
             let participants = self.participants(room_id);
             servers.retain(|server| !participants.contains(server));
         }
-        let json = Arc::new(pdu.json().clone());
+        let json = Arc::new(OutgoingPdu::new(pdu.json().clone()));
         for server in servers {
             if server != self.name && Some(server.as_str()) != except {
                 self.outbound.enqueue_pdu(&server, Arc::clone(&json), room_id);

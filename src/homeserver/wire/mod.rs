@@ -55,7 +55,7 @@ pub use error::{ErrCode, ErrorResponse, WireError};
 pub use http::{HttpRequest, HttpResponse, Method};
 pub use request::Request;
 pub use response::{MakeMembership, PduResult, Response, SendJoin};
-pub use transaction::{Edu, Transaction};
+pub use transaction::{Edu, OutgoingPdu, Transaction};
 
 /// Most PDUs in one transaction (spec: "Transactions", digest §2).
 pub const TRANSACTION_PDUS_MAX: usize = 50;

@@ -13,12 +13,12 @@ use crate::homeserver::wire::error::WireError;
 use crate::homeserver::wire::http::HttpRequest;
 use crate::homeserver::wire::target::{Query, path_event_id, path_param};
 use crate::homeserver::wire::transaction::{
-    Transaction, TransactionUse, encode_transaction, transaction_from_json, transaction_json,
-    validate_transaction,
+    Edu, OutgoingPdu, Transaction, TransactionUse, encode_outgoing_transaction, encode_transaction,
+    transaction_from_json, transaction_json, validate_transaction,
 };
 use crate::homeserver::wire::{
     GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
-    TARGET_BYTES_MAX, echo, len_u64,
+    TARGET_BYTES_MAX, TRANSACTION_PDUS_MAX, echo, len_u64,
 };
 use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::ids::EventId;
@@ -223,6 +223,37 @@ impl Request {
             assert!(bytes.len() <= REQUEST_BODY_BYTES_MAX, "request body of {} bytes", bytes.len());
         }
         HttpRequest { method: endpoint.method(), path_and_query: target, body }
+    }
+
+    /// The `PUT /send/{txnId}` request of these PDUs and EDUs: the [`Request::to_http`] of
+    /// [`Request::SendTransaction`] with the PDUs' JSON, byte for byte, written from the
+    /// encoding each PDU keeps instead of from a copy of it. Panics as `to_http` does.
+    pub fn send_transaction_http(
+        txn_id: &str,
+        origin: &str,
+        origin_server_ts: i64,
+        pdus: &[std::sync::Arc<OutgoingPdu>],
+        edus: &[Edu],
+    ) -> HttpRequest {
+        // Everything but the PDUs is checked on a request without them; the PDUs' count
+        // here, their JSON as it is encoded (`OutgoingPdu::bytes`).
+        let shell = Request::SendTransaction {
+            txn_id: txn_id.to_owned(),
+            transaction: Transaction {
+                origin: origin.to_owned(),
+                origin_server_ts,
+                pdus: Vec::new(),
+                edus: edus.to_vec(),
+            },
+        };
+        if let Err(error) = shell.validate() {
+            panic!("encoding an invalid send request: {error}");
+        }
+        assert!(pdus.len() <= TRANSACTION_PDUS_MAX, "{} PDUs in a transaction", pdus.len());
+        let (target, _) = shell.encode_parts(false);
+        let body = encode_outgoing_transaction(origin, origin_server_ts, pdus, edus);
+        assert!(body.len() <= REQUEST_BODY_BYTES_MAX, "request body of {} bytes", body.len());
+        HttpRequest { method: shell.endpoint().method(), path_and_query: target, body: Some(body) }
     }
 
     /// The encoded target and, if `with_body`, the body object (for PUT and POST).

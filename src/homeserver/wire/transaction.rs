@@ -1,6 +1,8 @@
 //! Transactions (`/send` bodies, and the answers of `/event` and `/backfill`): their
 //! shape, checks and encoding.
 
+use std::sync::OnceLock;
+
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{objects_json, take_integer, take_objects, take_string};
@@ -80,24 +82,120 @@ pub(super) fn transaction_json(transaction: &Transaction) -> Object {
     body
 }
 
+/// A PDU as a server sends it: its JSON, and the canonical encoding of that JSON, made
+/// the first time a transaction carries it and then reused. A server sends each event it
+/// fans out to every other server in the room (and again on a retry), so encoding it per
+/// destination cost as many encodings, and before them as many deep copies, as there were
+/// peers.
+pub struct OutgoingPdu {
+    json: Object,
+    bytes: OnceLock<Box<[u8]>>,
+}
+
+impl OutgoingPdu {
+    pub fn new(json: Object) -> OutgoingPdu {
+        OutgoingPdu { json, bytes: OnceLock::new() }
+    }
+
+    pub fn json(&self) -> &Object {
+        &self.json
+    }
+
+    /// The canonical JSON of [`OutgoingPdu::json`]. Panics, as [`encode_body`] does, on a
+    /// value canonical JSON cannot hold.
+    ///
+    /// [`encode_body`]: crate::homeserver::wire::codec::encode_body
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get_or_init(|| {
+            canonical_json::encode_object(&self.json)
+                .unwrap_or_else(|e| panic!("outgoing message is not canonical JSON: {e}"))
+                .into_boxed_slice()
+        })
+    }
+}
+
+impl PartialEq for OutgoingPdu {
+    fn eq(&self, other: &OutgoingPdu) -> bool {
+        self.json == other.json
+    }
+}
+
+impl std::fmt::Debug for OutgoingPdu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OutgoingPdu").field(&self.json).finish()
+    }
+}
+
 /// The canonical JSON of [`transaction_json`]`(transaction)`, written without building
 /// that object: each PDU is encoded where it lies instead of being copied into the body
-/// first. Keys in canonical order: `edus` (when any), `origin`, `origin_server_ts`, `pdus`;
-/// in an EDU, `content` before `edu_type`. Panics, as [`encode_body`] does, on a value
-/// canonical JSON cannot hold; debug builds compare the bytes with the general encoder's.
+/// first. Panics, as [`encode_body`] does, on a value canonical JSON cannot hold; debug
+/// builds compare the bytes with the general encoder's.
 ///
 /// [`encode_body`]: crate::homeserver::wire::codec::encode_body
 pub(super) fn encode_transaction(transaction: &Transaction) -> Vec<u8> {
-    let not_canonical = |e: canonical_json::ValueError| -> ! {
-        panic!("outgoing message is not canonical JSON: {e}")
-    };
-    canonical_json::check(&Value::from(transaction.origin_server_ts))
-        .unwrap_or_else(|e| not_canonical(e));
+    let out = write_transaction(
+        &transaction.origin,
+        transaction.origin_server_ts,
+        &transaction.edus,
+        transaction.pdus.len(),
+        |out, index| {
+            let pdu = &transaction.pdus[index];
+            canonical_json::check_object(pdu).unwrap_or_else(|e| not_canonical(e));
+            canonical_json::write_object(out, pdu);
+        },
+    );
+    debug_assert_eq!(
+        out,
+        crate::homeserver::wire::codec::encode_body(&transaction_json(transaction)),
+        "the direct encoding of a transaction is its body object's"
+    );
+    out
+}
+
+/// The body of a transaction of PDUs that carry their own encoding: the bytes of
+/// [`encode_transaction`] for the transaction of their JSON (debug builds compare).
+pub(super) fn encode_outgoing_transaction(
+    origin: &str,
+    origin_server_ts: i64,
+    pdus: &[std::sync::Arc<OutgoingPdu>],
+    edus: &[Edu],
+) -> Vec<u8> {
+    let out = write_transaction(origin, origin_server_ts, edus, pdus.len(), |out, index| {
+        out.extend_from_slice(pdus[index].bytes());
+    });
+    debug_assert_eq!(
+        out,
+        encode_transaction(&Transaction {
+            origin: origin.to_owned(),
+            origin_server_ts,
+            pdus: pdus.iter().map(|pdu| pdu.json().clone()).collect(),
+            edus: edus.to_vec(),
+        }),
+        "PDUs written from their kept encoding are written as encoded in place"
+    );
+    out
+}
+
+fn not_canonical(e: canonical_json::ValueError) -> ! {
+    panic!("outgoing message is not canonical JSON: {e}")
+}
+
+/// A transaction body with the PDUs written by `write_pdu(out, index)` for index
+/// `0..pdus`. Keys in canonical order: `edus` (when any), `origin`, `origin_server_ts`,
+/// `pdus`; in an EDU, `content` before `edu_type`.
+fn write_transaction(
+    origin: &str,
+    origin_server_ts: i64,
+    edus: &[Edu],
+    pdus: usize,
+    mut write_pdu: impl FnMut(&mut Vec<u8>, usize),
+) -> Vec<u8> {
+    canonical_json::check(&Value::from(origin_server_ts)).unwrap_or_else(|e| not_canonical(e));
     let mut out = Vec::with_capacity(512);
     out.push(b'{');
-    if !transaction.edus.is_empty() {
+    if !edus.is_empty() {
         out.extend_from_slice(b"\"edus\":[");
-        for (index, edu) in transaction.edus.iter().enumerate() {
+        for (index, edu) in edus.iter().enumerate() {
             canonical_json::check_object(&edu.content).unwrap_or_else(|e| not_canonical(e));
             if index > 0 {
                 out.push(b',');
@@ -111,23 +209,17 @@ pub(super) fn encode_transaction(transaction: &Transaction) -> Vec<u8> {
         out.extend_from_slice(b"],");
     }
     out.extend_from_slice(b"\"origin\":");
-    canonical_json::write_string(&mut out, &transaction.origin);
+    canonical_json::write_string(&mut out, origin);
     out.extend_from_slice(b",\"origin_server_ts\":");
-    out.extend_from_slice(transaction.origin_server_ts.to_string().as_bytes());
+    out.extend_from_slice(origin_server_ts.to_string().as_bytes());
     out.extend_from_slice(b",\"pdus\":[");
-    for (index, pdu) in transaction.pdus.iter().enumerate() {
-        canonical_json::check_object(pdu).unwrap_or_else(|e| not_canonical(e));
+    for index in 0..pdus {
         if index > 0 {
             out.push(b',');
         }
-        canonical_json::write_object(&mut out, pdu);
+        write_pdu(&mut out, index);
     }
     out.extend_from_slice(b"]}");
-    debug_assert_eq!(
-        out,
-        crate::homeserver::wire::codec::encode_body(&transaction_json(transaction)),
-        "the direct encoding of a transaction is its body object's"
-    );
     out
 }
 
