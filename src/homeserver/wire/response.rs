@@ -14,7 +14,7 @@ use crate::homeserver::wire::endpoint::Endpoint;
 use crate::homeserver::wire::error::{ErrCode, ErrorResponse, WireError};
 use crate::homeserver::wire::http::HttpResponse;
 use crate::homeserver::wire::transaction::{
-    Transaction, TransactionUse, transaction_from_json, transaction_json, validate_transaction,
+    Transaction, TransactionUse, encode_transaction, transaction_from_json, validate_transaction,
 };
 use crate::homeserver::wire::{RESPONSE_BODY_BYTES_MAX, TRANSACTION_PDUS_MAX, len_u64};
 use crate::matrix::canonical_json::{self, Object};
@@ -180,9 +180,12 @@ impl Response {
         if let Err(error) = self.validate() {
             panic!("encoding an invalid response: {error}");
         }
-        let mut body = Object::new();
-        let mut put = |key: &str, value: Value| {
-            body.insert(key.to_owned(), value);
+        // The body's top-level members, in canonical (byte) order: PDU lists and objects
+        // are written where they lie rather than copied into a body object first, as a
+        // server answers `send_join`, `/state` and `get_missing_events` from its store.
+        let mut parts: BTreeMap<&'static str, Part<'_>> = BTreeMap::new();
+        let mut put = |key: &'static str, part| {
+            parts.insert(key, part);
         };
         match self {
             Response::SendTransaction { pdus } => {
@@ -194,62 +197,58 @@ impl Response {
                     }
                     results.insert(event_id.as_str().to_owned(), Value::Object(entry));
                 }
-                put("pdus", Value::Object(results));
+                put("pdus", Part::Owned(Value::Object(results)));
             }
             Response::GetEvent(transaction) | Response::Backfill(transaction) => {
-                for (key, value) in transaction_json(transaction) {
-                    put(&key, value);
-                }
+                put("", Part::Transaction(transaction));
             }
             Response::GetStateIds { pdu_ids, auth_chain_ids } => {
-                put("pdu_ids", event_ids_json(pdu_ids));
-                put("auth_chain_ids", event_ids_json(auth_chain_ids));
+                put("pdu_ids", Part::Owned(event_ids_json(pdu_ids)));
+                put("auth_chain_ids", Part::Owned(event_ids_json(auth_chain_ids)));
             }
             Response::GetState { pdus, auth_chain } => {
-                put("pdus", objects_json(pdus));
-                put("auth_chain", objects_json(auth_chain));
+                put("pdus", Part::Objects(pdus));
+                put("auth_chain", Part::Objects(auth_chain));
             }
-            Response::GetEventAuth { auth_chain } => put("auth_chain", objects_json(auth_chain)),
-            Response::GetMissingEvents { events } => put("events", objects_json(events)),
+            Response::GetEventAuth { auth_chain } => put("auth_chain", Part::Objects(auth_chain)),
+            Response::GetMissingEvents { events } => put("events", Part::Objects(events)),
             Response::MakeJoin(make) | Response::MakeLeave(make) | Response::MakeKnock(make) => {
                 if let Some(version) = &make.room_version {
-                    put("room_version", Value::String(version.clone()));
+                    put("room_version", Part::Owned(Value::String(version.clone())));
                 }
-                put("event", Value::Object(make.event.clone()));
+                put("event", Part::Object(&make.event));
             }
             Response::SendJoin(join) => {
-                put("state", objects_json(&join.state));
-                put("auth_chain", objects_json(&join.auth_chain));
+                put("state", Part::Objects(&join.state));
+                put("auth_chain", Part::Objects(&join.auth_chain));
                 if let Some(event) = &join.event {
-                    put("event", Value::Object(event.clone()));
+                    put("event", Part::Object(event));
                 }
                 if join.members_omitted {
-                    put("members_omitted", Value::Bool(true));
+                    put("members_omitted", Part::Owned(Value::Bool(true)));
                 }
                 if let Some(servers) = &join.servers_in_room {
-                    put(
-                        "servers_in_room",
-                        Value::Array(servers.iter().cloned().map(Value::String).collect()),
-                    );
+                    let servers = servers.iter().cloned().map(Value::String).collect();
+                    put("servers_in_room", Part::Owned(Value::Array(servers)));
                 }
             }
-            Response::Invite { event } => put("event", Value::Object(event.clone())),
+            Response::Invite { event } => put("event", Part::Object(event)),
             Response::SendLeave => {}
             Response::SendKnock { knock_room_state } => {
-                put("knock_room_state", objects_json(knock_room_state));
+                put("knock_room_state", Part::Objects(knock_room_state));
             }
             Response::Error(error) => {
-                put("errcode", Value::String(error.errcode.as_str().to_owned()));
+                put("errcode", Part::Owned(Value::String(error.errcode.as_str().to_owned())));
                 // Left out when empty, as decoding reads a missing `error` as empty.
                 if !error.error.is_empty() {
-                    put("error", Value::String(error.error.clone()));
+                    put("error", Part::Owned(Value::String(error.error.clone())));
                 }
                 if let Some(version) = &error.room_version {
-                    put("room_version", Value::String(version.clone()));
+                    put("room_version", Part::Owned(Value::String(version.clone())));
                 }
             }
         }
-        let bytes = encode_body(&body);
+        let bytes = write_parts(&parts);
         assert!(bytes.len() <= RESPONSE_BODY_BYTES_MAX, "response body of {} bytes", bytes.len());
         HttpResponse { status: self.status(), body: bytes }
     }
@@ -284,6 +283,75 @@ impl Response {
     pub fn byte_count(&self) -> u64 {
         self.to_http().byte_count()
     }
+}
+
+/// A top-level member of a response body, borrowed where the response holds it.
+enum Part<'a> {
+    Owned(Value),
+    Object(&'a Object),
+    Objects(&'a [Object]),
+    /// The members of a transaction body (`/event`, `/backfill`), under the empty key:
+    /// the only part of such a body.
+    Transaction(&'a Transaction),
+}
+
+/// The canonical JSON of the body with these members. Panics, as [`encode_body`] does, on
+/// a value canonical JSON cannot hold; debug builds compare the bytes with those of the
+/// body object built from copies.
+fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
+    let not_canonical = |e: canonical_json::ValueError| -> ! {
+        panic!("outgoing message is not canonical JSON: {e}")
+    };
+    if let Some(Part::Transaction(transaction)) = parts.get("") {
+        assert_eq!(parts.len(), 1, "a transaction is the whole body");
+        return encode_transaction(transaction);
+    }
+    let mut out = Vec::with_capacity(256);
+    out.push(b'{');
+    for (index, (key, part)) in parts.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        canonical_json::write_string(&mut out, key);
+        out.push(b':');
+        match part {
+            Part::Owned(value) => {
+                canonical_json::check(value).unwrap_or_else(|e| not_canonical(e));
+                canonical_json::write_value(&mut out, value);
+            }
+            Part::Object(object) => {
+                canonical_json::check_object(object).unwrap_or_else(|e| not_canonical(e));
+                canonical_json::write_object(&mut out, object);
+            }
+            Part::Objects(objects) => {
+                out.push(b'[');
+                for (index, object) in objects.iter().enumerate() {
+                    canonical_json::check_object(object).unwrap_or_else(|e| not_canonical(e));
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    canonical_json::write_object(&mut out, object);
+                }
+                out.push(b']');
+            }
+            Part::Transaction(_) => unreachable!("only under the empty key, alone"),
+        }
+    }
+    out.push(b'}');
+    if cfg!(debug_assertions) {
+        let mut body = Object::new();
+        for (key, part) in parts {
+            let value = match part {
+                Part::Owned(value) => value.clone(),
+                Part::Object(object) => Value::Object(Object::clone(object)),
+                Part::Objects(objects) => objects_json(objects),
+                Part::Transaction(_) => unreachable!("returned above"),
+            };
+            body.insert((*key).to_owned(), value);
+        }
+        assert_eq!(out, encode_body(&body), "a body written in parts is its object's encoding");
+    }
+    out
 }
 
 impl From<ErrorResponse> for Response {
