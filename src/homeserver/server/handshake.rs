@@ -329,13 +329,14 @@ impl Homeserver {
         let rules = version.rules();
         let fresh = self.store.room(room_id).is_none_or(|r| r.current_state.is_none());
         self.store.add_room(room_id, version);
+        let chain_len = answer.auth_chain.len();
         let mut bundle = answer.auth_chain;
-        bundle.extend(answer.state.iter().cloned());
-        self.store_outliers(room_id, bundle, out);
+        bundle.extend(answer.state);
+        // The ids of what verified, in the bundle's order: the state's come after the chain.
+        let ids = self.store_outliers(room_id, bundle, out);
         // The state before the join, from the answer's state events we could verify.
         let mut state = StateMap::new();
-        for raw in &answer.state {
-            let id = self.event_id_of(rules, raw);
+        for id in ids.into_iter().skip(chain_len).flatten() {
             let Some(event) = self.store.event(&id) else { continue };
             if event.outcome.is_rejected() {
                 continue;

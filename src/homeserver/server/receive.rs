@@ -699,21 +699,27 @@ impl Homeserver {
         room_id: &str,
         raws: Vec<Object>,
         out: &mut Vec<Output>,
-    ) {
-        let Some(rules) = self.rules_of(room_id) else { return };
+    ) -> Vec<Option<EventId>> {
+        let Some(rules) = self.rules_of(room_id) else { return vec![None; raws.len()] };
         let mut pending: BTreeMap<EventId, Arc<Pdu>> = BTreeMap::new();
+        let mut ids = Vec::with_capacity(raws.len());
         for raw in raws {
             match self.verify_received(rules, raw) {
-                Ok(pdu) if !self.store.contains(pdu.event_id()) => {
-                    pending.insert(pdu.event_id().clone(), pdu);
+                Ok(pdu) => {
+                    ids.push(Some(pdu.event_id().clone()));
+                    if !self.store.contains(pdu.event_id()) {
+                        pending.insert(pdu.event_id().clone(), pdu);
+                    }
                 }
-                Ok(_) => {}
-                Err(reason) => out.push(Output::Observed(Observation::Event {
-                    room_id: room_id.to_owned(),
-                    event_id: None,
-                    decision: Decision::Dropped,
-                    reason: Some(reason),
-                })),
+                Err(reason) => {
+                    ids.push(None);
+                    out.push(Output::Observed(Observation::Event {
+                        room_id: room_id.to_owned(),
+                        event_id: None,
+                        decision: Decision::Dropped,
+                        reason: Some(reason),
+                    }));
+                }
             }
         }
         // Repeatedly store every event whose auth events are all stored (bounded by the
@@ -742,6 +748,7 @@ impl Homeserver {
                 }));
             }
         }
+        ids
     }
 
     /// Auth check of an outlier against its own auth events (receipt check 4 only).
