@@ -29,6 +29,7 @@ use crate::stdx::{Duration, EPOCH_MS, Fnv1a, Instant, Prng};
 
 pub use linear::OfflineSends;
 use linear::PendingLpdu;
+use receive::Incoming;
 
 mod fetch;
 mod handshake;

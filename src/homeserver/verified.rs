@@ -14,9 +14,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::matrix::canonical_json::Object;
+use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::KeyRing;
 use crate::matrix::{EventId, Pdu, RoomVersion};
+use crate::stdx::Fnv1a;
 
 /// One cached result: the copy as received, and what the checks made of it (the same
 /// event, or its redacted form when its content hash did not match).
@@ -25,6 +26,29 @@ struct Entry {
     version: RoomVersion,
     received: Arc<Pdu>,
     result: Arc<Pdu>,
+    /// The canonical JSON of `received`: the bytes a server that sends this copy puts on
+    /// the wire, by which [`VerifiedEvents::get_bytes`] recognises it.
+    bytes: Box<[u8]>,
+}
+
+/// The key of [`VerifiedEvents`]' index by bytes: a hash of the length and the last
+/// [`TAIL_BYTES`] bytes, which in a PDU's canonical JSON hold its signatures (`signatures`
+/// sorts after every other top-level key but `type`, `state_key` and `unsigned`). Every hit
+/// is confirmed by comparing all the bytes.
+fn bytes_key(bytes: &[u8]) -> u64 {
+    let tail = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
+    Fnv1a::new().write(&(bytes.len() as u64).to_le_bytes()).write(tail).finish()
+}
+
+const TAIL_BYTES: usize = 192;
+
+/// A copy of an event checked before ([`VerifiedEvents::get_bytes`]): the room version it
+/// was checked under, the copy as received and what the checks made of it.
+#[derive(Clone, Debug)]
+pub struct CheckedCopy {
+    pub version: RoomVersion,
+    pub received: Arc<Pdu>,
+    pub result: Arc<Pdu>,
 }
 
 /// The results of the receipt checks of format, hash and signatures, by event id, for
@@ -38,6 +62,9 @@ pub struct VerifiedEvents {
     /// The content hash each cached copy claims (`hashes.sha256`) → its event id: finds
     /// the entry for a copy as received, before its reference hash is computed.
     by_claimed_hash: Mutex<BTreeMap<String, EventId>>,
+    /// [`bytes_key`] of each cached copy's canonical JSON → its event id: finds the entry
+    /// for a copy still in the bytes of a transaction, before it is parsed.
+    by_bytes: Mutex<BTreeMap<u64, EventId>>,
 }
 
 impl VerifiedEvents {
@@ -47,6 +74,7 @@ impl VerifiedEvents {
             keys,
             entries: Mutex::new(BTreeMap::new()),
             by_claimed_hash: Mutex::new(BTreeMap::new()),
+            by_bytes: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -82,6 +110,25 @@ impl VerifiedEvents {
         same.then(|| (Arc::clone(&entry.received), Arc::clone(&entry.result)))
     }
 
+    /// For a copy still in the bytes it arrived as (one PDU of a transaction body): the room
+    /// version it was checked under, the parsed copy and its checked form, if those bytes
+    /// are exactly the canonical JSON of a copy checked before. Equal canonical JSON is
+    /// equal JSON, so the caller may take the copy for those bytes without parsing them,
+    /// once it has seen that the room's version is the one returned.
+    pub fn get_bytes(&self, bytes: &[u8]) -> Option<CheckedCopy> {
+        let id = {
+            let index = self.by_bytes.lock().expect("no holder of the cache lock panics");
+            index.get(&bytes_key(bytes))?.clone()
+        };
+        let entries = self.entries.lock().expect("no holder of the cache lock panics");
+        let entry = entries.get(&id)?;
+        (*entry.bytes == *bytes).then(|| CheckedCopy {
+            version: entry.version,
+            received: Arc::clone(&entry.received),
+            result: Arc::clone(&entry.result),
+        })
+    }
+
     /// Records the checked form of a received copy, unless a copy of the id is there.
     pub fn insert(&self, version: RoomVersion, received: Arc<Pdu>, result: Arc<Pdu>) {
         let mut entries = self.entries.lock().expect("no holder of the cache lock panics");
@@ -95,7 +142,15 @@ impl VerifiedEvents {
                 self.by_claimed_hash.lock().expect("no holder of the cache lock panics");
             index.entry(claimed.to_owned()).or_insert_with(|| id.clone());
         }
-        entries.insert(id, Entry { version, received, result });
+        // A copy that holds what canonical JSON cannot (never one parsed from the wire) is
+        // found by its JSON only.
+        let bytes = canonical_json::encode_object(received.json()).unwrap_or_default();
+        if !bytes.is_empty() {
+            let mut index = self.by_bytes.lock().expect("no holder of the cache lock panics");
+            index.entry(bytes_key(&bytes)).or_insert_with(|| id.clone());
+        }
+        let bytes = bytes.into_boxed_slice();
+        entries.insert(id, Entry { version, received, result, bytes });
     }
 }
 
@@ -131,8 +186,46 @@ mod tests {
         let mut other = raw.clone();
         other.insert("unsigned".into(), serde_json::json!({"age": 5}));
         assert!(cache.get_raw(RoomVersion::V11, &other).is_none());
-        let mut no_hash = raw;
+        let mut no_hash = raw.clone();
         no_hash.remove("hashes");
         assert!(cache.get_raw(RoomVersion::V11, &no_hash).is_none());
+    }
+
+    #[test]
+    fn a_copy_is_found_by_its_bytes_only_when_they_are_its_exact_canonical_json() {
+        let key = SigningKey::from_seed(&[4; 32], "ed25519:1").unwrap();
+        let mut ring = KeyRing::new();
+        ring.entry("hs1".into()).or_default().insert("ed25519:1".into(), key.public_key());
+        let cache = VerifiedEvents::new(Arc::new(ring));
+        let build = |body: &str| {
+            let serde_json::Value::Object(json) = serde_json::json!({
+                "type": "m.room.message", "sender": "@a:hs1", "room_id": "!r:hs1",
+                "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"], "auth_events": ["$c"],
+                "content": {"body": body},
+            }) else {
+                unreachable!()
+            };
+            Arc::new(pdu::build_signed(RoomVersion::V11.rules(), json, "hs1", &key).unwrap())
+        };
+        let (one, two) = (build("one"), build("two"));
+        let bytes = |pdu: &Pdu| canonical_json::encode_object(pdu.json()).unwrap();
+        assert!(cache.get_bytes(&bytes(&one)).is_none(), "nothing checked yet");
+        cache.insert(RoomVersion::V11, Arc::clone(&one), Arc::clone(&one));
+        cache.insert(RoomVersion::V11, Arc::clone(&two), Arc::clone(&two));
+        for pdu in [&one, &two] {
+            let found = cache.get_bytes(&bytes(pdu)).expect("its exact bytes");
+            assert_eq!(found.version, RoomVersion::V11);
+            assert!(Arc::ptr_eq(&found.received, pdu) && Arc::ptr_eq(&found.result, pdu));
+        }
+        // The same JSON written otherwise, or one byte changed anywhere: not recognised.
+        let mut spaced = bytes(&one);
+        spaced.insert(1, b' ');
+        assert!(cache.get_bytes(&spaced).is_none());
+        for at in [0, 10, bytes(&one).len() - 1] {
+            let mut changed = bytes(&one);
+            changed[at] ^= 1;
+            assert!(cache.get_bytes(&changed).is_none(), "byte {at} changed");
+        }
+        assert!(cache.get_bytes(b"").is_none());
     }
 }

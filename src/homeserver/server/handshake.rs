@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Handshake, Homeserver, Pending};
+use super::{Handshake, Homeserver, Incoming, Pending};
 use crate::homeserver::store::{Outcome, StateMap};
 use crate::homeserver::types::{ActionKind, Decision, Observation, Output};
 use crate::homeserver::wire::{ErrorResponse, MakeMembership, Request, Response, SendJoin};
@@ -220,7 +220,7 @@ impl Homeserver {
             self.join_queues.insert(room_id.to_owned(), Vec::new());
         }
         for (origin, raw) in queued {
-            let _ = self.receive_pdu(now, &origin, raw, out);
+            let _ = self.receive_pdu(now, &origin, Incoming::Raw(raw), out);
         }
     }
 

@@ -7,6 +7,33 @@ use crate::matrix::linearized;
 /// How many resolutions [`Homeserver::resolve_groups`] remembers.
 const RESOLUTIONS_KEPT: usize = 4;
 
+/// A PDU as a transaction brought it: its JSON, or an exact copy this process checked
+/// before, recognised by its bytes ([`VerifiedEvents::get_bytes`]) under the room version
+/// of its room, with what the checks made of it.
+///
+/// [`VerifiedEvents::get_bytes`]: crate::homeserver::verified::VerifiedEvents::get_bytes
+pub(super) enum Incoming {
+    Raw(Object),
+    Checked { received: Arc<Pdu>, result: Arc<Pdu> },
+}
+
+impl Incoming {
+    pub(super) fn json(&self) -> &Object {
+        match self {
+            Incoming::Raw(raw) => raw,
+            Incoming::Checked { received, .. } => received.json(),
+        }
+    }
+
+    /// The JSON, copied for a checked copy (which the rare callers of this need as JSON).
+    pub(super) fn into_json(self) -> Object {
+        match self {
+            Incoming::Raw(raw) => raw,
+            Incoming::Checked { received, .. } => received.json().clone(),
+        }
+    }
+}
+
 impl Homeserver {
     /// Stores an event with its outcome and state; the state after is derived.
     pub(super) fn store_event(
@@ -289,6 +316,14 @@ impl Homeserver {
     /// hashing every copy again was a tenth of a 100-server run's instructions.
     ///
     /// [`VerifiedEvents::get_raw`]: crate::homeserver::verified::VerifiedEvents::get_raw
+    /// [`Homeserver::event_id_of`] for a PDU as a transaction brought it.
+    pub(super) fn incoming_id(&self, rules: &RoomVersionRules, incoming: &Incoming) -> EventId {
+        match incoming {
+            Incoming::Raw(raw) => self.event_id_of(rules, raw),
+            Incoming::Checked { received, .. } => received.event_id().clone(),
+        }
+    }
+
     pub(super) fn event_id_of(&self, rules: &RoomVersionRules, raw: &Object) -> EventId {
         match self.verified.get_raw(rules.version, raw) {
             Some((received, _)) => received.event_id().clone(),
@@ -338,10 +373,10 @@ impl Homeserver {
         &mut self,
         now: Instant,
         origin: &str,
-        raw: Object,
+        raw: Incoming,
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
-        let room_id = wire::pdu_room_id(&raw).ok_or("no room_id")?.to_owned();
+        let room_id = wire::pdu_room_id(raw.json()).ok_or("no room_id")?.to_owned();
         if !self.is_resident(&room_id) {
             // [impl] Synapse `on_receive_pdu` (synapse/handlers/federation_event.py):
             // while a join is in progress the room's PDUs are queued and processed once it
@@ -351,7 +386,7 @@ impl Homeserver {
             let queued: usize = self.join_queues.values().map(Vec::len).sum();
             if let Some(queue) = self.join_queues.get_mut(&room_id) {
                 if queued < self.config.waiting_pdus_max {
-                    queue.push((origin.to_owned(), raw));
+                    queue.push((origin.to_owned(), raw.into_json()));
                     return Ok(());
                 }
             }
@@ -360,7 +395,7 @@ impl Homeserver {
             };
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.clone(),
-                event_id: Some(self.event_id_of(rules, &raw)),
+                event_id: Some(self.incoming_id(rules, &raw)),
                 decision: Decision::Dropped,
                 reason: Some(format!(
                     "ignored: {} is not in the room (no joined member of its own)",
@@ -380,7 +415,7 @@ impl Homeserver {
             // servers take them from each other.
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.clone(),
-                event_id: Some(self.event_id_of(rules, &raw)),
+                event_id: Some(self.incoming_id(rules, &raw)),
                 decision: Decision::Dropped,
                 reason: Some(format!(
                     "not from the room's hub {hub}: participants take its events from the hub only"
@@ -388,7 +423,14 @@ impl Homeserver {
             }));
             return Ok(());
         }
-        let pdu = match self.verify_received(rules, raw) {
+        let verified = match raw {
+            Incoming::Raw(raw) => self.verify_received(rules, raw),
+            // As `verify_received` takes an exact copy checked before.
+            Incoming::Checked { received, result } => {
+                Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone))
+            }
+        };
+        let pdu = match verified {
             Ok(pdu) => pdu,
             Err(reason) => {
                 out.push(Output::Observed(Observation::Event {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{GroupView, Homeserver, forbidden, invalid, not_found};
+use super::{GroupView, Homeserver, Incoming, forbidden, invalid, not_found};
 use crate::homeserver::store::Outcome;
 use crate::homeserver::types::{Decision, Observation, Output};
+use crate::homeserver::verified::CheckedCopy;
 use crate::homeserver::wire::{
     self, ErrCode, ErrorResponse, HttpRequest, HttpResponse, MakeMembership, Request, Response,
     SendJoin, Transaction,
@@ -34,10 +35,17 @@ impl Homeserver {
         http: &HttpRequest,
         out: &mut Vec<Output>,
     ) -> HttpResponse {
-        let request = match Request::from_http(http) {
-            Ok(request) => request,
+        // A transaction's PDUs that this process checked before are recognised by their
+        // bytes and not parsed again: in a simulation every receiver but the first gets
+        // exact copies of what the first one checked.
+        let verified = Arc::clone(&self.verified);
+        let (request, checked) = match Request::from_http_knowing(http, |b| verified.get_bytes(b)) {
+            Ok(decoded) => decoded,
             Err(error) => return error.to_response().to_http(),
         };
+        if cfg!(debug_assertions) {
+            same_as_parsed_whole(http, &request, &checked);
+        }
         if let Request::SendTransaction { txn_id, .. } = &request {
             let key = (origin.to_owned(), txn_id.clone());
             if let Some(cached) = self.transactions.get(&key) {
@@ -55,7 +63,8 @@ impl Homeserver {
         }
         let response = match request {
             Request::SendTransaction { txn_id, transaction } => {
-                let response = self.on_transaction(now, origin, transaction, out).to_http();
+                let response =
+                    self.on_transaction(now, origin, transaction, checked, out).to_http();
                 let key = (origin.to_owned(), txn_id);
                 self.transactions.insert(key, response.clone(), self.config.transaction_cache_max);
                 return response;
@@ -137,23 +146,40 @@ impl Homeserver {
         now: Instant,
         origin: &str,
         transaction: Transaction,
+        checked: Vec<Option<CheckedCopy>>,
         out: &mut Vec<Output>,
     ) -> Response {
         let mut results = std::collections::BTreeMap::new();
-        for raw in transaction.pdus {
-            let room = wire::pdu_room_id(&raw).map(str::to_owned);
+        // The body's PDUs in order: those recognised by their bytes (`checked`), the others
+        // parsed into `transaction.pdus`.
+        let mut parsed = transaction.pdus.into_iter();
+        for known in checked {
+            let raw = match known {
+                Some(CheckedCopy { version, received, result }) => {
+                    let room = wire::pdu_room_id(received.json());
+                    let rules = room.and_then(|r| self.rules_of(r));
+                    // Checked under another room version than this server's for the room:
+                    // the JSON is decided afresh, as `verify_received` would.
+                    match rules.is_some_and(|rules| rules.version == version) {
+                        true => Incoming::Checked { received, result },
+                        false => Incoming::Raw(received.json().clone()),
+                    }
+                }
+                None => Incoming::Raw(parsed.next().expect("one parsed PDU per unrecognised one")),
+            };
+            let room = wire::pdu_room_id(raw.json()).map(str::to_owned);
             let id = room
                 .as_deref()
                 .and_then(|r| self.rules_of(r))
-                .map(|rules| self.event_id_of(rules, &raw));
+                .map(|rules| self.incoming_id(rules, &raw));
             // [impl] eigen-server: in a Linearized Matrix room, an event without
             // `auth_events` is an LPDU (the draft does not say how to tell them apart); its
             // result is keyed by the LPDU's id, the reference hash of the object as received.
             let lpdu_room = room
                 .as_deref()
-                .filter(|r| self.hub_of(r).is_some() && !raw.contains_key("auth_events"));
+                .filter(|r| self.hub_of(r).is_some() && !raw.json().contains_key("auth_events"));
             let result = match lpdu_room {
-                Some(room_id) => self.receive_lpdu(now, origin, room_id, raw, out),
+                Some(room_id) => self.receive_lpdu(now, origin, room_id, raw.into_json(), out),
                 None => self.receive_pdu(now, origin, raw, out),
             };
             if let Some(id) = id {
@@ -651,4 +677,29 @@ impl Homeserver {
 
 fn membership_kind(content: Option<&Value>) -> Option<&str> {
     content?.get("membership")?.as_str()
+}
+
+/// Debug builds: a request decoded with some PDUs recognised by their bytes is the request
+/// the whole body decodes to, each recognised PDU being the JSON of the copy it was
+/// recognised as.
+fn same_as_parsed_whole(http: &HttpRequest, request: &Request, checked: &[Option<CheckedCopy>]) {
+    let whole = Request::from_http(http).expect("what decodes in part decodes whole");
+    let Request::SendTransaction { txn_id, transaction } = request else {
+        assert_eq!(&whole, request, "only /send bodies are decoded in part");
+        return;
+    };
+    let mut parsed = transaction.pdus.iter();
+    let pdus: Vec<Object> = checked
+        .iter()
+        .map(|known| match known {
+            Some(copy) => copy.received.json().clone(),
+            None => parsed.next().expect("one parsed PDU per unrecognised one").clone(),
+        })
+        .collect();
+    assert!(parsed.next().is_none(), "every parsed PDU has its place");
+    let merged = Request::SendTransaction {
+        txn_id: txn_id.clone(),
+        transaction: Transaction { pdus, ..transaction.clone() },
+    };
+    assert_eq!(whole, merged, "PDUs recognised by their bytes are the PDUs of the body");
 }

@@ -10,7 +10,7 @@ use crate::homeserver::wire::codec::{
 };
 use crate::homeserver::wire::endpoint::{Endpoint, PREFIX, push_segment};
 use crate::homeserver::wire::error::WireError;
-use crate::homeserver::wire::http::HttpRequest;
+use crate::homeserver::wire::http::{HttpRequest, Method};
 use crate::homeserver::wire::target::{Query, path_event_id, path_param};
 use crate::homeserver::wire::transaction::{
     Edu, OutgoingPdu, Transaction, TransactionUse, encode_outgoing_transaction, encode_transaction,
@@ -20,7 +20,7 @@ use crate::homeserver::wire::{
     GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
     TARGET_BYTES_MAX, TRANSACTION_PDUS_MAX, echo, len_u64,
 };
-use crate::matrix::canonical_json::{INT_MAX, Object};
+use crate::matrix::canonical_json::{INT_MAX, Numbers, Object, Reader};
 use crate::matrix::ids::EventId;
 
 // ---------------------------------------------------------------------------------------
@@ -390,6 +390,63 @@ impl Request {
         Ok(request)
     }
 
+    /// [`Request::from_http`] for a receiver that may hold some of a `/send` transaction's
+    /// PDUs already: `known` is asked about the exact bytes of each PDU of the body, and
+    /// those it answers for are not parsed. For a [`Request::SendTransaction`] the list
+    /// has one entry per PDU of the body, in order: the answer of `known`, or `None` for
+    /// each PDU that was parsed into the transaction's `pdus` (which keep their order).
+    /// For any other request the list is empty.
+    ///
+    /// What is accepted, and every error, is exactly `from_http`'s: a PDU is left out only
+    /// if `known` recognised its bytes, which a receiver does only for bytes it parsed and
+    /// checked before, so the rest of the body is parsed as it was sent (without those
+    /// PDUs); on any surprise (a body that does not scan, a parse that fails) the whole
+    /// body is parsed as `from_http` parses it.
+    pub fn from_http_knowing<K>(
+        http: &HttpRequest,
+        mut known: impl FnMut(&[u8]) -> Option<K>,
+    ) -> Result<(Request, Vec<Option<K>>), WireError> {
+        let whole = |http: &HttpRequest| {
+            let request = Request::from_http(http)?;
+            let unknown = match &request {
+                Request::SendTransaction { transaction, .. } => {
+                    transaction.pdus.iter().map(|_| None).collect()
+                }
+                _ => Vec::new(),
+            };
+            Ok((request, unknown))
+        };
+        let is_send = http.method == Method::Put
+            && http.path_and_query.starts_with(SEND_PATH)
+            && http.body.as_ref().is_some_and(|body| body.len() <= REQUEST_BODY_BYTES_MAX);
+        let Some(body) = http.body.as_deref().filter(|_| is_send) else { return whole(http) };
+        let Some(pdus) = PduSpans::scan(body) else { return whole(http) };
+        let kinds: Vec<Option<K>> =
+            pdus.spans.iter().map(|span| known(&body[span.clone()])).collect();
+        if kinds.iter().all(Option::is_none) {
+            return whole(http);
+        }
+        let mut rest = Vec::with_capacity(body.len());
+        rest.extend_from_slice(&body[..pdus.open]);
+        let unknown = pdus.spans.iter().zip(&kinds).filter(|(_, kind)| kind.is_none());
+        for (index, (span, _)) in unknown.enumerate() {
+            if index > 0 {
+                rest.push(b',');
+            }
+            rest.extend_from_slice(&body[span.clone()]);
+        }
+        rest.extend_from_slice(&body[pdus.close..]);
+        let without = HttpRequest {
+            method: http.method,
+            path_and_query: http.path_and_query.clone(),
+            body: Some(rest),
+        };
+        match Request::from_http(&without) {
+            Ok(request @ Request::SendTransaction { .. }) => Ok((request, kinds)),
+            _ => whole(http),
+        }
+    }
+
     /// Bytes this request costs on the wire (see [`HttpRequest::byte_count`]). Encodes it.
     pub fn byte_count(&self) -> u64 {
         self.to_http().byte_count()
@@ -398,6 +455,55 @@ impl Request {
 
 /// The body of `get_missing_events`; `limit` and `min_depth` are left out when they are the
 /// defaults (see [`Request::encode_parts`]).
+/// The target prefix of `PUT /send/{txnId}`.
+const SEND_PATH: &str = "/_matrix/federation/v1/send/";
+
+/// Where the PDUs of a `/send` body lie: found by matching brackets and quotes, not
+/// checked (the parse that follows checks what it reads; a PDU left out of it was
+/// recognised by its exact bytes).
+struct PduSpans {
+    /// Just after the `[` of `pdus`.
+    open: usize,
+    /// At the `]` of `pdus`.
+    close: usize,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl PduSpans {
+    /// `None` when the body is not an object with one `pdus` array of at most
+    /// [`TRANSACTION_PDUS_MAX`] items, as far as scanning tells.
+    fn scan(body: &[u8]) -> Option<PduSpans> {
+        let mut reader = Reader::new(body, Numbers::IntegerLiterals);
+        if !reader.begin_object().ok()? {
+            return None;
+        }
+        let mut found = None;
+        while let Some(key) = reader.next_key().ok()? {
+            if key != "pdus" {
+                reader.skip_value().ok()?;
+                continue;
+            }
+            if !reader.begin_array().ok()? {
+                return None;
+            }
+            let open = reader.offset();
+            let mut spans = Vec::new();
+            while reader.next_item().ok()? {
+                let start = reader.offset();
+                reader.skip_value().ok()?;
+                spans.push(start..reader.offset());
+                if spans.len() > TRANSACTION_PDUS_MAX {
+                    return None;
+                }
+            }
+            let close = reader.offset().checked_sub(1)?;
+            found = Some(PduSpans { open, close, spans });
+        }
+        reader.check_end().ok()?;
+        found
+    }
+}
+
 fn get_missing_events_body(
     earliest_events: &[EventId],
     latest_events: &[EventId],

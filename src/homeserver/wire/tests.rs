@@ -4,6 +4,8 @@
 use super::*;
 use serde_json::json;
 
+use crate::matrix::canonical_json;
+
 fn object(value: Value) -> Object {
     match value {
         Value::Object(object) => object,
@@ -604,4 +606,90 @@ fn a_transaction_encodes_as_its_body_object_does() {
         let request = Request::SendTransaction { txn_id: "t".into(), transaction };
         assert_eq!(request.to_http().body, Some(general));
     }
+}
+
+#[test]
+fn pdus_known_by_their_bytes_are_left_out_of_the_parse_and_nothing_else_changes() {
+    let pdu = |n: i64| object(json!({"type": "m.room.message", "depth": n, "content": {"b": "é"}}));
+    let transaction = Transaction {
+        origin: "hs1".into(),
+        origin_server_ts: 7,
+        pdus: (0..5).map(pdu).collect(),
+        edus: vec![Edu { edu_type: "m.typing".into(), content: object(json!({"x": 1})) }],
+    };
+    let request =
+        Request::SendTransaction { txn_id: "t1".into(), transaction: transaction.clone() };
+    let sent = request.to_http();
+    // Recognise the PDUs of even depth by their exact encoding.
+    let encodings: Vec<Vec<u8>> =
+        (0..5).map(|n| canonical_json::encode_object(&pdu(n)).unwrap()).collect();
+    let known = |bytes: &[u8]| encodings.iter().position(|e| e == bytes).filter(|n| n % 2 == 0);
+    let (decoded, kinds) = Request::from_http_knowing(&sent, known).unwrap();
+    assert_eq!(kinds, [Some(0), None, Some(2), None, Some(4)]);
+    let Request::SendTransaction { txn_id, transaction: rest } = &decoded else { panic!() };
+    assert_eq!(txn_id, "t1");
+    assert_eq!(rest.pdus, [pdu(1), pdu(3)], "the others, parsed, in order");
+    assert_eq!(
+        (&rest.origin, rest.origin_server_ts, &rest.edus),
+        (&transaction.origin, 7, &transaction.edus)
+    );
+    // Nothing known, or another endpoint: exactly `from_http`.
+    let none = Request::from_http_knowing(&sent, |_| None::<()>).unwrap();
+    assert_eq!(none, (request.clone(), vec![None; 5]));
+    let other = Request::GetEvent { event_id: event_id("$e") }.to_http();
+    assert_eq!(Request::from_http_knowing(&other, known).unwrap().1, []);
+
+    // Whatever `from_http` refuses, it refuses with the same error, known PDUs or not.
+    let body = |pdus: &str, rest: &str| {
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{pdus}]{rest}}}")
+    };
+    let text = |n: usize| String::from_utf8(encodings[n].clone()).unwrap();
+    let many = vec![text(0); TRANSACTION_PDUS_MAX + 1].join(",");
+    let refused = [
+        body(&text(0), ",\"origin\":\"hs2\""), // a duplicate key after the PDUs
+        body(&text(0), "]"),                   // unbalanced
+        body(&format!("{},{}", text(0), text(1)), ",\"x\":01"), // a bad number after them
+        body(&many, ""),                       // too many PDUs, all known
+        body(&format!("{} , {}x", text(0), text(2)), ""), // junk after a known PDU
+        format!("{{\"origin\":\"bad name!\",\"origin_server_ts\":7,\"pdus\":[{}]}}", text(0)),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}],\"pdus\":[]}}", text(0)),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":{}}}", text(0)),
+    ];
+    for text in refused {
+        let http = http(Method::Put, "/_matrix/federation/v1/send/t1", Some(&text));
+        let expected = Request::from_http(&http).unwrap_err();
+        let got = Request::from_http_knowing(&http, known).unwrap_err();
+        assert_eq!(got.to_string(), expected.to_string(), "{text}");
+    }
+    // Whitespace between the items is the sender's affair: accepted as `from_http` does.
+    let spaced = body(&format!(" {} ,\n{} ", text(0), text(1)), "");
+    let http = http(Method::Put, "/_matrix/federation/v1/send/t1", Some(&spaced));
+    let (decoded, kinds) = Request::from_http_knowing(&http, known).unwrap();
+    assert_eq!(kinds, [Some(0), None]);
+    let Request::SendTransaction { transaction: rest, .. } = decoded else { panic!() };
+    assert_eq!(rest.pdus, [pdu(1)]);
+}
+
+#[test]
+fn responses_written_in_parts_are_their_body_objects() {
+    // `Response::to_http` writes PDU lists where they lie; the bytes must be those of the
+    // body object (debug builds also compare, on every response encoded).
+    let pdus = vec![pdu_stub(1), object(json!({"content": {"body": "\"é\""}, "depth": 2}))];
+    let join = SendJoin {
+        state: pdus.clone(),
+        auth_chain: pdus[..1].to_vec(),
+        event: Some(pdu_stub(3)),
+        members_omitted: true,
+        servers_in_room: Some(vec!["hs1".into(), "hs2".into()]),
+    };
+    let encoded = Response::SendJoin(join.clone()).to_http();
+    let expected = canonical_json::encode(&json!({
+        "auth_chain": [pdus[0]], "event": pdu_stub(3), "members_omitted": true,
+        "servers_in_room": ["hs1", "hs2"], "state": pdus,
+    }))
+    .unwrap();
+    assert_eq!(encoded.body, expected);
+    let missing = Response::GetMissingEvents { events: pdus.clone() }.to_http();
+    assert_eq!(missing.body, canonical_json::encode(&json!({"events": pdus})).unwrap());
+    assert_eq!(Response::SendLeave.to_http().body, b"{}");
 }

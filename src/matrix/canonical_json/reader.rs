@@ -13,9 +13,9 @@ use super::{DEPTH_MAX, Numbers, ParseError, Parser};
 /// Reads one large JSON text a piece at a time: the members of an object and the items of
 /// an array one after another, each as a [`Value`] or skipped, so that a file of a hundred
 /// thousand events never exists as one value tree. Every value it returns is checked as
-/// [`parse`](super::parse) checks it; over a whole text (`Reader::new`, which only the
-/// tests use) with errors at the same line and column. `mxsim resolve` runs it through
-/// [`Windowed`].
+/// [`parse`](super::parse) checks it; over a whole text (`Reader::new`) with errors at the
+/// same line and column. `mxsim resolve` runs it through [`Windowed`]; a homeserver finds
+/// the PDUs of a `/send` body with it (`wire::Request::from_http_knowing`).
 ///
 /// [`Reader::skip_value`] only finds where a value ends, by matching quotes and brackets:
 /// a caller that skips a value to read something after it comes back (`Reader::seek`, or
@@ -47,9 +47,15 @@ struct Open {
 }
 
 impl<'a> Reader<'a> {
-    #[cfg(test)]
     pub fn new(bytes: &'a [u8], numbers: Numbers) -> Reader<'a> {
         Reader { parser: Parser::new(bytes, numbers), open: Vec::new() }
+    }
+
+    /// The byte offset in the text of the reader's position: after a [`Reader::next_item`]
+    /// that returned `true`, where the item starts; after [`Reader::skip_value`], where the
+    /// skipped value ended.
+    pub fn offset(&self) -> usize {
+        self.parser.pos
     }
 
     /// Where the next value to read starts, for `Reader::seek`.
