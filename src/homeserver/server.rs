@@ -16,7 +16,7 @@ use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store,
 use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
 };
-use crate::homeserver::verified::VerifiedEvents;
+use crate::homeserver::verified::{CheckedCopy, VerifiedEvents};
 use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, OutgoingPdu, Request, Response};
 use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};

@@ -17,9 +17,21 @@ impl Homeserver {
         let Some((pending, _)) = self.requests.remove(&id) else { return };
         let endpoint = pending.endpoint();
         // The answer, or why there is none, as a sentence.
+        // A `send_join` answer's PDUs that this process checked before are recognised by
+        // their bytes and not parsed again (`known`), as in transactions.
+        let verified = Arc::clone(&self.verified);
+        let mut known = wire::KnownPdus::new();
         let answer: Result<Response, String> = match http {
-            Some(h) => Response::from_http(endpoint, &h)
-                .map_err(|e| format!("an answer that does not decode ({e})")),
+            Some(h) => match Response::from_http_knowing(endpoint, &h, |b| verified.get_bytes(b)) {
+                Ok((response, lists)) => {
+                    if cfg!(debug_assertions) {
+                        same_join_as_parsed_whole(endpoint, &h, &response, &lists);
+                    }
+                    known = lists;
+                    Ok(response)
+                }
+                Err(e) => Err(format!("an answer that does not decode ({e})")),
+            },
             None if timed_out => {
                 let seconds = self.config.request_timeout.ms / 1_000;
                 Err(format!("no answer within {seconds} s"))
@@ -67,6 +79,7 @@ impl Homeserver {
             }
             Pending::EventAuth { room_id } => {
                 if let Some(Response::GetEventAuth { auth_chain }) = response {
+                    let auth_chain = auth_chain.into_iter().map(Incoming::Raw).collect();
                     self.store_outliers(&room_id, auth_chain, out);
                 }
                 self.retry_waiting_after_failure(now, &room_id, out);
@@ -108,8 +121,9 @@ impl Homeserver {
             Pending::StateAt { room_id, prev } => {
                 match response {
                     Some(Response::GetState { pdus, auth_chain }) => {
-                        let mut all = auth_chain;
-                        all.extend(pdus.iter().cloned());
+                        let mut all: Vec<Incoming> =
+                            auth_chain.into_iter().map(Incoming::Raw).collect();
+                        all.extend(pdus.iter().cloned().map(Incoming::Raw));
                         self.store_outliers(&room_id, all, out);
                         let ids: Vec<EventId> = match self.rules_of(&room_id) {
                             Some(rules) => {
@@ -128,7 +142,7 @@ impl Homeserver {
             }
             Pending::Make(handshake) => self.on_make(now, handshake, answer, out),
             Pending::Send { handshake, version, own } => {
-                self.on_send(now, handshake, version, own, answer, out)
+                self.on_send(now, handshake, version, own, (answer, known), out)
             }
             Pending::Invite { user, room_id, event_id, destination } => {
                 self.on_invite_answer(now, &user, &room_id, &event_id, &destination, answer, out)
@@ -435,7 +449,7 @@ impl Homeserver {
         if failed {
             return self.fetch_full_state(now, room_id, prev, out);
         }
-        self.store_outliers(room_id, fetched, out);
+        self.store_outliers(room_id, fetched.into_iter().map(Incoming::Raw).collect(), out);
         let whole = state_ids.iter().chain([prev]).all(|id| self.store.contains(id));
         if !whole {
             return self.fetch_full_state(now, room_id, prev, out);
@@ -586,4 +600,38 @@ impl Pending {
             },
         }
     }
+}
+
+/// Debug builds: an answer decoded with some PDUs recognised by their bytes is the answer
+/// the whole body decodes to, each recognised PDU being the JSON of the copy it was
+/// recognised as.
+fn same_join_as_parsed_whole(
+    endpoint: wire::Endpoint,
+    http: &HttpResponse,
+    response: &Response,
+    known: &wire::KnownPdus<CheckedCopy>,
+) {
+    let whole = Response::from_http(endpoint, http).expect("what decodes in part decodes whole");
+    let Response::SendJoin(join) = response else {
+        assert_eq!(&whole, response, "only send_join answers are decoded in part");
+        return;
+    };
+    let merge = |parsed: &[Object], key: &str| -> Vec<Object> {
+        let mut parsed = parsed.iter();
+        let merged = known[key]
+            .iter()
+            .map(|known| match known {
+                Some(copy) => copy.received.json().clone(),
+                None => parsed.next().expect("one parsed PDU per unrecognised one").clone(),
+            })
+            .collect();
+        assert!(parsed.next().is_none(), "every parsed PDU has its place");
+        merged
+    };
+    let merged = wire::SendJoin {
+        state: merge(&join.state, "state"),
+        auth_chain: merge(&join.auth_chain, "auth_chain"),
+        ..join.clone()
+    };
+    assert_eq!(whole, Response::SendJoin(merged), "recognised PDUs are the PDUs of the body");
 }

@@ -7,7 +7,10 @@ use serde_json::Value;
 use super::{Handshake, Homeserver, Incoming, Pending};
 use crate::homeserver::store::{Outcome, StateMap};
 use crate::homeserver::types::{ActionKind, Decision, Observation, Output};
-use crate::homeserver::wire::{ErrorResponse, MakeMembership, Request, Response, SendJoin};
+use crate::homeserver::verified::CheckedCopy;
+use crate::homeserver::wire::{
+    ErrorResponse, KnownPdus, MakeMembership, Request, Response, SendJoin,
+};
 use crate::matrix::canonical_json::Object;
 use crate::matrix::linearized::{self, Lpdu};
 use crate::matrix::pdu::{self, Pdu};
@@ -262,12 +265,28 @@ impl Homeserver {
         handshake: Handshake,
         version: RoomVersion,
         own: Arc<Pdu>,
-        answer: Result<Response, String>,
+        (answer, mut known): (Result<Response, String>, KnownPdus<CheckedCopy>),
         out: &mut Vec<Output>,
     ) {
         let outcome = match answer {
             Ok(Response::SendJoin(answer)) if handshake.membership == "join" => {
-                self.on_send_join(&handshake.user, &handshake.room_id, version, &own, answer, out)
+                // The answer's lists in the body's order, PDUs recognised by their bytes
+                // among them.
+                let chain = known.remove("auth_chain").unwrap_or_default();
+                let state = known.remove("state").unwrap_or_default();
+                let lists = (
+                    Incoming::merge(version, answer.auth_chain, chain),
+                    Incoming::merge(version, answer.state, state),
+                );
+                let SendJoin { event, members_omitted, servers_in_room, .. } = answer;
+                let rest = SendJoin {
+                    state: Vec::new(),
+                    auth_chain: Vec::new(),
+                    event,
+                    members_omitted,
+                    servers_in_room,
+                };
+                self.on_send_join(&handshake, version, &own, rest, lists, out)
             }
             Ok(Response::SendKnock { .. }) if handshake.membership == "knock" => {
                 self.store_own_membership(&handshake.room_id, version, &own, out);
@@ -319,19 +338,21 @@ impl Homeserver {
     /// §5 step 6).
     fn on_send_join(
         &mut self,
-        user: &str,
-        room_id: &str,
+        handshake: &Handshake,
         version: RoomVersion,
         own: &Arc<Pdu>,
         answer: SendJoin,
+        (auth_chain, state): (Vec<Incoming>, Vec<Incoming>),
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
+        let (user, room_id) = (handshake.user.as_str(), handshake.room_id.as_str());
         let rules = version.rules();
         let fresh = self.store.room(room_id).is_none_or(|r| r.current_state.is_none());
         self.store.add_room(room_id, version);
-        let chain_len = answer.auth_chain.len();
-        let mut bundle = answer.auth_chain;
-        bundle.extend(answer.state);
+        // `answer` holds the rest of the answer; its PDUs come as `auth_chain` and `state`.
+        let chain_len = auth_chain.len();
+        let mut bundle = auth_chain;
+        bundle.extend(state);
         // The ids of what verified, in the bundle's order: the state's come after the chain.
         let ids = self.store_outliers(room_id, bundle, out);
         // The state before the join, from the answer's state events we could verify.

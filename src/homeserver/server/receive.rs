@@ -25,6 +25,33 @@ impl Incoming {
         }
     }
 
+    /// A list's PDUs in the body's order, from those parsed and those recognised by their
+    /// bytes (`known`: one entry per PDU of the list, or none when none was looked at). A
+    /// copy checked under another room version than the room's is decided afresh from its
+    /// JSON, as `verify_received` would.
+    pub(super) fn merge(
+        version: RoomVersion,
+        parsed: Vec<Object>,
+        known: Vec<Option<CheckedCopy>>,
+    ) -> Vec<Incoming> {
+        if known.is_empty() {
+            return parsed.into_iter().map(Incoming::Raw).collect();
+        }
+        let mut parsed = parsed.into_iter();
+        let merged = known
+            .into_iter()
+            .map(|known| match known {
+                Some(copy) if copy.version == version => {
+                    Incoming::Checked { received: copy.received, result: copy.result }
+                }
+                Some(copy) => Incoming::Raw(copy.received.json().clone()),
+                None => Incoming::Raw(parsed.next().expect("one parsed PDU per unrecognised one")),
+            })
+            .collect();
+        assert!(parsed.next().is_none(), "every parsed PDU has its place");
+        merged
+    }
+
     /// The JSON, copied for a checked copy (which the rare callers of this need as JSON).
     pub(super) fn into_json(self) -> Object {
         match self {
@@ -331,6 +358,21 @@ impl Homeserver {
         }
     }
 
+    /// [`Homeserver::verify_received`] for a PDU as a transaction or answer brought it.
+    pub(super) fn verify_incoming(
+        &self,
+        rules: &RoomVersionRules,
+        incoming: Incoming,
+    ) -> Result<Arc<Pdu>, String> {
+        match incoming {
+            Incoming::Raw(raw) => self.verify_received(rules, raw),
+            // As `verify_received` takes an exact copy checked before.
+            Incoming::Checked { received, result } => {
+                Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone))
+            }
+        }
+    }
+
     /// Parses and verifies a received PDU of a known room: format, signatures, hash.
     pub(super) fn verify_received(
         &self,
@@ -423,14 +465,7 @@ impl Homeserver {
             }));
             return Ok(());
         }
-        let verified = match raw {
-            Incoming::Raw(raw) => self.verify_received(rules, raw),
-            // As `verify_received` takes an exact copy checked before.
-            Incoming::Checked { received, result } => {
-                Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone))
-            }
-        };
-        let pdu = match verified {
+        let pdu = match self.verify_incoming(rules, raw) {
             Ok(pdu) => pdu,
             Err(reason) => {
                 out.push(Output::Observed(Observation::Event {
@@ -739,14 +774,14 @@ impl Homeserver {
     pub(super) fn store_outliers(
         &mut self,
         room_id: &str,
-        raws: Vec<Object>,
+        raws: Vec<Incoming>,
         out: &mut Vec<Output>,
     ) -> Vec<Option<EventId>> {
         let Some(rules) = self.rules_of(room_id) else { return vec![None; raws.len()] };
         let mut pending: BTreeMap<EventId, Arc<Pdu>> = BTreeMap::new();
         let mut ids = Vec::with_capacity(raws.len());
         for raw in raws {
-            match self.verify_received(rules, raw) {
+            match self.verify_incoming(rules, raw) {
                 Ok(pdu) => {
                     ids.push(Some(pdu.event_id().clone()));
                     if !self.store.contains(pdu.event_id()) {

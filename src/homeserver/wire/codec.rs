@@ -2,11 +2,13 @@
 //! does not depend on the room version, and the canonical-JSON bodies (encoding, strict
 //! parsing, and taking typed fields out of an untrusted object).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::homeserver::wire::error::WireError;
 use crate::homeserver::wire::{ROOM_VERSION_CHARS_MAX, TXN_ID_BYTES_MAX, echo, len_u64};
-use crate::matrix::canonical_json::{self, INT_MAX, Numbers, Object};
+use crate::matrix::canonical_json::{self, INT_MAX, Numbers, Object, Reader};
 use crate::matrix::ids::{self, EventId, ID_BYTES_MAX};
 use crate::matrix::room_version::RoomVersion;
 
@@ -188,4 +190,95 @@ pub(super) fn strings_from_json(value: Value, path: &str) -> Result<Vec<String>,
             _ => Err(WireError::bad_json(&format!("{path}[{index}]"), "must be a string")),
         })
         .collect()
+}
+
+/// Where the PDUs of a body's top-level PDU lists lie (a `/send` body's `pdus`, a
+/// `send_join` answer's `state` and `auth_chain`): found by matching brackets and quotes,
+/// not checked. A decoder that leaves some PDUs out ([`PduLists::without`]) parses the
+/// rest, which checks what it reads; a PDU is left out only when its caller recognised its
+/// exact bytes as those of a PDU parsed and checked before.
+pub(super) struct PduLists {
+    /// In the body's order.
+    lists: Vec<PduList>,
+}
+
+struct PduList {
+    key: &'static str,
+    /// Just after the list's `[`.
+    open: usize,
+    /// At the list's `]`.
+    close: usize,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl PduLists {
+    /// The lists under `keys` in an object body; `None` when the body does not scan as an
+    /// object, a key's value is not an array, or a list holds more than `max` items.
+    pub(super) fn scan(body: &[u8], keys: &[&'static str], max: Option<usize>) -> Option<PduLists> {
+        let mut reader = Reader::new(body, Numbers::IntegerLiterals);
+        if !reader.begin_object().ok()? {
+            return None;
+        }
+        let mut lists = Vec::new();
+        while let Some(key) = reader.next_key().ok()? {
+            let Some(key) = keys.iter().find(|k| **k == key) else {
+                reader.skip_value().ok()?;
+                continue;
+            };
+            if !reader.begin_array().ok()? {
+                return None;
+            }
+            let open = reader.offset();
+            let mut spans = Vec::new();
+            while reader.next_item().ok()? {
+                let start = reader.offset();
+                reader.skip_value().ok()?;
+                spans.push(start..reader.offset());
+                if max.is_some_and(|max| spans.len() > max) {
+                    return None;
+                }
+            }
+            let close = reader.offset().checked_sub(1)?;
+            lists.push(PduList { key, open, close, spans });
+        }
+        reader.check_end().ok()?;
+        Some(PduLists { lists })
+    }
+
+    /// The key of the list at `index` (in the body's order).
+    pub(super) fn key(&self, index: usize) -> &'static str {
+        self.lists[index].key
+    }
+
+    /// `known`'s answer for the bytes of each PDU, per list, in the list's order.
+    pub(super) fn ask<K>(
+        &self,
+        body: &[u8],
+        known: &mut impl FnMut(&[u8]) -> Option<K>,
+    ) -> BTreeMap<&'static str, Vec<Option<K>>> {
+        let ask = |list: &PduList, known: &mut dyn FnMut(&[u8]) -> Option<K>| {
+            list.spans.iter().map(|span| known(&body[span.clone()])).collect()
+        };
+        self.lists.iter().map(|list| (list.key, ask(list, known))).collect()
+    }
+
+    /// The body without the PDUs for which `leave_out(list index, item index)` holds: the
+    /// rest of its bytes as they are, the kept items of each list joined by commas.
+    pub(super) fn without(&self, body: &[u8], leave_out: impl Fn(usize, usize) -> bool) -> Vec<u8> {
+        let mut rest = Vec::with_capacity(body.len());
+        let mut from = 0;
+        for (list_index, list) in self.lists.iter().enumerate() {
+            rest.extend_from_slice(&body[from..list.open]);
+            let kept = list.spans.iter().enumerate().filter(|(i, _)| !leave_out(list_index, *i));
+            for (n, (_, span)) in kept.enumerate() {
+                if n > 0 {
+                    rest.push(b',');
+                }
+                rest.extend_from_slice(&body[span.clone()]);
+            }
+            from = list.close;
+        }
+        rest.extend_from_slice(&body[from..]);
+        rest
+    }
 }

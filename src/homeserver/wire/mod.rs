@@ -54,7 +54,7 @@ pub use endpoint::Endpoint;
 pub use error::{ErrCode, ErrorResponse, WireError};
 pub use http::{HttpRequest, HttpResponse, Method};
 pub use request::Request;
-pub use response::{MakeMembership, PduResult, Response, SendJoin};
+pub use response::{KnownPdus, MakeMembership, PduResult, Response, SendJoin};
 pub use transaction::{Edu, OutgoingPdu, Transaction};
 
 /// Most PDUs in one transaction (spec: "Transactions", digest §2).

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{
-    check_count_param, check_room_id, check_room_version, check_txn_id, check_user_id,
+    PduLists, check_count_param, check_room_id, check_room_version, check_txn_id, check_user_id,
     check_versions, encode_body, event_ids_json, objects_json, parse_body, parse_count_param,
     take_event_ids, take_integer, take_object, take_objects, take_string,
 };
@@ -20,7 +20,7 @@ use crate::homeserver::wire::{
     GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
     TARGET_BYTES_MAX, TRANSACTION_PDUS_MAX, echo, len_u64,
 };
-use crate::matrix::canonical_json::{INT_MAX, Numbers, Object, Reader};
+use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::ids::EventId;
 
 // ---------------------------------------------------------------------------------------
@@ -420,26 +420,18 @@ impl Request {
             && http.path_and_query.starts_with(SEND_PATH)
             && http.body.as_ref().is_some_and(|body| body.len() <= REQUEST_BODY_BYTES_MAX);
         let Some(body) = http.body.as_deref().filter(|_| is_send) else { return whole(http) };
-        let Some(pdus) = PduSpans::scan(body) else { return whole(http) };
-        let kinds: Vec<Option<K>> =
-            pdus.spans.iter().map(|span| known(&body[span.clone()])).collect();
+        let Some(lists) = PduLists::scan(body, &["pdus"], Some(TRANSACTION_PDUS_MAX)) else {
+            return whole(http);
+        };
+        let kinds = lists.ask(body, &mut known).remove("pdus").unwrap_or_default();
         if kinds.iter().all(Option::is_none) {
             return whole(http);
         }
-        let mut rest = Vec::with_capacity(body.len());
-        rest.extend_from_slice(&body[..pdus.open]);
-        let unknown = pdus.spans.iter().zip(&kinds).filter(|(_, kind)| kind.is_none());
-        for (index, (span, _)) in unknown.enumerate() {
-            if index > 0 {
-                rest.push(b',');
-            }
-            rest.extend_from_slice(&body[span.clone()]);
-        }
-        rest.extend_from_slice(&body[pdus.close..]);
+        let known_at = |_: usize, index: usize| kinds[index].is_some();
         let without = HttpRequest {
             method: http.method,
             path_and_query: http.path_and_query.clone(),
-            body: Some(rest),
+            body: Some(lists.without(body, known_at)),
         };
         match Request::from_http(&without) {
             Ok(request @ Request::SendTransaction { .. }) => Ok((request, kinds)),
@@ -457,52 +449,6 @@ impl Request {
 /// defaults (see [`Request::encode_parts`]).
 /// The target prefix of `PUT /send/{txnId}`.
 const SEND_PATH: &str = "/_matrix/federation/v1/send/";
-
-/// Where the PDUs of a `/send` body lie: found by matching brackets and quotes, not
-/// checked (the parse that follows checks what it reads; a PDU left out of it was
-/// recognised by its exact bytes).
-struct PduSpans {
-    /// Just after the `[` of `pdus`.
-    open: usize,
-    /// At the `]` of `pdus`.
-    close: usize,
-    spans: Vec<std::ops::Range<usize>>,
-}
-
-impl PduSpans {
-    /// `None` when the body is not an object with one `pdus` array of at most
-    /// [`TRANSACTION_PDUS_MAX`] items, as far as scanning tells.
-    fn scan(body: &[u8]) -> Option<PduSpans> {
-        let mut reader = Reader::new(body, Numbers::IntegerLiterals);
-        if !reader.begin_object().ok()? {
-            return None;
-        }
-        let mut found = None;
-        while let Some(key) = reader.next_key().ok()? {
-            if key != "pdus" {
-                reader.skip_value().ok()?;
-                continue;
-            }
-            if !reader.begin_array().ok()? {
-                return None;
-            }
-            let open = reader.offset();
-            let mut spans = Vec::new();
-            while reader.next_item().ok()? {
-                let start = reader.offset();
-                reader.skip_value().ok()?;
-                spans.push(start..reader.offset());
-                if spans.len() > TRANSACTION_PDUS_MAX {
-                    return None;
-                }
-            }
-            let close = reader.offset().checked_sub(1)?;
-            found = Some(PduSpans { open, close, spans });
-        }
-        reader.check_end().ok()?;
-        found
-    }
-}
 
 fn get_missing_events_body(
     earliest_events: &[EventId],

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{
-    check_room_version, encode_body, event_ids_json, objects_json, parse_body, strings_from_json,
-    take_event_ids, take_object, take_objects, take_string,
+    PduLists, check_room_version, encode_body, event_ids_json, objects_json, parse_body,
+    strings_from_json, take_event_ids, take_object, take_objects, take_string,
 };
 use crate::homeserver::wire::endpoint::Endpoint;
 use crate::homeserver::wire::error::{ErrCode, ErrorResponse, WireError};
@@ -279,11 +279,61 @@ impl Response {
         Ok(response)
     }
 
+    /// [`Response::from_http`] for a receiver that may hold some PDUs of a `send_join`
+    /// answer already (a server joining a room that other servers of its process joined):
+    /// `known` is asked about the exact bytes of each PDU of `state` and `auth_chain`, and
+    /// those it answers for are not parsed. For a [`Response::SendJoin`] the map has, for
+    /// `state` and for `auth_chain`, one entry per PDU of the body's list in order: the
+    /// answer of `known`, or `None` for each PDU parsed into the answer's list (which keeps
+    /// their order). For any other endpoint or response the map is empty.
+    ///
+    /// What is accepted, and every error, is `from_http`'s, as for
+    /// [`Request::from_http_knowing`](crate::homeserver::wire::Request::from_http_knowing).
+    pub fn from_http_knowing<K>(
+        endpoint: Endpoint,
+        http: &HttpResponse,
+        mut known: impl FnMut(&[u8]) -> Option<K>,
+    ) -> Result<(Response, KnownPdus<K>), WireError> {
+        let whole = || {
+            let response = Response::from_http(endpoint, http)?;
+            let mut lists = KnownPdus::new();
+            if let Response::SendJoin(join) = &response {
+                lists.insert("auth_chain", join.auth_chain.iter().map(|_| None).collect());
+                lists.insert("state", join.state.iter().map(|_| None).collect());
+            }
+            Ok((response, lists))
+        };
+        let body = &http.body;
+        if endpoint != Endpoint::SendJoin
+            || http.status != 200
+            || body.len() > RESPONSE_BODY_BYTES_MAX
+        {
+            return whole();
+        }
+        let Some(lists) = PduLists::scan(body, &["auth_chain", "state"], None) else {
+            return whole();
+        };
+        let kinds = lists.ask(body, &mut known);
+        if kinds.values().flatten().all(Option::is_none) {
+            return whole();
+        }
+        let leave_out = |list: usize, index: usize| kinds[lists.key(list)][index].is_some();
+        let without = HttpResponse { status: http.status, body: lists.without(body, leave_out) };
+        match Response::from_http(endpoint, &without) {
+            Ok(response @ Response::SendJoin(_)) if kinds.len() == 2 => Ok((response, kinds)),
+            _ => whole(),
+        }
+    }
+
     /// Bytes this response costs on the wire (see [`HttpResponse::byte_count`]). Encodes it.
     pub fn byte_count(&self) -> u64 {
         self.to_http().byte_count()
     }
 }
+
+/// Per PDU list of a body (by its key), what a receiver's `known` made of each PDU, in
+/// order: see [`Response::from_http_knowing`].
+pub type KnownPdus<K> = BTreeMap<&'static str, Vec<Option<K>>>;
 
 /// A top-level member of a response body, borrowed where the response holds it.
 enum Part<'a> {

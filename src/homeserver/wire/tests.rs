@@ -693,3 +693,54 @@ fn responses_written_in_parts_are_their_body_objects() {
     assert_eq!(missing.body, canonical_json::encode(&json!({"events": pdus})).unwrap());
     assert_eq!(Response::SendLeave.to_http().body, b"{}");
 }
+
+#[test]
+fn send_join_answers_leave_out_the_pdus_known_by_their_bytes() {
+    let pdu = |n: i64| object(json!({"type": "m.room.member", "depth": n, "content": {"m": "é"}}));
+    let join = SendJoin {
+        state: (0..4).map(pdu).collect(),
+        auth_chain: (10..13).map(pdu).collect(),
+        event: Some(pdu(99)),
+        members_omitted: false,
+        servers_in_room: None,
+    };
+    let sent = Response::SendJoin(join.clone()).to_http();
+    let depth_of = |bytes: &[u8]| {
+        let value = canonical_json::parse(bytes, canonical_json::Numbers::IntegerLiterals).ok()?;
+        value["depth"].as_i64()
+    };
+    // Known: odd depths, and never the `event` (not a list).
+    let known = |bytes: &[u8]| depth_of(bytes).filter(|d| d % 2 == 1 && *d != 99);
+    let (decoded, kinds) = Response::from_http_knowing(Endpoint::SendJoin, &sent, known).unwrap();
+    assert_eq!(kinds["state"], [None, Some(1), None, Some(3)]);
+    assert_eq!(kinds["auth_chain"], [None, Some(11), None]);
+    let Response::SendJoin(rest) = decoded else { panic!() };
+    assert_eq!(rest.state, [pdu(0), pdu(2)]);
+    assert_eq!(rest.auth_chain, [pdu(10), pdu(12)]);
+    assert_eq!(rest.event, Some(pdu(99)));
+    // Nothing known: `from_http`, with every entry `None`.
+    let (whole, kinds) =
+        Response::from_http_knowing(Endpoint::SendJoin, &sent, |_| None::<()>).unwrap();
+    assert_eq!(whole, Response::SendJoin(join));
+    assert_eq!((kinds["state"].len(), kinds["auth_chain"].len()), (4, 3));
+    // Other endpoints and errors: `from_http`, and an empty map.
+    let missing = Response::GetMissingEvents { events: vec![pdu(1)] }.to_http();
+    let (decoded, kinds) =
+        Response::from_http_knowing(Endpoint::GetMissingEvents, &missing, known).unwrap();
+    assert_eq!(decoded, Response::from_http(Endpoint::GetMissingEvents, &missing).unwrap());
+    assert!(kinds.is_empty());
+    // Refused as `from_http` refuses, known PDUs or not.
+    let text = |n: i64| String::from_utf8(canonical_json::encode_object(&pdu(n)).unwrap()).unwrap();
+    for body in [
+        format!("{{\"auth_chain\":[{}],\"state\":[{}],\"state\":[]}}", text(1), text(3)),
+        format!("{{\"auth_chain\":[{}]}}", text(1)),
+        format!("{{\"auth_chain\":[{}],\"state\":[{}]", text(1), text(3)),
+        format!("{{\"auth_chain\":[{}],\"state\":[{}],\"event\":1.5}}", text(1), text(3)),
+        format!("{{\"auth_chain\":{},\"state\":[]}}", text(1)),
+    ] {
+        let http = HttpResponse { status: 200, body: body.clone().into_bytes() };
+        let expected = Response::from_http(Endpoint::SendJoin, &http).unwrap_err();
+        let got = Response::from_http_knowing(Endpoint::SendJoin, &http, known).unwrap_err();
+        assert_eq!(got.to_string(), expected.to_string(), "{body}");
+    }
+}
