@@ -218,6 +218,12 @@ impl EventId {
         format!("!{}", &self.0[1..])
     }
 
+    /// Whether `room_id` is [`EventId::to_room_id`] of this id, without building it (the
+    /// auth rules of v12 ask this for every event they check).
+    pub fn names_room(&self, room_id: &str) -> bool {
+        room_id.strip_prefix('!') == self.0.strip_prefix('$')
+    }
+
     /// The v12 create event id implied by a room id (`$` instead of `!`).
     pub fn from_room_id(room_id: &str) -> Option<EventId> {
         let rest = room_id.strip_prefix('!')?;
@@ -496,6 +502,10 @@ mod tests {
         assert_eq!(create.as_str(), "$31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM");
         assert!(create.is_reference_hash());
         assert_eq!(create.to_room_id(), v12);
+        assert!(create.names_room(v12));
+        for other in ["", "!", "$", &v12[1..], &format!("{v12}x"), &v12[..v12.len() - 1]] {
+            assert!(!create.names_room(other), "{other:?}");
+        }
     }
 
     #[test]

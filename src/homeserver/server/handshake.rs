@@ -369,7 +369,7 @@ impl Homeserver {
         // The room's create event must be the one the room id names (v12) or be in state.
         let create_key = ("m.room.create".to_owned(), String::new());
         let create_ok = match state.get(&create_key) {
-            Some(create) if rules.room_id_is_create_event_hash => create.to_room_id() == room_id,
+            Some(create) if rules.room_id_is_create_event_hash => create.names_room(room_id),
             Some(_) => true,
             None => false,
         };

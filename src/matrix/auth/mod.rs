@@ -431,7 +431,7 @@ fn room_create_event<'a>(
     if rules.room_id_is_create_event_hash {
         let room_id = event.room_id();
         return match create {
-            Some(create) if room_id == Some(create.event_id().to_room_id().as_str()) => Ok(create),
+            Some(create) if room_id.is_some_and(|r| create.event_id().names_room(r)) => Ok(create),
             _ => Err(reject(
                 rules,
                 Rule::RoomIdNotCreateEvent,
