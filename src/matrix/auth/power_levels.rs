@@ -96,6 +96,23 @@ pub(super) fn creators(rules: &RoomVersionRules, create: &Pdu) -> BTreeSet<Strin
     creators
 }
 
+/// Whether `user` is among [`creators`], without building the set (asked for every power
+/// level read in a v12 room).
+pub(super) fn is_creator(rules: &RoomVersionRules, create: &Pdu, user: &str) -> bool {
+    let found = if rules.privileged_creators {
+        create.sender() == user
+            || matches!(
+                create.content().get("additional_creators"),
+                Some(Value::Array(additional))
+                    if additional.iter().any(|c| c.as_str() == Some(user))
+            )
+    } else {
+        creator(rules, create) == Some(user)
+    };
+    debug_assert_eq!(found, creators(rules, create).contains(user), "is_creator is creators");
+    found
+}
+
 /// "The room creator" of a create event as the first-join rule 4.3.1 (v12 5.3.1) and the
 /// v10/v11 no-power-levels default use it: `content.creator` in v10, the create event's
 /// `sender` from v11 (flag [`RoomVersionRules::creator_source`]). `None` when a v10
@@ -118,7 +135,7 @@ pub fn user_power_level(rules: &RoomVersionRules, state: &dyn AuthState, user: &
     let create = state.get("m.room.create", "");
     if rules.privileged_creators {
         if let Some(create) = create {
-            if creators(rules, create).contains(user) {
+            if is_creator(rules, create, user) {
                 return PowerLevel::Infinite;
             }
         }
