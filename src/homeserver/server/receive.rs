@@ -7,6 +7,37 @@ use crate::matrix::linearized;
 /// How many resolutions [`Homeserver::resolve_groups`] remembers.
 const RESOLUTIONS_KEPT: usize = 4;
 
+/// The state an event's own auth events form (receipt check 4): a handful of state
+/// events searched linearly, where a map keyed by `(String, String)` built two strings per
+/// event and per lookup. An event with the key of one already in replaces it, as a map's
+/// insert does.
+#[derive(Default)]
+struct AuthEventState<'a> {
+    events: Vec<&'a Pdu>,
+}
+
+impl<'a> AuthEventState<'a> {
+    /// Adds a state event (anything else is ignored, as it has no key).
+    fn insert(&mut self, pdu: &'a Pdu) {
+        let Some(key) = pdu.state_key() else { return };
+        let same = |e: &&Pdu| e.state_key() == Some(key) && e.event_type() == pdu.event_type();
+        match self.events.iter_mut().find(|e| same(e)) {
+            Some(slot) => *slot = pdu,
+            None => self.events.push(pdu),
+        }
+    }
+}
+
+impl AuthState for AuthEventState<'_> {
+    fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
+        let found = self
+            .events
+            .iter()
+            .find(|e| e.state_key() == Some(state_key) && e.event_type() == event_type);
+        found.copied()
+    }
+}
+
 /// A PDU as a transaction brought it: its JSON, or an exact copy this process checked
 /// before, recognised by its bytes ([`VerifiedEvents::get_bytes`]) under the room version
 /// of its room, with what the checks made of it.
@@ -181,7 +212,6 @@ impl Homeserver {
         let rules = self.rules_of(room_id).expect("room is known");
         // Check 4: against the state its own auth events form.
         let mut auth_list: Vec<(Arc<Pdu>, bool)> = Vec::new();
-        let mut auth_state: BTreeMap<StateKey, Arc<Pdu>> = BTreeMap::new();
         for id in pdu.auth_events() {
             let Some(event) = self.store.event(id) else {
                 return Outcome::rejected(
@@ -189,27 +219,24 @@ impl Homeserver {
                     format!("auth event {id} unknown"),
                 );
             };
-            let rejected = event.outcome.is_rejected();
-            auth_list.push((Arc::clone(&event.pdu), rejected));
-            if !rejected {
-                if let Some(key) = event.pdu.state_key() {
-                    auth_state.insert(
-                        (event.pdu.event_type().to_owned(), key.to_owned()),
-                        Arc::clone(&event.pdu),
-                    );
-                }
-            }
+            auth_list.push((Arc::clone(&event.pdu), event.outcome.is_rejected()));
         }
+        let mut implied_create = None;
         if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
             // v12: the create event is implied by the room id.
             if let Some(create) =
                 EventId::from_room_id(room_id).and_then(|id| self.store.event(&id))
             {
                 if !create.outcome.is_rejected() {
-                    auth_state
-                        .insert(("m.room.create".into(), String::new()), Arc::clone(&create.pdu));
+                    implied_create = Some(Arc::clone(&create.pdu));
                 }
             }
+        }
+        // The state the accepted auth events form, then the implied create event.
+        let mut auth_state = AuthEventState::default();
+        let accepted = auth_list.iter().filter(|(_, rejected)| !rejected);
+        for event in accepted.map(|(p, _)| &**p).chain(implied_create.as_deref()) {
+            auth_state.insert(event);
         }
         let list: Vec<(&Pdu, bool)> = auth_list.iter().map(|(p, r)| (&**p, *r)).collect();
         let keys = Arc::clone(&self.keys);
@@ -874,5 +901,59 @@ fn signature_check<'k>(rules: &RoomVersionRules, keys: &'k KeyRing) -> Signature
         SignatureCheck::AlreadyVerified
     } else {
         SignatureCheck::Keys(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_event_state_answers_as_a_map_keyed_by_type_and_state_key() {
+        let key = SigningKey::from_seed(&[5; 32], "ed25519:1").unwrap();
+        let rules = RoomVersion::V11.rules();
+        let event = |kind: &str, state_key: Option<&str>, n: i64| {
+            let mut json = serde_json::json!({
+                "type": kind, "sender": "@a:hs1", "room_id": "!r:hs1", "origin_server_ts": n,
+                "depth": n, "prev_events": [], "auth_events": [], "content": {"n": n},
+            });
+            if let Some(state_key) = state_key {
+                json["state_key"] = Value::from(state_key);
+            }
+            let Value::Object(json) = json else { unreachable!() };
+            pdu::build_signed(rules, json, "hs1", &key).unwrap()
+        };
+        let events = [
+            event("m.room.create", Some(""), 1),
+            event("m.room.member", Some("@a:hs1"), 2),
+            event("m.room.member", Some("@b:hs1"), 3),
+            event("m.room.message", None, 4),
+            event("m.room.member", Some("@a:hs1"), 5),
+            event("m.room.member", Some(""), 6),
+        ];
+        let mut small = AuthEventState::default();
+        let mut map: BTreeMap<StateKey, &Pdu> = BTreeMap::new();
+        for pdu in &events {
+            small.insert(pdu);
+            if let Some(state_key) = pdu.state_key() {
+                map.insert((pdu.event_type().to_owned(), state_key.to_owned()), pdu);
+            }
+        }
+        let asked = [
+            ("m.room.create", ""),
+            ("m.room.member", "@a:hs1"),
+            ("m.room.member", "@b:hs1"),
+            ("m.room.member", ""),
+            ("m.room.message", ""),
+            ("m.room.power_levels", ""),
+        ];
+        for (kind, state_key) in asked {
+            let got = AuthState::get(&small, kind, state_key).map(Pdu::event_id);
+            let want = AuthState::get(&map, kind, state_key).map(Pdu::event_id);
+            assert_eq!(got, want, "{kind} {state_key:?}");
+        }
+        // The later of two events with one key is the one kept.
+        let member = AuthState::get(&small, "m.room.member", "@a:hs1").unwrap();
+        assert_eq!(member.event_id(), events[4].event_id());
     }
 }
