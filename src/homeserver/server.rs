@@ -27,12 +27,14 @@ use crate::matrix::state_res::{self, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
 use crate::stdx::{Duration, EPOCH_MS, Fnv1a, Instant, Prng};
 
+use incoming::Incoming;
 pub use linear::OfflineSends;
 use linear::PendingLpdu;
-use receive::Incoming;
 
+mod decide;
 mod fetch;
 mod handshake;
+mod incoming;
 mod linear;
 mod local;
 mod receive;

@@ -616,18 +616,7 @@ fn same_join_as_parsed_whole(
         assert_eq!(&whole, response, "only send_join answers are decoded in part");
         return;
     };
-    let merge = |parsed: &[Object], key: &str| -> Vec<Object> {
-        let mut parsed = parsed.iter();
-        let merged = known[key]
-            .iter()
-            .map(|known| match known {
-                Some(copy) => copy.received.json().clone(),
-                None => parsed.next().expect("one parsed PDU per unrecognised one").clone(),
-            })
-            .collect();
-        assert!(parsed.next().is_none(), "every parsed PDU has its place");
-        merged
-    };
+    let merge = |parsed: &[Object], key: &str| super::incoming::sent_json(parsed, &known[key]);
     let merged = wire::SendJoin {
         state: merge(&join.state, "state"),
         auth_chain: merge(&join.auth_chain, "auth_chain"),

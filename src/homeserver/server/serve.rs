@@ -155,15 +155,10 @@ impl Homeserver {
         let mut parsed = transaction.pdus.into_iter();
         for known in checked {
             let raw = match known {
-                Some(CheckedCopy { version, received, result }) => {
-                    let room = wire::pdu_room_id(received.json());
-                    let rules = room.and_then(|r| self.rules_of(r));
-                    // Checked under another room version than this server's for the room:
-                    // the JSON is decided afresh, as `verify_received` would.
-                    match rules.is_some_and(|rules| rules.version == version) {
-                        true => Incoming::Checked { received, result },
-                        false => Incoming::Raw(received.json().clone()),
-                    }
+                Some(copy) => {
+                    let room = wire::pdu_room_id(copy.received.json());
+                    let version = room.and_then(|r| self.rules_of(r)).map(|rules| rules.version);
+                    Incoming::of_copy(copy, version)
                 }
                 None => Incoming::Raw(parsed.next().expect("one parsed PDU per unrecognised one")),
             };
@@ -688,15 +683,7 @@ fn same_as_parsed_whole(http: &HttpRequest, request: &Request, checked: &[Option
         assert_eq!(&whole, request, "only /send bodies are decoded in part");
         return;
     };
-    let mut parsed = transaction.pdus.iter();
-    let pdus: Vec<Object> = checked
-        .iter()
-        .map(|known| match known {
-            Some(copy) => copy.received.json().clone(),
-            None => parsed.next().expect("one parsed PDU per unrecognised one").clone(),
-        })
-        .collect();
-    assert!(parsed.next().is_none(), "every parsed PDU has its place");
+    let pdus = super::incoming::sent_json(&transaction.pdus, checked);
     let merged = Request::SendTransaction {
         txn_id: txn_id.clone(),
         transaction: Transaction { pdus, ..transaction.clone() },

@@ -1,0 +1,186 @@
+//! Deciding a received event: the receipt checks 4–6 (against its auth events, the state
+//! before it and the current state) and the auth check of an outlier.
+
+use super::*;
+
+/// The state an event's own auth events form (receipt check 4): a handful of state
+/// events searched linearly, where a map keyed by `(String, String)` built two strings per
+/// event and per lookup. An event with the key of one already in replaces it, as a map's
+/// insert does.
+#[derive(Default)]
+struct AuthEventState<'a> {
+    events: Vec<&'a Pdu>,
+}
+
+impl<'a> AuthEventState<'a> {
+    /// Adds a state event (anything else is ignored, as it has no key).
+    fn insert(&mut self, pdu: &'a Pdu) {
+        let Some(key) = pdu.state_key() else { return };
+        let same = |e: &&Pdu| e.state_key() == Some(key) && e.event_type() == pdu.event_type();
+        match self.events.iter_mut().find(|e| same(e)) {
+            Some(slot) => *slot = pdu,
+            None => self.events.push(pdu),
+        }
+    }
+}
+
+impl AuthState for AuthEventState<'_> {
+    fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
+        let found = self
+            .events
+            .iter()
+            .find(|e| e.state_key() == Some(state_key) && e.event_type() == event_type);
+        found.copied()
+    }
+}
+
+impl Homeserver {
+    /// The receipt checks 4–6 (federation-api.md §3) for an event whose auth and prev
+    /// events are all stored with state. Does not store it.
+    pub(super) fn decide(&mut self, room_id: &str, pdu: &Arc<Pdu>) -> Outcome {
+        let rules = self.rules_of(room_id).expect("room is known");
+        // Check 4: against the state its own auth events form.
+        let keys = Arc::clone(&self.keys);
+        let signatures = signature_check(rules, &keys);
+        if let Err(rejected) = self.check_auth_events(rules, room_id, pdu, true, signatures) {
+            return rejected;
+        }
+        // Check 5: against the state before it.
+        let before = match self.state_before(rules, pdu) {
+            Ok(group) => group,
+            Err(reason) => return Outcome::rejected(RejectionKind::StateBefore, reason),
+        };
+        let check = |store: &Store, group: StateGroupId| -> Result<(), Rejection> {
+            let view = GroupView { store, group };
+            auth::check_state_rules(rules, pdu, &view, signatures)
+        };
+        if let Err(rejection) = check(&self.store, before) {
+            return Outcome::rejected(RejectionKind::StateBefore, rejection.to_string());
+        }
+        // Check 6: against the current state. When that is the very state group of check 5
+        // (an event on the room's only forward extremity, the common case), the rules read
+        // the same state and give the same answer: it passed above.
+        let current = self.store.room(room_id).and_then(|r| r.current_state);
+        if let Some(current) = current.filter(|&current| current != before) {
+            if let Err(rejection) = check(&self.store, current) {
+                return Outcome::soft_failed(rejection.to_string());
+            }
+        }
+        Outcome::accepted()
+    }
+
+    /// Auth check of an outlier against its own auth events (receipt check 4 only).
+    pub(super) fn check_own_auth(&self, room_id: &str, pdu: &Pdu) -> Outcome {
+        let rules = self.rules_of(room_id).expect("room is known");
+        let signatures = SignatureCheck::Keys(&self.keys);
+        match self.check_auth_events(rules, room_id, pdu, false, signatures) {
+            Ok(()) => Outcome::outlier(),
+            Err(rejected) => rejected,
+        }
+    }
+
+    /// Receipt check 4: `pdu` against the state its accepted auth events form and, in v12,
+    /// the create event its room id names (`accepted_create`: only if that is accepted, as
+    /// a decision takes it; an outlier's check takes it either way). `Err` is the
+    /// rejection.
+    fn check_auth_events(
+        &self,
+        rules: &RoomVersionRules,
+        room_id: &str,
+        pdu: &Pdu,
+        accepted_create: bool,
+        signatures: SignatureCheck<'_>,
+    ) -> Result<(), Outcome> {
+        let mut list: Vec<(&Pdu, bool)> = Vec::new();
+        let mut state = AuthEventState::default();
+        for id in pdu.auth_events() {
+            let Some(event) = self.store.event(id) else {
+                let reason = format!("auth event {id} unknown");
+                return Err(Outcome::rejected(RejectionKind::AuthEvents, reason));
+            };
+            let rejected = event.outcome.is_rejected();
+            list.push((&event.pdu, rejected));
+            if !rejected {
+                state.insert(&event.pdu);
+            }
+        }
+        if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
+            // v12: the create event is implied by the room id.
+            let create = EventId::from_room_id(room_id).and_then(|id| self.store.event(&id));
+            if let Some(create) = create.filter(|c| !accepted_create || !c.outcome.is_rejected()) {
+                state.insert(&create.pdu);
+            }
+        }
+        auth::check_event(rules, pdu, &list, &state, signatures).map_err(|rejection| {
+            Outcome::rejected(RejectionKind::AuthEvents, rejection.to_string())
+        })
+    }
+}
+
+/// How the auth rules of a decision treat signatures. Linearized Matrix makes the
+/// receipt check's signatures (the hub's and the sender's, `pdu::verify`) auth rules 1
+/// and 2; every event a server decides passed that check when it was received, or was
+/// built or completed here, so they are not verified again for each of the decision's
+/// two auth checks. Other versions' signature rule (the authorising server's signature
+/// on a restricted join) is verified with the keys.
+fn signature_check<'k>(rules: &RoomVersionRules, keys: &'k KeyRing) -> SignatureCheck<'k> {
+    if rules.signature_auth_rules {
+        SignatureCheck::AlreadyVerified
+    } else {
+        SignatureCheck::Keys(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_event_state_answers_as_a_map_keyed_by_type_and_state_key() {
+        let key = SigningKey::from_seed(&[5; 32], "ed25519:1").unwrap();
+        let rules = RoomVersion::V11.rules();
+        let event = |kind: &str, state_key: Option<&str>, n: i64| {
+            let mut json = serde_json::json!({
+                "type": kind, "sender": "@a:hs1", "room_id": "!r:hs1", "origin_server_ts": n,
+                "depth": n, "prev_events": [], "auth_events": [], "content": {"n": n},
+            });
+            if let Some(state_key) = state_key {
+                json["state_key"] = Value::from(state_key);
+            }
+            let Value::Object(json) = json else { unreachable!() };
+            pdu::build_signed(rules, json, "hs1", &key).unwrap()
+        };
+        let events = [
+            event("m.room.create", Some(""), 1),
+            event("m.room.member", Some("@a:hs1"), 2),
+            event("m.room.member", Some("@b:hs1"), 3),
+            event("m.room.message", None, 4),
+            event("m.room.member", Some("@a:hs1"), 5),
+            event("m.room.member", Some(""), 6),
+        ];
+        let mut small = AuthEventState::default();
+        let mut map: BTreeMap<StateKey, &Pdu> = BTreeMap::new();
+        for pdu in &events {
+            small.insert(pdu);
+            if let Some(state_key) = pdu.state_key() {
+                map.insert((pdu.event_type().to_owned(), state_key.to_owned()), pdu);
+            }
+        }
+        let asked = [
+            ("m.room.create", ""),
+            ("m.room.member", "@a:hs1"),
+            ("m.room.member", "@b:hs1"),
+            ("m.room.member", ""),
+            ("m.room.message", ""),
+            ("m.room.power_levels", ""),
+        ];
+        for (kind, state_key) in asked {
+            let got = AuthState::get(&small, kind, state_key).map(Pdu::event_id);
+            let want = AuthState::get(&map, kind, state_key).map(Pdu::event_id);
+            assert_eq!(got, want, "{kind} {state_key:?}");
+        }
+        // The later of two events with one key is the one kept.
+        let member = AuthState::get(&small, "m.room.member", "@a:hs1").unwrap();
+        assert_eq!(member.event_id(), events[4].event_id());
+    }
+}

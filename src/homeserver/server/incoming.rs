@@ -1,0 +1,157 @@
+//! PDUs as transactions and answers bring them ([`Incoming`]): raw JSON, or exact copies
+//! this process checked before, recognised by their bytes; their event ids and their
+//! receipt checks of format, hash and signatures.
+
+use super::*;
+
+/// A PDU as a transaction brought it: its JSON, or an exact copy this process checked
+/// before, recognised by its bytes ([`VerifiedEvents::get_bytes`]) under the room version
+/// of its room, with what the checks made of it.
+///
+/// [`VerifiedEvents::get_bytes`]: crate::homeserver::verified::VerifiedEvents::get_bytes
+pub(super) enum Incoming {
+    Raw(Object),
+    Checked { received: Arc<Pdu>, result: Arc<Pdu> },
+}
+
+impl Incoming {
+    pub(super) fn json(&self) -> &Object {
+        match self {
+            Incoming::Raw(raw) => raw,
+            Incoming::Checked { received, .. } => received.json(),
+        }
+    }
+
+    /// A copy recognised by its bytes, for a room of version `room_version` (`None`: a room
+    /// this server does not know). A copy checked under another version is decided afresh
+    /// from its JSON, as `verify_received` would.
+    pub(super) fn of_copy(copy: CheckedCopy, room_version: Option<RoomVersion>) -> Incoming {
+        match room_version == Some(copy.version) {
+            true => Incoming::Checked { received: copy.received, result: copy.result },
+            false => Incoming::Raw(copy.received.json().clone()),
+        }
+    }
+
+    /// A list's PDUs in the body's order, from those parsed and those recognised by their
+    /// bytes (`known`: one entry per PDU of the list, or none when none was looked at), for
+    /// a room of version `version`.
+    pub(super) fn merge(
+        version: RoomVersion,
+        parsed: Vec<Object>,
+        known: Vec<Option<CheckedCopy>>,
+    ) -> Vec<Incoming> {
+        if known.is_empty() {
+            return parsed.into_iter().map(Incoming::Raw).collect();
+        }
+        let mut parsed = parsed.into_iter();
+        let merged = known
+            .into_iter()
+            .map(|known| match known {
+                Some(copy) => Incoming::of_copy(copy, Some(version)),
+                None => Incoming::Raw(parsed.next().expect("one parsed PDU per unrecognised one")),
+            })
+            .collect();
+        assert!(parsed.next().is_none(), "every parsed PDU has its place");
+        merged
+    }
+
+    /// The JSON, copied for a checked copy (which the rare callers of this need as JSON).
+    pub(super) fn into_json(self) -> Object {
+        match self {
+            Incoming::Raw(raw) => raw,
+            Incoming::Checked { received, .. } => received.json().clone(),
+        }
+    }
+}
+
+/// Debug builds: the JSON of a body's PDU list as it was sent, from the PDUs parsed
+/// (`parsed`, in order) and those recognised by their bytes (`known`, one entry per PDU of
+/// the list): what the whole body's parse gives, to compare with it.
+pub(super) fn sent_json(parsed: &[Object], known: &[Option<CheckedCopy>]) -> Vec<Object> {
+    let mut parsed = parsed.iter();
+    let merged = known
+        .iter()
+        .map(|known| match known {
+            Some(copy) => copy.received.json().clone(),
+            None => parsed.next().expect("one parsed PDU per unrecognised one").clone(),
+        })
+        .collect();
+    assert!(parsed.next().is_none(), "every parsed PDU has its place");
+    merged
+}
+
+impl Homeserver {
+    /// [`Homeserver::event_id_of`] for a PDU as a transaction brought it.
+    pub(super) fn incoming_id(&self, rules: &RoomVersionRules, incoming: &Incoming) -> EventId {
+        match incoming {
+            Incoming::Raw(raw) => self.event_id_of(rules, raw),
+            Incoming::Checked { received, .. } => received.event_id().clone(),
+        }
+    }
+
+    /// The event id of a copy as received. An exact copy this process checked before has
+    /// the id found then (the reference hash depends only on the copy and the room
+    /// version, both compared by [`VerifiedEvents::get_raw`]), so only a copy not seen
+    /// before is hashed: a transaction's result for each PDU is keyed by its id, and
+    /// hashing every copy again was a tenth of a 100-server run's instructions.
+    ///
+    /// [`VerifiedEvents::get_raw`]: crate::homeserver::verified::VerifiedEvents::get_raw
+    pub(super) fn event_id_of(&self, rules: &RoomVersionRules, raw: &Object) -> EventId {
+        match self.verified.get_raw(rules.version, raw) {
+            Some((received, _)) => received.event_id().clone(),
+            None => pdu::event_id(rules, raw),
+        }
+    }
+
+    /// [`Homeserver::verify_received`] for a PDU as a transaction or answer brought it.
+    pub(super) fn verify_incoming(
+        &self,
+        rules: &RoomVersionRules,
+        incoming: Incoming,
+    ) -> Result<Arc<Pdu>, String> {
+        match incoming {
+            Incoming::Raw(raw) => self.verify_received(rules, raw),
+            // As `verify_received` takes an exact copy checked before.
+            Incoming::Checked { received, result } => {
+                Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone))
+            }
+        }
+    }
+
+    /// Parses and verifies a received PDU of a known room: format, signatures, hash.
+    pub(super) fn verify_received(
+        &self,
+        rules: &RoomVersionRules,
+        raw: Object,
+    ) -> Result<Arc<Pdu>, String> {
+        // An exact copy this process checked before: its parse, id and checks are known,
+        // so none is repeated (the store's copy is kept, as below).
+        if let Some((received, result)) = self.verified.get_raw(rules.version, &raw) {
+            return Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone));
+        }
+        let pdu = wire::parse_pdu(rules, raw).map_err(|e| format!("bad format: {e}"))?;
+        // The event id is the reference hash: a stored event with this id has the same
+        // redacted form, signatures aside, and was verified when it was stored. Keep that
+        // copy and skip the signature check (the simulator's hottest path in large rooms,
+        // where state and gap-filling responses repeat events the server has).
+        if let Some(stored) = self.store.pdu(pdu.event_id()) {
+            return Ok(Arc::clone(stored));
+        }
+        // The same copy checked by another server sharing the cache: the checks of format,
+        // hash and signatures depend only on the copy and the keys, so take its result
+        // (and share its body) rather than verify again.
+        if let Some(verified) = self.verified.get(rules.version, &pdu) {
+            return Ok(verified);
+        }
+        let received = Arc::new(pdu);
+        let result = match pdu::verify(rules, &received, &self.keys) {
+            Ok(Verified::Intact) => Arc::clone(&received),
+            Ok(Verified::Redacted(redacted)) => Pdu::from_json(rules, redacted)
+                .map(Arc::new)
+                .map_err(|e| format!("bad redacted form: {e}"))?,
+            Err(e) => return Err(e.to_string()),
+        };
+        self.verified.insert(rules.version, received, Arc::clone(&result));
+        Ok(result)
+    }
+}
