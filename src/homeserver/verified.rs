@@ -160,21 +160,28 @@ mod tests {
     use crate::matrix::crypto::SigningKey;
     use crate::matrix::pdu;
 
-    #[test]
-    fn a_raw_copy_is_found_only_when_it_is_the_exact_copy_checked() {
-        let key = SigningKey::from_seed(&[3; 32], "ed25519:1").unwrap();
+    /// A cache for hs1's key, and a signed v11 message of hs1 with body `body`.
+    fn cache_and_message(seed: u8) -> (VerifiedEvents, impl Fn(&str) -> Arc<Pdu>) {
+        let key = SigningKey::from_seed(&[seed; 32], "ed25519:1").unwrap();
         let mut ring = KeyRing::new();
         ring.entry("hs1".into()).or_default().insert("ed25519:1".into(), key.public_key());
-        let cache = VerifiedEvents::new(Arc::new(ring));
-        let serde_json::Value::Object(json) = serde_json::json!({
-            "type": "m.room.message", "sender": "@a:hs1", "room_id": "!r:hs1",
-            "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"], "auth_events": ["$c"],
-            "content": {"body": "hi"},
-        }) else {
-            unreachable!()
+        let build = move |body: &str| {
+            let serde_json::Value::Object(json) = serde_json::json!({
+                "type": "m.room.message", "sender": "@a:hs1", "room_id": "!r:hs1",
+                "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"], "auth_events": ["$c"],
+                "content": {"body": body},
+            }) else {
+                unreachable!()
+            };
+            Arc::new(pdu::build_signed(RoomVersion::V11.rules(), json, "hs1", &key).unwrap())
         };
-        let rules = RoomVersion::V11.rules();
-        let built = Arc::new(pdu::build_signed(rules, json, "hs1", &key).unwrap());
+        (VerifiedEvents::new(Arc::new(ring)), build)
+    }
+
+    #[test]
+    fn a_raw_copy_is_found_only_when_it_is_the_exact_copy_checked() {
+        let (cache, build) = cache_and_message(3);
+        let built = build("hi");
         let raw = built.json().clone();
         assert!(cache.get_raw(RoomVersion::V11, &raw).is_none(), "nothing checked yet");
         cache.insert(RoomVersion::V11, Arc::clone(&built), Arc::clone(&built));
@@ -193,20 +200,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_found_by_its_bytes_only_when_they_are_its_exact_canonical_json() {
-        let key = SigningKey::from_seed(&[4; 32], "ed25519:1").unwrap();
-        let mut ring = KeyRing::new();
-        ring.entry("hs1".into()).or_default().insert("ed25519:1".into(), key.public_key());
-        let cache = VerifiedEvents::new(Arc::new(ring));
-        let build = |body: &str| {
-            let serde_json::Value::Object(json) = serde_json::json!({
-                "type": "m.room.message", "sender": "@a:hs1", "room_id": "!r:hs1",
-                "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"], "auth_events": ["$c"],
-                "content": {"body": body},
-            }) else {
-                unreachable!()
-            };
-            Arc::new(pdu::build_signed(RoomVersion::V11.rules(), json, "hs1", &key).unwrap())
-        };
+        let (cache, build) = cache_and_message(4);
         let (one, two) = (build("one"), build("two"));
         let bytes = |pdu: &Pdu| canonical_json::encode_object(pdu.json()).unwrap();
         assert!(cache.get_bytes(&bytes(&one)).is_none(), "nothing checked yet");
