@@ -86,6 +86,8 @@ const FENCED: &[(&str, &str)] = &[
     ("sha2", "matrix/crypto.rs"),
     ("ed25519_dalek", "matrix/crypto.rs"),
     ("base64", "matrix/crypto.rs"),
+    ("mimalloc", "main.rs"),
+    ("libmimalloc_sys", "main.rs"),
 ];
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
