@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::homeserver::store::StateKey;
 use crate::matrix::EventId;
-use crate::stdx::Fnv1a;
+use crate::stdx::{Fnv1a, same_text};
 
 /// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
 /// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
@@ -66,21 +66,22 @@ impl Delta {
         if self.mask & key_bit(hash) == 0 {
             return None;
         }
-        let wanted = (event_type, state_key);
+        // Keys are unique, so the first entry with the key is the entry. A small delta is
+        // scanned: comparing texts for equality (`same_text`, inline) costs less than the
+        // ordered comparisons of a binary search, each a `memcmp` call.
+        let wanted = |((t, k), _): &&(StateKey, Option<EventId>)| {
+            same_text(k, state_key) && same_text(t, event_type)
+        };
         if !self.by_hash.is_empty() {
             let from = self.by_hash.partition_point(|&(h, _)| h < hash);
             return self.by_hash[from..]
                 .iter()
                 .take_while(|&&(h, _)| h == hash)
                 .map(|&(_, at)| &self.entries[at as usize])
-                .find(|((t, k), _)| (t.as_str(), k.as_str()) == wanted)
+                .find(wanted)
                 .map(|(_, event)| event);
         }
-        let at = self
-            .entries
-            .binary_search_by(|((t, k), _)| (t.as_str(), k.as_str()).cmp(&wanted))
-            .ok()?;
-        Some(&self.entries[at].1)
+        self.entries.iter().find(wanted).map(|(_, event)| event)
     }
 
     pub(super) fn keys(&self) -> impl Iterator<Item = &StateKey> {
