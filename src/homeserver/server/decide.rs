@@ -2,7 +2,6 @@
 //! before it and the current state) and the auth check of an outlier.
 
 use super::*;
-use crate::stdx::same_text;
 
 /// The state an event's own auth events form (receipt check 4): a handful of state
 /// events searched linearly, where a map keyed by `(String, String)` built two strings per
@@ -17,7 +16,7 @@ impl<'a> AuthEventState<'a> {
     /// Adds a state event (anything else is ignored, as it has no key).
     fn insert(&mut self, pdu: &'a Pdu) {
         let Some(key) = pdu.state_key() else { return };
-        let same = |e: &&Pdu| same_key(e, pdu.event_type(), key);
+        let same = |e: &&Pdu| e.has_key(pdu.event_type(), key);
         match self.events.iter_mut().find(|e| same(e)) {
             Some(slot) => *slot = pdu,
             None => self.events.push(pdu),
@@ -27,15 +26,8 @@ impl<'a> AuthEventState<'a> {
 
 impl AuthState for AuthEventState<'_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
-        self.events.iter().find(|e| same_key(e, event_type, state_key)).copied()
+        self.events.iter().find(|e| e.has_key(event_type, state_key)).copied()
     }
-}
-
-/// Whether a state event has this key; compared without a `memcmp` call per string, as
-/// the auth rules ask a dozen times per event.
-fn same_key(pdu: &Pdu, event_type: &str, state_key: &str) -> bool {
-    pdu.state_key().is_some_and(|key| same_text(key, state_key))
-        && same_text(pdu.event_type(), event_type)
 }
 
 impl Homeserver {

@@ -27,10 +27,7 @@ impl<'s> SmallState<'s> {
 
 impl AuthState for SmallState<'_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
-        let found = self
-            .events
-            .iter()
-            .find(|(_, e)| e.state_key() == Some(state_key) && e.event_type() == event_type);
+        let found = self.events.iter().find(|(_, e)| e.has_key(event_type, state_key));
         found.map(|&(_, pdu)| pdu)
     }
 }

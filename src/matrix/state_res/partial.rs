@@ -164,7 +164,7 @@ pub(super) fn check_key(state_set: usize, key: &StateKey, pdu: &Pdu) -> Result<(
 
 /// Whether `pdu` is a state event with this `type` and `state_key`.
 fn key_matches(event_type: &str, state_key: &str, pdu: &Pdu) -> bool {
-    pdu.state_key() == Some(state_key) && pdu.event_type() == event_type
+    pdu.has_key(event_type, state_key)
 }
 
 /// [`check_key`] without an owned key: allocates only to report a mismatch.
