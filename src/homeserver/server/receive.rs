@@ -88,13 +88,21 @@ impl Homeserver {
         // The changes hold every overlay key, so they apply to any input group; the group
         // they change least is the parent, so that the stored delta is the resolution's
         // real difference (a few keys), not that from the oldest input.
+        // Each change's place among the overlay keys, found once rather than once per
+        // group: with hundreds of forward extremities and hundreds of changes (a thousand
+        // servers joining at once), the searches by `(String, String)` key were a fifth
+        // of the run. Outside the overlay keys a change names a key the base and every
+        // set lack.
+        let places: Vec<Option<usize>> = resolved
+            .changes
+            .iter()
+            .map(|(key, _)| overlaid.keys.binary_search(&key).ok())
+            .collect();
         let differences = |set: &[Option<&EventId>]| {
-            let differs = |(key, event): &&(StateKey, Option<EventId>)| {
-                // Outside the overlay keys a change names a key the base and every set lack.
-                let held = overlaid.keys.binary_search(&key).ok().and_then(|at| set[at]);
-                held != event.as_ref()
+            let differs = |(place, (_, event)): &(&Option<usize>, &(StateKey, Option<EventId>))| {
+                place.and_then(|at| set[at]) != event.as_ref()
             };
-            resolved.changes.iter().filter(differs).count()
+            places.iter().zip(resolved.changes.iter()).filter(differs).count()
         };
         let closest = (0..groups.len())
             .min_by_key(|&at| differences(&overlaid.sets[at]))
