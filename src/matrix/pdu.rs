@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::matrix::canonical_json::Object;
 use crate::matrix::ids::{self, EventId, IdError, IdInterner};
 use crate::matrix::room_version::RoomVersionRules;
-use crate::stdx::same_text;
+use crate::matrix::words::same_text;
 
 mod format;
 mod signing;

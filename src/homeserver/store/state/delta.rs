@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::homeserver::store::StateKey;
 use crate::matrix::EventId;
-use crate::stdx::{Fnv1a, same_text};
+use crate::matrix::words::same_text;
+use crate::stdx::Fnv1a;
 
 /// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
 /// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
