@@ -19,19 +19,20 @@ impl Homeserver {
         // The answer, or why there is none, as a sentence.
         // A `send_join` answer's PDUs that this process checked before are recognised by
         // their bytes and not parsed again (`known`), as in transactions.
-        let verified = Arc::clone(&self.verified);
         let mut known = wire::KnownPdus::new();
         let answer: Result<Response, String> = match http {
-            Some(h) => match Response::from_http_knowing(endpoint, &h, |b| verified.get_bytes(b)) {
-                Ok((response, lists)) => {
-                    if cfg!(debug_assertions) {
-                        same_join_as_parsed_whole(endpoint, &h, &response, &lists);
+            Some(h) => {
+                match Response::from_http_knowing(endpoint, &h, |b| self.verified.get_bytes(b)) {
+                    Ok((response, lists)) => {
+                        if cfg!(debug_assertions) {
+                            same_join_as_parsed_whole(endpoint, &h, &response, &lists);
+                        }
+                        known = lists;
+                        Ok(response)
                     }
-                    known = lists;
-                    Ok(response)
+                    Err(e) => Err(format!("an answer that does not decode ({e})")),
                 }
-                Err(e) => Err(format!("an answer that does not decode ({e})")),
-            },
+            }
             None if timed_out => {
                 let seconds = self.config.request_timeout.ms / 1_000;
                 Err(format!("no answer within {seconds} s"))

@@ -269,24 +269,16 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) {
         let outcome = match answer {
-            Ok(Response::SendJoin(answer)) if handshake.membership == "join" => {
+            Ok(Response::SendJoin(mut answer)) if handshake.membership == "join" => {
                 // The answer's lists in the body's order, PDUs recognised by their bytes
-                // among them.
-                let chain = known.remove("auth_chain").unwrap_or_default();
-                let state = known.remove("state").unwrap_or_default();
-                let lists = (
-                    Incoming::merge(version, answer.auth_chain, chain),
-                    Incoming::merge(version, answer.state, state),
-                );
-                let SendJoin { event, members_omitted, servers_in_room, .. } = answer;
-                let rest = SendJoin {
-                    state: Vec::new(),
-                    auth_chain: Vec::new(),
-                    event,
-                    members_omitted,
-                    servers_in_room,
+                // among them; `answer` keeps the rest.
+                let mut list = |key: &str, parsed: &mut Vec<Object>| {
+                    let known = known.remove(key).unwrap_or_default();
+                    Incoming::merge(version, std::mem::take(parsed), known)
                 };
-                self.on_send_join(&handshake, version, &own, rest, lists, out)
+                let lists =
+                    (list("auth_chain", &mut answer.auth_chain), list("state", &mut answer.state));
+                self.on_send_join(&handshake, version, &own, answer, lists, out)
             }
             Ok(Response::SendKnock { .. }) if handshake.membership == "knock" => {
                 self.store_own_membership(&handshake.room_id, version, &own, out);

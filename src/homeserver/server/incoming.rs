@@ -26,9 +26,10 @@ impl Incoming {
     /// this server does not know). A copy checked under another version is decided afresh
     /// from its JSON, as `verify_received` would.
     pub(super) fn of_copy(copy: CheckedCopy, room_version: Option<RoomVersion>) -> Incoming {
-        match room_version == Some(copy.version) {
-            true => Incoming::Checked { received: copy.received, result: copy.result },
-            false => Incoming::Raw(copy.received.json().clone()),
+        if room_version == Some(copy.version) {
+            Incoming::Checked { received: copy.received, result: copy.result }
+        } else {
+            Incoming::Raw(copy.received.json().clone())
         }
     }
 
@@ -43,16 +44,7 @@ impl Incoming {
         if known.is_empty() {
             return parsed.into_iter().map(Incoming::Raw).collect();
         }
-        let mut parsed = parsed.into_iter();
-        let merged = known
-            .into_iter()
-            .map(|known| match known {
-                Some(copy) => Incoming::of_copy(copy, Some(version)),
-                None => Incoming::Raw(parsed.next().expect("one parsed PDU per unrecognised one")),
-            })
-            .collect();
-        assert!(parsed.next().is_none(), "every parsed PDU has its place");
-        merged
+        interleave(parsed, known, |copy| Incoming::of_copy(copy, Some(version)), Incoming::Raw)
     }
 
     /// The JSON, copied for a checked copy (which the rare callers of this need as JSON).
@@ -68,12 +60,25 @@ impl Incoming {
 /// (`parsed`, in order) and those recognised by their bytes (`known`, one entry per PDU of
 /// the list): what the whole body's parse gives, to compare with it.
 pub(super) fn sent_json(parsed: &[Object], known: &[Option<CheckedCopy>]) -> Vec<Object> {
-    let mut parsed = parsed.iter();
+    let known = known.iter().map(Option::as_ref);
+    interleave(parsed, known, |copy| copy.received.json().clone(), Object::clone)
+}
+
+/// A body's PDU list in order, from the PDUs parsed (`parsed`, in order) and the answers
+/// for those recognised by their bytes (`known`: one entry per PDU of the list, `None` for
+/// each parsed one), each made an item by `copy` or `parsed_item`.
+pub(super) fn interleave<P, K, T>(
+    parsed: impl IntoIterator<Item = P>,
+    known: impl IntoIterator<Item = Option<K>>,
+    mut copy: impl FnMut(K) -> T,
+    mut parsed_item: impl FnMut(P) -> T,
+) -> Vec<T> {
+    let mut parsed = parsed.into_iter();
     let merged = known
-        .iter()
+        .into_iter()
         .map(|known| match known {
-            Some(copy) => copy.received.json().clone(),
-            None => parsed.next().expect("one parsed PDU per unrecognised one").clone(),
+            Some(known) => copy(known),
+            None => parsed_item(parsed.next().expect("one parsed PDU per unrecognised one")),
         })
         .collect();
     assert!(parsed.next().is_none(), "every parsed PDU has its place");
@@ -111,11 +116,15 @@ impl Homeserver {
     ) -> Result<Arc<Pdu>, String> {
         match incoming {
             Incoming::Raw(raw) => self.verify_received(rules, raw),
-            // As `verify_received` takes an exact copy checked before.
-            Incoming::Checked { received, result } => {
-                Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone))
-            }
+            Incoming::Checked { received, result } => Ok(self.checked_copy(&received, result)),
         }
+    }
+
+    /// What to go on with for an exact copy checked before: the store's copy if the event
+    /// is stored (as for any received copy of a stored event, below), else the checks'
+    /// result.
+    fn checked_copy(&self, received: &Pdu, result: Arc<Pdu>) -> Arc<Pdu> {
+        self.store.pdu(received.event_id()).map_or(result, Arc::clone)
     }
 
     /// Parses and verifies a received PDU of a known room: format, signatures, hash.
@@ -127,7 +136,7 @@ impl Homeserver {
         // An exact copy this process checked before: its parse, id and checks are known,
         // so none is repeated (the store's copy is kept, as below).
         if let Some((received, result)) = self.verified.get_raw(rules.version, &raw) {
-            return Ok(self.store.pdu(received.event_id()).map_or(result, Arc::clone));
+            return Ok(self.checked_copy(&received, result));
         }
         let pdu = wire::parse_pdu(rules, raw).map_err(|e| format!("bad format: {e}"))?;
         // The event id is the reference hash: a stored event with this id has the same

@@ -85,9 +85,6 @@ impl Homeserver {
         let resolved =
             state_res::resolve_overlaid(rules, &overlaid, &events, ResolveOptions::default())
                 .map_err(|e| e.to_string())?;
-        // The changes hold every overlay key, so they apply to any input group; the group
-        // they change least is the parent, so that the stored delta is the resolution's
-        // real difference (a few keys), not that from the oldest input.
         // Each change's place among the overlay keys, found once rather than once per
         // group: with hundreds of forward extremities and hundreds of changes (a thousand
         // servers joining at once), the searches by `(String, String)` key were a fifth
@@ -98,6 +95,9 @@ impl Homeserver {
             .iter()
             .map(|(key, _)| overlaid.keys.binary_search(&key).ok())
             .collect();
+        // The changes hold every overlay key, so they apply to any input group; the group
+        // they change least is the parent, so that the stored delta is the resolution's
+        // real difference (a few keys), not that from the oldest input.
         let differences = |set: &[Option<&EventId>]| {
             let differs = |(place, (_, event)): &(&Option<usize>, &(StateKey, Option<EventId>))| {
                 place.and_then(|at| set[at]) != event.as_ref()

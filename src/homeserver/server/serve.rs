@@ -38,8 +38,8 @@ impl Homeserver {
         // A transaction's PDUs that this process checked before are recognised by their
         // bytes and not parsed again: in a simulation every receiver but the first gets
         // exact copies of what the first one checked.
-        let verified = Arc::clone(&self.verified);
-        let (request, checked) = match Request::from_http_knowing(http, |b| verified.get_bytes(b)) {
+        let known = |bytes: &[u8]| self.verified.get_bytes(bytes);
+        let (request, checked) = match Request::from_http_knowing(http, known) {
             Ok(decoded) => decoded,
             Err(error) => return error.to_response().to_http(),
         };
@@ -150,18 +150,15 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) -> Response {
         let mut results = std::collections::BTreeMap::new();
-        // The body's PDUs in order: those recognised by their bytes (`checked`), the others
-        // parsed into `transaction.pdus`.
-        let mut parsed = transaction.pdus.into_iter();
-        for known in checked {
-            let raw = match known {
-                Some(copy) => {
-                    let room = wire::pdu_room_id(copy.received.json());
-                    let version = room.and_then(|r| self.rules_of(r)).map(|rules| rules.version);
-                    Incoming::of_copy(copy, version)
-                }
-                None => Incoming::Raw(parsed.next().expect("one parsed PDU per unrecognised one")),
-            };
+        // The body's PDUs in order: those recognised by their bytes (`checked`), each under
+        // the version of the room it names, and the others parsed into `transaction.pdus`.
+        let of_copy = |copy: CheckedCopy| {
+            let room = wire::pdu_room_id(copy.received.json());
+            let version = room.and_then(|r| self.rules_of(r)).map(|rules| rules.version);
+            Incoming::of_copy(copy, version)
+        };
+        let pdus = super::incoming::interleave(transaction.pdus, checked, of_copy, Incoming::Raw);
+        for raw in pdus {
             let room = wire::pdu_room_id(raw.json()).map(str::to_owned);
             let id = room
                 .as_deref()

@@ -445,11 +445,11 @@ impl Request {
     }
 }
 
-/// The body of `get_missing_events`; `limit` and `min_depth` are left out when they are the
-/// defaults (see [`Request::encode_parts`]).
 /// The target prefix of `PUT /send/{txnId}`.
 const SEND_PATH: &str = "/_matrix/federation/v1/send/";
 
+/// The body of `get_missing_events`; `limit` and `min_depth` are left out when they are the
+/// defaults (see [`Request::encode_parts`]).
 fn get_missing_events_body(
     earliest_events: &[EventId],
     latest_events: &[EventId],

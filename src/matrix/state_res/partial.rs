@@ -78,7 +78,7 @@ impl<'a, 's: 'a, 'i, S: EventStore + ?Sized> PartialState<'a, 's, 'i, S> {
             // The map's key is almost always its event's own: then the event's node names
             // the slot, with no lookup of the key's strings.
             let (slot, value) = match nodes.fetch(node) {
-                Ok(found) if key_matches(&key.0, &key.1, found.0) => {
+                Ok(found) if found.0.has_key(&key.0, &key.1) => {
                     let id = index.state_key_id(node).expect("a state event has an interned key");
                     (Some(id), Unconflicted::Checked(found))
                 }
@@ -102,7 +102,7 @@ impl<'a, 's: 'a, 'i, S: EventStore + ?Sized> PartialState<'a, 's, 'i, S> {
     /// ids are at hand; only other keys cost a lookup of their strings in the index.
     /// `None`: no indexed event has the key.
     fn key_id(&self, event: &Loaded<'_>, event_type: &str, state_key: &str) -> Option<StateKeyId> {
-        if key_matches(event_type, state_key, event.pdu) {
+        if event.pdu.has_key(event_type, state_key) {
             return event.key;
         }
         if state_key.is_empty() {
@@ -110,8 +110,7 @@ impl<'a, 's: 'a, 'i, S: EventStore + ?Sized> PartialState<'a, 's, 'i, S> {
                 return id;
             }
         }
-        let listed =
-            event.auth_events.iter().find(|auth| key_matches(event_type, state_key, auth.pdu));
+        let listed = event.auth_events.iter().find(|auth| auth.pdu.has_key(event_type, state_key));
         match listed {
             Some(auth) => auth.key,
             None => self.nodes.index.find_state_key(event_type, state_key),
@@ -162,11 +161,6 @@ pub(super) fn check_key(state_set: usize, key: &StateKey, pdu: &Pdu) -> Result<(
     check_key_parts(state_set, &key.0, &key.1, pdu)
 }
 
-/// Whether `pdu` is a state event with this `type` and `state_key`.
-fn key_matches(event_type: &str, state_key: &str, pdu: &Pdu) -> bool {
-    pdu.has_key(event_type, state_key)
-}
-
 /// [`check_key`] without an owned key: allocates only to report a mismatch.
 fn check_key_parts(
     state_set: usize,
@@ -174,7 +168,7 @@ fn check_key_parts(
     state_key: &str,
     pdu: &Pdu,
 ) -> Result<(), ResolveError> {
-    if key_matches(event_type, state_key, pdu) {
+    if pdu.has_key(event_type, state_key) {
         return Ok(());
     }
     let key = (event_type.to_owned(), state_key.to_owned());
