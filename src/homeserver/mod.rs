@@ -12,6 +12,8 @@
 //!   encoding as HTTP-like bytes, and the error responses for malformed input.
 //! - [`verified`]: the results of the format, hash and signature checks, shared by the
 //!   servers of one process so that each unique event is verified once.
+//! - [`resolutions`]: state resolutions shared by the servers of one process, so that
+//!   each distinct resolution of the same states is computed once.
 //! - [`outbound`]: per-destination delivery of PDUs and EDUs in transactions, with one
 //!   transaction in flight, retries with back-off, bounded queues and catch-up.
 //!
@@ -20,6 +22,7 @@
 //! input from peers yields error values, never a panic; a panic means an mxsim bug.
 
 pub mod outbound;
+pub mod resolutions;
 pub mod server;
 pub mod store;
 pub mod types;

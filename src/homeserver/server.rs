@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::homeserver::outbound::{self, Outbound, OutboundAction, ResponseOutcome};
+use crate::homeserver::resolutions::{Read, Recorded, SharedResolutions};
 use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store, StoredEvent};
 use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
@@ -21,9 +22,9 @@ use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, OutgoingPdu, Re
 use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::crypto::{KeyRing, SigningKey};
-use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
+use crate::matrix::dag::{AuthChainIndex, EventStore, NodeId, RejectionKind};
 use crate::matrix::pdu::{self, Pdu, Verified};
-use crate::matrix::state_res::{self, ResolveOptions};
+use crate::matrix::state_res::{self, Overlaid, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
 use crate::stdx::{Duration, EPOCH_MS, Fnv1a, Instant, Prng};
 
@@ -343,6 +344,9 @@ pub struct Homeserver {
     /// Verified events, shared with the other servers of the process when handed one
     /// ([`Homeserver::share_verified`]); otherwise this server's own.
     verified: Arc<VerifiedEvents>,
+    /// State resolutions shared with the other servers of the process, when handed some
+    /// ([`Homeserver::share_resolutions`]).
+    resolutions: Option<Arc<SharedResolutions>>,
     /// Linearized Matrix, as a participant: the LPDUs of its users sent to a hub and not
     /// yet seen back in the hub's list, refused or given up, by LPDU id. Volatile: a crash
     /// loses them, as it loses the outbound queues.
@@ -414,6 +418,61 @@ impl EventStore for StoreEvents<'_> {
 
     fn auth_chain_index(&self) -> Option<&AuthChainIndex> {
         self.0.auth_chain_index(self.1)
+    }
+}
+
+/// [`StoreEvents`] noting the id of every event a resolution reads, so that what it read
+/// can be recorded with it ([`SharedResolutions`]).
+struct ReadingEvents<'a> {
+    events: StoreEvents<'a>,
+    read: RefCell<Vec<EventId>>,
+}
+
+impl ReadingEvents<'_> {
+    /// What was read of each event, by id (sorted, distinct).
+    fn reads(self) -> Vec<(EventId, Read)> {
+        let mut ids = self.read.into_inner();
+        ids.sort_unstable();
+        ids.dedup();
+        let store = self.events.0;
+        ids.into_iter()
+            .map(|id| {
+                let read = match store.original_pdu(&id) {
+                    None => Read::Missing,
+                    Some(pdu) => {
+                        Read::Found { pdu: Arc::clone(pdu), rejection: self.events.rejection(&id) }
+                    }
+                };
+                (id, read)
+            })
+            .collect()
+    }
+}
+
+impl EventStore for ReadingEvents<'_> {
+    fn get(&self, event_id: &EventId) -> Option<&Pdu> {
+        self.read.borrow_mut().push(event_id.clone());
+        self.events.get(event_id)
+    }
+
+    fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
+        self.read.borrow_mut().push(event_id.clone());
+        self.events.rejection(event_id)
+    }
+
+    fn get_with_rejection(&self, event_id: &EventId) -> Option<(&Pdu, Option<RejectionKind>)> {
+        self.read.borrow_mut().push(event_id.clone());
+        self.events.get_with_rejection(event_id)
+    }
+
+    fn get_by_node(&self, node: NodeId) -> Option<(&Pdu, Option<RejectionKind>)> {
+        let found = self.events.get_by_node(node)?;
+        self.read.borrow_mut().push(found.0.event_id().clone());
+        Some(found)
+    }
+
+    fn auth_chain_index(&self) -> Option<&AuthChainIndex> {
+        self.events.auth_chain_index()
     }
 }
 
@@ -539,6 +598,7 @@ impl Homeserver {
             joined_at: RefCell::new(None),
             resident: RefCell::new(BTreeMap::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
+            resolutions: None,
             lpdus_pending: BTreeMap::new(),
             lists_to_merge: BTreeSet::new(),
         };
@@ -562,6 +622,13 @@ impl Homeserver {
         }
         self.verified = Arc::clone(verified);
         true
+    }
+
+    /// Shares `resolutions` with this server: a resolution of states it finds there,
+    /// recorded by a server whose store read the same, is taken instead of resolving
+    /// again, and this server's resolutions go into it ([`SharedResolutions`]).
+    pub fn share_resolutions(&mut self, resolutions: &Arc<SharedResolutions>) {
+        self.resolutions = Some(Arc::clone(resolutions));
     }
 
     /// The committed store (what survives a crash).

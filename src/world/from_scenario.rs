@@ -55,6 +55,7 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
         server_configs,
         mxsim_version: mxsim_version.to_owned(),
         swarm: None,
+        share_resolutions: true,
     })
 }
 

@@ -52,6 +52,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use crate::homeserver::resolutions::{Counts as ResolutionCounts, SharedResolutions};
 use crate::homeserver::verified::VerifiedEvents;
 use crate::homeserver::wire::HttpRequest;
 use crate::homeserver::{
@@ -80,6 +81,9 @@ pub struct RunOutput {
     pub events: Vec<Vec<u8>>,
     /// Room labels to room ids (rooms that were created).
     pub rooms: BTreeMap<String, String>,
+    /// How the servers used the state resolutions they share (work saved, not a result:
+    /// the trace is the same without them).
+    pub resolutions: ResolutionCounts,
 }
 
 /// Where a run has got to, handed to a progress display ([`run_with_progress`]). Nothing
@@ -163,6 +167,9 @@ struct Shared {
     /// The verified events all servers share: each unique event is parsed, hashed and
     /// verified once, and every store refers to that one body.
     verified: Arc<VerifiedEvents>,
+    /// The state resolutions all servers share: each distinct resolution of the same
+    /// states, read the same way, is computed once.
+    resolutions: Arc<SharedResolutions>,
     root: Prng,
     net: Network<Message>,
     slots: Vec<Slot>,
@@ -221,6 +228,7 @@ impl Shared {
         Shared {
             plan: plan.clone(),
             verified: Arc::new(VerifiedEvents::new(Arc::clone(&keys))),
+            resolutions: Arc::new(SharedResolutions::new()),
             keys,
             root: root.clone(),
             net,
@@ -358,6 +366,9 @@ impl Shared {
         };
         let shared = server.share_verified(&self.verified);
         assert!(shared, "the servers and the cache use the world's one key ring");
+        if self.plan.share_resolutions {
+            server.share_resolutions(&self.resolutions);
+        }
         let recovered = (slot.incarnation > 0)
             .then(|| server.store().events().map(|(id, _)| id.as_str().to_owned()).collect());
         slot.server = Some(server);

@@ -25,6 +25,12 @@ pub struct Plan {
     pub mxsim_version: String,
     /// The swarm configuration the scenario was drawn with, recorded in the trace header.
     pub swarm: Option<serde_json::Value>,
+    /// Whether the servers share state resolutions ([`SharedResolutions`]): on in every
+    /// run `from_scenario` plans. A run gives the same trace either way; off, each server
+    /// resolves everything itself (tests compare the two).
+    ///
+    /// [`SharedResolutions`]: crate::homeserver::resolutions::SharedResolutions
+    pub share_resolutions: bool,
 }
 
 impl Plan {

@@ -211,6 +211,7 @@ impl Shared {
             trace: self.take_trace(header),
             events: std::mem::take(&mut self.created),
             rooms: std::mem::take(&mut self.rooms),
+            resolutions: self.resolutions.counts(),
         }
     }
 }

@@ -88,6 +88,7 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
         server_configs: Default::default(),
         mxsim_version: "test".into(),
         swarm: None,
+        share_resolutions: true,
     }
 }
 
@@ -277,4 +278,27 @@ fn progress_follows_the_run_without_changing_it() {
         observed.trace.records.iter().filter(|r| matches!(r.body, Body::Deliver { .. })).count()
             as u64;
     assert!(last.deliveries > 0 && last.deliveries <= delivered, "{last:?} of {delivered}");
+}
+
+/// Servers that share state resolutions take many of them from one another, and a run
+/// gives the same trace as one where each server resolves everything itself. (In debug
+/// builds every resolution taken is also checked against the server's own.)
+#[test]
+fn shared_resolutions_change_the_work_not_the_run() {
+    for name in ["concurrent-joins-partition", "three-way-split"] {
+        let path = format!("scenarios/{name}.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let scenario = mxsim::scenario::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        for seed in 1..=2 {
+            let mut plan = mxsim::world::from_scenario::plan(&scenario, seed, "test").unwrap();
+            assert!(plan.share_resolutions, "on in planned runs");
+            let shared = run(&plan).unwrap();
+            plan.share_resolutions = false;
+            let alone = run(&plan).unwrap();
+            let counts = shared.resolutions;
+            assert!(counts.found > 0 && counts.recorded > 0, "{name} seed {seed}: {counts:?}");
+            assert_eq!(alone.resolutions.asked, 0, "{name} seed {seed}: nothing shared");
+            assert_eq!(shared.trace.hash(), alone.trace.hash(), "{name} seed {seed}");
+        }
+    }
 }

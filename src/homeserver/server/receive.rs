@@ -78,22 +78,27 @@ impl Homeserver {
         if let Some(last) = self.last_resolutions.iter().find(|last| last.groups == groups) {
             return Ok(last.result);
         }
-        let events = StoreEvents(&self.store, room_id);
         // Only the keys set above the groups' snapshots (and where those differ) are
         // compared and stored, not each group's whole state.
         let overlaid = self.store.overlaid(&groups);
-        let resolved =
-            state_res::resolve_overlaid(rules, &overlaid, &events, ResolveOptions::default())
-                .map_err(|e| e.to_string())?;
+        let admitted = self.admitted(rules, room_id, &groups, &overlaid)?;
+        let resolved = state_res::overlaid_changes(&overlaid, &admitted);
         // Each change's place among the overlay keys, found once rather than once per
         // group: with hundreds of forward extremities and hundreds of changes (a thousand
         // servers joining at once), the searches by `(String, String)` key were a fifth
         // of the run. Outside the overlay keys a change names a key the base and every
         // set lack.
+        // Both are sorted by key: one merge walk.
+        let mut at = 0;
         let places: Vec<Option<usize>> = resolved
             .changes
             .iter()
-            .map(|(key, _)| overlaid.keys.binary_search(&key).ok())
+            .map(|(key, _)| {
+                while at < overlaid.keys.len() && overlaid.keys[at] < key {
+                    at += 1;
+                }
+                (at < overlaid.keys.len() && overlaid.keys[at] == key).then_some(at)
+            })
             .collect();
         // The changes hold every overlay key, so they apply to any input group; the group
         // they change least is the parent, so that the stored delta is the resolution's
@@ -109,6 +114,7 @@ impl Homeserver {
             .expect("at least two groups");
         #[cfg(debug_assertions)]
         {
+            let events = StoreEvents(&self.store, room_id);
             let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
             let full = state_res::resolve(rules, &maps, &events, ResolveOptions::default())
                 .expect("the overlaid resolution succeeded");
@@ -127,6 +133,65 @@ impl Homeserver {
         }
         self.last_resolutions.push_back(LastResolution { events_version: version, groups, result });
         Ok(result)
+    }
+
+    /// The events the resolution of `groups` (as `overlaid`) admits: taken from the
+    /// resolutions shared with other servers when one of the same states is there and this
+    /// store reads as the recording server's did, else computed (and shared when this
+    /// server shares resolutions). Both ends need the room's auth chains whole in the
+    /// index ([`SharedResolutions`]).
+    fn admitted(
+        &self,
+        rules: &RoomVersionRules,
+        room_id: &str,
+        groups: &[StateGroupId],
+        overlaid: &Overlaid<'_>,
+    ) -> Result<Arc<Vec<Arc<Pdu>>>, String> {
+        let options = ResolveOptions::default();
+        let events = StoreEvents(&self.store, room_id);
+        let shared = self.resolutions.as_ref().filter(|_| self.store.room_fully_indexed(room_id));
+        let Some(shared) = shared else {
+            let admitted = state_res::admitted_overlaid(rules, overlaid, &events, options)
+                .map_err(|e| e.to_string())?;
+            return Ok(Arc::new(self.stored_copies(&admitted)));
+        };
+        let digests = groups.iter().map(|&g| self.store.state_digest(g)).collect();
+        let key = SharedResolutions::key(rules.version, digests);
+        let reads_same = |reads: &[(EventId, Read)]| {
+            reads.iter().all(|(id, read)| {
+                let local = self.store.original_pdu(id).map(|pdu| (pdu, events.rejection(id)));
+                read.matches(local)
+            })
+        };
+        if let Some(recorded) = shared.find(&key, reads_same) {
+            #[cfg(debug_assertions)]
+            {
+                let ids = |pdus: &[&Pdu]| -> Vec<EventId> {
+                    pdus.iter().map(|p| p.event_id().clone()).collect()
+                };
+                let own = state_res::admitted_overlaid(rules, overlaid, &events, options);
+                let taken: Vec<&Pdu> = recorded.admitted.iter().map(|p| &**p).collect();
+                assert_eq!(
+                    own.ok().map(|own| ids(&own)),
+                    Some(ids(&taken)),
+                    "a shared resolution is this server's own"
+                );
+            }
+            return Ok(Arc::clone(&recorded.admitted));
+        }
+        let reading = ReadingEvents { events, read: RefCell::new(Vec::new()) };
+        let admitted = state_res::admitted_overlaid(rules, overlaid, &reading, options)
+            .map(|admitted| Arc::new(self.stored_copies(&admitted)))
+            .map_err(|e| e.to_string())?;
+        shared.record(key, Recorded { reads: reading.reads(), admitted: Arc::clone(&admitted) });
+        Ok(admitted)
+    }
+
+    /// The stored copies (as resolution reads them: [`Store::original_pdu`]) of the events
+    /// a resolution of this store's states admitted.
+    fn stored_copies(&self, admitted: &[&Pdu]) -> Vec<Arc<Pdu>> {
+        let stored = |pdu: &Pdu| self.store.original_pdu(pdu.event_id()).map(Arc::clone);
+        admitted.iter().map(|pdu| stored(pdu).expect("read from the store")).collect()
     }
 
     /// Stores a decided event and updates extremities and current state.

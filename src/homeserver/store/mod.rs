@@ -118,6 +118,9 @@ pub struct Store {
     /// Per room, the auth chains of its stored events, extended as each is stored, so
     /// that a state resolution does not index the room's auth chains again.
     auth_indexes: BTreeMap<String, AuthChainIndex>,
+    /// Per room, how many stored events are not in its auth-chain index (their auth chain
+    /// had a missing event); rooms with none are left out.
+    unindexed: BTreeMap<String, u64>,
     /// Counts the changes to stored events (replaced, redacted): what a state resolution
     /// reads besides the states themselves ([`Store::events_version`]).
     events_version: u64,
@@ -233,14 +236,24 @@ impl Store {
     /// a missing event (one rejected for it) stays out: a resolution over it indexes the
     /// chains it needs itself.
     fn index_auth_chain(&mut self, room_id: &str, id: &EventId) {
-        let Some(room) = self.rooms.get(room_id) else { return };
-        let rules = room.version.rules();
-        let index = self
-            .auth_indexes
-            .entry(room_id.to_owned())
-            .or_insert_with(|| AuthChainIndex::new(rules));
-        // On failure nothing is added, and nothing else needs undoing.
-        let _ = index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id));
+        let indexed = self.rooms.get(room_id).is_some_and(|room| {
+            let rules = room.version.rules();
+            let index = self
+                .auth_indexes
+                .entry(room_id.to_owned())
+                .or_insert_with(|| AuthChainIndex::new(rules));
+            // On failure nothing is added, and nothing else needs undoing.
+            index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id)).is_ok()
+        });
+        if !indexed {
+            *self.unindexed.entry(room_id.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Whether every stored event of the room is in its auth-chain index, so that the
+    /// index holds the whole auth chain of any of them.
+    pub fn room_fully_indexed(&self, room_id: &str) -> bool {
+        !self.unindexed.contains_key(room_id)
     }
 
     /// Changes whenever a stored event is replaced or redacted: a state resolution over
