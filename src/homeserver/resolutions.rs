@@ -87,7 +87,7 @@ pub struct Recorded {
 }
 
 /// The key of a resolution: the room version and the sorted digests of the input states.
-type Key = (RoomVersion, Vec<StateDigest>);
+pub type Key = (RoomVersion, Vec<StateDigest>);
 
 /// Resolutions shared by the servers of one process.
 #[derive(Debug, Default)]
@@ -169,6 +169,12 @@ impl SharedResolutions {
         inner.entries.insert(key.clone(), Arc::new(recorded));
         inner.order.push_back(key);
         inner.counts.recorded += 1;
+    }
+
+    /// Every resolution kept, oldest first.
+    pub fn entries(&self) -> Vec<(Key, Arc<Recorded>)> {
+        let inner = self.inner.lock().expect("no holder of the cache lock panics");
+        inner.order.iter().map(|key| (key.clone(), Arc::clone(&inner.entries[key]))).collect()
     }
 
     /// The counts so far.

@@ -1993,3 +1993,78 @@ fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
     assert_eq!(kept["content"], serde_json::json!({}), "hs3 took the other copy's result");
     assert_eq!(stored_json(&h, "hs2", &message)["content"]["body"], "hi");
 }
+
+/// Three servers split 1 | 2+3, change state on both sides, heal and talk; every server
+/// shares `resolutions`. Returns each server's final state of the room.
+fn split_and_heal_sharing(
+    resolutions: &std::sync::Arc<mxsim::homeserver::resolutions::SharedResolutions>,
+) -> Vec<StateMap> {
+    let names = ["hs1", "hs2", "hs3"];
+    let mut h = Harness::with_verified(&names, true);
+    for server in h.servers.values_mut() {
+        server.share_resolutions(resolutions);
+    }
+    let (mut h, room) = room_in(h, &names, RoomVersion::V11);
+    for (a, b) in [("hs1", "hs2"), ("hs1", "hs3")] {
+        h.cut.insert((a.into(), b.into()));
+        h.cut.insert((b.into(), a.into()));
+    }
+    let topic = |text: &str| serde_json::json!({ "topic": text });
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic("by hs1"));
+    send(&mut h, "hs2", "@bob:hs2", &room, "m.room.topic", Some(""), topic("by hs2"));
+    send(
+        &mut h,
+        "hs3",
+        "@bob:hs3",
+        &room,
+        "m.room.name",
+        Some(""),
+        serde_json::json!({"name": "n"}),
+    );
+    h.run_for(Duration::from_secs(60));
+    h.cut.clear();
+    for name in names {
+        let user = if name == "hs1" { "@alice:hs1".to_owned() } else { format!("@bob:{name}") };
+        send(&mut h, name, &user, &room, "m.room.message", None, serde_json::json!({"body": "x"}));
+    }
+    h.run_for(Duration::from_secs(600));
+    assert_converged(&h, &room, &names, "shared resolutions");
+    names.iter().map(|name| h.state(name, &room).unwrap()).collect()
+}
+
+/// A server takes a shared resolution only when its own store reads every event the
+/// recording server read the same way: resolutions recorded with one read altered (a
+/// rejection that is not there) and nothing admitted are all refused, and the run ends
+/// in the same state as one that shared honest resolutions.
+#[test]
+fn a_shared_resolution_is_taken_only_when_its_reads_match() {
+    use mxsim::homeserver::resolutions::{Read, Recorded, SharedResolutions};
+    use mxsim::matrix::dag::RejectionKind;
+    use std::sync::Arc;
+    let honest = Arc::new(SharedResolutions::new());
+    let expected = split_and_heal_sharing(&honest);
+    assert!(honest.counts().found > 0, "servers took one another's: {:?}", honest.counts());
+    let altered = Arc::new(SharedResolutions::new());
+    let mut poisoned = 0;
+    for (key, recorded) in honest.entries() {
+        let mut reads = recorded.reads.clone();
+        let found = reads.iter_mut().find_map(|(_, read)| match read {
+            Read::Found { rejection, .. } => Some(rejection),
+            Read::Missing => None,
+        });
+        let Some(rejection) = found else {
+            altered.record(key, Recorded { reads, admitted: Arc::clone(&recorded.admitted) });
+            continue;
+        };
+        *rejection = match rejection {
+            None => Some(RejectionKind::StateBefore),
+            Some(_) => None,
+        };
+        poisoned += 1;
+        altered.record(key, Recorded { reads, admitted: Arc::new(Vec::new()) });
+    }
+    assert!(poisoned > 0);
+    assert_eq!(split_and_heal_sharing(&altered), expected);
+    let counts = altered.counts();
+    assert!(counts.refused > 0, "{counts:?}");
+}
