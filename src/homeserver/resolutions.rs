@@ -4,16 +4,18 @@
 //! thousand distinct inputs), each distinct resolution is computed once.
 //!
 //! A server is handed the cache as a capability ([`Homeserver::share_resolutions`]), as
-//! it is handed [`VerifiedEvents`]: it stays sans-IO. What is shared is the part of a
-//! resolution that depends only on its input and on the events it read: the events the
-//! iterative auth checks admitted ([`state_res::admitted_overlaid`]), keyed by the room
-//! version and the digests of the states resolved ([`StateDigest`], kept with every state
-//! group), and recorded with what the resolution read of each event (its form and whether
-//! the server rejected it). A server takes a recorded resolution only if its own store
-//! answers every one of those reads the same way (the same body, or one equal but for
-//! `unsigned`, which no auth rule reads; the same rejection; missing where it was
-//! missing): then its own resolution would have read the same and admitted the same. The
-//! resolved state is then made from its own states as always ([`state_res::overlaid_changes`]).
+//! it is handed [`VerifiedEvents`]: it stays sans-IO. A resolution depends only on the
+//! states resolved and on the events it read. It is kept as the changes that take any of
+//! its input states to the resolved state, with how many of them change each input (so
+//! that a server that takes it stores the same delta on the same parent as from its own
+//! resolution). It is keyed by the room version and the digests of the states resolved
+//! ([`StateDigest`], kept with every state group), and recorded with what the resolution
+//! read of each event (its form and whether the server rejected it). A server takes a
+//! recorded resolution only if its own store answers every one of those reads the same
+//! way (the same body, or one equal but for `unsigned`, which no auth rule reads; the
+//! same rejection; missing where it was missing): then its own resolution would have
+//! read the same and resolved the same. It then skips the resolution and the overlay of
+//! its input groups ([`Store::overlaid`]) both.
 //!
 //! Both the server that records a resolution and the one that takes it must have every
 //! event of the room in its auth-chain index ([`Store::room_fully_indexed`]): a resolution
@@ -30,14 +32,14 @@
 //! [`VerifiedEvents`]: crate::homeserver::verified::VerifiedEvents
 //! [`Store::room_fully_indexed`]: crate::homeserver::store::Store::room_fully_indexed
 //! [`StateDigest`]: crate::matrix::state_digest::StateDigest
-//! [`state_res::admitted_overlaid`]: crate::matrix::state_res::admitted_overlaid
-//! [`state_res::overlaid_changes`]: crate::matrix::state_res::overlaid_changes
+//! [`Store::overlaid`]: crate::homeserver::store::Store::overlaid
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::matrix::dag::RejectionKind;
 use crate::matrix::state_digest::StateDigest;
+use crate::matrix::state_res::StateKey;
 use crate::matrix::{EventId, Pdu, RoomVersion};
 
 /// What a resolution read of one event: nothing (the store lacked it), or the body and
@@ -75,15 +77,30 @@ fn same_body(a: &Arc<Pdu>, b: &Arc<Pdu>) -> bool {
     a.into_iter().all(|entry| b.next() == Some(entry)) && b.next().is_none()
 }
 
-/// A recorded resolution: what it read and what it admitted.
+/// A resolution as changes (sorted by key; `None`: no entry) to one of its input states.
+pub type Changes = Arc<Vec<(StateKey, Option<EventId>)>>;
+
+/// A recorded resolution: what it read, and the resolved state as changes to any of its
+/// input states.
 #[derive(Debug)]
 pub struct Recorded {
     /// Every event the resolution read, by id (sorted, distinct), and what it read.
     pub reads: Vec<(EventId, Read)>,
-    /// [`admitted_overlaid`]'s answer.
-    ///
-    /// [`admitted_overlaid`]: crate::matrix::state_res::admitted_overlaid
-    pub admitted: Arc<Vec<Arc<Pdu>>>,
+    /// Sorted by key: the entries of the resolved state (`None`: no entry) under every key
+    /// where some input state differs from it. Any input state with these changes applied
+    /// is the resolved state.
+    pub changes: Changes,
+    /// Sorted by digest: per input state, how many of `changes` change it.
+    pub differences: Vec<(StateDigest, u32)>,
+}
+
+impl Recorded {
+    /// How many of the changes change the input state with `digest` (all of them for a
+    /// state that was not an input).
+    pub fn differences_from(&self, digest: StateDigest) -> u32 {
+        let at = self.differences.binary_search_by(|(d, _)| d.cmp(&digest));
+        at.map_or(u32::MAX, |at| self.differences[at].1)
+    }
 }
 
 /// The key of a resolution: the room version and the sorted digests of the input states.
@@ -120,7 +137,7 @@ impl SharedResolutions {
     /// docs/performance.md), 94.1% of the 134,953 resolutions asked for were of inputs
     /// resolved before, and replaying those requests through windows of 512, 1,024 and
     /// 2,048 resolutions found 93.8%, 93.9% and 94.06% of them.
-    pub const CAPACITY: usize = 1024;
+    pub const CAPACITY: usize = 512;
 
     pub fn new() -> SharedResolutions {
         SharedResolutions::default()
@@ -242,10 +259,15 @@ mod tests {
         let key = SharedResolutions::key(RoomVersion::V11, vec![d2, d1]);
         assert_eq!(key, SharedResolutions::key(RoomVersion::V11, vec![d1, d2]), "any order");
         assert!(cache.find(&key, |_| true).is_none());
-        let admitted = Arc::new(vec![member("a")]);
-        let recorded = Recorded { reads: Vec::new(), admitted: Arc::clone(&admitted) };
+        let changes = Arc::new(vec![(("t".to_owned(), String::new()), None)]);
+        let mut differences = vec![(d1, 0), (d2, 1)];
+        differences.sort_unstable();
+        let recorded = Recorded { reads: Vec::new(), changes: Arc::clone(&changes), differences };
         cache.record(key.clone(), recorded);
-        assert!(Arc::ptr_eq(&cache.find(&key, |_| true).unwrap().admitted, &admitted));
+        let found = cache.find(&key, |_| true).unwrap();
+        assert!(Arc::ptr_eq(&found.changes, &changes));
+        assert_eq!((found.differences_from(d1), found.differences_from(d2)), (0, 1));
+        assert_eq!(found.differences_from(StateDigest::EMPTY), u32::MAX, "not an input");
         assert!(cache.find(&key, |_| false).is_none(), "refused by the reads");
         assert!(
             cache.find(&SharedResolutions::key(RoomVersion::V12, vec![d1, d2]), |_| true).is_none()
@@ -266,7 +288,10 @@ mod tests {
             )
         };
         for n in 0..=SharedResolutions::CAPACITY {
-            cache.record(key_of(n), Recorded { reads: Vec::new(), admitted: Arc::new(Vec::new()) });
+            cache.record(
+                key_of(n),
+                Recorded { reads: Vec::new(), changes: Arc::default(), differences: Vec::new() },
+            );
         }
         assert!(cache.find(&key_of(0), |_| true).is_none(), "evicted");
         assert!(cache.find(&key_of(1), |_| true).is_some());

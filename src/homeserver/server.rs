@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::homeserver::outbound::{self, Outbound, OutboundAction, ResponseOutcome};
-use crate::homeserver::resolutions::{Read, Recorded, SharedResolutions};
+use crate::homeserver::resolutions::{Changes, Read, Recorded, SharedResolutions};
 use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store, StoredEvent};
 use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
@@ -24,7 +24,7 @@ use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::crypto::{KeyRing, SigningKey};
 use crate::matrix::dag::{AuthChainIndex, EventStore, NodeId, RejectionKind};
 use crate::matrix::pdu::{self, Pdu, Verified};
-use crate::matrix::state_res::{self, Overlaid, ResolveOptions};
+use crate::matrix::state_res::{self, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
 use crate::stdx::{Duration, EPOCH_MS, Fnv1a, Instant, Prng};
 

@@ -2034,7 +2034,7 @@ fn split_and_heal_sharing(
 
 /// A server takes a shared resolution only when its own store reads every event the
 /// recording server read the same way: resolutions recorded with one read altered (a
-/// rejection that is not there) and nothing admitted are all refused, and the run ends
+/// rejection that is not there) and no changes are all refused, and the run ends
 /// in the same state as one that shared honest resolutions.
 #[test]
 fn a_shared_resolution_is_taken_only_when_its_reads_match() {
@@ -2053,7 +2053,9 @@ fn a_shared_resolution_is_taken_only_when_its_reads_match() {
             Read::Missing => None,
         });
         let Some(rejection) = found else {
-            altered.record(key, Recorded { reads, admitted: Arc::clone(&recorded.admitted) });
+            let changes = Arc::clone(&recorded.changes);
+            let differences = recorded.differences.clone();
+            altered.record(key, Recorded { reads, changes, differences });
             continue;
         };
         *rejection = match rejection {
@@ -2061,7 +2063,8 @@ fn a_shared_resolution_is_taken_only_when_its_reads_match() {
             Some(_) => None,
         };
         poisoned += 1;
-        altered.record(key, Recorded { reads, admitted: Arc::new(Vec::new()) });
+        let differences = recorded.differences.iter().map(|&(d, _)| (d, 0)).collect();
+        altered.record(key, Recorded { reads, changes: Arc::default(), differences });
     }
     assert!(poisoned > 0);
     assert_eq!(split_and_heal_sharing(&altered), expected);

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::matrix::linearized;
+use crate::matrix::state_digest::StateDigest;
 
 /// How many resolutions [`Homeserver::resolve_groups`] remembers.
 const RESOLUTIONS_KEPT: usize = 4;
@@ -78,17 +79,85 @@ impl Homeserver {
         if let Some(last) = self.last_resolutions.iter().find(|last| last.groups == groups) {
             return Ok(last.result);
         }
+        let (closest, changes) = self.resolution(rules, room_id, &groups)?;
+        #[cfg(debug_assertions)]
+        {
+            let events = StoreEvents(&self.store, room_id);
+            let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
+            let full = state_res::resolve(rules, &maps, &events, ResolveOptions::default())
+                .expect("the overlaid resolution succeeded");
+            let mut state = self.store.state(groups[closest]);
+            for (key, event) in changes.iter() {
+                match event {
+                    Some(event) => state.insert(key.clone(), event.clone()),
+                    None => state.remove(key),
+                };
+            }
+            assert_eq!(state, full.state, "overlaid (or shared) and full resolution agree");
+        }
+        let result = self.store.store_changes(groups[closest], &changes);
+        if self.last_resolutions.len() == RESOLUTIONS_KEPT {
+            self.last_resolutions.pop_front();
+        }
+        self.last_resolutions.push_back(LastResolution { events_version: version, groups, result });
+        Ok(result)
+    }
+
+    /// The resolution of the states of `groups` (sorted, distinct, at least two) as changes
+    /// to the one of them it changes least (its position in `groups`; the first such), so
+    /// that the stored delta is the resolution's real difference (a few keys), not that
+    /// from the oldest input.
+    ///
+    /// Taken from the resolutions shared with other servers when one of the same states is
+    /// there and this store reads every event it read as the recording server's did;
+    /// otherwise computed, and shared when this server shares resolutions. Both ends need
+    /// the room's auth chains whole in the index ([`SharedResolutions`]). A shared
+    /// resolution holds the changes every input state takes to the resolved state and,
+    /// per input state, how many of them change it: both depend only on the states, so
+    /// a server that takes one picks the same parent and stores the same delta as it
+    /// would have from its own resolution.
+    fn resolution(
+        &self,
+        rules: &RoomVersionRules,
+        room_id: &str,
+        groups: &[StateGroupId],
+    ) -> Result<(usize, Changes), String> {
+        let options = ResolveOptions::default();
+        let events = StoreEvents(&self.store, room_id);
+        let shared = self.resolutions.as_ref().filter(|_| self.store.room_fully_indexed(room_id));
+        let digests: Vec<StateDigest> =
+            groups.iter().map(|&g| self.store.state_digest(g)).collect();
+        let key = shared.map(|_| SharedResolutions::key(rules.version, digests.clone()));
+        if let (Some(shared), Some(key)) = (shared, &key) {
+            let reads_same = |reads: &[(EventId, Read)]| {
+                reads.iter().all(|(id, read)| {
+                    let local = self.store.original_pdu(id).map(|pdu| (pdu, events.rejection(id)));
+                    read.matches(local)
+                })
+            };
+            if let Some(recorded) = shared.find(key, reads_same) {
+                let closest = (0..groups.len())
+                    .min_by_key(|&at| recorded.differences_from(digests[at]))
+                    .expect("at least two groups");
+                return Ok((closest, Arc::clone(&recorded.changes)));
+            }
+        }
         // Only the keys set above the groups' snapshots (and where those differ) are
         // compared and stored, not each group's whole state.
-        let overlaid = self.store.overlaid(&groups);
-        let admitted = self.admitted(rules, room_id, &groups, &overlaid)?;
-        let resolved = state_res::overlaid_changes(&overlaid, &admitted);
-        // Each change's place among the overlay keys, found once rather than once per
-        // group: with hundreds of forward extremities and hundreds of changes (a thousand
-        // servers joining at once), the searches by `(String, String)` key were a fifth
-        // of the run. Outside the overlay keys a change names a key the base and every
-        // set lack.
-        // Both are sorted by key: one merge walk.
+        let overlaid = self.store.overlaid(groups);
+        let reading = ReadingEvents { events, read: RefCell::new(Vec::new()) };
+        let resolved = if shared.is_some() {
+            let admitted = state_res::admitted_overlaid(rules, &overlaid, &reading, options);
+            state_res::overlaid_changes(&overlaid, &admitted.map_err(|e| e.to_string())?)
+        } else {
+            let admitted = state_res::admitted_overlaid(rules, &overlaid, &reading.events, options);
+            state_res::overlaid_changes(&overlaid, &admitted.map_err(|e| e.to_string())?)
+        };
+        // Each change's place among the overlay keys (both are sorted by key: one merge
+        // walk), rather than a search by `(String, String)` key once per group: with
+        // hundreds of forward extremities and hundreds of changes (a thousand servers
+        // joining at once), those searches were a fifth of the run. Outside the overlay
+        // keys a change names a key the base and every set lack.
         let mut at = 0;
         let places: Vec<Option<usize>> = resolved
             .changes
@@ -100,98 +169,36 @@ impl Homeserver {
                 (at < overlaid.keys.len() && overlaid.keys[at] == key).then_some(at)
             })
             .collect();
-        // The changes hold every overlay key, so they apply to any input group; the group
-        // they change least is the parent, so that the stored delta is the resolution's
-        // real difference (a few keys), not that from the oldest input.
-        let differences = |set: &[Option<&EventId>]| {
-            let differs = |(place, (_, event)): &(&Option<usize>, &(StateKey, Option<EventId>))| {
-                place.and_then(|at| set[at]) != event.as_ref()
-            };
-            places.iter().zip(resolved.changes.iter()).filter(differs).count()
+        // The changes hold every overlay key, so they apply to any input group.
+        let differs = |set: &[Option<&EventId>], place: Option<usize>, event: &Option<EventId>| {
+            place.and_then(|at| set[at]) != event.as_ref()
         };
-        let closest = (0..groups.len())
-            .min_by_key(|&at| differences(&overlaid.sets[at]))
-            .expect("at least two groups");
-        #[cfg(debug_assertions)]
-        {
-            let events = StoreEvents(&self.store, room_id);
-            let maps: Vec<StateMap> = groups.iter().map(|g| self.store.state(*g)).collect();
-            let full = state_res::resolve(rules, &maps, &events, ResolveOptions::default())
-                .expect("the overlaid resolution succeeded");
-            let mut state = self.store.state(groups[closest]);
-            for (key, event) in &resolved.changes {
-                match event {
-                    Some(event) => state.insert(key.clone(), event.clone()),
-                    None => state.remove(key),
-                };
-            }
-            assert_eq!(state, full.state, "overlaid and full resolution agree");
-        }
-        let result = self.store.store_changes(groups[closest], &resolved.changes);
-        if self.last_resolutions.len() == RESOLUTIONS_KEPT {
-            self.last_resolutions.pop_front();
-        }
-        self.last_resolutions.push_back(LastResolution { events_version: version, groups, result });
-        Ok(result)
-    }
-
-    /// The events the resolution of `groups` (as `overlaid`) admits: taken from the
-    /// resolutions shared with other servers when one of the same states is there and this
-    /// store reads as the recording server's did, else computed (and shared when this
-    /// server shares resolutions). Both ends need the room's auth chains whole in the
-    /// index ([`SharedResolutions`]).
-    fn admitted(
-        &self,
-        rules: &RoomVersionRules,
-        room_id: &str,
-        groups: &[StateGroupId],
-        overlaid: &Overlaid<'_>,
-    ) -> Result<Arc<Vec<Arc<Pdu>>>, String> {
-        let options = ResolveOptions::default();
-        let events = StoreEvents(&self.store, room_id);
-        let shared = self.resolutions.as_ref().filter(|_| self.store.room_fully_indexed(room_id));
-        let Some(shared) = shared else {
-            let admitted = state_res::admitted_overlaid(rules, overlaid, &events, options)
-                .map_err(|e| e.to_string())?;
-            return Ok(Arc::new(self.stored_copies(&admitted)));
-        };
-        let digests = groups.iter().map(|&g| self.store.state_digest(g)).collect();
-        let key = SharedResolutions::key(rules.version, digests);
-        let reads_same = |reads: &[(EventId, Read)]| {
-            reads.iter().all(|(id, read)| {
-                let local = self.store.original_pdu(id).map(|pdu| (pdu, events.rejection(id)));
-                read.matches(local)
+        let counts: Vec<u32> = overlaid
+            .sets
+            .iter()
+            .map(|set| {
+                let changed = places.iter().zip(&resolved.changes);
+                let count =
+                    changed.filter(|(place, (_, event))| differs(set, **place, event)).count();
+                u32::try_from(count).expect("fewer changes than u32::MAX")
             })
-        };
-        if let Some(recorded) = shared.find(&key, reads_same) {
-            #[cfg(debug_assertions)]
-            {
-                let ids = |pdus: &[&Pdu]| -> Vec<EventId> {
-                    pdus.iter().map(|p| p.event_id().clone()).collect()
-                };
-                let own = state_res::admitted_overlaid(rules, overlaid, &events, options);
-                let taken: Vec<&Pdu> = recorded.admitted.iter().map(|p| &**p).collect();
-                assert_eq!(
-                    own.ok().map(|own| ids(&own)),
-                    Some(ids(&taken)),
-                    "a shared resolution is this server's own"
-                );
-            }
-            return Ok(Arc::clone(&recorded.admitted));
+            .collect();
+        let closest = (0..groups.len()).min_by_key(|&at| counts[at]).expect("at least two groups");
+        if let (Some(shared), Some(key)) = (shared, key) {
+            // For others, only the changes that change some input: the rest are the
+            // entries every input already holds.
+            let changing = places.iter().zip(&resolved.changes).filter(|(place, (_, event))| {
+                overlaid.sets.iter().any(|set| differs(set, **place, event))
+            });
+            let changes = changing.map(|(_, change)| change.clone()).collect();
+            let mut differences: Vec<(StateDigest, u32)> =
+                digests.iter().copied().zip(counts.iter().copied()).collect();
+            differences.sort_unstable();
+            differences.dedup();
+            let reads = reading.reads();
+            shared.record(key, Recorded { reads, changes: Arc::new(changes), differences });
         }
-        let reading = ReadingEvents { events, read: RefCell::new(Vec::new()) };
-        let admitted = state_res::admitted_overlaid(rules, overlaid, &reading, options)
-            .map(|admitted| Arc::new(self.stored_copies(&admitted)))
-            .map_err(|e| e.to_string())?;
-        shared.record(key, Recorded { reads: reading.reads(), admitted: Arc::clone(&admitted) });
-        Ok(admitted)
-    }
-
-    /// The stored copies (as resolution reads them: [`Store::original_pdu`]) of the events
-    /// a resolution of this store's states admitted.
-    fn stored_copies(&self, admitted: &[&Pdu]) -> Vec<Arc<Pdu>> {
-        let stored = |pdu: &Pdu| self.store.original_pdu(pdu.event_id()).map(Arc::clone);
-        admitted.iter().map(|pdu| stored(pdu).expect("read from the store")).collect()
+        Ok((closest, Arc::new(resolved.changes)))
     }
 
     /// Stores a decided event and updates extremities and current state.
