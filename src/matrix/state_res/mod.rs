@@ -291,8 +291,7 @@ impl<'a> Separated<'a> {
     /// overlay's keys every set holds the base's entry, so those entries are unconflicted
     /// without being compared; under each overlay key the sets' entries are compared as in
     /// [`Separated::of`].
-    /// Also returns the agreed overlay entries (unconflicted, under overlay keys), sorted.
-    fn of_overlaid(overlaid: &Overlaid<'a>) -> (Separated<'a>, Vec<(&'a StateKey, &'a EventId)>) {
+    fn of_overlaid(overlaid: &Overlaid<'a>) -> Separated<'a> {
         let Overlaid { base, keys, sets } = overlaid;
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "overlay keys are sorted and distinct");
         assert!(sets.iter().all(|set| set.len() == keys.len()), "one entry per overlay key");
@@ -323,7 +322,6 @@ impl<'a> Separated<'a> {
         }
         // The base's entries outside the overlay's keys, merged in key order with the
         // agreed overlay entries.
-        let agreed_entries = agreed.clone();
         let mut agreed = agreed.into_iter().peekable();
         let mut overlay_keys = keys.iter().peekable();
         for &(key, id) in base {
@@ -338,7 +336,7 @@ impl<'a> Separated<'a> {
         }
         separated.unconflicted.extend(agreed);
         debug_assert!(separated.unconflicted.windows(2).all(|w| w[0].0 < w[1].0));
-        (separated, agreed_entries)
+        separated
     }
 }
 
@@ -398,7 +396,7 @@ pub fn admitted_overlaid<'s, S: EventStore + ?Sized>(
     if overlaid.sets.is_empty() {
         return Ok(Vec::new());
     }
-    let (separated, _) = Separated::of_overlaid(overlaid);
+    let separated = Separated::of_overlaid(overlaid);
     let mut explanation = Explanation::empty(rules.state_res, options.auth_chain, options.rejected);
     let admitted = resolve_separated(rules, &separated, events, options, &mut explanation)?;
     Ok(admitted.into_iter().map(|(_, pdu)| pdu).collect())
@@ -408,6 +406,8 @@ pub fn admitted_overlaid<'s, S: EventStore + ?Sized>(
 /// [`admitted_overlaid`] gave for the same states: under an overlay key, the entry every
 /// set agrees on, else the admitted one (or none); outside them the base's entry stands
 /// (unconflicted), or the admitted one where the base has none.
+///
+/// Panics if an admitted event is not a state event (none of [`admitted_overlaid`]'s is).
 pub fn overlaid_changes<P: Borrow<Pdu>>(
     overlaid: &Overlaid<'_>,
     admitted: &[P],
