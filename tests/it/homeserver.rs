@@ -51,6 +51,12 @@ pub fn key(name: &str) -> SigningKey {
 }
 
 impl Harness {
+    /// Drops everything between `a` and `b`, both ways, until `cut` is cleared.
+    pub fn cut_both_ways(&mut self, a: &str, b: &str) {
+        self.cut.insert((a.into(), b.into()));
+        self.cut.insert((b.into(), a.into()));
+    }
+
     pub fn new(names: &[&str]) -> Harness {
         Harness::with_verified(names, false)
     }
@@ -464,8 +470,7 @@ fn concurrent_state_changes_across_a_partition_converge_after_healing() {
         }
         send(&mut h, "hs1", "@alice:hs1", &room, "m.room.power_levels", Some(""), levels);
         h.run(1_000);
-        h.cut.insert(("hs1".into(), "hs2".into()));
-        h.cut.insert(("hs2".into(), "hs1".into()));
+        h.cut_both_ways("hs1", "hs2");
         send(
             &mut h,
             "hs1",
@@ -529,8 +534,7 @@ fn concurrent_state_changes_across_a_partition_converge_after_healing() {
 fn an_offline_server_catches_up() {
     let names = ["hs1", "hs2"];
     let (mut h, room) = room_with(&names, RoomVersion::V12);
-    h.cut.insert(("hs1".into(), "hs2".into()));
-    h.cut.insert(("hs2".into(), "hs1".into()));
+    h.cut_both_ways("hs1", "hs2");
     for i in 0..30 {
         send(
             &mut h,
@@ -607,8 +611,7 @@ fn events_from_before_a_ban_are_soft_failed() {
     for version in RoomVersion::ALL {
         let names = ["hs1", "hs2"];
         let (mut h, room) = room_with(&names, version);
-        h.cut.insert(("hs1".into(), "hs2".into()));
-        h.cut.insert(("hs2".into(), "hs1".into()));
+        h.cut_both_ways("hs1", "hs2");
         h.act(
             "hs1",
             "@alice:hs1".into(),
@@ -1152,9 +1155,8 @@ fn three_servers_split_then_heal_to_the_resolved_state() {
         }
         send(&mut h, "hs1", "@alice:hs1", &room, "m.room.power_levels", Some(""), levels);
         h.run(2_000);
-        for (a, b) in [("hs1", "hs2"), ("hs1", "hs3")] {
-            h.cut.insert((a.into(), b.into()));
-            h.cut.insert((b.into(), a.into()));
+        for other in ["hs2", "hs3"] {
+            h.cut_both_ways("hs1", other);
         }
         // hs1 alone: Alice demotes hs2's Bob; hs2 and hs3 together: both Bobs set the topic.
         let mut demoted = serde_json::json!({"users": {"@bob:hs2": 0, "@bob:hs3": 50}, "state_default": 50,
@@ -1546,8 +1548,7 @@ fn a_server_whose_user_left_rejoins_through_a_resident_that_knows_of_the_ban() {
     h.run(2_000);
     assert!(!resident(&h, "hs2", &room));
     for other in ["hs1", "hs3"] {
-        h.cut.insert(("hs2".into(), other.into()));
-        h.cut.insert((other.into(), "hs2".into()));
+        h.cut_both_ways("hs2", other);
     }
     h.act(
         "hs1",
@@ -1681,8 +1682,7 @@ fn a_peer_marked_down_is_reported_and_reported_up_when_it_talks_again() {
             })
             .collect()
     };
-    h.cut.insert(("hs1".into(), "hs2".into()));
-    h.cut.insert(("hs2".into(), "hs1".into()));
+    h.cut_both_ways("hs1", "hs2");
     let body = serde_json::json!({"body": "into the void"});
     send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
     // Eleven failures with back-off up to 60 s take a few minutes; then probes every 5 min.
@@ -1721,8 +1721,7 @@ fn state_resolution_reads_the_original_of_a_redacted_event() {
     for server in ["hs1", "hs2"] {
         assert!(h.servers[server].store().event(&raised).unwrap().redacted, "{server}");
     }
-    h.cut.insert(("hs1".into(), "hs2".into()));
-    h.cut.insert(("hs2".into(), "hs1".into()));
+    h.cut_both_ways("hs1", "hs2");
     h.act(
         "hs2",
         "@bob:hs2".into(),
@@ -1892,10 +1891,8 @@ fn the_store_indexes_every_event_of_a_room_as_it_is_stored() {
         let names = ["hs1", "hs2", "hs3"];
         let (mut h, room) = room_with(&names, version);
         // A fork: hs3 is cut off while hs1 and hs3 change the topic.
-        h.cut.insert(("hs1".into(), "hs3".into()));
-        h.cut.insert(("hs3".into(), "hs1".into()));
-        h.cut.insert(("hs2".into(), "hs3".into()));
-        h.cut.insert(("hs3".into(), "hs2".into()));
+        h.cut_both_ways("hs1", "hs3");
+        h.cut_both_ways("hs2", "hs3");
         let topic = |t: &str| serde_json::json!({"topic": t});
         send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic("a"));
         send(&mut h, "hs3", "@bob:hs3", &room, "m.room.message", None, topic("b"));
@@ -2005,9 +2002,8 @@ fn split_and_heal_sharing(
         server.share_resolutions(resolutions);
     }
     let (mut h, room) = room_in(h, &names, RoomVersion::V11);
-    for (a, b) in [("hs1", "hs2"), ("hs1", "hs3")] {
-        h.cut.insert((a.into(), b.into()));
-        h.cut.insert((b.into(), a.into()));
+    for other in ["hs2", "hs3"] {
+        h.cut_both_ways("hs1", other);
     }
     let topic = |text: &str| serde_json::json!({ "topic": text });
     send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic("by hs1"));

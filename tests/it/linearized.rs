@@ -219,8 +219,7 @@ fn a_participant_records_a_hub_that_forks_its_list() {
 fn sends_while_the_hub_is_away_queue_or_fail_as_configured() {
     for offline in [OfflineSends::Queue, OfflineSends::Fail] {
         let (mut h, room) = lm_room(&["hs1", "hs2"], offline);
-        h.cut.insert(("hs2".into(), "hs1".into()));
-        h.cut.insert(("hs1".into(), "hs2".into()));
+        h.cut_both_ways("hs2", "hs1");
         say(&mut h, "hs2", &room, "while the hub is away");
         // Long enough for outbound delivery to mark the hub down (ten failed retries).
         h.run_for(Duration::from_secs(600));
