@@ -333,10 +333,6 @@ pub struct Homeserver {
     /// Per room, the current state group last asked about and its joined members per
     /// server ([`Homeserver::joined_servers`]). Volatile.
     joined: RefCell<BTreeMap<String, JoinedCounts>>,
-    /// The state group a visibility check last asked about and its joined members per
-    /// server ([`Homeserver::has_joined_member_at`]): events served one after another
-    /// mostly share their state or differ from it by a few keys. Volatile.
-    joined_at: RefCell<Option<JoinedCounts>>,
     /// Per room, the current state group last asked about and whether this server has a
     /// joined member in it ([`Homeserver::is_resident`]): every PDU received asks, and the
     /// answer only changes with the state. Volatile.
@@ -595,7 +591,6 @@ impl Homeserver {
             membership_seen: BTreeMap::new(),
             last_resolutions: VecDeque::new(),
             joined: RefCell::new(BTreeMap::new()),
-            joined_at: RefCell::new(None),
             resident: RefCell::new(BTreeMap::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
             resolutions: None,

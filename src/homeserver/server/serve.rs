@@ -196,24 +196,8 @@ impl Homeserver {
         if visibility == "world_readable" {
             return true;
         }
-        let has_member = |group, memberships: &[&str]| {
-            self.store.state(group).iter().any(|((t, k), id)| {
-                t == "m.room.member"
-                    && ids::user_server(k) == Some(server)
-                    && self
-                        .store
-                        .pdu(id)
-                        .and_then(|p| {
-                            p.content().get("membership").and_then(Value::as_str).map(str::to_owned)
-                        })
-                        .is_some_and(|m| memberships.contains(&m.as_str()))
-            })
-        };
-        // Joined members come from counts kept per state group (`has_joined_member_at`,
-        // `has_joined_member`), not from reading the whole member list for every event
-        // served; invited ones, rarer, from the member list.
         match visibility.as_str() {
-            "invited" => has_member(group, &["join", "invite"]),
+            "invited" => self.has_member_at(group, server, &["join", "invite"]),
             "joined" => self.has_joined_member_at(group, server),
             // `shared`: members now or at the event.
             _ => {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
 use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
 
+mod members;
 mod state;
 
 use state::StateGroup;
@@ -128,6 +129,11 @@ pub struct Store {
     /// it, so that a copy sent again (a retried transaction, a catch-up) is not appended
     /// twice.
     lpdus: BTreeMap<EventId, EventId>,
+    /// Per server name, the users that stored `m.room.member` events are about (their
+    /// state keys), whatever the room: which member entries of a state can name one of
+    /// the server's users, so that asking whether a server has a member in a state reads
+    /// those few entries, not the state's whole member list ([`Store::member_users`]).
+    member_users: members::MemberUsers,
 }
 
 /// The stored events as the auth-chain index reads them (auth events, type and state
@@ -224,12 +230,20 @@ impl Store {
             None => self.room_mut(room_id).event_count += 1,
         }
         self.count_depth(room_id, &event);
+        self.member_users.note(&event.pdu);
         // Not a change to `events_version`: an event stored anew changes no event a
         // resolution of stored states has read (those states' events and their auth
         // chains were all stored, or the resolution failed and was not kept).
         self.events.insert(id.clone(), event);
         self.index_auth_chain(room_id, &id);
         true
+    }
+
+    /// The users of `server` that some stored `m.room.member` event is about, in any room.
+    /// A state entry `(m.room.member, user)` whose event is stored names one of them (a
+    /// state holds each event under the event's own type and state key).
+    pub fn member_users<'a>(&'a self, server: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.member_users.of(server)
     }
 
     /// Adds a stored event to its room's auth-chain index. An event whose auth chain has

@@ -1,0 +1,172 @@
+//! The users that stored member events are about, by server: which member entries of a
+//! state can name a given server's users ([`Store::member_users`]).
+//!
+//! [`Store::member_users`]: super::Store::member_users
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::matrix::{Pdu, ids};
+
+/// One member event per user, ordered by the server of the user, then by the user, so
+/// that a server's users are one range. An entry holds the shared event rather than a
+/// copy of the user id: at 500 servers in one room, a server-to-users map of strings kept
+/// 90 MB more than the run without one, a leaf node for each server's single user.
+#[derive(Clone, Debug, Default)]
+pub(super) struct MemberUsers(BTreeSet<Entry>);
+
+impl MemberUsers {
+    /// Notes the user a member event is about, if it is the first event about that user
+    /// (events of other types, and state keys that are not user ids, are left out).
+    pub fn note(&mut self, pdu: &Arc<Pdu>) {
+        if pdu.event_type() != "m.room.member" {
+            return;
+        }
+        let Some(user) = pdu.state_key() else { return };
+        let Some(server) = ids::user_server(user) else { return };
+        let Ok(server_at) = u32::try_from(user.len() - server.len()) else { return };
+        let probe = Probe { server, user };
+        if !self.0.contains(&probe as &dyn Key) {
+            self.0.insert(Entry { pdu: Arc::clone(pdu), server_at });
+        }
+    }
+
+    /// The users of `server` noted, in order.
+    pub fn of<'a>(&'a self, server: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let from = Probe { server, user: "" };
+        let range = (Bound::Included(&from as &dyn Key), Bound::Unbounded);
+        self.0
+            .range::<dyn Key, _>(range)
+            .map_while(move |e| (e.server() == server).then(|| e.user()))
+    }
+}
+
+/// A member event; `server_at` is where the server name starts in its state key.
+#[derive(Clone, Debug)]
+struct Entry {
+    pdu: Arc<Pdu>,
+    server_at: u32,
+}
+
+/// A probe for looking entries up by server and user.
+struct Probe<'a> {
+    server: &'a str,
+    user: &'a str,
+}
+
+/// What entries are ordered by: the user's server, then the user.
+trait Key {
+    fn server(&self) -> &str;
+    fn user(&self) -> &str;
+}
+
+impl Key for Entry {
+    fn server(&self) -> &str {
+        &self.user()[self.server_at as usize..]
+    }
+    fn user(&self) -> &str {
+        self.pdu.state_key().expect("noted for its state key")
+    }
+}
+
+impl Key for Probe<'_> {
+    fn server(&self) -> &str {
+        self.server
+    }
+    fn user(&self) -> &str {
+        self.user
+    }
+}
+
+impl<'a> Borrow<dyn Key + 'a> for Entry {
+    fn borrow(&self) -> &(dyn Key + 'a) {
+        self
+    }
+}
+
+impl Ord for dyn Key + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.server(), self.user()).cmp(&(other.server(), other.user()))
+    }
+}
+
+impl PartialOrd for dyn Key + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn Key + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn Key + '_ {}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self as &dyn Key).cmp(other as &dyn Key)
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Entry {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::RoomVersion;
+    use crate::matrix::crypto::SigningKey;
+    use crate::matrix::pdu;
+
+    fn state_event(event_type: &str, state_key: &str, body: &str) -> Arc<Pdu> {
+        let key = SigningKey::from_seed(&[7; 32], "ed25519:1").unwrap();
+        let serde_json::Value::Object(json) = serde_json::json!({
+            "type": event_type, "state_key": state_key, "sender": "@a:hs1",
+            "room_id": "!r:hs1", "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"],
+            "auth_events": ["$c"], "content": {"membership": "join", "displayname": body},
+        }) else {
+            unreachable!()
+        };
+        Arc::new(pdu::build_signed(RoomVersion::V11.rules(), json, "hs1", &key).unwrap())
+    }
+
+    #[test]
+    fn a_servers_users_are_read_as_one_range() {
+        let mut users = MemberUsers::default();
+        for (event_type, state_key, body) in [
+            ("m.room.member", "@b:hs1", "1"),
+            ("m.room.member", "@a:hs10", "2"),
+            ("m.room.member", "@a:hs1", "3"),
+            ("m.room.member", "@a:hs1", "4"), // a second event about the same user
+            ("m.room.member", "@c:hs2", "5"),
+            ("m.room.member", "@d:hs1:8448", "6"),
+            ("m.room.member", "not a user", "7"),
+            ("org.example.state", "@z:hs1", "8"),
+        ] {
+            users.note(&state_event(event_type, state_key, body));
+        }
+        let of = |server: &str| users.of(server).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(of("hs1"), ["@a:hs1", "@b:hs1"]);
+        assert_eq!(of("hs10"), ["@a:hs10"]);
+        assert_eq!(of("hs1:8448"), ["@d:hs1:8448"]);
+        assert_eq!(of("hs2"), ["@c:hs2"]);
+        assert!(of("hs").is_empty() && of("hs3").is_empty() && of("").is_empty());
+        assert_eq!(users.0.len(), 5, "one entry per user");
+    }
+}
