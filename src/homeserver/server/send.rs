@@ -169,9 +169,22 @@ impl Homeserver {
             return false;
         };
         let known = self.resident.borrow().get(room_id).copied();
-        if let Some((at, joined)) = known.filter(|&(at, _)| at == group) {
-            debug_assert_eq!(joined, self.has_joined_member(room_id, &self.name), "at {at:?}");
-            return joined;
+        if let Some((at, joined)) = known {
+            // The answer holds for a state on top of the one it was found for unless a
+            // member entry of a user of this server was set in between.
+            let same = at == group
+                || self.store.keys_set_since(at, group).is_some_and(|mut keys| {
+                    !keys.any(|(t, k)| {
+                        t == "m.room.member" && ids::user_server(k) == Some(&self.name)
+                    })
+                });
+            if same {
+                debug_assert_eq!(joined, self.has_joined_member(room_id, &self.name), "at {at:?}");
+                if at != group {
+                    self.resident.borrow_mut().insert(room_id.to_owned(), (group, joined));
+                }
+                return joined;
+            }
         }
         let joined = self.has_joined_member(room_id, &self.name);
         self.resident.borrow_mut().insert(room_id.to_owned(), (group, joined));

@@ -10,11 +10,14 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::matrix::{Pdu, ids};
+use crate::stdx::fnv1a64;
 
-/// One member event per user, ordered by the server of the user, then by the user, so
-/// that a server's users are one range. An entry holds the shared event rather than a
-/// copy of the user id: at 500 servers in one room, a server-to-users map of strings kept
-/// 90 MB more than the run without one, a leaf node for each server's single user.
+/// One member event per user, ordered by a hash of the user's server, then by the server
+/// and the user, so that a server's users are one range. An entry holds the shared event
+/// rather than a copy of the user id: at 500 servers in one room, a server-to-users map of
+/// strings kept 90 MB more than the run without one, a leaf node for each server's single
+/// user. The hash keeps most comparisons of a lookup inside the set's nodes: comparing
+/// the texts of the events took a 500-server run 1.5%, each event elsewhere in memory.
 #[derive(Clone, Debug, Default)]
 pub(super) struct MemberUsers(BTreeSet<Entry>);
 
@@ -28,15 +31,16 @@ impl MemberUsers {
         let Some(user) = pdu.state_key() else { return };
         let Some(server) = ids::user_server(user) else { return };
         let Ok(server_at) = u32::try_from(user.len() - server.len()) else { return };
-        let probe = Probe { server, user };
+        let probe = Probe { server_hash: fnv1a64(server.as_bytes()), server, user };
         if !self.0.contains(&probe as &dyn Key) {
-            self.0.insert(Entry { pdu: Arc::clone(pdu), server_at });
+            let server_hash = probe.server_hash;
+            self.0.insert(Entry { pdu: Arc::clone(pdu), server_hash, server_at });
         }
     }
 
     /// The users of `server` noted, in order.
     pub fn of<'a>(&'a self, server: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        let from = Probe { server, user: "" };
+        let from = Probe { server_hash: fnv1a64(server.as_bytes()), server, user: "" };
         let range = (Bound::Included(&from as &dyn Key), Bound::Unbounded);
         self.0
             .range::<dyn Key, _>(range)
@@ -48,22 +52,28 @@ impl MemberUsers {
 #[derive(Clone, Debug)]
 struct Entry {
     pdu: Arc<Pdu>,
+    server_hash: u64,
     server_at: u32,
 }
 
 /// A probe for looking entries up by server and user.
 struct Probe<'a> {
+    server_hash: u64,
     server: &'a str,
     user: &'a str,
 }
 
-/// What entries are ordered by: the user's server, then the user.
+/// What entries are ordered by: the hash of the user's server, the server, the user.
 trait Key {
+    fn server_hash(&self) -> u64;
     fn server(&self) -> &str;
     fn user(&self) -> &str;
 }
 
 impl Key for Entry {
+    fn server_hash(&self) -> u64 {
+        self.server_hash
+    }
     fn server(&self) -> &str {
         &self.user()[self.server_at as usize..]
     }
@@ -73,6 +83,9 @@ impl Key for Entry {
 }
 
 impl Key for Probe<'_> {
+    fn server_hash(&self) -> u64 {
+        self.server_hash
+    }
     fn server(&self) -> &str {
         self.server
     }
@@ -89,7 +102,9 @@ impl<'a> Borrow<dyn Key + 'a> for Entry {
 
 impl Ord for dyn Key + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.server(), self.user()).cmp(&(other.server(), other.user()))
+        self.server_hash()
+            .cmp(&other.server_hash())
+            .then_with(|| (self.server(), self.user()).cmp(&(other.server(), other.user())))
     }
 }
 

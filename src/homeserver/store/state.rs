@@ -256,6 +256,26 @@ impl Store {
         Some(keys)
     }
 
+    /// The keys set or removed on the way from `ancestor` up to `descendant`, when
+    /// `descendant` is `ancestor` or a delta on it through deltas: `ancestor`'s state
+    /// differs from `descendant`'s in none but these. `None` otherwise. Walks at most the
+    /// chain of `descendant` and allocates nothing, for the common step of a current
+    /// state to a state event on top of it.
+    pub fn keys_set_since(
+        &self,
+        ancestor: StateGroupId,
+        descendant: StateGroupId,
+    ) -> Option<impl Iterator<Item = &StateKey>> {
+        let mut at = descendant;
+        let mut steps = 0;
+        while at != ancestor {
+            at = self.group(at).parent?;
+            steps += 1;
+        }
+        let chain = std::iter::successors(Some(descendant), |&id| self.group(id).parent);
+        Some(chain.take(steps).flat_map(|id| self.group(id).delta.keys()))
+    }
+
     /// The states of `groups` as one base and overlays, for [`state_res::resolve_overlaid`].
     ///
     /// When the groups' delta chains meet (share a group; then they share everything
@@ -569,6 +589,23 @@ mod tests {
             }
         }
         assert!(met > groups.len() * 4, "too few pairs meet ({met}) to test anything");
+        // The keys set since an ancestor: every other key has the ancestor's entry.
+        let mut above = 0;
+        for (a, state_a) in &groups {
+            for (b, state_b) in &groups {
+                let Some(keys) = store.keys_set_since(*a, *b) else { continue };
+                let keys: BTreeSet<&StateKey> = keys.collect();
+                above += usize::from(a != b);
+                let all: BTreeSet<&StateKey> = state_a.keys().chain(state_b.keys()).collect();
+                for k in all.into_iter().filter(|k| !keys.contains(k)) {
+                    assert_eq!(state_a.get(k), state_b.get(k), "{a:?} below {b:?}: {k:?}");
+                }
+                if a == b {
+                    assert!(keys.is_empty(), "no key is set since a group itself");
+                }
+            }
+        }
+        assert!(above > groups.len(), "too few groups above others ({above}) to test anything");
     }
 
     #[test]
