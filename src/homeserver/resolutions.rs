@@ -80,6 +80,9 @@ fn same_body(a: &Arc<Pdu>, b: &Arc<Pdu>) -> bool {
 /// A resolution as changes (sorted by key; `None`: no entry) to one of its input states.
 pub type Changes = Arc<Vec<(StateKey, Option<EventId>)>>;
 
+/// The changes that take one state to another, sorted by key (`None`: no entry).
+pub type Delta = Vec<(StateKey, Option<EventId>)>;
+
 /// A recorded resolution: what it read, and the resolved state as changes to any of its
 /// input states.
 #[derive(Debug)]
@@ -90,16 +93,29 @@ pub struct Recorded {
     /// where some input state differs from it. Any input state with these changes applied
     /// is the resolved state.
     pub changes: Changes,
-    /// Sorted by digest: per input state, how many of `changes` change it.
-    pub differences: Vec<(StateDigest, u32)>,
+    /// Sorted by digest: per input state, the positions in `changes` of those that change
+    /// it (ascending).
+    pub differences: Vec<(StateDigest, Vec<u32>)>,
 }
 
 impl Recorded {
-    /// How many of the changes change the input state with `digest` (all of them for a
+    /// How many of the changes change the input state with `digest` (`u32::MAX` for a
     /// state that was not an input).
     pub fn differences_from(&self, digest: StateDigest) -> u32 {
-        let at = self.differences.binary_search_by(|(d, _)| d.cmp(&digest));
-        at.map_or(u32::MAX, |at| self.differences[at].1)
+        self.changing(digest)
+            .map_or(u32::MAX, |at| u32::try_from(at.len()).expect("fewer changes than u32::MAX"))
+    }
+
+    /// The changes that change the input state with `digest`, in key order: the delta from
+    /// it to the resolved state. `None` for a state that was not an input.
+    pub fn changes_to(&self, digest: StateDigest) -> Option<Delta> {
+        let at = self.changing(digest)?;
+        Some(at.iter().map(|&at| self.changes[at as usize].clone()).collect())
+    }
+
+    fn changing(&self, digest: StateDigest) -> Option<&[u32]> {
+        let at = self.differences.binary_search_by(|(d, _)| d.cmp(&digest)).ok()?;
+        Some(&self.differences[at].1)
     }
 }
 
@@ -260,7 +276,7 @@ mod tests {
         assert_eq!(key, SharedResolutions::key(RoomVersion::V11, vec![d1, d2]), "any order");
         assert!(cache.find(&key, |_| true).is_none());
         let changes = Arc::new(vec![(("t".to_owned(), String::new()), None)]);
-        let mut differences = vec![(d1, 0), (d2, 1)];
+        let mut differences = vec![(d1, vec![]), (d2, vec![0])];
         differences.sort_unstable();
         let recorded = Recorded { reads: Vec::new(), changes: Arc::clone(&changes), differences };
         cache.record(key.clone(), recorded);
@@ -268,6 +284,9 @@ mod tests {
         assert!(Arc::ptr_eq(&found.changes, &changes));
         assert_eq!((found.differences_from(d1), found.differences_from(d2)), (0, 1));
         assert_eq!(found.differences_from(StateDigest::EMPTY), u32::MAX, "not an input");
+        assert_eq!(found.changes_to(d1), Some(vec![]), "an input the resolution keeps");
+        assert_eq!(found.changes_to(d2).as_deref(), Some(&changes[..]));
+        assert_eq!(found.changes_to(StateDigest::EMPTY), None);
         assert!(cache.find(&key, |_| false).is_none(), "refused by the reads");
         assert!(
             cache.find(&SharedResolutions::key(RoomVersion::V12, vec![d1, d2]), |_| true).is_none()

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::homeserver::outbound::{self, Outbound, OutboundAction, ResponseOutcome};
-use crate::homeserver::resolutions::{Changes, Read, Recorded, SharedResolutions};
+use crate::homeserver::resolutions::{Read, Recorded, SharedResolutions};
 use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store, StoredEvent};
 use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,

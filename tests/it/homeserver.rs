@@ -2059,7 +2059,7 @@ fn a_shared_resolution_is_taken_only_when_its_reads_match() {
             Some(_) => None,
         };
         poisoned += 1;
-        let differences = recorded.differences.iter().map(|&(d, _)| (d, 0)).collect();
+        let differences = recorded.differences.iter().map(|(d, _)| (*d, Vec::new())).collect();
         altered.record(key, Recorded { reads, changes: Arc::default(), differences });
     }
     assert!(poisoned > 0);
