@@ -139,6 +139,10 @@ struct Waiting {
     /// Arrival order: a participant of a Linearized Matrix room decides the hub's events
     /// that are ready in the order they came, which is the list's order.
     seq: u64,
+    /// An ancestor it missed when last retried, and whether what was missing was its
+    /// state after: while that is still missing the event is not ready, and a retry
+    /// checks this one event instead of all it needs ([`Homeserver::retry_waiting`]).
+    blocked_on: Option<(EventId, bool)>,
 }
 
 /// Where one request of a waiting event stands.

@@ -517,6 +517,7 @@ impl Homeserver {
             asked_state: BTreeSet::new(),
             deadline,
             seq,
+            blocked_on: None,
         });
         if !pulled {
             self.ask_for_ancestors(now, room_id, &id, out);
@@ -657,22 +658,59 @@ impl Homeserver {
     /// Events are taken in event id order; at a participant of a Linearized Matrix room,
     /// in the order they arrived, so that two of the hub's events ready at once (two
     /// DAG-capable servers' events waiting for the same state, say) are appended in the
-    /// list's order.
+    /// room's list order.
+    ///
+    /// Each pass over the waiting events first checks the one ancestor each missed last
+    /// time (`Waiting::blocked_on`); only an event whose blocker has arrived is asked all
+    /// it misses. Stored events stay stored and a state once known stays known, so an
+    /// event whose blocker is still missing is not ready: the passes take the same events
+    /// in the same order as asking every event in full, which after each commit was most
+    /// of the pass's cost (2.3% of a 500-server run).
     pub(super) fn retry_waiting(&mut self, now: Instant, room_id: &str, out: &mut Vec<Output>) {
         let arrival_order = self.participant_hub(room_id).is_some();
         loop {
-            let mut ready = self.waiting.values().filter(|w| {
-                w.pdu.room_id_or_derived() == room_id && {
-                    let (auth, prev) = self.missing_for(room_id, &w.pdu);
-                    auth.is_empty() && prev.is_empty()
+            let mut ready: Option<(u64, &EventId)> = None;
+            let mut blocked: Vec<(EventId, (EventId, bool))> = Vec::new();
+            for (id, w) in &self.waiting {
+                if w.pdu.room_id_or_derived() != room_id {
+                    continue;
                 }
-            });
-            let ready = if arrival_order { ready.min_by_key(|w| w.seq) } else { ready.next() };
-            let ready: Option<Arc<Pdu>> = ready.map(|w| Arc::clone(&w.pdu));
-            let Some(pdu) = ready else { break };
-            let Some(waiting) = self.waiting.remove(pdu.event_id()) else { break };
-            self.process(now, room_id, pdu, &waiting.origin, waiting.pulled, out);
+                if let Some((blocker, state)) = &w.blocked_on {
+                    if self.still_missing(blocker, *state) {
+                        debug_assert!(self.missing_for(room_id, &w.pdu) != (vec![], vec![]));
+                        continue;
+                    }
+                }
+                let (auth, prev) = self.missing_for(room_id, &w.pdu);
+                let blocker = auth.into_iter().map(|id| (id, false));
+                if let Some(blocker) = blocker.chain(prev.into_iter().map(|id| (id, true))).next() {
+                    blocked.push((id.clone(), blocker));
+                    continue;
+                }
+                if !arrival_order {
+                    ready = Some((w.seq, id));
+                    break;
+                }
+                if ready.is_none_or(|(seq, _)| w.seq < seq) {
+                    ready = Some((w.seq, id));
+                }
+            }
+            let ready = ready.map(|(_, id)| id.clone());
+            for (id, blocker) in blocked {
+                if let Some(w) = self.waiting.get_mut(&id) {
+                    w.blocked_on = Some(blocker);
+                }
+            }
+            let Some(id) = ready else { break };
+            let Some(waiting) = self.waiting.remove(&id) else { break };
+            self.process(now, room_id, waiting.pdu, &waiting.origin, waiting.pulled, out);
         }
+    }
+
+    /// Whether a waiting event's ancestor is still missing: not stored, or, for `state`,
+    /// stored without a state after it (as [`Homeserver::missing_for`] asks).
+    fn still_missing(&self, id: &EventId, state: bool) -> bool {
+        self.store.event(id).is_none_or(|e| state && e.state_after.is_none())
     }
 
     /// Stores events that arrived as a bundle (auth chains, state): each is verified and
