@@ -139,10 +139,6 @@ struct Waiting {
     /// Arrival order: a participant of a Linearized Matrix room decides the hub's events
     /// that are ready in the order they came, which is the list's order.
     seq: u64,
-    /// An ancestor it missed when last retried, and whether what was missing was its
-    /// state after: while that is still missing the event is not ready, and a retry
-    /// checks this one event instead of all it needs ([`Homeserver::retry_waiting`]).
-    blocked_on: Option<(EventId, bool)>,
 }
 
 /// Where one request of a waiting event stands.
@@ -317,6 +313,8 @@ pub struct Homeserver {
     waiting: BTreeMap<EventId, Waiting>,
     /// The arrival number of the next waiting event ([`Waiting::seq`]).
     waiting_seq: u64,
+    /// Which waiting events to retry ([`Homeserver::retry_waiting`]). Volatile.
+    retries: receive::Retries,
     /// Fetches of the state at missing prev events, by prev event.
     state_fetches: BTreeMap<EventId, StateFetch>,
     /// PDUs received over `/send` for rooms this server is joining, processed once the
@@ -585,6 +583,7 @@ impl Homeserver {
             requests: BTreeMap::new(),
             waiting: BTreeMap::new(),
             waiting_seq: 0,
+            retries: receive::Retries::default(),
             state_fetches: BTreeMap::new(),
             join_queues: BTreeMap::new(),
             transactions: TransactionAnswers::default(),

@@ -570,6 +570,7 @@ impl Homeserver {
                     redacted: false,
                 };
                 self.store.replace_outlier(stored);
+                self.retries.arrived(pdu.event_id());
             } else {
                 self.store_event(room_id, &pdu, outcome, Some(group));
             }
