@@ -31,6 +31,7 @@ use crate::stdx::{Duration, EPOCH_MS, Fnv1a, Instant, Prng};
 use incoming::Incoming;
 pub use linear::OfflineSends;
 use linear::PendingLpdu;
+use resolve::LastResolution;
 
 mod decide;
 mod fetch;
@@ -39,6 +40,7 @@ mod incoming;
 mod linear;
 mod local;
 mod receive;
+mod resolve;
 mod send;
 mod serve;
 
@@ -355,15 +357,6 @@ pub struct Homeserver {
     lists_to_merge: BTreeSet<String>,
 }
 
-/// A resolution and what it was made from: the sorted input groups, at a version of the
-/// stored events.
-#[derive(Debug)]
-struct LastResolution {
-    events_version: u64,
-    groups: Vec<StateGroupId>,
-    result: StateGroupId,
-}
-
 /// A current state group and the joined members per server in it (servers with none
 /// left out).
 type JoinedCounts = (StateGroupId, BTreeMap<String, u32>);
@@ -395,82 +388,6 @@ impl AuthState for GroupView<'_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
         let id = self.store.state_get_parts(self.group, event_type, state_key)?;
         self.store.pdu(id).map(|pdu| &**pdu)
-    }
-}
-
-/// The store as state resolution reads it: events as they were before any redaction was
-/// applied, as Synapse's `StateResolutionStore.get_events` reads them
-/// (`redact_behaviour=EventRedactBehaviour.as_is`, synapse/state/__init__.py). Auth checks
-/// of single events read the stored (possibly redacted) copies instead ([`GroupView`]).
-/// It hands resolution the room's auth-chain index, which the store keeps as events come.
-struct StoreEvents<'a>(&'a Store, &'a str);
-
-impl EventStore for StoreEvents<'_> {
-    fn get(&self, event_id: &EventId) -> Option<&Pdu> {
-        self.0.original_pdu(event_id).map(|pdu| &**pdu)
-    }
-
-    fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
-        self.0.event(event_id)?.outcome.decision.rejection()
-    }
-
-    fn auth_chain_index(&self) -> Option<&AuthChainIndex> {
-        self.0.auth_chain_index(self.1)
-    }
-}
-
-/// [`StoreEvents`] noting the id of every event a resolution reads, so that what it read
-/// can be recorded with it ([`SharedResolutions`]).
-struct ReadingEvents<'a> {
-    events: StoreEvents<'a>,
-    read: RefCell<Vec<EventId>>,
-}
-
-impl ReadingEvents<'_> {
-    /// What was read of each event, by id (sorted, distinct).
-    fn reads(self) -> Vec<(EventId, Read)> {
-        let mut ids = self.read.into_inner();
-        ids.sort_unstable();
-        ids.dedup();
-        let store = self.events.0;
-        ids.into_iter()
-            .map(|id| {
-                let read = match store.original_pdu(&id) {
-                    None => Read::Missing,
-                    Some(pdu) => {
-                        Read::Found { pdu: Arc::clone(pdu), rejection: self.events.rejection(&id) }
-                    }
-                };
-                (id, read)
-            })
-            .collect()
-    }
-}
-
-impl EventStore for ReadingEvents<'_> {
-    fn get(&self, event_id: &EventId) -> Option<&Pdu> {
-        self.read.borrow_mut().push(event_id.clone());
-        self.events.get(event_id)
-    }
-
-    fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
-        self.read.borrow_mut().push(event_id.clone());
-        self.events.rejection(event_id)
-    }
-
-    fn get_with_rejection(&self, event_id: &EventId) -> Option<(&Pdu, Option<RejectionKind>)> {
-        self.read.borrow_mut().push(event_id.clone());
-        self.events.get_with_rejection(event_id)
-    }
-
-    fn get_by_node(&self, node: NodeId) -> Option<(&Pdu, Option<RejectionKind>)> {
-        let found = self.events.get_by_node(node)?;
-        self.read.borrow_mut().push(found.0.event_id().clone());
-        Some(found)
-    }
-
-    fn auth_chain_index(&self) -> Option<&AuthChainIndex> {
-        self.events.auth_chain_index()
     }
 }
 
