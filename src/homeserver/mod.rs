@@ -25,6 +25,8 @@ pub mod outbound;
 pub mod resolutions;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_events;
 pub mod types;
 pub mod verified;
 pub mod wire;

@@ -219,19 +219,10 @@ impl SharedResolutions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::crypto::SigningKey;
-    use crate::matrix::pdu;
+    use crate::homeserver::test_events::signed_state_event;
 
     fn member(body: &str) -> Arc<Pdu> {
-        let key = SigningKey::from_seed(&[7; 32], "ed25519:1").unwrap();
-        let serde_json::Value::Object(json) = serde_json::json!({
-            "type": "m.room.member", "state_key": "@a:hs1", "sender": "@a:hs1",
-            "room_id": "!r:hs1", "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"],
-            "auth_events": ["$c"], "content": {"membership": "join", "displayname": body},
-        }) else {
-            unreachable!()
-        };
-        Arc::new(pdu::build_signed(RoomVersion::V11.rules(), json, "hs1", &key).unwrap())
+        signed_state_event("m.room.member", "@a:hs1", body)
     }
 
     #[test]

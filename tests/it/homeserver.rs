@@ -2008,15 +2008,8 @@ fn split_and_heal_sharing(
     let topic = |text: &str| serde_json::json!({ "topic": text });
     send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic("by hs1"));
     send(&mut h, "hs2", "@bob:hs2", &room, "m.room.topic", Some(""), topic("by hs2"));
-    send(
-        &mut h,
-        "hs3",
-        "@bob:hs3",
-        &room,
-        "m.room.name",
-        Some(""),
-        serde_json::json!({"name": "n"}),
-    );
+    let name = serde_json::json!({"name": "n"});
+    send(&mut h, "hs3", "@bob:hs3", &room, "m.room.name", Some(""), name);
     h.run_for(Duration::from_secs(60));
     h.cut.clear();
     for name in names {

@@ -145,21 +145,7 @@ impl Eq for Entry {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::RoomVersion;
-    use crate::matrix::crypto::SigningKey;
-    use crate::matrix::pdu;
-
-    fn state_event(event_type: &str, state_key: &str, body: &str) -> Arc<Pdu> {
-        let key = SigningKey::from_seed(&[7; 32], "ed25519:1").unwrap();
-        let serde_json::Value::Object(json) = serde_json::json!({
-            "type": event_type, "state_key": state_key, "sender": "@a:hs1",
-            "room_id": "!r:hs1", "origin_server_ts": 1, "depth": 2, "prev_events": ["$p"],
-            "auth_events": ["$c"], "content": {"membership": "join", "displayname": body},
-        }) else {
-            unreachable!()
-        };
-        Arc::new(pdu::build_signed(RoomVersion::V11.rules(), json, "hs1", &key).unwrap())
-    }
+    use crate::homeserver::test_events::signed_state_event;
 
     #[test]
     fn a_servers_users_are_read_as_one_range() {
@@ -174,7 +160,7 @@ mod tests {
             ("m.room.member", "not a user", "7"),
             ("org.example.state", "@z:hs1", "8"),
         ] {
-            users.note(&state_event(event_type, state_key, body));
+            users.note(&signed_state_event(event_type, state_key, body));
         }
         let of = |server: &str| users.of(server).map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(of("hs1"), ["@a:hs1", "@b:hs1"]);
