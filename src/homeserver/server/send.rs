@@ -228,23 +228,18 @@ impl Homeserver {
         server: &str,
         memberships: &[&str],
     ) -> bool {
+        let one_of = |id: &EventId| {
+            let pdu = self.store.pdu(id);
+            let membership = pdu.and_then(|p| p.content().get("membership")?.as_str());
+            membership.is_some_and(|m| memberships.contains(&m))
+        };
         let found = self.store.member_users(server).any(|user| {
-            self.store
-                .state_get_parts(group, "m.room.member", user)
-                .and_then(|id| self.store.pdu(id))
-                .and_then(|p| p.content().get("membership").and_then(Value::as_str))
-                .is_some_and(|m| memberships.contains(&m))
+            self.store.state_get_parts(group, "m.room.member", user).is_some_and(one_of)
         });
         debug_assert_eq!(
             found,
             self.store.state(group).iter().any(|((t, k), id)| {
-                t == "m.room.member"
-                    && ids::user_server(k) == Some(server)
-                    && self
-                        .store
-                        .pdu(id)
-                        .and_then(|p| p.content().get("membership").and_then(Value::as_str))
-                        .is_some_and(|m| memberships.contains(&m))
+                t == "m.room.member" && ids::user_server(k) == Some(server) && one_of(id)
             }),
             "the member entries of {server}'s users in state {group:?}, against the whole list",
         );
