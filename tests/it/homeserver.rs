@@ -1867,6 +1867,50 @@ fn the_state_at_a_missing_prev_event_fetches_only_the_unknown_events() {
     }
 }
 
+/// An event committed after a stored event that names it as a prev event is not a forward
+/// extremity (Synapse `_calculate_new_extremities`, `_get_events_which_are_prevs`). Here
+/// hs2 misses a topic and a message after it, and gets the next message: it fetches the
+/// state at the missed message (which holds the topic, stored as an outlier), stores the
+/// missed message with it, and commits the last one. The topic itself, pushed afterwards,
+/// is then accepted, but the missed message already follows it. Before, it became a second
+/// forward extremity that no event would cite, and every later commit resolved its old
+/// state with the room's.
+#[test]
+fn an_event_already_followed_by_a_stored_event_is_not_a_forward_extremity() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = room_with(&names, RoomVersion::V11);
+    h.lossy_paths = vec!["/get_missing_events/"];
+    h.loss = Some((Prng::from_seed(1), mxsim::stdx::Ratio::percent(100).unwrap()));
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    let content = serde_json::json!({"topic": "missed"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), content);
+    let missed = created_by(&h, "hs1").last().cloned().unwrap();
+    let body = serde_json::json!({"body": "missed too"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
+    h.run_for(Duration::from_secs(1));
+    restart(&mut h, "hs1", &names);
+    h.cut.clear();
+    let body = serde_json::json!({"body": "after the topic"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
+    let last = created_by(&h, "hs1").last().cloned().unwrap();
+    h.run(5_000);
+    assert_eq!(requests_to(&h, "hs2", "state_ids"), 1, "the state at the topic was fetched");
+    assert!(decisions_of(&h, "hs2", &last).contains(&mxsim::homeserver::Decision::Accepted));
+    assert_eq!(decisions_of(&h, "hs2", &missed), vec![mxsim::homeserver::Decision::Outlier]);
+    // The topic itself arrives late, pushed again, and is accepted: after its child.
+    let pdu = stored_json(&h, "hs1", &missed);
+    push_transaction(&mut h, "hs1", "hs2", "late-topic", vec![pdu]);
+    h.run(5_000);
+    assert!(
+        decisions_of(&h, "hs2", &missed).contains(&mxsim::homeserver::Decision::Accepted),
+        "the late topic is accepted: {:?}",
+        decisions_of(&h, "hs2", &missed)
+    );
+    let extremities = &h.servers["hs2"].store().room(&room).unwrap().forward_extremities;
+    assert_eq!(extremities.iter().collect::<Vec<_>>(), vec![&last]);
+    assert_converged(&h, &room, &names, "after the late topic");
+}
+
 /// A joiner's minimum depth is its join's: the room state it got with `send_join` is
 /// stored as outliers, which do not count (Synapse `_update_min_depth_for_room_txn`).
 /// Before, it was the create event's depth, so the joiner's `get_missing_events` walks

@@ -50,14 +50,25 @@ impl Homeserver {
             return;
         }
         let old_state = self.store.room(room_id).and_then(|r| r.current_state);
+        // [impl] Synapse `_calculate_new_extremities`: the event replaces its prev events
+        // among the forward extremities, unless a stored event already follows it (one
+        // stored with a state across a gap, before this event arrived): such an event would
+        // stay an extremity that nothing cites, and every later resolution would merge its
+        // old state with the room's (at a thousand servers joining, hundreds of conflicted
+        // members in each). A room is never left without an extremity.
+        let cited = self.store.take_cited_ahead(pdu.event_id());
         let room = self.store.room_mut(room_id);
         let covered = room.forward_extremities.iter().all(|id| pdu.prev_events().contains(id));
         for prev in pdu.prev_events() {
             room.forward_extremities.remove(prev);
         }
-        room.forward_extremities.insert(pdu.event_id().clone());
+        let extremity = !cited || room.forward_extremities.is_empty();
+        if extremity {
+            room.forward_extremities.insert(pdu.event_id().clone());
+        }
         let after = self.store.event(pdu.event_id()).and_then(|e| e.state_after);
-        let new_state = if covered { after } else { self.resolve_extremities(room_id, rules) };
+        let new_state =
+            if covered && extremity { after } else { self.resolve_extremities(room_id, rules) };
         self.store.room_mut(room_id).current_state = new_state;
         assert!(
             self.store

@@ -134,6 +134,12 @@ pub struct Store {
     /// the server's users, so that asking whether a server has a member in a state reads
     /// those few entries, not the state's whole member list ([`Store::member_users`]).
     member_users: members::MemberUsers,
+    /// Events that a stored event with a state names as a prev event while they are not
+    /// stored as accepted here: when one of them is committed later, it does not become a
+    /// forward extremity ([`Store::take_cited_ahead`]). An entry stays until its event is
+    /// committed, so one whose event never is (given up, or rejected) stays: at most one
+    /// per prev event cited across a gap.
+    cited_ahead: BTreeSet<EventId>,
 }
 
 /// The stored events as the auth-chain index reads them (auth events, type and state
@@ -231,6 +237,7 @@ impl Store {
         }
         self.count_depth(room_id, &event);
         self.member_users.note(&event.pdu);
+        self.note_cited_ahead(&event);
         // Not a change to `events_version`: an event stored anew changes no event a
         // resolution of stored states has read (those states' events and their auth
         // chains were all stored, or the resolution failed and was not kept).
@@ -289,8 +296,44 @@ impl Store {
         assert!(existing.state_after.is_none(), "only outliers without state are replaced");
         let room_id = event.pdu.room_id_or_derived();
         self.count_depth(&room_id, &event);
+        self.note_cited_ahead(&event);
         self.events.insert(id, event);
         self.events_version += 1;
+    }
+
+    /// Notes the prev events of an event stored with a state, unless it is rejected or
+    /// soft-failed, that are not stored as accepted: the events whose later commit
+    /// [`Store::take_cited_ahead`] finds already followed by a stored event.
+    ///
+    /// [impl] Synapse `_calculate_new_extremities` (synapse/storage/controllers/
+    /// persist_events.py) drops from the forward extremities every event that is a prev
+    /// event of an existing event that is not an outlier, rejected or soft-failed
+    /// (`_get_events_which_are_prevs`). An event stored here with a state counts as not an
+    /// outlier, including the prev event of a gap stored with the state fetched at it
+    /// (decided `outlier` against its auth events, but placed in the DAG with a state).
+    fn note_cited_ahead(&mut self, event: &StoredEvent) {
+        let counts = matches!(
+            event.outcome.decision,
+            Decision::Accepted | Decision::Created | Decision::Outlier
+        );
+        if event.state_after.is_none() || !counts {
+            return;
+        }
+        for prev in event.pdu.prev_events() {
+            let accepted = self.events.get(prev).is_some_and(|e| {
+                matches!(e.outcome.decision, Decision::Accepted | Decision::Created)
+            });
+            if !accepted {
+                self.cited_ahead.insert(prev.clone());
+            }
+        }
+    }
+
+    /// Whether a stored event with a state named `id` as a prev event before `id` was
+    /// stored as accepted (forgotten once asked): such an event is not a forward extremity
+    /// when committed, since an event after it is already stored.
+    pub fn take_cited_ahead(&mut self, id: &EventId) -> bool {
+        self.cited_ahead.remove(id)
     }
 
     /// Lowers the room's `depth_min` to the event's depth if it is stored with a state
@@ -319,5 +362,49 @@ impl Store {
     /// when none was; a copy received already redacted has no other form).
     pub fn original_pdu(&self, id: &EventId) -> Option<&Arc<Pdu>> {
         self.originals.get(id).or_else(|| self.pdu(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::homeserver::test_events::signed_state_event;
+
+    /// A child stored with a state, named by its own display name, citing `$p`.
+    fn child(store: &mut Store, body: &str, outcome: Outcome, with_state: bool) {
+        let group = with_state.then(|| store.store_state(&StateMap::new(), None));
+        let pdu = signed_state_event("m.room.member", &format!("@{body}:hs1"), body);
+        assert_eq!(pdu.prev_events(), [EventId::parse("$p").unwrap()]);
+        let stored =
+            StoredEvent { pdu, outcome, state_before: group, state_after: group, redacted: false };
+        assert!(store.insert("!r:hs1", stored));
+    }
+
+    /// Only a child stored with a state, and neither rejected nor soft-failed, makes its
+    /// prev event one that is already followed; asking forgets it.
+    #[test]
+    fn a_prev_event_is_cited_ahead_only_by_a_child_with_a_state_that_counts() {
+        let reason = || Some("no".to_owned());
+        let cases = [
+            (Outcome::accepted(), true, true),
+            // The prev event of a gap, stored with the state fetched at it.
+            (Outcome::outlier(), true, true),
+            (Outcome::outlier(), false, false),
+            (Outcome { decision: Decision::SoftFailed, reason: reason() }, true, false),
+            (Outcome { decision: Decision::RejectedStateBefore, reason: reason() }, true, false),
+            (Outcome { decision: Decision::RejectedAuthEvents, reason: reason() }, false, false),
+        ];
+        for (at, (outcome, with_state, cites)) in cases.into_iter().enumerate() {
+            let mut store = Store::new();
+            store.add_room("!r:hs1", RoomVersion::V11);
+            child(&mut store, &format!("c{at}"), outcome.clone(), with_state);
+            let p = EventId::parse("$p").unwrap();
+            assert_eq!(
+                store.take_cited_ahead(&p),
+                cites,
+                "{outcome:?}, with a state: {with_state}"
+            );
+            assert!(!store.take_cited_ahead(&p), "asked once");
+        }
     }
 }
