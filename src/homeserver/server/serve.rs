@@ -230,12 +230,23 @@ impl Homeserver {
     pub(super) fn auth_chain(&self, ids: &[EventId]) -> Vec<Arc<Pdu>> {
         let mut seen: BTreeSet<EventId> = BTreeSet::new();
         let mut stack: Vec<EventId> = Vec::new();
+        // The create event a v12 event implies, found once per room id rather than once per
+        // event: the state of a thousand-member room asked it a thousand times.
+        let mut implied: Option<(&str, Option<EventId>)> = None;
         for id in ids {
             if let Some(pdu) = self.store.pdu(id) {
                 stack.extend(pdu.auth_events().iter().cloned());
-                if let Some(create) = self.implied_create(pdu) {
-                    stack.push(create);
-                }
+                let room_id = pdu.room_id().unwrap_or("");
+                let create = match &implied {
+                    _ if pdu.event_type() == "m.room.create" => None,
+                    Some((room, create)) if *room == room_id => create.clone(),
+                    _ => {
+                        let create = self.implied_create(pdu);
+                        implied = Some((room_id, create.clone()));
+                        create
+                    }
+                };
+                stack.extend(create);
             }
         }
         let mut chain = Vec::new();
@@ -244,7 +255,9 @@ impl Homeserver {
                 continue;
             }
             if let Some(pdu) = self.store.pdu(&id) {
-                stack.extend(pdu.auth_events().iter().cloned());
+                // An id already taken is skipped when popped: leaving it off the stack takes
+                // the same events in the same order.
+                stack.extend(pdu.auth_events().iter().filter(|a| !seen.contains(*a)).cloned());
                 chain.push(Arc::clone(pdu));
             }
         }
