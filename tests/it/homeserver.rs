@@ -1911,6 +1911,43 @@ fn an_event_already_followed_by_a_stored_event_is_not_a_forward_extremity() {
     assert_converged(&h, &room, &names, "after the late topic");
 }
 
+/// An accepted event whose prev event was soft-failed here also follows that event's own
+/// prev events: none of them stays a forward extremity (Synapse `_calculate_new_extremities`
+/// with `_get_prevs_before_rejected`). hs1 bans Bob while cut off from hs2, where Carol
+/// sends a message, Bob one after hers and Carol one after his. After the heal hs1 accepts
+/// Carol's first message, soft-fails Bob's and accepts Carol's second: before, her first
+/// stayed a forward extremity beside her second, which descends from it.
+#[test]
+fn an_event_behind_a_soft_failed_prev_event_is_not_a_forward_extremity() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = room_with(&names, RoomVersion::V11);
+    let join = Action::Join { room: room.clone(), via: vec!["hs1".into()] };
+    h.act("hs2", "@carol:hs2".into(), join);
+    h.run(2_000);
+    assert_eq!(membership(&h, "hs1", &room, "@carol:hs2").as_deref(), Some("join"));
+    h.cut_both_ways("hs1", "hs2");
+    let ban = Action::Ban { room: room.clone(), target: "@bob:hs2".into() };
+    h.act("hs1", "@alice:hs1".into(), ban);
+    let mut sent = Vec::new();
+    for (user, body) in [("@carol:hs2", "first"), ("@bob:hs2", "mine"), ("@carol:hs2", "second")] {
+        let body = serde_json::json!({ "body": body });
+        send(&mut h, "hs2", user, &room, "m.room.message", None, body);
+        sent.push(created_by(&h, "hs2").last().cloned().unwrap());
+    }
+    let [first, bobs, second] = <[EventId; 3]>::try_from(sent).unwrap();
+    h.run_for(Duration::from_secs(60));
+    h.cut.clear();
+    h.run_for(Duration::from_secs(900));
+    use mxsim::homeserver::Decision::{Accepted, SoftFailed};
+    assert_eq!(decisions_of(&h, "hs1", &first), vec![Accepted]);
+    assert_eq!(decisions_of(&h, "hs1", &bobs), vec![SoftFailed]);
+    assert_eq!(decisions_of(&h, "hs1", &second), vec![Accepted]);
+    let extremities = &h.servers["hs1"].store().room(&room).unwrap().forward_extremities;
+    assert!(extremities.contains(&second), "{extremities:?}");
+    assert!(!extremities.contains(&first), "Carol's first message is behind her second");
+    assert_converged(&h, &room, &names, "after the heal");
+}
+
 /// A joiner's minimum depth is its join's: the room state it got with `send_join` is
 /// stored as outliers, which do not count (Synapse `_update_min_depth_for_room_txn`).
 /// Before, it was the create event's depth, so the joiner's `get_missing_events` walks

@@ -57,9 +57,10 @@ impl Homeserver {
         // old state with the room's (at a thousand servers joining, hundreds of conflicted
         // members in each). A room is never left without an extremity.
         let cited = self.store.take_cited_ahead(pdu.event_id());
+        let behind = self.behind_excluded_prevs(pdu);
         let room = self.store.room_mut(room_id);
         let covered = room.forward_extremities.iter().all(|id| pdu.prev_events().contains(id));
-        for prev in pdu.prev_events() {
+        for prev in pdu.prev_events().iter().chain(&behind) {
             room.forward_extremities.remove(prev);
         }
         let extremity = !cited || room.forward_extremities.is_empty();
@@ -90,6 +91,34 @@ impl Homeserver {
         if self.is_hub_of(room_id) && !linearized::built_by_hub(pdu, &self.name) {
             self.linearize_dag(room_id, pdu, out);
         }
+    }
+
+    /// The events that lie behind the soft-failed or rejected events among `pdu`'s prev
+    /// events: their prev events, and on through the prev events of those that are
+    /// soft-failed or rejected too. They are ancestors of `pdu`, so none of them is a
+    /// forward extremity once it is committed, although no accepted event names them.
+    ///
+    /// [impl] Synapse `_get_prevs_before_rejected` (synapse/storage/databases/main/
+    /// events.py), which `_calculate_new_extremities` subtracts "otherwise we end up with
+    /// dangling extremities". Outliers are not walked through, as there (`NOT outlier`).
+    fn behind_excluded_prevs(&self, pdu: &Pdu) -> Vec<EventId> {
+        let mut behind: Vec<EventId> = Vec::new();
+        let mut seen: BTreeSet<&EventId> = BTreeSet::new();
+        let mut stack: Vec<&EventId> = pdu.prev_events().iter().collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(event) = self.store.event(id) else { continue };
+            let decision = event.outcome.decision;
+            if decision == Decision::SoftFailed || decision.is_rejected() {
+                for prev in event.pdu.prev_events() {
+                    behind.push(prev.clone());
+                    stack.push(prev);
+                }
+            }
+        }
+        behind
     }
 
     /// Commits an event this server made (its own user's, or the hub's completion of an
