@@ -1814,6 +1814,31 @@ fn a_gap_longer_than_the_limit_is_filled_by_follow_up_get_missing_events() {
     assert_converged(&h, &room, &names, "after the gap");
 }
 
+/// With every `get_missing_events` lost, hs1 sends a topic and a message that hs2 never
+/// gets (hs1 restarts with the transaction still owed), then one more message that reaches
+/// it, and the servers run until quiet. Returns the topic, the missed message and the last.
+fn topic_and_message_missed(
+    h: &mut Harness,
+    room: &str,
+    names: &[&str],
+) -> (EventId, EventId, EventId) {
+    h.lossy_paths = vec!["/get_missing_events/"];
+    h.loss = Some((Prng::from_seed(1), mxsim::stdx::Ratio::percent(100).unwrap()));
+    h.cut.insert(("hs1".into(), "hs2".into()));
+    let content = serde_json::json!({"topic": "missed"});
+    send(h, "hs1", "@alice:hs1", room, "m.room.topic", Some(""), content);
+    let topic = created_by(h, "hs1").last().cloned().unwrap();
+    send(h, "hs1", "@alice:hs1", room, "m.room.message", None, serde_json::json!({"body": "m"}));
+    let message = created_by(h, "hs1").last().cloned().unwrap();
+    h.run_for(Duration::from_secs(1));
+    restart(h, "hs1", names);
+    h.cut.clear();
+    send(h, "hs1", "@alice:hs1", room, "m.room.message", None, serde_json::json!({"body": "n"}));
+    let last = created_by(h, "hs1").last().cloned().unwrap();
+    h.run(5_000);
+    (topic, message, last)
+}
+
 /// When `get_missing_events` fails, the state at the missing prev event is fetched as
 /// Synapse `_get_state_ids_after_missing_prev_event` does: `/state_ids`, then `/event`
 /// for only the events the server lacks (here the prev event and a state event of 30),
@@ -1831,22 +1856,7 @@ fn the_state_at_a_missing_prev_event_fetches_only_the_unknown_events() {
             }
             h.run(2_000);
         }
-        h.lossy_paths = vec!["/get_missing_events/"];
-        h.loss = Some((Prng::from_seed(1), mxsim::stdx::Ratio::percent(100).unwrap()));
-        // hs2 misses a state event and a message; the next message reaches it.
-        h.cut.insert(("hs1".into(), "hs2".into()));
-        let content = serde_json::json!({"topic": "missed"});
-        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), content);
-        let body = serde_json::json!({"body": "missed"});
-        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
-        let missed_prev = created_by(&h, "hs1").last().cloned().unwrap();
-        h.run_for(Duration::from_secs(1));
-        restart(&mut h, "hs1", &names);
-        h.cut.clear();
-        let body = serde_json::json!({"body": "n"});
-        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
-        let last = created_by(&h, "hs1").last().cloned().unwrap();
-        h.run(5_000);
+        let (_, missed_prev, last) = topic_and_message_missed(&mut h, &room, &names);
         let context = if big { "30 more state events" } else { "a small state" };
         assert_eq!(requests_to(&h, "hs2", "get_missing_events"), 1, "{context}");
         assert_eq!(requests_to(&h, "hs2", "state_ids"), 1, "{context}");
@@ -1879,22 +1889,8 @@ fn the_state_at_a_missing_prev_event_fetches_only_the_unknown_events() {
 fn an_event_already_followed_by_a_stored_event_is_not_a_forward_extremity() {
     let names = ["hs1", "hs2"];
     let (mut h, room) = room_with(&names, RoomVersion::V11);
-    h.lossy_paths = vec!["/get_missing_events/"];
-    h.loss = Some((Prng::from_seed(1), mxsim::stdx::Ratio::percent(100).unwrap()));
-    h.cut.insert(("hs1".into(), "hs2".into()));
-    let content = serde_json::json!({"topic": "missed"});
-    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), content);
-    let missed = created_by(&h, "hs1").last().cloned().unwrap();
-    let body = serde_json::json!({"body": "missed too"});
-    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
-    h.run_for(Duration::from_secs(1));
-    restart(&mut h, "hs1", &names);
-    h.cut.clear();
-    let body = serde_json::json!({"body": "after the topic"});
-    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
-    let last = created_by(&h, "hs1").last().cloned().unwrap();
-    h.run(5_000);
-    assert_eq!(requests_to(&h, "hs2", "state_ids"), 1, "the state at the topic was fetched");
+    let (missed, _, last) = topic_and_message_missed(&mut h, &room, &names);
+    assert_eq!(requests_to(&h, "hs2", "state_ids"), 1, "the state at the missed message");
     assert!(decisions_of(&h, "hs2", &last).contains(&mxsim::homeserver::Decision::Accepted));
     assert_eq!(decisions_of(&h, "hs2", &missed), vec![mxsim::homeserver::Decision::Outlier]);
     // The topic itself arrives late, pushed again, and is accepted: after its child.
