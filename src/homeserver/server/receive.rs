@@ -106,12 +106,11 @@ impl Homeserver {
         let mut seen: BTreeSet<&EventId> = BTreeSet::new();
         let mut stack: Vec<&EventId> = pdu.prev_events().iter().collect();
         while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
             let Some(event) = self.store.event(id) else { continue };
             let decision = event.outcome.decision;
-            if decision == Decision::SoftFailed || decision.is_rejected() {
+            // Only the walked events are remembered: with accepted prev events (nearly every
+            // commit) the walk allocates nothing.
+            if (decision == Decision::SoftFailed || decision.is_rejected()) && seen.insert(id) {
                 for prev in event.pdu.prev_events() {
                     behind.push(prev.clone());
                     stack.push(prev);
