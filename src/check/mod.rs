@@ -19,7 +19,7 @@
 //! violation (or, where another invariant owns the problem, is skipped and left to it);
 //! never an assertion. No hash maps, no floats, no clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -211,7 +211,14 @@ fn violation(invariant: Invariant, message: String, witness: Witness) -> Violati
     Violation { invariant, message, witness }
 }
 
-/// Adds `item` to `list` unless it is there (keeps first-seen order).
+/// The items without repeats, each where it first appears.
+fn first_seen<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = BTreeSet::new();
+    items.into_iter().filter(|item| seen.insert(item.clone())).collect()
+}
+
+/// Adds `item` to `list` unless it is there (keeps first-seen order). Linear in the list:
+/// for short lists, such as a witness's.
 fn push_unique<T: PartialEq>(list: &mut Vec<T>, item: T) {
     if !list.contains(&item) {
         list.push(item);

@@ -485,9 +485,11 @@ fn a_prev_event_missing_from_the_trace_breaks_dag() {
     json.insert("prev_events".into(), json!([missing.clone()]));
     let orphan = f.room.add("hs1", json);
     let end = f.trace.records.len() - 2;
+    // `hs2` records the event twice (a witness names each server once).
     let tail = vec![
         event(30, "hs1", &r, &orphan, Decision::Created, true),
         event(31, "hs2", &r, &orphan, Decision::Accepted, false),
+        event(32, "hs2", &r, &orphan, Decision::Accepted, false),
     ];
     f.trace.records.splice(end..end, tail);
     let violations = only(&run(&f.trace), "dag");
