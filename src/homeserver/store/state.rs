@@ -229,9 +229,17 @@ impl Store {
     /// Whether two groups hold the same state. Cheap when the groups share an ancestor on
     /// their delta chains (a commit's usual case: one is a delta on the other, or both are
     /// deltas on one resolved state); otherwise both are materialised.
+    ///
+    /// Groups whose digests differ hold different states (the digest is a function of the
+    /// state), and are told apart without reading either: a commit across a resolution
+    /// compared two materialised thousand-member states, 4.7% of a 1,000-server run. Equal
+    /// digests are not trusted alone (docs/trace.md: they are names, not proofs).
     pub fn same_state(&self, a: StateGroupId, b: StateGroupId) -> bool {
         if a == b {
             return true;
+        }
+        if self.group(a).digest != self.group(b).digest {
+            return false;
         }
         match self.changed_keys(a, b) {
             Some(keys) => keys.iter().all(|key| self.state_get(a, key) == self.state_get(b, key)),
@@ -579,13 +587,13 @@ mod tests {
         let mut met = 0;
         for (a, state_a) in &groups {
             for (b, state_b) in &groups {
+                assert_eq!(store.same_state(*a, *b), state_a == state_b, "{a:?} {b:?}");
                 let Some(keys) = store.changed_keys(*a, *b) else { continue };
                 met += 1;
                 let all: BTreeSet<&StateKey> = state_a.keys().chain(state_b.keys()).collect();
                 for k in all.into_iter().filter(|k| !keys.contains(k)) {
                     assert_eq!(state_a.get(k), state_b.get(k), "{a:?} {b:?} {k:?}");
                 }
-                assert_eq!(store.same_state(*a, *b), state_a == state_b, "{a:?} {b:?}");
             }
         }
         assert!(met > groups.len() * 4, "too few pairs meet ({met}) to test anything");
