@@ -117,7 +117,9 @@ fn take_given_id(
 /// A well-formed PDU of a known room version, with its event id.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pdu {
-    json: Object,
+    /// Shared, so that an answer carrying stored events (a `send_join` answer: the room's
+    /// whole state and auth chain) holds them without a deep copy each.
+    json: Arc<Object>,
     event_id: EventId,
     room_id: Option<String>,
     sender: String,
@@ -199,8 +201,13 @@ impl Pdu {
         &self.json
     }
 
+    /// [`Pdu::json`], shared.
+    pub fn shared_json(&self) -> &Arc<Object> {
+        &self.json
+    }
+
     pub fn into_json(self) -> Object {
-        self.json
+        Arc::unwrap_or_clone(self.json)
     }
 
     pub fn event_id(&self) -> &EventId {

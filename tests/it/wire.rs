@@ -30,6 +30,10 @@ fn object() -> impl Strategy<Value = Object> {
         .prop_map(|m| m.into_iter().collect())
 }
 
+fn shared(objects: Vec<Object>) -> Vec<std::sync::Arc<Object>> {
+    objects.into_iter().map(std::sync::Arc::new).collect()
+}
+
 fn objects(max: usize) -> impl Strategy<Value = Vec<Object>> {
     prop::collection::vec(object(), 0..max)
 }
@@ -187,8 +191,10 @@ fn response() -> impl Strategy<Value = Response> {
             pdu_ids,
             auth_chain_ids
         }),
-        (objects(3), objects(3))
-            .prop_map(|(pdus, auth_chain)| Response::GetState { pdus, auth_chain }),
+        (objects(3), objects(3)).prop_map(|(pdus, auth_chain)| Response::GetState {
+            pdus: shared(pdus),
+            auth_chain: shared(auth_chain)
+        }),
         objects(3).prop_map(|auth_chain| Response::GetEventAuth { auth_chain }),
         transaction(0..4).prop_map(Response::Backfill),
         objects(3).prop_map(|events| Response::GetMissingEvents { events }),
@@ -204,8 +210,8 @@ fn response() -> impl Strategy<Value = Response> {
                 let servers_in_room =
                     if members_omitted { Some(servers.unwrap_or_default()) } else { servers };
                 Response::SendJoin(SendJoin {
-                    state,
-                    auth_chain,
+                    state: shared(state),
+                    auth_chain: shared(auth_chain),
                     event,
                     members_omitted,
                     servers_in_room,

@@ -122,9 +122,9 @@ impl Homeserver {
             Pending::StateAt { room_id, prev } => {
                 match response {
                     Some(Response::GetState { pdus, auth_chain }) => {
-                        let mut all: Vec<Incoming> =
-                            auth_chain.into_iter().map(Incoming::Raw).collect();
-                        all.extend(pdus.iter().cloned().map(Incoming::Raw));
+                        let raw = |object: &Arc<Object>| Incoming::Raw(Object::clone(object));
+                        let mut all: Vec<Incoming> = auth_chain.iter().map(raw).collect();
+                        all.extend(pdus.iter().map(raw));
                         self.store_outliers(&room_id, all, out);
                         let ids: Vec<EventId> = match self.rules_of(&room_id) {
                             Some(rules) => {
@@ -618,7 +618,11 @@ fn same_join_as_parsed_whole(
         assert_eq!(&whole, response, "only send_join answers are decoded in part");
         return;
     };
-    let merge = |parsed: &[Object], key: &str| super::incoming::sent_json(parsed, &known[key]);
+    let merge = |parsed: &[Arc<Object>], key: &str| {
+        let parsed: Vec<Object> = parsed.iter().map(|object| Object::clone(object)).collect();
+        let sent = super::incoming::sent_json(&parsed, &known[key]);
+        sent.into_iter().map(Arc::new).collect()
+    };
     let merged = wire::SendJoin {
         state: merge(&join.state, "state"),
         auth_chain: merge(&join.auth_chain, "auth_chain"),

@@ -272,7 +272,7 @@ impl Homeserver {
             Ok(Response::SendJoin(mut answer)) if handshake.membership == "join" => {
                 // The answer's lists in the body's order, PDUs recognised by their bytes
                 // among them; `answer` keeps the rest.
-                let mut list = |key: &str, parsed: &mut Vec<Object>| {
+                let mut list = |key: &str, parsed: &mut Vec<Arc<Object>>| {
                     let known = known.remove(key).unwrap_or_default();
                     Incoming::merge(version, std::mem::take(parsed), known)
                 };

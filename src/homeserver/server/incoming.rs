@@ -38,13 +38,15 @@ impl Incoming {
     /// a room of version `version`.
     pub(super) fn merge(
         version: RoomVersion,
-        parsed: Vec<Object>,
+        parsed: Vec<Arc<Object>>,
         known: Vec<Option<CheckedCopy>>,
     ) -> Vec<Incoming> {
+        // A decoded answer's objects are not shared with anything yet: no copy is made.
+        let raw = |object| Incoming::Raw(Arc::unwrap_or_clone(object));
         if known.is_empty() {
-            return parsed.into_iter().map(Incoming::Raw).collect();
+            return parsed.into_iter().map(raw).collect();
         }
-        interleave(parsed, known, |copy| Incoming::of_copy(copy, Some(version)), Incoming::Raw)
+        interleave(parsed, known, |copy| Incoming::of_copy(copy, Some(version)), raw)
     }
 
     /// The JSON, copied for a checked copy (which the rare callers of this need as JSON).

@@ -299,9 +299,9 @@ impl Homeserver {
                 pdus: state
                     .iter()
                     .filter_map(|id| self.store.pdu(id))
-                    .map(|p| p.json().clone())
+                    .map(|p| Arc::clone(p.shared_json()))
                     .collect(),
-                auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
+                auth_chain: chain.iter().map(|p| Arc::clone(p.shared_json())).collect(),
             }
         }
     }
@@ -530,9 +530,9 @@ impl Homeserver {
                     state: state
                         .iter()
                         .filter_map(|id| self.store.pdu(id))
-                        .map(|p| p.json().clone())
+                        .map(|p| Arc::clone(p.shared_json()))
                         .collect(),
-                    auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
+                    auth_chain: chain.iter().map(|p| Arc::clone(p.shared_json())).collect(),
                     event: Some(pdu.json().clone()),
                     members_omitted: false,
                     servers_in_room: None,

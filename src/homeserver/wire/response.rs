@@ -3,12 +3,13 @@
 //! one, given the [`Endpoint`] it answers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{
-    PduLists, check_room_version, encode_body, event_ids_json, objects_json, parse_body,
-    strings_from_json, take_event_ids, take_object, take_objects, take_string,
+    PduLists, check_room_version, encode_body, event_ids_json, parse_body, strings_from_json,
+    take_event_ids, take_object, take_objects, take_string,
 };
 use crate::homeserver::wire::endpoint::Endpoint;
 use crate::homeserver::wire::error::{ErrCode, ErrorResponse, WireError};
@@ -38,10 +39,11 @@ pub struct MakeMembership {
 /// The answer to `send_join` v2 (spec digest §5 step 5).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SendJoin {
-    /// The resolved room state before the join (raw PDUs).
-    pub state: Vec<Object>,
-    /// The auth chain of the join and of every state event (raw PDUs).
-    pub auth_chain: Vec<Object>,
+    /// The resolved room state before the join (raw PDUs). Shared: a resident answers
+    /// every joiner with the same stored events.
+    pub state: Vec<Arc<Object>>,
+    /// The auth chain of the join and of every state event (raw PDUs), shared.
+    pub auth_chain: Vec<Arc<Object>>,
     /// The join as signed by the resident (required for restricted joins).
     pub event: Option<Object>,
     /// Whether `m.room.member` events were left out (`omit_members`). Encoded only when
@@ -65,7 +67,7 @@ pub enum Response {
     /// `{"pdu_ids", "auth_chain_ids"}` (spec digest §4).
     GetStateIds { pdu_ids: Vec<EventId>, auth_chain_ids: Vec<EventId> },
     /// `{"pdus", "auth_chain"}` (spec digest §4).
-    GetState { pdus: Vec<Object>, auth_chain: Vec<Object> },
+    GetState { pdus: Vec<Arc<Object>>, auth_chain: Vec<Arc<Object>> },
     /// `{"auth_chain"}` (spec digest §4).
     GetEventAuth { auth_chain: Vec<Object> },
     /// A transaction of history (spec digest §4).
@@ -207,11 +209,15 @@ impl Response {
                 put("auth_chain_ids", Part::Owned(event_ids_json(auth_chain_ids)));
             }
             Response::GetState { pdus, auth_chain } => {
-                put("pdus", Part::Objects(pdus));
-                put("auth_chain", Part::Objects(auth_chain));
+                put("pdus", Part::Objects(shared(pdus)));
+                put("auth_chain", Part::Objects(shared(auth_chain)));
             }
-            Response::GetEventAuth { auth_chain } => put("auth_chain", Part::Objects(auth_chain)),
-            Response::GetMissingEvents { events } => put("events", Part::Objects(events)),
+            Response::GetEventAuth { auth_chain } => {
+                put("auth_chain", Part::Objects(auth_chain.iter().collect()));
+            }
+            Response::GetMissingEvents { events } => {
+                put("events", Part::Objects(events.iter().collect()))
+            }
             Response::MakeJoin(make) | Response::MakeLeave(make) | Response::MakeKnock(make) => {
                 if let Some(version) = &make.room_version {
                     put("room_version", Part::Owned(Value::String(version.clone())));
@@ -219,8 +225,8 @@ impl Response {
                 put("event", Part::Object(&make.event));
             }
             Response::SendJoin(join) => {
-                put("state", Part::Objects(&join.state));
-                put("auth_chain", Part::Objects(&join.auth_chain));
+                put("state", Part::Objects(shared(&join.state)));
+                put("auth_chain", Part::Objects(shared(&join.auth_chain)));
                 if let Some(event) = &join.event {
                     put("event", Part::Object(event));
                 }
@@ -235,7 +241,7 @@ impl Response {
             Response::Invite { event } => put("event", Part::Object(event)),
             Response::SendLeave => {}
             Response::SendKnock { knock_room_state } => {
-                put("knock_room_state", Part::Objects(knock_room_state));
+                put("knock_room_state", Part::Objects(knock_room_state.iter().collect()));
             }
             Response::Error(error) => {
                 put("errcode", Part::Owned(Value::String(error.errcode.as_str().to_owned())));
@@ -335,11 +341,21 @@ impl Response {
 /// order: see [`Response::from_http_knowing`].
 pub type KnownPdus<K> = BTreeMap<&'static str, Vec<Option<K>>>;
 
+/// The objects of a list of shared ones, borrowed.
+fn shared(list: &[Arc<Object>]) -> Vec<&Object> {
+    list.iter().map(|object| &**object).collect()
+}
+
+/// A decoded list of objects, each made shareable.
+fn share(list: Vec<Object>) -> Vec<Arc<Object>> {
+    list.into_iter().map(Arc::new).collect()
+}
+
 /// A top-level member of a response body, borrowed where the response holds it.
 enum Part<'a> {
     Owned(Value),
     Object(&'a Object),
-    Objects(&'a [Object]),
+    Objects(Vec<&'a Object>),
     /// The members of a transaction body (`/event`, `/backfill`), under the empty key:
     /// the only part of such a body.
     Transaction(&'a Transaction),
@@ -394,7 +410,9 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
             let value = match part {
                 Part::Owned(value) => value.clone(),
                 Part::Object(object) => Value::Object(Object::clone(object)),
-                Part::Objects(objects) => objects_json(objects),
+                Part::Objects(objects) => {
+                    Value::Array(objects.iter().map(|o| Value::Object(Object::clone(o))).collect())
+                }
                 Part::Transaction(_) => unreachable!("returned above"),
             };
             body.insert((*key).to_owned(), value);
@@ -456,8 +474,8 @@ fn decode_success(endpoint: Endpoint, mut body: Object) -> Result<Response, Wire
             auth_chain_ids: take_event_ids(&mut body, "auth_chain_ids")?,
         },
         Endpoint::GetState => Response::GetState {
-            pdus: required(take_objects(&mut body, "pdus")?, "pdus")?,
-            auth_chain: required(take_objects(&mut body, "auth_chain")?, "auth_chain")?,
+            pdus: share(required(take_objects(&mut body, "pdus")?, "pdus")?),
+            auth_chain: share(required(take_objects(&mut body, "auth_chain")?, "auth_chain")?),
         },
         Endpoint::GetEventAuth => Response::GetEventAuth {
             auth_chain: required(take_objects(&mut body, "auth_chain")?, "auth_chain")?,
@@ -490,8 +508,8 @@ fn decode_success(endpoint: Endpoint, mut body: Object) -> Result<Response, Wire
                 Some(value) => Some(strings_from_json(value, "$.servers_in_room")?),
             };
             Response::SendJoin(SendJoin {
-                state: required(take_objects(&mut body, "state")?, "state")?,
-                auth_chain: required(take_objects(&mut body, "auth_chain")?, "auth_chain")?,
+                state: share(required(take_objects(&mut body, "state")?, "state")?),
+                auth_chain: share(required(take_objects(&mut body, "auth_chain")?, "auth_chain")?),
                 event: take_object(&mut body, "event")?,
                 members_omitted,
                 servers_in_room,

@@ -54,7 +54,7 @@ impl Fields {
         Pdu {
             content: std::sync::Arc::new(content),
             membership,
-            json,
+            json: std::sync::Arc::new(json),
             event_id,
             room_id: self.room_id,
             sender: self.sender,
