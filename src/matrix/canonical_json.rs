@@ -75,11 +75,13 @@ pub fn parse(bytes: &[u8], numbers: Numbers) -> Result<Value, ParseError> {
 }
 
 mod check;
+mod encoded;
 mod reader;
 #[cfg(test)]
 mod tests;
 
 pub use check::{check, check_object, push_key};
+pub use encoded::EncodedObject;
 #[cfg(test)]
 pub use reader::Mark;
 pub use reader::{Reader, WindowError, Windowed};

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::matrix::canonical_json::Object;
+use crate::matrix::canonical_json::{EncodedObject, Object};
 use crate::matrix::ids::{self, EventId, IdError, IdInterner};
 use crate::matrix::room_version::RoomVersionRules;
 use crate::matrix::words::same_text;
@@ -117,9 +117,10 @@ fn take_given_id(
 /// A well-formed PDU of a known room version, with its event id.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pdu {
-    /// Shared, so that an answer carrying stored events (a `send_join` answer: the room's
-    /// whole state and auth chain) holds them without a deep copy each.
-    json: Arc<Object>,
+    /// Shared with its canonical encoding, so that the messages carrying a stored event
+    /// (a transaction to each peer; a `send_join` answer, the room's whole state and auth
+    /// chain, to each joiner) hold it without a deep copy and encode it once.
+    json: Arc<EncodedObject>,
     event_id: EventId,
     room_id: Option<String>,
     sender: String,
@@ -198,16 +199,16 @@ impl Pdu {
     /// The event as JSON (without `event_id`); empty for an event made by
     /// [`Pdu::for_resolution`].
     pub fn json(&self) -> &Object {
-        &self.json
+        self.json.json()
     }
 
-    /// [`Pdu::json`], shared.
-    pub fn shared_json(&self) -> &Arc<Object> {
+    /// [`Pdu::json`], shared, with its canonical encoding made once.
+    pub fn shared_json(&self) -> &Arc<EncodedObject> {
         &self.json
     }
 
     pub fn into_json(self) -> Object {
-        Arc::unwrap_or_clone(self.json)
+        Arc::unwrap_or_clone(self.json).into_json()
     }
 
     pub fn event_id(&self) -> &EventId {
@@ -290,7 +291,7 @@ impl Pdu {
         if !self.lpdus {
             return None;
         }
-        self.json.get("hub_server").and_then(Value::as_str)
+        self.json().get("hub_server").and_then(Value::as_str)
     }
 
     pub fn auth_events(&self) -> &[EventId] {
@@ -324,6 +325,6 @@ impl Pdu {
 
 impl serde::Serialize for Pdu {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(serializer)
+        self.json().serialize(serializer)
     }
 }

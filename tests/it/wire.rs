@@ -4,7 +4,7 @@
 
 use mxsim::homeserver::wire::{
     Edu, Endpoint, ErrCode, ErrorResponse, HttpRequest, HttpResponse, MakeMembership, Method,
-    Request, Response, SendJoin, Transaction,
+    OutgoingPdu, Request, Response, SendJoin, Transaction,
 };
 use mxsim::matrix::EventId;
 use mxsim::matrix::canonical_json::{INT_MAX, Object};
@@ -30,8 +30,8 @@ fn object() -> impl Strategy<Value = Object> {
         .prop_map(|m| m.into_iter().collect())
 }
 
-fn shared(objects: Vec<Object>) -> Vec<std::sync::Arc<Object>> {
-    objects.into_iter().map(std::sync::Arc::new).collect()
+fn shared(objects: Vec<Object>) -> Vec<std::sync::Arc<OutgoingPdu>> {
+    objects.into_iter().map(|object| std::sync::Arc::new(OutgoingPdu::new(object))).collect()
 }
 
 fn objects(max: usize) -> impl Strategy<Value = Vec<Object>> {

@@ -122,13 +122,13 @@ impl Homeserver {
             Pending::StateAt { room_id, prev } => {
                 match response {
                     Some(Response::GetState { pdus, auth_chain }) => {
-                        let raw = |object: &Arc<Object>| Incoming::Raw(Object::clone(object));
+                        let raw = |object: &Arc<OutgoingPdu>| Incoming::Raw(object.json().clone());
                         let mut all: Vec<Incoming> = auth_chain.iter().map(raw).collect();
                         all.extend(pdus.iter().map(raw));
                         self.store_outliers(&room_id, all, out);
                         let ids: Vec<EventId> = match self.rules_of(&room_id) {
                             Some(rules) => {
-                                pdus.iter().map(|raw| self.event_id_of(rules, raw)).collect()
+                                pdus.iter().map(|raw| self.event_id_of(rules, raw.json())).collect()
                             }
                             None => Vec::new(),
                         };
@@ -618,10 +618,10 @@ fn same_join_as_parsed_whole(
         assert_eq!(&whole, response, "only send_join answers are decoded in part");
         return;
     };
-    let merge = |parsed: &[Arc<Object>], key: &str| {
-        let parsed: Vec<Object> = parsed.iter().map(|object| Object::clone(object)).collect();
+    let merge = |parsed: &[Arc<OutgoingPdu>], key: &str| {
+        let parsed: Vec<Object> = parsed.iter().map(|object| object.json().clone()).collect();
         let sent = super::incoming::sent_json(&parsed, &known[key]);
-        sent.into_iter().map(Arc::new).collect()
+        sent.into_iter().map(|object| Arc::new(OutgoingPdu::new(object))).collect()
     };
     let merged = wire::SendJoin {
         state: merge(&join.state, "state"),

@@ -9,7 +9,7 @@ use crate::homeserver::store::{Outcome, StateMap};
 use crate::homeserver::types::{ActionKind, Decision, Observation, Output};
 use crate::homeserver::verified::CheckedCopy;
 use crate::homeserver::wire::{
-    ErrorResponse, KnownPdus, MakeMembership, Request, Response, SendJoin,
+    ErrorResponse, KnownPdus, MakeMembership, OutgoingPdu, Request, Response, SendJoin,
 };
 use crate::matrix::canonical_json::Object;
 use crate::matrix::linearized::{self, Lpdu};
@@ -272,7 +272,7 @@ impl Homeserver {
             Ok(Response::SendJoin(mut answer)) if handshake.membership == "join" => {
                 // The answer's lists in the body's order, PDUs recognised by their bytes
                 // among them; `answer` keeps the rest.
-                let mut list = |key: &str, parsed: &mut Vec<Arc<Object>>| {
+                let mut list = |key: &str, parsed: &mut Vec<Arc<OutgoingPdu>>| {
                     let known = known.remove(key).unwrap_or_default();
                     Incoming::merge(version, std::mem::take(parsed), known)
                 };

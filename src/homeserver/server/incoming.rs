@@ -38,11 +38,12 @@ impl Incoming {
     /// a room of version `version`.
     pub(super) fn merge(
         version: RoomVersion,
-        parsed: Vec<Arc<Object>>,
+        parsed: Vec<Arc<OutgoingPdu>>,
         known: Vec<Option<CheckedCopy>>,
     ) -> Vec<Incoming> {
         // A decoded answer's objects are not shared with anything yet: no copy is made.
-        let raw = |object| Incoming::Raw(Arc::unwrap_or_clone(object));
+        let raw =
+            |object: Arc<OutgoingPdu>| Incoming::Raw(Arc::unwrap_or_clone(object).into_json());
         if known.is_empty() {
             return parsed.into_iter().map(raw).collect();
         }

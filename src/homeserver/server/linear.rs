@@ -321,7 +321,7 @@ impl Homeserver {
             // appended once, and the event made of it goes to the sender again.
             // [digest] The draft does not say how a participant that missed the echo
             // learns of it; this is mxsim's reading (docs/linearized.md).
-            let json = Arc::new(OutgoingPdu::new(event.json().clone()));
+            let json = Arc::clone(event.shared_json());
             self.outbound.enqueue_pdu(origin, json, room_id);
             return Ok(());
         }
@@ -357,7 +357,7 @@ impl Homeserver {
             let head =
                 self.store.room(room_id).and_then(|r| r.forward_extremities.first().cloned());
             if let Some(head) = head.and_then(|id| self.store.pdu(&id).cloned()) {
-                let head = Arc::new(OutgoingPdu::new(head.json().clone()));
+                let head = Arc::clone(head.shared_json());
                 self.outbound.enqueue_pdu(origin, head, room_id);
             }
             return refuse(out, format!("not allowed: {reason}"));

@@ -80,10 +80,7 @@ impl Homeserver {
                     }
                     for id in &room.forward_extremities {
                         if let Some(pdu) = self.store.pdu(id) {
-                            latest.push((
-                                room_id.clone(),
-                                Arc::new(OutgoingPdu::new(pdu.json().clone())),
-                            ));
+                            latest.push((room_id.clone(), Arc::clone(pdu.shared_json())));
                         }
                     }
                 }
@@ -142,7 +139,7 @@ impl Homeserver {
             let participants = self.participants(room_id);
             servers.retain(|server| !participants.contains(server));
         }
-        let json = Arc::new(OutgoingPdu::new(pdu.json().clone()));
+        let json = Arc::clone(pdu.shared_json());
         for server in servers {
             if server != self.name && Some(server.as_str()) != except {
                 self.outbound.enqueue_pdu(&server, Arc::clone(&json), room_id);

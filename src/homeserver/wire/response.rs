@@ -18,7 +18,7 @@ use crate::homeserver::wire::transaction::{
     Transaction, TransactionUse, encode_transaction, transaction_from_json, validate_transaction,
 };
 use crate::homeserver::wire::{RESPONSE_BODY_BYTES_MAX, TRANSACTION_PDUS_MAX, len_u64};
-use crate::matrix::canonical_json::{self, Object};
+use crate::matrix::canonical_json::{self, EncodedObject, Object};
 use crate::matrix::ids::{self, EventId};
 
 /// The result of one PDU of a transaction: `{}` if handled, `{"error": …}` if not (spec
@@ -39,11 +39,11 @@ pub struct MakeMembership {
 /// The answer to `send_join` v2 (spec digest §5 step 5).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SendJoin {
-    /// The resolved room state before the join (raw PDUs). Shared: a resident answers
-    /// every joiner with the same stored events.
-    pub state: Vec<Arc<Object>>,
+    /// The resolved room state before the join (raw PDUs). Shared with their encodings:
+    /// a resident answers every joiner with the same stored events.
+    pub state: Vec<Arc<EncodedObject>>,
     /// The auth chain of the join and of every state event (raw PDUs), shared.
-    pub auth_chain: Vec<Arc<Object>>,
+    pub auth_chain: Vec<Arc<EncodedObject>>,
     /// The join as signed by the resident (required for restricted joins).
     pub event: Option<Object>,
     /// Whether `m.room.member` events were left out (`omit_members`). Encoded only when
@@ -67,7 +67,7 @@ pub enum Response {
     /// `{"pdu_ids", "auth_chain_ids"}` (spec digest §4).
     GetStateIds { pdu_ids: Vec<EventId>, auth_chain_ids: Vec<EventId> },
     /// `{"pdus", "auth_chain"}` (spec digest §4).
-    GetState { pdus: Vec<Arc<Object>>, auth_chain: Vec<Arc<Object>> },
+    GetState { pdus: Vec<Arc<EncodedObject>>, auth_chain: Vec<Arc<EncodedObject>> },
     /// `{"auth_chain"}` (spec digest §4).
     GetEventAuth { auth_chain: Vec<Object> },
     /// A transaction of history (spec digest §4).
@@ -209,8 +209,8 @@ impl Response {
                 put("auth_chain_ids", Part::Owned(event_ids_json(auth_chain_ids)));
             }
             Response::GetState { pdus, auth_chain } => {
-                put("pdus", Part::Objects(shared(pdus)));
-                put("auth_chain", Part::Objects(shared(auth_chain)));
+                put("pdus", Part::Encoded(pdus));
+                put("auth_chain", Part::Encoded(auth_chain));
             }
             Response::GetEventAuth { auth_chain } => {
                 put("auth_chain", Part::Objects(auth_chain.iter().collect()));
@@ -225,8 +225,8 @@ impl Response {
                 put("event", Part::Object(&make.event));
             }
             Response::SendJoin(join) => {
-                put("state", Part::Objects(shared(&join.state)));
-                put("auth_chain", Part::Objects(shared(&join.auth_chain)));
+                put("state", Part::Encoded(&join.state));
+                put("auth_chain", Part::Encoded(&join.auth_chain));
                 if let Some(event) = &join.event {
                     put("event", Part::Object(event));
                 }
@@ -341,14 +341,9 @@ impl Response {
 /// order: see [`Response::from_http_knowing`].
 pub type KnownPdus<K> = BTreeMap<&'static str, Vec<Option<K>>>;
 
-/// The objects of a list of shared ones, borrowed.
-fn shared(list: &[Arc<Object>]) -> Vec<&Object> {
-    list.iter().map(|object| &**object).collect()
-}
-
 /// A decoded list of objects, each made shareable.
-fn share(list: Vec<Object>) -> Vec<Arc<Object>> {
-    list.into_iter().map(Arc::new).collect()
+fn share(list: Vec<Object>) -> Vec<Arc<EncodedObject>> {
+    list.into_iter().map(|object| Arc::new(EncodedObject::new(object))).collect()
 }
 
 /// A top-level member of a response body, borrowed where the response holds it.
@@ -356,6 +351,8 @@ enum Part<'a> {
     Owned(Value),
     Object(&'a Object),
     Objects(Vec<&'a Object>),
+    /// Objects written from the encodings they keep.
+    Encoded(&'a [Arc<EncodedObject>]),
     /// The members of a transaction body (`/event`, `/backfill`), under the empty key:
     /// the only part of such a body.
     Transaction(&'a Transaction),
@@ -400,6 +397,16 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
                 }
                 out.push(b']');
             }
+            Part::Encoded(objects) => {
+                out.push(b'[');
+                for (index, object) in objects.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(object.bytes());
+                }
+                out.push(b']');
+            }
             Part::Transaction(_) => unreachable!("only under the empty key, alone"),
         }
     }
@@ -412,6 +419,9 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
                 Part::Object(object) => Value::Object(Object::clone(object)),
                 Part::Objects(objects) => {
                     Value::Array(objects.iter().map(|o| Value::Object(Object::clone(o))).collect())
+                }
+                Part::Encoded(objects) => {
+                    Value::Array(objects.iter().map(|o| Value::Object(o.json().clone())).collect())
                 }
                 Part::Transaction(_) => unreachable!("returned above"),
             };

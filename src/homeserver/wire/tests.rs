@@ -678,8 +678,8 @@ fn responses_written_in_parts_are_their_body_objects() {
     // body object (debug builds also compare, on every response encoded).
     let pdus = vec![pdu_stub(1), object(json!({"content": {"body": "\"é\""}, "depth": 2}))];
     let join = SendJoin {
-        state: pdus.iter().cloned().map(Arc::new).collect(),
-        auth_chain: vec![Arc::new(pdus[0].clone())],
+        state: pdus.iter().map(|pdu| Arc::new(OutgoingPdu::new(pdu.clone()))).collect(),
+        auth_chain: vec![Arc::new(OutgoingPdu::new(pdus[0].clone()))],
         event: Some(pdu_stub(3)),
         members_omitted: true,
         servers_in_room: Some(vec!["hs1".into(), "hs2".into()]),
@@ -700,8 +700,8 @@ fn responses_written_in_parts_are_their_body_objects() {
 fn send_join_answers_leave_out_the_pdus_known_by_their_bytes() {
     let pdu = |n: i64| object(json!({"type": "m.room.member", "depth": n, "content": {"m": "é"}}));
     let join = SendJoin {
-        state: (0..4).map(|n| Arc::new(pdu(n))).collect(),
-        auth_chain: (10..13).map(|n| Arc::new(pdu(n))).collect(),
+        state: (0..4).map(|n| Arc::new(OutgoingPdu::new(pdu(n)))).collect(),
+        auth_chain: (10..13).map(|n| Arc::new(OutgoingPdu::new(pdu(n)))).collect(),
         event: Some(pdu(99)),
         members_omitted: false,
         servers_in_room: None,
@@ -717,8 +717,10 @@ fn send_join_answers_leave_out_the_pdus_known_by_their_bytes() {
     assert_eq!(kinds["state"], [None, Some(1), None, Some(3)]);
     assert_eq!(kinds["auth_chain"], [None, Some(11), None]);
     let Response::SendJoin(rest) = decoded else { panic!() };
-    assert_eq!(rest.state, [Arc::new(pdu(0)), Arc::new(pdu(2))]);
-    assert_eq!(rest.auth_chain, [Arc::new(pdu(10)), Arc::new(pdu(12))]);
+    let jsons =
+        |list: &[Arc<OutgoingPdu>]| list.iter().map(|p| p.json().clone()).collect::<Vec<_>>();
+    assert_eq!(jsons(&rest.state), [pdu(0), pdu(2)]);
+    assert_eq!(jsons(&rest.auth_chain), [pdu(10), pdu(12)]);
     assert_eq!(rest.event, Some(pdu(99)));
     // Nothing known: `from_http`, with every entry `None`.
     let (whole, kinds) =

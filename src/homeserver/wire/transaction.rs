@@ -1,8 +1,6 @@
 //! Transactions (`/send` bodies, and the answers of `/event` and `/backfill`): their
 //! shape, checks and encoding.
 
-use std::sync::OnceLock;
-
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{objects_json, take_integer, take_objects, take_string};
@@ -83,48 +81,13 @@ pub(super) fn transaction_json(transaction: &Transaction) -> Object {
 }
 
 /// A PDU as a server sends it: its JSON, and the canonical encoding of that JSON, made
-/// the first time a transaction carries it and then reused. A server sends each event it
-/// fans out to every other server in the room (and again on a retry), so encoding it per
+/// the first time a message carries it and then reused. A server sends each event it fans
+/// out to every other server in the room (and again on a retry), so encoding it per
 /// destination cost as many encodings, and before them as many deep copies, as there were
-/// peers.
-pub struct OutgoingPdu {
-    json: Object,
-    bytes: OnceLock<Box<[u8]>>,
-}
-
-impl OutgoingPdu {
-    pub fn new(json: Object) -> OutgoingPdu {
-        OutgoingPdu { json, bytes: OnceLock::new() }
-    }
-
-    pub fn json(&self) -> &Object {
-        &self.json
-    }
-
-    /// The canonical JSON of [`OutgoingPdu::json`]. Panics, as [`encode_body`] does, on a
-    /// value canonical JSON cannot hold.
-    ///
-    /// [`encode_body`]: crate::homeserver::wire::codec::encode_body
-    pub fn bytes(&self) -> &[u8] {
-        self.bytes.get_or_init(|| {
-            canonical_json::encode_object(&self.json)
-                .unwrap_or_else(|e| panic!("outgoing message is not canonical JSON: {e}"))
-                .into_boxed_slice()
-        })
-    }
-}
-
-impl PartialEq for OutgoingPdu {
-    fn eq(&self, other: &OutgoingPdu) -> bool {
-        self.json == other.json
-    }
-}
-
-impl std::fmt::Debug for OutgoingPdu {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("OutgoingPdu").field(&self.json).finish()
-    }
-}
+/// peers. A stored PDU's JSON is one ([`Pdu::shared_json`]).
+///
+/// [`Pdu::shared_json`]: crate::matrix::pdu::Pdu::shared_json
+pub type OutgoingPdu = canonical_json::EncodedObject;
 
 /// The canonical JSON of [`transaction_json`]`(transaction)`, written without building
 /// that object: each PDU is encoded where it lies instead of being copied into the body

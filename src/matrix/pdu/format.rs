@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::matrix::canonical_json::{self, INT_MAX, Object};
+use crate::matrix::canonical_json::{self, EncodedObject, INT_MAX, Object};
 use crate::matrix::ids::{self, EventId, ID_BYTES_MAX, IdError};
 use crate::matrix::pdu::{
     AUTH_EVENTS_MAX, FormatError, FormatSeverity, PDU_BYTES_MAX, PREV_EVENTS_MAX, Pdu, Stage,
@@ -54,7 +54,7 @@ impl Fields {
         Pdu {
             content: std::sync::Arc::new(content),
             membership,
-            json: std::sync::Arc::new(json),
+            json: std::sync::Arc::new(EncodedObject::new(json)),
             event_id,
             room_id: self.room_id,
             sender: self.sender,
