@@ -124,14 +124,28 @@ fn room_title(room: &RoomSection) -> String {
     }
 }
 
-/// The JSON data block, safe inside a script element and in XML.
-fn data_block(rooms: &[RoomSection], servers: &[String]) -> String {
-    let value = serde_json::json!({
-        "servers": servers,
-        "rooms": rooms.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
-    });
-    let text = serde_json::to_string(&value).expect("a JSON value always serializes");
-    text.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+/// The JSON data block, safe inside a script element and in XML: `{"rooms", "servers"}`,
+/// written from the rooms' data where it lies (a copy into one value first, and a copy of
+/// the text per escaped character, were 2.5% of a 100-server run).
+fn data_block<'a>(rooms: impl Iterator<Item = &'a Value>, servers: &[String]) -> String {
+    // Fields in byte order, as a JSON object's keys are written.
+    #[derive(serde::Serialize)]
+    struct Block<'a> {
+        rooms: Vec<&'a Value>,
+        servers: &'a [String],
+    }
+    let block = Block { rooms: rooms.collect(), servers };
+    let text = serde_json::to_string(&block).expect("a JSON value always serializes");
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn render(page: &Page) -> String {
@@ -184,7 +198,7 @@ pub fn render(page: &Page) -> String {
     let _ = writeln!(
         out,
         "<script type=\"application/json\" id=\"mxsim-data\">{}</script>",
-        data_block(rooms, &header.servers)
+        data_block(rooms.iter().map(|r| &r.data), &header.servers)
     );
     let _ = writeln!(out, "<script>//<![CDATA[\n{SCRIPT}//]]></script>");
     out.push_str("</body>\n</html>\n");
@@ -659,4 +673,22 @@ fn quoted_lines(out: &mut String, trace: &Trace, lines: &BTreeSet<u64>) {
         let _ = writeln!(out, "<pre id=\"line-{line}\">{line}: {}</pre>", escape(&text));
     }
     out.push_str("</div>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_block_is_the_json_object_with_markup_characters_escaped() {
+        let room = serde_json::json!({"z": "<b>&</b>", "a": [1, {"y": ">"}]});
+        let servers = ["hs<1>".to_owned(), "hs2".to_owned()];
+        let block = data_block([&room].into_iter(), &servers);
+        assert!(!block.contains(['<', '>', '&']), "{block}");
+        // By hand: keys in byte order, and each of `<`, `>` and `&` as a \u escape.
+        let expected = r#"{"rooms":[{"a":[1,{"y":"\u003e"}],"z":"\u003cb\u003e\u0026\u003c/b\u003e"}],"servers":["hs\u003c1\u003e","hs2"]}"#;
+        assert_eq!(block, expected);
+        let parsed: Value = serde_json::from_str(&block).unwrap();
+        assert_eq!(parsed, serde_json::json!({"rooms": [room], "servers": servers}));
+    }
 }
