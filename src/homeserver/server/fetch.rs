@@ -122,9 +122,12 @@ impl Homeserver {
             Pending::StateAt { room_id, prev } => {
                 match response {
                     Some(Response::GetState { pdus, auth_chain }) => {
-                        let raw = |object: &Arc<OutgoingPdu>| Incoming::Raw(object.json().clone());
-                        let mut all: Vec<Incoming> = auth_chain.iter().map(raw).collect();
-                        all.extend(pdus.iter().map(raw));
+                        // The auth chain is taken as decoded; the state is read again below.
+                        let mut all: Vec<Incoming> = auth_chain
+                            .into_iter()
+                            .map(|object| Incoming::Raw(Arc::unwrap_or_clone(object).into_json()))
+                            .collect();
+                        all.extend(pdus.iter().map(|object| Incoming::Raw(object.json().clone())));
                         self.store_outliers(&room_id, all, out);
                         let ids: Vec<EventId> = match self.rules_of(&room_id) {
                             Some(rules) => {

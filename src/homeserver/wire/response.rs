@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{
-    PduLists, check_room_version, encode_body, event_ids_json, parse_body, strings_from_json,
-    take_event_ids, take_object, take_objects, take_string,
+    PduLists, check_room_version, encode_body, event_ids_json, objects_json, parse_body,
+    strings_from_json, take_event_ids, take_object, take_objects, take_string,
 };
 use crate::homeserver::wire::endpoint::Endpoint;
 use crate::homeserver::wire::error::{ErrCode, ErrorResponse, WireError};
@@ -212,12 +212,8 @@ impl Response {
                 put("pdus", Part::Encoded(pdus));
                 put("auth_chain", Part::Encoded(auth_chain));
             }
-            Response::GetEventAuth { auth_chain } => {
-                put("auth_chain", Part::Objects(auth_chain.iter().collect()));
-            }
-            Response::GetMissingEvents { events } => {
-                put("events", Part::Objects(events.iter().collect()))
-            }
+            Response::GetEventAuth { auth_chain } => put("auth_chain", Part::Objects(auth_chain)),
+            Response::GetMissingEvents { events } => put("events", Part::Objects(events)),
             Response::MakeJoin(make) | Response::MakeLeave(make) | Response::MakeKnock(make) => {
                 if let Some(version) = &make.room_version {
                     put("room_version", Part::Owned(Value::String(version.clone())));
@@ -241,7 +237,7 @@ impl Response {
             Response::Invite { event } => put("event", Part::Object(event)),
             Response::SendLeave => {}
             Response::SendKnock { knock_room_state } => {
-                put("knock_room_state", Part::Objects(knock_room_state.iter().collect()));
+                put("knock_room_state", Part::Objects(knock_room_state));
             }
             Response::Error(error) => {
                 put("errcode", Part::Owned(Value::String(error.errcode.as_str().to_owned())));
@@ -350,7 +346,7 @@ fn share(list: Vec<Object>) -> Vec<Arc<EncodedObject>> {
 enum Part<'a> {
     Owned(Value),
     Object(&'a Object),
-    Objects(Vec<&'a Object>),
+    Objects(&'a [Object]),
     /// Objects written from the encodings they keep.
     Encoded(&'a [Arc<EncodedObject>]),
     /// The members of a transaction body (`/event`, `/backfill`), under the empty key:
@@ -417,9 +413,7 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
             let value = match part {
                 Part::Owned(value) => value.clone(),
                 Part::Object(object) => Value::Object(Object::clone(object)),
-                Part::Objects(objects) => {
-                    Value::Array(objects.iter().map(|o| Value::Object(Object::clone(o))).collect())
-                }
+                Part::Objects(objects) => objects_json(objects),
                 Part::Encoded(objects) => {
                     Value::Array(objects.iter().map(|o| Value::Object(o.json().clone())).collect())
                 }
