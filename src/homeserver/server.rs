@@ -341,6 +341,10 @@ pub struct Homeserver {
     /// joined member in it ([`Homeserver::is_resident`]): every PDU received asks, and the
     /// answer only changes with the state. Volatile.
     resident: RefCell<BTreeMap<String, (StateGroupId, bool)>>,
+    /// The last states served by `/state_ids` and `/state` ([`serve::StateAnswer`]), newest
+    /// last.
+    /// Volatile.
+    state_answers: RefCell<VecDeque<Arc<serve::StateAnswer>>>,
     /// Verified events, shared with the other servers of the process when handed one
     /// ([`Homeserver::share_verified`]); otherwise this server's own.
     verified: Arc<VerifiedEvents>,
@@ -512,6 +516,7 @@ impl Homeserver {
             last_resolutions: VecDeque::new(),
             joined: RefCell::new(BTreeMap::new()),
             resident: RefCell::new(BTreeMap::new()),
+            state_answers: RefCell::new(VecDeque::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
             resolutions: None,
             lpdus_pending: BTreeMap::new(),

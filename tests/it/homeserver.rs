@@ -2137,3 +2137,60 @@ fn a_shared_resolution_is_taken_only_when_its_reads_match() {
     let counts = altered.counts();
     assert!(counts.refused > 0, "{counts:?}");
 }
+
+/// `/state_ids` asked again about the same event gets the same answer, also after more
+/// events were stored (servers keep recent answers; debug builds compute each kept answer
+/// again and compare): the state before the event, and the auth chain of its events.
+#[test]
+fn state_ids_asked_again_answer_the_state_before_the_event() {
+    use mxsim::homeserver::wire::{Endpoint, Request, Response};
+    let (mut h, room) = room_with(&["hs1", "hs2"], RoomVersion::V11);
+    let topic = serde_json::json!({"topic": "kept"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic);
+    h.run(1_000);
+    let topic = created_by(&h, "hs1").last().cloned().unwrap();
+    let ask_about = |h: &mut Harness, event_id: &EventId| {
+        let request = Request::GetStateIds { room_id: room.clone(), event_id: event_id.clone() };
+        let input =
+            Input::Request { origin: "hs2".into(), id: RequestId(77), request: request.to_http() };
+        let now = h.now;
+        let outputs = h.servers.get_mut("hs1").unwrap().handle(now, input);
+        let http = outputs
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Response { id: RequestId(77), response, .. } => Some(response),
+                _ => None,
+            })
+            .expect("an answer");
+        match Response::from_http(Endpoint::GetStateIds, &http).unwrap() {
+            Response::GetStateIds { pdu_ids, auth_chain_ids } => (pdu_ids, auth_chain_ids),
+            other => panic!("not a /state_ids answer: {other:?}"),
+        }
+    };
+    let ask = |h: &mut Harness| ask_about(h, &topic);
+    let first = ask(&mut h);
+    let store = h.servers["hs1"].store();
+    let before = store.event(&topic).unwrap().state_before.unwrap();
+    let state: BTreeSet<EventId> = store.state(before).into_values().collect();
+    assert_eq!(first.0.iter().cloned().collect::<BTreeSet<_>>(), state);
+    assert!(!state.contains(&topic), "the state before the topic");
+    // The auth chain, walked here from the state events' auth events.
+    let mut chain = BTreeSet::new();
+    let mut stack: Vec<EventId> =
+        state.iter().flat_map(|id| store.pdu(id).unwrap().auth_events().to_vec()).collect();
+    while let Some(id) = stack.pop() {
+        if chain.insert(id.clone()) {
+            stack.extend(store.pdu(&id).unwrap().auth_events().iter().cloned());
+        }
+    }
+    assert_eq!(first.1.iter().cloned().collect::<BTreeSet<_>>(), chain);
+    assert_eq!(ask(&mut h), first, "asked again");
+    send(&mut h, "hs2", "@bob:hs2", &room, "m.room.message", None, message("more").into());
+    h.run(1_000);
+    assert_eq!(ask(&mut h), first, "asked again after another event");
+    // Another event, another state: the topic is in the state before the message.
+    let more = created_by(&h, "hs2").last().cloned().unwrap();
+    let (after, _) = ask_about(&mut h, &more);
+    assert!(after.contains(&topic), "the state before the message holds the topic");
+    assert_eq!(ask(&mut h), first, "the topic's answer again");
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{GroupView, Homeserver, Incoming, forbidden, invalid, not_found};
-use crate::homeserver::store::Outcome;
+use crate::homeserver::store::{Outcome, StateGroupId};
 use crate::homeserver::types::{Decision, Observation, Output};
 use crate::homeserver::verified::CheckedCopy;
 use crate::homeserver::wire::{
@@ -22,6 +22,19 @@ use crate::stdx::Instant;
 
 /// Most events one `backfill` or `get_missing_events` answer carries.
 const HISTORY_EVENTS_MAX: u64 = 100;
+
+/// How many [`StateAnswer`]s a server keeps.
+const STATE_ANSWERS_MAX: usize = 8;
+
+/// A state served by `/state_ids` or `/state`: the ids of its events and of their auth
+/// chain, in the order they are sent.
+#[derive(Debug)]
+pub(super) struct StateAnswer {
+    group: StateGroupId,
+    events_version: u64,
+    state: Vec<EventId>,
+    auth_chain: Vec<EventId>,
+}
 
 impl Homeserver {
     /// Answers one inbound request.
@@ -287,23 +300,62 @@ impl Homeserver {
         if self.joined_servers(room_id).is_empty() || !self.visible_to(origin, &event.pdu) {
             return forbidden("not allowed to see this state");
         }
-        let state: Vec<EventId> = self.store.state(group).into_values().collect();
-        let chain = self.auth_chain(&state);
+        let answer = self.state_answer(room_id, group);
         if ids_only {
             Response::GetStateIds {
-                pdu_ids: state,
-                auth_chain_ids: chain.iter().map(|p| p.event_id().clone()).collect(),
+                pdu_ids: answer.state.clone(),
+                auth_chain_ids: answer.auth_chain.clone(),
             }
         } else {
-            Response::GetState {
-                pdus: state
-                    .iter()
+            let pdus = |ids: &[EventId]| {
+                ids.iter()
                     .filter_map(|id| self.store.pdu(id))
                     .map(|p| Arc::clone(p.shared_json()))
-                    .collect(),
-                auth_chain: chain.iter().map(|p| Arc::clone(p.shared_json())).collect(),
+                    .collect()
+            };
+            Response::GetState { pdus: pdus(&answer.state), auth_chain: pdus(&answer.auth_chain) }
+        }
+    }
+
+    /// The state of `group` and its auth chain, as event ids, remembered for the last
+    /// [`STATE_ANSWERS_MAX`] groups asked about while the room's events all have whole
+    /// auth chains ([impl] Synapse keeps its `/state_ids` and `/state` answers for 30 s,
+    /// `_state_ids_resp_cache` in synapse/federation/federation_server.py, as "they take a
+    /// while and often come in waves"). At a thousand servers, servers missing the same
+    /// prev event ask its sender one after another, and each answer walked the auth chain
+    /// of a thousand-member state again: 5% of a run.
+    ///
+    /// The answer for a group cannot change while the room stays fully indexed: a group's
+    /// state is fixed, and so is the auth chain of stored events whose auth events are all
+    /// stored. It is kept with [`Store::events_version`] all the same, which a replaced or
+    /// redacted event moves on.
+    fn state_answer(&self, room_id: &str, group: StateGroupId) -> Arc<StateAnswer> {
+        let version = self.store.events_version();
+        let whole = self.store.room_fully_indexed(room_id);
+        if whole {
+            let answers = self.state_answers.borrow();
+            let found = answers.iter().find(|a| a.group == group && a.events_version == version);
+            if let Some(answer) = found {
+                if cfg!(debug_assertions) {
+                    let state: Vec<EventId> = self.store.state(group).into_values().collect();
+                    let chain: Vec<EventId> =
+                        self.auth_chain(&state).iter().map(|p| p.event_id().clone()).collect();
+                    assert!(answer.state == state && answer.auth_chain == chain, "{group:?}");
+                }
+                return Arc::clone(answer);
             }
         }
+        let state: Vec<EventId> = self.store.state(group).into_values().collect();
+        let auth_chain = self.auth_chain(&state).iter().map(|p| p.event_id().clone()).collect();
+        let answer = Arc::new(StateAnswer { group, events_version: version, state, auth_chain });
+        if whole {
+            let mut answers = self.state_answers.borrow_mut();
+            if answers.len() == STATE_ANSWERS_MAX {
+                answers.pop_front();
+            }
+            answers.push_back(Arc::clone(&answer));
+        }
+        answer
     }
 
     fn serve_backfill(&self, origin: &str, room_id: &str, v: &[EventId], limit: u64) -> Response {
