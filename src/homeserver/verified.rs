@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::KeyRing;
+use crate::matrix::ids::EventIdMap;
 use crate::matrix::{EventId, Pdu, RoomVersion};
 use crate::stdx::Fnv1a;
 
@@ -58,7 +59,7 @@ pub struct VerifiedEvents {
     keys: Arc<KeyRing>,
     /// The first copy of each event id checked; later copies that differ from it (another
     /// `unsigned`, a redacted copy) are checked by the server itself every time.
-    entries: Mutex<BTreeMap<EventId, Entry>>,
+    entries: Mutex<EventIdMap<Entry>>,
     /// The content hash each cached copy claims (`hashes.sha256`) → its event id: finds
     /// the entry for a copy as received, before its reference hash is computed.
     by_claimed_hash: Mutex<BTreeMap<String, EventId>>,
@@ -72,7 +73,7 @@ impl VerifiedEvents {
     pub fn new(keys: Arc<KeyRing>) -> VerifiedEvents {
         VerifiedEvents {
             keys,
-            entries: Mutex::new(BTreeMap::new()),
+            entries: Mutex::new(EventIdMap::default()),
             by_claimed_hash: Mutex::new(BTreeMap::new()),
             by_bytes: Mutex::new(BTreeMap::new()),
         }

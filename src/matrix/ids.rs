@@ -9,6 +9,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod id_map;
+
+pub use id_map::{EventIdMap, IdHasher, IdHashing};
+
 /// Longest user id, room id, event id (in bytes).
 pub const ID_BYTES_MAX: usize = 255;
 /// Length of the URL-safe unpadded base64 of a SHA-256 digest.
@@ -372,12 +376,16 @@ impl Default for IdInterner {
 
 /// A hash of an id eight bytes at a time (a multiply and a fold per word).
 fn id_hash(id: &str) -> u64 {
+    bytes_hash(id.as_bytes())
+}
+
+fn bytes_hash(bytes: &[u8]) -> u64 {
     let mix = |hash: u64, word: u64| {
         let hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         hash ^ (hash >> 29)
     };
-    let mut words = id.as_bytes().chunks_exact(8);
-    let mut hash = id.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    let mut hash = bytes.len() as u64;
     for word in &mut words {
         hash = mix(hash, u64::from_le_bytes(word.try_into().expect("eight bytes")));
     }

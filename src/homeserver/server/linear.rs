@@ -506,7 +506,7 @@ impl Homeserver {
             return Some(reason.into());
         }
         let [prev] = pdu.prev_events() else { return None };
-        let other_child = self.store.events().any(|(id, event)| {
+        let other_child = self.store.any_event(|id, event| {
             id != pdu.event_id()
                 && event.state_after.is_some()
                 && event.pdu.prev_events() == std::slice::from_ref(prev)

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind};
+use crate::matrix::ids::EventIdMap;
 use crate::matrix::{Decision, EventId, Pdu, RoomVersion};
 
 mod members;
@@ -106,7 +107,8 @@ pub struct RoomRecord {
 /// The committed storage of one homeserver.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
-    events: BTreeMap<EventId, StoredEvent>,
+    /// Looked up by id only; [`Store::events`] sorts them.
+    events: EventIdMap<StoredEvent>,
     /// State groups by id: a group's id is its position.
     groups: Vec<StateGroup>,
     rooms: BTreeMap<String, RoomRecord>,
@@ -144,7 +146,7 @@ pub struct Store {
 
 /// The stored events as the auth-chain index reads them (auth events, type and state
 /// key, which a redaction keeps).
-struct StoredEvents<'a>(&'a BTreeMap<EventId, StoredEvent>);
+struct StoredEvents<'a>(&'a EventIdMap<StoredEvent>);
 
 impl EventStore for StoredEvents<'_> {
     fn get(&self, event_id: &EventId) -> Option<&Pdu> {
@@ -173,8 +175,14 @@ impl Store {
         self.events.len()
     }
 
+    /// Every stored event, in event-id order.
     pub fn events(&self) -> impl Iterator<Item = (&EventId, &StoredEvent)> {
-        self.events.iter()
+        self.events.sorted().into_iter()
+    }
+
+    /// Whether some stored event satisfies `f`, asked of the events in no particular order.
+    pub fn any_event(&self, f: impl FnMut(&EventId, &StoredEvent) -> bool) -> bool {
+        self.events.any(f)
     }
 
     pub fn room(&self, room_id: &str) -> Option<&RoomRecord> {

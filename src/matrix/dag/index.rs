@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::matrix::dag::{DagError, EventStore, IndexError, auth_event_ids};
-use crate::matrix::ids::EventId;
+use crate::matrix::ids::{EventId, EventIdMap};
 use crate::matrix::pdu::Pdu;
 use crate::matrix::room_version::RoomVersionRules;
 
@@ -156,7 +156,8 @@ pub(super) enum NodeStatus {
 pub struct AuthChainIndex {
     /// Whether events were added with the v12 implicit create auth event.
     implicit_create: bool,
-    by_event_id: BTreeMap<EventId, NodeId>,
+    /// Looked up only, never iterated.
+    by_event_id: EventIdMap<NodeId>,
     pub(super) nodes: Vec<Node>,
     /// chain → its events in sequence order (sequence number s at index s − 1).
     pub(super) chains: Vec<Vec<NodeId>>,
@@ -187,7 +188,7 @@ impl AuthChainIndex {
     pub fn new(rules: &RoomVersionRules) -> AuthChainIndex {
         AuthChainIndex {
             implicit_create: rules.room_id_is_create_event_hash,
-            by_event_id: BTreeMap::new(),
+            by_event_id: EventIdMap::default(),
             nodes: Vec::new(),
             chains: Vec::new(),
             state_keys: BTreeMap::new(),
@@ -378,23 +379,16 @@ impl AuthChainIndex {
         node
     }
 
-    /// Builds the id map of an index filled by [`AuthChainIndex::push_unkeyed`]: one sort
-    /// and a bulk build instead of one search and insertion per event.
+    /// Builds the id map of an index filled by [`AuthChainIndex::push_unkeyed`], sized
+    /// once for all its nodes.
     pub(super) fn key_all_nodes(&mut self) {
         assert!(self.by_event_id.is_empty());
-        let mut keyed: Vec<(EventId, NodeId)> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(at, node)| {
-                (node.event_id.clone(), NodeId(u32::try_from(at).expect("below EVENTS_MAX")))
-            })
-            .collect();
-        keyed.sort_unstable();
-        let count = keyed.len();
-        keyed.dedup_by(|a, b| a.0 == b.0);
-        assert_eq!(keyed.len(), count, "an event is indexed once");
-        self.by_event_id = keyed.into_iter().collect();
+        self.by_event_id.reserve(self.nodes.len());
+        for (at, node) in self.nodes.iter().enumerate() {
+            let id = NodeId(u32::try_from(at).expect("below EVENTS_MAX"));
+            let previous = self.by_event_id.insert(node.event_id.clone(), id);
+            assert!(previous.is_none(), "an event is indexed once");
+        }
     }
 
     /// A new pending node for `event_id`, not yet in the id map.

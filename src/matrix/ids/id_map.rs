@@ -1,0 +1,177 @@
+//! [`EventIdMap`]: a map from event ids that is looked up, never walked in hash order.
+//!
+//! Sorted maps keyed by event id follow a dozen pointers into ids' texts per lookup; at a
+//! thousand servers, finding stored events and auth-chain nodes by id that way was 6% of a
+//! run (docs/performance.md, "Stored events found by hash"). A hash map finds an id with
+//! one hash and one or two comparisons. Its iteration order would be the hash's: fixed
+//! from run to run, but meaningless, and the determinism contract keeps it out of anything
+//! that decides or is recorded. So the hash map lives only in this file (the tidy test
+//! allows it here and nowhere else), and [`EventIdMap`] hands out its entries sorted by
+//! event id or to an order-independent question ([`EventIdMap::any`]).
+
+#![allow(clippy::disallowed_types)]
+
+use std::collections::HashMap;
+
+use super::{EventId, bytes_hash};
+
+/// A map from event ids for lookups; see the module documentation.
+#[derive(Clone)]
+pub struct EventIdMap<V> {
+    map: HashMap<EventId, V, IdHashing>,
+}
+
+impl<V> EventIdMap<V> {
+    pub fn new() -> EventIdMap<V> {
+        EventIdMap { map: HashMap::with_hasher(IdHashing) }
+    }
+
+    pub fn get(&self, id: &EventId) -> Option<&V> {
+        self.map.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &EventId) -> Option<&mut V> {
+        self.map.get_mut(id)
+    }
+
+    pub fn contains_key(&self, id: &EventId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    /// Sets the value of `id`, returning the one it replaces.
+    pub fn insert(&mut self, id: EventId, value: V) -> Option<V> {
+        self.map.insert(id, value)
+    }
+
+    pub fn remove(&mut self, id: &EventId) -> Option<V> {
+        self.map.remove(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Makes room for `more` entries without growing again.
+    pub fn reserve(&mut self, more: usize) {
+        self.map.reserve(more);
+    }
+
+    /// Every entry, in event-id order.
+    pub fn sorted(&self) -> Vec<(&EventId, &V)> {
+        let mut entries: Vec<_> = self.map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries
+    }
+
+    /// Whether some entry satisfies `f`. The entries are asked in no particular order, so
+    /// `f` must not record or change anything: the answer is all it gives.
+    pub fn any(&self, mut f: impl FnMut(&EventId, &V) -> bool) -> bool {
+        self.map.iter().any(|(id, value)| f(id, value))
+    }
+}
+
+impl<V> Default for EventIdMap<V> {
+    fn default() -> EventIdMap<V> {
+        EventIdMap::new()
+    }
+}
+
+/// The entries in event-id order.
+impl<V: std::fmt::Debug> std::fmt::Debug for EventIdMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.sorted()).finish()
+    }
+}
+
+/// Builds the [`IdHasher`] of every [`EventIdMap`]: the same in every map and every run,
+/// so that nothing depends on process randomness.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHashing;
+
+impl std::hash::BuildHasher for IdHashing {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// The word-at-a-time hash of [`super::IdInterner`] as a [`std::hash::Hasher`]. It is not
+/// keyed: ids crafted to collide would slow the lookups of those ids, never change an
+/// answer (and an id of room versions 4 and later is a SHA-256 reference hash, so crafting
+/// one costs a hash per try).
+#[derive(Clone, Copy, Debug)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = self.0.rotate_left(23) ^ bytes_hash(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn id(text: &str) -> EventId {
+        EventId::parse(text).unwrap()
+    }
+
+    /// Ids with shared prefixes, short and long, reference-hash shaped and readable.
+    fn ids() -> Vec<EventId> {
+        let mut all = Vec::new();
+        for n in 0..300u32 {
+            all.push(id(&format!("$e{n}")));
+            all.push(id(&format!("$join-{}", n * 7919 % 1000)));
+            let hash = format!("{:043}", u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            all.push(id(&format!("${hash}")));
+        }
+        all
+    }
+
+    #[test]
+    fn the_map_answers_as_a_sorted_map_does() {
+        let mut map = EventIdMap::new();
+        let mut sorted = BTreeMap::new();
+        for (n, id) in ids().into_iter().enumerate() {
+            assert_eq!(map.insert(id.clone(), n), sorted.insert(id, n));
+        }
+        assert_eq!(map.len(), sorted.len());
+        for (n, id) in ids().into_iter().enumerate().step_by(3) {
+            assert_eq!(map.remove(&id), sorted.remove(&id), "{id}");
+            if n % 2 == 0 {
+                assert_eq!(map.insert(id.clone(), 7), sorted.insert(id, 7));
+            }
+        }
+        for id in ids().iter().chain([&EventId::parse("$absent").unwrap()]) {
+            assert_eq!(map.get(id), sorted.get(id), "{id}");
+            assert_eq!(map.contains_key(id), sorted.contains_key(id), "{id}");
+        }
+        let kept = sorted.keys().nth(10).unwrap().clone();
+        *map.get_mut(&kept).unwrap() = 5555;
+        *sorted.get_mut(&kept).unwrap() = 5555;
+        let in_order: Vec<_> = sorted.iter().collect();
+        assert_eq!(map.sorted(), in_order);
+        assert!(map.any(|id, &value| *id == kept && value == 5555));
+        assert!(!map.any(|id, _| id.as_str() == "$absent"));
+        assert_eq!(format!("{map:?}"), format!("{sorted:?}"));
+    }
+
+    #[test]
+    fn the_hash_is_the_same_in_every_map() {
+        use std::hash::BuildHasher;
+        let a = IdHashing.hash_one(id("$abc"));
+        assert_eq!(a, IdHashing.hash_one(id("$abc")));
+        assert_ne!(a, IdHashing.hash_one(id("$abd")));
+    }
+}
