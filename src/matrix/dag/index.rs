@@ -2,10 +2,8 @@
 //! once their auth events are indexed, or by a depth-first walk from some roots; each event
 //! is placed on a chain and given its reach (module docs of `dag`).
 
-use std::collections::BTreeMap;
-
 use crate::matrix::dag::{DagError, EventStore, IndexError, auth_event_ids};
-use crate::matrix::ids::{EventId, EventIdMap};
+use crate::matrix::ids::{EventId, EventIdMap, LookupMap};
 use crate::matrix::pdu::Pdu;
 use crate::matrix::room_version::RoomVersionRules;
 
@@ -162,7 +160,7 @@ pub struct AuthChainIndex {
     /// chain → its events in sequence order (sequence number s at index s − 1).
     pub(super) chains: Vec<Vec<NodeId>>,
     /// Interned (`type`, `state_key`) pairs: type → state key → id.
-    state_keys: BTreeMap<String, BTreeMap<String, u32>>,
+    state_keys: LookupMap<String, LookupMap<String, u32>>,
     state_key_count: u32,
     /// Per chain, a highest sequence number while `reach_of_new` runs; all zero
     /// between calls.
@@ -191,7 +189,7 @@ impl AuthChainIndex {
             by_event_id: EventIdMap::default(),
             nodes: Vec::new(),
             chains: Vec::new(),
-            state_keys: BTreeMap::new(),
+            state_keys: LookupMap::new(),
             state_key_count: 0,
             scratch: Vec::new(),
         }
@@ -625,7 +623,7 @@ impl AuthChainIndex {
         }
         let id = self.state_key_count;
         self.state_key_count += 1;
-        let keys = self.state_keys.entry(event_type.to_owned()).or_default();
+        let keys = self.state_keys.get_or_insert_with(event_type.to_owned(), LookupMap::new);
         keys.insert(state_key.to_owned(), id);
         id
     }

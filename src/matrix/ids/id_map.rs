@@ -1,4 +1,5 @@
-//! [`EventIdMap`]: a map from event ids that is looked up, never walked in hash order.
+//! [`LookupMap`] (and [`EventIdMap`], keyed by event id): maps that are looked up, never
+//! walked in hash order.
 //!
 //! Sorted maps keyed by event id follow a dozen pointers into ids' texts per lookup; at a
 //! thousand servers, finding stored events and auth-chain nodes by id that way was 6% of a
@@ -6,45 +7,68 @@
 //! one hash and one or two comparisons. Its iteration order would be the hash's: fixed
 //! from run to run, but meaningless, and the determinism contract keeps it out of anything
 //! that decides or is recorded. So the hash map lives only in this file (the tidy test
-//! allows it here and nowhere else), and [`EventIdMap`] hands out its entries sorted by
-//! event id or to an order-independent question ([`EventIdMap::any`]).
+//! allows it here and nowhere else), and [`LookupMap`] hands out its entries sorted by
+//! key or to an order-independent question ([`LookupMap::any`]).
 
 #![allow(clippy::disallowed_types)]
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use super::{EventId, bytes_hash};
 
 /// A map from event ids for lookups; see the module documentation.
+pub type EventIdMap<V> = LookupMap<EventId, V>;
+
+/// A map for lookups, whose entries come out only sorted by key; see the module
+/// documentation. Keys are hashed with [`IdHasher`], made for texts.
 #[derive(Clone)]
-pub struct EventIdMap<V> {
-    map: HashMap<EventId, V, IdHashing>,
+pub struct LookupMap<K, V> {
+    map: HashMap<K, V, IdHashing>,
 }
 
-impl<V> EventIdMap<V> {
-    pub fn new() -> EventIdMap<V> {
-        EventIdMap { map: HashMap::with_hasher(IdHashing) }
+impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
+    pub fn new() -> LookupMap<K, V> {
+        LookupMap { map: HashMap::with_hasher(IdHashing) }
     }
 
-    pub fn get(&self, id: &EventId) -> Option<&V> {
-        self.map.get(id)
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key)
     }
 
-    pub fn get_mut(&mut self, id: &EventId) -> Option<&mut V> {
-        self.map.get_mut(id)
+    pub fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get_mut(key)
     }
 
-    pub fn contains_key(&self, id: &EventId) -> bool {
-        self.map.contains_key(id)
+    pub fn contains_key<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.map.contains_key(key)
     }
 
-    /// Sets the value of `id`, returning the one it replaces.
-    pub fn insert(&mut self, id: EventId, value: V) -> Option<V> {
-        self.map.insert(id, value)
+    /// Sets the value of `key`, returning the one it replaces.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.map.insert(key, value)
     }
 
-    pub fn remove(&mut self, id: &EventId) -> Option<V> {
-        self.map.remove(id)
+    /// The value of `key`, made by `make` if there is none.
+    pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        self.map.entry(key).or_insert_with(make)
+    }
+
+    pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.remove(key)
     }
 
     pub fn len(&self) -> usize {
@@ -60,8 +84,8 @@ impl<V> EventIdMap<V> {
         self.map.reserve(more);
     }
 
-    /// Every entry, in event-id order.
-    pub fn sorted(&self) -> Vec<(&EventId, &V)> {
+    /// Every entry, in key order.
+    pub fn sorted(&self) -> Vec<(&K, &V)> {
         let mut entries: Vec<_> = self.map.iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         entries
@@ -69,25 +93,25 @@ impl<V> EventIdMap<V> {
 
     /// Whether some entry satisfies `f`. The entries are asked in no particular order, so
     /// `f` must not record or change anything: the answer is all it gives.
-    pub fn any(&self, mut f: impl FnMut(&EventId, &V) -> bool) -> bool {
+    pub fn any(&self, mut f: impl FnMut(&K, &V) -> bool) -> bool {
         self.map.iter().any(|(id, value)| f(id, value))
     }
 }
 
-impl<V> Default for EventIdMap<V> {
-    fn default() -> EventIdMap<V> {
-        EventIdMap::new()
+impl<K: Hash + Eq + Ord, V> Default for LookupMap<K, V> {
+    fn default() -> LookupMap<K, V> {
+        LookupMap::new()
     }
 }
 
-/// The entries in event-id order.
-impl<V: std::fmt::Debug> std::fmt::Debug for EventIdMap<V> {
+/// The entries in key order.
+impl<K: Hash + Eq + Ord + std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for LookupMap<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.sorted()).finish()
     }
 }
 
-/// Builds the [`IdHasher`] of every [`EventIdMap`]: the same in every map and every run,
+/// Builds the [`IdHasher`] of every [`LookupMap`]: the same in every map and every run,
 /// so that nothing depends on process randomness.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IdHashing;
@@ -141,7 +165,7 @@ mod tests {
 
     #[test]
     fn the_map_answers_as_a_sorted_map_does() {
-        let mut map = EventIdMap::new();
+        let mut map: EventIdMap<usize> = EventIdMap::new();
         let mut sorted = BTreeMap::new();
         for (n, id) in ids().into_iter().enumerate() {
             assert_eq!(map.insert(id.clone(), n), sorted.insert(id, n));
@@ -165,6 +189,20 @@ mod tests {
         assert!(map.any(|id, &value| *id == kept && value == 5555));
         assert!(!map.any(|id, _| id.as_str() == "$absent"));
         assert_eq!(format!("{map:?}"), format!("{sorted:?}"));
+    }
+
+    #[test]
+    fn text_keys_are_found_by_borrowed_text() {
+        let mut map: LookupMap<String, LookupMap<String, u32>> = LookupMap::new();
+        map.get_or_insert_with("m.room.member".to_owned(), LookupMap::new)
+            .insert("@a:hs".to_owned(), 1);
+        *map.get_or_insert_with("m.room.member".to_owned(), LookupMap::new)
+            .get_or_insert_with("@b:hs".to_owned(), || 2) += 10;
+        let members = map.get("m.room.member").unwrap();
+        assert_eq!((members.get("@a:hs"), members.get("@b:hs")), (Some(&1), Some(&12)));
+        assert_eq!(members.get("@c:hs"), None);
+        assert!(map.get("m.room.topic").is_none());
+        assert_eq!(map.len(), 1);
     }
 
     #[test]
