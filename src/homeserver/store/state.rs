@@ -167,36 +167,48 @@ impl Store {
         delta: BTreeMap<StateKey, Option<EventId>>,
         digest: StateDigest,
     ) -> StateGroup {
-        // The entries set above the snapshot, the highest group's winning, then the new
-        // delta over them.
-        let mut rebased: BTreeMap<StateKey, Option<EventId>> = delta;
+        // The entries set above the snapshot, the new delta's and then the highest group's
+        // winning: borrowed, so that only what the new group keeps is copied, once.
+        let mut rebased: BTreeMap<&StateKey, Option<&EventId>> =
+            delta.iter().map(|(key, event)| (key, event.as_ref())).collect();
         let chain = self.chain_of(parent);
         let (at, above) = chain.split_last().expect("a chain holds its group");
         for id in above {
             for (key, event) in &self.group(*id).delta {
-                if !rebased.contains_key(key) {
-                    rebased.insert(key.clone(), event.clone());
-                }
+                rebased.entry(key).or_insert(event.as_ref());
             }
         }
         let at = *at;
         let root = &self.group(at).delta;
         // Only what differs from the snapshot (whose entries are all present).
-        rebased.retain(|key, event| {
-            root.get(&key.0, &key.1).and_then(Option::as_ref) != event.as_ref()
-        });
+        rebased.retain(|key, event| root.get(&key.0, &key.1).and_then(Option::as_ref) != *event);
         if rebased.len() <= root.len() / 4 {
-            return StateGroup { parent: Some(at), delta: rebased.into(), chain_len: 1, digest };
+            let entries = rebased.into_iter().map(|(key, event)| (key.clone(), event.cloned()));
+            let delta = Delta::new(entries.collect());
+            return StateGroup { parent: Some(at), delta, chain_len: 1, digest };
         }
-        let mut state: StateMap =
-            root.iter().filter_map(|(key, event)| Some((key.clone(), event.clone()?))).collect();
-        for (key, event) in rebased {
-            match event {
-                Some(event) => state.insert(key, event),
-                None => state.remove(&key),
-            };
+        // A snapshot: the snapshot's entries and the changes merged in key order (both are
+        // sorted), removed keys left out.
+        let mut entries = Vec::with_capacity(root.len() + rebased.len());
+        let mut changes = rebased.into_iter().peekable();
+        let mut keep = |key: &StateKey, event: Option<&EventId>| {
+            if let Some(event) = event {
+                entries.push((key.clone(), Some(event.clone())));
+            }
+        };
+        for (key, event) in root {
+            while let Some((new, event)) = changes.next_if(|(new, _)| *new < key) {
+                keep(new, event);
+            }
+            match changes.next_if(|(changed, _)| *changed == key) {
+                Some((_, changed)) => keep(key, changed),
+                None => keep(key, event.as_ref()),
+            }
         }
-        StateGroup::snapshot(&state, digest)
+        for (new, event) in changes {
+            keep(new, event);
+        }
+        StateGroup { parent: None, delta: Delta::new(entries.into()), chain_len: 0, digest }
     }
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.
@@ -546,6 +558,48 @@ mod tests {
         for (group, expected) in &groups {
             assert_eq!(&store.state(*group), expected);
             assert!(store.group(*group).chain_len < SNAPSHOT_EVERY);
+            assert_eq!(store.state_digest(*group), StateGroup::digest_of(expected));
+        }
+    }
+
+    #[test]
+    fn rebases_and_snapshots_keep_removals_changes_and_new_keys() {
+        // A long chain of random changes to 480 keys, 400 of them in the first snapshot (set
+        // anew between and after its keys, changed, removed): chains reach their limit again
+        // and again, and are rebased or snapshotted. Every group holds the model's state.
+        let mut store = Store::new();
+        let mut rng = crate::stdx::Prng::from_seed(11);
+        let member = |n: usize| key("m.room.member", &format!("@u{n:03}:hs"));
+        let mut state = StateMap::new();
+        for n in (0..480).filter(|n| n % 6 != 0) {
+            state.insert(member(n), id(&format!("$m{n}")));
+        }
+        let mut group = store.store_state(&state, None);
+        let mut groups = vec![(group, state.clone())];
+        for step in 0..900u64 {
+            let mut changes = Vec::new();
+            for _ in 0..=rng.index(2) {
+                let key = member(rng.index(480));
+                if changes.iter().any(|(k, _)| *k == key) {
+                    continue;
+                }
+                let event = (rng.index(3) > 0).then(|| id(&format!("$e{step}-{}", key.1)));
+                match &event {
+                    Some(event) => state.insert(key.clone(), event.clone()),
+                    None => state.remove(&key),
+                };
+                changes.push((key, event));
+            }
+            group = store.store_changes(group, &changes);
+            groups.push((group, state.clone()));
+        }
+        let snapshots = store.groups.iter().filter(|g| g.parent.is_none()).count();
+        // A rebased group is one step above a snapshot and holds a chain's worth of changes
+        // (a step changes at most two keys).
+        let rebased = store.groups.iter().filter(|g| g.chain_len == 1 && g.delta.len() > 2).count();
+        assert!(snapshots > 3 && rebased > 3, "{snapshots} snapshots, {rebased} rebased");
+        for (group, expected) in &groups {
+            assert_eq!(&store.state(*group), expected, "{group:?}");
             assert_eq!(store.state_digest(*group), StateGroup::digest_of(expected));
         }
     }
