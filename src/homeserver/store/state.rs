@@ -208,7 +208,11 @@ impl Store {
         for (new, event) in changes {
             keep(new, event);
         }
-        StateGroup { parent: None, delta: Delta::new(entries.into()), chain_len: 0, digest }
+        // Moved into a block of the exact size: shrinking in place may keep the whole block
+        // (mimalloc does, down to half its size), and snapshots are the large groups.
+        let mut exact = Vec::with_capacity(entries.len());
+        exact.extend(entries);
+        StateGroup { parent: None, delta: Delta::new(exact.into()), chain_len: 0, digest }
     }
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.
