@@ -342,8 +342,7 @@ pub struct Homeserver {
     /// answer only changes with the state. Volatile.
     resident: RefCell<BTreeMap<String, (StateGroupId, bool)>>,
     /// The last states served by `/state_ids` and `/state` ([`serve::StateAnswer`]), newest
-    /// last.
-    /// Volatile.
+    /// last. Volatile.
     state_answers: RefCell<VecDeque<Arc<serve::StateAnswer>>>,
     /// Verified events, shared with the other servers of the process when handed one
     /// ([`Homeserver::share_verified`]); otherwise this server's own.

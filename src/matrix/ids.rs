@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 mod id_map;
 
-pub use id_map::{EventIdMap, IdHasher, IdHashing, LookupMap};
+pub use id_map::{EventIdMap, LookupMap};
 
 /// Longest user id, room id, event id (in bytes).
 pub const ID_BYTES_MAX: usize = 255;

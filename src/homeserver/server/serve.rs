@@ -332,22 +332,24 @@ impl Homeserver {
     fn state_answer(&self, room_id: &str, group: StateGroupId) -> Arc<StateAnswer> {
         let version = self.store.events_version();
         let whole = self.store.room_fully_indexed(room_id);
+        let fresh = || {
+            let state: Vec<EventId> = self.store.state(group).into_values().collect();
+            let auth_chain = self.auth_chain(&state).iter().map(|p| p.event_id().clone()).collect();
+            StateAnswer { group, events_version: version, state, auth_chain }
+        };
         if whole {
             let answers = self.state_answers.borrow();
             let found = answers.iter().find(|a| a.group == group && a.events_version == version);
             if let Some(answer) = found {
                 if cfg!(debug_assertions) {
-                    let state: Vec<EventId> = self.store.state(group).into_values().collect();
-                    let chain: Vec<EventId> =
-                        self.auth_chain(&state).iter().map(|p| p.event_id().clone()).collect();
-                    assert!(answer.state == state && answer.auth_chain == chain, "{group:?}");
+                    let again = fresh();
+                    let same = answer.state == again.state && answer.auth_chain == again.auth_chain;
+                    assert!(same, "{group:?}");
                 }
                 return Arc::clone(answer);
             }
         }
-        let state: Vec<EventId> = self.store.state(group).into_values().collect();
-        let auth_chain = self.auth_chain(&state).iter().map(|p| p.event_id().clone()).collect();
-        let answer = Arc::new(StateAnswer { group, events_version: version, state, auth_chain });
+        let answer = Arc::new(fresh());
         if whole {
             let mut answers = self.state_answers.borrow_mut();
             if answers.len() == STATE_ANSWERS_MAX {

@@ -8,6 +8,7 @@ use super::{Object, encode_object};
 
 /// A JSON object and, once asked for, its canonical encoding. Meant to be shared behind an
 /// `Arc` by everything that sends the object.
+#[derive(Clone)]
 pub struct EncodedObject {
     json: Object,
     bytes: OnceLock<Box<[u8]>>,
@@ -35,12 +36,6 @@ impl EncodedObject {
                 .unwrap_or_else(|e| panic!("outgoing message is not canonical JSON: {e}"))
                 .into_boxed_slice()
         })
-    }
-}
-
-impl Clone for EncodedObject {
-    fn clone(&self) -> EncodedObject {
-        EncodedObject { json: self.json.clone(), bytes: self.bytes.clone() }
     }
 }
 
