@@ -180,8 +180,19 @@ impl Store {
         }
         let at = *at;
         let root = &self.group(at).delta;
-        // Only what differs from the snapshot (whose entries are all present).
-        rebased.retain(|key, event| root.get(&key.0, &key.1).and_then(Option::as_ref) != *event);
+        // Only what differs from the snapshot (whose entries are all present), counting what
+        // a new snapshot would hold: the snapshot's entries, plus keys set anew, less keys
+        // removed.
+        let mut len = root.len();
+        rebased.retain(|key, event| {
+            let old = root.get(&key.0, &key.1).and_then(Option::as_ref);
+            match (old, *event) {
+                (Some(_), None) => len -= 1,
+                (None, Some(_)) => len += 1,
+                _ => {}
+            }
+            old != *event
+        });
         if rebased.len() <= root.len() / 4 {
             let entries = rebased.into_iter().map(|(key, event)| (key.clone(), event.cloned()));
             let delta = Delta::new(entries.collect());
@@ -189,7 +200,9 @@ impl Store {
         }
         // A snapshot: the snapshot's entries and the changes merged in key order (both are
         // sorted), removed keys left out.
-        let mut entries = Vec::with_capacity(root.len() + rebased.len());
+        // Sized exactly: boxing a longer vector shrinks its block in place, which mimalloc
+        // does without moving it down to half its size, and snapshots are the large groups.
+        let mut entries = Vec::with_capacity(len);
         let mut changes = rebased.into_iter().peekable();
         let mut keep = |key: &StateKey, event: Option<&EventId>| {
             if let Some(event) = event {
@@ -208,11 +221,8 @@ impl Store {
         for (new, event) in changes {
             keep(new, event);
         }
-        // Moved into a block of the exact size: shrinking in place may keep the whole block
-        // (mimalloc does, down to half its size), and snapshots are the large groups.
-        let mut exact = Vec::with_capacity(entries.len());
-        exact.extend(entries);
-        StateGroup { parent: None, delta: Delta::new(exact.into()), chain_len: 0, digest }
+        debug_assert_eq!(entries.len(), len);
+        StateGroup { parent: None, delta: Delta::new(entries.into()), chain_len: 0, digest }
     }
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.
