@@ -440,6 +440,36 @@ pub(super) fn describe_violations(verdict: &Verdict, out: &mut String) {
     }
 }
 
+/// The fields of `summary.json`, in the sorted order a JSON object of them is written in.
+#[derive(serde::Serialize)]
+struct Summary<'a> {
+    checked: Value,
+    failed_actions: Vec<Value>,
+    metrics: serde_json::Map<String, Value>,
+    mxsim_version: &'a str,
+    scenario: &'a str,
+    seed: u64,
+    servers: BTreeMap<&'a str, ServerSummary<'a>>,
+    trace_hash: &'a str,
+    verdict: &'static str,
+    violations: Value,
+    violations_not_listed: Value,
+}
+
+/// A server's final record per room, in `summary.json`.
+#[derive(Default, serde::Serialize)]
+struct ServerSummary<'a> {
+    rooms: BTreeMap<&'a str, RoomSummary<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RoomSummary<'a> {
+    events: u64,
+    forward_extremities: &'a [String],
+    joined: bool,
+    state: &'a trace::NestedState,
+}
+
 /// `summary.json` (DESIGN.md §4; docs/cli.md).
 pub fn summary(
     trace: &Trace,
@@ -447,27 +477,21 @@ pub fn summary(
     verdict: &Verdict,
     metrics: &[(&str, u64)],
 ) -> Vec<u8> {
-    let mut servers: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    // Borrowed from the trace rather than copied into `Value`s: a thousand servers' final
+    // states are a million entries.
+    let mut servers: BTreeMap<&str, ServerSummary<'_>> = BTreeMap::new();
     for name in &trace.header.servers {
-        servers.entry(name.clone()).or_default();
+        servers.entry(name).or_default();
     }
     for record in &trace.records {
         if let Body::Final { server, room, joined, forward_extremities, state, events, .. } =
             &record.body
         {
-            servers.entry(server.clone()).or_default().insert(
-                room.clone(),
-                json!({
-                    "joined": joined,
-                    "forward_extremities": forward_extremities,
-                    "state": state,
-                    "events": events,
-                }),
-            );
+            let room_summary =
+                RoomSummary { events: *events, forward_extremities, joined: *joined, state };
+            servers.entry(server).or_default().rooms.insert(room, room_summary);
         }
     }
-    let servers: serde_json::Map<String, Value> =
-        servers.into_iter().map(|(name, rooms)| (name, json!({ "rooms": rooms }))).collect();
     let failed_actions: Vec<Value> = failed_actions(trace)
         .take(FAILED_ACTIONS_MAX)
         .map(|(t, body)| {
@@ -481,19 +505,19 @@ pub fn summary(
         .collect();
     let metrics: serde_json::Map<String, Value> =
         metrics.iter().map(|(name, value)| ((*name).to_owned(), Value::from(*value))).collect();
-    let summary = json!({
-        "scenario": trace.header.scenario,
-        "seed": trace.header.seed,
-        "mxsim_version": trace.header.mxsim_version,
-        "trace_hash": trace_hash,
-        "verdict": if verdict.passed() { "pass" } else { "fail" },
-        "checked": verdict.checked,
-        "violations": verdict.violations,
-        "violations_not_listed": verdict.violations_not_listed,
-        "metrics": metrics,
-        "failed_actions": failed_actions,
-        "servers": servers,
-    });
+    let summary = Summary {
+        checked: json!(verdict.checked),
+        failed_actions,
+        metrics,
+        mxsim_version: &trace.header.mxsim_version,
+        scenario: &trace.header.scenario,
+        seed: trace.header.seed,
+        servers,
+        trace_hash,
+        verdict: if verdict.passed() { "pass" } else { "fail" },
+        violations: json!(verdict.violations),
+        violations_not_listed: json!(verdict.violations_not_listed),
+    };
     let mut bytes = serde_json::to_vec_pretty(&summary).expect("a summary serializes");
     bytes.push(b'\n');
     bytes
