@@ -2,6 +2,7 @@
 //! before it and the current state) and the auth check of an outlier.
 
 use super::*;
+use crate::matrix::ids::CreateIdText;
 
 /// The state an event's own auth events form (receipt check 4): a handful of state
 /// events searched linearly, where a map keyed by `(String, String)` built two strings per
@@ -102,7 +103,8 @@ impl Homeserver {
         }
         if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
             // v12: the create event is implied by the room id.
-            let create = EventId::from_room_id(room_id).and_then(|id| self.store.event(&id));
+            let create =
+                CreateIdText::of_room(room_id).and_then(|id| self.store.event_by_text(id.as_str()));
             if let Some(create) = create.filter(|c| !accepted_create || !c.outcome.is_rejected()) {
                 state.insert(&create.pdu);
             }

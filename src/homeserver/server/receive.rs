@@ -3,6 +3,7 @@
 //! and the resolution of forward extremities are in `resolve`.
 
 use super::*;
+use crate::matrix::ids::CreateIdText;
 use crate::matrix::linearized;
 
 impl Homeserver {
@@ -232,9 +233,10 @@ impl Homeserver {
         let mut auth: Vec<EventId> =
             pdu.auth_events().iter().filter(|id| !self.store.contains(id)).cloned().collect();
         if rules.room_id_is_create_event_hash {
-            if let Some(create) = EventId::from_room_id(room_id) {
-                if !self.store.contains(&create) && &create != pdu.event_id() {
-                    auth.push(create);
+            if let Some(create) = CreateIdText::of_room(room_id) {
+                let text = create.as_str();
+                if self.store.event_by_text(text).is_none() && text != pdu.event_id().as_str() {
+                    auth.push(create.to_event_id());
                 }
             }
         }

@@ -171,6 +171,11 @@ impl Store {
         self.events.contains_key(id)
     }
 
+    /// [`Store::event`] by the id's text.
+    pub fn event_by_text(&self, id: &str) -> Option<&StoredEvent> {
+        self.events.get(id)
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
