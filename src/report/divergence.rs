@@ -20,10 +20,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::matrix::EventId;
 use crate::matrix::state_digest::StateDigest;
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
-use crate::trace::{Body, Trace};
+use crate::trace::{Body, NestedState, Trace};
 
 /// Up to this many servers, every pair is compared.
 pub const ALL_PAIRS_MAX: usize = 12;
@@ -328,22 +329,35 @@ fn state_differences(
 
 /// Every server's final state of the room, by hash.
 fn final_states(trace: &Trace, room: &RoomModel) -> BTreeMap<String, StateMap> {
+    let states = trace.records.iter().filter_map(|record| match &record.body {
+        Body::Final { room: r, state, .. } if *r == room.room_id => Some(state),
+        _ => None,
+    });
+    states_by_hash(states)
+}
+
+/// Final states (as traced: type → state key → event id) by [`state_hash`], entries whose
+/// event id does not parse left out. Servers that agree hold the same final state, so a
+/// map is built only for a hash not seen yet (a thousand servers' equal states were each
+/// built and dropped).
+fn states_by_hash<'a>(states: impl Iterator<Item = &'a NestedState>) -> BTreeMap<String, StateMap> {
     let mut out = BTreeMap::new();
-    for record in &trace.records {
-        if let Body::Final { room: r, state, .. } = &record.body {
-            if *r != room.room_id {
-                continue;
-            }
-            let mut map = StateMap::new();
-            for (event_type, keys) in state {
-                for (state_key, id) in keys {
-                    if let Ok(id) = crate::matrix::EventId::parse(id) {
-                        map.insert((event_type.clone(), state_key.clone()), id);
-                    }
-                }
-            }
-            out.insert(state_hash(&map), map);
+    for state in states {
+        // The entries of the map built below, in its order.
+        let entries = state.iter().flat_map(|(event_type, keys)| {
+            keys.iter()
+                .filter(|(_, id)| EventId::is_valid(id))
+                .map(move |(key, id)| (event_type.as_str(), key.as_str(), id.as_str()))
+        });
+        let hash = StateDigest::of(entries.clone()).name();
+        if out.contains_key(&hash) {
+            continue;
         }
+        let map: StateMap = entries
+            .filter_map(|(t, k, id)| Some(((t.to_owned(), k.to_owned()), EventId::parse(id).ok()?)))
+            .collect();
+        debug_assert_eq!(state_hash(&map), hash);
+        out.insert(hash, map);
     }
     out
 }
@@ -395,6 +409,32 @@ mod tests {
         let s = state(&[("m.room.create", "", "$a"), ("m.room.member", "@u:hs1", "$b")]);
         assert_eq!(state_hash(&s), "KhuO8VRbYOnbEErv");
         assert_ne!(state_hash(&s), state_hash(&StateMap::new()));
+    }
+
+    #[test]
+    fn final_states_are_kept_once_per_hash_without_unparsable_ids() {
+        let nested = |entries: &[(&str, &str, &str)]| {
+            let mut out = NestedState::new();
+            for (t, k, id) in entries {
+                out.entry((*t).to_owned()).or_default().insert((*k).to_owned(), (*id).to_owned());
+            }
+            out
+        };
+        let a = nested(&[("m.room.create", "", "$a"), ("m.room.member", "@u:hs1", "$b")]);
+        // The same entries, and one whose id is not an event id (left out).
+        let a_again = nested(&[
+            ("m.room.create", "", "$a"),
+            ("m.room.member", "@u:hs1", "$b"),
+            ("m.room.topic", "", "no-sigil"),
+        ]);
+        let b = nested(&[("m.room.create", "", "$a")]);
+        let out = states_by_hash([&a, &a_again, &b].into_iter());
+        let expected_a = state(&[("m.room.create", "", "$a"), ("m.room.member", "@u:hs1", "$b")]);
+        let expected_b = state(&[("m.room.create", "", "$a")]);
+        // The first hash is the independently computed one of the test above.
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.get("KhuO8VRbYOnbEErv"), Some(&expected_a));
+        assert_eq!(out.get(&state_hash(&expected_b)), Some(&expected_b));
     }
 
     #[test]
