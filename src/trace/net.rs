@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::{Body, Record};
+use crate::matrix::ids::LookupMap;
 
 /// Timeline columns: marks are counted per column of the run's duration.
 pub const COLUMNS: u64 = 1100;
@@ -75,18 +76,22 @@ pub struct NetFold {
     /// Servers by name → their number, and by number: a network record names two
     /// servers, and tens of millions of records would otherwise copy and compare the
     /// names.
-    numbers: BTreeMap<String, u32>,
+    ///
+    /// The maps below are only looked up, never walked, so they are hash maps
+    /// ([`LookupMap`]): two to four of them are asked per network record, and as sorted
+    /// maps they were a third of the fold's time.
+    numbers: LookupMap<String, u32>,
     names: Vec<String>,
     /// Marks by server number (`summary.marks` once finished; `None`: no mark yet).
     marks: Vec<Option<[BTreeMap<u32, u32>; MARK_KINDS]>>,
-    messages: BTreeMap<u64, InFlight>,
+    messages: LookupMap<u64, InFlight>,
     /// (from, to, request line) → the last attempt (msg, when), while it is unanswered.
-    attempts: BTreeMap<(u32, u32, String), (u64, u64)>,
+    attempts: LookupMap<(u32, u32, String), (u64, u64)>,
     /// Request msg → its key in `attempts`, while it is that key's last attempt.
-    open: BTreeMap<u64, (u32, u32, String)>,
+    open: LookupMap<u64, (u32, u32, String)>,
     /// Messages forgotten at a `deliver` in the current instant → their sender: a
     /// `drop_down` of the same copy may follow (`world::Shared::deliver`).
-    delivered_now: BTreeMap<u64, u32>,
+    delivered_now: LookupMap<u64, u32>,
     /// The time of the last record taken.
     now: u64,
 }
@@ -96,13 +101,13 @@ impl NetFold {
     pub fn new(end_ms: u64) -> NetFold {
         NetFold {
             summary: NetSummary { end_ms, ..NetSummary::default() },
-            numbers: BTreeMap::new(),
+            numbers: LookupMap::new(),
             names: Vec::new(),
             marks: Vec::new(),
-            messages: BTreeMap::new(),
-            attempts: BTreeMap::new(),
-            open: BTreeMap::new(),
-            delivered_now: BTreeMap::new(),
+            messages: LookupMap::new(),
+            attempts: LookupMap::new(),
+            open: LookupMap::new(),
+            delivered_now: LookupMap::new(),
             now: 0,
         }
     }

@@ -79,6 +79,11 @@ impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
         self.map.is_empty()
     }
 
+    /// Removes every entry, keeping the table's room.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
     /// Makes room for `more` entries without growing again.
     pub fn reserve(&mut self, more: usize) {
         self.map.reserve(more);
@@ -189,6 +194,10 @@ mod tests {
         assert!(map.any(|id, &value| *id == kept && value == 5555));
         assert!(!map.any(|id, _| id.as_str() == "$absent"));
         assert_eq!(format!("{map:?}"), format!("{sorted:?}"));
+        map.clear();
+        assert!(map.is_empty() && map.get(&kept).is_none());
+        assert_eq!(map.insert(kept.clone(), 1), None);
+        assert_eq!(map.sorted(), vec![(&kept, &1)]);
     }
 
     #[test]
