@@ -88,8 +88,10 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// The verdict and metrics of `summary.json` (DESIGN.md §4 shape).
 /// The run's metrics as the page shows them.
 pub fn metrics_text(trace: &Trace) -> Vec<(String, String)> {
-    crate::trace::metrics(trace)
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value.to_string()))
-        .collect()
+    metrics_as_text(&crate::trace::metrics(trace))
+}
+
+/// [`crate::trace::metrics`] as the page shows them.
+pub fn metrics_as_text(metrics: &[(&str, u64)]) -> Vec<(String, String)> {
+    metrics.iter().map(|(name, value)| ((*name).to_owned(), value.to_string())).collect()
 }

@@ -83,9 +83,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     }
 
     let repro = crate::sweep::reproduction(&file, args.seed, args.swarm);
-    let metrics = trace::metrics(&output.trace);
     display.phase("writing the reports");
-    write_run(&out, &output, TraceFile::Written, &trace_hash, &verdict, &repro)?;
+    let metrics = write_run(&out, &output, TraceFile::Written, &trace_hash, &verdict, &repro)?;
     display.finish();
 
     let sim_ms = output.trace.header.end_ms;
@@ -343,7 +342,8 @@ fn write_trace(out: &Path, trace: &Trace) -> Result<String, CliError> {
     Ok(hash)
 }
 
-/// Writes a run's files (`summary.json`, the trace, events, keys and reports) into `out`.
+/// Writes a run's files (`summary.json`, the trace, events, keys and reports) into `out`;
+/// returns the run's metrics ([`trace::metrics`]).
 pub(crate) fn write_run(
     out: &Path,
     output: &world::RunOutput,
@@ -351,18 +351,20 @@ pub(crate) fn write_run(
     trace_hash: &str,
     verdict: &Verdict,
     repro: &str,
-) -> Result<(), CliError> {
+) -> Result<Vec<(&'static str, u64)>, CliError> {
     if trace_file == TraceFile::Write {
         write_trace(out, &output.trace)?;
     }
+    // One pass over the trace for the metrics, which the summary and the page both show.
     let metrics = trace::metrics(&output.trace);
     let mut files: Vec<(String, Vec<u8>)> = vec![
         ("summary.json".into(), summary(&output.trace, trace_hash, verdict, &metrics)),
         ("events.jsonl".into(), events_jsonl(&output.events)),
         ("keys.json".into(), keys_json(&output.trace)),
     ];
-    files.extend(report_files(&output.trace, verdict, repro, trace_hash)?);
-    write_files(out, &files)
+    files.extend(report_files(&output.trace, verdict, repro, trace_hash, &metrics)?);
+    write_files(out, &files)?;
+    Ok(metrics)
 }
 
 /// Most failed actions listed on stdout (`summary.json` lists up to
@@ -543,10 +545,11 @@ fn report_files(
     verdict: &Verdict,
     repro: &str,
     trace_hash: &str,
+    metrics: &[(&str, u64)],
 ) -> Result<Vec<(String, Vec<u8>)>, CliError> {
     let info = crate::report::RunInfo {
         reproduce: repro.to_owned(),
-        metrics: super::report::metrics_text(trace),
+        metrics: super::report::metrics_as_text(metrics),
         sibling_files: ["summary.json", "trace.jsonl", "events.jsonl", "keys.json"]
             .map(str::to_owned)
             .to_vec(),
