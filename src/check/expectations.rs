@@ -256,7 +256,8 @@ fn conflicted(
     }
     let mut events: Vec<(i64, u64, &str, &Arc<Pdu>)> = index
         .events
-        .iter()
+        .sorted()
+        .into_iter()
         .filter(|(_, e)| e.room == room_id)
         .filter_map(|(id, e)| e.pdu().map(|pdu| (pdu.depth(), e.first_line, *id, pdu)))
         .collect();

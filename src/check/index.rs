@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::matrix::canonical_json::Object;
 use crate::matrix::crypto::{KeyRing, VerifyKey};
 use crate::matrix::dag::RejectionKind;
+use crate::matrix::ids::LookupMap;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::redaction;
 use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
@@ -23,8 +24,9 @@ pub(super) struct Index<'t> {
     pub ring: KeyRing,
     pub key_problems: Vec<String>,
     pub rooms: BTreeMap<&'t str, Room<'t>>,
-    /// By the event id the records claim.
-    pub events: BTreeMap<&'t str, Event<'t>>,
+    /// By the event id the records claim. Looked up once or more per receipt by every
+    /// invariant, so a hash map ([`LookupMap`]); walked only sorted by id.
+    pub events: LookupMap<&'t str, Event<'t>>,
     /// Every `event` record that names an event id, in trace order.
     pub receipts: Vec<Receipt<'t>>,
     /// `event` records with a stored decision but no event id: (line, server, room).
@@ -174,7 +176,7 @@ impl<'t> Index<'t> {
             ring,
             key_problems,
             rooms: BTreeMap::new(),
-            events: BTreeMap::new(),
+            events: LookupMap::new(),
             receipts: Vec::new(),
             stored_without_id: Vec::new(),
             finals: Vec::new(),
@@ -277,7 +279,7 @@ impl<'t> Index<'t> {
             }
             return;
         };
-        let event = self.events.entry(event_id).or_insert_with(|| Event {
+        let event = self.events.get_or_insert_with(event_id, || Event {
             room,
             copies: Vec::new(),
             canonical: None,
@@ -343,7 +345,8 @@ impl<'t> Index<'t> {
                 Err(problem) => (Err(problem), None),
             };
         }
-        for event in self.events.values_mut() {
+        // Each event's canonical copy depends on its copies alone.
+        self.events.update_each(|_, event| {
             let parsed = |c: &Copy<'_>| c.parsed.is_ok();
             let clean = |c: &Copy<'_>| c.parsed.is_ok() && c.problem.is_none();
             event.canonical = event
@@ -351,7 +354,7 @@ impl<'t> Index<'t> {
                 .iter()
                 .position(clean)
                 .or_else(|| event.copies.iter().position(parsed));
-        }
+        });
     }
 
     fn room(&mut self, room: &'t str) -> &mut Room<'t> {
@@ -405,7 +408,7 @@ impl<'t> Index<'t> {
     /// `content.room_version` (default "1", which mxsim does not support).
     fn versions_from_create_events(&mut self) {
         let mut found: Vec<(&'t str, Result<&'static RoomVersionRules, String>)> = Vec::new();
-        for event in self.events.values() {
+        for (_, event) in self.events.sorted() {
             let Some(room) = self.rooms.get(event.room) else { continue };
             if room.rules.is_some() || room.version_problem.is_some() {
                 continue;

@@ -85,9 +85,10 @@ fn replay<'t>(
     rules: &'static crate::matrix::RoomVersionRules,
     found: &mut Vec<Violation>,
 ) -> Option<Replayed<'t>> {
-    let create = index.events.values().filter(|e| e.room == room).find_map(|e| {
-        e.pdu().filter(|p| p.event_type() == "m.room.create" && p.state_key() == Some(""))
-    })?;
+    let create =
+        index.events.sorted().into_iter().map(|(_, e)| e).filter(|e| e.room == room).find_map(
+            |e| e.pdu().filter(|p| p.event_type() == "m.room.create" && p.state_key() == Some("")),
+        )?;
     let hub = ids::user_server(create.sender())?.to_owned();
     let mut list = HubList::new();
     let mut replayed = Replayed {
@@ -132,7 +133,9 @@ fn replay<'t>(
 
 /// The servers other than `hub` that originate PDUs in `room` without `hub_server`.
 fn dag_servers(index: &Index<'_>, room: &str, hub: &str) -> BTreeSet<String> {
-    let pdus = index.events.values().filter(|e| e.room == room).filter_map(|e| e.pdu());
+    let events = index.events.sorted();
+    let pdus =
+        events.into_iter().map(|(_, e)| e).filter(|e| e.room == room).filter_map(|e| e.pdu());
     pdus.filter(|pdu| !linearized::built_by_hub(pdu, hub))
         .map(|pdu| pdu.origin().to_owned())
         .collect()

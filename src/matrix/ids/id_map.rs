@@ -96,6 +96,14 @@ impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
         entries
     }
 
+    /// Changes every value with `f`, given the entries in no particular order: `f` must
+    /// change only the value it is given, from that entry alone, and record nothing.
+    pub fn update_each(&mut self, mut f: impl FnMut(&K, &mut V)) {
+        for (key, value) in self.map.iter_mut() {
+            f(key, value);
+        }
+    }
+
     /// Whether some entry satisfies `f`. The entries are asked in no particular order, so
     /// `f` must not record or change anything: the answer is all it gives.
     pub fn any(&self, mut f: impl FnMut(&K, &V) -> bool) -> bool {
@@ -194,6 +202,9 @@ mod tests {
         assert!(map.any(|id, &value| *id == kept && value == 5555));
         assert!(!map.any(|id, _| id.as_str() == "$absent"));
         assert_eq!(format!("{map:?}"), format!("{sorted:?}"));
+        map.update_each(|id, value| *value += id.as_str().len());
+        sorted.iter_mut().for_each(|(id, value)| *value += id.as_str().len());
+        assert_eq!(map.sorted(), sorted.iter().collect::<Vec<_>>());
         map.clear();
         assert!(map.is_empty() && map.get(&kept).is_none());
         assert_eq!(map.insert(kept.clone(), 1), None);
