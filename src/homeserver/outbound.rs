@@ -49,13 +49,15 @@
 //!   `/get_missing_events` (spec digest §3.1).
 //!
 //! Determinism: no clock (every entry point takes `now`), randomness only from the
-//! injected [`Prng`] and only when a failure is reported, `BTreeMap`/`BTreeSet` only, and
-//! transaction ids from a counter.
+//! injected [`Prng`] and only when a failure is reported, sorted maps and sets wherever
+//! entries are walked (destinations are found by name in a [`LookupMap`], which hands
+//! them out only sorted), and transaction ids from a counter.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::homeserver::wire::{self, Edu};
+use crate::matrix::ids::LookupMap;
 use crate::stdx::{Duration, Instant, Prng};
 
 mod config;
@@ -289,7 +291,8 @@ pub struct Outbound {
     /// The first part of every transaction id: the virtual time this instance was created.
     txn_id_epoch_ms: u64,
     txn_count: u64,
-    destinations: BTreeMap<String, Destination>,
+    /// Looked up by name for every PDU queued and every answer; walked only sorted.
+    destinations: LookupMap<String, Destination>,
     /// Destinations touched since the last poll.
     dirty: BTreeSet<String>,
     /// `(deadline, destination)` for every destination with a deadline.
@@ -313,7 +316,7 @@ impl Outbound {
             prng,
             txn_id_epoch_ms: now.ms,
             txn_count: 0,
-            destinations: BTreeMap::new(),
+            destinations: LookupMap::new(),
             dirty: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             timer_armed: None,
@@ -568,14 +571,16 @@ impl Outbound {
 
     /// Destinations with anything queued, owed, noted or remembered, in name order.
     pub fn destinations(&self) -> impl Iterator<Item = &str> {
-        self.destinations.keys().map(String::as_str)
+        self.destinations.sorted().into_iter().map(|(name, _)| name.as_str())
     }
 
     /// Marks a destination for the next poll, re-indexes its deadline, checks its
     /// invariants and forgets it if it holds nothing.
     fn touch(&mut self, destination: &str) {
         if self.reindex(destination) {
-            self.dirty.insert(destination.to_owned());
+            if !self.dirty.contains(destination) {
+                self.dirty.insert(destination.to_owned());
+            }
         } else {
             self.dirty.remove(destination);
         }
@@ -674,11 +679,15 @@ impl Outbound {
 
 /// The state of `destination`, created empty if new.
 fn destination_entry<'a>(
-    destinations: &'a mut BTreeMap<String, Destination>,
+    destinations: &'a mut LookupMap<String, Destination>,
     destination: &str,
 ) -> &'a mut Destination {
     assert!(!destination.is_empty(), "a destination has a name");
-    destinations.entry(destination.to_owned()).or_insert_with(Destination::new)
+    // The name is copied only for a new destination, not for each PDU queued.
+    if !destinations.contains_key(destination) {
+        destinations.insert(destination.to_owned(), Destination::new());
+    }
+    destinations.get_mut(destination).expect("inserted above")
 }
 
 /// Marks a destination down at `now`: abandons the owed transaction, turns every PDU into
