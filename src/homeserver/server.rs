@@ -23,6 +23,7 @@ use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::crypto::{KeyRing, SigningKey};
 use crate::matrix::dag::{AuthChainIndex, EventStore, NodeId, RejectionKind};
+use crate::matrix::ids::LookupMap;
 use crate::matrix::pdu::{self, Pdu, Verified};
 use crate::matrix::state_res::{self, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
@@ -244,7 +245,7 @@ struct Handshake {
 #[derive(Debug, Default)]
 struct TransactionAnswers {
     order: VecDeque<(u64, TransactionKey)>,
-    answers: BTreeMap<u64, Vec<(TransactionKey, HttpResponse)>>,
+    answers: LookupMap<u64, Vec<(TransactionKey, HttpResponse)>>,
 }
 
 /// (origin, txn id).
@@ -277,7 +278,7 @@ impl TransactionAnswers {
         answer: HttpResponse,
         max: usize,
     ) {
-        let bucket = self.answers.entry(hash).or_default();
+        let bucket = self.answers.get_or_insert_with(hash, Vec::new);
         match bucket.iter_mut().find(|(k, _)| *k == key) {
             Some((_, held)) => *held = answer,
             None => {

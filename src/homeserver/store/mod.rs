@@ -201,13 +201,19 @@ impl Store {
 
     /// Starts tracking a room (no-op if it is known).
     pub fn add_room(&mut self, room_id: &str, version: RoomVersion) {
-        self.rooms.entry(room_id.to_owned()).or_insert_with(|| RoomRecord {
-            version,
-            forward_extremities: BTreeSet::new(),
-            current_state: None,
-            event_count: 0,
-            depth_min: None,
-        });
+        if self.rooms.contains_key(room_id) {
+            return;
+        }
+        self.rooms.insert(
+            room_id.to_owned(),
+            RoomRecord {
+                version,
+                forward_extremities: BTreeSet::new(),
+                current_state: None,
+                event_count: 0,
+                depth_min: None,
+            },
+        );
     }
 
     /// Linearized Matrix, at a hub: notes that the LPDU `lpdu` became the event `event`.
@@ -232,6 +238,7 @@ impl Store {
         self.invites.remove(&(room_id.to_owned(), user.to_owned()));
     }
 
+    /// The rooms, in id order.
     pub fn rooms(&self) -> impl Iterator<Item = (&String, &RoomRecord)> {
         self.rooms.iter()
     }
@@ -272,10 +279,11 @@ impl Store {
     fn index_auth_chain(&mut self, room_id: &str, id: &EventId) {
         let indexed = self.rooms.get(room_id).is_some_and(|room| {
             let rules = room.version.rules();
-            let index = self
-                .auth_indexes
-                .entry(room_id.to_owned())
-                .or_insert_with(|| AuthChainIndex::new(rules));
+            // The room id is copied once per room, not once per event.
+            if !self.auth_indexes.contains_key(room_id) {
+                self.auth_indexes.insert(room_id.to_owned(), AuthChainIndex::new(rules));
+            }
+            let index = self.auth_indexes.get_mut(room_id).expect("inserted above");
             // On failure nothing is added, and nothing else needs undoing.
             index.extend(&StoredEvents(&self.events), rules, std::slice::from_ref(id)).is_ok()
         });
