@@ -28,6 +28,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::matrix::ids::LookupMap;
 use crate::stdx::Invariant;
 use crate::trace::Decision;
 
@@ -76,13 +77,14 @@ fn owed(index: &Index<'_>) -> Vec<Violation> {
     // Each event's stored receipts as (server number, time), in trace order: grouped by
     // event and with servers numbered, since a room of a thousand servers has one per
     // server and event (ten million (server, event) keys would be compared as strings).
-    let mut numbers: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut stored_at: BTreeMap<&str, Vec<(usize, u64)>> = BTreeMap::new();
+    // Both maps are only looked up, so by hash.
+    let mut numbers: LookupMap<&str, usize> = LookupMap::new();
+    let mut stored_at: LookupMap<&str, Vec<(usize, u64)>> = LookupMap::new();
     for receipt in &index.receipts {
         if receipt.decision.is_stored() {
             let next = numbers.len();
-            let number = *numbers.entry(receipt.server).or_insert(next);
-            stored_at.entry(receipt.event_id).or_default().push((number, receipt.t));
+            let number = *numbers.get_or_insert_with(receipt.server, || next);
+            stored_at.get_or_insert_with(receipt.event_id, Vec::new).push((number, receipt.t));
         }
     }
     // The first stored time per server number of the event being looked at.
