@@ -145,7 +145,10 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
             | Body::Final { room, server, .. } => (room, server),
             _ => continue,
         };
-        let at = *by_id.entry(room_id.clone()).or_insert_with(|| {
+        // The room id is copied only for a new room, not for each record.
+        let known = by_id.get(room_id.as_str()).copied();
+        let at = known.unwrap_or_else(|| {
+            by_id.insert(room_id.clone(), rooms.len());
             rooms.push(RoomModel {
                 room_id: room_id.clone(),
                 label: None,
