@@ -149,7 +149,8 @@ pub enum Fault {
         policy: LinkPolicy,
     },
     /// The node's clock (`Network::node_clock`) is off by `offset_ms`. Overlapping skews
-    /// of one node add up.
+    /// of one node add up. The network reports its start and end (`NodeMarker::ClockChange`)
+    /// for the world to hand the node its new offset.
     ClockSkew {
         #[serde(rename = "start_ms", with = "crate::net::serde_util::ms")]
         start: Instant,

@@ -433,13 +433,16 @@ fn node_markers_are_reported_in_time_order_however_the_caller_steps() {
         Fault::Crash { start: t(100), end: t(200), node: name("a") },
         Fault::Pause { start: t(150), end: t(160), node: name("b") },
         Fault::Crash { start: t(200), end: t(300), node: name("a") },
+        Fault::ClockSkew { start: t(120), end: t(250), node: name("b"), offset_ms: 40 },
     ];
     let expected = vec![
         (100, A, NodeMarker::Crash),
+        (120, B, NodeMarker::ClockChange),
         (150, B, NodeMarker::Pause),
         (160, B, NodeMarker::Resume),
         (200, A, NodeMarker::Restart),
         (200, A, NodeMarker::Crash),
+        (250, B, NodeMarker::ClockChange),
         (300, A, NodeMarker::Restart),
     ];
     let simple = |events: Vec<NodeEvent>| -> Vec<(u64, NodeId, NodeMarker)> {

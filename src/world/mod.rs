@@ -197,28 +197,9 @@ struct Shared {
     failures: BTreeMap<usize, u32>,
     /// Steps waiting to be tried again: (time, step).
     retries: BTreeSet<(u64, usize)>,
-    /// Every virtual time (ms) at which a `clock_skew` fault starts or ends, sorted and
-    /// distinct: the only times a server's clock offset changes ([`Network::node_clock`]).
-    skew_changes: Vec<u64>,
-    /// How many of `skew_changes` the supervisor has passed.
-    skew_changes_passed: usize,
     /// Network messages delivered so far (for [`Progress`]).
     delivered: u64,
     progress: Option<ProgressSink>,
-}
-
-/// Every virtual time (ms) at which a `clock_skew` fault starts or ends, sorted and
-/// distinct.
-fn skew_changes(faults: &FaultSchedule) -> Vec<u64> {
-    let mut times: Vec<u64> = faults
-        .faults()
-        .iter()
-        .filter(|fault| matches!(fault, crate::net::Fault::ClockSkew { .. }))
-        .flat_map(|fault| [fault.start().ms, fault.end().ms])
-        .collect();
-    times.sort_unstable();
-    times.dedup();
-    times
 }
 
 impl Shared {
@@ -267,8 +248,6 @@ impl Shared {
             step_requests: BTreeMap::new(),
             failures: BTreeMap::new(),
             retries: BTreeSet::new(),
-            skew_changes: skew_changes(&plan.faults),
-            skew_changes_passed: 0,
             delivered: 0,
             progress: None,
         }
@@ -662,6 +641,12 @@ impl Shared {
             NodeMarker::Resume => {
                 handle.resume(madsim_id);
                 NodeChange::Resume
+            }
+            NodeMarker::ClockChange => {
+                // Only the node's clock offset changes; a node that is down gets it at
+                // restart.
+                self.apply_skew(node, now);
+                return;
             }
         };
         self.record(now, Body::Node { server, change });

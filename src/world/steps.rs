@@ -100,21 +100,6 @@ impl Shared {
             let node = usize::try_from(marker.node.0).expect("node ids fit usize");
             self.node_fault(node, marker.marker, now, nodes[node]);
         }
-        // A clock offset is a function of the fault schedule that changes only where a
-        // `clock_skew` fault starts or ends, so the servers' offsets are looked at once
-        // past each such time, not at every step (a step per delivery, times every server,
-        // was 1.6% of a 100-server run). A server that is down then gets its offset when
-        // it restarts.
-        let mut passed = false;
-        while self.skew_changes.get(self.skew_changes_passed).is_some_and(|&t| t <= now) {
-            self.skew_changes_passed += 1;
-            passed = true;
-        }
-        if passed {
-            for node in 0..self.slots.len() {
-                self.apply_skew(node, now);
-            }
-        }
         for delivery in self.net.deliver_due(at) {
             self.drain_net();
             self.deliver(delivery, now);

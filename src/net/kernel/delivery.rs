@@ -102,6 +102,7 @@ impl<P: Clone + Corruptible> Network<P> {
             (Fault::Crash { node, .. }, Phase::End) => Some((node, NodeMarker::Restart)),
             (Fault::Pause { node, .. }, Phase::Start) => Some((node, NodeMarker::Pause)),
             (Fault::Pause { node, .. }, Phase::End) => Some((node, NodeMarker::Resume)),
+            (Fault::ClockSkew { node, .. }, _) => Some((node, NodeMarker::ClockChange)),
             _ => None,
         };
         if let Some((node, marker)) = marker {

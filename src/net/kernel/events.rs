@@ -115,6 +115,9 @@ pub enum NodeMarker {
     Restart,
     Pause,
     Resume,
+    /// A `ClockSkew` fault of the node started or ended: its clock
+    /// ([`super::Network::node_clock`]) may read differently from now on.
+    ClockChange,
 }
 
 /// A node marker that came due.
