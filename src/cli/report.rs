@@ -85,7 +85,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The verdict and metrics of `summary.json` (DESIGN.md §4 shape).
 /// The run's metrics as the page shows them.
 pub fn metrics_text(trace: &Trace) -> Vec<(String, String)> {
     metrics_as_text(&crate::trace::metrics(trace))
