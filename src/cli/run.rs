@@ -290,12 +290,12 @@ fn spooled_run(
         error: None,
     }));
     let sink_spool = Arc::clone(&spool);
-    let sink: world::SpoolSink = Box::new(move |line: &str| {
+    let sink: world::SpoolSink = Box::new(move |line: &[u8]| {
         let Ok(mut spool) = sink_spool.lock() else { return };
         if spool.error.is_some() {
             return;
         }
-        let written = std::io::Write::write_all(&mut spool.writer, line.as_bytes())
+        let written = std::io::Write::write_all(&mut spool.writer, line)
             .and_then(|()| std::io::Write::write_all(&mut spool.writer, b"\n"));
         if let Err(e) = written {
             spool.error = Some(e);

@@ -27,7 +27,7 @@ use crate::matrix::ids::LookupMap;
 use crate::matrix::pdu::{self, Pdu, Verified};
 use crate::matrix::state_res::{self, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
-use crate::stdx::{Duration, EPOCH_MS, Fnv1a, Instant, Prng};
+use crate::stdx::{Duration, EPOCH_MS, Instant, Prng, WordHash};
 
 use incoming::Incoming;
 pub use linear::OfflineSends;
@@ -252,9 +252,9 @@ struct TransactionAnswers {
 type TransactionKey = (String, String);
 
 impl TransactionAnswers {
-    /// FNV-1a of origin and txn id, with a byte that occurs in no UTF-8 text between.
+    /// [`WordHash`] of origin and txn id (each piece's length is mixed in).
     fn hash((origin, txn_id): &(String, String)) -> u64 {
-        Fnv1a::new().write(origin.as_bytes()).write(&[0xff]).write(txn_id.as_bytes()).finish()
+        WordHash::new().write(origin.as_bytes()).write(txn_id.as_bytes()).finish()
     }
 
     fn get(&self, key: &(String, String)) -> Option<&HttpResponse> {

@@ -18,7 +18,7 @@ use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::KeyRing;
 use crate::matrix::ids::EventIdMap;
 use crate::matrix::{EventId, Pdu, RoomVersion};
-use crate::stdx::Fnv1a;
+use crate::stdx::WordHash;
 
 /// One cached result: the copy as received, and what the checks made of it (the same
 /// event, or its redacted form when its content hash did not match).
@@ -38,7 +38,7 @@ struct Entry {
 /// is confirmed by comparing all the bytes.
 fn bytes_key(bytes: &[u8]) -> u64 {
     let tail = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
-    Fnv1a::new().write(&(bytes.len() as u64).to_le_bytes()).write(tail).finish()
+    WordHash::new().write(&(bytes.len() as u64).to_le_bytes()).write(tail).finish()
 }
 
 const TAIL_BYTES: usize = 192;

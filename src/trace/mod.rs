@@ -503,6 +503,12 @@ impl Record {
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).expect("a record always serializes")
     }
+
+    /// Appends the record's line, without the newline, to `out`: [`Record::to_line`] into
+    /// a buffer the caller reuses, so a run does not allocate a string per record.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("a record always serializes")
+    }
 }
 
 /// The last line of a trace: how many records precede it (after the header) and the

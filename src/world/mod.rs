@@ -104,15 +104,17 @@ pub struct Progress {
 /// A progress display: called at every supervisor step (many times a virtual second).
 pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 
-/// Where a spooled run ([`run_spooled`]) writes each record's line (without its newline)
-/// as it happens, in trace order.
-pub type SpoolSink = Box<dyn FnMut(&str) + Send>;
+/// Where a spooled run ([`run_spooled`]) writes each record's line (UTF-8, without its
+/// newline) as it happens, in trace order.
+pub type SpoolSink = Box<dyn FnMut(&[u8]) + Send>;
 
 /// A spooled run's recording: every record goes to the sink, and the keeper sorts it
 /// into the kept trace.
 struct Spool {
     sink: SpoolSink,
     keeper: trace::Keeper,
+    /// The line being written, reused from record to record.
+    line: Vec<u8>,
 }
 
 /// Why a plan cannot run.
@@ -273,7 +275,9 @@ impl Shared {
         match self.spool.as_mut() {
             None => self.records.push(record),
             Some(spool) => {
-                (spool.sink)(&record.to_line());
+                spool.line.clear();
+                record.write_line(&mut spool.line);
+                (spool.sink)(&spool.line);
                 spool.keeper.push(record);
             }
         }

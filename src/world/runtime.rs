@@ -42,8 +42,11 @@ fn run_inner(
     let network = Network::new(plan.network.clone(), plan.faults.clone(), root.fork(streams::NET))?;
     let mut world = Shared::new(plan, network, &root);
     world.progress = progress;
-    world.spool = spool
-        .map(|sink| Spool { sink, keeper: trace::Keeper::new(plan.end_ms, plan.faults.faults()) });
+    world.spool = spool.map(|sink| Spool {
+        sink,
+        keeper: trace::Keeper::new(plan.end_ms, plan.faults.faults()),
+        line: Vec::new(),
+    });
     let shared = Arc::new(Mutex::new(world));
 
     let runtime =

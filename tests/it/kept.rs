@@ -31,7 +31,9 @@ fn spooled(plan: &world::Plan) -> (Vec<String>, world::RunOutput) {
     let output = world::run_spooled(
         plan,
         None,
-        Box::new(move |line: &str| sink.lock().unwrap().push(line.to_owned())),
+        Box::new(move |line: &[u8]| {
+            sink.lock().unwrap().push(String::from_utf8(line.to_vec()).expect("UTF-8 lines"))
+        }),
     )
     .unwrap();
     let lines = std::mem::take(&mut *lines.lock().unwrap());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::homeserver::store::StateKey;
 use crate::matrix::EventId;
 use crate::matrix::words::same_text;
-use crate::stdx::Fnv1a;
+use crate::stdx::WordHash;
 
 /// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
 /// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
@@ -28,12 +28,12 @@ pub(super) struct Delta {
 /// Deltas of more entries than this keep `by_hash`.
 const HASHED_FROM: usize = 8;
 
-/// A key's hash (FNV-1a), for the filters of [`Delta`]. Only a filter: whatever it
+/// A key's hash ([`WordHash`]), for the filters of [`Delta`]. Only a filter: whatever it
 /// selects is confirmed by comparing the key, so a collision costs a comparison and never
 /// changes an answer.
 pub(super) fn key_hash(event_type: &str, state_key: &str) -> u64 {
-    // 0xff occurs in no UTF-8 text, so ("ab", "c") and ("a", "bc") differ.
-    Fnv1a::new().write(event_type.as_bytes()).write(&[0xff]).write(state_key.as_bytes()).finish()
+    // Each piece's length is mixed in, so ("ab", "c") and ("a", "bc") differ.
+    WordHash::new().write(event_type.as_bytes()).write(state_key.as_bytes()).finish()
 }
 
 /// A key's bit in a [`Delta`]'s mask: one of 64, from the top bits of its mixed hash.
