@@ -14,7 +14,7 @@ use super::{Outcome, StateKey, StateMap, Store};
 
 mod delta;
 
-use delta::{Delta, key_hash, snapshot_difference};
+use delta::{ChainFilter, Delta, key_hash, snapshot_difference};
 
 /// A full snapshot is stored once a group's delta chain reaches this length.
 pub const SNAPSHOT_EVERY: u32 = 32;
@@ -36,6 +36,14 @@ pub(super) struct StateGroup {
     delta: Delta,
     /// Number of groups walked to materialise this one (0 for a snapshot).
     chain_len: u32,
+    /// For a delta, the snapshot its chain ends at.
+    root: Option<StateGroupId>,
+    /// For a delta, a filter of the keys set or removed by the deltas from this group down
+    /// to its snapshot: a lookup of a key it cannot hold goes to the snapshot at once,
+    /// instead of walking up to [`SNAPSHOT_EVERY`] groups (the create event, the server
+    /// ACL and most members are looked up per event checked, and live in the snapshot or
+    /// nowhere).
+    above: ChainFilter,
     /// The digest of the whole state, moved on from the parent's by the keys that changed.
     digest: StateDigest,
 }
@@ -43,7 +51,18 @@ pub(super) struct StateGroup {
 impl StateGroup {
     fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
         let delta = Delta::new(state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect());
-        StateGroup { parent: None, delta, chain_len: 0, digest }
+        StateGroup::snapshot_of(delta, digest)
+    }
+
+    fn snapshot_of(delta: Delta, digest: StateDigest) -> StateGroup {
+        StateGroup {
+            parent: None,
+            delta,
+            chain_len: 0,
+            root: None,
+            above: ChainFilter::default(),
+            digest,
+        }
     }
 
     fn digest_of(state: &StateMap) -> StateDigest {
@@ -55,6 +74,23 @@ impl Store {
     /// A stored group (ids are positions: groups are only ever added).
     fn group(&self, id: StateGroupId) -> &StateGroup {
         &self.groups[id.0 as usize]
+    }
+
+    /// A group of `delta` on `parent`, `chain_len` groups above its snapshot.
+    fn delta_group(
+        &self,
+        parent: StateGroupId,
+        delta: Delta,
+        chain_len: u32,
+        digest: StateDigest,
+    ) -> StateGroup {
+        let on = self.group(parent);
+        let (root, below) = match on.root {
+            Some(root) => (root, on.above),
+            None => (parent, ChainFilter::default()),
+        };
+        let above = below.with(&delta);
+        StateGroup { parent: Some(parent), delta, chain_len, root: Some(root), above, digest }
     }
 
     fn push_group(&mut self, group: StateGroup) -> StateGroupId {
@@ -109,7 +145,7 @@ impl Store {
                 }
                 let chain_len = self.group(parent_id).chain_len + 1;
                 if chain_len < SNAPSHOT_EVERY {
-                    StateGroup { parent: Some(parent_id), delta: delta.into(), chain_len, digest }
+                    self.delta_group(parent_id, delta.into(), chain_len, digest)
                 } else {
                     self.rebased_or_snapshot(parent_id, delta, digest)
                 }
@@ -140,12 +176,7 @@ impl Store {
         let group = if parent_len + 1 >= SNAPSHOT_EVERY {
             self.rebased_or_snapshot(parent, delta, digest)
         } else {
-            StateGroup {
-                parent: Some(parent),
-                delta: delta.into(),
-                chain_len: parent_len + 1,
-                digest,
-            }
+            self.delta_group(parent, delta.into(), parent_len + 1, digest)
         };
         let id = self.push_group(group);
         debug_assert_eq!(self.group(id).digest, StateGroup::digest_of(&self.state(id)));
@@ -196,7 +227,7 @@ impl Store {
         if rebased.len() <= root.len() / 4 {
             let entries = rebased.into_iter().map(|(key, event)| (key.clone(), event.cloned()));
             let delta = Delta::new(entries.collect());
-            return StateGroup { parent: Some(at), delta, chain_len: 1, digest };
+            return self.delta_group(at, delta, 1, digest);
         }
         // A snapshot: the snapshot's entries and the changes merged in key order (both are
         // sorted), removed keys left out.
@@ -222,7 +253,7 @@ impl Store {
             keep(new, event);
         }
         debug_assert_eq!(entries.len(), len);
-        StateGroup { parent: None, delta: Delta::new(entries.into()), chain_len: 0, digest }
+        StateGroup::snapshot_of(Delta::new(entries.into()), digest)
     }
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.
@@ -434,7 +465,7 @@ impl Store {
         }
         let chain_len = self.group(parent).chain_len + 1;
         let group = if chain_len < SNAPSHOT_EVERY {
-            StateGroup { parent: Some(parent), delta: delta.into(), chain_len, digest }
+            self.delta_group(parent, delta.into(), chain_len, digest)
         } else {
             self.rebased_or_snapshot(parent, delta, digest)
         };
@@ -461,6 +492,10 @@ impl Store {
         let mut at = Some(id);
         while let Some(group_id) = at {
             let group = self.group(group_id);
+            if let Some(root) = group.root.filter(|_| !group.above.may_hold(hash)) {
+                at = Some(root);
+                continue;
+            }
             if let Some(entry) = group.delta.get_hashed(hash, event_type, state_key) {
                 return entry.as_ref();
             }
@@ -491,303 +526,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(text: &str) -> EventId {
-        EventId::parse(text).unwrap()
-    }
-
-    fn key(t: &str, k: &str) -> StateKey {
-        (t.to_owned(), k.to_owned())
-    }
-
-    #[test]
-    fn deltas_materialise_to_the_stored_state_and_snapshot_periodically() {
-        let mut store = Store::new();
-        let mut state = StateMap::new();
-        state.insert(key("m.room.create", ""), id("$c"));
-        let mut group = store.store_state(&state, None);
-        for i in 0..100 {
-            let member = format!("@u{i}:hs");
-            state.insert(key("m.room.member", &member), id(&format!("$m{i}")));
-            if i % 7 == 0 {
-                state.remove(&key("m.room.member", &format!("@u{}:hs", i / 2)));
-                group = store.store_state(&state, Some(group));
-            } else {
-                group = store.store_state_with(
-                    group,
-                    key("m.room.member", &member),
-                    id(&format!("$m{i}")),
-                );
-            }
-            assert_eq!(store.state(group), state, "after step {i}");
-            assert!(store.group(group).chain_len < SNAPSHOT_EVERY);
-            // Every key by borrowed parts, present, removed or never set.
-            for j in 0..=i + 1 {
-                let member = format!("@u{j}:hs");
-                let by_parts = store.state_get_parts(group, "m.room.member", &member);
-                assert_eq!(by_parts, state.get(&key("m.room.member", &member)), "{i} {member}");
-            }
-        }
-        assert_eq!(store.state_get(group, &key("m.room.create", "")), Some(id("$c")));
-        assert_eq!(store.state_get(group, &key("m.room.member", "@u0:hs")), None);
-        assert_eq!(store.state_get(group, &key("m.room.member", "@u99:hs")), Some(id("$m99")));
-    }
-
-    #[test]
-    fn long_chains_rebase_on_their_snapshot_until_it_is_a_quarter_out_of_date() {
-        let mut store = Store::new();
-        let mut state = StateMap::new();
-        for i in 0..400 {
-            state.insert(key("m.room.member", &format!("@u{i}:hs")), id(&format!("$m{i}")));
-        }
-        let first = store.store_state(&state, None);
-        let mut groups = vec![(first, state.clone())];
-        // 300 topic changes: one key away from the snapshot, so never a second snapshot.
-        for i in 0..300 {
-            let (parent, _) = *groups.last().unwrap();
-            state.insert(key("m.room.topic", ""), id(&format!("$t{i}")));
-            let group =
-                store.store_state_with(parent, key("m.room.topic", ""), id(&format!("$t{i}")));
-            groups.push((group, state.clone()));
-        }
-        let snapshots = |store: &Store| store.groups.iter().filter(|g| g.parent.is_none()).count();
-        assert_eq!(snapshots(&store), 1, "a one-key difference never needs a full copy");
-        // 300 joins: the difference grows by one each time, so a new snapshot is taken once
-        // it passes a quarter of the snapshot's size (100 keys, then 125, ...).
-        for i in 400..700 {
-            let (parent, _) = *groups.last().unwrap();
-            let member = key("m.room.member", &format!("@u{i}:hs"));
-            state.insert(member.clone(), id(&format!("$m{i}")));
-            let group = if i % 5 == 0 {
-                store.store_state(&state, Some(parent))
-            } else {
-                store.store_state_with(parent, member, id(&format!("$m{i}")))
-            };
-            groups.push((group, state.clone()));
-        }
-        let taken = snapshots(&store);
-        assert!((2..=4).contains(&taken), "{taken} snapshots for 300 joins over 400 members");
-        for (group, expected) in &groups {
-            assert_eq!(&store.state(*group), expected);
-            assert!(store.group(*group).chain_len < SNAPSHOT_EVERY);
-            assert_eq!(store.state_digest(*group), StateGroup::digest_of(expected));
-        }
-    }
-
-    #[test]
-    fn rebases_and_snapshots_keep_removals_changes_and_new_keys() {
-        // A long chain of random changes to 480 keys, 400 of them in the first snapshot (set
-        // anew between and after its keys, changed, removed): chains reach their limit again
-        // and again, and are rebased or snapshotted. Every group holds the model's state.
-        let mut store = Store::new();
-        let mut rng = crate::stdx::Prng::from_seed(11);
-        let member = |n: usize| key("m.room.member", &format!("@u{n:03}:hs"));
-        let mut state = StateMap::new();
-        for n in (0..480).filter(|n| n % 6 != 0) {
-            state.insert(member(n), id(&format!("$m{n}")));
-        }
-        let mut group = store.store_state(&state, None);
-        let mut groups = vec![(group, state.clone())];
-        for step in 0..900u64 {
-            let mut changes = Vec::new();
-            for _ in 0..=rng.index(2) {
-                let key = member(rng.index(480));
-                if changes.iter().any(|(k, _)| *k == key) {
-                    continue;
-                }
-                let event = (rng.index(3) > 0).then(|| id(&format!("$e{step}-{}", key.1)));
-                match &event {
-                    Some(event) => state.insert(key.clone(), event.clone()),
-                    None => state.remove(&key),
-                };
-                changes.push((key, event));
-            }
-            group = store.store_changes(group, &changes);
-            groups.push((group, state.clone()));
-        }
-        let snapshots = store.groups.iter().filter(|g| g.parent.is_none()).count();
-        // A rebased group is one step above a snapshot and holds a chain's worth of changes
-        // (a step changes at most two keys).
-        let rebased = store.groups.iter().filter(|g| g.chain_len == 1 && g.delta.len() > 2).count();
-        assert!(snapshots > 3 && rebased > 3, "{snapshots} snapshots, {rebased} rebased");
-        for (group, expected) in &groups {
-            assert_eq!(&store.state(*group), expected, "{group:?}");
-            assert_eq!(store.state_digest(*group), StateGroup::digest_of(expected));
-        }
-    }
-
-    #[test]
-    fn changed_keys_cover_every_difference_between_groups_that_meet() {
-        // A tree of groups: deltas, one-key deltas and snapshots, branching from earlier
-        // groups; for every pair whose chains meet, a key outside the changed keys has the
-        // same entry in both.
-        let mut store = Store::new();
-        let mut rng = crate::stdx::Prng::from_seed(7);
-        let mut state = StateMap::new();
-        state.insert(key("m.room.create", ""), id("$c"));
-        let mut groups = vec![(store.store_state(&state, None), state.clone())];
-        for i in 0..120u64 {
-            let (parent, base) = groups[rng.index(groups.len())].clone();
-            let member = key("m.room.member", &format!("@u{}:hs", rng.index(12)));
-            let event = id(&format!("$e{i}"));
-            let (group, state) = match rng.index(3) {
-                0 => {
-                    let mut state = base.clone();
-                    state.insert(member.clone(), event.clone());
-                    (store.store_state_with(parent, member, event), state)
-                }
-                1 => {
-                    let mut state = base.clone();
-                    state.remove(&member);
-                    state.insert(key("m.room.topic", ""), event);
-                    (store.store_state(&state, Some(parent)), state)
-                }
-                _ => {
-                    let mut state = base.clone();
-                    state.insert(member, event);
-                    (store.store_state(&state, None), state)
-                }
-            };
-            groups.push((group, state));
-        }
-        let mut met = 0;
-        for (a, state_a) in &groups {
-            for (b, state_b) in &groups {
-                assert_eq!(store.same_state(*a, *b), state_a == state_b, "{a:?} {b:?}");
-                let Some(keys) = store.changed_keys(*a, *b) else { continue };
-                met += 1;
-                let all: BTreeSet<&StateKey> = state_a.keys().chain(state_b.keys()).collect();
-                for k in all.into_iter().filter(|k| !keys.contains(k)) {
-                    assert_eq!(state_a.get(k), state_b.get(k), "{a:?} {b:?} {k:?}");
-                }
-            }
-        }
-        assert!(met > groups.len() * 4, "too few pairs meet ({met}) to test anything");
-        // The keys set since an ancestor: every other key has the ancestor's entry.
-        let mut above = 0;
-        for (a, state_a) in &groups {
-            for (b, state_b) in &groups {
-                let Some(keys) = store.keys_set_since(*a, *b) else { continue };
-                let keys: BTreeSet<&StateKey> = keys.collect();
-                above += usize::from(a != b);
-                let all: BTreeSet<&StateKey> = state_a.keys().chain(state_b.keys()).collect();
-                for k in all.into_iter().filter(|k| !keys.contains(k)) {
-                    assert_eq!(state_a.get(k), state_b.get(k), "{a:?} below {b:?}: {k:?}");
-                }
-                if a == b {
-                    assert!(keys.is_empty(), "no key is set since a group itself");
-                }
-            }
-        }
-        assert!(above > groups.len(), "too few groups above others ({above}) to test anything");
-    }
-
-    #[test]
-    fn overlaid_groups_read_as_their_states_and_changes_store_as_deltas() {
-        // A tree of groups as above, with removals; sets of up to three groups, on one
-        // snapshot or several, are given as base and overlays: each group's state must be
-        // the base overwritten by its overlay entries. Then storing a state as changes
-        // on a group gives exactly that state.
-        let mut store = Store::new();
-        let mut rng = crate::stdx::Prng::from_seed(11);
-        let mut state = StateMap::new();
-        state.insert(key("m.room.create", ""), id("$c"));
-        let mut groups = vec![(store.store_state(&state, None), state.clone())];
-        for i in 0..80u64 {
-            let (parent, base) = groups[rng.index(groups.len())].clone();
-            let member = key("m.room.member", &format!("@u{}:hs", rng.index(10)));
-            let mut state = base.clone();
-            let group = match rng.index(4) {
-                0 => {
-                    state.remove(&member);
-                    store.store_state(&state, Some(parent))
-                }
-                1 if i % 6 == 0 => {
-                    state.insert(member, id(&format!("$e{i}")));
-                    store.store_state(&state, None)
-                }
-                _ => {
-                    state.insert(member.clone(), id(&format!("$e{i}")));
-                    store.store_state_with(parent, member, id(&format!("$e{i}")))
-                }
-            };
-            groups.push((group, state));
-        }
-        let (mut one_snapshot, mut several) = (0, 0);
-        for _ in 0..300 {
-            let picked: Vec<&(StateGroupId, StateMap)> =
-                (0..1 + rng.index(3)).map(|_| &groups[rng.index(groups.len())]).collect();
-            let ids: Vec<StateGroupId> = picked.iter().map(|(g, _)| *g).collect();
-            let overlaid = store.overlaid(&ids);
-            let mut roots: Vec<StateGroupId> =
-                ids.iter().map(|&g| *store.chain_of(g).last().unwrap()).collect();
-            roots.sort();
-            roots.dedup();
-            if roots.len() == 1 {
-                one_snapshot += 1
-            } else {
-                several += 1
-            }
-            assert!(overlaid.keys.windows(2).all(|w| w[0] < w[1]));
-            for (at, (_, expected)) in picked.iter().enumerate() {
-                let mut state: StateMap =
-                    overlaid.base.iter().map(|&(k, v)| (k.clone(), v.clone())).collect();
-                for (k, v) in overlaid.keys.iter().zip(&overlaid.sets[at]) {
-                    match v {
-                        Some(v) => state.insert((*k).clone(), (*v).clone()),
-                        None => state.remove(*k),
-                    };
-                }
-                assert_eq!(&state, expected, "group {at} of {ids:?}");
-            }
-        }
-        assert!(one_snapshot > 50 && several > 50, "{one_snapshot} on one snapshot, {several} not");
-        for i in 0..60u64 {
-            let (parent, base) = groups[rng.index(groups.len())].clone();
-            let mut changes =
-                vec![(key("m.room.member", &format!("@u{}:hs", rng.index(10))), None)];
-            if i % 3 > 0 {
-                changes.push((key("m.room.topic", ""), Some(id(&format!("$t{}", i % 2)))));
-            }
-            changes.sort();
-            let mut expected = base.clone();
-            for (k, v) in &changes {
-                match v {
-                    Some(v) => expected.insert(k.clone(), v.clone()),
-                    None => expected.remove(k),
-                };
-            }
-            let group = store.store_changes(parent, &changes);
-            assert_eq!(store.state(group), expected);
-            assert_eq!(group == parent, expected == base, "a new group only for a change");
-            assert_eq!(store.state_digest(group), StateGroup::digest_of(&expected));
-            groups.push((group, expected));
-        }
-    }
-
-    #[test]
-    fn same_state_compares_contents_whatever_the_groups() {
-        let mut store = Store::new();
-        let mut state = StateMap::new();
-        state.insert(key("m.room.create", ""), id("$c"));
-        state.insert(key("m.room.topic", ""), id("$t1"));
-        let base = store.store_state(&state, None);
-        // A delta that sets a key to the value it has: the same state.
-        let same = store.store_state_with(base, key("m.room.topic", ""), id("$t1"));
-        assert!(store.same_state(base, same) && store.same_state(same, base));
-        // A delta that changes it, or adds a key: another state.
-        let changed = store.store_state_with(base, key("m.room.topic", ""), id("$t2"));
-        assert!(!store.same_state(base, changed) && !store.same_state(changed, base));
-        let added = store.store_state_with(base, key("m.room.name", ""), id("$n"));
-        assert!(!store.same_state(added, base));
-        // Unrelated groups: compared by content.
-        let copy = store.store_state(&state, None);
-        assert!(store.same_state(copy, base));
-        assert!(!store.same_state(copy, changed));
-        // Siblings that set the same key to the same new value.
-        let twin = store.store_state_with(base, key("m.room.topic", ""), id("$t2"));
-        assert!(store.same_state(twin, changed));
-    }
-}
+mod tests;

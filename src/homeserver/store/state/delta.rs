@@ -41,6 +41,36 @@ fn key_bit(hash: u64) -> u64 {
     1 << (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
 }
 
+/// A filter of the keys of several deltas (256 bits, one per key, from its hash): a key
+/// whose bit is clear is in none of them. Only a filter: a set bit is confirmed by the
+/// deltas' own lookups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(in crate::homeserver::store) struct ChainFilter([u64; 4]);
+
+impl ChainFilter {
+    /// Word and bit of a key's hash: the top eight bits of its mixed hash (other bits
+    /// than the [`Delta`] mask's six, so that the two filters miss independently).
+    fn position(hash: u64) -> (usize, u64) {
+        let mixed = hash.wrapping_mul(0xd6e8_feb8_6659_fd93);
+        ((mixed >> 62) as usize, 1 << ((mixed >> 56) & 63))
+    }
+
+    /// This filter with every key of `delta` added.
+    pub(in crate::homeserver::store) fn with(mut self, delta: &Delta) -> ChainFilter {
+        for ((event_type, state_key), _) in delta.entries.iter() {
+            let (word, bit) = ChainFilter::position(key_hash(event_type, state_key));
+            self.0[word] |= bit;
+        }
+        self
+    }
+
+    /// Whether a key of this hash may be in the deltas (false: it is in none).
+    pub(in crate::homeserver::store) fn may_hold(&self, hash: u64) -> bool {
+        let (word, bit) = ChainFilter::position(hash);
+        self.0[word] & bit != 0
+    }
+}
+
 impl Delta {
     pub(super) fn new(entries: Box<[(StateKey, Option<EventId>)]>) -> Delta {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted, no duplicates");
