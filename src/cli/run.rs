@@ -111,6 +111,12 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     if !verdict.passed() {
         let _ = writeln!(stdout, "reproduce: {repro}");
     }
+    // The process ends right after: freeing every kept record, event and state one
+    // allocation at a time cost 0.8% of a 100-server run, and the operating system takes
+    // the memory back at once. (Leaking the servers' stores as the simulation ends, before
+    // the checks, saved about as much but raised the peak by a quarter, so they are
+    // freed.)
+    std::mem::forget(output);
     Ok(Outcome { stdout: stdout.into_bytes(), code: if verdict.passed() { 0 } else { 1 } })
 }
 

@@ -639,16 +639,17 @@ impl Homeserver {
     /// looked at. A join whose `RoomJoined` was already observed (room creation,
     /// `send_join`) is not observed twice.
     fn observe_membership(&mut self, out: &mut Vec<Output>) {
+        // Called after every input: only the rooms whose current state moved since are
+        // copied out (most inputs move none), not every room's id each time.
+        let seen_at = |room_id: &str| self.membership_seen.get(room_id).map(|&(group, _)| group);
         let rooms: Vec<(String, Option<StateGroupId>, RoomVersion)> = self
             .store
             .rooms()
+            .filter(|(id, room)| seen_at(id) != Some(room.current_state))
             .map(|(id, room)| (id.clone(), room.current_state, room.version))
             .collect();
         for (room_id, group, version) in rooms {
             let seen = self.membership_seen.get(&room_id).copied();
-            if seen.is_some_and(|(seen_group, _)| seen_group == group) {
-                continue;
-            }
             let was_joined = seen.is_some_and(|(_, joined)| joined);
             let joined = self.has_joined_member(&room_id, &self.name);
             self.membership_seen.insert(room_id.clone(), (group, joined));
