@@ -61,6 +61,7 @@ use crate::homeserver::{
 use crate::matrix::EventId;
 use crate::matrix::canonical_json;
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
+use crate::matrix::ids::LookupMap;
 use crate::net::{FaultSchedule, NetConfig, NetEvent, Network, NodeId, NodeMarker};
 pub use crate::scenario::{Step, StepAction};
 use crate::stdx::{Instant, Prng, streams};
@@ -157,9 +158,9 @@ struct Slot {
     waker: Option<Waker>,
     timer_at: Option<Instant>,
     skew_ms: i64,
-    /// Requests delivered to this server and not answered yet: (origin, id) → (network
-    /// message that carried it, origin's incarnation).
-    inbound: BTreeMap<(String, u64), (u64, u32)>,
+    /// Requests delivered to this server and not answered yet: (origin's node, id) →
+    /// (network message that carried it, origin's incarnation).
+    inbound: BTreeMap<(usize, u64), (u64, u32)>,
 }
 
 struct Shared {
@@ -175,7 +176,8 @@ struct Shared {
     root: Prng,
     net: Network<Message>,
     slots: Vec<Slot>,
-    index: BTreeMap<String, usize>,
+    /// Node of each server name (only looked up).
+    index: LookupMap<String, usize>,
     /// Room labels → room ids, event labels → event ids.
     rooms: BTreeMap<String, String>,
     labels: BTreeMap<String, EventId>,
@@ -225,7 +227,10 @@ impl Shared {
                 inbound: BTreeMap::new(),
             });
         }
-        let index = plan.servers.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let mut index = LookupMap::new();
+        for (i, name) in plan.servers.iter().enumerate() {
+            index.insert(name.clone(), i);
+        }
         let keys = Arc::new(keys);
         Shared {
             plan: plan.clone(),
@@ -501,13 +506,12 @@ impl Shared {
                     }
                 }
                 Output::Response { origin, id, response } => {
+                    // Only a request from a known server is ever held in `inbound`.
+                    let Some(&to) = self.index.get(&origin) else { continue };
                     let slot = &mut self.slots[node];
-                    let Some((request_msg, incarnation)) =
-                        slot.inbound.remove(&(origin.clone(), id.0))
-                    else {
+                    let Some((request_msg, incarnation)) = slot.inbound.remove(&(to, id.0)) else {
                         continue;
                     };
-                    let Some(&to) = self.index.get(&origin) else { continue };
                     let message = Message {
                         kind: Kind::Response { id: id.0, incarnation, request_msg },
                         bytes: frame::encode_response(&response),
@@ -570,7 +574,7 @@ impl Shared {
                 }
                 match frame::decode_request(&delivery.payload.bytes) {
                     Some(request) => {
-                        self.slots[to].inbound.insert((origin.clone(), id), (msg, incarnation));
+                        self.slots[to].inbound.insert((from, id), (msg, incarnation));
                         let input = Input::Request { origin, id: RequestId(id), request };
                         self.push(to, Inbox::Input(input));
                     }

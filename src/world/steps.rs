@@ -119,7 +119,7 @@ impl Shared {
             due.push(k);
         }
         for k in due {
-            let node = self.index[&self.plan.steps[k].server];
+            let node = *self.index.get(&self.plan.steps[k].server).expect("steps name servers");
             if self.slots[node].up {
                 self.push(node, Inbox::Step(k));
             } else {

@@ -36,8 +36,9 @@ pub(super) struct StateGroup {
     delta: Delta,
     /// Number of groups walked to materialise this one (0 for a snapshot).
     chain_len: u32,
-    /// For a delta, the snapshot its chain ends at.
-    root: Option<StateGroupId>,
+    /// For a delta, the snapshot its chain ends at ([`StateGroup::NO_ROOT`] for a
+    /// snapshot; a plain id rather than an `Option`, which would double its size).
+    root: StateGroupId,
     /// For a delta, a filter of the keys set or removed by the deltas from this group down
     /// to its snapshot: a lookup of a key it cannot hold goes to the snapshot at once,
     /// instead of walking up to [`SNAPSHOT_EVERY`] groups (the create event, the server
@@ -49,6 +50,9 @@ pub(super) struct StateGroup {
 }
 
 impl StateGroup {
+    /// The `root` of a snapshot, which has none.
+    const NO_ROOT: StateGroupId = StateGroupId(u64::MAX);
+
     fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
         let delta = Delta::new(state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect());
         StateGroup::snapshot_of(delta, digest)
@@ -59,7 +63,7 @@ impl StateGroup {
             parent: None,
             delta,
             chain_len: 0,
-            root: None,
+            root: StateGroup::NO_ROOT,
             above: ChainFilter::default(),
             digest,
         }
@@ -85,12 +89,12 @@ impl Store {
         digest: StateDigest,
     ) -> StateGroup {
         let on = self.group(parent);
-        let (root, below) = match on.root {
-            Some(root) => (root, on.above),
+        let (root, below) = match on.parent {
+            Some(_) => (on.root, on.above),
             None => (parent, ChainFilter::default()),
         };
         let above = below.with(&delta);
-        StateGroup { parent: Some(parent), delta, chain_len, root: Some(root), above, digest }
+        StateGroup { parent: Some(parent), delta, chain_len, root, above, digest }
     }
 
     fn push_group(&mut self, group: StateGroup) -> StateGroupId {
@@ -492,8 +496,8 @@ impl Store {
         let mut at = Some(id);
         while let Some(group_id) = at {
             let group = self.group(group_id);
-            if let Some(root) = group.root.filter(|_| !group.above.may_hold(hash)) {
-                at = Some(root);
+            if group.parent.is_some() && !group.above.may_hold(hash) {
+                at = Some(group.root);
                 continue;
             }
             if let Some(entry) = group.delta.get_hashed(hash, event_type, state_key) {
