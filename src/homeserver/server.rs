@@ -244,58 +244,77 @@ struct Handshake {
 /// two cold heap blocks per step, and still cost 6% of a 1,000-server run.
 #[derive(Debug, Default)]
 struct TransactionAnswers {
-    order: VecDeque<(u64, TransactionKey)>,
-    answers: LookupMap<u64, Vec<(TransactionKey, HttpResponse)>>,
+    /// (hash, sequence number) of each held answer, oldest first: the key is held once,
+    /// in its bucket, not copied here too.
+    order: VecDeque<(u64, u64)>,
+    answers: LookupMap<u64, Vec<HeldAnswer>>,
+    /// The sequence number of the next answer held.
+    next_seq: u64,
 }
 
-/// (origin, txn id).
-type TransactionKey = (String, String);
+/// A transaction's answer, with its key (origin, txn id) and its place in the order.
+#[derive(Debug)]
+struct HeldAnswer {
+    origin: String,
+    txn_id: String,
+    seq: u64,
+    answer: HttpResponse,
+}
+
+impl HeldAnswer {
+    fn is(&self, origin: &str, txn_id: &str) -> bool {
+        self.origin == origin && self.txn_id == txn_id
+    }
+}
 
 impl TransactionAnswers {
     /// [`WordHash`] of origin and txn id (each piece's length is mixed in).
-    fn hash((origin, txn_id): &(String, String)) -> u64 {
+    fn hash(origin: &str, txn_id: &str) -> u64 {
         WordHash::new().write(origin.as_bytes()).write(txn_id.as_bytes()).finish()
     }
 
-    fn get(&self, key: &(String, String)) -> Option<&HttpResponse> {
-        self.get_hashed(Self::hash(key), key)
+    fn get(&self, origin: &str, txn_id: &str) -> Option<&HttpResponse> {
+        self.get_hashed(Self::hash(origin, txn_id), origin, txn_id)
     }
 
-    fn get_hashed(&self, hash: u64, key: &(String, String)) -> Option<&HttpResponse> {
+    fn get_hashed(&self, hash: u64, origin: &str, txn_id: &str) -> Option<&HttpResponse> {
         let bucket = self.answers.get(&hash)?;
-        bucket.iter().find(|(k, _)| k == key).map(|(_, answer)| answer)
+        bucket.iter().find(|held| held.is(origin, txn_id)).map(|held| &held.answer)
     }
 
-    /// Keeps `answer` for `key` (not held yet), then forgets the oldest beyond `max`.
-    fn insert(&mut self, key: (String, String), answer: HttpResponse, max: usize) {
-        self.insert_hashed(Self::hash(&key), key, answer, max);
+    /// Keeps `answer` for (`origin`, `txn_id`), then forgets the oldest beyond `max`.
+    fn insert(&mut self, origin: &str, txn_id: String, answer: HttpResponse, max: usize) {
+        self.insert_hashed(Self::hash(origin, &txn_id), origin, txn_id, answer, max);
     }
 
     fn insert_hashed(
         &mut self,
         hash: u64,
-        key: (String, String),
+        origin: &str,
+        txn_id: String,
         answer: HttpResponse,
         max: usize,
     ) {
         let bucket = self.answers.get_or_insert_with(hash, Vec::new);
-        match bucket.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, held)) => *held = answer,
+        match bucket.iter_mut().find(|held| held.is(origin, &txn_id)) {
+            Some(held) => held.answer = answer,
             None => {
-                bucket.push((key.clone(), answer));
-                self.order.push_back((hash, key));
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                bucket.push(HeldAnswer { origin: origin.to_owned(), txn_id, seq, answer });
+                self.order.push_back((hash, seq));
             }
         }
         while self.order.len() > max {
             let Some((hash, oldest)) = self.order.pop_front() else { break };
-            // Every key in `order` is held once under its hash, so a bucket of one holds
-            // exactly the oldest key: it goes without reading the key's cold strings.
+            // Every entry of `order` is held once under its hash, so a bucket of one holds
+            // exactly the oldest: it goes without reading the bucket's entries.
             let bucket = self.answers.get_mut(&hash).expect("every ordered key is held");
             if bucket.len() == 1 {
-                debug_assert!(bucket[0].0 == oldest);
+                debug_assert_eq!(bucket[0].seq, oldest);
                 self.answers.remove(&hash);
             } else {
-                bucket.retain(|(k, _)| *k != oldest);
+                bucket.retain(|held| held.seq != oldest);
             }
         }
     }
@@ -678,42 +697,40 @@ mod tests {
     #[test]
     fn transaction_answers_keep_the_last_ones_by_origin_and_txn_id() {
         let answer = |n: u8| HttpResponse { status: 200, body: vec![n] };
-        let key = |origin: &str, txn: &str| (origin.to_owned(), txn.to_owned());
         let mut answers = TransactionAnswers::default();
-        answers.insert(key("hs1", "1"), answer(1), 2);
-        answers.insert(key("hs2", "1"), answer(2), 2);
+        answers.insert("hs1", "1".into(), answer(1), 2);
+        answers.insert("hs2", "1".into(), answer(2), 2);
         // The same txn id from another origin is another transaction.
-        assert_eq!(answers.get(&key("hs1", "1")).map(|a| a.body.clone()), Some(vec![1]));
-        assert_eq!(answers.get(&key("hs2", "1")).map(|a| a.body.clone()), Some(vec![2]));
-        assert!(answers.get(&key("hs1", "2")).is_none());
+        assert_eq!(answers.get("hs1", "1").map(|a| a.body.clone()), Some(vec![1]));
+        assert_eq!(answers.get("hs2", "1").map(|a| a.body.clone()), Some(vec![2]));
+        assert!(answers.get("hs1", "2").is_none());
         // A third forgets the oldest.
-        answers.insert(key("hs1", "2"), answer(3), 2);
-        assert!(answers.get(&key("hs1", "1")).is_none());
-        assert_eq!(answers.get(&key("hs1", "2")).map(|a| a.body.clone()), Some(vec![3]));
+        answers.insert("hs1", "2".into(), answer(3), 2);
+        assert!(answers.get("hs1", "1").is_none());
+        assert_eq!(answers.get("hs1", "2").map(|a| a.body.clone()), Some(vec![3]));
         assert_eq!((answers.order.len(), answers.answers.len()), (2, 2));
         // Answering a held key again replaces its answer and keeps one entry.
-        answers.insert(key("hs2", "1"), answer(4), 2);
-        assert_eq!(answers.get(&key("hs2", "1")).map(|a| a.body.clone()), Some(vec![4]));
+        answers.insert("hs2", "1".into(), answer(4), 2);
+        assert_eq!(answers.get("hs2", "1").map(|a| a.body.clone()), Some(vec![4]));
         assert_eq!((answers.order.len(), answers.answers.len()), (2, 2));
     }
 
     #[test]
     fn transaction_answers_tell_apart_keys_whose_hashes_collide() {
         let answer = |n: u8| HttpResponse { status: 200, body: vec![n] };
-        let key = |origin: &str, txn: &str| (origin.to_owned(), txn.to_owned());
         let mut answers = TransactionAnswers::default();
         // Two keys forced under one hash share a bucket and keep their own answers.
-        answers.insert_hashed(7, key("hs1", "a"), answer(1), 3);
-        answers.insert_hashed(7, key("hs2", "b"), answer(2), 3);
-        assert_eq!(answers.get_hashed(7, &key("hs1", "a")).map(|a| a.body.clone()), Some(vec![1]));
-        assert_eq!(answers.get_hashed(7, &key("hs2", "b")).map(|a| a.body.clone()), Some(vec![2]));
-        assert!(answers.get_hashed(7, &key("hs3", "c")).is_none());
+        answers.insert_hashed(7, "hs1", "a".into(), answer(1), 3);
+        answers.insert_hashed(7, "hs2", "b".into(), answer(2), 3);
+        assert_eq!(answers.get_hashed(7, "hs1", "a").map(|a| a.body.clone()), Some(vec![1]));
+        assert_eq!(answers.get_hashed(7, "hs2", "b").map(|a| a.body.clone()), Some(vec![2]));
+        assert!(answers.get_hashed(7, "hs3", "c").is_none());
         assert_eq!(answers.answers.len(), 1);
         // Forgetting the older leaves the other in the bucket; forgetting both drops it.
-        answers.insert_hashed(8, key("hs3", "c"), answer(3), 2);
-        assert!(answers.get_hashed(7, &key("hs1", "a")).is_none());
-        assert_eq!(answers.get_hashed(7, &key("hs2", "b")).map(|a| a.body.clone()), Some(vec![2]));
-        answers.insert_hashed(9, key("hs4", "d"), answer(4), 2);
+        answers.insert_hashed(8, "hs3", "c".into(), answer(3), 2);
+        assert!(answers.get_hashed(7, "hs1", "a").is_none());
+        assert_eq!(answers.get_hashed(7, "hs2", "b").map(|a| a.body.clone()), Some(vec![2]));
+        answers.insert_hashed(9, "hs4", "d".into(), answer(4), 2);
         assert!(!answers.answers.contains_key(&7));
         assert_eq!((answers.order.len(), answers.answers.len()), (2, 2));
     }

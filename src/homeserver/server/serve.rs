@@ -60,8 +60,7 @@ impl Homeserver {
             same_as_parsed_whole(http, &request, &checked);
         }
         if let Request::SendTransaction { txn_id, .. } = &request {
-            let key = (origin.to_owned(), txn_id.clone());
-            if let Some(cached) = self.transactions.get(&key) {
+            if let Some(cached) = self.transactions.get(origin, txn_id) {
                 return cached.clone(); // Retries of a handled transaction get the same answer.
             }
         }
@@ -78,8 +77,8 @@ impl Homeserver {
             Request::SendTransaction { txn_id, transaction } => {
                 let response =
                     self.on_transaction(now, origin, transaction, checked, out).to_http();
-                let key = (origin.to_owned(), txn_id);
-                self.transactions.insert(key, response.clone(), self.config.transaction_cache_max);
+                let max = self.config.transaction_cache_max;
+                self.transactions.insert(origin, txn_id, response.clone(), max);
                 return response;
             }
             Request::GetEvent { event_id } => self.serve_event(origin, &event_id),
