@@ -1,10 +1,11 @@
 //! What the figures draw, read once from the trace: per room, its events with every
 //! server's decision about them, and the run's fault, crash and pause windows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::matrix::ids::LookupMap;
 use crate::trace::{Body, Decision, Fault, NodeChange, NodeName, Trace};
 
 /// One room as the trace saw it.
@@ -19,8 +20,8 @@ pub struct RoomModel {
     pub servers: Vec<String>,
     /// Events in order of first sight in the trace.
     pub events: Vec<EventNode>,
-    /// Event id → position in `events`.
-    pub index: BTreeMap<String, usize>,
+    /// Event id → position in `events` (only looked up).
+    pub index: LookupMap<String, usize>,
     /// Fault, crash and pause windows of the whole run (they are not per room).
     pub windows: Vec<Window>,
     pub end_ms: u64,
@@ -134,8 +135,13 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
     // Per room, the names in `servers`: a search of the list for every record cost the
     // number of servers (a thousand) per record.
-    let header_servers: BTreeSet<&str> = trace.header.servers.iter().map(String::as_str).collect();
-    let mut named: Vec<BTreeSet<&str>> = Vec::new();
+    // Only looked up, as is each room's index of events by id: a sorted map compared
+    // some ten long texts per record.
+    let mut header_servers: LookupMap<&str, ()> = LookupMap::new();
+    for server in &trace.header.servers {
+        header_servers.insert(server.as_str(), ());
+    }
+    let mut named: Vec<LookupMap<&str, ()>> = Vec::new();
     for record in &trace.records {
         let (room_id, server) = match &record.body {
             Body::Event { room, server, .. }
@@ -155,7 +161,7 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
                 version: None,
                 servers: trace.header.servers.clone(),
                 events: Vec::new(),
-                index: BTreeMap::new(),
+                index: LookupMap::new(),
                 windows: windows.clone(),
                 end_ms,
             });
@@ -163,7 +169,7 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
             rooms.len() - 1
         });
         let room = &mut rooms[at];
-        if named[at].insert(server.as_str()) {
+        if named[at].insert(server.as_str(), ()).is_none() {
             room.servers.push(server.clone());
         }
         match &record.body {
@@ -633,7 +639,7 @@ mod tests {
             (3, event("$c", "@alice:hs1", &["$b"], false)),
         ]);
         let room = &rooms(&t)[0];
-        let by_id = |id: &str| &room.events[room.index[id]];
+        let by_id = |id: &str| &room.events[*room.index.get(id).expect("an event of the room")];
         assert_eq!((by_id("$a").depth, by_id("$b").depth, by_id("$c").depth), (1, 2, 3));
         // The hub created all three; the completed LPDU is drawn as bob's server's.
         assert_eq!(by_id("$b").origin(), "hs1");
