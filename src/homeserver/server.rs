@@ -23,11 +23,11 @@ use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::crypto::{KeyRing, SigningKey};
 use crate::matrix::dag::{AuthChainIndex, EventStore, NodeId, RejectionKind};
-use crate::matrix::ids::LookupMap;
+use crate::matrix::ids::{LookupMap, WordHash};
 use crate::matrix::pdu::{self, Pdu, Verified};
 use crate::matrix::state_res::{self, ResolveOptions};
 use crate::matrix::{EventId, RoomVersion, RoomVersionRules, ids};
-use crate::stdx::{Duration, EPOCH_MS, Instant, Prng, WordHash};
+use crate::stdx::{Duration, EPOCH_MS, Instant, Prng};
 
 use incoming::Incoming;
 pub use linear::OfflineSends;

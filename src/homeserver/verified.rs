@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::KeyRing;
 use crate::matrix::ids::EventIdMap;
+use crate::matrix::ids::WordHash;
 use crate::matrix::{EventId, Pdu, RoomVersion};
-use crate::stdx::WordHash;
 
 /// One cached result: the copy as received, and what the checks made of it (the same
 /// event, or its redacted form when its content hash did not match).

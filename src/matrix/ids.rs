@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 mod id_map;
 
-pub use id_map::{EventIdMap, LookupMap};
+use id_map::bytes_hash;
+pub use id_map::{EventIdMap, LookupMap, WordHash};
 
 /// Longest user id, room id, event id (in bytes).
 pub const ID_BYTES_MAX: usize = 255;
@@ -411,26 +412,9 @@ impl Default for IdInterner {
     }
 }
 
-/// A hash of an id eight bytes at a time (a multiply and a fold per word).
+/// The [`WordHash`] of an id.
 fn id_hash(id: &str) -> u64 {
     bytes_hash(id.as_bytes())
-}
-
-fn bytes_hash(bytes: &[u8]) -> u64 {
-    let mix = |hash: u64, word: u64| {
-        let hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        hash ^ (hash >> 29)
-    };
-    let mut words = bytes.chunks_exact(8);
-    let mut hash = bytes.len() as u64;
-    for word in &mut words {
-        hash = mix(hash, u64::from_le_bytes(word.try_into().expect("eight bytes")));
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        hash = mix(hash, rest.iter().fold(0, |word, &byte| word << 8 | u64::from(byte)));
-    }
-    hash
 }
 
 impl fmt::Debug for EventId {

@@ -1,5 +1,5 @@
 //! Small deterministic helpers shared by every layer: integer ratios, virtual time, the
-//! seeded pseudo-random generator and its stream names, the invariant ids, and fixed hashes (FNV-1a, a word-at-a-time mix).
+//! seeded pseudo-random generator and its stream names, the invariant ids, and FNV-1a.
 //!
 //! Architecture Invariant: depends on nothing in the crate; no clock, no OS randomness, no
 //! floats in anything that decides.
@@ -11,7 +11,7 @@ mod ratio;
 pub mod streams;
 mod time;
 
-pub use fnv::{Fnv1a, WordHash, fnv1a64};
+pub use fnv::{Fnv1a, fnv1a64};
 pub use invariant::Invariant;
 pub use prng::Prng;
 pub use ratio::Ratio;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::homeserver::store::StateKey;
 use crate::matrix::EventId;
+use crate::matrix::ids::WordHash;
 use crate::matrix::words::same_text;
-use crate::stdx::WordHash;
 
 /// A group's entries (`None` removes a key), sorted by key: a boxed slice rather than a
 /// map, since most deltas hold one entry and a map's first node alone costs some 700 bytes,
