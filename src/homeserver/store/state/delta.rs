@@ -57,8 +57,8 @@ impl ChainFilter {
 
     /// This filter with every key of `delta` added.
     pub(in crate::homeserver::store) fn with(mut self, delta: &Delta) -> ChainFilter {
-        for ((event_type, state_key), _) in delta.entries.iter() {
-            let (word, bit) = ChainFilter::position(key_hash(event_type, state_key));
+        for hash in delta.key_hashes() {
+            let (word, bit) = ChainFilter::position(hash);
             self.0[word] |= bit;
         }
         self
@@ -113,6 +113,15 @@ impl Delta {
                 .map(|(_, event)| event);
         }
         self.entries.iter().find(wanted).map(|(_, event)| event)
+    }
+
+    /// The [`key_hash`] of every key: kept by a large delta (`by_hash`), computed again
+    /// for a small one.
+    fn key_hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        let kept = self.by_hash.iter().map(|&(hash, _)| hash);
+        let small = self.by_hash.is_empty();
+        let computed = self.entries.iter().filter(move |_| small).map(|((t, k), _)| key_hash(t, k));
+        kept.chain(computed)
     }
 
     pub(super) fn keys(&self) -> impl Iterator<Item = &StateKey> {
