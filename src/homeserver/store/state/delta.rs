@@ -195,14 +195,7 @@ pub(super) fn snapshot_difference<'a>(a: &'a Delta, b: &'a Delta) -> Vec<&'a Sta
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(text: &str) -> EventId {
-        EventId::parse(text).unwrap()
-    }
-
-    fn key(t: &str, k: &str) -> StateKey {
-        (t.to_owned(), k.to_owned())
-    }
+    use crate::homeserver::store::state::tests::{id, key};
 
     #[test]
     fn a_delta_mask_never_hides_a_key_it_holds_and_skips_most_others() {

@@ -2,11 +2,11 @@
 
 use super::*;
 
-fn id(text: &str) -> EventId {
+pub(super) fn id(text: &str) -> EventId {
     EventId::parse(text).unwrap()
 }
 
-fn key(t: &str, k: &str) -> StateKey {
+pub(super) fn key(t: &str, k: &str) -> StateKey {
     (t.to_owned(), k.to_owned())
 }
 
