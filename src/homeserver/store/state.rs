@@ -36,21 +36,27 @@ pub(super) struct StateGroup {
     delta: Delta,
     /// Number of groups walked to materialise this one (0 for a snapshot).
     chain_len: u32,
-    /// For a delta, the snapshot its chain ends at ([`StateGroup::NO_ROOT`] for a
-    /// snapshot; a plain id rather than an `Option`, which would double its size).
-    root: StateGroupId,
+    /// For a delta, where a lookup that `above` rules out goes on: the nearest group under
+    /// this one that is a snapshot or holds a large delta (more keys than a filter of 256
+    /// bits tells apart). [`StateGroup::NO_ROOT`] for a snapshot; a plain id rather than
+    /// an `Option`, which would double its size.
+    skip_to: StateGroupId,
     /// For a delta, a filter of the keys set or removed by the deltas from this group down
-    /// to its snapshot: a lookup of a key it cannot hold goes to the snapshot at once,
-    /// instead of walking up to [`SNAPSHOT_EVERY`] groups (the create event, the server
-    /// ACL and most members are looked up per event checked, and live in the snapshot or
-    /// nowhere).
+    /// to `skip_to` (not included): a lookup of a key it rules out goes to `skip_to` at
+    /// once, instead of walking up to [`SNAPSHOT_EVERY`] groups (the create event, the
+    /// server ACL and most members are looked up per event checked, and live in the
+    /// snapshot or nowhere). A large delta is in no filter, and its own holds every key
+    /// ([`ChainFilter::ALL`]), so that a lookup reaching it searches its table: the delta
+    /// rebased on the snapshot at a thousand members holds up to 250 keys, which would set
+    /// most of the 256 bits of every filter above it and send nearly every lookup down the
+    /// chain.
     above: ChainFilter,
     /// The digest of the whole state, moved on from the parent's by the keys that changed.
     digest: StateDigest,
 }
 
 impl StateGroup {
-    /// The `root` of a snapshot, which has none.
+    /// The `skip_to` of a snapshot, which has none.
     const NO_ROOT: StateGroupId = StateGroupId(u64::MAX);
 
     fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
@@ -63,7 +69,7 @@ impl StateGroup {
             parent: None,
             delta,
             chain_len: 0,
-            root: StateGroup::NO_ROOT,
+            skip_to: StateGroup::NO_ROOT,
             above: ChainFilter::default(),
             digest,
         }
@@ -89,12 +95,12 @@ impl Store {
         digest: StateDigest,
     ) -> StateGroup {
         let on = self.group(parent);
-        let (root, below) = match on.parent {
-            Some(_) => (on.root, on.above),
-            None => (parent, ChainFilter::default()),
+        let (skip_to, below) = match on.parent {
+            Some(_) if !on.delta.is_large() => (on.skip_to, on.above),
+            _ => (parent, ChainFilter::default()),
         };
-        let above = below.with(&delta);
-        StateGroup { parent: Some(parent), delta, chain_len, root, above, digest }
+        let above = if delta.is_large() { ChainFilter::ALL } else { below.with(&delta) };
+        StateGroup { parent: Some(parent), delta, chain_len, skip_to, above, digest }
     }
 
     fn push_group(&mut self, group: StateGroup) -> StateGroupId {
@@ -493,19 +499,18 @@ impl Store {
         state_key: &str,
     ) -> Option<&EventId> {
         let hash = key_hash(event_type, state_key);
-        let mut at = Some(id);
-        while let Some(group_id) = at {
-            let group = self.group(group_id);
+        let mut at = id;
+        loop {
+            let group = self.group(at);
             if group.parent.is_some() && !group.above.may_hold(hash) {
-                at = Some(group.root);
+                at = group.skip_to;
                 continue;
             }
             if let Some(entry) = group.delta.get_hashed(hash, event_type, state_key) {
                 return entry.as_ref();
             }
-            at = group.parent;
+            at = group.parent?;
         }
-        None
     }
 
     /// The state after an event stored with a known state before: the state before plus

@@ -16,16 +16,32 @@ use crate::matrix::words::same_text;
 /// the groups whose mask lacks its key's bit without comparing a string. Most deltas hold
 /// one or two keys, so a lookup through a chain of thirty groups compared some thirty
 /// string pairs, a tenth of a 300-server run. A large delta (a snapshot: every key of the
-/// room) also has its positions sorted by key hash (`by_hash`), so that a lookup compares
-/// integers and then one key, not a dozen long keys.
+/// room) also has a hash table of its positions (`slots`), so that a lookup reads one or
+/// two slots and then one key. A binary search of sorted hashes, as before, read some ten
+/// positions of a thousand-key snapshot, each a cache miss when the server's data is cold,
+/// as it is at a thousand servers.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Delta {
     entries: Box<[(StateKey, Option<EventId>)]>,
     mask: u64,
-    by_hash: Box<[(u64, u32)]>,
+    slots: Box<[Slot]>,
 }
 
-/// Deltas of more entries than this keep `by_hash`.
+/// One place of a large [`Delta`]'s hash table (open addressing, linear probing): the low
+/// half of a key's hash as a tag, and the key's position plus one (0: empty).
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    tag: u32,
+    at: u32,
+}
+
+/// Where a hash's probe starts in a table of `slots.len()` (a power of two) places: from
+/// its high bits, mixed, which the tag (its low half) does not hold.
+fn first_slot(hash: u64, len: usize) -> usize {
+    (hash.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize & (len - 1)
+}
+
+/// Deltas of more entries than this keep `slots`.
 const HASHED_FROM: usize = 8;
 
 /// A key's hash ([`WordHash`]), for the filters of [`Delta`]. Only a filter: whatever it
@@ -48,6 +64,9 @@ fn key_bit(hash: u64) -> u64 {
 pub(in crate::homeserver::store) struct ChainFilter([u64; 4]);
 
 impl ChainFilter {
+    /// The filter that rules out no key.
+    pub(in crate::homeserver::store) const ALL: ChainFilter = ChainFilter([u64::MAX; 4]);
+
     /// Word and bit of a key's hash: the top eight bits of its mixed hash (other bits
     /// than the [`Delta`] mask's six, so that the two filters miss independently).
     fn position(hash: u64) -> (usize, u64) {
@@ -76,10 +95,8 @@ impl Delta {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted, no duplicates");
         let hashes = entries.iter().map(|((t, k), _)| key_hash(t, k));
         let mask = hashes.clone().fold(0, |mask, hash| mask | key_bit(hash));
-        let mut by_hash: Box<[(u64, u32)]> =
-            if entries.len() > HASHED_FROM { hashes.zip(0..).collect() } else { Box::default() };
-        by_hash.sort_unstable();
-        Delta { entries, mask, by_hash }
+        let slots = if entries.len() > HASHED_FROM { table(hashes) } else { Box::default() };
+        Delta { entries, mask, slots }
     }
 
     /// The entry of a key (`Some(None)`: removed here), found by borrowed parts.
@@ -103,25 +120,29 @@ impl Delta {
         let wanted = |((t, k), _): &&(StateKey, Option<EventId>)| {
             same_text(k, state_key) && same_text(t, event_type)
         };
-        if !self.by_hash.is_empty() {
-            let from = self.by_hash.partition_point(|&(h, _)| h < hash);
-            return self.by_hash[from..]
-                .iter()
-                .take_while(|&&(h, _)| h == hash)
-                .map(|&(_, at)| &self.entries[at as usize])
-                .find(wanted)
-                .map(|(_, event)| event);
+        if self.slots.is_empty() {
+            return self.entries.iter().find(wanted).map(|(_, event)| event);
         }
-        self.entries.iter().find(wanted).map(|(_, event)| event)
+        let last = self.slots.len() - 1;
+        let mut place = first_slot(hash, self.slots.len());
+        loop {
+            let slot = self.slots[place];
+            if slot.at == 0 {
+                return None;
+            }
+            if slot.tag == hash as u32 {
+                let entry = &self.entries[slot.at as usize - 1];
+                if wanted(&entry) {
+                    return Some(&entry.1);
+                }
+            }
+            place = (place + 1) & last;
+        }
     }
 
-    /// The [`key_hash`] of every key: kept by a large delta (`by_hash`), computed again
-    /// for a small one.
+    /// The [`key_hash`] of every key (of a small delta: large ones are in no filter).
     fn key_hashes(&self) -> impl Iterator<Item = u64> + '_ {
-        let kept = self.by_hash.iter().map(|&(hash, _)| hash);
-        let small = self.by_hash.is_empty();
-        let computed = self.entries.iter().filter(move |_| small).map(|((t, k), _)| key_hash(t, k));
-        kept.chain(computed)
+        self.entries.iter().map(|((t, k), _)| key_hash(t, k))
     }
 
     pub(super) fn keys(&self) -> impl Iterator<Item = &StateKey> {
@@ -134,6 +155,12 @@ impl Delta {
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether this delta has its own hash table, rather than a place in the chain filters
+    /// of the groups above it.
+    pub(super) fn is_large(&self) -> bool {
+        !self.slots.is_empty()
     }
 }
 
@@ -153,6 +180,22 @@ impl<'a> IntoIterator for &'a Delta {
     fn into_iter(self) -> Self::IntoIter {
         self.entries.iter().map(|(key, event)| (key, event))
     }
+}
+
+/// The hash table of a large [`Delta`] whose keys hash to `hashes`, in order: a power of
+/// two of at least one and a half times as many places as keys, so that the table is at
+/// most two-thirds full and a probe ends within a few places.
+fn table(hashes: impl ExactSizeIterator<Item = u64>) -> Box<[Slot]> {
+    let len = (hashes.len() + hashes.len() / 2).next_power_of_two();
+    let mut slots = vec![Slot::default(); len].into_boxed_slice();
+    for (at, hash) in (1..).zip(hashes) {
+        let mut place = first_slot(hash, len);
+        while slots[place].at != 0 {
+            place = (place + 1) & (len - 1);
+        }
+        slots[place] = Slot { tag: hash as u32, at };
+    }
+    slots
 }
 
 /// The keys whose entries differ between two snapshots' maps, in one merge walk.
@@ -221,7 +264,9 @@ mod tests {
             .map(|(i, k)| (k.clone(), (i % 3 != 0).then(|| id(&format!("$e{i}")))))
             .collect();
         let large = Delta::from(map.clone());
-        assert_eq!(large.by_hash.len(), map.len());
+        let used = large.slots.iter().filter(|slot| slot.at != 0).count();
+        assert_eq!(used, map.len());
+        assert!(large.slots.len() >= map.len() * 3 / 2, "at most two-thirds full");
         for k in &keys {
             assert_eq!(large.get(&k.0, &k.1), map.get(k), "{k:?}");
         }

@@ -295,15 +295,17 @@ fn same_state_compares_contents_whatever_the_groups() {
 }
 
 #[test]
-fn chain_filters_hold_every_key_above_the_snapshot_and_few_others() {
+fn chain_filters_hold_every_key_above_what_they_skip_to_and_skip_to_large_groups() {
     let mut store = Store::new();
     let mut state = StateMap::new();
     state.insert(key("m.room.create", ""), id("$c"));
-    let mut group = store.store_state(&state, None);
+    let snapshot = store.store_state(&state, None);
+    let member = |i: usize| key("m.room.member", &format!("@u{i}:hs"));
+    let mut group = snapshot;
     for i in 0..20 {
-        group = store.store_state_with(group, key("m.room.member", &format!("@u{i}:hs")), id("$m"));
+        group = store.store_state_with(group, member(i), id("$m"));
         let stored = store.group(group);
-        assert_eq!(stored.root, StateGroupId(0), "a delta on the first snapshot");
+        assert_eq!(stored.skip_to, snapshot, "a delta on the first snapshot");
         for j in 0..=i {
             let hash = key_hash("m.room.member", &format!("@u{j}:hs"));
             assert!(stored.above.may_hold(hash), "step {i}: key {j} set above the snapshot");
@@ -318,4 +320,33 @@ fn chain_filters_hold_every_key_above_the_snapshot_and_few_others() {
     assert!(!above.may_hold(key_hash("m.room.create", "")));
     assert_eq!(store.state_get_parts(group, "m.room.create", ""), Some(&id("$c")));
     assert_eq!(store.state_get_parts(group, "m.room.server_acl", ""), None);
+
+    // A large delta (forty keys, one of them removing a member set under it) is in no
+    // filter above it: those groups skip to it, and lookups through it find its keys, the
+    // keys under it, and the snapshot's.
+    let changes: Vec<(StateKey, Option<EventId>)> =
+        (10..50).map(|i| (member(i), (i != 10).then(|| id(&format!("$n{i}"))))).collect();
+    let large = store.store_changes(group, &changes);
+    assert!(store.group(large).delta.is_large());
+    assert_eq!(store.group(large).above, ChainFilter::ALL, "its own table is searched");
+    let top = store.store_state_with(large, key("m.room.topic", ""), id("$t"));
+    let top = store.store_state_with(top, key("m.room.name", ""), id("$n"));
+    let stored = store.group(top);
+    assert_eq!(stored.skip_to, large);
+    // Above `large`: the topic and the name (two bits), not the large delta's forty keys.
+    assert!(stored.above.may_hold(key_hash("m.room.topic", "")));
+    let admitted = (10..50)
+        .filter(|i| stored.above.may_hold(key_hash("m.room.member", &format!("@u{i}:hs"))))
+        .count();
+    assert!(admitted <= 5, "{admitted} of the large delta's keys pass a two-key filter");
+    let held = (0..60).filter(|&i| store.state_get(top, &member(i)).is_some()).count();
+    assert_eq!(held, 49, "members 0 to 49, less the one removed");
+    assert_eq!(store.state_get(top, &member(10)), None);
+    assert_eq!(store.state_get(top, &member(5)), Some(id("$m")));
+    assert_eq!(store.state_get(top, &member(30)), Some(id("$n30")));
+    assert_eq!(store.state_get_parts(top, "m.room.create", ""), Some(&id("$c")));
+    assert_eq!(store.state_get_parts(top, "m.room.topic", ""), Some(&id("$t")));
+    for (k, v) in &store.state(top) {
+        assert_eq!(store.state_get(top, k).as_ref(), Some(v), "{k:?}");
+    }
 }
