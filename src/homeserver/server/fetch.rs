@@ -552,7 +552,10 @@ impl Homeserver {
     ) {
         self.state_fetches.remove(prev);
         if self.store.event(prev).is_none_or(|e| e.state_after.is_none()) {
-            let group = self.store.store_state(&state, None);
+            let group = match self.store.room(room_id).and_then(|room| room.current_state) {
+                Some(near) => self.store.store_state_near(&state, near),
+                None => self.store.store_state(&state, None),
+            };
             let outcome = self.check_own_auth(room_id, &pdu);
             // Stored with a state from now on: report it like any other receipt, so that
             // the trace holds every event the server keeps.

@@ -350,3 +350,51 @@ fn chain_filters_hold_every_key_above_what_they_skip_to_and_skip_to_large_groups
         assert_eq!(store.state_get(top, k).as_ref(), Some(v), "{k:?}");
     }
 }
+
+#[test]
+fn a_state_stored_near_a_group_is_a_small_delta_on_its_snapshot_or_a_snapshot() {
+    let mut store = Store::new();
+    let member = |i: usize| key("m.room.member", &format!("@u{i}:hs"));
+    let mut state = StateMap::new();
+    state.insert(key("m.room.create", ""), id("$c"));
+    for i in 0..40 {
+        state.insert(member(i), id(&format!("$m{i}")));
+    }
+    let snapshot = store.store_state(&state, None);
+    let current = store.store_state_with(snapshot, member(40), id("$m40"));
+    // A fetched state a few keys away from the current one: one member changed, one
+    // gone, one new, one key before every other in order.
+    let mut near = state.clone();
+    near.insert(member(3), id("$m3b"));
+    near.remove(&member(7));
+    near.insert(member(99), id("$m99"));
+    near.insert(key("a.first", ""), id("$a"));
+    let group = store.store_state_near(&near, current);
+    assert_eq!(store.state(group), near);
+    assert_eq!(store.state_digest(group), StateGroup::digest_of(&near));
+    let stored = store.group(group);
+    assert_eq!((stored.parent, stored.chain_len), (Some(snapshot), 1), "a delta on the snapshot");
+    assert_eq!(stored.delta.len(), 4, "only the keys that differ from the snapshot");
+    assert_eq!(store.state_get(group, &member(7)), None);
+    assert_eq!(store.state_get(group, &member(5)), Some(id("$m5")));
+    // The snapshot's own state: the snapshot, no new group.
+    let groups = store.groups.len();
+    assert_eq!(store.store_state_near(&state, current), snapshot);
+    assert_eq!(store.groups.len(), groups);
+    // A state that differs in more than a quarter of the snapshot's 41 entries: a snapshot.
+    let mut far = state.clone();
+    for i in 0..11 {
+        far.insert(member(i), id(&format!("$x{i}")));
+    }
+    let group = store.store_state_near(&far, current);
+    assert_eq!(store.state(group), far);
+    assert_eq!(store.group(group).parent, None, "a snapshot of its own");
+    assert_eq!(store.state_digest(group), StateGroup::digest_of(&far));
+    let mut just = state.clone();
+    for i in 0..10 {
+        just.insert(member(i), id(&format!("$x{i}")));
+    }
+    let group = store.store_state_near(&just, current);
+    assert_eq!(store.state(group), just);
+    assert_eq!(store.group(group).parent, Some(snapshot), "ten of 41: still a delta");
+}
