@@ -603,7 +603,7 @@ impl Homeserver {
                 waiting: self
                     .waiting
                     .iter()
-                    .filter(|(_, w)| w.pdu.room_id_or_derived() == *room_id)
+                    .filter(|(_, w)| w.pdu.is_in_room(room_id))
                     .map(|(id, w)| (id.clone(), w.deadline))
                     .collect(),
             });

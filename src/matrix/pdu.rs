@@ -321,6 +321,16 @@ impl Pdu {
             None => self.event_id.to_room_id(),
         }
     }
+
+    /// Whether [`Pdu::room_id_or_derived`] is `room_id`, without building it: a server
+    /// asks this of every event it reads back for a room, a thousand per fetched state at
+    /// a thousand servers.
+    pub fn is_in_room(&self, room_id: &str) -> bool {
+        match &self.room_id {
+            Some(own) => own == room_id,
+            None => self.event_id.names_room(room_id),
+        }
+    }
 }
 
 impl serde::Serialize for Pdu {

@@ -381,7 +381,14 @@ fn format_checks() {
     create.remove("room_id");
     create.insert("type".into(), json!("m.room.create"));
     create.insert("state_key".into(), json!(""));
-    assert!(Pdu::from_json(&V12, create.clone()).is_ok());
+    let parsed = Pdu::from_json(&V12, create.clone()).unwrap();
+    // Its room is the one its own id names: `!` for `$`, checked without building it.
+    let derived = format!("!{}", &parsed.event_id().as_str()[1..]);
+    assert_eq!(parsed.room_id_or_derived(), derived);
+    assert!(parsed.is_in_room(&derived));
+    assert!(!parsed.is_in_room(&format!("{derived}x")) && !parsed.is_in_room("!abc"));
+    let message = Pdu::from_json(&V12, base_event(RoomVersion::V12)).unwrap();
+    assert!(message.is_in_room("!abc") && !message.is_in_room(&derived));
     assert_eq!(Pdu::from_json(&V11, create).unwrap_err().path, "$.room_id");
     // v12 room ids carry no domain.
     let mut event = base_event(RoomVersion::V12);

@@ -209,7 +209,7 @@ impl Homeserver {
         let stuck: Vec<EventId> = self
             .waiting
             .iter()
-            .filter(|(_, w)| w.pdu.room_id_or_derived() == room_id)
+            .filter(|(_, w)| w.pdu.is_in_room(room_id))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &stuck {
@@ -221,7 +221,7 @@ impl Homeserver {
         let hopeless: Vec<(EventId, String)> = self
             .waiting
             .iter()
-            .filter(|(_, w)| w.pdu.room_id_or_derived() == room_id)
+            .filter(|(_, w)| w.pdu.is_in_room(room_id))
             .map(|(id, w)| {
                 let (auth, prev) = self.missing_for(room_id, &w.pdu);
                 let reason = if !auth.is_empty() {
@@ -529,9 +529,7 @@ impl Homeserver {
         let mut map = StateMap::new();
         for id in ids {
             if let Some(event) = self.store.event(&id) {
-                if let (Some(key), true) =
-                    (event.pdu.state_key(), event.pdu.room_id_or_derived() == room_id)
-                {
+                if let (Some(key), true) = (event.pdu.state_key(), event.pdu.is_in_room(room_id)) {
                     map.insert((event.pdu.event_type().to_owned(), key.to_owned()), id);
                 }
             }

@@ -559,7 +559,7 @@ impl Homeserver {
     ) {
         let Some(target_id) = redaction.redacts().cloned() else { return };
         let Some(target) = self.store.event(&target_id) else { return };
-        if target.redacted || target.pdu.room_id_or_derived() != room_id {
+        if target.redacted || !target.pdu.is_in_room(room_id) {
             return;
         }
         // Redactions of the create event are never applied (Synapse:

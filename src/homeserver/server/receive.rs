@@ -208,7 +208,7 @@ impl Homeserver {
                 return Err(reason);
             }
         };
-        if pdu.room_id_or_derived() != room_id {
+        if !pdu.is_in_room(&room_id) {
             return Err("room id mismatch".into());
         }
         self.process(now, &room_id, pdu, origin, false, out);
@@ -505,7 +505,7 @@ impl Homeserver {
                     gone.push(id.clone());
                     continue;
                 };
-                if w.pdu.room_id_or_derived() != room_id {
+                if !w.pdu.is_in_room(room_id) {
                     continue;
                 }
                 let (auth, prev) = self.missing_for(room_id, &w.pdu);
@@ -525,7 +525,7 @@ impl Homeserver {
             #[cfg(debug_assertions)]
             {
                 let mut all = self.waiting.values().filter(|w| {
-                    w.pdu.room_id_or_derived() == room_id && {
+                    w.pdu.is_in_room(room_id) && {
                         let (auth, prev) = self.missing_for(room_id, &w.pdu);
                         auth.is_empty() && prev.is_empty()
                     }

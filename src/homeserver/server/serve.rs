@@ -94,7 +94,7 @@ impl Homeserver {
                 self.serve_state(origin, &room_id, &event_id, false)
             }
             Request::GetEventAuth { room_id, event_id } => match self.store.event(&event_id) {
-                Some(e) if e.pdu.room_id_or_derived() == room_id => {
+                Some(e) if e.pdu.is_in_room(&room_id) => {
                     let chain = self.auth_chain(std::slice::from_ref(&event_id));
                     Response::GetEventAuth {
                         auth_chain: chain.iter().map(|p| p.json().clone()).collect(),
@@ -292,7 +292,7 @@ impl Homeserver {
         ids_only: bool,
     ) -> Response {
         let Some(event) = self.store.event(event_id) else { return not_found("unknown event") };
-        if event.pdu.room_id_or_derived() != room_id {
+        if !event.pdu.is_in_room(room_id) {
             return not_found("event not in room");
         }
         let Some(group) = event.state_before else { return not_found("state unknown") };
@@ -685,7 +685,7 @@ impl Homeserver {
         {
             return invalid("not an invite from the origin for a user of this server");
         }
-        if pdu.room_id_or_derived() != room_id {
+        if !pdu.is_in_room(room_id) {
             return invalid("room id mismatch");
         }
         // The stripped state must carry the room's create event (spec v1.16).
