@@ -332,7 +332,7 @@ impl Homeserver {
         let version = self.store.events_version();
         let whole = self.store.room_fully_indexed(room_id);
         let fresh = || {
-            let state: Vec<EventId> = self.store.state(group).into_values().collect();
+            let state: Vec<EventId> = self.store.state_ids(group);
             let auth_chain = self.auth_chain(&state).iter().map(|p| p.event_id().clone()).collect();
             StateAnswer { group, events_version: version, state, auth_chain }
         };

@@ -80,6 +80,28 @@ impl StateGroup {
     }
 }
 
+/// A snapshot's entries with `over` set over them (`None` removes a key), sorted by key:
+/// one merge walk of the two sorted sides, borrowing every key and id.
+fn merged<'a>(
+    snapshot: &'a Delta,
+    over: &BTreeMap<&'a StateKey, Option<&'a EventId>>,
+) -> Vec<(&'a StateKey, &'a EventId)> {
+    let mut entries = Vec::with_capacity(snapshot.len() + over.len());
+    let mut over = over.iter().peekable();
+    for (key, event) in snapshot {
+        while let Some((&k, &e)) = over.next_if(|&(&k, _)| k < key) {
+            entries.extend(e.map(|e| (k, e)));
+        }
+        match over.next_if(|&(&k, _)| k == key) {
+            Some((&k, &e)) => entries.extend(e.map(|e| (k, e))),
+            None => entries.extend(event.as_ref().map(|e| (key, e))),
+        }
+    }
+    entries.extend(over.filter_map(|(&k, &e)| Some((k, e?))));
+    debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+    entries
+}
+
 impl Store {
     /// A stored group (ids are positions: groups are only ever added).
     fn group(&self, id: StateGroupId) -> &StateGroup {
@@ -485,21 +507,24 @@ impl Store {
                 keys.iter().map(|&key| entry(key)).collect()
             })
             .collect();
-        // The base: the snapshot with the shared entries over it, in one merge walk.
-        let mut base = Vec::with_capacity(root.len() + shared.len());
-        let mut shared_entries = shared.iter().peekable();
-        for (key, event) in root {
-            while let Some((&k, &e)) = shared_entries.next_if(|&(&k, _)| k < key) {
-                base.extend(e.map(|e| (k, e)));
-            }
-            match shared_entries.next_if(|&(&k, _)| k == key) {
-                Some((&k, &e)) => base.extend(e.map(|e| (k, e))),
-                None => base.extend(event.as_ref().map(|e| (key, e))),
+        let base = merged(root, &shared);
+        Overlaid { base, keys, sets }
+    }
+
+    /// The event ids of a group's state in key order, as [`Store::state`]'s values, without
+    /// copying a key: the entries set above the snapshot, read in place, over the snapshot's
+    /// in one merge walk. A server answers `/state_ids` with them, a thousand ids at a
+    /// thousand servers.
+    pub fn state_ids(&self, id: StateGroupId) -> Vec<EventId> {
+        let chain = self.chain_of(id);
+        let (root, above) = chain.split_last().expect("a chain holds its group");
+        let mut over = BTreeMap::new();
+        for group in above {
+            for (key, event) in &self.group(*group).delta {
+                over.entry(key).or_insert(event.as_ref());
             }
         }
-        base.extend(shared_entries.filter_map(|(&k, &e)| Some((k, e?))));
-        debug_assert!(base.windows(2).all(|w| w[0].0 < w[1].0));
-        Overlaid { base, keys, sets }
+        merged(&self.group(*root).delta, &over).into_iter().map(|(_, id)| id.clone()).collect()
     }
 
     /// Stores `parent`'s state with `changes` applied (`None` removes a key) and returns its

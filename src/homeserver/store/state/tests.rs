@@ -27,6 +27,8 @@ fn deltas_materialise_to_the_stored_state_and_snapshot_periodically() {
                 store.store_state_with(group, key("m.room.member", &member), id(&format!("$m{i}")));
         }
         assert_eq!(store.state(group), state, "after step {i}");
+        let ids: Vec<EventId> = state.values().cloned().collect();
+        assert_eq!(store.state_ids(group), ids, "after step {i}");
         assert!(store.group(group).chain_len < SNAPSHOT_EVERY);
         // Every key by borrowed parts, present, removed or never set.
         for j in 0..=i + 1 {
