@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::matrix::EventId;
+use crate::matrix::ids::LookupMap;
 use crate::matrix::state_digest::StateDigest;
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
@@ -112,13 +113,16 @@ fn changes(
 ) -> BTreeMap<String, Vec<Change>> {
     // (server → changes with (event before, event after at the same t)).
     type Pending = (Change, Option<String>, Option<String>);
-    let mut found: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
-    let mut last_event: BTreeMap<&str, &str> = BTreeMap::new();
+    // Looked up by server for each of the room's event records (a million at a thousand
+    // servers), so by hash; walked in key order below.
+    let mut found: LookupMap<&str, Vec<Pending>> = LookupMap::new();
+    let mut last_event: LookupMap<&str, &str> = LookupMap::new();
     for record in &trace.records {
         match &record.body {
             Body::Event { server, room: r, event_id: Some(id), .. } if *r == room.room_id => {
                 last_event.insert(server, id);
-                if let Some(last) = found.get_mut(server).and_then(|list| list.last_mut()) {
+                if let Some(last) = found.get_mut(server.as_str()).and_then(|list| list.last_mut())
+                {
                     if last.0.t == record.t && last.2.is_none() {
                         last.2 = Some(id.clone());
                     }
@@ -127,7 +131,7 @@ fn changes(
             Body::State { server, room: r, state_hash } if *r == room.room_id => {
                 let before = last_event.get(server.as_str()).map(|id| (*id).to_owned());
                 let change = Change { t: record.t, hash: state_hash.clone(), event: None };
-                found.entry(server.clone()).or_default().push((change, before, None));
+                found.get_or_insert_with(server, Vec::new).push((change, before, None));
             }
             _ => {}
         }
@@ -141,7 +145,7 @@ fn changes(
         known == Some(hash)
     };
     let mut out = BTreeMap::new();
-    for (server, list) in found {
+    for (server, list) in found.into_sorted() {
         let mut changes = Vec::with_capacity(list.len());
         for (mut change, before, next) in list {
             change.event = if matches(&next, &change.hash) {
@@ -153,7 +157,7 @@ fn changes(
             };
             changes.push(change);
         }
-        out.insert(server, changes);
+        out.insert(server.to_owned(), changes);
     }
     out
 }

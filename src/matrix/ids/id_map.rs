@@ -96,6 +96,13 @@ impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
         entries
     }
 
+    /// Every entry, taken out, in key order.
+    pub fn into_sorted(self) -> Vec<(K, V)> {
+        let mut entries: Vec<_> = self.map.into_iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+
     /// Changes every value with `f`, given the entries in no particular order: `f` must
     /// change only the value it is given, from that entry alone, and record nothing.
     pub fn update_each(&mut self, mut f: impl FnMut(&K, &mut V)) {
@@ -257,6 +264,8 @@ mod tests {
         map.update_each(|id, value| *value += id.as_str().len());
         sorted.iter_mut().for_each(|(id, value)| *value += id.as_str().len());
         assert_eq!(map.sorted(), sorted.iter().collect::<Vec<_>>());
+        let (map_copy, sorted_copy) = (map.clone(), sorted.clone());
+        assert_eq!(map_copy.into_sorted(), sorted_copy.into_iter().collect::<Vec<_>>());
         map.clear();
         assert!(map.is_empty() && map.get(&kept).is_none());
         assert_eq!(map.insert(kept.clone(), 1), None);
