@@ -34,8 +34,9 @@ pub(super) struct Index<'t> {
     /// The last `final` record of each (server, room), in trace order.
     pub finals: Vec<Final<'t>>,
     /// Server → event id → its latest stored decision there, with every crash applied
-    /// (after a `recovered` record only the recovered events remain).
-    pub held: BTreeMap<&'t str, BTreeMap<&'t str, Decision>>,
+    /// (after a `recovered` record only the recovered events remain). Servers by hash:
+    /// each receipt looks its server up, a million at a thousand servers.
+    pub held: LookupMap<&'t str, BTreeMap<&'t str, Decision>>,
     /// Server → event id → line of its first `redacted` record: from then on that server
     /// reads the event's redacted form. Redactions of `m.room.create` events are left out:
     /// they are never applied.
@@ -153,14 +154,15 @@ impl<'t> Index<'t> {
     /// servers). The origin holds its event as `created`, so it takes no side.
     fn refused_events(&self) -> BTreeSet<&'t str> {
         let mut refused: BTreeSet<&'t str> = BTreeSet::new();
-        for held in self.held.values() {
-            for (id, decision) in held {
+        let servers = self.held.sorted();
+        for (_, held) in &servers {
+            for (id, decision) in held.iter() {
                 if decision.is_rejected() || *decision == Decision::SoftFailed {
                     refused.insert(id);
                 }
             }
         }
-        for held in self.held.values() {
+        for (_, held) in &servers {
             if refused.is_empty() {
                 break;
             }
@@ -180,7 +182,7 @@ impl<'t> Index<'t> {
             receipts: Vec::new(),
             stored_without_id: Vec::new(),
             finals: Vec::new(),
-            held: BTreeMap::new(),
+            held: LookupMap::new(),
             redacted_at: BTreeMap::new(),
             redacted_pdus: BTreeMap::new(),
             refused: BTreeSet::new(),
@@ -199,7 +201,10 @@ impl<'t> Index<'t> {
                 Body::Event { .. } => index.note_event(record, line, &mut copy_rooms),
                 Body::Recovered { server, event_ids } => {
                     let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
-                    index.held.entry(server).or_default().retain(|id, _| kept.contains(id));
+                    index
+                        .held
+                        .get_or_insert_with(server, BTreeMap::new)
+                        .retain(|id, _| kept.contains(id));
                 }
                 Body::Final { server, room, joined, state, state_hash, waiting, .. } => {
                     index.room(room);
@@ -311,7 +316,7 @@ impl<'t> Index<'t> {
             };
         }
         if decision.is_stored() {
-            self.held.entry(server).or_default().insert(event_id, *decision);
+            self.held.get_or_insert_with(server, BTreeMap::new).insert(event_id, *decision);
         }
         self.receipts.push(Receipt {
             line,
