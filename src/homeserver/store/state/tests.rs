@@ -400,3 +400,44 @@ fn a_state_stored_near_a_group_is_a_small_delta_on_its_snapshot_or_a_snapshot() 
     assert_eq!(store.state(group), just);
     assert_eq!(store.group(group).parent, Some(snapshot), "ten of 41: still a delta");
 }
+
+#[test]
+fn a_rebase_through_a_large_group_keeps_the_highest_entry_of_each_key() {
+    let mut store = Store::new();
+    let member = |i: usize| key("m.room.member", &format!("@u{i}:hs"));
+    let mut state = StateMap::new();
+    for i in 0..100 {
+        state.insert(member(i), id(&format!("$s{i}")));
+    }
+    let mut group = store.store_state(&state, None);
+    // Small groups, then a large one (twelve keys, one removed), then small groups that
+    // set some of its keys again, until the chain is rebased.
+    for i in 0..5 {
+        group = store.store_state_with(group, member(i), id(&format!("$a{i}")));
+        state.insert(member(i), id(&format!("$a{i}")));
+    }
+    let changes: Vec<(StateKey, Option<EventId>)> =
+        (3..15).map(|i| (member(i), (i != 14).then(|| id(&format!("$b{i}"))))).collect();
+    group = store.store_changes(group, &changes);
+    assert!(store.group(group).delta.is_large());
+    for (k, v) in &changes {
+        match v {
+            Some(v) => state.insert(k.clone(), v.clone()),
+            None => state.remove(k),
+        };
+    }
+    let mut i = 0;
+    while store.group(group).chain_len > 1 || i == 0 {
+        let at = 10 + i % 4;
+        group = store.store_state_with(group, member(at), id(&format!("$c{i}")));
+        state.insert(member(at), id(&format!("$c{i}")));
+        assert_eq!(store.state(group), state, "step {i}");
+        i += 1;
+    }
+    assert_eq!(store.group(group).chain_len, 1, "rebased on the snapshot");
+    assert_eq!(store.state_get(group, &member(3)), Some(id("$b3")), "the large group's");
+    assert_eq!(store.state_get(group, &member(14)), None, "removed by the large group");
+    assert_eq!(store.state_get(group, &member(1)), Some(id("$a1")), "a small group's below");
+    assert_eq!(store.state_get(group, &member(50)), Some(id("$s50")), "the snapshot's");
+    assert_eq!(store.state(group), state);
+}
