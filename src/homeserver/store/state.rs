@@ -38,7 +38,7 @@ pub(super) struct StateGroup {
     chain_len: u32,
     /// For a delta, where a lookup that `above` rules out goes on: the nearest group under
     /// this one that is a snapshot or holds a large delta (more keys than a filter of 256
-    /// bits tells apart). [`StateGroup::NO_ROOT`] for a snapshot; a plain id rather than
+    /// bits tells apart). [`StateGroup::NO_SKIP`] for a snapshot; a plain id rather than
     /// an `Option`, which would double its size.
     skip_to: StateGroupId,
     /// For a delta, a filter of the keys set or removed by the deltas from this group down
@@ -57,7 +57,7 @@ pub(super) struct StateGroup {
 
 impl StateGroup {
     /// The `skip_to` of a snapshot, which has none.
-    const NO_ROOT: StateGroupId = StateGroupId(u64::MAX);
+    const NO_SKIP: StateGroupId = StateGroupId(u64::MAX);
 
     fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
         let delta = Delta::new(state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect());
@@ -69,7 +69,7 @@ impl StateGroup {
             parent: None,
             delta,
             chain_len: 0,
-            skip_to: StateGroup::NO_ROOT,
+            skip_to: StateGroup::NO_SKIP,
             above: ChainFilter::default(),
             digest,
         }
@@ -80,12 +80,29 @@ impl StateGroup {
     }
 }
 
+/// `digest` with the entry of `key` moved from `old` to `new` (`None`: absent).
+fn moved(
+    digest: StateDigest,
+    key: &StateKey,
+    old: Option<&EventId>,
+    new: Option<&EventId>,
+) -> StateDigest {
+    let digest = match old {
+        Some(old) => digest.remove(&key.0, &key.1, old.as_str()),
+        None => digest,
+    };
+    match new {
+        Some(new) => digest.add(&key.0, &key.1, new.as_str()),
+        None => digest,
+    }
+}
+
+/// Entries set by state groups, by key (`None`: removed), borrowed from the groups.
+type Entries<'a> = BTreeMap<&'a StateKey, Option<&'a EventId>>;
+
 /// A snapshot's entries with `over` set over them (`None` removes a key), sorted by key:
 /// one merge walk of the two sorted sides, borrowing every key and id.
-fn merged<'a>(
-    snapshot: &'a Delta,
-    over: &BTreeMap<&'a StateKey, Option<&'a EventId>>,
-) -> Vec<(&'a StateKey, &'a EventId)> {
+fn merged<'a>(snapshot: &'a Delta, over: &Entries<'a>) -> Vec<(&'a StateKey, &'a EventId)> {
     let mut entries = Vec::with_capacity(snapshot.len() + over.len());
     let mut over = over.iter().peekable();
     for (key, event) in snapshot {
@@ -125,6 +142,17 @@ impl Store {
         StateGroup { parent: Some(parent), delta, chain_len, skip_to, above, digest }
     }
 
+    /// The entries the groups `ids` set (ids from the highest down), the highest's winning.
+    fn entries_of(&self, ids: &[StateGroupId]) -> Entries<'_> {
+        let mut entries = BTreeMap::new();
+        for id in ids {
+            for (key, event) in &self.group(*id).delta {
+                entries.entry(key).or_insert(event.as_ref());
+            }
+        }
+        entries
+    }
+
     fn push_group(&mut self, group: StateGroup) -> StateGroupId {
         let id = StateGroupId(self.groups.len() as u64);
         self.groups.push(group);
@@ -162,16 +190,13 @@ impl Store {
                 for (key, event) in state {
                     let old = base.get(key);
                     if old != Some(event) {
-                        if let Some(old) = old {
-                            digest = digest.remove(&key.0, &key.1, old.as_str());
-                        }
-                        digest = digest.add(&key.0, &key.1, event.as_str());
+                        digest = moved(digest, key, old, Some(event));
                         delta.insert(key.clone(), Some(event.clone()));
                     }
                 }
                 for (key, old) in base {
                     if !state.contains_key(key) {
-                        digest = digest.remove(&key.0, &key.1, old.as_str());
+                        digest = moved(digest, key, Some(old), None);
                         delta.insert(key.clone(), None);
                     }
                 }
@@ -195,21 +220,16 @@ impl Store {
     /// which a recent state differs in a few keys), when it differs from that snapshot in
     /// at most a quarter of its entries, as [`Store::rebased_or_snapshot`] allows; as a
     /// snapshot otherwise; the snapshot itself when the state is its state. Each fetched
-    /// state was a snapshot, a thousand keys at a thousand
-    /// servers, fetched some six times per server in a `big1000` run.
+    /// state was a snapshot, a thousand keys at a thousand servers, fetched some six times
+    /// per server in a `big1000` run.
     pub fn store_state_near(&mut self, state: &StateMap, near: StateGroupId) -> StateGroupId {
         let root_id = *self.chain_of(near).last().expect("a chain holds its group");
         let root = &self.group(root_id).delta;
         let most = root.len() / 4;
         let mut digest = self.group(root_id).digest;
         let mut delta: Vec<(StateKey, Option<EventId>)> = Vec::new();
-        let mut set = |delta: &mut Vec<_>, key: &StateKey, old: Option<&EventId>, new| {
-            if let Some(old) = old {
-                digest = digest.remove(&key.0, &key.1, old.as_str());
-            }
-            if let Some(new) = new {
-                digest = digest.add(&key.0, &key.1, EventId::as_str(new));
-            }
+        let mut set = |delta: &mut Vec<_>, key: &StateKey, old, new: Option<&EventId>| {
+            digest = moved(digest, key, old, new);
             delta.push((key.clone(), new.cloned()));
         };
         // Both sides sorted by key: one merge walk, given up once the delta is too large.
@@ -252,11 +272,8 @@ impl Store {
         key: StateKey,
         event: EventId,
     ) -> StateGroupId {
-        let mut digest = self.group(parent).digest;
-        if let Some(old) = self.state_get(parent, &key) {
-            digest = digest.remove(&key.0, &key.1, old.as_str());
-        }
-        digest = digest.add(&key.0, &key.1, event.as_str());
+        let old = self.state_get_parts(parent, &key.0, &key.1);
+        let digest = moved(self.group(parent).digest, &key, old, Some(&event));
         let parent_len = self.group(parent).chain_len;
         let mut delta = BTreeMap::new();
         delta.insert(key, Some(event));
@@ -287,14 +304,11 @@ impl Store {
     ) -> StateGroup {
         // The entries set above the snapshot, the new delta's and then the highest group's
         // winning: borrowed, so that only what the new group keeps is copied, once.
-        let mut rebased: BTreeMap<&StateKey, Option<&EventId>> =
-            delta.iter().map(|(key, event)| (key, event.as_ref())).collect();
         let chain = self.chain_of(parent);
         let (at, above) = chain.split_last().expect("a chain holds its group");
-        for id in above {
-            for (key, event) in &self.group(*id).delta {
-                rebased.entry(key).or_insert(event.as_ref());
-            }
+        let mut rebased: Entries<'_> = self.entries_of(above);
+        for (key, event) in &delta {
+            rebased.insert(key, event.as_ref());
         }
         let at = *at;
         let root = &self.group(at).delta;
@@ -443,17 +457,6 @@ impl Store {
     ///
     /// [`state_res::resolve_overlaid`]: crate::matrix::state_res::resolve_overlaid
     pub fn overlaid(&self, groups: &[StateGroupId]) -> Overlaid<'_> {
-        type Entries<'a> = BTreeMap<&'a StateKey, Option<&'a EventId>>;
-        // The entries the groups `ids` set (ids from the highest down), the highest's winning.
-        let entries_of = |ids: &[StateGroupId]| -> Entries<'_> {
-            let mut entries = BTreeMap::new();
-            for id in ids {
-                for (key, event) in &self.group(*id).delta {
-                    entries.entry(key).or_insert(event.as_ref());
-                }
-            }
-            entries
-        };
         // Each group's chain, from the group down to its snapshot (the last element).
         let chains: Vec<Vec<StateGroupId>> = groups.iter().map(|&g| self.chain_of(g)).collect();
         let Some(first) = chains.first() else {
@@ -468,20 +471,22 @@ impl Store {
             match meet {
                 Some(at) => {
                     let meet = first[at];
-                    let shared = entries_of(&first[at..first.len() - 1]);
+                    let shared = self.entries_of(&first[at..first.len() - 1]);
                     let above: Vec<Entries<'_>> = chains
                         .iter()
                         .map(|chain| {
                             let own = chain.iter().position(|&id| id == meet).expect("meets");
-                            entries_of(&chain[..own])
+                            self.entries_of(&chain[..own])
                         })
                         .collect();
                     let keys = above.iter().flat_map(|entries| entries.keys()).copied().collect();
                     (shared, above, keys)
                 }
                 None => {
-                    let above: Vec<Entries<'_>> =
-                        chains.iter().map(|chain| entries_of(&chain[..chain.len() - 1])).collect();
+                    let above: Vec<Entries<'_>> = chains
+                        .iter()
+                        .map(|chain| self.entries_of(&chain[..chain.len() - 1]))
+                        .collect();
                     let mut keys: BTreeSet<&StateKey> =
                         above.iter().flat_map(|entries| entries.keys()).copied().collect();
                     let mut roots: Vec<StateGroupId> =
@@ -518,13 +523,10 @@ impl Store {
     pub fn state_ids(&self, id: StateGroupId) -> Vec<EventId> {
         let chain = self.chain_of(id);
         let (root, above) = chain.split_last().expect("a chain holds its group");
-        let mut over = BTreeMap::new();
-        for group in above {
-            for (key, event) in &self.group(*group).delta {
-                over.entry(key).or_insert(event.as_ref());
-            }
-        }
-        merged(&self.group(*root).delta, &over).into_iter().map(|(_, id)| id.clone()).collect()
+        merged(&self.group(*root).delta, &self.entries_of(above))
+            .into_iter()
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     /// Stores `parent`'s state with `changes` applied (`None` removes a key) and returns its
@@ -542,12 +544,7 @@ impl Store {
             if old.as_ref() == event.as_ref() {
                 continue;
             }
-            if let Some(old) = &old {
-                digest = digest.remove(&key.0, &key.1, old.as_str());
-            }
-            if let Some(event) = event {
-                digest = digest.add(&key.0, &key.1, event.as_str());
-            }
+            digest = moved(digest, key, old.as_ref(), event.as_ref());
             delta.insert(key.clone(), event.clone());
         }
         if delta.is_empty() {

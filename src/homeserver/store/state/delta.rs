@@ -76,8 +76,8 @@ impl ChainFilter {
 
     /// This filter with every key of `delta` added.
     pub(in crate::homeserver::store) fn with(mut self, delta: &Delta) -> ChainFilter {
-        for hash in delta.key_hashes() {
-            let (word, bit) = ChainFilter::position(hash);
+        for ((event_type, state_key), _) in &delta.entries {
+            let (word, bit) = ChainFilter::position(key_hash(event_type, state_key));
             self.0[word] |= bit;
         }
         self
@@ -138,11 +138,6 @@ impl Delta {
             }
             place = (place + 1) & last;
         }
-    }
-
-    /// The [`key_hash`] of every key (of a small delta: large ones are in no filter).
-    fn key_hashes(&self) -> impl Iterator<Item = u64> + '_ {
-        self.entries.iter().map(|((t, k), _)| key_hash(t, k))
     }
 
     pub(super) fn keys(&self) -> impl Iterator<Item = &StateKey> {
