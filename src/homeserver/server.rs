@@ -660,16 +660,18 @@ impl Homeserver {
     fn observe_membership(&mut self, out: &mut Vec<Output>) {
         // Called after every input: only the rooms whose current state moved since are
         // copied out (most inputs move none), not every room's id each time.
-        let seen_at = |room_id: &str| self.membership_seen.get(room_id).map(|&(group, _)| group);
-        let rooms: Vec<(String, Option<StateGroupId>, RoomVersion)> = self
+        // Each moved room with whether it had a joined member when last seen.
+        let rooms: Vec<(String, Option<StateGroupId>, RoomVersion, bool)> = self
             .store
             .rooms()
-            .filter(|(id, room)| seen_at(id) != Some(room.current_state))
-            .map(|(id, room)| (id.clone(), room.current_state, room.version))
+            .filter_map(|(id, room)| {
+                let seen = self.membership_seen.get(id.as_str()).copied();
+                let moved = seen.map(|(group, _)| group) != Some(room.current_state);
+                let was_joined = seen.is_some_and(|(_, joined)| joined);
+                moved.then(|| (id.clone(), room.current_state, room.version, was_joined))
+            })
             .collect();
-        for (room_id, group, version) in rooms {
-            let seen = self.membership_seen.get(&room_id).copied();
-            let was_joined = seen.is_some_and(|(_, joined)| joined);
+        for (room_id, group, version, was_joined) in rooms {
             let joined = self.has_joined_member(&room_id, &self.name);
             self.membership_seen.insert(room_id.clone(), (group, joined));
             let observed_already = out.iter().any(|o| {
