@@ -137,10 +137,8 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
     // number of servers (a thousand) per record.
     // Only looked up, as is each room's index of events by id: a sorted map compared
     // some ten long texts per record.
-    let mut header_servers: LookupMap<&str, ()> = LookupMap::new();
-    for server in &trace.header.servers {
-        header_servers.insert(server.as_str(), ());
-    }
+    let header_servers: LookupMap<&str, ()> =
+        trace.header.servers.iter().map(|server| (server.as_str(), ())).collect();
     let mut named: Vec<LookupMap<&str, ()>> = Vec::new();
     for record in &trace.records {
         let (room_id, server) = match &record.body {

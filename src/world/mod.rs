@@ -227,10 +227,7 @@ impl Shared {
                 inbound: BTreeMap::new(),
             });
         }
-        let mut index = LookupMap::new();
-        for (i, name) in plan.servers.iter().enumerate() {
-            index.insert(name.clone(), i);
-        }
+        let index = plan.servers.iter().enumerate().map(|(i, name)| (name.clone(), i)).collect();
         let keys = Arc::new(keys);
         Shared {
             plan: plan.clone(),

@@ -118,6 +118,17 @@ impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
     }
 }
 
+/// A map of the entries, a later entry of a key replacing an earlier one.
+impl<K: Hash + Eq + Ord, V> FromIterator<(K, V)> for LookupMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> LookupMap<K, V> {
+        let mut map = LookupMap::new();
+        for (key, value) in entries {
+            map.insert(key, value);
+        }
+        map
+    }
+}
+
 impl<K: Hash + Eq + Ord, V> Default for LookupMap<K, V> {
     fn default() -> LookupMap<K, V> {
         LookupMap::new()
@@ -264,6 +275,8 @@ mod tests {
         map.update_each(|id, value| *value += id.as_str().len());
         sorted.iter_mut().for_each(|(id, value)| *value += id.as_str().len());
         assert_eq!(map.sorted(), sorted.iter().collect::<Vec<_>>());
+        let collected: LookupMap<EventId, usize> = sorted.clone().into_iter().collect();
+        assert_eq!(collected.sorted(), sorted.iter().collect::<Vec<_>>());
         let (map_copy, sorted_copy) = (map.clone(), sorted.clone());
         assert_eq!(map_copy.into_sorted(), sorted_copy.into_iter().collect::<Vec<_>>());
         map.clear();
