@@ -168,8 +168,9 @@ struct StateFetch {
     failed: bool,
     /// The whole state was asked for instead (`/state`, and `/event` for the prev event).
     full: bool,
-    /// On that path: the state from `/state`, and the prev event from `/event`.
-    full_state: Option<StateMap>,
+    /// On that path: the state from `/state` (its events, as
+    /// [`Homeserver::state_events_of`] gives them), and the prev event from `/event`.
+    full_state: Option<Vec<Arc<Pdu>>>,
     prev_pdu: Option<Arc<Pdu>>,
 }
 

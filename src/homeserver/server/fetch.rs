@@ -2,6 +2,7 @@
 //! events, state at an event), and the bounded wait of events for their ancestors.
 
 use super::*;
+use std::cmp::Ordering;
 
 impl Homeserver {
     /// Handles the answer to request `id`; `http` is `None` when the request failed in
@@ -135,9 +136,9 @@ impl Homeserver {
                             }
                             None => Vec::new(),
                         };
-                        let map = self.state_map_of(&room_id, ids);
+                        let state = self.state_events_of(&room_id, &ids);
                         if let Some(fetch) = self.state_fetches.get_mut(&prev) {
-                            fetch.full_state = Some(map);
+                            fetch.full_state = Some(state);
                         }
                     }
                     _ => self.drop_state_fetch(now, &room_id, &prev, out),
@@ -458,9 +459,9 @@ impl Homeserver {
         if !whole {
             return self.fetch_full_state(now, room_id, prev, out);
         }
-        let map = self.state_map_of(room_id, state_ids);
+        let state = self.state_events_of(room_id, &state_ids);
         let pdu = Arc::clone(self.store.pdu(prev).expect("checked above"));
-        self.complete_prev(now, room_id, prev, map, pdu, out);
+        self.complete_prev(now, room_id, prev, &state, pdu, out);
     }
 
     /// Falls back to the whole state at `prev` (`/state`, and `/event` for the prev
@@ -504,8 +505,8 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) {
         let Some(fetch) = self.state_fetches.get(prev) else { return };
-        if let (Some(map), Some(pdu)) = (fetch.full_state.clone(), fetch.prev_pdu.clone()) {
-            self.complete_prev(now, room_id, prev, map, pdu, out);
+        if let (Some(state), Some(pdu)) = (fetch.full_state.clone(), fetch.prev_pdu.clone()) {
+            self.complete_prev(now, room_id, prev, &state, pdu, out);
         }
     }
 
@@ -523,20 +524,38 @@ impl Homeserver {
         }
     }
 
-    /// The state map of the given event ids, as far as this server stores them as state
-    /// events of the room.
-    fn state_map_of(&self, room_id: &str, ids: Vec<EventId>) -> StateMap {
-        let mut map = StateMap::new();
-        for id in ids {
-            if let Some(event) = self.store.event(&id) {
-                if let (Some(key), true) = (event.pdu.state_key(), event.pdu.is_in_room(room_id)) {
-                    map.insert((event.pdu.event_type().to_owned(), key.to_owned()), id);
-                }
-            }
-        }
-        map
+    /// The state events of the given event ids, as far as this server stores them as
+    /// state events of the room: sorted by key, the last listed of two with the same key
+    /// kept (as inserting them one by one into a map would). Held as the events, not as a
+    /// map of copied keys: a fetched state at a thousand servers is a thousand keys, and
+    /// most end up a small delta ([`Store::store_state_near`]).
+    fn state_events_of(&self, room_id: &str, ids: &[EventId]) -> Vec<Arc<Pdu>> {
+        let events: Vec<Arc<Pdu>> = ids
+            .iter()
+            .filter_map(|id| self.store.pdu(id))
+            .filter(|pdu| pdu.state_key().is_some() && pdu.is_in_room(room_id))
+            .cloned()
+            .collect();
+        last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b)))
     }
+}
 
+/// `items` sorted by `order`, keeping of each run of equal items the one listed last:
+/// what inserting them one by one into a map would keep, in the map's order.
+fn last_of_each_key<T>(mut items: Vec<T>, order: impl Fn(&T, &T) -> Ordering) -> Vec<T> {
+    // A stable sort keeps equal items in the order listed.
+    items.sort_by(&order);
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        match kept.last_mut() {
+            Some(last) if order(last, &item) == Ordering::Equal => *last = item,
+            _ => kept.push(item),
+        }
+    }
+    kept
+}
+
+impl Homeserver {
     /// A missing prev event with the state before it: stored with that state (an outlier
     /// it was is upgraded), so that events after it can be decided.
     fn complete_prev(
@@ -544,15 +563,25 @@ impl Homeserver {
         now: Instant,
         room_id: &str,
         prev: &EventId,
-        state: StateMap,
+        state: &[Arc<Pdu>],
         pdu: Arc<Pdu>,
         out: &mut Vec<Output>,
     ) {
         self.state_fetches.remove(prev);
         if self.store.event(prev).is_none_or(|e| e.state_after.is_none()) {
+            let entries: Vec<(&str, &str, &EventId)> = state
+                .iter()
+                .map(|pdu| (pdu.event_type(), pdu.state_key().unwrap_or_default(), pdu.event_id()))
+                .collect();
             let group = match self.store.room(room_id).and_then(|room| room.current_state) {
-                Some(near) => self.store.store_state_near(&state, near),
-                None => self.store.store_state(&state, None),
+                Some(near) => self.store.store_state_near(&entries, near),
+                None => {
+                    let map = entries
+                        .iter()
+                        .map(|&(t, k, id)| ((t.to_owned(), k.to_owned()), id.clone()))
+                        .collect();
+                    self.store.store_state(&map, None)
+                }
             };
             let outcome = self.check_own_auth(room_id, &pdu);
             // Stored with a state from now on: report it like any other receipt, so that
@@ -581,6 +610,11 @@ impl Homeserver {
         }
         self.retry_waiting_after_failure(now, room_id, out);
     }
+}
+
+/// A state event's key, borrowed.
+fn state_key_of(pdu: &Pdu) -> (&str, &str) {
+    (pdu.event_type(), pdu.state_key().unwrap_or_default())
 }
 
 impl Pending {
@@ -633,4 +667,26 @@ fn same_join_as_parsed_whole(
         ..join.clone()
     };
     assert_eq!(whole, Response::SendJoin(merged), "recognised PDUs are the PDUs of the body");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_of_each_key_is_what_a_map_keeps() {
+        let by_key = |a: &(u8, u32), b: &(u8, u32)| a.0.cmp(&b.0);
+        let items = vec![(3, 0), (1, 1), (3, 2), (2, 3), (1, 4), (3, 5)];
+        assert_eq!(last_of_each_key(items, by_key), vec![(1, 4), (2, 3), (3, 5)]);
+        assert_eq!(last_of_each_key(Vec::new(), by_key), vec![]);
+        let mut rng = crate::stdx::Prng::from_seed(3);
+        for case in 0..200u32 {
+            let len = rng.index(60);
+            let items: Vec<(u8, u32)> =
+                (0..len).map(|n| (rng.index(12) as u8, case * 100 + n as u32)).collect();
+            let map: BTreeMap<u8, u32> = items.iter().copied().collect();
+            let expected: Vec<(u8, u32)> = map.into_iter().collect();
+            assert_eq!(last_of_each_key(items.clone(), by_key), expected, "{items:?}");
+        }
+    }
 }

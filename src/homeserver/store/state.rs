@@ -87,12 +87,23 @@ fn moved(
     old: Option<&EventId>,
     new: Option<&EventId>,
 ) -> StateDigest {
+    moved_parts(digest, &key.0, &key.1, old, new)
+}
+
+/// [`moved`] for a key given by its parts.
+fn moved_parts(
+    digest: StateDigest,
+    event_type: &str,
+    state_key: &str,
+    old: Option<&EventId>,
+    new: Option<&EventId>,
+) -> StateDigest {
     let digest = match old {
-        Some(old) => digest.remove(&key.0, &key.1, old.as_str()),
+        Some(old) => digest.remove(event_type, state_key, old.as_str()),
         None => digest,
     };
     match new {
-        Some(new) => digest.add(&key.0, &key.1, new.as_str()),
+        Some(new) => digest.add(event_type, state_key, new.as_str()),
         None => digest,
     }
 }
@@ -222,22 +233,32 @@ impl Store {
     /// snapshot otherwise; the snapshot itself when the state is its state. Each fetched
     /// state was a snapshot, a thousand keys at a thousand servers, fetched some six times
     /// per server in a `big1000` run.
-    pub fn store_state_near(&mut self, state: &StateMap, near: StateGroupId) -> StateGroupId {
+    ///
+    /// `state` is the state's entries, `(type, state key, event id)`, sorted by key with
+    /// no key twice: borrowed from the events the answer names, so that a state that ends
+    /// up a small delta costs no copy of its keys.
+    pub fn store_state_near(
+        &mut self,
+        state: &[(&str, &str, &EventId)],
+        near: StateGroupId,
+    ) -> StateGroupId {
+        debug_assert!(state.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)), "sorted");
         let root_id = *self.chain_of(near).last().expect("a chain holds its group");
         let root = &self.group(root_id).delta;
         let most = root.len() / 4;
         let mut digest = self.group(root_id).digest;
         let mut delta: Vec<(StateKey, Option<EventId>)> = Vec::new();
-        let mut set = |delta: &mut Vec<_>, key: &StateKey, old, new: Option<&EventId>| {
-            digest = moved(digest, key, old, new);
-            delta.push((key.clone(), new.cloned()));
+        let mut set = |delta: &mut Vec<_>, (t, k): (&str, &str), old, new: Option<&EventId>| {
+            digest = moved_parts(digest, t, k, old, new);
+            delta.push(((t.to_owned(), k.to_owned()), new.cloned()));
         };
         // Both sides sorted by key: one merge walk, given up once the delta is too large.
-        let mut wanted = state.iter().peekable();
+        let mut wanted = state.iter().map(|&(t, k, id)| ((t, k), id)).peekable();
         for (key, old) in root {
             if delta.len() > most {
                 break;
             }
+            let key = (key.0.as_str(), key.1.as_str());
             while let Some((new_key, new)) = wanted.next_if(|(new_key, _)| *new_key < key) {
                 set(&mut delta, new_key, None, Some(new));
             }
@@ -257,11 +278,20 @@ impl Store {
         let group = if delta.len() <= most {
             self.delta_group(root_id, Delta::new(delta.into()), 1, digest)
         } else {
-            StateGroup::snapshot(state, StateGroup::digest_of(state))
+            let entries =
+                state.iter().map(|&(t, k, id)| ((t.to_owned(), k.to_owned()), Some(id.clone())));
+            let digest = StateDigest::of(state.iter().map(|&(t, k, id)| (t, k, id.as_str())));
+            StateGroup::snapshot_of(Delta::new(entries.collect()), digest)
         };
         let id = self.push_group(group);
-        debug_assert_eq!(&self.state(id), state);
-        debug_assert_eq!(self.group(id).digest, StateGroup::digest_of(state));
+        if cfg!(debug_assertions) {
+            let map: StateMap = state
+                .iter()
+                .map(|&(t, k, id)| ((t.to_owned(), k.to_owned()), id.clone()))
+                .collect();
+            assert_eq!(self.state(id), map);
+            assert_eq!(self.group(id).digest, StateGroup::digest_of(&map));
+        }
         id
     }
 
