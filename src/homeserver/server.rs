@@ -368,6 +368,9 @@ pub struct Homeserver {
     /// Verified events, shared with the other servers of the process when handed one
     /// ([`Homeserver::share_verified`]); otherwise this server's own.
     verified: Arc<VerifiedEvents>,
+    /// Whether `verified` is shared ([`Homeserver::own_copy`] records this server's own
+    /// events in it only then).
+    verified_shared: bool,
     /// State resolutions shared with the other servers of the process, when handed some
     /// ([`Homeserver::share_resolutions`]).
     resolutions: Option<Arc<SharedResolutions>>,
@@ -538,6 +541,7 @@ impl Homeserver {
             resident: RefCell::new(BTreeMap::new()),
             state_answers: RefCell::new(VecDeque::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),
+            verified_shared: false,
             resolutions: None,
             lpdus_pending: BTreeMap::new(),
             lists_to_merge: BTreeSet::new(),
@@ -561,6 +565,7 @@ impl Homeserver {
             return false;
         }
         self.verified = Arc::clone(verified);
+        self.verified_shared = true;
         true
     }
 

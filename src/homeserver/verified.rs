@@ -1,6 +1,7 @@
 //! Verified events shared by the homeservers of one process: each unique event is parsed,
 //! hashed and checked against its signatures once, and every server that receives it
-//! keeps a reference to the one verified body.
+//! keeps a reference to the one verified body. The server that built an event checks and
+//! records its own copy (`Homeserver::own_copy`), so that body is the builder's too.
 //!
 //! A server is handed the cache as a capability ([`Homeserver::share_verified`]): it stays
 //! sans-IO, and a real deployment of several servers in one process could hand them one

@@ -2026,16 +2026,24 @@ fn servers_sharing_verified_events_decide_as_before_and_hold_one_body_per_event(
     assert_eq!(room, room_shared);
     assert_eq!(all_decisions(&alone), all_decisions(&shared), "sharing changed a decision");
     assert_eq!(alone.failures(), Vec::<String>::new());
-    // hs1's events as hs2 and hs3 store them: one body when shared, two copies otherwise.
+    // Each server's events as every server stores them, the builder included: one body
+    // when shared, a copy per server otherwise.
     let mut checked = 0;
-    for id in created_by(&shared, "hs1") {
-        let pdu =
-            |h: &Harness, s: &str| std::sync::Arc::clone(h.servers[s].store().pdu(&id).unwrap());
-        assert!(std::sync::Arc::ptr_eq(&pdu(&shared, "hs2"), &pdu(&shared, "hs3")), "{id}");
-        assert!(!std::sync::Arc::ptr_eq(&pdu(&alone, "hs2"), &pdu(&alone, "hs3")), "{id}");
-        checked += 1;
+    for builder in names {
+        for id in created_by(&shared, builder) {
+            let pdu = |h: &Harness, s: &str| {
+                std::sync::Arc::clone(h.servers[s].store().pdu(&id).unwrap())
+            };
+            for other in names.iter().filter(|&&name| name != builder) {
+                let (built, received) = (pdu(&shared, builder), pdu(&shared, other));
+                assert!(std::sync::Arc::ptr_eq(&built, &received), "{id} at {other}");
+                let (built, received) = (pdu(&alone, builder), pdu(&alone, other));
+                assert!(!std::sync::Arc::ptr_eq(&built, &received), "{id} at {other}");
+            }
+            checked += 1;
+        }
     }
-    assert!(checked >= 3, "hs1 created the room's first events");
+    assert!(checked >= 6, "hs1 created the room's first events, each server a message");
 }
 
 #[test]

@@ -101,7 +101,7 @@ impl Homeserver {
         }
         let pdu =
             pdu::build_signed(rules, json, &self.name, &self.key).map_err(|e| e.to_string())?;
-        Ok((version, Arc::new(pdu)))
+        Ok((version, self.own_copy(rules, pdu)))
     }
 
     /// Starts a membership handshake (`make_*`, then `send_*`) with the first candidate.

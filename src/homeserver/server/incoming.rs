@@ -131,6 +131,23 @@ impl Homeserver {
     }
 
     /// Parses and verifies a received PDU of a known room: format, signatures, hash.
+    /// An event this server built and signed, as the one copy it keeps and sends. With
+    /// shared verified events, it is checked here, as its first receiver would check it,
+    /// and recorded: every server that receives its bytes then takes this very body, so
+    /// the process holds one copy of it instead of the builder's and the receivers'. Two
+    /// copies cost more than memory: a shared resolution compares the events it read by
+    /// pointer first and by whole JSON otherwise, and with the builder's copy apart, 2.2
+    /// of 5.2 million such comparisons in `big1000` compared whole objects.
+    pub(super) fn own_copy(&self, rules: &RoomVersionRules, pdu: Pdu) -> Arc<Pdu> {
+        let pdu = Arc::new(pdu);
+        if self.verified_shared
+            && matches!(pdu::verify(rules, &pdu, &self.keys), Ok(Verified::Intact))
+        {
+            self.verified.insert(rules.version, Arc::clone(&pdu), Arc::clone(&pdu));
+        }
+        pdu
+    }
+
     pub(super) fn verify_received(
         &self,
         rules: &RoomVersionRules,

@@ -65,7 +65,7 @@ impl Homeserver {
         json.insert("content".into(), Value::Object(content));
         let pdu =
             pdu::build_signed(rules, json, &self.name, &self.key).map_err(|e| e.to_string())?;
-        Ok(Arc::new(pdu))
+        Ok(self.own_copy(rules, pdu))
     }
 
     /// Creates, checks, stores and sends a local event.
@@ -303,7 +303,8 @@ impl Homeserver {
             json.insert("room_id".into(), Value::from(room_id.as_str()));
             Some(room_id)
         };
-        let create = Arc::new(
+        let create = self.own_copy(
+            rules,
             pdu::build_signed(rules, json, &self.name, &self.key).map_err(|e| e.to_string())?,
         );
         let room_id = room_id.unwrap_or_else(|| create.room_id_or_derived());
