@@ -332,7 +332,7 @@ pub struct Homeserver {
     store: Store,
     outbound: Outbound,
     next_request: u64,
-    requests: BTreeMap<RequestId, (Pending, Instant)>,
+    requests: send::InFlight,
     waiting: BTreeMap<EventId, Waiting>,
     /// The arrival number of the next waiting event ([`Waiting::seq`]).
     waiting_seq: u64,
@@ -524,7 +524,7 @@ impl Homeserver {
             store,
             outbound,
             next_request: 0,
-            requests: BTreeMap::new(),
+            requests: send::InFlight::default(),
             waiting: BTreeMap::new(),
             waiting_seq: 0,
             retries: receive::Retries::default(),

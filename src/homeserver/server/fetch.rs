@@ -15,7 +15,7 @@ impl Homeserver {
         timed_out: bool,
         out: &mut Vec<Output>,
     ) {
-        let Some((pending, _)) = self.requests.remove(&id) else { return };
+        let Some((pending, _)) = self.requests.remove(id) else { return };
         let endpoint = pending.endpoint();
         // The answer, or why there is none, as a sentence.
         // A `send_join` answer's PDUs that this process checked before are recognised by
