@@ -15,6 +15,7 @@ use crate::homeserver::wire::{
 };
 use crate::matrix::auth::{self, AuthState, SignatureCheck};
 use crate::matrix::canonical_json::Object;
+use crate::matrix::ids::LookupMap;
 use crate::matrix::linearized::Lpdu;
 use crate::matrix::pdu::{self, Pdu};
 use crate::matrix::{EventId, RoomVersion, ids};
@@ -240,7 +241,10 @@ impl Homeserver {
 
     /// Every event in the auth chains of `ids` (not the events themselves).
     pub(super) fn auth_chain(&self, ids: &[EventId]) -> Vec<Arc<Pdu>> {
-        let mut seen: BTreeSet<EventId> = BTreeSet::new();
+        // Only asked whether an id was taken (the order is the walk's): a hash map, since
+        // the state of a thousand-member room names each of its few shared auth events a
+        // thousand times.
+        let mut seen: LookupMap<EventId, ()> = LookupMap::new();
         let mut stack: Vec<EventId> = Vec::new();
         // The create event a v12 event implies, found once per room id rather than once per
         // event: the state of a thousand-member room asked it a thousand times.
@@ -263,13 +267,13 @@ impl Homeserver {
         }
         let mut chain = Vec::new();
         while let Some(id) = stack.pop() {
-            if !seen.insert(id.clone()) {
+            if seen.insert(id.clone(), ()).is_some() {
                 continue;
             }
             if let Some(pdu) = self.store.pdu(&id) {
                 // An id already taken is skipped when popped: leaving it off the stack takes
                 // the same events in the same order.
-                stack.extend(pdu.auth_events().iter().filter(|a| !seen.contains(*a)).cloned());
+                stack.extend(pdu.auth_events().iter().filter(|a| !seen.contains_key(*a)).cloned());
                 chain.push(Arc::clone(pdu));
             }
         }
