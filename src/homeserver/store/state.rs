@@ -454,20 +454,27 @@ impl Store {
 
     /// The keys set or removed on the way from `ancestor` up to `descendant`, when
     /// `descendant` is `ancestor` or a delta on it through deltas: `ancestor`'s state
-    /// differs from `descendant`'s in none but these. `None` otherwise. Walks at most the
-    /// chain of `descendant` and allocates nothing, for the common step of a current
-    /// state to a state event on top of it.
+    /// differs from `descendant`'s in none but these. `None` otherwise. Allocates nothing,
+    /// for the common step of a current state to a state event on top of it, and walks
+    /// only as far as `ancestor` would be: a group is one step above its parent
+    /// (`chain_len`), so an ancestor is exactly the difference of the two lengths below.
+    /// Walking on to the snapshot to find that a group was not an ancestor cost a
+    /// thousand servers' residency checks 1.1% of a run.
     pub fn keys_set_since(
         &self,
         ancestor: StateGroupId,
         descendant: StateGroupId,
     ) -> Option<impl Iterator<Item = &StateKey>> {
+        let below = self.group(descendant).chain_len;
+        let steps = below.checked_sub(self.group(ancestor).chain_len)?;
         let mut at = descendant;
-        let mut steps = 0;
-        while at != ancestor {
-            at = self.group(at).parent?;
-            steps += 1;
+        for _ in 0..steps {
+            at = self.group(at).parent.expect("a group above its snapshot has a parent");
         }
+        if at != ancestor {
+            return None;
+        }
+        let steps = usize::try_from(steps).expect("chains are short");
         let chain = std::iter::successors(Some(descendant), |&id| self.group(id).parent);
         Some(chain.take(steps).flat_map(|id| self.group(id).delta.keys()))
     }

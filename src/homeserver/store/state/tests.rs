@@ -171,10 +171,14 @@ fn changed_keys_cover_every_difference_between_groups_that_meet() {
         }
     }
     assert!(met > groups.len() * 4, "too few pairs meet ({met}) to test anything");
-    // The keys set since an ancestor: every other key has the ancestor's entry.
+    // The keys set since an ancestor: every other key has the ancestor's entry; asked of
+    // a group that is not an ancestor (found by walking the parents), nothing.
     let mut above = 0;
     for (a, state_a) in &groups {
         for (b, state_b) in &groups {
+            let mut ancestors = std::iter::successors(Some(*b), |&g| store.group(g).parent);
+            let is_ancestor = ancestors.any(|g| g == *a);
+            assert_eq!(store.keys_set_since(*a, *b).is_some(), is_ancestor, "{a:?} below {b:?}");
             let Some(keys) = store.keys_set_since(*a, *b) else { continue };
             let keys: BTreeSet<&StateKey> = keys.collect();
             above += usize::from(a != b);
