@@ -223,9 +223,10 @@ impl Homeserver {
         server: &str,
         memberships: &[&str],
     ) -> bool {
+        // The membership as the event keeps it, read once (the entries under
+        // `m.room.member` keys are member events), not looked up in its content.
         let one_of = |id: &EventId| {
-            let pdu = self.store.pdu(id);
-            let membership = pdu.and_then(|p| p.content().get("membership")?.as_str());
+            let membership = self.store.pdu(id).and_then(|p| p.membership());
             membership.is_some_and(|m| memberships.contains(&m))
         };
         let found = self.store.member_users(server).any(|user| {
