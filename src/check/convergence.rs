@@ -15,9 +15,9 @@
 //! Witness: the servers that differ (and the first joined server, for the state), the
 //! differing events, and the line of the first `final` record that differs.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::matrix::ids::LookupMap;
 use crate::stdx::Invariant;
 use crate::trace::{Decision, NestedState};
 
@@ -118,31 +118,18 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
             None => event.first_line,
         })
     };
-    let empty = BTreeMap::new();
     // What each server holds of this room: with one room in the trace, what it holds.
     let one_room = index.rooms.len() == 1;
-    let held_in_room = |server: &str| -> Cow<'_, BTreeMap<&str, Decision>> {
-        let held = index.held.get(server).unwrap_or(&empty);
-        if one_room {
-            return Cow::Borrowed(held);
-        }
-        let in_room = held
-            .iter()
-            .filter(|(id, _)| index.events.get(**id).is_some_and(|e| e.room == room))
-            .map(|(id, d)| (*id, *d));
-        Cow::Owned(in_room.collect())
-    };
-    let held: Vec<Cow<'_, BTreeMap<&str, Decision>>> =
-        finals.iter().map(|f| held_in_room(f.server)).collect();
+    let in_room = |id: &str| one_room || index.events.get(id).is_some_and(|e| e.room == room);
+    let held: Vec<Option<&LookupMap<&str, Decision>>> =
+        finals.iter().map(|f| index.held.get(f.server)).collect();
     // Held in the timeline by some server, then the conditions on the event itself, once
     // per event rather than once per server holding it.
     let mut in_timeline: BTreeSet<&str> = BTreeSet::new();
-    for events in &held {
-        for (id, decision) in events.iter() {
-            if *decision != Decision::Outlier {
-                in_timeline.insert(id);
-            }
-        }
+    for events in held.iter().flatten() {
+        let timeline =
+            |id: &&str, decision: &Decision| *decision != Decision::Outlier && in_room(id);
+        in_timeline.extend(events.sorted_keys_where(timeline).into_iter().copied());
     }
     let wanted: Vec<&str> = in_timeline
         .into_iter()
@@ -154,15 +141,9 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
     let mut details = Vec::new();
     let mut line = None;
     for (f, has) in finals.iter().zip(&held) {
-        // Both sorted: one walk through each.
-        let mut held_ids = has.keys().copied().peekable();
-        let mut missing: Vec<&str> = Vec::new();
-        for id in &wanted {
-            while held_ids.next_if(|held| held < id).is_some() {}
-            if held_ids.peek() != Some(id) {
-                missing.push(id);
-            }
-        }
+        // Every wanted event is of this room: held in the room is held.
+        let missing: Vec<&str> =
+            wanted.iter().copied().filter(|id| !has.is_some_and(|h| h.contains_key(id))).collect();
         if missing.is_empty() {
             continue;
         }

@@ -35,8 +35,10 @@ pub(super) struct Index<'t> {
     pub finals: Vec<Final<'t>>,
     /// Server → event id → its latest stored decision there, with every crash applied
     /// (after a `recovered` record only the recovered events remain). Servers by hash:
-    /// each receipt looks its server up, a million at a thousand servers.
-    pub held: LookupMap<&'t str, BTreeMap<&'t str, Decision>>,
+    /// each receipt looks its server up, a million at a thousand servers; events by hash
+    /// too, for each receipt notes one (sorted maps compared ids byte by byte, 1.9% of a
+    /// `big1000` run).
+    pub held: LookupMap<&'t str, LookupMap<&'t str, Decision>>,
     /// Server → event id → line of its first `redacted` record: from then on that server
     /// reads the event's redacted form. Redactions of `m.room.create` events are left out:
     /// they are never applied.
@@ -156,11 +158,10 @@ impl<'t> Index<'t> {
         let mut refused: BTreeSet<&'t str> = BTreeSet::new();
         let servers = self.held.sorted();
         for (_, held) in &servers {
-            for (id, decision) in held.iter() {
-                if decision.is_rejected() || *decision == Decision::SoftFailed {
-                    refused.insert(id);
-                }
-            }
+            let refusing = |_: &&str, decision: &Decision| {
+                decision.is_rejected() || *decision == Decision::SoftFailed
+            };
+            refused.extend(held.sorted_keys_where(refusing).into_iter().copied());
         }
         for (_, held) in &servers {
             if refused.is_empty() {
@@ -203,7 +204,7 @@ impl<'t> Index<'t> {
                     let kept: BTreeSet<&str> = event_ids.iter().map(String::as_str).collect();
                     index
                         .held
-                        .get_or_insert_with(server, BTreeMap::new)
+                        .get_or_insert_with(server, LookupMap::new)
                         .retain(|id, _| kept.contains(id));
                 }
                 Body::Final { server, room, joined, state, state_hash, waiting, .. } => {
@@ -316,7 +317,7 @@ impl<'t> Index<'t> {
             };
         }
         if decision.is_stored() {
-            self.held.get_or_insert_with(server, BTreeMap::new).insert(event_id, *decision);
+            self.held.get_or_insert_with(server, LookupMap::new).insert(event_id, *decision);
         }
         self.receipts.push(Receipt {
             line,

@@ -559,6 +559,27 @@ fn different_final_states_break_convergence() {
 }
 
 #[test]
+fn an_event_one_joined_server_lacks_breaks_convergence() {
+    // hs2 never stores the message hs1 created after both joined: their final states are
+    // the same (a message is no state), the events they hold are not.
+    let mut f = fixture(RoomVersion::V11);
+    f.trace.header.check.invariants = ids(&["convergence"]);
+    let message = id(&f.message);
+    f.trace.records.retain(|r| !is_event(&r.body, "hs2", &message));
+    let violations = only(&run(&f.trace), "convergence");
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    let found = &violations[0];
+    assert!(found.message.contains("hold different events"), "{}", found.message);
+    assert!(
+        found.message.contains(&format!("hs2 lacks 1 event(s): {message}")),
+        "{}",
+        found.message
+    );
+    assert_eq!(found.witness.servers, strings(&["hs2"]));
+    assert_eq!(found.witness.events, vec![message]);
+}
+
+#[test]
 fn a_late_event_breaks_liveness() {
     let mut f = fixture(RoomVersion::V11);
     let message = id(&f.message);

@@ -111,6 +111,20 @@ impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
         }
     }
 
+    /// Keeps the entries `f` keeps. `f` is asked in no particular order: it must decide
+    /// from the entry alone, and record nothing.
+    pub fn retain(&mut self, f: impl FnMut(&K, &mut V) -> bool) {
+        self.map.retain(f);
+    }
+
+    /// The keys of the entries that satisfy `f`, in key order. `f` is asked in no
+    /// particular order, so it must not record or change anything.
+    pub fn sorted_keys_where(&self, mut f: impl FnMut(&K, &V) -> bool) -> Vec<&K> {
+        let mut keys: Vec<&K> = self.map.iter().filter(|(k, v)| f(k, v)).map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Whether some entry satisfies `f`. The entries are asked in no particular order, so
     /// `f` must not record or change anything: the answer is all it gives.
     pub fn any(&self, mut f: impl FnMut(&K, &V) -> bool) -> bool {
@@ -279,6 +293,14 @@ mod tests {
         assert_eq!(collected.sorted(), sorted.iter().collect::<Vec<_>>());
         let (map_copy, sorted_copy) = (map.clone(), sorted.clone());
         assert_eq!(map_copy.into_sorted(), sorted_copy.into_iter().collect::<Vec<_>>());
+        let odd = |value: usize| value % 2 == 1;
+        let keys: Vec<&EventId> = sorted.iter().filter(|(_, v)| odd(**v)).map(|(k, _)| k).collect();
+        assert!(!keys.is_empty() && keys.len() < sorted.len());
+        assert_eq!(map.sorted_keys_where(|_, value| odd(*value)), keys);
+        let mut kept_odd = map.clone();
+        kept_odd.retain(|_, value| odd(*value));
+        sorted.retain(|_, value| odd(*value));
+        assert_eq!(kept_odd.sorted(), sorted.iter().collect::<Vec<_>>());
         map.clear();
         assert!(map.is_empty() && map.get(&kept).is_none());
         assert_eq!(map.insert(kept.clone(), 1), None);
