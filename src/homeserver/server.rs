@@ -174,6 +174,15 @@ struct StateFetch {
     prev_pdu: Option<Arc<Pdu>>,
 }
 
+/// Whether this server has a joined member in a room ([`Homeserver::is_resident`]), as
+/// found for the state group `at`, with its users' member entries there.
+#[derive(Debug)]
+struct Residency {
+    at: StateGroupId,
+    joined: bool,
+    entries: Vec<Option<EventId>>,
+}
+
 /// What a request in flight is for.
 #[derive(Clone, Debug)]
 enum Pending {
@@ -361,7 +370,7 @@ pub struct Homeserver {
     /// Per room, the current state group last asked about and whether this server has a
     /// joined member in it ([`Homeserver::is_resident`]): every PDU received asks, and the
     /// answer only changes with the state. Volatile.
-    resident: RefCell<BTreeMap<String, (StateGroupId, bool)>>,
+    resident: RefCell<BTreeMap<String, Residency>>,
     /// The last states served by `/state_ids` and `/state` ([`serve::StateAnswer`]), newest
     /// last. Volatile.
     state_answers: RefCell<VecDeque<Arc<serve::StateAnswer>>>,

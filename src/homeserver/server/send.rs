@@ -163,27 +163,37 @@ impl Homeserver {
         let Some(group) = self.store.room(room_id).and_then(|r| r.current_state) else {
             return false;
         };
-        let known = self.resident.borrow().get(room_id).copied();
-        if let Some((at, joined)) = known {
+        let mut resident = self.resident.borrow_mut();
+        if let Some(known) = resident.get_mut(room_id) {
             // The answer holds for a state on top of the one it was found for unless a
             // member entry of a user of this server was set in between.
-            let same = at == group
-                || self.store.keys_set_since(at, group).is_some_and(|mut keys| {
+            let above = known.at == group
+                || self.store.keys_set_since(known.at, group).is_some_and(|mut keys| {
                     !keys.any(|(t, k)| {
                         t == "m.room.member" && ids::user_server(k) == Some(&self.name)
                     })
                 });
-            if same {
-                debug_assert_eq!(joined, self.has_joined_member(room_id, &self.name), "at {at:?}");
-                if at != group {
-                    self.resident.borrow_mut().insert(room_id.to_owned(), (group, joined));
-                }
-                return joined;
+            // Otherwise it holds if this server's users' member entries are the ones it was
+            // found with: read without the events, whose memberships a state that is not
+            // above the last (a resolution's, a fetched one) would otherwise read again
+            // (2.4% of `big1000`).
+            if above || self.own_member_entries(group) == known.entries {
+                debug_assert_eq!(known.joined, self.has_joined_member(room_id, &self.name));
+                known.at = group;
+                return known.joined;
             }
         }
         let joined = self.has_joined_member(room_id, &self.name);
-        self.resident.borrow_mut().insert(room_id.to_owned(), (group, joined));
+        let entries = self.own_member_entries(group);
+        resident.insert(room_id.to_owned(), Residency { at: group, joined, entries });
         joined
+    }
+
+    /// The member entries of this server's users in state `group`, in the order of
+    /// [`Store::member_users`] (which only grows, so equal lists are of the same users).
+    fn own_member_entries(&self, group: StateGroupId) -> Vec<Option<EventId>> {
+        let entry = |user| self.store.state_get_parts(group, "m.room.member", user).cloned();
+        self.store.member_users(&self.name).map(entry).collect()
     }
 
     /// Calls `f` with the joined members per server of the room's current state (servers
