@@ -130,24 +130,24 @@ impl Homeserver {
         self.store.pdu(received.event_id()).map_or(result, Arc::clone)
     }
 
-    /// Parses and verifies a received PDU of a known room: format, signatures, hash.
     /// An event this server built and signed, as the one copy it keeps and sends. With
-    /// shared verified events, it is checked here, as its first receiver would check it,
-    /// and recorded: every server that receives its bytes then takes this very body, so
-    /// the process holds one copy of it instead of the builder's and the receivers'. Two
-    /// copies cost more than memory: a shared resolution compares the events it read by
-    /// pointer first and by whole JSON otherwise, and with the builder's copy apart, 2.2
-    /// of 5.2 million such comparisons in `big1000` compared whole objects.
+    /// shared verified events, it is checked and recorded here as its first receiver would
+    /// check and record it ([`Homeserver::verify_and_record`]): every server that receives
+    /// its bytes then takes this very body, so the process holds one copy of it instead of
+    /// the builder's and the receivers'. Two copies cost more than memory: a shared
+    /// resolution compares the events it read by pointer first and by whole JSON
+    /// otherwise, and with the builder's copy apart, 2.2 of 5.2 million such comparisons
+    /// in `big1000` compared whole objects.
     pub(super) fn own_copy(&self, rules: &RoomVersionRules, pdu: Pdu) -> Arc<Pdu> {
         let pdu = Arc::new(pdu);
-        if self.verified_shared
-            && matches!(pdu::verify(rules, &pdu, &self.keys), Ok(Verified::Intact))
-        {
-            self.verified.insert(rules.version, Arc::clone(&pdu), Arc::clone(&pdu));
+        if self.verified_shared {
+            // A copy that fails the checks is recorded by no one, as a receiver records none.
+            let _ = self.verify_and_record(rules, Arc::clone(&pdu));
         }
         pdu
     }
 
+    /// Parses and verifies a received PDU of a known room: format, signatures, hash.
     pub(super) fn verify_received(
         &self,
         rules: &RoomVersionRules,
@@ -172,7 +172,17 @@ impl Homeserver {
         if let Some(verified) = self.verified.get(rules.version, &pdu) {
             return Ok(verified);
         }
-        let received = Arc::new(pdu);
+        self.verify_and_record(rules, Arc::new(pdu))
+    }
+
+    /// Checks the hash and signatures of a copy no server of the process checked before,
+    /// and records the result in the verified events: the copy itself, or its redacted
+    /// form when its content hash does not match.
+    fn verify_and_record(
+        &self,
+        rules: &RoomVersionRules,
+        received: Arc<Pdu>,
+    ) -> Result<Arc<Pdu>, String> {
         let result = match pdu::verify(rules, &received, &self.keys) {
             Ok(Verified::Intact) => Arc::clone(&received),
             Ok(Verified::Redacted(redacted)) => Pdu::from_json(rules, redacted)
