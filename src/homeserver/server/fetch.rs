@@ -538,24 +538,7 @@ impl Homeserver {
             .collect();
         last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b)))
     }
-}
 
-/// `items` sorted by `order`, keeping of each run of equal items the one listed last:
-/// what inserting them one by one into a map would keep, in the map's order.
-fn last_of_each_key<T>(mut items: Vec<T>, order: impl Fn(&T, &T) -> Ordering) -> Vec<T> {
-    // A stable sort keeps equal items in the order listed.
-    items.sort_by(&order);
-    let mut kept: Vec<T> = Vec::with_capacity(items.len());
-    for item in items {
-        match kept.last_mut() {
-            Some(last) if order(last, &item) == Ordering::Equal => *last = item,
-            _ => kept.push(item),
-        }
-    }
-    kept
-}
-
-impl Homeserver {
     /// A missing prev event with the state before it: stored with that state (an outlier
     /// it was is upgraded), so that events after it can be decided.
     fn complete_prev(
@@ -610,6 +593,21 @@ impl Homeserver {
         }
         self.retry_waiting_after_failure(now, room_id, out);
     }
+}
+
+/// `items` sorted by `order`, keeping of each run of equal items the one listed last:
+/// what inserting them one by one into a map would keep, in the map's order.
+fn last_of_each_key<T>(mut items: Vec<T>, order: impl Fn(&T, &T) -> Ordering) -> Vec<T> {
+    // A stable sort keeps equal items in the order listed.
+    items.sort_by(&order);
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        match kept.last_mut() {
+            Some(last) if order(last, &item) == Ordering::Equal => *last = item,
+            _ => kept.push(item),
+        }
+    }
+    kept
 }
 
 /// A state event's key, borrowed.
