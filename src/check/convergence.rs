@@ -129,7 +129,7 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
     for events in held.iter().flatten() {
         let timeline =
             |id: &&str, decision: &Decision| *decision != Decision::Outlier && in_room(id);
-        in_timeline.extend(events.sorted_keys_where(timeline).into_iter().copied());
+        events.insert_keys_where(&mut in_timeline, timeline);
     }
     let wanted: Vec<&str> = in_timeline
         .into_iter()

@@ -161,7 +161,7 @@ impl<'t> Index<'t> {
             let refusing = |_: &&str, decision: &Decision| {
                 decision.is_rejected() || *decision == Decision::SoftFailed
             };
-            refused.extend(held.sorted_keys_where(refusing).into_iter().copied());
+            held.insert_keys_where(&mut refused, refusing);
         }
         for (_, held) in &servers {
             if refused.is_empty() {

@@ -13,7 +13,7 @@
 #![allow(clippy::disallowed_types)]
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
 use super::EventId;
@@ -117,12 +117,14 @@ impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
         self.map.retain(f);
     }
 
-    /// The keys of the entries that satisfy `f`, in key order. `f` is asked in no
-    /// particular order, so it must not record or change anything.
-    pub fn sorted_keys_where(&self, mut f: impl FnMut(&K, &V) -> bool) -> Vec<&K> {
-        let mut keys: Vec<&K> = self.map.iter().filter(|(k, v)| f(k, v)).map(|(k, _)| k).collect();
-        keys.sort_unstable();
-        keys
+    /// Adds to `set` the keys of the entries that satisfy `f`. A sorted set is the same
+    /// whatever order its keys arrive in, so the entries are asked in no particular order
+    /// (and not sorted first): `f` must not record or change anything.
+    pub fn insert_keys_where(&self, set: &mut BTreeSet<K>, mut f: impl FnMut(&K, &V) -> bool)
+    where
+        K: Copy,
+    {
+        set.extend(self.map.iter().filter(|(k, v)| f(k, v)).map(|(k, _)| *k));
     }
 
     /// Whether some entry satisfies `f`. The entries are asked in no particular order, so
@@ -240,7 +242,7 @@ impl std::hash::Hasher for IdHasher {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
 
@@ -294,9 +296,16 @@ mod tests {
         let (map_copy, sorted_copy) = (map.clone(), sorted.clone());
         assert_eq!(map_copy.into_sorted(), sorted_copy.into_iter().collect::<Vec<_>>());
         let odd = |value: usize| value % 2 == 1;
-        let keys: Vec<&EventId> = sorted.iter().filter(|(_, v)| odd(**v)).map(|(k, _)| k).collect();
+        let keys: BTreeSet<&EventId> =
+            sorted.iter().filter(|(_, v)| odd(**v)).map(|(k, _)| k).collect();
         assert!(!keys.is_empty() && keys.len() < sorted.len());
-        assert_eq!(map.sorted_keys_where(|_, value| odd(*value)), keys);
+        let borrowed: LookupMap<&EventId, usize> = sorted.iter().map(|(k, v)| (k, *v)).collect();
+        let before = EventId::parse("$held-before").unwrap();
+        let mut found = BTreeSet::from([&before]);
+        borrowed.insert_keys_where(&mut found, |_, value| odd(*value));
+        let mut expected = keys.clone();
+        expected.insert(&before);
+        assert_eq!(found, expected, "added to what the set held");
         let mut kept_odd = map.clone();
         kept_odd.retain(|_, value| odd(*value));
         sorted.retain(|_, value| odd(*value));
