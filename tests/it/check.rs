@@ -558,14 +558,21 @@ fn different_final_states_break_convergence() {
     assert_eq!(violations[0].witness.line, Some(last as u64 + 2));
 }
 
+/// The fixture with only `invariant` checked and hs2 never storing hs1's message, and the
+/// message's id.
+fn message_never_stored_by_hs2(invariant: &str) -> (Fixture, String) {
+    let mut f = fixture(RoomVersion::V11);
+    f.trace.header.check.invariants = ids(&[invariant]);
+    let message = id(&f.message);
+    f.trace.records.retain(|r| !is_event(&r.body, "hs2", &message));
+    (f, message)
+}
+
 #[test]
 fn an_event_one_joined_server_lacks_breaks_convergence() {
     // hs2 never stores the message hs1 created after both joined: their final states are
     // the same (a message is no state), the events they hold are not.
-    let mut f = fixture(RoomVersion::V11);
-    f.trace.header.check.invariants = ids(&["convergence"]);
-    let message = id(&f.message);
-    f.trace.records.retain(|r| !is_event(&r.body, "hs2", &message));
+    let (f, message) = message_never_stored_by_hs2("convergence");
     let violations = only(&run(&f.trace), "convergence");
     assert_eq!(violations.len(), 1, "{violations:?}");
     let found = &violations[0];
@@ -602,10 +609,7 @@ fn a_late_event_breaks_liveness() {
 fn an_event_that_never_arrives_breaks_liveness() {
     // hs2 never stores the message (so its stored events also differ: `convergence` would
     // fire too; this test checks `liveness` alone).
-    let mut f = fixture(RoomVersion::V11);
-    f.trace.header.check.invariants = ids(&["liveness"]);
-    let message = id(&f.message);
-    f.trace.records.retain(|r| !is_event(&r.body, "hs2", &message));
+    let (mut f, message) = message_never_stored_by_hs2("liveness");
     let created = line_where(&f.trace, |b| is_event(b, "hs1", &message));
     let violations = only(&run(&f.trace), "liveness");
     assert_eq!(violations.len(), 1);
