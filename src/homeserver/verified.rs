@@ -7,8 +7,10 @@
 //! sans-IO, and a real deployment of several servers in one process could hand them one
 //! cache too. What is shared is only what does not depend on the server: the result of
 //! the format, hash and signature checks of an exact copy of an event, against one key
-//! ring. Every decision that depends on a server's own view (auth against its state,
-//! soft-fail) is still made by that server.
+//! ring; and the auth check of an outlier against its own auth events, which a server
+//! takes only if it reads the very same bodies with the same rejections
+//! ([`VerifiedEvents::outlier_check`]). Every decision that depends on a server's own view
+//! (auth against its state, soft-fail) is still made by that server.
 //!
 //! [`Homeserver::share_verified`]: crate::homeserver::Homeserver::share_verified
 
@@ -53,8 +55,47 @@ pub struct CheckedCopy {
     pub result: Arc<Pdu>,
 }
 
+/// What the auth check of an event against its own auth events reads of a server's store
+/// (receipt check 4): each auth event's body and whether the server rejected it, and in
+/// room version 12 the create event its room id names.
+#[derive(Debug)]
+pub struct AuthReads<'s> {
+    pub auth: Vec<(&'s Arc<Pdu>, bool)>,
+    pub create: Option<&'s Arc<Pdu>>,
+}
+
+/// One recorded auth check of an outlier: what it read, and its result (`Err`: the
+/// rejection's reason).
+#[derive(Debug)]
+struct OutlierCheck {
+    version: RoomVersion,
+    pdu: Arc<Pdu>,
+    auth: Vec<(Arc<Pdu>, bool)>,
+    create: Option<Arc<Pdu>>,
+    result: Result<(), String>,
+}
+
+impl OutlierCheck {
+    /// Whether a check of `pdu` reading `reads` reads the very bodies this one read, with
+    /// the same rejections.
+    fn read_alike(&self, version: RoomVersion, pdu: &Arc<Pdu>, reads: &AuthReads<'_>) -> bool {
+        let same_auth =
+            self.auth.len() == reads.auth.len()
+                && self.auth.iter().zip(&reads.auth).all(|((held, rejected), (read, now))| {
+                    Arc::ptr_eq(held, read) && rejected == now
+                });
+        let same_create = match (&self.create, reads.create) {
+            (None, None) => true,
+            (Some(held), Some(read)) => Arc::ptr_eq(held, read),
+            _ => false,
+        };
+        self.version == version && Arc::ptr_eq(&self.pdu, pdu) && same_auth && same_create
+    }
+}
+
 /// The results of the receipt checks of format, hash and signatures, by event id, for
-/// servers that all verify against the same key ring.
+/// servers that all verify against the same key ring; and the auth checks of outliers
+/// against their own auth events ([`VerifiedEvents::outlier_check`]).
 #[derive(Debug)]
 pub struct VerifiedEvents {
     keys: Arc<KeyRing>,
@@ -67,6 +108,10 @@ pub struct VerifiedEvents {
     /// [`bytes_key`] of each cached copy's canonical JSON → its event id: finds the entry
     /// for a copy still in the bytes of a transaction, before it is parsed.
     by_bytes: Mutex<BTreeMap<u64, EventId>>,
+    /// The first auth check of each outlier recorded, by event id.
+    outlier_checks: Mutex<EventIdMap<OutlierCheck>>,
+    /// How many recorded outlier checks were taken.
+    outlier_checks_taken: Mutex<u64>,
 }
 
 impl VerifiedEvents {
@@ -77,7 +122,55 @@ impl VerifiedEvents {
             entries: Mutex::new(EventIdMap::default()),
             by_claimed_hash: Mutex::new(BTreeMap::new()),
             by_bytes: Mutex::new(BTreeMap::new()),
+            outlier_checks: Mutex::new(EventIdMap::default()),
+            outlier_checks_taken: Mutex::new(0),
         }
+    }
+
+    /// The result of the auth check of the outlier `pdu` against its own auth events, if
+    /// a server recorded one that read the very bodies in `reads` (by pointer: the bodies
+    /// this cache shares) with the same rejections, under the same room version. That
+    /// check depends on nothing else: the auth rules read only the event and the state
+    /// those events form, and signatures against this cache's one key ring.
+    pub fn outlier_check(
+        &self,
+        version: RoomVersion,
+        pdu: &Arc<Pdu>,
+        reads: &AuthReads<'_>,
+    ) -> Option<Result<(), String>> {
+        let checks = self.outlier_checks.lock().expect("no holder of the cache lock panics");
+        let check = checks.get(pdu.event_id())?;
+        let result = check.read_alike(version, pdu, reads).then(|| check.result.clone())?;
+        *self.outlier_checks_taken.lock().expect("no holder of the cache lock panics") += 1;
+        Some(result)
+    }
+
+    /// Records the auth check of the outlier `pdu`, which read `reads`, unless one of the
+    /// same event is recorded.
+    pub fn record_outlier_check(
+        &self,
+        version: RoomVersion,
+        pdu: &Arc<Pdu>,
+        reads: &AuthReads<'_>,
+        result: Result<(), String>,
+    ) {
+        let mut checks = self.outlier_checks.lock().expect("no holder of the cache lock panics");
+        if checks.contains_key(pdu.event_id()) {
+            return;
+        }
+        let check = OutlierCheck {
+            version,
+            pdu: Arc::clone(pdu),
+            auth: reads.auth.iter().map(|&(pdu, rejected)| (Arc::clone(pdu), rejected)).collect(),
+            create: reads.create.cloned(),
+            result,
+        };
+        checks.insert(pdu.event_id().clone(), check);
+    }
+
+    /// How many outlier checks were taken from the record rather than made.
+    pub fn outlier_checks_taken(&self) -> u64 {
+        *self.outlier_checks_taken.lock().expect("no holder of the cache lock panics")
     }
 
     /// Whether a server with ring `keys` may use this cache: only the very ring it was
@@ -223,5 +316,43 @@ mod tests {
             assert!(cache.get_bytes(&changed).is_none(), "byte {at} changed");
         }
         assert!(cache.get_bytes(b"").is_none());
+    }
+
+    #[test]
+    fn an_outlier_check_is_taken_only_where_it_read_the_same_bodies_and_rejections() {
+        let (cache, build) = cache_and_message(6);
+        let (event, first, second, create) = (build("event"), build("a"), build("b"), build("c"));
+        fn reads<'a>(auth: &[(&'a Arc<Pdu>, bool)], create: Option<&'a Arc<Pdu>>) -> AuthReads<'a> {
+            AuthReads { auth: auth.to_vec(), create }
+        }
+        let recorded = reads(&[(&first, false), (&second, true)], Some(&create));
+        let v11 = RoomVersion::V11;
+        assert_eq!(cache.outlier_check(v11, &event, &recorded), None, "nothing recorded");
+        cache.record_outlier_check(v11, &event, &recorded, Err("power".into()));
+        assert_eq!(cache.outlier_check(v11, &event, &recorded), Some(Err("power".into())));
+        // Only the first check of an event is recorded.
+        cache.record_outlier_check(v11, &event, &recorded, Ok(()));
+        let alike = reads(&[(&first, false), (&second, true)], Some(&create));
+        assert_eq!(cache.outlier_check(v11, &event, &alike), Some(Err("power".into())));
+        assert_eq!(cache.outlier_checks_taken(), 2);
+        // Any other read: another body (even an equal copy), rejection, create event,
+        // number of auth events, event body or room version.
+        let copy = Arc::new((*second).clone());
+        let others = [
+            reads(&[(&first, false), (&copy, true)], Some(&create)),
+            reads(&[(&first, false), (&second, false)], Some(&create)),
+            reads(&[(&first, false), (&second, true)], None),
+            reads(&[(&first, false), (&second, true)], Some(&first)),
+            reads(&[(&first, false)], Some(&create)),
+            reads(&[(&first, false), (&second, true), (&create, false)], Some(&create)),
+        ];
+        for (at, other) in others.iter().enumerate() {
+            assert_eq!(cache.outlier_check(v11, &event, other), None, "read {at}");
+        }
+        let event_copy = Arc::new((*event).clone());
+        assert_eq!(cache.outlier_check(v11, &event_copy, &recorded), None);
+        assert_eq!(cache.outlier_check(RoomVersion::V10, &event, &recorded), None);
+        assert_eq!(cache.outlier_check(v11, &first, &recorded), None, "another event");
+        assert_eq!(cache.outlier_checks_taken(), 2);
     }
 }

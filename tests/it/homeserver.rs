@@ -21,6 +21,8 @@ enum Message {
 /// Servers and the messages between them, delivered in order, 10 ms apart.
 pub struct Harness {
     pub servers: BTreeMap<String, Homeserver>,
+    /// The cache of verified events the servers share, if they share one.
+    pub verified: std::sync::Arc<VerifiedEvents>,
     pub now: Instant,
     queue: VecDeque<Message>,
     timers: BTreeMap<String, Instant>,
@@ -100,6 +102,7 @@ impl Harness {
             .collect();
         Harness {
             servers,
+            verified,
             now: Instant::ZERO,
             queue: VecDeque::new(),
             timers: BTreeMap::new(),
@@ -2044,6 +2047,10 @@ fn servers_sharing_verified_events_decide_as_before_and_hold_one_body_per_event(
         }
     }
     assert!(checked >= 6, "hs1 created the room's first events, each server a message");
+    // hs3's join brought it the room's state and auth chain as hs2's did: it took hs2's
+    // auth checks of those outliers (each decision the same, as compared above).
+    assert!(shared.verified.outlier_checks_taken() >= 4, "create, join, power levels, rules");
+    assert_eq!(alone.verified.outlier_checks_taken(), 0);
 }
 
 #[test]
