@@ -18,9 +18,10 @@
 //! its input groups ([`Store::overlaid`]) both.
 //!
 //! Both the server that records a resolution and the one that takes it must have every
-//! event of the room in its auth-chain index ([`Store::room_fully_indexed`]): a resolution
-//! reads the auth chains it compares from the index without reading the events, so the
-//! index must hold whole chains on both sides.
+//! event of the room in its auth-chain index, or waiting for it with its whole auth chain
+//! stored ([`Store::room_fully_indexed`]): a resolution reads the auth chains it compares
+//! from the index without reading the events, so the index must hold whole chains on both
+//! sides (a server adds the waiting events before it resolves states itself).
 //!
 //! The key trusts the digests to tell states apart: two different states with equal
 //! 128-bit digests would share a resolution. Digests are sums of SHA-256 values of

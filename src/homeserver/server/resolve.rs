@@ -97,18 +97,19 @@ impl Homeserver {
     /// server that takes one picks the same parent and stores the same delta as it would
     /// have from its own resolution.
     fn resolution(
-        &self,
+        &mut self,
         rules: &RoomVersionRules,
         room_id: &str,
         groups: &[StateGroupId],
     ) -> Result<(usize, Delta), String> {
         let options = ResolveOptions::default();
-        let events = StoreEvents(&self.store, room_id);
-        let shared = self.resolutions.as_ref().filter(|_| self.store.room_fully_indexed(room_id));
+        let resolutions = self.resolutions.clone();
+        let shared = resolutions.as_ref().filter(|_| self.store.room_fully_indexed(room_id));
         let digests: Vec<StateDigest> =
             groups.iter().map(|&g| self.store.state_digest(g)).collect();
         let key = shared.map(|_| SharedResolutions::key(rules.version, digests.clone()));
         if let (Some(shared), Some(key)) = (shared, &key) {
+            let events = StoreEvents(&self.store, room_id);
             let reads_same = |reads: &[(EventId, Read)]| {
                 reads.iter().all(|(id, read)| {
                     let local = self.store.original_pdu(id).map(|pdu| (pdu, events.rejection(id)));
@@ -123,6 +124,9 @@ impl Homeserver {
                 return Ok((closest, changes));
             }
         }
+        // Resolved here: the index first takes the events that waited for it.
+        self.store.index_waiting(room_id);
+        let events = StoreEvents(&self.store, room_id);
         // Only the keys set above the groups' snapshots (and where those differ) are
         // compared and stored, not each group's whole state.
         let overlaid = self.store.overlaid(groups);
