@@ -138,11 +138,16 @@ fn changes(
     }
     // Each event's replayed state is hashed once, however many changes name it.
     let mut hashes: BTreeMap<String, Option<String>> = BTreeMap::new();
+    // Looked up by the borrowed id: the id is copied once per event, not once per change.
     let mut matches = |id: &Option<String>, hash: &str| -> bool {
         let Some(id) = id else { return false };
-        let known =
-            hashes.entry(id.clone()).or_insert_with(|| after.get(id).map(state_hash)).as_deref();
-        known == Some(hash)
+        if let Some(known) = hashes.get(id.as_str()) {
+            return known.as_deref() == Some(hash);
+        }
+        let known = after.get(id).map(state_hash);
+        let same = known.as_deref() == Some(hash);
+        hashes.insert(id.clone(), known);
+        same
     };
     let mut out = BTreeMap::new();
     for (server, list) in found.into_sorted() {
