@@ -122,6 +122,23 @@ fn rebases_and_snapshots_keep_removals_changes_and_new_keys() {
         assert_eq!(&store.state(*group), expected, "{group:?}");
         assert_eq!(store.state_digest(*group), StateGroup::digest_of(expected));
     }
+    // Every part of a chain from its top, sorted by merging around its largest group (a
+    // snapshot, a rebased group, a two-key delta among one-key ones), holds what a sorted
+    // map gathers from it.
+    let mut largest_inside = 0;
+    for index in (0..store.groups.len()).step_by(3) {
+        let chain = store.chain_of(StateGroupId(index as u64));
+        for end in 0..=chain.len() {
+            let ids = &chain[..end];
+            let expected: Vec<_> = store.entries_of(ids).into_iter().collect();
+            assert_eq!(store.sorted_entries_of(ids), expected, "{ids:?}");
+            let len = |id: &StateGroupId| store.group(*id).delta.len();
+            let largest = ids.iter().map(len).max().unwrap_or(0);
+            largest_inside +=
+                usize::from(end > 1 && ids[..end - 1].iter().any(|id| len(id) == largest));
+        }
+    }
+    assert!(largest_inside > 100, "the largest group is often above the chain's end");
 }
 
 #[test]
