@@ -123,7 +123,7 @@ pub struct Store {
     auth_indexes: BTreeMap<String, AuthChainIndex>,
     /// Per room, the stored events not yet in its auth-chain index, in the order they were
     /// stored ([`Store::index_waiting`]).
-    index_waiting: BTreeMap<String, Vec<EventId>>,
+    awaiting_index: BTreeMap<String, Vec<EventId>>,
     /// Per room, how many stored events are not in its auth-chain index (their auth chain
     /// had a missing event); rooms with none are left out.
     unindexed: BTreeMap<String, u64>,
@@ -312,10 +312,10 @@ impl Store {
         let rules = room.version.rules();
         if self.room_fully_indexed(room_id) && self.indexes_surely(room_id, rules, id) {
             // The room id is copied once per room, not once per event.
-            match self.index_waiting.get_mut(room_id) {
+            match self.awaiting_index.get_mut(room_id) {
                 Some(waiting) => waiting.push(id.clone()),
                 None => {
-                    self.index_waiting.insert(room_id.to_owned(), vec![id.clone()]);
+                    self.awaiting_index.insert(room_id.to_owned(), vec![id.clone()]);
                 }
             }
             return;
@@ -338,7 +338,7 @@ impl Store {
     fn indexes_surely(&self, room_id: &str, rules: &RoomVersionRules, id: &EventId) -> bool {
         let Some(event) = self.events.get(id) else { return false };
         let held = self.auth_indexes.get(room_id).map_or(0, AuthChainIndex::len)
-            + self.index_waiting.get(room_id).map_or(0, Vec::len);
+            + self.awaiting_index.get(room_id).map_or(0, Vec::len);
         let stored = |auth: &str| auth != id.as_str() && self.events.contains_key(auth);
         let listed = event.pdu.auth_events().iter().all(|auth| stored(auth.as_str()));
         let create = implicit_create_room_id(rules, &event.pdu).and_then(CreateIdText::of_room);
@@ -351,7 +351,7 @@ impl Store {
     /// stored: [`Store::auth_chain_index`] then covers every stored event whose auth chain
     /// is whole. A state resolution made here calls this first.
     pub fn index_waiting(&mut self, room_id: &str) {
-        let Some(waiting) = self.index_waiting.remove(room_id) else { return };
+        let Some(waiting) = self.awaiting_index.remove(room_id) else { return };
         let rules = self.rooms.get(room_id).expect("an event waits only in a known room").version;
         let rules = rules.rules();
         let index = auth_index_mut(&mut self.auth_indexes, room_id, rules);
@@ -364,7 +364,7 @@ impl Store {
 
     /// How many stored events of the room wait for [`Store::index_waiting`].
     pub fn waiting_for_index(&self, room_id: &str) -> usize {
-        self.index_waiting.get(room_id).map_or(0, Vec::len)
+        self.awaiting_index.get(room_id).map_or(0, Vec::len)
     }
 
     /// Whether every stored event of the room is in its auth-chain index or waits for it
