@@ -124,14 +124,21 @@ fn rebases_and_snapshots_keep_removals_changes_and_new_keys() {
     }
     // Every part of a chain from its top, sorted by merging around its largest group (a
     // snapshot, a rebased group, a two-key delta among one-key ones), holds what a sorted
-    // map gathers from it.
+    // map gathers from it; so does the part below its top group with that group's entries
+    // given as the entries set over it.
     let mut largest_inside = 0;
+    let none = BTreeMap::new();
     for index in (0..store.groups.len()).step_by(3) {
         let chain = store.chain_of(StateGroupId(index as u64));
         for end in 0..=chain.len() {
             let ids = &chain[..end];
             let expected: Vec<_> = store.entries_of(ids).into_iter().collect();
-            assert_eq!(store.sorted_entries_of(ids), expected, "{ids:?}");
+            assert_eq!(store.sorted_entries_over(&none, ids), expected, "{ids:?}");
+            if let Some((first, below)) = ids.split_first() {
+                let top: BTreeMap<StateKey, Option<EventId>> =
+                    store.group(*first).delta.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
+                assert_eq!(store.sorted_entries_over(&top, below), expected, "over {ids:?}");
+            }
             let len = |id: &StateGroupId| store.group(*id).delta.len();
             let largest = ids.iter().map(len).max().unwrap_or(0);
             largest_inside +=
