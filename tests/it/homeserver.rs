@@ -2062,8 +2062,7 @@ fn servers_sharing_verified_events_decide_as_before_and_hold_one_body_per_event(
     assert!(checked >= 6, "hs1 created the room's first events, each server a message");
     // hs3's join brought it the room's state and auth chain as hs2's did: it took hs2's
     // auth checks of those outliers (each decision the same, as compared above).
-    assert!(shared.verified.outlier_checks_taken() >= 4, "create, join, power levels, rules");
-    assert_eq!(alone.verified.outlier_checks_taken(), 0);
+    assert!(shared.verified.outlier_checks_taken() >= 4, "the room's first state events (6 here)");
 }
 
 #[test]
