@@ -310,7 +310,10 @@ impl Store {
             return;
         };
         let rules = room.version.rules();
-        if self.room_fully_indexed(room_id) && self.indexes_surely(room_id, rules, id) {
+        // The index and the waiting events hold only stored events of the room: counted
+        // among them, so there is room for this one below this bound.
+        let room_for_it = room.event_count < AuthChainIndex::EVENTS_MAX;
+        if room_for_it && self.room_fully_indexed(room_id) && self.indexes_surely(rules, id) {
             // The room id is copied once per room, not once per event.
             match self.awaiting_index.get_mut(room_id) {
                 Some(waiting) => waiting.push(id.clone()),
@@ -330,21 +333,17 @@ impl Store {
     }
 
     /// Whether indexing the stored event `id` cannot fail while every stored event of the
-    /// room is indexed or waiting: each of its auth events (those the index follows,
-    /// [`auth_event_ids`], read here without making the v12 create event's id) is stored
-    /// and is not itself, and the index has room for it.
+    /// room is indexed or waiting and the index has room for it: each of its auth events
+    /// (those the index follows, [`auth_event_ids`], read here without making the v12
+    /// create event's id) is stored and is not itself.
     ///
     /// [`auth_event_ids`]: crate::matrix::dag::auth_event_ids
-    fn indexes_surely(&self, room_id: &str, rules: &RoomVersionRules, id: &EventId) -> bool {
+    fn indexes_surely(&self, rules: &RoomVersionRules, id: &EventId) -> bool {
         let Some(event) = self.events.get(id) else { return false };
-        let held = self.auth_indexes.get(room_id).map_or(0, AuthChainIndex::len)
-            + self.awaiting_index.get(room_id).map_or(0, Vec::len);
         let stored = |auth: &str| auth != id.as_str() && self.events.contains_key(auth);
         let listed = event.pdu.auth_events().iter().all(|auth| stored(auth.as_str()));
         let create = implicit_create_room_id(rules, &event.pdu).and_then(CreateIdText::of_room);
-        (held as u64) < AuthChainIndex::EVENTS_MAX
-            && listed
-            && create.is_none_or(|create| stored(create.as_str()))
+        listed && create.is_none_or(|create| stored(create.as_str()))
     }
 
     /// Adds the room's waiting events to its auth-chain index, in the order they were
