@@ -127,7 +127,7 @@ fn event_value(
             object.insert("n".into(), json!(1));
         }
     }
-    object.insert("j".into(), event.pdu.clone().map_or(Value::Null, Value::Object));
+    object.insert("j".into(), event.pdu.as_deref().cloned().map_or(Value::Null, Value::Object));
     Value::Object(object)
 }
 

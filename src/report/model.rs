@@ -2,6 +2,7 @@
 //! server's decision about them, and the run's fault, crash and pause windows.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -32,7 +33,7 @@ pub struct RoomModel {
 pub struct EventNode {
     pub id: String,
     /// The PDU as first recorded (absent if no record carried it).
-    pub pdu: Option<Map<String, Value>>,
+    pub pdu: Option<Arc<Map<String, Value>>>,
     /// The server that created it and when.
     pub created: Option<(String, u64)>,
     pub first_t: u64,
@@ -281,7 +282,7 @@ impl EventNode {
 
     /// Reads the fields the figures use; malformed fields read as empty (a malicious
     /// server's event is still drawn).
-    fn set_pdu(&mut self, pdu: Map<String, Value>) {
+    fn set_pdu(&mut self, pdu: Arc<Map<String, Value>>) {
         let text = |key: &str| pdu.get(key).and_then(Value::as_str).map(str::to_owned);
         let ids = |key: &str| -> Vec<String> {
             match pdu.get(key) {
@@ -624,7 +625,7 @@ mod tests {
                 event_id: Some(id.into()),
                 decision: Decision::Created,
                 reason: None,
-                pdu: Some(pdu),
+                pdu: Some(Arc::new(pdu)),
             }
         };
         let joined =

@@ -129,7 +129,7 @@ fn replay_parts(room: &RoomModel) -> Parts {
     let mut unparsed = 0usize;
     for event in &room.events {
         let Some(json) = &event.pdu else { continue };
-        let mut json = json.clone();
+        let mut json = (**json).clone();
         json.insert("event_id".into(), Value::from(event.id.clone()));
         match Pdu::with_given_id(rules, json) {
             Ok(pdu) => {

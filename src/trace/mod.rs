@@ -33,6 +33,7 @@
 //! number and the problem.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -278,7 +279,8 @@ pub enum Body {
     Deliver { msg: u64, copy: u32 },
     /// A server created, received or dropped an event. `pdu` is present when the event is
     /// created, and on receipt when the stored copy differs from the first copy recorded
-    /// for this id (for example a redacted copy).
+    /// for this id (for example a redacted copy). The JSON is shared: a run records one
+    /// value for every record of the same stored body.
     Event {
         server: String,
         room: String,
@@ -288,7 +290,7 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pdu: Option<Map<String, Value>>,
+        pdu: Option<Arc<Map<String, Value>>>,
     },
     /// The server's current state of the room changed.
     State { server: String, room: String, state_hash: String },

@@ -62,6 +62,7 @@ use crate::matrix::EventId;
 use crate::matrix::canonical_json;
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
 use crate::matrix::ids::LookupMap;
+use crate::matrix::pdu::Pdu;
 use crate::net::{FaultSchedule, NetConfig, NetEvent, Network, NodeId, NodeMarker};
 pub use crate::scenario::{Step, StepAction};
 use crate::stdx::{Instant, Prng, streams};
@@ -188,8 +189,11 @@ struct Shared {
     /// Every PDU created, as canonical JSON.
     created: Vec<Vec<u8>>,
     created_ids: BTreeSet<EventId>,
-    /// Event ids whose stored PDU the trace already holds in a differing copy.
-    copies: BTreeSet<(String, EventId)>,
+    /// (node, event id) pairs whose stored PDU the trace already holds in a differing copy.
+    copies: BTreeSet<(usize, EventId)>,
+    /// The JSON last recorded for each event id, with the body it was taken from: the
+    /// records of the same shared body hold one value ([`Shared::recorded_json`]).
+    recorded_json: LookupMap<EventId, (Arc<Pdu>, Arc<canonical_json::Object>)>,
     /// A node sent something: the supervisor must look at the network again.
     net_dirty: bool,
     supervisor_waker: Option<Waker>,
@@ -246,6 +250,7 @@ impl Shared {
             created: Vec::new(),
             created_ids: BTreeSet::new(),
             copies: BTreeSet::new(),
+            recorded_json: LookupMap::new(),
             net_dirty: false,
             supervisor_waker: None,
             next_step: 0,

@@ -4,6 +4,7 @@
 //! panic the checker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mxsim::check::{self, Verdict, Violation};
 use mxsim::matrix::auth::{self, AuthState};
@@ -155,7 +156,7 @@ fn event(
             event_id: Some(id(pdu)),
             decision,
             reason: None,
-            pdu: with_pdu.then(|| pdu.json().clone()),
+            pdu: with_pdu.then(|| Arc::new(pdu.json().clone())),
         },
     )
 }
@@ -358,7 +359,7 @@ fn a_tampered_content_breaks_integrity_unless_the_stored_copy_is_redacted() {
     tampered.insert("content".into(), json!({"msgtype": "m.text", "body": "bye"}));
     let at = f.trace.records.iter().position(|r| is_event(&r.body, "hs2", &message)).unwrap();
     if let Body::Event { pdu, .. } = &mut f.trace.records[at].body {
-        *pdu = Some(tampered.clone());
+        *pdu = Some(Arc::new(tampered.clone()));
     }
     let violations = only(&run(&f.trace), "integrity");
     assert_eq!(violations.len(), 1);
@@ -370,7 +371,7 @@ fn a_tampered_content_breaks_integrity_unless_the_stored_copy_is_redacted() {
     // What a receiver keeps of such a copy, the redacted form, is fine.
     let redacted = redaction::redact(f.room.rules.redaction, &tampered);
     if let Body::Event { pdu, .. } = &mut f.trace.records[at].body {
-        *pdu = Some(redacted);
+        *pdu = Some(Arc::new(redacted));
     }
     assert_eq!(run(&f.trace).violations, vec![]);
 }
@@ -385,7 +386,7 @@ fn a_bad_signature_breaks_integrity() {
     pdu::add_signature(f.room.rules, &mut forged, "hs1", &key("hs2"));
     let at = f.trace.records.iter().position(|r| is_event(&r.body, "hs2", &message)).unwrap();
     if let Body::Event { pdu, .. } = &mut f.trace.records[at].body {
-        *pdu = Some(forged);
+        *pdu = Some(Arc::new(forged));
     }
     let violations = only(&run(&f.trace), "integrity");
     assert_eq!(violations.len(), 1);
@@ -412,7 +413,7 @@ fn an_event_id_that_is_not_the_reference_hash_breaks_integrity() {
                 event_id: Some(fake.clone()),
                 decision: Decision::Outlier,
                 reason: None,
-                pdu: Some(f.message.json().clone()),
+                pdu: Some(Arc::new(f.message.json().clone())),
             },
         ),
     );
@@ -526,7 +527,7 @@ fn a_prev_events_cycle_breaks_dag() {
                 event_id: Some(this.clone()),
                 decision: Decision::Created,
                 reason: None,
-                pdu: Some(pdu.json().clone()),
+                pdu: Some(Arc::new(pdu.json().clone())),
             },
         ));
     }
@@ -693,7 +694,7 @@ fn a_late_message_hs3_never_gets(hs1: Option<Decision>) -> (Trace, String) {
     for record in &f.trace.records {
         if let Body::Event { server, event_id: Some(e), pdu: Some(json), .. } = &record.body {
             if server != "hs2" {
-                let pdu = pdu::Pdu::from_json(RoomVersion::V11.rules(), json.clone()).unwrap();
+                let pdu = pdu::Pdu::from_json(RoomVersion::V11.rules(), (**json).clone()).unwrap();
                 added.push(event(22, "hs3", &r, &pdu, Decision::Accepted, false));
                 hs3_ids.push(e.clone());
             }

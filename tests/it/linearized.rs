@@ -493,7 +493,7 @@ fn a_dag_capable_servers_copy_is_not_held_to_the_list() {
             event_id: Some(pdu.event_id().as_str().to_owned()),
             decision: TDecision::Created,
             reason: None,
-            pdu: Some(pdu.json().clone()),
+            pdu: Some(std::sync::Arc::new(pdu.json().clone())),
         };
         let state =
             Body::State { server: "hs5".into(), room: room.into(), state_hash: "AAAAAAAA".into() };

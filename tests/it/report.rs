@@ -79,7 +79,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
                 event_id: Some(id.as_str().into()),
                 decision: Decision::Created,
                 reason: None,
-                pdu: Some(json),
+                pdu: Some(std::sync::Arc::new(json)),
             },
         );
         stored.entry(origin).or_default().push((created, id.as_str().into(), pdu.is_state()));
@@ -606,7 +606,7 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
                 event_id: Some(id.as_str().into()),
                 decision: Decision::Created,
                 reason: None,
-                pdu: Some(json),
+                pdu: Some(std::sync::Arc::new(json)),
             },
         );
         let origin_cut = cut.contains(origin);

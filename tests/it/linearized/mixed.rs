@@ -18,7 +18,7 @@ fn recorded_pdu<'t>(
     event_id: &str,
 ) -> Option<&'t serde_json::Map<String, Value>> {
     trace.records.iter().find_map(|r| match &r.body {
-        Body::Event { event_id: Some(id), pdu: Some(pdu), .. } if id == event_id => Some(pdu),
+        Body::Event { event_id: Some(id), pdu: Some(pdu), .. } if id == event_id => Some(&**pdu),
         _ => None,
     })
 }
