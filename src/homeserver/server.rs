@@ -587,6 +587,14 @@ impl Homeserver {
         self.resolutions = Some(Arc::clone(resolutions));
     }
 
+    /// Shares `snapshots` with this server's store: a full state it stores is held once
+    /// for every server that stores the same one ([`SharedSnapshots`]).
+    ///
+    /// [`SharedSnapshots`]: crate::homeserver::store::SharedSnapshots
+    pub fn share_snapshots(&mut self, snapshots: &Arc<crate::homeserver::store::SharedSnapshots>) {
+        self.store.share_snapshots(snapshots);
+    }
+
     /// The committed store (what survives a crash).
     pub fn store(&self) -> &Store {
         &self.store

@@ -56,6 +56,7 @@ pub fn plan(scenario: &Scenario, seed: u64, mxsim_version: &str) -> Result<Plan,
         mxsim_version: mxsim_version.to_owned(),
         swarm: None,
         share_resolutions: true,
+        share_snapshots: true,
     })
 }
 

@@ -53,6 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use crate::homeserver::resolutions::{Counts as ResolutionCounts, SharedResolutions};
+use crate::homeserver::store::SharedSnapshots;
 use crate::homeserver::verified::VerifiedEvents;
 use crate::homeserver::wire::HttpRequest;
 use crate::homeserver::{
@@ -86,6 +87,9 @@ pub struct RunOutput {
     /// How the servers used the state resolutions they share (work saved, not a result:
     /// the trace is the same without them).
     pub resolutions: ResolutionCounts,
+    /// How many snapshots of the state the servers took from the ones they share instead
+    /// of keeping their own (memory saved, not a result).
+    pub snapshots_shared: u64,
 }
 
 /// Where a run has got to, handed to a progress display ([`run_with_progress`]). Nothing
@@ -174,6 +178,8 @@ struct Shared {
     /// The state resolutions all servers share: each distinct resolution of the same
     /// states, read the same way, is computed once.
     resolutions: Arc<SharedResolutions>,
+    /// The snapshots of the state all servers' stores share: one copy of each state.
+    snapshots: Arc<SharedSnapshots>,
     root: Prng,
     net: Network<Message>,
     slots: Vec<Slot>,
@@ -237,6 +243,7 @@ impl Shared {
             plan: plan.clone(),
             verified: Arc::new(VerifiedEvents::new(Arc::clone(&keys))),
             resolutions: Arc::new(SharedResolutions::new()),
+            snapshots: Arc::new(SharedSnapshots::new()),
             keys,
             root: root.clone(),
             net,
@@ -379,6 +386,9 @@ impl Shared {
         assert!(shared, "the servers and the cache use the world's one key ring");
         if self.plan.share_resolutions {
             server.share_resolutions(&self.resolutions);
+        }
+        if self.plan.share_snapshots {
+            server.share_snapshots(&self.snapshots);
         }
         let recovered = (slot.incarnation > 0)
             .then(|| server.store().events().map(|(id, _)| id.as_str().to_owned()).collect());

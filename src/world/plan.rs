@@ -31,6 +31,12 @@ pub struct Plan {
     ///
     /// [`SharedResolutions`]: crate::homeserver::resolutions::SharedResolutions
     pub share_resolutions: bool,
+    /// Whether the servers' stores share their snapshots of the state
+    /// ([`SharedSnapshots`]): on in every run `from_scenario` plans. A run gives the same
+    /// trace either way; off, each store keeps its own (tests compare the two).
+    ///
+    /// [`SharedSnapshots`]: crate::homeserver::store::SharedSnapshots
+    pub share_snapshots: bool,
 }
 
 impl Plan {

@@ -216,6 +216,7 @@ impl Shared {
             events: std::mem::take(&mut self.created),
             rooms: std::mem::take(&mut self.rooms),
             resolutions: self.resolutions.counts(),
+            snapshots_shared: self.snapshots.taken(),
         }
     }
 }

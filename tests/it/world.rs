@@ -92,6 +92,7 @@ pub fn two_servers(seed: u64, faults: Vec<Fault>) -> Plan {
         mxsim_version: "test".into(),
         swarm: None,
         share_resolutions: true,
+        share_snapshots: true,
     }
 }
 
@@ -333,4 +334,23 @@ fn records_of_one_body_share_its_json() {
     }
     // The point is made only where some event has several records with its JSON.
     assert!(shared > 0, "no event has two records carrying the same JSON");
+}
+
+/// Servers whose stores share their snapshots of the state hold one copy of each, and a
+/// run gives the same trace as one where each store keeps its own.
+#[test]
+fn shared_snapshots_change_the_memory_not_the_run() {
+    let path = "scenarios/concurrent-joins-partition.toml";
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    for seed in 1..=2 {
+        let mut plan = mxsim::world::from_scenario::plan(&scenario, seed, "test").unwrap();
+        assert!(plan.share_snapshots, "on in planned runs");
+        let shared = run(&plan).unwrap();
+        plan.share_snapshots = false;
+        let alone = run(&plan).unwrap();
+        assert!(shared.snapshots_shared > 0, "seed {seed}: no snapshot was shared");
+        assert_eq!(alone.snapshots_shared, 0, "seed {seed}: nothing shared");
+        assert_eq!(shared.trace.hash(), alone.trace.hash(), "seed {seed}");
+    }
 }

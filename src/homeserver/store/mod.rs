@@ -22,7 +22,7 @@ mod members;
 mod state;
 
 use state::StateGroup;
-pub use state::{SNAPSHOT_EVERY, StateGroupId};
+pub use state::{SNAPSHOT_EVERY, SharedSnapshots, StateGroupId};
 
 /// (event type, state key).
 pub type StateKey = (String, String);
@@ -111,6 +111,9 @@ pub struct Store {
     events: EventIdMap<StoredEvent>,
     /// State groups by id: a group's id is its position.
     groups: Vec<StateGroup>,
+    /// Where snapshots are shared with other servers' stores, if they are
+    /// ([`Store::share_snapshots`]).
+    snapshots: Option<Arc<SharedSnapshots>>,
     rooms: BTreeMap<String, RoomRecord>,
     /// Invites for local users to rooms this server is not in: (room id, user) → the
     /// invite event (stored as an outlier).

@@ -4,6 +4,8 @@
 //! its result from ([`Store::store_changes`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::matrix::EventId;
 use crate::matrix::Pdu;
@@ -13,8 +15,10 @@ use crate::matrix::state_res::Overlaid;
 use super::{Outcome, StateKey, StateMap, Store};
 
 mod delta;
+mod shared;
 
 use delta::{ChainFilter, Delta, key_hash, snapshot_difference};
+pub use shared::SharedSnapshots;
 
 /// A full snapshot is stored once a group's delta chain reaches this length.
 pub const SNAPSHOT_EVERY: u32 = 32;
@@ -33,7 +37,7 @@ impl StateGroupId {
 #[derive(Clone, Debug)]
 pub(super) struct StateGroup {
     parent: Option<StateGroupId>,
-    delta: Delta,
+    delta: HeldDelta,
     /// Number of groups walked to materialise this one (0 for a snapshot).
     chain_len: u32,
     /// For a delta, where a lookup that `above` rules out goes on: the nearest group under
@@ -59,12 +63,7 @@ impl StateGroup {
     /// The `skip_to` of a snapshot, which has none.
     const NO_SKIP: StateGroupId = StateGroupId(u64::MAX);
 
-    fn snapshot(state: &StateMap, digest: StateDigest) -> StateGroup {
-        let delta = Delta::new(state.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect());
-        StateGroup::snapshot_of(delta, digest)
-    }
-
-    fn snapshot_of(delta: Delta, digest: StateDigest) -> StateGroup {
+    fn snapshot_of(delta: HeldDelta, digest: StateDigest) -> StateGroup {
         StateGroup {
             parent: None,
             delta,
@@ -77,6 +76,34 @@ impl StateGroup {
 
     fn digest_of(state: &StateMap) -> StateDigest {
         StateDigest::of(state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str())))
+    }
+}
+
+/// A group's entries: its own, or a snapshot's shared with other servers
+/// ([`SharedSnapshots`]).
+#[derive(Clone, Debug)]
+enum HeldDelta {
+    Own(Delta),
+    Shared(Arc<Delta>),
+}
+
+impl Deref for HeldDelta {
+    type Target = Delta;
+
+    fn deref(&self) -> &Delta {
+        match self {
+            HeldDelta::Own(delta) => delta,
+            HeldDelta::Shared(delta) => delta,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a HeldDelta {
+    type Item = <&'a Delta as IntoIterator>::Item;
+    type IntoIter = <&'a Delta as IntoIterator>::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        (**self).into_iter()
     }
 }
 
@@ -137,6 +164,23 @@ impl Store {
     }
 
     /// A group of `delta` on `parent`, `chain_len` groups above its snapshot.
+    /// A snapshot group of `delta`'s entries, state `digest`: the pool's copy when the
+    /// store shares snapshots ([`Store::share_snapshots`]).
+    fn snapshot(&self, delta: Delta, digest: StateDigest) -> StateGroup {
+        let held = match &self.snapshots {
+            Some(pool) => HeldDelta::Shared(pool.share(digest, delta)),
+            None => HeldDelta::Own(delta),
+        };
+        StateGroup::snapshot_of(held, digest)
+    }
+
+    /// Shares this store's snapshots through `pool` from now on ([`SharedSnapshots`]):
+    /// what the store holds and answers is the same, one copy of each state serving the
+    /// servers that share the pool.
+    pub fn share_snapshots(&mut self, pool: &Arc<SharedSnapshots>) {
+        self.snapshots = Some(Arc::clone(pool));
+    }
+
     fn delta_group(
         &self,
         parent: StateGroupId,
@@ -150,7 +194,14 @@ impl Store {
             _ => (parent, ChainFilter::default()),
         };
         let above = if delta.is_large() { ChainFilter::ALL } else { below.with(&delta) };
-        StateGroup { parent: Some(parent), delta, chain_len, skip_to, above, digest }
+        StateGroup {
+            parent: Some(parent),
+            delta: HeldDelta::Own(delta),
+            chain_len,
+            skip_to,
+            above,
+            digest,
+        }
     }
 
     /// The entries the groups `ids` set (ids from the highest down), the highest's winning.
@@ -260,7 +311,10 @@ impl Store {
                     self.rebased_or_snapshot(parent_id, delta, digest)
                 }
             }
-            None => StateGroup::snapshot(state, StateGroup::digest_of(state)),
+            None => {
+                let entries = state.iter().map(|(k, v)| (k.clone(), Some(v.clone())));
+                self.snapshot(Delta::new(entries.collect()), StateGroup::digest_of(state))
+            }
         };
         let id = self.push_group(group);
         debug_assert_eq!(&self.state(id), state);
@@ -323,7 +377,7 @@ impl Store {
             let entries =
                 state.iter().map(|&(t, k, id)| ((t.to_owned(), k.to_owned()), Some(id.clone())));
             let digest = StateDigest::of(state.iter().map(|&(t, k, id)| (t, k, id.as_str())));
-            StateGroup::snapshot_of(Delta::new(entries.collect()), digest)
+            self.snapshot(Delta::new(entries.collect()), digest)
         };
         let id = self.push_group(group);
         if cfg!(debug_assertions) {
@@ -424,7 +478,7 @@ impl Store {
             keep(new, event);
         }
         debug_assert_eq!(entries.len(), len);
-        StateGroup::snapshot_of(Delta::new(entries.into()), digest)
+        self.snapshot(Delta::new(entries.into()), digest)
     }
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.

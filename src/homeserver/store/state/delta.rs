@@ -152,6 +152,12 @@ impl Delta {
         self.entries.len()
     }
 
+    /// Whether two deltas hold the same entries (their filters and tables follow from
+    /// them).
+    pub(super) fn same_entries(&self, other: &Delta) -> bool {
+        self.entries == other.entries
+    }
+
     /// Whether this delta has its own hash table, rather than a place in the chain filters
     /// of the groups above it.
     pub(super) fn is_large(&self) -> bool {

@@ -474,3 +474,80 @@ fn a_rebase_through_a_large_group_keeps_the_highest_entry_of_each_key() {
     assert_eq!(store.state_get(group, &member(50)), Some(id("$s50")), "the snapshot's");
     assert_eq!(store.state(group), state);
 }
+
+/// The snapshot groups of `store`: (digest, the entries they hold).
+fn snapshots(store: &Store) -> Vec<(StateDigest, &HeldDelta)> {
+    store.groups.iter().filter(|g| g.parent.is_none()).map(|g| (g.digest, &g.delta)).collect()
+}
+
+#[test]
+fn stores_sharing_snapshots_hold_one_copy_of_each_state() {
+    let pool = Arc::new(SharedSnapshots::new());
+    // The same states stored in the same way by two stores, and other states by a third.
+    let build = |prefix: &str| {
+        let mut store = Store::new();
+        store.share_snapshots(&pool);
+        let mut state = StateMap::new();
+        state.insert(key("m.room.create", ""), id("$c"));
+        let mut group = store.store_state(&state, None);
+        let mut groups = vec![group];
+        for i in 0..120 {
+            let member = format!("@u{i}:hs");
+            let event = id(&format!("${prefix}{i}"));
+            state.insert(key("m.room.member", &member), event.clone());
+            group = store.store_state_with(group, key("m.room.member", &member), event);
+            groups.push(group);
+        }
+        (store, groups)
+    };
+    let (a, a_groups) = build("m");
+    let (b, b_groups) = build("m");
+    let (other, _) = build("x");
+    let (a_snapshots, b_snapshots) = (snapshots(&a), snapshots(&b));
+    assert!(a_snapshots.len() > 2, "the run makes snapshots: {}", a_snapshots.len());
+    assert_eq!(a_snapshots.len(), b_snapshots.len());
+    for ((digest, held), (b_digest, b_held)) in a_snapshots.iter().zip(&b_snapshots) {
+        assert_eq!(digest, b_digest);
+        match (held, b_held) {
+            (HeldDelta::Shared(x), HeldDelta::Shared(y)) => assert!(Arc::ptr_eq(x, y)),
+            _ => panic!("a store given the pool holds its snapshots there"),
+        }
+    }
+    // b took each of a's; the third store took only its first, the create event alone,
+    // which is a's first too: its other states differ.
+    assert_eq!(pool.taken(), b_snapshots.len() as u64 + 1);
+    assert_eq!(pool.len(), a_snapshots.len() + snapshots(&other).len() - 1);
+    // And the stores read as if each held its own.
+    for (x, y) in a_groups.iter().zip(&b_groups) {
+        assert_eq!(a.state(*x), b.state(*y));
+    }
+    let mut alone = Store::new();
+    let mut state = StateMap::new();
+    state.insert(key("m.room.create", ""), id("$c"));
+    let mut group = alone.store_state(&state, None);
+    for i in 0..120 {
+        let member = format!("@u{i}:hs");
+        group = alone.store_state_with(group, key("m.room.member", &member), id(&format!("$m{i}")));
+        assert_eq!(alone.state(group), a.state(a_groups[i + 1]), "step {i}");
+    }
+    assert!(snapshots(&alone).iter().all(|(_, held)| matches!(held, HeldDelta::Own(_))));
+}
+
+#[test]
+fn a_pooled_snapshot_is_taken_only_when_its_entries_are_equal() {
+    let pool = SharedSnapshots::new();
+    let delta = |event: &str| {
+        Delta::new(
+            vec![(key("m.room.create", ""), Some(id("$c"))), (key("x", ""), Some(id(event)))]
+                .into(),
+        )
+    };
+    // One digest for all three, as a collision would give: the entries decide.
+    let digest = StateDigest::EMPTY;
+    let first = pool.share(digest, delta("$a"));
+    let other = pool.share(digest, delta("$b"));
+    assert!(!Arc::ptr_eq(&first, &other), "different entries are not shared");
+    let again = pool.share(digest, delta("$a"));
+    assert!(Arc::ptr_eq(&first, &again), "equal entries are");
+    assert_eq!((pool.taken(), pool.len()), (1, 2));
+}

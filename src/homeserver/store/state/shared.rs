@@ -1,0 +1,69 @@
+//! Snapshots shared between servers ([`SharedSnapshots`]): servers of one room snapshot
+//! the same states, and one copy of each serves them all.
+//!
+//! A snapshot is a full state, every key of the room. Counted at the end of a
+//! thousand-server run (`big1000`), the servers held 11,784 snapshots with 6.9 million
+//! entries between them, but only 1,677 distinct states with 872,000 entries: a server
+//! snapshots its state when its delta chain is long, and in a room whose servers agree
+//! the states they snapshot are the same ones. Each entry owns its key's two strings, so
+//! the copies were about 600 MB, a quarter of the run's memory.
+//!
+//! A server is handed the pool as a capability, as it is the shared resolutions
+//! ([`Store::share_snapshots`]): what it stores and reads is the same either way, only
+//! where the entries live changes. A snapshot is shared only with one whose entries are
+//! equal, compared in full: the digest finds the candidates and decides nothing.
+//!
+//! [`Store::share_snapshots`]: crate::homeserver::store::Store::share_snapshots
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::matrix::state_digest::StateDigest;
+
+use super::delta::Delta;
+
+/// One copy of each distinct snapshot that the servers sharing the pool have stored.
+#[derive(Debug, Default)]
+pub struct SharedSnapshots {
+    /// The snapshots by the digest of their state: distinct states, so one per digest but
+    /// for a collision of digests.
+    by_digest: Mutex<BTreeMap<StateDigest, Vec<Arc<Delta>>>>,
+    /// How many snapshots a server took from the pool instead of keeping its own.
+    taken: AtomicU64,
+}
+
+impl SharedSnapshots {
+    pub fn new() -> SharedSnapshots {
+        SharedSnapshots::default()
+    }
+
+    /// The pool's copy of a snapshot of state `digest` with `delta`'s entries: one already
+    /// held if its entries are equal, else `delta`, which is held from now on.
+    pub(super) fn share(&self, digest: StateDigest, delta: Delta) -> Arc<Delta> {
+        let mut by_digest = self.by_digest.lock().expect("no server panicked holding the pool");
+        let held = by_digest.entry(digest).or_default();
+        if let Some(found) = held.iter().find(|held| held.same_entries(&delta)) {
+            self.taken.fetch_add(1, Ordering::Relaxed);
+            return Arc::clone(found);
+        }
+        let delta = Arc::new(delta);
+        held.push(Arc::clone(&delta));
+        delta
+    }
+
+    /// How many snapshots servers took from the pool instead of keeping their own.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    /// How many distinct snapshots the pool holds.
+    pub fn len(&self) -> usize {
+        let by_digest = self.by_digest.lock().expect("no server panicked holding the pool");
+        by_digest.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
