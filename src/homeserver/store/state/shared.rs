@@ -1,12 +1,15 @@
 //! Snapshots shared between servers ([`SharedSnapshots`]): servers of one room snapshot
-//! the same states, and one copy of each serves them all.
+//! the same states, and one copy of each serves them all. So do the large deltas rebased
+//! on them.
 //!
 //! A snapshot is a full state, every key of the room. Counted at the end of a
 //! thousand-server run (`big1000`), the servers held 11,784 snapshots with 6.9 million
 //! entries between them, but only 1,677 distinct states with 872,000 entries: a server
 //! snapshots its state when its delta chain is long, and in a room whose servers agree
 //! the states they snapshot are the same ones. Each entry owns its key's two strings, so
-//! the copies were about 600 MB, a quarter of the run's memory.
+//! the copies were about 600 MB, a quarter of the run's memory. The large deltas (a long
+//! chain rebased on its snapshot) were 23,442 with 1.9 million entries, of 5,405 distinct
+//! entry lists with 391,000.
 //!
 //! A server is handed the pool as a capability, as it is the shared resolutions
 //! ([`Store::share_snapshots`]): what it stores and reads is the same either way, only
@@ -23,7 +26,8 @@ use crate::matrix::state_digest::StateDigest;
 
 use super::delta::Delta;
 
-/// One copy of each distinct snapshot that the servers sharing the pool have stored.
+/// One copy of each distinct snapshot, and large delta, that the servers sharing the pool
+/// have stored.
 #[derive(Debug, Default)]
 pub struct SharedSnapshots {
     /// The snapshots by the digest of their state: distinct states, so one per digest but

@@ -475,62 +475,65 @@ fn a_rebase_through_a_large_group_keeps_the_highest_entry_of_each_key() {
     assert_eq!(store.state(group), state);
 }
 
-/// The snapshot groups of `store`: (digest, the entries they hold).
-fn snapshots(store: &Store) -> Vec<(StateDigest, &HeldDelta)> {
-    store.groups.iter().filter(|g| g.parent.is_none()).map(|g| (g.digest, &g.delta)).collect()
+/// A store (sharing `pool`, if given) that stores a state of 200 members whole, then
+/// sets one of 40 members at a time to an event named from `prefix`: chains of
+/// [`SNAPSHOT_EVERY`] groups rebased on the snapshot as large deltas. Its groups in order.
+fn members_changing(
+    pool: Option<&Arc<SharedSnapshots>>,
+    prefix: &str,
+) -> (Store, Vec<StateGroupId>) {
+    let mut store = Store::new();
+    if let Some(pool) = pool {
+        store.share_snapshots(pool);
+    }
+    let mut state = StateMap::new();
+    state.insert(key("m.room.create", ""), id("$c"));
+    for i in 0..200 {
+        state.insert(key("m.room.member", &format!("@u{i}:hs")), id(&format!("$b{i}")));
+    }
+    let mut group = store.store_state(&state, None);
+    let mut groups = vec![group];
+    for i in 0..100 {
+        let member = format!("@u{}:hs", i % 40);
+        let event = id(&format!("${prefix}{i}"));
+        group = store.store_state_with(group, key("m.room.member", &member), event);
+        groups.push(group);
+    }
+    (store, groups)
 }
 
 #[test]
-fn stores_sharing_snapshots_hold_one_copy_of_each_state() {
+fn stores_sharing_snapshots_hold_one_copy_of_each_state_and_large_delta() {
     let pool = Arc::new(SharedSnapshots::new());
-    // The same states stored in the same way by two stores, and other states by a third.
-    let build = |prefix: &str| {
-        let mut store = Store::new();
-        store.share_snapshots(&pool);
-        let mut state = StateMap::new();
-        state.insert(key("m.room.create", ""), id("$c"));
-        let mut group = store.store_state(&state, None);
-        let mut groups = vec![group];
-        for i in 0..120 {
-            let member = format!("@u{i}:hs");
-            let event = id(&format!("${prefix}{i}"));
-            state.insert(key("m.room.member", &member), event.clone());
-            group = store.store_state_with(group, key("m.room.member", &member), event);
-            groups.push(group);
-        }
-        (store, groups)
+    // The same states stored in the same way by two stores, and others by a third.
+    let (a, a_groups) = members_changing(Some(&pool), "m");
+    let (b, b_groups) = members_changing(Some(&pool), "m");
+    let (other, _) = members_changing(Some(&pool), "x");
+    let held = |store: &Store| -> Vec<Arc<Delta>> {
+        let shared = store.groups.iter().filter(|g| g.parent.is_none() || g.delta.is_large());
+        shared
+            .map(|g| match &g.delta {
+                HeldDelta::Shared(delta) => Arc::clone(delta),
+                HeldDelta::Own(_) => panic!("a store given the pool holds snapshots there"),
+            })
+            .collect()
     };
-    let (a, a_groups) = build("m");
-    let (b, b_groups) = build("m");
-    let (other, _) = build("x");
-    let (a_snapshots, b_snapshots) = (snapshots(&a), snapshots(&b));
-    assert!(a_snapshots.len() > 2, "the run makes snapshots: {}", a_snapshots.len());
-    assert_eq!(a_snapshots.len(), b_snapshots.len());
-    for ((digest, held), (b_digest, b_held)) in a_snapshots.iter().zip(&b_snapshots) {
-        assert_eq!(digest, b_digest);
-        match (held, b_held) {
-            (HeldDelta::Shared(x), HeldDelta::Shared(y)) => assert!(Arc::ptr_eq(x, y)),
-            _ => panic!("a store given the pool holds its snapshots there"),
-        }
-    }
-    // b took each of a's; the third store took only its first, the create event alone,
-    // which is a's first too: its other states differ.
-    assert_eq!(pool.taken(), b_snapshots.len() as u64 + 1);
-    assert_eq!(pool.len(), a_snapshots.len() + snapshots(&other).len() - 1);
+    let (a_held, b_held) = (held(&a), held(&b));
+    let large = a.groups.iter().filter(|g| g.parent.is_some() && g.delta.is_large()).count();
+    assert!(large >= 2, "the chains are rebased as large deltas: {large}");
+    assert_eq!(a_held.len(), b_held.len());
+    assert!(a_held.iter().zip(&b_held).all(|(x, y)| Arc::ptr_eq(x, y)));
+    // b took each of a's; the third store took only its first, the whole state it starts
+    // from, which is a's too: the states it rebases differ.
+    assert_eq!(pool.taken(), b_held.len() as u64 + 1);
+    assert_eq!(pool.len(), a_held.len() + held(&other).len() - 1);
     // And the stores read as if each held its own.
-    for (x, y) in a_groups.iter().zip(&b_groups) {
-        assert_eq!(a.state(*x), b.state(*y));
+    let (alone, alone_groups) = members_changing(None, "m");
+    assert!(alone.groups.iter().all(|g| matches!(g.delta, HeldDelta::Own(_))));
+    for ((x, y), z) in a_groups.iter().zip(&b_groups).zip(&alone_groups) {
+        assert_eq!(a.state(*x), alone.state(*z));
+        assert_eq!(b.state(*y), alone.state(*z));
     }
-    let mut alone = Store::new();
-    let mut state = StateMap::new();
-    state.insert(key("m.room.create", ""), id("$c"));
-    let mut group = alone.store_state(&state, None);
-    for i in 0..120 {
-        let member = format!("@u{i}:hs");
-        group = alone.store_state_with(group, key("m.room.member", &member), id(&format!("$m{i}")));
-        assert_eq!(alone.state(group), a.state(a_groups[i + 1]), "step {i}");
-    }
-    assert!(snapshots(&alone).iter().all(|(_, held)| matches!(held, HeldDelta::Own(_))));
 }
 
 #[test]
