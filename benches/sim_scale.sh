@@ -7,8 +7,10 @@
 # 30 s), 100 messages from everyone over 60 s, the last tenth of the servers cut off
 # for 15 s. Runs it on seed 1 with each binary in MXSIM (space-separated; default
 # target/release/mxsim) and prints CPU seconds (user + system), peak resident memory,
-# deliveries, bytes sent, CPU microseconds per delivery and the trace hash. With
-# WRITE_ONLY=1, only writes the scenario files (for profiling them by hand). Then runs
+# deliveries, events received (each server's decision on each event it did not create,
+# the state a join hands it included), bytes sent, CPU microseconds per delivery and per
+# event received, and the trace hash. With WRITE_ONLY=1, only writes the scenario files
+# (for profiling them by hand). Then runs
 # the bare-transport baseline (BARE, default target/release/examples/bare_transport;
 # build it with `cargo build --release --example bare_transport`) with as many nodes and
 # messages, and prints its deliveries per CPU second.
@@ -69,8 +71,10 @@ summary = json.load(open(path))
 m = summary["metrics"]
 cpu = float(user) + float(sys_s)
 d = m["messages_delivered"]
+e = m["events_received"]
 print(f"{bin}  servers={n}  cpu_s={cpu:.2f}  peak_rss_mb={int(rss) // 1024}  deliveries={d}  "
-      f"bytes={m['bytes_sent']}  cpu_us_per_delivery={cpu * 1e6 / d:.0f}  "
+      f"events_received={e}  bytes={m['bytes_sent']}  cpu_us_per_delivery={cpu * 1e6 / d:.0f}  "
+      f"cpu_us_per_event_received={cpu * 1e6 / e:.0f}  "
       f"trace={summary['trace_hash'][:16]}  {summary['verdict']}")
 PY
     deliveries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"]["messages_delivered"])' "$out/summary.json")
