@@ -10,10 +10,10 @@
 # deliveries, events received (each server's decision on each event it did not create,
 # the state a join hands it included), bytes sent, CPU microseconds per delivery and per
 # event received, and the trace hash. With WRITE_ONLY=1, only writes the scenario files
-# (for profiling them by hand). Then runs
-# the bare-transport baseline (BARE, default target/release/examples/bare_transport;
-# build it with `cargo build --release --example bare_transport`) with as many nodes and
-# messages, and prints its deliveries per CPU second.
+# (for profiling them by hand). Then runs the bare-transport baseline (BARE, default
+# target/release/examples/bare_transport; build it with `cargo build --release --example
+# bare_transport`) with as many nodes and messages, and prints its deliveries per CPU
+# second.
 set -euo pipefail
 binaries=${MXSIM:-target/release/mxsim}
 bare=${BARE:-target/release/examples/bare_transport}

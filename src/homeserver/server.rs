@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::homeserver::outbound::{self, Outbound, OutboundAction, ResponseOutcome};
 use crate::homeserver::resolutions::{Read, Recorded, SharedResolutions};
-use crate::homeserver::store::{Outcome, StateGroupId, StateKey, StateMap, Store, StoredEvent};
+use crate::homeserver::store::{
+    Outcome, SharedSnapshots, StateGroupId, StateKey, StateMap, Store, StoredEvent,
+};
 use crate::homeserver::types::{
     Action, ActionKind, Decision, Input, Observation, Output, RequestId, membership_content,
 };
@@ -587,11 +589,10 @@ impl Homeserver {
         self.resolutions = Some(Arc::clone(resolutions));
     }
 
-    /// Shares `snapshots` with this server's store: a full state it stores is held once
-    /// for every server that stores the same one ([`SharedSnapshots`]).
-    ///
-    /// [`SharedSnapshots`]: crate::homeserver::store::SharedSnapshots
-    pub fn share_snapshots(&mut self, snapshots: &Arc<crate::homeserver::store::SharedSnapshots>) {
+    /// Shares `snapshots` with this server's store: a full state, or large delta, it
+    /// stores is held once for every server that stores the same one
+    /// ([`SharedSnapshots`]).
+    pub fn share_snapshots(&mut self, snapshots: &Arc<SharedSnapshots>) {
         self.store.share_snapshots(snapshots);
     }
 

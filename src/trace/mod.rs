@@ -279,8 +279,8 @@ pub enum Body {
     Deliver { msg: u64, copy: u32 },
     /// A server created, received or dropped an event. `pdu` is present when the event is
     /// created, and on receipt when the stored copy differs from the first copy recorded
-    /// for this id (for example a redacted copy). The JSON is shared: a run records one
-    /// value for every record of the same stored body.
+    /// for this id (for example a redacted copy). In a run's own trace, records of the
+    /// same stored body usually share one value (a trace read from a file shares none).
     Event {
         server: String,
         room: String,

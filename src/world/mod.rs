@@ -87,8 +87,8 @@ pub struct RunOutput {
     /// How the servers used the state resolutions they share (work saved, not a result:
     /// the trace is the same without them).
     pub resolutions: ResolutionCounts,
-    /// How many snapshots of the state the servers took from the ones they share instead
-    /// of keeping their own (memory saved, not a result).
+    /// How many snapshots and large deltas of the state the servers took from the ones
+    /// they share instead of keeping their own (memory saved, not a result).
     pub snapshots_shared: u64,
 }
 

@@ -151,6 +151,10 @@ impl Shared {
         let end = self.plan.end_ms;
         // No event record follows: the bodies the memo holds can go with the servers.
         self.recorded_json = LookupMap::new();
+        // Nor does any state group: the pool's entries can go with the servers too (the
+        // count of what it saved is read first).
+        let snapshots_shared = self.snapshots.taken();
+        self.snapshots = Arc::new(SharedSnapshots::new());
         // Handshakes still waiting for an answer never finished.
         let mut waiting: Vec<usize> = self.step_requests.values().map(|(_, k)| *k).collect();
         waiting.sort_unstable();
@@ -216,7 +220,7 @@ impl Shared {
             events: std::mem::take(&mut self.created),
             rooms: std::mem::take(&mut self.rooms),
             resolutions: self.resolutions.counts(),
-            snapshots_shared: self.snapshots.taken(),
+            snapshots_shared,
         }
     }
 }

@@ -309,7 +309,9 @@ fn shared_resolutions_change_the_work_not_the_run() {
 
 /// The `event` records of one stored body hold one JSON value: servers store the shared
 /// verified body, and a join's copies received before its creation was recorded were, at
-/// a thousand servers, a tenth of the run's memory as values of their own.
+/// a thousand servers, a tenth of the run's memory as values of their own. (The test
+/// relies on the servers of a planned run sharing their verified bodies: two equal bodies
+/// apart would record two values.)
 #[test]
 fn records_of_one_body_share_its_json() {
     let path = "scenarios/concurrent-joins-partition.toml";

@@ -181,10 +181,11 @@ impl Store {
     }
 
     /// A group of `delta` on `parent`, `chain_len` groups above its snapshot. A large
-    /// delta (a rebase on a snapshot: up to a quarter of its keys) is the pool's copy when
-    /// the store shares snapshots: servers that rebase the same state on the same snapshot
-    /// hold the same entries (at a thousand servers, 23,442 large deltas held 5,405
-    /// distinct entry lists). The many small ones stay the group's own.
+    /// delta (more than eight keys: a chain rebased on its snapshot, a fetched state or a
+    /// resolution's result stored near a group) is the pool's copy when the store shares
+    /// snapshots: servers that reach the same state from the same snapshot hold the same
+    /// entries (at a thousand servers, 23,442 large deltas held 5,405 distinct entry
+    /// lists). The many small ones stay the group's own.
     fn delta_group(
         &self,
         parent: StateGroupId,

@@ -28,13 +28,26 @@ use super::delta::Delta;
 
 /// One copy of each distinct snapshot, and large delta, that the servers sharing the pool
 /// have stored.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SharedSnapshots {
-    /// The snapshots by the digest of their state: distinct states, so one per digest but
-    /// for a collision of digests.
+    /// The entry lists by the digest of the state their group holds: distinct lists, so
+    /// under one digest a snapshot and the large deltas that reach the same state from
+    /// other snapshots (and, for a collision of digests, other states).
     by_digest: Mutex<BTreeMap<StateDigest, Vec<Arc<Delta>>>>,
-    /// How many snapshots a server took from the pool instead of keeping its own.
+    /// How many snapshots and large deltas a store took from the pool instead of keeping
+    /// its own.
     taken: AtomicU64,
+}
+
+/// The pool's size and use, not its entries: every store that shares it holds it, and a
+/// store's `Debug` would otherwise print every server's snapshots.
+impl std::fmt::Debug for SharedSnapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSnapshots")
+            .field("held", &self.len())
+            .field("taken", &self.taken())
+            .finish()
+    }
 }
 
 impl SharedSnapshots {
@@ -42,8 +55,9 @@ impl SharedSnapshots {
         SharedSnapshots::default()
     }
 
-    /// The pool's copy of a snapshot of state `digest` with `delta`'s entries: one already
-    /// held if its entries are equal, else `delta`, which is held from now on.
+    /// The pool's copy of `delta` (a snapshot's or a large delta's entries, of a group of
+    /// state `digest`): one already held if its entries are equal, else `delta`, which is
+    /// held from now on.
     pub(super) fn share(&self, digest: StateDigest, delta: Delta) -> Arc<Delta> {
         let mut by_digest = self.by_digest.lock().expect("no server panicked holding the pool");
         let held = by_digest.entry(digest).or_default();
@@ -56,12 +70,13 @@ impl SharedSnapshots {
         delta
     }
 
-    /// How many snapshots servers took from the pool instead of keeping their own.
+    /// How many snapshots and large deltas stores took from the pool instead of keeping
+    /// their own.
     pub fn taken(&self) -> u64 {
         self.taken.load(Ordering::Relaxed)
     }
 
-    /// How many distinct snapshots the pool holds.
+    /// How many distinct entry lists (snapshots and large deltas) the pool holds.
     pub fn len(&self) -> usize {
         let by_digest = self.by_digest.lock().expect("no server panicked holding the pool");
         by_digest.values().map(Vec::len).sum()
