@@ -166,11 +166,16 @@ impl Store {
     /// A snapshot group of `delta`'s entries, state `digest`: the pool's copy when the
     /// store shares snapshots ([`Store::share_snapshots`]).
     fn snapshot(&self, delta: Delta, digest: StateDigest) -> StateGroup {
-        let held = match &self.snapshots {
-            Some(pool) => HeldDelta::Shared(pool.share(digest, delta)),
-            None => HeldDelta::Own(delta),
-        };
-        StateGroup::snapshot_of(held, digest)
+        StateGroup::snapshot_of(self.held(delta, digest, true), digest)
+    }
+
+    /// The entries of a group of state `digest`: the pool's copy when the store shares
+    /// snapshots and `shareable` (a snapshot or a large delta), else its own.
+    fn held(&self, delta: Delta, digest: StateDigest, shareable: bool) -> HeldDelta {
+        match &self.snapshots {
+            Some(pool) if shareable => HeldDelta::Shared(pool.share(digest, delta)),
+            _ => HeldDelta::Own(delta),
+        }
     }
 
     /// Shares this store's snapshots through `pool` from now on ([`SharedSnapshots`]):
@@ -198,11 +203,9 @@ impl Store {
             Some(_) if !on.delta.is_large() => (on.skip_to, on.above),
             _ => (parent, ChainFilter::default()),
         };
-        let above = if delta.is_large() { ChainFilter::ALL } else { below.with(&delta) };
-        let delta = match &self.snapshots {
-            Some(pool) if delta.is_large() => HeldDelta::Shared(pool.share(digest, delta)),
-            _ => HeldDelta::Own(delta),
-        };
+        let large = delta.is_large();
+        let above = if large { ChainFilter::ALL } else { below.with(&delta) };
+        let delta = self.held(delta, digest, large);
         StateGroup { parent: Some(parent), delta, chain_len, skip_to, above, digest }
     }
 
