@@ -198,7 +198,7 @@ struct Shared {
     /// (node, event id) pairs whose stored PDU the trace already holds in a differing copy.
     copies: BTreeSet<(usize, EventId)>,
     /// The JSON last recorded for each event id, with the body it was taken from: the
-    /// records of the same shared body hold one value ([`Shared::recorded_json`]).
+    /// records of the same shared body hold one value ([`record::recorded_json`]).
     recorded_json: LookupMap<EventId, (Arc<Pdu>, Arc<canonical_json::Object>)>,
     /// A node sent something: the supervisor must look at the network again.
     net_dirty: bool,

@@ -20,8 +20,7 @@ impl Shared {
                     let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
                     if decision == trace::Decision::Created {
                         if let Some(stored) = stored {
-                            let pdu_body = Arc::clone(&stored.pdu);
-                            let json = self.recorded_json(&pdu_body);
+                            let json = recorded_json(&mut self.recorded_json, &stored.pdu);
                             if self.created_ids.insert(id.clone()) {
                                 self.created.push(
                                     canonical_json::encode_object(&json)
@@ -41,8 +40,7 @@ impl Shared {
                         // or never created by an honest server here) goes in the trace.
                         let differs = stored.redacted || !self.created_ids.contains(id);
                         if differs && self.copies.insert((node, id.clone())) {
-                            let pdu_body = Arc::clone(&stored.pdu);
-                            pdu = Some(self.recorded_json(&pdu_body));
+                            pdu = Some(recorded_json(&mut self.recorded_json, &stored.pdu));
                         }
                     }
                 }
@@ -226,21 +224,6 @@ impl Shared {
 }
 
 impl Shared {
-    /// The JSON of a stored body for an `event` record. Servers store the shared verified
-    /// body of an event, so the records of one body hold one value: at a thousand servers
-    /// the copies of joins received before their creation was recorded (75,000 of them)
-    /// were a tenth of the run's memory as values of their own.
-    fn recorded_json(&mut self, body: &Arc<Pdu>) -> Arc<canonical_json::Object> {
-        if let Some((last, json)) = self.recorded_json.get(body.event_id()) {
-            if Arc::ptr_eq(last, body) {
-                return Arc::clone(json);
-            }
-        }
-        let json = Arc::new(body.json().clone());
-        self.recorded_json.insert(body.event_id().clone(), (Arc::clone(body), Arc::clone(&json)));
-        json
-    }
-
     /// The records so far under `header`: whole, or kept for a spooled run.
     fn take_trace(&mut self, header: Header) -> Trace {
         match self.spool.take() {
@@ -266,6 +249,25 @@ impl Shared {
         }
         check
     }
+}
+
+/// The JSON of a stored body for an `event` record, from `memo` (the last value recorded
+/// per event id, with its body). Servers store the shared verified body of an event, so
+/// the records of one body hold one value: at a thousand servers the copies of joins
+/// received before their creation was recorded (75,000 of them) were a tenth of the run's
+/// memory as values of their own.
+fn recorded_json(
+    memo: &mut LookupMap<EventId, (Arc<Pdu>, Arc<canonical_json::Object>)>,
+    body: &Arc<Pdu>,
+) -> Arc<canonical_json::Object> {
+    if let Some((last, json)) = memo.get(body.event_id()) {
+        if Arc::ptr_eq(last, body) {
+            return Arc::clone(json);
+        }
+    }
+    let json = Arc::new(body.json().clone());
+    memo.insert(body.event_id().clone(), (Arc::clone(body), Arc::clone(&json)));
+    json
 }
 
 /// The `final` record of one server's view of one room.
