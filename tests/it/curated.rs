@@ -23,7 +23,8 @@ pub(crate) fn seeds_or(default: &str) -> std::ops::RangeInclusive<u64> {
     }
 }
 
-fn scenario(name: &str) -> mxsim::scenario::Scenario {
+/// The curated scenario `scenarios/{name}.toml`, parsed.
+pub(crate) fn scenario(name: &str) -> mxsim::scenario::Scenario {
     let path = format!("scenarios/{name}.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     mxsim::scenario::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"))

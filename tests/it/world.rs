@@ -284,17 +284,19 @@ fn progress_follows_the_run_without_changing_it() {
     assert!(last.deliveries > 0 && last.deliveries <= delivered, "{last:?} of {delivered}");
 }
 
+/// The plan of curated scenario `name` on `seed`, as `mxsim run` makes it.
+fn planned(name: &str, seed: u64) -> Plan {
+    mxsim::world::from_scenario::plan(&crate::curated::scenario(name), seed, "test").unwrap()
+}
+
 /// Servers that share state resolutions take many of them from one another, and a run
 /// gives the same trace as one where each server resolves everything itself. (In debug
 /// builds every resolution taken is also checked against the server's own.)
 #[test]
 fn shared_resolutions_change_the_work_not_the_run() {
     for name in ["concurrent-joins-partition", "three-way-split"] {
-        let path = format!("scenarios/{name}.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let scenario = mxsim::scenario::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
         for seed in 1..=2 {
-            let mut plan = mxsim::world::from_scenario::plan(&scenario, seed, "test").unwrap();
+            let mut plan = planned(name, seed);
             assert!(plan.share_resolutions, "on in planned runs");
             let shared = run(&plan).unwrap();
             plan.share_resolutions = false;
@@ -314,11 +316,7 @@ fn shared_resolutions_change_the_work_not_the_run() {
 /// apart would record two values.)
 #[test]
 fn records_of_one_body_share_its_json() {
-    let path = "scenarios/concurrent-joins-partition.toml";
-    let text = std::fs::read_to_string(path).unwrap();
-    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
-    let plan = mxsim::world::from_scenario::plan(&scenario, 1, "test").unwrap();
-    let output = run(&plan).unwrap();
+    let output = run(&planned("concurrent-joins-partition", 1)).unwrap();
     let mut by_id: BTreeMap<&str, Vec<&Arc<Object>>> = BTreeMap::new();
     for record in &output.trace.records {
         if let Body::Event { event_id: Some(id), pdu: Some(pdu), .. } = &record.body {
@@ -342,11 +340,8 @@ fn records_of_one_body_share_its_json() {
 /// run gives the same trace as one where each store keeps its own.
 #[test]
 fn shared_snapshots_change_the_memory_not_the_run() {
-    let path = "scenarios/concurrent-joins-partition.toml";
-    let text = std::fs::read_to_string(path).unwrap();
-    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
     for seed in 1..=2 {
-        let mut plan = mxsim::world::from_scenario::plan(&scenario, seed, "test").unwrap();
+        let mut plan = planned("concurrent-joins-partition", seed);
         assert!(plan.share_snapshots, "on in planned runs");
         let shared = run(&plan).unwrap();
         plan.share_snapshots = false;
