@@ -48,9 +48,11 @@ pub use crate::matrix::Decision;
 use crate::matrix::crypto;
 use crate::stdx::Invariant;
 
+mod line;
 mod metrics;
 pub mod net;
 mod read;
+pub use line::LineWriter;
 pub use metrics::metrics;
 pub use net::{NetFold, NetSummary};
 pub use read::LINE_BYTES_MAX;

@@ -121,6 +121,7 @@ struct Spool {
     keeper: trace::Keeper,
     /// The line being written, reused from record to record.
     line: Vec<u8>,
+    writer: trace::LineWriter,
 }
 
 /// Why a plan cannot run.
@@ -290,7 +291,7 @@ impl Shared {
             None => self.records.push(record),
             Some(spool) => {
                 spool.line.clear();
-                record.write_line(&mut spool.line);
+                spool.writer.write_line(&record, &mut spool.line);
                 (spool.sink)(&spool.line);
                 spool.keeper.push(record);
             }

@@ -46,6 +46,7 @@ fn run_inner(
         sink,
         keeper: trace::Keeper::new(plan.end_ms, plan.faults.faults()),
         line: Vec::new(),
+        writer: trace::LineWriter::new(),
     });
     let shared = Arc::new(Mutex::new(world));
 
