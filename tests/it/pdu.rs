@@ -340,6 +340,7 @@ fn format_checks() {
             ("content", json!([]), "$.content"),
             ("hashes", json!({"sha256": 1}), "$.hashes.sha256"),
             ("signatures", json!({"hs1": "sig"}), "$.signatures.hs1"),
+            ("signatures", json!({"hs1": {"ed25519:1": 1}}), "$.signatures.hs1[\"ed25519:1\"]"),
             ("auth_events", json!(vec!["$x"; 11]), "$.auth_events"),
             ("prev_events", json!(vec!["$x"; 21]), "$.prev_events"),
             ("prev_events", json!(["x"]), "$.prev_events[0]"),

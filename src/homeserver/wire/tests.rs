@@ -433,6 +433,17 @@ fn responses_decode_by_endpoint() {
     let Response::SendTransaction { pdus } = &results else { panic!("{results:?}") };
     assert_eq!(pdus[&event_id("$ok")], Ok(()));
     assert_eq!(pdus[&event_id("$bad")], Err("not allowed".to_owned()));
+    // A bad entry is named by its path.
+    for (pdus, path, problem) in [
+        (json!({"$ok": {}, "$x": 5}), "$.pdus[\"$x\"]", "must be an object"),
+        (json!({"$x": {"error": 5}}), "$.pdus[\"$x\"].error", "must be a string"),
+    ] {
+        let error = decode(Endpoint::SendTransaction, 200, json!({ "pdus": pdus })).unwrap_err();
+        let expected = WireError::BadJson { path: path.into(), problem: problem.into() };
+        assert_eq!(error, expected);
+    }
+    let error = decode(Endpoint::SendTransaction, 200, json!({"pdus": {"x": {}}})).unwrap_err();
+    assert!(matches!(&error, WireError::BadJson { path, .. } if path == "$.pdus.x"), "{error:?}");
     assert_eq!(
         Response::from_http(Endpoint::SendTransaction, &results.to_http()).unwrap(),
         results

@@ -101,6 +101,7 @@ pub(super) fn encode_transaction(transaction: &Transaction) -> Vec<u8> {
         transaction.origin_server_ts,
         &transaction.edus,
         transaction.pdus.len(),
+        0,
         |out, index| {
             let pdu = &transaction.pdus[index];
             canonical_json::check_object(pdu).unwrap_or_else(|e| not_canonical(e));
@@ -123,9 +124,12 @@ pub(super) fn encode_outgoing_transaction(
     pdus: &[std::sync::Arc<OutgoingPdu>],
     edus: &[Edu],
 ) -> Vec<u8> {
-    let out = write_transaction(origin, origin_server_ts, edus, pdus.len(), |out, index| {
-        out.extend_from_slice(pdus[index].bytes());
-    });
+    // The PDUs' bytes are known: the body is made in one allocation.
+    let pdu_bytes: usize = pdus.iter().map(|pdu| pdu.bytes().len() + 1).sum();
+    let out =
+        write_transaction(origin, origin_server_ts, edus, pdus.len(), pdu_bytes, |out, index| {
+            out.extend_from_slice(pdus[index].bytes());
+        });
     debug_assert_eq!(
         out,
         encode_transaction(&Transaction {
@@ -144,17 +148,18 @@ fn not_canonical(e: canonical_json::ValueError) -> ! {
 }
 
 /// A transaction body with the PDUs written by `write_pdu(out, index)` for index
-/// `0..pdus`. Keys in canonical order: `edus` (when any), `origin`, `origin_server_ts`,
+/// `0..pdus`, which take about `pdu_bytes` (0 when not known). Keys in canonical order: `edus` (when any), `origin`, `origin_server_ts`,
 /// `pdus`; in an EDU, `content` before `edu_type`.
 fn write_transaction(
     origin: &str,
     origin_server_ts: i64,
     edus: &[Edu],
     pdus: usize,
+    pdu_bytes: usize,
     mut write_pdu: impl FnMut(&mut Vec<u8>, usize),
 ) -> Vec<u8> {
     canonical_json::check(&Value::from(origin_server_ts)).unwrap_or_else(|e| not_canonical(e));
-    let mut out = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(pdu_bytes + origin.len() + 512);
     out.push(b'{');
     if !edus.is_empty() {
         out.extend_from_slice(b"\"edus\":[");

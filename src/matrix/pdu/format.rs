@@ -284,13 +284,18 @@ fn check_signatures_field(json: &Object, stage: Stage) -> Result<(), FormatError
         None => {}
         Some(Value::Object(by_server)) => {
             for (server, keys) in by_server {
-                let mut path = String::from("$.signatures");
-                canonical_json::push_key(&mut path, server);
+                // Built only to name what is wrong: every received PDU passes here.
+                let path = || {
+                    let mut path = String::from("$.signatures");
+                    canonical_json::push_key(&mut path, server);
+                    path
+                };
                 let Value::Object(keys) = keys else {
-                    return Err(format_error(&path, "must be an object of key id to signature"));
+                    return Err(format_error(&path(), "must be an object of key id to signature"));
                 };
                 for (key_id, signature) in keys {
                     if !signature.is_string() {
+                        let mut path = path();
                         canonical_json::push_key(&mut path, key_id);
                         return Err(format_error(&path, "must be a string"));
                     }
