@@ -662,7 +662,7 @@ impl Outbound {
         let pdu_count = dest.pdus.len().min(config.transaction_pdus_max);
         let edu_count = dest.edus.len().min(config.transaction_edus_max);
         let owed = Owed {
-            txn_id: format!("{}.{}", self.txn_id_epoch_ms, self.txn_count),
+            txn_id: txn_id(self.txn_id_epoch_ms, self.txn_count),
             pdus: dest.pdus.drain(..pdu_count).collect(),
             edus: dest.edus.drain(..edu_count).collect(),
             created_at: now,
@@ -738,6 +738,14 @@ fn outgoing(destination: &str, owed: &Owed) -> OutgoingTransaction {
         created_at: owed.created_at,
         attempt: owed.attempt,
     }
+}
+
+/// `{epoch}.{count}`: written into a string made to size (one per transaction).
+fn txn_id(epoch_ms: u64, count: u64) -> String {
+    use std::fmt::Write as _;
+    let mut id = String::with_capacity(42);
+    write!(id, "{epoch_ms}.{count}").expect("writing to a String cannot fail");
+    id
 }
 
 #[cfg(test)]

@@ -69,8 +69,9 @@ pub fn decode_request(bytes: &[u8]) -> Option<HttpRequest> {
 }
 
 pub fn encode_response(response: &HttpResponse) -> Vec<u8> {
-    let mut out = Vec::with_capacity(response.body.len() + 4);
-    out.extend_from_slice(format!("{:03}", response.status).as_bytes());
+    let mut out = Vec::with_capacity(response.body.len() + 6);
+    std::io::Write::write_fmt(&mut out, format_args!("{:03}", response.status))
+        .expect("writing to a Vec cannot fail");
     out.push(b'\n');
     out.extend_from_slice(&response.body);
     out

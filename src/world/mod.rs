@@ -529,7 +529,7 @@ impl Shared {
                         kind: Kind::Response { id: id.0, incarnation, request_msg },
                         bytes: frame::encode_response(&response),
                     };
-                    self.send(now, node, to, message, format!("response {}", response.status));
+                    self.send(now, node, to, message, response_line(response.status));
                 }
                 Output::SetTimer { at } => self.slots[node].timer_at = Some(at),
                 Output::Committed { event_ids } => {
@@ -562,7 +562,12 @@ impl Shared {
             kind: Kind::Request { id: id.0, incarnation },
             bytes: frame::encode_request(request),
         };
-        let what = format!("{} {}", request.method, path_only(&request.path_and_query));
+        // Put together without the formatting machinery: one string per request sent.
+        let (method, path) = (request.method.as_str(), path_only(&request.path_and_query));
+        let mut what = String::with_capacity(method.len() + 1 + path.len());
+        what.push_str(method);
+        what.push(' ');
+        what.push_str(path);
         self.send(now, node, to, message, what);
     }
 
@@ -698,6 +703,15 @@ impl Shared {
 }
 
 /// The path of a request target without its query.
+/// `response NNN`: what a response is, in its `send` record (one per response sent, so
+/// written into a string made to size rather than grown by `format!`).
+fn response_line(status: u16) -> String {
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(16);
+    write!(line, "response {status}").expect("writing to a String cannot fail");
+    line
+}
+
 fn path_only(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
 }
