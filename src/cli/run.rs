@@ -286,11 +286,21 @@ fn spooled_run(
     display: &RunProgress,
     trace_path: Option<&Path>,
 ) -> Result<(world::RunOutput, String), SpoolError> {
-    let cannot = |path: &Path, e: std::io::Error| {
-        SpoolError::File(CliError::input(format!("{}: cannot write: {e}", path.display())))
-    };
-    let file = std::fs::File::create(part).map_err(|e| cannot(part, e))?;
     let _remove = RemoveOnDrop(part);
+    let output = spool(plan, progress, part)?;
+    display.phase("simulated; writing the trace");
+    let hash = trace_from_spool(&output.trace.header, part, trace_path)?;
+    Ok((output, hash))
+}
+
+/// Runs `plan` writing its record lines to the file `part` (created), which the caller
+/// removes. Returns the output, whose trace is kept ([`Trace::kept`]).
+fn spool(
+    plan: &world::Plan,
+    progress: Option<world::ProgressSink>,
+    part: &Path,
+) -> Result<world::RunOutput, SpoolError> {
+    let file = std::fs::File::create(part).map_err(|e| cannot_write(part, e))?;
     let spool = Arc::new(Mutex::new(SpoolFile {
         writer: std::io::BufWriter::with_capacity(1 << 20, file),
         error: None,
@@ -308,29 +318,76 @@ fn spooled_run(
         }
     });
     let output = world::run_spooled(plan, progress, sink).map_err(SpoolError::Plan)?;
-    {
-        let mut spool = spool.lock().expect("the run is over");
-        let flushed = std::io::Write::flush(&mut spool.writer);
-        if let Some(e) = spool.error.take().or(flushed.err()) {
-            return Err(cannot(part, e));
-        }
+    let mut spool = spool.lock().expect("the run is over");
+    let flushed = std::io::Write::flush(&mut spool.writer);
+    if let Some(e) = spool.error.take().or(flushed.err()) {
+        return Err(cannot_write(part, e));
     }
-    display.phase("simulated; writing the trace");
-    let read = std::fs::File::open(part).map_err(|e| cannot(part, e))?;
+    Ok(output)
+}
+
+/// The trace hash of `header` over the record lines spooled in `part`, writing the trace
+/// file to `trace_path` if given.
+fn trace_from_spool(
+    header: &trace::Header,
+    part: &Path,
+    trace_path: Option<&Path>,
+) -> Result<String, SpoolError> {
+    let read = std::fs::File::open(part).map_err(|e| cannot_write(part, e))?;
     let mut records = std::io::BufReader::with_capacity(1 << 20, read);
-    let hash = match trace_path {
+    match trace_path {
         Some(path) => {
-            let file = std::fs::File::create(path).map_err(|e| cannot(path, e))?;
+            let file = std::fs::File::create(path).map_err(|e| cannot_write(path, e))?;
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-            let hash = trace::write_spooled(&output.trace.header, &mut records, &mut writer)
-                .map_err(|e| cannot(path, e))?;
-            std::io::Write::flush(&mut writer).map_err(|e| cannot(path, e))?;
-            hash
+            let hash = trace::write_spooled(header, &mut records, &mut writer)
+                .map_err(|e| cannot_write(path, e))?;
+            std::io::Write::flush(&mut writer).map_err(|e| cannot_write(path, e))?;
+            Ok(hash)
         }
-        None => trace::write_spooled(&output.trace.header, &mut records, &mut std::io::sink())
-            .map_err(|e| cannot(part, e))?,
-    };
-    Ok((output, hash))
+        None => trace::write_spooled(header, &mut records, &mut std::io::sink())
+            .map_err(|e| cannot_write(part, e)),
+    }
+}
+
+fn cannot_write(path: &Path, e: std::io::Error) -> SpoolError {
+    SpoolError::File(CliError::input(format!("{}: cannot write: {e}", path.display())))
+}
+
+/// One seed of a sweep, run as `mxsim run` runs it: the records spooled to `part` (removed
+/// whatever happens) rather than held whole, so that a worker's memory is its
+/// simulation's and the kept records'. `files(passed)` says whether the seed's files are
+/// kept; they are written into `dir`, the trace made from the spool.
+pub(crate) fn sweep_seed(
+    job: &crate::sweep::Job,
+    seed: u64,
+    part: &Path,
+    dir: impl FnOnce(&str) -> PathBuf,
+    files: impl Fn(bool) -> bool,
+) -> Result<(crate::sweep::SeedRun, u64), CliError> {
+    let in_file = |e: SpoolError| e.in_file(&job.file);
+    let (scenario, plan) = job.plan(seed).map_err(|e| CliError::input(e.to_string()))?;
+    let _remove = RemoveOnDrop(part);
+    // Timed as `Job::run` is: the simulation, the trace hash and the checks.
+    let (ran, wall_us) = super::timed(|| {
+        let output = spool(&plan, None, part)?;
+        let trace_hash = trace_from_spool(&output.trace.header, part, None)?;
+        let verdict = check::check(&output.trace);
+        Ok((output, trace_hash, verdict))
+    });
+    let (output, trace_hash, verdict) = ran.map_err(in_file)?;
+    let run = crate::sweep::SeedRun { scenario, output, verdict, trace_hash, swarm: plan.swarm };
+    if files(run.verdict.passed()) {
+        let dir = dir(&run.scenario.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::input(format!("{}: cannot create: {e}", dir.display())))?;
+        let trace_path = dir.join("trace.jsonl");
+        let again =
+            trace_from_spool(&run.output.trace.header, part, Some(&trace_path)).map_err(in_file)?;
+        debug_assert_eq!(again, run.trace_hash, "the spool was read twice alike");
+        let repro = crate::sweep::reproduction(&job.file, seed, job.swarm);
+        write_run(&dir, &run.output, TraceFile::Written, &run.trace_hash, &run.verdict, &repro)?;
+    }
+    Ok((run, wall_us / 1000))
 }
 
 /// Writes `trace.jsonl` into `out` (created if missing) a line at a time and returns the

@@ -12,8 +12,9 @@
 //! - [`shrink`]: delta debugging over a scenario's TOML document.
 //!
 //! Architecture Invariant: no threads, files, environment or wall clock here (the
-//! command line owns them: it runs [`Job::run_seed`] on worker threads and measures wall
-//! time); everything this module decides is a function of its inputs and the seed.
+//! command line owns them: it runs seeds planned by [`Job::plan`] on worker threads, with
+//! their records spooled to a file as `mxsim run` does, and measures wall time);
+//! everything this module decides is a function of its inputs and the seed.
 //! The `toml` crate is used here (besides `scenario`) to edit scenario documents: swarm
 //! and shrink change the written form and let [`crate::scenario::parse`] validate it, so
 //! that fields added to scenario files later keep working without changes here.
