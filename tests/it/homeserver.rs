@@ -2095,6 +2095,46 @@ fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
     assert_eq!(stored_json(&h, "hs2", &message)["content"]["body"], "hi");
 }
 
+/// A server records the events it builds as verified in the shared cache without checking
+/// them only when the shared key ring holds its own key: one that signs with another key
+/// (a ring that says otherwise) has its events checked, fail, and recorded by no one.
+#[test]
+fn events_built_here_are_taken_as_verified_only_under_the_rings_own_key() {
+    let created = |signing: &str| {
+        let mut keys = KeyRing::new();
+        keys.entry("hs1".to_owned())
+            .or_default()
+            .insert("ed25519:1".into(), key("hs1").public_key());
+        let ring = std::sync::Arc::new(keys);
+        let verified = std::sync::Arc::new(VerifiedEvents::new(std::sync::Arc::clone(&ring)));
+        let mut server = Homeserver::new(
+            "hs1",
+            key(signing),
+            std::sync::Arc::clone(&ring),
+            Config::default(),
+            Prng::from_seed(1).fork("hs1"),
+            Instant::ZERO,
+        );
+        assert!(server.share_verified(&verified));
+        let action = Action::CreateRoom {
+            version: RoomVersion::V11,
+            public: false,
+            name: None,
+            topic: None,
+        };
+        server.handle(Instant::ZERO, Input::Action { user: "@alice:hs1".into(), action });
+        let taken: Vec<bool> = server
+            .store()
+            .events()
+            .map(|(_, event)| verified.get(RoomVersion::V11, &event.pdu).is_some())
+            .collect();
+        assert!(taken.len() >= 4, "the room's first events were stored: {}", taken.len());
+        taken
+    };
+    assert!(created("hs1").iter().all(|&taken| taken), "signed with the ring's key");
+    assert!(created("impostor").iter().all(|&taken| !taken), "signed with another key");
+}
+
 /// Three servers split 1 | 2+3, change state on both sides, heal and talk; every server
 /// shares `resolutions`. Returns each server's final state of the room.
 fn split_and_heal_sharing(
