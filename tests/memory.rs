@@ -24,9 +24,12 @@ fn size(layout: Layout) -> i64 {
 // SAFETY: every call is passed on to the system allocator unchanged; only a counter is kept.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(size(layout), Ordering::Relaxed);
         // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
-        unsafe { System.alloc(layout) }
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            LIVE.fetch_add(size(layout), Ordering::Relaxed);
+        }
+        ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -36,10 +39,14 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new_size_i64 = i64::try_from(new_size).expect("allocations fit i64");
-        LIVE.fetch_add(new_size_i64 - size(layout), Ordering::Relaxed);
         // SAFETY: `ptr` was allocated by this allocator with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let moved = unsafe { System.realloc(ptr, layout, new_size) };
+        // A failed realloc leaves the old block as it was.
+        if !moved.is_null() {
+            let new_size = i64::try_from(new_size).expect("allocations fit i64");
+            LIVE.fetch_add(new_size - size(layout), Ordering::Relaxed);
+        }
+        moved
     }
 }
 

@@ -84,7 +84,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
 
     let repro = crate::sweep::reproduction(&file, args.seed, args.swarm);
     display.phase("writing the reports");
-    let metrics = write_run(&out, &output, TraceFile::Written, &trace_hash, &verdict, &repro)?;
+    let metrics = write_run(&out, &output, &trace_hash, &verdict, &repro)?;
     display.finish();
 
     let sim_ms = output.trace.header.end_ms;
@@ -238,13 +238,6 @@ impl RunProgress {
     }
 }
 
-/// Whether [`write_run`] writes `trace.jsonl` or finds it written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TraceFile {
-    Write,
-    Written,
-}
-
 /// Why a spooled run stopped: the plan could not run (the scenario's fault), or a file
 /// could not be written.
 enum SpoolError {
@@ -286,21 +279,22 @@ fn spooled_run(
     display: &RunProgress,
     trace_path: Option<&Path>,
 ) -> Result<(world::RunOutput, String), SpoolError> {
+    let file = std::fs::File::create(part).map_err(|e| cannot_write(part, e))?;
     let _remove = RemoveOnDrop(part);
-    let output = spool(plan, progress, part)?;
+    let output = spool(plan, progress, file, part)?;
     display.phase("simulated; writing the trace");
     let hash = trace_from_spool(&output.trace.header, part, trace_path)?;
     Ok((output, hash))
 }
 
-/// Runs `plan` writing its record lines to the file `part` (created), which the caller
+/// Runs `plan` writing its record lines to `file`, the new file `part`, which the caller
 /// removes. Returns the output, whose trace is kept ([`Trace::kept`]).
 fn spool(
     plan: &world::Plan,
     progress: Option<world::ProgressSink>,
+    file: std::fs::File,
     part: &Path,
 ) -> Result<world::RunOutput, SpoolError> {
-    let file = std::fs::File::create(part).map_err(|e| cannot_write(part, e))?;
     let spool = Arc::new(Mutex::new(SpoolFile {
         writer: std::io::BufWriter::with_capacity(1 << 20, file),
         error: None,
@@ -353,71 +347,78 @@ fn cannot_write(path: &Path, e: std::io::Error) -> SpoolError {
     SpoolError::File(CliError::input(format!("{}: cannot write: {e}", path.display())))
 }
 
-/// One seed of a sweep, run as `mxsim run` runs it: the records spooled to `part` (removed
-/// whatever happens) rather than held whole, so that a worker's memory is its
-/// simulation's and the kept records'. `files(passed)` says whether the seed's files are
-/// kept; they are written into `dir`, the trace made from the spool.
+/// One seed of a sweep, run as `mxsim run` runs it: the records spooled to a new file in
+/// `spool_dir` (removed whatever happens) rather than held whole, so that a worker's memory
+/// is its simulation's and the kept records'. `files(passed)` says whether the seed's files
+/// are kept; they are written into `dir(scenario name)`, the trace made from the spool.
+/// Returns the run and its wall time in milliseconds (planning, simulation, trace hash and
+/// checks, as `Job::run` would take).
 pub(crate) fn sweep_seed(
     job: &crate::sweep::Job,
     seed: u64,
-    part: &Path,
+    spool_dir: &Path,
     dir: impl FnOnce(&str) -> PathBuf,
     files: impl Fn(bool) -> bool,
 ) -> Result<(crate::sweep::SeedRun, u64), CliError> {
     let in_file = |e: SpoolError| e.in_file(&job.file);
-    let (scenario, plan) = job.plan(seed).map_err(|e| CliError::input(e.to_string()))?;
-    let _remove = RemoveOnDrop(part);
-    // Timed as `Job::run` is: the simulation, the trace hash and the checks.
+    let (part, file) = new_spool(spool_dir, seed).map_err(SpoolError::File).map_err(in_file)?;
+    let _remove = RemoveOnDrop(&part);
     let (ran, wall_us) = super::timed(|| {
-        let output = spool(&plan, None, part)?;
-        let trace_hash = trace_from_spool(&output.trace.header, part, None)?;
+        let (scenario, plan) = job.plan(seed).map_err(|e| CliError::input(e.to_string()))?;
+        let output = spool(&plan, None, file, &part).map_err(in_file)?;
+        let trace_hash = trace_from_spool(&output.trace.header, &part, None).map_err(in_file)?;
         let verdict = check::check(&output.trace);
-        Ok((output, trace_hash, verdict))
+        Ok::<_, CliError>(crate::sweep::SeedRun {
+            scenario,
+            output,
+            verdict,
+            trace_hash,
+            swarm: plan.swarm,
+        })
     });
-    let (output, trace_hash, verdict) = ran.map_err(in_file)?;
-    let run = crate::sweep::SeedRun { scenario, output, verdict, trace_hash, swarm: plan.swarm };
+    let run = ran?;
     if files(run.verdict.passed()) {
         let dir = dir(&run.scenario.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| CliError::input(format!("{}: cannot create: {e}", dir.display())))?;
         let trace_path = dir.join("trace.jsonl");
-        let again =
-            trace_from_spool(&run.output.trace.header, part, Some(&trace_path)).map_err(in_file)?;
+        let again = trace_from_spool(&run.output.trace.header, &part, Some(&trace_path))
+            .map_err(in_file)?;
         debug_assert_eq!(again, run.trace_hash, "the spool was read twice alike");
         let repro = crate::sweep::reproduction(&job.file, seed, job.swarm);
-        write_run(&dir, &run.output, TraceFile::Written, &run.trace_hash, &run.verdict, &repro)?;
+        write_run(&dir, &run.output, &run.trace_hash, &run.verdict, &repro)?;
     }
     Ok((run, wall_us / 1000))
 }
 
-/// Writes `trace.jsonl` into `out` (created if missing) a line at a time and returns the
-/// trace hash.
-fn write_trace(out: &Path, trace: &Trace) -> Result<String, CliError> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| CliError::input(format!("{}: cannot create: {e}", out.display())))?;
-    let path = out.join("trace.jsonl");
-    let cannot =
-        |e: std::io::Error| CliError::input(format!("{}: cannot write: {e}", path.display()));
-    let file = std::fs::File::create(&path).map_err(cannot)?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    let hash = trace.write_jsonl(&mut writer).map_err(cannot)?;
-    std::io::Write::flush(&mut writer).map_err(cannot)?;
-    Ok(hash)
+/// A new spool file in `dir` for `seed`: `mxsim-sweep-<pid>-seed-<seed>-<n>.trace.part`,
+/// created only if no file has that name (the first free `n`), so that sweeps sharing the
+/// directory (other processes, containers whose process ids repeat) never write, read or
+/// remove one another's spools.
+fn new_spool(dir: &Path, seed: u64) -> Result<(PathBuf, std::fs::File), CliError> {
+    let pid = std::process::id();
+    for n in 0..1_000u32 {
+        let path = dir.join(format!("mxsim-sweep-{pid}-seed-{seed}-{n}.trace.part"));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(CliError::input(format!("{}: cannot write: {e}", path.display())));
+            }
+        }
+    }
+    Err(CliError::input(format!("{}: no free name for a spool file", dir.display())))
 }
 
-/// Writes a run's files (`summary.json`, the trace, events, keys and reports) into `out`;
-/// returns the run's metrics ([`trace::metrics`]).
+/// Writes a run's files (`summary.json`, events, keys and reports) into `out`, where its
+/// trace was made from the spool; returns the run's metrics ([`trace::metrics`]).
 pub(crate) fn write_run(
     out: &Path,
     output: &world::RunOutput,
-    trace_file: TraceFile,
     trace_hash: &str,
     verdict: &Verdict,
     repro: &str,
 ) -> Result<Vec<(&'static str, u64)>, CliError> {
-    if trace_file == TraceFile::Write {
-        write_trace(out, &output.trace)?;
-    }
     // One pass over the trace for the metrics, which the summary and the page both show.
     let metrics = trace::metrics(&output.trace);
     let mut files: Vec<(String, Vec<u8>)> = vec![
@@ -631,4 +632,23 @@ fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), CliError> 
             .map_err(|e| CliError::input(format!("{}: cannot write: {e}", path.display())))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_is_made_under_a_name_no_file_has() {
+        let dir = std::env::temp_dir().join(format!("mxsim-spool-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Another sweep's spool for the same process id and seed is left alone.
+        let (first, _first) = new_spool(&dir, 7).unwrap();
+        std::fs::write(&first, b"another sweep's records\n").unwrap();
+        let (second, _second) = new_spool(&dir, 7).unwrap();
+        assert_ne!(first, second);
+        assert!(second.to_string_lossy().ends_with("-seed-7-1.trace.part"), "{second:?}");
+        assert_eq!(std::fs::read(&first).unwrap(), b"another sweep's records\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -363,10 +363,8 @@ fn write_line(handle: &mut std::fs::File, path: &Path, line: &str) -> Result<(),
 /// in `mxsim run`: a sweep worker does not hold a whole trace (at 300 servers, a sweep's
 /// peak was twice `mxsim run`'s).
 fn run_one(job: &Job, seed: u64, reports: &Path, keep: impl Fn(bool) -> bool) -> Finished {
-    let part = std::env::temp_dir()
-        .join(format!("mxsim-sweep-{}-seed-{seed}.trace.part", std::process::id()));
     let dir = |name: &str| reports.join(name).join(format!("seed-{seed}"));
-    let (run, wall_ms) = sweep_seed(job, seed, &part, dir, keep)
+    let (run, wall_ms) = sweep_seed(job, seed, &std::env::temp_dir(), dir, keep)
         .map_err(|e| format!("seed {seed}: {}", e.message))?;
     Ok(job.result(seed, &run, wall_ms))
 }

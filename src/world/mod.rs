@@ -121,6 +121,7 @@ struct Spool {
     keeper: trace::Keeper,
     /// The line being written, reused from record to record.
     line: Vec<u8>,
+    /// Writes the lines, each PDU body serialized once.
     writer: trace::LineWriter,
 }
 
@@ -702,7 +703,6 @@ impl Shared {
     }
 }
 
-/// The path of a request target without its query.
 /// `response NNN`: what a response is, in its `send` record (one per response sent, so
 /// written into a string made to size rather than grown by `format!`).
 fn response_line(status: u16) -> String {
@@ -712,6 +712,7 @@ fn response_line(status: u16) -> String {
     line
 }
 
+/// The path of a request target without its query.
 fn path_only(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
 }

@@ -63,10 +63,23 @@ fn run_inner(
         handles.push(handle.id());
     }
     let supervisor_shared = shared.clone();
-    runtime.block_on(supervise(supervisor_shared, handles));
+    // `block_on` returns once the supervisor is done and every task ready at that moment
+    // has run: work due at the run's last instant (a delivery, a step at `end_ms`) is
+    // handled and recorded.
+    runtime.block_on(supervise(supervisor_shared, handles.clone()));
+    // Then every node is killed, so that madsim drops the node tasks (they would otherwise
+    // outlive the runtime, with the timers they wait on): a killed task is dropped when
+    // madsim next takes it, which this second `block_on` lets it do. Nothing runs or is
+    // recorded any more.
+    runtime.block_on(async {
+        let handle = madsim::runtime::Handle::current();
+        for &node in &handles {
+            handle.kill(node);
+        }
+    });
     drop(runtime);
-    // madsim keeps the nodes' init closures and tasks (and their clones of `shared`) past
-    // the runtime's end, so the world is taken out of the cell and freed here.
+    // madsim keeps its nodes' init closures (and their clones of `shared`) past the
+    // runtime's end, so the world is taken out of the cell and freed here.
     let mut world = shared.take();
     let output = world.finish();
     drop(world);
@@ -77,8 +90,8 @@ fn run_inner(
 /// tasks it still holds, nor its nodes' init closures, which hold clones of this: so that
 /// a run never leaves its network, plan and records behind (175 KB per seed of a
 /// two-server scenario, which a sweep of a million seeds would keep), the world is taken
-/// out at the end ([`WorldCell::take`]); [`supervise`] kills the nodes so that their
-/// tasks go too (`tests/memory.rs`).
+/// out at the end ([`WorldCell::take`]), after every node was killed so that madsim drops
+/// their tasks too ([`run_inner`]; `tests/memory.rs` checks that a run leaves nothing).
 #[derive(Clone)]
 pub(super) struct WorldCell(Arc<Mutex<Option<Shared>>>);
 
@@ -182,7 +195,7 @@ pub(super) async fn supervise(shared: WorldCell, nodes: Vec<madsim::task::NodeId
             let now = now_ms();
             world.report_progress(now);
             match world.supervise_step(now, &nodes) {
-                None => break,
+                None => return,
                 Some(next) => next,
             }
         };
@@ -190,15 +203,6 @@ pub(super) async fn supervise(shared: WorldCell, nodes: Vec<madsim::task::NodeId
         let sleep = (next > now).then(|| Box::pin(sleep_until_ms(next)));
         SupervisorWait { shared: shared.clone(), sleep }.await;
     }
-    // The run is over and recorded. Kill every node, so that madsim drops the node tasks
-    // (they would otherwise outlive the runtime, with the timers they wait on), and wait a
-    // virtual millisecond: madsim drops a killed task when it next takes it, which it does
-    // before it moves its clock.
-    let handle = madsim::runtime::Handle::current();
-    for &node in &nodes {
-        handle.kill(node);
-    }
-    madsim::time::sleep(std::time::Duration::from_millis(1)).await;
 }
 
 /// Resolves at the supervisor's next time, or earlier when a node has sent something.

@@ -351,3 +351,50 @@ fn shared_snapshots_change_the_memory_not_the_run() {
         assert_eq!(shared.trace.hash(), alone.trace.hash(), "seed {seed}");
     }
 }
+
+/// Work due at the run's last instant is done and recorded: with `quiet_ms = 0`, the last
+/// step falls on `end_ms` (as `mxsim shrink` makes it when it lowers `quiet_ms`), and the
+/// server still takes it and creates its event before the run ends.
+#[test]
+fn a_step_at_the_runs_last_instant_runs() {
+    let text = r#"
+name = "last-instant"
+description = "A message sent at the run's very end."
+quiet_ms = 0
+
+[[server]]
+name = "hs1"
+users = ["alice"]
+
+[[room]]
+label = "main"
+creator = "@alice:hs1"
+
+[[step]]
+at_ms = 10_000
+user = "@alice:hs1"
+action = "message"
+room = "main"
+body = "the last word"
+
+[check]
+liveness_bound_ms = 0
+"#;
+    let job = mxsim::sweep::Job::new("last-instant.toml", text, false, "test").unwrap();
+    let (_, plan) = job.plan(1).unwrap();
+    let output = run(&plan).unwrap();
+    assert_eq!(output.trace.header.end_ms, 10_000);
+    let at_end = |record: &&mxsim::trace::Record| record.t == 10_000;
+    let last = output.trace.records.iter().filter(at_end);
+    let (mut acted, mut created) = (false, false);
+    for record in last {
+        match &record.body {
+            Body::Action { step: Some(_), .. } => acted = true,
+            Body::Event { decision: Decision::Created, .. } => created = true,
+            _ => {}
+        }
+    }
+    assert!(acted && created, "the step at end_ms ran ({acted}) and created its event ({created})");
+    let verdict = mxsim::check::check(&output.trace);
+    assert!(verdict.passed(), "{:?}", verdict.violations);
+}

@@ -148,8 +148,9 @@ fn not_canonical(e: canonical_json::ValueError) -> ! {
 }
 
 /// A transaction body with the PDUs written by `write_pdu(out, index)` for index
-/// `0..pdus`, which take about `pdu_bytes` (0 when not known). Keys in canonical order: `edus` (when any), `origin`, `origin_server_ts`,
-/// `pdus`; in an EDU, `content` before `edu_type`.
+/// `0..pdus`, which take about `pdu_bytes` (0 when not known). Keys in canonical order:
+/// `edus` (when any), `origin`, `origin_server_ts`, `pdus`; in an EDU, `content` before
+/// `edu_type`.
 fn write_transaction(
     origin: &str,
     origin_server_ts: i64,
