@@ -361,7 +361,7 @@ pub(crate) fn sweep_seed(
     files: impl Fn(bool) -> bool,
 ) -> Result<(crate::sweep::SeedRun, u64), CliError> {
     let in_file = |e: SpoolError| e.in_file(&job.file);
-    let (part, file) = new_spool(spool_dir, seed).map_err(SpoolError::File).map_err(in_file)?;
+    let (part, file) = new_spool(spool_dir, seed).map_err(in_file)?;
     let _remove = RemoveOnDrop(&part);
     let (ran, wall_us) = super::timed(|| {
         let (scenario, plan) = job.plan(seed).map_err(|e| CliError::input(e.to_string()))?;
@@ -395,19 +395,18 @@ pub(crate) fn sweep_seed(
 /// created only if no file has that name (the first free `n`), so that sweeps sharing the
 /// directory (other processes, containers whose process ids repeat) never write, read or
 /// remove one another's spools.
-fn new_spool(dir: &Path, seed: u64) -> Result<(PathBuf, std::fs::File), CliError> {
+fn new_spool(dir: &Path, seed: u64) -> Result<(PathBuf, std::fs::File), SpoolError> {
     let pid = std::process::id();
     for n in 0..1_000u32 {
         let path = dir.join(format!("mxsim-sweep-{pid}-seed-{seed}-{n}.trace.part"));
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(CliError::input(format!("{}: cannot write: {e}", path.display())));
-            }
+            Err(e) => return Err(cannot_write(&path, e)),
         }
     }
-    Err(CliError::input(format!("{}: no free name for a spool file", dir.display())))
+    let message = format!("{}: no free name for a spool file", dir.display());
+    Err(SpoolError::File(CliError::input(message)))
 }
 
 /// Writes a run's files (`summary.json`, events, keys and reports) into `out`, where its
@@ -643,9 +642,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mxsim-spool-names-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // Another sweep's spool for the same process id and seed is left alone.
-        let (first, _first) = new_spool(&dir, 7).unwrap();
+        let spool = |dir| new_spool(dir, 7).ok().expect("a new spool");
+        let (first, _first) = spool(&dir);
         std::fs::write(&first, b"another sweep's records\n").unwrap();
-        let (second, _second) = new_spool(&dir, 7).unwrap();
+        let (second, _second) = spool(&dir);
         assert_ne!(first, second);
         assert!(second.to_string_lossy().ends_with("-seed-7-1.trace.part"), "{second:?}");
         assert_eq!(std::fs::read(&first).unwrap(), b"another sweep's records\n");

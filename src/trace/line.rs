@@ -34,49 +34,36 @@ impl LineWriter {
     }
 
     /// Appends the line of `record` (without the newline) to `out`: byte for byte
-    /// [`Record::write_line`]'s.
+    /// [`Record::write_line`]'s. `record` is as given when this returns: its body is only
+    /// set aside while the rest is written.
     ///
     /// `pdu` is the last field of an `event` record and the line is compact JSON, so the
     /// line of a record with a body is the line of the record without it, its closing
     /// brace replaced by `,"pdu":`, the body's JSON and the brace.
-    pub fn write_line(&mut self, record: &Record, out: &mut Vec<u8>) {
-        let Body::Event {
-            server,
-            room,
-            event_id: Some(event_id),
-            decision,
-            reason,
-            pdu: Some(pdu),
-        } = &record.body
-        else {
+    pub fn write_line(&mut self, record: &mut Record, out: &mut Vec<u8>) {
+        let Body::Event { event_id: Some(_), pdu: pdu @ Some(_), .. } = &mut record.body else {
             return record.write_line(out);
         };
+        let pdu = pdu.take().expect("matched as Some");
         let start = out.len();
-        let without = Record {
-            t: record.t,
-            body: Body::Event {
-                server: server.clone(),
-                room: room.clone(),
-                event_id: Some(event_id.clone()),
-                decision: *decision,
-                reason: reason.clone(),
-                pdu: None,
-            },
+        record.write_line(out);
+        let Body::Event { event_id: Some(event_id), pdu: slot, .. } = &mut record.body else {
+            unreachable!("the body matched above")
         };
-        without.write_line(out);
         debug_assert_eq!(out.last(), Some(&b'}'));
         out.pop();
         out.extend_from_slice(b",\"pdu\":");
         match self.bodies.get(event_id.as_str()) {
-            Some((last, json)) if Arc::ptr_eq(last, pdu) => out.extend_from_slice(json),
+            Some((last, json)) if Arc::ptr_eq(last, &pdu) => out.extend_from_slice(json),
             _ => {
-                let json = serde_json::to_vec(&**pdu).expect("a JSON object always serializes");
+                let json = serde_json::to_vec(&*pdu).expect("a JSON object always serializes");
                 out.extend_from_slice(&json);
                 self.serialized += 1;
-                self.bodies.insert(event_id.clone(), (Arc::clone(pdu), json));
+                self.bodies.insert(event_id.clone(), (Arc::clone(&pdu), json));
             }
         }
         out.push(b'}');
+        *slot = Some(pdu);
         debug_assert_eq!(out[start..], record.to_line().into_bytes()[..]);
     }
 }
@@ -116,10 +103,12 @@ mod tests {
             Record { t: 6, body: Body::FaultStart { fault: 0 } },
         ];
         let mut writer = LineWriter::new();
-        for record in &records {
+        for mut record in records {
+            let given = record.clone();
             let mut line = Vec::new();
-            writer.write_line(record, &mut line);
+            writer.write_line(&mut record, &mut line);
             assert_eq!(String::from_utf8(line).expect("UTF-8"), record.to_line());
+            assert_eq!(record, given, "the record is as given");
         }
         // Records 2 took record 1's JSON; record 4's body replaced it under the same id,
         // so record 5 serialized the first body again.
@@ -132,12 +121,12 @@ mod tests {
         let body = || Arc::new(Map::from_iter([("k".to_owned(), Value::from("v"))]));
         let (one, equal) = (body(), body());
         for (t, pdu) in [(1, &one), (2, &one), (3, &one)] {
-            writer.write_line(&event(t, None, Some(Arc::clone(pdu))), &mut Vec::new());
+            writer.write_line(&mut event(t, None, Some(Arc::clone(pdu))), &mut Vec::new());
         }
         assert_eq!(writer.serialized, 1);
         // An equal value that is not the same one is serialized (a copy of a record read
         // back from a file, for example, could differ in nothing but identity).
-        writer.write_line(&event(4, None, Some(Arc::clone(&equal))), &mut Vec::new());
+        writer.write_line(&mut event(4, None, Some(Arc::clone(&equal))), &mut Vec::new());
         assert_eq!(writer.serialized, 2);
     }
 }

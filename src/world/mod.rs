@@ -287,12 +287,12 @@ impl Shared {
         // Network decisions carry their own time, which is never after now.
         let t = t.max(self.last_t);
         self.last_t = t;
-        let record = Record { t, body };
+        let mut record = Record { t, body };
         match self.spool.as_mut() {
             None => self.records.push(record),
             Some(spool) => {
                 spool.line.clear();
-                spool.writer.write_line(&record, &mut spool.line);
+                spool.writer.write_line(&mut record, &mut spool.line);
                 (spool.sink)(&spool.line);
                 spool.keeper.push(record);
             }
@@ -563,12 +563,8 @@ impl Shared {
             kind: Kind::Request { id: id.0, incarnation },
             bytes: frame::encode_request(request),
         };
-        // Put together without the formatting machinery: one string per request sent.
-        let (method, path) = (request.method.as_str(), path_only(&request.path_and_query));
-        let mut what = String::with_capacity(method.len() + 1 + path.len());
-        what.push_str(method);
-        what.push(' ');
-        what.push_str(path);
+        // Joined rather than formatted: one string per request sent, made to size.
+        let what = [request.method.as_str(), path_only(&request.path_and_query)].join(" ");
         self.send(now, node, to, message, what);
     }
 

@@ -147,12 +147,9 @@ impl Shared {
     /// The trace and outputs, with one `final` record per server and room.
     pub(super) fn finish(&mut self) -> RunOutput {
         let end = self.plan.end_ms;
-        // No event record follows: the bodies the memo holds can go with the servers.
-        self.recorded_json = LookupMap::new();
-        // Nor does any state group: the pool's entries can go with the servers too (the
-        // count of what it saved is read first).
+        // The memo of recorded bodies and the pool of snapshots go with the world, which
+        // `run_inner` drops as soon as this returns.
         let snapshots_shared = self.snapshots.taken();
-        self.snapshots = Arc::new(SharedSnapshots::new());
         // Handshakes still waiting for an answer never finished.
         let mut waiting: Vec<usize> = self.step_requests.values().map(|(_, k)| *k).collect();
         waiting.sort_unstable();
