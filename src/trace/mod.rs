@@ -646,6 +646,15 @@ impl<'o, W: std::io::Write> JsonlWriter<'o, W> {
         Ok(())
     }
 
+    /// Whole record lines, each with its newline, as one piece (a piece may end inside a
+    /// line that the next piece completes).
+    fn lines(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(lines)?;
+        self.hasher.update(lines);
+        self.records += newlines(lines);
+        Ok(())
+    }
+
     /// Writes the end record and returns the trace hash.
     fn finish(mut self) -> std::io::Result<String> {
         let end = End {
@@ -662,6 +671,22 @@ impl<'o, W: std::io::Write> JsonlWriter<'o, W> {
     }
 }
 
+/// How many newlines `bytes` holds, counted eight bytes at a time.
+fn newlines(bytes: &[u8]) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut words = bytes.chunks_exact(8);
+    let mut count = 0;
+    for word in &mut words {
+        // A byte of `x` is zero where the word has a newline; its high bit of `zero` is
+        // set exactly then (adding 0x7f to the low seven bits carries into the high bit
+        // unless they are zero, and no carry crosses into the next byte).
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ 0x0a0a_0a0a_0a0a_0a0a;
+        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+        count += u64::from(zero.count_ones());
+    }
+    count + words.remainder().iter().filter(|&&b| b == b'\n').count() as u64
+}
+
 /// Writes a trace file from its header and `spool`, the record lines a run wrote as it
 /// went (each [`Record::to_line`] and a newline), and returns the trace hash: the same
 /// bytes and hash as [`Trace::write_jsonl`] of the whole trace. The header is known only
@@ -672,16 +697,20 @@ pub fn write_spooled(
     out: &mut impl std::io::Write,
 ) -> std::io::Result<String> {
     let mut writer = JsonlWriter::start(header, out)?;
-    let mut line = Vec::new();
+    // Copied and hashed as the reader hands it over, a buffer at a time rather than a line
+    // at a time: a record's line holds no newline (JSON escapes it), so the records are
+    // the newlines counted.
+    let mut last = b'\n';
     loop {
-        line.clear();
-        if spool.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if line.pop() != Some(b'\n') {
-            return Err(std::io::Error::other("the spool's last line has no newline"));
-        }
-        writer.line(&line)?;
+        let chunk = spool.fill_buf()?;
+        let Some(&end) = chunk.last() else { break };
+        writer.lines(chunk)?;
+        last = end;
+        let taken = chunk.len();
+        spool.consume(taken);
+    }
+    if last != b'\n' {
+        return Err(std::io::Error::other("the spool's last line has no newline"));
     }
     writer.finish()
 }

@@ -262,3 +262,51 @@ fn a_trace_written_a_line_at_a_time_hashes_as_its_bytes() {
     assert_eq!(other.hash(), hash);
     assert!(Trace::parse_jsonl(&text).is_ok());
 }
+
+#[test]
+fn a_spooled_trace_is_the_whole_traces_file_whatever_pieces_the_spool_comes_in() {
+    let records: Vec<Record> =
+        (0..40).map(|n| Record { t: n, body: Body::Deliver { msg: n * 1000, copy: 0 } }).collect();
+    let whole = Trace::new(header(), records.clone());
+    let mut spool = Vec::new();
+    for record in &records {
+        spool.extend_from_slice(record.to_line().as_bytes());
+        spool.push(b'\n');
+    }
+    // Buffers of 1, 7 and 64 bytes end inside lines; the records are counted all the same.
+    for capacity in [1, 7, 64, 1 << 20] {
+        let mut reader = std::io::BufReader::with_capacity(capacity, spool.as_slice());
+        let mut file = Vec::new();
+        let hash = write_spooled(&whole.header, &mut reader, &mut file).unwrap();
+        assert!(file == whole.to_jsonl(), "buffers of {capacity} bytes");
+        assert_eq!(hash, whole.hash(), "buffers of {capacity} bytes");
+    }
+    // No records: the header and the end record.
+    let mut empty = Vec::new();
+    let hash = write_spooled(&header(), &mut [].as_slice(), &mut empty).unwrap();
+    let none = Trace::new(header(), vec![]);
+    assert!(empty == none.to_jsonl());
+    assert_eq!(hash, none.hash());
+    // A spool cut inside its last line is refused.
+    let cut = &spool[..spool.len() - 1];
+    let error = write_spooled(&header(), &mut &cut[..], &mut Vec::new()).unwrap_err();
+    assert!(error.to_string().contains("no newline"), "{error}");
+}
+
+#[test]
+fn newlines_are_counted_in_any_bytes() {
+    // Every byte value next to newlines and not, at every offset of the eight-byte words.
+    let mut bytes = Vec::new();
+    for b in 0..=255u8 {
+        bytes.extend_from_slice(&[b, b'\n', b, b.wrapping_add(1), b'\n', b'\n', 0x0b, 0x09, b]);
+    }
+    for start in 0..9 {
+        for end in bytes.len() - 9..=bytes.len() {
+            let slice = &bytes[start..end];
+            let expected = slice.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!(newlines(slice), expected, "{start}..{end}");
+        }
+    }
+    assert_eq!(newlines(b""), 0);
+    assert_eq!(newlines(&[b'\n'; 17]), 17);
+}
