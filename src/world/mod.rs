@@ -287,12 +287,12 @@ impl Shared {
         // Network decisions carry their own time, which is never after now.
         let t = t.max(self.last_t);
         self.last_t = t;
-        let mut record = Record { t, body };
+        let record = Record { t, body };
         match self.spool.as_mut() {
             None => self.records.push(record),
             Some(spool) => {
                 spool.line.clear();
-                spool.writer.write_line(&mut record, &mut spool.line);
+                spool.writer.write_line(&record, &mut spool.line);
                 (spool.sink)(&spool.line);
                 spool.keeper.push(record);
             }
