@@ -165,41 +165,39 @@ pub(crate) fn write_object(out: &mut Vec<u8>, map: &Object) {
 
 pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (index, &b) in bytes.iter().enumerate() {
-        let escape: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            0x08 => Some(b"\\b"),
-            0x09 => Some(b"\\t"),
-            0x0a => Some(b"\\n"),
-            0x0c => Some(b"\\f"),
-            0x0d => Some(b"\\r"),
-            _ => None,
-        };
-        if escape.is_none() && b >= 0x20 {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..index]);
-        match escape {
-            Some(e) => out.extend_from_slice(e),
-            None => {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // The plain runs are found eight bytes at a time (a byte at a time, this loop was 1%
+    // of a 100-server run's instructions) and copied whole.
+    let mut at = 0;
+    loop {
+        let run = plain_run(&bytes[at..]);
+        out.extend_from_slice(&bytes[at..at + run]);
+        at += run;
+        let Some(&b) = bytes.get(at) else { break };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            _ => {
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[usize::from(b >> 4)]);
                 out.push(HEX[usize::from(b & 0xf)]);
             }
         }
-        start = index + 1;
+        at += 1;
     }
-    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
 /// Length of the run of bytes at the start of `bytes` that a JSON string copies as they
 /// are: up to the first quote, backslash or control character.
-fn plain_run(bytes: &[u8]) -> usize {
+pub(crate) fn plain_run(bytes: &[u8]) -> usize {
     // Eight bytes at a time while none of them can end the run (`words`); the word that
     // holds the end is searched byte by byte. A third of reading a large input was this scan, one byte per step.
     let mut at = 0;

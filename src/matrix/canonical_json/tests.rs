@@ -139,3 +139,26 @@ fn check_refuses_floats_with_their_path() {
     assert!(encode(&serde_json::json!({"n": 9007199254740992_i64})).is_err());
     assert!(encode(&serde_json::json!({"n": u64::MAX})).is_err());
 }
+
+#[test]
+fn strings_are_escaped_as_serde_json_escapes_them_wherever_the_byte_falls() {
+    // Canonical JSON escapes `"`, `\` and the control characters, with the short forms
+    // where JSON has them, as serde_json does: every ASCII byte, at each place of the
+    // eight-byte words the writer scans and in the remainder, and runs of several.
+    for b in 0..0x80u8 {
+        for at in 0..12 {
+            let mut text = *b"abcdefghijkl";
+            text[at] = b;
+            let text = std::str::from_utf8(&text).expect("ASCII");
+            let mut out = Vec::new();
+            write_string(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "byte {b:#x} at {at}");
+        }
+    }
+    for text in ["", "\"\"\\\\\n\u{0}\u{1f}", "é😀\u{7f}x\"", "\u{8}\u{c}\r\t and more after it"]
+    {
+        let mut out = Vec::new();
+        write_string(&mut out, text);
+        assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+    }
+}
