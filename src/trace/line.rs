@@ -175,17 +175,27 @@ fn is_plain(text: &[u8]) -> bool {
     canonical_json::plain_run(text) == text.len()
 }
 
-/// Appends `n` in decimal, as JSON writes an unsigned integer.
+/// Appends `n` in decimal, as JSON writes an unsigned integer: two digits per division.
 fn push_number(out: &mut Vec<u8>, mut n: u64) {
+    const PAIRS: &[u8; 200] =
+        b"00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[at] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[at..]);
 }
@@ -308,6 +318,19 @@ mod tests {
             }
         }
         assert!(is_plain("PUT /a b\u{7f}é".as_bytes()) && is_plain(b""));
+    }
+
+    #[test]
+    fn numbers_are_written_as_json_writes_them() {
+        let mut numbers = vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, u64::MAX, u64::MAX - 1];
+        numbers.extend((0..20).map(|p| 10u64.pow(p)));
+        numbers.extend((1..20).map(|p| 10u64.pow(p) - 1));
+        numbers.extend((0..64).map(|b| 1u64 << b));
+        for n in numbers {
+            let mut out = b"x".to_vec();
+            push_number(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes(), "{n}");
+        }
     }
 
     #[test]
