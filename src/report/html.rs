@@ -136,15 +136,19 @@ fn data_block<'a>(rooms: impl Iterator<Item = &'a Value>, servers: &[String]) ->
     }
     let block = Block { rooms: rooms.collect(), servers };
     let text = serde_json::to_string(&block).expect("a JSON value always serializes");
+    // The text between the bytes to escape is copied a run at a time.
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            c => out.push(c),
-        }
+    let mut rest = text.as_str();
+    while let Some(at) = rest.bytes().position(|b| matches!(b, b'<' | b'>' | b'&')) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'<' => "\\u003c",
+            b'>' => "\\u003e",
+            _ => "\\u0026",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out
 }
 
