@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::matrix::ids::LookupMap;
 use crate::report::model::RoomModel;
 use crate::trace::{Body, Decision, Trace};
 
@@ -109,17 +110,19 @@ struct Walk<'a> {
     most: Vec<(u64, u32)>,
     median: Vec<(u64, u32)>,
     last_bucket: u64,
-    /// The room's servers by name → their position in `room.servers`.
-    positions: BTreeMap<&'a str, usize>,
+    /// The room's servers by name → their position in `room.servers` (looked up only, by
+    /// hash: every event record asks).
+    positions: LookupMap<&'a str, usize>,
     joined: BTreeSet<usize>,
     hashes: BTreeMap<usize, &'a str>,
     /// The current-state hashes of the joined servers that have one, with how many hold
     /// each.
-    hash_counts: BTreeMap<&'a str, u32>,
+    hash_counts: LookupMap<&'a str, u32>,
     /// The room's event ids by number, in order of first sight: the sets below hold
     /// numbers, one bit each, so that an event created while a thousand servers are joined
     /// costs a thousand bits rather than a thousand inserts of its id.
-    numbers: BTreeMap<&'a str, usize>,
+    /// Looked up only, by hash: searching a sorted map compared event ids byte by byte.
+    numbers: LookupMap<&'a str, usize>,
     /// Events whose creation was seen.
     created: Bits,
     /// Per server: the events it stores.
@@ -140,10 +143,10 @@ struct Walk<'a> {
 impl<'a> Walk<'a> {
     fn new(room: &'a RoomModel, aggregate: bool) -> Self {
         let server_count = room.servers.len();
-        let mut positions = BTreeMap::new();
+        let mut positions = LookupMap::new();
         for (i, name) in room.servers.iter().enumerate() {
             // A name's first position, as a search from the front finds it.
-            positions.entry(name.as_str()).or_insert(i);
+            positions.get_or_insert_with(name.as_str(), || i);
         }
         Walk {
             room,
@@ -155,8 +158,8 @@ impl<'a> Walk<'a> {
             positions,
             joined: BTreeSet::new(),
             hashes: BTreeMap::new(),
-            hash_counts: BTreeMap::new(),
-            numbers: BTreeMap::new(),
+            hash_counts: LookupMap::new(),
+            numbers: LookupMap::new(),
             created: Bits::default(),
             stored: vec![Bits::default(); server_count],
             owed: vec![Bits::default(); server_count],
@@ -176,7 +179,7 @@ impl<'a> Walk<'a> {
     /// One more (`up`) or one fewer joined server holding `hash`.
     fn count_hash(&mut self, hash: &'a str, up: bool) {
         if up {
-            *self.hash_counts.entry(hash).or_insert(0) += 1;
+            *self.hash_counts.get_or_insert_with(hash, || 0) += 1;
         } else if let Some(count) = self.hash_counts.get_mut(hash) {
             *count -= 1;
             if *count == 0 {
@@ -273,7 +276,7 @@ impl<'a> Walk<'a> {
     /// pays what was owed.
     fn apply_event(&mut self, server: &str, id: &'a str, decision: Decision) {
         let next = self.numbers.len();
-        let n = *self.numbers.entry(id).or_insert(next);
+        let n = *self.numbers.get_or_insert_with(id, || next);
         if decision == Decision::Created && self.created.insert(n) {
             // Owed to every server joined when it was created.
             let joined: Vec<usize> = self.joined.iter().copied().collect();
