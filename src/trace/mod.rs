@@ -702,7 +702,11 @@ pub fn write_spooled(
     // the newlines counted.
     let mut last = b'\n';
     loop {
-        let chunk = spool.fill_buf()?;
+        let chunk = match spool.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         let Some(&end) = chunk.last() else { break };
         writer.lines(chunk)?;
         last = end;
