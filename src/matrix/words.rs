@@ -28,6 +28,18 @@ pub(crate) fn bytes_equal(word: u64, byte: u8) -> u64 {
     zero_bytes(word ^ (ONES * u64::from(byte)))
 }
 
+/// Flags every byte of `word` equal to `byte`, and no other: unlike [`bytes_equal`], exact
+/// above the first match too (no carry crosses from one byte into the next), so that the
+/// flags can be taken one by one.
+#[inline(always)]
+pub(crate) fn exact_bytes_equal(word: u64, byte: u8) -> u64 {
+    const LOW7: u64 = !HIGHS;
+    let x = word ^ (ONES * u64::from(byte));
+    // A byte's high bit ends set exactly when all eight of its bits are clear: adding 0x7f
+    // to its low seven bits carries into the high bit unless they are zero.
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
 /// Flags the bytes of `word` below `bound` (at most 0x80), as [`zero_bytes`] does.
 #[inline(always)]
 pub(crate) fn bytes_below(word: u64, bound: u8) -> u64 {

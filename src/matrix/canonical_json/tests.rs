@@ -162,3 +162,100 @@ fn strings_are_escaped_as_serde_json_escapes_them_wherever_the_byte_falls() {
         assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
     }
 }
+
+/// How [`Parser::skip`] skipped before it took a word's stops at once: a search for each
+/// stop. The same end, or the same error, is expected of it.
+fn skip_reference(bytes: &[u8]) -> Result<usize, ParseError> {
+    let mut parser = Parser::new(bytes, Numbers::IntegerLiterals);
+    if !matches!(bytes.first(), Some(b'{' | b'[' | b'"')) {
+        return parser.value().map(|_| parser.pos);
+    }
+    let (mut at, mut depth, mut string) = (0, 0u32, None);
+    loop {
+        let Some(found) = next_quote_backslash_or_bracket(bytes, at) else {
+            return Err(match string {
+                Some(start) => parser.error_at(start, "unterminated string"),
+                None => parser.error_at(bytes.len(), "unexpected end of input"),
+            });
+        };
+        at = found;
+        match (string, bytes[at]) {
+            (Some(_), b'"') => string = None,
+            (Some(_), b'\\') => at += 1,
+            (Some(_), _) => {}
+            (None, b'"') => string = Some(at),
+            (None, b'{' | b'[') => {
+                depth += 1;
+                if depth > DEPTH_MAX {
+                    return Err(
+                        parser.error_at(at, format!("nesting deeper than {DEPTH_MAX} levels"))
+                    );
+                }
+            }
+            (None, b'}' | b']') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+        at += 1;
+        if depth == 0 && string.is_none() {
+            return Ok(at);
+        }
+    }
+}
+
+fn skip_now(bytes: &[u8]) -> Result<usize, ParseError> {
+    let mut parser = Parser::new(bytes, Numbers::IntegerLiterals);
+    parser.skip().map(|()| parser.pos)
+}
+
+#[test]
+fn skipping_ends_where_it_did_in_texts_of_every_shape() {
+    // Texts of the bytes that matter to skipping and some that look like them (`;` and
+    // `|` differ from `[` and `{`... by bit 5 only in the other direction, 0x7f, 0x80,
+    // 0xff), of every length up to 70, from a fixed generator: valid values, values cut
+    // short, strings with escapes at every place of a word, and nesting past the limit.
+    let alphabet: &[u8] = b"{}[]\"\\\"\"a1,:;|{\x7f\x80\xff \n";
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut texts: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..20_000 {
+        let len = (next() % 70) as usize;
+        let first = [b'{', b'[', b'"'][(next() % 3) as usize];
+        let mut text = vec![first];
+        text.extend((0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]));
+        texts.push(text);
+    }
+    for value in [
+        r#"{"a":"b\"c\\","d":[1,{"e":"\\\\\""}],"f":"\u0041"}"#,
+        r#"["\\", "\"", "x\\\"y", [[[]]], {}]"#,
+        r#""abcdefg\"hijklmn\\""#,
+    ] {
+        for cut in 0..=value.len() {
+            texts.push(value.as_bytes()[..cut].to_vec());
+            let mut longer = value.as_bytes().to_vec();
+            longer.extend_from_slice(b" ,\"tail\"}");
+            texts.push(longer);
+        }
+    }
+    // Escapes at every offset of a word, and ending at every offset.
+    for pad in 0..16 {
+        let mut text = b"\"".to_vec();
+        text.extend(std::iter::repeat_n(b'a', pad));
+        text.extend_from_slice(b"\\\"\\\\\"]");
+        texts.push(text.clone());
+        text.truncate(pad + 2);
+        texts.push(text);
+    }
+    for depth in [127, 128, 129, 200] {
+        let mut text = vec![b'['; depth];
+        text.extend(vec![b']'; depth]);
+        texts.push(text);
+    }
+    for text in &texts {
+        assert_eq!(skip_now(text), skip_reference(text), "{:?}", String::from_utf8_lossy(text));
+    }
+}
