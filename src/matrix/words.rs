@@ -121,6 +121,29 @@ mod tests {
     /// Agrees with `==` for every length up to past two words, with texts that differ in
     /// one byte at any position (the small alphabet makes equal texts common too).
     #[test]
+    fn exact_flags_are_every_equal_byte_and_no_other() {
+        // Every byte value against every sought value, at each place, among neighbours
+        // that make the first-match test misfire (a match, then the byte one above it).
+        for sought in [0u8, b'"', b'\\', b'{', 0x7f, 0x80, 0xff] {
+            for byte in 0..=255u8 {
+                for at in 0..8 {
+                    let mut bytes = [sought, sought.wrapping_add(1), 0, 0xff, 1, b'a', 0x80, 0];
+                    bytes[at] = byte;
+                    let flags = exact_bytes_equal(u64::from_le_bytes(bytes), sought);
+                    for (i, &b) in bytes.iter().enumerate() {
+                        let flagged = flags >> (i * 8) & 0xff;
+                        assert_eq!(
+                            flagged,
+                            if b == sought { 0x80 } else { 0 },
+                            "{bytes:?} {sought}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn same_text_is_equality() {
         use proptest::prelude::*;
         let mut runner = proptest::test_runner::TestRunner::deterministic();
