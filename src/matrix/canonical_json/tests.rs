@@ -46,6 +46,12 @@ fn plain_runs_end_at_the_first_quote_backslash_or_control_byte() {
                     let mut bytes = plain.clone();
                     bytes[stop_at] = stopper;
                     assert_eq!(plain_run(&bytes), stop_at, "{bytes:?}");
+                    // A second stop after the first, in the same word or a later one.
+                    for later in stop_at + 1..len {
+                        let mut two = bytes.clone();
+                        two[later] = b'"';
+                        assert_eq!(plain_run(&two), stop_at, "{two:?}");
+                    }
                 }
             }
         }
