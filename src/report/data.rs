@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::matrix::EventId;
+use crate::matrix::ids::LookupMap;
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
 use crate::trace::{Body, Decision, Trace};
@@ -43,7 +44,8 @@ pub fn room(
     replaced: &BTreeMap<String, Option<EventId>>,
     memberships: &BTreeMap<(String, String), Vec<Membership>>,
 ) -> Value {
-    let server_index: BTreeMap<&str, usize> =
+    // Asked once per decision (a million at a thousand servers): by hash.
+    let server_index: LookupMap<&str, usize> =
         room.servers.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let mut events = Vec::with_capacity(room.events.len());
     for event in &room.events {
@@ -74,7 +76,7 @@ pub fn room(
 /// One event's entry (see the module doc).
 fn event_value(
     event: &crate::report::model::EventNode,
-    server_index: &BTreeMap<&str, usize>,
+    server_index: &LookupMap<&str, usize>,
     after: &BTreeMap<String, StateMap>,
     replaced: &BTreeMap<String, Option<EventId>>,
 ) -> Value {
@@ -137,22 +139,26 @@ fn event_value(
 /// state changes as `[t, hash index, …]`.
 fn state_hashes(trace: &Trace, room: &RoomModel) -> (Vec<String>, BTreeMap<String, Vec<u64>>) {
     let mut hashes: Vec<String> = Vec::new();
-    let mut hash_index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut states: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    // Looked up once per `state` record (a hundred thousand at a thousand servers), so by
+    // hash and by the borrowed texts: a text is copied once, not once per record. Only
+    // `states` is walked, sorted by server at the end.
+    let mut hash_index: LookupMap<&str, usize> = LookupMap::new();
+    let mut states: LookupMap<&str, Vec<u64>> = LookupMap::new();
     for record in &trace.records {
         if let Body::State { server, room: r, state_hash } = &record.body {
             if *r != room.room_id {
                 continue;
             }
-            let index = *hash_index.entry(state_hash.clone()).or_insert_with(|| {
+            let index = *hash_index.get_or_insert_with(state_hash, || {
                 hashes.push(state_hash.clone());
                 hashes.len() - 1
             });
-            let list = states.entry(server.clone()).or_default();
+            let list = states.get_or_insert_with(server, Vec::new);
             list.push(record.t);
             list.push(index as u64);
         }
     }
+    let states = states.into_sorted().into_iter().map(|(s, l)| (s.to_owned(), l)).collect();
     (hashes, states)
 }
 
