@@ -118,8 +118,6 @@ mod tests {
         }
     }
 
-    /// Agrees with `==` for every length up to past two words, with texts that differ in
-    /// one byte at any position (the small alphabet makes equal texts common too).
     #[test]
     fn exact_flags_are_every_equal_byte_and_no_other() {
         // Every byte value against every sought value, at each place, among neighbours
@@ -143,6 +141,8 @@ mod tests {
         }
     }
 
+    /// Agrees with `==` for every length up to past two words, with texts that differ in
+    /// one byte at any position (the small alphabet makes equal texts common too).
     #[test]
     fn same_text_is_equality() {
         use proptest::prelude::*;

@@ -1,4 +1,9 @@
-//! Writing a run's records as lines, each PDU body serialized once.
+//! Writing a run's records as lines: the kinds written most by hand, each PDU body
+//! serialized once.
+//!
+//! The `send`, `deliver`, `event`, `commit` and `state` records, nine in ten of a run's,
+//! are written member by member as serde would write them (`write_common_line`), without
+//! going through the flattened map of [`Record`]; the others by serde itself.
 //!
 //! In a run's own trace the `event` records of one stored body share its value (see
 //! [`Body::Event`]): a join is recorded by every server that stored it before its creation

@@ -45,7 +45,7 @@ pub use crate::net::{DropReason, Fault, NodeName};
 /// How a server decided about an event: the homeserver's own type, from the protocol core.
 pub use crate::matrix::Decision;
 
-use crate::matrix::crypto;
+use crate::matrix::{crypto, words};
 use crate::stdx::Invariant;
 
 mod line;
@@ -671,20 +671,16 @@ impl<'o, W: std::io::Write> JsonlWriter<'o, W> {
     }
 }
 
-/// How many newlines `bytes` holds, counted eight bytes at a time.
+/// How many newlines `bytes` holds, counted eight bytes at a time (every flag of
+/// [`words::exact_bytes_equal`] is a match, so its flags are counted whole).
 fn newlines(bytes: &[u8]) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let mut words = bytes.chunks_exact(8);
+    let mut chunks = bytes.chunks_exact(8);
     let mut count = 0;
-    for word in &mut words {
-        // A byte of `x` is zero where the word has a newline; its high bit of `zero` is
-        // set exactly then (adding 0x7f to the low seven bits carries into the high bit
-        // unless they are zero, and no carry crosses into the next byte).
-        let x = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ 0x0a0a_0a0a_0a0a_0a0a;
-        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
-        count += u64::from(zero.count_ones());
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        count += u64::from(words::exact_bytes_equal(word, b'\n').count_ones());
     }
-    count + words.remainder().iter().filter(|&&b| b == b'\n').count() as u64
+    count + chunks.remainder().iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// Writes a trace file from its header and `spool`, the record lines a run wrote as it
