@@ -350,9 +350,9 @@ fn cannot_write(path: &Path, e: std::io::Error) -> SpoolError {
 /// One seed of a sweep, run as `mxsim run` runs it: the records spooled to a new file in
 /// `spool_dir` (removed whatever happens) rather than held whole, so that a worker's memory
 /// is its simulation's and the kept records'. `files(passed)` says whether the seed's files
-/// are kept; they are written into `dir(scenario name)`, the trace made from the spool.
-/// Returns the run and its wall time in milliseconds (planning, simulation, trace hash and
-/// checks, as `Job::run` would take).
+/// are kept; they are written into `dir(scenario name)`, the trace made from the spool as
+/// its hash is (the spool is read once). Returns the run and its wall time in milliseconds
+/// (planning, simulation, checks, and the trace hash with the trace file if it is kept).
 pub(crate) fn sweep_seed(
     job: &crate::sweep::Job,
     seed: u64,
@@ -366,25 +366,25 @@ pub(crate) fn sweep_seed(
     let (ran, wall_us) = super::timed(|| {
         let (scenario, plan) = job.plan(seed).map_err(|e| CliError::input(e.to_string()))?;
         let output = spool(&plan, None, file, &part).map_err(in_file)?;
-        let trace_hash = trace_from_spool(&output.trace.header, &part, None).map_err(in_file)?;
         let verdict = check::check(&output.trace);
-        Ok::<_, CliError>(crate::sweep::SeedRun {
-            scenario,
-            output,
-            verdict,
-            trace_hash,
-            swarm: plan.swarm,
-        })
-    });
-    let run = ran?;
-    if files(run.verdict.passed()) {
-        let dir = dir(&run.scenario.name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| CliError::input(format!("{}: cannot create: {e}", dir.display())))?;
-        let trace_path = dir.join("trace.jsonl");
-        let again = trace_from_spool(&run.output.trace.header, &part, Some(&trace_path))
+        let kept = files(verdict.passed()).then(|| dir(&scenario.name));
+        let trace_path = match &kept {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    CliError::input(format!("{}: cannot create: {e}", dir.display()))
+                })?;
+                Some(dir.join("trace.jsonl"))
+            }
+            None => None,
+        };
+        let trace_hash = trace_from_spool(&output.trace.header, &part, trace_path.as_deref())
             .map_err(in_file)?;
-        debug_assert_eq!(again, run.trace_hash, "the spool was read twice alike");
+        let run =
+            crate::sweep::SeedRun { scenario, output, verdict, trace_hash, swarm: plan.swarm };
+        Ok::<_, CliError>((run, kept))
+    });
+    let (run, kept) = ran?;
+    if let Some(dir) = kept {
         let repro = crate::sweep::reproduction(&job.file, seed, job.swarm);
         write_run(&dir, &run.output, &run.trace_hash, &run.verdict, &repro)?;
     }
