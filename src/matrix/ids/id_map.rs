@@ -189,25 +189,78 @@ impl WordHash {
     }
 }
 
-/// The hash of one piece, eight bytes at a time (a multiply and a fold per word), with
-/// its length as the start: the hash of every [`LookupMap`] key and id interned, and what
-/// [`WordHash`] mixes in per piece.
+/// The hash of one piece, with its length as the start: the hash of every [`LookupMap`]
+/// key and id interned, and what [`WordHash`] mixes in per piece.
+///
+/// A piece of up to 16 bytes is read as at most two words (overlapping where it is
+/// shorter than 16, so every byte is read and, with the length, the words tell the piece
+/// apart); one of eight bytes, as one. A longer piece is read in two lanes of eight
+/// bytes, a [`mix`] per word, that run side by side, its last 16 bytes read once more as
+/// the lanes' last words; the lanes are mixed at the end. A 44-byte event id so takes
+/// four multiplies in a row instead of six, and no loop over its last bytes.
 pub(super) fn bytes_hash(bytes: &[u8]) -> u64 {
-    let mut words = bytes.chunks_exact(8);
-    let mut hash = bytes.len() as u64;
-    for word in &mut words {
-        hash = mix(hash, u64::from_le_bytes(word.try_into().expect("eight bytes")));
+    let len = bytes.len();
+    let start = len as u64;
+    if len <= 16 {
+        return match bytes.first_chunk::<8>() {
+            Some(&first) if len > 8 => {
+                let last = bytes.last_chunk::<8>().copied().unwrap_or(first);
+                mix(mix(start, u64::from_le_bytes(first)), u64::from_le_bytes(last))
+            }
+            // Eight bytes: a number's key (`write_u64`) among them.
+            Some(&first) => mix(start, u64::from_le_bytes(first)),
+            None => mix(start, short_word(bytes)),
+        };
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        hash = mix(hash, rest.iter().fold(0, |word, &byte| word << 8 | u64::from(byte)));
+    let mut left = start;
+    let mut right = start ^ LANE;
+    let mut pairs = bytes.chunks_exact(16);
+    for pair in &mut pairs {
+        let (a, b) = pair.split_at(8);
+        left = mix(left, word(a));
+        right = mix(right, word(b));
     }
-    hash
+    if !pairs.remainder().is_empty() {
+        let tail = &bytes[len - 16..];
+        left = mix(left, word(&tail[..8]));
+        right = mix(right, word(&tail[8..]));
+    }
+    mix(left, right)
 }
 
+/// The start of [`bytes_hash`]'s second lane (the first is the length alone), so that the
+/// lanes differ from the first word on.
+const LANE: u64 = 0x6a09_e667_f3bc_c908;
+
+fn word(eight: &[u8]) -> u64 {
+    u64::from_le_bytes(eight.try_into().expect("eight bytes"))
+}
+
+/// A piece of up to seven bytes as one word: two overlapping four-byte halves from four
+/// bytes on, else its first, middle and last bytes (which, with the length, are all its
+/// bytes).
+fn short_word(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    if len >= 4 {
+        let half =
+            |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four")));
+        return half(0) | half(len - 4) << 32;
+    }
+    match bytes {
+        [] => 0,
+        _ => u64::from(bytes[0]) | u64::from(bytes[len / 2]) << 8 | u64::from(bytes[len - 1]) << 16,
+    }
+}
+
+/// One word into the running value: a folded multiply (the low and high halves of the
+/// 128-bit product xored together, one instruction's product on 64-bit targets), so that
+/// every bit of the word reaches both the low bits a table's bucket is taken from and the
+/// top bits of its tag. A multiply carries nothing down, and folding in its own top bits
+/// carried down only the word's lower 41 bits: with that mix, the short forms above put
+/// `$e0` to `$e4095` in 215 of 4,096 buckets.
 fn mix(hash: u64, word: u64) -> u64 {
-    let hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    hash ^ (hash >> 29)
+    let product = u128::from(hash ^ word) * 0x9e37_79b9_7f4a_7c15;
+    product as u64 ^ (product >> 64) as u64
 }
 
 /// Builds the [`IdHasher`] of every [`LookupMap`]: the same in every map and every run,
@@ -365,6 +418,56 @@ mod tests {
                 let mut changed = text.clone();
                 changed[at] ^= 1 << bit;
                 assert_ne!(hash(&[&changed]), base, "byte {at} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_hash_reads_every_byte_at_every_length() {
+        // The short forms (first, middle and last bytes; overlapping halves; two overlapping
+        // words) and the lanes with and without a tail: each length from 0 to 80 bytes.
+        let mut by_length = Vec::new();
+        for len in 0..=80usize {
+            let text: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let base = bytes_hash(&text);
+            by_length.push(base);
+            for at in 0..len {
+                for bit in 0..8 {
+                    let mut changed = text.clone();
+                    changed[at] ^= 1 << bit;
+                    assert_ne!(bytes_hash(&changed), base, "length {len} byte {at} bit {bit}");
+                }
+            }
+        }
+        // A piece and its extensions by zero bytes hash apart.
+        let zeros: Vec<u64> = (0..=40).map(|len| bytes_hash(&vec![0u8; len])).collect();
+        for hashes in [by_length, zeros] {
+            let mut distinct = hashes.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), hashes.len());
+        }
+    }
+
+    #[test]
+    fn bytes_hash_spreads_texts_that_differ_in_a_few_places() {
+        // Keys that share all but a few bytes (user ids, server names, numbered event ids)
+        // fill a table's buckets at least as well as random values would: 4,096 keys over
+        // 4,096 buckets use about 2,589 (all but 4,096/e), by both the low bits (the bucket)
+        // and the top seven bits with the low five (the tag a probe compares first). The
+        // bound is five standard deviations below.
+        let families: [fn(u32) -> String; 4] = [
+            |n| format!("@user{n}:server.example.org"),
+            |n| format!("s{n}.test"),
+            |n| format!("$e{n}"),
+            |n| format!("${:043}", n),
+        ];
+        for family in families {
+            let hashes: Vec<u64> = (0..4096).map(|n| bytes_hash(family(n).as_bytes())).collect();
+            let low: BTreeSet<u64> = hashes.iter().map(|h| h & 0xfff).collect();
+            let tag: BTreeSet<u64> = hashes.iter().map(|h| (h >> 57) << 5 | (h & 0x1f)).collect();
+            for used in [low.len(), tag.len()] {
+                assert!(used >= 2_450, "{}: {used} of 4096 buckets", family(7));
             }
         }
     }
