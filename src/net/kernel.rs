@@ -11,7 +11,7 @@
 //! drawn; `events` the kernel's public vocabulary (ids, limits, drop reasons, link states,
 //! the [`NetEvent`] log); `links` the schedule indexed by link and node, and what a link
 //! does at a given time; `delivery` the passing of time: fault transitions, due messages,
-//! holds and their release.
+//! holds and their release; `queue` the messages in flight in due order.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -23,6 +23,7 @@ use crate::stdx::{Instant, Prng};
 mod delivery;
 mod events;
 mod links;
+mod queue;
 
 pub use events::{
     ConfigError, Delivery, DropReason, LinkState, MessageId, NetConfig, NetEvent, NodeEvent,
@@ -74,7 +75,7 @@ pub struct Network<P> {
     index: Index,
     prng: Prng,
     now: Instant,
-    queue: BTreeMap<QueueKey, InFlight<P>>,
+    queue: queue::Queue<P>,
     fifo: BTreeMap<(NodeId, NodeId), FifoLink>,
     held: BTreeMap<(NodeId, NodeId), VecDeque<InFlight<P>>>,
     held_count: usize,
@@ -111,7 +112,7 @@ impl<P: Clone + Corruptible> Network<P> {
             index,
             prng,
             now: Instant::ZERO,
-            queue: BTreeMap::new(),
+            queue: queue::Queue::new(),
             fifo: BTreeMap::new(),
             held: BTreeMap::new(),
             held_count: 0,
@@ -239,7 +240,7 @@ impl<P: Clone + Corruptible> Network<P> {
         if !self.ready.is_empty() {
             return Some(self.now);
         }
-        let due = self.queue.first_key_value().map(|(key, _)| key.due);
+        let due = self.queue.first_due();
         assert!(due.is_none_or(|due| due >= self.now), "nothing is due in the past");
         due
     }

@@ -44,8 +44,7 @@ impl<P: Clone + Corruptible> Network<P> {
     fn insert(&mut self, due: Instant, lane: Lane, message: InFlight<P>) {
         let key = QueueKey { due, lane, seq: self.seq_next };
         self.seq_next += 1;
-        let previous = self.queue.insert(key, message);
-        assert!(previous.is_none(), "queue keys are unique");
+        self.queue.push(key, message);
     }
 
     /// Processes, in time order, every fault transition and due message up to `now`.
@@ -58,7 +57,7 @@ impl<P: Clone + Corruptible> Network<P> {
                 .get(self.transitions_done)
                 .copied()
                 .filter(|&(at, _, _)| at <= now);
-            let message_due = self.queue.first_key_value().map(|(key, _)| key.due);
+            let message_due = self.queue.first_due();
             match (transition, message_due) {
                 (Some((at, number, phase)), due) if due.is_none_or(|due| at <= due) => {
                     assert!(at >= self.now, "fault transition at {at} left behind");
@@ -132,7 +131,7 @@ impl<P: Clone + Corruptible> Network<P> {
 
     /// The first queued message has come due: drop, hold or deliver it.
     fn arrive(&mut self) {
-        let (key, mut message) = self.queue.pop_first().expect("a due message");
+        let (key, mut message) = self.queue.pop().expect("a due message");
         let at = key.due;
         assert_eq!(at, self.now);
         let link = (message.from, message.to);
