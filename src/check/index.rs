@@ -531,8 +531,6 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
         | Body::Action { server, .. }
         | Body::ActionFailed { server, .. }
         | Body::DropDown { server, .. }
-        | Body::Event { server, .. }
-        | Body::State { server, .. }
         | Body::Joined { server, .. }
         | Body::Left { server, .. }
         | Body::Redacted { server, .. }
@@ -542,6 +540,7 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
         | Body::PeerUp { server, .. }
         | Body::Commit { server, .. }
         | Body::Final { server, .. } => vec![server.as_str()],
+        Body::Event { server, .. } | Body::State { server, .. } => vec![server.as_str()],
         Body::Send { from, to, .. } => vec![from.as_str(), to.as_str()],
         _ => Vec::new(),
     }

@@ -250,6 +250,11 @@ impl EventId {
         &self.0
     }
 
+    /// The id's text, shared with this copy rather than copied.
+    pub fn shared_text(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+
     /// Whether the two are one shared copy (see [`IdInterner`]).
     #[cfg(test)]
     pub fn same_allocation(&self, other: &EventId) -> bool {

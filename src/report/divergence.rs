@@ -124,7 +124,7 @@ fn changes(
                 if let Some(last) = found.get_mut(server.as_str()).and_then(|list| list.last_mut())
                 {
                     if last.0.t == record.t && last.2.is_none() {
-                        last.2 = Some(id.clone());
+                        last.2 = Some(id.to_string());
                     }
                 }
             }

@@ -142,20 +142,19 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
         trace.header.servers.iter().map(|server| (server.as_str(), ())).collect();
     let mut named: Vec<LookupMap<&str, ()>> = Vec::new();
     for record in &trace.records {
-        let (room_id, server) = match &record.body {
-            Body::Event { room, server, .. }
-            | Body::State { room, server, .. }
-            | Body::Joined { room, server, .. }
+        let (room_id, server): (&str, &str) = match &record.body {
+            Body::Event { room, server, .. } | Body::State { room, server, .. } => (room, server),
+            Body::Joined { room, server, .. }
             | Body::Left { room, server }
             | Body::Final { room, server, .. } => (room, server),
             _ => continue,
         };
         // The room id is copied only for a new room, not for each record.
-        let known = by_id.get(room_id.as_str()).copied();
+        let known = by_id.get(room_id).copied();
         let at = known.unwrap_or_else(|| {
-            by_id.insert(room_id.clone(), rooms.len());
+            by_id.insert(room_id.to_owned(), rooms.len());
             rooms.push(RoomModel {
-                room_id: room_id.clone(),
+                room_id: room_id.to_owned(),
                 label: None,
                 version: None,
                 servers: trace.header.servers.clone(),
@@ -168,19 +167,19 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
             rooms.len() - 1
         });
         let room = &mut rooms[at];
-        if named[at].insert(server.as_str(), ()).is_none() {
-            room.servers.push(server.clone());
+        if named[at].insert(server, ()).is_none() {
+            room.servers.push(server.to_owned());
         }
         match &record.body {
             Body::Joined { version, .. } if room.version.is_none() => {
                 room.version = Some(version.clone());
             }
             Body::Event { server, event_id: Some(id), decision, reason, pdu, .. } => {
-                let position = match room.index.get(id) {
+                let position = match room.index.get(id.as_str()) {
                     Some(&position) => position,
                     None => {
-                        room.index.insert(id.clone(), room.events.len());
-                        room.events.push(EventNode::new(id.clone(), record.t));
+                        room.index.insert(id.to_string(), room.events.len());
+                        room.events.push(EventNode::new(id.to_string(), record.t));
                         room.events.len() - 1
                     }
                 };
@@ -191,9 +190,9 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
                     }
                 }
                 if *decision == Decision::Created && event.created.is_none() {
-                    event.created = Some((server.clone(), record.t));
+                    event.created = Some((server.to_string(), record.t));
                 }
-                event.decisions.push((server.clone(), record.t, *decision, reason.clone()));
+                event.decisions.push((server.to_string(), record.t, *decision, reason.clone()));
             }
             _ => {}
         }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{Body, Record};
+use super::{Body, Record, Text};
 use crate::matrix::canonical_json;
 use crate::matrix::ids::LookupMap;
 
@@ -29,7 +29,7 @@ type PduBody = Arc<Map<String, Value>>;
 pub struct LineWriter {
     /// Event id → the body last written for it (held, so the pointer compared below can
     /// not be reused by another value) and its JSON.
-    bodies: LookupMap<String, (PduBody, Vec<u8>)>,
+    bodies: LookupMap<Text, (PduBody, Vec<u8>)>,
     /// How many bodies were serialized (the others were written from `bodies`).
     serialized: u64,
 }

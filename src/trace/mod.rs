@@ -52,10 +52,12 @@ mod line;
 mod metrics;
 pub mod net;
 mod read;
+mod text;
 pub use line::LineWriter;
 pub use metrics::metrics;
 pub use net::{NetFold, NetSummary};
 pub use read::LINE_BYTES_MAX;
+pub use text::Text;
 
 /// The format tag of the header; bumped when a record changes shape.
 pub const FORMAT: &str = "mxsim-trace/1";
@@ -284,10 +286,10 @@ pub enum Body {
     /// for this id (for example a redacted copy). In a run's own trace, records of the
     /// same stored body usually share one value (a trace read from a file shares none).
     Event {
-        server: String,
-        room: String,
+        server: Text,
+        room: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        event_id: Option<String>,
+        event_id: Option<Text>,
         decision: Decision,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
@@ -295,7 +297,7 @@ pub enum Body {
         pdu: Option<Arc<Map<String, Value>>>,
     },
     /// The server's current state of the room changed.
-    State { server: String, room: String, state_hash: String },
+    State { server: Text, room: Text, state_hash: String },
     /// The server gained its first joined member of a room (created it, joined it, or
     /// joined again after it had left).
     Joined { server: String, room: String, version: String },

@@ -154,6 +154,8 @@ enum Inbox {
 /// One server as the world sees it.
 struct Slot {
     name: String,
+    /// `name`, shared by every record of this server that the run keeps.
+    name_text: trace::Text,
     key: SigningKey,
     /// `None` while crashed.
     server: Option<Homeserver>,
@@ -202,6 +204,8 @@ struct Shared {
     /// The JSON last recorded for each event id, with the body it was taken from: the
     /// records of the same shared body hold one value ([`record::recorded_json`]).
     recorded_json: LookupMap<EventId, (Arc<Pdu>, Arc<canonical_json::Object>)>,
+    /// One shared copy of each room id that records name ([`record::room_text`]).
+    room_texts: LookupMap<String, trace::Text>,
     /// A node sent something: the supervisor must look at the network again.
     net_dirty: bool,
     supervisor_waker: Option<Waker>,
@@ -227,6 +231,7 @@ impl Shared {
             keys.entry(name.clone()).or_default().insert(KEY_ID.into(), key.public_key());
             slots.push(Slot {
                 name: name.clone(),
+                name_text: trace::Text::from(name.as_str()),
                 key,
                 server: None,
                 disk: None,
@@ -268,6 +273,7 @@ impl Shared {
             retries: BTreeSet::new(),
             delivered: 0,
             progress: None,
+            room_texts: LookupMap::new(),
         }
     }
 

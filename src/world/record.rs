@@ -12,54 +12,31 @@ impl Shared {
         labelled: &mut bool,
         now: u64,
     ) {
-        let server = self.slots[node].name.clone();
+        // The records the run keeps most of (a million of each at a thousand servers) name
+        // their server, room and event by shared texts.
+        let name = |shared: &Shared| shared.slots[node].name.clone();
         let body = match observation {
             Observation::Event { room_id, event_id, decision, reason } => {
-                let mut pdu = None;
-                if let Some(id) = &event_id {
-                    let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
-                    if decision == trace::Decision::Created {
-                        if let Some(stored) = stored {
-                            let json = recorded_json(&mut self.recorded_json, &stored.pdu);
-                            if self.created_ids.insert(id.clone()) {
-                                self.created.push(
-                                    canonical_json::encode_object(&json)
-                                        .expect("a stored PDU encodes"),
-                                );
-                            }
-                            pdu = Some(json);
-                        }
-                        if let Some(label) = step.and_then(|s| s.label.clone()) {
-                            if !*labelled {
-                                *labelled = true;
-                                self.labels.insert(label, id.clone());
-                            }
-                        }
-                    } else if let Some(stored) = stored {
-                        // A copy that differs from the created one (redacted on receipt,
-                        // or never created by an honest server here) goes in the trace.
-                        let differs = stored.redacted || !self.created_ids.contains(id);
-                        if differs && self.copies.insert((node, id.clone())) {
-                            pdu = Some(recorded_json(&mut self.recorded_json, &stored.pdu));
-                        }
-                    }
-                }
+                let room = room_text(&mut self.room_texts, room_id);
+                let pdu = self.event_pdu(node, event_id.as_ref(), decision, step, labelled);
                 Body::Event {
-                    server,
-                    room: room_id,
-                    event_id: event_id.map(|e| e.as_str().to_owned()),
+                    server: self.slots[node].name_text.clone(),
+                    room,
+                    event_id: event_id.map(|e| trace::Text::from(e.shared_text())),
                     decision,
                     reason,
                     pdu,
                 }
             }
-            Observation::StateChanged { room_id, state_hash } => {
-                Body::State { server, room: room_id, state_hash }
-            }
+            Observation::StateChanged { room_id, state_hash } => Body::State {
+                server: self.slots[node].name_text.clone(),
+                room: room_text(&mut self.room_texts, room_id),
+                state_hash,
+            },
             // A failure no step can be found for (every action of a run comes from a step,
             // so this is a homeserver reporting late): named by its kind and user.
             Observation::ActionFailed { user, kind, reason } => Body::ActionFailed {
-                server,
+                server: name(self),
                 action: format!("{kind} by {user}"),
                 reason,
                 step: None,
@@ -75,57 +52,67 @@ impl Shared {
                 {
                     self.rooms.entry(room.clone()).or_insert_with(|| room_id.clone());
                 }
-                Body::Joined { server, room: room_id, version: version.as_str().to_owned() }
+                Body::Joined {
+                    server: name(self),
+                    room: room_id,
+                    version: version.as_str().to_owned(),
+                }
             }
-            Observation::RoomLeft { room_id } => Body::Left { server, room: room_id },
+            Observation::RoomLeft { room_id } => Body::Left { server: name(self), room: room_id },
             Observation::Redacted { room_id, event_id, redaction } => Body::Redacted {
-                server,
+                server: name(self),
                 room: room_id,
                 event_id: event_id.as_str().to_owned(),
                 redaction: redaction.as_str().to_owned(),
             },
             Observation::Invited { room_id, user, event_id } => Body::Invited {
-                server,
+                server: name(self),
                 room: room_id,
                 user,
                 event_id: event_id.as_str().to_owned(),
             },
-            Observation::PeerDown { peer } => Body::PeerDown { server, peer },
-            Observation::PeerUp { peer } => Body::PeerUp { server, peer },
-            Observation::LpduSent { room_id, lpdu_id, hub } => {
-                Body::LpduSent { server, room: room_id, lpdu_id: lpdu_id.to_string(), hub }
-            }
+            Observation::PeerDown { peer } => Body::PeerDown { server: name(self), peer },
+            Observation::PeerUp { peer } => Body::PeerUp { server: name(self), peer },
+            Observation::LpduSent { room_id, lpdu_id, hub } => Body::LpduSent {
+                server: name(self),
+                room: room_id,
+                lpdu_id: lpdu_id.to_string(),
+                hub,
+            },
             Observation::Linearized { room_id, lpdu_id, event_id, origin } => Body::Linearized {
-                server,
+                server: name(self),
                 room: room_id,
                 lpdu_id: lpdu_id.to_string(),
                 event_id: event_id.to_string(),
                 origin,
             },
-            Observation::LpduFailed { room_id, lpdu_id, reason } => {
-                Body::LpduFailed { server, room: room_id, lpdu_id: lpdu_id.to_string(), reason }
-            }
+            Observation::LpduFailed { room_id, lpdu_id, reason } => Body::LpduFailed {
+                server: name(self),
+                room: room_id,
+                lpdu_id: lpdu_id.to_string(),
+                reason,
+            },
             Observation::LpduAccepted { room_id, lpdu_id, event_id } => Body::LpduAccepted {
-                server,
+                server: name(self),
                 room: room_id,
                 lpdu_id: lpdu_id.to_string(),
                 event_id: event_id.to_string(),
             },
             Observation::HubMisbehaviour { room_id, event_id, fault, reason } => Body::HubFault {
-                server,
+                server: name(self),
                 room: room_id,
                 event_id: event_id.to_string(),
                 fault,
                 reason,
             },
             Observation::DagLinearized { room_id, event_id, origin } => Body::DagLinearized {
-                server,
+                server: name(self),
                 room: room_id,
                 event_id: event_id.to_string(),
                 origin,
             },
             Observation::HubMerge { room_id, event_id, prev_events, reason } => Body::HubMerge {
-                server,
+                server: name(self),
                 room: room_id,
                 event_id: event_id.map(|id| id.to_string()),
                 prev_events: prev_events.iter().map(ToString::to_string).collect(),
@@ -138,7 +125,7 @@ impl Shared {
                 {
                     self.rooms.entry(room.clone()).or_insert_with(|| replacement.clone());
                 }
-                Body::Upgraded { server, room: room_id, replacement }
+                Body::Upgraded { server: name(self), room: room_id, replacement }
             }
         };
         self.record(now, body);
@@ -246,6 +233,59 @@ impl Shared {
         }
         check
     }
+}
+
+impl Shared {
+    /// The body an `event` record carries, if any: the created PDU (and, the first time, it
+    /// joins `events.jsonl`; a step's label names the first event it created), or a
+    /// received copy that differs from the created one.
+    fn event_pdu(
+        &mut self,
+        node: usize,
+        event_id: Option<&EventId>,
+        decision: trace::Decision,
+        step: Option<&Step>,
+        labelled: &mut bool,
+    ) -> Option<Arc<canonical_json::Object>> {
+        let id = event_id?;
+        let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
+        if decision == trace::Decision::Created {
+            let mut pdu = None;
+            if let Some(stored) = stored {
+                let json = recorded_json(&mut self.recorded_json, &stored.pdu);
+                if self.created_ids.insert(id.clone()) {
+                    self.created
+                        .push(canonical_json::encode_object(&json).expect("a stored PDU encodes"));
+                }
+                pdu = Some(json);
+            }
+            if let Some(label) = step.and_then(|s| s.label.clone()) {
+                if !*labelled {
+                    *labelled = true;
+                    self.labels.insert(label, id.clone());
+                }
+            }
+            return pdu;
+        }
+        // A copy that differs from the created one (redacted on receipt, or never created
+        // by an honest server here) goes in the trace.
+        let stored = stored?;
+        let differs = stored.redacted || !self.created_ids.contains(id);
+        if differs && self.copies.insert((node, id.clone())) {
+            return Some(recorded_json(&mut self.recorded_json, &stored.pdu));
+        }
+        None
+    }
+}
+
+/// The shared copy of `room_id` for the records (the first copy seen is kept).
+fn room_text(texts: &mut LookupMap<String, trace::Text>, room_id: String) -> trace::Text {
+    if let Some(text) = texts.get(room_id.as_str()) {
+        return text.clone();
+    }
+    let text = trace::Text::from(room_id.as_str());
+    texts.insert(room_id, text.clone());
+    text
 }
 
 /// The JSON of a stored body for an `event` record, from `memo` (the last value recorded

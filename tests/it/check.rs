@@ -153,7 +153,7 @@ fn event(
         Body::Event {
             server: server.into(),
             room: room.into(),
-            event_id: Some(id(pdu)),
+            event_id: Some(id(pdu).into()),
             decision,
             reason: None,
             pdu: with_pdu.then(|| Arc::new(pdu.json().clone())),
@@ -409,8 +409,8 @@ fn an_event_id_that_is_not_the_reference_hash_breaks_integrity() {
             4000,
             Body::Event {
                 server: "hs2".into(),
-                room: r,
-                event_id: Some(fake.clone()),
+                room: r.into(),
+                event_id: Some(fake.clone().into()),
                 decision: Decision::Outlier,
                 reason: None,
                 pdu: Some(Arc::new(f.message.json().clone())),
@@ -523,8 +523,8 @@ fn a_prev_events_cycle_breaks_dag() {
             t,
             Body::Event {
                 server: "hs1".into(),
-                room: r.clone(),
-                event_id: Some(this.clone()),
+                room: r.clone().into(),
+                event_id: Some(this.clone().into()),
                 decision: Decision::Created,
                 reason: None,
                 pdu: Some(Arc::new(pdu.json().clone())),
@@ -696,7 +696,7 @@ fn a_late_message_hs3_never_gets(hs1: Option<Decision>) -> (Trace, String) {
             if server != "hs2" {
                 let pdu = pdu::Pdu::from_json(RoomVersion::V11.rules(), (**json).clone()).unwrap();
                 added.push(event(22, "hs3", &r, &pdu, Decision::Accepted, false));
-                hs3_ids.push(e.clone());
+                hs3_ids.push(e.to_string());
             }
         }
     }

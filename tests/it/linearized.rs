@@ -490,7 +490,7 @@ fn a_dag_capable_servers_copy_is_not_held_to_the_list() {
         let event = Body::Event {
             server: "hs5".into(),
             room: room.into(),
-            event_id: Some(pdu.event_id().as_str().to_owned()),
+            event_id: Some(pdu.event_id().as_str().into()),
             decision: TDecision::Created,
             reason: None,
             pdu: Some(std::sync::Arc::new(pdu.json().clone())),

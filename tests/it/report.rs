@@ -75,7 +75,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
             created,
             Body::Event {
                 server: origin.into(),
-                room: room_id.clone(),
+                room: room_id.clone().into(),
                 event_id: Some(id.as_str().into()),
                 decision: Decision::Created,
                 reason: None,
@@ -110,7 +110,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
                 at,
                 Body::Event {
                     server: server.into(),
-                    room: room_id.clone(),
+                    room: room_id.clone().into(),
                     event_id: Some(id.as_str().into()),
                     decision,
                     reason,
@@ -135,7 +135,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
                     *t,
                     Body::State {
                         server: (*server).into(),
-                        room: room_id.clone(),
+                        room: room_id.clone().into(),
                         state_hash: format!("h{state_count}"),
                     },
                 );
@@ -502,7 +502,7 @@ fn violations_are_grouped_by_invariant_and_server() {
             &record.body
         {
             if server == "hs0" && chosen.len() < 9 && index > 10 {
-                chosen.push((id.clone(), record.t, index as u64 + 2));
+                chosen.push((id.to_string(), record.t, index as u64 + 2));
             }
         }
     }
@@ -601,8 +601,8 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
             &mut records,
             created,
             Body::Event {
-                server: origin.clone(),
-                room: room.room_id.clone(),
+                server: origin.clone().into(),
+                room: room.room_id.clone().into(),
                 event_id: Some(id.as_str().into()),
                 decision: Decision::Created,
                 reason: None,
@@ -623,8 +623,8 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
                 &mut records,
                 at,
                 Body::Event {
-                    server: server.clone(),
-                    room: room.room_id.clone(),
+                    server: server.clone().into(),
+                    room: room.room_id.clone().into(),
                     event_id: Some(id.as_str().into()),
                     decision: Decision::Accepted,
                     reason: None,

@@ -139,7 +139,7 @@ fn renames(trace: &Trace) -> Vec<(String, String, u64)> {
                 pdu: Some(pdu),
                 ..
             } if pdu.get("type") == Some(&Value::from("m.room.name")) => {
-                Some((server.clone(), id.clone(), r.t))
+                Some((server.to_string(), id.to_string(), r.t))
             }
             _ => None,
         })
@@ -268,7 +268,7 @@ fn state_event(trace: &Trace) -> (String, String, String, usize) {
             if let (Decision::Created, Some(pdu)) = (decision, pdu) {
                 if let Some(Value::String(key)) = pdu.get("state_key") {
                     let kind = pdu.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
-                    created.push((id.clone(), kind, key.clone()));
+                    created.push((id.to_string(), kind, key.clone()));
                 }
             }
         }

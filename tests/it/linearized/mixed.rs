@@ -77,8 +77,8 @@ fn the_hub_appends_dag_events_merges_the_fork_and_resolution_decides_the_state()
                 continue;
             };
             if dag_servers.contains(&server.as_str()) {
-                created_by_dag.insert(id.clone());
-                let appended = linearized.contains(id);
+                created_by_dag.insert(id.to_string());
+                let appended = linearized.contains(id.as_str());
                 let refused = matches!(
                     hub_decision(id),
                     Some(TDecision::SoftFailed | TDecision::RejectedAuthEvents)
@@ -102,7 +102,7 @@ fn the_hub_appends_dag_events_merges_the_fork_and_resolution_decides_the_state()
         for r in records {
             match &r.body {
                 Body::Event { event_id: Some(id), decision: TDecision::Created, .. } => {
-                    created.insert(id.clone());
+                    created.insert(id.to_string());
                 }
                 Body::DagLinearized { event_id, .. } if created.contains(event_id) => {
                     created_first += 1;
