@@ -222,7 +222,7 @@ fn states(index: &Index<'_>, room: &str, list: &Replayed<'_>, found: &mut Vec<Vi
         let from = at.get(server.as_str()).copied().unwrap_or(0);
         let position = list
             .states
-            .get(state_hash)
+            .get(state_hash.as_str())
             .and_then(|positions| positions.iter().find(|p| **p >= from).copied());
         match position {
             Some(position) => {

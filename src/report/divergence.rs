@@ -130,7 +130,7 @@ fn changes(
             }
             Body::State { server, room: r, state_hash } if *r == room.room_id => {
                 let before = last_event.get(server.as_str()).map(|id| (*id).to_owned());
-                let change = Change { t: record.t, hash: state_hash.clone(), event: None };
+                let change = Change { t: record.t, hash: state_hash.to_string(), event: None };
                 found.get_or_insert_with(server, Vec::new).push((change, before, None));
             }
             _ => {}

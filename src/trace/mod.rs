@@ -297,7 +297,7 @@ pub enum Body {
         pdu: Option<Arc<Map<String, Value>>>,
     },
     /// The server's current state of the room changed.
-    State { server: Text, room: Text, state_hash: String },
+    State { server: Text, room: Text, state_hash: Text },
     /// The server gained its first joined member of a room (created it, joined it, or
     /// joined again after it had left).
     Joined { server: String, room: String, version: String },

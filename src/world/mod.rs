@@ -204,8 +204,10 @@ struct Shared {
     /// The JSON last recorded for each event id, with the body it was taken from: the
     /// records of the same shared body hold one value ([`record::recorded_json`]).
     recorded_json: LookupMap<EventId, (Arc<Pdu>, Arc<canonical_json::Object>)>,
-    /// One shared copy of each room id that records name ([`record::room_text`]).
+    /// One shared copy of each room id and each state hash that records name
+    /// ([`record::shared_text`]).
     room_texts: LookupMap<String, trace::Text>,
+    state_hash_texts: LookupMap<String, trace::Text>,
     /// A node sent something: the supervisor must look at the network again.
     net_dirty: bool,
     supervisor_waker: Option<Waker>,
@@ -274,6 +276,7 @@ impl Shared {
             delivered: 0,
             progress: None,
             room_texts: LookupMap::new(),
+            state_hash_texts: LookupMap::new(),
         }
     }
 

@@ -17,7 +17,7 @@ impl Shared {
         let name = |shared: &Shared| shared.slots[node].name.clone();
         let body = match observation {
             Observation::Event { room_id, event_id, decision, reason } => {
-                let room = room_text(&mut self.room_texts, room_id);
+                let room = shared_text(&mut self.room_texts, room_id);
                 let pdu = self.event_pdu(node, event_id.as_ref(), decision, step, labelled);
                 Body::Event {
                     server: self.slots[node].name_text.clone(),
@@ -30,8 +30,8 @@ impl Shared {
             }
             Observation::StateChanged { room_id, state_hash } => Body::State {
                 server: self.slots[node].name_text.clone(),
-                room: room_text(&mut self.room_texts, room_id),
-                state_hash,
+                room: shared_text(&mut self.room_texts, room_id),
+                state_hash: shared_text(&mut self.state_hash_texts, state_hash),
             },
             // A failure no step can be found for (every action of a run comes from a step,
             // so this is a homeserver reporting late): named by its kind and user.
@@ -278,14 +278,15 @@ impl Shared {
     }
 }
 
-/// The shared copy of `room_id` for the records (the first copy seen is kept).
-fn room_text(texts: &mut LookupMap<String, trace::Text>, room_id: String) -> trace::Text {
-    if let Some(text) = texts.get(room_id.as_str()) {
-        return text.clone();
+/// The shared copy of `text` (a room id, a state hash) in `texts`, for the records: the
+/// first copy seen is kept.
+fn shared_text(texts: &mut LookupMap<String, trace::Text>, text: String) -> trace::Text {
+    if let Some(shared) = texts.get(text.as_str()) {
+        return shared.clone();
     }
-    let text = trace::Text::from(room_id.as_str());
-    texts.insert(room_id, text.clone());
-    text
+    let shared = trace::Text::from(text.as_str());
+    texts.insert(text, shared.clone());
+    shared
 }
 
 /// The JSON of a stored body for an `event` record, from `memo` (the last value recorded

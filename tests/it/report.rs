@@ -136,7 +136,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
                     Body::State {
                         server: (*server).into(),
                         room: room_id.clone().into(),
-                        state_hash: format!("h{state_count}"),
+                        state_hash: format!("h{state_count}").into(),
                     },
                 );
             }
