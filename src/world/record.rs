@@ -12,8 +12,9 @@ impl Shared {
         labelled: &mut bool,
         now: u64,
     ) {
-        // The records the run keeps most of (a million of each at a thousand servers) name
-        // their server, room and event by shared texts.
+        // The records the run keeps most of (`event` and `state`, a million of each at a
+        // thousand servers) name their server, room, event and state by shared texts
+        // ([`trace::Text`]); the rest hold a copy of the server's name.
         let name = |shared: &Shared| shared.slots[node].name.clone();
         let body = match observation {
             Observation::Event { room_id, event_id, decision, reason } => {
