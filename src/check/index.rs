@@ -538,9 +538,10 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
         | Body::Upgraded { server, .. }
         | Body::PeerDown { server, .. }
         | Body::PeerUp { server, .. }
-        | Body::Commit { server, .. }
-        | Body::Final { server, .. } => vec![server.as_str()],
-        Body::Event { server, .. } | Body::State { server, .. } => vec![server.as_str()],
+        | Body::Commit { server, .. } => vec![server.as_str()],
+        Body::Event { server, .. } | Body::State { server, .. } | Body::Final { server, .. } => {
+            vec![server.as_str()]
+        }
         Body::Send { from, to, .. } => vec![from.as_str(), to.as_str()],
         _ => Vec::new(),
     }

@@ -340,7 +340,7 @@ fn state_differences(
 fn final_states(trace: &Trace, room: &RoomModel) -> BTreeMap<String, StateMap> {
     let states = trace.records.iter().filter_map(|record| match &record.body {
         Body::Final { room: r, state, state_hash, .. } if *r == room.room_id => {
-            Some((state, state_hash.as_str()))
+            Some((&**state, state_hash.as_str()))
         }
         _ => None,
     });

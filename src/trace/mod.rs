@@ -354,12 +354,14 @@ pub enum Body {
     },
     /// At the end of the run: one server's view of one room.
     Final {
-        server: String,
-        room: String,
+        server: Text,
+        room: Text,
         joined: bool,
         forward_extremities: Vec<String>,
-        state: NestedState,
-        state_hash: String,
+        /// Boxed, as are texts shared, so that this kind is no larger than the others: a
+        /// record is as large as its largest kind, and a run keeps a million records.
+        state: Box<NestedState>,
+        state_hash: Text,
         /// Events stored for the room (any outcome).
         events: u64,
         /// Events the server received for the room and had not decided at the end (still

@@ -335,16 +335,16 @@ fn final_record(server: &str, view: crate::homeserver::RoomView) -> Body {
         .collect();
     waiting.sort_by(|a, b| (a.deadline_ms, &a.event_id).cmp(&(b.deadline_ms, &b.event_id)));
     Body::Final {
-        server: server.to_owned(),
-        room: view.room_id,
+        server: server.into(),
+        room: view.room_id.into(),
         joined: view.resident,
         forward_extremities: view
             .forward_extremities
             .iter()
             .map(|e| e.as_str().to_owned())
             .collect(),
-        state: nested,
-        state_hash: view.state_hash,
+        state: Box::new(nested),
+        state_hash: view.state_hash.into(),
         events: view.event_count,
         waiting,
     }

@@ -966,7 +966,7 @@ fn finals(room: &Room, room_id: &str, last: &Pdu, events: u64) -> Vec<Record> {
                     room: room_id.into(),
                     joined: true,
                     forward_extremities: vec![id(last)],
-                    state: room.nested_state(),
+                    state: Box::new(room.nested_state()),
                     state_hash: "H".into(),
                     events,
                     waiting: Vec::new(),

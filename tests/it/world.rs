@@ -102,7 +102,7 @@ fn finals(trace: &mxsim::trace::Trace) -> Vec<(String, bool, String, u64)> {
         .iter()
         .filter_map(|r| match &r.body {
             Body::Final { server, joined, state_hash, events, .. } => {
-                Some((server.clone(), *joined, state_hash.clone(), *events))
+                Some((server.to_string(), *joined, state_hash.to_string(), *events))
             }
             _ => None,
         })
