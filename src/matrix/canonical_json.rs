@@ -289,7 +289,7 @@ impl Parser<'_> {
         // ([`words::exact_bytes_equal`]) and taken in order: a stop costs a few
         // instructions instead of a new search (a PDU has a stop per quote).
         while let Some(chunk) = bytes.get(at..at + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            let w = words::le_word(chunk);
             let folded = w | CASE;
             let mut flags = words::exact_bytes_equal(w, b'"')
                 | words::exact_bytes_equal(w, b'\\')

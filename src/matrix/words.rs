@@ -16,6 +16,14 @@ pub(crate) const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 /// `0x80` in every byte.
 pub(crate) const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 
+/// The first eight bytes of `bytes` as a little-endian word: the form every word test here
+/// reads (the lowest flag is then the first byte). Panics on fewer than eight bytes,
+/// which every caller has ruled out.
+#[inline(always)]
+pub(crate) fn le_word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(*bytes.first_chunk::<8>().expect("eight bytes"))
+}
+
 /// Flags the bytes of `word` that are zero (see the module doc for which flags hold).
 #[inline(always)]
 pub(crate) fn zero_bytes(word: u64) -> u64 {
@@ -49,8 +57,7 @@ pub(crate) fn bytes_below(word: u64, bound: u8) -> u64 {
 /// Whether `bytes` holds a zero byte.
 pub(crate) fn has_zero_byte(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
-    words.any(|word| zero_bytes(u64::from_le_bytes(word.try_into().expect("eight bytes"))) != 0)
-        || words.remainder().contains(&0)
+    words.any(|word| zero_bytes(le_word(word)) != 0) || words.remainder().contains(&0)
 }
 
 /// Whether `a` and `b` are the same text. Lengths first; up to 16 bytes in at most two

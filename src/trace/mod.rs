@@ -681,8 +681,7 @@ fn newlines(bytes: &[u8]) -> u64 {
     let mut chunks = bytes.chunks_exact(8);
     let mut count = 0;
     for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        count += u64::from(words::exact_bytes_equal(word, b'\n').count_ones());
+        count += u64::from(words::exact_bytes_equal(words::le_word(chunk), b'\n').count_ones());
     }
     count + chunks.remainder().iter().filter(|&&b| b == b'\n').count() as u64
 }

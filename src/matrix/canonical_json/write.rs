@@ -128,7 +128,7 @@ pub(crate) fn plain_run(bytes: &[u8]) -> usize {
     };
     let mut at = 0;
     for chunk in bytes.chunks_exact(8) {
-        let found = stops(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        let found = stops(words::le_word(chunk));
         if found != 0 {
             return at + found.trailing_zeros() as usize / 8;
         }
@@ -144,7 +144,7 @@ pub(crate) fn plain_run(bytes: &[u8]) -> usize {
     // The last eight bytes, the first `8 - rest` of them found plain above: no flag falls
     // among those, so past them the lowest flag is the first stop of the rest (ids and
     // hashes are 43 or 44 bytes long, and this spares a byte-by-byte tail).
-    let last = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().expect("eight bytes"));
+    let last = words::le_word(&bytes[bytes.len() - 8..]);
     let found = stops(last) >> ((8 - rest) * 8);
     if found == 0 { bytes.len() } else { at + found.trailing_zeros() as usize / 8 }
 }

@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
 use super::EventId;
+use crate::matrix::words::le_word;
 
 /// A map from event ids for lookups; see the module documentation.
 pub type EventIdMap<V> = LookupMap<EventId, V>;
@@ -201,29 +202,25 @@ impl WordHash {
 pub(super) fn bytes_hash(bytes: &[u8]) -> u64 {
     let len = bytes.len();
     let start = len as u64;
+    if len < 8 {
+        return mix(start, short_word(bytes));
+    }
     if len <= 16 {
-        return match bytes.first_chunk::<8>() {
-            Some(&first) if len > 8 => {
-                let last = bytes.last_chunk::<8>().copied().unwrap_or(first);
-                mix(mix(start, u64::from_le_bytes(first)), u64::from_le_bytes(last))
-            }
-            // Eight bytes: a number's key (`write_u64`) among them.
-            Some(&first) => mix(start, u64::from_le_bytes(first)),
-            None => mix(start, short_word(bytes)),
-        };
+        // Eight bytes (a number's key, `write_u64`, among them) are one word.
+        let first = mix(start, le_word(bytes));
+        return if len == 8 { first } else { mix(first, le_word(&bytes[len - 8..])) };
     }
     let mut left = start;
     let mut right = start ^ LANE;
     let mut pairs = bytes.chunks_exact(16);
     for pair in &mut pairs {
-        let (a, b) = pair.split_at(8);
-        left = mix(left, word(a));
-        right = mix(right, word(b));
+        left = mix(left, le_word(pair));
+        right = mix(right, le_word(&pair[8..]));
     }
     if !pairs.remainder().is_empty() {
         let tail = &bytes[len - 16..];
-        left = mix(left, word(&tail[..8]));
-        right = mix(right, word(&tail[8..]));
+        left = mix(left, le_word(tail));
+        right = mix(right, le_word(&tail[8..]));
     }
     mix(left, right)
 }
@@ -231,10 +228,6 @@ pub(super) fn bytes_hash(bytes: &[u8]) -> u64 {
 /// The start of [`bytes_hash`]'s second lane (the first is the length alone), so that the
 /// lanes differ from the first word on.
 const LANE: u64 = 0x6a09_e667_f3bc_c908;
-
-fn word(eight: &[u8]) -> u64 {
-    u64::from_le_bytes(eight.try_into().expect("eight bytes"))
-}
 
 /// A piece of up to seven bytes as one word: two overlapping four-byte halves from four
 /// bytes on, else its first, middle and last bytes (which, with the length, are all its
