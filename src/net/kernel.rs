@@ -85,7 +85,6 @@ pub struct Network<P> {
     node_events: Vec<NodeEvent>,
     events: Vec<NetEvent>,
     message_next: u64,
-    seq_next: u64,
 }
 
 impl<P: Clone + Corruptible> Network<P> {
@@ -122,7 +121,6 @@ impl<P: Clone + Corruptible> Network<P> {
             node_events: Vec::new(),
             events: Vec::new(),
             message_next: 0,
-            seq_next: 0,
         })
     }
 

@@ -7,7 +7,7 @@ use crate::net::fault::Fault;
 use crate::net::kernel::links::Phase;
 use crate::net::kernel::{
     Delivery, DropReason, FifoLink, InFlight, Lane, LinkState, NetEvent, Network, NodeEvent,
-    NodeId, NodeMarker, QueueKey,
+    NodeId, NodeMarker,
 };
 use crate::net::policy::LinkPolicy;
 use crate::stdx::{Duration, Instant};
@@ -42,9 +42,7 @@ impl<P: Clone + Corruptible> Network<P> {
     }
 
     fn insert(&mut self, due: Instant, lane: Lane, message: InFlight<P>) {
-        let key = QueueKey { due, lane, seq: self.seq_next };
-        self.seq_next += 1;
-        self.queue.push(key, message);
+        self.queue.push(due, lane, message);
     }
 
     /// Processes, in time order, every fault transition and due message up to `now`.

@@ -9,7 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::{InFlight, QueueKey};
+use super::{InFlight, Lane, QueueKey};
 use crate::stdx::Instant;
 
 pub(super) struct Queue<P> {
@@ -19,11 +19,13 @@ pub(super) struct Queue<P> {
     slab: Vec<Option<InFlight<P>>>,
     /// Empty places of `slab`, the last freed reused first.
     free: Vec<u32>,
+    /// The sequence number of the next key.
+    seq_next: u64,
 }
 
 impl<P> Queue<P> {
     pub(super) fn new() -> Queue<P> {
-        Queue { heap: BinaryHeap::new(), slab: Vec::new(), free: Vec::new() }
+        Queue { heap: BinaryHeap::new(), slab: Vec::new(), free: Vec::new(), seq_next: 0 }
     }
 
     /// Messages queued.
@@ -31,8 +33,12 @@ impl<P> Queue<P> {
         self.heap.len()
     }
 
-    /// Queues `message` under `key`, which no queued message has.
-    pub(super) fn push(&mut self, key: QueueKey, message: InFlight<P>) {
+    /// Queues `message` due at `due` in `lane`, after everything queued before for the same
+    /// time and lane: its key takes the next sequence number, so no two keys are equal and
+    /// the heap's order is the keys' order.
+    pub(super) fn push(&mut self, due: Instant, lane: Lane, message: InFlight<P>) {
+        let key = QueueKey { due, lane, seq: self.seq_next };
+        self.seq_next += 1;
         let place = match self.free.pop() {
             Some(place) => {
                 debug_assert!(self.slab[place as usize].is_none());
@@ -66,7 +72,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::net::kernel::{Lane, MessageId, NodeId};
+    use crate::net::kernel::{MessageId, NodeId};
     use crate::stdx::Prng;
 
     fn message(id: u64) -> InFlight<u64> {
@@ -98,7 +104,7 @@ mod tests {
                         if prng.range_inclusive(0, 9) < 3 { Lane::Released } else { Lane::Sent };
                     let key = QueueKey { due, lane, seq };
                     seq += 1;
-                    queue.push(key, message(seq));
+                    queue.push(due, lane, message(seq));
                     sorted.insert(key, seq);
                 } else {
                     let (key, id) = sorted.pop_first().unwrap();
