@@ -1,11 +1,11 @@
 //! [`Text`]: a text of a trace record that many records share.
 //!
 //! A run keeps the records its checks and reports read: at a thousand servers, 1.1
-//! million `event` and half a million `state` records, each naming its server and room
-//! and most an event id. As `String`s each was its own allocation, copied from the
-//! world's names and the homeserver's ids per record. A [`Text`] shares one copy: the
-//! world hands every record of a server that server's name, and an event id the
-//! homeserver's own shared copy.
+//! million `event` and half a million `state` records, each naming its server and room,
+//! and an event id or a state hash. As `String`s each was its own allocation, copied from
+//! the world's names and the homeserver's ids per record. A [`Text`] shares one copy: the
+//! world hands every record of a server that server's name, one copy of each room id and
+//! state hash, and an event id the homeserver's own shared copy.
 
 use std::borrow::Borrow;
 use std::fmt;

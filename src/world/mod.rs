@@ -153,9 +153,8 @@ enum Inbox {
 
 /// One server as the world sees it.
 struct Slot {
-    name: String,
-    /// `name`, shared by every record of this server that the run keeps.
-    name_text: trace::Text,
+    /// Shared by every record of this server that the run keeps most of.
+    name: trace::Text,
     key: SigningKey,
     /// `None` while crashed.
     server: Option<Homeserver>,
@@ -206,8 +205,8 @@ struct Shared {
     recorded_json: LookupMap<EventId, (Arc<Pdu>, Arc<canonical_json::Object>)>,
     /// One shared copy of each room id and each state hash that records name
     /// ([`record::shared_text`]).
-    room_texts: LookupMap<String, trace::Text>,
-    state_hash_texts: LookupMap<String, trace::Text>,
+    room_texts: LookupMap<trace::Text, trace::Text>,
+    state_hash_texts: LookupMap<trace::Text, trace::Text>,
     /// A node sent something: the supervisor must look at the network again.
     net_dirty: bool,
     supervisor_waker: Option<Waker>,
@@ -232,8 +231,7 @@ impl Shared {
             let key = server_key(plan.seed, name);
             keys.entry(name.clone()).or_default().insert(KEY_ID.into(), key.public_key());
             slots.push(Slot {
-                name: name.clone(),
-                name_text: trace::Text::from(name.as_str()),
+                name: trace::Text::from(name.as_str()),
                 key,
                 server: None,
                 disk: None,
@@ -309,7 +307,7 @@ impl Shared {
     }
 
     fn name(&self, node: NodeId) -> String {
-        self.slots[usize::try_from(node.0).expect("node ids fit usize")].name.clone()
+        self.slots[usize::try_from(node.0).expect("node ids fit usize")].name.to_string()
     }
 
     /// Records the network's decisions since the last call (except `Sent`, which
@@ -355,7 +353,7 @@ impl Shared {
             crate::net::SendOutcome::Dropped { id, .. }
             | crate::net::SendOutcome::Scheduled { id, .. } => id.0,
         };
-        let (from, to) = (self.slots[from].name.clone(), self.slots[to].name.clone());
+        let (from, to) = (self.slots[from].name.to_string(), self.slots[to].name.to_string());
         self.record(now, Body::Send { msg, from, to, bytes, what, request });
         self.drain_net();
         self.net_dirty = true;
@@ -406,7 +404,7 @@ impl Shared {
         slot.server = Some(server);
         slot.up = true;
         slot.skew_ms = 0;
-        let name = slot.name.clone();
+        let name = slot.name.to_string();
         if let Some(event_ids) = recovered {
             self.record(now, Body::Recovered { server: name, event_ids });
         }
@@ -543,7 +541,7 @@ impl Shared {
                 }
                 Output::SetTimer { at } => self.slots[node].timer_at = Some(at),
                 Output::Committed { event_ids } => {
-                    let server = self.slots[node].name.clone();
+                    let server = self.slots[node].name.to_string();
                     let event_ids = event_ids.iter().map(|e| e.as_str().to_owned()).collect();
                     self.record(now, Body::Commit { server, event_ids });
                 }
@@ -587,7 +585,7 @@ impl Shared {
         match delivery.payload.kind {
             Kind::Request { id, incarnation } => {
                 if !self.slots[to].up {
-                    let server = self.slots[to].name.clone();
+                    let server = self.slots[to].name.to_string();
                     self.record(now, Body::DropDown { msg, copy: delivery.copy, server });
                     // Connection refused: the requester learns at once.
                     if self.slots[from].up && self.slots[from].incarnation == incarnation {
@@ -616,7 +614,7 @@ impl Shared {
             Kind::Response { id, incarnation, .. } => {
                 let slot = &self.slots[to];
                 if !slot.up || slot.incarnation != incarnation {
-                    let server = slot.name.clone();
+                    let server = slot.name.to_string();
                     self.record(now, Body::DropDown { msg, copy: delivery.copy, server });
                     return;
                 }
@@ -635,7 +633,7 @@ impl Shared {
         madsim_id: madsim::task::NodeId,
     ) {
         let handle = madsim::runtime::Handle::current();
-        let server = self.slots[node].name.clone();
+        let server = self.slots[node].name.to_string();
         let mut lost_actions: Vec<(String, ActionKind, String)> = Vec::new();
         let change = match marker {
             NodeMarker::Crash => {

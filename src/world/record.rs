@@ -15,13 +15,13 @@ impl Shared {
         // The records the run keeps most of (`event` and `state`, a million of each at a
         // thousand servers) name their server, room, event and state by shared texts
         // ([`trace::Text`]); the rest hold a copy of the server's name.
-        let name = |shared: &Shared| shared.slots[node].name.clone();
+        let name = |shared: &Shared| shared.slots[node].name.to_string();
         let body = match observation {
             Observation::Event { room_id, event_id, decision, reason } => {
                 let room = shared_text(&mut self.room_texts, room_id);
                 let pdu = self.event_pdu(node, event_id.as_ref(), decision, step, labelled);
                 Body::Event {
-                    server: self.slots[node].name_text.clone(),
+                    server: self.slots[node].name.clone(),
                     room,
                     event_id: event_id.map(|e| trace::Text::from(e.shared_text())),
                     decision,
@@ -30,7 +30,7 @@ impl Shared {
                 }
             }
             Observation::StateChanged { room_id, state_hash } => Body::State {
-                server: self.slots[node].name_text.clone(),
+                server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
                 state_hash: shared_text(&mut self.state_hash_texts, state_hash),
             },
@@ -130,6 +130,47 @@ impl Shared {
             }
         };
         self.record(now, body);
+    }
+
+    /// The body an `event` record carries, if any: the created PDU (and, the first time, it
+    /// joins `events.jsonl`; a step's label names the first event it created), or a
+    /// received copy that differs from the created one.
+    fn event_pdu(
+        &mut self,
+        node: usize,
+        event_id: Option<&EventId>,
+        decision: trace::Decision,
+        step: Option<&Step>,
+        labelled: &mut bool,
+    ) -> Option<Arc<canonical_json::Object>> {
+        let id = event_id?;
+        let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
+        if decision == trace::Decision::Created {
+            let mut pdu = None;
+            if let Some(stored) = stored {
+                let json = recorded_json(&mut self.recorded_json, &stored.pdu);
+                if self.created_ids.insert(id.clone()) {
+                    self.created
+                        .push(canonical_json::encode_object(&json).expect("a stored PDU encodes"));
+                }
+                pdu = Some(json);
+            }
+            if let Some(label) = step.and_then(|s| s.label.clone()) {
+                if !*labelled {
+                    *labelled = true;
+                    self.labels.insert(label, id.clone());
+                }
+            }
+            return pdu;
+        }
+        // A copy that differs from the created one (redacted on receipt, or never created
+        // by an honest server here) goes in the trace.
+        let stored = stored?;
+        let differs = stored.redacted || !self.created_ids.contains(id);
+        if differs && self.copies.insert((node, id.clone())) {
+            return Some(recorded_json(&mut self.recorded_json, &stored.pdu));
+        }
+        None
     }
 
     /// The trace and outputs, with one `final` record per server and room.
@@ -236,57 +277,14 @@ impl Shared {
     }
 }
 
-impl Shared {
-    /// The body an `event` record carries, if any: the created PDU (and, the first time, it
-    /// joins `events.jsonl`; a step's label names the first event it created), or a
-    /// received copy that differs from the created one.
-    fn event_pdu(
-        &mut self,
-        node: usize,
-        event_id: Option<&EventId>,
-        decision: trace::Decision,
-        step: Option<&Step>,
-        labelled: &mut bool,
-    ) -> Option<Arc<canonical_json::Object>> {
-        let id = event_id?;
-        let stored = self.slots[node].server.as_ref().and_then(|s| s.store().event(id));
-        if decision == trace::Decision::Created {
-            let mut pdu = None;
-            if let Some(stored) = stored {
-                let json = recorded_json(&mut self.recorded_json, &stored.pdu);
-                if self.created_ids.insert(id.clone()) {
-                    self.created
-                        .push(canonical_json::encode_object(&json).expect("a stored PDU encodes"));
-                }
-                pdu = Some(json);
-            }
-            if let Some(label) = step.and_then(|s| s.label.clone()) {
-                if !*labelled {
-                    *labelled = true;
-                    self.labels.insert(label, id.clone());
-                }
-            }
-            return pdu;
-        }
-        // A copy that differs from the created one (redacted on receipt, or never created
-        // by an honest server here) goes in the trace.
-        let stored = stored?;
-        let differs = stored.redacted || !self.created_ids.contains(id);
-        if differs && self.copies.insert((node, id.clone())) {
-            return Some(recorded_json(&mut self.recorded_json, &stored.pdu));
-        }
-        None
-    }
-}
-
 /// The shared copy of `text` (a room id, a state hash) in `texts`, for the records: the
-/// first copy seen is kept.
-fn shared_text(texts: &mut LookupMap<String, trace::Text>, text: String) -> trace::Text {
+/// first copy seen, held once as both key and value.
+fn shared_text(texts: &mut LookupMap<trace::Text, trace::Text>, text: String) -> trace::Text {
     if let Some(shared) = texts.get(text.as_str()) {
         return shared.clone();
     }
-    let shared = trace::Text::from(text.as_str());
-    texts.insert(text, shared.clone());
+    let shared = trace::Text::from(text);
+    texts.insert(shared.clone(), shared.clone());
     shared
 }
 
