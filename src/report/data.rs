@@ -150,7 +150,7 @@ fn state_hashes(trace: &Trace, room: &RoomModel) -> (Vec<String>, BTreeMap<Strin
                 continue;
             }
             let index = *hash_index.get_or_insert_with(state_hash, || {
-                hashes.push(state_hash.to_string());
+                hashes.push(state_hash.as_str().to_owned());
                 hashes.len() - 1
             });
             let list = states.get_or_insert_with(server, Vec::new);

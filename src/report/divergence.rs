@@ -124,13 +124,14 @@ fn changes(
                 if let Some(last) = found.get_mut(server.as_str()).and_then(|list| list.last_mut())
                 {
                     if last.0.t == record.t && last.2.is_none() {
-                        last.2 = Some(id.to_string());
+                        last.2 = Some(id.as_str().to_owned());
                     }
                 }
             }
             Body::State { server, room: r, state_hash } if *r == room.room_id => {
                 let before = last_event.get(server.as_str()).map(|id| (*id).to_owned());
-                let change = Change { t: record.t, hash: state_hash.to_string(), event: None };
+                let change =
+                    Change { t: record.t, hash: state_hash.as_str().to_owned(), event: None };
                 found.get_or_insert_with(server, Vec::new).push((change, before, None));
             }
             _ => {}

@@ -178,8 +178,8 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
                 let position = match room.index.get(id.as_str()) {
                     Some(&position) => position,
                     None => {
-                        room.index.insert(id.to_string(), room.events.len());
-                        room.events.push(EventNode::new(id.to_string(), record.t));
+                        room.index.insert(id.as_str().to_owned(), room.events.len());
+                        room.events.push(EventNode::new(id.as_str().to_owned(), record.t));
                         room.events.len() - 1
                     }
                 };
@@ -190,9 +190,14 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
                     }
                 }
                 if *decision == Decision::Created && event.created.is_none() {
-                    event.created = Some((server.to_string(), record.t));
+                    event.created = Some((server.as_str().to_owned(), record.t));
                 }
-                event.decisions.push((server.to_string(), record.t, *decision, reason.clone()));
+                event.decisions.push((
+                    server.as_str().to_owned(),
+                    record.t,
+                    *decision,
+                    reason.clone(),
+                ));
             }
             _ => {}
         }

@@ -307,7 +307,7 @@ impl Shared {
     }
 
     fn name(&self, node: NodeId) -> String {
-        self.slots[usize::try_from(node.0).expect("node ids fit usize")].name.to_string()
+        self.slots[usize::try_from(node.0).expect("node ids fit usize")].name.as_str().to_owned()
     }
 
     /// Records the network's decisions since the last call (except `Sent`, which
@@ -353,7 +353,8 @@ impl Shared {
             crate::net::SendOutcome::Dropped { id, .. }
             | crate::net::SendOutcome::Scheduled { id, .. } => id.0,
         };
-        let (from, to) = (self.slots[from].name.to_string(), self.slots[to].name.to_string());
+        let (from, to) =
+            (self.slots[from].name.as_str().to_owned(), self.slots[to].name.as_str().to_owned());
         self.record(now, Body::Send { msg, from, to, bytes, what, request });
         self.drain_net();
         self.net_dirty = true;
@@ -404,7 +405,7 @@ impl Shared {
         slot.server = Some(server);
         slot.up = true;
         slot.skew_ms = 0;
-        let name = slot.name.to_string();
+        let name = slot.name.as_str().to_owned();
         if let Some(event_ids) = recovered {
             self.record(now, Body::Recovered { server: name, event_ids });
         }
@@ -541,7 +542,7 @@ impl Shared {
                 }
                 Output::SetTimer { at } => self.slots[node].timer_at = Some(at),
                 Output::Committed { event_ids } => {
-                    let server = self.slots[node].name.to_string();
+                    let server = self.slots[node].name.as_str().to_owned();
                     let event_ids = event_ids.iter().map(|e| e.as_str().to_owned()).collect();
                     self.record(now, Body::Commit { server, event_ids });
                 }
@@ -585,7 +586,7 @@ impl Shared {
         match delivery.payload.kind {
             Kind::Request { id, incarnation } => {
                 if !self.slots[to].up {
-                    let server = self.slots[to].name.to_string();
+                    let server = self.slots[to].name.as_str().to_owned();
                     self.record(now, Body::DropDown { msg, copy: delivery.copy, server });
                     // Connection refused: the requester learns at once.
                     if self.slots[from].up && self.slots[from].incarnation == incarnation {
@@ -614,7 +615,7 @@ impl Shared {
             Kind::Response { id, incarnation, .. } => {
                 let slot = &self.slots[to];
                 if !slot.up || slot.incarnation != incarnation {
-                    let server = slot.name.to_string();
+                    let server = slot.name.as_str().to_owned();
                     self.record(now, Body::DropDown { msg, copy: delivery.copy, server });
                     return;
                 }
@@ -633,7 +634,7 @@ impl Shared {
         madsim_id: madsim::task::NodeId,
     ) {
         let handle = madsim::runtime::Handle::current();
-        let server = self.slots[node].name.to_string();
+        let server = self.slots[node].name.as_str().to_owned();
         let mut lost_actions: Vec<(String, ActionKind, String)> = Vec::new();
         let change = match marker {
             NodeMarker::Crash => {

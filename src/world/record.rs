@@ -15,7 +15,7 @@ impl Shared {
         // The records the run keeps most of (`event` and `state`, a million of each at a
         // thousand servers) name their server, room, event and state by shared texts
         // ([`trace::Text`]); the rest hold a copy of the server's name.
-        let name = |shared: &Shared| shared.slots[node].name.to_string();
+        let name = |shared: &Shared| shared.slots[node].name.as_str().to_owned();
         let body = match observation {
             Observation::Event { room_id, event_id, decision, reason } => {
                 let room = shared_text(&mut self.room_texts, room_id);
