@@ -157,23 +157,26 @@ pub(super) async fn node_main(shared: WorldCell, node: usize) {
             }
             world.slots[node].timer_at
         };
-        let sleep = timer.map(|at| Box::pin(sleep_until_ms(at.ms)));
+        let sleep = timer.map(|at| sleep_until_ms(at.ms));
         NodeWait { shared: shared.clone(), node, sleep }.await;
     }
 }
 
 /// Resolves when the node's mailbox has something or its timer fires.
+///
+/// madsim's `Sleep` is `Unpin`, so the waits hold it in place rather than boxed: a node
+/// waits once per input it handles, and the box was an allocation each time.
 struct NodeWait {
     shared: WorldCell,
     node: usize,
-    sleep: Option<Pin<Box<madsim::time::Sleep>>>,
+    sleep: Option<madsim::time::Sleep>,
 }
 
 impl Future for NodeWait {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(sleep) = self.sleep.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
+            if Pin::new(sleep).poll(cx).is_ready() {
                 return Poll::Ready(());
             }
         }
@@ -200,7 +203,7 @@ pub(super) async fn supervise(shared: WorldCell, nodes: Vec<madsim::task::NodeId
             }
         };
         let now = now_ms();
-        let sleep = (next > now).then(|| Box::pin(sleep_until_ms(next)));
+        let sleep = (next > now).then(|| sleep_until_ms(next));
         SupervisorWait { shared: shared.clone(), sleep }.await;
     }
 }
@@ -208,7 +211,7 @@ pub(super) async fn supervise(shared: WorldCell, nodes: Vec<madsim::task::NodeId
 /// Resolves at the supervisor's next time, or earlier when a node has sent something.
 struct SupervisorWait {
     shared: WorldCell,
-    sleep: Option<Pin<Box<madsim::time::Sleep>>>,
+    sleep: Option<madsim::time::Sleep>,
 }
 
 impl Future for SupervisorWait {
@@ -221,10 +224,10 @@ impl Future for SupervisorWait {
                 return Poll::Ready(());
             }
             drop(world);
-            self.sleep = Some(Box::pin(sleep_until_ms(now_ms() + 1)));
+            self.sleep = Some(sleep_until_ms(now_ms() + 1));
             return self.poll(cx);
         };
-        if sleep.as_mut().poll(cx).is_ready() {
+        if Pin::new(sleep).poll(cx).is_ready() {
             return Poll::Ready(());
         }
         let mut world = self.shared.lock();

@@ -111,22 +111,24 @@ impl<P: Clone + Corruptible> Network<P> {
                 cut = Some((number, reason));
             }
         };
-        let partitions: Box<dyn Iterator<Item = u32> + '_> = if active_only {
-            Box::new(self.active_partitions.iter().copied())
-        } else {
-            Box::new(self.index.partitions.keys().copied())
-        };
-        for number in partitions {
+        let mut partition = |number: u32| {
             let fault = self.fault(number);
             if !fault.is_active(at) {
                 assert!(!active_only, "partition {number} marked active at {at} but is not");
-                continue;
+                return;
             }
             let (group_of, unlisted) = &self.index.partitions[&number];
             let group = |node| group_of.get(&node).copied().unwrap_or(*unlisted);
             if group(from) != group(to) {
                 first_cut(number, DropReason::Partition { fault: number });
             }
+        };
+        // Two loops rather than one over a boxed iterator: this runs for every message
+        // sent, and the box was an allocation each time.
+        if active_only {
+            self.active_partitions.iter().for_each(|&number| partition(number));
+        } else {
+            self.index.partitions.keys().for_each(|&number| partition(number));
         }
         for &number in self.index.links.get(&(from, to)).into_iter().flatten() {
             let fault = self.fault(number);
