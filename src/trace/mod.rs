@@ -260,10 +260,10 @@ pub enum Body {
     /// STATUS`; `request` links a response to the message that carried its request.
     Send {
         msg: u64,
-        from: String,
-        to: String,
+        from: Text,
+        to: Text,
         bytes: u64,
-        what: String,
+        what: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<u64>,
     },

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Body, Record};
+use super::{Body, Record, Text};
 use crate::matrix::ids::LookupMap;
 
 /// Timeline columns: marks are counted per column of the run's duration.
@@ -86,9 +86,9 @@ pub struct NetFold {
     marks: Vec<Option<[BTreeMap<u32, u32>; MARK_KINDS]>>,
     messages: LookupMap<u64, InFlight>,
     /// (from, to, request line) → the last attempt (msg, when), while it is unanswered.
-    attempts: LookupMap<(u32, u32, String), (u64, u64)>,
+    attempts: LookupMap<(u32, u32, Text), (u64, u64)>,
     /// Request msg → its key in `attempts`, while it is that key's last attempt.
-    open: LookupMap<u64, (u32, u32, String)>,
+    open: LookupMap<u64, (u32, u32, Text)>,
     /// Messages forgotten at a `deliver` in the current instant → their sender: a
     /// `drop_down` of the same copy may follow (`world::Shared::deliver`).
     delivered_now: LookupMap<u64, u32>,

@@ -207,6 +207,10 @@ struct Shared {
     /// ([`record::shared_text`]).
     room_texts: LookupMap<trace::Text, trace::Text>,
     state_hash_texts: LookupMap<trace::Text, trace::Text>,
+    /// The `what` of `send` records: one shared text per response status, and a buffer
+    /// a request's line is written into.
+    response_lines: BTreeMap<u16, trace::Text>,
+    what_line: String,
     /// A node sent something: the supervisor must look at the network again.
     net_dirty: bool,
     supervisor_waker: Option<Waker>,
@@ -275,6 +279,8 @@ impl Shared {
             progress: None,
             room_texts: LookupMap::new(),
             state_hash_texts: LookupMap::new(),
+            response_lines: BTreeMap::new(),
+            what_line: String::new(),
         }
     }
 
@@ -304,6 +310,11 @@ impl Shared {
                 spool.keeper.push(record);
             }
         }
+    }
+
+    /// The shared `what` of a response's `send` record.
+    fn response_line(&mut self, status: u16) -> trace::Text {
+        self.response_lines.entry(status).or_insert_with(|| response_line(status)).clone()
     }
 
     fn name(&self, node: NodeId) -> String {
@@ -336,7 +347,7 @@ impl Shared {
     }
 
     /// Puts a message on the network and records it.
-    fn send(&mut self, now: u64, from: usize, to: usize, message: Message, what: String) {
+    fn send(&mut self, now: u64, from: usize, to: usize, message: Message, what: trace::Text) {
         let bytes = u64::try_from(message.bytes.len()).expect("sizes fit u64");
         let request = match message.kind {
             Kind::Response { request_msg, .. } => Some(request_msg),
@@ -353,8 +364,7 @@ impl Shared {
             crate::net::SendOutcome::Dropped { id, .. }
             | crate::net::SendOutcome::Scheduled { id, .. } => id.0,
         };
-        let (from, to) =
-            (self.slots[from].name.as_str().to_owned(), self.slots[to].name.as_str().to_owned());
+        let (from, to) = (self.slots[from].name.clone(), self.slots[to].name.clone());
         self.record(now, Body::Send { msg, from, to, bytes, what, request });
         self.drain_net();
         self.net_dirty = true;
@@ -538,7 +548,8 @@ impl Shared {
                         kind: Kind::Response { id: id.0, incarnation, request_msg },
                         bytes: frame::encode_response(&response),
                     };
-                    self.send(now, node, to, message, response_line(response.status));
+                    let what = self.response_line(response.status);
+                    self.send(now, node, to, message, what);
                 }
                 Output::SetTimer { at } => self.slots[node].timer_at = Some(at),
                 Output::Committed { event_ids } => {
@@ -571,8 +582,14 @@ impl Shared {
             kind: Kind::Request { id: id.0, incarnation },
             bytes: frame::encode_request(request),
         };
-        // Joined rather than formatted: one string per request sent, made to size.
-        let what = [request.method.as_str(), path_only(&request.path_and_query)].join(" ");
+        // Written into a buffer the world keeps, so that the one allocation per request
+        // sent is the shared text's.
+        let line = &mut self.what_line;
+        line.clear();
+        line.push_str(request.method.as_str());
+        line.push(' ');
+        line.push_str(path_only(&request.path_and_query));
+        let what = trace::Text::from(line.as_str());
         self.send(now, node, to, message, what);
     }
 
@@ -608,7 +625,8 @@ impl Shared {
                             kind: Kind::Response { id, incarnation, request_msg: msg },
                             bytes: frame::encode_response(&response),
                         };
-                        self.send(now, to, from, message, "response 400".into());
+                        let what = self.response_line(400);
+                        self.send(now, to, from, message, what);
                     }
                 }
             }
@@ -707,13 +725,9 @@ impl Shared {
     }
 }
 
-/// `response NNN`: what a response is, in its `send` record (one per response sent, so
-/// written into a string made to size rather than grown by `format!`).
-fn response_line(status: u16) -> String {
-    use std::fmt::Write as _;
-    let mut line = String::with_capacity(16);
-    write!(line, "response {status}").expect("writing to a String cannot fail");
-    line
+/// `response NNN`: what a response is, in its `send` record.
+fn response_line(status: u16) -> trace::Text {
+    trace::Text::from(format!("response {status}"))
 }
 
 /// The path of a request target without its query.

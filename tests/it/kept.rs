@@ -61,16 +61,21 @@ fn reference(trace: &Trace) -> NetSummary {
                 summary.sent += 1;
                 summary.bytes += bytes;
                 if what.starts_with("response") {
-                    messages.insert(*msg, (from.clone(), false, *request));
+                    messages.insert(*msg, (from.as_str().to_owned(), false, *request));
                     continue;
                 }
-                messages.insert(*msg, (from.clone(), true, None));
+                messages.insert(*msg, (from.as_str().to_owned(), true, None));
                 mark(&mut summary, from, net::SENT, t);
-                let key = (from.clone(), to.clone(), what.clone());
+                let key =
+                    (from.as_str().to_owned(), to.as_str().to_owned(), what.as_str().to_owned());
                 if let Some(&(before, when)) = attempts.get(&key) {
                     if !answered.get(&before).copied().unwrap_or(false) {
                         mark(&mut summary, from, net::RETRY, t);
-                        summary.backoffs.entry(from.clone()).or_default().push((when, t));
+                        summary
+                            .backoffs
+                            .entry(from.as_str().to_owned())
+                            .or_default()
+                            .push((when, t));
                     }
                 }
                 attempts.insert(key, (*msg, t));
