@@ -180,7 +180,9 @@ pub fn check_auth_events(
         }
     }
     // 2.2 (v12 3.2: the create event is not in the selection, so listing it rejects).
-    let selected = auth_types_for_event(
+    // Borrowed pairs: every event checked asks this, and copying them was up to seven
+    // allocations per check.
+    let selected = auth_keys_for_event(
         rules,
         event.event_type(),
         event.sender(),
@@ -189,7 +191,7 @@ pub fn check_auth_events(
     );
     for (auth_event, _) in auth_events {
         let is_selected = auth_event.state_key().is_some_and(|state_key| {
-            selected.iter().any(|(t, k)| t == auth_event.event_type() && k == state_key)
+            selected.iter().any(|&(t, k)| t == auth_event.event_type() && k == state_key)
         });
         if !is_selected {
             return Err(reject(
