@@ -198,15 +198,36 @@ impl Store {
         chain_len: u32,
         digest: StateDigest,
     ) -> StateGroup {
+        let large = delta.is_large();
+        self.group_on(parent, self.held(delta, digest, large), chain_len, digest)
+    }
+
+    /// A group of `delta`, held already, on `parent` ([`Store::delta_group`]).
+    fn group_on(
+        &self,
+        parent: StateGroupId,
+        delta: HeldDelta,
+        chain_len: u32,
+        digest: StateDigest,
+    ) -> StateGroup {
         let on = self.group(parent);
         let (skip_to, below) = match on.parent {
             Some(_) if !on.delta.is_large() => (on.skip_to, on.above),
             _ => (parent, ChainFilter::default()),
         };
-        let large = delta.is_large();
-        let above = if large { ChainFilter::ALL } else { below.with(&delta) };
-        let delta = self.held(delta, digest, large);
+        let above = if delta.is_large() { ChainFilter::ALL } else { below.with(&delta) };
         StateGroup { parent: Some(parent), delta, chain_len, skip_to, above, digest }
+    }
+
+    /// The pool's copy of a shareable group's `entries` (borrowed, in key order), if the
+    /// store shares snapshots and the pool holds them ([`SharedSnapshots::find`]).
+    fn pooled<'a>(
+        &self,
+        digest: StateDigest,
+        entries: impl ExactSizeIterator<Item = (&'a StateKey, Option<&'a EventId>)> + Clone,
+    ) -> Option<HeldDelta> {
+        let pool = self.snapshots.as_ref()?;
+        pool.find(digest, |held| held.holds(entries.clone())).map(HeldDelta::Shared)
     }
 
     /// The entries the groups `ids` set (ids from the highest down), the highest's winning.
@@ -455,34 +476,51 @@ impl Store {
             old != *event
         });
         if rebased.len() <= root.len() / 4 {
+            // A large delta that the pool holds is taken from it before anything is copied.
+            if Delta::large_at(rebased.len()) {
+                if let Some(held) = self.pooled(digest, rebased.iter().copied()) {
+                    return self.group_on(at, held, 1, digest);
+                }
+            }
             let entries = rebased.into_iter().map(|(key, event)| (key.clone(), event.cloned()));
             let delta = Delta::new(entries.collect());
             return self.delta_group(at, delta, 1, digest);
         }
         // A snapshot: the snapshot's entries and the changes merged in key order (both are
-        // sorted), removed keys left out.
-        // Sized exactly: boxing a longer vector shrinks its block in place, which mimalloc
-        // does without moving it down to half its size, and snapshots are the large groups.
-        let mut entries = Vec::with_capacity(len);
-        let mut changes = rebased.into_iter().peekable();
-        let mut keep = |key: &StateKey, event: Option<&EventId>| {
+        // sorted), removed keys left out; borrowed, so that a snapshot the pool holds is
+        // taken from it without copying a key.
+        fn keep<'a>(
+            kept: &mut Vec<(&'a StateKey, &'a EventId)>,
+            key: &'a StateKey,
+            event: Option<&'a EventId>,
+        ) {
             if let Some(event) = event {
-                entries.push((key.clone(), Some(event.clone())));
+                kept.push((key, event));
             }
-        };
+        }
+        let mut kept = Vec::with_capacity(len);
+        let mut changes = rebased.into_iter().peekable();
         for (key, event) in root {
             while let Some((new, event)) = changes.next_if(|(new, _)| *new < key) {
-                keep(new, event);
+                keep(&mut kept, new, event);
             }
             match changes.next_if(|(changed, _)| *changed == key) {
-                Some((_, changed)) => keep(key, changed),
-                None => keep(key, event.as_ref()),
+                Some((_, changed)) => keep(&mut kept, key, changed),
+                None => keep(&mut kept, key, event.as_ref()),
             }
         }
         for (new, event) in changes {
-            keep(new, event);
+            keep(&mut kept, new, event);
         }
-        debug_assert_eq!(entries.len(), len);
+        debug_assert_eq!(kept.len(), len);
+        if let Some(held) = self.pooled(digest, kept.iter().map(|&(key, event)| (key, Some(event))))
+        {
+            return StateGroup::snapshot_of(held, digest);
+        }
+        // Sized exactly: boxing a longer vector shrinks its block in place, which mimalloc
+        // does without moving it down to half its size, and snapshots are the large groups.
+        let entries: Vec<(StateKey, Option<EventId>)> =
+            kept.into_iter().map(|(key, event)| (key.clone(), Some(event.clone()))).collect();
         self.snapshot(Delta::new(entries.into()), digest)
     }
 

@@ -158,10 +158,28 @@ impl Delta {
         self.entries == other.entries
     }
 
+    /// Whether this delta holds exactly `entries` (in key order, borrowed): whether
+    /// [`Delta::new`] of their copies would give a delta of the [`same
+    /// entries`](Delta::same_entries), asked before copying them.
+    pub(super) fn holds<'a>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (&'a StateKey, Option<&'a EventId>)>,
+    ) -> bool {
+        entries.len() == self.entries.len()
+            && self.entries.iter().zip(entries).all(|((key, event), (other_key, other_event))| {
+                key == other_key && event.as_ref() == other_event
+            })
+    }
+
     /// Whether this delta has its own hash table, rather than a place in the chain filters
     /// of the groups above it.
     pub(super) fn is_large(&self) -> bool {
         !self.slots.is_empty()
+    }
+
+    /// Whether a delta of `len` entries is large ([`Delta::is_large`]).
+    pub(super) fn large_at(len: usize) -> bool {
+        len > HASHED_FROM
     }
 }
 

@@ -70,6 +70,22 @@ impl SharedSnapshots {
         delta
     }
 
+    /// The pool's copy of the entries of a group of state `digest` that `holds` accepts,
+    /// if it has one: what [`SharedSnapshots::share`] would return for the delta those
+    /// entries make, found before the store copies them. Servers in agreement reach the
+    /// same states, so most of the snapshots and large deltas a store makes are found
+    /// here, and their keys and ids are not copied only to be dropped again.
+    pub(super) fn find(
+        &self,
+        digest: StateDigest,
+        holds: impl Fn(&Delta) -> bool,
+    ) -> Option<Arc<Delta>> {
+        let by_digest = self.by_digest.lock().expect("no server panicked holding the pool");
+        let found = by_digest.get(&digest)?.iter().find(|held| holds(held))?;
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        Some(Arc::clone(found))
+    }
+
     /// How many snapshots and large deltas stores took from the pool instead of keeping
     /// their own.
     pub fn taken(&self) -> u64 {

@@ -482,6 +482,17 @@ fn members_changing(
     pool: Option<&Arc<SharedSnapshots>>,
     prefix: &str,
 ) -> (Store, Vec<StateGroupId>) {
+    members_changing_over(pool, prefix, 40)
+}
+
+/// [`members_changing`] with the changes going round `cycle` members: with more than 50
+/// (a quarter of the state), the rebased chain outgrows the snapshot and a new snapshot
+/// is taken.
+fn members_changing_over(
+    pool: Option<&Arc<SharedSnapshots>>,
+    prefix: &str,
+    cycle: usize,
+) -> (Store, Vec<StateGroupId>) {
     let mut store = Store::new();
     if let Some(pool) = pool {
         store.share_snapshots(pool);
@@ -494,7 +505,7 @@ fn members_changing(
     let mut group = store.store_state(&state, None);
     let mut groups = vec![group];
     for i in 0..100 {
-        let member = format!("@u{}:hs", i % 40);
+        let member = format!("@u{}:hs", i % cycle);
         let event = id(&format!("${prefix}{i}"));
         group = store.store_state_with(group, key("m.room.member", &member), event);
         groups.push(group);
@@ -553,4 +564,58 @@ fn a_pooled_snapshot_is_taken_only_when_its_entries_are_equal() {
     let again = pool.share(digest, delta("$a"));
     assert!(Arc::ptr_eq(&first, &again), "equal entries are");
     assert_eq!((pool.taken(), pool.len()), (1, 2));
+}
+
+#[test]
+fn a_store_takes_pooled_snapshots_and_large_deltas_before_copying_their_entries() {
+    let pool = Arc::new(SharedSnapshots::new());
+    // 100 changes over 80 members: rebases onto the first snapshot until the chain's
+    // changes pass 50, then a new snapshot, then rebases onto that one.
+    let (a, a_groups) = members_changing_over(Some(&pool), "m", 80);
+    let snapshots = |store: &Store| store.groups.iter().filter(|g| g.parent.is_none()).count();
+    let large = |store: &Store| {
+        store.groups.iter().filter(|g| g.parent.is_some() && g.delta.is_large()).count()
+    };
+    assert_eq!(snapshots(&a), 2, "the stored state and one taken when a rebase outgrew it");
+    assert!(large(&a) >= 2, "rebases on both snapshots: {}", large(&a));
+    let held_before = pool.len();
+    let (b, b_groups) = members_changing_over(Some(&pool), "m", 80);
+    // b made every snapshot and large delta a made, and took each from the pool (found
+    // before its entries were copied): the pool holds no more than before.
+    assert_eq!(pool.len(), held_before);
+    assert_eq!(pool.taken(), (snapshots(&b) + large(&b)) as u64);
+    for (x, y) in a.groups.iter().zip(&b.groups) {
+        match (&x.delta, &y.delta) {
+            (HeldDelta::Shared(x), HeldDelta::Shared(y)) => assert!(Arc::ptr_eq(x, y)),
+            (HeldDelta::Own(x), HeldDelta::Own(y)) => assert!(x.same_entries(y)),
+            _ => panic!("the same groups are shared in both stores or in neither"),
+        }
+    }
+    // Their states are those of a store that holds its own copies.
+    let (alone, alone_groups) = members_changing_over(None, "m", 80);
+    for ((x, y), z) in a_groups.iter().zip(&b_groups).zip(&alone_groups) {
+        assert_eq!(a.state(*x), alone.state(*z));
+        assert_eq!(b.state(*y), alone.state(*z));
+    }
+}
+
+#[test]
+fn a_pooled_delta_is_found_only_for_equal_entries() {
+    let pool = SharedSnapshots::new();
+    let entries = |event: &str| {
+        vec![(key("m.room.create", ""), Some(id("$c"))), (key("x", ""), Some(id(event)))]
+    };
+    let digest = StateDigest::EMPTY;
+    let held = pool.share(digest, Delta::new(entries("$a").into()));
+    let wanted = entries("$a");
+    let borrowed = || wanted.iter().map(|(k, e)| (k, e.as_ref()));
+    let found = pool.find(digest, |d| d.holds(borrowed())).expect("equal entries are found");
+    assert!(Arc::ptr_eq(&held, &found));
+    // Other entries, fewer entries, or another digest: not found, and nothing counted.
+    let other = entries("$b");
+    assert!(pool.find(digest, |d| d.holds(other.iter().map(|(k, e)| (k, e.as_ref())))).is_none());
+    assert!(pool.find(digest, |d| d.holds(borrowed().take(1))).is_none());
+    let elsewhere = StateDigest::EMPTY.add("x", "", "$a");
+    assert!(pool.find(elsewhere, |d| d.holds(borrowed())).is_none());
+    assert_eq!((pool.taken(), pool.len()), (1, 1));
 }
