@@ -25,7 +25,7 @@ use crate::matrix::ids::LookupMap;
 use crate::matrix::state_digest::StateDigest;
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
-use crate::trace::{Body, NestedState, Trace};
+use crate::trace::{Body, NestedState, Text, Trace};
 
 /// Up to this many servers, every pair is compared.
 pub const ALL_PAIRS_MAX: usize = 12;
@@ -42,11 +42,14 @@ pub type Changes = Vec<(String, Option<String>)>;
 
 /// One change of a server's current state.
 #[derive(Clone, Debug)]
+///
+/// The hash and event id are the kept records' shared texts: a thousand servers' run has
+/// half a million state changes, and copying both into strings was an allocation each.
 struct Change {
     t: u64,
-    hash: String,
+    hash: Text,
     /// The last event the server decided on before the change.
-    event: Option<String>,
+    event: Option<Text>,
 }
 
 /// One pair's longest split, and how often it split.
@@ -112,11 +115,11 @@ fn changes(
     after: &BTreeMap<String, StateMap>,
 ) -> BTreeMap<String, Vec<Change>> {
     // (server → changes with (event before, event after at the same t)).
-    type Pending = (Change, Option<String>, Option<String>);
+    type Pending = (Change, Option<Text>, Option<Text>);
     // Looked up by server for each of the room's event records (a million at a thousand
     // servers), so by hash; walked in key order below.
     let mut found: LookupMap<&str, Vec<Pending>> = LookupMap::new();
-    let mut last_event: LookupMap<&str, &str> = LookupMap::new();
+    let mut last_event: LookupMap<&str, &Text> = LookupMap::new();
     for record in &trace.records {
         match &record.body {
             Body::Event { server, room: r, event_id: Some(id), .. } if *r == room.room_id => {
@@ -124,14 +127,13 @@ fn changes(
                 if let Some(last) = found.get_mut(server.as_str()).and_then(|list| list.last_mut())
                 {
                     if last.0.t == record.t && last.2.is_none() {
-                        last.2 = Some(id.as_str().to_owned());
+                        last.2 = Some(id.clone());
                     }
                 }
             }
             Body::State { server, room: r, state_hash } if *r == room.room_id => {
-                let before = last_event.get(server.as_str()).map(|id| (*id).to_owned());
-                let change =
-                    Change { t: record.t, hash: state_hash.as_str().to_owned(), event: None };
+                let before = last_event.get(server.as_str()).map(|&id| id.clone());
+                let change = Change { t: record.t, hash: state_hash.clone(), event: None };
                 found.get_or_insert_with(server, Vec::new).push((change, before, None));
             }
             _ => {}
@@ -140,14 +142,14 @@ fn changes(
     // Each event's replayed state is hashed once, however many changes name it.
     let mut hashes: BTreeMap<String, Option<String>> = BTreeMap::new();
     // Looked up by the borrowed id: the id is copied once per event, not once per change.
-    let mut matches = |id: &Option<String>, hash: &str| -> bool {
+    let mut matches = |id: &Option<Text>, hash: &str| -> bool {
         let Some(id) = id else { return false };
         if let Some(known) = hashes.get(id.as_str()) {
             return known.as_deref() == Some(hash);
         }
-        let known = after.get(id).map(state_hash);
+        let known = after.get(id.as_str()).map(state_hash);
         let same = known.as_deref() == Some(hash);
-        hashes.insert(id.clone(), known);
+        hashes.insert(id.as_str().to_owned(), known);
         same
     };
     let mut out = BTreeMap::new();
@@ -263,7 +265,7 @@ fn splits(
             let mut by = Vec::new();
             for (server, list) in [(a, ca), (b, cb)] {
                 if let Some(change) = list.iter().rev().find(|c| c.t == t) {
-                    by.push((server.clone(), change.event.clone()));
+                    by.push((server.clone(), change.event.as_ref().map(|e| e.as_str().to_owned())));
                 }
             }
             by
@@ -325,7 +327,7 @@ fn state_differences(
                 let index = by_hash.get_or_insert_with(|| {
                     after.values().map(|state| (state_hash(state), state)).collect()
                 });
-                index.get(&change.hash).map(|state| (*state).clone())
+                index.get(change.hash.as_str()).map(|state| (*state).clone())
             })
         };
         let (x, y) = (state(&row.a), state(&row.b));
@@ -390,12 +392,12 @@ fn reconstruct(
     after: &BTreeMap<String, StateMap>,
     finals: &BTreeMap<String, StateMap>,
 ) -> Option<StateMap> {
-    if let Some(state) = change.event.as_ref().and_then(|id| after.get(id)) {
-        if state_hash(state) == change.hash {
+    if let Some(state) = change.event.as_ref().and_then(|id| after.get(id.as_str())) {
+        if change.hash == state_hash(state) {
             return Some(state.clone());
         }
     }
-    finals.get(&change.hash).cloned()
+    finals.get(change.hash.as_str()).cloned()
 }
 
 /// The keys on which two states differ, in key order.
