@@ -358,9 +358,11 @@ pub enum Body {
         room: Text,
         joined: bool,
         forward_extremities: Vec<String>,
-        /// Boxed, as are texts shared, so that this kind is no larger than the others: a
-        /// record is as large as its largest kind, and a run keeps a million records.
-        state: Box<NestedState>,
+        /// Behind a pointer, as are texts shared, so that this kind is no larger than the
+        /// others: a record is as large as its largest kind, and a run keeps a million
+        /// records. Shared: in a run's own trace, the servers that end in the same state
+        /// hold one copy of it (a trace read from a file shares none).
+        state: Arc<NestedState>,
         state_hash: Text,
         /// Events stored for the room (any outcome).
         events: u64,

@@ -161,7 +161,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
                 room: room_id.clone().into(),
                 joined: true,
                 forward_extremities: room.branches.iter().map(|b| b.tip.as_str().into()).collect(),
-                state: Box::default(),
+                state: Default::default(),
                 state_hash: format!("h{state_count}").into(),
                 events: list.len() as u64,
                 waiting: Vec::new(),

@@ -336,6 +336,38 @@ fn records_of_one_body_share_its_json() {
     assert!(shared > 0, "no event has two records carrying the same JSON");
 }
 
+/// Servers that end in the same state share one copy of it in their `final` records, and
+/// servers that do not hold their own: the records read as before.
+#[test]
+fn final_records_of_one_state_share_it() {
+    let output = run(&planned("concurrent-joins-partition", 1)).unwrap();
+    let mut by_state: BTreeMap<(&str, &str), Vec<&Arc<mxsim::trace::NestedState>>> =
+        BTreeMap::new();
+    for record in &output.trace.records {
+        if let Body::Final { room, state_hash, state, .. } = &record.body {
+            by_state.entry((room.as_str(), state_hash.as_str())).or_default().push(state);
+        }
+    }
+    let mut shared = 0;
+    for (key, states) in &by_state {
+        for pair in states.windows(2) {
+            assert!(Arc::ptr_eq(pair[0], pair[1]), "{key:?}: one state held twice");
+            shared += 1;
+        }
+    }
+    assert!(shared > 0, "no two servers ended in the same state");
+    let states: Vec<_> = by_state.values().map(|states| states[0]).collect();
+    for (i, a) in states.iter().enumerate() {
+        for b in &states[i + 1..] {
+            assert!(!Arc::ptr_eq(a, b) && a != b, "different hashes, different states");
+        }
+    }
+    // A trace read back holds a copy per record, equal to the shared ones.
+    let text = output.trace.to_jsonl();
+    let read = mxsim::trace::Trace::parse_jsonl(std::str::from_utf8(&text).unwrap()).unwrap();
+    assert_eq!(read.records, output.trace.records);
+}
+
 /// Servers whose stores share their snapshots of the state hold one copy of each, and a
 /// run gives the same trace as one where each store keeps its own.
 #[test]
