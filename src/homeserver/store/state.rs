@@ -178,6 +178,15 @@ impl Store {
         }
     }
 
+    /// The entries of a shareable group that [`Store::pooled`] did not find: the pool's
+    /// from now on (not asked again), or the group's own without a pool.
+    fn held_new(&self, delta: Delta, digest: StateDigest) -> HeldDelta {
+        match &self.snapshots {
+            Some(pool) => HeldDelta::Shared(pool.hold(digest, delta)),
+            None => HeldDelta::Own(delta),
+        }
+    }
+
     /// Shares this store's snapshots through `pool` from now on ([`SharedSnapshots`]):
     /// what the store holds and answers is the same, one copy of each state serving the
     /// servers that share the pool.
@@ -477,14 +486,16 @@ impl Store {
         });
         if rebased.len() <= root.len() / 4 {
             // A large delta that the pool holds is taken from it before anything is copied.
-            if Delta::large_at(rebased.len()) {
+            let large = Delta::large_at(rebased.len());
+            if large {
                 if let Some(held) = self.pooled(digest, rebased.iter().copied()) {
                     return self.group_on(at, held, 1, digest);
                 }
             }
             let entries = rebased.into_iter().map(|(key, event)| (key.clone(), event.cloned()));
             let delta = Delta::new(entries.collect());
-            return self.delta_group(at, delta, 1, digest);
+            let held = if large { self.held_new(delta, digest) } else { HeldDelta::Own(delta) };
+            return self.group_on(at, held, 1, digest);
         }
         // A snapshot: the snapshot's entries and the changes merged in key order (both are
         // sorted), removed keys left out; borrowed, so that a snapshot the pool holds is
@@ -521,7 +532,7 @@ impl Store {
         // does without moving it down to half its size, and snapshots are the large groups.
         let entries: Vec<(StateKey, Option<EventId>)> =
             kept.into_iter().map(|(key, event)| (key.clone(), Some(event.clone()))).collect();
-        self.snapshot(Delta::new(entries.into()), digest)
+        StateGroup::snapshot_of(self.held_new(Delta::new(entries.into()), digest), digest)
     }
 
     /// The digest of a group's state ([`StateDigest`]), kept as groups are stored.

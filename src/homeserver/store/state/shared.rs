@@ -59,14 +59,18 @@ impl SharedSnapshots {
     /// state `digest`): one already held if its entries are equal, else `delta`, which is
     /// held from now on.
     pub(super) fn share(&self, digest: StateDigest, delta: Delta) -> Arc<Delta> {
-        let mut by_digest = self.by_digest.lock().expect("no server panicked holding the pool");
-        let held = by_digest.entry(digest).or_default();
-        if let Some(found) = held.iter().find(|held| held.same_entries(&delta)) {
-            self.taken.fetch_add(1, Ordering::Relaxed);
-            return Arc::clone(found);
+        match self.find(digest, |held| held.same_entries(&delta)) {
+            Some(found) => found,
+            None => self.hold(digest, delta),
         }
+    }
+
+    /// Holds `delta`, of a group of state `digest`, which the pool was asked for and
+    /// lacks ([`SharedSnapshots::find`]), from now on.
+    pub(super) fn hold(&self, digest: StateDigest, delta: Delta) -> Arc<Delta> {
+        let mut by_digest = self.by_digest.lock().expect("no server panicked holding the pool");
         let delta = Arc::new(delta);
-        held.push(Arc::clone(&delta));
+        by_digest.entry(digest).or_default().push(Arc::clone(&delta));
         delta
     }
 

@@ -541,21 +541,27 @@ fn stores_sharing_snapshots_hold_one_copy_of_each_state_and_large_delta() {
     // And the stores read as if each held its own.
     let (alone, alone_groups) = members_changing(None, "m");
     assert!(alone.groups.iter().all(|g| matches!(g.delta, HeldDelta::Own(_))));
-    for ((x, y), z) in a_groups.iter().zip(&b_groups).zip(&alone_groups) {
-        assert_eq!(a.state(*x), alone.state(*z));
-        assert_eq!(b.state(*y), alone.state(*z));
+    assert_read_alike(&[(&a, &a_groups), (&b, &b_groups)], (&alone, &alone_groups));
+}
+
+/// Each of `stores`' groups reads as the state of `alone`'s group at the same place.
+fn assert_read_alike(stores: &[(&Store, &[StateGroupId])], alone: (&Store, &[StateGroupId])) {
+    for (store, groups) in stores {
+        for (x, z) in groups.iter().zip(alone.1) {
+            assert_eq!(store.state(*x), alone.0.state(*z));
+        }
     }
+}
+
+/// A create event and one `x` entry, `event`.
+fn two_entries(event: &str) -> Vec<(StateKey, Option<EventId>)> {
+    vec![(key("m.room.create", ""), Some(id("$c"))), (key("x", ""), Some(id(event)))]
 }
 
 #[test]
 fn a_pooled_snapshot_is_taken_only_when_its_entries_are_equal() {
     let pool = SharedSnapshots::new();
-    let delta = |event: &str| {
-        Delta::new(
-            vec![(key("m.room.create", ""), Some(id("$c"))), (key("x", ""), Some(id(event)))]
-                .into(),
-        )
-    };
+    let delta = |event: &str| Delta::new(two_entries(event).into());
     // One digest for all three, as a collision would give: the entries decide.
     let digest = StateDigest::EMPTY;
     let first = pool.share(digest, delta("$a"));
@@ -593,18 +599,13 @@ fn a_store_takes_pooled_snapshots_and_large_deltas_before_copying_their_entries(
     }
     // Their states are those of a store that holds its own copies.
     let (alone, alone_groups) = members_changing_over(None, "m", 80);
-    for ((x, y), z) in a_groups.iter().zip(&b_groups).zip(&alone_groups) {
-        assert_eq!(a.state(*x), alone.state(*z));
-        assert_eq!(b.state(*y), alone.state(*z));
-    }
+    assert_read_alike(&[(&a, &a_groups), (&b, &b_groups)], (&alone, &alone_groups));
 }
 
 #[test]
 fn a_pooled_delta_is_found_only_for_equal_entries() {
     let pool = SharedSnapshots::new();
-    let entries = |event: &str| {
-        vec![(key("m.room.create", ""), Some(id("$c"))), (key("x", ""), Some(id(event)))]
-    };
+    let entries = two_entries;
     let digest = StateDigest::EMPTY;
     let held = pool.share(digest, Delta::new(entries("$a").into()));
     let wanted = entries("$a");
