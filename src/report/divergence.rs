@@ -41,10 +41,10 @@ type Split = (u64, Option<(u64, Changes)>, Changes);
 pub type Changes = Vec<(String, Option<String>)>;
 
 /// One change of a server's current state.
-#[derive(Clone, Debug)]
 ///
 /// The hash and event id are the kept records' shared texts: a thousand servers' run has
 /// half a million state changes, and copying both into strings was an allocation each.
+#[derive(Clone, Debug)]
 struct Change {
     t: u64,
     hash: Text,

@@ -5,7 +5,8 @@
 //! and an event id or a state hash. As `String`s each was its own allocation, copied from
 //! the world's names and the homeserver's ids per record. A [`Text`] shares one copy: the
 //! world hands every record of a server that server's name, one copy of each room id and
-//! state hash, and an event id the homeserver's own shared copy.
+//! state hash, and an event id the homeserver's own shared copy. The `send` records (one
+//! per message) name their servers and request line the same way.
 
 use std::borrow::Borrow;
 use std::fmt;

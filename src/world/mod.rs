@@ -314,7 +314,8 @@ impl Shared {
 
     /// The shared `what` of a response's `send` record.
     fn response_line(&mut self, status: u16) -> trace::Text {
-        self.response_lines.entry(status).or_insert_with(|| response_line(status)).clone()
+        let line = || trace::Text::from(format!("response {status}"));
+        self.response_lines.entry(status).or_insert_with(line).clone()
     }
 
     fn name(&self, node: NodeId) -> String {
@@ -723,11 +724,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// `response NNN`: what a response is, in its `send` record.
-fn response_line(status: u16) -> trace::Text {
-    trace::Text::from(format!("response {status}"))
 }
 
 /// The path of a request target without its query.

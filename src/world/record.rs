@@ -213,11 +213,18 @@ impl Shared {
                     self.slots[node].server.as_ref().expect("just set")
                 }
             };
-            let name = server.name().to_owned();
-            let finals: Vec<Body> = server
-                .room_views()
+            let views = server.room_views();
+            let name = &self.slots[node].name;
+            // Named by the server's, the room's and the state hash's shared texts, as its
+            // other records are.
+            let finals: Vec<Body> = views
                 .into_iter()
-                .map(|view| final_record(&name, view, &mut final_states))
+                .map(|mut view| {
+                    let room = shared_text(&mut self.room_texts, std::mem::take(&mut view.room_id));
+                    let hash = std::mem::take(&mut view.state_hash);
+                    let state_hash = shared_text(&mut self.state_hash_texts, hash);
+                    final_record((name.clone(), room, state_hash), view, &mut final_states)
+                })
                 .collect();
             for body in finals {
                 self.record(end, body);
@@ -313,16 +320,21 @@ fn recorded_json(
     json
 }
 
-/// The `final` record of one server's view of one room.
 /// The `final` records' states made so far, by room id and state hash.
-type FinalStates = BTreeMap<(String, String), Vec<Arc<trace::NestedState>>>;
+type FinalStates = BTreeMap<(trace::Text, trace::Text), Vec<Arc<trace::NestedState>>>;
 
-fn final_record(server: &str, view: crate::homeserver::RoomView, made: &mut FinalStates) -> Body {
+/// The `final` record of one server's view of one room, named by `(server, room,
+/// state_hash)` (the view's own room id and state hash are not read).
+fn final_record(
+    (server, room, state_hash): (trace::Text, trace::Text, trace::Text),
+    view: crate::homeserver::RoomView,
+    made: &mut FinalStates,
+) -> Body {
     // At a thousand servers each of a thousand final records holds a thousand members,
     // and the servers agree: a state another server ended in is shared rather than built
     // again, once the two are found equal entry by entry (the state hash only finds the
     // candidates). Built last, these copies were a tenth of the run's peak memory.
-    let candidates = made.entry((view.room_id.clone(), view.state_hash.clone())).or_default();
+    let candidates = made.entry((room.clone(), state_hash.clone())).or_default();
     let state = match candidates.iter().find(|nested| same_state(nested, &view.state)) {
         Some(nested) => Arc::clone(nested),
         None => {
@@ -341,8 +353,8 @@ fn final_record(server: &str, view: crate::homeserver::RoomView, made: &mut Fina
         .collect();
     waiting.sort_by(|a, b| (a.deadline_ms, &a.event_id).cmp(&(b.deadline_ms, &b.event_id)));
     Body::Final {
-        server: server.into(),
-        room: view.room_id.into(),
+        server,
+        room,
         joined: view.resident,
         forward_extremities: view
             .forward_extremities
@@ -350,7 +362,7 @@ fn final_record(server: &str, view: crate::homeserver::RoomView, made: &mut Fina
             .map(|e| e.as_str().to_owned())
             .collect(),
         state,
-        state_hash: view.state_hash.into(),
+        state_hash,
         events: view.event_count,
         waiting,
     }
