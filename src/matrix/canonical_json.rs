@@ -83,9 +83,7 @@ mod write;
 
 pub use check::{check, check_object, push_key};
 pub use encoded::EncodedObject;
-#[cfg(test)]
-pub use reader::Mark;
-pub use reader::{Reader, WindowError, Windowed};
+pub use reader::{Mark, Reader, WindowError, Windowed};
 pub use write::{encode, encode_object, encode_object_without};
 pub(crate) use write::{plain_run, write_object, write_string, write_value};
 

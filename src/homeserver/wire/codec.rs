@@ -220,8 +220,8 @@ impl PduLists {
             return None;
         }
         let mut lists = Vec::new();
-        while let Some(key) = reader.next_key().ok()? {
-            let Some(key) = keys.iter().find(|k| **k == key) else {
+        while let Some(key) = reader.next_key_str().ok()? {
+            let Some(&key) = keys.iter().find(|k| **k == key) else {
                 reader.skip_value().ok()?;
                 continue;
             };

@@ -20,7 +20,7 @@ use crate::homeserver::wire::{
     GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
     TARGET_BYTES_MAX, TRANSACTION_PDUS_MAX, echo, len_u64,
 };
-use crate::matrix::canonical_json::{INT_MAX, Object};
+use crate::matrix::canonical_json::{INT_MAX, Numbers, Object, Reader};
 use crate::matrix::ids::EventId;
 
 // ---------------------------------------------------------------------------------------
@@ -354,38 +354,13 @@ impl Request {
     /// parameters, query parameters, the body (size, JSON, shape), then [`Request::validate`].
     /// A GET body is ignored, as HTTP gives it no meaning.
     pub fn from_http(http: &HttpRequest) -> Result<Request, WireError> {
-        let target = http.path_and_query.as_str();
-        if target.len() > TARGET_BYTES_MAX {
-            return Err(WireError::TargetTooLong { bytes: len_u64(target.len()) });
-        }
-        if let Some(bad) = target.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
-            return Err(WireError::BadTarget {
-                problem: format!("byte 0x{bad:02x} is not allowed in a request target"),
-            });
-        }
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (target, None),
-        };
-        let not_found = || WireError::UnknownEndpoint { path: echo(path) };
-        let rest = path.strip_prefix(PREFIX).ok_or_else(not_found)?;
-        let segments: Vec<&str> = rest.split('/').collect();
-        if segments.len() < 2 {
-            return Err(not_found());
-        }
-        let endpoint =
-            Endpoint::route(segments[0], segments[1], segments.len() - 2).ok_or_else(not_found)?;
-        if http.method != endpoint.method() {
-            return Err(WireError::MethodNotAllowed { method: http.method, endpoint });
-        }
-        let params = &segments[2..];
-        let query = Query::parse(query.unwrap_or(""))?;
+        let (endpoint, params, query) = route(http)?;
         let body = if endpoint.method().has_body() {
             Some(parse_body(http.body.as_deref(), REQUEST_BODY_BYTES_MAX)?)
         } else {
             None
         };
-        let request = decode_request(endpoint, params, &query, body)?;
+        let request = decode_request(endpoint, &params, &query, body)?;
         request.validate()?;
         Ok(request)
     }
@@ -401,7 +376,8 @@ impl Request {
     /// if `known` recognised its bytes, which a receiver does only for bytes it parsed and
     /// checked before, so the rest of the body is parsed as it was sent (without those
     /// PDUs); on any surprise (a body that does not scan, a parse that fails) the whole
-    /// body is parsed as `from_http` parses it.
+    /// body is parsed as `from_http` parses it. `known` must answer from the bytes alone:
+    /// it may be asked about a PDU again when the body is decoded a second way.
     pub fn from_http_knowing<K>(
         http: &HttpRequest,
         mut known: impl FnMut(&[u8]) -> Option<K>,
@@ -420,6 +396,9 @@ impl Request {
             && http.path_and_query.starts_with(SEND_PATH)
             && http.body.as_ref().is_some_and(|body| body.len() <= REQUEST_BODY_BYTES_MAX);
         let Some(body) = http.body.as_deref().filter(|_| is_send) else { return whole(http) };
+        if let Some(read) = read_send(http, body, &mut known) {
+            return Ok(read);
+        }
         let Some(lists) = PduLists::scan(body, &["pdus"], Some(TRANSACTION_PDUS_MAX)) else {
             return whole(http);
         };
@@ -443,6 +422,131 @@ impl Request {
     pub fn byte_count(&self) -> u64 {
         self.to_http().byte_count()
     }
+}
+
+/// The first steps of [`Request::from_http`]: the target's length and characters, the
+/// route (404, then 405), and the query's syntax. Returns the endpoint, its path
+/// parameters (as many as it has) and the query.
+fn route(http: &HttpRequest) -> Result<(Endpoint, Vec<&str>, Query), WireError> {
+    let target = http.path_and_query.as_str();
+    if target.len() > TARGET_BYTES_MAX {
+        return Err(WireError::TargetTooLong { bytes: len_u64(target.len()) });
+    }
+    if let Some(bad) = target.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
+        return Err(WireError::BadTarget {
+            problem: format!("byte 0x{bad:02x} is not allowed in a request target"),
+        });
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let not_found = || WireError::UnknownEndpoint { path: echo(path) };
+    let rest = path.strip_prefix(PREFIX).ok_or_else(not_found)?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.len() < 2 {
+        return Err(not_found());
+    }
+    let endpoint =
+        Endpoint::route(segments[0], segments[1], segments.len() - 2).ok_or_else(not_found)?;
+    if http.method != endpoint.method() {
+        return Err(WireError::MethodNotAllowed { method: http.method, endpoint });
+    }
+    let query = Query::parse(query.unwrap_or(""))?;
+    let mut params = segments;
+    params.drain(..2);
+    Ok((endpoint, params, query))
+}
+
+/// [`Request::from_http_knowing`] for a `/send` body as servers send it, read in one pass
+/// without its JSON tree: `origin`, `origin_server_ts`, `pdus`, and `edus` only when empty,
+/// in any order. Each PDU's bytes are found by matching brackets and quotes and given to
+/// `known`; one it does not recognise is read in full from where it starts, and must end
+/// where the match ended. `None` for any other body, or any error: the caller then decodes
+/// as before, so what is accepted and every error stay `from_http`'s.
+///
+/// The request returned is `from_http`'s for the body without the recognised PDUs: the
+/// reader checks what it reads as `parse` does (the nesting limit, numbers, strings,
+/// duplicate keys), and the recognised PDUs are bytes parsed and checked before.
+pub(super) fn read_send<K>(
+    http: &HttpRequest,
+    body: &[u8],
+    known: &mut impl FnMut(&[u8]) -> Option<K>,
+) -> Option<(Request, Vec<Option<K>>)> {
+    let (endpoint, params, _query) = route(http).ok()?;
+    if endpoint != Endpoint::SendTransaction {
+        return None;
+    }
+    let mut reader = Reader::new(body, Numbers::IntegerLiterals);
+    if !reader.begin_object().ok()? {
+        return None;
+    }
+    let (mut origin, mut origin_server_ts, mut lists) = (None, None, None);
+    while let Some(key) = reader.next_key_str().ok()? {
+        match key {
+            "origin" => match reader.value().ok()? {
+                Value::String(text) => origin = Some(text),
+                _ => return None,
+            },
+            "origin_server_ts" => match reader.value().ok()? {
+                // The strict numbers admit only integers within ±(2^53-1).
+                Value::Number(number) => origin_server_ts = Some(number.as_i64()?),
+                _ => return None,
+            },
+            "pdus" => lists = Some(read_pdus(body, &mut reader, known)?),
+            "edus" => {
+                if !reader.begin_array().ok()? || reader.next_item().ok()? {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    reader.check_end().ok()?;
+    let (pdus, kinds) = lists?;
+    let transaction = Transaction {
+        origin: origin?,
+        origin_server_ts: origin_server_ts?,
+        pdus,
+        edus: Vec::new(),
+    };
+    let txn_id = path_param(params[0], "txnId").ok()?;
+    let request = Request::SendTransaction { txn_id, transaction };
+    request.validate().ok()?;
+    Some((request, kinds))
+}
+
+/// The `pdus` list at the reader's position (see [`read_send`]): the PDUs `known` does not
+/// recognise, parsed, and its answer for each PDU in order.
+fn read_pdus<K>(
+    body: &[u8],
+    reader: &mut Reader<'_>,
+    known: &mut impl FnMut(&[u8]) -> Option<K>,
+) -> Option<(Vec<Object>, Vec<Option<K>>)> {
+    if !reader.begin_array().ok()? {
+        return None;
+    }
+    let (mut pdus, mut kinds) = (Vec::new(), Vec::new());
+    while reader.next_item().ok()? {
+        if kinds.len() == TRANSACTION_PDUS_MAX {
+            return None;
+        }
+        let (start, mark) = (reader.offset(), reader.mark());
+        reader.skip_value().ok()?;
+        let end = reader.offset();
+        let kind = known(&body[start..end]);
+        if kind.is_none() {
+            let mut whole = Reader::new(body, Numbers::IntegerLiterals);
+            whole.seek(mark);
+            let Value::Object(pdu) = whole.value().ok()? else { return None };
+            if whole.offset() != end {
+                return None;
+            }
+            pdus.push(pdu);
+        }
+        kinds.push(kind);
+    }
+    Some((pdus, kinds))
 }
 
 /// The target prefix of `PUT /send/{txnId}`.

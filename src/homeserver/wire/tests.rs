@@ -759,3 +759,159 @@ fn send_join_answers_leave_out_the_pdus_known_by_their_bytes() {
         assert_eq!(got.to_string(), expected.to_string(), "{body}");
     }
 }
+
+/// What `from_http` makes of `http` with the PDUs at `leave_out` taken out of its body, as
+/// a decoder that recognises them must give.
+fn decoded_without(http: &HttpRequest, leave_out: &[usize]) -> Result<Request, WireError> {
+    let body = http.body.as_deref().unwrap();
+    let lists = super::codec::PduLists::scan(body, &["pdus"], None).unwrap();
+    let without = HttpRequest {
+        method: http.method,
+        path_and_query: http.path_and_query.clone(),
+        body: Some(lists.without(body, |_, index| leave_out.contains(&index))),
+    };
+    Request::from_http(&without)
+}
+
+#[test]
+fn send_bodies_as_servers_send_them_are_read_in_one_pass() {
+    let pdu = |n: i64| object(json!({"type": "m.room.message", "depth": n, "content": {"b": "é"}}));
+    let text = |n: i64| String::from_utf8(canonical_json::encode_object(&pdu(n)).unwrap()).unwrap();
+    let known = |bytes: &[u8]| (0..6).find(|&n| text(n).as_bytes() == bytes).filter(|n| n % 2 == 0);
+    let send = |body: &str| http(Method::Put, "/_matrix/federation/v1/send/t1", Some(body));
+    let read = |http: &HttpRequest| {
+        super::request::read_send(http, http.body.as_deref().unwrap(), &mut { known })
+    };
+    let pdus = |ns: &[i64]| ns.iter().map(|&n| text(n)).collect::<Vec<_>>().join(",");
+    // A PDU nested as deep as a body may nest (the body, its list and the PDU are three
+    // levels), and one level deeper.
+    let nested = |levels: u32| {
+        let levels = levels as usize;
+        format!("{{\"x\":{}1{}}}", "[".repeat(levels), "]".repeat(levels))
+    };
+    let (deep, too_deep) =
+        (nested(canonical_json::DEPTH_MAX - 3), nested(canonical_json::DEPTH_MAX - 2));
+
+    // The usual body, with and without known PDUs, empty EDUs, keys in any order and
+    // whitespace: read in one pass, into exactly what `from_http` makes of the body without
+    // the known PDUs.
+    for body in [
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}]}}", pdus(&[0, 1, 2])),
+        format!(
+            "{{\"edus\":[],\"origin\":\"hs1\",\"origin_server_ts\":-7,\"pdus\":[{}]}}",
+            pdus(&[1, 3])
+        ),
+        format!("{{\"pdus\":[{}],\"origin_server_ts\":7,\"origin\":\"hs1\"}}", pdus(&[4])),
+        "{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[]}".to_owned(),
+        format!(
+            " {{ \"origin\" : \"hs1\" , \"origin_server_ts\":7,\"pdus\":[ {} ,\n{} ] }} ",
+            text(2),
+            text(5)
+        ),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{},{deep}]}}", text(0)),
+    ] {
+        let http = send(&body);
+        let (request, kinds) = read(&http).unwrap_or_else(|| panic!("read in one pass: {body}"));
+        let leave_out: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i].is_some()).collect();
+        assert_eq!(Ok(request.clone()), decoded_without(&http, &leave_out), "{body}");
+        assert_eq!((request, kinds), Request::from_http_knowing(&http, known).unwrap());
+    }
+    let usual = send(&format!(
+        "{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}]}}",
+        pdus(&[0, 1, 2])
+    ));
+    assert_eq!(read(&usual).unwrap().1, [Some(0), None, Some(2)]);
+
+    // Any other body, or any error, is left to the decoder that parses the whole body;
+    // what that accepts, and each of its errors, is unchanged.
+    let many = vec![text(0); TRANSACTION_PDUS_MAX + 1].join(",");
+    for body in [
+        // Accepted by `from_http`, but not the usual shape.
+        format!(
+            "{{\"edus\":[{{\"content\":{{}},\"edu_type\":\"m.typing\"}}],\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}]}}",
+            text(0)
+        ),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}],\"x\":1}}", text(0)),
+        // Refused.
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{},{too_deep}]}}", text(0)),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}],\"pdus\":[]}}", text(0)),
+        "{\"origin\":\"hs1\",\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[]}".to_owned(),
+        "{\"origin\":1,\"origin_server_ts\":7,\"pdus\":[]}".to_owned(),
+        "{\"origin\":\"bad name!\",\"origin_server_ts\":7,\"pdus\":[]}".to_owned(),
+        "{\"origin\":\"hs1\",\"origin_server_ts\":7.5,\"pdus\":[]}".to_owned(),
+        "{\"origin\":\"hs1\",\"origin_server_ts\":9007199254740992,\"pdus\":[]}".to_owned(),
+        "{\"origin\":\"hs1\",\"pdus\":[]}".to_owned(),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{},1]}}", text(0)),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}, x]}}", text(1)),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{many}]}}"),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}]}} x", text(0)),
+        format!("{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{}]", text(0)),
+        "{\"edus\":{},\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[]}".to_owned(),
+        "{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{\"a\":\"\\ud800\"}]}".to_owned(),
+    ] {
+        let http = send(&body);
+        assert!(read(&http).is_none(), "not the usual body: {body}");
+        let leave_out: Vec<usize> =
+            match super::codec::PduLists::scan(body.as_bytes(), &["pdus"], None) {
+                Some(lists) => {
+                    let kinds = lists
+                        .ask(body.as_bytes(), &mut { known })
+                        .remove("pdus")
+                        .unwrap_or_default();
+                    (0..kinds.len()).filter(|&i| kinds[i].is_some()).collect()
+                }
+                None => Vec::new(),
+            };
+        let got = Request::from_http_knowing(&http, known).map(|(request, _)| request);
+        match (got, Request::from_http(&http)) {
+            (Ok(got), Ok(_)) => assert_eq!(Ok(got), decoded_without(&http, &leave_out), "{body}"),
+            (Err(got), Err(expected)) => {
+                assert_eq!(got.to_string(), expected.to_string(), "{body}")
+            }
+            (got, expected) => panic!("{body}: {got:?} against {expected:?}"),
+        }
+    }
+    // Another endpoint under the `/send` prefix's spelling is routed as `from_http` does.
+    let wrong = http(Method::Put, "/_matrix/federation/v1/send/t1/more", Some("{}"));
+    assert!(read(&wrong).is_none());
+}
+
+#[test]
+fn send_answers_as_servers_send_them_are_read_in_one_pass() {
+    let answer = |body: &str| HttpResponse { status: 200, body: body.as_bytes().to_vec() };
+    for (body, expected) in [
+        ("{\"pdus\":{}}", vec![]),
+        (
+            "{\"pdus\":{\"$a\":{},\"$b\":{\"error\":\"no \\\"way\\\"\"}}}",
+            vec![("$a", Ok(())), ("$b", Err("no \"way\"".to_owned()))],
+        ),
+        (" { \"pdus\" : { \"$a\" : { } } } ", vec![("$a", Ok(()))]),
+    ] {
+        let read = super::response::read_pdu_results(body.as_bytes()).expect(body);
+        let expected: std::collections::BTreeMap<EventId, PduResult> =
+            expected.into_iter().map(|(id, result)| (event_id(id), result)).collect();
+        assert_eq!(read, expected, "{body}");
+        let decoded = Response::from_http(Endpoint::SendTransaction, &answer(body)).unwrap();
+        assert_eq!(decoded, Response::SendTransaction { pdus: expected });
+    }
+    // Any other shape, or any error, is parsed whole as before: accepted as before, or
+    // refused with the same error.
+    let many: Vec<String> = (0..=TRANSACTION_PDUS_MAX).map(|n| format!("\"$e{n}\":{{}}")).collect();
+    for (body, accepted) in [
+        ("{\"pdus\":{\"$a\":{\"x\":1}}}".to_owned(), true),
+        ("{\"pdus\":{},\"x\":1}".to_owned(), true),
+        ("{\"pdus\":{\"$a\":{\"error\":1}}}".to_owned(), false),
+        ("{\"pdus\":{\"$a\":1}}".to_owned(), false),
+        ("{\"pdus\":{\"a\":{}}}".to_owned(), false),
+        ("{\"pdus\":{\"$a\":{},\"$a\":{}}}".to_owned(), false),
+        ("{\"pdus\":{},\"pdus\":{}}".to_owned(), false),
+        ("{\"pdus\":[]}".to_owned(), false),
+        ("{}".to_owned(), false),
+        ("{\"pdus\":{}} x".to_owned(), false),
+        (format!("{{\"pdus\":{{{}}}}}", many.join(",")), false),
+    ] {
+        assert_eq!(super::response::read_pdu_results(body.as_bytes()), None, "{body}");
+        let decoded = Response::from_http(Endpoint::SendTransaction, &answer(&body));
+        assert_eq!(decoded.is_ok(), accepted, "{body}: {decoded:?}");
+    }
+}

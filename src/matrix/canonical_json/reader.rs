@@ -29,8 +29,7 @@ pub struct Reader<'a> {
     open: Vec<Open>,
 }
 
-/// A place in the text a [`Reader`] reads: see `Reader::mark`.
-#[cfg(test)]
+/// A place in the text a [`Reader`] reads: see [`Reader::mark`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark {
     pos: usize,
@@ -58,16 +57,14 @@ impl<'a> Reader<'a> {
         self.parser.pos
     }
 
-    /// Where the next value to read starts, for `Reader::seek`.
-    #[cfg(test)]
+    /// Where the next value to read starts, for [`Reader::seek`].
     pub fn mark(&self) -> Mark {
         Mark { pos: self.parser.pos, depth: self.parser.depth }
     }
 
-    /// Goes back to a place returned by `Reader::mark` in the same text, to read the
+    /// Goes back to a place returned by [`Reader::mark`] in the same text, to read the
     /// value there on its own: the objects and arrays around it still count against the
     /// nesting limit, but none is open to this reader.
-    #[cfg(test)]
     pub fn seek(&mut self, mark: Mark) {
         self.parser.pos = mark.pos;
         self.parser.depth = mark.depth;
@@ -134,6 +131,13 @@ impl<'a> Reader<'a> {
     /// object's end, which closes it. A key the object already had is an error, reported
     /// when the next key is asked for, after its value, where [`parse`](super::parse) reports it.
     pub fn next_key(&mut self) -> Result<Option<String>, ParseError> {
+        Ok(self.next_key_str()?.map(str::to_owned))
+    }
+
+    /// [`Reader::next_key`] without a copy of the key for the caller: the reader keeps
+    /// the key until the next one is asked for (to check it against the others then), and
+    /// lends it.
+    pub fn next_key_str(&mut self) -> Result<Option<&str>, ParseError> {
         let open = self.open.last_mut().filter(|open| open.keys.is_some());
         let open = open.expect("next_key needs an open object");
         if let Some((key, key_pos)) = open.pending.take() {
@@ -148,8 +152,8 @@ impl<'a> Reader<'a> {
         }
         let (key, key_pos) = self.parser.key()?;
         let open = self.open.last_mut().expect("checked");
-        open.pending = Some((key.clone(), key_pos));
-        Ok(Some(key))
+        let (key, _) = open.pending.insert((key, key_pos));
+        Ok(Some(key.as_str()))
     }
 
     /// Positions the reader at the next item of the innermost open array: `Ok(false)` at
