@@ -306,6 +306,15 @@ impl<P: Clone + Corruptible> Network<P> {
         std::mem::take(&mut self.events)
     }
 
+    /// Takes the events logged so far into `spare`, which must be empty, leaving `spare`'s
+    /// room to the log: a caller that drains the log after every message and hands the
+    /// same vector back each time keeps one vector's room instead of growing a new one per
+    /// drain.
+    pub fn swap_events(&mut self, spare: &mut Vec<NetEvent>) {
+        assert!(spare.is_empty(), "the spare vector of swap_events holds events");
+        std::mem::swap(&mut self.events, spare);
+    }
+
     fn slot(&self, node: NodeId) -> usize {
         usize::try_from(node.0).expect("node ids fit usize")
     }

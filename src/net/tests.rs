@@ -576,6 +576,33 @@ fn bounds_drop_with_a_reason() {
 }
 
 #[test]
+fn events_swapped_out_leave_the_spare_room_to_the_log() {
+    let mut net = network(fixed(10), vec![]);
+    net.send(t(0), A, B, payload(0), 8);
+    net.send(t(1), A, B, payload(1), 8);
+    let logged = net.events().to_vec();
+    assert!(logged.len() >= 2, "{logged:?}");
+    let mut spare = Vec::with_capacity(64);
+    let room = spare.as_ptr();
+    net.swap_events(&mut spare);
+    assert_eq!(spare, logged, "every event, in order");
+    assert!(net.events().is_empty());
+    // The next events go into the spare's room.
+    net.send(t(2), A, B, payload(2), 8);
+    assert!(!net.events().is_empty());
+    assert_eq!(net.events().as_ptr(), room);
+}
+
+#[test]
+#[should_panic(expected = "holds events")]
+fn events_are_not_swapped_into_a_spare_that_holds_some() {
+    let mut net = network(fixed(10), vec![]);
+    net.send(t(0), A, B, payload(0), 8);
+    let mut spare = net.events().to_vec();
+    net.swap_events(&mut spare);
+}
+
+#[test]
 fn bad_configurations_are_named() {
     let config = NetConfig { held_max: 0, ..NetConfig::default() };
     let error =

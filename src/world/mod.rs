@@ -211,6 +211,9 @@ struct Shared {
     /// a request's line is written into.
     response_lines: BTreeMap<u16, trace::Text>,
     what_line: String,
+    /// The network's events taken at each drain, kept between drains for its room
+    /// ([`Network::swap_events`](crate::net::Network::swap_events)).
+    net_events: Vec<NetEvent>,
     /// A node sent something: the supervisor must look at the network again.
     net_dirty: bool,
     supervisor_waker: Option<Waker>,
@@ -269,6 +272,7 @@ impl Shared {
             created_ids: BTreeSet::new(),
             copies: BTreeSet::new(),
             recorded_json: LookupMap::new(),
+            net_events: Vec::new(),
             net_dirty: false,
             supervisor_waker: None,
             next_step: 0,
@@ -325,7 +329,9 @@ impl Shared {
     /// Records the network's decisions since the last call (except `Sent`, which
     /// [`Shared::send`] records with what the message is, and `Scheduled`).
     fn drain_net(&mut self) {
-        for event in self.net.take_events() {
+        let mut events = std::mem::take(&mut self.net_events);
+        self.net.swap_events(&mut events);
+        for event in events.drain(..) {
             let (at, body) = match event {
                 NetEvent::Sent { .. } | NetEvent::Scheduled { .. } => continue,
                 NetEvent::Dropped { at, id, copy, reason } => {
@@ -345,6 +351,7 @@ impl Shared {
             };
             self.record(at.ms, body);
         }
+        self.net_events = events;
     }
 
     /// Puts a message on the network and records it.
