@@ -190,17 +190,7 @@ impl Response {
             parts.insert(key, part);
         };
         match self {
-            Response::SendTransaction { pdus } => {
-                let mut results = Object::new();
-                for (event_id, result) in pdus {
-                    let mut entry = Object::new();
-                    if let Err(error) = result {
-                        entry.insert("error".into(), Value::String(error.clone()));
-                    }
-                    results.insert(event_id.as_str().to_owned(), Value::Object(entry));
-                }
-                put("pdus", Part::Owned(Value::Object(results)));
-            }
+            Response::SendTransaction { pdus } => put("pdus", Part::Results(pdus)),
             Response::GetEvent(transaction) | Response::Backfill(transaction) => {
                 put("", Part::Transaction(transaction));
             }
@@ -365,6 +355,21 @@ enum Part<'a> {
     /// The members of a transaction body (`/event`, `/backfill`), under the empty key:
     /// the only part of such a body.
     Transaction(&'a Transaction),
+    /// A `/send` answer's results, by event id: `{}`, or `{"error": text}`.
+    Results(&'a BTreeMap<EventId, PduResult>),
+}
+
+/// The JSON of a `/send` answer's results (see [`Part::Results`]).
+fn results_json(results: &BTreeMap<EventId, PduResult>) -> Value {
+    let mut object = Object::new();
+    for (event_id, result) in results {
+        let mut entry = Object::new();
+        if let Err(error) = result {
+            entry.insert("error".into(), Value::String(error.clone()));
+        }
+        object.insert(event_id.as_str().to_owned(), Value::Object(entry));
+    }
+    Value::Object(object)
 }
 
 /// The canonical JSON of the body with these members. Panics, as [`encode_body`] does, on
@@ -416,6 +421,27 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
                 }
                 out.push(b']');
             }
+            Part::Results(results) => {
+                // Written as the object of `results_json` is: ids are texts, ordered by
+                // their bytes as canonical JSON orders keys; the errors are texts too,
+                // which canonical JSON can always hold.
+                out.push(b'{');
+                for (index, (event_id, result)) in results.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    canonical_json::write_string(&mut out, event_id.as_str());
+                    match result {
+                        Ok(()) => out.extend_from_slice(b":{}"),
+                        Err(error) => {
+                            out.extend_from_slice(b":{\"error\":");
+                            canonical_json::write_string(&mut out, error);
+                            out.push(b'}');
+                        }
+                    }
+                }
+                out.push(b'}');
+            }
             Part::Transaction(_) => unreachable!("only under the empty key, alone"),
         }
     }
@@ -430,6 +456,7 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
                 Part::Encoded(objects) => {
                     Value::Array(objects.iter().map(|o| Value::Object(o.json().clone())).collect())
                 }
+                Part::Results(results) => results_json(results),
                 Part::Transaction(_) => unreachable!("returned above"),
             };
             body.insert((*key).to_owned(), value);

@@ -894,6 +894,24 @@ fn send_answers_as_servers_send_them_are_read_in_one_pass() {
         let decoded = Response::from_http(Endpoint::SendTransaction, &answer(body)).unwrap();
         assert_eq!(decoded, Response::SendTransaction { pdus: expected });
     }
+    // Answers are written directly, as their body objects encode.
+    let results: std::collections::BTreeMap<EventId, PduResult> = [
+        ("$b", Err("a \"quoted\" \\ é \u{1}".to_owned())),
+        ("$a", Ok(())),
+        ("$é", Ok(())),
+        ("$aa", Err(String::new())),
+    ]
+    .into_iter()
+    .map(|(id, result)| (event_id(id), result))
+    .collect();
+    let written = Response::SendTransaction { pdus: results.clone() }.to_http();
+    let expected = json!({"pdus": {
+        "$b": {"error": "a \"quoted\" \\ é \u{1}"}, "$a": {}, "$é": {}, "$aa": {"error": ""},
+    }});
+    assert_eq!(written.body, canonical_json::encode(&expected).unwrap());
+    let back = Response::from_http(Endpoint::SendTransaction, &written).unwrap();
+    assert_eq!(back, Response::SendTransaction { pdus: results });
+
     // Any other shape, or any error, is parsed whole as before: accepted as before, or
     // refused with the same error.
     let many: Vec<String> = (0..=TRANSACTION_PDUS_MAX).map(|n| format!("\"$e{n}\":{{}}")).collect();
