@@ -54,8 +54,9 @@ pub fn encode_request(request: &HttpRequest) -> Vec<u8> {
     out
 }
 
-/// The request back from bytes, or `None` if the request line is damaged.
-pub fn decode_request(bytes: &[u8]) -> Option<HttpRequest> {
+/// The request back from its bytes, or `None` if the request line is damaged. The body
+/// keeps the bytes' vector (the line is moved out of its front) rather than a copy.
+pub fn decode_request(mut bytes: Vec<u8>) -> Option<HttpRequest> {
     let newline = bytes.iter().position(|&b| b == b'\n')?;
     let line = std::str::from_utf8(&bytes[..newline]).ok()?;
     let (method, target) = line.split_once(' ')?;
@@ -63,9 +64,12 @@ pub fn decode_request(bytes: &[u8]) -> Option<HttpRequest> {
     if target.is_empty() || target.contains(' ') {
         return None;
     }
-    let body = bytes[newline + 1..].to_vec();
-    let body = method.has_body().then_some(body);
-    Some(HttpRequest { method, path_and_query: target.to_owned(), body })
+    let path_and_query = target.to_owned();
+    let body = method.has_body().then(|| {
+        bytes.drain(..=newline);
+        bytes
+    });
+    Some(HttpRequest { method, path_and_query, body })
 }
 
 pub fn encode_response(response: &HttpResponse) -> Vec<u8> {
@@ -77,8 +81,9 @@ pub fn encode_response(response: &HttpResponse) -> Vec<u8> {
     out
 }
 
-/// The response back from bytes, or `None` if the status line is damaged.
-pub fn decode_response(bytes: &[u8]) -> Option<HttpResponse> {
+/// The response back from its bytes, or `None` if the status line is damaged. The body
+/// keeps the bytes' vector, as in [`decode_request`].
+pub fn decode_response(mut bytes: Vec<u8>) -> Option<HttpResponse> {
     if bytes.len() < 4 || bytes[3] != b'\n' || !bytes[..3].iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -86,7 +91,8 @@ pub fn decode_response(bytes: &[u8]) -> Option<HttpResponse> {
     if !(100..=599).contains(&status) {
         return None;
     }
-    Some(HttpResponse { status, body: bytes[4..].to_vec() })
+    bytes.drain(..4);
+    Some(HttpResponse { status, body: bytes })
 }
 
 /// What the receiver's HTTP layer answers to a request line it cannot read.
@@ -105,26 +111,26 @@ mod tests {
             path_and_query: "/_matrix/federation/v1/send/1".into(),
             body: Some(b"{\"pdus\":[]}".to_vec()),
         };
-        assert_eq!(decode_request(&encode_request(&put)), Some(put));
+        assert_eq!(decode_request(encode_request(&put)), Some(put));
         let get = HttpRequest {
             method: Method::Get,
             path_and_query: "/_matrix/federation/v1/event/%24a?x=1".into(),
             body: None,
         };
         assert_eq!(encode_request(&get), b"GET /_matrix/federation/v1/event/%24a?x=1\n");
-        assert_eq!(decode_request(&encode_request(&get)), Some(get));
+        assert_eq!(decode_request(encode_request(&get)), Some(get));
         let ok = HttpResponse { status: 200, body: b"{}".to_vec() };
         assert_eq!(encode_response(&ok), b"200\n{}");
-        assert_eq!(decode_response(&encode_response(&ok)), Some(ok));
+        assert_eq!(decode_response(encode_response(&ok)), Some(ok));
     }
 
     #[test]
     fn damaged_framing_is_refused_not_panicked() {
         for bad in [&b""[..], b"PUT", b"PXT /a\n{}", b"PUT  /a\n", b"GET \n", b"\xff /a\n"] {
-            assert_eq!(decode_request(bad), None, "{bad:?}");
+            assert_eq!(decode_request(bad.to_vec()), None, "{bad:?}");
         }
         for bad in [&b""[..], b"20", b"2x0\n{}", b"200{}", b"999\n", b"099\n"] {
-            assert_eq!(decode_response(bad), None, "{bad:?}");
+            assert_eq!(decode_response(bad.to_vec()), None, "{bad:?}");
         }
     }
 }

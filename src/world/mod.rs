@@ -620,7 +620,7 @@ impl Shared {
                     }
                     return;
                 }
-                match frame::decode_request(&delivery.payload.bytes) {
+                match frame::decode_request(delivery.payload.bytes) {
                     Some(request) => {
                         self.slots[to].inbound.insert((from, id), (msg, incarnation));
                         let input = Input::Request { origin, id: RequestId(id), request };
@@ -645,7 +645,7 @@ impl Shared {
                     self.record(now, Body::DropDown { msg, copy: delivery.copy, server });
                     return;
                 }
-                let response = frame::decode_response(&delivery.payload.bytes);
+                let response = frame::decode_response(delivery.payload.bytes);
                 self.push(to, Inbox::Input(Input::Response { id: RequestId(id), response }));
             }
         }
