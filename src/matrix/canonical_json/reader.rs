@@ -29,6 +29,39 @@ pub struct Reader<'a> {
     open: Vec<Open>,
 }
 
+/// The keys of an open object read so far. While they come in increasing order, as
+/// canonical JSON writes them, a list does: a key greater than the last repeats none, so
+/// it is checked with one comparison. From the first key out of order, a set: a text of
+/// many keys out of order is then still checked in `n log n`.
+#[derive(Clone)]
+enum Keys {
+    Sorted(Vec<String>),
+    Set(BTreeSet<String>),
+}
+
+impl Keys {
+    /// Adds `key`, or gives it back if the object had it.
+    fn insert(&mut self, key: String) -> Result<(), String> {
+        let set = match self {
+            Keys::Sorted(list) if list.last().is_none_or(|last| *last < key) => {
+                list.push(key);
+                return Ok(());
+            }
+            Keys::Sorted(list) => {
+                *self = Keys::Set(std::mem::take(list).into_iter().collect());
+                let Keys::Set(set) = self else { unreachable!("just set") };
+                set
+            }
+            Keys::Set(set) => set,
+        };
+        if set.contains(&key) {
+            return Err(key);
+        }
+        set.insert(key);
+        Ok(())
+    }
+}
+
 /// A place in the text a [`Reader`] reads: see [`Reader::mark`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark {
@@ -39,7 +72,7 @@ pub struct Mark {
 #[derive(Clone)]
 struct Open {
     started: bool,
-    keys: Option<BTreeSet<String>>,
+    keys: Option<Keys>,
     /// The last key returned and where it starts: checked against `keys` once its value
     /// has been read, as [`parse`](super::parse) does, so that an error inside the value comes first.
     pending: Option<(String, usize)>,
@@ -79,7 +112,7 @@ impl<'a> Reader<'a> {
     /// Opens the object that starts at the position, after whitespace. `Ok(false)`, with
     /// nothing read, when the next value is not an object.
     pub fn begin_object(&mut self) -> Result<bool, ParseError> {
-        self.begin(b'{', Some(BTreeSet::new()))
+        self.begin(b'{', Some(Keys::Sorted(Vec::new())))
     }
 
     /// Opens the array that starts at the position, after whitespace. `Ok(false)`, with
@@ -88,7 +121,7 @@ impl<'a> Reader<'a> {
         self.begin(b'[', None)
     }
 
-    fn begin(&mut self, open: u8, keys: Option<BTreeSet<String>>) -> Result<bool, ParseError> {
+    fn begin(&mut self, open: u8, keys: Option<Keys>) -> Result<bool, ParseError> {
         self.parser.skip_whitespace();
         if self.parser.peek() != Some(open) {
             return Ok(false);
@@ -142,10 +175,9 @@ impl<'a> Reader<'a> {
         let open = open.expect("next_key needs an open object");
         if let Some((key, key_pos)) = open.pending.take() {
             let keys = open.keys.as_mut().expect("an object");
-            if keys.contains(&key) {
+            if let Err(key) = keys.insert(key) {
                 return Err(self.parser.error_at(key_pos, format!("duplicate object key {key:?}")));
             }
-            keys.insert(key);
         }
         if !self.next(b'}', "an object")? {
             return Ok(None);
@@ -496,6 +528,8 @@ mod tests {
             "{\n\"events\": [{\"k\": \"v\"},\n {\"k\": [true, null, -0]}],\n\"v\": \"12\"}"
                 .to_owned(),
             deep(DEPTH_MAX as usize - 1),
+            // Keys out of order, after keys in order.
+            r#"{"a":1,"d":2,"c":3,"b":{"z":1,"y":2},"e":4}"#.to_owned(),
         ]
     }
 
@@ -509,6 +543,10 @@ mod tests {
             r#"{"a":1,"a":2}"#.to_owned(),
             r#"{"a":1,"a":[}"#.to_owned(),
             r#"{"a":[1],"b":2,"a":3}"#.to_owned(),
+            // A repeated key that is not the last one: in order up to it, then out of it.
+            r#"{"a":1,"b":2,"c":3,"b":4}"#.to_owned(),
+            r#"{"c":1,"b":2,"a":3,"b":4}"#.to_owned(),
+            r#"{"b":1,"a":2,"c":3,"a":4}"#.to_owned(),
             r#"{"a":[1]} x"#.to_owned(),
             r#"{"a":["\u12"]}"#.to_owned(),
             r#"{"a":["\q"]}"#.to_owned(),
