@@ -157,6 +157,12 @@ pub(super) fn percent_encode(out: &mut String, text: &str) {
     }
 }
 
+/// The length of what [`push_segment`] appends for `text`: its `/`, and each byte of
+/// `text` as itself if unreserved, else as `%XX`.
+pub(super) fn segment_len(text: &str) -> usize {
+    1 + text.bytes().map(|b| if is_unreserved(b) { 1 } else { 3 }).sum::<usize>()
+}
+
 pub(super) fn push_segment(target: &mut String, text: &str) {
     target.push('/');
     percent_encode(target, text);

@@ -933,3 +933,19 @@ fn send_answers_as_servers_send_them_are_read_in_one_pass() {
         assert_eq!(decoded.is_ok(), accepted, "{body}: {decoded:?}");
     }
 }
+
+#[test]
+fn a_send_target_is_measured_as_it_is_encoded() {
+    let transaction =
+        Transaction { origin: "hs1".into(), origin_server_ts: 1, pdus: vec![], edus: vec![] };
+    // The longest id (255 bytes), every byte escaped.
+    let long = "é/ %".repeat(51);
+    for txn_id in ["t", "1-2_3.4~5", "a/b c%d", "é", "\u{1f600}?#&=", long.as_str()] {
+        let request = Request::SendTransaction {
+            txn_id: txn_id.to_owned(),
+            transaction: transaction.clone(),
+        };
+        let encoded = request.to_http().path_and_query;
+        assert_eq!(request.target_len(), encoded.len(), "{txn_id}: {encoded}");
+    }
+}
