@@ -73,7 +73,7 @@ impl Pair {
             }
         }
         let outputs = self.servers[at].handle(self.now, input);
-        let origin = ["hs1", "hs2"][at].to_owned();
+        let origin: std::sync::Arc<str> = ["hs1", "hs2"][at].into();
         for output in outputs {
             match output {
                 Output::Request { id, request, .. } => {

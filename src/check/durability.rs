@@ -70,7 +70,7 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
             Body::Commit { server, .. } if !crashing.contains(server.as_str()) => {}
             Body::Commit { server, event_ids } => {
                 let state = servers.entry(server).or_default();
-                state.committed.extend(event_ids.iter().map(String::as_str));
+                state.committed.extend(event_ids.iter().map(crate::trace::Text::as_str));
             }
             Body::Node { server, change: NodeChange::Crash } => {
                 let state = servers.entry(server).or_default();

@@ -537,9 +537,11 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
         | Body::Invited { server, .. }
         | Body::Upgraded { server, .. }
         | Body::PeerDown { server, .. }
-        | Body::PeerUp { server, .. }
-        | Body::Commit { server, .. } => vec![server.as_str()],
-        Body::Event { server, .. } | Body::State { server, .. } | Body::Final { server, .. } => {
+        | Body::PeerUp { server, .. } => vec![server.as_str()],
+        Body::Event { server, .. }
+        | Body::State { server, .. }
+        | Body::Final { server, .. }
+        | Body::Commit { server, .. } => {
             vec![server.as_str()]
         }
         Body::Send { from, to, .. } => vec![from.as_str(), to.as_str()],

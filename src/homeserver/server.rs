@@ -647,7 +647,8 @@ impl Homeserver {
                 let was_down = self.outbound.is_down(&origin);
                 self.outbound.mark_up(&origin, now);
                 if was_down {
-                    out.push(Output::Observed(Observation::PeerUp { peer: origin.clone() }));
+                    let peer = origin.to_string();
+                    out.push(Output::Observed(Observation::PeerUp { peer }));
                 }
                 let response = self.serve(now, &origin, &request, &mut out);
                 out.push(Output::Response { origin, id, response });

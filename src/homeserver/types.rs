@@ -1,5 +1,7 @@
 //! The homeserver's inputs, outputs and observations.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::homeserver::wire::{HttpRequest, HttpResponse};
@@ -16,8 +18,9 @@ pub struct RequestId(pub u64);
 /// Something that happens to a homeserver.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// An inbound federation request from `origin` (authenticated by the transport).
-    Request { origin: String, id: RequestId, request: HttpRequest },
+    /// An inbound federation request from `origin` (authenticated by the transport). The
+    /// name is shared: a simulator hands every server the same copy of each peer's name.
+    Request { origin: Arc<str>, id: RequestId, request: HttpRequest },
     /// The answer to request `id` this server sent; `None` if it failed in transit (the
     /// peer was unreachable). A request that gets no answer times out by the server's own
     /// timer.
@@ -38,8 +41,8 @@ pub enum Output {
     /// Send a federation request to `destination`; its answer comes back as
     /// [`Input::Response`] with the same id.
     Request { destination: String, id: RequestId, request: HttpRequest },
-    /// Answer request `id` from `origin`.
-    Response { origin: String, id: RequestId, response: HttpResponse },
+    /// Answer request `id` from `origin` (the name the request came with).
+    Response { origin: Arc<str>, id: RequestId, response: HttpResponse },
     /// Deliver [`Input::Timer`] at `at` (replaces any earlier request for a timer).
     SetTimer { at: Instant },
     /// Something worth recording in the trace.

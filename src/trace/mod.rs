@@ -316,8 +316,9 @@ pub enum Body {
     /// A peer the server had marked down is up again (a transaction arrived, or the peer
     /// sent a request).
     PeerUp { server: String, peer: String },
-    /// The server committed its store with these events newly durable.
-    Commit { server: String, event_ids: Vec<String> },
+    /// The server committed its store with these events newly durable. Shared texts, as
+    /// the `send` records' are: one record per event received per server.
+    Commit { server: Text, event_ids: Vec<Text> },
     /// Linearized Matrix, at a participant: a user's event left for the hub as the LPDU
     /// `lpdu_id` (docs/linearized.md).
     LpduSent { server: String, room: String, lpdu_id: String, hub: String },
@@ -455,7 +456,7 @@ impl Keeper {
         let line = self.total + 1;
         match &record.body {
             body if NetFold::takes(body) => return self.net.push(&record),
-            Body::Commit { server, .. } if !self.crashing.contains(server) => return,
+            Body::Commit { server, .. } if !self.crashing.contains(server.as_str()) => return,
             Body::Node { server, change: NodeChange::Crash } if !self.crashing.contains(server) => {
                 self.unkept_crashes.push((server.clone(), line));
             }

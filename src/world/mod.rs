@@ -322,10 +322,6 @@ impl Shared {
         self.response_lines.entry(status).or_insert_with(line).clone()
     }
 
-    fn name(&self, node: NodeId) -> String {
-        self.slots[usize::try_from(node.0).expect("node ids fit usize")].name.as_str().to_owned()
-    }
-
     /// Records the network's decisions since the last call (except `Sent`, which
     /// [`Shared::send`] records with what the message is, and `Scheduled`).
     fn drain_net(&mut self) {
@@ -547,7 +543,7 @@ impl Shared {
                 }
                 Output::Response { origin, id, response } => {
                     // Only a request from a known server is ever held in `inbound`.
-                    let Some(&to) = self.index.get(&origin) else { continue };
+                    let Some(&to) = self.index.get(&*origin) else { continue };
                     let slot = &mut self.slots[node];
                     let Some((request_msg, incarnation)) = slot.inbound.remove(&(to, id.0)) else {
                         continue;
@@ -561,8 +557,8 @@ impl Shared {
                 }
                 Output::SetTimer { at } => self.slots[node].timer_at = Some(at),
                 Output::Committed { event_ids } => {
-                    let server = self.slots[node].name.as_str().to_owned();
-                    let event_ids = event_ids.iter().map(|e| e.as_str().to_owned()).collect();
+                    let server = self.slots[node].name.clone();
+                    let event_ids = event_ids.iter().map(|e| e.shared_text().into()).collect();
                     self.record(now, Body::Commit { server, event_ids });
                 }
                 Output::Observed(observation) => {
@@ -607,7 +603,6 @@ impl Shared {
         let to = usize::try_from(delivery.to.0).expect("node ids fit usize");
         let from = usize::try_from(delivery.from.0).expect("node ids fit usize");
         let msg = delivery.id.0;
-        let origin = self.name(delivery.from);
         match delivery.payload.kind {
             Kind::Request { id, incarnation } => {
                 if !self.slots[to].up {
@@ -623,6 +618,7 @@ impl Shared {
                 match frame::decode_request(delivery.payload.bytes) {
                     Some(request) => {
                         self.slots[to].inbound.insert((from, id), (msg, incarnation));
+                        let origin = self.slots[from].name.shared();
                         let input = Input::Request { origin, id: RequestId(id), request };
                         self.push(to, Inbox::Input(input));
                     }

@@ -256,7 +256,7 @@ fn fixture(version: RoomVersion) -> Fixture {
     for pdu in first_four {
         records.push(event(1, "hs1", &r, pdu, Decision::Created, true));
     }
-    records.push(rec(2, Body::Commit { server: "hs1".into(), event_ids: ids(&first_four) }));
+    records.push(rec(2, Body::Commit { server: "hs1".into(), event_ids: texts(ids(&first_four)) }));
     for pdu in first_four {
         records.push(event(5, "hs2", &r, pdu, Decision::Accepted, false));
     }
@@ -267,13 +267,16 @@ fn fixture(version: RoomVersion) -> Fixture {
     records.push(event(6, "hs2", &r, &bob, Decision::Created, true));
     let mut hs2_commits = ids(&first_four);
     hs2_commits.push(id(&bob));
-    records.push(rec(6, Body::Commit { server: "hs2".into(), event_ids: hs2_commits.clone() }));
+    records
+        .push(rec(6, Body::Commit { server: "hs2".into(), event_ids: texts(hs2_commits.clone()) }));
     records.push(event(8, "hs1", &r, &bob, Decision::Accepted, false));
-    records.push(rec(8, Body::Commit { server: "hs1".into(), event_ids: ids(&[&bob]) }));
+    records.push(rec(8, Body::Commit { server: "hs1".into(), event_ids: texts(ids(&[&bob])) }));
     records.push(event(10, "hs1", &r, &message, Decision::Created, true));
-    records.push(rec(10, Body::Commit { server: "hs1".into(), event_ids: ids(&[&message]) }));
+    records
+        .push(rec(10, Body::Commit { server: "hs1".into(), event_ids: texts(ids(&[&message])) }));
     records.push(event(12, "hs2", &r, &message, Decision::Accepted, false));
-    records.push(rec(12, Body::Commit { server: "hs2".into(), event_ids: ids(&[&message]) }));
+    records
+        .push(rec(12, Body::Commit { server: "hs2".into(), event_ids: texts(ids(&[&message])) }));
     records.push(rec(20, Body::Node { server: "hs2".into(), change: NodeChange::Crash }));
     records.push(rec(21, Body::Node { server: "hs2".into(), change: NodeChange::Restart }));
     hs2_commits.push(id(&message));
@@ -700,12 +703,15 @@ fn a_late_message_hs3_never_gets(hs1: Option<Decision>) -> (Trace, String) {
             }
         }
     }
-    added.push(rec(22, Body::Commit { server: "hs3".into(), event_ids: hs3_ids }));
+    added.push(rec(22, Body::Commit { server: "hs3".into(), event_ids: texts(hs3_ids) }));
     added.push(event(30, "hs2", &r, &late, Decision::Created, true));
-    added.push(rec(30, Body::Commit { server: "hs2".into(), event_ids: vec![id(&late)] }));
+    added.push(rec(30, Body::Commit { server: "hs2".into(), event_ids: texts(vec![id(&late)]) }));
     if let Some(decision) = hs1 {
         added.push(event(40, "hs1", &r, &late, decision, false));
-        added.push(rec(40, Body::Commit { server: "hs1".into(), event_ids: vec![id(&late)] }));
+        added.push(rec(
+            40,
+            Body::Commit { server: "hs1".into(), event_ids: texts(vec![id(&late)]) },
+        ));
     }
     let mut hs3_final = f.trace.records[finals_at].clone();
     if let Body::Final { server, .. } = &mut hs3_final.body {
@@ -1221,4 +1227,9 @@ fn the_checkers_state_resolution_reads_the_originals_of_redacted_events() {
     assert!(v.message.contains("against the state before it"), "{}", v.message);
     assert_eq!(v.witness.servers, strings(&["hs2", "hs1"]), "{v:#?}");
     assert_eq!(v.witness.events, vec![id(&join)], "{v:#?}");
+}
+
+/// Record texts of event ids.
+fn texts(ids: Vec<String>) -> Vec<mxsim::trace::Text> {
+    ids.into_iter().map(mxsim::trace::Text::from).collect()
 }

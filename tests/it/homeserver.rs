@@ -166,9 +166,13 @@ impl Harness {
                     }
                 }
                 Output::Response { origin, id, response } => {
-                    let response = (!self.cut.contains(&(from.to_owned(), origin.clone())))
+                    let response = (!self.cut.contains(&(from.to_owned(), origin.to_string())))
                         .then_some(response);
-                    self.queue.push_back(Message::Response { to: origin, id, response });
+                    self.queue.push_back(Message::Response {
+                        to: origin.to_string(),
+                        id,
+                        response,
+                    });
                 }
                 Output::SetTimer { at } => {
                     self.timers.insert(from.to_owned(), at);
@@ -208,7 +212,7 @@ impl Harness {
                     let body = request.body.clone().unwrap_or_default();
                     self.delivered_sends.push((to.clone(), body));
                 }
-                self.input(&to, Input::Request { origin: from, id, request });
+                self.input(&to, Input::Request { origin: from.into(), id, request });
             }
             Message::Response { to, id, response } => {
                 self.input(&to, Input::Response { id, response })

@@ -160,10 +160,11 @@ fn a_crashed_server_keeps_what_it_committed() {
     let committed: std::collections::BTreeSet<String> = records[..crash_at]
         .iter()
         .filter_map(|r| match &r.body {
-            Body::Commit { server, event_ids } if server == "hs2" => Some(event_ids.clone()),
+            Body::Commit { server, event_ids } if server == "hs2" => Some(event_ids),
             _ => None,
         })
         .flatten()
+        .map(|id| id.as_str().to_owned())
         .collect();
     assert!(!committed.is_empty());
     let recovered: std::collections::BTreeSet<String> = records
