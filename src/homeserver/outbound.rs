@@ -183,10 +183,11 @@ pub struct Stats {
     pub marked_down: u64,
 }
 
-/// A PDU waiting for a destination, with the room it belongs to (for catch-up).
+/// A PDU waiting for a destination, with the room it belongs to (for catch-up): one copy
+/// of the room id for every destination a PDU is fanned out to.
 #[derive(Clone, Debug)]
 struct QueuedPdu {
-    room_id: String,
+    room_id: Arc<str>,
     pdu: Arc<wire::OutgoingPdu>,
 }
 
@@ -332,26 +333,28 @@ impl Outbound {
         self.stats
     }
 
-    /// Queues a PDU of `room_id` for `destination`.
+    /// Queues a PDU of `room_id` for `destination`. A caller that queues a PDU for many
+    /// destinations passes one shared room id to each (`Arc<str>`), and copies nothing.
     pub fn enqueue_pdu(
         &mut self,
         destination: &str,
         pdu: Arc<wire::OutgoingPdu>,
-        room_id: &str,
+        room_id: impl Into<Arc<str>>,
     ) -> Enqueued {
+        let room_id = room_id.into();
         let queue_pdus_max = self.config.queue_pdus_max;
         let dest = destination_entry(&mut self.destinations, destination);
         let outcome = if let State::Down { .. } = dest.state {
-            dest.catch_up_rooms.insert(room_id.to_owned());
+            dest.catch_up_rooms.insert(room_id.to_string());
             Enqueued::Dropped
         } else {
             let mut outcome = Enqueued::Queued;
             if dest.pdus.len() == queue_pdus_max {
                 let oldest = dest.pdus.pop_front().expect("a full queue is not empty");
-                dest.catch_up_rooms.insert(oldest.room_id);
+                dest.catch_up_rooms.insert(oldest.room_id.to_string());
                 outcome = Enqueued::QueuedDroppedOldest;
             }
-            dest.pdus.push_back(QueuedPdu { room_id: room_id.to_owned(), pdu });
+            dest.pdus.push_back(QueuedPdu { room_id, pdu });
             assert!(dest.pdus.len() <= queue_pdus_max, "the PDU queue stays bounded");
             outcome
         };
@@ -518,12 +521,12 @@ impl Outbound {
             let rooms: BTreeSet<&str> =
                 latest.iter().map(|(room_id, _)| room_id.as_str()).collect();
             let before = dest.pdus.len();
-            dest.pdus.retain(|queued| !rooms.contains(queued.room_id.as_str()));
+            dest.pdus.retain(|queued| !rooms.contains(&*queued.room_id));
             self.stats.pdus_superseded += u64::try_from(before - dest.pdus.len()).expect("fits");
             dest.catch_up_rooms.clear();
             for (room_id, pdu) in latest {
                 if dest.pdus.len() < queue_pdus_max {
-                    dest.pdus.push_back(QueuedPdu { room_id, pdu });
+                    dest.pdus.push_back(QueuedPdu { room_id: room_id.into(), pdu });
                 } else {
                     self.stats.pdus_dropped += 1;
                     dest.catch_up_rooms.insert(room_id);
@@ -704,7 +707,7 @@ fn mark_down(
     let pdus = owed.pdus.into_iter().chain(dest.pdus.drain(..));
     let mut pdu_count = 0u64;
     for pdu in pdus {
-        dest.catch_up_rooms.insert(pdu.room_id);
+        dest.catch_up_rooms.insert(pdu.room_id.to_string());
         pdu_count += 1;
     }
     let edu_count = u64::try_from(owed.edus.len() + dest.edus.len()).expect("fits");

@@ -102,6 +102,22 @@ fn transactions_respect_the_spec_limits_and_fifo_order() {
 }
 
 #[test]
+fn a_pdu_fanned_out_holds_one_copy_of_its_room_id() {
+    let mut out = outbound();
+    let room: Arc<str> = Arc::from("!r:hs1");
+    for destination in ["hs2", "hs3"] {
+        assert_eq!(out.enqueue_pdu(destination, pdu(1), Arc::clone(&room)), Enqueued::Queued);
+    }
+    out.enqueue_pdu("hs2", pdu(2), "!r:hs1");
+    let queued = |destination: &str| out.destinations.get(destination).unwrap().pdus.clone();
+    let (hs2, hs3) = (queued("hs2"), queued("hs3"));
+    assert!(Arc::ptr_eq(&hs2[0].room_id, &room) && Arc::ptr_eq(&hs3[0].room_id, &room));
+    // A room id given as text is copied, and reads the same.
+    assert!(!Arc::ptr_eq(&hs2[1].room_id, &room));
+    assert_eq!(hs2[1].room_id, room);
+}
+
+#[test]
 fn one_transaction_in_flight_per_destination() {
     let mut out = outbound();
     out.enqueue_pdu("hs2", pdu(1), "!r:hs1");

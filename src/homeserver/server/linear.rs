@@ -597,7 +597,7 @@ impl Homeserver {
             pending.sent_at = now;
             let (hub, json, room_id) =
                 (pending.hub.clone(), Arc::clone(&pending.json), pending.room_id.clone());
-            self.outbound.enqueue_pdu(&hub, json, &room_id);
+            self.outbound.enqueue_pdu(&hub, json, room_id.as_str());
         }
     }
 

@@ -138,9 +138,10 @@ impl Homeserver {
             servers.retain(|server| !participants.contains(server));
         }
         let json = Arc::clone(pdu.shared_json());
+        let room: Arc<str> = Arc::from(room_id);
         for server in servers {
             if server != self.name && Some(server.as_str()) != except {
-                self.outbound.enqueue_pdu(&server, Arc::clone(&json), room_id);
+                self.outbound.enqueue_pdu(&server, Arc::clone(&json), Arc::clone(&room));
             }
         }
     }
