@@ -127,6 +127,25 @@ impl Homeserver {
         extra: &[String],
         except: Option<&str>,
     ) {
+        let json = Arc::clone(pdu.shared_json());
+        let room: Arc<str> = Arc::from(room_id);
+        if extra.is_empty() && !self.is_dag_server_in(room_id) {
+            // The usual case: the joined servers, in name order as below, their names
+            // read from the cache of joined counts rather than copied per event.
+            let has_state = self.store.room(room_id).and_then(|r| r.current_state).is_some();
+            if !has_state {
+                return;
+            }
+            self.with_joined(room_id, |_| ());
+            let cache = self.joined.borrow();
+            let servers = cache.get(room_id).map(|(_, counts)| counts.keys()).into_iter().flatten();
+            for server in servers {
+                if *server != self.name && Some(server.as_str()) != except {
+                    self.outbound.enqueue_pdu(server, Arc::clone(&json), Arc::clone(&room));
+                }
+            }
+            return;
+        }
         let mut servers = self.joined_servers(room_id);
         servers.extend(extra.iter().cloned());
         if self.is_dag_server_in(room_id) {
@@ -137,8 +156,6 @@ impl Homeserver {
             let participants = self.participants(room_id);
             servers.retain(|server| !participants.contains(server));
         }
-        let json = Arc::clone(pdu.shared_json());
-        let room: Arc<str> = Arc::from(room_id);
         for server in servers {
             if server != self.name && Some(server.as_str()) != except {
                 self.outbound.enqueue_pdu(&server, Arc::clone(&json), Arc::clone(&room));
