@@ -472,8 +472,6 @@ impl From<ErrorResponse> for Response {
     }
 }
 
-/// The `pdus` map of a `/send` answer: one `{}` or `{"error"}` per event id, at most
-/// [`TRANSACTION_PDUS_MAX`] of them.
 /// A `/send` answer as servers send it, `{"pdus": {id: {} or {"error": text}}}`, read in
 /// one pass without its JSON tree. `None` for a body of any other shape, or any error: the
 /// caller then parses the whole body as before, so what is accepted and every error stay
@@ -512,6 +510,8 @@ pub(super) fn read_pdu_results(body: &[u8]) -> Option<BTreeMap<EventId, PduResul
     results
 }
 
+/// The `pdus` map of a `/send` answer: one `{}` or `{"error"}` per event id, at most
+/// [`TRANSACTION_PDUS_MAX`] of them.
 fn decode_pdu_results(mut body: Object) -> Result<BTreeMap<EventId, PduResult>, WireError> {
     let Some(results) = take_object(&mut body, "pdus")? else {
         return Err(WireError::missing_param("$.pdus"));
