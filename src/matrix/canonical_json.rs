@@ -10,6 +10,7 @@
 //! needs errors with line and column, a nesting limit, refusal of duplicate keys, and an
 //! exact decision on numbers (`-0`, exponents, fractions) that `serde_json` does not expose.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -160,7 +161,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn error(&self, problem: impl fmt::Display) -> ParseError {
         self.error_at(self.pos, problem)
     }
@@ -345,11 +346,17 @@ impl Parser<'_> {
     /// it cost 1% of reading a large input.
     #[inline(always)]
     fn key(&mut self) -> Result<(String, usize), ParseError> {
+        self.key_text().map(|(key, key_pos)| (key.into_owned(), key_pos))
+    }
+
+    /// [`Parser::key`], lending the key from the text when it holds no escape.
+    #[inline(always)]
+    fn key_text(&mut self) -> Result<(Cow<'a, str>, usize), ParseError> {
         if self.peek() != Some(b'"') {
             return Err(self.error("expected a string key"));
         }
         let key_pos = self.pos;
-        let key = self.string()?;
+        let key = self.string_text()?;
         self.skip_whitespace();
         if self.peek() != Some(b':') {
             return Err(self.error("expected ':' after an object key"));
@@ -400,12 +407,19 @@ impl Parser<'_> {
     }
 
     fn string(&mut self) -> Result<String, ParseError> {
+        self.string_text().map(Cow::into_owned)
+    }
+
+    /// The string at the position: a slice of the text when it holds no escape, else
+    /// decoded.
+    fn string_text(&mut self) -> Result<Cow<'a, str>, ParseError> {
         assert_eq!(self.peek(), Some(b'"'));
         let start_pos = self.pos;
         self.pos += 1;
-        // Most strings hold no escape: they are found whole and copied into a string of
-        // exactly their length.
-        let rest = &self.bytes[self.pos..];
+        // Most strings hold no escape: they are found whole and lent from the text (an
+        // owner copies them into a string of exactly their length).
+        let bytes: &'a [u8] = self.bytes;
+        let rest = &bytes[self.pos..];
         let run = plain_run(rest);
         if rest.get(run) == Some(&b'"') {
             // Both ends are ASCII bytes, so a slice of valid text is valid text.
@@ -415,7 +429,7 @@ impl Parser<'_> {
                     .map_err(|_| self.error_at(start_pos, "string is not valid UTF-8"))?,
             };
             self.pos += run + 1;
-            return Ok(text.to_owned());
+            return Ok(Cow::Borrowed(text));
         }
         let mut out: Vec<u8> = Vec::with_capacity(run + 16);
         loop {
@@ -488,7 +502,9 @@ impl Parser<'_> {
                 }
             }
         }
-        String::from_utf8(out).map_err(|_| self.error_at(start_pos, "string is not valid UTF-8"))
+        let out = String::from_utf8(out)
+            .map_err(|_| self.error_at(start_pos, "string is not valid UTF-8"))?;
+        Ok(Cow::Owned(out))
     }
 
     fn number(&mut self) -> Result<Value, ParseError> {

@@ -25,41 +25,72 @@ use super::{DEPTH_MAX, Numbers, ParseError, Parser};
 pub struct Reader<'a> {
     parser: Parser<'a>,
     /// One entry per object or array opened and not yet closed: whether an item has been
-    /// read in it, and for an object the keys seen so far.
+    /// read in it, and for an object how its keys so far are kept.
     open: Vec<Open>,
+    /// The keys of the open objects, innermost last.
+    keys: KeyStack,
 }
 
-/// The keys of an open object read so far. While they come in increasing order, as
-/// canonical JSON writes them, a list does: a key greater than the last repeats none, so
-/// it is checked with one comparison. From the first key out of order, a set: a text of
-/// many keys out of order is then still checked in `n log n`.
+/// The keys the open objects have read, one after another in one text, so that reading
+/// keys allocates nothing once the text and its ends have grown to the largest object
+/// read (a `/send` body or answer read as one [`Reader`] costs three allocations whatever
+/// its keys). An object opened inside another while that one's last key waits for its
+/// value starts after that key and gives its place back when it closes.
+#[derive(Default)]
+struct KeyStack {
+    text: String,
+    /// Where each key ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Clone for KeyStack {
+    fn clone(&self) -> KeyStack {
+        KeyStack { text: self.text.clone(), ends: self.ends.clone() }
+    }
+
+    /// Into the buffers `self` has ([`Windowed`] keeps a copy before each piece).
+    fn clone_from(&mut self, source: &KeyStack) {
+        self.text.clone_from(&source.text);
+        self.ends.clone_from(&source.ends);
+    }
+}
+
+impl KeyStack {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Key `i` from the bottom.
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    fn push(&mut self, key: &str) {
+        self.text.push_str(key);
+        self.ends.push(self.text.len());
+    }
+
+    /// Keeps the first `n` keys.
+    fn truncate(&mut self, n: usize) {
+        self.ends.truncate(n);
+        self.text.truncate(self.ends.last().copied().unwrap_or(0));
+    }
+
+    fn clear(&mut self) {
+        self.ends.clear();
+        self.text.clear();
+    }
+}
+
+/// How an open object keeps the keys it has read. While they come in increasing order, as
+/// canonical JSON writes them, they stay on the reader's [`KeyStack`]: a key greater than
+/// the last repeats none, so it is checked with one comparison. From the first key out of
+/// order, a set: a text of many keys out of order is then still checked in `n log n`.
 #[derive(Clone)]
 enum Keys {
-    Sorted(Vec<String>),
+    Sorted,
     Set(BTreeSet<String>),
-}
-
-impl Keys {
-    /// Adds `key`, or gives it back if the object had it.
-    fn insert(&mut self, key: String) -> Result<(), String> {
-        let set = match self {
-            Keys::Sorted(list) if list.last().is_none_or(|last| *last < key) => {
-                list.push(key);
-                return Ok(());
-            }
-            Keys::Sorted(list) => {
-                *self = Keys::Set(std::mem::take(list).into_iter().collect());
-                let Keys::Set(set) = self else { unreachable!("just set") };
-                set
-            }
-            Keys::Set(set) => set,
-        };
-        if set.contains(&key) {
-            return Err(key);
-        }
-        set.insert(key);
-        Ok(())
-    }
 }
 
 /// A place in the text a [`Reader`] reads: see [`Reader::mark`].
@@ -72,15 +103,20 @@ pub struct Mark {
 #[derive(Clone)]
 struct Open {
     started: bool,
+    /// `None` for an array.
     keys: Option<Keys>,
-    /// The last key returned and where it starts: checked against `keys` once its value
-    /// has been read, as [`parse`](super::parse) does, so that an error inside the value comes first.
-    pending: Option<(String, usize)>,
+    /// How many keys the reader's [`KeyStack`] held when this opened: the object's own
+    /// start there.
+    from: usize,
+    /// Where the last key returned starts, that key being the top of the [`KeyStack`]: it
+    /// is checked against the object's other keys once its value has been read, as
+    /// [`parse`](super::parse) does, so that an error inside the value comes first.
+    pending: Option<usize>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(bytes: &'a [u8], numbers: Numbers) -> Reader<'a> {
-        Reader { parser: Parser::new(bytes, numbers), open: Vec::new() }
+        Reader { parser: Parser::new(bytes, numbers), open: Vec::new(), keys: KeyStack::default() }
     }
 
     /// The byte offset in the text of the reader's position: after a [`Reader::next_item`]
@@ -102,6 +138,7 @@ impl<'a> Reader<'a> {
         self.parser.pos = mark.pos;
         self.parser.depth = mark.depth;
         self.open.clear();
+        self.keys.clear();
     }
 
     /// An error at the reader's position, in the form of [`parse`](super::parse)'s errors.
@@ -112,7 +149,7 @@ impl<'a> Reader<'a> {
     /// Opens the object that starts at the position, after whitespace. `Ok(false)`, with
     /// nothing read, when the next value is not an object.
     pub fn begin_object(&mut self) -> Result<bool, ParseError> {
-        self.begin(b'{', Some(Keys::Sorted(Vec::new())))
+        self.begin(b'{', Some(Keys::Sorted))
     }
 
     /// Opens the array that starts at the position, after whitespace. `Ok(false)`, with
@@ -131,7 +168,7 @@ impl<'a> Reader<'a> {
         }
         self.parser.depth += 1;
         self.parser.pos += 1;
-        self.open.push(Open { started: false, keys, pending: None });
+        self.open.push(Open { started: false, keys, from: self.keys.len(), pending: None });
         Ok(true)
     }
 
@@ -143,7 +180,9 @@ impl<'a> Reader<'a> {
         if parser.peek() == Some(close) {
             parser.pos += 1;
             parser.depth = parser.depth.saturating_sub(1);
-            self.open.pop();
+            if let Some(closed) = self.open.pop() {
+                self.keys.truncate(closed.from);
+            }
             return Ok(false);
         }
         let open = self.open.last_mut().expect("an object or array is open");
@@ -173,19 +212,37 @@ impl<'a> Reader<'a> {
     pub fn next_key_str(&mut self) -> Result<Option<&str>, ParseError> {
         let open = self.open.last_mut().filter(|open| open.keys.is_some());
         let open = open.expect("next_key needs an open object");
-        if let Some((key, key_pos)) = open.pending.take() {
+        if let Some(key_pos) = open.pending.take() {
+            let stack = &mut self.keys;
+            let top = stack.len() - 1;
             let keys = open.keys.as_mut().expect("an object");
-            if let Err(key) = keys.insert(key) {
-                return Err(self.parser.error_at(key_pos, format!("duplicate object key {key:?}")));
+            if let Keys::Sorted = keys {
+                if top == open.from || stack.get(top - 1) < stack.get(top) {
+                    // In order: it stays on the stack.
+                } else {
+                    *keys = Keys::Set((open.from..top).map(|i| stack.get(i).to_owned()).collect());
+                }
+            }
+            if let Keys::Set(set) = keys {
+                let key = stack.get(top);
+                if set.contains(key) {
+                    return Err(self
+                        .parser
+                        .error_at(key_pos, format!("duplicate object key {key:?}")));
+                }
+                set.insert(key.to_owned());
+                // A set keeps its object's keys: the stack only the one waiting.
+                stack.truncate(open.from);
             }
         }
         if !self.next(b'}', "an object")? {
             return Ok(None);
         }
-        let (key, key_pos) = self.parser.key()?;
+        let (key, key_pos) = self.parser.key_text()?;
+        self.keys.push(&key);
         let open = self.open.last_mut().expect("checked");
-        let (key, _) = open.pending.insert((key, key_pos));
-        Ok(Some(key.as_str()))
+        open.pending = Some(key_pos);
+        Ok(Some(self.keys.get(self.keys.len() - 1)))
     }
 
     /// Positions the reader at the next item of the innermost open array: `Ok(false)` at
@@ -248,6 +305,7 @@ struct ReaderState {
     pos: usize,
     depth: u32,
     open: Vec<Open>,
+    keys: KeyStack,
 }
 
 /// How much of a stream [`Windowed`] holds at first; a piece longer than half of it doubles it.
@@ -284,8 +342,10 @@ pub struct Windowed<R> {
     broken: Option<WindowError>,
     /// Where the reader stands in `text`.
     state: ReaderState,
-    /// `state.open` as it was before the piece being read, to read it again.
+    /// `state.open` and `state.keys` as they were before the piece being read, to read it
+    /// again.
     open_before: Vec<Open>,
+    keys_before: KeyStack,
     /// How many bytes the window is filled to.
     capacity: usize,
 }
@@ -320,8 +380,9 @@ impl<R: Read> Windowed<R> {
             raw: Vec::new(),
             ended: false,
             broken: None,
-            state: ReaderState { pos: 0, depth, open: Vec::new() },
+            state: ReaderState { pos: 0, depth, open: Vec::new(), keys: KeyStack::default() },
             open_before: Vec::new(),
+            keys_before: KeyStack::default(),
             capacity: window,
         }
     }
@@ -341,22 +402,27 @@ impl<R: Read> Windowed<R> {
             let mut parser = Parser::unplaced(text, self.numbers);
             parser.pos = self.state.pos;
             parser.depth = self.state.depth;
-            // The stack goes to the reader and a copy stays, to start again from: copied
-            // into a kept buffer, so that a piece inside an array allocates nothing.
+            // The stacks go to the reader and copies stay, to start again from: copied
+            // into kept buffers, so that a piece inside an array allocates nothing.
             self.open_before.clone_from(&self.state.open);
-            let mut reader = Reader { parser, open: std::mem::take(&mut self.state.open) };
+            self.keys_before.clone_from(&self.state.keys);
+            let open = std::mem::take(&mut self.state.open);
+            let keys = std::mem::take(&mut self.state.keys);
+            let mut reader = Reader { parser, open, keys };
             let result = read(&mut reader);
             let whole = self.ended && self.raw.is_empty();
-            let Reader { parser, open } = reader;
+            let Reader { parser, open, keys } = reader;
             match result {
                 Ok(value) if whole || parser.pos < text.len() => {
-                    self.state = ReaderState { pos: parser.pos, depth: parser.depth, open };
+                    self.state = ReaderState { pos: parser.pos, depth: parser.depth, open, keys };
                     return Ok(value);
                 }
                 Err(error) if whole => return Err(WindowError::Syntax(error)),
                 _ => {
                     self.state.open = open;
                     self.state.open.clone_from(&self.open_before);
+                    self.state.keys = keys;
+                    self.state.keys.clone_from(&self.keys_before);
                     self.more()?;
                 }
             }
@@ -635,6 +701,104 @@ mod tests {
                         read_bytes_windowed(bytes, window, step)
                     };
                     assert!(read.is_err(), "{text} window {window} step {step}");
+                }
+            }
+        }
+    }
+
+    /// The value at the reader's position, every object and array in it opened by the
+    /// reader itself (so that objects nest in objects whose last key waits for its value).
+    fn read_nested(reader: &mut Reader<'_>) -> Result<Value, ParseError> {
+        if reader.begin_object()? {
+            let mut members = Object::new();
+            while let Some(key) = reader.next_key_str()? {
+                let key = key.to_owned();
+                let value = read_nested(reader)?;
+                members.insert(key, value);
+            }
+            return Ok(Value::Object(members));
+        }
+        if reader.begin_array()? {
+            let mut items = Vec::new();
+            while reader.next_item()? {
+                items.push(read_nested(reader)?);
+            }
+            return Ok(Value::Array(items));
+        }
+        reader.value()
+    }
+
+    /// [`read_nested`] through a window: one piece per object or array opened, key, item
+    /// and plain value.
+    fn read_nested_windowed<R: Read>(stream: &mut Windowed<R>) -> Result<Value, WindowError> {
+        if stream.piece(|r| r.begin_object())? {
+            let mut members = Object::new();
+            while let Some(key) = stream.piece(|r| r.next_key())? {
+                let value = read_nested_windowed(stream)?;
+                members.insert(key, value);
+            }
+            return Ok(Value::Object(members));
+        }
+        if stream.piece(|r| r.begin_array())? {
+            let mut items = Vec::new();
+            while stream.piece(|r| r.next_item())? {
+                items.push(read_nested_windowed(stream)?);
+            }
+            return Ok(Value::Array(items));
+        }
+        stream.piece(|r| r.value())
+    }
+
+    #[test]
+    fn objects_opened_inside_objects_keep_their_own_keys() {
+        let lit = Numbers::IntegerLiterals;
+        let mut texts: Vec<String> = valid_texts();
+        texts.extend(invalid_texts());
+        for text in [
+            r#"{"a":{"a":1,"b":{"a":{}}},"b":[{"b":1,"a":2},{"a":1}],"c":{"c":{"c":3}}}"#,
+            // Keys equal to the key whose value holds them, at every depth.
+            r#"{"k":{"k":{"k":1}},"l":2}"#,
+            // Duplicates inside a nested object, in and out of order.
+            r#"{"a":{"x":1,"x":2},"b":3}"#,
+            r#"{"a":{"y":1,"x":2,"y":3},"b":3}"#,
+            r#"{"a":[{"p":1},{"q":1,"q":2}]}"#,
+            // A duplicate after a nested object closed, in and out of order.
+            r#"{"a":{"b":1,"c":2},"a":3}"#,
+            r#"{"c":{"b":1,"a":2},"b":{"z":{}},"c":3}"#,
+            r#"{"c":{"b":1,"a":2},"b":{"z":{}},"a":3}"#,
+            // Escaped keys: equal to a plain one once decoded.
+            r#"{"a":1,"a":2}"#,
+            r#"{"a"b":{"
+":1,"
+":2}}"#,
+            r#"{"é":{"é":1},"é":2}"#,
+            // An error inside a nested object's value comes before its duplicate.
+            r#"{"a":{"x":1,"x":[1,]}}"#,
+        ] {
+            texts.push(text.to_owned());
+        }
+        for text in &texts {
+            let whole = parse(text.as_bytes(), lit);
+            let mut reader = Reader::new(text.as_bytes(), lit);
+            let read = read_nested(&mut reader).and_then(|value| {
+                reader.check_end()?;
+                Ok(value)
+            });
+            assert_eq!(read, whole, "{text}");
+            for window in [1, 2, 5, 64] {
+                let source = Trickle { bytes: text.as_bytes(), step: 3 };
+                let mut stream = Windowed::with_window(source, lit, 0, window);
+                let read = read_nested_windowed(&mut stream).and_then(|value| {
+                    stream.piece(|r| r.check_end())?;
+                    Ok(value)
+                });
+                match &whole {
+                    Ok(value) => assert_eq!(read.as_ref(), Ok(value), "{text} window {window}"),
+                    // Unplaced: the same words at line and column 0.
+                    Err(error) => match read {
+                        Err(WindowError::Syntax(e)) => assert_eq!(e.problem, error.problem),
+                        other => panic!("{text} window {window}: {other:?}"),
+                    },
                 }
             }
         }
