@@ -256,7 +256,9 @@ impl SpoolError {
 
 /// The spool a run writes its record lines to, and the first error writing it.
 struct SpoolFile {
-    writer: std::io::BufWriter<std::fs::File>,
+    /// Unbuffered: the run hands its lines over in chunks of at least
+    /// [`world::SPOOL_CHUNK`] bytes.
+    file: std::fs::File,
     error: Option<std::io::Error>,
 }
 
@@ -295,26 +297,20 @@ fn spool(
     file: std::fs::File,
     part: &Path,
 ) -> Result<world::RunOutput, SpoolError> {
-    let spool = Arc::new(Mutex::new(SpoolFile {
-        writer: std::io::BufWriter::with_capacity(1 << 20, file),
-        error: None,
-    }));
+    let spool = Arc::new(Mutex::new(SpoolFile { file, error: None }));
     let sink_spool = Arc::clone(&spool);
-    let sink: world::SpoolSink = Box::new(move |line: &[u8]| {
+    let sink: world::SpoolSink = Box::new(move |lines: &[u8]| {
         let Ok(mut spool) = sink_spool.lock() else { return };
         if spool.error.is_some() {
             return;
         }
-        let written = std::io::Write::write_all(&mut spool.writer, line)
-            .and_then(|()| std::io::Write::write_all(&mut spool.writer, b"\n"));
-        if let Err(e) = written {
+        if let Err(e) = std::io::Write::write_all(&mut spool.file, lines) {
             spool.error = Some(e);
         }
     });
     let output = world::run_spooled(plan, progress, sink).map_err(SpoolError::Plan)?;
     let mut spool = spool.lock().expect("the run is over");
-    let flushed = std::io::Write::flush(&mut spool.writer);
-    if let Some(e) = spool.error.take().or(flushed.err()) {
+    if let Some(e) = spool.error.take() {
         return Err(cannot_write(part, e));
     }
     Ok(output)

@@ -110,17 +110,22 @@ pub struct Progress {
 /// A progress display: called at every supervisor step (many times a virtual second).
 pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 
-/// Where a spooled run ([`run_spooled`]) writes each record's line (UTF-8, without its
-/// newline) as it happens, in trace order.
+/// Where a spooled run ([`run_spooled`]) writes its records' lines (UTF-8, each followed by
+/// its newline) in trace order: in chunks of whole lines, each handed over once it holds
+/// [`SPOOL_CHUNK`] bytes or more, and the rest at the end of the run. A line at a time, the
+/// sink's call and its lock were 3% of a 100-server run.
 pub type SpoolSink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// How many bytes of record lines a spooled run gathers before handing them to its sink.
+pub const SPOOL_CHUNK: usize = 1 << 16;
 
 /// A spooled run's recording: every record goes to the sink, and the keeper sorts it
 /// into the kept trace.
 struct Spool {
     sink: SpoolSink,
     keeper: trace::Keeper,
-    /// The line being written, reused from record to record.
-    line: Vec<u8>,
+    /// The lines written since the sink was last called, each with its newline.
+    lines: Vec<u8>,
     /// Writes the lines, each PDU body serialized once.
     writer: trace::LineWriter,
 }
@@ -308,9 +313,12 @@ impl Shared {
         match self.spool.as_mut() {
             None => self.records.push(record),
             Some(spool) => {
-                spool.line.clear();
-                spool.writer.write_line(&record, &mut spool.line);
-                (spool.sink)(&spool.line);
+                spool.writer.write_line(&record, &mut spool.lines);
+                spool.lines.push(b'\n');
+                if spool.lines.len() >= SPOOL_CHUNK {
+                    (spool.sink)(&spool.lines);
+                    spool.lines.clear();
+                }
                 spool.keeper.push(record);
             }
         }

@@ -267,7 +267,12 @@ impl Shared {
     fn take_trace(&mut self, header: Header) -> Trace {
         match self.spool.take() {
             None => Trace::new(header, std::mem::take(&mut self.records)),
-            Some(spool) => spool.keeper.finish(header),
+            Some(mut spool) => {
+                if !spool.lines.is_empty() {
+                    (spool.sink)(&spool.lines);
+                }
+                spool.keeper.finish(header)
+            }
         }
     }
 

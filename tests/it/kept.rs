@@ -24,20 +24,29 @@ fn plan(name: &str, seed: u64) -> world::Plan {
     from_scenario::plan(&scenario, seed, "test").unwrap()
 }
 
-/// Runs `plan` spooled, returning the spooled lines and the output.
-fn spooled(plan: &world::Plan) -> (Vec<String>, world::RunOutput) {
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = Arc::clone(&lines);
+/// Runs `plan` spooled, returning the spooled lines, the output and how many chunks the
+/// sink received. Each chunk the sink
+/// receives must be whole lines, and every chunk but the last at least
+/// [`world::SPOOL_CHUNK`] bytes.
+fn spooled(plan: &world::Plan) -> (Vec<String>, world::RunOutput, usize) {
+    let chunks: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let sink = Arc::clone(&chunks);
     let output = world::run_spooled(
         plan,
         None,
-        Box::new(move |line: &[u8]| {
-            sink.lock().unwrap().push(String::from_utf8(line.to_vec()).expect("UTF-8 lines"))
-        }),
+        Box::new(move |chunk: &[u8]| sink.lock().unwrap().push(chunk.to_vec())),
     )
     .unwrap();
-    let lines = std::mem::take(&mut *lines.lock().unwrap());
-    (lines, output)
+    let chunks = std::mem::take(&mut *chunks.lock().unwrap());
+    let mut lines = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert!(!chunk.is_empty(), "chunk {i} is empty");
+        assert!(i + 1 == chunks.len() || chunk.len() >= world::SPOOL_CHUNK, "chunk {i} is short");
+        let text = std::str::from_utf8(chunk).expect("UTF-8 lines");
+        let text = text.strip_suffix('\n').unwrap_or_else(|| panic!("chunk {i} ends in a line"));
+        lines.extend(text.split('\n').map(str::to_owned));
+    }
+    (lines, output, chunks.len())
 }
 
 /// The timeline's network marks as a fold that keeps every message it has seen: a
@@ -121,11 +130,13 @@ fn render(trace: &Trace, verdict: &check::Verdict, hash: &str) -> Vec<(String, V
 
 #[test]
 fn a_spooled_run_writes_the_whole_trace_and_keeps_what_the_checks_and_reports_read() {
+    let mut most_chunks = 0;
     for name in SCENARIOS {
         for seed in [1, 2] {
             let plan = plan(name, seed);
             let whole = world::run(&plan).unwrap().trace;
-            let (lines, output) = spooled(&plan);
+            let (lines, output, chunks) = spooled(&plan);
+            most_chunks = most_chunks.max(chunks);
             let kept = output.trace;
             let at = format!("{name} seed {seed}");
 
@@ -204,6 +215,8 @@ fn a_spooled_run_writes_the_whole_trace_and_keeps_what_the_checks_and_reports_re
             }
         }
     }
+    // Runs of these sizes hand their lines over in more than one chunk.
+    assert!(most_chunks > 1, "every run fit in one chunk ({most_chunks})");
 }
 
 #[test]
