@@ -45,7 +45,7 @@ fn run_inner(
     world.spool = spool.map(|sink| Spool {
         sink,
         keeper: trace::Keeper::new(plan.end_ms, plan.faults.faults()),
-        line: Vec::new(),
+        lines: Vec::with_capacity(SPOOL_CHUNK + (1 << 12)),
         writer: trace::LineWriter::new(),
     });
     let shared = WorldCell(Arc::new(Mutex::new(Some(world))));
@@ -127,38 +127,49 @@ impl std::ops::DerefMut for WorldGuard<'_> {
     }
 }
 
-/// Virtual milliseconds since the run started.
-pub(super) fn now_ms() -> u64 {
-    let elapsed = madsim::time::TimeHandle::current().elapsed();
-    u64::try_from(elapsed.as_millis()).expect("virtual time fits u64")
-}
+/// The runtime's clock, as each task holds it: `TimeHandle::current()` clones two shared
+/// pointers and drops them again, which at every wait of every task was 1.8% of a
+/// 100-server run in atomic reference counts.
+struct Clock(madsim::time::TimeHandle);
 
-/// Sleeps until virtual millisecond `at` (at least until the next millisecond).
-pub(super) fn sleep_until_ms(at: u64) -> madsim::time::Sleep {
-    let now = madsim::time::TimeHandle::current().elapsed();
-    let target = std::time::Duration::from_millis(at);
-    madsim::time::sleep(target.saturating_sub(now))
+impl Clock {
+    fn current() -> Clock {
+        Clock(madsim::time::TimeHandle::current())
+    }
+
+    /// Virtual milliseconds since the run started.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).expect("virtual time fits u64")
+    }
+
+    /// Sleeps until virtual millisecond `at` (at least until the next millisecond).
+    fn sleep_until_ms(&self, at: u64) -> madsim::time::Sleep {
+        let now = self.0.elapsed();
+        let target = std::time::Duration::from_millis(at);
+        self.0.sleep(target.saturating_sub(now))
+    }
 }
 
 /// The init task of a server's madsim node: boot, then handle inputs as they come.
 pub(super) async fn node_main(shared: WorldCell, node: usize) {
+    let clock = Clock::current();
     {
         let mut world = shared.lock();
-        let now = now_ms();
+        let now = clock.now_ms();
         world.boot(node, now);
     }
     loop {
         let timer = {
             let mut world = shared.lock();
-            let now = now_ms();
+            let now = clock.now_ms();
             if let Some(inbox) = world.take_work(node, now) {
                 world.process(node, inbox, now);
                 continue;
             }
             world.slots[node].timer_at
         };
-        let sleep = timer.map(|at| sleep_until_ms(at.ms));
-        NodeWait { shared: shared.clone(), node, sleep }.await;
+        let sleep = timer.map(|at| clock.sleep_until_ms(at.ms));
+        NodeWait { shared: &shared, node, sleep }.await;
     }
 }
 
@@ -166,13 +177,13 @@ pub(super) async fn node_main(shared: WorldCell, node: usize) {
 ///
 /// madsim's `Sleep` is `Unpin`, so the waits hold it in place rather than boxed: a node
 /// waits once per input it handles, and the box was an allocation each time.
-struct NodeWait {
-    shared: WorldCell,
+struct NodeWait<'a> {
+    shared: &'a WorldCell,
     node: usize,
     sleep: Option<madsim::time::Sleep>,
 }
 
-impl Future for NodeWait {
+impl Future for NodeWait<'_> {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(sleep) = self.sleep.as_mut() {
@@ -185,36 +196,38 @@ impl Future for NodeWait {
         if !slot.mailbox.is_empty() {
             return Poll::Ready(());
         }
-        slot.waker = Some(cx.waker().clone());
+        keep_waker(&mut slot.waker, cx);
         Poll::Pending
     }
 }
 
 /// The supervisor: steps the network and the plan until the end.
 pub(super) async fn supervise(shared: WorldCell, nodes: Vec<madsim::task::NodeId>) {
+    let clock = Clock::current();
     loop {
         let next = {
             let mut world = shared.lock();
-            let now = now_ms();
+            let now = clock.now_ms();
             world.report_progress(now);
             match world.supervise_step(now, &nodes) {
                 None => return,
                 Some(next) => next,
             }
         };
-        let now = now_ms();
-        let sleep = (next > now).then(|| sleep_until_ms(next));
-        SupervisorWait { shared: shared.clone(), sleep }.await;
+        let now = clock.now_ms();
+        let sleep = (next > now).then(|| clock.sleep_until_ms(next));
+        SupervisorWait { shared: &shared, clock: &clock, sleep }.await;
     }
 }
 
 /// Resolves at the supervisor's next time, or earlier when a node has sent something.
-struct SupervisorWait {
-    shared: WorldCell,
+struct SupervisorWait<'a> {
+    shared: &'a WorldCell,
+    clock: &'a Clock,
     sleep: Option<madsim::time::Sleep>,
 }
 
-impl Future for SupervisorWait {
+impl Future for SupervisorWait<'_> {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let Some(sleep) = self.sleep.as_mut() else {
@@ -224,7 +237,7 @@ impl Future for SupervisorWait {
                 return Poll::Ready(());
             }
             drop(world);
-            self.sleep = Some(sleep_until_ms(now_ms() + 1));
+            self.sleep = Some(self.clock.sleep_until_ms(self.clock.now_ms() + 1));
             return self.poll(cx);
         };
         if Pin::new(sleep).poll(cx).is_ready() {
@@ -234,7 +247,15 @@ impl Future for SupervisorWait {
         if world.net_dirty {
             return Poll::Ready(());
         }
-        world.supervisor_waker = Some(cx.waker().clone());
+        keep_waker(&mut world.supervisor_waker, cx);
         Poll::Pending
+    }
+}
+
+/// Keeps the waker of `cx` in `kept`, unless `kept` already wakes the same task: a waker's
+/// clone and drop are atomic reference counts, and a task waits many times between wakes.
+fn keep_waker(kept: &mut Option<std::task::Waker>, cx: &Context<'_>) {
+    if !kept.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+        *kept = Some(cx.waker().clone());
     }
 }
