@@ -293,7 +293,9 @@ pub struct CreateIdText {
 }
 
 impl CreateIdText {
-    /// `None` exactly where [`EventId::from_room_id`] gives `None`.
+    /// `None` exactly where [`EventId::from_room_id`] gives `None`. Inlined, so that the
+    /// text is made where the caller keeps it rather than copied there.
+    #[inline]
     pub fn of_room(room_id: &str) -> Option<CreateIdText> {
         let rest = room_id.strip_prefix('!')?;
         let len = rest.len() + 1;

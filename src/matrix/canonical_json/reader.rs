@@ -55,6 +55,10 @@ impl Clone for KeyStack {
     }
 }
 
+/// What a [`KeyStack`] holds room for once it takes its first key: key bytes, and keys.
+const KEYS_TEXT_START: usize = 512;
+const KEYS_START: usize = 16;
+
 impl KeyStack {
     fn len(&self) -> usize {
         self.ends.len()
@@ -67,6 +71,12 @@ impl KeyStack {
     }
 
     fn push(&mut self, key: &str) {
+        if self.ends.capacity() == 0 {
+            // Room for the keys of a usual `/send` body or answer at once, rather than
+            // growing through every size to it.
+            self.text.reserve(KEYS_TEXT_START);
+            self.ends.reserve(KEYS_START);
+        }
         self.text.push_str(key);
         self.ends.push(self.text.len());
     }
