@@ -334,7 +334,7 @@ impl<P: Clone + Corruptible> Network<P> {
     fn log(&mut self, event: NetEvent) {
         assert!(
             self.events.len() < self.limit(self.config.events_max),
-            "the network's event log is full ({} events): the caller must drain it with take_events",
+            "the network's event log is full ({} events): the caller must drain it with take_events or swap_events",
             self.events.len()
         );
         self.events.push(event);

@@ -25,8 +25,7 @@ fn plan(name: &str, seed: u64) -> world::Plan {
 }
 
 /// Runs `plan` spooled, returning the spooled lines, the output and how many chunks the
-/// sink received. Each chunk the sink
-/// receives must be whole lines, and every chunk but the last at least
+/// sink received. Each chunk must be whole lines, and every chunk but the last at least
 /// [`world::SPOOL_CHUNK`] bytes.
 fn spooled(plan: &world::Plan) -> (Vec<String>, world::RunOutput, usize) {
     let chunks: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();

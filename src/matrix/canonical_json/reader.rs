@@ -89,11 +89,6 @@ impl KeyStack {
         self.ends.truncate(n);
         self.text.truncate(self.ends.last().copied().unwrap_or(0));
     }
-
-    fn clear(&mut self) {
-        self.ends.clear();
-        self.text.clear();
-    }
 }
 
 /// How an open object keeps the keys it has read. While they come in increasing order, as
@@ -151,7 +146,7 @@ impl<'a> Reader<'a> {
         self.parser.pos = mark.pos;
         self.parser.depth = mark.depth;
         self.open.clear();
-        self.keys.clear();
+        self.keys.truncate(0);
     }
 
     /// An error at the reader's position, in the form of [`parse`](super::parse)'s errors.
@@ -229,12 +224,11 @@ impl<'a> Reader<'a> {
             let stack = &mut self.keys;
             let top = stack.len() - 1;
             let keys = open.keys.as_mut().expect("an object");
-            if let Keys::Sorted = keys {
-                if top == open.from || stack.get(top - 1) < stack.get(top) {
-                    // In order: it stays on the stack.
-                } else {
-                    *keys = Keys::Set((open.from..top).map(|i| stack.get(i).to_owned()).collect());
-                }
+            // A key in order stays on the stack; the first out of order moves the object's
+            // keys into a set.
+            let in_order = top == open.from || stack.get(top - 1) < stack.get(top);
+            if matches!(keys, Keys::Sorted) && !in_order {
+                *keys = Keys::Set((open.from..top).map(|i| stack.get(i).to_owned()).collect());
             }
             if let Keys::Set(set) = keys {
                 let key = stack.get(top);

@@ -31,8 +31,8 @@ pub struct NetConfig {
     /// Most held messages at once (all links together). A message that comes due on a
     /// held link beyond it is dropped with `DropReason::HoldFull`. Default 10 000.
     pub held_max: u64,
-    /// Most events in the log between two `take_events` calls; more is a bug of the
-    /// caller and stops the run. Default 1 000 000.
+    /// Most events in the log between two drains (`take_events`, `swap_events`); more is a
+    /// bug of the caller and stops the run. Default 1 000 000.
     pub events_max: u64,
 }
 
