@@ -2,6 +2,7 @@
 //! checks and errors (`mxsim resolve` reads its input's events one by one with it), and
 //! [`Windowed`], which runs a [`Reader`] over a stream held only a window at a time.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -122,9 +123,57 @@ struct Open {
     pending: Option<usize>,
 }
 
+thread_local! {
+    /// The stacks of the last [`Reader`] dropped on this thread, emptied, for the next one
+    /// to start with: a homeserver reads every `/send` body and answer with a new reader,
+    /// and growing each one's stacks anew was three allocations per message.
+    static SPARE: RefCell<Stacks> = RefCell::new(Stacks::default());
+}
+
+/// A [`Reader`]'s stacks, kept apart from it between readers ([`SPARE`]).
+#[derive(Default)]
+struct Stacks {
+    open: Vec<Open>,
+    keys: KeyStack,
+}
+
+/// The most a spare's stacks may hold room for: a reader that met a text of unusually many
+/// or long keys (a large input of `mxsim resolve`) leaves its stacks to be freed.
+const SPARE_KEYS_TEXT_MAX: usize = 1 << 16;
+const SPARE_OPEN_MAX: usize = 256;
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        let fits = self.keys.text.capacity() <= SPARE_KEYS_TEXT_MAX
+            && self.keys.ends.capacity() <= SPARE_OPEN_MAX * 4
+            && self.open.capacity() <= SPARE_OPEN_MAX;
+        if !fits || (self.open.capacity() == 0 && self.keys.ends.capacity() == 0) {
+            return;
+        }
+        self.open.clear();
+        self.keys.truncate(0);
+        let open = std::mem::take(&mut self.open);
+        let keys = std::mem::take(&mut self.keys);
+        // A reader dropped while the thread ends finds no spare: its stacks are freed.
+        let _ = SPARE.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.open.capacity() == 0 && spare.keys.ends.capacity() == 0 {
+                    *spare = Stacks { open, keys };
+                }
+            }
+        });
+    }
+}
+
 impl<'a> Reader<'a> {
     pub fn new(bytes: &'a [u8], numbers: Numbers) -> Reader<'a> {
-        Reader { parser: Parser::new(bytes, numbers), open: Vec::new(), keys: KeyStack::default() }
+        let Stacks { open, keys } = SPARE
+            .try_with(|spare| spare.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        debug_assert!(open.is_empty() && keys.len() == 0, "a spare is emptied");
+        Reader { parser: Parser::new(bytes, numbers), open, keys }
     }
 
     /// The byte offset in the text of the reader's position: after a [`Reader::next_item`]

@@ -328,3 +328,54 @@ fn read_bytes_windowed(bytes: &[u8], window: usize, step: usize) -> Result<(), W
     }
     stream.piece(|r| r.check_end())
 }
+
+/// Whether this thread holds a spare's stacks, and room for how many key bytes.
+fn spare_key_room() -> Option<usize> {
+    SPARE.with(|spare| {
+        let spare = spare.borrow();
+        (spare.keys.ends.capacity() > 0).then(|| spare.keys.text.capacity())
+    })
+}
+
+#[test]
+fn a_reader_starts_from_the_stacks_of_the_last_one_emptied() {
+    // A reader dropped in the middle of objects, one of them with its keys out of order
+    // (kept in a set), leaves its stacks to the next reader, which must see none of them.
+    let mut first = Reader::new(br#"{"z":{"b":1,"a":2,"c":{"k":"#, Numbers::IntegerLiterals);
+    assert!(first.begin_object().unwrap());
+    assert_eq!(first.next_key_str().unwrap(), Some("z"));
+    assert!(first.begin_object().unwrap());
+    for key in ["b", "a"] {
+        assert_eq!(first.next_key_str().unwrap(), Some(key));
+        first.skip_value().unwrap();
+    }
+    assert_eq!(first.next_key_str().unwrap(), Some("c"));
+    assert!(first.begin_object().unwrap());
+    assert_eq!(first.next_key_str().unwrap(), Some("k"));
+    drop(first);
+    let room = spare_key_room().expect("the dropped reader's stacks are kept");
+    assert!(room >= KEYS_TEXT_START);
+    for (text, expected) in [
+        (r#"{"a":1,"b":{"a":2}}"#, Ok(())),
+        (r#"{"k":1,"z":2,"k":3}"#, Err("duplicate object key \"k\"")),
+    ] {
+        let reader = Reader::new(text.as_bytes(), Numbers::IntegerLiterals);
+        assert_eq!(spare_key_room(), None, "the new reader took the spare");
+        drop(reader);
+        assert_eq!(
+            read_in_pieces(text, false).map(|_| ()).map_err(|e| e.problem),
+            expected.map_err(str::to_owned)
+        );
+        assert_eq!(read_in_pieces(text, false), parse(text.as_bytes(), Numbers::IntegerLiterals));
+        assert_eq!(spare_key_room(), Some(room), "the same stacks came back");
+    }
+}
+
+#[test]
+fn a_reader_whose_stacks_grew_past_the_bound_leaves_no_spare() {
+    let key = "k".repeat(SPARE_KEYS_TEXT_MAX + 1);
+    let text = format!(r#"{{"{key}":1}}"#);
+    SPARE.with(|spare| *spare.borrow_mut() = Stacks::default());
+    assert_eq!(read_in_pieces(&text, false), parse(text.as_bytes(), Numbers::IntegerLiterals));
+    assert_eq!(spare_key_room(), None, "stacks that large are freed");
+}

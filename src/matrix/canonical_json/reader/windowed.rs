@@ -121,10 +121,13 @@ impl<R: Read> Windowed<R> {
             let mut reader = Reader { parser, open, keys };
             let result = read(&mut reader);
             let whole = self.ended && self.raw.is_empty();
-            let Reader { parser, open, keys } = reader;
+            let (pos, depth) = (reader.parser.pos, reader.parser.depth);
+            let open = std::mem::take(&mut reader.open);
+            let keys = std::mem::take(&mut reader.keys);
+            drop(reader);
             match result {
-                Ok(value) if whole || parser.pos < text.len() => {
-                    self.state = ReaderState { pos: parser.pos, depth: parser.depth, open, keys };
+                Ok(value) if whole || pos < text.len() => {
+                    self.state = ReaderState { pos, depth, open, keys };
                     return Ok(value);
                 }
                 Err(error) if whole => return Err(WindowError::Syntax(error)),
