@@ -82,9 +82,11 @@ pub enum OutboundAction {
 /// A transaction to send to one destination.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutgoingTransaction {
-    pub destination: String,
-    /// Unique per sending server, including across restarts (see [`Outbound::new`]).
-    pub txn_id: String,
+    /// The destination's name, shared with the outbound side's own copy.
+    pub destination: Arc<str>,
+    /// Unique per sending server, including across restarts (see [`Outbound::new`]); one
+    /// copy shared by every attempt and by the outbound side.
+    pub txn_id: Arc<str>,
     /// Shared with every other destination's transactions that carry the same event, with
     /// the encoding made once ([`wire::OutgoingPdu`]).
     pub pdus: Vec<Arc<wire::OutgoingPdu>>,
@@ -101,7 +103,7 @@ impl OutgoingTransaction {
     /// byte-identical.
     pub fn to_request(&self, origin: &str, origin_server_ts: i64) -> wire::Request {
         wire::Request::SendTransaction {
-            txn_id: self.txn_id.clone(),
+            txn_id: self.txn_id.to_string(),
             transaction: wire::Transaction {
                 origin: origin.to_owned(),
                 origin_server_ts,
@@ -194,7 +196,7 @@ struct QueuedPdu {
 /// The transaction a destination is owed until it answers 200.
 #[derive(Clone, Debug)]
 struct Owed {
-    txn_id: String,
+    txn_id: Arc<str>,
     pdus: Vec<QueuedPdu>,
     edus: Vec<Edu>,
     created_at: Instant,
@@ -211,6 +213,9 @@ enum State {
 
 #[derive(Debug)]
 struct Destination {
+    /// Its name: the same copy as its key in [`Outbound::destinations`], in
+    /// [`Outbound::dirty`] and [`Outbound::deadlines`], and in the transactions sent to it.
+    name: Arc<str>,
     pdus: VecDeque<QueuedPdu>,
     edus: VecDeque<Edu>,
     /// Rooms whose latest events must be sent before anything new.
@@ -226,9 +231,11 @@ struct Destination {
 }
 
 impl Destination {
-    fn new() -> Destination {
+    fn new(name: Arc<str>, pdus: VecDeque<QueuedPdu>) -> Destination {
+        debug_assert!(pdus.is_empty());
         Destination {
-            pdus: VecDeque::new(),
+            name,
+            pdus,
             edus: VecDeque::new(),
             catch_up_rooms: BTreeSet::new(),
             catch_up_requested: false,
@@ -293,11 +300,17 @@ pub struct Outbound {
     txn_id_epoch_ms: u64,
     txn_count: u64,
     /// Looked up by name for every PDU queued and every answer; walked only sorted.
-    destinations: LookupMap<String, Destination>,
+    /// A destination that holds nothing is forgotten (a server's peers would otherwise
+    /// each cost an entry at every other server), and its name's one copy with it.
+    destinations: LookupMap<Arc<str>, Destination>,
     /// Destinations touched since the last poll.
-    dirty: BTreeSet<String>,
+    dirty: BTreeSet<Arc<str>>,
     /// `(deadline, destination)` for every destination with a deadline.
-    deadlines: BTreeSet<(Instant, String)>,
+    deadlines: BTreeSet<(Instant, Arc<str>)>,
+    /// Emptied PDU queues of forgotten destinations, at most [`SPARE_QUEUES`], for the next
+    /// new ones: at a hundred servers each event queued for a peer that holds nothing else
+    /// made a queue, and each answer freed it.
+    spare_queues: Vec<VecDeque<QueuedPdu>>,
     /// The earliest timer asked for and not yet known to have fired.
     timer_armed: Option<Instant>,
     stats: Stats,
@@ -320,6 +333,7 @@ impl Outbound {
             destinations: LookupMap::new(),
             dirty: BTreeSet::new(),
             deadlines: BTreeSet::new(),
+            spare_queues: Vec::new(),
             timer_armed: None,
             stats: Stats::default(),
         }
@@ -343,7 +357,7 @@ impl Outbound {
     ) -> Enqueued {
         let room_id = room_id.into();
         let queue_pdus_max = self.config.queue_pdus_max;
-        let dest = destination_entry(&mut self.destinations, destination);
+        let dest = destination_entry(&mut self.destinations, &mut self.spare_queues, destination);
         let outcome = if let State::Down { .. } = dest.state {
             dest.catch_up_rooms.insert(room_id.to_string());
             Enqueued::Dropped
@@ -368,7 +382,7 @@ impl Outbound {
     /// Queues an EDU for `destination`.
     pub fn enqueue_edu(&mut self, destination: &str, edu: Edu) -> Enqueued {
         let queue_edus_max = self.config.queue_edus_max;
-        let dest = destination_entry(&mut self.destinations, destination);
+        let dest = destination_entry(&mut self.destinations, &mut self.spare_queues, destination);
         let outcome = if let State::Down { .. } = dest.state {
             Enqueued::Dropped
         } else {
@@ -404,7 +418,9 @@ impl Outbound {
             self.dirty.insert(name);
         }
         let mut actions = Vec::new();
-        for name in std::mem::take(&mut self.dirty) {
+        // Taken one at a time, so that the set keeps its node for the next poll; stepping
+        // a destination marks none dirty (see `step`), so this visits the set as it was.
+        while let Some(name) = self.dirty.pop_first() {
             self.step(&name, now, &mut actions);
         }
         if let Some((at, _)) = self.deadlines.first() {
@@ -440,7 +456,7 @@ impl Outbound {
         let Some(dest) = self.destinations.get_mut(destination) else {
             return ResponseOutcome::Stale;
         };
-        let owes_it = dest.owed.as_ref().is_some_and(|owed| owed.txn_id == txn_id);
+        let owes_it = dest.owed.as_ref().is_some_and(|owed| *owed.txn_id == *txn_id);
         let outcome = match (owes_it, ok, dest.state) {
             (false, _, _) => ResponseOutcome::Stale,
             // A success is believed even after the caller reported a timeout for the same
@@ -512,7 +528,7 @@ impl Outbound {
         latest: Vec<(String, Arc<wire::OutgoingPdu>)>,
     ) {
         let queue_pdus_max = self.config.queue_pdus_max;
-        let dest = destination_entry(&mut self.destinations, destination);
+        let dest = destination_entry(&mut self.destinations, &mut self.spare_queues, destination);
         dest.catch_up_requested = false;
         if let State::Down { .. } = dest.state {
             self.stats.pdus_dropped += u64::try_from(latest.len()).expect("fits");
@@ -541,7 +557,7 @@ impl Outbound {
         let Some(dest) = self.destinations.get(destination) else {
             return DestinationState::Idle;
         };
-        let txn_id = || dest.owed.as_ref().expect("checked invariant").txn_id.clone();
+        let txn_id = || dest.owed.as_ref().expect("checked invariant").txn_id.to_string();
         match dest.state {
             State::Idle => DestinationState::Idle,
             State::InFlight => DestinationState::InFlight { txn_id: txn_id() },
@@ -574,42 +590,48 @@ impl Outbound {
 
     /// Destinations with anything queued, owed, noted or remembered, in name order.
     pub fn destinations(&self) -> impl Iterator<Item = &str> {
-        self.destinations.sorted().into_iter().map(|(name, _)| name.as_str())
+        self.destinations.sorted().into_iter().map(|(name, _)| &**name)
     }
 
     /// Marks a destination for the next poll, re-indexes its deadline, checks its
     /// invariants and forgets it if it holds nothing.
     fn touch(&mut self, destination: &str) {
-        if self.reindex(destination) {
-            if !self.dirty.contains(destination) {
-                self.dirty.insert(destination.to_owned());
+        match self.reindex(destination) {
+            Some(name) => {
+                if !self.dirty.contains(destination) {
+                    self.dirty.insert(name);
+                }
             }
-        } else {
-            self.dirty.remove(destination);
+            None => {
+                self.dirty.remove(destination);
+            }
         }
     }
 
     /// Checks `destination` and files its deadline; forgets it if it holds nothing.
-    /// Returns whether it is still held.
-    fn reindex(&mut self, destination: &str) -> bool {
-        let Some(dest) = self.destinations.get_mut(destination) else { return false };
+    /// Returns its name's shared copy if it is still held.
+    fn reindex(&mut self, destination: &str) -> Option<Arc<str>> {
+        let dest = self.destinations.get_mut(destination)?;
         dest.check(&self.config);
         let deadline = dest.deadline();
         if dest.indexed != deadline {
             if let Some(old) = dest.indexed.take() {
-                self.deadlines.remove(&(old, destination.to_owned()));
+                self.deadlines.remove(&(old, Arc::clone(&dest.name)));
             }
             if let Some(at) = deadline {
-                self.deadlines.insert((at, destination.to_owned()));
+                self.deadlines.insert((at, Arc::clone(&dest.name)));
                 dest.indexed = Some(at);
             }
         }
         if dest.is_forgettable() {
             assert!(dest.indexed.is_none(), "an idle destination has no deadline");
-            self.destinations.remove(destination);
-            return false;
+            let dest = self.destinations.remove(destination).expect("found above");
+            if self.spare_queues.len() < SPARE_QUEUES {
+                self.spare_queues.push(dest.pdus);
+            }
+            return None;
         }
-        true
+        Some(Arc::clone(&dest.name))
     }
 
     /// One destination's decision at `now`.
@@ -621,7 +643,7 @@ impl Outbound {
                 owed.attempt = owed.attempt.saturating_add(1);
                 dest.state = State::InFlight;
                 self.stats.sends += 1;
-                actions.push(OutboundAction::Send(outgoing(name, owed)));
+                actions.push(OutboundAction::Send(outgoing(&dest.name, owed)));
             }
             State::Down { probe_at } if probe_at <= now && !dest.catch_up_rooms.is_empty() => {
                 // A probe: one catch-up attempt. `failures` stays above `retries_max`, so
@@ -674,21 +696,27 @@ impl Outbound {
         self.txn_count += 1;
         self.stats.transactions_built += 1;
         self.stats.sends += 1;
-        actions.push(OutboundAction::Send(outgoing(name, &owed)));
+        actions.push(OutboundAction::Send(outgoing(&dest.name, &owed)));
         dest.owed = Some(owed);
         dest.state = State::InFlight;
     }
 }
 
-/// The state of `destination`, created empty if new.
+/// How many emptied PDU queues [`Outbound`] keeps for new destinations.
+const SPARE_QUEUES: usize = 16;
+
+/// The state of `destination`, created empty if new (with a spare queue if there is one).
 fn destination_entry<'a>(
-    destinations: &'a mut LookupMap<String, Destination>,
+    destinations: &'a mut LookupMap<Arc<str>, Destination>,
+    spare_queues: &mut Vec<VecDeque<QueuedPdu>>,
     destination: &str,
 ) -> &'a mut Destination {
     assert!(!destination.is_empty(), "a destination has a name");
     // The name is copied only for a new destination, not for each PDU queued.
     if !destinations.contains_key(destination) {
-        destinations.insert(destination.to_owned(), Destination::new());
+        let name: Arc<str> = Arc::from(destination);
+        let pdus = spare_queues.pop().unwrap_or_default();
+        destinations.insert(Arc::clone(&name), Destination::new(name, pdus));
     }
     destinations.get_mut(destination).expect("inserted above")
 }
@@ -732,10 +760,10 @@ fn jittered(prng: &mut Prng, nominal: Duration, config: &Config) -> Duration {
     Duration::from_ms(ms)
 }
 
-fn outgoing(destination: &str, owed: &Owed) -> OutgoingTransaction {
+fn outgoing(destination: &Arc<str>, owed: &Owed) -> OutgoingTransaction {
     OutgoingTransaction {
-        destination: destination.to_owned(),
-        txn_id: owed.txn_id.clone(),
+        destination: Arc::clone(destination),
+        txn_id: Arc::clone(&owed.txn_id),
         pdus: owed.pdus.iter().map(|queued| Arc::clone(&queued.pdu)).collect(),
         edus: owed.edus.clone(),
         created_at: owed.created_at,
@@ -743,12 +771,15 @@ fn outgoing(destination: &str, owed: &Owed) -> OutgoingTransaction {
     }
 }
 
-/// `{epoch}.{count}`: written into a string made to size (one per transaction).
-fn txn_id(epoch_ms: u64, count: u64) -> String {
-    use std::fmt::Write as _;
-    let mut id = String::with_capacity(42);
-    write!(id, "{epoch_ms}.{count}").expect("writing to a String cannot fail");
-    id
+/// `{epoch}.{count}`: one shared copy per transaction, written on the stack first.
+fn txn_id(epoch_ms: u64, count: u64) -> Arc<str> {
+    use std::io::Write as _;
+    // Two u64s in decimal and a dot: at most 41 bytes.
+    let mut bytes = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut bytes[..]);
+    write!(cursor, "{epoch_ms}.{count}").expect("41 bytes at most");
+    let len = usize::try_from(cursor.position()).expect("at most 48");
+    Arc::from(std::str::from_utf8(&bytes[..len]).expect("digits and a dot"))
 }
 
 #[cfg(test)]

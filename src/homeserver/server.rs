@@ -188,9 +188,10 @@ struct Residency {
 /// What a request in flight is for.
 #[derive(Clone, Debug)]
 enum Pending {
+    /// A transaction of the outbound side, named by its shared copies.
     Transaction {
-        destination: String,
-        txn_id: String,
+        destination: Arc<str>,
+        txn_id: Arc<str>,
     },
     /// `get_missing_events` for the waiting events `for_events`, sent to `destination`.
     MissingEvents {

@@ -88,9 +88,9 @@ struct Harness {
     alive: [bool; 3],
     next_pdu: u64,
     /// The transaction each destination owes, as last sent.
-    owed: BTreeMap<String, OutgoingTransaction>,
+    owed: BTreeMap<Arc<str>, OutgoingTransaction>,
     /// Every transaction id ever sent, with its destination and first content.
-    sent: BTreeMap<String, OutgoingTransaction>,
+    sent: BTreeMap<Arc<str>, OutgoingTransaction>,
     /// PDUs handed to the outbound side (enqueued or given as catch-up) and delivered.
     pdus_given: u64,
     pdus_delivered: u64,
@@ -150,7 +150,7 @@ impl Harness {
                 }
                 OutboundAction::CatchUp { destination, rooms } => {
                     prop_assert!(!rooms.is_empty());
-                    prop_assert!(!self.owed.contains_key(&destination));
+                    prop_assert!(!self.owed.contains_key(destination.as_str()));
                     // The latest events: one per room, except the last room (we left it).
                     let mut latest = Vec::new();
                     for room in &rooms[..rooms.len() - 1] {

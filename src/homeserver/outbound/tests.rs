@@ -61,7 +61,7 @@ fn fail_until_down(out: &mut Outbound, dest: &str, mut now: Instant) -> (Vec<u64
                 waits.push(retry.ms - now.ms);
                 now = retry;
                 let txn = only_send(&out.on_timer(now));
-                assert_eq!(txn.txn_id, txn_id, "a retry resends the same transaction");
+                assert_eq!(*txn.txn_id, *txn_id, "a retry resends the same transaction");
             }
             ResponseOutcome::MarkedDown { .. } => return (waits, now),
             other => panic!("unexpected {other:?}"),
@@ -123,7 +123,7 @@ fn one_transaction_in_flight_per_destination() {
     out.enqueue_pdu("hs2", pdu(1), "!r:hs1");
     out.enqueue_pdu("hs3", pdu(1), "!r:hs1");
     let actions = out.poll(T0);
-    let destinations: Vec<&str> = sends(&actions).iter().map(|t| t.destination.as_str()).collect();
+    let destinations: Vec<&str> = sends(&actions).iter().map(|t| &*t.destination).collect();
     assert_eq!(destinations, ["hs2", "hs3"]);
     let hs2_txn = sends(&actions)[0].txn_id.clone();
     // More PDUs while hs2's transaction is in flight wait for it.
@@ -306,7 +306,7 @@ fn mark_up_resets_the_back_off_and_tries_at_once() {
     out.mark_up("hs2", T0);
     assert_eq!(out.failure_count("hs2"), 0);
     let again = only_send(&out.poll(T0));
-    assert_eq!((again.txn_id.as_str(), again.attempt), (txn.txn_id.as_str(), 2));
+    assert_eq!((&*again.txn_id, again.attempt), (&*txn.txn_id, 2));
     // Down: a sign of life starts catch-up without waiting for the probe.
     let (waits, now) = fail_until_down(&mut out, "hs2", T0);
     assert_eq!(waits.len(), 1, "the failure count started again from zero");
@@ -417,7 +417,7 @@ fn outgoing_transactions_become_send_requests() {
     out.enqueue_pdu("hs2", pdu(1), "!a:hs1");
     out.enqueue_edu("hs2", edu(1));
     let txn = only_send(&out.poll(T0));
-    assert_eq!(txn.txn_id, "1000.0", "ids start from the creation time");
+    assert_eq!(&*txn.txn_id, "1000.0", "ids start from the creation time");
     let request = txn.to_request("hs1", 1_700_000_000_000);
     let http = request.to_http();
     // Written from the PDUs' kept encodings, the request is the same bytes.
@@ -433,7 +433,7 @@ fn outgoing_transactions_become_send_requests() {
     // A restarted server (created later) does not reuse ids.
     let mut restarted = Outbound::new(Config::default(), Prng::from_seed(7), at(5_000));
     restarted.enqueue_pdu("hs2", pdu(1), "!a:hs1");
-    assert_eq!(only_send(&restarted.poll(at(5_000))).txn_id, "5000.0");
+    assert_eq!(&*only_send(&restarted.poll(at(5_000))).txn_id, "5000.0");
     let _ = Response::SendLeave;
 }
 
@@ -477,10 +477,55 @@ fn a_poll_leaves_no_destination_to_step_again() {
     // One answer touches one destination, and the next poll steps only it.
     let DestinationState::InFlight { txn_id } = out.state("hs7") else { panic!() };
     out.on_response("hs7", &txn_id, at(1_010), false);
-    assert_eq!(out.dirty.iter().collect::<Vec<_>>(), ["hs7"]);
+    assert_eq!(out.dirty.iter().map(|d| &**d).collect::<Vec<_>>(), ["hs7"]);
     assert!(sends(&out.poll(at(1_010))).is_empty(), "the retry waits for its deadline");
     assert!(out.dirty.is_empty());
     // The deadline brings the retry, without anything touching the destination.
     let DestinationState::RetryAt { at: retry, .. } = out.state("hs7") else { panic!() };
-    assert_eq!(only_send(&out.poll(retry)).destination, "hs7");
+    assert_eq!(&*only_send(&out.poll(retry)).destination, "hs7");
+}
+
+#[test]
+fn a_destination_names_itself_with_one_copy_and_leaves_its_queue_to_the_next() {
+    let mut out = outbound();
+    out.enqueue_pdu("hs2", pdu(1), "!r:hs1");
+    let name = Arc::clone(&out.destinations.get("hs2").unwrap().name);
+    assert!(Arc::ptr_eq(out.dirty.first().unwrap(), &name), "dirty holds the same copy");
+    let txn = only_send(&out.poll(T0));
+    assert!(Arc::ptr_eq(&txn.destination, &name), "the transaction names it by that copy");
+    // A failure files a deadline under the same copy; the retry is sent with it.
+    let ResponseOutcome::RetryAt(retry) = out.on_response("hs2", &txn.txn_id, T0, false) else {
+        panic!("a first failure is retried")
+    };
+    assert!(Arc::ptr_eq(&out.deadlines.first().unwrap().1, &name));
+    let again = only_send(&out.poll(retry));
+    assert!(Arc::ptr_eq(&again.txn_id, &txn.txn_id), "a retry shares the transaction id");
+    // Delivered, the destination holds nothing: it is forgotten, its queue kept.
+    assert_eq!(out.on_response("hs2", &again.txn_id, retry, true), ResponseOutcome::Delivered);
+    assert!(out.destinations.get("hs2").is_none() && out.deadlines.is_empty());
+    assert_eq!(out.spare_queues.len(), 1);
+    let room = out.spare_queues[0].capacity();
+    assert!(room > 0, "the queue that held a PDU has room");
+    // The next new destination takes it, empty.
+    out.enqueue_pdu("hs3", pdu(2), "!r:hs1");
+    assert!(out.spare_queues.is_empty());
+    let hs3 = out.destinations.get("hs3").unwrap();
+    assert_eq!((hs3.pdus.len(), hs3.pdus.capacity()), (1, room));
+    assert_eq!(depths(&only_send(&out.poll(retry))), [2]);
+}
+
+#[test]
+fn spare_queues_are_bounded() {
+    let mut out = outbound();
+    let mut txns = Vec::new();
+    for n in 0..(SPARE_QUEUES as u64 + 5) {
+        out.enqueue_pdu(&format!("hs{n}"), pdu(n), "!r:hs1");
+    }
+    txns.extend(sends(&out.poll(T0)).into_iter().cloned());
+    for txn in &txns {
+        out.on_response(&txn.destination, &txn.txn_id, T0, true);
+    }
+    assert_eq!(txns.len(), SPARE_QUEUES + 5);
+    assert!(out.destinations.is_empty());
+    assert_eq!(out.spare_queues.len(), SPARE_QUEUES);
 }

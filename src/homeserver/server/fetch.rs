@@ -58,11 +58,11 @@ impl Homeserver {
                 match self.outbound.on_response(&destination, &txn_id, now, ok) {
                     ResponseOutcome::MarkedDown { .. } if !was_down => {
                         self.on_peer_down(&destination, out);
-                        let peer = destination;
+                        let peer = destination.to_string();
                         out.push(Output::Observed(Observation::PeerDown { peer }));
                     }
                     ResponseOutcome::Delivered if was_down => {
-                        let peer = destination;
+                        let peer = destination.to_string();
                         out.push(Output::Observed(Observation::PeerUp { peer }));
                     }
                     _ => {}

@@ -56,14 +56,13 @@ impl Homeserver {
             OutboundAction::Send(txn) => {
                 let created = i64::try_from(txn.created_at.ms).expect("fits");
                 let request = txn.to_http(&self.name, EPOCH_MS + created + self.skew_ms);
-                let pending = Pending::Transaction {
-                    destination: txn.destination.clone(),
-                    txn_id: txn.txn_id.clone(),
-                };
+                let destination = txn.destination.to_string();
+                let pending =
+                    Pending::Transaction { destination: txn.destination, txn_id: txn.txn_id };
                 let id = RequestId(self.next_request);
                 self.next_request += 1;
                 self.requests.insert(id, pending, now + self.config.request_timeout);
-                out.push(Output::Request { destination: txn.destination, id, request });
+                out.push(Output::Request { destination, id, request });
             }
             OutboundAction::CatchUp { destination, rooms } => {
                 // Catch-up sends the latest events of each room; the receiver fills the gap
@@ -388,8 +387,10 @@ mod tests {
 
     #[test]
     fn requests_in_flight_are_found_by_deadline_and_expire_in_id_order() {
-        let pending =
-            |n: u64| Pending::Transaction { destination: "hs2".into(), txn_id: n.to_string() };
+        let pending = |n: u64| Pending::Transaction {
+            destination: "hs2".into(),
+            txn_id: n.to_string().into(),
+        };
         let at = Instant::from_ms;
         let mut in_flight = InFlight::default();
         assert_eq!(in_flight.first_deadline(), None);
