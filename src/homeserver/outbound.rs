@@ -597,15 +597,9 @@ impl Outbound {
     /// invariants and forgets it if it holds nothing.
     fn touch(&mut self, destination: &str) {
         match self.reindex(destination) {
-            Some(name) => {
-                if !self.dirty.contains(destination) {
-                    self.dirty.insert(name);
-                }
-            }
-            None => {
-                self.dirty.remove(destination);
-            }
-        }
+            Some(name) => self.dirty.insert(name),
+            None => self.dirty.remove(destination),
+        };
     }
 
     /// Checks `destination` and files its deadline; forgets it if it holds nothing.

@@ -130,35 +130,58 @@ thread_local! {
     static SPARE: RefCell<Stacks> = RefCell::new(Stacks::default());
 }
 
-/// A [`Reader`]'s stacks, kept apart from it between readers ([`SPARE`]).
+/// A [`Reader`]'s stacks, apart from it: kept between readers ([`SPARE`]), and by
+/// [`Windowed`] between pieces.
 #[derive(Default)]
 struct Stacks {
     open: Vec<Open>,
     keys: KeyStack,
 }
 
+impl Clone for Stacks {
+    fn clone(&self) -> Stacks {
+        Stacks { open: self.open.clone(), keys: self.keys.clone() }
+    }
+
+    /// Into the buffers `self` has.
+    fn clone_from(&mut self, source: &Stacks) {
+        self.open.clone_from(&source.open);
+        self.keys.clone_from(&source.keys);
+    }
+}
+
 /// The most a spare's stacks may hold room for: a reader that met a text of unusually many
 /// or long keys (a large input of `mxsim resolve`) leaves its stacks to be freed.
 const SPARE_KEYS_TEXT_MAX: usize = 1 << 16;
+const SPARE_KEYS_MAX: usize = 1 << 10;
 const SPARE_OPEN_MAX: usize = 256;
+
+impl Stacks {
+    /// Whether neither stack holds an allocation (a spare taken, or never grown).
+    fn is_unallocated(&self) -> bool {
+        self.open.capacity() == 0 && self.keys.ends.capacity() == 0
+    }
+
+    fn fits_spare(&self) -> bool {
+        self.keys.text.capacity() <= SPARE_KEYS_TEXT_MAX
+            && self.keys.ends.capacity() <= SPARE_KEYS_MAX
+            && self.open.capacity() <= SPARE_OPEN_MAX
+    }
+}
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
-        let fits = self.keys.text.capacity() <= SPARE_KEYS_TEXT_MAX
-            && self.keys.ends.capacity() <= SPARE_OPEN_MAX * 4
-            && self.open.capacity() <= SPARE_OPEN_MAX;
-        if !fits || (self.open.capacity() == 0 && self.keys.ends.capacity() == 0) {
+        let mut stacks = self.take_stacks();
+        if stacks.is_unallocated() || !stacks.fits_spare() {
             return;
         }
-        self.open.clear();
-        self.keys.truncate(0);
-        let open = std::mem::take(&mut self.open);
-        let keys = std::mem::take(&mut self.keys);
+        stacks.open.clear();
+        stacks.keys.truncate(0);
         // A reader dropped while the thread ends finds no spare: its stacks are freed.
         let _ = SPARE.try_with(|spare| {
             if let Ok(mut spare) = spare.try_borrow_mut() {
-                if spare.open.capacity() == 0 && spare.keys.ends.capacity() == 0 {
-                    *spare = Stacks { open, keys };
+                if spare.is_unallocated() {
+                    *spare = stacks;
                 }
             }
         });
@@ -167,13 +190,23 @@ impl Drop for Reader<'_> {
 
 impl<'a> Reader<'a> {
     pub fn new(bytes: &'a [u8], numbers: Numbers) -> Reader<'a> {
-        let Stacks { open, keys } = SPARE
+        let stacks = SPARE
             .try_with(|spare| spare.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        debug_assert!(open.is_empty() && keys.len() == 0, "a spare is emptied");
-        Reader { parser: Parser::new(bytes, numbers), open, keys }
+        debug_assert!(stacks.open.is_empty() && stacks.keys.len() == 0, "a spare is emptied");
+        Reader::with_stacks(Parser::new(bytes, numbers), stacks)
+    }
+
+    fn with_stacks(parser: Parser<'a>, stacks: Stacks) -> Reader<'a> {
+        let Stacks { open, keys } = stacks;
+        Reader { parser, open, keys }
+    }
+
+    /// The reader's stacks, taken out (it is left with empty ones).
+    fn take_stacks(&mut self) -> Stacks {
+        Stacks { open: std::mem::take(&mut self.open), keys: std::mem::take(&mut self.keys) }
     }
 
     /// The byte offset in the text of the reader's position: after a [`Reader::next_item`]

@@ -3,14 +3,13 @@
 use std::io::Read;
 
 use super::super::{Numbers, ParseError, Parser};
-use super::{KeyStack, Open, Reader};
+use super::{Reader, Stacks};
 
 /// Where a [`Reader`] stands, to go on from there over another slice of the same text.
 struct ReaderState {
     pos: usize,
     depth: u32,
-    open: Vec<Open>,
-    keys: KeyStack,
+    stacks: Stacks,
 }
 
 /// How much of a stream [`Windowed`] holds at first; a piece longer than half of it doubles it.
@@ -47,10 +46,9 @@ pub struct Windowed<R> {
     broken: Option<WindowError>,
     /// Where the reader stands in `text`.
     state: ReaderState,
-    /// `state.open` and `state.keys` as they were before the piece being read, to read it
+    /// `state.stacks` as they were before the piece being read, to read it
     /// again.
-    open_before: Vec<Open>,
-    keys_before: KeyStack,
+    before: Stacks,
     /// How many bytes the window is filled to.
     capacity: usize,
 }
@@ -90,9 +88,8 @@ impl<R: Read> Windowed<R> {
             raw: Vec::new(),
             ended: false,
             broken: None,
-            state: ReaderState { pos: 0, depth, open: Vec::new(), keys: KeyStack::default() },
-            open_before: Vec::new(),
-            keys_before: KeyStack::default(),
+            state: ReaderState { pos: 0, depth, stacks: Stacks::default() },
+            before: Stacks::default(),
             capacity: window,
         }
     }
@@ -114,28 +111,24 @@ impl<R: Read> Windowed<R> {
             parser.depth = self.state.depth;
             // The stacks go to the reader and copies stay, to start again from: copied
             // into kept buffers, so that a piece inside an array allocates nothing.
-            self.open_before.clone_from(&self.state.open);
-            self.keys_before.clone_from(&self.state.keys);
-            let open = std::mem::take(&mut self.state.open);
-            let keys = std::mem::take(&mut self.state.keys);
-            let mut reader = Reader { parser, open, keys };
+            self.before.clone_from(&self.state.stacks);
+            let stacks = std::mem::take(&mut self.state.stacks);
+            let mut reader = Reader::with_stacks(parser, stacks);
             let result = read(&mut reader);
             let whole = self.ended && self.raw.is_empty();
             let (pos, depth) = (reader.parser.pos, reader.parser.depth);
-            let open = std::mem::take(&mut reader.open);
-            let keys = std::mem::take(&mut reader.keys);
+            // Taken back before the reader drops, so that it leaves no spare.
+            let stacks = reader.take_stacks();
             drop(reader);
             match result {
                 Ok(value) if whole || pos < text.len() => {
-                    self.state = ReaderState { pos, depth, open, keys };
+                    self.state = ReaderState { pos, depth, stacks };
                     return Ok(value);
                 }
                 Err(error) if whole => return Err(WindowError::Syntax(error)),
                 _ => {
-                    self.state.open = open;
-                    self.state.open.clone_from(&self.open_before);
-                    self.state.keys = keys;
-                    self.state.keys.clone_from(&self.keys_before);
+                    self.state.stacks = stacks;
+                    self.state.stacks.clone_from(&self.before);
                     self.more()?;
                 }
             }
