@@ -20,6 +20,7 @@ use crate::matrix::EventId;
 use crate::matrix::ids::LookupMap;
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
+use crate::report::resolution::StatesAfter;
 use crate::trace::{Body, Decision, Trace};
 
 /// Decision codes in the data block, in the order the script names them.
@@ -40,7 +41,7 @@ pub fn room(
     trace: &Trace,
     room: &RoomModel,
     label: Option<&str>,
-    after: &BTreeMap<String, StateMap>,
+    after: &StatesAfter,
     replaced: &BTreeMap<String, Option<EventId>>,
     memberships: &BTreeMap<(String, String), Vec<Membership>>,
 ) -> Value {
@@ -77,7 +78,7 @@ pub fn room(
 fn event_value(
     event: &crate::report::model::EventNode,
     server_index: &LookupMap<&str, usize>,
-    after: &BTreeMap<String, StateMap>,
+    after: &StatesAfter,
     replaced: &BTreeMap<String, Option<EventId>>,
 ) -> Value {
     let decisions: Vec<Value> = event
@@ -108,7 +109,7 @@ fn event_value(
     object.insert("r".into(), Value::Array(decisions));
     match after.get(&event.id) {
         Some(state_after) => {
-            let base = event.prev_events.first().and_then(|p| after.get(p));
+            let base = event.prev_events.first().and_then(|p| after.get(p)).map(|s| &**s);
             let own = event.state_key.as_ref().map(|k| (event.event_type.clone(), k.clone()));
             let applied = own
                 .as_ref()

@@ -25,6 +25,7 @@ use crate::matrix::ids::LookupMap;
 use crate::matrix::state_digest::StateDigest;
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
+use crate::report::resolution::StatesAfter;
 use crate::trace::{Body, NestedState, Text, Trace};
 
 /// Up to this many servers, every pair is compared.
@@ -109,11 +110,7 @@ pub fn state_hash(state: &StateMap) -> String {
 /// after the `state` record (a homeserver reports the state change of one receipt just
 /// before the receipt's decision) or the last one before it, whichever has a replayed
 /// state with the recorded hash; failing that, the one after, else the one before.
-fn changes(
-    trace: &Trace,
-    room: &RoomModel,
-    after: &BTreeMap<String, StateMap>,
-) -> BTreeMap<String, Vec<Change>> {
+fn changes(trace: &Trace, room: &RoomModel, after: &StatesAfter) -> BTreeMap<String, Vec<Change>> {
     // (server → changes with (event before, event after at the same t)).
     type Pending = (Change, Option<Text>, Option<Text>);
     // Looked up by server for each of the room's event records (a million at a thousand
@@ -147,7 +144,7 @@ fn changes(
         if let Some(known) = hashes.get(id.as_str()) {
             return known.as_deref() == Some(hash);
         }
-        let known = after.get(id.as_str()).map(state_hash);
+        let known = after.get(id.as_str()).map(|state| state_hash(state));
         let same = known.as_deref() == Some(hash);
         hashes.insert(id.as_str().to_owned(), known);
         same
@@ -185,7 +182,7 @@ pub fn divergences(
     trace: &Trace,
     room: &RoomModel,
     memberships: &BTreeMap<(String, String), Vec<Membership>>,
-    after: &BTreeMap<String, StateMap>,
+    after: &StatesAfter,
 ) -> Divergences {
     let changes = changes(trace, room, after);
     let servers: Vec<&String> = room.servers.iter().filter(|s| changes.contains_key(*s)).collect();
@@ -313,7 +310,7 @@ fn longest_split(a: &str, b: &str, splits: &[Split], end_ms: u64) -> Option<Dive
 fn state_differences(
     rows: &mut [Divergence],
     changes: &BTreeMap<String, Vec<Change>>,
-    after: &BTreeMap<String, StateMap>,
+    after: &StatesAfter,
     finals: &BTreeMap<String, StateMap>,
     end_ms: u64,
 ) {
@@ -325,7 +322,7 @@ fn state_differences(
             let change = at(&changes[server], last_ms)?;
             reconstruct(change, after, finals).or_else(|| {
                 let index = by_hash.get_or_insert_with(|| {
-                    after.values().map(|state| (state_hash(state), state)).collect()
+                    after.values().map(|state| (state_hash(state), &**state)).collect()
                 });
                 index.get(change.hash.as_str()).map(|state| (*state).clone())
             })
@@ -389,12 +386,12 @@ fn states_by_hash<'a>(
 /// The full state behind a change, if a known state has its hash.
 fn reconstruct(
     change: &Change,
-    after: &BTreeMap<String, StateMap>,
+    after: &StatesAfter,
     finals: &BTreeMap<String, StateMap>,
 ) -> Option<StateMap> {
     if let Some(state) = change.event.as_ref().and_then(|id| after.get(id.as_str())) {
         if change.hash == state_hash(state) {
-            return Some(state.clone());
+            return Some(StateMap::clone(state));
         }
     }
     finals.get(change.hash.as_str()).cloned()

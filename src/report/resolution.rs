@@ -67,7 +67,7 @@ struct MergeView {
 pub struct Replay {
     views: Vec<MergeView>,
     notes: Vec<String>,
-    pub after: BTreeMap<String, StateMap>,
+    pub after: StatesAfter,
     /// For each event that entered the state: what its key held just before it.
     pub replaced: BTreeMap<String, Option<EventId>>,
 }
@@ -111,8 +111,12 @@ pub fn replay(room: &RoomModel) -> Replay {
     Replay { views, notes, after, replaced }
 }
 
-type Parts =
-    (Vec<MergeView>, Vec<String>, BTreeMap<String, StateMap>, BTreeMap<String, Option<EventId>>);
+/// The state after each replayed event, by event id. An event that changes nothing (a
+/// message, a rejected event, a merge of equal states) shares the state before it rather
+/// than copying it.
+pub type StatesAfter = BTreeMap<String, Arc<StateMap>>;
+
+type Parts = (Vec<MergeView>, Vec<String>, StatesAfter, BTreeMap<String, Option<EventId>>);
 
 fn replay_parts(room: &RoomModel) -> Parts {
     let mut notes = Vec::new();
@@ -147,13 +151,13 @@ fn replay_parts(room: &RoomModel) -> Parts {
     let store = IndexedStore::from_events(rules, pdus.values().cloned());
     let mut order: Vec<&crate::report::model::EventNode> = room.events.iter().collect();
     order.sort_by(|a, b| (a.depth, a.first_t, &a.id).cmp(&(b.depth, b.first_t, &b.id)));
-    let mut after: BTreeMap<String, StateMap> = BTreeMap::new();
+    let mut after: StatesAfter = BTreeMap::new();
     let mut replaced: BTreeMap<String, Option<EventId>> = BTreeMap::new();
     let mut views = Vec::new();
     let options = ResolveOptions { explain: true, ..ResolveOptions::default() };
     for event in order {
         let Some((pdu, rejection)) = pdus.get(&event.id) else { continue };
-        let mut states: Vec<&StateMap> = Vec::new();
+        let mut states: Vec<&Arc<StateMap>> = Vec::new();
         let mut complete = true;
         for prev in pdu.prev_events() {
             match after.get(prev.as_str()) {
@@ -165,18 +169,20 @@ fn replay_parts(room: &RoomModel) -> Parts {
             continue;
         }
         let mut before = match states.as_slice() {
-            [] => StateMap::new(),
-            [one] => (*one).clone(),
-            many if many.iter().all(|s| *s == many[0]) => many[0].clone(),
+            [] => Arc::new(StateMap::new()),
+            [one] => Arc::clone(one),
+            many if many.iter().all(|s| Arc::ptr_eq(s, many[0]) || *s == many[0]) => {
+                Arc::clone(many[0])
+            }
             many => {
-                let sets: Vec<StateMap> = many.iter().map(|s| (*s).clone()).collect();
+                let sets: Vec<StateMap> = many.iter().map(|s| StateMap::clone(s)).collect();
                 match state_res::resolve(rules, &sets, &store, options) {
                     Ok(resolved) => {
                         let explanation = resolved.explanation.expect("explain was asked for");
                         if !explanation.conflicted.is_empty() {
                             views.push(view(room, event, &sets, &explanation, &pdus, None));
                         }
-                        resolved.state
+                        Arc::new(resolved.state)
                     }
                     Err(error) => {
                         let explanation = Explanation::empty(
@@ -198,7 +204,7 @@ fn replay_parts(room: &RoomModel) -> Parts {
             }
         };
         if let (Some(state_key), None) = (pdu.state_key(), rejection) {
-            let previous = before.insert(
+            let previous = Arc::make_mut(&mut before).insert(
                 (pdu.event_type().to_owned(), state_key.to_owned()),
                 pdu.event_id().clone(),
             );
@@ -520,4 +526,48 @@ fn draw_candidate(body: &mut String, y: f64, candidate: &Candidate, key_text: St
         );
     }
     body.push_str("</g>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `scenarios/partition-heal.toml` run on seed 1: messages, topics on both sides of a
+    /// partition, and the merge that resolves them.
+    fn replayed() -> (RoomModel, Replay) {
+        let path = "scenarios/partition-heal.toml";
+        let text = std::fs::read_to_string(path).expect("the curated scenario");
+        let scenario = crate::scenario::parse(path, &text).expect("it parses");
+        let plan = crate::world::from_scenario::plan(&scenario, 1, "test").expect("it plans");
+        let trace = crate::world::run(&plan).expect("it runs").trace;
+        let room = crate::report::model::rooms(&trace).remove(0);
+        let replay = replay(&room);
+        (room, replay)
+    }
+
+    #[test]
+    fn an_event_that_changes_no_state_shares_the_state_before_it() {
+        let (room, replay) = replayed();
+        let (mut shared, mut copied) = (0, 0);
+        for event in &room.events {
+            let Some(after) = replay.after.get(&event.id) else { continue };
+            let [prev] = event.prev_events.as_slice() else { continue };
+            let before = &replay.after[prev];
+            if event.state_key.is_none() {
+                // A message: the very same state, not a copy of it.
+                assert!(Arc::ptr_eq(after, before), "{} copied the state before it", event.id);
+                shared += 1;
+            } else if replay.replaced.contains_key(&event.id) {
+                // A state event that entered the state: a new map, one entry different,
+                // and the map before it left as it was.
+                assert!(!Arc::ptr_eq(after, before));
+                let key = (event.event_type.clone(), event.state_key.clone().unwrap());
+                assert_eq!(after.get(&key).map(|id| id.as_str()), Some(event.id.as_str()));
+                assert_eq!(before.get(&key), replay.replaced[&event.id].as_ref());
+                assert_eq!(after.len() - before.len(), usize::from(!before.contains_key(&key)));
+                copied += 1;
+            }
+        }
+        assert!(shared >= 4 && copied >= 4, "{shared} messages and {copied} state events");
+    }
 }

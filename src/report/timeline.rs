@@ -153,7 +153,11 @@ pub fn name_servers(servers: &[String]) -> String {
 fn lanes(trace: &Trace, scale: &Scale) -> BTreeMap<String, Lane> {
     let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
     let bump = |lanes: &mut BTreeMap<String, Lane>, server: &str, kind: usize, t: u64| {
-        let lane = lanes.entry(server.to_owned()).or_default();
+        // A server's name is copied once, for its lane, not for every record it has.
+        if !lanes.contains_key(server) {
+            lanes.insert(server.to_owned(), Lane::default());
+        }
+        let lane = lanes.get_mut(server).expect("just inserted if it was missing");
         *lane.marks[kind].entry(scale.column(t)).or_default() += 1;
     };
     for record in &trace.records {
