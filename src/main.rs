@@ -79,20 +79,25 @@ unsafe impl GlobalAlloc for Mimalloc {
     }
 }
 
-/// mimalloc options, numbered as in the `mi_option_e` enum of the mimalloc v3 sources that
-/// libmimalloc-sys 0.1.49 builds (`include/mimalloc.h`; the crate exports no constants
-/// for them, so Cargo.toml pins that version).
+/// mimalloc options, numbered as in the `mi_option_e` enum of the mimalloc v2 sources that
+/// libmimalloc-sys 0.1.49 builds with its `v2` feature (`c_src/mimalloc/v2/include/
+/// mimalloc.h`, where v3 numbers these two the same; the crate exports no constants for
+/// them, so Cargo.toml pins that version).
+///
+/// v2 rather than the crate's default v3: with v2 a 100-server run took 1.5 to 3% less CPU
+/// time, a 1,000-server run 2% less peak memory, and `mxsim resolve` 0.3 to 1 MB more
+/// (`docs/performance.md`, "mimalloc v2").
 mod mimalloc_option {
     /// Commit arena memory when it is reserved (default 2: where the OS overcommits).
     pub const ARENA_EAGER_COMMIT: i32 = 4;
-    /// Milliseconds before freed memory is returned to the OS (default 1000).
+    /// Milliseconds before freed memory is returned to the OS (default 10; v3's 1000).
     pub const PURGE_DELAY: i32 = 15;
 }
 
-/// Commits arena memory as it is used and returns freed memory after 10 ms (mimalloc v2's
-/// default) instead of a second: with the defaults the peak resident memory of `mxsim
-/// resolve` on a 16,000-event room was 2.5 times the system allocator's, with these 15%
-/// more (and less in simulations). Returning memory at once (0 ms) kept a tenth
+/// Commits arena memory as it is used and returns freed memory after 10 ms (v2's default,
+/// set here all the same; v3's is a second): with v3's defaults the peak resident memory
+/// of `mxsim resolve` on a 16,000-event room was 2.5 times the system allocator's, with
+/// these 15% more (and less in simulations). Returning memory at once (0 ms) kept a tenth
 /// less, but refaulting the pages cost a simulation 4 to 6% more CPU time.
 ///
 /// The first allocation reserves the arena that a run then lives in, and the Rust runtime
