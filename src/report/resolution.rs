@@ -531,43 +531,84 @@ fn draw_candidate(body: &mut String, y: f64, candidate: &Candidate, key_text: St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::{Body, CheckSettings, FORMAT, Header, Record, Trace};
 
-    /// `scenarios/partition-heal.toml` run on seed 1: messages, topics on both sides of a
-    /// partition, and the merge that resolves them.
-    fn replayed() -> (RoomModel, Replay) {
-        let path = "scenarios/partition-heal.toml";
-        let text = std::fs::read_to_string(path).expect("the curated scenario");
-        let scenario = crate::scenario::parse(path, &text).expect("it parses");
-        let plan = crate::world::from_scenario::plan(&scenario, 1, "test").expect("it plans");
-        let trace = crate::world::run(&plan).expect("it runs").trace;
-        let room = crate::report::model::rooms(&trace).remove(0);
-        let replay = replay(&room);
-        (room, replay)
+    /// A room of version 11 made on hs1: its create event and creator's join, a message,
+    /// a topic, a second message, then two messages on the same parent and a merge of
+    /// them (whose prev states are one map).
+    fn room() -> RoomModel {
+        let header = Header {
+            format: FORMAT.into(),
+            scenario: "t".into(),
+            seed: 1,
+            mxsim_version: "0".into(),
+            mxsim_build: String::new(),
+            servers: vec!["hs1".into()],
+            keys: BTreeMap::new(),
+            epoch_ms: 0,
+            end_ms: 100,
+            healed_ms: 0,
+            faults: Vec::new(),
+            check: CheckSettings {
+                invariants: Vec::new(),
+                liveness_bound_ms: 0,
+                expect: Default::default(),
+            },
+            swarm: None,
+        };
+        let event = |id: &str, kind: &str, state_key: Option<&str>, prev: &[&str], depth| {
+            let mut pdu = serde_json::json!({
+                "type": kind, "sender": "@u:hs1", "room_id": "!r:hs1",
+                "origin_server_ts": 0, "depth": depth, "content": {"membership": "join"},
+                "prev_events": prev, "auth_events": if depth > 1 { vec!["$create"] } else { vec![] },
+            });
+            if let Some(key) = state_key {
+                pdu["state_key"] = key.into();
+            }
+            let Value::Object(pdu) = pdu else { unreachable!() };
+            Body::Event {
+                server: "hs1".into(),
+                room: "!r:hs1".into(),
+                event_id: Some(id.into()),
+                decision: Decision::Created,
+                reason: None,
+                pdu: Some(Arc::new(pdu)),
+            }
+        };
+        let joined =
+            Body::Joined { server: "hs1".into(), room: "!r:hs1".into(), version: "11".into() };
+        let bodies = vec![
+            joined,
+            event("$create", "m.room.create", Some(""), &[], 1),
+            event("$join", "m.room.member", Some("@u:hs1"), &["$create"], 2),
+            event("$m1", "m.room.message", None, &["$join"], 3),
+            event("$topic", "m.room.topic", Some(""), &["$m1"], 4),
+            event("$m2", "m.room.message", None, &["$topic"], 5),
+            event("$m3", "m.room.message", None, &["$m2"], 6),
+            event("$m4", "m.room.message", None, &["$m2"], 6),
+            event("$merge", "m.room.message", None, &["$m3", "$m4"], 7),
+        ];
+        let records = bodies.into_iter().enumerate();
+        let records = records.map(|(t, body)| Record { t: t as u64, body }).collect();
+        crate::report::model::rooms(&Trace::new(header, records)).remove(0)
     }
 
     #[test]
     fn an_event_that_changes_no_state_shares_the_state_before_it() {
-        let (room, replay) = replayed();
-        let (mut shared, mut copied) = (0, 0);
-        for event in &room.events {
-            let Some(after) = replay.after.get(&event.id) else { continue };
-            let [prev] = event.prev_events.as_slice() else { continue };
-            let before = &replay.after[prev];
-            if event.state_key.is_none() {
-                // A message: the very same state, not a copy of it.
-                assert!(Arc::ptr_eq(after, before), "{} copied the state before it", event.id);
-                shared += 1;
-            } else if replay.replaced.contains_key(&event.id) {
-                // A state event that entered the state: a new map, one entry different,
-                // and the map before it left as it was.
-                assert!(!Arc::ptr_eq(after, before));
-                let key = (event.event_type.clone(), event.state_key.clone().unwrap());
-                assert_eq!(after.get(&key).map(|id| id.as_str()), Some(event.id.as_str()));
-                assert_eq!(before.get(&key), replay.replaced[&event.id].as_ref());
-                assert_eq!(after.len() - before.len(), usize::from(!before.contains_key(&key)));
-                copied += 1;
-            }
+        let replay = replay(&room());
+        let after = |id: &str| &replay.after[id];
+        // Messages, and a merge of one state: the very map before them, not a copy.
+        for (event, before) in [("$m1", "$join"), ("$m2", "$topic"), ("$m3", "$m2")] {
+            assert!(Arc::ptr_eq(after(event), after(before)), "{event} copied its state");
         }
-        assert!(shared >= 4 && copied >= 4, "{shared} messages and {copied} state events");
+        assert!(Arc::ptr_eq(after("$merge"), after("$m2")), "the merge copied its state");
+        // A state event: a new map with its own entry, the map before it untouched.
+        let topic = ("m.room.topic".to_owned(), String::new());
+        assert!(!Arc::ptr_eq(after("$topic"), after("$m1")));
+        assert_eq!(after("$topic").get(&topic).map(|id| id.as_str()), Some("$topic"));
+        assert_eq!(after("$m1").get(&topic), None);
+        assert_eq!(after("$topic").len(), after("$m1").len() + 1);
+        assert_eq!(replay.replaced["$topic"], None, "no topic before it");
+        assert_eq!(after("$merge").len(), 3, "create, join and topic");
     }
 }
