@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::matrix::ids::LookupMap;
-use crate::trace::{Body, Decision, Fault, NodeChange, NodeName, Trace};
+use crate::trace::{Body, Decision, Fault, NodeChange, NodeName, Text, Trace};
 
 /// One room as the trace saw it.
 #[derive(Clone, Debug)]
@@ -37,8 +37,9 @@ pub struct EventNode {
     /// The server that created it and when.
     pub created: Option<(String, u64)>,
     pub first_t: u64,
-    /// Every decision recorded: (server, t, decision, reason), in trace order.
-    pub decisions: Vec<(String, u64, Decision, Option<String>)>,
+    /// Every decision recorded: (server, t, decision, reason), in trace order. The server
+    /// is the record's shared text, not a copy per decision.
+    pub decisions: Vec<(Text, u64, Decision, Option<String>)>,
     pub event_type: String,
     pub state_key: Option<String>,
     pub sender: String,
@@ -192,12 +193,7 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
                 if *decision == Decision::Created && event.created.is_none() {
                     event.created = Some((server.as_str().to_owned(), record.t));
                 }
-                event.decisions.push((
-                    server.as_str().to_owned(),
-                    record.t,
-                    *decision,
-                    reason.clone(),
-                ));
+                event.decisions.push((server.clone(), record.t, *decision, reason.clone()));
             }
             _ => {}
         }
