@@ -84,9 +84,9 @@ unsafe impl GlobalAlloc for Mimalloc {
 /// mimalloc.h`, where v3 numbers these two the same; the crate exports no constants for
 /// them, so Cargo.toml pins that version).
 ///
-/// v2 rather than the crate's default v3: with v2 a 100-server run took 1.5 to 3% less CPU
-/// time, a 1,000-server run 2% less peak memory, and `mxsim resolve` 0.3 to 1 MB more
-/// (`docs/performance.md`, "mimalloc v2").
+/// v2 rather than the crate's default v3: with v2 a 100-server run took 1 to 3% less CPU
+/// time, a 1,000-server run 2.5% less peak memory and about 1 to 3% more CPU time, and
+/// `mxsim resolve` 0.3 to 1 MB more memory (`docs/performance.md`, "mimalloc v2…").
 mod mimalloc_option {
     /// Commit arena memory when it is reserved (default 2: where the OS overcommits).
     pub const ARENA_EAGER_COMMIT: i32 = 4;
