@@ -28,11 +28,8 @@ pub use windowed::{WindowError, Windowed};
 /// or that check fails).
 pub struct Reader<'a> {
     parser: Parser<'a>,
-    /// One entry per object or array opened and not yet closed: whether an item has been
-    /// read in it, and for an object how its keys so far are kept.
-    open: Vec<Open>,
-    /// The keys of the open objects, innermost last.
-    keys: KeyStack,
+    /// What is open, kept apart so that the stacks outlive the reader ([`Stacks`]).
+    stacks: Stacks,
 }
 
 /// The keys the open objects have read, one after another in one text, so that reading
@@ -130,11 +127,14 @@ thread_local! {
     static SPARE: RefCell<Stacks> = RefCell::new(Stacks::default());
 }
 
-/// A [`Reader`]'s stacks, apart from it: kept between readers ([`SPARE`]), and by
+/// A [`Reader`]'s stacks, which outlive it: kept between readers ([`SPARE`]), and by
 /// [`Windowed`] between pieces.
 #[derive(Default)]
 struct Stacks {
+    /// One entry per object or array opened and not yet closed: whether an item has been
+    /// read in it, and for an object how its keys so far are kept.
     open: Vec<Open>,
+    /// The keys of the open objects, innermost last.
     keys: KeyStack,
 }
 
@@ -200,13 +200,12 @@ impl<'a> Reader<'a> {
     }
 
     fn with_stacks(parser: Parser<'a>, stacks: Stacks) -> Reader<'a> {
-        let Stacks { open, keys } = stacks;
-        Reader { parser, open, keys }
+        Reader { parser, stacks }
     }
 
     /// The reader's stacks, taken out (it is left with empty ones).
     fn take_stacks(&mut self) -> Stacks {
-        Stacks { open: std::mem::take(&mut self.open), keys: std::mem::take(&mut self.keys) }
+        std::mem::take(&mut self.stacks)
     }
 
     /// The byte offset in the text of the reader's position: after a [`Reader::next_item`]
@@ -227,8 +226,8 @@ impl<'a> Reader<'a> {
     pub fn seek(&mut self, mark: Mark) {
         self.parser.pos = mark.pos;
         self.parser.depth = mark.depth;
-        self.open.clear();
-        self.keys.truncate(0);
+        self.stacks.open.clear();
+        self.stacks.keys.truncate(0);
     }
 
     /// An error at the reader's position, in the form of [`parse`](super::parse)'s errors.
@@ -258,7 +257,12 @@ impl<'a> Reader<'a> {
         }
         self.parser.depth += 1;
         self.parser.pos += 1;
-        self.open.push(Open { started: false, keys, from: self.keys.len(), pending: None });
+        self.stacks.open.push(Open {
+            started: false,
+            keys,
+            from: self.stacks.keys.len(),
+            pending: None,
+        });
         Ok(true)
     }
 
@@ -270,12 +274,12 @@ impl<'a> Reader<'a> {
         if parser.peek() == Some(close) {
             parser.pos += 1;
             parser.depth = parser.depth.saturating_sub(1);
-            if let Some(closed) = self.open.pop() {
-                self.keys.truncate(closed.from);
+            if let Some(closed) = self.stacks.open.pop() {
+                self.stacks.keys.truncate(closed.from);
             }
             return Ok(false);
         }
-        let open = self.open.last_mut().expect("an object or array is open");
+        let open = self.stacks.open.last_mut().expect("an object or array is open");
         if open.started {
             if parser.peek() != Some(b',') {
                 let close = close as char;
@@ -300,10 +304,10 @@ impl<'a> Reader<'a> {
     /// the key until the next one is asked for (to check it against the others then), and
     /// lends it.
     pub fn next_key_str(&mut self) -> Result<Option<&str>, ParseError> {
-        let open = self.open.last_mut().filter(|open| open.keys.is_some());
+        let open = self.stacks.open.last_mut().filter(|open| open.keys.is_some());
         let open = open.expect("next_key needs an open object");
         if let Some(key_pos) = open.pending.take() {
-            let stack = &mut self.keys;
+            let stack = &mut self.stacks.keys;
             let top = stack.len() - 1;
             let keys = open.keys.as_mut().expect("an object");
             // A key in order stays on the stack; the first out of order moves the object's
@@ -328,17 +332,17 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let (key, key_pos) = self.parser.key_text()?;
-        self.keys.push(&key);
-        let open = self.open.last_mut().expect("checked");
+        self.stacks.keys.push(&key);
+        let open = self.stacks.open.last_mut().expect("checked");
         open.pending = Some(key_pos);
-        Ok(Some(self.keys.get(self.keys.len() - 1)))
+        Ok(Some(self.stacks.keys.get(self.stacks.keys.len() - 1)))
     }
 
     /// Positions the reader at the next item of the innermost open array: `Ok(false)` at
     /// the array's end, which closes it.
     pub fn next_item(&mut self) -> Result<bool, ParseError> {
         assert!(
-            self.open.last().is_some_and(|open| open.keys.is_none()),
+            self.stacks.open.last().is_some_and(|open| open.keys.is_none()),
             "next_item needs an open array"
         );
         self.next(b']', "an array")
@@ -380,7 +384,7 @@ impl<'a> Reader<'a> {
     /// Checks that nothing but whitespace follows the top-level value, which must have
     /// been read or closed.
     pub fn check_end(&mut self) -> Result<(), ParseError> {
-        assert!(self.open.is_empty(), "check_end with an object or array still open");
+        assert!(self.stacks.open.is_empty(), "check_end with an object or array still open");
         self.parser.skip_whitespace();
         if self.parser.pos != self.parser.bytes.len() {
             return Err(self.parser.error("unexpected data after the JSON value"));

@@ -27,9 +27,9 @@ const WINDOW: usize = 1 << 18;
 /// the stream; it fails only once the window holds the rest of the stream.
 ///
 /// The checks are [`Reader`]'s, so a text read in pieces is accepted exactly when
-/// [`parse`](crate::matrix::canonical_json::parse) accepts it; but errors are not placed (line and column 0:
-/// placing one reads the window up to it, and a piece fails at every window's end), so a
-/// caller that shows errors reads the text whole to place them.
+/// [`parse`](crate::matrix::canonical_json::parse) accepts it; but errors are not placed
+/// (line and column 0: placing one reads the window up to it, and a piece fails at every
+/// window's end), so a caller that shows errors reads the text whole to place them.
 pub struct Windowed<R> {
     source: R,
     numbers: Numbers,
@@ -46,8 +46,7 @@ pub struct Windowed<R> {
     broken: Option<WindowError>,
     /// Where the reader stands in `text`.
     state: ReaderState,
-    /// `state.stacks` as they were before the piece being read, to read it
-    /// again.
+    /// `state.stacks` as they were before the piece being read, to read it again.
     before: Stacks,
     /// How many bytes the window is filled to.
     capacity: usize,
