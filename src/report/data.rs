@@ -230,8 +230,8 @@ fn before_delta<'a>(
     base: Option<&'a StateMap>,
     own: Option<((&'a str, &'a str), Option<&'a str>)>,
 ) -> Vec<(&'a str, &'a str, Option<&'a str>)> {
-    let empty = StateMap::new();
-    let base_map = base.unwrap_or(&empty);
+    static EMPTY: StateMap = StateMap::new();
+    let base = base.unwrap_or(&EMPTY);
     let mut out = Vec::new();
     let before_of = |key: &'a (String, String)| -> Option<&'a str> {
         match own {
@@ -239,13 +239,12 @@ fn before_delta<'a>(
             _ => after.get(key).map(|id| id.as_str()),
         }
     };
-    let mut keys: Vec<&'a (String, String)> =
-        after.keys().chain(base.into_iter().flat_map(|b| b.keys())).collect();
+    let mut keys: Vec<&'a (String, String)> = after.keys().chain(base.keys()).collect();
     keys.sort();
     keys.dedup();
     for key in keys {
         let before = before_of(key);
-        if before != base_map.get(key).map(|id| id.as_str()) {
+        if before != base.get(key).map(|id| id.as_str()) {
             out.push((key.0.as_str(), key.1.as_str(), before));
         }
     }

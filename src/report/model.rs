@@ -504,11 +504,13 @@ pub fn room_labels(trace: &Trace) -> BTreeMap<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::trace::{CheckSettings, FORMAT, Header, Record};
 
-    fn trace(records: Vec<(u64, Body)>) -> Trace {
+    /// A trace of `records` (virtual ms, body) under a header naming servers hs1 and hs2;
+    /// the other report modules' tests build theirs with it too.
+    pub(in crate::report) fn trace(records: Vec<(u64, Body)>) -> Trace {
         let header = Header {
             format: FORMAT.into(),
             scenario: "t".into(),

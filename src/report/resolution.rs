@@ -531,31 +531,12 @@ fn draw_candidate(body: &mut String, y: f64, candidate: &Candidate, key_text: St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{Body, CheckSettings, FORMAT, Header, Record, Trace};
+    use crate::trace::Body;
 
     /// A room of version 11 made on hs1: its create event and creator's join, a message,
     /// a topic, a second message, then two messages on the same parent and a merge of
     /// them (whose prev states are one map).
     fn room() -> RoomModel {
-        let header = Header {
-            format: FORMAT.into(),
-            scenario: "t".into(),
-            seed: 1,
-            mxsim_version: "0".into(),
-            mxsim_build: String::new(),
-            servers: vec!["hs1".into()],
-            keys: BTreeMap::new(),
-            epoch_ms: 0,
-            end_ms: 100,
-            healed_ms: 0,
-            faults: Vec::new(),
-            check: CheckSettings {
-                invariants: Vec::new(),
-                liveness_bound_ms: 0,
-                expect: Default::default(),
-            },
-            swarm: None,
-        };
         let event = |id: &str, kind: &str, state_key: Option<&str>, prev: &[&str], depth| {
             let mut pdu = serde_json::json!({
                 "type": kind, "sender": "@u:hs1", "room_id": "!r:hs1",
@@ -588,9 +569,8 @@ mod tests {
             event("$m4", "m.room.message", None, &["$m2"], 6),
             event("$merge", "m.room.message", None, &["$m3", "$m4"], 7),
         ];
-        let records = bodies.into_iter().enumerate();
-        let records = records.map(|(t, body)| Record { t: t as u64, body }).collect();
-        crate::report::model::rooms(&Trace::new(header, records)).remove(0)
+        let records = bodies.into_iter().enumerate().map(|(t, body)| (t as u64, body)).collect();
+        crate::report::model::rooms(&crate::report::model::tests::trace(records)).remove(0)
     }
 
     #[test]
