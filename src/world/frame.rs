@@ -13,16 +13,24 @@
 use crate::homeserver::wire::{
     ErrCode, ErrorResponse, HttpRequest, HttpResponse, Method, Response,
 };
+use crate::net::corrupt::corrupt_split;
 use crate::net::{Corruptible, Corruption};
 use crate::stdx::Prng;
 
 /// What a message on the network is, beside its bytes. The metadata models the TCP
 /// connection (which request a response answers, which incarnation of the requester is
 /// waiting) and is never damaged.
+///
+/// The bytes are the framing's ([`encode_request`], [`encode_response`]), kept in two
+/// pieces: the first line with its newline, and the body as the sender wrote it. The body
+/// is moved in and out rather than copied behind the line and moved back to the front
+/// after it; damage falls on the two pieces as it would on the joined bytes
+/// ([`corrupt_split`]), and reading them back gives what reading the joined bytes gives.
 #[derive(Clone, Debug)]
 pub struct Message {
     pub kind: Kind,
-    pub bytes: Vec<u8>,
+    head: Vec<u8>,
+    body: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,12 +44,68 @@ pub enum Kind {
 
 impl Corruptible for Message {
     fn corrupt(&mut self, prng: &mut Prng) -> Option<Corruption> {
-        self.bytes.corrupt(prng)
+        corrupt_split(&mut self.head, &mut self.body, prng)
+    }
+}
+
+impl Message {
+    /// The message of `request`: the bytes of [`encode_request`].
+    pub fn request(kind: Kind, request: HttpRequest) -> Message {
+        let HttpRequest { method, path_and_query, body } = request;
+        let method = method.as_str().as_bytes();
+        let mut head = Vec::with_capacity(method.len() + path_and_query.len() + 2);
+        head.extend_from_slice(method);
+        head.push(b' ');
+        head.extend_from_slice(path_and_query.as_bytes());
+        head.push(b'\n');
+        Message { kind, head, body: body.unwrap_or_default() }
+    }
+
+    /// The message of `response`: the bytes of [`encode_response`].
+    pub fn response(kind: Kind, response: HttpResponse) -> Message {
+        let mut head = Vec::with_capacity(4);
+        std::io::Write::write_fmt(&mut head, format_args!("{:03}\n", response.status))
+            .expect("writing to a Vec cannot fail");
+        Message { kind, head, body: response.body }
+    }
+
+    /// The number of bytes on the wire.
+    pub fn byte_count(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// The request back: [`decode_request`] of the bytes.
+    pub fn into_request(self) -> Option<HttpRequest> {
+        // The first newline of the bytes is the head's last byte unless damage moved it;
+        // then the joined bytes are read as they are.
+        match self.head.split_last() {
+            Some((b'\n', line)) if !line.contains(&b'\n') => {
+                let (method, path_and_query) = request_line(line)?;
+                let body = method.has_body().then_some(self.body);
+                Some(HttpRequest { method, path_and_query, body })
+            }
+            _ => decode_request(self.joined()),
+        }
+    }
+
+    /// The response back: [`decode_response`] of the bytes.
+    pub fn into_response(self) -> Option<HttpResponse> {
+        match <[u8; 4]>::try_from(self.head.as_slice()) {
+            Ok(line) => Some(HttpResponse { status: status_line(&line)?, body: self.body }),
+            Err(_) => decode_response(self.joined()),
+        }
+    }
+
+    fn joined(self) -> Vec<u8> {
+        let mut bytes = self.head;
+        bytes.extend_from_slice(&self.body);
+        bytes
     }
 }
 
 const METHODS: [Method; 4] = [Method::Get, Method::Put, Method::Post, Method::Delete];
 
+/// The bytes of `request` in the framing. A [`Message`] keeps them in two pieces.
 pub fn encode_request(request: &HttpRequest) -> Vec<u8> {
     let mut out = Vec::with_capacity(usize::try_from(request.byte_count()).unwrap_or(0) + 1);
     out.extend_from_slice(request.method.as_str().as_bytes());
@@ -58,13 +122,7 @@ pub fn encode_request(request: &HttpRequest) -> Vec<u8> {
 /// keeps the bytes' vector (the line is moved out of its front) rather than a copy.
 pub fn decode_request(mut bytes: Vec<u8>) -> Option<HttpRequest> {
     let newline = bytes.iter().position(|&b| b == b'\n')?;
-    let line = std::str::from_utf8(&bytes[..newline]).ok()?;
-    let (method, target) = line.split_once(' ')?;
-    let method = METHODS.into_iter().find(|m| m.as_str() == method)?;
-    if target.is_empty() || target.contains(' ') {
-        return None;
-    }
-    let path_and_query = target.to_owned();
+    let (method, path_and_query) = request_line(&bytes[..newline])?;
     let body = method.has_body().then(|| {
         bytes.drain(..=newline);
         bytes
@@ -72,6 +130,19 @@ pub fn decode_request(mut bytes: Vec<u8>) -> Option<HttpRequest> {
     Some(HttpRequest { method, path_and_query, body })
 }
 
+/// The method and target of a request line (without its newline), or `None` if it is
+/// damaged.
+fn request_line(line: &[u8]) -> Option<(Method, String)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (method, target) = line.split_once(' ')?;
+    let method = METHODS.into_iter().find(|m| m.as_str() == method)?;
+    if target.is_empty() || target.contains(' ') {
+        return None;
+    }
+    Some((method, target.to_owned()))
+}
+
+/// The bytes of `response` in the framing. A [`Message`] keeps them in two pieces.
 pub fn encode_response(response: &HttpResponse) -> Vec<u8> {
     let mut out = Vec::with_capacity(response.body.len() + 6);
     std::io::Write::write_fmt(&mut out, format_args!("{:03}", response.status))
@@ -84,15 +155,19 @@ pub fn encode_response(response: &HttpResponse) -> Vec<u8> {
 /// The response back from its bytes, or `None` if the status line is damaged. The body
 /// keeps the bytes' vector, as in [`decode_request`].
 pub fn decode_response(mut bytes: Vec<u8>) -> Option<HttpResponse> {
-    if bytes.len() < 4 || bytes[3] != b'\n' || !bytes[..3].iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let status = bytes[..3].iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
-    if !(100..=599).contains(&status) {
-        return None;
-    }
+    let line = <[u8; 4]>::try_from(bytes.get(..4)?).expect("four bytes");
+    let status = status_line(&line)?;
     bytes.drain(..4);
     Some(HttpResponse { status, body: bytes })
+}
+
+/// The status of a status line (three digits and a newline), or `None` if it is damaged.
+fn status_line(line: &[u8; 4]) -> Option<u16> {
+    if line[3] != b'\n' || !line[..3].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let status = line[..3].iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    (100..=599).contains(&status).then_some(status)
 }
 
 /// What the receiver's HTTP layer answers to a request line it cannot read.
@@ -122,6 +197,92 @@ mod tests {
         let ok = HttpResponse { status: 200, body: b"{}".to_vec() };
         assert_eq!(encode_response(&ok), b"200\n{}");
         assert_eq!(decode_response(encode_response(&ok)), Some(ok));
+    }
+
+    const KIND: Kind = Kind::Request { id: 1, incarnation: 0 };
+
+    fn requests() -> Vec<HttpRequest> {
+        let request = |method, target: &str, body: Option<&[u8]>| HttpRequest {
+            method,
+            path_and_query: target.into(),
+            body: body.map(<[u8]>::to_vec),
+        };
+        vec![
+            request(Method::Put, "/_matrix/federation/v1/send/1", Some(b"{\"pdus\":[]}")),
+            request(Method::Put, "/a", Some(b"")),
+            request(Method::Post, "/b/%24c", Some(b"{\"x\":\"\\n\"}")),
+            request(Method::Get, "/_matrix/federation/v1/event/%24a?x=1", None),
+            // A body with newlines of its own, which the framing does not forbid.
+            request(Method::Put, "/c", Some(b"{\n}\n")),
+            request(Method::Delete, "/d", None),
+        ]
+    }
+
+    fn responses() -> Vec<HttpResponse> {
+        vec![
+            HttpResponse { status: 200, body: b"{}".to_vec() },
+            HttpResponse { status: 404, body: Vec::new() },
+            HttpResponse { status: 502, body: b"{\"errcode\":\"M_UNKNOWN\"}\n".to_vec() },
+        ]
+    }
+
+    #[test]
+    fn a_message_holds_the_framing_bytes_and_reads_back_as_they_do() {
+        for request in requests() {
+            let message = Message::request(KIND, request.clone());
+            assert_eq!(message.byte_count(), encode_request(&request).len());
+            assert_eq!(message.clone().joined(), encode_request(&request));
+            let expected = decode_request(encode_request(&request));
+            assert_eq!(message.into_request(), expected);
+        }
+        for response in responses() {
+            let message = Message::response(KIND, response.clone());
+            assert_eq!(message.clone().joined(), encode_response(&response));
+            assert_eq!(message.into_response(), Some(response));
+        }
+    }
+
+    /// Every seed damages a message's two pieces as it damages the joined bytes, and the
+    /// damaged message reads back as the damaged bytes do: the same request or response,
+    /// or the same refusal. Seeds run until every byte of every message has been hit.
+    #[test]
+    fn a_damaged_message_reads_as_its_damaged_bytes_do() {
+        let mut refused = 0;
+        for request in requests() {
+            let bytes = encode_request(&request);
+            let mut hit = vec![false; bytes.len()];
+            let mut seed = 0;
+            while hit.contains(&false) {
+                let mut message = Message::request(KIND, request.clone());
+                let mut damaged = bytes.clone();
+                let expected = damaged.corrupt(&mut Prng::from_seed(seed));
+                let got = message.corrupt(&mut Prng::from_seed(seed));
+                assert_eq!(got, expected, "{request:?}, seed {seed}");
+                hit[usize::try_from(got.unwrap().offset).unwrap()] = true;
+                let read = decode_request(damaged);
+                refused += usize::from(read.is_none());
+                assert_eq!(message.into_request(), read, "{request:?}, seed {seed}");
+                seed += 1;
+            }
+        }
+        for response in responses() {
+            let bytes = encode_response(&response);
+            let mut hit = vec![false; bytes.len()];
+            let mut seed = 0;
+            while hit.contains(&false) {
+                let mut message = Message::response(KIND, response.clone());
+                let mut damaged = bytes.clone();
+                let expected = damaged.corrupt(&mut Prng::from_seed(seed));
+                assert_eq!(message.corrupt(&mut Prng::from_seed(seed)), expected);
+                hit[usize::try_from(expected.unwrap().offset).unwrap()] = true;
+                let read = decode_response(damaged);
+                refused += usize::from(read.is_none());
+                assert_eq!(message.into_response(), read, "{response:?}, seed {seed}");
+                seed += 1;
+            }
+        }
+        // Damaged lines were among them, not only damaged bodies.
+        assert!(refused > 20, "{refused} refused");
     }
 
     #[test]

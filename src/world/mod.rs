@@ -360,7 +360,7 @@ impl Shared {
 
     /// Puts a message on the network and records it.
     fn send(&mut self, now: u64, from: usize, to: usize, message: Message, what: trace::Text) {
-        let bytes = u64::try_from(message.bytes.len()).expect("sizes fit u64");
+        let bytes = u64::try_from(message.byte_count()).expect("sizes fit u64");
         let request = match message.kind {
             Kind::Response { request_msg, .. } => Some(request_msg),
             Kind::Request { .. } => None,
@@ -538,7 +538,7 @@ impl Shared {
                             self.step_requests.insert((node, id.0), (deadline, k));
                         }
                     }
-                    self.send_request(node, &destination, id, &request, now);
+                    self.send_request(node, &destination, id, request, now);
                 }
                 Output::Observed(Observation::ActionFailed { user, kind, reason }) => {
                     match self.owner_of(node, kind, owners) {
@@ -556,12 +556,9 @@ impl Shared {
                     let Some((request_msg, incarnation)) = slot.inbound.remove(&(to, id.0)) else {
                         continue;
                     };
-                    let message = Message {
-                        kind: Kind::Response { id: id.0, incarnation, request_msg },
-                        bytes: frame::encode_response(&response),
-                    };
                     let what = self.response_line(response.status);
-                    self.send(now, node, to, message, what);
+                    let kind = Kind::Response { id: id.0, incarnation, request_msg };
+                    self.send(now, node, to, Message::response(kind, response), what);
                 }
                 Output::SetTimer { at } => self.slots[node].timer_at = Some(at),
                 Output::Committed { event_ids } => {
@@ -581,7 +578,7 @@ impl Shared {
         node: usize,
         destination: &str,
         id: RequestId,
-        request: &HttpRequest,
+        request: HttpRequest,
         now: u64,
     ) {
         let Some(&to) = self.index.get(destination) else {
@@ -590,10 +587,6 @@ impl Shared {
             return;
         };
         let incarnation = self.slots[node].incarnation;
-        let message = Message {
-            kind: Kind::Request { id: id.0, incarnation },
-            bytes: frame::encode_request(request),
-        };
         // Written into a buffer the world keeps, so that the one allocation per request
         // sent is the shared text's.
         let line = &mut self.what_line;
@@ -602,6 +595,7 @@ impl Shared {
         line.push(' ');
         line.push_str(path_only(&request.path_and_query));
         let what = trace::Text::from(line.as_str());
+        let message = Message::request(Kind::Request { id: id.0, incarnation }, request);
         self.send(now, node, to, message, what);
     }
 
@@ -623,7 +617,7 @@ impl Shared {
                     }
                     return;
                 }
-                match frame::decode_request(delivery.payload.bytes) {
+                match delivery.payload.into_request() {
                     Some(request) => {
                         self.slots[to].inbound.insert((from, id), (msg, incarnation));
                         let origin = self.slots[from].name.shared();
@@ -633,12 +627,9 @@ impl Shared {
                     None => {
                         // The receiver's HTTP layer cannot read the request line.
                         let response = frame::unreadable_request();
-                        let message = Message {
-                            kind: Kind::Response { id, incarnation, request_msg: msg },
-                            bytes: frame::encode_response(&response),
-                        };
+                        let kind = Kind::Response { id, incarnation, request_msg: msg };
                         let what = self.response_line(400);
-                        self.send(now, to, from, message, what);
+                        self.send(now, to, from, Message::response(kind, response), what);
                     }
                 }
             }
@@ -649,7 +640,7 @@ impl Shared {
                     self.record(now, Body::DropDown { msg, copy: delivery.copy, server });
                     return;
                 }
-                let response = frame::decode_response(delivery.payload.bytes);
+                let response = delivery.payload.into_response();
                 self.push(to, Inbox::Input(Input::Response { id: RequestId(id), response }));
             }
         }
