@@ -114,14 +114,21 @@ impl OutgoingTransaction {
     }
 
     /// [`OutgoingTransaction::to_request`] encoded: the same bytes, written from the
-    /// encoding each PDU keeps ([`wire::Request::send_transaction_http`]).
-    pub fn to_http(&self, origin: &str, origin_server_ts: i64) -> wire::HttpRequest {
+    /// encoding each PDU keeps, or shared with `last` when that was written from the same
+    /// parts ([`wire::Request::send_transaction_http`]).
+    pub fn to_http(
+        &self,
+        origin: &str,
+        origin_server_ts: i64,
+        last: &mut wire::LastTransactionBody,
+    ) -> wire::HttpRequest {
         wire::Request::send_transaction_http(
             &self.txn_id,
             origin,
             origin_server_ts,
             &self.pdus,
             &self.edus,
+            last,
         )
     }
 }

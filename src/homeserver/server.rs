@@ -361,6 +361,9 @@ pub struct Homeserver {
     transactions: TransactionAnswers,
     timer_at: Option<Instant>,
     outbound_timer: Option<Instant>,
+    /// The last `/send` body written, shared by the next transaction of the same PDUs
+    /// (to another destination, in the same instant).
+    last_transaction_body: wire::LastTransactionBody,
     /// Events stored during the current input, reported in one `Output::Committed`.
     committed: Vec<EventId>,
     skew_ms: i64,
@@ -547,6 +550,7 @@ impl Homeserver {
             transactions: TransactionAnswers::default(),
             timer_at: None,
             outbound_timer: None,
+            last_transaction_body: wire::LastTransactionBody::default(),
             committed: Vec::new(),
             skew_ms: 0,
             membership_seen: BTreeMap::new(),

@@ -11,7 +11,7 @@
 //! failed request (the requester sees no answer).
 
 use crate::homeserver::wire::{
-    ErrCode, ErrorResponse, HttpRequest, HttpResponse, Method, Response,
+    ErrCode, ErrorResponse, HttpRequest, HttpResponse, Method, RequestBody, Response,
 };
 use crate::net::corrupt::corrupt_split;
 use crate::net::{Corruptible, Corruption};
@@ -24,13 +24,53 @@ use crate::stdx::Prng;
 /// The bytes are the framing's ([`encode_request`], [`encode_response`]), kept in two
 /// pieces: the first line with its newline, and the body as the sender wrote it. The body
 /// is moved in and out rather than copied behind the line and moved back to the front
-/// after it; damage falls on the two pieces as it would on the joined bytes
-/// ([`corrupt_split`]), and reading them back gives what reading the joined bytes gives.
+/// after it, and a request's body may be shared with the sender's requests to other
+/// destinations ([`RequestBody`]); damage falls on the two pieces as it would on the
+/// joined bytes ([`corrupt_split`]), on a copy of shared bytes, and reading them back
+/// gives what reading the joined bytes gives.
 #[derive(Clone, Debug)]
 pub struct Message {
     pub kind: Kind,
     head: Vec<u8>,
-    body: Vec<u8>,
+    body: Body,
+}
+
+/// A message's body: a response's own bytes, or a request's, which requests to other
+/// destinations may share ([`RequestBody`]; damage copies them first).
+#[derive(Clone, Debug)]
+enum Body {
+    Own(Vec<u8>),
+    Shared(RequestBody),
+}
+
+impl Body {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Own(bytes) => bytes,
+            Body::Shared(body) => body,
+        }
+    }
+
+    fn make_mut(&mut self) -> &mut Vec<u8> {
+        match self {
+            Body::Own(bytes) => bytes,
+            Body::Shared(body) => body.make_mut(),
+        }
+    }
+
+    fn into_request_body(self) -> RequestBody {
+        match self {
+            Body::Own(bytes) => RequestBody::from(bytes),
+            Body::Shared(body) => body,
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Body::Own(bytes) => bytes,
+            Body::Shared(body) => body.to_vec(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +84,7 @@ pub enum Kind {
 
 impl Corruptible for Message {
     fn corrupt(&mut self, prng: &mut Prng) -> Option<Corruption> {
-        corrupt_split(&mut self.head, &mut self.body, prng)
+        corrupt_split(&mut self.head, self.body.make_mut(), prng)
     }
 }
 
@@ -58,7 +98,11 @@ impl Message {
         head.push(b' ');
         head.extend_from_slice(path_and_query.as_bytes());
         head.push(b'\n');
-        Message { kind, head, body: body.unwrap_or_default() }
+        let body = match body {
+            Some(body) => Body::Shared(body),
+            None => Body::Own(Vec::new()),
+        };
+        Message { kind, head, body }
     }
 
     /// The message of `response`: the bytes of [`encode_response`].
@@ -66,12 +110,12 @@ impl Message {
         let mut head = Vec::with_capacity(4);
         std::io::Write::write_fmt(&mut head, format_args!("{:03}\n", response.status))
             .expect("writing to a Vec cannot fail");
-        Message { kind, head, body: response.body }
+        Message { kind, head, body: Body::Own(response.body) }
     }
 
     /// The number of bytes on the wire.
     pub fn byte_count(&self) -> usize {
-        self.head.len() + self.body.len()
+        self.head.len() + self.body.bytes().len()
     }
 
     /// The request back: [`decode_request`] of the bytes.
@@ -81,7 +125,7 @@ impl Message {
         match self.head.split_last() {
             Some((b'\n', line)) if !line.contains(&b'\n') => {
                 let (method, path_and_query) = request_line(line)?;
-                let body = method.has_body().then_some(self.body);
+                let body = method.has_body().then(|| self.body.into_request_body());
                 Some(HttpRequest { method, path_and_query, body })
             }
             _ => decode_request(self.joined()),
@@ -91,14 +135,16 @@ impl Message {
     /// The response back: [`decode_response`] of the bytes.
     pub fn into_response(self) -> Option<HttpResponse> {
         match <[u8; 4]>::try_from(self.head.as_slice()) {
-            Ok(line) => Some(HttpResponse { status: status_line(&line)?, body: self.body }),
+            Ok(line) => {
+                Some(HttpResponse { status: status_line(&line)?, body: self.body.into_vec() })
+            }
             Err(_) => decode_response(self.joined()),
         }
     }
 
     fn joined(self) -> Vec<u8> {
         let mut bytes = self.head;
-        bytes.extend_from_slice(&self.body);
+        bytes.extend_from_slice(self.body.bytes());
         bytes
     }
 }
@@ -125,7 +171,7 @@ pub fn decode_request(mut bytes: Vec<u8>) -> Option<HttpRequest> {
     let (method, path_and_query) = request_line(&bytes[..newline])?;
     let body = method.has_body().then(|| {
         bytes.drain(..=newline);
-        bytes
+        RequestBody::from(bytes)
     });
     Some(HttpRequest { method, path_and_query, body })
 }
@@ -184,7 +230,7 @@ mod tests {
         let put = HttpRequest {
             method: Method::Put,
             path_and_query: "/_matrix/federation/v1/send/1".into(),
-            body: Some(b"{\"pdus\":[]}".to_vec()),
+            body: Some(b"{\"pdus\":[]}".to_vec().into()),
         };
         assert_eq!(decode_request(encode_request(&put)), Some(put));
         let get = HttpRequest {
@@ -205,7 +251,7 @@ mod tests {
         let request = |method, target: &str, body: Option<&[u8]>| HttpRequest {
             method,
             path_and_query: target.into(),
-            body: body.map(<[u8]>::to_vec),
+            body: body.map(|body| body.to_vec().into()),
         };
         vec![
             request(Method::Put, "/_matrix/federation/v1/send/1", Some(b"{\"pdus\":[]}")),
@@ -283,6 +329,32 @@ mod tests {
         }
         // Damaged lines were among them, not only damaged bodies.
         assert!(refused > 20, "{refused} refused");
+    }
+
+    #[test]
+    fn damage_to_a_shared_body_leaves_the_other_requests_as_they_were() {
+        let request = requests().remove(0);
+        let other = HttpRequest {
+            path_and_query: "/_matrix/federation/v1/send/2".into(),
+            ..request.clone()
+        };
+        assert!(other.body.as_ref().unwrap().is_shared_with(request.body.as_ref().unwrap()));
+        let body_at = request.path_and_query.len() + 5; // "PUT " and the newline.
+        let mut seed = 0;
+        loop {
+            let mut message = Message::request(KIND, request.clone());
+            let damage = message.corrupt(&mut Prng::from_seed(seed)).unwrap();
+            seed += 1;
+            if damage.offset < u64::try_from(body_at).unwrap() {
+                continue; // A damaged line: look for a damaged body.
+            }
+            let sent = Message::request(KIND, other.clone());
+            let damaged = message.into_request().unwrap();
+            assert_ne!(damaged.body, request.body);
+            assert_eq!(sent.into_request().unwrap(), other);
+            assert_eq!(other.body, request.body, "the shared bytes are untouched");
+            break;
+        }
     }
 
     #[test]

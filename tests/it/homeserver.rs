@@ -209,7 +209,7 @@ impl Harness {
         match message {
             Message::Request { from, to, id, request } => {
                 if request.path_and_query.starts_with("/_matrix/federation/v1/send/") {
-                    let body = request.body.clone().unwrap_or_default();
+                    let body = request.body.as_deref().unwrap_or_default().to_vec();
                     self.delivered_sends.push((to.clone(), body));
                 }
                 self.input(&to, Input::Request { origin: from.into(), id, request });
@@ -1351,7 +1351,7 @@ fn push_transaction(h: &mut Harness, from: &str, to: &str, txn_id: &str, pdus: V
         transaction: Transaction { origin: from.into(), origin_server_ts: 0, pdus, edus: vec![] },
     };
     let http = request.to_http();
-    h.delivered_sends.push((to.to_owned(), http.body.clone().unwrap_or_default()));
+    h.delivered_sends.push((to.to_owned(), http.body.as_deref().unwrap_or_default().to_vec()));
     h.input(to, Input::Request { origin: from.into(), id: RequestId(9_000_000), request: http });
 }
 

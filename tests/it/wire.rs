@@ -321,7 +321,8 @@ fn shaped_body() -> impl Strategy<Value = Vec<u8>> {
 fn body() -> impl Strategy<Value = Option<Vec<u8>>> {
     let json_body = json_value().prop_map(|v| v.to_string().into_bytes());
     let real = (request(), response()).prop_flat_map(|(req, resp)| {
-        let bytes = [req.to_http().body.unwrap_or_default(), resp.to_http().body];
+        let bytes =
+            [req.to_http().body.map(|b| b.to_vec()).unwrap_or_default(), resp.to_http().body];
         prop::sample::select(bytes.to_vec())
     });
     prop::option::weighted(
@@ -364,11 +365,13 @@ fn raw_request() -> impl Strategy<Value = HttpRequest> {
                     target.push_str(&segment);
                 }
                 target.push_str(&query);
-                HttpRequest { method, path_and_query: target, body }
+                HttpRequest { method, path_and_query: target, body: body.map(Into::into) }
             })
     });
-    let anything = (method(), any::<String>(), body())
-        .prop_map(|(method, path_and_query, body)| HttpRequest { method, path_and_query, body });
+    let anything =
+        (method(), any::<String>(), body()).prop_map(|(method, path_and_query, body)| {
+            HttpRequest { method, path_and_query, body: body.map(Into::into) }
+        });
     prop_oneof![9 => aimed, 1 => anything]
 }
 
@@ -471,7 +474,7 @@ proptest! {
         let mut http = request.to_http();
         for (position, byte, kind, in_target) in edits {
             match (&mut http.body, in_target) {
-                (Some(body), false) => mutate(body, position, byte, kind),
+                (Some(body), false) => mutate(body.make_mut(), position, byte, kind),
                 _ => {
                     // Mostly visible ASCII, which gets past the target check.
                     let byte = if kind & 4 == 0 { 0x21 + byte % 94 } else { byte };

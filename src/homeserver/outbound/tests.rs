@@ -421,7 +421,7 @@ fn outgoing_transactions_become_send_requests() {
     let request = txn.to_request("hs1", 1_700_000_000_000);
     let http = request.to_http();
     // Written from the PDUs' kept encodings, the request is the same bytes.
-    assert_eq!(txn.to_http("hs1", 1_700_000_000_000), http);
+    assert_eq!(txn.to_http("hs1", 1_700_000_000_000, &mut Default::default()), http);
     let sent = &txn.pdus[0];
     assert!(std::ptr::eq(sent.bytes(), sent.bytes()), "encoded once, then reused");
     assert_eq!(sent.bytes(), b"{\"depth\":1}");
@@ -435,6 +435,43 @@ fn outgoing_transactions_become_send_requests() {
     restarted.enqueue_pdu("hs2", pdu(1), "!a:hs1");
     assert_eq!(&*only_send(&restarted.poll(at(5_000))).txn_id, "5000.0");
     let _ = Response::SendLeave;
+}
+
+#[test]
+fn the_same_pdus_sent_at_once_to_several_destinations_share_one_body() {
+    let mut out = outbound();
+    let shared = pdu(1);
+    for destination in ["hs2", "hs3", "hs4"] {
+        out.enqueue_pdu(destination, Arc::clone(&shared), "!a:hs1");
+    }
+    out.enqueue_pdu("hs5", pdu(1), "!a:hs1"); // Equal bytes, another encoding.
+    out.enqueue_pdu("hs6", Arc::clone(&shared), "!a:hs1");
+    out.enqueue_edu("hs6", edu(1));
+    let txns: Vec<OutgoingTransaction> = sends(&out.poll(T0)).into_iter().cloned().collect();
+    let names: Vec<&str> = txns.iter().map(|txn| &*txn.destination).collect();
+    assert_eq!(names, ["hs2", "hs3", "hs4", "hs5", "hs6"]);
+    let ts = 1_700_000_000_000;
+    let mut last = wire::LastTransactionBody::default();
+    let requests: Vec<_> = txns.iter().map(|txn| txn.to_http("hs1", ts, &mut last)).collect();
+    let bodies: Vec<&wire::RequestBody> =
+        requests.iter().map(|request| request.body.as_ref().unwrap()).collect();
+    // Each request is what it would be alone: its own target, the same bytes.
+    for (txn, request) in txns.iter().zip(&requests) {
+        assert_eq!(*request, txn.to_http("hs1", ts, &mut Default::default()));
+        assert_eq!(request.path_and_query, format!("/_matrix/federation/v1/send/{}", txn.txn_id));
+    }
+    assert!(bodies[1].is_shared_with(bodies[0]) && bodies[2].is_shared_with(bodies[0]));
+    // Not shared: another encoding of the PDU (compared by address), and a transaction
+    // with an EDU.
+    assert!(!bodies[3].is_shared_with(bodies[0]));
+    assert!(!bodies[4].is_shared_with(bodies[0]) && !bodies[4].is_shared_with(bodies[3]));
+    // Another timestamp, or another origin: written again.
+    let later = txns[0].to_http("hs1", ts + 1, &mut last);
+    assert!(!later.body.as_ref().unwrap().is_shared_with(bodies[0]));
+    assert_eq!(later, txns[0].to_http("hs1", ts + 1, &mut Default::default()));
+    let other = txns[1].to_http("hsX", ts + 1, &mut last);
+    assert!(!other.body.as_ref().unwrap().is_shared_with(later.body.as_ref().unwrap()));
+    assert_eq!(other, txns[1].to_http("hsX", ts + 1, &mut Default::default()));
 }
 
 #[test]

@@ -55,7 +55,8 @@ impl Homeserver {
         match action {
             OutboundAction::Send(txn) => {
                 let created = i64::try_from(txn.created_at.ms).expect("fits");
-                let request = txn.to_http(&self.name, EPOCH_MS + created + self.skew_ms);
+                let ts = EPOCH_MS + created + self.skew_ms;
+                let request = txn.to_http(&self.name, ts, &mut self.last_transaction_body);
                 let destination = txn.destination.to_string();
                 let pending =
                     Pending::Transaction { destination: txn.destination, txn_id: txn.txn_id };

@@ -52,10 +52,10 @@ mod transaction;
 
 pub use endpoint::Endpoint;
 pub use error::{ErrCode, ErrorResponse, WireError};
-pub use http::{HttpRequest, HttpResponse, Method};
+pub use http::{HttpRequest, HttpResponse, Method, RequestBody};
 pub use request::Request;
 pub use response::{KnownPdus, MakeMembership, PduResult, Response, SendJoin};
-pub use transaction::{Edu, OutgoingPdu, Transaction};
+pub use transaction::{Edu, LastTransactionBody, OutgoingPdu, Transaction};
 
 /// Most PDUs in one transaction (spec: "Transactions", digest §2).
 pub const TRANSACTION_PDUS_MAX: usize = 50;

@@ -10,11 +10,12 @@ use crate::homeserver::wire::codec::{
 };
 use crate::homeserver::wire::endpoint::{Endpoint, PREFIX, push_segment, segment_len};
 use crate::homeserver::wire::error::WireError;
-use crate::homeserver::wire::http::{HttpRequest, Method};
+use crate::homeserver::wire::http::{HttpRequest, Method, RequestBody};
 use crate::homeserver::wire::target::{Query, path_event_id, path_param};
 use crate::homeserver::wire::transaction::{
-    Edu, OutgoingPdu, Transaction, TransactionUse, encode_outgoing_transaction, encode_transaction,
-    transaction_from_json, transaction_json, validate_transaction,
+    Edu, LastTransactionBody, OutgoingPdu, Transaction, TransactionUse,
+    encode_outgoing_transaction, encode_transaction, transaction_from_json, transaction_json,
+    validate_transaction,
 };
 use crate::homeserver::wire::{
     GET_MISSING_EVENTS_DEFAULT_LIMIT, GET_MISSING_EVENTS_DEFAULT_MIN_DEPTH, REQUEST_BODY_BYTES_MAX,
@@ -229,8 +230,8 @@ impl Request {
         let (target, body) = self.encode_parts(transaction.is_none());
         assert!(target.len() <= TARGET_BYTES_MAX, "request target of {} bytes", target.len());
         let body = match transaction {
-            Some(transaction) => Some(encode_transaction(transaction)),
-            None => body.map(|object| encode_body(&object)),
+            Some(transaction) => Some(RequestBody::from(encode_transaction(transaction))),
+            None => body.map(|object| RequestBody::from(encode_body(&object))),
         };
         assert_eq!(body.is_some(), endpoint.method().has_body());
         if let Some(bytes) = &body {
@@ -242,12 +243,18 @@ impl Request {
     /// The `PUT /send/{txnId}` request of these PDUs and EDUs: the [`Request::to_http`] of
     /// [`Request::SendTransaction`] with the PDUs' JSON, byte for byte, written from the
     /// encoding each PDU keeps instead of from a copy of it. Panics as `to_http` does.
+    ///
+    /// `last` is the body of the previous call: when this transaction has the same origin,
+    /// timestamp and PDUs (the same shared encodings) and no EDUs, its body is the same
+    /// bytes and is shared rather than written again, as for the same PDUs sent to many
+    /// destinations at once. Otherwise the body is written and becomes `last`.
     pub fn send_transaction_http(
         txn_id: &str,
         origin: &str,
         origin_server_ts: i64,
         pdus: &[std::sync::Arc<OutgoingPdu>],
         edus: &[Edu],
+        last: &mut LastTransactionBody,
     ) -> HttpRequest {
         // Everything but the PDUs is checked on a request without them; the PDUs' count
         // here, their JSON as it is encoded (`OutgoingPdu::bytes`).
@@ -265,7 +272,17 @@ impl Request {
         }
         assert!(pdus.len() <= TRANSACTION_PDUS_MAX, "{} PDUs in a transaction", pdus.len());
         let (target, _) = shell.encode_parts(false);
-        let body = encode_outgoing_transaction(origin, origin_server_ts, pdus, edus);
+        let body = match last.shared(origin, origin_server_ts, pdus, edus) {
+            Some(body) => body,
+            None => {
+                let body = encode_outgoing_transaction(origin, origin_server_ts, pdus, edus);
+                let body = RequestBody::from(body);
+                if edus.is_empty() {
+                    last.keep(origin, origin_server_ts, pdus, &body);
+                }
+                body
+            }
+        };
         assert!(body.len() <= REQUEST_BODY_BYTES_MAX, "request body of {} bytes", body.len());
         HttpRequest { method: shell.endpoint().method(), path_and_query: target, body: Some(body) }
     }
@@ -424,7 +441,7 @@ impl Request {
         let without = HttpRequest {
             method: http.method,
             path_and_query: http.path_and_query.clone(),
-            body: Some(lists.without(body, known_at)),
+            body: Some(RequestBody::from(lists.without(body, known_at))),
         };
         match Request::from_http(&without) {
             Ok(request @ Request::SendTransaction { .. }) => Ok((request, kinds)),

@@ -23,7 +23,7 @@ fn http(method: Method, target: &str, body: Option<&str>) -> HttpRequest {
     HttpRequest {
         method,
         path_and_query: target.to_owned(),
-        body: body.map(|b| b.as_bytes().to_vec()),
+        body: body.map(|b| b.as_bytes().to_vec().into()),
     }
 }
 
@@ -384,7 +384,7 @@ fn oversized_input_is_refused_before_it_is_parsed() {
     let request = HttpRequest {
         method: Method::Put,
         path_and_query: "/_matrix/federation/v1/send/t".into(),
-        body: Some(huge),
+        body: Some(huge.into()),
     };
     let error = Request::from_http(&request).unwrap_err();
     assert_eq!(error.to_error_response().status, 413);
@@ -413,7 +413,7 @@ fn what_is_accepted_can_be_sent_on() {
         Some(body),
     ))
     .unwrap();
-    assert_eq!(request.to_http().body.unwrap(), body.as_bytes());
+    assert_eq!(*request.to_http().body.unwrap(), *body.as_bytes());
     let error = HttpResponse { status: 403, body: br#"{"errcode":"M_FORBIDDEN"}"#.to_vec() };
     let decoded = Response::from_http(Endpoint::GetState, &error).unwrap();
     assert_eq!(decoded.to_http(), error);
@@ -617,7 +617,7 @@ fn a_transaction_encodes_as_its_body_object_does() {
             super::codec::encode_body(&super::transaction::transaction_json(&transaction));
         assert_eq!(super::transaction::encode_transaction(&transaction), general);
         let request = Request::SendTransaction { txn_id: "t".into(), transaction };
-        assert_eq!(request.to_http().body, Some(general));
+        assert_eq!(request.to_http().body, Some(general.into()));
     }
 }
 
@@ -768,7 +768,7 @@ fn decoded_without(http: &HttpRequest, leave_out: &[usize]) -> Result<Request, W
     let without = HttpRequest {
         method: http.method,
         path_and_query: http.path_and_query.clone(),
-        body: Some(lists.without(body, |_, index| leave_out.contains(&index))),
+        body: Some(lists.without(body, |_, index| leave_out.contains(&index)).into()),
     };
     Request::from_http(&without)
 }

@@ -1,10 +1,13 @@
 //! Transactions (`/send` bodies, and the answers of `/event` and `/backfill`): their
 //! shape, checks and encoding.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::homeserver::wire::codec::{objects_json, take_integer, take_objects, take_string};
 use crate::homeserver::wire::error::WireError;
+use crate::homeserver::wire::http::RequestBody;
 use crate::homeserver::wire::{TRANSACTION_EDUS_MAX, TRANSACTION_PDUS_MAX, len_u64};
 use crate::matrix::canonical_json::{self, INT_MAX, Object};
 use crate::matrix::ids;
@@ -141,6 +144,74 @@ pub(super) fn encode_outgoing_transaction(
         "PDUs written from their kept encoding are written as encoded in place"
     );
     out
+}
+
+/// The last `/send` body a server wrote ([`Request::send_transaction_http`]), with what it
+/// was written from, so that the next transaction written from the same origin, timestamp
+/// and PDUs, without EDUs, shares its bytes. A server that sends a new event to every
+/// resident server at once writes the body once instead of once per destination.
+///
+/// [`Request::send_transaction_http`]: crate::homeserver::wire::Request::send_transaction_http
+#[derive(Debug, Default)]
+pub struct LastTransactionBody {
+    written: Option<Written>,
+}
+
+#[derive(Debug)]
+struct Written {
+    origin: String,
+    origin_server_ts: i64,
+    /// The PDUs' shared encodings, compared by address: the same allocation is the same
+    /// bytes.
+    pdus: Vec<Arc<OutgoingPdu>>,
+    body: RequestBody,
+}
+
+impl LastTransactionBody {
+    /// The kept body, if it was written from these same parts.
+    pub(super) fn shared(
+        &self,
+        origin: &str,
+        origin_server_ts: i64,
+        pdus: &[Arc<OutgoingPdu>],
+        edus: &[Edu],
+    ) -> Option<RequestBody> {
+        let written = self.written.as_ref()?;
+        let same = edus.is_empty()
+            && written.origin_server_ts == origin_server_ts
+            && written.pdus.len() == pdus.len()
+            && written.pdus.iter().zip(pdus).all(|(a, b)| Arc::ptr_eq(a, b))
+            && written.origin == origin;
+        same.then(|| written.body.clone())
+    }
+
+    /// Keeps `body`, written from these parts without EDUs, in place of the last one.
+    pub(super) fn keep(
+        &mut self,
+        origin: &str,
+        origin_server_ts: i64,
+        pdus: &[Arc<OutgoingPdu>],
+        body: &RequestBody,
+    ) {
+        let mut kept = match self.written.take() {
+            Some(mut written) => {
+                written.origin.clear();
+                written.pdus.clear();
+                written
+            }
+            None => Written {
+                origin: String::new(),
+                origin_server_ts,
+                pdus: Vec::new(),
+                body: body.clone(),
+            },
+        };
+        kept.origin.push_str(origin);
+        kept.origin_server_ts = origin_server_ts;
+        kept.pdus.extend(pdus.iter().cloned());
+        kept.body = body.clone();
+        self.written = Some(kept);
+    }
 }
 
 fn not_canonical(e: canonical_json::ValueError) -> ! {
