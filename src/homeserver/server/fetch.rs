@@ -261,7 +261,7 @@ impl Homeserver {
     }
 
     pub(super) fn has_fetch_in_flight(&self, room_id: &str) -> bool {
-        self.requests.values().any(|(p, _)| match p {
+        self.requests.any(|p| match p {
             Pending::MissingEvents { room_id: r, .. }
             | Pending::EventAuth { room_id: r }
             | Pending::StateIdsAt { room_id: r, .. }

@@ -209,7 +209,7 @@ impl Homeserver {
         if membership != "join" {
             return;
         }
-        let still_joining = self.requests.values().any(|(p, _)| match p {
+        let still_joining = self.requests.any(|p| match p {
             Pending::Make(h) | Pending::Send { handshake: h, .. } => {
                 h.membership == "join" && h.room_id == room_id
             }

@@ -533,7 +533,7 @@ impl Homeserver {
     /// (user, kind, reason) triples: what fails if the server crashes now.
     pub fn actions_in_flight(&self) -> Vec<(String, ActionKind, String)> {
         self.requests
-            .values()
+            .by_id()
             .filter_map(|(pending, _)| {
                 let (h, step) = match pending {
                     Pending::Make(h) => (h, "make"),

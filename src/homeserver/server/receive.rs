@@ -397,8 +397,7 @@ impl Homeserver {
         // prev events too: wait while one is in flight for the room.
         let walking = self
             .requests
-            .values()
-            .any(|(p, _)| matches!(p, Pending::MissingEvents { room_id: r, .. } if r == room_id));
+            .any(|p| matches!(p, Pending::MissingEvents { room_id: r, .. } if r == room_id));
         // Linearized Matrix has no depth: the walk always goes on, and it is the only way
         // to fill a gap in the hub's list ([digest] docs/linearized.md).
         let linear = room.version.rules().lpdus;
