@@ -133,8 +133,11 @@ impl Homeserver {
         let mut create = None;
         if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
             // v12: the create event is implied by the room id.
-            let found =
-                CreateIdText::of_room(room_id).and_then(|id| self.store.event_by_text(id.as_str()));
+            let found = match self.store.room(room_id) {
+                Some(room) => room.implied_create.as_ref().and_then(|id| self.store.event(id)),
+                None => CreateIdText::of_room(room_id)
+                    .and_then(|id| self.store.event_by_text(id.as_str())),
+            };
             create = found.filter(|c| !accepted_create || !c.outcome.is_rejected()).map(|c| &c.pdu);
         }
         Ok(AuthReads { auth, create })

@@ -3,7 +3,6 @@
 //! and the resolution of forward extremities are in `resolve`.
 
 use super::*;
-use crate::matrix::ids::CreateIdText;
 use crate::matrix::linearized;
 
 impl Homeserver {
@@ -242,14 +241,13 @@ impl Homeserver {
     /// Missing auth events: those `pdu` lists, and in room versions whose room id names the
     /// create event, that event (unless it is `pdu`).
     fn missing_auth(&self, room_id: &str, pdu: &Pdu) -> Vec<EventId> {
-        let rules = self.rules_of(room_id).expect("room is known");
+        let room = self.store.room(room_id).expect("room is known");
         let mut auth: Vec<EventId> =
             pdu.auth_events().iter().filter(|id| !self.store.contains(id)).cloned().collect();
-        if rules.room_id_is_create_event_hash {
-            if let Some(create) = CreateIdText::of_room(room_id) {
-                let text = create.as_str();
-                if self.store.event_by_text(text).is_none() && text != pdu.event_id().as_str() {
-                    auth.push(create.to_event_id());
+        if room.version.rules().room_id_is_create_event_hash {
+            if let Some(create) = &room.implied_create {
+                if !self.store.contains(create) && create != pdu.event_id() {
+                    auth.push(create.clone());
                 }
             }
         }

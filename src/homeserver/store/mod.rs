@@ -102,6 +102,10 @@ pub struct RoomRecord {
     /// The lowest `depth` of the events stored for this room with a state and not
     /// rejected (outliers do not count).
     pub depth_min: Option<i64>,
+    /// [`EventId::from_room_id`] of the room's id, made once: the create event a room of
+    /// version 12 or later implies, which every event checked or stored there looks up.
+    /// Kept whatever the version; the callers ask the rules whether it applies.
+    pub implied_create: Option<EventId>,
 }
 
 /// The committed storage of one homeserver.
@@ -231,6 +235,7 @@ impl Store {
                 current_state: None,
                 event_count: 0,
                 depth_min: None,
+                implied_create: EventId::from_room_id(room_id),
             },
         );
     }
@@ -345,8 +350,15 @@ impl Store {
         let Some(event) = self.events.get(id) else { return false };
         let stored = |auth: &str| auth != id.as_str() && self.events.contains_key(auth);
         let listed = event.pdu.auth_events().iter().all(|auth| stored(auth.as_str()));
-        let create = implicit_create_room_id(rules, &event.pdu).and_then(CreateIdText::of_room);
-        listed && create.is_none_or(|create| stored(create.as_str()))
+        if !listed {
+            return false;
+        }
+        let Some(create_room) = implicit_create_room_id(rules, &event.pdu) else { return true };
+        // The room's own id has its create id made already.
+        match self.rooms.get(create_room) {
+            Some(room) => room.implied_create.as_ref().is_none_or(|c| stored(c.as_str())),
+            None => CreateIdText::of_room(create_room).is_none_or(|c| stored(c.as_str())),
+        }
     }
 
     /// Adds the room's waiting events to its auth-chain index, in the order they were
@@ -565,5 +577,23 @@ mod tests {
             );
             assert!(!store.take_cited_ahead(&p), "asked once");
         }
+    }
+
+    #[test]
+    fn a_room_keeps_the_create_id_its_room_id_implies() {
+        let mut store = Store::default();
+        let room_id = "!31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM";
+        store.add_room(room_id, RoomVersion::V12);
+        let implied = store.room(room_id).unwrap().implied_create.clone();
+        assert_eq!(
+            implied.as_ref().map(EventId::as_str),
+            Some("$31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM")
+        );
+        assert_eq!(implied, EventId::from_room_id(room_id));
+        // A room id that names no event id implies none (`CreateIdText::of_room` agrees).
+        let bad = format!("!{}", "a".repeat(300));
+        store.add_room(&bad, RoomVersion::V12);
+        assert_eq!(store.room(&bad).unwrap().implied_create, None);
+        assert!(CreateIdText::of_room(&bad).is_none());
     }
 }
