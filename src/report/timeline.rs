@@ -153,12 +153,15 @@ pub fn name_servers(servers: &[String]) -> String {
 fn lanes(trace: &Trace, scale: &Scale) -> BTreeMap<String, Lane> {
     let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
     let bump = |lanes: &mut BTreeMap<String, Lane>, server: &str, kind: usize, t: u64| {
-        // A server's name is copied once, for its lane, not for every record it has.
-        if !lanes.contains_key(server) {
-            lanes.insert(server.to_owned(), Lane::default());
+        let column = scale.column(t);
+        // One search for a known lane; a server's name is copied once, for its new lane,
+        // not for every record it has.
+        if let Some(lane) = lanes.get_mut(server) {
+            *lane.marks[kind].entry(column).or_default() += 1;
+            return;
         }
-        let lane = lanes.get_mut(server).expect("just inserted if it was missing");
-        *lane.marks[kind].entry(scale.column(t)).or_default() += 1;
+        let lane = lanes.entry(server.to_owned()).or_default();
+        *lane.marks[kind].entry(column).or_default() += 1;
     };
     for record in &trace.records {
         let t = record.t;
