@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::homeserver::verified::AuthReads;
-use crate::matrix::ids::CreateIdText;
 
 /// The state an event's own auth events form (receipt check 4): a handful of state
 /// events searched linearly, where a map keyed by `(String, String)` built two strings per
@@ -133,11 +132,9 @@ impl Homeserver {
         let mut create = None;
         if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
             // v12: the create event is implied by the room id.
-            let found = match self.store.room(room_id) {
-                Some(room) => room.implied_create.as_ref().and_then(|id| self.store.event(id)),
-                None => CreateIdText::of_room(room_id)
-                    .and_then(|id| self.store.event_by_text(id.as_str())),
-            };
+            let store = &self.store;
+            let found =
+                store.with_implied_create(room_id, |id| id.and_then(|id| store.event_by_text(id)));
             create = found.filter(|c| !accepted_create || !c.outcome.is_rejected()).map(|c| &c.pdu);
         }
         Ok(AuthReads { auth, create })

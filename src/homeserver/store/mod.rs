@@ -354,10 +354,20 @@ impl Store {
             return false;
         }
         let Some(create_room) = implicit_create_room_id(rules, &event.pdu) else { return true };
-        // The room's own id has its create id made already.
-        match self.rooms.get(create_room) {
-            Some(room) => room.implied_create.as_ref().is_none_or(|c| stored(c.as_str())),
-            None => CreateIdText::of_room(create_room).is_none_or(|c| stored(c.as_str())),
+        self.with_implied_create(create_room, |create| create.is_none_or(stored))
+    }
+
+    /// `f` of the text of the create event id that `room_id` implies (`None` where
+    /// [`EventId::from_room_id`] gives none): the one the room's record keeps
+    /// ([`RoomRecord::implied_create`]), or for a room not known here one made on the
+    /// stack ([`CreateIdText`]).
+    pub fn with_implied_create<R>(&self, room_id: &str, f: impl FnOnce(Option<&str>) -> R) -> R {
+        match self.rooms.get(room_id) {
+            Some(room) => f(room.implied_create.as_ref().map(EventId::as_str)),
+            None => {
+                let text = CreateIdText::of_room(room_id);
+                f(text.as_ref().map(CreateIdText::as_str))
+            }
         }
     }
 
@@ -595,5 +605,10 @@ mod tests {
         store.add_room(&bad, RoomVersion::V12);
         assert_eq!(store.room(&bad).unwrap().implied_create, None);
         assert!(CreateIdText::of_room(&bad).is_none());
+        // Read through the record, or made for a room not known here: the same text.
+        let text = |room: &str| store.with_implied_create(room, |id| id.map(str::to_owned));
+        assert_eq!(text(room_id).as_deref(), Some("$31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM"));
+        assert_eq!(text("!unknownRoomHere"), Some("$unknownRoomHere".to_owned()));
+        assert_eq!(text(&bad), None);
     }
 }
