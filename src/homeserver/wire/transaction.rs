@@ -193,24 +193,12 @@ impl LastTransactionBody {
         pdus: &[Arc<OutgoingPdu>],
         body: &RequestBody,
     ) {
-        let mut kept = match self.written.take() {
-            Some(mut written) => {
-                written.origin.clear();
-                written.pdus.clear();
-                written
-            }
-            None => Written {
-                origin: String::new(),
-                origin_server_ts,
-                pdus: Vec::new(),
-                body: body.clone(),
-            },
-        };
-        kept.origin.push_str(origin);
-        kept.origin_server_ts = origin_server_ts;
-        kept.pdus.extend(pdus.iter().cloned());
-        kept.body = body.clone();
-        self.written = Some(kept);
+        self.written = Some(Written {
+            origin: origin.to_owned(),
+            origin_server_ts,
+            pdus: pdus.to_vec(),
+            body: body.clone(),
+        });
     }
 }
 
