@@ -295,40 +295,44 @@ mod tests {
     fn a_damaged_message_reads_as_its_damaged_bytes_do() {
         let mut refused = 0;
         for request in requests() {
+            let message = || Message::request(KIND, request.clone());
             let bytes = encode_request(&request);
-            let mut hit = vec![false; bytes.len()];
-            let mut seed = 0;
-            while hit.contains(&false) {
-                let mut message = Message::request(KIND, request.clone());
-                let mut damaged = bytes.clone();
-                let expected = damaged.corrupt(&mut Prng::from_seed(seed));
-                let got = message.corrupt(&mut Prng::from_seed(seed));
-                assert_eq!(got, expected, "{request:?}, seed {seed}");
-                hit[usize::try_from(got.unwrap().offset).unwrap()] = true;
-                let read = decode_request(damaged);
-                refused += usize::from(read.is_none());
-                assert_eq!(message.into_request(), read, "{request:?}, seed {seed}");
-                seed += 1;
-            }
+            refused += damage_every_byte(&bytes, message, decode_request, Message::into_request);
         }
         for response in responses() {
+            let message = || Message::response(KIND, response.clone());
             let bytes = encode_response(&response);
-            let mut hit = vec![false; bytes.len()];
-            let mut seed = 0;
-            while hit.contains(&false) {
-                let mut message = Message::response(KIND, response.clone());
-                let mut damaged = bytes.clone();
-                let expected = damaged.corrupt(&mut Prng::from_seed(seed));
-                assert_eq!(message.corrupt(&mut Prng::from_seed(seed)), expected);
-                hit[usize::try_from(expected.unwrap().offset).unwrap()] = true;
-                let read = decode_response(damaged);
-                refused += usize::from(read.is_none());
-                assert_eq!(message.into_response(), read, "{response:?}, seed {seed}");
-                seed += 1;
-            }
+            refused += damage_every_byte(&bytes, message, decode_response, Message::into_response);
         }
         // Damaged lines were among them, not only damaged bodies.
         assert!(refused > 20, "{refused} refused");
+    }
+
+    /// Damages a `message()` and a copy of its `bytes` with the same seed, seed after seed
+    /// until every byte has been hit, and checks that both take the same damage and read
+    /// back alike. Returns how many of the reads were refusals.
+    fn damage_every_byte<T: PartialEq + std::fmt::Debug>(
+        bytes: &[u8],
+        message: impl Fn() -> Message,
+        read_bytes: impl Fn(Vec<u8>) -> Option<T>,
+        read_message: impl Fn(Message) -> Option<T>,
+    ) -> usize {
+        let mut refused = 0;
+        let mut hit = vec![false; bytes.len()];
+        let mut seed = 0;
+        while hit.contains(&false) {
+            let mut damaged_message = message();
+            let mut damaged = bytes.to_vec();
+            let expected = damaged.corrupt(&mut Prng::from_seed(seed));
+            let got = damaged_message.corrupt(&mut Prng::from_seed(seed));
+            assert_eq!(got, expected, "{bytes:?}, seed {seed}");
+            hit[usize::try_from(got.unwrap().offset).unwrap()] = true;
+            let read = read_bytes(damaged);
+            refused += usize::from(read.is_none());
+            assert_eq!(read_message(damaged_message), read, "{bytes:?}, seed {seed}");
+            seed += 1;
+        }
+        refused
     }
 
     #[test]
