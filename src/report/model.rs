@@ -510,6 +510,19 @@ pub(super) mod tests {
 
     /// A trace of `records` (virtual ms, body) under a header naming servers hs1 and hs2;
     /// the other report modules' tests build theirs with it too.
+    /// The `event` record of an event hs1 created in `!r:hs1`, with `pdu` as its PDU.
+    pub(in crate::report) fn created(id: &str, pdu: Value) -> Body {
+        let Value::Object(pdu) = pdu else { panic!("a PDU is an object") };
+        Body::Event {
+            server: "hs1".into(),
+            room: "!r:hs1".into(),
+            event_id: Some(id.into()),
+            decision: Decision::Created,
+            reason: None,
+            pdu: Some(Arc::new(pdu)),
+        }
+    }
+
     pub(in crate::report) fn trace(records: Vec<(u64, Body)>) -> Trace {
         let header = Header {
             format: FORMAT.into(),
@@ -620,15 +633,7 @@ pub(super) mod tests {
             if hub {
                 pdu["hub_server"] = "hs1".into();
             }
-            let Value::Object(pdu) = pdu else { unreachable!() };
-            Body::Event {
-                server: "hs1".into(),
-                room: "!r:hs1".into(),
-                event_id: Some(id.into()),
-                decision: Decision::Created,
-                reason: None,
-                pdu: Some(Arc::new(pdu)),
-            }
+            created(id, pdu)
         };
         let joined =
             Body::Joined { server: "hs1".into(), room: "!r:hs1".into(), version: version.into() };

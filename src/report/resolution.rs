@@ -546,15 +546,7 @@ mod tests {
             if let Some(key) = state_key {
                 pdu["state_key"] = key.into();
             }
-            let Value::Object(pdu) = pdu else { unreachable!() };
-            Body::Event {
-                server: "hs1".into(),
-                room: "!r:hs1".into(),
-                event_id: Some(id.into()),
-                decision: Decision::Created,
-                reason: None,
-                pdu: Some(Arc::new(pdu)),
-            }
+            crate::report::model::tests::created(id, pdu)
         };
         let joined =
             Body::Joined { server: "hs1".into(), room: "!r:hs1".into(), version: "11".into() };
