@@ -8,9 +8,11 @@
 set -eu
 mxsim=${MXSIM:-target/release/mxsim}
 e2e=$(ls -t target/release/deps/resolve_e2e-* | grep -v '\.d$' | head -n 1)
+# `mxsim resolve` replaces its process with `mxsim-resolve` (docs/cli.md): children are
+# traced, and the counts of the processes are summed.
 count() {
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
-        sed -n 's/.*Collected : //p'
+    valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+        sed -n 's/.*Collected : //p' | awk '{ sum += $1 } END { printf "%.0f\n", sum }'
 }
 printf 'file\tmxsim_e2e\truma_e2e\tratio\tmxsim_resolve\truma_resolve\tratio\n'
 for file in "$@"; do

@@ -5,6 +5,9 @@
 #
 # Usage: benches/resolve_e2e.sh FILE... (files written by `resolve_e2e write`).
 # Environment: RUNS (default 3) interleaved runs per side.
+# `mxsim resolve` replaces its process with `mxsim-resolve` when that lies beside it
+# (docs/cli.md): one process, whose CPU time and peak (the kernel keeps the larger of the
+# two images' peaks) cover both. MXSIM_RESOLVE_IN_PROCESS=1 measures it without the handover.
 set -eu
 runs=${RUNS:-3}
 mxsim=${MXSIM:-target/release/mxsim}

@@ -8,7 +8,8 @@
 //!
 //! `clap` is used here and nowhere else.
 //!
-//! One file per command: `event`, `resolve` (its input file read by `resolve_input`),
+//! One file per command: `event`, `resolve` (its input file read by `resolve_input`, and
+//! run by a program of its own where that is installed: `resolve_program`),
 //! `run`, `check`, `report`, `sweep`, `merge`, `shrink`, `compare`. This file holds what they share:
 //! the exit-code contract, bounded reading of files and stdin, and the wall-clock timer.
 
@@ -19,6 +20,8 @@ mod merge;
 mod report;
 mod resolve;
 mod resolve_input;
+#[cfg(unix)]
+mod resolve_program;
 mod run;
 mod shrink;
 mod sweep;
@@ -93,16 +96,25 @@ enum Command {
     Compare(compare::CompareArgs),
 }
 
+/// `mxsim resolve`'s arguments alone, for `mxsim-resolve` ([`resolve_main`]).
+#[derive(Parser, Debug)]
+#[command(
+    name = "mxsim resolve",
+    bin_name = "mxsim resolve",
+    about = "Resolve state sets (state resolution v2 / v2.1); print the resolved state map"
+)]
+struct ResolveCli {
+    #[command(flatten)]
+    args: resolve::ResolveArgs,
+}
+
 /// Runs the command line with the process's arguments and streams.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    #[cfg(unix)]
+    resolve_program::hand_over();
+    let cli = match parse::<Cli>() {
         Ok(cli) => cli,
-        Err(error) => {
-            // clap prints help and version to stdout with exit 0, usage errors to stderr
-            // with exit 2 — the same contract as ours.
-            let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let result = match cli.command {
         Command::Event(args) => {
@@ -117,6 +129,31 @@ pub fn main() -> ExitCode {
         Command::Shrink(args) => shrink::shrink(&args),
         Command::Compare(args) => compare::compare(&args),
     };
+    finish(result)
+}
+
+/// `mxsim resolve` with the process's arguments after the program's name: the
+/// `mxsim-resolve` program (`resolve_program`).
+pub fn resolve_main() -> ExitCode {
+    #[cfg(unix)]
+    resolve_program::hand_back_if_other_build();
+    match parse::<ResolveCli>() {
+        Ok(cli) => finish(resolve::run(&cli.args)),
+        Err(code) => code,
+    }
+}
+
+/// The process's arguments as `P`, or the exit code of clap's answer, printed: help and
+/// version on stdout with exit 0, usage errors on stderr with exit 2 (our contract too).
+fn parse<P: Parser>() -> Result<P, ExitCode> {
+    P::try_parse().map_err(|error| {
+        let _ = error.print();
+        ExitCode::from(if error.use_stderr() { 2 } else { 0 })
+    })
+}
+
+/// Prints a command's outcome or error and gives its exit code.
+fn finish(result: Result<Outcome, CliError>) -> ExitCode {
     match result {
         Ok(outcome) => {
             let mut stdout = std::io::stdout().lock();

@@ -15,6 +15,7 @@ mod pdu;
 mod regressions;
 mod report;
 mod report_runs;
+mod resolve_program;
 mod scenario;
 mod snapshots;
 mod state_res_diff;
