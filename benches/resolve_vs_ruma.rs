@@ -66,7 +66,7 @@ fn room_with_conflicts(version: RoomVersion, target: usize) -> (SynthRoom, usize
 }
 
 fn bench(c: &mut Criterion) {
-    for version in [RoomVersion::V11, RoomVersion::V12] {
+    for version in [RoomVersion::V10, RoomVersion::V11, RoomVersion::V12] {
         let mut group = c.benchmark_group(format!("resolve/v{version}"));
         group.sample_size(10);
         for target in [10usize, 100, 1_000, 10_000] {
