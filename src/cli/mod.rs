@@ -9,7 +9,7 @@
 //! `clap` is used here and nowhere else.
 //!
 //! One file per command: `event`, `resolve` (its input file read by `resolve_input`, and
-//! run by a program of its own where that is installed: `resolve_program`),
+//! on Unix run by a program of its own where that is installed: `resolve_program`),
 //! `run`, `check`, `report`, `sweep`, `merge`, `shrink`, `compare`. This file holds what they share:
 //! the exit-code contract, bounded reading of files and stdin, and the wall-clock timer.
 
@@ -77,7 +77,7 @@ struct Cli {
 enum Command {
     /// Work on one PDU: read it as JSON on stdin, write JSON on stdout.
     Event(event::EventArgs),
-    /// Resolve state sets (state resolution v2 / v2.1); print the resolved state map.
+    #[command(about = RESOLVE_ABOUT)]
     Resolve(resolve::ResolveArgs),
     /// Run a scenario with a seed: check its invariants and write the run's files.
     Run(run::RunArgs),
@@ -96,13 +96,13 @@ enum Command {
     Compare(compare::CompareArgs),
 }
 
+/// What `mxsim resolve` does, in `mxsim help` and in its own help.
+const RESOLVE_ABOUT: &str =
+    "Resolve state sets (state resolution v2 / v2.1); print the resolved state map";
+
 /// `mxsim resolve`'s arguments alone, for `mxsim-resolve` ([`resolve_main`]).
 #[derive(Parser, Debug)]
-#[command(
-    name = "mxsim resolve",
-    bin_name = "mxsim resolve",
-    about = "Resolve state sets (state resolution v2 / v2.1); print the resolved state map"
-)]
+#[command(name = "mxsim resolve", bin_name = "mxsim resolve", about = RESOLVE_ABOUT)]
 struct ResolveCli {
     #[command(flatten)]
     args: resolve::ResolveArgs,
@@ -111,7 +111,9 @@ struct ResolveCli {
 /// Runs the command line with the process's arguments and streams.
 pub fn main() -> ExitCode {
     #[cfg(unix)]
-    resolve_program::hand_over();
+    if let resolve_program::Handover::Ran(code) = resolve_program::hand_over() {
+        return code;
+    }
     let cli = match parse::<Cli>() {
         Ok(cli) => cli,
         Err(code) => return code,
@@ -136,7 +138,9 @@ pub fn main() -> ExitCode {
 /// `mxsim-resolve` program (`resolve_program`).
 pub fn resolve_main() -> ExitCode {
     #[cfg(unix)]
-    resolve_program::hand_back_if_other_build();
+    if let resolve_program::Handover::Ran(code) = resolve_program::hand_back_if_other_build() {
+        return code;
+    }
     match parse::<ResolveCli>() {
         Ok(cli) => finish(resolve::run(&cli.args)),
         Err(code) => code,

@@ -3,7 +3,7 @@
 //! stand-in programs (shell scripts) where a test needs to see who ran the command.
 #![cfg(unix)]
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,12 +15,27 @@ fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")
 }
 
-/// A fresh directory of this test's own under cargo's scratch directory.
+/// A fresh directory of this test's own under cargo's scratch directory, as the programs
+/// started in it see their own path (symbolic links resolved).
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("resolve-program").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    std::fs::canonicalize(dir).unwrap()
+}
+
+/// Writes `text` to `path` with `mode` from a shell of its own. A file written and then
+/// run from this process can fail to start ("text file busy") while another test thread
+/// starts a process, which holds a copy of the open file until it runs its own program;
+/// a shell's open file is not this process's to share.
+fn write_from_shell(path: &Path, text: &str, mode: &str) {
+    let status = Command::new("/bin/sh")
+        .args(["-c", "printf '%s' \"$2\" > \"$1\" && chmod \"$3\" \"$1\"", "sh"])
+        .arg(path)
+        .args([text, mode])
+        .status()
+        .unwrap();
+    assert!(status.success(), "writing {}", path.display());
 }
 
 /// A shell script at `path` that prints who ran it, with what and which handover
@@ -30,8 +45,40 @@ fn stand_in(path: &Path, name: &str) {
         "#!/bin/sh\nprintf '%s\\n' \"{name} $*\" \"build=$MXSIM_RESOLVE_CALLER_BUILD\" \
          \"caller=$MXSIM_RESOLVE_CALLER\" \"in_process=$MXSIM_RESOLVE_IN_PROCESS\"\n"
     );
-    std::fs::write(path, script).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_from_shell(path, &script, "755");
+}
+
+/// `mxsim` at `dir/mxsim`: a link to the built binary, keeping the path `mxsim` finds
+/// itself at, or a copy made by `cp` where a link cannot be made.
+fn mxsim_in(dir: &Path) -> PathBuf {
+    let mxsim = dir.join("mxsim");
+    if std::fs::hard_link(MXSIM, &mxsim).is_err() {
+        let status = Command::new("cp").arg(MXSIM).arg(&mxsim).status().unwrap();
+        assert!(status.success());
+    }
+    mxsim
+}
+
+/// Runs `program ARGS` with its stdout a pipe whose reader has gone, through a shell that
+/// starts the program a moment after the reader ends; returns the program's exit status as
+/// the shell saw it (141 if SIGPIPE killed it) and its stderr.
+fn into_a_closed_pipe(program: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> (String, String) {
+    let dir = scratch(&format!("closed-pipe-{}", program.file_name().unwrap().to_string_lossy()));
+    let status_file = dir.join("status");
+    let mut command = command("/bin/sh");
+    command
+        .args(["-c", "{ sleep 1; \"$@\" 2> \"$S.err\"; echo $? > \"$S\"; } | exit 0", "sh"])
+        .arg(program)
+        .args(args)
+        .env("S", &status_file);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let shell = run(&mut command);
+    assert_eq!(shell.status.code(), Some(0));
+    let status = std::fs::read_to_string(&status_file).unwrap();
+    let stderr = std::fs::read_to_string(dir.join("status.err")).unwrap();
+    (status.trim().to_owned(), stderr)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -57,11 +104,7 @@ fn run(command: &mut Command) -> Output {
 #[test]
 fn mxsim_resolve_hands_over_to_the_program_beside_it_and_nothing_else_does() {
     let dir = scratch("hand-over");
-    let mxsim = dir.join("mxsim");
-    // A link keeps the path `mxsim` finds itself at (a copy would do as well, only slower).
-    if std::fs::hard_link(MXSIM, &mxsim).is_err() {
-        std::fs::copy(MXSIM, &mxsim).unwrap();
-    }
+    let mxsim = mxsim_in(&dir);
     stand_in(&dir.join("mxsim-resolve"), "stand-in");
 
     let handed = run(command(&mxsim).args(["resolve", "in put.json", "--explain"]));
@@ -164,4 +207,35 @@ fn the_program_answers_as_mxsim_resolve_does_in_its_own_process() {
     for args in &bad[2..] {
         assert_eq!(run(command(PROGRAM).args(args)).status.code(), Some(2), "{args:?}");
     }
+}
+
+#[test]
+fn a_program_that_cannot_be_started_leaves_the_command_to_a_new_process() {
+    // `mxsim-resolve` beside `mxsim` but not executable: said on stderr, and the command
+    // runs in a new `mxsim` process. With its stdout a pipe nobody reads, that process ends
+    // quietly with its own exit code, where a process left with SIGPIPE at its default by
+    // the failed `exec` would be killed by the signal (exit status 141).
+    let dir = scratch("not-executable");
+    let mxsim = mxsim_in(&dir);
+    write_from_shell(&dir.join("mxsim-resolve"), "not a program", "644");
+    let file = fixture("demotion-beats-topic.json");
+
+    let resolved = run(command(&mxsim).args(["resolve", &file]));
+    assert_eq!(resolved.status.code(), Some(0), "{}", text(&resolved.stderr));
+    assert!(text(&resolved.stdout).starts_with("{\"m.room.create\""), "{}", text(&resolved.stdout));
+    assert!(text(&resolved.stderr).contains("cannot start"), "{}", text(&resolved.stderr));
+
+    let (status, stderr) = into_a_closed_pipe(&mxsim, &["resolve", &file], &[]);
+    assert_eq!(status, "0", "{stderr}");
+    assert!(stderr.contains("cannot start") && !stderr.contains("cannot write"), "{stderr}");
+
+    // The same for `mxsim-resolve` whose caller cannot take the command back.
+    let missing = dir.join("missing");
+    let env = [
+        ("MXSIM_RESOLVE_CALLER_BUILD", OsStr::new("0.0.0+other")),
+        ("MXSIM_RESOLVE_CALLER", missing.as_os_str()),
+    ];
+    let (status, stderr) = into_a_closed_pipe(Path::new(PROGRAM), &[&file], &env);
+    assert_eq!(status, "0", "{stderr}");
+    assert!(stderr.contains("could not take the command back"), "{stderr}");
 }
