@@ -107,8 +107,16 @@ fn take_given_id(
     json: &mut Object,
     parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
 ) -> Result<EventId, FormatError> {
-    match json.remove("event_id") {
-        Some(Value::String(id)) => parse(&id).map_err(|e| format_error("$.event_id", e.problem)),
+    given_id(json.remove("event_id").as_ref(), parse)
+}
+
+/// Parses `event_id`, the `event_id` field of an exported or fixture event.
+fn given_id(
+    event_id: Option<&Value>,
+    parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
+) -> Result<EventId, FormatError> {
+    match event_id {
+        Some(Value::String(id)) => parse(id).map_err(|e| format_error("$.event_id", e.problem)),
         Some(_) => Err(format_error("$.event_id", "must be a string")),
         None => Err(format_error("$.event_id", "missing field")),
     }
@@ -191,7 +199,16 @@ impl Pdu {
         ids: &mut IdInterner,
     ) -> Result<Pdu, FormatError> {
         let mut parse = |text: &str| ids.parse(text);
-        let id = take_given_id(&mut json, &mut parse)?;
+        // In the resolution stage nothing reads the object's size and the object is dropped
+        // once its fields are taken, so `event_id` is read where it lies (its byte limit is
+        // checked again, with the same outcome): removing a key from the sorted map searched
+        // and rebalanced it (with `content` taken as below: 0.7% of `mxsim resolve`'s
+        // instructions on 1,000 events).
+        let id = if stage == Stage::Resolution {
+            given_id(json.get("event_id"), &mut parse)?
+        } else {
+            take_given_id(&mut json, &mut parse)?
+        };
         let fields = check_format_with(rules, &json, stage, &mut parse)?;
         Ok(fields.into_resolution_pdu(json, id))
     }

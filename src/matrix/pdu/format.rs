@@ -37,11 +37,16 @@ impl Fields {
     }
 
     /// The PDU without its JSON: `content` is moved out of it and the rest dropped.
-    pub(super) fn into_resolution_pdu(self, mut json: Object, event_id: EventId) -> Pdu {
-        let content = match json.remove("content") {
-            Some(Value::Object(content)) => content,
-            _ => unreachable!("checked by check_format"),
-        };
+    pub(super) fn into_resolution_pdu(self, json: Object, event_id: EventId) -> Pdu {
+        // The object is dropped here: `content` is taken as the object's members are dropped
+        // in key order (it comes second), not removed from the sorted map first.
+        let content = json
+            .into_iter()
+            .find_map(|(key, value)| match value {
+                Value::Object(content) if key == "content" => Some(content),
+                _ => None,
+            })
+            .unwrap_or_else(|| unreachable!("checked by check_format"));
         self.with_content(Object::new(), content, event_id)
     }
 
