@@ -73,6 +73,11 @@ impl Sha256Stream {
         self.0.update(bytes);
     }
 
+    /// The digest of everything given.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+
     /// The digest of everything given, in lowercase hex, as [`sha256_hex`] writes it.
     pub fn finish_hex(self) -> String {
         hex(self.0.finalize().into())
