@@ -455,12 +455,14 @@ impl Homeserver {
             return self.fetch_full_state(now, room_id, prev, out);
         }
         self.store_outliers(room_id, fetched.into_iter().map(Incoming::Raw).collect(), out);
-        let whole = state_ids.iter().chain([prev]).all(|id| self.store.contains(id));
-        if !whole {
+        // Every state event and the prev event must now be stored; found in the same pass
+        // that gathers the state, rather than asked for once and then looked up again.
+        let Some(state) = self.stored_state_events_of(room_id, &state_ids) else {
             return self.fetch_full_state(now, room_id, prev, out);
-        }
-        let state = self.state_events_of(room_id, &state_ids);
-        let pdu = Arc::clone(self.store.pdu(prev).expect("checked above"));
+        };
+        let Some(pdu) = self.store.pdu(prev).map(Arc::clone) else {
+            return self.fetch_full_state(now, room_id, prev, out);
+        };
         self.complete_prev(now, room_id, prev, &state, pdu, out);
     }
 
@@ -537,6 +539,18 @@ impl Homeserver {
             .cloned()
             .collect();
         last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b)))
+    }
+
+    /// [`Homeserver::state_events_of`] when every one of `ids` is stored, else `None`.
+    fn stored_state_events_of(&self, room_id: &str, ids: &[EventId]) -> Option<Vec<Arc<Pdu>>> {
+        let mut events: Vec<Arc<Pdu>> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let pdu = self.store.pdu(id)?;
+            if pdu.state_key().is_some() && pdu.is_in_room(room_id) {
+                events.push(Arc::clone(pdu));
+            }
+        }
+        Some(last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b))))
     }
 
     /// A missing prev event with the state before it: stored with that state (an outlier
