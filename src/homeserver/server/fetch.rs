@@ -532,25 +532,21 @@ impl Homeserver {
     /// map of copied keys: a fetched state at a thousand servers is a thousand keys, and
     /// most end up a small delta ([`Store::store_state_near`]).
     fn state_events_of(&self, room_id: &str, ids: &[EventId]) -> Vec<Arc<Pdu>> {
-        let events: Vec<Arc<Pdu>> = ids
-            .iter()
-            .filter_map(|id| self.store.pdu(id))
-            .filter(|pdu| pdu.state_key().is_some() && pdu.is_in_room(room_id))
-            .cloned()
-            .collect();
-        last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b)))
+        room_state_of(room_id, ids.iter().filter_map(|id| self.store.pdu(id)))
     }
 
     /// [`Homeserver::state_events_of`] when every one of `ids` is stored, else `None`.
     fn stored_state_events_of(&self, room_id: &str, ids: &[EventId]) -> Option<Vec<Arc<Pdu>>> {
-        let mut events: Vec<Arc<Pdu>> = Vec::with_capacity(ids.len());
-        for id in ids {
-            let pdu = self.store.pdu(id)?;
-            if pdu.state_key().is_some() && pdu.is_in_room(room_id) {
-                events.push(Arc::clone(pdu));
-            }
-        }
-        Some(last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b))))
+        let mut missing = false;
+        let state = room_state_of(
+            room_id,
+            ids.iter().map_while(|id| {
+                let pdu = self.store.pdu(id);
+                missing |= pdu.is_none();
+                pdu
+            }),
+        );
+        (!missing).then_some(state)
     }
 
     /// A missing prev event with the state before it: stored with that state (an outlier
@@ -607,6 +603,14 @@ impl Homeserver {
         }
         self.retry_waiting_after_failure(now, room_id, out);
     }
+}
+
+/// Of `pdus`, the state events of `room_id`, sorted by key, the last listed of two with the
+/// same key kept ([`Homeserver::state_events_of`]).
+fn room_state_of<'a>(room_id: &str, pdus: impl Iterator<Item = &'a Arc<Pdu>>) -> Vec<Arc<Pdu>> {
+    let events: Vec<Arc<Pdu>> =
+        pdus.filter(|pdu| pdu.state_key().is_some() && pdu.is_in_room(room_id)).cloned().collect();
+    last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b)))
 }
 
 /// `items` sorted by `order`, keeping of each run of equal items the one listed last:
