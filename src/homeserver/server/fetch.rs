@@ -608,8 +608,10 @@ impl Homeserver {
 /// Of `pdus`, the state events of `room_id`, sorted by key, the last listed of two with the
 /// same key kept ([`Homeserver::state_events_of`]).
 fn room_state_of<'a>(room_id: &str, pdus: impl Iterator<Item = &'a Arc<Pdu>>) -> Vec<Arc<Pdu>> {
-    let events: Vec<Arc<Pdu>> =
-        pdus.filter(|pdu| pdu.state_key().is_some() && pdu.is_in_room(room_id)).cloned().collect();
+    // Room for every event given (most are the room's state events), rather than a vector
+    // that doubles as the filter hands them on.
+    let mut events: Vec<Arc<Pdu>> = Vec::with_capacity(pdus.size_hint().1.unwrap_or(0));
+    events.extend(pdus.filter(|pdu| pdu.state_key().is_some() && pdu.is_in_room(room_id)).cloned());
     last_of_each_key(events, |a, b| state_key_of(a).cmp(&state_key_of(b)))
 }
 

@@ -272,13 +272,12 @@ impl Homeserver {
         }
         let mut chain = Vec::new();
         while let Some(id) = stack.pop() {
-            if seen.contains_key(id) {
+            // Every id on the stack is held by a stored event, so it keys the taken set as it
+            // is; an id the store lacks is marked too, and adds nothing to the chain.
+            if seen.insert(id, ()).is_some() {
                 continue;
             }
-            // An id the store does not hold is passed over each time it comes up, as the
-            // first time: it adds nothing to the chain.
             if let Some(pdu) = self.store.pdu(id) {
-                seen.insert(pdu.event_id(), ());
                 // An id already taken is skipped when popped: leaving it off the stack takes
                 // the same events in the same order.
                 stack.extend(pdu.auth_events().iter().filter(|a| !seen.contains_key(*a)));
