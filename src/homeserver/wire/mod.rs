@@ -43,6 +43,8 @@ mod codec;
 mod endpoint;
 mod error;
 mod http;
+#[cfg(test)]
+mod one_pass_tests;
 mod request;
 mod response;
 mod target;

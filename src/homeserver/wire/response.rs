@@ -195,8 +195,8 @@ impl Response {
                 put("", Part::Transaction(transaction));
             }
             Response::GetStateIds { pdu_ids, auth_chain_ids } => {
-                put("pdu_ids", Part::Owned(event_ids_json(pdu_ids)));
-                put("auth_chain_ids", Part::Owned(event_ids_json(auth_chain_ids)));
+                put("pdu_ids", Part::Ids(pdu_ids));
+                put("auth_chain_ids", Part::Ids(auth_chain_ids));
             }
             Response::GetState { pdus, auth_chain } => {
                 put("pdus", Part::Encoded(pdus));
@@ -263,6 +263,20 @@ impl Response {
                 let body = parse_body(Some(&http.body), RESPONSE_BODY_BYTES_MAX);
                 let whole = body.and_then(|body| decode_success(endpoint, body));
                 assert_eq!(whole.as_ref(), Ok(&response), "a /send answer read in one pass");
+            }
+            response.validate()?;
+            return Ok(response);
+        }
+        let usual = http.status == 200
+            && endpoint == Endpoint::GetStateIds
+            && http.body.len() <= RESPONSE_BODY_BYTES_MAX;
+        if let Some((pdu_ids, auth_chain_ids)) = usual.then(|| read_state_ids(&http.body)).flatten()
+        {
+            let response = Response::GetStateIds { pdu_ids, auth_chain_ids };
+            if cfg!(debug_assertions) {
+                let body = parse_body(Some(&http.body), RESPONSE_BODY_BYTES_MAX);
+                let whole = body.and_then(|body| decode_success(endpoint, body));
+                assert_eq!(whole.as_ref(), Ok(&response), "a /state_ids answer read in one pass");
             }
             response.validate()?;
             return Ok(response);
@@ -352,11 +366,32 @@ enum Part<'a> {
     Objects(&'a [Object]),
     /// Objects written from the encodings they keep.
     Encoded(&'a [Arc<EncodedObject>]),
+    /// Event ids, as an array of strings written from the ids (a `/state_ids` answer's
+    /// lists, a thousand ids each in a room of a thousand members).
+    Ids(&'a [EventId]),
     /// The members of a transaction body (`/event`, `/backfill`), under the empty key:
     /// the only part of such a body.
     Transaction(&'a Transaction),
     /// A `/send` answer's results, by event id: `{}`, or `{"error": text}`.
     Results(&'a BTreeMap<EventId, PduResult>),
+}
+
+impl Part<'_> {
+    /// The bytes the part writes, or fewer: what lists of known lengths take, so that a
+    /// large body is written into one buffer rather than one that doubles as it grows.
+    fn size_hint(&self) -> usize {
+        // Each item's separator, and a string's quotes.
+        match self {
+            Part::Encoded(objects) => {
+                2 + objects.iter().map(|o| o.bytes().len() + 1).sum::<usize>()
+            }
+            Part::Ids(ids) => 2 + ids.iter().map(|id| id.as_str().len() + 3).sum::<usize>(),
+            Part::Results(results) => {
+                2 + results.keys().map(|id| id.as_str().len() + 6).sum::<usize>()
+            }
+            Part::Owned(_) | Part::Object(_) | Part::Objects(_) | Part::Transaction(_) => 0,
+        }
+    }
 }
 
 /// The JSON of a `/send` answer's results (see [`Part::Results`]).
@@ -383,7 +418,8 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
         assert_eq!(parts.len(), 1, "a transaction is the whole body");
         return encode_transaction(transaction);
     }
-    let mut out = Vec::with_capacity(256);
+    let hint: usize = parts.iter().map(|(key, part)| key.len() + 4 + part.size_hint()).sum();
+    let mut out = Vec::with_capacity(hint.max(256));
     out.push(b'{');
     for (index, (key, part)) in parts.iter().enumerate() {
         if index > 0 {
@@ -418,6 +454,16 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
                         out.push(b',');
                     }
                     out.extend_from_slice(object.bytes());
+                }
+                out.push(b']');
+            }
+            Part::Ids(ids) => {
+                out.push(b'[');
+                for (index, id) in ids.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    canonical_json::write_string(&mut out, id.as_str());
                 }
                 out.push(b']');
             }
@@ -456,6 +502,7 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
                 Part::Encoded(objects) => {
                     Value::Array(objects.iter().map(|o| Value::Object(o.json().clone())).collect())
                 }
+                Part::Ids(ids) => event_ids_json(ids),
                 Part::Results(results) => results_json(results),
                 Part::Transaction(_) => unreachable!("returned above"),
             };
@@ -508,6 +555,37 @@ pub(super) fn read_pdu_results(body: &[u8]) -> Option<BTreeMap<EventId, PduResul
     }
     reader.check_end().ok()?;
     results
+}
+
+/// A `/state_ids` answer as servers send it, `{"auth_chain_ids": [id, ...], "pdu_ids":
+/// [id, ...]}`, read in one pass without its JSON tree, each id made from the text it is
+/// read from. `None` for a body of any other shape (other members among them), or any
+/// error: the caller then parses the whole body, so what is accepted and every error stay
+/// the same. At a thousand servers an answer holds two thousand ids, and its tree was a
+/// string and a value per id before the id itself.
+pub(super) fn read_state_ids(body: &[u8]) -> Option<(Vec<EventId>, Vec<EventId>)> {
+    let mut reader = Reader::new(body, Numbers::IntegerLiterals);
+    if !reader.begin_object().ok()? {
+        return None;
+    }
+    let (mut pdu_ids, mut auth_chain_ids) = (None, None);
+    while let Some(key) = reader.next_key_str().ok()? {
+        let list = match key {
+            "pdu_ids" => &mut pdu_ids,
+            "auth_chain_ids" => &mut auth_chain_ids,
+            _ => return None,
+        };
+        if !reader.begin_array().ok()? {
+            return None;
+        }
+        let mut ids = Vec::new();
+        while reader.next_item().ok()? {
+            ids.push(EventId::parse(&reader.string().ok()??).ok()?);
+        }
+        *list = Some(ids);
+    }
+    reader.check_end().ok()?;
+    Some((pdu_ids?, auth_chain_ids?))
 }
 
 /// The `pdus` map of a `/send` answer: one `{}` or `{"error"}` per event id, at most

@@ -2,6 +2,7 @@
 //! checks and errors (`mxsim resolve` reads its input's events one by one with it), and
 //! [`Windowed`], which runs a [`Reader`] over a stream held only a window at a time.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -371,6 +372,17 @@ impl<'a> Reader<'a> {
     pub fn value(&mut self) -> Result<Value, ParseError> {
         self.parser.skip_whitespace();
         self.parser.value()
+    }
+
+    /// The string at the position, lent from the text where it holds no escape (decoded
+    /// otherwise); `Ok(None)`, with nothing read, when the value there is not a string.
+    /// Checked as [`Reader::value`] checks a string.
+    pub fn string(&mut self) -> Result<Option<Cow<'a, str>>, ParseError> {
+        self.parser.skip_whitespace();
+        if self.parser.peek() != Some(b'"') {
+            return Ok(None);
+        }
+        self.parser.string_text().map(Some)
     }
 
     /// Moves past the value at the position without building or checking it: in valid

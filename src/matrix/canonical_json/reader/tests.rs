@@ -379,3 +379,27 @@ fn a_reader_whose_stacks_grew_past_the_bound_leaves_no_spare() {
     assert_eq!(read_in_pieces(&text, false), parse(text.as_bytes(), Numbers::IntegerLiterals));
     assert_eq!(spare_key_room(), None, "stacks that large are freed");
 }
+
+#[test]
+fn a_string_is_lent_where_it_holds_no_escape_and_refused_as_parse_refuses_it() {
+    let text = r#"["plain", "caf\u00e9 \"q\"", 1, {"a": 1}, "bad \x"]"#;
+    let mut reader = Reader::new(text.as_bytes(), Numbers::IntegerLiterals);
+    assert!(reader.begin_array().unwrap());
+    assert!(reader.next_item().unwrap());
+    assert!(matches!(reader.string().unwrap(), Some(Cow::Borrowed("plain"))));
+    assert!(reader.next_item().unwrap());
+    let decoded = reader.string().unwrap().unwrap();
+    assert!(matches!(decoded, Cow::Owned(_)));
+    assert_eq!(decoded, "café \"q\"");
+    // Not a string: nothing read, and the value is still there to read.
+    assert!(reader.next_item().unwrap());
+    assert_eq!(reader.string().unwrap(), None);
+    assert_eq!(reader.value().unwrap(), Value::from(1));
+    assert!(reader.next_item().unwrap());
+    assert_eq!(reader.string().unwrap(), None);
+    reader.skip_value().unwrap();
+    assert!(reader.next_item().unwrap());
+    let error = reader.string().unwrap_err();
+    let expected = parse(br#""bad \x""#, Numbers::IntegerLiterals).unwrap_err();
+    assert_eq!(error.problem, expected.problem);
+}
