@@ -367,7 +367,7 @@ enum Part<'a> {
     /// Objects written from the encodings they keep.
     Encoded(&'a [Arc<EncodedObject>]),
     /// Event ids, as an array of strings written from the ids (a `/state_ids` answer's
-    /// lists, a thousand ids each in a room of a thousand members).
+    /// lists, up to a thousand ids in a room of a thousand members).
     Ids(&'a [EventId]),
     /// The members of a transaction body (`/event`, `/backfill`), under the empty key:
     /// the only part of such a body.
@@ -561,7 +561,7 @@ pub(super) fn read_pdu_results(body: &[u8]) -> Option<BTreeMap<EventId, PduResul
 /// [id, ...]}`, read in one pass without its JSON tree, each id made from the text it is
 /// read from. `None` for a body of any other shape (other members among them), or any
 /// error: the caller then parses the whole body, so what is accepted and every error stay
-/// the same. At a thousand servers an answer holds two thousand ids, and its tree was a
+/// the same. At a thousand servers an answer holds up to a thousand ids, and its tree was a
 /// string and a value per id before the id itself.
 pub(super) fn read_state_ids(body: &[u8]) -> Option<(Vec<EventId>, Vec<EventId>)> {
     let mut reader = Reader::new(body, Numbers::IntegerLiterals);
