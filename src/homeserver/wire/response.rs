@@ -254,29 +254,12 @@ impl Response {
         if http.status != 200 && !(400..=599).contains(&http.status) {
             return Err(WireError::UnexpectedStatus { status: http.status });
         }
-        let usual = http.status == 200
-            && endpoint == Endpoint::SendTransaction
-            && http.body.len() <= RESPONSE_BODY_BYTES_MAX;
-        if let Some(pdus) = usual.then(|| read_pdu_results(&http.body)).flatten() {
-            let response = Response::SendTransaction { pdus };
+        let usual = http.status == 200 && http.body.len() <= RESPONSE_BODY_BYTES_MAX;
+        if let Some(response) = usual.then(|| read_in_one_pass(endpoint, &http.body)).flatten() {
             if cfg!(debug_assertions) {
                 let body = parse_body(Some(&http.body), RESPONSE_BODY_BYTES_MAX);
                 let whole = body.and_then(|body| decode_success(endpoint, body));
-                assert_eq!(whole.as_ref(), Ok(&response), "a /send answer read in one pass");
-            }
-            response.validate()?;
-            return Ok(response);
-        }
-        let usual = http.status == 200
-            && endpoint == Endpoint::GetStateIds
-            && http.body.len() <= RESPONSE_BODY_BYTES_MAX;
-        if let Some((pdu_ids, auth_chain_ids)) = usual.then(|| read_state_ids(&http.body)).flatten()
-        {
-            let response = Response::GetStateIds { pdu_ids, auth_chain_ids };
-            if cfg!(debug_assertions) {
-                let body = parse_body(Some(&http.body), RESPONSE_BODY_BYTES_MAX);
-                let whole = body.and_then(|body| decode_success(endpoint, body));
-                assert_eq!(whole.as_ref(), Ok(&response), "a /state_ids answer read in one pass");
+                assert_eq!(whole.as_ref(), Ok(&response), "{endpoint:?} answer read in one pass");
             }
             response.validate()?;
             return Ok(response);
@@ -436,37 +419,16 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
                 canonical_json::check_object(object).unwrap_or_else(|e| not_canonical(e));
                 canonical_json::write_object(&mut out, object);
             }
-            Part::Objects(objects) => {
-                out.push(b'[');
-                for (index, object) in objects.iter().enumerate() {
-                    canonical_json::check_object(object).unwrap_or_else(|e| not_canonical(e));
-                    if index > 0 {
-                        out.push(b',');
-                    }
-                    canonical_json::write_object(&mut out, object);
-                }
-                out.push(b']');
-            }
-            Part::Encoded(objects) => {
-                out.push(b'[');
-                for (index, object) in objects.iter().enumerate() {
-                    if index > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(object.bytes());
-                }
-                out.push(b']');
-            }
-            Part::Ids(ids) => {
-                out.push(b'[');
-                for (index, id) in ids.iter().enumerate() {
-                    if index > 0 {
-                        out.push(b',');
-                    }
-                    canonical_json::write_string(&mut out, id.as_str());
-                }
-                out.push(b']');
-            }
+            Part::Objects(objects) => write_array(&mut out, objects.iter(), |out, object| {
+                canonical_json::check_object(object).unwrap_or_else(|e| not_canonical(e));
+                canonical_json::write_object(out, object);
+            }),
+            Part::Encoded(objects) => write_array(&mut out, objects.iter(), |out, object| {
+                out.extend_from_slice(object.bytes());
+            }),
+            Part::Ids(ids) => write_array(&mut out, ids.iter(), |out, id| {
+                canonical_json::write_string(out, id.as_str());
+            }),
             Part::Results(results) => {
                 // Written as the object of `results_json` is: ids are texts, ordered by
                 // their bytes as canonical JSON orders keys; the errors are texts too,
@@ -516,6 +478,36 @@ fn write_parts(parts: &BTreeMap<&'static str, Part<'_>>) -> Vec<u8> {
 impl From<ErrorResponse> for Response {
     fn from(error: ErrorResponse) -> Response {
         Response::Error(error)
+    }
+}
+
+/// A JSON array of `items`, each written by `write`.
+fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (index, item) in items.enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+/// A success answer of the usual shape read in one pass without its JSON tree, for the
+/// endpoints that have such a reader (`/send`, `/state_ids`); `None` otherwise, or for any
+/// other shape or error, which the whole-tree path then decodes as before.
+fn read_in_one_pass(endpoint: Endpoint, body: &[u8]) -> Option<Response> {
+    match endpoint {
+        Endpoint::SendTransaction => {
+            read_pdu_results(body).map(|pdus| Response::SendTransaction { pdus })
+        }
+        Endpoint::GetStateIds => read_state_ids(body)
+            .map(|(pdu_ids, auth_chain_ids)| Response::GetStateIds { pdu_ids, auth_chain_ids }),
+        _ => None,
     }
 }
 
