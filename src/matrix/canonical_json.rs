@@ -212,10 +212,10 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn nested(
+    fn nested<T>(
         &mut self,
-        inner: fn(&mut Self) -> Result<Value, ParseError>,
-    ) -> Result<Value, ParseError> {
+        inner: impl FnOnce(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
         if self.depth >= DEPTH_MAX {
             return Err(self.error(format!("nesting deeper than {DEPTH_MAX} levels")));
         }
@@ -226,6 +226,13 @@ impl<'a> Parser<'a> {
     }
 
     fn object(&mut self) -> Result<Value, ParseError> {
+        self.object_keeping(|_| true)
+    }
+
+    /// The object at the position with only the members whose key `keep` takes: the
+    /// others are checked as their values would be read ([`Parser::check`]) and not built.
+    /// A repeated key is refused whether its member is kept or not.
+    fn object_keeping(&mut self, keep: impl Fn(&str) -> bool) -> Result<Value, ParseError> {
         assert_eq!(self.peek(), Some(b'{'));
         self.pos += 1;
         // Members are kept in a list while their keys arrive in strictly increasing order,
@@ -246,7 +253,10 @@ impl<'a> Parser<'a> {
         loop {
             self.skip_whitespace();
             let (key, key_pos) = self.key()?;
-            let item = self.value()?;
+            // A member left out holds its place until the end, so that its key is
+            // checked against the others as a kept one is.
+            let item =
+                if keep(&key) { self.value()? } else { self.check().map(|()| Value::Null)? };
             if map.is_none() && sorted.last().is_some_and(|(last, _)| *last >= key) {
                 map = Some(std::mem::take(&mut sorted).into_iter().collect());
             }
@@ -265,9 +275,98 @@ impl<'a> Parser<'a> {
                 Some(b'}') => {
                     self.pos += 1;
                     // Collecting sorted, distinct keys builds the tree in bulk.
-                    return Ok(Value::Object(map.unwrap_or_else(|| sorted.into_iter().collect())));
+                    let object = match map {
+                        None => sorted.into_iter().filter(|(key, _)| keep(key)).collect(),
+                        Some(mut map) => {
+                            map.retain(|key, _| keep(key));
+                            map
+                        }
+                    };
+                    return Ok(Value::Object(object));
                 }
                 _ => return Err(self.error("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
+    /// Checks the value at the position as [`Parser::value`] reads it, and builds nothing
+    /// but a number: the same texts accepted, each refused with the same error at the same
+    /// place, and the position left where `value` leaves it. (`mxsim resolve` checks so the
+    /// members of an event that state resolution never reads.) The containers mirror
+    /// [`Parser::object`] and [`Parser::array`]; the rest is `value`'s own code, whose
+    /// strings are lent from the text when they hold no escape.
+    fn check(&mut self) -> Result<(), ParseError> {
+        match self.peek() {
+            Some(b'{') => self.nested(Self::check_object),
+            Some(b'[') => self.nested(Self::check_array),
+            Some(b'"') => self.string_text().map(drop),
+            // A literal, a number, or what `value` refuses: nothing on the heap to build.
+            _ => self.value().map(drop),
+        }
+    }
+
+    /// [`Parser::object`]'s checks, its keys kept as they lie in the text. While they come
+    /// in increasing order a repeat is impossible and only the last is needed; from the
+    /// first key out of order they go into a set, and each later key is checked against it
+    /// as it comes, where `object` finds the same repeat in its map.
+    fn check_object(&mut self) -> Result<(), ParseError> {
+        assert_eq!(self.peek(), Some(b'{'));
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut sorted: Vec<Cow<'a, str>> = Vec::new();
+        let mut set: Option<std::collections::BTreeSet<Cow<'a, str>>> = None;
+        loop {
+            self.skip_whitespace();
+            let (key, key_pos) = self.key_text()?;
+            self.check()?;
+            if set.is_none() && sorted.last().is_some_and(|last| *last >= key) {
+                set = Some(std::mem::take(&mut sorted).into_iter().collect());
+            }
+            match &mut set {
+                None => sorted.push(key),
+                Some(set) => {
+                    if set.contains(&key) {
+                        return Err(self.error_at(key_pos, format!("duplicate object key {key:?}")));
+                    }
+                    set.insert(key);
+                }
+            }
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
+    /// [`Parser::array`]'s checks.
+    fn check_array(&mut self) -> Result<(), ParseError> {
+        assert_eq!(self.peek(), Some(b'['));
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_whitespace();
+            self.check()?;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or ']' in an array")),
             }
         }
     }

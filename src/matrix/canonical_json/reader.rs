@@ -358,6 +358,24 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// [`Reader::next_value`], except that of an object item only the members whose key
+    /// `keep` takes are built: the others are checked as [`Reader::value`] checks them (the
+    /// same texts accepted, the same errors), and left out of the object returned. A key
+    /// repeated is refused whether its members are kept or not, as `parse` refuses it.
+    pub fn next_value_keeping(
+        &mut self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Option<Value>, ParseError> {
+        if !self.next_item()? {
+            return Ok(None);
+        }
+        self.parser.skip_whitespace();
+        if self.parser.peek() != Some(b'{') {
+            return self.parser.value().map(Some);
+        }
+        self.parser.nested(|parser| parser.object_keeping(keep)).map(Some)
+    }
+
     /// Moves past the next item of the innermost open array without building it (see
     /// [`Reader::skip_value`]): `Ok(false)` at the array's end, which closes it.
     pub fn skip_item(&mut self) -> Result<bool, ParseError> {

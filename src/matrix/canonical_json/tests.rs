@@ -290,3 +290,137 @@ fn next_quote_backslash_or_bracket(bytes: &[u8], from: usize) -> Option<usize> {
     }
     rest[at..].iter().position(|b| b"\"\\[]{}".contains(b)).map(|p| from + at + p)
 }
+
+/// Texts for [`Parser::check`] and [`Parser::object_keeping`] to read as
+/// [`Parser::value`] does: every kind of value, escapes, keys out of order and repeated,
+/// nesting, whitespace; damaged by the proptest below.
+const CHECKED: &str = r#" {"b": [1, -2, {"x": "\u00e9\ud83d\ude00"}, [], {}], "a": "s\"\\/\n",
+ "hashes": {"sha256": "abc", "z": [true, false, null]}, "d": {"k": 1, "j": 2, "k2": [0]},
+ "signatures": {"hs1": {"ed25519:1": "sig"}}, "c": 9007199254740991} "#;
+
+/// Reads `text` with `read` as the parser's first value, after whitespace: what it gave
+/// and where it stopped.
+fn read_first<'t, T>(
+    text: &'t [u8],
+    read: impl FnOnce(&mut Parser<'t>) -> Result<T, ParseError>,
+) -> (Result<T, ParseError>, usize) {
+    let mut parser = Parser::new(text, Numbers::IntegerLiterals);
+    parser.skip_whitespace();
+    let result = read(&mut parser);
+    (result, parser.pos)
+}
+
+/// `value` of an object without the members `keep` refuses; anything else as read.
+fn value_without(text: &[u8], keep: fn(&str) -> bool) -> (Result<Value, ParseError>, usize) {
+    let (mut read, pos) = read_first(text, Parser::value);
+    if let Ok(Value::Object(object)) = &mut read {
+        object.retain(|key, _| keep(key));
+    }
+    (read, pos)
+}
+
+fn keeping(text: &[u8], keep: fn(&str) -> bool) -> (Result<Value, ParseError>, usize) {
+    read_first(text, |parser| match parser.peek() {
+        Some(b'{') => parser.nested(|parser| parser.object_keeping(keep)),
+        _ => parser.value(),
+    })
+}
+
+fn unread(key: &str) -> bool {
+    !matches!(key, "hashes" | "signatures" | "d")
+}
+
+#[test]
+fn a_value_checked_is_accepted_and_refused_as_reading_it_is() {
+    let valid = [CHECKED, "[]", "{}", " 0 ", "\"\"", "[[[]]]", r#"{"b":1,"a":{"b":1,"a":2}}"#];
+    for text in valid {
+        let (read, end) = read_first(text.as_bytes(), Parser::value);
+        assert!(read.is_ok(), "{text}");
+        assert_eq!(read_first(text.as_bytes(), Parser::check), (Ok(()), end), "{text}");
+    }
+    // A refusal in each place the checks mirror: a repeated key in order and out of it,
+    // separators, escapes, numbers, literals, nesting, ends.
+    let invalid = [
+        r#"{"a":1,"a":2}"#,
+        r#"{"b":1,"a":2,"b":3}"#,
+        r#"{"c":{"x":1,"x":[}}"#,
+        r#"{"a":1 "b":2}"#,
+        r#"{"a":1,}"#,
+        r#"[1,]"#,
+        r#"[1 2]"#,
+        r#"{"a":"\q"}"#,
+        r#"{"a":"\ud800"}"#,
+        r#"{"a":"\u12"}"#,
+        "{\"a\":\"\u{1}\"}",
+        r#"{"a":1.5}"#,
+        r#"{"a":9007199254740992}"#,
+        r#"{"a":tru}"#,
+        r#"{"a" 1}"#,
+        r#"{1:2}"#,
+        r#"{"a":[1]"#,
+        r#"{"a":"x"#,
+        "",
+    ];
+    for text in invalid {
+        let (read, end) = read_first(text.as_bytes(), Parser::value);
+        let error = read.expect_err(text);
+        assert_eq!(read_first(text.as_bytes(), Parser::check), (Err(error), end), "{text}");
+    }
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    for n in [DEPTH_MAX as usize, DEPTH_MAX as usize + 1] {
+        let text = deep(n);
+        let (read, end) = read_first(text.as_bytes(), Parser::value);
+        assert_eq!(read_first(text.as_bytes(), Parser::check), (read.map(drop), end), "depth {n}");
+    }
+}
+
+#[test]
+fn an_object_read_keeping_some_members_is_the_object_read_whole_without_the_others() {
+    let (kept, end) = keeping(CHECKED.as_bytes(), unread);
+    let kept = kept.unwrap();
+    assert_eq!((Ok(kept.clone()), end), value_without(CHECKED.as_bytes(), unread));
+    let keys: Vec<&String> = kept.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["a", "b", "c"]);
+    // A member left out still counts for repeated keys, whether it or the kept one comes
+    // first, in key order or out of it; its problems are refused where reading finds them.
+    for text in [
+        r#"{"a":1,"hashes":2,"hashes":{}}"#,
+        r#"{"hashes":2,"a":1,"hashes":3}"#,
+        r#"{"z":1,"d":[2],"a":3,"d":4}"#,
+        r#"{"a":1,"signatures":{"x":[1,]}}"#,
+        r#"{"signatures":"\x","a":1}"#,
+    ] {
+        let (read, end) = value_without(text.as_bytes(), unread);
+        assert!(read.is_err(), "{text}");
+        assert_eq!(keeping(text.as_bytes(), unread), (read, end), "{text}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    /// Damaged texts are checked as they are read: the same acceptance, error and end;
+    /// and an object read keeping some members is the whole object without the others,
+    /// or refused with the same error.
+    #[test]
+    fn damaged_texts_are_checked_as_they_are_read(
+        edits in proptest::collection::vec(
+            (0usize..400, proptest::sample::select(b"{}[]\",:\\ a0-.eu\n".to_vec()), 0u8..3),
+            0..4,
+        )
+    ) {
+        let mut text = CHECKED.as_bytes().to_vec();
+        for (at, byte, kind) in edits {
+            let at = at % (text.len() + 1);
+            match kind {
+                0 => text.insert(at, byte),
+                1 if at < text.len() => { text.remove(at); }
+                _ if at < text.len() => text[at] = byte,
+                _ => text.push(byte),
+            }
+        }
+        let (read, end) = read_first(&text, Parser::value);
+        proptest::prop_assert_eq!(read_first(&text, Parser::check), (read.map(drop), end));
+        proptest::prop_assert_eq!(keeping(&text, unread), value_without(&text, unread));
+    }
+}

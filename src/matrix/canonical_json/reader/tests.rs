@@ -403,3 +403,56 @@ fn a_string_is_lent_where_it_holds_no_escape_and_refused_as_parse_refuses_it() {
     let expected = parse(br#""bad \x""#, Numbers::IntegerLiterals).unwrap_err();
     assert_eq!(error.problem, expected.problem);
 }
+
+/// The items of `text`, an array, read through windows of `window` bytes with
+/// [`Reader::next_value_keeping`], keeping the members `keep` takes.
+fn items_keeping(text: &str, window: usize, keep: fn(&str) -> bool) -> Result<Value, WindowError> {
+    let bytes = text.as_bytes();
+    let mut stream =
+        Windowed::with_window(Trickle { bytes, step: 3 }, Numbers::IntegerLiterals, 0, window);
+    assert!(stream.piece(|r| r.begin_array())?, "an array");
+    let mut items = Vec::new();
+    while let Some(item) = stream.piece(|r| r.next_value_keeping(keep))? {
+        items.push(item);
+    }
+    stream.piece(|r| r.check_end())?;
+    Ok(Value::Array(items))
+}
+
+#[test]
+fn items_read_keeping_some_members_are_the_items_read_whole_without_the_others() {
+    let keep = |key: &str| key != "hashes" && key != "unsigned";
+    let lit = Numbers::IntegerLiterals;
+    let text = r#"[{"a":1,"hashes":{"sha256":"x","y":[1,{"z":"\u00e9"}]},"b":[2]},
+        7, "s", [ {"hashes":1} ], {"unsigned":{},"hashes":null}, {}, {"z":{"hashes":2},"a":3}]"#;
+    let mut whole = parse(text.as_bytes(), lit).unwrap();
+    // Only the items' own members are left out: not those of objects inside them, nor of
+    // an object in an item that is an array.
+    for item in whole.as_array_mut().unwrap() {
+        if let Value::Object(object) = item {
+            object.retain(|key, _| keep(key));
+        }
+    }
+    for window in [1, 2, 5, 9, 64] {
+        assert_eq!(items_keeping(text, window, keep).as_ref(), Ok(&whole), "window {window}");
+    }
+    // A member left out is read for what `parse` refuses all the same: a repeated key,
+    // bad syntax, an escape or a number inside it.
+    for bad in [
+        r#"[{"a":1,"hashes":2,"hashes":3}]"#,
+        r#"[{"hashes":{"x":1,"x":2}}]"#,
+        r#"[{"hashes":[1,]}]"#,
+        r#"[{"unsigned":"\q"}]"#,
+        r#"[{"unsigned":{"age":1.5}}]"#,
+        r#"[{"hashes":{"sha256":"x"}"#,
+    ] {
+        let error = parse(bad.as_bytes(), lit).unwrap_err();
+        for window in [1, 4, 64] {
+            let read = items_keeping(bad, window, keep).map(drop);
+            assert!(read.is_err(), "{bad} window {window}");
+            if let Err(WindowError::Syntax(found)) = read {
+                assert_eq!(found.problem, error.problem, "{bad} window {window}");
+            }
+        }
+    }
+}
