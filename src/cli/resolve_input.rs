@@ -202,7 +202,16 @@ fn read<R: Read>(
     // One copy of each event id, however many events cite it: each citation its own
     // allocation was a fifth of the memory of a large input.
     let mut ids = ids::IdInterner::new();
-    while let Some(event) = text.piece(|r| r.next_value()).map_err(syntax)? {
+    // Members state resolution never reads (`Stage::Resolution`: `hashes`, `signatures`
+    // and `unsigned` unchecked, and `hashes` read only for Linearized Matrix's hub rules)
+    // are checked as JSON and not built: in the benchmark inputs, building them was a
+    // twelfth of the command's instructions. Full PDU checks (`--strict`) read them all.
+    let unread = strictness == Strictness::Resolution && !rules.lpdus;
+    let read_event = |r: &mut canonical_json::Reader<'_>| match unread {
+        true => r.next_value_keeping(|key| !UNREAD_MEMBERS.contains(&key)),
+        false => r.next_value(),
+    };
+    while let Some(event) = text.piece(read_event).map_err(syntax)? {
         let index = events.len();
         let path = || format!("$.events[{index}]");
         let Value::Object(mut object) = event else {
@@ -320,6 +329,10 @@ fn read<R: Read>(
     let events = order.into_iter().map(|index| events[index].clone()).collect();
     Ok(ResolveInput { room_version, events, state_sets, ignored_fields })
 }
+
+/// The members of an event that neither the resolution stage's format checks nor state
+/// resolution read, outside Linearized Matrix room versions (`pdu::Stage::Resolution`).
+const UNREAD_MEMBERS: [&str; 3] = ["hashes", "signatures", "unsigned"];
 
 /// Event types whose content the auth rules and state resolution read (spec auth rules:
 /// the create event, power levels, join rules, memberships and third-party invites).
@@ -569,6 +582,79 @@ mod tests {
         assert!(err.message.contains("$.events: missing, or not an array"), "{}", err.message);
     }
 
+    /// The fixture with the members of signed PDUs and exported events that state
+    /// resolution never reads, which the resolution stage checks as JSON only; one event
+    /// carries them in shapes a signed PDU could not have.
+    fn signed_demotion() -> String {
+        let mut value: Value = serde_json::from_str(DEMOTION).unwrap();
+        for (index, event) in value["events"].as_array_mut().unwrap().iter_mut().enumerate() {
+            let event = event.as_object_mut().unwrap();
+            event.insert("hashes".into(), serde_json::json!({"sha256": format!("h{index}")}));
+            event.insert(
+                "signatures".into(),
+                serde_json::json!({"hs1": {"ed25519:a": "s\u{e9}", "ed25519:b": "t"}}),
+            );
+            let unsigned = serde_json::json!({"age": 5, "prev_content": {"x": [1, null, {}]}});
+            event.insert("unsigned".into(), unsigned);
+        }
+        let odd = value["events"][2].as_object_mut().unwrap();
+        odd.insert("signatures".into(), Value::from(7));
+        odd.insert("unsigned".into(), Value::from("not an object"));
+        odd.insert("hashes".into(), Value::Null);
+        value.to_string()
+    }
+
+    #[test]
+    fn members_resolution_never_reads_are_checked_and_not_kept() {
+        let signed = signed_demotion();
+        assert_eq!(summary(read(&signed).unwrap()), summary(read(DEMOTION).unwrap()));
+        // Full PDU checks read them.
+        let strict = parse("input.json", signed.as_bytes(), Strictness::Pdu).err().unwrap();
+        assert!(strict.message.contains("$.events[2].hashes: must be an object"), "{}", strict);
+        // Read as JSON all the same: a repeated key, a bad escape and a fraction inside
+        // them are refused as the whole-text parser refuses them.
+        for (find, replace) in [
+            (r#""age":5"#, r#""age":5,"age":6"#),
+            (r#""t"}"#, r#""\q"}"#),
+            (r#""age":5"#, r#""age":5.5"#),
+            (r#""hashes":{"#, r#""hashes":{"x":1,"x":2,"#),
+        ] {
+            let text = signed.replacen(find, replace, 1);
+            assert_ne!(text, signed, "{find}");
+            let whole = canonical_json::parse(text.as_bytes(), Numbers::IntegerLiterals)
+                .expect_err("damaged");
+            let err = read(&text).err().expect("damaged");
+            assert_eq!(err.message, format!("input.json: {whole}"), "{find} → {replace}");
+        }
+    }
+
+    /// Damages `text` by `edits` (position, byte, insert/remove/replace) and checks that
+    /// the damage never panics and that invalid JSON is refused with the whole-text
+    /// parser's error.
+    fn refused_as_the_whole_text_is(
+        text: &str,
+        edits: Vec<(usize, u8, u8)>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut text = text.as_bytes().to_vec();
+        for (at, byte, kind) in edits {
+            let at = at % (text.len() + 1);
+            match kind {
+                0 => text.insert(at, byte),
+                1 if at < text.len() => {
+                    text.remove(at);
+                }
+                _ if at < text.len() => text[at] = byte,
+                _ => text.push(byte),
+            }
+        }
+        let ours = parse("input.json", &text, Strictness::Resolution);
+        if let Err(whole) = canonical_json::parse(&text, Numbers::IntegerLiterals) {
+            let message = ours.err().expect("invalid JSON is refused").message;
+            proptest::prop_assert_eq!(message, format!("input.json: {whole}"));
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
 
@@ -582,21 +668,18 @@ mod tests {
                 1..4,
             )
         ) {
-            let mut text = DEMOTION.as_bytes().to_vec();
-            for (at, byte, kind) in edits {
-                let at = at % (text.len() + 1);
-                match kind {
-                    0 => text.insert(at, byte),
-                    1 if at < text.len() => { text.remove(at); }
-                    _ if at < text.len() => text[at] = byte,
-                    _ => text.push(byte),
-                }
-            }
-            let ours = parse("input.json", &text, Strictness::Resolution);
-            if let Err(whole) = canonical_json::parse(&text, Numbers::IntegerLiterals) {
-                let message = ours.err().expect("invalid JSON is refused").message;
-                proptest::prop_assert_eq!(message, format!("input.json: {whole}"));
-            }
+            refused_as_the_whole_text_is(DEMOTION, edits)?;
+        }
+
+        /// The same where the damage may hit the members only checked as JSON.
+        #[test]
+        fn damaged_signed_inputs_are_refused_with_the_whole_text_parsers_error(
+            edits in proptest::collection::vec(
+                (0usize..6000, proptest::sample::select(b"{}[]\",:\\ a0-.\n".to_vec()), 0u8..3),
+                1..4,
+            )
+        ) {
+            refused_as_the_whole_text_is(&signed_demotion(), edits)?;
         }
     }
 
