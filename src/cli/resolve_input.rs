@@ -217,14 +217,22 @@ fn read<R: Read>(
         let Value::Object(mut object) = event else {
             return Err(error(file, &path(), "must be an event object"));
         };
-        let rejected = match object.remove("rejected") {
+        // One walk over the members rather than a search for each: most events have no
+        // `rejected`, and looking for it compared its key with several others.
+        let unpair = strictness == Strictness::Resolution;
+        let mut has_rejected = false;
+        for (key, value) in object.iter_mut() {
+            match key.as_str() {
+                "auth_events" | "prev_events" if unpair => unpair_references(value),
+                "rejected" => has_rejected = true,
+                _ => {}
+            }
+        }
+        let rejected = match has_rejected.then(|| object.remove("rejected")).flatten() {
             None => None,
             Some(value) => rejection_kind(&value)
                 .map_err(|problem| error(file, &format!("{}.rejected", path()), problem))?,
         };
-        if strictness == Strictness::Resolution {
-            unpair_references(&mut object);
-        }
         let mut pdu = Pdu::for_resolution(rules, object, stage, &mut ids).map_err(|e| {
             // The format error's path is relative to the event.
             error(file, &format!("{}{}", path(), e.path.trim_start_matches('$')), e.problem)
@@ -389,22 +397,20 @@ fn reached_from_state_sets<'a>(
     reached
 }
 
-/// Replaces `[event_id, {hashes}]` entries of `auth_events` and `prev_events` (the room
-/// version 1 and 2 reference form) by the event id. Anything else is left for the format
-/// check to judge.
-fn unpair_references(object: &mut Object) {
-    for key in ["auth_events", "prev_events"] {
-        let Some(Value::Array(items)) = object.get_mut(key) else { continue };
-        for item in items {
-            let id = match item {
-                Value::Array(pair) => match pair.as_mut_slice() {
-                    [Value::String(id), Value::Object(_)] => std::mem::take(id),
-                    _ => continue,
-                },
+/// Replaces the `[event_id, {hashes}]` entries of an `auth_events` or `prev_events` list
+/// (the room version 1 and 2 reference form) by the event id. Anything else is left for
+/// the format check to judge.
+fn unpair_references(list: &mut Value) {
+    let Value::Array(items) = list else { return };
+    for item in items {
+        let id = match item {
+            Value::Array(pair) => match pair.as_mut_slice() {
+                [Value::String(id), Value::Object(_)] => std::mem::take(id),
                 _ => continue,
-            };
-            *item = Value::String(id);
-        }
+            },
+            _ => continue,
+        };
+        *item = Value::String(id);
     }
 }
 

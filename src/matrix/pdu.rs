@@ -29,7 +29,7 @@ mod format;
 mod signing;
 
 pub(crate) use format::check_lpdu;
-use format::{check_format, check_format_with};
+use format::{Members, check_format, check_format_with};
 pub use format::{check_signed, check_unsigned};
 pub(crate) use signing::signing_bytes;
 pub use signing::{
@@ -205,11 +205,16 @@ impl Pdu {
         // and rebalanced it (with `content` taken as below: 0.7% of `mxsim resolve`'s
         // instructions on 1,000 events).
         let id = if stage == Stage::Resolution {
-            given_id(json.get("event_id"), &mut parse)?
+            None
         } else {
-            take_given_id(&mut json, &mut parse)?
+            Some(take_given_id(&mut json, &mut parse)?)
         };
-        let fields = check_format_with(rules, &json, stage, &mut parse)?;
+        let members = Members::of(&json);
+        let id = match id {
+            Some(id) => id,
+            None => given_id(members.get("event_id"), &mut parse)?,
+        };
+        let fields = check_format_with(rules, &members, stage, &mut parse)?;
         Ok(fields.into_resolution_pdu(json, id))
     }
 

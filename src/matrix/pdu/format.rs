@@ -80,7 +80,7 @@ impl Fields {
 /// make a dozen lookups per event (a tenth of `mxsim resolve`'s instructions at 1,000
 /// events); here each costs a match on the key. The values are the object's own, so every
 /// check sees what a lookup in the object would give it.
-struct Members<'a> {
+pub(super) struct Members<'a> {
     object: &'a Object,
     found: [Option<&'a Value>; READ_COUNT],
 }
@@ -111,7 +111,7 @@ fn read_slot(key: &str) -> Option<usize> {
 }
 
 impl<'a> Members<'a> {
-    fn of(object: &'a Object) -> Members<'a> {
+    pub(super) fn of(object: &'a Object) -> Members<'a> {
         let mut found = [None; READ_COUNT];
         for (key, value) in object {
             if let Some(slot) = read_slot(key) {
@@ -122,7 +122,7 @@ impl<'a> Members<'a> {
     }
 
     /// What `object.get(key)` gives.
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(super) fn get(&self, key: &str) -> Option<&'a Value> {
         match read_slot(key) {
             Some(slot) => self.found[slot],
             None => self.object.get(key),
@@ -205,19 +205,17 @@ pub(super) fn check_format(
     json: &Object,
     stage: Stage,
 ) -> Result<Fields, FormatError> {
-    check_format_with(rules, json, stage, &mut EventId::parse)
+    check_format_with(rules, &Members::of(json), stage, &mut EventId::parse)
 }
 
 /// [`check_format`] with the event ids it holds made by `parse` ([`EventId::parse`], or an
 /// interner's).
 pub(super) fn check_format_with(
     rules: &RoomVersionRules,
-    json: &Object,
+    json: &Members<'_>,
     stage: Stage,
     parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
 ) -> Result<Fields, FormatError> {
-    let object = json;
-    let json = &Members::of(object);
     let (event_type, state_key, sender) = check_type_and_sender(rules, json)?;
     let is_create = event_type == "m.room.create" && state_key == Some("");
     let room_id = check_room_id_field(rules, json, is_create)?;
@@ -253,7 +251,7 @@ pub(super) fn check_format_with(
         check_field_bytes(rules, "event_id", event_id)?;
     }
     let redacts = check_redacts(rules, json, event_type, parse)?;
-    check_size(object, resolution)?;
+    check_size(json.object, resolution)?;
     Ok(Fields {
         room_id: room_id.map(str::to_owned),
         sender: sender.to_owned(),
