@@ -366,8 +366,32 @@ impl IdInterner {
     /// [`EventId::parse`], returning the shared copy of the id: the first copy parsed by
     /// this interner.
     pub fn parse(&mut self, text: &str) -> Result<EventId, IdError> {
+        // An id shared here passed the check when it was first parsed, and nothing that
+        // fails it is ever shared: a text equal to a shared id needs no check (an input
+        // cites each id several times, and the check read every byte of every citation).
+        let hash = id_hash(text);
+        if let Some(shared) = self.shared(text, hash) {
+            return Ok(shared);
+        }
         EventId::check(text)?;
-        Ok(self.share(text, id_hash(text)))
+        Ok(self.share(text, hash))
+    }
+
+    /// The shared copy of `text`, whose hash is `hash`, if it has one.
+    fn shared(&self, text: &str, hash: u64) -> Option<EventId> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        for _ in 0..Self::PROBES_MAX {
+            match &self.slots[slot] {
+                None => return None,
+                Some(shared) if shared.as_str() == text => return Some(shared.clone()),
+                Some(_) => slot = (slot + 1) & mask,
+            }
+        }
+        None
     }
 
     /// The shared copy of the checked id `text`, whose hash is `hash`.
@@ -491,6 +515,10 @@ mod tests {
         assert_eq!(interner.len(), IdInterner::PROBES_MAX, "only the first ids are kept");
         let kept = interner.share(&ids[0], 7);
         assert!(Arc::ptr_eq(&kept.0, &interner.share(&ids[0], 7).0));
+        // Found without a check only where it is shared: not past the probes.
+        assert!(Arc::ptr_eq(&kept.0, &interner.shared(&ids[0], 7).expect("shared").0));
+        assert!(interner.shared(&ids[99], 7).is_none());
+        assert!(IdInterner::new().shared(&ids[0], 7).is_none(), "an empty table");
     }
 
     #[test]
