@@ -133,6 +133,20 @@ impl Skip {
     }
 }
 
+/// The brackets of an object or an array, and how [`Parser::items`] refuses what stands
+/// where a separator or the closing bracket should.
+#[derive(Clone, Copy)]
+struct Container {
+    open: u8,
+    close: u8,
+    expected: &'static str,
+}
+
+const OBJECT: Container =
+    Container { open: b'{', close: b'}', expected: "expected ',' or '}' in an object" };
+const ARRAY: Container =
+    Container { open: b'[', close: b']', expected: "expected ',' or ']' in an array" };
+
 struct Parser<'a> {
     bytes: &'a [u8],
     /// `bytes` as text, when all of it is UTF-8 (checked once, in one pass): a string is
@@ -233,58 +247,82 @@ impl<'a> Parser<'a> {
     /// others are checked as their values would be read ([`Parser::check`]) and not built.
     /// A repeated key is refused whether its member is kept or not.
     fn object_keeping(&mut self, keep: impl Fn(&str) -> bool) -> Result<Value, ParseError> {
-        assert_eq!(self.peek(), Some(b'{'));
-        self.pos += 1;
         // Members are kept in a list while their keys arrive in strictly increasing order,
         // as canonical JSON writes them, and the map is then built from the sorted list in
         // one pass: inserting one key at a time searched the map twice per member (for a
         // duplicate, then to insert) and was a tenth of reading a large input. The first
         // key out of order moves the members into a map, and each later key is checked
         // against it as it comes, so a duplicate is reported at the same place either way.
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(Value::Object(Object::new()));
-        }
         // Room for a PDU's top-level members at once: growing the list member by member
-        // reallocated it three times for every event read.
-        let mut sorted: Vec<(String, Value)> = Vec::with_capacity(16);
+        // reallocated it three times for every event read. (An empty object allocates
+        // nothing: a vector of no capacity is not reserved until the first push.)
+        let mut sorted: Vec<(String, Value)> = Vec::new();
         let mut map: Option<Object> = None;
-        loop {
-            self.skip_whitespace();
-            let (key, key_pos) = self.key()?;
+        self.items(OBJECT, |parser| {
+            let (key, key_pos) = parser.key()?;
             // A member left out holds its place until the end, so that its key is
             // checked against the others as a kept one is.
             let item =
-                if keep(&key) { self.value()? } else { self.check().map(|()| Value::Null)? };
+                if keep(&key) { parser.value()? } else { parser.check().map(|()| Value::Null)? };
             if map.is_none() && sorted.last().is_some_and(|(last, _)| *last >= key) {
                 map = Some(std::mem::take(&mut sorted).into_iter().collect());
             }
             match &mut map {
-                None => sorted.push((key, item)),
+                None => {
+                    if sorted.capacity() == 0 {
+                        sorted.reserve(16);
+                    }
+                    sorted.push((key, item));
+                }
                 Some(map) => {
                     if map.contains_key(&key) {
-                        return Err(self.error_at(key_pos, format!("duplicate object key {key:?}")));
+                        let problem = format!("duplicate object key {key:?}");
+                        return Err(parser.error_at(key_pos, problem));
                     }
                     map.insert(key, item);
                 }
             }
+            Ok(())
+        })?;
+        // Collecting sorted, distinct keys builds the tree in bulk.
+        let object = match map {
+            None => sorted.into_iter().filter(|(key, _)| keep(key)).collect(),
+            Some(mut map) => {
+                map.retain(|key, _| keep(key));
+                map
+            }
+        };
+        Ok(Value::Object(object))
+    }
+
+    /// Walks the items of the object or array whose opening bracket is at the position,
+    /// calling `item` at the start of each (a member's key, or an array item) after
+    /// whitespace, and checking the separators and the closing bracket: the one walk that
+    /// [`Parser::object_keeping`], [`Parser::array`] and their checks share, so that what
+    /// they accept between items and how they refuse it cannot drift apart.
+    fn items(
+        &mut self,
+        container: Container,
+        mut item: impl FnMut(&mut Self) -> Result<(), ParseError>,
+    ) -> Result<(), ParseError> {
+        assert_eq!(self.peek(), Some(container.open));
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek() == Some(container.close) {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_whitespace();
+            item(self)?;
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.pos += 1,
-                Some(b'}') => {
+                Some(byte) if byte == container.close => {
                     self.pos += 1;
-                    // Collecting sorted, distinct keys builds the tree in bulk.
-                    let object = match map {
-                        None => sorted.into_iter().filter(|(key, _)| keep(key)).collect(),
-                        Some(mut map) => {
-                            map.retain(|key, _| keep(key));
-                            map
-                        }
-                    };
-                    return Ok(Value::Object(object));
+                    return Ok(());
                 }
-                _ => return Err(self.error("expected ',' or '}' in an object")),
+                _ => return Err(self.error(container.expected)),
             }
         }
     }
@@ -292,9 +330,10 @@ impl<'a> Parser<'a> {
     /// Checks the value at the position as [`Parser::value`] reads it, and builds nothing
     /// but a number: the same texts accepted, each refused with the same error at the same
     /// place, and the position left where `value` leaves it. (`mxsim resolve` checks so the
-    /// members of an event that state resolution never reads.) The containers mirror
-    /// [`Parser::object`] and [`Parser::array`]; the rest is `value`'s own code, whose
-    /// strings are lent from the text when they hold no escape.
+    /// members of an event that state resolution never reads.) The containers are walked as
+    /// [`Parser::object`] and [`Parser::array`] walk them ([`Parser::items`]) and keep
+    /// their keys as `object` does; the rest is `value`'s own code, whose strings are lent
+    /// from the text when they hold no escape.
     fn check(&mut self) -> Result<(), ParseError> {
         match self.peek() {
             Some(b'{') => self.nested(Self::check_object),
@@ -310,19 +349,11 @@ impl<'a> Parser<'a> {
     /// first key out of order they go into a set, and each later key is checked against it
     /// as it comes, where `object` finds the same repeat in its map.
     fn check_object(&mut self) -> Result<(), ParseError> {
-        assert_eq!(self.peek(), Some(b'{'));
-        self.pos += 1;
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
         let mut sorted: Vec<Cow<'a, str>> = Vec::new();
         let mut set: Option<std::collections::BTreeSet<Cow<'a, str>>> = None;
-        loop {
-            self.skip_whitespace();
-            let (key, key_pos) = self.key_text()?;
-            self.check()?;
+        self.items(OBJECT, |parser| {
+            let (key, key_pos) = parser.key_text()?;
+            parser.check()?;
             if set.is_none() && sorted.last().is_some_and(|last| *last >= key) {
                 set = Some(std::mem::take(&mut sorted).into_iter().collect());
             }
@@ -330,45 +361,19 @@ impl<'a> Parser<'a> {
                 None => sorted.push(key),
                 Some(set) => {
                     if set.contains(&key) {
-                        return Err(self.error_at(key_pos, format!("duplicate object key {key:?}")));
+                        let problem = format!("duplicate object key {key:?}");
+                        return Err(parser.error_at(key_pos, problem));
                     }
                     set.insert(key);
                 }
             }
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected ',' or '}' in an object")),
-            }
-        }
+            Ok(())
+        })
     }
 
     /// [`Parser::array`]'s checks.
     fn check_array(&mut self) -> Result<(), ParseError> {
-        assert_eq!(self.peek(), Some(b'['));
-        self.pos += 1;
-        self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.skip_whitespace();
-            self.check()?;
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected ',' or ']' in an array")),
-            }
-        }
+        self.items(ARRAY, Self::check)
     }
 
     /// Moves past one value by matching quotes and brackets only, building and checking
@@ -466,27 +471,12 @@ impl<'a> Parser<'a> {
     }
 
     fn array(&mut self) -> Result<Value, ParseError> {
-        assert_eq!(self.peek(), Some(b'['));
-        self.pos += 1;
         let mut items = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(Value::Array(items));
-        }
-        loop {
-            self.skip_whitespace();
-            items.push(self.value()?);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.error("expected ',' or ']' in an array")),
-            }
-        }
+        self.items(ARRAY, |parser| {
+            items.push(parser.value()?);
+            Ok(())
+        })?;
+        Ok(Value::Array(items))
     }
 
     fn hex4(&mut self) -> Result<u32, ParseError> {
