@@ -207,9 +207,12 @@ fn read<R: Read>(
     // are checked as JSON and not built: in the benchmark inputs, building them was a
     // twelfth of the command's instructions. Full PDU checks (`--strict`) read them all.
     let unread = strictness == Strictness::Resolution && !rules.lpdus;
-    let read_event = |r: &mut canonical_json::Reader<'_>| match unread {
-        true => r.next_value_keeping(|key| !UNREAD_MEMBERS.contains(&key)),
-        false => r.next_value(),
+    let read_event = |r: &mut canonical_json::Reader<'_>| {
+        if unread {
+            r.next_value_keeping(|key| !UNREAD_MEMBERS.contains(&key))
+        } else {
+            r.next_value()
+        }
     };
     while let Some(event) = text.piece(read_event).map_err(syntax)? {
         let index = events.len();
@@ -562,6 +565,17 @@ mod tests {
         }
     }
 
+    /// `text` with the first `find` replaced by `replace` is not valid JSON, and is refused
+    /// with the whole-text parser's error.
+    fn refused_as_parse_refuses(text: &str, find: &str, replace: &str) {
+        let damaged = text.replacen(find, replace, 1);
+        assert_ne!(damaged, text, "{find}");
+        let whole = canonical_json::parse(damaged.as_bytes(), Numbers::IntegerLiterals)
+            .expect_err("damaged");
+        let err = read(&damaged).err().expect("damaged");
+        assert_eq!(err.message, format!("input.json: {whole}"), "{find} → {replace}");
+    }
+
     #[test]
     fn syntax_errors_are_placed_as_the_whole_file_parser_places_them() {
         // (text to find in the fixture, what to put in its place)
@@ -575,12 +589,7 @@ mod tests {
             (r#""events": ["#, r#""events": [ "\x" "#),
         ];
         for (find, replace) in damage {
-            let text = DEMOTION.replacen(find, replace, 1);
-            assert_ne!(text, DEMOTION, "{find}");
-            let whole = canonical_json::parse(text.as_bytes(), Numbers::IntegerLiterals)
-                .expect_err("damaged");
-            let err = read(&text).err().expect("damaged");
-            assert_eq!(err.message, format!("input.json: {whole}"), "{find} → {replace}");
+            refused_as_parse_refuses(DEMOTION, find, replace);
         }
         let err = read("[1]").err().unwrap();
         assert!(err.message.contains("$: must be an object"), "{}", err.message);
@@ -625,12 +634,7 @@ mod tests {
             (r#""age":5"#, r#""age":5.5"#),
             (r#""hashes":{"#, r#""hashes":{"x":1,"x":2,"#),
         ] {
-            let text = signed.replacen(find, replace, 1);
-            assert_ne!(text, signed, "{find}");
-            let whole = canonical_json::parse(text.as_bytes(), Numbers::IntegerLiterals)
-                .expect_err("damaged");
-            let err = read(&text).err().expect("damaged");
-            assert_eq!(err.message, format!("input.json: {whole}"), "{find} → {replace}");
+            refused_as_parse_refuses(&signed, find, replace);
         }
     }
 
@@ -641,18 +645,7 @@ mod tests {
         text: &str,
         edits: Vec<(usize, u8, u8)>,
     ) -> Result<(), proptest::test_runner::TestCaseError> {
-        let mut text = text.as_bytes().to_vec();
-        for (at, byte, kind) in edits {
-            let at = at % (text.len() + 1);
-            match kind {
-                0 => text.insert(at, byte),
-                1 if at < text.len() => {
-                    text.remove(at);
-                }
-                _ if at < text.len() => text[at] = byte,
-                _ => text.push(byte),
-            }
-        }
+        let text = canonical_json::damaged(text.as_bytes(), &edits);
         let ours = parse("input.json", &text, Strictness::Resolution);
         if let Err(whole) = canonical_json::parse(&text, Numbers::IntegerLiterals) {
             let message = ours.err().expect("invalid JSON is refused").message;

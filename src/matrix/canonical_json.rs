@@ -133,6 +133,27 @@ impl Skip {
     }
 }
 
+/// `text` with `edits` made in turn, for tests that damage JSON texts: each edit is a
+/// position (modulo the text's length so far plus one), a byte, and what to do there (0:
+/// insert the byte; 1: remove the byte there; otherwise replace it; past the end, remove
+/// and replace append the byte instead).
+#[cfg(test)]
+pub(crate) fn damaged(text: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    let mut text = text.to_vec();
+    for &(at, byte, kind) in edits {
+        let at = at % (text.len() + 1);
+        match kind {
+            0 => text.insert(at, byte),
+            1 if at < text.len() => {
+                text.remove(at);
+            }
+            _ if at < text.len() => text[at] = byte,
+            _ => text.push(byte),
+        }
+    }
+    text
+}
+
 /// The brackets of an object or an array, and how [`Parser::items`] refuses what stands
 /// where a separator or the closing bracket should.
 #[derive(Clone, Copy)]

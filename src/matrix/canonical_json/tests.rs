@@ -409,16 +409,7 @@ proptest::proptest! {
             0..4,
         )
     ) {
-        let mut text = CHECKED.as_bytes().to_vec();
-        for (at, byte, kind) in edits {
-            let at = at % (text.len() + 1);
-            match kind {
-                0 => text.insert(at, byte),
-                1 if at < text.len() => { text.remove(at); }
-                _ if at < text.len() => text[at] = byte,
-                _ => text.push(byte),
-            }
-        }
+        let text = damaged(CHECKED.as_bytes(), &edits);
         let (read, end) = read_first(&text, Parser::value);
         proptest::prop_assert_eq!(read_first(&text, Parser::check), (read.map(drop), end));
         proptest::prop_assert_eq!(keeping(&text, unread), value_without(&text, unread));
