@@ -21,7 +21,7 @@ use crate::homeserver::types::{
 };
 use crate::homeserver::verified::{CheckedCopy, VerifiedEvents};
 use crate::homeserver::wire::{self, ErrorResponse, HttpResponse, OutgoingPdu, Request, Response};
-use crate::matrix::auth::{self, AuthState, Rejection, SignatureCheck};
+use crate::matrix::auth::{self, AuthState, SignatureCheck};
 use crate::matrix::canonical_json::{INT_MAX, Object};
 use crate::matrix::crypto::{KeyRing, SigningKey};
 use crate::matrix::dag::{AuthChainIndex, EventStore, NodeId, RejectionKind};

@@ -7,10 +7,14 @@
 //! sans-IO, and a real deployment of several servers in one process could hand them one
 //! cache too. What is shared is only what does not depend on the server: the result of
 //! the format, hash and signature checks of an exact copy of an event, against one key
-//! ring; and the auth check of an outlier against its own auth events, which a server
-//! takes only if it reads the very same bodies with the same rejections
-//! ([`VerifiedEvents::outlier_check`]). Every decision that depends on a server's own view
-//! (auth against its state, soft-fail) is still made by that server.
+//! ring; the auth check of an event against its own auth events (receipt check 4, of an
+//! outlier or of an event decided), which a server takes only if it reads the very same
+//! bodies with the same rejections ([`VerifiedEvents::auth_events_check`]); and the auth
+//! check of an event against a state (receipt checks 5 and 6), which a server takes only
+//! if its own state answers every question the rules asked with the very same body
+//! ([`VerifiedEvents::state_check`]). The rules are a function of the event and those
+//! answers alone, so a check taken is the check the server would have made; what a
+//! decision does with it (reject, soft-fail, store) is still the server's own.
 //!
 //! [`Homeserver::share_verified`]: crate::homeserver::Homeserver::share_verified
 
@@ -65,10 +69,10 @@ pub struct AuthReads<'s> {
     pub create: Option<&'s Arc<Pdu>>,
 }
 
-/// One recorded auth check of an outlier: what it read, and its result (`Err`: the
-/// rejection's reason).
+/// One recorded auth check of an event against its own auth events: what it read, and its
+/// result (`Err`: the rejection's reason).
 #[derive(Debug)]
-struct OutlierCheck {
+struct AuthEventsCheck {
     version: RoomVersion,
     pdu: Arc<Pdu>,
     auth: Vec<(Arc<Pdu>, bool)>,
@@ -76,7 +80,7 @@ struct OutlierCheck {
     result: Result<(), String>,
 }
 
-impl OutlierCheck {
+impl AuthEventsCheck {
     /// Whether a check of `pdu` reading `reads` reads the very bodies this one read, with
     /// the same rejections.
     fn read_alike(&self, version: RoomVersion, pdu: &Arc<Pdu>, reads: &AuthReads<'_>) -> bool {
@@ -94,9 +98,33 @@ impl OutlierCheck {
     }
 }
 
+/// A question the auth rules asked of a state, `(type, state_key)`, and the body the state
+/// answered with (`None`: no such state event). The body is held, not only its address, so
+/// that no other body can take its place in memory while the record lives.
+pub type StateRead = (Box<str>, Box<str>, Option<Arc<Pdu>>);
+
+/// One recorded auth check of an event against a server's state (receipt checks 5 and 6):
+/// the room version, whether signatures were taken as verified on receipt (Linearized
+/// Matrix) or verified with the cache's key ring, the event's body, every question the
+/// rules asked in order with its answer, and the result (`Err`: the rejection's reason).
+#[derive(Debug)]
+struct StateCheck {
+    version: RoomVersion,
+    signatures_verified: bool,
+    pdu: Arc<Pdu>,
+    reads: Vec<StateRead>,
+    result: Result<(), String>,
+}
+
+/// At most this many checks of one event against different states are recorded: servers
+/// whose states differ where the rules look (during a partition, say) make their own, and
+/// a server tries at most this many records before it does.
+const STATE_CHECKS_PER_EVENT: usize = 4;
+
 /// The results of the receipt checks of format, hash and signatures, by event id, for
-/// servers that all verify against the same key ring; and the auth checks of outliers
-/// against their own auth events ([`VerifiedEvents::outlier_check`]).
+/// servers that all verify against the same key ring; and the auth checks of events
+/// against their own auth events ([`VerifiedEvents::auth_events_check`]) and against a
+/// state ([`VerifiedEvents::state_check`]).
 #[derive(Debug)]
 pub struct VerifiedEvents {
     keys: Arc<KeyRing>,
@@ -109,10 +137,14 @@ pub struct VerifiedEvents {
     /// [`bytes_key`] of each cached copy's canonical JSON → its event id: finds the entry
     /// for a copy still in the bytes of a transaction, before it is parsed.
     by_bytes: Mutex<BTreeMap<u64, EventId>>,
-    /// The first auth check of each outlier recorded, by event id.
-    outlier_checks: Mutex<EventIdMap<OutlierCheck>>,
-    /// How many recorded outlier checks were taken.
-    outlier_checks_taken: AtomicU64,
+    /// The first auth check of each event against its own auth events, by event id.
+    auth_events_checks: Mutex<EventIdMap<AuthEventsCheck>>,
+    /// How many recorded checks against auth events were taken.
+    auth_events_checks_taken: AtomicU64,
+    /// Checks of events against servers' states, by event id.
+    state_checks: Mutex<EventIdMap<Vec<StateCheck>>>,
+    /// How many recorded checks against a state were taken.
+    state_checks_taken: AtomicU64,
 }
 
 impl VerifiedEvents {
@@ -123,43 +155,46 @@ impl VerifiedEvents {
             entries: Mutex::new(EventIdMap::default()),
             by_claimed_hash: Mutex::new(BTreeMap::new()),
             by_bytes: Mutex::new(BTreeMap::new()),
-            outlier_checks: Mutex::new(EventIdMap::default()),
-            outlier_checks_taken: AtomicU64::new(0),
+            auth_events_checks: Mutex::new(EventIdMap::default()),
+            auth_events_checks_taken: AtomicU64::new(0),
+            state_checks: Mutex::new(EventIdMap::default()),
+            state_checks_taken: AtomicU64::new(0),
         }
     }
 
-    /// The result of the auth check of the outlier `pdu` against its own auth events, if
+    /// The result of the auth check of `pdu` against its own auth events, if
     /// a server recorded one that read the very bodies in `reads` (by pointer: the bodies
     /// this cache shares) with the same rejections, under the same room version. That
     /// check depends on nothing else: the auth rules read only the event and the state
     /// those events form, and signatures against this cache's one key ring.
-    pub fn outlier_check(
+    pub fn auth_events_check(
         &self,
         version: RoomVersion,
         pdu: &Arc<Pdu>,
         reads: &AuthReads<'_>,
     ) -> Option<Result<(), String>> {
-        let checks = self.outlier_checks.lock().expect("no holder of the cache lock panics");
+        let checks = self.auth_events_checks.lock().expect("no holder of the cache lock panics");
         let check = checks.get(pdu.event_id())?;
         let result = check.read_alike(version, pdu, reads).then(|| check.result.clone())?;
-        self.outlier_checks_taken.fetch_add(1, Ordering::Relaxed);
+        self.auth_events_checks_taken.fetch_add(1, Ordering::Relaxed);
         Some(result)
     }
 
-    /// Records the auth check of the outlier `pdu`, which read `reads`, unless one of the
-    /// same event is recorded.
-    pub fn record_outlier_check(
+    /// Records the auth check of `pdu` against its own auth events, which read `reads`,
+    /// unless one of the same event is recorded.
+    pub fn record_auth_events_check(
         &self,
         version: RoomVersion,
         pdu: &Arc<Pdu>,
         reads: &AuthReads<'_>,
         result: Result<(), String>,
     ) {
-        let mut checks = self.outlier_checks.lock().expect("no holder of the cache lock panics");
+        let mut checks =
+            self.auth_events_checks.lock().expect("no holder of the cache lock panics");
         if checks.contains_key(pdu.event_id()) {
             return;
         }
-        let check = OutlierCheck {
+        let check = AuthEventsCheck {
             version,
             pdu: Arc::clone(pdu),
             auth: reads.auth.iter().map(|&(pdu, rejected)| (Arc::clone(pdu), rejected)).collect(),
@@ -169,9 +204,64 @@ impl VerifiedEvents {
         checks.insert(pdu.event_id().clone(), check);
     }
 
-    /// How many outlier checks were taken from the record rather than made.
-    pub fn outlier_checks_taken(&self) -> u64 {
-        self.outlier_checks_taken.load(Ordering::Relaxed)
+    /// How many checks against auth events were taken from the record rather than made.
+    pub fn auth_events_checks_taken(&self) -> u64 {
+        self.auth_events_checks_taken.load(Ordering::Relaxed)
+    }
+
+    /// The result of the auth check of `pdu` against a state (receipt checks 5 and 6), if
+    /// a server recorded one, under the same room version and signature treatment, whose
+    /// every question `read` answers for this server's state with the very body (by
+    /// pointer) the recorded state gave. The rules ask their first question knowing only
+    /// the event, and each next one knowing the answers before it, so a state that gives
+    /// the same answers is asked the same questions and gets the same result: the check
+    /// taken is the check this server would make. Questions are asked in the recorded
+    /// order, and a record stops being tried at the first answer that differs.
+    pub fn state_check<'s>(
+        &self,
+        version: RoomVersion,
+        signatures_verified: bool,
+        pdu: &Arc<Pdu>,
+        mut read: impl FnMut(&str, &str) -> Option<&'s Arc<Pdu>>,
+    ) -> Option<Result<(), String>> {
+        let checks = self.state_checks.lock().expect("no holder of the cache lock panics");
+        let taken = checks.get(pdu.event_id())?.iter().find(|check| {
+            check.version == version
+                && check.signatures_verified == signatures_verified
+                && Arc::ptr_eq(&check.pdu, pdu)
+                && check.reads.iter().all(|(event_type, state_key, held)| {
+                    match (read(event_type, state_key), held) {
+                        (None, None) => true,
+                        (Some(now), Some(held)) => Arc::ptr_eq(now, held),
+                        _ => false,
+                    }
+                })
+        })?;
+        self.state_checks_taken.fetch_add(1, Ordering::Relaxed);
+        Some(taken.result.clone())
+    }
+
+    /// Records the auth check of `pdu` against a state, which asked `reads` in that
+    /// order, unless [`STATE_CHECKS_PER_EVENT`] checks of the event are recorded.
+    pub fn record_state_check(
+        &self,
+        version: RoomVersion,
+        signatures_verified: bool,
+        pdu: &Arc<Pdu>,
+        reads: Vec<StateRead>,
+        result: Result<(), String>,
+    ) {
+        let mut checks = self.state_checks.lock().expect("no holder of the cache lock panics");
+        let list = checks.get_or_insert_with(pdu.event_id().clone(), Vec::new);
+        if list.len() < STATE_CHECKS_PER_EVENT {
+            let pdu = Arc::clone(pdu);
+            list.push(StateCheck { version, signatures_verified, pdu, reads, result });
+        }
+    }
+
+    /// How many checks against a state were taken from the record rather than made.
+    pub fn state_checks_taken(&self) -> u64 {
+        self.state_checks_taken.load(Ordering::Relaxed)
     }
 
     /// Whether a server with ring `keys` may use this cache: only the very ring it was
@@ -328,14 +418,14 @@ mod tests {
         }
         let recorded = reads(&[(&first, false), (&second, true)], Some(&create));
         let v11 = RoomVersion::V11;
-        assert_eq!(cache.outlier_check(v11, &event, &recorded), None, "nothing recorded");
-        cache.record_outlier_check(v11, &event, &recorded, Err("power".into()));
-        assert_eq!(cache.outlier_check(v11, &event, &recorded), Some(Err("power".into())));
+        assert_eq!(cache.auth_events_check(v11, &event, &recorded), None, "nothing recorded");
+        cache.record_auth_events_check(v11, &event, &recorded, Err("power".into()));
+        assert_eq!(cache.auth_events_check(v11, &event, &recorded), Some(Err("power".into())));
         // Only the first check of an event is recorded.
-        cache.record_outlier_check(v11, &event, &recorded, Ok(()));
+        cache.record_auth_events_check(v11, &event, &recorded, Ok(()));
         let alike = reads(&[(&first, false), (&second, true)], Some(&create));
-        assert_eq!(cache.outlier_check(v11, &event, &alike), Some(Err("power".into())));
-        assert_eq!(cache.outlier_checks_taken(), 2);
+        assert_eq!(cache.auth_events_check(v11, &event, &alike), Some(Err("power".into())));
+        assert_eq!(cache.auth_events_checks_taken(), 2);
         // Any other read: another body (even an equal copy), rejection, create event,
         // number of auth events, event body or room version.
         let copy = Arc::new((*second).clone());
@@ -348,12 +438,84 @@ mod tests {
             reads(&[(&first, false), (&second, true), (&create, false)], Some(&create)),
         ];
         for (at, other) in others.iter().enumerate() {
-            assert_eq!(cache.outlier_check(v11, &event, other), None, "read {at}");
+            assert_eq!(cache.auth_events_check(v11, &event, other), None, "read {at}");
         }
         let event_copy = Arc::new((*event).clone());
-        assert_eq!(cache.outlier_check(v11, &event_copy, &recorded), None);
-        assert_eq!(cache.outlier_check(RoomVersion::V10, &event, &recorded), None);
-        assert_eq!(cache.outlier_check(v11, &first, &recorded), None, "another event");
-        assert_eq!(cache.outlier_checks_taken(), 2);
+        assert_eq!(cache.auth_events_check(v11, &event_copy, &recorded), None);
+        assert_eq!(cache.auth_events_check(RoomVersion::V10, &event, &recorded), None);
+        assert_eq!(cache.auth_events_check(v11, &first, &recorded), None, "another event");
+        assert_eq!(cache.auth_events_checks_taken(), 2);
+    }
+
+    /// A state's answer in the tests below: a type, and the body of its state event.
+    type Answer<'a> = (&'a str, Option<&'a Arc<Pdu>>);
+
+    /// Asks `cache` for a check of `pdu` against a state that answers as `answers` (type →
+    /// body; a type not listed has no state event), noting the questions in `asked`.
+    fn take_state_check(
+        cache: &VerifiedEvents,
+        asked: &std::cell::RefCell<Vec<String>>,
+        (version, verified): (RoomVersion, bool),
+        pdu: &Arc<Pdu>,
+        answers: &[Answer<'_>],
+    ) -> Option<Result<(), String>> {
+        asked.borrow_mut().clear();
+        cache.state_check(version, verified, pdu, |event_type, _| {
+            asked.borrow_mut().push(event_type.to_owned());
+            answers.iter().find(|(t, _)| *t == event_type).and_then(|(_, body)| *body)
+        })
+    }
+
+    #[test]
+    fn a_state_check_is_taken_only_where_every_question_gets_the_same_body() {
+        let (cache, build) = cache_and_message(7);
+        let (event, create, member) = (build("event"), build("create"), build("member"));
+        let v11 = (RoomVersion::V11, false);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let take = |how, pdu: &Arc<Pdu>, answers: &[Answer<'_>]| {
+            take_state_check(&cache, &asked, how, pdu, answers)
+        };
+        let read = |t: &str, body: Option<&Arc<Pdu>>| -> StateRead {
+            (t.into(), "".into(), body.cloned())
+        };
+        let same = [
+            ("m.room.create", Some(&create)),
+            ("m.room.power_levels", None),
+            ("m.room.member", Some(&member)),
+        ];
+        assert_eq!(take(v11, &event, &same), None, "nothing recorded");
+        let recorded = same.iter().map(|&(t, body)| read(t, body)).collect();
+        cache.record_state_check(RoomVersion::V11, false, &event, recorded, Err("power".into()));
+        assert_eq!(take(v11, &event, &same), Some(Err("power".into())));
+        assert_eq!(*asked.borrow(), ["m.room.create", "m.room.power_levels", "m.room.member"]);
+        assert_eq!(cache.state_checks_taken(), 1);
+        // Another answer to any question (an equal copy of a body included): not taken, and
+        // the record's replay ends at the first answer that differs.
+        let copy = Arc::new((*member).clone());
+        let others: [(&[Answer<'_>], usize); 4] = [
+            (&[("m.room.create", Some(&member)), ("m.room.member", Some(&member))], 1),
+            (&[("m.room.member", Some(&member))], 1),
+            (&[("m.room.create", Some(&create)), ("m.room.power_levels", Some(&create))], 2),
+            (&[("m.room.create", Some(&create)), ("m.room.member", Some(&copy))], 3),
+        ];
+        for (at, (other, questions)) in others.iter().enumerate() {
+            assert_eq!(take(v11, &event, other), None, "state {at}");
+            assert_eq!(asked.borrow().len(), *questions, "state {at}");
+        }
+        // Another body of the event, room version or signature treatment: not taken.
+        let event_copy = Arc::new((*event).clone());
+        assert_eq!(take(v11, &event_copy, &same), None, "an equal copy of the event");
+        assert_eq!(take((RoomVersion::V10, false), &event, &same), None);
+        assert_eq!(take((RoomVersion::V11, true), &event, &same), None);
+        assert_eq!(take(v11, &create, &same), None, "another event");
+        assert_eq!(cache.state_checks_taken(), 1);
+        // Four checks of one event are kept: the one above and the next three.
+        for n in 0..5 {
+            let body = build(&format!("create {n}"));
+            let reads = vec![read("m.room.create", Some(&body))];
+            cache.record_state_check(RoomVersion::V11, false, &event, reads, Ok(()));
+            let found = take(v11, &event, &[("m.room.create", Some(&body))]);
+            assert_eq!(found, (n < 3).then_some(Ok(())), "check {n}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Deciding a received event: the receipt checks 4–6 (against its auth events, the state
-//! before it and the current state) and the auth check of an outlier.
+//! before it and the current state) and the auth check of an outlier. With shared verified
+//! events, each check is taken from another server's where it read the very same bodies
+//! (`VerifiedEvents::auth_events_check`, `VerifiedEvents::state_check`).
 
 use super::*;
-use crate::homeserver::verified::AuthReads;
+use crate::homeserver::verified::{AuthReads, StateRead};
 
 /// The state an event's own auth events form (receipt check 4): a handful of state
 /// events searched linearly, where a map keyed by `(String, String)` built two strings per
@@ -31,6 +33,33 @@ impl AuthState for AuthEventState<'_> {
     }
 }
 
+/// The `AuthState` view of a stored state group that notes each question asked and the
+/// body it answered with, for [`VerifiedEvents::record_state_check`].
+struct RecordingView<'a> {
+    store: &'a Store,
+    group: StateGroupId,
+    reads: RefCell<Vec<StateRead>>,
+}
+
+impl AuthState for RecordingView<'_> {
+    fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
+        let found = state_body(self.store, self.group, event_type, state_key);
+        self.reads.borrow_mut().push((event_type.into(), state_key.into(), found.cloned()));
+        found.map(|pdu| &**pdu)
+    }
+}
+
+/// The body of the state event (`event_type`, `state_key`) of `group`, as [`GroupView`]
+/// answers.
+fn state_body<'s>(
+    store: &'s Store,
+    group: StateGroupId,
+    event_type: &str,
+    state_key: &str,
+) -> Option<&'s Arc<Pdu>> {
+    store.state_get_parts(group, event_type, state_key).and_then(|id| store.pdu(id))
+}
+
 impl Homeserver {
     /// The receipt checks 4–6 (federation-api.md §3) for an event whose auth and prev
     /// events are all stored with state. Does not store it.
@@ -47,20 +76,36 @@ impl Homeserver {
             Ok(group) => group,
             Err(reason) => return Outcome::rejected(RejectionKind::StateBefore, reason),
         };
-        let check = |store: &Store, group: StateGroupId| -> Result<(), Rejection> {
-            let view = GroupView { store, group };
-            auth::check_state_rules(rules, pdu, &view, signatures)
+        let shared = self.verified_shared.then_some(&*self.verified);
+        let verified = matches!(signatures, SignatureCheck::AlreadyVerified);
+        let check = |store: &Store, group: StateGroupId| -> Result<(), String> {
+            let Some(shared) = shared else {
+                let view = GroupView { store, group };
+                return auth::check_state_rules(rules, pdu, &view, signatures)
+                    .map_err(|rejection| rejection.to_string());
+            };
+            let read =
+                |event_type: &str, state_key: &str| state_body(store, group, event_type, state_key);
+            if let Some(taken) = shared.state_check(rules.version, verified, pdu, read) {
+                return taken;
+            }
+            let view = RecordingView { store, group, reads: RefCell::default() };
+            let result = auth::check_state_rules(rules, pdu, &view, signatures)
+                .map_err(|rejection| rejection.to_string());
+            let reads = view.reads.into_inner();
+            shared.record_state_check(rules.version, verified, pdu, reads, result.clone());
+            result
         };
-        if let Err(rejection) = check(&self.store, before) {
-            return Outcome::rejected(RejectionKind::StateBefore, rejection.to_string());
+        if let Err(reason) = check(&self.store, before) {
+            return Outcome::rejected(RejectionKind::StateBefore, reason);
         }
         // Check 6: against the current state. When that is the very state group of check 5
         // (an event on the room's only forward extremity, the common case), the rules read
         // the same state and give the same answer: it passed above.
         let current = self.store.room(room_id).and_then(|r| r.current_state);
         if let Some(current) = current.filter(|&current| current != before) {
-            if let Err(rejection) = check(&self.store, current) {
-                return Outcome::soft_failed(rejection.to_string());
+            if let Err(reason) = check(&self.store, current) {
+                return Outcome::soft_failed(reason);
             }
         }
         Outcome::accepted()
@@ -79,16 +124,7 @@ impl Homeserver {
             Ok(reads) => reads,
             Err(rejected) => return rejected,
         };
-        let shared = self.verified_shared.then_some(&self.verified);
-        let taken = shared.and_then(|verified| verified.outlier_check(rules.version, pdu, &reads));
-        let result = taken.unwrap_or_else(|| {
-            let result = check_with_reads(rules, pdu, &reads, SignatureCheck::Keys(&self.keys));
-            if let Some(verified) = shared {
-                verified.record_outlier_check(rules.version, pdu, &reads, result.clone());
-            }
-            result
-        });
-        match result {
+        match self.shared_check_with_reads(rules, pdu, &reads, SignatureCheck::Keys(&self.keys)) {
             Ok(()) => Outcome::outlier(),
             Err(reason) => Outcome::rejected(RejectionKind::AuthEvents, reason),
         }
@@ -102,13 +138,38 @@ impl Homeserver {
         &self,
         rules: &RoomVersionRules,
         room_id: &str,
-        pdu: &Pdu,
+        pdu: &Arc<Pdu>,
         accepted_create: bool,
         signatures: SignatureCheck<'_>,
     ) -> Result<(), Outcome> {
         let reads = self.auth_reads(rules, room_id, pdu, accepted_create)?;
-        check_with_reads(rules, pdu, &reads, signatures)
+        self.shared_check_with_reads(rules, pdu, &reads, signatures)
             .map_err(|reason| Outcome::rejected(RejectionKind::AuthEvents, reason))
+    }
+
+    /// [`check_with_reads`], taken from the shared record where another server made it
+    /// reading the very same bodies with the same rejections, and recorded otherwise. Only
+    /// checks that verify signatures with the key ring are shared: every server that shares
+    /// the record holds that very ring, where a check that takes signatures as verified on
+    /// receipt (Linearized Matrix's decisions) is another function of the same reads.
+    fn shared_check_with_reads(
+        &self,
+        rules: &RoomVersionRules,
+        pdu: &Arc<Pdu>,
+        reads: &AuthReads<'_>,
+        signatures: SignatureCheck<'_>,
+    ) -> Result<(), String> {
+        let shareable = self.verified_shared && matches!(signatures, SignatureCheck::Keys(_));
+        let shared = shareable.then_some(&self.verified);
+        let taken =
+            shared.and_then(|verified| verified.auth_events_check(rules.version, pdu, reads));
+        taken.unwrap_or_else(|| {
+            let result = check_with_reads(rules, pdu, reads, signatures);
+            if let Some(verified) = shared {
+                verified.record_auth_events_check(rules.version, pdu, reads, result.clone());
+            }
+            result
+        })
     }
 
     /// What receipt check 4 reads of the store: each auth event's body and whether it was
