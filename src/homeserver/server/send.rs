@@ -141,6 +141,16 @@ impl Homeserver {
         let joined = self.joined_now(room_id);
         let cache = self.joined.borrow();
         let joined = joined.then(|| cache[room_id].1.keys()).into_iter().flatten();
+        if extra.is_empty() && hub.is_none() && participants.is_empty() {
+            // The joined servers alone, already in name order and each once: sent to as
+            // read, without a set of their names (most events, at every server).
+            for server in joined {
+                if *server != self.name && Some(server.as_str()) != except {
+                    self.outbound.enqueue_pdu(server, Arc::clone(&json), Arc::clone(&room));
+                }
+            }
+            return;
+        }
         let servers: BTreeSet<&str> = joined
             .chain(extra)
             .map(String::as_str)
