@@ -87,6 +87,13 @@ impl Homeserver {
             let read =
                 |event_type: &str, state_key: &str| state_body(store, group, event_type, state_key);
             if let Some(taken) = shared.state_check(rules.version, verified, pdu, read) {
+                debug_assert_eq!(
+                    taken,
+                    auth::check_state_rules(rules, pdu, &GroupView { store, group }, signatures)
+                        .map_err(|rejection| rejection.to_string()),
+                    "a state check taken for {} differs from the check made",
+                    pdu.event_id(),
+                );
                 return taken;
             }
             let view = RecordingView { store, group, reads: RefCell::default() };
@@ -163,6 +170,13 @@ impl Homeserver {
         let shared = shareable.then_some(&self.verified);
         let taken =
             shared.and_then(|verified| verified.auth_events_check(rules.version, pdu, reads));
+        debug_assert!(
+            taken
+                .as_ref()
+                .is_none_or(|taken| *taken == check_with_reads(rules, pdu, reads, signatures)),
+            "a check of {} against its auth events taken differs from the check made",
+            pdu.event_id(),
+        );
         taken.unwrap_or_else(|| {
             let result = check_with_reads(rules, pdu, reads, signatures);
             if let Some(verified) = shared {

@@ -88,21 +88,32 @@ impl Homeserver {
         let pdu = self.build_event(now, room_id, sender, event_type, state_key, content)?;
         self.check_local(room_id, &pdu)?;
         // Servers that were in the room before the event get it too: a kick, ban or leave
-        // must reach the server whose user it removes. Only a member event changes which
-        // servers are joined, so after any other the joined servers `fan_out` reads are
-        // those before, and are not copied here (99 names per message at 100 servers).
+        // must reach the server whose user it removes.
         let mut destinations = extra_destinations.to_vec();
-        let joined_may_change = event_type == "m.room.member";
-        let before = if joined_may_change || cfg!(debug_assertions) {
-            self.joined_servers(room_id)
+        if event_type == "m.room.member" {
+            destinations.extend(self.joined_servers(room_id));
+            self.commit_created(room_id, &pdu, out);
         } else {
-            BTreeSet::new()
-        };
-        self.commit_created(room_id, &pdu, out);
-        if joined_may_change {
-            destinations.extend(before);
-        } else {
-            debug_assert!(before.is_subset(&self.joined_servers(room_id)), "{event_type} left");
+            // Only a member event changes which servers are joined: when the new current
+            // state is the old one with this event on top, the joined servers `fan_out`
+            // reads are those before, and are not copied (99 names per message at 100
+            // servers). Otherwise (more forward extremities than an event cites, merged
+            // by a resolution) the servers joined in the old current state are added, as
+            // a member event's are.
+            let old = self.store.room(room_id).and_then(|r| r.current_state);
+            self.commit_created(room_id, &pdu, out);
+            let new = self.store.room(room_id).and_then(|r| r.current_state);
+            let stored = self.store.event(pdu.event_id());
+            let on_top = stored.is_some_and(|e| e.state_before == old && e.state_after == new);
+            match old {
+                Some(old) if !on_top => destinations.extend(self.joined_counts(old).into_keys()),
+                Some(old) => debug_assert_eq!(
+                    self.joined_counts(old).into_keys().collect::<BTreeSet<_>>(),
+                    self.joined_servers(room_id),
+                    "a {event_type} event on top of the current state changed who is joined",
+                ),
+                None => {}
+            }
         }
         self.fan_out(room_id, &pdu, &destinations, None);
         Ok(pdu)

@@ -317,7 +317,7 @@ impl Homeserver {
     }
 
     /// The joined members per server of a stored state, read in full.
-    fn joined_counts(&self, group: StateGroupId) -> BTreeMap<String, u32> {
+    pub(super) fn joined_counts(&self, group: StateGroupId) -> BTreeMap<String, u32> {
         let mut counts = BTreeMap::new();
         for (key, id) in self.store.state(group) {
             if let Some(server) = self.joined_server(&key, Some(&id)) {
