@@ -704,7 +704,7 @@ impl Homeserver {
             })
             .collect();
         for (room_id, group, version, was_joined) in rooms {
-            let joined = self.has_joined_member(&room_id, &self.name);
+            let joined = self.has_joined_member_here(&room_id);
             self.membership_seen.insert(room_id.clone(), (group, joined));
             let observed_already = out.iter().any(|o| {
                 matches!(o, Output::Observed(Observation::RoomJoined { room_id: r, .. }) if *r == room_id)
