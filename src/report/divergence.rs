@@ -105,12 +105,34 @@ pub fn state_hash(state: &StateMap) -> String {
     StateDigest::of(state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str()))).name()
 }
 
+/// The hash of each event's replayed state ([`state_hash`]) once computed, by event id
+/// (`None`: no replayed state), for [`changes`] and [`state_differences`] alike: a state of
+/// a hundred servers' members costs as many SHA-256 computations to hash.
+#[derive(Default)]
+struct StateHashes(BTreeMap<String, Option<String>>);
+
+impl StateHashes {
+    /// The hash of the replayed state after event `id`, if it has one.
+    fn of(&mut self, id: &str, after: &StatesAfter) -> Option<&str> {
+        if !self.0.contains_key(id) {
+            let hash = after.get(id).map(|state| state_hash(state));
+            self.0.insert(id.to_owned(), hash);
+        }
+        self.0[id].as_deref()
+    }
+}
+
 /// Every server's state changes in the room, in trace order, each with the event behind
 /// it: of the server's event records in the room, the first one at the same millisecond
 /// after the `state` record (a homeserver reports the state change of one receipt just
 /// before the receipt's decision) or the last one before it, whichever has a replayed
 /// state with the recorded hash; failing that, the one after, else the one before.
-fn changes(trace: &Trace, room: &RoomModel, after: &StatesAfter) -> BTreeMap<String, Vec<Change>> {
+fn changes(
+    trace: &Trace,
+    room: &RoomModel,
+    after: &StatesAfter,
+    hashes: &mut StateHashes,
+) -> BTreeMap<String, Vec<Change>> {
     // (server → changes with (event before, event after at the same t)).
     type Pending = (Change, Option<Text>, Option<Text>);
     // Looked up by server for each of the room's event records (a million at a thousand
@@ -136,18 +158,10 @@ fn changes(trace: &Trace, room: &RoomModel, after: &StatesAfter) -> BTreeMap<Str
             _ => {}
         }
     }
-    // Each event's replayed state is hashed once, however many changes name it.
-    let mut hashes: BTreeMap<String, Option<String>> = BTreeMap::new();
-    // Looked up by the borrowed id: the id is copied once per event, not once per change.
+    // Each event's replayed state is hashed once, however many changes name it; the id is
+    // copied once per event, not once per change.
     let mut matches = |id: &Option<Text>, hash: &str| -> bool {
-        let Some(id) = id else { return false };
-        if let Some(known) = hashes.get(id.as_str()) {
-            return known.as_deref() == Some(hash);
-        }
-        let known = after.get(id.as_str()).map(|state| state_hash(state));
-        let same = known.as_deref() == Some(hash);
-        hashes.insert(id.as_str().to_owned(), known);
-        same
+        id.as_ref().is_some_and(|id| hashes.of(id.as_str(), after) == Some(hash))
     };
     let mut out = BTreeMap::new();
     for (server, list) in found.into_sorted() {
@@ -184,7 +198,8 @@ pub fn divergences(
     memberships: &BTreeMap<(String, String), Vec<Membership>>,
     after: &StatesAfter,
 ) -> Divergences {
-    let changes = changes(trace, room, after);
+    let mut hashes = StateHashes::default();
+    let changes = changes(trace, room, after, &mut hashes);
     let servers: Vec<&String> = room.servers.iter().filter(|s| changes.contains_key(*s)).collect();
     let spans = |server: &str| memberships.get(&(room.room_id.clone(), server.to_owned()));
     let end_ms = room.end_ms;
@@ -208,7 +223,7 @@ pub fn divergences(
         ))
     });
     out.rows.truncate(ROWS_MAX);
-    state_differences(&mut out.rows, &changes, after, &finals, end_ms);
+    state_differences(&mut out.rows, &changes, after, &finals, end_ms, &mut hashes);
     out
 }
 
@@ -313,6 +328,7 @@ fn state_differences(
     after: &StatesAfter,
     finals: &BTreeMap<String, StateMap>,
     end_ms: u64,
+    hashes: &mut StateHashes,
 ) {
     // Every replayed state by hash, built only if a row needs it.
     let mut by_hash: Option<BTreeMap<String, &StateMap>> = None;
@@ -320,9 +336,14 @@ fn state_differences(
         let last_ms = row.rejoin.as_ref().map_or(end_ms, |(t, _)| t.saturating_sub(1));
         let mut state = |server: &str| {
             let change = at(&changes[server], last_ms)?;
-            reconstruct(change, after, finals).or_else(|| {
+            reconstruct(change, after, finals, hashes).or_else(|| {
                 let index = by_hash.get_or_insert_with(|| {
-                    after.values().map(|state| (state_hash(state), &**state)).collect()
+                    let mut index = BTreeMap::new();
+                    for (id, state) in after {
+                        let hash = hashes.of(id, after).expect("a replayed state").to_owned();
+                        index.insert(hash, &**state);
+                    }
+                    index
                 });
                 index.get(change.hash.as_str()).map(|state| (*state).clone())
             })
@@ -388,10 +409,11 @@ fn reconstruct(
     change: &Change,
     after: &StatesAfter,
     finals: &BTreeMap<String, StateMap>,
+    hashes: &mut StateHashes,
 ) -> Option<StateMap> {
-    if let Some(state) = change.event.as_ref().and_then(|id| after.get(id.as_str())) {
-        if change.hash == state_hash(state) {
-            return Some(StateMap::clone(state));
+    if let Some(id) = &change.event {
+        if hashes.of(id.as_str(), after) == Some(change.hash.as_str()) {
+            return after.get(id.as_str()).map(|state| StateMap::clone(state));
         }
     }
     finals.get(change.hash.as_str()).cloned()
