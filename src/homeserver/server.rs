@@ -423,15 +423,24 @@ pub struct RoomView {
 }
 
 /// The `AuthState` view of a stored state group.
+#[derive(Clone, Copy)]
 struct GroupView<'a> {
     store: &'a Store,
     group: StateGroupId,
 }
 
+impl<'a> GroupView<'a> {
+    /// The body of the state event (`event_type`, `state_key`), the one the store holds
+    /// (shared between servers when verified events are).
+    fn body(&self, event_type: &str, state_key: &str) -> Option<&'a Arc<Pdu>> {
+        let id = self.store.state_get_parts(self.group, event_type, state_key)?;
+        self.store.pdu(id)
+    }
+}
+
 impl AuthState for GroupView<'_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
-        let id = self.store.state_get_parts(self.group, event_type, state_key)?;
-        self.store.pdu(id).map(|pdu| &**pdu)
+        self.body(event_type, state_key).map(|pdu| &**pdu)
     }
 }
 

@@ -33,31 +33,19 @@ impl AuthState for AuthEventState<'_> {
     }
 }
 
-/// The `AuthState` view of a stored state group that notes each question asked and the
-/// body it answered with, for [`VerifiedEvents::record_state_check`].
+/// A [`GroupView`] that notes each question asked and the body it answered with, for
+/// [`VerifiedEvents::record_state_check`].
 struct RecordingView<'a> {
-    store: &'a Store,
-    group: StateGroupId,
+    view: GroupView<'a>,
     reads: RefCell<Vec<StateRead>>,
 }
 
 impl AuthState for RecordingView<'_> {
     fn get(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
-        let found = state_body(self.store, self.group, event_type, state_key);
+        let found = self.view.body(event_type, state_key);
         self.reads.borrow_mut().push((event_type.into(), state_key.into(), found.cloned()));
         found.map(|pdu| &**pdu)
     }
-}
-
-/// The body of the state event (`event_type`, `state_key`) of `group`, as [`GroupView`]
-/// answers.
-fn state_body<'s>(
-    store: &'s Store,
-    group: StateGroupId,
-    event_type: &str,
-    state_key: &str,
-) -> Option<&'s Arc<Pdu>> {
-    store.state_get_parts(group, event_type, state_key).and_then(|id| store.pdu(id))
 }
 
 impl Homeserver {
@@ -79,27 +67,25 @@ impl Homeserver {
         let shared = self.verified_shared.then_some(&*self.verified);
         let verified = matches!(signatures, SignatureCheck::AlreadyVerified);
         let check = |store: &Store, group: StateGroupId| -> Result<(), String> {
-            let Some(shared) = shared else {
-                let view = GroupView { store, group };
-                return auth::check_state_rules(rules, pdu, &view, signatures)
-                    .map_err(|rejection| rejection.to_string());
+            let view = GroupView { store, group };
+            let made = |state: &dyn AuthState| {
+                auth::check_state_rules(rules, pdu, state, signatures)
+                    .map_err(|rejection| rejection.to_string())
             };
-            let read =
-                |event_type: &str, state_key: &str| state_body(store, group, event_type, state_key);
+            let Some(shared) = shared else { return made(&view) };
+            let read = |event_type: &str, state_key: &str| view.body(event_type, state_key);
             if let Some(taken) = shared.state_check(rules.version, verified, pdu, read) {
                 debug_assert_eq!(
                     taken,
-                    auth::check_state_rules(rules, pdu, &GroupView { store, group }, signatures)
-                        .map_err(|rejection| rejection.to_string()),
+                    made(&view),
                     "a state check taken for {} differs from the check made",
                     pdu.event_id(),
                 );
                 return taken;
             }
-            let view = RecordingView { store, group, reads: RefCell::default() };
-            let result = auth::check_state_rules(rules, pdu, &view, signatures)
-                .map_err(|rejection| rejection.to_string());
-            let reads = view.reads.into_inner();
+            let recording = RecordingView { view, reads: RefCell::default() };
+            let result = made(&recording);
+            let reads = recording.reads.into_inner();
             shared.record_state_check(rules.version, verified, pdu, reads, result.clone());
             result
         };

@@ -141,14 +141,15 @@ impl Homeserver {
         let joined = self.joined_now(room_id);
         let cache = self.joined.borrow();
         let joined = joined.then(|| cache[room_id].1.keys()).into_iter().flatten();
+        let send = |server: &str| {
+            if server != self.name && Some(server) != except {
+                self.outbound.enqueue_pdu(server, Arc::clone(&json), Arc::clone(&room));
+            }
+        };
         if extra.is_empty() && hub.is_none() && participants.is_empty() {
             // The joined servers alone, already in name order and each once: sent to as
             // read, without a set of their names (most events, at every server).
-            for server in joined {
-                if *server != self.name && Some(server.as_str()) != except {
-                    self.outbound.enqueue_pdu(server, Arc::clone(&json), Arc::clone(&room));
-                }
-            }
+            joined.map(String::as_str).for_each(send);
             return;
         }
         let servers: BTreeSet<&str> = joined
@@ -157,11 +158,7 @@ impl Homeserver {
             .chain(hub.as_deref())
             .filter(|server| !participants.contains(*server))
             .collect();
-        for server in servers {
-            if server != self.name && Some(server) != except {
-                self.outbound.enqueue_pdu(server, Arc::clone(&json), Arc::clone(&room));
-            }
-        }
+        servers.into_iter().for_each(send);
     }
 
     /// Servers with a joined member in the room's current state.
