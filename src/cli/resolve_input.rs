@@ -662,10 +662,7 @@ mod tests {
         /// a key, an escape).
         #[test]
         fn damaged_inputs_are_refused_with_the_whole_text_parsers_error(
-            edits in proptest::collection::vec(
-                (0usize..4000, proptest::sample::select(b"{}[]\",:\\ a0-\n".to_vec()), 0u8..3),
-                1..4,
-            )
+            edits in canonical_json::damage_edits(4000, b"{}[]\",:\\ a0-\n", 1..4)
         ) {
             refused_as_the_whole_text_is(DEMOTION, edits)?;
         }
@@ -673,10 +670,7 @@ mod tests {
         /// The same where the damage may hit the members only checked as JSON.
         #[test]
         fn damaged_signed_inputs_are_refused_with_the_whole_text_parsers_error(
-            edits in proptest::collection::vec(
-                (0usize..6000, proptest::sample::select(b"{}[]\",:\\ a0-.\n".to_vec()), 0u8..3),
-                1..4,
-            )
+            edits in canonical_json::damage_edits(6000, b"{}[]\",:\\ a0-.\n", 1..4)
         ) {
             refused_as_the_whole_text_is(&signed_demotion(), edits)?;
         }

@@ -154,6 +154,18 @@ pub(crate) fn damaged(text: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
     text
 }
 
+/// Edits for [`damaged`]: `count` of them, each at a position below `within` with a byte
+/// of `bytes` and any of the three kinds.
+#[cfg(test)]
+pub(crate) fn damage_edits(
+    within: usize,
+    bytes: &[u8],
+    count: std::ops::Range<usize>,
+) -> impl proptest::strategy::Strategy<Value = Vec<(usize, u8, u8)>> {
+    let edit = (0..within, proptest::sample::select(bytes.to_vec()), 0u8..3);
+    proptest::collection::vec(edit, count)
+}
+
 /// The brackets of an object or an array, and how [`Parser::items`] refuses what stands
 /// where a separator or the closing bracket should.
 #[derive(Clone, Copy)]

@@ -404,10 +404,7 @@ proptest::proptest! {
     /// or refused with the same error.
     #[test]
     fn damaged_texts_are_checked_as_they_are_read(
-        edits in proptest::collection::vec(
-            (0usize..400, proptest::sample::select(b"{}[]\",:\\ a0-.eu\n".to_vec()), 0u8..3),
-            0..4,
-        )
+        edits in damage_edits(400, b"{}[]\",:\\ a0-.eu\n", 0..4)
     ) {
         let text = damaged(CHECKED.as_bytes(), &edits);
         let (read, end) = read_first(&text, Parser::value);
