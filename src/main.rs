@@ -94,11 +94,18 @@ mod mimalloc_option {
     pub const PURGE_DELAY: i32 = 15;
 }
 
-/// Commits arena memory as it is used and returns freed memory after 10 ms (v2's default,
-/// set here all the same; v3's is a second): with v3's defaults the peak resident memory
-/// of `mxsim resolve` on a 16,000-event room was 2.5 times the system allocator's, with
-/// these 15% more (and less in simulations). Returning memory at once (0 ms) kept a tenth
-/// less, but refaulting the pages cost a simulation 4 to 6% more CPU time.
+/// Commits arena memory as it is used and returns freed memory after 300 ms (v2's default
+/// is 10, v3's a second). With v3's defaults the peak resident memory of `mxsim resolve` on
+/// a 16,000-event room was 2.5 times the system allocator's, with eager commit off 15% more
+/// (and less in simulations). The delay trades page faults for peak memory: a simulation
+/// frees and allocates all the time, and memory returned to the OS is faulted in again when
+/// a later allocation takes it. Returning it at once (0 ms) kept a tenth less but cost a
+/// simulation 4 to 6% more CPU time. Against 10 ms, 300 ms took `big300`'s page faults from
+/// 66,000 to 41,000 and `big100`'s CPU time 3 to 4% down, for a peak 9% higher at 100
+/// servers, 15% at 300 and 6 to 9% at 1,000; a second, or no purging at all, saved little
+/// more CPU time for a 27% higher peak at 1,000 servers (`docs/performance.md`, "The
+/// allocator's purge delay"). These options are set in code, so mimalloc's environment
+/// variables for them are not read.
 ///
 /// The first allocation reserves the arena that a run then lives in, and the Rust runtime
 /// allocates before `main`; so on Linux this runs as an ELF initialiser, before the
@@ -110,7 +117,7 @@ extern "C" fn configure_allocator() {
     // exists.
     unsafe {
         libmimalloc_sys::mi_option_set(mimalloc_option::ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(mimalloc_option::PURGE_DELAY, 10);
+        libmimalloc_sys::mi_option_set(mimalloc_option::PURGE_DELAY, 300);
     }
 }
 
