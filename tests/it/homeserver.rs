@@ -1757,6 +1757,27 @@ fn state_resolution_reads_the_original_of_a_redacted_event() {
     assert!(h.state("hs2", &room).unwrap().contains_key(&topic_key), "the merge happened");
 }
 
+/// A `/send` answer that repeats, byte for byte, the last one that accepted every PDU is
+/// taken as that answer without being decoded again (debug builds, which run this, decode
+/// it all the same and compare): with two peers answering each message alike, every
+/// transaction is delivered once, none is retried, and the room converges.
+#[test]
+fn answers_repeating_an_accepting_answer_deliver_their_transactions() {
+    let names = ["hs1", "hs2", "hs3"];
+    let (mut h, room) = room_with(&names, RoomVersion::V11);
+    h.run_for(Duration::from_secs(60));
+    let before = requests_to(&h, "hs1", "send");
+    for n in 0..3 {
+        let body = serde_json::json!({"body": format!("message {n}")});
+        send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
+        h.run(2_000);
+    }
+    h.run_for(Duration::from_secs(600));
+    assert_eq!(requests_to(&h, "hs1", "send") - before, 6, "one transaction per message and peer");
+    assert_eq!(h.failures(), Vec::<String>::new());
+    assert_converged(&h, &room, &names, "after three messages");
+}
+
 /// How many requests `server` sent whose path starts with `/_matrix/federation/v1/{endpoint}/`.
 fn requests_to(h: &Harness, server: &str, endpoint: &str) -> usize {
     let prefix = format!("/_matrix/federation/v1/{endpoint}/");
