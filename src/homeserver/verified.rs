@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::homeserver::wire::SendScans;
 use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::KeyRing;
 use crate::matrix::ids::EventIdMap;
@@ -145,6 +146,8 @@ pub struct VerifiedEvents {
     state_checks: Mutex<EventIdMap<Vec<StateCheck>>>,
     /// How many recorded checks against a state were taken.
     state_checks_taken: AtomicU64,
+    /// The scan of the last `/send` body read, for the receivers of the same body.
+    send_scans: SendScans,
 }
 
 impl VerifiedEvents {
@@ -159,7 +162,13 @@ impl VerifiedEvents {
             auth_events_checks_taken: AtomicU64::new(0),
             state_checks: Mutex::new(EventIdMap::default()),
             state_checks_taken: AtomicU64::new(0),
+            send_scans: SendScans::default(),
         }
+    }
+
+    /// The scan of the last `/send` body a server of this cache read ([`SendScans`]).
+    pub fn send_scans(&self) -> &SendScans {
+        &self.send_scans
     }
 
     /// The result of the auth check of `pdu` against its own auth events, if

@@ -52,8 +52,10 @@ impl Homeserver {
         // A transaction's PDUs that this process checked before are recognised by their
         // bytes and not parsed again: in a simulation every receiver but the first gets
         // exact copies of what the first one checked.
+        // The scan of a body the receivers share is made once ([`wire::SendScans`]).
         let known = |bytes: &[u8]| self.verified.get_bytes(bytes);
-        let (request, checked) = match Request::from_http_knowing(http, known) {
+        let scans = Some(self.verified.send_scans());
+        let (request, checked) = match Request::from_http_scanning(http, scans, known) {
             Ok(decoded) => decoded,
             Err(error) => return error.to_response().to_http(),
         };

@@ -55,7 +55,7 @@ mod transaction;
 pub use endpoint::Endpoint;
 pub use error::{ErrCode, ErrorResponse, WireError};
 pub use http::{HttpRequest, HttpResponse, Method, RequestBody};
-pub use request::Request;
+pub use request::{Request, SendScans};
 pub use response::{KnownPdus, MakeMembership, PduResult, Response, SendJoin};
 pub use transaction::{Edu, LastTransactionBody, OutgoingPdu, Transaction};
 

@@ -780,7 +780,7 @@ fn send_bodies_as_servers_send_them_are_read_in_one_pass() {
     let known = |bytes: &[u8]| (0..6).find(|&n| text(n).as_bytes() == bytes).filter(|n| n % 2 == 0);
     let send = |body: &str| http(Method::Put, "/_matrix/federation/v1/send/t1", Some(body));
     let read = |http: &HttpRequest| {
-        super::request::read_send(http, http.body.as_deref().unwrap(), &mut { known })
+        super::request::read_send(http, http.body.as_deref().unwrap(), None, &mut { known })
     };
     let pdus = |ns: &[i64]| ns.iter().map(|&n| text(n)).collect::<Vec<_>>().join(",");
     // A PDU nested as deep as a body may nest (the body, its list and the PDU are three
@@ -874,6 +874,66 @@ fn send_bodies_as_servers_send_them_are_read_in_one_pass() {
     // Another endpoint under the `/send` prefix's spelling is routed as `from_http` does.
     let wrong = http(Method::Put, "/_matrix/federation/v1/send/t1/more", Some("{}"));
     assert!(read(&wrong).is_none());
+}
+
+/// The receivers of one shared `/send` body take the scan the first made (`SendScans`),
+/// and decode exactly what they decode without it; equal bytes in another allocation, and
+/// a shared body changed after it was scanned, are scanned again.
+#[test]
+fn receivers_of_one_shared_send_body_take_its_scan() {
+    let pdu = |n: i64| object(json!({"type": "m.room.message", "depth": n, "content": {"b": "é"}}));
+    let text = |n: i64| String::from_utf8(canonical_json::encode_object(&pdu(n)).unwrap()).unwrap();
+    let known = |bytes: &[u8]| (0..6).find(|&n| text(n).as_bytes() == bytes).filter(|n| n % 2 == 0);
+    let send = |target: &str, body: &str| http(Method::Put, target, Some(body));
+    let body = format!(
+        "{{\"origin\":\"hs1\",\"origin_server_ts\":7,\"pdus\":[{},{},{}]}}",
+        text(0),
+        text(1),
+        text(2)
+    );
+    let first = send("/_matrix/federation/v1/send/t1", &body);
+    let second = HttpRequest {
+        method: Method::Put,
+        path_and_query: "/_matrix/federation/v1/send/t2".into(),
+        body: first.body.clone(),
+    };
+    let equal = send("/_matrix/federation/v1/send/t3", &body);
+    let scans = SendScans::default();
+    let scan_of = |http: &HttpRequest| scans.scan(http.body.as_ref().unwrap());
+    let kept = scan_of(&first).unwrap();
+    assert!(Arc::ptr_eq(&kept, &scan_of(&second).unwrap()), "the same bytes: the kept scan");
+    for http in [&first, &second, &equal] {
+        let scanned = Request::from_http_scanning(http, Some(&scans), known).unwrap();
+        assert_eq!(scanned, Request::from_http_knowing(http, known).unwrap(), "{http:?}");
+        assert_eq!(scanned.1, [Some(0), None, Some(2)]);
+    }
+    let again = scan_of(&equal).unwrap();
+    assert!(!Arc::ptr_eq(&kept, &again), "equal bytes elsewhere are scanned again");
+
+    // A shared body changed in flight is copied first, so the kept scan is not taken for it.
+    let mut damaged = equal.clone();
+    let bytes = damaged.body.as_mut().unwrap().make_mut();
+    let at = bytes.iter().position(|&b| b == b'7').unwrap();
+    bytes[at] = b'8';
+    let changed = scan_of(&damaged).unwrap();
+    assert!(!Arc::ptr_eq(&again, &changed));
+    let decoded = Request::from_http_scanning(&damaged, Some(&scans), known).unwrap();
+    assert_eq!(decoded, Request::from_http_knowing(&damaged, known).unwrap());
+    let Request::SendTransaction { transaction, .. } = decoded.0 else { panic!("a transaction") };
+    assert_eq!(transaction.origin_server_ts, 8);
+
+    // A body that does not scan gets `from_http`'s answer, and leaves the kept scan.
+    let bad =
+        send("/_matrix/federation/v1/send/t4", "{\"origin\":1,\"origin_server_ts\":7,\"pdus\":[]}");
+    assert!(scan_of(&bad).is_none());
+    assert_eq!(
+        Request::from_http_scanning(&bad, Some(&scans), known)
+            .map(|(r, _)| r)
+            .unwrap_err()
+            .to_string(),
+        Request::from_http(&bad).unwrap_err().to_string()
+    );
+    assert!(Arc::ptr_eq(&changed, &scan_of(&damaged).unwrap()));
 }
 
 #[test]
@@ -981,7 +1041,7 @@ fn send_bodies_damaged_anywhere_decode_as_from_http_decodes_them() {
         }
         let Ok(text) = String::from_utf8(bytes) else { continue };
         let http = http(Method::Put, "/_matrix/federation/v1/send/t1", Some(&text));
-        if super::request::read_send(&http, text.as_bytes(), &mut { known }).is_some() {
+        if super::request::read_send(&http, text.as_bytes(), None, &mut { known }).is_some() {
             read_in_one_pass += 1;
         }
         match Request::from_http_knowing(&http, known) {
