@@ -365,8 +365,8 @@ pub struct Homeserver {
     /// (to another destination, in the same instant).
     last_transaction_body: wire::LastTransactionBody,
     /// The body of the last answer to a transaction of this server's that accepted every
-    /// PDU ([`Homeserver::accepted_again`]). Volatile.
-    last_accepting_answer: Vec<u8>,
+    /// PDU ([`Homeserver::accepted_again`]), if any. Volatile.
+    last_accepting_answer: Option<Vec<u8>>,
     /// Events stored during the current input, reported in one `Output::Committed`.
     committed: Vec<EventId>,
     skew_ms: i64,
@@ -563,7 +563,7 @@ impl Homeserver {
             timer_at: None,
             outbound_timer: None,
             last_transaction_body: wire::LastTransactionBody::default(),
-            last_accepting_answer: Vec::new(),
+            last_accepting_answer: None,
             committed: Vec::new(),
             skew_ms: 0,
             membership_seen: BTreeMap::new(),

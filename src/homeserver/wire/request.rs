@@ -440,7 +440,7 @@ impl Request {
             && http.path_and_query.starts_with(SEND_PATH)
             && http.body.as_ref().is_some_and(|body| body.len() <= REQUEST_BODY_BYTES_MAX);
         let Some(body) = http.body.as_deref().filter(|_| is_send) else { return whole(http) };
-        if let Some(read) = read_send(http, body, scans, &mut known) {
+        if let Some(read) = read_send(http, scans, &mut known) {
             return Ok(read);
         }
         let Some(lists) = PduLists::scan(body, &["pdus"], Some(TRANSACTION_PDUS_MAX)) else {
@@ -507,14 +507,15 @@ fn route(http: &HttpRequest) -> Result<(Endpoint, Vec<&str>, Query), WireError> 
 /// in any order. Each PDU's bytes are found by matching brackets and quotes and given to
 /// `known`; one it does not recognise is read in full from where it starts, and must end
 /// where the match ended. `None` for any other body, or any error: the caller then decodes
-/// as before, so what is accepted and every error stay `from_http`'s.
+/// as before, so what is accepted and every error stay `from_http`'s. The scan (everything
+/// but asking `known` and reading the unrecognised PDUs) is taken from `scans` when it
+/// holds the scan of this very body.
 ///
 /// The request returned is `from_http`'s for the body without the recognised PDUs: the
 /// reader checks what it reads as `parse` does (the nesting limit, numbers, strings,
 /// duplicate keys), and the recognised PDUs are bytes parsed and checked before.
 pub(super) fn read_send<K>(
     http: &HttpRequest,
-    body: &[u8],
     scans: Option<&SendScans>,
     known: &mut impl FnMut(&[u8]) -> Option<K>,
 ) -> Option<(Request, Vec<Option<K>>)> {
@@ -522,15 +523,17 @@ pub(super) fn read_send<K>(
     if endpoint != Endpoint::SendTransaction {
         return None;
     }
-    let scanned;
-    let scan = match (scans, &http.body) {
-        (Some(scans), Some(shared)) => {
-            scanned = scans.scan(shared)?;
-            &*scanned
+    let shared = http.body.as_ref()?;
+    let body: &[u8] = shared;
+    let (kept, made);
+    let scan: &SendScan = match scans {
+        Some(scans) => {
+            kept = scans.scan(shared)?;
+            &kept
         }
-        _ => {
-            scanned = Arc::new(scan_send(body)?);
-            &*scanned
+        None => {
+            made = scan_send(body)?;
+            &made
         }
     };
     let (mut pdus, mut kinds) = (Vec::new(), Vec::new());
