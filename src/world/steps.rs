@@ -5,21 +5,22 @@
 use super::*;
 
 /// The kind of membership handshake a federation request belongs to, from its path:
-/// these are the requests a step's `join`, `leave`, `knock` or `invite` makes.
-pub(super) fn membership_kind(path: &str) -> Option<ActionKind> {
-    let path = path_only(path);
-    [
-        ("/make_join/", ActionKind::Join),
-        ("/send_join/", ActionKind::Join),
-        ("/make_leave/", ActionKind::Leave),
-        ("/send_leave/", ActionKind::Leave),
-        ("/make_knock/", ActionKind::Knock),
-        ("/send_knock/", ActionKind::Knock),
-        ("/invite/", ActionKind::Invite),
-    ]
-    .into_iter()
-    .find(|(part, _)| path.contains(part))
-    .map(|(_, kind)| kind)
+/// these are the requests a step's `join`, `leave`, `knock` or `invite` makes. The
+/// endpoint is the segment after `/_matrix/federation/` and the version, and is followed
+/// by its parameters. Every request a server sends is asked, so the endpoint is matched
+/// as one segment rather than by searching the path for each name (seven substring
+/// searches per request were 0.6% of `big100`'s instructions).
+pub(super) fn membership_kind(target: &str) -> Option<ActionKind> {
+    let rest = path_only(target).strip_prefix("/_matrix/federation/")?;
+    let (_version, rest) = rest.split_once('/')?;
+    let (endpoint, _parameters) = rest.split_once('/')?;
+    match endpoint {
+        "make_join" | "send_join" => Some(ActionKind::Join),
+        "make_leave" | "send_leave" => Some(ActionKind::Leave),
+        "make_knock" | "send_knock" => Some(ActionKind::Knock),
+        "invite" => Some(ActionKind::Invite),
+        _ => None,
+    }
 }
 
 impl Shared {
@@ -141,5 +142,44 @@ impl Shared {
             next = next.min(at);
         }
         Some(next.max(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_requests_are_known_by_their_endpoint() {
+        let cases = [
+            (
+                "/_matrix/federation/v1/make_join/%21r%3Ahs1/%40a%3Ahs2?ver=11&ver=12",
+                Some(ActionKind::Join),
+            ),
+            (
+                "/_matrix/federation/v2/send_join/%21r%3Ahs1/%24j?omit_members=true",
+                Some(ActionKind::Join),
+            ),
+            ("/_matrix/federation/v1/make_leave/%21r%3Ahs1/%40a%3Ahs2", Some(ActionKind::Leave)),
+            ("/_matrix/federation/v2/send_leave/%21r%3Ahs1/%24l", Some(ActionKind::Leave)),
+            (
+                "/_matrix/federation/v1/make_knock/%21r%3Ahs1/%40a%3Ahs2?ver=12",
+                Some(ActionKind::Knock),
+            ),
+            ("/_matrix/federation/v1/send_knock/%21r%3Ahs1/%24k", Some(ActionKind::Knock)),
+            ("/_matrix/federation/v2/invite/%21r%3Ahs1/%24i", Some(ActionKind::Invite)),
+            ("/_matrix/federation/v1/send/1700000000.7", None),
+            ("/_matrix/federation/v1/state_ids/%21r%3Ahs1?event_id=%24e", None),
+            ("/_matrix/federation/v1/get_missing_events/%21r%3Ahs1", None),
+            ("/_matrix/federation/v1/event_auth/%21r%3Ahs1/%24e", None),
+            ("/_matrix/federation/v1/exchange_third_party_invite/%21r%3Ahs1", None),
+            ("/_matrix/key/v2/server", None),
+            // The endpoint's name as a query value, or with no parameters after it.
+            ("/_matrix/federation/v1/event/%24e?x=/invite/", None),
+            ("/_matrix/federation/v1/make_join", None),
+        ];
+        for (target, kind) in cases {
+            assert_eq!(membership_kind(target), kind, "{target}");
+        }
     }
 }
