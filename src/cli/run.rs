@@ -285,7 +285,7 @@ fn spooled_run(
     let _remove = RemoveOnDrop(part);
     let output = spool(plan, progress, file, part)?;
     display.phase("simulated; writing the trace");
-    let hash = trace_from_spool(&output.trace.header, part, trace_path)?;
+    let hash = trace_from_spool(&output.trace, part, trace_path)?;
     Ok((output, hash))
 }
 
@@ -316,25 +316,26 @@ fn spool(
     Ok(output)
 }
 
-/// The trace hash of `header` over the record lines spooled in `part`, writing the trace
-/// file to `trace_path` if given.
+/// The trace hash of `trace`'s header over the record lines spooled in `part` (as many
+/// as the run counted), writing the trace file to `trace_path` if given.
 fn trace_from_spool(
-    header: &trace::Header,
+    trace: &trace::Trace,
     part: &Path,
     trace_path: Option<&Path>,
 ) -> Result<String, SpoolError> {
+    let (header, records) = (&trace.header, trace.record_count());
     let read = std::fs::File::open(part).map_err(|e| cannot_write(part, e))?;
-    let mut records = std::io::BufReader::with_capacity(1 << 20, read);
+    let mut spooled = std::io::BufReader::with_capacity(1 << 20, read);
     match trace_path {
         Some(path) => {
             let file = std::fs::File::create(path).map_err(|e| cannot_write(path, e))?;
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-            let hash = trace::write_spooled(header, &mut records, &mut writer)
+            let hash = trace::write_spooled(header, records, &mut spooled, &mut writer)
                 .map_err(|e| cannot_write(path, e))?;
             std::io::Write::flush(&mut writer).map_err(|e| cannot_write(path, e))?;
             Ok(hash)
         }
-        None => trace::write_spooled(header, &mut records, &mut std::io::sink())
+        None => trace::write_spooled(header, records, &mut spooled, &mut std::io::sink())
             .map_err(|e| cannot_write(part, e)),
     }
 }
@@ -373,8 +374,8 @@ pub(crate) fn sweep_seed(
             }
             None => None,
         };
-        let trace_hash = trace_from_spool(&output.trace.header, &part, trace_path.as_deref())
-            .map_err(in_file)?;
+        let trace_hash =
+            trace_from_spool(&output.trace, &part, trace_path.as_deref()).map_err(in_file)?;
         let run =
             crate::sweep::SeedRun { scenario, output, verdict, trace_hash, swarm: plan.swarm };
         Ok::<_, CliError>((run, kept))

@@ -654,11 +654,11 @@ impl<'o, W: std::io::Write> JsonlWriter<'o, W> {
     }
 
     /// Whole record lines, each with its newline, as one piece (a piece may end inside a
-    /// line that the next piece completes).
+    /// line that the next piece completes). The caller counts their records
+    /// ([`write_spooled`]).
     fn lines(&mut self, lines: &[u8]) -> std::io::Result<()> {
         self.out.write_all(lines)?;
         self.hasher.update(lines);
-        self.records += newlines(lines);
         Ok(())
     }
 
@@ -692,17 +692,23 @@ fn newlines(bytes: &[u8]) -> u64 {
 /// Writes a trace file from its header and `spool`, the record lines a run wrote as it
 /// went (each [`Record::to_line`] and a newline), and returns the trace hash: the same
 /// bytes and hash as [`Trace::write_jsonl`] of the whole trace. The header is known only
-/// at the end of a run, which is why the records wait in a spool.
+/// at the end of a run, which is why the records wait in a spool. `records` is how many
+/// record lines the spool holds, as the run counted them ([`Keeper::total`]), for the
+/// end record: counting a big run's spool again, a gigabyte at a thousand servers, would
+/// read every byte once more. Debug builds, which every test runs, count them all the
+/// same and refuse a spool that holds another number.
 pub fn write_spooled(
     header: &Header,
+    records: u64,
     spool: &mut impl std::io::BufRead,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<String> {
     let mut writer = JsonlWriter::start(header, out)?;
     // Copied and hashed as the reader hands it over, a buffer at a time rather than a line
     // at a time: a record's line holds no newline (JSON escapes it), so the records are
-    // the newlines counted.
+    // the newlines.
     let mut last = b'\n';
+    let mut counted = 0;
     loop {
         let chunk = match spool.fill_buf() {
             Ok(chunk) => chunk,
@@ -711,6 +717,9 @@ pub fn write_spooled(
         };
         let Some(&end) = chunk.last() else { break };
         writer.lines(chunk)?;
+        if cfg!(debug_assertions) {
+            counted += newlines(chunk);
+        }
         last = end;
         let taken = chunk.len();
         spool.consume(taken);
@@ -718,6 +727,11 @@ pub fn write_spooled(
     if last != b'\n' {
         return Err(std::io::Error::other("the spool's last line has no newline"));
     }
+    if cfg!(debug_assertions) && counted != records {
+        let problem = format!("the spool holds {counted} records, not the run's {records}");
+        return Err(std::io::Error::other(problem));
+    }
+    writer.records = records;
     writer.finish()
 }
 

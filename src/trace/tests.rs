@@ -277,20 +277,27 @@ fn a_spooled_trace_is_the_whole_traces_file_whatever_pieces_the_spool_comes_in()
     for capacity in [1, 7, 64, 1 << 20] {
         let mut reader = std::io::BufReader::with_capacity(capacity, spool.as_slice());
         let mut file = Vec::new();
-        let hash = write_spooled(&whole.header, &mut reader, &mut file).unwrap();
+        let hash =
+            write_spooled(&whole.header, whole.record_count(), &mut reader, &mut file).unwrap();
         assert!(file == whole.to_jsonl(), "buffers of {capacity} bytes");
         assert_eq!(hash, whole.hash(), "buffers of {capacity} bytes");
     }
     // No records: the header and the end record.
     let mut empty = Vec::new();
-    let hash = write_spooled(&header(), &mut [].as_slice(), &mut empty).unwrap();
+    let hash = write_spooled(&header(), 0, &mut [].as_slice(), &mut empty).unwrap();
     let none = Trace::new(header(), vec![]);
     assert!(empty == none.to_jsonl());
     assert_eq!(hash, none.hash());
     // A spool cut inside its last line is refused.
     let cut = &spool[..spool.len() - 1];
-    let error = write_spooled(&header(), &mut &cut[..], &mut Vec::new()).unwrap_err();
+    let error =
+        write_spooled(&header(), whole.record_count(), &mut &cut[..], &mut Vec::new()).unwrap_err();
     assert!(error.to_string().contains("no newline"), "{error}");
+    // A spool of another number of records than the run counted is refused (debug builds,
+    // which count them again).
+    let more = whole.record_count() + 1;
+    let error = write_spooled(&header(), more, &mut spool.as_slice(), &mut Vec::new()).unwrap_err();
+    assert!(error.to_string().contains("records, not the run's"), "{error}");
 }
 
 #[test]

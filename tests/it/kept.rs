@@ -146,8 +146,13 @@ fn a_spooled_run_writes_the_whole_trace_and_keeps_what_the_checks_and_reports_re
             let mut spool = lines.join("\n").into_bytes();
             spool.push(b'\n');
             let mut file = Vec::new();
-            let hash =
-                trace::write_spooled(&kept.header, &mut spool.as_slice(), &mut file).unwrap();
+            let hash = trace::write_spooled(
+                &kept.header,
+                kept.record_count(),
+                &mut spool.as_slice(),
+                &mut file,
+            )
+            .unwrap();
             assert!(file == whole.to_jsonl(), "{at}: the assembled file differs");
             assert_eq!(hash, whole.hash(), "{at}");
             // Reading the file back kept gives the same kept trace and hash.
