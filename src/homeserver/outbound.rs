@@ -774,13 +774,16 @@ fn outgoing(destination: &Arc<str>, owed: &Owed) -> OutgoingTransaction {
 
 /// `{epoch}.{count}`: one shared copy per transaction, written on the stack first.
 fn txn_id(epoch_ms: u64, count: u64) -> Arc<str> {
-    use std::io::Write as _;
     // Two u64s in decimal and a dot: at most 41 bytes.
-    let mut bytes = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut bytes[..]);
-    write!(cursor, "{epoch_ms}.{count}").expect("41 bytes at most");
-    let len = usize::try_from(cursor.position()).expect("at most 48");
-    Arc::from(std::str::from_utf8(&bytes[..len]).expect("digits and a dot"))
+    let mut text = [0u8; 41];
+    let (mut epoch, mut count_digits) = ([0u8; 20], [0u8; 20]);
+    let epoch = crate::stdx::decimal(epoch_ms, &mut epoch);
+    let count = crate::stdx::decimal(count, &mut count_digits);
+    let len = epoch.len() + 1 + count.len();
+    text[..epoch.len()].copy_from_slice(epoch);
+    text[epoch.len()] = b'.';
+    text[epoch.len() + 1..len].copy_from_slice(count);
+    Arc::from(std::str::from_utf8(&text[..len]).expect("digits and a dot"))
 }
 
 #[cfg(test)]

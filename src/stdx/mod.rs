@@ -1,9 +1,11 @@
 //! Small deterministic helpers shared by every layer: integer ratios, virtual time, the
-//! seeded pseudo-random generator and its stream names, the invariant ids, and FNV-1a.
+//! seeded pseudo-random generator and its stream names, the invariant ids, FNV-1a, and
+//! integers in decimal.
 //!
 //! Architecture Invariant: depends on nothing in the crate; no clock, no OS randomness, no
 //! floats in anything that decides.
 
+mod decimal;
 mod fnv;
 mod invariant;
 mod prng;
@@ -11,6 +13,7 @@ mod ratio;
 pub mod streams;
 mod time;
 
+pub use decimal::{decimal, push_decimal, push_status};
 pub use fnv::{Fnv1a, fnv1a64};
 pub use invariant::Invariant;
 pub use prng::Prng;

@@ -180,29 +180,9 @@ fn is_plain(text: &[u8]) -> bool {
     canonical_json::plain_run(text) == text.len()
 }
 
-/// Appends `n` in decimal, as JSON writes an unsigned integer: two digits per division.
-fn push_number(out: &mut Vec<u8>, mut n: u64) {
-    const PAIRS: &[u8; 200] =
-        b"00010203040506070809101112131415161718192021222324252627282930313233343536373839\
-        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899";
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    while n >= 100 {
-        let pair = (n % 100) as usize * 2;
-        n /= 100;
-        at -= 2;
-        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    }
-    if n >= 10 {
-        let pair = n as usize * 2;
-        at -= 2;
-        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    } else {
-        at -= 1;
-        digits[at] = b'0' + n as u8;
-    }
-    out.extend_from_slice(&digits[at..]);
+/// Appends `n` in decimal, as JSON writes an unsigned integer.
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    crate::stdx::push_decimal(out, n);
 }
 
 #[cfg(test)]

@@ -108,8 +108,8 @@ impl Message {
     /// The message of `response`: the bytes of [`encode_response`].
     pub fn response(kind: Kind, response: HttpResponse) -> Message {
         let mut head = Vec::with_capacity(4);
-        std::io::Write::write_fmt(&mut head, format_args!("{:03}\n", response.status))
-            .expect("writing to a Vec cannot fail");
+        crate::stdx::push_status(&mut head, response.status);
+        head.push(b'\n');
         Message { kind, head, body: Body::Own(response.body) }
     }
 
@@ -191,8 +191,7 @@ fn request_line(line: &[u8]) -> Option<(Method, String)> {
 /// The bytes of `response` in the framing. A [`Message`] keeps them in two pieces.
 pub fn encode_response(response: &HttpResponse) -> Vec<u8> {
     let mut out = Vec::with_capacity(response.body.len() + 6);
-    std::io::Write::write_fmt(&mut out, format_args!("{:03}", response.status))
-        .expect("writing to a Vec cannot fail");
+    crate::stdx::push_status(&mut out, response.status);
     out.push(b'\n');
     out.extend_from_slice(&response.body);
     out

@@ -566,3 +566,11 @@ fn spare_queues_are_bounded() {
     assert!(out.destinations.is_empty());
     assert_eq!(out.spare_queues.len(), SPARE_QUEUES);
 }
+
+#[test]
+fn transaction_ids_are_the_epoch_and_the_count() {
+    assert_eq!(&*txn_id(1_700_000_000_000, 0), "1700000000000.0");
+    assert_eq!(&*txn_id(0, 42), "0.42");
+    let most = format!("{}.{}", u64::MAX, u64::MAX);
+    assert_eq!(&*txn_id(u64::MAX, u64::MAX), most);
+}
