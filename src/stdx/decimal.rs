@@ -28,7 +28,8 @@ pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
     &digits[at..]
 }
 
-/// Appends `n` in decimal, as `format!("{n}")` writes it.
+/// Appends `n` in decimal, as `format!("{n}")` writes it (and as JSON writes an unsigned
+/// integer, which the trace's record lines rely on).
 pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(decimal(n, &mut [0; 20]));
 }
