@@ -316,8 +316,8 @@ impl Homeserver {
     /// The joined members per server of a stored state, read in full.
     pub(super) fn joined_counts(&self, group: StateGroupId) -> BTreeMap<String, u32> {
         let mut counts = BTreeMap::new();
-        for (key, id) in self.store.state(group) {
-            if let Some(server) = self.joined_server(&key, Some(&id)) {
+        for (key, id) in self.store.state_entries(group) {
+            if let Some(server) = self.joined_server(key, Some(id)) {
                 *counts.entry(server.to_owned()).or_default() += 1;
             }
         }

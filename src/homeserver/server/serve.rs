@@ -588,7 +588,7 @@ impl Homeserver {
                     .event(pdu.event_id())
                     .and_then(|e| e.state_before)
                     .expect("an accepted event has a state before it");
-                let state: Vec<EventId> = self.store.state(before).into_values().collect();
+                let state: Vec<EventId> = self.store.state_ids(before);
                 let mut chain_of: Vec<EventId> = state.clone();
                 chain_of.push(pdu.event_id().clone());
                 let chain = self.auth_chain(&chain_of);

@@ -29,6 +29,8 @@ fn deltas_materialise_to_the_stored_state_and_snapshot_periodically() {
         assert_eq!(store.state(group), state, "after step {i}");
         let ids: Vec<EventId> = state.values().cloned().collect();
         assert_eq!(store.state_ids(group), ids, "after step {i}");
+        let entries: Vec<(&StateKey, &EventId)> = state.iter().collect();
+        assert_eq!(store.state_entries(group), entries, "after step {i}");
         assert!(store.group(group).chain_len < SNAPSHOT_EVERY);
         // Every key by borrowed parts, present, removed or never set.
         for j in 0..=i + 1 {
