@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use crate::matrix::auth::{self, AuthState, SignatureCheck};
 use crate::matrix::dag::{self, EventStore, IndexedStore};
+use crate::matrix::ids::LookupMap;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::room_version::RoomVersionRules;
 use crate::matrix::state_res::{self, ResolveOptions, StateMap};
@@ -289,17 +290,18 @@ fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
     // Each accepting (server, line) of each event, in trace order: the first is the
     // witness's line.
     let mut deciders: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
-    let mut stored: BTreeSet<&str> = BTreeSet::new();
+    // A hashed set, sorted once: each event is stored by every server.
+    let mut stored: LookupMap<&str, ()> = LookupMap::new();
     for receipt in &index.receipts {
         if receipt.decision.is_stored() {
-            stored.insert(receipt.event_id);
+            stored.insert(receipt.event_id, ());
         }
         if is_accepting(receipt.decision) {
             deciders.entry(receipt.event_id).or_default().push((receipt.server, receipt.line));
         }
     }
     let mut by_room: BTreeMap<&str, Vec<(&str, &Arc<Pdu>)>> = BTreeMap::new();
-    for id in &stored {
+    for (id, ()) in stored.into_sorted() {
         let Some(event) = index.events.get(id) else { continue };
         let Some(pdu) = event.pdu() else { continue };
         by_room.entry(event.room).or_default().push((id, pdu));

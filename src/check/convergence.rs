@@ -125,14 +125,17 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
         finals.iter().map(|f| index.held.get(f.server)).collect();
     // Held in the timeline by some server, then the conditions on the event itself, once
     // per event rather than once per server holding it.
-    let mut in_timeline: BTreeSet<&str> = BTreeSet::new();
+    // A hashed set: every server holds most of the same events.
+    let mut in_timeline: LookupMap<&str, ()> = LookupMap::new();
     for events in held.iter().flatten() {
         let timeline =
             |id: &&str, decision: &Decision| *decision != Decision::Outlier && in_room(id);
-        events.insert_keys_where(&mut in_timeline, timeline);
+        events.insert_keys_where_hashed(&mut in_timeline, timeline);
     }
     let wanted: Vec<&str> = in_timeline
+        .into_sorted()
         .into_iter()
+        .map(|(id, ())| id)
         .filter(|id| created_line(id).is_some_and(|l| l > since) && !index.refused_by_room(id))
         .collect();
     let mut servers = Vec::new();

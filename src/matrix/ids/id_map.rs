@@ -128,6 +128,25 @@ impl<K: Hash + Eq + Ord, V> LookupMap<K, V> {
         set.extend(self.map.iter().filter(|(k, v)| f(k, v)).map(|(k, _)| *k));
     }
 
+    /// Adds to `set`, a hashed set (a map to nothing), the keys of the entries that satisfy
+    /// `f`: for keys that repeat across many maps, each found by its hash rather than by a
+    /// walk of string comparisons down a sorted set, and sorted once at the end
+    /// ([`LookupMap::into_sorted`]). As with [`LookupMap::insert_keys_where`], the entries
+    /// are asked in no particular order: `f` must not record or change anything.
+    pub fn insert_keys_where_hashed(
+        &self,
+        set: &mut LookupMap<K, ()>,
+        mut f: impl FnMut(&K, &V) -> bool,
+    ) where
+        K: Copy,
+    {
+        for (key, value) in &self.map {
+            if f(key, value) {
+                set.map.insert(*key, ());
+            }
+        }
+    }
+
     /// Whether some entry satisfies `f`. The entries are asked in no particular order, so
     /// `f` must not record or change anything: the answer is all it gives.
     pub fn any(&self, mut f: impl FnMut(&K, &V) -> bool) -> bool {
@@ -352,6 +371,12 @@ mod tests {
         let mut expected = keys.clone();
         expected.insert(&before);
         assert_eq!(found, expected, "added to what the set held");
+        let mut hashed: LookupMap<&EventId, ()> = LookupMap::new();
+        hashed.insert(&before, ());
+        borrowed.insert_keys_where_hashed(&mut hashed, |_, value| odd(*value));
+        borrowed.insert_keys_where_hashed(&mut hashed, |_, value| odd(*value));
+        let hashed: Vec<&EventId> = hashed.into_sorted().into_iter().map(|(k, ())| k).collect();
+        assert_eq!(hashed, expected.iter().copied().collect::<Vec<_>>(), "the hashed set too");
         let mut kept_odd = map.clone();
         kept_odd.retain(|_, value| odd(*value));
         sorted.retain(|_, value| odd(*value));
