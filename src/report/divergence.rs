@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::matrix::EventId;
 use crate::matrix::ids::LookupMap;
-use crate::matrix::state_digest::StateDigest;
+use crate::matrix::state_digest::{EntryValues, StateDigest};
 use crate::matrix::state_res::StateMap;
 use crate::report::model::{Membership, RoomModel};
 use crate::report::resolution::StatesAfter;
@@ -108,17 +108,26 @@ pub fn state_hash(state: &StateMap) -> String {
 /// The hash of each event's replayed state ([`state_hash`]) once computed, by event id
 /// (`None`: no replayed state), for [`changes`] and [`state_differences`] alike: a state of
 /// a hundred servers' members costs as many SHA-256 computations to hash.
+/// The states share most of their entries, so each entry's value is computed once too.
 #[derive(Default)]
-struct StateHashes(BTreeMap<String, Option<String>>);
+struct StateHashes<'a> {
+    hashes: BTreeMap<String, Option<String>>,
+    values: EntryValues<'a>,
+}
 
-impl StateHashes {
-    /// The hash of the replayed state after event `id`, if it has one.
-    fn of(&mut self, id: &str, after: &StatesAfter) -> Option<&str> {
-        if !self.0.contains_key(id) {
-            let hash = after.get(id).map(|state| state_hash(state));
-            self.0.insert(id.to_owned(), hash);
+impl<'a> StateHashes<'a> {
+    /// The hash of the replayed state after event `id`, if it has one ([`state_hash`]).
+    fn of(&mut self, id: &str, after: &'a StatesAfter) -> Option<&str> {
+        if !self.hashes.contains_key(id) {
+            let hash = after.get(id).map(|state| {
+                let entries =
+                    state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str()));
+                self.values.digest(entries).name()
+            });
+            debug_assert_eq!(hash, after.get(id).map(|state| state_hash(state)));
+            self.hashes.insert(id.to_owned(), hash);
         }
-        self.0[id].as_deref()
+        self.hashes[id].as_deref()
     }
 }
 
@@ -127,11 +136,11 @@ impl StateHashes {
 /// after the `state` record (a homeserver reports the state change of one receipt just
 /// before the receipt's decision) or the last one before it, whichever has a replayed
 /// state with the recorded hash; failing that, the one after, else the one before.
-fn changes(
+fn changes<'a>(
     trace: &Trace,
     room: &RoomModel,
-    after: &StatesAfter,
-    hashes: &mut StateHashes,
+    after: &'a StatesAfter,
+    hashes: &mut StateHashes<'a>,
 ) -> BTreeMap<String, Vec<Change>> {
     // (server → changes with (event before, event after at the same t)).
     type Pending = (Change, Option<Text>, Option<Text>);
@@ -322,13 +331,13 @@ fn longest_split(a: &str, b: &str, splits: &[Split], end_ms: u64) -> Option<Dive
 
 /// Fills in each row's keys: the difference of the pair's states at the split's last
 /// moment, when both states can be reconstructed.
-fn state_differences(
+fn state_differences<'a>(
     rows: &mut [Divergence],
     changes: &BTreeMap<String, Vec<Change>>,
-    after: &StatesAfter,
+    after: &'a StatesAfter,
     finals: &BTreeMap<String, StateMap>,
     end_ms: u64,
-    hashes: &mut StateHashes,
+    hashes: &mut StateHashes<'a>,
 ) {
     // Every replayed state by hash, built only if a row needs it.
     let mut by_hash: Option<BTreeMap<String, &StateMap>> = None;
@@ -405,11 +414,11 @@ fn states_by_hash<'a>(
 }
 
 /// The full state behind a change, if a known state has its hash.
-fn reconstruct(
+fn reconstruct<'a>(
     change: &Change,
-    after: &StatesAfter,
+    after: &'a StatesAfter,
     finals: &BTreeMap<String, StateMap>,
-    hashes: &mut StateHashes,
+    hashes: &mut StateHashes<'a>,
 ) -> Option<StateMap> {
     if let Some(id) = &change.event {
         if hashes.of(id.as_str(), after) == Some(change.hash.as_str()) {
