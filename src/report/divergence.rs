@@ -108,7 +108,9 @@ pub fn state_hash(state: &StateMap) -> String {
 /// The hash of each event's replayed state ([`state_hash`]) once computed, by event id
 /// (`None`: no replayed state), for [`changes`] and [`state_differences`] alike: a state of
 /// a hundred servers' members costs as many SHA-256 computations to hash.
-/// The states share most of their entries, so each entry's value is computed once too.
+///
+/// The states share most of their entries, so each entry's value is computed once too
+/// ([`EntryValues`]).
 #[derive(Default)]
 struct StateHashes<'a> {
     hashes: BTreeMap<String, Option<String>>,
