@@ -86,12 +86,12 @@ fn write_common_line(record: &Record, out: &mut Vec<u8>) -> bool {
     let mut line = Line(out);
     match &record.body {
         Body::Deliver { msg, copy } => {
-            line.start(record.t, "deliver");
+            line.start(record.t, b",\"type\":\"deliver\"");
             line.number(b",\"msg\":", *msg);
             line.number(b",\"copy\":", u64::from(*copy));
         }
         Body::Send { msg, from, to, bytes, what, request } => {
-            line.start(record.t, "send");
+            line.start(record.t, b",\"type\":\"send\"");
             line.number(b",\"msg\":", *msg);
             line.text(b",\"from\":", from);
             line.text(b",\"to\":", to);
@@ -102,19 +102,19 @@ fn write_common_line(record: &Record, out: &mut Vec<u8>) -> bool {
             }
         }
         Body::Event { server, room, event_id, decision, reason, pdu: _ } => {
-            line.start(record.t, "event");
+            line.start(record.t, b",\"type\":\"event\"");
             line.text(b",\"server\":", server);
             line.text(b",\"room\":", room);
             if let Some(event_id) = event_id {
                 line.text(b",\"event_id\":", event_id);
             }
-            line.text(b",\"decision\":", decision.as_str());
+            line.plain(b",\"decision\":", decision.as_str());
             if let Some(reason) = reason {
                 line.text(b",\"reason\":", reason);
             }
         }
         Body::Commit { server, event_ids } => {
-            line.start(record.t, "commit");
+            line.start(record.t, b",\"type\":\"commit\"");
             line.text(b",\"server\":", server);
             line.0.extend_from_slice(b",\"event_ids\":[");
             for (i, id) in event_ids.iter().enumerate() {
@@ -126,7 +126,7 @@ fn write_common_line(record: &Record, out: &mut Vec<u8>) -> bool {
             line.0.push(b']');
         }
         Body::State { server, room, state_hash } => {
-            line.start(record.t, "state");
+            line.start(record.t, b",\"type\":\"state\"");
             line.text(b",\"server\":", server);
             line.text(b",\"room\":", room);
             line.text(b",\"state_hash\":", state_hash);
@@ -141,11 +141,23 @@ fn write_common_line(record: &Record, out: &mut Vec<u8>) -> bool {
 struct Line<'o>(&'o mut Vec<u8>);
 
 impl Line<'_> {
-    /// `{"t":T,"type":"KIND"`.
-    fn start(&mut self, t: u64, kind: &str) {
+    /// `{"t":T` and the record's type member, `type_member` (`,"type":"KIND"`, as written:
+    /// a kind's name needs no escape), in one piece rather than checked for escapes per line.
+    fn start(&mut self, t: u64, type_member: &[u8]) {
         self.0.extend_from_slice(b"{\"t\":");
         stdx::push_decimal(self.0, t);
-        self.text(b",\"type\":", kind);
+        self.0.extend_from_slice(type_member);
+    }
+
+    /// A member whose key (`key`: `,"NAME":`) is followed by a string that JSON writes as it
+    /// is (a name from a fixed list), not checked for escapes.
+    fn plain(&mut self, key: &[u8], value: &str) {
+        debug_assert!(is_plain(value.as_bytes()), "{value:?} needs no escape");
+        self.0.reserve(key.len() + value.len() + 2);
+        self.0.extend_from_slice(key);
+        self.0.push(b'"');
+        self.0.extend_from_slice(value.as_bytes());
+        self.0.push(b'"');
     }
 
     /// A member whose key (`key`: `,"NAME":`) is followed by a number.
@@ -156,8 +168,11 @@ impl Line<'_> {
 
     /// A member whose key (`key`: `,"NAME":`) is followed by a string.
     fn text(&mut self, key: &[u8], value: &str) {
+        if is_plain(value.as_bytes()) {
+            return self.plain(key, value);
+        }
         self.0.extend_from_slice(key);
-        self.string(value);
+        serde_json::to_writer(&mut *self.0, value).expect("a string always serializes");
     }
 
     /// A JSON string: as it is between quotes when JSON would escape none of it, else as
