@@ -24,9 +24,19 @@ pub const LOST: usize = 2;
 pub const RETRY: usize = 3;
 pub const MARK_KINDS: usize = 4;
 
+/// The slots of [`NetFold`]'s recently numbered servers: a `send` record's sender and its
+/// destination.
+const SENDER: usize = 0;
+const DESTINATION: usize = 1;
+
 /// The column of virtual time `t` in a run that ends at `end_ms`.
 pub fn column(t: u64, end_ms: u64) -> u32 {
-    let column = u128::from(t) * u128::from(COLUMNS) / u128::from(end_ms.max(1));
+    // In 64 bits when the product fits (any run shorter than 500,000 years), as the wide
+    // division is a call of its own, made for every mark.
+    let column = match t.checked_mul(COLUMNS) {
+        Some(product) => u128::from(product / end_ms.max(1)),
+        None => u128::from(t) * u128::from(COLUMNS) / u128::from(end_ms.max(1)),
+    };
     u32::try_from(column.min(u128::from(COLUMNS - 1))).expect("below COLUMNS")
 }
 
@@ -82,6 +92,10 @@ pub struct NetFold {
     /// maps they were a third of the fold's time.
     numbers: LookupMap<String, u32>,
     names: Vec<String>,
+    /// The last sender and the last destination numbered, each with its number: a server
+    /// sends a message to each of the room's servers in a row, and a copy of a name held
+    /// here is recognised by its pointer ([`Text::is_same_copy`]) without hashing it.
+    recent: [Option<(Text, u32)>; 2],
     /// Marks by server number (`summary.marks` once finished; `None`: no mark yet).
     marks: Vec<Option<[BTreeMap<u32, u32>; MARK_KINDS]>>,
     messages: LookupMap<u64, InFlight>,
@@ -103,6 +117,7 @@ impl NetFold {
             summary: NetSummary { end_ms, ..NetSummary::default() },
             numbers: LookupMap::new(),
             names: Vec::new(),
+            recent: [None, None],
             marks: Vec::new(),
             messages: LookupMap::new(),
             attempts: LookupMap::new(),
@@ -139,6 +154,20 @@ impl NetFold {
         number
     }
 
+    /// [`NetFold::number`] of `server`, remembered in `recent[slot]` ([`SENDER`] or
+    /// [`DESTINATION`]) for the next record that names the same copy.
+    fn number_recent(&mut self, slot: usize, server: &Text) -> u32 {
+        if let Some((last, number)) = &self.recent[slot] {
+            if last.is_same_copy(server) {
+                debug_assert_eq!(self.numbers.get(server.as_str()), Some(number));
+                return *number;
+            }
+        }
+        let number = self.number(server);
+        self.recent[slot] = Some((server.clone(), number));
+        number
+    }
+
     fn mark(&mut self, server: u32, kind: usize, t: u64) {
         let column = column(t, self.summary.end_ms);
         let marks = self.marks[server as usize].get_or_insert_with(Default::default);
@@ -156,7 +185,7 @@ impl NetFold {
             Body::Send { msg, from, to, bytes, what, request } => {
                 self.summary.sent += 1;
                 self.summary.bytes = self.summary.bytes.saturating_add(*bytes);
-                let from = self.number(from);
+                let from = self.number_recent(SENDER, from);
                 if what.starts_with("response") {
                     let flight = InFlight {
                         from,
@@ -172,14 +201,15 @@ impl NetFold {
                     InFlight { from, answers: None, copies: 1, reached: 0, answered: false };
                 self.messages.insert(*msg, flight);
                 self.mark(from, SENT, t);
-                let key = (from, self.number(to), what.clone());
-                if let Some(&(before, when)) = self.attempts.get(&key) {
+                let key = (from, self.number_recent(DESTINATION, to), what.clone());
+                // The key (with its request line) hashed once: the attempt it replaces,
+                // if any, comes back from the insertion.
+                if let Some((before, when)) = self.attempts.insert(key.clone(), (*msg, t)) {
                     self.open.remove(&before);
                     self.mark(from, RETRY, t);
                     let name = self.names[from as usize].clone();
                     self.summary.backoffs.entry(name).or_default().push((when, t));
                 }
-                self.attempts.insert(key.clone(), (*msg, t));
                 self.open.insert(*msg, key);
             }
             Body::Deliver { msg, .. } => {
@@ -280,5 +310,30 @@ impl NetFold {
             }
         }
         self.summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_the_wide_divisions() {
+        // Against the 128-bit formula, written out here: the run's instants in order,
+        // ends of every size (0 counted as 1), and instants whose product overflows 64 bits.
+        let wide = |t: u64, end_ms: u64| {
+            let column = u128::from(t) * u128::from(COLUMNS) / u128::from(end_ms.max(1));
+            u32::try_from(column.min(u128::from(COLUMNS - 1))).unwrap()
+        };
+        let ends = [0, 1, 7, 1_099, 1_100, 1_101, 60_000, 90_001, u64::MAX / COLUMNS, u64::MAX];
+        let overflow = u64::MAX / COLUMNS + 1;
+        for end_ms in ends {
+            for t in [0, 1, 59_999, 60_000, 60_001, end_ms / 2, end_ms, overflow - 1, overflow] {
+                assert_eq!(column(t, end_ms), wide(t, end_ms), "t {t}, end {end_ms}");
+            }
+            assert_eq!(column(u64::MAX, end_ms), wide(u64::MAX, end_ms), "end {end_ms}");
+        }
+        assert_eq!(column(30_000, 60_000), 550);
+        assert_eq!(column(u64::MAX, u64::MAX), COLUMNS as u32 - 1);
     }
 }

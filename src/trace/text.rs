@@ -24,6 +24,12 @@ impl Text {
         &self.0
     }
 
+    /// Whether `other` is this very copy (not merely equal characters): a holder that keeps
+    /// a `Text` can so recognise it again without reading it.
+    pub fn is_same_copy(&self, other: &Text) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The shared characters themselves, for a holder that is not a record (no copy).
     pub fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)
