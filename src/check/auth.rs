@@ -289,7 +289,8 @@ impl AuthState for StateView<'_, '_> {
 fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
     // Each accepting (server, line) of each event, in trace order: the first is the
     // witness's line.
-    let mut deciders: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+    // Only looked up (20,000 receipts at 100 servers), so by hash.
+    let mut deciders: LookupMap<&str, Vec<(&str, u64)>> = LookupMap::new();
     // A hashed set, sorted once: each event is stored by every server.
     let mut stored: LookupMap<&str, ()> = LookupMap::new();
     for receipt in &index.receipts {
@@ -297,7 +298,8 @@ fn state_before(index: &Index<'_>, found: &mut Vec<Violation>) {
             stored.insert(receipt.event_id, ());
         }
         if is_accepting(receipt.decision) {
-            deciders.entry(receipt.event_id).or_default().push((receipt.server, receipt.line));
+            let accepting = deciders.get_or_insert_with(receipt.event_id, Vec::new);
+            accepting.push((receipt.server, receipt.line));
         }
     }
     let mut by_room: BTreeMap<&str, Vec<(&str, &Arc<Pdu>)>> = BTreeMap::new();
@@ -340,14 +342,14 @@ fn room_states<'t>(
     index: &Index<'t>,
     rules: &'static RoomVersionRules,
     events: &[(&'t str, &Arc<Pdu>)],
-    deciders: &BTreeMap<&str, Vec<(&'t str, u64)>>,
+    deciders: &LookupMap<&str, Vec<(&'t str, u64)>>,
 ) -> Vec<(&'t str, Vec<&'t str>, String)> {
     let rejection = |id: &str| index.events.get(id).and_then(|e| e.rejection);
     let store = IndexedStore::from_events(
         rules,
         events.iter().map(|(id, pdu)| (Arc::clone(pdu), rejection(id))),
     );
-    let position: BTreeMap<&str, usize> =
+    let position: LookupMap<&str, usize> =
         events.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
     // Kahn's algorithm over prev_events edges inside the room.
     let mut waiting: Vec<usize> = vec![0; events.len()];
@@ -416,7 +418,7 @@ fn state_before_event(
     rules: &RoomVersionRules,
     store: &IndexedStore,
     pdu: &Pdu,
-    position: &BTreeMap<&str, usize>,
+    position: &LookupMap<&str, usize>,
     after: &[Option<Arc<StateMap>>],
 ) -> Option<Arc<StateMap>> {
     let mut states: Vec<Arc<StateMap>> = Vec::new();

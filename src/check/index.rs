@@ -57,10 +57,11 @@ pub(super) struct Room<'t> {
     pub rules: Option<&'static RoomVersionRules>,
     /// Why `rules` is `None`, or a conflict between `joined` records.
     pub version_problem: Option<String>,
-    /// Server → line of its last `joined` record for the room.
-    pub joined: BTreeMap<&'t str, u64>,
+    /// Server → line of its last `joined` record for the room. Only looked up (the
+    /// liveness check asks once per event and server), so by hash, as `left`.
+    pub joined: LookupMap<&'t str, u64>,
     /// Server → line of its last `left` record for the room.
-    pub left: BTreeMap<&'t str, u64>,
+    pub left: LookupMap<&'t str, u64>,
 }
 
 impl Room<'_> {
@@ -367,8 +368,8 @@ impl<'t> Index<'t> {
         self.rooms.entry(room).or_insert_with(|| Room {
             rules: None,
             version_problem: None,
-            joined: BTreeMap::new(),
-            left: BTreeMap::new(),
+            joined: LookupMap::new(),
+            left: LookupMap::new(),
         })
     }
 
