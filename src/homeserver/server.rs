@@ -410,11 +410,14 @@ type JoinedCounts = (StateGroupId, BTreeMap<String, u32>);
 
 /// One room as a server holds it, read-only ([`Homeserver::room_views`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoomView {
+pub struct RoomView<'a> {
     pub room_id: String,
     /// Whether the current state has a joined member of this server.
     pub resident: bool,
-    pub state: StateMap,
+    /// The current state's entries in key order, borrowed from the store
+    /// ([`Store::state_entries`]): at the end of a run every server's view is read, and a
+    /// reader that meets the same state again (most servers end in one) copies nothing.
+    pub state: Vec<(&'a StateKey, &'a EventId)>,
     /// [`Homeserver::state_hash`] of the current state.
     pub state_hash: String,
     pub forward_extremities: Vec<EventId>,
@@ -632,11 +635,11 @@ impl Homeserver {
 
     /// A read-only view of every room with a current state here, in room id order: what
     /// the simulator records at the end of a run, without reading the store itself.
-    pub fn room_views(&self) -> Vec<RoomView> {
+    pub fn room_views(&self) -> Vec<RoomView<'_>> {
         let mut views = Vec::new();
         for (room_id, record) in self.store.rooms() {
             let Some(group) = record.current_state else { continue };
-            let state = self.store.state(group);
+            let state = self.store.state_entries(group);
             views.push(RoomView {
                 room_id: room_id.clone(),
                 resident: self.has_joined_member(room_id, &self.name),

@@ -332,7 +332,7 @@ type FinalStates = BTreeMap<(trace::Text, trace::Text), Vec<Arc<trace::NestedSta
 /// state_hash)` (the view's own room id and state hash are not read).
 fn final_record(
     (server, room, state_hash): (trace::Text, trace::Text, trace::Text),
-    view: crate::homeserver::RoomView,
+    view: crate::homeserver::RoomView<'_>,
     made: &mut FinalStates,
 ) -> Body {
     // At a thousand servers each of a thousand final records holds a thousand members,
@@ -343,7 +343,7 @@ fn final_record(
     let state = match candidates.iter().find(|nested| same_state(nested, &view.state)) {
         Some(nested) => Arc::clone(nested),
         None => {
-            let nested = Arc::new(nested_state(view.state));
+            let nested = Arc::new(nested_state(&view.state));
             candidates.push(Arc::clone(&nested));
             nested
         }
@@ -373,26 +373,29 @@ fn final_record(
     }
 }
 
-/// A state as the `final` record holds it. The state is sorted by type and then state key,
-/// and its keys are moved, not copied: each type's map is built from its run of entries
-/// in one go.
-fn nested_state(state: crate::homeserver::store::StateMap) -> trace::NestedState {
+/// The entries of a state in key order, borrowed ([`crate::homeserver::RoomView::state`]).
+type Entries<'a> = [(&'a crate::homeserver::store::StateKey, &'a EventId)];
+
+/// A state as the `final` record holds it, built from its entries (sorted by type and then
+/// state key): each type's map is built from its run of entries in one go. Built once per
+/// distinct final state; every other server in that state shares it.
+fn nested_state(state: &Entries<'_>) -> trace::NestedState {
     let mut nested = trace::NestedState::new();
-    let mut entries = state.into_iter().peekable();
+    let mut entries = state.iter().peekable();
     while let Some(((event_type, state_key), id)) = entries.next() {
-        let first = (state_key, id.as_str().to_owned());
+        let first = (state_key.clone(), id.as_str().to_owned());
         let rest = std::iter::from_fn(|| {
-            let ((_, state_key), id) = entries.next_if(|((next, _), _)| *next == event_type)?;
-            Some((state_key, id.as_str().to_owned()))
+            let ((_, state_key), id) = entries.next_if(|((next, _), _)| next == event_type)?;
+            Some((state_key.clone(), id.as_str().to_owned()))
         });
         let keys = std::iter::once(first).chain(rest).collect();
-        nested.insert(event_type, keys);
+        nested.insert(event_type.clone(), keys);
     }
     nested
 }
 
 /// Whether `nested` holds exactly the entries of `state`.
-fn same_state(nested: &trace::NestedState, state: &crate::homeserver::store::StateMap) -> bool {
+fn same_state(nested: &trace::NestedState, state: &Entries<'_>) -> bool {
     let flat = nested.iter().flat_map(|(event_type, keys)| {
         keys.iter().map(move |(state_key, id)| (event_type, state_key, id))
     });
@@ -423,20 +426,26 @@ mod tests {
             ("m.room.member", "@b:hs2", "$b"),
             ("m.room.power_levels", "", "$p"),
         ];
-        let nested = nested_state(state(&entries));
+        // The entries as a view borrows them: the map's, in its key order.
+        let same = |nested: &trace::NestedState, state: &StateMap| {
+            same_state(nested, &state.iter().collect::<Vec<_>>())
+        };
+        let nested = nested_state(&state(&entries).iter().collect::<Vec<_>>());
         assert_eq!(nested.len(), 3);
         assert_eq!(nested["m.room.member"]["@b:hs2"], "$b");
-        assert!(same_state(&nested, &state(&entries)));
+        assert_eq!(nested["m.room.create"][""], "$c");
+        assert_eq!(nested["m.room.power_levels"].len(), 1);
+        assert!(same(&nested, &state(&entries)));
         // Another id, a missing entry, an extra entry, a key moved to another type.
         let mut other = entries;
         other[2].2 = "$b2";
-        assert!(!same_state(&nested, &state(&other)));
-        assert!(!same_state(&nested, &state(&entries[..3])));
+        assert!(!same(&nested, &state(&other)));
+        assert!(!same(&nested, &state(&entries[..3])));
         let mut more = entries.to_vec();
         more.push(("m.room.topic", "", "$t"));
-        assert!(!same_state(&nested, &state(&more)));
+        assert!(!same(&nested, &state(&more)));
         let mut moved = entries;
         moved[3].0 = "m.room.name";
-        assert!(!same_state(&nested, &state(&moved)));
+        assert!(!same(&nested, &state(&moved)));
     }
 }
