@@ -16,13 +16,21 @@ impl Homeserver {
         rules: &RoomVersionRules,
         pdu: &Pdu,
     ) -> Result<StateGroupId, String> {
-        let mut groups: Vec<StateGroupId> = Vec::new();
-        for prev in pdu.prev_events() {
-            let group = self
-                .store
+        let state_after = |prev: &EventId| {
+            self.store
                 .event(prev)
                 .and_then(|e| e.state_after)
-                .ok_or_else(|| format!("no state after prev event {prev}"))?;
+                .ok_or_else(|| format!("no state after prev event {prev}"))
+        };
+        // Most events have one prev event, whose state after is the state before: asked
+        // twice per event received (when it is decided and when it is committed), that
+        // case builds no list.
+        if let [prev] = pdu.prev_events() {
+            return state_after(prev);
+        }
+        let mut groups: Vec<StateGroupId> = Vec::with_capacity(pdu.prev_events().len());
+        for prev in pdu.prev_events() {
+            let group = state_after(prev)?;
             if !groups.contains(&group) {
                 groups.push(group);
             }
