@@ -57,7 +57,8 @@ impl Homeserver {
                 let created = i64::try_from(txn.created_at.ms).expect("fits");
                 let ts = EPOCH_MS + created + self.skew_ms;
                 let request = txn.to_http(&self.name, ts, &mut self.last_transaction_body);
-                let destination = txn.destination.to_string();
+                // Copied as text: `to_string` of an `Arc<str>` goes through the formatter.
+                let destination = String::from(&*txn.destination);
                 let pending =
                     Pending::Transaction { destination: txn.destination, txn_id: txn.txn_id };
                 let id = RequestId(self.next_request);
