@@ -1,5 +1,8 @@
 //! Tests of state groups: deltas, rebases, snapshots, lookups and overlays.
 
+use std::collections::BTreeSet;
+
+use super::delta::key_hash;
 use super::*;
 
 pub(super) fn id(text: &str) -> EventId {
