@@ -166,7 +166,8 @@ impl Line<'_> {
         stdx::push_decimal(self.0, value);
     }
 
-    /// A member whose key (`key`: `,"NAME":`) is followed by a string.
+    /// A member whose key (`key`: `,"NAME":`) is followed by a string: as it is between
+    /// quotes when JSON would escape none of it, else as serde_json escapes it.
     fn text(&mut self, key: &[u8], value: &str) {
         if is_plain(value.as_bytes()) {
             return self.plain(key, value);
@@ -175,17 +176,10 @@ impl Line<'_> {
         serde_json::to_writer(&mut *self.0, value).expect("a string always serializes");
     }
 
-    /// A JSON string: as it is between quotes when JSON would escape none of it, else as
-    /// serde_json escapes it.
+    /// A JSON string without a key (an element of a list), written as [`Line::text`] writes
+    /// a member's.
     fn string(&mut self, text: &str) {
-        if is_plain(text.as_bytes()) {
-            self.0.reserve(text.len() + 2);
-            self.0.push(b'"');
-            self.0.extend_from_slice(text.as_bytes());
-            self.0.push(b'"');
-        } else {
-            serde_json::to_writer(&mut *self.0, text).expect("a string always serializes");
-        }
+        self.text(b"", text);
     }
 }
 
