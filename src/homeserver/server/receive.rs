@@ -6,14 +6,17 @@ use super::*;
 use crate::matrix::linearized;
 
 impl Homeserver {
-    /// Stores an event with its outcome and state; the state after is derived.
+    /// Stores an event with its outcome and state; the state after is derived. Returns the
+    /// state after, if this call stored the event: `None` inside when it has no state,
+    /// `None` outside when the event was stored before as more than an outlier (then the
+    /// stored one stands).
     pub(super) fn store_event(
         &mut self,
         room_id: &str,
         pdu: &Arc<Pdu>,
         outcome: Outcome,
         before: Option<StateGroupId>,
-    ) {
+    ) -> Option<Option<StateGroupId>> {
         let after = before.map(|b| self.store.compute_state_after(pdu, &outcome, b));
         self.committed.push(pdu.event_id().clone());
         let inserted = self.store.insert(
@@ -28,6 +31,7 @@ impl Homeserver {
         );
         assert!(inserted || self.store.contains(pdu.event_id()));
         self.retries.arrived(pdu.event_id());
+        inserted.then_some(after)
     }
 
     /// Stores a decided event and updates extremities and current state.
@@ -45,7 +49,7 @@ impl Homeserver {
             _ => self.state_before(rules, pdu).ok(),
         };
         let accepted = outcome.decision == Decision::Accepted;
-        self.store_event(room_id, pdu, outcome, before);
+        let stored = self.store_event(room_id, pdu, outcome, before);
         if !accepted {
             return;
         }
@@ -67,11 +71,27 @@ impl Homeserver {
         if extremity {
             room.forward_extremities.insert(pdu.event_id().clone());
         }
-        let after = self.store.event(pdu.event_id()).and_then(|e| e.state_after);
+        // The state after as stored: the one just derived, unless the event was stored
+        // before (then that copy's).
+        let after = match stored {
+            Some(after) => after,
+            None => self.store.event(pdu.event_id()).and_then(|e| e.state_after),
+        };
+        debug_assert_eq!(after, self.store.event(pdu.event_id()).and_then(|e| e.state_after));
         let new_state =
             if covered && extremity { after } else { self.resolve_extremities(room_id, rules) };
         self.store.room_mut(room_id).current_state = new_state;
+        // Checked in every build when the event was stored before; one this call stored is
+        // stored as accepted by construction.
         assert!(
+            stored.is_some()
+                || self
+                    .store
+                    .event(pdu.event_id())
+                    .is_some_and(|e| e.outcome.decision == Decision::Accepted),
+            "a committed accepted event is stored as accepted"
+        );
+        debug_assert!(
             self.store
                 .event(pdu.event_id())
                 .is_some_and(|e| e.outcome.decision == Decision::Accepted),
