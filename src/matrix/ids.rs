@@ -55,8 +55,10 @@ pub fn check_server_name(name: &str) -> Result<(), IdError> {
             None => return Err(id_error(KIND, name, "unexpected text after IPv6 literal")),
         }
     } else {
-        match name.rsplit_once(':') {
-            Some((host, port)) => (Some(host), Some(port)),
+        // The last ':' splits off the port. A byte loop: names are short, and a string
+        // search's setup cost more than the scan (once per transaction received).
+        match name.bytes().rposition(|b| b == b':') {
+            Some(colon) => (Some(&name[..colon]), Some(&name[colon + 1..])),
             None => (Some(name), None),
         }
     };
@@ -99,13 +101,20 @@ pub fn parse_user_id(id: &str) -> Result<(&str, &str), IdError> {
     let Some(rest) = id.strip_prefix('@') else {
         return Err(id_error(KIND, id, "must start with '@'"));
     };
-    let Some((localpart, server)) = rest.split_once(':') else {
+    // The first ':' ends the localpart; one byte loop finds it and any NUL before it (ids
+    // are short, and two string searches' setup cost more than the scan).
+    let mut nul = false;
+    let Some(colon) = rest.bytes().position(|b| {
+        nul |= b == 0;
+        b == b':'
+    }) else {
         return Err(id_error(KIND, id, "must contain ':' before the server name"));
     };
+    let (localpart, server) = (&rest[..colon], &rest[colon + 1..]);
     if localpart.is_empty() {
         return Err(id_error(KIND, id, "empty localpart"));
     }
-    if localpart.contains('\0') {
+    if nul {
         return Err(id_error(KIND, id, "localpart contains NUL"));
     }
     check_server_name(server).map_err(|e| id_error(KIND, id, e.problem))?;
@@ -680,5 +689,71 @@ mod tests {
         sorted.sort();
         let texts: Vec<&str> = sorted.iter().map(EventId::as_str).collect();
         assert_eq!(texts, ["$a", "$abcdefgh", "$abcdefgh1", "$abcdefgh2", "$b"]);
+    }
+
+    /// The byte loops of `parse_user_id` and `check_server_name` split where the string
+    /// searches they replaced split (the first ':' of a user id's rest, the last ':' of a
+    /// server name), and every result, error included, is the same: checked against those
+    /// searches written out, over strings of the characters that matter.
+    #[test]
+    fn ids_split_where_the_string_searches_split() {
+        use proptest::prelude::*;
+        fn user_id_by_search(id: &str) -> Result<(&str, &str), IdError> {
+            const KIND: &str = "user id";
+            if id.len() > ID_BYTES_MAX {
+                return Err(id_error(KIND, id, "longer than 255 bytes"));
+            }
+            let Some(rest) = id.strip_prefix('@') else {
+                return Err(id_error(KIND, id, "must start with '@'"));
+            };
+            let Some((localpart, server)) = rest.split_once(':') else {
+                return Err(id_error(KIND, id, "must contain ':' before the server name"));
+            };
+            if localpart.is_empty() {
+                return Err(id_error(KIND, id, "empty localpart"));
+            }
+            if localpart.contains('\0') {
+                return Err(id_error(KIND, id, "localpart contains NUL"));
+            }
+            server_name_by_search(server).map_err(|e| id_error(KIND, id, e.problem))?;
+            Ok((localpart, server))
+        }
+        fn server_name_by_search(name: &str) -> Result<(), IdError> {
+            // The bracketed form is `check_server_name`'s own; only the split differs.
+            if name.starts_with('[') {
+                return check_server_name(name);
+            }
+            const KIND: &str = "server name";
+            let (host, port) = match name.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (name, None),
+            };
+            if host.is_empty() || host.len() > 255 {
+                return Err(id_error(KIND, name, "hostname must be 1 to 255 characters"));
+            }
+            if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+                return Err(id_error(KIND, name, "hostname may only contain A-Z a-z 0-9 . -"));
+            }
+            if let Some(port) = port {
+                if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(id_error(KIND, name, "port must be 1 to 5 digits"));
+                }
+            }
+            Ok(())
+        }
+        let text = "[@:a1\\[\\]\\-._\\x00\u{e9} ]{0,16}";
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        runner
+            .run(&text, |id| {
+                prop_assert_eq!(parse_user_id(&id), user_id_by_search(&id));
+                prop_assert_eq!(check_server_name(&id), server_name_by_search(&id));
+                Ok(())
+            })
+            .unwrap();
+        for id in ["@a\0:hs", "@a:b\0:hs", "@:hs", "@a:", "@a:hs:", "@a:hs:1:2", "@a::8", ":", "@"]
+        {
+            assert_eq!(parse_user_id(id), user_id_by_search(id), "{id:?}");
+            assert_eq!(check_server_name(id), server_name_by_search(id), "{id:?}");
+        }
     }
 }
