@@ -275,6 +275,8 @@ fn splits(
     sa: Option<&Vec<Membership>>,
     sb: Option<&Vec<Membership>>,
 ) -> Vec<Split> {
+    // In trace order, so by time: `at` finds a moment's last change by halving.
+    debug_assert!(ca.is_sorted_by_key(|c| c.t) && cb.is_sorted_by_key(|c| c.t));
     let times: BTreeSet<u64> = ca.iter().chain(cb.iter()).map(|c| c.t).collect();
     let mut splits: Vec<Split> = Vec::new();
     let mut open: Option<Split> = None;
@@ -287,7 +289,7 @@ fn splits(
         let changed_at = |t: u64| {
             let mut by = Vec::new();
             for (server, list) in [(a, ca), (b, cb)] {
-                if let Some(change) = list.iter().rev().find(|c| c.t == t) {
+                if let Some(change) = at(list, t).filter(|c| c.t == t) {
                     by.push((server.clone(), change.event.as_ref().map(|e| e.as_str().to_owned())));
                 }
             }
