@@ -74,9 +74,11 @@ fn agreement(index: &Index<'_>, found: &mut Vec<Violation>) {
     // First, which events some server accepted and another rejected, and the record that
     // made it so; then the sides of those only (listing every accepting server of every
     // event would be quadratic in a room of a thousand servers).
-    let mut seen: BTreeMap<&str, (bool, bool, Option<u64>)> = BTreeMap::new();
+    // Hashed, one entry per event and a lookup per receipt; sorted once below.
+    let mut seen: LookupMap<&str, (bool, bool, Option<u64>)> = LookupMap::new();
     for receipt in &index.receipts {
-        let (accepted, rejected, line) = seen.entry(receipt.event_id).or_default();
+        let (accepted, rejected, line) =
+            seen.get_or_insert_with(receipt.event_id, Default::default);
         if is_accepting(receipt.decision) {
             *accepted = true;
         } else if receipt.decision.is_rejected() {
@@ -89,6 +91,7 @@ fn agreement(index: &Index<'_>, found: &mut Vec<Violation>) {
         }
     }
     let mut sides: BTreeMap<&str, Sides<'_>> = seen
+        .into_sorted()
         .into_iter()
         .filter_map(|(id, (_, _, line))| {
             line.map(|line| (id, Sides { line: Some(line), ..Sides::default() }))
@@ -134,8 +137,9 @@ fn own_auth_events(index: &Index<'_>, found: &mut Vec<Violation>) {
     // (event id, copy, rejected flags of its auth events) → the rejection, computed once.
     let mut results: BTreeMap<FullKey<'_>, Option<String>> = BTreeMap::new();
     // (event id, copy) → the rejection read with no auth event rejected or redacted, when
-    // no server ever rejected an auth event of it (`None`: some server did).
-    let mut plain: BTreeMap<(&str, usize), Option<Option<String>>> = BTreeMap::new();
+    // no server ever rejected an auth event of it (`None`: some server did). Only looked
+    // up, once per receipt: hashed.
+    let mut plain: LookupMap<(&str, usize), Option<Option<String>>> = LookupMap::new();
     let mut bad: BTreeMap<(&str, String), Witness> = BTreeMap::new();
     let mut order: Vec<(&str, String)> = Vec::new();
     for receipt in &index.receipts {
@@ -185,7 +189,7 @@ fn check_own_plain<'t>(
     receipt: &Receipt<'t>,
     decisions: &BTreeMap<(&str, &str), Decision>,
     results: &mut BTreeMap<FullKey<'t>, Option<String>>,
-    plain: &mut BTreeMap<(&'t str, usize), Option<Option<String>>>,
+    plain: &mut LookupMap<(&'t str, usize), Option<Option<String>>>,
 ) -> Option<String> {
     let (Some(copy), false) =
         (receipt.copy, index.redacted_any_before(receipt.server, receipt.line))

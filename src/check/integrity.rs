@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::matrix::ids::LookupMap;
 use crate::matrix::pdu::{self, Verified};
 use crate::stdx::Invariant;
 
@@ -36,8 +37,8 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
     // (event id, problem) → witness, in order of the first storing record.
     let mut bad: BTreeMap<(&str, String), Witness> = BTreeMap::new();
     let mut order: Vec<(&str, String)> = Vec::new();
-    // (event id, copy) → problem, computed once.
-    let mut verdicts: BTreeMap<(&str, usize), Option<String>> = BTreeMap::new();
+    // (event id, copy) → problem, computed once; looked up once per receipt, so hashed.
+    let mut verdicts: LookupMap<(&str, usize), Option<String>> = LookupMap::new();
     for receipt in &index.receipts {
         if !receipt.decision.is_stored() {
             continue;
@@ -45,8 +46,9 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
         let problem = match receipt.copy {
             None => Some("no PDU for it anywhere in the trace".to_owned()),
             Some(copy) => verdicts
-                .entry((receipt.event_id, copy))
-                .or_insert_with(|| copy_problem(index, receipt.event_id, copy))
+                .get_or_insert_with((receipt.event_id, copy), || {
+                    copy_problem(index, receipt.event_id, copy)
+                })
                 .clone(),
         };
         let Some(problem) = problem else { continue };
