@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::matrix::canonical_json::INT_MAX;
 use crate::matrix::dag as mdag;
+use crate::matrix::ids::LookupMap;
 use crate::matrix::pdu::Pdu;
 use crate::stdx::Invariant;
 use crate::trace::Decision;
@@ -39,12 +40,13 @@ struct Storers<'t> {
 }
 
 pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
-    let mut storers: BTreeMap<&str, Storers<'_>> = BTreeMap::new();
+    // Entered once per receipt and walked once, sorted, below: hashed.
+    let mut storers: LookupMap<&str, Storers<'_>> = LookupMap::new();
     for receipt in &index.receipts {
         if !receipt.decision.is_stored() {
             continue;
         }
-        let entry = storers.entry(receipt.event_id).or_default();
+        let entry = storers.get_or_insert_with(receipt.event_id, Storers::default);
         entry.servers.push(receipt.server);
         entry.line.get_or_insert(receipt.line);
         if receipt.decision != Decision::Outlier {
@@ -53,7 +55,7 @@ pub(super) fn check(index: &Index<'_>) -> Vec<Violation> {
         }
     }
     let mut by_room: BTreeMap<&str, Vec<(&str, &Arc<Pdu>)>> = BTreeMap::new();
-    for id in storers.keys() {
+    for (id, _) in storers.sorted() {
         let Some(event) = index.events.get(id) else { continue };
         let Some(pdu) = event.pdu() else { continue };
         by_room.entry(event.room).or_default().push((id, pdu));
@@ -149,9 +151,10 @@ fn depth(index: &Index<'_>, room: &str, pdu: &Pdu, problems: &mut Vec<String>) {
 fn cycle(
     room: &str,
     events: &[(&str, &Arc<Pdu>)],
-    storers: &BTreeMap<&str, Storers<'_>>,
+    storers: &LookupMap<&str, Storers<'_>>,
 ) -> Option<Violation> {
-    let position: BTreeMap<&str, usize> =
+    // Only looked up, once per edge: hashed.
+    let position: LookupMap<&str, usize> =
         events.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
     let parents: Vec<Vec<usize>> = events
         .iter()
