@@ -235,6 +235,16 @@ struct Destination {
     state: State,
     /// The deadline this destination has in [`Outbound::deadlines`], if any.
     indexed: Option<Instant>,
+    /// Marked for the next poll: its name is in [`Outbound::dirty`].
+    dirty: bool,
+}
+
+/// Marks `dest` for the next poll, listing its name in `dirty` unless it is marked.
+fn mark(dest: &mut Destination, dirty: &mut Vec<Arc<str>>) {
+    if !dest.dirty {
+        dest.dirty = true;
+        dirty.push(Arc::clone(&dest.name));
+    }
 }
 
 impl Destination {
@@ -250,6 +260,7 @@ impl Destination {
             failures: 0,
             state: State::Idle,
             indexed: None,
+            dirty: false,
         }
     }
 
@@ -310,8 +321,12 @@ pub struct Outbound {
     /// A destination that holds nothing is forgotten (a server's peers would otherwise
     /// each cost an entry at every other server), and its name's one copy with it.
     destinations: LookupMap<Arc<str>, Destination>,
-    /// Destinations touched since the last poll.
-    dirty: BTreeSet<Arc<str>>,
+    /// Destinations touched since the last poll, each listed once while marked
+    /// ([`Destination::dirty`]), and sorted by name when polled. A name whose destination
+    /// was forgotten since, or marked again after being forgotten, may stay listed: the
+    /// mark decides. A sorted set cost a walk of name comparisons per mark, and a server
+    /// marks every peer at every event it sends.
+    dirty: Vec<Arc<str>>,
     /// `(deadline, destination)` for every destination with a deadline.
     deadlines: BTreeSet<(Instant, Arc<str>)>,
     /// Emptied PDU queues of forgotten destinations, at most [`SPARE_QUEUES`], for the next
@@ -338,7 +353,7 @@ impl Outbound {
             txn_id_epoch_ms: now.ms,
             txn_count: 0,
             destinations: LookupMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
             deadlines: BTreeSet::new(),
             spare_queues: Vec::new(),
             timer_armed: None,
@@ -422,14 +437,25 @@ impl Outbound {
                 break;
             }
             let (_, name) = self.deadlines.pop_first().expect("just looked at it");
-            self.dirty.insert(name);
+            if let Some(dest) = self.destinations.get_mut(&name) {
+                mark(dest, &mut self.dirty);
+            }
         }
         let mut actions = Vec::new();
-        // Taken one at a time, so that the set keeps its node for the next poll; stepping
-        // a destination marks none dirty (see `step`), so this visits the set as it was.
-        while let Some(name) = self.dirty.pop_first() {
-            self.step(&name, now, &mut actions);
+        // In name order. Stepping a destination marks none (see `step`), so this visits
+        // the marked ones as they were; the list's room is kept for the next poll.
+        let mut names = std::mem::take(&mut self.dirty);
+        names.sort_unstable();
+        for name in &names {
+            let Some(dest) = self.destinations.get_mut(name) else { continue };
+            if !std::mem::take(&mut dest.dirty) {
+                continue;
+            }
+            self.step(name, now, &mut actions);
         }
+        debug_assert!(self.dirty.is_empty(), "stepping marks no destination");
+        names.clear();
+        self.dirty = names;
         if let Some((at, _)) = self.deadlines.first() {
             let at = *at;
             assert!(at > now, "every due deadline was handled");
@@ -603,16 +629,13 @@ impl Outbound {
     /// Marks a destination for the next poll, re-indexes its deadline, checks its
     /// invariants and forgets it if it holds nothing.
     fn touch(&mut self, destination: &str) {
-        match self.reindex(destination) {
-            Some(name) => self.dirty.insert(name),
-            None => self.dirty.remove(destination),
-        };
+        self.reindex(destination, true);
     }
 
-    /// Checks `destination` and files its deadline; forgets it if it holds nothing.
-    /// Returns its name's shared copy if it is still held.
-    fn reindex(&mut self, destination: &str) -> Option<Arc<str>> {
-        let dest = self.destinations.get_mut(destination)?;
+    /// Checks `destination` and files its deadline; forgets it if it holds nothing, and
+    /// otherwise marks it for the next poll if `marking`.
+    fn reindex(&mut self, destination: &str, marking: bool) {
+        let Some(dest) = self.destinations.get_mut(destination) else { return };
         dest.check(&self.config);
         let deadline = dest.deadline();
         if dest.indexed != deadline {
@@ -630,9 +653,11 @@ impl Outbound {
             if self.spare_queues.len() < SPARE_QUEUES {
                 self.spare_queues.push(dest.pdus);
             }
-            return None;
+            return;
         }
-        Some(Arc::clone(&dest.name))
+        if marking {
+            mark(dest, &mut self.dirty);
+        }
     }
 
     /// One destination's decision at `now`.
@@ -659,7 +684,7 @@ impl Outbound {
         // state, which changes by a deadline (filed here) or by a call that touches it.
         // Stepping every held destination at every poll made each input of a server cost
         // as much as its number of peers.
-        self.reindex(name);
+        self.reindex(name, false);
     }
 
     /// For an idle destination: ask for catch-up if rooms are noted and the queue has

@@ -522,6 +522,30 @@ fn a_poll_leaves_no_destination_to_step_again() {
     assert_eq!(&*only_send(&out.poll(retry)).destination, "hs7");
 }
 
+/// The marked list may hold a name whose destination was forgotten since (and, after it
+/// came back and was marked again, that name twice): the mark decides, so such a
+/// destination is stepped once, or not at all, and the others in name order.
+#[test]
+fn a_poll_steps_each_marked_destination_once_in_name_order() {
+    let mut out = outbound();
+    for name in ["hs3", "hs1", "hs2"] {
+        out.enqueue_pdu(name, pdu(1), "!r:hs1");
+    }
+    // A stale name (no such destination) and a second listing of a marked one.
+    out.dirty.push(Arc::from("hs0"));
+    out.dirty.push(Arc::from("hs2"));
+    // hs1 forgotten and back unmarked: listed, but stepped by nothing.
+    out.destinations.get_mut("hs1").unwrap().dirty = false;
+    let actions = out.poll(T0);
+    let to: Vec<&str> = sends(&actions).iter().map(|t| &*t.destination).collect();
+    assert_eq!(to, ["hs2", "hs3"]);
+    assert!(out.dirty.is_empty() && out.destinations.get("hs0").is_none());
+    assert!(out.destinations.get("hs2").is_some_and(|d| !d.dirty));
+    // hs1, marked again, goes at the next poll.
+    out.enqueue_pdu("hs1", pdu(2), "!r:hs1");
+    assert_eq!(depths(&only_send(&out.poll(T0))), [1, 2]);
+}
+
 #[test]
 fn a_destination_names_itself_with_one_copy_and_leaves_its_queue_to_the_next() {
     let mut out = outbound();
