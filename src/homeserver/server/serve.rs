@@ -174,19 +174,23 @@ impl Homeserver {
         };
         let pdus = super::incoming::interleave(transaction.pdus, checked, of_copy, Incoming::Raw);
         for raw in pdus {
-            let room = wire::pdu_room_id(raw.json()).map(str::to_owned);
-            let id = room
-                .as_deref()
-                .and_then(|r| self.rules_of(r))
-                .map(|rules| self.incoming_id(rules, &raw));
+            let rules = wire::pdu_room_id(raw.json()).and_then(|r| self.rules_of(r));
+            let id = rules.map(|rules| self.incoming_id(rules, &raw));
             // [impl] eigen-server: in a Linearized Matrix room, an event without
             // `auth_events` is an LPDU (the draft does not say how to tell them apart); its
             // result is keyed by the LPDU's id, the reference hash of the object as received.
-            let lpdu_room = room
-                .as_deref()
-                .filter(|r| self.hub_of(r).is_some() && !raw.json().contains_key("auth_events"));
+            // Only a room whose version has LPDUs has a hub (`hub_of`), so other rooms' PDUs
+            // skip the lookup and the copy of the room id.
+            let lpdu_room = match rules {
+                Some(rules) if rules.lpdus && !raw.json().contains_key("auth_events") => {
+                    wire::pdu_room_id(raw.json())
+                        .filter(|r| self.hub_of(r).is_some())
+                        .map(str::to_owned)
+                }
+                _ => None,
+            };
             let result = match lpdu_room {
-                Some(room_id) => self.receive_lpdu(now, origin, room_id, raw.into_json(), out),
+                Some(room_id) => self.receive_lpdu(now, origin, &room_id, raw.into_json(), out),
                 None => self.receive_pdu(now, origin, raw, out),
             };
             if let Some(id) = id {
