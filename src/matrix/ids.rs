@@ -62,6 +62,13 @@ pub fn check_server_name(name: &str) -> Result<(), IdError> {
             None => (Some(name), None),
         }
     };
+    check_host_and_port(name, host, port)
+}
+
+/// The checks of a server name's parts once it is split ([`check_server_name`]): the
+/// hostname (none for an IPv6 literal, checked before) and the port, if any.
+fn check_host_and_port(name: &str, host: Option<&str>, port: Option<&str>) -> Result<(), IdError> {
+    const KIND: &str = "server name";
     if let Some(host) = host {
         // An IPv4 literal is also a valid DNS name under this character set, so one check
         // covers both.
@@ -719,27 +726,15 @@ mod tests {
             Ok((localpart, server))
         }
         fn server_name_by_search(name: &str) -> Result<(), IdError> {
-            // The bracketed form is `check_server_name`'s own; only the split differs.
+            // The bracketed form is `check_server_name`'s own; only the split differs, and
+            // the parts are checked as `check_server_name` checks them.
             if name.starts_with('[') {
                 return check_server_name(name);
             }
-            const KIND: &str = "server name";
-            let (host, port) = match name.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (name, None),
-            };
-            if host.is_empty() || host.len() > 255 {
-                return Err(id_error(KIND, name, "hostname must be 1 to 255 characters"));
+            match name.rsplit_once(':') {
+                Some((host, port)) => check_host_and_port(name, Some(host), Some(port)),
+                None => check_host_and_port(name, Some(name), None),
             }
-            if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-                return Err(id_error(KIND, name, "hostname may only contain A-Z a-z 0-9 . -"));
-            }
-            if let Some(port) = port {
-                if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(id_error(KIND, name, "port must be 1 to 5 digits"));
-                }
-            }
-            Ok(())
         }
         let text = "[@:a1\\[\\]\\-._\\x00\u{e9} ]{0,16}";
         let mut runner = proptest::test_runner::TestRunner::deterministic();
