@@ -323,10 +323,6 @@ impl Outbound {
         let mut names = std::mem::take(&mut self.dirty);
         names.sort_unstable();
         for name in &names {
-            let Some(dest) = self.destinations.get_mut(name) else { continue };
-            if !std::mem::take(&mut dest.dirty) {
-                continue;
-            }
             self.step(name, now, &mut actions);
         }
         debug_assert!(self.dirty.is_empty(), "stepping marks no destination");
@@ -536,9 +532,13 @@ impl Outbound {
         }
     }
 
-    /// One destination's decision at `now`.
+    /// One marked destination's decision at `now`, taking its mark. A listed name whose
+    /// destination was forgotten, or is no longer marked, is passed over.
     fn step(&mut self, name: &str, now: Instant, actions: &mut Vec<OutboundAction>) {
         let Some(dest) = self.destinations.get_mut(name) else { return };
+        if !std::mem::take(&mut dest.dirty) {
+            return;
+        }
         match dest.state {
             State::RetryAt(at) if at <= now => {
                 let owed = dest.owed.as_mut().expect("retrying a transaction");
