@@ -81,7 +81,7 @@ unsafe impl GlobalAlloc for Mimalloc {
 
 /// mimalloc options, numbered as in the `mi_option_e` enum of the mimalloc v2 sources that
 /// libmimalloc-sys 0.1.49 builds with its `v2` feature (`c_src/mimalloc/v2/include/
-/// mimalloc.h`, where v3 numbers these two the same; the crate exports no constants for
+/// mimalloc.h`, where v3 numbers these three the same; the crate exports no constants for
 /// them, so Cargo.toml pins that version).
 ///
 /// v2 rather than the crate's default v3: with v2 a 100-server run took 1 to 3% less CPU
@@ -92,6 +92,10 @@ mod mimalloc_option {
     pub const ARENA_EAGER_COMMIT: i32 = 4;
     /// Milliseconds before freed memory is returned to the OS (default 10; v3's 1000).
     pub const PURGE_DELAY: i32 = 15;
+    /// What mimalloc does as the process exits: 0 (the default) collects every heap and
+    /// returns its free pages to the OS, 1 also destroys the heaps, and above 1 nothing
+    /// (`_mi_auto_process_done` in `src/init.c` returns at once).
+    pub const DESTROY_ON_EXIT: i32 = 22;
 }
 
 /// Commits arena memory as it is used and returns freed memory after 300 ms (v2's default
@@ -107,6 +111,12 @@ mod mimalloc_option {
 /// allocator's purge delay"). These options are set in code, so mimalloc's environment
 /// variables for them are not read.
 ///
+/// And it leaves the heaps as they are when the process exits. By default mimalloc
+/// collects every heap then, and returns the pages of all that was freed to the OS, which
+/// takes them back anyway a moment later: about 1% of a 100-server run's CPU time
+/// (`docs/performance.md`, "Nothing collected at exit…"). The library's runs free what they
+/// hold either way (`tests/memory.rs`); this is only the process's last step.
+///
 /// The first allocation reserves the arena that a run then lives in, and the Rust runtime
 /// allocates before `main`; so on Linux this runs as an ELF initialiser, before the
 /// runtime (mimalloc reads an option set this way as given, whether or not its own
@@ -118,6 +128,7 @@ extern "C" fn configure_allocator() {
     unsafe {
         libmimalloc_sys::mi_option_set(mimalloc_option::ARENA_EAGER_COMMIT, 0);
         libmimalloc_sys::mi_option_set(mimalloc_option::PURGE_DELAY, 300);
+        libmimalloc_sys::mi_option_set(mimalloc_option::DESTROY_ON_EXIT, 2);
     }
 }
 
