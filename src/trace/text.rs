@@ -30,6 +30,14 @@ impl Text {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// The address of this copy's characters: equal for two `Text`s exactly when they are
+    /// one copy ([`Text::is_same_copy`]). A holder that keeps the copy alive can key a
+    /// lookup by it, which neither reads nor hashes the characters; the address differs
+    /// from run to run, so it may only find what a lookup by the characters would find.
+    pub fn copy_address(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>().addr()
+    }
+
     /// The shared characters themselves, for a holder that is not a record (no copy).
     pub fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)
