@@ -254,12 +254,53 @@ impl SpoolError {
     }
 }
 
-/// The spool a run writes its record lines to, and the first error writing it.
+/// The spool a run writes its expected header and record lines to, hashing them as they
+/// go, and the first error writing it.
 struct SpoolFile {
     /// Unbuffered: the run hands its lines over in chunks of at least
     /// [`world::SPOOL_CHUNK`] bytes.
     file: std::fs::File,
+    /// The trace hash so far, after the header the run expected ([`trace::StreamedHash`]).
+    stream: Option<trace::StreamedHash>,
+    /// The bytes of that header's line and newline, which the file starts with.
+    header_bytes: u64,
     error: Option<std::io::Error>,
+}
+
+impl SpoolFile {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = std::io::Write::write_all(&mut self.file, bytes) {
+            self.error = Some(e);
+        }
+    }
+}
+
+/// The world's sink into a [`SpoolFile`], which the runner reads once the run is over.
+struct SpoolSink(Arc<Mutex<SpoolFile>>);
+
+impl world::RecordSink for SpoolSink {
+    fn expect_header(&mut self, header: &trace::Header) {
+        let Ok(mut spool) = self.0.lock() else { return };
+        if spool.stream.is_some() || spool.header_bytes > 0 {
+            return;
+        }
+        let stream = trace::StreamedHash::start(header);
+        let line = format!("{}\n", stream.header_line());
+        spool.write(line.as_bytes());
+        spool.header_bytes = line.len() as u64;
+        spool.stream = Some(stream);
+    }
+
+    fn lines(&mut self, lines: &[u8]) {
+        let Ok(mut spool) = self.0.lock() else { return };
+        if let Some(stream) = spool.stream.as_mut() {
+            stream.lines(lines);
+        }
+        spool.write(lines);
+    }
 }
 
 /// Removes the spool file when dropped, whatever happened.
@@ -273,7 +314,8 @@ impl Drop for RemoveOnDrop<'_> {
 
 /// Runs `plan` with its records spooled to `part` and makes the trace file from them
 /// (`trace_path`; `None` only hashes it). Returns the output, whose trace is kept
-/// ([`Trace::kept`]), and the trace hash. The spool is removed whatever happens.
+/// ([`Trace::kept`]), and the trace hash. The spool is removed whatever happens (or
+/// becomes the trace file).
 fn spooled_run(
     plan: &world::Plan,
     progress: Option<world::ProgressSink>,
@@ -283,48 +325,72 @@ fn spooled_run(
 ) -> Result<(world::RunOutput, String), SpoolError> {
     let file = std::fs::File::create(part).map_err(|e| cannot_write(part, e))?;
     let _remove = RemoveOnDrop(part);
-    let output = spool(plan, progress, file, part)?;
+    let (output, spooled) = spool(plan, progress, file, part)?;
     display.phase("simulated; writing the trace");
-    let hash = trace_from_spool(&output.trace, part, trace_path)?;
+    let hash = trace_from_spool(&output.trace, spooled, part, trace_path)?;
     Ok((output, hash))
 }
 
-/// Runs `plan` writing its record lines to `file`, the new file `part`, which the caller
-/// removes. Returns the output, whose trace is kept ([`Trace::kept`]).
+/// Runs `plan` writing its expected header and record lines to `file`, the new file
+/// `part`, which the caller removes. Returns the output, whose trace is kept
+/// ([`Trace::kept`]), and the spool.
 fn spool(
     plan: &world::Plan,
     progress: Option<world::ProgressSink>,
     file: std::fs::File,
     part: &Path,
-) -> Result<world::RunOutput, SpoolError> {
-    let spool = Arc::new(Mutex::new(SpoolFile { file, error: None }));
-    let sink_spool = Arc::clone(&spool);
-    let sink: world::SpoolSink = Box::new(move |lines: &[u8]| {
-        let Ok(mut spool) = sink_spool.lock() else { return };
-        if spool.error.is_some() {
-            return;
-        }
-        if let Err(e) = std::io::Write::write_all(&mut spool.file, lines) {
-            spool.error = Some(e);
-        }
-    });
+) -> Result<(world::RunOutput, SpoolFile), SpoolError> {
+    let spooled = SpoolFile { file, stream: None, header_bytes: 0, error: None };
+    let spool = Arc::new(Mutex::new(spooled));
+    let sink: world::SpoolSink = Box::new(SpoolSink(Arc::clone(&spool)));
     let output = world::run_spooled(plan, progress, sink).map_err(SpoolError::Plan)?;
-    let mut spool = spool.lock().expect("the run is over");
+    // The world and its sink are gone: the spool is the runner's alone.
+    let mut spool = Arc::try_unwrap(spool)
+        .ok()
+        .expect("the run dropped its sink")
+        .into_inner()
+        .expect("no sink panicked holding the spool");
     if let Some(e) = spool.error.take() {
         return Err(cannot_write(part, e));
     }
-    Ok(output)
+    Ok((output, spool))
 }
 
 /// The trace hash of `trace`'s header over the record lines spooled in `part` (as many
-/// as the run counted), writing the trace file to `trace_path` if given.
+/// as the run counted), making the trace file at `trace_path` if given.
+///
+/// When the run's header is the one it expected, the spool is the trace file but for
+/// its end record, and its hash was taken as it was written: the end record is added
+/// and the spool becomes the trace file (moved, or copied if it lies on another file
+/// system). Otherwise the lines after the expected header are read back and written
+/// again after the run's ([`trace::write_spooled`]).
 fn trace_from_spool(
     trace: &trace::Trace,
+    spooled: SpoolFile,
     part: &Path,
     trace_path: Option<&Path>,
 ) -> Result<String, SpoolError> {
     let (header, records) = (&trace.header, trace.record_count());
-    let read = std::fs::File::open(part).map_err(|e| cannot_write(part, e))?;
+    let SpoolFile { mut file, stream, header_bytes, .. } = spooled;
+    let streamed = match stream {
+        Some(stream) => stream.finish(header, records).map_err(|e| cannot_write(part, e))?,
+        None => None,
+    };
+    if let Some((end, hash)) = streamed {
+        if let Some(path) = trace_path {
+            std::io::Write::write_all(&mut file, end.as_bytes())
+                .map_err(|e| cannot_write(part, e))?;
+            drop(file);
+            if std::fs::rename(part, path).is_err() {
+                std::fs::copy(part, path).map_err(|e| cannot_write(path, e))?;
+            }
+        }
+        return Ok(hash);
+    }
+    drop(file);
+    let mut read = std::fs::File::open(part).map_err(|e| cannot_write(part, e))?;
+    std::io::Seek::seek(&mut read, std::io::SeekFrom::Start(header_bytes))
+        .map_err(|e| cannot_write(part, e))?;
     let mut spooled = std::io::BufReader::with_capacity(1 << 20, read);
     match trace_path {
         Some(path) => {
@@ -348,8 +414,9 @@ fn cannot_write(path: &Path, e: std::io::Error) -> SpoolError {
 /// `spool_dir` (removed whatever happens) rather than held whole, so that a worker's memory
 /// is its simulation's and the kept records'. `files(passed)` says whether the seed's files
 /// are kept; they are written into `dir(scenario name)`, the trace made from the spool as
-/// its hash is (the spool is read once). Returns the run and its wall time in milliseconds
-/// (planning, simulation, checks, and the trace hash with the trace file if it is kept).
+/// its hash is (hashed as it is written, read back only when the run's header turned out
+/// other than it expected). Returns the run and its wall time in milliseconds (planning,
+/// simulation, checks, and the trace hash with the trace file if it is kept).
 pub(crate) fn sweep_seed(
     job: &crate::sweep::Job,
     seed: u64,
@@ -362,7 +429,7 @@ pub(crate) fn sweep_seed(
     let _remove = RemoveOnDrop(&part);
     let (ran, wall_us) = super::timed(|| {
         let (scenario, plan) = job.plan(seed).map_err(|e| CliError::input(e.to_string()))?;
-        let output = spool(&plan, None, file, &part).map_err(in_file)?;
+        let (output, spooled) = spool(&plan, None, file, &part).map_err(in_file)?;
         let verdict = check::check(&output.trace);
         let kept = files(verdict.passed()).then(|| dir(&scenario.name));
         let trace_path = match &kept {
@@ -374,8 +441,8 @@ pub(crate) fn sweep_seed(
             }
             None => None,
         };
-        let trace_hash =
-            trace_from_spool(&output.trace, &part, trace_path.as_deref()).map_err(in_file)?;
+        let trace_hash = trace_from_spool(&output.trace, spooled, &part, trace_path.as_deref())
+            .map_err(in_file)?;
         let run =
             crate::sweep::SeedRun { scenario, output, verdict, trace_hash, swarm: plan.swarm };
         Ok::<_, CliError>((run, kept))
@@ -646,6 +713,56 @@ mod tests {
         assert_ne!(first, second);
         assert!(second.to_string_lossy().ends_with("-seed-7-1.trace.part"), "{second:?}");
         assert_eq!(std::fs::read(&first).unwrap(), b"another sweep's records\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A spool written after the run's own header becomes the trace file with its end
+    /// record; one written after another header (a run that handed its header over before
+    /// naming its rooms) is read back and written again after the run's. Either way the
+    /// file and hash are the whole trace's, and only hashing gives the same hash.
+    #[test]
+    fn a_spool_becomes_the_trace_file_under_the_header_it_was_written_after_or_is_rewritten() {
+        let dir = std::env::temp_dir().join(format!("mxsim-spool-headers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/partition-heal.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let job = crate::sweep::Job::new(path, &text, false, VERSION).unwrap();
+        let (_, plan) = job.plan(1).unwrap();
+        let whole = world::run(&plan).unwrap().trace;
+        let mut lines = Vec::new();
+        for record in &whole.records {
+            lines.extend_from_slice(record.to_line().as_bytes());
+            lines.push(b'\n');
+        }
+        let mut early = whole.header.clone();
+        early.check.expect.rooms.clear();
+        for (expected, name) in [(&whole.header, "own"), (&early, "early")] {
+            for keep in [true, false] {
+                let part = dir.join(format!("{name}-{keep}.part"));
+                let file = std::fs::File::create(&part).unwrap();
+                let spooled = SpoolFile { file, stream: None, header_bytes: 0, error: None };
+                let shared = Arc::new(Mutex::new(spooled));
+                let mut sink = SpoolSink(Arc::clone(&shared));
+                world::RecordSink::expect_header(&mut sink, expected);
+                for piece in lines.chunks(1000) {
+                    world::RecordSink::lines(&mut sink, piece);
+                }
+                drop(sink);
+                let spooled = Arc::try_unwrap(shared).ok().unwrap().into_inner().unwrap();
+                let trace_path = dir.join(format!("{name}-{keep}.jsonl"));
+                let kept = keep.then_some(trace_path.as_path());
+                let hash = trace_from_spool(&whole, spooled, &part, kept).ok().unwrap();
+                assert_eq!(hash, whole.hash(), "{name}, kept {keep}");
+                if keep {
+                    let file = std::fs::read(&trace_path).unwrap();
+                    assert!(file == whole.to_jsonl(), "{name}: the trace file differs");
+                    // Moved when it was the trace file but for its end, else left.
+                    assert_eq!(part.exists(), name == "early", "{name}");
+                } else {
+                    assert!(!trace_path.exists());
+                }
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

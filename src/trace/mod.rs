@@ -52,11 +52,13 @@ mod line;
 mod metrics;
 pub mod net;
 mod read;
+mod stream;
 mod text;
 pub use line::LineWriter;
 pub use metrics::metrics;
 pub use net::{NetFold, NetSummary};
 pub use read::LINE_BYTES_MAX;
+pub use stream::StreamedHash;
 pub use text::Text;
 
 /// The format tag of the header; bumped when a record changes shape.
@@ -628,19 +630,10 @@ struct JsonlWriter<'o, W: std::io::Write> {
 
 impl<'o, W: std::io::Write> JsonlWriter<'o, W> {
     fn start(header: &Header, out: &'o mut W) -> std::io::Result<Self> {
-        let mut hasher = crypto::Sha256Stream::new();
         let header = header.to_line();
         out.write_all(header.as_bytes())?;
         out.write_all(b"\n")?;
-        match build_member(header.as_bytes()) {
-            Some((start, end)) => {
-                hasher.update(&header.as_bytes()[..start]);
-                hasher.update(&header.as_bytes()[end..]);
-            }
-            None => hasher.update(header.as_bytes()),
-        }
-        hasher.update(b"\n");
-        Ok(JsonlWriter { out, hasher, records: 0 })
+        Ok(JsonlWriter { out, hasher: header_hashed(&header), records: 0 })
     }
 
     /// One record's line, without its newline.
@@ -663,19 +656,36 @@ impl<'o, W: std::io::Write> JsonlWriter<'o, W> {
     }
 
     /// Writes the end record and returns the trace hash.
-    fn finish(mut self) -> std::io::Result<String> {
-        let end = End {
-            kind: "end".into(),
-            records: self.records,
-            hash: self.hasher.clone().finish_hex(),
-        };
-        let line = serde_json::to_string(&end).expect("an end record serializes");
+    fn finish(self) -> std::io::Result<String> {
+        let (line, hash) = end_line(self.hasher, self.records);
         self.out.write_all(line.as_bytes())?;
-        self.out.write_all(b"\n")?;
-        self.hasher.update(line.as_bytes());
-        self.hasher.update(b"\n");
-        Ok(self.hasher.finish_hex())
+        Ok(hash)
     }
+}
+
+/// A trace hash's stream after `header_line` (a header's [`Header::to_line`]): its bytes
+/// without the build member ([`hash_jsonl`]), and the newline.
+fn header_hashed(header_line: &str) -> crypto::Sha256Stream {
+    let mut hasher = crypto::Sha256Stream::new();
+    match build_member(header_line.as_bytes()) {
+        Some((start, end)) => {
+            hasher.update(&header_line.as_bytes()[..start]);
+            hasher.update(&header_line.as_bytes()[end..]);
+        }
+        None => hasher.update(header_line.as_bytes()),
+    }
+    hasher.update(b"\n");
+    hasher
+}
+
+/// The end record's line (with its newline) after `records` record lines hashed into
+/// `hasher`, and the trace hash, which covers that line too.
+fn end_line(mut hasher: crypto::Sha256Stream, records: u64) -> (String, String) {
+    let end = End { kind: "end".into(), records, hash: hasher.clone().finish_hex() };
+    let mut line = serde_json::to_string(&end).expect("an end record serializes");
+    line.push('\n');
+    hasher.update(line.as_bytes());
+    (line, hasher.finish_hex())
 }
 
 /// How many newlines `bytes` holds, counted eight bytes at a time (every flag of

@@ -301,6 +301,66 @@ fn a_spooled_trace_is_the_whole_traces_file_whatever_pieces_the_spool_comes_in()
 }
 
 #[test]
+fn a_streamed_trace_is_the_whole_traces_file_when_its_header_was_expected() {
+    let records: Vec<Record> =
+        (0..40).map(|n| Record { t: n, body: Body::Deliver { msg: n * 1000, copy: 0 } }).collect();
+    let whole = Trace::new(header(), records.clone());
+    let mut lines = Vec::new();
+    for record in &records {
+        lines.extend_from_slice(record.to_line().as_bytes());
+        lines.push(b'\n');
+    }
+    // Pieces of 1, 7 and 64 bytes end inside lines; the records are counted all the same.
+    for piece in [1, 7, 64, 1 << 20] {
+        let mut stream = StreamedHash::start(&whole.header);
+        let mut file = format!("{}\n", stream.header_line()).into_bytes();
+        for chunk in lines.chunks(piece) {
+            stream.lines(chunk);
+            file.extend_from_slice(chunk);
+        }
+        let (end, hash) = stream.finish(&whole.header, 40).unwrap().expect("the same header");
+        file.extend_from_slice(end.as_bytes());
+        assert!(file == whole.to_jsonl(), "pieces of {piece} bytes");
+        // The hash of the file written whole, and the one its own end record implies.
+        assert_eq!(hash, whole.hash(), "pieces of {piece} bytes");
+        assert_eq!(hash, hash_jsonl(&file), "pieces of {piece} bytes");
+    }
+    // The build may differ: it is no part of the hash, but it is of the file.
+    let mut built = whole.header.clone();
+    built.mxsim_build = "0.1.0+fedcba9876543210".into();
+    let mut stream = StreamedHash::start(&whole.header);
+    stream.lines(&lines);
+    assert!(stream.finish(&built, 40).unwrap().is_none(), "the file's first line would differ");
+    // Another header (the run's expectations filled in, a later end): written again.
+    let changes: [fn(&mut Header); 3] =
+        [|h| h.end_ms += 1, |h| h.healed_ms += 1, |h| h.servers.push("hs9".into())];
+    for change in changes {
+        let mut other = whole.header.clone();
+        change(&mut other);
+        let mut stream = StreamedHash::start(&whole.header);
+        stream.lines(&lines);
+        assert!(stream.finish(&other, 40).unwrap().is_none());
+    }
+    // No records: the header and the end record.
+    let stream = StreamedHash::start(&header());
+    let (end, hash) = stream.finish(&header(), 0).unwrap().unwrap();
+    let none = Trace::new(header(), vec![]);
+    assert!(format!("{}\n{end}", header().to_line()).into_bytes() == none.to_jsonl());
+    assert_eq!(hash, none.hash());
+    // Lines cut inside the last one are refused.
+    let mut stream = StreamedHash::start(&whole.header);
+    stream.lines(&lines[..lines.len() - 1]);
+    let error = stream.finish(&whole.header, 40).unwrap_err();
+    assert!(error.to_string().contains("no newline"), "{error}");
+    // Another number of records than the run counted is refused (debug builds, which
+    // count them again).
+    let mut stream = StreamedHash::start(&whole.header);
+    stream.lines(&lines);
+    let error = stream.finish(&whole.header, 41).unwrap_err();
+    assert!(error.to_string().contains("records, not the run's"), "{error}");
+}
+
+#[test]
 fn newlines_are_counted_in_any_bytes() {
     // Every byte value next to newlines and not, at every offset of the eight-byte words.
     let mut bytes = Vec::new();

@@ -44,6 +44,7 @@ pub mod from_scenario;
 mod plan;
 mod record;
 mod runtime;
+mod spool;
 mod steps;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -71,6 +72,8 @@ use crate::trace::{self, Body, CheckSettings, Header, NodeChange, Record, Trace}
 use frame::{Kind, Message};
 pub use plan::{Plan, retry_delay_ms};
 pub use runtime::{run, run_spooled, run_with_progress};
+use spool::{HeaderNames, Spool};
+pub use spool::{RecordSink, SPOOL_CHUNK, SPOOL_HOLD_MAX, SpoolSink};
 use steps::membership_kind;
 
 /// The key id every simulated server signs with.
@@ -109,26 +112,6 @@ pub struct Progress {
 
 /// A progress display: called at every supervisor step (many times a virtual second).
 pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
-
-/// Where a spooled run ([`run_spooled`]) writes its records' lines (UTF-8, each followed by
-/// its newline) in trace order: in chunks of whole lines, each handed over once it holds
-/// [`SPOOL_CHUNK`] bytes or more, and the rest at the end of the run. A line at a time, the
-/// sink's call and its lock were 3% of a 100-server run.
-pub type SpoolSink = Box<dyn FnMut(&[u8]) + Send>;
-
-/// How many bytes of record lines a spooled run gathers before handing them to its sink.
-pub const SPOOL_CHUNK: usize = 1 << 16;
-
-/// A spooled run's recording: every record goes to the sink, and the keeper sorts it
-/// into the kept trace.
-struct Spool {
-    sink: SpoolSink,
-    keeper: trace::Keeper,
-    /// The lines written since the sink was last called, each with its newline.
-    lines: Vec<u8>,
-    /// Writes the lines, each PDU body serialized once.
-    writer: trace::LineWriter,
-}
 
 /// Why a plan cannot run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -315,11 +298,11 @@ impl Shared {
             Some(spool) => {
                 spool.writer.write_line(&record, &mut spool.lines);
                 spool.lines.push(b'\n');
-                if spool.lines.len() >= SPOOL_CHUNK {
-                    (spool.sink)(&spool.lines);
-                    spool.lines.clear();
-                }
+                let full = spool.lines.len() >= SPOOL_CHUNK;
                 spool.keeper.push(record);
+                if full {
+                    self.hand_over_lines();
+                }
             }
         }
     }

@@ -230,7 +230,21 @@ impl Shared {
                 self.record(end, body);
             }
         }
-        let header = Header {
+        let header = self.header();
+        RunOutput {
+            trace: self.take_trace(header),
+            events: std::mem::take(&mut self.created),
+            rooms: std::mem::take(&mut self.rooms),
+            resolutions: self.resolutions.counts(),
+            snapshots_shared,
+        }
+    }
+
+    /// The trace's header as the run stands: whole at its end ([`Shared::finish`]), and
+    /// once the run has named every room and label it names ([`HeaderNames`]) the same.
+    pub(super) fn header(&self) -> Header {
+        let end = self.plan.end_ms;
+        Header {
             format: trace::FORMAT.into(),
             scenario: self.plan.scenario.clone(),
             seed: self.plan.seed,
@@ -251,13 +265,6 @@ impl Shared {
             faults: self.plan.faults.faults().to_vec(),
             check: self.check_settings(),
             swarm: self.plan.swarm.clone(),
-        };
-        RunOutput {
-            trace: self.take_trace(header),
-            events: std::mem::take(&mut self.created),
-            rooms: std::mem::take(&mut self.rooms),
-            resolutions: self.resolutions.counts(),
-            snapshots_shared,
         }
     }
 }
@@ -268,8 +275,11 @@ impl Shared {
         match self.spool.take() {
             None => Trace::new(header, std::mem::take(&mut self.records)),
             Some(mut spool) => {
+                if !spool.header_sent {
+                    spool.sink.expect_header(&header);
+                }
                 if !spool.lines.is_empty() {
-                    (spool.sink)(&spool.lines);
+                    spool.sink.lines(&spool.lines);
                 }
                 spool.keeper.finish(header)
             }

@@ -18,9 +18,11 @@ pub fn run_with_progress(plan: &Plan, progress: ProgressSink) -> Result<RunOutpu
 
 /// Runs `plan` writing every record's line to `spool` as it happens, so that the trace
 /// never waits whole in memory: the output's trace is a kept one ([`Trace::kept`]), the
-/// network records summed and the others kept with their lines. `spool` receives exactly
-/// the record lines of the whole trace, in order; [`crate::trace::write_spooled`] makes
-/// the trace file from them and the output's header.
+/// network records summed and the others kept with their lines. `spool` receives the
+/// header the run expects to end with, then exactly the record lines of the whole trace,
+/// in order ([`super::RecordSink`]); the trace file is the output's header and those lines
+/// ([`crate::trace::StreamedHash`], or [`crate::trace::write_spooled`] when the header
+/// turned out otherwise).
 pub fn run_spooled(
     plan: &Plan,
     progress: Option<ProgressSink>,
@@ -47,6 +49,8 @@ fn run_inner(
         keeper: trace::Keeper::new(plan.end_ms, plan.faults.faults()),
         lines: Vec::with_capacity(SPOOL_CHUNK + (1 << 12)),
         writer: trace::LineWriter::new(),
+        header_sent: false,
+        names: super::HeaderNames::of(plan),
     });
     let shared = WorldCell(Arc::new(Mutex::new(Some(world))));
 

@@ -559,6 +559,57 @@ fn resolve_rejected_events_per_mode() {
     assert_eq!(run.json()["m.room.topic"][""], "$topic");
 }
 
+/// `mxsim run` writes its trace file as the run goes, after the header the run expects to
+/// end with, which names the room its scripted steps create (the run holds its records
+/// back until it has created the room): with and without `[[expect]]` blocks. Either way
+/// the file is the whole trace's, as the library's in-memory run makes it, its hash is the
+/// summary's, and no spool is left; with `--check-determinism` the second run is only
+/// hashed. (The trace made again under another header: `cli::run`'s own tests.)
+#[test]
+fn a_runs_trace_file_is_the_whole_traces_with_or_without_names_in_its_header() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-streamed");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let labelled = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/partition-heal.toml");
+    let text = std::fs::read_to_string(labelled).unwrap();
+    let plain = dir.join("plain.toml");
+    std::fs::write(&plain, &text[..text.find("[[expect]]").unwrap()]).unwrap();
+    for (scenario, plain) in [(plain.to_str().unwrap(), true), (labelled, false)] {
+        let text = std::fs::read_to_string(scenario).unwrap();
+        let parsed = mxsim::scenario::parse(scenario, &text).unwrap();
+        let plan =
+            mxsim::world::from_scenario::plan(&parsed, 2, env!("CARGO_PKG_VERSION")).unwrap();
+        let whole = mxsim::world::run(&plan).unwrap().trace;
+        assert!(!whole.header.check.expect.rooms.is_empty(), "{scenario}");
+        assert_eq!(whole.header.check.expect.blocks.is_empty(), plain, "{scenario}");
+        for twice in [false, true] {
+            let out = dir.join(format!("out-{plain}-{twice}"));
+            let mut args = vec!["run", scenario, "--seed", "2", "--out", out.to_str().unwrap()];
+            if twice {
+                args.push("--check-determinism");
+            }
+            let run = mxsim(&args, b"");
+            assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+            let file = std::fs::read(out.join("trace.jsonl")).unwrap();
+            let summary: Value =
+                serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+            assert_eq!(summary["trace_hash"], whole.hash(), "{scenario}");
+            assert_eq!(mxsim::trace::hash_jsonl(&file), whole.hash(), "{scenario}");
+            // Line for line the in-memory run's file, but for the build that wrote it.
+            let mut read =
+                mxsim::trace::Trace::parse_jsonl(std::str::from_utf8(&file).unwrap()).unwrap();
+            read.header.mxsim_build = whole.header.mxsim_build.clone();
+            assert!(read.to_jsonl() == whole.to_jsonl(), "{scenario}: the trace file differs");
+            let left: Vec<_> = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".part"))
+                .collect();
+            assert!(left.is_empty(), "{scenario}: spools left: {left:?}");
+        }
+    }
+}
+
 /// `mxsim run` writes every file of DESIGN.md §4; `mxsim check` agrees with it on the
 /// trace, and fails a doctored one; a broken scenario names its position.
 #[test]

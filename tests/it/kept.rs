@@ -24,19 +24,39 @@ fn plan(name: &str, seed: u64) -> world::Plan {
     from_scenario::plan(&scenario, seed, "test").unwrap()
 }
 
+/// What a spooled run handed its sink: the headers it expected, then the chunks of lines.
+#[derive(Default)]
+struct Sunk {
+    headers: Vec<trace::Header>,
+    chunks: Vec<Vec<u8>>,
+}
+
+struct Sink(Arc<Mutex<Sunk>>);
+
+impl world::RecordSink for Sink {
+    fn expect_header(&mut self, header: &trace::Header) {
+        let mut sunk = self.0.lock().unwrap();
+        assert!(sunk.chunks.is_empty(), "the header comes before the lines");
+        sunk.headers.push(header.clone());
+    }
+
+    fn lines(&mut self, lines: &[u8]) {
+        self.0.lock().unwrap().chunks.push(lines.to_vec());
+    }
+}
+
 /// Runs `plan` spooled, returning the spooled lines, the output and how many chunks the
 /// sink received. Each chunk must be whole lines, and every chunk but the last at least
-/// [`world::SPOOL_CHUNK`] bytes.
+/// [`world::SPOOL_CHUNK`] bytes. The header comes first, and is the run's own: these
+/// scenarios create every room their steps create, and the run holds its lines back until
+/// it has named them (far fewer than [`world::SPOOL_HOLD_MAX`] bytes).
 fn spooled(plan: &world::Plan) -> (Vec<String>, world::RunOutput, usize) {
-    let chunks: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-    let sink = Arc::clone(&chunks);
-    let output = world::run_spooled(
-        plan,
-        None,
-        Box::new(move |chunk: &[u8]| sink.lock().unwrap().push(chunk.to_vec())),
-    )
-    .unwrap();
-    let chunks = std::mem::take(&mut *chunks.lock().unwrap());
+    let sunk: Arc<Mutex<Sunk>> = Arc::default();
+    let output = world::run_spooled(plan, None, Box::new(Sink(Arc::clone(&sunk)))).unwrap();
+    let Sunk { headers, chunks } = std::mem::take(&mut *sunk.lock().unwrap());
+    let [expected] = &headers[..] else { panic!("{} headers expected", headers.len()) };
+    assert!(!expected.check.expect.rooms.is_empty(), "the header names the rooms");
+    assert!(*expected == output.trace.header, "the run expected another header");
     let mut lines = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
         assert!(!chunk.is_empty(), "chunk {i} is empty");
@@ -46,6 +66,41 @@ fn spooled(plan: &world::Plan) -> (Vec<String>, world::RunOutput, usize) {
         lines.extend(text.split('\n').map(str::to_owned));
     }
     (lines, output, chunks.len())
+}
+
+/// A run whose header waits for a room created late (`partition-heal` with traffic, and a
+/// room its last step creates) holds its lines back until then, and hands its sink the
+/// header it ends with, though the lines before the room's creation fill chunks.
+#[test]
+fn a_spooled_run_hands_over_its_header_once_it_has_named_its_rooms() {
+    let path = "scenarios/partition-heal.toml";
+    let text = std::fs::read_to_string(path).unwrap()
+        + r#"
+[[workload]]
+room = "main"
+start_ms = 1_000
+end_ms = 40_000
+interval_ms = 300
+mix = { message = 4, topic = 1 }
+
+[[step]]
+at_ms = 42_000
+user = "@alice:hs1"
+action = "create_room"
+room = "late"
+"#;
+    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    for seed in [1, 2] {
+        let plan = from_scenario::plan(&scenario, seed, "test").unwrap();
+        // `spooled` requires the header it was handed to be the run's.
+        let (lines, output, _) = spooled(&plan);
+        let rooms = &output.trace.header.check.expect.rooms;
+        assert!(rooms.contains_key("late"), "seed {seed}: {rooms:?}");
+        let late = lines.iter().position(|line| line.contains(&rooms["late"]));
+        let before: usize =
+            lines[..late.expect("a record of the late room")].iter().map(|l| l.len() + 1).sum();
+        assert!(before > 2 * world::SPOOL_CHUNK, "seed {seed}: {before} bytes before");
+    }
 }
 
 /// The timeline's network marks as a fold that keeps every message it has seen: a

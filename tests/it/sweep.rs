@@ -137,36 +137,51 @@ fn shards_merged_equal_the_whole_sweep() {
 
 /// A sweep spools each seed's records to a file in the temporary directory, as `mxsim run`
 /// does, instead of holding its whole trace: the files it keeps for a seed are the files
-/// `mxsim run` writes for it, byte for byte, and no spool is left behind.
+/// `mxsim run` writes for it, byte for byte, and no spool is left behind. Both ways a
+/// trace file is made: the spool itself, under the header the run expected (a scenario
+/// without expectations), moved from the temporary directory; and the spool read back
+/// under the run's header, which names the rooms its expectations label.
 #[test]
 fn kept_seeds_are_written_as_run_writes_them_and_no_spool_is_left() {
     let dir = scratch("spooled");
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    let scenario = format!("{ROOT}/scenarios/partition-heal.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_mxsim"))
-        .args(["sweep", &scenario, "--seeds", "1..=2", "--jobs", "2", "--keep-passing"])
-        .args(["--reports", "kept"])
-        .env("TMPDIR", &tmp)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "a spool file was left");
-    for seed in ["1", "2"] {
-        let run = mxsim(&dir, &["run", &scenario, "--seed", seed, "--out", &format!("run-{seed}")]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        let kept = dir.join(format!("kept/partition-heal/seed-{seed}"));
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(format!("run-{seed}")))
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        names.sort();
-        assert!(names.iter().any(|n| n == "trace.jsonl") && names.len() > 5, "{names:?}");
-        for name in names {
-            let ran = std::fs::read(dir.join(format!("run-{seed}")).join(&name)).unwrap();
-            let swept = std::fs::read(kept.join(&name)).unwrap();
-            assert!(ran == swept, "seed {seed}: {name:?} differs between run and sweep");
+    let labelled = format!("{ROOT}/scenarios/partition-heal.toml");
+    let text = std::fs::read_to_string(&labelled).unwrap();
+    let plain_text = text[..text.find("[[expect]]").unwrap()].replacen(
+        "name = \"partition-heal\"",
+        "name = \"partition-heal-plain\"",
+        1,
+    );
+    let plain = dir.join("plain.toml").to_str().unwrap().to_owned();
+    std::fs::write(&plain, plain_text).unwrap();
+    for (scenario, name) in [(&labelled, "partition-heal"), (&plain, "partition-heal-plain")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_mxsim"))
+            .args(["sweep", scenario, "--seeds", "1..=2", "--jobs", "2", "--keep-passing"])
+            .args(["--reports", "kept"])
+            .env("TMPDIR", &tmp)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "a spool file was left");
+        for seed in ["1", "2"] {
+            let out = format!("run-{name}-{seed}");
+            let run = mxsim(&dir, &["run", scenario, "--seed", seed, "--out", &out]);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            let kept = dir.join(format!("kept/{name}/seed-{seed}"));
+            let mut names: Vec<_> = std::fs::read_dir(dir.join(&out))
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            names.sort();
+            assert!(names.iter().any(|n| n == "trace.jsonl") && names.len() > 5, "{names:?}");
+            assert!(!names.iter().any(|n| n.to_string_lossy().ends_with(".part")), "{names:?}");
+            for file in names {
+                let ran = std::fs::read(dir.join(&out).join(&file)).unwrap();
+                let swept = std::fs::read(kept.join(&file)).unwrap();
+                assert!(ran == swept, "{name} seed {seed}: {file:?} differs between run and sweep");
+            }
         }
     }
 }
