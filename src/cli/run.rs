@@ -58,9 +58,11 @@ pub fn run(args: &RunArgs) -> Result<Outcome, CliError> {
     });
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError::input(format!("{}: cannot create: {e}", out.display())))?;
-    // The records go to a spool file as they happen and the trace file is made from it
-    // at the end (its header is known only then): a big run's trace never waits whole in
-    // memory, and the checks and reports read the kept records and the network summary.
+    // The records go to a spool file as they happen, after the header the run expects,
+    // and the spool becomes the trace file at the end (or the trace file is made from it
+    // under the run's header, if that turned out otherwise): a big run's trace never waits
+    // whole in memory, and the checks and reports read the kept records and the network
+    // summary.
     let trace_path = out.join("trace.jsonl");
     let sink = display.sink();
     let (ran, wall_us) = super::timed(|| {
@@ -278,7 +280,7 @@ impl SpoolFile {
     }
 }
 
-/// The world's sink into a [`SpoolFile`], which the runner reads once the run is over.
+/// The world's sink into a [`SpoolFile`], which the runner takes back once the run is over.
 struct SpoolSink(Arc<Mutex<SpoolFile>>);
 
 impl world::RecordSink for SpoolSink {
@@ -303,12 +305,25 @@ impl world::RecordSink for SpoolSink {
     }
 }
 
-/// Removes the spool file when dropped, whatever happened.
-struct RemoveOnDrop<'p>(&'p Path);
+/// Removes the spool file when dropped, whatever happened, unless it became the trace
+/// file: once it is moved its name is free, and another sweep sharing the directory may
+/// have made a spool of its own under it ([`new_spool`]).
+struct RemoveOnDrop<'p> {
+    path: &'p Path,
+    moved: bool,
+}
+
+impl<'p> RemoveOnDrop<'p> {
+    fn new(path: &'p Path) -> RemoveOnDrop<'p> {
+        RemoveOnDrop { path, moved: false }
+    }
+}
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
+        if !self.moved {
+            let _ = std::fs::remove_file(self.path);
+        }
     }
 }
 
@@ -324,10 +339,10 @@ fn spooled_run(
     trace_path: Option<&Path>,
 ) -> Result<(world::RunOutput, String), SpoolError> {
     let file = std::fs::File::create(part).map_err(|e| cannot_write(part, e))?;
-    let _remove = RemoveOnDrop(part);
+    let mut remove = RemoveOnDrop::new(part);
     let (output, spooled) = spool(plan, progress, file, part)?;
     display.phase("simulated; writing the trace");
-    let hash = trace_from_spool(&output.trace, spooled, part, trace_path)?;
+    let hash = trace_from_spool(&output.trace, spooled, &mut remove, trace_path)?;
     Ok((output, hash))
 }
 
@@ -356,20 +371,21 @@ fn spool(
     Ok((output, spool))
 }
 
-/// The trace hash of `trace`'s header over the record lines spooled in `part` (as many
-/// as the run counted), making the trace file at `trace_path` if given.
+/// The trace hash of `trace`'s header over the record lines spooled in `spool`'s file (as
+/// many as the run counted), making the trace file at `trace_path` if given.
 ///
 /// When the run's header is the one it expected, the spool is the trace file but for
 /// its end record, and its hash was taken as it was written: the end record is added
-/// and the spool becomes the trace file (moved, or copied if it lies on another file
-/// system). Otherwise the lines after the expected header are read back and written
-/// again after the run's ([`trace::write_spooled`]).
+/// and the spool becomes the trace file (moved, which `spool` is told, or copied if it
+/// lies on another file system). Otherwise the lines after the expected header are read
+/// back and written again after the run's ([`trace::write_spooled`]).
 fn trace_from_spool(
     trace: &trace::Trace,
     spooled: SpoolFile,
-    part: &Path,
+    spool: &mut RemoveOnDrop<'_>,
     trace_path: Option<&Path>,
 ) -> Result<String, SpoolError> {
+    let part = spool.path;
     let (header, records) = (&trace.header, trace.record_count());
     let SpoolFile { mut file, stream, header_bytes, .. } = spooled;
     let streamed = match stream {
@@ -381,7 +397,9 @@ fn trace_from_spool(
             std::io::Write::write_all(&mut file, end.as_bytes())
                 .map_err(|e| cannot_write(part, e))?;
             drop(file);
-            if std::fs::rename(part, path).is_err() {
+            if std::fs::rename(part, path).is_ok() {
+                spool.moved = true;
+            } else {
                 std::fs::copy(part, path).map_err(|e| cannot_write(path, e))?;
             }
         }
@@ -426,7 +444,7 @@ pub(crate) fn sweep_seed(
 ) -> Result<(crate::sweep::SeedRun, u64), CliError> {
     let in_file = |e: SpoolError| e.in_file(&job.file);
     let (part, file) = new_spool(spool_dir, seed).map_err(in_file)?;
-    let _remove = RemoveOnDrop(&part);
+    let mut remove = RemoveOnDrop::new(&part);
     let (ran, wall_us) = super::timed(|| {
         let (scenario, plan) = job.plan(seed).map_err(|e| CliError::input(e.to_string()))?;
         let (output, spooled) = spool(&plan, None, file, &part).map_err(in_file)?;
@@ -441,8 +459,9 @@ pub(crate) fn sweep_seed(
             }
             None => None,
         };
-        let trace_hash = trace_from_spool(&output.trace, spooled, &part, trace_path.as_deref())
-            .map_err(in_file)?;
+        let trace_hash =
+            trace_from_spool(&output.trace, spooled, &mut remove, trace_path.as_deref())
+                .map_err(in_file)?;
         let run =
             crate::sweep::SeedRun { scenario, output, verdict, trace_hash, swarm: plan.swarm };
         Ok::<_, CliError>((run, kept))
@@ -717,13 +736,19 @@ mod tests {
     }
 
     /// A spool written after the run's own header becomes the trace file with its end
-    /// record; one written after another header (a run that handed its header over before
-    /// naming its rooms) is read back and written again after the run's. Either way the
-    /// file and hash are the whole trace's, and only hashing gives the same hash.
+    /// record: moved when it can be (and then left alone by its guard, whose name another
+    /// sweep may take), copied from another file system (`/dev/shm`, where it is one).
+    /// One written after another header (a run that handed its header over before naming
+    /// its rooms) is read back and written again after the run's. Either way the file and
+    /// hash are the whole trace's, only hashing gives the same hash, and no spool is left.
     #[test]
     fn a_spool_becomes_the_trace_file_under_the_header_it_was_written_after_or_is_rewritten() {
-        let dir = std::env::temp_dir().join(format!("mxsim-spool-headers-{}", std::process::id()));
+        let unique = format!("mxsim-spool-headers-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&unique);
         std::fs::create_dir_all(&dir).unwrap();
+        let device = |path: &Path| std::os::unix::fs::MetadataExt::dev(&path.metadata().unwrap());
+        let shm = Path::new("/dev/shm").join(&unique);
+        let other_device = std::fs::create_dir_all(&shm).is_ok() && device(&shm) != device(&dir);
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/partition-heal.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let job = crate::sweep::Job::new(path, &text, false, VERSION).unwrap();
@@ -736,9 +761,13 @@ mod tests {
         }
         let mut early = whole.header.clone();
         early.check.expect.rooms.clear();
-        for (expected, name) in [(&whole.header, "own"), (&early, "early")] {
+        let mut cases = vec![(&whole.header, "own", &dir), (&early, "early", &dir)];
+        if other_device {
+            cases.push((&whole.header, "copied", &shm));
+        }
+        for (expected, name, spool_dir) in cases {
             for keep in [true, false] {
-                let part = dir.join(format!("{name}-{keep}.part"));
+                let part = spool_dir.join(format!("{name}-{keep}.part"));
                 let file = std::fs::File::create(&part).unwrap();
                 let spooled = SpoolFile { file, stream: None, header_bytes: 0, error: None };
                 let shared = Arc::new(Mutex::new(spooled));
@@ -751,18 +780,23 @@ mod tests {
                 let spooled = Arc::try_unwrap(shared).ok().unwrap().into_inner().unwrap();
                 let trace_path = dir.join(format!("{name}-{keep}.jsonl"));
                 let kept = keep.then_some(trace_path.as_path());
-                let hash = trace_from_spool(&whole, spooled, &part, kept).ok().unwrap();
+                let mut remove = RemoveOnDrop::new(&part);
+                let hash = trace_from_spool(&whole, spooled, &mut remove, kept).ok().unwrap();
                 assert_eq!(hash, whole.hash(), "{name}, kept {keep}");
+                let moved = keep && name == "own";
+                assert_eq!(remove.moved, moved, "{name}, kept {keep}");
+                assert_eq!(part.exists(), !moved, "{name}, kept {keep}");
                 if keep {
                     let file = std::fs::read(&trace_path).unwrap();
                     assert!(file == whole.to_jsonl(), "{name}: the trace file differs");
-                    // Moved when it was the trace file but for its end, else left.
-                    assert_eq!(part.exists(), name == "early", "{name}");
                 } else {
                     assert!(!trace_path.exists());
                 }
+                drop(remove);
+                assert!(!part.exists(), "{name}, kept {keep}: the spool is left");
             }
         }
         std::fs::remove_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&shm);
     }
 }

@@ -614,7 +614,7 @@ impl Trace {
 
     /// The trace hash: [`hash_jsonl`] of [`Trace::to_jsonl`], computed without holding it.
     /// Panics on a kept trace ([`Trace::kept`]), which has no whole text to hash: its
-    /// hash was taken when its file was written ([`write_spooled`]).
+    /// hash was taken when its file was written ([`StreamedHash`], [`write_spooled`]).
     pub fn hash(&self) -> String {
         self.write_jsonl(&mut std::io::sink()).expect("writing to nowhere does not fail")
     }
@@ -701,8 +701,9 @@ fn newlines(bytes: &[u8]) -> u64 {
 
 /// Writes a trace file from its header and `spool`, the record lines a run wrote as it
 /// went (each [`Record::to_line`] and a newline), and returns the trace hash: the same
-/// bytes and hash as [`Trace::write_jsonl`] of the whole trace. The header is known only
-/// at the end of a run, which is why the records wait in a spool. `records` is how many
+/// bytes and hash as [`Trace::write_jsonl`] of the whole trace. For a run whose header
+/// turned out other than the one its spool was written after ([`StreamedHash`]): the
+/// spool is read from after that header. `records` is how many
 /// record lines the spool holds, as the run counted them ([`Keeper::total`]), for the
 /// end record: counting a big run's spool again, a gigabyte at a thousand servers, would
 /// read every byte once more. Debug builds, which every test runs, count them all the

@@ -16,8 +16,9 @@ pub fn run_with_progress(plan: &Plan, progress: ProgressSink) -> Result<RunOutpu
     run_inner(plan, Some(progress), None)
 }
 
-/// Runs `plan` writing every record's line to `spool` as it happens, so that the trace
-/// never waits whole in memory: the output's trace is a kept one ([`Trace::kept`]), the
+/// Runs `plan` writing every record's line to `spool` as it goes (held back, at most
+/// [`super::SPOOL_HOLD_MAX`] bytes, until the header is named), so that the trace never
+/// waits whole in memory: the output's trace is a kept one ([`Trace::kept`]), the
 /// network records summed and the others kept with their lines. `spool` receives the
 /// header the run expects to end with, then exactly the record lines of the whole trace,
 /// in order ([`super::RecordSink`]); the trace file is the output's header and those lines

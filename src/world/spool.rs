@@ -106,5 +106,10 @@ impl Shared {
         let spool = self.spool.as_mut().expect("looked at above");
         spool.sink.lines(&spool.lines);
         spool.lines.clear();
+        // Lines held back while the header waited may have grown the buffer far past a
+        // chunk, which it would keep for the rest of the run.
+        if spool.lines.capacity() > 4 * SPOOL_CHUNK {
+            spool.lines.shrink_to(SPOOL_CHUNK + (1 << 12));
+        }
     }
 }

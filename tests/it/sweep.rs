@@ -137,10 +137,10 @@ fn shards_merged_equal_the_whole_sweep() {
 
 /// A sweep spools each seed's records to a file in the temporary directory, as `mxsim run`
 /// does, instead of holding its whole trace: the files it keeps for a seed are the files
-/// `mxsim run` writes for it, byte for byte, and no spool is left behind. Both ways a
-/// trace file is made: the spool itself, under the header the run expected (a scenario
-/// without expectations), moved from the temporary directory; and the spool read back
-/// under the run's header, which names the rooms its expectations label.
+/// `mxsim run` writes for it, byte for byte, and no spool is left behind: with and
+/// without `[[expect]]` blocks, the spool becoming the trace file, moved from the
+/// temporary directory. (The spool read back under another header, and copied from
+/// another file system: `cli::run`'s own tests.)
 #[test]
 fn kept_seeds_are_written_as_run_writes_them_and_no_spool_is_left() {
     let dir = scratch("spooled");
