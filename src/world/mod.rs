@@ -155,8 +155,9 @@ struct Slot {
     timer_at: Option<Instant>,
     skew_ms: i64,
     /// Requests delivered to this server and not answered yet: (origin's node, id) →
-    /// (network message that carried it, origin's incarnation).
-    inbound: BTreeMap<(usize, u64), (u64, u32)>,
+    /// (network message that carried it, origin's incarnation). Entered and taken out
+    /// once per request, never walked.
+    inbound: LookupMap<(usize, u64), (u64, u32)>,
 }
 
 struct Shared {
@@ -236,7 +237,7 @@ impl Shared {
                 waker: None,
                 timer_at: None,
                 skew_ms: 0,
-                inbound: BTreeMap::new(),
+                inbound: LookupMap::new(),
             });
         }
         let index = plan.servers.iter().enumerate().map(|(i, name)| (name.clone(), i)).collect();
