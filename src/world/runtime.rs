@@ -7,13 +7,13 @@ use super::*;
 /// Runs a plan to its end and returns the trace. Deterministic: the same plan and seed give
 /// the same trace bytes.
 pub fn run(plan: &Plan) -> Result<RunOutput, WorldError> {
-    run_inner(plan, None, None)
+    run_inner(plan, None, None, SPOOL_HOLD_MAX)
 }
 
 /// [`run`], handing `progress` where the run has got to at every supervisor step. The
 /// trace is the same as [`run`]'s.
 pub fn run_with_progress(plan: &Plan, progress: ProgressSink) -> Result<RunOutput, WorldError> {
-    run_inner(plan, Some(progress), None)
+    run_inner(plan, Some(progress), None, SPOOL_HOLD_MAX)
 }
 
 /// Runs `plan` writing every record's line to `spool` as it goes (held back, at most
@@ -29,13 +29,25 @@ pub fn run_spooled(
     progress: Option<ProgressSink>,
     spool: SpoolSink,
 ) -> Result<RunOutput, WorldError> {
-    run_inner(plan, progress, Some(spool))
+    run_inner(plan, progress, Some(spool), SPOOL_HOLD_MAX)
+}
+
+/// [`run_spooled`] holding back at most `hold_max` bytes of lines while the header waits,
+/// for the tests of what happens past [`SPOOL_HOLD_MAX`].
+#[cfg(test)]
+pub(super) fn run_spooled_holding(
+    plan: &Plan,
+    spool: SpoolSink,
+    hold_max: usize,
+) -> Result<RunOutput, WorldError> {
+    run_inner(plan, None, Some(spool), hold_max)
 }
 
 fn run_inner(
     plan: &Plan,
     progress: Option<ProgressSink>,
     spool: Option<SpoolSink>,
+    hold_max: usize,
 ) -> Result<RunOutput, WorldError> {
     let schedule: Vec<String> = plan.faults.nodes().iter().map(|n| n.as_str().to_owned()).collect();
     if schedule != plan.servers {
@@ -52,6 +64,7 @@ fn run_inner(
         writer: trace::LineWriter::new(),
         header_sent: false,
         names: super::HeaderNames::of(plan),
+        hold_max,
     });
     let shared = WorldCell(Arc::new(Mutex::new(Some(world))));
 

@@ -83,19 +83,21 @@ pub(super) struct Spool {
     pub(super) header_sent: bool,
     /// What the header waits for.
     pub(super) names: HeaderNames,
+    /// How many bytes of lines it holds back at most while it waits ([`SPOOL_HOLD_MAX`]).
+    pub(super) hold_max: usize,
 }
 
 impl Shared {
     /// Hands the spool's gathered lines to its sink, after the header if the sink does
     /// not have it yet: held back while the run has not named what the header names, up
-    /// to [`SPOOL_HOLD_MAX`] bytes.
+    /// to the spool's `hold_max` bytes ([`SPOOL_HOLD_MAX`] but in tests).
     pub(super) fn hand_over_lines(&mut self) {
         let Some(spool) = self.spool.as_ref() else { return };
         if !spool.header_sent {
             let names = &spool.names;
             let named = self.rooms.len() >= names.rooms
                 && names.labels.iter().all(|label| self.labels.contains_key(label));
-            if !named && spool.lines.len() < SPOOL_HOLD_MAX {
+            if !named && spool.lines.len() < spool.hold_max {
                 return;
             }
             let header = self.header();
@@ -110,6 +112,80 @@ impl Shared {
         // chunk, which it would keep for the rest of the run.
         if spool.lines.capacity() > 4 * SPOOL_CHUNK {
             spool.lines.shrink_to(SPOOL_CHUNK + (1 << 12));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What a run handed its sink: the headers, and the lines after them.
+    #[derive(Default)]
+    struct Sunk {
+        headers: Vec<Header>,
+        lines: Vec<u8>,
+    }
+
+    struct Sink(Arc<Mutex<Sunk>>);
+
+    impl RecordSink for Sink {
+        fn expect_header(&mut self, header: &Header) {
+            let mut sunk = self.0.lock().unwrap();
+            assert!(sunk.lines.is_empty(), "the header comes before the lines");
+            sunk.headers.push(header.clone());
+        }
+
+        fn lines(&mut self, lines: &[u8]) {
+            self.0.lock().unwrap().lines.extend_from_slice(lines);
+        }
+    }
+
+    /// A run whose header waits for a room created late hands its header over as it
+    /// stands once it has held `hold_max` bytes of lines: without the late room, so that
+    /// its sink must make the trace file again (`cli::run`). Held long enough, it hands
+    /// over the header it ends with. The lines are the whole trace's either way.
+    #[test]
+    fn a_run_past_its_hold_hands_over_the_header_as_it_stands() {
+        let path = "scenarios/partition-heal.toml";
+        let text =
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/partition-heal.toml"))
+                .to_owned()
+                + r#"
+[[workload]]
+room = "main"
+start_ms = 1_000
+end_ms = 40_000
+interval_ms = 300
+mix = { message = 4, topic = 1 }
+
+[[step]]
+at_ms = 42_000
+user = "@alice:hs1"
+action = "create_room"
+room = "late"
+"#;
+        let scenario = crate::scenario::parse(path, &text).unwrap();
+        let plan = crate::world::from_scenario::plan(&scenario, 1, "test").unwrap();
+        let whole = crate::world::run(&plan).unwrap().trace;
+        let mut lines = Vec::new();
+        for record in &whole.records {
+            lines.extend_from_slice(record.to_line().as_bytes());
+            lines.push(b'\n');
+        }
+        for (hold_max, early) in [(SPOOL_CHUNK, true), (SPOOL_HOLD_MAX, false)] {
+            let sunk: Arc<Mutex<Sunk>> = Arc::default();
+            let sink = Box::new(Sink(Arc::clone(&sunk)));
+            let output = super::super::runtime::run_spooled_holding(&plan, sink, hold_max).unwrap();
+            let sunk = std::mem::take(&mut *sunk.lock().unwrap());
+            let [handed] = &sunk.headers[..] else { panic!("{} headers", sunk.headers.len()) };
+            let last = &output.trace.header;
+            assert!(last.check.expect.rooms.contains_key("late"));
+            assert_eq!(handed.check.expect.rooms.contains_key("late"), !early, "hold {hold_max}");
+            assert_eq!(handed == last, !early, "hold {hold_max}");
+            assert!(sunk.lines == lines, "hold {hold_max}: the lines differ from the trace's");
         }
     }
 }
