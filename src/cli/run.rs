@@ -262,10 +262,9 @@ struct SpoolFile {
     /// Unbuffered: the run hands its lines over in chunks of at least
     /// [`world::SPOOL_CHUNK`] bytes.
     file: std::fs::File,
-    /// The trace hash so far, after the header the run expected ([`trace::StreamedHash`]).
+    /// The trace hash so far, after the header the run expected ([`trace::StreamedHash`]),
+    /// whose line and newline the file starts with.
     stream: Option<trace::StreamedHash>,
-    /// The bytes of that header's line and newline, which the file starts with.
-    header_bytes: u64,
     error: Option<std::io::Error>,
 }
 
@@ -286,13 +285,12 @@ struct SpoolSink(Arc<Mutex<SpoolFile>>);
 impl world::RecordSink for SpoolSink {
     fn expect_header(&mut self, header: &trace::Header) {
         let Ok(mut spool) = self.0.lock() else { return };
-        if spool.stream.is_some() || spool.header_bytes > 0 {
+        if spool.stream.is_some() {
             return;
         }
         let stream = trace::StreamedHash::start(header);
         let line = format!("{}\n", stream.header_line());
         spool.write(line.as_bytes());
-        spool.header_bytes = line.len() as u64;
         spool.stream = Some(stream);
     }
 
@@ -355,7 +353,7 @@ fn spool(
     file: std::fs::File,
     part: &Path,
 ) -> Result<(world::RunOutput, SpoolFile), SpoolError> {
-    let spooled = SpoolFile { file, stream: None, header_bytes: 0, error: None };
+    let spooled = SpoolFile { file, stream: None, error: None };
     let spool = Arc::new(Mutex::new(spooled));
     let sink: world::SpoolSink = Box::new(SpoolSink(Arc::clone(&spool)));
     let output = world::run_spooled(plan, progress, sink).map_err(SpoolError::Plan)?;
@@ -387,7 +385,9 @@ fn trace_from_spool(
 ) -> Result<String, SpoolError> {
     let part = spool.path;
     let (header, records) = (&trace.header, trace.record_count());
-    let SpoolFile { mut file, stream, header_bytes, .. } = spooled;
+    let SpoolFile { mut file, stream, .. } = spooled;
+    // The bytes the file starts with: the expected header's line and newline.
+    let header_bytes = stream.as_ref().map_or(0, |s| s.header_line().len() as u64 + 1);
     let streamed = match stream {
         Some(stream) => stream.finish(header, records).map_err(|e| cannot_write(part, e))?,
         None => None,
@@ -769,7 +769,7 @@ mod tests {
             for keep in [true, false] {
                 let part = spool_dir.join(format!("{name}-{keep}.part"));
                 let file = std::fs::File::create(&part).unwrap();
-                let spooled = SpoolFile { file, stream: None, header_bytes: 0, error: None };
+                let spooled = SpoolFile { file, stream: None, error: None };
                 let shared = Arc::new(Mutex::new(spooled));
                 let mut sink = SpoolSink(Arc::clone(&shared));
                 world::RecordSink::expect_header(&mut sink, expected);
