@@ -122,11 +122,11 @@ mod tests {
 
     use super::*;
 
-    /// What a run handed its sink: the headers, and the lines after them.
+    /// What a run handed its sink: the headers, and the chunks of lines after them.
     #[derive(Default)]
     struct Sunk {
         headers: Vec<Header>,
-        lines: Vec<u8>,
+        chunks: Vec<Vec<u8>>,
     }
 
     struct Sink(Arc<Mutex<Sunk>>);
@@ -134,21 +134,24 @@ mod tests {
     impl RecordSink for Sink {
         fn expect_header(&mut self, header: &Header) {
             let mut sunk = self.0.lock().unwrap();
-            assert!(sunk.lines.is_empty(), "the header comes before the lines");
+            assert!(sunk.chunks.is_empty(), "the header comes before the lines");
             sunk.headers.push(header.clone());
         }
 
         fn lines(&mut self, lines: &[u8]) {
-            self.0.lock().unwrap().lines.extend_from_slice(lines);
+            self.0.lock().unwrap().chunks.push(lines.to_vec());
         }
     }
 
-    /// A run whose header waits for a room created late hands its header over as it
-    /// stands once it has held `hold_max` bytes of lines: without the late room, so that
-    /// its sink must make the trace file again (`cli::run`). Held long enough, it hands
-    /// over the header it ends with. The lines are the whole trace's either way.
+    /// A run whose header waits for a room created late (`partition-heal` with traffic,
+    /// and a room its last step creates after more than two chunks of lines) holds its
+    /// lines back until then and hands its sink the header it ends with. Past `hold_max`
+    /// bytes of lines it hands the header over as it stands: without the late room, so
+    /// that its sink must make the trace file again (`cli::run`). The lines are the whole
+    /// trace's either way, in chunks of whole lines, each but the last at least
+    /// [`SPOOL_CHUNK`] bytes.
     #[test]
-    fn a_run_past_its_hold_hands_over_the_header_as_it_stands() {
+    fn a_run_hands_over_its_header_once_named_or_past_its_hold_as_it_stands() {
         let path = "scenarios/partition-heal.toml";
         let text =
             include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/partition-heal.toml"))
@@ -168,24 +171,37 @@ action = "create_room"
 room = "late"
 "#;
         let scenario = crate::scenario::parse(path, &text).unwrap();
-        let plan = crate::world::from_scenario::plan(&scenario, 1, "test").unwrap();
-        let whole = crate::world::run(&plan).unwrap().trace;
-        let mut lines = Vec::new();
-        for record in &whole.records {
-            lines.extend_from_slice(record.to_line().as_bytes());
-            lines.push(b'\n');
-        }
-        for (hold_max, early) in [(SPOOL_CHUNK, true), (SPOOL_HOLD_MAX, false)] {
-            let sunk: Arc<Mutex<Sunk>> = Arc::default();
-            let sink = Box::new(Sink(Arc::clone(&sunk)));
-            let output = super::super::runtime::run_spooled_holding(&plan, sink, hold_max).unwrap();
-            let sunk = std::mem::take(&mut *sunk.lock().unwrap());
-            let [handed] = &sunk.headers[..] else { panic!("{} headers", sunk.headers.len()) };
-            let last = &output.trace.header;
-            assert!(last.check.expect.rooms.contains_key("late"));
-            assert_eq!(handed.check.expect.rooms.contains_key("late"), !early, "hold {hold_max}");
-            assert_eq!(handed == last, !early, "hold {hold_max}");
-            assert!(sunk.lines == lines, "hold {hold_max}: the lines differ from the trace's");
+        for seed in [1, 2] {
+            let plan = crate::world::from_scenario::plan(&scenario, seed, "test").unwrap();
+            let whole = crate::world::run(&plan).unwrap().trace;
+            let late_room = &whole.header.check.expect.rooms["late"];
+            let mut lines = Vec::new();
+            for record in &whole.records {
+                let line = record.to_line();
+                if line.contains(late_room.as_str()) && lines.len() <= 2 * SPOOL_CHUNK {
+                    panic!("seed {seed}: {} bytes before the late room", lines.len());
+                }
+                lines.extend_from_slice(line.as_bytes());
+                lines.push(b'\n');
+            }
+            for (hold_max, early) in [(SPOOL_CHUNK, true), (SPOOL_HOLD_MAX, false)] {
+                let at = format!("seed {seed}, hold {hold_max}");
+                let sunk: Arc<Mutex<Sunk>> = Arc::default();
+                let sink = Box::new(Sink(Arc::clone(&sunk)));
+                let run = super::super::runtime::run_spooled_holding(&plan, sink, hold_max);
+                let last = run.unwrap().trace.header;
+                let sunk = std::mem::take(&mut *sunk.lock().unwrap());
+                let [handed] = &sunk.headers[..] else { panic!("{} headers", sunk.headers.len()) };
+                assert!(last.check.expect.rooms.contains_key("late"), "{at}");
+                assert_eq!(handed.check.expect.rooms.contains_key("late"), !early, "{at}");
+                assert_eq!(*handed == last, !early, "{at}");
+                for (i, chunk) in sunk.chunks.iter().enumerate() {
+                    assert!(chunk.ends_with(b"\n"), "{at}: chunk {i} ends inside a line");
+                    let last_chunk = i + 1 == sunk.chunks.len();
+                    assert!(last_chunk || chunk.len() >= SPOOL_CHUNK, "{at}: chunk {i} is short");
+                }
+                assert!(sunk.chunks.concat() == lines, "{at}: the lines differ from the trace's");
+            }
         }
     }
 }

@@ -68,41 +68,6 @@ fn spooled(plan: &world::Plan) -> (Vec<String>, world::RunOutput, usize) {
     (lines, output, chunks.len())
 }
 
-/// A run whose header waits for a room created late (`partition-heal` with traffic, and a
-/// room its last step creates) holds its lines back until then, and hands its sink the
-/// header it ends with, though the lines before the room's creation fill chunks.
-#[test]
-fn a_spooled_run_hands_over_its_header_once_it_has_named_its_rooms() {
-    let path = "scenarios/partition-heal.toml";
-    let text = std::fs::read_to_string(path).unwrap()
-        + r#"
-[[workload]]
-room = "main"
-start_ms = 1_000
-end_ms = 40_000
-interval_ms = 300
-mix = { message = 4, topic = 1 }
-
-[[step]]
-at_ms = 42_000
-user = "@alice:hs1"
-action = "create_room"
-room = "late"
-"#;
-    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
-    for seed in [1, 2] {
-        let plan = from_scenario::plan(&scenario, seed, "test").unwrap();
-        // `spooled` requires the header it was handed to be the run's.
-        let (lines, output, _) = spooled(&plan);
-        let rooms = &output.trace.header.check.expect.rooms;
-        assert!(rooms.contains_key("late"), "seed {seed}: {rooms:?}");
-        let late = lines.iter().position(|line| line.contains(&rooms["late"]));
-        let before: usize =
-            lines[..late.expect("a record of the late room")].iter().map(|l| l.len() + 1).sum();
-        assert!(before > 2 * world::SPOOL_CHUNK, "seed {seed}: {before} bytes before");
-    }
-}
-
 /// The timeline's network marks as a fold that keeps every message it has seen: a
 /// request's sender gets a mark when it is sent, when the first response to it arrives,
 /// and when a copy of any message it sent is lost; a request line sent again to the same
