@@ -564,7 +564,7 @@ fn resolve_rejected_events_per_mode() {
 /// back until it has created the room): with and without `[[expect]]` blocks. Either way
 /// the file is the whole trace's, as the library's in-memory run makes it, its hash is the
 /// summary's, and no spool is left; with `--check-determinism` the second run is only
-/// hashed. (The trace made again under another header: `cli::run`'s own tests.)
+/// hashed. (The trace made again under another header: `cli::run::spool`'s tests.)
 #[test]
 fn a_runs_trace_file_is_the_whole_traces_with_or_without_names_in_its_header() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-streamed");

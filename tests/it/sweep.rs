@@ -140,7 +140,7 @@ fn shards_merged_equal_the_whole_sweep() {
 /// `mxsim run` writes for it, byte for byte, and no spool is left behind: with and
 /// without `[[expect]]` blocks, the spool becoming the trace file, moved from the
 /// temporary directory. (The spool read back under another header, and copied from
-/// another file system: `cli::run`'s own tests.)
+/// another file system: `cli::run::spool`'s tests.)
 #[test]
 fn kept_seeds_are_written_as_run_writes_them_and_no_spool_is_left() {
     let dir = scratch("spooled");
