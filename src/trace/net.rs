@@ -91,20 +91,20 @@ pub struct NetFold {
     /// ([`LookupMap`]): two to four of them are asked per network record, and as sorted
     /// maps they were a third of the fold's time.
     numbers: LookupMap<String, u32>,
-    names: Vec<String>,
+    /// By number, the first copy of each server's name the fold saw.
+    names: Vec<Text>,
     /// The last sender and the last destination numbered, each with its number: a server
     /// sends a message to each of the room's servers in a row, and a copy of a name held
     /// here is recognised by its pointer ([`Text::is_same_copy`]) without hashing it.
     recent: [Option<(Text, u32)>; 2],
     /// Server numbers by the address of the first copy of each name seen
-    /// ([`Text::copy_address`]), and those copies by number, kept so that no other text
-    /// can take their address while the fold lives. A run's records name each server by
-    /// one copy (its slot's name), so after its first record a server is found without
+    /// ([`Text::copy_address`]); `names` keeps those copies, so that no other text can
+    /// take their address while the fold lives. A run's records name each server by one
+    /// copy (its slot's name), so after its first record a server is found without
     /// reading or hashing its name: numbering by name was 0.9% of a 300-server run's CPU
     /// time (comparing names) and more in hashing them. Records read from a file have a
     /// copy each, and are numbered by name.
     by_copy: LookupMap<usize, u32>,
-    copies: Vec<Option<Text>>,
     /// Marks by server number (`summary.marks` once finished; `None`: no mark yet).
     marks: Vec<Option<[BTreeMap<u32, u32>; MARK_KINDS]>>,
     messages: LookupMap<u64, InFlight>,
@@ -128,7 +128,6 @@ impl NetFold {
             names: Vec::new(),
             recent: [None, None],
             by_copy: LookupMap::new(),
-            copies: Vec::new(),
             marks: Vec::new(),
             messages: LookupMap::new(),
             attempts: LookupMap::new(),
@@ -153,16 +152,21 @@ impl NetFold {
         )
     }
 
-    /// A server's number, given at its first record.
-    fn number(&mut self, server: &str) -> u32 {
-        if let Some(&number) = self.numbers.get(server) {
+    /// A server's number, given at its first record: found by the copy of its name, or
+    /// else by the name.
+    fn number(&mut self, server: &Text) -> u32 {
+        if let Some(&number) = self.by_copy.get(&server.copy_address()) {
+            debug_assert!(self.names[number as usize].is_same_copy(server));
+            return number;
+        }
+        if let Some(&number) = self.numbers.get(server.as_str()) {
             return number;
         }
         let number = u32::try_from(self.names.len()).expect("fewer than 2^32 servers");
-        self.numbers.insert(server.to_owned(), number);
-        self.names.push(server.to_owned());
+        self.numbers.insert(server.as_str().to_owned(), number);
+        self.by_copy.insert(server.copy_address(), number);
+        self.names.push(server.clone());
         self.marks.push(None);
-        self.copies.push(None);
         number
     }
 
@@ -175,25 +179,7 @@ impl NetFold {
                 return *number;
             }
         }
-        let number = match self.by_copy.get(&server.copy_address()) {
-            Some(&number) => {
-                debug_assert!(
-                    self.copies[number as usize]
-                        .as_ref()
-                        .is_some_and(|copy| copy.is_same_copy(server))
-                );
-                number
-            }
-            None => {
-                let number = self.number(server);
-                let copy = &mut self.copies[number as usize];
-                if copy.is_none() {
-                    *copy = Some(server.clone());
-                    self.by_copy.insert(server.copy_address(), number);
-                }
-                number
-            }
-        };
+        let number = self.number(server);
         self.recent[slot] = Some((server.clone(), number));
         number
     }
@@ -237,7 +223,7 @@ impl NetFold {
                 if let Some((before, when)) = self.attempts.insert(key.clone(), (*msg, t)) {
                     self.open.remove(&before);
                     self.mark(from, RETRY, t);
-                    let name = self.names[from as usize].clone();
+                    let name = self.names[from as usize].as_str().to_owned();
                     self.summary.backoffs.entry(name).or_default().push((when, t));
                 }
                 self.open.insert(*msg, key);
@@ -336,7 +322,7 @@ impl NetFold {
     pub fn finish(mut self) -> NetSummary {
         for (name, marks) in self.names.into_iter().zip(self.marks) {
             if let Some(marks) = marks {
-                self.summary.marks.insert(name, marks);
+                self.summary.marks.insert(name.as_str().to_owned(), marks);
             }
         }
         self.summary
