@@ -293,6 +293,21 @@ impl Pdu {
         self.content = Arc::clone(content);
     }
 
+    /// Holds, in place of each event id this event cites (`auth_events`, `prev_events`,
+    /// `redacts`), the copy `shared` returns for it, which must be an equal id: servers
+    /// that look the cited events up by these ids then find their stored copies by
+    /// pointer, not by comparing text. The event's own id is left as it is.
+    pub fn share_cited_ids(&mut self, mut shared: impl FnMut(&EventId) -> Option<EventId>) {
+        let cited =
+            self.auth_events.iter_mut().chain(&mut self.prev_events).chain(&mut self.redacts);
+        for id in cited {
+            if let Some(copy) = shared(id) {
+                debug_assert!(copy == *id, "a shared id differs from the one it replaces");
+                *id = copy;
+            }
+        }
+    }
+
     /// Holds `content` in place of the event's own and returns that: `mxsim resolve` keeps
     /// the contents the auth rules never read as text until it knows whether state
     /// resolution reads the event at all, and then puts back the ones it does. Anything

@@ -2097,6 +2097,63 @@ fn servers_sharing_verified_events_decide_as_before_and_hold_one_body_per_event(
     assert_eq!(alone.verified.state_checks_taken(), 0, "nothing shared when not sharing");
 }
 
+/// Of the events `event` cites (auth and prev events) that `server` stores: how many it
+/// names by the very copy of the id the server's stored event holds, and how many by
+/// another copy of the text.
+fn cited_copies(h: &Harness, server: &str, event: &mxsim::matrix::EventId) -> (usize, usize) {
+    let store = h.servers[server].store();
+    let pdu = store.pdu(event).unwrap();
+    let (mut shared, mut apart) = (0, 0);
+    for cited in pdu.auth_events().iter().chain(pdu.prev_events()) {
+        let Some(stored) = store.pdu(cited) else { continue };
+        if std::sync::Arc::ptr_eq(&cited.shared_text(), &stored.event_id().shared_text()) {
+            shared += 1;
+        } else {
+            apart += 1;
+        }
+    }
+    (shared, apart)
+}
+
+/// With shared verified events, each event names the events it cites by the copy of their
+/// ids that the cited events hold, so that a server looks them up by pointer; without,
+/// the copy parsed or built at each server names them apart.
+#[test]
+fn events_cite_the_shared_copies_of_the_ids_they_name() {
+    let names = ["hs1", "hs2", "hs3"];
+    let talk = |h: &mut Harness, room: &str| {
+        for (i, name) in names.iter().enumerate() {
+            let user = if i == 0 { "@alice:hs1".to_owned() } else { format!("@bob:{name}") };
+            send(h, name, &user, room, "m.room.message", None, serde_json::json!({"body": "hi"}));
+            h.run(2_000);
+        }
+    };
+    let tally = |h: &Harness| {
+        let (mut shared, mut apart) = (0, 0);
+        for builder in names {
+            for id in created_by(h, builder) {
+                for server in names {
+                    let (s, a) = cited_copies(h, server, &id);
+                    shared += s;
+                    apart += a;
+                }
+            }
+        }
+        (shared, apart)
+    };
+    let (mut shared, room) =
+        room_in(Harness::with_verified(&names, true), &names, RoomVersion::V11);
+    talk(&mut shared, &room);
+    let (cited, apart) = tally(&shared);
+    assert_eq!(apart, 0, "every cited id shared ({cited} were)");
+    assert!(cited >= 3 * 20, "each server's copy of the room's events and messages: {cited}");
+    let (mut alone, room) =
+        room_in(Harness::with_verified(&names, false), &names, RoomVersion::V11);
+    talk(&mut alone, &room);
+    let (_, apart) = tally(&alone);
+    assert!(apart > 0, "the servers' own copies name cited events apart");
+}
+
 #[test]
 fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
     let names = ["hs1", "hs2", "hs3"];
@@ -2124,6 +2181,13 @@ fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
     h.run_for(Duration::from_secs(5));
     let kept = stored_json(&h, "hs3", &message);
     assert_eq!(kept["content"], serde_json::json!({}), "hs3 took the other copy's result");
+    // Parsed from the copy that came, the redacted form still names the events it cites
+    // by the copies hs3 stores.
+    let (cited, apart) = cited_copies(&h, "hs3", &message);
+    assert!(
+        cited >= 4 && apart == 0,
+        "auth and prev events by their stored copies: {cited}, {apart}"
+    );
     assert_eq!(stored_json(&h, "hs2", &message)["content"]["body"], "hi");
 }
 

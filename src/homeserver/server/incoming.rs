@@ -147,7 +147,12 @@ impl Homeserver {
     /// intact. Verifying it anyway was a quarter of a sweep of two-server seeds; debug builds
     /// still verify and compare. The checker verifies every stored copy from the trace
     /// either way (the `integrity` invariant).
-    pub(super) fn own_copy(&self, rules: &RoomVersionRules, pdu: Pdu) -> Arc<Pdu> {
+    pub(super) fn own_copy(&self, rules: &RoomVersionRules, mut pdu: Pdu) -> Arc<Pdu> {
+        // The events it cites, named by the cache's copies of their ids: every server that
+        // keeps this body then finds them by pointer ([`VerifiedEvents::share_cited_ids`]).
+        if self.verified_shared {
+            self.verified.share_cited_ids(&mut pdu);
+        }
         let pdu = Arc::new(pdu);
         if self.verified_shared {
             if self.signed_here_verifies(&pdu) {
@@ -195,7 +200,7 @@ impl Homeserver {
         if let Some((received, result)) = self.verified.get_raw(rules.version, &raw) {
             return Ok(self.checked_copy(&received, result));
         }
-        let pdu = wire::parse_pdu(rules, raw).map_err(|e| format!("bad format: {e}"))?;
+        let mut pdu = wire::parse_pdu(rules, raw).map_err(|e| format!("bad format: {e}"))?;
         // The event id is the reference hash: a stored event with this id has the same
         // redacted form, signatures aside, and was verified when it was stored. Keep that
         // copy and skip the signature check (the simulator's hottest path in large rooms,
@@ -208,6 +213,10 @@ impl Homeserver {
         // (and share its body) rather than verify again.
         if let Some(verified) = self.verified.get(rules.version, &pdu) {
             return Ok(verified);
+        }
+        // As for an event built here ([`Homeserver::own_copy`]).
+        if self.verified_shared {
+            self.verified.share_cited_ids(&mut pdu);
         }
         self.verify_and_record(rules, Arc::new(pdu))
     }
@@ -222,9 +231,14 @@ impl Homeserver {
     ) -> Result<Arc<Pdu>, String> {
         let result = match pdu::verify(rules, &received, &self.keys) {
             Ok(Verified::Intact) => Arc::clone(&received),
-            Ok(Verified::Redacted(redacted)) => Pdu::from_json(rules, redacted)
-                .map(Arc::new)
-                .map_err(|e| format!("bad redacted form: {e}"))?,
+            Ok(Verified::Redacted(redacted)) => {
+                let mut redacted = Pdu::from_json(rules, redacted)
+                    .map_err(|e| format!("bad redacted form: {e}"))?;
+                if self.verified_shared {
+                    self.verified.share_cited_ids(&mut redacted);
+                }
+                Arc::new(redacted)
+            }
             Err(e) => return Err(e.to_string()),
         };
         self.verified.insert(rules.version, received, Arc::clone(&result));
