@@ -193,9 +193,7 @@ impl Homeserver {
         let mut create = None;
         if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
             // v12: the create event is implied by the room id.
-            let store = &self.store;
-            let found =
-                store.with_implied_create(room_id, |id| id.and_then(|id| store.event_by_text(id)));
+            let found = self.store.implied_create_event(room_id);
             create = found.filter(|c| !accepted_create || !c.outcome.is_rejected()).map(|c| &c.pdu);
         }
         Ok(AuthReads { auth, create })

@@ -194,11 +194,6 @@ impl Store {
         self.events.contains_key(id)
     }
 
-    /// [`Store::event`] by the id's text.
-    pub fn event_by_text(&self, id: &str) -> Option<&StoredEvent> {
-        self.events.get(id)
-    }
-
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
@@ -279,6 +274,16 @@ impl Store {
             Some(_) => {}
             None => self.room_mut(room_id).event_count += 1,
         }
+        if event.pdu.auth_events().is_empty() {
+            // Only a create event cites no auth events. The room's implied create id (made
+            // from the room id) becomes the stored copy's own, which the events citing it
+            // share: a room of version 12 looks it up for every event it checks or stores,
+            // and equal ids that are one copy compare without reading their text.
+            let room = self.room_mut(room_id);
+            if room.implied_create.as_ref() == Some(&id) {
+                room.implied_create = Some(id.clone());
+            }
+        }
         self.count_depth(room_id, &event);
         self.member_users.note(&event.pdu);
         self.note_cited_ahead(&event);
@@ -348,13 +353,31 @@ impl Store {
     /// [`auth_event_ids`]: crate::matrix::dag::auth_event_ids
     fn indexes_surely(&self, rules: &RoomVersionRules, id: &EventId) -> bool {
         let Some(event) = self.events.get(id) else { return false };
-        let stored = |auth: &str| auth != id.as_str() && self.events.contains_key(auth);
-        let listed = event.pdu.auth_events().iter().all(|auth| stored(auth.as_str()));
+        // Looked up by the ids themselves where there are ids, so that an id that is the
+        // stored copy is found without reading its text.
+        let stored = |auth: &EventId| auth != id && self.events.contains_key(auth);
+        let listed = event.pdu.auth_events().iter().all(stored);
         if !listed {
             return false;
         }
         let Some(create_room) = implicit_create_room_id(rules, &event.pdu) else { return true };
-        self.with_implied_create(create_room, |create| create.is_none_or(stored))
+        match self.rooms.get(create_room) {
+            Some(room) => room.implied_create.as_ref().is_none_or(stored),
+            None => self.with_implied_create(create_room, |create| {
+                create
+                    .is_none_or(|create| create != id.as_str() && self.events.contains_key(create))
+            }),
+        }
+    }
+
+    /// The stored create event that `room_id` implies ([`Store::with_implied_create`]),
+    /// found by the room record's id where the room is known: that id is the stored
+    /// copy's own once the create event is stored ([`Store::insert`]).
+    pub fn implied_create_event(&self, room_id: &str) -> Option<&StoredEvent> {
+        match self.rooms.get(room_id) {
+            Some(room) => room.implied_create.as_ref().and_then(|id| self.events.get(id)),
+            None => self.with_implied_create(room_id, |id| id.and_then(|id| self.events.get(id))),
+        }
     }
 
     /// `f` of the text of the create event id that `room_id` implies (`None` where
@@ -587,6 +610,37 @@ mod tests {
             );
             assert!(!store.take_cited_ahead(&p), "asked once");
         }
+    }
+
+    /// Once the create event a room's id implies is stored, the room record holds the
+    /// stored copy's own id; an event that is not it changes nothing. The stored event is
+    /// found by the record's id, or by text for a room not known here.
+    #[test]
+    fn the_implied_create_id_becomes_the_stored_copys_own() {
+        let mut store = Store::new();
+        store.add_room("!r:hs1", RoomVersion::V11);
+        let implied = |store: &Store| store.room("!r:hs1").unwrap().implied_create.clone().unwrap();
+        let made = implied(&store);
+        assert_eq!(made.as_str(), "$r:hs1");
+        assert!(store.implied_create_event("!r:hs1").is_none(), "not stored yet");
+        // Another event citing no auth events, and an event citing the create event.
+        store_outlier(&mut store, "$other:hs1", "m.room.create", &[]);
+        store_outlier(&mut store, "$member", "m.room.member", &["$r:hs1"]);
+        assert!(
+            store.room("!r:hs1").unwrap().implied_create.as_ref().unwrap().same_allocation(&made)
+        );
+        store_outlier(&mut store, "$r:hs1", "m.room.create", &[]);
+        let stored = store.pdu(&made).unwrap().event_id().clone();
+        assert!(
+            implied(&store).same_allocation(&stored) && !implied(&store).same_allocation(&made)
+        );
+        assert_eq!(implied(&store), made, "the same id");
+        let found = store.implied_create_event("!r:hs1").unwrap();
+        assert!(found.pdu.event_id().same_allocation(&stored));
+        // A room not known here: its id's create event found by text.
+        let other = store.implied_create_event("!other:hs1").unwrap();
+        assert_eq!(other.pdu.event_id().as_str(), "$other:hs1");
+        assert!(store.implied_create_event("!unknown:hs1").is_none());
     }
 
     #[test]
