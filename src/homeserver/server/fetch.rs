@@ -423,11 +423,22 @@ impl Homeserver {
         ids: Option<(Vec<EventId>, Vec<EventId>)>,
         out: &mut Vec<Output>,
     ) {
-        let Some((state_ids, auth_chain_ids)) = ids else {
+        let Some((mut state_ids, auth_chain_ids)) = ids else {
             return self.fetch_full_state(now, room_id, prev, out);
         };
         let mut missing: BTreeSet<EventId> = BTreeSet::new();
-        for id in state_ids.iter().chain(&auth_chain_ids).chain([prev]) {
+        // Each state id this server stores becomes the stored event's own copy, so that
+        // gathering the state's events ([`Homeserver::finish_state_ids`]) finds them
+        // without comparing the ids' text again (they were parsed from the answer).
+        for id in &mut state_ids {
+            match self.store.pdu(id) {
+                Some(stored) => *id = stored.event_id().clone(),
+                None => {
+                    missing.insert(id.clone());
+                }
+            }
+        }
+        for id in auth_chain_ids.iter().chain([prev]) {
             if !self.store.contains(id) {
                 missing.insert(id.clone());
             }
