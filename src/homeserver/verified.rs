@@ -324,13 +324,15 @@ impl VerifiedEvents {
         })
     }
 
-    /// Makes each event id `pdu` cites the copy of that id held by the event checked under
-    /// it here, if one is ([`Pdu::share_cited_ids`]): for a copy about to be checked and
-    /// recorded, so that every server that keeps it looks up its auth and prev events by
+    /// Makes each event id `pdu` cites the copy of that id held by the checked form of the
+    /// event recorded under it here, if one is ([`Pdu::share_cited_ids`]): the body the
+    /// servers keep (the copy as received, or its redacted form when its content hash did
+    /// not match). For a copy about to be checked (and recorded, if it is the first of its
+    /// id), so that every server that keeps it looks up its auth and prev events by
     /// pointer.
     pub fn share_cited_ids(&self, pdu: &mut Pdu) {
         let entries = self.entries.lock().expect("no holder of the cache lock panics");
-        pdu.share_cited_ids(|id| entries.get(id).map(|entry| entry.received.event_id().clone()));
+        pdu.share_cited_ids(|id| entries.get(id).map(|entry| entry.result.event_id().clone()));
     }
 
     /// Records the checked form of a received copy, unless a copy of the id is there.

@@ -297,7 +297,7 @@ impl Pdu {
     /// `redacts`), the copy `shared` returns for it, which must be an equal id: servers
     /// that look the cited events up by these ids then find their stored copies by
     /// pointer, not by comparing text. The event's own id is left as it is.
-    pub fn share_cited_ids(&mut self, mut shared: impl FnMut(&EventId) -> Option<EventId>) {
+    pub(crate) fn share_cited_ids(&mut self, mut shared: impl FnMut(&EventId) -> Option<EventId>) {
         let cited =
             self.auth_events.iter_mut().chain(&mut self.prev_events).chain(&mut self.redacts);
         for id in cited {

@@ -2191,6 +2191,40 @@ fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
     assert_eq!(stored_json(&h, "hs2", &message)["content"]["body"], "hi");
 }
 
+/// A copy that differs from the one in the shared verified events only outside what is
+/// hashed and signed (here `unsigned`) is parsed and checked by its receiver, and still
+/// names the events it cites by the copies the receiver stores.
+#[test]
+fn a_copy_checked_by_its_receiver_cites_the_stored_copies() {
+    let names = ["hs1", "hs2", "hs3"];
+    let (mut h, room) = room_in(Harness::with_verified(&names, true), &names, RoomVersion::V11);
+    h.cut.insert(("hs1".into(), "hs3".into()));
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "hi"}),
+    );
+    h.run_for(Duration::from_secs(5));
+    let message = created_by(&h, "hs1").pop().unwrap();
+    assert!(!h.servers["hs3"].store().contains(&message));
+    let mut other = stored_json(&h, "hs2", &message);
+    other.insert("unsigned".into(), serde_json::json!({"age": 5}));
+    push_transaction(&mut h, "hs2", "hs3", "unsigned-1", vec![other]);
+    h.run_for(Duration::from_secs(5));
+    let kept = stored_json(&h, "hs3", &message);
+    assert_eq!(kept["unsigned"], serde_json::json!({"age": 5}), "hs3 kept the copy it checked");
+    assert_eq!(kept["content"]["body"], "hi", "intact");
+    let (cited, apart) = cited_copies(&h, "hs3", &message);
+    assert!(
+        cited >= 4 && apart == 0,
+        "auth and prev events by their stored copies: {cited}, {apart}"
+    );
+}
+
 /// A server records the events it builds as verified in the shared cache without checking
 /// them only when the shared key ring holds its own key: one that signs with another key
 /// (a ring that says otherwise) has its events checked, fail, and recorded by no one.
