@@ -1544,6 +1544,35 @@ fn an_invited_server_is_not_in_the_room_until_its_join_went_through_a_resident()
     }
 }
 
+/// Residency follows every user of a server: a second user of hs2 joins after the first,
+/// the first leaves, and hs2 is still in the room (it takes hs1's next message); once the
+/// second leaves too, it is not. The users a residency check reads are kept between
+/// checks, and must include the one that joined after they were first read.
+#[test]
+fn a_server_stays_resident_while_any_of_its_users_is_joined() {
+    let names = ["hs1", "hs2"];
+    let (mut h, room) = public_room(&names);
+    assert!(h.servers["hs2"].is_resident(&room), "bob is joined");
+    let join = Action::Join { room: room.clone(), via: vec!["hs1".into()] };
+    h.act("hs2", "@carol:hs2".into(), join);
+    h.run(2_000);
+    assert!(h.servers["hs2"].is_resident(&room), "bob and carol are joined");
+    h.act("hs2", "@bob:hs2".into(), Action::Leave { room: room.clone(), via: vec![] });
+    h.run(2_000);
+    assert!(resident(&h, "hs2", &room), "carol is still joined in hs2's state");
+    assert!(h.servers["hs2"].is_resident(&room), "hs2 knows it is still in the room");
+    let body = serde_json::json!({"body": "still there?"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, body);
+    h.run(2_000);
+    let message = created_by(&h, "hs1").pop().unwrap();
+    let taken = decisions_of(&h, "hs2", &message);
+    assert!(taken.contains(&mxsim::homeserver::Decision::Accepted), "{taken:?}");
+    h.act("hs2", "@carol:hs2".into(), Action::Leave { room: room.clone(), via: vec![] });
+    h.run(2_000);
+    assert!(!resident(&h, "hs2", &room) && !h.servers["hs2"].is_resident(&room));
+    assert_eq!(h.failures(), Vec::<String>::new());
+}
+
 /// Residency: a server whose last user left does not rejoin on its stale state. During a
 /// split it cannot reach a resident, so the join fails; after the split the residents
 /// refuse it, because the user was banned meanwhile.

@@ -215,8 +215,16 @@ impl Homeserver {
     /// The member entries of this server's users in state `group`, in the order of
     /// [`Store::member_users`] (which only grows, so equal lists are of the same users).
     fn own_member_entries(&self, group: StateGroupId) -> Vec<Option<EventId>> {
-        let entry = |user| self.store.state_get_parts(group, "m.room.member", user).cloned();
-        self.store.member_users(&self.name).map(entry).collect()
+        let noted = self.store.member_users_noted();
+        let mut own = self.own_users.borrow_mut();
+        if own.0 != noted {
+            if self.store.member_users_noted_since(&self.name, own.0) {
+                own.1 = self.store.member_users(&self.name).map(Box::from).collect();
+            }
+            own.0 = noted;
+        }
+        let entry = |user: &str| self.store.state_get_parts(group, "m.room.member", user).cloned();
+        own.1.iter().map(|user| entry(user)).collect()
     }
 
     /// Calls `f` with the joined members per server of the room's current state (servers

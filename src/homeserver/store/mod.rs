@@ -302,6 +302,18 @@ impl Store {
         self.member_users.of(server)
     }
 
+    /// How many users [`Store::member_users`] has noted, of every server: a store only
+    /// adds to them, in order.
+    pub fn member_users_noted(&self) -> usize {
+        self.member_users.noted()
+    }
+
+    /// Whether a user of `server` was noted after the first `count` users: if not,
+    /// [`Store::member_users`] of `server` is what it was when `count` were noted.
+    pub fn member_users_noted_since(&self, server: &str, count: usize) -> bool {
+        self.member_users.server_noted_since(server, count)
+    }
+
     /// Adds a stored event to its room's auth-chain index, or has it wait for
     /// [`Store::index_waiting`]. An event whose auth chain has a missing event (one
     /// rejected for it) stays out: a resolution over it indexes the chains it needs itself.
