@@ -325,7 +325,7 @@ impl VerifiedEvents {
     }
 
     /// Makes each event id `pdu` cites the copy of that id held by the checked form of the
-    /// event recorded under it here, if one is ([`Pdu::share_cited_ids`]): the body the
+    /// event recorded under it here, if one is (`Pdu::share_cited_ids`): the body the
     /// servers keep (the copy as received, or its redacted form when its content hash did
     /// not match). For a copy about to be checked (and recorded, if it is the first of its
     /// id), so that every server that keeps it looks up its auth and prev events by

@@ -148,11 +148,7 @@ impl Homeserver {
     /// still verify and compare. The checker verifies every stored copy from the trace
     /// either way (the `integrity` invariant).
     pub(super) fn own_copy(&self, rules: &RoomVersionRules, mut pdu: Pdu) -> Arc<Pdu> {
-        // The events it cites, named by the cache's copies of their ids: every server that
-        // keeps this body then finds them by pointer ([`VerifiedEvents::share_cited_ids`]).
-        if self.verified_shared {
-            self.verified.share_cited_ids(&mut pdu);
-        }
+        self.cite_shared_ids(&mut pdu);
         let pdu = Arc::new(pdu);
         if self.verified_shared {
             if self.signed_here_verifies(&pdu) {
@@ -214,11 +210,20 @@ impl Homeserver {
         if let Some(verified) = self.verified.get(rules.version, &pdu) {
             return Ok(verified);
         }
-        // As for an event built here ([`Homeserver::own_copy`]).
-        if self.verified_shared {
-            self.verified.share_cited_ids(&mut pdu);
-        }
+        self.cite_shared_ids(&mut pdu);
         self.verify_and_record(rules, Arc::new(pdu))
+    }
+
+    /// With shared verified events, names the events `pdu` cites by the cache's copies of
+    /// their ids ([`VerifiedEvents::share_cited_ids`]): for a body about to be checked,
+    /// so that every server that keeps it finds the cited events by pointer.
+    ///
+    /// [`VerifiedEvents::share_cited_ids`]:
+    /// crate::homeserver::verified::VerifiedEvents::share_cited_ids
+    fn cite_shared_ids(&self, pdu: &mut Pdu) {
+        if self.verified_shared {
+            self.verified.share_cited_ids(pdu);
+        }
     }
 
     /// Checks the hash and signatures of a copy no server of the process checked before,
@@ -234,9 +239,7 @@ impl Homeserver {
             Ok(Verified::Redacted(redacted)) => {
                 let mut redacted = Pdu::from_json(rules, redacted)
                     .map_err(|e| format!("bad redacted form: {e}"))?;
-                if self.verified_shared {
-                    self.verified.share_cited_ids(&mut redacted);
-                }
+                self.cite_shared_ids(&mut redacted);
                 Arc::new(redacted)
             }
             Err(e) => return Err(e.to_string()),

@@ -22,7 +22,7 @@ use crate::stdx::fnv1a64;
 pub(super) struct MemberUsers {
     entries: BTreeSet<Entry>,
     /// The server hash of each entry, in the order noted: which servers gained users
-    /// since a given count ([`MemberUsers::servers_noted_since`]).
+    /// since a given count ([`MemberUsers::server_noted_since`]).
     noted: Vec<u64>,
 }
 

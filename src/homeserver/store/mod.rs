@@ -395,7 +395,11 @@ impl Store {
     /// `f` of the text of the create event id that `room_id` implies (`None` where
     /// [`EventId::from_room_id`] gives none): the one the room's record keeps
     /// ([`RoomRecord::implied_create`]), or for a room not known here one made on the
-    /// stack ([`CreateIdText`]).
+    /// stack ([`CreateIdText`]): rooms not added yet are asked about too, more often the
+    /// more servers join (an id made for each cost `big300` 2.97 M more instructions than
+    /// this, `big100` 0.27 M). Where the room is known, events are looked up by the
+    /// record's id instead, which is the stored copy's own once the create event is
+    /// stored ([`Store::implied_create_event`]).
     pub fn with_implied_create<R>(&self, room_id: &str, f: impl FnOnce(Option<&str>) -> R) -> R {
         match self.rooms.get(room_id) {
             Some(room) => f(room.implied_create.as_ref().map(EventId::as_str)),
