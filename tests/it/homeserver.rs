@@ -2077,16 +2077,19 @@ fn all_decisions(h: &Harness) -> Vec<(String, Option<EventId>, mxsim::homeserver
         .collect()
 }
 
+/// A message from each of `names` in turn (hs1's user is alice, the others' bob).
+fn each_says_hi(h: &mut Harness, room: &str, names: &[&str]) {
+    for (i, name) in names.iter().enumerate() {
+        let user = if i == 0 { "@alice:hs1".to_owned() } else { format!("@bob:{name}") };
+        send(h, name, &user, room, "m.room.message", None, serde_json::json!({"body": "hi"}));
+        h.run(2_000);
+    }
+}
+
 #[test]
 fn servers_sharing_verified_events_decide_as_before_and_hold_one_body_per_event() {
     let names = ["hs1", "hs2", "hs3"];
-    let talk = |h: &mut Harness, room: &str| {
-        for (i, name) in names.iter().enumerate() {
-            let user = if i == 0 { "@alice:hs1".to_owned() } else { format!("@bob:{name}") };
-            send(h, name, &user, room, "m.room.message", None, serde_json::json!({"body": "hi"}));
-            h.run(2_000);
-        }
-    };
+    let talk = |h: &mut Harness, room: &str| each_says_hi(h, room, &names);
     let (mut alone, room) =
         room_in(Harness::with_verified(&names, false), &names, RoomVersion::V11);
     talk(&mut alone, &room);
@@ -2150,13 +2153,7 @@ fn cited_copies(h: &Harness, server: &str, event: &mxsim::matrix::EventId) -> (u
 #[test]
 fn events_cite_the_shared_copies_of_the_ids_they_name() {
     let names = ["hs1", "hs2", "hs3"];
-    let talk = |h: &mut Harness, room: &str| {
-        for (i, name) in names.iter().enumerate() {
-            let user = if i == 0 { "@alice:hs1".to_owned() } else { format!("@bob:{name}") };
-            send(h, name, &user, room, "m.room.message", None, serde_json::json!({"body": "hi"}));
-            h.run(2_000);
-        }
-    };
+    let talk = |h: &mut Harness, room: &str| each_says_hi(h, room, &names);
     let tally = |h: &Harness| {
         let (mut shared, mut apart) = (0, 0);
         for builder in names {
@@ -2183,31 +2180,33 @@ fn events_cite_the_shared_copies_of_the_ids_they_name() {
     assert!(apart > 0, "the servers' own copies name cited events apart");
 }
 
-#[test]
-fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
+/// Three servers sharing verified events; hs1's message reaches hs2 and not hs3 (cut
+/// off from hs1); then hs2 pushes hs3 its copy with member `key` set to `value`, in
+/// transaction `txn_id`. Returns the harness and the message's id.
+fn copy_pushed_to_hs3(txn_id: &str, key: &str, value: serde_json::Value) -> (Harness, EventId) {
     let names = ["hs1", "hs2", "hs3"];
     let (mut h, room) = room_in(Harness::with_verified(&names, true), &names, RoomVersion::V11);
     // hs3 does not hear from hs1; hs2 receives the message and verifies it.
     h.cut.insert(("hs1".into(), "hs3".into()));
-    send(
-        &mut h,
-        "hs1",
-        "@alice:hs1",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "hi"}),
-    );
+    let hi = serde_json::json!({"body": "hi"});
+    send(&mut h, "hs1", "@alice:hs1", &room, "m.room.message", None, hi);
     h.run_for(Duration::from_secs(5));
     let message = created_by(&h, "hs1").pop().unwrap();
     assert!(h.servers["hs2"].store().contains(&message));
     assert!(!h.servers["hs3"].store().contains(&message));
+    let mut copy = stored_json(&h, "hs2", &message);
+    copy.insert(key.into(), value);
+    push_transaction(&mut h, "hs2", "hs3", txn_id, vec![copy]);
+    h.run_for(Duration::from_secs(5));
+    (h, message)
+}
+
+#[test]
+fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
     // A copy with other content: the same event id (redaction drops a message's content),
     // but its content hash no longer matches, so hs3 must keep the redacted form.
-    let mut tampered = stored_json(&h, "hs2", &message);
-    tampered.insert("content".into(), serde_json::json!({"body": "tampered"}));
-    push_transaction(&mut h, "hs2", "hs3", "tampered-1", vec![tampered]);
-    h.run_for(Duration::from_secs(5));
+    let (h, message) =
+        copy_pushed_to_hs3("tampered-1", "content", serde_json::json!({"body": "tampered"}));
     let kept = stored_json(&h, "hs3", &message);
     assert_eq!(kept["content"], serde_json::json!({}), "hs3 took the other copy's result");
     // Parsed from the copy that came, the redacted form still names the events it cites
@@ -2225,25 +2224,7 @@ fn a_copy_that_differs_from_the_verified_one_is_checked_by_itself() {
 /// names the events it cites by the copies the receiver stores.
 #[test]
 fn a_copy_checked_by_its_receiver_cites_the_stored_copies() {
-    let names = ["hs1", "hs2", "hs3"];
-    let (mut h, room) = room_in(Harness::with_verified(&names, true), &names, RoomVersion::V11);
-    h.cut.insert(("hs1".into(), "hs3".into()));
-    send(
-        &mut h,
-        "hs1",
-        "@alice:hs1",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "hi"}),
-    );
-    h.run_for(Duration::from_secs(5));
-    let message = created_by(&h, "hs1").pop().unwrap();
-    assert!(!h.servers["hs3"].store().contains(&message));
-    let mut other = stored_json(&h, "hs2", &message);
-    other.insert("unsigned".into(), serde_json::json!({"age": 5}));
-    push_transaction(&mut h, "hs2", "hs3", "unsigned-1", vec![other]);
-    h.run_for(Duration::from_secs(5));
+    let (h, message) = copy_pushed_to_hs3("unsigned-1", "unsigned", serde_json::json!({"age": 5}));
     let kept = stored_json(&h, "hs3", &message);
     assert_eq!(kept["unsigned"], serde_json::json!({"age": 5}), "hs3 kept the copy it checked");
     assert_eq!(kept["content"]["body"], "hi", "intact");
