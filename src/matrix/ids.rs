@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 mod id_map;
 
-use id_map::bytes_hash;
 pub use id_map::{EventIdMap, LookupMap, WordHash};
 
 /// Longest user id, room id, event id (in bytes).
@@ -191,12 +190,21 @@ pub fn is_hash_b64(text: &str) -> bool {
 /// lookup, and a comparison by text is a library call (`memcmp`) per pair; so two ids
 /// compare first by their first eight bytes as one number ([`order_prefix`]), which
 /// settles all but equal or nearly equal ids, and one shared copy equals itself unread.
+///
+/// Hashed as its text, by a hash taken once when the id is made and kept beside the
+/// pointer ([`EventId::hash`]): a lookup by id in a [`LookupMap`] then reads neither the
+/// text (whose cache line, at a thousand servers, is usually cold) nor hashes it again.
 #[derive(Clone)]
-pub struct EventId(Arc<str>);
+pub struct EventId {
+    text: Arc<str>,
+    /// [`id_map::lookup_hash`] of `text`.
+    lookup_hash: u64,
+}
 
 impl PartialEq for EventId {
     fn eq(&self, other: &EventId) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+        Arc::ptr_eq(&self.text, &other.text)
+            || (self.lookup_hash == other.lookup_hash && *self.text == *other.text)
     }
 }
 
@@ -204,13 +212,13 @@ impl Eq for EventId {}
 
 impl Ord for EventId {
     fn cmp(&self, other: &EventId) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
+        if Arc::ptr_eq(&self.text, &other.text) {
             return std::cmp::Ordering::Equal;
         }
         // The prefixes' order is the texts' order on their first eight bytes (an id holds
         // no NUL byte, so the padding of a shorter id sorts before any byte).
-        let prefixes = order_prefix(&self.0).cmp(&order_prefix(&other.0));
-        prefixes.then_with(|| self.0.cmp(&other.0))
+        let prefixes = order_prefix(&self.text).cmp(&order_prefix(&other.text));
+        prefixes.then_with(|| self.text.cmp(&other.text))
     }
 }
 
@@ -221,17 +229,27 @@ impl PartialOrd for EventId {
 }
 
 impl std::hash::Hash for EventId {
-    /// As the text's hash, consistent with `==`.
+    /// The hash kept with the id, handed over whole ([`id_map::lookup_hash`]). Under
+    /// [`LookupMap`]'s hasher, the only one event ids are hashed by (the tidy test keeps
+    /// every other hash map out), an id so hashes as its text does, which lookups by text
+    /// (`Borrow<str>`) need; under another hasher it is a hash of that number, consistent
+    /// with `==` but not with the text's.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (*self.0).hash(state);
+        id_map::hand_over_hash(state, self.lookup_hash);
     }
 }
 
 impl EventId {
+    /// The id whose text is `text`, which has passed [`EventId::check`].
+    fn of_checked(text: Arc<str>) -> EventId {
+        let lookup_hash = id_map::lookup_hash(&text);
+        EventId { text, lookup_hash }
+    }
+
     /// Checks the sigil and length (not the hash form, see [`EventId::is_reference_hash`]).
     pub fn parse(id: &str) -> Result<EventId, IdError> {
         EventId::check(id)?;
-        Ok(EventId(Arc::from(id)))
+        Ok(EventId::of_checked(Arc::from(id)))
     }
 
     /// Whether [`EventId::parse`] accepts `id` (without making the id).
@@ -259,38 +277,38 @@ impl EventId {
     pub fn from_reference_hash(hash: &[u8; 32]) -> EventId {
         let id = format!("${}", crate::matrix::crypto::base64_url_encode(hash));
         assert_eq!(id.len(), 1 + HASH_B64_LEN);
-        EventId(Arc::from(id))
+        EventId::of_checked(Arc::from(id))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The id's text, shared with this copy rather than copied.
     pub fn shared_text(&self) -> Arc<str> {
-        Arc::clone(&self.0)
+        Arc::clone(&self.text)
     }
 
     /// Whether the two are one shared copy (see [`IdInterner`]).
     #[cfg(test)]
     pub fn same_allocation(&self, other: &EventId) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.text, &other.text)
     }
 
     /// Whether the id has the form of a reference hash (`$` + 43 URL-safe base64 chars).
     pub fn is_reference_hash(&self) -> bool {
-        is_hash_b64(&self.0[1..])
+        is_hash_b64(&self.text[1..])
     }
 
     /// The v12 room id of a create event with this id: `!` instead of `$`.
     pub fn to_room_id(&self) -> String {
-        format!("!{}", &self.0[1..])
+        format!("!{}", &self.text[1..])
     }
 
     /// Whether `room_id` is [`EventId::to_room_id`] of this id, without building it (the
     /// auth rules of v12 ask this for every event they check).
     pub fn names_room(&self, room_id: &str) -> bool {
-        room_id.strip_prefix('!') == self.0.strip_prefix('$')
+        room_id.strip_prefix('!') == self.text.strip_prefix('$')
     }
 
     /// The v12 create event id implied by a room id (`$` instead of `!`).
@@ -330,7 +348,7 @@ impl CreateIdText {
     }
 
     pub fn to_event_id(&self) -> EventId {
-        EventId(Arc::from(self.as_str()))
+        EventId::of_checked(Arc::from(self.as_str()))
     }
 }
 
@@ -385,7 +403,7 @@ impl IdInterner {
         // An id shared here passed the check when it was first parsed, and nothing that
         // fails it is ever shared: a text equal to a shared id needs no check (an input
         // cites each id several times, and the check read every byte of every citation).
-        let hash = id_hash(text);
+        let hash = id_map::lookup_hash(text);
         if let Some(shared) = self.shared(text, hash) {
             return Ok(shared);
         }
@@ -420,7 +438,7 @@ impl IdInterner {
         for _ in 0..Self::PROBES_MAX {
             match &self.slots[slot] {
                 None => {
-                    let id = EventId(Arc::from(text));
+                    let id = EventId::of_checked(Arc::from(text));
                     self.slots[slot] = Some(id.clone());
                     self.len += 1;
                     return id;
@@ -429,7 +447,7 @@ impl IdInterner {
                 Some(_) => slot = (slot + 1) & mask,
             }
         }
-        EventId(Arc::from(text))
+        EventId::of_checked(Arc::from(text))
     }
 
     /// Distinct ids held.
@@ -443,7 +461,7 @@ impl IdInterner {
         let old = std::mem::replace(&mut self.slots, vec![None; size]);
         let mask = size - 1;
         for id in old.into_iter().flatten() {
-            let mut slot = id_hash(id.as_str()) as usize & mask;
+            let mut slot = id.lookup_hash as usize & mask;
             // The table is at most half full, so every probe ends.
             while self.slots[slot].is_some() {
                 slot = (slot + 1) & mask;
@@ -459,32 +477,27 @@ impl Default for IdInterner {
     }
 }
 
-/// The [`WordHash`] of an id.
-fn id_hash(id: &str) -> u64 {
-    bytes_hash(id.as_bytes())
-}
-
 impl fmt::Debug for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl std::borrow::Borrow<str> for EventId {
     fn borrow(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl serde::Serialize for EventId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(&self.text)
     }
 }
 
@@ -507,7 +520,7 @@ mod tests {
         for (id, shared) in ids.iter().zip(&first).rev() {
             let again = interner.parse(id).unwrap();
             assert_eq!(again.as_str(), id);
-            assert!(Arc::ptr_eq(&again.0, &shared.0), "{id} was copied again");
+            assert!(Arc::ptr_eq(&again.text, &shared.text), "{id} was copied again");
         }
         assert_eq!(interner.len(), ids.len());
         for bad in ["", "$", "a", "!room", "$a\0b", &format!("${}", "x".repeat(255))] {
@@ -530,9 +543,9 @@ mod tests {
         }
         assert_eq!(interner.len(), IdInterner::PROBES_MAX, "only the first ids are kept");
         let kept = interner.share(&ids[0], 7);
-        assert!(Arc::ptr_eq(&kept.0, &interner.share(&ids[0], 7).0));
+        assert!(Arc::ptr_eq(&kept.text, &interner.share(&ids[0], 7).text));
         // Found without a check only where it is shared: not past the probes.
-        assert!(Arc::ptr_eq(&kept.0, &interner.shared(&ids[0], 7).expect("shared").0));
+        assert!(Arc::ptr_eq(&kept.text, &interner.shared(&ids[0], 7).expect("shared").text));
         assert!(interner.shared(&ids[99], 7).is_none());
         assert!(IdInterner::new().shared(&ids[0], 7).is_none(), "an empty table");
     }

@@ -14,7 +14,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 use super::EventId;
 use crate::matrix::words::le_word;
@@ -300,9 +300,31 @@ impl std::hash::Hasher for IdHasher {
         self.0 = self.0.rotate_left(23) ^ bytes_hash(bytes);
     }
 
+    /// A hash handed over whole ([`hand_over_hash`]): mixed in as `write` mixes in a
+    /// piece's hash, so that a fresh hasher ends on it. No key of the project's maps is an
+    /// `i128`; one would be hashed by its low 64 bits, still consistently with `==`.
+    fn write_i128(&mut self, hash: i128) {
+        self.0 = self.0.rotate_left(23) ^ hash as u64;
+    }
+
     fn finish(&self) -> u64 {
         self.0
     }
+}
+
+/// The hash a [`LookupMap`] finds `text` by: what [`IdHasher`] ends on after hashing the
+/// `str` as the standard library does (its bytes, then a marker byte), from the start.
+/// An [`EventId`] keeps it, taken once when the id is made, and hands it over instead of
+/// its text ([`hand_over_hash`]).
+pub(super) fn lookup_hash(text: &str) -> u64 {
+    IdHashing.hash_one(text)
+}
+
+/// Hands `hash`, a [`lookup_hash`], to `state`. [`IdHasher`] takes it whole (its
+/// `write_i128`), so a key hashed this way from the start hashes as the text it was taken
+/// of, and a map keyed by event ids is found by `&str` too (`Borrow<str>`).
+pub(super) fn hand_over_hash<H: std::hash::Hasher + ?Sized>(state: &mut H, hash: u64) {
+    state.write_i128(i128::from(hash));
 }
 
 #[cfg(test)]
@@ -402,8 +424,29 @@ mod tests {
     }
 
     #[test]
+    fn event_ids_hash_as_their_text_and_are_found_by_it() {
+        let mut map: EventIdMap<usize> = EventIdMap::new();
+        for (n, id) in ids().into_iter().enumerate() {
+            // The kept hash, handed over, is the text's own under the maps' hasher.
+            assert_eq!(IdHashing.hash_one(&id), IdHashing.hash_one(id.as_str()), "{id}");
+            map.insert(id, n);
+        }
+        for (n, id) in ids().into_iter().enumerate() {
+            // By text, and by a copy of the id that is not the key's allocation.
+            assert_eq!(map.get(id.as_str()), Some(&n), "{id}");
+            assert_eq!(map.get(&EventId::parse(id.as_str()).unwrap()), Some(&n), "{id}");
+        }
+        assert_eq!(map.get("$absent"), None);
+        // In a key of several parts the kept hash is mixed in like any other piece.
+        let pairs: LookupMap<(EventId, u32), ()> =
+            ids().into_iter().map(|id| ((id, 1), ())).collect();
+        assert_eq!(pairs.len(), ids().len());
+        assert!(ids().into_iter().all(|id| pairs.contains_key(&(id, 1))));
+        assert!(!pairs.contains_key(&(id("$e1"), 2)));
+    }
+
+    #[test]
     fn the_hash_is_the_same_in_every_map() {
-        use std::hash::BuildHasher;
         let a = IdHashing.hash_one(id("$abc"));
         assert_eq!(a, IdHashing.hash_one(id("$abc")));
         assert_ne!(a, IdHashing.hash_one(id("$abd")));
