@@ -191,13 +191,13 @@ pub fn is_hash_b64(text: &str) -> bool {
 /// compare first by their first eight bytes as one number ([`order_prefix`]), which
 /// settles all but equal or nearly equal ids, and one shared copy equals itself unread.
 ///
-/// Hashed as its text, by a hash taken once when the id is made and kept beside the
-/// pointer ([`EventId::hash`]): a lookup by id in a [`LookupMap`] then reads neither the
+/// As a whole key of a [`LookupMap`], hashed as its text, by a hash taken when the id is
+/// made and kept beside the pointer (`lookup_hash`): a lookup by id then reads neither the
 /// text (whose cache line, at a thousand servers, is usually cold) nor hashes it again.
 #[derive(Clone)]
 pub struct EventId {
     text: Arc<str>,
-    /// [`id_map::lookup_hash`] of `text`.
+    /// The hash a [`LookupMap`] finds `text` by (`id_map::lookup_hash`).
     lookup_hash: u64,
 }
 
@@ -229,11 +229,12 @@ impl PartialOrd for EventId {
 }
 
 impl std::hash::Hash for EventId {
-    /// The hash kept with the id, handed over whole ([`id_map::lookup_hash`]). Under
+    /// The hash kept with the id, handed over whole (`id_map::hand_over_hash`). Under
     /// [`LookupMap`]'s hasher, the only one event ids are hashed by (the tidy test keeps
-    /// every other hash map out), an id so hashes as its text does, which lookups by text
-    /// (`Borrow<str>`) need; under another hasher it is a hash of that number, consistent
-    /// with `==` but not with the text's.
+    /// every other hash map out), an id that is the whole key (or a key's first part) so
+    /// hashes as its text does, which lookups by text (`Borrow<str>`) need. Elsewhere in a
+    /// key, or under another hasher, it is one piece of that number: consistent with `==`,
+    /// not with the text's hash (a `str` is written as two pieces, its bytes and a marker).
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         id_map::hand_over_hash(state, self.lookup_hash);
     }
@@ -548,6 +549,17 @@ mod tests {
         assert!(Arc::ptr_eq(&kept.text, &interner.shared(&ids[0], 7).expect("shared").text));
         assert!(interner.shared(&ids[99], 7).is_none());
         assert!(IdInterner::new().shared(&ids[0], 7).is_none(), "an empty table");
+    }
+
+    #[test]
+    fn ids_with_the_same_kept_hash_are_told_apart_by_their_text() {
+        // Equal kept hashes do not make ids equal: two texts whose hashes collide differ.
+        let a = EventId::parse("$a").unwrap();
+        let b = EventId::parse("$b").unwrap();
+        let forged = EventId { text: Arc::clone(&b.text), lookup_hash: a.lookup_hash };
+        assert_ne!(forged, a);
+        assert_ne!(a, forged);
+        assert_eq!(a, EventId::parse("$a").unwrap(), "an unshared copy");
     }
 
     #[test]

@@ -209,8 +209,9 @@ impl WordHash {
     }
 }
 
-/// The hash of one piece, with its length as the start: the hash of every [`LookupMap`]
-/// key and id interned, and what [`WordHash`] mixes in per piece.
+/// The hash of one piece, with its length as the start: what [`IdHasher`] (so every
+/// [`LookupMap`], and the interner through [`lookup_hash`]) and [`WordHash`] mix in per
+/// piece.
 ///
 /// A piece of up to 16 bytes is read as at most two words (overlapping where it is
 /// shorter than 16, so every byte is read and, with the length, the words tell the piece
@@ -288,7 +289,8 @@ impl std::hash::BuildHasher for IdHashing {
     }
 }
 
-/// The word-at-a-time hash of [`super::IdInterner`] as a [`std::hash::Hasher`]. It is not
+/// The word-at-a-time hash (`bytes_hash`) as a [`std::hash::Hasher`]: every
+/// [`LookupMap`]'s, and [`super::IdInterner`]'s through `lookup_hash`. It is not
 /// keyed: ids crafted to collide would slow the lookups of those ids, never change an
 /// answer (and an id of room versions 4 and later is a SHA-256 reference hash, so crafting
 /// one costs a hash per try).
@@ -437,7 +439,7 @@ mod tests {
             assert_eq!(map.get(&EventId::parse(id.as_str()).unwrap()), Some(&n), "{id}");
         }
         assert_eq!(map.get("$absent"), None);
-        // In a key of several parts the kept hash is mixed in like any other piece.
+        // In a key of several parts the kept hash is one piece, consistent with `==`.
         let pairs: LookupMap<(EventId, u32), ()> =
             ids().into_iter().map(|id| ((id, 1), ())).collect();
         assert_eq!(pairs.len(), ids().len());
