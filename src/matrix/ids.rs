@@ -412,7 +412,8 @@ impl IdInterner {
         Ok(self.share(text, hash))
     }
 
-    /// The shared copy of `text`, whose hash is `hash`, if it has one.
+    /// The shared copy of `text`, whose [`id_map::lookup_hash`] is `hash`, if it has one.
+    /// A slot whose id keeps another hash is passed without reading its text.
     fn shared(&self, text: &str, hash: u64) -> Option<EventId> {
         if self.slots.is_empty() {
             return None;
@@ -422,14 +423,15 @@ impl IdInterner {
         for _ in 0..Self::PROBES_MAX {
             match &self.slots[slot] {
                 None => return None,
-                Some(shared) if shared.as_str() == text => return Some(shared.clone()),
+                Some(shared) if shared.is(text, hash) => return Some(shared.clone()),
                 Some(_) => slot = (slot + 1) & mask,
             }
         }
         None
     }
 
-    /// The shared copy of the checked id `text`, whose hash is `hash`.
+    /// The shared copy of the checked id `text`, whose [`id_map::lookup_hash`] is `hash`
+    /// (kept by the id made here, not taken again).
     fn share(&mut self, text: &str, hash: u64) -> EventId {
         if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
@@ -439,16 +441,16 @@ impl IdInterner {
         for _ in 0..Self::PROBES_MAX {
             match &self.slots[slot] {
                 None => {
-                    let id = EventId::of_checked(Arc::from(text));
+                    let id = EventId { text: Arc::from(text), lookup_hash: hash };
                     self.slots[slot] = Some(id.clone());
                     self.len += 1;
                     return id;
                 }
-                Some(shared) if shared.as_str() == text => return shared.clone(),
+                Some(shared) if shared.is(text, hash) => return shared.clone(),
                 Some(_) => slot = (slot + 1) & mask,
             }
         }
-        EventId::of_checked(Arc::from(text))
+        EventId { text: Arc::from(text), lookup_hash: hash }
     }
 
     /// Distinct ids held.
@@ -469,6 +471,14 @@ impl IdInterner {
             }
             self.slots[slot] = Some(id);
         }
+    }
+}
+
+impl EventId {
+    /// Whether this id is `text`, whose [`id_map::lookup_hash`] is `hash`: the hashes
+    /// first, so that an id of another hash is told apart without reading its text.
+    fn is(&self, text: &str, hash: u64) -> bool {
+        self.lookup_hash == hash && *self.text == *text
     }
 }
 
@@ -533,22 +543,36 @@ mod tests {
 
     #[test]
     fn ids_whose_hashes_collide_are_still_handed_out_equal() {
-        // Every id with the same hash: after `PROBES_MAX` of them, ids are returned unshared.
-        // (Sized so that it does not grow: growing places the ids by their real hashes.)
+        // Ids whose hashes start in one slot: after `PROBES_MAX` of them, ids are returned
+        // unshared. (Sized so that it does not grow, which would place them apart.)
         let mut interner = IdInterner::with_capacity(1000);
-        let ids: Vec<String> = (0..100).map(|n| format!("$collide{n}")).collect();
+        let slot = |id: &str| id_map::lookup_hash(id) as usize & (interner.slots.len() - 1);
+        let first_slot = slot("$collide0");
+        let ids: Vec<String> = (0..)
+            .map(|n| format!("$collide{n}"))
+            .filter(|id| slot(id) == first_slot)
+            .take(100)
+            .collect();
+        let share = |interner: &mut IdInterner, id: &str| {
+            let id_hash = id_map::lookup_hash(id);
+            interner.share(id, id_hash)
+        };
         for round in 0..2 {
             for id in &ids {
-                assert_eq!(interner.share(id, 7).as_str(), id, "round {round}");
+                assert_eq!(share(&mut interner, id).as_str(), id, "round {round}");
             }
         }
         assert_eq!(interner.len(), IdInterner::PROBES_MAX, "only the first ids are kept");
-        let kept = interner.share(&ids[0], 7);
-        assert!(Arc::ptr_eq(&kept.text, &interner.share(&ids[0], 7).text));
+        let kept = share(&mut interner, &ids[0]);
+        assert!(Arc::ptr_eq(&kept.text, &share(&mut interner, &ids[0]).text));
         // Found without a check only where it is shared: not past the probes.
-        assert!(Arc::ptr_eq(&kept.text, &interner.shared(&ids[0], 7).expect("shared").text));
-        assert!(interner.shared(&ids[99], 7).is_none());
-        assert!(IdInterner::new().shared(&ids[0], 7).is_none(), "an empty table");
+        let shared = |interner: &IdInterner, id: &str| interner.shared(id, id_map::lookup_hash(id));
+        assert!(Arc::ptr_eq(&kept.text, &shared(&interner, &ids[0]).expect("shared").text));
+        assert!(shared(&interner, &ids[99]).is_none());
+        assert!(shared(&IdInterner::new(), &ids[0]).is_none(), "an empty table");
+        // The ids made here keep their own hashes: each is found by its text in a map.
+        let map: EventIdMap<()> = ids.iter().map(|id| (share(&mut interner, id), ())).collect();
+        assert!(ids.iter().all(|id| map.contains_key(id.as_str())));
     }
 
     #[test]

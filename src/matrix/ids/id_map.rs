@@ -316,8 +316,8 @@ impl std::hash::Hasher for IdHasher {
 
 /// The hash a [`LookupMap`] finds `text` by: what [`IdHasher`] ends on after hashing the
 /// `str` as the standard library does (its bytes, then a marker byte), from the start.
-/// An [`EventId`] keeps it, taken once when the id is made, and hands it over instead of
-/// its text ([`hand_over_hash`]).
+/// An [`EventId`] keeps it, taken when the id is made, and hands it over instead of its
+/// text ([`hand_over_hash`]).
 pub(super) fn lookup_hash(text: &str) -> u64 {
     IdHashing.hash_one(text)
 }
