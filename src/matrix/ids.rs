@@ -475,8 +475,7 @@ impl IdInterner {
 }
 
 impl EventId {
-    /// Whether this id is `text`, whose [`id_map::lookup_hash`] is `hash`: the hashes
-    /// first, so that an id of another hash is told apart without reading its text.
+    /// Whether this id is `text` (of `hash`), told apart by hash before reading the text.
     fn is(&self, text: &str, hash: u64) -> bool {
         self.lookup_hash == hash && *self.text == *text
     }
@@ -553,10 +552,8 @@ mod tests {
             .filter(|id| slot(id) == first_slot)
             .take(100)
             .collect();
-        let share = |interner: &mut IdInterner, id: &str| {
-            let id_hash = id_map::lookup_hash(id);
-            interner.share(id, id_hash)
-        };
+        let share =
+            |interner: &mut IdInterner, id: &str| interner.share(id, id_map::lookup_hash(id));
         for round in 0..2 {
             for id in &ids {
                 assert_eq!(share(&mut interner, id).as_str(), id, "round {round}");
