@@ -628,7 +628,7 @@ impl Homeserver {
 ///
 /// Found in one pass over the missing edges. [`Homeserver::store_outliers`] asked every
 /// waiting event again each round, which cost the join bundles of a thousand servers
-/// (about a thousand events each) 2.4% of a run (docs/performance.md).
+/// (about a thousand events each) 2.4% of a run (docs/performance-history.md).
 fn storing_rounds<K: Ord + std::hash::Hash>(waiting: &[(K, Vec<K>)]) -> Vec<&K> {
     debug_assert!(waiting.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
     // How many distinct missing events each event still waits for, and which events each
