@@ -202,6 +202,8 @@ fn read<R: Read>(
     // One copy of each event id, however many events cite it: each citation its own
     // allocation was a fifth of the memory of a large input.
     let mut ids = ids::IdInterner::new();
+    // One copy of each sender, event type, state key and room id, likewise.
+    let mut texts = ids::TextInterner::new();
     // Members state resolution never reads (`Stage::Resolution`: `hashes`, `signatures`
     // and `unsigned` unchecked, and `hashes` read only for Linearized Matrix's hub rules)
     // are checked as JSON and not built: in the benchmark inputs, building them was a
@@ -236,10 +238,11 @@ fn read<R: Read>(
             Some(value) => rejection_kind(&value)
                 .map_err(|problem| error(file, &format!("{}.rejected", path()), problem))?,
         };
-        let mut pdu = Pdu::for_resolution(rules, object, stage, &mut ids).map_err(|e| {
-            // The format error's path is relative to the event.
-            error(file, &format!("{}{}", path(), e.path.trim_start_matches('$')), e.problem)
-        })?;
+        let mut pdu =
+            Pdu::for_resolution(rules, object, stage, &mut ids, &mut texts).map_err(|e| {
+                // The format error's path is relative to the event.
+                error(file, &format!("{}{}", path(), e.path.trim_start_matches('$')), e.problem)
+            })?;
         if !AUTH_CONTENT_TYPES.contains(&pdu.event_type()) {
             let content = pdu.replace_content(Arc::clone(&stand_in));
             let text = canonical_json::encode_object(&content)
@@ -260,6 +263,7 @@ fn read<R: Read>(
         events.push((Arc::new(pdu), rejected));
     }
     drop(ids);
+    drop(texts);
     if events_start + text.position() != events_end {
         // Cannot happen when the full read succeeded (skipping ends a valid value where
         // reading does), but the rest of the text was read from where skipping ended.
@@ -764,5 +768,27 @@ mod tests {
                 assert!(own.iter().any(|event| id.same_allocation(event)), "{id} copied");
             }
         }
+    }
+
+    #[test]
+    fn each_sender_type_state_key_and_room_id_is_kept_once() {
+        let input = read(DEMOTION).unwrap();
+        let mut first: Vec<&str> = Vec::new();
+        let mut repeats = 0;
+        for (pdu, _) in &input.events {
+            let texts =
+                [Some(pdu.sender()), Some(pdu.event_type()), pdu.state_key(), pdu.room_id()];
+            for text in texts.into_iter().flatten() {
+                match first.iter().find(|kept| **kept == text) {
+                    Some(kept) => {
+                        assert!(std::ptr::eq(*kept, text), "{text:?} copied in {}", pdu.event_id());
+                        repeats += 1;
+                    }
+                    None => first.push(text),
+                }
+            }
+        }
+        // The fixture's seven events share one room id, a few senders and types.
+        assert!(repeats > input.events.len(), "the fixture repeats texts: {repeats}");
     }
 }

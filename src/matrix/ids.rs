@@ -10,8 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 
 mod id_map;
+mod texts;
 
 pub use id_map::{EventIdMap, LookupMap, WordHash};
+pub use texts::TextInterner;
 
 /// Longest user id, room id, event id (in bytes).
 pub const ID_BYTES_MAX: usize = 255;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::matrix::canonical_json::{EncodedObject, Object};
-use crate::matrix::ids::{self, EventId, IdError, IdInterner};
+use crate::matrix::ids::{self, EventId, IdError, IdInterner, TextInterner};
 use crate::matrix::room_version::RoomVersionRules;
 use crate::matrix::words::same_text;
 
@@ -130,11 +130,13 @@ pub struct Pdu {
     /// chain, to each joiner) hold it without a deep copy and encode it once.
     json: Arc<EncodedObject>,
     event_id: EventId,
-    room_id: Option<String>,
-    sender: String,
+    // Shared texts: the events of an `mxsim resolve` input share one copy of each
+    // ([`Pdu::for_resolution`]).
+    room_id: Option<Arc<str>>,
+    sender: Arc<str>,
     origin_server_ts: i64,
-    event_type: String,
-    state_key: Option<String>,
+    event_type: Arc<str>,
+    state_key: Option<Arc<str>>,
     depth: i64,
     auth_events: Vec<EventId>,
     prev_events: Vec<EventId>,
@@ -191,12 +193,14 @@ impl Pdu {
     /// resolve`): it keeps the fields and `content`, not the JSON, whose tree was most of
     /// the memory of a large input. Such an event is never hashed, signed, redacted or
     /// sent: [`Pdu::json`] of it is empty.
-    /// Every event id it holds is `ids`' shared copy.
+    /// Every event id it holds is `ids`' shared copy, and its `room_id`, `sender`, `type`
+    /// and `state_key` are `texts`' shared copies.
     pub fn for_resolution(
         rules: &RoomVersionRules,
         mut json: Object,
         stage: Stage,
         ids: &mut IdInterner,
+        texts: &mut TextInterner,
     ) -> Result<Pdu, FormatError> {
         let mut parse = |text: &str| ids.parse(text);
         // In the resolution stage nothing reads the object's size and the object is dropped
@@ -214,7 +218,8 @@ impl Pdu {
             Some(id) => id,
             None => given_id(members.get("event_id"), &mut parse)?,
         };
-        let fields = check_format_with(rules, &members, stage, &mut parse)?;
+        let fields =
+            check_format_with(rules, &members, stage, &mut parse, &mut |text| texts.share(text))?;
         Ok(fields.into_resolution_pdu(json, id))
     }
 
@@ -354,7 +359,7 @@ impl Pdu {
     /// `!` + its own reference hash.
     pub fn room_id_or_derived(&self) -> String {
         match &self.room_id {
-            Some(room_id) => room_id.clone(),
+            Some(room_id) => room_id.to_string(),
             None => self.event_id.to_room_id(),
         }
     }
@@ -364,7 +369,7 @@ impl Pdu {
     /// a thousand servers.
     pub fn is_in_room(&self, room_id: &str) -> bool {
         match &self.room_id {
-            Some(own) => own == room_id,
+            Some(own) => **own == *room_id,
             None => self.event_id.names_room(room_id),
         }
     }

@@ -2,6 +2,8 @@
 //! list lengths and size limits, and the Linearized Matrix rules on `hub_server` and
 //! `hashes.lpdu` (digest: spec/events.md §2–§6, spec/linearized-matrix.md §3–§4).
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::matrix::canonical_json::{self, EncodedObject, INT_MAX, Object};
@@ -14,11 +16,11 @@ use crate::matrix::room_version::RoomVersionRules;
 
 /// Typed fields extracted by [`check_format`].
 pub(super) struct Fields {
-    room_id: Option<String>,
-    sender: String,
+    room_id: Option<Arc<str>>,
+    sender: Arc<str>,
     origin_server_ts: i64,
-    event_type: String,
-    state_key: Option<String>,
+    event_type: Arc<str>,
+    state_key: Option<Arc<str>>,
     depth: i64,
     auth_events: Vec<EventId>,
     prev_events: Vec<EventId>,
@@ -51,7 +53,7 @@ impl Fields {
     }
 
     fn with_content(self, json: Object, content: Object, event_id: EventId) -> Pdu {
-        let membership = if self.event_type == "m.room.member" {
+        let membership = if &*self.event_type == "m.room.member" {
             content.get("membership").and_then(Value::as_str).map(Box::from)
         } else {
             None
@@ -205,16 +207,19 @@ pub(super) fn check_format(
     json: &Object,
     stage: Stage,
 ) -> Result<Fields, FormatError> {
-    check_format_with(rules, &Members::of(json), stage, &mut EventId::parse)
+    let mut own_copy = |text: &str| Arc::from(text);
+    check_format_with(rules, &Members::of(json), stage, &mut EventId::parse, &mut own_copy)
 }
 
 /// [`check_format`] with the event ids it holds made by `parse` ([`EventId::parse`], or an
-/// interner's).
+/// interner's), and its texts (`room_id`, `sender`, `type`, `state_key`) by `text` (a copy
+/// of its own, or an interner's shared copy).
 pub(super) fn check_format_with(
     rules: &RoomVersionRules,
     json: &Members<'_>,
     stage: Stage,
     parse: &mut impl FnMut(&str) -> Result<EventId, IdError>,
+    text: &mut impl FnMut(&str) -> Arc<str>,
 ) -> Result<Fields, FormatError> {
     let (event_type, state_key, sender) = check_type_and_sender(rules, json)?;
     let is_create = event_type == "m.room.create" && state_key == Some("");
@@ -253,11 +258,11 @@ pub(super) fn check_format_with(
     let redacts = check_redacts(rules, json, event_type, parse)?;
     check_size(json.object, resolution)?;
     Ok(Fields {
-        room_id: room_id.map(str::to_owned),
-        sender: sender.to_owned(),
+        room_id: room_id.map(&mut *text),
+        sender: text(sender),
         origin_server_ts,
-        event_type: event_type.to_owned(),
-        state_key: state_key.map(str::to_owned),
+        event_type: text(event_type),
+        state_key: state_key.map(&mut *text),
         depth,
         auth_events,
         prev_events,
