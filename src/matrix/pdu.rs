@@ -33,9 +33,9 @@ use format::{Members, check_format, check_format_with};
 pub use format::{check_signed, check_unsigned};
 pub(crate) use signing::signing_bytes;
 pub use signing::{
-    Verified, VerifyError, add_signature, build_signed, content_hash, content_hash_in,
-    content_hashes_match, event_id, hash_and_sign, lpdu_content_hash, rebuild_lpdu, reference_hash,
-    required_signers, verify, verify_signatures,
+    Verified, VerifyError, add_signature, build_signed, build_unsigned, content_hash,
+    content_hash_in, content_hashes_match, event_id, hash_and_sign, lpdu_content_hash,
+    rebuild_lpdu, reference_hash, required_signers, verify, verify_signatures,
 };
 
 /// Largest PDU, in bytes of canonical JSON, signatures included.
@@ -158,6 +158,13 @@ impl Pdu {
     /// Checks the format of a signed PDU and computes its event id (the reference hash).
     pub fn from_json(rules: &RoomVersionRules, json: Object) -> Result<Pdu, FormatError> {
         let fields = check_format(rules, &json, Stage::Signed)?;
+        let event_id = EventId::from_reference_hash(&reference_hash(rules, &json));
+        Ok(fields.into_pdu(json, event_id))
+    }
+
+    /// [`Pdu::from_json`] for an event that has no signatures yet ([`Stage::Unsigned`]).
+    fn from_unsigned_json(rules: &RoomVersionRules, json: Object) -> Result<Pdu, FormatError> {
+        let fields = check_format(rules, &json, Stage::Unsigned)?;
         let event_id = EventId::from_reference_hash(&reference_hash(rules, &json));
         Ok(fields.into_pdu(json, event_id))
     }

@@ -2401,3 +2401,57 @@ fn state_ids_asked_again_answer_the_state_before_the_event() {
     assert!(after.contains(&topic), "the state before the message holds the topic");
     assert_eq!(ask(&mut h), first, "the topic's answer again");
 }
+
+/// A resident answers `make_join` with an unsigned template, which the joining server
+/// hashes and signs: the template is built without a signature of the resident's (made
+/// only to be dropped from the answer, before), and still completes a join.
+#[test]
+fn a_make_join_template_is_unsigned_and_completes_the_join() {
+    use mxsim::homeserver::wire::{Endpoint, Request, Response};
+    for version in [RoomVersion::V11, RoomVersion::V12] {
+        let mut h = Harness::with_verified(&["hs1", "hs2"], true);
+        h.act(
+            "hs1",
+            "@alice:hs1".into(),
+            Action::CreateRoom { version, public: true, name: None, topic: None },
+        );
+        let room = h.room_created("hs1");
+        let request = Request::MakeJoin {
+            room_id: room.clone(),
+            user_id: "@bob:hs2".into(),
+            ver: vec![version.as_str().into()],
+        };
+        let now = h.now;
+        let outputs = h.servers.get_mut("hs1").unwrap().handle(
+            now,
+            Input::Request { origin: "hs2".into(), id: RequestId(1), request: request.to_http() },
+        );
+        let http = outputs
+            .iter()
+            .find_map(|o| match o {
+                Output::Response { response, .. } => Some(response.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let Response::MakeJoin(make) = Response::from_http(Endpoint::MakeJoin, &http).unwrap()
+        else {
+            panic!("not a make_join answer: {http:?}")
+        };
+        let template = make.event;
+        assert!(!template.contains_key("hashes") && !template.contains_key("signatures"));
+        assert_eq!(template["state_key"], "@bob:hs2");
+        assert_eq!(template["content"]["membership"], "join");
+        assert_eq!(template["sender"], "@bob:hs2");
+        assert_eq!(template["room_id"], room.as_str());
+        assert!(template.contains_key("auth_events") && template.contains_key("prev_events"));
+        // The joiner signs its own event from such a template, and the join goes through.
+        h.act(
+            "hs2",
+            "@bob:hs2".into(),
+            Action::Join { room: room.clone(), via: vec!["hs1".into()] },
+        );
+        h.run(2_000);
+        assert_eq!(h.failures(), Vec::<String>::new());
+        assert!(resident(&h, "hs2", &room), "{version:?}: hs2 joined");
+    }
+}

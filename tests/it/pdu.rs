@@ -122,6 +122,30 @@ fn mutate(value: &mut Value, path: &[String]) {
     };
 }
 
+/// An unsigned build (a `make_join` template) has the hashes, fields and event id of the
+/// signed build of the same event, and no signatures.
+#[test]
+fn an_unsigned_build_is_the_signed_build_without_its_signatures() {
+    for version in RoomVersion::ALL {
+        let rules = version.rules();
+        let signed = signed_member_event(version, "Alice");
+        let mut event = signed.json().clone();
+        event.remove("hashes");
+        event.remove("signatures");
+        let unsigned = pdu::build_unsigned(rules, event).unwrap();
+        assert_eq!(unsigned.event_id(), signed.event_id(), "{version:?}");
+        assert_eq!(unsigned.json().get("hashes"), signed.json().get("hashes"), "{version:?}");
+        assert!(unsigned.json().get("signatures").is_none(), "{version:?}");
+        let mut without = signed.json().clone();
+        without.remove("signatures");
+        assert_eq!(*unsigned.json(), without, "{version:?}");
+        // Signing it gives the signed build.
+        let mut json = unsigned.json().clone();
+        pdu::add_signature(rules, &mut json, "hs1", &key());
+        assert_eq!(json, *signed.json(), "{version:?}");
+    }
+}
+
 #[test]
 fn any_mutation_of_a_signed_field_breaks_verification() {
     for version in RoomVersion::ALL {

@@ -23,6 +23,24 @@ impl Homeserver {
         state_key: Option<&str>,
         content: Object,
     ) -> Result<Arc<Pdu>, String> {
+        let (rules, json) =
+            self.event_json(now, room_id, sender, event_type, state_key, content)?;
+        let pdu =
+            pdu::build_signed(rules, json, &self.name, &self.key).map_err(|e| e.to_string())?;
+        Ok(self.own_copy(rules, pdu))
+    }
+
+    /// The JSON of the event [`Homeserver::build_event`] builds, before its hashes and
+    /// signature, with the room version's rules.
+    pub(super) fn event_json(
+        &self,
+        now: Instant,
+        room_id: &str,
+        sender: &str,
+        event_type: &str,
+        state_key: Option<&str>,
+        content: Object,
+    ) -> Result<(&'static RoomVersionRules, Object), String> {
         let room = self.store.room(room_id).ok_or("this server is not in the room")?;
         let rules = room.version.rules();
         let current = room.current_state.ok_or("the room has no state here")?;
@@ -63,9 +81,7 @@ impl Homeserver {
             }
         }
         json.insert("content".into(), Value::Object(content));
-        let pdu =
-            pdu::build_signed(rules, json, &self.name, &self.key).map_err(|e| e.to_string())?;
-        Ok(self.own_copy(rules, pdu))
+        Ok((rules, json))
     }
 
     /// Creates, checks, stores and sends a local event.

@@ -500,7 +500,15 @@ impl Homeserver {
             return Response::Error(ErrorResponse::incompatible_room_version(version.as_str()));
         }
         let content = crate::homeserver::types::membership_content(membership);
-        let pdu = match self.build_event(now, room_id, user, "m.room.member", Some(user), content) {
+        // The template goes out without `hashes` and `signatures` (spec: "an unsigned
+        // template event"; the joining server hashes and signs it), so it is not signed
+        // here: the signature was made only to be dropped (1.2% of `big100`'s CPU time),
+        // and the signed copy went through the verified events' checks, which it failed
+        // for want of the joining server's signature.
+        let built = self.event_json(now, room_id, user, "m.room.member", Some(user), content);
+        let pdu = match built
+            .and_then(|(rules, json)| pdu::build_unsigned(rules, json).map_err(|e| e.to_string()))
+        {
             Ok(pdu) => pdu,
             Err(reason) => return forbidden(reason),
         };
@@ -512,9 +520,8 @@ impl Homeserver {
         {
             return forbidden(rejection.to_string());
         }
-        let mut template = pdu.json().clone();
+        let mut template = pdu.into_json();
         template.remove("hashes");
-        template.remove("signatures");
         let membership =
             MakeMembership { room_version: Some(version.as_str().to_owned()), event: template };
         match membership_kind(membership.event.get("content")) {

@@ -122,6 +122,13 @@ pub fn hash_and_sign(
     server_name: &str,
     key: &SigningKey,
 ) {
+    add_hashes(rules, json);
+    add_signature(rules, json, server_name, key);
+}
+
+/// Sets `hashes.sha256` to the event's content hash (keeping a Linearized Matrix
+/// `hashes.lpdu`): the first half of [`hash_and_sign`].
+fn add_hashes(rules: &RoomVersionRules, json: &mut Object) {
     let hash = crypto::base64_encode(&content_hash_in(rules, json));
     let lpdu = json.get("hashes").and_then(|hashes| hashes.get("lpdu")).cloned();
     let mut hashes = Object::new();
@@ -130,7 +137,17 @@ pub fn hash_and_sign(
     }
     hashes.insert("sha256".to_owned(), Value::String(hash));
     json.insert("hashes".to_owned(), Value::Object(hashes));
-    add_signature(rules, json, server_name, key);
+}
+
+/// Builds a PDU from an event without hashes or signatures as [`build_signed`] does, but
+/// leaves it unsigned: for a template that another server completes and signs (a
+/// `make_join` answer's event, which goes out without `hashes` or `signatures`). Its event
+/// id is the one the signed event would have: the reference hash covers the content hash,
+/// and neither signatures nor unsigned data.
+pub fn build_unsigned(rules: &RoomVersionRules, mut json: Object) -> Result<Pdu, FormatError> {
+    check_unsigned(rules, &json)?;
+    add_hashes(rules, &mut json);
+    Pdu::from_unsigned_json(rules, json)
 }
 
 /// Adds this server's signature to an event that already has its hashes, keeping every
