@@ -375,29 +375,28 @@ pub fn order_prefix(id: &str) -> u64 {
 /// its own allocation (about 80 bytes with the allocator's overhead), which came to a fifth
 /// of `mxsim resolve`'s memory on a 16,000-event room.
 ///
-/// An open-addressing table with linear probing over a word-at-a-time hash of the id. The
-/// table is only looked up, never iterated, so its order decides nothing. Sharing is an
-/// optimisation only (equal ids compare equal whichever copy they are): an id whose probe
-/// runs longer than [`IdInterner::PROBES_MAX`] slots is returned as given, so that ids
-/// crafted to collide cost a bounded amount of work each.
+/// The ids' texts are kept in a [`TextInterner`], whose table is only looked up, never
+/// iterated, and whose probes are bounded: sharing is an optimisation only (equal ids
+/// compare equal whichever copy they are), and an id whose probe runs longer than
+/// [`IdInterner::PROBES_MAX`] slots is returned as given, so that ids crafted to collide
+/// cost a bounded amount of work each.
+#[derive(Default)]
 pub struct IdInterner {
-    /// Empty, or a power of two long, at most half full.
-    slots: Vec<Option<EventId>>,
-    len: usize,
+    texts: TextInterner,
 }
 
 impl IdInterner {
     /// Probes before giving up on sharing an id.
-    pub const PROBES_MAX: usize = 32;
+    pub const PROBES_MAX: usize = TextInterner::PROBES_MAX;
 
     pub fn new() -> IdInterner {
-        IdInterner { slots: Vec::new(), len: 0 }
+        IdInterner::default()
     }
 
     /// An interner that holds `ids` distinct ids before it grows.
     #[cfg(test)]
     fn with_capacity(ids: usize) -> IdInterner {
-        IdInterner { slots: vec![None; (2 * ids).next_power_of_two()], len: 0 }
+        IdInterner { texts: TextInterner::with_capacity(ids) }
     }
 
     /// [`EventId::parse`], returning the shared copy of the id: the first copy parsed by
@@ -415,77 +414,20 @@ impl IdInterner {
     }
 
     /// The shared copy of `text`, whose [`id_map::lookup_hash`] is `hash`, if it has one.
-    /// A slot whose id keeps another hash is passed without reading its text.
     fn shared(&self, text: &str, hash: u64) -> Option<EventId> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut slot = hash as usize & mask;
-        for _ in 0..Self::PROBES_MAX {
-            match &self.slots[slot] {
-                None => return None,
-                Some(shared) if shared.is(text, hash) => return Some(shared.clone()),
-                Some(_) => slot = (slot + 1) & mask,
-            }
-        }
-        None
+        self.texts.shared(text, hash).map(|text| EventId { text, lookup_hash: hash })
     }
 
     /// The shared copy of the checked id `text`, whose [`id_map::lookup_hash`] is `hash`
     /// (kept by the id made here, not taken again).
     fn share(&mut self, text: &str, hash: u64) -> EventId {
-        if 2 * (self.len + 1) > self.slots.len() {
-            self.grow();
-        }
-        let mask = self.slots.len() - 1;
-        let mut slot = hash as usize & mask;
-        for _ in 0..Self::PROBES_MAX {
-            match &self.slots[slot] {
-                None => {
-                    let id = EventId { text: Arc::from(text), lookup_hash: hash };
-                    self.slots[slot] = Some(id.clone());
-                    self.len += 1;
-                    return id;
-                }
-                Some(shared) if shared.is(text, hash) => return shared.clone(),
-                Some(_) => slot = (slot + 1) & mask,
-            }
-        }
-        EventId { text: Arc::from(text), lookup_hash: hash }
+        EventId { text: self.texts.share_hashed(text, hash), lookup_hash: hash }
     }
 
     /// Distinct ids held.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.len
-    }
-
-    fn grow(&mut self) {
-        let size = (self.slots.len() * 2).max(64);
-        let old = std::mem::replace(&mut self.slots, vec![None; size]);
-        let mask = size - 1;
-        for id in old.into_iter().flatten() {
-            let mut slot = id.lookup_hash as usize & mask;
-            // The table is at most half full, so every probe ends.
-            while self.slots[slot].is_some() {
-                slot = (slot + 1) & mask;
-            }
-            self.slots[slot] = Some(id);
-        }
-    }
-}
-
-impl EventId {
-    /// Whether this id is `text` (of `hash`), told apart by hash before reading the text.
-    fn is(&self, text: &str, hash: u64) -> bool {
-        self.lookup_hash == hash && *self.text == *text
-    }
-}
-
-impl Default for IdInterner {
-    fn default() -> IdInterner {
-        IdInterner::new()
+        self.texts.len()
     }
 }
 
@@ -547,7 +489,7 @@ mod tests {
         // Ids whose hashes start in one slot: after `PROBES_MAX` of them, ids are returned
         // unshared. (Sized so that it does not grow, which would place them apart.)
         let mut interner = IdInterner::with_capacity(1000);
-        let slot = |id: &str| id_map::lookup_hash(id) as usize & (interner.slots.len() - 1);
+        let slot = |id: &str| id_map::lookup_hash(id) as usize & (interner.texts.slots_len() - 1);
         let first_slot = slot("$collide0");
         let ids: Vec<String> = (0..)
             .map(|n| format!("$collide{n}"))

@@ -10,8 +10,9 @@ use super::id_map::lookup_hash;
 /// event's own copy of its four texts was a heap block of its own (room version 12 at
 /// 30,000 conflicted events: 46,380 events, some 185,000 blocks).
 ///
-/// The same table as [`super::IdInterner`]'s: open addressing with linear probing over the
-/// text's lookup hash, only looked up, never iterated, so its order decides nothing.
+/// [`super::IdInterner`] keeps event ids' texts in one. Open addressing with linear probing
+/// over the text's lookup hash (the maps' hash of a `str`, which an event id keeps); only
+/// looked up, never iterated, so its order decides nothing.
 /// Sharing is an optimisation only (a shared copy reads as any other): a text whose probe
 /// runs longer than [`TextInterner::PROBES_MAX`] slots is returned as a copy of its own, so
 /// that texts crafted to collide cost a bounded amount of work each.
@@ -30,13 +31,51 @@ impl TextInterner {
         TextInterner::default()
     }
 
+    /// An interner that holds `texts` distinct texts before it grows.
+    #[cfg(test)]
+    pub(super) fn with_capacity(texts: usize) -> TextInterner {
+        TextInterner { slots: vec![None; (2 * texts).next_power_of_two()], len: 0 }
+    }
+
+    /// Distinct texts held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Places in the table.
+    #[cfg(test)]
+    pub(super) fn slots_len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The shared copy of `text`: the first copy handed out for it.
     pub fn share(&mut self, text: &str) -> Arc<str> {
         self.share_hashed(text, lookup_hash(text))
     }
 
+    /// The shared copy of `text`, whose [`lookup_hash`] is `hash`, if it has one. A slot
+    /// that keeps another hash is passed without reading its text.
+    pub(super) fn shared(&self, text: &str, hash: u64) -> Option<Arc<str>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        for _ in 0..Self::PROBES_MAX {
+            match &self.slots[slot] {
+                None => return None,
+                Some((kept, shared)) if *kept == hash && **shared == *text => {
+                    return Some(Arc::clone(shared));
+                }
+                Some(_) => slot = (slot + 1) & mask,
+            }
+        }
+        None
+    }
+
     /// [`TextInterner::share`] for a text whose [`lookup_hash`] is `hash`.
-    fn share_hashed(&mut self, text: &str, hash: u64) -> Arc<str> {
+    pub(super) fn share_hashed(&mut self, text: &str, hash: u64) -> Arc<str> {
         if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
         }
