@@ -2,10 +2,11 @@
 //!
 //! Three modes:
 //!
-//! * `write v11|v12 EVENT_COUNT FILE` grows the forked synthetic room of `resolve_vs_ruma`
+//! * `write v10|v11|v12 EVENT_COUNT FILE` grows the forked synthetic room of `resolve_vs_ruma`
 //!   (seed 1, `EVENT_COUNT` events after the fork) and writes it as an `mxsim resolve`
 //!   input: every event as its signed PDU with an `event_id`, in creation order, and the two
-//!   branch tips' states. It prints the size of the full conflicted set.
+//!   branch tips' states. It prints the number of events and the size of the full
+//!   conflicted set.
 //! * `ruma FILE` is what a program built on ruma-state-res does with such a file: it
 //!   deserializes the events into ruma types (serde, `content` kept raw), keeps them in a
 //!   hash map by id, computes each state set's full auth chain and the v2.1 conflicted
@@ -273,7 +274,7 @@ fn load_mxsim(path: &str) -> (&'static RoomVersionRules, IndexedStore, Vec<State
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: resolve_e2e write v11|v12 EVENT_COUNT FILE | ruma FILE | ruma-time FILE REPEAT";
+        "usage: resolve_e2e write v10|v11|v12 EVENT_COUNT FILE | ruma FILE | ruma-time FILE REPEAT";
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["write", version, count, path] => {
             let version = match *version {

@@ -15,7 +15,8 @@
 # second at the median: the machines are shared, and one run moves by a third. Then runs
 # the bare-transport baseline (BARE, default target/release/examples/bare_transport; build
 # it with `cargo build --release --example bare_transport`) with as many nodes and
-# messages, and prints the median of its deliveries per CPU second.
+# messages, BARE_RUNS times (default: RUNS, at most three), and prints the median of its
+# deliveries per CPU second.
 set -euo pipefail
 binaries=${MXSIM:-target/release/mxsim}
 bare=${BARE:-target/release/examples/bare_transport}
