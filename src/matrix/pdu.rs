@@ -157,14 +157,17 @@ pub struct Pdu {
 impl Pdu {
     /// Checks the format of a signed PDU and computes its event id (the reference hash).
     pub fn from_json(rules: &RoomVersionRules, json: Object) -> Result<Pdu, FormatError> {
-        let fields = check_format(rules, &json, Stage::Signed)?;
-        let event_id = EventId::from_reference_hash(&reference_hash(rules, &json));
-        Ok(fields.into_pdu(json, event_id))
+        Pdu::from_json_at(rules, json, Stage::Signed)
     }
 
-    /// [`Pdu::from_json`] for an event that has no signatures yet ([`Stage::Unsigned`]).
-    fn from_unsigned_json(rules: &RoomVersionRules, json: Object) -> Result<Pdu, FormatError> {
-        let fields = check_format(rules, &json, Stage::Unsigned)?;
+    /// [`Pdu::from_json`] with the format checked at `stage` ([`Stage::Unsigned`]: an event
+    /// that has no signatures yet).
+    fn from_json_at(
+        rules: &RoomVersionRules,
+        json: Object,
+        stage: Stage,
+    ) -> Result<Pdu, FormatError> {
+        let fields = check_format(rules, &json, stage)?;
         let event_id = EventId::from_reference_hash(&reference_hash(rules, &json));
         Ok(fields.into_pdu(json, event_id))
     }

@@ -54,24 +54,12 @@ impl TextInterner {
         self.share_hashed(text, lookup_hash(text))
     }
 
-    /// The shared copy of `text`, whose [`lookup_hash`] is `hash`, if it has one. A slot
-    /// that keeps another hash is passed without reading its text.
+    /// The shared copy of `text`, whose [`lookup_hash`] is `hash`, if it has one.
     pub(super) fn shared(&self, text: &str, hash: u64) -> Option<Arc<str>> {
-        if self.slots.is_empty() {
-            return None;
+        match self.probe(text, hash) {
+            Probe::Found(shared) => Some(shared),
+            Probe::Free(_) | Probe::Exhausted => None,
         }
-        let mask = self.slots.len() - 1;
-        let mut slot = hash as usize & mask;
-        for _ in 0..Self::PROBES_MAX {
-            match &self.slots[slot] {
-                None => return None,
-                Some((kept, shared)) if *kept == hash && **shared == *text => {
-                    return Some(Arc::clone(shared));
-                }
-                Some(_) => slot = (slot + 1) & mask,
-            }
-        }
-        None
     }
 
     /// [`TextInterner::share`] for a text whose [`lookup_hash`] is `hash`.
@@ -79,23 +67,37 @@ impl TextInterner {
         if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
         }
+        match self.probe(text, hash) {
+            Probe::Found(shared) => shared,
+            Probe::Free(slot) => {
+                let shared: Arc<str> = Arc::from(text);
+                self.slots[slot] = Some((hash, Arc::clone(&shared)));
+                self.len += 1;
+                shared
+            }
+            Probe::Exhausted => Arc::from(text),
+        }
+    }
+
+    /// Walks the slots from `hash`'s for at most [`TextInterner::PROBES_MAX`] of them: the
+    /// one place the probe's bound is kept. A slot that keeps another hash is passed
+    /// without reading its text.
+    fn probe(&self, text: &str, hash: u64) -> Probe {
+        if self.slots.is_empty() {
+            return Probe::Exhausted;
+        }
         let mask = self.slots.len() - 1;
         let mut slot = hash as usize & mask;
         for _ in 0..Self::PROBES_MAX {
             match &self.slots[slot] {
-                None => {
-                    let shared: Arc<str> = Arc::from(text);
-                    self.slots[slot] = Some((hash, Arc::clone(&shared)));
-                    self.len += 1;
-                    return shared;
-                }
+                None => return Probe::Free(slot),
                 Some((kept, shared)) if *kept == hash && **shared == *text => {
-                    return Arc::clone(shared);
+                    return Probe::Found(Arc::clone(shared));
                 }
                 Some(_) => slot = (slot + 1) & mask,
             }
         }
-        Arc::from(text)
+        Probe::Exhausted
     }
 
     fn grow(&mut self) {
@@ -111,6 +113,16 @@ impl TextInterner {
             self.slots[slot] = Some((hash, text));
         }
     }
+}
+
+/// Where a probe ended.
+enum Probe {
+    /// At the text's shared copy.
+    Found(Arc<str>),
+    /// At an empty slot, where the text would go.
+    Free(usize),
+    /// Past the bound, or in an empty table, without finding either.
+    Exhausted,
 }
 
 #[cfg(test)]

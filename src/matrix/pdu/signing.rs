@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::matrix::canonical_json::{self, Object};
 use crate::matrix::crypto::{self, KeyRing, SigningKey};
 use crate::matrix::ids::EventId;
-use crate::matrix::pdu::{FormatError, Pdu, check_unsigned};
+use crate::matrix::pdu::{FormatError, Pdu, Stage, check_unsigned};
 use crate::matrix::redaction;
 use crate::matrix::room_version::RoomVersionRules;
 
@@ -147,7 +147,7 @@ fn add_hashes(rules: &RoomVersionRules, json: &mut Object) {
 pub fn build_unsigned(rules: &RoomVersionRules, mut json: Object) -> Result<Pdu, FormatError> {
     check_unsigned(rules, &json)?;
     add_hashes(rules, &mut json);
-    Pdu::from_unsigned_json(rules, json)
+    Pdu::from_json_at(rules, json, Stage::Unsigned)
 }
 
 /// Adds this server's signature to an event that already has its hashes, keeping every
