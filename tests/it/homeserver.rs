@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use mxsim::homeserver::store::StateMap;
 use mxsim::homeserver::verified::VerifiedEvents;
-use mxsim::homeserver::wire::{HttpRequest, HttpResponse};
+use mxsim::homeserver::wire::{HttpRequest, HttpResponse, Request};
 use mxsim::homeserver::{Action, Config, Homeserver, Input, Observation, Output, RequestId};
 use mxsim::matrix::canonical_json::Object;
 use mxsim::matrix::crypto::{KeyRing, SigningKey};
@@ -190,6 +190,22 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// `server`'s answer to `request` from `origin`, handed to it directly (outside the
+    /// queue, at the harness's current time); its other outputs are dropped.
+    pub fn answer(&mut self, server: &str, origin: &str, request: &Request) -> HttpResponse {
+        let id = RequestId(u64::MAX);
+        let input = Input::Request { origin: origin.into(), id, request: request.to_http() };
+        let now = self.now;
+        let outputs = self.servers.get_mut(server).unwrap().handle(now, input);
+        outputs
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Response { id: answered, response, .. } if answered == id => Some(response),
+                _ => None,
+            })
+            .expect("an answer")
     }
 
     pub fn input(&mut self, server: &str, input: Input) {
@@ -665,7 +681,7 @@ fn events_from_before_a_ban_are_soft_failed() {
 
 #[test]
 fn forged_signatures_are_dropped() {
-    use mxsim::homeserver::wire::{Request, Transaction};
+    use mxsim::homeserver::wire::Transaction;
     let names = ["hs1", "hs2"];
     let (mut h, room) = room_with(&names, RoomVersion::V12);
     let state = h.state("hs1", &room).unwrap();
@@ -955,7 +971,7 @@ fn knock_invite_reject_kick_and_redact() {
 
 #[test]
 fn history_visibility_limits_what_backfill_returns() {
-    use mxsim::homeserver::wire::{Request, Response};
+    use mxsim::homeserver::wire::Response;
     let mut h = Harness::new(&["hs1", "hs2"]);
     h.act(
         "hs1",
@@ -996,18 +1012,7 @@ fn history_visibility_limits_what_backfill_returns() {
     let hello = created_by(&h, "hs1").last().cloned().unwrap();
     h.run(1_000);
     let request = Request::Backfill { room_id: room.clone(), v: vec![hello.clone()], limit: 50 };
-    let now = h.now;
-    let outputs = h.servers.get_mut("hs1").unwrap().handle(
-        now,
-        Input::Request { origin: "hs2".into(), id: RequestId(7), request: request.to_http() },
-    );
-    let http = outputs
-        .iter()
-        .find_map(|o| match o {
-            Output::Response { response, .. } => Some(response.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let http = h.answer("hs1", "hs2", &request);
     let Response::Backfill(txn) =
         Response::from_http(mxsim::homeserver::wire::Endpoint::Backfill, &http).unwrap()
     else {
@@ -1031,7 +1036,7 @@ fn history_visibility_limits_what_backfill_returns() {
 
 #[test]
 fn a_hostile_peer_cannot_grow_the_waiting_set_without_bound() {
-    use mxsim::homeserver::wire::{Request, Transaction};
+    use mxsim::homeserver::wire::Transaction;
     let mut keys = KeyRing::new();
     for name in ["hs1", "hs2"] {
         keys.entry(name.to_owned()).or_default().insert("ed25519:1".into(), key(name).public_key());
@@ -1345,7 +1350,7 @@ fn stored_json(h: &Harness, server: &str, id: &mxsim::matrix::EventId) -> Object
 /// Hands `pdus` to `to` in one `/send` transaction from `from`, as if it had crossed the
 /// network.
 fn push_transaction(h: &mut Harness, from: &str, to: &str, txn_id: &str, pdus: Vec<Object>) {
-    use mxsim::homeserver::wire::{Request, Transaction};
+    use mxsim::homeserver::wire::Transaction;
     let request = Request::SendTransaction {
         txn_id: txn_id.into(),
         transaction: Transaction { origin: from.into(), origin_server_ts: 0, pdus, edus: vec![] },
@@ -2350,7 +2355,7 @@ fn a_shared_resolution_is_taken_only_when_its_reads_match() {
 /// again and compare): the state before the event, and the auth chain of its events.
 #[test]
 fn state_ids_asked_again_answer_the_state_before_the_event() {
-    use mxsim::homeserver::wire::{Endpoint, Request, Response};
+    use mxsim::homeserver::wire::{Endpoint, Response};
     let (mut h, room) = room_with(&["hs1", "hs2"], RoomVersion::V11);
     let topic = serde_json::json!({"topic": "kept"});
     send(&mut h, "hs1", "@alice:hs1", &room, "m.room.topic", Some(""), topic);
@@ -2358,17 +2363,7 @@ fn state_ids_asked_again_answer_the_state_before_the_event() {
     let topic = created_by(&h, "hs1").last().cloned().unwrap();
     let ask_about = |h: &mut Harness, event_id: &EventId| {
         let request = Request::GetStateIds { room_id: room.clone(), event_id: event_id.clone() };
-        let input =
-            Input::Request { origin: "hs2".into(), id: RequestId(77), request: request.to_http() };
-        let now = h.now;
-        let outputs = h.servers.get_mut("hs1").unwrap().handle(now, input);
-        let http = outputs
-            .into_iter()
-            .find_map(|o| match o {
-                Output::Response { id: RequestId(77), response, .. } => Some(response),
-                _ => None,
-            })
-            .expect("an answer");
+        let http = h.answer("hs1", "hs2", &request);
         match Response::from_http(Endpoint::GetStateIds, &http).unwrap() {
             Response::GetStateIds { pdu_ids, auth_chain_ids } => (pdu_ids, auth_chain_ids),
             other => panic!("not a /state_ids answer: {other:?}"),
@@ -2407,7 +2402,7 @@ fn state_ids_asked_again_answer_the_state_before_the_event() {
 /// only to be dropped from the answer, before), and still completes a join.
 #[test]
 fn a_make_join_template_is_unsigned_and_completes_the_join() {
-    use mxsim::homeserver::wire::{Endpoint, Request, Response};
+    use mxsim::homeserver::wire::{Endpoint, Response};
     for version in [RoomVersion::V11, RoomVersion::V12] {
         let mut h = Harness::with_verified(&["hs1", "hs2"], true);
         h.act(
@@ -2421,18 +2416,7 @@ fn a_make_join_template_is_unsigned_and_completes_the_join() {
             user_id: "@bob:hs2".into(),
             ver: vec![version.as_str().into()],
         };
-        let now = h.now;
-        let outputs = h.servers.get_mut("hs1").unwrap().handle(
-            now,
-            Input::Request { origin: "hs2".into(), id: RequestId(1), request: request.to_http() },
-        );
-        let http = outputs
-            .iter()
-            .find_map(|o| match o {
-                Output::Response { response, .. } => Some(response.clone()),
-                _ => None,
-            })
-            .unwrap();
+        let http = h.answer("hs1", "hs2", &request);
         let Response::MakeJoin(make) = Response::from_http(Endpoint::MakeJoin, &http).unwrap()
         else {
             panic!("not a make_join answer: {http:?}")
