@@ -2,9 +2,9 @@
 //!
 //! The binary allocates with mimalloc. A simulation allocates and frees many small, short
 //! lived objects (JSON values, ids, transactions); with the system allocator, allocating
-//! and freeing took about a fifth of a 100-server run's CPU time (`docs/performance-history.md`,
-//! "The allocator, and short texts compared inline"). The library does not choose an
-//! allocator: tests and embedders keep their own.
+//! and freeing took about a fifth of a 100-server run's CPU time
+//! (`docs/performance-history.md`, "The allocator, and short texts compared inline"). The
+//! library does not choose an allocator: tests and embedders keep their own.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
@@ -86,7 +86,8 @@ unsafe impl GlobalAlloc for Mimalloc {
 ///
 /// v2 rather than the crate's default v3: with v2 a 100-server run took 1 to 3% less CPU
 /// time, a 1,000-server run 2.5% less peak memory and about 1 to 3% more CPU time, and
-/// `mxsim resolve` 0.3 to 1 MB more memory (`docs/performance-history.md`, "mimalloc v2…").
+/// `mxsim resolve` 0.3 to 1 MB more memory (`docs/performance-history.md`, "mimalloc
+/// v2…").
 mod mimalloc_option {
     /// Commit arena memory when it is reserved (default 2: where the OS overcommits).
     pub const ARENA_EAGER_COMMIT: i32 = 4;
@@ -114,8 +115,8 @@ mod mimalloc_option {
 /// And it leaves the heaps as they are when the process exits. By default mimalloc
 /// collects every heap then, and returns the pages of all that was freed to the OS, which
 /// takes them back anyway a moment later: about 1% of a 100-server run's CPU time
-/// (`docs/performance-history.md`, "Nothing collected at exit…"). The library's runs free what they
-/// hold either way (`tests/memory.rs`); this is only the process's last step.
+/// (`docs/performance-history.md`, "Nothing collected at exit…"). The library's runs free
+/// what they hold either way (`tests/memory.rs`); this is only the process's last step.
 ///
 /// The first allocation reserves the arena that a run then lives in, and the Rust runtime
 /// allocates before `main`; so on Linux this runs as an ELF initialiser, before the

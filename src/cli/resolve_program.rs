@@ -3,10 +3,10 @@
 //! The `mxsim` binary holds the simulator, the checker and the reports, and the kernel maps
 //! machine code around every page the process reads, so resolving a small input from it
 //! left about three times the resolver's code resident: 3.7 MB against 1.2 MB
-//! (docs/performance-history.md, "`mxsim resolve` in a program of its own"). When `mxsim-resolve`
-//! lies beside `mxsim` (the two are built and installed together), `mxsim resolve ARGS`
-//! replaces its process with `mxsim-resolve ARGS` before reading anything: same arguments,
-//! streams, exit codes and output.
+//! (docs/performance-history.md, "`mxsim resolve` in a program of its own"). When
+//! `mxsim-resolve` lies beside `mxsim` (the two are built and installed together), `mxsim
+//! resolve ARGS` replaces its process with `mxsim-resolve ARGS` before reading anything:
+//! same arguments, streams, exit codes and output.
 //!
 //! The handover is guarded both ways:
 //! - `mxsim` names its build identifier (`trace::BUILD`, over the sources: build.rs) and

@@ -151,9 +151,9 @@ impl SharedResolutions {
     /// How many resolutions are kept. Servers of one room resolve the same states within
     /// a short stretch of the run (as events spread), so a recent window finds nearly all
     /// of them: in `big500` (500 servers joining one room 60 ms apart, then messages; see
-    /// docs/performance-history.md), 94.1% of the 134,953 resolutions asked for were of inputs
-    /// resolved before, and replaying those requests through windows of 512, 1,024 and
-    /// 2,048 resolutions found 93.8%, 93.9% and 94.06% of them.
+    /// docs/performance-history.md), 94.1% of the 134,953 resolutions asked for were of
+    /// inputs resolved before, and replaying those requests through windows of 512, 1,024
+    /// and 2,048 resolutions found 93.8%, 93.9% and 94.06% of them.
     pub const CAPACITY: usize = 512;
 
     pub fn new() -> SharedResolutions {

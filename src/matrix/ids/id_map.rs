@@ -4,11 +4,11 @@
 //! Sorted maps keyed by event id follow a dozen pointers into ids' texts per lookup; at a
 //! thousand servers, finding stored events and auth-chain nodes by id that way was 6% of a
 //! run (docs/performance-history.md, "Stored events found by hash"). A hash map finds an
-//! id with one hash and one or two comparisons. Its iteration order would be the hash's: fixed
-//! from run to run, but meaningless, and the determinism contract keeps it out of anything
-//! that decides or is recorded. So the hash map lives only in this file (the tidy test
-//! allows it here and nowhere else), and [`LookupMap`] hands out its entries sorted by
-//! key or to an order-independent question ([`LookupMap::any`]).
+//! id with one hash and one or two comparisons. Its iteration order would be the hash's:
+//! fixed from run to run, but meaningless, and the determinism contract keeps it out of
+//! anything that decides or is recorded. So the hash map lives only in this file (the tidy
+//! test allows it here and nowhere else), and [`LookupMap`] hands out its entries sorted
+//! by key or to an order-independent question ([`LookupMap::any`]).
 
 #![allow(clippy::disallowed_types)]
 
