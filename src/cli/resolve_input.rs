@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::cli::{self, CliError, RESOLVE_BYTES_MAX};
 use crate::matrix::canonical_json::{self, Numbers, Object, WindowError, Windowed};
 use crate::matrix::dag::{self, RejectionKind};
-use crate::matrix::pdu::Stage;
+use crate::matrix::pdu::{LevelUsersSharer, Stage};
 use crate::matrix::room_version::RoomVersionRules;
 use crate::matrix::{EventId, Pdu, RoomVersion, ids};
 
@@ -204,6 +204,9 @@ fn read<R: Read>(
     let mut ids = ids::IdInterner::new();
     // One copy of each sender, event type, state key and room id, likewise.
     let mut texts = ids::TextInterner::new();
+    // Power-levels events' `users` kept apart, one copy of each run of entries they share:
+    // as JSON trees they were a third of the peak memory of a large input.
+    let mut level_users = LevelUsersSharer::new();
     // Members state resolution never reads (`Stage::Resolution`: `hashes`, `signatures`
     // and `unsigned` unchecked, and `hashes` read only for Linearized Matrix's hub rules)
     // are checked as JSON and not built: in the benchmark inputs, building them was a
@@ -243,6 +246,7 @@ fn read<R: Read>(
                 // The format error's path is relative to the event.
                 error(file, &format!("{}{}", path(), e.path.trim_start_matches('$')), e.problem)
             })?;
+        pdu.compact_level_users(&mut level_users, &mut texts);
         if !AUTH_CONTENT_TYPES.contains(&pdu.event_type()) {
             let content = pdu.replace_content(Arc::clone(&stand_in));
             let text = canonical_json::encode_object(&content)
@@ -264,6 +268,7 @@ fn read<R: Read>(
     }
     drop(ids);
     drop(texts);
+    drop(level_users);
     if events_start + text.position() != events_end {
         // Cannot happen when the full read succeeded (skipping ends a valid value where
         // reading does), but the rest of the text was read from where skipping ended.
@@ -515,6 +520,17 @@ mod tests {
 
     type Summary = (RoomVersion, Vec<(Pdu, Option<RejectionKind>)>, Vec<StateMap>, Vec<String>);
 
+    /// The content as given: a power-levels event's `users` are kept apart
+    /// ([`Pdu::level_users`]) and put back here.
+    fn given_content(pdu: &Pdu) -> Value {
+        let mut content = pdu.content().clone();
+        if let Some(users) = pdu.level_users() {
+            let users = users.iter().map(|(user, level)| (user.to_owned(), Value::from(level)));
+            content.insert("users".to_owned(), Value::Object(users.collect()));
+        }
+        Value::Object(content)
+    }
+
     fn summary(input: ResolveInput) -> Summary {
         let events = input.events.into_iter().map(|(pdu, kind)| ((*pdu).clone(), kind)).collect();
         (input.room_version, events, input.state_sets, input.ignored_fields)
@@ -560,12 +576,7 @@ mod tests {
                 .iter()
                 .find(|event| event["event_id"] == pdu.event_id().as_str())
                 .unwrap();
-            assert_eq!(
-                Value::Object(pdu.content().clone()),
-                given["content"],
-                "{}",
-                pdu.event_id()
-            );
+            assert_eq!(given_content(pdu), given["content"], "{}", pdu.event_id());
         }
     }
 
@@ -699,7 +710,12 @@ mod tests {
         for (pdu, _) in &input.events {
             let id = pdu.event_id().as_str();
             let given = given_events.iter().find(|event| event["event_id"] == id).unwrap();
-            assert_eq!(Value::Object(pdu.content().clone()), given["content"]);
+            assert_eq!(given_content(pdu), given["content"]);
+            // Power levels with a (valid) `users` keep it apart, and nothing else does.
+            let listing_users =
+                pdu.event_type() == "m.room.power_levels" && given["content"]["users"].is_object();
+            assert_eq!(pdu.level_users().is_some(), listing_users, "{id}");
+            assert!(!pdu.content().contains_key("users") || !listing_users, "{id}");
             assert_eq!(pdu.event_type(), given["type"]);
             assert!(pdu.json().is_empty(), "no JSON is kept");
         }

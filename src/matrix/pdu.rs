@@ -26,11 +26,13 @@ use crate::matrix::room_version::RoomVersionRules;
 use crate::matrix::words::same_text;
 
 mod format;
+mod level_users;
 mod signing;
 
 pub(crate) use format::check_lpdu;
 use format::{Members, check_format, check_format_with};
 pub use format::{check_signed, check_unsigned};
+pub use level_users::{LevelUsers, LevelUsersSharer};
 pub(crate) use signing::signing_bytes;
 pub use signing::{
     Verified, VerifyError, add_signature, build_signed, build_unsigned, content_hash,
@@ -149,6 +151,9 @@ pub struct Pdu {
     /// resolution of a 1,000-event conflicted set). Shared, so that equal contents can be
     /// kept once ([`Pdu::share_content`]).
     content: Arc<Object>,
+    /// The `users` of a power-levels content, when `mxsim resolve` took them out of
+    /// `content` to keep them compactly ([`Pdu::compact_level_users`]).
+    level_users: Option<Box<LevelUsers>>,
     /// The room version's [`RoomVersionRules::lpdus`], so that [`Pdu::hub_server`] reads the
     /// field only where it has a meaning.
     lpdus: bool,
@@ -291,8 +296,37 @@ impl Pdu {
             && same_text(&self.event_type, event_type)
     }
 
+    /// `content`. A power-levels event of an `mxsim resolve` input may hold its `users`
+    /// apart ([`Pdu::level_users`]): the auth rules read them through one reader in
+    /// `matrix::auth`.
     pub fn content(&self) -> &Object {
         &self.content
+    }
+
+    /// The `users` of a power-levels content, when held apart from [`Pdu::content`]
+    /// ([`Pdu::compact_level_users`]).
+    pub fn level_users(&self) -> Option<&LevelUsers> {
+        self.level_users.as_deref()
+    }
+
+    /// Takes `content.users` of an `m.room.power_levels` event out of the content and
+    /// keeps it as [`LevelUsers`] made by `sharer`, when every key is a valid user id and
+    /// every value an integer; returns whether it did. For the events of an `mxsim
+    /// resolve` input only, like [`Pdu::for_resolution`]: such an event is never hashed,
+    /// signed, redacted or sent, and only the auth rules read its content.
+    pub fn compact_level_users(
+        &mut self,
+        sharer: &mut LevelUsersSharer,
+        texts: &mut TextInterner,
+    ) -> bool {
+        if &*self.event_type != "m.room.power_levels" || self.level_users.is_some() {
+            return false;
+        }
+        let Some(Value::Object(users)) = self.content.get("users") else { return false };
+        let Some(compact) = sharer.compact(users, texts) else { return false };
+        Arc::make_mut(&mut self.content).remove("users");
+        self.level_users = Some(Box::new(compact));
+        true
     }
 
     /// `content` as the shared copy this event holds, to hand to [`Pdu::share_content`] of

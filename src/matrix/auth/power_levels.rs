@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::matrix::canonical_json::Object;
 use crate::matrix::ids;
-use crate::matrix::pdu::Pdu;
+use crate::matrix::pdu::{LevelUsers, Pdu};
 use crate::matrix::room_version::{CreatorSource, RoomVersionRules};
 
 use super::numbering::Rule;
@@ -48,9 +48,54 @@ fn as_level(value: &Value) -> Option<i64> {
     }
 }
 
+/// The current `m.room.power_levels` event of `state`, if any.
+fn power_levels_event(state: &dyn AuthState) -> Option<&Pdu> {
+    state.get("m.room.power_levels", "")
+}
+
 /// The current `m.room.power_levels` content of `state`, if any.
 fn power_levels_content(state: &dyn AuthState) -> Option<&Object> {
-    state.get("m.room.power_levels", "").map(Pdu::content)
+    power_levels_event(state).map(Pdu::content)
+}
+
+/// `content.users` of a power-levels event, as JSON or as the event keeps it apart
+/// ([`Pdu::level_users`]: only when every key is a valid user id and every value an
+/// integer). Every reading of `users` by the rules goes through this.
+enum Users<'a> {
+    Json(&'a Value),
+    Compact(&'a LevelUsers),
+}
+
+impl<'a> Users<'a> {
+    /// The `users` of `event`, if present.
+    fn of(event: &'a Pdu) -> Option<Users<'a>> {
+        match event.level_users() {
+            Some(compact) => Some(Users::Compact(compact)),
+            None => event.content().get("users").map(Users::Json),
+        }
+    }
+
+    /// `users[user]` as an integer, if it is one.
+    fn level(&self, user: &str) -> Option<i64> {
+        match self {
+            Users::Json(users) => users.get(user).and_then(as_level),
+            Users::Compact(users) => users.get(user),
+        }
+    }
+
+    /// The integer-valued entries, read as [`level_map`] reads the other maps.
+    fn level_map(&self) -> BTreeMap<&'a str, i64> {
+        match self {
+            Users::Json(Value::Object(map)) => integer_entries(map),
+            Users::Json(_) => BTreeMap::new(),
+            Users::Compact(users) => users.iter().collect(),
+        }
+    }
+}
+
+/// The integer-valued `users` entries of a power-levels event; empty when absent.
+fn users_map(event: &Pdu) -> BTreeMap<&str, i64> {
+    Users::of(event).map(|users| users.level_map()).unwrap_or_default()
 }
 
 /// A level property (`ban`, `kick`, `invite`, …) of the current power levels, or its default
@@ -140,24 +185,31 @@ pub fn user_power_level(rules: &RoomVersionRules, state: &dyn AuthState, user: &
             }
         }
     }
-    let Some(content) = power_levels_content(state) else {
+    let Some(power_levels) = power_levels_event(state) else {
         let is_creator = !rules.privileged_creators
             && create.and_then(|create| creator(rules, create)) == Some(user);
         return PowerLevel::Int(if is_creator { 100 } else { 0 });
     };
-    let from_users = content.get("users").and_then(|users| users.get(user)).and_then(as_level);
+    let from_users = Users::of(power_levels).and_then(|users| users.level(user));
     PowerLevel::Int(from_users.unwrap_or_else(|| level(state, "users_default")))
 }
 
 /// Rules 9.1–9.3 (v12 10.1–10.4): the shape of a new power-levels content, and in v12 that
 /// no room creator is listed in `users`.
-fn check_shape(rules: &RoomVersionRules, content: &Object, create: &Pdu) -> Result<(), Rejection> {
-    check_level_properties_are_integers(rules, content)?;
-    check_level_maps_are_integers(rules, content)?;
+fn check_shape(rules: &RoomVersionRules, event: &Pdu, create: &Pdu) -> Result<(), Rejection> {
+    check_level_properties_are_integers(rules, event.content())?;
+    check_level_maps_are_integers(rules, event.content())?;
     // [impl] An absent `users` is accepted and read as `{}` (Synapse).
-    if let Some(users) = content.get("users") {
-        let users = check_users_map(rules, users)?;
-        check_no_creator_in_users(rules, users, create)?;
+    match Users::of(event) {
+        None => {}
+        Some(Users::Json(users)) => {
+            let users = check_users_map(rules, users)?;
+            check_no_creator_in_users(rules, |user| users.contains_key(user), create)?;
+        }
+        // Kept apart only when rule 9.3 holds of it.
+        Some(Users::Compact(users)) => {
+            check_no_creator_in_users(rules, |user| users.get(user).is_some(), create)?;
+        }
     }
     Ok(())
 }
@@ -235,11 +287,11 @@ fn check_users_map<'a>(
 /// demoted). Checked before 10.5, so it applies to the first power-levels event too.
 fn check_no_creator_in_users(
     rules: &RoomVersionRules,
-    users: &Object,
+    listed: impl Fn(&str) -> bool,
     create: &Pdu,
 ) -> Result<(), Rejection> {
     if rules.privileged_creators {
-        if let Some(creator) = creators(rules, create).into_iter().find(|c| users.contains_key(c)) {
+        if let Some(creator) = creators(rules, create).into_iter().find(|c| listed(c)) {
             return Err(reject(
                 rules,
                 Rule::PowerLevelsCreatorInUsers,
@@ -250,11 +302,17 @@ fn check_no_creator_in_users(
     Ok(())
 }
 
-/// An integer-valued map of a power-levels content (`events`, `notifications`, `users`);
-/// empty when absent. Non-integer values are skipped ([digest]: only reachable through an
-/// old PL event that a v10+ room could not have accepted).
+/// An integer-valued map of a power-levels content (`events`, `notifications`; `users`
+/// through [`Users::level_map`]); empty when absent. Non-integer values are skipped
+/// ([digest]: only reachable through an old PL event that a v10+ room could not have
+/// accepted).
 fn level_map<'a>(content: &'a Object, key: &str) -> BTreeMap<&'a str, i64> {
     let Some(Value::Object(map)) = content.get(key) else { return BTreeMap::new() };
+    integer_entries(map)
+}
+
+/// The entries of `map` whose value is an integer.
+fn integer_entries(map: &Object) -> BTreeMap<&str, i64> {
     map.iter().filter_map(|(k, v)| as_level(v).map(|level| (k.as_str(), level))).collect()
 }
 
@@ -284,16 +342,17 @@ pub(super) fn check_power_levels_event(
     create: &Pdu,
 ) -> Result<(), Rejection> {
     let content = event.content();
-    check_shape(rules, content, create)?;
+    check_shape(rules, event, create)?;
     // 9.4 (v12 10.5): the first power-levels event is allowed.
-    let Some(old) = power_levels_content(state) else { return Ok(()) };
+    let Some(old_event) = power_levels_event(state) else { return Ok(()) };
+    let old = old_event.content();
     let sender_level = user_power_level(rules, state, event.sender());
     check_level_property_changes(rules, old, content, sender_level)?;
     // The spec lists 9.6 for every entry before 9.7, so check all removals/changes first.
     let level_map_changes = level_map_changes(rules, old, content);
     check_level_map_old_values(rules, &level_map_changes, sender_level)?;
     check_level_map_new_values(rules, &level_map_changes, sender_level)?;
-    let user_changes = map_changes(&level_map(old, "users"), &level_map(content, "users"));
+    let user_changes = map_changes(&users_map(old_event), &users_map(event));
     check_users_old_values(rules, &user_changes, event.sender(), sender_level)?;
     check_users_new_values(rules, &user_changes, sender_level)?;
     // 9.10 (v12 10.11): otherwise allow.

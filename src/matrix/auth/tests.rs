@@ -328,12 +328,32 @@ impl Room {
         }
     }
 
+    /// The rules' decision on `pdu`, which is also asserted to be the decision with every
+    /// power-levels event's `users` kept apart, as `mxsim resolve` keeps them
+    /// ([`Pdu::compact_level_users`]): so every case here checks both readings.
     fn check_pdu(&self, pdu: &Pdu) -> Result<(), Rejection> {
         let signatures = match self.mode {
             Mode::Keys => SignatureCheck::Keys(&self.keys),
             Mode::AlreadyVerified => SignatureCheck::AlreadyVerified,
         };
-        check_state_rules(self.rules, pdu, &self.state, signatures)
+        let decided = check_state_rules(self.rules, pdu, &self.state, signatures);
+        let mut sharer = pdu::LevelUsersSharer::new();
+        let mut texts = crate::matrix::ids::TextInterner::new();
+        let mut compact = |pdu: &Pdu| {
+            let mut pdu = pdu.clone();
+            pdu.compact_level_users(&mut sharer, &mut texts);
+            pdu
+        };
+        let state: BTreeMap<(String, String), Pdu> =
+            self.state.iter().map(|(key, pdu)| (key.clone(), compact(pdu))).collect();
+        let compact_decided = check_state_rules(self.rules, &compact(pdu), &state, signatures);
+        assert_eq!(
+            compact_decided,
+            decided,
+            "{}: decided alike with `users` kept apart",
+            pdu.event_id()
+        );
+        decided
     }
 
     #[track_caller]

@@ -60,6 +60,7 @@ impl Fields {
         };
         Pdu {
             content: std::sync::Arc::new(content),
+            level_users: None,
             membership,
             json: std::sync::Arc::new(EncodedObject::new(json)),
             event_id,
