@@ -708,6 +708,37 @@ fn responses_written_in_parts_are_their_body_objects() {
 }
 
 #[test]
+fn a_response_body_is_written_within_the_room_reserved_for_it() {
+    // A `send_join` answer of a large room writes its servers' names and the join event
+    // before its state: the room reserved covers them, so the state's writing does not
+    // grow the buffer (texts without escapes; numbers at their longest).
+    let pdus: Vec<Object> = (0..300)
+        .map(|n| object(json!({"type": "m.room.member", "depth": n, "origin_server_ts": 1_700_000_000_000i64 + n,
+            "content": {"membership": "join", "displayname": format!("user {n}")}})))
+        .collect();
+    let join = SendJoin {
+        state: pdus.iter().map(|pdu| Arc::new(OutgoingPdu::new(pdu.clone()))).collect(),
+        auth_chain: vec![Arc::new(OutgoingPdu::new(pdus[0].clone()))],
+        event: Some(object(json!({"type": "m.room.member", "depth": 9_007_199_254_740_991i64,
+            "content": {"membership": "join", "list": [1, -2, true, null, "x"]}}))),
+        members_omitted: true,
+        servers_in_room: Some((0..1000).map(|n| format!("server-{n}.example")).collect()),
+    };
+    let make = MakeMembership { room_version: Some("12".into()), event: pdus[1].clone() };
+    for response in [
+        Response::SendJoin(join),
+        Response::MakeJoin(make),
+        Response::GetMissingEvents { events: pdus.clone() },
+        Response::Error(ErrorResponse::new(404, ErrCode::NotFound, "no such event")),
+    ] {
+        let written = response.to_http().body.len();
+        let reserved = response.body_size_hint();
+        assert!(written <= reserved, "{written} bytes written, {reserved} reserved");
+        assert!(reserved < written + written / 4 + 256, "{reserved} reserved for {written}");
+    }
+}
+
+#[test]
 fn send_join_answers_leave_out_the_pdus_known_by_their_bytes() {
     let pdu = |n: i64| object(json!({"type": "m.room.member", "depth": n, "content": {"m": "é"}}));
     let join = SendJoin {
