@@ -197,7 +197,11 @@ impl<'t> Index<'t> {
         // One receipt per `event` record with an id: room for all of them at once, since a
         // list that doubled as it grew copied itself over and over (0.6% of a 1,000-server
         // run's samples, where the receipts are a million).
-        let events = trace.records.iter().filter(|r| matches!(r.body, Body::Event { .. })).count();
+        let events = trace
+            .records
+            .iter()
+            .filter(|r| matches!(r.body, Body::Event { event_id: Some(_), .. }));
+        let events = events.count();
         index.receipts.reserve_exact(events);
         for (i, record) in trace.records.iter().enumerate() {
             let line = trace.line_of(i);

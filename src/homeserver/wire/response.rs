@@ -401,7 +401,9 @@ impl Part<'_> {
 /// The bytes [`write_parts`] reserves for a body of `parts`.
 fn parts_size_hint(parts: &BTreeMap<&'static str, Part<'_>>) -> usize {
     let hint: usize = parts.iter().map(|(key, part)| key.len() + 4 + part.size_hint()).sum();
-    hint.max(256)
+    // Numbers are counted at their longest: a body of many small ones is reserved more
+    // than it takes, but never more than a body may take.
+    hint.clamp(256, RESPONSE_BODY_BYTES_MAX)
 }
 
 /// About the bytes of `value` as canonical JSON: at least as many when no text in it needs

@@ -39,7 +39,8 @@ fn level_maps(rules: &RoomVersionRules) -> &'static [&'static str] {
     if rules.notifications_levels { &LEVEL_MAPS } else { &LEVEL_MAPS[..1] }
 }
 
-/// `value` as a power-level integer. Canonical JSON (enforced on every PDU) makes every
+/// `value` as a power-level integer (`LevelUsers`, which skips rule 9.3 for the maps it
+/// keeps, reads values alike). Canonical JSON (enforced on every PDU) makes every
 /// number an integer in [-(2^53)+1, 2^53-1], so `as_i64` is exact here.
 fn as_level(value: &Value) -> Option<i64> {
     match value {

@@ -462,6 +462,20 @@ fn rule_numbers_are_distinct_and_complete() {
 }
 
 #[test]
+fn the_standard_rooms_power_levels_are_kept_apart_by_the_second_reading() {
+    // `Room::check_pdu` decides every case a second time with power levels' `users` kept
+    // apart: that reading must actually happen for the rooms the cases use.
+    for rules in VERSIONS {
+        let room = Room::new(rules);
+        let mut pl = room.state_event("m.room.power_levels", "").clone();
+        let mut sharer = pdu::LevelUsersSharer::new();
+        let kept =
+            pl.compact_level_users(&mut sharer, &mut crate::matrix::ids::TextInterner::new());
+        assert!(kept && pl.level_users().is_some() && !pl.content().contains_key("users"));
+    }
+}
+
+#[test]
 fn power_level_order_puts_infinite_above_every_integer() {
     assert!(PowerLevel::Infinite > PowerLevel::Int(crate::matrix::canonical_json::INT_MAX));
     assert!(PowerLevel::Infinite > PowerLevel::Int(i64::MAX));

@@ -116,12 +116,11 @@ impl LevelUsersSharer {
                 hash.write(&user_hash.to_le_bytes()).write(&level.to_le_bytes())
             })
             .finish();
-        let bucket = self.chunks.entry(hash).or_default();
         let same = |chunk: &&Arc<[Entry]>| {
             chunk.len() == entries.len()
                 && chunk.iter().zip(entries).all(|((a, x), (b, y, _))| **a == **b && x == y)
         };
-        if let Some(shared) = bucket.iter().find(same) {
+        if let Some(shared) = self.chunks.get(&hash).and_then(|bucket| bucket.iter().find(same)) {
             return Some(Arc::clone(shared));
         }
         // A chunk equal to one made before holds user ids checked then; a new one's are
@@ -131,6 +130,7 @@ impl LevelUsersSharer {
         }
         let chunk: Arc<[Entry]> =
             entries.iter().map(|(user, level, _)| (texts.share(user), *level)).collect();
+        let bucket = self.chunks.entry(hash).or_default();
         if bucket.len() < Self::BUCKET_MAX {
             bucket.push(Arc::clone(&chunk));
         }
@@ -139,8 +139,10 @@ impl LevelUsersSharer {
 }
 
 /// `value` as an integer level. Canonical JSON (which every input is read as) makes every
-/// number an integer in [-(2^53)+1, 2^53-1], so `as_i64` is exact here, as the auth rules
-/// read levels.
+/// number an integer in [-(2^53)+1, 2^53-1], so `as_i64` is exact here. This and
+/// `ids::parse_user_id` must accept exactly what the auth rules' rule 9.3 (v12 10.3)
+/// accepts (`as_level` and `check_users_map` in `matrix::auth::power_levels`): a kept map
+/// skips that rule. The auth tests decide every case both ways (`Room::check_pdu`).
 fn as_integer(value: &Value) -> Option<i64> {
     match value {
         Value::Number(number) => number.as_i64(),
@@ -186,6 +188,22 @@ mod tests {
         }
         assert!(compact.chunks().len() > 5, "several chunks: {}", compact.chunks().len());
         assert!(compact.chunks().iter().all(|c| !c.is_empty() && c.len() <= 64));
+    }
+
+    #[test]
+    fn a_run_without_a_boundary_is_cut_at_the_most_entries_a_chunk_holds() {
+        // User ids none of which ends a chunk by its hash.
+        let no_boundary = (0..)
+            .map(|i| format!("@u{i:05}:s.test"))
+            .filter(|user| {
+                WordHash::new().write(user.as_bytes()).finish() % LevelUsersSharer::BOUNDARY != 0
+            })
+            .take(200);
+        let map: Object = no_boundary.map(|user| (user, Value::from(1))).collect();
+        let compact = LevelUsersSharer::new().compact(&map, &mut TextInterner::new()).unwrap();
+        let sizes: Vec<usize> = compact.chunks().iter().map(|chunk| chunk.len()).collect();
+        assert_eq!(sizes, [64, 64, 64, 8]);
+        assert!(map.keys().all(|user| compact.get(user) == Some(1)));
     }
 
     #[test]
