@@ -186,7 +186,7 @@ pub fn figures(trace: &Trace) -> RunFigures {
         }
         // What the same server recorded for it in the same instant.
         let mut outcome = Outcome::Unresolved;
-        for next in &records[i + 1..] {
+        for next in records.iter_from(i + 1) {
             if next.t != record.t {
                 break;
             }

@@ -543,7 +543,8 @@ pub(super) mod tests {
             },
             swarm: None,
         };
-        let records = records.into_iter().map(|(t, body)| Record { t, body }).collect();
+        let records: Vec<Record> =
+            records.into_iter().map(|(t, body)| Record { t, body }).collect();
         Trace::new(header, records)
     }
 

@@ -52,12 +52,14 @@ mod line;
 mod metrics;
 pub mod net;
 mod read;
+mod records;
 mod stream;
 mod text;
 pub use line::LineWriter;
 pub use metrics::metrics;
 pub use net::{NetFold, NetSummary};
 pub use read::LINE_BYTES_MAX;
+pub use records::Records;
 pub use stream::StreamedHash;
 pub use text::Text;
 
@@ -391,7 +393,7 @@ pub struct WaitingEvent {
 pub struct Trace {
     pub header: Header,
     /// Every record, or with [`Trace::kept`] the records [`Keeper`] keeps.
-    pub records: Vec<Record>,
+    pub records: Records,
     /// Set when the records were written to the trace file as the run went (`mxsim run`)
     /// or read from one a line at a time (`mxsim check`, `report`, `compare`): the records
     /// above are then those [`Keeper`] keeps, each at the line [`Kept::lines`] gives,
@@ -425,7 +427,7 @@ pub struct Keeper {
     /// Servers some `crash` fault of the schedule takes down.
     crashing: std::collections::BTreeSet<String>,
     net: NetFold,
-    records: Vec<Record>,
+    records: Records,
     lines: Vec<u64>,
     unkept_crashes: Vec<(String, u64)>,
     /// Records taken so far.
@@ -445,7 +447,7 @@ impl Keeper {
         Keeper {
             crashing,
             net: NetFold::new(end_ms),
-            records: Vec::new(),
+            records: Records::new(),
             lines: Vec::new(),
             unkept_crashes: Vec::new(),
             total: 0,
@@ -543,8 +545,8 @@ const INCOMPLETE: &str = "trace is incomplete";
 
 impl Trace {
     /// A whole trace.
-    pub fn new(header: Header, records: Vec<Record>) -> Trace {
-        Trace { header, records, kept: None }
+    pub fn new(header: Header, records: impl Into<Records>) -> Trace {
+        Trace { header, records: records.into(), kept: None }
     }
 
     /// The 1-based trace line of `records[index]` (the header is line 1).

@@ -34,7 +34,7 @@ struct Reading {
     kept: bool,
     header: Option<Header>,
     /// Every record of a whole trace; a kept one's go to `keeper`.
-    records: Vec<Record>,
+    records: Records,
     keeper: Option<Keeper>,
     last_t: u64,
     /// The first bad line, said only once the end record is found valid.
@@ -99,7 +99,7 @@ fn read(reader: &mut impl BufRead, kept: bool) -> Result<(Trace, String), TraceE
     let mut reading = Reading {
         kept,
         header: None,
-        records: Vec::new(),
+        records: Records::new(),
         keeper: None,
         last_t: 0,
         error: None,

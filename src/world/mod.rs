@@ -68,7 +68,7 @@ use crate::matrix::pdu::Pdu;
 use crate::net::{FaultSchedule, NetConfig, NetEvent, Network, NodeId, NodeMarker};
 pub use crate::scenario::{Step, StepAction};
 use crate::stdx::{Instant, Prng, streams};
-use crate::trace::{self, Body, CheckSettings, Header, NodeChange, Record, Trace};
+use crate::trace::{self, Body, CheckSettings, Header, NodeChange, Record, Records, Trace};
 use frame::{Kind, Message};
 pub use plan::{Plan, retry_delay_ms};
 pub use runtime::{run, run_spooled, run_with_progress};
@@ -180,7 +180,7 @@ struct Shared {
     /// Room labels → room ids, event labels → event ids.
     rooms: BTreeMap<String, String>,
     labels: BTreeMap<String, EventId>,
-    records: Vec<Record>,
+    records: Records,
     /// Set for a spooled run: where the records go (`records` then holds the kept ones).
     spool: Option<Spool>,
     last_t: u64,
@@ -254,7 +254,7 @@ impl Shared {
             index,
             rooms: BTreeMap::new(),
             labels: BTreeMap::new(),
-            records: Vec::new(),
+            records: Records::new(),
             spool: None,
             last_t: 0,
             created: Vec::new(),

@@ -445,7 +445,7 @@ fn an_accepted_message_from_a_non_member_breaks_auth() {
         event(30, "hs2", &r, &carol, Decision::Created, true),
         event(31, "hs1", &r, &carol, Decision::Accepted, false),
     ];
-    f.trace.records.splice(end..end, tail);
+    f.trace.records.edit(|records| records.splice(end..end, tail).for_each(drop));
     let violations = only(&run(&f.trace), "auth");
     let own =
         violations.iter().find(|v| v.message.contains("own auth events")).expect("own auth events");
@@ -495,7 +495,7 @@ fn a_prev_event_missing_from_the_trace_breaks_dag() {
         event(31, "hs2", &r, &orphan, Decision::Accepted, false),
         event(32, "hs2", &r, &orphan, Decision::Accepted, false),
     ];
-    f.trace.records.splice(end..end, tail);
+    f.trace.records.edit(|records| records.splice(end..end, tail).for_each(drop));
     let violations = only(&run(&f.trace), "dag");
     assert_eq!(violations.len(), 1);
     assert!(violations[0].message.contains(&format!("prev event {missing} is not in the trace")));
@@ -535,7 +535,7 @@ fn a_prev_events_cycle_breaks_dag() {
         ));
     }
     let end = f.trace.records.len() - 2;
-    f.trace.records.splice(end..end, records);
+    f.trace.records.edit(|all| all.splice(end..end, records).for_each(drop));
     let violations = only(&run(&f.trace), "dag");
     let cycle = violations.iter().find(|v| v.message.contains("form a cycle")).expect("a cycle");
     let mut events = cycle.witness.events.clone();
@@ -718,7 +718,7 @@ fn a_late_message_hs3_never_gets(hs1: Option<Decision>) -> (Trace, String) {
         *server = "hs3".into();
     }
     f.trace.records.push(hs3_final);
-    f.trace.records.splice(finals_at..finals_at, added);
+    f.trace.records.edit(|records| records.splice(finals_at..finals_at, added).for_each(drop));
     (f.trace, id(&late))
 }
 

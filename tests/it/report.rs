@@ -193,7 +193,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
         },
         swarm: None,
     };
-    let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
+    let records: Vec<Record> = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
     Trace::new(header, records)
 }
 
@@ -470,8 +470,11 @@ fn demo_reports_are_written() {
 fn every_room_gets_its_own_figures() {
     let mut trace = demo_trace(20, 7);
     let other = demo_trace(20, 8);
-    let mut records: Vec<(u64, usize, Record)> =
-        trace.records.drain(..).enumerate().map(|(i, r)| (r.t, i, r)).collect();
+    let mut records: Vec<(u64, usize, Record)> = std::mem::take(&mut trace.records)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (r.t, i, r))
+        .collect();
     let first_count = records.len();
     records.extend(other.records.into_iter().enumerate().map(|(i, r)| (r.t, first_count + i, r)));
     records.sort_by_key(|(t, i, _)| (*t, *i));
@@ -657,7 +660,7 @@ fn wide_trace(server_count: usize, event_count: u32) -> Trace {
         },
         swarm: None,
     };
-    let records = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
+    let records: Vec<Record> = records.into_iter().map(|(t, _, body)| Record { t, body }).collect();
     Trace::new(header, records)
 }
 

@@ -157,8 +157,9 @@ fn a_crashed_server_keeps_what_it_committed() {
         .iter()
         .position(|r| matches!(&r.body, Body::Node { change: mxsim::trace::NodeChange::Crash, .. }))
         .expect("the crash is recorded");
-    let committed: std::collections::BTreeSet<String> = records[..crash_at]
+    let committed: std::collections::BTreeSet<String> = records
         .iter()
+        .take(crash_at)
         .filter_map(|r| match &r.body {
             Body::Commit { server, event_ids } if server == "hs2" => Some(event_ids),
             _ => None,
