@@ -5,6 +5,7 @@
 //! ([`Store::overlaid`]).
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -24,13 +25,35 @@ pub use shared::SharedSnapshots;
 /// A full snapshot is stored once a group's delta chain reaches this length.
 pub const SNAPSHOT_EVERY: u32 = 32;
 
-/// Identifies a stored state group.
+/// Identifies a stored state group: its position in the store's groups, plus one.
+///
+/// Four bytes, and none more in an `Option` (the zero no id takes marks `None`): every
+/// stored event holds two, and every group two, which at a thousand servers are some
+/// ten million. Positions and ids order alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StateGroupId(u64);
+pub struct StateGroupId(NonZeroU32);
 
 impl StateGroupId {
+    /// The id of the group at `position`. Panics from position `u32::MAX - 1` on (the id
+    /// it would take is [`StateGroup::NO_SKIP`]'s): a store holds fewer groups than
+    /// events, and memory runs out long before that many events.
+    fn at(position: usize) -> StateGroupId {
+        u32::try_from(position + 1)
+            .ok()
+            .filter(|id| *id < u32::MAX)
+            .and_then(NonZeroU32::new)
+            .map(StateGroupId)
+            .expect("a store holds at most u32::MAX - 1 state groups")
+    }
+
+    /// The group's position in the store.
+    fn position(self) -> usize {
+        self.0.get() as usize - 1
+    }
+
+    /// The group's position in the store, as a number.
     pub fn as_u64(self) -> u64 {
-        self.0
+        u64::from(self.0.get()) - 1
     }
 }
 
@@ -43,8 +66,8 @@ pub(super) struct StateGroup {
     chain_len: u32,
     /// For a delta, where a lookup that `above` rules out goes on: the nearest group under
     /// this one that is a snapshot or holds a large delta (more keys than a filter of 256
-    /// bits tells apart). [`StateGroup::NO_SKIP`] for a snapshot; a plain id rather than
-    /// an `Option`, which would double its size.
+    /// bits tells apart). [`StateGroup::NO_SKIP`] for a snapshot, where a lookup ends
+    /// before it would read this.
     skip_to: StateGroupId,
     /// For a delta, a filter of the keys set or removed by the deltas from this group down
     /// to `skip_to` (not included): a lookup of a key it rules out goes to `skip_to` at
@@ -62,7 +85,7 @@ pub(super) struct StateGroup {
 
 impl StateGroup {
     /// The `skip_to` of a snapshot, which has none.
-    const NO_SKIP: StateGroupId = StateGroupId(u64::MAX);
+    const NO_SKIP: StateGroupId = StateGroupId(NonZeroU32::MAX);
 
     fn snapshot_of(delta: HeldDelta, digest: StateDigest) -> StateGroup {
         StateGroup {
@@ -142,7 +165,7 @@ type Entries<'a> = BTreeMap<&'a StateKey, Option<&'a EventId>>;
 impl Store {
     /// A stored group (ids are positions: groups are only ever added).
     fn group(&self, id: StateGroupId) -> &StateGroup {
-        &self.groups[id.0 as usize]
+        &self.groups[id.position()]
     }
 
     /// A snapshot group of `delta`'s entries, state `digest`: the pool's copy when the
@@ -275,7 +298,7 @@ impl Store {
     }
 
     fn push_group(&mut self, group: StateGroup) -> StateGroupId {
-        let id = StateGroupId(self.groups.len() as u64);
+        let id = StateGroupId::at(self.groups.len());
         self.groups.push(group);
         id
     }

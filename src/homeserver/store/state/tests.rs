@@ -14,6 +14,21 @@ pub(super) fn key(t: &str, k: &str) -> StateKey {
 }
 
 #[test]
+fn group_ids_are_positions_in_four_bytes_with_or_without_an_option() {
+    assert_eq!(std::mem::size_of::<StateGroupId>(), 4);
+    assert_eq!(std::mem::size_of::<Option<StateGroupId>>(), 4);
+    for position in [0, 1, 31, 1 << 20, u32::MAX as usize - 2] {
+        let id = StateGroupId::at(position);
+        assert_eq!(id.position(), position);
+        assert_eq!(id.as_u64(), position as u64);
+        assert!(id < StateGroup::NO_SKIP, "no group takes the id that marks no skip");
+    }
+    assert!(StateGroupId::at(3) < StateGroupId::at(4), "ids order as positions");
+    let past_the_last = std::panic::catch_unwind(|| StateGroupId::at(u32::MAX as usize - 1));
+    assert!(past_the_last.is_err(), "the id that marks no skip is never handed out");
+}
+
+#[test]
 fn deltas_materialise_to_the_stored_state_and_snapshot_periodically() {
     let mut store = Store::new();
     let mut state = StateMap::new();
@@ -134,7 +149,7 @@ fn rebases_and_snapshots_keep_removals_changes_and_new_keys() {
     let mut largest_inside = 0;
     let none = BTreeMap::new();
     for index in (0..store.groups.len()).step_by(3) {
-        let chain = store.chain_of(StateGroupId(index as u64));
+        let chain = store.chain_of(StateGroupId::at(index));
         for end in 0..=chain.len() {
             let ids = &chain[..end];
             let expected: Vec<_> = store.entries_of(ids).into_iter().collect();
