@@ -179,14 +179,15 @@ pub fn figures(trace: &Trace) -> RunFigures {
         }
     }
     active.extend(open.values().map(|start| (*start, u64::MAX)));
-    for (i, record) in records.iter().enumerate() {
+    let mut rest = records.iter();
+    while let Some(record) = rest.next() {
         let Body::Action { server, action, .. } = &record.body else { continue };
         if !is_send(action) {
             continue;
         }
         // What the same server recorded for it in the same instant.
         let mut outcome = Outcome::Unresolved;
-        for next in records.iter_from(i + 1) {
+        for next in rest.clone() {
             if next.t != record.t {
                 break;
             }

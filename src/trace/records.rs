@@ -2,9 +2,10 @@
 //!
 //! A large run keeps a million records or more (`Keeper`). In one growing list, each
 //! doubling copied every record kept so far into new pages while the old ones were still
-//! held: at a thousand servers the last doubling moved 140 MB and held 280 MB for the
-//! moment of the copy, and the list's spare half was reserved to the end of the run. A
-//! block, once full, stays where it is; only the block being filled has room to spare.
+//! held: at a thousand servers the last doubling copied 142 MB into a new list with room
+//! for 285 MB, both held for the moment of the copy, and the room not yet used stayed
+//! reserved to the end of the run. A block, once full, stays where it is; only the block
+//! being filled has room to spare.
 
 use std::fmt;
 use std::ops::{Index, IndexMut};
@@ -21,8 +22,8 @@ const BLOCK: usize = 1 << 12;
 /// Every block but the last holds exactly [`BLOCK`] records, so a position's block and
 /// place follow from the position, and two lists of the same records have the same
 /// blocks (the derived equality compares records). The first block grows as a list
-/// does, so a small trace takes no more room than its records; later blocks are made
-/// whole.
+/// does, so a small trace takes room in proportion to its records; later blocks are
+/// made whole.
 ///
 /// Changes other than [`Records::push`] (used by tests and tools that edit a trace, not
 /// by a run) go through [`Records::edit`], which rebuilds the blocks.
@@ -289,6 +290,8 @@ mod tests {
         assert_eq!(records.len(), count);
         assert_eq!(records.blocks.len(), 4);
         assert!(records.blocks[..3].iter().all(|b| b.len() == BLOCK && b.capacity() == BLOCK));
+        // The block being filled was made whole, not grown from its first record.
+        assert_eq!(records.blocks[3].capacity(), BLOCK);
         // Pushing on never moved a full block's records (the first block's moved while
         // it grew, before it was full).
         for (k, &at) in first_of_block.iter().enumerate() {

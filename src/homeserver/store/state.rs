@@ -30,8 +30,15 @@ pub const SNAPSHOT_EVERY: u32 = 32;
 /// Four bytes, and none more in an `Option` (the zero no id takes marks `None`): every
 /// stored event holds two, and every group two, which at a thousand servers are some
 /// ten million. Positions and ids order alike.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StateGroupId(NonZeroU32);
+
+/// Shown as the group's position, as before ids were offset by one.
+impl std::fmt::Debug for StateGroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateGroupId({})", self.position())
+    }
+}
 
 impl StateGroupId {
     /// The id of the group at `position`. Panics from position `u32::MAX - 1` on (the id

@@ -24,6 +24,7 @@ fn group_ids_are_positions_in_four_bytes_with_or_without_an_option() {
         assert!(id < StateGroup::NO_SKIP, "no group takes the id that marks no skip");
     }
     assert!(StateGroupId::at(3) < StateGroupId::at(4), "ids order as positions");
+    assert_eq!(format!("{:?}", StateGroupId::at(7)), "StateGroupId(7)");
     let past_the_last = std::panic::catch_unwind(|| StateGroupId::at(u32::MAX as usize - 1));
     assert!(past_the_last.is_err(), "the id that marks no skip is never handed out");
 }
