@@ -69,10 +69,6 @@ impl Records {
         self.blocks.get_mut(index / BLOCK)?.get_mut(index % BLOCK)
     }
 
-    pub fn first(&self) -> Option<&Record> {
-        self.blocks.first()?.first()
-    }
-
     pub fn last(&self) -> Option<&Record> {
         self.blocks.last()?.last()
     }
@@ -80,21 +76,6 @@ impl Records {
     /// The records in order.
     pub fn iter(&self) -> Iter<'_> {
         Iter { blocks: self.blocks.iter().flatten(), left: self.len }
-    }
-
-    /// The records in order, to change in place.
-    pub fn iter_mut(&mut self) -> std::iter::Flatten<std::slice::IterMut<'_, Vec<Record>>> {
-        self.blocks.iter_mut().flatten()
-    }
-
-    /// The records from position `start` on (none if `start` is past the end), reached
-    /// without reading those before.
-    pub fn iter_from(&self, start: usize) -> Iter<'_> {
-        let mut iter = self.iter();
-        if start > 0 {
-            iter.nth(start - 1);
-        }
-        iter
     }
 
     /// The records as one list, copied.
@@ -305,14 +286,17 @@ mod tests {
             assert_eq!(records.get(i).map(|r| r.t), Some(i as u64));
         }
         assert!(records.get(count).is_none());
-        // From a position on, across blocks, with the count of those left.
+        // From a position on (past `nth`), across blocks, with the count of those left.
         for start in [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK, count - 1, count, count + 9] {
-            let from = records.iter_from(start);
+            let mut from = records.iter();
+            if start > 0 {
+                from.nth(start - 1);
+            }
             assert_eq!(from.len(), count.saturating_sub(start), "{start}");
             let expected: Vec<u64> = (start.min(count) as u64..count as u64).collect();
             assert_eq!(from.map(|r| r.t).collect::<Vec<_>>(), expected, "{start}");
         }
-        assert_eq!(records.first().map(|r| r.t), Some(0));
+        assert_eq!(records.iter().next().map(|r| r.t), Some(0));
         assert_eq!(records.last().map(|r| r.t), Some(count as u64 - 1));
         let owned: Vec<u64> = records.clone().into_iter().map(|r| r.t).collect();
         assert_eq!(owned, times(&records));

@@ -57,11 +57,6 @@ impl StateGroupId {
     fn position(self) -> usize {
         self.0.get() as usize - 1
     }
-
-    /// The group's position in the store, as a number.
-    pub fn as_u64(self) -> u64 {
-        u64::from(self.0.get()) - 1
-    }
 }
 
 /// A state as a delta against a parent (`None` in `delta` removes a key), or a snapshot.
