@@ -36,10 +36,10 @@ impl MemberUsers {
         let Some(user) = pdu.state_key() else { return };
         let Some(server) = ids::user_server(user) else { return };
         let Ok(server_at) = u32::try_from(user.len() - server.len()) else { return };
-        let probe = Probe { server_hash: fnv1a64(server.as_bytes()), server, user };
-        if !self.entries.contains(&probe as &dyn Key) {
-            let server_hash = probe.server_hash;
-            self.entries.insert(Entry { pdu: Arc::clone(pdu), server_hash, server_at });
+        // One search: a set keeps the entry it holds and refuses an equal one, so the
+        // first event about a user stays, as a lookup before the insertion kept it.
+        let server_hash = fnv1a64(server.as_bytes());
+        if self.entries.insert(Entry { pdu: Arc::clone(pdu), server_hash, server_at }) {
             self.noted.push(server_hash);
         }
     }
