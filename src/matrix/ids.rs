@@ -243,6 +243,12 @@ impl std::hash::Hash for EventId {
 }
 
 impl EventId {
+    /// The hash of the id's text kept beside it (what a [`LookupMap`] finds it by): equal
+    /// ids have equal hashes, and reading it reads neither the text nor hashes it.
+    pub fn text_hash(&self) -> u64 {
+        self.lookup_hash
+    }
+
     /// The id whose text is `text`, which has passed [`EventId::check`].
     fn of_checked(text: Arc<str>) -> EventId {
         let lookup_hash = id_map::lookup_hash(&text);

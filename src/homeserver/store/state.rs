@@ -19,7 +19,7 @@ mod delta;
 mod read;
 mod shared;
 
-use delta::{ChainFilter, Delta};
+use delta::{ChainFilter, Delta, content_hash};
 pub use shared::SharedSnapshots;
 
 /// A full snapshot is stored once a group's delta chain reaches this length.
@@ -109,7 +109,9 @@ impl StateGroup {
 /// servers ([`SharedSnapshots`]).
 #[derive(Clone, Debug)]
 enum HeldDelta {
-    Own(Delta),
+    /// Boxed, so that a group takes a pointer's room either way: a group of a store that
+    /// shares snapshots holds every delta in the pool.
+    Own(Box<Delta>),
     Shared(Arc<Delta>),
 }
 
@@ -181,7 +183,17 @@ impl Store {
     fn held(&self, delta: Delta, digest: StateDigest, shareable: bool) -> HeldDelta {
         match &self.snapshots {
             Some(pool) if shareable => HeldDelta::Shared(pool.share(digest, delta)),
-            _ => HeldDelta::Own(delta),
+            _ => HeldDelta::Own(Box::new(delta)),
+        }
+    }
+
+    /// The entries of a small delta group: the pool's copy when the store shares
+    /// snapshots (servers that accept the same event, or resolve to the same changes,
+    /// store the same small deltas), else its own.
+    fn held_small(&self, delta: Delta) -> HeldDelta {
+        match &self.snapshots {
+            Some(pool) => HeldDelta::Shared(pool.share_small(delta)),
+            None => HeldDelta::Own(Box::new(delta)),
         }
     }
 
@@ -190,7 +202,7 @@ impl Store {
     fn held_new(&self, delta: Delta, digest: StateDigest) -> HeldDelta {
         match &self.snapshots {
             Some(pool) => HeldDelta::Shared(pool.hold(digest, delta)),
-            None => HeldDelta::Own(delta),
+            None => HeldDelta::Own(Box::new(delta)),
         }
     }
 
@@ -206,7 +218,7 @@ impl Store {
     /// resolution's result stored near a group) is the pool's copy when the store shares
     /// snapshots: servers that reach the same state from the same snapshot hold the same
     /// entries (at a thousand servers, 23,442 large deltas held 5,405 distinct entry
-    /// lists). The many small ones stay the group's own.
+    /// lists). The many small ones are shared by their entries ([`Store::held_small`]).
     fn delta_group(
         &self,
         parent: StateGroupId,
@@ -214,8 +226,20 @@ impl Store {
         chain_len: u32,
         digest: StateDigest,
     ) -> StateGroup {
-        let large = delta.is_large();
-        self.group_on(parent, self.held(delta, digest, large), chain_len, digest)
+        let held =
+            if delta.is_large() { self.held(delta, digest, true) } else { self.held_small(delta) };
+        self.group_on(parent, held, chain_len, digest)
+    }
+
+    /// The pool's copy of a small delta of `entries` (borrowed, in key order), if the
+    /// store shares snapshots and the pool holds it ([`SharedSnapshots::find_small`]).
+    fn pooled_small<'a>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (&'a StateKey, Option<&'a EventId>)> + Clone,
+    ) -> Option<HeldDelta> {
+        let pool = self.snapshots.as_ref()?;
+        let hash = content_hash(entries.clone().map(|((t, k), e)| (t.as_str(), k.as_str(), e)));
+        pool.find_small(hash, |held| held.holds(entries.clone())).map(HeldDelta::Shared)
     }
 
     /// A group of `delta`, held already, on `parent` ([`Store::delta_group`]).
@@ -440,15 +464,43 @@ impl Store {
         key: StateKey,
         event: EventId,
     ) -> StateGroupId {
-        let old = self.state_get_parts(parent, &key.0, &key.1);
-        let digest = moved(self.group(parent).digest, &key, old, Some(&event));
+        self.store_state_with_parts(parent, &key.0, &key.1, &event)
+    }
+
+    /// [`Store::store_state_with`] with the key given by its parts, copied only when the
+    /// new group's delta is not the pool's already: the servers of a room each store the
+    /// same one-entry delta for each state event they accept.
+    fn store_state_with_parts(
+        &mut self,
+        parent: StateGroupId,
+        event_type: &str,
+        state_key: &str,
+        event: &EventId,
+    ) -> StateGroupId {
+        let old = self.state_get_parts(parent, event_type, state_key);
+        let digest =
+            moved_parts(self.group(parent).digest, event_type, state_key, old, Some(event));
         let parent_len = self.group(parent).chain_len;
-        let mut delta = BTreeMap::new();
-        delta.insert(key, Some(event));
+        let key = || (event_type.to_owned(), state_key.to_owned());
         let group = if parent_len + 1 >= SNAPSHOT_EVERY {
-            self.rebased_or_snapshot(parent, delta, digest)
+            self.rebased_or_snapshot(parent, BTreeMap::from([(key(), Some(event.clone()))]), digest)
         } else {
-            self.delta_group(parent, delta.into(), parent_len + 1, digest)
+            let delta = || Delta::new(Box::new([(key(), Some(event.clone()))]));
+            let held = match &self.snapshots {
+                Some(pool) => {
+                    let hash = content_hash([(event_type, state_key, Some(event))]);
+                    let holds = |held: &Delta| {
+                        held.len() == 1
+                            && held
+                                .get(event_type, state_key)
+                                .is_some_and(|e| e.as_ref() == Some(event))
+                    };
+                    let found = pool.find_small(hash, holds);
+                    HeldDelta::Shared(found.unwrap_or_else(|| pool.hold_small(hash, delta())))
+                }
+                None => HeldDelta::Own(Box::new(delta())),
+            };
+            self.group_on(parent, held, parent_len + 1, digest)
         };
         let id = self.push_group(group);
         debug_assert_eq!(self.group(id).digest, StateGroup::digest_of(&self.state(id)));
@@ -492,16 +544,19 @@ impl Store {
             old != *event
         });
         if rebased.len() <= root.len() / 4 {
-            // A large delta that the pool holds is taken from it before anything is copied.
+            // A delta that the pool holds is taken from it before anything is copied.
             let large = Delta::large_at(rebased.len());
-            if large {
-                if let Some(held) = self.pooled(digest, rebased.iter().copied()) {
-                    return self.group_on(at, held, 1, digest);
-                }
+            let pooled = if large {
+                self.pooled(digest, rebased.iter().copied())
+            } else {
+                self.pooled_small(rebased.iter().copied())
+            };
+            if let Some(held) = pooled {
+                return self.group_on(at, held, 1, digest);
             }
             let entries = rebased.into_iter().map(|(key, event)| (key.clone(), event.cloned()));
             let delta = Delta::new(entries.collect());
-            let held = if large { self.held_new(delta, digest) } else { HeldDelta::Own(delta) };
+            let held = if large { self.held_new(delta, digest) } else { self.held_small(delta) };
             return self.group_on(at, held, 1, digest);
         }
         // A snapshot: the snapshot's entries and the changes merged in key order (both are
@@ -550,24 +605,34 @@ impl Store {
         parent: StateGroupId,
         changes: &[(StateKey, Option<EventId>)],
     ) -> StateGroupId {
-        let mut delta = BTreeMap::new();
+        // Borrowed until the group is known to need a copy: servers that resolve to the same
+        // changes store the same small delta, which the pool holds after the first.
+        let mut delta: Entries<'_> = BTreeMap::new();
         let mut digest = self.group(parent).digest;
         for (key, event) in changes {
-            let old = self.state_get(parent, key);
-            if old.as_ref() == event.as_ref() {
+            let old = self.state_get_parts(parent, &key.0, &key.1);
+            if old == event.as_ref() {
                 continue;
             }
-            digest = moved(digest, key, old.as_ref(), event.as_ref());
-            delta.insert(key.clone(), event.clone());
+            digest = moved(digest, key, old, event.as_ref());
+            delta.insert(key, event.as_ref());
         }
         if delta.is_empty() {
             return parent;
         }
         let chain_len = self.group(parent).chain_len + 1;
-        let group = if chain_len < SNAPSHOT_EVERY {
-            self.delta_group(parent, delta.into(), chain_len, digest)
+        let owned = |delta: Entries<'_>| -> BTreeMap<StateKey, Option<EventId>> {
+            delta.into_iter().map(|(key, event)| (key.clone(), event.cloned())).collect()
+        };
+        let group = if chain_len >= SNAPSHOT_EVERY {
+            self.rebased_or_snapshot(parent, owned(delta), digest)
+        } else if let Some(held) = (!Delta::large_at(delta.len()))
+            .then(|| self.pooled_small(delta.iter().map(|(key, event)| (*key, *event))))
+            .flatten()
+        {
+            self.group_on(parent, held, chain_len, digest)
         } else {
-            self.rebased_or_snapshot(parent, delta, digest)
+            self.delta_group(parent, owned(delta).into(), chain_len, digest)
         };
         let id = self.push_group(group);
         debug_assert_eq!(self.group(id).digest, StateGroup::digest_of(&self.state(id)));
@@ -587,11 +652,11 @@ impl Store {
         if outcome.is_rejected() {
             return before;
         }
-        let key = (pdu.event_type().to_owned(), state_key.to_owned());
-        if self.state_get(before, &key).as_ref() == Some(pdu.event_id()) {
+        let event_type = pdu.event_type();
+        if self.state_get_parts(before, event_type, state_key) == Some(pdu.event_id()) {
             return before;
         }
-        self.store_state_with(before, key, pdu.event_id().clone())
+        self.store_state_with_parts(before, event_type, state_key, pdu.event_id())
     }
 }
 

@@ -52,6 +52,19 @@ pub(super) fn key_hash(event_type: &str, state_key: &str) -> u64 {
     WordHash::new().write(event_type.as_bytes()).write(state_key.as_bytes()).finish()
 }
 
+/// A hash of a delta's entries, given in key order as (type, state key, event id; `None`
+/// removes): equal entry lists hash alike, so that a pool of small deltas
+/// ([`super::SharedSnapshots`]) finds a list's candidates by it. Only a filter, as
+/// [`key_hash`] is: candidates are compared in full.
+pub(super) fn content_hash<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a EventId>)>,
+) -> u64 {
+    entries.into_iter().fold(0x243f_6a88_85a3_08d3, |hash, (event_type, state_key, event)| {
+        let entry = key_hash(event_type, state_key) ^ event.map_or(0, EventId::text_hash);
+        (hash ^ entry).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    })
+}
+
 /// A key's bit in a [`Delta`]'s mask: one of 64, from the top bits of its mixed hash.
 fn key_bit(hash: u64) -> u64 {
     1 << (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
@@ -150,6 +163,11 @@ impl Delta {
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The [`content_hash`] of this delta's entries.
+    pub(super) fn content_hash(&self) -> u64 {
+        content_hash(self.iter().map(|((t, k), event)| (t.as_str(), k.as_str(), event.as_ref())))
     }
 
     /// Whether two deltas hold the same entries (their filters and tables follow from

@@ -640,3 +640,107 @@ fn a_pooled_delta_is_found_only_for_equal_entries() {
     assert!(pool.find(elsewhere, |d| d.holds(borrowed())).is_none());
     assert_eq!((pool.taken(), pool.len()), (1, 1));
 }
+
+#[test]
+fn stores_sharing_a_pool_hold_one_copy_of_each_small_delta() {
+    let pool = Arc::new(SharedSnapshots::new());
+    let (a, a_groups) = members_changing(Some(&pool), "m");
+    let (b, b_groups) = members_changing(Some(&pool), "m");
+    let (other, other_groups) = members_changing(Some(&pool), "x");
+    let small = |store: &Store| -> Vec<Arc<Delta>> {
+        let small = store.groups.iter().filter(|g| g.parent.is_some() && !g.delta.is_large());
+        small
+            .map(|g| match &g.delta {
+                HeldDelta::Shared(delta) => Arc::clone(delta),
+                HeldDelta::Own(_) => panic!("a store given the pool holds small deltas there"),
+            })
+            .collect()
+    };
+    let (a_small, b_small, other_small) = (small(&a), small(&b), small(&other));
+    assert!(a_small.len() >= 90, "one small delta per member event: {}", a_small.len());
+    assert_eq!(a_small.len(), b_small.len());
+    assert!(a_small.iter().zip(&b_small).all(|(x, y)| Arc::ptr_eq(x, y)));
+    // The third store's events differ, so none of its small deltas is a's.
+    assert!(other_small.iter().all(|x| !a_small.iter().any(|y| Arc::ptr_eq(x, y))));
+    assert_eq!(pool.small_len(), a_small.len() + other_small.len());
+    assert_eq!(pool.small_taken(), b_small.len() as u64);
+    // A group takes a pointer's room for its entries, shared or not.
+    assert!(std::mem::size_of::<StateGroup>() <= 80, "{}", std::mem::size_of::<StateGroup>());
+    let (alone, alone_groups) = members_changing(None, "m");
+    assert!(alone.groups.iter().all(|g| matches!(g.delta, HeldDelta::Own(_))));
+    assert_read_alike(&[(&a, &a_groups), (&b, &b_groups)], (&alone, &alone_groups));
+    let (other_alone, other_alone_groups) = members_changing(None, "x");
+    assert_read_alike(&[(&other, &other_groups)], (&other_alone, &other_alone_groups));
+}
+
+#[test]
+fn a_resolutions_changes_are_shared_only_when_their_entries_are_equal() {
+    let pool = Arc::new(SharedSnapshots::new());
+    let mut base = StateMap::new();
+    base.insert(key("m.room.create", ""), id("$c"));
+    base.insert(key("m.room.member", "@a:hs"), id("$a"));
+    let changes = |member: Option<&str>, topic: &str| {
+        vec![
+            (key("m.room.member", "@a:hs"), member.map(id)),
+            (key("m.room.topic", ""), Some(id(topic))),
+            // Unchanged: left out of the delta, whatever the store was given.
+            (key("m.room.create", ""), Some(id("$c"))),
+        ]
+    };
+    let mut stores: Vec<(Store, StateGroupId)> = (0..4)
+        .map(|_| {
+            let mut store = Store::new();
+            store.share_snapshots(&pool);
+            let root = store.store_state(&base, None);
+            (store, root)
+        })
+        .collect();
+    // Two stores resolve to the same changes; the others to another removal or topic.
+    let given =
+        [changes(None, "$t"), changes(None, "$t"), changes(Some("$a2"), "$t"), changes(None, "$u")];
+    let groups: Vec<StateGroupId> = stores
+        .iter_mut()
+        .zip(&given)
+        .map(|((store, root), changes)| store.store_changes(*root, changes))
+        .collect();
+    let delta = |at: usize| match &stores[at].0.group(groups[at]).delta {
+        HeldDelta::Shared(delta) => Arc::clone(delta),
+        HeldDelta::Own(_) => panic!("held in the pool"),
+    };
+    assert_eq!(delta(0).len(), 2, "only the keys that change");
+    assert!(Arc::ptr_eq(&delta(0), &delta(1)), "equal changes are one copy");
+    assert!(!Arc::ptr_eq(&delta(0), &delta(2)), "a key set rather than removed is not");
+    assert!(!Arc::ptr_eq(&delta(0), &delta(3)), "another event for a key is not");
+    assert_eq!((pool.small_len(), pool.small_taken()), (3, 1));
+    for (at, changes) in given.iter().enumerate() {
+        let mut expected = base.clone();
+        for (key, event) in changes {
+            match event {
+                Some(event) => expected.insert(key.clone(), event.clone()),
+                None => expected.remove(key),
+            };
+        }
+        assert_eq!(stores[at].0.state(groups[at]), expected);
+    }
+}
+
+#[test]
+fn a_pooled_small_delta_is_found_only_for_equal_entries() {
+    let pool = SharedSnapshots::new();
+    // One hash for all, as a collision would give: the entries decide.
+    let hash = 7;
+    let held = pool.hold_small(hash, Delta::new(two_entries("$a").into()));
+    let find = |event: &str, take: usize| {
+        let wanted = two_entries(event);
+        pool.find_small(hash, |d| d.holds(wanted.iter().take(take).map(|(k, e)| (k, e.as_ref()))))
+    };
+    assert!(Arc::ptr_eq(&held, &find("$a", 2).expect("equal entries are found")));
+    assert!(find("$b", 2).is_none() && find("$a", 1).is_none());
+    assert!(pool.find_small(hash + 1, |_| true).is_none(), "another hash");
+    // Shared by the entries' own hash.
+    let first = pool.share_small(Delta::new(two_entries("$a").into()));
+    let again = pool.share_small(Delta::new(two_entries("$a").into()));
+    let other = pool.share_small(Delta::new(two_entries("$b").into()));
+    assert!(Arc::ptr_eq(&first, &again) && !Arc::ptr_eq(&first, &other));
+    assert_eq!((pool.small_len(), pool.small_taken(), pool.len()), (3, 2, 0));
+}
