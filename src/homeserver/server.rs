@@ -617,9 +617,8 @@ impl Homeserver {
         self.resolutions = Some(Arc::clone(resolutions));
     }
 
-    /// Shares `snapshots` with this server's store: a full state, or large delta, it
-    /// stores is held once for every server that stores the same one
-    /// ([`SharedSnapshots`]).
+    /// Shares `snapshots` with this server's store: a full state, or delta, it stores is
+    /// held once for every server that stores the same one ([`SharedSnapshots`]).
     pub fn share_snapshots(&mut self, snapshots: &Arc<SharedSnapshots>) {
         self.store.share_snapshots(snapshots);
     }

@@ -29,13 +29,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::homeserver::store::StateKey;
+use crate::matrix::EventId;
 use crate::matrix::ids::LookupMap;
 use crate::matrix::state_digest::StateDigest;
 
-use super::delta::Delta;
+use super::delta::{Delta, content_hash};
 
-/// One copy of each distinct snapshot, and large delta, that the servers sharing the pool
-/// have stored.
+/// One copy of each distinct snapshot, large delta and small delta that the servers
+/// sharing the pool have stored, and the rebases they made.
 #[derive(Default)]
 pub struct SharedSnapshots {
     /// The entry lists by the digest of the state their group holds: distinct lists, so
@@ -46,9 +48,42 @@ pub struct SharedSnapshots {
     small: Mutex<SmallDeltas>,
     /// How many small deltas a store took from the pool instead of keeping its own.
     small_taken: AtomicU64,
+    /// The rebases stores made ([`SharedSnapshots::find_rebase`]), by [`rebase_hash`].
+    rebases: Mutex<LookupMap<u64, Vec<Rebase>>>,
+    /// How many rebases a store took from the pool instead of making them.
+    rebases_taken: AtomicU64,
     /// How many snapshots and large deltas a store took from the pool instead of keeping
     /// its own.
     taken: AtomicU64,
+}
+
+/// A rebase made: the chain's entry lists (the pool's, from the group rebased down to its
+/// snapshot), the entries set over them, and the result.
+struct Rebase {
+    chain: Box<[Arc<Delta>]>,
+    top: Box<[(StateKey, Option<EventId>)]>,
+    result: Rebased,
+}
+
+/// What a rebase made (`Store::rebased_or_snapshot`): a delta on the chain's snapshot, or
+/// a new snapshot; the pool's entries either way.
+#[derive(Clone, Debug)]
+pub(super) enum Rebased {
+    OnSnapshot(Arc<Delta>),
+    Snapshot(Arc<Delta>),
+}
+
+/// A hash of a rebase's inputs: the addresses of the chain's entry lists (the pool holds
+/// each list for as long as it holds the rebase, so an address names one list), and the
+/// entries set over them ([`content_hash`]). Only a filter: candidates are compared in
+/// full, the lists by address and the entries by value, and nothing is ever read in the
+/// order of these hashes.
+pub(super) fn rebase_hash(chain: &[&Arc<Delta>], top: &BTreeMap<StateKey, Option<EventId>>) -> u64 {
+    let top = content_hash(top.iter().map(|((t, k), e)| (t.as_str(), k.as_str(), e.as_ref())));
+    chain.iter().fold(top, |hash, delta| {
+        let address = Arc::as_ptr(delta) as usize as u64;
+        (hash ^ address).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    })
 }
 
 /// Distinct small deltas by their entries' hash, and how many there are.
@@ -67,6 +102,7 @@ impl std::fmt::Debug for SharedSnapshots {
             .field("taken", &self.taken())
             .field("small", &self.small_len())
             .field("small_taken", &self.small_taken())
+            .field("rebases_taken", &self.rebases_taken())
             .finish()
     }
 }
@@ -146,6 +182,50 @@ impl SharedSnapshots {
         delta
     }
 
+    /// What a store's rebase of `chain` (the pool's entry lists, from the group rebased
+    /// down to its snapshot) with `top` set over it made, if another store made that
+    /// rebase: the same inputs give the same result.
+    pub(super) fn find_rebase(
+        &self,
+        hash: u64,
+        chain: &[&Arc<Delta>],
+        top: &BTreeMap<StateKey, Option<EventId>>,
+    ) -> Option<Rebased> {
+        let rebases = self.rebases.lock().expect("no server panicked holding the pool");
+        let same = |held: &&Rebase| {
+            held.chain.len() == chain.len()
+                && held.chain.iter().zip(chain).all(|(a, b)| Arc::ptr_eq(a, b))
+                && held.top.len() == top.len()
+                && held.top.iter().zip(top).all(|((k, e), (k2, e2))| k == k2 && e == e2)
+        };
+        let found = rebases.get(&hash)?.iter().find(same)?;
+        self.rebases_taken.fetch_add(1, Ordering::Relaxed);
+        Some(found.result.clone())
+    }
+
+    /// Holds what a rebase the pool was asked for and lacks made
+    /// ([`SharedSnapshots::find_rebase`]).
+    pub(super) fn hold_rebase(
+        &self,
+        hash: u64,
+        chain: &[&Arc<Delta>],
+        top: &BTreeMap<StateKey, Option<EventId>>,
+        result: Rebased,
+    ) {
+        let rebase = Rebase {
+            chain: chain.iter().map(|delta| Arc::clone(delta)).collect(),
+            top: top.iter().map(|(key, event)| (key.clone(), event.clone())).collect(),
+            result,
+        };
+        let mut rebases = self.rebases.lock().expect("no server panicked holding the pool");
+        rebases.get_or_insert_with(hash, Vec::new).push(rebase);
+    }
+
+    /// How many rebases stores took from the pool instead of making them.
+    pub fn rebases_taken(&self) -> u64 {
+        self.rebases_taken.load(Ordering::Relaxed)
+    }
+
     /// How many distinct small deltas the pool holds.
     pub fn small_len(&self) -> usize {
         self.small.lock().expect("no server panicked holding the pool").len
@@ -168,6 +248,7 @@ impl SharedSnapshots {
         by_digest.values().map(Vec::len).sum()
     }
 
+    /// Whether the pool holds no snapshot or large delta ([`SharedSnapshots::len`]).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
