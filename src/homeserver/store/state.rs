@@ -242,20 +242,29 @@ impl Store {
         self.group_on(parent, held, chain_len, digest)
     }
 
-    /// The entries of a small delta group, given borrowed in key order: the pool's copy
-    /// when the store shares snapshots and the pool holds one
-    /// ([`SharedSnapshots::find_small`]), else the delta `make` builds of them (held by
+    /// The entries of a small delta group, given borrowed in key order as (type, state
+    /// key, event id): the pool's copy when the store shares snapshots and the pool holds
+    /// one ([`SharedSnapshots::find_small`]), else the delta `make` builds of them (held by
     /// the pool from now on when the store shares snapshots). Only a delta the pool lacks
     /// costs a copy of its keys.
     fn held_small_of<'a>(
         &self,
-        entries: impl ExactSizeIterator<Item = (&'a StateKey, Option<&'a EventId>)> + Clone,
+        entries: impl ExactSizeIterator<Item = (&'a str, &'a str, Option<&'a EventId>)> + Clone,
         make: impl FnOnce() -> Delta,
     ) -> HeldDelta {
         let Some(pool) = &self.snapshots else { return HeldDelta::Own(Box::new(make())) };
-        let hash = content_hash(entries.clone().map(|((t, k), e)| (t.as_str(), k.as_str(), e)));
-        let found = pool.find_small(hash, |held| held.holds(entries.clone()));
+        let hash = content_hash(entries.clone());
+        let found = pool.find_small(hash, |held| held.holds_parts(entries.clone()));
         HeldDelta::Shared(found.unwrap_or_else(|| pool.hold_small(hash, make())))
+    }
+
+    /// [`Store::held_small_of`] for entries borrowed as a map's or a merge's are.
+    fn held_small_of_keys<'a>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (&'a StateKey, Option<&'a EventId>)> + Clone,
+        make: impl FnOnce() -> Delta,
+    ) -> HeldDelta {
+        self.held_small_of(entries.map(|((t, k), event)| (t.as_str(), k.as_str(), event)), make)
     }
 
     /// A group of `delta`, held already, on `parent` ([`Store::delta_group`]).
@@ -502,20 +511,8 @@ impl Store {
             self.rebased_or_snapshot(parent, BTreeMap::from([(key(), Some(event.clone()))]), digest)
         } else {
             let delta = || Delta::new(Box::new([(key(), Some(event.clone()))]));
-            let held = match &self.snapshots {
-                Some(pool) => {
-                    let hash = content_hash([(event_type, state_key, Some(event))]);
-                    let holds = |held: &Delta| {
-                        held.len() == 1
-                            && held
-                                .get(event_type, state_key)
-                                .is_some_and(|e| e.as_ref() == Some(event))
-                    };
-                    let found = pool.find_small(hash, holds);
-                    HeldDelta::Shared(found.unwrap_or_else(|| pool.hold_small(hash, delta())))
-                }
-                None => HeldDelta::Own(Box::new(delta())),
-            };
+            let held =
+                self.held_small_of([(event_type, state_key, Some(event))].into_iter(), delta);
             self.group_on(parent, held, parent_len + 1, digest)
         };
         let id = self.push_group(group);
@@ -546,10 +543,9 @@ impl Store {
         digest: StateDigest,
     ) -> StateGroup {
         let chain = self.chain_of(parent);
-        let shared_chain = || -> Option<Vec<&Arc<Delta>>> {
-            chain.iter().map(|id| self.group(*id).delta.shared()).collect()
-        };
-        let (Some(pool), Some(shared)) = (&self.snapshots, shared_chain()) else {
+        let shared: Option<Vec<&Arc<Delta>>> =
+            chain.iter().map(|id| self.group(*id).delta.shared()).collect();
+        let (Some(pool), Some(shared)) = (&self.snapshots, shared) else {
             return self.rebase(&chain, &delta, digest);
         };
         let hash = shared::rebase_hash(&shared, &delta);
@@ -607,7 +603,7 @@ impl Store {
                 Delta::new(entries.collect())
             };
             if !Delta::large_at(rebased.len()) {
-                let held = self.held_small_of(rebased.iter().copied(), make);
+                let held = self.held_small_of_keys(rebased.iter().copied(), make);
                 return self.group_on(at, held, 1, digest);
             }
             if let Some(held) = self.pooled(digest, rebased.iter().copied()) {
@@ -687,7 +683,7 @@ impl Store {
             self.delta_group(parent, owned(&delta).into(), chain_len, digest)
         } else {
             let entries = delta.iter().map(|(key, event)| (*key, *event));
-            let held = self.held_small_of(entries, || owned(&delta).into());
+            let held = self.held_small_of_keys(entries, || owned(&delta).into());
             self.group_on(parent, held, chain_len, digest)
         };
         let id = self.push_group(group);

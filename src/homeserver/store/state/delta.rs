@@ -183,10 +183,21 @@ impl Delta {
         &self,
         entries: impl ExactSizeIterator<Item = (&'a StateKey, Option<&'a EventId>)>,
     ) -> bool {
+        self.holds_parts(entries.map(|((t, k), event)| (t.as_str(), k.as_str(), event)))
+    }
+
+    /// [`Delta::holds`] for entries given as (type, state key, event id), as
+    /// [`content_hash`] takes them.
+    pub(super) fn holds_parts<'a>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (&'a str, &'a str, Option<&'a EventId>)>,
+    ) -> bool {
         entries.len() == self.entries.len()
-            && self.entries.iter().zip(entries).all(|((key, event), (other_key, other_event))| {
-                key == other_key && event.as_ref() == other_event
-            })
+            && self.entries.iter().zip(entries).all(
+                |(((t, k), event), (other_t, other_k, other))| {
+                    t == other_t && k == other_k && event.as_ref() == other
+                },
+            )
     }
 
     /// Whether this delta has its own hash table, rather than a place in the chain filters

@@ -44,8 +44,8 @@ pub struct SharedSnapshots {
     /// under one digest a snapshot and the large deltas that reach the same state from
     /// other snapshots (and, for a collision of digests, other states).
     by_digest: Mutex<BTreeMap<StateDigest, Vec<Arc<Delta>>>>,
-    /// The small deltas by their entries' hash ([`Delta::content_hash`]).
-    small: Mutex<SmallDeltas>,
+    /// The small deltas by their entries' hash ([`Delta::content_hash`]): distinct lists.
+    small: Mutex<LookupMap<u64, Vec<Arc<Delta>>>>,
     /// How many small deltas a store took from the pool instead of keeping its own.
     small_taken: AtomicU64,
     /// The rebases stores made ([`SharedSnapshots::find_rebase`]), by [`rebase_hash`].
@@ -84,13 +84,6 @@ pub(super) fn rebase_hash(chain: &[&Arc<Delta>], top: &BTreeMap<StateKey, Option
         let address = Arc::as_ptr(delta) as usize as u64;
         (hash ^ address).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
     })
-}
-
-/// Distinct small deltas by their entries' hash, and how many there are.
-#[derive(Default)]
-struct SmallDeltas {
-    by_hash: LookupMap<u64, Vec<Arc<Delta>>>,
-    len: usize,
 }
 
 /// The pool's size and use, not its entries: every store that shares it holds it, and a
@@ -167,7 +160,7 @@ impl SharedSnapshots {
         holds: impl Fn(&Delta) -> bool,
     ) -> Option<Arc<Delta>> {
         let small = self.small.lock().expect("no server panicked holding the pool");
-        let found = small.by_hash.get(&hash)?.iter().find(|held| holds(held))?;
+        let found = small.get(&hash)?.iter().find(|held| holds(held))?;
         self.small_taken.fetch_add(1, Ordering::Relaxed);
         Some(Arc::clone(found))
     }
@@ -177,8 +170,7 @@ impl SharedSnapshots {
     pub(super) fn hold_small(&self, hash: u64, delta: Delta) -> Arc<Delta> {
         let mut small = self.small.lock().expect("no server panicked holding the pool");
         let delta = Arc::new(delta);
-        small.by_hash.get_or_insert_with(hash, Vec::new).push(Arc::clone(&delta));
-        small.len += 1;
+        small.get_or_insert_with(hash, Vec::new).push(Arc::clone(&delta));
         delta
     }
 
@@ -228,7 +220,8 @@ impl SharedSnapshots {
 
     /// How many distinct small deltas the pool holds.
     pub fn small_len(&self) -> usize {
-        self.small.lock().expect("no server panicked holding the pool").len
+        let small = self.small.lock().expect("no server panicked holding the pool");
+        small.sorted().iter().map(|(_, lists)| lists.len()).sum()
     }
 
     /// How many small deltas stores took from the pool instead of keeping their own.

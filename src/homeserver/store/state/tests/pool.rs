@@ -41,6 +41,17 @@ fn members_changing_over(
     (store, groups)
 }
 
+/// The entries of `store`'s groups that `which` selects, each the pool's (it panics on a
+/// group that holds its own, which a store given the pool never does).
+fn pooled(store: &Store, which: impl Fn(&StateGroup) -> bool) -> Vec<Arc<Delta>> {
+    let groups = store.groups.iter().filter(|g| which(g));
+    groups
+        .map(|g| {
+            Arc::clone(g.delta.shared().expect("a store given the pool holds its entries there"))
+        })
+        .collect()
+}
+
 #[test]
 fn stores_sharing_snapshots_hold_one_copy_of_each_state_and_large_delta() {
     let pool = Arc::new(SharedSnapshots::new());
@@ -48,15 +59,7 @@ fn stores_sharing_snapshots_hold_one_copy_of_each_state_and_large_delta() {
     let (a, a_groups) = members_changing(Some(&pool), "m");
     let (b, b_groups) = members_changing(Some(&pool), "m");
     let (other, _) = members_changing(Some(&pool), "x");
-    let held = |store: &Store| -> Vec<Arc<Delta>> {
-        let shared = store.groups.iter().filter(|g| g.parent.is_none() || g.delta.is_large());
-        shared
-            .map(|g| match &g.delta {
-                HeldDelta::Shared(delta) => Arc::clone(delta),
-                HeldDelta::Own(_) => panic!("a store given the pool holds snapshots there"),
-            })
-            .collect()
-    };
+    let held = |store: &Store| pooled(store, |g| g.parent.is_none() || g.delta.is_large());
     let (a_held, b_held) = (held(&a), held(&b));
     let large = a.groups.iter().filter(|g| g.parent.is_some() && g.delta.is_large()).count();
     assert!(large >= 2, "the chains are rebased as large deltas: {large}");
@@ -160,15 +163,7 @@ fn stores_sharing_a_pool_hold_one_copy_of_each_small_delta() {
     let (a, a_groups) = members_changing(Some(&pool), "m");
     let (b, b_groups) = members_changing(Some(&pool), "m");
     let (other, other_groups) = members_changing(Some(&pool), "x");
-    let small = |store: &Store| -> Vec<Arc<Delta>> {
-        let small = store.groups.iter().filter(|g| g.parent.is_some() && !g.delta.is_large());
-        small
-            .map(|g| match &g.delta {
-                HeldDelta::Shared(delta) => Arc::clone(delta),
-                HeldDelta::Own(_) => panic!("a store given the pool holds small deltas there"),
-            })
-            .collect()
-    };
+    let small = |store: &Store| pooled(store, |g| g.parent.is_some() && !g.delta.is_large());
     let (a_small, b_small, other_small) = (small(&a), small(&b), small(&other));
     assert!(a_small.len() >= 90, "one small delta per member event: {}", a_small.len());
     assert_eq!(a_small.len(), b_small.len());
@@ -216,9 +211,8 @@ fn a_resolutions_changes_are_shared_only_when_their_entries_are_equal() {
         .zip(&given)
         .map(|((store, root), changes)| store.store_changes(*root, changes))
         .collect();
-    let delta = |at: usize| match &stores[at].0.group(groups[at]).delta {
-        HeldDelta::Shared(delta) => Arc::clone(delta),
-        HeldDelta::Own(_) => panic!("held in the pool"),
+    let delta = |at: usize| {
+        Arc::clone(stores[at].0.group(groups[at]).delta.shared().expect("held in the pool"))
     };
     assert_eq!(delta(0).len(), 2, "only the keys that change");
     assert!(Arc::ptr_eq(&delta(0), &delta(1)), "equal changes are one copy");
