@@ -1322,9 +1322,8 @@ fn a_received_redaction_of_the_create_event_is_never_applied() {
         let of_create = redaction(&create, &h, 1_000);
         push_transaction(&mut h, "hs1", "hs2", "redact-create", vec![of_create.json().clone()]);
         h.run(1_000);
-        let stored =
-            h.servers["hs2"].store().event(of_create.event_id()).map(|e| e.outcome.clone());
-        assert_eq!(stored, Some(mxsim::homeserver::store::Outcome::accepted()), "v{version}");
+        let stored = h.servers["hs2"].store().event(of_create.event_id()).map(|e| e.decision);
+        assert_eq!(stored, Some(mxsim::homeserver::Decision::Accepted), "v{version}");
         assert!(!h.servers["hs2"].store().event(&create).unwrap().redacted, "v{version}");
         let of_message = redaction(&message, &h, 1_001);
         push_transaction(&mut h, "hs1", "hs2", "redact-message", vec![of_message.json().clone()]);
@@ -1418,8 +1417,8 @@ fn an_event_whose_auth_events_cannot_be_fetched_is_decided_and_a_later_copy_is_p
     h.loss = None;
     push_transaction(&mut h, "hs1", "hs2", "second", vec![json]);
     h.run(2_000);
-    let stored = h.servers["hs2"].store().event(&message).map(|e| e.outcome.clone());
-    assert_eq!(stored, Some(mxsim::homeserver::store::Outcome::accepted()));
+    let stored = h.servers["hs2"].store().event(&message).map(|e| e.decision);
+    assert_eq!(stored, Some(mxsim::homeserver::Decision::Accepted));
     assert_converged(&h, &room, &["hs1", "hs2"], "after the later copy");
 }
 

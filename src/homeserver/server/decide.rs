@@ -188,13 +188,13 @@ impl Homeserver {
                 let reason = format!("auth event {id} unknown");
                 return Err(Outcome::rejected(RejectionKind::AuthEvents, reason));
             };
-            auth.push((&event.pdu, event.outcome.is_rejected()));
+            auth.push((&event.pdu, event.is_rejected()));
         }
         let mut create = None;
         if rules.room_id_is_create_event_hash && pdu.event_type() != "m.room.create" {
             // v12: the create event is implied by the room id.
             let found = self.store.implied_create_event(room_id);
-            create = found.filter(|c| !accepted_create || !c.outcome.is_rejected()).map(|c| &c.pdu);
+            create = found.filter(|c| !accepted_create || !c.is_rejected()).map(|c| &c.pdu);
         }
         Ok(AuthReads { auth, create })
     }

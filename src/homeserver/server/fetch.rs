@@ -642,13 +642,7 @@ impl Homeserver {
             if self.store.contains(prev) {
                 // Upgrade the outlier with the state we now know.
                 let after = self.store.compute_state_after(&pdu, &outcome, group);
-                let stored = StoredEvent {
-                    pdu: Arc::clone(&pdu),
-                    outcome,
-                    state_before: Some(group),
-                    state_after: Some(after),
-                    redacted: false,
-                };
+                let stored = StoredEvent::new(Arc::clone(&pdu), &outcome, Some(group), Some(after));
                 self.store.replace_outlier(stored);
                 self.retries.arrived(pdu.event_id());
             } else {

@@ -351,7 +351,7 @@ impl Homeserver {
         let mut state = StateMap::new();
         for id in ids.into_iter().skip(chain_len).flatten() {
             let Some(event) = self.store.event(&id) else { continue };
-            if event.outcome.is_rejected() {
+            if event.is_rejected() {
                 continue;
             }
             if let Some(key) = event.pdu.state_key() {

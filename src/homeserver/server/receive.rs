@@ -19,16 +19,8 @@ impl Homeserver {
     ) -> Option<Option<StateGroupId>> {
         let after = before.map(|b| self.store.compute_state_after(pdu, &outcome, b));
         self.committed.push(pdu.event_id().clone());
-        let inserted = self.store.insert(
-            room_id,
-            StoredEvent {
-                pdu: Arc::clone(pdu),
-                outcome,
-                state_before: before,
-                state_after: after,
-                redacted: false,
-            },
-        );
+        let stored = StoredEvent::new(Arc::clone(pdu), &outcome, before, after);
+        let inserted = self.store.insert(room_id, stored);
         assert!(inserted || self.store.contains(pdu.event_id()));
         self.retries.arrived(pdu.event_id());
         inserted.then_some(after)
@@ -89,7 +81,7 @@ impl Homeserver {
                 || self
                     .store
                     .event(pdu.event_id())
-                    .is_some_and(|e| e.outcome.decision == Decision::Accepted),
+                    .is_some_and(|e| e.decision == Decision::Accepted),
             "a committed accepted event is stored as accepted"
         );
         if let (Some(new), Some(old)) = (new_state, old_state) {
@@ -122,7 +114,7 @@ impl Homeserver {
         let mut stack: Vec<&EventId> = pdu.prev_events().iter().collect();
         while let Some(id) = stack.pop() {
             let Some(event) = self.store.event(id) else { continue };
-            let decision = event.outcome.decision;
+            let decision = event.decision;
             // Only the walked events are remembered: with accepted prev events (nearly every
             // commit) the walk allocates nothing.
             if (decision == Decision::SoftFailed || decision.is_rejected()) && seen.insert(id) {
@@ -284,7 +276,7 @@ impl Homeserver {
         out: &mut Vec<Output>,
     ) {
         if let Some(stored) = self.store.event(pdu.event_id()) {
-            if stored.outcome.decision != Decision::Outlier || stored.state_after.is_some() {
+            if stored.decision != Decision::Outlier || stored.state_after.is_some() {
                 return; // Duplicates and replays are idempotent.
             }
         }

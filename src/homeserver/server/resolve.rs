@@ -257,7 +257,7 @@ impl EventStore for StoreEvents<'_> {
     }
 
     fn rejection(&self, event_id: &EventId) -> Option<RejectionKind> {
-        self.0.event(event_id)?.outcome.decision.rejection()
+        self.0.event(event_id)?.decision.rejection()
     }
 
     fn auth_chain_index(&self) -> Option<&AuthChainIndex> {

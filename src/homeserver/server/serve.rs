@@ -574,10 +574,8 @@ impl Homeserver {
             return invalid(format!("not a {membership} event of a user of {origin}"));
         }
         self.process(now, room_id, Arc::clone(&pdu), origin, false, out);
-        let accepted = self
-            .store
-            .event(pdu.event_id())
-            .is_some_and(|e| e.outcome.decision == Decision::Accepted);
+        let accepted =
+            self.store.event(pdu.event_id()).is_some_and(|e| e.decision == Decision::Accepted);
         if !accepted {
             return forbidden(format!("the {membership} is not allowed"));
         }
