@@ -1,10 +1,11 @@
 //! Small deterministic helpers shared by every layer: integer ratios, virtual time, the
-//! seeded pseudo-random generator and its stream names, the invariant ids, FNV-1a, and
-//! integers in decimal.
+//! seeded pseudo-random generator and its stream names, the invariant ids, FNV-1a,
+//! integers in decimal, and lists in blocks that are never moved.
 //!
 //! Architecture Invariant: depends on nothing in the crate; no clock, no OS randomness, no
 //! floats in anything that decides.
 
+mod blocks;
 mod decimal;
 mod fnv;
 mod invariant;
@@ -13,6 +14,7 @@ mod ratio;
 pub mod streams;
 mod time;
 
+pub use blocks::Blocks;
 pub use decimal::{decimal, push_decimal, push_status};
 pub use fnv::{Fnv1a, fnv1a64};
 pub use invariant::Invariant;

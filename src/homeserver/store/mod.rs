@@ -17,12 +17,18 @@ use std::sync::Arc;
 use crate::matrix::dag::{AuthChainIndex, EventStore, RejectionKind, implicit_create_room_id};
 use crate::matrix::ids::{CreateIdText, EventIdMap};
 use crate::matrix::{Decision, EventId, Pdu, RoomVersion, RoomVersionRules};
+use crate::stdx::Blocks;
 
 mod members;
 mod state;
 
 use state::StateGroup;
 pub use state::{SNAPSHOT_EVERY, SharedSnapshots, StateGroupId};
+
+/// State groups per full block of a store's list. At 80 bytes a group, a block is 20 KB:
+/// the one being filled wastes 10 KB on average, against a quarter of the whole list when
+/// it grew by doubling.
+const GROUPS_PER_BLOCK: usize = 1 << 8;
 
 /// (event type, state key).
 pub type StateKey = (String, String);
@@ -139,8 +145,10 @@ pub struct RoomRecord {
 pub struct Store {
     /// Looked up by id only; [`Store::events`] sorts them.
     events: EventIdMap<StoredEvent>,
-    /// State groups by id: a group's id is its position.
-    groups: Vec<StateGroup>,
+    /// State groups by id: a group's id is its position. In blocks that are never moved
+    /// ([`Blocks`]): as lists that doubled, a thousand servers' groups took 117.7 MB at
+    /// the heap's peak, and 95.6 MB in blocks.
+    groups: Blocks<StateGroup, GROUPS_PER_BLOCK>,
     /// Where snapshots are shared with other servers' stores, if they are
     /// ([`Store::share_snapshots`]).
     snapshots: Option<Arc<SharedSnapshots>>,
