@@ -382,6 +382,10 @@ pub struct Homeserver {
     /// joined member in it ([`Homeserver::is_resident`]): every PDU received asks, and the
     /// answer only changes with the state. Volatile.
     resident: RefCell<BTreeMap<String, Residency>>,
+    /// Per room, the current state group last asked about and its server ACL entry
+    /// ([`Homeserver::acl_allows`]): every PDU received asks, and the entry only changes
+    /// with the state. Volatile.
+    acl_entries: RefCell<BTreeMap<String, (StateGroupId, Option<EventId>)>>,
     /// This server's users among [`Store::member_users`] when the store had noted the
     /// first number of users: they change only when a user of this server is noted after
     /// those ([`Store::member_users_noted_since`]). Every residency check reads them, and
@@ -579,6 +583,7 @@ impl Homeserver {
             last_resolutions: VecDeque::new(),
             joined: RefCell::new(BTreeMap::new()),
             resident: RefCell::new(BTreeMap::new()),
+            acl_entries: RefCell::new(BTreeMap::new()),
             own_users: RefCell::new((usize::MAX, Vec::new())),
             state_answers: RefCell::new(VecDeque::new()),
             verified: Arc::new(VerifiedEvents::new(keys)),

@@ -764,6 +764,32 @@ fn acl_denied_servers_are_refused() {
     let carols = created_by(&h, "hs3").last().cloned().unwrap();
     h.run(2_000);
     assert!(h.servers["hs1"].store().contains(&carols));
+    // The ACL lifted, hs2 is heard again: each server reads the ACL of its state now, not
+    // the one it read for earlier PDUs.
+    send(
+        &mut h,
+        "hs1",
+        "@alice:hs1",
+        &room,
+        "m.room.server_acl",
+        Some(""),
+        serde_json::json!({"allow": ["*"], "deny": [], "allow_ip_literals": false}),
+    );
+    h.run(2_000);
+    send(
+        &mut h,
+        "hs2",
+        "@bob:hs2",
+        &room,
+        "m.room.message",
+        None,
+        serde_json::json!({"body": "back again"}),
+    );
+    let again = created_by(&h, "hs2").last().cloned().unwrap();
+    h.run(2_000);
+    for server in ["hs1", "hs3"] {
+        assert!(h.servers[server].store().contains(&again), "{server} still denies hs2");
+    }
 }
 
 #[test]
