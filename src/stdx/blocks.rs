@@ -33,8 +33,8 @@ impl<T, const LEN: usize> Default for Blocks<T, LEN> {
 }
 
 impl<T, const LEN: usize> Blocks<T, LEN> {
-    /// Checked when a list is made: a block length that is not a power of two would make
-    /// every position a division.
+    /// Checked at build time for each `LEN` a list is made with: a block length that is
+    /// not a power of two would make every position a division.
     const LEN_IS_A_POWER_OF_TWO: () = assert!(LEN.is_power_of_two());
 
     pub fn new() -> Self {
@@ -52,8 +52,16 @@ impl<T, const LEN: usize> Blocks<T, LEN> {
 
     /// Appends `item`, moving none of those before it once the first block is full.
     pub fn push(&mut self, item: T) {
+        let later = self.blocks.len() > 1;
         match self.blocks.last_mut() {
-            Some(block) if block.len() < LEN => block.push(item),
+            Some(block) if block.len() < LEN => {
+                // A later block is made whole, but a clone of the list holds its items
+                // alone: given back its whole room, it does not grow by doubling.
+                if later && block.len() == block.capacity() {
+                    block.reserve_exact(LEN - block.len());
+                }
+                block.push(item);
+            }
             _ => {
                 // The first block starts small and grows; later ones are made whole.
                 let mut block =
@@ -311,6 +319,17 @@ mod tests {
         let owned: Vec<u64> = list.clone().into_iter().collect();
         assert_eq!(owned, items(&list));
         assert_eq!(list.to_vec(), owned);
+    }
+
+    #[test]
+    fn a_clones_later_block_is_given_its_whole_room_again() {
+        let mut list: List = (0..(2 * LEN + 1) as u64).collect();
+        let mut copy = list.clone();
+        for list in [&mut list, &mut copy] {
+            list.push(0);
+            assert_eq!(list.blocks[2].capacity(), LEN);
+        }
+        assert_eq!(items(&copy), items(&list));
     }
 
     #[test]

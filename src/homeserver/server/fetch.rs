@@ -646,7 +646,7 @@ impl Homeserver {
                 self.store.replace_outlier(stored);
                 self.retries.arrived(pdu.event_id());
             } else {
-                self.store_event(room_id, &pdu, outcome, Some(group));
+                self.store_event(room_id, &pdu, &outcome, Some(group));
             }
         }
         self.retry_waiting_after_failure(now, room_id, out);

@@ -316,7 +316,7 @@ impl Homeserver {
             self.store.add_room(room_id, version);
         }
         if !self.store.contains(own.event_id()) {
-            self.store_event(room_id, own, Outcome::outlier(), None);
+            self.store_event(room_id, own, &Outcome::outlier(), None);
         }
         out.push(Output::Observed(Observation::Event {
             room_id: room_id.to_owned(),
@@ -391,7 +391,7 @@ impl Homeserver {
         }
         assert_eq!(outcome, Outcome::outlier(), "check_own_auth accepts or rejects");
         if !self.store.contains(join.event_id()) {
-            self.store_event(room_id, &join, Outcome::accepted(), Some(before));
+            self.store_event(room_id, &join, &Outcome::accepted(), Some(before));
         }
         let after = self.store.event(join.event_id()).and_then(|e| e.state_after);
         let room = self.store.room_mut(room_id);

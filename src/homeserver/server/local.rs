@@ -356,7 +356,7 @@ impl Homeserver {
         let view = GroupView { store: &self.store, group: empty };
         auth::check_event(rules, &create, &[], &view, SignatureCheck::Keys(&self.keys))
             .map_err(|r| r.to_string())?;
-        self.store_event(&room_id, &create, Outcome::accepted(), Some(empty));
+        self.store_event(&room_id, &create, &Outcome::accepted(), Some(empty));
         let room = self.store.room_mut(&room_id);
         room.forward_extremities.insert(create.event_id().clone());
         let after = self.store.event(create.event_id()).and_then(|e| e.state_after);

@@ -6,7 +6,7 @@ use super::*;
 use crate::matrix::linearized;
 
 impl Homeserver {
-    /// Stores an event with its outcome and state; the state after is derived. Returns the
+    /// Stores an event with its decision and state; the state after is derived. Returns the
     /// state after, if this call stored the event: `None` inside when it has no state,
     /// `None` outside when the event was stored before as more than an outlier (then the
     /// stored one stands).
@@ -14,12 +14,12 @@ impl Homeserver {
         &mut self,
         room_id: &str,
         pdu: &Arc<Pdu>,
-        outcome: Outcome,
+        outcome: &Outcome,
         before: Option<StateGroupId>,
     ) -> Option<Option<StateGroupId>> {
-        let after = before.map(|b| self.store.compute_state_after(pdu, &outcome, b));
+        let after = before.map(|b| self.store.compute_state_after(pdu, outcome, b));
         self.committed.push(pdu.event_id().clone());
-        let stored = StoredEvent::new(Arc::clone(pdu), &outcome, before, after);
+        let stored = StoredEvent::new(Arc::clone(pdu), outcome, before, after);
         let inserted = self.store.insert(room_id, stored);
         assert!(inserted || self.store.contains(pdu.event_id()));
         self.retries.arrived(pdu.event_id());
@@ -41,7 +41,7 @@ impl Homeserver {
             _ => self.state_before(rules, pdu).ok(),
         };
         let accepted = outcome.decision == Decision::Accepted;
-        let stored = self.store_event(room_id, pdu, outcome, before);
+        let stored = self.store_event(room_id, pdu, &outcome, before);
         if !accepted {
             return;
         }
@@ -620,7 +620,7 @@ impl Homeserver {
         for id in self.outlier_order(room_id, &pending) {
             let pdu = pending.remove(&id).expect("ordered from the pending events");
             let outcome = self.check_own_auth(room_id, &pdu);
-            self.store_event(room_id, &pdu, outcome.clone(), None);
+            self.store_event(room_id, &pdu, &outcome, None);
             out.push(Output::Observed(Observation::Event {
                 room_id: room_id.to_owned(),
                 event_id: Some(id),

@@ -727,7 +727,7 @@ impl Homeserver {
         }
         let signed_pdu = Arc::new(signed_pdu);
         if !self.store.contains(signed_pdu.event_id()) {
-            self.store_event(room_id, &signed_pdu, Outcome::outlier(), None);
+            self.store_event(room_id, &signed_pdu, &Outcome::outlier(), None);
         }
         self.store.add_invite(room_id, target, signed_pdu.event_id().clone());
         out.push(Output::Observed(Observation::Invited {

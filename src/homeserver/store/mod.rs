@@ -1,4 +1,4 @@
-//! Per-server storage: events, their outcome, state groups, forward extremities.
+//! Per-server storage: events, their decision, state groups, forward extremities.
 //!
 //! State is stored as *state groups* (as Synapse does, module `state`): each group is a
 //! delta against a parent group or a full snapshot, and no chain of deltas is longer than
