@@ -99,9 +99,18 @@ fn steps(index: &Index<'_>) -> Vec<Violation> {
                 seen.entry(*step).or_default().ran.get_or_insert(index.trace.line_of(i));
                 described.entry(*step).or_insert((server, action));
             }
-            Body::ActionFailed {
-                step: Some(step), server, action, reason, retry_at_ms, ..
-            } => {
+            Body::ActionFailed(failure) => {
+                let crate::trace::ActionFailure {
+                    step: Some(step),
+                    server,
+                    action,
+                    reason,
+                    retry_at_ms,
+                    ..
+                } = &**failure
+                else {
+                    continue;
+                };
                 described.entry(*step).or_insert((server, action));
                 if retry_at_ms.is_none() {
                     let entry = seen.entry(*step).or_default();

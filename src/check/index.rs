@@ -14,7 +14,9 @@ use crate::matrix::ids::LookupMap;
 use crate::matrix::pdu::Pdu;
 use crate::matrix::redaction;
 use crate::matrix::room_version::{RoomVersion, RoomVersionRules};
-use crate::trace::{Body, Decision, NestedState, NodeChange, Record, Trace, WaitingEvent};
+use crate::trace::{
+    Body, Decision, FinalView, NestedState, NodeChange, Record, Trace, WaitingEvent,
+};
 
 /// What the invariants read, borrowed from the trace.
 pub(super) struct Index<'t> {
@@ -217,7 +219,9 @@ impl<'t> Index<'t> {
                         .get_or_insert_with(server, LookupMap::new)
                         .retain(|id, _| kept.contains(id));
                 }
-                Body::Final { server, room, joined, state, state_hash, waiting, .. } => {
+                Body::Final(view) => {
+                    let FinalView { server, room, joined, state, state_hash, waiting, .. } =
+                        &**view;
                     index.room(room);
                     let joined = *joined;
                     let f = Final { line, server, room, joined, state, state_hash, waiting };
@@ -538,20 +542,20 @@ pub(super) fn record_servers(body: &Body) -> Vec<&str> {
     match body {
         Body::Node { server, .. }
         | Body::Recovered { server, .. }
-        | Body::Action { server, .. }
-        | Body::ActionFailed { server, .. }
         | Body::DropDown { server, .. }
         | Body::Joined { server, .. }
         | Body::Left { server, .. }
-        | Body::Redacted { server, .. }
-        | Body::Invited { server, .. }
         | Body::Upgraded { server, .. }
         | Body::PeerDown { server, .. }
         | Body::PeerUp { server, .. } => vec![server.as_str()],
+        Body::ActionFailed(failure) => vec![failure.server.as_str()],
+        Body::Final(view) => vec![view.server.as_str()],
         Body::Event { server, .. }
         | Body::State { server, .. }
-        | Body::Final { server, .. }
-        | Body::Commit { server, .. } => {
+        | Body::Commit { server, .. }
+        | Body::Action { server, .. }
+        | Body::Redacted { server, .. }
+        | Body::Invited { server, .. } => {
             vec![server.as_str()]
         }
         Body::Send { from, to, .. } => vec![from.as_str(), to.as_str()],

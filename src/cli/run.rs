@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::check::{self, Verdict};
 use crate::cli::{CliError, Outcome, read_file};
 use crate::stdx::Invariant;
-use crate::trace::{self, Body, Trace};
+use crate::trace::{self, ActionFailure, Body, FinalView, Trace};
 use crate::world;
 
 mod spool;
@@ -354,9 +354,10 @@ pub(super) fn describe_failed_actions(trace: &Trace, out: &mut String) {
     }
     let _ = writeln!(out, "failed actions ({count}):");
     for (t, body) in failed_actions(trace).take(FAILED_ACTIONS_SHOWN_MAX) {
-        let Body::ActionFailed { server, action, reason, line, retry_at_ms, .. } = body else {
+        let Body::ActionFailed(failure) = body else {
             continue;
         };
+        let ActionFailure { server, action, reason, line, retry_at_ms, .. } = &**failure;
         let at = match line {
             Some(line) => format!("scenario line {line}"),
             None => "no step".to_owned(),
@@ -449,9 +450,9 @@ pub fn summary(
         servers.entry(name).or_default();
     }
     for record in &trace.records {
-        if let Body::Final { server, room, joined, forward_extremities, state, events, .. } =
-            &record.body
-        {
+        if let Body::Final(view) = &record.body {
+            let FinalView { server, room, joined, forward_extremities, state, events, .. } =
+                &**view;
             let room_summary =
                 RoomSummary { events: *events, forward_extremities, joined: *joined, state };
             servers.entry(server).or_default().rooms.insert(room, room_summary);

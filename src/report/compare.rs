@@ -201,7 +201,7 @@ pub fn figures(trace: &Trace) -> RunFigures {
                         lpdu_end.get(lpdu_id.as_str()).copied().unwrap_or(Outcome::Unresolved);
                     break;
                 }
-                Body::ActionFailed { server: s, .. } if s == server => {
+                Body::ActionFailed(failure) if *server == failure.server => {
                     outcome = Outcome::Refused;
                     break;
                 }
@@ -211,7 +211,7 @@ pub fn figures(trace: &Trace) -> RunFigures {
         }
         let t = record.t;
         run.sends.add(t, outcome);
-        run.per_server.entry(server.clone()).or_default().add(t, outcome);
+        run.per_server.entry(server.to_string()).or_default().add(t, outcome);
         run.per_window.entry(t / WINDOW_MS).or_default().add(t, outcome);
         let faulted = active.iter().any(|(start, end)| *start <= t && t < *end);
         if faulted {

@@ -373,8 +373,8 @@ fn state_differences<'a>(
 /// Every server's final state of the room, by hash.
 fn final_states(trace: &Trace, room: &RoomModel) -> BTreeMap<String, StateMap> {
     let states = trace.records.iter().filter_map(|record| match &record.body {
-        Body::Final { room: r, state, state_hash, .. } if *r == room.room_id => {
-            Some((&**state, state_hash.as_str()))
+        Body::Final(view) if view.room == room.room_id => {
+            Some((&*view.state, view.state_hash.as_str()))
         }
         _ => None,
     });

@@ -466,7 +466,8 @@ fn failed_actions(out: &mut String, trace: &Trace, quoted: &mut BTreeSet<u64>) {
                     (line, fields.get("step").cloned(), fields.get("line").cloned()),
                 );
             }
-            Body::ActionFailed { server, action, reason, .. } => {
+            Body::ActionFailed(failure) => {
+                let (server, action, reason) = (&failure.server, &failure.action, &failure.reason);
                 count += 1;
                 if count > 200 {
                     continue;

@@ -144,9 +144,8 @@ pub fn rooms(trace: &Trace) -> Vec<RoomModel> {
     let mut named: Vec<LookupMap<&str, ()>> = Vec::new();
     for record in &trace.records {
         let (room_id, server): (&str, &str) = match &record.body {
-            Body::Event { room, server, .. }
-            | Body::State { room, server, .. }
-            | Body::Final { room, server, .. } => (room, server),
+            Body::Event { room, server, .. } | Body::State { room, server, .. } => (room, server),
+            Body::Final(view) => (&view.room, &view.server),
             Body::Joined { room, server, .. } | Body::Left { room, server } => (room, server),
             _ => continue,
         };

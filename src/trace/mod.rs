@@ -239,27 +239,16 @@ pub enum Body {
     /// A scripted or workload step was given to a server. `step` is its position in the
     /// run's time-ordered steps, `line` its line in the scenario file.
     Action {
-        server: String,
-        user: String,
-        action: String,
+        server: Text,
+        user: Text,
+        action: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         step: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         line: Option<u64>,
     },
-    /// The action failed. `step` and `line` name the step when the failure can be traced
-    /// to one; `retry_at_ms` says when the step is tried again (absent: not again).
-    ActionFailed {
-        server: String,
-        action: String,
-        reason: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        step: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        line: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry_at_ms: Option<u64>,
-    },
+    /// The action failed ([`ActionFailure`], behind a pointer as rare kinds are).
+    ActionFailed(Box<ActionFailure>),
     /// A message was handed to the network. `what` is the request line or `response
     /// STATUS`; `request` links a response to the message that carried its request.
     Send {
@@ -309,9 +298,9 @@ pub enum Body {
     Left { server: String, room: String },
     /// The server replaced its stored `event_id` by the redacted form, because it stored
     /// the allowed redaction `redaction`; its later auth checks read the redacted copy.
-    Redacted { server: String, room: String, event_id: String, redaction: String },
+    Redacted { server: Text, room: Text, event_id: Text, redaction: Text },
     /// A local user was invited over federation.
-    Invited { server: String, room: String, user: String, event_id: String },
+    Invited { server: Text, room: Text, user: Text, event_id: Text },
     /// The room was upgraded to `replacement` here.
     Upgraded { server: String, room: String, replacement: String },
     /// The server's outbound delivery marked `peer` down (too many failed retries of a
@@ -325,57 +314,79 @@ pub enum Body {
     Commit { server: Text, event_ids: Vec<Text> },
     /// Linearized Matrix, at a participant: a user's event left for the hub as the LPDU
     /// `lpdu_id` (docs/linearized.md).
-    LpduSent { server: String, room: String, lpdu_id: String, hub: String },
+    LpduSent { server: Text, room: Text, lpdu_id: Text, hub: Text },
     /// Linearized Matrix, at the hub: the LPDU `lpdu_id` from `origin` became `event_id`, the
     /// next event of the hub's list.
-    Linearized { server: String, room: String, lpdu_id: String, event_id: String, origin: String },
+    Linearized { server: Text, room: Text, lpdu_id: Text, event_id: Text, origin: Text },
     /// Linearized Matrix: an LPDU will not be appended. At the hub: it refused it. At the
     /// participant: the hub's refusal arrived, or it gave the LPDU up (the hub was marked
     /// down under `offline_sends = "fail"`).
-    LpduFailed { server: String, room: String, lpdu_id: String, reason: String },
+    LpduFailed { server: Text, room: Text, lpdu_id: Text, reason: Text },
     /// Linearized Matrix, at a participant: its LPDU came back in the hub's list as
     /// `event_id`.
-    LpduAccepted { server: String, room: String, lpdu_id: String, event_id: String },
+    LpduAccepted { server: Text, room: Text, lpdu_id: Text, event_id: Text },
     /// Linearized Matrix, at a participant: the hub sent `event_id`, which the draft's rules
     /// forbid at that point of the list (`fault`: `wrong_hub`, `not_after_head`,
     /// `auth_events_not_selected` or `rejected`); it was not appended.
-    HubFault { server: String, room: String, event_id: String, fault: String, reason: String },
+    HubFault { server: Text, room: Text, event_id: Text, fault: Text, reason: Text },
     /// Linearized Matrix, at the hub: the event `event_id` of a DAG-capable server
     /// (`origin`, its sender's server) was accepted and appended to the hub's list as it
     /// stands (docs/linearized.md).
-    DagLinearized { server: String, room: String, event_id: String, origin: String },
+    DagLinearized { server: Text, room: Text, event_id: Text, origin: Text },
     /// Linearized Matrix, at the hub: its list had several forward extremities (a
     /// DAG-capable server's event did not name the head), and the hub closed the fork with
     /// the merge event `event_id` naming `prev_events`; without `event_id`, no user of the
     /// hub could send one, for `reason`.
     HubMerge {
-        server: String,
-        room: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        event_id: Option<String>,
-        prev_events: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-    /// At the end of the run: one server's view of one room.
-    Final {
         server: Text,
         room: Text,
-        joined: bool,
-        forward_extremities: Vec<String>,
-        /// Behind a pointer, as are texts shared, so that this kind is no larger than the
-        /// others: a record is as large as its largest kind, and a run keeps a million
-        /// records. Shared: in a run's own trace, the servers that end in the same state
-        /// hold one copy of it (a trace read from a file shares none).
-        state: Arc<NestedState>,
-        state_hash: Text,
-        /// Events stored for the room (any outcome).
-        events: u64,
-        /// Events the server received for the room and had not decided at the end (still
-        /// waiting for their auth or prev events), oldest deadline first; absent when none.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        waiting: Vec<WaitingEvent>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<Text>,
+        prev_events: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Text>,
     },
+    /// At the end of the run: one server's view of one room ([`FinalView`], behind a
+    /// pointer as rare kinds are).
+    Final(Box<FinalView>),
+}
+
+/// What a `final` record says ([`Body::Final`]): one server's view of one room at the end
+/// of the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalView {
+    pub server: Text,
+    pub room: Text,
+    pub joined: bool,
+    pub forward_extremities: Vec<String>,
+    /// Shared: in a run's own trace, the servers that end in the same state hold one copy
+    /// of it (a trace read from a file shares none).
+    pub state: Arc<NestedState>,
+    pub state_hash: Text,
+    /// Events stored for the room (any outcome).
+    pub events: u64,
+    /// Events the server received for the room and had not decided at the end (still
+    /// waiting for their auth or prev events), oldest deadline first; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<WaitingEvent>,
+}
+
+/// What an `action_failed` record says ([`Body::ActionFailed`]). `step` and `line` name
+/// the step when the failure can be traced to one; `retry_at_ms` says when the step is
+/// tried again (absent: not again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionFailure {
+    pub server: String,
+    pub action: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
 }
 
 /// A received event that was still undecided at the end of the run (`final.waiting`).

@@ -457,9 +457,9 @@ impl Shared {
                 match self.resolve(&step) {
                     Ok(action) => {
                         let body = Body::Action {
-                            server: step.server.clone(),
-                            user: step.user.clone(),
-                            action: step.to_string(),
+                            server: step.server.as_str().into(),
+                            user: step.user.as_str().into(),
+                            action: step.to_string().into(),
                             step: Some(k as u64),
                             line: Some(step.line),
                         };

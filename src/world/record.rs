@@ -36,14 +36,16 @@ impl Shared {
             },
             // A failure no step can be found for (every action of a run comes from a step,
             // so this is a homeserver reporting late): named by its kind and user.
-            Observation::ActionFailed { user, kind, reason } => Body::ActionFailed {
-                server: name(self),
-                action: format!("{kind} by {user}"),
-                reason,
-                step: None,
-                line: None,
-                retry_at_ms: None,
-            },
+            Observation::ActionFailed { user, kind, reason } => {
+                Body::ActionFailed(Box::new(crate::trace::ActionFailure {
+                    server: name(self),
+                    action: format!("{kind} by {user}"),
+                    reason,
+                    step: None,
+                    line: None,
+                    retry_at_ms: None,
+                }))
+            }
             Observation::RoomJoined { room_id, version } => {
                 if let Some(Step {
                     action: StepAction::CreateRoom { .. },
@@ -61,63 +63,63 @@ impl Shared {
             }
             Observation::RoomLeft { room_id } => Body::Left { server: name(self), room: room_id },
             Observation::Redacted { room_id, event_id, redaction } => Body::Redacted {
-                server: name(self),
-                room: room_id,
-                event_id: event_id.as_str().to_owned(),
-                redaction: redaction.as_str().to_owned(),
+                server: name(self).into(),
+                room: room_id.into(),
+                event_id: event_id.as_str().into(),
+                redaction: redaction.as_str().into(),
             },
             Observation::Invited { room_id, user, event_id } => Body::Invited {
-                server: name(self),
-                room: room_id,
-                user,
-                event_id: event_id.as_str().to_owned(),
+                server: name(self).into(),
+                room: room_id.into(),
+                user: user.into(),
+                event_id: event_id.as_str().into(),
             },
             Observation::PeerDown { peer } => Body::PeerDown { server: name(self), peer },
             Observation::PeerUp { peer } => Body::PeerUp { server: name(self), peer },
             Observation::LpduSent { room_id, lpdu_id, hub } => Body::LpduSent {
-                server: name(self),
-                room: room_id,
-                lpdu_id: lpdu_id.to_string(),
-                hub,
+                server: name(self).into(),
+                room: room_id.into(),
+                lpdu_id: lpdu_id.to_string().into(),
+                hub: hub.into(),
             },
             Observation::Linearized { room_id, lpdu_id, event_id, origin } => Body::Linearized {
-                server: name(self),
-                room: room_id,
-                lpdu_id: lpdu_id.to_string(),
-                event_id: event_id.to_string(),
-                origin,
+                server: name(self).into(),
+                room: room_id.into(),
+                lpdu_id: lpdu_id.to_string().into(),
+                event_id: event_id.to_string().into(),
+                origin: origin.into(),
             },
             Observation::LpduFailed { room_id, lpdu_id, reason } => Body::LpduFailed {
-                server: name(self),
-                room: room_id,
-                lpdu_id: lpdu_id.to_string(),
-                reason,
+                server: name(self).into(),
+                room: room_id.into(),
+                lpdu_id: lpdu_id.to_string().into(),
+                reason: reason.into(),
             },
             Observation::LpduAccepted { room_id, lpdu_id, event_id } => Body::LpduAccepted {
-                server: name(self),
-                room: room_id,
-                lpdu_id: lpdu_id.to_string(),
-                event_id: event_id.to_string(),
+                server: name(self).into(),
+                room: room_id.into(),
+                lpdu_id: lpdu_id.to_string().into(),
+                event_id: event_id.to_string().into(),
             },
             Observation::HubMisbehaviour { room_id, event_id, fault, reason } => Body::HubFault {
-                server: name(self),
-                room: room_id,
-                event_id: event_id.to_string(),
-                fault,
-                reason,
+                server: name(self).into(),
+                room: room_id.into(),
+                event_id: event_id.to_string().into(),
+                fault: fault.into(),
+                reason: reason.into(),
             },
             Observation::DagLinearized { room_id, event_id, origin } => Body::DagLinearized {
-                server: name(self),
-                room: room_id,
-                event_id: event_id.to_string(),
-                origin,
+                server: name(self).into(),
+                room: room_id.into(),
+                event_id: event_id.to_string().into(),
+                origin: origin.into(),
             },
             Observation::HubMerge { room_id, event_id, prev_events, reason } => Body::HubMerge {
-                server: name(self),
-                room: room_id,
-                event_id: event_id.map(|id| id.to_string()),
+                server: name(self).into(),
+                room: room_id.into(),
+                event_id: event_id.map(|id| id.to_string().into()),
                 prev_events: prev_events.iter().map(ToString::to_string).collect(),
-                reason,
+                reason: reason.map(crate::trace::Text::from),
             },
             Observation::Upgraded { room_id, replacement } => {
                 if let Some(Step {
@@ -367,7 +369,7 @@ fn final_record(
         })
         .collect();
     waiting.sort_by(|a, b| (a.deadline_ms, &a.event_id).cmp(&(b.deadline_ms, &b.event_id)));
-    Body::Final {
+    Body::Final(Box::new(crate::trace::FinalView {
         server,
         room,
         joined: view.resident,
@@ -380,7 +382,7 @@ fn final_record(
         state_hash,
         events: view.event_count,
         waiting,
-    }
+    }))
 }
 
 /// The entries of a state in key order, borrowed ([`crate::homeserver::RoomView::state`]).

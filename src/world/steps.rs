@@ -43,14 +43,14 @@ impl Shared {
         if let Some(at) = retry_at_ms {
             self.retries.insert((at, k));
         }
-        let body = Body::ActionFailed {
+        let body = Body::ActionFailed(Box::new(crate::trace::ActionFailure {
             server: step.server.clone(),
             action: step.to_string(),
             reason,
             step: Some(k as u64),
             line: Some(step.line),
             retry_at_ms,
-        };
+        }));
         self.record(now, body);
     }
 

@@ -550,9 +550,9 @@ fn different_final_states_break_convergence() {
     let mut f = fixture(RoomVersion::V11);
     let join_rules = id(&f.join_rules);
     let last = f.trace.records.len() - 1;
-    if let Body::Final { state, state_hash, .. } = &mut f.trace.records[last].body {
-        std::sync::Arc::make_mut(state).get_mut("m.room.join_rules").unwrap().clear();
-        *state_hash = "H2".into();
+    if let Body::Final(view) = &mut f.trace.records[last].body {
+        std::sync::Arc::make_mut(&mut view.state).get_mut("m.room.join_rules").unwrap().clear();
+        view.state_hash = "H2".into();
     }
     let violations = only(&run(&f.trace), "convergence");
     assert_eq!(violations.len(), 1);
@@ -637,9 +637,9 @@ fn an_event_still_waiting_past_its_deadline_breaks_liveness() {
     let stuck = "$stuck".to_owned();
     let set_waiting = |trace: &mut Trace, deadline_ms: u64| {
         for record in &mut trace.records {
-            if let Body::Final { server, waiting, .. } = &mut record.body {
-                if server == "hs2" {
-                    *waiting =
+            if let Body::Final(view) = &mut record.body {
+                if view.server == "hs2" {
+                    view.waiting =
                         vec![mxsim::trace::WaitingEvent { event_id: stuck.clone(), deadline_ms }];
                 }
             }
@@ -647,7 +647,7 @@ fn an_event_still_waiting_past_its_deadline_breaks_liveness() {
     };
     set_waiting(&mut f.trace, end - 1);
     let final_line =
-        line_where(&f.trace, |b| matches!(b, Body::Final { server, .. } if server == "hs2"));
+        line_where(&f.trace, |b| matches!(b, Body::Final(view) if view.server == "hs2"));
     let violations = only(&run(&f.trace), "liveness");
     assert_eq!(violations.len(), 1, "{violations:#?}");
     let message = &violations[0].message;
@@ -714,8 +714,8 @@ fn a_late_message_hs3_never_gets(hs1: Option<Decision>) -> (Trace, String) {
         ));
     }
     let mut hs3_final = f.trace.records[finals_at].clone();
-    if let Body::Final { server, .. } = &mut hs3_final.body {
-        *server = "hs3".into();
+    if let Body::Final(view) = &mut hs3_final.body {
+        view.server = "hs3".into();
     }
     f.trace.records.push(hs3_final);
     f.trace.records.edit(|records| records.splice(finals_at..finals_at, added).for_each(drop));
@@ -842,8 +842,8 @@ fn different_hashes_break_determinism() {
 fn only_the_listed_invariants_are_checked() {
     let mut f = fixture(RoomVersion::V11);
     let last = f.trace.records.len() - 1;
-    if let Body::Final { state_hash, .. } = &mut f.trace.records[last].body {
-        *state_hash = "H2".into();
+    if let Body::Final(view) = &mut f.trace.records[last].body {
+        view.state_hash = "H2".into();
     }
     f.trace.header.check.invariants = ids(&["liveness", "dag"]);
     let verdict = run(&f.trace);
@@ -967,7 +967,7 @@ fn finals(room: &Room, room_id: &str, last: &Pdu, events: u64) -> Vec<Record> {
         .map(|server| {
             rec(
                 5000,
-                Body::Final {
+                Body::Final(Box::new(mxsim::trace::FinalView {
                     server: server.into(),
                     room: room_id.into(),
                     joined: true,
@@ -976,7 +976,7 @@ fn finals(room: &Room, room_id: &str, last: &Pdu, events: u64) -> Vec<Record> {
                     state_hash: "H".into(),
                     events,
                     waiting: Vec::new(),
-                },
+                })),
             )
         })
         .collect()
@@ -1016,9 +1016,9 @@ fn redacted_power_levels_then_invite(hs1_redacts: bool) -> Trace {
         f.trace.records.into_iter().filter(|r| !matches!(r.body, Body::Final { .. })).collect();
     let redacted = |server: &str| Body::Redacted {
         server: server.into(),
-        room: r.clone(),
-        event_id: id(&levels),
-        redaction: id(&redaction),
+        room: r.as_str().into(),
+        event_id: id(&levels).into(),
+        redaction: id(&redaction).into(),
     };
     records.push(event(30, "hs1", &r, &levels, Decision::Created, true));
     records.push(event(31, "hs2", &r, &levels, Decision::Accepted, false));
@@ -1117,9 +1117,9 @@ fn the_checker_never_applies_a_redaction_of_the_create_event() {
             3,
             Body::Redacted {
                 server: server.into(),
-                room: r.clone(),
-                event_id: id(&create),
-                redaction: id(&redaction),
+                room: r.as_str().into(),
+                event_id: id(&create).into(),
+                redaction: id(&redaction).into(),
             },
         ));
     }
@@ -1206,9 +1206,9 @@ fn the_checkers_state_resolution_reads_the_originals_of_redacted_events() {
                     t,
                     Body::Redacted {
                         server: server.into(),
-                        room: r.clone(),
-                        event_id: id(&levels),
-                        redaction: id(&redaction),
+                        room: r.as_str().into(),
+                        event_id: id(&levels).into(),
+                        redaction: id(&redaction).into(),
                     },
                 ));
             }

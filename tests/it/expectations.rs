@@ -105,7 +105,7 @@ fn a_run_that_does_not_show_its_point_fails() {
         .records
         .iter()
         .filter_map(|r| match &r.body {
-            Body::ActionFailed { step, line, .. } => Some((*step, *line)),
+            Body::ActionFailed(failure) => Some((failure.step, failure.line)),
             _ => None,
         })
         .filter(|(_, line)| *line == Some(29))
@@ -253,7 +253,9 @@ fn membership_steps_retry_after_failure() {
         .records
         .iter()
         .filter_map(|r| match &r.body {
-            Body::ActionFailed { line: Some(19), retry_at_ms, .. } => Some((r.t, *retry_at_ms)),
+            Body::ActionFailed(failure) if failure.line == Some(19) => {
+                Some((r.t, failure.retry_at_ms))
+            }
             _ => None,
         })
         .collect();
@@ -268,7 +270,9 @@ fn membership_steps_retry_after_failure() {
         .records
         .iter()
         .filter_map(|r| match &r.body {
-            Body::ActionFailed { line: Some(19), retry_at_ms, .. } => Some((r.t, *retry_at_ms)),
+            Body::ActionFailed(failure) if failure.line == Some(19) => {
+                Some((r.t, failure.retry_at_ms))
+            }
             _ => None,
         })
         .collect();

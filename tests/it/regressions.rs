@@ -252,11 +252,11 @@ fn failed_actions(name: &str, text: &str) -> Vec<Failed> {
         .records
         .iter()
         .filter_map(|r| match &r.body {
-            Body::ActionFailed { server, action, reason, .. } => Some(Failed {
+            Body::ActionFailed(failure) => Some(Failed {
                 t: r.t,
-                server: server.clone(),
-                action: action.clone(),
-                reason: reason.clone(),
+                server: failure.server.clone(),
+                action: failure.action.clone(),
+                reason: failure.reason.clone(),
             }),
             _ => None,
         })

@@ -156,7 +156,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
         push(
             &mut records,
             end_ms,
-            Body::Final {
+            Body::Final(Box::new(mxsim::trace::FinalView {
                 server: (*server).into(),
                 room: room_id.clone().into(),
                 joined: true,
@@ -165,7 +165,7 @@ fn demo_trace(event_count: u32, seed: u64) -> Trace {
                 state_hash: format!("h{state_count}").into(),
                 events: list.len() as u64,
                 waiting: Vec::new(),
-            },
+            })),
         );
     }
     records.sort_by_key(|a| (a.0, a.1));

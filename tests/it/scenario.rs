@@ -119,7 +119,7 @@ fn the_documented_example_runs_as_it_says() {
             .records
             .iter()
             .filter_map(|r| match &r.body {
-                mxsim::trace::Body::ActionFailed { line, .. } => Some(*line),
+                mxsim::trace::Body::ActionFailed(failure) => Some(failure.line),
                 _ => None,
             })
             .collect();

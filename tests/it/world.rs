@@ -101,9 +101,12 @@ fn finals(trace: &mxsim::trace::Trace) -> Vec<(String, bool, String, u64)> {
         .records
         .iter()
         .filter_map(|r| match &r.body {
-            Body::Final { server, joined, state_hash, events, .. } => {
-                Some((server.to_string(), *joined, state_hash.to_string(), *events))
-            }
+            Body::Final(view) => Some((
+                view.server.to_string(),
+                view.joined,
+                view.state_hash.to_string(),
+                view.events,
+            )),
             _ => None,
         })
         .collect()
@@ -346,8 +349,9 @@ fn final_records_of_one_state_share_it() {
     let mut by_state: BTreeMap<(&str, &str), Vec<&Arc<mxsim::trace::NestedState>>> =
         BTreeMap::new();
     for record in &output.trace.records {
-        if let Body::Final { room, state_hash, state, .. } = &record.body {
-            by_state.entry((room.as_str(), state_hash.as_str())).or_default().push(state);
+        if let Body::Final(view) = &record.body {
+            let key = (view.room.as_str(), view.state_hash.as_str());
+            by_state.entry(key).or_default().push(&view.state);
         }
     }
     let mut shared = 0;

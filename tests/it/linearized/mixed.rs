@@ -39,7 +39,7 @@ fn the_hub_appends_dag_events_merges_the_fork_and_resolution_decides_the_state()
                 Body::DagLinearized { server, event_id, origin, .. } => {
                     assert_eq!(server, "hs1", "seed {seed}: only the hub linearizes");
                     assert!(dag_servers.contains(&origin.as_str()), "seed {seed}: {origin}");
-                    linearized.insert(event_id.clone());
+                    linearized.insert(event_id.to_string());
                 }
                 Body::HubMerge { server, event_id, prev_events, reason, .. } => {
                     assert_eq!(server, "hs1");
@@ -104,7 +104,7 @@ fn the_hub_appends_dag_events_merges_the_fork_and_resolution_decides_the_state()
                 Body::Event { event_id: Some(id), decision: TDecision::Created, .. } => {
                     created.insert(id.to_string());
                 }
-                Body::DagLinearized { event_id, .. } if created.contains(event_id) => {
+                Body::DagLinearized { event_id, .. } if created.contains(event_id.as_str()) => {
                     created_first += 1;
                 }
                 _ => {}
@@ -149,9 +149,9 @@ fn the_hub_appends_dag_events_merges_the_fork_and_resolution_decides_the_state()
         let finals: Vec<(&str, &str)> = records
             .iter()
             .filter_map(|r| match &r.body {
-                Body::Final { server, joined: true, state, .. } => {
-                    let topic = state.get("m.room.topic").and_then(|m| m.get(""))?;
-                    Some((server.as_str(), topic.as_str()))
+                Body::Final(view) if view.joined => {
+                    let topic = view.state.get("m.room.topic").and_then(|m| m.get(""))?;
+                    Some((view.server.as_str(), topic.as_str()))
                 }
                 _ => None,
             })
