@@ -11,7 +11,7 @@ use crate::stdx::Blocks;
 
 use super::Record;
 
-/// Records per full block. At 136 bytes a record, a block is some 550 KB: large enough
+/// Records per full block. At 104 bytes a record, a block is some 430 KB: large enough
 /// that the list of blocks stays short, small enough that the one being filled wastes
 /// little.
 const BLOCK: usize = 1 << 12;
