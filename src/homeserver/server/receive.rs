@@ -247,15 +247,9 @@ impl Homeserver {
             entries.insert(room_id.to_owned(), (group, entry.clone()));
             return entry;
         };
-        let kept = *at == group
-            || self
-                .store
-                .keys_set_since(*at, group)
-                .is_some_and(|mut keys| !keys.any(|(t, k)| t == ACL && k.is_empty()));
-        *entry = match kept {
-            true => entry.take(),
-            false => read(group),
-        };
+        if !self.store.keys_kept_since(*at, group, |(t, k)| t == ACL && k.is_empty()) {
+            *entry = read(group);
+        }
         *at = group;
         debug_assert_eq!(*entry, read(group), "the ACL entry kept is the state's");
         entry.clone()

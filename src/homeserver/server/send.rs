@@ -184,12 +184,9 @@ impl Homeserver {
         if let Some(known) = resident.get_mut(room_id) {
             // The answer holds for a state on top of the one it was found for unless a
             // member entry of a user of this server was set in between.
-            let above = known.at == group
-                || self.store.keys_set_since(known.at, group).is_some_and(|mut keys| {
-                    !keys.any(|(t, k)| {
-                        t == "m.room.member" && ids::user_server(k) == Some(&self.name)
-                    })
-                });
+            let above = self.store.keys_kept_since(known.at, group, |(t, k)| {
+                t == "m.room.member" && ids::user_server(k) == Some(&self.name)
+            });
             if above {
                 debug_assert_eq!(known.joined, self.has_joined_member(room_id, &self.name));
                 known.at = group;

@@ -123,6 +123,24 @@ impl Store {
         Some(chain.take(steps).flat_map(|id| self.group(id).delta.keys()))
     }
 
+    /// Whether the keys `picked` selects hold the same entries in `descendant` as in
+    /// `ancestor`, as far as the deltas between them tell: the two are one group, or
+    /// `descendant` is on top of `ancestor` through deltas none of which sets or removes
+    /// such a key ([`Store::keys_set_since`]). `false` otherwise, though the entries may
+    /// still be equal. A reader that remembers what it read in one state asks this before
+    /// using it in the next.
+    pub fn keys_kept_since(
+        &self,
+        ancestor: StateGroupId,
+        descendant: StateGroupId,
+        mut picked: impl FnMut(&StateKey) -> bool,
+    ) -> bool {
+        ancestor == descendant
+            || self
+                .keys_set_since(ancestor, descendant)
+                .is_some_and(|mut keys| !keys.any(&mut picked))
+    }
+
     /// The states of `groups` as one base and overlays, for [`state_res::resolve_overlaid`].
     ///
     /// When the groups' delta chains meet (share a group; then they share everything

@@ -223,8 +223,15 @@ fn changed_keys_cover_every_difference_between_groups_that_meet() {
             let mut ancestors = std::iter::successors(Some(*b), |&g| store.group(g).parent);
             let is_ancestor = ancestors.any(|g| g == *a);
             assert_eq!(store.keys_set_since(*a, *b).is_some(), is_ancestor, "{a:?} below {b:?}");
+            // Keys picked by nothing are kept exactly from an ancestor.
+            assert_eq!(store.keys_kept_since(*a, *b, |_| false), is_ancestor, "{a:?} {b:?}");
             let Some(keys) = store.keys_set_since(*a, *b) else { continue };
             let keys: BTreeSet<&StateKey> = keys.collect();
+            // A key is kept unless it was set on the way.
+            for key in state_a.keys().chain(state_b.keys()) {
+                let kept = store.keys_kept_since(*a, *b, |k| k == key);
+                assert_eq!(kept, !keys.contains(key), "{a:?} below {b:?}: {key:?}");
+            }
             above += usize::from(a != b);
             let all: BTreeSet<&StateKey> = state_a.keys().chain(state_b.keys()).collect();
             for k in all.into_iter().filter(|k| !keys.contains(k)) {
