@@ -23,7 +23,7 @@ impl Shared {
                 Body::Event {
                     server: self.slots[node].name.clone(),
                     room,
-                    event_id: event_id.map(|e| trace::Text::from(e.shared_text())),
+                    event_id: event_id.as_ref().map(id_text),
                     decision,
                     reason,
                     pdu,
@@ -65,59 +65,59 @@ impl Shared {
             Observation::Redacted { room_id, event_id, redaction } => Body::Redacted {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                event_id: event_id.as_str().into(),
-                redaction: redaction.as_str().into(),
+                event_id: id_text(&event_id),
+                redaction: id_text(&redaction),
             },
             Observation::Invited { room_id, user, event_id } => Body::Invited {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
                 user: user.into(),
-                event_id: event_id.as_str().into(),
+                event_id: id_text(&event_id),
             },
             Observation::PeerDown { peer } => Body::PeerDown { server: name(self), peer },
             Observation::PeerUp { peer } => Body::PeerUp { server: name(self), peer },
             Observation::LpduSent { room_id, lpdu_id, hub } => Body::LpduSent {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                lpdu_id: lpdu_id.to_string().into(),
+                lpdu_id: id_text(&lpdu_id),
                 hub: hub.into(),
             },
             Observation::Linearized { room_id, lpdu_id, event_id, origin } => Body::Linearized {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                lpdu_id: lpdu_id.to_string().into(),
-                event_id: event_id.to_string().into(),
+                lpdu_id: id_text(&lpdu_id),
+                event_id: id_text(&event_id),
                 origin: origin.into(),
             },
             Observation::LpduFailed { room_id, lpdu_id, reason } => Body::LpduFailed {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                lpdu_id: lpdu_id.to_string().into(),
+                lpdu_id: id_text(&lpdu_id),
                 reason: reason.into(),
             },
             Observation::LpduAccepted { room_id, lpdu_id, event_id } => Body::LpduAccepted {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                lpdu_id: lpdu_id.to_string().into(),
-                event_id: event_id.to_string().into(),
+                lpdu_id: id_text(&lpdu_id),
+                event_id: id_text(&event_id),
             },
             Observation::HubMisbehaviour { room_id, event_id, fault, reason } => Body::HubFault {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                event_id: event_id.to_string().into(),
+                event_id: id_text(&event_id),
                 fault: fault.into(),
                 reason: reason.into(),
             },
             Observation::DagLinearized { room_id, event_id, origin } => Body::DagLinearized {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                event_id: event_id.to_string().into(),
+                event_id: id_text(&event_id),
                 origin: origin.into(),
             },
             Observation::HubMerge { room_id, event_id, prev_events, reason } => Body::HubMerge {
                 server: self.slots[node].name.clone(),
                 room: shared_text(&mut self.room_texts, room_id),
-                event_id: event_id.map(|id| id.to_string().into()),
+                event_id: event_id.as_ref().map(id_text),
                 prev_events: prev_events.iter().map(ToString::to_string).collect(),
                 reason: reason.map(crate::trace::Text::from),
             },
@@ -316,6 +316,11 @@ fn shared_text(texts: &mut LookupMap<trace::Text, trace::Text>, text: String) ->
     let shared = trace::Text::from(text);
     texts.insert(shared.clone(), shared.clone());
     shared
+}
+
+/// An event id as a record's text: the id's own copy, shared rather than copied.
+fn id_text(id: &EventId) -> trace::Text {
+    trace::Text::from(id.shared_text())
 }
 
 /// The JSON of a stored body for an `event` record, from `memo` (the last value recorded
