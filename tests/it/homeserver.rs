@@ -388,6 +388,13 @@ fn send(
     );
 }
 
+/// Sends a message from `user` of `server` and returns its id (the event `server` created
+/// last).
+fn say(h: &mut Harness, server: &str, user: &str, room: &str, body: &str) -> EventId {
+    send(h, server, user, room, "m.room.message", None, serde_json::json!({ "body": body }));
+    created_by(h, server).last().cloned().unwrap()
+}
+
 /// A public room on hs1 that every other server has joined.
 fn room_with(names: &[&str], version: RoomVersion) -> (Harness, String) {
     room_in(Harness::new(names), names, version)
@@ -640,16 +647,7 @@ fn events_from_before_a_ban_are_soft_failed() {
             "@alice:hs1".into(),
             Action::Ban { room: room.clone(), target: "@bob:hs2".into() },
         );
-        send(
-            &mut h,
-            "hs2",
-            "@bob:hs2",
-            &room,
-            "m.room.message",
-            None,
-            serde_json::json!({"body": "am I still here?"}),
-        );
-        let bobs = created_by(&h, "hs2").last().cloned().unwrap();
+        let bobs = say(&mut h, "hs2", "@bob:hs2", &room, "am I still here?");
         h.run_for(Duration::from_secs(60));
         h.cut.clear();
         send(
@@ -732,16 +730,7 @@ fn acl_denied_servers_are_refused() {
         serde_json::json!({"allow": ["*"], "deny": ["hs2"], "allow_ip_literals": false}),
     );
     h.run(2_000);
-    send(
-        &mut h,
-        "hs2",
-        "@bob:hs2",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "let me in"}),
-    );
-    let bobs = created_by(&h, "hs2").last().cloned().unwrap();
+    let bobs = say(&mut h, "hs2", "@bob:hs2", &room, "let me in");
     h.run(2_000);
     assert!(
         !h.servers["hs1"].store().contains(&bobs),
@@ -752,16 +741,7 @@ fn acl_denied_servers_are_refused() {
         "hs3 accepted a PDU from an ACL-denied server"
     );
     // hs3 is not denied: its messages still flow.
-    send(
-        &mut h,
-        "hs3",
-        "@bob:hs3",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "fine"}),
-    );
-    let carols = created_by(&h, "hs3").last().cloned().unwrap();
+    let carols = say(&mut h, "hs3", "@bob:hs3", &room, "fine");
     h.run(2_000);
     assert!(h.servers["hs1"].store().contains(&carols));
     // The ACL lifted, hs2 is heard again: each server reads the ACL of its state now, not
@@ -776,16 +756,7 @@ fn acl_denied_servers_are_refused() {
         serde_json::json!({"allow": ["*"], "deny": [], "allow_ip_literals": false}),
     );
     h.run(2_000);
-    send(
-        &mut h,
-        "hs2",
-        "@bob:hs2",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "back again"}),
-    );
-    let again = created_by(&h, "hs2").last().cloned().unwrap();
+    let again = say(&mut h, "hs2", "@bob:hs2", &room, "back again");
     h.run(2_000);
     for server in ["hs1", "hs3"] {
         assert!(h.servers[server].store().contains(&again), "{server} still denies hs2");
@@ -960,16 +931,7 @@ fn knock_invite_reject_kick_and_redact() {
             "v{version}"
         );
         // A message is redacted by its sender's server.
-        send(
-            &mut h,
-            "hs2",
-            "@bob:hs2",
-            &room,
-            "m.room.message",
-            None,
-            serde_json::json!({"body": "oops"}),
-        );
-        let oops = created_by(&h, "hs2").last().cloned().unwrap();
+        let oops = say(&mut h, "hs2", "@bob:hs2", &room, "oops");
         h.run(1_000);
         h.act("hs2", "@bob:hs2".into(), Action::Redact { room: room.clone(), event: oops.clone() });
         h.run(1_000);
@@ -1014,28 +976,10 @@ fn history_visibility_limits_what_backfill_returns() {
         Some(""),
         serde_json::json!({"history_visibility": "joined"}),
     );
-    send(
-        &mut h,
-        "hs1",
-        "@alice:hs1",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "secret before bob"}),
-    );
-    let secret = created_by(&h, "hs1").last().cloned().unwrap();
+    let secret = say(&mut h, "hs1", "@alice:hs1", &room, "secret before bob");
     h.act("hs2", "@bob:hs2".into(), Action::Join { room: room.clone(), via: vec!["hs1".into()] });
     h.run(1_000);
-    send(
-        &mut h,
-        "hs1",
-        "@alice:hs1",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "hello bob"}),
-    );
-    let hello = created_by(&h, "hs1").last().cloned().unwrap();
+    let hello = say(&mut h, "hs1", "@alice:hs1", &room, "hello bob");
     h.run(1_000);
     let request = Request::Backfill { room_id: room.clone(), v: vec![hello.clone()], limit: 50 };
     let http = h.answer("hs1", "hs2", &request);
@@ -1149,16 +1093,7 @@ fn a_missed_transaction_is_filled_in_with_get_missing_events() {
     let names = ["hs1", "hs2"];
     let (mut h, room) = room_with(&names, RoomVersion::V11);
     h.cut.insert(("hs1".into(), "hs2".into()));
-    send(
-        &mut h,
-        "hs1",
-        "@alice:hs1",
-        &room,
-        "m.room.message",
-        None,
-        serde_json::json!({"body": "lost"}),
-    );
-    let lost = created_by(&h, "hs1").last().cloned().unwrap();
+    let lost = say(&mut h, "hs1", "@alice:hs1", &room, "lost");
     h.run_for(Duration::from_secs(1));
     // hs1 restarts: its outbound queue, with the transaction still owed, is gone.
     restart(&mut h, "hs1", &names);
