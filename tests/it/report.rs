@@ -323,6 +323,10 @@ fn the_page_links_only_to_files_that_exist() {
     let png = file(&files, "convergence.png");
     let decoded = image::load_from_memory(png).expect("a valid PNG");
     assert!(decoded.width() >= 800);
+    // Compressed to under a twenty-fifth of its pixels' bytes, as the adaptive filter and
+    // Paeth on every row do (about a thirtieth); Sub or Up on every row do not.
+    let raw = decoded.width() as usize * decoded.height() as usize * 3;
+    assert!(png.len() * 25 < raw, "a PNG of {} bytes for {raw} bytes of pixels", png.len());
 }
 
 #[test]
