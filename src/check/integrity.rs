@@ -9,7 +9,11 @@
 //!    keeps when the hash does not match).
 //!
 //! Each distinct copy is verified once; one violation names every server that stored a bad
-//! copy, at the first record that stored it.
+//! copy, at the first record that stored it. A signature that is byte for byte one the
+//! run's servers made on this thread, of the very bytes the check computes and with the
+//! header's key, is known to verify without the curve arithmetic (`matrix::crypto`,
+//! `crypto/made.rs`); any other, and every signature of a trace read from a file, is
+//! verified in full.
 
 use std::collections::BTreeMap;
 

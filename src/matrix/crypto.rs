@@ -15,6 +15,15 @@ use sha2::Digest as _;
 
 use crate::matrix::canonical_json::{self, Object};
 
+mod made;
+
+/// Forgets the signatures this thread has made, which [`VerifyKey::verify_bytes`] knows to
+/// verify without computing: a run calls it as it begins, so that a thread keeps at most
+/// one run's (`crypto/made.rs`).
+pub fn forget_signatures_made() {
+    made::forget();
+}
+
 const ENCODE: GeneralPurposeConfig = GeneralPurposeConfig::new().with_encode_padding(false);
 // Decoders SHOULD accept input with or without padding (spec appendix "Unpadded Base64").
 // Non-zero trailing bits in the last character are accepted too: the spec's own test seed
@@ -169,9 +178,12 @@ impl SigningKey {
         base64_encode(self.key.verifying_key().as_bytes())
     }
 
-    /// Signs raw bytes; returns unpadded standard base64 of the 64-byte signature.
+    /// Signs raw bytes; returns unpadded standard base64 of the 64-byte signature. The
+    /// signature is noted for [`VerifyKey::verify_bytes`] on this thread (`crypto/made.rs`).
     pub fn sign_bytes(&self, bytes: &[u8]) -> String {
-        base64_encode(&self.key.sign(bytes).to_bytes())
+        let signature = self.key.sign(bytes).to_bytes();
+        made::note(self.key.verifying_key().as_bytes(), bytes, &signature);
+        base64_encode(&signature)
     }
 }
 
@@ -193,10 +205,21 @@ impl VerifyKey {
     /// Verifies a base64 signature over `bytes`. Uses strict verification (rejects
     /// small-order keys and non-canonical signatures), which accepts every signature an
     /// honest ed25519 signer produces.
+    ///
+    /// A signature this thread made of these bytes with this key since its run began is
+    /// known to verify, and is not verified again (`crypto/made.rs`).
     pub fn verify_bytes(&self, bytes: &[u8], signature_base64: &str) -> bool {
         let Some(sig) = base64_decode(signature_base64) else { return false };
-        let Ok(sig) = ed25519_dalek::Signature::from_slice(&sig) else { return false };
-        self.0.verify_strict(bytes, &sig).is_ok()
+        let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else { return false };
+        if made::was_made(self.0.as_bytes(), bytes, &sig) {
+            debug_assert!(self.verify_strict(bytes, &sig), "an honest signature verifies");
+            return true;
+        }
+        self.verify_strict(bytes, &sig)
+    }
+
+    fn verify_strict(&self, bytes: &[u8], sig: &[u8; 64]) -> bool {
+        self.0.verify_strict(bytes, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
     }
 }
 
