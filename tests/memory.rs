@@ -6,7 +6,9 @@
 //! world with them (175 KB for a two-server scenario), which a sweep of a million seeds in
 //! one process would keep. Now the world is taken out of their reach at the end
 //! (`world::runtime::WorldCell`), and the supervisor kills the nodes before the runtime
-//! ends, so that madsim drops their tasks too: a run leaves nothing behind.
+//! ends, so that madsim drops their tasks too: a run leaves nothing behind but the
+//! signatures its thread made, which the next run forgets as it begins
+//! (`matrix/crypto/made.rs`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
@@ -63,13 +65,21 @@ fn runs_free_their_world() {
         let output = mxsim::world::run(&plan).unwrap();
         assert!(!output.trace.records.is_empty(), "seed {seed} ran");
     };
+    use mxsim::matrix::crypto::{forget_signatures_made, signatures_made_bytes};
     // The first run sets up what a process keeps once (thread-locals, lazy tables).
     run(1);
+    let one_run = signatures_made_bytes();
+    assert!(one_run > 0, "a run's servers sign its events");
+    forget_signatures_made();
     let before = LIVE.load(Ordering::Relaxed);
     const RUNS: i64 = 20;
     for seed in 2..2 + RUNS as u64 {
         run(seed);
+        // Each run forgets the last run's signatures: a thread keeps one run's.
+        let held = signatures_made_bytes();
+        assert!(held <= 2 * one_run, "{held} bytes of signatures kept after seed {seed}");
     }
+    forget_signatures_made();
     let kept = (LIVE.load(Ordering::Relaxed) - before) / RUNS;
     // Each run of this scenario left 175 KB while the world stayed with madsim's tasks,
     // and 4.4 KB while madsim's tasks outlived the runtime.

@@ -12,8 +12,8 @@
 //! copy, at the first record that stored it. A signature that is byte for byte one the
 //! run's servers made on this thread, of the very bytes the check computes and with the
 //! header's key, is known to verify without the curve arithmetic (`matrix::crypto`,
-//! `crypto/made.rs`); any other, and every signature of a trace read from a file, is
-//! verified in full.
+//! `crypto/made.rs`); any other is verified in full, as is every signature a process that
+//! signed nothing reads (`mxsim check`, `mxsim report`).
 
 use std::collections::BTreeMap;
 

@@ -18,10 +18,15 @@ use crate::matrix::canonical_json::{self, Object};
 mod made;
 
 /// Forgets the signatures this thread has made, which [`VerifyKey::verify_bytes`] knows to
-/// verify without computing: a run calls it as it begins, so that a thread keeps at most
-/// one run's (`crypto/made.rs`).
+/// verify without computing (`crypto/made.rs`): a caller that signs and verifies in rounds
+/// calls it between them, so that a thread keeps one round's (the simulator, one run's).
 pub fn forget_signatures_made() {
     made::forget();
+}
+
+/// The bytes this thread keeps of the signatures it made (at most two megabytes).
+pub fn signatures_made_bytes() -> usize {
+    made::held_bytes()
 }
 
 const ENCODE: GeneralPurposeConfig = GeneralPurposeConfig::new().with_encode_padding(false);
@@ -179,7 +184,7 @@ impl SigningKey {
     }
 
     /// Signs raw bytes; returns unpadded standard base64 of the 64-byte signature. The
-    /// signature is noted for [`VerifyKey::verify_bytes`] on this thread (`crypto/made.rs`).
+    /// signature is noted for [`VerifyKey::verify_bytes`] on this thread (`made.rs`).
     pub fn sign_bytes(&self, bytes: &[u8]) -> String {
         let signature = self.key.sign(bytes).to_bytes();
         made::note(self.key.verifying_key().as_bytes(), bytes, &signature);

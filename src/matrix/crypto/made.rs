@@ -1,22 +1,23 @@
-//! The signatures this thread made since its run began, by the exact bytes signed, so that
-//! a verification of one of them needs no curve arithmetic.
+//! The signatures this thread made since it last forgot them, by the exact bytes signed,
+//! so that a verification of one of them needs no curve arithmetic.
 //!
 //! Ed25519 signing is deterministic (RFC 8032 §5.1.6): a key signs given bytes with one
-//! signature only, and strict verification accepts every signature an honest signer makes
-//! (`s` is always reduced, and the public key of a seed's key or the `R` of a signature is
-//! of small order with a chance of 2^-252 at most). So when the key, the bytes and the signature asked about are,
-//! byte for byte, a key of this process, bytes it signed and the signature it made of them,
-//! the answer of a verification is known: it verifies. Anything else (other bytes, another
-//! key, a signature changed in one bit, a key of which only the public half is known here)
-//! is verified in full. A run's checks verify every event its servers created, which
-//! those servers signed moments before on the same thread: that verification was 3.6% of
-//! a 100-server run's CPU and 29% of a `partition-heal` seed's in `mxsim sweep`.
+//! signature only, and ed25519-dalek's strict verification accepts every signature an
+//! honest signer makes: `s` is always reduced, `R` always decompresses, the public key of
+//! a seed's key is never of small order, and `R` is with a chance below 2^-252. So when the
+//! key, the bytes and the signature asked about are, byte for byte, a key of this thread,
+//! bytes it signed and the signature it made of them, the answer of a verification is
+//! known: it verifies. Anything else (other bytes, another key, a signature changed in one
+//! bit, a key of which only the public half is known here) is verified in full. A run's
+//! checks verify every event its servers created, which those servers signed moments
+//! before on the same thread: that verification was 3.6% of a 100-server run's CPU and
+//! 29% of a `partition-heal` seed's in `mxsim sweep`.
 //!
-//! A run forgets what its thread's previous run made ([`forget`], at its start), so a
-//! thread keeps at most one run's signatures, and no more than [`GENERATION_BYTES`] twice:
-//! when the newer of two generations is full, the older is dropped. A verification whose
-//! signature has been dropped is verified in full. Nothing decided or recorded depends on
-//! what is kept: the answers are those of the computation, only sooner.
+//! The simulator forgets its thread's signatures as each run begins ([`forget`]), so a
+//! thread keeps at most one run's, and no more than [`GENERATION_BYTES`] twice: when the
+//! newer of two generations is full, the older is dropped. A verification whose signature
+//! has been dropped is verified in full. Nothing decided or recorded depends on what is
+//! kept: the answers are those of the computation, only sooner.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -40,21 +41,25 @@ pub(super) fn note(public: &Public, message: &[u8], signature: &Signature) {
     let _ = MADE.try_with(|made| made.borrow_mut().keep(message, (*public, *signature)));
 }
 
-/// Whether the key of `public` signed `message` with `signature` on this thread since its
-/// run began (and the signature is still kept).
+/// Whether the key of `public` signed `message` with `signature` on this thread since it
+/// last forgot (and the signature is still kept).
 pub(super) fn was_made(public: &Public, message: &[u8], signature: &Signature) -> bool {
-    MADE.try_with(|made| made.borrow().holds(message, &(*public, *signature))).unwrap_or(false)
+    let entry = (*public, *signature);
+    MADE.try_with(|made| made.borrow().holds(message, &entry)).unwrap_or(false)
 }
 
-/// Forgets every signature this thread made: a run calls it as it begins.
-pub fn forget() {
+/// Forgets every signature this thread made.
+pub(super) fn forget() {
     let _ = MADE.try_with(|made| *made.borrow_mut() = Generations::default());
 }
 
 /// The bytes kept, as the bound counts them.
-#[cfg(test)]
 pub(super) fn held_bytes() -> usize {
-    MADE.with_borrow(|made| made.newer.bytes + made.older.bytes)
+    MADE.try_with(|made| {
+        let made = made.borrow();
+        made.newer.bytes + made.older.bytes
+    })
+    .unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -85,7 +90,7 @@ impl Generations {
     /// if it has no room left. A message too large for a generation is not kept.
     fn keep(&mut self, message: &[u8], entry: (Public, Signature)) {
         let cost = message.len() + ENTRY_BYTES;
-        if cost > GENERATION_BYTES {
+        if cost > GENERATION_BYTES || self.newer.holds(message, &entry) {
             return;
         }
         if self.newer.bytes + cost > GENERATION_BYTES {
@@ -155,8 +160,13 @@ mod tests {
             note(&public, &message(n), &signature(n));
             assert!(held_bytes() <= 2 * GENERATION_BYTES, "{} bytes held", held_bytes());
         }
-        assert!(was_made(&public, &message(many - 1), &signature(many - 1)), "the last kept");
+        let last = many - 1;
+        assert!(was_made(&public, &message(last), &signature(last)), "the last kept");
         assert!(!was_made(&public, &message(0), &signature(0)), "the first dropped");
+        // The same signature noted again takes no more room.
+        let held = held_bytes();
+        note(&public, &message(last), &signature(last));
+        assert_eq!(held_bytes(), held);
         // A message larger than a generation is not kept.
         let huge = vec![b'x'; GENERATION_BYTES];
         note(&public, &huge, &signature(0));
