@@ -32,7 +32,7 @@ use crate::matrix::dag::{IndexedStore, RejectionKind};
 use crate::matrix::state_res::{self, ResolveOptions, StateMap};
 use crate::matrix::{EventId, Pdu};
 use crate::stdx::Invariant;
-use crate::trace::{Body, Decision, Expectation};
+use crate::trace::{ActionFailure, Body, Decision, Expectation};
 
 use super::index::{Final, Index};
 use super::{Violation, Witness, violation};
@@ -100,14 +100,8 @@ fn steps(index: &Index<'_>) -> Vec<Violation> {
                 described.entry(*step).or_insert((server, action));
             }
             Body::ActionFailed(failure) => {
-                let crate::trace::ActionFailure {
-                    step: Some(step),
-                    server,
-                    action,
-                    reason,
-                    retry_at_ms,
-                    ..
-                } = &**failure
+                let ActionFailure { step: Some(step), server, action, reason, retry_at_ms, .. } =
+                    &**failure
                 else {
                     continue;
                 };

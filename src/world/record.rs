@@ -37,7 +37,7 @@ impl Shared {
             // A failure no step can be found for (every action of a run comes from a step,
             // so this is a homeserver reporting late): named by its kind and user.
             Observation::ActionFailed { user, kind, reason } => {
-                Body::ActionFailed(Box::new(crate::trace::ActionFailure {
+                Body::ActionFailed(Box::new(trace::ActionFailure {
                     server: name(self),
                     action: format!("{kind} by {user}"),
                     reason,
@@ -119,7 +119,7 @@ impl Shared {
                 room: shared_text(&mut self.room_texts, room_id),
                 event_id: event_id.as_ref().map(id_text),
                 prev_events: prev_events.iter().map(ToString::to_string).collect(),
-                reason: reason.map(crate::trace::Text::from),
+                reason: reason.map(trace::Text::from),
             },
             Observation::Upgraded { room_id, replacement } => {
                 if let Some(Step {
@@ -374,7 +374,7 @@ fn final_record(
         })
         .collect();
     waiting.sort_by(|a, b| (a.deadline_ms, &a.event_id).cmp(&(b.deadline_ms, &b.event_id)));
-    Body::Final(Box::new(crate::trace::FinalView {
+    Body::Final(Box::new(trace::FinalView {
         server,
         room,
         joined: view.resident,

@@ -76,9 +76,14 @@ impl Outcome {
     /// is a rejection or a soft-fail.
     pub fn is_valid(&self) -> bool {
         let with_reason = self.decision.is_rejected() || self.decision == Decision::SoftFailed;
-        let storable = !matches!(self.decision, Decision::Created | Decision::Dropped);
-        storable && with_reason == self.reason.is_some()
+        storable(self.decision) && with_reason == self.reason.is_some()
     }
+}
+
+/// Whether a stored event can carry `decision`: a server stores its own new events as
+/// accepted, and never stores a dropped one.
+fn storable(decision: Decision) -> bool {
+    !matches!(decision, Decision::Created | Decision::Dropped)
 }
 
 /// One stored event: 24 bytes beside its id in the store's map.
@@ -301,8 +306,7 @@ impl Store {
     pub fn insert(&mut self, room_id: &str, event: StoredEvent) -> bool {
         // A state after exists exactly when a state before does: both or neither.
         assert_eq!(event.state_before.is_some(), event.state_after.is_some(), "state before/after");
-        let storable = !matches!(event.decision, Decision::Created | Decision::Dropped);
-        assert!(storable, "stored as {:?}", event.decision);
+        assert!(storable(event.decision), "stored as {:?}", event.decision);
         let id = event.pdu.event_id().clone();
         match self.events.get(&id) {
             Some(existing) if existing.decision != Decision::Outlier => return false,
