@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::net::policy::{DELAY_MAX, LinkPolicy, PolicyError};
 use crate::stdx::{Duration, Instant};
 
+mod nodes;
+
+pub use nodes::Nodes;
+
 /// Most nodes in a run.
 pub const NODES_MAX: usize = 10_000;
 /// Most faults in a schedule.
@@ -52,6 +56,9 @@ impl NodeName {
         }
         if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return bad("contains whitespace or a control character");
+        }
+        if name == "*" {
+            return bad("is `*`, which stands for every node");
         }
         Ok(NodeName(name.to_owned()))
     }
@@ -136,16 +143,17 @@ pub enum Fault {
         #[serde(rename = "down_for_ms", with = "crate::net::serde_util::ms")]
         down_for: Duration,
     },
-    /// Messages sent from `from` to `to` use `policy` instead of the default. If several
-    /// overrides of one link are active, the one that started last wins (on equal
-    /// starts, the later one in the schedule).
+    /// Messages sent from a node of `from` to another node of `to` use `policy` instead
+    /// of the default: one fault for every directed link between the two ends (a node's
+    /// link to itself left out). If several overrides of one link are active, the one
+    /// that started last wins (on equal starts, the later one in the schedule).
     LinkOverride {
         #[serde(rename = "start_ms", with = "crate::net::serde_util::ms")]
         start: Instant,
         #[serde(rename = "end_ms", with = "crate::net::serde_util::ms")]
         end: Instant,
-        from: NodeName,
-        to: NodeName,
+        from: Nodes,
+        to: Nodes,
         policy: LinkPolicy,
     },
     /// The node's clock (`Network::node_clock`) is off by `offset_ms`. Overlapping skews
@@ -288,7 +296,25 @@ impl Fault {
                 Ok(())
             }
             Fault::LinkOverride { from, to, policy, .. } => {
-                link(from, to)?;
+                if let (Nodes::One(from), Nodes::One(to)) = (from, to) {
+                    link(from, to)?;
+                } else {
+                    from.listed().iter().chain(to.listed()).try_for_each(node)?;
+                    // The ends as sets: no link between them if both are one same node.
+                    fn set<'a>(
+                        ends: &'a Nodes,
+                        known: &BTreeSet<&'a NodeName>,
+                    ) -> BTreeSet<&'a NodeName> {
+                        match ends {
+                            Nodes::All => known.clone(),
+                            _ => ends.listed().iter().collect(),
+                        }
+                    }
+                    let (from, to) = (set(from, known), set(to, known));
+                    if from.is_empty() || to.is_empty() || (from.len() == 1 && from == to) {
+                        return Err(ScheduleProblem::NoLink);
+                    }
+                }
                 policy.check().map_err(ScheduleProblem::Policy)
             }
             Fault::ClockSkew { node: name, offset_ms, .. } => {
@@ -340,6 +366,8 @@ pub enum ScheduleProblem {
     UnknownNode { name: NodeName },
     #[error("the link goes from {node} to itself")]
     SelfLink { node: NodeName },
+    #[error("no link between `from` and `to`: both are the same one node, or no node")]
+    NoLink,
     #[error("a partition needs at least one group")]
     NoGroups,
     #[error("group {group} is empty")]
@@ -529,6 +557,11 @@ mod tests {
         Fault::OneWay { start: t(start), end: t(end), from: name(from), to: name(to) }
     }
 
+    fn link_override(from: Nodes, to: Nodes) -> Fault {
+        let policy = LinkPolicy::ideal(LatencyDistribution::fixed_ms(1));
+        Fault::LinkOverride { start: t(0), end: t(1), from, to, policy }
+    }
+
     /// Each schedule over nodes a to d is rejected with the expected message.
     fn check_rejections(cases: Vec<(Vec<Fault>, &str)>) {
         for (faults, expected) in cases {
@@ -602,11 +635,23 @@ mod tests {
                 vec![Fault::LinkOverride {
                     start: t(0),
                     end: t(1),
-                    from: name("a"),
-                    to: name("b"),
+                    from: name("a").into(),
+                    to: name("b").into(),
                     policy: LinkPolicy::ideal(LatencyDistribution::uniform_ms(9, 3)),
                 }],
                 "fault 0 (link_override from 0 ms): latency delay_ms_min (9) is above delay_ms_max (3)",
+            ),
+            (
+                vec![link_override(Nodes::List(vec![name("a"), name("x")]), Nodes::All)],
+                "fault 0 (link_override from 0 ms): node x is not one of the run's nodes",
+            ),
+            (
+                vec![link_override(Nodes::List(vec![name("b"), name("b")]), name("b").into())],
+                "fault 0 (link_override from 0 ms): no link between `from` and `to`: both are the same one node, or no node",
+            ),
+            (
+                vec![link_override(name("c").into(), name("c").into())],
+                "fault 0 (link_override from 0 ms): the link goes from c to itself",
             ),
         ]);
     }
@@ -657,6 +702,7 @@ mod tests {
         );
         assert!(NodeName::new("").is_err());
         assert!(NodeName::new("hs 1").is_err());
+        assert!(NodeName::new("*").is_err(), "`*` stands for every node in a link override");
         assert!(NodeName::new(&"x".repeat(256)).is_err());
         assert!(NodeName::new("[::1]:8448").is_ok());
     }

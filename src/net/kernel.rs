@@ -282,18 +282,19 @@ impl<P: Clone + Corruptible> Network<P> {
 
     /// The policy of messages sent from `from` to `to` at `at`.
     pub fn policy_at(&self, from: NodeId, to: NodeId, at: Instant) -> &LinkPolicy {
-        let mut policy = &self.config.default_policy;
-        // Faults are sorted by start, so the last active override started last.
-        for &number in self.index.links.get(&(from, to)).into_iter().flatten() {
+        // Faults are sorted by start, so the active override with the highest number
+        // started last.
+        let active = |number: u32| {
             let fault = self.fault(number);
-            match fault {
-                Fault::LinkOverride { policy: candidate, .. } if fault.is_active(at) => {
-                    policy = candidate;
-                }
-                _ => {}
-            }
+            (matches!(fault, Fault::LinkOverride { .. }) && fault.is_active(at)).then_some(number)
+        };
+        let one_link = self.index.links.get(&(from, to)).into_iter().flatten().copied();
+        let grouped = self.index.grouped.iter().filter(|o| o.covers(from, to));
+        let last = one_link.chain(grouped.map(|o| o.number)).filter_map(active).max();
+        match last.map(|number| self.fault(number)) {
+            Some(Fault::LinkOverride { policy, .. }) => policy,
+            _ => &self.config.default_policy,
         }
-        policy
     }
 
     /// The events logged so far and not yet taken.

@@ -62,7 +62,7 @@ mod tests;
 
 pub use corrupt::{Corruptible, Corruption};
 pub use fault::{
-    Fault, FaultRef, FaultSchedule, NodeName, NodeNameError, ScheduleError, ScheduleProblem,
+    Fault, FaultRef, FaultSchedule, NodeName, NodeNameError, Nodes, ScheduleError, ScheduleProblem,
     UncheckedSchedule,
 };
 pub use kernel::{

@@ -403,15 +403,15 @@ fn link_overrides_apply_to_one_direction_and_the_latest_start_wins() {
         Fault::LinkOverride {
             start: t(100),
             end: t(300),
-            from: name("a"),
-            to: name("b"),
+            from: name("a").into(),
+            to: name("b").into(),
             policy: lossy,
         },
         Fault::LinkOverride {
             start: t(200),
             end: t(250),
-            from: name("a"),
-            to: name("b"),
+            from: name("a").into(),
+            to: name("b").into(),
             policy: fixed(77),
         },
     ];
@@ -425,6 +425,80 @@ fn link_overrides_apply_to_one_direction_and_the_latest_start_wins() {
     );
     assert_eq!(dropped(net.send(t(260), A, B, payload(3), 8)), Some(DropReason::Loss));
     assert_eq!(net.policy_at(A, B, t(300)), &fixed(10));
+}
+
+/// A grouped override is one fault that acts, on every link it covers, as the one-link
+/// overrides it stands for would, in its place in the schedule: the same policy on every
+/// link at every time, next to one-link overrides that start before, at the same time
+/// and after it.
+#[test]
+fn a_grouped_override_acts_as_one_override_per_link_it_covers() {
+    let list = |names: &[&str]| Nodes::List(names.iter().map(|n| name(n)).collect());
+    let one = |from: &str, to: &str, start: u64, end: u64, delay: u64| Fault::LinkOverride {
+        start: t(start),
+        end: t(end),
+        from: name(from).into(),
+        to: name(to).into(),
+        policy: fixed(delay),
+    };
+    let cases = [
+        (Nodes::All, Nodes::All),
+        (list(&["a", "b"]), Nodes::All),
+        (Nodes::One(name("c")), list(&["a", "c", "d"])),
+        (list(&["b", "b"]), Nodes::One(name("a"))),
+    ];
+    for (from, to) in cases {
+        let grouped = Fault::LinkOverride {
+            start: t(200),
+            end: t(400),
+            from: from.clone(),
+            to: to.clone(),
+            policy: fixed(55),
+        };
+        let mut expanded = Vec::new();
+        for a in nodes().iter().filter(|n| from.contains(n)) {
+            for b in nodes().iter().filter(|n| to.contains(n) && *n != a) {
+                expanded.push(one(a.as_str(), b.as_str(), 200, 400, 55));
+            }
+        }
+        let around = |middle: Vec<Fault>| -> Vec<Fault> {
+            let mut faults = vec![one("a", "b", 100, 500, 11), one("b", "a", 150, 300, 22)];
+            faults.extend(middle);
+            faults.extend([one("c", "a", 200, 300, 33), one("a", "d", 250, 350, 44)]);
+            faults
+        };
+        let grouped_net = network(fixed(10), around(vec![grouped]));
+        let expanded_net = network(fixed(10), around(expanded.clone()));
+        let ids = [A, B, C, D];
+        for (x, &from_id) in ids.iter().enumerate() {
+            for (y, &to_id) in ids.iter().enumerate().filter(|&(y, _)| y != x) {
+                for at in (0..=600).step_by(25).map(t) {
+                    assert_eq!(
+                        grouped_net.policy_at(from_id, to_id, at),
+                        expanded_net.policy_at(from_id, to_id, at),
+                        "{from}→{to}: link {x}→{y} at {at:?}"
+                    );
+                }
+            }
+        }
+        // The group does act: every link it stands for has its policy while no later
+        // override of that link is active.
+        let covered = |a: &str, b: &str| from.contains(&name(a)) && to.contains(&name(b));
+        assert_eq!(covered("b", "c"), grouped_net.policy_at(B, C, t(210)) == &fixed(55));
+        // Against one-link overrides: it wins over those that started before it (a→b,
+        // b→a), and loses to one that starts with it but is later in the schedule (c→a)
+        // and to one that starts after it (a→d).
+        let expect = |a: &str, b: &str, covered_by: u64, otherwise: u64| {
+            if covered(a, b) { covered_by } else { otherwise }
+        };
+        let policy = |from_id, to_id, at| grouped_net.policy_at(from_id, to_id, t(at));
+        assert_eq!(policy(A, B, 250), &fixed(expect("a", "b", 55, 11)));
+        assert_eq!(policy(B, A, 210), &fixed(expect("b", "a", 55, 22)));
+        assert_eq!(policy(C, A, 250), &fixed(33));
+        assert_eq!(policy(A, D, 300), &fixed(44));
+        assert_eq!(policy(A, D, 375), &fixed(expect("a", "d", 55, 10)));
+        assert_eq!(grouped_net.policy_at(D, D, t(210)), &fixed(10));
+    }
 }
 
 #[test]

@@ -389,9 +389,8 @@ fn describe_fault(fault: Option<&Fault>, index: u32) -> String {
             })
             .collect::<Vec<_>>()
             .join(" | "),
-        Fault::OneWay { from, to, .. }
-        | Fault::Hold { from, to, .. }
-        | Fault::LinkOverride { from, to, .. } => format!("{from}→{to}"),
+        Fault::OneWay { from, to, .. } | Fault::Hold { from, to, .. } => format!("{from}→{to}"),
+        Fault::LinkOverride { from, to, .. } => format!("{from}→{to}"),
         Fault::Flap { a, b, .. } => format!("{a}↔{b}"),
         Fault::ClockSkew { node, .. }
         | Fault::Slow { node, .. }

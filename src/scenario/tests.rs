@@ -1,7 +1,7 @@
 //! Unit tests of the scenario module: what a small file turns into, and one error per
 //! class of problem with its exact `FILE:LINE:COLUMN`.
 
-use crate::net::Fault;
+use crate::net::{Fault, Nodes};
 use crate::scenario::{Invariant, Mix, StepAction, parse};
 use crate::stdx::Prng;
 
@@ -486,39 +486,19 @@ fn a_link_override_may_name_groups_of_servers() {
             "{three}[[fault]]\ntype = \"link_override\"\nstart_ms = 0\nend_ms = 10\nfrom = {from}\nto = {to}\npolicy = {{ loss = \"1/2\" }}\n"
         )
     };
-    let links = |from: &str, to: &str| -> Vec<(String, String)> {
+    // One fault as written, whatever it covers.
+    let ends = |from: &str, to: &str| -> (String, String) {
         let scenario = parse("t.toml", &fault(from, to)).unwrap_or_else(|e| panic!("{e}"));
-        scenario
-            .faults
-            .faults()
-            .iter()
-            .map(|f| match f {
-                Fault::LinkOverride { from, to, .. } => {
-                    (from.as_str().to_owned(), to.as_str().to_owned())
-                }
-                other => panic!("{other:?}"),
-            })
-            .collect()
+        match scenario.faults.faults() {
+            [Fault::LinkOverride { from, to, .. }] => (from.to_string(), to.to_string()),
+            other => panic!("{other:?}"),
+        }
     };
-    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
-    };
-    // Every directed link but a server's link to itself: 3 × 2.
-    assert_eq!(
-        links("\"*\"", "\"*\""),
-        pairs(&[
-            ("hs1", "hs2"),
-            ("hs1", "hs3"),
-            ("hs2", "hs1"),
-            ("hs2", "hs3"),
-            ("hs3", "hs1"),
-            ("hs3", "hs2")
-        ])
-    );
-    assert_eq!(links("[\"hs1\"]", "\"*\""), pairs(&[("hs1", "hs2"), ("hs1", "hs3")]));
-    assert_eq!(links("[\"hs1\", \"hs2\"]", "\"hs3\""), pairs(&[("hs1", "hs3"), ("hs2", "hs3")]));
-    // One pair stays one fault.
-    assert_eq!(links("\"hs2\"", "\"hs1\""), pairs(&[("hs2", "hs1")]));
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(ends("\"*\"", "\"*\""), pair("*", "*"));
+    assert_eq!(ends("[\"hs1\"]", "\"*\""), pair("[hs1]", "*"));
+    assert_eq!(ends("[\"hs1\", \"hs2\"]", "\"hs3\""), pair("[hs1 hs2]", "hs3"));
+    assert_eq!(ends("\"hs2\"", "\"hs1\""), pair("hs2", "hs1"));
     // Errors point into the written table: line 19 is `from`, 20 is `to`.
     let error = parse("t.toml", &fault("[]", "\"*\"")).unwrap_err().to_string();
     assert!(error.starts_with("t.toml:19:8: link_override fault: `from` is a server"), "{error}");
@@ -527,6 +507,21 @@ fn a_link_override_may_name_groups_of_servers() {
     assert!(error.contains("hs9"), "{error}");
     let error = parse("t.toml", &fault("[\"hs1\"]", "[\"hs1\"]")).unwrap_err().to_string();
     assert!(error.contains("no link between `from` and `to`"), "{error}");
+}
+
+/// Every link of 200 servers is 39,800 links, more than a schedule's 10,000 faults: as one
+/// fault, an override of them all is taken.
+#[test]
+fn an_override_of_every_link_of_many_servers_is_one_fault() {
+    let text = format!(
+        "{BASE}[[server_group]]\nprefix = \"many\"\ncount = 198\n[[fault]]\ntype = \"link_override\"\nstart_ms = 0\nend_ms = 10\nfrom = \"*\"\nto = \"*\"\npolicy = {{ loss = \"1/2\" }}\n"
+    );
+    let scenario = parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scenario.servers.len(), 200);
+    assert!(matches!(
+        scenario.faults.faults(),
+        [Fault::LinkOverride { from: Nodes::All, to: Nodes::All, .. }]
+    ));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use mxsim::net::{
     Delivery, DropReason, Fault, FaultSchedule, LatencyDistribution, LinkPolicy, LinkState,
-    MessageId, NetConfig, NetEvent, Network, NodeId, NodeName, SendOutcome,
+    MessageId, NetConfig, NetEvent, Network, NodeId, NodeName, Nodes, SendOutcome,
 };
 use mxsim::stdx::{Duration, Instant, Prng, Ratio};
 use proptest::prelude::*;
@@ -78,8 +78,21 @@ fn fault(node_count: usize) -> impl Strategy<Value = Fault> {
         1 => (0..2_000u64, 0..1_000u64).prop_map(|(start, length)| (start, start + length)),
     ]
     .prop_map(|(start, end)| (Instant::from_ms(start), Instant::from_ms(end)));
-    let node = prop_oneof![19 => 0..node_count, 1 => Just(NAMES.len())];
+    let node = prop_oneof![19 => 0..node_count, 1 => Just(NAMES.len())].boxed();
     let name_of = |i: usize| NodeName::new(NAMES.get(i).copied().unwrap_or("zz")).unwrap();
+    // A link override's ends: one node, a list (`Some`), or every node (`None`).
+    let ends = |node: BoxedStrategy<usize>| {
+        prop_oneof![
+            3 => node.clone().prop_map(|i| Some(vec![i])),
+            1 => prop::collection::vec(node, 1..4).prop_map(Some),
+            1 => Just(None),
+        ]
+    };
+    let nodes_of = move |ends: Option<Vec<usize>>| match ends {
+        None => Nodes::All,
+        Some(list) if list.len() == 1 => Nodes::One(name_of(list[0])),
+        Some(list) => Nodes::List(list.into_iter().map(name_of).collect()),
+    };
     prop_oneof![
         (span.clone(), prop::collection::vec(prop::collection::vec(node.clone(), 1..3), 1..3))
             .prop_map(move |((start, end), groups)| Fault::Partition {
@@ -103,12 +116,12 @@ fn fault(node_count: usize) -> impl Strategy<Value = Fault> {
                 down_for: Duration::from_ms(down_for),
             }
         ),
-        (span.clone(), node.clone(), node.clone(), policy()).prop_map(
-            move |((start, end), f, t, policy)| Fault::LinkOverride {
+        (span.clone(), ends(node.clone()), ends(node.clone()), policy()).prop_map(
+            move |((start, end), from, to, policy)| Fault::LinkOverride {
                 start,
                 end,
-                from: name_of(f),
-                to: name_of(t),
+                from: nodes_of(from),
+                to: nodes_of(to),
                 policy,
             }
         ),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::net::corrupt::Corruptible;
-use crate::net::fault::{Fault, FaultSchedule, NodeName};
+use crate::net::fault::{Fault, FaultSchedule, NodeName, Nodes};
 use crate::net::kernel::{DropReason, LinkState, Network, NodeId};
 use crate::stdx::{Duration, Instant};
 
@@ -19,15 +19,35 @@ pub(super) struct Index {
     /// For each partition fault: the group of every listed node; unlisted nodes are in
     /// group `groups.len()`.
     pub(super) partitions: BTreeMap<u32, (BTreeMap<NodeId, u32>, u32)>,
-    /// Faults touching one directed link (`OneWay`, `Hold`, `LinkOverride`, and `Flap` in
-    /// both directions), in index order.
+    /// Faults touching one directed link (`OneWay`, `Hold`, a `LinkOverride` from one node
+    /// to one node, and `Flap` in both directions), in index order.
     pub(super) links: BTreeMap<(NodeId, NodeId), Vec<u32>>,
+    /// The `LinkOverride`s of more than one link, in index order.
+    pub(super) grouped: Vec<GroupedOverride>,
     /// Faults of one node (`ClockSkew`, `Slow`, `Crash`, `Pause`), in index order.
     pub(super) nodes: Vec<Vec<u32>>,
     /// Every fault's start and end, sorted by (time, fault, phase): at one instant the
     /// faults that started earlier end before later ones start, and an empty fault starts
     /// before it ends.
     pub(super) transitions: Vec<(Instant, u32, Phase)>,
+}
+
+/// A `LinkOverride` whose ends are not both one node: the links it covers, by node id.
+pub(super) struct GroupedOverride {
+    pub(super) number: u32,
+    /// The ends' nodes, sorted; `None` for every node.
+    from: Option<Vec<NodeId>>,
+    to: Option<Vec<NodeId>>,
+}
+
+impl GroupedOverride {
+    /// Whether the override covers the link: both ends in theirs, and not the same node.
+    pub(super) fn covers(&self, from: NodeId, to: NodeId) -> bool {
+        let has = |ends: &Option<Vec<NodeId>>, node| {
+            ends.as_ref().is_none_or(|ids| ids.binary_search(&node).is_ok())
+        };
+        from != to && has(&self.from, from) && has(&self.to, to)
+    }
 }
 
 pub(super) fn fault_number(index: usize) -> u32 {
@@ -40,6 +60,7 @@ impl Index {
         let mut index = Index {
             partitions: BTreeMap::new(),
             links: BTreeMap::new(),
+            grouped: Vec::new(),
             nodes: vec![Vec::new(); schedule.nodes().len()],
             transitions: Vec::new(),
         };
@@ -57,10 +78,23 @@ impl Index {
                     }
                     index.partitions.insert(number, (group_of, fault_number(groups.len())));
                 }
-                Fault::OneWay { from, to, .. }
-                | Fault::Hold { from, to, .. }
-                | Fault::LinkOverride { from, to, .. } => {
+                Fault::OneWay { from, to, .. } | Fault::Hold { from, to, .. } => {
                     index.links.entry((id(from), id(to))).or_default().push(number);
+                }
+                Fault::LinkOverride { from: Nodes::One(from), to: Nodes::One(to), .. } => {
+                    index.links.entry((id(from), id(to))).or_default().push(number);
+                }
+                Fault::LinkOverride { from, to, .. } => {
+                    let ids = |ends: &Nodes| match ends {
+                        Nodes::All => None,
+                        _ => {
+                            let mut ids: Vec<NodeId> = ends.listed().iter().map(id).collect();
+                            ids.sort();
+                            ids.dedup();
+                            Some(ids)
+                        }
+                    };
+                    index.grouped.push(GroupedOverride { number, from: ids(from), to: ids(to) });
                 }
                 Fault::Flap { a, b, .. } => {
                     index.links.entry((id(a), id(b))).or_default().push(number);

@@ -1,6 +1,6 @@
-//! `[[fault]]`: written tables converted to `net` faults (a grouped `link_override` into one
-//! per directed link) and validated by `net::FaultSchedule`, each problem pointed at the
-//! field that causes it.
+//! `[[fault]]`: written tables converted to `net` faults (one each, a grouped
+//! `link_override` included) and validated by `net::FaultSchedule`, each problem pointed at
+//! the field that causes it.
 
 use std::ops::Range;
 
@@ -12,89 +12,58 @@ use crate::scenario::TIME_MS_MAX;
 use crate::scenario::file::FaultTable;
 
 impl Builder<'_> {
-    /// The `link_override` tables of one written table: `from` and `to` may each be a
-    /// server, a list of servers or `"*"` (every server), which stands for one override
-    /// per directed link between them (a server's link to itself left out).
-    fn link_groups(
-        &self,
-        table: &Spanned<FaultTable>,
-        fields: toml::Table,
-    ) -> Result<Vec<toml::Table>> {
-        let is_override = fields.get("type").and_then(toml::Value::as_str) == Some("link_override");
-        let grouped =
-            |key: &str| fields.get(key).is_some_and(|v| v.is_array() || v.as_str() == Some("*"));
-        if !is_override || !(grouped("from") || grouped("to")) {
-            return Ok(vec![fields]);
+    /// A `link_override`'s ends: `from` and `to` may each be a server, a list of servers
+    /// or `"*"` (every server); the fault covers every directed link between them (a
+    /// server's link to itself left out). Checked here to point at the field at fault.
+    fn check_link_ends(&self, table: &Spanned<FaultTable>, fields: &toml::Table) -> Result<()> {
+        if fields.get("type").and_then(toml::Value::as_str) != Some("link_override") {
+            return Ok(());
         }
-        let names = |key: &str| -> Result<Vec<String>> {
+        for key in ["from", "to"] {
+            let names = |items: &[toml::Value]| {
+                !items.is_empty() && items.iter().all(|item| item.as_str().is_some())
+            };
             match fields.get(key) {
-                Some(toml::Value::String(all)) if all == "*" => {
-                    Ok(self.servers.iter().map(|s| s.name.clone()).collect())
+                None | Some(toml::Value::String(_)) => {}
+                Some(toml::Value::Array(items)) if names(items) => {}
+                Some(_) => {
+                    return Err(self.error(
+                        field_span(table, &[key]),
+                        format!("link_override fault: `{key}` is a server, a non-empty list of servers, or \"*\""),
+                    ));
                 }
-                Some(toml::Value::String(one)) => Ok(vec![one.clone()]),
-                Some(toml::Value::Array(items)) if !items.is_empty() => items
-                    .iter()
-                    .map(|item| {
-                        item.as_str().map(str::to_owned).ok_or_else(|| {
-                            self.error(field_span(table, &[key]), format!("link_override fault: `{key}` lists server names"))
-                        })
-                    })
-                    .collect(),
-                _ => Err(self.error(
-                    field_span(table, &[key]),
-                    format!("link_override fault: `{key}` is a server, a non-empty list of servers, or \"*\""),
-                )),
-            }
-        };
-        let (from, to) = (names("from")?, names("to")?);
-        let mut out = Vec::new();
-        for a in &from {
-            for b in to.iter().filter(|b| *b != a) {
-                let mut one = fields.clone();
-                one.insert("from".into(), toml::Value::String(a.clone()));
-                one.insert("to".into(), toml::Value::String(b.clone()));
-                out.push(one);
             }
         }
-        if out.is_empty() {
-            return Err(
-                self.error(span(table), "link_override fault: no link between `from` and `to`")
-            );
-        }
-        Ok(out)
+        Ok(())
     }
 
     pub(super) fn faults(&self, tables: &[Spanned<FaultTable>]) -> Result<FaultSchedule> {
         let mut faults = Vec::new();
-        // The written table of each fault (a grouped link_override gives several).
-        let mut origin: Vec<usize> = Vec::new();
-        for (number, table) in tables.iter().enumerate() {
+        for table in tables {
             let fields: toml::Table = table
                 .get_ref()
                 .iter()
                 .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
                 .collect();
-            for fields in self.link_groups(table, fields)? {
-                let fault: Fault = toml::Value::Table(fields).try_into().map_err(|error| {
-                    let message = error.message().to_owned();
-                    // Point an unknown field at its key; anything else at the fault.
-                    let at = message
-                        .strip_prefix("unknown field `")
-                        .and_then(|rest| rest.split_once('`'))
-                        .and_then(|(key, _)| table.get_ref().keys().find(|k| k.get_ref() == key))
-                        .map_or(span(table), span);
-                    self.error(at, format!("fault: {message}"))
-                })?;
-                if fault.end().ms > TIME_MS_MAX {
-                    let problem = format!(
-                        "end_ms ({}) is after the latest allowed time ({TIME_MS_MAX}, one week): a scenario's faults must heal",
-                        fault.end().ms
-                    );
-                    return Err(self.error(field_span(table, &["end_ms"]), problem));
-                }
-                faults.push(fault);
-                origin.push(number);
+            self.check_link_ends(table, &fields)?;
+            let fault: Fault = toml::Value::Table(fields).try_into().map_err(|error| {
+                let message = error.message().to_owned();
+                // Point an unknown field at its key; anything else at the fault.
+                let at = message
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split_once('`'))
+                    .and_then(|(key, _)| table.get_ref().keys().find(|k| k.get_ref() == key))
+                    .map_or(span(table), span);
+                self.error(at, format!("fault: {message}"))
+            })?;
+            if fault.end().ms > TIME_MS_MAX {
+                let problem = format!(
+                    "end_ms ({}) is after the latest allowed time ({TIME_MS_MAX}, one week): a scenario's faults must heal",
+                    fault.end().ms
+                );
+                return Err(self.error(field_span(table, &["end_ms"]), problem));
             }
+            faults.push(fault);
         }
         let nodes = self
             .servers
@@ -105,7 +74,7 @@ impl Builder<'_> {
             let Some(fault) = error.fault else {
                 return self.at.error_at_top(error.to_string());
             };
-            let table = &tables[origin[fault.index]];
+            let table = &tables[fault.index];
             let fields: &[&str] = match &error.problem {
                 ScheduleProblem::EndBeforeStart { .. }
                 | ScheduleProblem::TimeTooLarge { .. }
@@ -124,6 +93,7 @@ impl Builder<'_> {
                 ScheduleProblem::SkewTooLarge { .. } => &["offset_ms"],
                 ScheduleProblem::Policy(_) => &["policy", "extra_delay_ms"],
                 ScheduleProblem::NodeFaultsOverlap { .. } => &["start_ms"],
+                ScheduleProblem::NoLink => &[],
                 ScheduleProblem::TooManyNodes { .. }
                 | ScheduleProblem::DuplicateNode { .. }
                 | ScheduleProblem::TooManyFaults { .. } => &[],
@@ -131,7 +101,7 @@ impl Builder<'_> {
             let problem = match &error.problem {
                 ScheduleProblem::NodeFaultsOverlap { node, other } => format!(
                     "node {node} is already crashed or paused then, by the fault at line {}",
-                    self.at.line_of(span(&tables[origin[*other]]).start)
+                    self.at.line_of(span(&tables[*other]).start)
                 ),
                 problem => problem.to_string(),
             };
