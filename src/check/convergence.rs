@@ -22,7 +22,7 @@ use crate::stdx::Invariant;
 use crate::trace::{Decision, NestedState};
 
 use super::index::{Final, Index};
-use super::{Violation, Witness, push_unique, violation};
+use super::{SERVERS_SHOWN_MAX, Violation, Witness, first_of, push_unique, violation};
 
 const ID: Invariant = Invariant::Convergence;
 
@@ -94,12 +94,14 @@ fn states(room: &str, finals: &[&Final<'_>]) -> Option<Violation> {
             reference.state_hash,
             f.server,
             f.state_hash,
-            differing.join(", ")
+            first_of(&differing, IDS_SHOWN_MAX, ", ")
         ));
     }
     line?;
-    let message =
-        format!("joined servers end with different states of {room}: {}", details.join("; "));
+    let message = format!(
+        "joined servers end with different states of {room}: {}",
+        first_of(&details, SERVERS_SHOWN_MAX, "; ")
+    );
     Some(violation(ID, message, Witness { servers, events, line }))
 }
 
@@ -171,7 +173,7 @@ fn events(index: &Index<'_>, room: &str, finals: &[&Final<'_>]) -> Option<Violat
     let message = format!(
         "joined servers of {room} hold different events (among those created after all of them \
          joined, line {since}): {}",
-        details.join("; ")
+        first_of(&details, SERVERS_SHOWN_MAX, "; ")
     );
     Some(violation(ID, message, Witness { servers, events, line }))
 }

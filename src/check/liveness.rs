@@ -33,7 +33,7 @@ use crate::stdx::Invariant;
 use crate::trace::Decision;
 
 use super::index::Index;
-use super::{Violation, Witness, violation};
+use super::{SERVERS_SHOWN_MAX, Violation, Witness, first_of, violation};
 
 const ID: Invariant = Invariant::Liveness;
 
@@ -139,10 +139,11 @@ fn owed(index: &Index<'_>) -> Vec<Violation> {
         let mut parts = Vec::new();
         if !late.is_empty() {
             let shown: Vec<String> = late.iter().map(|(s, t)| format!("{s} at {t} ms")).collect();
-            parts.push(format!("late: {}", shown.join(", ")));
+            parts.push(format!("late: {}", first_of(&shown, SERVERS_SHOWN_MAX, ", ")));
         }
         if !missing.is_empty() {
-            parts.push(format!("never: {}", missing.join(", ")));
+            let missing: Vec<String> = missing.iter().map(|s| (*s).to_owned()).collect();
+            parts.push(format!("never: {}", first_of(&missing, SERVERS_SHOWN_MAX, ", ")));
         }
         let message = format!(
             "{} created by {} at {} ms did not reach every joined server by {deadline} ms \

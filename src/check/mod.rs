@@ -211,6 +211,20 @@ fn violation(invariant: Invariant, message: String, witness: Witness) -> Violati
     Violation { invariant, message, witness }
 }
 
+/// Most servers a message names or details; the witness lists them all.
+const SERVERS_SHOWN_MAX: usize = 8;
+
+/// The first `max` of `items` joined by `separator`, and how many more there are: a
+/// message stays readable when a thousand servers share one violation (the witness
+/// lists them all).
+fn first_of(items: &[String], max: usize, separator: &str) -> String {
+    let mut text = items[..items.len().min(max)].join(separator);
+    if items.len() > max {
+        text.push_str(&format!(" and {} more", items.len() - max));
+    }
+    text
+}
+
 /// The items without repeats, each where it first appears.
 fn first_seen<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
     let mut seen = BTreeSet::new();
@@ -233,6 +247,14 @@ mod tests {
         (0..count)
             .map(|i| violation(Invariant::Auth, format!("number {i}"), Witness::default()))
             .collect()
+    }
+
+    #[test]
+    fn long_lists_in_messages_name_the_first_and_count_the_rest() {
+        let items: Vec<String> = (1..=4).map(|n| format!("hs{n}")).collect();
+        assert_eq!(first_of(&items, 4, ", "), "hs1, hs2, hs3, hs4");
+        assert_eq!(first_of(&items, 2, "; "), "hs1; hs2 and 2 more");
+        assert_eq!(first_of(&[], 2, ", "), "");
     }
 
     #[test]

@@ -384,7 +384,14 @@ pub(super) fn describe_violations(verdict: &Verdict, out: &mut String) {
         let _ = write!(out, "  {}: {}", violation.invariant, violation.message);
         let witness = &violation.witness;
         if !witness.servers.is_empty() {
-            let _ = write!(out, " [servers: {}]", witness.servers.join(", "));
+            let shown: Vec<&str> = witness.servers.iter().take(10).map(String::as_str).collect();
+            let more = witness.servers.len().saturating_sub(10);
+            let _ = write!(
+                out,
+                " [servers: {}{}]",
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            );
         }
         if !witness.events.is_empty() {
             let shown: Vec<&str> = witness.events.iter().take(5).map(String::as_str).collect();
