@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """CPU time of two builds on one scale scenario, in ABBA order (docs/performance.md).
 
-    python3 benches/sim_abba.py N ROUNDS OLD_MXSIM NEW_MXSIM
+    python3 benches/sim_abba.py N|FILE ROUNDS OLD_MXSIM NEW_MXSIM
 
-Runs `target/perf/bigN.toml` (seed 1; `WRITE_ONLY=1 benches/sim_scale.sh N` writes it)
-ROUNDS times in the order OLD, NEW, NEW, OLD, each run into a new temporary directory,
+Runs `target/perf/bigN.toml` (seed 1; `WRITE_ONLY=1 benches/sim_scale.sh N` writes it), or
+the scenario FILE, ROUNDS times in the order OLD, NEW, NEW, OLD, each into a new directory,
 and takes each run's user and system CPU time from `wait4` of its process. Prints each
 build's median total, fastest run, median user and median system time, and the median and
 mean over the rounds of NEW's total over OLD's: a load that changes during the rounds
@@ -35,9 +35,12 @@ def main():
     if len(sys.argv) != 5:
         sys.exit(__doc__)
     servers, rounds, old, new = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    scenario = f"target/perf/big{servers}.toml"
+    # A server count names a scale scenario; anything else is a scenario file's path.
+    scenario = f"target/perf/big{servers}.toml" if servers.isdigit() else servers
     if not os.path.isfile(scenario):
-        sys.exit(f"{scenario} is missing: WRITE_ONLY=1 benches/sim_scale.sh {servers}")
+        if servers.isdigit():
+            sys.exit(f"{scenario} is missing: WRITE_ONLY=1 benches/sim_scale.sh {servers}")
+        sys.exit(f"{scenario} is missing")
     runs = {old: [], new: []}
     ratios = []
     for _ in range(rounds):

@@ -123,6 +123,20 @@ fn the_slow_scenarios_plan() {
     assert_eq!(plan.servers.len(), 1_000, "{path}");
     let steps = plan.steps.len();
     assert!((1_000..=1_100).contains(&steps), "{path}: {steps} steps");
+    // The lossy window over every link of a thousand servers is one fault.
+    let path = "scenarios/slow/lossy-1000.toml";
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        scenario.faults.faults(),
+        [mxsim::net::Fault::LinkOverride {
+            from: mxsim::net::Nodes::All,
+            to: mxsim::net::Nodes::All,
+            ..
+        }]
+    ));
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    assert_eq!(plan.servers.len(), 1_000, "{path}");
 }
 
 /// `scenarios/slow/one-room-100.toml` passes on seed 1, with its expectations checked.
@@ -141,6 +155,31 @@ fn the_100_server_slow_scenario_passes() {
     let names: Vec<String> = verdict.checked.iter().map(|i| i.to_string()).collect();
     assert!(names.iter().any(|n| n == "expectations"), "{names:?}");
     assert!(output.events.len() >= 9_000, "{} events", output.events.len());
+    assert!(
+        verdict.passed(),
+        "{:?}\n  reproduce: mxsim run {path} --seed 1",
+        verdict.violations.iter().take(5).map(|v| &v.message).collect::<Vec<_>>()
+    );
+}
+
+/// `scenarios/slow/lossy-1000.toml` passes on seed 1: its one lossy fault over every link
+/// of a thousand servers loses messages, and the room converges after it heals. Tens of
+/// CPU seconds and about a gigabyte: `MXSIM_SLOW=1` (run it with `--release`).
+#[test]
+fn the_lossy_thousand_server_scenario_passes() {
+    if std::env::var("MXSIM_SLOW").ok().as_deref() != Some("1") {
+        return;
+    }
+    let path = "scenarios/slow/lossy-1000.toml";
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let output = world::run(&plan).unwrap();
+    let lost = mxsim::trace::metrics(&output.trace)
+        .into_iter()
+        .find_map(|(name, value)| (name == "messages_lost").then_some(value));
+    assert!(lost.is_some_and(|lost| lost > 0), "the window lost nothing: {lost:?}");
+    let verdict = check::check(&output.trace);
     assert!(
         verdict.passed(),
         "{:?}\n  reproduce: mxsim run {path} --seed 1",
