@@ -58,7 +58,7 @@ impl NodeName {
             return bad("contains whitespace or a control character");
         }
         if name == "*" {
-            return bad("is `*`, which stands for every node");
+            return bad("`*` (every node) stands alone, and only as a link_override's from or to");
         }
         Ok(NodeName(name.to_owned()))
     }
@@ -144,8 +144,8 @@ pub enum Fault {
         down_for: Duration,
     },
     /// Messages sent from a node of `from` to another node of `to` use `policy` instead
-    /// of the default: one fault for every directed link between the two ends (a node's
-    /// link to itself left out). If several overrides of one link are active, the one
+    /// of the default: one fault that acts on every directed link between the two ends
+    /// (a node's link to itself left out) as a one-link override in its place would. If several overrides of one link are active, the one
     /// that started last wins (on equal starts, the later one in the schedule).
     LinkOverride {
         #[serde(rename = "start_ms", with = "crate::net::serde_util::ms")]

@@ -446,6 +446,8 @@ fn a_grouped_override_acts_as_one_override_per_link_it_covers() {
         (list(&["a", "b"]), Nodes::All),
         (Nodes::One(name("c")), list(&["a", "c", "d"])),
         (list(&["b", "b"]), Nodes::One(name("a"))),
+        // Listed out of id order.
+        (list(&["d", "b", "a"]), Nodes::All),
     ];
     for (from, to) in cases {
         let grouped = Fault::LinkOverride {

@@ -505,6 +505,10 @@ fn a_link_override_may_name_groups_of_servers() {
     let error = parse("t.toml", &fault("\"*\"", "[\"hs9\"]")).unwrap_err().to_string();
     assert!(error.starts_with("t.toml:20:6: link_override fault:"), "{error}");
     assert!(error.contains("hs9"), "{error}");
+    // "*" stands alone: inside a list it is refused at the field.
+    let error = parse("t.toml", &fault("[\"hs1\", \"*\"]", "\"*\"")).unwrap_err().to_string();
+    assert!(error.starts_with("t.toml:19:8: link_override fault: `from`:"), "{error}");
+    assert!(error.contains("stands alone"), "{error}");
     let error = parse("t.toml", &fault("[\"hs1\"]", "[\"hs1\"]")).unwrap_err().to_string();
     assert!(error.contains("no link between `from` and `to`"), "{error}");
 }

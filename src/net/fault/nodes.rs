@@ -127,7 +127,7 @@ mod tests {
         for (text, problem) in [
             ("[]", "an empty list names no node"),
             (r#""""#, "empty"),
-            (r#"["*"]"#, "stands for every node"),
+            (r#"["*"]"#, "stands alone"),
             ("3", "a node's name, a non-empty list of node names, or \"*\""),
         ] {
             let error = serde_json::from_str::<Nodes>(text).unwrap_err().to_string();

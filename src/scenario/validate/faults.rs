@@ -25,7 +25,17 @@ impl Builder<'_> {
             };
             match fields.get(key) {
                 None | Some(toml::Value::String(_)) => {}
-                Some(toml::Value::Array(items)) if names(items) => {}
+                Some(toml::Value::Array(items)) if names(items) => {
+                    // Each listed name is a node's name ("*" only stands alone).
+                    for name in items.iter().filter_map(toml::Value::as_str) {
+                        if let Err(error) = NodeName::new(name) {
+                            return Err(self.error(
+                                field_span(table, &[key]),
+                                format!("link_override fault: `{key}`: {error}"),
+                            ));
+                        }
+                    }
+                }
                 Some(_) => {
                     return Err(self.error(
                         field_span(table, &[key]),
