@@ -142,7 +142,6 @@ fn owed(index: &Index<'_>) -> Vec<Violation> {
             parts.push(format!("late: {}", first_of(&shown, SERVERS_SHOWN_MAX, ", ")));
         }
         if !missing.is_empty() {
-            let missing: Vec<String> = missing.iter().map(|s| (*s).to_owned()).collect();
             parts.push(format!("never: {}", first_of(&missing, SERVERS_SHOWN_MAX, ", ")));
         }
         let message = format!(

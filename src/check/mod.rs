@@ -216,9 +216,10 @@ const SERVERS_SHOWN_MAX: usize = 8;
 
 /// The first `max` of `items` joined by `separator`, and how many more there are: a
 /// message stays readable when a thousand servers share one violation (the witness
-/// lists them all).
-fn first_of(items: &[String], max: usize, separator: &str) -> String {
-    let mut text = items[..items.len().min(max)].join(separator);
+/// lists them all). The command line lists witnesses with it too.
+pub fn first_of<S: AsRef<str>>(items: &[S], max: usize, separator: &str) -> String {
+    let shown: Vec<&str> = items.iter().take(max).map(AsRef::as_ref).collect();
+    let mut text = shown.join(separator);
     if items.len() > max {
         text.push_str(&format!(" and {} more", items.len() - max));
     }
@@ -254,7 +255,7 @@ mod tests {
         let items: Vec<String> = (1..=4).map(|n| format!("hs{n}")).collect();
         assert_eq!(first_of(&items, 4, ", "), "hs1, hs2, hs3, hs4");
         assert_eq!(first_of(&items, 2, "; "), "hs1; hs2 and 2 more");
-        assert_eq!(first_of(&[], 2, ", "), "");
+        assert_eq!(first_of::<&str>(&[], 2, ", "), "");
     }
 
     #[test]

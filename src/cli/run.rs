@@ -384,24 +384,10 @@ pub(super) fn describe_violations(verdict: &Verdict, out: &mut String) {
         let _ = write!(out, "  {}: {}", violation.invariant, violation.message);
         let witness = &violation.witness;
         if !witness.servers.is_empty() {
-            let shown: Vec<&str> = witness.servers.iter().take(10).map(String::as_str).collect();
-            let more = witness.servers.len().saturating_sub(10);
-            let _ = write!(
-                out,
-                " [servers: {}{}]",
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
-            );
+            let _ = write!(out, " [servers: {}]", check::first_of(&witness.servers, 10, ", "));
         }
         if !witness.events.is_empty() {
-            let shown: Vec<&str> = witness.events.iter().take(5).map(String::as_str).collect();
-            let more = witness.events.len().saturating_sub(5);
-            let _ = write!(
-                out,
-                " [events: {}{}]",
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
-            );
+            let _ = write!(out, " [events: {}]", check::first_of(&witness.events, 5, ", "));
         }
         if let Some(line) = witness.line {
             let _ = write!(out, " [trace.jsonl line {line}]");

@@ -101,6 +101,14 @@ curated! {
     upgrade_partition => "upgrade-partition",
 }
 
+/// The scenario file at `path`, read and planned for seed 1.
+fn planned(path: &str) -> (mxsim::scenario::Scenario, world::Plan) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    (scenario, plan)
+}
+
 /// The scale scenarios of `scenarios/slow/` (not run by default): each file plans, with
 /// the server count its name gives and about 10,000 events' worth of actions (the
 /// sequential joins: a thousand joins and a few messages).
@@ -108,25 +116,20 @@ curated! {
 fn the_slow_scenarios_plan() {
     for servers in [100usize, 300, 1_000] {
         let path = format!("scenarios/slow/one-room-{servers}.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let scenario = mxsim::scenario::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
-        let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+        let (_, plan) = planned(&path);
         assert_eq!(plan.servers.len(), servers, "{path}");
         let steps = plan.steps.len();
         assert!((9_000..=11_000).contains(&steps), "{path}: {steps} steps");
     }
     // The thousand sequential joins: a join per server and 20 messages.
     let path = "scenarios/slow/joins-1000.toml";
-    let text = std::fs::read_to_string(path).unwrap();
-    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
-    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let (_, plan) = planned(path);
     assert_eq!(plan.servers.len(), 1_000, "{path}");
     let steps = plan.steps.len();
     assert!((1_000..=1_100).contains(&steps), "{path}: {steps} steps");
     // The lossy window over every link of a thousand servers is one fault.
     let path = "scenarios/slow/lossy-1000.toml";
-    let text = std::fs::read_to_string(path).unwrap();
-    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let (scenario, plan) = planned(path);
     assert!(matches!(
         scenario.faults.faults(),
         [mxsim::net::Fault::LinkOverride {
@@ -135,7 +138,6 @@ fn the_slow_scenarios_plan() {
             ..
         }]
     ));
-    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
     assert_eq!(plan.servers.len(), 1_000, "{path}");
 }
 
@@ -147,9 +149,7 @@ fn the_100_server_slow_scenario_passes() {
         return;
     }
     let path = "scenarios/slow/one-room-100.toml";
-    let text = std::fs::read_to_string(path).unwrap();
-    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
-    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let (_, plan) = planned(path);
     let output = world::run(&plan).unwrap();
     let verdict = check::check(&output.trace);
     let names: Vec<String> = verdict.checked.iter().map(|i| i.to_string()).collect();
@@ -171,9 +171,7 @@ fn the_lossy_thousand_server_scenario_passes() {
         return;
     }
     let path = "scenarios/slow/lossy-1000.toml";
-    let text = std::fs::read_to_string(path).unwrap();
-    let scenario = mxsim::scenario::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
-    let plan = from_scenario::plan(&scenario, 1, "test").unwrap();
+    let (_, plan) = planned(path);
     let output = world::run(&plan).unwrap();
     let lost = mxsim::trace::metrics(&output.trace)
         .into_iter()
